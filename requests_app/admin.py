@@ -1,0 +1,173 @@
+"""The Django admin: a read-only view of requests and their audit trail, and
+staff intake of requests that arrived by email, post or phone.
+
+Nothing about a request is edited here: every change must go through a
+service so it writes its audit event. Staff record new requests through the
+intake page, which calls the same service as the public form.
+"""
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from requests_app.audit import Actor
+from requests_app.forms import StaffIntakeForm
+from requests_app.lifecycle import RequestError
+from requests_app.models import (
+    Attachment,
+    AuditChainHead,
+    AuditEvent,
+    PrivacyRequest,
+    ReferenceCounter,
+    RequestedRight,
+    SentNotification,
+    SubjectIdentity,
+)
+from requests_app.services import intake
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class RequestedRightInline(ReadOnlyInline):
+    model = RequestedRight
+    fields = [
+        "right",
+        "rectification_data",
+        "rectification_value",
+        "restriction_ground",
+        "objection_processing",
+        "consent_withdrawn",
+    ]
+
+
+class SubjectIdentityInline(ReadOnlyInline):
+    model = SubjectIdentity
+    fields = ["kind", "value", "verified_at", "verification_method", "verified_by"]
+
+
+class AttachmentInline(ReadOnlyInline):
+    model = Attachment
+    fields = ["download", "content_type", "size", "uploaded_by", "created_at"]
+    readonly_fields = ["download"]
+
+    @admin.display(description="file")
+    def download(self, attachment):
+        url = reverse("attachment_download", args=[attachment.public_id])
+        return format_html('<a href="{}">{}</a>', url, attachment.original_name)
+
+
+class AuditEventInline(ReadOnlyInline):
+    model = AuditEvent
+    fields = ["sequence", "created_at", "actor_label", "action", "from_status", "to_status", "note"]
+    ordering = ["sequence"]
+
+
+@admin.register(PrivacyRequest)
+class PrivacyRequestAdmin(admin.ModelAdmin):
+    list_display = ["reference", "status", "rights_asked", "channel", "regime", "received_at"]
+    list_filter = ["status", "channel", "regime", "rights__right"]
+    search_fields = ["=reference", "subject_email", "identities__value"]
+    date_hierarchy = "received_at"
+    inlines = [RequestedRightInline, SubjectIdentityInline, AttachmentInline, AuditEventInline]
+    fieldsets = [
+        (None, {"fields": ["reference", "status", "regime", "channel", "language", "received_at"]}),
+        (
+            "Subject",
+            {"fields": ["subject_name", "subject_email", "subject_phone", "customer_reference", "relationship"]},
+        ),
+        ("Request", {"fields": ["description", "signature", "signed_at", "verified_at", "personal_data_purged_at"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("rights")
+
+    @admin.display(description="rights")
+    def rights_asked(self, obj):
+        return ", ".join(right.get_right_display() for right in obj.rights.all())
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        intake_url = path("intake/", self.admin_site.admin_view(self.intake_view), name="requests_app_intake")
+        return [intake_url, *super().get_urls()]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        # Adding a request is intake: one form, one service, one audit event.
+        return redirect("admin:requests_app_intake")
+
+    def intake_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = StaffIntakeForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                privacy_request = intake.request_submit(**form.submit_kwargs(), actor=Actor.staff(request.user))
+            except RequestError as error:
+                form.add_error(None, str(error))
+            else:
+                messages.success(request, f"Request {privacy_request.reference} recorded.")
+                return redirect("admin:requests_app_privacyrequest_change", privacy_request.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Record a request received by email, post or phone",
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/requests_app/intake.html", context)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["sequence", "created_at", "request", "actor_label", "action", "from_status", "to_status"]
+    list_filter = ["action", "actor_kind"]
+    search_fields = ["=request__reference"]
+    list_select_related = ["request"]
+
+
+@admin.register(SentNotification)
+class SentNotificationAdmin(ReadOnlyAdmin):
+    list_display = ["sent_at", "request", "kind", "key"]
+    list_filter = ["kind"]
+    search_fields = ["=request__reference"]
+    list_select_related = ["request"]
+
+
+@admin.register(ReferenceCounter)
+class ReferenceCounterAdmin(ReadOnlyAdmin):
+    list_display = ["year", "last_number"]
+
+
+@admin.register(AuditChainHead)
+class AuditChainHeadAdmin(ReadOnlyAdmin):
+    list_display = ["sequence", "hash"]

@@ -1,0 +1,131 @@
+"""The tamper-evident audit trail: one global hash chain of events.
+
+Appending locks the chain head row, so events get gapless sequence numbers in
+commit order and each one's `previous_hash` is the hash of the event before
+it. Callers append inside the transaction that makes the change, so the
+change and its event commit together or not at all.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC
+
+from django.db import transaction
+from django.utils import timezone
+
+from requests_app.models import ActorKind, AuditChainHead, AuditEvent, PrivacyRequest
+
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something: the system, the data subject, a staff user or an organisation."""
+
+    kind: str
+    label: str
+    user: object = None
+
+    @classmethod
+    def system(cls) -> "Actor":
+        return cls(kind=ActorKind.SYSTEM, label="system")
+
+    @classmethod
+    def subject(cls) -> "Actor":
+        # Deliberately not the subject's name: the trail holds no personal data.
+        return cls(kind=ActorKind.SUBJECT, label="data subject")
+
+    @classmethod
+    def staff(cls, user) -> "Actor":
+        return cls(kind=ActorKind.STAFF, label=user.get_username(), user=user)
+
+
+def event_hash(event: AuditEvent) -> str:
+    """SHA-256 over the event's content and the previous event's hash."""
+    content = {
+        "sequence": event.sequence,
+        "request": event.request_id,
+        "actor_kind": event.actor_kind,
+        "actor": event.actor_id,
+        "actor_label": event.actor_label,
+        "action": event.action,
+        "from_status": event.from_status,
+        "to_status": event.to_status,
+        "note": event.note,
+        "data": event.data,
+        "created_at": event.created_at.astimezone(UTC).isoformat(),
+        "previous_hash": event.previous_hash,
+    }
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def record_event(
+    request: PrivacyRequest | None,
+    action: str,
+    *,
+    actor: Actor,
+    from_status: str = "",
+    to_status: str = "",
+    note: str = "",
+    data: dict | None = None,
+) -> AuditEvent:
+    """Append an event to the chain. Must run inside the caller's transaction."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("record_event must run inside the transaction that makes the change")
+    head, _ = AuditChainHead.objects.select_for_update().get_or_create(
+        pk=1, defaults={"sequence": 0, "hash": GENESIS_HASH}
+    )
+    event = AuditEvent(
+        sequence=head.sequence + 1,
+        request=request,
+        actor_kind=actor.kind,
+        actor=actor.user,
+        actor_label=actor.label,
+        action=action,
+        from_status=from_status,
+        to_status=to_status,
+        note=note,
+        data=data or {},
+        created_at=timezone.now(),
+        previous_hash=head.hash,
+    )
+    event.hash = event_hash(event)
+    event.save()
+    head.sequence, head.hash = event.sequence, event.hash
+    head.save(update_fields=["sequence", "hash"])
+    return event
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    sequence: int
+    event_id: int | None
+    reason: str
+
+
+def verify_chain() -> tuple[int, ChainBreak | None]:
+    """Walk the chain in order; return the number of events checked and the first break."""
+    expected_sequence, previous_hash = 1, GENESIS_HASH
+    checked = 0
+    for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=2000):
+        if event.sequence != expected_sequence:
+            return checked, ChainBreak(
+                expected_sequence, event.id, f"event #{expected_sequence} is missing (next is #{event.sequence})"
+            )
+        if event.previous_hash != previous_hash:
+            return checked, ChainBreak(
+                event.sequence, event.id, "its previous_hash does not match the event before it"
+            )
+        if event_hash(event) != event.hash:
+            return checked, ChainBreak(event.sequence, event.id, "its content does not match its hash")
+        checked += 1
+        expected_sequence, previous_hash = event.sequence + 1, event.hash
+
+    head = AuditChainHead.objects.filter(pk=1).first()
+    if head is not None and (head.sequence, head.hash) != (checked, previous_hash):
+        return checked, ChainBreak(
+            checked + 1, None, f"the chain head says #{head.sequence}, but the last event is #{checked}"
+        )
+    return checked, None

@@ -1,0 +1,244 @@
+"""Forms for the public request form, the re-send page and staff intake.
+
+All validation happens here, on the server; the browser's own checks are a
+convenience only.
+"""
+
+import phonenumbers
+from django import forms
+from django.conf import settings
+from django.utils import timezone
+from django.utils.translation import get_language
+from django.utils.translation import gettext_lazy as _
+
+from requests_app.models import Channel, Regime, Relationship, RequestType, RestrictionGround
+from requests_app.services.intake import RightDetails
+
+DESCRIPTION_MAX_BYTES = 10_000
+
+# The fields each right needs, and the message when one is missing.
+RIGHT_DETAIL_FIELDS = {
+    RequestType.RECTIFICATION: {
+        "rectification_data": _("Tell us which data is incorrect or incomplete."),
+        "rectification_value": _("Tell us the corrected or completed value."),
+    },
+    RequestType.RESTRICTION: {"restriction_ground": _("Choose the ground for restricting the processing.")},
+    RequestType.OBJECTION: {"objection_processing": _("Tell us which processing or purpose you object to.")},
+    RequestType.WITHDRAW_CONSENT: {"consent_withdrawn": _("Tell us which consent you withdraw.")},
+}
+
+REGIME_CHOICES = [
+    (Regime.GDPR, _("In the European Union or the EEA")),
+    (Regime.UK_GDPR, _("In the United Kingdom")),
+    (Regime.CCPA, _("In California, USA")),
+    (Regime.LGPD, _("In Brazil")),
+]
+
+
+def validate_e164(value: str) -> str:
+    """Return the number in E.164 form, or raise a field error."""
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        raise forms.ValidationError(
+            _("Enter a valid phone number in international format, starting with + and the country code."),
+            code="invalid_phone",
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+class RequestForm(forms.Form):
+    """The data subject's request. Also the base of staff intake."""
+
+    rights = forms.MultipleChoiceField(
+        label=_("What would you like us to do?"),
+        choices=RequestType.choices,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": _("Choose at least one right.")},
+    )
+    rectification_data = forms.CharField(label=_("Which data is incorrect or incomplete?"), max_length=500, required=False)
+    rectification_value = forms.CharField(
+        label=_("What should it say?"), max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    restriction_ground = forms.ChoiceField(
+        label=_("Why should the processing be restricted?"),
+        choices=[("", "---------"), *RestrictionGround.choices],
+        required=False,
+    )
+    objection_processing = forms.CharField(
+        label=_("Which processing or purpose do you object to?"),
+        max_length=2000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    consent_withdrawn = forms.CharField(
+        label=_("Which consent do you withdraw?"), max_length=2000, required=False
+    )
+
+    subject_name = forms.CharField(label=_("Full name"), max_length=200)
+    subject_email = forms.EmailField(label=_("Email address"), max_length=254)
+    subject_phone = forms.CharField(
+        label=_("Phone number (optional)"),
+        max_length=20,
+        required=False,
+        help_text=_("International format, for example +32 2 123 45 67."),
+    )
+    customer_reference = forms.CharField(label=_("Customer account reference (optional)"), max_length=100, required=False)
+    ip_address = forms.GenericIPAddressField(
+        label=_("IP address (optional)"),
+        required=False,
+        help_text=_("If your request concerns visits to our website, the IP address you used."),
+    )
+    relationship = forms.ChoiceField(label=_("How are you related to us?"), choices=Relationship.choices)
+    regime = forms.ChoiceField(label=_("Where do you live?"), choices=REGIME_CHOICES, initial=Regime.GDPR)
+    language = forms.ChoiceField(label=_("Language for our replies"), choices=settings.LANGUAGES)
+    description = forms.CharField(
+        label=_("Anything else we should know (optional)"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_("At most 10,000 characters."),
+    )
+    signature = forms.CharField(
+        label=_("Signature: type your full name"),
+        max_length=200,
+        error_messages={"required": _("Type your full name to sign the request.")},
+    )
+    confirm = forms.BooleanField(
+        label=_("I confirm that the information above is correct and that I am the person concerned."),
+        error_messages={"required": _("Please confirm before sending the request.")},
+    )
+    # A field people never see; bots fill it in.
+    website = forms.CharField(required=False, label=_("Leave this field empty"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["language"].initial = (get_language() or "en")[:2]
+
+    def clean_subject_phone(self):
+        value = self.cleaned_data["subject_phone"].strip()
+        return validate_e164(value) if value else ""
+
+    def clean_description(self):
+        value = self.cleaned_data["description"]
+        if len(value.encode("utf-8")) > DESCRIPTION_MAX_BYTES:
+            raise forms.ValidationError(
+                _("The description is too long: keep it under %(limit)s characters."),
+                params={"limit": f"{DESCRIPTION_MAX_BYTES:,}"},
+                code="too_long",
+            )
+        return value
+
+    def clean_website(self):
+        if self.cleaned_data["website"]:
+            raise forms.ValidationError(_("This request could not be accepted."), code="honeypot")
+        return ""
+
+    def clean(self):
+        cleaned = super().clean()
+        for right in cleaned.get("rights", []):
+            for field, message in RIGHT_DETAIL_FIELDS.get(right, {}).items():
+                if not str(cleaned.get(field, "")).strip():
+                    self.add_error(field, message)
+        return cleaned
+
+    def right_details(self) -> list[RightDetails]:
+        """The rights asked, each with only the details that belong to it."""
+        details = []
+        for right in self.cleaned_data["rights"]:
+            fields = {name: self.cleaned_data[name].strip() for name in RIGHT_DETAIL_FIELDS.get(right, {})}
+            details.append(RightDetails(right=right, **fields))
+        return details
+
+    def submit_kwargs(self) -> dict:
+        """The cleaned data as keyword arguments for `request_submit`."""
+        data = self.cleaned_data
+        return {
+            "rights": self.right_details(),
+            "subject_name": data["subject_name"].strip(),
+            "subject_email": data["subject_email"],
+            "subject_phone": data["subject_phone"],
+            "customer_reference": data["customer_reference"].strip(),
+            "ip_address": data["ip_address"] or "",
+            "relationship": data["relationship"],
+            "regime": data["regime"],
+            "language": data["language"],
+            "description": data["description"],
+            "signature": data["signature"].strip(),
+        }
+
+
+class ResendVerificationForm(forms.Form):
+    reference = forms.CharField(label=_("Request reference"), max_length=20, help_text=_("For example DSR-2026-00042."))
+    email = forms.EmailField(label=_("Email address"))
+
+
+ALLOWED_ATTACHMENT_TYPES = {
+    # extension: (content type, the file's first bytes)
+    ".pdf": ("application/pdf", b"%PDF-"),
+    ".png": ("image/png", b"\x89PNG\r\n\x1a\n"),
+    ".jpg": ("image/jpeg", b"\xff\xd8\xff"),
+    ".jpeg": ("image/jpeg", b"\xff\xd8\xff"),
+}
+
+
+def validate_attachment(upload) -> None:
+    """Refuse files over ATTACHMENT_MAX_BYTES and anything but PDF, PNG or JPEG (checked by content)."""
+    if upload.size > settings.ATTACHMENT_MAX_BYTES:
+        raise forms.ValidationError(
+            _("The file is too large: the limit is %(limit)s MB."),
+            params={"limit": settings.ATTACHMENT_MAX_BYTES // (1024 * 1024)},
+            code="too_large",
+        )
+    extension = "." + upload.name.rsplit(".", 1)[-1].lower() if "." in upload.name else ""
+    allowed = ALLOWED_ATTACHMENT_TYPES.get(extension)
+    head = upload.read(16)
+    upload.seek(0)
+    if allowed is None or not head.startswith(allowed[1]):
+        raise forms.ValidationError(_("Upload a PDF, PNG or JPEG file."), code="bad_type")
+    upload.content_type = allowed[0]
+
+
+class StaffIntakeForm(RequestForm):
+    """A request that reached the DPO by email, post or phone, recorded by staff."""
+
+    channel = forms.ChoiceField(
+        label=_("Received by"), choices=[(c, label) for c, label in Channel.choices if c in ("email", "post", "phone")]
+    )
+    received_at = forms.DateTimeField(
+        label=_("Received at"),
+        help_text=_("When the request reached us. It may be earlier than today, never later."),
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+    scanned_letter = forms.FileField(
+        label=_("Scanned letter or email (optional)"),
+        required=False,
+        validators=[validate_attachment],
+        help_text=_("PDF, PNG or JPEG."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A letter may carry no email address; a signature is on the paper.
+        self.fields["subject_email"].required = False
+        self.fields["subject_email"].label = _("Email address (if known)")
+        self.fields["signature"].required = False
+        self.fields["signature"].label = _("Signature as written on the request (if any)")
+        self.fields["confirm"].label = _("I have checked these details against the original request.")
+        self.fields["received_at"].initial = timezone.localtime().replace(second=0, microsecond=0)
+        del self.fields["website"]
+
+    def clean_received_at(self):
+        value = self.cleaned_data["received_at"]
+        if value > timezone.now():
+            raise forms.ValidationError(_("The received date cannot be in the future."), code="future")
+        return value
+
+    def submit_kwargs(self) -> dict:
+        return {
+            **super().submit_kwargs(),
+            "channel": self.cleaned_data["channel"],
+            "received_at": self.cleaned_data["received_at"],
+            "scanned_letter": self.cleaned_data["scanned_letter"],
+        }

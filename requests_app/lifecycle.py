@@ -1,0 +1,121 @@
+"""The request state machine: states, transitions as data, and the one
+function that changes a request's status.
+
+    awaiting_verification --verify_email--> new --start_identity_check--> identity_check
+            |                                |                               |
+          expire                         start_work <------------------------+
+            v                                v
+         expired                        in_progress --complete--> completed
+
+Any open request can be paused to wait for the subject (await_subject) and
+resumed from there, rejected (once verified) or withdrawn by the subject.
+"""
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from requests_app.audit import Actor, record_event
+from requests_app.models import PrivacyRequest, Status
+
+
+class RequestError(Exception):
+    """A domain error: the action is not allowed now. Views show the message; the API answers 409."""
+
+
+class IllegalTransition(RequestError):
+    pass
+
+
+class StaleRequest(RequestError):
+    """The request changed since the person acting on it last saw it."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    name: str
+    sources: frozenset[str]
+    target: str
+    label: str
+
+
+VERIFIED_OPEN = frozenset({Status.NEW, Status.IDENTITY_CHECK, Status.IN_PROGRESS, Status.AWAITING_SUBJECT})
+OPEN_STATUSES = VERIFIED_OPEN | {Status.AWAITING_VERIFICATION}
+CLOSED_STATUSES = frozenset({Status.COMPLETED, Status.REJECTED, Status.WITHDRAWN, Status.EXPIRED})
+
+TRANSITIONS = {
+    t.name: t
+    for t in [
+        Transition("verify_email", frozenset({Status.AWAITING_VERIFICATION}), Status.NEW, _("Verify email")),
+        Transition("expire", frozenset({Status.AWAITING_VERIFICATION}), Status.EXPIRED, _("Expire")),
+        Transition(
+            "start_identity_check",
+            frozenset({Status.NEW, Status.AWAITING_SUBJECT}),
+            Status.IDENTITY_CHECK,
+            _("Check identity"),
+        ),
+        Transition(
+            "start_work",
+            frozenset({Status.NEW, Status.IDENTITY_CHECK, Status.AWAITING_SUBJECT}),
+            Status.IN_PROGRESS,
+            _("Start work"),
+        ),
+        Transition(
+            "await_subject",
+            frozenset({Status.NEW, Status.IDENTITY_CHECK, Status.IN_PROGRESS}),
+            Status.AWAITING_SUBJECT,
+            _("Wait for the subject"),
+        ),
+        Transition("complete", frozenset({Status.IN_PROGRESS}), Status.COMPLETED, _("Complete")),
+        Transition("reject", VERIFIED_OPEN, Status.REJECTED, _("Reject")),
+        Transition("withdraw", OPEN_STATUSES, Status.WITHDRAWN, _("Withdraw")),
+    ]
+}
+
+
+def allowed_transitions(status: str) -> list[Transition]:
+    return [t for t in TRANSITIONS.values() if status in t.sources]
+
+
+def transition(
+    request: PrivacyRequest,
+    name: str,
+    *,
+    actor: Actor,
+    note: str = "",
+    expected_status: str | None = None,
+    data: dict | None = None,
+) -> PrivacyRequest:
+    """Move `request` along transition `name` and record the audit event.
+
+    Locks the row and re-reads its status, so two people acting at once
+    cannot both succeed. `expected_status` is the status the actor saw: if
+    the request has moved on since, StaleRequest is raised and nothing
+    changes. Raises IllegalTransition when the current status does not allow
+    the transition. Updates `request` in place and returns it.
+    """
+    try:
+        spec = TRANSITIONS[name]
+    except KeyError:
+        raise IllegalTransition(f"Unknown action {name!r}.") from None
+
+    with transaction.atomic():
+        current = PrivacyRequest.objects.select_for_update().values_list("status", flat=True).get(pk=request.pk)
+        if expected_status is not None and current != expected_status:
+            raise StaleRequest(
+                _("Request %(reference)s has changed since you loaded it (it is now %(status)s). Reload and try again.")
+                % {"reference": request.reference, "status": Status(current).label}
+            )
+        if current not in spec.sources:
+            raise IllegalTransition(
+                _("A request that is %(status)s cannot be moved to %(target)s.")
+                % {"status": Status(current).label.lower(), "target": Status(spec.target).label.lower()}
+            )
+        PrivacyRequest.objects.filter(pk=request.pk).update(status=spec.target, updated_at=timezone.now())
+        record_event(
+            request, name, actor=actor, from_status=current, to_status=spec.target, note=note, data=data
+        )
+    request.status = spec.target
+    return request

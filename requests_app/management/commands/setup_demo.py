@@ -1,0 +1,72 @@
+"""Create the demo DPO account and a few demo requests (development only)."""
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from requests_app import lifecycle
+from requests_app.audit import Actor
+from requests_app.models import Channel, PrivacyRequest, Relationship, RequestType
+from requests_app.services.intake import RightDetails, request_submit, request_verify_email, verification_token
+
+DEMO_USERNAME = "dpo"
+DEMO_PASSWORD = "demo-dpo-password"
+
+DEMO_REQUESTS = [
+    # (name, email, rights, channel, transitions to apply after intake)
+    ("Ana Peeters", "ana.peeters@example.com", [RightDetails(RequestType.ACCESS)], Channel.WEB, []),
+    (
+        "Luc Janssens",
+        "luc.janssens@example.com",
+        [RightDetails(RequestType.ERASURE), RightDetails(RequestType.OBJECTION, objection_processing="Marketing calls")],
+        Channel.WEB,
+        ["verify_email"],
+    ),
+    (
+        "Marie Dubois",
+        "marie.dubois@example.com",
+        [RightDetails(RequestType.RECTIFICATION, rectification_data="Billing address", rectification_value="Rue Neuve 1, 1000 Brussels")],
+        Channel.POST,
+        ["start_identity_check", "start_work"],
+    ),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo DPO account and demo requests. Refuses to run in production."
+
+    def handle(self, *args, **options):
+        if settings.PRODUCTION:
+            raise CommandError("setup_demo creates a known password and is for development only.")
+        User = get_user_model()
+        user, created = User.objects.get_or_create(
+            username=DEMO_USERNAME, defaults={"email": "dpo@example.com", "is_staff": True, "is_superuser": True}
+        )
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+        if PrivacyRequest.objects.exists():
+            self.stdout.write("Demo requests already present.")
+            return
+        for name, email, rights, channel, steps in DEMO_REQUESTS:
+            with transaction.atomic():
+                actor = Actor.subject() if channel == Channel.WEB else Actor.staff(user)
+                request = request_submit(
+                    rights=rights,
+                    subject_name=name,
+                    subject_email=email,
+                    relationship=Relationship.BUSINESS_CONTACT,
+                    signature=name,
+                    regime="gdpr",
+                    language="en",
+                    channel=channel,
+                    actor=actor,
+                )
+                for step in steps:
+                    if step == "verify_email":
+                        # As if the subject clicked the emailed link.
+                        request = request_verify_email(token=verification_token(request))
+                    else:
+                        lifecycle.transition(request, step, actor=Actor.staff(user), note="Demo data")
+            self.stdout.write(f"Created demo request {request.reference} ({request.status}).")

@@ -1,0 +1,300 @@
+"""The request record, the subject's identities, attachments and the audit trail.
+
+The status field is changed only by `requests_app.lifecycle.transition`; the
+audit trail is written only by `requests_app.audit.record_event`.
+"""
+
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Status(models.TextChoices):
+    AWAITING_VERIFICATION = "awaiting_verification", _("Awaiting email verification")
+    NEW = "new", _("New")
+    IDENTITY_CHECK = "identity_check", _("Identity check")
+    IN_PROGRESS = "in_progress", _("In progress")
+    AWAITING_SUBJECT = "awaiting_subject", _("Awaiting the subject")
+    COMPLETED = "completed", _("Completed")
+    REJECTED = "rejected", _("Rejected")
+    WITHDRAWN = "withdrawn", _("Withdrawn")
+    EXPIRED = "expired", _("Expired")
+
+
+class RequestType(models.TextChoices):
+    ACCESS = "access", _("Access a copy of my data")
+    RECTIFICATION = "rectification", _("Correct or complete my data")
+    ERASURE = "erasure", _("Erase my data")
+    RESTRICTION = "restriction", _("Restrict the processing of my data")
+    PORTABILITY = "portability", _("Receive my data in a machine-readable format")
+    OBJECTION = "objection", _("Object to the processing of my data")
+    WITHDRAW_CONSENT = "withdraw_consent", _("Withdraw my consent")
+    LIMIT_USE = "limit_use", _("Limit the use and disclosure of my data")
+
+
+class Regime(models.TextChoices):
+    GDPR = "gdpr", _("GDPR (European Union and EEA)")
+    UK_GDPR = "uk_gdpr", _("UK GDPR (United Kingdom)")
+    CCPA = "ccpa", _("CCPA/CPRA (California)")
+    LGPD = "lgpd", _("LGPD (Brazil)")
+
+
+class Channel(models.TextChoices):
+    WEB = "web", _("Web form")
+    EMAIL = "email", _("Email")
+    POST = "post", _("Post")
+    PHONE = "phone", _("Phone")
+    API = "api", _("API")
+
+
+class Relationship(models.TextChoices):
+    END_USER = "end_user", _("End user of one of our customers' services")
+    BUSINESS_CONTACT = "business_contact", _("Contact at a business customer")
+    WEBSITE_VISITOR = "website_visitor", _("Website visitor")
+    NEWSLETTER_SUBSCRIBER = "newsletter_subscriber", _("Newsletter subscriber")
+    JOB_APPLICANT = "job_applicant", _("Job applicant")
+    SUPPLIER = "supplier", _("Supplier")
+    OTHER = "other", _("Other")
+
+
+class RestrictionGround(models.TextChoices):
+    """The four grounds of GDPR Art. 18(1)."""
+
+    ACCURACY_CONTESTED = "accuracy_contested", _("I contest the accuracy of my data (Art. 18(1)(a))")
+    UNLAWFUL_PROCESSING = "unlawful_processing", _(
+        "The processing is unlawful and I want it restricted rather than erased (Art. 18(1)(b))"
+    )
+    NEEDED_FOR_LEGAL_CLAIMS = "needed_for_legal_claims", _(
+        "You no longer need the data but I need it for a legal claim (Art. 18(1)(c))"
+    )
+    OBJECTION_PENDING = "objection_pending", _(
+        "I have objected and the balancing of interests is pending (Art. 18(1)(d))"
+    )
+
+
+class IdentityKind(models.TextChoices):
+    EMAIL = "email", _("Email address")
+    PHONE = "phone", _("Phone number")
+    CUSTOMER_REFERENCE = "customer_reference", _("Customer account reference")
+    IP_ADDRESS = "ip_address", _("IP address")
+
+
+class VerificationMethod(models.TextChoices):
+    EMAIL_LINK = "email_link", _("Link sent to the email address")
+    DOCUMENT = "document", _("Identity document checked by staff")
+    CALLBACK = "callback", _("Call-back to the phone number")
+    ACCOUNT_RECORDS = "account_records", _("Matched against account records")
+    ASSERTED_BY_ORGANISATION = "asserted_by_organisation", _("Asserted by the customer organisation")
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+class PrivacyRequest(models.Model):
+    """One submission by (or for) a data subject. It may ask for several rights."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    reference = models.CharField(max_length=20, unique=True, editable=False)
+    # The capability in the subject's links. Separate from the reference,
+    # which people read out on the phone and write in letters.
+    secret = models.CharField(max_length=64, default=new_secret, editable=False)
+    status = models.CharField(max_length=32, choices=Status, default=Status.AWAITING_VERIFICATION)
+
+    regime = models.CharField(max_length=16, choices=Regime, default=Regime.GDPR)
+    channel = models.CharField(max_length=16, choices=Channel, default=Channel.WEB)
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES, default="en")
+    received_at = models.DateTimeField(help_text=_("When the controller received the request."))
+
+    subject_name = models.CharField(_("full name"), max_length=200, blank=True)
+    subject_email = models.EmailField(_("email address"), blank=True)
+    subject_phone = models.CharField(_("phone number"), max_length=20, blank=True)
+    customer_reference = models.CharField(_("customer account reference"), max_length=100, blank=True)
+    relationship = models.CharField(max_length=32, choices=Relationship, default=Relationship.OTHER)
+    description = models.TextField(blank=True)
+    signature = models.CharField(max_length=200, blank=True, help_text=_("The typed full name."))
+    signed_at = models.DateTimeField(null=True, blank=True)
+
+    # Rotated whenever a new verification link is sent, so older links stop working.
+    verification_nonce = models.CharField(max_length=32, default=new_nonce, editable=False)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    personal_data_purged_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [models.Index(fields=["status", "created_at"], name="request_status_created_idx")]
+
+    def __str__(self) -> str:
+        return self.reference
+
+    @property
+    def is_open(self) -> bool:
+        from requests_app.lifecycle import OPEN_STATUSES
+
+        return self.status in OPEN_STATUSES
+
+    def right_values(self) -> list[str]:
+        return [right.right for right in self.rights.all()]
+
+
+class RequestedRight(models.Model):
+    """One right asked for in a request, with the details that right needs."""
+
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="rights")
+    right = models.CharField(max_length=32, choices=RequestType)
+    rectification_data = models.CharField(_("data to correct"), max_length=500, blank=True)
+    rectification_value = models.TextField(_("corrected value"), blank=True)
+    restriction_ground = models.CharField(max_length=32, choices=RestrictionGround, blank=True)
+    objection_processing = models.TextField(_("processing objected to"), blank=True)
+    consent_withdrawn = models.TextField(_("consent withdrawn"), blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["request", "right"], name="unique_right_per_request")]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.get_right_display()
+
+
+class SubjectIdentity(models.Model):
+    """An identifier the subject gave. Source systems are searched only by verified ones."""
+
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="identities")
+    kind = models.CharField(max_length=32, choices=IdentityKind)
+    value = models.CharField(max_length=254)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verification_method = models.CharField(max_length=32, choices=VerificationMethod, blank=True)
+    verified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["request", "kind", "value"], name="unique_identity_per_request")
+        ]
+        ordering = ["id"]
+        verbose_name_plural = "subject identities"
+
+    def __str__(self) -> str:
+        return self.get_kind_display()
+
+    @property
+    def is_verified(self) -> bool:
+        return self.verified_at is not None
+
+
+def attachment_upload_to(instance: "Attachment", filename: str) -> str:
+    # The stored name is opaque: the original file name may hold personal data.
+    return f"attachments/{instance.public_id}"
+
+
+class Attachment(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="attachments")
+    file = models.FileField(upload_to=attachment_upload_to)
+    original_name = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.original_name
+
+
+class ReferenceCounter(models.Model):
+    """The last reference number handed out in a year (DSR-2026-00042)."""
+
+    year = models.PositiveIntegerField(primary_key=True)
+    last_number = models.PositiveIntegerField(default=0)
+
+
+class ActorKind(models.TextChoices):
+    SYSTEM = "system", _("System")
+    SUBJECT = "subject", _("Data subject")
+    STAFF = "staff", _("Staff")
+    ORGANISATION = "organisation", _("Organisation")
+
+
+class AuditEvent(models.Model):
+    """An append-only, hash-chained record of something that happened.
+
+    `hash` covers the event's content and `previous_hash`, and `sequence` has
+    no gaps, so editing, deleting or reordering any event breaks the chain
+    (see `requests_app.audit.verify_chain`). Events hold no personal data, so
+    purging a request's personal data never touches the chain.
+    """
+
+    sequence = models.PositiveBigIntegerField(unique=True, editable=False)
+    request = models.ForeignKey(
+        PrivacyRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="events"
+    )
+    actor_kind = models.CharField(max_length=16, choices=ActorKind)
+    # Staff accounts are deactivated, not deleted, so the trail keeps its actors.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150)
+    action = models.CharField(max_length=64)
+    from_status = models.CharField(max_length=32, blank=True)
+    to_status = models.CharField(max_length=32, blank=True)
+    note = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(editable=False)
+    previous_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, editable=False)
+
+    class Meta:
+        ordering = ["sequence"]
+        indexes = [models.Index(fields=["request", "sequence"], name="audit_request_sequence_idx")]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.action}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValueError("Audit events are append-only and cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit events are append-only and cannot be deleted")
+
+
+class AuditChainHead(models.Model):
+    """The newest event's sequence and hash; locked to append the next event."""
+
+    sequence = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default="0" * 64)
+
+
+class SentNotification(models.Model):
+    """Marks an email as sent, so a task that runs twice sends it once.
+
+    `key` tells apart the emails of one kind (the verification nonce, a
+    reminder threshold); the unique constraint is the claim.
+    """
+
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=64)
+    key = models.CharField(max_length=64, blank=True)
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["request", "kind", "key"], name="unique_notification")
+        ]

@@ -1,0 +1,306 @@
+"""Receiving requests: submission, email verification, withdrawal and expiry."""
+
+import logging
+import mimetypes
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.core import signing
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from requests_app import lifecycle, tasks
+from requests_app.audit import Actor, record_event
+from requests_app.lifecycle import RequestError
+from requests_app.models import (
+    Attachment,
+    Channel,
+    IdentityKind,
+    PrivacyRequest,
+    ReferenceCounter,
+    RequestedRight,
+    Status,
+    SubjectIdentity,
+    VerificationMethod,
+    new_nonce,
+)
+
+logger = logging.getLogger(__name__)
+
+VERIFICATION_SALT = "requests_app.verify-email"
+
+
+@dataclass(frozen=True)
+class RightDetails:
+    """One right asked for, with the details that right needs."""
+
+    right: str
+    rectification_data: str = ""
+    rectification_value: str = ""
+    restriction_ground: str = ""
+    objection_processing: str = ""
+    consent_withdrawn: str = ""
+
+
+class VerificationLinkError(RequestError):
+    """The verification link cannot be used: tampered, expired, replaced or used already."""
+
+
+def next_reference(received_at: datetime) -> str:
+    """Hand out the next DSR-YYYY-NNNNN reference; call inside a transaction."""
+    year = timezone.localtime(received_at).year
+    ReferenceCounter.objects.get_or_create(year=year)
+    # The UPDATE takes a row lock, so concurrent submissions get distinct numbers.
+    ReferenceCounter.objects.filter(year=year).update(last_number=F("last_number") + 1)
+    number = ReferenceCounter.objects.get(year=year).last_number
+    return f"DSR-{year}-{number:05d}"
+
+
+def request_submit(
+    *,
+    rights: list[RightDetails],
+    subject_name: str,
+    subject_email: str,
+    relationship: str,
+    signature: str,
+    regime: str,
+    language: str,
+    subject_phone: str = "",
+    customer_reference: str = "",
+    ip_address: str = "",
+    description: str = "",
+    channel: str = Channel.WEB,
+    received_at: datetime | None = None,
+    actor: Actor,
+    scanned_letter: UploadedFile | None = None,
+) -> PrivacyRequest:
+    """Record a new request with its rights and identities.
+
+    Input is validated by the caller's form. A web request starts awaiting
+    email verification and the verification email is queued on commit. A
+    request recorded by staff (email, post, phone) starts as new: the
+    controller received it directly, and identity is checked later.
+    """
+    now = timezone.now()
+    received_at = received_at or now
+    if received_at > now:
+        raise RequestError(_("The received date cannot be in the future."))
+    needs_email_verification = channel == Channel.WEB
+
+    with transaction.atomic():
+        request = PrivacyRequest.objects.create(
+            reference=next_reference(received_at),
+            status=Status.AWAITING_VERIFICATION if needs_email_verification else Status.NEW,
+            regime=regime,
+            channel=channel,
+            language=language,
+            received_at=received_at,
+            subject_name=subject_name,
+            subject_email=subject_email,
+            subject_phone=subject_phone,
+            customer_reference=customer_reference,
+            relationship=relationship,
+            description=description,
+            signature=signature,
+            signed_at=now if signature else None,
+        )
+        RequestedRight.objects.bulk_create(
+            RequestedRight(request=request, **vars(details)) for details in rights
+        )
+        identities = [
+            (IdentityKind.EMAIL, subject_email),
+            (IdentityKind.PHONE, subject_phone),
+            (IdentityKind.CUSTOMER_REFERENCE, customer_reference),
+            (IdentityKind.IP_ADDRESS, ip_address),
+        ]
+        SubjectIdentity.objects.bulk_create(
+            SubjectIdentity(request=request, kind=kind, value=value) for kind, value in identities if value
+        )
+        if scanned_letter is not None:
+            attachment_add(request=request, file=scanned_letter, actor=actor)
+        record_event(
+            request,
+            "submitted",
+            actor=actor,
+            to_status=request.status,
+            data={"channel": channel, "rights": sorted(d.right for d in rights)},
+        )
+
+        if needs_email_verification:
+            transaction.on_commit(lambda: tasks.send_verification_email.delay(request.id))
+        elif subject_email:
+            transaction.on_commit(lambda: tasks.send_request_confirmed_email.delay(request.id))
+
+    logger.info("request %s submitted via %s", request.reference, channel)
+    return request
+
+
+def attachment_add(*, request: PrivacyRequest, file: UploadedFile, actor: Actor) -> Attachment:
+    """Store an uploaded file (already validated for size and type) with the request."""
+    content_type = getattr(file, "content_type", "") or mimetypes.guess_type(file.name)[0] or ""
+    attachment = Attachment(
+        request=request,
+        original_name=file.name[:255],
+        content_type=content_type,
+        size=file.size,
+        uploaded_by=actor.user,
+    )
+    attachment.file.save(file.name, file, save=False)
+    attachment.save()
+    record_event(
+        request,
+        "attachment_added",
+        actor=actor,
+        data={"attachment": str(attachment.public_id), "size": file.size, "content_type": content_type},
+    )
+    return attachment
+
+
+def verification_token(request: PrivacyRequest) -> str:
+    return signing.dumps({"r": str(request.public_id), "n": request.verification_nonce}, salt=VERIFICATION_SALT)
+
+
+def request_for_verification_token(token: str) -> PrivacyRequest:
+    """The request a verification link is for, if the link can still be used.
+
+    Raises VerificationLinkError for a tampered, expired, replaced or used link.
+    """
+    max_age = settings.VERIFICATION_LINK_MAX_AGE
+    try:
+        payload = signing.loads(token, salt=VERIFICATION_SALT, max_age=max_age)
+    except signing.SignatureExpired:
+        raise VerificationLinkError(
+            _("This link has expired. You can ask for a new one with your reference and email address.")
+        ) from None
+    except signing.BadSignature:
+        raise VerificationLinkError(_("This link is not valid. Please copy the whole link from the email.")) from None
+
+    request = PrivacyRequest.objects.filter(public_id=payload.get("r")).first()
+    if request is None:
+        raise VerificationLinkError(_("This link is not valid. Please copy the whole link from the email."))
+    if request.status != Status.AWAITING_VERIFICATION:
+        raise VerificationLinkError(_("This link has already been used. Your request is confirmed."))
+    if payload.get("n") != request.verification_nonce:
+        raise VerificationLinkError(_("This link has been replaced by a newer one. Please use the latest email."))
+    return request
+
+
+def request_verify_email(*, token: str) -> PrivacyRequest:
+    """Confirm the subject's email from the link we sent them.
+
+    Allowed from awaiting verification only, so a link works once. Marks the
+    email identity verified, moves the request to new, and queues the
+    confirmation email (with the status page link) on commit.
+    """
+    request = request_for_verification_token(token)
+    with transaction.atomic():
+        try:
+            lifecycle.transition(
+                request,
+                "verify_email",
+                actor=Actor.subject(),
+                expected_status=Status.AWAITING_VERIFICATION,
+            )
+        except lifecycle.StaleRequest:
+            # Another click of the same link won the race.
+            raise VerificationLinkError(_("This link has already been used. Your request is confirmed.")) from None
+        now = timezone.now()
+        PrivacyRequest.objects.filter(pk=request.pk).update(verified_at=now)
+        request.identities.filter(
+            kind=IdentityKind.EMAIL, value=request.subject_email
+        ).update(verified_at=now, verification_method=VerificationMethod.EMAIL_LINK)
+
+        transaction.on_commit(lambda: tasks.send_request_confirmed_email.delay(request.id))
+    request.verified_at = now
+    return request
+
+
+def request_resend_verification(*, reference: str, email: str) -> bool:
+    """Send a fresh verification link, if reference and email match a request awaiting it.
+
+    The new link replaces the old ones. Returns whether one was sent; the
+    caller must not tell the visitor, so the page cannot be used to probe
+    which references and addresses exist.
+    """
+    with transaction.atomic():
+        request = (
+            PrivacyRequest.objects.select_for_update()
+            .filter(
+                reference=reference.strip().upper(),
+                subject_email__iexact=email.strip(),
+                status=Status.AWAITING_VERIFICATION,
+            )
+            .first()
+        )
+        if request is None:
+            return False
+        request.verification_nonce = new_nonce()
+        request.save(update_fields=["verification_nonce", "updated_at"])
+        record_event(request, "verification_resent", actor=Actor.subject())
+
+        transaction.on_commit(lambda: tasks.send_verification_email.delay(request.id))
+    return True
+
+
+def request_withdraw(*, request: PrivacyRequest, actor: Actor, note: str = "") -> PrivacyRequest:
+    """Withdraw an open request at the subject's wish. Closed requests raise IllegalTransition."""
+    return lifecycle.transition(request, "withdraw", actor=actor, note=note)
+
+
+PERSONAL_FIELDS = {
+    "subject_name": "",
+    "subject_email": "",
+    "subject_phone": "",
+    "customer_reference": "",
+    "description": "",
+    "signature": "",
+}
+
+
+def expire_unverified_requests(*, now: datetime | None = None) -> int:
+    """Expire requests never verified within UNVERIFIED_REQUEST_EXPIRY and purge their personal data.
+
+    Safe to run twice or concurrently: each request is re-checked under a row
+    lock by the transition. Returns how many requests were expired.
+    """
+    cutoff = (now or timezone.now()) - settings.UNVERIFIED_REQUEST_EXPIRY
+    stale_ids = list(
+        PrivacyRequest.objects.filter(status=Status.AWAITING_VERIFICATION, created_at__lt=cutoff).values_list(
+            "id", flat=True
+        )
+    )
+    expired = 0
+    for request in PrivacyRequest.objects.filter(id__in=stale_ids):
+        with transaction.atomic():
+            try:
+                lifecycle.transition(
+                    request,
+                    "expire",
+                    actor=Actor.system(),
+                    expected_status=Status.AWAITING_VERIFICATION,
+                    note="Email never verified",
+                )
+            except RequestError:
+                continue  # verified or withdrawn since we looked
+            purge_personal_data(request)
+        expired += 1
+    return expired
+
+
+def purge_personal_data(request: PrivacyRequest) -> None:
+    """Blank the subject's personal data, keeping the reference and the audit trail."""
+    PrivacyRequest.objects.filter(pk=request.pk).update(**PERSONAL_FIELDS, personal_data_purged_at=timezone.now())
+    request.rights.update(
+        rectification_data="", rectification_value="", objection_processing="", consent_withdrawn=""
+    )
+    request.identities.all().delete()
+    attachments = list(request.attachments.all())
+    request.attachments.all().delete()
+    # Files are not transactional: remove them only once the purge has committed.
+    for attachment in attachments:
+        transaction.on_commit(lambda file=attachment.file: file.storage.delete(file.name))
+    record_event(request, "personal_data_purged", actor=Actor.system())

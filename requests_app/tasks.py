@@ -1,0 +1,51 @@
+"""Celery tasks: thin wrappers that load by id and call a service.
+
+Arguments are ids only, never personal data. Tasks are enqueued with
+transaction.on_commit, acknowledged late (a worker that dies mid-task gets
+it redelivered) and safe to run twice.
+"""
+
+import logging
+from smtplib import SMTPException
+
+from celery import shared_task
+
+from requests_app import emails
+from requests_app.models import PrivacyRequest, Status
+from requests_app.services import intake
+
+logger = logging.getLogger(__name__)
+
+# Mail servers and networks fail transiently; retry with backoff, a few times.
+EMAIL_RETRY = {
+    "acks_late": True,
+    "autoretry_for": (SMTPException, OSError),
+    "retry_backoff": 30,
+    "retry_backoff_max": 3600,
+    "max_retries": 10,
+}
+
+
+@shared_task(**EMAIL_RETRY)
+def send_verification_email(request_id: int) -> None:
+    """Email the verification link. Skips requests no longer awaiting verification."""
+    request = PrivacyRequest.objects.filter(pk=request_id, status=Status.AWAITING_VERIFICATION).first()
+    if request is None:
+        logger.info("request %s no longer awaits verification, no link sent", request_id)
+        return
+    emails.send_verification_email(request)
+
+
+@shared_task(**EMAIL_RETRY)
+def send_request_confirmed_email(request_id: int) -> None:
+    """Email the confirmation with the status page link."""
+    request = PrivacyRequest.objects.filter(pk=request_id).exclude(subject_email="").first()
+    if request is None:
+        return
+    emails.send_request_confirmed_email(request)
+
+
+@shared_task(acks_late=True)
+def expire_unverified_requests() -> int:
+    """Periodic: expire requests never verified and purge their personal data."""
+    return intake.expire_unverified_requests()

@@ -1,0 +1,117 @@
+"""Public pages: the request form, email verification and the subject's status page."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import FileResponse, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+from django_ratelimit.decorators import ratelimit
+
+from requests_app import selectors
+from requests_app.audit import Actor
+from requests_app.forms import RequestForm, ResendVerificationForm
+from requests_app.lifecycle import RequestError
+from requests_app.models import Attachment
+from requests_app.services import intake
+
+
+def submission_rate(group, request):
+    return settings.SUBMISSION_RATE_LIMIT
+
+
+def too_many_requests(request: HttpRequest) -> HttpResponse:
+    return render(request, "requests_app/rate_limited.html", status=429)
+
+
+@ratelimit(key="ip", rate=submission_rate, method="POST", block=False, group="submit")
+def submit_request(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        if request.limited:
+            return too_many_requests(request)
+        form = RequestForm(request.POST)
+        if form.is_valid():
+            privacy_request = intake.request_submit(**form.submit_kwargs(), actor=Actor.subject())
+            request.session["submitted_reference"] = privacy_request.reference
+            return redirect("submitted")
+    else:
+        form = RequestForm()
+    return render(request, "requests_app/submit.html", {"form": form})
+
+
+def submitted(request: HttpRequest) -> HttpResponse:
+    reference = request.session.get("submitted_reference")
+    if not reference:
+        return redirect("submit")
+    return render(request, "requests_app/submitted.html", {"reference": reference})
+
+
+def verify_email(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows a confirm button; only the POST verifies.
+
+    Mail scanners open links in emails: a GET that changed state would
+    verify addresses nobody confirmed.
+    """
+    try:
+        if request.method == "POST":
+            privacy_request = intake.request_verify_email(token=token)
+            return redirect("status", privacy_request.reference, privacy_request.secret)
+        privacy_request = intake.request_for_verification_token(token)
+    except intake.VerificationLinkError as error:
+        return render(request, "requests_app/verify_failed.html", {"error": str(error)}, status=400)
+    return render(request, "requests_app/verify_confirm.html", {"privacy_request": privacy_request})
+
+
+@ratelimit(key="ip", rate=submission_rate, method="POST", block=False, group="resend")
+def resend_verification(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        if request.limited:
+            return too_many_requests(request)
+        form = ResendVerificationForm(request.POST)
+        if form.is_valid():
+            intake.request_resend_verification(**form.cleaned_data)
+            # The same answer whether or not the details matched.
+            return render(request, "requests_app/resend_done.html")
+    else:
+        form = ResendVerificationForm()
+    return render(request, "requests_app/resend.html", {"form": form})
+
+
+def status(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
+    privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
+    context = {
+        "privacy_request": privacy_request,
+        "next_step": selectors.NEXT_STEP_TEXT[privacy_request.status],
+        "timeline": selectors.subject_timeline(privacy_request),
+    }
+    return render(request, "requests_app/status.html", context)
+
+
+@require_POST
+def withdraw(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
+    privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
+    if not request.POST.get("confirm"):
+        messages.error(request, _("Tick the box to confirm that you want to withdraw the request."))
+        return redirect("status", reference, secret)
+    try:
+        intake.request_withdraw(request=privacy_request, actor=Actor.subject())
+    except RequestError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, _("Your request has been withdrawn."))
+    return redirect("status", reference, secret)
+
+
+@staff_member_required
+def attachment_download(request: HttpRequest, public_id) -> HttpResponse:
+    """Attachments hold personal data: only staff who may view requests get them."""
+    if not request.user.has_perm("requests_app.view_privacyrequest"):
+        return HttpResponse(status=403)
+    attachment = get_object_or_404(Attachment, public_id=public_id)
+    return FileResponse(
+        attachment.file.open("rb"),
+        as_attachment=True,
+        filename=attachment.original_name,
+        content_type=attachment.content_type,
+    )
