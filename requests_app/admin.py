@@ -40,6 +40,9 @@ class ReadOnlyInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
 
 class RequestedRightInline(ReadOnlyInline):
     model = RequestedRight
@@ -61,7 +64,6 @@ class SubjectIdentityInline(ReadOnlyInline):
 class AttachmentInline(ReadOnlyInline):
     model = Attachment
     fields = ["download", "content_type", "size", "uploaded_by", "created_at"]
-    readonly_fields = ["download"]
 
     @admin.display(description="file")
     def download(self, attachment):

@@ -130,13 +130,10 @@ class RequestForm(forms.Form):
             )
         return value
 
-    def clean_website(self):
-        if self.cleaned_data["website"]:
-            raise forms.ValidationError(_("This request could not be accepted."), code="honeypot")
-        return ""
-
     def clean(self):
         cleaned = super().clean()
+        if cleaned.get("website"):
+            raise forms.ValidationError(_("This request could not be accepted."), code="honeypot")
         for right in cleaned.get("rights", []):
             for field, message in RIGHT_DETAIL_FIELDS.get(right, {}).items():
                 if not str(cleaned.get(field, "")).strip():

@@ -1,0 +1,65 @@
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from django.core.cache import cache
+
+from privacy_portal.celery import app as celery_app
+
+REQUIRE_SERVICES = os.environ.get("PRIVACY_PORTAL_REQUIRE_SERVICES") == "1"
+
+
+def _missing(reason: str):
+    # In CI a missing service is a failure, never a silent skip.
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (PRIVACY_PORTAL_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+def redis_url() -> str:
+    url = os.environ.get("CELERY_BROKER_URL", "")
+    return url if url.startswith("redis://") else ""
+
+
+def redis_is_up(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout=2) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("postgres"):
+        from django.conf import settings
+
+        if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+            _missing("needs PostgreSQL: set DATABASE_URL=postgres://...")
+    if item.get_closest_marker("redis"):
+        url = redis_url()
+        if not url:
+            _missing("needs Redis: set CELERY_BROKER_URL=redis://...")
+        elif not redis_is_up(url):
+            _missing(f"Redis at {urlparse(url).netloc} is not answering")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_side_effects(settings, tmp_path):
+    """Run tasks inline, keep uploads in a temporary folder and start each test with an empty cache."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def staff_user(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(is_superuser=True)

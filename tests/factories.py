@@ -1,0 +1,63 @@
+import factory
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from requests_app.audit import Actor
+from requests_app.models import Channel, Relationship, RequestType
+from requests_app.services.intake import RightDetails, request_submit
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ["username"]
+
+    username = factory.Sequence(lambda n: f"staff{n}")
+    email = factory.LazyAttribute(lambda user: f"{user.username}@example.com")
+    is_staff = True
+    password = factory.django.Password("correct-horse-battery")
+
+
+def submit_request(**overrides):
+    """A request submitted through the real service, as the public form would."""
+    kwargs = {
+        "rights": [RightDetails(RequestType.ACCESS)],
+        "subject_name": "Ana Peeters",
+        "subject_email": "ana@example.com",
+        "relationship": Relationship.END_USER,
+        "signature": "Ana Peeters",
+        "regime": "gdpr",
+        "language": "en",
+        "channel": Channel.WEB,
+        "actor": Actor.subject(),
+    }
+    kwargs.update(overrides)
+    return request_submit(**kwargs)
+
+
+def request_in_status(status: str, **overrides):
+    """A request moved to `status` along the shortest legal path."""
+    from requests_app import lifecycle
+    from requests_app.models import Status
+
+    paths = {
+        Status.AWAITING_VERIFICATION: [],
+        Status.NEW: ["verify_email"],
+        Status.IDENTITY_CHECK: ["verify_email", "start_identity_check"],
+        Status.IN_PROGRESS: ["verify_email", "start_work"],
+        Status.AWAITING_SUBJECT: ["verify_email", "await_subject"],
+        Status.COMPLETED: ["verify_email", "start_work", "complete"],
+        Status.REJECTED: ["verify_email", "reject"],
+        Status.WITHDRAWN: ["withdraw"],
+        Status.EXPIRED: ["expire"],
+    }
+    request = submit_request(**overrides)
+    for name in paths[status]:
+        lifecycle.transition(request, name, actor=Actor.system())
+    assert request.status == status
+    request.refresh_from_db()
+    return request
+
+
+def now():
+    return timezone.now()

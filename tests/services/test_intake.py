@@ -1,0 +1,82 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from requests_app.audit import Actor, verify_chain
+from requests_app.lifecycle import RequestError
+from requests_app.models import Channel, PrivacyRequest, Status
+from requests_app.services.intake import expire_unverified_requests, next_reference
+from tests.factories import request_in_status, submit_request
+
+
+@pytest.mark.django_db
+def test_references_count_up_per_year():
+    first = submit_request()
+    second = submit_request()
+    year = timezone.localtime().year
+    assert (first.reference, second.reference) == (f"DSR-{year}-00001", f"DSR-{year}-00002")
+    with time_machine.travel(timezone.now().replace(year=year + 1, month=1, day=15)):
+        assert submit_request().reference == f"DSR-{year + 1}-00001"
+
+
+@pytest.mark.django_db
+def test_reference_year_follows_brussels_time():
+    # 23:30 UTC on 31 December is already New Year in Brussels.
+    received = datetime(2026, 12, 31, 23, 30, tzinfo=UTC)
+    assert next_reference(received).startswith("DSR-2027-")
+
+
+@pytest.mark.django_db
+def test_secret_is_unguessable_and_distinct_from_the_reference():
+    request = submit_request()
+    other = submit_request()
+    assert len(request.secret) >= 40 and request.secret != other.secret
+    assert request.reference not in request.secret
+
+
+@pytest.mark.django_db
+def test_staff_intake_starts_new_with_an_earlier_received_date(staff_user):
+    received = timezone.now() - timedelta(days=3)
+    request = submit_request(channel=Channel.POST, received_at=received, actor=Actor.staff(staff_user))
+    assert request.status == Status.NEW
+    assert request.received_at == received
+    event = request.events.get()
+    assert (event.actor_id, event.data["channel"]) == (staff_user.id, "post")
+
+
+@pytest.mark.django_db
+def test_a_future_received_date_is_refused(staff_user):
+    with pytest.raises(RequestError, match="cannot be in the future"):
+        submit_request(
+            channel=Channel.EMAIL, received_at=timezone.now() + timedelta(hours=1), actor=Actor.staff(staff_user)
+        )
+    assert PrivacyRequest.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_unverified_requests_expire_and_lose_their_personal_data(settings):
+    settings.UNVERIFIED_REQUEST_EXPIRY = timedelta(days=7)
+    stale = submit_request(subject_name="Old Stale", subject_email="old@example.com", description="private")
+    fresh_time = timezone.now() + timedelta(days=6)
+    with time_machine.travel(fresh_time):
+        fresh = submit_request()
+    verified = request_in_status(Status.NEW)
+
+    with time_machine.travel(timezone.now() + timedelta(days=7, minutes=1)):
+        assert expire_unverified_requests() == 1
+        assert expire_unverified_requests() == 0  # a second run finds nothing more
+
+    stale.refresh_from_db()
+    assert stale.status == Status.EXPIRED
+    assert (stale.subject_name, stale.subject_email, stale.description, stale.signature) == ("", "", "", "")
+    assert stale.personal_data_purged_at is not None
+    assert stale.identities.count() == 0
+    assert list(stale.events.values_list("action", flat=True)) == ["submitted", "expire", "personal_data_purged"]
+    assert verify_chain()[1] is None
+
+    fresh.refresh_from_db()
+    verified.refresh_from_db()
+    assert fresh.status == Status.AWAITING_VERIFICATION and fresh.subject_name
+    assert verified.status == Status.NEW

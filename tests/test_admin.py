@@ -1,0 +1,132 @@
+from datetime import timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django.utils import timezone
+
+from requests_app.models import AuditEvent, PrivacyRequest, Status
+from tests.factories import UserFactory, request_in_status, submit_request
+from tests.test_public_form import VALID
+
+PDF = b"%PDF-1.4\n% scanned letter\n"
+
+
+def intake_data(**changes):
+    data = {
+        **VALID,
+        "channel": "post",
+        "received_at": (timezone.localtime() - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M"),
+    }
+    data.pop("website")
+    data.update(changes)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+@pytest.fixture
+def admin_client(client, staff_user):
+    client.force_login(staff_user)
+    return client
+
+
+@pytest.mark.django_db
+def test_staff_record_a_posted_request_with_its_scanned_letter(admin_client, staff_user):
+    letter = SimpleUploadedFile("letter.pdf", PDF, content_type="application/pdf")
+    response = admin_client.post(reverse("admin:requests_app_intake"), {**intake_data(), "scanned_letter": letter})
+
+    request = PrivacyRequest.objects.get()
+    assert response.status_code == 302
+    assert (request.channel, request.status) == ("post", Status.NEW)
+    assert request.received_at < timezone.now() - timedelta(days=1)
+    attachment = request.attachments.get()
+    assert (attachment.original_name, attachment.content_type, attachment.size) == ("letter.pdf", "application/pdf", len(PDF))
+    assert "letter" not in attachment.file.name  # stored under an opaque name
+    assert set(request.events.values_list("action", flat=True)) == {"submitted", "attachment_added"}
+    assert request.events.get(action="submitted").actor_id == staff_user.id
+
+    download = admin_client.get(reverse("attachment_download", args=[attachment.public_id]))
+    assert b"".join(download.streaming_content) == PDF
+
+
+@pytest.mark.parametrize(
+    ("upload", "message"),
+    [
+        (SimpleUploadedFile("letter.pdf", b"MZ\x90\x00 not a pdf"), "Upload a PDF, PNG or JPEG"),
+        (SimpleUploadedFile("letter.exe", PDF), "Upload a PDF, PNG or JPEG"),
+        (SimpleUploadedFile("big.pdf", PDF + b"0" * 2048), "too large"),
+    ],
+)
+@pytest.mark.django_db
+def test_bad_attachments_are_refused(admin_client, settings, upload, message):
+    settings.ATTACHMENT_MAX_BYTES = 1024
+    response = admin_client.post(reverse("admin:requests_app_intake"), {**intake_data(), "scanned_letter": upload})
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert PrivacyRequest.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_future_received_date_is_a_field_error(admin_client):
+    future = (timezone.localtime() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    response = admin_client.post(reverse("admin:requests_app_intake"), intake_data(received_at=future))
+    assert "cannot be in the future" in response.content.decode()
+    assert PrivacyRequest.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_add_goes_to_intake(admin_client):
+    response = admin_client.get(reverse("admin:requests_app_privacyrequest_add"))
+    assert response.url == reverse("admin:requests_app_intake")
+
+
+@pytest.mark.django_db
+def test_changelist_searches_by_reference_and_email(admin_client):
+    ana = submit_request(subject_email="ana@example.com")
+    bob = submit_request(subject_email="bob@example.com")
+    url = reverse("admin:requests_app_privacyrequest_changelist")
+
+    by_email = admin_client.get(url, {"q": "bob@example.com"}).context["cl"].queryset
+    by_reference = admin_client.get(url, {"q": ana.reference}).context["cl"].queryset
+    assert list(by_email) == [bob]
+    assert list(by_reference) == [ana]
+
+
+@pytest.mark.django_db
+def test_request_page_shows_the_audit_trail_and_edits_nothing(admin_client):
+    request = request_in_status(Status.IN_PROGRESS)
+    url = reverse("admin:requests_app_privacyrequest_change", args=[request.pk])
+    html = admin_client.get(url).content.decode()
+    assert "start_work" in html and "verify_email" in html
+    assert 'name="subject_email"' not in html  # shown, never editable
+
+    admin_client.post(url, {"subject_email": "changed@example.com", "status": "completed"})
+    request.refresh_from_db()
+    assert (request.subject_email, request.status) == ("ana@example.com", Status.IN_PROGRESS)
+
+
+@pytest.mark.django_db
+def test_audit_events_are_read_only_in_the_admin(admin_client):
+    request_in_status(Status.NEW)
+    event = AuditEvent.objects.first()
+    assert admin_client.get(reverse("admin:requests_app_auditevent_changelist")).status_code == 200
+    assert admin_client.get(reverse("admin:requests_app_auditevent_add")).status_code == 403
+    admin_client.post(reverse("admin:requests_app_auditevent_delete", args=[event.pk]), {"post": "yes"})
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+@pytest.mark.django_db
+def test_attachments_are_not_served_to_the_public_or_to_staff_without_permission(client):
+    request = request_in_status(Status.NEW)
+    from requests_app.audit import Actor
+    from requests_app.services.intake import attachment_add
+    from django.db import transaction
+
+    with transaction.atomic():
+        attachment = attachment_add(
+            request=request, file=SimpleUploadedFile("id.pdf", PDF, content_type="application/pdf"), actor=Actor.system()
+        )
+    url = reverse("attachment_download", args=[attachment.public_id])
+    assert client.get(url).status_code == 302  # to the login page
+
+    client.force_login(UserFactory(is_staff=True, is_superuser=False))
+    assert client.get(url).status_code == 403

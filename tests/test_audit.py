@@ -1,0 +1,112 @@
+import pytest
+from django.core.management import CommandError, call_command
+
+from requests_app import lifecycle
+from requests_app.audit import Actor, record_event, verify_chain
+from requests_app.models import AuditEvent, Status
+from tests.factories import request_in_status, submit_request
+
+
+@pytest.mark.django_db
+def test_submission_writes_an_event_with_no_personal_data():
+    request = submit_request(subject_name="Ana Peeters", subject_email="ana@example.com")
+    event = AuditEvent.objects.get(request=request)
+    assert (event.action, event.to_status, event.actor_kind) == ("submitted", Status.AWAITING_VERIFICATION, "subject")
+    content = f"{event.actor_label} {event.note} {event.data}"
+    assert "Ana" not in content and "ana@example.com" not in content
+
+
+@pytest.mark.django_db
+def test_events_are_chained_in_order():
+    request = request_in_status(Status.IN_PROGRESS)
+    events = list(AuditEvent.objects.order_by("sequence"))
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    for previous, event in zip(events, events[1:]):
+        assert event.previous_hash == previous.hash
+    assert verify_chain() == (len(events), None)
+    assert request.events.count() == len(events)
+
+
+@pytest.mark.django_db
+def test_chain_check_names_the_edited_event():
+    request_in_status(Status.COMPLETED)
+    victim = AuditEvent.objects.get(action="start_work")
+    AuditEvent.objects.filter(pk=victim.pk).update(note="edited after the fact")
+
+    checked, broken = verify_chain()
+    assert broken.sequence == victim.sequence
+    assert broken.event_id == victim.id
+    assert "content does not match" in broken.reason
+    assert checked == victim.sequence - 1
+
+
+@pytest.mark.django_db
+def test_chain_check_catches_a_deleted_event():
+    request_in_status(Status.COMPLETED)
+    victim = AuditEvent.objects.get(action="start_work")
+    AuditEvent.objects.filter(pk=victim.pk)._raw_delete(AuditEvent.objects.db)
+
+    _, broken = verify_chain()
+    assert broken.sequence == victim.sequence
+    assert "missing" in broken.reason
+
+
+@pytest.mark.django_db
+def test_chain_check_catches_a_rewritten_hash_chain_tail():
+    """Recomputing an edited event's own hash still breaks the link to the next one."""
+    from requests_app.audit import event_hash
+
+    request_in_status(Status.COMPLETED)
+    victim = AuditEvent.objects.get(action="start_work")
+    victim.note = "forged"
+    AuditEvent.objects.filter(pk=victim.pk).update(note="forged", hash=event_hash(victim))
+
+    _, broken = verify_chain()
+    assert broken.sequence == victim.sequence + 1
+    assert "previous_hash" in broken.reason
+
+
+@pytest.mark.django_db
+def test_verify_command_reports_intact_and_broken_chains(capsys):
+    request_in_status(Status.NEW)
+    call_command("verify_audit_chain")
+    assert "Audit chain intact: 2 events." in capsys.readouterr().out
+
+    AuditEvent.objects.filter(sequence=2).update(action="complete")
+    with pytest.raises(CommandError, match=r"broken at event #2"):
+        call_command("verify_audit_chain")
+
+
+@pytest.mark.django_db
+def test_events_cannot_be_changed_or_deleted_through_the_model():
+    request = request_in_status(Status.NEW)
+    event = request.events.first()
+    with pytest.raises(ValueError, match="append-only"):
+        event.save()
+    with pytest.raises(ValueError, match="append-only"):
+        event.delete()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_record_event_refuses_to_run_outside_a_transaction():
+    request = request_in_status(Status.NEW)
+    with pytest.raises(RuntimeError, match="inside the transaction"):
+        record_event(request, "note_added", actor=Actor.system())
+
+
+@pytest.mark.django_db
+def test_a_failed_action_leaves_no_event():
+    request = request_in_status(Status.NEW)
+    before = AuditEvent.objects.count()
+    with pytest.raises(lifecycle.IllegalTransition):
+        lifecycle.transition(request, "complete", actor=Actor.system())
+    assert AuditEvent.objects.count() == before
+    assert verify_chain()[1] is None
+
+
+@pytest.mark.django_db
+def test_staff_actor_is_recorded(staff_user):
+    request = request_in_status(Status.NEW)
+    lifecycle.transition(request, "start_work", actor=Actor.staff(staff_user))
+    event = request.events.last()
+    assert (event.actor_id, event.actor_label, event.actor_kind) == (staff_user.id, staff_user.username, "staff")

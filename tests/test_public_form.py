@@ -1,0 +1,152 @@
+import pytest
+from django.core import mail
+from django.test import Client
+from django.urls import reverse
+
+from requests_app.models import IdentityKind, PrivacyRequest, RequestType, Status
+
+VALID = {
+    "rights": ["access", "rectification"],
+    "rectification_data": "Billing address",
+    "rectification_value": "Rue Neuve 1, 1000 Brussels",
+    "subject_name": "Ana Peeters",
+    "subject_email": "ana@example.com",
+    "subject_phone": "+32 2 555 12 34",
+    "customer_reference": "CUST-991",
+    "ip_address": "192.0.2.10",
+    "relationship": "end_user",
+    "regime": "gdpr",
+    "language": "fr",
+    "description": "Please include call records.",
+    "signature": "Ana Peeters",
+    "confirm": "on",
+    "website": "",
+}
+
+
+def post_form(client, **changes):
+    data = {**VALID, **changes}
+    data = {key: value for key, value in data.items() if value is not None}
+    return client.post(reverse("submit"), data)
+
+
+@pytest.mark.django_db
+def test_form_is_served_with_labels_and_csrf(client):
+    response = client.get(reverse("submit"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'name="csrfmiddlewaretoken"' in html
+    assert '<label for="id_subject_email">' in html
+    for value, _ in RequestType.choices:
+        assert f'value="{value}"' in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_valid_submission_saves_everything_and_emails_the_link(client):
+    response = post_form(client)
+
+    assert response.status_code == 302
+    request = PrivacyRequest.objects.get()
+    assert request.status == Status.AWAITING_VERIFICATION
+    assert request.reference.startswith("DSR-20") and request.reference.endswith("00001")
+    assert request.language == "fr"
+    assert request.signature == "Ana Peeters" and request.signed_at is not None
+    rights = {right.right: right for right in request.rights.all()}
+    assert set(rights) == {"access", "rectification"}
+    assert rights["rectification"].rectification_value == "Rue Neuve 1, 1000 Brussels"
+    identities = {(i.kind, i.value, i.is_verified) for i in request.identities.all()}
+    assert identities == {
+        (IdentityKind.EMAIL, "ana@example.com", False),
+        (IdentityKind.PHONE, "+3225551234", False),
+        (IdentityKind.CUSTOMER_REFERENCE, "CUST-991", False),
+        (IdentityKind.IP_ADDRESS, "192.0.2.10", False),
+    }
+
+    confirmation = client.get(response.url)
+    assert request.reference in confirmation.content.decode()
+
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == ["ana@example.com"]
+    assert "/verify/" in mail.outbox[0].body
+    assert request.reference in mail.outbox[0].subject
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"rights": ["teleport"]}, "rights", "Select a valid choice"),
+        ({"rights": None}, "rights", "Choose at least one right"),
+        ({"signature": ""}, "signature", "Type your full name to sign"),
+        ({"subject_email": "not-an-email"}, "subject_email", "valid email"),
+        ({"subject_phone": "+32 12"}, "subject_phone", "valid phone number"),
+        ({"subject_phone": "0475 12 34 56"}, "subject_phone", "valid phone number"),
+        ({"description": "x" * 10_001}, "description", "too long"),
+        ({"description": "é" * 5_001}, "description", "too long"),
+        ({"rectification_value": ""}, "rectification_value", "corrected or completed value"),
+        ({"rights": ["restriction"]}, "restriction_ground", "Choose the ground"),
+        ({"rights": ["objection"]}, "objection_processing", "which processing"),
+        ({"rights": ["withdraw_consent"]}, "consent_withdrawn", "which consent"),
+        ({"confirm": None}, "confirm", "Please confirm"),
+        ({"ip_address": "999.1.1.1"}, "ip_address", "valid IPv4 or IPv6"),
+        ({"website": "http://spam.example"}, "__all__", "could not be accepted"),
+    ],
+)
+@pytest.mark.django_db
+def test_bad_input_gets_a_field_error_and_saves_nothing(client, changes, field, message):
+    response = post_form(client, **changes)
+
+    assert response.status_code == 200
+    form = response.context["form"]
+    assert any(message in error for error in form.errors[field]), form.errors
+    assert message in response.content.decode().replace("&#x27;", "'")
+    assert f'id="id_{field}_error"' in response.content.decode() or field in ("rights", "__all__")
+    assert PrivacyRequest.objects.count() == 0
+    assert len(mail.outbox) == 0
+
+
+@pytest.mark.django_db
+def test_field_errors_are_tied_to_their_inputs(client):
+    response = post_form(client, subject_email="nope")
+    html = response.content.decode()
+    assert 'aria-invalid="true"' in html
+    assert 'href="#id_subject_email"' in html
+
+
+@pytest.mark.django_db
+def test_html_in_fields_is_stored_as_text_and_escaped_on_the_status_page(client):
+    script = '<script>alert("x")</script>'
+    post_form(client, subject_name=script, description=script, rights=["objection"], objection_processing=script)
+    request = PrivacyRequest.objects.get()
+    assert request.subject_name == script
+    assert request.rights.get().objection_processing == script
+
+    html = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
+    assert "<script>" not in html
+
+
+@pytest.mark.django_db
+def test_csrf_is_enforced():
+    client = Client(enforce_csrf_checks=True)
+    response = post_form(client)
+    assert response.status_code == 403
+    assert PrivacyRequest.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_submissions_are_rate_limited_per_ip(client, settings):
+    settings.SUBMISSION_RATE_LIMIT = "2/h"
+    for _ in range(2):
+        assert client.post(reverse("submit"), VALID, REMOTE_ADDR="198.51.100.7").status_code == 302
+
+    limited = client.post(reverse("submit"), VALID, REMOTE_ADDR="198.51.100.7")
+    assert limited.status_code == 429
+    assert "Too many requests" in limited.content.decode()
+    assert PrivacyRequest.objects.count() == 2
+
+    other_ip = client.post(reverse("submit"), VALID, REMOTE_ADDR="198.51.100.8")
+    assert other_ip.status_code == 302
+
+
+@pytest.mark.django_db
+def test_confirmation_page_without_a_submission_goes_back_to_the_form(client):
+    assert client.get(reverse("submitted")).url == reverse("submit")

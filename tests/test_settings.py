@@ -1,0 +1,70 @@
+"""Production mode, checked in a fresh interpreter as a deployment would start."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_manage(*args, **env):
+    clean_env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS", "DEBUG")}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean_env, "DJANGO_SETTINGS_MODULE": "privacy_portal.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ALLOWED_HOSTS": "privacy.example.com"}, "SECRET_KEY"),
+        ({"SECRET_KEY": "k" * 60}, "ALLOWED_HOSTS"),
+        ({"SECRET_KEY": "k" * 60, "ALLOWED_HOSTS": "x.example", "DEBUG": "true"}, "DEBUG must be off"),
+    ],
+)
+def test_production_refuses_to_start_without_its_secrets(env, message):
+    result = run_manage("check", PRODUCTION="true", **env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_check_deploy_is_clean_in_production():
+    result = run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        PRODUCTION="true",
+        SECRET_KEY="a-long-random-production-secret-" + "x9Q2" * 10,
+        ALLOWED_HOSTS="privacy.example.com",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_secrets_can_come_from_files(tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-a-file-" + "z" * 50 + "\n")
+    result = run_manage(
+        "shell", "-c", "from django.conf import settings; print(settings.SECRET_KEY)",
+        PRODUCTION="true", SECRET_KEY_FILE=str(secret_file), ALLOWED_HOSTS="x.example",
+    )
+    assert result.stdout.strip().splitlines()[-1] == "from-a-file-" + "z" * 50
+
+
+def test_a_malformed_number_is_refused():
+    result = run_manage("check", ATTACHMENT_MAX_BYTES="ten megabytes")
+    assert result.returncode != 0
+    assert "ATTACHMENT_MAX_BYTES must be a whole number" in result.stderr
+
+
+def test_time_zone_is_brussels_and_aware(settings):
+    assert settings.TIME_ZONE == "Europe/Brussels" and settings.USE_TZ

@@ -1,0 +1,69 @@
+import pytest
+from django.urls import reverse
+
+from requests_app.models import Status
+from tests.factories import request_in_status, submit_request
+
+
+def status_url(request, secret=None):
+    return reverse("status", args=[request.reference, secret or request.secret])
+
+
+@pytest.mark.django_db
+def test_status_page_shows_status_next_step_and_timeline(client):
+    request = request_in_status(Status.IN_PROGRESS)
+    html = client.get(status_url(request)).content.decode()
+    assert request.reference in html
+    assert "In progress" in html
+    assert "We are collecting or changing your data" in html
+    assert "We received your request." in html
+    assert "You confirmed your email address." in html
+    assert "We started working on your request." in html
+
+
+@pytest.mark.django_db
+def test_wrong_secret_is_the_same_404_as_an_unknown_reference(client):
+    request = submit_request()
+    wrong_secret = client.get(status_url(request, secret="x" * 43))
+    unknown = client.get(reverse("status", args=["DSR-2026-99999", request.secret]))
+    assert wrong_secret.status_code == unknown.status_code == 404
+    assert wrong_secret.content == unknown.content
+
+
+@pytest.mark.django_db
+def test_subject_can_withdraw_an_open_request(client):
+    request = request_in_status(Status.IN_PROGRESS)
+    response = client.post(reverse("withdraw", args=[request.reference, request.secret]), {"confirm": "1"}, follow=True)
+    request.refresh_from_db()
+    assert request.status == Status.WITHDRAWN
+    assert "has been withdrawn" in response.content.decode()
+    assert request.events.get(action="withdraw").actor_kind == "subject"
+
+
+@pytest.mark.django_db
+def test_withdrawal_needs_the_confirmation_box(client):
+    request = request_in_status(Status.NEW)
+    response = client.post(reverse("withdraw", args=[request.reference, request.secret]), {}, follow=True)
+    assert "Tick the box" in response.content.decode()
+    request.refresh_from_db()
+    assert request.status == Status.NEW
+
+
+@pytest.mark.django_db
+def test_a_closed_request_cannot_be_withdrawn(client):
+    request = request_in_status(Status.COMPLETED)
+    page = client.get(status_url(request)).content.decode()
+    assert "Withdraw the request" not in page
+    response = client.post(reverse("withdraw", args=[request.reference, request.secret]), {"confirm": "1"}, follow=True)
+    assert "cannot be moved to withdrawn" in response.content.decode()
+    request.refresh_from_db()
+    assert request.status == Status.COMPLETED
+
+
+@pytest.mark.django_db
+def test_withdraw_with_a_wrong_secret_is_a_404(client):
+    request = request_in_status(Status.NEW)
+    response = client.post(reverse("withdraw", args=[request.reference, "wrong"]), {"confirm": "1"})
+    assert response.status_code == 404
+    request.refresh_from_db()
+    assert request.status == Status.NEW

@@ -1,0 +1,113 @@
+import re
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.core import mail
+from django.core import signing
+from django.urls import reverse
+
+from requests_app.models import IdentityKind, PrivacyRequest, Status, VerificationMethod
+from requests_app.services.intake import request_resend_verification, verification_token
+from tests.factories import submit_request
+
+# Emails are sent by tasks queued on commit, so these tests commit for real.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def link_path_from_last_email() -> str:
+    return re.search(r"https?://[^/]+(/verify/[^\s\"]+/)", mail.outbox[-1].body).group(1)
+
+
+def test_opening_the_link_asks_for_confirmation_and_changes_nothing(client):
+    request = submit_request()
+    response = client.get(link_path_from_last_email())
+    assert response.status_code == 200
+    assert "Confirm my request" in response.content.decode()
+    request.refresh_from_db()
+    assert request.status == Status.AWAITING_VERIFICATION
+
+
+def test_confirming_verifies_the_email_and_opens_the_status_page(client):
+    request = submit_request()
+    response = client.post(link_path_from_last_email())
+
+    assert response.url == reverse("status", args=[request.reference, request.secret])
+    request.refresh_from_db()
+    assert request.status == Status.NEW and request.verified_at is not None
+    email_identity = request.identities.get(kind=IdentityKind.EMAIL)
+    assert email_identity.is_verified
+    assert email_identity.verification_method == VerificationMethod.EMAIL_LINK
+    assert request.events.filter(action="verify_email", actor_kind="subject").count() == 1
+    # The confirmation email carries the status page link.
+    assert mail.outbox[-1].subject.endswith("is confirmed")
+    assert request.secret in mail.outbox[-1].body
+
+
+def test_a_used_link_gets_a_clear_page_and_changes_nothing(client):
+    request = submit_request()
+    path = link_path_from_last_email()
+    client.post(path)
+    events = request.events.count()
+
+    for method in (client.get, client.post):
+        response = method(path)
+        assert response.status_code == 400
+        assert "already been used" in response.content.decode()
+    assert request.events.count() == events
+
+
+def test_a_tampered_link_is_refused(client):
+    request = submit_request()
+    token = verification_token(request)
+    tampered = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+    for candidate in (tampered, "garbage", signing.dumps({"r": str(request.public_id)}, salt="other")):
+        response = client.post(reverse("verify_email", args=[candidate]))
+        assert response.status_code == 400
+        assert "not valid" in response.content.decode()
+    request.refresh_from_db()
+    assert request.status == Status.AWAITING_VERIFICATION
+
+
+def test_an_expired_link_is_refused(client, settings):
+    settings.VERIFICATION_LINK_MAX_AGE = timedelta(hours=48)
+    request = submit_request()
+    path = link_path_from_last_email()
+    with time_machine.travel(timedelta(hours=49)):
+        response = client.post(path)
+    assert response.status_code == 400
+    assert "expired" in response.content.decode()
+    request.refresh_from_db()
+    assert request.status == Status.AWAITING_VERIFICATION
+
+
+def test_resending_replaces_the_old_link(client):
+    request = submit_request(subject_email="ana@example.com")
+    old_path = link_path_from_last_email()
+
+    response = client.post(reverse("resend_verification"), {"reference": request.reference.lower(), "email": "ANA@example.com"})
+    assert response.status_code == 200
+    assert len(mail.outbox) == 2
+    new_path = link_path_from_last_email()
+    assert new_path != old_path
+
+    refused = client.post(old_path)
+    assert "replaced by a newer one" in refused.content.decode()
+    client.post(new_path)
+    assert PrivacyRequest.objects.get().status == Status.NEW
+
+
+def test_resend_gives_the_same_answer_for_unknown_details(client):
+    request = submit_request()
+    known = client.post(reverse("resend_verification"), {"reference": request.reference, "email": "ana@example.com"})
+    unknown = client.post(reverse("resend_verification"), {"reference": "DSR-2026-99999", "email": "x@example.com"})
+    assert known.content == unknown.content
+    assert len(mail.outbox) == 2  # the first link and one re-send, none for the unknown details
+
+
+def test_resend_does_nothing_once_verified():
+    request = submit_request()
+    from requests_app.services.intake import request_verify_email
+
+    request_verify_email(token=verification_token(request))
+    assert request_resend_verification(reference=request.reference, email=request.subject_email) is False
