@@ -51,6 +51,13 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
+def env_int_list(name: str, default: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(item) for item in env_list(name, default))
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be comma-separated whole numbers") from None
+
+
 PRODUCTION = env_bool("PRODUCTION", False)
 DEBUG = env_bool("DEBUG", not PRODUCTION)
 if PRODUCTION and DEBUG:
@@ -222,6 +229,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = 540
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celery" / "beat-schedule")
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE = {
+    "sweep-deadlines": {
+        "task": "requests_app.tasks.sweep_deadlines",
+        "schedule": timedelta(minutes=env_int("DEADLINE_SWEEP_MINUTES", 5)),
+    },
     "expire-unverified-requests": {
         "task": "requests_app.tasks.expire_unverified_requests",
         "schedule": timedelta(minutes=15),
@@ -235,6 +246,17 @@ SUBMISSION_RATE_LIMIT = env_str("SUBMISSION_RATE_LIMIT", "10/h")
 ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
 # Behind a reverse proxy, the header that carries the client address.
 RATELIMIT_IP_META_KEY = env_str("RATELIMIT_IP_META_KEY") or None
+
+# Statutory deadlines. Public holidays per regime as (country, subdivision)
+# for python-holidays: a controller outside Belgium changes the GDPR one.
+DEADLINE_HOLIDAYS = {
+    "gdpr": (env_str("GDPR_HOLIDAY_COUNTRY", "BE"), env_str("GDPR_HOLIDAY_SUBDIVISION", "")),
+    "uk_gdpr": (env_str("UK_GDPR_HOLIDAY_COUNTRY", "GB"), env_str("UK_GDPR_HOLIDAY_SUBDIVISION", "ENG")),
+    # Only for the CCPA's "10 business days" to confirm receipt.
+    "ccpa": (env_str("CCPA_HOLIDAY_COUNTRY", "US"), env_str("CCPA_HOLIDAY_SUBDIVISION", "CA")),
+}
+# Reminders to the assignee and the DPO, in days before the due date.
+DEADLINE_REMINDER_DAYS = env_int_list("DEADLINE_REMINDER_DAYS", "7,2,0")
 
 LOGIN_URL = "admin:login"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE_SECONDS", 8 * 3600)

@@ -19,6 +19,7 @@ from requests_app.lifecycle import RequestError
 from requests_app.models import (
     Attachment,
     AuditChainHead,
+    ClockPause,
     AuditEvent,
     PrivacyRequest,
     ReferenceCounter,
@@ -27,6 +28,7 @@ from requests_app.models import (
     SubjectIdentity,
 )
 from requests_app.services import intake
+from requests_app.templatetags.deadline_tags import due_badge
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -71,6 +73,11 @@ class AttachmentInline(ReadOnlyInline):
         return format_html('<a href="{}">{}</a>', url, attachment.original_name)
 
 
+class ClockPauseInline(ReadOnlyInline):
+    model = ClockPause
+    fields = ["started_at", "ended_at", "reason", "started_by", "ended_by"]
+
+
 class AuditEventInline(ReadOnlyInline):
     model = AuditEvent
     fields = ["sequence", "created_at", "actor_label", "action", "from_status", "to_status", "note"]
@@ -79,11 +86,11 @@ class AuditEventInline(ReadOnlyInline):
 
 @admin.register(PrivacyRequest)
 class PrivacyRequestAdmin(admin.ModelAdmin):
-    list_display = ["reference", "status", "rights_asked", "channel", "regime", "received_at"]
+    list_display = ["reference", "status", "rights_asked", "channel", "regime", "received_at", "due_on", "time_left"]
     list_filter = ["status", "channel", "regime", "rights__right"]
     search_fields = ["=reference", "subject_email", "identities__value"]
     date_hierarchy = "received_at"
-    inlines = [RequestedRightInline, SubjectIdentityInline, AttachmentInline, AuditEventInline]
+    inlines = [RequestedRightInline, SubjectIdentityInline, AttachmentInline, ClockPauseInline, AuditEventInline]
     fieldsets = [
         (None, {"fields": ["reference", "status", "regime", "channel", "language", "received_at"]}),
         (
@@ -91,10 +98,35 @@ class PrivacyRequestAdmin(admin.ModelAdmin):
             {"fields": ["subject_name", "subject_email", "subject_phone", "customer_reference", "relationship"]},
         ),
         ("Request", {"fields": ["description", "signature", "signed_at", "verified_at", "personal_data_purged_at"]}),
+        (
+            "Deadline",
+            {
+                "fields": [
+                    "due_on",
+                    "time_left",
+                    "original_due_on",
+                    "paused_days",
+                    "extended_at",
+                    "extended_by",
+                    "extension_reason",
+                    "acknowledgement_due_on",
+                    "acknowledged_at",
+                    "acknowledgement_met",
+                ]
+            },
+        ),
     ]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("rights")
+        return super().get_queryset(request).prefetch_related("rights", "pauses")
+
+    @admin.display(description="time left", ordering="due_on")
+    def time_left(self, obj):
+        return due_badge(obj)
+
+    @admin.display(description="receipt confirmed in time", boolean=True)
+    def acknowledgement_met(self, obj):
+        return obj.acknowledgement_met
 
     @admin.display(description="rights")
     def rights_asked(self, obj):

@@ -1,6 +1,7 @@
 """One function per email. Each renders text and HTML templates in the
 subject's language and is sent at most once per (request, kind, key)."""
 
+import datetime
 import logging
 
 from django.conf import settings
@@ -8,9 +9,10 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 
 from requests_app.models import PrivacyRequest, SentNotification
+from requests_app import deadlines
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ def send_once(request: PrivacyRequest, kind: str, key: str, message: EmailMultiA
     """
     try:
         with transaction.atomic():
-            SentNotification.objects.create(request=request, kind=kind, key=key)
+            SentNotification.objects.create(request=request, kind=kind, key=key, sent_at=timezone.now())
             message.send()
     except IntegrityError:
         logger.info("email %s for request %s already sent, skipping", kind, request.reference)
@@ -62,10 +64,64 @@ def send_verification_email(request: PrivacyRequest) -> bool:
     }
     message = render_email("verify-email", context, to=[request.subject_email], language=request.language)
     # Keyed by the nonce: a re-sent link is a new email, a redelivered task is not.
-    return send_once(request, "verify_email", request.verification_nonce, message)
+    sent = send_once(request, "verify_email", request.verification_nonce, message)
+    mark_acknowledged(request)
+    return sent
 
 
 def send_request_confirmed_email(request: PrivacyRequest) -> bool:
     context = {"request": request, "status_url": status_url(request)}
     message = render_email("request-confirmed", context, to=[request.subject_email], language=request.language)
-    return send_once(request, "request_confirmed", "", message)
+    sent = send_once(request, "request_confirmed", "", message)
+    mark_acknowledged(request)
+    return sent
+
+
+def mark_acknowledged(request: PrivacyRequest) -> None:
+    """Record when receipt was first confirmed to the subject (CCPA: within 10 business days)."""
+    PrivacyRequest.objects.filter(pk=request.pk, acknowledged_at__isnull=True).update(acknowledged_at=timezone.now())
+
+
+def send_extension_email(request: PrivacyRequest) -> bool:
+    """Tell the subject the new due date and why (GDPR Art. 12(3))."""
+    context = {"request": request, "status_url": status_url(request)}
+    message = render_email("deadline-extended", context, to=[request.subject_email], language=request.language)
+    return send_once(request, "deadline_extended", "", message)
+
+
+def deadline_alert_recipients(request: PrivacyRequest) -> list[str]:
+    recipients = [settings.DPO_EMAIL]
+    if request.assignee and request.assignee.is_active and request.assignee.email:
+        recipients.insert(0, request.assignee.email)
+    return list(dict.fromkeys(recipients))
+
+
+def send_deadline_alert(notification: SentNotification) -> bool:
+    """Send a claimed reminder or escalation, unless it went out already.
+
+    Locks the claim so a redelivered or re-dispatched task sends it once.
+    Staff emails carry the reference and dates only, no personal data.
+    """
+    with transaction.atomic():
+        claim = (
+            SentNotification.objects.select_for_update(of=("self",))
+            .select_related("request__assignee")
+            .get(pk=notification.pk)
+        )
+        if claim.sent_at is not None:
+            return False
+        request = claim.request
+        due_on, threshold = claim.key.split(":")
+        context = {
+            "request": request,
+            "due_on": datetime.date.fromisoformat(due_on),
+            "overdue": threshold == "overdue",
+            "days_left": deadlines.days_left(datetime.date.fromisoformat(due_on), timezone.localdate()),
+            "request_url": absolute_url(reverse("admin:requests_app_privacyrequest_change", args=[request.pk])),
+        }
+        template = "deadline-escalation" if threshold == "overdue" else "deadline-reminder"
+        render_email(template, context, to=deadline_alert_recipients(request), language=settings.LANGUAGE_CODE).send()
+        claim.sent_at = timezone.now()
+        claim.save(update_fields=["sent_at"])
+    logger.info("deadline alert %s sent for request %s", threshold, request.reference)
+    return True

@@ -33,6 +33,10 @@ class StaleRequest(RequestError):
     """The request changed since the person acting on it last saw it."""
 
 
+class NotAllowed(RequestError):
+    """The actor's role does not permit the action. Views answer 403."""
+
+
 @dataclass(frozen=True)
 class Transition:
     name: str
@@ -114,8 +118,29 @@ def transition(
                 % {"status": Status(current).label.lower(), "target": Status(spec.target).label.lower()}
             )
         PrivacyRequest.objects.filter(pk=request.pk).update(status=spec.target, updated_at=timezone.now())
+        request.status = spec.target
         record_event(
             request, name, actor=actor, from_status=current, to_status=spec.target, note=note, data=data
         )
-    request.status = spec.target
+        _move_the_clock(request, current, spec.target, actor=actor, note=note)
     return request
+
+
+def _move_the_clock(request: PrivacyRequest, old: str, new: str, *, actor: Actor, note: str) -> None:
+    """Waiting on the subject stops the statutory clock; leaving that state restarts it.
+
+    Closing the request ends any pause and stops its reminders.
+    """
+    # Imported here: the deadline service itself builds on this module.
+    from requests_app.services import deadlines as deadline_service
+
+    pause = deadline_service.open_pause(request)
+    if new == Status.AWAITING_SUBJECT and pause is None:
+        deadline_service.start_pause(request, actor=actor, reason=note or "Waiting for the subject")
+    elif old == Status.AWAITING_SUBJECT and new in VERIFIED_OPEN and pause is not None:
+        deadline_service.end_pause(request, pause, actor=actor)
+    elif new in CLOSED_STATUSES:
+        if pause is not None:
+            pause.ended_at = timezone.now()
+            pause.save(update_fields=["ended_at"])
+        PrivacyRequest.objects.filter(pk=request.pk).update(next_alert_on=None, next_alert_key="")

@@ -9,6 +9,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -126,13 +127,40 @@ class PrivacyRequest(models.Model):
     verification_nonce = models.CharField(max_length=32, default=new_nonce, editable=False)
     verified_at = models.DateTimeField(null=True, blank=True)
     personal_data_purged_at = models.DateTimeField(null=True, blank=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="assigned_requests"
+    )
+
+    # Deadlines: derived from received_at, the regime, the extension and the
+    # pauses by requests_app.services.deadlines.refresh_deadline; never set by hand.
+    due_on = models.DateField(null=True, blank=True, db_index=True)
+    original_due_on = models.DateField(null=True, blank=True, help_text=_("The due date without the extension."))
+    paused_days = models.PositiveIntegerField(default=0, help_text=_("Days added by finished clock pauses."))
+    extended_at = models.DateTimeField(null=True, blank=True)
+    extended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    extension_reason = models.TextField(blank=True)
+    # Receipt must be confirmed in time under some regimes (CCPA: 10 business days).
+    acknowledgement_due_on = models.DateField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    # The next reminder or escalation, so the sweep reads only the requests that
+    # crossed a threshold. None while the clock is paused or the request is closed.
+    next_alert_on = models.DateField(null=True, blank=True)
+    next_alert_key = models.CharField(max_length=16, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-received_at"]
-        indexes = [models.Index(fields=["status", "created_at"], name="request_status_created_idx")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="request_status_created_idx"),
+            models.Index(
+                fields=["next_alert_on"], name="request_next_alert_idx", condition=models.Q(next_alert_on__isnull=False)
+            ),
+        ]
+        permissions = [("extend_deadline", "Can extend a request's deadline"), ("pause_clock", "Can pause and resume a request's clock")]
 
     def __str__(self) -> str:
         return self.reference
@@ -143,8 +171,48 @@ class PrivacyRequest(models.Model):
 
         return self.status in OPEN_STATUSES
 
-    def right_values(self) -> list[str]:
-        return [right.right for right in self.rights.all()]
+    @property
+    def is_extended(self) -> bool:
+        return self.extended_at is not None
+
+    @property
+    def acknowledgement_met(self) -> bool | None:
+        """Whether receipt was confirmed in time; None where no rule applies or not yet known."""
+        if self.acknowledgement_due_on is None:
+            return None
+        if self.acknowledged_at is None:
+            return False if timezone.localdate() > self.acknowledgement_due_on else None
+        return timezone.localdate(self.acknowledged_at) <= self.acknowledgement_due_on
+
+
+class ClockPause(models.Model):
+    """A stretch of time the statutory clock stood still, waiting on the subject.
+
+    Opened and closed automatically on entering and leaving "awaiting subject",
+    or by staff with a reason. At most one pause per request is open.
+    """
+
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="pauses")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField()
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["request"], condition=models.Q(ended_at__isnull=True), name="one_open_pause_per_request"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"pause from {self.started_at:%Y-%m-%d}"
 
 
 class RequestedRight(models.Model):
@@ -292,9 +360,15 @@ class SentNotification(models.Model):
     request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=64)
     key = models.CharField(max_length=64, blank=True)
-    sent_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Set once the email went out. Deadline alerts are claimed by the sweep
+    # first (sent_at empty) and sent by a task; see services.deadlines.
+    sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["request", "kind", "key"], name="unique_notification")
+        ]
+        indexes = [
+            models.Index(fields=["created_at"], name="notification_unsent_idx", condition=models.Q(sent_at__isnull=True))
         ]

@@ -18,6 +18,9 @@ SUBJECT_EVENT_TEXT = {
     "reject": _("We declined your request and wrote to you with the reasons."),
     "withdraw": _("The request was withdrawn."),
     "expire": _("The request expired because the email address was never confirmed."),
+    "deadline_extended": _("We extended the time to answer and wrote to you with the reason."),
+    "clock_paused": _("The time to answer was paused while we wait for you."),
+    "clock_resumed": _("The time to answer started running again."),
 }
 
 NEXT_STEP_TEXT = {

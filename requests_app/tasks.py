@@ -11,7 +11,8 @@ from smtplib import SMTPException
 from celery import shared_task
 
 from requests_app import emails
-from requests_app.models import PrivacyRequest, Status
+from requests_app.models import PrivacyRequest, SentNotification, Status
+from requests_app.services import deadlines as deadline_service
 from requests_app.services import intake
 
 logger = logging.getLogger(__name__)
@@ -49,3 +50,24 @@ def send_request_confirmed_email(request_id: int) -> None:
 def expire_unverified_requests() -> int:
     """Periodic: expire requests never verified and purge their personal data."""
     return intake.expire_unverified_requests()
+
+
+@shared_task(**EMAIL_RETRY)
+def send_extension_email(request_id: int) -> None:
+    """Email the subject the extended due date and its reason."""
+    request = PrivacyRequest.objects.filter(pk=request_id, extended_at__isnull=False).exclude(subject_email="").first()
+    if request is not None:
+        emails.send_extension_email(request)
+
+
+@shared_task(**EMAIL_RETRY)
+def send_deadline_alerts(notification_ids: list[int]) -> None:
+    """Send claimed reminders and escalations; each goes out once however often this runs."""
+    for notification in SentNotification.objects.filter(pk__in=notification_ids, sent_at__isnull=True):
+        emails.send_deadline_alert(notification)
+
+
+@shared_task(acks_late=True, time_limit=300, soft_time_limit=270)
+def sweep_deadlines() -> int:
+    """Periodic: claim the reminders and escalations due today and queue their emails."""
+    return deadline_service.sweep_deadlines()

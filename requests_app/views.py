@@ -84,6 +84,7 @@ def status(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
         "privacy_request": privacy_request,
         "next_step": selectors.NEXT_STEP_TEXT[privacy_request.status],
         "timeline": selectors.subject_timeline(privacy_request),
+        "clock_paused": privacy_request.pauses.filter(ended_at__isnull=True).exists(),
     }
     return render(request, "requests_app/status.html", context)
 

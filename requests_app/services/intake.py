@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from requests_app import lifecycle, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
+from requests_app.services import deadlines as deadline_service
 from requests_app.models import (
     Attachment,
     Channel,
@@ -108,6 +109,7 @@ def request_submit(
             signature=signature,
             signed_at=now if signature else None,
         )
+        deadline_service.refresh_deadline(request)
         RequestedRight.objects.bulk_create(
             RequestedRight(request=request, **vars(details)) for details in rights
         )

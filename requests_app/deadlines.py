@@ -1,0 +1,140 @@
+"""Statutory deadlines: pure functions of dates, no database access.
+
+GDPR Art. 12(3) gives one month from receipt, extendable by two further
+months. "One month" is counted as Regulation 1182/71 Art. 3 says: the same
+date in the next month, or that month's last day when it has no such date;
+a period ending on a Saturday, Sunday or public holiday ends on the next
+working day. Which holidays count is a setting per regime, so a controller
+in another member state can change it.
+"""
+
+import calendar
+import datetime
+from functools import lru_cache
+
+import holidays
+from django.conf import settings
+
+REGIMES = ("gdpr", "uk_gdpr", "ccpa", "lgpd")
+# Regimes whose periods end on the next working day (Regulation 1182/71 Art. 3(4)).
+ROLL_TO_WORKING_DAY = {"gdpr", "uk_gdpr"}
+CCPA_DAYS, CCPA_EXTENDED_DAYS = 45, 90
+LGPD_DAYS = 15
+CCPA_ACKNOWLEDGEMENT_BUSINESS_DAYS = 10
+
+
+def add_months(day: datetime.date, months: int) -> datetime.date:
+    """The same date `months` later; the month's last day when it has no such date."""
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return datetime.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+@lru_cache(maxsize=16)
+def _holiday_calendar(country: str, subdivision: str) -> holidays.HolidayBase:
+    return holidays.country_holidays(country, subdiv=subdivision or None, categories=("public",))
+
+
+def holiday_calendar(regime: str) -> holidays.HolidayBase | None:
+    """The public holidays that count for `regime`, from the DEADLINE_HOLIDAYS setting."""
+    country_and_subdivision = settings.DEADLINE_HOLIDAYS.get(regime)
+    if not country_and_subdivision:
+        return None
+    return _holiday_calendar(*country_and_subdivision)
+
+
+def is_working_day(day: datetime.date, calendar_: holidays.HolidayBase | None) -> bool:
+    return day.weekday() < 5 and (calendar_ is None or day not in calendar_)
+
+
+def next_working_day(day: datetime.date, calendar_: holidays.HolidayBase | None) -> datetime.date:
+    """`day` itself if it is a working day, else the first working day after it."""
+    while not is_working_day(day, calendar_):
+        day += datetime.timedelta(days=1)
+    return day
+
+
+def _check_regime(regime: str) -> None:
+    if regime not in REGIMES:
+        raise ValueError(f"Unknown regime {regime!r}: expected one of {', '.join(REGIMES)}")
+
+
+def statutory_due_date(
+    regime: str, received_on: datetime.date, *, extended: bool = False, paused_days: int = 0
+) -> datetime.date:
+    """The last day to answer a request received on `received_on`.
+
+    gdpr / uk_gdpr: one month (three when extended) per Regulation 1182/71,
+    plus the days the clock was paused, rolled forward past weekends and the
+    regime's public holidays. ccpa: 45 calendar days (90 when extended).
+    lgpd: 15 calendar days and no extension. Raises ValueError for an unknown
+    regime, negative paused days, or an extension the regime does not allow.
+    """
+    _check_regime(regime)
+    if paused_days < 0:
+        raise ValueError(f"paused_days cannot be negative (got {paused_days})")
+    pause = datetime.timedelta(days=paused_days)
+
+    if regime in ROLL_TO_WORKING_DAY:
+        end = add_months(received_on, 3 if extended else 1) + pause
+        return next_working_day(end, holiday_calendar(regime))
+    if regime == "ccpa":
+        return received_on + datetime.timedelta(days=CCPA_EXTENDED_DAYS if extended else CCPA_DAYS) + pause
+    if extended:
+        raise ValueError("LGPD allows no extension of the 15-day period")
+    return received_on + datetime.timedelta(days=LGPD_DAYS) + pause
+
+
+def acknowledgement_due_date(regime: str, received_on: datetime.date) -> datetime.date | None:
+    """When receipt must be confirmed: 10 business days under CCPA; None where no rule applies."""
+    _check_regime(regime)
+    if regime != "ccpa":
+        return None
+    calendar_ = holiday_calendar(regime)
+    day, remaining = received_on, CCPA_ACKNOWLEDGEMENT_BUSINESS_DAYS
+    while remaining:
+        day += datetime.timedelta(days=1)
+        if is_working_day(day, calendar_):
+            remaining -= 1
+    return day
+
+
+def paused_day_count(started_on: datetime.date, ended_on: datetime.date) -> int:
+    """Calendar days a pause added: paused Monday and resumed Wednesday is two days."""
+    return max((ended_on - started_on).days, 0)
+
+
+def alert_schedule(due_on: datetime.date, reminder_days: tuple[int, ...]) -> list[tuple[datetime.date, str]]:
+    """The (date, key) of each reminder before `due_on`, then the escalation the day after it."""
+    stages = [(due_on - datetime.timedelta(days=days), f"remind-{days}") for days in sorted(set(reminder_days), reverse=True)]
+    stages.append((due_on + datetime.timedelta(days=1), "overdue"))
+    return stages
+
+
+def next_alert(
+    due_on: datetime.date, today: datetime.date, reminder_days: tuple[int, ...]
+) -> tuple[datetime.date, str] | None:
+    """The first alert still to come (today's included); None once the escalation is past."""
+    return next(((day, key) for day, key in alert_schedule(due_on, reminder_days) if day >= today), None)
+
+
+def alert_due_now(
+    due_on: datetime.date, today: datetime.date, reminder_days: tuple[int, ...]
+) -> tuple[str | None, tuple[datetime.date, str] | None]:
+    """The alert to send today (the most urgent one crossed) and the one after it.
+
+    Thresholds crossed earlier and never sent (a missed sweep, an old letter
+    recorded late) are not sent late: only the current one is.
+    """
+    schedule = alert_schedule(due_on, reminder_days)
+    crossed = [index for index, (day, _) in enumerate(schedule) if day <= today]
+    if not crossed:
+        return None, next_alert(due_on, today, reminder_days)
+    current = crossed[-1]
+    following = schedule[current + 1] if current + 1 < len(schedule) else None
+    return schedule[current][1], following
+
+
+def days_left(due_on: datetime.date, today: datetime.date) -> int:
+    """Days until `due_on`: 0 on the day itself, negative when overdue."""
+    return (due_on - today).days

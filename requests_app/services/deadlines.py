@@ -1,0 +1,246 @@
+"""Deadline writes: derive the due date, pause and resume the clock, extend,
+and the periodic sweep that claims reminders and escalations.
+
+The date arithmetic itself is in requests_app/deadlines.py (pure functions).
+"""
+
+import datetime
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from requests_app import deadlines, tasks
+from requests_app.audit import Actor, record_event
+from requests_app.lifecycle import OPEN_STATUSES, VERIFIED_OPEN, NotAllowed, RequestError
+from requests_app.models import ClockPause, PrivacyRequest, SentNotification
+
+logger = logging.getLogger(__name__)
+
+DEADLINE_FIELDS = ["due_on", "original_due_on", "acknowledgement_due_on", "next_alert_on", "next_alert_key"]
+ALERT_KIND = "deadline_alert"
+# A claimed alert whose email task never ran (a worker died, the broker was
+# down) is dispatched again after this long.
+ALERT_REDISPATCH_AFTER = datetime.timedelta(minutes=10)
+
+
+def refresh_deadline(request: PrivacyRequest, *, today: datetime.date | None = None) -> None:
+    """Derive and save the due dates and the next alert from the request's facts.
+
+    Call after anything that moves the deadline: receipt, a finished pause,
+    the extension. Runs inside the caller's transaction.
+    """
+    today = today or timezone.localdate()
+    received_on = timezone.localdate(request.received_at)
+    request.original_due_on = deadlines.statutory_due_date(
+        request.regime, received_on, paused_days=request.paused_days
+    )
+    request.due_on = deadlines.statutory_due_date(
+        request.regime, received_on, extended=request.is_extended, paused_days=request.paused_days
+    )
+    request.acknowledgement_due_on = deadlines.acknowledgement_due_date(request.regime, received_on)
+    clock_running = request.status in OPEN_STATUSES and not request.pauses.filter(ended_at__isnull=True).exists()
+    request.next_alert_on, request.next_alert_key = None, ""
+    if clock_running:
+        current_key, following = deadlines.alert_due_now(request.due_on, today, settings.DEADLINE_REMINDER_DAYS)
+        if current_key:
+            # Already past a threshold (a letter recorded late, a long pause):
+            # the sweep sends the current alert straight away.
+            request.next_alert_on, request.next_alert_key = today, current_key
+        elif following:
+            request.next_alert_on, request.next_alert_key = following
+    PrivacyRequest.objects.filter(pk=request.pk).update(**{field: getattr(request, field) for field in DEADLINE_FIELDS})
+
+
+def _locked(request: PrivacyRequest) -> PrivacyRequest:
+    return PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+
+
+def open_pause(request: PrivacyRequest) -> ClockPause | None:
+    return request.pauses.filter(ended_at__isnull=True).first()
+
+
+def start_pause(request: PrivacyRequest, *, actor: Actor, reason: str) -> ClockPause:
+    """Stop the clock. The caller holds the row lock and has checked no pause is open."""
+    pause = ClockPause.objects.create(
+        request=request, started_at=timezone.now(), reason=reason, started_by=actor.user
+    )
+    PrivacyRequest.objects.filter(pk=request.pk).update(next_alert_on=None, next_alert_key="")
+    request.next_alert_on, request.next_alert_key = None, ""
+    record_event(request, "clock_paused", actor=actor, note=reason, data={"due_on": str(request.due_on)})
+    return pause
+
+
+def end_pause(request: PrivacyRequest, pause: ClockPause, *, actor: Actor, note: str = "") -> int:
+    """Restart the clock, adding the paused days to the deadline. Returns the days added."""
+    now = timezone.now()
+    added = deadlines.paused_day_count(timezone.localdate(pause.started_at), timezone.localdate(now))
+    ClockPause.objects.filter(pk=pause.pk).update(ended_at=now, ended_by=actor.user)
+    request.paused_days = _locked(request).paused_days + added
+    PrivacyRequest.objects.filter(pk=request.pk).update(paused_days=request.paused_days)
+    refresh_deadline(request)
+    record_event(
+        request,
+        "clock_resumed",
+        actor=actor,
+        note=note,
+        data={"paused_days": added, "due_on": str(request.due_on)},
+    )
+    return added
+
+
+def clock_pause(*, request: PrivacyRequest, actor: Actor, reason: str) -> ClockPause:
+    """Staff stop the clock while waiting on the subject (e.g. for proof of identity).
+
+    Allowed on open requests with a running clock, by staff who may pause
+    clocks, with a reason. Writes an audit event.
+    """
+    _require_permission(actor, "requests_app.pause_clock", _("You may not pause the clock."))
+    reason = reason.strip()
+    if not reason:
+        raise RequestError(_("Give a reason for pausing the clock."))
+    with transaction.atomic():
+        request.status = _locked(request).status
+        if request.status not in OPEN_STATUSES:
+            raise RequestError(_("The clock of a closed request cannot be paused."))
+        if open_pause(request):
+            raise RequestError(_("The clock is already paused."))
+        return start_pause(request, actor=actor, reason=reason)
+
+
+def clock_resume(*, request: PrivacyRequest, actor: Actor, note: str = "") -> int:
+    """Staff restart a paused clock; the paused days are added to the deadline."""
+    _require_permission(actor, "requests_app.pause_clock", _("You may not resume the clock."))
+    with transaction.atomic():
+        request.status = _locked(request).status
+        pause = open_pause(request)
+        if pause is None:
+            raise RequestError(_("The clock is not paused, so it cannot be resumed."))
+        return end_pause(request, pause, actor=actor, note=note)
+
+
+def request_extend(*, request: PrivacyRequest, actor: Actor, reason: str) -> PrivacyRequest:
+    """Extend the deadline once (GDPR Art. 12(3): by two further months), with a reason.
+
+    Allowed on verified open requests, by staff who may extend deadlines, on
+    or before the original due date, and only where the regime allows an
+    extension. Writes an audit event and emails the subject the new date and
+    the reason on commit.
+    """
+    _require_permission(actor, "requests_app.extend_deadline", _("You may not extend deadlines."))
+    reason = reason.strip()
+    if not reason:
+        raise RequestError(_("Give the reason for the extension: the subject is told it."))
+    with transaction.atomic():
+        locked = _locked(request)
+        if locked.status not in VERIFIED_OPEN:
+            raise RequestError(_("Only a verified, open request can be extended."))
+        if locked.is_extended:
+            raise RequestError(
+                _("The deadline was already extended on %(date)s; it can be extended only once.")
+                % {"date": timezone.localdate(locked.extended_at).isoformat()}
+            )
+        if timezone.localdate() > locked.original_due_on:
+            raise RequestError(
+                _("The original due date (%(date)s) has passed: an extension must be notified before it.")
+                % {"date": locked.original_due_on.isoformat()}
+            )
+        if locked.regime == "lgpd":
+            raise RequestError(_("LGPD allows no extension of the 15-day period."))
+        previous_due_on = locked.due_on
+        locked.extended_at, locked.extended_by, locked.extension_reason = timezone.now(), actor.user, reason
+        PrivacyRequest.objects.filter(pk=locked.pk).update(
+            extended_at=locked.extended_at, extended_by=actor.user, extension_reason=reason
+        )
+        refresh_deadline(locked)
+        record_event(
+            locked,
+            "deadline_extended",
+            actor=actor,
+            note=reason,
+            data={"from": str(previous_due_on), "to": str(locked.due_on)},
+        )
+        if locked.subject_email:
+            transaction.on_commit(lambda: tasks.send_extension_email.delay(locked.id))
+    return locked
+
+
+def _require_permission(actor: Actor, permission: str, message: str) -> None:
+    if actor.user is None or not actor.user.has_perm(permission):
+        raise NotAllowed(message)
+
+
+def sweep_deadlines(*, today: datetime.date | None = None, batch_size: int = 1000) -> int:
+    """Claim every reminder and escalation due today, and queue their emails.
+
+    Reads only requests whose `next_alert_on` has come (an indexed column),
+    so its cost follows the number of alerts due, not the number of open
+    requests. Rows are locked with SKIP LOCKED: two sweeps at once split the
+    work. Each alert is claimed as a SentNotification keyed by due date and
+    threshold, in the same transaction that advances `next_alert_on`, so it is
+    claimed exactly once; a worker dying mid-batch rolls the batch back for
+    the next sweep. Claims whose email task never ran are dispatched again.
+    Returns the number of alerts claimed.
+    """
+    today = today or timezone.localdate()
+    claimed = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                PrivacyRequest.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(next_alert_on__lte=today)
+                .order_by()
+                .values_list("id", "due_on")[:batch_size]
+            )
+            if not batch:
+                break
+            notification_ids = _claim_alerts(batch, today)
+            claimed += len(notification_ids)
+            for start in range(0, len(notification_ids), 100):
+                chunk = notification_ids[start : start + 100]
+                transaction.on_commit(lambda chunk=chunk: tasks.send_deadline_alerts.delay(chunk))
+        if len(batch) < batch_size:
+            break
+
+    _redispatch_stale_alerts()
+    if claimed:
+        logger.info("deadline sweep claimed %s alerts", claimed)
+    return claimed
+
+
+def _claim_alerts(batch: list[tuple[int, datetime.date]], today: datetime.date) -> list[int]:
+    """Create the claims for a locked batch and move each request to its next alert."""
+    reminder_days = settings.DEADLINE_REMINDER_DAYS
+    claims, advances = [], {}
+    for request_id, due_on in batch:
+        current_key, following = deadlines.alert_due_now(due_on, today, reminder_days)
+        if current_key:
+            claims.append(SentNotification(request_id=request_id, kind=ALERT_KIND, key=f"{due_on}:{current_key}"))
+        advances.setdefault(following or (None, ""), []).append(request_id)
+
+    # The rows are locked, so no other sweep claims for them now; an alert
+    # claimed by an earlier run (same due date and threshold) is not sent again.
+    already = set(
+        SentNotification.objects.filter(
+            request_id__in=[claim.request_id for claim in claims], kind=ALERT_KIND, key__in={c.key for c in claims}
+        ).values_list("request_id", "key")
+    )
+    new_claims = [claim for claim in claims if (claim.request_id, claim.key) not in already]
+    created = SentNotification.objects.bulk_create(new_claims)
+    for (next_on, next_key), ids in advances.items():
+        PrivacyRequest.objects.filter(id__in=ids).update(next_alert_on=next_on, next_alert_key=next_key)
+    return [claim.id for claim in created]
+
+
+def _redispatch_stale_alerts() -> None:
+    cutoff = timezone.now() - ALERT_REDISPATCH_AFTER
+    stale = list(
+        SentNotification.objects.filter(sent_at__isnull=True, created_at__lt=cutoff, kind=ALERT_KIND).values_list(
+            "id", flat=True
+        )[:1000]
+    )
+    if stale:
+        logger.warning("re-dispatching %s deadline alerts whose task never ran", len(stale))
+        tasks.send_deadline_alerts.delay(stale)

@@ -1,0 +1,376 @@
+import threading
+from datetime import date, datetime, time, timedelta
+
+import pytest
+import time_machine
+from django.core import mail
+from django.db import connection
+from django.utils import timezone
+
+from requests_app import lifecycle
+from requests_app.audit import Actor
+from requests_app.lifecycle import NotAllowed, RequestError
+from requests_app.models import PrivacyRequest, SentNotification, Status
+from requests_app.services.deadlines import (
+    clock_pause,
+    clock_resume,
+    request_extend,
+    sweep_deadlines,
+)
+from tests.factories import UserFactory, request_in_status, submit_request
+
+BRUSSELS = timezone.get_default_timezone()
+
+
+def at(day: date, hour: int = 10) -> datetime:
+    return datetime.combine(day, time(hour), tzinfo=BRUSSELS)
+
+
+@pytest.fixture
+def dpo(db):
+    return UserFactory(username="dpo-user", is_superuser=True)
+
+
+@pytest.fixture
+def handler(db):
+    return UserFactory(username="handler", is_superuser=False)
+
+
+def in_progress_received(day: date, **overrides) -> PrivacyRequest:
+    with time_machine.travel(at(day), tick=False):
+        return request_in_status(Status.IN_PROGRESS, **overrides)
+
+
+@pytest.mark.django_db
+def test_due_date_is_derived_at_receipt():
+    request = in_progress_received(date(2026, 1, 30))
+    assert request.due_on == request.original_due_on == date(2026, 3, 2)
+    assert request.acknowledgement_due_on is None
+
+
+@pytest.mark.django_db
+def test_staff_intake_counts_from_the_earlier_received_date(dpo):
+    with time_machine.travel(at(date(2026, 3, 10)), tick=False):
+        request = submit_request(channel="post", received_at=at(date(2026, 1, 30)), actor=Actor.staff(dpo))
+    assert request.due_on == date(2026, 3, 2)
+
+
+@pytest.mark.django_db
+def test_ccpa_acknowledgement_is_tracked(django_capture_on_commit_callbacks):
+    with time_machine.travel(at(date(2026, 3, 2)), tick=False):
+        with django_capture_on_commit_callbacks(execute=True):
+            request = submit_request(regime="ccpa")
+    request.refresh_from_db()
+    assert request.acknowledgement_due_on == date(2026, 3, 16)
+    assert request.acknowledged_at is not None  # the verification email confirms receipt
+    assert request.acknowledgement_met is True
+    assert request.due_on == date(2026, 4, 16)
+
+
+@pytest.mark.django_db
+def test_an_unacknowledged_ccpa_request_is_flagged_late_after_its_date():
+    with time_machine.travel(at(date(2026, 3, 2)), tick=False):
+        request = submit_request(regime="ccpa")  # on-commit email never ran
+        assert request.acknowledgement_met is None
+    with time_machine.travel(at(date(2026, 3, 17)), tick=False):
+        assert request.acknowledgement_met is False
+
+
+@pytest.mark.django_db
+def test_waiting_on_the_subject_pauses_and_resumes_the_clock():
+    request = in_progress_received(date(2026, 1, 30))
+    with time_machine.travel(at(date(2026, 2, 10)), tick=False):
+        lifecycle.transition(request, "await_subject", actor=Actor.system(), note="Need a copy of the ID")
+    request.refresh_from_db()
+    assert request.pauses.get().reason == "Need a copy of the ID"
+    assert request.next_alert_on is None  # no reminders while paused
+
+    with time_machine.travel(at(date(2026, 2, 15)), tick=False):
+        lifecycle.transition(request, "start_work", actor=Actor.system())
+    request.refresh_from_db()
+    assert request.paused_days == 5
+    assert request.pauses.get().ended_at is not None
+    # 28 Feb + 5 days = 5 Mar (Thursday)
+    assert request.due_on == request.original_due_on == date(2026, 3, 5)
+    resumed = request.events.get(action="clock_resumed")
+    assert resumed.data == {"paused_days": 5, "due_on": "2026-03-05"}
+
+
+@pytest.mark.django_db
+def test_staff_can_pause_and_resume_with_a_reason(dpo):
+    request = in_progress_received(date(2026, 1, 30))
+    with time_machine.travel(at(date(2026, 2, 2)), tick=False):
+        clock_pause(request=request, actor=Actor.staff(dpo), reason="Waiting for proof of identity")
+    with time_machine.travel(at(date(2026, 2, 4)), tick=False):
+        assert clock_resume(request=request, actor=Actor.staff(dpo), note="Proof received") == 2
+    request.refresh_from_db()
+    assert request.due_on == date(2026, 3, 2)  # 28 Feb + 2 = 2 Mar, a Monday
+    assert [e.action for e in request.events.filter(action__startswith="clock_")] == ["clock_paused", "clock_resumed"]
+    assert request.events.get(action="clock_paused").note == "Waiting for proof of identity"
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        (lambda r, a: clock_resume(request=r, actor=a), "not paused"),
+        (lambda r, a: clock_pause(request=r, actor=a, reason="  "), "Give a reason"),
+    ],
+)
+@pytest.mark.django_db
+def test_bad_clock_actions_are_refused_and_change_nothing(dpo, action, message):
+    request = in_progress_received(date(2026, 1, 30))
+    events = request.events.count()
+    with pytest.raises(RequestError, match=message):
+        action(request, Actor.staff(dpo))
+    assert request.events.count() == events
+    assert request.pauses.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_second_pause_and_a_pause_on_a_closed_request_are_refused(dpo):
+    request = in_progress_received(date(2026, 1, 30))
+    clock_pause(request=request, actor=Actor.staff(dpo), reason="ID")
+    with pytest.raises(RequestError, match="already paused"):
+        clock_pause(request=request, actor=Actor.staff(dpo), reason="again")
+    closed = request_in_status(Status.COMPLETED)
+    with pytest.raises(RequestError, match="closed request"):
+        clock_pause(request=closed, actor=Actor.staff(dpo), reason="ID")
+
+
+@pytest.mark.django_db
+def test_clock_actions_need_the_permission(handler):
+    request = in_progress_received(date(2026, 1, 30))
+    with pytest.raises(NotAllowed):
+        clock_pause(request=request, actor=Actor.staff(handler), reason="ID")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_extension_moves_the_date_emails_the_subject_and_is_audited(dpo):
+    request = in_progress_received(date(2026, 1, 30))
+    mail.outbox.clear()
+    with time_machine.travel(at(date(2026, 2, 20)), tick=False):
+        request_extend(request=request, actor=Actor.staff(dpo), reason="Records in five systems")
+
+    request.refresh_from_db()
+    assert (request.due_on, request.original_due_on) == (date(2026, 4, 30), date(2026, 3, 2))
+    assert request.extended_by == dpo and request.extension_reason == "Records in five systems"
+    event = request.events.get(action="deadline_extended")
+    assert event.data == {"from": "2026-03-02", "to": "2026-04-30"}
+    assert event.note == "Records in five systems"
+    assert len(mail.outbox) == 1
+    assert "30 April 2026" in mail.outbox[0].body and "Records in five systems" in mail.outbox[0].body
+
+
+@pytest.mark.parametrize(
+    ("setup", "today", "reason", "message"),
+    [
+        ("extended", date(2026, 2, 20), "Complex", "already extended"),
+        ("plain", date(2026, 3, 3), "Complex", r"original due date \(2026-03-02\) has passed"),
+        ("plain", date(2026, 2, 20), "   ", "Give the reason"),
+        ("lgpd", date(2026, 2, 1), "Complex", "LGPD allows no extension"),
+        ("closed", date(2026, 2, 20), "Complex", "Only a verified, open request"),
+    ],
+)
+@pytest.mark.django_db
+def test_bad_extensions_are_refused_and_change_nothing(dpo, setup, today, reason, message):
+    if setup == "closed":
+        with time_machine.travel(at(date(2026, 1, 30)), tick=False):
+            request = request_in_status(Status.COMPLETED)
+    else:
+        request = in_progress_received(date(2026, 1, 30), regime="lgpd" if setup == "lgpd" else "gdpr")
+    if setup == "extended":
+        with time_machine.travel(at(date(2026, 2, 10)), tick=False):
+            request_extend(request=request, actor=Actor.staff(dpo), reason="First")
+    request.refresh_from_db()
+    before = (request.due_on, request.extended_at, request.events.count())
+
+    with time_machine.travel(at(today), tick=False):
+        with pytest.raises(RequestError, match=message):
+            request_extend(request=request, actor=Actor.staff(dpo), reason=reason)
+    request.refresh_from_db()
+    assert (request.due_on, request.extended_at, request.events.count()) == before
+
+
+@pytest.mark.django_db
+def test_extension_on_the_original_due_date_is_still_allowed(dpo):
+    request = in_progress_received(date(2026, 1, 30))
+    with time_machine.travel(at(date(2026, 3, 2)), tick=False):
+        request_extend(request=request, actor=Actor.staff(dpo), reason="Complex")
+    request.refresh_from_db()
+    assert request.due_on == date(2026, 4, 30)
+
+
+@pytest.mark.django_db
+def test_extension_needs_the_permission(handler):
+    request = in_progress_received(date(2026, 1, 30))
+    with pytest.raises(NotAllowed):
+        request_extend(request=request, actor=Actor.staff(handler), reason="Complex")
+
+
+def alerts_for(request):
+    return list(
+        SentNotification.objects.filter(request=request, kind="deadline_alert").order_by("id").values_list("key", flat=True)
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reminders_at_each_threshold_then_one_escalation(dpo):
+    request = in_progress_received(date(2026, 2, 2))  # due Mon 2 Mar
+    PrivacyRequest.objects.filter(pk=request.pk).update(assignee=dpo)
+    mail.outbox.clear()
+
+    for day in range(2, 31):
+        today = date(2026, 2, 1) + timedelta(days=day)
+        with time_machine.travel(at(today), tick=False):
+            sweep_deadlines()
+            sweep_deadlines()  # a second sweep the same day adds nothing
+
+    assert alerts_for(request) == ["2026-03-02:remind-7", "2026-03-02:remind-2", "2026-03-02:remind-0", "2026-03-02:overdue"]
+    subjects = [message.subject for message in mail.outbox]
+    assert subjects == [
+        f"{request.reference} is due in 7 days",
+        f"{request.reference} is due in 2 days",
+        f"{request.reference} is due today",
+        f"OVERDUE: {request.reference} has passed its statutory deadline",
+    ]
+    assert mail.outbox[0].to == [dpo.email, "dpo@localhost"]
+    assert "Ana" not in mail.outbox[0].body  # no personal data in staff alerts
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_alerts_while_paused_or_once_closed(dpo):
+    paused = in_progress_received(date(2026, 2, 2))
+    lifecycle.transition(paused, "await_subject", actor=Actor.system())
+    closed = in_progress_received(date(2026, 2, 2))
+    lifecycle.transition(closed, "complete", actor=Actor.system())
+
+    with time_machine.travel(at(date(2026, 3, 10)), tick=False):
+        assert sweep_deadlines() == 0
+    assert alerts_for(paused) == alerts_for(closed) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_late_recorded_request_gets_only_the_current_alert(dpo):
+    # Received 30 Jan, recorded on 28 Feb, two days before it is due: the
+    # 7-day reminder is skipped, the 2-day one goes out at once.
+    with time_machine.travel(at(date(2026, 2, 28)), tick=False):
+        request = submit_request(channel="post", received_at=at(date(2026, 1, 30)), actor=Actor.staff(dpo))
+        sweep_deadlines()
+    assert alerts_for(request) == ["2026-03-02:remind-2"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_extension_restarts_the_reminders_for_the_new_date(dpo):
+    request = in_progress_received(date(2026, 2, 2))
+    with time_machine.travel(at(date(2026, 2, 23)), tick=False):
+        sweep_deadlines()
+        request_extend(request=request, actor=Actor.staff(dpo), reason="Complex")
+        sweep_deadlines()
+    with time_machine.travel(at(date(2026, 4, 27)), tick=False):
+        sweep_deadlines()
+    assert alerts_for(request) == ["2026-03-02:remind-7", "2026-05-04:remind-7"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sweep_that_dies_mid_batch_claims_nothing_and_the_next_one_claims_all(monkeypatch):
+    requests = [in_progress_received(date(2026, 2, 2)) for _ in range(3)]
+    from requests_app.services import deadlines as service
+
+    real_update = service.PrivacyRequest.objects.filter
+
+    def crash(*args, **kwargs):
+        if "id__in" in kwargs:
+            raise RuntimeError("worker killed")
+        return real_update(*args, **kwargs)
+
+    with time_machine.travel(at(date(2026, 2, 23)), tick=False):
+        with monkeypatch.context() as patch:
+            patch.setattr(service.PrivacyRequest.objects, "filter", crash)
+            with pytest.raises(RuntimeError):
+                sweep_deadlines()
+        assert SentNotification.objects.filter(kind="deadline_alert").count() == 0
+        assert sweep_deadlines() == 3
+    assert all(alerts_for(request) == ["2026-03-02:remind-7"] for request in requests)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claimed_alerts_whose_task_never_ran_are_sent_by_a_later_sweep(django_capture_on_commit_callbacks):
+    request = in_progress_received(date(2026, 2, 2))
+    mail.outbox.clear()
+
+    # The broker is down: the claim commits, the task is lost.
+    with time_machine.travel(at(date(2026, 2, 23)), tick=False):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("requests_app.tasks.send_deadline_alerts.delay", lambda ids: None)
+            sweep_deadlines()
+    assert SentNotification.objects.get(request=request, kind="deadline_alert").sent_at is None
+    assert mail.outbox == []
+
+    with time_machine.travel(at(date(2026, 2, 23), hour=11), tick=False):
+        sweep_deadlines()
+    assert SentNotification.objects.get(request=request, kind="deadline_alert").sent_at is not None
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_alert_task_run_twice_sends_once():
+    from requests_app import tasks
+
+    request = in_progress_received(date(2026, 2, 2))
+    mail.outbox.clear()
+    with time_machine.travel(at(date(2026, 2, 23)), tick=False):
+        sweep_deadlines()
+        ids = list(SentNotification.objects.filter(request=request, kind="deadline_alert").values_list("id", flat=True))
+        tasks.send_deadline_alerts(ids)
+        tasks.send_deadline_alerts(ids)
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_racing_sweeps_send_each_reminder_once():
+    requests = [in_progress_received(date(2026, 2, 2)) for _ in range(40)]
+    mail.outbox.clear()
+    barrier = threading.Barrier(2)
+    totals = []
+
+    def sweep():
+        try:
+            with time_machine.travel(at(date(2026, 2, 23)), tick=False):
+                barrier.wait()
+                totals.append(sweep_deadlines(batch_size=5))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(totals) == 40
+    assert SentNotification.objects.filter(kind="deadline_alert").count() == 40
+    assert all(alerts_for(request) == ["2026-03-02:remind-7"] for request in requests)
+    assert len(mail.outbox) == 40
+
+
+@pytest.mark.django_db
+def test_status_page_shows_the_due_date_and_the_extension(client, dpo):
+    request = in_progress_received(date(2026, 1, 30))
+    with time_machine.travel(at(date(2026, 2, 10)), tick=False):
+        request_extend(request=request, actor=Actor.staff(dpo), reason="Many systems to search")
+        html = client.get(f"/status/{request.reference}/{request.secret}/").content.decode()
+    assert "30 April 2026" in html
+    assert "Many systems to search" in html
+
+
+@pytest.mark.django_db
+def test_admin_list_shows_days_left_in_colour(client, dpo):
+    in_progress_received(date(2026, 1, 30))
+    client.force_login(dpo)
+    with time_machine.travel(at(date(2026, 2, 27)), tick=False):
+        html = client.get("/admin/requests_app/privacyrequest/").content.decode()
+    assert "3 days left" in html and "due-urgent" not in html and "due-soon" in html
+    with time_machine.travel(at(date(2026, 3, 4)), tick=False):
+        html = client.get("/admin/requests_app/privacyrequest/").content.decode()
+    assert "2 days overdue" in html and "due-overdue" in html

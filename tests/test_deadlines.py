@@ -1,0 +1,152 @@
+"""The pure deadline functions: worked examples for every rule, then properties."""
+
+import datetime
+from datetime import date
+
+import pytest
+from hypothesis import given, settings as hypothesis_settings, strategies as st
+
+from requests_app.deadlines import (
+    acknowledgement_due_date,
+    add_months,
+    alert_due_now,
+    alert_schedule,
+    holiday_calendar,
+    next_alert,
+    paused_day_count,
+    statutory_due_date,
+)
+
+
+@pytest.mark.parametrize(
+    ("regime", "received", "options", "due", "why"),
+    [
+        ("gdpr", date(2026, 1, 30), {}, date(2026, 3, 2), "no 30 Feb: 28 Feb, a Saturday, rolls to Monday"),
+        ("gdpr", date(2026, 9, 3), {}, date(2026, 10, 5), "3 Oct is a Saturday"),
+        ("gdpr", date(2026, 8, 31), {}, date(2026, 9, 30), "no 31 Sep: the month's last day"),
+        ("gdpr", date(2024, 1, 31), {}, date(2024, 2, 29), "leap year"),
+        ("gdpr", date(2025, 1, 31), {}, date(2025, 2, 28), "not a leap year; a Friday"),
+        ("gdpr", date(2026, 2, 10), {}, date(2026, 3, 10), "a plain Tuesday"),
+        ("gdpr", date(2026, 12, 15), {}, date(2027, 1, 15), "across the year end"),
+        ("gdpr", date(2026, 6, 21), {}, date(2026, 7, 22), "21 Jul, Belgian National Day"),
+        ("gdpr", date(2026, 10, 11), {}, date(2026, 11, 12), "11 Nov, Armistice"),
+        ("gdpr", date(2026, 10, 1), {}, date(2026, 11, 2), "1 Nov, All Saints, is a Sunday"),
+        ("gdpr", date(2026, 11, 25), {}, date(2026, 12, 28), "Christmas Friday, then the weekend"),
+        ("gdpr", date(2026, 3, 6), {}, date(2026, 4, 7), "Easter Monday"),
+        ("gdpr", date(2026, 4, 14), {}, date(2026, 5, 15), "14 May 2026 is Ascension Day"),
+        ("gdpr", date(2026, 7, 31), {}, date(2026, 8, 31), "31 Aug is no Belgian holiday"),
+        ("uk_gdpr", date(2026, 7, 31), {}, date(2026, 9, 1), "31 Aug is the English summer bank holiday"),
+        ("uk_gdpr", date(2026, 6, 21), {}, date(2026, 7, 21), "21 Jul is no English holiday"),
+        ("uk_gdpr", date(2026, 11, 26), {}, date(2026, 12, 29), "Boxing Day substitute on Monday 28 Dec"),
+        ("gdpr", date(2026, 11, 26), {}, date(2026, 12, 28), "Belgium has no Boxing Day"),
+        ("gdpr", date(2026, 1, 30), {"extended": True}, date(2026, 4, 30), "three months from receipt"),
+        ("gdpr", date(2025, 11, 30), {"extended": True}, date(2026, 3, 2), "three months to 28 Feb, a Saturday"),
+        ("gdpr", date(2026, 1, 30), {"paused_days": 3}, date(2026, 3, 3), "pause added after the month"),
+        ("gdpr", date(2026, 1, 30), {"paused_days": 1}, date(2026, 3, 2), "pause lands on Sunday, rolls"),
+        ("gdpr", date(2026, 1, 30), {"extended": True, "paused_days": 10}, date(2026, 5, 11), "extended and paused"),
+        ("ccpa", date(2026, 1, 1), {}, date(2026, 2, 15), "45 days, a Sunday, no roll"),
+        ("ccpa", date(2026, 1, 1), {"extended": True}, date(2026, 4, 1), "90 days"),
+        ("ccpa", date(2026, 1, 1), {"paused_days": 2}, date(2026, 2, 17), "plus paused days"),
+        ("lgpd", date(2026, 1, 1), {}, date(2026, 1, 16), "15 days"),
+        ("lgpd", date(2026, 1, 1), {"paused_days": 5}, date(2026, 1, 21), "plus paused days"),
+    ],
+)
+def test_worked_examples(regime, received, options, due, why):
+    assert statutory_due_date(regime, received, **options) == due, why
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (("hipaa", date(2026, 1, 1)), {}, "Unknown regime 'hipaa'"),
+        (("gdpr", date(2026, 1, 1)), {"paused_days": -1}, "paused_days cannot be negative"),
+        (("lgpd", date(2026, 1, 1)), {"extended": True}, "LGPD allows no extension"),
+    ],
+)
+def test_bad_arguments_raise_clear_value_errors(args, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        statutory_due_date(*args, **kwargs)
+
+
+def test_holiday_country_is_a_setting(settings):
+    # A controller in the Netherlands: 21 Jul is an ordinary day, King's Day (27 Apr) is not.
+    settings.DEADLINE_HOLIDAYS = {**settings.DEADLINE_HOLIDAYS, "gdpr": ("NL", "")}
+    assert statutory_due_date("gdpr", date(2026, 6, 21)) == date(2026, 7, 21)
+    assert statutory_due_date("gdpr", date(2026, 3, 27)) == date(2026, 4, 28)
+
+
+def test_ccpa_receipt_must_be_confirmed_within_ten_business_days():
+    assert acknowledgement_due_date("ccpa", date(2026, 3, 2)) == date(2026, 3, 16)
+    # Thanksgiving and the day after are California holidays.
+    assert acknowledgement_due_date("ccpa", date(2026, 11, 20)) == date(2026, 12, 8)
+    assert acknowledgement_due_date("gdpr", date(2026, 3, 2)) is None
+
+
+def test_add_months_keeps_the_day_or_takes_the_last_one():
+    assert add_months(date(2026, 1, 31), 1) == date(2026, 2, 28)
+    assert add_months(date(2026, 11, 30), 3) == date(2027, 2, 28)
+    assert add_months(date(2026, 12, 31), 1) == date(2027, 1, 31)
+
+
+def test_paused_days_count_calendar_days():
+    assert paused_day_count(date(2026, 3, 2), date(2026, 3, 4)) == 2
+    assert paused_day_count(date(2026, 3, 2), date(2026, 3, 2)) == 0
+
+
+def test_alert_schedule_and_the_alert_due_now():
+    due = date(2026, 3, 20)
+    assert alert_schedule(due, (7, 2, 0)) == [
+        (date(2026, 3, 13), "remind-7"),
+        (date(2026, 3, 18), "remind-2"),
+        (date(2026, 3, 20), "remind-0"),
+        (date(2026, 3, 21), "overdue"),
+    ]
+    assert next_alert(due, date(2026, 3, 1), (7, 2, 0)) == (date(2026, 3, 13), "remind-7")
+    assert alert_due_now(due, date(2026, 3, 12), (7, 2, 0)) == (None, (date(2026, 3, 13), "remind-7"))
+    assert alert_due_now(due, date(2026, 3, 13), (7, 2, 0)) == ("remind-7", (date(2026, 3, 18), "remind-2"))
+    # Missed thresholds are not sent late: only the most urgent one.
+    assert alert_due_now(due, date(2026, 3, 19), (7, 2, 0)) == ("remind-2", (date(2026, 3, 20), "remind-0"))
+    assert alert_due_now(due, date(2026, 4, 30), (7, 2, 0)) == ("overdue", None)
+
+
+# Properties, over the years the holiday tables cover well.
+received_dates = st.dates(min_value=date(2000, 1, 1), max_value=date(2080, 12, 31))
+paused = st.integers(min_value=0, max_value=400)
+month_regimes = st.sampled_from(["gdpr", "uk_gdpr"])
+extendable = st.sampled_from(["gdpr", "uk_gdpr", "ccpa"])
+
+
+def unrolled(regime, received, extended, paused_days):
+    if regime in ("gdpr", "uk_gdpr"):
+        return add_months(received, 3 if extended else 1) + datetime.timedelta(days=paused_days)
+    days = {"ccpa": 90 if extended else 45, "lgpd": 15}[regime]
+    return received + datetime.timedelta(days=days + paused_days)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(regime=st.sampled_from(["gdpr", "uk_gdpr", "ccpa", "lgpd"]), received=received_dates, extended=st.booleans(), paused_days=paused)
+def test_due_date_is_never_before_the_unrolled_date(regime, received, extended, paused_days):
+    extended = extended and regime != "lgpd"
+    due = statutory_due_date(regime, received, extended=extended, paused_days=paused_days)
+    assert due >= unrolled(regime, received, extended, paused_days)
+    if regime in ("ccpa", "lgpd"):
+        assert due == unrolled(regime, received, extended, paused_days)
+    else:
+        assert (due - unrolled(regime, received, extended, paused_days)).days <= 6
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(regime=month_regimes, received=received_dates, extended=st.booleans(), paused_days=paused)
+def test_month_based_due_dates_are_working_days(regime, received, extended, paused_days):
+    due = statutory_due_date(regime, received, extended=extended, paused_days=paused_days)
+    assert due.weekday() < 5
+    assert due not in holiday_calendar(regime)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(regime=extendable, first=received_dates, gap=st.integers(min_value=0, max_value=90), extended=st.booleans(), paused_days=paused)
+def test_due_date_never_decreases_as_receipt_moves_later(regime, first, gap, extended, paused_days):
+    later = first + datetime.timedelta(days=gap)
+    assert statutory_due_date(regime, first, extended=extended, paused_days=paused_days) <= statutory_due_date(
+        regime, later, extended=extended, paused_days=paused_days
+    )
