@@ -69,7 +69,7 @@ class AttachmentInline(ReadOnlyInline):
 
     @admin.display(description="file")
     def download(self, attachment):
-        url = reverse("attachment_download", args=[attachment.public_id])
+        url = reverse("staff:attachment", args=[attachment.public_id])
         return format_html('<a href="{}">{}</a>', url, attachment.original_name)
 
 

@@ -125,3 +125,46 @@ def send_deadline_alert(notification: SentNotification) -> bool:
         claim.save(update_fields=["sent_at"])
     logger.info("deadline alert %s sent for request %s", threshold, request.reference)
     return True
+
+
+def staff_request_url(request: PrivacyRequest) -> str:
+    return absolute_url(reverse("staff:request", args=[request.reference]))
+
+
+def dpo_recipients(dpo_users) -> list[str]:
+    addresses = [settings.DPO_EMAIL, *(user.email for user in dpo_users if user.email)]
+    return list(dict.fromkeys(addresses))
+
+
+def send_assignment_email(request: PrivacyRequest, event_sequence: int) -> bool:
+    """Tell the assignee a request is theirs. Keyed by the assignment's audit event."""
+    assignee = request.assignee
+    if assignee is None or not assignee.email:
+        return False
+    context = {"request": request, "request_url": staff_request_url(request)}
+    message = render_email("assigned", context, to=[assignee.email], language=settings.LANGUAGE_CODE)
+    return send_once(request, "assigned", str(event_sequence), message)
+
+
+def send_reply_notification(request: PrivacyRequest, message_id: int) -> bool:
+    """Tell the assignee (or the DPO) that the subject replied."""
+    to = [request.assignee.email] if request.assignee and request.assignee.email else [settings.DPO_EMAIL]
+    context = {"request": request, "request_url": staff_request_url(request)}
+    message = render_email("subject-replied", context, to=to, language=settings.LANGUAGE_CODE)
+    return send_once(request, "subject_replied", str(message_id), message)
+
+
+def send_subject_message(message) -> bool:
+    """Email a staff message or letter to the subject, with the link to reply on the status page."""
+    request = message.request
+    context = {"request": request, "message": message, "status_url": status_url(request)}
+    email = render_email("message-to-subject", context, to=[request.subject_email], language=request.language)
+    return send_once(request, "message", str(message.public_id), email)
+
+
+def send_daily_digest(*, today: datetime.date, recipients: list[str]) -> None:
+    """The DPO's morning picture: counts and the references that need attention."""
+    from requests_app import selectors
+
+    context = {"today": today, **selectors.workload_summary(today=today), "dashboard_url": absolute_url(reverse("staff:home"))}
+    render_email("daily-digest", context, to=recipients, language=settings.LANGUAGE_CODE).send()

@@ -91,6 +91,48 @@ class VerificationMethod(models.TextChoices):
     ASSERTED_BY_ORGANISATION = "asserted_by_organisation", _("Asserted by the customer organisation")
 
 
+class Organisation(models.Model):
+    """A business customer (mobile operator, MVNO, ...) whose users' requests reach us."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Team(models.Model):
+    """A group of handlers; routing spreads a team's requests over its members."""
+
+    name = models.CharField(max_length=100, unique=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="privacy_teams", blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RejectionGround(models.TextChoices):
+    MANIFESTLY_UNFOUNDED = "manifestly_unfounded", _("Manifestly unfounded or excessive (Art. 12(5))")
+    IDENTITY_NOT_VERIFIED = "identity_not_verified", _("Identity could not be verified")
+    LEGAL_OBLIGATION = "legal_obligation", _("Legal obligation to retain the data (Art. 17(3)(b))")
+    RIGHTS_OF_OTHERS = "rights_of_others", _("The rights and freedoms of others (Art. 15(4))")
+    NO_DATA = "no_data", _("We hold no data about this person")
+    OTHER = "other", _("Other")
+
+
+def rights_mask(rights) -> int:
+    """One bit per request type, so lists can filter and count by type without a join."""
+    order = list(RequestType.values)
+    return sum(1 << order.index(right) for right in set(rights))
+
+
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
@@ -127,9 +169,18 @@ class PrivacyRequest(models.Model):
     verification_nonce = models.CharField(max_length=32, default=new_nonce, editable=False)
     verified_at = models.DateTimeField(null=True, blank=True)
     personal_data_purged_at = models.DateTimeField(null=True, blank=True)
+    organisation = models.ForeignKey(
+        Organisation, null=True, blank=True, on_delete=models.PROTECT, related_name="requests"
+    )
+    # The rights asked, as bits (see rights_mask); the RequestedRight rows hold the details.
+    rights_mask = models.PositiveIntegerField(default=0)
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="assigned_requests"
     )
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT, related_name="requests")
+    # Set by the routing task; a verified request with none is picked up by the sweeper.
+    routed_at = models.DateTimeField(null=True, blank=True)
+    rejection_ground = models.CharField(max_length=32, choices=RejectionGround, blank=True)
 
     # Deadlines: derived from received_at, the regime, the extension and the
     # pauses by requests_app.services.deadlines.refresh_deadline; never set by hand.
@@ -159,8 +210,14 @@ class PrivacyRequest(models.Model):
             models.Index(
                 fields=["next_alert_on"], name="request_next_alert_idx", condition=models.Q(next_alert_on__isnull=False)
             ),
+            models.Index(
+                fields=["verified_at"],
+                name="request_unrouted_idx",
+                condition=models.Q(routed_at__isnull=True, verified_at__isnull=False),
+            ),
+            models.Index(fields=["status", "due_on"], name="request_status_due_idx"),
+            models.Index(fields=["assignee", "status", "due_on"], name="request_assignee_due_idx"),
         ]
-        permissions = [("extend_deadline", "Can extend a request's deadline"), ("pause_clock", "Can pause and resume a request's clock")]
 
     def __str__(self) -> str:
         return self.reference
@@ -372,3 +429,111 @@ class SentNotification(models.Model):
         indexes = [
             models.Index(fields=["created_at"], name="notification_unsent_idx", condition=models.Q(sent_at__isnull=True))
         ]
+
+
+class AssignmentRule(models.Model):
+    """Who gets a verified request. Rules are tried in `position` order; the first match wins.
+
+    An empty criterion matches anything. A rule assigns to a team (spread
+    over its members) or to one person.
+    """
+
+    position = models.PositiveIntegerField(default=100)
+    name = models.CharField(max_length=100)
+    active = models.BooleanField(default=True)
+    request_type = models.CharField(max_length=32, choices=RequestType, blank=True)
+    regime = models.CharField(max_length=16, choices=Regime, blank=True)
+    channel = models.CharField(max_length=16, choices=Channel, blank=True)
+    organisation = models.ForeignKey(Organisation, null=True, blank=True, on_delete=models.CASCADE)
+    assign_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE)
+    assign_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(assign_team__isnull=True) ^ models.Q(assign_user__isnull=True),
+                name="rule_assigns_team_or_user",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def matches(self, request: PrivacyRequest, rights: list[str]) -> bool:
+        return (
+            (not self.request_type or self.request_type in rights)
+            and (not self.regime or self.regime == request.regime)
+            and (not self.channel or self.channel == request.channel)
+            and (self.organisation_id is None or self.organisation_id == request.organisation_id)
+        )
+
+
+class TemplatePurpose(models.TextChoices):
+    MESSAGE = "message", _("Message to the subject")
+    INFORMATION_REQUEST = "information_request", _("Request for information")
+    COMPLETION = "completion", _("Completion letter")
+    REJECTION = "rejection", _("Rejection letter")
+
+
+class ResponseTemplate(models.Model):
+    """Wording the DPO keeps for messages and letters, per purpose, request type and language.
+
+    The body may use {{ reference }}, {{ due_on }}, {{ rights }} and, in
+    rejection letters, {{ reason }}.
+    """
+
+    purpose = models.CharField(max_length=32, choices=TemplatePurpose)
+    request_type = models.CharField(max_length=32, choices=RequestType, blank=True, help_text=_("Empty: any type."))
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES, default="en")
+    subject = models.CharField(max_length=200)
+    body = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["purpose", "request_type", "language"]
+        constraints = [
+            models.UniqueConstraint(fields=["purpose", "request_type", "language"], name="unique_response_template")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_purpose_display()} ({self.request_type or 'any type'}, {self.language})"
+
+
+class InternalNote(models.Model):
+    """A note between staff; never shown to the subject."""
+
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+
+class MessageDirection(models.TextChoices):
+    TO_SUBJECT = "to_subject", _("To the subject")
+    FROM_SUBJECT = "from_subject", _("From the subject")
+
+
+class Message(models.Model):
+    """The thread with the subject: staff messages and letters are emailed, replies come from the status page."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=16, choices=MessageDirection)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    subject = models.CharField(max_length=200, blank=True)
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+
+class DailyDigest(models.Model):
+    """One row per day the DPO's digest went out: the claim that makes it daily."""
+
+    day = models.DateField(unique=True)
+    sent_at = models.DateTimeField(auto_now_add=True)

@@ -11,9 +11,9 @@ from smtplib import SMTPException
 from celery import shared_task
 
 from requests_app import emails
-from requests_app.models import PrivacyRequest, SentNotification, Status
+from requests_app.models import Message, PrivacyRequest, SentNotification, Status
 from requests_app.services import deadlines as deadline_service
-from requests_app.services import intake
+from requests_app.services import intake, routing
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +71,43 @@ def send_deadline_alerts(notification_ids: list[int]) -> None:
 def sweep_deadlines() -> int:
     """Periodic: claim the reminders and escalations due today and queue their emails."""
     return deadline_service.sweep_deadlines()
+
+
+@shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=10, max_retries=10)
+def route_request(request_id: int) -> bool:
+    """Assign a verified request. Redelivery neither assigns nor notifies again."""
+    return routing.route_request(request_id=request_id)
+
+
+@shared_task(acks_late=True)
+def dispatch_unrouted_requests() -> int:
+    """Periodic: route requests whose routing task was lost (broker outage, dead worker)."""
+    return routing.dispatch_unrouted()
+
+
+@shared_task(**EMAIL_RETRY)
+def send_assignment_email(request_id: int, event_sequence: int) -> None:
+    request = PrivacyRequest.objects.select_related("assignee").filter(pk=request_id).first()
+    if request is not None:
+        emails.send_assignment_email(request, event_sequence)
+
+
+@shared_task(**EMAIL_RETRY)
+def send_subject_message(message_id: int) -> None:
+    """Email a staff message or letter to the subject (once)."""
+    message = Message.objects.select_related("request").filter(pk=message_id).exclude(request__subject_email="").first()
+    if message is not None:
+        emails.send_subject_message(message)
+
+
+@shared_task(**EMAIL_RETRY)
+def send_reply_notification(request_id: int, message_id: int) -> None:
+    request = PrivacyRequest.objects.select_related("assignee").filter(pk=request_id).first()
+    if request is not None:
+        emails.send_reply_notification(request, message_id)
+
+
+@shared_task(**EMAIL_RETRY)
+def send_daily_digest() -> bool:
+    """Periodic (mornings): the DPO's digest, at most once a day."""
+    return routing.send_daily_digest()

@@ -9,5 +9,5 @@ urlpatterns = [
     path("verify/<str:token>/", views.verify_email, name="verify_email"),
     path("status/<str:reference>/<str:secret>/", views.status, name="status"),
     path("status/<str:reference>/<str:secret>/withdraw/", views.withdraw, name="withdraw"),
-    path("staff/attachments/<uuid:public_id>/", views.attachment_download, name="attachment_download"),
+    path("status/<str:reference>/<str:secret>/reply/", views.reply, name="reply"),
 ]

@@ -2,9 +2,8 @@
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
-from django.http import FileResponse, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_ratelimit.decorators import ratelimit
@@ -13,8 +12,7 @@ from requests_app import selectors
 from requests_app.audit import Actor
 from requests_app.forms import RequestForm, ResendVerificationForm
 from requests_app.lifecycle import RequestError
-from requests_app.models import Attachment
-from requests_app.services import intake
+from requests_app.services import handling, intake
 
 
 def submission_rate(group, request):
@@ -85,6 +83,7 @@ def status(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
         "next_step": selectors.NEXT_STEP_TEXT[privacy_request.status],
         "timeline": selectors.subject_timeline(privacy_request),
         "clock_paused": privacy_request.pauses.filter(ended_at__isnull=True).exists(),
+        "thread": privacy_request.messages.all(),
     }
     return render(request, "requests_app/status.html", context)
 
@@ -104,15 +103,14 @@ def withdraw(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     return redirect("status", reference, secret)
 
 
-@staff_member_required
-def attachment_download(request: HttpRequest, public_id) -> HttpResponse:
-    """Attachments hold personal data: only staff who may view requests get them."""
-    if not request.user.has_perm("requests_app.view_privacyrequest"):
-        return HttpResponse(status=403)
-    attachment = get_object_or_404(Attachment, public_id=public_id)
-    return FileResponse(
-        attachment.file.open("rb"),
-        as_attachment=True,
-        filename=attachment.original_name,
-        content_type=attachment.content_type,
-    )
+@require_POST
+def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
+    """The subject writes to the DPO team; a reply to a question restarts the clock."""
+    privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
+    try:
+        handling.subject_reply(request=privacy_request, body=request.POST.get("body", ""))
+    except RequestError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, _("Thank you: your message has been sent to our data protection team."))
+    return redirect("status", reference, secret)

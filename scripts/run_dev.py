@@ -35,7 +35,10 @@ def main() -> int:
         f"""
 Privacy Portal is running (Ctrl-C to stop).
   Request form:   {site}/
-  Admin:          {site}/admin/   user: dpo   password: demo-dpo-password
+  Staff:          {site}/staff/   users: dpo / demo-dpo-password, handler / demo-handler-password,
+                  auditor / demo-auditor-password
+                  two-factor code: {PYTHON} manage.py totp_code dpo   (or handler, auditor)
+  Admin:          {site}/admin/   (the same accounts and codes; the DPO sees everything)
   Emails:         written to {ROOT / 'var' / 'mail'} (open the newest file for the verification link)
   Worker + beat:  running on the filesystem broker in var/celery/
 """,

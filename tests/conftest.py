@@ -60,6 +60,22 @@ def _isolated_side_effects(settings, tmp_path):
 
 @pytest.fixture
 def staff_user(db):
+    """A DPO (superuser)."""
     from tests.factories import UserFactory
 
     return UserFactory(is_superuser=True)
+
+
+def login_staff(client, user):
+    """Sign `user` in with both factors, as the TOTP step would."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first() or TOTPDevice.objects.create(
+        user=user, name="test", confirmed=True
+    )
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return client

@@ -18,6 +18,15 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.django.Password("correct-horse-battery")
 
 
+def staff_in_role(role: str, **fields):
+    """A staff user in one of the roles (DPO, Handler, Auditor)."""
+    from django.contrib.auth.models import Group
+
+    user = UserFactory(**fields)
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
 def submit_request(**overrides):
     """A request submitted through the real service, as the public form would."""
     kwargs = {

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from requests_app.models import AuditEvent, PrivacyRequest, Status
 from tests.factories import UserFactory, request_in_status, submit_request
+from tests.conftest import login_staff
 from tests.test_public_form import VALID
 
 PDF = b"%PDF-1.4\n% scanned letter\n"
@@ -25,8 +26,7 @@ def intake_data(**changes):
 
 @pytest.fixture
 def admin_client(client, staff_user):
-    client.force_login(staff_user)
-    return client
+    return login_staff(client, staff_user)
 
 
 @pytest.mark.django_db
@@ -44,7 +44,7 @@ def test_staff_record_a_posted_request_with_its_scanned_letter(admin_client, sta
     assert set(request.events.values_list("action", flat=True)) == {"submitted", "attachment_added"}
     assert request.events.get(action="submitted").actor_id == staff_user.id
 
-    download = admin_client.get(reverse("attachment_download", args=[attachment.public_id]))
+    download = admin_client.get(reverse("staff:attachment", args=[attachment.public_id]))
     assert b"".join(download.streaming_content) == PDF
 
 
@@ -125,8 +125,12 @@ def test_attachments_are_not_served_to_the_public_or_to_staff_without_permission
         attachment = attachment_add(
             request=request, file=SimpleUploadedFile("id.pdf", PDF, content_type="application/pdf"), actor=Actor.system()
         )
-    url = reverse("attachment_download", args=[attachment.public_id])
+    url = reverse("staff:attachment", args=[attachment.public_id])
     assert client.get(url).status_code == 302  # to the login page
 
-    client.force_login(UserFactory(is_staff=True, is_superuser=False))
+    # Signed in with a password but not yet the second factor: sent to the code page.
+    staff_without_role = UserFactory(is_staff=True, is_superuser=False)
+    client.force_login(staff_without_role)
+    assert client.get(url).url.startswith(reverse("staff:otp"))
+    login_staff(client, staff_without_role)
     assert client.get(url).status_code == 403

@@ -21,6 +21,7 @@ from requests_app.models import (
     Attachment,
     Channel,
     IdentityKind,
+    Organisation,
     PrivacyRequest,
     ReferenceCounter,
     RequestedRight,
@@ -28,6 +29,7 @@ from requests_app.models import (
     SubjectIdentity,
     VerificationMethod,
     new_nonce,
+    rights_mask,
 )
 
 logger = logging.getLogger(__name__)
@@ -78,13 +80,15 @@ def request_submit(
     received_at: datetime | None = None,
     actor: Actor,
     scanned_letter: UploadedFile | None = None,
+    organisation: Organisation | None = None,
 ) -> PrivacyRequest:
     """Record a new request with its rights and identities.
 
     Input is validated by the caller's form. A web request starts awaiting
     email verification and the verification email is queued on commit. A
-    request recorded by staff (email, post, phone) starts as new: the
-    controller received it directly, and identity is checked later.
+    request recorded by staff (email, post, phone) starts as new, and its
+    routing is queued: the controller received it directly, and identity is
+    checked later.
     """
     now = timezone.now()
     received_at = received_at or now
@@ -108,6 +112,8 @@ def request_submit(
             description=description,
             signature=signature,
             signed_at=now if signature else None,
+            organisation=organisation,
+            rights_mask=rights_mask(details.right for details in rights),
         )
         deadline_service.refresh_deadline(request)
         RequestedRight.objects.bulk_create(
@@ -134,8 +140,10 @@ def request_submit(
 
         if needs_email_verification:
             transaction.on_commit(lambda: tasks.send_verification_email.delay(request.id))
-        elif subject_email:
-            transaction.on_commit(lambda: tasks.send_request_confirmed_email.delay(request.id))
+        else:
+            transaction.on_commit(lambda: tasks.route_request.delay(request.id))
+            if subject_email:
+                transaction.on_commit(lambda: tasks.send_request_confirmed_email.delay(request.id))
 
     logger.info("request %s submitted via %s", request.reference, channel)
     return request
@@ -196,7 +204,7 @@ def request_verify_email(*, token: str) -> PrivacyRequest:
 
     Allowed from awaiting verification only, so a link works once. Marks the
     email identity verified, moves the request to new, and queues the
-    confirmation email (with the status page link) on commit.
+    confirmation email (with the status page link) and routing on commit.
     """
     request = request_for_verification_token(token)
     with transaction.atomic():
@@ -217,6 +225,7 @@ def request_verify_email(*, token: str) -> PrivacyRequest:
         ).update(verified_at=now, verification_method=VerificationMethod.EMAIL_LINK)
 
         transaction.on_commit(lambda: tasks.send_request_confirmed_email.delay(request.id))
+        transaction.on_commit(lambda: tasks.route_request.delay(request.id))
     request.verified_at = now
     return request
 

@@ -17,6 +17,7 @@ from requests_app.services.deadlines import (
     request_extend,
     sweep_deadlines,
 )
+from tests.conftest import login_staff
 from tests.factories import UserFactory, request_in_status, submit_request
 
 BRUSSELS = timezone.get_default_timezone()
@@ -367,10 +368,11 @@ def test_status_page_shows_the_due_date_and_the_extension(client, dpo):
 @pytest.mark.django_db
 def test_admin_list_shows_days_left_in_colour(client, dpo):
     in_progress_received(date(2026, 1, 30))
-    client.force_login(dpo)
+    login_staff(client, dpo)
     with time_machine.travel(at(date(2026, 2, 27)), tick=False):
         html = client.get("/admin/requests_app/privacyrequest/").content.decode()
     assert "3 days left" in html and "due-urgent" not in html and "due-soon" in html
     with time_machine.travel(at(date(2026, 3, 4)), tick=False):
+        login_staff(client, dpo)  # the idle session expired in the meantime
         html = client.get("/admin/requests_app/privacyrequest/").content.decode()
     assert "2 days overdue" in html and "due-overdue" in html

@@ -1,17 +1,24 @@
-"""Create the demo DPO account and a few demo requests (development only)."""
+"""Create the demo staff accounts and a few demo requests (development only)."""
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from requests_app import lifecycle
 from requests_app.audit import Actor
-from requests_app.models import Channel, PrivacyRequest, Relationship, RequestType
+from requests_app.models import Channel, PrivacyRequest, Relationship, RequestType, Team
 from requests_app.services.intake import RightDetails, request_submit, request_verify_email, verification_token
 
-DEMO_USERNAME = "dpo"
-DEMO_PASSWORD = "demo-dpo-password"
+# (username, role, password): known passwords, so refused in production.
+DEMO_STAFF = [
+    ("dpo", "DPO", "demo-dpo-password"),
+    ("handler", "Handler", "demo-handler-password"),
+    ("auditor", "Auditor", "demo-auditor-password"),
+]
+DEMO_TEAM = "Carrier services"
 
 DEMO_REQUESTS = [
     # (name, email, rights, channel, transitions to apply after intake)
@@ -39,13 +46,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if settings.PRODUCTION:
             raise CommandError("setup_demo creates a known password and is for development only.")
-        User = get_user_model()
-        user, created = User.objects.get_or_create(
-            username=DEMO_USERNAME, defaults={"email": "dpo@example.com", "is_staff": True, "is_superuser": True}
-        )
-        if created:
-            user.set_password(DEMO_PASSWORD)
-            user.save()
+        user = None
+        for username, role, password in DEMO_STAFF:
+            account = self.staff_account(username, role, password)
+            user = user or account
         if PrivacyRequest.objects.exists():
             self.stdout.write("Demo requests already present.")
             return
@@ -70,3 +74,21 @@ class Command(BaseCommand):
                     else:
                         lifecycle.transition(request, step, actor=Actor.staff(user), note="Demo data")
             self.stdout.write(f"Created demo request {request.reference} ({request.status}).")
+
+    def staff_account(self, username: str, role: str, password: str):
+        """A staff account in `role` with a confirmed authenticator; see `manage.py totp_code`."""
+        User = get_user_model()
+        user, created = User.objects.get_or_create(
+            # The DPO also administers the product, so is a superuser in the admin.
+            username=username,
+            defaults={"email": f"{username}@example.com", "is_staff": True, "is_superuser": role == "DPO"},
+        )
+        if created:
+            user.set_password(password)
+            user.save()
+            user.groups.add(Group.objects.get(name=role))
+            if role == "Handler":
+                Team.objects.get_or_create(name=DEMO_TEAM)[0].members.add(user)
+            TOTPDevice.objects.create(user=user, name="demo authenticator", confirmed=True)
+            self.stdout.write(f"Created demo {role} account {username}.")
+        return user

@@ -1,0 +1,61 @@
+"""Staff roles, enforced on the server for every view and action.
+
+- DPO: everything, including assignment rules, response templates and users.
+- Handler: works the requests assigned to them or to one of their teams; reads the others.
+- Auditor: reads everything, the audit trail included; changes nothing.
+
+A role is membership of the Django group of the same name (superusers are
+DPOs). Services call `require_can_work`, so the rule holds whatever the entry
+point: dashboard, bulk action or API.
+"""
+
+from django.utils.translation import gettext as _
+
+from requests_app.lifecycle import NotAllowed
+
+DPO, HANDLER, AUDITOR = "DPO", "Handler", "Auditor"
+ROLES = (DPO, HANDLER, AUDITOR)
+
+
+def role_of(user) -> str | None:
+    """The user's role, or None for anyone who may not use the dashboard."""
+    if user is None or not user.is_authenticated or not user.is_active or not user.is_staff:
+        return None
+    if user.is_superuser:
+        return DPO
+    # Cached on the user object: a page asks many times.
+    if not hasattr(user, "_privacy_role"):
+        names = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+        user._privacy_role = next((role for role in ROLES if role in names), None)
+    return user._privacy_role
+
+
+def is_dpo(user) -> bool:
+    return role_of(user) == DPO
+
+
+def team_ids(user) -> set[int]:
+    if not hasattr(user, "_privacy_team_ids"):
+        user._privacy_team_ids = set(user.privacy_teams.values_list("id", flat=True))
+    return user._privacy_team_ids
+
+
+def can_work(user, request) -> bool:
+    """May `user` act on `request` (as opposed to only reading it)?"""
+    role = role_of(user)
+    if role == DPO:
+        return True
+    if role == HANDLER:
+        return request.assignee_id == user.id or (request.team_id is not None and request.team_id in team_ids(user))
+    return False
+
+
+def require_can_work(actor, request) -> None:
+    """Raise NotAllowed unless the staff actor may act on the request."""
+    if not can_work(actor.user, request):
+        raise NotAllowed(_("You may not act on request %(reference)s.") % {"reference": request.reference})
+
+
+def require_dpo(actor) -> None:
+    if not is_dpo(actor.user):
+        raise NotAllowed(_("Only the DPO may do this."))

@@ -1,0 +1,278 @@
+"""Working a request: messages and letters, notes, identity checks, completion,
+rejection and bulk actions.
+
+Every function here checks the actor's role (requests_app.roles), changes
+status only through lifecycle.transition, and writes its audit event in the
+same transaction as the change.
+"""
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+from django.template import Context, Template
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from requests_app import lifecycle, roles, tasks
+from requests_app.audit import Actor, record_event
+from requests_app.lifecycle import RequestError
+from requests_app.models import (
+    InternalNote,
+    Message,
+    MessageDirection,
+    PrivacyRequest,
+    RejectionGround,
+    ResponseTemplate,
+    Status,
+    SubjectIdentity,
+    TemplatePurpose,
+)
+
+# Where a subject may complain, per regime (GDPR Art. 12(4) and 77).
+SUPERVISORY_AUTHORITIES = {
+    "gdpr": "the Data Protection Authority (Autorité de protection des données / Gegevensbeschermingsautoriteit), "
+    "Rue de la Presse 35, 1000 Brussels, www.dataprotectionauthority.be",
+    "uk_gdpr": "the Information Commissioner's Office (ICO), Wycliffe House, Water Lane, Wilmslow SK9 5AF, ico.org.uk",
+    "ccpa": "the California Privacy Protection Agency, cppa.ca.gov, or the California Attorney General",
+    "lgpd": "the Autoridade Nacional de Proteção de Dados (ANPD), www.gov.br/anpd",
+}
+
+# Wording used when the DPO has not written a template for the purpose and language.
+DEFAULT_TEMPLATES = {
+    TemplatePurpose.MESSAGE: ("", "{{ body }}"),
+    TemplatePurpose.INFORMATION_REQUEST: (
+        "We need more information about your request {{ reference }}",
+        "{{ body }}\n\nThe time we have to answer is paused until you reply on your request's status page.",
+    ),
+    TemplatePurpose.COMPLETION: (
+        "Your privacy request {{ reference }} is complete",
+        "We have completed your request {{ reference }} ({{ rights }}).\n\n{{ body }}",
+    ),
+    TemplatePurpose.REJECTION: (
+        "Your privacy request {{ reference }}",
+        "We cannot grant your request {{ reference }} ({{ rights }}).\n\nThe reason: {{ reason }}\n\n{{ body }}",
+    ),
+}
+
+
+def render_letter(request: PrivacyRequest, purpose: str, *, body: str, reason: str = "") -> tuple[str, str]:
+    """The subject line and text of a message or letter, from the DPO's template if there is one.
+
+    Looked up by purpose, the request's first type and language, falling back
+    to "any type", then to the built-in wording.
+    """
+    rights = list(request.rights.all())
+    first_type = rights[0].right if rights else ""
+    template = (
+        ResponseTemplate.objects.filter(
+            purpose=purpose, language=request.language, request_type__in=[first_type, ""]
+        )
+        .order_by("-request_type")
+        .first()
+    )
+    subject_source, body_source = (template.subject, template.body) if template else DEFAULT_TEMPLATES[purpose]
+    with translation.override(request.language):
+        context = Context(
+            {
+                "reference": request.reference,
+                "due_on": request.due_on,
+                "rights": ", ".join(str(right.get_right_display()) for right in rights),
+                "reason": reason,
+                "body": body,
+            },
+            autoescape=False,
+        )
+        return Template(subject_source).render(context).strip(), Template(body_source).render(context).strip()
+
+
+def _send_to_subject(request: PrivacyRequest, *, actor: Actor, subject: str, body: str, action: str) -> Message:
+    message = Message.objects.create(
+        request=request, direction=MessageDirection.TO_SUBJECT, author=actor.user, subject=subject, body=body
+    )
+    record_event(request, action, actor=actor, data={"message": str(message.public_id)})
+    if request.subject_email:
+        transaction.on_commit(lambda: tasks.send_subject_message.delay(message.id))
+    return message
+
+
+def _locked_for_work(request: PrivacyRequest, actor: Actor, expected_status: str | None) -> PrivacyRequest:
+    locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+    roles.require_can_work(actor, locked)
+    if expected_status is not None and locked.status != expected_status:
+        raise lifecycle.StaleRequest(
+            _("Request %(reference)s has changed since you loaded it (it is now %(status)s). Reload and try again.")
+            % {"reference": locked.reference, "status": locked.get_status_display()}
+        )
+    return locked
+
+
+def message_send(*, request: PrivacyRequest, actor: Actor, body: str, subject: str = "") -> Message:
+    """Send the subject a message on an open request; it is emailed and shown on their status page."""
+    body = body.strip()
+    if not body:
+        raise RequestError(_("Write a message first."))
+    with transaction.atomic():
+        locked = _locked_for_work(request, actor, None)
+        if not locked.is_open:
+            raise RequestError(_("The request is closed; write to the subject outside the portal."))
+        default_subject, text = render_letter(locked, TemplatePurpose.MESSAGE, body=body)
+        return _send_to_subject(locked, actor=actor, subject=subject or default_subject, body=text, action="message_sent")
+
+
+def request_information(*, request: PrivacyRequest, actor: Actor, body: str, expected_status: str) -> Message:
+    """Ask the subject for information (identity proof, clarification) and pause the clock."""
+    body = body.strip()
+    if not body:
+        raise RequestError(_("Say what information you need."))
+    with transaction.atomic():
+        locked = _locked_for_work(request, actor, expected_status)
+        lifecycle.transition(locked, "await_subject", actor=actor, note="Information requested from the subject")
+        subject, text = render_letter(locked, TemplatePurpose.INFORMATION_REQUEST, body=body)
+        return _send_to_subject(locked, actor=actor, subject=subject, body=text, action="information_requested")
+
+
+RESUME_TRANSITION = {Status.IN_PROGRESS: "start_work", Status.IDENTITY_CHECK: "start_identity_check"}
+
+
+def subject_reply(*, request: PrivacyRequest, body: str) -> Message:
+    """The subject answers on their status page.
+
+    Allowed on open requests. A reply to a request awaiting the subject
+    moves it back to where it was (restarting the clock). The assignee is told.
+    """
+    body = body.strip()
+    if not body:
+        raise RequestError(_("Write your reply first."))
+    if len(body) > 10_000:
+        raise RequestError(_("Your reply is too long: keep it under 10,000 characters."))
+    with transaction.atomic():
+        locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+        if not locked.is_open:
+            raise RequestError(_("This request is closed. Please submit a new request."))
+        message = Message.objects.create(request=locked, direction=MessageDirection.FROM_SUBJECT, body=body)
+        record_event(locked, "subject_replied", actor=Actor.subject(), data={"message": str(message.public_id)})
+        if locked.status == Status.AWAITING_SUBJECT:
+            paused_from = (
+                locked.events.filter(action="await_subject").order_by("-sequence").values_list("from_status", flat=True).first()
+            )
+            resume = RESUME_TRANSITION.get(paused_from, "start_identity_check")
+            lifecycle.transition(locked, resume, actor=Actor.subject(), note="The subject replied")
+        transaction.on_commit(lambda: tasks.send_reply_notification.delay(locked.id, message.id))
+    return message
+
+
+def note_add(*, request: PrivacyRequest, actor: Actor, body: str) -> InternalNote:
+    body = body.strip()
+    if not body:
+        raise RequestError(_("Write a note first."))
+    with transaction.atomic():
+        locked = _locked_for_work(request, actor, None)
+        note = InternalNote.objects.create(request=locked, author=actor.user, body=body)
+        record_event(locked, "note_added", actor=actor, data={"note": note.id})
+    return note
+
+
+def identity_verify(
+    *, request: PrivacyRequest, actor: Actor, identity_ids: list[int], method: str, expected_status: str
+) -> PrivacyRequest:
+    """Record that staff verified some of the subject's identifiers, and how.
+
+    A request in "new" or "identity check" then moves to "in progress".
+    Only verified identifiers are used to search source systems.
+    """
+    with transaction.atomic():
+        locked = _locked_for_work(request, actor, expected_status)
+        if locked.status not in lifecycle.VERIFIED_OPEN:
+            raise RequestError(_("Identity can be verified on open, email-verified requests only."))
+        identities = list(SubjectIdentity.objects.filter(request=locked, id__in=identity_ids))
+        if not identities:
+            raise RequestError(_("Choose at least one identifier you verified."))
+        SubjectIdentity.objects.filter(id__in=[i.id for i in identities]).update(
+            verified_at=timezone.now(), verification_method=method, verified_by=actor.user
+        )
+        record_event(
+            locked,
+            "identity_verified",
+            actor=actor,
+            data={"kinds": sorted(i.kind for i in identities), "method": method},
+        )
+        if locked.status in (Status.NEW, Status.IDENTITY_CHECK):
+            lifecycle.transition(locked, "start_work", actor=actor, note="Identity verified")
+    return locked
+
+
+def request_transition(
+    *, request: PrivacyRequest, actor: Actor, name: str, expected_status: str | None, note: str = ""
+) -> PrivacyRequest:
+    """A plain status change from the dashboard (start identity check, start work)."""
+    if name in ("complete", "reject", "await_subject", "verify_email", "expire", "withdraw"):
+        raise RequestError(_("Use the dedicated action for this step."))
+    with transaction.atomic():
+        locked = _locked_for_work(request, actor, expected_status)
+        return lifecycle.transition(locked, name, actor=actor, note=note)
+
+
+def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expected_status: str) -> PrivacyRequest:
+    """Close a request as done and send the completion letter."""
+    with transaction.atomic():
+        locked = _locked_for_work(request, actor, expected_status)
+        lifecycle.transition(locked, "complete", actor=actor)
+        subject, text = render_letter(locked, TemplatePurpose.COMPLETION, body=letter.strip())
+        _send_to_subject(locked, actor=actor, subject=subject, body=text, action="completion_letter_sent")
+    return locked
+
+
+def rejection_rights_paragraph(request: PrivacyRequest) -> str:
+    """Art. 12(4): the right to complain and to a judicial remedy, in every rejection."""
+    authority = SUPERVISORY_AUTHORITIES.get(request.regime, SUPERVISORY_AUTHORITIES["gdpr"])
+    with translation.override(request.language):
+        return _(
+            "You have the right to lodge a complaint with a supervisory authority, in particular %(authority)s, "
+            "and to seek a judicial remedy before the courts."
+        ) % {"authority": authority}
+
+
+def request_reject(
+    *, request: PrivacyRequest, actor: Actor, ground: str, explanation: str, expected_status: str
+) -> PrivacyRequest:
+    """Refuse a request with a legal ground, and send the letter that says why and how to complain."""
+    if ground not in RejectionGround.values:
+        raise RequestError(_("Choose the legal reason for the rejection."))
+    explanation = explanation.strip()
+    if ground == RejectionGround.OTHER and not explanation:
+        raise RequestError(_("Explain the reason when you choose \"other\"."))
+    with transaction.atomic():
+        locked = _locked_for_work(request, actor, expected_status)
+        lifecycle.transition(locked, "reject", actor=actor, data={"ground": ground})
+        PrivacyRequest.objects.filter(pk=locked.pk).update(rejection_ground=ground)
+        locked.rejection_ground = ground
+        with translation.override(locked.language):
+            reason = str(RejectionGround(ground).label)
+        body = "\n\n".join(part for part in (explanation, rejection_rights_paragraph(locked)) if part)
+        subject, text = render_letter(locked, TemplatePurpose.REJECTION, body=body, reason=reason)
+        _send_to_subject(locked, actor=actor, subject=subject, body=text, action="rejection_letter_sent")
+    return locked
+
+
+@dataclass
+class BulkResult:
+    done: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def bulk_apply(requests, action, *, actor: Actor) -> BulkResult:
+    """Apply `action(request)` to each request in its own transaction.
+
+    One refusal (a state that does not allow it, a role that may not) skips
+    that request with its reason and never undoes the others.
+    """
+    result = BulkResult()
+    for request in requests:
+        try:
+            action(request)
+        except RequestError as error:
+            result.skipped.append((request.reference, str(error)))
+        else:
+            result.done.append(request.reference)
+    return result

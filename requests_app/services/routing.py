@@ -1,0 +1,148 @@
+"""Routing: who works a request once it is verified, and the DPO's daily digest."""
+
+import datetime
+import logging
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from requests_app import emails, roles, tasks
+from requests_app.audit import Actor, record_event
+from requests_app.lifecycle import VERIFIED_OPEN, RequestError, StaleRequest
+from requests_app.models import AssignmentRule, DailyDigest, PrivacyRequest, Team
+
+logger = logging.getLogger(__name__)
+
+# A verified request still unrouted after this long lost its task (a broker
+# outage, a dead worker): the sweeper dispatches it again.
+UNROUTED_GRACE = datetime.timedelta(minutes=5)
+
+
+def _workers():
+    """Active staff who can be given requests: DPOs and handlers."""
+    return get_user_model().objects.filter(is_active=True, is_staff=True).filter(
+        Q(is_superuser=True) | Q(groups__name__in=[roles.DPO, roles.HANDLER])
+    )
+
+
+def least_loaded(users):
+    """The user with the fewest open requests; ties go to the longest-serving account."""
+    return (
+        users.annotate(open_count=Count("assigned_requests", filter=Q(assigned_requests__status__in=VERIFIED_OPEN)))
+        .order_by("open_count", "id")
+        .first()
+    )
+
+
+def dpo_users():
+    return _workers().filter(Q(is_superuser=True) | Q(groups__name=roles.DPO)).distinct()
+
+
+def choose_assignee(request: PrivacyRequest) -> tuple[AssignmentRule | None, Team | None, object]:
+    """The first matching active rule decides; with none, the least-loaded DPO."""
+    rights = list(request.rights.values_list("right", flat=True))
+    for rule in AssignmentRule.objects.filter(active=True).select_related("assign_team", "assign_user"):
+        if rule.matches(request, rights):
+            if rule.assign_user_id:
+                return rule, None, rule.assign_user
+            members = _workers().filter(privacy_teams=rule.assign_team).distinct()
+            return rule, rule.assign_team, least_loaded(members)
+    return None, None, least_loaded(dpo_users())
+
+
+def route_request(*, request_id: int) -> bool:
+    """Assign a verified request by the assignment rules and notify the assignee.
+
+    Allowed on verified open requests not yet routed. Idempotent: the row is
+    locked and `routed_at` checked, so a redelivered task neither assigns nor
+    notifies again. Returns whether it routed the request.
+    """
+    with transaction.atomic():
+        request = PrivacyRequest.objects.select_for_update().filter(pk=request_id).first()
+        if request is None or request.routed_at is not None or request.status not in VERIFIED_OPEN:
+            return False
+        rule, team, assignee = choose_assignee(request)
+        request.assignee, request.team, request.routed_at = assignee, team, timezone.now()
+        request.save(update_fields=["assignee", "team", "routed_at", "updated_at"])
+        event = record_event(
+            request,
+            "routed",
+            actor=Actor.system(),
+            data={
+                "rule": rule.name if rule else "default: the DPO",
+                "team": team.name if team else None,
+                "assignee": assignee.get_username() if assignee else None,
+            },
+        )
+        if assignee is not None:
+            transaction.on_commit(lambda: tasks.send_assignment_email.delay(request.id, event.sequence))
+        else:
+            logger.warning("request %s routed with nobody to assign it to", request.reference)
+    return True
+
+
+def dispatch_unrouted(*, now: datetime.datetime | None = None) -> int:
+    """Queue routing again for verified requests left unrouted past the grace period."""
+    cutoff = (now or timezone.now()) - UNROUTED_GRACE
+    ids = list(
+        PrivacyRequest.objects.filter(routed_at__isnull=True, status__in=VERIFIED_OPEN)
+        .filter(Q(verified_at__lt=cutoff) | Q(verified_at__isnull=True, created_at__lt=cutoff))
+        .values_list("id", flat=True)[:1000]
+    )
+    for request_id in ids:
+        tasks.route_request.delay(request_id)
+    if ids:
+        logger.warning("re-dispatched routing for %s requests", len(ids))
+    return len(ids)
+
+
+def request_assign(
+    *, request: PrivacyRequest, assignee, actor: Actor, expected_assignee_id: int | None | str = "any"
+) -> PrivacyRequest:
+    """Give a request to a DPO or handler, and tell them.
+
+    The DPO may assign anything; a handler only requests they may work.
+    `expected_assignee_id` is the assignee the actor saw: if someone else
+    reassigned it meanwhile, StaleRequest is raised and nothing changes.
+    """
+    if assignee is not None and roles.role_of(assignee) not in (roles.DPO, roles.HANDLER):
+        raise RequestError(f"{assignee.get_username()} cannot be given requests.")
+    with transaction.atomic():
+        locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+        roles.require_can_work(actor, locked)
+        if expected_assignee_id != "any" and locked.assignee_id != expected_assignee_id:
+            raise StaleRequest(f"Request {locked.reference} was reassigned meanwhile. Reload and try again.")
+        if locked.status not in VERIFIED_OPEN:
+            raise RequestError(f"Request {locked.reference} is closed; it cannot be assigned.")
+        previous = locked.assignee
+        if previous == assignee:
+            return locked
+        locked.assignee = assignee
+        locked.routed_at = locked.routed_at or timezone.now()
+        locked.save(update_fields=["assignee", "routed_at", "updated_at"])
+        event = record_event(
+            locked,
+            "assigned",
+            actor=actor,
+            data={
+                "from": previous.get_username() if previous else None,
+                "to": assignee.get_username() if assignee else None,
+            },
+        )
+        if assignee is not None and assignee != actor.user:
+            transaction.on_commit(lambda: tasks.send_assignment_email.delay(locked.id, event.sequence))
+    return locked
+
+
+def send_daily_digest(*, today: datetime.date | None = None) -> bool:
+    """Email the DPOs the day's picture, once a day however often it runs."""
+    today = today or timezone.localdate()
+    try:
+        with transaction.atomic():
+            DailyDigest.objects.create(day=today)
+            emails.send_daily_digest(today=today, recipients=emails.dpo_recipients(dpo_users()))
+    except IntegrityError:
+        return False
+    return True

@@ -1,0 +1,8 @@
+from requests_app import roles
+
+
+def staff_role(request):
+    """The signed-in staff member's role, for the navigation."""
+    user = getattr(request, "user", None)
+    role = roles.role_of(user) if user is not None else None
+    return {"staff_role": role, "is_dpo": role == roles.DPO}

@@ -1,0 +1,219 @@
+"""Forms of the staff dashboard. Every action is re-validated here on the server."""
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from requests_app import roles
+from requests_app.models import (
+    AssignmentRule,
+    Channel,
+    Organisation,
+    Regime,
+    RejectionGround,
+    RequestType,
+    ResponseTemplate,
+    Status,
+    Team,
+    VerificationMethod,
+)
+from requests_app.selectors import SORTS, QueueFilters
+
+
+def assignable_users():
+    """Staff who can be given requests: active DPOs and handlers."""
+    return (
+        get_user_model()
+        .objects.filter(is_active=True, is_staff=True)
+        .filter(Q(is_superuser=True) | Q(groups__name__in=[roles.DPO, roles.HANDLER]))
+        .distinct()
+        .order_by("username")
+    )
+
+
+class QueueFilterForm(forms.Form):
+    """Reads the queue's query string; unknown values are dropped, not trusted."""
+
+    scope = forms.ChoiceField(choices=[("open", _("Open")), ("closed", _("Closed")), ("all", _("All"))], required=False)
+    status = forms.ChoiceField(choices=[("", ""), *Status.choices], required=False)
+    type = forms.ChoiceField(choices=[("", ""), *RequestType.choices], required=False)
+    regime = forms.ChoiceField(choices=[("", ""), *Regime.choices], required=False)
+    assignee = forms.CharField(max_length=150, required=False)
+    due = forms.ChoiceField(choices=[("", ""), ("overdue", _("Overdue")), ("week", _("Due within 7 days"))], required=False)
+    channel = forms.ChoiceField(choices=[("", ""), *Channel.choices], required=False)
+    organisation = forms.CharField(max_length=40, required=False)
+    q = forms.CharField(max_length=200, required=False)
+    sort = forms.ChoiceField(choices=[(key, key) for key in SORTS], required=False)
+
+    def filters(self) -> QueueFilters:
+        self.is_valid()
+        cleaned = {name: value for name, value in self.cleaned_data.items() if value}
+        return QueueFilters(**cleaned)
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
+
+
+class NoteForm(forms.Form):
+    body = forms.CharField(label=_("Internal note"), widget=forms.Textarea(attrs={"rows": 3}), max_length=10_000)
+
+
+class MessageForm(forms.Form):
+    subject = forms.CharField(label=_("Subject line (optional)"), max_length=200, required=False)
+    body = forms.CharField(label=_("Message to the subject"), widget=forms.Textarea(attrs={"rows": 5}), max_length=10_000)
+
+
+class InformationRequestForm(forms.Form):
+    body = forms.CharField(
+        label=_("What do you need from the subject?"), widget=forms.Textarea(attrs={"rows": 4}), max_length=10_000
+    )
+
+
+class AssignForm(forms.Form):
+    assignee = forms.ModelChoiceField(label=_("Assign to"), queryset=assignable_users(), required=False, to_field_name="username")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["assignee"].queryset = assignable_users()
+
+
+class IdentityVerifyForm(forms.Form):
+    identities = forms.TypedMultipleChoiceField(label=_("Identifiers verified"), coerce=int, widget=forms.CheckboxSelectMultiple)
+    method = forms.ChoiceField(
+        label=_("How"), choices=[(v, l) for v, l in VerificationMethod.choices if v != VerificationMethod.EMAIL_LINK]
+    )
+
+    def __init__(self, *args, privacy_request=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["identities"].choices = [
+            (identity.id, f"{identity.get_kind_display()}: {identity.value}") for identity in privacy_request.identities.all()
+        ]
+
+
+class CompleteForm(forms.Form):
+    letter = forms.CharField(
+        label=_("What we did (goes into the completion letter)"),
+        widget=forms.Textarea(attrs={"rows": 4}),
+        max_length=10_000,
+        required=False,
+    )
+
+
+class RejectForm(forms.Form):
+    ground = forms.ChoiceField(label=_("Legal reason"), choices=RejectionGround.choices)
+    explanation = forms.CharField(
+        label=_("Explanation for the subject"), widget=forms.Textarea(attrs={"rows": 4}), max_length=10_000, required=False
+    )
+
+
+class BulkForm(forms.Form):
+    ACTIONS = [
+        ("assign", _("Assign to")),
+        ("start_identity_check", _("Start identity check")),
+        ("start_work", _("Start work")),
+        ("complete", _("Complete (standard letter)")),
+    ]
+    action = forms.ChoiceField(choices=ACTIONS)
+    references = forms.MultipleChoiceField(required=False)
+    everything = forms.BooleanField(required=False, help_text=_("Apply to every request matching the filter."))
+    assignee = forms.ModelChoiceField(queryset=assignable_users(), required=False, to_field_name="username")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["assignee"].queryset = assignable_users()
+        # References are checked against the database by the view, not a list of choices.
+        self.fields["references"].valid_value = lambda value: True
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("references") and not cleaned.get("everything"):
+            raise forms.ValidationError(_("Select some requests, or choose every request matching the filter."))
+        if cleaned.get("action") == "assign" and not cleaned.get("assignee"):
+            self.add_error("assignee", _("Choose who gets the requests."))
+        return cleaned
+
+
+class AssignmentRuleForm(forms.ModelForm):
+    class Meta:
+        model = AssignmentRule
+        fields = ["position", "name", "active", "request_type", "regime", "channel", "organisation", "assign_team", "assign_user"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["assign_user"].queryset = assignable_users()
+        self.fields["organisation"].queryset = Organisation.objects.all()
+        self.fields["assign_team"].queryset = Team.objects.all()
+
+    def clean(self):
+        cleaned = super().clean()
+        if bool(cleaned.get("assign_team")) == bool(cleaned.get("assign_user")):
+            raise forms.ValidationError(_("Assign to a team or to a person, not both and not neither."))
+        return cleaned
+
+
+class ResponseTemplateForm(forms.ModelForm):
+    class Meta:
+        model = ResponseTemplate
+        fields = ["purpose", "request_type", "language", "subject", "body"]
+        widgets = {"body": forms.Textarea(attrs={"rows": 10})}
+
+    def clean(self):
+        from django.template import Template, TemplateSyntaxError
+
+        cleaned = super().clean()
+        for name in ("subject", "body"):
+            try:
+                Template(cleaned.get(name) or "")
+            except TemplateSyntaxError as error:
+                self.add_error(name, _("This template has an error: %(error)s") % {"error": error})
+        return cleaned
+
+
+class TeamForm(forms.ModelForm):
+    class Meta:
+        model = Team
+        fields = ["name", "members"]
+        widgets = {"members": forms.CheckboxSelectMultiple}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["members"].queryset = assignable_users()
+
+
+class StaffUserForm(forms.ModelForm):
+    role = forms.ChoiceField(choices=[(role, role) for role in roles.ROLES])
+    teams = forms.ModelMultipleChoiceField(queryset=Team.objects.all(), required=False, widget=forms.CheckboxSelectMultiple)
+    password = forms.CharField(
+        widget=forms.PasswordInput, required=False, help_text=_("Set for a new account; leave empty to keep the current one.")
+    )
+
+    class Meta:
+        model = get_user_model()
+        fields = ["username", "email", "first_name", "last_name", "is_active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["email"].required = True
+        if self.instance.pk:
+            self.fields["role"].initial = roles.role_of(self.instance) or roles.HANDLER
+            self.fields["teams"].initial = list(self.instance.privacy_teams.all())
+        else:
+            self.fields["password"].required = True
+
+    def clean_password(self):
+        from django.contrib.auth.password_validation import validate_password
+
+        password = self.cleaned_data["password"]
+        if password:
+            validate_password(password, self.instance)
+        return password
+
+
+class TokenForm(forms.Form):
+    token = forms.CharField(
+        label=_("Code from your authenticator app"),
+        max_length=8,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
+    )

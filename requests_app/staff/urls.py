@@ -1,0 +1,29 @@
+from django.urls import path
+
+from requests_app.staff import views
+
+app_name = "staff"
+
+urlpatterns = [
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("login/code/", views.otp, name="otp"),
+    path("logout/", views.logout, name="logout"),
+    path("", views.home, name="home"),
+    path("requests/", views.queue, name="queue"),
+    path("requests/bulk/", views.bulk, name="bulk"),
+    path("requests/<str:reference>/", views.request_detail, name="request"),
+    path("requests/<str:reference>/<str:action>/", views.request_action, name="request_action"),
+    path("attachments/<uuid:public_id>/", views.attachment_download, name="attachment"),
+    path("rules/", views.rules, name="rules"),
+    path("rules/new/", views.rule_edit, name="rule_new"),
+    path("rules/<int:pk>/", views.rule_edit, name="rule_edit"),
+    path("templates/", views.response_templates, name="templates"),
+    path("templates/new/", views.response_template_edit, name="template_new"),
+    path("templates/<int:pk>/", views.response_template_edit, name="template_edit"),
+    path("teams/", views.teams, name="teams"),
+    path("teams/new/", views.team_edit, name="team_new"),
+    path("teams/<int:pk>/", views.team_edit, name="team_edit"),
+    path("users/", views.users, name="users"),
+    path("users/new/", views.user_edit, name="user_new"),
+    path("users/<int:pk>/", views.user_edit, name="user_edit"),
+]

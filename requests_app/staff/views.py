@@ -1,0 +1,469 @@
+"""The staff dashboard: sign-in with two factors, home, queue, request page and
+the DPO's settings (assignment rules, response templates, teams, users).
+
+Views are thin: they read through selectors, write through services, and
+turn a RequestError into a message (NotAllowed into a 403).
+"""
+
+import functools
+from urllib.parse import urlencode
+
+import segno
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import FileResponse, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_POST
+from django_otp import login as otp_login
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from requests_app import lifecycle, roles, selectors
+from requests_app.audit import Actor, record_event
+from requests_app.lifecycle import NotAllowed, RequestError
+from requests_app.models import Attachment, AssignmentRule, PrivacyRequest, ResponseTemplate, Status, Team
+from requests_app.services import deadlines as deadline_service
+from requests_app.services import handling, routing
+from requests_app.staff import forms
+
+PAGE_SIZE = 50
+
+
+def staff_view(view=None, *, dpo_only=False):
+    """Signed in, two factors verified, and a staff role; DPO-only views say so."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs):
+            user = request.user
+            if not user.is_authenticated:
+                return redirect(f"{reverse('staff:login')}?{urlencode({'next': request.get_full_path()})}")
+            if not user.is_verified():
+                return redirect(f"{reverse('staff:otp')}?{urlencode({'next': request.get_full_path()})}")
+            role = roles.role_of(user)
+            if role is None or (dpo_only and role != roles.DPO):
+                raise PermissionDenied
+            try:
+                return view(request, *args, **kwargs)
+            except NotAllowed as error:
+                raise PermissionDenied(str(error)) from error
+
+        return wrapper
+
+    return decorator(view) if view else decorator
+
+
+def _safe_next(request: HttpRequest, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return default
+
+
+# --- Sign-in -----------------------------------------------------------------
+
+
+class LoginView(auth_views.LoginView):
+    """Password first (django-axes counts failures); the TOTP step follows."""
+
+    template_name = "staff/login.html"
+    redirect_authenticated_user = False
+
+    def get_success_url(self):
+        return f"{reverse('staff:otp')}?{urlencode({'next': _safe_next(self.request, reverse('staff:home'))})}"
+
+
+def otp(request: HttpRequest) -> HttpResponse:
+    """Second factor: enter the code, or set up the authenticator on first sign-in."""
+    user = request.user
+    if not user.is_authenticated:
+        return redirect("staff:login")
+    if roles.role_of(user) is None:
+        raise PermissionDenied
+    next_url = _safe_next(request, reverse("staff:home"))
+    if user.is_verified():
+        return redirect(next_url)
+
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    setting_up = device is None
+    if setting_up:
+        device, _created = TOTPDevice.objects.get_or_create(user=user, confirmed=False, defaults={"name": "authenticator"})
+
+    form = forms.TokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if device.verify_token(form.cleaned_data["token"].strip()):
+            if setting_up:
+                device.confirmed = True
+                device.save(update_fields=["confirmed"])
+            otp_login(request, device)
+            with transaction.atomic():
+                record_event(None, "staff_signed_in", actor=Actor.staff(user), data={"new_authenticator": setting_up})
+            return redirect(next_url)
+        form.add_error("token", _("That code is not right, or it expired. Try the current one."))
+
+    context = {"form": form, "setting_up": setting_up, "next": next_url}
+    if setting_up:
+        context["qr_svg"] = segno.make(device.config_url).svg_inline(scale=4)
+        context["secret"] = device.config_url.split("secret=")[1].split("&")[0]
+    return render(request, "staff/otp.html", context)
+
+
+@require_POST
+def logout(request: HttpRequest) -> HttpResponse:
+    from django.contrib.auth import logout as auth_logout
+
+    auth_logout(request)
+    return redirect("staff:login")
+
+
+# --- Home and queue ----------------------------------------------------------
+
+
+@staff_view
+def home(request: HttpRequest) -> HttpResponse:
+    summary = selectors.workload_summary(user=request.user)
+    return render(request, "staff/home.html", {"summary": summary})
+
+
+class KnownCountPaginator(Paginator):
+    """A paginator told the total, which the facet query already counted."""
+
+    def __init__(self, object_list, per_page, count: int):
+        super().__init__(object_list, per_page)
+        self._known_count = count
+
+    @cached_property
+    def count(self):
+        return self._known_count
+
+
+@staff_view
+def queue(request: HttpRequest) -> HttpResponse:
+    filters = forms.QueueFilterForm(request.GET).filters()
+    facets, total = selectors.queue_facets(filters, user=request.user)
+    requests = selectors.queue_queryset(filters, user=request.user).prefetch_related("pauses")
+    page = KnownCountPaginator(requests, PAGE_SIZE, total).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "filters": filters,
+        "facets": [(name, selectors.FACET_LABELS[name], options) for name, options in facets.items()],
+        "page": page,
+        "total": total,
+        "query": query.urlencode(),
+        "bulk_form": forms.BulkForm(),
+        "can_bulk": roles.role_of(request.user) in (roles.DPO, roles.HANDLER),
+    }
+    return render(request, "staff/queue.html", context)
+
+
+@staff_view
+@require_POST
+def bulk(request: HttpRequest) -> HttpResponse:
+    """Apply one action to the selected requests, or to everything matching the filter."""
+    form = forms.BulkForm(request.POST)
+    back = f"{reverse('staff:queue')}?{request.POST.get('query', '')}"
+    if roles.role_of(request.user) not in (roles.DPO, roles.HANDLER):
+        raise PermissionDenied
+    if not form.is_valid():
+        messages.error(request, " ".join(" ".join(errors) for errors in form.errors.values()))
+        return redirect(back)
+
+    if form.cleaned_data["everything"]:
+        filters = forms.QueueFilterForm(_query_dict(request.POST.get("query", ""))).filters()
+        targets = selectors.queue_queryset(filters, user=request.user)
+    else:
+        targets = PrivacyRequest.objects.filter(reference__in=form.cleaned_data["references"]).order_by("reference")
+
+    actor = Actor.staff(request.user)
+    action = form.cleaned_data["action"]
+    if action == "assign":
+        assignee = form.cleaned_data["assignee"]
+        apply = lambda r: routing.request_assign(request=r, assignee=assignee, actor=actor)  # noqa: E731
+    elif action == "complete":
+        apply = lambda r: handling.request_complete(request=r, actor=actor, letter="", expected_status=r.status)  # noqa: E731
+    else:
+        apply = lambda r: handling.request_transition(request=r, actor=actor, name=action, expected_status=r.status)  # noqa: E731
+
+    result = handling.bulk_apply(targets.iterator(chunk_size=500), apply, actor=actor)
+    if result.done:
+        messages.success(request, _("Done for %(count)s requests.") % {"count": len(result.done)})
+    for reference, reason in result.skipped[:20]:
+        messages.warning(request, f"{reference}: {reason}")
+    if len(result.skipped) > 20:
+        messages.warning(request, _("%(count)s more were skipped.") % {"count": len(result.skipped) - 20})
+    return redirect(back)
+
+
+def _query_dict(query: str):
+    from django.http import QueryDict
+
+    return QueryDict(query)
+
+
+# --- The request page ----------------------------------------------------------
+
+
+def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> dict:
+    user = request.user
+    can_work = roles.can_work(user, privacy_request)
+    allowed = {t.name for t in lifecycle.allowed_transitions(privacy_request.status)}
+    paused = deadline_service.open_pause(privacy_request)
+    return {
+        "r": privacy_request,
+        "can_work": can_work,
+        "allowed": allowed,
+        "paused": paused,
+        "rights": privacy_request.rights.all(),
+        "identities": privacy_request.identities.select_related("verified_by"),
+        "events": privacy_request.events.select_related("actor"),
+        "notes": privacy_request.notes.select_related("author"),
+        "messages_thread": privacy_request.messages.select_related("author"),
+        "attachments": privacy_request.attachments.all(),
+        "pauses": privacy_request.pauses.all(),
+        "forms": {
+            "assign": forms.AssignForm(initial={"assignee": privacy_request.assignee}),
+            "message": forms.MessageForm(),
+            "information": forms.InformationRequestForm(),
+            "identity": forms.IdentityVerifyForm(privacy_request=privacy_request),
+            "extend": forms.ReasonForm(),
+            "pause": forms.ReasonForm(),
+            "complete": forms.CompleteForm(),
+            "reject": forms.RejectForm(),
+            "note": forms.NoteForm(),
+        },
+    }
+
+
+def _get_request(reference: str) -> PrivacyRequest:
+    return get_object_or_404(
+        PrivacyRequest.objects.select_related("assignee", "team", "organisation", "extended_by"), reference=reference
+    )
+
+
+@staff_view
+def request_detail(request: HttpRequest, reference: str) -> HttpResponse:
+    privacy_request = _get_request(reference)
+    return render(request, "staff/request.html", _request_context(request, privacy_request))
+
+
+def _assign(r, form, actor, post):
+    expected = post.get("expected_assignee") or None
+    return routing.request_assign(
+        request=r,
+        assignee=form.cleaned_data["assignee"],
+        actor=actor,
+        expected_assignee_id=int(expected) if expected else None,
+    )
+
+
+# action name: (form class, service call, success message)
+ACTIONS = {
+    "assign": (forms.AssignForm, _assign, gettext_lazy("Assignment saved.")),
+    "message": (
+        forms.MessageForm,
+        lambda r, f, a, p: handling.message_send(request=r, actor=a, body=f.cleaned_data["body"], subject=f.cleaned_data["subject"]),
+        gettext_lazy("Message sent to the subject."),
+    ),
+    "request_information": (
+        forms.InformationRequestForm,
+        lambda r, f, a, p: handling.request_information(request=r, actor=a, body=f.cleaned_data["body"], expected_status=p["expected_status"]),
+        gettext_lazy("Information requested; the clock is paused."),
+    ),
+    "verify_identity": (
+        forms.IdentityVerifyForm,
+        lambda r, f, a, p: handling.identity_verify(
+            request=r, actor=a, identity_ids=f.cleaned_data["identities"], method=f.cleaned_data["method"], expected_status=p["expected_status"]
+        ),
+        gettext_lazy("Identity verification recorded."),
+    ),
+    "extend": (
+        forms.ReasonForm,
+        lambda r, f, a, p: deadline_service.request_extend(request=r, actor=a, reason=f.cleaned_data["reason"]),
+        gettext_lazy("Deadline extended; the subject has been told."),
+    ),
+    "pause": (
+        forms.ReasonForm,
+        lambda r, f, a, p: deadline_service.clock_pause(request=r, actor=a, reason=f.cleaned_data["reason"]),
+        gettext_lazy("Clock paused."),
+    ),
+    "resume": (None, lambda r, f, a, p: deadline_service.clock_resume(request=r, actor=a), gettext_lazy("Clock resumed.")),
+    "start_identity_check": (
+        None,
+        lambda r, f, a, p: handling.request_transition(request=r, actor=a, name="start_identity_check", expected_status=p["expected_status"]),
+        gettext_lazy("Identity check started."),
+    ),
+    "start_work": (
+        None,
+        lambda r, f, a, p: handling.request_transition(request=r, actor=a, name="start_work", expected_status=p["expected_status"]),
+        gettext_lazy("Work started."),
+    ),
+    "complete": (
+        forms.CompleteForm,
+        lambda r, f, a, p: handling.request_complete(request=r, actor=a, letter=f.cleaned_data["letter"], expected_status=p["expected_status"]),
+        gettext_lazy("Request completed; the letter has been sent."),
+    ),
+    "reject": (
+        forms.RejectForm,
+        lambda r, f, a, p: handling.request_reject(
+            request=r, actor=a, ground=f.cleaned_data["ground"], explanation=f.cleaned_data["explanation"], expected_status=p["expected_status"]
+        ),
+        gettext_lazy("Request rejected; the letter has been sent."),
+    ),
+    "note": (forms.NoteForm, lambda r, f, a, p: handling.note_add(request=r, actor=a, body=f.cleaned_data["body"]), gettext_lazy("Note added.")),
+}
+
+
+@staff_view
+@require_POST
+def request_action(request: HttpRequest, reference: str, action: str) -> HttpResponse:
+    """Run one action from the request page. A refusal changes nothing and says why."""
+    privacy_request = _get_request(reference)
+    if action not in ACTIONS:
+        return HttpResponse(status=404)
+    if not roles.can_work(request.user, privacy_request):
+        raise PermissionDenied(_("You may not act on this request."))
+    form_class, call, success = ACTIONS[action]
+    kwargs = {"privacy_request": privacy_request} if form_class is forms.IdentityVerifyForm else {}
+    form = form_class(request.POST, **kwargs) if form_class else None
+    if form is not None and not form.is_valid():
+        context = _request_context(request, privacy_request)
+        context["forms"][_form_slot(action)] = form
+        context["open_form"] = action
+        return render(request, "staff/request.html", context, status=400)
+    post = {"expected_status": request.POST.get("expected_status") or None, **request.POST.dict()}
+    try:
+        call(privacy_request, form, Actor.staff(request.user), post)
+    except NotAllowed:
+        raise
+    except lifecycle.StaleRequest as error:
+        messages.error(request, str(error))
+        return redirect("staff:request", reference)
+    except RequestError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, success)
+    return redirect("staff:request", reference)
+
+
+def _form_slot(action: str) -> str:
+    return {"request_information": "information", "verify_identity": "identity"}.get(action, action)
+
+
+@staff_view
+def attachment_download(request: HttpRequest, public_id) -> HttpResponse:
+    """Attachments hold personal data: only signed-in, two-factor staff get them."""
+    attachment = get_object_or_404(Attachment, public_id=public_id)
+    return FileResponse(
+        attachment.file.open("rb"), as_attachment=True, filename=attachment.original_name, content_type=attachment.content_type
+    )
+
+
+# --- DPO settings ----------------------------------------------------------------
+
+
+def _crud(request, *, model, form_class, pk, list_url, template, title, event):
+    """Create or edit one settings object (rules, templates, teams), audited."""
+    instance = get_object_or_404(model, pk=pk) if pk else None
+    form = form_class(request.POST or None, instance=instance)
+    if request.method == "POST":
+        if "delete" in request.POST and instance is not None:
+            with transaction.atomic():
+                instance.delete()
+                record_event(None, f"{event}_deleted", actor=Actor.staff(request.user), data={"id": pk})
+            messages.success(request, _("Deleted."))
+            return redirect(list_url)
+        if form.is_valid():
+            with transaction.atomic():
+                saved = form.save()
+                record_event(None, f"{event}_saved", actor=Actor.staff(request.user), data={"id": saved.pk, "name": str(saved)})
+            messages.success(request, _("Saved."))
+            return redirect(list_url)
+    return render(request, "staff/settings_form.html", {"form": form, "title": title, "instance": instance, "list_url": list_url})
+
+
+@staff_view(dpo_only=True)
+def rules(request: HttpRequest) -> HttpResponse:
+    items = AssignmentRule.objects.select_related("organisation", "assign_team", "assign_user")
+    return render(request, "staff/rules.html", {"rules": items})
+
+
+@staff_view(dpo_only=True)
+def rule_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    return _crud(
+        request, model=AssignmentRule, form_class=forms.AssignmentRuleForm, pk=pk, list_url="staff:rules",
+        template="staff/settings_form.html", title=_("Assignment rule"), event="assignment_rule",
+    )
+
+
+@staff_view(dpo_only=True)
+def response_templates(request: HttpRequest) -> HttpResponse:
+    return render(request, "staff/templates.html", {"templates": ResponseTemplate.objects.all()})
+
+
+@staff_view(dpo_only=True)
+def response_template_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    return _crud(
+        request, model=ResponseTemplate, form_class=forms.ResponseTemplateForm, pk=pk, list_url="staff:templates",
+        template="staff/settings_form.html", title=_("Response template"), event="response_template",
+    )
+
+
+@staff_view(dpo_only=True)
+def teams(request: HttpRequest) -> HttpResponse:
+    return render(request, "staff/teams.html", {"teams": Team.objects.prefetch_related("members")})
+
+
+@staff_view(dpo_only=True)
+def team_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    return _crud(
+        request, model=Team, form_class=forms.TeamForm, pk=pk, list_url="staff:teams",
+        template="staff/settings_form.html", title=_("Team"), event="team",
+    )
+
+
+@staff_view(dpo_only=True)
+def users(request: HttpRequest) -> HttpResponse:
+    staff = get_user_model().objects.filter(is_staff=True).prefetch_related("groups", "privacy_teams").order_by("username")
+    rows = [(user, roles.role_of(user) if user.is_active else None, TOTPDevice.objects.filter(user=user, confirmed=True).exists()) for user in staff]
+    return render(request, "staff/users.html", {"rows": rows})
+
+
+@staff_view(dpo_only=True)
+def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """Create or change a staff account: role, teams, active; or reset its authenticator."""
+    instance = get_object_or_404(get_user_model(), pk=pk, is_staff=True) if pk else None
+    form = forms.StaffUserForm(request.POST or None, instance=instance)
+    if request.method == "POST" and "reset_2fa" in request.POST and instance is not None:
+        with transaction.atomic():
+            TOTPDevice.objects.filter(user=instance).delete()
+            record_event(None, "staff_2fa_reset", actor=Actor.staff(request.user), data={"user": instance.username})
+        messages.success(request, _("Authenticator reset: they set up a new one at their next sign-in."))
+        return redirect("staff:users")
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            user = form.save(commit=False)
+            user.is_staff = True
+            if form.cleaned_data["password"]:
+                user.set_password(form.cleaned_data["password"])
+            user.save()
+            user.groups.remove(*Group.objects.filter(name__in=roles.ROLES))
+            user.groups.add(Group.objects.get_or_create(name=form.cleaned_data["role"])[0])
+            user.privacy_teams.set(form.cleaned_data["teams"])
+            record_event(
+                None, "staff_user_saved", actor=Actor.staff(request.user),
+                data={"user": user.username, "role": form.cleaned_data["role"], "active": user.is_active},
+            )
+        messages.success(request, _("Saved."))
+        return redirect("staff:users")
+    return render(request, "staff/settings_form.html", {"form": form, "title": _("Staff account"), "instance": instance, "list_url": "staff:users", "reset_2fa": instance is not None})
