@@ -23,7 +23,8 @@ def staff_in_role(role: str, **fields):
     from django.contrib.auth.models import Group
 
     user = UserFactory(**fields)
-    user.groups.add(Group.objects.get(name=role))
+    # get_or_create: transactional tests flush the groups the migration made.
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
     return user
 
 

@@ -107,11 +107,11 @@ def request_assign(
     `expected_assignee_id` is the assignee the actor saw: if someone else
     reassigned it meanwhile, StaleRequest is raised and nothing changes.
     """
-    if assignee is not None and roles.role_of(assignee) not in (roles.DPO, roles.HANDLER):
-        raise RequestError(f"{assignee.get_username()} cannot be given requests.")
     with transaction.atomic():
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
         roles.require_can_work(actor, locked)
+        if assignee is not None and roles.role_of(assignee) not in (roles.DPO, roles.HANDLER):
+            raise RequestError(f"{assignee.get_username()} cannot be given requests.")
         if expected_assignee_id != "any" and locked.assignee_id != expected_assignee_id:
             raise StaleRequest(f"Request {locked.reference} was reassigned meanwhile. Reload and try again.")
         if locked.status not in VERIFIED_OPEN:

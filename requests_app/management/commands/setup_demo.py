@@ -86,7 +86,7 @@ class Command(BaseCommand):
         if created:
             user.set_password(password)
             user.save()
-            user.groups.add(Group.objects.get(name=role))
+            user.groups.add(Group.objects.get_or_create(name=role)[0])
             if role == "Handler":
                 Team.objects.get_or_create(name=DEMO_TEAM)[0].members.add(user)
             TOTPDevice.objects.create(user=user, name="demo authenticator", confirmed=True)

@@ -1,0 +1,203 @@
+import threading
+
+import pytest
+from django.core import mail
+from django.db import connection
+
+from requests_app import lifecycle
+from requests_app.audit import Actor
+from requests_app.lifecycle import RequestError, StaleRequest
+from requests_app.models import (
+    IdentityKind,
+    Message,
+    PrivacyRequest,
+    RejectionGround,
+    ResponseTemplate,
+    Status,
+    TemplatePurpose,
+)
+from requests_app.services import handling
+from tests.factories import request_in_status, staff_in_role
+
+
+@pytest.fixture
+def dpo(db):
+    return staff_in_role("DPO", username="dpo1", email="dpo1@example.com")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_asking_for_information_pauses_and_the_reply_resumes(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    mail.outbox.clear()
+    handling.request_information(
+        request=request, actor=Actor.staff(dpo), body="Please send a copy of your ID.", expected_status=Status.IN_PROGRESS
+    )
+    request.refresh_from_db()
+    assert request.status == Status.AWAITING_SUBJECT
+    assert request.pauses.filter(ended_at__isnull=True).exists()
+    assert "Please send a copy of your ID." in mail.outbox[-1].body
+    assert request.secret in mail.outbox[-1].body  # the reply link
+
+    handling.subject_reply(request=request, body="Attached to my account.")
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS  # back where it was
+    assert not request.pauses.filter(ended_at__isnull=True).exists()
+    assert list(request.messages.values_list("direction", flat=True)) == ["to_subject", "from_subject"]
+    assert request.events.filter(action="subject_replied", actor_kind="subject").exists()
+
+
+@pytest.mark.django_db
+def test_a_reply_to_a_question_asked_during_the_identity_check_returns_there(dpo):
+    request = request_in_status(Status.IDENTITY_CHECK)
+    handling.request_information(request=request, actor=Actor.staff(dpo), body="ID?", expected_status=Status.IDENTITY_CHECK)
+    handling.subject_reply(request=request, body="Here.")
+    request.refresh_from_db()
+    assert request.status == Status.IDENTITY_CHECK
+
+
+@pytest.mark.parametrize("body", ["", "   ", "x" * 10_001])
+@pytest.mark.django_db
+def test_bad_replies_are_refused(body):
+    request = request_in_status(Status.IN_PROGRESS)
+    with pytest.raises(RequestError):
+        handling.subject_reply(request=request, body=body)
+    assert request.messages.count() == 0
+
+
+@pytest.mark.django_db
+def test_closed_requests_take_no_replies():
+    request = request_in_status(Status.COMPLETED)
+    with pytest.raises(RequestError, match="closed"):
+        handling.subject_reply(request=request, body="Hello?")
+
+
+@pytest.mark.django_db
+def test_verifying_identity_records_the_method_and_starts_work(dpo):
+    request = request_in_status(Status.IDENTITY_CHECK, subject_phone="+32475123456")
+    phone = request.identities.get(kind=IdentityKind.PHONE)
+    handling.identity_verify(
+        request=request, actor=Actor.staff(dpo), identity_ids=[phone.id], method="callback", expected_status=Status.IDENTITY_CHECK
+    )
+    phone.refresh_from_db()
+    request.refresh_from_db()
+    assert (phone.verification_method, phone.verified_by, phone.is_verified) == ("callback", dpo, True)
+    assert request.status == Status.IN_PROGRESS
+    assert request.events.get(action="identity_verified").data == {"kinds": ["phone"], "method": "callback"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rejection_letter_states_the_reason_and_the_right_to_complain(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    mail.outbox.clear()
+    handling.request_reject(
+        request=request,
+        actor=Actor.staff(dpo),
+        ground=RejectionGround.LEGAL_OBLIGATION,
+        explanation="Call records are kept for 12 months under telecom law.",
+        expected_status=Status.IN_PROGRESS,
+    )
+    request.refresh_from_db()
+    assert (request.status, request.rejection_ground) == (Status.REJECTED, "legal_obligation")
+    letter = request.messages.get()
+    for expected in (
+        "Legal obligation to retain the data (Art. 17(3)(b))",
+        "Call records are kept for 12 months",
+        "lodge a complaint with a supervisory authority",
+        "Data Protection Authority",
+        "judicial remedy",
+    ):
+        assert expected in letter.body
+    assert mail.outbox[-1].body.startswith(letter.body[:40])
+
+
+@pytest.mark.django_db
+def test_other_as_a_rejection_ground_needs_an_explanation(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    with pytest.raises(RequestError, match="Explain the reason"):
+        handling.request_reject(request=request, actor=Actor.staff(dpo), ground="other", explanation="", expected_status=Status.IN_PROGRESS)
+    assert PrivacyRequest.objects.get(pk=request.pk).status == Status.IN_PROGRESS
+
+
+@pytest.mark.django_db
+def test_letters_use_the_dpos_template_in_the_subjects_language(dpo):
+    ResponseTemplate.objects.create(
+        purpose=TemplatePurpose.COMPLETION, language="fr", subject="Votre demande {{ reference }} est traitée",
+        body="Bonjour,\n\nNous avons traité votre demande ({{ rights }}).\n{{ body }}",
+    )
+    request = request_in_status(Status.IN_PROGRESS, language="fr")
+    handling.request_complete(request=request, actor=Actor.staff(dpo), letter="Copie jointe.", expected_status=Status.IN_PROGRESS)
+    letter = request.messages.get()
+    assert letter.subject == f"Votre demande {request.reference} est traitée"
+    assert letter.body.startswith("Bonjour,") and "Copie jointe." in letter.body
+
+
+@pytest.mark.django_db
+def test_a_type_specific_template_wins_over_the_generic_one(dpo):
+    ResponseTemplate.objects.create(purpose=TemplatePurpose.COMPLETION, language="en", subject="Generic", body="generic {{ body }}")
+    ResponseTemplate.objects.create(
+        purpose=TemplatePurpose.COMPLETION, request_type="access", language="en", subject="Access done", body="access {{ body }}"
+    )
+    request = request_in_status(Status.IN_PROGRESS)
+    handling.request_complete(request=request, actor=Actor.staff(dpo), letter="", expected_status=Status.IN_PROGRESS)
+    assert request.messages.get().subject == "Access done"
+
+
+@pytest.mark.django_db
+def test_stale_actions_are_refused_and_change_nothing(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    lifecycle.transition(request, "await_subject", actor=Actor.system())
+    with pytest.raises(StaleRequest):
+        handling.request_complete(request=request, actor=Actor.staff(dpo), letter="", expected_status=Status.IN_PROGRESS)
+    assert request.messages.count() == 0
+    assert PrivacyRequest.objects.get(pk=request.pk).status == Status.AWAITING_SUBJECT
+
+
+@pytest.mark.django_db
+def test_plain_transitions_cannot_bypass_the_dedicated_actions(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    with pytest.raises(RequestError, match="dedicated action"):
+        handling.request_transition(request=request, actor=Actor.staff(dpo), name="complete", expected_status=Status.IN_PROGRESS)
+
+
+@pytest.mark.django_db
+def test_bulk_apply_skips_refusals_and_keeps_the_rest(dpo):
+    startable = [request_in_status(Status.NEW) for _ in range(2)]
+    done = request_in_status(Status.COMPLETED)
+    result = handling.bulk_apply(
+        [*startable, done],
+        lambda r: handling.request_transition(request=r, actor=Actor.staff(dpo), name="start_work", expected_status=r.status),
+        actor=Actor.staff(dpo),
+    )
+    assert result.done == [r.reference for r in startable]
+    assert [reference for reference, _ in result.skipped] == [done.reference]
+    assert all(PrivacyRequest.objects.get(pk=r.pk).status == Status.IN_PROGRESS for r in startable)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_handlers_completing_at_once_apply_once(dpo):
+    """The second gets a conflict and nothing is applied twice: one letter, one event."""
+    other = staff_in_role("DPO", username="dpo2")
+    request = request_in_status(Status.IN_PROGRESS)
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def complete(user):
+        try:
+            barrier.wait()
+            handling.request_complete(request=request, actor=Actor.staff(user), letter="Done", expected_status=Status.IN_PROGRESS)
+            outcomes.append("ok")
+        except RequestError as error:
+            outcomes.append(type(error).__name__)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=complete, args=(user,)) for user in (dpo, other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == ["StaleRequest", "ok"]
+    assert Message.objects.filter(request=request).count() == 1
+    assert request.events.filter(action="complete").count() == 1

@@ -1,0 +1,186 @@
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.core import mail
+from django.utils import timezone
+
+from requests_app import tasks
+from requests_app.audit import Actor
+from requests_app.lifecycle import NotAllowed, StaleRequest
+from requests_app.models import AssignmentRule, Organisation, PrivacyRequest, RequestType, Status, Team
+from requests_app.services.intake import RightDetails, request_verify_email, verification_token
+from requests_app.services.routing import dispatch_unrouted, request_assign, route_request, send_daily_digest
+from tests.factories import request_in_status, staff_in_role, submit_request
+
+
+@pytest.fixture
+def dpo(db):
+    return staff_in_role("DPO", username="dpo1", email="dpo1@example.com")
+
+
+@pytest.fixture
+def team(db):
+    members = [staff_in_role("Handler", username=f"h{n}", email=f"h{n}@example.com") for n in range(3)]
+    team = Team.objects.create(name="Erasure desk")
+    team.members.set(members)
+    return team
+
+
+def verified(**overrides) -> PrivacyRequest:
+    """A request verified by the subject, with routing left to the test."""
+    request = submit_request(**overrides)
+    request_verify_email(token=verification_token(request))
+    return PrivacyRequest.objects.get(pk=request.pk)
+
+
+@pytest.mark.django_db
+def test_without_rules_the_dpo_gets_the_request(dpo):
+    request = verified()
+    assert route_request(request_id=request.id) is True
+    request.refresh_from_db()
+    assert (request.assignee, request.team) == (dpo, None)
+    assert request.routed_at is not None
+    assert request.events.get(action="routed").data["rule"] == "default: the DPO"
+
+
+@pytest.mark.django_db
+def test_the_first_matching_rule_wins(dpo, team):
+    specialist = staff_in_role("Handler", username="uk-specialist")
+    AssignmentRule.objects.create(position=1, name="UK to specialist", regime="uk_gdpr", assign_user=specialist)
+    AssignmentRule.objects.create(position=2, name="Erasure to desk", request_type=RequestType.ERASURE, assign_team=team)
+    AssignmentRule.objects.create(position=3, name="Everything else to DPO", assign_user=dpo)
+
+    uk_erasure = verified(regime="uk_gdpr", rights=[RightDetails(RequestType.ERASURE)])
+    erasure = verified(rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.ERASURE)])
+    access = verified()
+    for request in (uk_erasure, erasure, access):
+        route_request(request_id=request.id)
+        request.refresh_from_db()
+
+    assert uk_erasure.assignee == specialist
+    assert (erasure.team, erasure.assignee.privacy_teams.get()) == (team, team)
+    assert access.assignee == dpo
+
+
+@pytest.mark.django_db
+def test_rules_match_on_channel_and_organisation(dpo):
+    operator = Organisation.objects.create(name="Mobile Operator SA")
+    account_manager = staff_in_role("Handler", username="account-manager")
+    phone_desk = staff_in_role("Handler", username="phone-desk")
+    AssignmentRule.objects.create(position=1, name="Operator", organisation=operator, assign_user=account_manager)
+    AssignmentRule.objects.create(position=2, name="Phone", channel="phone", assign_user=phone_desk)
+    AssignmentRule.objects.create(position=3, name="Inactive catch-all", active=False, assign_user=phone_desk)
+
+    from_operator = verified(organisation=operator)
+    by_phone = submit_request(channel="phone", actor=Actor.staff(dpo))
+    plain = verified()
+    for request in (from_operator, by_phone, plain):
+        route_request(request_id=request.id)
+        request.refresh_from_db()
+    assert (from_operator.assignee, by_phone.assignee, plain.assignee) == (account_manager, phone_desk, dpo)
+
+
+@pytest.mark.django_db
+def test_team_work_goes_to_the_least_loaded_member(team):
+    AssignmentRule.objects.create(position=1, name="All to desk", assign_team=team)
+    assignees = []
+    for _ in range(6):
+        request = verified()
+        route_request(request_id=request.id)
+        request.refresh_from_db()
+        assignees.append(request.assignee.username)
+    assert sorted(assignees) == ["h0", "h0", "h1", "h1", "h2", "h2"]
+    assert assignees[:3] == ["h0", "h1", "h2"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_routing_run_twice_assigns_and_notifies_once(dpo):
+    request = verified()  # routing and emails run on commit, inline in tests
+    request.refresh_from_db()
+    assert request.assignee == dpo
+    assigned_emails = [m for m in mail.outbox if "assigned to you" in m.subject]
+    assert len(assigned_emails) == 1 and assigned_emails[0].to == [dpo.email]
+
+    assert route_request(request_id=request.id) is False
+    tasks.route_request(request.id)
+    event = request.events.get(action="routed")
+    tasks.send_assignment_email(request.id, event.sequence)
+    assert request.events.filter(action="routed").count() == 1
+    assert len([m for m in mail.outbox if "assigned to you" in m.subject]) == 1
+
+
+@pytest.mark.django_db
+def test_unverified_and_closed_requests_are_not_routed(dpo):
+    unverified = submit_request()
+    withdrawn = request_in_status(Status.WITHDRAWN)
+    assert route_request(request_id=unverified.id) is False
+    assert route_request(request_id=withdrawn.id) is False
+    assert PrivacyRequest.objects.filter(assignee__isnull=False).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweeper_routes_requests_whose_task_was_lost(dpo, monkeypatch):
+    # The broker is down when the subject verifies: the routing task is lost.
+    monkeypatch.setattr(tasks.route_request, "delay", lambda request_id: None)
+    request = verified()
+    assert PrivacyRequest.objects.get(pk=request.pk).routed_at is None
+    assert dispatch_unrouted() == 0  # too recent: its own task may still come
+    monkeypatch.undo()
+
+    with time_machine.travel(timezone.now() + timedelta(minutes=6)):
+        assert dispatch_unrouted() == 1
+    request.refresh_from_db()
+    assert request.assignee == dpo and request.routed_at is not None
+    assert dispatch_unrouted() == 0
+
+
+@pytest.mark.django_db
+def test_assignment_by_hand_is_audited_and_checks_for_stale_data(dpo, team):
+    handler = team.members.get(username="h0")
+    request = request_in_status(Status.IN_PROGRESS)
+    request_assign(request=request, assignee=handler, actor=Actor.staff(dpo), expected_assignee_id=None)
+    event = request.events.get(action="assigned")
+    assert event.data == {"from": None, "to": "h0"}
+
+    with pytest.raises(StaleRequest, match="reassigned meanwhile"):
+        request_assign(request=request, assignee=dpo, actor=Actor.staff(dpo), expected_assignee_id=None)
+    assert PrivacyRequest.objects.get(pk=request.pk).assignee == handler
+
+
+@pytest.mark.django_db
+def test_a_handler_cannot_take_someone_elses_request_nor_an_auditor_anything(dpo, team):
+    handler = team.members.get(username="h0")
+    auditor = staff_in_role("Auditor", username="aud")
+    request = request_in_status(Status.IN_PROGRESS)
+    request_assign(request=request, assignee=dpo, actor=Actor.staff(dpo))
+    for actor in (handler, auditor):
+        with pytest.raises(NotAllowed):
+            request_assign(request=request, assignee=actor, actor=Actor.staff(actor))
+    assert PrivacyRequest.objects.get(pk=request.pk).assignee == dpo
+
+
+@pytest.mark.django_db
+def test_auditors_cannot_be_given_requests(dpo):
+    auditor = staff_in_role("Auditor", username="aud")
+    request = request_in_status(Status.IN_PROGRESS)
+    from requests_app.lifecycle import RequestError
+
+    with pytest.raises(RequestError, match="cannot be given requests"):
+        request_assign(request=request, assignee=auditor, actor=Actor.staff(dpo))
+
+
+@pytest.mark.django_db
+def test_the_daily_digest_goes_out_once_a_day(dpo):
+    overdue = request_in_status(Status.IN_PROGRESS)
+    PrivacyRequest.objects.filter(pk=overdue.pk).update(due_on=timezone.localdate() - timedelta(days=2))
+    mail.outbox.clear()
+
+    assert send_daily_digest() is True
+    assert send_daily_digest() is False
+    assert len(mail.outbox) == 1
+    digest = mail.outbox[0]
+    assert set(digest.to) == {"dpo@localhost", dpo.email}
+    assert "1 overdue" in digest.subject
+    assert overdue.reference in digest.body
+    assert "Ana" not in digest.body  # references, not personal data
