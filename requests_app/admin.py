@@ -17,9 +17,16 @@ from requests_app.audit import Actor
 from requests_app.forms import StaffIntakeForm
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
+    AssignmentRule,
     Attachment,
     AuditChainHead,
     ClockPause,
+    DailyDigest,
+    InternalNote,
+    Message,
+    Organisation,
+    ResponseTemplate,
+    Team,
     AuditEvent,
     PrivacyRequest,
     ReferenceCounter,
@@ -86,13 +93,13 @@ class AuditEventInline(ReadOnlyInline):
 
 @admin.register(PrivacyRequest)
 class PrivacyRequestAdmin(admin.ModelAdmin):
-    list_display = ["reference", "status", "rights_asked", "channel", "regime", "received_at", "due_on", "time_left"]
+    list_display = ["reference", "status", "rights_asked", "channel", "regime", "received_at", "due_on", "time_left", "assignee"]
     list_filter = ["status", "channel", "regime", "rights__right"]
     search_fields = ["=reference", "subject_email", "identities__value"]
     date_hierarchy = "received_at"
     inlines = [RequestedRightInline, SubjectIdentityInline, AttachmentInline, ClockPauseInline, AuditEventInline]
     fieldsets = [
-        (None, {"fields": ["reference", "status", "regime", "channel", "language", "received_at"]}),
+        (None, {"fields": ["reference", "status", "regime", "channel", "language", "received_at", "organisation", "assignee", "team"]}),
         (
             "Subject",
             {"fields": ["subject_name", "subject_email", "subject_phone", "customer_reference", "relationship"]},
@@ -118,7 +125,7 @@ class PrivacyRequestAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("rights", "pauses")
+        return super().get_queryset(request).select_related("assignee").prefetch_related("rights", "pauses")
 
     @admin.display(description="time left", ordering="due_on")
     def time_left(self, obj):
@@ -205,3 +212,47 @@ class ReferenceCounterAdmin(ReadOnlyAdmin):
 @admin.register(AuditChainHead)
 class AuditChainHeadAdmin(ReadOnlyAdmin):
     list_display = ["sequence", "hash"]
+
+
+@admin.register(Organisation)
+class OrganisationAdmin(admin.ModelAdmin):
+    list_display = ["name", "public_id", "created_at"]
+    search_fields = ["name"]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ["name"]
+    filter_horizontal = ["members"]
+
+
+@admin.register(AssignmentRule)
+class AssignmentRuleAdmin(admin.ModelAdmin):
+    list_display = ["position", "name", "active", "request_type", "regime", "channel", "organisation", "assign_team", "assign_user"]
+    list_editable = ["active"]
+
+
+@admin.register(ResponseTemplate)
+class ResponseTemplateAdmin(admin.ModelAdmin):
+    list_display = ["purpose", "request_type", "language", "subject", "updated_at"]
+    list_filter = ["purpose", "language"]
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "request", "direction", "author"]
+    list_filter = ["direction"]
+    search_fields = ["=request__reference"]
+    list_select_related = ["request", "author"]
+
+
+@admin.register(InternalNote)
+class InternalNoteAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "request", "author"]
+    search_fields = ["=request__reference"]
+    list_select_related = ["request", "author"]
+
+
+@admin.register(DailyDigest)
+class DailyDigestAdmin(ReadOnlyAdmin):
+    list_display = ["day", "sent_at"]
