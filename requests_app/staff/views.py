@@ -231,18 +231,31 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "messages_thread": privacy_request.messages.select_related("author"),
         "attachments": privacy_request.attachments.all(),
         "pauses": privacy_request.pauses.all(),
-        "forms": {
-            "assign": forms.AssignForm(initial={"assignee": privacy_request.assignee}),
-            "message": forms.MessageForm(),
-            "information": forms.InformationRequestForm(),
-            "identity": forms.IdentityVerifyForm(privacy_request=privacy_request),
-            "extend": forms.ReasonForm(),
-            "pause": forms.ReasonForm(),
-            "complete": forms.CompleteForm(),
-            "reject": forms.RejectForm(),
-            "note": forms.NoteForm(),
-        },
+        "forms": {slot: _action_form(slot, privacy_request) for slot in FORM_SLOTS},
     }
+
+
+# The forms of the request page, by slot. Each gets its own id prefix: several
+# share field names ("body", "reason"), and every label must point at its own field.
+FORM_SLOTS = {
+    "assign": forms.AssignForm,
+    "message": forms.MessageForm,
+    "information": forms.InformationRequestForm,
+    "identity": forms.IdentityVerifyForm,
+    "extend": forms.ReasonForm,
+    "pause": forms.ReasonForm,
+    "complete": forms.CompleteForm,
+    "reject": forms.RejectForm,
+    "note": forms.NoteForm,
+}
+
+
+def _action_form(slot: str, privacy_request: PrivacyRequest, data=None):
+    form_class = FORM_SLOTS[slot]
+    kwargs = {"privacy_request": privacy_request} if form_class is forms.IdentityVerifyForm else {}
+    if slot == "assign" and data is None:
+        kwargs["initial"] = {"assignee": privacy_request.assignee}
+    return form_class(data, auto_id=f"{slot}-%s", **kwargs)
 
 
 def _get_request(reference: str) -> PrivacyRequest:
@@ -267,60 +280,60 @@ def _assign(r, form, actor, post):
     )
 
 
-# action name: (form class, service call, success message)
+# action name: (takes a form, service call, success message)
 ACTIONS = {
-    "assign": (forms.AssignForm, _assign, gettext_lazy("Assignment saved.")),
+    "assign": (True, _assign, gettext_lazy("Assignment saved.")),
     "message": (
-        forms.MessageForm,
+        True,
         lambda r, f, a, p: handling.message_send(request=r, actor=a, body=f.cleaned_data["body"], subject=f.cleaned_data["subject"]),
         gettext_lazy("Message sent to the subject."),
     ),
     "request_information": (
-        forms.InformationRequestForm,
+        True,
         lambda r, f, a, p: handling.request_information(request=r, actor=a, body=f.cleaned_data["body"], expected_status=p["expected_status"]),
         gettext_lazy("Information requested; the clock is paused."),
     ),
     "verify_identity": (
-        forms.IdentityVerifyForm,
+        True,
         lambda r, f, a, p: handling.identity_verify(
             request=r, actor=a, identity_ids=f.cleaned_data["identities"], method=f.cleaned_data["method"], expected_status=p["expected_status"]
         ),
         gettext_lazy("Identity verification recorded."),
     ),
     "extend": (
-        forms.ReasonForm,
+        True,
         lambda r, f, a, p: deadline_service.request_extend(request=r, actor=a, reason=f.cleaned_data["reason"]),
         gettext_lazy("Deadline extended; the subject has been told."),
     ),
     "pause": (
-        forms.ReasonForm,
+        True,
         lambda r, f, a, p: deadline_service.clock_pause(request=r, actor=a, reason=f.cleaned_data["reason"]),
         gettext_lazy("Clock paused."),
     ),
-    "resume": (None, lambda r, f, a, p: deadline_service.clock_resume(request=r, actor=a), gettext_lazy("Clock resumed.")),
+    "resume": (False, lambda r, f, a, p: deadline_service.clock_resume(request=r, actor=a), gettext_lazy("Clock resumed.")),
     "start_identity_check": (
-        None,
+        False,
         lambda r, f, a, p: handling.request_transition(request=r, actor=a, name="start_identity_check", expected_status=p["expected_status"]),
         gettext_lazy("Identity check started."),
     ),
     "start_work": (
-        None,
+        False,
         lambda r, f, a, p: handling.request_transition(request=r, actor=a, name="start_work", expected_status=p["expected_status"]),
         gettext_lazy("Work started."),
     ),
     "complete": (
-        forms.CompleteForm,
+        True,
         lambda r, f, a, p: handling.request_complete(request=r, actor=a, letter=f.cleaned_data["letter"], expected_status=p["expected_status"]),
         gettext_lazy("Request completed; the letter has been sent."),
     ),
     "reject": (
-        forms.RejectForm,
+        True,
         lambda r, f, a, p: handling.request_reject(
             request=r, actor=a, ground=f.cleaned_data["ground"], explanation=f.cleaned_data["explanation"], expected_status=p["expected_status"]
         ),
         gettext_lazy("Request rejected; the letter has been sent."),
     ),
-    "note": (forms.NoteForm, lambda r, f, a, p: handling.note_add(request=r, actor=a, body=f.cleaned_data["body"]), gettext_lazy("Note added.")),
+    "note": (True, lambda r, f, a, p: handling.note_add(request=r, actor=a, body=f.cleaned_data["body"]), gettext_lazy("Note added.")),
 }
 
 
@@ -333,9 +346,8 @@ def request_action(request: HttpRequest, reference: str, action: str) -> HttpRes
         return HttpResponse(status=404)
     if not roles.can_work(request.user, privacy_request):
         raise PermissionDenied(_("You may not act on this request."))
-    form_class, call, success = ACTIONS[action]
-    kwargs = {"privacy_request": privacy_request} if form_class is forms.IdentityVerifyForm else {}
-    form = form_class(request.POST, **kwargs) if form_class else None
+    has_form, call, success = ACTIONS[action]
+    form = _action_form(_form_slot(action), privacy_request, request.POST) if has_form else None
     if form is not None and not form.is_valid():
         context = _request_context(request, privacy_request)
         context["forms"][_form_slot(action)] = form
