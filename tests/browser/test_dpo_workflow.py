@@ -91,10 +91,7 @@ def test_handler_messages_subject_and_completes_the_request(page, live_server, b
     message_panel = page.locator("details").filter(has=page.get_by_text("Message the subject", exact=True))
     message_panel.get_by_text("Message the subject", exact=True).click()
     message_panel.get_by_label("Subject line (optional)").fill("About your request")
-    # Not get_by_label("Message to the subject"): the page's forms all render
-    # their field as id="id_body", so that label points at the first one (the
-    # information request's textarea). Reported as an app bug; scope instead.
-    message_panel.locator("textarea[name=body]").fill("Could you tell us which account email you used?")
+    message_panel.get_by_label("Message to the subject").fill("Could you tell us which account email you used?")
     message_panel.get_by_role("button", name="Send message").click()
 
     expect(page.get_by_role("status")).to_contain_text("Message sent to the subject.")
