@@ -184,8 +184,15 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# Files (attachments, export packages) go through Django's storage API: the
+# local disk by default, S3-compatible storage when AWS_STORAGE_BUCKET_NAME is
+# set, so web servers and workers on different machines share them.
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": {
+        "BACKEND": "storages.backends.s3.S3Storage"
+        if env_str("AWS_STORAGE_BUCKET_NAME")
+        else "django.core.files.storage.FileSystemStorage"
+    },
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -194,6 +201,13 @@ STORAGES = {
         )
     },
 }
+AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME")
+AWS_S3_ENDPOINT_URL = env_str("AWS_S3_ENDPOINT_URL") or None
+AWS_S3_REGION_NAME = env_str("AWS_S3_REGION_NAME") or None
+AWS_ACCESS_KEY_ID = env_str("AWS_ACCESS_KEY_ID") or None
+AWS_SECRET_ACCESS_KEY = env_str("AWS_SECRET_ACCESS_KEY") or None
+AWS_DEFAULT_ACL = None
+AWS_QUERYSTRING_AUTH = True
 # Uploaded files hold personal data: they are never served from a public
 # URL, only through views that check the staff member's permission.
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
@@ -227,7 +241,7 @@ if CELERY_BROKER_URL == "filesystem://":
 else:
     # A message not acknowledged within this time is delivered again; it
     # must exceed the longest task time limit.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -249,6 +263,10 @@ CELERY_BEAT_SCHEDULE = {
     "daily-digest": {
         "task": "requests_app.tasks.send_daily_digest",
         "schedule": crontab(hour=env_int("DAILY_DIGEST_HOUR", 7), minute=0),
+    },
+    "delete-expired-exports": {
+        "task": "requests_app.tasks.delete_expired_exports",
+        "schedule": timedelta(hours=1),
     },
     "expire-unverified-requests": {
         "task": "requests_app.tasks.expire_unverified_requests",
@@ -286,6 +304,22 @@ AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "staff/locked_out.html"
 AXES_IPWARE_META_PRECEDENCE_ORDER = [RATELIMIT_IP_META_KEY] if RATELIMIT_IP_META_KEY else ["REMOTE_ADDR"]
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Privacy Portal")
+# Export packages.
+EXPORT_WORK_DIR = env_str("EXPORT_WORK_DIR", str(VAR_DIR / "export-work"))
+EXPORT_COMPRESSLEVEL = env_int("EXPORT_COMPRESSLEVEL", 6)
+EXPORT_LINK_LIFETIME = timedelta(days=env_int("EXPORT_LINK_DAYS", 7))
+EXPORT_MAX_DOWNLOADS = env_int("EXPORT_MAX_DOWNLOADS", 5)
+EXPORT_UNRELEASED_LIFETIME = timedelta(days=env_int("EXPORT_UNRELEASED_DAYS", 30))
+EXPORT_AUTO_START = env_bool("EXPORT_AUTO_START", False)
+# A compiling run whose heartbeat is older than this is taken to be dead.
+EXPORT_HEARTBEAT_STALE_SECONDS = env_int("EXPORT_HEARTBEAT_STALE_SECONDS", 120)
+EXPORT_TASK_TIME_LIMIT = env_int("EXPORT_TASK_TIME_LIMIT", 3000)
+# The demo source systems (seed_demo) live in their own database, not the app's.
+DEMO_SOURCES_URL = env_str("DEMO_SOURCES_URL", f"sqlite:///{VAR_DIR / 'demo_sources.sqlite3'}")
+
+SMS_BACKEND = env_str("SMS_BACKEND", "requests_app.sms.FileBackend")
+SMS_FILE_PATH = env_str("SMS_FILE_PATH", str(VAR_DIR / "sms"))
+
 LOGIN_URL = "staff:login"
 LOGIN_REDIRECT_URL = "staff:home"
 # An idle staff session ends after this; every request renews it.

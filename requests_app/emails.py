@@ -168,3 +168,11 @@ def send_daily_digest(*, today: datetime.date, recipients: list[str]) -> None:
 
     context = {"today": today, **selectors.workload_summary(today=today), "dashboard_url": absolute_url(reverse("staff:home"))}
     render_email("daily-digest", context, to=recipients, language=settings.LANGUAGE_CODE).send()
+
+
+def send_export_ready_email(export) -> bool:
+    """The subject's data is ready: download it from the status page (the link is not in the email)."""
+    request = export.request
+    context = {"request": request, "export": export, "status_url": status_url(request)}
+    message = render_email("export-ready", context, to=[request.subject_email], language=request.language)
+    return send_once(request, "export_ready", str(export.public_id), message)

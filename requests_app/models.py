@@ -537,3 +537,194 @@ class DailyDigest(models.Model):
 
     day = models.DateField(unique=True)
     sent_at = models.DateTimeField(auto_now_add=True)
+
+
+# --- Data inventory (the record of processing, GDPR Art. 30) -----------------
+
+
+class DataCategory(models.TextChoices):
+    CONTACT = "contact", _("Contact information")
+    WEBSITE_CONNECTION = "website_connection", _("Website connection data")
+    ELECTRONIC_COMMUNICATIONS = "electronic_communications", _("Electronic communications data (call detail records)")
+    OTHER = "other", _("Other")
+
+
+class LegalBasis(models.TextChoices):
+    CONSENT = "consent", _("Consent (Art. 6(1)(a))")
+    CONTRACT = "contract", _("Performance of a contract (Art. 6(1)(b))")
+    LEGAL_OBLIGATION = "legal_obligation", _("Legal obligation (Art. 6(1)(c))")
+    LEGITIMATE_INTERESTS = "legitimate_interests", _("Legitimate interests (Art. 6(1)(f))")
+
+
+class ConnectorKind(models.TextChoices):
+    SQL = "sql", _("SQL database")
+    HTTP = "http", _("HTTP JSON API")
+    MANUAL = "manual", _("Manual extract by the system owner")
+
+
+class SourceSystem(models.Model):
+    """A system that holds personal data, with the facts Art. 15 asks us to give about it.
+
+    Connection secrets are never stored here: `connection_env` names the
+    environment variable that holds the database URL or the API token.
+    """
+
+    slug = models.SlugField(max_length=50, unique=True, help_text=_("Folder name in export packages."))
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    active = models.BooleanField(default=True)
+    identity_kind = models.CharField(
+        max_length=32, choices=IdentityKind, help_text=_("The identifier this system is searched by.")
+    )
+    purposes = models.TextField(help_text=_("Why the data is processed (Art. 15(1)(a))."))
+    legal_basis = models.CharField(max_length=32, choices=LegalBasis)
+    retention = models.TextField(help_text=_("How long it is kept, or the criteria (Art. 15(1)(d))."))
+    origin = models.TextField(
+        help_text=_("Where the data comes from when not from the person (Art. 15(1)(g)).")
+    )
+    automated_decisions = models.TextField(
+        blank=True, help_text=_("Automated decision-making and its logic, if any (Art. 15(1)(h)). Empty: none.")
+    )
+    connector = models.CharField(max_length=16, choices=ConnectorKind)
+    connection_url = models.CharField(
+        max_length=500, blank=True, help_text=_("SQL: a database URL without password. HTTP: the base URL.")
+    )
+    connection_env = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text=_("Environment variable holding the secret: the full database URL (SQL) or the API token (HTTP)."),
+    )
+    http_auth_header = models.CharField(max_length=100, blank=True, default="Authorization")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text=_("Manual sources: the staff member who uploads extracts."),
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SourceCategory(models.Model):
+    """One kind of data in a source, and how to fetch it for a set of identities.
+
+    SQL: a query with the placeholder :identities, e.g.
+    SELECT * FROM cdrs WHERE caller IN :identities. HTTP: a path template with
+    {identity}, e.g. /subscribers/{identity}/records.
+    """
+
+    source = models.ForeignKey(SourceSystem, on_delete=models.CASCADE, related_name="categories")
+    slug = models.SlugField(max_length=50, help_text=_("File name in export packages."))
+    category = models.CharField(max_length=32, choices=DataCategory)
+    description = models.TextField(blank=True)
+    query = models.TextField(blank=True)
+    masked_fields = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text=_("Comma-separated fields that identify other people (Art. 15(4)); masked in exports."),
+    )
+    portable = models.BooleanField(
+        default=True, help_text=_("Provided by the subject or observed from their use (Art. 20): part of a portability export.")
+    )
+
+    class Meta:
+        ordering = ["source", "slug"]
+        constraints = [models.UniqueConstraint(fields=["source", "slug"], name="unique_category_per_source")]
+
+    def __str__(self) -> str:
+        return f"{self.source.slug}/{self.slug}"
+
+    @property
+    def masked_field_list(self) -> list[str]:
+        return [field.strip() for field in self.masked_fields.split(",") if field.strip()]
+
+
+class Recipient(models.Model):
+    """Who receives a source's data (Art. 15(1)(c)), with transfer safeguards (Art. 15(2))."""
+
+    source = models.ForeignKey(SourceSystem, on_delete=models.CASCADE, related_name="recipients")
+    name = models.CharField(max_length=200)
+    country = models.CharField(max_length=100)
+    third_country = models.BooleanField(default=False, help_text=_("Outside the EU/EEA."))
+    safeguards = models.TextField(blank=True, help_text=_("E.g. EU standard contractual clauses."))
+    notification_email = models.EmailField(blank=True)
+
+    class Meta:
+        ordering = ["source", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ExportStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Compiling")
+    WAITING_MANUAL = "waiting_manual", _("Waiting for manual extracts")
+    FAILED = "failed", _("Failed")
+    READY = "ready", _("Ready for review")
+    RELEASED = "released", _("Released to the subject")
+    EXPIRED = "expired", _("Expired and deleted")
+
+
+class ExportKind(models.TextChoices):
+    ACCESS = "access", _("Access (Art. 15)")
+    PORTABILITY = "portability", _("Portability (Art. 20)")
+
+
+class ExportPackage(models.Model):
+    """A ZIP of a subject's data compiled from the source systems, and its delivery."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="exports")
+    kind = models.CharField(max_length=16, choices=ExportKind, default=ExportKind.ACCESS)
+    status = models.CharField(max_length=16, choices=ExportStatus, default=ExportStatus.QUEUED)
+    # Each run bumps the attempt; only the run holding the current attempt may finish it.
+    attempt = models.PositiveIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    progress = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    failed_source = models.CharField(max_length=50, blank=True)
+    encrypted = models.BooleanField(default=False)
+    # The ZIP password, kept only from compilation until it is texted to the
+    # subject at release, then erased.
+    pending_password = models.CharField(max_length=64, blank=True)
+    storage_name = models.CharField(max_length=300, blank=True)
+    size = models.PositiveBigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    manifest = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    released_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    max_downloads = models.PositiveIntegerField(default=5)
+    download_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "expires_at"], name="export_status_expiry_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} export of {self.request_id}"
+
+
+class ManualTask(models.Model):
+    """A manual source's part of an export: its owner uploads the extract."""
+
+    export = models.ForeignKey(ExportPackage, on_delete=models.CASCADE, related_name="manual_tasks")
+    source = models.ForeignKey(SourceSystem, on_delete=models.PROTECT, related_name="+")
+    assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    upload = models.FileField(upload_to="manual-extracts/", blank=True)
+    row_count = models.PositiveIntegerField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    done_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["export", "source"], name="one_manual_task_per_source")]

@@ -9,11 +9,12 @@ import logging
 from smtplib import SMTPException
 
 from celery import shared_task
+from django.conf import settings
 
 from requests_app import emails
-from requests_app.models import Message, PrivacyRequest, SentNotification, Status
+from requests_app.models import ExportPackage, Message, PrivacyRequest, SentNotification, Status
 from requests_app.services import deadlines as deadline_service
-from requests_app.services import intake, routing
+from requests_app.services import exports, intake, routing
 
 logger = logging.getLogger(__name__)
 
@@ -111,3 +112,34 @@ def send_reply_notification(request_id: int, message_id: int) -> None:
 def send_daily_digest() -> bool:
     """Periodic (mornings): the DPO's digest, at most once a day."""
     return routing.send_daily_digest()
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=100,
+    time_limit=settings.EXPORT_TASK_TIME_LIMIT,
+    soft_time_limit=settings.EXPORT_TASK_TIME_LIMIT - 60,
+)
+def compile_export(self, export_id: int) -> str | None:
+    """Compile an export package. A redelivered task after a worker died starts the export over
+    once the dead run's heartbeat is stale; while another run is alive it waits and retries."""
+    try:
+        return exports.compile_export(export_id=export_id)
+    except exports.ExportBusy as busy:
+        raise self.retry(countdown=settings.EXPORT_HEARTBEAT_STALE_SECONDS) from busy
+
+
+@shared_task(**EMAIL_RETRY)
+def send_export_ready_email(export_id: int) -> None:
+    """Tell the subject their data package can be downloaded from the status page."""
+    export = ExportPackage.objects.select_related("request").filter(pk=export_id).exclude(request__subject_email="").first()
+    if export is not None:
+        emails.send_export_ready_email(export)
+
+
+@shared_task(acks_late=True)
+def delete_expired_exports() -> int:
+    """Periodic: delete packages past their expiry or download limit."""
+    return exports.delete_expired_exports()

@@ -1,0 +1,209 @@
+"""The export package: one ZIP streamed from the source systems.
+
+    data/<source>/<category>.jsonl and .csv   the rows, per source and category
+    report.html                               the Art. 15 information, in the subject's language
+    manifest.json                             files, row counts, SHA-256 of each, identities searched
+
+Rows go from the source into the ZIP entry as they arrive; nothing holds a
+whole category in memory. The CSV of a generic source is spooled to a
+temporary file while its JSON lines go straight into the ZIP (a ZIP can only
+write one entry at a time), then copied in.
+"""
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyzipper
+from django.conf import settings
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+
+from requests_app.models import DataCategory, ExportKind, IdentityKind, PrivacyRequest, SourceSystem
+from requests_app.sources import SourceError, connector_for
+from requests_app.sources.manual import ManualConnector
+
+PROGRESS_EVERY_ROWS = 20_000
+
+
+class _HashingWriter(io.RawIOBase):
+    """Passes bytes to a ZIP entry while counting them and computing their SHA-256."""
+
+    def __init__(self, target):
+        self.target, self.digest, self.size = target, hashlib.sha256(), 0
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.digest.update(data)
+        self.size += len(data)
+        self.target.write(data)
+        return len(data)
+
+
+@dataclass
+class PackageWriter:
+    """Writes one package to `path`. Call `add_source` per source, then `finish`."""
+
+    path: str
+    request: PrivacyRequest
+    kind: str
+    password: str | None = None
+    on_progress: Callable[[dict], None] | None = None
+    files: list[dict] = field(default_factory=list)
+    searched: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    rows_total: int = 0
+
+    def __post_init__(self):
+        level = settings.EXPORT_COMPRESSLEVEL
+        if self.password:
+            self.zip = pyzipper.AESZipFile(
+                self.path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level, encryption=pyzipper.WZ_AES
+            )
+            self.zip.setpassword(self.password.encode())
+        else:
+            self.zip = zipfile.ZipFile(self.path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level)
+
+    @contextlib.contextmanager
+    def entry(self, path: str):
+        """An entry open for writing; its size and hash are recorded when it closes."""
+        with self.zip.open(path, "w", force_zip64=True) as raw:
+            writer = _HashingWriter(raw)
+            yield writer
+        self.files.append({"path": path, "bytes": writer.size, "sha256": writer.digest.hexdigest(), "rows": None})
+
+    def _set_rows(self, count: int, rows: int) -> None:
+        """Record the row count on the last `count` entries written."""
+        for entry in self.files[-count:]:
+            entry["rows"] = rows
+
+    def _progress(self, **extra):
+        if self.on_progress:
+            self.on_progress({"rows": self.rows_total, **extra})
+
+    def add_source(self, source: SourceSystem, *, manual_upload=None) -> None:
+        """Write every category of `source` for the request's verified identities of its kind."""
+        identities = list(
+            self.request.identities.filter(kind=source.identity_kind, verified_at__isnull=False)
+            .order_by("value")
+            .values_list("value", flat=True)
+        )
+        if not identities:
+            self.skipped.append(
+                {"source": source.slug, "reason": f"no verified {IdentityKind(source.identity_kind).label.lower()}"}
+            )
+            return
+        self.searched.extend({"source": source.slug, "kind": source.identity_kind, "value": value} for value in identities)
+        categories = source.categories.all()
+        if self.kind == ExportKind.PORTABILITY:
+            categories = categories.filter(portable=True)
+        for category in categories:
+            self._progress(current=f"{source.slug}/{category.slug}")
+            if manual_upload is not None:
+                columns, rows = ManualConnector(source).stream_upload(manual_upload, category.masked_field_list)
+                self._write_rows(source, category, columns, rows)
+                continue
+            connector = connector_for(source)
+            if getattr(connector, "can_copy", False):
+                self._write_copy(connector, source, category, identities)
+            else:
+                columns, rows = connector.stream(category, identities)
+                self._write_rows(source, category, columns, rows)
+
+    def _write_copy(self, connector, source, category, identities) -> None:
+        base = f"data/{source.slug}/{category.slug}"
+        counter = [0]
+        start_total = self.rows_total
+
+        def progress(lines):
+            if lines - counter[0] >= PROGRESS_EVERY_ROWS:
+                counter[0] = lines
+                self.rows_total = start_total + lines
+                self._progress(current=f"{source.slug}/{category.slug}")
+
+        rows = connector.copy_export(
+            category, identities, lambda suffix: self.entry(f"{base}.{suffix}"), on_progress=progress
+        )
+        self._set_rows(2, rows)
+        self.rows_total = start_total + rows
+
+    def _write_rows(self, source, category, columns, rows) -> None:
+        base = f"data/{source.slug}/{category.slug}"
+        counter = [0]
+        with tempfile.TemporaryFile(dir=settings.EXPORT_WORK_DIR) as spool:
+            text_spool = io.TextIOWrapper(spool, encoding="utf-8", newline="")
+            csv_writer = csv.writer(text_spool)
+            csv_writer.writerow(columns)
+            with self.entry(f"{base}.jsonl") as jsonl:
+                buffered = io.BufferedWriter(jsonl, buffer_size=256 * 1024)
+                for row in rows:
+                    buffered.write(json.dumps(dict(zip(columns, row)), default=str, ensure_ascii=False).encode() + b"\n")
+                    csv_writer.writerow(row)
+                    counter[0] += 1
+                    if counter[0] % PROGRESS_EVERY_ROWS == 0:
+                        self.rows_total += PROGRESS_EVERY_ROWS
+                        self._progress(current=f"{source.slug}/{category.slug}")
+                buffered.flush()
+                buffered.detach()
+            self.rows_total += counter[0] % PROGRESS_EVERY_ROWS
+            text_spool.flush()
+            spool.seek(0)
+            with self.entry(f"{base}.csv") as csv_out:
+                shutil.copyfileobj(spool, csv_out, 1024 * 1024)
+            text_spool.detach()
+        self._set_rows(2, counter[0])
+
+    def finish(self, sources: list[SourceSystem]) -> dict:
+        """Write report.html and manifest.json, close the ZIP and return the manifest."""
+        generated_at = timezone.now()
+        with translation.override(self.request.language):
+            report = render_to_string(
+                "exports/report.html",
+                {
+                    "request": self.request,
+                    "kind": self.kind,
+                    "sources": sources,
+                    "files": self.files,
+                    "skipped": self.skipped,
+                    "generated_at": generated_at,
+                    "categories": dict(DataCategory.choices),
+                    "masked": [
+                        (source, category)
+                        for source in sources
+                        for category in source.categories.all()
+                        if category.masked_field_list
+                    ],
+                },
+            )
+        with self.entry("report.html") as out:
+            out.write(report.encode())
+        manifest = {
+            "reference": self.request.reference,
+            "kind": self.kind,
+            "generated_at": generated_at.isoformat(),
+            "files": self.files,
+            "rows": self.rows_total,
+            "identities_searched": self.searched,
+            "sources_not_searched": self.skipped,
+        }
+        self.zip.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
+        self.zip.close()
+        return manifest
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.zip.close()
+
+
+__all__ = ["PackageWriter", "SourceError"]

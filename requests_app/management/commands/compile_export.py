@@ -1,0 +1,35 @@
+"""Compile a request's export package now, with the same code as the Celery task."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from requests_app.audit import Actor
+from requests_app.lifecycle import RequestError
+from requests_app.models import ExportKind, ExportPackage, ExportStatus, PrivacyRequest
+from requests_app.services import exports
+
+
+class Command(BaseCommand):
+    help = "Compile the export package of a request synchronously and print its storage name."
+
+    def add_arguments(self, parser):
+        parser.add_argument("reference")
+        parser.add_argument("--kind", choices=ExportKind.values, default=ExportKind.ACCESS)
+
+    def handle(self, *args, reference, kind, **options):
+        request = PrivacyRequest.objects.filter(reference=reference).first()
+        if request is None:
+            raise CommandError(f"No request {reference}.")
+        export = request.exports.filter(status__in=[ExportStatus.QUEUED, ExportStatus.FAILED]).first()
+        if export is None:
+            try:
+                # Queued by the system; the task it queues finds the work done and stops.
+                export = exports.export_start(request=request, actor=Actor.system(), kind=kind)
+            except RequestError as error:
+                raise CommandError(str(error)) from error
+        if export.status == ExportStatus.FAILED:
+            ExportPackage.objects.filter(pk=export.pk).update(status=ExportStatus.QUEUED)
+        name = exports.compile_export(export_id=export.id)
+        export.refresh_from_db()
+        if name is None:
+            raise CommandError(f"Export failed in source {export.failed_source or '?'}: {export.error or export.status}")
+        self.stdout.write(name)

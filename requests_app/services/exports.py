@@ -1,0 +1,331 @@
+"""Export packages: start, compile (the Celery task's work), review, release,
+download and expiry.
+
+Compiling is safe against redelivery and dead workers: a run claims the
+export with a conditional update that bumps `attempt`, writes the ZIP to a
+local temporary file, stores it under a name unique to that attempt, and
+finishes with a second conditional update that succeeds only while its
+attempt is still current. So a package is either complete and released
+once, or not there at all; never two, never a truncated one.
+"""
+
+import datetime
+import logging
+import os
+import secrets
+import tempfile
+
+from django.conf import settings
+from django.core import signing
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from requests_app import roles, sms, tasks
+from requests_app.audit import Actor, record_event
+from requests_app.exports.package import PackageWriter
+from requests_app.lifecycle import VERIFIED_OPEN, RequestError
+from requests_app.models import (
+    ConnectorKind,
+    ExportKind,
+    ExportPackage,
+    ExportStatus,
+    IdentityKind,
+    ManualTask,
+    PrivacyRequest,
+    SourceSystem,
+)
+from requests_app.sources import SourceError
+
+logger = logging.getLogger(__name__)
+
+DOWNLOAD_SALT = "requests_app.export-download"
+ACTIVE = (ExportStatus.QUEUED, ExportStatus.RUNNING, ExportStatus.WAITING_MANUAL)
+
+
+def export_start(*, request: PrivacyRequest, actor: Actor, kind: str = ExportKind.ACCESS, encrypt: bool = False) -> ExportPackage:
+    """Queue the compilation of a package for a verified, open request.
+
+    One active export per request at a time. Manual sources get a task for
+    their owner; the package is compiled once every one is done.
+    """
+    if actor.user is not None:
+        roles.require_can_work(actor, request)
+    with transaction.atomic():
+        locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+        if locked.status not in VERIFIED_OPEN:
+            raise RequestError(_("Only an open, verified request can have its data exported."))
+        if locked.exports.filter(status__in=ACTIVE).exists():
+            raise RequestError(_("An export of this request is already under way."))
+        if encrypt and not locked.identities.filter(kind=IdentityKind.PHONE, verified_at__isnull=False).exists():
+            raise RequestError(_("An encrypted package needs a verified phone number to send the password to."))
+        export = ExportPackage.objects.create(
+            request=locked, kind=kind, encrypted=encrypt, created_by=actor.user, max_downloads=settings.EXPORT_MAX_DOWNLOADS
+        )
+        manual_sources = SourceSystem.objects.filter(active=True, connector=ConnectorKind.MANUAL)
+        ManualTask.objects.bulk_create(
+            ManualTask(export=export, source=source, assignee=source.owner) for source in manual_sources
+        )
+        if manual_sources:
+            export.status = ExportStatus.WAITING_MANUAL
+            export.save(update_fields=["status"])
+        record_event(locked, "export_started", actor=actor, data={"export": str(export.public_id), "kind": kind})
+        if export.status == ExportStatus.QUEUED:
+            transaction.on_commit(lambda: tasks.compile_export.delay(export.id))
+    return export
+
+
+def manual_task_upload(*, task: ManualTask, actor: Actor, upload) -> ManualTask:
+    """The source's owner (or a DPO) uploads the extract; the last one queues the compilation."""
+    if actor.user != task.assignee and not roles.is_dpo(actor.user):
+        raise roles.NotAllowed(_("Only the system owner or the DPO may upload this extract."))
+    if not upload.name.lower().endswith((".csv", ".jsonl")):
+        raise RequestError(_("Upload the extract as CSV (with a header row) or JSON lines."))
+    with transaction.atomic():
+        export = ExportPackage.objects.select_for_update().get(pk=task.export_id)
+        if export.status != ExportStatus.WAITING_MANUAL:
+            raise RequestError(_("This export is not waiting for extracts."))
+        task.upload.save(f"{export.public_id}-{task.source.slug}{os.path.splitext(upload.name)[1].lower()}", upload, save=False)
+        task.done_at, task.done_by = timezone.now(), actor.user
+        task.save()
+        record_event(export.request, "manual_extract_uploaded", actor=actor, data={"source": task.source.slug})
+        if not export.manual_tasks.filter(done_at__isnull=True).exists():
+            export.status = ExportStatus.QUEUED
+            export.save(update_fields=["status"])
+            transaction.on_commit(lambda: tasks.compile_export.delay(export.id))
+    return task
+
+
+def _claim(export_id: int) -> int | None:
+    """Take the export for this run; returns the attempt number, or None if it is not ours to run."""
+    stale = timezone.now() - datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS)
+    claimed = ExportPackage.objects.filter(
+        Q(status=ExportStatus.QUEUED) | Q(status=ExportStatus.RUNNING, heartbeat_at__lt=stale), pk=export_id
+    ).update(status=ExportStatus.RUNNING, attempt=F("attempt") + 1, heartbeat_at=timezone.now(), error="", failed_source="", progress={})
+    if not claimed:
+        return None
+    return ExportPackage.objects.values_list("attempt", flat=True).get(pk=export_id)
+
+
+def storage_name(export: ExportPackage, attempt: int) -> str:
+    return f"exports/{export.public_id}/attempt-{attempt}.zip"
+
+
+def compile_export(*, export_id: int) -> str | None:
+    """Compile a queued export into a stored ZIP. The Celery task and `manage.py compile_export` call this.
+
+    Returns the storage name, or None when another run holds the export or
+    it was not queued. A failing source marks the export failed, naming the
+    source; nothing partial is kept.
+    """
+    attempt = _claim(export_id)
+    if attempt is None:
+        still_running = ExportPackage.objects.filter(pk=export_id, status=ExportStatus.RUNNING).exists()
+        if still_running:
+            raise ExportBusy(export_id)
+        return None
+    export = ExportPackage.objects.select_related("request").get(pk=export_id)
+    sources = list(
+        SourceSystem.objects.filter(active=True).prefetch_related("categories", "recipients").order_by("name")
+    )
+    manual_uploads = {task.source_id: task.upload for task in export.manual_tasks.filter(done_at__isnull=False)}
+    password = secrets.token_urlsafe(12) if export.encrypted else None
+    os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)
+    handle, path = tempfile.mkstemp(suffix=".zip", dir=settings.EXPORT_WORK_DIR)
+    os.close(handle)
+    current_source = ""
+
+    def on_progress(progress: dict) -> None:
+        ExportPackage.objects.filter(pk=export_id, attempt=attempt).update(
+            progress={**progress, "sources_done": done, "sources_total": len(sources)}, heartbeat_at=timezone.now()
+        )
+
+    done = 0
+    writer = PackageWriter(path, request=export.request, kind=export.kind, password=password, on_progress=on_progress)
+    try:
+        for source in sources:
+            current_source = source.slug
+            if source.connector == ConnectorKind.MANUAL:
+                upload = manual_uploads.get(source.id)
+                if upload:
+                    writer.add_source(source, manual_upload=upload)
+            else:
+                writer.add_source(source)
+            done += 1
+            on_progress({"rows": writer.rows_total})
+        manifest = writer.finish(sources)
+    except SourceError as error:
+        writer.abort()
+        os.unlink(path)
+        _fail(export_id, attempt, source=current_source, message=str(error))
+        return None
+    except BaseException:
+        writer.abort()
+        os.unlink(path)
+        raise
+
+    name = storage_name(export, attempt)
+    with open(path, "rb") as stored:
+        digest = _sha256_file(stored)
+        stored.seek(0)
+        saved_name = default_storage.save(name, File(stored))
+    size = os.path.getsize(path)
+    os.unlink(path)
+
+    with transaction.atomic():
+        finished = ExportPackage.objects.filter(pk=export_id, attempt=attempt, status=ExportStatus.RUNNING).update(
+            status=ExportStatus.READY,
+            storage_name=saved_name,
+            size=size,
+            sha256=digest,
+            manifest=manifest,
+            finished_at=timezone.now(),
+            progress={"rows": manifest["rows"], "sources_done": len(sources), "sources_total": len(sources)},
+        )
+        if not finished:
+            # A newer attempt took over while this one ran: it alone may finish.
+            transaction.on_commit(lambda: default_storage.delete(saved_name))
+            return None
+        if password:
+            ExportPackage.objects.filter(pk=export_id).update(pending_password=password)
+        record_event(
+            export.request,
+            "export_compiled",
+            actor=Actor.system(),
+            data={"export": str(export.public_id), "rows": manifest["rows"], "sha256": digest},
+        )
+    _delete_other_attempts(export, keep=saved_name)
+    logger.info("export %s compiled: %s rows, %s bytes", export.public_id, manifest["rows"], size)
+    return saved_name
+
+
+class ExportBusy(Exception):
+    """Another run holds the export and its heartbeat is fresh: try again later."""
+
+
+def _sha256_file(handle) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fail(export_id: int, attempt: int, *, source: str, message: str) -> None:
+    with transaction.atomic():
+        updated = ExportPackage.objects.filter(pk=export_id, attempt=attempt).update(
+            status=ExportStatus.FAILED, error=message, failed_source=source, finished_at=timezone.now()
+        )
+        if updated:
+            export = ExportPackage.objects.select_related("request").get(pk=export_id)
+            record_event(
+                export.request,
+                "export_failed",
+                actor=Actor.system(),
+                data={"export": str(export.public_id), "source": source},
+            )
+    logger.warning("export %s failed in source %s", export_id, source)
+
+
+def _delete_other_attempts(export: ExportPackage, *, keep: str) -> None:
+    """Remove files an earlier, dead attempt may have stored."""
+    folder = f"exports/{export.public_id}"
+    try:
+        _, files = default_storage.listdir(folder)
+    except FileNotFoundError:
+        return
+    for file_name in files:
+        name = f"{folder}/{file_name}"
+        if name != keep:
+            default_storage.delete(name)
+
+
+def export_retry(*, export: ExportPackage, actor: Actor) -> ExportPackage:
+    """Queue a failed export again; it starts from nothing."""
+    roles.require_can_work(actor, export.request)
+    with transaction.atomic():
+        if not ExportPackage.objects.filter(pk=export.pk, status=ExportStatus.FAILED).update(status=ExportStatus.QUEUED, error=""):
+            raise RequestError(_("Only a failed export can be retried."))
+        record_event(export.request, "export_retried", actor=actor, data={"export": str(export.public_id)})
+        transaction.on_commit(lambda: tasks.compile_export.delay(export.id))
+    export.refresh_from_db()
+    return export
+
+
+def export_release(*, export: ExportPackage, actor: Actor) -> ExportPackage:
+    """After review, let the subject download the package; send the password if it is encrypted."""
+    roles.require_can_work(actor, export.request)
+    with transaction.atomic():
+        locked = ExportPackage.objects.select_for_update().select_related("request").get(pk=export.pk)
+        if locked.status != ExportStatus.READY:
+            raise RequestError(_("Only a compiled package that is ready can be released."))
+        locked.status = ExportStatus.RELEASED
+        locked.released_at, locked.released_by = timezone.now(), actor.user
+        locked.expires_at = locked.released_at + settings.EXPORT_LINK_LIFETIME
+        password, locked.pending_password = locked.pending_password, ""
+        locked.save(update_fields=["status", "released_at", "released_by", "expires_at", "pending_password"])
+        record_event(locked.request, "export_released", actor=actor, data={"export": str(locked.public_id)})
+        if password:
+            phone = locked.request.identities.filter(kind=IdentityKind.PHONE, verified_at__isnull=False).values_list("value", flat=True).first()
+            sms.send(phone, _("Privacy Portal: the password for the data package of request %(reference)s is %(password)s")
+                     % {"reference": locked.request.reference, "password": password})
+        transaction.on_commit(lambda: tasks.send_export_ready_email.delay(locked.id))
+    return locked
+
+
+def download_token(export: ExportPackage) -> str:
+    return signing.dumps({"e": str(export.public_id)}, salt=DOWNLOAD_SALT)
+
+
+def export_download(*, request: PrivacyRequest, token: str) -> ExportPackage:
+    """Count one download of a released package, if the link is valid, not expired and not used up.
+
+    The count is a conditional update, so the limit holds under concurrent
+    clicks. Each download is an audit event.
+    """
+    try:
+        payload = signing.loads(token, salt=DOWNLOAD_SALT, max_age=settings.EXPORT_LINK_LIFETIME)
+    except signing.SignatureExpired:
+        raise RequestError(_("This download link has expired.")) from None
+    except signing.BadSignature:
+        raise RequestError(_("This download link is not valid.")) from None
+    with transaction.atomic():
+        counted = ExportPackage.objects.filter(
+            public_id=payload.get("e"),
+            request=request,
+            status=ExportStatus.RELEASED,
+            expires_at__gt=timezone.now(),
+            download_count__lt=F("max_downloads"),
+        ).update(download_count=F("download_count") + 1)
+        export = ExportPackage.objects.filter(public_id=payload.get("e"), request=request).first()
+        if not counted or export is None:
+            raise RequestError(_("This package can no longer be downloaded: it expired or the download limit was reached."))
+        record_event(request, "export_downloaded", actor=Actor.subject(), data={"export": str(export.public_id), "count": export.download_count})
+    return export
+
+
+def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:
+    """Delete released packages past their expiry or download limit, and stale unreleased ones."""
+    now = now or timezone.now()
+    unreleased_cutoff = now - settings.EXPORT_UNRELEASED_LIFETIME
+    expired = ExportPackage.objects.filter(
+        Q(status=ExportStatus.RELEASED, expires_at__lte=now)
+        | Q(status=ExportStatus.RELEASED, download_count__gte=F("max_downloads"))
+        | Q(status=ExportStatus.READY, finished_at__lte=unreleased_cutoff)
+    ).select_related("request")
+    count = 0
+    for export in expired:
+        with transaction.atomic():
+            if not ExportPackage.objects.filter(pk=export.pk, status=export.status).update(
+                status=ExportStatus.EXPIRED, pending_password=""
+            ):
+                continue
+            record_event(export.request, "export_deleted", actor=Actor.system(), data={"export": str(export.public_id)})
+            name = export.storage_name
+            transaction.on_commit(lambda name=name: default_storage.delete(name))
+        count += 1
+    return count

@@ -1,0 +1,37 @@
+"""Text messages, behind a pluggable backend (SMS_BACKEND).
+
+The gateway is outside this machine, so the default writes each message to a
+file under var/sms/, like the development email backend. A real gateway is
+one small class with a `send(phone, text)` method.
+"""
+
+import threading
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+
+def send(phone: str, text: str) -> None:
+    import_string(settings.SMS_BACKEND)().send(phone, text)
+
+
+class FileBackend:
+    def send(self, phone: str, text: str) -> None:
+        folder = Path(settings.SMS_FILE_PATH)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{timezone.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}.txt"
+        (folder / name).write_text(f"To: {phone}\n\n{text}\n", encoding="utf-8")
+
+
+class LocmemBackend:
+    """For tests: messages are kept in `outbox`."""
+
+    outbox: list[tuple[str, str]] = []
+    _lock = threading.Lock()
+
+    def send(self, phone: str, text: str) -> None:
+        with self._lock:
+            LocmemBackend.outbox.append((phone, text))

@@ -1,0 +1,34 @@
+"""What all connectors share: the error type and how other people's data is masked."""
+
+import os
+
+
+class SourceError(Exception):
+    """A source system failed (unreachable, bad credentials, timeout, malformed data).
+
+    The message names the source and the kind of failure, never the data.
+    """
+
+
+MASK = "*****"
+
+
+def mask_value(value):
+    """Hide a value that identifies someone else, keeping its last two characters.
+
+    A masked phone number still lets the subject recognise a call
+    (*****34) without revealing the other party (Art. 15(4)).
+    """
+    if value is None:
+        return None
+    return MASK + str(value)[-2:]
+
+
+def secret_from_env(source) -> str:
+    """The secret (database URL, API token) named by the source's `connection_env`."""
+    if not source.connection_env:
+        return ""
+    value = os.environ.get(source.connection_env)
+    if value is None:
+        raise SourceError(f"{source.slug}: the environment variable {source.connection_env} is not set")
+    return value
