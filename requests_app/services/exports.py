@@ -162,9 +162,12 @@ def compile_export(*, export_id: int) -> str | None:
         os.unlink(path)
         _fail(export_id, attempt, source=current_source, message=str(error))
         return None
-    except BaseException:
+    except Exception as error:
+        # A bug or a time limit, not the source's fault: fail visibly rather
+        # than leave the export "compiling" for ever, and let the task log it.
         writer.abort()
         os.unlink(path)
+        _fail(export_id, attempt, source=current_source, message=f"{current_source}: unexpected {type(error).__name__}")
         raise
 
     name = storage_name(export, attempt)

@@ -17,10 +17,18 @@ from requests_app.sources.base import MASK, SourceError, mask_value, secret_from
 CHUNK_ROWS = 5000
 
 
+def normalise_url(url: str) -> str:
+    """PostgreSQL URLs use psycopg2 (the driver the app already has, and the COPY path needs)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix) :]
+    return url
+
+
 @lru_cache(maxsize=32)
 def _engine(url: str) -> sqlalchemy.Engine:
     # One engine (and pool) per source database; connections are checked before use.
-    return sqlalchemy.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+    return sqlalchemy.create_engine(normalise_url(url), pool_pre_ping=True)
 
 
 def _describe(error: Exception) -> str:
@@ -45,7 +53,7 @@ class SQLConnector:
             raise SourceError(f"{self.source.slug}: bad database URL ({type(error).__name__})") from error
 
     def _statement(self, category):
-        return text(category.query).bindparams(bindparam("identities", expanding=True))
+        return text(category.query).bindparams(bindparam("identities", expanding=True, type_=sqlalchemy.String()))
 
     def stream(self, category, identities: list[str]) -> tuple[list[str], Iterator[tuple]]:
         """The category's columns, and its rows for `identities` with other people's fields masked."""

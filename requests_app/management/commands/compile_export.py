@@ -19,7 +19,9 @@ class Command(BaseCommand):
         request = PrivacyRequest.objects.filter(reference=reference).first()
         if request is None:
             raise CommandError(f"No request {reference}.")
-        export = request.exports.filter(status__in=[ExportStatus.QUEUED, ExportStatus.FAILED]).first()
+        export = request.exports.filter(
+            status__in=[ExportStatus.QUEUED, ExportStatus.FAILED, ExportStatus.RUNNING]
+        ).first()
         if export is None:
             try:
                 # Queued by the system; the task it queues finds the work done and stops.
@@ -28,7 +30,10 @@ class Command(BaseCommand):
                 raise CommandError(str(error)) from error
         if export.status == ExportStatus.FAILED:
             ExportPackage.objects.filter(pk=export.pk).update(status=ExportStatus.QUEUED)
-        name = exports.compile_export(export_id=export.id)
+        try:
+            name = exports.compile_export(export_id=export.id)
+        except exports.ExportBusy:
+            raise CommandError("Another run is compiling this export right now.") from None
         export.refresh_from_db()
         if name is None:
             raise CommandError(f"Export failed in source {export.failed_source or '?'}: {export.error or export.status}")

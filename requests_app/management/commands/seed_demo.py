@@ -33,6 +33,7 @@ from requests_app.models import (
     SubjectIdentity,
     VerificationMethod,
 )
+from requests_app.sources.sql import normalise_url
 from requests_app.services.intake import RightDetails, request_submit, request_verify_email, verification_token
 
 SCHEMA = [
@@ -80,7 +81,7 @@ class Command(BaseCommand):
         if subjects < 1:
             raise CommandError("--subjects must be at least 1")
         url = database_url or settings.DEMO_SOURCES_URL
-        engine = sqlalchemy.create_engine(url)
+        engine = sqlalchemy.create_engine(normalise_url(url))
         started = timezone.now()
         self.create_tables(engine)
         self.fill(engine, subjects, cdrs_per_subject, web_logs_per_subject)
