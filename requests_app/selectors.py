@@ -308,3 +308,45 @@ def workload_summary(*, today: datetime.date | None = None, user=None, list_size
         summary[f"{name}_count"] = queryset.count()
         summary[name] = list(queryset[:list_size])
     return summary
+
+
+PREVIEW_ROWS = 5
+
+
+def export_previews(export) -> list[dict]:
+    """Each file of a compiled package with its first rows, for staff review (read from the ZIP, not loaded whole)."""
+    import zipfile
+
+    import pyzipper
+    from django.core.files.storage import default_storage
+
+    previews = []
+    with default_storage.open(export.storage_name, "rb") as handle:
+        archive = pyzipper.AESZipFile(handle) if export.encrypted else zipfile.ZipFile(handle)
+        if export.encrypted and export.pending_password:
+            archive.setpassword(export.pending_password.encode())
+        with archive:
+            for entry in export.manifest.get("files", []):
+                lines = []
+                if entry["path"].startswith("data/"):
+                    with archive.open(entry["path"]) as member:
+                        for _, line in zip(range(PREVIEW_ROWS + 1), member):
+                            lines.append(line.decode("utf-8", "replace").rstrip("\n"))
+                previews.append({**entry, "first_lines": lines})
+    return previews
+
+
+def downloadable_exports(request: PrivacyRequest) -> list:
+    """Released packages the subject can still download."""
+    from django.db.models import F as F_
+
+    from requests_app.models import ExportStatus
+
+    exports = list(
+        request.exports.filter(
+            status=ExportStatus.RELEASED, expires_at__gt=timezone.now(), download_count__lt=F_("max_downloads")
+        )
+    )
+    for export in exports:
+        export.downloads_left = export.max_downloads - export.download_count
+    return exports

@@ -10,4 +10,5 @@ urlpatterns = [
     path("status/<str:reference>/<str:secret>/", views.status, name="status"),
     path("status/<str:reference>/<str:secret>/withdraw/", views.withdraw, name="withdraw"),
     path("status/<str:reference>/<str:secret>/reply/", views.reply, name="reply"),
+    path("status/<str:reference>/<str:secret>/download/<str:token>/", views.download, name="download"),
 ]

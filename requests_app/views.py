@@ -2,7 +2,8 @@
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -12,7 +13,7 @@ from requests_app import selectors
 from requests_app.audit import Actor
 from requests_app.forms import RequestForm, ResendVerificationForm
 from requests_app.lifecycle import RequestError
-from requests_app.services import handling, intake
+from requests_app.services import exports, handling, intake
 
 
 def submission_rate(group, request):
@@ -84,6 +85,7 @@ def status(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
         "timeline": selectors.subject_timeline(privacy_request),
         "clock_paused": privacy_request.pauses.filter(ended_at__isnull=True).exists(),
         "thread": privacy_request.messages.all(),
+        "downloads": [(export, exports.download_token(export)) for export in selectors.downloadable_exports(privacy_request)],
     }
     return render(request, "requests_app/status.html", context)
 
@@ -114,3 +116,18 @@ def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     else:
         messages.success(request, _("Thank you: your message has been sent to our data protection team."))
     return redirect("status", reference, secret)
+
+
+def download(request: HttpRequest, reference: str, secret: str, token: str) -> HttpResponse:
+    """Stream a released package: the link is signed, expires, and counts against the download limit."""
+    privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
+    try:
+        export = exports.export_download(request=privacy_request, token=token)
+    except RequestError as error:
+        return render(request, "requests_app/download_failed.html", {"error": str(error), "privacy_request": privacy_request}, status=410)
+    return FileResponse(
+        default_storage.open(export.storage_name, "rb"),
+        as_attachment=True,
+        filename=f"{privacy_request.reference}-{export.kind}.zip",
+        content_type="application/zip",
+    )

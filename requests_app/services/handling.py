@@ -199,7 +199,21 @@ def identity_verify(
         )
         if locked.status in (Status.NEW, Status.IDENTITY_CHECK):
             lifecycle.transition(locked, "start_work", actor=actor, note="Identity verified")
+        _auto_start_export(locked)
     return locked
+
+
+def _auto_start_export(request: PrivacyRequest) -> None:
+    """With EXPORT_AUTO_START, an access or portability request's package starts compiling
+    as soon as the identity is verified."""
+    from requests_app.services import exports
+
+    if not settings.EXPORT_AUTO_START or request.exports.exists():
+        return
+    rights = set(request.rights.values_list("right", flat=True))
+    kind = "access" if "access" in rights else "portability" if "portability" in rights else None
+    if kind:
+        exports.export_start(request=request, actor=Actor.system(), kind=kind)
 
 
 def request_transition(

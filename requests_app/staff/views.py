@@ -31,8 +31,18 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from requests_app import lifecycle, roles, selectors
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import NotAllowed, RequestError
-from requests_app.models import Attachment, AssignmentRule, PrivacyRequest, ResponseTemplate, Status, Team
+from requests_app.models import (
+    Attachment,
+    AssignmentRule,
+    ExportKind,
+    ExportPackage,
+    ExportStatus,
+    PrivacyRequest,
+    ResponseTemplate,
+    Team,
+)
 from requests_app.services import deadlines as deadline_service
+from requests_app.services import exports as export_service
 from requests_app.services import handling, routing
 from requests_app.staff import forms
 
@@ -231,6 +241,7 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "messages_thread": privacy_request.messages.select_related("author"),
         "attachments": privacy_request.attachments.all(),
         "pauses": privacy_request.pauses.all(),
+        "exports": privacy_request.exports.all(),
         "forms": {slot: _action_form(slot, privacy_request) for slot in FORM_SLOTS},
     }
 
@@ -479,3 +490,81 @@ def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         messages.success(request, _("Saved."))
         return redirect("staff:users")
     return render(request, "staff/settings_form.html", {"form": form, "title": _("Staff account"), "instance": instance, "list_url": "staff:users", "reset_2fa": instance is not None})
+
+
+# --- Export packages ------------------------------------------------------------------
+
+
+def _get_export(public_id) -> ExportPackage:
+    return get_object_or_404(ExportPackage.objects.select_related("request"), public_id=public_id)
+
+
+@staff_view
+@require_POST
+def export_start(request: HttpRequest, reference: str) -> HttpResponse:
+    privacy_request = _get_request(reference)
+    kind = request.POST.get("kind", ExportKind.ACCESS)
+    if kind not in ExportKind.values:
+        return HttpResponse(status=400)
+    try:
+        export_service.export_start(
+            request=privacy_request, actor=Actor.staff(request.user), kind=kind, encrypt=bool(request.POST.get("encrypt"))
+        )
+    except NotAllowed:
+        raise
+    except RequestError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, _("The export is being compiled."))
+    return redirect("staff:request", reference)
+
+
+@staff_view
+def export_detail(request: HttpRequest, public_id) -> HttpResponse:
+    """Review before release: the files, their counts and their first rows; manual extracts."""
+    export = _get_export(public_id)
+    context = {
+        "export": export,
+        "r": export.request,
+        "can_work": roles.can_work(request.user, export.request),
+        "previews": selectors.export_previews(export) if export.status == ExportStatus.READY else [],
+        "manual_tasks": export.manual_tasks.select_related("source", "assignee"),
+    }
+    return render(request, "staff/export.html", context)
+
+
+@staff_view
+def export_progress(request: HttpRequest, public_id) -> HttpResponse:
+    """Polled by the request page while an export compiles."""
+    from django.http import JsonResponse
+
+    export = _get_export(public_id)
+    return JsonResponse({"status": export.status, "label": export.get_status_display(), "progress": export.progress})
+
+
+@staff_view
+@require_POST
+def export_action(request: HttpRequest, public_id, action: str) -> HttpResponse:
+    export = _get_export(public_id)
+    actor = Actor.staff(request.user)
+    try:
+        if action == "retry":
+            export_service.export_retry(export=export, actor=actor)
+            messages.success(request, _("The export is being compiled again."))
+        elif action == "release":
+            export_service.export_release(export=export, actor=actor)
+            messages.success(request, _("Released: the subject can download the package from their status page."))
+        elif action == "upload":
+            task = get_object_or_404(export.manual_tasks, pk=request.POST.get("task"))
+            upload = request.FILES.get("extract")
+            if upload is None:
+                raise RequestError(_("Choose the extract file to upload."))
+            export_service.manual_task_upload(task=task, actor=actor, upload=upload)
+            messages.success(request, _("Extract uploaded."))
+        else:
+            return HttpResponse(status=404)
+    except NotAllowed:
+        raise
+    except RequestError as error:
+        messages.error(request, str(error))
+    return redirect("staff:export", export.public_id)

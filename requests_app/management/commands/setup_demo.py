@@ -4,12 +4,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from requests_app import lifecycle
 from requests_app.audit import Actor
-from requests_app.models import Channel, PrivacyRequest, Relationship, RequestType, Team
+from requests_app.models import Channel, PrivacyRequest, Relationship, RequestType, SourceSystem, Team
 from requests_app.services.intake import RightDetails, request_submit, request_verify_email, verification_token
 
 # (username, role, password): known passwords, so refused in production.
@@ -50,7 +51,10 @@ class Command(BaseCommand):
         for username, role, password in DEMO_STAFF:
             account = self.staff_account(username, role, password)
             user = user or account
-        if PrivacyRequest.objects.exists():
+        if not SourceSystem.objects.exists():
+            # Small demo source systems, so exports work out of the box.
+            call_command("seed_demo", subjects=20, cdrs_per_subject=500, stdout=self.stdout)
+        if PrivacyRequest.objects.exclude(subject_email__startswith="demo").exists():
             self.stdout.write("Demo requests already present.")
             return
         for name, email, rights, channel, steps in DEMO_REQUESTS:
