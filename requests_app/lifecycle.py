@@ -47,6 +47,8 @@ class Transition:
 
 VERIFIED_OPEN = frozenset({Status.NEW, Status.IDENTITY_CHECK, Status.IN_PROGRESS, Status.AWAITING_SUBJECT})
 OPEN_STATUSES = VERIFIED_OPEN | {Status.AWAITING_VERIFICATION}
+# Open requests whose clock runs: waiting on the subject stops it.
+CLOCK_RUNNING = VERIFIED_OPEN - {Status.AWAITING_SUBJECT}
 CLOSED_STATUSES = frozenset({Status.COMPLETED, Status.REJECTED, Status.WITHDRAWN, Status.EXPIRED})
 
 TRANSITIONS = {

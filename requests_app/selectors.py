@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext_lazy as _
 
-from requests_app.lifecycle import CLOSED_STATUSES, OPEN_STATUSES, VERIFIED_OPEN
+from requests_app.lifecycle import CLOCK_RUNNING, CLOSED_STATUSES, OPEN_STATUSES, VERIFIED_OPEN
 from requests_app.models import (
     AuditEvent,
     Channel,
@@ -103,6 +103,7 @@ class QueueFilters:
     organisation: str = ""  # an organisation's public id
     q: str = ""
     sort: str = "due_on"
+    invalid: bool = False  # a filter value could not be read: nothing matches
 
 
 SCOPE_STATUSES = {"open": OPEN_STATUSES, "closed": CLOSED_STATUSES, "all": None}
@@ -135,14 +136,16 @@ def _search(queryset, q: str):
 
 def _due_bucket(today: datetime.date):
     return Case(
-        When(status__in=VERIFIED_OPEN, due_on__lt=today, then=Value("overdue")),
-        When(status__in=VERIFIED_OPEN, due_on__lte=today + datetime.timedelta(days=DUE_SOON_DAYS), then=Value("week")),
+        When(status__in=CLOCK_RUNNING, due_on__lt=today, then=Value("overdue")),
+        When(status__in=CLOCK_RUNNING, due_on__lte=today + datetime.timedelta(days=DUE_SOON_DAYS), then=Value("week")),
         default=Value(""),
         output_field=CharField(),
     )
 
 
 def _scoped(filters: QueueFilters):
+    if filters.invalid:
+        return PrivacyRequest.objects.none()
     queryset = PrivacyRequest.objects.all()
     statuses = SCOPE_STATUSES.get(filters.scope, OPEN_STATUSES)
     if statuses is not None:
@@ -166,9 +169,9 @@ def _facet_filter(queryset, facet: str, value: str, *, user, today: datetime.dat
         return queryset.filter(assignee__username=value)
     if facet == "due":
         if value == "overdue":
-            return queryset.filter(status__in=VERIFIED_OPEN, due_on__lt=today)
+            return queryset.filter(status__in=CLOCK_RUNNING, due_on__lt=today)
         return queryset.filter(
-            status__in=VERIFIED_OPEN, due_on__gte=today, due_on__lte=today + datetime.timedelta(days=DUE_SOON_DAYS)
+            status__in=CLOCK_RUNNING, due_on__gte=today, due_on__lte=today + datetime.timedelta(days=DUE_SOON_DAYS)
         )
     if facet == "organisation":
         return queryset.filter(organisation_id=organisation_ids.get(value, -1))
@@ -294,9 +297,10 @@ def workload_summary(*, today: datetime.date | None = None, user=None, list_size
         F("due_on").asc(nulls_last=True), "id"
     )
     soon = today + datetime.timedelta(days=DUE_SOON_DAYS)
+    running = open_requests.filter(status__in=CLOCK_RUNNING)
     groups = {
-        "overdue": open_requests.filter(due_on__lt=today),
-        "due_soon": open_requests.filter(due_on__gte=today, due_on__lte=soon),
+        "overdue": running.filter(due_on__lt=today),
+        "due_soon": running.filter(due_on__gte=today, due_on__lte=soon),
         "unassigned": open_requests.filter(assignee__isnull=True),
         "awaiting_verification": PrivacyRequest.objects.filter(status=Status.AWAITING_VERIFICATION).order_by("-received_at"),
         "open": open_requests,

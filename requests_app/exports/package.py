@@ -15,6 +15,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import shutil
 import tempfile
 import zipfile
@@ -26,6 +27,7 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
+from requests_app.exports.zipmerge import copy_only_member
 from requests_app.models import DataCategory, ExportKind, IdentityKind, PrivacyRequest, SourceSystem
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.manual import ManualConnector
@@ -34,21 +36,34 @@ PROGRESS_EVERY_ROWS = 20_000
 
 
 class _HashingWriter(io.RawIOBase):
-    """Passes bytes to a ZIP entry while counting them and computing their SHA-256."""
+    """Passes bytes to a ZIP entry while counting them (and their lines) and computing their SHA-256.
 
-    def __init__(self, target):
-        self.target, self.digest, self.size = target, hashlib.sha256(), 0
+    It sits under a 1 MiB buffer, so hashing, line counting and compression
+    work on large chunks, not row by row.
+    """
+
+    def __init__(self, target, on_lines: Callable[[int], None] | None = None):
+        self.target, self.digest, self.size, self.lines, self.on_lines = target, hashlib.sha256(), 0, 0, on_lines
 
     def writable(self):
         return True
 
     def write(self, data):
-        if isinstance(data, str):
-            data = data.encode()
         self.digest.update(data)
         self.size += len(data)
+        if self.on_lines:
+            self.lines += bytes(data).count(b"\n")
+            self.on_lines(self.lines)
         self.target.write(data)
         return len(data)
+
+
+@contextlib.contextmanager
+def _buffered(raw, on_lines=None):
+    hashing = _HashingWriter(raw, on_lines)
+    buffered = io.BufferedWriter(hashing, buffer_size=1024 * 1024)
+    yield buffered, hashing
+    buffered.flush()
 
 
 @dataclass
@@ -76,12 +91,11 @@ class PackageWriter:
             self.zip = zipfile.ZipFile(self.path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level)
 
     @contextlib.contextmanager
-    def entry(self, path: str):
-        """An entry open for writing; its size and hash are recorded when it closes."""
-        with self.zip.open(path, "w", force_zip64=True) as raw:
-            writer = _HashingWriter(raw)
+    def entry(self, path: str, on_lines=None):
+        """An entry open for (buffered) writing; its size and hash are recorded when it closes."""
+        with self.zip.open(path, "w", force_zip64=True) as raw, _buffered(raw, on_lines) as (writer, hashing):
             yield writer
-        self.files.append({"path": path, "bytes": writer.size, "sha256": writer.digest.hexdigest(), "rows": None})
+        self.files.append({"path": path, "bytes": hashing.size, "sha256": hashing.digest.hexdigest(), "rows": None})
 
     def _set_rows(self, count: int, rows: int) -> None:
         """Record the row count on the last `count` entries written."""
@@ -123,20 +137,41 @@ class PackageWriter:
 
     def _write_copy(self, connector, source, category, identities) -> None:
         base = f"data/{source.slug}/{category.slug}"
-        counter = [0]
+        reported = [0]
         start_total = self.rows_total
 
         def progress(lines):
-            if lines - counter[0] >= PROGRESS_EVERY_ROWS:
-                counter[0] = lines
+            if lines - reported[0] >= PROGRESS_EVERY_ROWS:
+                reported[0] = lines
                 self.rows_total = start_total + lines
                 self._progress(current=f"{source.slug}/{category.slug}")
 
-        rows = connector.copy_export(
-            category, identities, lambda suffix: self.entry(f"{base}.{suffix}"), on_progress=progress
-        )
+        handle, part_path = tempfile.mkstemp(suffix=".zip", dir=settings.EXPORT_WORK_DIR)
+        os.close(handle)
+        try:
+            rows, csv_part = connector.copy_export(
+                category,
+                identities,
+                lambda: self.entry(f"{base}.jsonl", on_lines=progress),
+                part_path,
+                settings.EXPORT_COMPRESSLEVEL,
+            )
+            self._append_part(part_path, f"{base}.csv", csv_part)
+        finally:
+            if os.path.exists(part_path):
+                os.unlink(part_path)
         self._set_rows(2, rows)
         self.rows_total = start_total + rows
+
+    def _append_part(self, part_path: str, path: str, part: dict) -> None:
+        """Add the CSV a child process compressed into a ZIP of its own."""
+        if self.password:
+            # An encrypted package cannot take the plain compressed bytes: re-encode.
+            with zipfile.ZipFile(part_path) as source_zip, source_zip.open("part") as source, self.entry(path) as target:
+                shutil.copyfileobj(source, target, 1024 * 1024)
+            return
+        copy_only_member(part_path, self.zip, path)
+        self.files.append({"path": path, "bytes": part["bytes"], "sha256": part["sha256"], "rows": None})
 
     def _write_rows(self, source, category, columns, rows) -> None:
         base = f"data/{source.slug}/{category.slug}"
@@ -146,16 +181,13 @@ class PackageWriter:
             csv_writer = csv.writer(text_spool)
             csv_writer.writerow(columns)
             with self.entry(f"{base}.jsonl") as jsonl:
-                buffered = io.BufferedWriter(jsonl, buffer_size=256 * 1024)
                 for row in rows:
-                    buffered.write(json.dumps(dict(zip(columns, row)), default=str, ensure_ascii=False).encode() + b"\n")
+                    jsonl.write(json.dumps(dict(zip(columns, row)), default=str, ensure_ascii=False).encode() + b"\n")
                     csv_writer.writerow(row)
                     counter[0] += 1
                     if counter[0] % PROGRESS_EVERY_ROWS == 0:
                         self.rows_total += PROGRESS_EVERY_ROWS
                         self._progress(current=f"{source.slug}/{category.slug}")
-                buffered.flush()
-                buffered.detach()
             self.rows_total += counter[0] % PROGRESS_EVERY_ROWS
             text_spool.flush()
             spool.seek(0)

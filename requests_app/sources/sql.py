@@ -5,7 +5,11 @@ list. Rows stream through a server-side cursor in chunks of CHUNK_ROWS; on
 PostgreSQL, `copy_export` has the server format both files with COPY.
 """
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from functools import lru_cache
 
 import sqlalchemy
@@ -15,6 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from requests_app.sources.base import MASK, SourceError, mask_value, secret_from_env
 
 CHUNK_ROWS = 5000
+# Run by path: it needs only psycopg2 and SQLAlchemy, not Django or the project on sys.path.
+COPY_PART_SCRIPT = Path(__file__).resolve().parent.parent / "exports" / "copy_part.py"
 
 
 def normalise_url(url: str) -> str:
@@ -86,15 +92,15 @@ class SQLConnector:
     def can_copy(self) -> bool:
         return self.engine.dialect.name == "postgresql"
 
-    def copy_export(self, category, identities: list[str], open_entry, *, on_progress=None) -> int:
-        """Write the category as JSON lines and CSV with two COPYs in one snapshot.
-
-        `open_entry("jsonl")` and `open_entry("csv")` give the files to write to,
-        one after the other (a ZIP writes one entry at a time).
+    def copy_export(self, category, identities: list[str], open_jsonl, csv_part_path: str, compresslevel: int) -> tuple[int, dict]:
+        """Write the category as JSON lines into `open_jsonl()` and as CSV into a one-member ZIP at `csv_part_path`.
 
         COPY streams the rows in bounded chunks and the server formats them,
-        so neither memory nor Python work grows with the row count. Returns
-        the number of rows.
+        so neither memory nor Python work per row grows with the row count.
+        The CSV is written at the same time by a child process (see
+        exports/copy_part.py) that imports this transaction's snapshot: both
+        files hold exactly the same rows and both cores compress. Returns the
+        row count and the CSV's {"sha256", "bytes"}.
         """
         query = str(
             self._statement(category)
@@ -105,31 +111,57 @@ class SQLConnector:
             raw = self.engine.raw_connection()
         except SQLAlchemyError as error:
             raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
+        child = None
         try:
             raw.set_session(isolation_level="REPEATABLE READ", readonly=True)
             with raw.cursor() as cursor:
+                cursor.execute("SELECT pg_export_snapshot()")
+                snapshot = cursor.fetchone()[0]
                 cursor.execute(f"SELECT * FROM ({query}) AS source_rows LIMIT 0")
                 columns = [column.name for column in cursor.description]
                 select = ", ".join(self._select_column(column, category.masked_field_list) for column in columns)
                 masked_query = f"SELECT {select} FROM ({query}) AS source_rows"
+                child = subprocess.Popen(
+                    [sys.executable, str(COPY_PART_SCRIPT)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                )
+                job = {
+                    "connect": {
+                        **self.engine.url.translate_connect_args(username="user", database="dbname"),
+                        **self.engine.url.query,
+                    },
+                    "snapshot": snapshot,
+                    "query": masked_query,
+                    "path": csv_part_path,
+                    "compresslevel": compresslevel,
+                }
+                child.stdin.write(json.dumps(job).encode())
+                child.stdin.close()
                 # JSON text never holds the raw bytes \x01 or \x02, so CSV mode
                 # with them as quote and delimiter writes each JSON object as is.
-                with open_entry("jsonl") as jsonl_out:
+                with open_jsonl() as jsonl_out:
                     cursor.copy_expert(
                         f"COPY (SELECT row_to_json(r) FROM ({masked_query}) AS r) TO STDOUT "
                         "WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')",
-                        _Counting(jsonl_out, on_progress),
+                        jsonl_out,
                     )
                 rows = cursor.rowcount
-                with open_entry("csv") as csv_out:
-                    cursor.copy_expert(f"COPY ({masked_query}) TO STDOUT WITH (FORMAT csv, HEADER)", csv_out)
+                # The child writes a few bytes to each pipe, so reading one then the other cannot block.
+                output, errors = child.stdout.read(), child.stderr.read()
+                child.wait()
+                if child.returncode != 0:
+                    last_line = errors.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                    raise SourceError(f"{self.source.slug}: the CSV copy failed ({last_line[0][:200]})")
             raw.rollback()
-            return rows
+            return rows, json.loads(output)
         except Exception as error:  # psycopg2 errors are not SQLAlchemy's
             if isinstance(error, SourceError):
                 raise
             raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
         finally:
+            if child is not None and child.poll() is None:
+                child.kill()
+                child.wait()
             raw.close()
 
     @staticmethod
@@ -138,16 +170,3 @@ class SQLConnector:
         if column not in masked:
             return quoted
         return f"CASE WHEN {quoted} IS NULL THEN NULL ELSE '{MASK}' || right({quoted}::text, 2) END AS {quoted}"
-
-
-class _Counting:
-    """A file wrapper that reports progress as lines go through it."""
-
-    def __init__(self, target, on_progress):
-        self.target, self.on_progress, self.lines = target, on_progress, 0
-
-    def write(self, data):
-        self.lines += data.count(b"\n") if isinstance(data, bytes) else data.count("\n")
-        if self.on_progress:
-            self.on_progress(self.lines)
-        return self.target.write(data)

@@ -42,13 +42,18 @@ class QueueFilterForm(forms.Form):
     assignee = forms.CharField(max_length=150, required=False)
     due = forms.ChoiceField(choices=[("", ""), ("overdue", _("Overdue")), ("week", _("Due within 7 days"))], required=False)
     channel = forms.ChoiceField(choices=[("", ""), *Channel.choices], required=False)
-    organisation = forms.CharField(max_length=40, required=False)
+    organisation = forms.UUIDField(required=False)
     q = forms.CharField(max_length=200, required=False)
     sort = forms.ChoiceField(choices=[(key, key) for key in SORTS], required=False)
 
     def filters(self) -> QueueFilters:
-        self.is_valid()
+        """The filters asked for. A value that is not valid matches nothing rather than
+        being dropped: dropping it would widen the list, and a bulk action on "everything"."""
+        if not self.is_valid():
+            return QueueFilters(invalid=True)
         cleaned = {name: value for name, value in self.cleaned_data.items() if value}
+        if "organisation" in cleaned:
+            cleaned["organisation"] = str(cleaned["organisation"])  # one spelling: lower case
         return QueueFilters(**cleaned)
 
 

@@ -160,6 +160,8 @@ class KnownCountPaginator(Paginator):
 @staff_view
 def queue(request: HttpRequest) -> HttpResponse:
     filters = forms.QueueFilterForm(request.GET).filters()
+    if filters.invalid:
+        messages.error(request, _("A filter value is not valid, so nothing matches. Clear the filters to start again."))
     facets, total = selectors.queue_facets(filters, user=request.user)
     requests = selectors.queue_queryset(filters, user=request.user).prefetch_related("pauses")
     page = KnownCountPaginator(requests, PAGE_SIZE, total).get_page(request.GET.get("page"))
@@ -364,7 +366,7 @@ def request_action(request: HttpRequest, reference: str, action: str) -> HttpRes
         context["forms"][_form_slot(action)] = form
         context["open_form"] = action
         return render(request, "staff/request.html", context, status=400)
-    post = {"expected_status": request.POST.get("expected_status") or None, **request.POST.dict()}
+    post = {**request.POST.dict(), "expected_status": request.POST.get("expected_status") or None}
     try:
         call(privacy_request, form, Actor.staff(request.user), post)
     except NotAllowed:
@@ -466,6 +468,9 @@ def users(request: HttpRequest) -> HttpResponse:
 def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     """Create or change a staff account: role, teams, active; or reset its authenticator."""
     instance = get_object_or_404(get_user_model(), pk=pk, is_staff=True) if pk else None
+    if instance is not None and instance.is_superuser and not request.user.is_superuser:
+        # A superuser's password and authenticator are changed only by another superuser.
+        raise PermissionDenied
     form = forms.StaffUserForm(request.POST or None, instance=instance)
     if request.method == "POST" and "reset_2fa" in request.POST and instance is not None:
         with transaction.atomic():

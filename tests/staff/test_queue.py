@@ -1,0 +1,581 @@
+"""The staff queue: scope and sorting, filters and their facet counts, search,
+pagination, its query count, and bulk actions."""
+
+import html
+import re
+from datetime import date, datetime, time
+
+import pytest
+import time_machine
+from django.contrib.messages import constants as message_levels
+from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from requests_app.audit import Actor
+from requests_app.models import Organisation, PrivacyRequest, RequestType, Status, Team
+from requests_app.services.intake import RightDetails
+from requests_app.staff.views import PAGE_SIZE
+from tests.conftest import login_staff
+from tests.factories import request_in_status, staff_in_role, submit_request
+
+BRUSSELS = timezone.get_default_timezone()
+QUEUE = reverse("staff:queue")
+
+
+def at(day: date, hour: int = 10) -> datetime:
+    return datetime.combine(day, time(hour), tzinfo=BRUSSELS)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def dpo(db):
+    return staff_in_role("DPO", username="dora")
+
+
+@pytest.fixture
+def handler(db):
+    return staff_in_role("Handler", username="hanna")
+
+
+@pytest.fixture
+def dpo_client(client, dpo):
+    return login_staff(client, dpo)
+
+
+def make(status=Status.NEW, *, assignee=None, team=None, **overrides) -> PrivacyRequest:
+    """A request in `status`; requests by email, post or phone are recorded by staff and start as new."""
+    if overrides.get("channel", "web") != "web":
+        assert status == Status.NEW
+        privacy_request = submit_request(actor=Actor.system(), **overrides)
+    else:
+        privacy_request = request_in_status(status, **overrides)
+    if assignee is not None or team is not None:
+        PrivacyRequest.objects.filter(pk=privacy_request.pk).update(assignee=assignee, team=team)
+    privacy_request.refresh_from_db()
+    return privacy_request
+
+
+def received(day: date, status=Status.NEW, **overrides) -> PrivacyRequest:
+    with time_machine.travel(at(day), tick=False):
+        return make(status, **overrides)
+
+
+def listed(response) -> list[str]:
+    """The references on the page, in order."""
+    assert response.status_code == 200
+    return [r.reference for r in response.context["page"].object_list]
+
+
+def refs(*requests) -> set[str]:
+    return {r.reference for r in requests}
+
+
+def shown_total(response) -> int:
+    return int(re.search(r"<h1>Queue <small>\((\d+)\)</small></h1>", response.content.decode()).group(1))
+
+
+def shown_facets(response) -> dict[str, dict[str, int]]:
+    """The facet options as the page shows them: {facet: {value: count}}."""
+    page = response.content.decode()
+    facets = {}
+    for name, options in re.findall(r'<select name="(\w+)" id="filter-\w+"[^>]*>(.*?)</select>', page, re.S):
+        facets[name] = {
+            value: int(count)
+            for value, count in re.findall(r'<option value="([^"]+)"[^>]*>[^<]*?\((\d+)\)</option>', options)
+        }
+    return facets
+
+
+def warnings_and_successes(response):
+    found = list(get_messages(response.wsgi_request))
+    return (
+        [m.message for m in found if m.level == message_levels.WARNING],
+        [m.message for m in found if m.level == message_levels.SUCCESS],
+    )
+
+
+def statuses(*requests) -> list[str]:
+    return [PrivacyRequest.objects.get(pk=r.pk).status for r in requests]
+
+
+# --- Scope and sorting -------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_default_queue_shows_open_requests_only_sorted_by_due_date(client, dpo):
+    # LGPD: due 15 days after receipt, so the due dates are plain arithmetic.
+    third = received(date(2026, 3, 5), Status.IN_PROGRESS, regime="lgpd")  # due 20 March
+    first = received(date(2026, 3, 1), Status.NEW, regime="lgpd")  # due 16 March
+    second = received(date(2026, 3, 2), Status.AWAITING_VERIFICATION, regime="lgpd")  # due 17 March, still open
+    fourth = received(date(2026, 3, 6), Status.AWAITING_SUBJECT, regime="lgpd")  # due 21 March
+    completed = received(date(2026, 2, 20), Status.COMPLETED, regime="lgpd")
+    rejected = received(date(2026, 2, 21), Status.REJECTED, regime="lgpd")
+    withdrawn = received(date(2026, 2, 22), Status.WITHDRAWN, regime="lgpd")
+    assert [r.due_on for r in (first, second, third, fourth)] == [
+        date(2026, 3, 16), date(2026, 3, 17), date(2026, 3, 20), date(2026, 3, 21)
+    ]
+
+    with time_machine.travel(at(date(2026, 3, 9)), tick=False):
+        login_staff(client, dpo)
+        default = client.get(QUEUE)
+        closed = client.get(QUEUE, {"scope": "closed"})
+        everything = client.get(QUEUE, {"scope": "all"})
+
+    assert listed(default) == [first.reference, second.reference, third.reference, fourth.reference]
+    assert shown_total(default) == 4
+    assert set(listed(closed)) == refs(completed, rejected, withdrawn)
+    assert len(listed(everything)) == 7
+
+
+# --- Filters and facet counts ----------------------------------------------------
+
+
+@pytest.fixture
+def mixed(dpo, handler):
+    """Open requests of every kind, and one closed request that the open queue never counts."""
+    proximus = Organisation.objects.create(name="Proximus")
+    telenet = Organisation.objects.create(name="Telenet")
+    access, erasure, portability = (RightDetails(RequestType.ACCESS), RightDetails(RequestType.ERASURE),
+                                    RightDetails(RequestType.PORTABILITY))
+    requests = {
+        "a": make(Status.NEW, regime="gdpr", organisation=proximus, assignee=dpo),
+        "b": make(Status.NEW, regime="ccpa", rights=[access, erasure]),
+        "c": make(Status.IN_PROGRESS, regime="gdpr", rights=[erasure], organisation=telenet, assignee=handler),
+        "d": make(Status.NEW, regime="lgpd", channel="email", organisation=proximus),
+        "e": make(Status.AWAITING_VERIFICATION, regime="gdpr"),
+        "g": make(Status.IDENTITY_CHECK, regime="uk_gdpr", rights=[portability], organisation=telenet, assignee=handler),
+        "closed": make(Status.COMPLETED, regime="gdpr", organisation=proximus, assignee=dpo),
+    }
+    requests["organisations"] = {"proximus": str(proximus.public_id), "telenet": str(telenet.public_id)}
+    return requests
+
+
+FILTER_CASES = [
+    ({"status": "new"}, "abd"),
+    ({"status": "identity_check"}, "g"),
+    ({"type": "erasure"}, "bc"),
+    ({"type": "access"}, "abde"),
+    ({"regime": "gdpr"}, "ace"),
+    ({"regime": "ccpa"}, "b"),
+    ({"channel": "email"}, "d"),
+    ({"channel": "web"}, "abceg"),
+    ({"organisation": "proximus"}, "ad"),
+    ({"organisation": "telenet"}, "cg"),
+    ({"assignee": "me"}, "a"),
+    ({"assignee": "none"}, "bde"),
+    ({"assignee": "hanna"}, "cg"),
+    ({"status": "new", "regime": "gdpr"}, "a"),
+    ({"type": "erasure", "assignee": "none"}, "b"),
+    ({}, "abcdeg"),
+]
+
+
+@pytest.mark.parametrize(("query", "expected"), FILTER_CASES, ids=[str(q) or "none" for q, _e in FILTER_CASES])
+@pytest.mark.django_db
+def test_each_filter_narrows_the_list(dpo_client, mixed, query, expected):
+    query = {k: mixed["organisations"].get(v, v) if k == "organisation" else v for k, v in query.items()}
+    response = dpo_client.get(QUEUE, query)
+    assert set(listed(response)) == {mixed[key].reference for key in expected}
+    assert shown_total(response) == len(expected)
+
+
+@pytest.mark.parametrize("organisation", ["00000000-0000-0000-0000-000000000000", "not-a-uuid"])
+@pytest.mark.django_db
+def test_an_unknown_organisation_matches_nothing(dpo_client, mixed, organisation):
+    response = dpo_client.get(QUEUE, {"organisation": organisation})
+    assert listed(response) == []
+    assert shown_total(response) == 0
+
+
+@pytest.mark.django_db
+def test_an_organisation_id_is_the_same_id_in_capitals(dpo_client, mixed):
+    # UUIDs are case-insensitive on input (RFC 9562): the list and the count must agree with the lower-case id.
+    upper = dpo_client.get(QUEUE, {"organisation": mixed["organisations"]["proximus"].upper()})
+    assert set(listed(upper)) == refs(mixed["a"], mixed["d"])
+    assert shown_total(upper) == 2
+
+
+@pytest.mark.django_db
+def test_without_filters_each_facet_counts_every_open_request(dpo_client, mixed):
+    facets = shown_facets(dpo_client.get(QUEUE))
+    assert facets["status"] == {"awaiting_verification": 1, "new": 3, "identity_check": 1, "in_progress": 1}
+    assert facets["regime"] == {"gdpr": 3, "uk_gdpr": 1, "ccpa": 1, "lgpd": 1}
+    assert facets["type"] == {"access": 4, "erasure": 2, "portability": 1}  # b asks for two rights
+    assert facets["channel"] == {"web": 5, "email": 1}
+    assert facets["assignee"] == {"me": 1, "none": 3, "dora": 1, "hanna": 2}
+    assert facets["organisation"] == {mixed["organisations"]["proximus"]: 2, mixed["organisations"]["telenet"]: 2}
+
+
+@pytest.mark.django_db
+def test_facet_counts_apply_the_other_filters_but_not_their_own(dpo_client, mixed):
+    response = dpo_client.get(QUEUE, {"status": "new"})
+    facets = shown_facets(response)
+
+    # The other facets count only the new requests (a, b, d)...
+    assert facets["regime"] == {"gdpr": 1, "ccpa": 1, "lgpd": 1}
+    assert facets["type"] == {"access": 3, "erasure": 1}
+    assert facets["assignee"] == {"me": 1, "dora": 1, "none": 2}
+    assert facets["channel"] == {"web": 2, "email": 1}
+    # ...while the status options still count every status, to switch to.
+    assert facets["status"] == {"awaiting_verification": 1, "new": 3, "identity_check": 1, "in_progress": 1}
+    assert '<option value="new" selected>' in response.content.decode()
+    assert shown_total(response) == 3
+
+
+@pytest.mark.django_db
+def test_facet_counts_with_two_filters_set(dpo_client, mixed):
+    facets = shown_facets(dpo_client.get(QUEUE, {"status": "new", "regime": "gdpr"}))
+    # Status counts apply the regime filter only; regime counts apply the status filter only.
+    assert facets["status"] == {"awaiting_verification": 1, "new": 1, "in_progress": 1}
+    assert facets["regime"] == {"gdpr": 1, "ccpa": 1, "lgpd": 1}
+    # Every other facet applies both.
+    assert facets["channel"] == {"web": 1}
+    assert facets["assignee"] == {"me": 1, "dora": 1}
+
+
+@pytest.mark.django_db
+def test_assignee_me_is_whoever_is_signed_in(client, mixed, handler):
+    login_staff(client, handler)
+    response = client.get(QUEUE, {"assignee": "me"})
+    assert set(listed(response)) == refs(mixed["c"], mixed["g"])
+    assert shown_facets(response)["assignee"]["me"] == 2
+
+
+@pytest.mark.django_db
+def test_due_filters_overdue_and_within_a_week(client, dpo):
+    today = date(2026, 3, 9)
+    overdue = received(date(2026, 2, 20), Status.IN_PROGRESS, regime="lgpd")  # due 7 March
+    due_today = received(date(2026, 2, 22), Status.NEW, regime="lgpd")  # due 9 March: not overdue yet
+    in_seven_days = received(date(2026, 3, 1), Status.IDENTITY_CHECK, regime="lgpd")  # due 16 March
+    in_eight_days = received(date(2026, 3, 2), Status.NEW, regime="lgpd")  # due 17 March
+    # Not email-verified: its clock has not started, so it is never overdue.
+    unverified = received(date(2026, 2, 10), Status.AWAITING_VERIFICATION, regime="lgpd")  # due 25 February
+    received(date(2026, 2, 1), Status.COMPLETED, regime="lgpd")  # closed: not in the queue
+    assert [overdue.due_on, due_today.due_on, in_seven_days.due_on] == [date(2026, 3, 7), today, date(2026, 3, 16)]
+    assert unverified.due_on < today
+
+    with time_machine.travel(at(today), tick=False):
+        login_staff(client, dpo)
+        overdue_page = client.get(QUEUE, {"due": "overdue"})
+        week_page = client.get(QUEUE, {"due": "week"})
+        everything = client.get(QUEUE)
+
+    assert listed(overdue_page) == [overdue.reference]
+    assert listed(week_page) == [due_today.reference, in_seven_days.reference]
+    assert shown_facets(everything)["due"] == {"overdue": 1, "week": 2}
+    assert in_eight_days.reference in listed(everything)
+    # The due filter narrows the other facets too.
+    assert shown_facets(week_page)["status"] == {"new": 1, "identity_check": 1}
+
+
+# --- Search ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def people(db):
+    return {
+        "ana": make(subject_name="Ana Peeters", subject_email="ana@example.com", subject_phone="+32475123456"),
+        "bram": make(subject_name="Bram De Smet", subject_email="bram@example.org", subject_phone="+32478999888"),
+        "carla": make(subject_name="Carla Janssens", subject_email="carla@example.net", subject_phone=""),
+    }
+
+
+SEARCHES = [
+    ("reference", lambda p: p["bram"].reference, "bram"),
+    ("reference in lower case", lambda p: p["bram"].reference.lower(), "bram"),
+    ("email", lambda p: "ana@example.com", "ana"),
+    ("email in another case", lambda p: "Carla@Example.NET", "carla"),
+    ("phone in E.164", lambda p: "+32475123456", "ana"),
+    ("phone in Belgian national format", lambda p: "0475 12 34 56", "ana"),
+    ("phone with spaces after the country code", lambda p: "+32 478 99 98 88", "bram"),
+    ("name", lambda p: "Janssens", "carla"),
+    ("part of a name in another case", lambda p: "de smet", "bram"),
+]
+
+
+@pytest.mark.parametrize(("what", "q", "expected"), SEARCHES, ids=[s[0] for s in SEARCHES])
+@pytest.mark.django_db
+def test_search(dpo_client, people, what, q, expected):
+    response = dpo_client.get(QUEUE, {"q": q(people)})
+    assert listed(response) == [people[expected].reference]
+    assert shown_total(response) == 1
+
+
+@pytest.mark.django_db
+def test_a_search_that_matches_nothing_shows_nothing(dpo_client, people):
+    response = dpo_client.get(QUEUE, {"q": "nobody@example.com"})
+    assert listed(response) == []
+    assert "Nothing here." in response.content.decode()
+
+
+# --- Pagination and query count -----------------------------------------------------
+
+
+def many_requests(count: int, *, users, organisations) -> list[PrivacyRequest]:
+    """`count` open requests spread over statuses, assignees and organisations, one paused in five."""
+    created = []
+    statuses_cycle = [Status.NEW, Status.IN_PROGRESS, Status.IDENTITY_CHECK, Status.AWAITING_SUBJECT, Status.NEW]
+    for index in range(count):
+        created.append(
+            make(
+                statuses_cycle[index % len(statuses_cycle)],
+                assignee=users[index % len(users)],
+                organisation=organisations[index % len(organisations)],
+                subject_email=f"subject{index}@example.com",
+            )
+        )
+    return created
+
+
+@pytest.fixture
+def crowd(dpo, handler):
+    users = [dpo, handler, staff_in_role("Handler", username="hugo")]
+    organisations = [Organisation.objects.create(name=name) for name in ("Proximus", "Telenet", "Orange")]
+    return {"users": users, "organisations": organisations}
+
+
+@pytest.mark.django_db
+def test_sixty_requests_make_two_pages_of_fifty_and_ten(dpo_client, crowd):
+    assert PAGE_SIZE == 50
+    created = many_requests(60, **crowd)
+
+    first = dpo_client.get(QUEUE)
+    second = dpo_client.get(QUEUE, {"page": 2})
+
+    assert len(listed(first)) == 50 and len(listed(second)) == 10
+    assert set(listed(first)) | set(listed(second)) == refs(*created)
+    assert shown_total(first) == shown_total(second) == 60
+    assert "Page 1 of 2" in first.content.decode() and "Page 2 of 2" in second.content.decode()
+
+
+def page_link(response, text: str) -> str:
+    href = re.search(rf'<a href="([^"]*)">{text}</a>', response.content.decode()).group(1)
+    return html.unescape(href)
+
+
+@pytest.mark.django_db
+def test_the_page_links_keep_the_filters(dpo_client, crowd):
+    many_requests(60, **crowd)
+    first = dpo_client.get(QUEUE, {"scope": "open", "sort": "reference"})
+    second = dpo_client.get(QUEUE, {"scope": "open", "sort": "reference", "page": 2})
+
+    assert page_link(first, "Next") == "?scope=open&sort=reference&page=2"
+    assert page_link(second, "Previous") == "?scope=open&sort=reference&page=1"
+    assert listed(first) + listed(second) == sorted(PrivacyRequest.objects.values_list("reference", flat=True))
+
+
+def queue_queries(client, **params) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(QUEUE, params)
+    assert response.status_code == 200
+    return [query["sql"] for query in captured.captured_queries]
+
+
+@pytest.mark.django_db
+def test_the_queue_page_costs_the_same_queries_whatever_its_size(dpo_client, crowd):
+    filtered = {"status": "new", "organisation": str(crowd["organisations"][0].public_id), "assignee": "dora"}
+    many_requests(5, **crowd)
+    queue_queries(dpo_client)  # warm up whatever is cached once per process
+    with_five = queue_queries(dpo_client)
+    filtered_with_five = queue_queries(dpo_client, **filtered)
+
+    many_requests(55, **crowd)
+    with_sixty = queue_queries(dpo_client)  # a full page of 50 rows
+    second_page = queue_queries(dpo_client, page=2)
+    filtered_with_sixty = queue_queries(dpo_client, **filtered)
+
+    assert len(with_sixty) == len(with_five), "\n".join(with_sixty)
+    assert len(second_page) == len(with_five), "\n".join(second_page)
+    assert len(filtered_with_sixty) == len(filtered_with_five), "\n".join(filtered_with_sixty)
+    assert len(with_five) <= 15
+
+
+# --- Bulk actions ------------------------------------------------------------------
+
+
+def bulk(client, **data):
+    data.setdefault("query", "")
+    return client.post(reverse("staff:bulk"), data)
+
+
+@pytest.mark.django_db
+def test_bulk_assign_assigns_the_selected_requests_only(dpo_client, handler):
+    chosen, also_chosen, left_alone = make(), make(Status.IN_PROGRESS), make()
+
+    response = bulk(
+        dpo_client,
+        action="assign",
+        assignee=handler.username,
+        references=[chosen.reference, also_chosen.reference],
+        query="assignee=none",
+    )
+
+    assert response.status_code == 302
+    assert response.url == f"{QUEUE}?assignee=none"
+    assignees = dict(PrivacyRequest.objects.values_list("reference", "assignee_id"))
+    assert assignees == {chosen.reference: handler.id, also_chosen.reference: handler.id, left_alone.reference: None}
+    assert PrivacyRequest.objects.get(pk=chosen.pk).events.filter(action="assigned").count() == 1
+    assert warnings_and_successes(response) == ([], ["Done for 2 requests."])
+
+
+@pytest.mark.django_db
+def test_bulk_action_on_everything_matching_the_filter(dpo_client):
+    new_gdpr = [make(regime="gdpr"), make(regime="gdpr")]
+    new_ccpa = make(regime="ccpa")
+    checking_gdpr = make(Status.IDENTITY_CHECK, regime="gdpr")
+    unverified_gdpr = make(Status.AWAITING_VERIFICATION, regime="gdpr")
+
+    response = bulk(dpo_client, action="start_work", everything="on", query="status=new&regime=gdpr")
+
+    assert response.status_code == 302
+    assert response.url == f"{QUEUE}?status=new&regime=gdpr"
+    assert statuses(*new_gdpr) == [Status.IN_PROGRESS, Status.IN_PROGRESS]
+    assert statuses(new_ccpa, checking_gdpr, unverified_gdpr) == [
+        Status.NEW, Status.IDENTITY_CHECK, Status.AWAITING_VERIFICATION
+    ]
+    assert warnings_and_successes(response) == ([], ["Done for 2 requests."])
+
+
+@pytest.mark.django_db
+def test_bulk_everything_with_a_search_acts_on_the_matches_only(dpo_client):
+    ana = make(subject_email="ana@example.com")
+    bob = make(subject_email="bob@example.com")
+    bulk(dpo_client, action="start_identity_check", everything="on", query="q=ana%40example.com")
+    assert statuses(ana, bob) == [Status.IDENTITY_CHECK, Status.NEW]
+
+
+@pytest.mark.parametrize("case", ["lower", "upper"])
+@pytest.mark.django_db
+def test_bulk_everything_acts_on_exactly_the_requests_the_queue_shows(dpo_client, case):
+    proximus = Organisation.objects.create(name="Proximus")
+    make(organisation=proximus), make(organisation=proximus), make()
+    organisation = str(proximus.public_id)
+    query = f"organisation={organisation.upper() if case == 'upper' else organisation}"
+
+    page = dpo_client.get(f"{QUEUE}?{query}")
+    bulk(dpo_client, action="start_work", everything="on", query=query)
+
+    acted_on = set(PrivacyRequest.objects.filter(status=Status.IN_PROGRESS).values_list("reference", flat=True))
+    assert acted_on == set(listed(page))
+    assert len(acted_on) == shown_total(page)
+
+
+@pytest.mark.django_db
+def test_bulk_status_action_skips_requests_whose_state_does_not_allow_it(dpo_client):
+    first, in_progress, last = make(Status.NEW), make(Status.IN_PROGRESS), make(Status.NEW)
+    events_before = in_progress.events.count()
+
+    response = bulk(
+        dpo_client, action="start_identity_check", references=[first.reference, in_progress.reference, last.reference]
+    )
+
+    assert statuses(first, in_progress, last) == [Status.IDENTITY_CHECK, Status.IN_PROGRESS, Status.IDENTITY_CHECK]
+    assert in_progress.events.count() == events_before
+    warnings, successes = warnings_and_successes(response)
+    assert successes == ["Done for 2 requests."]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"{in_progress.reference}: ")
+    assert "cannot be moved to identity check" in warnings[0]
+
+
+@pytest.mark.django_db
+def test_bulk_complete_completes_in_progress_requests_and_skips_the_others(dpo_client):
+    working, new = make(Status.IN_PROGRESS), make(Status.NEW)
+
+    response = bulk(dpo_client, action="complete", references=[working.reference, new.reference])
+
+    assert statuses(working, new) == [Status.COMPLETED, Status.NEW]
+    assert working.messages.filter(subject__contains="is complete").count() == 1  # the standard letter
+    warnings, successes = warnings_and_successes(response)
+    assert successes == ["Done for 1 requests."]
+    assert [w.split(":")[0] for w in warnings] == [new.reference]
+
+
+@pytest.mark.django_db
+def test_bulk_assign_skips_closed_requests(dpo_client, handler):
+    open_request, closed = make(Status.NEW), make(Status.COMPLETED)
+
+    response = bulk(dpo_client, action="assign", assignee=handler.username,
+                    references=[open_request.reference, closed.reference])
+
+    assignees = dict(PrivacyRequest.objects.values_list("reference", "assignee_id"))
+    assert assignees == {open_request.reference: handler.id, closed.reference: None}
+    warnings, _successes = warnings_and_successes(response)
+    assert len(warnings) == 1 and warnings[0].startswith(f"{closed.reference}: ") and "closed" in warnings[0]
+
+
+@pytest.fixture
+def handler_world(handler):
+    """A request of the handler's own, one of their team's, and one of another team's."""
+    teammate = staff_in_role("Handler", username="tom")
+    outsider = staff_in_role("Handler", username="olga")
+    team = Team.objects.create(name="Telecom")
+    team.members.add(handler, teammate)
+    other_team = Team.objects.create(name="Retail")
+    other_team.members.add(outsider)
+    return {
+        "own": make(assignee=handler),
+        "team": make(assignee=teammate, team=team),
+        "other": make(assignee=outsider, team=other_team),
+        "unassigned": make(),
+        "outsider": outsider,
+    }
+
+
+@pytest.mark.django_db
+def test_a_handlers_bulk_action_skips_requests_they_may_not_work(client, handler, handler_world):
+    w = handler_world
+    login_staff(client, handler)
+    selection = [w["own"].reference, w["team"].reference, w["other"].reference, w["unassigned"].reference]
+
+    response = bulk(client, action="start_work", references=selection)
+
+    assert statuses(w["own"], w["team"], w["other"], w["unassigned"]) == [
+        Status.IN_PROGRESS, Status.IN_PROGRESS, Status.NEW, Status.NEW
+    ]
+    warnings, successes = warnings_and_successes(response)
+    assert successes == ["Done for 2 requests."]
+    assert sorted(w_.split(":")[0] for w_ in warnings) == sorted([w["other"].reference, w["unassigned"].reference])
+
+
+@pytest.mark.django_db
+def test_a_handlers_bulk_action_on_everything_changes_only_what_they_may_work(client, handler, handler_world):
+    w = handler_world
+    login_staff(client, handler)
+
+    response = bulk(client, action="assign", assignee=handler.username, everything="on", query="")
+
+    assignees = dict(PrivacyRequest.objects.values_list("reference", "assignee_id"))
+    assert assignees[w["own"].reference] == handler.id
+    assert assignees[w["team"].reference] == handler.id
+    assert assignees[w["other"].reference] == w["outsider"].id
+    assert assignees[w["unassigned"].reference] is None
+    warnings, _successes = warnings_and_successes(response)
+    assert sorted(w_.split(":")[0] for w_ in warnings) == sorted([w["other"].reference, w["unassigned"].reference])
+
+
+@pytest.mark.parametrize(("role", "offered"), [("Auditor", False), ("Handler", True), ("DPO", True)])
+@pytest.mark.django_db
+def test_the_bulk_form_is_offered_to_those_who_may_use_it(client, role, offered):
+    request = make()
+    login_staff(client, staff_in_role(role, username="someone"))
+    page = client.get(QUEUE).content.decode()
+    assert ('id="bulk-form"' in page) is offered
+    assert (f'name="references" value="{request.reference}"' in page) is offered
+
+
+@pytest.mark.django_db
+def test_a_bulk_action_needs_a_selection(dpo_client):
+    untouched = make()
+    response = bulk(dpo_client, action="start_work")
+    assert response.status_code == 302
+    assert statuses(untouched) == [Status.NEW]
+    errors = [m.message for m in get_messages(response.wsgi_request) if m.level == message_levels.ERROR]
+    assert errors and "Select some requests" in errors[0]
