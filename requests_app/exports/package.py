@@ -75,6 +75,7 @@ class PackageWriter:
     kind: str
     password: str | None = None
     on_progress: Callable[[dict], None] | None = None
+    work_prefix: str = ""  # temporary files are named after the package, so a later attempt can remove them
     files: list[dict] = field(default_factory=list)
     searched: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
@@ -146,7 +147,9 @@ class PackageWriter:
                 self.rows_total = start_total + lines
                 self._progress(current=f"{source.slug}/{category.slug}")
 
-        handle, part_path = tempfile.mkstemp(suffix=".zip", dir=settings.EXPORT_WORK_DIR)
+        handle, part_path = tempfile.mkstemp(
+            prefix=os.path.basename(self.work_prefix or "part"), suffix=".zip", dir=settings.EXPORT_WORK_DIR
+        )
         os.close(handle)
         try:
             rows, csv_part = connector.copy_export(
@@ -176,7 +179,7 @@ class PackageWriter:
     def _write_rows(self, source, category, columns, rows) -> None:
         base = f"data/{source.slug}/{category.slug}"
         counter = [0]
-        with tempfile.TemporaryFile(dir=settings.EXPORT_WORK_DIR) as spool:
+        with tempfile.TemporaryFile(dir=settings.EXPORT_WORK_DIR) as spool:  # unlinked at once: nothing to leave behind
             text_spool = io.TextIOWrapper(spool, encoding="utf-8", newline="")
             csv_writer = csv.writer(text_spool)
             csv_writer.writerow(columns)

@@ -13,7 +13,8 @@ import datetime
 import logging
 import os
 import secrets
-import tempfile
+import time
+from pathlib import Path
 
 from django.conf import settings
 from django.core import signing
@@ -134,8 +135,10 @@ def compile_export(*, export_id: int) -> str | None:
     manual_uploads = {task.source_id: task.upload for task in export.manual_tasks.filter(done_at__isnull=False)}
     password = secrets.token_urlsafe(12) if export.encrypted else None
     os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)
-    handle, path = tempfile.mkstemp(suffix=".zip", dir=settings.EXPORT_WORK_DIR)
-    os.close(handle)
+    # A run killed mid-way leaves its work files behind: they hold personal
+    # data, so the next attempt removes them before it starts.
+    remove_work_files(export, keep_attempt=None)
+    path = os.path.join(settings.EXPORT_WORK_DIR, f"{work_file_prefix(export)}{attempt}.zip")
     current_source = ""
 
     def on_progress(progress: dict) -> None:
@@ -144,7 +147,9 @@ def compile_export(*, export_id: int) -> str | None:
         )
 
     done = 0
-    writer = PackageWriter(path, request=export.request, kind=export.kind, password=password, on_progress=on_progress)
+    writer = PackageWriter(
+        path, request=export.request, kind=export.kind, password=password, on_progress=on_progress, work_prefix=f"{path}.part"
+    )
     try:
         for source in sources:
             current_source = source.slug
@@ -203,6 +208,29 @@ def compile_export(*, export_id: int) -> str | None:
     _delete_other_attempts(export, keep=saved_name)
     logger.info("export %s compiled: %s rows, %s bytes", export.public_id, manifest["rows"], size)
     return saved_name
+
+
+def work_file_prefix(export: ExportPackage) -> str:
+    return f"{export.public_id}-attempt-"
+
+
+def remove_work_files(export: ExportPackage, *, keep_attempt: int | None) -> None:
+    """Delete this export's files in EXPORT_WORK_DIR (a dead run's partial ZIPs)."""
+    keep = f"{work_file_prefix(export)}{keep_attempt}." if keep_attempt else None
+    for path in Path(settings.EXPORT_WORK_DIR).glob(f"{work_file_prefix(export)}*"):
+        if keep is None or not path.name.startswith(keep):
+            path.unlink(missing_ok=True)
+
+
+def remove_stale_work_files(*, older_than: datetime.timedelta) -> int:
+    """Delete work files of runs that died on this machine long ago (no export claims them any more)."""
+    cutoff = time.time() - older_than.total_seconds()
+    removed = 0
+    for path in Path(settings.EXPORT_WORK_DIR).glob("*"):
+        if path.is_file() and path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 class ExportBusy(Exception):
@@ -314,6 +342,9 @@ def export_download(*, request: PrivacyRequest, token: str) -> ExportPackage:
 def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:
     """Delete released packages past their expiry or download limit, and stale unreleased ones."""
     now = now or timezone.now()
+    if os.path.isdir(settings.EXPORT_WORK_DIR):
+        # The longest export run is far shorter than a day.
+        remove_stale_work_files(older_than=datetime.timedelta(days=1))
     unreleased_cutoff = now - settings.EXPORT_UNRELEASED_LIFETIME
     expired = ExportPackage.objects.filter(
         Q(status=ExportStatus.RELEASED, expires_at__lte=now)

@@ -65,9 +65,13 @@ class SQLConnector:
         """The category's columns, and its rows for `identities` with other people's fields masked."""
         try:
             connection = self.engine.connect().execution_options(stream_results=True, yield_per=CHUNK_ROWS)
+        except SQLAlchemyError as error:
+            raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
+        try:
             result = connection.execute(self._statement(category), {"identities": list(identities)})
             columns = list(result.keys())
         except SQLAlchemyError as error:
+            connection.close()  # back to the pool: a failing source must not use it up
             raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
         masked = [index for index, column in enumerate(columns) if column in category.masked_field_list]
 
@@ -109,7 +113,7 @@ class SQLConnector:
         )
         try:
             raw = self.engine.raw_connection()
-        except SQLAlchemyError as error:
+        except Exception as error:  # the driver's own errors come through here, not SQLAlchemy's
             raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
         child = None
         try:

@@ -1,0 +1,398 @@
+"""The connector contract, run against a real SQLite file, a real PostgreSQL
+database and a real HTTP server; and how each kind of source failure surfaces."""
+
+import contextlib
+import csv
+import gc
+import hashlib
+import inspect
+import io
+import json
+import os
+import sqlite3
+import time
+import zipfile
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from requests_app.exports.package import PackageWriter
+from requests_app.models import ConnectorKind, IdentityKind, SourceCategory, SourceSystem, Status, SubjectIdentity
+from requests_app.sources import SourceError, connector_for, mask_value
+from requests_app.sources import http as http_sources
+from tests.exports.conftest import closed_port, pg_connect
+from tests.factories import request_in_status
+
+pytestmark = pytest.mark.usefixtures("export_settings")
+
+COLUMNS = ["caller", "callee", "started_at", "duration_s"]
+ALICE, BOB, CAROL = "+32470000001", "+32470000002", "+32470000003"
+CALLS = [
+    {"caller": ALICE, "callee": "+32499123401", "started_at": "2026-01-05 10:00:00", "duration_s": 61},
+    {"caller": BOB, "callee": "+32499123499", "started_at": "2026-01-05 11:00:00", "duration_s": 300},
+    {"caller": ALICE, "callee": "+32499123402", "started_at": "2026-01-06 09:30:00", "duration_s": 5},
+    {"caller": CAROL, "callee": "+32488000077", "started_at": "2026-01-07 18:15:00", "duration_s": 42},
+    {"caller": ALICE, "callee": None, "started_at": "2026-01-08 08:00:00", "duration_s": 0},
+    {"caller": CAROL, "callee": "+32488000078", "started_at": "2026-01-09 12:00:00", "duration_s": 7},
+]
+# An identity nobody has, with quote characters that would widen an unsafely built query.
+HOSTILE = "nobody' OR '1'='1"
+ASKED = [ALICE, CAROL, HOSTILE]
+SQL_QUERY = "SELECT caller, callee, started_at, duration_s FROM contract_calls WHERE caller IN :identities ORDER BY id"
+CREATE_TABLE = (
+    "CREATE TABLE contract_calls (id INTEGER PRIMARY KEY, caller VARCHAR(20) NOT NULL, callee VARCHAR(20), "
+    "started_at VARCHAR(30) NOT NULL, duration_s INTEGER NOT NULL)"
+)
+
+
+def expected_rows(identities):
+    return [
+        (call["caller"], mask_value(call["callee"]), call["started_at"], call["duration_s"])
+        for call in CALLS
+        if call["caller"] in identities
+    ]
+
+
+def unordered(rows):
+    return sorted(rows, key=repr)
+
+
+def make_source(slug, connector, *, url="", env="", query=SQL_QUERY, masked="callee"):
+    """Unsaved inventory rows: the connectors read only their fields."""
+    source = SourceSystem(
+        slug=slug, name=slug, connector=connector, connection_url=url, connection_env=env,
+        identity_kind=IdentityKind.PHONE, purposes="-", legal_basis="contract", retention="-", origin="-",
+    )
+    category = SourceCategory(source=source, slug="calls", category="electronic_communications", query=query,
+                              masked_fields=masked)
+    return source, category
+
+
+def insert_calls(connection, placeholder):
+    cursor = connection.cursor()
+    cursor.execute(CREATE_TABLE)
+    cursor.executemany(
+        f"INSERT INTO contract_calls VALUES ({', '.join([placeholder] * 5)})",
+        [(i + 1, c["caller"], c["callee"], c["started_at"], c["duration_s"]) for i, c in enumerate(CALLS)],
+    )
+    connection.commit()
+
+
+@pytest.fixture
+def sqlite_backend(tmp_path):
+    path = tmp_path / "contract_sources.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        insert_calls(connection, "?")
+    return make_source("billing-sqlite", ConnectorKind.SQL, url=f"sqlite:///{path}")
+
+
+@pytest.fixture
+def postgres_backend(pg_sources, monkeypatch):
+    with contextlib.closing(pg_connect()) as connection:
+        insert_calls(connection, "%s")
+    # As deployed: the full database URL is a secret in the environment.
+    monkeypatch.setenv("CONTRACT_PG_URL", pg_sources)
+    return make_source("billing-pg", ConnectorKind.SQL, env="CONTRACT_PG_URL")
+
+
+@pytest.fixture
+def http_backend(partner_api):
+    for call in CALLS:
+        partner_api.records.setdefault(call["caller"], []).append(call)
+    return make_source(
+        "partner-api", ConnectorKind.HTTP, url=partner_api.base_url, env="PARTNER_API_TOKEN",
+        query="/subscribers/{identity}/calls",
+    )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "http"])
+def backend(request):
+    return request.getfixturevalue(f"{request.param}_backend")
+
+
+def stream_all(source, category, identities):
+    columns, rows = connector_for(source).stream(category, identities)
+    return columns, list(rows)
+
+
+# --- The contract --------------------------------------------------------------------------
+
+
+def test_mask_value_keeps_only_the_last_two_characters():
+    assert mask_value("+32499123456") == "*****56"
+    assert mask_value(1234) == "*****34"
+    assert mask_value("7") == "*****7"
+    assert mask_value(None) is None
+
+
+def test_stream_returns_only_the_rows_of_the_given_identities(backend):
+    source, category = backend
+    columns, rows = stream_all(source, category, ASKED)
+    assert unordered(rows) == unordered(expected_rows({ALICE, CAROL}))
+    assert {row[0] for row in rows} == {ALICE, CAROL}
+
+
+def test_stream_gives_the_columns_in_the_source_order(backend):
+    source, category = backend
+    columns, rows = stream_all(source, category, [ALICE])
+    assert columns == COLUMNS
+    assert all(len(row) == len(COLUMNS) for row in rows)
+
+
+def test_stream_masks_other_peoples_numbers_keeping_the_last_two_digits(backend):
+    source, category = backend
+    columns, rows = stream_all(source, category, [ALICE, CAROL])
+    callees = [row[columns.index("callee")] for row in rows]
+    assert sorted(c for c in callees if c is not None) == ["*****01", "*****02", "*****77", "*****78"]
+    assert callees.count(None) == 1  # an unknown other party stays empty, not "*****ne"
+    raw_numbers = {call["callee"] for call in CALLS if call["callee"]}
+    assert not raw_numbers & {str(value) for row in rows for value in row}
+
+
+def test_stream_without_masked_fields_returns_the_values_as_stored(backend):
+    source, category = backend
+    category.masked_fields = ""
+    columns, rows = stream_all(source, category, [CAROL])
+    assert unordered(rows) == unordered(
+        [(c["caller"], c["callee"], c["started_at"], c["duration_s"]) for c in CALLS if c["caller"] == CAROL]
+    )
+
+
+def test_stream_of_an_unknown_identity_is_empty_not_an_error(backend):
+    source, category = backend
+    columns, rows = stream_all(source, category, [HOSTILE])
+    assert rows == []
+
+
+def test_http_connector_follows_next_links_and_sends_the_token_on_every_page(http_backend, partner_api):
+    source, category = http_backend
+    columns, rows = stream_all(source, category, [ALICE])
+    assert len(rows) == 3  # two pages of two
+    alice_pages = [path for path, _ in partner_api.seen if "%2B32470000001" in path]
+    assert len(alice_pages) == 2 and alice_pages[1].endswith("page=2")
+    assert {auth for _, auth in partner_api.seen} == {"Bearer partner-token-9f8e7d"}
+
+
+def test_http_connector_sends_the_token_in_a_custom_header_without_bearer(partner_api):
+    source, category = make_source("partner-api", ConnectorKind.HTTP, url=partner_api.base_url,
+                                   env="PARTNER_API_TOKEN", query="/subscribers/{identity}/calls")
+    source.http_auth_header = "X-Api-Key"
+    connector = connector_for(source)
+    assert connector.session.headers["X-Api-Key"] == "partner-token-9f8e7d"
+    assert "Authorization" not in connector.session.headers
+
+
+# --- PostgreSQL: the COPY fast path gives what the generic path gives ---------------------
+
+
+def run_copy_export(connector, category, identities, tmp_path):
+    """Run `copy_export` and return (row count, {"jsonl": bytes, "csv": bytes}).
+
+    Two signatures are in use in this code base: the original
+    copy_export(category, identities, open_entry, *, on_progress) that writes
+    both files through open_entry(suffix), and the newer
+    copy_export(category, identities, open_jsonl, csv_part_path, compresslevel)
+    whose CSV a child process writes into a one-member ZIP and which returns
+    (rows, {"sha256", "bytes"}) for it. Both must give the same files.
+    """
+    written = {}
+
+    @contextlib.contextmanager
+    def capture(suffix):
+        buffer = io.BytesIO()
+        yield buffer
+        written[suffix] = buffer.getvalue()
+
+    parameters = inspect.signature(connector.copy_export).parameters
+    if "csv_part_path" in parameters:
+        part_path = tmp_path / "csv-part.zip"
+        rows, csv_part = connector.copy_export(category, identities, lambda: capture("jsonl"), str(part_path), 1)
+        with zipfile.ZipFile(part_path) as part:
+            assert part.testzip() is None
+            written["csv"] = part.read("part")
+        assert csv_part == {"sha256": hashlib.sha256(written["csv"]).hexdigest(), "bytes": len(written["csv"])}
+    else:
+        rows = connector.copy_export(category, identities, capture)
+    return rows, written
+
+
+@pytest.mark.postgres
+def test_copy_export_writes_the_same_rows_as_stream_as_json_lines_and_csv(postgres_backend, tmp_path):
+    source, category = postgres_backend
+    connector = connector_for(source)
+    assert connector.can_copy
+    columns, streamed = stream_all(source, category, ASKED)
+
+    count, written = run_copy_export(connector, category, ASKED, tmp_path)
+
+    assert count == len(streamed) == 5
+    json_rows = [json.loads(line) for line in written["jsonl"].decode().splitlines()]
+    assert unordered(json_rows) == unordered([dict(zip(columns, row)) for row in streamed])
+    assert all(list(record) == COLUMNS for record in json_rows)
+    csv_rows = list(csv.reader(io.StringIO(written["csv"].decode())))
+    assert csv_rows[0] == COLUMNS
+    as_csv_text = [["" if value is None else str(value) for value in row] for row in streamed]
+    assert unordered(csv_rows[1:]) == unordered(as_csv_text)
+
+
+@pytest.mark.postgres
+def test_copy_export_never_writes_the_unmasked_numbers(postgres_backend, tmp_path):
+    source, category = postgres_backend
+    count, written = run_copy_export(connector_for(source), category, [ALICE, BOB, CAROL], tmp_path)
+    assert count == len(CALLS)
+    for data in written.values():
+        text = data.decode()
+        for call in CALLS:
+            if call["callee"]:
+                assert call["callee"] not in text
+                assert "*****" + call["callee"][-2:] in text
+
+
+@pytest.mark.postgres
+def test_copy_export_of_an_unknown_identity_writes_only_the_csv_header(postgres_backend, tmp_path):
+    source, category = postgres_backend
+    count, written = run_copy_export(connector_for(source), category, [HOSTILE], tmp_path)
+    assert count == 0
+    assert written["jsonl"] == b""
+    assert written["csv"].decode().splitlines() == [",".join(COLUMNS)]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_package_from_the_copy_path_holds_the_same_rows_as_stream(postgres_backend, tmp_path):
+    """Through PackageWriter, the way compile_export uses the COPY path."""
+    source, category = postgres_backend
+    source.save()
+    category.source = source
+    category.save()
+    request = request_in_status(Status.IN_PROGRESS, subject_phone=ALICE)
+    SubjectIdentity.objects.filter(request=request, kind=IdentityKind.PHONE).update(verified_at=timezone.now())
+    SubjectIdentity.objects.create(request=request, kind=IdentityKind.PHONE, value=CAROL, verified_at=timezone.now())
+    SubjectIdentity.objects.create(request=request, kind=IdentityKind.PHONE, value=BOB)  # not verified
+    path = tmp_path / "package.zip"
+    os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)
+
+    writer = PackageWriter(str(path), request=request, kind="access")
+    writer.add_source(source)
+    manifest = writer.finish([source])
+
+    columns, streamed = stream_all(source, category, [ALICE, CAROL])
+    with zipfile.ZipFile(path) as package:
+        assert package.testzip() is None
+        jsonl = package.read("data/billing-pg/calls.jsonl").decode()
+        csv_text = package.read("data/billing-pg/calls.csv").decode()
+        for entry in manifest["files"]:
+            assert hashlib.sha256(package.read(entry["path"])).hexdigest() == entry["sha256"]
+    assert unordered([json.loads(line) for line in jsonl.splitlines()]) == unordered(
+        [dict(zip(columns, row)) for row in streamed]
+    )
+    csv_rows = list(csv.reader(io.StringIO(csv_text)))
+    assert csv_rows[0] == COLUMNS
+    assert unordered(csv_rows[1:]) == unordered([["" if v is None else str(v) for v in row] for row in streamed])
+    assert manifest["rows"] == len(streamed) == 5
+    assert BOB not in jsonl and BOB not in csv_text
+
+
+# --- Failures: each is a SourceError that names the source -----------------------------------
+
+
+def assert_source_error(source, category, identities=(ALICE,), match=""):
+    with pytest.raises(SourceError) as caught:
+        columns, rows = connector_for(source).stream(category, list(identities))
+        list(rows)
+    message = str(caught.value)
+    assert message.startswith(f"{source.slug}:")
+    assert match in message
+    return message
+
+
+def test_http_connection_refused_is_a_source_error(monkeypatch):
+    monkeypatch.setenv("PARTNER_API_TOKEN", "anything")
+    source, category = make_source("partner-down", ConnectorKind.HTTP, url=f"http://127.0.0.1:{closed_port()}/api/",
+                                   env="PARTNER_API_TOKEN", query="/subscribers/{identity}/calls")
+    assert_source_error(source, category, match="connection failed")
+
+
+def test_sql_connection_refused_is_a_source_error_without_the_password(monkeypatch):
+    monkeypatch.setenv("DOWN_DB_URL", "postgres://reader:s3cret-pw@127.0.0.1:1/sources")
+    source, category = make_source("cdr-down", ConnectorKind.SQL, env="DOWN_DB_URL")
+    message = assert_source_error(source, category, match="OperationalError")
+    assert "s3cret-pw" not in message
+
+
+def test_sql_copy_path_connection_refused_is_a_source_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOWN_DB_URL", "postgres://reader:s3cret-pw@127.0.0.1:1/sources")
+    source, category = make_source("cdr-down", ConnectorKind.SQL, env="DOWN_DB_URL")
+    with pytest.raises(SourceError, match=r"^cdr-down: ") as caught:
+        run_copy_export(connector_for(source), category, [ALICE], tmp_path)
+    assert "s3cret-pw" not in str(caught.value)
+
+
+def test_sql_missing_table_is_a_source_error(sqlite_backend):
+    source, category = sqlite_backend
+    category.query = "SELECT * FROM no_such_table WHERE caller IN :identities"
+    assert_source_error(source, category, match="no_such_table")
+
+
+def test_a_failed_query_gives_its_database_connection_back(sqlite_backend):
+    """Else every failing export keeps a pooled connection until the garbage collector runs."""
+    source, category = sqlite_backend
+    category.query = "SELECT * FROM no_such_table WHERE caller IN :identities"
+    connector = connector_for(source)
+    gc.collect()
+    gc.disable()  # a collection would hide a connection that is only freed with a reference cycle
+    try:
+        with pytest.raises(SourceError):
+            connector.stream(category, [ALICE])
+        checked_out = connector.engine.pool.checkedout()
+    finally:
+        gc.enable()
+    assert checked_out == 0
+
+
+def test_a_fully_read_stream_gives_its_database_connection_back(sqlite_backend):
+    source, category = sqlite_backend
+    connector = connector_for(source)
+    columns, rows = connector.stream(category, [ALICE])
+    assert connector.engine.pool.checkedout() == 1  # held while the rows stream
+    assert len(list(rows)) == 3
+    assert connector.engine.pool.checkedout() == 0
+
+
+def test_http_bad_credentials_are_a_source_error(http_backend, monkeypatch):
+    source, category = http_backend
+    monkeypatch.setenv("PARTNER_API_TOKEN", "wrong-token")
+    assert_source_error(source, category, match="credentials refused (HTTP 401)")
+
+
+def test_http_malformed_json_is_a_source_error(http_backend, partner_api):
+    source, category = http_backend
+    partner_api.behaviour[ALICE] = "malformed"
+    assert_source_error(source, category, match="not valid JSON")
+
+
+def test_http_error_on_a_later_page_is_a_source_error(http_backend, partner_api):
+    source, category = http_backend
+    partner_api.behaviour[ALICE] = ("fail_page", 2, 502)
+    assert_source_error(source, category, match="HTTP 502")
+
+
+@pytest.mark.parametrize("connector", [ConnectorKind.HTTP, ConnectorKind.SQL])
+def test_a_missing_environment_variable_is_a_source_error_naming_it(connector, monkeypatch):
+    monkeypatch.delenv("UNSET_SOURCE_SECRET", raising=False)
+    source, category = make_source("needs-secret", connector, url="http://127.0.0.1:9/api/", env="UNSET_SOURCE_SECRET")
+    with pytest.raises(SourceError) as caught:
+        connector_for(source)
+    assert str(caught.value).startswith("needs-secret:")
+    assert "UNSET_SOURCE_SECRET" in str(caught.value)
+
+
+def test_http_timeout_is_a_source_error(http_backend, partner_api, monkeypatch):
+    source, category = http_backend
+    monkeypatch.setattr(http_sources, "TIMEOUT", (2, 0.3))
+    partner_api.behaviour[ALICE] = "slow"
+    partner_api.delay = 5
+    started = time.monotonic()
+    assert_source_error(source, category, match="timed out")
+    assert time.monotonic() - started < 3

@@ -1,0 +1,253 @@
+"""Delivery to the subject: release, the download link on the status page,
+the download limit, expiry, tampered and misdirected links, who may release,
+and deleting expired packages."""
+
+import datetime
+import hashlib
+import html
+import re
+
+import pytest
+import time_machine
+from django.core import mail
+from django.core.files.storage import default_storage
+from django.urls import reverse
+from django.utils import timezone
+
+from requests_app.audit import Actor
+from requests_app.models import AuditEvent, ExportPackage, ExportStatus, PrivacyRequest, Status
+from requests_app.services.exports import (
+    compile_export,
+    delete_expired_exports,
+    download_token,
+    export_release,
+    export_start,
+)
+from requests_app.sms import LocmemBackend
+from tests.conftest import login_staff
+from tests.exports.support import stored_bytes
+from tests.factories import UserFactory, request_in_status, staff_in_role
+
+pytestmark = pytest.mark.usefixtures("export_settings")
+
+DOWNLOAD_LINK = re.compile(r'href="(/[^"]*/download/[^"]+/)"')
+
+
+@pytest.fixture
+def dpo(db):
+    return UserFactory(username="dpo-delivery", is_superuser=True)
+
+
+@pytest.fixture
+def ready_export(demo_request, settings):
+    settings.EXPORT_MAX_DOWNLOADS = 2
+    export = export_start(request=demo_request, actor=Actor.system())
+    compile_export(export_id=export.id)
+    export.refresh_from_db()
+    assert export.status == ExportStatus.READY
+    return export
+
+
+@pytest.fixture
+def released(ready_export, dpo):
+    return export_release(export=ready_export, actor=Actor.staff(dpo))
+
+
+def status_page(client, request: PrivacyRequest) -> str:
+    response = client.get(reverse("status", args=[request.reference, request.secret]))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def download_links(client, request: PrivacyRequest) -> list[str]:
+    return [html.unescape(link) for link in DOWNLOAD_LINK.findall(status_page(client, request))]
+
+
+def the_download_link(client, request: PrivacyRequest) -> str:
+    links = download_links(client, request)
+    assert len(links) == 1, links
+    return links[0]
+
+
+def fetch(client, url: str):
+    """GET `url`; returns (status, body bytes, response).
+
+    Reading a streamed response to the end makes the test client close it
+    (and the stored file), without closing the test's database connection.
+    """
+    response = client.get(url)
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    return response.status_code, body, response
+
+
+def downloaded_events(request):
+    return list(AuditEvent.objects.filter(request=request, action="export_downloaded").order_by("sequence"))
+
+
+def test_release_makes_the_package_downloadable_from_the_status_page(released, demo_request, client):
+    status, body, response = fetch(client, the_download_link(client, demo_request))
+
+    assert status == 200
+    assert body == stored_bytes(released.storage_name)
+    assert hashlib.sha256(body).hexdigest() == released.sha256
+    assert response["Content-Type"] == "application/zip"
+    assert f'filename="{demo_request.reference}-access.zip"' in response["Content-Disposition"]
+    assert response["Content-Disposition"].startswith("attachment")
+    released.refresh_from_db()
+    assert released.download_count == 1
+    assert [event.data for event in downloaded_events(demo_request)] == [{"export": str(released.public_id), "count": 1}]
+    assert "1 downloads left" in status_page(client, demo_request)
+
+
+def test_release_emails_the_subject_without_the_link(
+    ready_export, demo_request, dpo, settings, django_capture_on_commit_callbacks
+):
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        export_release(export=ready_export, actor=Actor.staff(dpo))
+    ready_export.refresh_from_db()
+    assert ready_export.status == ExportStatus.RELEASED
+    assert ready_export.expires_at == ready_export.released_at + settings.EXPORT_LINK_LIFETIME
+    sent = [message for message in mail.outbox if demo_request.subject_email in message.to]
+    assert len(sent) == 1
+    assert download_token(ready_export).split(":")[0] not in sent[0].body
+    assert "/download/" not in sent[0].body
+    assert LocmemBackend.outbox == []  # no password for an unencrypted package
+
+
+def test_a_package_is_not_downloadable_before_release(ready_export, demo_request, client):
+    assert download_links(client, demo_request) == []
+    url = reverse("download", args=[demo_request.reference, demo_request.secret, download_token(ready_export)])
+    status, body, _ = fetch(client, url)
+    assert status == 410
+    ready_export.refresh_from_db()
+    assert ready_export.download_count == 0
+    assert downloaded_events(demo_request) == []
+
+
+def test_each_download_counts_and_the_third_one_is_refused(released, demo_request, client):
+    link = the_download_link(client, demo_request)
+    for expected_count in (1, 2):
+        status, body, _ = fetch(client, link)
+        assert status == 200 and body.startswith(b"PK")
+        released.refresh_from_db()
+        assert released.download_count == expected_count
+        assert len(downloaded_events(demo_request)) == expected_count
+
+    status, body, _ = fetch(client, link)
+
+    assert status == 410
+    assert "the download limit was reached" in body.decode()
+    released.refresh_from_db()
+    assert released.download_count == 2
+    assert [event.data["count"] for event in downloaded_events(demo_request)] == [1, 2]
+    assert download_links(client, demo_request) == []  # the status page stops offering it
+
+
+def test_the_link_expires_after_the_link_lifetime(released, demo_request, client, settings):
+    link = the_download_link(client, demo_request)
+    with time_machine.travel(timezone.now() + settings.EXPORT_LINK_LIFETIME + datetime.timedelta(minutes=1)):
+        status, body, _ = fetch(client, link)
+        assert download_links(client, demo_request) == []
+    assert status == 410
+    assert "expired" in body.decode()
+    released.refresh_from_db()
+    assert released.download_count == 0
+    assert downloaded_events(demo_request) == []
+
+
+def test_a_link_taken_just_before_expiry_stops_working_at_expiry(released, demo_request, client, settings):
+    expires_at = released.expires_at
+    with time_machine.travel(expires_at - datetime.timedelta(minutes=1)):
+        link = the_download_link(client, demo_request)  # a freshly signed token
+    with time_machine.travel(expires_at + datetime.timedelta(minutes=1)):
+        status, body, _ = fetch(client, link)
+    assert status == 410
+    assert "expired" in body.decode()
+    released.refresh_from_db()
+    assert released.download_count == 0
+
+
+def test_a_tampered_token_is_refused(released, demo_request, client):
+    token = download_token(released)
+    last = token[-1]
+    tampered = token[:-1] + ("A" if last != "A" else "B")
+    url = reverse("download", args=[demo_request.reference, demo_request.secret, tampered])
+
+    status, body, _ = fetch(client, url)
+
+    assert status == 410
+    assert "This download link is not valid." in body.decode()
+    released.refresh_from_db()
+    assert released.download_count == 0
+    assert downloaded_events(demo_request) == []
+
+
+def test_another_requests_secret_is_not_found(released, demo_request, client):
+    other = request_in_status(Status.IN_PROGRESS, subject_email="someone.else@example.com")
+    token = download_token(released)
+
+    wrong_secret = reverse("download", args=[demo_request.reference, other.secret, token])
+    assert fetch(client, wrong_secret)[0] == 404
+    # The other request's own, valid status link with this package's token: not its package.
+    other_request = reverse("download", args=[other.reference, other.secret, token])
+    status, body, _ = fetch(client, other_request)
+    assert status == 410
+
+    released.refresh_from_db()
+    assert released.download_count == 0
+    assert downloaded_events(demo_request) == [] and downloaded_events(other) == []
+
+
+def test_a_handler_not_assigned_cannot_release(ready_export, demo_request, client):
+    handler = staff_in_role("Handler", username="handler-not-assigned")
+    login_staff(client, handler)
+    release_url = reverse("staff:export_action", args=[ready_export.public_id, "release"])
+
+    response = client.post(release_url)
+
+    assert response.status_code == 403
+    ready_export.refresh_from_db()
+    assert ready_export.status == ExportStatus.READY and ready_export.released_at is None
+    assert not AuditEvent.objects.filter(request=demo_request, action="export_released").exists()
+
+    PrivacyRequest.objects.filter(pk=demo_request.pk).update(assignee=handler)
+    response = client.post(release_url)
+
+    assert response.status_code == 302
+    ready_export.refresh_from_db()
+    assert ready_export.status == ExportStatus.RELEASED and ready_export.released_by == handler
+
+
+def test_delete_expired_exports_deletes_the_file_and_marks_the_export_expired(
+    released, demo_request, client, settings, django_capture_on_commit_callbacks
+):
+    name = released.storage_name
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delete_expired_exports() == 0  # not yet expired
+    assert default_storage.exists(name)
+
+    later = timezone.now() + settings.EXPORT_LINK_LIFETIME + datetime.timedelta(minutes=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delete_expired_exports(now=later) == 1
+
+    assert not default_storage.exists(name)
+    released.refresh_from_db()
+    assert released.status == ExportStatus.EXPIRED
+    deleted = AuditEvent.objects.filter(request=demo_request, action="export_deleted")
+    assert [event.data for event in deleted] == [{"export": str(released.public_id)}]
+    url = reverse("download", args=[demo_request.reference, demo_request.secret, download_token(released)])
+    assert fetch(client, url)[0] == 410
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delete_expired_exports(now=later) == 0  # once only
+
+
+def test_a_used_up_package_is_deleted_without_waiting_for_expiry(
+    released, demo_request, client, django_capture_on_commit_callbacks
+):
+    link = the_download_link(client, demo_request)
+    assert [fetch(client, link)[0] for _ in range(2)] == [200, 200]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delete_expired_exports() == 1
+    assert not default_storage.exists(released.storage_name)
+    assert ExportPackage.objects.get(pk=released.pk).status == ExportStatus.EXPIRED

@@ -1,0 +1,194 @@
+"""A source failing mid-export: the export fails naming it, nothing partial is
+kept, staff see why, and a retry starts from nothing."""
+
+import datetime
+import os
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import escape
+
+from requests_app.audit import Actor
+from requests_app.models import (
+    AuditEvent,
+    ConnectorKind,
+    DataCategory,
+    ExportPackage,
+    ExportStatus,
+    IdentityKind,
+    LegalBasis,
+    SourceCategory,
+    SourceSystem,
+)
+from requests_app.services.exports import ExportBusy, compile_export, export_retry, export_start
+from tests.conftest import login_staff
+from tests.exports.conftest import closed_port
+from tests.exports.support import check_manifest, jsonl_records, open_package, stored_files
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.usefixtures("export_settings")
+
+SUBJECT_PHONE = "+32470000000"
+
+
+@pytest.fixture
+def dpo(db):
+    return UserFactory(username="dpo-failures", is_superuser=True)
+
+
+def add_source(slug, name, connector, *, url="", env="", identity_kind=IdentityKind.EMAIL, query, masked=""):
+    source = SourceSystem.objects.create(
+        slug=slug, name=name, connector=connector, connection_url=url, connection_env=env,
+        identity_kind=identity_kind, legal_basis=LegalBasis.CONTRACT, purposes="Invoicing.",
+        retention="10 years.", origin="You.",
+    )
+    category = SourceCategory.objects.create(source=source, slug="invoices", category=DataCategory.OTHER, query=query,
+                                             masked_fields=masked)
+    return source, category
+
+
+def work_dir_files(settings) -> list[str]:
+    return os.listdir(settings.EXPORT_WORK_DIR) if os.path.isdir(settings.EXPORT_WORK_DIR) else []
+
+
+@pytest.fixture
+def broken_billing(demo_request, demo_sqlite_url):
+    """A source whose query names a table that does not exist; by name it comes after two good sources."""
+    return add_source(
+        "billing", "Legacy billing archive", ConnectorKind.SQL, url=demo_sqlite_url,
+        query="SELECT * FROM invoices WHERE email IN :identities",
+    )
+
+
+def assert_failed_without_a_file(export, settings, source_slug):
+    export.refresh_from_db()
+    assert export.status == ExportStatus.FAILED
+    assert export.failed_source == source_slug
+    assert export.error.startswith(f"{source_slug}: ")
+    assert "unexpected" not in export.error
+    assert export.storage_name == "" and export.sha256 == "" and export.manifest == {}
+    assert stored_files(f"exports/{export.public_id}") == []
+    assert work_dir_files(settings) == []  # the partial ZIP was removed too
+    failed = AuditEvent.objects.filter(request=export.request, action="export_failed")
+    assert [event.data for event in failed] == [{"export": str(export.public_id), "source": source_slug}]
+
+
+def test_a_source_failing_after_good_ones_fails_the_export_and_stores_nothing(broken_billing, demo_request, settings):
+    export = export_start(request=demo_request, actor=Actor.system())
+    assert compile_export(export_id=export.id) is None
+    assert_failed_without_a_file(export, settings, "billing")
+    assert "invoices" in export.error  # says what is wrong: the missing table
+    assert export.attempt == 1
+
+
+def test_the_staff_request_page_shows_why_the_export_failed(broken_billing, demo_request, dpo, client):
+    export = export_start(request=demo_request, actor=Actor.system())
+    compile_export(export_id=export.id)
+    export.refresh_from_db()
+    login_staff(client, dpo)
+
+    page = client.get(reverse("staff:request", args=[demo_request.reference])).content.decode()
+    assert "Failed" in page
+    assert escape(export.error) in page
+    detail = client.get(reverse("staff:export", args=[export.public_id])).content.decode()
+    assert escape(export.error) in detail
+    assert reverse("staff:export_action", args=[export.public_id, "retry"]) in detail
+
+
+def test_retry_after_fixing_the_query_produces_one_complete_package(
+    broken_billing, demo_request, dpo, settings, django_capture_on_commit_callbacks
+):
+    source, category = broken_billing
+    export = export_start(request=demo_request, actor=Actor.system())
+    compile_export(export_id=export.id)
+    export.refresh_from_db()
+    assert export.status == ExportStatus.FAILED
+
+    category.query = "SELECT customer_ref, email, company FROM customers WHERE email IN :identities"
+    category.save()
+    with django_capture_on_commit_callbacks(execute=True):  # the Celery task runs eagerly on commit
+        export_retry(export=export, actor=Actor.staff(dpo))
+
+    export.refresh_from_db()
+    assert export.status == ExportStatus.READY
+    assert export.attempt == 2
+    assert export.error == "" and export.failed_source == ""
+    assert export.storage_name == f"exports/{export.public_id}/attempt-2.zip"
+    assert stored_files(f"exports/{export.public_id}") == ["attempt-2.zip"]
+    assert work_dir_files(settings) == []
+    with open_package(export) as package:
+        manifest = check_manifest(package)
+        invoices = jsonl_records(package, "data/billing/invoices.jsonl")
+    assert [record["email"] for record in invoices] == ["demo0@example.com"]
+    assert manifest["rows"] == 72
+    actions = list(AuditEvent.objects.filter(request=demo_request).values_list("action", flat=True))
+    assert actions[-4:] == ["export_started", "export_failed", "export_retried", "export_compiled"]
+
+
+def test_only_a_failed_export_can_be_retried(demo_request, dpo):
+    from requests_app.lifecycle import RequestError
+
+    export = export_start(request=demo_request, actor=Actor.system())
+    compile_export(export_id=export.id)
+    with pytest.raises(RequestError):
+        export_retry(export=export, actor=Actor.staff(dpo))
+    export.refresh_from_db()
+    assert export.status == ExportStatus.READY and export.attempt == 1
+
+
+def test_a_source_failing_on_a_later_page_keeps_no_partial_rows(demo_request, partner_api, settings):
+    partner_api.records[SUBJECT_PHONE] = [
+        {"caller": SUBJECT_PHONE, "callee": f"+3249900000{i}", "minutes": i} for i in range(5)
+    ]
+    partner_api.behaviour[SUBJECT_PHONE] = ("fail_page", 2, 500)
+    add_source(
+        "partner", "Roaming partner", ConnectorKind.HTTP, url=partner_api.base_url, env="PARTNER_API_TOKEN",
+        identity_kind=IdentityKind.PHONE, query="/subscribers/{identity}/calls", masked="callee",
+    )
+    export = export_start(request=demo_request, actor=Actor.system())
+    assert compile_export(export_id=export.id) is None
+    assert_failed_without_a_file(export, settings, "partner")
+    assert "HTTP 500" in export.error
+    assert any("page=2" in path for path, _ in partner_api.seen)  # it did fail mid-way, after a first page
+
+
+def test_an_unreachable_copy_path_source_fails_the_export_naming_it(demo_request, settings, monkeypatch):
+    """A PostgreSQL source (the COPY path) with nothing listening: a source failure, not a crash."""
+    monkeypatch.setenv("BILLING_DB_URL", f"postgres://reader:s3cret-pw@127.0.0.1:{closed_port()}/billing")
+    add_source("billing-pg", "Legacy billing archive", ConnectorKind.SQL, env="BILLING_DB_URL",
+               query="SELECT * FROM invoices WHERE email IN :identities")
+    export = export_start(request=demo_request, actor=Actor.system())
+    assert compile_export(export_id=export.id) is None
+    assert_failed_without_a_file(export, settings, "billing-pg")
+    assert "s3cret-pw" not in export.error
+
+
+def test_files_left_by_a_dead_attempt_are_removed_when_the_next_one_finishes(demo_request, settings):
+    export = export_start(request=demo_request, actor=Actor.system())
+    folder = f"exports/{export.public_id}"
+    # Attempt 1 stored a file, then its worker died before marking the export ready.
+    default_storage.save(f"{folder}/attempt-1.zip", ContentFile(b"PK\x03\x04 truncated"))
+    stale = timezone.now() - datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS + 10)
+    ExportPackage.objects.filter(pk=export.pk).update(status=ExportStatus.RUNNING, attempt=1, heartbeat_at=stale)
+
+    name = compile_export(export_id=export.id)
+
+    export.refresh_from_db()
+    assert export.status == ExportStatus.READY and export.attempt == 2
+    assert name == f"{folder}/attempt-2.zip"
+    assert stored_files(folder) == ["attempt-2.zip"]
+    with open_package(export) as package:
+        assert package.testzip() is None
+
+
+def test_a_live_run_is_not_taken_over(demo_request):
+    export = export_start(request=demo_request, actor=Actor.system())
+    ExportPackage.objects.filter(pk=export.pk).update(status=ExportStatus.RUNNING, attempt=1, heartbeat_at=timezone.now())
+    with pytest.raises(ExportBusy):
+        compile_export(export_id=export.id)
+    export.refresh_from_db()
+    assert export.status == ExportStatus.RUNNING and export.attempt == 1
+    assert stored_files(f"exports/{export.public_id}") == []

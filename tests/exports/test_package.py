@@ -1,0 +1,223 @@
+"""The package compiled from the seed_demo sources (SQLite and PostgreSQL):
+its manifest, data files, report, masking, the identities searched, the
+compile_export command and encryption."""
+
+import hashlib
+import html
+import json
+import re
+from io import StringIO
+
+import pytest
+import sqlalchemy
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from requests_app.audit import Actor
+from requests_app.lifecycle import RequestError
+from requests_app.models import AuditEvent, ExportPackage, ExportStatus, IdentityKind, SourceSystem, SubjectIdentity
+from requests_app.services.exports import compile_export, export_release, export_start
+from requests_app.sms import LocmemBackend
+from requests_app.sources.sql import normalise_url
+from tests.exports.support import check_manifest, csv_rows, jsonl_records, open_package, stored_bytes
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.usefixtures("export_settings")
+
+SUBJECT_EMAIL, SUBJECT_PHONE, SUBJECT_IP = "demo0@example.com", "+32470000000", "198.18.0.1"
+OTHER_SUBJECT_PHONE = "+32470000001"  # demo subject 1
+CATEGORIES = ["data/cdr/calls", "data/crm/contacts", "data/weblogs/visits"]
+MASKED = re.compile(r"^\*{5}\d{2}$")
+
+
+def compiled(request, **start) -> ExportPackage:
+    export = export_start(request=request, actor=Actor.system(), **start)
+    name = compile_export(export_id=export.id)
+    export.refresh_from_db()
+    assert export.status == ExportStatus.READY, export.error
+    assert name == export.storage_name
+    return export
+
+
+def source_callees(url: str, caller: str) -> list[str]:
+    engine = sqlalchemy.create_engine(normalise_url(url))
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(sqlalchemy.text("SELECT callee FROM cdrs WHERE caller = :c"), {"c": caller}).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_package_lists_every_file_with_its_checksum_and_row_count(demo_sources):
+    backend, url, request = demo_sources
+    export = compiled(request)
+
+    assert export.storage_name == f"exports/{export.public_id}/attempt-1.zip"
+    stored = stored_bytes(export.storage_name)
+    assert hashlib.sha256(stored).hexdigest() == export.sha256
+    assert len(stored) == export.size
+    with open_package(export) as package:
+        assert package.testzip() is None
+        manifest = check_manifest(package)
+        names = set(package.namelist())
+    assert manifest == export.manifest
+    assert manifest["reference"] == request.reference and manifest["kind"] == "access"
+    for base in CATEGORIES:
+        assert {f"{base}.jsonl", f"{base}.csv"} <= names
+    rows = {entry["path"]: entry["rows"] for entry in manifest["files"]}
+    assert rows["data/crm/contacts.jsonl"] == rows["data/crm/contacts.csv"] == 1
+    assert rows["data/weblogs/visits.jsonl"] == rows["data/weblogs/visits.csv"] == 20
+    assert rows["data/cdr/calls.jsonl"] == rows["data/cdr/calls.csv"] == 50
+    assert manifest["rows"] == 71
+    assert "report.html" in names
+    compiled_events = AuditEvent.objects.filter(request=request, action="export_compiled")
+    assert [event.data["sha256"] for event in compiled_events] == [export.sha256]
+
+
+def test_json_lines_and_csv_hold_the_same_columns_and_rows(demo_sources):
+    backend, url, request = demo_sources
+    export = compiled(request)
+    with open_package(export) as package:
+        for base in CATEGORIES:
+            records = jsonl_records(package, f"{base}.jsonl")
+            table = csv_rows(package, f"{base}.csv")
+            assert table[0] == list(records[0])
+            assert len(table) - 1 == len(records)
+            # Text columns are identical in both files (numbers may be formatted differently).
+            for column in ("email", "caller", "callee", "ip_address", "browser", "page"):
+                if column in table[0]:
+                    index = table[0].index(column)
+                    assert sorted(row[index] for row in table[1:]) == sorted(r[column] for r in records)
+        contact = jsonl_records(package, "data/crm/contacts.jsonl")[0]
+    assert contact["email"] == SUBJECT_EMAIL and contact["customer_ref"] == "CUST-000000"
+
+
+def test_report_gives_the_article_15_information(demo_request):
+    export = compiled(demo_request)
+    with open_package(export) as package:
+        report = html.unescape(package.read("report.html").decode())
+    for source in SourceSystem.objects.all():
+        assert source.name in report
+        assert source.purposes in report
+        assert source.retention in report
+        assert source.origin in report
+        assert source.get_legal_basis_display() in report
+        for recipient in source.recipients.all():
+            assert f"{recipient.name} ({recipient.country}" in report
+            if recipient.safeguards:
+                assert recipient.safeguards in report
+    assert "outside the EU/EEA" in report
+    assert "right to lodge a complaint with a supervisory authority" in report
+    assert "Data Protection Authority" in report
+    assert "Call detail records" in report and ": callee" in report  # the masking is explained
+    assert demo_request.reference in report
+
+
+def test_cdr_callee_is_masked_in_both_files(demo_sources):
+    backend, url, request = demo_sources
+    export = compiled(request)
+    raw_callees = source_callees(url, SUBJECT_PHONE)
+    assert len(raw_callees) == 50
+    with open_package(export) as package:
+        records = jsonl_records(package, "data/cdr/calls.jsonl")
+        table = csv_rows(package, "data/cdr/calls.csv")
+        texts = [package.read(f"data/cdr/calls.{suffix}").decode() for suffix in ("jsonl", "csv")]
+    callee_column = table[0].index("callee")
+    from_json = [record["callee"] for record in records]
+    from_csv = [row[callee_column] for row in table[1:]]
+    for masked in (from_json, from_csv):
+        assert all(MASKED.match(value) for value in masked), masked[:3]
+        assert sorted(value[-2:] for value in masked) == sorted(raw[-2:] for raw in raw_callees)
+    assert {record["caller"] for record in records} == {SUBJECT_PHONE}  # the subject's own number is not masked
+    for text in texts:
+        assert not [raw for raw in raw_callees if raw in text]
+
+
+def test_only_verified_identities_are_searched(demo_sources):
+    backend, url, request = demo_sources
+    SubjectIdentity.objects.filter(request=request, kind=IdentityKind.IP_ADDRESS).update(verified_at=None)
+    # Another subject's number, given but never verified: its calls must not be exported.
+    SubjectIdentity.objects.create(request=request, kind=IdentityKind.PHONE, value=OTHER_SUBJECT_PHONE)
+
+    export = compiled(request)
+    manifest = export.manifest
+
+    assert sorted((i["source"], i["kind"], i["value"]) for i in manifest["identities_searched"]) == [
+        ("cdr", "phone", SUBJECT_PHONE),
+        ("crm", "email", SUBJECT_EMAIL),
+    ]
+    assert [item["source"] for item in manifest["sources_not_searched"]] == ["weblogs"]
+    assert "ip address" in manifest["sources_not_searched"][0]["reason"].lower()
+    assert not [entry for entry in manifest["files"] if entry["path"].startswith("data/weblogs/")]
+    with open_package(export) as package:
+        check_manifest(package)
+        data = {name: package.read(name).decode() for name in package.namelist() if name.startswith("data/")}
+        report = html.unescape(package.read("report.html").decode())
+        callers = {record["caller"] for record in jsonl_records(package, "data/cdr/calls.jsonl")}
+    assert callers == {SUBJECT_PHONE}
+    for text in data.values():
+        assert SUBJECT_IP not in text
+        assert OTHER_SUBJECT_PHONE not in text
+    assert "weblogs" in report and "We did not search these systems" in report
+
+
+def test_compile_export_command_prints_the_storage_name_as_its_last_line(demo_request):
+    out = StringIO()
+    call_command("compile_export", demo_request.reference, stdout=out)
+    export = ExportPackage.objects.get(request=demo_request)
+    assert export.status == ExportStatus.READY
+    assert out.getvalue().strip().splitlines()[-1] == export.storage_name
+    with open_package(export) as package:
+        assert check_manifest(package)["rows"] == 71
+
+
+def test_compile_export_command_refuses_an_unknown_reference(db):
+    with pytest.raises(CommandError, match="No request DSR-1999-99999"):
+        call_command("compile_export", "DSR-1999-99999", stdout=StringIO())
+
+
+@pytest.fixture
+def dpo(db):
+    return UserFactory(username="dpo-exports", is_superuser=True)
+
+
+def test_encrypted_package_opens_only_with_the_password_texted_at_release(demo_sources, dpo):
+    backend, url, request = demo_sources
+    export = compiled(request, encrypt=True)
+    assert export.encrypted and export.pending_password
+    assert LocmemBackend.outbox == []  # nothing is sent before release
+
+    with open_package(export) as package:
+        assert all(info.flag_bits & 0x1 for info in package.infolist())  # every entry is encrypted
+        with pytest.raises(RuntimeError):
+            package.read("manifest.json")
+    with open_package(export, password="not-the-password") as package, pytest.raises(RuntimeError):
+        package.read("manifest.json")
+
+    export_release(export=export, actor=Actor.staff(dpo))
+
+    assert len(LocmemBackend.outbox) == 1
+    phone, text = LocmemBackend.outbox[0]
+    assert phone == SUBJECT_PHONE
+    assert request.reference in text
+    password = text.rsplit(" ", 1)[-1]
+    with open_package(export, password=password) as package:
+        assert package.testzip() is None
+        manifest = check_manifest(package)
+        callees = [record["callee"] for record in jsonl_records(package, "data/cdr/calls.jsonl")]
+    assert manifest["rows"] == 71
+    assert all(MASKED.match(value) for value in callees)
+    export.refresh_from_db()
+    assert export.status == ExportStatus.RELEASED
+    assert export.pending_password == ""
+    trail = json.dumps(list(AuditEvent.objects.filter(request=request).values("data", "note")))
+    assert password not in trail
+
+
+def test_an_encrypted_package_needs_a_verified_phone_number(demo_request):
+    SubjectIdentity.objects.filter(request=demo_request, kind=IdentityKind.PHONE).update(verified_at=None)
+    with pytest.raises(RequestError, match="verified phone number"):
+        export_start(request=demo_request, actor=Actor.system(), encrypt=True)
+    assert not ExportPackage.objects.filter(request=demo_request).exists()
+    SubjectIdentity.objects.filter(request=demo_request, kind=IdentityKind.PHONE).update(verified_at=timezone.now())
+    assert export_start(request=demo_request, actor=Actor.system(), encrypt=True).encrypted
