@@ -9,6 +9,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -184,7 +185,7 @@ class PrivacyRequest(models.Model):
 
     # Deadlines: derived from received_at, the regime, the extension and the
     # pauses by requests_app.services.deadlines.refresh_deadline; never set by hand.
-    due_on = models.DateField(null=True, blank=True, db_index=True)
+    due_on = models.DateField(null=True, blank=True)
     original_due_on = models.DateField(null=True, blank=True, help_text=_("The due date without the extension."))
     paused_days = models.PositiveIntegerField(default=0, help_text=_("Days added by finished clock pauses."))
     extended_at = models.DateTimeField(null=True, blank=True)
@@ -217,6 +218,18 @@ class PrivacyRequest(models.Model):
             ),
             models.Index(fields=["status", "due_on"], name="request_status_due_idx"),
             models.Index(fields=["assignee", "status", "due_on"], name="request_assignee_due_idx"),
+            # The queue's default order. The partial index serves the default
+            # (open) view without stepping over years of closed requests.
+            models.Index(fields=["due_on", "id"], name="request_due_idx"),
+            models.Index(
+                fields=["due_on", "id"],
+                name="request_open_due_idx",
+                condition=models.Q(
+                    status__in=["awaiting_verification", "new", "identity_check", "in_progress", "awaiting_subject"]
+                ),
+            ),
+            # Search by email is case-insensitive (iexact compares UPPER()).
+            models.Index(Upper("subject_email"), name="request_email_upper_idx"),
         ]
 
     def __str__(self) -> str:

@@ -579,3 +579,20 @@ def test_a_bulk_action_needs_a_selection(dpo_client):
     assert statuses(untouched) == [Status.NEW]
     errors = [m.message for m in get_messages(response.wsgi_request) if m.level == message_levels.ERROR]
     assert errors and "Select some requests" in errors[0]
+
+
+@pytest.mark.django_db
+def test_counts_including_closed_requests_are_kept_a_minute_and_open_counts_are_live(dpo_client):
+    from django.core.cache import cache
+
+    request_in_status(Status.COMPLETED)
+    request_in_status(Status.NEW)
+    assert shown_total(dpo_client.get(QUEUE, {"scope": "all"})) == 2
+    assert shown_total(dpo_client.get(QUEUE)) == 1
+
+    request_in_status(Status.COMPLETED)
+    request_in_status(Status.NEW)
+    assert shown_total(dpo_client.get(QUEUE, {"scope": "all"})) == 2  # from the cache
+    assert shown_total(dpo_client.get(QUEUE)) == 2  # open counts are always live
+    cache.clear()
+    assert shown_total(dpo_client.get(QUEUE, {"scope": "all"})) == 4
