@@ -22,9 +22,12 @@ from requests_app.models import (
     AuditChainHead,
     ClockPause,
     DailyDigest,
+    ExportPackage,
     InternalNote,
+    ManualTask,
     Message,
     Organisation,
+    Recipient,
     ResponseTemplate,
     Team,
     AuditEvent,
@@ -32,6 +35,8 @@ from requests_app.models import (
     ReferenceCounter,
     RequestedRight,
     SentNotification,
+    SourceCategory,
+    SourceSystem,
     SubjectIdentity,
 )
 from requests_app.services import intake
@@ -256,3 +261,35 @@ class InternalNoteAdmin(ReadOnlyAdmin):
 @admin.register(DailyDigest)
 class DailyDigestAdmin(ReadOnlyAdmin):
     list_display = ["day", "sent_at"]
+
+
+class SourceCategoryInline(admin.StackedInline):
+    model = SourceCategory
+    extra = 0
+
+
+class RecipientInline(admin.TabularInline):
+    model = Recipient
+    extra = 0
+
+
+@admin.register(SourceSystem)
+class SourceSystemAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "connector", "identity_kind", "legal_basis", "active"]
+    list_filter = ["connector", "active"]
+    inlines = [SourceCategoryInline, RecipientInline]
+
+
+@admin.register(ExportPackage)
+class ExportPackageAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "request", "kind", "status", "attempt", "size", "download_count", "expires_at"]
+    list_filter = ["status", "kind"]
+    search_fields = ["=request__reference"]
+    list_select_related = ["request"]
+    exclude = ["pending_password"]
+
+
+@admin.register(ManualTask)
+class ManualTaskAdmin(ReadOnlyAdmin):
+    list_display = ["export", "source", "assignee", "done_at"]
+    list_select_related = ["export", "source", "assignee"]

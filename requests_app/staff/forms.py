@@ -9,11 +9,15 @@ from requests_app import roles
 from requests_app.models import (
     AssignmentRule,
     Channel,
+    ConnectorKind,
     Organisation,
+    Recipient,
     Regime,
     RejectionGround,
     RequestType,
     ResponseTemplate,
+    SourceCategory,
+    SourceSystem,
     Status,
     Team,
     VerificationMethod,
@@ -222,3 +226,59 @@ class TokenForm(forms.Form):
         max_length=8,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
     )
+
+
+class SourceSystemForm(forms.ModelForm):
+    class Meta:
+        model = SourceSystem
+        fields = [
+            "name", "slug", "description", "active", "connector", "identity_kind", "connection_url", "connection_env",
+            "http_auth_header", "owner", "purposes", "legal_basis", "retention", "origin", "automated_decisions",
+        ]
+        widgets = {name: forms.Textarea(attrs={"rows": 2}) for name in ("description", "purposes", "retention", "origin", "automated_decisions")}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["owner"].queryset = assignable_users()
+
+    def clean(self):
+        cleaned = super().clean()
+        connector = cleaned.get("connector")
+        if connector == ConnectorKind.SQL and not (cleaned.get("connection_url") or cleaned.get("connection_env")):
+            self.add_error("connection_url", _("A SQL source needs a database URL, or the variable that holds it."))
+        if connector == ConnectorKind.HTTP and not cleaned.get("connection_url"):
+            self.add_error("connection_url", _("An HTTP source needs its base URL."))
+        if connector == ConnectorKind.MANUAL and not cleaned.get("owner"):
+            self.add_error("owner", _("A manual source needs the staff member who uploads its extracts."))
+        if "@" in (cleaned.get("connection_url") or "") and ":" in (cleaned.get("connection_url") or "").split("@")[0].split("//")[-1]:
+            self.add_error("connection_url", _("Put passwords in the environment variable, never in the inventory."))
+        return cleaned
+
+
+class SourceCategoryForm(forms.ModelForm):
+    class Meta:
+        model = SourceCategory
+        fields = ["source", "slug", "category", "description", "query", "masked_fields", "portable"]
+        widgets = {"query": forms.Textarea(attrs={"rows": 3}), "description": forms.Textarea(attrs={"rows": 2})}
+
+    def clean(self):
+        cleaned = super().clean()
+        source, query = cleaned.get("source"), cleaned.get("query") or ""
+        if source and source.connector == ConnectorKind.SQL and ":identities" not in query:
+            self.add_error("query", _("A SQL query must select by :identities, e.g. WHERE email IN :identities."))
+        if source and source.connector == ConnectorKind.HTTP and "{identity}" not in query:
+            self.add_error("query", _("An HTTP path must contain {identity}, e.g. /subscribers/{identity}/records."))
+        return cleaned
+
+
+class RecipientForm(forms.ModelForm):
+    class Meta:
+        model = Recipient
+        fields = ["source", "name", "country", "third_country", "safeguards", "notification_email"]
+        widgets = {"safeguards": forms.Textarea(attrs={"rows": 2})}
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("third_country") and not (cleaned.get("safeguards") or "").strip():
+            self.add_error("safeguards", _("A recipient outside the EU/EEA needs its transfer safeguard (Art. 15(2))."))
+        return cleaned

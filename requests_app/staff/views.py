@@ -37,8 +37,12 @@ from requests_app.models import (
     ExportKind,
     ExportPackage,
     ExportStatus,
+    ManualTask,
     PrivacyRequest,
+    Recipient,
     ResponseTemplate,
+    SourceCategory,
+    SourceSystem,
     Team,
 )
 from requests_app.services import deadlines as deadline_service
@@ -142,7 +146,10 @@ def logout(request: HttpRequest) -> HttpResponse:
 @staff_view
 def home(request: HttpRequest) -> HttpResponse:
     summary = selectors.workload_summary(user=request.user)
-    return render(request, "staff/home.html", {"summary": summary})
+    manual_tasks = ManualTask.objects.filter(
+        assignee=request.user, done_at__isnull=True, export__status=ExportStatus.WAITING_MANUAL
+    ).select_related("source", "export__request")
+    return render(request, "staff/home.html", {"summary": summary, "manual_tasks": manual_tasks})
 
 
 class KnownCountPaginator(Paginator):
@@ -573,3 +580,28 @@ def export_action(request: HttpRequest, public_id, action: str) -> HttpResponse:
     except RequestError as error:
         messages.error(request, str(error))
     return redirect("staff:export", export.public_id)
+
+
+# --- The data inventory (DPO) -----------------------------------------------------------
+
+
+@staff_view(dpo_only=True)
+def inventory(request: HttpRequest) -> HttpResponse:
+    sources = SourceSystem.objects.prefetch_related("categories", "recipients").select_related("owner")
+    return render(request, "staff/inventory.html", {"sources": sources})
+
+
+def _inventory_crud(model, form_class, title, event):
+    @staff_view(dpo_only=True)
+    def view(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+        return _crud(
+            request, model=model, form_class=form_class, pk=pk, list_url="staff:inventory",
+            template="staff/settings_form.html", title=title, event=event,
+        )
+
+    return view
+
+
+source_edit = _inventory_crud(SourceSystem, forms.SourceSystemForm, gettext_lazy("Source system"), "source_system")
+category_edit = _inventory_crud(SourceCategory, forms.SourceCategoryForm, gettext_lazy("Data category"), "source_category")
+recipient_edit = _inventory_crud(Recipient, forms.RecipientForm, gettext_lazy("Recipient"), "recipient")

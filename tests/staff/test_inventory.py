@@ -1,0 +1,93 @@
+import pytest
+from django.urls import reverse
+
+from requests_app.models import AuditEvent, ConnectorKind, ExportPackage, ManualTask, Recipient, SourceCategory, SourceSystem
+from tests.conftest import login_staff
+from tests.factories import request_in_status, staff_in_role
+
+SOURCE = {
+    "name": "Billing", "slug": "billing", "active": "on", "connector": "sql", "identity_kind": "phone",
+    "connection_env": "BILLING_DB_URL", "purposes": "Billing calls", "legal_basis": "contract",
+    "retention": "7 years", "origin": "Our network", "http_auth_header": "Authorization",
+}
+
+
+@pytest.fixture
+def dpo_client(client, db):
+    return login_staff(client, staff_in_role("DPO", username="dpo1"))
+
+
+@pytest.mark.django_db
+def test_the_dpo_records_a_source_its_category_and_recipient(dpo_client):
+    assert dpo_client.post(reverse("staff:source_new"), SOURCE).status_code == 302
+    source = SourceSystem.objects.get(slug="billing")
+    response = dpo_client.post(reverse("staff:category_new"), {
+        "source": source.pk, "slug": "invoices", "category": "contact",
+        "query": "SELECT * FROM invoices WHERE msisdn IN :identities", "masked_fields": "", "portable": "on",
+    })
+    assert response.status_code == 302
+    dpo_client.post(reverse("staff:recipient_new"), {
+        "source": source.pk, "name": "Payment processor", "country": "United States", "third_country": "on",
+        "safeguards": "EU standard contractual clauses",
+    })
+    assert SourceCategory.objects.get(source=source).slug == "invoices"
+    assert Recipient.objects.get(source=source).third_country
+    page = dpo_client.get(reverse("staff:inventory")).content.decode()
+    assert "Billing" in page and "invoices" in page and "Payment processor" in page
+    assert AuditEvent.objects.filter(action="source_system_saved").exists()
+
+
+@pytest.mark.parametrize(
+    ("url_name", "data", "field", "message"),
+    [
+        ("staff:source_new", {**SOURCE, "connection_env": ""}, "connection_url", "needs a database URL"),
+        ("staff:source_new", {**SOURCE, "connection_url": "postgresql://app:s3cret@db/billing"}, "connection_url", "environment variable"),
+        ("staff:source_new", {**SOURCE, "connector": "manual", "connection_env": ""}, "owner", "uploads its extracts"),
+    ],
+)
+@pytest.mark.django_db
+def test_bad_sources_are_refused_with_a_clear_error(dpo_client, url_name, data, field, message):
+    response = dpo_client.post(reverse(url_name), data)
+    assert response.status_code == 200
+    assert any(message in error for error in response.context["form"].errors[field])
+    assert not SourceSystem.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_category_query_must_select_by_identities_and_third_countries_need_safeguards(dpo_client):
+    source = SourceSystem.objects.create(
+        slug="crm", name="CRM", connector=ConnectorKind.SQL, connection_url="sqlite:///x.db", identity_kind="email",
+        purposes="p", legal_basis="contract", retention="r", origin="o",
+    )
+    response = dpo_client.post(reverse("staff:category_new"), {
+        "source": source.pk, "slug": "all", "category": "contact", "query": "SELECT * FROM customers",
+    })
+    assert ":identities" in str(response.context["form"].errors["query"])
+    response = dpo_client.post(reverse("staff:recipient_new"), {
+        "source": source.pk, "name": "Cloud", "country": "India", "third_country": "on", "safeguards": "",
+    })
+    assert "transfer safeguard" in str(response.context["form"].errors["safeguards"])
+    assert not SourceCategory.objects.exists() and not Recipient.objects.exists()
+
+
+@pytest.mark.django_db
+def test_handlers_cannot_edit_the_inventory(client):
+    login_staff(client, staff_in_role("Handler", username="h1"))
+    assert client.get(reverse("staff:inventory")).status_code == 403
+    assert client.post(reverse("staff:source_new"), SOURCE).status_code == 403
+    assert not SourceSystem.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_manual_source_owner_sees_their_waiting_extract_on_the_home_page(client):
+    owner = staff_in_role("Handler", username="owner")
+    source = SourceSystem.objects.create(
+        slug="paper", name="Paper archive", connector=ConnectorKind.MANUAL, identity_kind="email",
+        purposes="p", legal_basis="contract", retention="r", origin="o", owner=owner,
+    )
+    request = request_in_status("in_progress")
+    export = ExportPackage.objects.create(request=request, status="waiting_manual")
+    ManualTask.objects.create(export=export, source=source, assignee=owner)
+    login_staff(client, owner)
+    page = client.get(reverse("staff:home")).content.decode()
+    assert "Extracts waiting for you" in page and "Paper archive" in page and request.reference in page
