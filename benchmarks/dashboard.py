@@ -326,16 +326,10 @@ def query_kind(sql: str) -> str:
     return "other"
 
 
-def measure(client, url: str, repeat: int, *, cold_cache: bool = False) -> dict:
-    """Median of `repeat` runs after a warm-up; with cold_cache, the cache is emptied before each run."""
-    from django.core.cache import cache
-
+def measure(client, url: str, repeat: int) -> dict:
+    """Median of `repeat` runs after a warm-up."""
     timed_get(client, url)  # warm the connection, caches and the plan, as a busy server is
-    runs = []
-    for _ in range(repeat):
-        if cold_cache:
-            cache.clear()
-        runs.append(timed_get(client, url))
+    runs = [timed_get(client, url) for _ in range(repeat)]
     middle = sorted(runs, key=lambda run: run["ms"])[len(runs) // 2]
     return {
         **middle,
@@ -380,6 +374,10 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     people = seed_people()
     seed(args.requests, people, force=args.reseed)
+    # Rows were bulk-inserted, not closed through the lifecycle: count the closed ones, as after a data load.
+    from requests_app.lifecycle import rebuild_closed_counts
+
+    rebuild_closed_counts()
     print(describe_data())
 
     target = sample_targets()
@@ -387,7 +385,8 @@ def main() -> None:
     cases = [
         ("default (open)", ""),
         ("scope=all", "scope=all"),
-        ("scope=all, first load", "scope=all"),
+        ("scope=closed", "scope=closed"),
+        ("all + completed + gdpr", "scope=all&status=completed&regime=gdpr"),
         ("assignee+overdue", "assignee=handler07&due=overdue"),
         ("in_progress+access", "status=in_progress&type=access"),
         ("uk_gdpr+email", "regime=uk_gdpr&channel=email"),
@@ -400,8 +399,7 @@ def main() -> None:
     results = []
     for name, query in cases:
         url = f"{queue}?{query}" if query else queue
-        cold = name.endswith("first load")  # the closed-request counts are cached for a minute
-        result = {"case": name, "url": url, **measure(client, url, args.repeat, cold_cache=cold)}
+        result = {"case": name, "url": url, **measure(client, url, args.repeat)}
         result["ok"] = result["ms"] < TARGET_MS
         results.append(result)
 

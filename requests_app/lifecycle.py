@@ -14,11 +14,12 @@ resumed from there, rejected (once verified) or withdrawn by the subject.
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Count, F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from requests_app.audit import Actor, record_event
-from requests_app.models import PrivacyRequest, Status
+from requests_app.models import ClosedRequestCount, PrivacyRequest, Status
 
 
 class RequestError(Exception):
@@ -146,3 +147,46 @@ def _move_the_clock(request: PrivacyRequest, old: str, new: str, *, actor: Actor
             pause.ended_at = timezone.now()
             pause.save(update_fields=["ended_at"])
         PrivacyRequest.objects.filter(pk=request.pk).update(next_alert_on=None, next_alert_key="")
+        count_closed(request.pk)
+
+
+def count_closed(request_id: int) -> None:
+    """Add a request that just closed to the queue's closed-request counts (same transaction)."""
+    status, regime, channel, assignee_id, organisation_id, mask = PrivacyRequest.objects.values_list(
+        "status", "regime", "channel", "assignee_id", "organisation_id", "rights_mask"
+    ).get(pk=request_id)
+    row, _created = ClosedRequestCount.objects.get_or_create(
+        status=status,
+        regime=regime,
+        channel=channel,
+        assignee_key=assignee_id or 0,
+        organisation_key=organisation_id or 0,
+        rights_mask=mask,
+    )
+    ClosedRequestCount.objects.filter(pk=row.pk).update(count=F("count") + 1)
+
+
+def rebuild_closed_counts() -> int:
+    """Recount closed requests from scratch (after a bulk load); returns the number of rows."""
+    with transaction.atomic():
+        ClosedRequestCount.objects.all().delete()
+        rows = (
+            PrivacyRequest.objects.filter(status__in=CLOSED_STATUSES)
+            .values("status", "regime", "channel", "assignee_id", "organisation_id", "rights_mask")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        counts = [
+            ClosedRequestCount(
+                status=row["status"],
+                regime=row["regime"],
+                channel=row["channel"],
+                assignee_key=row["assignee_id"] or 0,
+                organisation_key=row["organisation_id"] or 0,
+                rights_mask=row["rights_mask"],
+                count=row["n"],
+            )
+            for row in rows
+        ]
+        ClosedRequestCount.objects.bulk_create(counts, batch_size=1000)
+    return len(counts)

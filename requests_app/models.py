@@ -545,6 +545,32 @@ class Message(models.Model):
         ordering = ["created_at", "id"]
 
 
+class ClosedRequestCount(models.Model):
+    """How many closed requests share each combination of the queue's filter columns.
+
+    Closed states are final and a closed request's filter columns never change,
+    so each closing adds one here (lifecycle.transition) and nothing ever
+    subtracts. The queue's counts for closed requests are read from these few
+    rows instead of scanning every request ever received. Ids use 0 for "none".
+    """
+
+    status = models.CharField(max_length=32, choices=Status)
+    regime = models.CharField(max_length=16)
+    channel = models.CharField(max_length=16)
+    assignee_key = models.PositiveIntegerField()
+    organisation_key = models.PositiveIntegerField()
+    rights_mask = models.PositiveIntegerField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status", "regime", "channel", "assignee_key", "organisation_key", "rights_mask"],
+                name="unique_closed_count",
+            )
+        ]
+
+
 class DailyDigest(models.Model):
     """One row per day the DPO's digest went out: the claim that makes it daily."""
 

@@ -1,17 +1,16 @@
 """Reads: how requests and their events are looked up and presented."""
 
 import datetime
-import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass
 
 import phonenumbers
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connection
-from django.db.models import BooleanField, Case, CharField, Count, F, Q, Value, When
+from django.db.models import BooleanField, Case, CharField, F, IntegerField, Q, Sum, Value, When
+from django.db.models.functions import NullIf
 from django.db.models.lookups import Exact
 from django.http import Http404
 from django.utils import timezone
@@ -22,6 +21,7 @@ from requests_app.lifecycle import CLOCK_RUNNING, CLOSED_STATUSES, OPEN_STATUSES
 from requests_app.models import (
     AuditEvent,
     Channel,
+    ClosedRequestCount,
     Organisation,
     PrivacyRequest,
     Regime,
@@ -91,7 +91,6 @@ def subject_timeline(request: PrivacyRequest) -> list[tuple]:
 # --- The staff queue -------------------------------------------------------
 
 DUE_SOON_DAYS = 7
-CLOSED_COUNTS_CACHE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -159,8 +158,10 @@ def _scoped(filters: QueueFilters):
     return _search(queryset, filters.q)
 
 
-def _facet_condition(facet: str, value: str, *, user, today: datetime.date, organisation_ids: dict):
-    """The condition a facet's value puts on requests, usable in filter() and in When()."""
+def _facet_condition(
+    facet: str, value: str, *, user, today: datetime.date, organisation_ids: dict, on_closed_totals: bool = False
+):
+    """The condition a facet's value puts on requests, or on ClosedRequestCount rows (ids stored with 0 for none)."""
     if facet == "status":
         return Q(status=value)
     if facet == "type":
@@ -169,24 +170,39 @@ def _facet_condition(facet: str, value: str, *, user, today: datetime.date, orga
     if facet in ("regime", "channel"):
         return Q(**{facet: value})
     if facet == "assignee":
+        if on_closed_totals:
+            wanted = {"me": user.id, "none": 0}.get(value)
+            if wanted is None:
+                wanted = get_user_model().objects.filter(username=value).values_list("id", flat=True).first() or -1
+            return Q(assignee_key=wanted)
         if value == "me":
             return Q(assignee=user)
         if value == "none":
             return Q(assignee__isnull=True)
         return Q(assignee__username=value)
     if facet == "due":
+        if on_closed_totals:
+            return Q(pk__in=[])  # a closed request is never overdue or due soon
         if value == "overdue":
             return Q(status__in=CLOCK_RUNNING, due_on__lt=today)
         return Q(status__in=CLOCK_RUNNING, due_on__gte=today, due_on__lte=today + datetime.timedelta(days=DUE_SOON_DAYS))
     if facet == "organisation":
-        return Q(organisation_id=organisation_ids.get(value, -1))
+        key = "organisation_key" if on_closed_totals else "organisation_id"
+        return Q(**{key: organisation_ids.get(value, -1)})
     raise ValueError(facet)
 
 
-def _active_conditions(filters: QueueFilters, *, user, today: datetime.date) -> dict:
+def _active_conditions(filters: QueueFilters, *, user, today: datetime.date, on_closed_totals: bool = False) -> dict:
     organisation_ids = _organisation_ids(filters)
     return {
-        facet: _facet_condition(facet, getattr(filters, facet), user=user, today=today, organisation_ids=organisation_ids)
+        facet: _facet_condition(
+            facet,
+            getattr(filters, facet),
+            user=user,
+            today=today,
+            organisation_ids=organisation_ids,
+            on_closed_totals=on_closed_totals,
+        )
         for facet in FACETS
         if getattr(filters, facet)
     }
@@ -261,39 +277,45 @@ def queue_facets(filters: QueueFilters, *, user, today: datetime.date | None = N
     conditions = _active_conditions(filters, user=user, today=today)
     base = _scoped(filters).annotate(
         due_bucket=_due_bucket(today),
-        **{f"match_{facet}": Case(When(condition, then=True), default=False, output_field=BooleanField())
-           for facet, condition in conditions.items()},
+        n=Value(1, output_field=IntegerField()),
+        **_match_flags(conditions),
     )
     count = _count_with_grouping_sets if connection.vendor == "postgresql" else _count_by_combination
-    if filters.scope == "open":
-        column_counts, total = count(base, list(conditions))
+    scope = SCOPE_STATUSES.get(filters.scope, OPEN_STATUSES)
+    closed = CLOSED_STATUSES if scope is None else CLOSED_STATUSES & set(scope)
+    if _use_closed_totals(filters, closed):
+        # Closed requests are counted from their running totals, not by a scan
+        # of every request ever received; only the open ones are counted live.
+        column_counts, total = count(base.filter(status__in=OPEN_STATUSES), list(conditions))
+        closed_counts, closed_total = count(_closed_totals(filters, closed, user=user, today=today), list(conditions))
+        for facet in FACETS:
+            column_counts[facet].update(closed_counts[facet])
+        total += closed_total
     else:
-        # Counting every request ever received takes a full scan (0.7 s for a
-        # million); closed requests change rarely, so those counts are kept a minute.
-        key = "queue-facets:" + hashlib.sha256(repr((filters, user.id, today)).encode()).hexdigest()
-        cached = cache.get(key)
-        if cached is None:
-            cached = count(base, list(conditions))
-            cache.set(key, cached, CLOSED_COUNTS_CACHE_SECONDS)
-        column_counts, total = cached
+        column_counts, total = count(base, list(conditions))
     return _facet_options(filters, column_counts, user=user), total
 
 
 def _count_with_grouping_sets(base, active: list[str]) -> tuple[dict, int]:
-    """PostgreSQL: one scan, one grouping set per facet, each counted with the other filters."""
+    """PostgreSQL: one scan, one grouping set per facet, each counted with the other filters.
+
+    `base` rows carry the facet columns, a match_<facet> flag per active
+    filter, and `n`: how many requests the row stands for (1 for a request).
+    """
     columns = list(FACET_COLUMNS.values())
     column_counts = {facet: Counter() for facet in FACETS}
     try:
         # order_by(): the model's default ordering would sort every row for nothing.
         sql, params = (
-            base.values(*columns, *(f"match_{facet}" for facet in active)).order_by().query.sql_with_params()
+            base.values(*columns, *(f"match_{facet}" for facet in active), "n").order_by().query.sql_with_params()
         )
     except EmptyResultSet:  # the filters match nothing (an unreadable filter value)
         return column_counts, 0
 
     def count_with_others(facet: str | None) -> str:
         others = [f"match_{other}" for other in active if other != facet]
-        return f"count(*) FILTER (WHERE {' AND '.join(others)})" if others else "count(*)"
+        where = f" FILTER (WHERE {' AND '.join(others)})" if others else ""
+        return f"coalesce(sum(n){where}, 0)::bigint"
 
     counts = ", ".join(count_with_others(facet) for facet in FACETS)
     query = (
@@ -319,7 +341,37 @@ def _count_with_grouping_sets(base, active: list[str]) -> tuple[dict, int]:
 def _count_by_combination(base, active: list[str]) -> tuple[dict, int]:
     """Other databases (the SQLite default): group by every facet column at once, sum in Python."""
     match_columns = [f"match_{facet}" for facet in active]
-    rows = base.values(*FACET_COLUMNS.values(), *match_columns).annotate(n=Count("id")).order_by()
+    rows = base.values(*FACET_COLUMNS.values(), *match_columns).annotate(weight=Sum("n")).order_by()
+    return _accumulate(({**row, "n": row["weight"]} for row in rows), active)
+
+
+def _use_closed_totals(filters: QueueFilters, closed) -> bool:
+    # A search narrows the rows to a handful, and the totals cannot be searched.
+    return bool(closed) and not filters.q and not filters.invalid
+
+
+def _match_flags(conditions: dict) -> dict:
+    """One true/false column per active filter, for counting each facet with the other filters."""
+    return {
+        f"match_{facet}": Case(When(condition, then=True), default=False, output_field=BooleanField())
+        for facet, condition in conditions.items()
+    }
+
+
+def _closed_totals(filters: QueueFilters, statuses, *, user, today: datetime.date):
+    """ClosedRequestCount rows shaped like requests (same column names, `n` as the weight), flagged by the filters."""
+    conditions = _active_conditions(filters, user=user, today=today, on_closed_totals=True)
+    return ClosedRequestCount.objects.filter(status__in=statuses).annotate(
+        assignee_id=NullIf(F("assignee_key"), 0),
+        organisation_id=NullIf(F("organisation_key"), 0),
+        due_bucket=Value("", output_field=CharField()),  # a closed request is never overdue
+        n=F("count"),
+        **_match_flags(conditions),
+    )
+
+
+def _accumulate(rows, active: list[str]) -> tuple[dict, int]:
+    """Sum rows (facet columns, match_<facet> flags, n) into per-facet counts with the other filters applied."""
     column_counts = {facet: Counter() for facet in FACETS}
     total = 0
     for row in rows:
@@ -368,9 +420,9 @@ def _facet_options(filters: QueueFilters, column_counts: dict, *, user) -> dict:
         "type": dict(RequestType.choices),
         "regime": dict(Regime.choices),
         "channel": dict(Channel.choices),
-        "assignee": {"me": _("Mine"), "none": _("Unassigned"), **{name: name for name in usernames.values()}},
+        "assignee": {"me": _("Mine"), "none": _("Unassigned"), **{name: name for name in sorted(usernames.values())}},
         "due": {"overdue": _("Overdue"), "week": _("Due within 7 days")},
-        "organisation": {public_id: name for public_id, name in organisations.values()},
+        "organisation": {public_id: name for public_id, name in sorted(organisations.values(), key=lambda o: o[1])},
     }
     return {
         facet: [
