@@ -21,28 +21,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import ensure_database  # noqa: E402
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/privacy_portal_bench")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "privacy_portal.settings")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 
-def ensure_database(url: str) -> None:
-    import psycopg2
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    admin = psycopg2.connect(
-        host=parsed.hostname, port=parsed.port or 5432, user=parsed.username or "postgres",
-        password=parsed.password, dbname="postgres",
-    )
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
 
 
 def seed(count: int) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.common import ensure_database  # noqa: E402
 APP_URL = "postgres://postgres@127.0.0.1:5432/privacy_portal_bench_export"
 SOURCE_URL = "postgresql://postgres@127.0.0.1:5432/privacy_portal_bench_sources"
 
@@ -48,19 +49,6 @@ def environment(work: str) -> dict:
     }
 
 
-def ensure_database(url: str) -> None:
-    from urllib.parse import urlparse
-
-    import psycopg2
-
-    parsed = urlparse(url)
-    admin = psycopg2.connect(host=parsed.hostname, port=parsed.port or 5432, user=parsed.username, dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [parsed.path.lstrip("/")])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE DATABASE "{parsed.path.lstrip("/")}"')
-    admin.close()
 
 
 def child_compile(reference: str) -> None:

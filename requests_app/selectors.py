@@ -286,31 +286,35 @@ def queue_facets(filters: QueueFilters, *, user, today: datetime.date | None = N
     if _use_closed_totals(filters, closed):
         # Closed requests are counted from their running totals, not by a scan
         # of every request ever received; only the open ones are counted live.
-        column_counts, total = count(base.filter(status__in=OPEN_STATUSES), list(conditions))
-        closed_counts, closed_total = count(_closed_totals(filters, closed, user=user, today=today), list(conditions))
-        for facet in FACETS:
-            column_counts[facet].update(closed_counts[facet])
-        total += closed_total
+        parts = [base.filter(status__in=OPEN_STATUSES), _closed_totals(filters, closed, user=user, today=today)]
     else:
-        column_counts, total = count(base, list(conditions))
+        parts = [base]
+    column_counts, total = count(parts, list(conditions))
     return _facet_options(filters, column_counts, user=user), total
 
 
-def _count_with_grouping_sets(base, active: list[str]) -> tuple[dict, int]:
-    """PostgreSQL: one scan, one grouping set per facet, each counted with the other filters.
+def _count_with_grouping_sets(parts: list, active: list[str]) -> tuple[dict, int]:
+    """PostgreSQL: one pass over all parts, one grouping set per facet, each counted with the other filters.
 
-    `base` rows carry the facet columns, a match_<facet> flag per active
+    Each part's rows carry the facet columns, a match_<facet> flag per active
     filter, and `n`: how many requests the row stands for (1 for a request).
     """
     columns = list(FACET_COLUMNS.values())
     column_counts = {facet: Counter() for facet in FACETS}
-    try:
-        # order_by(): the model's default ordering would sort every row for nothing.
-        sql, params = (
-            base.values(*columns, *(f"match_{facet}" for facet in active), "n").order_by().query.sql_with_params()
-        )
-    except EmptyResultSet:  # the filters match nothing (an unreadable filter value)
+    wanted = [*columns, *(f"match_{facet}" for facet in active), "n"]
+    selects, params = [], []
+    for index, part in enumerate(parts):
+        try:
+            # order_by(): the model's default ordering would sort every row for nothing.
+            part_sql, part_params = part.values(*wanted).order_by().query.sql_with_params()
+        except EmptyResultSet:  # this part matches nothing (an unreadable filter value)
+            continue
+        # By name, not position: the parts come from different models.
+        selects.append(f"SELECT {', '.join(wanted)} FROM ({part_sql}) AS part{index}")
+        params.extend(part_params)
+    if not selects:
         return column_counts, 0
+    sql = " UNION ALL ".join(selects)
 
     def count_with_others(facet: str | None) -> str:
         others = [f"match_{other}" for other in active if other != facet]
@@ -338,11 +342,15 @@ def _count_with_grouping_sets(base, active: list[str]) -> tuple[dict, int]:
     return column_counts, total
 
 
-def _count_by_combination(base, active: list[str]) -> tuple[dict, int]:
-    """Other databases (the SQLite default): group by every facet column at once, sum in Python."""
+def _count_by_combination(parts: list, active: list[str]) -> tuple[dict, int]:
+    """Other databases (the SQLite default): group each part by every facet column at once, sum in Python."""
     match_columns = [f"match_{facet}" for facet in active]
-    rows = base.values(*FACET_COLUMNS.values(), *match_columns).annotate(weight=Sum("n")).order_by()
-    return _accumulate(({**row, "n": row["weight"]} for row in rows), active)
+    rows = (
+        {**row, "n": row["weight"]}
+        for part in parts
+        for row in part.values(*FACET_COLUMNS.values(), *match_columns).annotate(weight=Sum("n")).order_by()
+    )
+    return _accumulate(rows, active)
 
 
 def _use_closed_totals(filters: QueueFilters, closed) -> bool:
