@@ -93,11 +93,16 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "axes",
+    "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "requests_app",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "requests_app.api.middleware.api_body_limit",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -319,6 +324,34 @@ DEMO_SOURCES_URL = env_str("DEMO_SOURCES_URL", f"sqlite:///{VAR_DIR / 'demo_sour
 
 SMS_BACKEND = env_str("SMS_BACKEND", "requests_app.sms.FileBackend")
 SMS_FILE_PATH = env_str("SMS_FILE_PATH", str(VAR_DIR / "sms"))
+
+# The REST API for business customers' portals.
+API_RATE_LIMIT = env_str("API_RATE_LIMIT", "120/min")
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 64 * 1024)
+IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=env_int("IDEMPOTENCY_KEY_HOURS", 24))
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["requests_app.api.auth.OrganisationKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["requests_app.api.auth.HasOrganisationKey"],
+    "DEFAULT_THROTTLE_CLASSES": ["requests_app.api.auth.OrganisationKeyThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"organisation_key": API_RATE_LIMIT},
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "requests_app.api.errors.problem_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Privacy Portal API",
+    "DESCRIPTION": "File and follow privacy-rights requests on behalf of your users. "
+    "Authenticate with `Authorization: Api-Key <key>`. Errors are RFC 9457 problem details.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+}
 
 LOGIN_URL = "staff:login"
 LOGIN_REDIRECT_URL = "staff:home"

@@ -10,5 +10,6 @@ admin.site.site_title = "Privacy Portal"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("staff/", include("requests_app.staff.urls")),
+    path("api/", include("requests_app.api.urls")),
     path("", include("requests_app.urls")),
 ]

@@ -13,6 +13,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from rest_framework_api_key.admin import APIKeyModelAdmin
+
 from requests_app.audit import Actor
 from requests_app.forms import StaffIntakeForm
 from requests_app.lifecycle import RequestError
@@ -27,6 +29,7 @@ from requests_app.models import (
     ManualTask,
     Message,
     Organisation,
+    OrganisationAPIKey,
     Recipient,
     ResponseTemplate,
     Team,
@@ -293,3 +296,11 @@ class ExportPackageAdmin(ReadOnlyAdmin):
 class ManualTaskAdmin(ReadOnlyAdmin):
     list_display = ["export", "source", "assignee", "done_at"]
     list_select_related = ["export", "source", "assignee"]
+
+
+@admin.register(OrganisationAPIKey)
+class OrganisationAPIKeyAdmin(APIKeyModelAdmin):
+    """The DPO issues keys here: the key is shown once, on creation; only its hash is kept."""
+
+    list_display = [*APIKeyModelAdmin.list_display, "organisation", "scope"]
+    list_filter = [*APIKeyModelAdmin.list_filter, "organisation", "scope"]

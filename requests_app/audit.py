@@ -37,6 +37,10 @@ class Actor:
         return cls(kind=ActorKind.SUBJECT, label="data subject")
 
     @classmethod
+    def organisation(cls, organisation) -> "Actor":
+        return cls(kind=ActorKind.ORGANISATION, label=f"organisation {organisation.name}"[:150])
+
+    @classmethod
     def staff(cls, user) -> "Actor":
         return cls(kind=ActorKind.STAFF, label=user.get_username(), user=user)
 

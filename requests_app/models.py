@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Upper
 from django.utils import timezone
+from rest_framework_api_key.models import AbstractAPIKey
 from django.utils.translation import gettext_lazy as _
 
 
@@ -569,6 +570,41 @@ class ClosedRequestCount(models.Model):
                 name="unique_closed_count",
             )
         ]
+
+
+class APIKeyScope(models.TextChoices):
+    READ = "read", _("Read: follow requests")
+    WRITE = "write", _("Write: file and act on requests")
+
+
+class OrganisationAPIKey(AbstractAPIKey):
+    """A business customer's key for the REST API: hashed at rest, shown once, identified by
+    its prefix, revocable and expiring (djangorestframework-api-key)."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="api_keys")
+    scope = models.CharField(max_length=8, choices=APIKeyScope, default=APIKeyScope.READ)
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "organisation API key"
+
+
+class IdempotencyRecord(models.Model):
+    """The stored answer to a POST made with an Idempotency-Key, per organisation.
+
+    Created (without a response) before the POST is handled: a second call
+    with the same key while the first runs finds it unfinished (409).
+    """
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text=_("SHA-256 of the method, path and body."))
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organisation", "key"], name="unique_idempotency_key")]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
 
 
 class DailyDigest(models.Model):

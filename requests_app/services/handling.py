@@ -135,8 +135,8 @@ def request_information(*, request: PrivacyRequest, actor: Actor, body: str, exp
 RESUME_TRANSITION = {Status.IN_PROGRESS: "start_work", Status.IDENTITY_CHECK: "start_identity_check"}
 
 
-def subject_reply(*, request: PrivacyRequest, body: str) -> Message:
-    """The subject answers on their status page.
+def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = None) -> Message:
+    """The subject answers on their status page (or their organisation's portal, over the API).
 
     Allowed on open requests. A reply to a request awaiting the subject
     moves it back to where it was (restarting the clock). The assignee is told.
@@ -150,14 +150,15 @@ def subject_reply(*, request: PrivacyRequest, body: str) -> Message:
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
         if not locked.is_open:
             raise RequestError(_("This request is closed. Please submit a new request."))
+        actor = actor or Actor.subject()
         message = Message.objects.create(request=locked, direction=MessageDirection.FROM_SUBJECT, body=body)
-        record_event(locked, "subject_replied", actor=Actor.subject(), data={"message": str(message.public_id)})
+        record_event(locked, "subject_replied", actor=actor, data={"message": str(message.public_id)})
         if locked.status == Status.AWAITING_SUBJECT:
             paused_from = (
                 locked.events.filter(action="await_subject").order_by("-sequence").values_list("from_status", flat=True).first()
             )
             resume = RESUME_TRANSITION.get(paused_from, "start_identity_check")
-            lifecycle.transition(locked, resume, actor=Actor.subject(), note="The subject replied")
+            lifecycle.transition(locked, resume, actor=actor, note="The subject replied")
         transaction.on_commit(lambda: tasks.send_reply_notification.delay(locked.id, message.id))
     return message
 

@@ -81,14 +81,16 @@ def request_submit(
     actor: Actor,
     scanned_letter: UploadedFile | None = None,
     organisation: Organisation | None = None,
+    identities_asserted: bool = False,
 ) -> PrivacyRequest:
     """Record a new request with its rights and identities.
 
     Input is validated by the caller's form. A web request starts awaiting
     email verification and the verification email is queued on commit. A
-    request recorded by staff (email, post, phone) starts as new, and its
-    routing is queued: the controller received it directly, and identity is
-    checked later.
+    request recorded by staff (email, post, phone) or filed by an organisation
+    over the API starts as new, and its routing is queued: the controller
+    received it directly. With `identities_asserted`, the organisation vouches
+    for the identifiers it sent: they are recorded as verified by it.
     """
     now = timezone.now()
     received_at = received_at or now
@@ -125,8 +127,11 @@ def request_submit(
             (IdentityKind.CUSTOMER_REFERENCE, customer_reference),
             (IdentityKind.IP_ADDRESS, ip_address),
         ]
+        asserted = {"verified_at": now, "verification_method": VerificationMethod.ASSERTED_BY_ORGANISATION}
         SubjectIdentity.objects.bulk_create(
-            SubjectIdentity(request=request, kind=kind, value=value) for kind, value in identities if value
+            SubjectIdentity(request=request, kind=kind, value=value, **(asserted if identities_asserted else {}))
+            for kind, value in identities
+            if value
         )
         if scanned_letter is not None:
             attachment_add(request=request, file=scanned_letter, actor=actor)

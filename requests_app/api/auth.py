@@ -1,0 +1,70 @@
+"""API keys: who is calling, and what they may do.
+
+A key belongs to an organisation (a business customer) and has a scope:
+"read" follows requests, "write" also files and acts on them. Keys are
+hashed at rest, revocable and expiring (djangorestframework-api-key).
+"""
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions, permissions, throttling
+from rest_framework_api_key.permissions import KeyParser
+
+from requests_app.models import APIKeyScope, OrganisationAPIKey
+
+
+class OrganisationKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Api-Key <key>`. A wrong, expired or revoked key is a 401."""
+
+    keyword = "Api-Key"
+
+    def authenticate(self, request):
+        key = KeyParser().get(request)
+        if not key:
+            return None
+        try:
+            api_key = OrganisationAPIKey.objects.get_from_key(key)
+        except OrganisationAPIKey.DoesNotExist:
+            raise exceptions.AuthenticationFailed("The API key is not valid.") from None
+        if not api_key.is_valid(key) or api_key.revoked or api_key.has_expired:
+            raise exceptions.AuthenticationFailed("The API key has expired or was revoked.")
+        return (None, api_key)
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class HasOrganisationKey(permissions.BasePermission):
+    """Any valid key reads; writing (POST) needs a key with the write scope."""
+
+    message = "This API key may only read: writing needs a key with the write scope."
+
+    def has_permission(self, request, view):
+        if not isinstance(request.auth, OrganisationAPIKey):
+            raise exceptions.NotAuthenticated("Send an API key: Authorization: Api-Key <key>.")
+        return request.method in permissions.SAFE_METHODS or request.auth.scope == APIKeyScope.WRITE
+
+
+class OrganisationKeyThrottle(throttling.SimpleRateThrottle):
+    """A request budget per key (API_RATE_LIMIT); past it, 429 with Retry-After."""
+
+    scope = "organisation_key"
+
+    def get_cache_key(self, request, view):
+        if not isinstance(request.auth, OrganisationAPIKey):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.auth.prefix}
+
+
+class OrganisationKeyScheme(OpenApiAuthenticationExtension):
+    """Describes the API key to the OpenAPI schema (drf-spectacular)."""
+
+    target_class = "requests_app.api.auth.OrganisationKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key <key>`: the key your DPO gave you (shown once).",
+        }

@@ -1,0 +1,67 @@
+"""The Idempotency-Key header on POSTs: a retried call gets the first call's answer.
+
+- same key, same body: the stored response, with `Idempotent-Replayed: true`;
+- same key, another body: 422;
+- same key while the first call is still running: 409.
+The claim is a row created before the work, unique per organisation and key.
+A 5xx answer is not stored, so the client may retry it.
+"""
+
+import functools
+import hashlib
+
+from django.db import IntegrityError, transaction
+from rest_framework import status
+from rest_framework.response import Response
+
+from requests_app.api.errors import PROBLEM, problem
+from requests_app.models import IdempotencyRecord
+
+HEADER = "Idempotency-Key"
+
+
+def idempotent(view_method):
+    @functools.wraps(view_method)
+    def wrapper(self, request, *args, **kwargs):
+        key = request.headers.get(HEADER, "").strip()
+        if not key:
+            return view_method(self, request, *args, **kwargs)
+        if len(key) > 255:
+            return problem(status.HTTP_400_BAD_REQUEST, f"{HEADER} is longer than 255 characters.")
+        organisation = request.auth.organisation
+        fingerprint = hashlib.sha256(b"\n".join([request.method.encode(), request.path.encode(), request.body])).hexdigest()
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(organisation=organisation, key=key, fingerprint=fingerprint)
+        except IntegrityError:
+            return _replay(IdempotencyRecord.objects.get(organisation=organisation, key=key), fingerprint)
+
+        try:
+            response = view_method(self, request, *args, **kwargs)
+        except Exception as error:
+            try:
+                # A refusal (409, 400...) is an answer too: store it like any other.
+                response = self.handle_exception(error)
+            except Exception:
+                record.delete()
+                raise
+        if response.status_code >= 500:
+            record.delete()
+        else:
+            IdempotencyRecord.objects.filter(pk=record.pk).update(status_code=response.status_code, response_body=response.data)
+        return response
+
+    return wrapper
+
+
+def _replay(earlier: IdempotencyRecord, fingerprint: str) -> Response:
+    if earlier.fingerprint != fingerprint:
+        return problem(status.HTTP_422_UNPROCESSABLE_ENTITY, f"This {HEADER} was used with another request body.")
+    if earlier.status_code is None:
+        return problem(status.HTTP_409_CONFLICT, f"A request with this {HEADER} is still being processed.")
+    return Response(
+        earlier.response_body,
+        status=earlier.status_code,
+        content_type=PROBLEM if earlier.status_code >= 400 else None,
+        headers={"Idempotent-Replayed": "true"},
+    )

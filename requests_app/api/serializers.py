@@ -1,0 +1,85 @@
+"""What the API reads and writes. Creation runs the web form's own validation."""
+
+from django.conf import settings
+from rest_framework import serializers
+
+from requests_app import selectors
+from requests_app.forms import RequestForm
+from requests_app.models import PrivacyRequest, Regime, Relationship, RequestType, RestrictionGround, Status
+
+
+class RequestCreateSerializer(serializers.Serializer):
+    """A request filed for a subject. The same rules as the public form apply (RequestForm)."""
+
+    rights = serializers.ListField(child=serializers.ChoiceField(choices=RequestType.choices), allow_empty=False)
+    rectification_data = serializers.CharField(required=False, allow_blank=True, default="")
+    rectification_value = serializers.CharField(required=False, allow_blank=True, default="")
+    restriction_ground = serializers.ChoiceField(choices=RestrictionGround.choices, required=False, allow_blank=True, default="")
+    objection_processing = serializers.CharField(required=False, allow_blank=True, default="")
+    consent_withdrawn = serializers.CharField(required=False, allow_blank=True, default="")
+    subject_name = serializers.CharField()
+    subject_email = serializers.CharField()
+    subject_phone = serializers.CharField(required=False, allow_blank=True, default="", help_text="E.164, e.g. +32475123456")
+    customer_reference = serializers.CharField(required=False, allow_blank=True, default="")
+    ip_address = serializers.CharField(required=False, allow_blank=True, default="")
+    relationship = serializers.ChoiceField(choices=Relationship.choices)
+    regime = serializers.ChoiceField(choices=Regime.choices, default=Regime.GDPR)
+    language = serializers.ChoiceField(choices=settings.LANGUAGES, default="en")
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    signature = serializers.CharField(help_text="The subject's typed full name, as on the portal's form.")
+
+    def validate(self, attrs):
+        # The confirmation box is the portal's to show; the honeypot is the web form's.
+        form = RequestForm(data={**attrs, "confirm": "on", "website": ""})
+        if not form.is_valid():
+            raise serializers.ValidationError({field: [str(e) for e in errors] for field, errors in form.errors.items()})
+        self.form = form
+        return attrs
+
+
+class TimelineItemSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    event = serializers.CharField()
+
+
+class RequestSerializer(serializers.ModelSerializer):
+    """A request as its organisation follows it: no more personal data than it sent."""
+
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    status_label = serializers.CharField(source="get_status_display", read_only=True)
+    rights = serializers.SerializerMethodField()
+    timeline = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PrivacyRequest
+        fields = [
+            "id", "reference", "status", "status_label", "rights", "regime", "channel", "received_at", "due_on",
+            "original_due_on", "extended_at", "extension_reason", "created_at", "updated_at", "timeline",
+        ]
+
+    def get_rights(self, request) -> list[str]:
+        return [right.right for right in request.rights.all()]
+
+    def get_timeline(self, request) -> list[dict]:
+        if not self.context.get("with_timeline"):
+            return []
+        return TimelineItemSerializer(
+            [{"at": at, "event": str(text)} for at, text in selectors.subject_timeline(request)], many=True
+        ).data
+
+
+class MessageCreateSerializer(serializers.Serializer):
+    body = serializers.CharField(max_length=10_000, help_text="The subject's message to the DPO team.")
+
+
+class MessageSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="public_id")
+    direction = serializers.CharField()
+    body = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class RequestListFilter(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Status.choices, required=False)
+    type = serializers.ChoiceField(choices=RequestType.choices, required=False)
+    updated_since = serializers.DateTimeField(required=False)

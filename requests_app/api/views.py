@@ -1,0 +1,116 @@
+"""The REST API for business customers' portals (/api/v1/).
+
+An organisation sees only its own requests: any other id is a 404.
+Refusals by the state machine are 409; errors are problem details.
+"""
+
+from django.db.models import Exists, OuterRef
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, pagination, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from requests_app.api import serializers
+from requests_app.api.idempotency import idempotent
+from requests_app.audit import Actor
+from requests_app.models import Channel, PrivacyRequest, RequestedRight
+from requests_app.services import handling, intake
+
+PROBLEM_RESPONSES = {
+    400: OpenApiResponse(description="Malformed JSON or invalid fields (problem details with `errors`)"),
+    401: OpenApiResponse(description="Missing, wrong, expired or revoked API key"),
+    403: OpenApiResponse(description="The key's scope does not allow this"),
+    404: OpenApiResponse(description="No such request for this organisation"),
+    409: OpenApiResponse(description="Not allowed in the request's state, or the same Idempotency-Key is in flight"),
+    413: OpenApiResponse(description="Body too large"),
+    422: OpenApiResponse(description="Idempotency-Key reused with another body"),
+    429: OpenApiResponse(description="Rate limit; see Retry-After"),
+}
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    description="Retry a POST safely: the same key and body returns the first answer.",
+)
+
+
+class RequestCursorPagination(pagination.CursorPagination):
+    ordering = "-created_at"
+    page_size = 50
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[serializers.RequestListFilter], responses={200: serializers.RequestSerializer(many=True), **PROBLEM_RESPONSES}
+    ),
+    retrieve=extend_schema(responses={200: serializers.RequestSerializer, **PROBLEM_RESPONSES}),
+)
+class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = serializers.RequestSerializer
+    pagination_class = RequestCursorPagination
+    lookup_field = "public_id"
+    lookup_value_regex = "[0-9a-fA-F-]{36}"
+
+    def get_queryset(self):
+        requests = PrivacyRequest.objects.filter(organisation=self.request.auth.organisation).prefetch_related("rights")
+        if self.action != "list":
+            return requests
+        filters = serializers.RequestListFilter(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        if "status" in filters.validated_data:
+            requests = requests.filter(status=filters.validated_data["status"])
+        if "type" in filters.validated_data:
+            requests = requests.filter(
+                Exists(RequestedRight.objects.filter(request=OuterRef("pk"), right=filters.validated_data["type"]))
+            )
+        if "updated_since" in filters.validated_data:
+            requests = requests.filter(updated_at__gte=filters.validated_data["updated_since"])
+        return requests
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "with_timeline": self.action == "retrieve"}
+
+    @extend_schema(
+        request=serializers.RequestCreateSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={201: serializers.RequestSerializer, **PROBLEM_RESPONSES},
+    )
+    @idempotent
+    def create(self, request):
+        """File a request for a subject. Identities you send are recorded as asserted by your organisation."""
+        incoming = serializers.RequestCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        organisation = request.auth.organisation
+        privacy_request = intake.request_submit(
+            **incoming.form.submit_kwargs(),
+            channel=Channel.API,
+            actor=Actor.organisation(organisation),
+            organisation=organisation,
+            identities_asserted=True,
+        )
+        return Response(serializers.RequestSerializer(privacy_request).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, parameters=[IDEMPOTENCY_HEADER], responses={200: serializers.RequestSerializer, **PROBLEM_RESPONSES})
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def withdraw(self, request, public_id=None):
+        """Withdraw the request at the subject's wish (409 once it is closed)."""
+        privacy_request = self.get_object()
+        intake.request_withdraw(request=privacy_request, actor=Actor.organisation(request.auth.organisation))
+        privacy_request.refresh_from_db()
+        return Response(serializers.RequestSerializer(privacy_request).data)
+
+    @extend_schema(
+        request=serializers.MessageCreateSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={201: serializers.MessageSerializer, **PROBLEM_RESPONSES},
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def messages(self, request, public_id=None):
+        """Pass on the subject's message to the DPO team. A reply to a question restarts the clock."""
+        privacy_request = self.get_object()
+        incoming = serializers.MessageCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        message = handling.subject_reply(
+            request=privacy_request, body=incoming.validated_data["body"], actor=Actor.organisation(request.auth.organisation)
+        )
+        return Response(serializers.MessageSerializer(message).data, status=status.HTTP_201_CREATED)

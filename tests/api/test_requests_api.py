@@ -1,0 +1,236 @@
+from datetime import timedelta
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+
+from requests_app.models import IdentityKind, PrivacyRequest, Status, VerificationMethod
+from tests.api.conftest import client_with, key_for
+
+URL = "/api/v1/requests/"
+VALID = {
+    "rights": ["access", "erasure"],
+    "subject_name": "Ana Peeters",
+    "subject_email": "ana@example.com",
+    "subject_phone": "+32475123456",
+    "relationship": "end_user",
+    "signature": "Ana Peeters",
+}
+
+
+def create(api, **changes):
+    return api.post(URL, {**VALID, **changes}, format="json")
+
+
+@pytest.mark.django_db
+def test_an_organisation_files_a_request_with_asserted_identities(api, operator):
+    response = create(api)
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    request = PrivacyRequest.objects.get(public_id=body["id"])
+    assert (request.organisation, request.channel, request.status) == (operator, "api", Status.NEW)
+    assert body["reference"] == request.reference and body["rights"] == ["access", "erasure"]
+    assert body["due_on"] == request.due_on.isoformat()
+    phone = request.identities.get(kind=IdentityKind.PHONE)
+    assert phone.is_verified and phone.verification_method == VerificationMethod.ASSERTED_BY_ORGANISATION
+    event = request.events.get(action="submitted")
+    assert (event.actor_kind, event.actor_label) == ("organisation", "organisation Mobile Operator SA")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"rights": ["teleport"]}, "rights"),
+        ({"subject_email": "nope"}, "subject_email"),
+        ({"subject_phone": "0475"}, "subject_phone"),
+        ({"signature": ""}, "signature"),
+        ({"rights": ["rectification"]}, "rectification_value"),
+        ({"description": "x" * 10_001}, "description"),
+    ],
+)
+@pytest.mark.django_db
+def test_the_web_forms_rules_apply_with_problem_details(api, changes, field):
+    response = create(api, **changes)
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == 400 and field in body["errors"]
+    assert PrivacyRequest.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_retrieve_shows_status_due_date_and_the_subjects_timeline(api):
+    created = create(api).json()
+    body = api.get(f"{URL}{created['id']}/").json()
+    assert body["status"] == "new" and body["due_on"]
+    assert [item["event"] for item in body["timeline"]] == ["We received your request."]
+    assert "subject_email" not in body
+
+
+@pytest.mark.django_db
+def test_list_filters_and_paginates_by_cursor(api):
+    first = create(api).json()
+    create(api, rights=["objection"], objection_processing="Marketing")
+    api.post(f"{URL}{first['id']}/withdraw/")
+    assert [r["id"] for r in api.get(URL, {"status": "withdrawn"}).json()["results"]] == [first["id"]]
+    assert len(api.get(URL, {"type": "objection"}).json()["results"]) == 1
+    future = (timezone.now() + timedelta(hours=1)).isoformat()
+    assert api.get(URL, {"updated_since": future}).json()["results"] == []
+    assert api.get(URL, {"status": "bogus"}).status_code == 400
+    page = api.get(URL).json()
+    assert set(page) == {"next", "previous", "results"} and len(page["results"]) == 2
+
+
+@pytest.mark.django_db
+def test_withdrawing_twice_is_a_conflict(api):
+    created = create(api).json()
+    assert api.post(f"{URL}{created['id']}/withdraw/").json()["status"] == "withdrawn"
+    again = api.post(f"{URL}{created['id']}/withdraw/")
+    assert again.status_code == 409
+    assert again["Content-Type"] == "application/problem+json"
+    assert "cannot be moved to withdrawn" in again.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_a_message_reaches_the_thread(api):
+    created = create(api).json()
+    response = api.post(f"{URL}{created['id']}/messages/", {"body": "My account number is 42."}, format="json")
+    assert response.status_code == 201
+    request = PrivacyRequest.objects.get(public_id=created["id"])
+    assert request.messages.get().body == "My account number is 42."
+    assert request.events.get(action="subject_replied").actor_kind == "organisation"
+
+
+ENDPOINTS = [
+    ("get", "{url}{id}/"),
+    ("post", "{url}{id}/withdraw/"),
+    ("post", "{url}{id}/messages/"),
+]
+
+
+@pytest.mark.parametrize(("method", "template"), ENDPOINTS)
+@pytest.mark.django_db
+def test_another_organisations_request_is_a_404(api, other_operator, method, template):
+    theirs = create(client_with(key_for(other_operator))).json()
+    response = getattr(api, method)(template.format(url=URL, id=theirs["id"]), {"body": "hi"}, format="json")
+    assert response.status_code == 404
+    assert PrivacyRequest.objects.get(public_id=theirs["id"]).status == Status.NEW
+
+
+@pytest.mark.django_db
+def test_lists_only_show_the_organisations_own_requests(api, other_operator):
+    mine = create(api).json()
+    create(client_with(key_for(other_operator)))
+    assert [r["id"] for r in api.get(URL).json()["results"]] == [mine["id"]]
+
+
+@pytest.mark.parametrize(
+    "key_kind", ["missing", "wrong", "expired", "revoked"],
+)
+@pytest.mark.django_db
+def test_bad_keys_are_401(operator, key_kind):
+    from rest_framework.test import APIClient
+
+    if key_kind == "missing":
+        client = APIClient()
+    elif key_kind == "wrong":
+        client = client_with("abcdefgh.not-a-real-key")
+    elif key_kind == "expired":
+        client = client_with(key_for(operator, expiry_date=timezone.now() - timedelta(minutes=1)))
+    else:
+        client = client_with(key_for(operator, revoked=True))
+    response = client.get(URL)
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.django_db
+def test_a_read_key_cannot_write(operator):
+    reader = client_with(key_for(operator, scope="read"))
+    assert reader.get(URL).status_code == 200
+    assert create(reader).status_code == 403
+    assert PrivacyRequest.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_malformed_json_is_400_and_oversized_bodies_413(api, settings):
+    bad = api.post(URL, data="{not json", content_type="application/json")
+    assert bad.status_code == 400 and bad["Content-Type"] == "application/problem+json"
+    settings.API_MAX_BODY_BYTES = 1000
+    big = api.post(URL, {**VALID, "description": "x" * 2000}, format="json")
+    assert big.status_code == 413 and big.json()["status"] == 413
+
+
+@pytest.mark.django_db
+def test_each_key_is_throttled_with_retry_after(api, operator, monkeypatch):
+    from requests_app.api.auth import OrganisationKeyThrottle
+
+    cache.clear()
+    monkeypatch.setattr(OrganisationKeyThrottle, "THROTTLE_RATES", {"organisation_key": "3/min"})
+    codes = [api.get(URL).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    limited = api.get(URL)
+    assert limited["Content-Type"] == "application/problem+json"
+    assert int(limited["Retry-After"]) > 0
+    assert client_with(key_for(operator)).get(URL).status_code == 200  # another key, its own budget
+
+
+@pytest.mark.django_db
+def test_idempotency_same_key_same_body_replays(api):
+    first = api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="abc-1")
+    second = api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="abc-1")
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    assert second["Idempotent-Replayed"] == "true"
+    assert PrivacyRequest.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_idempotency_same_key_other_body_is_422(api):
+    api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="abc-2")
+    other = api.post(URL, {**VALID, "subject_name": "Someone Else"}, format="json", HTTP_IDEMPOTENCY_KEY="abc-2")
+    assert other.status_code == 422
+    assert PrivacyRequest.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_idempotency_same_key_in_flight_is_409(api, operator):
+    import hashlib
+
+    from requests_app.models import IdempotencyRecord
+
+    body = b'{"rights": ["access"]}'
+    fingerprint = hashlib.sha256(b"\n".join([b"POST", URL.encode(), body])).hexdigest()
+    IdempotencyRecord.objects.create(organisation=operator, key="abc-3", fingerprint=fingerprint)  # first call running
+    response = api.post(URL, data=body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="abc-3")
+    assert response.status_code == 409
+    assert "still being processed" in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_idempotency_keys_belong_to_one_organisation(api, other_operator):
+    api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="shared")
+    theirs = client_with(key_for(other_operator)).post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="shared")
+    assert theirs.status_code == 201 and "Idempotent-Replayed" not in theirs
+    assert PrivacyRequest.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_a_refusal_is_replayed_too(api):
+    created = create(api).json()
+    api.post(f"{URL}{created['id']}/withdraw/")
+    first = api.post(f"{URL}{created['id']}/withdraw/", HTTP_IDEMPOTENCY_KEY="w-1")
+    again = api.post(f"{URL}{created['id']}/withdraw/", HTTP_IDEMPOTENCY_KEY="w-1")
+    assert first.status_code == again.status_code == 409
+    assert again["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.django_db
+def test_the_openapi_schema_and_docs_are_served(client):
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200
+    text = schema.content.decode()
+    for expected in ("/api/v1/requests/", "withdraw", "Idempotency-Key", "ApiKey", "'409'"):
+        assert expected in text
+    assert client.get("/api/docs/").status_code == 200
+    assert client.get("/api/redoc/").status_code == 200
