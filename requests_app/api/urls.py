@@ -2,12 +2,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from requests_app.api.views import RequestViewSet
+from requests_app.api.views import RequestViewSet, ping
 
 router = SimpleRouter()
 router.register("requests", RequestViewSet, basename="api-requests")
 
 urlpatterns = [
+    path("v1/ping/", ping, name="api-ping"),
     path("v1/", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

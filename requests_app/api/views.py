@@ -7,7 +7,7 @@ Refusals by the state machine are 409; errors are problem details.
 from django.db.models import Exists, OuterRef
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, pagination, status, viewsets
-from rest_framework.decorators import action
+from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
 from requests_app.api import serializers
@@ -114,3 +114,10 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             request=privacy_request, body=incoming.validated_data["body"], actor=Actor.organisation(request.auth.organisation)
         )
         return Response(serializers.MessageSerializer(message).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(responses={200: OpenApiResponse(description="The key works: {\"organisation\": name}"), **PROBLEM_RESPONSES})
+@api_view(["GET"])
+def ping(request):
+    """Check an API key: answers with the organisation it belongs to."""
+    return Response({"organisation": request.auth.organisation.name})

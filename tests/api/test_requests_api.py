@@ -234,3 +234,8 @@ def test_the_openapi_schema_and_docs_are_served(client):
         assert expected in text
     assert client.get("/api/docs/").status_code == 200
     assert client.get("/api/redoc/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_ping_names_the_keys_organisation(api):
+    assert api.get("/api/v1/ping/").json() == {"organisation": "Mobile Operator SA"}
