@@ -41,6 +41,8 @@ from requests_app.models import (
     SourceCategory,
     SourceSystem,
     SubjectIdentity,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from requests_app.services import intake
 from requests_app.templatetags.deadline_tags import due_badge
@@ -304,3 +306,19 @@ class OrganisationAPIKeyAdmin(APIKeyModelAdmin):
 
     list_display = [*APIKeyModelAdmin.list_display, "organisation", "scope"]
     list_filter = [*APIKeyModelAdmin.list_filter, "organisation", "scope"]
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    """The DPO registers an organisation's endpoint and gives it the secret shown here."""
+
+    list_display = ["url", "organisation", "active", "disabled_at", "created_at"]
+    list_filter = ["active", "organisation"]
+    readonly_fields = ["secret", "disabled_at"]
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "event", "endpoint", "status", "attempts", "last_status_code", "next_attempt_at"]
+    list_filter = ["status", "event"]
+    list_select_related = ["endpoint"]

@@ -176,3 +176,13 @@ def send_export_ready_email(export) -> bool:
     context = {"request": request, "export": export, "status_url": status_url(request)}
     message = render_email("export-ready", context, to=[request.subject_email], language=request.language)
     return send_once(request, "export_ready", str(export.public_id), message)
+
+
+def send_webhook_disabled_email(endpoint_id: int) -> None:
+    """Tell the DPOs an organisation's webhook endpoint failed for the whole retry window and was disabled."""
+    from requests_app.models import WebhookEndpoint
+    from requests_app.services.routing import dpo_users
+
+    endpoint = WebhookEndpoint.objects.select_related("organisation").get(pk=endpoint_id)
+    context = {"endpoint": endpoint, "log_url": absolute_url(reverse("staff:webhooks"))}
+    render_email("webhook-disabled", context, to=dpo_recipients(dpo_users()), language=settings.LANGUAGE_CODE).send()

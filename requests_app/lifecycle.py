@@ -126,6 +126,10 @@ def transition(
             request, name, actor=actor, from_status=current, to_status=spec.target, note=note, data=data
         )
         _move_the_clock(request, current, spec.target, actor=actor, note=note)
+        # Imported here for the same reason as the deadline service.
+        from requests_app.services import webhooks
+
+        webhooks.emit(request, webhooks.WebhookEvent.REQUEST_STATUS_CHANGED, {"previous_status": current})
     return request
 
 

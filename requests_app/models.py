@@ -607,6 +607,67 @@ class IdempotencyRecord(models.Model):
         indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
 
 
+class WebhookEvent(models.TextChoices):
+    REQUEST_CREATED = "request.created", "request.created"
+    REQUEST_STATUS_CHANGED = "request.status_changed", "request.status_changed"
+    REQUEST_DUE_DATE_CHANGED = "request.due_date_changed", "request.due_date_changed"
+    EXPORT_READY = "export.ready", "export.ready"
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+class WebhookEndpoint(models.Model):
+    """An organisation's URL that receives signed events about its requests."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.URLField(max_length=500, help_text=_("HTTPS, e.g. https://portal.example.com/privacy/webhooks"))
+    # Shared with the organisation to check signatures; HMAC needs it in the clear.
+    secret = models.CharField(max_length=100, default=new_webhook_secret)
+    active = models.BooleanField(default=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["organisation", "url"]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    DELIVERED = "delivered", _("Delivered")
+    FAILED = "failed", _("Failed")
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint, retried with exponential backoff for WEBHOOK_RETRY_WINDOW."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=40, choices=WebhookEvent)
+    # Ids, references, states and dates only: never personal data.
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=DeliveryStatus, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"], name="webhook_due_idx", condition=models.Q(status="pending")
+            )
+        ]
+
+
 class DailyDigest(models.Model):
     """One row per day the DPO's digest went out: the claim that makes it daily."""
 

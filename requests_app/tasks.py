@@ -10,11 +10,12 @@ from smtplib import SMTPException
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
 from requests_app import emails
-from requests_app.models import ExportPackage, Message, PrivacyRequest, SentNotification, Status
+from requests_app.models import ExportPackage, IdempotencyRecord, Message, PrivacyRequest, SentNotification, Status
 from requests_app.services import deadlines as deadline_service
-from requests_app.services import exports, intake, routing
+from requests_app.services import exports, intake, routing, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -143,3 +144,28 @@ def send_export_ready_email(export_id: int) -> None:
 def delete_expired_exports() -> int:
     """Periodic: delete packages past their expiry or download limit."""
     return exports.delete_expired_exports()
+
+
+@shared_task(acks_late=True, time_limit=120, soft_time_limit=100)
+def deliver_webhook(delivery_id: int) -> bool:
+    """Try one webhook delivery; a failure stores the next attempt time for dispatch_due_webhooks."""
+    return webhooks.deliver(delivery_id=delivery_id)
+
+
+@shared_task(acks_late=True)
+def dispatch_due_webhooks() -> int:
+    """Periodic: queue the webhook deliveries whose retry time has come."""
+    return webhooks.dispatch_due()
+
+
+@shared_task(**EMAIL_RETRY)
+def send_webhook_disabled_email(endpoint_id: int) -> None:
+    emails.send_webhook_disabled_email(endpoint_id)
+
+
+@shared_task(acks_late=True)
+def purge_idempotency_records() -> int:
+    """Periodic: forget Idempotency-Keys older than IDEMPOTENCY_KEY_LIFETIME."""
+    cutoff = timezone.now() - settings.IDEMPOTENCY_KEY_LIFETIME
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

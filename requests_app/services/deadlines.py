@@ -34,6 +34,7 @@ def refresh_deadline(request: PrivacyRequest, *, today: datetime.date | None = N
     """
     today = today or timezone.localdate()
     received_on = timezone.localdate(request.received_at)
+    previous_due_on = request.due_on
     request.original_due_on = deadlines.statutory_due_date(
         request.regime, received_on, paused_days=request.paused_days
     )
@@ -52,6 +53,12 @@ def refresh_deadline(request: PrivacyRequest, *, today: datetime.date | None = N
         elif following:
             request.next_alert_on, request.next_alert_key = following
     PrivacyRequest.objects.filter(pk=request.pk).update(**{field: getattr(request, field) for field in DEADLINE_FIELDS})
+    if previous_due_on is not None and previous_due_on != request.due_on:
+        from requests_app.services import webhooks
+
+        webhooks.emit(
+            request, webhooks.WebhookEvent.REQUEST_DUE_DATE_CHANGED, {"previous_due_on": previous_due_on.isoformat()}
+        )
 
 
 def _locked(request: PrivacyRequest) -> PrivacyRequest:

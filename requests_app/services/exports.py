@@ -26,6 +26,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from requests_app import roles, sms, tasks
+from requests_app.services import webhooks
 from requests_app.audit import Actor, record_event
 from requests_app.exports.package import PackageWriter
 from requests_app.lifecycle import VERIFIED_OPEN, RequestError
@@ -300,6 +301,7 @@ def export_release(*, export: ExportPackage, actor: Actor) -> ExportPackage:
         password, locked.pending_password = locked.pending_password, ""
         locked.save(update_fields=["status", "released_at", "released_by", "expires_at", "pending_password"])
         record_event(locked.request, "export_released", actor=actor, data={"export": str(locked.public_id)})
+        webhooks.emit(locked.request, webhooks.WebhookEvent.EXPORT_READY, {"export": str(locked.public_id)})
         if password:
             phone = locked.request.identities.filter(kind=IdentityKind.PHONE, verified_at__isnull=False).values_list("value", flat=True).first()
             sms.send(phone, _("Privacy Portal: the password for the data package of request %(reference)s is %(password)s")

@@ -17,6 +17,7 @@ from requests_app import lifecycle, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.services import deadlines as deadline_service
+from requests_app.services import webhooks
 from requests_app.models import (
     Attachment,
     Channel,
@@ -143,6 +144,7 @@ def request_submit(
             data={"channel": channel, "rights": sorted(d.right for d in rights)},
         )
 
+        webhooks.emit(request, webhooks.WebhookEvent.REQUEST_CREATED)
         if needs_email_verification:
             transaction.on_commit(lambda: tasks.send_verification_email.delay(request.id))
         else:

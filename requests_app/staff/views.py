@@ -44,10 +44,13 @@ from requests_app.models import (
     SourceCategory,
     SourceSystem,
     Team,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import exports as export_service
 from requests_app.services import handling, routing
+from requests_app.services import webhooks as webhook_service
 from requests_app.staff import forms
 
 PAGE_SIZE = 50
@@ -605,3 +608,28 @@ def _inventory_crud(model, form_class, title, event):
 source_edit = _inventory_crud(SourceSystem, forms.SourceSystemForm, gettext_lazy("Source system"), "source_system")
 category_edit = _inventory_crud(SourceCategory, forms.SourceCategoryForm, gettext_lazy("Data category"), "source_category")
 recipient_edit = _inventory_crud(Recipient, forms.RecipientForm, gettext_lazy("Recipient"), "recipient")
+
+
+# --- Webhooks (DPO) ------------------------------------------------------------------------
+
+
+@staff_view(dpo_only=True)
+def webhooks(request: HttpRequest) -> HttpResponse:
+    """The delivery log: every event sent to organisations, with its attempts and last answer."""
+    deliveries = WebhookDelivery.objects.select_related("endpoint__organisation")[:200]
+    endpoints = WebhookEndpoint.objects.select_related("organisation")
+    return render(request, "staff/webhooks.html", {"deliveries": deliveries, "endpoints": endpoints})
+
+
+@staff_view(dpo_only=True)
+@require_POST
+def webhook_redeliver(request: HttpRequest, public_id) -> HttpResponse:
+    delivery = get_object_or_404(WebhookDelivery, public_id=public_id)
+    if not delivery.endpoint.active:
+        messages.error(request, _("The endpoint is disabled: re-activate it first."))
+        return redirect("staff:webhooks")
+    webhook_service.redeliver(delivery=delivery)
+    with transaction.atomic():
+        record_event(None, "webhook_redelivered", actor=Actor.staff(request.user), data={"delivery": str(delivery.public_id)})
+    messages.success(request, _("Queued for delivery again."))
+    return redirect("staff:webhooks")

@@ -1,0 +1,158 @@
+"""Signed webhooks to the organisations that file requests over the API.
+
+Events are recorded as WebhookDelivery rows in the transaction that causes
+them and sent after commit. A failed attempt stores its next attempt time
+(exponential backoff); a periodic job sends what is due, through an index.
+After WEBHOOK_RETRY_WINDOW of failures the delivery fails, the endpoint is
+disabled and the DPO is told.
+
+Signature: header `Webhook-Signature: t=<unix time>,v1=<hex>` where hex is
+HMAC-SHA256(secret, f"{t}.{body}"). The README shows how to check it.
+"""
+
+import datetime
+import hashlib
+import hmac
+import json
+import logging
+import time
+
+import requests
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from requests_app import tasks
+from requests_app.models import DeliveryStatus, PrivacyRequest, WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF = datetime.timedelta(hours=1)
+FIRST_BACKOFF_SECONDS = 30
+
+
+def request_payload(request: PrivacyRequest) -> dict:
+    """What an event says about a request: ids, reference, state and dates; no personal data."""
+    return {
+        "request": str(request.public_id),
+        "reference": request.reference,
+        "status": request.status,
+        "due_on": request.due_on.isoformat() if request.due_on else None,
+    }
+
+
+def emit(request: PrivacyRequest, event: str, extra: dict | None = None) -> None:
+    """Queue `event` about `request` for each active endpoint of its organisation (inside the caller's transaction)."""
+    if request.organisation_id is None:
+        return
+    endpoints = list(WebhookEndpoint.objects.filter(organisation_id=request.organisation_id, active=True))
+    if not endpoints:
+        return
+    current = PrivacyRequest.objects.get(pk=request.pk)  # the caller's copy may lag behind
+    data = {**request_payload(current), **(extra or {})}
+    for endpoint in endpoints:
+        delivery = WebhookDelivery.objects.create(
+            endpoint=endpoint, event=event, payload=data, next_attempt_at=timezone.now()
+        )
+        transaction.on_commit(lambda delivery_id=delivery.id: tasks.deliver_webhook.delay(delivery_id))
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def backoff(attempts: int) -> datetime.timedelta:
+    """30 s, 1 min, 2 min, ... capped at an hour."""
+    return min(datetime.timedelta(seconds=FIRST_BACKOFF_SECONDS * 2 ** (attempts - 1)), MAX_BACKOFF)
+
+
+def deliver(*, delivery_id: int) -> bool:
+    """Try to send one delivery now. Safe to run twice: the row is locked and its state checked.
+
+    Returns whether it was delivered by this call.
+    """
+    with transaction.atomic():
+        delivery = (
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .select_related("endpoint")
+            .filter(pk=delivery_id, status=DeliveryStatus.PENDING)
+            .first()
+        )
+        if delivery is None or (delivery.next_attempt_at and delivery.next_attempt_at > timezone.now()):
+            return False
+        endpoint = delivery.endpoint
+        body = json.dumps(
+            {"id": str(delivery.public_id), "type": delivery.event, "created_at": delivery.created_at.isoformat(), "data": delivery.payload},
+            separators=(",", ":"),
+        ).encode()
+        timestamp = int(time.time())
+        delivery.attempts += 1
+        try:
+            check_url(endpoint.url)
+            response = requests.post(
+                endpoint.url,
+                data=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "User-Agent": "PrivacyPortal-Webhooks/1",
+                    "Webhook-Id": str(delivery.public_id),
+                    "Webhook-Signature": sign(endpoint.secret, timestamp, body),
+                },
+                timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+                allow_redirects=False,
+            )
+            delivery.last_status_code, delivery.last_error = response.status_code, ""
+            ok = 200 <= response.status_code < 300
+        except (requests.RequestException, ValidationError) as error:
+            delivery.last_status_code, delivery.last_error = None, f"{type(error).__name__}"[:300]
+            ok = False
+
+        if ok:
+            delivery.status, delivery.delivered_at, delivery.next_attempt_at = DeliveryStatus.DELIVERED, timezone.now(), None
+        elif timezone.now() - delivery.created_at >= settings.WEBHOOK_RETRY_WINDOW:
+            delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
+            _disable(endpoint)
+        else:
+            delivery.next_attempt_at = timezone.now() + backoff(delivery.attempts)
+        delivery.save()
+    logger.info("webhook %s attempt %s: %s", delivery.public_id, delivery.attempts, delivery.status)
+    return ok
+
+
+def check_url(url: str) -> None:
+    if not url.startswith("https://") and not settings.WEBHOOK_ALLOW_HTTP:
+        raise ValidationError("webhook URLs must use HTTPS")
+
+
+def _disable(endpoint: WebhookEndpoint) -> None:
+    """An endpoint that failed for the whole retry window stops receiving events; the DPO is told."""
+    if WebhookEndpoint.objects.filter(pk=endpoint.pk, active=True).update(active=False, disabled_at=timezone.now()):
+        transaction.on_commit(lambda: tasks.send_webhook_disabled_email.delay(endpoint.id))
+        logger.warning("webhook endpoint %s disabled after failing for the retry window", endpoint.public_id)
+
+
+def dispatch_due(*, now: datetime.datetime | None = None, limit: int = 500) -> int:
+    """Queue the deliveries whose next attempt is due (a partial index keeps this cheap)."""
+    due = list(
+        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now or timezone.now())
+        .order_by("next_attempt_at")
+        .values_list("id", flat=True)[:limit]
+    )
+    for delivery_id in due:
+        tasks.deliver_webhook.delay(delivery_id)
+    return len(due)
+
+
+def redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Staff send a delivered or failed event again, as a new delivery of the same event."""
+    with transaction.atomic():
+        copy = WebhookDelivery.objects.create(
+            endpoint=delivery.endpoint, event=delivery.event, payload=delivery.payload, next_attempt_at=timezone.now()
+        )
+        transaction.on_commit(lambda: tasks.deliver_webhook.delay(copy.id))
+    return copy
+
+
+__all__ = ["WebhookEvent", "emit", "deliver", "dispatch_due", "redeliver", "sign"]
