@@ -842,6 +842,8 @@ class ExportPackage(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     max_downloads = models.PositiveIntegerField(default=5)
     download_count = models.PositiveIntegerField(default=0)
+    # Staff may let the organisation that filed the request fetch the package over the API.
+    shared_with_organisation = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]

@@ -83,3 +83,16 @@ class RequestListFilter(serializers.Serializer):
     status = serializers.ChoiceField(choices=Status.choices, required=False)
     type = serializers.ChoiceField(choices=RequestType.choices, required=False)
     updated_since = serializers.DateTimeField(required=False)
+
+
+class ExportSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="public_id")
+    kind = serializers.CharField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    encrypted = serializers.BooleanField()
+    expires_at = serializers.DateTimeField()
+    downloads_left = serializers.SerializerMethodField()
+
+    def get_downloads_left(self, export) -> int:
+        return export.max_downloads - export.download_count

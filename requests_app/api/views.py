@@ -4,7 +4,11 @@ An organisation sees only its own requests: any other id is a 404.
 Refusals by the state machine are 409; errors are problem details.
 """
 
+from django.core.files.storage import default_storage
 from django.db.models import Exists, OuterRef
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, pagination, status, viewsets
 from rest_framework.decorators import action, api_view
@@ -13,8 +17,10 @@ from rest_framework.response import Response
 from requests_app.api import serializers
 from requests_app.api.idempotency import idempotent
 from requests_app.audit import Actor
-from requests_app.models import Channel, PrivacyRequest, RequestedRight
-from requests_app.services import handling, intake
+from requests_app.api.errors import problem
+from requests_app.lifecycle import RequestError
+from requests_app.models import Channel, ExportPackage, ExportStatus, PrivacyRequest, RequestedRight
+from requests_app.services import exports, handling, intake
 
 PROBLEM_RESPONSES = {
     400: OpenApiResponse(description="Malformed JSON or invalid fields (problem details with `errors`)"),
@@ -121,3 +127,48 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 def ping(request):
     """Check an API key: answers with the organisation it belongs to."""
     return Response({"organisation": request.auth.organisation.name})
+
+
+class ExportViewSet(viewsets.GenericViewSet):
+    """Packages staff released and shared with the organisation that filed the request."""
+
+    serializer_class = serializers.ExportSerializer
+    lookup_field = "public_id"
+    lookup_value_regex = "[0-9a-fA-F-]{36}"
+
+    def privacy_request(self) -> PrivacyRequest:
+        return get_object_or_404(
+            PrivacyRequest, public_id=self.kwargs["request_public_id"], organisation=self.request.auth.organisation
+        )
+
+    def get_queryset(self):
+        return ExportPackage.objects.filter(
+            request=self.privacy_request(),
+            status=ExportStatus.RELEASED,
+            shared_with_organisation=True,
+            expires_at__gt=timezone.now(),
+        )
+
+    @extend_schema(responses={200: serializers.ExportSerializer(many=True), **PROBLEM_RESPONSES})
+    def list(self, request, request_public_id=None):
+        return Response(self.get_serializer(self.get_queryset(), many=True).data)
+
+    @extend_schema(
+        responses={200: OpenApiResponse(description="The ZIP package (application/zip)"), 410: OpenApiResponse(description="Expired or download limit reached"), **PROBLEM_RESPONSES}
+    )
+    @action(detail=True, methods=["get"])
+    def download(self, request, request_public_id=None, public_id=None):
+        """Stream the package; each download counts against its limit and is audited."""
+        export = self.get_object()
+        try:
+            export = exports.count_download(
+                {"public_id": export.public_id}, request=export.request, actor=Actor.organisation(request.auth.organisation)
+            )
+        except RequestError as error:
+            return problem(status.HTTP_410_GONE, str(error))
+        return FileResponse(
+            default_storage.open(export.storage_name, "rb"),
+            as_attachment=True,
+            filename=f"{export.request.reference}-{export.kind}.zip",
+            content_type="application/zip",
+        )

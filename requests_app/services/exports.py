@@ -288,8 +288,12 @@ def export_retry(*, export: ExportPackage, actor: Actor) -> ExportPackage:
     return export
 
 
-def export_release(*, export: ExportPackage, actor: Actor) -> ExportPackage:
-    """After review, let the subject download the package; send the password if it is encrypted."""
+def export_release(*, export: ExportPackage, actor: Actor, share_with_organisation: bool = False) -> ExportPackage:
+    """After review, let the subject download the package; send the password if it is encrypted.
+
+    With `share_with_organisation`, the organisation that filed the request
+    may also fetch it over the API (within the same expiry and download limit).
+    """
     roles.require_can_work(actor, export.request)
     with transaction.atomic():
         locked = ExportPackage.objects.select_for_update().select_related("request").get(pk=export.pk)
@@ -298,8 +302,11 @@ def export_release(*, export: ExportPackage, actor: Actor) -> ExportPackage:
         locked.status = ExportStatus.RELEASED
         locked.released_at, locked.released_by = timezone.now(), actor.user
         locked.expires_at = locked.released_at + settings.EXPORT_LINK_LIFETIME
+        locked.shared_with_organisation = share_with_organisation and locked.request.organisation_id is not None
         password, locked.pending_password = locked.pending_password, ""
-        locked.save(update_fields=["status", "released_at", "released_by", "expires_at", "pending_password"])
+        locked.save(
+            update_fields=["status", "released_at", "released_by", "expires_at", "pending_password", "shared_with_organisation"]
+        )
         record_event(locked.request, "export_released", actor=actor, data={"export": str(locked.public_id)})
         webhooks.emit(locked.request, webhooks.WebhookEvent.EXPORT_READY, {"export": str(locked.public_id)})
         if password:
@@ -314,31 +321,35 @@ def download_token(export: ExportPackage) -> str:
     return signing.dumps({"e": str(export.public_id)}, salt=DOWNLOAD_SALT)
 
 
-def export_download(*, request: PrivacyRequest, token: str) -> ExportPackage:
-    """Count one download of a released package, if the link is valid, not expired and not used up.
+def count_download(export_filter: dict, *, request: PrivacyRequest, actor: Actor) -> ExportPackage:
+    """Count one download if the package is released, not expired and under its limit; audit it.
 
-    The count is a conditional update, so the limit holds under concurrent
-    clicks. Each download is an audit event.
+    The count is a conditional update, so the limit holds under concurrent downloads.
     """
+    with transaction.atomic():
+        counted = ExportPackage.objects.filter(
+            **export_filter,
+            request=request,
+            status=ExportStatus.RELEASED,
+            expires_at__gt=timezone.now(),
+            download_count__lt=F("max_downloads"),
+        ).update(download_count=F("download_count") + 1)
+        export = ExportPackage.objects.filter(**export_filter, request=request).first()
+        if not counted or export is None:
+            raise RequestError(_("This package can no longer be downloaded: it expired or the download limit was reached."))
+        record_event(request, "export_downloaded", actor=actor, data={"export": str(export.public_id), "count": export.download_count})
+    return export
+
+
+def export_download(*, request: PrivacyRequest, token: str) -> ExportPackage:
+    """The subject's download through their signed link: valid, not expired, not used up."""
     try:
         payload = signing.loads(token, salt=DOWNLOAD_SALT, max_age=settings.EXPORT_LINK_LIFETIME)
     except signing.SignatureExpired:
         raise RequestError(_("This download link has expired.")) from None
     except signing.BadSignature:
         raise RequestError(_("This download link is not valid.")) from None
-    with transaction.atomic():
-        counted = ExportPackage.objects.filter(
-            public_id=payload.get("e"),
-            request=request,
-            status=ExportStatus.RELEASED,
-            expires_at__gt=timezone.now(),
-            download_count__lt=F("max_downloads"),
-        ).update(download_count=F("download_count") + 1)
-        export = ExportPackage.objects.filter(public_id=payload.get("e"), request=request).first()
-        if not counted or export is None:
-            raise RequestError(_("This package can no longer be downloaded: it expired or the download limit was reached."))
-        record_event(request, "export_downloaded", actor=Actor.subject(), data={"export": str(export.public_id), "count": export.download_count})
-    return export
+    return count_download({"public_id": payload.get("e")}, request=request, actor=Actor.subject())
 
 
 def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:

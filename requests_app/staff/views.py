@@ -567,7 +567,9 @@ def export_action(request: HttpRequest, public_id, action: str) -> HttpResponse:
             export_service.export_retry(export=export, actor=actor)
             messages.success(request, _("The export is being compiled again."))
         elif action == "release":
-            export_service.export_release(export=export, actor=actor)
+            export_service.export_release(
+                export=export, actor=actor, share_with_organisation=bool(request.POST.get("share_with_organisation"))
+            )
             messages.success(request, _("Released: the subject can download the package from their status page."))
         elif action == "upload":
             task = get_object_or_404(export.manual_tasks, pk=request.POST.get("task"))

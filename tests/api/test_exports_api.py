@@ -1,0 +1,65 @@
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+from requests_app.audit import Actor
+from requests_app.models import ExportPackage, PrivacyRequest
+from requests_app.services.exports import export_release
+from tests.api.conftest import client_with, key_for
+from tests.factories import staff_in_role
+
+URL = "/api/v1/requests/"
+BODY = {"rights": ["access"], "subject_name": "Ana Peeters", "subject_email": "ana@example.com",
+        "relationship": "end_user", "signature": "Ana Peeters"}
+ZIP = b"PK\x05\x06" + b"\x00" * 18  # an empty ZIP
+
+
+def released_export(api, *, share: bool, max_downloads: int = 5):
+    created = api.post(URL, BODY, format="json").json()
+    request = PrivacyRequest.objects.get(public_id=created["id"])
+    name = default_storage.save("exports/test/attempt-1.zip", ContentFile(ZIP))
+    export = ExportPackage.objects.create(
+        request=request, status="ready", storage_name=name, size=len(ZIP), sha256="0" * 64, max_downloads=max_downloads
+    )
+    export_release(export=export, actor=Actor.staff(staff_in_role("DPO", username="dpo1")), share_with_organisation=share)
+    return created["id"], export
+
+
+@pytest.mark.django_db
+def test_a_shared_package_is_listed_and_downloaded_with_an_audit_event(api):
+    request_id, export = released_export(api, share=True)
+    listed = api.get(f"{URL}{request_id}/exports/").json()
+    assert [item["id"] for item in listed] == [str(export.public_id)]
+    assert listed[0]["downloads_left"] == 5
+
+    response = api.get(f"{URL}{request_id}/exports/{export.public_id}/download/")
+    assert response.status_code == 200 and b"".join(response.streaming_content) == ZIP
+    export.refresh_from_db()
+    assert export.download_count == 1
+    assert export.request.events.get(action="export_downloaded").actor_kind == "organisation"
+
+
+@pytest.mark.django_db
+def test_a_package_not_shared_is_invisible(api):
+    request_id, export = released_export(api, share=False)
+    assert api.get(f"{URL}{request_id}/exports/").json() == []
+    assert api.get(f"{URL}{request_id}/exports/{export.public_id}/download/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_another_organisation_cannot_see_the_package(api, other_operator):
+    request_id, export = released_export(api, share=True)
+    theirs = client_with(key_for(other_operator))
+    assert theirs.get(f"{URL}{request_id}/exports/").status_code == 404
+    assert theirs.get(f"{URL}{request_id}/exports/{export.public_id}/download/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_download_limit_holds_over_the_api(api):
+    request_id, export = released_export(api, share=True, max_downloads=1)
+    url = f"{URL}{request_id}/exports/{export.public_id}/download/"
+    assert api.get(url).status_code == 200
+    refused = api.get(url)
+    assert refused.status_code == 410
+    assert "download limit" in refused.json()["detail"]
+    assert ExportPackage.objects.get(pk=export.pk).download_count == 1
