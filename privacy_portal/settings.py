@@ -269,6 +269,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "requests_app.tasks.send_daily_digest",
         "schedule": crontab(hour=env_int("DAILY_DIGEST_HOUR", 7), minute=0),
     },
+    "dispatch-due-webhooks": {
+        "task": "requests_app.tasks.dispatch_due_webhooks",
+        "schedule": timedelta(minutes=1),
+    },
+    "purge-idempotency-records": {
+        "task": "requests_app.tasks.purge_idempotency_records",
+        "schedule": timedelta(hours=1),
+    },
     "delete-expired-exports": {
         "task": "requests_app.tasks.delete_expired_exports",
         "schedule": timedelta(hours=1),
@@ -329,6 +337,11 @@ SMS_FILE_PATH = env_str("SMS_FILE_PATH", str(VAR_DIR / "sms"))
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "120/min")
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 64 * 1024)
 IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=env_int("IDEMPOTENCY_KEY_HOURS", 24))
+# Webhooks: retried with exponential backoff for this long, then failed and
+# the endpoint disabled. Plain http:// is for development only.
+WEBHOOK_RETRY_WINDOW = timedelta(hours=env_int("WEBHOOK_RETRY_HOURS", 24))
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
+WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", not PRODUCTION)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["requests_app.api.auth.OrganisationKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["requests_app.api.auth.HasOrganisationKey"],
