@@ -13,3 +13,18 @@ urlpatterns = [
     path("api/", include("requests_app.api.urls")),
     path("", include("requests_app.urls")),
 ]
+
+
+def page_not_found(request, exception):
+    """API clients get problem details; people get the HTML page."""
+    if request.path.startswith("/api/"):
+        from django.http import JsonResponse
+
+        body = {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "No such endpoint."}
+        return JsonResponse(body, status=404, content_type="application/problem+json")
+    from django.views.defaults import page_not_found as html_page_not_found
+
+    return html_page_not_found(request, exception)
+
+
+handler404 = page_not_found

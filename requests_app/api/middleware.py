@@ -15,7 +15,7 @@ def api_body_limit(get_response):
                 return JsonResponse(
                     {
                         "type": "about:blank",
-                        "title": "Payload too large",
+                        "title": "Content Too Large",
                         "status": 413,
                         "detail": f"The body is larger than {settings.API_MAX_BODY_BYTES} bytes.",
                     },

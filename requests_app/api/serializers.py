@@ -96,3 +96,17 @@ class ExportSerializer(serializers.Serializer):
 
     def get_downloads_left(self, export) -> int:
         return export.max_downloads - export.download_count
+
+
+class ProblemSerializer(serializers.Serializer):
+    """RFC 9457 problem details (application/problem+json)."""
+
+    type = serializers.CharField(default="about:blank")
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    errors = serializers.DictField(required=False, help_text="Field name to messages, for 400 validation errors.")
+
+
+class PingSerializer(serializers.Serializer):
+    organisation = serializers.CharField()

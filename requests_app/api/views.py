@@ -7,10 +7,10 @@ Refusals by the state machine are 409; errors are problem details.
 from django.core.files.storage import default_storage
 from django.db.models import Exists, OuterRef
 from django.http import FileResponse
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, pagination, status, viewsets
+from rest_framework.generics import get_object_or_404
 from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
@@ -23,19 +23,26 @@ from requests_app.models import Channel, ExportPackage, ExportStatus, PrivacyReq
 from requests_app.services import exports, handling, intake
 
 PROBLEM_RESPONSES = {
-    400: OpenApiResponse(description="Malformed JSON or invalid fields (problem details with `errors`)"),
-    401: OpenApiResponse(description="Missing, wrong, expired or revoked API key"),
-    403: OpenApiResponse(description="The key's scope does not allow this"),
-    404: OpenApiResponse(description="No such request for this organisation"),
-    409: OpenApiResponse(description="Not allowed in the request's state, or the same Idempotency-Key is in flight"),
-    413: OpenApiResponse(description="Body too large"),
-    422: OpenApiResponse(description="Idempotency-Key reused with another body"),
-    429: OpenApiResponse(description="Rate limit; see Retry-After"),
+    (code, "application/problem+json"): OpenApiResponse(response=serializers.ProblemSerializer, description=description)
+    for code, description in {
+        400: "Malformed JSON or invalid fields (problem details with `errors`)",
+        401: "Missing, wrong, expired or revoked API key",
+        403: "The key's scope does not allow this",
+        404: "No such request for this organisation",
+        409: "Not allowed in the request's state, or the same Idempotency-Key is in flight",
+        413: "Body too large",
+        422: "Idempotency-Key reused with another body",
+        429: "Rate limit; see Retry-After",
+    }.items()
 }
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
     description="Retry a POST safely: the same key and body returns the first answer.",
 )
+
+
+# Loose on purpose: a malformed id still reaches the view, which answers a 404 in problem details.
+UUID_PATTERN = "[0-9a-fA-F-]{36}"
 
 
 class RequestCursorPagination(pagination.CursorPagination):
@@ -53,7 +60,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     serializer_class = serializers.RequestSerializer
     pagination_class = RequestCursorPagination
     lookup_field = "public_id"
-    lookup_value_regex = "[0-9a-fA-F-]{36}"
+    lookup_value_regex = UUID_PATTERN
 
     def get_queryset(self):
         requests = PrivacyRequest.objects.filter(organisation=self.request.auth.organisation).prefetch_related("rights")
@@ -122,7 +129,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return Response(serializers.MessageSerializer(message).data, status=status.HTTP_201_CREATED)
 
 
-@extend_schema(responses={200: OpenApiResponse(description="The key works: {\"organisation\": name}"), **PROBLEM_RESPONSES})
+@extend_schema(responses={200: serializers.PingSerializer, **PROBLEM_RESPONSES})
 @api_view(["GET"])
 def ping(request):
     """Check an API key: answers with the organisation it belongs to."""
@@ -134,7 +141,7 @@ class ExportViewSet(viewsets.GenericViewSet):
 
     serializer_class = serializers.ExportSerializer
     lookup_field = "public_id"
-    lookup_value_regex = "[0-9a-fA-F-]{36}"
+    lookup_value_regex = UUID_PATTERN
 
     def privacy_request(self) -> PrivacyRequest:
         return get_object_or_404(
@@ -154,7 +161,13 @@ class ExportViewSet(viewsets.GenericViewSet):
         return Response(self.get_serializer(self.get_queryset(), many=True).data)
 
     @extend_schema(
-        responses={200: OpenApiResponse(description="The ZIP package (application/zip)"), 410: OpenApiResponse(description="Expired or download limit reached"), **PROBLEM_RESPONSES}
+        responses={
+            (200, "application/zip"): OpenApiResponse(description="The ZIP package"),
+            (410, "application/problem+json"): OpenApiResponse(
+                response=serializers.ProblemSerializer, description="Expired or download limit reached"
+            ),
+            **PROBLEM_RESPONSES,
+        }
     )
     @action(detail=True, methods=["get"])
     def download(self, request, request_public_id=None, public_id=None):

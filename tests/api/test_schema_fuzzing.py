@@ -1,0 +1,176 @@
+"""Schema-based fuzzing of the REST API (schemathesis): no 5xx, and answers as the schema documents them.
+
+The schema is the live one the app serves at /api/schema/, and every operation in it is
+fuzzed in-process through Django's WSGI application, once with a write-scope key and once
+with no key. Each operation gets its coverage cases plus `FUZZ_EXAMPLES` generated ones
+(positive and negative), so the whole file stays well under a minute in CI.
+
+Two schemathesis checks are off: `positive_data_acceptance` and `negative_data_rejection`.
+The schema cannot express the web form's rules that creation applies (a valid email, the
+details each right needs...), and a reused Idempotency-Key is rightly refused, so those two
+would only flag documented refusals. Every other check runs (no 5xx, status codes, content
+types, headers and bodies as documented, auth enforced, 405 for undeclared methods), and on
+top of them: every 4xx from an API route is problem details (errors.py); another
+organisation's request stays invisible; without a key every route is 401 (413 for a body
+over API_MAX_BODY_BYTES, refused before anything reads it).
+"""
+
+import os
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import schemathesis
+from django.conf import settings as django_settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.wsgi import get_wsgi_application
+from django.urls import Resolver404, resolve
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from requests_app.api.auth import OrganisationKeyThrottle
+from requests_app.audit import Actor
+from requests_app.models import ExportPackage, Status
+from requests_app.services.exports import export_release
+from tests.api.conftest import client_with, key_for
+from tests.factories import request_in_status, staff_in_role
+
+ZIP = b"PK\x05\x06" + b"\x00" * 18  # an empty ZIP
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "50"))
+FUZZ_SETTINGS = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+
+schema = schemathesis.openapi.from_wsgi(
+    "/api/schema/",
+    get_wsgi_application(),
+    config=schemathesis.Config.from_dict(
+        {"checks": {"positive_data_acceptance": {"enabled": False}, "negative_data_rejection": {"enabled": False}}}
+    ),
+)
+
+# Seeded ids: the operator's own requests and export, and another organisation's request.
+OWN: list[str] = []
+OTHERS: list[str] = []
+EXPORTS: list[str] = []
+
+# A body that files a request: fuzzed fields are laid over it so that creation also succeeds.
+VALID_CREATE = {
+    "rights": ["access"],
+    "subject_name": "Ana Peeters",
+    "subject_email": "ana@example.com",
+    "relationship": "end_user",
+    "signature": "Ana Peeters",
+}
+
+
+@schema.hook
+def flatmap_path_parameters(context, path_parameters):
+    """Aim at real requests and exports too, not only at random ids."""
+    if not path_parameters or not OWN:
+        return st.just(path_parameters)
+    if "request_public_id" in path_parameters:  # /requests/{request_public_id}/exports/{public_id}/...
+        seeded = {"request_public_id": OWN + OTHERS, "public_id": EXPORTS}
+    else:  # /requests/{public_id}/...
+        seeded = {"public_id": OWN + OTHERS}
+    return st.fixed_dictionaries(
+        {name: st.sampled_from([value, *seeded.get(name, [])]) for name, value in path_parameters.items()}
+    )
+
+
+@schema.hook
+def flatmap_body(context, body):
+    if context.operation.label != "POST /api/v1/requests/" or not isinstance(body, dict) or not body:
+        return st.just(body)
+    overlay = st.sets(st.sampled_from(sorted(body, key=repr))).map(
+        lambda keys: {**VALID_CREATE, **{key: body[key] for key in keys}}
+    )
+    return st.one_of(st.just(body), overlay)
+
+
+def is_api_route(response) -> bool:
+    try:
+        resolve(unquote(urlsplit(response.request.url).path))
+    except Resolver404:
+        return False
+    return True
+
+
+def assert_problem_details(response):
+    """A 4xx from an API route is RFC 9457 problem details with the same status."""
+    if response.status_code < 400 or not is_api_route(response):
+        # A path the router does not match (e.g. a public_id that breaks its pattern) is Django's plain 404.
+        assert response.status_code < 400 or response.status_code == 404, response.status_code
+        return
+    assert response.headers.get("content-type", [""])[0].startswith("application/problem+json"), response.headers
+    body = response.json()
+    assert body["status"] == response.status_code and body["title"] and "detail" in body, body
+
+
+def shared_export(request) -> str:
+    """A released package shared with the organisation, downloadable three times."""
+    name = default_storage.save("exports/fuzz/attempt-1.zip", ContentFile(ZIP))
+    export = ExportPackage.objects.create(
+        request=request, status="ready", storage_name=name, size=len(ZIP), sha256="0" * 64, max_downloads=3
+    )
+    dpo = staff_in_role("DPO", username="fuzz-dpo")
+    export_release(export=export, actor=Actor.staff(dpo), share_with_organisation=True)
+    return str(export.public_id)
+
+
+@pytest.fixture
+def write_key(operator, other_operator, monkeypatch):
+    # The per-key budget (120/min) would turn most of the run into 429s.
+    monkeypatch.setattr(OrganisationKeyThrottle, "THROTTLE_RATES", {"organisation_key": "1000000/min"})
+    own = [request_in_status(status, organisation=operator) for status in (Status.NEW, Status.AWAITING_SUBJECT)]
+    theirs = request_in_status(Status.NEW, organisation=other_operator)
+    OWN[:] = [str(request.public_id) for request in own]
+    OTHERS[:] = [str(theirs.public_id)]
+    EXPORTS[:] = [shared_export(own[0])]
+    yield key_for(operator, scope="write")
+    for ids in (OWN, OTHERS, EXPORTS):
+        ids.clear()
+    theirs.refresh_from_db()
+    assert theirs.status == Status.NEW and not theirs.messages.exists(), "another organisation's request was changed"
+
+
+# WSGI requests go through the real handler, which closes the connection after each request:
+# they need a transactional test (data committed, flushed after the test).
+@schema.parametrize()
+@FUZZ_SETTINGS
+@pytest.mark.django_db(transaction=True)
+def test_fuzz_with_a_write_key_finds_no_server_error(case, write_key):
+    response = case.call_and_validate(headers={"Authorization": f"Api-Key {write_key}"})
+    assert_problem_details(response)
+    if OTHERS[0] in (case.path_parameters or {}).values():
+        # Invisible: never served nor acted on, nor refused for its state (409/410).
+        assert not 200 <= response.status_code < 300 and response.status_code not in (409, 410), response.status_code
+
+
+@schema.parametrize()
+@FUZZ_SETTINGS
+@pytest.mark.django_db(transaction=True)
+def test_fuzz_without_a_key_is_always_401(case):
+    response = case.call_and_validate()
+    assert_problem_details(response)
+    if is_api_route(response):
+        if len(response.request.body or b"") > django_settings.API_MAX_BODY_BYTES:
+            assert response.status_code == 413
+            return
+        assert response.status_code == 401, (response.status_code, response.text[:300])
+        assert response.headers.get("www-authenticate") == ["Api-Key"]
+
+
+@pytest.mark.parametrize("path", ["{id}/exports/", "{id}/exports/{id}/download/"])
+@pytest.mark.django_db
+def test_a_request_id_that_is_not_a_uuid_is_a_404_not_a_500(operator, path):
+    """The route's pattern lets through 36 hex digits without dashes: found by the fuzzing above."""
+    api = client_with(key_for(operator))
+    api.raise_request_exception = False
+    response = api.get("/api/v1/requests/" + path.format(id="0" * 36))
+    assert response.status_code == 404, response.status_code
+    assert response["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/", "/api/redoc/"])
+@pytest.mark.django_db
+def test_the_schema_and_docs_need_no_key(client, path):
+    assert client.get(path).status_code == 200
