@@ -39,6 +39,7 @@ Privacy Portal is running (Ctrl-C to stop).
                   auditor / demo-auditor-password
                   two-factor code: {PYTHON} manage.py totp_code dpo   (or handler, auditor)
   Admin:          {site}/admin/   (the same accounts and codes; the DPO sees everything)
+  API docs:       {site}/api/docs/  (keys are issued in the admin: Organisation API keys)
   Emails:         written to {ROOT / 'var' / 'mail'} (open the newest file for the verification link)
   Worker + beat:  running on the filesystem broker in var/celery/
 """,
