@@ -117,7 +117,7 @@ def send_deadline_alert(notification: SentNotification) -> bool:
             "due_on": datetime.date.fromisoformat(due_on),
             "overdue": threshold == "overdue",
             "days_left": deadlines.days_left(datetime.date.fromisoformat(due_on), timezone.localdate()),
-            "request_url": absolute_url(reverse("admin:requests_app_privacyrequest_change", args=[request.pk])),
+            "request_url": staff_request_url(request),
         }
         template = "deadline-escalation" if threshold == "overdue" else "deadline-reminder"
         render_email(template, context, to=deadline_alert_recipients(request), language=settings.LANGUAGE_CODE).send()

@@ -728,7 +728,9 @@ class SourceSystem(models.Model):
     connection_env = models.CharField(
         max_length=100,
         blank=True,
-        help_text=_("Environment variable holding the secret: the full database URL (SQL) or the API token (HTTP)."),
+        help_text=_(
+            "Environment variable (named SOURCE_...) holding the secret: the full database URL (SQL) or the API token (HTTP)."
+        ),
     )
     http_auth_header = models.CharField(max_length=100, blank=True, default="Authorization")
     owner = models.ForeignKey(
@@ -813,8 +815,18 @@ class ExportKind(models.TextChoices):
     PORTABILITY = "portability", _("Portability (Art. 20)")
 
 
+class ExportPackageQuerySet(models.QuerySet):
+    def downloadable(self):
+        """Released packages still inside their expiry and download limit."""
+        return self.filter(
+            status=ExportStatus.RELEASED, expires_at__gt=timezone.now(), download_count__lt=models.F("max_downloads")
+        )
+
+
 class ExportPackage(models.Model):
     """A ZIP of a subject's data compiled from the source systems, and its delivery."""
+
+    objects = ExportPackageQuerySet.as_manager()
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="exports")

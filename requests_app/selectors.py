@@ -494,15 +494,7 @@ def export_previews(export) -> list[dict]:
 
 def downloadable_exports(request: PrivacyRequest) -> list:
     """Released packages the subject can still download."""
-    from django.db.models import F as F_
-
-    from requests_app.models import ExportStatus
-
-    exports = list(
-        request.exports.filter(
-            status=ExportStatus.RELEASED, expires_at__gt=timezone.now(), download_count__lt=F_("max_downloads")
-        )
-    )
+    exports = list(request.exports.downloadable())
     for export in exports:
         export.downloads_left = export.max_downloads - export.download_count
     return exports

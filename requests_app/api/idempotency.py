@@ -7,10 +7,12 @@ The claim is a row created before the work, unique per organisation and key.
 A 5xx answer is not stored, so the client may retry it.
 """
 
+import datetime
 import functools
 import hashlib
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from rest_framework import status
 from rest_framework.response import Response
 
@@ -18,6 +20,8 @@ from requests_app.api.errors import PROBLEM, problem
 from requests_app.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
+# Longer than any request may take (gunicorn's timeout is far shorter).
+ABANDONED_AFTER = datetime.timedelta(minutes=5)
 
 
 def idempotent(view_method):
@@ -30,6 +34,10 @@ def idempotent(view_method):
             return problem(status.HTTP_400_BAD_REQUEST, f"{HEADER} is longer than 255 characters.")
         organisation = request.auth.organisation
         fingerprint = hashlib.sha256(b"\n".join([request.method.encode(), request.path.encode(), request.body])).hexdigest()
+        # A claim left unfinished this long belongs to a worker that died: let the retry through.
+        IdempotencyRecord.objects.filter(
+            organisation=organisation, key=key, status_code__isnull=True, created_at__lt=timezone.now() - ABANDONED_AFTER
+        ).delete()
         try:
             with transaction.atomic():
                 record = IdempotencyRecord.objects.create(organisation=organisation, key=key, fingerprint=fingerprint)

@@ -7,9 +7,9 @@ Refusals by the state machine are 409; errors are problem details.
 from django.core.files.storage import default_storage
 from django.db.models import Exists, OuterRef
 from django.http import FileResponse
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, pagination, status, viewsets
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import get_object_or_404
 from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
@@ -19,7 +19,7 @@ from requests_app.api.idempotency import idempotent
 from requests_app.audit import Actor
 from requests_app.api.errors import problem
 from requests_app.lifecycle import RequestError
-from requests_app.models import Channel, ExportPackage, ExportStatus, PrivacyRequest, RequestedRight
+from requests_app.models import APIKeyScope, Channel, ExportPackage, ExportStatus, PrivacyRequest, RequestedRight
 from requests_app.services import exports, handling, intake
 
 PROBLEM_RESPONSES = {
@@ -149,16 +149,14 @@ class ExportViewSet(viewsets.GenericViewSet):
         )
 
     def get_queryset(self):
+        # Released and shared; whether it can still be downloaded is the download's answer (410).
         return ExportPackage.objects.filter(
-            request=self.privacy_request(),
-            status=ExportStatus.RELEASED,
-            shared_with_organisation=True,
-            expires_at__gt=timezone.now(),
+            request=self.privacy_request(), status=ExportStatus.RELEASED, shared_with_organisation=True
         )
 
     @extend_schema(responses={200: serializers.ExportSerializer(many=True), **PROBLEM_RESPONSES})
     def list(self, request, request_public_id=None):
-        return Response(self.get_serializer(self.get_queryset(), many=True).data)
+        return Response(self.get_serializer(self.get_queryset().downloadable(), many=True).data)
 
     @extend_schema(
         responses={
@@ -171,7 +169,9 @@ class ExportViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["get"])
     def download(self, request, request_public_id=None, public_id=None):
-        """Stream the package; each download counts against its limit and is audited."""
+        """Stream the package (a key with the write scope); each download counts against its limit and is audited."""
+        if request.auth.scope != APIKeyScope.WRITE:
+            raise PermissionDenied("Downloading a subject's data needs a key with the write scope.")
         export = self.get_object()
         try:
             export = exports.count_download(

@@ -76,7 +76,8 @@ def start_pause(request: PrivacyRequest, *, actor: Actor, reason: str) -> ClockP
     )
     PrivacyRequest.objects.filter(pk=request.pk).update(next_alert_on=None, next_alert_key="")
     request.next_alert_on, request.next_alert_key = None, ""
-    record_event(request, "clock_paused", actor=actor, note=reason, data={"due_on": str(request.due_on)})
+    # The reason stays on the pause: staff text may name people, and the chain is never purged.
+    record_event(request, "clock_paused", actor=actor, data={"due_on": str(request.due_on), "pause": pause.id})
     return pause
 
 
@@ -165,11 +166,7 @@ def request_extend(*, request: PrivacyRequest, actor: Actor, reason: str) -> Pri
         )
         refresh_deadline(locked)
         record_event(
-            locked,
-            "deadline_extended",
-            actor=actor,
-            note=reason,
-            data={"from": str(previous_due_on), "to": str(locked.due_on)},
+            locked, "deadline_extended", actor=actor, data={"from": str(previous_due_on), "to": str(locked.due_on)}
         )
         if locked.subject_email:
             transaction.on_commit(lambda: tasks.send_extension_email.delay(locked.id))

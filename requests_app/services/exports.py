@@ -138,7 +138,7 @@ def compile_export(*, export_id: int) -> str | None:
     os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)
     # A run killed mid-way leaves its work files behind: they hold personal
     # data, so the next attempt removes them before it starts.
-    remove_work_files(export, keep_attempt=None)
+    remove_work_files(export)
     path = os.path.join(settings.EXPORT_WORK_DIR, f"{work_file_prefix(export)}{attempt}.zip")
     current_source = ""
 
@@ -215,12 +215,10 @@ def work_file_prefix(export: ExportPackage) -> str:
     return f"{export.public_id}-attempt-"
 
 
-def remove_work_files(export: ExportPackage, *, keep_attempt: int | None) -> None:
+def remove_work_files(export: ExportPackage) -> None:
     """Delete this export's files in EXPORT_WORK_DIR (a dead run's partial ZIPs)."""
-    keep = f"{work_file_prefix(export)}{keep_attempt}." if keep_attempt else None
     for path in Path(settings.EXPORT_WORK_DIR).glob(f"{work_file_prefix(export)}*"):
-        if keep is None or not path.name.startswith(keep):
-            path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
 
 
 def remove_stale_work_files(*, older_than: datetime.timedelta) -> int:
@@ -311,8 +309,11 @@ def export_release(*, export: ExportPackage, actor: Actor, share_with_organisati
         webhooks.emit(locked.request, webhooks.WebhookEvent.EXPORT_READY, {"export": str(locked.public_id)})
         if password:
             phone = locked.request.identities.filter(kind=IdentityKind.PHONE, verified_at__isnull=False).values_list("value", flat=True).first()
-            sms.send(phone, _("Privacy Portal: the password for the data package of request %(reference)s is %(password)s")
-                     % {"reference": locked.request.reference, "password": password})
+            text = _("Privacy Portal: the password for the data package of request %(reference)s is %(password)s") % {
+                "reference": locked.request.reference, "password": password,
+            }
+            # Only once the release is committed: never a password for a release that did not happen.
+            transaction.on_commit(lambda: sms.send(phone, text))
         transaction.on_commit(lambda: tasks.send_export_ready_email.delay(locked.id))
     return locked
 
@@ -327,13 +328,11 @@ def count_download(export_filter: dict, *, request: PrivacyRequest, actor: Actor
     The count is a conditional update, so the limit holds under concurrent downloads.
     """
     with transaction.atomic():
-        counted = ExportPackage.objects.filter(
-            **export_filter,
-            request=request,
-            status=ExportStatus.RELEASED,
-            expires_at__gt=timezone.now(),
-            download_count__lt=F("max_downloads"),
-        ).update(download_count=F("download_count") + 1)
+        counted = (
+            ExportPackage.objects.downloadable()
+            .filter(**export_filter, request=request)
+            .update(download_count=F("download_count") + 1)
+        )
         export = ExportPackage.objects.filter(**export_filter, request=request).first()
         if not counted or export is None:
             raise RequestError(_("This package can no longer be downloaded: it expired or the download limit was reached."))
@@ -367,8 +366,9 @@ def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:
     count = 0
     for export in expired:
         with transaction.atomic():
+            manifest = {key: value for key, value in export.manifest.items() if key != "identities_searched"}
             if not ExportPackage.objects.filter(pk=export.pk, status=export.status).update(
-                status=ExportStatus.EXPIRED, pending_password=""
+                status=ExportStatus.EXPIRED, pending_password="", manifest=manifest
             ):
                 continue
             record_event(export.request, "export_deleted", actor=Actor.system(), data={"export": str(export.public_id)})

@@ -276,7 +276,7 @@ class BulkResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def bulk_apply(requests, action, *, actor: Actor) -> BulkResult:
+def bulk_apply(requests, action) -> BulkResult:
     """Apply `action(request)` to each request in its own transaction.
 
     One refusal (a state that does not allow it, a role that may not) skips

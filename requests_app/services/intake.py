@@ -90,8 +90,8 @@ def request_submit(
     email verification and the verification email is queued on commit. A
     request recorded by staff (email, post, phone) or filed by an organisation
     over the API starts as new, and its routing is queued: the controller
-    received it directly. With `identities_asserted`, the organisation vouches
-    for the identifiers it sent: they are recorded as verified by it.
+    received it directly. With `identities_asserted`, the identifiers are
+    recorded as asserted by the organisation; staff still verify them.
     """
     now = timezone.now()
     received_at = received_at or now
@@ -128,7 +128,9 @@ def request_submit(
             (IdentityKind.CUSTOMER_REFERENCE, customer_reference),
             (IdentityKind.IP_ADDRESS, ip_address),
         ]
-        asserted = {"verified_at": now, "verification_method": VerificationMethod.ASSERTED_BY_ORGANISATION}
+        # The organisation's word is recorded, but only staff verification lets
+        # an identifier be searched for in the source systems.
+        asserted = {"verification_method": VerificationMethod.ASSERTED_BY_ORGANISATION}
         SubjectIdentity.objects.bulk_create(
             SubjectIdentity(request=request, kind=kind, value=value, **(asserted if identities_asserted else {}))
             for kind, value in identities

@@ -69,55 +69,65 @@ def backoff(attempts: int) -> datetime.timedelta:
 
 
 def deliver(*, delivery_id: int) -> bool:
-    """Try to send one delivery now. Safe to run twice: the row is locked and its state checked.
+    """Try to send one delivery now. Safe to run twice. Returns whether this call delivered it.
 
-    Returns whether it was delivered by this call.
+    The attempt is claimed in a short transaction that moves `next_attempt_at`
+    on (a lease: no other run takes it meanwhile); the HTTP call runs outside
+    any transaction, so a slow endpoint holds no database lock; the outcome
+    is recorded in a second short transaction.
     """
+    now = timezone.now()
     with transaction.atomic():
         delivery = (
-            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("endpoint")
             .filter(pk=delivery_id, status=DeliveryStatus.PENDING)
             .first()
         )
-        if delivery is None or (delivery.next_attempt_at and delivery.next_attempt_at > timezone.now()):
+        if delivery is None or (delivery.next_attempt_at and delivery.next_attempt_at > now):
             return False
-        endpoint = delivery.endpoint
-        body = json.dumps(
-            {"id": str(delivery.public_id), "type": delivery.event, "created_at": delivery.created_at.isoformat(), "data": delivery.payload},
-            separators=(",", ":"),
-        ).encode()
-        timestamp = int(time.time())
+        if not delivery.endpoint.active:
+            delivery.status, delivery.next_attempt_at, delivery.last_error = DeliveryStatus.FAILED, None, "endpoint disabled"
+            delivery.save(update_fields=["status", "next_attempt_at", "last_error"])
+            return False
         delivery.attempts += 1
-        try:
-            check_url(endpoint.url)
-            response = requests.post(
-                endpoint.url,
-                data=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "User-Agent": "PrivacyPortal-Webhooks/1",
-                    "Webhook-Id": str(delivery.public_id),
-                    "Webhook-Signature": sign(endpoint.secret, timestamp, body),
-                },
-                timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-                allow_redirects=False,
-            )
-            delivery.last_status_code, delivery.last_error = response.status_code, ""
-            ok = 200 <= response.status_code < 300
-        except (requests.RequestException, ValidationError) as error:
-            delivery.last_status_code, delivery.last_error = None, f"{type(error).__name__}"[:300]
-            ok = False
+        delivery.next_attempt_at = now + backoff(delivery.attempts)
+        delivery.save(update_fields=["attempts", "next_attempt_at"])
 
+    endpoint = delivery.endpoint
+    body = json.dumps(
+        {"id": str(delivery.public_id), "type": delivery.event, "created_at": delivery.created_at.isoformat(), "data": delivery.payload},
+        separators=(",", ":"),
+    ).encode()
+    status_code, error = None, ""
+    try:
+        check_url(endpoint.url)
+        response = requests.post(
+            endpoint.url,
+            data=body,
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "PrivacyPortal-Webhooks/1",
+                "Webhook-Id": str(delivery.public_id),
+                "Webhook-Signature": sign(endpoint.secret, int(time.time()), body),
+            },
+            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+            allow_redirects=False,
+        )
+        status_code = response.status_code
+    except (requests.RequestException, ValidationError) as failure:
+        error = type(failure).__name__
+    ok = status_code is not None and 200 <= status_code < 300
+
+    with transaction.atomic():
+        outcome = {"last_status_code": status_code, "last_error": error[:300]}
         if ok:
-            delivery.status, delivery.delivered_at, delivery.next_attempt_at = DeliveryStatus.DELIVERED, timezone.now(), None
+            outcome.update(status=DeliveryStatus.DELIVERED, delivered_at=timezone.now(), next_attempt_at=None)
         elif timezone.now() - delivery.created_at >= settings.WEBHOOK_RETRY_WINDOW:
-            delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
+            outcome.update(status=DeliveryStatus.FAILED, next_attempt_at=None)
             _disable(endpoint)
-        else:
-            delivery.next_attempt_at = timezone.now() + backoff(delivery.attempts)
-        delivery.save()
-    logger.info("webhook %s attempt %s: %s", delivery.public_id, delivery.attempts, delivery.status)
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(**outcome)
+    logger.info("webhook %s attempt %s: %s", delivery.public_id, delivery.attempts, outcome.get("status", "retry"))
     return ok
 
 

@@ -24,10 +24,17 @@ def mask_value(value):
     return MASK + str(value)[-2:]
 
 
+# Only variables named for sources can be read: an inventory entry must not be
+# able to send the app's own secrets (SECRET_KEY, DATABASE_URL) to a source.
+SOURCE_ENV_PREFIX = "SOURCE_"
+
+
 def secret_from_env(source) -> str:
     """The secret (database URL, API token) named by the source's `connection_env`."""
     if not source.connection_env:
         return ""
+    if not source.connection_env.startswith(SOURCE_ENV_PREFIX):
+        raise SourceError(f"{source.slug}: secret variables must be named {SOURCE_ENV_PREFIX}...")
     value = os.environ.get(source.connection_env)
     if value is None:
         raise SourceError(f"{source.slug}: the environment variable {source.connection_env} is not set")

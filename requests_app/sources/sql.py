@@ -38,10 +38,10 @@ def _engine(url: str) -> sqlalchemy.Engine:
 
 
 def _describe(error: Exception) -> str:
-    """A short description of a database error, without the SQL or its parameters."""
+    """The kind of a database error (class and SQLSTATE): its text may quote the subject's data."""
     original = getattr(error, "orig", None) or error
-    first_line = str(original).strip().splitlines()[0] if str(original).strip() else ""
-    return f"{type(original).__name__}: {first_line[:200]}"
+    code = getattr(original, "pgcode", None)
+    return f"{type(original).__name__}" + (f" (SQLSTATE {code})" if code else "")
 
 
 class SQLConnector:
@@ -154,8 +154,9 @@ class SQLConnector:
                 output, errors = child.stdout.read(), child.stderr.read()
                 child.wait()
                 if child.returncode != 0:
-                    last_line = errors.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-                    raise SourceError(f"{self.source.slug}: the CSV copy failed ({last_line[0][:200]})")
+                    # Its traceback may quote data: only the exception's class is kept.
+                    last_line = (errors.decode(errors="replace").strip().splitlines()[-1:] or ["?"])[0]
+                    raise SourceError(f"{self.source.slug}: the CSV copy failed ({last_line.split(':')[0][:80]})")
             raw.rollback()
             return rows, json.loads(output)
         except Exception as error:  # psycopg2 errors are not SQLAlchemy's

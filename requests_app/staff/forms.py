@@ -23,6 +23,7 @@ from requests_app.models import (
     VerificationMethod,
 )
 from requests_app.selectors import SORTS, QueueFilters
+from requests_app.sources.base import SOURCE_ENV_PREFIX
 
 
 def assignable_users():
@@ -250,6 +251,9 @@ class SourceSystemForm(forms.ModelForm):
             self.add_error("connection_url", _("An HTTP source needs its base URL."))
         if connector == ConnectorKind.MANUAL and not cleaned.get("owner"):
             self.add_error("owner", _("A manual source needs the staff member who uploads its extracts."))
+        env = cleaned.get("connection_env") or ""
+        if env and not env.startswith(SOURCE_ENV_PREFIX):
+            self.add_error("connection_env", _("Name the variable %(prefix)s..., e.g. %(prefix)sBILLING_DB_URL.") % {"prefix": SOURCE_ENV_PREFIX})
         if "@" in (cleaned.get("connection_url") or "") and ":" in (cleaned.get("connection_url") or "").split("@")[0].split("//")[-1]:
             self.add_error("connection_url", _("Put passwords in the environment variable, never in the inventory."))
         return cleaned

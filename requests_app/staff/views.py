@@ -217,7 +217,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
     else:
         apply = lambda r: handling.request_transition(request=r, actor=actor, name=action, expected_status=r.status)  # noqa: E731
 
-    result = handling.bulk_apply(targets.iterator(chunk_size=500), apply, actor=actor)
+    result = handling.bulk_apply(targets.iterator(chunk_size=500), apply)
     if result.done:
         messages.success(request, _("Done for %(count)s requests.") % {"count": len(result.done)})
     for reference, reason in result.skipped[:20]:
@@ -630,8 +630,8 @@ def webhook_redeliver(request: HttpRequest, public_id) -> HttpResponse:
     if not delivery.endpoint.active:
         messages.error(request, _("The endpoint is disabled: re-activate it first."))
         return redirect("staff:webhooks")
-    webhook_service.redeliver(delivery=delivery)
     with transaction.atomic():
+        webhook_service.redeliver(delivery=delivery)
         record_event(None, "webhook_redelivered", actor=Actor.staff(request.user), data={"delivery": str(delivery.public_id)})
     messages.success(request, _("Queued for delivery again."))
     return redirect("staff:webhooks")

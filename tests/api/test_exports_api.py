@@ -63,3 +63,12 @@ def test_the_download_limit_holds_over_the_api(api):
     assert refused.status_code == 410
     assert "download limit" in refused.json()["detail"]
     assert ExportPackage.objects.get(pk=export.pk).download_count == 1
+
+
+@pytest.mark.django_db
+def test_a_read_key_cannot_download_a_subjects_data(api, operator):
+    request_id, export = released_export(api, share=True)
+    reader = client_with(key_for(operator, scope="read"))
+    assert len(reader.get(f"{URL}{request_id}/exports/").json()) == 1
+    assert reader.get(f"{URL}{request_id}/exports/{export.public_id}/download/").status_code == 403
+    assert ExportPackage.objects.get(pk=export.pk).download_count == 0

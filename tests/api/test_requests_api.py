@@ -32,7 +32,8 @@ def test_an_organisation_files_a_request_with_asserted_identities(api, operator)
     assert body["reference"] == request.reference and body["rights"] == ["access", "erasure"]
     assert body["due_on"] == request.due_on.isoformat()
     phone = request.identities.get(kind=IdentityKind.PHONE)
-    assert phone.is_verified and phone.verification_method == VerificationMethod.ASSERTED_BY_ORGANISATION
+    # Asserted, not verified: only staff verification makes it searchable in source systems.
+    assert not phone.is_verified and phone.verification_method == VerificationMethod.ASSERTED_BY_ORGANISATION
     event = request.events.get(action="submitted")
     assert (event.actor_kind, event.actor_label) == ("organisation", "organisation Mobile Operator SA")
 

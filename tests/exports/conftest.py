@@ -165,9 +165,9 @@ class FakePartnerAPI:
 
 @pytest.fixture
 def partner_api(monkeypatch):
-    """A running partner API whose token is in PARTNER_API_TOKEN."""
+    """A running partner API whose token is in SOURCE_PARTNER_API_TOKEN."""
     token = "partner-token-9f8e7d"
-    monkeypatch.setenv("PARTNER_API_TOKEN", token)
+    monkeypatch.setenv("SOURCE_PARTNER_API_TOKEN", token)
     with FakePartnerAPI(token) as api:
         yield api
 

@@ -92,8 +92,8 @@ def postgres_backend(pg_sources, monkeypatch):
     with contextlib.closing(pg_connect()) as connection:
         insert_calls(connection, "%s")
     # As deployed: the full database URL is a secret in the environment.
-    monkeypatch.setenv("CONTRACT_PG_URL", pg_sources)
-    return make_source("billing-pg", ConnectorKind.SQL, env="CONTRACT_PG_URL")
+    monkeypatch.setenv("SOURCE_CONTRACT_PG_URL", pg_sources)
+    return make_source("billing-pg", ConnectorKind.SQL, env="SOURCE_CONTRACT_PG_URL")
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def http_backend(partner_api):
     for call in CALLS:
         partner_api.records.setdefault(call["caller"], []).append(call)
     return make_source(
-        "partner-api", ConnectorKind.HTTP, url=partner_api.base_url, env="PARTNER_API_TOKEN",
+        "partner-api", ConnectorKind.HTTP, url=partner_api.base_url, env="SOURCE_PARTNER_API_TOKEN",
         query="/subscribers/{identity}/calls",
     )
 
@@ -176,7 +176,7 @@ def test_http_connector_follows_next_links_and_sends_the_token_on_every_page(htt
 
 def test_http_connector_sends_the_token_in_a_custom_header_without_bearer(partner_api):
     source, category = make_source("partner-api", ConnectorKind.HTTP, url=partner_api.base_url,
-                                   env="PARTNER_API_TOKEN", query="/subscribers/{identity}/calls")
+                                   env="SOURCE_PARTNER_API_TOKEN", query="/subscribers/{identity}/calls")
     source.http_auth_header = "X-Api-Key"
     connector = connector_for(source)
     assert connector.session.headers["X-Api-Key"] == "partner-token-9f8e7d"
@@ -308,22 +308,22 @@ def assert_source_error(source, category, identities=(ALICE,), match=""):
 
 
 def test_http_connection_refused_is_a_source_error(monkeypatch):
-    monkeypatch.setenv("PARTNER_API_TOKEN", "anything")
+    monkeypatch.setenv("SOURCE_PARTNER_API_TOKEN", "anything")
     source, category = make_source("partner-down", ConnectorKind.HTTP, url=f"http://127.0.0.1:{closed_port()}/api/",
-                                   env="PARTNER_API_TOKEN", query="/subscribers/{identity}/calls")
+                                   env="SOURCE_PARTNER_API_TOKEN", query="/subscribers/{identity}/calls")
     assert_source_error(source, category, match="connection failed")
 
 
 def test_sql_connection_refused_is_a_source_error_without_the_password(monkeypatch):
-    monkeypatch.setenv("DOWN_DB_URL", "postgres://reader:s3cret-pw@127.0.0.1:1/sources")
-    source, category = make_source("cdr-down", ConnectorKind.SQL, env="DOWN_DB_URL")
+    monkeypatch.setenv("SOURCE_DOWN_DB_URL", "postgres://reader:s3cret-pw@127.0.0.1:1/sources")
+    source, category = make_source("cdr-down", ConnectorKind.SQL, env="SOURCE_DOWN_DB_URL")
     message = assert_source_error(source, category, match="OperationalError")
     assert "s3cret-pw" not in message
 
 
 def test_sql_copy_path_connection_refused_is_a_source_error(monkeypatch, tmp_path):
-    monkeypatch.setenv("DOWN_DB_URL", "postgres://reader:s3cret-pw@127.0.0.1:1/sources")
-    source, category = make_source("cdr-down", ConnectorKind.SQL, env="DOWN_DB_URL")
+    monkeypatch.setenv("SOURCE_DOWN_DB_URL", "postgres://reader:s3cret-pw@127.0.0.1:1/sources")
+    source, category = make_source("cdr-down", ConnectorKind.SQL, env="SOURCE_DOWN_DB_URL")
     with pytest.raises(SourceError, match=r"^cdr-down: ") as caught:
         run_copy_export(connector_for(source), category, [ALICE], tmp_path)
     assert "s3cret-pw" not in str(caught.value)
@@ -332,7 +332,9 @@ def test_sql_copy_path_connection_refused_is_a_source_error(monkeypatch, tmp_pat
 def test_sql_missing_table_is_a_source_error(sqlite_backend):
     source, category = sqlite_backend
     category.query = "SELECT * FROM no_such_table WHERE caller IN :identities"
-    assert_source_error(source, category, match="no_such_table")
+    message = assert_source_error(source, category)
+    # The kind of error only: database messages can quote the subject's data.
+    assert message.split(": ", 1)[1] in ("OperationalError", "UndefinedTable (SQLSTATE 42P01)")
 
 
 def test_a_failed_query_gives_its_database_connection_back(sqlite_backend):
@@ -362,7 +364,7 @@ def test_a_fully_read_stream_gives_its_database_connection_back(sqlite_backend):
 
 def test_http_bad_credentials_are_a_source_error(http_backend, monkeypatch):
     source, category = http_backend
-    monkeypatch.setenv("PARTNER_API_TOKEN", "wrong-token")
+    monkeypatch.setenv("SOURCE_PARTNER_API_TOKEN", "wrong-token")
     assert_source_error(source, category, match="credentials refused (HTTP 401)")
 
 
@@ -380,12 +382,12 @@ def test_http_error_on_a_later_page_is_a_source_error(http_backend, partner_api)
 
 @pytest.mark.parametrize("connector", [ConnectorKind.HTTP, ConnectorKind.SQL])
 def test_a_missing_environment_variable_is_a_source_error_naming_it(connector, monkeypatch):
-    monkeypatch.delenv("UNSET_SOURCE_SECRET", raising=False)
-    source, category = make_source("needs-secret", connector, url="http://127.0.0.1:9/api/", env="UNSET_SOURCE_SECRET")
+    monkeypatch.delenv("SOURCE_UNSET_SECRET", raising=False)
+    source, category = make_source("needs-secret", connector, url="http://127.0.0.1:9/api/", env="SOURCE_UNSET_SECRET")
     with pytest.raises(SourceError) as caught:
         connector_for(source)
     assert str(caught.value).startswith("needs-secret:")
-    assert "UNSET_SOURCE_SECRET" in str(caught.value)
+    assert "SOURCE_UNSET_SECRET" in str(caught.value)
 
 
 def test_http_timeout_is_a_source_error(http_backend, partner_api, monkeypatch):

@@ -181,7 +181,7 @@ def dpo(db):
     return UserFactory(username="dpo-exports", is_superuser=True)
 
 
-def test_encrypted_package_opens_only_with_the_password_texted_at_release(demo_sources, dpo):
+def test_encrypted_package_opens_only_with_the_password_texted_at_release(demo_sources, dpo, django_capture_on_commit_callbacks):
     backend, url, request = demo_sources
     export = compiled(request, encrypt=True)
     assert export.encrypted and export.pending_password
@@ -194,7 +194,8 @@ def test_encrypted_package_opens_only_with_the_password_texted_at_release(demo_s
     with open_package(export, password="not-the-password") as package, pytest.raises(RuntimeError):
         package.read("manifest.json")
 
-    export_release(export=export, actor=Actor.staff(dpo))
+    with django_capture_on_commit_callbacks(execute=True):  # the text goes once the release commits
+        export_release(export=export, actor=Actor.staff(dpo))
 
     assert len(LocmemBackend.outbox) == 1
     phone, text = LocmemBackend.outbox[0]

@@ -166,7 +166,6 @@ def test_bulk_apply_skips_refusals_and_keeps_the_rest(dpo):
     result = handling.bulk_apply(
         [*startable, done],
         lambda r: handling.request_transition(request=r, actor=Actor.staff(dpo), name="start_work", expected_status=r.status),
-        actor=Actor.staff(dpo),
     )
     assert result.done == [r.reference for r in startable]
     assert [reference for reference, _ in result.skipped] == [done.reference]

@@ -7,7 +7,7 @@ from tests.factories import request_in_status, staff_in_role
 
 SOURCE = {
     "name": "Billing", "slug": "billing", "active": "on", "connector": "sql", "identity_kind": "phone",
-    "connection_env": "BILLING_DB_URL", "purposes": "Billing calls", "legal_basis": "contract",
+    "connection_env": "SOURCE_BILLING_DB_URL", "purposes": "Billing calls", "legal_basis": "contract",
     "retention": "7 years", "origin": "Our network", "http_auth_header": "Authorization",
 }
 
