@@ -11,6 +11,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("requests/", views.queue, name="queue"),
     path("requests/bulk/", views.bulk, name="bulk"),
+    path("requests/search/", views.queue_search, name="queue_search"),
     path("requests/<str:reference>/", views.request_detail, name="request"),
     path("requests/<str:reference>/export/", views.export_start, name="export_start"),
     path("requests/<str:reference>/<str:action>/", views.request_action, name="request_action"),

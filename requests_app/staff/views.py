@@ -6,6 +6,7 @@ turn a RequestError into a message (NotAllowed into a 403).
 """
 
 import functools
+import secrets
 from urllib.parse import urlencode
 
 import segno
@@ -167,9 +168,42 @@ class KnownCountPaginator(Paginator):
         return self._known_count
 
 
+SEARCHES_KEPT = 20
+
+
+def queue_filters(request: HttpRequest, query) -> selectors.QueueFilters:
+    """The filters in `query`. A search is kept in the session and named in the
+    query by an opaque token, so names, emails and phone numbers never reach a URL
+    (access logs, browser history)."""
+    if "q" in query:
+        # Search text in a URL is refused rather than dropped: dropping it would
+        # widen the list, and a bulk action on "everything matching".
+        return selectors.QueueFilters(invalid=True)
+    data = query.copy()
+    data["q"] = request.session.get("queue_searches", {}).get(query.get("search", ""), "")
+    return forms.QueueFilterForm(data).filters()
+
+
+@staff_view
+@require_POST
+def queue_search(request: HttpRequest) -> HttpResponse:
+    """Keep the search text in the session and show the queue with its token."""
+    query = _query_dict(request.POST.get("query", "")).copy()
+    for name in ("search", "q", "page"):
+        query.pop(name, None)
+    text = request.POST.get("q", "").strip()[:200]
+    if text:
+        searches = request.session.get("queue_searches", {})
+        token = secrets.token_urlsafe(8)
+        searches = {**dict(list(searches.items())[-(SEARCHES_KEPT - 1):]), token: text}
+        request.session["queue_searches"] = searches
+        query["search"] = token
+    return redirect(f"{reverse('staff:queue')}?{query.urlencode()}")
+
+
 @staff_view
 def queue(request: HttpRequest) -> HttpResponse:
-    filters = forms.QueueFilterForm(request.GET).filters()
+    filters = queue_filters(request, request.GET)
     if filters.invalid:
         messages.error(request, _("A filter value is not valid, so nothing matches. Clear the filters to start again."))
     facets, total = selectors.queue_facets(filters, user=request.user)
@@ -183,6 +217,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         "page": page,
         "total": total,
         "query": query.urlencode(),
+        "search_token": request.GET.get("search", ""),
         "bulk_form": forms.BulkForm(),
         "can_bulk": roles.role_of(request.user) in (roles.DPO, roles.HANDLER),
     }
@@ -202,7 +237,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
         return redirect(back)
 
     if form.cleaned_data["everything"]:
-        filters = forms.QueueFilterForm(_query_dict(request.POST.get("query", ""))).filters()
+        filters = queue_filters(request, _query_dict(request.POST.get("query", "")))
         targets = selectors.queue_queryset(filters, user=request.user)
     else:
         targets = PrivacyRequest.objects.filter(reference__in=form.cleaned_data["references"]).order_by("reference")

@@ -303,16 +303,33 @@ SEARCHES = [
 @pytest.mark.parametrize(("what", "q", "expected"), SEARCHES, ids=[s[0] for s in SEARCHES])
 @pytest.mark.django_db
 def test_search(dpo_client, people, what, q, expected):
-    response = dpo_client.get(QUEUE, {"q": q(people)})
+    response = search(dpo_client, q(people))
     assert listed(response) == [people[expected].reference]
     assert shown_total(response) == 1
 
 
+def search(client, text, query=""):
+    """Search as the page does: the text is posted and kept in the session, the URL carries a token."""
+    response = client.post(reverse("staff:queue_search"), {"q": text, "query": query}, follow=True)
+    final_url = response.redirect_chain[-1][0]
+    assert text not in final_url and "search=" in final_url
+    return response
+
+
 @pytest.mark.django_db
 def test_a_search_that_matches_nothing_shows_nothing(dpo_client, people):
-    response = dpo_client.get(QUEUE, {"q": "nobody@example.com"})
+    response = search(dpo_client, "nobody@example.com")
     assert listed(response) == []
     assert "Nothing here." in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_search_text_never_reaches_a_url_and_is_kept_with_the_filters(dpo_client, people):
+    response = search(dpo_client, "0475 12 34 56", query="scope=all")
+    url = response.redirect_chain[-1][0]
+    assert "scope=all" in url and "0475" not in url
+    # A search text typed into the URL is refused: it matches nothing, never everything.
+    assert shown_total(dpo_client.get(QUEUE, {"q": "nobody@example.com"})) == 0
 
 
 # --- Pagination and query count -----------------------------------------------------
@@ -447,7 +464,11 @@ def test_bulk_action_on_everything_matching_the_filter(dpo_client):
 def test_bulk_everything_with_a_search_acts_on_the_matches_only(dpo_client):
     ana = make(subject_email="ana@example.com")
     bob = make(subject_email="bob@example.com")
-    bulk(dpo_client, action="start_identity_check", everything="on", query="q=ana%40example.com")
+    token_query = search(dpo_client, "ana@example.com").redirect_chain[-1][0].split("?", 1)[1]
+    bulk(dpo_client, action="start_identity_check", everything="on", query=token_query)
+    assert statuses(ana, bob) == [Status.IDENTITY_CHECK, Status.NEW]
+    # The old form, search text in the query, acts on nothing.
+    bulk(dpo_client, action="start_work", everything="on", query="q=bob%40example.com")
     assert statuses(ana, bob) == [Status.IDENTITY_CHECK, Status.NEW]
 
 
