@@ -34,6 +34,14 @@ class StaleRequest(RequestError):
     """The request changed since the person acting on it last saw it."""
 
 
+def stale(reference: str, status: str) -> StaleRequest:
+    """The refusal for someone acting on a request that moved on since they loaded it."""
+    return StaleRequest(
+        _("Request %(reference)s has changed since you loaded it (it is now %(status)s). Reload and try again.")
+        % {"reference": reference, "status": Status(status).label}
+    )
+
+
 class NotAllowed(RequestError):
     """The actor's role does not permit the action. Views answer 403."""
 
@@ -111,10 +119,7 @@ def transition(
     with transaction.atomic():
         current = PrivacyRequest.objects.select_for_update().values_list("status", flat=True).get(pk=request.pk)
         if expected_status is not None and current != expected_status:
-            raise StaleRequest(
-                _("Request %(reference)s has changed since you loaded it (it is now %(status)s). Reload and try again.")
-                % {"reference": request.reference, "status": Status(current).label}
-            )
+            raise stale(request.reference, current)
         if current not in spec.sources:
             raise IllegalTransition(
                 _("A request that is %(status)s cannot be moved to %(target)s.")

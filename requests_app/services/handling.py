@@ -100,10 +100,7 @@ def _locked_for_work(request: PrivacyRequest, actor: Actor, expected_status: str
     locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
     roles.require_can_work(actor, locked)
     if expected_status is not None and locked.status != expected_status:
-        raise lifecycle.StaleRequest(
-            _("Request %(reference)s has changed since you loaded it (it is now %(status)s). Reload and try again.")
-            % {"reference": locked.reference, "status": locked.get_status_display()}
-        )
+        raise lifecycle.stale(locked.reference, locked.status)
     return locked
 
 
