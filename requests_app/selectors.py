@@ -3,6 +3,7 @@
 import datetime
 import re
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import phonenumbers
@@ -294,27 +295,38 @@ def queue_facets(filters: QueueFilters, *, user, today: datetime.date | None = N
 
 
 def _count_with_grouping_sets(parts: list, active: list[str]) -> tuple[dict, int]:
-    """PostgreSQL: one pass over all parts, one grouping set per facet, each counted with the other filters.
+    """PostgreSQL: per part one pass, one grouping set per facet, each counted with the other filters.
 
     Each part's rows carry the facet columns, a match_<facet> flag per active
     filter, and `n`: how many requests the row stands for (1 for a request).
+    Several parts (open requests, closed totals) are counted at the same time
+    on their own connections, one core each, unless a transaction is open
+    (another connection would not see its rows).
     """
-    columns = list(FACET_COLUMNS.values())
+    queries = [query for query in (_grouping_sets_query(part, active) for part in parts) if query]
+    if len(queries) > 1 and not connection.in_atomic_block:
+        with ThreadPoolExecutor(max_workers=len(queries) - 1) as pool:
+            others = [pool.submit(_run_on_own_connection, query) for query in queries[1:]]
+            results = [_run_grouping_sets(queries[0]), *(future.result() for future in others)]
+    else:
+        results = [_run_grouping_sets(query) for query in queries]
     column_counts = {facet: Counter() for facet in FACETS}
+    total = 0
+    for counts, part_total in results:
+        for facet in FACETS:
+            column_counts[facet].update(counts[facet])
+        total += part_total
+    return column_counts, total
+
+
+def _grouping_sets_query(part, active: list[str]) -> tuple[str, list] | None:
+    columns = list(FACET_COLUMNS.values())
     wanted = [*columns, *(f"match_{facet}" for facet in active), "n"]
-    selects, params = [], []
-    for index, part in enumerate(parts):
-        try:
-            # order_by(): the model's default ordering would sort every row for nothing.
-            part_sql, part_params = part.values(*wanted).order_by().query.sql_with_params()
-        except EmptyResultSet:  # this part matches nothing (an unreadable filter value)
-            continue
-        # By name, not position: the parts come from different models.
-        selects.append(f"SELECT {', '.join(wanted)} FROM ({part_sql}) AS part{index}")
-        params.extend(part_params)
-    if not selects:
-        return column_counts, 0
-    sql = " UNION ALL ".join(selects)
+    try:
+        # order_by(): the model's default ordering would sort every row for nothing.
+        sql, params = part.values(*wanted).order_by().query.sql_with_params()
+    except EmptyResultSet:  # this part matches nothing (an unreadable filter value)
+        return None
 
     def count_with_others(facet: str | None) -> str:
         others = [f"match_{other}" for other in active if other != facet]
@@ -326,10 +338,16 @@ def _count_with_grouping_sets(parts: list, active: list[str]) -> tuple[dict, int
         f"SELECT {', '.join(columns)}, GROUPING({', '.join(columns)}), {counts}, {count_with_others(None)} "
         f"FROM ({sql}) AS base GROUP BY GROUPING SETS ({', '.join(f'({c})' for c in columns)}, ())"
     )
-    total = 0
+    return query, list(params)
+
+
+def _run_grouping_sets(query: tuple[str, list]) -> tuple[dict, int]:
+    columns = list(FACET_COLUMNS.values())
     width = len(columns)
+    column_counts = {facet: Counter() for facet in FACETS}
+    total = 0
     with connection.cursor() as cursor:
-        cursor.execute(query, params)
+        cursor.execute(*query)
         for row in cursor.fetchall():
             grouping, facet_counts = row[width], row[width + 1 : width + 1 + len(FACETS)]
             if grouping == (1 << width) - 1:  # the () set: everything
@@ -340,6 +358,14 @@ def _count_with_grouping_sets(parts: list, active: list[str]) -> tuple[dict, int
                 if grouping == ((1 << width) - 1) ^ (1 << (width - 1 - position)):
                     column_counts[facet][row[position]] += facet_counts[index]
     return column_counts, total
+
+
+def _run_on_own_connection(query: tuple[str, list]) -> tuple[dict, int]:
+    """In a worker thread: Django gives the thread its own connection, closed when done."""
+    try:
+        return _run_grouping_sets(query)
+    finally:
+        connection.close()
 
 
 def _count_by_combination(parts: list, active: list[str]) -> tuple[dict, int]:

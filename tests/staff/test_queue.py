@@ -670,3 +670,27 @@ def test_rebuilding_the_closed_totals_matches_the_running_ones(dpo):
     rebuild_closed_counts()
     rebuilt = sorted(ClosedRequestCount.objects.values_list("status", "regime", "channel", "assignee_key", "organisation_key", "rights_mask", "count"))
     assert running == rebuilt and len(rebuilt) == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_counting_open_and_closed_requests_in_parallel_gives_the_same_counts(dpo, mixed, monkeypatch):
+    """Outside a transaction, the open requests and the closed totals are counted on two connections at once."""
+    from requests_app import selectors
+    from requests_app.lifecycle import rebuild_closed_counts
+    from requests_app.staff.forms import QueueFilterForm
+
+    rebuild_closed_counts()
+    request_in_status(Status.WITHDRAWN)
+    threaded = []
+    real_run = selectors._run_on_own_connection
+    monkeypatch.setattr(selectors, "_run_on_own_connection", lambda query: threaded.append(1) or real_run(query))
+    for query in ({"scope": "all"}, {"scope": "all", "regime": "gdpr", "assignee": "me"}):
+        filters = QueueFilterForm(query).filters()
+        parallel = selectors.queue_facets(filters, user=dpo)
+        with monkeypatch.context() as patch:
+            patch.setattr(selectors, "_use_closed_totals", lambda filters, closed: False)
+            scanned = selectors.queue_facets(filters, user=dpo)
+        assert parallel == scanned
+        assert parallel[1] > 0
+    assert len(threaded) == 2  # the closed totals really were counted on the second connection
