@@ -337,60 +337,51 @@ def _assign(r, form, actor, post):
     )
 
 
-# action name: (takes a form, service call, success message)
+# action name: (service call, success message). An action takes a form when FORM_SLOTS has one for it.
 ACTIONS = {
-    "assign": (True, _assign, gettext_lazy("Assignment saved.")),
+    "assign": (_assign, gettext_lazy("Assignment saved.")),
     "message": (
-        True,
         lambda r, f, a, p: handling.message_send(request=r, actor=a, body=f.cleaned_data["body"], subject=f.cleaned_data["subject"]),
         gettext_lazy("Message sent to the subject."),
     ),
     "request_information": (
-        True,
         lambda r, f, a, p: handling.request_information(request=r, actor=a, body=f.cleaned_data["body"], expected_status=p["expected_status"]),
         gettext_lazy("Information requested; the clock is paused."),
     ),
     "verify_identity": (
-        True,
         lambda r, f, a, p: handling.identity_verify(
             request=r, actor=a, identity_ids=f.cleaned_data["identities"], method=f.cleaned_data["method"], expected_status=p["expected_status"]
         ),
         gettext_lazy("Identity verification recorded."),
     ),
     "extend": (
-        True,
         lambda r, f, a, p: deadline_service.request_extend(request=r, actor=a, reason=f.cleaned_data["reason"]),
         gettext_lazy("Deadline extended; the subject has been told."),
     ),
     "pause": (
-        True,
         lambda r, f, a, p: deadline_service.clock_pause(request=r, actor=a, reason=f.cleaned_data["reason"]),
         gettext_lazy("Clock paused."),
     ),
-    "resume": (False, lambda r, f, a, p: deadline_service.clock_resume(request=r, actor=a), gettext_lazy("Clock resumed.")),
+    "resume": (lambda r, f, a, p: deadline_service.clock_resume(request=r, actor=a), gettext_lazy("Clock resumed.")),
     "start_identity_check": (
-        False,
         lambda r, f, a, p: handling.request_transition(request=r, actor=a, name="start_identity_check", expected_status=p["expected_status"]),
         gettext_lazy("Identity check started."),
     ),
     "start_work": (
-        False,
         lambda r, f, a, p: handling.request_transition(request=r, actor=a, name="start_work", expected_status=p["expected_status"]),
         gettext_lazy("Work started."),
     ),
     "complete": (
-        True,
         lambda r, f, a, p: handling.request_complete(request=r, actor=a, letter=f.cleaned_data["letter"], expected_status=p["expected_status"]),
         gettext_lazy("Request completed; the letter has been sent."),
     ),
     "reject": (
-        True,
         lambda r, f, a, p: handling.request_reject(
             request=r, actor=a, ground=f.cleaned_data["ground"], explanation=f.cleaned_data["explanation"], expected_status=p["expected_status"]
         ),
         gettext_lazy("Request rejected; the letter has been sent."),
     ),
-    "note": (True, lambda r, f, a, p: handling.note_add(request=r, actor=a, body=f.cleaned_data["body"]), gettext_lazy("Note added.")),
+    "note": (lambda r, f, a, p: handling.note_add(request=r, actor=a, body=f.cleaned_data["body"]), gettext_lazy("Note added.")),
 }
 
 
@@ -403,8 +394,9 @@ def request_action(request: HttpRequest, reference: str, action: str) -> HttpRes
         return HttpResponse(status=404)
     if not roles.can_work(request.user, privacy_request):
         raise PermissionDenied(_("You may not act on this request."))
-    has_form, call, success = ACTIONS[action]
-    form = _action_form(_form_slot(action), privacy_request, request.POST) if has_form else None
+    call, success = ACTIONS[action]
+    slot = _form_slot(action)
+    form = _action_form(slot, privacy_request, request.POST) if slot in FORM_SLOTS else None
     if form is not None and not form.is_valid():
         context = _request_context(request, privacy_request)
         context["forms"][_form_slot(action)] = form
