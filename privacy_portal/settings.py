@@ -330,6 +330,16 @@ EXPORT_TASK_TIME_LIMIT = env_int("EXPORT_TASK_TIME_LIMIT", 3000)
 # The demo source systems (seed_demo) live in their own database, not the app's.
 DEMO_SOURCES_URL = env_str("DEMO_SOURCES_URL", f"sqlite:///{VAR_DIR / 'demo_sources.sqlite3'}")
 
+# Erasure by anonymisation replaces some fields with a keyed hash: the key
+# must outlive SECRET_KEY rotations, or the same person would get a new pseudonym.
+ANONYMISATION_KEY = env_str("ANONYMISATION_KEY")
+if not ANONYMISATION_KEY:
+    if PRODUCTION:
+        raise ImproperlyConfigured("ANONYMISATION_KEY (or ANONYMISATION_KEY_FILE) must be set in production")
+    ANONYMISATION_KEY = "dev-only-anonymisation-key"
+# A source action whose worker died is taken over once it has been quiet this long.
+SOURCE_ACTION_TIME_LIMIT = env_int("SOURCE_ACTION_TIME_LIMIT_SECONDS", 6 * 3600)
+
 SMS_BACKEND = env_str("SMS_BACKEND", "requests_app.sms.FileBackend")
 SMS_FILE_PATH = env_str("SMS_FILE_PATH", str(VAR_DIR / "sms"))
 

@@ -8,6 +8,8 @@ import secrets
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Upper
 from django.utils import timezone
@@ -692,6 +694,24 @@ class LegalBasis(models.TextChoices):
     LEGITIMATE_INTERESTS = "legitimate_interests", _("Legitimate interests (Art. 6(1)(f))")
 
 
+# Inventory names end up in SQL statements (quoted), so only plain identifiers are accepted.
+validate_sql_name = RegexValidator(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$", _("Use a plain name: letters, digits and underscores.")
+)
+
+
+def validate_restriction_list(value: str) -> None:
+    if value and not value.startswith("/"):
+        validate_sql_name(value)
+        if "." not in value:
+            raise ValidationError(_("SQL: give table.column; HTTP: a path starting with /."))
+
+
+class EraseMethod(models.TextChoices):
+    DELETE = "delete", _("Delete the rows")
+    ANONYMISE = "anonymise", _("Anonymise the fields listed with an erasure strategy")
+
+
 class ConnectorKind(models.TextChoices):
     SQL = "sql", _("SQL database")
     HTTP = "http", _("HTTP JSON API")
@@ -733,6 +753,15 @@ class SourceSystem(models.Model):
         ),
     )
     http_auth_header = models.CharField(max_length=100, blank=True, default="Authorization")
+    restriction_list = models.CharField(
+        max_length=200,
+        blank=True,
+        validators=[validate_restriction_list],
+        help_text=_(
+            "Where a restricted person's identifier is recorded. SQL: table.column to insert it into. "
+            "HTTP: a path to POST {\"identity\": ...} to. Empty: restriction uses the categories' flags only."
+        ),
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -770,6 +799,31 @@ class SourceCategory(models.Model):
     portable = models.BooleanField(
         default=True, help_text=_("Provided by the subject or observed from their use (Art. 20): part of a portability export.")
     )
+    # How erasure, rectification and restriction reach the rows (see sources/actions.py).
+    table = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_sql_name],
+        help_text=_("SQL: the table holding the category's rows, changed by erasure, rectification and restriction."),
+    )
+    identity_field = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_sql_name],
+        help_text=_("SQL: the column holding the identifier the source is searched by, e.g. caller."),
+    )
+    record_key = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text=_("HTTP: the record field that names one record; records are changed at <path>/<key>."),
+    )
+    erase_method = models.CharField(max_length=16, choices=EraseMethod, default=EraseMethod.DELETE)
+    restriction_flag = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_sql_name],
+        help_text=_("A boolean field set to true to restrict processing of the rows. Empty: none."),
+    )
 
     class Meta:
         ordering = ["source", "slug"]
@@ -791,7 +845,13 @@ class Recipient(models.Model):
     country = models.CharField(max_length=100)
     third_country = models.BooleanField(default=False, help_text=_("Outside the EU/EEA."))
     safeguards = models.TextField(blank=True, help_text=_("E.g. EU standard contractual clauses."))
-    notification_email = models.EmailField(blank=True)
+    notification_email = models.EmailField(
+        blank=True, help_text=_("Art. 19: where rectifications, erasures and restrictions are notified.")
+    )
+    notification_webhook_url = models.URLField(
+        max_length=500, blank=True, help_text=_("Art. 19: or an HTTPS URL that receives a signed JSON notice.")
+    )
+    webhook_secret = models.CharField(max_length=100, default=new_webhook_secret, editable=False)
 
     class Meta:
         ordering = ["source", "name"]
@@ -878,3 +938,208 @@ class ManualTask(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["export", "source"], name="one_manual_task_per_source")]
+
+
+# --- Acting on rights: erasure, rectification, restriction (Art. 16-19, 21) --
+
+
+class FieldType(models.TextChoices):
+    TEXT = "text", _("Text")
+    INTEGER = "integer", _("Whole number")
+    DECIMAL = "decimal", _("Decimal number")
+    DATE = "date", _("Date")
+    DATETIME = "datetime", _("Date and time")
+    BOOLEAN = "boolean", _("Yes/no")
+    EMAIL = "email", _("Email address")
+    PHONE = "phone", _("Phone number")
+
+
+class EraseStrategy(models.TextChoices):
+    KEEP = "keep", _("Keep (not personal once the rest is anonymised)")
+    NULL = "null", _("Empty it (NULL)")
+    FIXED = "fixed", _("Replace with a fixed text")
+    HASH = "hash", _("Replace with a keyed hash (same input, same output)")
+
+
+class SourceField(models.Model):
+    """A field of a category: its type, for validating rectifications, and how erasure anonymises it."""
+
+    category = models.ForeignKey(SourceCategory, on_delete=models.CASCADE, related_name="fields")
+    name = models.CharField(max_length=100, validators=[validate_sql_name])
+    type = models.CharField(max_length=16, choices=FieldType, default=FieldType.TEXT)
+    erase_strategy = models.CharField(max_length=8, choices=EraseStrategy, default=EraseStrategy.KEEP)
+    fixed_text = models.CharField(max_length=200, blank=True, help_text=_("For the fixed-text strategy."))
+    rectifiable = models.BooleanField(default=True, help_text=_("Staff may correct this field on a rectification."))
+
+    class Meta:
+        ordering = ["category", "name"]
+        constraints = [models.UniqueConstraint(fields=["category", "name"], name="unique_field_per_category")]
+
+    def __str__(self) -> str:
+        return f"{self.category}.{self.name}"
+
+
+class ErasureException(models.TextChoices):
+    """The grounds of Art. 17(3) a carrier relies on to keep data after an erasure request."""
+
+    LEGAL_OBLIGATION = "legal_obligation", _("Compliance with a legal obligation (Art. 17(3)(b))")
+    PUBLIC_HEALTH = "public_health", _("Public interest in public health (Art. 17(3)(c))")
+    ARCHIVING = "archiving", _("Archiving, research or statistics (Art. 17(3)(d))")
+    LEGAL_CLAIMS = "legal_claims", _("Establishment, exercise or defence of legal claims (Art. 17(3)(e))")
+
+
+class LegalHold(models.Model):
+    """Data that must be kept despite an erasure request: a whole source, or one of its categories."""
+
+    source = models.ForeignKey(SourceSystem, on_delete=models.CASCADE, related_name="legal_holds")
+    category = models.ForeignKey(
+        SourceCategory, null=True, blank=True, on_delete=models.CASCADE, related_name="legal_holds",
+        help_text=_("Empty: every category of the source."),
+    )
+    ground = models.CharField(max_length=32, choices=ErasureException)
+    basis = models.TextField(
+        help_text=_("The law or claim, in words the subject understands, e.g. 'Belgian telecom law requires call records for 12 months'.")
+    )
+    until = models.DateField(help_text=_("The hold ends at the end of this day."))
+
+    class Meta:
+        ordering = ["source", "category", "until"]
+
+    def __str__(self) -> str:
+        return f"{self.category or self.source}: {self.get_ground_display()} until {self.until}"
+
+
+class ActionKind(models.TextChoices):
+    ERASE = "erase", _("Erasure")
+    RECTIFY = "rectify", _("Rectification")
+    RESTRICT = "restrict", _("Restriction")
+
+
+class ActionStatus(models.TextChoices):
+    PLANNED = "planned", _("Planned: dry run needed")
+    DRY_RUNNING = "dry_running", _("Dry run in progress")
+    AWAITING_APPROVAL = "awaiting_approval", _("Dry run ready: awaiting approval")
+    APPROVED = "approved", _("Approved")
+    RUNNING = "running", _("Executing")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
+    STALE = "stale", _("Source changed since the dry run")
+    MANUAL = "manual", _("Waiting for the system owner")
+
+
+class SourceAction(models.Model):
+    """One erasure, rectification or restriction of a request's data in one source system.
+
+    planned -> (dry run) -> awaiting_approval -> approved -> running -> done,
+    or failed (retry runs it again) or stale (the source changed since the dry
+    run: run it again and approve anew). Manual sources wait for their owner.
+    """
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="source_actions")
+    source = models.ForeignKey(SourceSystem, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=16, choices=ActionKind)
+    status = models.CharField(max_length=24, choices=ActionStatus, default=ActionStatus.PLANNED)
+    # Per category: {"category", "rows", "fields", "held": {...} or null}, and the rows' fingerprint.
+    dry_run = models.JSONField(default=dict, blank=True)
+    dry_run_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    approved_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    progress = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    done_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text=_("Manual sources: the owner who confirmed the change."),
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["source__name", "kind"]
+        constraints = [models.UniqueConstraint(fields=["request", "source", "kind"], name="one_action_per_source_and_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} in {self.source_id} for {self.request_id}"
+
+
+class RectificationChange(models.Model):
+    """A corrected value staff decided on for one field of one category (Art. 16)."""
+
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="rectification_changes")
+    category = models.ForeignKey(SourceCategory, on_delete=models.PROTECT, related_name="+")
+    field = models.CharField(max_length=100)
+    value = models.TextField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["category", "field"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "category", "field"], name="one_change_per_request_field")
+        ]
+
+
+class NoticeStatus(models.TextChoices):
+    PENDING = "pending", _("To send once the actions are done")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Failed")
+    WAIVED = "waived", _("Not sent: impossible or disproportionate")
+
+
+class WaiverReason(models.TextChoices):
+    IMPOSSIBLE = "impossible", _("Impossible")
+    DISPROPORTIONATE = "disproportionate", _("Disproportionate effort")
+
+
+class RecipientNotice(models.Model):
+    """Art. 19: telling a recipient of a source's data about the request's changes there."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="recipient_notices")
+    recipient = models.ForeignKey(Recipient, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=16, choices=NoticeStatus, default=NoticeStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    waiver_reason = models.CharField(max_length=16, choices=WaiverReason, blank=True)
+    waiver_note = models.TextField(blank=True)
+    waived_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    waived_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["recipient__name"]
+        constraints = [models.UniqueConstraint(fields=["request", "recipient"], name="one_notice_per_recipient")]
+
+
+class SuppressionPurpose(models.Model):
+    """A use of personal data people can opt out of (e.g. marketing emails), with its suppression list."""
+
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SuppressionEntry(models.Model):
+    """An identifier that must not be used for a purpose: added by an objection, a consent
+    withdrawal or a limit-use request. Kept after the request is purged: that is its point."""
+
+    purpose = models.ForeignKey(SuppressionPurpose, on_delete=models.PROTECT, related_name="entries")
+    kind = models.CharField(max_length=32, choices=IdentityKind)
+    value = models.CharField(max_length=254)
+    right = models.CharField(max_length=32, choices=RequestType)
+    request = models.ForeignKey(PrivacyRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="suppressions")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["purpose", "kind", "value"], name="unique_suppression")]
+        indexes = [models.Index(fields=["purpose", "created_at", "id"], name="suppression_purpose_time_idx")]

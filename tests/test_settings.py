@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_manage(*args, **env):
-    clean_env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS", "DEBUG")}
+    clean_env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", "ANONYMISATION_KEY")}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -28,6 +28,7 @@ def run_manage(*args, **env):
         ({"ALLOWED_HOSTS": "privacy.example.com"}, "SECRET_KEY"),
         ({"SECRET_KEY": "k" * 60}, "ALLOWED_HOSTS"),
         ({"SECRET_KEY": "k" * 60, "ALLOWED_HOSTS": "x.example", "DEBUG": "true"}, "DEBUG must be off"),
+        ({"SECRET_KEY": "k" * 60, "ALLOWED_HOSTS": "x.example"}, "ANONYMISATION_KEY"),
     ],
 )
 def test_production_refuses_to_start_without_its_secrets(env, message):
@@ -45,6 +46,7 @@ def test_check_deploy_is_clean_in_production():
         PRODUCTION="true",
         SECRET_KEY="a-long-random-production-secret-" + "x9Q2" * 10,
         ALLOWED_HOSTS="privacy.example.com",
+        ANONYMISATION_KEY="a-long-random-anonymisation-key-" + "p3W8" * 10,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -55,7 +57,7 @@ def test_secrets_can_come_from_files(tmp_path):
     secret_file.write_text("from-a-file-" + "z" * 50 + "\n")
     result = run_manage(
         "shell", "-c", "from django.conf import settings; print(settings.SECRET_KEY)",
-        PRODUCTION="true", SECRET_KEY_FILE=str(secret_file), ALLOWED_HOSTS="x.example",
+        PRODUCTION="true", SECRET_KEY_FILE=str(secret_file), ALLOWED_HOSTS="x.example", ANONYMISATION_KEY="a" * 50,
     )
     assert result.stdout.strip().splitlines()[-1] == "from-a-file-" + "z" * 50
 

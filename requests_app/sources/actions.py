@@ -1,0 +1,183 @@
+"""What erasure, rectification and restriction ask of a connector, and the parts every connector shares.
+
+A connector that can act on its rows has two methods:
+
+    preview(plan) -> {"categories": [{"category", "rows", "fields"}], "list_entries", "fingerprint"}
+        Counts what `plan` would change, changing nothing (the dry run).
+    apply(plan, fingerprint, on_progress) -> {"categories": [...], "list_entries"}
+        Makes the change, first checking that the rows still have the
+        dry run's fingerprint (StaleDryRun otherwise).
+
+"rows" are the rows matched (deleted, or updated), "fields" the field values
+that change. Applying twice changes nothing the second time: a deleted row
+is gone, an anonymised or corrected value is already what it would be set
+to, a keyed hash is not hashed again, a flag already set stays set, and a
+restriction-list entry is added once.
+"""
+
+import datetime
+import decimal
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import phonenumbers
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.utils.crypto import salted_hmac
+from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.translation import gettext as _
+
+from requests_app.models import ActionKind, EraseMethod, EraseStrategy, FieldType
+from requests_app.sources.base import SourceError
+
+HASH_PREFIX = "anon:"
+
+
+class StaleDryRun(SourceError):
+    """The source's rows changed since the dry run: its counts no longer describe what would happen."""
+
+
+@dataclass
+class CategoryWork:
+    """One category's part of an action: the anonymised fields (erasure) or corrected values (rectification)."""
+
+    category: object
+    anonymise: dict = field(default_factory=dict)  # field name -> SourceField (erasure by anonymisation)
+    changes: dict = field(default_factory=dict)  # field name -> typed new value (rectification)
+
+    @property
+    def deletes(self) -> bool:
+        return self.category.erase_method == EraseMethod.DELETE
+
+
+@dataclass
+class ActionPlan:
+    kind: str
+    identities: list[str]
+    categories: list[CategoryWork]
+    restriction_list: str = ""  # the source's list, for restriction
+
+
+def keyed_hash(value):
+    """A stable pseudonym for `value`: the same input gives the same output, and it cannot be reversed
+    without the key (ANONYMISATION_KEY). Hashing a pseudonym again leaves it as it is."""
+    if value is None:
+        return None
+    text = str(value)
+    if text.startswith(HASH_PREFIX):
+        return text
+    return HASH_PREFIX + salted_hmac("requests_app.anonymise", text, secret=settings.ANONYMISATION_KEY, algorithm="sha256").hexdigest()[:32]
+
+
+def anonymised(source_field, value):
+    """The value a field takes when its row is anonymised."""
+    strategy = source_field.erase_strategy
+    if strategy == EraseStrategy.NULL:
+        return None
+    if strategy == EraseStrategy.FIXED:
+        return source_field.fixed_text
+    if strategy == EraseStrategy.HASH:
+        return keyed_hash(value)
+    return value
+
+
+def differs(old, new) -> bool:
+    """Whether setting a field from `old` to `new` changes it (databases may hand back text for dates and numbers)."""
+    if old is None or new is None:
+        return (old is None) != (new is None)
+    return old != new and str(old) != str(new)
+
+
+def new_values(work: CategoryWork, kind: str, row: dict) -> dict:
+    """The fields of `row` that the action sets, with their new values (empty for a deletion)."""
+    if kind == ActionKind.ERASE:
+        return {name: anonymised(rule, row.get(name)) for name, rule in work.anonymise.items()}
+    if kind == ActionKind.RECTIFY:
+        return dict(work.changes)
+    if kind == ActionKind.RESTRICT and work.category.restriction_flag:
+        return {work.category.restriction_flag: True}
+    return {}
+
+
+def changed_fields(work: CategoryWork, kind: str, row: dict) -> int:
+    """How many of the row's field values the action changes."""
+    if kind == ActionKind.ERASE and work.deletes:
+        return len(row)
+    return sum(differs(row.get(name), value) for name, value in new_values(work, kind, row).items())
+
+
+class Fingerprint:
+    """An order-independent digest of rows: the sum of their hashes, so a source may return them in any order."""
+
+    MODULUS = 2**256
+
+    def __init__(self):
+        self.total = 0
+        self.count = 0
+
+    def add(self, row: dict) -> None:
+        encoded = json.dumps(row, sort_keys=True, default=str).encode()
+        self.total = (self.total + int.from_bytes(hashlib.sha256(encoded).digest(), "big")) % self.MODULUS
+        self.count += 1
+
+    def hexdigest(self) -> str:
+        return f"{self.count}:{self.total:064x}"
+
+
+# --- Rectification values, checked against the field's type ---------------
+
+
+def typed_value(field_type: str, text: str):
+    """The corrected value as the field's type, or ValidationError saying what is wrong."""
+    text = text.strip()
+    if field_type == FieldType.INTEGER:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValidationError(_("Enter a whole number.")) from None
+    if field_type == FieldType.DECIMAL:
+        try:
+            number = decimal.Decimal(text)
+        except decimal.InvalidOperation:
+            raise ValidationError(_("Enter a number, e.g. 12.50.")) from None
+        if not number.is_finite():
+            raise ValidationError(_("Enter a number, e.g. 12.50."))
+        return number
+    if field_type == FieldType.DATE:
+        try:
+            parsed = parse_date(text)
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            raise ValidationError(_("Enter a date as YYYY-MM-DD."))
+        return parsed
+    if field_type == FieldType.DATETIME:
+        try:
+            parsed = parse_datetime(text)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.tzinfo is None:
+            raise ValidationError(_("Enter a date and time with its UTC offset, e.g. 2026-03-01T14:00:00+01:00."))
+        return parsed.astimezone(datetime.UTC)
+    if field_type == FieldType.BOOLEAN:
+        if text.lower() in ("true", "yes", "1"):
+            return True
+        if text.lower() in ("false", "no", "0"):
+            return False
+        raise ValidationError(_("Enter yes or no."))
+    if field_type == FieldType.EMAIL:
+        validate_email(text)
+        return text
+    if field_type == FieldType.PHONE:
+        try:
+            number = phonenumbers.parse(text, None)
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is None or not phonenumbers.is_valid_number(number):
+            raise ValidationError(_("Enter a phone number in international format, e.g. +32 2 123 45 67."))
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if not text:
+        raise ValidationError(_("Enter the corrected value."))
+    return text
