@@ -186,3 +186,12 @@ def send_webhook_disabled_email(endpoint_id: int) -> None:
     endpoint = WebhookEndpoint.objects.select_related("organisation").get(pk=endpoint_id)
     context = {"endpoint": endpoint, "log_url": absolute_url(reverse("staff:webhooks"))}
     render_email("webhook-disabled", context, to=dpo_recipients(dpo_users()), language=settings.LANGUAGE_CODE).send()
+
+
+def send_recipient_notice(recipient, content: dict) -> None:
+    """Art. 19: the changes made to a person's data, sent to a recipient that holds it.
+    Not deduplicated here: the notice's status is what keeps it from going twice."""
+    message = render_email(
+        "recipient-notice", {"recipient": recipient, **content}, to=[recipient.notification_email], language=settings.LANGUAGE_CODE
+    )
+    message.send()

@@ -15,7 +15,7 @@ from django.utils import timezone
 from requests_app import emails
 from requests_app.models import ExportPackage, IdempotencyRecord, Message, PrivacyRequest, SentNotification, Status
 from requests_app.services import deadlines as deadline_service
-from requests_app.services import exports, intake, routing, webhooks
+from requests_app.services import actions, exports, intake, notices, routing, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -169,3 +169,36 @@ def purge_idempotency_records() -> int:
     cutoff = timezone.now() - settings.IDEMPOTENCY_KEY_LIFETIME
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+# Source actions run for as long as a large erasure needs; a redelivered
+# execution after a worker died finds the source unchanged (SQL rolled back)
+# and carries on, or changed (HTTP, part-way) and stops as stale.
+SOURCE_ACTION_TASK = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "time_limit": settings.SOURCE_ACTION_TIME_LIMIT,
+    "soft_time_limit": settings.SOURCE_ACTION_TIME_LIMIT - 60,
+}
+
+
+@shared_task(**SOURCE_ACTION_TASK)
+def run_source_action_dry_run(action_id: int) -> None:
+    """Count what an erasure, rectification or restriction would change in one source."""
+    actions.run_dry_run(action_id=action_id)
+
+
+@shared_task(**SOURCE_ACTION_TASK)
+def execute_source_action(action_id: int) -> str:
+    """Carry out an approved erasure, rectification or restriction in one source."""
+    return actions.run_execution(action_id=action_id)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=10)
+def send_recipient_notice(self, notice_id: int) -> bool:
+    """Art. 19: tell a recipient about the changes made to the data it received.
+    Retried with backoff (30 s doubling, capped at an hour); the last failure marks the notice failed."""
+    try:
+        return notices.deliver(notice_id=notice_id, final_attempt=self.request.retries >= self.max_retries)
+    except notices.NoticeFailed as failure:
+        raise self.retry(countdown=min(30 * 2**self.request.retries, 3600)) from failure

@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from requests_app import lifecycle, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
+from requests_app.services.actions import completion_blockers
 from requests_app.models import (
     InternalNote,
     Message,
@@ -226,9 +227,16 @@ def request_transition(
 
 
 def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expected_status: str) -> PrivacyRequest:
-    """Close a request as done and send the completion letter."""
+    """Close a request as done and send the completion letter.
+
+    Refused while an erasure, rectification or restriction is unfinished in
+    a source system, or a recipient has not been told (Art. 19).
+    """
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
+        blockers = completion_blockers(locked)
+        if blockers:
+            raise RequestError(_("The request cannot be completed yet: %(reasons)s") % {"reasons": " ".join(blockers)})
         lifecycle.transition(locked, "complete", actor=actor)
         subject, text = render_letter(locked, TemplatePurpose.COMPLETION, body=letter.strip())
         _send_to_subject(locked, actor=actor, subject=subject, body=text, action="completion_letter_sent")

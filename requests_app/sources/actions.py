@@ -126,6 +126,11 @@ class Fingerprint:
         return f"{self.count}:{self.total:064x}"
 
 
+def combined_fingerprint(hexdigests: list[str]) -> str:
+    """A source's fingerprint from its categories' (in the plan's order): what a dry run hands to apply."""
+    return hashlib.sha256("|".join(hexdigests).encode()).hexdigest()
+
+
 # --- Rectification values, checked against the field's type ---------------
 
 

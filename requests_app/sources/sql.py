@@ -16,6 +16,16 @@ import sqlalchemy
 from sqlalchemy import bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from requests_app.models import ActionKind
+from requests_app.sources.actions import (
+    ActionPlan,
+    CategoryWork,
+    Fingerprint,
+    StaleDryRun,
+    changed_fields,
+    combined_fingerprint,
+    new_values,
+)
 from requests_app.sources.base import MASK, SourceError, mask_value, secret_from_env
 
 CHUNK_ROWS = 5000
@@ -35,6 +45,10 @@ def normalise_url(url: str) -> str:
 def _engine(url: str) -> sqlalchemy.Engine:
     # One engine (and pool) per source database; connections are checked before use.
     return sqlalchemy.create_engine(normalise_url(url), pool_pre_ping=True)
+
+
+def _combined(scans: list[dict]) -> str:
+    return combined_fingerprint([scan["fingerprint"] for scan in scans])
 
 
 def _describe(error: Exception) -> str:
@@ -89,6 +103,129 @@ class SQLConnector:
                 connection.close()
 
         return columns, rows()
+
+    # --- Erasure, rectification, restriction (see sources/actions.py) ------
+
+    def preview(self, plan: ActionPlan) -> dict:
+        try:
+            with self.engine.connect() as connection:
+                scans = [self._scan(connection, plan, work, lock=False) for work in plan.categories]
+                list_entries = self._missing_list_entries(connection, plan)
+                connection.rollback()
+        except SQLAlchemyError as error:
+            raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
+        return {
+            "categories": [scan["counts"] for scan in scans],
+            "list_entries": len(list_entries),
+            "fingerprint": _combined(scans),
+        }
+
+    def apply(self, plan: ActionPlan, fingerprint: str, on_progress=lambda progress: None) -> dict:
+        """All categories change in one transaction: a failure anywhere leaves the source as it was."""
+        try:
+            with self.engine.begin() as connection:
+                # Locking the rows (where the database can) keeps them as the check saw them until commit.
+                scans = [self._scan(connection, plan, work, lock=True) for work in plan.categories]
+                if _combined(scans) != fingerprint:
+                    raise StaleDryRun(f"{self.source.slug}: the rows changed since the dry run")
+                results = []
+                for done, (work, scan) in enumerate(zip(plan.categories, scans, strict=True)):
+                    self._change(connection, plan, work, scan)
+                    results.append(scan["counts"])
+                    on_progress({"categories_done": done + 1, "categories_total": len(plan.categories)})
+                list_entries = self._missing_list_entries(connection, plan)
+                if list_entries:
+                    table, column = self._list_target(plan.restriction_list)
+                    connection.execute(text(f"INSERT INTO {table} ({column}) VALUES (:identity)"), [{"identity": v} for v in list_entries])
+        except StaleDryRun:
+            raise
+        except SQLAlchemyError as error:
+            raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
+        return {"categories": results, "list_entries": len(list_entries)}
+
+    def _quote(self, name: str) -> str:
+        """An inventory name (validated as plain identifiers) quoted for this database; table.column keeps its dot."""
+        preparer = self.engine.dialect.identifier_preparer
+        return ".".join(preparer.quote_identifier(part) for part in name.split("."))
+
+    def _where(self, work: CategoryWork) -> tuple[str, str]:
+        category = work.category
+        if not category.table or not category.identity_field:
+            raise SourceError(f"{self.source.slug}: category {category.slug} has no table and identity field to act on")
+        return self._quote(category.table), f"{self._quote(category.identity_field)} IN :identities"
+
+    def _identities(self, statement: str):
+        return text(statement).bindparams(bindparam("identities", expanding=True, type_=sqlalchemy.String()))
+
+    def _scan(self, connection, plan: ActionPlan, work: CategoryWork, *, lock: bool) -> dict:
+        """Read the rows the action touches: their count, the fields it changes, their fingerprint,
+        and (for keyed hashes) the distinct values to replace."""
+        table, where = self._where(work)
+        locking = " FOR UPDATE" if lock and self.engine.dialect.name == "postgresql" else ""
+        result = connection.execute(
+            self._identities(f"SELECT * FROM {table} WHERE {where}{locking}"),
+            {"identities": plan.identities},
+            execution_options={"stream_results": True, "yield_per": CHUNK_ROWS},
+        )
+        fingerprint, rows, fields = Fingerprint(), 0, 0
+        hashed = [name for name, rule in work.anonymise.items() if rule.erase_strategy == "hash"]
+        hashed_values = set()
+        for row in result.mappings():
+            row = dict(row)
+            fingerprint.add(row)
+            rows += 1
+            fields += changed_fields(work, plan.kind, row)
+            if hashed:
+                hashed_values.add(tuple(row.get(name) for name in hashed))
+        return {
+            "counts": {"category": work.category.slug, "rows": rows, "fields": fields},
+            "fingerprint": fingerprint.hexdigest(),
+            "hashed": hashed,
+            "hashed_values": hashed_values,
+        }
+
+    def _change(self, connection, plan: ActionPlan, work: CategoryWork, scan: dict) -> None:
+        table, where = self._where(work)
+        if plan.kind == ActionKind.ERASE and work.deletes:
+            connection.execute(self._identities(f"DELETE FROM {table} WHERE {where}"), {"identities": plan.identities})
+            return
+        if not scan["hashed"]:
+            values = new_values(work, plan.kind, {})
+            if values:
+                self._update(connection, table, where, values, {}, plan.identities)
+            return
+        # A keyed hash depends on the old value: one statement per distinct
+        # combination of hashed values, each setting the other fields too.
+        for old in scan["hashed_values"]:
+            row = dict(zip(scan["hashed"], old, strict=True))
+            self._update(connection, table, where, new_values(work, plan.kind, row), row, plan.identities)
+
+    def _update(self, connection, table, where, values: dict, matching: dict, identities) -> None:
+        assignments = ", ".join(f"{self._quote(name)} = :set_{i}" for i, name in enumerate(values))
+        parameters = {f"set_{i}": value for i, value in enumerate(values.values())}
+        conditions = [where]
+        for i, (name, value) in enumerate(matching.items()):
+            if value is None:
+                conditions.append(f"{self._quote(name)} IS NULL")
+            else:
+                conditions.append(f"{self._quote(name)} = :old_{i}")
+                parameters[f"old_{i}"] = value
+        statement = f"UPDATE {table} SET {assignments} WHERE {' AND '.join(conditions)}"
+        connection.execute(self._identities(statement), {**parameters, "identities": identities})
+
+    def _list_target(self, restriction_list: str) -> tuple[str, str]:
+        table, _, column = restriction_list.rpartition(".")
+        return self._quote(table), self._quote(column)
+
+    def _missing_list_entries(self, connection, plan: ActionPlan) -> list[str]:
+        """The identities a restriction would add to the source's restriction list (those not on it yet)."""
+        if plan.kind != ActionKind.RESTRICT or not plan.restriction_list:
+            return []
+        table, column = self._list_target(plan.restriction_list)
+        present = connection.execute(
+            self._identities(f"SELECT {column} FROM {table} WHERE {column} IN :identities"), {"identities": plan.identities}
+        ).scalars()
+        return sorted(set(plan.identities) - {str(value) for value in present})
 
     # --- PostgreSQL: let the server format the files -----------------------
 

@@ -1,0 +1,377 @@
+"""Acting on rights in the source systems: erasure, rectification, restriction.
+
+For each source the request's data lives in, staff plan an action, see its
+dry run (rows and fields that would change, data kept under a legal hold),
+approve it, and execute it; a Celery task per source does the dry run and
+the execution (tasks.run_source_action_dry_run, tasks.execute_source_action).
+
+    planned --dry run--> awaiting_approval --approve--> approved --execute--> running --> done
+                                                                                 |--> failed (retry)
+                                                                                 '--> stale (dry run again)
+
+Erasure skips categories under a legal hold and records why (Art. 17(3)).
+Manual sources wait for their owner to confirm the change. A request with
+these rights completes only when every action is done and every recipient
+has been told (Art. 19) or staff recorded why not (see `completion_blockers`).
+"""
+
+import logging
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from requests_app import roles, tasks
+from requests_app.audit import Actor, record_event
+from requests_app.lifecycle import VERIFIED_OPEN, RequestError
+from requests_app.models import (
+    ActionKind,
+    ActionStatus,
+    ConnectorKind,
+    EraseMethod,
+    EraseStrategy,
+    LegalHold,
+    NoticeStatus,
+    PrivacyRequest,
+    RecipientNotice,
+    RectificationChange,
+    Recipient,
+    RequestType,
+    SourceAction,
+    SourceCategory,
+    SourceSystem,
+)
+from requests_app.sources import SourceError, connector_for
+from requests_app.sources.actions import ActionPlan, CategoryWork, StaleDryRun, typed_value
+
+logger = logging.getLogger(__name__)
+
+ACTION_FOR_RIGHT = {
+    RequestType.ERASURE: ActionKind.ERASE,
+    RequestType.RECTIFICATION: ActionKind.RECTIFY,
+    RequestType.RESTRICTION: ActionKind.RESTRICT,
+}
+# Statuses from which a new dry run may start (it replaces any earlier dry run and approval).
+DRY_RUN_FROM = (
+    ActionStatus.PLANNED,
+    ActionStatus.AWAITING_APPROVAL,
+    ActionStatus.APPROVED,
+    ActionStatus.FAILED,
+    ActionStatus.STALE,
+)
+
+
+# --- Planning ---------------------------------------------------------------
+
+
+def _require_open(request: PrivacyRequest) -> None:
+    if request.status not in VERIFIED_OPEN:
+        raise RequestError(_("Only an open, verified request can be acted on."))
+
+
+def plan_actions(*, request: PrivacyRequest, actor: Actor) -> list[SourceAction]:
+    """Create the actions the request's rights call for, one per source and kind, and the
+    Art. 19 notices to the recipients of those sources. Planning again adds what is missing.
+
+    Rectification is planned only in the sources staff entered corrected values for.
+    """
+    roles.require_can_work(actor, request)
+    with transaction.atomic():
+        locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+        _require_open(locked)
+        kinds = [ACTION_FOR_RIGHT[right] for right in locked.rights.values_list("right", flat=True) if right in ACTION_FOR_RIGHT]
+        if not kinds:
+            raise RequestError(_("This request asks for no erasure, rectification or restriction."))
+        rectified_sources = set(locked.rectification_changes.values_list("category__source_id", flat=True))
+        created = []
+        for source in SourceSystem.objects.filter(active=True):
+            for kind in kinds:
+                if kind == ActionKind.RECTIFY and source.id not in rectified_sources:
+                    continue
+                status = ActionStatus.MANUAL if source.connector == ConnectorKind.MANUAL else ActionStatus.PLANNED
+                action, is_new = SourceAction.objects.get_or_create(
+                    request=locked, source=source, kind=kind, defaults={"status": status}
+                )
+                if is_new:
+                    created.append(action)
+        if kinds == [ActionKind.RECTIFY] and not rectified_sources:
+            raise RequestError(_("Enter the corrected values first: rectification is planned where they apply."))
+        acted_sources = locked.source_actions.values("source_id")
+        for recipient in Recipient.objects.filter(source_id__in=acted_sources):
+            RecipientNotice.objects.get_or_create(request=locked, recipient=recipient)
+        if created:
+            record_event(
+                locked,
+                "source_actions_planned",
+                actor=actor,
+                data={"actions": [{"source": a.source.slug, "kind": a.kind} for a in created]},
+            )
+    return created
+
+
+def rectification_change_set(
+    *, request: PrivacyRequest, actor: Actor, category: SourceCategory, field: str, value: str
+) -> RectificationChange:
+    """Record a corrected value for one field, checked against the field's type.
+
+    A change after the source's dry run makes that dry run (and any approval) void.
+    """
+    roles.require_can_work(actor, request)
+    rule = category.fields.filter(name=field, rectifiable=True).first()
+    if rule is None:
+        raise RequestError(_("%(field)s is not a field of %(category)s that can be corrected.") % {"field": field, "category": category})
+    typed = typed_value(rule.type, value)  # ValidationError says what is wrong with the value
+    with transaction.atomic():
+        locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+        _require_open(locked)
+        action = SourceAction.objects.filter(request=locked, source=category.source, kind=ActionKind.RECTIFY).first()
+        if action is not None and action.status in (ActionStatus.RUNNING, ActionStatus.DONE):
+            raise RequestError(_("The rectification in %(source)s has already been carried out.") % {"source": category.source})
+        change, _created = RectificationChange.objects.update_or_create(
+            request=locked, category=category, field=field, defaults={"value": _stored(typed), "created_by": actor.user}
+        )
+        if action is not None and action.status != ActionStatus.MANUAL:
+            _void_dry_run(action)
+        # The value itself is personal data: the unpurgeable trail says only which field.
+        record_event(locked, "rectification_value_set", actor=actor, data={"category": str(category), "field": field})
+    return change
+
+
+def _stored(typed) -> str:
+    return typed.isoformat() if hasattr(typed, "isoformat") else str(typed)
+
+
+def _void_dry_run(action: SourceAction) -> None:
+    action.status, action.dry_run, action.dry_run_at, action.approved_by, action.approved_at = (
+        ActionStatus.PLANNED, {}, None, None, None
+    )
+    action.save(update_fields=["status", "dry_run", "dry_run_at", "approved_by", "approved_at"])
+
+
+# --- What an action does: its plan ------------------------------------------
+
+
+def active_holds(source: SourceSystem, today=None) -> dict:
+    """The source's legal holds still in force: {category id or None (whole source): hold}."""
+    today = today or timezone.localdate()
+    return {hold.category_id: hold for hold in LegalHold.objects.filter(source=source, until__gte=today).order_by("until")}
+
+
+def _hold_for(holds: dict, category: SourceCategory):
+    return holds.get(category.id) or holds.get(None)
+
+
+def build_plan(action: SourceAction) -> tuple[ActionPlan, list[dict]]:
+    """The connector's plan for the action, and the categories erasure keeps under a legal hold."""
+    source = action.source
+    identities = sorted(
+        action.request.identities.filter(kind=source.identity_kind, verified_at__isnull=False).values_list("value", flat=True)
+    )
+    holds = active_holds(source) if action.kind == ActionKind.ERASE else {}
+    work, held = [], []
+    changes = {}
+    if action.kind == ActionKind.RECTIFY:
+        for change in action.request.rectification_changes.filter(category__source=source).select_related("category"):
+            rule = change.category.fields.get(name=change.field)
+            changes.setdefault(change.category_id, {})[change.field] = typed_value(rule.type, change.value)
+    for category in source.categories.prefetch_related("fields"):
+        hold = _hold_for(holds, category)
+        if hold is not None:
+            held.append(
+                {"category": category.slug, "ground": hold.ground, "basis": hold.basis, "until": hold.until.isoformat()}
+            )
+            continue
+        if action.kind == ActionKind.ERASE:
+            anonymise = {}
+            if category.erase_method == EraseMethod.ANONYMISE:
+                anonymise = {f.name: f for f in category.fields.all() if f.erase_strategy != EraseStrategy.KEEP}
+            work.append(CategoryWork(category=category, anonymise=anonymise))
+        elif action.kind == ActionKind.RECTIFY and category.id in changes:
+            work.append(CategoryWork(category=category, changes=changes[category.id]))
+        elif action.kind == ActionKind.RESTRICT and category.restriction_flag:
+            work.append(CategoryWork(category=category))
+    if action.kind == ActionKind.RESTRICT and not work and not source.restriction_list:
+        raise SourceError(f"{source.slug}: no restriction flag or restriction list is configured")
+    restriction_list = source.restriction_list if action.kind == ActionKind.RESTRICT else ""
+    return ActionPlan(kind=action.kind, identities=identities, categories=work, restriction_list=restriction_list), held
+
+
+# --- Dry run, approval, execution -------------------------------------------
+
+
+def _locked_action(action: SourceAction, actor: Actor) -> SourceAction:
+    locked = SourceAction.objects.select_for_update().select_related("request", "source").get(pk=action.pk)
+    if actor.user is not None:
+        roles.require_can_work(actor, locked.request)
+    _require_open(locked.request)
+    return locked
+
+
+def dry_run_start(*, action: SourceAction, actor: Actor) -> SourceAction:
+    with transaction.atomic():
+        locked = _locked_action(action, actor)
+        if locked.status not in DRY_RUN_FROM:
+            raise RequestError(_("A dry run cannot start while the action is %(status)s.") % {"status": locked.get_status_display().lower()})
+        _void_dry_run(locked)
+        locked.status, locked.error = ActionStatus.DRY_RUNNING, ""
+        locked.save(update_fields=["status", "error"])
+        transaction.on_commit(lambda: tasks.run_source_action_dry_run.delay(locked.id))
+    return locked
+
+
+def run_dry_run(*, action_id: int) -> None:
+    """The dry-run task's work: count what the action would change, changing nothing."""
+    action = SourceAction.objects.select_related("request", "source").get(pk=action_id)
+    if action.status != ActionStatus.DRY_RUNNING:
+        return
+    try:
+        plan, held = build_plan(action)
+        preview = connector_for(action.source).preview(plan)
+    except SourceError as error:
+        SourceAction.objects.filter(pk=action_id, status=ActionStatus.DRY_RUNNING).update(
+            status=ActionStatus.PLANNED, error=str(error)[:300]
+        )
+        return
+    SourceAction.objects.filter(pk=action_id, status=ActionStatus.DRY_RUNNING).update(
+        status=ActionStatus.AWAITING_APPROVAL,
+        dry_run={**preview, "held": held, "identities": len(plan.identities)},
+        dry_run_at=timezone.now(),
+    )
+
+
+def approve(*, action: SourceAction, actor: Actor) -> SourceAction:
+    with transaction.atomic():
+        locked = _locked_action(action, actor)
+        if locked.status != ActionStatus.AWAITING_APPROVAL:
+            raise RequestError(_("Only a finished dry run can be approved."))
+        locked.status, locked.approved_by, locked.approved_at = ActionStatus.APPROVED, actor.user, timezone.now()
+        locked.save(update_fields=["status", "approved_by", "approved_at"])
+        record_event(locked.request, "source_action_approved", actor=actor, data=_summary(locked, locked.dry_run))
+    return locked
+
+
+def execute(*, action: SourceAction, actor: Actor) -> SourceAction:
+    """Queue the approved action (or retry a failed one). Refused without approval, twice, or after the source changed."""
+    with transaction.atomic():
+        locked = _locked_action(action, actor)
+        refusal = {
+            ActionStatus.DONE: _("This action has already been carried out."),
+            ActionStatus.RUNNING: _("This action is already being carried out."),
+            ActionStatus.STALE: _("The source changed since the dry run: run the dry run again and approve it."),
+            ActionStatus.MANUAL: _("The system owner carries out this action."),
+        }.get(locked.status)
+        if refusal is None and locked.status not in (ActionStatus.APPROVED, ActionStatus.FAILED):
+            refusal = _("The action needs a dry run and an approval first.")
+        if refusal is None and locked.approved_at is None:
+            refusal = _("The action needs a dry run and an approval first.")
+        if refusal:
+            raise RequestError(refusal)
+        locked.status, locked.error, locked.progress = ActionStatus.RUNNING, "", {}
+        locked.attempts += 1
+        locked.started_at = timezone.now()
+        locked.save(update_fields=["status", "error", "progress", "attempts", "started_at"])
+        record_event(locked.request, "source_action_started", actor=actor, data={**_summary(locked), "attempt": locked.attempts})
+        transaction.on_commit(lambda: tasks.execute_source_action.delay(locked.id))
+    return locked
+
+
+def run_execution(*, action_id: int) -> str:
+    """The execution task's work. Returns the action's final status."""
+    action = SourceAction.objects.select_related("request", "source").get(pk=action_id)
+    if action.status != ActionStatus.RUNNING:
+        return action.status  # a redelivered task for an action already finished
+
+    def on_progress(progress: dict) -> None:
+        SourceAction.objects.filter(pk=action_id, status=ActionStatus.RUNNING).update(progress=progress)
+
+    try:
+        plan, held = build_plan(action)
+        result = connector_for(action.source).apply(plan, action.dry_run.get("fingerprint", ""), on_progress)
+    except StaleDryRun as error:
+        return _finish(action, ActionStatus.STALE, error=str(error))
+    except SourceError as error:
+        return _finish(action, ActionStatus.FAILED, error=str(error))
+    except Exception as error:
+        # A bug or a time limit: fail visibly (a retry is possible) and let the task log it.
+        _finish(action, ActionStatus.FAILED, error=f"{action.source.slug}: unexpected {type(error).__name__}")
+        raise
+    return _finish(action, ActionStatus.DONE, result={**result, "held": held})
+
+
+def _finish(action: SourceAction, status: str, *, error: str = "", result: dict | None = None) -> str:
+    with transaction.atomic():
+        updated = SourceAction.objects.filter(pk=action.pk, status=ActionStatus.RUNNING).update(
+            status=status, error=error[:300], result=result or {}, finished_at=timezone.now()
+        )
+        if not updated:
+            return SourceAction.objects.values_list("status", flat=True).get(pk=action.pk)
+        action.refresh_from_db()
+        event = {ActionStatus.DONE: "source_action_done", ActionStatus.FAILED: "source_action_failed"}.get(status, "source_action_stale")
+        record_event(action.request, event, actor=Actor.system(), data=_summary(action, result or {}) | ({"error": error[:300]} if error else {}))
+        if status == ActionStatus.DONE:
+            queue_due_notices(action.request)
+    return status
+
+
+def manual_action_done(*, action: SourceAction, actor: Actor, rows: int) -> SourceAction:
+    """The owner of a manual source confirms they made the change, and how many rows it touched."""
+    if actor.user != action.source.owner and not roles.is_dpo(actor.user):
+        raise roles.NotAllowed(_("Only the system owner or the DPO may confirm this action."))
+    with transaction.atomic():
+        locked = SourceAction.objects.select_for_update().select_related("request", "source").get(pk=action.pk)
+        _require_open(locked.request)
+        if locked.status != ActionStatus.MANUAL:
+            raise RequestError(_("This action has already been confirmed."))
+        locked.status, locked.done_by, locked.finished_at = ActionStatus.DONE, actor.user, timezone.now()
+        locked.result = {"categories": [], "rows": rows, "manual": True}
+        locked.save(update_fields=["status", "done_by", "finished_at", "result"])
+        record_event(locked.request, "source_action_done", actor=actor, data=_summary(locked, locked.result))
+        queue_due_notices(locked.request)
+    return locked
+
+
+def _summary(action: SourceAction, counts: dict | None = None) -> dict:
+    """What the audit trail keeps of an action: where, what kind, how much. Never values."""
+    summary = {"action": str(action.public_id), "source": action.source.slug, "kind": action.kind}
+    if counts:
+        summary["categories"] = counts.get("categories", [])
+        for key in ("held", "list_entries", "rows"):
+            if key in counts:
+                summary[key] = counts[key]
+    return summary
+
+
+# --- Art. 19: telling the recipients ---------------------------------------
+
+
+def queue_due_notices(request: PrivacyRequest) -> None:
+    """Send the notices whose source has all its actions done. Call inside the transaction that finished one."""
+    unfinished_sources = request.source_actions.exclude(status=ActionStatus.DONE).values("source_id")
+    due = request.recipient_notices.filter(status=NoticeStatus.PENDING).exclude(recipient__source_id__in=unfinished_sources)
+    for notice_id in due.values_list("id", flat=True):
+        transaction.on_commit(lambda notice_id=notice_id: tasks.send_recipient_notice.delay(notice_id))
+
+
+# --- Completion -------------------------------------------------------------
+
+
+def completion_blockers(request: PrivacyRequest) -> list[str]:
+    """Why the request cannot be completed yet: work in the source systems or Art. 19 notices still open."""
+    blockers = []
+    rights = set(request.rights.values_list("right", flat=True))
+    actions = list(request.source_actions.select_related("source"))
+    if rights & {RequestType.ERASURE, RequestType.RESTRICTION} and not actions:
+        blockers.append(_("The erasure or restriction has not been planned in the source systems."))
+    for action in actions:
+        if action.status != ActionStatus.DONE:
+            blockers.append(
+                _("%(kind)s in %(source)s: %(status)s.")
+                % {"kind": action.get_kind_display(), "source": action.source.name, "status": action.get_status_display().lower()}
+            )
+    open_notices = request.recipient_notices.filter(Q(status=NoticeStatus.PENDING) | Q(status=NoticeStatus.FAILED))
+    for notice in open_notices.select_related("recipient"):
+        blockers.append(
+            _("Recipient %(recipient)s has not been notified (Art. 19).") % {"recipient": notice.recipient.name}
+        )
+    return blockers

@@ -1,0 +1,146 @@
+"""Art. 19: telling each recipient of a source's data about a rectification, erasure or restriction there.
+
+A notice is planned with the request's source actions and sent once all the
+actions on its recipient's source are done: by email, or as a signed JSON
+POST (the same `Webhook-Signature` scheme as the API's webhooks, with the
+recipient's own secret). Staff may instead record that telling a recipient
+is impossible or would take disproportionate effort, which Art. 19 allows.
+
+The notice carries what the recipient needs to apply the change: the
+identifiers the source knows the person by, what was done, and corrected
+values. It is personal data sent to a party that already holds it.
+"""
+
+import json
+import logging
+import time
+from smtplib import SMTPException
+
+import requests
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from requests_app import emails, roles, tasks
+from requests_app.audit import Actor, record_event
+from requests_app.lifecycle import RequestError
+from requests_app.models import ActionKind, ActionStatus, NoticeStatus, RecipientNotice
+from requests_app.services.webhooks import check_url, sign
+
+logger = logging.getLogger(__name__)
+
+
+class NoticeFailed(Exception):
+    """Sending failed in a way a retry may fix (the task retries with backoff)."""
+
+
+def notice_content(notice: RecipientNotice) -> dict:
+    """What the recipient is told: the changes made in its source for this request."""
+    request, source = notice.request, notice.recipient.source
+    actions = request.source_actions.filter(source=source, status=ActionStatus.DONE).order_by("kind")
+    changes = [
+        {"category": change.category.slug, "field": change.field, "value": change.value}
+        for change in request.rectification_changes.filter(category__source=source).select_related("category")
+    ]
+    return {
+        "notice": str(notice.public_id),
+        "source": source.name,
+        "identifiers": sorted(
+            request.identities.filter(kind=source.identity_kind, verified_at__isnull=False).values_list("value", flat=True)
+        ),
+        "identifier_kind": source.identity_kind,
+        "actions": [
+            {"kind": action.kind, "done_at": action.finished_at.isoformat() if action.finished_at else None}
+            for action in actions
+        ],
+        "rectified_values": changes if actions.filter(kind=ActionKind.RECTIFY).exists() else [],
+    }
+
+
+def deliver(*, notice_id: int, final_attempt: bool = False) -> bool:
+    """Send one pending notice. Returns whether this call sent it.
+
+    A failure is recorded on the notice; unless this was the final attempt
+    it stays pending and NoticeFailed asks the task to retry later.
+    """
+    notice = RecipientNotice.objects.select_related("recipient__source", "request").filter(pk=notice_id).first()
+    if notice is None or notice.status != NoticeStatus.PENDING:
+        return False
+    recipient = notice.recipient
+    RecipientNotice.objects.filter(pk=notice.pk).update(attempts=F("attempts") + 1)
+    if not recipient.notification_webhook_url and not recipient.notification_email:
+        _failed(notice, _("No email address or webhook URL is recorded for this recipient."), final=True)
+        return False
+    content = notice_content(notice)
+    try:
+        if recipient.notification_webhook_url:
+            _post(recipient, content)
+        else:
+            emails.send_recipient_notice(recipient, content)
+    except (NoticeFailed, SMTPException, OSError) as failure:
+        _failed(notice, str(failure) or type(failure).__name__, final=final_attempt)
+        if final_attempt:
+            return False
+        raise NoticeFailed(str(failure)) from failure
+    with transaction.atomic():
+        RecipientNotice.objects.filter(pk=notice.pk).update(status=NoticeStatus.SENT, error="", sent_at=timezone.now())
+        record_event(notice.request, "recipient_notified", actor=Actor.system(), data={"recipient": recipient.name})
+    return True
+
+
+def _failed(notice: RecipientNotice, error: str, *, final: bool) -> None:
+    status = NoticeStatus.FAILED if final else NoticeStatus.PENDING
+    RecipientNotice.objects.filter(pk=notice.pk).update(status=status, error=error[:300])
+    logger.warning("recipient notice %s failed (%s): %s", notice.public_id, status, error[:100])
+
+
+def _post(recipient, content: dict) -> None:
+    body = json.dumps({"type": "privacy.recipient_notice", "data": content}, separators=(",", ":")).encode()
+    try:
+        check_url(recipient.notification_webhook_url)
+        response = requests.post(
+            recipient.notification_webhook_url,
+            data=body,
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "PrivacyPortal-Webhooks/1",
+                "Webhook-Id": content["notice"],
+                "Webhook-Signature": sign(recipient.webhook_secret, int(time.time()), body),
+            },
+            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+            allow_redirects=False,
+        )
+    except (requests.RequestException, ValidationError) as failure:
+        raise NoticeFailed(type(failure).__name__) from failure
+    if not 200 <= response.status_code < 300:
+        raise NoticeFailed(f"HTTP {response.status_code}")
+
+
+def resend(*, notice: RecipientNotice, actor: Actor) -> RecipientNotice:
+    """Staff try a failed notice again (after fixing the recipient's address, say)."""
+    roles.require_can_work(actor, notice.request)
+    with transaction.atomic():
+        if not RecipientNotice.objects.filter(pk=notice.pk, status=NoticeStatus.FAILED).update(status=NoticeStatus.PENDING, error=""):
+            raise RequestError(_("Only a failed notice can be sent again."))
+        transaction.on_commit(lambda: tasks.send_recipient_notice.delay(notice.id))
+    notice.refresh_from_db()
+    return notice
+
+
+def waive(*, notice: RecipientNotice, actor: Actor, reason: str, note: str) -> RecipientNotice:
+    """Record that telling this recipient is impossible or would take disproportionate effort (Art. 19)."""
+    roles.require_can_work(actor, notice.request)
+    if not note.strip():
+        raise RequestError(_("Say why: the subject and the supervisory authority may ask."))
+    with transaction.atomic():
+        locked = RecipientNotice.objects.select_for_update().select_related("recipient").get(pk=notice.pk)
+        if locked.status not in (NoticeStatus.PENDING, NoticeStatus.FAILED):
+            raise RequestError(_("This recipient has already been notified or excused."))
+        locked.status, locked.waiver_reason, locked.waiver_note = NoticeStatus.WAIVED, reason, note.strip()
+        locked.waived_by, locked.waived_at = actor.user, timezone.now()
+        locked.save(update_fields=["status", "waiver_reason", "waiver_note", "waived_by", "waived_at"])
+        record_event(locked.request, "recipient_notice_waived", actor=actor, data={"recipient": locked.recipient.name, "reason": reason})
+    return locked

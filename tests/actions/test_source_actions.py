@@ -1,0 +1,233 @@
+"""Erasure, rectification and restriction in real SQL sources (SQLite and PostgreSQL): dry run,
+approval, execution per source, legal holds, refusals, failure and retry, and completion."""
+
+import datetime
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from requests_app.audit import verify_chain
+from requests_app.lifecycle import RequestError
+from requests_app.models import (
+    ActionKind,
+    ActionStatus,
+    AuditEvent,
+    ErasureException,
+    LegalHold,
+    RequestType,
+    SourceAction,
+)
+from requests_app.services import actions, handling
+from requests_app.sources.actions import HASH_PREFIX, keyed_hash
+from tests.actions.conftest import ANA_EMAIL, ANA_PHONE, BOB_EMAIL, verified_request
+
+
+@pytest.fixture
+def run(django_capture_on_commit_callbacks):
+    """Take one action through the given steps, running the Celery task each step queues
+    on commit as a worker would right after it."""
+
+    def run_steps(action_id, *steps, actor):
+        action = SourceAction.objects.get(pk=action_id)
+        for step, service in (("dry_run", actions.dry_run_start), ("approve", actions.approve), ("execute", actions.execute)):
+            if step in steps:
+                with django_capture_on_commit_callbacks(execute=True):
+                    service(action=action, actor=actor)
+        action.refresh_from_db()
+        return action
+
+    return run_steps
+
+
+def _planned(request, actor, source):
+    actions.plan_actions(request=request, actor=actor)
+    return request.source_actions.get(source=source)
+
+
+def test_erasure_dry_run_counts_and_changes_nothing(crm, cdr, erasure_request, dpo_actor, source_db, run):
+    action = run(_planned(erasure_request, dpo_actor, crm).id, "dry_run", actor=dpo_actor)
+
+    assert action.status == ActionStatus.AWAITING_APPROVAL
+    # Two rows of Ana's; email (hash), name (fixed) and birth_year (null, already empty on row 2) change.
+    assert action.dry_run["categories"] == [{"category": "subscribers", "rows": 2, "fields": 5}]
+    assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"n": 2}]
+    calls = run(_planned(erasure_request, dpo_actor, cdr).id, "dry_run", actor=dpo_actor)
+    assert calls.dry_run["categories"] == [{"category": "calls", "rows": 2, "fields": 8}]
+
+
+def test_erasure_deletes_or_anonymises_per_category(crm, cdr, erasure_request, dpo_actor, source_db, run):
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    for action in erasure_request.source_actions.all():
+        done = run(action.id, "dry_run", "approve", "execute", actor=dpo_actor)
+        assert done.status == ActionStatus.DONE, done.error
+
+    assert source_db("SELECT id FROM calls ORDER BY id") == [{"id": 3}]  # the call Ana received is someone else's record
+    rows = source_db("SELECT * FROM subscribers ORDER BY id")
+    pseudonym = keyed_hash(ANA_EMAIL)
+    assert pseudonym.startswith(HASH_PREFIX) and ANA_EMAIL not in pseudonym
+    assert [(r["email"], r["name"], r["birth_year"], r["city"]) for r in rows] == [
+        (pseudonym, "(erased)", None, "Gent"),
+        (pseudonym, "(erased)", None, "Gent"),
+        (BOB_EMAIL, "Bob Janssens", 1975, "Leuven"),
+    ]
+    assert actions.completion_blockers(erasure_request) == []
+    done_events = AuditEvent.objects.filter(request=erasure_request, action="source_action_done")
+    assert {event.data["source"] for event in done_events} == {"crm", "cdr"}
+    assert all(ANA_EMAIL not in str(event.data) and ANA_PHONE not in str(event.data) for event in done_events)
+    assert verify_chain()[1] is None
+
+
+def test_a_legal_hold_keeps_the_category_and_says_why(crm, cdr, erasure_request, dpo_actor, source_db, run):
+    LegalHold.objects.create(
+        source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law: call records kept 12 months",
+        until=timezone.localdate() + datetime.timedelta(days=365),
+    )
+    action = run(_planned(erasure_request, dpo_actor, cdr).id, "dry_run", "approve", "execute", actor=dpo_actor)
+
+    assert action.status == ActionStatus.DONE
+    assert action.dry_run["categories"] == []
+    assert action.result["held"] == [
+        {
+            "category": "calls",
+            "ground": "legal_obligation",
+            "basis": "Telecom law: call records kept 12 months",
+            "until": (timezone.localdate() + datetime.timedelta(days=365)).isoformat(),
+        }
+    ]
+    assert len(source_db("SELECT id FROM calls")) == 3
+    event = AuditEvent.objects.get(request=erasure_request, action="source_action_done")
+    assert event.data["held"][0]["ground"] == "legal_obligation"
+
+
+def test_an_expired_hold_no_longer_keeps_data(cdr, erasure_request, dpo_actor, source_db, run):
+    LegalHold.objects.create(
+        source=cdr, ground=ErasureException.LEGAL_CLAIMS, basis="Billing dispute", until=timezone.localdate() - datetime.timedelta(days=1)
+    )
+    action = run(_planned(erasure_request, dpo_actor, cdr).id, "dry_run", "approve", "execute", actor=dpo_actor)
+    assert action.result["held"] == [] and action.result["categories"][0]["rows"] == 2
+
+
+def test_execution_is_refused_without_approval_twice_and_when_stale(crm, erasure_request, dpo_actor, source_db, run):
+    action = _planned(erasure_request, dpo_actor, crm)
+    with pytest.raises(RequestError, match="dry run and an approval"):
+        actions.execute(action=action, actor=dpo_actor)
+    action = run(action.id, "dry_run", actor=dpo_actor)
+    with pytest.raises(RequestError, match="dry run and an approval"):
+        actions.execute(action=action, actor=dpo_actor)
+
+    action = run(action.id, "approve", actor=dpo_actor)
+    source_db("UPDATE subscribers SET city = 'Brugge' WHERE id = 1")  # the source moves on after the dry run
+    action = run(action.id, "execute", actor=dpo_actor)
+    assert action.status == ActionStatus.STALE
+    assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"n": 2}]
+    with pytest.raises(RequestError, match="run the dry run again"):
+        actions.execute(action=action, actor=dpo_actor)
+
+    action = run(action.id, "dry_run", "approve", "execute", actor=dpo_actor)
+    assert action.status == ActionStatus.DONE
+    with pytest.raises(RequestError, match="already been carried out"):
+        actions.execute(action=action, actor=dpo_actor)
+
+
+def test_a_failing_source_keeps_the_others_results_and_can_be_retried_alone(
+    crm, cdr, erasure_request, dpo_actor, source_db, source_url, run
+):
+    # The source refuses deletions of call records (a real database error, at execution time).
+    if source_url.startswith("sqlite"):
+        source_db("CREATE TRIGGER keep_calls BEFORE DELETE ON calls BEGIN SELECT RAISE(ABORT, 'calls are kept'); END")
+    else:
+        source_db("CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'calls are kept'; END $$ LANGUAGE plpgsql")
+        source_db("CREATE TRIGGER keep_calls BEFORE DELETE ON calls FOR EACH ROW EXECUTE FUNCTION refuse()")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    crm_action = run(erasure_request.source_actions.get(source=crm).id, "dry_run", "approve", "execute", actor=dpo_actor)
+    cdr_action = run(erasure_request.source_actions.get(source=cdr).id, "dry_run", "approve", "execute", actor=dpo_actor)
+
+    assert crm_action.status == ActionStatus.DONE
+    assert cdr_action.status == ActionStatus.FAILED
+    assert cdr_action.error.startswith("cdr: ") and ANA_PHONE not in cdr_action.error
+    assert len(source_db("SELECT id FROM calls")) == 3  # nothing half-deleted
+    with pytest.raises(RequestError, match="cannot be completed yet"):
+        handling.request_complete(request=erasure_request, actor=dpo_actor, letter="Done", expected_status=erasure_request.status)
+
+    source_db("DROP TRIGGER keep_calls" + ("" if source_url.startswith("sqlite") else " ON calls"))
+    retried = run(cdr_action.id, "execute", actor=dpo_actor)  # same approval: the rows did not change
+    assert retried.status == ActionStatus.DONE and retried.attempts == 2
+    assert SourceAction.objects.get(pk=crm_action.pk).attempts == 1
+    assert source_db("SELECT id FROM calls") == [{"id": 3}]
+    handling.request_complete(request=erasure_request, actor=dpo_actor, letter="Done", expected_status=erasure_request.status)
+
+
+def test_re_running_an_erasure_changes_nothing_more(crm, erasure_request, dpo_actor, source_db, run):
+    action = run(_planned(erasure_request, dpo_actor, crm).id, "dry_run", "approve", "execute", actor=dpo_actor)
+    after_first = source_db("SELECT * FROM subscribers ORDER BY id")
+    plan, _held = actions.build_plan(action)
+    from requests_app.sources import connector_for
+
+    connector = connector_for(crm)
+    # The pseudonymised rows no longer match Ana's address: there is nothing left to change.
+    preview = connector.preview(plan)
+    assert preview["categories"] == [{"category": "subscribers", "rows": 0, "fields": 0}]
+    connector.apply(plan, preview["fingerprint"])
+    assert source_db("SELECT * FROM subscribers ORDER BY id") == after_first
+
+
+def test_rectification_is_validated_against_the_field_type(crm, dpo_actor, source_db, run):
+    request = verified_request(RequestType.RECTIFICATION)
+    category = crm.categories.get()
+    with pytest.raises(ValidationError, match="whole number"):
+        actions.rectification_change_set(request=request, actor=dpo_actor, category=category, field="birth_year", value="nineteen")
+    with pytest.raises(RequestError, match="not a field"):
+        actions.rectification_change_set(request=request, actor=dpo_actor, category=category, field="password", value="x")
+    assert not request.rectification_changes.exists()
+
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=category, field="birth_year", value=" 1981 ")
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=category, field="city", value="Antwerpen")
+    action = run(_planned(request, dpo_actor, crm).id, "dry_run", actor=dpo_actor)
+    assert action.kind == ActionKind.RECTIFY
+    assert action.dry_run["categories"] == [{"category": "subscribers", "rows": 2, "fields": 4}]
+    run(action.id, "approve", "execute", actor=dpo_actor)
+    assert source_db("SELECT birth_year, city FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [
+        {"birth_year": 1981, "city": "Antwerpen"}, {"birth_year": 1981, "city": "Antwerpen"}
+    ]
+    event = AuditEvent.objects.filter(request=request, action="rectification_value_set").first()
+    assert "Antwerpen" not in str(event.data) and "1981" not in str(event.data)
+
+
+def test_a_new_corrected_value_voids_the_dryrun(crm, dpo_actor, run):
+    request = verified_request(RequestType.RECTIFICATION)
+    category = crm.categories.get()
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=category, field="city", value="Antwerpen")
+    action = run(_planned(request, dpo_actor, crm).id, "dry_run", "approve", actor=dpo_actor)
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=category, field="city", value="Mechelen")
+    action.refresh_from_db()
+    assert action.status == ActionStatus.PLANNED and action.approved_at is None
+
+
+def test_restriction_sets_the_flag_and_adds_to_the_list_once(crm, dpo_actor, source_db, run):
+    request = verified_request(RequestType.RESTRICTION)
+    action = run(_planned(request, dpo_actor, crm).id, "dry_run", actor=dpo_actor)
+    assert action.dry_run["categories"] == [{"category": "subscribers", "rows": 2, "fields": 2}]
+    assert action.dry_run["list_entries"] == 1
+    action = run(action.id, "approve", "execute", actor=dpo_actor)
+    assert action.status == ActionStatus.DONE
+    flags = source_db("SELECT restricted FROM subscribers ORDER BY id")
+    assert [bool(row["restricted"]) for row in flags] == [True, True, False]
+    assert source_db("SELECT identity FROM restriction_list") == [{"identity": ANA_EMAIL}]
+
+    plan, _held = actions.build_plan(action)
+    from requests_app.sources import connector_for
+
+    again = connector_for(crm).preview(plan)
+    assert again["list_entries"] == 0 and again["categories"][0]["fields"] == 0
+
+
+def test_a_request_with_an_erasure_right_completes_only_once_planned_and_done(crm, erasure_request, dpo_actor, run):
+    with pytest.raises(RequestError, match="has not been planned"):
+        handling.request_complete(request=erasure_request, actor=dpo_actor, letter="Done", expected_status=erasure_request.status)
+    action = _planned(erasure_request, dpo_actor, crm)
+    with pytest.raises(RequestError, match="CRM"):
+        handling.request_complete(request=erasure_request, actor=dpo_actor, letter="Done", expected_status=erasure_request.status)
+    run(action.id, "dry_run", "approve", "execute", actor=dpo_actor)
+    completed = handling.request_complete(request=erasure_request, actor=dpo_actor, letter="Done", expected_status=erasure_request.status)
+    assert completed.status == "completed"
