@@ -1087,6 +1087,7 @@ class NoticeStatus(models.TextChoices):
     SENT = "sent", _("Sent")
     FAILED = "failed", _("Failed")
     WAIVED = "waived", _("Not sent: impossible or disproportionate")
+    NOT_NEEDED = "not_needed", _("Not needed: nothing changed in this source")
 
 
 class WaiverReason(models.TextChoices):

@@ -101,7 +101,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('public_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('status', models.CharField(choices=[('pending', 'To send once the actions are done'), ('sent', 'Sent'), ('failed', 'Failed'), ('waived', 'Not sent: impossible or disproportionate')], default='pending', max_length=16)),
+                ('status', models.CharField(choices=[('pending', 'To send once the actions are done'), ('sent', 'Sent'), ('failed', 'Failed'), ('waived', 'Not sent: impossible or disproportionate'), ('not_needed', 'Not needed: nothing changed in this source')], default='pending', max_length=16)),
                 ('attempts', models.PositiveIntegerField(default=0)),
                 ('error', models.CharField(blank=True, max_length=300)),
                 ('sent_at', models.DateTimeField(blank=True, null=True)),

@@ -346,11 +346,25 @@ def _summary(action: SourceAction, counts: dict | None = None) -> dict:
 
 
 def queue_due_notices(request: PrivacyRequest) -> None:
-    """Send the notices whose source has all its actions done. Call inside the transaction that finished one."""
+    """Send the notices whose source has all its actions done. Call inside the transaction that finished one.
+
+    Where nothing changed in the source (every category held, or no data
+    found) there is nothing to tell its recipients.
+    """
     unfinished_sources = request.source_actions.exclude(status=ActionStatus.DONE).values("source_id")
     due = request.recipient_notices.filter(status=NoticeStatus.PENDING).exclude(recipient__source_id__in=unfinished_sources)
-    for notice_id in due.values_list("id", flat=True):
-        transaction.on_commit(lambda notice_id=notice_id: tasks.send_recipient_notice.delay(notice_id))
+    changed_sources = {action.source_id for action in request.source_actions.all() if changed_anything(action.result)}
+    for notice in due.select_related("recipient"):
+        if notice.recipient.source_id not in changed_sources:
+            RecipientNotice.objects.filter(pk=notice.pk).update(status=NoticeStatus.NOT_NEEDED)
+            continue
+        transaction.on_commit(lambda notice_id=notice.id: tasks.send_recipient_notice.delay(notice_id))
+
+
+def changed_anything(result: dict) -> bool:
+    """Whether a finished action's result records any change (rows, list entries, or a manual change)."""
+    rows = sum(category.get("rows", 0) for category in result.get("categories", []))
+    return bool(rows or result.get("list_entries") or result.get("rows"))
 
 
 # --- Completion -------------------------------------------------------------

@@ -231,3 +231,18 @@ def test_a_request_with_an_erasure_right_completes_only_once_planned_and_done(cr
     run(action.id, "dry_run", "approve", "execute", actor=dpo_actor)
     completed = handling.request_complete(request=erasure_request, actor=dpo_actor, letter="Done", expected_status=erasure_request.status)
     assert completed.status == "completed"
+
+
+def test_recipients_of_a_source_where_nothing_changed_need_no_notice(crm, cdr, erasure_request, dpo_actor, run):
+    from requests_app.models import NoticeStatus, Recipient
+
+    LegalHold.objects.create(source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law", until=timezone.localdate())
+    Recipient.objects.create(source=cdr, name="Interconnect partners", country="EU", notification_email="p@example.net")
+    Recipient.objects.create(source=crm, name="Group companies", country="BE", notification_email="g@example.net")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    for action in erasure_request.source_actions.all():
+        run(action.id, "dry_run", "approve", "execute", actor=dpo_actor)
+
+    notices = {n.recipient.name: n.status for n in erasure_request.recipient_notices.select_related("recipient")}
+    assert notices == {"Interconnect partners": NoticeStatus.NOT_NEEDED, "Group companies": NoticeStatus.SENT}
+    assert actions.completion_blockers(erasure_request) == []

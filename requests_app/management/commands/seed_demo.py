@@ -17,6 +17,7 @@ import sqlalchemy
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from requests_app import lifecycle
@@ -24,13 +25,20 @@ from requests_app.audit import Actor
 from requests_app.models import (
     ConnectorKind,
     DataCategory,
+    EraseMethod,
+    EraseStrategy,
+    ErasureException,
+    FieldType,
     IdentityKind,
     LegalBasis,
+    LegalHold,
     Recipient,
     RequestType,
     SourceCategory,
+    SourceField,
     SourceSystem,
     SubjectIdentity,
+    SuppressionPurpose,
     VerificationMethod,
 )
 from requests_app.sources.sql import normalise_url
@@ -40,8 +48,10 @@ SCHEMA = [
     """CREATE TABLE customers (
         id INTEGER PRIMARY KEY, customer_ref VARCHAR(20) NOT NULL, name VARCHAR(200) NOT NULL,
         email VARCHAR(254) NOT NULL, phone VARCHAR(20) NOT NULL, billing_address VARCHAR(300) NOT NULL,
-        company VARCHAR(200) NOT NULL, created_at TIMESTAMP NOT NULL)""",
+        company VARCHAR(200) NOT NULL, created_at TIMESTAMP NOT NULL, restricted BOOLEAN NOT NULL DEFAULT FALSE)""",
     "CREATE INDEX customers_email ON customers (email)",
+    # Identifiers whose processing is restricted (Art. 18): checked by the billing and web systems.
+    "CREATE TABLE processing_restrictions (identity VARCHAR(254) PRIMARY KEY)",
     """CREATE TABLE web_logs (
         id INTEGER PRIMARY KEY, ip_address VARCHAR(45) NOT NULL, visited_at TIMESTAMP NOT NULL,
         browser VARCHAR(100) NOT NULL, device VARCHAR(100) NOT NULL, page VARCHAR(300) NOT NULL)""",
@@ -95,7 +105,7 @@ class Command(BaseCommand):
 
     def create_tables(self, engine):
         with engine.begin() as connection:
-            for table in ("cdrs", "web_logs", "customers"):
+            for table in ("cdrs", "web_logs", "customers", "processing_restrictions"):
                 connection.execute(sqlalchemy.text(f"DROP TABLE IF EXISTS {table}"))
             for statement in SCHEMA:
                 connection.execute(sqlalchemy.text(statement))
@@ -115,7 +125,8 @@ class Command(BaseCommand):
             for j in range(web_logs_per_subject)
         ]
         with engine.begin() as connection:
-            connection.execute(sqlalchemy.text("INSERT INTO customers VALUES (:a, :b, :c, :d, :e, :f, :g, :h)"),
+            connection.execute(sqlalchemy.text("INSERT INTO customers (id, customer_ref, name, email, phone, billing_address, company, created_at) "
+                                               "VALUES (:a, :b, :c, :d, :e, :f, :g, :h)"),
                                [dict(zip("abcdefgh", row)) for row in customers])
             connection.execute(sqlalchemy.text("INSERT INTO web_logs VALUES (:a, :b, :c, :d, :e, :f)"),
                                [dict(zip("abcdef", row)) for row in web_logs])
@@ -170,8 +181,15 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def register_inventory(self, url):
-        """The three demo systems as the carrier's record of processing describes them."""
-        SourceSystem.objects.filter(slug__in=["crm", "weblogs", "cdr"]).delete()
+        """The three demo systems as the carrier's record of processing describes them, with how
+        erasure, rectification and restriction reach them, the legal hold on call records and the
+        suppression lists of the privacy policy's opt-outs."""
+        try:
+            SourceSystem.objects.filter(slug__in=["crm", "weblogs", "cdr"]).delete()
+        except ProtectedError as error:
+            raise CommandError(
+                "The demo inventory has recorded erasures or rectifications: seed into a fresh database."
+            ) from error
         crm = SourceSystem.objects.create(
             slug="crm", name="Customer contacts (CRM)", connector=ConnectorKind.SQL, connection_url=url,
             identity_kind=IdentityKind.EMAIL, legal_basis=LegalBasis.CONTRACT,
@@ -179,24 +197,37 @@ class Command(BaseCommand):
             retention="For the duration of the contract, then 7 years for accounting obligations.",
             origin="Given by you or by your employer when the account was opened.",
         )
-        SourceCategory.objects.create(
+        contacts = SourceCategory.objects.create(
             source=crm, slug="contacts", category=DataCategory.CONTACT,
             query="SELECT customer_ref, name, email, phone, billing_address, company, created_at FROM customers WHERE email IN :identities",
+            table="customers", identity_field="email", erase_method=EraseMethod.ANONYMISE, restriction_flag="restricted",
         )
-        Recipient.objects.create(source=crm, name="Group companies", country="Belgium")
+        # The account row stays (accounting law keeps the invoices that point at it); the person in it goes.
+        SourceField.objects.bulk_create([
+            SourceField(category=contacts, name="name", erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
+            SourceField(category=contacts, name="email", type=FieldType.EMAIL, erase_strategy=EraseStrategy.HASH),
+            SourceField(category=contacts, name="phone", type=FieldType.PHONE, erase_strategy=EraseStrategy.HASH),
+            SourceField(category=contacts, name="billing_address", erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
+            SourceField(category=contacts, name="company", rectifiable=True),
+            SourceField(category=contacts, name="customer_ref", rectifiable=False),
+        ])
+        Recipient.objects.create(source=crm, name="Group companies", country="Belgium", notification_email="privacy@group.example")
         weblogs = SourceSystem.objects.create(
             slug="weblogs", name="Website connection logs", connector=ConnectorKind.SQL, connection_url=url,
             identity_kind=IdentityKind.IP_ADDRESS, legal_basis=LegalBasis.LEGITIMATE_INTERESTS,
             purposes="Operating and securing our website; audience statistics.",
             retention="13 months.", origin="Collected automatically when you visit our website.",
+            restriction_list="processing_restrictions.identity",
         )
         SourceCategory.objects.create(
             source=weblogs, slug="visits", category=DataCategory.WEBSITE_CONNECTION,
             query="SELECT ip_address, visited_at, browser, device, page FROM web_logs WHERE ip_address IN :identities ORDER BY visited_at",
+            table="web_logs", identity_field="ip_address", erase_method=EraseMethod.DELETE,
         )
         Recipient.objects.create(
             source=weblogs, name="Web analytics provider", country="United States", third_country=True,
             safeguards="EU standard contractual clauses (Commission Decision 2021/914)",
+            notification_email="dpo@analytics.example",
         )
         cdr = SourceSystem.objects.create(
             slug="cdr", name="Call detail records", connector=ConnectorKind.SQL, connection_url=url,
@@ -205,13 +236,27 @@ class Command(BaseCommand):
             "retention required by electronic communications law.",
             retention="12 months for billing disputes; longer where telecom law requires it.",
             origin="Generated by the networks that carried your calls, including the operator you subscribe to.",
+            restriction_list="processing_restrictions.identity",
         )
         SourceCategory.objects.create(
             source=cdr, slug="calls", category=DataCategory.ELECTRONIC_COMMUNICATIONS, masked_fields="callee",
             query="SELECT caller, callee, started_at, duration_s, cell_id, location, cost_eur FROM cdrs WHERE caller IN :identities ORDER BY id",
+            table="cdrs", identity_field="caller", erase_method=EraseMethod.DELETE,
         )
+        LegalHold.objects.create(
+            source=cdr, ground=ErasureException.LEGAL_OBLIGATION, until=timezone.localdate() + datetime.timedelta(days=365),
+            basis="Belgian electronic communications law requires operators to keep call records for 12 months, "
+            "and settling disputed invoices with other operators needs them for as long.",
+        )
+        for slug, name in [
+            ("marketing-email", "Promotional emails and newsletters"),
+            ("telemarketing", "Telemarketing calls"),
+            ("event-sponsors", "Event partners and conference sponsors contacting you"),
+        ]:
+            SuppressionPurpose.objects.get_or_create(slug=slug, defaults={"name": name})
         Recipient.objects.create(source=cdr, name="Interconnected network operators", country="EU/EEA and worldwide",
-                                 third_country=True, safeguards="EU standard contractual clauses")
+                                 third_country=True, safeguards="EU standard contractual clauses",
+                                 notification_email="privacy-desk@interconnect.example")
         Recipient.objects.create(source=cdr, name="Authorities, when the law requires it", country="Belgium")
 
     @transaction.atomic

@@ -1,0 +1,57 @@
+"""The demo inventory (seed_demo) is set up for acting on rights: an erasure of a demo subject
+anonymises the CRM contact, deletes the web logs and keeps the call records under their legal hold."""
+
+import io
+
+import pytest
+import sqlalchemy
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from requests_app.models import ActionStatus, RequestType, SourceAction, SuppressionPurpose
+from requests_app.services import actions
+from requests_app.services.intake import RightDetails
+from tests.factories import request_in_status
+
+
+@pytest.fixture
+def demo_sources(settings, tmp_path):
+    url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    settings.DEMO_SOURCES_URL = url
+    call_command("seed_demo", subjects=2, cdrs_per_subject=5, web_logs_per_subject=3, stdout=io.StringIO())
+    engine = sqlalchemy.create_engine(url)
+    yield lambda statement: [dict(row) for row in engine.connect().execute(sqlalchemy.text(statement)).mappings()]
+    engine.dispose()
+
+
+def test_an_erasure_of_a_demo_subject(db, demo_sources, dpo_actor, django_capture_on_commit_callbacks):
+    request = request_in_status(
+        "in_progress", rights=[RightDetails(RequestType.ERASURE)], subject_email="demo0@example.com",
+        subject_phone="+32470000000", ip_address="198.18.0.1",
+    )
+    request.identities.update(verified_at=request.created_at)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    for action in SourceAction.objects.filter(request=request):
+        for step in (actions.dry_run_start, actions.approve, actions.execute):
+            with django_capture_on_commit_callbacks(execute=True):
+                step(action=SourceAction.objects.get(pk=action.pk), actor=dpo_actor)
+        done = SourceAction.objects.get(pk=action.pk)
+        assert done.status == ActionStatus.DONE, done.error
+
+    contact = demo_sources("SELECT name, email, billing_address, customer_ref FROM customers WHERE id = 1")[0]
+    assert contact["name"] == contact["billing_address"] == "(erased)" and contact["email"].startswith("anon:")
+    assert contact["customer_ref"] == "CUST-000000"  # the account stays for the invoices
+    assert demo_sources("SELECT count(*) AS n FROM web_logs WHERE ip_address = '198.18.0.1'") == [{"n": 0}]
+    assert demo_sources("SELECT count(*) AS n FROM cdrs WHERE caller = '+32470000000'") == [{"n": 5}]  # held
+    held = SourceAction.objects.get(request=request, source__slug="cdr").result["held"]
+    assert held[0]["ground"] == "legal_obligation"
+    assert set(SuppressionPurpose.objects.values_list("slug", flat=True)) == {"marketing-email", "telemarketing", "event-sponsors"}
+
+
+def test_seeding_again_keeps_an_inventory_that_was_acted_on(db, demo_sources, dpo_actor):
+    request = request_in_status("in_progress", rights=[RightDetails(RequestType.ERASURE)], subject_email="demo0@example.com")
+    request.identities.update(verified_at=request.created_at)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    with pytest.raises(CommandError, match="fresh database"):
+        call_command("seed_demo", subjects=1, cdrs_per_subject=1, stdout=io.StringIO())
+    assert SourceAction.objects.filter(request=request).count() == 3
