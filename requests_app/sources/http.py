@@ -5,13 +5,50 @@ source's base URL. The token comes from the environment variable named by
 the source and goes in its auth header. A response is either a JSON list of
 records, or an object {"results": [...], "next": <url or null>}; `next`
 links are followed page by page, so only one page is held at a time.
+
+Erasure, rectification and restriction (the contract in sources/actions.py)
+ask this of the partner's API, with the same token:
+
+- The records to act on are read as for an export: GET on the category's
+  path for each identity, every page. Each record carries the field named
+  by the category's `record_key`, and lives at
+  <the category's path for the identity>/<url-quoted key>.
+- Erasure by deletion: DELETE on the record. A 404 counts as already
+  deleted, so running it again is harmless.
+- Erasure by anonymisation, rectification and restriction by flag: PATCH on
+  the record with a JSON object of only the fields whose value changes. A
+  record with nothing to change gets no request, so a second run sends none.
+- Restriction to a list (the source's `restriction_list`, a path starting
+  with /): POST {"identity": ...} to <base URL><path> for each identity.
+  The partner must treat an identity already on the list as a no-op: every
+  run posts every identity.
+
+HTTP has no transaction. `apply` first re-reads every record and refuses
+(StaleDryRun) if they no longer match the dry run, before changing
+anything. A failure part-way through leaves the earlier records changed;
+the retry then sees records that differ from the dry run and refuses too,
+so staff run the dry run again and approve what is left. That is intended:
+nothing is changed that a person did not approve.
 """
 
+import json
 from collections.abc import Iterator
 from urllib.parse import quote, urljoin
 
 import requests
+from django.core.serializers.json import DjangoJSONEncoder
 
+from requests_app.models import ActionKind
+from requests_app.sources.actions import (
+    ActionPlan,
+    CategoryWork,
+    Fingerprint,
+    StaleDryRun,
+    changed_fields,
+    combined_fingerprint,
+    differs,
+    new_values,
+)
 from requests_app.sources.base import SourceError, mask_value, secret_from_env
 
 TIMEOUT = (5, 30)  # seconds to connect, seconds between bytes
@@ -28,20 +65,31 @@ class HTTPConnector:
             self.session.headers[header] = f"Bearer {token}" if header.lower() == "authorization" else token
         self.session.headers["Accept"] = "application/json"
 
+    def _url(self, path: str) -> str:
+        return urljoin(self.source.connection_url.rstrip("/") + "/", path.lstrip("/"))
+
+    def _category_url(self, category, identity: str) -> str:
+        return self._url(category.query.format(identity=quote(identity, safe="")))
+
+    def _call(self, method: str, url: str, *, missing_ok: bool = False, **kwargs) -> requests.Response:
+        """One request. Failures name the source and their kind, never the response body (it may quote data)."""
+        try:
+            response = self.session.request(method, url, timeout=TIMEOUT, **kwargs)
+        except requests.Timeout as error:
+            raise SourceError(f"{self.source.slug}: timed out") from error
+        except requests.ConnectionError as error:
+            raise SourceError(f"{self.source.slug}: connection failed") from error
+        if response.status_code in (401, 403):
+            raise SourceError(f"{self.source.slug}: credentials refused (HTTP {response.status_code})")
+        if response.status_code >= 400 and not (missing_ok and response.status_code == 404):
+            raise SourceError(f"{self.source.slug}: HTTP {response.status_code}")
+        return response
+
     def _pages(self, url: str) -> Iterator[list[dict]]:
         for _ in range(MAX_PAGES):
-            try:
-                response = self.session.get(url, timeout=TIMEOUT)
-            except requests.Timeout as error:
-                raise SourceError(f"{self.source.slug}: timed out") from error
-            except requests.ConnectionError as error:
-                raise SourceError(f"{self.source.slug}: connection failed") from error
-            if response.status_code in (401, 403):
-                raise SourceError(f"{self.source.slug}: credentials refused (HTTP {response.status_code})")
+            response = self._call("GET", url, missing_ok=True)
             if response.status_code == 404:
                 return  # no record of this identity
-            if response.status_code >= 400:
-                raise SourceError(f"{self.source.slug}: HTTP {response.status_code}")
             try:
                 body = response.json()
             except ValueError as error:
@@ -57,15 +105,16 @@ class HTTPConnector:
             url = urljoin(url, body["next"])
         raise SourceError(f"{self.source.slug}: more than {MAX_PAGES} pages")
 
+    def _identity_records(self, url: str) -> Iterator[dict]:
+        for page in self._pages(url):
+            for record in page:
+                if not isinstance(record, dict):
+                    raise SourceError(f"{self.source.slug}: a record is not a JSON object")
+                yield record
+
     def _records(self, category, identities: list[str]) -> Iterator[dict]:
-        base = self.source.connection_url.rstrip("/") + "/"
         for identity in identities:
-            url = urljoin(base, category.query.lstrip("/").format(identity=quote(identity, safe="")))
-            for page in self._pages(url):
-                for record in page:
-                    if not isinstance(record, dict):
-                        raise SourceError(f"{self.source.slug}: a record is not a JSON object")
-                    yield record
+            yield from self._identity_records(self._category_url(category, identity))
 
     def stream(self, category, identities: list[str]) -> tuple[list[str], Iterator[tuple]]:
         """Columns are the keys of the first record, in order; later records are fitted to them."""
@@ -81,6 +130,83 @@ class HTTPConnector:
                 yield tuple(mask_value(record.get(c)) if c in masked else record.get(c) for c in columns)
 
         return columns, rows()
+
+    # --- Erasure, rectification, restriction (see sources/actions.py) ------
+
+    def preview(self, plan: ActionPlan) -> dict:
+        scans = [self._scan(plan, work) for work in plan.categories]
+        return {
+            "categories": [scan["counts"] for scan in scans],
+            "list_entries": len(self._list_identities(plan)),
+            "fingerprint": combined_fingerprint([scan["fingerprint"] for scan in scans]),
+        }
+
+    def apply(self, plan: ActionPlan, fingerprint: str, on_progress=lambda progress: None) -> dict:
+        """Changes nothing unless every record still matches the dry run; see the module docstring
+        for what a failure part-way leaves behind."""
+        scans = [self._scan(plan, work) for work in plan.categories]
+        if combined_fingerprint([scan["fingerprint"] for scan in scans]) != fingerprint:
+            raise StaleDryRun(f"{self.source.slug}: the records changed since the dry run")
+        list_identities = self._list_identities(plan)  # a misconfigured list fails before any change
+        for done, scan in enumerate(scans, start=1):
+            for method, url, body in scan["writes"]:
+                if method == "DELETE":
+                    self._call("DELETE", url, missing_ok=True)  # already gone is what we want
+                else:
+                    # DjangoJSONEncoder writes the dates and decimals a rectification may carry.
+                    self._call("PATCH", url, data=json.dumps(body, cls=DjangoJSONEncoder),
+                               headers={"Content-Type": "application/json"})
+            on_progress({"categories_done": done, "categories_total": len(scans)})
+        if list_identities:
+            list_url = self._url(plan.restriction_list)
+            for identity in list_identities:
+                self._call("POST", list_url, json={"identity": identity})
+        return {"categories": [scan["counts"] for scan in scans], "list_entries": len(list_identities)}
+
+    def _scan(self, plan: ActionPlan, work: CategoryWork) -> dict:
+        """Read the category's records: their count, the fields the action changes, their fingerprint,
+        and the requests that make the change (held for one subject's records)."""
+        category = work.category
+        if not category.record_key:
+            raise SourceError(f"{self.source.slug}: category {category.slug} has no record key to act on")
+        deletes = plan.kind == ActionKind.ERASE and work.deletes
+        fingerprint, rows, fields, writes = Fingerprint(), 0, 0, []
+        for identity in plan.identities:
+            read_url = self._category_url(category, identity)
+            # A query string in the path template is for reading; records live under the path itself.
+            records_url = read_url.split("?", 1)[0].rstrip("/")
+            for record in self._identity_records(read_url):
+                key = record.get(category.record_key)
+                if key is None or key == "":
+                    raise SourceError(
+                        f"{self.source.slug}: a record of category {category.slug} has no {category.record_key!r} field"
+                    )
+                fingerprint.add(record)
+                rows += 1
+                fields += changed_fields(work, plan.kind, record)
+                url = f"{records_url}/{quote(str(key), safe='')}"
+                if deletes:
+                    writes.append(("DELETE", url, None))
+                    continue
+                patch = {
+                    name: value for name, value in new_values(work, plan.kind, record).items()
+                    if differs(record.get(name), value)
+                }
+                if patch:
+                    writes.append(("PATCH", url, patch))
+        return {
+            "counts": {"category": category.slug, "rows": rows, "fields": fields},
+            "fingerprint": fingerprint.hexdigest(),
+            "writes": writes,
+        }
+
+    def _list_identities(self, plan: ActionPlan) -> list[str]:
+        """The identities a restriction posts to the source's restriction list (none without a list)."""
+        if plan.kind != ActionKind.RESTRICT or not plan.restriction_list:
+            return []
+        if not plan.restriction_list.startswith("/"):
+            raise SourceError(f"{self.source.slug}: an HTTP restriction list must be a path starting with /")
+        return list(plan.identities)
 
 
 def _chain_first(first, rest):

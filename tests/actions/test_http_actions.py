@@ -1,0 +1,466 @@
+"""Erasure, rectification and restriction through the HTTP connector, against a real partner API on 127.0.0.1."""
+
+import copy
+import datetime
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+
+from requests_app.models import (
+    ActionKind,
+    ConnectorKind,
+    DataCategory,
+    EraseMethod,
+    EraseStrategy,
+    IdentityKind,
+    LegalBasis,
+    SourceCategory,
+    SourceField,
+    SourceSystem,
+)
+from requests_app.sources.actions import (
+    ActionPlan,
+    CategoryWork,
+    StaleDryRun,
+    keyed_hash,
+)
+from requests_app.sources.base import SourceError
+from requests_app.sources.http import HTTPConnector
+
+TOKEN_ENV = "SOURCE_PARTNER_ACTIONS_TOKEN"
+TOKEN = "partner-actions-token-3c2b1a"
+ALICE = "+32470000001"
+BOB = "+32470000002"
+
+
+class PartnerAPI:
+    """A partner's JSON API: /api/subscribers/<identity>/<collection>[/<id>], and POST /api/restricted.
+
+    `data` maps (collection, identity) to that subscriber's records, each
+    named by its "id"; unknown subscribers get a 404. Reads are paginated
+    `page_size` at a time with relative `next` links. `forced` maps a method to
+    (status, n): after n successful calls of that method, it answers with
+    that status and a body quoting the request. Every request is kept in
+    `requests` as (method, raw path, JSON body or None, auth header).
+    """
+
+    def __init__(self, token: str, page_size: int = 2):
+        self.token = token
+        self.page_size = page_size
+        self.data: dict[tuple[str, str], list[dict]] = {}
+        self.restricted: list[str] = []
+        self.forced: dict[str, tuple[int, int]] = {}
+        self.requests: list[tuple[str, str, object, str | None]] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/api/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def writes(self) -> list[tuple[str, str, object]]:
+        return [(method, path, body) for method, path, body, _ in self.requests if method != "GET"]
+
+    def answer(self, method: str, target: str, body) -> tuple[int, object]:
+        parts = urlsplit(target)
+        if method == "POST" and parts.path == "/api/restricted":
+            if body["identity"] not in self.restricted:  # a repeat is a no-op, as the contract asks
+                self.restricted.append(body["identity"])
+            return 201, {}
+        # Split before unquoting: a key may hold a quoted "/".
+        segments = parts.path.strip("/").split("/")
+        if segments[:2] != ["api", "subscribers"] or len(segments) not in (4, 5):
+            return 404, {"detail": "not found"}
+        records = self.data.get((segments[3], unquote(segments[2])))
+        if records is None:
+            return 404, {"detail": "no such subscriber"}
+        if len(segments) == 4 and method == "GET":
+            page = int(parse_qs(parts.query).get("page", ["1"])[0])
+            start = (page - 1) * self.page_size
+            more = start + self.page_size < len(records)
+            return 200, {"results": records[start : start + self.page_size], "next": f"{parts.path}?page={page + 1}" if more else None}
+        if len(segments) == 5:
+            key = unquote(segments[4])
+            record = next((r for r in records if str(r.get("id")) == key), None)
+            if record is None:
+                return 404, {"detail": "no such record"}
+            if method == "PATCH":
+                record.update(body)
+                return 200, record
+            if method == "DELETE":
+                records.remove(record)
+                return 204, None
+        return 405, {"detail": "method not allowed"}
+
+    def _handler(self):
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def handle_request(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                api.requests.append((self.command, self.path, body, self.headers.get("Authorization")))
+                if self.headers.get("Authorization") != f"Bearer {api.token}":
+                    return self.send(401, {"detail": "invalid token"})
+                if self.command in api.forced:
+                    status, successes = api.forced[self.command]
+                    if successes == 0:
+                        return self.send(status, {"detail": "upstream error", "request": body, "path": self.path})
+                    api.forced[self.command] = (status, successes - 1)
+                self.send(*api.answer(self.command, self.path, body))
+
+            do_GET = do_PATCH = do_DELETE = do_POST = handle_request
+
+            def send(self, status: int, answer) -> None:
+                encoded = b"" if answer is None else json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(encoded)))
+                self.end_headers()
+                self.wfile.write(encoded)
+
+        return Handler
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def api(monkeypatch):
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    with PartnerAPI(TOKEN) as server:
+        yield server
+
+
+def make_source(base_url: str) -> SourceSystem:
+    return SourceSystem.objects.create(
+        slug="roaming-partner", name="Roaming partner", connector=ConnectorKind.HTTP, connection_url=base_url,
+        connection_env=TOKEN_ENV, identity_kind=IdentityKind.PHONE, legal_basis=LegalBasis.CONTRACT,
+        purposes="Roaming billing.", retention="12 months.", origin="The network.",
+    )
+
+
+@pytest.fixture
+def source(db, api):
+    return make_source(api.base_url)
+
+
+def add_category(source, slug="calls", record_key="id", **fields) -> SourceCategory:
+    return SourceCategory.objects.create(
+        source=source, slug=slug, category=DataCategory.ELECTRONIC_COMMUNICATIONS,
+        query=f"/subscribers/{{identity}}/{slug}", record_key=record_key, **fields,
+    )
+
+
+def add_field(category, name, strategy, fixed_text="") -> SourceField:
+    return SourceField.objects.create(category=category, name=name, erase_strategy=strategy, fixed_text=fixed_text)
+
+
+def calls(identity: str, count: int, collection="calls") -> list[dict]:
+    return [
+        {"id": f"{collection}-{identity[-1]}-{i}", "caller": identity, "callee": f"+3249900000{i}", "minutes": i, "restricted": False}
+        for i in range(count)
+    ]
+
+
+def seed(api, collection="calls", alice=3, bob=1) -> None:
+    """By default Alice's three records span two pages (page size 2) and Bob has one."""
+    api.data[(collection, ALICE)] = calls(ALICE, alice, collection)
+    api.data[(collection, BOB)] = calls(BOB, bob, collection)
+
+
+def anonymising_work(category) -> CategoryWork:
+    category.erase_method = EraseMethod.ANONYMISE
+    category.save()
+    return CategoryWork(
+        category=category,
+        anonymise={
+            "caller": add_field(category, "caller", EraseStrategy.HASH),
+            "callee": add_field(category, "callee", EraseStrategy.FIXED, fixed_text="withheld"),
+            "minutes": add_field(category, "minutes", EraseStrategy.NULL),
+        },
+    )
+
+
+def plan_for(case: str, source) -> ActionPlan:
+    """One category of calls, for Alice and Bob, under each kind of change."""
+    category = add_category(source)
+    if case == "delete":
+        return ActionPlan(ActionKind.ERASE, [ALICE, BOB], [CategoryWork(category=category)])
+    if case == "anonymise":
+        return ActionPlan(ActionKind.ERASE, [ALICE, BOB], [anonymising_work(category)])
+    if case == "rectify":
+        return ActionPlan(ActionKind.RECTIFY, [ALICE, BOB], [CategoryWork(category=category, changes={"callee": "+32499123456"})])
+    category.restriction_flag = "restricted"
+    category.save()
+    return ActionPlan(ActionKind.RESTRICT, [ALICE, BOB], [CategoryWork(category=category)])
+
+
+def test_preview_counts_rows_and_changed_fields_and_changes_nothing(api, source):
+    seed(api)
+    api.data[("calls", ALICE)][0]["callee"] = "withheld"  # already what anonymising sets: not counted
+    before = copy.deepcopy(api.data)
+    plan = plan_for("anonymise", source)
+
+    preview = HTTPConnector(source).preview(plan)
+
+    # 4 records with caller, callee and minutes changing on each, but for that one callee.
+    assert preview["categories"] == [{"category": "calls", "rows": 4, "fields": 4 * 3 - 1}]
+    assert preview["list_entries"] == 0
+    assert isinstance(preview["fingerprint"], str) and preview["fingerprint"]
+    assert api.data == before
+    assert api.writes() == []
+
+
+def test_every_page_of_every_identity_is_read(api, source):
+    seed(api, alice=5, bob=1)
+    plan = plan_for("delete", source)
+    connector = HTTPConnector(source)
+
+    preview = connector.preview(plan)
+
+    assert preview["categories"] == [{"category": "calls", "rows": 6, "fields": 6 * 5}]
+    assert [path for method, path, *_ in api.requests] == [
+        "/api/subscribers/%2B32470000001/calls",
+        "/api/subscribers/%2B32470000001/calls?page=2",
+        "/api/subscribers/%2B32470000001/calls?page=3",
+        "/api/subscribers/%2B32470000002/calls",
+    ]
+    connector.apply(plan, preview["fingerprint"])
+    assert api.data == {("calls", ALICE): [], ("calls", BOB): []}
+
+
+def test_erase_by_delete_removes_every_record_category_by_category(api, source):
+    seed(api, "calls")
+    seed(api, "sms", alice=1, bob=0)
+    api.data[("sms", ALICE)][0]["id"] = "thread/7 a"  # a key that must be quoted into the URL
+    works = [CategoryWork(category=add_category(source, "calls")), CategoryWork(category=add_category(source, "sms"))]
+    plan = ActionPlan(ActionKind.ERASE, [ALICE, BOB], works)
+    connector = HTTPConnector(source)
+    progress = []
+
+    preview = connector.preview(plan)
+    result = connector.apply(plan, preview["fingerprint"], on_progress=progress.append)
+
+    counts = [{"category": "calls", "rows": 4, "fields": 4 * 5}, {"category": "sms", "rows": 1, "fields": 5}]
+    assert preview["categories"] == counts
+    assert result == {"categories": counts, "list_entries": 0}
+    assert progress == [{"categories_done": 1, "categories_total": 2}, {"categories_done": 2, "categories_total": 2}]
+    assert all(records == [] for records in api.data.values())
+    assert [method for method, _, _ in api.writes()] == ["DELETE"] * 5
+    assert ("DELETE", "/api/subscribers/%2B32470000001/sms/thread%2F7%20a", None) in api.writes()
+    assert {auth for *_, auth in api.requests} == {f"Bearer {TOKEN}"}  # writes carry the token reads do
+
+
+def test_a_delete_answered_404_counts_as_already_deleted(api, source):
+    seed(api)
+    plan = plan_for("delete", source)
+    connector = HTTPConnector(source)
+    fingerprint = connector.preview(plan)["fingerprint"]
+    api.forced["DELETE"] = (404, 0)
+
+    result = connector.apply(plan, fingerprint)
+
+    assert result["categories"] == [{"category": "calls", "rows": 4, "fields": 4 * 5}]
+    assert len(api.writes()) == 4
+
+
+def test_erase_by_anonymising_patches_only_the_fields_that_change(api, source):
+    seed(api, alice=2, bob=1)
+    api.data[("calls", ALICE)][1]["callee"] = "withheld"
+    plan = plan_for("anonymise", source)
+    connector = HTTPConnector(source)
+
+    result = connector.apply(plan, connector.preview(plan)["fingerprint"])
+
+    assert result == {"categories": [{"category": "calls", "rows": 3, "fields": 3 * 3 - 1}], "list_entries": 0}
+    assert api.writes() == [
+        ("PATCH", "/api/subscribers/%2B32470000001/calls/calls-1-0", {"caller": keyed_hash(ALICE), "callee": "withheld", "minutes": None}),
+        ("PATCH", "/api/subscribers/%2B32470000001/calls/calls-1-1", {"caller": keyed_hash(ALICE), "minutes": None}),
+        ("PATCH", "/api/subscribers/%2B32470000002/calls/calls-2-0", {"caller": keyed_hash(BOB), "callee": "withheld", "minutes": None}),
+    ]
+    alice, bob = api.data[("calls", ALICE)], api.data[("calls", BOB)]
+    assert all(record["caller"].startswith("anon:") for record in alice + bob)
+    assert alice[0]["caller"] == alice[1]["caller"] != bob[0]["caller"]  # stable: same number, same pseudonym
+    assert [record["callee"] for record in alice + bob] == ["withheld"] * 3
+    assert [record["minutes"] for record in alice + bob] == [None] * 3
+    assert [record["restricted"] for record in alice + bob] == [False] * 3  # fields without a strategy are kept
+
+
+def test_rectify_patches_the_records_whose_values_differ(api, source):
+    api.data[("contact", ALICE)] = [
+        {"id": "main", "name": "Alise Peeters", "born": "1990-01-01", "email": "alice@example.com"},
+        {"id": "billing", "name": "Alice Peeters", "born": "1990-01-02", "email": "alice@example.com"},
+    ]
+    changes = {"name": "Alice Peeters", "born": datetime.date(1990, 1, 2)}
+    plan = ActionPlan(ActionKind.RECTIFY, [ALICE], [CategoryWork(category=add_category(source, "contact"), changes=changes)])
+    connector = HTTPConnector(source)
+
+    preview = connector.preview(plan)
+    connector.apply(plan, preview["fingerprint"])
+
+    assert preview["categories"] == [{"category": "contact", "rows": 2, "fields": 2}]
+    assert api.writes() == [
+        ("PATCH", "/api/subscribers/%2B32470000001/contact/main", {"name": "Alice Peeters", "born": "1990-01-02"}),
+    ]
+    assert [(r["name"], r["born"], r["email"]) for r in api.data[("contact", ALICE)]] == [
+        ("Alice Peeters", "1990-01-02", "alice@example.com")
+    ] * 2
+
+
+def test_restrict_by_flag_sets_it_where_it_is_not_set(api, source):
+    seed(api)
+    api.data[("calls", ALICE)][2]["restricted"] = True
+    plan = plan_for("restrict", source)
+    connector = HTTPConnector(source)
+
+    preview = connector.preview(plan)
+    result = connector.apply(plan, preview["fingerprint"])
+
+    assert preview["categories"] == [{"category": "calls", "rows": 4, "fields": 3}]
+    assert result == {"categories": preview["categories"], "list_entries": 0}
+    assert [(method, body) for method, _, body in api.writes()] == [("PATCH", {"restricted": True})] * 3
+    assert all(record["restricted"] is True for records in api.data.values() for record in records)
+
+
+def test_restrict_by_list_posts_every_identity_to_it(api, source):
+    api.restricted = [BOB]  # already on the partner's list: posting him again is a no-op there
+    plan = ActionPlan(ActionKind.RESTRICT, [ALICE, BOB], [], restriction_list="/restricted")
+    connector = HTTPConnector(source)
+
+    preview = connector.preview(plan)
+    result = connector.apply(plan, preview["fingerprint"])
+
+    assert preview["list_entries"] == 2 and preview["categories"] == []
+    assert result == {"categories": [], "list_entries": 2}
+    assert api.writes() == [("POST", "/api/restricted", {"identity": ALICE}), ("POST", "/api/restricted", {"identity": BOB})]
+    assert api.restricted == [BOB, ALICE]
+
+
+@pytest.mark.parametrize("case", ["delete", "anonymise", "rectify", "restrict"])
+def test_running_again_changes_nothing(api, source, case):
+    seed(api)
+    plan = plan_for(case, source)
+    first = HTTPConnector(source)
+    first.apply(plan, first.preview(plan)["fingerprint"])
+    after_first = copy.deepcopy(api.data)
+    api.requests.clear()
+
+    again = HTTPConnector(source)  # a retried task: a new connector, a new dry run
+    preview = again.preview(plan)
+    result = again.apply(plan, preview["fingerprint"])
+
+    assert [counts["fields"] for counts in preview["categories"]] == [0]
+    assert result["categories"] == preview["categories"]
+    assert api.writes() == []
+    assert api.data == after_first
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda data: data[("calls", BOB)][0].update(minutes=42),
+        lambda data: data[("calls", ALICE)].append(calls(ALICE, 4)[3]),
+        lambda data: data[("calls", ALICE)].pop(),
+    ],
+    ids=["edited", "added", "removed"],
+)
+def test_records_changed_since_the_dry_run_are_refused_untouched(api, source, change):
+    seed(api)
+    plan = plan_for("anonymise", source)
+    connector = HTTPConnector(source)
+    fingerprint = connector.preview(plan)["fingerprint"]
+    change(api.data)  # the partner's own change after the dry run
+    changed = copy.deepcopy(api.data)
+
+    with pytest.raises(StaleDryRun, match="roaming-partner"):
+        connector.apply(plan, fingerprint)
+
+    assert api.writes() == []
+    assert api.data == changed
+
+
+def test_a_failed_patch_names_the_source_and_not_the_data(api, source):
+    seed(api)
+    plan = plan_for("anonymise", source)
+    connector = HTTPConnector(source)
+    fingerprint = connector.preview(plan)["fingerprint"]
+    api.forced["PATCH"] = (500, 0)  # its body quotes the request
+
+    with pytest.raises(SourceError) as raised:
+        connector.apply(plan, fingerprint)
+
+    message = str(raised.value)
+    assert not isinstance(raised.value, StaleDryRun)
+    assert "roaming-partner" in message and "HTTP 500" in message
+    for data in ("32470000001", "32470000002", "+32499", "withheld", "anon:", "upstream"):
+        assert data not in message
+    assert len(api.writes()) == 1  # it stopped at the first failure
+
+
+def test_a_failure_part_way_makes_the_retry_stale_until_a_new_dry_run(api, source):
+    seed(api)
+    plan = plan_for("anonymise", source)
+    connector = HTTPConnector(source)
+    fingerprint = connector.preview(plan)["fingerprint"]
+    api.forced["PATCH"] = (500, 1)  # the first record is changed, the second fails
+
+    with pytest.raises(SourceError):
+        connector.apply(plan, fingerprint)
+    api.forced.clear()
+    with pytest.raises(StaleDryRun):
+        connector.apply(plan, fingerprint)
+    assert len(api.writes()) == 2
+
+    preview = connector.preview(plan)
+    result = connector.apply(plan, preview["fingerprint"])
+
+    assert result["categories"] == [{"category": "calls", "rows": 4, "fields": 4 * 3 - 3}]
+    assert all(record["callee"] == "withheld" for records in api.data.values() for record in records)
+
+
+def test_a_record_without_its_key_is_refused_naming_the_category(api, source):
+    seed(api)
+    del api.data[("calls", BOB)][0]["id"]
+    plan = plan_for("delete", source)
+    connector = HTTPConnector(source)
+
+    with pytest.raises(SourceError) as raised:
+        connector.preview(plan)
+    with pytest.raises(SourceError):
+        connector.apply(plan, "any fingerprint")
+
+    message = str(raised.value)
+    assert "roaming-partner" in message and "calls" in message and "'id'" in message
+    assert "32470000002" not in message and "+32499" not in message
+    assert api.writes() == []  # Alice's records, read first, are not deleted either
+
+
+def test_a_category_without_a_record_key_is_refused_before_any_request(api, source):
+    plan = ActionPlan(ActionKind.ERASE, [ALICE], [CategoryWork(category=add_category(source, record_key=""))])
+
+    with pytest.raises(SourceError, match="roaming-partner: category calls has no record key"):
+        HTTPConnector(source).preview(plan)
+
+    assert api.requests == []
+
+
+def test_an_unreachable_partner_is_a_connection_failure(api, db):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    source = make_source(f"http://127.0.0.1:{closed}/api/")
+    plan = plan_for("delete", source)
+
+    with pytest.raises(SourceError, match="roaming-partner: connection failed"):
+        HTTPConnector(source).preview(plan)
