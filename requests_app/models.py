@@ -777,6 +777,15 @@ class SourceSystem(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        # An SQL source's list is a table.column, an HTTP source's a path: the other form cannot work.
+        if self.restriction_list and self.connector in (ConnectorKind.SQL, ConnectorKind.HTTP):
+            is_path = self.restriction_list.startswith("/")
+            if is_path != (self.connector == ConnectorKind.HTTP):
+                raise ValidationError(
+                    {"restriction_list": _("SQL sources give table.column; HTTP sources a path starting with /.")}
+                )
+
 
 class SourceCategory(models.Model):
     """One kind of data in a source, and how to fetch it for a set of identities.

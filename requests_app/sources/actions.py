@@ -84,10 +84,25 @@ def anonymised(source_field, value):
 
 
 def differs(old, new) -> bool:
-    """Whether setting a field from `old` to `new` changes it (databases may hand back text for dates and numbers)."""
+    """Whether setting a field from `old` to `new` changes it (databases and APIs may hand back text
+    for dates and numbers, and write the same instant with another offset)."""
     if old is None or new is None:
         return (old is None) != (new is None)
+    old, new = _comparable(old), _comparable(new)
     return old != new and str(old) != str(new)
+
+
+def _comparable(value):
+    if isinstance(value, str):
+        try:
+            parsed = parse_datetime(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            value = parsed
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        return value.astimezone(datetime.UTC)
+    return value
 
 
 def new_values(work: CategoryWork, kind: str, row: dict) -> dict:

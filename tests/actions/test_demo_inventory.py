@@ -8,7 +8,12 @@ import sqlalchemy
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from requests_app.models import ActionStatus, RequestType, SourceAction, SuppressionPurpose
+from requests_app.models import (
+    ActionStatus,
+    RequestType,
+    SourceAction,
+    SuppressionPurpose,
+)
 from requests_app.services import actions
 from requests_app.services.intake import RightDetails
 from tests.factories import request_in_status

@@ -246,3 +246,19 @@ def test_recipients_of_a_source_where_nothing_changed_need_no_notice(crm, cdr, e
     notices = {n.recipient.name: n.status for n in erasure_request.recipient_notices.select_related("recipient")}
     assert notices == {"Interconnect partners": NoticeStatus.NOT_NEEDED, "Group companies": NoticeStatus.SENT}
     assert actions.completion_blockers(erasure_request) == []
+
+
+def test_a_restriction_list_must_suit_the_connector(crm):
+    crm.restriction_list = "/restrictions"
+    with pytest.raises(ValidationError, match="table.column"):
+        crm.full_clean()
+    crm.restriction_list = "restriction_list.identity"
+    crm.full_clean()
+
+
+def test_the_same_instant_written_with_another_offset_is_not_a_change():
+    from requests_app.sources.actions import differs
+
+    assert not differs("2026-03-01T13:00:00Z", datetime.datetime(2026, 3, 1, 14, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=1))))
+    assert differs("2026-03-01T13:00:00Z", datetime.datetime(2026, 3, 1, 14, 0, tzinfo=datetime.UTC))
+    assert not differs(1981, "1981") and differs(None, "") and not differs(None, None)
