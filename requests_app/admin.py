@@ -26,11 +26,13 @@ from requests_app.models import (
     DailyDigest,
     ExportPackage,
     InternalNote,
+    LegalHold,
     ManualTask,
     Message,
     Organisation,
     OrganisationAPIKey,
     Recipient,
+    RecipientNotice,
     ResponseTemplate,
     Team,
     AuditEvent,
@@ -38,9 +40,13 @@ from requests_app.models import (
     ReferenceCounter,
     RequestedRight,
     SentNotification,
+    SourceAction,
     SourceCategory,
+    SourceField,
     SourceSystem,
     SubjectIdentity,
+    SuppressionEntry,
+    SuppressionPurpose,
     WebhookDelivery,
     WebhookEndpoint,
 )
@@ -278,11 +284,68 @@ class RecipientInline(admin.TabularInline):
     extra = 0
 
 
+class LegalHoldInline(admin.TabularInline):
+    model = LegalHold
+    extra = 0
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        # Only the categories of the source being edited; the staff form checks the same.
+        if db_field.name == "category":
+            kwargs["queryset"] = SourceCategory.objects.filter(source_id=request.resolver_match.kwargs.get("object_id"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
 @admin.register(SourceSystem)
 class SourceSystemAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "connector", "identity_kind", "legal_basis", "active"]
     list_filter = ["connector", "active"]
-    inlines = [SourceCategoryInline, RecipientInline]
+    inlines = [SourceCategoryInline, RecipientInline, LegalHoldInline]
+
+
+class SourceFieldInline(admin.TabularInline):
+    model = SourceField
+    extra = 0
+
+
+@admin.register(SourceCategory)
+class SourceCategoryAdmin(admin.ModelAdmin):
+    """Categories are edited inline on their source too; here for their fields (inlines do not nest)."""
+
+    list_display = ["__str__", "category", "table", "erase_method"]
+    list_filter = ["source", "erase_method"]
+    list_select_related = ["source"]
+    inlines = [SourceFieldInline]
+
+
+@admin.register(SourceAction)
+class SourceActionAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "request", "source", "kind", "status", "attempts", "finished_at"]
+    list_filter = ["status", "kind", "source"]
+    search_fields = ["=request__reference"]
+    list_select_related = ["request", "source"]
+
+
+@admin.register(RecipientNotice)
+class RecipientNoticeAdmin(ReadOnlyAdmin):
+    list_display = ["request", "recipient", "status", "attempts", "sent_at", "waiver_reason"]
+    list_filter = ["status"]
+    search_fields = ["=request__reference"]
+    list_select_related = ["request", "recipient"]
+
+
+@admin.register(SuppressionPurpose)
+class SuppressionPurposeAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(SuppressionEntry)
+class SuppressionEntryAdmin(ReadOnlyAdmin):
+    """No search: the admin puts the search text in the URL, and here it would be an identifier."""
+
+    list_display = ["created_at", "purpose", "kind", "value", "right", "request"]
+    list_filter = ["purpose", "kind", "right"]
+    list_select_related = ["purpose", "request"]
 
 
 @admin.register(ExportPackage)

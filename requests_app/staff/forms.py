@@ -10,6 +10,9 @@ from requests_app.models import (
     AssignmentRule,
     Channel,
     ConnectorKind,
+    EraseMethod,
+    EraseStrategy,
+    LegalHold,
     Organisation,
     Recipient,
     Regime,
@@ -17,12 +20,15 @@ from requests_app.models import (
     RequestType,
     ResponseTemplate,
     SourceCategory,
+    SourceField,
     SourceSystem,
     Status,
+    SuppressionPurpose,
     Team,
     VerificationMethod,
 )
 from requests_app.selectors import SORTS, QueueFilters
+from requests_app.services.webhooks import check_url
 from requests_app.sources.base import SOURCE_ENV_PREFIX
 
 
@@ -234,7 +240,8 @@ class SourceSystemForm(forms.ModelForm):
         model = SourceSystem
         fields = [
             "name", "slug", "description", "active", "connector", "identity_kind", "connection_url", "connection_env",
-            "http_auth_header", "owner", "purposes", "legal_basis", "retention", "origin", "automated_decisions",
+            "http_auth_header", "restriction_list", "owner", "purposes", "legal_basis", "retention", "origin",
+            "automated_decisions",
         ]
         widgets = {name: forms.Textarea(attrs={"rows": 2}) for name in ("description", "purposes", "retention", "origin", "automated_decisions")}
 
@@ -256,14 +263,33 @@ class SourceSystemForm(forms.ModelForm):
             self.add_error("connection_env", _("Name the variable %(prefix)s..., e.g. %(prefix)sBILLING_DB_URL.") % {"prefix": SOURCE_ENV_PREFIX})
         if "@" in (cleaned.get("connection_url") or "") and ":" in (cleaned.get("connection_url") or "").split("@")[0].split("//")[-1]:
             self.add_error("connection_url", _("Put passwords in the environment variable, never in the inventory."))
+        restriction_list = cleaned.get("restriction_list") or ""
+        # The model accepts both spellings; which one applies depends on the connector.
+        if restriction_list and connector == ConnectorKind.SQL and restriction_list.startswith("/"):
+            self.add_error("restriction_list", _("A SQL source records restrictions in a table.column."))
+        if restriction_list and connector == ConnectorKind.HTTP and not restriction_list.startswith("/"):
+            self.add_error("restriction_list", _("An HTTP source records restrictions at a path starting with /."))
+        if restriction_list and connector == ConnectorKind.MANUAL:
+            self.add_error("restriction_list", _("A manual source's owner records restrictions by hand: leave this empty."))
         return cleaned
 
 
 class SourceCategoryForm(forms.ModelForm):
     class Meta:
         model = SourceCategory
-        fields = ["source", "slug", "category", "description", "query", "masked_fields", "portable"]
+        fields = [
+            "source", "slug", "category", "description", "query", "masked_fields", "portable",
+            "table", "identity_field", "record_key", "erase_method", "restriction_flag",
+        ]
         widgets = {"query": forms.Textarea(attrs={"rows": 3}), "description": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A post that predates the field (a bookmarked or scripted form) keeps the model's default.
+        self.fields["erase_method"].required = False
+
+    def clean_erase_method(self):
+        return self.cleaned_data["erase_method"] or EraseMethod.DELETE
 
     def clean(self):
         cleaned = super().clean()
@@ -272,13 +298,22 @@ class SourceCategoryForm(forms.ModelForm):
             self.add_error("query", _("A SQL query must select by :identities, e.g. WHERE email IN :identities."))
         if source and source.connector == ConnectorKind.HTTP and "{identity}" not in query:
             self.add_error("query", _("An HTTP path must contain {identity}, e.g. /subscribers/{identity}/records."))
+        # Erasure, rectification and restriction change rows by table and identity column: one without the other cannot work.
+        if bool(cleaned.get("table")) != bool(cleaned.get("identity_field")):
+            self.add_error("identity_field", _("Give both the table and its identity column, or neither."))
         return cleaned
 
 
 class RecipientForm(forms.ModelForm):
+    # Declared to assume https for a URL typed without a scheme (Django's default is http until 6.0).
+    notification_webhook_url = forms.URLField(
+        label=_("Notification webhook URL"), max_length=500, required=False, assume_scheme="https",
+        help_text=Recipient._meta.get_field("notification_webhook_url").help_text,
+    )
+
     class Meta:
         model = Recipient
-        fields = ["source", "name", "country", "third_country", "safeguards", "notification_email"]
+        fields = ["source", "name", "country", "third_country", "safeguards", "notification_email", "notification_webhook_url"]
         widgets = {"safeguards": forms.Textarea(attrs={"rows": 2})}
 
     def clean(self):
@@ -286,3 +321,56 @@ class RecipientForm(forms.ModelForm):
         if cleaned.get("third_country") and not (cleaned.get("safeguards") or "").strip():
             self.add_error("safeguards", _("A recipient outside the EU/EEA needs its transfer safeguard (Art. 15(2))."))
         return cleaned
+
+    def clean_notification_webhook_url(self):
+        url = self.cleaned_data["notification_webhook_url"]
+        if url:
+            check_url(url)  # the notice carries personal data: HTTPS only
+        return url
+
+
+class SourceFieldForm(forms.ModelForm):
+    class Meta:
+        model = SourceField
+        fields = ["category", "name", "type", "erase_strategy", "fixed_text", "rectifiable"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("erase_strategy") == EraseStrategy.FIXED and not cleaned.get("fixed_text"):
+            self.add_error("fixed_text", _("Give the text that replaces the value on erasure."))
+        return cleaned
+
+
+class LegalHoldForm(forms.ModelForm):
+    class Meta:
+        model = LegalHold
+        fields = ["source", "category", "ground", "basis", "until"]
+        widgets = {"basis": forms.Textarea(attrs={"rows": 2}), "until": forms.DateInput(attrs={"type": "date"})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        source = self.initial.get("source") or (self.instance.source if self.instance.source_id else None)
+        if source is not None and not self.is_bound:
+            self.fields["category"].queryset = SourceCategory.objects.filter(source=source)
+
+    def clean(self):
+        cleaned = super().clean()
+        source, category = cleaned.get("source"), cleaned.get("category")
+        if source and category and category.source_id != source.id:
+            self.add_error("category", _("Choose a category of this source, or none for the whole source."))
+        return cleaned
+
+
+class SuppressionPurposeForm(forms.ModelForm):
+    class Meta:
+        model = SuppressionPurpose
+        fields = ["name", "slug", "description"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+
+class SuppressForm(forms.Form):
+    purposes = forms.ModelMultipleChoiceField(
+        label=_("Lists to add the subject's verified identifiers to"),
+        queryset=SuppressionPurpose.objects.all(),
+        widget=forms.CheckboxSelectMultiple,
+    )

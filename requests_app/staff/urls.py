@@ -1,6 +1,6 @@
 from django.urls import path
 
-from requests_app.staff import views
+from requests_app.staff import suppression_views, views
 
 app_name = "staff"
 
@@ -35,9 +35,19 @@ urlpatterns = [
     path("inventory/categories/<int:pk>/", views.category_edit, name="category_edit"),
     path("inventory/recipients/new/", views.recipient_edit, name="recipient_new"),
     path("inventory/recipients/<int:pk>/", views.recipient_edit, name="recipient_edit"),
+    path("inventory/categories/<int:category_pk>/fields/new/", views.field_new, name="field_new"),
+    path("inventory/fields/<int:pk>/", views.field_edit, name="field_edit"),
+    path("inventory/sources/<int:source_pk>/holds/new/", views.hold_new, name="hold_new"),
+    path("inventory/holds/<int:pk>/", views.hold_edit, name="hold_edit"),
     path("webhooks/", views.webhooks, name="webhooks"),
     path("webhooks/<uuid:public_id>/redeliver/", views.webhook_redeliver, name="webhook_redeliver"),
     path("users/", views.users, name="users"),
     path("users/new/", views.user_edit, name="user_new"),
     path("users/<int:pk>/", views.user_edit, name="user_edit"),
+    # Under suppression/, not requests/<reference>/<action>/, which request_action would take.
+    path("suppression/", suppression_views.purposes, name="suppressions"),
+    path("suppression/new/", suppression_views.purpose_edit, name="suppression_purpose_new"),
+    path("suppression/<int:pk>/", suppression_views.purpose_edit, name="suppression_purpose_edit"),
+    path("suppression/<slug:slug>/entries.csv", suppression_views.entries_download, name="suppression_download"),
+    path("suppression/requests/<str:reference>/", suppression_views.request_suppress, name="suppression_request"),
 ]

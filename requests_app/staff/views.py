@@ -37,11 +37,13 @@ from requests_app.models import (
     ExportKind,
     ExportPackage,
     ExportStatus,
+    LegalHold,
     ManualTask,
     PrivacyRequest,
     Recipient,
     ResponseTemplate,
     SourceCategory,
+    SourceField,
     SourceSystem,
     Team,
     WebhookDelivery,
@@ -618,7 +620,9 @@ def export_action(request: HttpRequest, public_id, action: str) -> HttpResponse:
 
 @staff_view(dpo_only=True)
 def inventory(request: HttpRequest) -> HttpResponse:
-    sources = SourceSystem.objects.prefetch_related("categories", "recipients").select_related("owner")
+    sources = SourceSystem.objects.prefetch_related(
+        "categories__fields", "recipients", "legal_holds__category"
+    ).select_related("owner")
     return render(request, "staff/inventory.html", {"sources": sources})
 
 
@@ -636,6 +640,28 @@ def _inventory_crud(model, form_class, title, event):
 source_edit = _inventory_crud(SourceSystem, forms.SourceSystemForm, gettext_lazy("Source system"), "source_system")
 category_edit = _inventory_crud(SourceCategory, forms.SourceCategoryForm, gettext_lazy("Data category"), "source_category")
 recipient_edit = _inventory_crud(Recipient, forms.RecipientForm, gettext_lazy("Recipient"), "recipient")
+field_edit = _inventory_crud(SourceField, forms.SourceFieldForm, gettext_lazy("Field"), "source_field")
+hold_edit = _inventory_crud(LegalHold, forms.LegalHoldForm, gettext_lazy("Legal hold"), "legal_hold")
+
+
+@staff_view(dpo_only=True)
+def field_new(request: HttpRequest, category_pk: int) -> HttpResponse:
+    """A new field, started from its category on the inventory page."""
+    category = get_object_or_404(SourceCategory, pk=category_pk)
+    return _crud(
+        request, model=SourceField, form_class=functools.partial(forms.SourceFieldForm, initial={"category": category}),
+        pk=None, list_url="staff:inventory", template="staff/settings_form.html", title=_("Field"), event="source_field",
+    )
+
+
+@staff_view(dpo_only=True)
+def hold_new(request: HttpRequest, source_pk: int) -> HttpResponse:
+    """A new legal hold, started from its source: the category list shows that source's categories."""
+    source = get_object_or_404(SourceSystem, pk=source_pk)
+    return _crud(
+        request, model=LegalHold, form_class=functools.partial(forms.LegalHoldForm, initial={"source": source}),
+        pk=None, list_url="staff:inventory", template="staff/settings_form.html", title=_("Legal hold"), event="legal_hold",
+    )
 
 
 # --- Webhooks (DPO) ------------------------------------------------------------------------

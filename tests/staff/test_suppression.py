@@ -1,0 +1,197 @@
+import csv
+import io
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from requests_app.audit import Actor
+from requests_app.lifecycle import NotAllowed, RequestError
+from requests_app.models import (
+    AuditEvent,
+    RequestType,
+    SuppressionEntry,
+    SuppressionPurpose,
+)
+from requests_app.services import suppression
+from requests_app.services.intake import RightDetails
+from tests.conftest import login_staff
+from tests.factories import request_in_status, staff_in_role
+
+
+def objection_request(**overrides):
+    """An in-progress objection with a verified email (mixed case) and an unverified phone."""
+    request = request_in_status(
+        "in_progress",
+        rights=[RightDetails(RequestType.OBJECTION, objection_processing="Marketing emails")],
+        subject_email="Ana.Peeters@Example.com",
+        subject_phone="+32470123456",
+        **overrides,
+    )
+    request.identities.filter(kind="email").update(verified_at=timezone.now())
+    return request
+
+
+@pytest.fixture
+def marketing(db):
+    return SuppressionPurpose.objects.create(slug="marketing", name="Marketing emails")
+
+
+@pytest.fixture
+def dpo(db):
+    return staff_in_role("DPO", username="dpo1")
+
+
+@pytest.mark.django_db
+def test_suppress_adds_only_the_verified_identities_normalised(marketing, dpo):
+    request = objection_request()
+    assert request.identities.filter(kind="phone").exists()
+
+    added = suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing])
+
+    entry = SuppressionEntry.objects.get()
+    assert added == {"marketing": 1}
+    assert (entry.kind, entry.value, entry.right, entry.request) == ("email", "ana.peeters@example.com", "objection", request)
+    assert suppression.is_suppressed(marketing, "email", "ANA.PEETERS@example.com ")
+    assert not suppression.is_suppressed(marketing, "phone", "+32470123456")
+
+
+@pytest.mark.django_db
+def test_suppress_twice_adds_once_and_audits_counts_never_values(marketing, dpo):
+    request = objection_request()
+    suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing])
+    again = suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing])
+
+    assert again == {"marketing": 0}
+    assert SuppressionEntry.objects.count() == 1
+    event = AuditEvent.objects.get(action="suppression_added")
+    assert event.data == {"purposes": [{"purpose": "marketing", "added": 1}]}
+    assert "ana" not in str(event.data).lower() and "example" not in event.note
+
+
+@pytest.mark.django_db
+def test_the_right_recorded_is_the_first_suppression_right_the_request_asks_for(marketing, dpo):
+    request = objection_request()
+    request.rights.create(right=RequestType.LIMIT_USE)
+    request.rights.filter(right=RequestType.OBJECTION).update(right=RequestType.WITHDRAW_CONSENT)
+
+    suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing])
+
+    assert SuppressionEntry.objects.get().right == "withdraw_consent"
+
+
+@pytest.mark.django_db
+def test_suppress_is_refused_without_an_objection_withdrawal_or_limit(marketing, dpo):
+    request = request_in_status("in_progress", rights=[RightDetails(RequestType.ACCESS)])
+    request.identities.update(verified_at=timezone.now())
+
+    with pytest.raises(RequestError, match="no objection"):
+        suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing])
+    assert not SuppressionEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_suppress_is_refused_for_a_closed_request_or_one_without_verified_identities(marketing, dpo):
+    unverified = objection_request()
+    unverified.identities.update(verified_at=None)
+    with pytest.raises(RequestError, match="verified"):
+        suppression.suppress(request=unverified, actor=Actor.staff(dpo), purposes=[marketing])
+
+    closed = objection_request(subject_name="Bo")
+    closed.status = "completed"
+    closed.save(update_fields=["status"])
+    with pytest.raises(RequestError, match="open, verified"):
+        suppression.suppress(request=closed, actor=Actor.staff(dpo), purposes=[marketing])
+    assert not SuppressionEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_auditor_may_not_suppress(marketing):
+    auditor = Actor.staff(staff_in_role("Auditor", username="a1"))
+    with pytest.raises(NotAllowed):
+        suppression.suppress(request=objection_request(), actor=auditor, purposes=[marketing])
+
+
+@pytest.mark.django_db
+def test_entries_csv_lists_kind_value_right_and_time(marketing, dpo):
+    suppression.suppress(request=objection_request(), actor=Actor.staff(dpo), purposes=[marketing])
+    out = io.StringIO()
+    for _row in suppression.entries_csv(marketing, out):
+        pass
+
+    rows = list(csv.reader(io.StringIO(out.getvalue())))
+    assert rows[0] == ["kind", "value", "right", "added_at"]
+    assert rows[1][:3] == ["email", "ana.peeters@example.com", "objection"]
+    assert len(rows) == 2
+
+
+@pytest.mark.parametrize(("role", "status"), [("DPO", 200), ("Auditor", 200), ("Handler", 403)])
+@pytest.mark.django_db
+def test_only_the_dpo_and_auditors_download_a_list(client, marketing, dpo, role, status):
+    suppression.suppress(request=objection_request(), actor=Actor.staff(dpo), purposes=[marketing])
+    login_staff(client, staff_in_role(role, username=f"u-{role}"))
+
+    page = client.get(reverse("staff:suppressions"))
+    response = client.get(reverse("staff:suppression_download", args=["marketing"]))
+
+    assert page.status_code == 200 and "Marketing emails" in page.content.decode()
+    assert response.status_code == status
+    if status == 200:
+        body = b"".join(response.streaming_content).decode()
+        assert "ana.peeters@example.com" in body
+        assert AuditEvent.objects.filter(action="suppression_list_downloaded", actor=response.wsgi_request.user).exists()
+
+
+@pytest.mark.django_db
+def test_only_the_dpo_creates_a_list_and_one_with_entries_is_not_deleted(client, marketing, dpo):
+    login_staff(client, staff_in_role("Handler", username="h1"))
+    assert client.post(reverse("staff:suppression_purpose_new"), {"name": "Profiling", "slug": "profiling"}).status_code == 403
+
+    login_staff(client, dpo)
+    assert client.post(reverse("staff:suppression_purpose_new"), {"name": "Profiling", "slug": "profiling"}).status_code == 302
+    assert SuppressionPurpose.objects.filter(slug="profiling").exists()
+
+    suppression.suppress(request=objection_request(), actor=Actor.staff(dpo), purposes=[marketing])
+    client.post(reverse("staff:suppression_purpose_edit", args=[marketing.pk]), {"delete": "1"})
+    assert SuppressionPurpose.objects.filter(pk=marketing.pk).exists()
+
+
+@pytest.mark.django_db
+def test_the_request_page_offers_suppression_only_for_these_rights(client, marketing, dpo):
+    login_staff(client, dpo)
+    objection = objection_request()
+    access = request_in_status("in_progress", rights=[RightDetails(RequestType.ACCESS)], subject_name="Bo")
+
+    assert reverse("staff:suppression_request", args=[objection.reference]) in client.get(
+        reverse("staff:request", args=[objection.reference])
+    ).content.decode()
+    access_page = client.get(reverse("staff:request", args=[access.reference])).content.decode()
+    assert reverse("staff:suppression_request", args=[access.reference]) not in access_page
+
+
+@pytest.mark.django_db
+def test_the_request_form_adds_the_identities_to_the_chosen_lists(client, marketing, dpo):
+    other = SuppressionPurpose.objects.create(slug="profiling", name="Profiling")
+    request = objection_request()
+    login_staff(client, dpo)
+    url = reverse("staff:suppression_request", args=[request.reference])
+
+    page = client.get(url).content.decode()
+    assert 'name="purposes"' in page and "Profiling" in page
+    response = client.post(url, {"purposes": [marketing.pk]}, follow=True)
+
+    assert "Added 1 entries" in response.content.decode()
+    assert list(SuppressionEntry.objects.values_list("purpose__slug", flat=True)) == ["marketing"]
+    assert not other.entries.exists()
+    assert client.post(url, {}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_a_handler_not_on_the_request_cannot_use_the_form(client, marketing):
+    request = objection_request()
+    login_staff(client, staff_in_role("Handler", username="h2"))
+
+    response = client.post(reverse("staff:suppression_request", args=[request.reference]), {"purposes": [marketing.pk]})
+
+    assert response.status_code == 403
+    assert not SuppressionEntry.objects.exists()
