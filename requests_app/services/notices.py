@@ -20,14 +20,19 @@ import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from requests_app import emails, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
-from requests_app.models import ActionKind, ActionStatus, NoticeStatus, RecipientNotice
+from requests_app.models import (
+    ActionKind,
+    ActionStatus,
+    NoticeStatus,
+    RecipientNotice,
+    WaiverReason,
+)
 from requests_app.services.webhooks import check_url, sign
 
 logger = logging.getLogger(__name__)
@@ -61,40 +66,60 @@ def notice_content(notice: RecipientNotice) -> dict:
 
 
 def deliver(*, notice_id: int, final_attempt: bool = False) -> bool:
-    """Send one pending notice. Returns whether this call sent it.
+    """Send one pending notice. Returns whether this call sent it. Safe to run twice.
 
-    A failure is recorded on the notice; unless this was the final attempt
-    it stays pending and NoticeFailed asks the task to retry later.
+    The notice row stays locked while it is sent, so a redelivered task waits
+    and then finds it sent instead of sending it again; the send is bounded by
+    WEBHOOK_TIMEOUT_SECONDS (or the mail server's timeout). A failure is
+    recorded on the notice; unless this was the final attempt it stays pending
+    and NoticeFailed (raised once the failure is committed) asks the task to
+    retry later. A final failure is written to the audit trail.
     """
-    notice = RecipientNotice.objects.select_related("recipient__source", "request").filter(pk=notice_id).first()
-    if notice is None or notice.status != NoticeStatus.PENDING:
-        return False
-    recipient = notice.recipient
-    RecipientNotice.objects.filter(pk=notice.pk).update(attempts=F("attempts") + 1)
-    if not recipient.notification_webhook_url and not recipient.notification_email:
-        _failed(notice, _("No email address or webhook URL is recorded for this recipient."), final=True)
-        return False
-    content = notice_content(notice)
-    try:
-        if recipient.notification_webhook_url:
-            _post(recipient, content)
-        else:
-            emails.send_recipient_notice(recipient, content)
-    except (NoticeFailed, SMTPException, OSError) as failure:
-        _failed(notice, str(failure) or type(failure).__name__, final=final_attempt)
-        if final_attempt:
-            return False
-        raise NoticeFailed(str(failure)) from failure
     with transaction.atomic():
-        RecipientNotice.objects.filter(pk=notice.pk).update(status=NoticeStatus.SENT, error="", sent_at=timezone.now())
-        record_event(notice.request, "recipient_notified", actor=Actor.system(), data={"recipient": recipient.name})
-    return True
+        notice = (
+            RecipientNotice.objects.select_for_update(of=("self",))
+            .select_related("recipient__source", "request")
+            .filter(pk=notice_id)
+            .first()
+        )
+        if notice is None or notice.status != NoticeStatus.PENDING:
+            return False
+        recipient = notice.recipient
+        notice.attempts += 1
+        notice.save(update_fields=["attempts"])
+        if not recipient.notification_webhook_url and not recipient.notification_email:
+            _failed(notice, _("No email address or webhook URL is recorded for this recipient."), final=True)
+            return False
+        content = notice_content(notice)
+        try:
+            if recipient.notification_webhook_url:
+                _post(recipient, content)
+            else:
+                emails.send_recipient_notice(recipient, content)
+        except (NoticeFailed, SMTPException, OSError) as error:
+            failure = error
+            _failed(notice, str(error) or type(error).__name__, final=final_attempt)
+        else:
+            failure = None
+            notice.status, notice.error, notice.sent_at = NoticeStatus.SENT, "", timezone.now()
+            notice.save(update_fields=["status", "error", "sent_at"])
+            record_event(notice.request, "recipient_notified", actor=Actor.system(), data={"recipient": recipient.name})
+    if failure is not None and not final_attempt:
+        raise NoticeFailed(str(failure)) from failure
+    return failure is None
 
 
 def _failed(notice: RecipientNotice, error: str, *, final: bool) -> None:
-    status = NoticeStatus.FAILED if final else NoticeStatus.PENDING
-    RecipientNotice.objects.filter(pk=notice.pk).update(status=status, error=error[:300])
-    logger.warning("recipient notice %s failed (%s): %s", notice.public_id, status, error[:100])
+    notice.status = NoticeStatus.FAILED if final else NoticeStatus.PENDING
+    notice.error = error[:300]
+    notice.save(update_fields=["status", "error"])
+    if final:
+        # Staff must now resend or waive it: the trail shows why the request waited.
+        record_event(
+            notice.request, "recipient_notice_failed", actor=Actor.system(),
+            data={"recipient": notice.recipient.name, "attempts": notice.attempts, "error": notice.error},
+        )
+    logger.warning("recipient notice %s failed (%s): %s", notice.public_id, notice.status, error[:100])
 
 
 def _post(recipient, content: dict) -> None:
@@ -120,19 +145,25 @@ def _post(recipient, content: dict) -> None:
 
 
 def resend(*, notice: RecipientNotice, actor: Actor) -> RecipientNotice:
-    """Staff try a failed notice again (after fixing the recipient's address, say)."""
+    """Staff try a failed notice again (after fixing the recipient's address, say).
+    Only from failed; the task is queued once the notice is pending again."""
     roles.require_can_work(actor, notice.request)
     with transaction.atomic():
-        if not RecipientNotice.objects.filter(pk=notice.pk, status=NoticeStatus.FAILED).update(status=NoticeStatus.PENDING, error=""):
+        locked = RecipientNotice.objects.select_for_update().select_related("recipient", "request").get(pk=notice.pk)
+        if locked.status != NoticeStatus.FAILED:
             raise RequestError(_("Only a failed notice can be sent again."))
-        transaction.on_commit(lambda: tasks.send_recipient_notice.delay(notice.id))
-    notice.refresh_from_db()
-    return notice
+        locked.status, locked.error = NoticeStatus.PENDING, ""
+        locked.save(update_fields=["status", "error"])
+        record_event(locked.request, "recipient_notice_resent", actor=actor, data={"recipient": locked.recipient.name})
+        transaction.on_commit(lambda: tasks.send_recipient_notice.delay(locked.id))
+    return locked
 
 
 def waive(*, notice: RecipientNotice, actor: Actor, reason: str, note: str) -> RecipientNotice:
     """Record that telling this recipient is impossible or would take disproportionate effort (Art. 19)."""
     roles.require_can_work(actor, notice.request)
+    if reason not in WaiverReason.values:
+        raise RequestError(_("Choose why the recipient cannot be told: impossible or disproportionate effort."))
     if not note.strip():
         raise RequestError(_("Say why: the subject and the supervisory authority may ask."))
     with transaction.atomic():

@@ -1,0 +1,249 @@
+"""Art. 19 notices: a signed webhook POST to a real local HTTP server or an email once the
+recipient's source is done; failure, retry, resend, waiver, and completion waiting for them."""
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.core import mail
+
+from privacy_portal.celery import app as celery_app
+from requests_app import tasks
+from requests_app.audit import verify_chain
+from requests_app.lifecycle import RequestError
+from requests_app.models import (
+    AuditEvent,
+    NoticeStatus,
+    Recipient,
+    RecipientNotice,
+    RequestType,
+    SourceAction,
+    WaiverReason,
+)
+from requests_app.services import actions, handling, notices
+from tests.actions.conftest import ANA_EMAIL, ANA_PHONE, verified_request
+
+
+class Receiver:
+    """What the recipient's endpoint got, and the status it answers with."""
+
+    def __init__(self):
+        self.status = 200
+        self.received = []  # (headers, body) per POST
+
+    @property
+    def bodies(self):
+        return [json.loads(body) for _headers, body in self.received]
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP server on 127.0.0.1 standing in for a recipient's webhook endpoint."""
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.received.append((dict(self.headers), body))
+            self.send_response(state.status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass  # keep the test output quiet
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/art19"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def check_signature(headers: dict, body: bytes, secret: str) -> int:
+    """The recipient's side of `Webhook-Signature: t=<unix>,v1=<hex>`, written independently
+    of the service. Returns the signed timestamp."""
+    parts = dict(part.split("=", 1) for part in headers["Webhook-Signature"].split(","))
+    expected = hmac.new(secret.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(parts["v1"], expected)
+    return int(parts["t"])
+
+
+def carry_out_actions(request, actor, capture_on_commit, sources=None):
+    """Dry run, approve and execute the request's planned actions (in `sources`, or all), running
+    the tasks each step queues on commit (the notice tasks included) as a worker would.
+    `capture_on_commit` is pytest-django's django_capture_on_commit_callbacks."""
+    for action in request.source_actions.filter(**({"source__in": sources} if sources else {})):
+        for service in (actions.dry_run_start, actions.approve, actions.execute):
+            with capture_on_commit(execute=True):
+                service(action=SourceAction.objects.get(pk=action.pk), actor=actor)
+
+
+@pytest.fixture
+def carry_out(django_capture_on_commit_callbacks):
+    def run(request, actor, sources=None):
+        carry_out_actions(request, actor, django_capture_on_commit_callbacks, sources)
+
+    return run
+
+
+def test_webhook_recipient_gets_one_signed_notice_once_its_source_is_done(crm, cdr, erasure_request, dpo_actor, receiver, carry_out):
+    partner = Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_webhook_url=receiver.url)
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+
+    carry_out(erasure_request, dpo_actor, sources=[cdr])
+    assert receiver.received == []  # the CRM, the partner's source, is not done yet
+    before = int(time.time())
+    carry_out(erasure_request, dpo_actor, sources=[crm])
+
+    notice = RecipientNotice.objects.get(request=erasure_request, recipient=partner)
+    assert notice.status == NoticeStatus.SENT and notice.sent_at is not None and notice.attempts == 1
+    [(headers, body)] = receiver.received
+    assert before - 1 <= check_signature(headers, body, partner.webhook_secret) <= time.time() + 1
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Webhook-Id"] == str(notice.public_id)
+    payload = json.loads(body)
+    assert payload["type"] == "privacy.recipient_notice"
+    assert payload["data"]["notice"] == str(notice.public_id)
+    assert payload["data"]["identifiers"] == [ANA_EMAIL] and payload["data"]["identifier_kind"] == "email"
+    assert [action["kind"] for action in payload["data"]["actions"]] == ["erase"]
+    assert payload["data"]["rectified_values"] == []
+    event = AuditEvent.objects.get(request=erasure_request, action="recipient_notified")
+    assert event.data == {"recipient": "Billing partner"}
+    assert actions.completion_blockers(erasure_request) == []
+
+
+def test_a_forged_signature_does_not_verify(crm, erasure_request, dpo_actor, receiver, carry_out):
+    partner = Recipient.objects.create(source=crm, name="Partner", country="Belgium", notification_webhook_url=receiver.url)
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    carry_out(erasure_request, dpo_actor)
+    [(headers, body)] = receiver.received
+    # The checker above is what proves the real signature: it must reject a changed body.
+    with pytest.raises(AssertionError):
+        check_signature(headers, body.replace(b"erase", b"rectify"), partner.webhook_secret)
+
+
+def test_a_rectification_notice_carries_the_corrected_values(crm, dpo_actor, receiver, carry_out):
+    request = verified_request(RequestType.RECTIFICATION)
+    partner = Recipient.objects.create(source=crm, name="Partner", country="Belgium", notification_webhook_url=receiver.url)
+    category = crm.categories.get()
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=category, field="city", value="Antwerpen")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out(request, dpo_actor)
+
+    [(headers, body)] = receiver.received
+    check_signature(headers, body, partner.webhook_secret)
+    data = json.loads(body)["data"]
+    assert [action["kind"] for action in data["actions"]] == ["rectify"]
+    assert data["rectified_values"] == [{"category": "subscribers", "field": "city", "value": "Antwerpen"}]
+
+
+def test_email_recipient_gets_the_identifiers(cdr, erasure_request, dpo_actor, carry_out):
+    Recipient.objects.create(source=cdr, name="Roaming partner", country="France", notification_email="dpo@roaming.example")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    carry_out(erasure_request, dpo_actor)
+
+    [message] = mail.outbox
+    assert message.to == ["dpo@roaming.example"]
+    assert "Article 19" in message.body and "Call records" in message.body
+    assert ANA_PHONE in message.body and ANA_EMAIL not in message.body  # only what this source knows her by
+    assert RecipientNotice.objects.get(request=erasure_request).status == NoticeStatus.SENT
+
+
+def _due_notice(source, request, actor, carry_out, **recipient):
+    """A pending notice whose source is already done: the recipient was added after the actions
+    ran and planning again created its notice. Nothing queues it, so the test delivers it."""
+    actions.plan_actions(request=request, actor=actor)
+    carry_out(request, actor)
+    partner = Recipient.objects.create(source=source, name="Partner", country="Belgium", **recipient)
+    actions.plan_actions(request=request, actor=actor)
+    return RecipientNotice.objects.get(request=request, recipient=partner)
+
+
+def test_a_failing_endpoint_keeps_the_notice_pending_then_failed_then_resent(
+    crm, erasure_request, dpo_actor, receiver, carry_out, django_capture_on_commit_callbacks
+):
+    notice = _due_notice(crm, erasure_request, dpo_actor, carry_out, notification_webhook_url=receiver.url)
+    receiver.status = 500
+
+    with pytest.raises(notices.NoticeFailed):
+        notices.deliver(notice_id=notice.id)
+    notice.refresh_from_db()
+    assert (notice.status, notice.error, notice.attempts) == (NoticeStatus.PENDING, "HTTP 500", 1)
+    assert actions.completion_blockers(erasure_request) == ["Recipient Partner has not been notified (Art. 19)."]
+    with pytest.raises(RequestError, match="Partner has not been notified"):
+        handling.request_complete(request=erasure_request, actor=dpo_actor, letter="Done", expected_status=erasure_request.status)
+    with pytest.raises(RequestError, match="Only a failed notice"):
+        notices.resend(notice=notice, actor=dpo_actor)
+
+    assert notices.deliver(notice_id=notice.id, final_attempt=True) is False
+    notice.refresh_from_db()
+    assert (notice.status, notice.attempts) == (NoticeStatus.FAILED, 2)
+    assert AuditEvent.objects.get(request=erasure_request, action="recipient_notice_failed").data["error"] == "HTTP 500"
+    assert actions.completion_blockers(erasure_request)
+
+    receiver.status = 200
+    with django_capture_on_commit_callbacks(execute=True):
+        notices.resend(notice=notice, actor=dpo_actor)
+    notice.refresh_from_db()
+    assert (notice.status, notice.error, notice.attempts) == (NoticeStatus.SENT, "", 3)
+    assert len(receiver.received) == 3
+    assert AuditEvent.objects.filter(request=erasure_request, action="recipient_notice_resent").count() == 1
+    handling.request_complete(request=erasure_request, actor=dpo_actor, letter="Done", expected_status=erasure_request.status)
+
+
+def test_the_task_retries_and_marks_the_notice_failed_after_its_last_attempt(crm, erasure_request, dpo_actor, receiver, carry_out):
+    notice = _due_notice(crm, erasure_request, dpo_actor, carry_out, notification_webhook_url=receiver.url)
+    receiver.status = 503
+    # Eager tasks retry at once (no countdown), the first try and max_retries retries, as long
+    # as the Retry they raise is not propagated to the caller.
+    celery_app.conf.task_eager_propagates = False
+    try:
+        tasks.send_recipient_notice.delay(notice.id)
+    finally:
+        celery_app.conf.task_eager_propagates = True
+    notice.refresh_from_db()
+    attempts = tasks.send_recipient_notice.max_retries + 1
+    assert (notice.status, notice.error, notice.attempts) == (NoticeStatus.FAILED, "HTTP 503", attempts)
+    assert len(receiver.received) == attempts
+
+
+def test_delivering_twice_sends_once(crm, erasure_request, dpo_actor, receiver, carry_out):
+    notice = _due_notice(crm, erasure_request, dpo_actor, carry_out, notification_webhook_url=receiver.url)
+    assert notices.deliver(notice_id=notice.id) is True
+    assert notices.deliver(notice_id=notice.id) is False
+    assert len(receiver.received) == 1
+    assert AuditEvent.objects.filter(request=erasure_request, action="recipient_notified").count() == 1
+
+
+def test_a_recipient_without_contact_details_fails_at_once(crm, erasure_request, dpo_actor, carry_out):
+    notice = _due_notice(crm, erasure_request, dpo_actor, carry_out)
+    assert notices.deliver(notice_id=notice.id) is False
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.FAILED
+    assert notice.error == "No email address or webhook URL is recorded for this recipient."
+
+
+def test_waiving_needs_a_reason_and_a_note_and_unblocks_completion(crm, erasure_request, dpo_actor, carry_out):
+    notice = _due_notice(crm, erasure_request, dpo_actor, carry_out)
+    notices.deliver(notice_id=notice.id)
+    with pytest.raises(RequestError, match="Say why"):
+        notices.waive(notice=notice, actor=dpo_actor, reason=WaiverReason.IMPOSSIBLE, note="  ")
+    with pytest.raises(RequestError, match="impossible or disproportionate"):
+        notices.waive(notice=notice, actor=dpo_actor, reason="", note="Partner went bankrupt in 2025")
+    assert RecipientNotice.objects.get(pk=notice.pk).status == NoticeStatus.FAILED
+
+    waived = notices.waive(notice=notice, actor=dpo_actor, reason=WaiverReason.IMPOSSIBLE, note=" Partner went bankrupt in 2025 ")
+    assert (waived.status, waived.waiver_note, waived.waived_by) == (NoticeStatus.WAIVED, "Partner went bankrupt in 2025", dpo_actor.user)
+    event = AuditEvent.objects.get(request=erasure_request, action="recipient_notice_waived")
+    assert event.data == {"recipient": "Partner", "reason": "impossible"} and event.actor_label == "dpo"
+    assert actions.completion_blockers(erasure_request) == []
+    with pytest.raises(RequestError, match="already been notified or excused"):
+        notices.waive(notice=notice, actor=dpo_actor, reason=WaiverReason.IMPOSSIBLE, note="again")
+    handling.request_complete(request=erasure_request, actor=dpo_actor, letter="Done", expected_status=erasure_request.status)
+    assert verify_chain()[1] is None
