@@ -17,7 +17,6 @@ from django.utils.translation import gettext as _
 from requests_app import lifecycle, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
-from requests_app.services.actions import completion_blockers
 from requests_app.models import (
     InternalNote,
     Message,
@@ -29,6 +28,8 @@ from requests_app.models import (
     SubjectIdentity,
     TemplatePurpose,
 )
+from requests_app.services.actions import completion_blockers
+from requests_app.services.certificate import outcome_summary
 
 # Where a subject may complain, per regime (GDPR Art. 12(4) and 77).
 SUPERVISORY_AUTHORITIES = {
@@ -230,7 +231,8 @@ def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expe
     """Close a request as done and send the completion letter.
 
     Refused while an erasure, rectification or restriction is unfinished in
-    a source system, or a recipient has not been told (Art. 19).
+    a source system, or a recipient has not been told (Art. 19). The letter
+    ends with what was erased, kept, rectified and restricted, and who was told.
     """
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
@@ -239,6 +241,11 @@ def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expe
             raise RequestError(_("The request cannot be completed yet: %(reasons)s") % {"reasons": " ".join(blockers)})
         lifecycle.transition(locked, "complete", actor=actor)
         subject, text = render_letter(locked, TemplatePurpose.COMPLETION, body=letter.strip())
+        # What was done in the source systems is stated from the actions themselves, so the
+        # letter cannot omit a kept category and its Art. 17(3) reason, whatever the DPO wrote.
+        outcome = outcome_summary(locked)
+        if outcome:
+            text = f"{text}\n\n{outcome}"
         _send_to_subject(locked, actor=actor, subject=subject, body=text, action="completion_letter_sent")
     return locked
 

@@ -1,0 +1,145 @@
+"""What was done for an erasure, rectification or restriction request, and the proof of it.
+
+The completion certificate is the controller's record (Art. 5(2) accountability):
+every source action with its approval and execution, the data kept under a
+legal hold and its Art. 17(3) ground, the Art. 19 notices, and the request's
+audit events with the result of verifying the hash chain. It may be shown to
+the subject, so it names the fields that were corrected but never their values.
+
+`outcome_summary` is the same story in the subject's words and language, for
+the completion letter.
+"""
+
+from datetime import date
+
+from django.template.loader import render_to_string
+from django.utils import formats, timezone, translation
+from django.utils.translation import gettext as _
+
+from requests_app.audit import verify_chain
+from requests_app.models import (
+    ActionKind,
+    ActionStatus,
+    ErasureException,
+    NoticeStatus,
+    PrivacyRequest,
+)
+
+
+def _category_labels(source) -> dict[str, str]:
+    """Category slug -> the inventory's description of it ("Contact details"), as the subject knows it."""
+    return {category.slug: str(category.get_category_display()) for category in source.categories.all()}
+
+
+def _held(action, labels: dict[str, str]) -> list[dict]:
+    """The categories an erasure kept, from its result (or its dry run, before it ran)."""
+    held = action.result.get("held") if action.status == ActionStatus.DONE else action.dry_run.get("held")
+    return [
+        {
+            "category": labels.get(hold["category"], hold["category"]),
+            "ground": str(ErasureException(hold["ground"]).label),
+            "basis": hold["basis"],
+            "until": hold["until"],
+        }
+        for hold in held or []
+    ]
+
+
+def certificate_context(request: PrivacyRequest) -> dict:
+    """Everything the certificate shows. Verifies the whole audit chain (a walk over every event)."""
+    source_actions = []
+    for action in request.source_actions.select_related("source", "approved_by", "done_by").prefetch_related("source__categories"):
+        labels = _category_labels(action.source)
+        source_actions.append(
+            {
+                "action": action,
+                "categories": [
+                    {**counts, "label": labels.get(counts["category"], counts["category"])}
+                    for counts in action.result.get("categories", [])
+                ],
+                "held": _held(action, labels),
+                "manual": bool(action.result.get("manual")),
+            }
+        )
+    checked, chain_break = verify_chain()
+    return {
+        "request": request,
+        "rights": [str(right.get_right_display()) for right in request.rights.all()],
+        "completed_at": request.events.filter(to_status="completed").values_list("created_at", flat=True).last(),
+        "source_actions": source_actions,
+        "rectified_fields": request.rectification_changes.select_related("category__source"),
+        "notices": request.recipient_notices.select_related("recipient", "waived_by"),
+        "events": request.events.order_by("sequence"),
+        "chain_checked": checked,
+        "chain_break": chain_break,
+        "generated_at": timezone.now(),
+    }
+
+
+def render_certificate_html(request: PrivacyRequest) -> str:
+    """The certificate as a self-contained HTML page (inline CSS, prints as it shows)."""
+    return render_to_string("certificate/certificate.html", certificate_context(request))
+
+
+def render_certificate_pdf(request: PrivacyRequest) -> bytes:
+    """The certificate as a PDF, for the file and for the subject."""
+    # Imported here: WeasyPrint loads Pango when imported, and the rest of the
+    # app must run on machines without it.
+    from weasyprint import HTML
+
+    return HTML(string=render_certificate_html(request)).write_pdf()
+
+
+def _names(items) -> str:
+    return ", ".join(str(item) for item in items)
+
+
+def outcome_summary(request: PrivacyRequest) -> str:
+    """What was erased, kept (and why, Art. 17(3)), rectified and restricted, and which recipients
+    were told (Art. 19), in the request's language. Empty when no source action was carried out."""
+    done = request.source_actions.filter(status=ActionStatus.DONE).select_related("source").prefetch_related("source__categories")
+    paragraphs = []
+    with translation.override(request.language):
+        for action in done:
+            labels = _category_labels(action.source)
+            # Categories where rows changed: where none matched there was nothing of theirs to act on.
+            changed = [labels.get(c["category"], c["category"]) for c in action.result.get("categories", []) if c.get("rows")]
+            where = {"source": action.source.name, "categories": _names(changed)}
+            if action.kind == ActionKind.ERASE:
+                if changed:
+                    paragraphs.append(_("We erased your data in %(source)s: %(categories)s.") % where)
+                elif action.result.get("manual") and action.result.get("rows"):
+                    paragraphs.append(_("We erased your data in %(source)s.") % where)
+                for hold in _held(action, labels):
+                    paragraphs.append(
+                        _(
+                            "We kept %(category)s in %(source)s, because: %(basis)s. The right to erasure does not apply "
+                            "to this data under Article 17(3) GDPR (%(ground)s). We will keep it until %(until)s at the latest."
+                        )
+                        % {
+                            **hold,
+                            "source": action.source.name,
+                            "until": formats.date_format(date.fromisoformat(hold["until"]), "DATE_FORMAT"),
+                        }
+                    )
+            elif action.kind == ActionKind.RECTIFY:
+                fields = request.rectification_changes.filter(category__source=action.source).values_list("field", flat=True)
+                paragraphs.append(
+                    _("We corrected the following in %(source)s: %(fields)s.") % {"source": action.source.name, "fields": _names(fields)}
+                )
+            else:
+                paragraphs.append(_("We restricted the processing of your data in %(source)s.") % where)
+        notices = list(request.recipient_notices.select_related("recipient"))
+        told = [notice.recipient.name for notice in notices if notice.status == NoticeStatus.SENT]
+        if told:
+            paragraphs.append(
+                _("We told the following recipients of your data about these changes (Article 19 GDPR): %(names)s.")
+                % {"names": _names(told)}
+            )
+        for notice in notices:
+            if notice.status == NoticeStatus.WAIVED:
+                paragraphs.append(
+                    _("We did not tell %(name)s (Article 19 GDPR): %(reason)s. %(note)s")
+                    % {"name": notice.recipient.name, "reason": str(notice.get_waiver_reason_display()).lower(), "note": notice.waiver_note}
+                )
+    return "\n\n".join(paragraphs)

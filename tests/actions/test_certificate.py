@@ -1,0 +1,93 @@
+"""The completion certificate: the actions with their approvals, holds and notices, the request's
+audit events with their hashes and the chain's verification, as HTML and as PDF."""
+
+import datetime
+import re
+import shutil
+import subprocess
+import zlib
+
+import pytest
+from django.utils import timezone
+
+from requests_app.models import (
+    AuditEvent,
+    ErasureException,
+    LegalHold,
+    Recipient,
+    RequestType,
+)
+from requests_app.services import actions, certificate, handling, notices
+from tests.actions.conftest import verified_request
+from tests.actions.test_notices import carry_out_actions
+
+
+@pytest.fixture
+def completed_erasure(crm, cdr, erasure_request, dpo_actor, django_capture_on_commit_callbacks):
+    """An erasure carried out in the CRM, the call records kept under a legal hold, a recipient
+    told by email and one excused, then completed."""
+    LegalHold.objects.create(
+        source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law: call records kept 12 months",
+        until=timezone.localdate() + datetime.timedelta(days=365),
+    )
+    Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_email="art19@partner.example")
+    excused = Recipient.objects.create(source=crm, name="Old reseller", country="France")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    carry_out_actions(erasure_request, dpo_actor, django_capture_on_commit_callbacks)
+    notices.waive(
+        notice=erasure_request.recipient_notices.get(recipient=excused), actor=dpo_actor,
+        reason="disproportionate", note="Reseller contract ended in 2019; no contact left.",
+    )
+    handling.request_complete(request=erasure_request, actor=dpo_actor, letter="Done", expected_status=erasure_request.status)
+    return erasure_request
+
+
+def test_the_certificate_shows_actions_holds_notices_and_the_verified_trail(completed_erasure):
+    html = certificate.render_certificate_html(completed_erasure)
+
+    assert completed_erasure.reference in html
+    assert "Erase my data" in html
+    assert "Telecom law: call records kept 12 months" in html
+    assert "Compliance with a legal obligation (Art. 17(3)(b))" in html
+    assert "Approved by" in html and ">dpo," in html
+    assert "Billing partner (Belgium)" in html and "Sent " in html
+    assert "Reseller contract ended in 2019; no contact left." in html
+    events = AuditEvent.objects.filter(request=completed_erasure)
+    assert events.count() > 5
+    for event in events:
+        assert event.hash in html
+    assert "The audit chain verified:" in html and "no break" in html
+    assert "ana@example.com" not in html  # the identifiers stay out of the certificate
+
+
+def test_the_certificate_reports_a_broken_chain(completed_erasure):
+    AuditEvent.objects.filter(request=completed_erasure, action="source_action_approved").update(note="edited afterwards")
+    html = certificate.render_certificate_html(completed_erasure)
+    assert "The audit chain is broken at event #" in html and "its content does not match its hash" in html
+
+
+def test_the_certificate_names_rectified_fields_not_values(crm, dpo_actor, django_capture_on_commit_callbacks):
+    request = verified_request(RequestType.RECTIFICATION)
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Antwerpen")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+
+    html = certificate.render_certificate_html(request)
+    assert "subscribers.city" in html
+    assert "Antwerpen" not in html
+    assert "Not completed yet" in html
+
+
+def test_the_certificate_as_pdf(completed_erasure, tmp_path):
+    pdf = certificate.render_certificate_pdf(completed_erasure)
+
+    assert pdf.startswith(b"%PDF") and len(pdf) > 5_000
+    # The document title (with the reference) is in the PDF's metadata, inside a compressed object stream.
+    streams = re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.DOTALL)
+    objects = b"".join(zlib.decompress(stream) for stream in streams if stream.startswith(b"x"))
+    assert f"/Title (Completion certificate {completed_erasure.reference})".encode() in objects
+    if shutil.which("pdftotext"):
+        path = tmp_path / "certificate.pdf"
+        path.write_bytes(pdf)
+        text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+        assert completed_erasure.reference in text

@@ -1,0 +1,79 @@
+"""The completion letter states what the source actions did: erased, kept under Art. 17(3) and why,
+rectified, and which recipients were told (Art. 19), in the subject's language."""
+
+import datetime
+
+from django.utils import timezone
+
+from requests_app.models import (
+    ErasureException,
+    LegalHold,
+    Message,
+    Recipient,
+    RequestType,
+)
+from requests_app.services import actions, handling, notices
+from tests.actions.conftest import verified_request
+from tests.actions.test_notices import carry_out_actions
+
+
+def _complete(request, actor):
+    handling.request_complete(request=request, actor=actor, letter="Thank you for your patience.", expected_status=request.status)
+    return Message.objects.get(request=request, subject__contains="complete")
+
+
+def test_the_letter_names_the_erased_and_the_kept_data_with_its_basis(
+    crm, cdr, erasure_request, dpo_actor, django_capture_on_commit_callbacks
+):
+    until = timezone.localdate() + datetime.timedelta(days=365)
+    LegalHold.objects.create(source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law: call records kept 12 months", until=until)
+    Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_email="art19@partner.example")
+    excused = Recipient.objects.create(source=crm, name="Old roaming partner", country="France")  # no address: fails
+    Recipient.objects.create(source=cdr, name="Interconnect partner", country="Netherlands", notification_email="x@ic.example")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    carry_out_actions(erasure_request, dpo_actor, django_capture_on_commit_callbacks)
+    notices.waive(
+        notice=erasure_request.recipient_notices.get(recipient=excused), actor=dpo_actor,
+        reason="impossible", note="The company no longer exists.",
+    )
+
+    body = _complete(erasure_request, dpo_actor).body
+    assert body.startswith("We have completed your request") and "Thank you for your patience." in body
+    assert "We erased your data in CRM: Contact information." in body
+    assert "Telecom law: call records kept 12 months" in body
+    assert "Article 17(3) GDPR (Compliance with a legal obligation (Art. 17(3)(b)))" in body
+    assert f"We will keep it until {until:%b}" in body and f"{until.day}, {until.year} at the latest" in body
+    assert "told the following recipients of your data about these changes (Article 19 GDPR): Billing partner." in body
+    assert "We did not tell Old roaming partner (Article 19 GDPR): impossible. The company no longer exists." in body
+    assert "in Call records:" not in body  # nothing was erased there,
+    assert "Interconnect partner" not in body  # so its recipient had nothing to be told
+
+
+def test_the_letter_names_rectified_fields_and_restrictions_not_values(crm, dpo_actor, django_capture_on_commit_callbacks):
+    request = verified_request(RequestType.RECTIFICATION, RequestType.RESTRICTION)
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Antwerpen")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+
+    body = _complete(request, dpo_actor).body
+    assert "We corrected the following in CRM: city." in body
+    assert "We restricted the processing of your data in CRM." in body
+    assert "Antwerpen" not in body
+    assert "Article 19" not in body  # the CRM has no recipients
+
+
+def test_a_request_without_source_actions_gets_the_letter_alone(db, dpo_actor, django_capture_on_commit_callbacks):
+    request = verified_request(RequestType.ACCESS)
+    body = _complete(request, dpo_actor).body
+    assert body.endswith("Thank you for your patience.")
+
+
+def test_the_outcome_is_written_in_the_subjects_language(cdr, dpo_actor, django_capture_on_commit_callbacks):
+    request = verified_request(RequestType.ERASURE, language="fr")
+    until = datetime.date(timezone.localdate().year + 2, 11, 15)
+    LegalHold.objects.create(source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Loi télécom", until=until)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+
+    body = _complete(request, dpo_actor).body
+    assert f"15 novembre {until.year}" in body  # dates follow the request's language, not the staff's
