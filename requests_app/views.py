@@ -86,6 +86,9 @@ def status(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
         "clock_paused": privacy_request.pauses.filter(ended_at__isnull=True).exists(),
         "thread": privacy_request.messages.all(),
         "downloads": [(export, exports.download_token(export)) for export in selectors.downloadable_exports(privacy_request)],
+        # Art. 19: the subject may know who received their data and was told of the erasure,
+        # rectification or restriction. Notices exist only for requests with those rights.
+        "recipient_notices": privacy_request.recipient_notices.select_related("recipient"),
     }
     return render(request, "requests_app/status.html", context)
 

@@ -1,0 +1,73 @@
+"""Art. 19: the subject's status page names the recipients of the data acted on, and whether
+each was told of the erasure, rectification or restriction."""
+
+import datetime
+import re
+
+from django.urls import reverse
+from django.utils import timezone
+
+from requests_app.models import (
+    ErasureException,
+    LegalHold,
+    NoticeStatus,
+    Recipient,
+    RequestType,
+)
+from requests_app.services import actions, notices
+from tests.actions.conftest import verified_request
+from tests.actions.test_notices import carry_out_actions
+
+
+def _status_page(client, request) -> str:
+    response = client.get(reverse("status", args=[request.reference, request.secret]))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def _recipient_lines(html: str) -> list[str]:
+    """The recipient list's items, whitespace collapsed."""
+    [items] = re.findall(r'<ul class="recipients">(.*?)</ul>', html, re.DOTALL)
+    return [" ".join(item.split()) for item in re.findall(r"<li>(.*?)</li>", items, re.DOTALL)]
+
+
+def test_the_status_page_lists_the_recipients_and_whether_each_was_told(
+    crm, cdr, erasure_request, dpo_actor, client, django_capture_on_commit_callbacks
+):
+    Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_email="art19@partner.example")
+    excused = Recipient.objects.create(source=crm, name="Old reseller", country="France")
+    # The call records are all kept: their recipient has nothing to be told.
+    LegalHold.objects.create(
+        source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law", until=timezone.localdate() + datetime.timedelta(days=30)
+    )
+    Recipient.objects.create(source=cdr, name="Interconnect partner", country="Netherlands", notification_email="x@ic.example")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+
+    html = _status_page(client, erasure_request)
+    assert "Who else received your data" in html
+    assert _recipient_lines(html) == [
+        "Billing partner (Belgium): not told yet",
+        "Interconnect partner (Netherlands): not told yet",
+        "Old reseller (France): not told yet",
+    ]
+
+    carry_out_actions(erasure_request, dpo_actor, django_capture_on_commit_callbacks)
+    notices.waive(
+        notice=erasure_request.recipient_notices.get(recipient=excused), actor=dpo_actor,
+        reason="disproportionate", note="Contract ended in 2019.",
+    )
+    html = _status_page(client, erasure_request)
+    sent_on = erasure_request.recipient_notices.get(status=NoticeStatus.SENT).sent_at
+    assert _recipient_lines(html) == [
+        f"Billing partner (Belgium): told on {timezone.localtime(sent_on):%-d %B %Y}",
+        "Interconnect partner (Netherlands): nothing to tell: none of the data it received changed",
+        "Old reseller (France): not told (disproportionate effort)",
+    ]
+    assert "Contract ended in 2019." not in html  # staff's note is for the letter, not the page
+
+
+def test_a_request_without_recipient_notices_shows_no_recipient_section(crm, dpo_actor, client):
+    request = verified_request(RequestType.RESTRICTION)
+    actions.plan_actions(request=request, actor=dpo_actor)  # the CRM has no recipients
+    html = _status_page(client, request)
+    assert "Who else received your data" not in html
