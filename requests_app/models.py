@@ -577,6 +577,8 @@ class ClosedRequestCount(models.Model):
 class APIKeyScope(models.TextChoices):
     READ = "read", _("Read: follow requests")
     WRITE = "write", _("Write: file and act on requests")
+    # For the company's own systems: sees no requests, only the suppression lists.
+    SUPPRESSION = "suppression", _("Suppression lists: read the lists (the company's own systems)")
 
 
 class OrganisationAPIKey(AbstractAPIKey):
@@ -584,7 +586,7 @@ class OrganisationAPIKey(AbstractAPIKey):
     its prefix, revocable and expiring (djangorestframework-api-key)."""
 
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="api_keys")
-    scope = models.CharField(max_length=8, choices=APIKeyScope, default=APIKeyScope.READ)
+    scope = models.CharField(max_length=16, choices=APIKeyScope, default=APIKeyScope.READ)
 
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "organisation API key"

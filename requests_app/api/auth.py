@@ -1,7 +1,8 @@
 """API keys: who is calling, and what they may do.
 
 A key belongs to an organisation (a business customer) and has a scope:
-"read" follows requests, "write" also files and acts on them. Keys are
+"read" follows requests, "write" also files and acts on them; "suppression"
+(for the company's own systems) reads the suppression lists and nothing else. Keys are
 hashed at rest, revocable and expiring (djangorestframework-api-key).
 """
 
@@ -41,6 +42,8 @@ class HasOrganisationKey(permissions.BasePermission):
     def has_permission(self, request, view):
         if not isinstance(request.auth, OrganisationAPIKey):
             raise exceptions.NotAuthenticated("Send an API key: Authorization: Api-Key <key>.")
+        if request.auth.scope == APIKeyScope.SUPPRESSION:
+            raise exceptions.PermissionDenied("This API key reads the suppression lists only.")
         return request.method in permissions.SAFE_METHODS or request.auth.scope == APIKeyScope.WRITE
 
 

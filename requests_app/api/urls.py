@@ -2,11 +2,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from requests_app.api.suppression import SuppressionListViewSet
 from requests_app.api.views import UUID_PATTERN, ExportViewSet, RequestViewSet, ping
 
 router = SimpleRouter()
 router.register("requests", RequestViewSet, basename="api-requests")
 router.register(rf"requests/(?P<request_public_id>{UUID_PATTERN})/exports", ExportViewSet, basename="api-exports")
+router.register("suppression-lists", SuppressionListViewSet, basename="api-suppression-lists")
 
 urlpatterns = [
     path("v1/ping/", ping, name="api-ping"),

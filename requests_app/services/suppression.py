@@ -3,8 +3,8 @@
 An objection (GDPR Art. 21), a consent withdrawal (Art. 7(3)) or a CCPA
 request to limit use and disclosure is honoured for the future by putting the
 subject's verified identifiers on the list of each purpose concerned (e.g.
-marketing emails). The systems that run the purpose read the list (CSV here,
-the API later) or ask `is_suppressed` before using an identifier.
+marketing emails). The systems that run the purpose read the list (CSV from
+the dashboard, or the API: api/suppression.py) or look identifiers up.
 
 Entries outlive the request: purging a request's personal data keeps them,
 since forgetting them would let the processing start again.
@@ -12,6 +12,8 @@ since forgetting them would let the processing start again.
 
 import csv
 from collections.abc import Iterable, Iterator
+
+import phonenumbers
 
 from django.db import transaction
 from django.utils.translation import gettext as _
@@ -36,7 +38,14 @@ CSV_HEADER = ["kind", "value", "right", "added_at"]
 def normalise(kind: str, value: str) -> str:
     """One spelling per identifier, so a lookup finds the entry however it was typed."""
     value = value.strip()
-    return value.lower() if kind == IdentityKind.EMAIL else value
+    if kind == IdentityKind.EMAIL:
+        return value.lower()
+    if kind == IdentityKind.PHONE:
+        try:
+            return phonenumbers.format_number(phonenumbers.parse(value, None), phonenumbers.PhoneNumberFormat.E164)
+        except phonenumbers.NumberParseException:
+            return value
+    return value
 
 
 def suppression_right(request: PrivacyRequest) -> str | None:
@@ -99,8 +108,9 @@ class Echo:
         return text
 
 
-def entries_csv(purpose: SuppressionPurpose, out) -> Iterator:
-    """Write the purpose's list to `out` as CSV (kind,value,right,added_at), oldest first.
+def entries_csv(entries, out) -> Iterator:
+    """Write suppression entries (a queryset: one purpose's list, maybe filtered) to `out` as
+    CSV (kind,value,right,added_at), oldest first.
 
     A generator yielding what each write returns: with `Echo` as `out` it
     yields the rows for a StreamingHttpResponse; with a file, exhaust it. The
@@ -108,11 +118,18 @@ def entries_csv(purpose: SuppressionPurpose, out) -> Iterator:
     """
     writer = csv.writer(out)
     yield writer.writerow(CSV_HEADER)
-    rows = purpose.entries.order_by("created_at", "id").values_list("kind", "value", "right", "created_at")
+    rows = entries.order_by("created_at", "id").values_list("kind", "value", "right", "created_at")
     for kind, value, right, created_at in rows.iterator(chunk_size=2000):
         yield writer.writerow([kind, value, right, created_at.isoformat()])
 
 
+def suppressed_among(purpose: SuppressionPurpose, identifiers: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (kind, value) pairs are on the purpose's list, as normalised (kind, value) pairs; one query."""
+    wanted = {(kind, normalise(kind, value)) for kind, value in identifiers}
+    found = SuppressionEntry.objects.filter(purpose=purpose, value__in={value for _kind, value in wanted})
+    return {pair for pair in found.values_list("kind", "value") if pair in wanted}
+
+
 def is_suppressed(purpose: SuppressionPurpose, kind: str, value: str) -> bool:
-    """Whether the identifier is on the purpose's list (emails compared case-insensitively)."""
-    return SuppressionEntry.objects.filter(purpose=purpose, kind=kind, value=normalise(kind, value)).exists()
+    """Whether the identifier is on the purpose's list (however it was typed)."""
+    return bool(suppressed_among(purpose, [(kind, value)]))

@@ -116,7 +116,7 @@ def test_an_auditor_may_not_suppress(marketing):
 def test_entries_csv_lists_kind_value_right_and_time(marketing, dpo):
     suppression.suppress(request=objection_request(), actor=Actor.staff(dpo), purposes=[marketing])
     out = io.StringIO()
-    for _row in suppression.entries_csv(marketing, out):
+    for _row in suppression.entries_csv(marketing.entries.all(), out):
         pass
 
     rows = list(csv.reader(io.StringIO(out.getvalue())))

@@ -1,0 +1,99 @@
+"""The suppression lists over the API: only a suppression-scoped key reads them, and such a key sees no requests."""
+
+import csv
+import datetime
+import io
+
+import pytest
+from django.utils import timezone
+
+from requests_app.models import IdentityKind, RequestType, SuppressionEntry, SuppressionPurpose
+from tests.api.conftest import client_with, key_for
+
+
+@pytest.fixture
+def marketing(db):
+    purpose = SuppressionPurpose.objects.create(slug="marketing-email", name="Promotional emails")
+    SuppressionEntry.objects.create(purpose=purpose, kind=IdentityKind.EMAIL, value="ana@example.com", right=RequestType.OBJECTION)
+    SuppressionEntry.objects.create(purpose=purpose, kind=IdentityKind.PHONE, value="+32470000001", right=RequestType.OBJECTION)
+    return purpose
+
+
+@pytest.fixture
+def lists_api(operator):
+    return client_with(key_for(operator, scope="suppression"))
+
+
+def test_the_purposes_and_their_counts(lists_api, marketing):
+    SuppressionPurpose.objects.create(slug="telemarketing", name="Telemarketing calls")
+    response = lists_api.get("/api/v1/suppression-lists/")
+    assert response.status_code == 200
+    assert {p["slug"]: p["entries"] for p in response.json()} == {"marketing-email": 2, "telemarketing": 0}
+
+
+def test_entries_page_by_cursor_and_filter_by_time_and_kind(lists_api, marketing):
+    SuppressionEntry.objects.filter(kind=IdentityKind.EMAIL).update(created_at=timezone.now() - datetime.timedelta(days=3))
+    everything = lists_api.get("/api/v1/suppression-lists/marketing-email/entries/").json()
+    assert [e["value"] for e in everything["results"]] == ["ana@example.com", "+32470000001"]
+    assert everything["next"] is None
+
+    since = (timezone.now() - datetime.timedelta(days=1)).isoformat()
+    recent = lists_api.get("/api/v1/suppression-lists/marketing-email/entries/", {"added_since": since}).json()
+    assert [e["value"] for e in recent["results"]] == ["+32470000001"]
+    phones = lists_api.get("/api/v1/suppression-lists/marketing-email/entries/", {"kind": "email"}).json()
+    assert [e["kind"] for e in phones["results"]] == ["email"]
+    assert lists_api.get("/api/v1/suppression-lists/marketing-email/entries/", {"kind": "fax"}).status_code == 400
+
+
+def test_entries_as_csv(lists_api, marketing):
+    response = lists_api.get("/api/v1/suppression-lists/marketing-email/entries/csv/")
+    assert response.status_code == 200 and response["Content-Type"] == "text/csv"
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0] == ["kind", "value", "right", "added_at"]
+    assert [row[1] for row in rows[1:]] == ["ana@example.com", "+32470000001"]
+
+
+def test_lookup_finds_identifiers_however_they_are_written(lists_api, marketing):
+    response = lists_api.post(
+        "/api/v1/suppression-lists/marketing-email/lookup/",
+        {"identifiers": [
+            {"kind": "email", "value": " ANA@Example.com"},
+            {"kind": "phone", "value": "+32 470 00 00 01"},
+            {"kind": "email", "value": "bob@example.com"},
+            {"kind": "phone", "value": "ana@example.com"},
+        ]},
+        format="json",
+    )
+    assert response.status_code == 200
+    assert [r["suppressed"] for r in response.json()["results"]] == [True, True, False, False]
+
+
+def test_lookup_validates_its_body(lists_api, marketing):
+    response = lists_api.post("/api/v1/suppression-lists/marketing-email/lookup/", {"identifiers": []}, format="json")
+    assert response.status_code == 400 and response["Content-Type"].startswith("application/problem+json")
+    too_many = {"identifiers": [{"kind": "email", "value": f"p{i}@example.com"} for i in range(1001)]}
+    assert lists_api.post("/api/v1/suppression-lists/marketing-email/lookup/", too_many, format="json").status_code == 400
+
+
+def test_an_unknown_list_is_404(lists_api, marketing):
+    assert lists_api.get("/api/v1/suppression-lists/nope/entries/").status_code == 404
+
+
+@pytest.mark.parametrize("scope", ["read", "write"])
+def test_a_customer_portals_key_cannot_read_the_lists(operator, marketing, scope):
+    portal = client_with(key_for(operator, scope=scope))
+    assert portal.get("/api/v1/suppression-lists/").status_code == 403
+    assert portal.get("/api/v1/suppression-lists/marketing-email/entries/").status_code == 403
+    lookup = portal.post("/api/v1/suppression-lists/marketing-email/lookup/", {"identifiers": [{"kind": "email", "value": "a@b.c"}]}, format="json")
+    assert lookup.status_code == 403
+
+
+def test_a_suppression_key_sees_no_requests(lists_api):
+    assert lists_api.get("/api/v1/requests/").status_code == 403
+    assert lists_api.get("/api/v1/ping/").status_code == 403
+
+
+def test_no_key_is_401(marketing):
+    from rest_framework.test import APIClient
+
+    assert APIClient().get("/api/v1/suppression-lists/").status_code == 401
