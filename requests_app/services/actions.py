@@ -34,16 +34,21 @@ from requests_app.models import (
     LegalHold,
     NoticeStatus,
     PrivacyRequest,
+    Recipient,
     RecipientNotice,
     RectificationChange,
-    Recipient,
     RequestType,
     SourceAction,
     SourceCategory,
     SourceSystem,
 )
 from requests_app.sources import SourceError, connector_for
-from requests_app.sources.actions import ActionPlan, CategoryWork, StaleDryRun, typed_value
+from requests_app.sources.actions import (
+    ActionPlan,
+    CategoryWork,
+    StaleDryRun,
+    typed_value,
+)
 
 logger = logging.getLogger(__name__)
 

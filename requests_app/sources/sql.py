@@ -9,8 +9,8 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 
 import sqlalchemy
 from sqlalchemy import bindparam, text
