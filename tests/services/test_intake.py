@@ -1,7 +1,13 @@
+import os
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import time_machine
+from django.db import connection
 from django.utils import timezone
 
 from requests_app.audit import Actor, verify_chain
@@ -26,6 +32,65 @@ def test_reference_year_follows_brussels_time():
     # 23:30 UTC on 31 December is already New Year in Brussels.
     received = datetime(2026, 12, 31, 23, 30, tzinfo=UTC)
     assert next_reference(received).startswith("DSR-2027-")
+
+
+@pytest.mark.django_db
+def test_a_reference_costs_one_statement(django_assert_num_queries):
+    # Every submission waits for the counter's row lock: one statement holds it least.
+    with django_assert_num_queries(1):
+        assert next_reference(timezone.now()).endswith("-00001")
+    with django_assert_num_queries(1):
+        assert next_reference(timezone.now()).endswith("-00002")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_submissions_at_once_get_distinct_consecutive_references():
+    """Even the first of a year, when the counter row does not exist yet."""
+    barrier = threading.Barrier(6)
+    references = []
+
+    def submit():
+        try:
+            barrier.wait()
+            references.append(submit_request().reference)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    year = timezone.localtime().year
+    assert sorted(references) == [f"DSR-{year}-{n:05d}" for n in range(1, 7)]
+    assert verify_chain() == (6, None)
+
+
+def test_references_work_on_sqlite_as_make_run_uses(tmp_path):
+    """The upsert is SQL of our own: check it on SQLite too, in a fresh interpreter."""
+    script = (
+        "from django.db import connection, transaction\n"
+        "from django.utils import timezone\n"
+        "from requests_app.models import ReferenceCounter\n"
+        "from requests_app.services.intake import next_reference\n"
+        "with connection.schema_editor() as editor:\n"
+        "    editor.create_model(ReferenceCounter)\n"
+        "with transaction.atomic():\n"
+        "    print(next_reference(timezone.now()), next_reference(timezone.now()))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.sqlite3'}", "LOG_LEVEL": "WARNING"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    year = timezone.localtime().year
+    assert result.stdout.split() == [f"DSR-{year}-00001", f"DSR-{year}-00002"]
 
 
 @pytest.mark.django_db
