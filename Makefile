@@ -15,7 +15,7 @@ run: install
 	$(PY) scripts/run_dev.py
 
 test: install-dev
-	scripts/ensure_chromium.sh
+	scripts/ensure_system_packages.sh
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	PRIVACY_PORTAL_REQUIRE_SERVICES=1 \

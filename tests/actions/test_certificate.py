@@ -2,10 +2,7 @@
 audit events with their hashes and the chain's verification, as HTML and as PDF."""
 
 import datetime
-import re
-import shutil
 import subprocess
-import zlib
 
 import pytest
 from django.utils import timezone
@@ -81,13 +78,10 @@ def test_the_certificate_names_rectified_fields_not_values(crm, dpo_actor, djang
 def test_the_certificate_as_pdf(completed_erasure, tmp_path):
     pdf = certificate.render_certificate_pdf(completed_erasure)
 
-    assert pdf.startswith(b"%PDF") and len(pdf) > 5_000
-    # The document title (with the reference) is in the PDF's metadata, inside a compressed object stream.
-    streams = re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.DOTALL)
-    objects = b"".join(zlib.decompress(stream) for stream in streams if stream.startswith(b"x"))
-    assert f"/Title (Completion certificate {completed_erasure.reference})".encode() in objects
-    if shutil.which("pdftotext"):
-        path = tmp_path / "certificate.pdf"
-        path.write_bytes(pdf)
-        text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
-        assert completed_erasure.reference in text
+    assert pdf.startswith(b"%PDF")
+    path = tmp_path / "certificate.pdf"
+    path.write_bytes(pdf)
+    text = subprocess.run(["pdftotext", "-raw", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    assert completed_erasure.reference in text
+    last_event = AuditEvent.objects.filter(request=completed_erasure).order_by("sequence").last()
+    assert last_event.hash[:16] in text.replace("\n", "")
