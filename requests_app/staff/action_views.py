@@ -1,0 +1,225 @@
+"""The request page's "Actions in source systems" panel: erasure, rectification and
+restriction per source (plan, dry run, approve, execute, retry, manual confirmation),
+the Art. 19 notices to recipients, and the completion certificate.
+
+Like the other staff views these are thin: every POST is one service call, a
+RequestError becomes a message (on the form with a 409 for the forms, after a
+redirect for the buttons), and NotAllowed a 403 through `staff_view`.
+"""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+from django.views.decorators.http import require_POST
+
+from requests_app import roles
+from requests_app.audit import Actor
+from requests_app.lifecycle import NotAllowed, RequestError
+from requests_app.models import (
+    ActionStatus,
+    ErasureException,
+    PrivacyRequest,
+    RecipientNotice,
+    RequestType,
+    SourceAction,
+)
+from requests_app.services import actions, notices
+from requests_app.services import certificate as certificate_service
+from requests_app.staff.action_forms import ManualDoneForm, RectificationForm, WaiveForm
+from requests_app.staff.views import _get_request, _request_context, staff_view
+
+# While an action is in one of these, its row polls the progress endpoint.
+WORKING = (ActionStatus.DRY_RUNNING, ActionStatus.RUNNING)
+
+
+def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: dict | None = None) -> dict:
+    """What the panel shows. `bound` holds forms that failed, by key, to show again with their errors."""
+    bound = bound or {}
+    rights = set(privacy_request.rights.values_list("right", flat=True))
+    if not rights & set(actions.ACTION_FOR_RIGHT):
+        return {"shown": False}
+    user = request.user
+    source_actions = list(privacy_request.source_actions.select_related("source", "approved_by", "done_by"))
+    for action in source_actions:
+        # After execution the result says what was kept; before, the dry run says what would be.
+        held = action.result.get("held", action.dry_run.get("held", []))
+        action.held = [{**hold, "ground_label": ErasureException(hold["ground"]).label} for hold in held]
+        action.polls = action.status in WORKING
+        action.can_confirm = action.status == ActionStatus.MANUAL and (
+            user.pk == action.source.owner_id or roles.is_dpo(user)
+        )
+        key = f"done-{action.public_id}"
+        action.done_form = bound.get(key) or ManualDoneForm(auto_id=f"{key}-%s")
+    recipient_notices = list(privacy_request.recipient_notices.select_related("recipient", "waived_by"))
+    for notice in recipient_notices:
+        key = f"waive-{notice.public_id}"
+        notice.waive_form = bound.get(key) or WaiveForm(auto_id=f"{key}-%s")
+    rectifying = RequestType.RECTIFICATION in rights
+    return {
+        "shown": True,
+        "actions": source_actions,
+        "notices": recipient_notices,
+        "rectifying": rectifying,
+        "changes": privacy_request.rectification_changes.select_related("category__source") if rectifying else [],
+        "rectification_form": bound.get("rectification") or RectificationForm(auto_id="rectification-%s"),
+        "blockers": actions.completion_blockers(privacy_request) if privacy_request.is_open else [],
+    }
+
+
+def _panel_url(reference: str) -> str:
+    return reverse("staff:request", args=[reference]) + "#source-actions"
+
+
+def _page_with_form(request: HttpRequest, privacy_request: PrivacyRequest, key: str, form, status: int) -> HttpResponse:
+    """The request page again, with the panel's form that failed and why."""
+    context = _request_context(request, privacy_request)
+    context["source_action_forms"] = {key: form}
+    return render(request, "staff/request.html", context, status=status)
+
+
+@staff_view
+@require_POST
+def plan(request: HttpRequest, reference: str) -> HttpResponse:
+    privacy_request = _get_request(reference)
+    try:
+        created = actions.plan_actions(request=privacy_request, actor=Actor.staff(request.user))
+    except NotAllowed:
+        raise
+    except RequestError as error:
+        messages.error(request, str(error))
+    else:
+        if created:
+            count = len(created)
+            messages.success(request, ngettext("Planned %(count)s action.", "Planned %(count)s actions.", count) % {"count": count})
+        else:
+            messages.info(request, _("Every action is already planned."))
+    return redirect(_panel_url(reference))
+
+
+@staff_view
+@require_POST
+def rectification(request: HttpRequest, reference: str) -> HttpResponse:
+    privacy_request = _get_request(reference)
+    if not roles.can_work(request.user, privacy_request):
+        raise PermissionDenied(_("You may not act on this request."))
+    form = RectificationForm(request.POST, auto_id="rectification-%s")
+    status = 400
+    if form.is_valid():
+        try:
+            actions.rectification_change_set(
+                request=privacy_request, actor=Actor.staff(request.user), **form.cleaned_data
+            )
+        except NotAllowed:
+            raise
+        except ValidationError as error:
+            form.add_error("value", error)
+        except RequestError as error:
+            form.add_error(None, str(error))
+            status = 409
+        else:
+            messages.success(request, _("Corrected value saved."))
+            return redirect(_panel_url(reference))
+    return _page_with_form(request, privacy_request, "rectification", form, status)
+
+
+# Button steps: service, success message. "done" (manual sources) takes a form and is handled apart.
+STEPS = {
+    "dry_run": (actions.dry_run_start, gettext_lazy("Dry run started.")),
+    "approve": (actions.approve, gettext_lazy("Approved: the action can now be executed.")),
+    "execute": (actions.execute, gettext_lazy("Execution started.")),
+    "retry": (actions.execute, gettext_lazy("Execution started again.")),
+}
+
+
+@staff_view
+@require_POST
+def action_step(request: HttpRequest, public_id, step: str) -> HttpResponse:
+    action = get_object_or_404(SourceAction.objects.select_related("request", "source"), public_id=public_id)
+    if step != "done" and step not in STEPS:
+        return HttpResponse(status=404)
+    actor = Actor.staff(request.user)
+    try:
+        if step == "done":
+            form = ManualDoneForm(request.POST, auto_id=f"done-{action.public_id}-%s")
+            if not form.is_valid():
+                return _page_with_form(request, action.request, f"done-{action.public_id}", form, status=400)
+            actions.manual_action_done(action=action, actor=actor, rows=form.cleaned_data["rows"])
+            success = _("Recorded as done.")
+        else:
+            service, success = STEPS[step]
+            service(action=action, actor=actor)
+    except NotAllowed:
+        raise
+    except RequestError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, success)
+    return redirect(_panel_url(action.request.reference))
+
+
+@staff_view
+def action_progress(request: HttpRequest, public_id) -> HttpResponse:
+    """Polled by the request page while a dry run or an execution is under way."""
+    action = get_object_or_404(SourceAction, public_id=public_id)
+    return JsonResponse(
+        {
+            "status": action.status,
+            "label": action.get_status_display(),
+            "progress": action.progress,
+            "working": action.status in WORKING,
+        }
+    )
+
+
+@staff_view
+@require_POST
+def notice_step(request: HttpRequest, public_id, step: str) -> HttpResponse:
+    notice = get_object_or_404(RecipientNotice.objects.select_related("request"), public_id=public_id)
+    actor = Actor.staff(request.user)
+    reference = notice.request.reference
+    if step == "waive":
+        if not roles.can_work(request.user, notice.request):
+            raise PermissionDenied(_("You may not act on this request."))
+        key = f"waive-{notice.public_id}"
+        form = WaiveForm(request.POST, auto_id=f"{key}-%s")
+        if not form.is_valid():
+            return _page_with_form(request, _get_request(reference), key, form, status=400)
+        try:
+            notices.waive(notice=notice, actor=actor, **form.cleaned_data)
+        except NotAllowed:
+            raise
+        except RequestError as error:
+            form.add_error(None, str(error))
+            return _page_with_form(request, _get_request(reference), key, form, status=409)
+        messages.success(request, _("Recorded: this recipient will not be notified."))
+    elif step == "resend":
+        try:
+            notices.resend(notice=notice, actor=actor)
+        except NotAllowed:
+            raise
+        except RequestError as error:
+            messages.error(request, str(error))
+        else:
+            messages.success(request, _("The notice is being sent again."))
+    else:
+        return HttpResponse(status=404)
+    return redirect(_panel_url(reference))
+
+
+@staff_view
+def certificate(request: HttpRequest, reference: str) -> HttpResponse:
+    return HttpResponse(certificate_service.render_certificate_html(_get_request(reference)))
+
+
+@staff_view
+def certificate_pdf(request: HttpRequest, reference: str) -> HttpResponse:
+    privacy_request = _get_request(reference)
+    return HttpResponse(
+        certificate_service.render_certificate_pdf(privacy_request),
+        content_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="certificate-{privacy_request.reference}.pdf"'},
+    )

@@ -1,0 +1,269 @@
+"""The request page's "Actions in source systems" panel, through the Django test client,
+against a real SQLite source database: planning, dry run, approval, execution,
+refusals, roles, corrected values, Art. 19 notices and the progress endpoint."""
+
+import pytest
+from django.contrib.messages import get_messages
+from django.urls import reverse
+
+from requests_app import roles
+from requests_app.audit import Actor
+from requests_app.models import (
+    ActionStatus,
+    ConnectorKind,
+    IdentityKind,
+    LegalBasis,
+    NoticeStatus,
+    Recipient,
+    RequestType,
+    SourceAction,
+    SourceSystem,
+)
+from requests_app.services import actions, handling, routing
+from tests.actions.conftest import ANA_EMAIL, verified_request
+from tests.conftest import login_staff
+from tests.factories import staff_in_role
+
+# The views do not depend on the source's engine; the services' tests cover PostgreSQL.
+sqlite_source = pytest.mark.parametrize("source_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def client_dpo(client, dpo):
+    return login_staff(client, dpo)
+
+
+def _page(client, request):
+    return client.get(reverse("staff:request", args=[request.reference]))
+
+
+def _step(client, action, step, **data):
+    return client.post(reverse("staff:source_action", args=[action.public_id, step]), data)
+
+
+def _messages(response) -> list[str]:
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+@sqlite_source
+def test_the_panel_shows_only_for_erasure_rectification_or_restriction(client_dpo, crm):
+    access = verified_request(RequestType.ACCESS)
+    assert "Actions in source systems" not in _page(client_dpo, access).content.decode()
+    erasure = verified_request(RequestType.ERASURE)
+    page = _page(client_dpo, erasure).content.decode()
+    assert "Actions in source systems" in page and "Plan actions" in page
+    assert "has not been planned in the source systems" in page  # what blocks completion
+
+
+@sqlite_source
+def test_planning_and_dry_run_list_each_action_with_its_counts(
+    client_dpo, crm, cdr, erasure_request, django_capture_on_commit_callbacks
+):
+    response = client_dpo.post(reverse("staff:source_actions_plan", args=[erasure_request.reference]))
+    assert response.status_code == 302 and response.url.endswith("#source-actions")
+    assert _messages(response) == ["Planned 2 actions."]
+    for action in erasure_request.source_actions.all():
+        with django_capture_on_commit_callbacks(execute=True):
+            _step(client_dpo, action, "dry_run")
+
+    page = _page(client_dpo, erasure_request).content.decode()
+    assert page.count("Dry run ready: awaiting approval") == 2
+    assert "subscribers: 2 rows, 5 fields" in page
+    assert "calls: 2 rows, 8 fields" in page
+    assert page.count(">Approve</button>") == 2 and ">Execute</button>" not in page
+
+
+@sqlite_source
+def test_dry_run_approve_and_execute_through_the_page(
+    client_dpo, crm, erasure_request, dpo_actor, source_db, django_capture_on_commit_callbacks
+):
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = erasure_request.source_actions.get()
+    for step, message in (
+        ("dry_run", "Dry run started."),
+        ("approve", "Approved: the action can now be executed."),
+        ("execute", "Execution started."),
+    ):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client_dpo.post(reverse("staff:source_action", args=[action.public_id, step]), follow=True)
+        assert response.redirect_chain == [(reverse("staff:request", args=[erasure_request.reference]) + "#source-actions", 302)]
+        assert message in response.content.decode()
+
+    action.refresh_from_db()
+    assert action.status == ActionStatus.DONE, action.error
+    assert action.approved_by.username == "dpo"
+    assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"n": 0}]
+    page = _page(client_dpo, erasure_request).content.decode()
+    assert "Done" in page and "dpo, " in page  # approved by whom
+
+
+@sqlite_source
+def test_execute_without_approval_is_refused_and_changes_nothing(
+    client_dpo, crm, erasure_request, dpo_actor, source_db, django_capture_on_commit_callbacks
+):
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = erasure_request.source_actions.get()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = _step(client_dpo, action, "execute")
+
+    assert response.status_code == 302
+    assert _messages(response) == ["The action needs a dry run and an approval first."]
+    assert callbacks == []  # no task queued
+    action.refresh_from_db()
+    assert action.status == ActionStatus.PLANNED and action.attempts == 0
+    assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"n": 2}]
+
+
+@sqlite_source
+def test_an_auditor_or_an_unassigned_handler_gets_403_and_nothing_changes(
+    client, crm, erasure_request, dpo_actor, django_capture_on_commit_callbacks
+):
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = erasure_request.source_actions.get()
+    notice = erasure_request.recipient_notices.create(recipient=Recipient.objects.create(source=crm, name="Mailer", country="BE"))
+    for role in (roles.AUDITOR, roles.HANDLER):
+        client.logout()
+        login_staff(client, staff_in_role(role))
+        assert _page(client, erasure_request).status_code == 200  # reading is allowed
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            responses = [
+                client.post(reverse("staff:source_actions_plan", args=[erasure_request.reference])),
+                _step(client, action, "dry_run"),
+                client.post(
+                    reverse("staff:rectification_change", args=[erasure_request.reference]),
+                    {"category": crm.categories.get().pk, "field": "city", "value": "Brugge"},
+                ),
+                client.post(reverse("staff:notice", args=[notice.public_id, "waive"]), {"reason": "impossible", "note": "x"}),
+                client.post(reverse("staff:notice", args=[notice.public_id, "resend"])),
+            ]
+        assert [r.status_code for r in responses] == [403] * 5
+        assert callbacks == []
+
+    action.refresh_from_db()
+    notice.refresh_from_db()
+    assert action.status == ActionStatus.PLANNED and action.dry_run_at is None
+    assert notice.status == NoticeStatus.PENDING
+    assert not erasure_request.rectification_changes.exists()
+    assert erasure_request.source_actions.count() == 1
+
+
+@sqlite_source
+def test_the_rectification_form_checks_the_value_against_the_field_type(client_dpo, crm):
+    request = verified_request(RequestType.RECTIFICATION)
+    url = reverse("staff:rectification_change", args=[request.reference])
+    category = crm.categories.get()
+
+    response = client_dpo.post(url, {"category": category.pk, "field": "birth_year", "value": "abc"})
+    assert response.status_code == 400
+    assert "Enter a whole number." in response.content.decode()
+    response = client_dpo.post(url, {"category": category.pk, "field": "password", "value": "x"})
+    assert response.status_code == 409
+    assert "password is not a field of crm/subscribers that can be corrected." in response.content.decode()
+    assert not request.rectification_changes.exists()
+
+    response = client_dpo.post(url, {"category": category.pk, "field": "birth_year", "value": "1981"})
+    assert response.status_code == 302 and _messages(response) == ["Corrected value saved."]
+    assert request.rectification_changes.get().value == "1981"
+    page = _page(client_dpo, request).content.decode()
+    assert "<td>birth_year</td><td>1981</td>" in page
+
+
+@sqlite_source
+def test_waiving_a_notice_requires_a_note(client_dpo, crm, erasure_request, dpo_actor):
+    Recipient.objects.create(source=crm, name="Mailer", country="BE")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    notice = erasure_request.recipient_notices.get()
+    url = reverse("staff:notice", args=[notice.public_id, "waive"])
+
+    response = client_dpo.post(url, {"reason": "disproportionate", "note": "  "})
+    assert response.status_code == 400
+    assert "This field is required." in response.content.decode()
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.PENDING
+
+    response = client_dpo.post(url, {"reason": "disproportionate", "note": "The mailer closed its account with us."})
+    assert response.status_code == 302
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.WAIVED and notice.waived_by.username == "dpo"
+    page = _page(client_dpo, erasure_request).content.decode()
+    assert "Disproportionate effort: The mailer closed its account with us." in page
+
+
+@sqlite_source
+def test_a_failed_notice_can_be_sent_again(client_dpo, crm, erasure_request, dpo_actor, django_capture_on_commit_callbacks):
+    recipient = Recipient.objects.create(source=crm, name="Mailer", country="BE")  # no address yet: sending fails
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    notice = erasure_request.recipient_notices.get()
+    notice.status, notice.error = NoticeStatus.FAILED, "No email address or webhook URL is recorded for this recipient."
+    notice.save()
+    assert "Send again" in _page(client_dpo, erasure_request).content.decode()
+
+    recipient.notification_email = "privacy@mailer.example"
+    recipient.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_dpo.post(reverse("staff:notice", args=[notice.public_id, "resend"]))
+    assert _messages(response) == ["The notice is being sent again."]
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.SENT
+
+
+@sqlite_source
+def test_the_progress_endpoint_returns_the_status_as_json(client_dpo, crm, erasure_request, dpo_actor):
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = erasure_request.source_actions.get()
+    actions.dry_run_start(action=action, actor=dpo_actor)  # the task is not run: the dry run stays under way
+    url = reverse("staff:source_action_progress", args=[action.public_id])
+
+    assert client_dpo.get(url).json() == {
+        "status": "dry_running", "label": "Dry run in progress", "progress": {}, "working": True
+    }
+    assert f'data-action-progress="{url}"' in _page(client_dpo, erasure_request).content.decode()
+    SourceAction.objects.filter(pk=action.pk).update(status=ActionStatus.AWAITING_APPROVAL)
+    assert client_dpo.get(url).json()["working"] is False
+
+
+def test_only_the_owner_or_the_dpo_confirms_a_manual_action(client, dpo, erasure_request, dpo_actor):
+    owner = staff_in_role(roles.HANDLER, username="owen")
+    SourceSystem.objects.create(
+        slug="paper", name="Paper files", connector=ConnectorKind.MANUAL, identity_kind=IdentityKind.EMAIL, owner=owner,
+        purposes="Archive", legal_basis=LegalBasis.CONTRACT, retention="5 years", origin="The subject",
+    )
+    routing.request_assign(request=erasure_request, assignee=staff_in_role(roles.HANDLER), actor=Actor.staff(dpo))
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = erasure_request.source_actions.get()
+    assert action.status == ActionStatus.MANUAL
+
+    login_staff(client, staff_in_role(roles.HANDLER, username="other"))
+    assert _step(client, action, "done", rows="3").status_code == 403
+    client.logout()
+    login_staff(client, owner)
+    assert "Confirm done" in _page(client, erasure_request).content.decode()
+    assert _step(client, action, "done", rows="-1").status_code == 400
+    response = _step(client, action, "done", rows="3")
+    assert _messages(response) == ["Recorded as done."]
+    action.refresh_from_db()
+    assert action.status == ActionStatus.DONE and action.done_by == owner and action.result["rows"] == 3
+
+
+@sqlite_source
+def test_the_completion_certificate_as_html_and_pdf(
+    client_dpo, crm, erasure_request, dpo_actor, django_capture_on_commit_callbacks
+):
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = erasure_request.source_actions.get()
+    for step in ("dry_run", "approve", "execute"):
+        with django_capture_on_commit_callbacks(execute=True):
+            _step(client_dpo, action, step)
+    handling.request_complete(request=erasure_request, actor=dpo_actor, letter="Done", expected_status=erasure_request.status)
+    page = _page(client_dpo, erasure_request).content.decode()
+    html_url = reverse("staff:certificate", args=[erasure_request.reference])
+    pdf_url = reverse("staff:certificate_pdf", args=[erasure_request.reference])
+    assert html_url in page and pdf_url in page
+
+    response = client_dpo.get(html_url)
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
+    assert erasure_request.reference in response.content.decode()
+    response = client_dpo.get(pdf_url)
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    assert response["Content-Disposition"] == f'attachment; filename="certificate-{erasure_request.reference}.pdf"'
+    assert response.content.startswith(b"%PDF")
