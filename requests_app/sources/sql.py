@@ -107,10 +107,12 @@ class SQLConnector:
     # --- Erasure, rectification, restriction (see sources/actions.py) ------
 
     def preview(self, plan: ActionPlan) -> dict:
+        """Count what would change, then make the change and roll it back: a constraint or trigger that
+        refuses it (rows other tables still point at, say) shows up in the dry run, not at execution."""
         try:
             with self.engine.connect() as connection:
                 scans = [self._scan(connection, plan, work, lock=False) for work in plan.categories]
-                list_entries = self._missing_list_entries(connection, plan)
+                list_entries = self._change_all(connection, plan, scans)
                 connection.rollback()
         except SQLAlchemyError as error:
             raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
@@ -128,20 +130,23 @@ class SQLConnector:
                 scans = [self._scan(connection, plan, work, lock=True) for work in plan.categories]
                 if _combined(scans) != fingerprint:
                     raise StaleDryRun(f"{self.source.slug}: the rows changed since the dry run")
-                results = []
-                for done, (work, scan) in enumerate(zip(plan.categories, scans, strict=True)):
-                    self._change(connection, plan, work, scan)
-                    results.append(scan["counts"])
-                    on_progress({"categories_done": done + 1, "categories_total": len(plan.categories)})
-                list_entries = self._missing_list_entries(connection, plan)
-                if list_entries:
-                    table, column = self._list_target(plan.restriction_list)
-                    connection.execute(text(f"INSERT INTO {table} ({column}) VALUES (:identity)"), [{"identity": v} for v in list_entries])
+                list_entries = self._change_all(connection, plan, scans, on_progress)
         except StaleDryRun:
             raise
         except SQLAlchemyError as error:
             raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
-        return {"categories": results, "list_entries": len(list_entries)}
+        return {"categories": [scan["counts"] for scan in scans], "list_entries": len(list_entries)}
+
+    def _change_all(self, connection, plan: ActionPlan, scans: list[dict], on_progress=lambda progress: None) -> list[str]:
+        """Every category's change, then the restriction-list entries; returns the identities added to the list."""
+        for done, (work, scan) in enumerate(zip(plan.categories, scans, strict=True)):
+            self._change(connection, plan, work, scan)
+            on_progress({"categories_done": done + 1, "categories_total": len(plan.categories)})
+        list_entries = self._missing_list_entries(connection, plan)
+        if list_entries:
+            table, column = self._list_target(plan.restriction_list)
+            connection.execute(text(f"INSERT INTO {table} ({column}) VALUES (:identity)"), [{"identity": v} for v in list_entries])
+        return list_entries
 
     def _quote(self, name: str) -> str:
         """An inventory name (validated as plain identifiers) quoted for this database; table.column keeps its dot."""

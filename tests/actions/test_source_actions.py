@@ -130,18 +130,34 @@ def test_execution_is_refused_without_approval_twice_and_when_stale(crm, erasure
         actions.execute(action=action, actor=dpo_actor)
 
 
-def test_a_failing_source_keeps_the_others_results_and_can_be_retried_alone(
-    crm, cdr, erasure_request, dpo_actor, source_db, source_url, run
-):
-    # The source refuses deletions of call records (a real database error, at execution time).
+def _refuse_deleting_calls(source_db, source_url):
+    """The source refuses deletions of call records: a real database error, as a foreign key would give."""
     if source_url.startswith("sqlite"):
         source_db("CREATE TRIGGER keep_calls BEFORE DELETE ON calls BEGIN SELECT RAISE(ABORT, 'calls are kept'); END")
     else:
         source_db("CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'calls are kept'; END $$ LANGUAGE plpgsql")
         source_db("CREATE TRIGGER keep_calls BEFORE DELETE ON calls FOR EACH ROW EXECUTE FUNCTION refuse()")
+
+
+def test_the_dry_run_shows_that_a_source_would_refuse_the_change(cdr, erasure_request, dpo_actor, source_db, source_url, run):
+    _refuse_deleting_calls(source_db, source_url)
+    action = run(_planned(erasure_request, dpo_actor, cdr).id, "dry_run", actor=dpo_actor)
+
+    assert action.status == ActionStatus.PLANNED
+    assert action.error.startswith("cdr: ") and ANA_PHONE not in action.error
+    assert len(source_db("SELECT id FROM calls")) == 3
+    with pytest.raises(RequestError, match="dry run and an approval"):
+        actions.execute(action=action, actor=dpo_actor)
+
+
+def test_a_failing_source_keeps_the_others_results_and_can_be_retried_alone(
+    crm, cdr, erasure_request, dpo_actor, source_db, source_url, run
+):
     actions.plan_actions(request=erasure_request, actor=dpo_actor)
     crm_action = run(erasure_request.source_actions.get(source=crm).id, "dry_run", "approve", "execute", actor=dpo_actor)
-    cdr_action = run(erasure_request.source_actions.get(source=cdr).id, "dry_run", "approve", "execute", actor=dpo_actor)
+    cdr_action = run(erasure_request.source_actions.get(source=cdr).id, "dry_run", "approve", actor=dpo_actor)
+    _refuse_deleting_calls(source_db, source_url)  # between the approval and the execution
+    cdr_action = run(cdr_action.id, "execute", actor=dpo_actor)
 
     assert crm_action.status == ActionStatus.DONE
     assert cdr_action.status == ActionStatus.FAILED
