@@ -337,8 +337,10 @@ if not ANONYMISATION_KEY:
     if PRODUCTION:
         raise ImproperlyConfigured("ANONYMISATION_KEY (or ANONYMISATION_KEY_FILE) must be set in production")
     ANONYMISATION_KEY = "dev-only-anonymisation-key"
-# A source action whose worker died is taken over once it has been quiet this long.
-SOURCE_ACTION_TIME_LIMIT = env_int("SOURCE_ACTION_TIME_LIMIT_SECONDS", 6 * 3600)
+# The hard time limit of an erasure, rectification or restriction task. Past
+# it no run can still be going, so staff may start a stuck one again (its
+# task lost with a broker outage, say).
+SOURCE_ACTION_TIME_LIMIT = env_int("SOURCE_ACTION_TIME_LIMIT_SECONDS", 2 * 3600)
 
 SMS_BACKEND = env_str("SMS_BACKEND", "requests_app.sms.FileBackend")
 SMS_FILE_PATH = env_str("SMS_FILE_PATH", str(VAR_DIR / "sms"))

@@ -15,8 +15,10 @@ these rights completes only when every action is done and every recipient
 has been told (Art. 19) or staff recorded why not (see `completion_blockers`).
 """
 
+import datetime
 import logging
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -58,8 +60,10 @@ ACTION_FOR_RIGHT = {
     RequestType.RESTRICTION: ActionKind.RESTRICT,
 }
 # Statuses from which a new dry run may start (it replaces any earlier dry run and approval).
+# A dry run changes nothing, so one that seems stuck may simply be started again.
 DRY_RUN_FROM = (
     ActionStatus.PLANNED,
+    ActionStatus.DRY_RUNNING,
     ActionStatus.AWAITING_APPROVAL,
     ActionStatus.APPROVED,
     ActionStatus.FAILED,
@@ -257,19 +261,11 @@ def approve(*, action: SourceAction, actor: Actor) -> SourceAction:
 
 
 def execute(*, action: SourceAction, actor: Actor) -> SourceAction:
-    """Queue the approved action (or retry a failed one). Refused without approval, twice, or after the source changed."""
+    """Queue the approved action, or retry a failed one (or one whose task was lost: still running
+    past the task's time limit). Refused without approval, twice, or after the source changed."""
     with transaction.atomic():
         locked = _locked_action(action, actor)
-        refusal = {
-            ActionStatus.DONE: _("This action has already been carried out."),
-            ActionStatus.RUNNING: _("This action is already being carried out."),
-            ActionStatus.STALE: _("The source changed since the dry run: run the dry run again and approve it."),
-            ActionStatus.MANUAL: _("The system owner carries out this action."),
-        }.get(locked.status)
-        if refusal is None and locked.status not in (ActionStatus.APPROVED, ActionStatus.FAILED):
-            refusal = _("The action needs a dry run and an approval first.")
-        if refusal is None and locked.approved_at is None:
-            refusal = _("The action needs a dry run and an approval first.")
+        refusal = _execution_refusal(locked)
         if refusal:
             raise RequestError(refusal)
         locked.status, locked.error, locked.progress = ActionStatus.RUNNING, "", {}
@@ -279,6 +275,27 @@ def execute(*, action: SourceAction, actor: Actor) -> SourceAction:
         record_event(locked.request, "source_action_started", actor=actor, data={**_summary(locked), "attempt": locked.attempts})
         transaction.on_commit(lambda: tasks.execute_source_action.delay(locked.id))
     return locked
+
+
+def _execution_refusal(action: SourceAction) -> str | None:
+    """Why the action may not be executed now, or None."""
+    if action.status == ActionStatus.DONE:
+        return _("This action has already been carried out.")
+    if action.status == ActionStatus.RUNNING and not _past_time_limit(action):
+        return _("This action is already being carried out.")
+    if action.status == ActionStatus.STALE:
+        return _("The source changed since the dry run: run the dry run again and approve it.")
+    if action.status == ActionStatus.MANUAL:
+        return _("The system owner carries out this action.")
+    # Approved, failed (a retry), or running past the time limit (its task was lost).
+    if action.status not in (ActionStatus.APPROVED, ActionStatus.FAILED, ActionStatus.RUNNING) or action.approved_at is None:
+        return _("The action needs a dry run and an approval first.")
+    return None
+
+
+def _past_time_limit(action: SourceAction) -> bool:
+    limit = datetime.timedelta(seconds=settings.SOURCE_ACTION_TIME_LIMIT)
+    return action.started_at is not None and action.started_at < timezone.now() - limit
 
 
 def run_execution(*, action_id: int) -> str:

@@ -278,3 +278,25 @@ def test_the_same_instant_written_with_another_offset_is_not_a_change():
     assert not differs("2026-03-01T13:00:00Z", datetime.datetime(2026, 3, 1, 14, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=1))))
     assert differs("2026-03-01T13:00:00Z", datetime.datetime(2026, 3, 1, 14, 0, tzinfo=datetime.UTC))
     assert not differs(1981, "1981") and differs(None, "") and not differs(None, None)
+
+
+def test_an_execution_whose_task_was_lost_can_be_started_again_after_the_time_limit(crm, erasure_request, dpo_actor, settings, run):
+    action = run(_planned(erasure_request, dpo_actor, crm).id, "dry_run", "approve", actor=dpo_actor)
+    actions.execute(action=action, actor=dpo_actor)  # queued on commit, which never comes here: the task is lost
+    action.refresh_from_db()
+    assert action.status == ActionStatus.RUNNING
+    with pytest.raises(RequestError, match="already being carried out"):
+        actions.execute(action=action, actor=dpo_actor)
+
+    SourceAction.objects.filter(pk=action.pk).update(
+        started_at=timezone.now() - datetime.timedelta(seconds=settings.SOURCE_ACTION_TIME_LIMIT + 1)
+    )
+    action = run(action.id, "execute", actor=dpo_actor)
+    assert action.status == ActionStatus.DONE and action.attempts == 2
+
+
+def test_a_dry_run_that_seems_stuck_can_be_started_again(crm, erasure_request, dpo_actor, run):
+    action = _planned(erasure_request, dpo_actor, crm)
+    actions.dry_run_start(action=action, actor=dpo_actor)  # its task is lost
+    action = run(action.id, "dry_run", actor=dpo_actor)
+    assert action.status == ActionStatus.AWAITING_APPROVAL
