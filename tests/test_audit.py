@@ -1,9 +1,11 @@
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from requests_app import lifecycle
 from requests_app.audit import Actor, record_event, verify_chain
-from requests_app.models import AuditEvent, Status
+from requests_app.models import AuditEvent, Channel, Organisation, Status
 from tests.factories import request_in_status, submit_request
 
 
@@ -25,6 +27,19 @@ def test_events_are_chained_in_order():
         assert event.previous_hash == previous.hash
     assert verify_chain() == (len(events), None)
     assert request.events.count() == len(events)
+
+
+@pytest.mark.django_db
+def test_a_submission_locks_the_chain_head_last():
+    """Every change waits for the chain head's lock: a submission takes it just before it commits."""
+    organisation = Organisation.objects.create(name="Mobile Operator SA")
+    submit_request()  # the first event of the chain creates its head
+    with CaptureQueriesContext(connection) as queries:
+        submit_request(channel=Channel.API, organisation=organisation, actor=Actor.organisation(organisation))
+    sql = [query["sql"] for query in queries.captured_queries]
+    locked = next(n for n, statement in enumerate(sql) if "auditchainhead" in statement and "FOR UPDATE" in statement)
+    after = [statement.split()[:3] for statement in sql[locked + 1 :]]
+    assert after == [["INSERT", "INTO", '"requests_app_auditevent"'], ["UPDATE", '"requests_app_auditchainhead"', "SET"], ["RELEASE", "SAVEPOINT", after[-1][2]]]
 
 
 @pytest.mark.django_db

@@ -3,7 +3,7 @@
 import logging
 import mimetypes
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from django.conf import settings
 from django.core import signing
@@ -12,10 +12,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from requests_app import lifecycle, tasks
+from requests_app import deadlines, lifecycle, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
-from requests_app.services import deadlines as deadline_service
 from requests_app.services import webhooks
 from requests_app.models import (
     Attachment,
@@ -73,6 +72,24 @@ def next_reference(received_at: datetime) -> str:
     return f"DSR-{year}-{number:05d}"
 
 
+def set_first_deadline(request: PrivacyRequest, *, today: date) -> None:
+    """Fill in the due dates and first alert of a request not saved yet.
+
+    The rules of services.deadlines.refresh_deadline for a request that has no
+    pause and no extension yet, computed before the insert so that creating a
+    request needs no UPDATE and no pause lookup.
+    """
+    received_on = timezone.localdate(request.received_at)
+    request.due_on = request.original_due_on = deadlines.statutory_due_date(request.regime, received_on)
+    request.acknowledgement_due_on = deadlines.acknowledgement_due_date(request.regime, received_on)
+    current_key, following = deadlines.alert_due_now(request.due_on, today, settings.DEADLINE_REMINDER_DAYS)
+    if current_key:
+        # Already past a threshold (an old letter recorded late): the sweep sends it straight away.
+        request.next_alert_on, request.next_alert_key = today, current_key
+    elif following:
+        request.next_alert_on, request.next_alert_key = following
+
+
 def request_submit(
     *,
     rights: list[RightDetails],
@@ -108,53 +125,45 @@ def request_submit(
         raise RequestError(_("The received date cannot be in the future."))
     needs_email_verification = channel == Channel.WEB
 
+    request = PrivacyRequest(
+        status=Status.AWAITING_VERIFICATION if needs_email_verification else Status.NEW,
+        regime=regime,
+        channel=channel,
+        language=language,
+        received_at=received_at,
+        subject_name=subject_name,
+        subject_email=subject_email,
+        subject_phone=subject_phone,
+        customer_reference=customer_reference,
+        relationship=relationship,
+        description=description,
+        signature=signature,
+        signed_at=now if signature else None,
+        organisation=organisation,
+        rights_mask=rights_mask(details.right for details in rights),
+    )
+    set_first_deadline(request, today=timezone.localdate(now))
+    identities = [
+        (IdentityKind.EMAIL, subject_email),
+        (IdentityKind.PHONE, subject_phone),
+        (IdentityKind.CUSTOMER_REFERENCE, customer_reference),
+        (IdentityKind.IP_ADDRESS, ip_address),
+    ]
+    # The organisation's word is recorded, but only staff verification lets
+    # an identifier be searched for in the source systems.
+    asserted = {"verification_method": VerificationMethod.ASSERTED_BY_ORGANISATION} if identities_asserted else {}
+
     with transaction.atomic():
-        request = PrivacyRequest.objects.create(
-            reference=next_reference(received_at),
-            status=Status.AWAITING_VERIFICATION if needs_email_verification else Status.NEW,
-            regime=regime,
-            channel=channel,
-            language=language,
-            received_at=received_at,
-            subject_name=subject_name,
-            subject_email=subject_email,
-            subject_phone=subject_phone,
-            customer_reference=customer_reference,
-            relationship=relationship,
-            description=description,
-            signature=signature,
-            signed_at=now if signature else None,
-            organisation=organisation,
-            rights_mask=rights_mask(details.right for details in rights),
-        )
-        deadline_service.refresh_deadline(request)
+        request.reference = next_reference(received_at)
+        request.save(force_insert=True)
         RequestedRight.objects.bulk_create(
             RequestedRight(request=request, **vars(details)) for details in rights
         )
-        identities = [
-            (IdentityKind.EMAIL, subject_email),
-            (IdentityKind.PHONE, subject_phone),
-            (IdentityKind.CUSTOMER_REFERENCE, customer_reference),
-            (IdentityKind.IP_ADDRESS, ip_address),
-        ]
-        # The organisation's word is recorded, but only staff verification lets
-        # an identifier be searched for in the source systems.
-        asserted = {"verification_method": VerificationMethod.ASSERTED_BY_ORGANISATION}
         SubjectIdentity.objects.bulk_create(
-            SubjectIdentity(request=request, kind=kind, value=value, **(asserted if identities_asserted else {}))
-            for kind, value in identities
-            if value
+            SubjectIdentity(request=request, kind=kind, value=value, **asserted) for kind, value in identities if value
         )
         if scanned_letter is not None:
             attachment_add(request=request, file=scanned_letter, actor=actor)
-        record_event(
-            request,
-            "submitted",
-            actor=actor,
-            to_status=request.status,
-            data={"channel": channel, "rights": sorted(d.right for d in rights)},
-        )
-
         webhooks.emit(request, webhooks.WebhookEvent.REQUEST_CREATED)
         if needs_email_verification:
             transaction.on_commit(lambda: tasks.send_verification_email.delay(request.id))
@@ -162,6 +171,15 @@ def request_submit(
             transaction.on_commit(lambda: tasks.route_request.delay(request.id))
             if subject_email:
                 transaction.on_commit(lambda: tasks.send_request_confirmed_email.delay(request.id))
+        # Last, so the lock on the chain head, which every submission waits
+        # for, is held only until the commit that follows.
+        record_event(
+            request,
+            "submitted",
+            actor=actor,
+            to_status=request.status,
+            data={"channel": channel, "rights": sorted(d.right for d in rights)},
+        )
 
     logger.info("request %s submitted via %s", request.reference, channel)
     return request

@@ -13,6 +13,7 @@ from django.utils import timezone
 from requests_app.audit import Actor, verify_chain
 from requests_app.lifecycle import RequestError
 from requests_app.models import Channel, PrivacyRequest, Status
+from requests_app.services.deadlines import DEADLINE_FIELDS, refresh_deadline
 from requests_app.services.intake import expire_unverified_requests, next_reference
 from tests.factories import request_in_status, submit_request
 
@@ -118,6 +119,29 @@ def test_a_future_received_date_is_refused(staff_user):
             channel=Channel.EMAIL, received_at=timezone.now() + timedelta(hours=1), actor=Actor.staff(staff_user)
         )
     assert PrivacyRequest.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("regime", "days_ago"),
+    [("gdpr", 0), ("ccpa", 0), ("lgpd", 10), ("gdpr", 40)],  # 10 and 40: a letter recorded late, past an alert
+)
+@pytest.mark.django_db
+def test_a_new_requests_deadline_is_the_one_refresh_deadline_derives(staff_user, regime, days_ago):
+    """The deadline is set before the insert; it must follow the deadline service's rules."""
+    received = timezone.now() - timedelta(days=days_ago)
+    request = submit_request(regime=regime, channel=Channel.POST, received_at=received, actor=Actor.staff(staff_user))
+    stored = PrivacyRequest.objects.values(*DEADLINE_FIELDS).get(pk=request.pk)
+    refresh_deadline(request)
+    assert stored == {field: getattr(request, field) for field in DEADLINE_FIELDS}
+    assert stored["due_on"] is not None and (regime != "ccpa" or stored["acknowledgement_due_on"] is not None)
+
+
+@pytest.mark.django_db
+def test_a_submission_inserts_and_updates_nothing_twice(django_assert_num_queries):
+    submit_request()  # the first event of the chain creates its head
+    # savepoint, reference, request, rights, identities, audit chain (lock, event, head), release
+    with django_assert_num_queries(9):
+        submit_request(subject_phone="+32475123456")
 
 
 @pytest.mark.django_db
