@@ -63,7 +63,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     lookup_value_regex = UUID_PATTERN
 
     def get_queryset(self):
-        requests = PrivacyRequest.objects.filter(organisation=self.request.auth.organisation).prefetch_related("rights")
+        requests = PrivacyRequest.objects.filter(organisation=self.request.auth.organisation)
         if self.action != "list":
             return requests
         filters = serializers.RequestListFilter(data=self.request.query_params)

@@ -143,6 +143,8 @@ def test_bad_keys_are_401(operator, key_kind):
     response = client.get(URL)
     assert response.status_code == 401
     assert response["Content-Type"] == "application/problem+json"
+    detail = {"missing": "Send an API key", "expired": "has expired"}.get(key_kind, "not valid")
+    assert detail in response.json()["detail"]
 
 
 @pytest.mark.django_db
@@ -238,5 +240,23 @@ def test_the_openapi_schema_and_docs_are_served(client):
 
 
 @pytest.mark.django_db
-def test_ping_names_the_keys_organisation(api):
-    assert api.get("/api/v1/ping/").json() == {"organisation": "Mobile Operator SA"}
+def test_ping_names_the_keys_organisation(api, django_assert_num_queries):
+    with django_assert_num_queries(1):  # the key comes with its organisation
+        assert api.get("/api/v1/ping/").json() == {"organisation": "Mobile Operator SA"}
+
+
+@pytest.mark.django_db
+def test_filing_a_request_answers_from_what_it_wrote(api, django_assert_num_queries):
+    create(api)  # the year's reference counter and the audit chain head exist from here on
+    # key, savepoint, reference, request, rights, identities, webhook endpoints, audit (lock, event, head), release
+    with django_assert_num_queries(11):
+        assert create(api).status_code == 201
+
+
+@pytest.mark.django_db
+def test_rights_are_listed_in_a_fixed_order_and_without_a_query_per_request(api, django_assert_num_queries):
+    assert create(api, rights=["erasure", "access"]).json()["rights"] == ["access", "erasure"]
+    create(api, rights=["objection"], objection_processing="Marketing")
+    with django_assert_num_queries(2):  # the key, the page
+        results = api.get(URL).json()["results"]
+    assert [r["rights"] for r in results] == [["objection"], ["access", "erasure"]]
