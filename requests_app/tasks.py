@@ -81,6 +81,12 @@ def route_request(request_id: int) -> bool:
     return routing.route_request(request_id=request_id)
 
 
+@shared_task(**EMAIL_RETRY)
+def follow_up_request(request_id: int) -> None:
+    """Route a request received directly, tell its organisation, confirm to the subject; each once."""
+    intake.request_follow_up(request_id=request_id)
+
+
 @shared_task(acks_late=True)
 def dispatch_unrouted_requests() -> int:
     """Periodic: route requests whose routing task was lost (broker outage, dead worker)."""

@@ -12,10 +12,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from requests_app import deadlines, lifecycle, tasks
+from requests_app import deadlines, emails, lifecycle, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
-from requests_app.services import webhooks
+from requests_app.services import routing, webhooks
 from requests_app.models import (
     Attachment,
     Channel,
@@ -24,6 +24,7 @@ from requests_app.models import (
     PrivacyRequest,
     ReferenceCounter,
     RequestedRight,
+    SentNotification,
     Status,
     SubjectIdentity,
     VerificationMethod,
@@ -115,9 +116,10 @@ def request_submit(
     Input is validated by the caller's form. A web request starts awaiting
     email verification and the verification email is queued on commit. A
     request recorded by staff (email, post, phone) or filed by an organisation
-    over the API starts as new, and its routing is queued: the controller
-    received it directly. With `identities_asserted`, the identifiers are
-    recorded as asserted by the organisation; staff still verify them.
+    over the API starts as new, and request_follow_up is queued: the
+    controller received it directly. With `identities_asserted`, the
+    identifiers are recorded as asserted by the organisation; staff still
+    verify them.
     """
     now = timezone.now()
     received_at = received_at or now
@@ -164,13 +166,10 @@ def request_submit(
         )
         if scanned_letter is not None:
             attachment_add(request=request, file=scanned_letter, actor=actor)
-        webhooks.emit(request, webhooks.WebhookEvent.REQUEST_CREATED)
-        if needs_email_verification:
-            transaction.on_commit(lambda: tasks.send_verification_email.delay(request.id))
-        else:
-            transaction.on_commit(lambda: tasks.route_request.delay(request.id))
-            if subject_email:
-                transaction.on_commit(lambda: tasks.send_request_confirmed_email.delay(request.id))
+        # One task, after commit, does the rest: the request is durable before
+        # anything else happens, and the caller's answer waits for no more.
+        task = tasks.send_verification_email if needs_email_verification else tasks.follow_up_request
+        transaction.on_commit(lambda: task.delay(request.id))
         # Last, so the lock on the chain head, which every submission waits
         # for, is held only until the commit that follows.
         record_event(
@@ -183,6 +182,36 @@ def request_submit(
 
     logger.info("request %s submitted via %s", request.reference, channel)
     return request
+
+
+def request_follow_up(*, request_id: int) -> None:
+    """Act on a request received directly (by staff or over the API), after its intake committed.
+
+    Routes it, queues the `request.created` webhook for the organisation that
+    filed it, and confirms receipt to the subject. Safe to run twice, and
+    again for a request whose task was lost (the unrouted-request sweeper
+    does): routing is skipped once done, the webhook event is claimed once
+    (a SentNotification row), and the email is sent once.
+    """
+    routing.route_request(request_id=request_id)
+    request = PrivacyRequest.objects.filter(pk=request_id).first()
+    if request is None:
+        return
+    if request.organisation_id is not None:
+        with transaction.atomic():
+            # Sent when queued: the webhook delivery retries on its own, and an
+            # unsent claim would wait in the deadline sweep's index of unsent alerts.
+            _, first = SentNotification.objects.get_or_create(
+                request=request,
+                kind="webhook",
+                key=webhooks.WebhookEvent.REQUEST_CREATED,
+                defaults={"sent_at": timezone.now()},
+            )
+            if first:
+                webhooks.emit(request, webhooks.WebhookEvent.REQUEST_CREATED)
+    # Last: a mail server failure retries the task, and the steps above are done already.
+    if request.subject_email:
+        emails.send_request_confirmed_email(request)
 
 
 def attachment_add(*, request: PrivacyRequest, file: UploadedFile, actor: Actor) -> Attachment:

@@ -84,7 +84,11 @@ def route_request(*, request_id: int) -> bool:
 
 
 def dispatch_unrouted(*, now: datetime.datetime | None = None) -> int:
-    """Queue routing again for verified requests left unrouted past the grace period."""
+    """Queue routing again for verified requests left unrouted past the grace period.
+
+    As the whole follow-up (intake.request_follow_up): a lost task of a request
+    received directly also owed its organisation's webhook and the confirmation.
+    """
     cutoff = (now or timezone.now()) - UNROUTED_GRACE
     ids = list(
         PrivacyRequest.objects.filter(routed_at__isnull=True, status__in=VERIFIED_OPEN)
@@ -92,7 +96,7 @@ def dispatch_unrouted(*, now: datetime.datetime | None = None) -> int:
         .values_list("id", flat=True)[:1000]
     )
     for request_id in ids:
-        tasks.route_request.delay(request_id)
+        tasks.follow_up_request.delay(request_id)
     if ids:
         logger.warning("re-dispatched routing for %s requests", len(ids))
     return len(ids)

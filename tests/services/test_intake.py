@@ -7,15 +7,18 @@ from pathlib import Path
 
 import pytest
 import time_machine
+from django.core import mail
 from django.db import connection
 from django.utils import timezone
 
+from requests_app import tasks
 from requests_app.audit import Actor, verify_chain
 from requests_app.lifecycle import RequestError
-from requests_app.models import Channel, PrivacyRequest, Status
+from requests_app.models import Channel, Organisation, PrivacyRequest, Status, WebhookDelivery, WebhookEndpoint
 from requests_app.services.deadlines import DEADLINE_FIELDS, refresh_deadline
 from requests_app.services.intake import expire_unverified_requests, next_reference
-from tests.factories import request_in_status, submit_request
+from requests_app.services.routing import dispatch_unrouted
+from tests.factories import request_in_status, staff_in_role, submit_request
 
 
 @pytest.mark.django_db
@@ -142,6 +145,44 @@ def test_a_submission_inserts_and_updates_nothing_twice(django_assert_num_querie
     # savepoint, reference, request, rights, identities, audit chain (lock, event, head), release
     with django_assert_num_queries(9):
         submit_request(subject_phone="+32475123456")
+
+
+@pytest.fixture
+def filed_over_the_api(db, django_capture_on_commit_callbacks):
+    """A request an organisation with a webhook endpoint filed, whose follow-up task was lost."""
+    staff_in_role("DPO", username="dpo1", email="dpo1@example.com")
+    organisation = Organisation.objects.create(name="Mobile Operator SA")
+    WebhookEndpoint.objects.create(organisation=organisation, url="https://portal.example/hooks")
+    with django_capture_on_commit_callbacks() as callbacks:
+        request = submit_request(channel=Channel.API, organisation=organisation, actor=Actor.organisation(organisation))
+    # Nothing but one task after commit: the caller's answer waits for no more.
+    assert len(callbacks) == 1
+    assert (request.routed_at, WebhookDelivery.objects.count(), mail.outbox) == (None, 0, [])
+    return request
+
+
+def followed_up(request) -> tuple:
+    request.refresh_from_db()
+    confirmations = [m for m in mail.outbox if m.to == ["ana@example.com"] and m.subject.endswith("is confirmed")]
+    created = WebhookDelivery.objects.filter(event="request.created", payload__request=str(request.public_id))
+    # The claim is not left looking like an unsent email (the deadline sweep re-dispatches those).
+    assert not request.notifications.filter(sent_at__isnull=True).exists()
+    return request.assignee.username, request.events.filter(action="routed").count(), created.count(), len(confirmations)
+
+
+def test_the_follow_up_routes_tells_the_organisation_and_confirms_once_however_often_it_runs(
+    filed_over_the_api, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks():  # the assignment email and the webhook's delivery are not the point
+        tasks.follow_up_request(filed_over_the_api.id)
+        tasks.follow_up_request(filed_over_the_api.id)
+    assert followed_up(filed_over_the_api) == ("dpo1", 1, 1, 1)
+
+
+def test_the_unrouted_sweeper_does_the_whole_follow_up_of_a_lost_task(filed_over_the_api, django_capture_on_commit_callbacks):
+    with time_machine.travel(timezone.now() + timedelta(minutes=6)), django_capture_on_commit_callbacks():
+        assert dispatch_unrouted() == 1  # tasks run inline in tests
+    assert followed_up(filed_over_the_api) == ("dpo1", 1, 1, 1)
 
 
 @pytest.mark.django_db
