@@ -25,8 +25,11 @@ class OrganisationKeyAuthentication(authentication.BaseAuthentication):
         # The library's get_from_key (revoked keys are not usable), with the
         # organisation in the same query: every endpoint needs it.
         usable = OrganisationAPIKey.objects.get_usable_keys().select_related("organisation")
-        api_key = usable.filter(prefix=key.partition(".")[0]).first()
-        if api_key is None or not api_key.is_valid(key):
+        try:
+            api_key = usable.get(prefix=key.partition(".")[0])
+        except OrganisationAPIKey.DoesNotExist:
+            raise exceptions.AuthenticationFailed("The API key is not valid.") from None
+        if not api_key.is_valid(key):
             raise exceptions.AuthenticationFailed("The API key is not valid.")
         if api_key.has_expired:
             raise exceptions.AuthenticationFailed("The API key has expired.")
