@@ -10,9 +10,13 @@ and where the CPU went (gunicorn, PostgreSQL, Redis, this client) per
 request, then the ratio POST/ping throughput per concurrency level.
 Target (issue 7): a ratio of at least 0.5.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/privacy_portal_bench_api \
-    CELERY_BROKER_URL=redis://127.0.0.1:6379/13 CACHE_URL=redis://127.0.0.1:6379/12 \
+    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/privacy_portal_bench_api \
+    BENCH_BROKER_URL=redis://127.0.0.1:6379/13 BENCH_CACHE_URL=redis://127.0.0.1:6379/12 \
         .venv/bin/python benchmarks/api.py [--duration S] [--warmup S] [--concurrency 1,16] [--profile N]
+
+(those are the defaults). The benchmark truncates the requests of its database
+and empties its broker's Redis DB, so it reads BENCH_* variables only: a
+DATABASE_URL exported for the tests or a development server is never used.
 
 The server runs with persistent database connections (DATABASE_CONN_MAX_AGE=60,
 as production would), DEBUG off, and the per-key throttle active but set so
@@ -20,9 +24,10 @@ high that it never refuses (API_RATE_LIMIT=1000000/s: a one-second window
 keeps DRF's throttle history, which is read and written whole on every call,
 about as short as production's; a per-minute window would make every call
 drag a list of tens of thousands of timestamps through Redis).
-The POSTs enqueue routing and confirmation tasks on commit: nobody consumes
-them, and the broker's Redis DB (13 by default; use a DB of its own) is
-emptied at the end. Requests filed by earlier runs are truncated at the start.
+Each POST enqueues one follow-up task on commit (routing, webhook,
+confirmation): nobody consumes them, and the broker's Redis DB (13 by
+default; use a DB of its own) is emptied at the end. Requests filed by
+earlier runs are truncated at the start.
 
 The clients share the machine with gunicorn, PostgreSQL and Redis; the CPU
 columns show how much each took. gunicorn's sync workers close the
@@ -55,9 +60,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.common import ensure_database  # noqa: E402
 
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/privacy_portal_bench_api")
-os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/13")
-os.environ.setdefault("CACHE_URL", "redis://127.0.0.1:6379/12")
+os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/privacy_portal_bench_api")
+os.environ["CELERY_BROKER_URL"] = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
+os.environ["CACHE_URL"] = os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/12")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "privacy_portal.settings")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 # The server's settings; this process uses the same ones (setup, --profile).
