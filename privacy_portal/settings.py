@@ -376,6 +376,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # One schema name per choice set that several endpoints share.
+    "ENUM_NAME_OVERRIDES": {"RequestTypeEnum": "requests_app.models.RequestType"},
 }
 
 LOGIN_URL = "staff:login"
