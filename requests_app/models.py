@@ -1057,6 +1057,8 @@ class SourceAction(models.Model):
     approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     approved_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # The current dry run's or execution's task token: only that task may record its outcome.
+    run_token = models.CharField(max_length=16, blank=True, editable=False)
     progress = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True)
     error = models.CharField(max_length=300, blank=True)

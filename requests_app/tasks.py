@@ -189,15 +189,15 @@ SOURCE_ACTION_TASK = {
 
 
 @shared_task(**SOURCE_ACTION_TASK)
-def run_source_action_dry_run(action_id: int) -> None:
+def run_source_action_dry_run(action_id: int, token: str) -> None:
     """Count what an erasure, rectification or restriction would change in one source."""
-    actions.run_dry_run(action_id=action_id)
+    actions.run_dry_run(action_id=action_id, token=token)
 
 
 @shared_task(**SOURCE_ACTION_TASK)
-def execute_source_action(action_id: int) -> str:
+def execute_source_action(action_id: int, token: str) -> str:
     """Carry out an approved erasure, rectification or restriction in one source."""
-    return actions.run_execution(action_id=action_id)
+    return actions.run_execution(action_id=action_id, token=token)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=10)

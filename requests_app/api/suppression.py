@@ -21,8 +21,7 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from requests_app.api.auth import OrganisationKeyAuthentication
-from requests_app.api.idempotency import idempotent
-from requests_app.api.views import IDEMPOTENCY_HEADER, PROBLEM_RESPONSES
+from requests_app.api.views import PROBLEM_RESPONSES
 from requests_app.models import APIKeyScope, IdentityKind, OrganisationAPIKey, SuppressionEntry, SuppressionPurpose
 from requests_app.services import suppression
 
@@ -116,15 +115,11 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         response["Content-Disposition"] = f'attachment; filename="suppression-{slug}.csv"'
         return response
 
-    @extend_schema(
-        request=LookupSerializer,
-        parameters=[IDEMPOTENCY_HEADER],
-        responses={200: LookupResponseSerializer, **PROBLEM_RESPONSES},
-    )
+    @extend_schema(request=LookupSerializer, responses={200: LookupResponseSerializer, **PROBLEM_RESPONSES})
     @action(detail=True, methods=["post"])
-    @idempotent
     def lookup(self, request, slug=None):
-        """Which of up to 1,000 identifiers must not be used for this purpose."""
+        """Which of up to 1,000 identifiers must not be used for this purpose. It changes nothing, so it
+        needs no Idempotency-Key, and it keeps no copy of its answer (the identifiers are personal data)."""
         purpose = self.purpose()
         incoming = LookupSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)

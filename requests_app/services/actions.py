@@ -16,11 +16,11 @@ has been told (Art. 19) or staff recorded why not (see `completion_blockers`).
 """
 
 import datetime
-import logging
+import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -49,10 +49,9 @@ from requests_app.sources.actions import (
     ActionPlan,
     CategoryWork,
     StaleDryRun,
+    plan_digest,
     typed_value,
 )
-
-logger = logging.getLogger(__name__)
 
 ACTION_FOR_RIGHT = {
     RequestType.ERASURE: ActionKind.ERASE,
@@ -98,10 +97,12 @@ def plan_actions(*, request: PrivacyRequest, actor: Actor) -> list[SourceAction]
             for kind in kinds:
                 if kind == ActionKind.RECTIFY and source.id not in rectified_sources:
                     continue
-                status = ActionStatus.MANUAL if source.connector == ConnectorKind.MANUAL else ActionStatus.PLANNED
-                action, is_new = SourceAction.objects.get_or_create(
-                    request=locked, source=source, kind=kind, defaults={"status": status}
-                )
+                defaults = {"status": ActionStatus.PLANNED}
+                if source.connector == ConnectorKind.MANUAL:
+                    # The owner makes the change by hand: tell them what erasure must keep.
+                    held = held_categories(source) if kind == ActionKind.ERASE else []
+                    defaults = {"status": ActionStatus.MANUAL, "dry_run": {"held": held}}
+                action, is_new = SourceAction.objects.get_or_create(request=locked, source=source, kind=kind, defaults=defaults)
                 if is_new:
                     created.append(action)
         if kinds == [ActionKind.RECTIFY] and not rectified_sources:
@@ -109,6 +110,11 @@ def plan_actions(*, request: PrivacyRequest, actor: Actor) -> list[SourceAction]
         acted_sources = locked.source_actions.values("source_id")
         for recipient in Recipient.objects.filter(source_id__in=acted_sources):
             RecipientNotice.objects.get_or_create(request=locked, recipient=recipient)
+        # A source told about an erasure must also hear of a rectification planned there later.
+        locked.recipient_notices.filter(
+            recipient__source_id__in={action.source_id for action in created},
+            status__in=(NoticeStatus.SENT, NoticeStatus.NOT_NEEDED),
+        ).update(status=NoticeStatus.PENDING)
         if created:
             record_event(
                 locked,
@@ -127,6 +133,8 @@ def rectification_change_set(
     A change after the source's dry run makes that dry run (and any approval) void.
     """
     roles.require_can_work(actor, request)
+    if not request.rights.filter(right=RequestType.RECTIFICATION).exists():
+        raise RequestError(_("This request asks for no rectification."))
     rule = category.fields.filter(name=field, rectifiable=True).first()
     if rule is None:
         raise RequestError(_("%(field)s is not a field of %(category)s that can be corrected.") % {"field": field, "category": category})
@@ -161,40 +169,43 @@ def _void_dry_run(action: SourceAction) -> None:
 # --- What an action does: its plan ------------------------------------------
 
 
-def active_holds(source: SourceSystem, today=None) -> dict:
-    """The source's legal holds still in force: {category id or None (whole source): hold}."""
+def held_categories(source: SourceSystem, today=None) -> list[dict]:
+    """The source's categories that erasure must keep today, each with the hold that ends last
+    (a category may be held on its own and with its whole source)."""
     today = today or timezone.localdate()
-    return {hold.category_id: hold for hold in LegalHold.objects.filter(source=source, until__gte=today).order_by("until")}
-
-
-def _hold_for(holds: dict, category: SourceCategory):
-    return holds.get(category.id) or holds.get(None)
+    holds = list(LegalHold.objects.filter(source=source, until__gte=today))
+    held = []
+    for category in source.categories.all():
+        applicable = [hold for hold in holds if hold.category_id in (None, category.id)]
+        if applicable:
+            hold = max(applicable, key=lambda hold: hold.until)
+            held.append({"category": category.slug, "ground": hold.ground, "basis": hold.basis, "until": hold.until.isoformat()})
+    return held
 
 
 def build_plan(action: SourceAction) -> tuple[ActionPlan, list[dict]]:
-    """The connector's plan for the action, and the categories erasure keeps under a legal hold."""
+    """The connector's plan for the action, and the categories erasure keeps under a legal hold.
+
+    Raises SourceError when the inventory cannot carry the action out, so
+    the dry run says what to fix instead of reporting a change it would not make.
+    """
     source = action.source
     identities = sorted(
         action.request.identities.filter(kind=source.identity_kind, verified_at__isnull=False).values_list("value", flat=True)
     )
-    holds = active_holds(source) if action.kind == ActionKind.ERASE else {}
-    work, held = [], []
-    changes = {}
-    if action.kind == ActionKind.RECTIFY:
-        for change in action.request.rectification_changes.filter(category__source=source).select_related("category"):
-            rule = change.category.fields.get(name=change.field)
-            changes.setdefault(change.category_id, {})[change.field] = typed_value(rule.type, change.value)
+    held = held_categories(source) if action.kind == ActionKind.ERASE else []
+    held_slugs = {hold["category"] for hold in held}
+    changes = _typed_changes(action) if action.kind == ActionKind.RECTIFY else {}
+    work = []
     for category in source.categories.prefetch_related("fields"):
-        hold = _hold_for(holds, category)
-        if hold is not None:
-            held.append(
-                {"category": category.slug, "ground": hold.ground, "basis": hold.basis, "until": hold.until.isoformat()}
-            )
+        if category.slug in held_slugs:
             continue
         if action.kind == ActionKind.ERASE:
             anonymise = {}
             if category.erase_method == EraseMethod.ANONYMISE:
                 anonymise = {f.name: f for f in category.fields.all() if f.erase_strategy != EraseStrategy.KEEP}
+                if not anonymise:
+                    raise SourceError(f"{source.slug}: category {category.slug} is anonymised but no field has an erasure strategy")
             work.append(CategoryWork(category=category, anonymise=anonymise))
         elif action.kind == ActionKind.RECTIFY and category.id in changes:
             work.append(CategoryWork(category=category, changes=changes[category.id]))
@@ -206,15 +217,38 @@ def build_plan(action: SourceAction) -> tuple[ActionPlan, list[dict]]:
     return ActionPlan(kind=action.kind, identities=identities, categories=work, restriction_list=restriction_list), held
 
 
+def _typed_changes(action: SourceAction) -> dict:
+    """{category id: {field: typed value}} of the request's corrected values in the action's source."""
+    changes = {}
+    for change in action.request.rectification_changes.filter(category__source=action.source).select_related("category"):
+        rule = change.category.fields.filter(name=change.field).first()
+        if rule is None:
+            raise SourceError(f"{action.source.slug}: field {change.category.slug}.{change.field} is no longer in the inventory")
+        try:
+            changes.setdefault(change.category_id, {})[change.field] = typed_value(rule.type, change.value)
+        except ValidationError as error:
+            raise SourceError(f"{action.source.slug}: the corrected {change.field} no longer fits the field's type") from error
+    return changes
+
+
 # --- Dry run, approval, execution -------------------------------------------
 
 
 def _locked_action(action: SourceAction, actor: Actor) -> SourceAction:
-    locked = SourceAction.objects.select_for_update().select_related("request", "source").get(pk=action.pk)
+    # The request's lock orders this step with planning and corrected values on the same request.
+    PrivacyRequest.objects.select_for_update().get(pk=action.request_id)
+    locked = SourceAction.objects.select_for_update(of=("self",)).select_related("request", "source").get(pk=action.pk)
     if actor.user is not None:
         roles.require_can_work(actor, locked.request)
     _require_open(locked.request)
     return locked
+
+
+def _new_run(action: SourceAction) -> str:
+    """A new token for the action's next task: only the task holding the current one may record an outcome,
+    so a late task from an earlier dry run or execution cannot overwrite a newer one's."""
+    action.run_token = secrets.token_hex(8)
+    return action.run_token
 
 
 def dry_run_start(*, action: SourceAction, actor: Actor) -> SourceAction:
@@ -223,28 +257,32 @@ def dry_run_start(*, action: SourceAction, actor: Actor) -> SourceAction:
         if locked.status not in DRY_RUN_FROM:
             raise RequestError(_("A dry run cannot start while the action is %(status)s.") % {"status": locked.get_status_display().lower()})
         _void_dry_run(locked)
+        token = _new_run(locked)
         locked.status, locked.error = ActionStatus.DRY_RUNNING, ""
-        locked.save(update_fields=["status", "error"])
-        transaction.on_commit(lambda: tasks.run_source_action_dry_run.delay(locked.id))
+        locked.save(update_fields=["status", "error", "run_token"])
+        transaction.on_commit(lambda: tasks.run_source_action_dry_run.delay(locked.id, token))
     return locked
 
 
-def run_dry_run(*, action_id: int) -> None:
+def run_dry_run(*, action_id: int, token: str) -> None:
     """The dry-run task's work: count what the action would change, changing nothing."""
-    action = SourceAction.objects.select_related("request", "source").get(pk=action_id)
-    if action.status != ActionStatus.DRY_RUNNING:
-        return
+    current = SourceAction.objects.filter(pk=action_id, status=ActionStatus.DRY_RUNNING, run_token=token)
+    action = current.select_related("request", "source").first()
+    if action is None:
+        return  # a dry run started since, or this one already finished
     try:
         plan, held = build_plan(action)
         preview = connector_for(action.source).preview(plan)
     except SourceError as error:
-        SourceAction.objects.filter(pk=action_id, status=ActionStatus.DRY_RUNNING).update(
-            status=ActionStatus.PLANNED, error=str(error)[:300]
-        )
+        current.update(status=ActionStatus.PLANNED, error=str(error)[:300])
         return
-    SourceAction.objects.filter(pk=action_id, status=ActionStatus.DRY_RUNNING).update(
+    except Exception as error:
+        # A bug, not the source's fault: say so on the action (never stuck "in progress") and let the task log it.
+        current.update(status=ActionStatus.PLANNED, error=f"{action.source.slug}: unexpected {type(error).__name__}")
+        raise
+    current.update(
         status=ActionStatus.AWAITING_APPROVAL,
-        dry_run={**preview, "held": held, "identities": len(plan.identities)},
+        dry_run={**preview, "held": held, "identities": len(plan.identities), "plan": plan_digest(plan, held)},
         dry_run_at=timezone.now(),
     )
 
@@ -268,12 +306,13 @@ def execute(*, action: SourceAction, actor: Actor) -> SourceAction:
         refusal = _execution_refusal(locked)
         if refusal:
             raise RequestError(refusal)
+        token = _new_run(locked)
         locked.status, locked.error, locked.progress = ActionStatus.RUNNING, "", {}
         locked.attempts += 1
-        locked.started_at = timezone.now()
-        locked.save(update_fields=["status", "error", "progress", "attempts", "started_at"])
+        locked.started_at = timezone.now()  # set again when a worker takes it
+        locked.save(update_fields=["status", "error", "progress", "attempts", "started_at", "run_token"])
         record_event(locked.request, "source_action_started", actor=actor, data={**_summary(locked), "attempt": locked.attempts})
-        transaction.on_commit(lambda: tasks.execute_source_action.delay(locked.id))
+        transaction.on_commit(lambda: tasks.execute_source_action.delay(locked.id, token))
     return locked
 
 
@@ -281,7 +320,7 @@ def _execution_refusal(action: SourceAction) -> str | None:
     """Why the action may not be executed now, or None."""
     if action.status == ActionStatus.DONE:
         return _("This action has already been carried out.")
-    if action.status == ActionStatus.RUNNING and not _past_time_limit(action):
+    if action.status == ActionStatus.RUNNING and not past_time_limit(action):
         return _("This action is already being carried out.")
     if action.status == ActionStatus.STALE:
         return _("The source changed since the dry run: run the dry run again and approve it.")
@@ -293,22 +332,30 @@ def _execution_refusal(action: SourceAction) -> str | None:
     return None
 
 
-def _past_time_limit(action: SourceAction) -> bool:
+def past_time_limit(action: SourceAction) -> bool:
+    """Whether a running action's task has outlived the hard time limit: it was lost, and may be started again."""
     limit = datetime.timedelta(seconds=settings.SOURCE_ACTION_TIME_LIMIT)
     return action.started_at is not None and action.started_at < timezone.now() - limit
 
 
-def run_execution(*, action_id: int) -> str:
-    """The execution task's work. Returns the action's final status."""
-    action = SourceAction.objects.select_related("request", "source").get(pk=action_id)
-    if action.status != ActionStatus.RUNNING:
-        return action.status  # a redelivered task for an action already finished
+def run_execution(*, action_id: int, token: str) -> str:
+    """The execution task's work. Returns the action's final status.
+
+    Refused as stale when the rows or the plan (inventory, holds, corrected
+    values) changed since the dry run: what runs is what was approved.
+    """
+    current = SourceAction.objects.filter(pk=action_id, status=ActionStatus.RUNNING, run_token=token)
+    if not current.update(started_at=timezone.now()):
+        return SourceAction.objects.values_list("status", flat=True).get(pk=action_id)  # finished, or superseded
+    action = current.select_related("request", "source").get()
 
     def on_progress(progress: dict) -> None:
-        SourceAction.objects.filter(pk=action_id, status=ActionStatus.RUNNING).update(progress=progress)
+        current.update(progress=progress)
 
     try:
         plan, held = build_plan(action)
+        if plan_digest(plan, held) != action.dry_run.get("plan"):
+            raise StaleDryRun(f"{action.source.slug}: the inventory, legal holds or corrected values changed since the dry run")
         result = connector_for(action.source).apply(plan, action.dry_run.get("fingerprint", ""), on_progress)
     except StaleDryRun as error:
         return _finish(action, ActionStatus.STALE, error=str(error))
@@ -323,7 +370,7 @@ def run_execution(*, action_id: int) -> str:
 
 def _finish(action: SourceAction, status: str, *, error: str = "", result: dict | None = None) -> str:
     with transaction.atomic():
-        updated = SourceAction.objects.filter(pk=action.pk, status=ActionStatus.RUNNING).update(
+        updated = SourceAction.objects.filter(pk=action.pk, status=ActionStatus.RUNNING, run_token=action.run_token).update(
             status=status, error=error[:300], result=result or {}, finished_at=timezone.now()
         )
         if not updated:
@@ -338,7 +385,8 @@ def _finish(action: SourceAction, status: str, *, error: str = "", result: dict 
 
 def manual_action_done(*, action: SourceAction, actor: Actor, rows: int) -> SourceAction:
     """The owner of a manual source confirms they made the change, and how many rows it touched."""
-    if actor.user != action.source.owner and not roles.is_dpo(actor.user):
+    is_owner = actor.user == action.source.owner and roles.role_of(actor.user) in (roles.DPO, roles.HANDLER)
+    if not is_owner and not roles.is_dpo(actor.user):
         raise roles.NotAllowed(_("Only the system owner or the DPO may confirm this action."))
     with transaction.atomic():
         locked = SourceAction.objects.select_for_update().select_related("request", "source").get(pk=action.pk)
@@ -346,7 +394,7 @@ def manual_action_done(*, action: SourceAction, actor: Actor, rows: int) -> Sour
         if locked.status != ActionStatus.MANUAL:
             raise RequestError(_("This action has already been confirmed."))
         locked.status, locked.done_by, locked.finished_at = ActionStatus.DONE, actor.user, timezone.now()
-        locked.result = {"categories": [], "rows": rows, "manual": True}
+        locked.result = {"categories": [], "rows": rows, "manual": True, "held": locked.dry_run.get("held", [])}
         locked.save(update_fields=["status", "done_by", "finished_at", "result"])
         record_event(locked.request, "source_action_done", actor=actor, data=_summary(locked, locked.result))
         queue_due_notices(locked.request)
@@ -399,13 +447,17 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
     actions = list(request.source_actions.select_related("source"))
     if rights & {RequestType.ERASURE, RequestType.RESTRICTION} and not actions:
         blockers.append(_("The erasure or restriction has not been planned in the source systems."))
+    rectified_sources = {a.source_id for a in actions if a.kind == ActionKind.RECTIFY}
+    unplanned = request.rectification_changes.exclude(category__source_id__in=rectified_sources).select_related("category__source")
+    for source_name in sorted({change.category.source.name for change in unplanned}):
+        blockers.append(_("Corrected values for %(source)s have not been planned: plan the actions again.") % {"source": source_name})
     for action in actions:
         if action.status != ActionStatus.DONE:
             blockers.append(
                 _("%(kind)s in %(source)s: %(status)s.")
                 % {"kind": action.get_kind_display(), "source": action.source.name, "status": action.get_status_display().lower()}
             )
-    open_notices = request.recipient_notices.filter(Q(status=NoticeStatus.PENDING) | Q(status=NoticeStatus.FAILED))
+    open_notices = request.recipient_notices.filter(status__in=(NoticeStatus.PENDING, NoticeStatus.FAILED))
     for notice in open_notices.select_related("recipient"):
         blockers.append(
             _("Recipient %(recipient)s has not been notified (Art. 19).") % {"recipient": notice.recipient.name}

@@ -146,6 +146,32 @@ def combined_fingerprint(hexdigests: list[str]) -> str:
     return hashlib.sha256("|".join(hexdigests).encode()).hexdigest()
 
 
+def plan_digest(plan: ActionPlan, held: list[dict]) -> str:
+    """A digest of everything that decides what an action does besides the rows: the identities, each
+    category's target and method, the erasure strategies, the corrected values, the restriction
+    settings and the legal holds. Execution compares it with the dry run's, so what runs is what was approved."""
+    described = {
+        "kind": plan.kind,
+        "identities": plan.identities,
+        "restriction_list": plan.restriction_list,
+        "held": held,
+        "categories": [
+            {
+                "category": work.category.slug,
+                "table": work.category.table,
+                "identity_field": work.category.identity_field,
+                "record_key": work.category.record_key,
+                "erase_method": work.category.erase_method,
+                "restriction_flag": work.category.restriction_flag,
+                "anonymise": {name: [rule.erase_strategy, rule.fixed_text] for name, rule in sorted(work.anonymise.items())},
+                "changes": {name: str(value) for name, value in sorted(work.changes.items())},
+            }
+            for work in plan.categories
+        ],
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
 # --- Rectification values, checked against the field's type ---------------
 
 

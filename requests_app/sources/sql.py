@@ -106,13 +106,23 @@ class SQLConnector:
 
     # --- Erasure, rectification, restriction (see sources/actions.py) ------
 
+    # Databases whose changes a rollback undoes for certain (not MySQL's MyISAM tables, say).
+    TRIAL_DIALECTS = ("postgresql", "sqlite")
+
     def preview(self, plan: ActionPlan) -> dict:
-        """Count what would change, then make the change and roll it back: a constraint or trigger that
-        refuses it (rows other tables still point at, say) shows up in the dry run, not at execution."""
+        """Count what would change. On PostgreSQL and SQLite, also make the change and roll it back:
+        a constraint or trigger that refuses it (rows other tables still point at, say) shows up in
+        the dry run, not at execution."""
         try:
             with self.engine.connect() as connection:
+                if self.engine.dialect.name == "postgresql":
+                    # Never wait long on the source's own traffic for a trial.
+                    connection.execute(text("SET LOCAL lock_timeout = '5s'"))
                 scans = [self._scan(connection, plan, work, lock=False) for work in plan.categories]
-                list_entries = self._change_all(connection, plan, scans)
+                if self.engine.dialect.name in self.TRIAL_DIALECTS:
+                    list_entries = self._change_all(connection, plan, scans)
+                else:
+                    list_entries = self._missing_list_entries(connection, plan)
                 connection.rollback()
         except SQLAlchemyError as error:
             raise SourceError(f"{self.source.slug}: {_describe(error)}") from error

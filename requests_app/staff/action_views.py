@@ -48,7 +48,8 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         # After execution the result says what was kept; before, the dry run says what would be.
         held = action.result.get("held", action.dry_run.get("held", []))
         action.held = [{**hold, "ground_label": ErasureException(hold["ground"]).label} for hold in held]
-        action.polls = action.status in WORKING
+        action.lost = action.status == ActionStatus.RUNNING and actions.past_time_limit(action)
+        action.polls = action.status in WORKING and not action.lost
         action.can_confirm = action.status == ActionStatus.MANUAL and (
             user.pk == action.source.owner_id or roles.is_dpo(user)
         )

@@ -97,3 +97,16 @@ def test_no_key_is_401(marketing):
     from rest_framework.test import APIClient
 
     assert APIClient().get("/api/v1/suppression-lists/").status_code == 401
+
+
+def test_a_lookup_keeps_no_copy_of_the_identifiers(lists_api, marketing):
+    from requests_app.models import IdempotencyRecord
+
+    response = lists_api.post(
+        "/api/v1/suppression-lists/marketing-email/lookup/",
+        {"identifiers": [{"kind": "email", "value": "ana@example.com"}]},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="lookup-1",
+    )
+    assert response.status_code == 200
+    assert not IdempotencyRecord.objects.exists()

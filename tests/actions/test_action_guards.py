@@ -1,0 +1,189 @@
+"""What keeps an action to what was approved: the plan's digest, run tokens, verified identities
+only, which legal hold applies, manual sources' holds, and completion's remaining conditions."""
+
+import datetime
+
+import pytest
+from django.utils import timezone
+
+from requests_app import roles
+from requests_app.lifecycle import NotAllowed, RequestError
+from requests_app.models import (
+    ActionStatus,
+    AuditEvent,
+    ConnectorKind,
+    EraseMethod,
+    EraseStrategy,
+    ErasureException,
+    IdentityKind,
+    LegalBasis,
+    LegalHold,
+    NoticeStatus,
+    Recipient,
+    RequestType,
+    SourceAction,
+    SourceCategory,
+    SourceSystem,
+    SubjectIdentity,
+)
+from requests_app.services import actions, handling
+from requests_app.services.certificate import outcome_summary
+from tests.actions.conftest import BOB_EMAIL, verified_request
+from tests.factories import staff_in_role
+
+
+@pytest.fixture
+def step(django_capture_on_commit_callbacks):
+    """Run one service step on an action, with the task it queues run on commit."""
+
+    def run_step(service, action, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            service(action=SourceAction.objects.get(pk=action.pk), **kwargs)
+        return SourceAction.objects.get(pk=action.pk)
+
+    return run_step
+
+
+def _approved(request, source, actor, step):
+    actions.plan_actions(request=request, actor=actor)
+    action = request.source_actions.get(source=source)
+    step(actions.dry_run_start, action, actor=actor)
+    return step(actions.approve, action, actor=actor)
+
+
+def test_an_inventory_change_after_approval_makes_the_action_stale(crm, erasure_request, dpo_actor, source_db, step):
+    action = _approved(erasure_request, crm, dpo_actor, step)
+    assert action.dry_run["categories"][0]["fields"] == 5  # approved: anonymise
+    SourceCategory.objects.filter(source=crm).update(erase_method=EraseMethod.DELETE)  # then someone edits the inventory
+
+    action = step(actions.execute, action, actor=dpo_actor)
+    assert action.status == ActionStatus.STALE
+    assert "inventory" in action.error
+    assert source_db("SELECT count(*) AS n FROM subscribers") == [{"n": 3}]
+
+
+def test_a_hold_added_after_approval_makes_the_action_stale(cdr, erasure_request, dpo_actor, source_db, step):
+    action = _approved(erasure_request, cdr, dpo_actor, step)
+    LegalHold.objects.create(source=cdr, ground=ErasureException.LEGAL_CLAIMS, basis="Dispute", until=timezone.localdate())
+    action = step(actions.execute, action, actor=dpo_actor)
+    assert action.status == ActionStatus.STALE
+    assert len(source_db("SELECT id FROM calls")) == 3
+
+
+def test_only_verified_identities_are_acted_on(crm, erasure_request, dpo_actor, source_db, step):
+    SubjectIdentity.objects.create(request=erasure_request, kind=IdentityKind.EMAIL, value=BOB_EMAIL)  # not verified
+    action = _approved(erasure_request, crm, dpo_actor, step)
+    assert action.dry_run["identities"] == 1
+    step(actions.execute, action, actor=dpo_actor)
+    assert source_db("SELECT name FROM subscribers WHERE email = :e", e=BOB_EMAIL) == [{"name": "Bob Janssens"}]
+
+
+def test_the_hold_that_ends_last_is_the_one_reported(cdr, erasure_request, dpo_actor, step):
+    today = timezone.localdate()
+    calls = cdr.categories.get()
+    LegalHold.objects.create(source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law", until=today + datetime.timedelta(days=365))
+    LegalHold.objects.create(source=cdr, category=calls, ground=ErasureException.LEGAL_CLAIMS, basis="Dispute", until=today + datetime.timedelta(days=10))
+    action = _approved(erasure_request, cdr, dpo_actor, step)
+    assert action.dry_run["held"] == [
+        {"category": "calls", "ground": "legal_obligation", "basis": "Telecom law", "until": (today + datetime.timedelta(days=365)).isoformat()}
+    ]
+
+
+def test_a_category_hold_keeps_only_that_category(crm, erasure_request, dpo_actor, source_db, step):
+    SourceCategory.objects.create(
+        source=crm, slug="restrictions", category="other", query="SELECT * FROM restriction_list WHERE identity IN :identities",
+        table="restriction_list", identity_field="identity",
+    )
+    LegalHold.objects.create(source=crm, category=crm.categories.get(slug="subscribers"), ground=ErasureException.LEGAL_CLAIMS,
+                             basis="Dispute", until=timezone.localdate())
+    action = _approved(erasure_request, crm, dpo_actor, step)
+    assert [c["category"] for c in action.dry_run["categories"]] == ["restrictions"]
+    assert [h["category"] for h in action.dry_run["held"]] == ["subscribers"]
+
+
+def test_an_anonymisation_that_changes_no_field_is_refused_at_the_dry_run(crm, erasure_request, dpo_actor, step):
+    crm.categories.get().fields.update(erase_strategy=EraseStrategy.KEEP)
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = step(actions.dry_run_start, erasure_request.source_actions.get(), actor=dpo_actor)
+    assert action.status == ActionStatus.PLANNED
+    assert "no field has an erasure strategy" in action.error
+
+
+def test_a_task_run_twice_executes_once(crm, erasure_request, dpo_actor, step):
+    action = _approved(erasure_request, crm, dpo_actor, step)
+    action = step(actions.execute, action, actor=dpo_actor)
+    assert action.status == ActionStatus.DONE
+    assert actions.run_execution(action_id=action.id, token=action.run_token) == ActionStatus.DONE  # redelivered
+    assert AuditEvent.objects.filter(request=erasure_request, action="source_action_done").count() == 1
+
+
+def test_a_late_task_from_an_earlier_dry_run_records_nothing(crm, erasure_request, dpo_actor, step):
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = erasure_request.source_actions.get()
+    actions.dry_run_start(action=action, actor=dpo_actor)  # its task is slow to come...
+    first_token = SourceAction.objects.get(pk=action.pk).run_token
+    actions.dry_run_start(action=action, actor=dpo_actor)  # ...and staff start another one
+    actions.run_dry_run(action_id=action.id, token=first_token)
+    assert SourceAction.objects.get(pk=action.pk).status == ActionStatus.DRY_RUNNING
+
+
+def test_a_manual_source_carries_its_hold_to_the_owner_and_the_letter(erasure_request, dpo, dpo_actor):
+    owner = staff_in_role(roles.HANDLER, username="archivist")
+    paper = SourceSystem.objects.create(
+        slug="paper", name="Paper archive", connector=ConnectorKind.MANUAL, identity_kind=IdentityKind.EMAIL, owner=owner,
+        purposes="Contracts", legal_basis=LegalBasis.CONTRACT, retention="10 years", origin="The subject",
+    )
+    SourceCategory.objects.create(source=paper, slug="contracts", category="other")
+    LegalHold.objects.create(source=paper, ground=ErasureException.LEGAL_OBLIGATION, basis="Accounting law keeps signed contracts",
+                             until=timezone.localdate() + datetime.timedelta(days=30))
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = erasure_request.source_actions.get(source=paper)
+    assert action.status == ActionStatus.MANUAL and action.dry_run["held"][0]["category"] == "contracts"
+
+    from requests_app.audit import Actor
+
+    actions.manual_action_done(action=action, actor=Actor.staff(owner), rows=0)
+    assert "Accounting law keeps signed contracts" in outcome_summary(erasure_request)
+
+
+def test_an_auditor_who_owns_a_manual_source_cannot_confirm_it(erasure_request, dpo_actor):
+    from requests_app.audit import Actor
+
+    auditor = staff_in_role(roles.AUDITOR, username="reader")
+    paper = SourceSystem.objects.create(
+        slug="paper", name="Paper archive", connector=ConnectorKind.MANUAL, identity_kind=IdentityKind.EMAIL, owner=auditor,
+        purposes="Contracts", legal_basis=LegalBasis.CONTRACT, retention="10 years", origin="The subject",
+    )
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    with pytest.raises(NotAllowed):
+        actions.manual_action_done(action=erasure_request.source_actions.get(source=paper), actor=Actor.staff(auditor), rows=1)
+
+
+def test_corrected_values_are_only_for_rectification_requests(crm, erasure_request, dpo_actor):
+    with pytest.raises(RequestError, match="no rectification"):
+        actions.rectification_change_set(request=erasure_request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Gent")
+
+
+def test_corrected_values_entered_after_planning_block_completion_until_planned(crm, cdr, dpo_actor, step):
+    request = verified_request(RequestType.RECTIFICATION)
+    assert actions.completion_blockers(request) == []  # nothing to correct: the data was accurate
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Gent")
+    assert any("have not been planned" in blocker for blocker in actions.completion_blockers(request))
+    with pytest.raises(RequestError, match="cannot be completed"):
+        handling.request_complete(request=request, actor=dpo_actor, letter="Done", expected_status=request.status)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    assert not any("have not been planned" in blocker for blocker in actions.completion_blockers(request))
+
+
+def test_a_rectification_planned_later_reopens_the_sources_notices(crm, dpo_actor, step):
+    request = verified_request(RequestType.ERASURE, RequestType.RECTIFICATION)
+    Recipient.objects.create(source=crm, name="Group companies", country="BE", notification_email="g@example.net")
+    action = _approved(request, crm, dpo_actor, step)
+    step(actions.execute, action, actor=dpo_actor)
+    notice = request.recipient_notices.get()
+    assert notice.status == NoticeStatus.SENT
+
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Gent")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.PENDING
