@@ -424,9 +424,9 @@ class AuditChainHead(models.Model):
 
 
 class SentNotification(models.Model):
-    """Marks an email as sent, so a task that runs twice sends it once.
+    """Marks an email (or the request.created webhook) as sent, so a task that runs twice sends it once.
 
-    `key` tells apart the emails of one kind (the verification nonce, a
+    `key` tells apart the notifications of one kind (the verification nonce, a
     reminder threshold); the unique constraint is the claim.
     """
 

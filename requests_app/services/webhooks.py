@@ -1,7 +1,8 @@
 """Signed webhooks to the organisations that file requests over the API.
 
 Events are recorded as WebhookDelivery rows in the transaction that causes
-them and sent after commit. A failed attempt stores its next attempt time
+them (for `request.created`, the intake's follow-up task, which claims it once)
+and sent after commit. A failed attempt stores its next attempt time
 (exponential backoff); a periodic job sends what is due, through an index.
 After WEBHOOK_RETRY_WINDOW of failures the delivery fails, the endpoint is
 disabled and the DPO is told.
