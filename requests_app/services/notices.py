@@ -13,11 +13,9 @@ values. It is personal data sent to a party that already holds it.
 
 import json
 import logging
-import time
 from smtplib import SMTPException
 
 import requests
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -33,7 +31,7 @@ from requests_app.models import (
     RecipientNotice,
     WaiverReason,
 )
-from requests_app.services.webhooks import check_url, sign
+from requests_app.services.webhooks import post_signed
 
 logger = logging.getLogger(__name__)
 
@@ -125,23 +123,13 @@ def _failed(notice: RecipientNotice, error: str, *, final: bool) -> None:
 def _post(recipient, content: dict) -> None:
     body = json.dumps({"type": "privacy.recipient_notice", "data": content}, separators=(",", ":")).encode()
     try:
-        check_url(recipient.notification_webhook_url)
-        response = requests.post(
-            recipient.notification_webhook_url,
-            data=body,
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": "PrivacyPortal-Webhooks/1",
-                "Webhook-Id": content["notice"],
-                "Webhook-Signature": sign(recipient.webhook_secret, int(time.time()), body),
-            },
-            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-            allow_redirects=False,
+        status_code = post_signed(
+            recipient.notification_webhook_url, secret=recipient.webhook_secret, webhook_id=content["notice"], body=body
         )
     except (requests.RequestException, ValidationError) as failure:
         raise NoticeFailed(type(failure).__name__) from failure
-    if not 200 <= response.status_code < 300:
-        raise NoticeFailed(f"HTTP {response.status_code}")
+    if not 200 <= status_code < 300:
+        raise NoticeFailed(f"HTTP {status_code}")
 
 
 def resend(*, notice: RecipientNotice, actor: Actor) -> RecipientNotice:

@@ -25,7 +25,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from requests_app import tasks
-from requests_app.models import DeliveryStatus, PrivacyRequest, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from requests_app.models import (
+    DeliveryStatus,
+    PrivacyRequest,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -102,20 +108,7 @@ def deliver(*, delivery_id: int) -> bool:
     ).encode()
     status_code, error = None, ""
     try:
-        check_url(endpoint.url)
-        response = requests.post(
-            endpoint.url,
-            data=body,
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": "PrivacyPortal-Webhooks/1",
-                "Webhook-Id": str(delivery.public_id),
-                "Webhook-Signature": sign(endpoint.secret, int(time.time()), body),
-            },
-            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-            allow_redirects=False,
-        )
-        status_code = response.status_code
+        status_code = post_signed(endpoint.url, secret=endpoint.secret, webhook_id=str(delivery.public_id), body=body)
     except (requests.RequestException, ValidationError) as failure:
         error = type(failure).__name__
     ok = status_code is not None and 200 <= status_code < 300
@@ -130,6 +123,25 @@ def deliver(*, delivery_id: int) -> bool:
         WebhookDelivery.objects.filter(pk=delivery.pk).update(**outcome)
     logger.info("webhook %s attempt %s: %s", delivery.public_id, delivery.attempts, outcome.get("status", "retry"))
     return ok
+
+
+def post_signed(url: str, *, secret: str, webhook_id: str, body: bytes) -> int:
+    """POST `body` signed with `secret`; returns the HTTP status. Raises ValidationError for a
+    plain-http URL in production and requests' errors for the network's failures."""
+    check_url(url)
+    response = requests.post(
+        url,
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "PrivacyPortal-Webhooks/1",
+            "Webhook-Id": webhook_id,
+            "Webhook-Signature": sign(secret, int(time.time()), body),
+        },
+        timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+        allow_redirects=False,
+    )
+    return response.status_code
 
 
 def check_url(url: str) -> None:
@@ -166,4 +178,4 @@ def redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
     return copy
 
 
-__all__ = ["WebhookEvent", "emit", "deliver", "dispatch_due", "redeliver", "sign"]
+__all__ = ["WebhookEvent", "deliver", "dispatch_due", "emit", "post_signed", "redeliver", "sign"]
