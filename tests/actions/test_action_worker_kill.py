@@ -16,9 +16,7 @@ import time
 import pytest
 import redis as redis_client
 from django.db import connection
-from kombu import pools as kombu_pools
 
-from privacy_portal.celery import app as celery_app
 from requests_app.audit import verify_chain
 from requests_app.models import (
     ActionStatus,
@@ -35,16 +33,8 @@ from requests_app.models import (
 )
 from requests_app.services import actions
 from requests_app.sources import sql as sql_sources
+from tests import real_workers
 from tests.actions.conftest import ANA_PHONE, verified_request
-from tests.exports.test_worker_kill import (
-    _admin,
-    _postgres_url,
-    _source_connect,
-    _start_worker,
-    _stop_worker,
-    _tails,
-    _wait_for,
-)
 
 # Not the export kill test's Redis DB (14): the two can run in one session.
 BROKER_URL = "redis://127.0.0.1:6379/13"
@@ -66,7 +56,7 @@ SOURCE_SCHEMA = [
 
 
 def _callers(source_db: str) -> list[str]:
-    source = _source_connect(source_db)
+    source = real_workers.source_connect(source_db)
     try:
         with source.cursor() as cursor:
             cursor.execute("SELECT caller FROM calls ORDER BY id")
@@ -77,7 +67,7 @@ def _callers(source_db: str) -> list[str]:
 
 def _running_deletes(source_db: str) -> list[int]:
     """The backends running a DELETE in the source database."""
-    admin = _source_connect("postgres")
+    admin = real_workers.source_connect("postgres")
     admin.autocommit = True  # each poll its own transaction, so pg_stat_activity is fresh
     try:
         with admin.cursor() as cursor:
@@ -94,52 +84,32 @@ def _running_deletes(source_db: str) -> list[int]:
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_mid_erasure_is_redelivered_and_erases_exactly_once(dpo_actor, tmp_path, monkeypatch):
-    timings: dict[str, float] = {}
-    started = time.monotonic()
-
-    def mark(label: str) -> None:
-        timings[label] = time.monotonic() - started
-
+    clock = real_workers.Stopwatch()
     test_db = connection.settings_dict["NAME"]
     source_db = f"{test_db}_action_kill"[:63]
     broker = redis_client.Redis.from_url(BROKER_URL)
     broker.flushdb()
 
-    worker_env = {
-        **os.environ,
-        "DATABASE_URL": _postgres_url(test_db),
-        "CELERY_BROKER_URL": BROKER_URL,
-        "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "MEDIA_ROOT": str(tmp_path / "worker-media"),
-        "VAR_DIR": str(tmp_path / "worker-var"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    for name in ("CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL", "CELERY_TASK_ALWAYS_EAGER_FILE"):
-        worker_env.pop(name, None)
+    env = real_workers.worker_env(
+        test_db=test_db, broker_url=BROKER_URL, visibility_timeout=VISIBILITY_TIMEOUT, tmp_path=tmp_path,
+        MEDIA_ROOT=tmp_path / "worker-media",
+    )
     logs = [tmp_path / "action-worker1.log", tmp_path / "action-worker2.log"]
-    saved_conf = {key: celery_app.conf[key] for key in ("task_always_eager", "broker_url")}
     first = second = None
 
-    def reset_producer_pool() -> None:
-        # The app caches its broker connection pools: forget them so a publish uses broker_url as set now.
-        celery_app._pool = None
-        if "amqp" in celery_app.__dict__:
-            celery_app.amqp._producer_pool = None
-
-    _admin(f'DROP DATABASE IF EXISTS "{source_db}" WITH (FORCE)')
-    _admin(f'CREATE DATABASE "{source_db}"')
+    real_workers.admin_sql(f'DROP DATABASE IF EXISTS "{source_db}" WITH (FORCE)')
+    real_workers.admin_sql(f'CREATE DATABASE "{source_db}"')
     try:
         # The first worker boots while the source is made and the action dry run and approved.
-        first = _start_worker(worker_env, logs[0])
+        first = real_workers.start_worker(env, logs[0])
 
-        source_conn = _source_connect(source_db)
+        source_conn = real_workers.source_connect(source_db)
         with source_conn, source_conn.cursor() as cursor:
             for statement in SOURCE_SCHEMA:
                 cursor.execute(statement)
         source_conn.close()
         source = SourceSystem.objects.create(
-            slug="cdr", name="Call records", connector=ConnectorKind.SQL, connection_url=_postgres_url(source_db),
+            slug="cdr", name="Call records", connector=ConnectorKind.SQL, connection_url=real_workers.postgres_url(source_db),
             identity_kind=IdentityKind.PHONE, purposes="Billing", legal_basis=LegalBasis.LEGAL_OBLIGATION,
             retention="12 months", origin="The network",
         )
@@ -158,25 +128,19 @@ def test_a_worker_killed_mid_erasure_is_redelivered_and_erases_exactly_once(dpo_
         assert action.status == ActionStatus.AWAITING_APPROVAL, action.error
         assert action.dry_run["categories"] == [{"category": "calls", "rows": 3, "fields": 12}]
         actions.approve(action=action, actor=dpo_actor)
-        mark("dry run approved")
+        clock.mark("dry run approved")
 
         # Publish for real: on commit, to Redis.
-        celery_app.conf.task_always_eager = False
-        celery_app.conf.broker_url = BROKER_URL
-        # Celery prefers the environment's CELERY_BROKER_URL to its configuration.
-        monkeypatch.setenv("CELERY_BROKER_URL", BROKER_URL)
-        monkeypatch.delenv("CELERY_BROKER_WRITE_URL", raising=False)
-        reset_producer_pool()
-        assert celery_app.conf.broker_write_url == BROKER_URL
-        actions.execute(action=action, actor=dpo_actor)
+        with real_workers.publishing_to(BROKER_URL, monkeypatch):
+            actions.execute(action=action, actor=dpo_actor)
 
-        deleting = _wait_for(
+        deleting = real_workers.wait_for(
             lambda: _running_deletes(source_db), timeout=30, what="the first worker's DELETE", workers=[first], logs=logs
         )
-        mark("first worker deleting")
+        clock.mark("first worker deleting")
         os.kill(first.pid, signal.SIGKILL)
         assert first.wait(timeout=10) == -signal.SIGKILL
-        mark("first worker killed")
+        clock.mark("first worker killed")
 
         at_kill = SourceAction.objects.get(pk=action.pk)
         assert at_kill.status == ActionStatus.RUNNING
@@ -187,26 +151,26 @@ def test_a_worker_killed_mid_erasure_is_redelivered_and_erases_exactly_once(dpo_
         delivered_at = unacked[0][1]
         # The dead worker never committed: its backend ends once the trigger's sleep is over and
         # the source rolls the DELETE back.
-        _wait_for(
+        real_workers.wait_for(
             lambda: not set(deleting) & set(_running_deletes(source_db)),
             timeout=DELETE_SECONDS + 10, what="the dead worker's DELETE to end", logs=logs,
         )
         assert _callers(source_db) == [ANA_PHONE, ANA_PHONE, ANA_PHONE, OTHER_CALLER]
-        mark("dead run rolled back")
+        clock.mark("dead run rolled back")
 
         # Redis hands the message out again once it is older than the visibility timeout;
         # a worker looks for such messages when it starts, so start the second one after that.
         time.sleep(max(0.0, delivered_at + VISIBILITY_TIMEOUT + 0.5 - time.time()))
-        second = _start_worker(worker_env, logs[1])
+        second = real_workers.start_worker(env, logs[1])
 
         def finished():
             status = SourceAction.objects.values_list("status", flat=True).get(pk=action.pk)
             return status if status != ActionStatus.RUNNING else None
 
-        final_status = _wait_for(finished, timeout=30, what="the erasure to finish", workers=[second], logs=logs)
-        mark("second worker finished")
+        final_status = real_workers.wait_for(finished, timeout=30, what="the erasure to finish", workers=[second], logs=logs)
+        clock.mark("second worker finished")
         action.refresh_from_db()
-        assert final_status == ActionStatus.DONE, f"{action.error}\n{_tails(logs)}"
+        assert final_status == ActionStatus.DONE, f"{action.error}\n{real_workers.log_tails(logs)}"
         # The redelivery carried out the same attempt: not a retry.
         assert action.attempts == 1
         assert action.result["categories"] == [{"category": "calls", "rows": 3, "fields": 12}]
@@ -223,13 +187,9 @@ def test_a_worker_killed_mid_erasure_is_redelivered_and_erases_exactly_once(dpo_
         assert broker.zcard("unacked_index") == 0 and broker.llen("celery") == 0
     finally:
         for worker in (first, second):
-            if worker is not None and worker.poll() is None:
-                _stop_worker(worker)
-        celery_app.conf.update(saved_conf)
-        kombu_pools.reset()  # closes the connections to Redis DB 13 this test opened
-        reset_producer_pool()
+            real_workers.stop_worker(worker)
         broker.flushdb()
         broker.close()
         sql_sources._engine.cache_clear()  # the dry run's pooled connections to the source dropped below
-        _admin(f'DROP DATABASE IF EXISTS "{source_db}" WITH (FORCE)')
-        print("\naction worker-kill timings (s): " + ", ".join(f"{label} {seconds:.1f}" for label, seconds in timings.items()))
+        real_workers.admin_sql(f'DROP DATABASE IF EXISTS "{source_db}" WITH (FORCE)')
+        print(f"\naction worker-kill timings (s): {clock}")

@@ -13,26 +13,19 @@ import io
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import zipfile
-from pathlib import Path
-from urllib.parse import quote
 
-import psycopg2
 import pytest
 import redis as redis_client
-from kombu import pools as kombu_pools
-from django.conf import settings as django_settings
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.db import connection
 
-from privacy_portal.celery import app as celery_app
 from requests_app.audit import Actor
 from requests_app.models import AuditEvent, ExportPackage, ExportStatus, PrivacyRequest
 from requests_app.services.exports import export_start
+from tests import real_workers
 
 BROKER_URL = "redis://127.0.0.1:6379/14"
 VISIBILITY_TIMEOUT = 5
@@ -43,89 +36,6 @@ CDR_COUNT = 600_000
 # seed_demo makes its rows in Python (about 20 s for 1.5 million), so it seeds a
 # few and registers the inventory and the request; PostgreSQL generates the rest.
 SEEDED_CDRS = 1_000
-
-
-def _db_params() -> dict:
-    default = django_settings.DATABASES["default"]
-    return {
-        "host": default.get("HOST") or "127.0.0.1",
-        "port": int(default.get("PORT") or 5432),
-        "user": default.get("USER") or "postgres",
-        "password": default.get("PASSWORD") or "",
-    }
-
-
-def _postgres_url(name: str) -> str:
-    params = _db_params()
-    auth = quote(params["user"], safe="") + (f":{quote(params['password'], safe='')}" if params["password"] else "")
-    return f"postgres://{auth}@{params['host']}:{params['port']}/{name}"
-
-
-def _admin(sql: str) -> None:
-    params = _db_params()
-    admin = psycopg2.connect(dbname="postgres", **{k: v for k, v in params.items() if v != ""})
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(sql)
-    finally:
-        admin.close()
-
-
-def _source_connect(name: str):
-    params = _db_params()
-    return psycopg2.connect(dbname=name, **{k: v for k, v in params.items() if v != ""})
-
-
-def _start_worker(env: dict, log_path: Path) -> subprocess.Popen:
-    log = open(log_path, "wb")  # noqa: SIM115 - closed when the test ends
-    try:
-        return subprocess.Popen(
-            [
-                sys.executable, "-m", "celery", "-A", "privacy_portal", "worker",
-                "--pool=solo", "--concurrency=1", "-Q", "celery",
-                "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "info",
-                "-n", f"kill-test-{log_path.stem}@%h",
-            ],
-            cwd=str(django_settings.BASE_DIR),
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    finally:
-        log.close()
-
-
-def _stop_worker(worker: subprocess.Popen | None) -> None:
-    if worker is None or worker.poll() is not None:
-        return
-    worker.terminate()  # warm shutdown: the worker is idle by now
-    try:
-        worker.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait(timeout=10)
-
-
-def _wait_for(predicate, *, timeout: float, what: str, workers=(), logs=()):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        for worker in workers:
-            if worker.poll() is not None:
-                pytest.fail(f"worker exited ({worker.returncode}) while waiting for {what}\n{_tails(logs)}")
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}\n{_tails(logs)}")
-
-
-def _tails(logs) -> str:
-    parts = []
-    for path in logs:
-        text = Path(path).read_text(errors="replace") if Path(path).exists() else "(no log)"
-        parts.append(f"--- {Path(path).name} (last 3000 chars) ---\n{text[-3000:]}")
-    return "\n".join(parts)
 
 
 def _storage_files(folder: str) -> list[str]:
@@ -139,12 +49,7 @@ def _storage_files(folder: str) -> list[str]:
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_mid_export_yields_exactly_one_complete_package(settings, tmp_path, monkeypatch):
-    timings: dict[str, float] = {}
-    started = time.monotonic()
-
-    def mark(label: str) -> None:
-        timings[label] = time.monotonic() - started
-
+    clock = real_workers.Stopwatch()
     media_root = tmp_path / "kill-media"
     work_dir = tmp_path / "kill-export-work"
     media_root.mkdir()
@@ -154,40 +59,23 @@ def test_a_worker_killed_mid_export_yields_exactly_one_complete_package(settings
 
     test_db = connection.settings_dict["NAME"]
     source_db = f"{test_db}_worker_kill_sources"[:63]
-    source_url = _postgres_url(source_db)
+    source_url = real_workers.postgres_url(source_db)
     broker = redis_client.Redis.from_url(BROKER_URL)
     broker.flushdb()
 
-    worker_env = {
-        **os.environ,
-        "DATABASE_URL": _postgres_url(test_db),
-        "CELERY_BROKER_URL": BROKER_URL,
-        "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "EXPORT_HEARTBEAT_STALE_SECONDS": str(HEARTBEAT_STALE),
-        "DEMO_SOURCES_URL": source_url,
-        "MEDIA_ROOT": str(media_root),
-        "EXPORT_WORK_DIR": str(work_dir),
-        "VAR_DIR": str(tmp_path / "worker-var"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    for name in ("CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL", "CELERY_TASK_ALWAYS_EAGER_FILE"):
-        worker_env.pop(name, None)
+    env = real_workers.worker_env(
+        test_db=test_db, broker_url=BROKER_URL, visibility_timeout=VISIBILITY_TIMEOUT, tmp_path=tmp_path,
+        EXPORT_HEARTBEAT_STALE_SECONDS=HEARTBEAT_STALE, DEMO_SOURCES_URL=source_url,
+        MEDIA_ROOT=media_root, EXPORT_WORK_DIR=work_dir,
+    )
     logs = [tmp_path / "worker1.log", tmp_path / "worker2.log"]
-    saved_conf = {key: celery_app.conf[key] for key in ("task_always_eager", "broker_url")}
     first = second = None
 
-    def reset_producer_pool() -> None:
-        # The app caches its broker connection pools: forget them so a publish uses broker_url as set now.
-        celery_app._pool = None
-        if "amqp" in celery_app.__dict__:
-            celery_app.amqp._producer_pool = None
-
-    _admin(f'DROP DATABASE IF EXISTS "{source_db}" WITH (FORCE)')
-    _admin(f'CREATE DATABASE "{source_db}"')
+    real_workers.admin_sql(f'DROP DATABASE IF EXISTS "{source_db}" WITH (FORCE)')
+    real_workers.admin_sql(f'CREATE DATABASE "{source_db}"')
     try:
         # The first worker boots while the sources are seeded.
-        first = _start_worker(worker_env, logs[0])
+        first = real_workers.start_worker(env, logs[0])
 
         # The demo sources and a verified request (its own tasks still run eagerly, in-process).
         settings.DEMO_SOURCES_URL = source_url
@@ -195,7 +83,7 @@ def test_a_worker_killed_mid_export_yields_exactly_one_complete_package(settings
         call_command("seed_demo", subjects=1, cdrs_per_subject=SEEDED_CDRS, stdout=out)
         request = PrivacyRequest.objects.get(reference=out.getvalue().strip().splitlines()[-1])
         phone = request.identities.get(kind="phone").value
-        with _source_connect(source_db) as source, source.cursor() as cursor:
+        with real_workers.source_connect(source_db) as source, source.cursor() as cursor:
             cursor.execute(
                 """INSERT INTO cdrs
                    SELECT g, %s, '+32' || (100000000 + (g * 7919) %% 900000000)::text,
@@ -209,29 +97,23 @@ def test_a_worker_killed_mid_export_yields_exactly_one_complete_package(settings
             cursor.execute("SELECT count(*) FROM cdrs WHERE caller = %s", [phone])
             assert cursor.fetchone()[0] == CDR_COUNT
         source.close()
-        mark("seeded")
+        clock.mark("seeded")
 
         # Publish for real: on commit, to Redis.
-        celery_app.conf.task_always_eager = False
-        celery_app.conf.broker_url = BROKER_URL
-        # Celery prefers the environment's CELERY_BROKER_URL to its configuration.
-        monkeypatch.setenv("CELERY_BROKER_URL", BROKER_URL)
-        monkeypatch.delenv("CELERY_BROKER_WRITE_URL", raising=False)
-        reset_producer_pool()
-        assert celery_app.conf.broker_write_url == BROKER_URL
-        export = export_start(request=request, actor=Actor.system())
+        with real_workers.publishing_to(BROKER_URL, monkeypatch):
+            export = export_start(request=request, actor=Actor.system())
         folder = f"exports/{export.public_id}"
 
         def compiling():
             row = ExportPackage.objects.filter(pk=export.pk).values("status", "progress", "attempt").get()
             return row if row["status"] == ExportStatus.RUNNING and row["progress"].get("rows", 0) > 0 else None
 
-        running = _wait_for(compiling, timeout=30, what="the first worker to compile", workers=[first], logs=logs)
-        mark("first worker compiling")
+        running = real_workers.wait_for(compiling, timeout=30, what="the first worker to compile", workers=[first], logs=logs)
+        clock.mark("first worker compiling")
         os.kill(first.pid, signal.SIGKILL)
         killed_at = time.time()
         assert first.wait(timeout=10) == -signal.SIGKILL
-        mark("first worker killed")
+        clock.mark("first worker killed")
 
         assert running["attempt"] == 1
         at_kill = ExportPackage.objects.get(pk=export.pk)
@@ -252,15 +134,15 @@ def test_a_worker_killed_mid_export_yields_exactly_one_complete_package(settings
         # and after the dead run's heartbeat went stale (else it would just retry a bit later).
         time.sleep(max(0.0, delivered_at + VISIBILITY_TIMEOUT + 0.5 - time.time(),
                        killed_at + HEARTBEAT_STALE + 0.5 - time.time()))
-        second = _start_worker(worker_env, logs[1])
+        second = real_workers.start_worker(env, logs[1])
 
         def finished():
             row = ExportPackage.objects.filter(pk=export.pk).values("status").get()
             return row["status"] if row["status"] not in (ExportStatus.QUEUED, ExportStatus.RUNNING) else None
 
-        final_status = _wait_for(finished, timeout=90, what="the export to finish", workers=[second], logs=logs)
-        mark("second worker finished")
-        assert final_status == ExportStatus.READY, _tails(logs)
+        final_status = real_workers.wait_for(finished, timeout=90, what="the export to finish", workers=[second], logs=logs)
+        clock.mark("second worker finished")
+        assert final_status == ExportStatus.READY, real_workers.log_tails(logs)
 
         export.refresh_from_db()
         assert export.attempt == 2
@@ -294,7 +176,7 @@ def test_a_worker_killed_mid_export_yields_exactly_one_complete_package(settings
             # Every record is there: one JSON line per call, and the CSV's header plus one line per call.
             assert line_counts["data/cdr/calls.jsonl"] == CDR_COUNT
             assert line_counts["data/cdr/calls.csv"] == CDR_COUNT + 1
-        mark("package checked")
+        clock.mark("package checked")
 
         # The message was acknowledged: nothing left to redeliver.
         assert broker.zcard("unacked_index") == 0 and broker.llen("celery") == 0
@@ -306,15 +188,8 @@ def test_a_worker_killed_mid_export_yields_exactly_one_complete_package(settings
         assert leftovers == [], f"work files left in EXPORT_WORK_DIR: {leftovers}"
     finally:
         for worker in (first, second):
-            if worker is not None and worker.poll() is None:
-                _stop_worker(worker)
-        celery_app.conf.update(saved_conf)
-        kombu_pools.reset()  # closes the connections to Redis DB 14 this test opened
-        reset_producer_pool()
+            real_workers.stop_worker(worker)
         broker.flushdb()
         broker.close()
-        _admin(f'DROP DATABASE IF EXISTS "{source_db}" WITH (FORCE)')
-        print(
-            "\nworker-kill timings (s): "
-            + ", ".join(f"{label} {seconds:.1f}" for label, seconds in timings.items())
-        )
+        real_workers.admin_sql(f'DROP DATABASE IF EXISTS "{source_db}" WITH (FORCE)')
+        print(f"\nworker-kill timings (s): {clock}")
