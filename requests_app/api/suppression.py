@@ -13,15 +13,16 @@ Identifiers travel in bodies, never in URLs, so they stay out of access logs.
 
 from django.db.models import Count
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, pagination, permissions, serializers, viewsets
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from requests_app.api.auth import OrganisationKeyAuthentication
-from requests_app.api.views import PROBLEM_RESPONSES
+from requests_app.api.views import PROBLEM_RESPONSES, DocumentedCursorPagination, success
 from requests_app.models import APIKeyScope, IdentityKind, OrganisationAPIKey, SuppressionEntry, SuppressionPurpose
 from requests_app.services import suppression
 
@@ -75,12 +76,54 @@ class LookupResponseSerializer(serializers.Serializer):
     results = LookupResultSerializer(many=True)
 
 
-class EntryCursorPagination(pagination.CursorPagination):
+class EntryCursorPagination(DocumentedCursorPagination):
     ordering = ("created_at", "id")
     page_size = 500
+    example_next = (
+        "https://privacy.example.com/api/v1/suppression-lists/marketing-email/entries/"
+        "?cursor=cD0yMDI2LTAzLTAyKzA4JTNBMTQlM0EwNy40OTgyMTElMkIwMCUzQTAw"
+    )
 
 
-@extend_schema_view(list=extend_schema(responses={200: PurposeSerializer(many=True), **PROBLEM_RESPONSES}))
+# Fake identifiers; tests/api/test_schema_examples.py sends LOOKUP_EXAMPLE with the first one on the list
+# and expects LOOKUP_RESULTS back.
+LOOKUP_EXAMPLE = {
+    "identifiers": [
+        {"kind": "email", "value": "Ana.Peeters@example.com"},
+        {"kind": "phone", "value": "+32 486 65 43 21"},
+    ]
+}
+LOOKUP_RESULTS = {
+    "results": [
+        {"kind": "email", "value": "Ana.Peeters@example.com", "suppressed": True},
+        {"kind": "phone", "value": "+32 486 65 43 21", "suppressed": False},
+    ]
+}
+ENTRIES_CSV = (
+    "kind,value,right,added_at\r\n"
+    "email,ana.peeters@example.com,objection,2026-03-02T08:14:07.498211+00:00\r\n"
+    "phone,+32475123456,objection,2026-03-02T08:14:07.501342+00:00\r\n"
+)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        responses={
+            200: success(
+                PurposeSerializer(many=True),
+                "Every purpose with a suppression list, and how many entries it has",
+                "Promotional emails",
+                {
+                    "slug": "marketing-email",
+                    "name": "Promotional emails",
+                    "description": "Newsletters and offers sent by email.",
+                    "entries": 1284,
+                },
+            ),
+            **PROBLEM_RESPONSES,
+        }
+    )
+)
 class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     authentication_classes = [OrganisationKeyAuthentication]
     permission_classes = [HasSuppressionKey]
@@ -94,18 +137,36 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def purpose(self) -> SuppressionPurpose:
         return get_object_or_404(SuppressionPurpose, slug=self.kwargs["slug"])
 
-    @extend_schema(parameters=[EntryFilter], responses={200: EntrySerializer(many=True), **PROBLEM_RESPONSES})
-    @action(detail=True, methods=["get"])
+    @extend_schema(
+        parameters=[EntryFilter, OpenApiParameter("cursor", str, description="From the previous page's `next` link.")],
+        responses={
+            200: success(
+                EntrySerializer(many=True),
+                "A page of entries, oldest first, 500 a page; follow `next` until it is null",
+                "A page of entries",
+                {"kind": "email", "value": "ana.peeters@example.com", "right": "objection", "added_at": "2026-03-02T09:14:07.498211+01:00"},
+            ),
+            **PROBLEM_RESPONSES,
+        },
+    )
+    # Paginated here only (the list of purposes is not), and so documented as a page.
+    @action(detail=True, methods=["get"], pagination_class=EntryCursorPagination)
     def entries(self, request, slug=None):
         """Entries oldest first; pass `added_since` to fetch only what is new since your last sync."""
-        entries = self._filtered_entries(request)
-        paginator = EntryCursorPagination()
-        page = paginator.paginate_queryset(entries, request, view=self)
-        return paginator.get_paginated_response(EntrySerializer(page, many=True).data)
+        page = self.paginate_queryset(self._filtered_entries(request))
+        return self.get_paginated_response(EntrySerializer(page, many=True).data)
 
     @extend_schema(
         parameters=[EntryFilter],
-        responses={(200, "text/csv"): OpenApiResponse(description="kind,value,right,added_at"), **PROBLEM_RESPONSES},
+        responses={
+            (200, "text/csv"): OpenApiResponse(
+                response=OpenApiTypes.STR,
+                description="One row per entry, oldest first, under the header `kind,value,right,added_at` "
+                "(added_at in UTC, ISO 8601); sent as the attachment `suppression-<slug>.csv`",
+                examples=[OpenApiExample("Two entries", value=ENTRIES_CSV)],
+            ),
+            **PROBLEM_RESPONSES,
+        },
     )
     @action(detail=True, methods=["get"], url_path="entries/csv")
     def entries_csv(self, request, slug=None):
@@ -115,7 +176,14 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         response["Content-Disposition"] = f'attachment; filename="suppression-{slug}.csv"'
         return response
 
-    @extend_schema(request=LookupSerializer, responses={200: LookupResponseSerializer, **PROBLEM_RESPONSES})
+    @extend_schema(
+        request=LookupSerializer,
+        examples=[OpenApiExample("An email and a phone number", value=LOOKUP_EXAMPLE, request_only=True)],
+        responses={
+            200: success(LookupResponseSerializer, "Each identifier as sent, and whether it is suppressed", "One suppressed", LOOKUP_RESULTS),
+            **PROBLEM_RESPONSES,
+        },
+    )
     @action(detail=True, methods=["post"])
     def lookup(self, request, slug=None):
         """Which of up to 1,000 identifiers must not be used for this purpose. It changes nothing, so it

@@ -4,10 +4,13 @@ An organisation sees only its own requests: any other id is a 404.
 Refusals by the state machine are 409; errors are problem details.
 """
 
+from http import HTTPStatus
+
 from django.core.files.storage import default_storage
 from django.db.models import Exists, OuterRef
 from django.http import FileResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, pagination, status, viewsets
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import get_object_or_404
@@ -17,23 +20,68 @@ from rest_framework.response import Response
 from requests_app.api import serializers
 from requests_app.api.idempotency import idempotent
 from requests_app.audit import Actor
-from requests_app.api.errors import problem
+from requests_app.api.errors import PROBLEM, problem
 from requests_app.lifecycle import RequestError
 from requests_app.models import APIKeyScope, Channel, ExportPackage, ExportStatus, PrivacyRequest, RequestedRight
 from requests_app.services import exports, handling, intake
 
+
+def problem_example(name: str, status_code: int, detail: str, *, title: str = "", errors=None, description: str = ""):
+    """A problem details body exactly as errors.problem() writes it (tests/api/test_schema_examples.py checks it)."""
+    body = {"type": "about:blank", "title": title or HTTPStatus(status_code).phrase, "status": status_code, "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    return OpenApiExample(name, value=body, description=description)
+
+
+# Every endpoint documents these, each status with the bodies the API really answers.
 PROBLEM_RESPONSES = {
-    (code, "application/problem+json"): OpenApiResponse(response=serializers.ProblemSerializer, description=description)
-    for code, description in {
-        400: "Malformed JSON or invalid fields (problem details with `errors`)",
-        401: "Missing, wrong, expired or revoked API key",
-        403: "The key's scope does not allow this",
-        404: "No such request for this organisation",
-        409: "Not allowed in the request's state, or the same Idempotency-Key is in flight",
-        413: "Body too large",
-        422: "Idempotency-Key reused with another body",
-        429: "Rate limit; see Retry-After",
-    }.items()
+    (code, PROBLEM): OpenApiResponse(response=serializers.ProblemSerializer, description=description, examples=examples)
+    for code, description, examples in [
+        (400, "Malformed JSON or invalid fields (problem details with `errors`: field name to messages)", [
+            problem_example(
+                "Invalid fields", 400, "The request is not valid; see errors.",
+                errors={
+                    "subject_email": ["Enter a valid email address."],
+                    "objection_processing": ["Tell us which processing or purpose you object to."],
+                },
+            ),
+            problem_example(
+                "Malformed JSON", 400, "JSON parse error - Expecting ',' delimiter: line 1 column 24 (char 23)"
+            ),
+        ]),
+        (401, "Missing, wrong, expired or revoked API key (with `WWW-Authenticate: Api-Key`)", [
+            problem_example("No key", 401, "Send an API key: Authorization: Api-Key <key>."),
+            problem_example("Wrong or revoked key", 401, "The API key is not valid."),
+            problem_example("Expired key", 401, "The API key has expired."),
+        ]),
+        (403, "The key's scope does not allow this", [
+            problem_example("Read key that writes", 403, "This API key may only read: writing needs a key with the write scope."),
+            problem_example("Suppression key on requests", 403, "This API key reads the suppression lists only."),
+            problem_example("Portal key on suppression lists", 403, "Suppression lists need a key with the suppression scope."),
+        ]),
+        (404, "No such request, package or suppression list for this key", [
+            problem_example("Unknown request", 404, "No PrivacyRequest matches the given query."),
+            problem_example("Unknown package", 404, "No ExportPackage matches the given query."),
+            problem_example("Unknown suppression list", 404, "No SuppressionPurpose matches the given query."),
+        ]),
+        (409, "Not allowed in the request's state, or the same Idempotency-Key is in flight", [
+            problem_example("Not allowed in this state", 409, "A request that is withdrawn cannot be moved to withdrawn."),
+            problem_example("Idempotency-Key in flight", 409, "A request with this Idempotency-Key is still being processed."),
+        ]),
+        (413, "Body larger than API_MAX_BODY_BYTES (64 KiB by default), refused before it is read", [
+            problem_example("Body too large", 413, "The body is larger than 65536 bytes.", title="Content Too Large"),
+        ]),
+        (422, "Idempotency-Key reused with another body", [
+            problem_example("Idempotency-Key reused", 422, "This Idempotency-Key was used with another request body."),
+        ]),
+        (429, "Rate limit per key (API_RATE_LIMIT); the `Retry-After` header says how many seconds to wait", [
+            problem_example(
+                "Rate limited", 429, "Request was throttled. Expected available in 42 seconds.",
+                description="Sent with `Retry-After: 42`: wait that many seconds, then retry.",
+            ),
+        ]),
+    ]
 }
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
@@ -45,16 +93,125 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 UUID_PATTERN = "[0-9a-fA-F-]{36}"
 
 
-class RequestCursorPagination(pagination.CursorPagination):
+class DocumentedCursorPagination(pagination.CursorPagination):
+    """A cursor page whose schema shows this API's own `next` link: the examples of a list are built from it."""
+
+    example_next = ""
+
+    def get_paginated_response_schema(self, schema):
+        paginated = super().get_paginated_response_schema(schema)
+        paginated["properties"]["next"]["example"] = self.example_next
+        paginated["properties"]["previous"]["example"] = None  # the examples show a first page
+        return paginated
+
+
+class RequestCursorPagination(DocumentedCursorPagination):
     ordering = "-created_at"
     page_size = 50
+    example_next = "https://privacy.example.com/api/v1/requests/?cursor=cD0yMDI2LTAzLTAyKzA4JTNBMTQlM0EwNy40OTgyMTElMkIwMCUzQTAw"
+
+
+# The examples are fake: example.com addresses, +32 4xx mobile numbers. tests/api/test_schema_examples.py
+# files the request examples and compares the answers with the response examples.
+ERASURE_BY_OPERATOR = OpenApiExample(
+    "Erasure for a subscriber",
+    summary="A mobile operator files an erasure for a former subscriber",
+    request_only=True,
+    value={
+        "rights": ["erasure"],
+        "subject_name": "Ana Peeters",
+        "subject_email": "ana.peeters@example.com",
+        "subject_phone": "+32475123456",
+        "customer_reference": "MOB-4471-2093",
+        "relationship": "end_user",
+        "regime": "gdpr",
+        "language": "nl",
+        "description": "I ended my mobile subscription in January: please erase my data.",
+        "signature": "Ana Peeters",
+    },
+)
+ACCESS_BY_OPERATOR = OpenApiExample(
+    "Access and portability for a subscriber",
+    summary="A mobile operator files access and portability for a subscriber",
+    request_only=True,
+    value={
+        "rights": ["access", "portability"],
+        "subject_name": "Luc Janssens",
+        "subject_email": "luc.janssens@example.com",
+        "subject_phone": "+32486654321",
+        "customer_reference": "MOB-5520-8817",
+        "relationship": "end_user",
+        "language": "fr",
+        "description": "A copy of my call records and invoices for 2025.",
+        "signature": "Luc Janssens",
+    },
+)
+# The 201 answer to ERASURE_BY_OPERATOR: the timeline is only in GET /requests/{id}/.
+CREATED_REQUEST = {
+    "id": "5f0c2a8e-3b1d-4c7a-9e2f-8d6b4a1c0e93",
+    "reference": "DSR-2026-00042",
+    "status": "new",
+    "status_label": "New",
+    "rights": ["erasure"],
+    "regime": "gdpr",
+    "channel": "api",
+    "received_at": "2026-03-02T09:14:07.412345+01:00",
+    "due_on": "2026-04-02",
+    "original_due_on": "2026-04-02",
+    "extended_at": None,
+    "extension_reason": "",
+    "created_at": "2026-03-02T09:14:07.498211+01:00",
+    "updated_at": "2026-03-02T09:14:07.498211+01:00",
+    "timeline": [],
+}
+REQUEST_IN_PROGRESS = {
+    **CREATED_REQUEST,
+    "status": "in_progress",
+    "status_label": "In progress",
+    "updated_at": "2026-03-03T10:02:51.204117+01:00",
+}
+REQUEST_WITH_TIMELINE = {
+    **REQUEST_IN_PROGRESS,
+    "timeline": [
+        {"at": "2026-03-02T09:14:07.503870+01:00", "event": "We received your request."},
+        {"at": "2026-03-03T10:02:51.210044+01:00", "event": "We started working on your request."},
+    ],
+}
+REQUEST_WITHDRAWN = {
+    **CREATED_REQUEST,
+    "status": "withdrawn",
+    "status_label": "Withdrawn",
+    "updated_at": "2026-03-04T16:40:12.730562+01:00",
+}
+SUBJECT_MESSAGE = "My old number was +32475123456; I also used the address ana.p@example.com until 2024."
+
+
+def success(serializer, description: str, name: str, value) -> OpenApiResponse:
+    """A 2xx answer with its example (a list view's example is one item, wrapped in the list or page)."""
+    return OpenApiResponse(response=serializer, description=description, examples=[OpenApiExample(name, value=value)])
 
 
 @extend_schema_view(
     list=extend_schema(
-        parameters=[serializers.RequestListFilter], responses={200: serializers.RequestSerializer(many=True), **PROBLEM_RESPONSES}
+        parameters=[serializers.RequestListFilter],
+        responses={
+            200: success(
+                serializers.RequestSerializer(many=True),
+                "Your organisation's requests, newest first, 50 a page; follow `next` until it is null",
+                "A page of requests", REQUEST_IN_PROGRESS,
+            ),
+            **PROBLEM_RESPONSES,
+        },
     ),
-    retrieve=extend_schema(responses={200: serializers.RequestSerializer, **PROBLEM_RESPONSES}),
+    retrieve=extend_schema(
+        responses={
+            200: success(
+                serializers.RequestSerializer, "The request with the subject's timeline",
+                "A request in progress", REQUEST_WITH_TIMELINE,
+            ),
+            **PROBLEM_RESPONSES,
+        }
+    ),
 )
 class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = serializers.RequestSerializer
@@ -84,7 +241,11 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         request=serializers.RequestCreateSerializer,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={201: serializers.RequestSerializer, **PROBLEM_RESPONSES},
+        examples=[ERASURE_BY_OPERATOR, ACCESS_BY_OPERATOR],
+        responses={
+            201: success(serializers.RequestSerializer, "The request, filed", "Filed", CREATED_REQUEST),
+            **PROBLEM_RESPONSES,
+        },
     )
     @idempotent
     def create(self, request):
@@ -101,7 +262,14 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         )
         return Response(serializers.RequestSerializer(privacy_request).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, parameters=[IDEMPOTENCY_HEADER], responses={200: serializers.RequestSerializer, **PROBLEM_RESPONSES})
+    @extend_schema(
+        request=None,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            200: success(serializers.RequestSerializer, "The request, withdrawn", "Withdrawn", REQUEST_WITHDRAWN),
+            **PROBLEM_RESPONSES,
+        },
+    )
     @action(detail=True, methods=["post"])
     @idempotent
     def withdraw(self, request, public_id=None):
@@ -114,7 +282,19 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         request=serializers.MessageCreateSerializer,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={201: serializers.MessageSerializer, **PROBLEM_RESPONSES},
+        examples=[OpenApiExample("The subject's answer", value={"body": SUBJECT_MESSAGE}, request_only=True)],
+        responses={
+            201: success(
+                serializers.MessageSerializer, "The message, passed on to the DPO team", "Passed on",
+                {
+                    "id": "0b7e4f1a-9c2d-4e8b-a5f3-6d1c9e2b7a40",
+                    "direction": "from_subject",
+                    "body": SUBJECT_MESSAGE,
+                    "created_at": "2026-03-05T11:26:40.118305+01:00",
+                },
+            ),
+            **PROBLEM_RESPONSES,
+        },
     )
     @action(detail=True, methods=["post"])
     @idempotent
@@ -129,7 +309,12 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return Response(serializers.MessageSerializer(message).data, status=status.HTTP_201_CREATED)
 
 
-@extend_schema(responses={200: serializers.PingSerializer, **PROBLEM_RESPONSES})
+@extend_schema(
+    responses={
+        200: success(serializers.PingSerializer, "The key works", "The key's organisation", {"organisation": "Mobile Operator SA"}),
+        **PROBLEM_RESPONSES,
+    }
+)
 @api_view(["GET"])
 def ping(request):
     """Check an API key: answers with the organisation it belongs to."""
@@ -154,15 +339,44 @@ class ExportViewSet(viewsets.GenericViewSet):
             request=self.privacy_request(), status=ExportStatus.RELEASED, shared_with_organisation=True
         )
 
-    @extend_schema(responses={200: serializers.ExportSerializer(many=True), **PROBLEM_RESPONSES})
+    @extend_schema(
+        responses={
+            200: success(
+                serializers.ExportSerializer(many=True),
+                "The packages you may still download (not expired, downloads left)",
+                "An access package",
+                {
+                    "id": "c3a91e57-2f08-4b6d-8e14-7a5b0d9f2c61",
+                    "kind": "access",
+                    "size": 482133,
+                    "sha256": "9f2b7c1e4d8a6f3b0c5e2d9a7b4f1c8e6d3a0b9f7c2e5d8a1b4f7c0e3d6a9b2f",
+                    "encrypted": True,
+                    "expires_at": "2026-03-26T17:05:00.000000+01:00",
+                    "downloads_left": 3,
+                },
+            ),
+            **PROBLEM_RESPONSES,
+        }
+    )
     def list(self, request, request_public_id=None):
         return Response(self.get_serializer(self.get_queryset().downloadable(), many=True).data)
 
     @extend_schema(
         responses={
-            (200, "application/zip"): OpenApiResponse(description="The ZIP package"),
-            (410, "application/problem+json"): OpenApiResponse(
-                response=serializers.ProblemSerializer, description="Expired or download limit reached"
+            (200, "application/zip"): OpenApiResponse(
+                response=OpenApiTypes.BINARY,
+                description="The ZIP package as an attachment named `<reference>-<kind>.zip` (DSR-2026-00042-access.zip); "
+                "its SHA-256 is the list's `sha256`",
+            ),
+            (410, PROBLEM): OpenApiResponse(
+                response=serializers.ProblemSerializer,
+                description="Expired or download limit reached",
+                examples=[
+                    problem_example(
+                        "Expired or used up", 410,
+                        "This package can no longer be downloaded: it expired or the download limit was reached.",
+                    )
+                ],
             ),
             **PROBLEM_RESPONSES,
         }

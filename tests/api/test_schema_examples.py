@@ -1,0 +1,267 @@
+"""The schema's examples (issue #7) are what the API really takes and answers.
+
+Read from the generated schema, as Swagger UI, ReDoc and schemathesis read them:
+- every operation under /api/v1/ has an example for each request body and each JSON answer;
+- every example is valid against its own schema, with no key the schema does not document;
+- the request examples, sent with a valid key, get the documented success status;
+- the 201 example of filing a request is the answer to the erasure example, field for field,
+  and the lookup example's answer is the documented one;
+- each documented problem details body is the one the API sends in that case.
+"""
+
+import datetime
+import hashlib
+import json
+import re
+import uuid
+
+import jsonschema
+import pytest
+import time_machine
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.renderers import OpenApiJsonRenderer
+from rest_framework.test import APIClient
+
+from requests_app.api.auth import OrganisationKeyThrottle
+from requests_app.api.errors import PROBLEM
+from requests_app.audit import Actor
+from requests_app.models import (
+    ExportPackage,
+    IdempotencyRecord,
+    IdentityKind,
+    RequestType,
+    Status,
+    SuppressionEntry,
+    SuppressionPurpose,
+)
+from requests_app.services.exports import export_release
+from tests.api.conftest import client_with, key_for
+from tests.factories import request_in_status, staff_in_role
+
+# Rendered to JSON and back, as /api/schema/?format=json serves it.
+SCHEMA = json.loads(OpenApiJsonRenderer().render(SchemaGenerator().get_schema(request=None, public=True)))
+CREATE, MESSAGES, LOOKUP = (
+    ("/api/v1/requests/", "post"),
+    ("/api/v1/requests/{public_id}/messages/", "post"),
+    ("/api/v1/suppression-lists/{slug}/lookup/", "post"),
+)
+
+
+def operations():
+    for path, item in SCHEMA["paths"].items():
+        if path.startswith("/api/v1/"):
+            for method, operation in item.items():
+                yield f"{method.upper()} {path}", operation
+
+
+def is_json(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def request_examples(path, method) -> dict:
+    return SCHEMA["paths"][path][method]["requestBody"]["content"]["application/json"]["examples"]
+
+
+def success(path, method) -> tuple[int, dict]:
+    """The documented 2xx status and its JSON examples."""
+    responses = SCHEMA["paths"][path][method]["responses"]
+    code = min(code for code in responses if code.startswith("2"))
+    return int(code), responses[code]["content"]["application/json"]["examples"]
+
+
+def documented_problems() -> dict:
+    """Every problem details example, by (status, name): the same body wherever it is documented."""
+    found = {}
+    for _label, operation in operations():
+        for code, response in operation["responses"].items():
+            for name, example in response.get("content", {}).get(PROBLEM, {}).get("examples", {}).items():
+                assert found.setdefault((int(code), name), example["value"]) == example["value"], (code, name)
+    return found
+
+
+def strict(schema):
+    """OpenAPI 3.0 to JSON Schema: `nullable` as a null type; objects refuse keys they do not document."""
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {key: strict(value) for key, value in schema.items() if key != "nullable"}
+    if "properties" in converted:
+        converted.setdefault("additionalProperties", False)
+    if schema.get("nullable"):
+        return {"anyOf": [converted, {"type": "null"}]}
+    return converted
+
+
+def test_every_operation_has_an_example_for_each_body_and_each_json_answer():
+    missing, labels = [], []
+    for label, operation in operations():
+        labels.append(label)
+        for media_type, content in operation.get("requestBody", {}).get("content", {}).items():
+            if not content.get("examples"):
+                missing.append(f"{label} request body {media_type}")
+        for code, response in operation["responses"].items():
+            for media_type, content in response.get("content", {}).items():
+                if is_json(media_type) and not content.get("examples"):
+                    missing.append(f"{label} {code} {media_type}")
+    assert len(labels) >= 12, labels
+    assert missing == []
+
+
+def test_every_example_is_valid_against_its_schema():
+    components = strict(SCHEMA["components"])
+    invalid = []
+    for label, operation in operations():
+        contents = [("request", operation.get("requestBody", {}).get("content", {}))]
+        contents += [(code, response.get("content", {})) for code, response in operation["responses"].items()]
+        for where, content in contents:
+            for media_type, media in content.items():
+                validator = jsonschema.Draft7Validator(
+                    {**strict(media["schema"]), "components": components}, format_checker=jsonschema.FormatChecker()
+                )
+                for name, example in media.get("examples", {}).items():
+                    invalid += [f"{label} {where} {media_type} {name}: {e.message}" for e in validator.iter_errors(example["value"])]
+    assert invalid == []
+
+
+@pytest.mark.parametrize("name", sorted(request_examples(*CREATE)))
+def test_a_documented_request_to_file_is_filed(operator, name):
+    response = client_with(key_for(operator)).post(CREATE[0], request_examples(*CREATE)[name]["value"], format="json")
+    assert response.status_code == success(*CREATE)[0] == 201, response.content
+
+
+def test_the_documented_201_is_the_answer_to_the_erasure_example(operator):
+    created = next(iter(success(*CREATE)[1].values()))["value"]
+    body = request_examples(*CREATE)["ErasureForASubscriber"]["value"]
+    api = client_with(key_for(operator))
+    # Filed at the example's time, the dates and the deadline must come out as documented.
+    with time_machine.travel(datetime.datetime.fromisoformat(created["received_at"]), tick=False):
+        answer = api.post(CREATE[0], body, format="json").json()
+
+    assert answer.keys() == created.keys()
+    assert re.fullmatch(r"DSR-2026-\d{5}", answer["reference"]) and uuid.UUID(answer["id"])
+    variable = {"id", "reference", "created_at", "updated_at"}
+    assert {k: v for k, v in answer.items() if k not in variable} == {k: v for k, v in created.items() if k not in variable}
+
+
+@pytest.mark.parametrize("name", sorted(request_examples(*MESSAGES)))
+def test_a_documented_message_is_passed_on(operator, name):
+    request = request_in_status(Status.AWAITING_SUBJECT, organisation=operator)
+    response = client_with(key_for(operator)).post(
+        f"/api/v1/requests/{request.public_id}/messages/", request_examples(*MESSAGES)[name]["value"], format="json"
+    )
+    assert response.status_code == success(*MESSAGES)[0] == 201, response.content
+
+
+@pytest.mark.parametrize("name", sorted(request_examples(*LOOKUP)))
+def test_a_documented_lookup_gets_the_documented_results(operator, name):
+    purpose = SuppressionPurpose.objects.create(slug="marketing-email", name="Promotional emails")
+    SuppressionEntry.objects.create(purpose=purpose, kind=IdentityKind.EMAIL, value="ana.peeters@example.com", right=RequestType.OBJECTION)
+    response = client_with(key_for(operator, scope="suppression")).post(
+        "/api/v1/suppression-lists/marketing-email/lookup/", request_examples(*LOOKUP)[name]["value"], format="json"
+    )
+    code, examples = success(*LOOKUP)
+    assert response.status_code == code == 200, response.content
+    assert response.json() in [example["value"] for example in examples.values()]
+
+
+# How to make the API send each documented problem. A new example needs a line here.
+ERASURE = request_examples(*CREATE)["ErasureForASubscriber"]["value"]
+
+
+def invalid_fields(operator):
+    body = {**ERASURE, "rights": ["objection"], "subject_email": "ana.peeters(at)example.com"}
+    return client_with(key_for(operator)).post(CREATE[0], body, format="json")
+
+
+def malformed_json(operator):
+    body = '{"rights": ["erasure"] "subject_name": "Ana Peeters"}'
+    return client_with(key_for(operator)).post(CREATE[0], body, content_type="application/json")
+
+
+def expired_key(operator):
+    yesterday = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+    return client_with(key_for(operator, expiry_date=yesterday)).get("/api/v1/ping/")
+
+
+def own_request(operator, status=Status.NEW):
+    return request_in_status(status, organisation=operator)
+
+
+def in_flight(operator):
+    body = json.dumps(ERASURE)
+    fingerprint = hashlib.sha256(b"\n".join([b"POST", CREATE[0].encode(), body.encode()])).hexdigest()
+    IdempotencyRecord.objects.create(organisation=operator, key="portal-7f3a", fingerprint=fingerprint)
+    return client_with(key_for(operator)).post(
+        CREATE[0], body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="portal-7f3a"
+    )
+
+
+def used_up_package(operator):
+    request = own_request(operator)
+    export = ExportPackage.objects.create(request=request, status="ready", storage_name="exports/x.zip", size=22, sha256="0" * 64)
+    export_release(export=export, actor=Actor.staff(staff_in_role("DPO")), share_with_organisation=True)
+    ExportPackage.objects.filter(pk=export.pk).update(download_count=export.max_downloads)
+    return client_with(key_for(operator)).get(f"/api/v1/requests/{request.public_id}/exports/{export.public_id}/download/")
+
+
+def key_reused(operator):
+    api = client_with(key_for(operator))
+    api.post(CREATE[0], ERASURE, format="json", HTTP_IDEMPOTENCY_KEY="portal-7f3a")
+    return api.post(CREATE[0], {**ERASURE, "language": "fr"}, format="json", HTTP_IDEMPOTENCY_KEY="portal-7f3a")
+
+
+def rate_limited(operator):
+    api = client_with(key_for(operator))
+    api.get("/api/v1/ping/")
+    return api.get("/api/v1/ping/")
+
+
+PROVOKE = {
+    (400, "InvalidFields"): invalid_fields,
+    (400, "MalformedJSON"): malformed_json,
+    (401, "NoKey"): lambda operator: APIClient().get("/api/v1/ping/"),
+    (401, "WrongOrRevokedKey"): lambda operator: client_with(key_for(operator, revoked=True)).get("/api/v1/ping/"),
+    (401, "ExpiredKey"): expired_key,
+    (403, "ReadKeyThatWrites"): lambda operator: client_with(key_for(operator, scope="read")).post(CREATE[0], ERASURE, format="json"),
+    (403, "SuppressionKeyOnRequests"): lambda operator: client_with(key_for(operator, scope="suppression")).get(CREATE[0]),
+    (403, "PortalKeyOnSuppressionLists"): lambda operator: client_with(key_for(operator)).get("/api/v1/suppression-lists/"),
+    (404, "UnknownRequest"): lambda operator: client_with(key_for(operator)).get(f"/api/v1/requests/{uuid.uuid4()}/"),
+    (404, "UnknownPackage"): lambda operator: client_with(key_for(operator)).get(
+        f"/api/v1/requests/{own_request(operator).public_id}/exports/{uuid.uuid4()}/download/"
+    ),
+    (404, "UnknownSuppressionList"): lambda operator: client_with(key_for(operator, scope="suppression")).get(
+        "/api/v1/suppression-lists/nope/entries/"
+    ),
+    (409, "NotAllowedInThisState"): lambda operator: client_with(key_for(operator)).post(
+        f"/api/v1/requests/{own_request(operator, Status.WITHDRAWN).public_id}/withdraw/"
+    ),
+    (409, "Idempotency-KeyInFlight"): in_flight,
+    (410, "ExpiredOrUsedUp"): used_up_package,
+    (413, "BodyTooLarge"): lambda operator: client_with(key_for(operator)).post(
+        CREATE[0], json.dumps({"description": "x" * 70_000}), content_type="application/json"
+    ),
+    (422, "Idempotency-KeyReused"): key_reused,
+    (429, "RateLimited"): rate_limited,
+}
+
+
+def test_every_documented_problem_has_a_way_to_provoke_it():
+    assert set(documented_problems()) == set(PROVOKE)
+
+
+@pytest.mark.parametrize(("code", "name"), sorted(documented_problems()))
+def test_a_documented_problem_is_what_the_api_sends(operator, monkeypatch, code, name):
+    if code == 429:
+        monkeypatch.setattr(OrganisationKeyThrottle, "THROTTLE_RATES", {"organisation_key": "1/min"})
+    response = PROVOKE[code, name](operator)
+    assert response.status_code == code
+    assert response["Content-Type"] == PROBLEM
+    documented = documented_problems()[code, name]
+    if code == 429:
+        # The wait is the seconds left in the window: the same number as Retry-After.
+        wait = re.search(r"\d+", response.json()["detail"]).group()
+        assert response["Retry-After"] == wait
+        assert response.json() == {**documented, "detail": documented["detail"].replace("42", wait)}
+    else:
+        assert response.json() == documented
