@@ -208,9 +208,10 @@ def typed_value(field_type: str, text: str):
             raise ValidationError(_("Enter a date and time with its UTC offset, e.g. 2026-03-01T14:00:00+01:00."))
         return parsed.astimezone(datetime.UTC)
     if field_type == FieldType.BOOLEAN:
-        if text.lower() in ("true", "yes", "1"):
+        # Staff may work in any of the portal's languages.
+        if text.lower() in ("true", "yes", "1", "oui", "ja"):
             return True
-        if text.lower() in ("false", "no", "0"):
+        if text.lower() in ("false", "no", "0", "non", "nee", "nein"):
             return False
         raise ValidationError(_("Enter yes or no."))
     if field_type == FieldType.EMAIL:

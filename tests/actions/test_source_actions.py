@@ -300,3 +300,19 @@ def test_a_dry_run_that_seems_stuck_can_be_started_again(crm, erasure_request, d
     actions.dry_run_start(action=action, actor=dpo_actor)  # its task is lost
     action = run(action.id, "dry_run", actor=dpo_actor)
     assert action.status == ActionStatus.AWAITING_APPROVAL
+
+
+@pytest.mark.parametrize(("text", "expected"), [("yes", True), ("Oui", True), ("ja", True), ("no", False), ("non", False), ("nee", False), ("Nein", False)])
+def test_yes_or_no_in_the_portals_languages(text, expected):
+    from requests_app.models import FieldType
+    from requests_app.sources.actions import typed_value
+
+    assert typed_value(FieldType.BOOLEAN, text) is expected
+
+
+def test_anything_else_is_not_yes_or_no():
+    from requests_app.models import FieldType
+    from requests_app.sources.actions import typed_value
+
+    with pytest.raises(ValidationError, match="yes or no"):
+        typed_value(FieldType.BOOLEAN, "maybe")
