@@ -11,6 +11,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("staff/", include("requests_app.staff.urls")),
     path("api/", include("requests_app.api.urls")),
+    # The language switcher's form posts here (Django's set_language: a cookie LocaleMiddleware reads).
+    path("i18n/", include("django.conf.urls.i18n")),
     path("", include("requests_app.urls")),
 ]
 

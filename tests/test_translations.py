@@ -71,3 +71,12 @@ def test_the_compiled_catalogue_matches_its_po_file(language):
 def test_the_subjects_language_is_used(language, erasure):
     with translation.override(language):
         assert str(RequestType.ERASURE.label) == erasure
+
+
+@pytest.mark.django_db
+def test_a_visitor_switches_the_public_pages_language(client):
+    assert "Erase my data" in client.get("/").content.decode()
+    response = client.post("/i18n/setlang/", {"language": "nl", "next": "/"})
+    assert response.status_code == 302 and response["Location"] == "/"
+    page = client.get("/").content.decode()
+    assert "Mijn gegevens wissen" in page and 'lang="nl"' in page
