@@ -44,6 +44,7 @@ from requests_app.models import (
     SourceCategory,
     SourceSystem,
 )
+from requests_app.services.suppression import SUPPRESSION_RIGHTS
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.actions import (
     ActionPlan,
@@ -441,12 +442,22 @@ def changed_anything(result: dict) -> bool:
 
 
 def completion_blockers(request: PrivacyRequest) -> list[str]:
-    """Why the request cannot be completed yet: work in the source systems or Art. 19 notices still open."""
+    """Why the request cannot be completed yet: work in the source systems, Art. 19 notices or a
+    suppression still to do."""
     blockers = []
     rights = set(request.rights.values_list("right", flat=True))
     actions = list(request.source_actions.select_related("source"))
     if rights & {RequestType.ERASURE, RequestType.RESTRICTION} and not actions:
         blockers.append(_("The erasure or restriction has not been planned in the source systems."))
+    if rights & set(SUPPRESSION_RIGHTS) and not request.suppressions.exists():
+        # Honouring an objection, a withdrawal or a limit on use means some processing stops for this
+        # person, and the suppression lists are how the company's systems learn it. Not honoured: reject.
+        blockers.append(
+            _(
+                "The objection, consent withdrawal or limit on use has not been applied: add the subject to the "
+                "suppression list of each purpose concerned, or reject the request with your reasons."
+            )
+        )
     rectified_sources = {a.source_id for a in actions if a.kind == ActionKind.RECTIFY}
     unplanned = request.rectification_changes.exclude(category__source_id__in=rectified_sources).select_related("category__source")
     for source_name in sorted({change.category.source.name for change in unplanned}):

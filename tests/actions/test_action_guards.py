@@ -187,3 +187,17 @@ def test_a_rectification_planned_later_reopens_the_sources_notices(crm, dpo_acto
     actions.plan_actions(request=request, actor=dpo_actor)
     notice.refresh_from_db()
     assert notice.status == NoticeStatus.PENDING
+
+
+def test_an_objection_completes_only_once_a_suppression_was_applied(dpo_actor):
+    from requests_app.models import SuppressionPurpose
+    from requests_app.services import suppression
+
+    request = verified_request(RequestType.OBJECTION)
+    with pytest.raises(RequestError, match="suppression list"):
+        handling.request_complete(request=request, actor=dpo_actor, letter="Done", expected_status=request.status)
+
+    marketing = SuppressionPurpose.objects.create(slug="marketing-email", name="Promotional emails")
+    suppression.suppress(request=request, actor=dpo_actor, purposes=[marketing])
+    completed = handling.request_complete(request=request, actor=dpo_actor, letter="Done", expected_status=request.status)
+    assert completed.status == "completed"
