@@ -221,8 +221,9 @@ def build_plan(action: SourceAction) -> tuple[ActionPlan, list[dict]]:
 def _typed_changes(action: SourceAction) -> dict:
     """{category id: {field: typed value}} of the request's corrected values in the action's source."""
     changes = {}
-    for change in action.request.rectification_changes.filter(category__source=action.source).select_related("category"):
-        rule = change.category.fields.filter(name=change.field).first()
+    corrected = action.request.rectification_changes.filter(category__source=action.source)
+    for change in corrected.select_related("category").prefetch_related("category__fields"):
+        rule = next((field for field in change.category.fields.all() if field.name == change.field), None)
         if rule is None:
             raise SourceError(f"{action.source.slug}: field {change.category.slug}.{change.field} is no longer in the inventory")
         try:
@@ -376,7 +377,6 @@ def _finish(action: SourceAction, status: str, *, error: str = "", result: dict 
         )
         if not updated:
             return SourceAction.objects.values_list("status", flat=True).get(pk=action.pk)
-        action.refresh_from_db()
         event = {ActionStatus.DONE: "source_action_done", ActionStatus.FAILED: "source_action_failed"}.get(status, "source_action_stale")
         record_event(action.request, event, actor=Actor.system(), data=_summary(action, result or {}) | ({"error": error[:300]} if error else {}))
         if status == ActionStatus.DONE:
@@ -386,8 +386,7 @@ def _finish(action: SourceAction, status: str, *, error: str = "", result: dict 
 
 def manual_action_done(*, action: SourceAction, actor: Actor, rows: int) -> SourceAction:
     """The owner of a manual source confirms they made the change, and how many rows it touched."""
-    is_owner = actor.user == action.source.owner and roles.role_of(actor.user) in (roles.DPO, roles.HANDLER)
-    if not is_owner and not roles.is_dpo(actor.user):
+    if not roles.can_confirm_manual(actor.user, action.source):
         raise roles.NotAllowed(_("Only the system owner or the DPO may confirm this action."))
     with transaction.atomic():
         locked = SourceAction.objects.select_for_update().select_related("request", "source").get(pk=action.pk)

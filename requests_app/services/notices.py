@@ -59,7 +59,7 @@ def notice_content(notice: RecipientNotice) -> dict:
             {"kind": action.kind, "done_at": action.finished_at.isoformat() if action.finished_at else None}
             for action in actions
         ],
-        "rectified_values": changes if actions.filter(kind=ActionKind.RECTIFY).exists() else [],
+        "rectified_values": changes if any(action.kind == ActionKind.RECTIFY for action in actions) else [],
     }
 
 
