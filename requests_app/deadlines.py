@@ -135,6 +135,17 @@ def alert_due_now(
     return schedule[current][1], following
 
 
+def alert_to_schedule(
+    due_on: datetime.date, today: datetime.date, reminder_days: tuple[int, ...]
+) -> tuple[datetime.date | None, str]:
+    """The (day, key) to store as a running clock's next alert: today when a threshold is already
+    crossed (a letter recorded late, a long pause), so the sweep sends it at once; else the next one."""
+    current_key, following = alert_due_now(due_on, today, reminder_days)
+    if current_key:
+        return today, current_key
+    return following or (None, "")
+
+
 def days_left(due_on: datetime.date, today: datetime.date) -> int:
     """Days until `due_on`: 0 on the day itself, negative when overdue."""
     return (due_on - today).days

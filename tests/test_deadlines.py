@@ -11,6 +11,7 @@ from requests_app.deadlines import (
     add_months,
     alert_due_now,
     alert_schedule,
+    alert_to_schedule,
     holiday_calendar,
     next_alert,
     paused_day_count,
@@ -150,3 +151,11 @@ def test_due_date_never_decreases_as_receipt_moves_later(regime, first, gap, ext
     assert statutory_due_date(regime, first, extended=extended, paused_days=paused_days) <= statutory_due_date(
         regime, later, extended=extended, paused_days=paused_days
     )
+
+
+
+def test_the_alert_to_store_is_today_once_a_threshold_is_crossed_else_the_next_one():
+    due = date(2026, 3, 20)
+    assert alert_to_schedule(due, date(2026, 3, 1), (7, 2, 0)) == (date(2026, 3, 13), "remind-7")
+    assert alert_to_schedule(due, date(2026, 3, 15), (7, 2, 0)) == (date(2026, 3, 15), "remind-7")
+    assert alert_to_schedule(due, date(2026, 4, 30), (7, 2, 0)) == (date(2026, 4, 30), "overdue")

@@ -43,15 +43,9 @@ def refresh_deadline(request: PrivacyRequest, *, today: datetime.date | None = N
     )
     request.acknowledgement_due_on = deadlines.acknowledgement_due_date(request.regime, received_on)
     clock_running = request.status in OPEN_STATUSES and not request.pauses.filter(ended_at__isnull=True).exists()
-    request.next_alert_on, request.next_alert_key = None, ""
-    if clock_running:
-        current_key, following = deadlines.alert_due_now(request.due_on, today, settings.DEADLINE_REMINDER_DAYS)
-        if current_key:
-            # Already past a threshold (a letter recorded late, a long pause):
-            # the sweep sends the current alert straight away.
-            request.next_alert_on, request.next_alert_key = today, current_key
-        elif following:
-            request.next_alert_on, request.next_alert_key = following
+    request.next_alert_on, request.next_alert_key = (
+        deadlines.alert_to_schedule(request.due_on, today, settings.DEADLINE_REMINDER_DAYS) if clock_running else (None, "")
+    )
     PrivacyRequest.objects.filter(pk=request.pk).update(**{field: getattr(request, field) for field in DEADLINE_FIELDS})
     if previous_due_on is not None and previous_due_on != request.due_on:
         from requests_app.services import webhooks

@@ -83,12 +83,9 @@ def set_first_deadline(request: PrivacyRequest, *, today: date) -> None:
     received_on = timezone.localdate(request.received_at)
     request.due_on = request.original_due_on = deadlines.statutory_due_date(request.regime, received_on)
     request.acknowledgement_due_on = deadlines.acknowledgement_due_date(request.regime, received_on)
-    current_key, following = deadlines.alert_due_now(request.due_on, today, settings.DEADLINE_REMINDER_DAYS)
-    if current_key:
-        # Already past a threshold (an old letter recorded late): the sweep sends it straight away.
-        request.next_alert_on, request.next_alert_key = today, current_key
-    elif following:
-        request.next_alert_on, request.next_alert_key = following
+    request.next_alert_on, request.next_alert_key = deadlines.alert_to_schedule(
+        request.due_on, today, settings.DEADLINE_REMINDER_DAYS
+    )
 
 
 def request_submit(
