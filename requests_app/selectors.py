@@ -20,6 +20,8 @@ from django.utils.translation import gettext_lazy as _
 
 from requests_app.lifecycle import CLOCK_RUNNING, CLOSED_STATUSES, OPEN_STATUSES, VERIFIED_OPEN
 from requests_app.models import (
+    ActionKind,
+    ActionStatus,
     AuditEvent,
     Channel,
     ClosedRequestCount,
@@ -27,6 +29,7 @@ from requests_app.models import (
     PrivacyRequest,
     Regime,
     RequestType,
+    SourceAction,
     Status,
     rights_mask,
 )
@@ -489,7 +492,29 @@ def workload_summary(*, today: datetime.date | None = None, user=None, list_size
     for name, queryset in groups.items():
         summary[f"{name}_count"] = queryset.count()
         summary[name] = list(queryset[:list_size])
+    summary["holds_ended"] = holds_ended(today=today)
     return summary
+
+
+HOLDS_ENDED_DAYS = 7
+
+
+def holds_ended(*, today: datetime.date) -> list[dict]:
+    """Data that erasures kept under a legal hold which ended in the past week: the completion letter
+    told the subject it would be kept "until then at the latest", so it is now due for erasure."""
+    since = (today - datetime.timedelta(days=HOLDS_ENDED_DAYS)).isoformat()
+    erasures = (
+        SourceAction.objects.filter(kind=ActionKind.ERASE, status=ActionStatus.DONE)
+        .exclude(result__held=[])
+        .select_related("request", "source")
+        .order_by("finished_at")
+    )
+    return [
+        {"reference": action.request.reference, "source": action.source.name, "category": hold["category"], "until": hold["until"]}
+        for action in erasures
+        for hold in action.result.get("held", [])
+        if since <= hold["until"] < today.isoformat()
+    ]
 
 
 PREVIEW_ROWS = 5

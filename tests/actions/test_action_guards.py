@@ -201,3 +201,32 @@ def test_an_objection_completes_only_once_a_suppression_was_applied(dpo_actor):
     suppression.suppress(request=request, actor=dpo_actor, purposes=[marketing])
     completed = handling.request_complete(request=request, actor=dpo_actor, letter="Done", expected_status=request.status)
     assert completed.status == "completed"
+
+
+def test_the_dpo_is_reminded_of_kept_data_once_its_hold_has_ended(cdr, erasure_request, dpo, dpo_actor, step, client):
+    from django.core import mail
+
+    from requests_app import selectors
+    from requests_app.emails import send_daily_digest
+    from tests.conftest import login_staff
+
+    ends = timezone.localdate() + datetime.timedelta(days=2)
+    LegalHold.objects.create(source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law", until=ends)
+    step(actions.execute, _approved(erasure_request, cdr, dpo_actor, step), actor=dpo_actor)
+    assert selectors.holds_ended(today=timezone.localdate()) == []  # still held
+
+    three_days_later = timezone.localdate() + datetime.timedelta(days=3)
+    ended = selectors.holds_ended(today=three_days_later)
+    assert ended == [{"reference": erasure_request.reference, "source": "Call records", "category": "calls", "until": ends.isoformat()}]
+    assert selectors.holds_ended(today=three_days_later + datetime.timedelta(days=7)) == []  # a week's reminder
+
+    send_daily_digest(today=three_days_later, recipients=["dpo@example.com"])
+    assert f"{erasure_request.reference}: Call records / calls" in mail.outbox[-1].body
+
+    # The home page looks at today: let the hold have ended yesterday.
+    action = erasure_request.source_actions.get()
+    yesterday = (timezone.localdate() - datetime.timedelta(days=1)).isoformat()
+    SourceAction.objects.filter(pk=action.pk).update(result={**action.result, "held": [{**action.result["held"][0], "until": yesterday}]})
+    login_staff(client, dpo)
+    home = client.get("/staff/").content.decode()
+    assert "Legal holds ended this week" in home and f"{erasure_request.reference}</a>: Call records / calls" in home
