@@ -780,13 +780,18 @@ class SourceSystem(models.Model):
         return self.name
 
     def clean(self) -> None:
-        # An SQL source's list is a table.column, an HTTP source's a path: the other form cannot work.
-        if self.restriction_list and self.connector in (ConnectorKind.SQL, ConnectorKind.HTTP):
-            is_path = self.restriction_list.startswith("/")
-            if is_path != (self.connector == ConnectorKind.HTTP):
-                raise ValidationError(
-                    {"restriction_list": _("SQL sources give table.column; HTTP sources a path starting with /.")}
-                )
+        # The field accepts both spellings; which one can work depends on the connector.
+        if not self.restriction_list:
+            return
+        is_path = self.restriction_list.startswith("/")
+        if self.connector == ConnectorKind.SQL and is_path:
+            raise ValidationError({"restriction_list": _("A SQL source records restrictions in a table.column.")})
+        if self.connector == ConnectorKind.HTTP and not is_path:
+            raise ValidationError({"restriction_list": _("An HTTP source records restrictions at a path starting with /.")})
+        if self.connector == ConnectorKind.MANUAL:
+            raise ValidationError(
+                {"restriction_list": _("A manual source's owner records restrictions by hand: leave this empty.")}
+            )
 
 
 class SourceCategory(models.Model):

@@ -263,15 +263,7 @@ class SourceSystemForm(forms.ModelForm):
             self.add_error("connection_env", _("Name the variable %(prefix)s..., e.g. %(prefix)sBILLING_DB_URL.") % {"prefix": SOURCE_ENV_PREFIX})
         if "@" in (cleaned.get("connection_url") or "") and ":" in (cleaned.get("connection_url") or "").split("@")[0].split("//")[-1]:
             self.add_error("connection_url", _("Put passwords in the environment variable, never in the inventory."))
-        restriction_list = cleaned.get("restriction_list") or ""
-        # The model accepts both spellings; which one applies depends on the connector.
-        if restriction_list and connector == ConnectorKind.SQL and restriction_list.startswith("/"):
-            self.add_error("restriction_list", _("A SQL source records restrictions in a table.column."))
-        if restriction_list and connector == ConnectorKind.HTTP and not restriction_list.startswith("/"):
-            self.add_error("restriction_list", _("An HTTP source records restrictions at a path starting with /."))
-        if restriction_list and connector == ConnectorKind.MANUAL:
-            self.add_error("restriction_list", _("A manual source's owner records restrictions by hand: leave this empty."))
-        return cleaned
+        return cleaned  # the model's clean() checks the restriction list against the connector
 
 
 class SourceCategoryForm(forms.ModelForm):
