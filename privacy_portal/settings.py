@@ -281,6 +281,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "requests_app.tasks.delete_expired_exports",
         "schedule": timedelta(hours=1),
     },
+    "verify-audit-chain": {
+        "task": "requests_app.tasks.verify_audit_chain",
+        "schedule": crontab(hour=env_int("AUDIT_CHAIN_CHECK_HOUR", 2), minute=30),
+    },
     "expire-unverified-requests": {
         "task": "requests_app.tasks.expire_unverified_requests",
         "schedule": timedelta(minutes=15),

@@ -21,6 +21,7 @@ from requests_app.lifecycle import RequestError
 from requests_app.models import (
     AssignmentRule,
     Attachment,
+    AuditChainCheck,
     AuditChainHead,
     ClockPause,
     DailyDigest,
@@ -228,6 +229,11 @@ class ReferenceCounterAdmin(ReadOnlyAdmin):
 @admin.register(AuditChainHead)
 class AuditChainHeadAdmin(ReadOnlyAdmin):
     list_display = ["sequence", "hash"]
+
+
+@admin.register(AuditChainCheck)
+class AuditChainCheckAdmin(ReadOnlyAdmin):
+    list_display = ["checked_at", "events_checked", "broken_at_sequence", "reason"]
 
 
 @admin.register(Organisation)

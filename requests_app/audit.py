@@ -14,7 +14,13 @@ from datetime import UTC
 from django.db import transaction
 from django.utils import timezone
 
-from requests_app.models import ActorKind, AuditChainHead, AuditEvent, PrivacyRequest
+from requests_app.models import (
+    ActorKind,
+    AuditChainCheck,
+    AuditChainHead,
+    AuditEvent,
+    PrivacyRequest,
+)
 
 GENESIS_HASH = "0" * 64
 
@@ -133,3 +139,54 @@ def verify_chain() -> tuple[int, ChainBreak | None]:
             checked + 1, None, f"the chain head says #{head.sequence}, but the last event is #{checked}"
         )
     return checked, None
+
+
+def check_chain() -> AuditChainCheck:
+    """Walk the whole chain and record the result: the latest check is what staff and certificates see."""
+    checked, chain_break = verify_chain()
+    return AuditChainCheck.objects.create(
+        events_checked=checked,
+        broken_at_sequence=chain_break.sequence if chain_break else None,
+        reason=chain_break.reason if chain_break else "",
+    )
+
+
+def verify_request_events(request: PrivacyRequest) -> tuple[int, ChainBreak | None]:
+    """Check one request's events where they sit in the chain, without walking the rest of it.
+
+    Each event must match its hash and be linked to the events on either side
+    (the one before by its `previous_hash`, the one after by the next
+    `previous_hash`, or be the chain head). Editing one of them, or rewriting
+    its hash, shows here; a forgery elsewhere shows in the nightly walk of the
+    whole chain (check_chain). Returns the number checked and the first break.
+    """
+    # In this order: any event up to the head read second has committed, so
+    # its neighbours read third are there, however many events are appended meanwhile.
+    events = list(request.events.order_by("sequence"))
+    head = AuditChainHead.objects.filter(pk=1).first()
+    around = {event.sequence + step for event in events for step in (-1, 1)}
+    neighbours = {
+        sequence: (hash_, previous_hash)
+        for sequence, hash_, previous_hash in AuditEvent.objects.filter(sequence__in=around).values_list(
+            "sequence", "hash", "previous_hash"
+        )
+    }
+    for checked, event in enumerate(events):
+        if event_hash(event) != event.hash:
+            return checked, ChainBreak(event.sequence, event.id, "its content does not match its hash")
+        if event.sequence == 1:
+            expected_previous = GENESIS_HASH
+        elif event.sequence - 1 in neighbours:
+            expected_previous = neighbours[event.sequence - 1][0]
+        else:
+            return checked, ChainBreak(event.sequence - 1, None, f"event #{event.sequence - 1} is missing")
+        if event.previous_hash != expected_previous:
+            return checked, ChainBreak(event.sequence, event.id, "its previous_hash does not match the event before it")
+        if event.sequence + 1 in neighbours:
+            if neighbours[event.sequence + 1][1] != event.hash:
+                return checked, ChainBreak(
+                    event.sequence + 1, None, "its previous_hash does not match the event before it"
+                )
+        elif head is None or (head.sequence, head.hash) != (event.sequence, event.hash):
+            return checked, ChainBreak(event.sequence + 1, None, f"event #{event.sequence + 1} is missing")
+    return len(events), None

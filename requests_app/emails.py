@@ -195,3 +195,12 @@ def send_recipient_notice(recipient, content: dict) -> None:
         "recipient-notice", {"recipient": recipient, **content}, to=[recipient.notification_email], language=settings.LANGUAGE_CODE
     )
     message.send()
+
+
+def send_audit_chain_broken_email(check_id: int) -> None:
+    """Tell the DPOs the nightly walk found the audit chain broken: someone may have edited the trail."""
+    from requests_app.models import AuditChainCheck
+    from requests_app.services.routing import dpo_users
+
+    check = AuditChainCheck.objects.get(pk=check_id)
+    render_email("audit-chain-broken", {"check": check}, to=dpo_recipients(dpo_users()), language=settings.LANGUAGE_CODE).send()

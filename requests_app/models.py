@@ -423,6 +423,29 @@ class AuditChainHead(models.Model):
     hash = models.CharField(max_length=64, default="0" * 64)
 
 
+class AuditChainCheck(models.Model):
+    """One walk over the whole audit chain (nightly, or `manage.py verify_audit_chain`).
+
+    The latest one is what the staff home page and completion certificates
+    report, so that they need not walk every event themselves.
+    """
+
+    checked_at = models.DateTimeField(default=timezone.now, db_index=True)
+    events_checked = models.PositiveBigIntegerField()
+    broken_at_sequence = models.PositiveBigIntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        get_latest_by = "checked_at"
+
+    def __str__(self) -> str:
+        return f"chain check {self.checked_at:%Y-%m-%d %H:%M}: " + ("intact" if self.intact else "broken")
+
+    @property
+    def intact(self) -> bool:
+        return self.broken_at_sequence is None
+
+
 class SentNotification(models.Model):
     """Marks an email (or the request.created webhook) as sent, so a task that runs twice sends it once.
 

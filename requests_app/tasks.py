@@ -12,7 +12,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from requests_app import emails
+from requests_app import audit, emails
 from requests_app.models import ExportPackage, IdempotencyRecord, Message, PrivacyRequest, SentNotification, Status
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import actions, exports, intake, notices, routing, webhooks
@@ -167,6 +167,21 @@ def dispatch_due_webhooks() -> int:
 @shared_task(**EMAIL_RETRY)
 def send_webhook_disabled_email(endpoint_id: int) -> None:
     emails.send_webhook_disabled_email(endpoint_id)
+
+
+@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3500)
+def verify_audit_chain() -> bool:
+    """Nightly: walk the whole audit chain, record the result, and alert the DPOs if it is broken."""
+    check = audit.check_chain()
+    if not check.intact:
+        logger.error("audit chain broken at event #%s: %s", check.broken_at_sequence, check.reason)
+        send_audit_chain_broken_email.delay(check.id)
+    return check.intact
+
+
+@shared_task(**EMAIL_RETRY)
+def send_audit_chain_broken_email(check_id: int) -> None:
+    emails.send_audit_chain_broken_email(check_id)
 
 
 @shared_task(acks_late=True)

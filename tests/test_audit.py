@@ -3,10 +3,23 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from requests_app import lifecycle
-from requests_app.audit import Actor, record_event, verify_chain
-from requests_app.models import AuditEvent, Channel, Organisation, Status
-from tests.factories import request_in_status, submit_request
+from requests_app import lifecycle, tasks
+from requests_app.audit import (
+    Actor,
+    check_chain,
+    record_event,
+    verify_chain,
+    verify_request_events,
+)
+from requests_app.models import (
+    AuditChainCheck,
+    AuditChainHead,
+    AuditEvent,
+    Channel,
+    Organisation,
+    Status,
+)
+from tests.factories import request_in_status, staff_in_role, submit_request
 
 
 @pytest.mark.django_db
@@ -86,6 +99,7 @@ def test_verify_command_reports_intact_and_broken_chains(capsys):
     request_in_status(Status.NEW)
     call_command("verify_audit_chain")
     assert "Audit chain intact: 2 events." in capsys.readouterr().out
+    assert AuditChainCheck.objects.get().intact  # recorded, for the staff home page and certificates
 
     AuditEvent.objects.filter(sequence=2).update(action="complete")
     with pytest.raises(CommandError, match=r"broken at event #2"):
@@ -125,3 +139,129 @@ def test_staff_actor_is_recorded(staff_user):
     lifecycle.transition(request, "start_work", actor=Actor.staff(staff_user))
     event = request.events.last()
     assert (event.actor_id, event.actor_label, event.actor_kind) == (staff_user.id, staff_user.username, "staff")
+
+
+# --- checking one request's events, and the nightly walk ------------------------
+
+
+def interleaved_requests():
+    """Two requests whose events alternate in the chain, so each one's neighbours belong to the other."""
+    first, second = submit_request(), submit_request()
+    for action in ("verify_email", "start_work"):
+        for request in (first, second):
+            lifecycle.transition(request, action, actor=Actor.system())
+    return first, second
+
+
+@pytest.mark.django_db
+def test_one_requests_events_are_verified_where_they_sit_in_the_chain():
+    first, second = interleaved_requests()
+    assert verify_request_events(first) == (3, None)
+    assert verify_request_events(second) == (3, None)
+
+
+@pytest.mark.django_db
+def test_one_requests_check_reads_its_own_events_and_their_neighbours_only():
+    first, _ = interleaved_requests()
+    with CaptureQueriesContext(connection) as few:
+        verify_request_events(first)
+    for _ in range(5):
+        interleaved_requests()
+    with CaptureQueriesContext(connection) as many:
+        assert verify_request_events(first) == (3, None)
+    assert len(many) == len(few) == 3
+
+
+@pytest.mark.django_db
+def test_one_requests_check_names_its_edited_event():
+    first, _ = interleaved_requests()
+    victim = first.events.get(action="start_work")
+    AuditEvent.objects.filter(pk=victim.pk).update(note="edited after the fact")
+    checked, broken = verify_request_events(first)
+    assert (checked, broken.sequence, broken.event_id) == (2, victim.sequence, victim.id)
+    assert "content does not match" in broken.reason
+
+
+@pytest.mark.django_db
+def test_one_requests_check_catches_a_rehashed_event_by_the_next_link():
+    from requests_app.audit import event_hash
+
+    first, second = interleaved_requests()
+    victim = first.events.get(action="verify_email")
+    victim.note = "forged"
+    AuditEvent.objects.filter(pk=victim.pk).update(note="forged", hash=event_hash(victim))
+    _, broken = verify_request_events(first)
+    assert broken.sequence == victim.sequence + 1 and "previous_hash" in broken.reason
+    # The other request's event after it shows the break too.
+    assert verify_request_events(second)[1].sequence == victim.sequence + 1
+
+
+@pytest.mark.django_db
+def test_one_requests_check_catches_a_deleted_neighbour():
+    first, _ = interleaved_requests()
+    last = first.events.order_by("sequence").last()
+    AuditEvent.objects.filter(sequence=last.sequence + 1)._raw_delete(AuditEvent.objects.db)
+    _, broken = verify_request_events(first)
+    assert broken.sequence == last.sequence + 1 and "missing" in broken.reason
+
+
+@pytest.mark.django_db
+def test_the_newest_event_is_checked_against_the_chain_head():
+    request = request_in_status(Status.NEW)
+    assert verify_request_events(request) == (2, None)
+    AuditChainHead.objects.update(sequence=3)  # as if the event after it had been deleted
+    _, broken = verify_request_events(request)
+    assert broken.sequence == 3 and "missing" in broken.reason
+
+
+@pytest.mark.django_db
+def test_the_nightly_check_records_an_intact_chain_and_emails_nobody(mailoutbox):
+    request_in_status(Status.NEW)
+    assert tasks.verify_audit_chain() is True
+    check = AuditChainCheck.objects.get()
+    assert (check.intact, check.events_checked) == (True, 2)
+    assert mailoutbox == []
+
+
+@pytest.mark.django_db
+def test_the_nightly_check_alerts_the_dpos_when_the_chain_is_broken(mailoutbox, settings):
+    settings.DPO_EMAIL = "dpo@carrier.example"
+    staff_in_role("DPO", username="chief", email="chief@carrier.example")
+    staff_in_role("Handler", username="handler", email="handler@carrier.example")
+    request_in_status(Status.IN_PROGRESS)
+    AuditEvent.objects.filter(sequence=2).update(note="edited")
+
+    assert tasks.verify_audit_chain() is False
+    check = AuditChainCheck.objects.get()
+    assert (check.broken_at_sequence, check.events_checked) == (2, 1)
+    [message] = mailoutbox
+    assert set(message.to) == {"dpo@carrier.example", "chief@carrier.example"}
+    assert "broken at event #2: its content does not match its hash" in message.body
+
+
+@pytest.mark.django_db
+def test_the_nightly_check_is_scheduled():
+    from django.conf import settings
+
+    assert settings.CELERY_BEAT_SCHEDULE["verify-audit-chain"]["task"] == "requests_app.tasks.verify_audit_chain"
+
+
+@pytest.mark.django_db
+def test_the_staff_home_page_shows_the_latest_check(client):
+    from django.urls import reverse
+
+    from tests.conftest import login_staff
+
+    login_staff(client, staff_in_role("Auditor", username="auditor"))
+    page = client.get(reverse("staff:home")).content.decode()
+    assert "has not been checked yet" in page
+
+    request_in_status(Status.NEW)
+    check_chain()
+    page = client.get(reverse("staff:home")).content.decode()
+    assert "2 events, no break" in page and 'role="alert"' not in page
+
+    AuditEvent.objects.filter(sequence=1).update(note="edited")
+    check_chain()
+    page = client.get(reverse("staff:home")).content.decode()
+    assert 'role="alert"' in page and "found broken" in page and "at event #1" in page

@@ -34,6 +34,7 @@ from requests_app.lifecycle import NotAllowed, RequestError
 from requests_app.models import (
     Attachment,
     AssignmentRule,
+    AuditChainCheck,
     ExportKind,
     ExportPackage,
     ExportStatus,
@@ -154,7 +155,10 @@ def home(request: HttpRequest) -> HttpResponse:
     manual_tasks = ManualTask.objects.filter(
         assignee=request.user, done_at__isnull=True, export__status=ExportStatus.WAITING_MANUAL
     ).select_related("source", "export__request")
-    return render(request, "staff/home.html", {"summary": summary, "manual_tasks": manual_tasks})
+    chain_check = AuditChainCheck.objects.order_by("-checked_at").first()
+    return render(
+        request, "staff/home.html", {"summary": summary, "manual_tasks": manual_tasks, "chain_check": chain_check}
+    )
 
 
 class KnownCountPaginator(Paginator):

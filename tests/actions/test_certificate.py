@@ -7,16 +7,19 @@ import subprocess
 import pytest
 from django.utils import timezone
 
+from requests_app import audit
 from requests_app.models import (
     AuditEvent,
     ErasureException,
     LegalHold,
     Recipient,
     RequestType,
+    Status,
 )
 from requests_app.services import actions, certificate, handling, notices
 from tests.actions.conftest import verified_request
 from tests.actions.test_notices import carry_out_actions
+from tests.factories import request_in_status
 
 
 @pytest.fixture
@@ -53,14 +56,29 @@ def test_the_certificate_shows_actions_holds_notices_and_the_verified_trail(comp
     assert events.count() > 5
     for event in events:
         assert event.hash in html
-    assert "The audit chain verified:" in html and "no break" in html
+    assert f"This request's {events.count()} events match their hashes and are linked" in html
+    assert "The whole chain has not been checked yet" in html
     assert "ana@example.com" not in html  # the identifiers stay out of the certificate
 
 
-def test_the_certificate_reports_a_broken_chain(completed_erasure):
+def test_the_certificate_reports_a_broken_event_of_the_request(completed_erasure):
     AuditEvent.objects.filter(request=completed_erasure, action="source_action_approved").update(note="edited afterwards")
     html = certificate.render_certificate_html(completed_erasure)
     assert "The audit chain is broken at event #" in html and "its content does not match its hash" in html
+
+
+def test_the_certificate_reports_the_latest_walk_of_the_whole_chain(completed_erasure):
+    """A break elsewhere in the chain is not the request's own, but the latest nightly walk reports it."""
+    audit.check_chain()
+    html = certificate.render_certificate_html(completed_erasure)
+    assert "The whole chain was last checked on" in html and "no break" in html
+
+    other = request_in_status(Status.NEW)
+    AuditEvent.objects.filter(request=other).update(note="edited afterwards")
+    audit.check_chain()
+    html = certificate.render_certificate_html(completed_erasure)
+    assert "match their hashes and are linked" in html
+    assert "and found broken at event #" in html
 
 
 def test_the_certificate_names_rectified_fields_not_values(crm, dpo_actor, django_capture_on_commit_callbacks):
