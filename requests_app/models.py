@@ -239,6 +239,12 @@ class PrivacyRequest(models.Model):
         return self.reference
 
     @property
+    def requested_rights(self) -> list[str]:
+        """The rights asked (RequestType values, in their declared order), read from rights_mask: no query.
+        Rights never change after intake, so the mask and the RequestedRight rows agree."""
+        return [right for bit, right in enumerate(RequestType.values) if self.rights_mask & (1 << bit)]
+
+    @property
     def is_open(self) -> bool:
         from requests_app.lifecycle import OPEN_STATUSES
 

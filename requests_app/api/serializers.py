@@ -59,7 +59,7 @@ class RequestSerializer(serializers.ModelSerializer):
 
     def get_rights(self, request) -> list[str]:
         # From the bits kept on the request (rights never change after intake): no query.
-        return [right for bit, right in enumerate(RequestType.values) if request.rights_mask & (1 << bit)]
+        return request.requested_rights
 
     def get_timeline(self, request) -> list[dict]:
         if not self.context.get("with_timeline"):

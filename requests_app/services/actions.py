@@ -89,7 +89,7 @@ def plan_actions(*, request: PrivacyRequest, actor: Actor) -> list[SourceAction]
     with transaction.atomic():
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
         _require_open(locked)
-        kinds = [ACTION_FOR_RIGHT[right] for right in locked.rights.values_list("right", flat=True) if right in ACTION_FOR_RIGHT]
+        kinds = [ACTION_FOR_RIGHT[right] for right in locked.requested_rights if right in ACTION_FOR_RIGHT]
         if not kinds:
             raise RequestError(_("This request asks for no erasure, rectification or restriction."))
         rectified_sources = set(locked.rectification_changes.values_list("category__source_id", flat=True))
@@ -134,7 +134,7 @@ def rectification_change_set(
     A change after the source's dry run makes that dry run (and any approval) void.
     """
     roles.require_can_work(actor, request)
-    if not request.rights.filter(right=RequestType.RECTIFICATION).exists():
+    if RequestType.RECTIFICATION not in request.requested_rights:
         raise RequestError(_("This request asks for no rectification."))
     rule = category.fields.filter(name=field, rectifiable=True).first()
     if rule is None:
@@ -444,7 +444,7 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
     """Why the request cannot be completed yet: work in the source systems, Art. 19 notices or a
     suppression still to do."""
     blockers = []
-    rights = set(request.rights.values_list("right", flat=True))
+    rights = set(request.requested_rights)
     actions = list(request.source_actions.select_related("source"))
     if rights & {RequestType.ERASURE, RequestType.RESTRICTION} and not actions:
         blockers.append(_("The erasure or restriction has not been planned in the source systems."))

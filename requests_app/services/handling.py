@@ -210,7 +210,7 @@ def _auto_start_export(request: PrivacyRequest) -> None:
 
     if not settings.EXPORT_AUTO_START or request.exports.exists():
         return
-    rights = set(request.rights.values_list("right", flat=True))
+    rights = set(request.requested_rights)
     kind = "access" if "access" in rights else "portability" if "portability" in rights else None
     if kind:
         exports.export_start(request=request, actor=Actor.system(), kind=kind)

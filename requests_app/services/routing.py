@@ -42,7 +42,7 @@ def dpo_users():
 
 def choose_assignee(request: PrivacyRequest) -> tuple[AssignmentRule | None, Team | None, object]:
     """The first matching active rule decides; with none, the least-loaded DPO."""
-    rights = list(request.rights.values_list("right", flat=True))
+    rights = request.requested_rights
     for rule in AssignmentRule.objects.filter(active=True).select_related("assign_team", "assign_user"):
         if rule.matches(request, rights):
             if rule.assign_user_id:

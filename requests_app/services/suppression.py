@@ -50,7 +50,7 @@ def normalise(kind: str, value: str) -> str:
 
 def suppression_right(request: PrivacyRequest) -> str | None:
     """The first of SUPPRESSION_RIGHTS the request asks for, or None."""
-    asked = set(request.rights.values_list("right", flat=True))
+    asked = set(request.requested_rights)
     return next((right for right in SUPPRESSION_RIGHTS if right in asked), None)
 
 

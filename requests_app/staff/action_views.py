@@ -39,7 +39,7 @@ WORKING = (ActionStatus.DRY_RUNNING, ActionStatus.RUNNING)
 def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: dict | None = None) -> dict:
     """What the panel shows. `bound` holds forms that failed, by key, to show again with their errors."""
     bound = bound or {}
-    rights = set(privacy_request.rights.values_list("right", flat=True))
+    rights = set(privacy_request.requested_rights)
     if not rights & set(actions.ACTION_FOR_RIGHT):
         return {"shown": False}
     user = request.user

@@ -21,13 +21,12 @@ from tests.factories import request_in_status, staff_in_role
 
 def objection_request(**overrides):
     """An in-progress objection with a verified email (mixed case) and an unverified phone."""
-    request = request_in_status(
-        "in_progress",
-        rights=[RightDetails(RequestType.OBJECTION, objection_processing="Marketing emails")],
-        subject_email="Ana.Peeters@Example.com",
-        subject_phone="+32470123456",
-        **overrides,
-    )
+    fields = {
+        "rights": [RightDetails(RequestType.OBJECTION, objection_processing="Marketing emails")],
+        "subject_email": "Ana.Peeters@Example.com",
+        "subject_phone": "+32470123456",
+    }
+    request = request_in_status("in_progress", **{**fields, **overrides})
     request.identities.filter(kind="email").update(verified_at=timezone.now())
     return request
 
@@ -71,9 +70,12 @@ def test_suppress_twice_adds_once_and_audits_counts_never_values(marketing, dpo)
 
 @pytest.mark.django_db
 def test_the_right_recorded_is_the_first_suppression_right_the_request_asks_for(marketing, dpo):
-    request = objection_request()
-    request.rights.create(right=RequestType.LIMIT_USE)
-    request.rights.filter(right=RequestType.OBJECTION).update(right=RequestType.WITHDRAW_CONSENT)
+    request = objection_request(
+        rights=[
+            RightDetails(RequestType.LIMIT_USE),
+            RightDetails(RequestType.WITHDRAW_CONSENT, consent_withdrawn="Event sponsors"),
+        ]
+    )
 
     suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing])
 
