@@ -243,10 +243,6 @@ if CELERY_BROKER_URL == "filesystem://":
         "processed_folder": str(VAR_DIR / "celery" / "processed"),
         "store_processed": False,
     }
-else:
-    # A message not acknowledged within this time is delivered again; it
-    # must exceed the longest task time limit.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -345,6 +341,20 @@ if not ANONYMISATION_KEY:
 # it no run can still be going, so staff may start a stuck one again (its
 # task lost with a broker outage, say).
 SOURCE_ACTION_TIME_LIMIT = env_int("SOURCE_ACTION_TIME_LIMIT_SECONDS", 2 * 3600)
+
+if CELERY_BROKER_URL != "filesystem://":
+    # Redis delivers a message nobody acknowledged within the visibility
+    # timeout to another worker. Below the longest task's hard time limit, a
+    # long erasure or export still running would start a second time alongside.
+    # (The worker-kill tests set a few seconds, outside production, to see a
+    # killed worker's task taken over quickly.)
+    _longest_task = max(SOURCE_ACTION_TIME_LIMIT, EXPORT_TASK_TIME_LIMIT, CELERY_TASK_TIME_LIMIT)
+    _visibility_timeout = env_int("CELERY_VISIBILITY_TIMEOUT", _longest_task + 600)
+    if PRODUCTION and _visibility_timeout <= _longest_task:
+        raise ImproperlyConfigured(
+            f"CELERY_VISIBILITY_TIMEOUT ({_visibility_timeout} s) must exceed the longest task time limit ({_longest_task} s)"
+        )
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _visibility_timeout}
 
 SMS_BACKEND = env_str("SMS_BACKEND", "requests_app.sms.FileBackend")
 SMS_FILE_PATH = env_str("SMS_FILE_PATH", str(VAR_DIR / "sms"))

@@ -169,7 +169,7 @@ def send_webhook_disabled_email(endpoint_id: int) -> None:
     emails.send_webhook_disabled_email(endpoint_id)
 
 
-@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3500)
+@shared_task(acks_late=True)
 def verify_audit_chain() -> bool:
     """Nightly: walk the whole audit chain, record the result, and alert the DPOs if it is broken."""
     check = audit.check_chain()

@@ -62,6 +62,19 @@ def test_secrets_can_come_from_files(tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "from-a-file-" + "z" * 50
 
 
+def test_redis_redelivers_a_task_only_after_the_longest_task_could_have_run(settings):
+    """A message redelivered while its task still runs would run a long erasure twice at once."""
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] > settings.SOURCE_ACTION_TIME_LIMIT
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] > settings.EXPORT_TASK_TIME_LIMIT
+
+    result = run_manage(
+        "check", PRODUCTION="true", SECRET_KEY="k" * 60, ALLOWED_HOSTS="x.example", ANONYMISATION_KEY="a" * 50,
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/0", CELERY_VISIBILITY_TIMEOUT="3600",
+    )
+    assert result.returncode != 0
+    assert "CELERY_VISIBILITY_TIMEOUT (3600 s) must exceed the longest task time limit (7200 s)" in result.stderr
+
+
 def test_a_malformed_number_is_refused():
     result = run_manage("check", ATTACHMENT_MAX_BYTES="ten megabytes")
     assert result.returncode != 0
