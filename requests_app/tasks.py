@@ -1,21 +1,30 @@
 """Celery tasks: thin wrappers that load by id and call a service.
 
-Arguments are ids only, never personal data. Tasks are enqueued with
-transaction.on_commit, acknowledged late (a worker that dies mid-task gets
+Arguments are ids only, never personal data. Tasks are queued once the
+change commits (queue_after_commit), acknowledged late (a worker that dies mid-task gets
 it redelivered) and safe to run twice.
 """
 
 import logging
 from smtplib import SMTPException
 
+import kombu.exceptions
 from celery import shared_task
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from requests_app import audit, emails
-from requests_app.models import ExportPackage, IdempotencyRecord, Message, PrivacyRequest, SentNotification, Status
-from requests_app.services import deadlines as deadline_service
+from requests_app.models import (
+    ExportPackage,
+    IdempotencyRecord,
+    Message,
+    PrivacyRequest,
+    SentNotification,
+    Status,
+)
 from requests_app.services import actions, exports, intake, notices, routing, webhooks
+from requests_app.services import deadlines as deadline_service
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +36,25 @@ EMAIL_RETRY = {
     "retry_backoff_max": 3600,
     "max_retries": 10,
 }
+
+
+def queue_after_commit(task, *ids) -> None:
+    """Queue `task` with these ids once the current transaction commits.
+
+    The change is durable by then. If the broker cannot be reached, the error
+    is logged and the caller's answer stands: a 500 would make an API client
+    retry a request that was filed, and file it twice. The periodic sweepers
+    (unrouted requests, due webhooks) and staff's retries pick up what the
+    lost message left undone.
+    """
+
+    def publish():
+        try:
+            task.delay(*ids)
+        except kombu.exceptions.OperationalError:
+            logger.exception("could not queue %s%s: the broker is unreachable", task.name, ids)
+
+    transaction.on_commit(publish)
 
 
 @shared_task(**EMAIL_RETRY)

@@ -1,3 +1,4 @@
+import socket
 import time
 
 import pytest
@@ -5,7 +6,7 @@ from django.core import mail
 
 from privacy_portal.celery import app as celery_app
 from requests_app import tasks
-from requests_app.models import SentNotification
+from requests_app.models import Organisation, PrivacyRequest, SentNotification
 from requests_app.services.intake import request_resend_verification
 from tests.factories import submit_request
 
@@ -104,3 +105,55 @@ def test_a_real_worker_on_redis_sends_the_verification_email(settings):
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == [request.subject_email]
     assert SentNotification.objects.filter(request=request, kind="verify_email").exists()
+
+
+@pytest.fixture
+def unreachable_broker(monkeypatch):
+    """A Redis URL nobody listens on: publishing fails as it does when Redis is down."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"redis://127.0.0.1:{port}/0"
+    # Celery reads the broker from this variable before its own settings (which a worker test may have set).
+    monkeypatch.setenv("CELERY_BROKER_URL", url)
+    saved = {name: celery_app.conf[name] for name in ("broker_url", "broker_write_url", "task_always_eager")}
+    drop_pooled_connections()
+    celery_app.conf.update(broker_url=url, broker_write_url=url, task_always_eager=False, task_publish_retry=False)
+    yield
+    monkeypatch.undo()
+    celery_app.conf.update(saved)
+    drop_pooled_connections()
+
+
+def drop_pooled_connections():
+    """Make the app pick its connections anew for the broker URL now configured (as Celery does after a fork)."""
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broker_outage_neither_fails_nor_files_twice_an_api_request(unreachable_broker, caplog):
+    """The request commits, then its task cannot be queued: the portal still gets its 201, and its retry
+    with the same Idempotency-Key the same answer, not a second request. The sweeper routes it later."""
+    from tests.api.conftest import client_with, key_for
+    from tests.api.test_requests_api import URL, VALID
+
+    api = client_with(key_for(Organisation.objects.create(name="Mobile Operator SA")))
+    first = api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+
+    assert first.status_code == again.status_code == 201
+    assert again["Idempotent-Replayed"] == "true" and again.json() == first.json()
+    assert PrivacyRequest.objects.count() == 1
+    assert "could not queue requests_app.tasks.follow_up_request" in caplog.text
+    assert PrivacyRequest.objects.get().routed_at is None  # left for dispatch_unrouted_requests
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broker_outage_still_shows_the_subject_their_reference(client, unreachable_broker):
+    from tests.test_public_form import post_form
+
+    response = post_form(client)
+    assert response.status_code == 302
+    request = PrivacyRequest.objects.get()
+    assert request.reference in client.get(response.url).content.decode()  # they can ask for the link again

@@ -262,7 +262,7 @@ def dry_run_start(*, action: SourceAction, actor: Actor) -> SourceAction:
         token = _new_run(locked)
         locked.status, locked.error = ActionStatus.DRY_RUNNING, ""
         locked.save(update_fields=["status", "error", "run_token"])
-        transaction.on_commit(lambda: tasks.run_source_action_dry_run.delay(locked.id, token))
+        tasks.queue_after_commit(tasks.run_source_action_dry_run, locked.id, token)
     return locked
 
 
@@ -314,7 +314,7 @@ def execute(*, action: SourceAction, actor: Actor) -> SourceAction:
         locked.started_at = timezone.now()  # set again when a worker takes it
         locked.save(update_fields=["status", "error", "progress", "attempts", "started_at", "run_token"])
         record_event(locked.request, "source_action_started", actor=actor, data={**_summary(locked), "attempt": locked.attempts})
-        transaction.on_commit(lambda: tasks.execute_source_action.delay(locked.id, token))
+        tasks.queue_after_commit(tasks.execute_source_action, locked.id, token)
     return locked
 
 
@@ -428,7 +428,7 @@ def queue_due_notices(request: PrivacyRequest) -> None:
         if notice.recipient.source_id not in changed_sources:
             RecipientNotice.objects.filter(pk=notice.pk).update(status=NoticeStatus.NOT_NEEDED)
             continue
-        transaction.on_commit(lambda notice_id=notice.id: tasks.send_recipient_notice.delay(notice_id))
+        tasks.queue_after_commit(tasks.send_recipient_notice, notice.id)
 
 
 def changed_anything(result: dict) -> bool:

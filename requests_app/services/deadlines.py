@@ -163,7 +163,7 @@ def request_extend(*, request: PrivacyRequest, actor: Actor, reason: str) -> Pri
             locked, "deadline_extended", actor=actor, data={"from": str(previous_due_on), "to": str(locked.due_on)}
         )
         if locked.subject_email:
-            transaction.on_commit(lambda: tasks.send_extension_email.delay(locked.id))
+            tasks.queue_after_commit(tasks.send_extension_email, locked.id)
     return locked
 
 
@@ -195,7 +195,7 @@ def sweep_deadlines(*, today: datetime.date | None = None, batch_size: int = 100
             claimed += len(notification_ids)
             for start in range(0, len(notification_ids), 100):
                 chunk = notification_ids[start : start + 100]
-                transaction.on_commit(lambda chunk=chunk: tasks.send_deadline_alerts.delay(chunk))
+                tasks.queue_after_commit(tasks.send_deadline_alerts, chunk)
         if len(batch) < batch_size:
             break
 

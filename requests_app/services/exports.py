@@ -76,7 +76,7 @@ def export_start(*, request: PrivacyRequest, actor: Actor, kind: str = ExportKin
             export.save(update_fields=["status"])
         record_event(locked, "export_started", actor=actor, data={"export": str(export.public_id), "kind": kind})
         if export.status == ExportStatus.QUEUED:
-            transaction.on_commit(lambda: tasks.compile_export.delay(export.id))
+            tasks.queue_after_commit(tasks.compile_export, export.id)
     return export
 
 
@@ -97,7 +97,7 @@ def manual_task_upload(*, task: ManualTask, actor: Actor, upload) -> ManualTask:
         if not export.manual_tasks.filter(done_at__isnull=True).exists():
             export.status = ExportStatus.QUEUED
             export.save(update_fields=["status"])
-            transaction.on_commit(lambda: tasks.compile_export.delay(export.id))
+            tasks.queue_after_commit(tasks.compile_export, export.id)
     return task
 
 
@@ -281,7 +281,7 @@ def export_retry(*, export: ExportPackage, actor: Actor) -> ExportPackage:
         if not ExportPackage.objects.filter(pk=export.pk, status=ExportStatus.FAILED).update(status=ExportStatus.QUEUED, error=""):
             raise RequestError(_("Only a failed export can be retried."))
         record_event(export.request, "export_retried", actor=actor, data={"export": str(export.public_id)})
-        transaction.on_commit(lambda: tasks.compile_export.delay(export.id))
+        tasks.queue_after_commit(tasks.compile_export, export.id)
     export.refresh_from_db()
     return export
 
@@ -314,7 +314,7 @@ def export_release(*, export: ExportPackage, actor: Actor, share_with_organisati
             }
             # Only once the release is committed: never a password for a release that did not happen.
             transaction.on_commit(lambda: sms.send(phone, text))
-        transaction.on_commit(lambda: tasks.send_export_ready_email.delay(locked.id))
+        tasks.queue_after_commit(tasks.send_export_ready_email, locked.id)
     return locked
 
 

@@ -94,7 +94,7 @@ def _send_to_subject(request: PrivacyRequest, *, actor: Actor, subject: str, bod
     )
     record_event(request, action, actor=actor, data={"message": str(message.public_id)})
     if request.subject_email:
-        transaction.on_commit(lambda: tasks.send_subject_message.delay(message.id))
+        tasks.queue_after_commit(tasks.send_subject_message, message.id)
     return message
 
 
@@ -158,7 +158,7 @@ def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = N
             )
             resume = RESUME_TRANSITION.get(paused_from, "start_identity_check")
             lifecycle.transition(locked, resume, actor=actor, note="The subject replied")
-        transaction.on_commit(lambda: tasks.send_reply_notification.delay(locked.id, message.id))
+        tasks.queue_after_commit(tasks.send_reply_notification, locked.id, message.id)
     return message
 
 

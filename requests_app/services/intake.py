@@ -166,7 +166,7 @@ def request_submit(
         # One task, after commit, does the rest: the request is durable before
         # anything else happens, and the caller's answer waits for no more.
         task = tasks.send_verification_email if needs_email_verification else tasks.follow_up_request
-        transaction.on_commit(lambda: task.delay(request.id))
+        tasks.queue_after_commit(task, request.id)
         # Last, so the lock on the chain head, which every submission waits
         # for, is held only until the commit that follows.
         record_event(
@@ -286,8 +286,8 @@ def request_verify_email(*, token: str) -> PrivacyRequest:
             kind=IdentityKind.EMAIL, value=request.subject_email
         ).update(verified_at=now, verification_method=VerificationMethod.EMAIL_LINK)
 
-        transaction.on_commit(lambda: tasks.send_request_confirmed_email.delay(request.id))
-        transaction.on_commit(lambda: tasks.route_request.delay(request.id))
+        tasks.queue_after_commit(tasks.send_request_confirmed_email, request.id)
+        tasks.queue_after_commit(tasks.route_request, request.id)
     request.verified_at = now
     return request
 
@@ -315,7 +315,7 @@ def request_resend_verification(*, reference: str, email: str) -> bool:
         request.save(update_fields=["verification_nonce", "updated_at"])
         record_event(request, "verification_resent", actor=Actor.subject())
 
-        transaction.on_commit(lambda: tasks.send_verification_email.delay(request.id))
+        tasks.queue_after_commit(tasks.send_verification_email, request.id)
     return True
 
 

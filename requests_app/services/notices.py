@@ -143,7 +143,7 @@ def resend(*, notice: RecipientNotice, actor: Actor) -> RecipientNotice:
         locked.status, locked.error = NoticeStatus.PENDING, ""
         locked.save(update_fields=["status", "error"])
         record_event(locked.request, "recipient_notice_resent", actor=actor, data={"recipient": locked.recipient.name})
-        transaction.on_commit(lambda: tasks.send_recipient_notice.delay(locked.id))
+        tasks.queue_after_commit(tasks.send_recipient_notice, locked.id)
     return locked
 
 

@@ -77,7 +77,7 @@ def route_request(*, request_id: int) -> bool:
             },
         )
         if assignee is not None:
-            transaction.on_commit(lambda: tasks.send_assignment_email.delay(request.id, event.sequence))
+            tasks.queue_after_commit(tasks.send_assignment_email, request.id, event.sequence)
         else:
             logger.warning("request %s routed with nobody to assign it to", request.reference)
     return True
@@ -136,7 +136,7 @@ def request_assign(
             },
         )
         if assignee is not None and assignee != actor.user:
-            transaction.on_commit(lambda: tasks.send_assignment_email.delay(locked.id, event.sequence))
+            tasks.queue_after_commit(tasks.send_assignment_email, locked.id, event.sequence)
     return locked
 
 

@@ -62,7 +62,7 @@ def emit(request: PrivacyRequest, event: str, extra: dict | None = None) -> None
         delivery = WebhookDelivery.objects.create(
             endpoint=endpoint, event=event, payload=data, next_attempt_at=timezone.now()
         )
-        transaction.on_commit(lambda delivery_id=delivery.id: tasks.deliver_webhook.delay(delivery_id))
+        tasks.queue_after_commit(tasks.deliver_webhook, delivery.id)
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -152,7 +152,7 @@ def check_url(url: str) -> None:
 def _disable(endpoint: WebhookEndpoint) -> None:
     """An endpoint that failed for the whole retry window stops receiving events; the DPO is told."""
     if WebhookEndpoint.objects.filter(pk=endpoint.pk, active=True).update(active=False, disabled_at=timezone.now()):
-        transaction.on_commit(lambda: tasks.send_webhook_disabled_email.delay(endpoint.id))
+        tasks.queue_after_commit(tasks.send_webhook_disabled_email, endpoint.id)
         logger.warning("webhook endpoint %s disabled after failing for the retry window", endpoint.public_id)
 
 
@@ -174,7 +174,7 @@ def redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
         copy = WebhookDelivery.objects.create(
             endpoint=delivery.endpoint, event=delivery.event, payload=delivery.payload, next_attempt_at=timezone.now()
         )
-        transaction.on_commit(lambda: tasks.deliver_webhook.delay(copy.id))
+        tasks.queue_after_commit(tasks.deliver_webhook, copy.id)
     return copy
 
 
