@@ -28,6 +28,7 @@ from requests_app.models import (
     SubjectIdentity,
     TemplatePurpose,
 )
+from requests_app.services import deadlines as deadline_service
 from requests_app.services.actions import completion_blockers
 from requests_app.services.certificate import outcome_summary
 
@@ -138,7 +139,8 @@ def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = N
     """The subject answers on their status page (or their organisation's portal, over the API).
 
     Allowed on open requests. A reply to a request awaiting the subject
-    moves it back to where it was (restarting the clock). The assignee is told.
+    moves it back to where it was, and any paused clock restarts. The
+    assignee is told.
     """
     body = body.strip()
     if not body:
@@ -158,6 +160,11 @@ def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = N
             )
             resume = RESUME_TRANSITION.get(paused_from, "start_identity_check")
             lifecycle.transition(locked, resume, actor=actor, note="The subject replied")
+        # A clock staff paused without changing the status (waiting for proof
+        # of identity, say) restarts on the reply too: the subject has answered.
+        pause = deadline_service.open_pause(locked)
+        if pause is not None:
+            deadline_service.end_pause(locked, pause, actor=actor, note="The subject replied")
         tasks.queue_after_commit(tasks.send_reply_notification, locked.id, message.id)
     return message
 

@@ -111,6 +111,24 @@ def test_staff_can_pause_and_resume_with_a_reason(dpo):
     assert request.events.get(action="clock_paused").note == ""  # staff text stays off the unpurgeable chain
 
 
+@pytest.mark.django_db
+def test_the_subjects_reply_restarts_a_clock_staff_paused(dpo):
+    """Paused for proof of identity without asking through the portal: the proof arrives as a reply."""
+    from requests_app.services.handling import subject_reply
+
+    request = in_progress_received(date(2026, 1, 30))
+    with time_machine.travel(at(date(2026, 2, 2)), tick=False):
+        clock_pause(request=request, actor=Actor.staff(dpo), reason="Waiting for proof of identity")
+    with time_machine.travel(at(date(2026, 2, 4)), tick=False):
+        subject_reply(request=request, body="Here is my ID card.")
+    with time_machine.travel(at(date(2026, 2, 12)), tick=False):
+        with pytest.raises(RequestError, match="not paused"):
+            clock_resume(request=request, actor=Actor.staff(dpo))
+    request.refresh_from_db()
+    assert request.due_on == date(2026, 3, 2)  # the 2 paused days, not the 10 until staff looked
+    assert request.status == Status.IN_PROGRESS and request.pauses.get().ended_at is not None
+
+
 @pytest.mark.parametrize(
     ("action", "message"),
     [
