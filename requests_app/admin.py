@@ -112,7 +112,9 @@ class AuditEventInline(ReadOnlyInline):
 class PrivacyRequestAdmin(admin.ModelAdmin):
     list_display = ["reference", "status", "rights_asked", "channel", "regime", "received_at", "due_on", "time_left", "assignee"]
     list_filter = ["status", "channel", "regime", "rights__right"]
-    search_fields = ["=reference", "subject_email", "identities__value"]
+    # By reference only: a search goes into the URL (?q=), and so into access logs and browser
+    # history; staff find people through the dashboard's queue search, which keeps it in the session.
+    search_fields = ["=reference"]
     date_hierarchy = "received_at"
     inlines = [RequestedRightInline, SubjectIdentityInline, AttachmentInline, ClockPauseInline, AuditEventInline]
     fieldsets = [

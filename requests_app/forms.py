@@ -116,6 +116,10 @@ class RequestForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["language"].initial = (get_language() or "en")[:2]
 
+    def clean_rights(self):
+        # A crafted POST or an API body may name a right twice: it is asked once.
+        return list(dict.fromkeys(self.cleaned_data["rights"]))
+
     def clean_subject_phone(self):
         value = self.cleaned_data["subject_phone"].strip()
         return validate_e164(value) if value else ""

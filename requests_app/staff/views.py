@@ -17,6 +17,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
+from django.db.models import ProtectedError
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -445,9 +446,14 @@ def _crud(request, *, model, form_class, pk, list_url, template, title, event):
     form = form_class(request.POST or None, instance=instance)
     if request.method == "POST":
         if "delete" in request.POST and instance is not None:
-            with transaction.atomic():
-                instance.delete()
-                record_event(None, f"{event}_deleted", actor=Actor.staff(request.user), data={"id": pk})
+            try:
+                with transaction.atomic():
+                    instance.delete()
+                    record_event(None, f"{event}_deleted", actor=Actor.staff(request.user), data={"id": pk})
+            except ProtectedError:
+                # Requests, actions or notices point at it: their record must keep saying what it was.
+                messages.error(request, _("This cannot be deleted: requests or actions on them refer to it. Keep it, or rename it."))
+                return redirect(request.path)
             messages.success(request, _("Deleted."))
             return redirect(list_url)
         if form.is_valid():

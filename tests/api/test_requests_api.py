@@ -179,6 +179,15 @@ def test_each_key_is_throttled_with_retry_after(api, operator, monkeypatch):
 
 
 @pytest.mark.django_db
+def test_a_right_named_twice_is_asked_once(api):
+    response = create(api, rights=["access", "erasure", "access"])
+    assert response.status_code == 201, response.json()
+    request = PrivacyRequest.objects.get()
+    assert request.requested_rights == ["access", "erasure"]
+    assert list(request.rights.values_list("right", flat=True).order_by("right")) == ["access", "erasure"]
+
+
+@pytest.mark.django_db
 def test_idempotency_same_key_same_body_replays(api):
     first = api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="abc-1")
     second = api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="abc-1")

@@ -132,6 +132,18 @@ def test_letters_use_the_dpos_template_in_the_subjects_language(dpo):
 
 
 @pytest.mark.django_db
+def test_the_email_subject_line_is_not_html_escaped(dpo, mailoutbox, django_capture_on_commit_callbacks):
+    ResponseTemplate.objects.create(
+        purpose=TemplatePurpose.COMPLETION, language="fr", subject="Votre demande d'accès & « suivi » {{ reference }}",
+        body="{{ body }}",
+    )
+    request = request_in_status(Status.IN_PROGRESS, language="fr")
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.request_complete(request=request, actor=Actor.staff(dpo), letter="", expected_status=Status.IN_PROGRESS)
+    assert mailoutbox[-1].subject == f"Votre demande d'accès & « suivi » {request.reference}"
+
+
+@pytest.mark.django_db
 def test_a_type_specific_template_wins_over_the_generic_one(dpo):
     ResponseTemplate.objects.create(purpose=TemplatePurpose.COMPLETION, language="en", subject="Generic", body="generic {{ body }}")
     ResponseTemplate.objects.create(

@@ -91,3 +91,18 @@ def test_a_manual_source_owner_sees_their_waiting_extract_on_the_home_page(clien
     login_staff(client, owner)
     page = client.get(reverse("staff:home")).content.decode()
     assert "Extracts waiting for you" in page and "Paper archive" in page and request.reference in page
+
+
+@pytest.mark.django_db
+def test_a_team_requests_were_given_to_is_kept_with_a_message_not_a_500(dpo_client):
+    from requests_app.models import Team
+
+    team = Team.objects.create(name="Wholesale desk")
+    request = request_in_status("in_progress")
+    request.__class__.objects.filter(pk=request.pk).update(team=team)
+
+    response = dpo_client.post(reverse("staff:team_edit", args=[team.pk]), {"delete": "1"}, follow=True)
+    assert response.status_code == 200
+    assert "This cannot be deleted: requests or actions on them refer to it." in response.content.decode()
+    assert Team.objects.filter(pk=team.pk).exists()
+    assert not AuditEvent.objects.filter(action="team_deleted").exists()
