@@ -920,12 +920,17 @@ class ExportKind(models.TextChoices):
     PORTABILITY = "portability", _("Portability (Art. 20)")
 
 
+# A request refused, withdrawn or never verified gets no data: its packages are
+# neither released nor served, and are deleted (a completed request's still are served).
+NO_DATA_DELIVERED = (Status.REJECTED, Status.WITHDRAWN, Status.EXPIRED)
+
+
 class ExportPackageQuerySet(models.QuerySet):
     def downloadable(self):
-        """Released packages still inside their expiry and download limit."""
+        """Released packages still inside their expiry and download limit, of requests not refused or withdrawn."""
         return self.filter(
             status=ExportStatus.RELEASED, expires_at__gt=timezone.now(), download_count__lt=models.F("max_downloads")
-        )
+        ).exclude(request__status__in=NO_DATA_DELIVERED)
 
 
 class ExportPackage(models.Model):

@@ -36,6 +36,7 @@ from requests_app.models import (
     ExportPackage,
     ExportStatus,
     IdentityKind,
+    NO_DATA_DELIVERED,
     ManualTask,
     PrivacyRequest,
     SourceSystem,
@@ -274,9 +275,15 @@ def _delete_other_attempts(export: ExportPackage, *, keep: str) -> None:
             default_storage.delete(name)
 
 
+def _require_data_may_be_delivered(request: PrivacyRequest) -> None:
+    if request.status in NO_DATA_DELIVERED:
+        raise RequestError(_("This request was refused or withdrawn: no data is delivered for it."))
+
+
 def export_retry(*, export: ExportPackage, actor: Actor) -> ExportPackage:
     """Queue a failed export again; it starts from nothing."""
     roles.require_can_work(actor, export.request)
+    _require_data_may_be_delivered(export.request)
     with transaction.atomic():
         if not ExportPackage.objects.filter(pk=export.pk, status=ExportStatus.FAILED).update(status=ExportStatus.QUEUED, error=""):
             raise RequestError(_("Only a failed export can be retried."))
@@ -295,6 +302,7 @@ def export_release(*, export: ExportPackage, actor: Actor, share_with_organisati
     roles.require_can_work(actor, export.request)
     with transaction.atomic():
         locked = ExportPackage.objects.select_for_update().select_related("request").get(pk=export.pk)
+        _require_data_may_be_delivered(locked.request)
         if locked.status != ExportStatus.READY:
             raise RequestError(_("Only a compiled package that is ready can be released."))
         locked.status = ExportStatus.RELEASED
@@ -362,6 +370,7 @@ def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:
         Q(status=ExportStatus.RELEASED, expires_at__lte=now)
         | Q(status=ExportStatus.RELEASED, download_count__gte=F("max_downloads"))
         | Q(status=ExportStatus.READY, finished_at__lte=unreleased_cutoff)
+        | Q(status__in=[ExportStatus.READY, ExportStatus.RELEASED], request__status__in=NO_DATA_DELIVERED)
     ).select_related("request")
     count = 0
     for export in expired:

@@ -251,3 +251,29 @@ def test_a_used_up_package_is_deleted_without_waiting_for_expiry(
         assert delete_expired_exports() == 1
     assert not default_storage.exists(released.storage_name)
     assert ExportPackage.objects.get(pk=released.pk).status == ExportStatus.EXPIRED
+
+
+def test_a_withdrawn_request_hands_out_no_data(released, demo_request, client, django_capture_on_commit_callbacks):
+    """Released before the subject withdrew: the link stops working, and the package is deleted."""
+    from requests_app import lifecycle
+
+    link = the_download_link(client, demo_request)
+    lifecycle.transition(demo_request, "withdraw", actor=Actor.subject())
+
+    status, _, _ = fetch(client, link)
+    assert status == 410
+    assert download_links(client, demo_request) == []
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delete_expired_exports() == 1
+    assert not default_storage.exists(released.storage_name)
+
+
+def test_a_refused_request_gets_no_package_released(ready_export, demo_request, dpo):
+    from requests_app import lifecycle
+    from requests_app.lifecycle import RequestError
+
+    lifecycle.transition(demo_request, "reject", actor=Actor.staff(dpo))
+    with pytest.raises(RequestError, match="refused or withdrawn"):
+        export_release(export=ready_export, actor=Actor.staff(dpo))
+    ready_export.refresh_from_db()
+    assert ready_export.status == ExportStatus.READY
