@@ -36,9 +36,13 @@ REGIME_CHOICES = [
 
 
 def validate_e164(value: str) -> str:
-    """Return the number in E.164 form, or raise a field error."""
+    """Return the number in E.164 form, or raise a field error.
+
+    A number without a country code is read as Belgian, the controller's
+    country (0470 12 34 56 is +32470123456), as the staff search reads it.
+    """
     try:
-        number = phonenumbers.parse(value, None)
+        number = phonenumbers.parse(value, None if value.startswith("+") else "BE")
     except phonenumbers.NumberParseException:
         number = None
     if number is None or not phonenumbers.is_valid_number(number):
@@ -83,7 +87,7 @@ class RequestForm(forms.Form):
         label=_("Phone number (optional)"),
         max_length=20,
         required=False,
-        help_text=_("International format, for example +32 2 123 45 67."),
+        help_text=_("International format, for example +32 2 234 56 78."),
     )
     customer_reference = forms.CharField(label=_("Customer account reference (optional)"), max_length=100, required=False)
     ip_address = forms.GenericIPAddressField(

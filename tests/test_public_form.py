@@ -72,6 +72,17 @@ def test_valid_submission_saves_everything_and_emails_the_link(client):
 
 
 @pytest.mark.parametrize(
+    ("typed", "stored"),
+    [("+32 2 234 56 78", "+3222345678"), ("0475 12 34 56", "+32475123456"), ("+33 6 12 34 56 78", "+33612345678")],
+)
+@pytest.mark.django_db
+def test_the_help_texts_example_and_belgian_national_numbers_are_accepted(client, typed, stored):
+    assert "+32 2 234 56 78" in client.get(reverse("submit")).content.decode()
+    assert post_form(client, subject_phone=typed).status_code == 302
+    assert PrivacyRequest.objects.get().subject_phone == stored
+
+
+@pytest.mark.parametrize(
     ("changes", "field", "message"),
     [
         ({"rights": ["teleport"]}, "rights", "Select a valid choice"),
@@ -79,7 +90,7 @@ def test_valid_submission_saves_everything_and_emails_the_link(client):
         ({"signature": ""}, "signature", "Type your full name to sign"),
         ({"subject_email": "not-an-email"}, "subject_email", "valid email"),
         ({"subject_phone": "+32 12"}, "subject_phone", "valid phone number"),
-        ({"subject_phone": "0475 12 34 56"}, "subject_phone", "valid phone number"),
+        ({"subject_phone": "0999 12 34 56"}, "subject_phone", "valid phone number"),
         ({"description": "x" * 10_001}, "description", "too long"),
         ({"description": "é" * 5_001}, "description", "too long"),
         ({"rectification_value": ""}, "rectification_value", "corrected or completed value"),

@@ -223,7 +223,7 @@ def typed_value(field_type: str, text: str):
         except phonenumbers.NumberParseException:
             number = None
         if number is None or not phonenumbers.is_valid_number(number):
-            raise ValidationError(_("Enter a phone number in international format, e.g. +32 2 123 45 67."))
+            raise ValidationError(_("Enter a phone number in international format, e.g. +32 2 234 56 78."))
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if not text:
         raise ValidationError(_("Enter the corrected value."))
