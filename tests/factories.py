@@ -71,3 +71,10 @@ def request_in_status(status: str, **overrides):
 
 def now():
     return timezone.now()
+
+
+def released_package(request, kind="access"):
+    """A data package already released to the subject: what completing an access or portability request needs."""
+    from requests_app.models import ExportPackage, ExportStatus
+
+    return ExportPackage.objects.create(request=request, kind=kind, status=ExportStatus.RELEASED, released_at=timezone.now())

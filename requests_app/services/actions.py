@@ -33,6 +33,7 @@ from requests_app.models import (
     ConnectorKind,
     EraseMethod,
     EraseStrategy,
+    ExportKind,
     LegalHold,
     NoticeStatus,
     PrivacyRequest,
@@ -440,11 +441,23 @@ def changed_anything(result: dict) -> bool:
 # --- Completion -------------------------------------------------------------
 
 
+# The package each right is answered with (Art. 15 access, Art. 20 portability).
+PACKAGE_FOR_RIGHT = {RequestType.ACCESS: ExportKind.ACCESS, RequestType.PORTABILITY: ExportKind.PORTABILITY}
+
+
 def completion_blockers(request: PrivacyRequest) -> list[str]:
-    """Why the request cannot be completed yet: work in the source systems, Art. 19 notices or a
-    suppression still to do."""
+    """Why the request cannot be completed yet: a data package not released, work in the source
+    systems, Art. 19 notices or a suppression still to do."""
     blockers = []
     rights = set(request.requested_rights)
+    # Answering access or portability means giving the data (even a package that says none was
+    # found): a request completed without it would tell the subject it was answered when it was not.
+    released = set(request.exports.filter(released_at__isnull=False).values_list("kind", flat=True))
+    for right, kind in PACKAGE_FOR_RIGHT.items():
+        if right in rights and kind not in released:
+            blockers.append(
+                _("%(kind)s: no data package has been released to the subject yet.") % {"kind": ExportKind(kind).label}
+            )
     actions = list(request.source_actions.select_related("source"))
     if rights & {RequestType.ERASURE, RequestType.RESTRICTION} and not actions:
         blockers.append(_("The erasure or restriction has not been planned in the source systems."))

@@ -68,7 +68,6 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         "rectifying": rectifying,
         "changes": privacy_request.rectification_changes.select_related("category__source") if rectifying else [],
         "rectification_form": bound.get("rectification") or RectificationForm(auto_id="rectification-%s"),
-        "blockers": actions.completion_blockers(privacy_request) if privacy_request.is_open else [],
     }
 
 

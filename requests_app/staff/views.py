@@ -51,6 +51,7 @@ from requests_app.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from requests_app.services import actions
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import exports as export_service
 from requests_app.services import handling, routing
@@ -296,6 +297,8 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "pauses": privacy_request.pauses.all(),
         "exports": privacy_request.exports.all(),
         "forms": {slot: _action_form(slot, privacy_request) for slot in FORM_SLOTS},
+        # Shown with the Complete button, so staff see what is missing before they try.
+        "completion_blockers": actions.completion_blockers(privacy_request) if "complete" in allowed else [],
     }
 
 

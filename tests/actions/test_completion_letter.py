@@ -14,6 +14,7 @@ from requests_app.models import (
 )
 from requests_app.services import actions, handling, notices
 from tests.actions.conftest import verified_request
+from tests.factories import released_package
 from tests.actions.test_notices import carry_out_actions
 
 
@@ -64,6 +65,7 @@ def test_the_letter_names_rectified_fields_and_restrictions_not_values(crm, dpo_
 
 def test_a_request_without_source_actions_gets_the_letter_alone(db, dpo_actor, django_capture_on_commit_callbacks):
     request = verified_request(RequestType.ACCESS)
+    released_package(request)
     body = _complete(request, dpo_actor).body
     assert body.endswith("Thank you for your patience.")
 

@@ -22,7 +22,7 @@ from requests_app.models import (
 from requests_app.services import actions, handling, routing
 from tests.actions.conftest import ANA_EMAIL, verified_request
 from tests.conftest import login_staff
-from tests.factories import staff_in_role
+from tests.factories import released_package, staff_in_role
 
 # The views do not depend on the source's engine; the services' tests cover PostgreSQL.
 sqlite_source = pytest.mark.parametrize("source_url", ["sqlite"], indirect=True)
@@ -53,6 +53,15 @@ def test_the_panel_shows_only_for_erasure_rectification_or_restriction(client_dp
     page = _page(client_dpo, erasure).content.decode()
     assert "Actions in source systems" in page and "Plan actions" in page
     assert "has not been planned in the source systems" in page  # what blocks completion
+
+
+def test_the_complete_form_lists_what_is_still_to_do(client_dpo, db):
+    access = verified_request(RequestType.ACCESS)
+    blocker = "Access (Art. 15): no data package has been released to the subject yet."
+    assert blocker in _page(client_dpo, access).content.decode()
+    released_package(access)
+    page = _page(client_dpo, access).content.decode()
+    assert "Complete and send the letter" in page and blocker not in page and "Still to do" not in page
 
 
 @sqlite_source

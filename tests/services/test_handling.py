@@ -8,16 +8,19 @@ from requests_app import lifecycle
 from requests_app.audit import Actor
 from requests_app.lifecycle import RequestError, StaleRequest
 from requests_app.models import (
+    ExportPackage,
+    ExportStatus,
     IdentityKind,
     Message,
     PrivacyRequest,
     RejectionGround,
+    RequestType,
     ResponseTemplate,
     Status,
     TemplatePurpose,
 )
-from requests_app.services import handling
-from tests.factories import request_in_status, staff_in_role
+from requests_app.services import handling, intake
+from tests.factories import released_package, request_in_status, staff_in_role
 
 
 @pytest.fixture
@@ -125,10 +128,29 @@ def test_letters_use_the_dpos_template_in_the_subjects_language(dpo):
         body="Bonjour,\n\nNous avons traité votre demande ({{ rights }}).\n{{ body }}",
     )
     request = request_in_status(Status.IN_PROGRESS, language="fr")
+    released_package(request)
     handling.request_complete(request=request, actor=Actor.staff(dpo), letter="Copie jointe.", expected_status=Status.IN_PROGRESS)
     letter = request.messages.get()
     assert letter.subject == f"Votre demande {request.reference} est traitée"
     assert letter.body.startswith("Bonjour,") and "Copie jointe." in letter.body
+
+
+@pytest.mark.django_db
+def test_access_and_portability_complete_only_once_their_packages_are_released(dpo):
+    request = request_in_status(
+        Status.IN_PROGRESS, rights=[intake.RightDetails(RequestType.ACCESS), intake.RightDetails(RequestType.PORTABILITY)]
+    )
+    ExportPackage.objects.create(request=request, kind="access", status=ExportStatus.READY)  # compiled, not released
+    released_package(request, kind="access")
+
+    with pytest.raises(RequestError, match=r"Portability \(Art. 20\): no data package has been released"):
+        handling.request_complete(request=request, actor=Actor.staff(dpo), letter="", expected_status=Status.IN_PROGRESS)
+    assert PrivacyRequest.objects.get(pk=request.pk).status == Status.IN_PROGRESS
+    assert request.messages.count() == 0
+
+    released_package(request, kind="portability")
+    handling.request_complete(request=request, actor=Actor.staff(dpo), letter="", expected_status=Status.IN_PROGRESS)
+    assert PrivacyRequest.objects.get(pk=request.pk).status == Status.COMPLETED
 
 
 @pytest.mark.django_db
@@ -138,6 +160,7 @@ def test_the_email_subject_line_is_not_html_escaped(dpo, mailoutbox, django_capt
         body="{{ body }}",
     )
     request = request_in_status(Status.IN_PROGRESS, language="fr")
+    released_package(request)
     with django_capture_on_commit_callbacks(execute=True):
         handling.request_complete(request=request, actor=Actor.staff(dpo), letter="", expected_status=Status.IN_PROGRESS)
     assert mailoutbox[-1].subject == f"Votre demande d'accès & « suivi » {request.reference}"
@@ -150,6 +173,7 @@ def test_a_type_specific_template_wins_over_the_generic_one(dpo):
         purpose=TemplatePurpose.COMPLETION, request_type="access", language="en", subject="Access done", body="access {{ body }}"
     )
     request = request_in_status(Status.IN_PROGRESS)
+    released_package(request)
     handling.request_complete(request=request, actor=Actor.staff(dpo), letter="", expected_status=Status.IN_PROGRESS)
     assert request.messages.get().subject == "Access done"
 
@@ -190,6 +214,7 @@ def test_two_handlers_completing_at_once_apply_once(dpo):
     """The second gets a conflict and nothing is applied twice: one letter, one event."""
     other = staff_in_role("DPO", username="dpo2")
     request = request_in_status(Status.IN_PROGRESS)
+    released_package(request)
     barrier = threading.Barrier(2)
     outcomes = []
 

@@ -40,7 +40,7 @@ from requests_app.services import deadlines as deadline_service
 from requests_app.services.intake import attachment_add
 from requests_app.staff.views import ACTIONS
 from tests.conftest import login_staff
-from tests.factories import UserFactory, request_in_status, staff_in_role
+from tests.factories import UserFactory, released_package, request_in_status, staff_in_role
 
 PDF = b"%PDF-1.4\n% scanned letter\n"
 
@@ -332,6 +332,7 @@ ACTION_CASES = {
             lambda r, c: {"letter": "We sent you a copy of your data.", "expected_status": Status.IN_PROGRESS},
             lambda r, c: r.status == Status.COMPLETED
             and Message.objects.filter(request=r, body__contains="We sent you a copy of your data.").exists(),
+            prepare=lambda r, cast: released_package(r),  # an access request is answered with its data
         ),
         ActionCase(
             "reject",

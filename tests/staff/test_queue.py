@@ -19,7 +19,7 @@ from requests_app.models import Organisation, PrivacyRequest, RequestType, Statu
 from requests_app.services.intake import RightDetails
 from requests_app.staff.views import PAGE_SIZE
 from tests.conftest import login_staff
-from tests.factories import request_in_status, staff_in_role, submit_request
+from tests.factories import released_package, request_in_status, staff_in_role, submit_request
 
 BRUSSELS = timezone.get_default_timezone()
 QUEUE = reverse("staff:queue")
@@ -509,6 +509,7 @@ def test_bulk_status_action_skips_requests_whose_state_does_not_allow_it(dpo_cli
 @pytest.mark.django_db
 def test_bulk_complete_completes_in_progress_requests_and_skips_the_others(dpo_client):
     working, new = make(Status.IN_PROGRESS), make(Status.NEW)
+    released_package(working)
 
     response = bulk(dpo_client, action="complete", references=[working.reference, new.reference])
 
@@ -647,6 +648,8 @@ def test_closed_request_totals_give_the_same_counts_as_counting_every_request(dp
             routing.request_assign(request=request, assignee=dpo, actor=Actor.staff(dpo))
             handling.request_transition(request=request, actor=Actor.staff(dpo), name="start_work", expected_status=None)
         if action == "complete":
+            for right in request.requested_rights:
+                released_package(request, kind=right)  # "a" asks for access, "g" for portability
             handling.request_complete(request=request, actor=Actor.staff(dpo), letter="", expected_status=None)
         else:
             handling.request_reject(request=request, actor=Actor.staff(dpo), ground="no_data", explanation="", expected_status=None)
