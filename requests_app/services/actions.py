@@ -84,7 +84,8 @@ def plan_actions(*, request: PrivacyRequest, actor: Actor) -> list[SourceAction]
     """Create the actions the request's rights call for, one per source and kind, and the
     Art. 19 notices to the recipients of those sources. Planning again adds what is missing.
 
-    Rectification is planned only in the sources staff entered corrected values for.
+    Rectification is planned only in the sources staff entered corrected values for. Refused
+    until staff verified one of the subject's identifiers.
     """
     roles.require_can_work(actor, request)
     with transaction.atomic():
@@ -93,6 +94,10 @@ def plan_actions(*, request: PrivacyRequest, actor: Actor) -> list[SourceAction]
         kinds = [ACTION_FOR_RIGHT[right] for right in locked.requested_rights if right in ACTION_FOR_RIGHT]
         if not kinds:
             raise RequestError(_("This request asks for no erasure, rectification or restriction."))
+        if not locked.identities.filter(verified_at__isnull=False).exists():
+            # Sources are searched by verified identifiers only: without one, every action would find
+            # nothing, and the request would be certified done with nothing searched.
+            raise RequestError(_("Verify at least one of the subject's identifiers first: the source systems are searched by verified identifiers only."))
         rectified_sources = set(locked.rectification_changes.values_list("category__source_id", flat=True))
         created = []
         for source in SourceSystem.objects.filter(active=True):

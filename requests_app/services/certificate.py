@@ -22,9 +22,11 @@ from requests_app.models import (
     ActionStatus,
     AuditChainCheck,
     ErasureException,
+    IdentityKind,
     NoticeStatus,
     PrivacyRequest,
 )
+from requests_app.services.actions import changed_anything
 
 
 def _category_labels(source) -> dict[str, str]:
@@ -64,6 +66,9 @@ def certificate_context(request: PrivacyRequest) -> dict:
                 ],
                 "held": _held(action, labels),
                 "manual": bool(action.result.get("manual")),
+                # None before a dry run; 0 means the source could not be searched at all.
+                "identities_searched": action.dry_run.get("identities"),
+                "identity_kind": str(IdentityKind(action.source.identity_kind).label).lower(),
             }
         )
     checked, chain_break = verify_request_events(request)
@@ -100,9 +105,17 @@ def _names(items) -> str:
     return ", ".join(str(item) for item in items)
 
 
+def searched_nothing(action) -> bool:
+    """Whether an automated action's dry run had no verified identifier of the kind its source finds data by."""
+    return not action.result.get("manual") and action.dry_run.get("identities") == 0
+
+
 def outcome_summary(request: PrivacyRequest) -> str:
     """What was erased, kept (and why, Art. 17(3)), rectified and restricted, and which recipients
-    were told (Art. 19), in the request's language. Empty when no source action was carried out."""
+    were told (Art. 19), in the request's language. Empty when no source action was carried out.
+
+    It claims only what the actions' results record: a source where nothing matched, or that
+    could not be searched, is said to be so."""
     done = request.source_actions.filter(status=ActionStatus.DONE).select_related("source").prefetch_related("source__categories")
     paragraphs = []
     with translation.override(request.language):
@@ -111,23 +124,21 @@ def outcome_summary(request: PrivacyRequest) -> str:
             # Categories where rows changed: where none matched there was nothing of theirs to act on.
             changed = [labels.get(c["category"], c["category"]) for c in action.result.get("categories", []) if c.get("rows")]
             where = {"source": action.source.name, "categories": _names(changed)}
-            if action.kind == ActionKind.ERASE:
-                if changed:
-                    paragraphs.append(_("We erased your data in %(source)s: %(categories)s.") % where)
-                elif action.result.get("manual") and action.result.get("rows"):
-                    paragraphs.append(_("We erased your data in %(source)s.") % where)
-                for hold in _held(action, labels):
-                    paragraphs.append(
-                        _(
-                            "We kept %(category)s in %(source)s, because: %(basis)s. The right to erasure does not apply "
-                            "to this data under Article 17(3) GDPR (%(ground)s). We will keep it until %(until)s at the latest."
-                        )
-                        % {
-                            **hold,
-                            "source": action.source.name,
-                            "until": formats.date_format(date.fromisoformat(hold["until"]), "DATE_FORMAT"),
-                        }
-                    )
+            held = _held(action, labels) if action.kind == ActionKind.ERASE else []
+            if searched_nothing(action):
+                paragraphs.append(
+                    _("We could not search %(source)s: it finds data by %(kind)s, and we hold no verified one of yours.")
+                    % {"source": action.source.name, "kind": str(IdentityKind(action.source.identity_kind).label).lower()}
+                )
+            elif not changed_anything(action.result):
+                if not held:  # what was kept is said below, with its reason
+                    paragraphs.append(_("We found no data of yours to act on in %(source)s.") % where)
+            elif action.kind == ActionKind.ERASE:
+                paragraphs.append(
+                    _("We erased your data in %(source)s: %(categories)s.") % where
+                    if changed
+                    else _("We erased your data in %(source)s.") % where  # a manual source reports rows, not categories
+                )
             elif action.kind == ActionKind.RECTIFY:
                 fields = request.rectification_changes.filter(category__source=action.source).values_list("field", flat=True)
                 paragraphs.append(
@@ -135,6 +146,18 @@ def outcome_summary(request: PrivacyRequest) -> str:
                 )
             else:
                 paragraphs.append(_("We restricted the processing of your data in %(source)s.") % where)
+            for hold in held:
+                paragraphs.append(
+                    _(
+                        "We kept %(category)s in %(source)s, because: %(basis)s. The right to erasure does not apply "
+                        "to this data under Article 17(3) GDPR (%(ground)s). We will keep it until %(until)s at the latest."
+                    )
+                    % {
+                        **hold,
+                        "source": action.source.name,
+                        "until": formats.date_format(date.fromisoformat(hold["until"]), "DATE_FORMAT"),
+                    }
+                )
         notices = list(request.recipient_notices.select_related("recipient"))
         told = [notice.recipient.name for notice in notices if notice.status == NoticeStatus.SENT]
         if told:

@@ -78,6 +78,16 @@ def test_only_verified_identities_are_acted_on(crm, erasure_request, dpo_actor, 
     assert source_db("SELECT name FROM subscribers WHERE email = :e", e=BOB_EMAIL) == [{"name": "Bob Janssens"}]
 
 
+def test_actions_are_planned_only_once_an_identifier_is_verified(crm, erasure_request, dpo_actor):
+    erasure_request.identities.update(verified_at=None)
+    with pytest.raises(RequestError, match="Verify at least one of the subject's identifiers first"):
+        actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    assert not erasure_request.source_actions.exists()
+
+    erasure_request.identities.filter(kind=IdentityKind.EMAIL).update(verified_at=timezone.now())
+    assert [a.source for a in actions.plan_actions(request=erasure_request, actor=dpo_actor)] == [crm]
+
+
 def test_the_hold_that_ends_last_is_the_one_reported(cdr, erasure_request, dpo_actor, step):
     today = timezone.localdate()
     calls = cdr.categories.get()

@@ -7,12 +7,13 @@ from django.utils import timezone
 
 from requests_app.models import (
     ErasureException,
+    IdentityKind,
     LegalHold,
     Message,
     Recipient,
     RequestType,
 )
-from requests_app.services import actions, handling, notices
+from requests_app.services import actions, certificate, handling, notices
 from tests.actions.conftest import verified_request
 from tests.factories import released_package
 from tests.actions.test_notices import carry_out_actions
@@ -79,3 +80,31 @@ def test_the_outcome_is_written_in_the_subjects_language(cdr, dpo_actor, django_
 
     body = _complete(request, dpo_actor).body
     assert f"15 novembre {until.year}" in body  # dates follow the request's language, not the staff's
+
+
+def test_the_letter_and_certificate_say_where_nothing_was_found_or_searched(crm, cdr, dpo_actor, django_capture_on_commit_callbacks):
+    """No row matched the verified email in the CRM, and no phone number was verified for the call records."""
+    request = verified_request(RequestType.ERASURE)
+    request.identities.filter(kind=IdentityKind.EMAIL).update(value="nobody@example.com")
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=None)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+
+    body = _complete(request, dpo_actor).body
+    assert "We found no data of yours to act on in CRM." in body
+    assert "We could not search Call records: it finds data by phone number, and we hold no verified one of yours." in body
+    assert "We erased" not in body
+    html = certificate.render_certificate_html(request)
+    assert "Not searched: no verified phone number" in html and "1 verified identifier<" in html
+
+
+def test_a_rectification_that_matched_nothing_does_not_claim_a_correction(crm, dpo_actor, django_capture_on_commit_callbacks):
+    request = verified_request(RequestType.RECTIFICATION)
+    request.identities.filter(kind=IdentityKind.EMAIL).update(value="nobody@example.com")
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Gent")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+
+    body = _complete(request, dpo_actor).body
+    assert "We found no data of yours to act on in CRM." in body
+    assert "We corrected" not in body
