@@ -58,7 +58,9 @@ def verify_email(request: HttpRequest, token: str) -> HttpResponse:
             return redirect("status", privacy_request.reference, privacy_request.secret)
         privacy_request = intake.request_for_verification_token(token)
     except intake.VerificationLinkError as error:
-        return render(request, "requests_app/verify_failed.html", {"error": str(error)}, status=400)
+        # A new link cannot revive a closed request: offer the form instead.
+        start_again = isinstance(error, intake.RequestClosedBeforeVerification)
+        return render(request, "requests_app/verify_failed.html", {"error": str(error), "start_again": start_again}, status=400)
     return render(request, "requests_app/verify_confirm.html", {"privacy_request": privacy_request})
 
 

@@ -6,6 +6,8 @@ import time_machine
 from django.core import mail, signing
 from django.urls import reverse
 
+from requests_app import lifecycle
+from requests_app.audit import Actor
 from requests_app.models import IdentityKind, PrivacyRequest, Status, VerificationMethod
 from requests_app.services.intake import request_resend_verification, verification_token
 from tests.factories import submit_request
@@ -54,6 +56,27 @@ def test_a_used_link_gets_a_clear_page_and_changes_nothing(client):
         assert response.status_code == 400
         assert "already been used" in response.content.decode()
     assert request.events.count() == events
+
+
+@pytest.mark.parametrize(
+    ("close", "closed_status", "says"),
+    [
+        ("expire", Status.EXPIRED, "not confirmed in time. Please send a new request."),
+        ("withdraw", Status.WITHDRAWN, "withdrawn before it was confirmed"),
+    ],
+)
+def test_a_link_to_a_request_closed_unconfirmed_says_so_and_offers_the_form(client, close, closed_status, says):
+    request = submit_request()
+    path = link_path_from_last_email()
+    lifecycle.transition(request, close, actor=Actor.system())
+
+    response = client.post(path)
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert says in page and "already been used" not in page
+    assert f'href="{reverse("submit")}"' in page and "Ask for a new link" not in page
+    request.refresh_from_db()
+    assert request.status == closed_status
 
 
 def test_a_tampered_link_is_refused(client):

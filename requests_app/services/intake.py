@@ -53,6 +53,10 @@ class VerificationLinkError(RequestError):
     """The verification link cannot be used: tampered, expired, replaced or used already."""
 
 
+class RequestClosedBeforeVerification(VerificationLinkError):
+    """The link is for a request that expired unconfirmed or was withdrawn: only a new request helps."""
+
+
 def next_reference(received_at: datetime) -> str:
     """Hand out the next DSR-YYYY-NNNNN reference; call inside a transaction.
 
@@ -254,6 +258,12 @@ def request_for_verification_token(token: str) -> PrivacyRequest:
     request = PrivacyRequest.objects.filter(public_id=payload.get("r")).first()
     if request is None:
         raise VerificationLinkError(_("This link is not valid. Please copy the whole link from the email."))
+    if request.status == Status.EXPIRED:
+        raise RequestClosedBeforeVerification(
+            _("This request was closed because its email address was not confirmed in time. Please send a new request.")
+        )
+    if request.status == Status.WITHDRAWN and request.verified_at is None:
+        raise RequestClosedBeforeVerification(_("This request was withdrawn before it was confirmed."))
     if request.status != Status.AWAITING_VERIFICATION:
         raise VerificationLinkError(_("This link has already been used. Your request is confirmed."))
     if payload.get("n") != request.verification_nonce:
