@@ -945,6 +945,8 @@ class ExportPackage(models.Model):
     # Each run bumps the attempt; only the run holding the current attempt may finish it.
     attempt = models.PositiveIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When a compile task was last queued: one queued long ago and never taken was lost by the broker.
+    queued_at = models.DateTimeField(null=True, blank=True)
     progress = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     failed_source = models.CharField(max_length=50, blank=True)
@@ -1155,6 +1157,9 @@ class RecipientNotice(models.Model):
     recipient = models.ForeignKey(Recipient, on_delete=models.PROTECT, related_name="+")
     status = models.CharField(max_length=16, choices=NoticeStatus, default=NoticeStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
+    # When a send task was last queued or tried it: a pending notice quiet for longer than the
+    # retries' longest wait has lost its task.
+    queued_at = models.DateTimeField(null=True, blank=True)
     error = models.CharField(max_length=300, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     waiver_reason = models.CharField(max_length=16, choices=WaiverReason, blank=True)

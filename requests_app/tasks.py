@@ -166,6 +166,13 @@ def compile_export(self, export_id: int) -> str | None:
         raise self.retry(countdown=settings.EXPORT_HEARTBEAT_STALE_SECONDS) from busy
 
 
+@shared_task(acks_late=True)
+def requeue_lost_work() -> int:
+    """Periodic: queue again the export compilations and Art. 19 notices whose task the broker lost
+    (a Redis restart, say); returns how many."""
+    return exports.requeue_lost_exports() + notices.requeue_lost_notices()
+
+
 @shared_task(**EMAIL_RETRY)
 def send_export_ready_email(export_id: int) -> None:
     """Tell the subject their data package can be downloaded from the status page."""

@@ -157,3 +157,9 @@ def test_a_broker_outage_still_shows_the_subject_their_reference(client, unreach
     assert response.status_code == 302
     request = PrivacyRequest.objects.get()
     assert request.reference in client.get(response.url).content.decode()  # they can ask for the link again
+
+
+def test_every_periodic_job_names_a_registered_task(settings):
+    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert "requests_app.tasks.requeue_lost_work" in scheduled
+    assert scheduled <= set(celery_app.tasks)

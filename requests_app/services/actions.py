@@ -45,6 +45,7 @@ from requests_app.models import (
     SourceCategory,
     SourceSystem,
 )
+from requests_app.services import notices
 from requests_app.services.suppression import SUPPRESSION_RIGHTS
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.actions import (
@@ -434,7 +435,7 @@ def queue_due_notices(request: PrivacyRequest) -> None:
         if notice.recipient.source_id not in changed_sources:
             RecipientNotice.objects.filter(pk=notice.pk).update(status=NoticeStatus.NOT_NEEDED)
             continue
-        tasks.queue_after_commit(tasks.send_recipient_notice, notice.id)
+        notices.queue_delivery(notice.id)
 
 
 def changed_anything(result: dict) -> bool:

@@ -77,7 +77,7 @@ def export_start(*, request: PrivacyRequest, actor: Actor, kind: str = ExportKin
             export.save(update_fields=["status"])
         record_event(locked, "export_started", actor=actor, data={"export": str(export.public_id), "kind": kind})
         if export.status == ExportStatus.QUEUED:
-            tasks.queue_after_commit(tasks.compile_export, export.id)
+            _queue_compilation(export.id)
     return export
 
 
@@ -98,8 +98,35 @@ def manual_task_upload(*, task: ManualTask, actor: Actor, upload) -> ManualTask:
         if not export.manual_tasks.filter(done_at__isnull=True).exists():
             export.status = ExportStatus.QUEUED
             export.save(update_fields=["status"])
-            tasks.queue_after_commit(tasks.compile_export, export.id)
+            _queue_compilation(export.id)
     return task
+
+
+def _queue_compilation(export_id: int) -> None:
+    """Queue the compile task on commit, and note when (see requeue_lost_exports)."""
+    ExportPackage.objects.filter(pk=export_id).update(queued_at=timezone.now())
+    tasks.queue_after_commit(tasks.compile_export, export_id)
+
+
+def requeue_lost_exports(*, now: datetime.datetime | None = None) -> int:
+    """Queue again the compilations whose task the broker lost; returns how many.
+
+    Lost means queued longer ago than EXPORT_LOST_AFTER and never taken, or
+    taken by a worker that died (heartbeat stale) while its redelivery may be
+    hours away (the broker's visibility timeout). A task queued twice is
+    harmless: only one run claims the export (_claim), the other waits for it.
+    """
+    now = now or timezone.now()
+    quiet = Q(queued_at__lt=now - settings.EXPORT_LOST_AFTER) | Q(queued_at__isnull=True)
+    dead = Q(status=ExportStatus.RUNNING, heartbeat_at__lt=now - datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS))
+    lost = ExportPackage.objects.filter(quiet, Q(status=ExportStatus.QUEUED) | dead).exclude(request__status__in=NO_DATA_DELIVERED)
+    export_ids = list(lost.values_list("id", flat=True))
+    for export_id in export_ids:
+        with transaction.atomic():
+            _queue_compilation(export_id)
+    if export_ids:
+        logger.warning("queued %d export(s) again: their compile task was lost", len(export_ids))
+    return len(export_ids)
 
 
 def _claim(export_id: int) -> int | None:
@@ -288,7 +315,7 @@ def export_retry(*, export: ExportPackage, actor: Actor) -> ExportPackage:
         if not ExportPackage.objects.filter(pk=export.pk, status=ExportStatus.FAILED).update(status=ExportStatus.QUEUED, error=""):
             raise RequestError(_("Only a failed export can be retried."))
         record_event(export.request, "export_retried", actor=actor, data={"export": str(export.public_id)})
-        tasks.queue_after_commit(tasks.compile_export, export.id)
+        _queue_compilation(export.id)
     export.refresh_from_db()
     return export
 

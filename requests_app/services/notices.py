@@ -11,6 +11,7 @@ identifiers the source knows the person by, what was done, and corrected
 values. It is personal data sent to a party that already holds it.
 """
 
+import datetime
 import json
 import logging
 from smtplib import SMTPException
@@ -38,6 +39,32 @@ logger = logging.getLogger(__name__)
 
 class NoticeFailed(Exception):
     """Sending failed in a way a retry may fix (the task retries with backoff)."""
+
+
+# Longer than the send task's longest wait between retries (an hour): a pending notice
+# quiet for this long has lost its task.
+NOTICE_LOST_AFTER = datetime.timedelta(hours=2)
+
+
+def queue_delivery(notice_id: int) -> None:
+    """Queue the send task on commit, and note when (see requeue_lost_notices)."""
+    RecipientNotice.objects.filter(pk=notice_id).update(queued_at=timezone.now())
+    tasks.queue_after_commit(tasks.send_recipient_notice, notice_id)
+
+
+def requeue_lost_notices(*, now: datetime.datetime | None = None) -> int:
+    """Queue again the pending notices whose task the broker lost; returns how many.
+    A second task for a notice is harmless: deliver() locks it and sends it once."""
+    now = now or timezone.now()
+    lost = list(
+        RecipientNotice.objects.filter(status=NoticeStatus.PENDING, queued_at__lt=now - NOTICE_LOST_AFTER).values_list("id", flat=True)
+    )
+    for notice_id in lost:
+        with transaction.atomic():
+            queue_delivery(notice_id)
+    if lost:
+        logger.warning("queued %d recipient notice(s) again: their send task was lost", len(lost))
+    return len(lost)
 
 
 def notice_content(notice: RecipientNotice) -> dict:
@@ -83,8 +110,8 @@ def deliver(*, notice_id: int, final_attempt: bool = False) -> bool:
         if notice is None or notice.status != NoticeStatus.PENDING:
             return False
         recipient = notice.recipient
-        notice.attempts += 1
-        notice.save(update_fields=["attempts"])
+        notice.attempts, notice.queued_at = notice.attempts + 1, timezone.now()
+        notice.save(update_fields=["attempts", "queued_at"])
         if not recipient.notification_webhook_url and not recipient.notification_email:
             _failed(notice, _("No email address or webhook URL is recorded for this recipient."), final=True)
             return False
@@ -143,7 +170,7 @@ def resend(*, notice: RecipientNotice, actor: Actor) -> RecipientNotice:
         locked.status, locked.error = NoticeStatus.PENDING, ""
         locked.save(update_fields=["status", "error"])
         record_event(locked.request, "recipient_notice_resent", actor=actor, data={"recipient": locked.recipient.name})
-        tasks.queue_after_commit(tasks.send_recipient_notice, locked.id)
+        queue_delivery(locked.id)
     return locked
 
 

@@ -1,6 +1,7 @@
 """Art. 19 notices: a signed webhook POST to a real local HTTP server or an email once the
 recipient's source is done; failure, retry, resend, waiver, and completion waiting for them."""
 
+import datetime
 import hashlib
 import hmac
 import json
@@ -10,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from privacy_portal.celery import app as celery_app
 from requests_app import tasks
@@ -219,6 +221,22 @@ def test_delivering_twice_sends_once(crm, erasure_request, dpo_actor, receiver, 
     assert notices.deliver(notice_id=notice.id) is False
     assert len(receiver.received) == 1
     assert AuditEvent.objects.filter(request=erasure_request, action="recipient_notified").count() == 1
+
+
+def test_a_notice_whose_task_the_broker_lost_is_queued_again(
+    crm, erasure_request, dpo_actor, receiver, carry_out, django_capture_on_commit_callbacks
+):
+    notice = _due_notice(crm, erasure_request, dpo_actor, carry_out, notification_webhook_url=receiver.url)
+    # Queued 90 minutes ago: a retry may still be waiting (an hour at most), so it is left alone.
+    RecipientNotice.objects.filter(pk=notice.pk).update(queued_at=timezone.now() - datetime.timedelta(minutes=90))
+    assert notices.requeue_lost_notices() == 0
+
+    RecipientNotice.objects.filter(pk=notice.pk).update(queued_at=timezone.now() - datetime.timedelta(hours=3))
+    with django_capture_on_commit_callbacks(execute=True):  # the task runs eagerly on commit
+        assert notices.requeue_lost_notices() == 1
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.SENT and len(receiver.received) == 1
+    assert notices.requeue_lost_notices(now=timezone.now() + datetime.timedelta(days=1)) == 0  # sent: never again
 
 
 def test_a_recipient_without_contact_details_fails_at_once(crm, erasure_request, dpo_actor, carry_out):

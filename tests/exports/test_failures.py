@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
+from requests_app import lifecycle
 from requests_app.audit import Actor
 from requests_app.models import (
     AuditEvent,
@@ -23,7 +24,7 @@ from requests_app.models import (
     SourceCategory,
     SourceSystem,
 )
-from requests_app.services.exports import ExportBusy, compile_export, export_retry, export_start
+from requests_app.services.exports import ExportBusy, compile_export, export_retry, export_start, requeue_lost_exports
 from tests.conftest import login_staff
 from tests.exports.conftest import closed_port
 from tests.exports.support import check_manifest, jsonl_records, open_package, stored_files
@@ -193,3 +194,37 @@ def test_a_live_run_is_not_taken_over(demo_request):
     export.refresh_from_db()
     assert export.status == ExportStatus.RUNNING and export.attempt == 1
     assert stored_files(f"exports/{export.public_id}") == []
+
+
+def test_an_export_whose_task_the_broker_lost_is_queued_again(demo_request, django_capture_on_commit_callbacks):
+    # Outside the capture, the task queued on commit never runs: as if Redis restarted and lost it.
+    export = export_start(request=demo_request, actor=Actor.system())
+    assert requeue_lost_exports() == 0  # queued just now: a worker may yet take it
+
+    later = timezone.now() + datetime.timedelta(minutes=31)
+    with django_capture_on_commit_callbacks(execute=True):  # the Celery task runs eagerly on commit
+        assert requeue_lost_exports(now=later) == 1
+    export.refresh_from_db()
+    assert export.status == ExportStatus.READY and export.attempt == 1
+    assert requeue_lost_exports(now=later) == 0
+
+
+def test_an_export_whose_worker_died_is_queued_again_but_not_a_live_one(demo_request, django_capture_on_commit_callbacks):
+    export = export_start(request=demo_request, actor=Actor.system())
+    long_ago = timezone.now() - datetime.timedelta(hours=1)
+    ExportPackage.objects.filter(pk=export.pk).update(status=ExportStatus.RUNNING, attempt=1, queued_at=long_ago, heartbeat_at=timezone.now())
+    assert requeue_lost_exports() == 0  # its run is alive
+
+    ExportPackage.objects.filter(pk=export.pk).update(heartbeat_at=long_ago)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert requeue_lost_exports() == 1
+    export.refresh_from_db()
+    assert export.status == ExportStatus.READY and export.attempt == 2
+
+
+def test_a_lost_export_of_a_withdrawn_request_is_left_alone(demo_request):
+    export = export_start(request=demo_request, actor=Actor.system())
+    lifecycle.transition(demo_request, "withdraw", actor=Actor.system())
+    assert requeue_lost_exports(now=timezone.now() + datetime.timedelta(hours=1)) == 0
+    export.refresh_from_db()
+    assert export.status == ExportStatus.QUEUED
