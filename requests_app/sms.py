@@ -2,7 +2,8 @@
 
 The gateway is outside this machine, so the default writes each message to a
 file under var/sms/, like the development email backend. A real gateway is
-one small class with a `send(phone, text)` method.
+one small class with a `send(phone, text)` method that raises SMSError (or
+OSError) when the message did not go: the sending task retries.
 """
 
 import threading
@@ -12,6 +13,10 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 from django.utils.module_loading import import_string
+
+
+class SMSError(Exception):
+    """The gateway did not take the message; a later try may succeed. Backends raise it (or OSError)."""
 
 
 def send(phone: str, text: str) -> None:

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from requests_app import audit, emails
+from requests_app import audit, emails, sms
 from requests_app.models import (
     ExportPackage,
     IdempotencyRecord,
@@ -179,6 +179,14 @@ def send_export_ready_email(export_id: int) -> None:
     export = ExportPackage.objects.select_related("request").filter(pk=export_id).exclude(request__subject_email="").first()
     if export is not None:
         emails.send_export_ready_email(export)
+
+
+@shared_task(
+    acks_late=True, autoretry_for=(sms.SMSError, OSError), retry_backoff=30, retry_backoff_max=3600, max_retries=20
+)
+def send_package_password(export_id: int) -> bool:
+    """Text the password of a released encrypted package; retried while the SMS gateway fails."""
+    return exports.send_package_password(export_id=export_id)
 
 
 @shared_task(acks_late=True)

@@ -22,7 +22,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F, Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from requests_app import roles, sms, tasks
@@ -336,21 +336,44 @@ def export_release(*, export: ExportPackage, actor: Actor, share_with_organisati
         locked.released_at, locked.released_by = timezone.now(), actor.user
         locked.expires_at = locked.released_at + settings.EXPORT_LINK_LIFETIME
         locked.shared_with_organisation = share_with_organisation and locked.request.organisation_id is not None
-        password, locked.pending_password = locked.pending_password, ""
-        locked.save(
-            update_fields=["status", "released_at", "released_by", "expires_at", "pending_password", "shared_with_organisation"]
-        )
+        locked.save(update_fields=["status", "released_at", "released_by", "expires_at", "shared_with_organisation"])
         record_event(locked.request, "export_released", actor=actor, data={"export": str(locked.public_id)})
         webhooks.emit(locked.request, webhooks.WebhookEvent.EXPORT_READY, {"export": str(locked.public_id)})
-        if password:
-            phone = locked.request.identities.filter(kind=IdentityKind.PHONE, verified_at__isnull=False).values_list("value", flat=True).first()
-            text = _("Privacy Portal: the password for the data package of request %(reference)s is %(password)s") % {
-                "reference": locked.request.reference, "password": password,
-            }
+        if locked.pending_password:
             # Only once the release is committed: never a password for a release that did not happen.
-            transaction.on_commit(lambda: sms.send(phone, text))
+            # The task retries while the gateway fails, and erases the password once it is sent.
+            tasks.queue_after_commit(tasks.send_package_password, locked.id)
         tasks.queue_after_commit(tasks.send_export_ready_email, locked.id)
     return locked
+
+
+def send_package_password(*, export_id: int) -> bool:
+    """Text the password of a released encrypted package to the subject's verified phone, then erase it.
+
+    Returns whether it was sent now. The row stays locked while the text goes, so a second task
+    waits and then finds nothing to send. A gateway error leaves the password stored, and the
+    task retries; a package that expires first has its password erased with it.
+    """
+    with transaction.atomic():
+        export = (
+            ExportPackage.objects.select_for_update(of=("self",)).select_related("request")
+            .filter(pk=export_id, status=ExportStatus.RELEASED).exclude(pending_password="").first()
+        )
+        if export is None:
+            return False
+        request = export.request
+        phone = request.identities.filter(kind=IdentityKind.PHONE, verified_at__isnull=False).values_list("value", flat=True).first()
+        if phone is None:
+            logger.warning("export %s: no verified phone number to text the password to", export.public_id)
+            return False
+        with translation.override(request.language):
+            text = _("Privacy Portal: the password for the data package of request %(reference)s is %(password)s") % {
+                "reference": request.reference, "password": export.pending_password,
+            }
+        sms.send(phone, text)
+        ExportPackage.objects.filter(pk=export.pk).update(pending_password="")
+        record_event(request, "export_password_sent", actor=Actor.system(), data={"export": str(export.public_id)})
+    return True
 
 
 def download_token(export: ExportPackage) -> str:

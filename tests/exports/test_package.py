@@ -11,15 +11,17 @@ from io import StringIO
 import pytest
 import sqlalchemy
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 from django.utils import timezone
 
 from requests_app.audit import Actor
 from requests_app.lifecycle import RequestError
 from requests_app.models import AuditEvent, ExportPackage, ExportStatus, IdentityKind, SourceSystem, SubjectIdentity
-from requests_app.services.exports import compile_export, export_release, export_start
-from requests_app.sms import LocmemBackend
+from requests_app.services.exports import compile_export, export_release, export_start, send_package_password
+from requests_app.sms import LocmemBackend, SMSError
 from requests_app.sources.sql import normalise_url
 from tests.exports.support import check_manifest, csv_rows, jsonl_records, open_package, stored_bytes
+from tests.conftest import login_staff
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.usefixtures("export_settings")
@@ -214,6 +216,38 @@ def test_encrypted_package_opens_only_with_the_password_texted_at_release(demo_s
     trail = json.dumps(list(AuditEvent.objects.filter(request=request).values("data", "note")))
     assert password not in trail
 
+
+class GatewayDown:
+    """An SMS backend whose gateway refuses every message."""
+
+    def send(self, phone, text):
+        raise SMSError("gateway unavailable")
+
+
+def test_the_password_is_kept_until_the_gateway_takes_it(demo_request, dpo, client, settings, django_capture_on_commit_callbacks):
+    export = compiled(demo_request, encrypt=True)
+    password = export.pending_password
+    with django_capture_on_commit_callbacks(execute=False):  # the task that texts it does not run here
+        export_release(export=export, actor=Actor.staff(dpo))
+    export.refresh_from_db()
+    assert export.status == ExportStatus.RELEASED and export.pending_password == password
+
+    settings.SMS_BACKEND = f"{__name__}.GatewayDown"
+    with pytest.raises(SMSError):  # the task retries on this
+        send_package_password(export_id=export.id)
+    export.refresh_from_db()
+    assert export.pending_password == password and LocmemBackend.outbox == []
+    page = login_staff(client, dpo).get(reverse("staff:export", args=[export.public_id])).content.decode()
+    assert "Not texted to the subject yet" in page
+
+    settings.SMS_BACKEND = "requests_app.sms.LocmemBackend"
+    assert send_package_password(export_id=export.id) is True
+    assert send_package_password(export_id=export.id) is False  # sent once
+    assert [text.rsplit(" ", 1)[-1] for _phone, text in LocmemBackend.outbox] == [password]
+    export.refresh_from_db()
+    assert export.pending_password == ""
+    assert AuditEvent.objects.filter(request=demo_request, action="export_password_sent").count() == 1
+    assert "Not texted to the subject yet" not in client.get(reverse("staff:export", args=[export.public_id])).content.decode()
 
 def test_an_encrypted_package_needs_a_verified_phone_number(demo_request):
     SubjectIdentity.objects.filter(request=demo_request, kind=IdentityKind.PHONE).update(verified_at=None)
