@@ -81,7 +81,11 @@ def resend_verification(request: HttpRequest) -> HttpResponse:
 
 def status(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
-    context = {
+    return render(request, "requests_app/status.html", _status_context(privacy_request))
+
+
+def _status_context(privacy_request) -> dict:
+    return {
         "privacy_request": privacy_request,
         "next_step": selectors.NEXT_STEP_TEXT[privacy_request.status],
         "timeline": selectors.subject_timeline(privacy_request),
@@ -92,7 +96,6 @@ def status(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
         # rectification or restriction. Notices exist only for requests with those rights.
         "recipient_notices": privacy_request.recipient_notices.select_related("recipient"),
     }
-    return render(request, "requests_app/status.html", context)
 
 
 @require_POST
@@ -114,12 +117,14 @@ def withdraw(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
 def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     """The subject writes to the DPO team; a reply to a question restarts the clock."""
     privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
+    body = request.POST.get("body", "")
     try:
-        handling.subject_reply(request=privacy_request, body=request.POST.get("body", ""))
+        handling.subject_reply(request=privacy_request, body=body)
     except RequestError as error:
-        messages.error(request, str(error))
-    else:
-        messages.success(request, _("Thank you: your message has been sent to our data protection team."))
+        # The page again with the text they wrote: a refused message must not be lost.
+        context = {**_status_context(privacy_request), "reply_body": body, "reply_error": str(error)}
+        return render(request, "requests_app/status.html", context, status=400)
+    messages.success(request, _("Thank you: your message has been sent to our data protection team."))
     return redirect("status", reference, secret)
 
 

@@ -67,3 +67,26 @@ def test_withdraw_with_a_wrong_secret_is_a_404(client):
     assert response.status_code == 404
     request.refresh_from_db()
     assert request.status == Status.NEW
+
+
+@pytest.mark.django_db
+def test_a_reply_with_line_breaks_counts_them_as_the_browser_does(client):
+    """The browser lets 10,000 characters through its maxlength counting a line break as one,
+    then sends each as CRLF: the message must be accepted, with its line breaks."""
+    request = request_in_status(Status.IN_PROGRESS)
+    lines = ["x" * 99] * 100  # 9,900 characters and 99 line breaks: 9,999 in the browser, 10,098 as sent
+    response = client.post(reverse("reply", args=[request.reference, request.secret]), {"body": "\r\n".join(lines)})
+    assert response.status_code == 302
+    assert request.messages.get().body == "\n".join(lines)
+
+
+@pytest.mark.django_db
+def test_a_refused_reply_shows_the_page_again_with_the_text_written(client):
+    request = request_in_status(Status.IN_PROGRESS)
+    too_long = "My old number was +32475123456. " + "x" * 10_000
+    response = client.post(reverse("reply", args=[request.reference, request.secret]), {"body": too_long})
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert "Your reply is too long" in page
+    assert f">{too_long}</textarea>" in page
+    assert not request.messages.exists()

@@ -142,7 +142,9 @@ def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = N
     moves it back to where it was, and any paused clock restarts. The
     assignee is told.
     """
-    body = body.strip()
+    # Browsers send line breaks as CRLF but count them as one character against the
+    # form's maxlength: count (and keep) them as the subject saw them.
+    body = body.replace("\r\n", "\n").strip()
     if not body:
         raise RequestError(_("Write your reply first."))
     if len(body) > 10_000:
