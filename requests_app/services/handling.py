@@ -13,6 +13,7 @@ from django.db import transaction
 from django.template import Context, Template
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from requests_app import lifecycle, roles, tasks
 from requests_app.audit import Actor, record_event
@@ -33,28 +34,36 @@ from requests_app.services.actions import completion_blockers
 from requests_app.services.certificate import outcome_summary
 
 # Where a subject may complain, per regime (GDPR Art. 12(4) and 77).
+# Named in the subject's language in every rejection (Art. 12(4)).
 SUPERVISORY_AUTHORITIES = {
-    "gdpr": "the Data Protection Authority (Autorité de protection des données / Gegevensbeschermingsautoriteit), "
-    "Rue de la Presse 35, 1000 Brussels, www.dataprotectionauthority.be",
-    "uk_gdpr": "the Information Commissioner's Office (ICO), Wycliffe House, Water Lane, Wilmslow SK9 5AF, ico.org.uk",
-    "ccpa": "the California Privacy Protection Agency, cppa.ca.gov, or the California Attorney General",
-    "lgpd": "the Autoridade Nacional de Proteção de Dados (ANPD), www.gov.br/anpd",
+    "gdpr": gettext_lazy(
+        "the Data Protection Authority (Autorité de protection des données / Gegevensbeschermingsautoriteit), "
+        "Rue de la Presse 35, 1000 Brussels, www.dataprotectionauthority.be"
+    ),
+    "uk_gdpr": gettext_lazy(
+        "the Information Commissioner's Office (ICO), Wycliffe House, Water Lane, Wilmslow SK9 5AF, ico.org.uk"
+    ),
+    "ccpa": gettext_lazy("the California Privacy Protection Agency, cppa.ca.gov, or the California Attorney General"),
+    "lgpd": gettext_lazy("the Autoridade Nacional de Proteção de Dados (ANPD), www.gov.br/anpd"),
 }
 
-# Wording used when the DPO has not written a template for the purpose and language.
+# Wording used when the DPO has not written a template for the purpose and language: Django
+# templates, translated into the subject's language (translators keep the {{ }} placeholders).
 DEFAULT_TEMPLATES = {
     TemplatePurpose.MESSAGE: ("", "{{ body }}"),
     TemplatePurpose.INFORMATION_REQUEST: (
-        "We need more information about your request {{ reference }}",
-        "{{ body }}\n\nThe time we have to answer is paused until you reply on your request's status page.",
+        gettext_lazy("We need more information about your request {{ reference }}"),
+        gettext_lazy(
+            "{{ body }}\n\nThe time we have to answer is paused until you reply on your request's status page."
+        ),
     ),
     TemplatePurpose.COMPLETION: (
-        "Your privacy request {{ reference }} is complete",
-        "We have completed your request {{ reference }} ({{ rights }}).\n\n{{ body }}",
+        gettext_lazy("Your privacy request {{ reference }} is complete"),
+        gettext_lazy("We have completed your request {{ reference }} ({{ rights }}).\n\n{{ body }}"),
     ),
     TemplatePurpose.REJECTION: (
-        "Your privacy request {{ reference }}",
-        "We cannot grant your request {{ reference }} ({{ rights }}).\n\nThe reason: {{ reason }}\n\n{{ body }}",
+        gettext_lazy("Your privacy request {{ reference }}"),
+        gettext_lazy("We cannot grant your request {{ reference }} ({{ rights }}).\n\nThe reason: {{ reason }}\n\n{{ body }}"),
     ),
 }
 
@@ -74,8 +83,8 @@ def render_letter(request: PrivacyRequest, purpose: str, *, body: str, reason: s
         .order_by("-request_type")
         .first()
     )
-    subject_source, body_source = (template.subject, template.body) if template else DEFAULT_TEMPLATES[purpose]
     with translation.override(request.language):
+        subject_source, body_source = (template.subject, template.body) if template else map(str, DEFAULT_TEMPLATES[purpose])
         context = Context(
             {
                 "reference": request.reference,
@@ -261,8 +270,8 @@ def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expe
 
 def rejection_rights_paragraph(request: PrivacyRequest) -> str:
     """Art. 12(4): the right to complain and to a judicial remedy, in every rejection."""
-    authority = SUPERVISORY_AUTHORITIES.get(request.regime, SUPERVISORY_AUTHORITIES["gdpr"])
     with translation.override(request.language):
+        authority = str(SUPERVISORY_AUTHORITIES.get(request.regime, SUPERVISORY_AUTHORITIES["gdpr"]))
         return _(
             "You have the right to lodge a complaint with a supervisory authority, in particular %(authority)s, "
             "and to seek a judicial remedy before the courts."

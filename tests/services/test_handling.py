@@ -154,6 +154,17 @@ def test_access_and_portability_complete_only_once_their_packages_are_released(d
 
 
 @pytest.mark.django_db
+def test_built_in_letters_are_in_the_subjects_language_with_the_authority_named(dpo):
+    request = request_in_status(Status.IN_PROGRESS, language="nl")
+    handling.request_reject(request=request, actor=Actor.staff(dpo), ground="no_data", explanation="", expected_status=Status.IN_PROGRESS)
+    letter = request.messages.get()
+    assert letter.subject == f"Uw privacyverzoek {request.reference}"
+    assert letter.body.startswith(f"We kunnen niet ingaan op uw verzoek {request.reference} (")
+    assert "de Gegevensbeschermingsautoriteit (GBA), Drukpersstraat 35, 1000 Brussel" in letter.body
+    assert "We cannot" not in letter.body and "Brussels" not in letter.body
+
+
+@pytest.mark.django_db
 def test_the_email_subject_line_is_not_html_escaped(dpo, mailoutbox, django_capture_on_commit_callbacks):
     ResponseTemplate.objects.create(
         purpose=TemplatePurpose.COMPLETION, language="fr", subject="Votre demande d'accès & « suivi » {{ reference }}",
