@@ -21,7 +21,7 @@ from tests.actions.test_notices import carry_out_actions
 
 def _complete(request, actor):
     handling.request_complete(request=request, actor=actor, letter="Thank you for your patience.", expected_status=request.status)
-    return Message.objects.get(request=request, subject__contains="complete")
+    return Message.objects.filter(request=request).latest("created_at")  # the completion letter
 
 
 def test_the_letter_names_the_erased_and_the_kept_data_with_its_basis(
