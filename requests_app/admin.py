@@ -4,10 +4,17 @@ staff intake of requests that arrived by email, post or phone.
 Nothing about a request is edited here: every change must go through a
 service so it writes its audit event. Staff record new requests through the
 intake page, which calls the same service as the public form.
+
+Who may do what follows the staff roles (requests_app.roles), not Django's
+per-model permissions: every role reads, DPOs change the configuration
+(organisations, API keys, webhooks, sources...), handlers and DPOs record
+requests. What holds secrets (webhook secrets, source connection URLs, API
+keys) is for DPOs only.
 """
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -15,6 +22,7 @@ from django.utils.html import format_html
 
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
+from requests_app import roles
 from requests_app.audit import Actor
 from requests_app.forms import StaffIntakeForm
 from requests_app.lifecycle import RequestError
@@ -55,7 +63,38 @@ from requests_app.services import intake
 from requests_app.templatetags.deadline_tags import due_badge
 
 
-class ReadOnlyInline(admin.TabularInline):
+class RolePermissions:
+    """Admin permissions from the staff role. `dpo_only` hides the model from the other roles."""
+
+    dpo_only = False
+    # Webhook and recipient URLs are HTTPS: a scheme left out means https, not http.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    def _may_read(self, request) -> bool:
+        role = roles.role_of(request.user)
+        return role == roles.DPO if self.dpo_only else role is not None
+
+    def has_module_permission(self, request):
+        return self._may_read(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._may_read(request)
+
+    def has_add_permission(self, request, *args):
+        return roles.is_dpo(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return roles.is_dpo(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return roles.is_dpo(request.user)
+
+
+class RoleAdmin(RolePermissions, admin.ModelAdmin):
+    pass
+
+
+class ReadOnlyInline(RolePermissions, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
@@ -109,7 +148,7 @@ class AuditEventInline(ReadOnlyInline):
 
 
 @admin.register(PrivacyRequest)
-class PrivacyRequestAdmin(admin.ModelAdmin):
+class PrivacyRequestAdmin(RoleAdmin):
     list_display = ["reference", "status", "rights_asked", "channel", "regime", "received_at", "due_on", "time_left", "assignee"]
     list_filter = ["status", "channel", "regime", "rights__right"]
     # By reference only: a search goes into the URL (?q=), and so into access logs and browser
@@ -161,6 +200,10 @@ class PrivacyRequestAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
 
+    def has_add_permission(self, request):
+        # Intake: the staff who work requests record those that arrive by email, post or phone.
+        return roles.role_of(request.user) in (roles.DPO, roles.HANDLER)
+
     def has_change_permission(self, request, obj=None):
         return False
 
@@ -196,7 +239,7 @@ class PrivacyRequestAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/requests_app/intake.html", context)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(RoleAdmin):
     def has_add_permission(self, request):
         return False
 
@@ -239,25 +282,25 @@ class AuditChainCheckAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Organisation)
-class OrganisationAdmin(admin.ModelAdmin):
+class OrganisationAdmin(RoleAdmin):
     list_display = ["name", "public_id", "created_at"]
     search_fields = ["name"]
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(RoleAdmin):
     list_display = ["name"]
     filter_horizontal = ["members"]
 
 
 @admin.register(AssignmentRule)
-class AssignmentRuleAdmin(admin.ModelAdmin):
+class AssignmentRuleAdmin(RoleAdmin):
     list_display = ["position", "name", "active", "request_type", "regime", "channel", "organisation", "assign_team", "assign_user"]
     list_editable = ["active"]
 
 
 @admin.register(ResponseTemplate)
-class ResponseTemplateAdmin(admin.ModelAdmin):
+class ResponseTemplateAdmin(RoleAdmin):
     list_display = ["purpose", "request_type", "language", "subject", "updated_at"]
     list_filter = ["purpose", "language"]
 
@@ -282,17 +325,17 @@ class DailyDigestAdmin(ReadOnlyAdmin):
     list_display = ["day", "sent_at"]
 
 
-class SourceCategoryInline(admin.StackedInline):
+class SourceCategoryInline(RolePermissions, admin.StackedInline):
     model = SourceCategory
     extra = 0
 
 
-class RecipientInline(admin.TabularInline):
+class RecipientInline(RolePermissions, admin.TabularInline):
     model = Recipient
     extra = 0
 
 
-class LegalHoldInline(admin.TabularInline):
+class LegalHoldInline(RolePermissions, admin.TabularInline):
     model = LegalHold
     extra = 0
 
@@ -304,19 +347,21 @@ class LegalHoldInline(admin.TabularInline):
 
 
 @admin.register(SourceSystem)
-class SourceSystemAdmin(admin.ModelAdmin):
+class SourceSystemAdmin(RoleAdmin):
+    dpo_only = True  # connection URLs may carry credentials
+
     list_display = ["name", "slug", "connector", "identity_kind", "legal_basis", "active"]
     list_filter = ["connector", "active"]
     inlines = [SourceCategoryInline, RecipientInline, LegalHoldInline]
 
 
-class SourceFieldInline(admin.TabularInline):
+class SourceFieldInline(RolePermissions, admin.TabularInline):
     model = SourceField
     extra = 0
 
 
 @admin.register(SourceCategory)
-class SourceCategoryAdmin(admin.ModelAdmin):
+class SourceCategoryAdmin(RoleAdmin):
     """Categories are edited inline on their source too; here for their fields (inlines do not nest)."""
 
     list_display = ["__str__", "category", "table", "erase_method"]
@@ -342,7 +387,7 @@ class RecipientNoticeAdmin(ReadOnlyAdmin):
 
 
 @admin.register(SuppressionPurpose)
-class SuppressionPurposeAdmin(admin.ModelAdmin):
+class SuppressionPurposeAdmin(RoleAdmin):
     list_display = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
 
@@ -372,16 +417,20 @@ class ManualTaskAdmin(ReadOnlyAdmin):
 
 
 @admin.register(OrganisationAPIKey)
-class OrganisationAPIKeyAdmin(APIKeyModelAdmin):
+class OrganisationAPIKeyAdmin(RolePermissions, APIKeyModelAdmin):
     """The DPO issues keys here: the key is shown once, on creation; only its hash is kept."""
+
+    dpo_only = True
 
     list_display = [*APIKeyModelAdmin.list_display, "organisation", "scope"]
     list_filter = [*APIKeyModelAdmin.list_filter, "organisation", "scope"]
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(RoleAdmin):
     """The DPO registers an organisation's endpoint and gives it the secret shown here."""
+
+    dpo_only = True
 
     list_display = ["url", "organisation", "active", "disabled_at", "created_at"]
     list_filter = ["active", "organisation"]

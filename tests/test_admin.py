@@ -135,3 +135,48 @@ def test_attachments_are_not_served_to_the_public_or_to_staff_without_permission
     assert client.get(url).url.startswith(reverse("staff:otp"))
     login_staff(client, staff_without_role)
     assert client.get(url).status_code == 403
+
+
+# What each role may do in the admin: (role, page, expected status). The roles are groups,
+# not Django model permissions, and none of these users is a superuser.
+ROLE_PAGES = [
+    ("DPO", "admin:requests_app_organisationapikey_add", 200),  # issue API keys
+    ("DPO", "admin:requests_app_webhookendpoint_add", 200),
+    ("DPO", "admin:requests_app_organisation_add", 200),
+    ("DPO", "admin:requests_app_intake", 200),
+    ("Handler", "admin:requests_app_intake", 200),  # records a posted request
+    ("Handler", "admin:requests_app_privacyrequest_changelist", 200),
+    ("Handler", "admin:requests_app_organisation_add", 403),
+    ("Handler", "admin:requests_app_webhookendpoint_changelist", 403),  # its secrets are the DPO's
+    ("Auditor", "admin:requests_app_auditevent_changelist", 200),
+    ("Auditor", "admin:requests_app_organisation_changelist", 200),
+    ("Auditor", "admin:requests_app_intake", 403),
+    ("Auditor", "admin:requests_app_organisationapikey_changelist", 403),
+    ("Auditor", "admin:requests_app_sourcesystem_changelist", 403),  # connection URLs may hold credentials
+]
+
+
+@pytest.mark.parametrize(("role", "page", "expected"), ROLE_PAGES)
+@pytest.mark.django_db
+def test_the_admin_follows_the_staff_roles(client, role, page, expected):
+    from tests.factories import staff_in_role
+
+    login_staff(client, staff_in_role(role, username=f"{role.lower()}-admin"))
+    assert client.get(reverse(page)).status_code == expected
+
+
+@pytest.mark.django_db
+def test_a_dpo_who_is_not_a_superuser_issues_an_api_key(client):
+    from requests_app.models import Organisation, OrganisationAPIKey
+    from tests.factories import staff_in_role
+
+    organisation = Organisation.objects.create(name="Mobile Operator SA")
+    login_staff(client, staff_in_role("DPO", username="dpo-keys"))
+    response = client.post(
+        reverse("admin:requests_app_organisationapikey_add"),
+        {"name": "portal", "organisation": organisation.pk, "scope": "write"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    key = OrganisationAPIKey.objects.get(organisation=organisation)
+    assert key.prefix in response.content.decode()  # the key is shown once, with its prefix
