@@ -202,7 +202,7 @@ class PrivacyRequestAdmin(RoleAdmin):
 
     def has_add_permission(self, request):
         # Intake: the staff who work requests record those that arrive by email, post or phone.
-        return roles.role_of(request.user) in (roles.DPO, roles.HANDLER)
+        return roles.role_of(request.user) in roles.INTAKE_ROLES
 
     def has_change_permission(self, request, obj=None):
         return False

@@ -2,7 +2,7 @@
 
 - DPO: everything, including assignment rules, response templates and users.
 - Handler: works the requests assigned to them or to one of their teams; reads the others.
-- Auditor: reads everything, the audit trail included; changes nothing.
+- Auditor: reads everything, the audit trail and the configuration included; changes nothing.
 
 A role is membership of the Django group of the same name (superusers are
 DPOs). Services call `require_can_work`, so the rule holds whatever the entry
@@ -15,6 +15,10 @@ from requests_app.lifecycle import NotAllowed
 
 DPO, HANDLER, AUDITOR = "DPO", "Handler", "Auditor"
 ROLES = (DPO, HANDLER, AUDITOR)
+# Who reads the configuration (rules, templates, teams, staff, inventory, webhooks); only DPOs change it.
+CONFIGURATION_READERS = (DPO, AUDITOR)
+# Who records requests that arrived by email, post or phone (staff intake).
+INTAKE_ROLES = (DPO, HANDLER)
 
 
 def role_of(user) -> str | None:

@@ -61,8 +61,8 @@ from requests_app.staff import forms
 PAGE_SIZE = 50
 
 
-def staff_view(view=None, *, dpo_only=False):
-    """Signed in, two factors verified, and a staff role; DPO-only views say so."""
+def staff_view(view=None, *, dpo_only=False, readers=roles.ROLES):
+    """Signed in, two factors verified, and a staff role: one of `readers`, or the DPO for `dpo_only` views."""
 
     def decorator(view):
         @functools.wraps(view)
@@ -73,7 +73,7 @@ def staff_view(view=None, *, dpo_only=False):
             if not user.is_verified():
                 return redirect(f"{reverse('staff:otp')}?{urlencode({'next': request.get_full_path()})}")
             role = roles.role_of(user)
-            if role is None or (dpo_only and role != roles.DPO):
+            if role not in readers or (dpo_only and role != roles.DPO):
                 raise PermissionDenied
             try:
                 return view(request, *args, **kwargs)
@@ -468,7 +468,7 @@ def _crud(request, *, model, form_class, pk, list_url, template, title, event):
     return render(request, "staff/settings_form.html", {"form": form, "title": title, "instance": instance, "list_url": list_url})
 
 
-@staff_view(dpo_only=True)
+@staff_view(readers=roles.CONFIGURATION_READERS)
 def rules(request: HttpRequest) -> HttpResponse:
     items = AssignmentRule.objects.select_related("organisation", "assign_team", "assign_user")
     return render(request, "staff/rules.html", {"rules": items})
@@ -482,7 +482,7 @@ def rule_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     )
 
 
-@staff_view(dpo_only=True)
+@staff_view(readers=roles.CONFIGURATION_READERS)
 def response_templates(request: HttpRequest) -> HttpResponse:
     return render(request, "staff/templates.html", {"templates": ResponseTemplate.objects.all()})
 
@@ -495,7 +495,7 @@ def response_template_edit(request: HttpRequest, pk: int | None = None) -> HttpR
     )
 
 
-@staff_view(dpo_only=True)
+@staff_view(readers=roles.CONFIGURATION_READERS)
 def teams(request: HttpRequest) -> HttpResponse:
     return render(request, "staff/teams.html", {"teams": Team.objects.prefetch_related("members")})
 
@@ -508,7 +508,7 @@ def team_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     )
 
 
-@staff_view(dpo_only=True)
+@staff_view(readers=roles.CONFIGURATION_READERS)
 def users(request: HttpRequest) -> HttpResponse:
     staff = get_user_model().objects.filter(is_staff=True).prefetch_related("groups", "privacy_teams").order_by("username")
     rows = [(user, roles.role_of(user) if user.is_active else None, TOTPDevice.objects.filter(user=user, confirmed=True).exists()) for user in staff]
@@ -631,7 +631,7 @@ def export_action(request: HttpRequest, public_id, action: str) -> HttpResponse:
 # --- The data inventory (DPO) -----------------------------------------------------------
 
 
-@staff_view(dpo_only=True)
+@staff_view(readers=roles.CONFIGURATION_READERS)
 def inventory(request: HttpRequest) -> HttpResponse:
     sources = SourceSystem.objects.prefetch_related(
         "categories__fields", "recipients", "legal_holds__category"
@@ -680,7 +680,7 @@ def hold_new(request: HttpRequest, source_pk: int) -> HttpResponse:
 # --- Webhooks (DPO) ------------------------------------------------------------------------
 
 
-@staff_view(dpo_only=True)
+@staff_view(readers=roles.CONFIGURATION_READERS)
 def webhooks(request: HttpRequest) -> HttpResponse:
     """The delivery log: every event sent to organisations, with its attempts and last answer."""
     deliveries = WebhookDelivery.objects.select_related("endpoint__organisation")[:200]

@@ -166,42 +166,48 @@ def things(cast):
     }
 
 
-# (url name, arguments from `things`); "read" pages are for every role, "dpo" pages for the DPO only.
+# (url name, arguments from `things`): "read" pages are for every role, "configuration" pages are read by
+# the DPO and the Auditor, "dpo" pages (the edit pages) are for the DPO only.
 READ_PAGES = [
     ("staff:home", lambda t: []),
     ("staff:queue", lambda t: []),
     ("staff:request", lambda t: [t["request"].reference]),
     ("staff:attachment", lambda t: [t["attachment"].public_id]),
 ]
-DPO_PAGES = [
+CONFIGURATION_PAGES = [
     ("staff:rules", lambda t: []),
+    ("staff:templates", lambda t: []),
+    ("staff:teams", lambda t: []),
+    ("staff:users", lambda t: []),
+    ("staff:inventory", lambda t: []),
+    ("staff:webhooks", lambda t: []),
+]
+DPO_PAGES = [
     ("staff:rule_new", lambda t: []),
     ("staff:rule_edit", lambda t: [t["rule"].pk]),
-    ("staff:templates", lambda t: []),
     ("staff:template_new", lambda t: []),
     ("staff:template_edit", lambda t: [t["template"].pk]),
-    ("staff:teams", lambda t: []),
     ("staff:team_new", lambda t: []),
     ("staff:team_edit", lambda t: [t["team"].pk]),
-    ("staff:users", lambda t: []),
     ("staff:user_new", lambda t: []),
     ("staff:user_edit", lambda t: [t["user"].pk]),
 ]
+PAGES = {"read": READ_PAGES, "configuration": CONFIGURATION_PAGES, "dpo": DPO_PAGES}
 
-# What each role gets: (on a read page, on a DPO-only page).
+# What each role gets on each kind of page.
 GET_MATRIX = {
-    "anonymous": ("login", "login"),
-    "no_otp": ("otp", "otp"),
-    "no_role": (403, 403),
-    "auditor": (200, 403),
-    "handler": (200, 403),
-    "dpo": (200, 200),
-    "superuser": (200, 200),
+    "anonymous": {"read": "login", "configuration": "login", "dpo": "login"},
+    "no_otp": {"read": "otp", "configuration": "otp", "dpo": "otp"},
+    "no_role": {"read": 403, "configuration": 403, "dpo": 403},
+    "auditor": {"read": 200, "configuration": 200, "dpo": 403},
+    "handler": {"read": 200, "configuration": 403, "dpo": 403},
+    "dpo": {"read": 200, "configuration": 200, "dpo": 200},
+    "superuser": {"read": 200, "configuration": 200, "dpo": 200},
 }
 
 GET_CASES = [
-    pytest.param(url_name, args, role, GET_MATRIX[role][0 if kind == "read" else 1], id=f"{role}-{url_name}")
-    for kind, pages in (("read", READ_PAGES), ("dpo", DPO_PAGES))
+    pytest.param(url_name, args, role, GET_MATRIX[role][kind], id=f"{role}-{url_name}")
+    for kind, pages in PAGES.items()
     for url_name, args in pages
     for role in GET_MATRIX
 ]
@@ -223,6 +229,28 @@ def test_get_pages_by_role(client, cast, things, url_name, args, role, expected)
         assert response.status_code == expected
     if url_name == "staff:attachment" and expected == 200:
         assert b"".join(response.streaming_content) == PDF
+
+
+# The links to edit pages each configuration page gives a DPO, and never an Auditor.
+EDIT_LINKS = {
+    "staff:rules": lambda t: [reverse("staff:rule_new"), reverse("staff:rule_edit", args=[t["rule"].pk])],
+    "staff:templates": lambda t: [reverse("staff:template_new"), reverse("staff:template_edit", args=[t["template"].pk])],
+    "staff:teams": lambda t: [reverse("staff:team_new"), reverse("staff:team_edit", args=[t["team"].pk])],
+    "staff:users": lambda t: [reverse("staff:user_new"), reverse("staff:user_edit", args=[t["user"].pk])],
+    "staff:inventory": lambda t: [reverse("staff:source_new"), reverse("staff:recipient_new")],
+}
+
+
+@pytest.mark.parametrize("url_name", EDIT_LINKS)
+@pytest.mark.django_db
+def test_the_auditor_reads_the_configuration_without_edit_links(client, cast, things, url_name):
+    links = [f'href="{url}"' for url in EDIT_LINKS[url_name](things)]
+    sign_in(client, cast, "auditor")
+    page = client.get(reverse(url_name)).content.decode()
+    assert not any(link in page for link in links)
+    sign_in(client, cast, "dpo")
+    page = client.get(reverse(url_name)).content.decode()
+    assert all(link in page for link in links)
 
 
 @pytest.mark.parametrize(
