@@ -167,6 +167,8 @@ def resend(*, notice: RecipientNotice, actor: Actor) -> RecipientNotice:
         locked = RecipientNotice.objects.select_for_update().select_related("recipient", "request").get(pk=notice.pk)
         if locked.status != NoticeStatus.FAILED:
             raise RequestError(_("Only a failed notice can be sent again."))
+        if not locked.recipient.notification_webhook_url and not locked.recipient.notification_email:
+            raise RequestError(_("Add an email address or a webhook URL to this recipient in the inventory, then send it again."))
         locked.status, locked.error = NoticeStatus.PENDING, ""
         locked.save(update_fields=["status", "error"])
         record_event(locked.request, "recipient_notice_resent", actor=actor, data={"recipient": locked.recipient.name})

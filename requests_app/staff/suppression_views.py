@@ -17,6 +17,7 @@ from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from requests_app import roles
 from requests_app.audit import Actor, record_event
@@ -80,7 +81,12 @@ def request_suppress(request: HttpRequest, reference: str) -> HttpResponse:
             messages.error(request, str(error))
         else:
             if any(added.values()):
-                messages.success(request, _("Added %(count)s entries to the suppression lists.") % {"count": sum(added.values())})
+                count = sum(added.values())
+                messages.success(
+                    request,
+                    ngettext("Added %(count)s entry to the suppression lists.", "Added %(count)s entries to the suppression lists.", count)
+                    % {"count": count},
+                )
             else:
                 messages.success(request, _("The verified identifiers were already on the chosen lists."))
         return redirect("staff:request", reference)

@@ -24,6 +24,7 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
@@ -261,7 +262,8 @@ def bulk(request: HttpRequest) -> HttpResponse:
 
     result = handling.bulk_apply(targets.iterator(chunk_size=500), apply)
     if result.done:
-        messages.success(request, _("Done for %(count)s requests.") % {"count": len(result.done)})
+        count = len(result.done)
+        messages.success(request, ngettext("Done for %(count)s request.", "Done for %(count)s requests.", count) % {"count": count})
     for reference, reason in result.skipped[:20]:
         messages.warning(request, f"{reference}: {reason}")
     if len(result.skipped) > 20:

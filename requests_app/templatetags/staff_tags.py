@@ -2,7 +2,7 @@ from django import template
 from django.urls import reverse
 from django.utils.html import conditional_escape, format_html
 
-from requests_app.models import RequestType
+from requests_app.models import RequestType, Status
 
 register = template.Library()
 
@@ -19,3 +19,23 @@ def edit_link(context, url_name: str, pk, label) -> str:
     if not context.get("is_dpo"):
         return conditional_escape(label)
     return format_html('<a href="{}">{}</a>', reverse(url_name, args=[pk]), label)
+
+
+@register.filter
+def status_label(code: str) -> str:
+    """A status code as staff read it ("awaiting_subject" -> "Awaiting the subject")."""
+    return str(Status(code).label) if code in Status.values else code
+
+
+@register.filter
+def event_data(data: dict) -> str:
+    """An audit event's data as "key: value · key: value" (lists joined), instead of a Python dict."""
+    def shown(value):
+        if isinstance(value, list):
+            return ", ".join(shown(item) for item in value)
+        if isinstance(value, dict):
+            return ", ".join(f"{key} {shown(item)}" for key, item in value.items())
+        return str(value)
+
+    # Sorted: PostgreSQL's jsonb keeps its own key order.
+    return " · ".join(f"{key.replace('_', ' ')}: {shown(value)}" for key, value in sorted((data or {}).items()))

@@ -245,6 +245,15 @@ def test_a_recipient_without_contact_details_fails_at_once(crm, erasure_request,
     notice.refresh_from_db()
     assert notice.status == NoticeStatus.FAILED
     assert notice.error == "No email address or webhook URL is recorded for this recipient."
+    with pytest.raises(RequestError, match="Add an email address or a webhook URL"):
+        notices.resend(notice=notice, actor=dpo_actor)  # it would only fail again
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.FAILED
+
+    Recipient.objects.filter(pk=notice.recipient_id).update(notification_email="privacy@partner.example")
+    notices.resend(notice=notice, actor=dpo_actor)
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.PENDING
 
 
 def test_waiving_needs_a_reason_and_a_note_and_unblocks_completion(crm, erasure_request, dpo_actor, carry_out):

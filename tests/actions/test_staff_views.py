@@ -205,10 +205,13 @@ def test_a_failed_notice_can_be_sent_again(client_dpo, crm, erasure_request, dpo
     notice = erasure_request.recipient_notices.get()
     notice.status, notice.error = NoticeStatus.FAILED, "No email address or webhook URL is recorded for this recipient."
     notice.save()
-    assert "Send again" in _page(client_dpo, erasure_request).content.decode()
+    page = _page(client_dpo, erasure_request).content.decode()
+    assert "Send again" not in page  # it would only fail again:
+    assert "Add an email address or a webhook URL to this recipient in the inventory" in page
 
     recipient.notification_email = "privacy@mailer.example"
     recipient.save()
+    assert "Send again" in _page(client_dpo, erasure_request).content.decode()
     with django_capture_on_commit_callbacks(execute=True):
         response = client_dpo.post(reverse("staff:notice", args=[notice.public_id, "resend"]))
     assert _messages(response) == ["The notice is being sent again."]
@@ -276,3 +279,10 @@ def test_the_completion_certificate_as_html_and_pdf(
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
     assert response["Content-Disposition"] == f'attachment; filename="certificate-{erasure_request.reference}.pdf"'
     assert response.content.startswith(b"%PDF")
+
+
+def test_the_audit_trail_shows_status_labels_and_readable_data(client_dpo, db):
+    request = verified_request(RequestType.ACCESS)
+    page = _page(client_dpo, request).content.decode()
+    assert "→ In progress" in page and "→ in_progress" not in page
+    assert "channel: web · rights: access" in page and "{&#x27;channel&#x27;" not in page

@@ -516,7 +516,7 @@ def test_bulk_complete_completes_in_progress_requests_and_skips_the_others(dpo_c
     assert statuses(working, new) == [Status.COMPLETED, Status.NEW]
     assert working.messages.filter(subject__contains="is complete").count() == 1  # the standard letter
     warnings, successes = warnings_and_successes(response)
-    assert successes == ["Done for 1 requests."]
+    assert successes == ["Done for 1 request."]
     assert [w.split(":")[0] for w in warnings] == [new.reference]
 
 

@@ -182,7 +182,7 @@ def test_the_request_form_adds_the_identities_to_the_chosen_lists(client, market
     assert 'name="purposes"' in page and "Profiling" in page
     response = client.post(url, {"purposes": [marketing.pk]}, follow=True)
 
-    assert "Added 1 entries" in response.content.decode()
+    assert "Added 1 entry" in response.content.decode()
     assert list(SuppressionEntry.objects.values_list("purpose__slug", flat=True)) == ["marketing"]
     assert not other.entries.exists()
     assert client.post(url, {}).status_code == 400
