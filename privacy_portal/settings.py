@@ -134,6 +134,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "requests_app.staff.context.staff_role",
+                "requests_app.context.controller",
             ],
         },
     },
@@ -221,6 +222,11 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 # verification link; SMTP when EMAIL_HOST is set.
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Privacy Portal <privacy@localhost>")
 DPO_EMAIL = env_str("DPO_EMAIL", "dpo@localhost")
+# The controller and how to reach its DPO, on every public page (GDPR Art. 13(1)(a)-(b) and 37(7)).
+# The defaults are our first user's, from its privacy policy.
+CONTROLLER_NAME = env_str("CONTROLLER_NAME", "BICS SA")
+CONTROLLER_ADDRESS = env_str("CONTROLLER_ADDRESS", "Privacy Office, Boulevard du Roi Albert II 27, 1030 Brussels, Belgium")
+DPO_CONTACT_EMAIL = env_str("DPO_CONTACT_EMAIL", DPO_EMAIL)
 EMAIL_HOST = env_str("EMAIL_HOST")
 if EMAIL_HOST:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"

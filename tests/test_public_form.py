@@ -169,3 +169,13 @@ def test_submissions_are_rate_limited_per_ip(client, settings):
 @pytest.mark.django_db
 def test_confirmation_page_without_a_submission_goes_back_to_the_form(client):
     assert client.get(reverse("submitted")).url == reverse("submit")
+
+
+@pytest.mark.django_db
+def test_every_public_page_names_the_controller_and_how_to_reach_its_dpo(client, settings):
+    settings.CONTROLLER_NAME, settings.CONTROLLER_ADDRESS = "Carrier SA", "Rue Exemple 1, 1000 Brussels"
+    settings.DPO_CONTACT_EMAIL = "dpo@carrier.example"
+    for url in (reverse("submit"), reverse("resend_verification")):
+        page = client.get(url).content.decode()
+        assert "Data controller: Carrier SA, Rue Exemple 1, 1000 Brussels." in page
+        assert '<a href="mailto:dpo@carrier.example">dpo@carrier.example</a>' in page
