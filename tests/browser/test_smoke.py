@@ -26,3 +26,21 @@ def test_subject_submits_the_public_form(page, live_server):
     expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
     expect(page.locator(".reference")).to_have_text(re.compile(r"^DSR-\d{4}-\d{5}$"))
     assert PrivacyRequest.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_public_pages_fit_a_phone_screen(page, live_server):
+    """At 375 px (a small phone) nothing makes the page scroll sideways."""
+    from tests.factories import request_in_status
+    from requests_app.models import Status
+
+    request = request_in_status(Status.IN_PROGRESS)
+    page.set_viewport_size({"width": 375, "height": 800})
+    for path in ("/", "/verify/resend/", f"/status/{request.reference}/{request.secret}/"):
+        page.goto(live_server.url + path)
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        wide = page.evaluate(
+            "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > innerWidth + 1)"
+            ".map(e => e.tagName + '.' + e.className).slice(0, 5)"
+        )
+        assert overflow <= 0, (path, overflow, wide)
