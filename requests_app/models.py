@@ -499,6 +499,8 @@ class AssignmentRule(models.Model):
             models.CheckConstraint(
                 condition=models.Q(assign_team__isnull=True) ^ models.Q(assign_user__isnull=True),
                 name="rule_assigns_team_or_user",
+                # Shown by the rule form, which validates the constraint (ModelForm does).
+                violation_error_message=_("Assign to a team or to a person, not both and not neither."),
             )
         ]
 

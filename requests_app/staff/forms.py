@@ -162,12 +162,6 @@ class AssignmentRuleForm(forms.ModelForm):
         self.fields["organisation"].queryset = Organisation.objects.all()
         self.fields["assign_team"].queryset = Team.objects.all()
 
-    def clean(self):
-        cleaned = super().clean()
-        if bool(cleaned.get("assign_team")) == bool(cleaned.get("assign_user")):
-            raise forms.ValidationError(_("Assign to a team or to a person, not both and not neither."))
-        return cleaned
-
 
 class ResponseTemplateForm(forms.ModelForm):
     class Meta:

@@ -697,3 +697,19 @@ def test_counting_open_and_closed_requests_in_parallel_gives_the_same_counts(dpo
         assert parallel == scanned
         assert parallel[1] > 0
     assert len(threaded) == 2  # the closed totals really were counted on the second connection
+
+
+@pytest.mark.parametrize("assign", [{}, {"both": True}])
+@pytest.mark.django_db
+def test_a_rule_must_assign_to_a_team_or_a_person_and_says_so_plainly(dpo_client, handler, assign):
+    from requests_app.models import AssignmentRule, Team
+
+    data = {"position": 1, "name": "Operators", "active": "on"}
+    if assign:
+        data |= {"assign_team": Team.objects.create(name="Wholesale").pk, "assign_user": handler.pk}
+    response = dpo_client.post(reverse("staff:rule_new"), data)
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Assign to a team or to a person, not both and not neither." in page
+    assert "rule_assigns_team_or_user" not in page and "Constraint" not in page
+    assert not AssignmentRule.objects.exists()
