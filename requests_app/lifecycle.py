@@ -20,6 +20,7 @@ from django.utils.translation import gettext_lazy as _
 
 from requests_app.audit import Actor, record_event
 from requests_app.models import ClosedRequestCount, PrivacyRequest, Status
+from requests_app.wording import in_sentence
 
 
 class RequestError(Exception):
@@ -123,7 +124,7 @@ def transition(
         if current not in spec.sources:
             raise IllegalTransition(
                 _("A request that is %(status)s cannot be moved to %(target)s.")
-                % {"status": Status(current).label.lower(), "target": Status(spec.target).label.lower()}
+                % {"status": in_sentence(Status(current).label), "target": in_sentence(Status(spec.target).label)}
             )
         PrivacyRequest.objects.filter(pk=request.pk).update(status=spec.target, updated_at=timezone.now())
         request.status = spec.target

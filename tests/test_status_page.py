@@ -90,3 +90,13 @@ def test_a_refused_reply_shows_the_page_again_with_the_text_written(client):
     assert "Your reply is too long" in page
     assert f">{too_long}</textarea>" in page
     assert not request.messages.exists()
+
+
+@pytest.mark.django_db
+def test_dates_follow_the_pages_language(client):
+    import re
+
+    request = request_in_status(Status.IN_PROGRESS)
+    page = client.get(status_url(request), HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    german_months = "Januar|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember"
+    assert re.search(rf"\b{request.due_on.day}\. ({german_months}) {request.due_on.year}\b", page)  # 5. Januar 2027

@@ -55,6 +55,7 @@ from requests_app.sources.actions import (
     plan_digest,
     typed_value,
 )
+from requests_app.wording import in_sentence
 
 ACTION_FOR_RIGHT = {
     RequestType.ERASURE: ActionKind.ERASE,
@@ -264,7 +265,7 @@ def dry_run_start(*, action: SourceAction, actor: Actor) -> SourceAction:
     with transaction.atomic():
         locked = _locked_action(action, actor)
         if locked.status not in DRY_RUN_FROM:
-            raise RequestError(_("A dry run cannot start while the action is %(status)s.") % {"status": locked.get_status_display().lower()})
+            raise RequestError(_("A dry run cannot start while the action is %(status)s.") % {"status": in_sentence(locked.get_status_display())})
         _void_dry_run(locked)
         token = _new_run(locked)
         locked.status, locked.error = ActionStatus.DRY_RUNNING, ""
@@ -484,7 +485,7 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
         if action.status != ActionStatus.DONE:
             blockers.append(
                 _("%(kind)s in %(source)s: %(status)s.")
-                % {"kind": action.get_kind_display(), "source": action.source.name, "status": action.get_status_display().lower()}
+                % {"kind": action.get_kind_display(), "source": action.source.name, "status": in_sentence(action.get_status_display())}
             )
     open_notices = request.recipient_notices.filter(status__in=(NoticeStatus.PENDING, NoticeStatus.FAILED))
     for notice in open_notices.select_related("recipient"):

@@ -27,6 +27,7 @@ from requests_app.models import (
     PrivacyRequest,
 )
 from requests_app.services.actions import changed_anything
+from requests_app.wording import in_sentence
 
 
 def _category_labels(source) -> dict[str, str]:
@@ -68,7 +69,7 @@ def certificate_context(request: PrivacyRequest) -> dict:
                 "manual": bool(action.result.get("manual")),
                 # None before a dry run; 0 means the source could not be searched at all.
                 "identities_searched": action.dry_run.get("identities"),
-                "identity_kind": str(IdentityKind(action.source.identity_kind).label).lower(),
+                "identity_kind": in_sentence(IdentityKind(action.source.identity_kind).label),
             }
         )
     checked, chain_break = verify_request_events(request)
@@ -128,7 +129,7 @@ def outcome_summary(request: PrivacyRequest) -> str:
             if searched_nothing(action):
                 paragraphs.append(
                     _("We could not search %(source)s: it finds data by %(kind)s, and we hold no verified one of yours.")
-                    % {"source": action.source.name, "kind": str(IdentityKind(action.source.identity_kind).label).lower()}
+                    % {"source": action.source.name, "kind": in_sentence(IdentityKind(action.source.identity_kind).label)}
                 )
             elif not changed_anything(action.result):
                 if not held:  # what was kept is said below, with its reason
@@ -169,6 +170,6 @@ def outcome_summary(request: PrivacyRequest) -> str:
             if notice.status == NoticeStatus.WAIVED:
                 paragraphs.append(
                     _("We did not tell %(name)s (Article 19 GDPR): %(reason)s. %(note)s")
-                    % {"name": notice.recipient.name, "reason": str(notice.get_waiver_reason_display()).lower(), "note": notice.waiver_note}
+                    % {"name": notice.recipient.name, "reason": in_sentence(notice.get_waiver_reason_display()), "note": notice.waiver_note}
                 )
     return "\n\n".join(paragraphs)
