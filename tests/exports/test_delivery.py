@@ -277,3 +277,9 @@ def test_a_refused_request_gets_no_package_released(ready_export, demo_request, 
         export_release(export=ready_export, actor=Actor.staff(dpo))
     ready_export.refresh_from_db()
     assert ready_export.status == ExportStatus.READY
+
+
+def test_the_live_progress_words_follow_the_staff_language(ready_export, demo_request, client, dpo):
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[demo_request.reference]), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert 'data-rows="lignes"' in page  # the script that updates the row reads its words from here
