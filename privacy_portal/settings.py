@@ -186,6 +186,8 @@ LANGUAGES = [("en", _("English")), ("fr", _("French")), ("nl", _("Dutch")), ("de
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "Europe/Brussels"
 USE_I18N = True
+# Our own English date formats (privacy_portal/formats/en): European, not American.
+FORMAT_MODULE_PATH = "privacy_portal.formats"
 USE_TZ = True
 
 STATIC_URL = "static/"

@@ -4,6 +4,7 @@ from urllib.parse import urlparse
 
 import pytest
 from django.core.cache import cache
+from django.utils import translation
 
 from privacy_portal.celery import app as celery_app
 
@@ -48,13 +49,15 @@ def pytest_runtest_setup(item):
 
 @pytest.fixture(autouse=True)
 def _isolated_side_effects(settings, tmp_path):
-    """Run tasks inline, keep uploads in a temporary folder and start each test with an empty cache."""
+    """Run tasks inline, keep uploads in a temporary folder, start each test with an empty cache, and
+    end it back in the default language (a request in German leaves German active in this thread)."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     cache.clear()
     celery_app.conf.task_always_eager = True
     celery_app.conf.task_eager_propagates = True
     yield
+    translation.deactivate()
     cache.clear()
 
 

@@ -117,13 +117,19 @@ def plan_actions(*, request: PrivacyRequest, actor: Actor) -> list[SourceAction]
         if kinds == [ActionKind.RECTIFY] and not rectified_sources:
             raise RequestError(_("Enter the corrected values first: rectification is planned where they apply."))
         acted_sources = locked.source_actions.values("source_id")
-        for recipient in Recipient.objects.filter(source_id__in=acted_sources):
-            RecipientNotice.objects.get_or_create(request=locked, recipient=recipient)
+        added_notices = [
+            RecipientNotice.objects.get_or_create(request=locked, recipient=recipient)[1]
+            for recipient in Recipient.objects.filter(source_id__in=acted_sources)
+        ]
         # A source told about an erasure must also hear of a rectification planned there later.
         locked.recipient_notices.filter(
             recipient__source_id__in={action.source_id for action in created},
             status__in=(NoticeStatus.SENT, NoticeStatus.NOT_NEEDED),
         ).update(status=NoticeStatus.PENDING)
+        if any(added_notices):
+            # A recipient added to a source whose actions are already done is told now: no
+            # action will finish there again to send its notice.
+            queue_due_notices(locked)
         if created:
             record_event(
                 locked,

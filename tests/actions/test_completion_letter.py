@@ -44,7 +44,7 @@ def test_the_letter_names_the_erased_and_the_kept_data_with_its_basis(
     assert "We erased your data in CRM: Contact information." in body
     assert "Telecom law: call records kept 12 months" in body
     assert "Article 17(3) GDPR (Compliance with a legal obligation (Art. 17(3)(b)))" in body
-    assert f"We will keep it until {until:%b}" in body and f"{until.day}, {until.year} at the latest" in body
+    assert f"We will keep it until {until.day} {until:%B} {until.year} at the latest" in body
     assert "told the following recipients of your data about these changes (Article 19 GDPR): Billing partner." in body
     assert "We did not tell Old roaming partner (Article 19 GDPR): impossible. The company no longer exists." in body
     assert "in Call records:" not in body  # nothing was erased there,

@@ -159,7 +159,8 @@ def test_email_recipient_gets_the_identifiers(cdr, erasure_request, dpo_actor, c
 
 def _due_notice(source, request, actor, carry_out, **recipient):
     """A pending notice whose source is already done: the recipient was added after the actions
-    ran and planning again created its notice. Nothing queues it, so the test delivers it."""
+    ran and planning again created its notice. Its task is queued on commit, which these tests
+    do not run: they deliver it themselves."""
     actions.plan_actions(request=request, actor=actor)
     carry_out(request, actor)
     partner = Recipient.objects.create(source=source, name="Partner", country="Belgium", **recipient)
@@ -213,6 +214,18 @@ def test_the_task_retries_and_marks_the_notice_failed_after_its_last_attempt(crm
     attempts = tasks.send_recipient_notice.max_retries + 1
     assert (notice.status, notice.error, notice.attempts) == (NoticeStatus.FAILED, "HTTP 503", attempts)
     assert len(receiver.received) == attempts
+
+
+def test_a_recipient_added_after_the_actions_ran_is_told_when_planning_again(
+    crm, erasure_request, dpo_actor, receiver, carry_out, django_capture_on_commit_callbacks
+):
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    carry_out(erasure_request, dpo_actor)
+    Recipient.objects.create(source=crm, name="New partner", country="Belgium", notification_webhook_url=receiver.url)
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    assert erasure_request.recipient_notices.get().status == NoticeStatus.SENT
+    assert len(receiver.received) == 1
 
 
 def test_delivering_twice_sends_once(crm, erasure_request, dpo_actor, receiver, carry_out):

@@ -178,7 +178,7 @@ def test_extension_moves_the_date_emails_the_subject_and_is_audited(dpo):
     assert event.data == {"from": "2026-03-02", "to": "2026-04-30"}
     assert event.note == ""  # the reason stays on the request, off the chain
     assert len(mail.outbox) == 1
-    assert "April 30, 2026" in mail.outbox[0].body and "Records in five systems" in mail.outbox[0].body
+    assert "30 April 2026" in mail.outbox[0].body and "Records in five systems" in mail.outbox[0].body
 
 
 @pytest.mark.parametrize(
@@ -380,7 +380,7 @@ def test_status_page_shows_the_due_date_and_the_extension(client, dpo):
     with time_machine.travel(at(date(2026, 2, 10)), tick=False):
         request_extend(request=request, actor=Actor.staff(dpo), reason="Many systems to search")
         html = client.get(f"/status/{request.reference}/{request.secret}/").content.decode()
-    assert "April 30, 2026" in html
+    assert "30 April 2026" in html
     assert "Many systems to search" in html
 
 

@@ -1,0 +1,8 @@
+# English as written in Europe (29 November 2026, 14:05), not Django's American default
+# (Nov. 29, 2026, 2:05 p.m.): our subjects and staff are in the EU and the UK.
+DATE_FORMAT = "j F Y"
+DATETIME_FORMAT = "j F Y, H:i"
+SHORT_DATE_FORMAT = "d/m/Y"
+SHORT_DATETIME_FORMAT = "d/m/Y H:i"
+TIME_FORMAT = "H:i"
+FIRST_DAY_OF_WEEK = 1  # Monday
