@@ -182,6 +182,10 @@ REQUEST_WITHDRAWN = {
     "status": "withdrawn",
     "status_label": "Withdrawn",
     "updated_at": "2026-03-04T16:40:12.730562+01:00",
+    "timeline": [
+        {"at": "2026-03-02T09:14:07.503870+01:00", "event": "We received your request."},
+        {"at": "2026-03-04T16:40:12.736120+01:00", "event": "The request was withdrawn."},
+    ],
 }
 SUBJECT_MESSAGE = "My old number was +32475123456; I also used the address ana.p@example.com until 2024."
 
@@ -277,7 +281,8 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         privacy_request = self.get_object()
         intake.request_withdraw(request=privacy_request, actor=Actor.organisation(request.auth.organisation))
         privacy_request.refresh_from_db()
-        return Response(serializers.RequestSerializer(privacy_request).data)
+        # With its timeline, as GET answers: the withdrawal is the news the portal shows.
+        return Response(serializers.RequestSerializer(privacy_request, context={"with_timeline": True}).data)
 
     @extend_schema(
         request=serializers.MessageCreateSerializer,

@@ -85,7 +85,9 @@ def test_list_filters_and_paginates_by_cursor(api):
 @pytest.mark.django_db
 def test_withdrawing_twice_is_a_conflict(api):
     created = create(api).json()
-    assert api.post(f"{URL}{created['id']}/withdraw/").json()["status"] == "withdrawn"
+    withdrawn = api.post(f"{URL}{created['id']}/withdraw/").json()
+    assert withdrawn["status"] == "withdrawn"
+    assert [item["event"] for item in withdrawn["timeline"]] == ["We received your request.", "The request was withdrawn."]
     again = api.post(f"{URL}{created['id']}/withdraw/")
     assert again.status_code == 409
     assert again["Content-Type"] == "application/problem+json"
