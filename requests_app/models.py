@@ -574,6 +574,9 @@ class Message(models.Model):
     subject = models.CharField(max_length=200, blank=True)
     body = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # A message to the subject is emailed by a task: when it was last queued or tried, and when it went.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]

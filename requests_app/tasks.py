@@ -18,12 +18,11 @@ from requests_app import audit, emails, sms
 from requests_app.models import (
     ExportPackage,
     IdempotencyRecord,
-    Message,
     PrivacyRequest,
     SentNotification,
     Status,
 )
-from requests_app.services import actions, exports, intake, notices, routing, webhooks
+from requests_app.services import actions, exports, handling, intake, notices, routing, webhooks
 from requests_app.services import deadlines as deadline_service
 
 logger = logging.getLogger(__name__)
@@ -129,11 +128,9 @@ def send_assignment_email(request_id: int, event_sequence: int) -> None:
 
 
 @shared_task(**EMAIL_RETRY)
-def send_subject_message(message_id: int) -> None:
+def send_subject_message(message_id: int) -> bool:
     """Email a staff message or letter to the subject (once)."""
-    message = Message.objects.select_related("request").filter(pk=message_id).exclude(request__subject_email="").first()
-    if message is not None:
-        emails.send_subject_message(message)
+    return handling.email_to_subject(message_id=message_id)
 
 
 @shared_task(**EMAIL_RETRY)
@@ -168,9 +165,9 @@ def compile_export(self, export_id: int) -> str | None:
 
 @shared_task(acks_late=True)
 def requeue_lost_work() -> int:
-    """Periodic: queue again the export compilations and Art. 19 notices whose task the broker lost
-    (a Redis restart, say); returns how many."""
-    return exports.requeue_lost_exports() + notices.requeue_lost_notices()
+    """Periodic: queue again the export compilations, Art. 19 notices and letters to subjects whose
+    task the broker lost (a Redis restart, say); returns how many."""
+    return exports.requeue_lost_exports() + notices.requeue_lost_notices() + handling.requeue_unsent_messages()
 
 
 @shared_task(**EMAIL_RETRY)

@@ -6,6 +6,8 @@ status only through lifecycle.transition, and writes its audit event in the
 same transaction as the change.
 """
 
+import datetime
+import logging
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -15,7 +17,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from requests_app import lifecycle, roles, tasks
+from requests_app import emails, lifecycle, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
@@ -32,6 +34,8 @@ from requests_app.models import (
 from requests_app.services import deadlines as deadline_service
 from requests_app.services.actions import completion_blockers
 from requests_app.services.certificate import outcome_summary
+
+logger = logging.getLogger(__name__)
 
 # Where a subject may complain, per regime (GDPR Art. 12(4) and 77).
 # Named in the subject's language in every rejection (Art. 12(4)).
@@ -100,12 +104,58 @@ def render_letter(request: PrivacyRequest, purpose: str, *, body: str, reason: s
 
 def _send_to_subject(request: PrivacyRequest, *, actor: Actor, subject: str, body: str, action: str) -> Message:
     message = Message.objects.create(
-        request=request, direction=MessageDirection.TO_SUBJECT, author=actor.user, subject=subject, body=body
+        request=request, direction=MessageDirection.TO_SUBJECT, author=actor.user, subject=subject, body=body,
+        queued_at=timezone.now() if request.subject_email else None,
     )
     record_event(request, action, actor=actor, data={"message": str(message.public_id)})
     if request.subject_email:
         tasks.queue_after_commit(tasks.send_subject_message, message.id)
     return message
+
+
+# Longer than the email task's longest wait between retries (an hour): a message not emailed
+# and not tried for this long has lost its task. After a week it is no longer worth sending.
+MESSAGE_LOST_AFTER = datetime.timedelta(hours=2)
+MESSAGE_GIVE_UP_AFTER = datetime.timedelta(days=7)
+
+
+def email_to_subject(*, message_id: int) -> bool:
+    """The email task's work: send a message or letter to the subject, once. Returns whether it was
+    sent now. Each try is noted (see requeue_unsent_messages); a mail server error propagates, and
+    the task retries."""
+    message = (
+        Message.objects.select_related("request").filter(pk=message_id, emailed_at__isnull=True)
+        .exclude(request__subject_email="").first()
+    )
+    if message is None:
+        return False
+    Message.objects.filter(pk=message.pk).update(queued_at=timezone.now())
+    sent = emails.send_subject_message(message)  # False: an earlier try sent it and stopped short of noting it
+    Message.objects.filter(pk=message.pk).update(emailed_at=timezone.now())
+    return sent
+
+
+def requeue_unsent_messages(*, now: datetime.datetime | None = None) -> int:
+    """Queue again the messages and letters whose email task the broker lost; returns how many.
+    A second task is harmless: the email goes once (emails.send_once)."""
+    now = now or timezone.now()
+    lost = list(
+        Message.objects.filter(
+            direction=MessageDirection.TO_SUBJECT,
+            emailed_at__isnull=True,
+            queued_at__lt=now - MESSAGE_LOST_AFTER,
+            created_at__gte=now - MESSAGE_GIVE_UP_AFTER,
+        )
+        .exclude(request__subject_email="")
+        .values_list("id", flat=True)
+    )
+    for message_id in lost:
+        with transaction.atomic():
+            Message.objects.filter(pk=message_id).update(queued_at=now)
+            tasks.queue_after_commit(tasks.send_subject_message, message_id)
+    if lost:
+        logger.warning("queued %d message(s) to subjects again: their email task was lost", len(lost))
+    return len(lost)
 
 
 def _locked_for_work(request: PrivacyRequest, actor: Actor, expected_status: str | None) -> PrivacyRequest:

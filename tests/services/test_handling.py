@@ -248,3 +248,40 @@ def test_two_handlers_completing_at_once_apply_once(dpo):
     assert sorted(outcomes) == ["StaleRequest", "ok"]
     assert Message.objects.filter(request=request).count() == 1
     assert request.events.filter(action="complete").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_letter_whose_email_task_was_lost_is_queued_again(dpo, client, mailoutbox, django_capture_on_commit_callbacks):
+    import datetime
+
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from tests.conftest import login_staff
+
+    request = request_in_status(Status.IN_PROGRESS)
+    # Outside the capture, the task queued on commit never runs: as if Redis restarted and lost it.
+    letter = handling.message_send(request=request, actor=Actor.staff(dpo), body="Where did you live in 2024?")
+    assert handling.requeue_unsent_messages() == 0  # queued just now: a worker may yet take it
+    page_url = reverse("staff:request", args=[request.reference])
+    assert "not emailed yet" in login_staff(client, dpo).get(page_url).content.decode()
+
+    later = timezone.now() + datetime.timedelta(hours=3)
+    with django_capture_on_commit_callbacks(execute=True):  # the Celery task runs eagerly on commit
+        assert handling.requeue_unsent_messages(now=later) == 1
+    letter.refresh_from_db()
+    assert letter.emailed_at is not None
+    assert [m.to for m in mailoutbox] == [[request.subject_email]] and "Where did you live" in mailoutbox[0].body
+    assert handling.requeue_unsent_messages(now=later + datetime.timedelta(hours=3)) == 0  # sent: never again
+    assert "not emailed yet" not in client.get(page_url).content.decode()
+
+
+@pytest.mark.django_db
+def test_an_unsent_letter_is_given_up_after_a_week(dpo):
+    import datetime
+
+    from django.utils import timezone
+
+    request = request_in_status(Status.IN_PROGRESS)
+    handling.message_send(request=request, actor=Actor.staff(dpo), body="Hello")
+    assert handling.requeue_unsent_messages(now=timezone.now() + datetime.timedelta(days=8)) == 0
