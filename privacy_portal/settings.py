@@ -339,8 +339,9 @@ EXPORT_AUTO_START = env_bool("EXPORT_AUTO_START", False)
 # A compiling run whose heartbeat is older than this is taken to be dead.
 EXPORT_HEARTBEAT_STALE_SECONDS = env_int("EXPORT_HEARTBEAT_STALE_SECONDS", 120)
 EXPORT_TASK_TIME_LIMIT = env_int("EXPORT_TASK_TIME_LIMIT", 3000)
-# A queued export not taken by a worker for this long lost its task, and is queued again.
-EXPORT_LOST_AFTER = timedelta(minutes=env_int("EXPORT_LOST_AFTER_MINUTES", 30))
+# A queued export not taken by a worker for this long lost its task, and is queued again. Longer
+# than an export may run, so an export merely waiting behind another is not queued twice.
+EXPORT_LOST_AFTER = timedelta(minutes=env_int("EXPORT_LOST_AFTER_MINUTES", 60))
 # The demo source systems (seed_demo) live in their own database, not the app's.
 DEMO_SOURCES_URL = env_str("DEMO_SOURCES_URL", f"sqlite:///{VAR_DIR / 'demo_sources.sqlite3'}")
 

@@ -125,7 +125,7 @@ def plan_actions(*, request: PrivacyRequest, actor: Actor) -> list[SourceAction]
         locked.recipient_notices.filter(
             recipient__source_id__in={action.source_id for action in created},
             status__in=(NoticeStatus.SENT, NoticeStatus.NOT_NEEDED),
-        ).update(status=NoticeStatus.PENDING)
+        ).update(status=NoticeStatus.PENDING, queued_at=None)  # not queued again until the new action is done
         if any(added_notices):
             # A recipient added to a source whose actions are already done is told now: no
             # action will finish there again to send its notice.

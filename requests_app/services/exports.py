@@ -108,8 +108,12 @@ def _queue_compilation(export_id: int) -> None:
     tasks.queue_after_commit(tasks.compile_export, export_id)
 
 
+# Longer than the password task's longest wait between retries (an hour).
+PASSWORD_LOST_AFTER = datetime.timedelta(hours=2)
+
+
 def requeue_lost_exports(*, now: datetime.datetime | None = None) -> int:
-    """Queue again the compilations whose task the broker lost; returns how many.
+    """Queue again the compilations and package passwords whose task the broker lost; returns how many.
 
     Lost means queued longer ago than EXPORT_LOST_AFTER and never taken, or
     taken by a worker that died (heartbeat stale) while its redelivery may be
@@ -124,9 +128,18 @@ def requeue_lost_exports(*, now: datetime.datetime | None = None) -> int:
     for export_id in export_ids:
         with transaction.atomic():
             _queue_compilation(export_id)
-    if export_ids:
-        logger.warning("queued %d export(s) again: their compile task was lost", len(export_ids))
-    return len(export_ids)
+    # A released package whose password task was lost, or gave up while the SMS gateway was down:
+    # try again until it is sent or the package expires (which erases the password).
+    unsent = ExportPackage.objects.filter(
+        status=ExportStatus.RELEASED, queued_at__lt=now - PASSWORD_LOST_AFTER
+    ).exclude(pending_password="").exclude(request__status__in=NO_DATA_DELIVERED)
+    password_ids = list(unsent.values_list("id", flat=True))
+    for export_id in password_ids:
+        with transaction.atomic():
+            _queue_password(export_id)
+    if export_ids or password_ids:
+        logger.warning("queued again the lost tasks of %d export(s) and %d package password(s)", len(export_ids), len(password_ids))
+    return len(export_ids) + len(password_ids)
 
 
 def _claim(export_id: int) -> int | None:
@@ -342,9 +355,15 @@ def export_release(*, export: ExportPackage, actor: Actor, share_with_organisati
         if locked.pending_password:
             # Only once the release is committed: never a password for a release that did not happen.
             # The task retries while the gateway fails, and erases the password once it is sent.
-            tasks.queue_after_commit(tasks.send_package_password, locked.id)
+            _queue_password(locked.id)
         tasks.queue_after_commit(tasks.send_export_ready_email, locked.id)
     return locked
+
+
+def _queue_password(export_id: int) -> None:
+    """Queue the task that texts the password on commit, and note when (see requeue_lost_exports)."""
+    ExportPackage.objects.filter(pk=export_id).update(queued_at=timezone.now())
+    tasks.queue_after_commit(tasks.send_package_password, export_id)
 
 
 def send_package_password(*, export_id: int) -> bool:
@@ -354,10 +373,13 @@ def send_package_password(*, export_id: int) -> bool:
     waits and then finds nothing to send. A gateway error leaves the password stored, and the
     task retries; a package that expires first has its password erased with it.
     """
+    # Tried now (see requeue_lost_exports), even if the gateway then fails and the rest rolls back.
+    ExportPackage.objects.filter(pk=export_id).update(queued_at=timezone.now())
     with transaction.atomic():
         export = (
             ExportPackage.objects.select_for_update(of=("self",)).select_related("request")
-            .filter(pk=export_id, status=ExportStatus.RELEASED).exclude(pending_password="").first()
+            .filter(pk=export_id, status=ExportStatus.RELEASED).exclude(pending_password="")
+            .exclude(request__status__in=NO_DATA_DELIVERED).first()
         )
         if export is None:
             return False

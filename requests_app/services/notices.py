@@ -19,6 +19,7 @@ from smtplib import SMTPException
 import requests
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -30,6 +31,7 @@ from requests_app.models import (
     ActionStatus,
     NoticeStatus,
     RecipientNotice,
+    SourceAction,
     WaiverReason,
 )
 from requests_app.services.webhooks import post_signed
@@ -56,8 +58,11 @@ def requeue_lost_notices(*, now: datetime.datetime | None = None) -> int:
     """Queue again the pending notices whose task the broker lost; returns how many.
     A second task for a notice is harmless: deliver() locks it and sends it once."""
     now = now or timezone.now()
+    waiting_for_actions = Exists(_source_unfinished(OuterRef("request_id")).filter(source_id=OuterRef("recipient__source_id")))
     lost = list(
-        RecipientNotice.objects.filter(status=NoticeStatus.PENDING, queued_at__lt=now - NOTICE_LOST_AFTER).values_list("id", flat=True)
+        RecipientNotice.objects.filter(status=NoticeStatus.PENDING, queued_at__lt=now - NOTICE_LOST_AFTER)
+        .exclude(waiting_for_actions)
+        .values_list("id", flat=True)
     )
     for notice_id in lost:
         with transaction.atomic():
@@ -65,6 +70,11 @@ def requeue_lost_notices(*, now: datetime.datetime | None = None) -> int:
     if lost:
         logger.warning("queued %d recipient notice(s) again: their send task was lost", len(lost))
     return len(lost)
+
+
+def _source_unfinished(request_id):
+    """The request's source actions not done yet: a notice for their source must wait for them."""
+    return SourceAction.objects.filter(request_id=request_id).exclude(status=ActionStatus.DONE)
 
 
 def notice_content(notice: RecipientNotice) -> dict:
@@ -108,6 +118,10 @@ def deliver(*, notice_id: int, final_attempt: bool = False) -> bool:
             .first()
         )
         if notice is None or notice.status != NoticeStatus.PENDING:
+            return False
+        if _source_unfinished(notice.request_id).filter(source_id=notice.recipient.source_id).exists():
+            # Reopened by an action planned since (a rectification after an erasure): it goes, with
+            # everything done there, once that action is done (actions.queue_due_notices).
             return False
         recipient = notice.recipient
         notice.attempts, notice.queued_at = notice.attempts + 1, timezone.now()

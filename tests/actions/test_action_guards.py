@@ -4,6 +4,7 @@ only, which legal hold applies, manual sources' holds, and completion's remainin
 import datetime
 
 import pytest
+from django.core import mail
 from django.utils import timezone
 
 from requests_app import roles
@@ -26,7 +27,7 @@ from requests_app.models import (
     SourceSystem,
     SubjectIdentity,
 )
-from requests_app.services import actions, handling
+from requests_app.services import actions, handling, notices
 from requests_app.services.certificate import outcome_summary
 from tests.actions.conftest import BOB_EMAIL, verified_request
 from tests.factories import staff_in_role
@@ -197,6 +198,18 @@ def test_a_rectification_planned_later_reopens_the_sources_notices(crm, dpo_acto
     actions.plan_actions(request=request, actor=dpo_actor)
     notice.refresh_from_db()
     assert notice.status == NoticeStatus.PENDING
+    # Not sent again before the rectification is done: neither by the lost-task sweep nor by a stray task.
+    assert notices.requeue_lost_notices(now=timezone.now() + datetime.timedelta(days=1)) == 0
+    assert notices.deliver(notice_id=notice.id) is False
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.PENDING
+
+    rectify = request.source_actions.get(kind="rectify")
+    for service in (actions.dry_run_start, actions.approve, actions.execute):
+        step(service, rectify, actor=dpo_actor)
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.SENT
+    assert "Gent" in mail.outbox[-1].body  # the corrected value went to the recipient
 
 
 def test_an_objection_completes_only_once_a_suppression_was_applied(dpo_actor):

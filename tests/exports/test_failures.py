@@ -201,7 +201,7 @@ def test_an_export_whose_task_the_broker_lost_is_queued_again(demo_request, djan
     export = export_start(request=demo_request, actor=Actor.system())
     assert requeue_lost_exports() == 0  # queued just now: a worker may yet take it
 
-    later = timezone.now() + datetime.timedelta(minutes=31)
+    later = timezone.now() + datetime.timedelta(minutes=61)
     with django_capture_on_commit_callbacks(execute=True):  # the Celery task runs eagerly on commit
         assert requeue_lost_exports(now=later) == 1
     export.refresh_from_db()

@@ -2,6 +2,7 @@
 its manifest, data files, report, masking, the identities searched, the
 compile_export command and encryption."""
 
+import datetime
 import hashlib
 import html
 import json
@@ -17,7 +18,13 @@ from django.utils import timezone
 from requests_app.audit import Actor
 from requests_app.lifecycle import RequestError
 from requests_app.models import AuditEvent, ExportPackage, ExportStatus, IdentityKind, SourceSystem, SubjectIdentity
-from requests_app.services.exports import compile_export, export_release, export_start, send_package_password
+from requests_app.services.exports import (
+    compile_export,
+    export_release,
+    export_start,
+    requeue_lost_exports,
+    send_package_password,
+)
 from requests_app.sms import LocmemBackend, SMSError
 from requests_app.sources.sql import normalise_url
 from tests.exports.support import check_manifest, csv_rows, jsonl_records, open_package, stored_bytes
@@ -240,9 +247,13 @@ def test_the_password_is_kept_until_the_gateway_takes_it(demo_request, dpo, clie
     page = login_staff(client, dpo).get(reverse("staff:export", args=[export.public_id])).content.decode()
     assert "Not texted to the subject yet" in page
 
+    # Its task gave up (or was lost) while the gateway was down: the periodic job queues it again.
+    assert requeue_lost_exports() == 0  # tried just now
     settings.SMS_BACKEND = "requests_app.sms.LocmemBackend"
-    assert send_package_password(export_id=export.id) is True
+    with django_capture_on_commit_callbacks(execute=True):  # the task runs eagerly on commit
+        assert requeue_lost_exports(now=timezone.now() + datetime.timedelta(hours=3)) == 1
     assert send_package_password(export_id=export.id) is False  # sent once
+    assert requeue_lost_exports(now=timezone.now() + datetime.timedelta(hours=3)) == 0
     assert [text.rsplit(" ", 1)[-1] for _phone, text in LocmemBackend.outbox] == [password]
     export.refresh_from_db()
     assert export.pending_password == ""
@@ -256,3 +267,14 @@ def test_an_encrypted_package_needs_a_verified_phone_number(demo_request):
     assert not ExportPackage.objects.filter(request=demo_request).exists()
     SubjectIdentity.objects.filter(request=demo_request, kind=IdentityKind.PHONE).update(verified_at=timezone.now())
     assert export_start(request=demo_request, actor=Actor.system(), encrypt=True).encrypted
+
+
+def test_no_password_is_texted_once_the_request_was_withdrawn(demo_request, dpo, django_capture_on_commit_callbacks):
+    from requests_app import lifecycle
+
+    export = compiled(demo_request, encrypt=True)
+    with django_capture_on_commit_callbacks(execute=False):  # the password task waits in the queue...
+        export_release(export=export, actor=Actor.staff(dpo))
+    lifecycle.transition(demo_request, "withdraw", actor=Actor.system())  # ...while the subject withdraws
+    assert send_package_password(export_id=export.id) is False
+    assert LocmemBackend.outbox == []
