@@ -14,7 +14,7 @@ keys) is for DPOs only.
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import models
+from django.db import models, transaction
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -23,7 +23,7 @@ from django.utils.html import format_html
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
 from requests_app import roles
-from requests_app.audit import Actor
+from requests_app.audit import Actor, record_event
 from requests_app.forms import StaffIntakeForm
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
@@ -64,15 +64,15 @@ from requests_app.templatetags.deadline_tags import due_badge
 
 
 class RolePermissions:
-    """Admin permissions from the staff role. `dpo_only` hides the model from the other roles."""
+    """Admin permissions from the staff role: `readers` may read, only DPOs change anything."""
 
-    dpo_only = False
+    # The admin is a DPO's and an auditor's tool; the request pages widen it, the secrets narrow it.
+    readers = roles.CONFIGURATION_READERS
     # Webhook and recipient URLs are HTTPS: a scheme left out means https, not http.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def _may_read(self, request) -> bool:
-        role = roles.role_of(request.user)
-        return role == roles.DPO if self.dpo_only else role is not None
+        return roles.role_of(request.user) in self.readers
 
     def has_module_permission(self, request):
         return self._may_read(request)
@@ -91,10 +91,37 @@ class RolePermissions:
 
 
 class RoleAdmin(RolePermissions, admin.ModelAdmin):
-    pass
+    """Every change made here is an audit event, as on the dashboard's configuration pages."""
+
+    def _record(self, request, obj, pk, what: str) -> None:
+        event = f"{obj._meta.model_name}_{what}"
+        record_event(None, event, actor=Actor.staff(request.user), data={"id": pk, "name": str(obj)[:200]})
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        self._record(request, obj, obj.pk, "saved")
+
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        for obj in [*formset.new_objects, *(changed for changed, _fields in formset.changed_objects)]:
+            self._record(request, obj, obj.pk, "saved")
+        for obj in formset.deleted_objects:
+            self._record(request, obj, None, "deleted")
+
+    def delete_model(self, request, obj):
+        pk = obj.pk
+        super().delete_model(request, obj)
+        self._record(request, obj, pk, "deleted")
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():  # the bulk action is not atomic by itself
+            for obj in queryset:
+                self._record(request, obj, obj.pk, "deleted")
+            super().delete_queryset(request, queryset)
 
 
 class ReadOnlyInline(RolePermissions, admin.TabularInline):
+    readers = roles.ROLES  # shown inside the request page
     extra = 0
     can_delete = False
     show_change_link = False
@@ -149,6 +176,7 @@ class AuditEventInline(ReadOnlyInline):
 
 @admin.register(PrivacyRequest)
 class PrivacyRequestAdmin(RoleAdmin):
+    readers = roles.ROLES  # handlers record requests here and look them up
     list_display = ["reference", "status", "rights_asked", "channel", "regime", "received_at", "due_on", "time_left", "assignee"]
     list_filter = ["status", "channel", "regime", "rights__right"]
     # By reference only: a search goes into the URL (?q=), and so into access logs and browser
@@ -348,7 +376,7 @@ class LegalHoldInline(RolePermissions, admin.TabularInline):
 
 @admin.register(SourceSystem)
 class SourceSystemAdmin(RoleAdmin):
-    dpo_only = True  # connection URLs may carry credentials
+    readers = (roles.DPO,)  # connection URLs may carry credentials
 
     list_display = ["name", "slug", "connector", "identity_kind", "legal_basis", "active"]
     list_filter = ["connector", "active"]
@@ -417,10 +445,10 @@ class ManualTaskAdmin(ReadOnlyAdmin):
 
 
 @admin.register(OrganisationAPIKey)
-class OrganisationAPIKeyAdmin(RolePermissions, APIKeyModelAdmin):
+class OrganisationAPIKeyAdmin(RoleAdmin, APIKeyModelAdmin):
     """The DPO issues keys here: the key is shown once, on creation; only its hash is kept."""
 
-    dpo_only = True
+    readers = (roles.DPO,)
 
     list_display = [*APIKeyModelAdmin.list_display, "organisation", "scope"]
     list_filter = [*APIKeyModelAdmin.list_filter, "organisation", "scope"]
@@ -430,7 +458,7 @@ class OrganisationAPIKeyAdmin(RolePermissions, APIKeyModelAdmin):
 class WebhookEndpointAdmin(RoleAdmin):
     """The DPO registers an organisation's endpoint and gives it the secret shown here."""
 
-    dpo_only = True
+    readers = (roles.DPO,)
 
     list_display = ["url", "organisation", "active", "disabled_at", "created_at"]
     list_filter = ["active", "organisation"]

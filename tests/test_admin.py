@@ -147,6 +147,8 @@ ROLE_PAGES = [
     ("Handler", "admin:requests_app_intake", 200),  # records a posted request
     ("Handler", "admin:requests_app_privacyrequest_changelist", 200),
     ("Handler", "admin:requests_app_organisation_add", 403),
+    ("Handler", "admin:requests_app_assignmentrule_changelist", 403),  # the configuration is the DPO's and the auditor's
+    ("Handler", "admin:requests_app_auditevent_changelist", 403),
     ("Handler", "admin:requests_app_webhookendpoint_changelist", 403),  # its secrets are the DPO's
     ("Auditor", "admin:requests_app_auditevent_changelist", 200),
     ("Auditor", "admin:requests_app_organisation_changelist", 200),
@@ -180,3 +182,24 @@ def test_a_dpo_who_is_not_a_superuser_issues_an_api_key(client):
     assert response.status_code == 200
     key = OrganisationAPIKey.objects.get(organisation=organisation)
     assert key.prefix in response.content.decode()  # the key is shown once, with its prefix
+
+
+@pytest.mark.django_db
+def test_changes_in_the_admin_are_audited_and_refused_to_readers(client):
+    from requests_app.models import Organisation
+    from tests.factories import staff_in_role
+
+    login_staff(client, staff_in_role("Auditor", username="auditor-admin"))
+    response = client.post(reverse("admin:requests_app_organisation_add"), {"name": "Sneaky SA"})
+    assert response.status_code == 403 and not Organisation.objects.exists()
+
+    login_staff(client, staff_in_role("DPO", username="dpo-admin"))
+    client.post(reverse("admin:requests_app_organisation_add"), {"name": "Mobile Operator SA"})
+    organisation = Organisation.objects.get()
+    client.post(reverse("admin:requests_app_organisation_delete", args=[organisation.pk]), {"post": "yes"})
+    assert not Organisation.objects.exists()
+    trail = AuditEvent.objects.filter(request=None).order_by("sequence")
+    assert [(event.action, event.actor_label, event.data["name"]) for event in trail] == [
+        ("organisation_saved", "dpo-admin", "Mobile Operator SA"),
+        ("organisation_deleted", "dpo-admin", "Mobile Operator SA"),
+    ]
