@@ -125,7 +125,8 @@ def outcome_summary(request: PrivacyRequest) -> str:
             # Categories where rows changed: where none matched there was nothing of theirs to act on.
             changed = [labels.get(c["category"], c["category"]) for c in action.result.get("categories", []) if c.get("rows")]
             where = {"source": action.source.name, "categories": _names(changed)}
-            held = _held(action, labels) if action.kind == ActionKind.ERASE else []
+            # A source that could not be searched kept nothing of theirs that we know of.
+            held = _held(action, labels) if action.kind == ActionKind.ERASE and not searched_nothing(action) else []
             if searched_nothing(action):
                 paragraphs.append(
                     _("We could not search %(source)s: it finds data by %(kind)s, and we hold no verified one of yours.")

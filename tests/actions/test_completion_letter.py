@@ -87,6 +87,8 @@ def test_the_letter_and_certificate_say_where_nothing_was_found_or_searched(crm,
     request = verified_request(RequestType.ERASURE)
     request.identities.filter(kind=IdentityKind.EMAIL).update(value="nobody@example.com")
     request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=None)
+    until = timezone.localdate() + datetime.timedelta(days=365)
+    LegalHold.objects.create(source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law", until=until)
     actions.plan_actions(request=request, actor=dpo_actor)
     carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
 
@@ -94,6 +96,7 @@ def test_the_letter_and_certificate_say_where_nothing_was_found_or_searched(crm,
     assert "We found no data of yours to act on in CRM." in body
     assert "We could not search Call records: it finds data by phone number, and we hold no verified one of yours." in body
     assert "We erased" not in body
+    assert "We kept" not in body  # nothing of theirs was found there to keep
     html = certificate.render_certificate_html(request)
     assert "Not searched: no verified phone number" in html and "1 verified identifier<" in html
 
