@@ -202,6 +202,7 @@ def test_waiving_a_notice_requires_a_note(client_dpo, crm, erasure_request, dpo_
 def test_a_failed_notice_can_be_sent_again(client_dpo, crm, erasure_request, dpo_actor, django_capture_on_commit_callbacks):
     recipient = Recipient.objects.create(source=crm, name="Mailer", country="BE")  # no address yet: sending fails
     actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    erasure_request.source_actions.update(status=ActionStatus.DONE)  # notices go once their source is done
     notice = erasure_request.recipient_notices.get()
     notice.status, notice.error = NoticeStatus.FAILED, "No email address or webhook URL is recorded for this recipient."
     notice.save()
