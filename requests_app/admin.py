@@ -21,6 +21,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
 
 from requests_app import roles
 from requests_app.audit import Actor, record_event
@@ -470,3 +471,8 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "event", "endpoint", "status", "attempts", "last_status_code", "next_attempt_at"]
     list_filter = ["status", "event"]
     list_select_related = ["endpoint"]
+
+
+# The library's own "API keys" entry lists keys without an organisation, which nothing here issues:
+# one entry (Organisation API keys) leaves no wrong one to pick.
+admin.site.unregister(APIKey)

@@ -624,6 +624,7 @@ class OrganisationAPIKey(AbstractAPIKey):
 
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "organisation API key"
+        verbose_name_plural = "organisation API keys"  # the library's base says "API keys"
 
 
 class IdempotencyRecord(models.Model):
@@ -698,6 +699,7 @@ class WebhookDelivery(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = _("webhook deliveries")
         ordering = ["-created_at"]
         indexes = [
             models.Index(
@@ -876,6 +878,7 @@ class SourceCategory(models.Model):
     )
 
     class Meta:
+        verbose_name_plural = _("source categories")
         ordering = ["source", "slug"]
         constraints = [models.UniqueConstraint(fields=["source", "slug"], name="unique_category_per_source")]
 
@@ -1203,6 +1206,7 @@ class SuppressionEntry(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name_plural = _("suppression entries")
         ordering = ["created_at", "id"]
         constraints = [models.UniqueConstraint(fields=["purpose", "kind", "value"], name="unique_suppression")]
         indexes = [models.Index(fields=["purpose", "created_at", "id"], name="suppression_purpose_time_idx")]

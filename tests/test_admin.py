@@ -203,3 +203,10 @@ def test_changes_in_the_admin_are_audited_and_refused_to_readers(client):
         ("organisation_saved", "dpo-admin", "Mobile Operator SA"),
         ("organisation_deleted", "dpo-admin", "Mobile Operator SA"),
     ]
+
+
+@pytest.mark.django_db
+def test_the_admin_offers_one_api_keys_entry_and_proper_plurals(admin_client):
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    assert "Organisation API keys" in page and ">API keys<" not in page  # the library's keys without an organisation
+    assert "Source categories" in page and "Suppression entries" in page and "Webhook deliveries" in page

@@ -38,7 +38,8 @@ from requests_app.services.certificate import outcome_summary
 logger = logging.getLogger(__name__)
 
 # Where a subject may complain, per regime (GDPR Art. 12(4) and 77).
-# Named in the subject's language in every rejection (Art. 12(4)).
+# Named in the subject's language in every rejection (Art. 12(4)), after "in particular": translators
+# decline them to fit (German: dative, "bei der Datenschutzbehörde").
 SUPERVISORY_AUTHORITIES = {
     "gdpr": gettext_lazy(
         "the Data Protection Authority (Autorité de protection des données / Gegevensbeschermingsautoriteit), "

@@ -245,7 +245,7 @@ def test_the_password_is_kept_until_the_gateway_takes_it(demo_request, dpo, clie
     export.refresh_from_db()
     assert export.pending_password == password and LocmemBackend.outbox == []
     page = login_staff(client, dpo).get(reverse("staff:export", args=[export.public_id])).content.decode()
-    assert "Not texted to the subject yet" in page
+    assert "Waiting to be texted to the subject" in page
 
     # Its task gave up (or was lost) while the gateway was down: the periodic job queues it again.
     assert requeue_lost_exports() == 0  # tried just now
@@ -258,7 +258,7 @@ def test_the_password_is_kept_until_the_gateway_takes_it(demo_request, dpo, clie
     export.refresh_from_db()
     assert export.pending_password == ""
     assert AuditEvent.objects.filter(request=demo_request, action="export_password_sent").count() == 1
-    assert "Not texted to the subject yet" not in client.get(reverse("staff:export", args=[export.public_id])).content.decode()
+    assert "Waiting to be texted to the subject" not in client.get(reverse("staff:export", args=[export.public_id])).content.decode()
 
 def test_an_encrypted_package_needs_a_verified_phone_number(demo_request):
     SubjectIdentity.objects.filter(request=demo_request, kind=IdentityKind.PHONE).update(verified_at=None)

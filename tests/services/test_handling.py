@@ -165,6 +165,13 @@ def test_built_in_letters_are_in_the_subjects_language_with_the_authority_named(
 
 
 @pytest.mark.django_db
+def test_the_german_rejection_names_the_authority_in_the_dative(dpo):
+    request = request_in_status(Status.IN_PROGRESS, language="de")
+    handling.request_reject(request=request, actor=Actor.staff(dpo), ground="no_data", explanation="", expected_status=Status.IN_PROGRESS)
+    assert "insbesondere bei der Datenschutzbehörde" in request.messages.get().body
+
+
+@pytest.mark.django_db
 def test_the_email_subject_line_is_not_html_escaped(dpo, mailoutbox, django_capture_on_commit_callbacks):
     ResponseTemplate.objects.create(
         purpose=TemplatePurpose.COMPLETION, language="fr", subject="Votre demande d'accès & « suivi » {{ reference }}",
