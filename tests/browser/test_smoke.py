@@ -34,13 +34,19 @@ def test_public_pages_fit_a_phone_screen(page, live_server):
     from tests.factories import request_in_status
     from requests_app.models import Status
 
+    from requests_app.services import handling
+
     request = request_in_status(Status.IN_PROGRESS)
+    handling.subject_reply(request=request, body="See https://example.com/" + "a-very-long-path/" * 20)  # no spaces to wrap at
     page.set_viewport_size({"width": 375, "height": 800})
-    for path in ("/", "/verify/resend/", f"/status/{request.reference}/{request.secret}/"):
+    pages = [(path, language) for language in ("en", "fr", "nl", "de")
+             for path in ("/", "/verify/resend/", f"/status/{request.reference}/{request.secret}/")]
+    for path, language in pages:
+        page.context.add_cookies([{"name": "django_language", "value": language, "url": live_server.url}])
         page.goto(live_server.url + path)
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         wide = page.evaluate(
             "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > innerWidth + 1)"
             ".map(e => e.tagName + '.' + e.className).slice(0, 5)"
         )
-        assert overflow <= 0, (path, overflow, wide)
+        assert overflow <= 0, (path, language, overflow, wide)
