@@ -106,6 +106,12 @@ def _names(items) -> str:
     return ", ".join(str(item) for item in items)
 
 
+def data_kept(request: PrivacyRequest) -> bool:
+    """Whether a carried-out erasure kept data under a legal hold: a partial refusal (Art. 12(4))."""
+    erasures = request.source_actions.filter(kind=ActionKind.ERASE, status=ActionStatus.DONE)
+    return any(action.result.get("held") and not searched_nothing(action) for action in erasures)
+
+
 def searched_nothing(action) -> bool:
     """Whether an automated action's dry run had no verified identifier of the kind its source finds data by."""
     return not action.result.get("manual") and action.dry_run.get("identities") == 0

@@ -33,7 +33,7 @@ from requests_app.models import (
 )
 from requests_app.services import deadlines as deadline_service
 from requests_app.services.actions import completion_blockers
-from requests_app.services.certificate import outcome_summary
+from requests_app.services.certificate import data_kept, outcome_summary
 
 logger = logging.getLogger(__name__)
 
@@ -315,6 +315,9 @@ def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expe
         outcome = outcome_summary(locked)
         if outcome:
             text = f"{text}\n\n{outcome}"
+        if data_kept(locked):
+            # Keeping data asked to be erased is a refusal in part: the subject may complain (Art. 12(4)).
+            text = f"{text}\n\n{rejection_rights_paragraph(locked)}"
         _send_to_subject(locked, actor=actor, subject=subject, body=text, action="completion_letter_sent")
     return locked
 

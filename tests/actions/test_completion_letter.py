@@ -49,6 +49,9 @@ def test_the_letter_names_the_erased_and_the_kept_data_with_its_basis(
     assert "We did not tell Old roaming partner (Article 19 GDPR): impossible. The company no longer exists." in body
     assert "in Call records:" not in body  # nothing was erased there,
     assert "Interconnect partner" not in body  # so its recipient had nothing to be told
+    # Keeping the call records refuses part of the erasure: the letter says how to complain (Art. 12(4)).
+    assert body.endswith("and to seek a judicial remedy before the courts.")
+    assert "lodge a complaint with a supervisory authority, in particular the Data Protection Authority" in body
 
 
 def test_the_letter_names_rectified_fields_and_restrictions_not_values(crm, dpo_actor, django_capture_on_commit_callbacks):
@@ -58,6 +61,7 @@ def test_the_letter_names_rectified_fields_and_restrictions_not_values(crm, dpo_
     carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
 
     body = _complete(request, dpo_actor).body
+    assert "lodge a complaint" not in body  # nothing was refused
     assert "We corrected the following in CRM: city." in body
     assert "We restricted the processing of your data in CRM." in body
     assert "Antwerpen" not in body
