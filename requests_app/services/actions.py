@@ -44,6 +44,7 @@ from requests_app.models import (
     SourceAction,
     SourceCategory,
     SourceSystem,
+    Status,
 )
 from requests_app.services import notices
 from requests_app.services.suppression import SUPPRESSION_RIGHTS
@@ -82,6 +83,12 @@ def _require_open(request: PrivacyRequest) -> None:
         raise RequestError(_("Only an open, verified request can be acted on."))
 
 
+def _require_in_progress(request: PrivacyRequest) -> None:
+    # Not while the identity check is under way, nor before it: the subject must be who they say.
+    if request.status != Status.IN_PROGRESS:
+        raise RequestError(_("The source systems are acted on once the request is in progress, after the identity check."))
+
+
 def plan_actions(*, request: PrivacyRequest, actor: Actor) -> list[SourceAction]:
     """Create the actions the request's rights call for, one per source and kind, and the
     Art. 19 notices to the recipients of those sources. Planning again adds what is missing.
@@ -92,7 +99,7 @@ def plan_actions(*, request: PrivacyRequest, actor: Actor) -> list[SourceAction]
     roles.require_can_work(actor, request)
     with transaction.atomic():
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
-        _require_open(locked)
+        _require_in_progress(locked)
         kinds = [ACTION_FOR_RIGHT[right] for right in locked.requested_rights if right in ACTION_FOR_RIGHT]
         if not kinds:
             raise RequestError(_("This request asks for no erasure, rectification or restriction."))
@@ -156,7 +163,7 @@ def rectification_change_set(
     typed = typed_value(rule.type, value)  # ValidationError says what is wrong with the value
     with transaction.atomic():
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
-        _require_open(locked)
+        _require_in_progress(locked)
         action = SourceAction.objects.filter(request=locked, source=category.source, kind=ActionKind.RECTIFY).first()
         if action is not None and action.status in (ActionStatus.RUNNING, ActionStatus.DONE):
             raise RequestError(_("The rectification in %(source)s has already been carried out.") % {"source": category.source})
@@ -256,7 +263,7 @@ def _locked_action(action: SourceAction, actor: Actor) -> SourceAction:
     locked = SourceAction.objects.select_for_update(of=("self",)).select_related("request", "source").get(pk=action.pk)
     if actor.user is not None:
         roles.require_can_work(actor, locked.request)
-    _require_open(locked.request)
+    _require_in_progress(locked.request)
     return locked
 
 

@@ -26,6 +26,7 @@ from requests_app.models import (
     RecipientNotice,
     RequestType,
     SourceAction,
+    Status,
 )
 from requests_app.services import actions, notices
 from requests_app.services import certificate as certificate_service
@@ -63,6 +64,8 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
     rectifying = RequestType.RECTIFICATION in rights
     return {
         "shown": True,
+        # Planning, corrected values, dry runs and execution wait for the identity check (actions._require_in_progress).
+        "acting": privacy_request.status == Status.IN_PROGRESS,
         "actions": source_actions,
         "notices": recipient_notices,
         "rectifying": rectifying,

@@ -79,6 +79,19 @@ def test_only_verified_identities_are_acted_on(crm, erasure_request, dpo_actor, 
     assert source_db("SELECT name FROM subscribers WHERE email = :e", e=BOB_EMAIL) == [{"name": "Bob Janssens"}]
 
 
+def test_source_systems_are_acted_on_only_once_the_request_is_in_progress(crm, erasure_request, dpo_actor, step):
+    from requests_app import lifecycle
+    from requests_app.audit import Actor
+
+    action = _approved(erasure_request, crm, dpo_actor, step)
+    lifecycle.transition(erasure_request, "await_subject", actor=Actor.system())  # proof of identity asked for
+    with pytest.raises(RequestError, match="once the request is in progress, after the identity check"):
+        actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    with pytest.raises(RequestError, match="once the request is in progress"):
+        actions.execute(action=action, actor=dpo_actor)
+    assert SourceAction.objects.get(pk=action.pk).status == ActionStatus.APPROVED
+
+
 def test_actions_are_planned_only_once_an_identifier_is_verified(crm, erasure_request, dpo_actor):
     erasure_request.identities.update(verified_at=None)
     with pytest.raises(RequestError, match="Verify at least one of the subject's identifiers first"):

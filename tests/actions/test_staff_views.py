@@ -287,3 +287,14 @@ def test_the_audit_trail_shows_status_labels_and_readable_data(client_dpo, db):
     page = _page(client_dpo, request).content.decode()
     assert "→ In progress" in page and "→ in_progress" not in page
     assert "channel: web · rights: access" in page and "{&#x27;channel&#x27;" not in page
+
+
+def test_no_action_is_offered_before_the_request_is_in_progress(client_dpo, db):
+    from requests_app.models import Status
+    from requests_app.services.intake import RightDetails
+    from tests.factories import request_in_status
+
+    new = request_in_status(Status.NEW, rights=[RightDetails(RequestType.ERASURE)])
+    page = _page(client_dpo, new).content.decode()
+    assert "The source systems are acted on once the request is in progress, after the identity check." in page
+    assert "Plan actions" not in page
