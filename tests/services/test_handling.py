@@ -168,7 +168,9 @@ def test_built_in_letters_are_in_the_subjects_language_with_the_authority_named(
 def test_the_german_rejection_names_the_authority_in_the_dative(dpo):
     request = request_in_status(Status.IN_PROGRESS, language="de")
     handling.request_reject(request=request, actor=Actor.staff(dpo), ground="no_data", explanation="", expected_status=Status.IN_PROGRESS)
-    assert "insbesondere bei der Datenschutzbehörde" in request.messages.get().body
+    body = request.messages.get().body
+    assert "insbesondere bei der Datenschutzbehörde" in body
+    assert "Der Grund: Wir haben keine Daten über Sie." in body  # spoken to the subject, not about them
 
 
 @pytest.mark.django_db
