@@ -9,7 +9,7 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 from requests_app import deadlines, roles, tasks
@@ -125,6 +125,23 @@ def clock_resume(*, request: PrivacyRequest, actor: Actor, note: str = "") -> in
         return end_pause(request, pause, actor=actor, note=note)
 
 
+def extension_refusal(request: PrivacyRequest) -> str | None:
+    """Why the request's deadline cannot be extended now, or None (the request page offers it only then)."""
+    if request.status not in VERIFIED_OPEN:
+        return _("Only a verified, open request can be extended.")
+    if request.is_extended:
+        return _("The deadline was already extended on %(date)s; it can be extended only once.") % {
+            "date": formats.date_format(timezone.localdate(request.extended_at), "DATE_FORMAT")
+        }
+    if timezone.localdate() > request.original_due_on:
+        return _("The original due date (%(date)s) has passed: an extension must be notified before it.") % {
+            "date": formats.date_format(request.original_due_on, "DATE_FORMAT")
+        }
+    if request.regime == "lgpd":
+        return _("LGPD allows no extension of the 15-day period.")
+    return None
+
+
 def request_extend(*, request: PrivacyRequest, actor: Actor, reason: str) -> PrivacyRequest:
     """Extend the deadline once (GDPR Art. 12(3): by two further months), with a reason.
 
@@ -139,20 +156,9 @@ def request_extend(*, request: PrivacyRequest, actor: Actor, reason: str) -> Pri
     with transaction.atomic():
         locked = _locked(request)
         roles.require_can_work(actor, locked)
-        if locked.status not in VERIFIED_OPEN:
-            raise RequestError(_("Only a verified, open request can be extended."))
-        if locked.is_extended:
-            raise RequestError(
-                _("The deadline was already extended on %(date)s; it can be extended only once.")
-                % {"date": timezone.localdate(locked.extended_at).isoformat()}
-            )
-        if timezone.localdate() > locked.original_due_on:
-            raise RequestError(
-                _("The original due date (%(date)s) has passed: an extension must be notified before it.")
-                % {"date": locked.original_due_on.isoformat()}
-            )
-        if locked.regime == "lgpd":
-            raise RequestError(_("LGPD allows no extension of the 15-day period."))
+        refusal = extension_refusal(locked)
+        if refusal:
+            raise RequestError(refusal)
         previous_due_on = locked.due_on
         locked.extended_at, locked.extended_by, locked.extension_reason = timezone.now(), actor.user, reason
         PrivacyRequest.objects.filter(pk=locked.pk).update(

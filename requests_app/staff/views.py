@@ -301,6 +301,7 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "forms": {slot: _action_form(slot, privacy_request) for slot in FORM_SLOTS},
         # Shown with the Complete button, so staff see what is missing before they try.
         "completion_blockers": actions.completion_blockers(privacy_request) if "complete" in allowed else [],
+        "extendable": deadline_service.extension_refusal(privacy_request) is None,
     }
 
 

@@ -185,7 +185,7 @@ def test_extension_moves_the_date_emails_the_subject_and_is_audited(dpo):
     ("setup", "today", "reason", "message"),
     [
         ("extended", date(2026, 2, 20), "Complex", "already extended"),
-        ("plain", date(2026, 3, 3), "Complex", r"original due date \(2026-03-02\) has passed"),
+        ("plain", date(2026, 3, 3), "Complex", r"original due date \(2 March 2026\) has passed"),
         ("plain", date(2026, 2, 20), "   ", "Give the reason"),
         ("lgpd", date(2026, 2, 1), "Complex", "LGPD allows no extension"),
         ("closed", date(2026, 2, 20), "Complex", "Only a verified, open request"),
@@ -209,6 +209,21 @@ def test_bad_extensions_are_refused_and_change_nothing(dpo, setup, today, reason
             request_extend(request=request, actor=Actor.staff(dpo), reason=reason)
     request.refresh_from_db()
     assert (request.due_on, request.extended_at, request.events.count()) == before
+
+
+@pytest.mark.django_db
+def test_the_request_page_offers_an_extension_only_while_it_is_allowed(dpo, client):
+    from django.urls import reverse
+
+    from tests.conftest import login_staff
+
+    request = in_progress_received(date(2026, 1, 30))
+    login_staff(client, dpo)
+    url = reverse("staff:request", args=[request.reference])
+    with time_machine.travel(at(date(2026, 2, 20)), tick=False):
+        assert "Extend the deadline" in client.get(url).content.decode()
+    with time_machine.travel(at(date(2026, 3, 3)), tick=False):  # the original due date has passed
+        assert "Extend the deadline" not in client.get(url).content.decode()
 
 
 @pytest.mark.django_db
