@@ -1188,6 +1188,7 @@ class SuppressionPurpose(models.Model):
     description = models.TextField(blank=True)
 
     class Meta:
+        verbose_name = _("suppression list")  # as staff and the API call it
         ordering = ["name"]
 
     def __str__(self) -> str:

@@ -1,6 +1,10 @@
 """One error format for the whole API: RFC 9457 problem details (application/problem+json)."""
 
+import re
 from http import HTTPStatus
+
+from django.apps import apps
+from django.http import Http404
 
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -19,12 +23,24 @@ def problem(status_code: int, detail: str, *, errors=None, headers=None) -> Resp
     return Response(body, status=status_code, headers=headers, content_type=PROBLEM)
 
 
+def not_found_detail(exc: Http404) -> str:
+    """Django's "No PrivacyRequest matches the given query." in a portal's words: the model's name, not its class."""
+    found = re.fullmatch(r"No (\w+) matches the given query\.", str(exc))
+    try:
+        name = apps.get_model("requests_app", found[1])._meta.verbose_name if found else ""
+    except LookupError:
+        name = ""
+    return f"No such {name} for this API key." if name else "Not found."
+
+
 def problem_exception_handler(exc, context):
     """Domain refusals become 409 (or 403 for a role); DRF's own errors keep their status."""
     if isinstance(exc, NotAllowed):
         return problem(status.HTTP_403_FORBIDDEN, str(exc))
     if isinstance(exc, RequestError):
         return problem(status.HTTP_409_CONFLICT, str(exc))
+    if isinstance(exc, Http404):
+        return problem(status.HTTP_404_NOT_FOUND, not_found_detail(exc))
     response = exception_handler(exc, context)
     if response is None:
         return None  # a bug: Django's 500, logged

@@ -61,9 +61,9 @@ PROBLEM_RESPONSES = {
             problem_example("Portal key on suppression lists", 403, "Suppression lists need a key with the suppression scope."),
         ]),
         (404, "No such request, package or suppression list for this key", [
-            problem_example("Unknown request", 404, "No PrivacyRequest matches the given query."),
-            problem_example("Unknown package", 404, "No ExportPackage matches the given query."),
-            problem_example("Unknown suppression list", 404, "No SuppressionPurpose matches the given query."),
+            problem_example("Unknown request", 404, "No such privacy request for this API key."),
+            problem_example("Unknown package", 404, "No such export package for this API key."),
+            problem_example("Unknown suppression list", 404, "No such suppression list for this API key."),
         ]),
         (409, "Not allowed in the request's state, or the same Idempotency-Key is in flight", [
             problem_example("Not allowed in this state", 409, "A request that is withdrawn cannot be moved to withdrawn."),
