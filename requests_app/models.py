@@ -909,6 +909,11 @@ class Recipient(models.Model):
     class Meta:
         ordering = ["source", "name"]
 
+    @property
+    def reachable(self) -> bool:
+        """Whether an Art. 19 notice has somewhere to go: an email address or a webhook URL."""
+        return bool(self.notification_email or self.notification_webhook_url)
+
     def __str__(self) -> str:
         return self.name
 

@@ -132,8 +132,9 @@ def outcome_summary(request: PrivacyRequest) -> str:
             changed = [labels.get(c["category"], c["category"]) for c in action.result.get("categories", []) if c.get("rows")]
             where = {"source": action.source.name, "categories": _names(changed)}
             # A source that could not be searched kept nothing of theirs that we know of.
-            held = _held(action, labels) if action.kind == ActionKind.ERASE and not searched_nothing(action) else []
-            if searched_nothing(action):
+            unsearched = searched_nothing(action)
+            held = _held(action, labels) if action.kind == ActionKind.ERASE and not unsearched else []
+            if unsearched:
                 paragraphs.append(
                     _("We could not search %(source)s: it finds data by %(kind)s, and we hold no verified one of yours.")
                     % {"source": action.source.name, "kind": in_sentence(IdentityKind(action.source.identity_kind).label)}

@@ -126,8 +126,7 @@ def requeue_lost_exports(*, now: datetime.datetime | None = None) -> int:
     lost = ExportPackage.objects.filter(quiet, Q(status=ExportStatus.QUEUED) | dead).exclude(request__status__in=NO_DATA_DELIVERED)
     export_ids = list(lost.values_list("id", flat=True))
     for export_id in export_ids:
-        with transaction.atomic():
-            _queue_compilation(export_id)
+        _queue_compilation(export_id)
     # A released package whose password task was lost, or gave up while the SMS gateway was down:
     # try again until it is sent or the package expires (which erases the password).
     unsent = ExportPackage.objects.filter(
@@ -135,8 +134,7 @@ def requeue_lost_exports(*, now: datetime.datetime | None = None) -> int:
     ).exclude(pending_password="").exclude(request__status__in=NO_DATA_DELIVERED)
     password_ids = list(unsent.values_list("id", flat=True))
     for export_id in password_ids:
-        with transaction.atomic():
-            _queue_password(export_id)
+        _queue_password(export_id)
     if export_ids or password_ids:
         logger.warning("queued again the lost tasks of %d export(s) and %d package password(s)", len(export_ids), len(password_ids))
     return len(export_ids) + len(password_ids)

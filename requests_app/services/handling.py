@@ -153,10 +153,9 @@ def requeue_unsent_messages(*, now: datetime.datetime | None = None) -> int:
         .exclude(request__subject_email="")
         .values_list("id", flat=True)
     )
+    Message.objects.filter(pk__in=lost).update(queued_at=now)
     for message_id in lost:
-        with transaction.atomic():
-            Message.objects.filter(pk=message_id).update(queued_at=now)
-            tasks.queue_after_commit(tasks.send_subject_message, message_id)
+        tasks.queue_after_commit(tasks.send_subject_message, message_id)
     if lost:
         logger.warning("queued %d message(s) to subjects again: their email task was lost", len(lost))
     return len(lost)

@@ -65,8 +65,7 @@ def requeue_lost_notices(*, now: datetime.datetime | None = None) -> int:
         .values_list("id", flat=True)
     )
     for notice_id in lost:
-        with transaction.atomic():
-            queue_delivery(notice_id)
+        queue_delivery(notice_id)
     if lost:
         logger.warning("queued %d recipient notice(s) again: their send task was lost", len(lost))
     return len(lost)
@@ -126,7 +125,7 @@ def deliver(*, notice_id: int, final_attempt: bool = False) -> bool:
         recipient = notice.recipient
         notice.attempts, notice.queued_at = notice.attempts + 1, timezone.now()
         notice.save(update_fields=["attempts", "queued_at"])
-        if not recipient.notification_webhook_url and not recipient.notification_email:
+        if not recipient.reachable:
             _failed(notice, _("No email address or webhook URL is recorded for this recipient."), final=True)
             return False
         content = notice_content(notice)
@@ -181,7 +180,7 @@ def resend(*, notice: RecipientNotice, actor: Actor) -> RecipientNotice:
         locked = RecipientNotice.objects.select_for_update().select_related("recipient", "request").get(pk=notice.pk)
         if locked.status != NoticeStatus.FAILED:
             raise RequestError(_("Only a failed notice can be sent again."))
-        if not locked.recipient.notification_webhook_url and not locked.recipient.notification_email:
+        if not locked.recipient.reachable:
             raise RequestError(_("Add an email address or a webhook URL to this recipient in the inventory, then send it again."))
         locked.status, locked.error = NoticeStatus.PENDING, ""
         locked.save(update_fields=["status", "error"])
