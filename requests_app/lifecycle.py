@@ -72,6 +72,8 @@ TRANSITIONS = {
             Status.IDENTITY_CHECK,
             _("Check identity"),
         ),
+        # A reply to a question staff asked before starting: back to the queue, untouched.
+        Transition("return_to_new", frozenset({Status.AWAITING_SUBJECT}), Status.NEW, _("Back to new")),
         Transition(
             "start_work",
             frozenset({Status.NEW, Status.IDENTITY_CHECK, Status.AWAITING_SUBJECT}),

@@ -194,7 +194,11 @@ def request_information(*, request: PrivacyRequest, actor: Actor, body: str, exp
         return _send_to_subject(locked, actor=actor, subject=subject, body=text, action="information_requested")
 
 
-RESUME_TRANSITION = {Status.IN_PROGRESS: "start_work", Status.IDENTITY_CHECK: "start_identity_check"}
+RESUME_TRANSITION = {
+    Status.NEW: "return_to_new",
+    Status.IDENTITY_CHECK: "start_identity_check",
+    Status.IN_PROGRESS: "start_work",
+}
 
 
 def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = None) -> Message:
@@ -222,7 +226,7 @@ def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = N
             paused_from = (
                 locked.events.filter(action="await_subject").order_by("-sequence").values_list("from_status", flat=True).first()
             )
-            resume = RESUME_TRANSITION.get(paused_from, "start_identity_check")
+            resume = RESUME_TRANSITION[paused_from]
             lifecycle.transition(locked, resume, actor=actor, note="The subject replied")
         # A clock staff paused without changing the status (waiting for proof
         # of identity, say) restarts on the reply too: the subject has answered.

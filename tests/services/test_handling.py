@@ -58,6 +58,18 @@ def test_a_reply_to_a_question_asked_during_the_identity_check_returns_there(dpo
     assert request.status == Status.IDENTITY_CHECK
 
 
+@pytest.mark.django_db
+def test_a_reply_to_a_question_asked_before_work_started_returns_the_request_to_new(dpo):
+    request = request_in_status(Status.NEW)
+    handling.request_information(request=request, actor=Actor.staff(dpo), body="Which account?", expected_status=Status.NEW)
+    handling.subject_reply(request=request, body="The business one.")
+    request.refresh_from_db()
+    assert request.status == Status.NEW
+    assert not request.pauses.filter(ended_at__isnull=True).exists()
+    resumed = request.events.get(action="return_to_new")
+    assert (resumed.from_status, resumed.to_status) == (Status.AWAITING_SUBJECT, Status.NEW)
+
+
 @pytest.mark.parametrize("body", ["", "   ", "x" * 10_001])
 @pytest.mark.django_db
 def test_bad_replies_are_refused(body):
