@@ -154,6 +154,16 @@ def send_reply_notification(request: PrivacyRequest, message_id: int) -> bool:
     return send_once(request, "subject_replied", str(message_id), message)
 
 
+def send_withdrawal_notification(request: PrivacyRequest) -> bool:
+    """Tell the assignee the request was withdrawn; an unassigned request needs nobody told."""
+    assignee = request.assignee
+    if assignee is None or not assignee.is_active or not assignee.email:
+        return False
+    context = {"request": request, "request_url": staff_request_url(request)}
+    message = render_email("request-withdrawn", context, to=[assignee.email], language=settings.LANGUAGE_CODE)
+    return send_once(request, "withdrawn", "", message)
+
+
 def send_subject_message(message) -> bool:
     """Email a staff message or letter to the subject, with the link to reply on the status page."""
     request = message.request

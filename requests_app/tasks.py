@@ -141,6 +141,13 @@ def send_reply_notification(request_id: int, message_id: int) -> None:
 
 
 @shared_task(**EMAIL_RETRY)
+def send_withdrawal_notification(request_id: int) -> bool:
+    """Tell the assignee of a withdrawn request to stop working on it."""
+    request = PrivacyRequest.objects.select_related("assignee").filter(pk=request_id, status=Status.WITHDRAWN).first()
+    return request is not None and emails.send_withdrawal_notification(request)
+
+
+@shared_task(**EMAIL_RETRY)
 def send_daily_digest() -> bool:
     """Periodic (mornings): the DPO's digest, at most once a day."""
     return routing.send_daily_digest()

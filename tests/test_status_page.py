@@ -1,8 +1,9 @@
 import pytest
+from django.core import mail
 from django.urls import reverse
 
-from requests_app.models import Status
-from tests.factories import request_in_status, submit_request
+from requests_app.models import PrivacyRequest, Status
+from tests.factories import request_in_status, staff_in_role, submit_request
 
 
 def status_url(request, secret=None):
@@ -38,6 +39,32 @@ def test_subject_can_withdraw_an_open_request(client):
     assert request.status == Status.WITHDRAWN
     assert "has been withdrawn" in response.content.decode()
     assert request.events.get(action="withdraw").actor_kind == "subject"
+
+
+@pytest.mark.django_db
+def test_a_withdrawal_tells_the_assignee_to_stop(client, django_capture_on_commit_callbacks):
+    handler = staff_in_role("Handler", username="handler1", email="handler1@example.com")
+    request = request_in_status(Status.IN_PROGRESS)
+    PrivacyRequest.objects.filter(pk=request.pk).update(assignee=handler)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("withdraw", args=[request.reference, request.secret]), {"confirm": "1"})
+    (email,) = mail.outbox
+    assert email.to == ["handler1@example.com"]
+    assert email.subject == f"Request {request.reference} was withdrawn"
+    assert "Stop any work on it" in email.body
+    assert request.subject_name not in email.body  # staff emails carry no personal data
+
+
+@pytest.mark.django_db
+def test_withdrawing_an_unassigned_request_emails_nobody(client, django_capture_on_commit_callbacks):
+    request = request_in_status(Status.NEW)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("withdraw", args=[request.reference, request.secret]), {"confirm": "1"})
+    request.refresh_from_db()
+    assert request.status == Status.WITHDRAWN
+    assert mail.outbox == []
 
 
 @pytest.mark.django_db

@@ -330,8 +330,14 @@ def request_resend_verification(*, reference: str, email: str) -> bool:
 
 
 def request_withdraw(*, request: PrivacyRequest, actor: Actor, note: str = "") -> PrivacyRequest:
-    """Withdraw an open request at the subject's wish. Closed requests raise IllegalTransition."""
-    return lifecycle.transition(request, "withdraw", actor=actor, note=note)
+    """Withdraw an open request at the subject's wish. Closed requests raise IllegalTransition.
+
+    The assignee, if there is one by then, is told: their work on it must stop.
+    """
+    with transaction.atomic():
+        lifecycle.transition(request, "withdraw", actor=actor, note=note)
+        tasks.queue_after_commit(tasks.send_withdrawal_notification, request.id)
+    return request
 
 
 PERSONAL_FIELDS = {
