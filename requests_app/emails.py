@@ -77,6 +77,13 @@ def send_request_confirmed_email(request: PrivacyRequest) -> bool:
     return sent
 
 
+def send_status_link_email(request: PrivacyRequest, event_sequence: int) -> bool:
+    """The status page link, sent again because the subject asked for it (keyed by that asking's event)."""
+    context = {"request": request, "status_url": status_url(request)}
+    message = render_email("status-link", context, to=[request.subject_email], language=request.language)
+    return send_once(request, "status_link", str(event_sequence), message)
+
+
 def mark_acknowledged(request: PrivacyRequest) -> None:
     """Record when receipt was first confirmed to the subject (CCPA: within 10 business days)."""
     PrivacyRequest.objects.filter(pk=request.pk, acknowledged_at__isnull=True).update(acknowledged_at=timezone.now())

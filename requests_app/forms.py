@@ -176,7 +176,7 @@ class RequestForm(forms.Form):
         }
 
 
-class ResendVerificationForm(forms.Form):
+class ResendLinkForm(forms.Form):
     reference = forms.CharField(label=_("Request reference"), max_length=20, help_text=_("For example DSR-2026-00042."))
     email = forms.EmailField(label=_("Email address"))
 

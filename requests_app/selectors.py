@@ -38,6 +38,7 @@ from requests_app.models import (
 SUBJECT_EVENT_TEXT = {
     "submitted": _("We received your request."),
     "verification_resent": _("We sent you a new verification link."),
+    "status_link_resent": _("We sent you the link to this page again."),
     "verify_email": _("You confirmed your email address."),
     "start_identity_check": _("We started checking your identity."),
     "start_work": _("We started working on your request."),

@@ -75,6 +75,14 @@ def send_request_confirmed_email(request_id: int) -> None:
     emails.send_request_confirmed_email(request)
 
 
+@shared_task(**EMAIL_RETRY)
+def send_status_link_email(request_id: int, event_sequence: int) -> None:
+    """Email the status page link again, at the subject's asking."""
+    request = PrivacyRequest.objects.filter(pk=request_id).exclude(subject_email="").first()
+    if request is not None:
+        emails.send_status_link_email(request, event_sequence)
+
+
 @shared_task(acks_late=True)
 def expire_unverified_requests() -> int:
     """Periodic: expire requests never verified and purge their personal data."""

@@ -5,7 +5,7 @@ from requests_app import views
 urlpatterns = [
     path("", views.submit_request, name="submit"),
     path("submitted/", views.submitted, name="submitted"),
-    path("verify/resend/", views.resend_verification, name="resend_verification"),
+    path("lost-link/", views.resend_link, name="resend_link"),
     path("verify/<str:token>/", views.verify_email, name="verify_email"),
     path("status/<str:reference>/<str:secret>/", views.status, name="status"),
     path("status/<str:reference>/<str:secret>/withdraw/", views.withdraw, name="withdraw"),

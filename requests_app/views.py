@@ -11,7 +11,7 @@ from django_ratelimit.decorators import ratelimit
 
 from requests_app import selectors
 from requests_app.audit import Actor
-from requests_app.forms import RequestForm, ResendVerificationForm
+from requests_app.forms import RequestForm, ResendLinkForm
 from requests_app.lifecycle import RequestError
 from requests_app.services import exports, handling, intake
 
@@ -65,17 +65,18 @@ def verify_email(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @ratelimit(key="ip", rate=submission_rate, method="POST", block=False, group="resend")
-def resend_verification(request: HttpRequest) -> HttpResponse:
+def resend_link(request: HttpRequest) -> HttpResponse:
+    """A lost verification or status page link, emailed again to the address given with the request."""
     if request.method == "POST":
         if request.limited:
             return too_many_requests(request)
-        form = ResendVerificationForm(request.POST)
+        form = ResendLinkForm(request.POST)
         if form.is_valid():
-            intake.request_resend_verification(**form.cleaned_data)
+            intake.request_resend_link(**form.cleaned_data)
             # The same answer whether or not the details matched.
             return render(request, "requests_app/resend_done.html")
     else:
-        form = ResendVerificationForm()
+        form = ResendLinkForm()
     return render(request, "requests_app/resend.html", {"form": form})
 
 

@@ -175,7 +175,7 @@ def test_confirmation_page_without_a_submission_goes_back_to_the_form(client):
 def test_every_public_page_names_the_controller_and_how_to_reach_its_dpo(client, settings):
     settings.CONTROLLER_NAME, settings.CONTROLLER_ADDRESS = "Carrier SA", "Rue Exemple 1, 1000 Brussels"
     settings.DPO_CONTACT_EMAIL = "dpo@carrier.example"
-    for url in (reverse("submit"), reverse("resend_verification")):
+    for url in (reverse("submit"), reverse("resend_link")):
         page = client.get(url).content.decode()
         assert "Data controller: Carrier SA, Rue Exemple 1, 1000 Brussels." in page
         assert '<a href="mailto:dpo@carrier.example">dpo@carrier.example</a>' in page

@@ -7,7 +7,7 @@ from django.core import mail
 from privacy_portal.celery import app as celery_app
 from requests_app import tasks
 from requests_app.models import Organisation, PrivacyRequest, SentNotification
-from requests_app.services.intake import request_resend_verification
+from requests_app.services.intake import request_resend_link
 from tests.factories import submit_request
 
 
@@ -50,7 +50,7 @@ def test_a_resent_link_is_a_new_email(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         request = submit_request()
     with django_capture_on_commit_callbacks(execute=True):
-        request_resend_verification(reference=request.reference, email=request.subject_email)
+        request_resend_link(reference=request.reference, email=request.subject_email)
     tasks.send_verification_email(request.id)  # a redelivery of the re-send
     assert len(mail.outbox) == 2
     assert mail.outbox[0].body != mail.outbox[1].body

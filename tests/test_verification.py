@@ -9,7 +9,7 @@ from django.urls import reverse
 from requests_app import lifecycle
 from requests_app.audit import Actor
 from requests_app.models import IdentityKind, PrivacyRequest, Status, VerificationMethod
-from requests_app.services.intake import request_resend_verification, verification_token
+from requests_app.services.intake import request_resend_link, verification_token
 from tests.factories import submit_request
 
 # Emails are sent by tasks queued on commit, so these tests commit for real.
@@ -107,7 +107,7 @@ def test_resending_replaces_the_old_link(client):
     request = submit_request(subject_email="ana@example.com")
     old_path = link_path_from_last_email()
 
-    response = client.post(reverse("resend_verification"), {"reference": request.reference.lower(), "email": "ANA@example.com"})
+    response = client.post(reverse("resend_link"), {"reference": request.reference.lower(), "email": "ANA@example.com"})
     assert response.status_code == 200
     assert len(mail.outbox) == 2
     new_path = link_path_from_last_email()
@@ -125,16 +125,42 @@ def _without_csrf_tokens(content: bytes) -> bytes:
 
 def test_resend_gives_the_same_answer_for_unknown_details(client):
     request = submit_request()
-    known = client.post(reverse("resend_verification"), {"reference": request.reference, "email": "ana@example.com"})
-    unknown = client.post(reverse("resend_verification"), {"reference": "DSR-2026-99999", "email": "x@example.com"})
+    known = client.post(reverse("resend_link"), {"reference": request.reference, "email": "ana@example.com"})
+    unknown = client.post(reverse("resend_link"), {"reference": "DSR-2026-99999", "email": "x@example.com"})
     # Byte for byte, but for the CSRF token of the language switcher, masked afresh in every response.
     assert _without_csrf_tokens(known.content) == _without_csrf_tokens(unknown.content)
     assert len(mail.outbox) == 2  # the first link and one re-send, none for the unknown details
 
 
-def test_resend_does_nothing_once_verified():
-    request = submit_request()
+def test_a_confirmed_request_gets_its_status_link_again(client):
+    request = submit_request(subject_email="ana@example.com", language="fr")
     from requests_app.services.intake import request_verify_email
 
     request_verify_email(token=verification_token(request))
-    assert request_resend_verification(reference=request.reference, email=request.subject_email) is False
+    mail.outbox.clear()
+    response = client.post(reverse("resend_link"), {"reference": request.reference, "email": "Ana@Example.com"})
+    assert response.status_code == 200
+    (email,) = mail.outbox
+    assert email.to == ["ana@example.com"]
+    assert f"/status/{request.reference}/{request.secret}/" in email.body
+    assert "lien" in email.body  # in the subject's language
+    request.refresh_from_db()
+    assert request.status == Status.NEW  # nothing else changed
+    assert request.events.filter(action="status_link_resent", actor_kind="subject").count() == 1
+    status_page = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
+    assert "Nous vous avons renvoyé le lien vers cette page." in status_page or "link to this page again" in status_page
+
+    client.post(reverse("resend_link"), {"reference": request.reference, "email": "ana@example.com"})
+    assert len(mail.outbox) == 2  # each asking sends one
+
+
+def test_no_link_goes_to_another_address_or_for_a_purged_request(client):
+    request = submit_request(subject_email="ana@example.com")
+    from requests_app.services.intake import request_verify_email
+
+    request_verify_email(token=verification_token(request))
+    mail.outbox.clear()
+    assert request_resend_link(reference=request.reference, email="eve@example.com") is False
+    PrivacyRequest.objects.filter(pk=request.pk).update(subject_email="")  # purged
+    assert request_resend_link(reference=request.reference, email="") is False
+    assert mail.outbox == []

@@ -302,30 +302,34 @@ def request_verify_email(*, token: str) -> PrivacyRequest:
     return request
 
 
-def request_resend_verification(*, reference: str, email: str) -> bool:
-    """Send a fresh verification link, if reference and email match a request awaiting it.
+def request_resend_link(*, reference: str, email: str) -> bool:
+    """Email the subject their link again, if reference and email match one of their requests.
 
-    The new link replaces the old ones. Returns whether one was sent; the
-    caller must not tell the visitor, so the page cannot be used to probe
-    which references and addresses exist.
+    A request still awaiting verification gets a fresh verification link that
+    replaces the old ones. Any other request whose details we still hold gets
+    its status page link, so a subject who lost the confirmation email can
+    follow the request, read our letters and download their data. Returns
+    whether an email was queued; the caller must not tell the visitor, so the
+    page cannot be used to probe which references and addresses exist.
     """
     with transaction.atomic():
         request = (
             PrivacyRequest.objects.select_for_update()
-            .filter(
-                reference=reference.strip().upper(),
-                subject_email__iexact=email.strip(),
-                status=Status.AWAITING_VERIFICATION,
-            )
+            .filter(reference=reference.strip().upper(), subject_email__iexact=email.strip())
+            .exclude(subject_email="")
             .first()
         )
         if request is None:
             return False
-        request.verification_nonce = new_nonce()
-        request.save(update_fields=["verification_nonce", "updated_at"])
-        record_event(request, "verification_resent", actor=Actor.subject())
-
-        tasks.queue_after_commit(tasks.send_verification_email, request.id)
+        if request.status == Status.AWAITING_VERIFICATION:
+            request.verification_nonce = new_nonce()
+            request.save(update_fields=["verification_nonce", "updated_at"])
+            record_event(request, "verification_resent", actor=Actor.subject())
+            tasks.queue_after_commit(tasks.send_verification_email, request.id)
+        else:
+            # The event's number keys the email: each asking sends one, a redelivered task none.
+            event = record_event(request, "status_link_resent", actor=Actor.subject())
+            tasks.queue_after_commit(tasks.send_status_link_email, request.id, event.sequence)
     return True
 
 

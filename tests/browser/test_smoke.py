@@ -40,7 +40,7 @@ def test_public_pages_fit_a_phone_screen(page, live_server):
     handling.subject_reply(request=request, body="See https://example.com/" + "a-very-long-path/" * 20)  # no spaces to wrap at
     page.set_viewport_size({"width": 375, "height": 800})
     pages = [(path, language) for language in ("en", "fr", "nl", "de")
-             for path in ("/", "/verify/resend/", f"/status/{request.reference}/{request.secret}/")]
+             for path in ("/", "/lost-link/", f"/status/{request.reference}/{request.secret}/")]
     for path, language in pages:
         page.context.add_cookies([{"name": "django_language", "value": language, "url": live_server.url}])
         page.goto(live_server.url + path)
