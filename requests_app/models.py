@@ -199,6 +199,9 @@ class PrivacyRequest(models.Model):
     # Receipt must be confirmed in time under some regimes (CCPA: 10 business days).
     acknowledgement_due_on = models.DateField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
+    # When the first email to the subject (the verification link, or the confirmation of a request
+    # received directly) was last queued or tried; intake.requeue_lost_acknowledgements reads it.
+    acknowledgement_queued_at = models.DateTimeField(null=True, blank=True)
     # The next reminder or escalation, so the sweep reads only the requests that
     # crossed a threshold. None while the clock is paused or the request is closed.
     next_alert_on = models.DateField(null=True, blank=True)
@@ -218,6 +221,11 @@ class PrivacyRequest(models.Model):
                 fields=["verified_at"],
                 name="request_unrouted_idx",
                 condition=models.Q(routed_at__isnull=True, verified_at__isnull=False),
+            ),
+            models.Index(
+                fields=["acknowledgement_queued_at"],
+                name="request_unacknowledged_idx",
+                condition=models.Q(acknowledged_at__isnull=True, acknowledgement_queued_at__isnull=False),
             ),
             models.Index(fields=["status", "due_on"], name="request_status_due_idx"),
             models.Index(fields=["assignee", "status", "due_on"], name="request_assignee_due_idx"),

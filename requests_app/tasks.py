@@ -180,9 +180,14 @@ def compile_export(self, export_id: int) -> str | None:
 
 @shared_task(acks_late=True)
 def requeue_lost_work() -> int:
-    """Periodic: queue again the export compilations, Art. 19 notices and letters to subjects whose
-    task the broker lost (a Redis restart, say); returns how many."""
-    return exports.requeue_lost_exports() + notices.requeue_lost_notices() + handling.requeue_unsent_messages()
+    """Periodic: queue again the export compilations, Art. 19 notices, letters to subjects and
+    acknowledgements of receipt whose task the broker lost (a Redis restart, say); returns how many."""
+    return (
+        exports.requeue_lost_exports()
+        + notices.requeue_lost_notices()
+        + handling.requeue_unsent_messages()
+        + intake.requeue_lost_acknowledgements()
+    )
 
 
 @shared_task(**EMAIL_RETRY)

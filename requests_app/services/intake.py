@@ -3,7 +3,7 @@
 import logging
 import mimetypes
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
@@ -144,6 +144,8 @@ def request_submit(
         signed_at=now if signature else None,
         organisation=organisation,
         rights_mask=rights_mask(details.right for details in rights),
+        # The verification email or the confirmation is queued below.
+        acknowledgement_queued_at=now if subject_email else None,
     )
     set_first_deadline(request, today=timezone.localdate(now))
     identities = [
@@ -342,6 +344,41 @@ def request_withdraw(*, request: PrivacyRequest, actor: Actor, note: str = "") -
         lifecycle.transition(request, "withdraw", actor=actor, note=note)
         tasks.queue_after_commit(tasks.send_withdrawal_notification, request.id)
     return request
+
+
+# Email retries are at most an hour apart, and each try is noted: two quiet hours mean the task is gone.
+ACKNOWLEDGEMENT_LOST_AFTER = timedelta(hours=2)
+ACKNOWLEDGEMENT_GIVE_UP_AFTER = timedelta(days=7)
+
+
+def requeue_lost_acknowledgements(*, now: datetime | None = None) -> int:
+    """Queue again the first email to subjects whose task the broker lost or whose retries ran out.
+
+    That email is the verification link of a web request (without it the
+    request cannot be confirmed and expires) or the confirmation of a request
+    received directly; it is what acknowledges receipt. Returns how many. A
+    second task is harmless: each email goes once (emails.send_once).
+    """
+    now = now or timezone.now()
+    lost = list(
+        PrivacyRequest.objects.filter(
+            acknowledged_at__isnull=True,
+            acknowledgement_queued_at__lt=now - ACKNOWLEDGEMENT_LOST_AFTER,
+            created_at__gte=now - ACKNOWLEDGEMENT_GIVE_UP_AFTER,
+            status__in=lifecycle.OPEN_STATUSES,
+        )
+        .exclude(subject_email="")
+        .values_list("id", "status")
+    )
+    PrivacyRequest.objects.filter(pk__in=[request_id for request_id, _ in lost]).update(acknowledgement_queued_at=now)
+    for request_id, status in lost:
+        if status == Status.AWAITING_VERIFICATION:
+            tasks.queue_after_commit(tasks.send_verification_email, request_id)
+        else:
+            tasks.queue_after_commit(tasks.send_request_confirmed_email, request_id)
+    if lost:
+        logger.warning("queued %d acknowledgement email(s) again: their task was lost", len(lost))
+    return len(lost)
 
 
 PERSONAL_FIELDS = {

@@ -210,3 +210,55 @@ def test_unverified_requests_expire_and_lose_their_personal_data(settings):
     verified.refresh_from_db()
     assert fresh.status == Status.AWAITING_VERIFICATION and fresh.subject_name
     assert verified.status == Status.NEW
+
+
+@pytest.mark.django_db
+def test_a_lost_verification_email_is_queued_again(django_capture_on_commit_callbacks):
+    from requests_app.services.intake import requeue_lost_acknowledgements
+
+    # Outside the capture, the task queued on commit never runs: as if Redis restarted and lost it.
+    request = submit_request()
+    assert requeue_lost_acknowledgements() == 0  # queued just now: a worker may yet take it
+    later = timezone.now() + timedelta(hours=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert requeue_lost_acknowledgements(now=later) == 1
+    (email,) = mail.outbox
+    assert email.to == [request.subject_email] and "/verify/" in email.body
+    request.refresh_from_db()
+    assert request.acknowledged_at is not None
+    assert requeue_lost_acknowledgements(now=later + timedelta(hours=3)) == 0  # sent: never again
+
+
+@pytest.mark.django_db
+def test_a_lost_confirmation_of_a_request_received_directly_is_queued_again(django_capture_on_commit_callbacks):
+    from requests_app.services.intake import requeue_lost_acknowledgements
+
+    organisation = Organisation.objects.create(name="Operator")
+    request = submit_request(channel=Channel.API, organisation=organisation, actor=Actor.organisation(organisation))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert requeue_lost_acknowledgements(now=timezone.now() + timedelta(hours=3)) == 1
+    (email,) = mail.outbox
+    assert email.subject.endswith("is confirmed") and f"/status/{request.reference}/" in email.body
+
+
+@pytest.mark.django_db
+def test_an_acknowledgement_still_being_retried_or_a_week_old_is_left_alone(settings):
+    from requests_app.services.intake import requeue_lost_acknowledgements
+
+    request = submit_request()
+    settings.EMAIL_BACKEND = "tests.services.test_intake.RefusingMailBackend"
+    with time_machine.travel(timezone.now() + timedelta(hours=1)), pytest.raises(ConnectionRefusedError):
+        tasks.send_verification_email(request.id)  # one try of the retrying task; the mail server is down
+    assert requeue_lost_acknowledgements(now=timezone.now() + timedelta(hours=2, minutes=30)) == 0
+    assert requeue_lost_acknowledgements(now=timezone.now() + timedelta(hours=3, minutes=30)) == 1
+    assert requeue_lost_acknowledgements(now=timezone.now() + timedelta(days=8)) == 0  # too late to help; it expired
+
+
+class RefusingMailBackend:
+    """A mail server that cannot be reached (an OSError: the email tasks retry on it)."""
+
+    def __init__(self, **kwargs):
+        pass
+
+    def send_messages(self, messages):
+        raise ConnectionRefusedError("mail server down")
