@@ -3,8 +3,8 @@
 With nothing set the app runs on embedded defaults (SQLite and a filesystem
 Celery broker under var/), so a new machine needs no server. Production is
 switched on with PRODUCTION=true, which refuses to start without a real
-SECRET_KEY and ALLOWED_HOSTS and turns on the HTTPS hardening that
-`manage.py check --deploy` asks for.
+SECRET_KEY, ALLOWED_HOSTS and the deployment's own addresses (env_deployment)
+and turns on the HTTPS hardening that `manage.py check --deploy` asks for.
 """
 
 import os
@@ -60,6 +60,22 @@ def env_int_list(name: str, default: str) -> tuple[int, ...]:
 
 
 PRODUCTION = env_bool("PRODUCTION", False)
+
+
+def env_deployment(name: str, development_default: str) -> str:
+    """A value only the deployment knows (its address, its inboxes, the controller's identity).
+
+    Production refuses to start without it: a default there would send links
+    to localhost, alerts nowhere, or letters in another company's name.
+    """
+    value = env_str(name)
+    if value:
+        return value
+    if PRODUCTION:
+        raise ImproperlyConfigured(f"{name} must be set in production")
+    return development_default
+
+
 DEBUG = env_bool("DEBUG", not PRODUCTION)
 if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("DEBUG must be off when PRODUCTION is on")
@@ -81,7 +97,9 @@ if PRODUCTION and not ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 # Absolute base URL used to build links in emails (verification, status page).
-SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+SITE_URL = env_deployment("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+if PRODUCTION and not SITE_URL.startswith("https://"):
+    raise ImproperlyConfigured("SITE_URL must be an https:// address in production: emailed links point to it")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -222,12 +240,14 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 
 # Email: files under var/mail/ by default, so a new user can open the
 # verification link; SMTP when EMAIL_HOST is set.
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Privacy Portal <privacy@localhost>")
-DPO_EMAIL = env_str("DPO_EMAIL", "dpo@localhost")
-# The controller and how to reach its DPO, on every public page (GDPR Art. 13(1)(a)-(b) and 37(7)).
-# The defaults are our first user's, from its privacy policy.
-CONTROLLER_NAME = env_str("CONTROLLER_NAME", "BICS SA")
-CONTROLLER_ADDRESS = env_str("CONTROLLER_ADDRESS", "Privacy Office, Boulevard du Roi Albert II 27, 1030 Brussels, Belgium")
+DEFAULT_FROM_EMAIL = env_deployment("DEFAULT_FROM_EMAIL", "Privacy Portal <privacy@localhost>")
+DPO_EMAIL = env_deployment("DPO_EMAIL", "dpo@localhost")
+# The controller and how to reach its DPO, on every public page and letter (GDPR Art. 13(1)(a)-(b)
+# and 37(7)). The development defaults are our first user's, from its privacy policy.
+CONTROLLER_NAME = env_deployment("CONTROLLER_NAME", "BICS SA")
+CONTROLLER_ADDRESS = env_deployment(
+    "CONTROLLER_ADDRESS", "Privacy Office, Boulevard du Roi Albert II 27, 1030 Brussels, Belgium"
+)
 DPO_CONTACT_EMAIL = env_str("DPO_CONTACT_EMAIL", DPO_EMAIL)
 EMAIL_HOST = env_str("EMAIL_HOST")
 if EMAIL_HOST:

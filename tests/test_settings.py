@@ -10,12 +10,26 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# What only a deployment knows; production refuses to start without each (see DEPLOYMENT_VALUES below).
+DEPLOYMENT = {
+    "SITE_URL": "https://privacy.example.com",
+    "DEFAULT_FROM_EMAIL": "Privacy Office <privacy@example.com>",
+    "DPO_EMAIL": "dpo@example.com",
+    "CONTROLLER_NAME": "Example Carrier SA",
+    "CONTROLLER_ADDRESS": "Rue de l'Exemple 1, 1000 Brussels",
+}
+DEPLOYMENT_VALUES = list(DEPLOYMENT)
+
+
 def run_manage(*args, **env):
-    clean_env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", "ANONYMISATION_KEY")}
+    """manage.py in a fresh interpreter; in production mode with the deployment's values unless `env` overrides them."""
+    set_by_test = ("SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", "ANONYMISATION_KEY", *DEPLOYMENT_VALUES)
+    clean_env = {k: v for k, v in os.environ.items() if k not in set_by_test}
+    deployment = DEPLOYMENT if env.get("PRODUCTION") == "true" else {}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env={**clean_env, "DJANGO_SETTINGS_MODULE": "privacy_portal.settings", **env},
+        env={**clean_env, "DJANGO_SETTINGS_MODULE": "privacy_portal.settings", **deployment, **env},
         capture_output=True,
         text=True,
         timeout=120,
@@ -35,6 +49,24 @@ def test_production_refuses_to_start_without_its_secrets(env, message):
     result = run_manage("check", PRODUCTION="true", **env)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+@pytest.mark.parametrize("name", DEPLOYMENT_VALUES)
+def test_production_refuses_to_start_without_the_deployments_own_values(name):
+    result = run_manage(
+        "check", PRODUCTION="true", SECRET_KEY="k" * 60, ALLOWED_HOSTS="x.example", ANONYMISATION_KEY="a" * 50, **{name: ""}
+    )
+    assert result.returncode != 0
+    assert f"{name} must be set in production" in result.stderr
+
+
+def test_production_links_are_https():
+    result = run_manage(
+        "check", PRODUCTION="true", SECRET_KEY="k" * 60, ALLOWED_HOSTS="x.example", ANONYMISATION_KEY="a" * 50,
+        SITE_URL="http://privacy.example.com",
+    )
+    assert result.returncode != 0
+    assert "SITE_URL must be an https:// address in production" in result.stderr
 
 
 def test_check_deploy_is_clean_in_production():
