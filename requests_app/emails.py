@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.dateparse import parse_datetime
 
 from requests_app.models import PrivacyRequest, SentNotification
 from requests_app import deadlines
@@ -215,9 +216,19 @@ def send_webhook_disabled_email(endpoint_id: int) -> None:
 def send_recipient_notice(recipient, content: dict) -> None:
     """Art. 19: the changes made to a person's data, sent to a recipient that holds it.
     Not deduplicated here: the notice's status is what keeps it from going twice."""
-    message = render_email(
-        "recipient-notice", {"recipient": recipient, **content}, to=[recipient.notification_email], language=settings.LANGUAGE_CODE
-    )
+    from requests_app.models import IdentityKind
+
+    # `content` is also the webhook's JSON (ISO times, slugs): the email says them for people.
+    actions = [
+        {**action, "done_at": parse_datetime(action["done_at"]) if action["done_at"] else None} for action in content["actions"]
+    ]
+    context = {
+        "recipient": recipient,
+        **content,
+        "actions": actions,
+        "identifier_kind": IdentityKind(content["identifier_kind"]).label,
+    }
+    message = render_email("recipient-notice", context, to=[recipient.notification_email], language=settings.LANGUAGE_CODE)
     message.send()
 
 

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core import mail
-from django.utils import timezone
+from django.utils import formats, timezone
 
 from privacy_portal.celery import app as celery_app
 from requests_app import tasks
@@ -154,6 +154,10 @@ def test_email_recipient_gets_the_identifiers(cdr, erasure_request, dpo_actor, c
     assert message.to == ["dpo@roaming.example"]
     assert "Article 19" in message.body and "Call records" in message.body
     assert ANA_PHONE in message.body and ANA_EMAIL not in message.body  # only what this source knows her by
+    assert message.body.startswith("To the data protection team of Roaming partner,")
+    assert "Identifiers (phone number):" in message.body
+    finished = timezone.localtime(erasure_request.source_actions.get(source=cdr).finished_at)
+    assert f"Erased ({formats.date_format(finished, 'DATETIME_FORMAT')})" in message.body  # not an ISO timestamp
     assert RecipientNotice.objects.get(request=erasure_request).status == NoticeStatus.SENT
 
 
