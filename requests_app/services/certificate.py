@@ -25,6 +25,7 @@ from requests_app.models import (
     IdentityKind,
     NoticeStatus,
     PrivacyRequest,
+    RequestType,
 )
 from requests_app.services.actions import changed_anything
 from requests_app.wording import in_sentence
@@ -112,6 +113,14 @@ def data_kept(request: PrivacyRequest) -> bool:
     return any(action.result.get("held") and not searched_nothing(action) for action in erasures)
 
 
+def nothing_corrected(request: PrivacyRequest) -> bool:
+    """Whether a rectification was asked and no corrected value was carried out: a refusal, in part
+    at least (the data was accurate, say), which the letter must explain (Art. 12(4))."""
+    return RequestType.RECTIFICATION in request.requested_rights and not request.source_actions.filter(
+        kind=ActionKind.RECTIFY, status=ActionStatus.DONE
+    ).exists()
+
+
 def searched_nothing(action) -> bool:
     """Whether an automated action's dry run had no verified identifier of the kind its source finds data by."""
     return not action.result.get("manual") and action.dry_run.get("identities") == 0
@@ -119,13 +128,16 @@ def searched_nothing(action) -> bool:
 
 def outcome_summary(request: PrivacyRequest) -> str:
     """What was erased, kept (and why, Art. 17(3)), rectified and restricted, and which recipients
-    were told (Art. 19), in the request's language. Empty when no source action was carried out.
+    were told (Art. 19), in the request's language. Empty when no source action was carried out,
+    unless a rectification was asked and nothing was corrected: the letter says so.
 
     It claims only what the actions' results record: a source where nothing matched, or that
     could not be searched, is said to be so."""
     done = request.source_actions.filter(status=ActionStatus.DONE).select_related("source").prefetch_related("source__categories")
     paragraphs = []
     with translation.override(request.language):
+        if nothing_corrected(request):
+            paragraphs.append(_("We did not correct any of your data."))
         for action in done:
             labels = _category_labels(action.source)
             # Categories where rows changed: where none matched there was nothing of theirs to act on.

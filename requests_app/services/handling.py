@@ -33,7 +33,7 @@ from requests_app.models import (
 )
 from requests_app.services import deadlines as deadline_service
 from requests_app.services.actions import completion_blockers
-from requests_app.services.certificate import data_kept, outcome_summary
+from requests_app.services.certificate import data_kept, nothing_corrected, outcome_summary
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +306,8 @@ def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expe
     """Close a request as done and send the completion letter.
 
     Refused while an erasure, rectification or restriction is unfinished in
-    a source system, or a recipient has not been told (Art. 19). The letter
+    a source system, or a recipient has not been told (Art. 19), and for a
+    rectification that corrected nothing, until the letter says why. The letter
     ends with what was erased, kept, rectified and restricted, and who was told.
     """
     with transaction.atomic():
@@ -314,6 +315,9 @@ def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expe
         blockers = completion_blockers(locked)
         if blockers:
             raise RequestError(_("The request cannot be completed yet: %(reasons)s") % {"reasons": " ".join(blockers)})
+        corrected_none = nothing_corrected(locked)
+        if corrected_none and not letter.strip():
+            raise RequestError(_("No data was corrected: say why in the letter (for example, the data was accurate)."))
         lifecycle.transition(locked, "complete", actor=actor)
         subject, text = render_letter(locked, TemplatePurpose.COMPLETION, body=letter.strip())
         # What was done in the source systems is stated from the actions themselves, so the
@@ -321,8 +325,9 @@ def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expe
         outcome = outcome_summary(locked)
         if outcome:
             text = f"{text}\n\n{outcome}"
-        if data_kept(locked):
-            # Keeping data asked to be erased is a refusal in part: the subject may complain (Art. 12(4)).
+        if corrected_none or data_kept(locked):
+            # Keeping data asked to be erased, or correcting none, is a refusal in part: the subject
+            # may complain (Art. 12(4)).
             text = f"{text}\n\n{rejection_rights_paragraph(locked)}"
         _send_to_subject(locked, actor=actor, subject=subject, body=text, action="completion_letter_sent")
     return locked

@@ -52,7 +52,7 @@ from requests_app.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from requests_app.services import actions
+from requests_app.services import actions, certificate
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import exports as export_service
 from requests_app.services import handling, routing
@@ -301,6 +301,7 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "forms": {slot: _action_form(slot, privacy_request) for slot in FORM_SLOTS},
         # Shown with the Complete button, so staff see what is missing before they try.
         "completion_blockers": actions.completion_blockers(privacy_request) if "complete" in allowed else [],
+        "nothing_corrected": "complete" in allowed and certificate.nothing_corrected(privacy_request),
         "extendable": deadline_service.extension_refusal(privacy_request) is None,
     }
 

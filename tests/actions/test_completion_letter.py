@@ -115,3 +115,32 @@ def test_a_rectification_that_matched_nothing_does_not_claim_a_correction(crm, d
     body = _complete(request, dpo_actor).body
     assert "We found no data of yours to act on in CRM." in body
     assert "We corrected" not in body
+
+
+def test_a_rectification_that_corrected_nothing_needs_the_reason_and_says_how_to_complain(dpo_actor):
+    import pytest
+
+    from requests_app.lifecycle import RequestError
+
+    request = verified_request(RequestType.RECTIFICATION)  # no corrected value entered: the data was accurate
+    with pytest.raises(RequestError, match="No data was corrected: say why in the letter"):
+        handling.request_complete(request=request, actor=dpo_actor, letter="  ", expected_status=request.status)
+    request.refresh_from_db()
+    assert request.status == "in_progress"  # nothing half-done
+
+    body = _complete(request, dpo_actor).body
+    assert "Thank you for your patience." in body
+    assert "We did not correct any of your data." in body
+    # Correcting nothing refuses the rectification: the letter says how to complain (Art. 12(4)).
+    assert body.endswith("and to seek a judicial remedy before the courts.")
+
+
+def test_a_rectification_carried_out_is_not_called_a_refusal(crm, dpo_actor, django_capture_on_commit_callbacks):
+    request = verified_request(RequestType.RECTIFICATION)
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Gent")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+
+    body = _complete(request, dpo_actor).body
+    assert "We corrected the following in CRM: city." in body
+    assert "We did not correct" not in body and "lodge a complaint" not in body

@@ -64,6 +64,13 @@ def test_the_complete_form_lists_what_is_still_to_do(client_dpo, db):
     assert "Complete and send the letter" in page and blocker not in page and "Still to do" not in page
 
 
+def test_the_complete_form_warns_that_a_rectification_corrected_nothing(client_dpo, db):
+    hint = "No data has been corrected: the letter must say why"
+    rectification = verified_request(RequestType.RECTIFICATION)
+    assert hint in _page(client_dpo, rectification).content.decode()
+    assert hint not in _page(client_dpo, verified_request(RequestType.RESTRICTION)).content.decode()
+
+
 @sqlite_source
 def test_planning_and_dry_run_list_each_action_with_its_counts(
     client_dpo, crm, cdr, erasure_request, django_capture_on_commit_callbacks
