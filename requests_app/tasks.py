@@ -75,6 +75,13 @@ def send_request_confirmed_email(request_id: int) -> None:
     emails.send_request_confirmed_email(request)
 
 
+@shared_task(acks_late=True)
+def resend_link(request_id: int | None) -> bool:
+    """The lost-link page's work for the request whose details matched; None when none did
+    (queued all the same, so the page takes as long either way)."""
+    return request_id is not None and intake.resend_link(request_id=request_id)
+
+
 @shared_task(**EMAIL_RETRY)
 def send_status_link_email(request_id: int, event_sequence: int) -> None:
     """Email the status page link again, at the subject's asking."""

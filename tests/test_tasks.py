@@ -46,6 +46,17 @@ def test_verification_task_run_twice_sends_once(django_capture_on_commit_callbac
 
 
 @pytest.mark.django_db
+def test_the_lost_link_page_queues_one_task_whether_or_not_the_details_match(django_capture_on_commit_callbacks):
+    """So that the time the page takes does not tell whether an address filed a reference."""
+    with django_capture_on_commit_callbacks(execute=True):
+        request = submit_request()
+    for email in (request.subject_email, "someone.else@example.com"):
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            request_resend_link(reference=request.reference, email=email)
+        assert [callback.__qualname__ for callback in callbacks] == ["queue_after_commit.<locals>.publish"]
+
+
+@pytest.mark.django_db
 def test_a_resent_link_is_a_new_email(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         request = submit_request()

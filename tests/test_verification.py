@@ -5,6 +5,7 @@ import pytest
 import time_machine
 from django.core import mail, signing
 from django.urls import reverse
+from django.utils import timezone
 
 from requests_app import lifecycle
 from requests_app.audit import Actor
@@ -142,16 +143,29 @@ def test_a_confirmed_request_gets_its_status_link_again(client):
     assert response.status_code == 200
     (email,) = mail.outbox
     assert email.to == ["ana@example.com"]
+    assert email.subject == f"Le lien vers votre demande {request.reference}"  # in the subject's language
     assert f"/status/{request.reference}/{request.secret}/" in email.body
-    assert "lien" in email.body  # in the subject's language
     request.refresh_from_db()
     assert request.status == Status.NEW  # nothing else changed
     assert request.events.filter(action="status_link_resent", actor_kind="subject").count() == 1
     status_page = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
-    assert "Nous vous avons renvoyé le lien vers cette page." in status_page or "link to this page again" in status_page
+    assert "We sent you the link to this page again." in status_page  # in the visitor's language
 
-    client.post(reverse("resend_link"), {"reference": request.reference, "email": "ana@example.com"})
-    assert len(mail.outbox) == 2  # each asking sends one
+
+def test_a_link_is_sent_again_at_most_every_ten_minutes_and_five_times_a_day(client):
+    request = submit_request(subject_email="ana@example.com")
+    mail.outbox.clear()
+    ask = {"reference": request.reference, "email": "ana@example.com"}
+    client.post(reverse("resend_link"), ask)
+    client.post(reverse("resend_link"), ask)  # a minute later, say: nothing
+    assert len(mail.outbox) == 1
+    for minutes in (11, 22, 33, 44, 55):
+        with time_machine.travel(timezone.now() + timedelta(minutes=minutes)):
+            client.post(reverse("resend_link"), ask)
+    assert len(mail.outbox) == 5  # the sixth of the day is refused
+    with time_machine.travel(timezone.now() + timedelta(days=1, minutes=1)):
+        client.post(reverse("resend_link"), ask)
+    assert len(mail.outbox) == 6
 
 
 def test_no_link_goes_to_another_address_or_for_a_purged_request(client):
@@ -160,7 +174,8 @@ def test_no_link_goes_to_another_address_or_for_a_purged_request(client):
 
     request_verify_email(token=verification_token(request))
     mail.outbox.clear()
-    assert request_resend_link(reference=request.reference, email="eve@example.com") is False
+    request_resend_link(reference=request.reference, email="eve@example.com")
     PrivacyRequest.objects.filter(pk=request.pk).update(subject_email="")  # purged
-    assert request_resend_link(reference=request.reference, email="") is False
+    request_resend_link(reference=request.reference, email="")
     assert mail.outbox == []
+    assert not request.events.filter(action__in=["status_link_resent", "verification_resent"]).exists()

@@ -10,6 +10,7 @@ from django.core import signing
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
 
 from requests_app import deadlines, emails, lifecycle, tasks
@@ -304,24 +305,45 @@ def request_verify_email(*, token: str) -> PrivacyRequest:
     return request
 
 
-def request_resend_link(*, reference: str, email: str) -> bool:
-    """Email the subject their link again, if reference and email match one of their requests.
+# How often a subject's link may be sent again: enough for a lost email, too little to flood a mailbox.
+LINK_RESEND_INTERVAL = timedelta(minutes=10)
+LINK_RESENDS_PER_DAY = 5
+LINK_RESENT_EVENTS = ("verification_resent", "status_link_resent")
+
+
+def request_resend_link(*, reference: str, email: str) -> None:
+    """The lost-link page: email the subject their link again, if reference and email match.
+
+    One query finds the request either way, and a task does the rest either
+    way (resend_link, or nothing for no match), so neither the page's answer
+    nor the time it takes tells the visitor whether the details matched.
+    """
+    request = PrivacyRequest.objects.filter(reference=reference.strip().upper()).exclude(subject_email="").first()
+    matched = request is not None and constant_time_compare(request.subject_email.lower(), email.strip().lower())
+    tasks.queue_after_commit(tasks.resend_link, request.id if matched else None)
+
+
+def resend_link(*, request_id: int) -> bool:
+    """Send the link of a request whose reference and email were given on the lost-link page.
 
     A request still awaiting verification gets a fresh verification link that
     replaces the old ones. Any other request whose details we still hold gets
     its status page link, so a subject who lost the confirmation email can
-    follow the request, read our letters and download their data. Returns
-    whether an email was queued; the caller must not tell the visitor, so the
-    page cannot be used to probe which references and addresses exist.
+    follow the request, read our letters and download their data. At most one
+    every LINK_RESEND_INTERVAL and LINK_RESENDS_PER_DAY a day. Returns whether
+    an email was queued.
     """
     with transaction.atomic():
-        request = (
-            PrivacyRequest.objects.select_for_update()
-            .filter(reference=reference.strip().upper(), subject_email__iexact=email.strip())
-            .exclude(subject_email="")
-            .first()
-        )
+        request = PrivacyRequest.objects.select_for_update().filter(pk=request_id).exclude(subject_email="").first()
         if request is None:
+            return False
+        now = timezone.now()
+        sent_today = list(
+            request.events.filter(action__in=LINK_RESENT_EVENTS, created_at__gte=now - timedelta(days=1))
+            .values_list("created_at", flat=True)
+        )
+        if len(sent_today) >= LINK_RESENDS_PER_DAY or any(at > now - LINK_RESEND_INTERVAL for at in sent_today):
+            logger.info("link of request %s not sent again: asked for too often", request.reference)
             return False
         if request.status == Status.AWAITING_VERIFICATION:
             request.verification_nonce = new_nonce()
@@ -338,7 +360,8 @@ def request_resend_link(*, reference: str, email: str) -> bool:
 def request_withdraw(*, request: PrivacyRequest, actor: Actor, note: str = "") -> PrivacyRequest:
     """Withdraw an open request at the subject's wish. Closed requests raise IllegalTransition.
 
-    The assignee, if there is one by then, is told: their work on it must stop.
+    Once it reached the team's queue, the assignee (or, with none, the DPO) is
+    told: work on it must stop.
     """
     with transaction.atomic():
         lifecycle.transition(request, "withdraw", actor=actor, note=note)
