@@ -114,11 +114,14 @@ def data_kept(request: PrivacyRequest) -> bool:
 
 
 def nothing_corrected(request: PrivacyRequest) -> bool:
-    """Whether a rectification was asked and no corrected value was carried out: a refusal, in part
-    at least (the data was accurate, say), which the letter must explain (Art. 12(4))."""
-    return RequestType.RECTIFICATION in request.requested_rights and not request.source_actions.filter(
-        kind=ActionKind.RECTIFY, status=ActionStatus.DONE
-    ).exists()
+    """Whether a rectification was asked and no data was corrected: none entered (the data was
+    accurate, say), none matched, or the source could not be searched. Not acting is a refusal,
+    in part at least, which the letter must explain (Art. 12(4)). A request where some values
+    were corrected and others not is explained by the DPO's letter alone."""
+    if RequestType.RECTIFICATION not in request.requested_rights:
+        return False
+    rectified = request.source_actions.filter(kind=ActionKind.RECTIFY, status=ActionStatus.DONE)
+    return not any(changed_anything(action.result) and not searched_nothing(action) for action in rectified)
 
 
 def searched_nothing(action) -> bool:

@@ -115,6 +115,7 @@ def test_a_rectification_that_matched_nothing_does_not_claim_a_correction(crm, d
     body = _complete(request, dpo_actor).body
     assert "We found no data of yours to act on in CRM." in body
     assert "We corrected" not in body
+    assert "We did not correct any of your data." in body and "lodge a complaint" in body  # not acting: Art. 12(4)
 
 
 def test_a_rectification_that_corrected_nothing_needs_the_reason_and_says_how_to_complain(dpo_actor):
