@@ -170,12 +170,15 @@ def send_reply_notification(request: PrivacyRequest, message_id: int) -> bool:
 
 
 def send_withdrawal_notification(request: PrivacyRequest) -> bool:
-    """Tell the assignee the request was withdrawn; an unassigned request needs nobody told."""
-    assignee = request.assignee
-    if assignee is None or not assignee.is_active or not assignee.email:
+    """Tell the assignee (or, with none, the DPO) that a request in the team's queue was withdrawn.
+    One withdrawn before it reached the queue (never confirmed, say) needs nobody told."""
+    if request.routed_at is None:
         return False
-    context = {"request": request, "request_url": staff_request_url(request)}
-    message = render_email("request-withdrawn", context, to=[assignee.email], language=settings.LANGUAGE_CODE)
+    assignee = request.assignee
+    assigned = assignee is not None and assignee.is_active and bool(assignee.email)
+    context = {"request": request, "request_url": staff_request_url(request), "assigned": assigned}
+    to = [assignee.email] if assigned else [settings.DPO_EMAIL]
+    message = render_email("request-withdrawn", context, to=to, language=settings.LANGUAGE_CODE)
     return send_once(request, "withdrawn", "", message)
 
 

@@ -1,6 +1,7 @@
 import pytest
 from django.core import mail
 from django.urls import reverse
+from django.utils import timezone
 
 from requests_app.models import PrivacyRequest, Status
 from tests.factories import request_in_status, staff_in_role, submit_request
@@ -45,20 +46,31 @@ def test_subject_can_withdraw_an_open_request(client):
 def test_a_withdrawal_tells_the_assignee_to_stop(client, django_capture_on_commit_callbacks):
     handler = staff_in_role("Handler", username="handler1", email="handler1@example.com")
     request = request_in_status(Status.IN_PROGRESS)
-    PrivacyRequest.objects.filter(pk=request.pk).update(assignee=handler)
+    PrivacyRequest.objects.filter(pk=request.pk).update(assignee=handler, routed_at=timezone.now())
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("withdraw", args=[request.reference, request.secret]), {"confirm": "1"})
     (email,) = mail.outbox
     assert email.to == ["handler1@example.com"]
     assert email.subject == f"Request {request.reference} was withdrawn"
-    assert "Stop any work on it" in email.body
+    assert "assigned to you" in email.body and "Stop any work on it" in email.body
     assert request.subject_name not in email.body  # staff emails carry no personal data
 
 
 @pytest.mark.django_db
-def test_withdrawing_an_unassigned_request_emails_nobody(client, django_capture_on_commit_callbacks):
+def test_a_withdrawal_in_the_queue_unassigned_tells_the_dpo(client, settings, django_capture_on_commit_callbacks):
     request = request_in_status(Status.NEW)
+    PrivacyRequest.objects.filter(pk=request.pk).update(routed_at=timezone.now())
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("withdraw", args=[request.reference, request.secret]), {"confirm": "1"})
+    (email,) = mail.outbox
+    assert email.to == [settings.DPO_EMAIL] and "assigned to nobody" in email.body
+
+
+@pytest.mark.django_db
+def test_withdrawing_a_request_before_it_reached_the_queue_emails_nobody(client, django_capture_on_commit_callbacks):
+    request = request_in_status(Status.AWAITING_VERIFICATION)
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("withdraw", args=[request.reference, request.secret]), {"confirm": "1"})
