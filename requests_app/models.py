@@ -534,8 +534,9 @@ class TemplatePurpose(models.TextChoices):
 class ResponseTemplate(models.Model):
     """Wording the DPO keeps for messages and letters, per purpose, request type and language.
 
-    The body may use {{ reference }}, {{ due_on }}, {{ rights }} and, in
-    rejection letters, {{ reason }}.
+    The body may use {{ reference }}, {{ due_on }} and {{ rights }}. It must use
+    {{ body }}, what staff write for this request (a completion's reason, say),
+    and, in rejection letters, {{ reason }}, the legal ground (Art. 12(4)).
     """
 
     purpose = models.CharField(max_length=32, choices=TemplatePurpose)
@@ -553,6 +554,23 @@ class ResponseTemplate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_purpose_display()} ({self.request_type or 'any type'}, {self.language})"
+
+    def clean(self):
+        from django.template import Template, TemplateSyntaxError
+        from django.template.base import VariableNode
+
+        try:
+            nodes = Template(self.body).nodelist.get_nodes_by_type(VariableNode)
+        except TemplateSyntaxError:
+            return  # the form names the syntax error
+        used = {str(node.filter_expression.var) for node in nodes}
+        required = ["body", "reason"] if self.purpose == TemplatePurpose.REJECTION else ["body"]
+        missing = [name for name in required if name not in used]
+        if missing:
+            raise ValidationError(
+                {"body": _("The text must contain %(placeholders)s, or the letter would leave out what you write or choose for each request.")
+                 % {"placeholders": ", ".join("{{ %s }}" % name for name in missing)}}
+            )
 
 
 class InternalNote(models.Model):

@@ -210,6 +210,24 @@ def test_a_type_specific_template_wins_over_the_generic_one(dpo):
     assert request.messages.get().subject == "Access done"
 
 
+@pytest.mark.parametrize(
+    ("purpose", "body", "missing"),
+    [
+        (TemplatePurpose.COMPLETION, "We are done with {{ reference }}.", "{{ body }}"),
+        (TemplatePurpose.REJECTION, "We refuse {{ reference }}. {{ body }}", "{{ reason }}"),
+        (TemplatePurpose.REJECTION, "We refuse {{ reference }}.", "{{ body }}, {{ reason }}"),
+    ],
+)
+def test_a_template_that_would_drop_what_staff_write_is_refused(purpose, body, missing):
+    from django.core.exceptions import ValidationError
+
+    template = ResponseTemplate(purpose=purpose, language="en", subject="About {{ reference }}", body=body)
+    with pytest.raises(ValidationError) as refused:
+        template.clean()
+    assert f"The text must contain {missing}" in refused.value.message_dict["body"][0]
+    ResponseTemplate(purpose=purpose, language="en", subject="S", body="{{ body|upper }} {{ reason }}").clean()  # accepted
+
+
 @pytest.mark.django_db
 def test_stale_actions_are_refused_and_change_nothing(dpo):
     request = request_in_status(Status.IN_PROGRESS)
@@ -306,3 +324,11 @@ def test_an_unsent_letter_is_given_up_after_a_week(dpo):
     request = request_in_status(Status.IN_PROGRESS)
     handling.message_send(request=request, actor=Actor.staff(dpo), body="Hello")
     assert handling.requeue_unsent_messages(now=timezone.now() + datetime.timedelta(days=8)) == 0
+
+
+def test_every_state_a_request_can_wait_for_the_subject_from_has_a_way_back():
+    """A reply must never meet a state with no way back: it would be refused and lost."""
+    assert set(handling.RESUME_TRANSITION) == lifecycle.TRANSITIONS["await_subject"].sources
+    for source, name in handling.RESUME_TRANSITION.items():
+        transition = lifecycle.TRANSITIONS[name]
+        assert transition.target == source and Status.AWAITING_SUBJECT in transition.sources
