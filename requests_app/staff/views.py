@@ -426,6 +426,12 @@ def request_action(request: HttpRequest, reference: str, action: str) -> HttpRes
         return redirect("staff:request", reference)
     except RequestError as error:
         messages.error(request, str(error))
+        if form is not None:
+            # The page again with the form open and what was typed in it: a refusal must not lose a letter.
+            context = _request_context(request, privacy_request)
+            context["forms"][slot] = form
+            context["open_form"] = action
+            return render(request, "staff/request.html", context, status=409)
     else:
         messages.success(request, success)
     return redirect("staff:request", reference)

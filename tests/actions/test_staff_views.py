@@ -71,6 +71,19 @@ def test_the_complete_form_warns_that_a_rectification_corrected_nothing(client_d
     assert hint not in _page(client_dpo, verified_request(RequestType.RESTRICTION)).content.decode()
 
 
+def test_a_refused_completion_keeps_the_letter_that_was_typed(client_dpo, db):
+    access = verified_request(RequestType.ACCESS)  # no package released: completion is refused
+    url = reverse("staff:request_action", args=[access.reference, "complete"])
+    response = client_dpo.post(url, {"letter": "Here is everything we hold about you.", "expected_status": access.status})
+    page = response.content.decode()
+    assert response.status_code == 409
+    assert "The request cannot be completed yet" in page
+    assert "Here is everything we hold about you.</textarea>" in page
+    assert '<details open><summary>Complete</summary>' in page
+    access.refresh_from_db()
+    assert access.status == "in_progress" and not access.messages.exists()
+
+
 @sqlite_source
 def test_planning_and_dry_run_list_each_action_with_its_counts(
     client_dpo, crm, cdr, erasure_request, django_capture_on_commit_callbacks
