@@ -8,6 +8,7 @@ and turns on the HTTPS hardening that `manage.py check --deploy` asks for.
 """
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def env_deployment(name: str, development_default: str) -> str:
     Production refuses to start without it: a default there would send links
     to localhost, alerts nowhere, or letters in another company's name.
     """
-    value = env_str(name)
+    value = env_str(name).strip()
     if value:
         return value
     if PRODUCTION:
@@ -98,7 +99,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 # Absolute base URL used to build links in emails (verification, status page).
 SITE_URL = env_deployment("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
-if PRODUCTION and not SITE_URL.startswith("https://"):
+if PRODUCTION and not re.fullmatch(r"https://[^/\s]+(/\S*)?", SITE_URL):
     raise ImproperlyConfigured("SITE_URL must be an https:// address in production: emailed links point to it")
 
 INSTALLED_APPS = [
