@@ -2,6 +2,19 @@
 
 from django.conf import settings
 from django.db import migrations, models
+from django.db.models import F
+
+# The states a request is open in (lifecycle.OPEN_STATUSES, as of this migration).
+OPEN_STATUSES = ["awaiting_verification", "new", "identity_check", "in_progress", "awaiting_subject"]
+
+
+def date_unacknowledged_requests(apps, schema_editor):
+    """Requests whose first email may have been lost before this field existed: the requeue
+    sweep takes them from their creation (it looks a week back; the email goes once anyway)."""
+    PrivacyRequest = apps.get_model("requests_app", "PrivacyRequest")
+    PrivacyRequest.objects.filter(acknowledged_at__isnull=True, status__in=OPEN_STATUSES).exclude(subject_email="").update(
+        acknowledgement_queued_at=F("created_at")
+    )
 
 
 class Migration(migrations.Migration):
@@ -21,4 +34,5 @@ class Migration(migrations.Migration):
             model_name='privacyrequest',
             index=models.Index(condition=models.Q(('acknowledged_at__isnull', True), ('acknowledgement_queued_at__isnull', False)), fields=['acknowledgement_queued_at'], name='request_unacknowledged_idx'),
         ),
+        migrations.RunPython(date_unacknowledged_requests, migrations.RunPython.noop),
     ]
