@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from requests_app import emails, roles, tasks
 from requests_app.audit import Actor, record_event
@@ -115,11 +116,13 @@ def request_assign(
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
         roles.require_can_work(actor, locked)
         if assignee is not None and roles.role_of(assignee) not in (roles.DPO, roles.HANDLER):
-            raise RequestError(f"{assignee.get_username()} cannot be given requests.")
+            raise RequestError(_("%(user)s cannot be given requests.") % {"user": assignee.get_username()})
         if expected_assignee_id != "any" and locked.assignee_id != expected_assignee_id:
-            raise StaleRequest(f"Request {locked.reference} was reassigned meanwhile. Reload and try again.")
+            raise StaleRequest(
+                _("Request %(reference)s was reassigned meanwhile. Reload and try again.") % {"reference": locked.reference}
+            )
         if locked.status not in VERIFIED_OPEN:
-            raise RequestError(f"Request {locked.reference} is closed; it cannot be assigned.")
+            raise RequestError(_("Request %(reference)s is closed; it cannot be assigned.") % {"reference": locked.reference})
         previous = locked.assignee
         if previous == assignee:
             return locked

@@ -35,7 +35,7 @@ def event_data(data: dict) -> str:
             return ", ".join(shown(item) for item in value)
         if isinstance(value, dict):
             return ", ".join(f"{key} {shown(item)}" for key, item in value.items())
-        return str(value)
+        return "—" if value is None else str(value)
 
     # Sorted: PostgreSQL's jsonb keeps its own key order.
     return " · ".join(f"{key.replace('_', ' ')}: {shown(value)}" for key, value in sorted((data or {}).items()))

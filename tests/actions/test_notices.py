@@ -157,7 +157,7 @@ def test_email_recipient_gets_the_identifiers(cdr, erasure_request, dpo_actor, c
     assert message.body.startswith("To the data protection team of Roaming partner,")
     assert "Identifiers (phone number):" in message.body
     finished = timezone.localtime(erasure_request.source_actions.get(source=cdr).finished_at)
-    assert f"Erased ({formats.date_format(finished, 'DATETIME_FORMAT')})" in message.body  # not an ISO timestamp
+    assert f"Erased ({formats.date_format(finished, 'DATETIME_FORMAT')} {finished:%Z})" in message.body  # not ISO
     assert RecipientNotice.objects.get(request=erasure_request).status == NoticeStatus.SENT
 
 
