@@ -61,6 +61,7 @@ from requests_app.models import (
     WebhookEndpoint,
 )
 from requests_app.services import intake
+from requests_app.staff.forms import SuppressionPurposeForm
 from requests_app.templatetags.deadline_tags import due_badge
 
 
@@ -417,7 +418,8 @@ class RecipientNoticeAdmin(ReadOnlyAdmin):
 
 @admin.register(SuppressionPurpose)
 class SuppressionPurposeAdmin(RoleAdmin):
-    list_display = ["name", "slug"]
+    form = SuppressionPurposeForm  # ticks for the kinds of identifier, not raw JSON
+    list_display = ["name", "slug", "identity_kinds"]
     prepopulated_fields = {"slug": ["name"]}
 
 

@@ -1217,6 +1217,11 @@ class SuppressionPurpose(models.Model):
     slug = models.SlugField(max_length=50, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    # What the purpose's systems look people up by. Only identifiers of these kinds go on its
+    # list (data minimisation), and a subject with none of them cannot be suppressed in effect.
+    identity_kinds = models.JSONField(
+        _("looked up by"), default=list, blank=True, help_text=_("None ticked: every kind of identifier.")
+    )
 
     class Meta:
         verbose_name = _("suppression list")  # as staff and the API call it
@@ -1224,6 +1229,14 @@ class SuppressionPurpose(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def identity_kind_labels(self) -> list:
+        return [IdentityKind(kind).label for kind in self.identity_kinds]
+
+    def uses(self, kind: str) -> bool:
+        """Whether the purpose's systems look people up by identifiers of this kind."""
+        return not self.identity_kinds or kind in self.identity_kinds
 
 
 class SuppressionEntry(models.Model):

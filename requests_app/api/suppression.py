@@ -40,10 +40,14 @@ class HasSuppressionKey(permissions.BasePermission):
 
 class PurposeSerializer(serializers.ModelSerializer):
     entries = serializers.IntegerField(read_only=True, source="entry_count")
+    identity_kinds = serializers.ListField(
+        child=serializers.ChoiceField(choices=IdentityKind.choices),
+        help_text="The kinds of identifier the list holds, those the purpose's systems look people up by; empty: every kind.",
+    )
 
     class Meta:
         model = SuppressionPurpose
-        fields = ["slug", "name", "description", "entries"]
+        fields = ["slug", "name", "description", "identity_kinds", "entries"]
 
 
 class EntrySerializer(serializers.ModelSerializer):
@@ -117,6 +121,7 @@ ENTRIES_CSV = (
                     "slug": "marketing-email",
                     "name": "Promotional emails",
                     "description": "Newsletters and offers sent by email.",
+                    "identity_kinds": ["email"],
                     "entries": 1284,
                 },
             ),

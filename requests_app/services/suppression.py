@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 from requests_app import roles
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import VERIFIED_OPEN, RequestError
+from requests_app.wording import in_sentence
 from requests_app.models import (
     IdentityKind,
     PrivacyRequest,
@@ -58,7 +59,9 @@ def suppress(*, request: PrivacyRequest, actor: Actor, purposes: Iterable[Suppre
     """Put the request's verified identifiers on each purpose's suppression list.
 
     Allowed for an open, verified request asking for an objection, a consent
-    withdrawal or a limit on use; unverified identifiers are left out.
+    withdrawal or a limit on use; unverified identifiers are left out, and so
+    are those of a kind the purpose's systems do not look people up by. Refused
+    when that leaves a purpose with none: the suppression would not work.
     Idempotent: an identifier already on a list (from this request or an
     earlier one) stays as it is. Returns the number of entries added per
     purpose slug; writes a "suppression_added" event (slugs and counts, never
@@ -81,10 +84,20 @@ def suppress(*, request: PrivacyRequest, actor: Actor, purposes: Iterable[Suppre
         }
         if not identities:
             raise RequestError(_("No identifier of this request is verified yet: verify one first."))
+        for purpose in purposes:
+            if not any(purpose.uses(kind) for kind, _value in identities):
+                # On the list, they would still be reached: the purpose's systems know them by something else.
+                kinds = ", ".join(in_sentence(IdentityKind(kind).label) for kind in purpose.identity_kinds)
+                raise RequestError(
+                    _("%(purpose)s looks people up by %(kinds)s, and no identifier of that kind is verified for this "
+                      "request: verify one first.") % {"purpose": purpose.name, "kinds": kinds}
+                )
         added = {}
         for purpose in purposes:
             added[purpose.slug] = 0
             for kind, value in sorted(identities):
+                if not purpose.uses(kind):
+                    continue  # data minimisation: the list holds only what its systems look up
                 # get_or_create, not bulk_create(ignore_conflicts=True): it tells what was new,
                 # and a request has a handful of identifiers.
                 _entry, created = SuppressionEntry.objects.get_or_create(

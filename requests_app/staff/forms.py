@@ -12,6 +12,7 @@ from requests_app.models import (
     ConnectorKind,
     EraseMethod,
     EraseStrategy,
+    IdentityKind,
     LegalHold,
     Organisation,
     Recipient,
@@ -30,6 +31,7 @@ from requests_app.models import (
 from requests_app.selectors import SORTS, QueueFilters
 from requests_app.services.webhooks import check_url
 from requests_app.sources.base import SOURCE_ENV_PREFIX
+from requests_app.wording import in_sentence
 
 
 def assignable_users():
@@ -348,14 +350,33 @@ class LegalHoldForm(forms.ModelForm):
 
 
 class SuppressionPurposeForm(forms.ModelForm):
+    identity_kinds = forms.MultipleChoiceField(
+        label=_("Looked up by"),
+        choices=IdentityKind.choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text=_(
+            "The identifiers the purpose's systems find people by. Only those go on the list; "
+            "none ticked: every kind."
+        ),
+    )
+
     class Meta:
         model = SuppressionPurpose
-        fields = ["name", "slug", "description"]
+        fields = ["name", "slug", "description", "identity_kinds"]
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
 
 
+class PurposeChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, purpose):
+        if not purpose.identity_kinds:
+            return purpose.name
+        kinds = ", ".join(in_sentence(label) for label in purpose.identity_kind_labels)
+        return _("%(purpose)s (looked up by %(kinds)s)") % {"purpose": purpose.name, "kinds": kinds}
+
+
 class SuppressForm(forms.Form):
-    purposes = forms.ModelMultipleChoiceField(
+    purposes = PurposeChoiceField(
         label=_("Lists to add the subject's verified identifiers to"),
         queryset=SuppressionPurpose.objects.all(),
         widget=forms.CheckboxSelectMultiple,

@@ -25,10 +25,11 @@ def lists_api(operator):
 
 
 def test_the_purposes_and_their_counts(lists_api, marketing):
-    SuppressionPurpose.objects.create(slug="telemarketing", name="Telemarketing calls")
+    SuppressionPurpose.objects.create(slug="telemarketing", name="Telemarketing calls", identity_kinds=["phone"])
     response = lists_api.get("/api/v1/suppression-lists/")
     assert response.status_code == 200
     assert {p["slug"]: p["entries"] for p in response.json()} == {"marketing-email": 2, "telemarketing": 0}
+    assert {p["slug"]: p["identity_kinds"] for p in response.json()} == {"marketing-email": [], "telemarketing": ["phone"]}
 
 
 def test_entries_page_by_cursor_and_filter_by_time_and_kind(lists_api, marketing):

@@ -56,6 +56,47 @@ def test_suppress_adds_only_the_verified_identities_normalised(marketing, dpo):
 
 
 @pytest.mark.django_db
+def test_a_list_holds_only_the_kinds_its_systems_look_people_up_by(dpo):
+    emails = SuppressionPurpose.objects.create(slug="newsletter", name="Newsletter", identity_kinds=["email"])
+    request = objection_request()
+    request.identities.update(verified_at=timezone.now())  # email and phone verified
+
+    suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[emails])
+
+    assert list(SuppressionEntry.objects.values_list("kind", flat=True)) == ["email"]  # not the phone number
+
+
+@pytest.mark.django_db
+def test_a_list_whose_kind_the_subject_has_not_verified_is_refused_and_nothing_is_added(marketing, dpo):
+    calls = SuppressionPurpose.objects.create(slug="telemarketing", name="Telemarketing calls", identity_kinds=["phone"])
+    request = objection_request()  # only the email is verified
+
+    with pytest.raises(RequestError) as refused:
+        suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing, calls])
+
+    assert str(refused.value) == (
+        "Telemarketing calls looks people up by phone number, and no identifier of that kind is verified for this "
+        "request: verify one first."
+    )
+    assert not SuppressionEntry.objects.exists()  # not even on the list that could take the email
+
+
+@pytest.mark.django_db
+def test_a_list_records_only_known_kinds_of_identifier(client, dpo):
+    login_staff(client, dpo)
+    response = client.post(
+        reverse("staff:suppression_purpose_new"),
+        {"name": "Telemarketing calls", "slug": "telemarketing", "identity_kinds": ["phone", "fax"]},
+    )
+    assert "Select a valid choice. fax is not one of the available choices." in response.content.decode()
+    assert not SuppressionPurpose.objects.exists()
+    client.post(reverse("staff:suppression_purpose_new"), {"name": "Telemarketing calls", "slug": "telemarketing", "identity_kinds": ["phone"]})
+    assert SuppressionPurpose.objects.get().identity_kinds == ["phone"]
+    page = client.get(reverse("staff:suppressions")).content.decode()
+    assert "Phone number" in page
+
+
+@pytest.mark.django_db
 def test_suppress_twice_adds_once_and_audits_counts_never_values(marketing, dpo):
     request = objection_request()
     suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing])

@@ -248,12 +248,12 @@ class Command(BaseCommand):
             basis="Belgian electronic communications law requires operators to keep call records for 12 months, "
             "and settling disputed invoices with other operators needs them for as long.",
         )
-        for slug, name in [
-            ("marketing-email", "Promotional emails and newsletters"),
-            ("telemarketing", "Telemarketing calls"),
-            ("event-sponsors", "Event partners and conference sponsors contacting you"),
+        for slug, name, kinds in [
+            ("marketing-email", "Promotional emails and newsletters", ["email"]),
+            ("telemarketing", "Telemarketing calls", ["phone"]),
+            ("event-sponsors", "Event partners and conference sponsors contacting you", ["email", "phone"]),
         ]:
-            SuppressionPurpose.objects.get_or_create(slug=slug, defaults={"name": name})
+            SuppressionPurpose.objects.get_or_create(slug=slug, defaults={"name": name, "identity_kinds": kinds})
         Recipient.objects.create(source=cdr, name="Interconnected network operators", country="EU/EEA and worldwide",
                                  third_country=True, safeguards="EU standard contractual clauses",
                                  notification_email="privacy-desk@interconnect.example")
