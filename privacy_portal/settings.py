@@ -427,7 +427,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     # One schema name per choice set that several endpoints share.
-    "ENUM_NAME_OVERRIDES": {"RequestTypeEnum": "requests_app.models.RequestType"},
+    "ENUM_NAME_OVERRIDES": {
+        "RequestTypeEnum": "requests_app.models.RequestType",
+        "IdentityKindEnum": "requests_app.models.IdentityKind",
+    },
 }
 
 LOGIN_URL = "staff:login"

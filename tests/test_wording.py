@@ -21,3 +21,15 @@ from requests_app.wording import in_sentence
 def test_in_sentence(language, label, expected):
     with translation.override(language):
         assert in_sentence(label) == expected
+
+
+@pytest.mark.django_db
+def test_a_german_refusal_quotes_the_status_names_it_keeps_capitalised():
+    from requests_app import lifecycle
+    from requests_app.audit import Actor
+    from tests.factories import request_in_status
+
+    request = request_in_status(Status.COMPLETED)
+    with translation.override("de"), pytest.raises(lifecycle.IllegalTransition) as refused:
+        lifecycle.transition(request, "start_work", actor=Actor.system())
+    assert str(refused.value) == "Ein Antrag mit dem Status „Abgeschlossen“ kann nicht in den Status „In Bearbeitung“ überführt werden."
