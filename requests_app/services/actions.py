@@ -365,12 +365,16 @@ def run_execution(*, action_id: int, token: str) -> str:
     """The execution task's work. Returns the action's final status.
 
     Refused as stale when the rows or the plan (inventory, holds, corrected
-    values) changed since the dry run: what runs is what was approved.
+    values) changed since the dry run: what runs is what was approved. Not
+    carried out (failed) when the request is no longer in progress.
     """
     current = SourceAction.objects.filter(pk=action_id, status=ActionStatus.RUNNING, run_token=token)
     if not current.update(started_at=timezone.now()):
         return SourceAction.objects.values_list("status", flat=True).get(pk=action_id)  # finished, or superseded
     action = current.select_related("request", "source").get()
+    if action.request.status != Status.IN_PROGRESS:
+        # Withdrawn or rejected while the task waited for a worker: nobody wants it done any more.
+        return _finish(action, ActionStatus.FAILED, error=f"Not carried out: the request is {action.request.status} now.")
 
     def on_progress(progress: dict) -> None:
         current.update(progress=progress)

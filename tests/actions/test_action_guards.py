@@ -92,6 +92,20 @@ def test_source_systems_are_acted_on_only_once_the_request_is_in_progress(crm, e
     assert SourceAction.objects.get(pk=action.pk).status == ActionStatus.APPROVED
 
 
+def test_an_execution_queued_before_a_withdrawal_changes_nothing(crm, erasure_request, dpo_actor, source_db, step):
+    from requests_app.audit import Actor
+    from requests_app.services import intake
+
+    action = _approved(erasure_request, crm, dpo_actor, step)
+    actions.execute(action=action, actor=dpo_actor)  # queued, not run: every worker is busy...
+    intake.request_withdraw(request=erasure_request, actor=Actor.subject())  # ...and the subject withdraws
+    token = SourceAction.objects.get(pk=action.pk).run_token
+
+    assert actions.run_execution(action_id=action.id, token=token) == ActionStatus.FAILED
+    assert source_db("SELECT count(*) AS n FROM subscribers WHERE name = 'Ana Peeters'") == [{"n": 1}]  # untouched
+    assert SourceAction.objects.get(pk=action.pk).error == "Not carried out: the request is withdrawn now."
+
+
 def test_actions_are_planned_only_once_an_identifier_is_verified(crm, erasure_request, dpo_actor):
     erasure_request.identities.update(verified_at=None)
     with pytest.raises(RequestError, match="Verify at least one of the subject's identifiers first"):
