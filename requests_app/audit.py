@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC
 
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from requests_app.models import (
@@ -116,10 +117,18 @@ class ChainBreak:
 
 
 def verify_chain() -> tuple[int, ChainBreak | None]:
-    """Walk the chain in order; return the number of events checked and the first break."""
+    """Walk the chain in order; return the number of events checked and the first break.
+
+    The walk goes up to the head as it was when it started: events appended
+    meanwhile (submissions go on during the nightly walk) are the next walk's.
+    """
+    head = AuditChainHead.objects.filter(pk=1).first()
+    events = AuditEvent.objects.order_by("sequence")
+    if head is not None:
+        events = events.filter(sequence__lte=head.sequence)
     expected_sequence, previous_hash = 1, GENESIS_HASH
     checked = 0
-    for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=2000):
+    for event in events.iterator(chunk_size=2000):
         if event.sequence != expected_sequence:
             return checked, ChainBreak(
                 expected_sequence, event.id, f"event #{expected_sequence} is missing (next is #{event.sequence})"
@@ -133,10 +142,20 @@ def verify_chain() -> tuple[int, ChainBreak | None]:
         checked += 1
         expected_sequence, previous_hash = event.sequence + 1, event.hash
 
-    head = AuditChainHead.objects.filter(pk=1).first()
-    if head is not None and (head.sequence, head.hash) != (checked, previous_hash):
+    if head is None:
+        return checked, None
+    if (head.sequence, head.hash) != (checked, previous_hash):
         return checked, ChainBreak(
             checked + 1, None, f"the chain head says #{head.sequence}, but the last event is #{checked}"
+        )
+    # record_event moves the head in the event's own transaction, so a committed event is never
+    # past the committed head: one that is was written around it. (The last event is read
+    # before the head, so an event committed between the two reads is not mistaken for one.)
+    last_sequence = AuditEvent.objects.aggregate(last=Max("sequence"))["last"]
+    head_now = AuditChainHead.objects.get(pk=1)
+    if last_sequence > head_now.sequence:
+        return checked, ChainBreak(
+            head_now.sequence + 1, None, f"event #{last_sequence} lies past the chain head (#{head_now.sequence})"
         )
     return checked, None
 

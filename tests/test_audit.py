@@ -95,6 +95,50 @@ def test_chain_check_catches_a_rewritten_hash_chain_tail():
 
 
 @pytest.mark.django_db
+def test_chain_check_catches_an_event_written_past_the_chain_head():
+    from requests_app.audit import event_hash
+
+    request_in_status(Status.NEW)
+    last = AuditEvent.objects.order_by("-sequence").first()
+    forged = AuditEvent(
+        sequence=last.sequence + 1, request=last.request, actor_kind=last.actor_kind, actor_label="system",
+        action="complete", data={}, created_at=last.created_at, previous_hash=last.hash,
+    )
+    forged.hash = event_hash(forged)  # a well-made link...
+    AuditEvent.objects.bulk_create([forged])  # ...written around record_event: the head stays where it was
+
+    _, broken = verify_chain()
+    assert broken.reason == f"event #{forged.sequence} lies past the chain head (#{last.sequence})"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_event_appended_while_the_chain_is_walked_is_no_break(monkeypatch):
+    """The nightly walk runs while requests come in: what is appended meanwhile is the next walk's."""
+    import threading
+
+    from requests_app import audit
+
+    request_in_status(Status.NEW)
+    real_event_hash = audit.event_hash
+    appended = []
+
+    def event_hash_with_a_submission_meanwhile(event):
+        if threading.current_thread() is threading.main_thread() and not appended:
+            # Another connection files a request in the middle of the walk, and commits.
+            thread = threading.Thread(target=lambda: appended.append(submit_request().reference))
+            thread.start()
+            thread.join()
+        return real_event_hash(event)
+
+    monkeypatch.setattr(audit, "event_hash", event_hash_with_a_submission_meanwhile)
+    checked, broken = verify_chain()
+    assert appended and broken is None
+    monkeypatch.undo()
+    assert verify_chain() == (checked + 1, None)  # the next walk takes it
+
+
+@pytest.mark.django_db
 def test_verify_command_reports_intact_and_broken_chains(capsys):
     request_in_status(Status.NEW)
     call_command("verify_audit_chain")
