@@ -1,19 +1,21 @@
 """Statutory deadlines: pure functions of dates, no database access.
 
 GDPR Art. 12(3) gives one month from receipt, extendable by two further
-months. "One month" is counted as Regulation 1182/71 Art. 3 says: the same
-date in the next month, or that month's last day when it has no such date;
-a period ending on a Saturday, Sunday or public holiday ends on the next
-working day. Which holidays count is a setting per regime, so a controller
-in another member state can change it.
+months (counted from the end of the first). "One month" is counted as
+Regulation 1182/71 Art. 3 says: the same date in the next month, or that
+month's last day when it has no such date; a period ending on a Saturday,
+Sunday or public holiday ends on the next working day. Which holidays count
+is a setting per regime, so a controller in another member state can change it.
 """
 
 import calendar
 import datetime
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 import holidays
 from django.conf import settings
+from django.utils import timezone
 
 REGIMES = ("gdpr", "uk_gdpr", "ccpa", "lgpd")
 # Regimes whose periods end on the next working day (Regulation 1182/71 Art. 3(4)).
@@ -21,6 +23,24 @@ ROLL_TO_WORKING_DAY = {"gdpr", "uk_gdpr"}
 CCPA_DAYS, CCPA_EXTENDED_DAYS = 45, 90
 LGPD_DAYS = 15
 CCPA_ACKNOWLEDGEMENT_BUSINESS_DAYS = 10
+
+
+# Where each regime's data subjects are. A request sent late in the evening in California is
+# already the next day in Brussels: counted from the Brussels date, its period would end a day late.
+REGIME_TIME_ZONES = {
+    "gdpr": "Europe/Brussels",
+    "uk_gdpr": "Europe/London",
+    "ccpa": "America/Los_Angeles",
+    "lgpd": "America/Sao_Paulo",
+}
+
+
+def receipt_day(regime: str, received_at: datetime.datetime) -> datetime.date:
+    """The day a period starts from: the earlier of the controller's date and the date where the
+    regime's subjects are, so that no period ends later than the law allows."""
+    _check_regime(regime)
+    where_the_subject_is = received_at.astimezone(ZoneInfo(REGIME_TIME_ZONES[regime])).date()
+    return min(timezone.localdate(received_at), where_the_subject_is)
 
 
 def add_months(day: datetime.date, months: int) -> datetime.date:
@@ -76,7 +96,10 @@ def statutory_due_date(
     pause = datetime.timedelta(days=paused_days)
 
     if regime in ROLL_TO_WORKING_DAY:
-        end = add_months(received_on, 3 if extended else 1) + pause
+        first_month_ends = add_months(received_on, 1)
+        # The two further months run from the end of the first: received on 31 January, the
+        # period ends on 28 February, then on 28 April (not 30 April, three months on).
+        end = (add_months(first_month_ends, 2) if extended else first_month_ends) + pause
         return next_working_day(end, holiday_calendar(regime))
     if regime == "ccpa":
         return received_on + datetime.timedelta(days=CCPA_EXTENDED_DAYS if extended else CCPA_DAYS) + pause

@@ -15,6 +15,7 @@ from requests_app.deadlines import (
     holiday_calendar,
     next_alert,
     paused_day_count,
+    receipt_day,
     statutory_due_date,
 )
 
@@ -40,11 +41,13 @@ from requests_app.deadlines import (
         ("uk_gdpr", date(2026, 6, 21), {}, date(2026, 7, 21), "21 Jul is no English holiday"),
         ("uk_gdpr", date(2026, 11, 26), {}, date(2026, 12, 29), "Boxing Day substitute on Monday 28 Dec"),
         ("gdpr", date(2026, 11, 26), {}, date(2026, 12, 28), "Belgium has no Boxing Day"),
-        ("gdpr", date(2026, 1, 30), {"extended": True}, date(2026, 4, 30), "three months from receipt"),
-        ("gdpr", date(2025, 11, 30), {"extended": True}, date(2026, 3, 2), "three months to 28 Feb, a Saturday"),
+        ("gdpr", date(2026, 1, 30), {"extended": True}, date(2026, 4, 28), "two months from the first's end, 28 Feb"),
+        ("gdpr", date(2026, 2, 10), {"extended": True}, date(2026, 5, 11), "10 May is a Sunday"),
+        ("gdpr", date(2026, 5, 31), {"extended": True}, date(2026, 8, 31), "30 Jun, then 30 Aug, a Sunday"),
+        ("gdpr", date(2025, 11, 30), {"extended": True}, date(2026, 3, 2), "30 Dec, then 28 Feb, a Saturday"),
         ("gdpr", date(2026, 1, 30), {"paused_days": 3}, date(2026, 3, 3), "pause added after the month"),
         ("gdpr", date(2026, 1, 30), {"paused_days": 1}, date(2026, 3, 2), "pause lands on Sunday, rolls"),
-        ("gdpr", date(2026, 1, 30), {"extended": True, "paused_days": 10}, date(2026, 5, 11), "extended and paused"),
+        ("gdpr", date(2026, 1, 30), {"extended": True, "paused_days": 10}, date(2026, 5, 8), "extended and paused"),
         ("ccpa", date(2026, 1, 1), {}, date(2026, 2, 15), "45 days, a Sunday, no roll"),
         ("ccpa", date(2026, 1, 1), {"extended": True}, date(2026, 4, 1), "90 days"),
         ("ccpa", date(2026, 1, 1), {"paused_days": 2}, date(2026, 2, 17), "plus paused days"),
@@ -54,6 +57,20 @@ from requests_app.deadlines import (
 )
 def test_worked_examples(regime, received, options, due, why):
     assert statutory_due_date(regime, received, **options) == due, why
+
+
+@pytest.mark.parametrize(
+    ("regime", "received_at", "day", "why"),
+    [
+        ("ccpa", "2026-03-02T06:30:00+00:00", date(2026, 3, 1), "22:30 on 1 March in California"),
+        ("lgpd", "2026-03-03T02:30:00+00:00", date(2026, 3, 2), "23:30 on 2 March in São Paulo"),
+        ("uk_gdpr", "2026-01-15T23:30:00+00:00", date(2026, 1, 15), "23:30 in London, already the 16th in Brussels"),
+        ("gdpr", "2026-01-15T23:30:00+00:00", date(2026, 1, 16), "00:30 in Brussels"),
+        ("ccpa", "2026-03-02T12:00:00+00:00", date(2026, 3, 2), "the same day in both places"),
+    ],
+)
+def test_a_period_starts_on_the_earlier_of_the_controllers_and_the_subjects_date(regime, received_at, day, why):
+    assert receipt_day(regime, datetime.datetime.fromisoformat(received_at)) == day, why
 
 
 @pytest.mark.parametrize(
@@ -119,7 +136,8 @@ extendable = st.sampled_from(["gdpr", "uk_gdpr", "ccpa"])
 
 def unrolled(regime, received, extended, paused_days):
     if regime in ("gdpr", "uk_gdpr"):
-        return add_months(received, 3 if extended else 1) + datetime.timedelta(days=paused_days)
+        first_month_ends = add_months(received, 1)
+        return (add_months(first_month_ends, 2) if extended else first_month_ends) + datetime.timedelta(days=paused_days)
     days = {"ccpa": 90 if extended else 45, "lgpd": 15}[regime]
     return received + datetime.timedelta(days=days + paused_days)
 

@@ -33,7 +33,7 @@ def refresh_deadline(request: PrivacyRequest, *, today: datetime.date | None = N
     the extension. Runs inside the caller's transaction.
     """
     today = today or timezone.localdate()
-    received_on = timezone.localdate(request.received_at)
+    received_on = deadlines.receipt_day(request.regime, request.received_at)
     previous_due_on = request.due_on
     request.original_due_on = deadlines.statutory_due_date(
         request.regime, received_on, paused_days=request.paused_days

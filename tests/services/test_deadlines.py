@@ -172,13 +172,13 @@ def test_extension_moves_the_date_emails_the_subject_and_is_audited(dpo):
         request_extend(request=request, actor=Actor.staff(dpo), reason="Records in five systems")
 
     request.refresh_from_db()
-    assert (request.due_on, request.original_due_on) == (date(2026, 4, 30), date(2026, 3, 2))
+    assert (request.due_on, request.original_due_on) == (date(2026, 4, 28), date(2026, 3, 2))
     assert request.extended_by == dpo and request.extension_reason == "Records in five systems"
     event = request.events.get(action="deadline_extended")
-    assert event.data == {"from": "2026-03-02", "to": "2026-04-30"}
+    assert event.data == {"from": "2026-03-02", "to": "2026-04-28"}
     assert event.note == ""  # the reason stays on the request, off the chain
     assert len(mail.outbox) == 1
-    assert "30 April 2026" in mail.outbox[0].body and "Records in five systems" in mail.outbox[0].body
+    assert "28 April 2026" in mail.outbox[0].body and "Records in five systems" in mail.outbox[0].body
 
 
 @pytest.mark.parametrize(
@@ -232,7 +232,7 @@ def test_extension_on_the_original_due_date_is_still_allowed(dpo):
     with time_machine.travel(at(date(2026, 3, 2)), tick=False):
         request_extend(request=request, actor=Actor.staff(dpo), reason="Complex")
     request.refresh_from_db()
-    assert request.due_on == date(2026, 4, 30)
+    assert request.due_on == date(2026, 4, 28)  # two months after the first month ended (28 Feb)
 
 
 @pytest.mark.django_db
@@ -395,7 +395,7 @@ def test_status_page_shows_the_due_date_and_the_extension(client, dpo):
     with time_machine.travel(at(date(2026, 2, 10)), tick=False):
         request_extend(request=request, actor=Actor.staff(dpo), reason="Many systems to search")
         html = client.get(f"/status/{request.reference}/{request.secret}/").content.decode()
-    assert "30 April 2026" in html
+    assert "28 April 2026" in html
     assert "Many systems to search" in html
 
 
