@@ -139,3 +139,21 @@ def test_dates_follow_the_pages_language(client):
     page = client.get(status_url(request), HTTP_ACCEPT_LANGUAGE="de").content.decode()
     german_months = "Januar|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember"
     assert re.search(rf"\b{request.due_on.day}\. ({german_months}) {request.due_on.year}\b", page)  # 5. Januar 2027
+
+
+@pytest.mark.django_db
+def test_the_log_line_of_a_refused_subject_link_hides_its_secret(client):
+    import io
+    import logging
+
+    request = request_in_status(Status.IN_PROGRESS)
+    (console,) = [handler for handler in logging.getLogger().handlers if handler.get_name() == "console"]
+    written = io.StringIO()
+    previous = console.setStream(written)
+    try:
+        response = client.post(reverse("reply", args=[request.reference, request.secret]), {"body": ""})
+    finally:
+        console.setStream(previous)
+    assert response.status_code == 400
+    assert f"Bad Request: /status/{request.reference}/[secret]/reply/" in written.getvalue()
+    assert request.secret not in written.getvalue()
