@@ -33,7 +33,7 @@ nothing is changed that a person did not approve.
 
 import json
 from collections.abc import Iterator
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from django.core.serializers.json import DjangoJSONEncoder
@@ -55,6 +55,12 @@ TIMEOUT = (5, 30)  # seconds to connect, seconds between bytes
 MAX_PAGES = 100_000
 
 
+def _origin(url: str) -> str:
+    """scheme://host:port, the part of a URL a credential is bound to."""
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+
+
 class HTTPConnector:
     def __init__(self, source, session: requests.Session | None = None):
         self.source = source
@@ -73,12 +79,18 @@ class HTTPConnector:
 
     def _call(self, method: str, url: str, *, missing_ok: bool = False, **kwargs) -> requests.Response:
         """One request. Failures name the source and their kind, never the response body (it may quote data)."""
+        if _origin(url) != _origin(self.source.connection_url):
+            # The credential goes with every call: never to a host the DPO did not configure.
+            raise SourceError(f"{self.source.slug}: a link leads outside the source ({_origin(url)})")
         try:
-            response = self.session.request(method, url, timeout=TIMEOUT, **kwargs)
+            # Redirects are not followed either, for the same reason.
+            response = self.session.request(method, url, timeout=TIMEOUT, allow_redirects=False, **kwargs)
         except requests.Timeout as error:
             raise SourceError(f"{self.source.slug}: timed out") from error
         except requests.ConnectionError as error:
             raise SourceError(f"{self.source.slug}: connection failed") from error
+        if 300 <= response.status_code < 400:
+            raise SourceError(f"{self.source.slug}: redirected (HTTP {response.status_code}); give the final address")
         if response.status_code in (401, 403):
             raise SourceError(f"{self.source.slug}: credentials refused (HTTP {response.status_code})")
         if response.status_code >= 400 and not (missing_ok and response.status_code == 404):

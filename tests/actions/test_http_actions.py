@@ -464,3 +464,27 @@ def test_an_unreachable_partner_is_a_connection_failure(api, db):
 
     with pytest.raises(SourceError, match="roaming-partner: connection failed"):
         HTTPConnector(source).preview(plan)
+
+
+def test_a_link_to_another_host_is_not_followed_and_gets_no_credential(api, source, monkeypatch):
+    seed(api, alice=5, bob=0)
+    with PartnerAPI("not-the-partner") as elsewhere:
+        answer = api.answer
+
+        def next_page_elsewhere(method, target, body):
+            status, page = answer(method, target, body)
+            if isinstance(page, dict) and page.get("next"):
+                page["next"] = elsewhere.base_url + "subscribers/x/calls?page=2"  # a compromised partner API, say
+            return status, page
+
+        monkeypatch.setattr(api, "answer", next_page_elsewhere)
+        with pytest.raises(SourceError, match=r"roaming-partner: a link leads outside the source \(http://127\.0\.0\.1:\d+\)"):
+            HTTPConnector(source).preview(plan_for("delete", source))
+        assert elsewhere.requests == []  # the token never left for it
+
+
+def test_a_redirect_is_refused_rather_than_followed(api, source):
+    seed(api)
+    api.forced["GET"] = (302, 0)
+    with pytest.raises(SourceError, match="roaming-partner: redirected \\(HTTP 302\\)"):
+        HTTPConnector(source).preview(plan_for("delete", source))
