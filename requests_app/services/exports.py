@@ -245,9 +245,19 @@ def compile_export(*, export_id: int) -> str | None:
             actor=Actor.system(),
             data={"export": str(export.public_id), "rows": manifest["rows"], "sha256": digest},
         )
+        _delete_manual_extracts(export)  # in the package now
     _delete_other_attempts(export, keep=saved_name)
     logger.info("export %s compiled: %s rows, %s bytes", export.public_id, manifest["rows"], size)
     return saved_name
+
+
+def _delete_manual_extracts(export: ExportPackage) -> None:
+    """Delete the extracts manual sources' owners uploaded, once the commit they depend on is made.
+    They are raw, unmasked data (other people's fields too): kept only until compiled, or until
+    their export can no longer be compiled."""
+    for task in export.manual_tasks.exclude(upload=""):
+        transaction.on_commit(lambda name=task.upload.name: default_storage.delete(name))
+    export.manual_tasks.exclude(upload="").update(upload="")
 
 
 def work_file_prefix(export: ExportPackage) -> str:
@@ -430,7 +440,8 @@ def export_download(*, request: PrivacyRequest, token: str) -> ExportPackage:
 
 
 def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:
-    """Delete released packages past their expiry or download limit, and stale unreleased ones."""
+    """Delete released packages past their expiry or download limit, and stale unreleased ones; and
+    end the exports of requests that may no longer receive data, with their manual extracts."""
     now = now or timezone.now()
     if os.path.isdir(settings.EXPORT_WORK_DIR):
         # The longest export run is far shorter than a day.
@@ -440,7 +451,10 @@ def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:
         Q(status=ExportStatus.RELEASED, expires_at__lte=now)
         | Q(status=ExportStatus.RELEASED, download_count__gte=F("max_downloads"))
         | Q(status=ExportStatus.READY, finished_at__lte=unreleased_cutoff)
-        | Q(status__in=[ExportStatus.READY, ExportStatus.RELEASED], request__status__in=NO_DATA_DELIVERED)
+        | Q(
+            status__in=[ExportStatus.READY, ExportStatus.RELEASED, ExportStatus.WAITING_MANUAL, ExportStatus.FAILED],
+            request__status__in=NO_DATA_DELIVERED,
+        )
     ).select_related("request")
     count = 0
     for export in expired:
@@ -451,7 +465,8 @@ def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:
             ):
                 continue
             record_event(export.request, "export_deleted", actor=Actor.system(), data={"export": str(export.public_id)})
-            name = export.storage_name
-            transaction.on_commit(lambda name=name: default_storage.delete(name))
+            if export.storage_name:
+                transaction.on_commit(lambda name=export.storage_name: default_storage.delete(name))
+            _delete_manual_extracts(export)
         count += 1
     return count

@@ -25,7 +25,7 @@ from requests_app.services.exports import (
 )
 from requests_app.sms import LocmemBackend
 from tests.conftest import login_staff
-from tests.exports.support import stored_bytes
+from tests.exports.support import open_package, stored_bytes
 from tests.factories import UserFactory, request_in_status, staff_in_role
 
 pytestmark = pytest.mark.usefixtures("export_settings")
@@ -283,3 +283,53 @@ def test_the_live_progress_words_follow_the_staff_language(ready_export, demo_re
     login_staff(client, dpo)
     page = client.get(reverse("staff:request", args=[demo_request.reference]), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert 'data-rows="lignes"' in page  # the script that updates the row reads its words from here
+
+
+def _manual_source(slug, owner):
+    from requests_app.models import ConnectorKind, DataCategory, SourceCategory, SourceSystem
+
+    source = SourceSystem.objects.create(
+        slug=slug, name=f"{slug.title()} archive", connector=ConnectorKind.MANUAL, identity_kind="email",
+        purposes="Contracts", legal_basis="contract", retention="10 years", origin="Signed by the customer", owner=owner,
+    )
+    SourceCategory.objects.create(source=source, slug="contracts", category=DataCategory.OTHER)
+    return source
+
+
+def _upload_extract(export, source, owner) -> str:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from requests_app.services.exports import manual_task_upload
+
+    upload = SimpleUploadedFile("scan-index.csv", b"contract,signed_on\nMOB-4471,2024-03-01\n")
+    task = manual_task_upload(task=export.manual_tasks.get(source=source), actor=Actor.staff(owner), upload=upload)
+    assert default_storage.exists(task.upload.name)
+    return task.upload.name
+
+
+def test_a_manual_extract_is_deleted_once_it_is_in_the_package(demo_request, dpo, django_capture_on_commit_callbacks):
+    paper = _manual_source("paper", dpo)
+    export = export_start(request=demo_request, actor=Actor.system())
+    extract = _upload_extract(export, paper, dpo)
+    with django_capture_on_commit_callbacks(execute=True):
+        compile_export(export_id=export.id)
+    export.refresh_from_db()
+    assert export.status == ExportStatus.READY
+    package = open_package(export)
+    assert any(b"MOB-4471" in package.read(name) for name in package.namelist())  # the extract went in
+    assert not default_storage.exists(extract)  # raw and unmasked: not kept beside the package
+    assert export.manual_tasks.get().upload.name == ""
+
+
+def test_a_manual_extract_waiting_for_a_withdrawn_request_is_deleted(demo_request, dpo, django_capture_on_commit_callbacks):
+    from requests_app import lifecycle
+
+    paper, _fax = _manual_source("paper", dpo), _manual_source("fax", dpo)
+    export = export_start(request=demo_request, actor=Actor.system())
+    extract = _upload_extract(export, paper, dpo)  # the fax archive's extract is still awaited
+    assert ExportPackage.objects.get(pk=export.pk).status == ExportStatus.WAITING_MANUAL
+    lifecycle.transition(demo_request, "withdraw", actor=Actor.subject())
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delete_expired_exports() == 1
+    assert not default_storage.exists(extract)
+    assert ExportPackage.objects.get(pk=export.pk).status == ExportStatus.EXPIRED
