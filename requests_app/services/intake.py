@@ -411,6 +411,7 @@ PERSONAL_FIELDS = {
     "customer_reference": "",
     "description": "",
     "signature": "",
+    "extension_reason": "",
 }
 
 
@@ -445,11 +446,16 @@ def expire_unverified_requests(*, now: datetime | None = None) -> int:
 
 
 def purge_personal_data(request: PrivacyRequest) -> None:
-    """Blank the subject's personal data, keeping the reference and the audit trail."""
+    """Blank the subject's personal data, and what staff wrote about them, keeping the reference
+    and the audit trail."""
     PrivacyRequest.objects.filter(pk=request.pk).update(**PERSONAL_FIELDS, personal_data_purged_at=timezone.now())
     request.rights.update(
         rectification_data="", rectification_value="", objection_processing="", consent_withdrawn=""
     )
+    # Staff's free text about the request may quote the subject too.
+    request.messages.update(subject="", body="")
+    request.notes.update(body="")
+    request.pauses.update(reason="")
     request.identities.all().delete()
     attachments = list(request.attachments.all())
     request.attachments.all().delete()

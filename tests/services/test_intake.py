@@ -189,6 +189,10 @@ def test_the_unrouted_sweeper_does_the_whole_follow_up_of_a_lost_task(filed_over
 def test_unverified_requests_expire_and_lose_their_personal_data(settings):
     settings.UNVERIFIED_REQUEST_EXPIRY = timedelta(days=7)
     stale = submit_request(subject_name="Old Stale", subject_email="old@example.com", description="private")
+    # What staff wrote about it may quote the subject too.
+    stale.notes.create(author=staff_in_role("DPO", username="dpo-notes"), body="Old Stale phoned from +32475123456")
+    stale.messages.create(direction="to_subject", subject="Your request, Mr Stale", body="Dear Mr Stale")
+    stale.pauses.create(started_at=timezone.now(), ended_at=timezone.now(), reason="Mr Stale is abroad")
     fresh_time = timezone.now() + timedelta(days=6)
     with time_machine.travel(fresh_time):
         fresh = submit_request()
@@ -203,6 +207,9 @@ def test_unverified_requests_expire_and_lose_their_personal_data(settings):
     assert (stale.subject_name, stale.subject_email, stale.description, stale.signature) == ("", "", "", "")
     assert stale.personal_data_purged_at is not None
     assert stale.identities.count() == 0
+    assert list(stale.notes.values_list("body", flat=True)) == [""]
+    assert list(stale.messages.values_list("subject", "body")) == [("", "")]
+    assert list(stale.pauses.values_list("reason", flat=True)) == [""]
     assert list(stale.events.values_list("action", flat=True)) == ["submitted", "expire", "personal_data_purged"]
     assert verify_chain()[1] is None
 
