@@ -250,7 +250,10 @@ CONTROLLER_ADDRESS = env_deployment(
     "CONTROLLER_ADDRESS", "Privacy Office, Boulevard du Roi Albert II 27, 1030 Brussels, Belgium"
 )
 DPO_CONTACT_EMAIL = env_str("DPO_CONTACT_EMAIL", DPO_EMAIL)
-EMAIL_HOST = env_str("EMAIL_HOST")
+# Production sends through SMTP: a file backend there would leave every link undelivered.
+EMAIL_HOST = env_deployment("EMAIL_HOST", "")
+# A mail server that hangs must not hold a task (and the rows it locked) until the time limit.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT_SECONDS", 30)
 if EMAIL_HOST:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     EMAIL_PORT = env_int("EMAIL_PORT", 587)

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # What only a deployment knows; production refuses to start without each (see DEPLOYMENT_VALUES below).
 DEPLOYMENT = {
     "SITE_URL": "https://privacy.example.com",
+    "EMAIL_HOST": "smtp.example.com",
     "DEFAULT_FROM_EMAIL": "Privacy Office <privacy@example.com>",
     "DPO_EMAIL": "dpo@example.com",
     "CONTROLLER_NAME": "Example Carrier SA",
