@@ -455,6 +455,13 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
     if env_bool("SECURE_PROXY_SSL_HEADER", False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+        if not RATELIMIT_IP_META_KEY:
+            # Every visitor would have the proxy's address: the form's rate limit and the
+            # staff lockout would then apply to everyone at once.
+            raise ImproperlyConfigured(
+                "Behind a proxy (SECURE_PROXY_SSL_HEADER), set RATELIMIT_IP_META_KEY to the header that carries "
+                "the client's address (e.g. HTTP_X_REAL_IP)"
+            )
 
 # Logs carry ids and references, never personal data.
 LOGGING = {
