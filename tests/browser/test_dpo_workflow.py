@@ -148,3 +148,34 @@ def test_handler_messages_subject_and_completes_the_request(page, live_server, b
     # Filtering had an effect: the others are untouched.
     others = PrivacyRequest.objects.filter(pk__in=[unassigned.pk, someone_elses.pk])
     assert set(others.values_list("status", flat=True)) == {Status.IN_PROGRESS}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_staff_pages_fit_a_phone_screen(page, live_server):
+    """At 375 px the home page, the queue and a request's page scroll down, not sideways: wide tables scroll in their own box."""
+    from requests_app.services import handling
+
+    for name in roles.ROLES:
+        Group.objects.get_or_create(name=name)
+    dpo = staff_in_role(roles.DPO, username="dora")
+    device = TOTPDevice.objects.create(user=dpo, name="phone", confirmed=True)
+    request = request_in_status(Status.IN_PROGRESS, subject_name="Ana Peeters", subject_email="ana@example.com")
+    handling.subject_reply(request=request, body="See https://example.com/" + "a-very-long-path/" * 20)
+
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(live_server.url + "/staff/login/")
+    page.get_by_label("Username").fill(dpo.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Code from your authenticator app").fill(current_code(device))
+    page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_role("heading", name="Today")).to_be_visible()
+
+    for path in ("/staff/", "/staff/requests/", f"/staff/requests/{request.reference}/"):
+        page.goto(live_server.url + path)
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        wide = page.evaluate(
+            "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > innerWidth + 1)"
+            ".map(e => e.tagName + '.' + e.className).slice(0, 5)"
+        )
+        assert overflow <= 0, (path, overflow, wide)
