@@ -321,11 +321,19 @@ CELERY_BEAT_SCHEDULE = {
         "task": "requests_app.tasks.requeue_lost_work",
         "schedule": timedelta(minutes=15),
     },
+    "purge-closed-requests": {
+        "task": "requests_app.tasks.purge_closed_requests",
+        "schedule": crontab(hour=3, minute=15),
+    },
 }
 
 # Intake rules.
 VERIFICATION_LINK_MAX_AGE = timedelta(hours=env_int("VERIFICATION_LINK_MAX_AGE_HOURS", 48))
 UNVERIFIED_REQUEST_EXPIRY = timedelta(days=env_int("UNVERIFIED_REQUEST_EXPIRY_DAYS", 7))
+# How long a closed request keeps the subject's personal data (storage limitation, Art. 5(1)(e)). Three
+# years by default: longer than the CCPA's 24 months of request records, and time for a complaint to the
+# supervisory authority. The reference, the audit trail and the certificate stay.
+CLOSED_REQUEST_RETENTION = timedelta(days=env_int("CLOSED_REQUEST_RETENTION_DAYS", 3 * 365))
 SUBMISSION_RATE_LIMIT = env_str("SUBMISSION_RATE_LIMIT", "10/h")
 ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
 # Behind a reverse proxy, the header that carries the client address.

@@ -128,8 +128,10 @@ def transition(
                 _("A request that is %(status)s cannot be moved to %(target)s.")
                 % {"status": in_sentence(Status(current).label), "target": in_sentence(Status(spec.target).label)}
             )
-        PrivacyRequest.objects.filter(pk=request.pk).update(status=spec.target, updated_at=timezone.now())
-        request.status = spec.target
+        now = timezone.now()
+        closed_at = now if spec.target in CLOSED_STATUSES else None
+        PrivacyRequest.objects.filter(pk=request.pk).update(status=spec.target, closed_at=closed_at, updated_at=now)
+        request.status, request.closed_at = spec.target, closed_at
         record_event(
             request, name, actor=actor, from_status=current, to_status=spec.target, note=note, data=data
         )

@@ -173,6 +173,8 @@ class PrivacyRequest(models.Model):
     verification_nonce = models.CharField(max_length=32, default=new_nonce, editable=False)
     verified_at = models.DateTimeField(null=True, blank=True)
     personal_data_purged_at = models.DateTimeField(null=True, blank=True)
+    # When it reached a closed status; its personal data is purged CLOSED_REQUEST_RETENTION_DAYS later.
+    closed_at = models.DateTimeField(null=True, blank=True)
     organisation = models.ForeignKey(
         Organisation, null=True, blank=True, on_delete=models.PROTECT, related_name="requests"
     )
@@ -226,6 +228,9 @@ class PrivacyRequest(models.Model):
                 fields=["acknowledgement_queued_at"],
                 name="request_unacknowledged_idx",
                 condition=models.Q(acknowledged_at__isnull=True, acknowledgement_queued_at__isnull=False),
+            ),
+            models.Index(
+                fields=["closed_at"], name="request_retained_idx", condition=models.Q(personal_data_purged_at__isnull=True)
             ),
             models.Index(fields=["status", "due_on"], name="request_status_due_idx"),
             models.Index(fields=["assignee", "status", "due_on"], name="request_assignee_due_idx"),

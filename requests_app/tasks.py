@@ -96,6 +96,12 @@ def expire_unverified_requests() -> int:
     return intake.expire_unverified_requests()
 
 
+@shared_task(acks_late=True)
+def purge_closed_requests() -> int:
+    """Nightly: purge the personal data of requests closed longer than the retention period."""
+    return intake.purge_closed_requests()
+
+
 @shared_task(**EMAIL_RETRY)
 def send_extension_email(request_id: int) -> None:
     """Email the subject the extended due date and its reason."""

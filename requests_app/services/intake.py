@@ -445,6 +445,32 @@ def expire_unverified_requests(*, now: datetime | None = None) -> int:
     return expired
 
 
+def purge_closed_requests(*, now: datetime | None = None) -> int:
+    """Purge the personal data of requests closed longer than CLOSED_REQUEST_RETENTION; returns how many.
+
+    Safe to run twice or concurrently: each request is locked and re-checked.
+    """
+    cutoff = (now or timezone.now()) - settings.CLOSED_REQUEST_RETENTION
+    due = list(
+        PrivacyRequest.objects.filter(closed_at__lt=cutoff, personal_data_purged_at__isnull=True).values_list("id", flat=True)
+    )
+    purged = 0
+    for request_id in due:
+        with transaction.atomic():
+            request = (
+                PrivacyRequest.objects.select_for_update()
+                .filter(pk=request_id, closed_at__lt=cutoff, personal_data_purged_at__isnull=True)
+                .first()
+            )
+            if request is None:
+                continue
+            purge_personal_data(request)
+        purged += 1
+    if purged:
+        logger.info("purged the personal data of %d request(s) closed before %s", purged, cutoff.date())
+    return purged
+
+
 def purge_personal_data(request: PrivacyRequest) -> None:
     """Blank the subject's personal data, and what staff wrote about them, keeping the reference
     and the audit trail."""
@@ -456,6 +482,7 @@ def purge_personal_data(request: PrivacyRequest) -> None:
     request.messages.update(subject="", body="")
     request.notes.update(body="")
     request.pauses.update(reason="")
+    request.rectification_changes.update(value="")  # the certificate names the fields, never the values
     request.identities.all().delete()
     attachments = list(request.attachments.all())
     request.attachments.all().delete()

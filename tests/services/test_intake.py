@@ -269,3 +269,29 @@ class RefusingMailBackend:
 
     def send_messages(self, messages):
         raise ConnectionRefusedError("mail server down")
+
+
+@pytest.mark.django_db
+def test_a_closed_request_keeps_personal_data_for_the_retention_period_only(settings):
+    from requests_app.services.intake import purge_closed_requests
+
+    settings.CLOSED_REQUEST_RETENTION = timedelta(days=3 * 365)
+    completed = request_in_status(Status.COMPLETED, subject_name="Ana Peeters", description="my old contract")
+    open_one = request_in_status(Status.IN_PROGRESS, subject_name="Bo Jansen")
+    assert completed.closed_at is not None and open_one.closed_at is None
+
+    assert purge_closed_requests(now=timezone.now() + timedelta(days=3 * 365 - 1)) == 0  # still within it
+    assert purge_closed_requests(now=timezone.now() + timedelta(days=3 * 365 + 1)) == 1
+    assert purge_closed_requests(now=timezone.now() + timedelta(days=3 * 365 + 2)) == 0  # once
+
+    completed.refresh_from_db()
+    open_one.refresh_from_db()
+    assert (completed.subject_name, completed.subject_email, completed.description) == ("", "", "")
+    assert completed.personal_data_purged_at is not None and completed.identities.count() == 0
+    assert completed.events.filter(action="personal_data_purged").count() == 1
+    assert completed.reference and verify_chain()[1] is None  # the reference and the trail stay
+    assert open_one.subject_name == "Bo Jansen"  # an open request is never purged
+
+
+def test_the_retention_purge_is_scheduled(settings):
+    assert settings.CELERY_BEAT_SCHEDULE["purge-closed-requests"]["task"] == "requests_app.tasks.purge_closed_requests"
