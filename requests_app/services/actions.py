@@ -383,7 +383,17 @@ def run_execution(*, action_id: int, token: str) -> str:
         plan, held = build_plan(action)
         if plan_digest(plan, held) != action.dry_run.get("plan"):
             raise StaleDryRun(f"{action.source.slug}: the inventory, legal holds or corrected values changed since the dry run")
-        result = connector_for(action.source).apply(plan, action.dry_run.get("fingerprint", ""), on_progress)
+        connector = connector_for(action.source)
+        try:
+            result = connector.apply(plan, action.dry_run.get("fingerprint", ""), on_progress)
+        except StaleDryRun:
+            if not _approved_change_in_place(connector, plan, action):
+                raise
+            # A run that died between the source's commit and recording it (its task was redelivered),
+            # or someone else, already put the source where the approved plan leads: the approved change
+            # is recorded, so the letter states it and the recipients are told.
+            result = {"categories": action.dry_run.get("categories", []), "list_entries": action.dry_run.get("list_entries", 0),
+                      "already_in_place": True}
     except StaleDryRun as error:
         return _finish(action, ActionStatus.STALE, error=str(error))
     except SourceError as error:
@@ -393,6 +403,20 @@ def run_execution(*, action_id: int, token: str) -> str:
         _finish(action, ActionStatus.FAILED, error=f"{action.source.slug}: unexpected {type(error).__name__}")
         raise
     return _finish(action, ActionStatus.DONE, result={**result, "held": held})
+
+
+def _approved_change_in_place(connector, plan, action: SourceAction) -> bool:
+    """Whether the source, which no longer matches the dry run, now holds nothing the plan would change
+    although the dry run found something: the change is done. A source that cannot tell is not trusted."""
+    try:
+        now = connector.preview(plan)
+    except SourceError:
+        return False
+
+    def to_change(preview: dict) -> int:  # fields to set (every field of a row to delete), and list entries
+        return sum(category.get("fields", 0) for category in preview.get("categories", [])) + (preview.get("list_entries") or 0)
+
+    return to_change(action.dry_run) > 0 and to_change(now) == 0
 
 
 def _finish(action: SourceAction, status: str, *, error: str = "", result: dict | None = None) -> str:

@@ -147,6 +147,25 @@ def test_an_anonymisation_that_changes_no_field_is_refused_at_the_dry_run(crm, e
     assert "no field has an erasure strategy" in action.error
 
 
+def test_a_run_that_died_after_the_source_committed_is_recorded_as_done_when_redelivered(
+    crm, erasure_request, dpo_actor, source_db, step
+):
+    from requests_app.sources import connector_for
+
+    Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_email="art19@partner.example")
+    action = _approved(erasure_request, crm, dpo_actor, step)
+    actions.execute(action=action, actor=dpo_actor)  # queued; a worker takes it...
+    action = SourceAction.objects.get(pk=action.pk)
+    plan, _held = actions.build_plan(action)
+    connector_for(crm).apply(plan, action.dry_run["fingerprint"])  # ...changes the source, commits, and dies
+
+    assert actions.run_execution(action_id=action.id, token=action.run_token) == ActionStatus.DONE  # redelivered
+    action.refresh_from_db()
+    assert action.result["categories"] == action.dry_run["categories"] and action.result["already_in_place"]
+    assert erasure_request.recipient_notices.get().status != NoticeStatus.NOT_NEEDED  # the partner is to be told
+    assert "We erased your data in CRM" in outcome_summary(erasure_request)
+
+
 def test_a_task_run_twice_executes_once(crm, erasure_request, dpo_actor, step):
     action = _approved(erasure_request, crm, dpo_actor, step)
     action = step(actions.execute, action, actor=dpo_actor)
