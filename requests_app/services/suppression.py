@@ -21,7 +21,6 @@ from django.utils.translation import gettext as _
 from requests_app import roles
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import VERIFIED_OPEN, RequestError
-from requests_app.wording import in_sentence
 from requests_app.models import (
     IdentityKind,
     PrivacyRequest,
@@ -29,6 +28,7 @@ from requests_app.models import (
     SuppressionEntry,
     SuppressionPurpose,
 )
+from requests_app.wording import in_sentence
 
 # The rights honoured by a suppression, in the order that picks an entry's `right`.
 SUPPRESSION_RIGHTS = (RequestType.OBJECTION, RequestType.WITHDRAW_CONSENT, RequestType.LIMIT_USE)
@@ -87,7 +87,7 @@ def suppress(*, request: PrivacyRequest, actor: Actor, purposes: Iterable[Suppre
         for purpose in purposes:
             if not any(purpose.uses(kind) for kind, _value in identities):
                 # On the list, they would still be reached: the purpose's systems know them by something else.
-                kinds = ", ".join(in_sentence(IdentityKind(kind).label) for kind in purpose.identity_kinds)
+                kinds = ", ".join(in_sentence(label) for label in purpose.identity_kind_labels)
                 raise RequestError(
                     _("%(purpose)s looks people up by %(kinds)s, and no identifier of that kind is verified for this "
                       "request: verify one first.") % {"purpose": purpose.name, "kinds": kinds}
