@@ -53,6 +53,10 @@ def validate_e164(value: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+# Ours, not DRF's catalogue (which wins over Django's and speaks German informally, unlike these pages).
+EMAIL_ERRORS = {"invalid": _("Enter a valid email address.")}
+
+
 class RequestForm(forms.Form):
     """The data subject's request. Also the base of staff intake."""
 
@@ -82,7 +86,7 @@ class RequestForm(forms.Form):
     )
 
     subject_name = forms.CharField(label=_("Full name"), max_length=200)
-    subject_email = forms.EmailField(label=_("Email address"), max_length=254)
+    subject_email = forms.EmailField(label=_("Email address"), max_length=254, error_messages=EMAIL_ERRORS)
     subject_phone = forms.CharField(
         label=_("Phone number (optional)"),
         max_length=20,
@@ -178,7 +182,7 @@ class RequestForm(forms.Form):
 
 class ResendLinkForm(forms.Form):
     reference = forms.CharField(label=_("Request reference"), max_length=20, help_text=_("For example DSR-2026-00042."))
-    email = forms.EmailField(label=_("Email address"))
+    email = forms.EmailField(label=_("Email address"), error_messages=EMAIL_ERRORS)
 
 
 ALLOWED_ATTACHMENT_TYPES = {

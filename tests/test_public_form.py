@@ -179,3 +179,12 @@ def test_every_public_page_names_the_controller_and_how_to_reach_its_dpo(client,
         page = client.get(url).content.decode()
         assert "Data controller: Carrier SA, Rue Exemple 1, 1000 Brussels." in page
         assert '<a href="mailto:dpo@carrier.example">dpo@carrier.example</a>' in page
+
+
+@pytest.mark.django_db
+def test_a_wrong_email_address_is_refused_formally_in_german(client):
+    from django.urls import reverse
+
+    client.cookies["django_language"] = "de"
+    page = client.post(reverse("resend_link"), {"reference": "DSR-2026-00001", "email": "ana(at)example.com"}).content.decode()
+    assert "Bitte geben Sie eine gültige E-Mail-Adresse ein." in page  # not DRF's informal "Gib …"

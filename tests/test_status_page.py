@@ -1,5 +1,6 @@
 import pytest
 from django.core import mail
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -157,3 +158,18 @@ def test_the_log_line_of_a_refused_subject_link_hides_its_secret(client):
     assert response.status_code == 400
     assert f"Bad Request: /status/{request.reference}/[secret]/reply/" in written.getvalue()
     assert request.secret not in written.getvalue()
+
+
+@pytest.mark.django_db
+def test_a_purged_request_says_its_personal_data_was_deleted(client):
+    from requests_app.services.intake import purge_personal_data
+    from tests.conftest import login_staff
+
+    request = request_in_status(Status.COMPLETED)
+    with transaction.atomic():
+        purge_personal_data(request)
+    page = client.get(status_url(request)).content.decode()
+    assert "We deleted your personal data from this request on" in page
+    login_staff(client, staff_in_role("DPO", username="dpo-purged"))
+    staff_page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert "The personal data of this request was deleted on" in staff_page

@@ -89,8 +89,8 @@ def suppress(*, request: PrivacyRequest, actor: Actor, purposes: Iterable[Suppre
                 # On the list, they would still be reached: the purpose's systems know them by something else.
                 kinds = ", ".join(in_sentence(label) for label in purpose.identity_kind_labels)
                 raise RequestError(
-                    _("%(purpose)s looks people up by %(kinds)s, and no identifier of that kind is verified for this "
-                      "request: verify one first.") % {"purpose": purpose.name, "kinds": kinds}
+                    _("Nothing was added: %(purpose)s looks people up by %(kinds)s, and no identifier of that kind is "
+                      "verified for this request. Verify one first.") % {"purpose": purpose.name, "kinds": kinds}
                 )
         added = {}
         for purpose in purposes:

@@ -75,8 +75,8 @@ def test_a_list_whose_kind_the_subject_has_not_verified_is_refused_and_nothing_i
         suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing, calls])
 
     assert str(refused.value) == (
-        "Telemarketing calls looks people up by phone number, and no identifier of that kind is verified for this "
-        "request: verify one first."
+        "Nothing was added: Telemarketing calls looks people up by phone number, and no identifier of that kind is "
+        "verified for this request. Verify one first."
     )
     assert not SuppressionEntry.objects.exists()  # not even on the list that could take the email
 
