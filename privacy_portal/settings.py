@@ -284,6 +284,14 @@ CELERY_TASK_SOFT_TIME_LIMIT = 540
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celery" / "beat-schedule")
 CELERY_TIMEZONE = "Europe/Brussels"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Tasks that may run for most of an hour (exports, erasures in large sources) have a queue of their own,
+# so that a verification link or a deadline reminder never waits behind them. Run a worker for each
+# queue in production; the development worker takes both.
+LONG_TASK_QUEUE = "long"
+CELERY_TASK_ROUTES = {
+    f"requests_app.tasks.{name}": {"queue": LONG_TASK_QUEUE}
+    for name in ("compile_export", "run_source_action_dry_run", "execute_source_action")
+}
 CELERY_BEAT_SCHEDULE = {
     "sweep-deadlines": {
         "task": "requests_app.tasks.sweep_deadlines",

@@ -25,7 +25,7 @@ def main() -> int:
     processes = [
         subprocess.Popen([PYTHON, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"], cwd=ROOT),
         subprocess.Popen(
-            [PYTHON, "-m", "celery", "-A", "privacy_portal", "worker", "--beat", "--concurrency=1",
+            [PYTHON, "-m", "celery", "-A", "privacy_portal", "worker", "--beat", "--concurrency=1", "-Q", "celery,long",
              "--loglevel=INFO", "--schedule", str(ROOT / "var" / "celery" / "beat-schedule")],
             cwd=ROOT,
         ),

@@ -84,7 +84,7 @@ def start_worker(env: dict, log_path: Path) -> subprocess.Popen:
         return subprocess.Popen(
             [
                 sys.executable, "-m", "celery", "-A", "privacy_portal", "worker",
-                "--pool=solo", "--concurrency=1", "-Q", "celery",
+                "--pool=solo", "--concurrency=1", "-Q", "celery,long",
                 "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "info",
                 "-n", f"kill-test-{log_path.stem}@%h",
             ],

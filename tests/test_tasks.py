@@ -174,3 +174,12 @@ def test_every_periodic_job_names_a_registered_task(settings):
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert "requests_app.tasks.requeue_lost_work" in scheduled
     assert scheduled <= set(celery_app.tasks)
+
+
+def test_long_tasks_have_a_queue_of_their_own():
+    """A verification email must not wait behind a 50-minute export."""
+    long_tasks = {tasks.compile_export, tasks.run_source_action_dry_run, tasks.execute_source_action}
+    for task in long_tasks:
+        assert celery_app.amqp.router.route({}, task.name)["queue"].name == "long", task.name
+    for task in (tasks.send_verification_email, tasks.follow_up_request, tasks.sweep_deadlines, tasks.deliver_webhook):
+        assert celery_app.amqp.router.route({}, task.name)["queue"].name == "celery", task.name
