@@ -151,7 +151,7 @@ def verify_chain() -> tuple[int, ChainBreak | None]:
     # record_event moves the head in the event's own transaction, so a committed event is never
     # past the committed head: one that is was written around it. (The last event is read
     # before the head, so an event committed between the two reads is not mistaken for one.)
-    last_sequence = AuditEvent.objects.aggregate(last=Max("sequence"))["last"]
+    last_sequence = AuditEvent.objects.aggregate(last=Max("sequence"))["last"] or 0
     head_now = AuditChainHead.objects.get(pk=1)
     if last_sequence > head_now.sequence:
         return checked, ChainBreak(

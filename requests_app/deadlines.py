@@ -25,10 +25,11 @@ LGPD_DAYS = 15
 CCPA_ACKNOWLEDGEMENT_BUSINESS_DAYS = 10
 
 
-# Where each regime's data subjects are. A request sent late in the evening in California is
-# already the next day in Brussels: counted from the Brussels date, its period would end a day late.
+# Where each regime's data subjects are (for the GDPR, the westernmost of the EU/EEA). A request sent
+# late in the evening in California is already the next day in Brussels: counted from the Brussels
+# date, its period would end a day late.
 REGIME_TIME_ZONES = {
-    "gdpr": "Europe/Brussels",
+    "gdpr": "Atlantic/Azores",
     "uk_gdpr": "Europe/London",
     "ccpa": "America/Los_Angeles",
     "lgpd": "America/Sao_Paulo",

@@ -1148,6 +1148,9 @@ class SourceAction(models.Model):
     result = models.JSONField(default=dict, blank=True)
     error = models.CharField(max_length=300, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # When a worker took the current execution. A worker that finds it already set was handed the
+    # task again: the first one died, maybe after changing the source.
+    taken_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     done_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",

@@ -333,7 +333,8 @@ def execute(*, action: SourceAction, actor: Actor) -> SourceAction:
         locked.status, locked.error, locked.progress = ActionStatus.RUNNING, "", {}
         locked.attempts += 1
         locked.started_at = timezone.now()  # set again when a worker takes it
-        locked.save(update_fields=["status", "error", "progress", "attempts", "started_at", "run_token"])
+        locked.taken_at = None
+        locked.save(update_fields=["status", "error", "progress", "attempts", "started_at", "taken_at", "run_token"])
         record_event(locked.request, "source_action_started", actor=actor, data={**_summary(locked), "attempt": locked.attempts})
         tasks.queue_after_commit(tasks.execute_source_action, locked.id, token)
     return locked
@@ -369,7 +370,9 @@ def run_execution(*, action_id: int, token: str) -> str:
     carried out (failed) when the request is no longer in progress.
     """
     current = SourceAction.objects.filter(pk=action_id, status=ActionStatus.RUNNING, run_token=token)
-    if not current.update(started_at=timezone.now()):
+    handed_again = current.filter(taken_at__isnull=False).exists()
+    now = timezone.now()
+    if not current.update(started_at=now, taken_at=now):
         return SourceAction.objects.values_list("status", flat=True).get(pk=action_id)  # finished, or superseded
     action = current.select_related("request", "source").get()
     if action.request.status != Status.IN_PROGRESS:
@@ -387,11 +390,12 @@ def run_execution(*, action_id: int, token: str) -> str:
         try:
             result = connector.apply(plan, action.dry_run.get("fingerprint", ""), on_progress)
         except StaleDryRun:
-            if not _approved_change_in_place(connector, plan, action):
+            if not (handed_again and _approved_change_in_place(connector, plan, action)):
                 raise
-            # A run that died between the source's commit and recording it (its task was redelivered),
-            # or someone else, already put the source where the approved plan leads: the approved change
-            # is recorded, so the letter states it and the recipients are told.
+            # A run that died between the source's commit and recording it already put the source where
+            # the approved plan leads: the approved change is recorded, so the letter states it and the
+            # recipients are told. (On a first run, rows that merely vanished, say a source answering 404,
+            # are stale, for staff to look at.)
             result = {"categories": action.dry_run.get("categories", []), "list_entries": action.dry_run.get("list_entries", 0),
                       "already_in_place": True}
     except StaleDryRun as error:

@@ -452,21 +452,29 @@ def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:
         | Q(status=ExportStatus.RELEASED, download_count__gte=F("max_downloads"))
         | Q(status=ExportStatus.READY, finished_at__lte=unreleased_cutoff)
         | Q(
-            status__in=[ExportStatus.READY, ExportStatus.RELEASED, ExportStatus.WAITING_MANUAL, ExportStatus.FAILED],
+            status__in=[
+                ExportStatus.READY, ExportStatus.RELEASED, ExportStatus.WAITING_MANUAL, ExportStatus.FAILED, ExportStatus.QUEUED
+            ],
             request__status__in=NO_DATA_DELIVERED,
         )
     ).select_related("request")
     count = 0
     for export in expired:
         with transaction.atomic():
-            manifest = {key: value for key, value in export.manifest.items() if key != "identities_searched"}
-            if not ExportPackage.objects.filter(pk=export.pk, status=export.status).update(
-                status=ExportStatus.EXPIRED, pending_password="", manifest=manifest
-            ):
-                continue
-            record_event(export.request, "export_deleted", actor=Actor.system(), data={"export": str(export.public_id)})
-            if export.storage_name:
-                transaction.on_commit(lambda name=export.storage_name: default_storage.delete(name))
-            _delete_manual_extracts(export)
-        count += 1
+            count += delete_export(export)
     return count
+
+
+def delete_export(export: ExportPackage) -> bool:
+    """Delete an export's package and manual extracts, and mark it expired; its manifest stays, without
+    the identities searched. False when it changed meanwhile. Runs inside the caller's transaction."""
+    manifest = {key: value for key, value in export.manifest.items() if key != "identities_searched"}
+    if not ExportPackage.objects.filter(pk=export.pk, status=export.status).update(
+        status=ExportStatus.EXPIRED, pending_password="", manifest=manifest
+    ):
+        return False
+    record_event(export.request, "export_deleted", actor=Actor.system(), data={"export": str(export.public_id)})
+    if export.storage_name:
+        transaction.on_commit(lambda name=export.storage_name: default_storage.delete(name))
+    _delete_manual_extracts(export)
+    return True

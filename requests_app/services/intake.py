@@ -16,10 +16,11 @@ from django.utils.translation import gettext as _
 from requests_app import deadlines, emails, lifecycle, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
-from requests_app.services import routing, webhooks
+from requests_app.services import exports, routing, webhooks
 from requests_app.models import (
     Attachment,
     Channel,
+    ExportStatus,
     IdentityKind,
     Organisation,
     PrivacyRequest,
@@ -484,6 +485,9 @@ def purge_personal_data(request: PrivacyRequest) -> None:
     request.pauses.update(reason="")
     request.rectification_changes.update(value="")  # the certificate names the fields, never the values
     request.identities.all().delete()
+    # Its data packages and the raw extracts gathered for them go too (long expired, as a rule).
+    for export in request.exports.exclude(status__in=[ExportStatus.EXPIRED, ExportStatus.RUNNING]):
+        exports.delete_export(export)
     attachments = list(request.attachments.all())
     request.attachments.all().delete()
     # Files are not transactional: remove them only once the purge has committed.

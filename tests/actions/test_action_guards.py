@@ -155,6 +155,7 @@ def test_a_run_that_died_after_the_source_committed_is_recorded_as_done_when_red
     Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_email="art19@partner.example")
     action = _approved(erasure_request, crm, dpo_actor, step)
     actions.execute(action=action, actor=dpo_actor)  # queued; a worker takes it...
+    SourceAction.objects.filter(pk=action.pk).update(taken_at=timezone.now())
     action = SourceAction.objects.get(pk=action.pk)
     plan, _held = actions.build_plan(action)
     connector_for(crm).apply(plan, action.dry_run["fingerprint"])  # ...changes the source, commits, and dies
@@ -164,6 +165,17 @@ def test_a_run_that_died_after_the_source_committed_is_recorded_as_done_when_red
     assert action.result["categories"] == action.dry_run["categories"] and action.result["already_in_place"]
     assert erasure_request.recipient_notices.get().status != NoticeStatus.NOT_NEEDED  # the partner is to be told
     assert "We erased your data in CRM" in outcome_summary(erasure_request)
+
+
+def test_rows_that_vanished_before_a_first_run_are_stale_not_done(crm, erasure_request, dpo_actor, source_db, step):
+    from requests_app.sources import connector_for
+
+    action = _approved(erasure_request, crm, dpo_actor, step)
+    plan, _held = actions.build_plan(action)
+    connector_for(crm).apply(plan, action.dry_run["fingerprint"])  # someone else changed them meanwhile
+
+    action = step(actions.execute, action, actor=dpo_actor)  # the first worker to take it finds them changed
+    assert action.status == ActionStatus.STALE  # for staff to look at, not recorded as our change
 
 
 def test_a_task_run_twice_executes_once(crm, erasure_request, dpo_actor, step):

@@ -333,3 +333,19 @@ def test_a_manual_extract_waiting_for_a_withdrawn_request_is_deleted(demo_reques
         assert delete_expired_exports() == 1
     assert not default_storage.exists(extract)
     assert ExportPackage.objects.get(pk=export.pk).status == ExportStatus.EXPIRED
+
+
+def test_purging_a_closed_request_deletes_its_exports_and_their_extracts(demo_request, dpo, django_capture_on_commit_callbacks):
+    from django.db import transaction
+
+    from requests_app import lifecycle
+    from requests_app.services.intake import purge_personal_data
+
+    paper, _fax = _manual_source("paper", dpo), _manual_source("fax", dpo)
+    stuck = export_start(request=demo_request, actor=Actor.system())
+    extract = _upload_extract(stuck, paper, dpo)  # the fax archive never answered
+    lifecycle.transition(demo_request, "complete", actor=Actor.system())
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        purge_personal_data(demo_request)
+    assert not default_storage.exists(extract)
+    assert ExportPackage.objects.get(pk=stuck.pk).status == ExportStatus.EXPIRED
