@@ -64,18 +64,21 @@ def send_verification_email(request: PrivacyRequest) -> bool:
         "link_hours": int(settings.VERIFICATION_LINK_MAX_AGE.total_seconds() // 3600),
     }
     message = render_email("verify-email", context, to=[request.subject_email], language=request.language)
-    note_acknowledgement_try(request)
     # Keyed by the nonce: a re-sent link is a new email, a redelivered task is not.
-    sent = send_once(request, "verify_email", request.verification_nonce, message)
-    mark_acknowledged(request)
-    return sent
+    return send_acknowledgement(request, "verify_email", request.verification_nonce, message)
 
 
 def send_request_confirmed_email(request: PrivacyRequest) -> bool:
     context = {"request": request, "status_url": status_url(request)}
     message = render_email("request-confirmed", context, to=[request.subject_email], language=request.language)
-    note_acknowledgement_try(request)
-    sent = send_once(request, "request_confirmed", "", message)
+    return send_acknowledgement(request, "request_confirmed", "", message)
+
+
+def send_acknowledgement(request: PrivacyRequest, kind: str, key: str, message: EmailMultiAlternatives) -> bool:
+    """Send an email that confirms receipt (once). Each try is noted first: while tries go on, the
+    lost-task sweep (intake.requeue_lost_acknowledgements) leaves it alone."""
+    PrivacyRequest.objects.filter(pk=request.pk, acknowledged_at__isnull=True).update(acknowledgement_queued_at=timezone.now())
+    sent = send_once(request, kind, key, message)
     mark_acknowledged(request)
     return sent
 
@@ -85,11 +88,6 @@ def send_status_link_email(request: PrivacyRequest, event_sequence: int) -> bool
     context = {"request": request, "status_url": status_url(request)}
     message = render_email("status-link", context, to=[request.subject_email], language=request.language)
     return send_once(request, "status_link", str(event_sequence), message)
-
-
-def note_acknowledgement_try(request: PrivacyRequest) -> None:
-    """A try at the email that acknowledges receipt: while tries go on, the lost-task sweep leaves it alone."""
-    PrivacyRequest.objects.filter(pk=request.pk, acknowledged_at__isnull=True).update(acknowledgement_queued_at=timezone.now())
 
 
 def mark_acknowledged(request: PrivacyRequest) -> None:

@@ -49,25 +49,18 @@ def test_asking_for_information_pauses_and_the_reply_resumes(dpo):
     assert request.events.filter(action="subject_replied", actor_kind="subject").exists()
 
 
+@pytest.mark.parametrize(("asked_in", "way_back"), [(Status.IDENTITY_CHECK, "start_identity_check"), (Status.NEW, "return_to_new")])
 @pytest.mark.django_db
-def test_a_reply_to_a_question_asked_during_the_identity_check_returns_there(dpo):
-    request = request_in_status(Status.IDENTITY_CHECK)
-    handling.request_information(request=request, actor=Actor.staff(dpo), body="ID?", expected_status=Status.IDENTITY_CHECK)
-    handling.subject_reply(request=request, body="Here.")
-    request.refresh_from_db()
-    assert request.status == Status.IDENTITY_CHECK
-
-
-@pytest.mark.django_db
-def test_a_reply_to_a_question_asked_before_work_started_returns_the_request_to_new(dpo):
-    request = request_in_status(Status.NEW)
-    handling.request_information(request=request, actor=Actor.staff(dpo), body="Which account?", expected_status=Status.NEW)
+def test_a_reply_returns_the_request_to_where_the_question_was_asked(dpo, asked_in, way_back):
+    """A question asked before work started sends the request back to new, not on to the identity check."""
+    request = request_in_status(asked_in)
+    handling.request_information(request=request, actor=Actor.staff(dpo), body="Which account?", expected_status=asked_in)
     handling.subject_reply(request=request, body="The business one.")
     request.refresh_from_db()
-    assert request.status == Status.NEW
+    assert request.status == asked_in
     assert not request.pauses.filter(ended_at__isnull=True).exists()
-    resumed = request.events.get(action="return_to_new")
-    assert (resumed.from_status, resumed.to_status) == (Status.AWAITING_SUBJECT, Status.NEW)
+    resumed = request.events.get(action=way_back, from_status=Status.AWAITING_SUBJECT)
+    assert resumed.to_status == asked_in
 
 
 @pytest.mark.parametrize("body", ["", "   ", "x" * 10_001])
