@@ -3,8 +3,9 @@
 - same key, same body: the stored response, with `Idempotent-Replayed: true`;
 - same key, another body: 422;
 - same key while the first call is still running: 409.
-The claim is a row created before the work, unique per organisation and key.
-A 5xx answer is not stored, so the client may retry it.
+The claim is a row committed before the work, unique per organisation and key;
+the answer is stored in the same transaction as the work. A 5xx answer is
+not stored, so the client may retry it.
 """
 
 import datetime
@@ -45,21 +46,30 @@ def idempotent(view_method):
             return _replay(IdempotencyRecord.objects.get(organisation=organisation, key=key), fingerprint)
 
         try:
-            response = view_method(self, request, *args, **kwargs)
+            # The answer is stored in the work's own transaction: if the process dies before
+            # the commit, neither exists and the retry (after ABANDONED_AFTER) does the work once.
+            with transaction.atomic():
+                response = view_method(self, request, *args, **kwargs)
+                if response.status_code < 500:
+                    _store(record, response)
         except Exception as error:
+            # The work rolled back. A refusal (409, 400...) is an answer too: store it like any other.
             try:
-                # A refusal (409, 400...) is an answer too: store it like any other.
                 response = self.handle_exception(error)
             except Exception:
                 record.delete()
                 raise
+            if response.status_code < 500:
+                _store(record, response)
         if response.status_code >= 500:
             record.delete()
-        else:
-            IdempotencyRecord.objects.filter(pk=record.pk).update(status_code=response.status_code, response_body=response.data)
         return response
 
     return wrapper
+
+
+def _store(record: IdempotencyRecord, response: Response) -> None:
+    IdempotencyRecord.objects.filter(pk=record.pk).update(status_code=response.status_code, response_body=response.data)
 
 
 def _replay(earlier: IdempotencyRecord, fingerprint: str) -> Response:

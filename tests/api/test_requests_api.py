@@ -222,6 +222,29 @@ def test_idempotency_same_key_in_flight_is_409(api, operator):
 
 
 @pytest.mark.django_db
+def test_idempotency_a_call_that_dies_before_its_answer_is_stored_files_nothing(api, monkeypatch):
+    """The answer is stored with the work: a process dying in between leaves neither, and the retry files once."""
+    from requests_app.api import idempotency
+    from requests_app.models import IdempotencyRecord
+
+    def die(record, response):
+        raise SystemExit("worker killed")
+
+    monkeypatch.setattr(idempotency, "_store", die)
+    with pytest.raises(SystemExit):
+        api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="abc-4")
+    assert not PrivacyRequest.objects.exists()
+    monkeypatch.undo()
+    # The dead call's claim holds the key until it counts as abandoned...
+    assert api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="abc-4").status_code == 409
+    IdempotencyRecord.objects.update(created_at=timezone.now() - idempotency.ABANDONED_AFTER - timedelta(seconds=1))
+    # ...then the retry does the work, once.
+    retried = api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="abc-4")
+    assert retried.status_code == 201 and "Idempotent-Replayed" not in retried
+    assert PrivacyRequest.objects.count() == 1
+
+
+@pytest.mark.django_db
 def test_idempotency_keys_belong_to_one_organisation(api, other_operator):
     api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="shared")
     theirs = client_with(key_for(other_operator)).post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="shared")
