@@ -3,17 +3,18 @@
 import logging
 import re
 
-# /status/<reference>/<secret>/...: the secret opens the subject's page, letters and downloads.
-SUBJECT_LINK = re.compile(r"(/status/[^/\s]+/)[^/\s]+")
+# /status/<reference>/<secret>/...: the secret opens the subject's page, letters and downloads;
+# /staff/setup/<account>/<token>/: the token sets a staff account's password and authenticator.
+SECRET_LINK = re.compile(r"(/status/[^/\s]+/|/staff/setup/[^/\s]+/)[^/\s]+")
 
 
-class RedactSubjectLinks(logging.Filter):
-    """Blank the secret of a subject's link in a log line. Django logs the path of every 4xx and 5xx
-    answer ("Gone: /status/DSR-2026-00001/<secret>/download/..."), and a log reader must not get
-    a link that never expires."""
+class RedactSecretLinks(logging.Filter):
+    """Blank the secret of a subject's link, or of a staff setup link, in a log line. Django logs the path
+    of every 4xx and 5xx answer ("Gone: /status/DSR-2026-00001/<secret>/download/..."), and a log
+    reader must not get a link that never expires, or one that sets up a staff account."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "/status/" in message:
-            record.msg, record.args = SUBJECT_LINK.sub(r"\1[secret]", message), None
+        if "/status/" in message or "/staff/setup/" in message:
+            record.msg, record.args = SECRET_LINK.sub(r"\1[secret]", message), None
         return True

@@ -369,6 +369,9 @@ AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "staff/locked_out.html"
 AXES_IPWARE_META_PRECEDENCE_ORDER = [RATELIMIT_IP_META_KEY] if RATELIMIT_IP_META_KEY else ["REMOTE_ADDR"]
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Privacy Portal")
+# Lifetime of a staff account's setup link (services.staff_setup); Django has no other use for it here.
+PASSWORD_RESET_TIMEOUT = env_int("STAFF_INVITATION_HOURS", 72) * 3600
+
 # Export packages.
 EXPORT_WORK_DIR = env_str("EXPORT_WORK_DIR", str(VAR_DIR / "export-work"))
 EXPORT_COMPRESSLEVEL = env_int("EXPORT_COMPRESSLEVEL", 6)
@@ -484,9 +487,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"redact_subject_links": {"()": "privacy_portal.logging.RedactSubjectLinks"}},
+    "filters": {"redact_secret_links": {"()": "privacy_portal.logging.RedactSecretLinks"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_subject_links"]}
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secret_links"]}
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"axes": {"level": "WARNING"}},

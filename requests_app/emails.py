@@ -180,6 +180,26 @@ def send_withdrawal_notification(request: PrivacyRequest) -> bool:
     return send_once(request, "withdrawn", "", message)
 
 
+def send_staff_invitation(user_id: int) -> bool:
+    """The one-time link to set up a staff account. Sent again by a redelivered task: the link is the same
+    until used. Not sent to an account that was deactivated, or set up meanwhile (the link would not work)."""
+    from django.contrib.auth import get_user_model
+
+    from requests_app.services import staff_setup
+
+    user = get_user_model().objects.filter(pk=user_id, is_active=True, is_staff=True).first()
+    if user is None or not user.email or user.has_usable_password():
+        return False
+    context = {
+        "user": user,
+        "setup_url": absolute_url(staff_setup.setup_path(user)),
+        "link_hours": settings.PASSWORD_RESET_TIMEOUT // 3600,
+    }
+    render_email("staff-invitation", context, to=[user.email], language=settings.LANGUAGE_CODE).send()
+    logger.info("staff invitation sent to account %s", user.pk)
+    return True
+
+
 def send_subject_message(message) -> bool:
     """Email a staff message or letter to the subject, with the link to reply on the status page."""
     request = message.request

@@ -191,6 +191,12 @@ def compile_export(self, export_id: int) -> str | None:
         raise self.retry(countdown=settings.EXPORT_HEARTBEAT_STALE_SECONDS) from busy
 
 
+@shared_task(**EMAIL_RETRY)
+def send_staff_invitation(user_id: int) -> None:
+    """Email a staff account's owner the link to choose a password and set up an authenticator."""
+    emails.send_staff_invitation(user_id)
+
+
 @shared_task(acks_late=True)
 def requeue_lost_work() -> int:
     """Periodic: queue again the export compilations, Art. 19 notices, letters to subjects and

@@ -2,6 +2,7 @@
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import SetPasswordForm
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
@@ -197,13 +198,11 @@ class TeamForm(forms.ModelForm):
 class StaffUserForm(forms.ModelForm):
     role = forms.ChoiceField(choices=[(role, role) for role in roles.ROLES])
     teams = forms.ModelMultipleChoiceField(queryset=Team.objects.all(), required=False, widget=forms.CheckboxSelectMultiple)
-    password = forms.CharField(
-        widget=forms.PasswordInput, required=False, help_text=_("Set for a new account; leave empty to keep the current one.")
-    )
 
     class Meta:
         model = get_user_model()
         fields = ["username", "email", "first_name", "last_name", "is_active"]
+        help_texts = {"email": _("A new account's owner gets the link to set their password and authenticator here.")}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -211,24 +210,21 @@ class StaffUserForm(forms.ModelForm):
         if self.instance.pk:
             self.fields["role"].initial = roles.role_of(self.instance) or roles.HANDLER
             self.fields["teams"].initial = list(self.instance.privacy_teams.all())
-        else:
-            self.fields["password"].required = True
 
-    def clean_password(self):
-        from django.contrib.auth.password_validation import validate_password
 
-        password = self.cleaned_data["password"]
-        if password:
-            validate_password(password, self.instance)
-        return password
+def token_field(*, autofocus: bool) -> forms.CharField:
+    attrs = {"autocomplete": "one-time-code", "inputmode": "numeric", **({"autofocus": True} if autofocus else {})}
+    return forms.CharField(label=_("Code from your authenticator app"), max_length=8, widget=forms.TextInput(attrs=attrs))
 
 
 class TokenForm(forms.Form):
-    token = forms.CharField(
-        label=_("Code from your authenticator app"),
-        max_length=8,
-        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
-    )
+    token = token_field(autofocus=True)
+
+
+class AccountSetupForm(SetPasswordForm):
+    """The password the account's owner chooses, and the first code of the authenticator they scanned."""
+
+    token = token_field(autofocus=False)
 
 
 class SourceSystemForm(forms.ModelForm):

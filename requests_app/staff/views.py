@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import segno
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.contrib.auth import logout as auth_logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
@@ -55,7 +56,7 @@ from requests_app.models import (
 from requests_app.services import actions, certificate
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import exports as export_service
-from requests_app.services import handling, routing
+from requests_app.services import handling, routing, staff_setup
 from requests_app.services import webhooks as webhook_service
 from requests_app.staff import forms
 
@@ -107,7 +108,7 @@ class LoginView(auth_views.LoginView):
 
 
 def otp(request: HttpRequest) -> HttpResponse:
-    """Second factor: enter the code, or set up the authenticator on first sign-in."""
+    """Second factor: the code from the authenticator set up through the account's invitation."""
     user = request.user
     if not user.is_authenticated:
         return redirect("staff:login")
@@ -118,33 +119,57 @@ def otp(request: HttpRequest) -> HttpResponse:
         return redirect(next_url)
 
     device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
-    setting_up = device is None
-    if setting_up:
-        device, _created = TOTPDevice.objects.get_or_create(user=user, confirmed=False, defaults={"name": "authenticator"})
+    if device is None:
+        # Setting one up here would let whoever learnt the password bind their own (staff_setup).
+        auth_logout(request)
+        return render(request, "staff/no_authenticator.html", status=403)
 
     form = forms.TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         if device.verify_token(form.cleaned_data["token"].strip()):
-            if setting_up:
-                device.confirmed = True
-                device.save(update_fields=["confirmed"])
             otp_login(request, device)
             with transaction.atomic():
-                record_event(None, "staff_signed_in", actor=Actor.staff(user), data={"new_authenticator": setting_up})
+                record_event(None, "staff_signed_in", actor=Actor.staff(user), data={})
             return redirect(next_url)
         form.add_error("token", _("That code is not right, or it expired. Try the current one."))
+    return render(request, "staff/otp.html", {"form": form, "next": next_url})
 
-    context = {"form": form, "setting_up": setting_up, "next": next_url}
-    if setting_up:
-        context["qr_svg"] = segno.make(device.config_url).svg_inline(scale=4)
-        context["secret"] = device.config_url.split("secret=")[1].split("&")[0]
-    return render(request, "staff/otp.html", context)
+
+# The setup link's token moves from the URL into the session at once (as Django's password reset does),
+# so it is not in the address bar, the history or a Referer header while the page is open.
+SETUP_SESSION_KEY = "staff_setup_link"
+
+
+def setup_link(request: HttpRequest, uid: str, token: str) -> HttpResponse:
+    request.session[SETUP_SESSION_KEY] = [uid, token]
+    return redirect("staff:setup")
+
+
+def setup(request: HttpRequest) -> HttpResponse:
+    """Choose a password and set up the authenticator, through the link an invitation emailed."""
+    user = staff_setup.user_for_link(*request.session.get(SETUP_SESSION_KEY, ["", ""]))
+    if user is None:
+        return render(request, "staff/setup_link_invalid.html", status=400)
+    device = staff_setup.pending_device(user)
+    form = forms.AccountSetupForm(user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if device.verify_token(form.cleaned_data["token"].strip()):
+            staff_setup.complete_setup(user=user, password=form.cleaned_data["new_password1"], device=device)
+            del request.session[SETUP_SESSION_KEY]
+            messages.success(request, _("Your account is ready: sign in with your password and a code."))
+            return redirect("staff:login")
+        form.add_error("token", _("That code is not right, or it expired. Try the current one."))
+    context = {
+        "form": form,
+        "account": user,
+        "qr_svg": segno.make(device.config_url).svg_inline(scale=4),
+        "secret": device.config_url.split("secret=")[1].split("&")[0],
+    }
+    return render(request, "staff/setup.html", context)
 
 
 @require_POST
 def logout(request: HttpRequest) -> HttpResponse:
-    from django.contrib.auth import logout as auth_logout
-
     auth_logout(request)
     return redirect("staff:login")
 
@@ -527,35 +552,37 @@ def users(request: HttpRequest) -> HttpResponse:
 
 @staff_view(dpo_only=True)
 def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
-    """Create or change a staff account: role, teams, active; or reset its authenticator."""
+    """Create or change a staff account: role, teams, active. A new account's owner, or one who lost their
+    phone or password, is invited to set both up (services.staff_setup)."""
     instance = get_object_or_404(get_user_model(), pk=pk, is_staff=True) if pk else None
     if instance is not None and instance.is_superuser and not request.user.is_superuser:
         # A superuser's password and authenticator are changed only by another superuser.
         raise PermissionDenied
     form = forms.StaffUserForm(request.POST or None, instance=instance)
-    if request.method == "POST" and "reset_2fa" in request.POST and instance is not None:
-        with transaction.atomic():
-            TOTPDevice.objects.filter(user=instance).delete()
-            record_event(None, "staff_2fa_reset", actor=Actor.staff(request.user), data={"user": instance.username})
-        messages.success(request, _("Authenticator reset: they set up a new one at their next sign-in."))
+    if request.method == "POST" and "invite" in request.POST and instance is not None:
+        staff_setup.invite(user=instance, actor=Actor.staff(request.user))
+        messages.success(request, _("Invitation sent: their password and authenticator work no more until they set new ones through it."))
         return redirect("staff:users")
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             user = form.save(commit=False)
             user.is_staff = True
-            if form.cleaned_data["password"]:
-                user.set_password(form.cleaned_data["password"])
             user.save()
+            if instance is None:
+                staff_setup.send_invitation(user)
             user.groups.remove(*Group.objects.filter(name__in=roles.ROLES))
             user.groups.add(Group.objects.get_or_create(name=form.cleaned_data["role"])[0])
             user.privacy_teams.set(form.cleaned_data["teams"])
             record_event(
                 None, "staff_user_saved", actor=Actor.staff(request.user),
-                data={"user": user.username, "role": form.cleaned_data["role"], "active": user.is_active},
+                data={"user": user.username, "role": form.cleaned_data["role"], "active": user.is_active, "invited": instance is None},
             )
-        messages.success(request, _("Saved."))
+        if instance is None:
+            messages.success(request, _("Account created: its owner was emailed a link to choose a password and set up an authenticator."))
+        else:
+            messages.success(request, _("Saved."))
         return redirect("staff:users")
-    return render(request, "staff/settings_form.html", {"form": form, "title": _("Staff account"), "instance": instance, "list_url": "staff:users", "reset_2fa": instance is not None})
+    return render(request, "staff/settings_form.html", {"form": form, "title": _("Staff account"), "instance": instance, "list_url": "staff:users", "invite": instance is not None})
 
 
 # --- Export packages ------------------------------------------------------------------

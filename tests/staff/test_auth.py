@@ -1,13 +1,23 @@
+import io
+import logging
+import re
 from datetime import timedelta
 
 import pytest
 import time_machine
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core import mail
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from privacy_portal.logging import RedactSecretLinks
+from requests_app.audit import Actor
 from requests_app.models import AuditEvent
+from requests_app.services import staff_setup
 from tests.conftest import login_staff
 from tests.factories import UserFactory, staff_in_role
 
@@ -30,34 +40,119 @@ def test_anonymous_staff_pages_go_to_the_login(client):
     assert response.url.startswith(reverse("staff:login"))
 
 
+def setup_link_from(email) -> str:
+    (link,) = re.findall(r"http://\S+/staff/setup/\S+/", email.body)
+    return link.split("testserver", 1)[-1].removeprefix(settings.SITE_URL)
+
+
 @pytest.mark.django_db
-def test_first_sign_in_sets_up_the_authenticator(client):
-    handler = staff_in_role("Handler", username="new-handler")
-    response = sign_in_with_password(client, "new-handler")
-    assert response.url.startswith(reverse("staff:otp"))
+def test_an_invited_user_sets_up_password_and_authenticator_through_the_link(client, django_capture_on_commit_callbacks):
+    dpo = staff_in_role("DPO", username="dpo1")
+    login_staff(client, dpo)
+    with django_capture_on_commit_callbacks(execute=True):
+        created = client.post(
+            reverse("staff:user_new"),
+            {"username": "newbie", "email": "newbie@example.com", "role": "Handler", "is_active": "on"},
+        )
+    assert created.status_code == 302
+    newbie = get_user_model().objects.get(username="newbie")
+    assert not newbie.has_usable_password()  # nobody, the DPO included, knows a password for it
+    (invitation,) = mail.outbox
+    assert invitation.to == ["newbie@example.com"]
+    link = setup_link_from(invitation)
+    client.post(reverse("staff:logout"))
 
-    # The password alone opens nothing.
-    assert client.get(reverse("staff:home")).url.startswith(reverse("staff:otp"))
+    # The token leaves the address bar at once.
+    opened = client.get(link)
+    assert opened.url == reverse("staff:setup")
+    page = client.get(reverse("staff:setup"))
+    assert "<svg" in page.content.decode()
+    device = TOTPDevice.objects.get(user=newbie, confirmed=False)
 
-    setup = client.get(reverse("staff:otp"))
-    assert "Set up your authenticator" in setup.content.decode()
-    assert "<svg" in setup.content.decode()
-    device = TOTPDevice.objects.get(user=handler)
-    assert not device.confirmed
-
-    wrong = client.post(reverse("staff:otp"), {"token": "000000" if current_code(device) != "000000" else "111111"})
+    weak = client.post(reverse("staff:setup"), {"new_password1": "123", "new_password2": "123", "token": current_code(device)})
+    assert weak.status_code == 200 and "too short" in weak.content.decode()
+    wrong_code = "000000" if current_code(device) != "000000" else "111111"
+    wrong = client.post(reverse("staff:setup"), {"new_password1": PASSWORD, "new_password2": PASSWORD, "token": wrong_code})
     assert "not right" in wrong.content.decode()
-    assert client.get(reverse("staff:home")).status_code == 302
+    newbie.refresh_from_db()
+    assert not newbie.has_usable_password()
 
     # django-otp throttles a device after a wrong code: the next try must wait.
     with time_machine.travel(timezone.now() + timedelta(seconds=5)):
         device.refresh_from_db()
-        right = client.post(reverse("staff:otp"), {"token": current_code(device)})
-        assert right.url == reverse("staff:home")
+        done = client.post(reverse("staff:setup"), {"new_password1": PASSWORD, "new_password2": PASSWORD, "token": current_code(device)})
+        assert done.url == reverse("staff:login")
+    device.refresh_from_db()
+    assert device.confirmed
+    assert AuditEvent.objects.get(action="staff_setup_completed").actor == newbie
+
+    # The link worked once.
+    client.get(link)
+    assert client.get(reverse("staff:setup")).status_code == 400
+
+    # The account now signs in like any other: the password, then the code.
+    sign_in_with_password(client, "newbie")
+    with time_machine.travel(timezone.now() + timedelta(seconds=60)):
         device.refresh_from_db()
-        assert device.confirmed
+        assert client.post(reverse("staff:otp"), {"token": current_code(device)}).url == reverse("staff:home")
         assert client.get(reverse("staff:home")).status_code == 200
-    assert AuditEvent.objects.get(action="staff_signed_in").actor == handler
+
+
+@pytest.mark.django_db
+def test_sign_in_never_sets_up_an_authenticator(client):
+    """Whoever learnt the password of an account without one must not bind their own."""
+    staff_in_role("Handler", username="no-device")  # a password, no authenticator
+    response = sign_in_with_password(client, "no-device")
+    refused = client.get(response.url)
+    assert refused.status_code == 403
+    assert "no authenticator" in refused.content.decode()
+    assert not TOTPDevice.objects.exists()
+    assert "_auth_user_id" not in client.session
+    assert client.get(reverse("staff:home")).url.startswith(reverse("staff:login"))
+
+
+@pytest.mark.django_db
+def test_a_setup_link_expires_and_a_newer_invitation_replaces_it(client, settings, django_capture_on_commit_callbacks):
+    handler = staff_in_role("Handler", username="h1", email="h1@example.com")
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            staff_setup.invite(user=handler, actor=Actor.system())
+    first, second = (setup_link_from(email) for email in mail.outbox)
+    client.get(first)
+    assert client.get(reverse("staff:setup")).status_code == 400
+    client.get(second)
+    assert client.get(reverse("staff:setup")).status_code == 200
+    # Django's token clock is naive local time: go past the lifetime by more than any UTC offset.
+    with time_machine.travel(timezone.now() + timedelta(seconds=settings.PASSWORD_RESET_TIMEOUT, hours=3)):
+        client.get(second)
+        expired = client.get(reverse("staff:setup"))
+        assert expired.status_code == 400
+        assert "no longer works" in expired.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_setup_link_in_a_log_line_is_blanked():
+    record = logging.LogRecord("django.request", logging.WARNING, __file__, 1, "Not Found: %s", ("/staff/setup/MQ/abc-123/x/",), None)
+    RedactSecretLinks().filter(record)
+    assert record.getMessage() == "Not Found: /staff/setup/MQ/[secret]/x/"
+
+
+@pytest.mark.django_db
+def test_invite_staff_command_sets_up_the_first_dpo(django_capture_on_commit_callbacks):
+    root = UserFactory(username="root", is_superuser=True, email="")
+    root.set_password(PASSWORD)
+    root.save()
+    with pytest.raises(CommandError, match="no email address"):
+        call_command("invite_staff", "root")
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("invite_staff", "root", "--print-link", stdout=out)
+    root.refresh_from_db()
+    assert not root.has_usable_password()
+    link = out.getvalue().splitlines()[-1].removeprefix(settings.SITE_URL)
+    assert staff_setup.user_for_link(*link.strip("/").split("/")[-2:]) == root
+    with pytest.raises(CommandError, match="not an active staff account"):
+        call_command("invite_staff", "nobody")
 
 
 @pytest.mark.django_db
@@ -117,14 +212,18 @@ def test_idle_sessions_time_out(client, settings):
 
 
 @pytest.mark.django_db
-def test_the_dpo_can_reset_a_users_authenticator(client):
+def test_the_dpo_invites_someone_who_lost_their_phone_to_set_up_again(client, django_capture_on_commit_callbacks):
     dpo = staff_in_role("DPO", username="dpo1")
-    handler = staff_in_role("Handler", username="h1")
+    handler = staff_in_role("Handler", username="h1", email="h1@example.com")
     TOTPDevice.objects.create(user=handler, name="lost phone", confirmed=True)
     login_staff(client, dpo)
-    client.post(reverse("staff:user_edit", args=[handler.pk]), {"reset_2fa": "1"})
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("staff:user_edit", args=[handler.pk]), {"invite": "1"})
+    handler.refresh_from_db()
     assert not TOTPDevice.objects.filter(user=handler).exists()
-    assert AuditEvent.objects.get(action="staff_2fa_reset").data == {"user": "h1"}
+    assert not handler.has_usable_password()
+    assert AuditEvent.objects.get(action="staff_invited").data == {"user": "h1"}
+    assert mail.outbox[0].to == ["h1@example.com"]
 
 
 @pytest.mark.django_db
@@ -137,13 +236,10 @@ def test_the_dpo_creates_a_handler_with_a_role_and_teams(client):
     login_staff(client, dpo)
     response = client.post(
         reverse("staff:user_new"),
-        {"username": "newbie", "email": "newbie@example.com", "role": "Handler", "teams": [team.pk],
-         "password": "a-long-enough-passphrase-42", "is_active": "on"},
+        {"username": "newbie", "email": "newbie@example.com", "role": "Handler", "teams": [team.pk], "is_active": "on"},
     )
     assert response.status_code == 302
-    from django.contrib.auth import get_user_model
-
     newbie = get_user_model().objects.get(username="newbie")
     assert newbie.is_staff and roles.role_of(newbie) == roles.HANDLER
     assert list(newbie.privacy_teams.all()) == [team]
-    assert newbie.check_password("a-long-enough-passphrase-42")
+    assert AuditEvent.objects.get(action="staff_user_saved").data == {"user": "newbie", "role": "Handler", "active": True, "invited": True}

@@ -1,0 +1,80 @@
+"""Staff accounts are set up by invitation, never by a password someone else chose.
+
+A DPO creates an account (or, for a lost phone, invites its owner again);
+that blanks the account's password and authenticator and emails its owner a
+one-time link. Through the link the owner chooses a password and scans the
+authenticator's QR code, both in one step. Sign-in itself never sets up an
+authenticator: whoever learnt a password could otherwise bind their own.
+
+The link's token is Django's password-reset token under another salt. It
+covers the password hash, so it stops working once used or once a newer
+invitation replaces the password; it expires after STAFF_INVITATION_HOURS
+(PASSWORD_RESET_TIMEOUT).
+"""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.tokens import PasswordResetTokenGenerator
+from django.db import transaction
+from django.urls import reverse
+from django.utils.encoding import force_bytes, force_str
+from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from requests_app import roles, tasks
+from requests_app.audit import Actor, record_event
+
+
+class SetupTokenGenerator(PasswordResetTokenGenerator):
+    key_salt = "requests_app.services.staff_setup"
+
+
+setup_tokens = SetupTokenGenerator()
+
+
+def invite(*, user, actor: Actor) -> None:
+    """Invite an existing account's owner to set up again (a lost phone or password)."""
+    with transaction.atomic():
+        send_invitation(user)
+        record_event(None, "staff_invited", actor=actor, data={"user": user.get_username()})
+
+
+def send_invitation(user) -> None:
+    """Blank the account's password and authenticator and email its owner a setup link. The caller
+    records the audit event (a new account's is the creation's own)."""
+    user.set_unusable_password()
+    user.save(update_fields=["password"])
+    TOTPDevice.objects.filter(user=user).delete()
+    tasks.queue_after_commit(tasks.send_staff_invitation, user.id)
+
+
+def setup_path(user) -> str:
+    """The path of the account's current setup link (made when the email is sent)."""
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    return reverse("staff:setup_link", args=[uid, setup_tokens.make_token(user)])
+
+
+def user_for_link(uid: str, token: str):
+    """The active staff account the link belongs to, or None if the link is wrong, used or expired."""
+    try:
+        user = get_user_model().objects.get(pk=force_str(urlsafe_base64_decode(uid)), is_staff=True, is_active=True)
+    except (ValueError, TypeError, OverflowError, get_user_model().DoesNotExist):
+        return None
+    if roles.role_of(user) is None or not setup_tokens.check_token(user, token):
+        return None
+    return user
+
+
+def pending_device(user) -> TOTPDevice:
+    """The authenticator being set up through the link (one per account until confirmed)."""
+    device, _created = TOTPDevice.objects.get_or_create(user=user, confirmed=False, defaults={"name": "authenticator"})
+    return device
+
+
+def complete_setup(*, user, password: str, device: TOTPDevice) -> None:
+    """Set the chosen password and confirm the authenticator; the link stops working."""
+    with transaction.atomic():
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+        record_event(None, "staff_setup_completed", actor=Actor.staff(user), data={"user": user.get_username()})
