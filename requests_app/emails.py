@@ -3,6 +3,7 @@ subject's language and is sent at most once per (request, kind, key)."""
 
 import datetime
 import logging
+from smtplib import SMTPException, SMTPRecipientsRefused
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -37,6 +38,26 @@ def render_email(template: str, context: dict, *, to: list[str], language: str) 
     return message
 
 
+class EmailRejected(Exception):
+    """The recipient's mail server refused the address for good (SMTP 5xx): retrying cannot help."""
+
+    def __init__(self, smtp_code: int):
+        super().__init__(f"the recipient's address was refused with SMTP {smtp_code}")
+        self.smtp_code = smtp_code
+
+
+def deliver(message: EmailMultiAlternatives) -> None:
+    """Send `message`. A refused recipient raises EmailRejected when every refusal is permanent (5xx),
+    else an SMTPException to retry (4xx); neither names the address, which a log line must not hold."""
+    try:
+        message.send()
+    except SMTPRecipientsRefused as refused:
+        codes = [code for code, _reply in refused.recipients.values()]
+        if codes and all(code >= 500 for code in codes):
+            raise EmailRejected(min(codes)) from None
+        raise SMTPException(f"the recipient's address was deferred with SMTP {min(codes, default=0)}") from None
+
+
 def send_once(request: PrivacyRequest, kind: str, key: str, message: EmailMultiAlternatives) -> bool:
     """Send `message` unless this (request, kind, key) email went out already.
 
@@ -47,12 +68,27 @@ def send_once(request: PrivacyRequest, kind: str, key: str, message: EmailMultiA
     try:
         with transaction.atomic():
             SentNotification.objects.create(request=request, kind=kind, key=key, sent_at=timezone.now())
-            message.send()
+            deliver(message)
     except IntegrityError:
         logger.info("email %s for request %s already sent, skipping", kind, request.reference)
         return False
     logger.info("email %s sent for request %s", kind, request.reference)
     return True
+
+
+def send_to_subject(request: PrivacyRequest, kind: str, key: str, message: EmailMultiAlternatives) -> bool:
+    """send_once, for an email to the subject. When their mail server refuses the address for good,
+    staff see it on the request and in its trail (they must reach the subject another way), the
+    lost-email sweeps stop sending to it, and EmailRejected ends the task without retries."""
+    from requests_app.audit import Actor, record_event
+
+    try:
+        return send_once(request, kind, key, message)
+    except EmailRejected as rejected:
+        with transaction.atomic():
+            PrivacyRequest.objects.filter(pk=request.pk).update(subject_email_rejected_at=timezone.now())
+            record_event(request, "subject_email_rejected", actor=Actor.system(), data={"email": kind, "smtp_code": rejected.smtp_code})
+        raise
 
 
 def send_verification_email(request: PrivacyRequest) -> bool:
@@ -78,7 +114,7 @@ def send_acknowledgement(request: PrivacyRequest, kind: str, key: str, message: 
     """Send an email that confirms receipt (once). Each try is noted first: while tries go on, the
     lost-task sweep (intake.requeue_lost_acknowledgements) leaves it alone."""
     PrivacyRequest.objects.filter(pk=request.pk, acknowledged_at__isnull=True).update(acknowledgement_queued_at=timezone.now())
-    sent = send_once(request, kind, key, message)
+    sent = send_to_subject(request, kind, key, message)
     mark_acknowledged(request)
     return sent
 
@@ -87,7 +123,7 @@ def send_status_link_email(request: PrivacyRequest, event_sequence: int) -> bool
     """The status page link, sent again because the subject asked for it (keyed by that asking's event)."""
     context = {"request": request, "status_url": status_url(request)}
     message = render_email("status-link", context, to=[request.subject_email], language=request.language)
-    return send_once(request, "status_link", str(event_sequence), message)
+    return send_to_subject(request, "status_link", str(event_sequence), message)
 
 
 def mark_acknowledged(request: PrivacyRequest) -> None:
@@ -99,7 +135,7 @@ def send_extension_email(request: PrivacyRequest) -> bool:
     """Tell the subject the new due date and why (GDPR Art. 12(3))."""
     context = {"request": request, "status_url": status_url(request)}
     message = render_email("deadline-extended", context, to=[request.subject_email], language=request.language)
-    return send_once(request, "deadline_extended", "", message)
+    return send_to_subject(request, "deadline_extended", "", message)
 
 
 def deadline_alert_recipients(request: PrivacyRequest) -> list[str]:
@@ -133,7 +169,7 @@ def send_deadline_alert(notification: SentNotification) -> bool:
             "request_url": staff_request_url(request),
         }
         template = "deadline-escalation" if threshold == "overdue" else "deadline-reminder"
-        render_email(template, context, to=deadline_alert_recipients(request), language=settings.LANGUAGE_CODE).send()
+        deliver(render_email(template, context, to=deadline_alert_recipients(request), language=settings.LANGUAGE_CODE))
         claim.sent_at = timezone.now()
         claim.save(update_fields=["sent_at"])
     logger.info("deadline alert %s sent for request %s", threshold, request.reference)
@@ -195,7 +231,7 @@ def send_staff_invitation(user_id: int) -> bool:
         "setup_url": absolute_url(staff_setup.setup_path(user)),
         "link_hours": settings.PASSWORD_RESET_TIMEOUT // 3600,
     }
-    render_email("staff-invitation", context, to=[user.email], language=settings.LANGUAGE_CODE).send()
+    deliver(render_email("staff-invitation", context, to=[user.email], language=settings.LANGUAGE_CODE))
     logger.info("staff invitation sent to account %s", user.pk)
     return True
 
@@ -205,7 +241,7 @@ def send_subject_message(message) -> bool:
     request = message.request
     context = {"request": request, "message": message, "status_url": status_url(request)}
     email = render_email("message-to-subject", context, to=[request.subject_email], language=request.language)
-    return send_once(request, "message", str(message.public_id), email)
+    return send_to_subject(request, "message", str(message.public_id), email)
 
 
 def send_daily_digest(*, today: datetime.date, recipients: list[str]) -> None:
@@ -213,7 +249,7 @@ def send_daily_digest(*, today: datetime.date, recipients: list[str]) -> None:
     from requests_app import selectors
 
     context = {"today": today, **selectors.workload_summary(today=today), "dashboard_url": absolute_url(reverse("staff:home"))}
-    render_email("daily-digest", context, to=recipients, language=settings.LANGUAGE_CODE).send()
+    deliver(render_email("daily-digest", context, to=recipients, language=settings.LANGUAGE_CODE))
 
 
 def send_export_ready_email(export) -> bool:
@@ -221,7 +257,7 @@ def send_export_ready_email(export) -> bool:
     request = export.request
     context = {"request": request, "export": export, "status_url": status_url(request)}
     message = render_email("export-ready", context, to=[request.subject_email], language=request.language)
-    return send_once(request, "export_ready", str(export.public_id), message)
+    return send_to_subject(request, "export_ready", str(export.public_id), message)
 
 
 def send_webhook_disabled_email(endpoint_id: int) -> None:
@@ -231,7 +267,7 @@ def send_webhook_disabled_email(endpoint_id: int) -> None:
 
     endpoint = WebhookEndpoint.objects.select_related("organisation").get(pk=endpoint_id)
     context = {"endpoint": endpoint, "log_url": absolute_url(reverse("staff:webhooks"))}
-    render_email("webhook-disabled", context, to=dpo_recipients(dpo_users()), language=settings.LANGUAGE_CODE).send()
+    deliver(render_email("webhook-disabled", context, to=dpo_recipients(dpo_users()), language=settings.LANGUAGE_CODE))
 
 
 def send_recipient_notice(recipient, content: dict) -> None:
@@ -249,8 +285,7 @@ def send_recipient_notice(recipient, content: dict) -> None:
         "actions": actions,
         "identifier_kind": IdentityKind(content["identifier_kind"]).label,
     }
-    message = render_email("recipient-notice", context, to=[recipient.notification_email], language=settings.LANGUAGE_CODE)
-    message.send()
+    deliver(render_email("recipient-notice", context, to=[recipient.notification_email], language=settings.LANGUAGE_CODE))
 
 
 def send_audit_chain_broken_email(check_id: int) -> None:
@@ -259,4 +294,4 @@ def send_audit_chain_broken_email(check_id: int) -> None:
     from requests_app.services.routing import dpo_users
 
     check = AuditChainCheck.objects.get(pk=check_id)
-    render_email("audit-chain-broken", {"check": check}, to=dpo_recipients(dpo_users()), language=settings.LANGUAGE_CODE).send()
+    deliver(render_email("audit-chain-broken", {"check": check}, to=dpo_recipients(dpo_users()), language=settings.LANGUAGE_CODE))

@@ -204,6 +204,9 @@ class PrivacyRequest(models.Model):
     # When the first email to the subject (the verification link, or the confirmation of a request
     # received directly) was last queued or tried; intake.requeue_lost_acknowledgements reads it.
     acknowledgement_queued_at = models.DateTimeField(null=True, blank=True)
+    # When the subject's mail server last refused their address for good (SMTP 5xx): staff are shown it,
+    # and the lost-email sweeps stop sending to it.
+    subject_email_rejected_at = models.DateTimeField(null=True, blank=True)
     # The next reminder or escalation, so the sweep reads only the requests that
     # crossed a threshold. None while the clock is paused or the request is closed.
     next_alert_on = models.DateField(null=True, blank=True)

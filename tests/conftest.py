@@ -82,3 +82,42 @@ def login_staff(client, user):
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     session.save()
     return client
+
+
+class SMTPServer:
+    """What a real SMTP server on 127.0.0.1 accepted. Its mail server refuses recipients whose
+    address starts with "gone" for good (550) and those starting with "busy" for now (450)."""
+
+    def __init__(self):
+        self.accepted = []  # (recipients, message bytes) per message
+        self.refused = []  # addresses, once per refusal
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith(("gone", "busy")):
+            self.refused.append(address)
+            return "550 5.1.1 No such mailbox" if address.startswith("gone") else "450 4.2.1 Mailbox busy, try later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.accepted.append((list(envelope.rcpt_tos), envelope.content))
+        return "250 Message accepted"
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """Django sends its email to a real SMTP server on 127.0.0.1 for this test."""
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = SMTPServer()
+    controller = Controller(server, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    yield server
+    controller.stop()

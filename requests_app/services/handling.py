@@ -147,6 +147,7 @@ def requeue_unsent_messages(*, now: datetime.datetime | None = None) -> int:
         Message.objects.filter(
             direction=MessageDirection.TO_SUBJECT,
             emailed_at__isnull=True,
+            request__subject_email_rejected_at__isnull=True,
             queued_at__lt=now - MESSAGE_LOST_AFTER,
             created_at__gte=now - MESSAGE_GIVE_UP_AFTER,
         )

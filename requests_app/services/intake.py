@@ -387,6 +387,7 @@ def requeue_lost_acknowledgements(*, now: datetime | None = None) -> int:
     lost = list(
         PrivacyRequest.objects.filter(
             acknowledged_at__isnull=True,
+            subject_email_rejected_at__isnull=True,
             acknowledgement_queued_at__lt=now - ACKNOWLEDGEMENT_LOST_AFTER,
             created_at__gte=now - ACKNOWLEDGEMENT_GIVE_UP_AFTER,
             status__in=lifecycle.OPEN_STATUSES,

@@ -134,6 +134,9 @@ def deliver(*, notice_id: int, final_attempt: bool = False) -> bool:
                 _post(recipient, content)
             else:
                 emails.send_recipient_notice(recipient, content)
+        except emails.EmailRejected as error:
+            failure, final_attempt = error, True  # the address is refused for good: no retry
+            _failed(notice, str(error), final=True)
         except (NoticeFailed, SMTPException, OSError) as error:
             failure = error
             _failed(notice, str(error) or type(error).__name__, final=final_attempt)

@@ -204,6 +204,16 @@ def test_a_failing_endpoint_keeps_the_notice_pending_then_failed_then_resent(
     handling.request_complete(request=erasure_request, actor=dpo_actor, letter="Done", expected_status=erasure_request.status)
 
 
+def test_an_email_address_refused_for_good_fails_the_notice_at_once(crm, erasure_request, dpo_actor, carry_out, smtp_server):
+    notice = _due_notice(crm, erasure_request, dpo_actor, carry_out, notification_email="gone@partner.example")
+    tasks.send_recipient_notice.delay(notice.id)  # no retry: the mail server will not change its mind
+    notice.refresh_from_db()
+    assert (notice.status, notice.attempts) == (NoticeStatus.FAILED, 1)
+    assert "SMTP 550" in notice.error
+    assert smtp_server.refused == ["gone@partner.example"]
+    assert AuditEvent.objects.filter(request=erasure_request, action="recipient_notice_failed").count() == 1
+
+
 def test_the_task_retries_and_marks_the_notice_failed_after_its_last_attempt(crm, erasure_request, dpo_actor, receiver, carry_out):
     notice = _due_notice(crm, erasure_request, dpo_actor, carry_out, notification_webhook_url=receiver.url)
     receiver.status = 503
