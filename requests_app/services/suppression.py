@@ -11,6 +11,7 @@ since forgetting them would let the processing start again.
 """
 
 import csv
+import re
 from collections.abc import Iterable, Iterator
 
 import phonenumbers
@@ -133,7 +134,20 @@ def entries_csv(entries, out) -> Iterator:
     yield writer.writerow(CSV_HEADER)
     rows = entries.order_by("created_at", "id").values_list("kind", "value", "right", "created_at")
     for kind, value, right, created_at in rows.iterator(chunk_size=2000):
-        yield writer.writerow([kind, value, right, created_at.isoformat()])
+        yield writer.writerow([kind, spreadsheet_safe(value), right, created_at.isoformat()])
+
+
+# A plain number, like a phone number in E.164: a spreadsheet shows it, runs nothing.
+NUMBER = re.compile(r"[+-]?\d+")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """The value, with a leading ' when a spreadsheet opening the CSV would run it as a formula
+    (=, +, -, @, tab or carriage return first, as OWASP lists). A customer reference is free
+    text a subject typed; the JSON endpoints give every value as it is."""
+    if value[:1] in ("=", "+", "-", "@", "\t", "\r") and not NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def suppressed_among(purpose: SuppressionPurpose, identifiers: list[tuple[str, str]]) -> set[tuple[str, str]]:

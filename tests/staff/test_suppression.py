@@ -168,6 +168,25 @@ def test_entries_csv_lists_kind_value_right_and_time(marketing, dpo):
     assert len(rows) == 2
 
 
+@pytest.mark.parametrize(
+    ("value", "in_csv"),
+    [
+        ("=HYPERLINK(\"http://evil.example\",\"x\")", "'=HYPERLINK(\"http://evil.example\",\"x\")"),
+        ("@SUM(1+1)", "'@SUM(1+1)"),
+        ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
+        ("+32470123456", "+32470123456"),  # a phone number stays as it is
+        ("CUST-0042", "CUST-0042"),
+    ],
+)
+@pytest.mark.django_db
+def test_a_csv_cell_never_runs_as_a_spreadsheet_formula(marketing, value, in_csv):
+    SuppressionEntry.objects.create(purpose=marketing, kind="customer_reference", value=value, right="objection")
+    out = io.StringIO()
+    for _row in suppression.entries_csv(marketing.entries.all(), out):
+        pass
+    assert list(csv.reader(io.StringIO(out.getvalue())))[1][1] == in_csv
+
+
 @pytest.mark.parametrize(("role", "status"), [("DPO", 200), ("Auditor", 200), ("Handler", 403)])
 @pytest.mark.django_db
 def test_only_the_dpo_and_auditors_download_a_list(client, marketing, dpo, role, status):
