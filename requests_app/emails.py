@@ -217,8 +217,8 @@ def send_withdrawal_notification(request: PrivacyRequest) -> bool:
 
 
 def send_staff_invitation(user_id: int) -> bool:
-    """The one-time link to set up a staff account. Sent again by a redelivered task: the link is the same
-    until used. Not sent to an account that was deactivated, or set up meanwhile (the link would not work)."""
+    """The one-time link to set up a staff account. A redelivered task sends another: each works until one
+    is used. Not sent to an account that was deactivated, or set up meanwhile (the link would not work)."""
     from django.contrib.auth import get_user_model
 
     from requests_app.services import staff_setup

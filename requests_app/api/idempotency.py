@@ -69,7 +69,11 @@ def idempotent(view_method):
 
 
 def _store(record: IdempotencyRecord, response: Response) -> None:
-    IdempotencyRecord.objects.filter(pk=record.pk).update(status_code=response.status_code, response_body=response.data)
+    stored = IdempotencyRecord.objects.filter(pk=record.pk).update(status_code=response.status_code, response_body=response.data)
+    if not stored:
+        # The claim was taken for abandoned (this call outlived ABANDONED_AFTER) and a retry did the
+        # work: this call's work must roll back, or it would be done twice.
+        raise RuntimeError(f"the claim on this {HEADER} was given up while the call ran")
 
 
 def _replay(earlier: IdempotencyRecord, fingerprint: str) -> Response:

@@ -61,6 +61,12 @@ def export_start(*, request: PrivacyRequest, actor: Actor, kind: str = ExportKin
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
         if locked.status not in VERIFIED_OPEN:
             raise RequestError(_("Only an open, verified request can have its data exported."))
+        if kind not in locked.requested_rights:
+            # A package is the answer to a request for a copy; an erasure or an objection asks for none.
+            raise RequestError(
+                _("This request does not ask for %(kind)s: compile that package only for a request that does.")
+                % {"kind": ExportKind(kind).label}
+            )
         if locked.exports.filter(status__in=ACTIVE).exists():
             raise RequestError(_("An export of this request is already under way."))
         if encrypt and not locked.identities.filter(kind=IdentityKind.PHONE, verified_at__isnull=False).exists():

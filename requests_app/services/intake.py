@@ -176,7 +176,8 @@ def request_submit(
         task = tasks.send_verification_email if needs_email_verification else tasks.follow_up_request
         tasks.queue_after_commit(task, request.id)
         # Last, so the lock on the chain head, which every submission waits
-        # for, is held only until the commit that follows.
+        # for, is held only until the commit that follows (with an Idempotency-Key,
+        # until the answer is stored in the same transaction: api.idempotency).
         record_event(
             request,
             "submitted",

@@ -18,7 +18,9 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
+from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp.util import random_hex
 
 from requests_app import roles, tasks
 from requests_app.audit import Actor, record_event
@@ -53,10 +55,12 @@ def setup_path(user) -> str:
     return reverse("staff:setup_link", args=[uid, setup_tokens.make_token(user)])
 
 
-def user_for_link(uid: str, token: str):
-    """The active staff account the link belongs to, or None if the link is wrong, used or expired."""
+def user_for_link(uid: str, token: str, *, for_update: bool = False):
+    """The active staff account the link belongs to, or None if the link is wrong, used or expired.
+    `for_update` locks the account's row, so that two tabs cannot both use one link."""
+    accounts = get_user_model().objects.select_for_update() if for_update else get_user_model().objects
     try:
-        user = get_user_model().objects.get(pk=force_str(urlsafe_base64_decode(uid)), is_staff=True, is_active=True)
+        user = accounts.get(pk=force_str(urlsafe_base64_decode(uid)), is_staff=True, is_active=True)
     except (ValueError, TypeError, OverflowError, get_user_model().DoesNotExist):
         return None
     if roles.role_of(user) is None or not setup_tokens.check_token(user, token):
@@ -64,17 +68,38 @@ def user_for_link(uid: str, token: str):
     return user
 
 
-def pending_device(user) -> TOTPDevice:
-    """The authenticator being set up through the link (one per account until confirmed)."""
-    device, _created = TOTPDevice.objects.get_or_create(user=user, confirmed=False, defaults={"name": "authenticator"})
-    return device
+def new_authenticator_key() -> str:
+    """A fresh TOTP secret for one setup page. Each browser that opens the link gets its own, kept in
+    its session: one who merely saw the page cannot hold a copy of the key its owner confirms."""
+    return random_hex(20)
 
 
-def complete_setup(*, user, password: str, device: TOTPDevice) -> None:
-    """Set the chosen password and confirm the authenticator; the link stops working."""
+def authenticator(user, key: str) -> TOTPDevice:
+    """The device for `key`, not saved: its QR code to scan, its codes to check."""
+    return TOTPDevice(user=user, key=key, name="authenticator", confirmed=True)
+
+
+def code_matches(device: TOTPDevice, code: str) -> bool:
+    """Whether `code` is the authenticator's current one (a step either side, for clock drift)."""
+    code = code.strip()
+    if not code.isdigit():
+        return False
+    return TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift).verify(int(code), tolerance=1)
+
+
+class LinkUsed(Exception):
+    """The link was used (or replaced) while its page was open."""
+
+
+def complete_setup(*, uid: str, token: str, password: str, key: str) -> None:
+    """Set the chosen password and the authenticator scanned; the link stops working (the token covers
+    the password). The account's row is locked and the link checked again: of two tabs, one wins."""
     with transaction.atomic():
+        user = user_for_link(uid, token, for_update=True)
+        if user is None:
+            raise LinkUsed
         user.set_password(password)
         user.save(update_fields=["password"])
-        device.confirmed = True
-        device.save(update_fields=["confirmed"])
+        TOTPDevice.objects.filter(user=user).delete()
+        authenticator(user, key).save()
         record_event(None, "staff_setup_completed", actor=Actor.staff(user), data={"user": user.get_username()})

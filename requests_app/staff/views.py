@@ -136,25 +136,30 @@ def otp(request: HttpRequest) -> HttpResponse:
 
 
 # The setup link's token moves from the URL into the session at once (as Django's password reset does),
-# so it is not in the address bar, the history or a Referer header while the page is open.
-SETUP_SESSION_KEY = "staff_setup_link"
+# so it is not in the address bar, the history or a Referer header while the page is open. The session
+# also keeps the authenticator key this browser is shown (staff_setup.new_authenticator_key).
+SETUP_SESSION_KEY = "staff_setup"
 
 
 def setup_link(request: HttpRequest, uid: str, token: str) -> HttpResponse:
-    request.session[SETUP_SESSION_KEY] = [uid, token]
+    request.session[SETUP_SESSION_KEY] = {"uid": uid, "token": token, "key": staff_setup.new_authenticator_key()}
     return redirect("staff:setup")
 
 
 def setup(request: HttpRequest) -> HttpResponse:
     """Choose a password and set up the authenticator, through the link an invitation emailed."""
-    user = staff_setup.user_for_link(*request.session.get(SETUP_SESSION_KEY, ["", ""]))
+    pending = request.session.get(SETUP_SESSION_KEY) or {"uid": "", "token": "", "key": ""}
+    user = staff_setup.user_for_link(pending["uid"], pending["token"])
     if user is None:
         return render(request, "staff/setup_link_invalid.html", status=400)
-    device = staff_setup.pending_device(user)
+    device = staff_setup.authenticator(user, pending["key"])
     form = forms.AccountSetupForm(user, request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if device.verify_token(form.cleaned_data["token"].strip()):
-            staff_setup.complete_setup(user=user, password=form.cleaned_data["new_password1"], device=device)
+        if staff_setup.code_matches(device, form.cleaned_data["token"]):
+            try:
+                staff_setup.complete_setup(password=form.cleaned_data["new_password1"], **pending)
+            except staff_setup.LinkUsed:
+                return render(request, "staff/setup_link_invalid.html", status=400)
             del request.session[SETUP_SESSION_KEY]
             messages.success(request, _("Your account is ready: sign in with your password and a code."))
             return redirect("staff:login")
@@ -323,6 +328,8 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "attachments": privacy_request.attachments.all(),
         "pauses": privacy_request.pauses.all(),
         "exports": privacy_request.exports.all(),
+        # A package answers a request for a copy: the kinds this request asks for.
+        "export_kinds": [(kind.value, kind.label) for kind in ExportKind if kind.value in privacy_request.requested_rights],
         "forms": {slot: _action_form(slot, privacy_request) for slot in FORM_SLOTS},
         # Shown with the Complete button, so staff see what is missing before they try.
         "completion_blockers": actions.completion_blockers(privacy_request) if "complete" in allowed else [],
@@ -560,6 +567,9 @@ def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         raise PermissionDenied
     form = forms.StaffUserForm(request.POST or None, instance=instance)
     if request.method == "POST" and "invite" in request.POST and instance is not None:
+        if not (instance.is_active and instance.email):
+            messages.error(request, _("Only an active account with an email address can be invited: nothing was changed."))
+            return redirect("staff:user_edit", pk=instance.pk)
         staff_setup.invite(user=instance, actor=Actor.staff(request.user))
         messages.success(request, _("Invitation sent: their password and authenticator work no more until they set new ones through it."))
         return redirect("staff:users")

@@ -245,6 +245,25 @@ def test_idempotency_a_call_that_dies_before_its_answer_is_stored_files_nothing(
 
 
 @pytest.mark.django_db
+def test_idempotency_a_call_that_outlived_its_claim_rolls_back(api, monkeypatch):
+    """A call running past ABANDONED_AFTER lost its claim to a retry, which did the work: this one must not."""
+    from requests_app.api import views
+    from requests_app.models import IdempotencyRecord
+
+    submit = views.intake.request_submit
+
+    def slow_submit(**kwargs):
+        filed = submit(**kwargs)
+        IdempotencyRecord.objects.all().delete()  # a retry took the claim for abandoned
+        return filed
+
+    monkeypatch.setattr(views.intake, "request_submit", slow_submit)
+    with pytest.raises(RuntimeError, match="given up"):
+        api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="abc-5")
+    assert not PrivacyRequest.objects.exists()
+
+
+@pytest.mark.django_db
 def test_idempotency_keys_belong_to_one_organisation(api, other_operator):
     api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="shared")
     theirs = client_with(key_for(other_operator)).post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="shared")

@@ -349,3 +349,23 @@ def test_purging_a_closed_request_deletes_its_exports_and_their_extracts(demo_re
         purge_personal_data(demo_request)
     assert not default_storage.exists(extract)
     assert ExportPackage.objects.get(pk=stuck.pk).status == ExportStatus.EXPIRED
+
+
+@pytest.mark.parametrize("rights", [["erasure"], ["objection"], ["access"]])
+def test_a_package_is_compiled_only_of_the_kinds_the_request_asks_for(client, dpo, rights):
+    """A package answers a request for a copy; an erasure or an objection asks for none."""
+    from requests_app.lifecycle import RequestError
+
+    from requests_app.services.intake import RightDetails
+
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(right) for right in rights])
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert ("Compile a data export" in page) == (rights == ["access"])
+    assert '<option value="portability">' not in page
+    with pytest.raises(RequestError, match="does not ask for Portability"):
+        export_start(request=request, actor=Actor.staff(dpo), kind="portability")
+    if rights != ["access"]:
+        with pytest.raises(RequestError, match="does not ask for Access"):
+            export_start(request=request, actor=Actor.staff(dpo), kind="access")
+        assert not ExportPackage.objects.exists()

@@ -1,3 +1,4 @@
+import base64
 import io
 import logging
 import re
@@ -9,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import mail
 from django.core.management import CommandError, call_command
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from django_otp.oath import TOTP
@@ -42,7 +44,32 @@ def test_anonymous_staff_pages_go_to_the_login(client):
 
 def setup_link_from(email) -> str:
     (link,) = re.findall(r"http://\S+/staff/setup/\S+/", email.body)
-    return link.split("testserver", 1)[-1].removeprefix(settings.SITE_URL)
+    return link.removeprefix(settings.SITE_URL)
+
+
+def code_on_page(page) -> str:
+    """The current code of the authenticator whose key the setup page shows, as the app would compute it."""
+    (secret,) = re.findall(r'<code id="totp-secret">([A-Z2-7]+)</code>', page.content.decode())
+    return f"{TOTP(base64.b32decode(secret + '=' * (-len(secret) % 8))).token():06d}"
+
+
+def open_setup_page(client, link):
+    opened = client.get(link)
+    assert opened.url == reverse("staff:setup")  # the token leaves the address bar at once
+    return client.get(reverse("staff:setup"))
+
+
+def set_up(client, code, password=PASSWORD):
+    return client.post(reverse("staff:setup"), {"new_password1": password, "new_password2": password, "token": code})
+
+
+@pytest.fixture
+def invited(django_capture_on_commit_callbacks):
+    """A handler invited to set up their account, and the link emailed to them."""
+    handler = staff_in_role("Handler", username="h1", email="h1@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_setup.invite(user=handler, actor=Actor.system())
+    return handler, setup_link_from(mail.outbox[-1])
 
 
 @pytest.mark.django_db
@@ -62,27 +89,18 @@ def test_an_invited_user_sets_up_password_and_authenticator_through_the_link(cli
     link = setup_link_from(invitation)
     client.post(reverse("staff:logout"))
 
-    # The token leaves the address bar at once.
-    opened = client.get(link)
-    assert opened.url == reverse("staff:setup")
-    page = client.get(reverse("staff:setup"))
+    page = open_setup_page(client, link)
     assert "<svg" in page.content.decode()
-    device = TOTPDevice.objects.get(user=newbie, confirmed=False)
-
-    weak = client.post(reverse("staff:setup"), {"new_password1": "123", "new_password2": "123", "token": current_code(device)})
+    weak = set_up(client, code_on_page(page), password="123")
     assert weak.status_code == 200 and "too short" in weak.content.decode()
-    wrong_code = "000000" if current_code(device) != "000000" else "111111"
-    wrong = client.post(reverse("staff:setup"), {"new_password1": PASSWORD, "new_password2": PASSWORD, "token": wrong_code})
+    wrong = set_up(client, "000000" if code_on_page(page) != "000000" else "111111")
     assert "not right" in wrong.content.decode()
     newbie.refresh_from_db()
-    assert not newbie.has_usable_password()
+    assert not newbie.has_usable_password() and not TOTPDevice.objects.filter(user=newbie).exists()
 
-    # django-otp throttles a device after a wrong code: the next try must wait.
-    with time_machine.travel(timezone.now() + timedelta(seconds=5)):
-        device.refresh_from_db()
-        done = client.post(reverse("staff:setup"), {"new_password1": PASSWORD, "new_password2": PASSWORD, "token": current_code(device)})
-        assert done.url == reverse("staff:login")
-    device.refresh_from_db()
+    done = set_up(client, code_on_page(page))
+    assert done.url == reverse("staff:login")
+    device = TOTPDevice.objects.get(user=newbie)
     assert device.confirmed
     assert AuditEvent.objects.get(action="staff_setup_completed").actor == newbie
 
@@ -93,9 +111,59 @@ def test_an_invited_user_sets_up_password_and_authenticator_through_the_link(cli
     # The account now signs in like any other: the password, then the code.
     sign_in_with_password(client, "newbie")
     with time_machine.travel(timezone.now() + timedelta(seconds=60)):
-        device.refresh_from_db()
         assert client.post(reverse("staff:otp"), {"token": current_code(device)}).url == reverse("staff:home")
         assert client.get(reverse("staff:home")).status_code == 200
+
+
+@pytest.mark.django_db
+def test_each_browser_opening_the_link_is_shown_its_own_key(invited):
+    """Someone who saw the page (a forwarded email, a look over the shoulder) holds no copy of the key confirmed."""
+    handler, link = invited
+    onlooker, owner = Client(), Client()
+    onlooker_page = open_setup_page(onlooker, link)
+    owner_page = open_setup_page(owner, link)
+    assert set_up(owner, code_on_page(owner_page)).url == reverse("staff:login")
+    device = TOTPDevice.objects.get(user=handler)
+    assert code_on_page(owner_page) == current_code(device)
+    assert re.search(r'id="totp-secret">(\w+)<', onlooker_page.content.decode())[1] not in device.config_url
+    # And the onlooker's tab can no longer set anything up.
+    assert set_up(onlooker, code_on_page(onlooker_page)).status_code == 400
+
+
+@pytest.mark.django_db
+def test_of_two_tabs_using_one_link_only_the_first_sets_up(invited):
+    handler, link = invited
+    first, second = Client(), Client()
+    first_page, second_page = open_setup_page(first, link), open_setup_page(second, link)
+    # Both pages were valid when the forms were sent; the second finds the link used under the lock.
+    uid, token = link.strip("/").split("/")[-2:]
+    staff_setup.complete_setup(uid=uid, token=token, password=PASSWORD, key=second.session["staff_setup"]["key"])
+    with pytest.raises(staff_setup.LinkUsed):
+        staff_setup.complete_setup(uid=uid, token=token, password="another-long-passphrase", key=first.session["staff_setup"]["key"])
+    assert TOTPDevice.objects.filter(user=handler).count() == 1
+    handler.refresh_from_db()
+    assert handler.check_password(PASSWORD)
+
+
+@pytest.mark.parametrize("change", [{"is_active": False}, {"is_staff": False}, "no role"])
+@pytest.mark.django_db
+def test_a_link_of_an_account_that_may_no_longer_sign_in_does_not_work(client, invited, change):
+    handler, link = invited
+    if change == "no role":
+        handler.groups.clear()
+    else:
+        get_user_model().objects.filter(pk=handler.pk).update(**change)
+    assert open_setup_page(client, link).status_code == 400
+
+
+@pytest.mark.django_db
+def test_a_new_invitation_ends_the_sessions_of_the_account(client, django_capture_on_commit_callbacks):
+    handler = staff_in_role("Handler", username="h1", email="h1@example.com")
+    login_staff(client, handler)
+    assert client.get(reverse("staff:home")).status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_setup.invite(user=handler, actor=Actor.system())
+    assert client.get(reverse("staff:home")).url.startswith(reverse("staff:login"))
 
 
 @pytest.mark.django_db
@@ -112,20 +180,16 @@ def test_sign_in_never_sets_up_an_authenticator(client):
 
 
 @pytest.mark.django_db
-def test_a_setup_link_expires_and_a_newer_invitation_replaces_it(client, settings, django_capture_on_commit_callbacks):
-    handler = staff_in_role("Handler", username="h1", email="h1@example.com")
-    for _ in range(2):
-        with django_capture_on_commit_callbacks(execute=True):
-            staff_setup.invite(user=handler, actor=Actor.system())
-    first, second = (setup_link_from(email) for email in mail.outbox)
-    client.get(first)
-    assert client.get(reverse("staff:setup")).status_code == 400
-    client.get(second)
-    assert client.get(reverse("staff:setup")).status_code == 200
+def test_a_setup_link_expires_and_a_newer_invitation_replaces_it(client, settings, invited, django_capture_on_commit_callbacks):
+    handler, first = invited
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_setup.invite(user=handler, actor=Actor.system())
+    second = setup_link_from(mail.outbox[-1])
+    assert open_setup_page(client, first).status_code == 400
+    assert open_setup_page(client, second).status_code == 200
     # Django's token clock is naive local time: go past the lifetime by more than any UTC offset.
     with time_machine.travel(timezone.now() + timedelta(seconds=settings.PASSWORD_RESET_TIMEOUT, hours=3)):
-        client.get(second)
-        expired = client.get(reverse("staff:setup"))
+        expired = open_setup_page(client, second)
         assert expired.status_code == 400
         assert "no longer works" in expired.content.decode()
 
@@ -224,6 +288,18 @@ def test_the_dpo_invites_someone_who_lost_their_phone_to_set_up_again(client, dj
     assert not handler.has_usable_password()
     assert AuditEvent.objects.get(action="staff_invited").data == {"user": "h1"}
     assert mail.outbox[0].to == ["h1@example.com"]
+
+
+@pytest.mark.django_db
+def test_an_account_that_cannot_receive_the_invitation_is_left_as_it_is(client):
+    dpo = staff_in_role("DPO", username="dpo1")
+    inactive = staff_in_role("Handler", username="h1", email="h1@example.com", is_active=False)
+    login_staff(client, dpo)
+    refused = client.post(reverse("staff:user_edit", args=[inactive.pk]), {"invite": "1"}, follow=True)
+    assert "nothing was changed" in refused.content.decode()
+    inactive.refresh_from_db()
+    assert inactive.has_usable_password()
+    assert not AuditEvent.objects.filter(action="staff_invited").exists()
 
 
 @pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""Invite a staff account's owner to choose a password and set up an authenticator.
+"""Invite staff accounts' owners to choose a password and set up an authenticator.
 
 This is how the first DPO, made with `createsuperuser`, gets an authenticator:
 sign-in never sets one up (see services.staff_setup). It blanks the account's
@@ -17,21 +17,24 @@ from requests_app.services import staff_setup
 
 
 class Command(BaseCommand):
-    help = "Email a staff account's owner a one-time link to choose a password and set up an authenticator."
+    help = "Email staff accounts' owners a one-time link to choose a password and set up an authenticator."
 
     def add_arguments(self, parser):
-        parser.add_argument("username")
-        parser.add_argument("--print-link", action="store_true", help="also print the link here")
+        parser.add_argument("usernames", nargs="+", metavar="username")
+        parser.add_argument("--print-link", action="store_true", help="also print each link here")
 
-    def handle(self, *args, username, print_link, **options):
-        user = get_user_model().objects.filter(username=username).first()
-        if user is None or roles.role_of(user) is None:
-            raise CommandError(f"{username} is not an active staff account with a role (DPO, Handler or Auditor).")
-        if not user.email and not print_link:
-            raise CommandError(f"{username} has no email address: give it one, or use --print-link.")
-        staff_setup.invite(user=user, actor=Actor.system())
+    def handle(self, *args, usernames, print_link, **options):
+        accounts = []
+        for username in usernames:
+            user = get_user_model().objects.filter(username=username).first()
+            if user is None or roles.role_of(user) is None:
+                raise CommandError(f"{username} is not an active staff account with a role (DPO, Handler or Auditor).")
+            if not user.email and not print_link:
+                raise CommandError(f"{username} has no email address: give it one, or use --print-link.")
+            accounts.append(user)
         hours = settings.PASSWORD_RESET_TIMEOUT // 3600
-        self.stdout.write(f"Invited {username}: the link works once, for {hours} hours (STAFF_INVITATION_HOURS).")
-        if print_link:
-            user.refresh_from_db()
-            self.stdout.write(absolute_url(staff_setup.setup_path(user)))
+        for user in accounts:
+            staff_setup.invite(user=user, actor=Actor.system())
+            self.stdout.write(f"Invited {user.username}: the link works once, for {hours} hours (STAFF_INVITATION_HOURS).")
+            if print_link:
+                self.stdout.write(absolute_url(staff_setup.setup_path(user)))
