@@ -334,6 +334,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=3, minute=15),
     },
 }
+# A periodic run no worker started within its period is dropped, since the next one does the same work:
+# after an outage the worker runs each job once, not once per missed period. Daily jobs wait 6 hours.
+for _entry in CELERY_BEAT_SCHEDULE.values():
+    _period = _entry["schedule"] if isinstance(_entry["schedule"], timedelta) else timedelta(hours=6)
+    _entry["options"] = {"expires": _period.total_seconds()}
 
 # Intake rules.
 VERIFICATION_LINK_MAX_AGE = timedelta(hours=env_int("VERIFICATION_LINK_MAX_AGE_HOURS", 48))
@@ -414,7 +419,9 @@ if CELERY_BROKER_URL != "filesystem://":
         )
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _visibility_timeout}
 
-SMS_BACKEND = env_str("SMS_BACKEND", "requests_app.sms.FileBackend")
+# The file backend keeps each text, a package password included, on disk: a development default only.
+# With none (production's default), packages cannot be encrypted.
+SMS_BACKEND = env_str("SMS_BACKEND", "" if PRODUCTION else "requests_app.sms.FileBackend")
 SMS_FILE_PATH = env_str("SMS_FILE_PATH", str(VAR_DIR / "sms"))
 
 # The REST API for business customers' portals.

@@ -1,7 +1,8 @@
 """Text messages, behind a pluggable backend (SMS_BACKEND).
 
-The gateway is outside this machine, so the default writes each message to a
-file under var/sms/, like the development email backend. A real gateway is
+The gateway is outside this machine, so the development default writes each
+message to a file under var/sms/, like the development email backend;
+production has no backend unless one is configured. A real gateway is
 one small class with a `send(phone, text)` method that raises SMSError (or
 OSError) when the message did not go: the sending task retries.
 """
@@ -19,7 +20,14 @@ class SMSError(Exception):
     """The gateway did not take the message; a later try may succeed. Backends raise it (or OSError)."""
 
 
+def available() -> bool:
+    """Whether a backend is configured (SMS_BACKEND; production has none by default)."""
+    return bool(settings.SMS_BACKEND)
+
+
 def send(phone: str, text: str) -> None:
+    if not available():
+        raise SMSError("no SMS gateway is configured (SMS_BACKEND)")
     import_string(settings.SMS_BACKEND)().send(phone, text)
 
 

@@ -125,3 +125,28 @@ def test_a_malformed_number_is_refused():
 
 def test_time_zone_is_brussels_and_aware(settings):
     assert settings.TIME_ZONE == "Europe/Brussels" and settings.USE_TZ
+
+
+def test_production_texts_nothing_unless_a_gateway_is_configured():
+    """The development file backend would keep package passwords on disk."""
+    production = {
+        "PRODUCTION": "true",
+        "SECRET_KEY": "a-long-random-production-secret-" + "x9Q2" * 10,
+        "ALLOWED_HOSTS": "privacy.example.com",
+        "ANONYMISATION_KEY": "a-long-random-anonymisation-key-" + "p3W8" * 10,
+    }
+    show = ("shell", "--no-imports", "-c", "from django.conf import settings; print(repr(settings.SMS_BACKEND))")
+    assert run_manage(*show, **production).stdout.strip() == "''"
+    assert run_manage(*show, **production, SMS_BACKEND="gateway.Backend").stdout.strip() == "'gateway.Backend'"
+    assert run_manage(*show).stdout.strip() == "'requests_app.sms.FileBackend'"
+
+
+def test_a_periodic_run_not_started_within_its_period_is_dropped():
+    """After an outage the worker runs each periodic job once, not once per missed period."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+        period = entry["schedule"].total_seconds() if isinstance(entry["schedule"], timedelta) else 6 * 3600
+        assert 0 < entry["options"]["expires"] <= period, name

@@ -69,6 +69,8 @@ def export_start(*, request: PrivacyRequest, actor: Actor, kind: str = ExportKin
             )
         if locked.exports.filter(status__in=ACTIVE).exists():
             raise RequestError(_("An export of this request is already under way."))
+        if encrypt and not sms.available():
+            raise RequestError(_("An encrypted package needs an SMS gateway for its password, and none is configured (SMS_BACKEND)."))
         if encrypt and not locked.identities.filter(kind=IdentityKind.PHONE, verified_at__isnull=False).exists():
             raise RequestError(_("An encrypted package needs a verified phone number to send the password to."))
         export = ExportPackage.objects.create(

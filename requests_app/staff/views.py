@@ -31,7 +31,7 @@ from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from requests_app import lifecycle, roles, selectors
+from requests_app import lifecycle, roles, selectors, sms
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import NotAllowed, RequestError
 from requests_app.models import (
@@ -330,6 +330,7 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "exports": privacy_request.exports.all(),
         # A package answers a request for a copy: the kinds this request asks for.
         "export_kinds": [(kind.value, kind.label) for kind in ExportKind if kind.value in privacy_request.requested_rights],
+        "sms_available": sms.available(),
         "forms": {slot: _action_form(slot, privacy_request) for slot in FORM_SLOTS},
         # Shown with the Complete button, so staff see what is missing before they try.
         "completion_blockers": actions.completion_blockers(privacy_request) if "complete" in allowed else [],

@@ -25,6 +25,7 @@ from requests_app.services.exports import (
     requeue_lost_exports,
     send_package_password,
 )
+from requests_app import sms
 from requests_app.sms import LocmemBackend, SMSError
 from requests_app.sources.sql import normalise_url
 from tests.exports.support import check_manifest, csv_rows, jsonl_records, open_package, stored_bytes
@@ -267,6 +268,19 @@ def test_an_encrypted_package_needs_a_verified_phone_number(demo_request):
     assert not ExportPackage.objects.filter(request=demo_request).exists()
     SubjectIdentity.objects.filter(request=demo_request, kind=IdentityKind.PHONE).update(verified_at=timezone.now())
     assert export_start(request=demo_request, actor=Actor.system(), encrypt=True).encrypted
+
+
+def test_without_an_sms_gateway_no_package_is_encrypted(demo_request, settings, client, dpo):
+    """Production has no SMS backend by default: the file one would keep passwords on disk."""
+    settings.SMS_BACKEND = ""
+    with pytest.raises(RequestError, match="needs an SMS gateway"):
+        export_start(request=demo_request, actor=Actor.system(), encrypt=True)
+    assert not ExportPackage.objects.filter(request=demo_request).exists()
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[demo_request.reference])).content.decode()
+    assert "Compile a data export" in page and 'name="encrypt"' not in page
+    with pytest.raises(SMSError, match="no SMS gateway"):
+        sms.send("+32470000000", "text")
 
 
 def test_no_password_is_texted_once_the_request_was_withdrawn(demo_request, dpo, django_capture_on_commit_callbacks):
