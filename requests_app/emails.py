@@ -7,7 +7,7 @@ from smtplib import SMTPException, SMTPRecipientsRefused
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -58,22 +58,83 @@ def deliver(message: EmailMultiAlternatives) -> None:
         raise SMTPException(f"the recipient's address was deferred with SMTP {min(codes, default=0)}") from None
 
 
+def owe(request: PrivacyRequest, kind: str, key: str = "") -> None:
+    """Record, in the caller's transaction, that this email is owed; queue its task after commit.
+    If the broker loses the task, requeue_owed_emails queues it again (see OWED_EMAIL_TASKS)."""
+    SentNotification.objects.get_or_create(request=request, kind=kind, key=key, defaults={"queued_at": timezone.now()})
+
+
 def send_once(request: PrivacyRequest, kind: str, key: str, message: EmailMultiAlternatives) -> bool:
     """Send `message` unless this (request, kind, key) email went out already.
 
-    The claim row and the send share a transaction: a second run blocks on
-    the unique constraint, then sees the claim and skips. If sending fails
-    the claim is rolled back and the task's retry sends it.
+    Its notification row (made when the email was owed, or here) stays locked
+    while the email is sent: a second run waits, then finds it sent. If
+    sending fails, the row stays unsent for the task's retry or the lost-email
+    sweep; an address refused for good ends that (the email is no longer owed).
     """
+    owed = SentNotification.objects.filter(request=request, kind=kind, key=key, sent_at__isnull=True)
+    owed.update(queued_at=timezone.now())  # this try, so the sweep leaves it to the task's own retries
     try:
         with transaction.atomic():
-            SentNotification.objects.create(request=request, kind=kind, key=key, sent_at=timezone.now())
+            claim, _created = SentNotification.objects.select_for_update().get_or_create(request=request, kind=kind, key=key)
+            if claim.sent_at is not None:
+                logger.info("email %s for request %s already sent, skipping", kind, request.reference)
+                return False
             deliver(message)
-    except IntegrityError:
-        logger.info("email %s for request %s already sent, skipping", kind, request.reference)
-        return False
+            claim.sent_at = timezone.now()
+            claim.save(update_fields=["sent_at"])
+    except EmailRejected:
+        owed.delete()
+        raise
     logger.info("email %s sent for request %s", kind, request.reference)
     return True
+
+
+# Owed emails (owe) whose task the broker lost, by kind: how to queue the task again, and whether the
+# email goes to the subject (not sent again to an address their mail server refused).
+OWED_LOST_AFTER = datetime.timedelta(hours=2)  # longer than the task's longest wait between retries
+OWED_GIVE_UP_AFTER = datetime.timedelta(days=7)
+
+
+def _owed_email_tasks() -> dict:
+    from requests_app import tasks
+    from requests_app.models import ExportPackage
+
+    def export_ready(notification):
+        export_id = ExportPackage.objects.filter(public_id=notification.key).values_list("id", flat=True).first()
+        if export_id is not None:
+            tasks.send_export_ready_email.delay(export_id)
+
+    return {
+        "request_confirmed": (True, lambda n: tasks.send_request_confirmed_email.delay(n.request_id)),
+        "deadline_extended": (True, lambda n: tasks.send_extension_email.delay(n.request_id)),
+        "export_ready": (True, export_ready),
+        "assigned": (False, lambda n: tasks.send_assignment_email.delay(n.request_id, int(n.key))),
+        "subject_replied": (False, lambda n: tasks.send_reply_notification.delay(n.request_id, int(n.key))),
+        "withdrawn": (False, lambda n: tasks.send_withdrawal_notification.delay(n.request_id)),
+    }
+
+
+def requeue_owed_emails(*, now: datetime.datetime | None = None) -> int:
+    """Queue again the owed emails not sent and not tried for OWED_LOST_AFTER, for a week; returns how many.
+    A second task is harmless: each email goes once (send_once)."""
+    now = now or timezone.now()
+    owed_tasks = _owed_email_tasks()
+    lost = list(
+        SentNotification.objects.filter(
+            sent_at__isnull=True,
+            kind__in=owed_tasks,
+            queued_at__lt=now - OWED_LOST_AFTER,
+            created_at__gte=now - OWED_GIVE_UP_AFTER,
+        ).select_related("request")
+    )
+    lost = [n for n in lost if not (owed_tasks[n.kind][0] and n.request.subject_email_rejected_at)]
+    SentNotification.objects.filter(pk__in=[n.pk for n in lost]).update(queued_at=now)
+    for notification in lost:
+        owed_tasks[notification.kind][1](notification)
+    if lost:
+        logger.warning("queued %d owed email(s) again: their task was lost", len(lost))
+    return len(lost)
 
 
 def send_to_subject(request: PrivacyRequest, kind: str, key: str, message: EmailMultiAlternatives) -> bool:

@@ -479,9 +479,11 @@ class SentNotification(models.Model):
     kind = models.CharField(max_length=64)
     key = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    # Set once the email went out. Deadline alerts are claimed by the sweep
-    # first (sent_at empty) and sent by a task; see services.deadlines.
+    # Set once the email went out. Until then the email is owed: deadline alerts are claimed by the
+    # sweep first (services.deadlines), other emails by emails.owe when their task is queued.
     sent_at = models.DateTimeField(null=True, blank=True)
+    # When an owed email's task was last queued or tried (emails.requeue_owed_emails reads it).
+    queued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

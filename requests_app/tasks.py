@@ -199,13 +199,15 @@ def send_staff_invitation(user_id: int) -> None:
 
 @shared_task(acks_late=True)
 def requeue_lost_work() -> int:
-    """Periodic: queue again the export compilations, Art. 19 notices, letters to subjects and
-    acknowledgements of receipt whose task the broker lost (a Redis restart, say); returns how many."""
+    """Periodic: queue again the export compilations, Art. 19 notices, letters to subjects,
+    acknowledgements of receipt and other owed emails whose task the broker lost (a Redis restart,
+    say); returns how many."""
     return (
         exports.requeue_lost_exports()
         + notices.requeue_lost_notices()
         + handling.requeue_unsent_messages()
         + intake.requeue_lost_acknowledgements()
+        + emails.requeue_owed_emails()
     )
 
 

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
-from requests_app import deadlines, roles, tasks
+from requests_app import deadlines, emails, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import OPEN_STATUSES, VERIFIED_OPEN, RequestError
 from requests_app.models import ClockPause, PrivacyRequest, SentNotification
@@ -169,6 +169,7 @@ def request_extend(*, request: PrivacyRequest, actor: Actor, reason: str) -> Pri
             locked, "deadline_extended", actor=actor, data={"from": str(previous_due_on), "to": str(locked.due_on)}
         )
         if locked.subject_email:
+            emails.owe(locked, "deadline_extended")
             tasks.queue_after_commit(tasks.send_extension_email, locked.id)
     return locked
 

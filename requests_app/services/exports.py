@@ -25,7 +25,7 @@ from django.db.models import F, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from requests_app import roles, sms, tasks
+from requests_app import emails, roles, sms, tasks
 from requests_app.services import webhooks
 from requests_app.audit import Actor, record_event
 from requests_app.exports.package import PackageWriter
@@ -372,7 +372,9 @@ def export_release(*, export: ExportPackage, actor: Actor, share_with_organisati
             # Only once the release is committed: never a password for a release that did not happen.
             # The task retries while the gateway fails, and erases the password once it is sent.
             _queue_password(locked.id)
-        tasks.queue_after_commit(tasks.send_export_ready_email, locked.id)
+        if locked.request.subject_email:
+            emails.owe(locked.request, "export_ready", str(locked.public_id))
+            tasks.queue_after_commit(tasks.send_export_ready_email, locked.id)
     return locked
 
 

@@ -234,6 +234,7 @@ def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = N
         pause = deadline_service.open_pause(locked)
         if pause is not None:
             deadline_service.end_pause(locked, pause, actor=actor, note="The subject replied")
+        emails.owe(locked, "subject_replied", str(message.id))
         tasks.queue_after_commit(tasks.send_reply_notification, locked.id, message.id)
     return message
 

@@ -301,6 +301,7 @@ def request_verify_email(*, token: str) -> PrivacyRequest:
             kind=IdentityKind.EMAIL, value=request.subject_email
         ).update(verified_at=now, verification_method=VerificationMethod.EMAIL_LINK)
 
+        emails.owe(request, "request_confirmed")
         tasks.queue_after_commit(tasks.send_request_confirmed_email, request.id)
         tasks.queue_after_commit(tasks.route_request, request.id)
     request.verified_at = now
@@ -367,7 +368,9 @@ def request_withdraw(*, request: PrivacyRequest, actor: Actor, note: str = "") -
     """
     with transaction.atomic():
         lifecycle.transition(request, "withdraw", actor=actor, note=note)
-        tasks.queue_after_commit(tasks.send_withdrawal_notification, request.id)
+        if PrivacyRequest.objects.filter(pk=request.pk, routed_at__isnull=False).exists():  # in the team's queue
+            emails.owe(request, "withdrawn")
+            tasks.queue_after_commit(tasks.send_withdrawal_notification, request.id)
     return request
 
 

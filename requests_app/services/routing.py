@@ -78,6 +78,8 @@ def route_request(*, request_id: int) -> bool:
             },
         )
         if assignee is not None:
+            if assignee.email:
+                emails.owe(request, "assigned", str(event.sequence))
             tasks.queue_after_commit(tasks.send_assignment_email, request.id, event.sequence)
         else:
             logger.warning("request %s routed with nobody to assign it to", request.reference)
@@ -139,6 +141,8 @@ def request_assign(
             },
         )
         if assignee is not None and assignee != actor.user:
+            if assignee.email:
+                emails.owe(locked, "assigned", str(event.sequence))
             tasks.queue_after_commit(tasks.send_assignment_email, locked.id, event.sequence)
     return locked
 

@@ -1,0 +1,105 @@
+"""Emails owed once a change commits are sent even when the broker loses their task (a Redis restart):
+the requeue_lost_work job queues them again after 2 hours, and each still goes out once."""
+
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.core import mail
+from django.utils import timezone
+
+from requests_app import emails, tasks
+from requests_app.audit import Actor
+from requests_app.models import ExportPackage, ExportStatus, PrivacyRequest, SentNotification, Status
+from requests_app.services import deadlines, exports, handling, intake, routing
+from tests.factories import request_in_status, staff_in_role, submit_request
+
+pytestmark = pytest.mark.django_db
+
+SUBJECT = "ana@example.com"
+
+
+def extension(request, dpo):
+    deadlines.request_extend(request=request, actor=Actor.staff(dpo), reason="Many systems to search")
+    return [SUBJECT], "more time"
+
+
+def assignment(request, dpo):
+    handler = staff_in_role("Handler", username="h1", email="h1@example.com")
+    routing.request_assign(request=request, assignee=handler, actor=Actor.staff(dpo))
+    return ["h1@example.com"], "assigned to you"
+
+
+def reply(request, dpo):
+    handling.subject_reply(request=request, body="Here is my customer number.")
+    return [settings.DPO_EMAIL], "replied"
+
+
+def withdrawal(request, dpo):
+    PrivacyRequest.objects.filter(pk=request.pk).update(routed_at=timezone.now())  # in the team's queue
+    intake.request_withdraw(request=request, actor=Actor.subject())
+    return [settings.DPO_EMAIL], "withdrawn"
+
+
+def export_ready(request, dpo):
+    export = ExportPackage.objects.create(request=request, kind="access", status=ExportStatus.READY)
+    exports.export_release(export=export, actor=Actor.staff(dpo))
+    return [SUBJECT], "ready"
+
+
+@pytest.mark.parametrize("action", [extension, assignment, reply, withdrawal, export_ready])
+def test_an_owed_email_whose_task_was_lost_is_sent_once(action, django_capture_on_commit_callbacks):
+    dpo = staff_in_role("DPO", username="dpo1")
+    request = request_in_status(Status.IN_PROGRESS, subject_email=SUBJECT)
+    # Outside the capture, the task queued on commit never runs: as if Redis restarted and lost it.
+    to, words = action(request, dpo)
+    mail.outbox.clear()
+    assert emails.requeue_owed_emails() == 0  # queued just now: a worker may yet take it
+    later = timezone.now() + timedelta(hours=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert emails.requeue_owed_emails(now=later) == 1
+    (email,) = mail.outbox
+    assert email.to == to and words in email.subject
+    assert emails.requeue_owed_emails(now=later + timedelta(hours=3)) == 0  # sent: never again
+
+
+def test_the_confirmation_after_verification_is_owed_too(django_capture_on_commit_callbacks):
+    request = submit_request(subject_email=SUBJECT)
+    intake.request_verify_email(token=intake.verification_token(request))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert emails.requeue_owed_emails(now=timezone.now() + timedelta(hours=3)) == 1
+    (email,) = mail.outbox
+    assert email.to == [SUBJECT] and email.subject.endswith("is confirmed")
+
+
+def test_a_task_that_runs_as_well_sends_nothing_twice(django_capture_on_commit_callbacks):
+    request = request_in_status(Status.IN_PROGRESS, subject_email=SUBJECT)
+    with django_capture_on_commit_callbacks(execute=True):
+        extension(request, staff_in_role("DPO", username="dpo1"))
+    assert len(mail.outbox) == 1
+    tasks.send_extension_email(request.id)  # the broker delivered the task twice
+    assert len(mail.outbox) == 1
+    assert emails.requeue_owed_emails(now=timezone.now() + timedelta(hours=3)) == 0
+    assert SentNotification.objects.get(request=request, kind="deadline_extended").sent_at is not None
+
+
+def test_an_owed_email_is_left_alone_while_retried_and_after_a_week(settings, django_capture_on_commit_callbacks):
+    request = request_in_status(Status.IN_PROGRESS, subject_email=SUBJECT)
+    extension(request, staff_in_role("DPO", username="dpo1"))
+    settings.EMAIL_BACKEND = "tests.services.test_intake.RefusingMailBackend"
+    with pytest.raises(ConnectionRefusedError):
+        tasks.send_extension_email(request.id)  # one try of the retrying task; the mail server is down
+    assert emails.requeue_owed_emails(now=timezone.now() + timedelta(hours=1)) == 0
+    assert emails.requeue_owed_emails(now=timezone.now() + timedelta(days=8)) == 0  # too late to help
+
+
+def test_a_staff_address_refused_for_good_is_no_longer_owed(smtp_server):
+    dpo = staff_in_role("DPO", username="dpo1")
+    request = request_in_status(Status.IN_PROGRESS, subject_email=SUBJECT)
+    handler = staff_in_role("Handler", username="h1", email="gone@example.com")
+    routing.request_assign(request=request, assignee=handler, actor=Actor.staff(dpo))
+    sequence = request.events.filter(action="assigned").latest("sequence").sequence
+    with pytest.raises(emails.EmailRejected):
+        tasks.send_assignment_email(request.id, sequence)
+    assert emails.requeue_owed_emails(now=timezone.now() + timedelta(hours=3)) == 0
+    assert smtp_server.refused == ["gone@example.com"]
