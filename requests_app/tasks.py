@@ -192,9 +192,9 @@ def compile_export(self, export_id: int) -> str | None:
 
 
 @shared_task(**EMAIL_RETRY)
-def send_staff_invitation(user_id: int) -> None:
+def send_staff_invitation(user_id: int) -> bool:
     """Email a staff account's owner the link to choose a password and set up an authenticator."""
-    emails.send_staff_invitation(user_id)
+    return emails.send_staff_invitation(user_id)
 
 
 @shared_task(acks_late=True)

@@ -80,18 +80,21 @@ def authenticator(user, key: str) -> TOTPDevice:
 
 
 def code_matches(device: TOTPDevice, code: str) -> bool:
-    """Whether `code` is the authenticator's current one (a step either side, for clock drift)."""
+    """Whether `code` is the authenticator's current one (a step either side, for clock drift). A match
+    is noted on the device (last_t, as django-otp does), so the same code cannot also sign in."""
     code = code.strip()
-    if not code.isdigit():
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    if not code.isdigit() or not totp.verify(int(code), tolerance=1):
         return False
-    return TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift).verify(int(code), tolerance=1)
+    device.last_t = totp.t()
+    return True
 
 
 class LinkUsed(Exception):
     """The link was used (or replaced) while its page was open."""
 
 
-def complete_setup(*, uid: str, token: str, password: str, key: str) -> None:
+def complete_setup(*, uid: str, token: str, password: str, device: TOTPDevice) -> None:
     """Set the chosen password and the authenticator scanned; the link stops working (the token covers
     the password). The account's row is locked and the link checked again: of two tabs, one wins."""
     with transaction.atomic():
@@ -101,5 +104,6 @@ def complete_setup(*, uid: str, token: str, password: str, key: str) -> None:
         user.set_password(password)
         user.save(update_fields=["password"])
         TOTPDevice.objects.filter(user=user).delete()
-        authenticator(user, key).save()
+        device.user = user
+        device.save()
         record_event(None, "staff_setup_completed", actor=Actor.staff(user), data={"user": user.get_username()})

@@ -157,7 +157,9 @@ def setup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         if staff_setup.code_matches(device, form.cleaned_data["token"]):
             try:
-                staff_setup.complete_setup(password=form.cleaned_data["new_password1"], **pending)
+                staff_setup.complete_setup(
+                    uid=pending["uid"], token=pending["token"], password=form.cleaned_data["new_password1"], device=device
+                )
             except staff_setup.LinkUsed:
                 return render(request, "staff/setup_link_invalid.html", status=400)
             del request.session[SETUP_SESSION_KEY]
@@ -167,7 +169,8 @@ def setup(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "account": user,
-        "qr_svg": segno.make(device.config_url).svg_inline(scale=4),
+        # No fixed size (omitsize): the stylesheet scales it whole instead of cropping its edge.
+        "qr_svg": segno.make(device.config_url).svg_inline(scale=4, omitsize=True),
         "secret": device.config_url.split("secret=")[1].split("&")[0],
     }
     return render(request, "staff/setup.html", context)

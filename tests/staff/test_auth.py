@@ -90,7 +90,7 @@ def test_an_invited_user_sets_up_password_and_authenticator_through_the_link(cli
     client.post(reverse("staff:logout"))
 
     page = open_setup_page(client, link)
-    assert "<svg" in page.content.decode()
+    assert "<svg" in page.content.decode() and "viewBox" in page.content.decode()  # scaled by the stylesheet, never cropped
     weak = set_up(client, code_on_page(page), password="123")
     assert weak.status_code == 200 and "too short" in weak.content.decode()
     wrong = set_up(client, "000000" if code_on_page(page) != "000000" else "111111")
@@ -98,7 +98,8 @@ def test_an_invited_user_sets_up_password_and_authenticator_through_the_link(cli
     newbie.refresh_from_db()
     assert not newbie.has_usable_password() and not TOTPDevice.objects.filter(user=newbie).exists()
 
-    done = set_up(client, code_on_page(page))
+    setup_code = code_on_page(page)
+    done = set_up(client, setup_code)
     assert done.url == reverse("staff:login")
     device = TOTPDevice.objects.get(user=newbie)
     assert device.confirmed
@@ -108,8 +109,9 @@ def test_an_invited_user_sets_up_password_and_authenticator_through_the_link(cli
     client.get(link)
     assert client.get(reverse("staff:setup")).status_code == 400
 
-    # The account now signs in like any other: the password, then the code.
+    # The account now signs in like any other: the password, then a code (not the one setup used).
     sign_in_with_password(client, "newbie")
+    assert "not right" in client.post(reverse("staff:otp"), {"token": setup_code}).content.decode()
     with time_machine.travel(timezone.now() + timedelta(seconds=60)):
         assert client.post(reverse("staff:otp"), {"token": current_code(device)}).url == reverse("staff:home")
         assert client.get(reverse("staff:home")).status_code == 200
@@ -137,9 +139,11 @@ def test_of_two_tabs_using_one_link_only_the_first_sets_up(invited):
     first_page, second_page = open_setup_page(first, link), open_setup_page(second, link)
     # Both pages were valid when the forms were sent; the second finds the link used under the lock.
     uid, token = link.strip("/").split("/")[-2:]
-    staff_setup.complete_setup(uid=uid, token=token, password=PASSWORD, key=second.session["staff_setup"]["key"])
+    for tab in (first, second):
+        tab.device = staff_setup.authenticator(handler, tab.session["staff_setup"]["key"])
+    staff_setup.complete_setup(uid=uid, token=token, password=PASSWORD, device=second.device)
     with pytest.raises(staff_setup.LinkUsed):
-        staff_setup.complete_setup(uid=uid, token=token, password="another-long-passphrase", key=first.session["staff_setup"]["key"])
+        staff_setup.complete_setup(uid=uid, token=token, password="another-long-passphrase", device=first.device)
     assert TOTPDevice.objects.filter(user=handler).count() == 1
     handler.refresh_from_db()
     assert handler.check_password(PASSWORD)
