@@ -334,11 +334,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=3, minute=15),
     },
 }
-# A periodic run no worker started within its period is dropped, since the next one does the same work:
-# after an outage the worker runs each job once, not once per missed period. Daily jobs wait 6 hours.
+# A periodic run no worker started within its period (at least 30 minutes; daily jobs: 6 hours) is
+# dropped, since a later one does the same work: after an outage each job runs a few times, not once
+# per missed minute. Not shorter: behind a longer backlog, every run would expire and the job stall.
 for _entry in CELERY_BEAT_SCHEDULE.values():
     _period = _entry["schedule"] if isinstance(_entry["schedule"], timedelta) else timedelta(hours=6)
-    _entry["options"] = {"expires": _period.total_seconds()}
+    _entry["options"] = {"expires": max(_period, timedelta(minutes=30)).total_seconds()}
 
 # Intake rules.
 VERIFICATION_LINK_MAX_AGE = timedelta(hours=env_int("VERIFICATION_LINK_MAX_AGE_HOURS", 48))

@@ -3,7 +3,7 @@ subject's language and is sent at most once per (request, kind, key)."""
 
 import datetime
 import logging
-from smtplib import SMTPException, SMTPRecipientsRefused
+from smtplib import SMTPException, SMTPRecipientsRefused, SMTPResponseException
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -39,29 +39,49 @@ def render_email(template: str, context: dict, *, to: list[str], language: str) 
 
 
 class EmailRejected(Exception):
-    """The recipient's mail server refused the address for good (SMTP 5xx): retrying cannot help."""
+    """The recipient's mail server refused the address for good: retrying cannot help."""
 
     def __init__(self, smtp_code: int):
         super().__init__(f"the recipient's address was refused with SMTP {smtp_code}")
         self.smtp_code = smtp_code
 
 
+def address_refused_for_good(code: int, reply: bytes) -> bool:
+    """A refusal of the address itself (no such mailbox: 5.1.x, or 550/551/553 without an enhanced
+    code). Other 5xx refusals, such as 554 5.7.1 "relay access denied", come from our own set-up:
+    those are retried, and nobody's address is marked refused."""
+    enhanced = reply.split(b" ", 1)[0]
+    if enhanced.startswith(b"5."):
+        return enhanced.startswith(b"5.1.")
+    return code in (550, 551, 553)
+
+
 def deliver(message: EmailMultiAlternatives) -> None:
-    """Send `message`. A refused recipient raises EmailRejected when every refusal is permanent (5xx),
-    else an SMTPException to retry (4xx); neither names the address, which a log line must not hold."""
+    """Send `message`. An address refused for good raises EmailRejected; any other refusal an
+    SMTPException to retry. Neither carries the server's text, which may name the address and
+    would reach a log line (Celery logs the exception of every retry)."""
     try:
         message.send()
     except SMTPRecipientsRefused as refused:
-        codes = [code for code, _reply in refused.recipients.values()]
-        if codes and all(code >= 500 for code in codes):
-            raise EmailRejected(min(codes)) from None
-        raise SMTPException(f"the recipient's address was deferred with SMTP {min(codes, default=0)}") from None
+        replies = list(refused.recipients.values())
+        if replies and all(address_refused_for_good(code, reply) for code, reply in replies):
+            raise EmailRejected(min(code for code, _reply in replies)) from None
+        codes = ", ".join(str(code) for code, _reply in replies)
+        raise SMTPException(f"the mail server refused the recipient with SMTP {codes}") from None
+    except SMTPResponseException as refused:  # the sender or the message refused (SMTPSenderRefused, SMTPDataError, ...)
+        raise SMTPException(f"the mail server refused the message with SMTP {refused.smtp_code}") from None
 
 
 def owe(request: PrivacyRequest, kind: str, key: str = "") -> None:
     """Record, in the caller's transaction, that this email is owed; queue its task after commit.
-    If the broker loses the task, requeue_owed_emails queues it again (see OWED_EMAIL_TASKS)."""
+    If the broker loses the task, requeue_owed_emails queues it again (see _owed_email_tasks)."""
     SentNotification.objects.get_or_create(request=request, kind=kind, key=key, defaults={"queued_at": timezone.now()})
+
+
+def forgive(request_id: int, kind: str, key: str = "") -> None:
+    """The owed email is no longer due (the export was withdrawn, the request reassigned...): the
+    lost-email sweep stops queueing it."""
+    SentNotification.objects.filter(request_id=request_id, kind=kind, key=key, sent_at__isnull=True).delete()
 
 
 def send_once(request: PrivacyRequest, kind: str, key: str, message: EmailMultiAlternatives) -> bool:
@@ -90,34 +110,36 @@ def send_once(request: PrivacyRequest, kind: str, key: str, message: EmailMultiA
     return True
 
 
-# Owed emails (owe) whose task the broker lost, by kind: how to queue the task again, and whether the
-# email goes to the subject (not sent again to an address their mail server refused).
+# Owed emails (owe) whose task the broker lost are queued again (requeue_owed_emails).
 OWED_LOST_AFTER = datetime.timedelta(hours=2)  # longer than the task's longest wait between retries
 OWED_GIVE_UP_AFTER = datetime.timedelta(days=7)
 
 
 def _owed_email_tasks() -> dict:
+    """By kind: whether the email goes to the subject (not sent again to an address their mail server
+    refused), and the task and arguments that send it (None: nothing left to send)."""
     from requests_app import tasks
     from requests_app.models import ExportPackage
 
     def export_ready(notification):
         export_id = ExportPackage.objects.filter(public_id=notification.key).values_list("id", flat=True).first()
-        if export_id is not None:
-            tasks.send_export_ready_email.delay(export_id)
+        return (tasks.send_export_ready_email, export_id) if export_id else None
 
     return {
-        "request_confirmed": (True, lambda n: tasks.send_request_confirmed_email.delay(n.request_id)),
-        "deadline_extended": (True, lambda n: tasks.send_extension_email.delay(n.request_id)),
+        "request_confirmed": (True, lambda n: (tasks.send_request_confirmed_email, n.request_id)),
+        "deadline_extended": (True, lambda n: (tasks.send_extension_email, n.request_id)),
         "export_ready": (True, export_ready),
-        "assigned": (False, lambda n: tasks.send_assignment_email.delay(n.request_id, int(n.key))),
-        "subject_replied": (False, lambda n: tasks.send_reply_notification.delay(n.request_id, int(n.key))),
-        "withdrawn": (False, lambda n: tasks.send_withdrawal_notification.delay(n.request_id)),
+        "assigned": (False, lambda n: (tasks.send_assignment_email, n.request_id, int(n.key))),
+        "subject_replied": (False, lambda n: (tasks.send_reply_notification, n.request_id, int(n.key))),
+        "withdrawn": (False, lambda n: (tasks.send_withdrawal_notification, n.request_id)),
     }
 
 
 def requeue_owed_emails(*, now: datetime.datetime | None = None) -> int:
     """Queue again the owed emails not sent and not tried for OWED_LOST_AFTER, for a week; returns how many.
     A second task is harmless: each email goes once (send_once)."""
+    from requests_app import tasks
+
     now = now or timezone.now()
     owed_tasks = _owed_email_tasks()
     lost = list(
@@ -129,9 +151,14 @@ def requeue_owed_emails(*, now: datetime.datetime | None = None) -> int:
         ).select_related("request")
     )
     lost = [n for n in lost if not (owed_tasks[n.kind][0] and n.request.subject_email_rejected_at)]
-    SentNotification.objects.filter(pk__in=[n.pk for n in lost]).update(queued_at=now)
-    for notification in lost:
-        owed_tasks[notification.kind][1](notification)
+    with transaction.atomic():
+        SentNotification.objects.filter(pk__in=[n.pk for n in lost]).update(queued_at=now)
+        for notification in lost:
+            task_and_ids = owed_tasks[notification.kind][1](notification)
+            if task_and_ids is None:
+                notification.delete()
+            else:
+                tasks.queue_after_commit(*task_and_ids)
     if lost:
         logger.warning("queued %d owed email(s) again: their task was lost", len(lost))
     return len(lost)
@@ -144,12 +171,16 @@ def send_to_subject(request: PrivacyRequest, kind: str, key: str, message: Email
     from requests_app.audit import Actor, record_event
 
     try:
-        return send_once(request, kind, key, message)
+        sent = send_once(request, kind, key, message)
     except EmailRejected as rejected:
         with transaction.atomic():
             PrivacyRequest.objects.filter(pk=request.pk).update(subject_email_rejected_at=timezone.now())
             record_event(request, "subject_email_rejected", actor=Actor.system(), data={"email": kind, "smtp_code": rejected.smtp_code})
         raise
+    if sent and request.subject_email_rejected_at:
+        # The address works again (a full mailbox, a fixed domain): the warning and the sweeps' pause end.
+        PrivacyRequest.objects.filter(pk=request.pk).update(subject_email_rejected_at=None)
+    return sent
 
 
 def send_verification_email(request: PrivacyRequest) -> bool:
@@ -247,9 +278,13 @@ def dpo_recipients(dpo_users) -> list[str]:
 
 
 def send_assignment_email(request: PrivacyRequest, event_sequence: int) -> bool:
-    """Tell the assignee a request is theirs. Keyed by the assignment's audit event."""
+    """Tell the assignee a request is theirs. Keyed by the assignment's audit event; not sent once the
+    request went to someone else (a late redelivery must not tell the next assignee twice)."""
     assignee = request.assignee
-    if assignee is None or not assignee.email:
+    event = request.events.filter(sequence=event_sequence).first()
+    named = event and (event.data.get("assignee") or event.data.get("to"))
+    if assignee is None or not assignee.is_active or not assignee.email or named != assignee.get_username():
+        forgive(request.id, "assigned", str(event_sequence))
         return False
     context = {"request": request, "request_url": staff_request_url(request)}
     message = render_email("assigned", context, to=[assignee.email], language=settings.LANGUAGE_CODE)
@@ -314,8 +349,14 @@ def send_daily_digest(*, today: datetime.date, recipients: list[str]) -> None:
 
 
 def send_export_ready_email(export) -> bool:
-    """The subject's data is ready: download it from the status page (the link is not in the email)."""
+    """The subject's data is ready: download it from the status page (the link is not in the email).
+    Not once it cannot be downloaded (expired, used up, or the request withdrawn or refused)."""
+    from requests_app.models import ExportPackage
+
     request = export.request
+    if not request.subject_email or not ExportPackage.objects.downloadable().filter(pk=export.pk).exists():
+        forgive(request.id, "export_ready", str(export.public_id))
+        return False
     context = {"request": request, "export": export, "status_url": status_url(request)}
     message = render_email("export-ready", context, to=[request.subject_email], language=request.language)
     return send_to_subject(request, "export_ready", str(export.public_id), message)

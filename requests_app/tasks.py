@@ -70,7 +70,8 @@ def send_verification_email(request_id: int) -> None:
 def send_request_confirmed_email(request_id: int) -> None:
     """Email the confirmation with the status page link."""
     request = PrivacyRequest.objects.filter(pk=request_id).exclude(subject_email="").first()
-    if request is None:
+    if request is None:  # purged meanwhile
+        emails.forgive(request_id, "request_confirmed")
         return
     emails.send_request_confirmed_email(request)
 
@@ -106,8 +107,10 @@ def purge_closed_requests() -> int:
 def send_extension_email(request_id: int) -> None:
     """Email the subject the extended due date and its reason."""
     request = PrivacyRequest.objects.filter(pk=request_id, extended_at__isnull=False).exclude(subject_email="").first()
-    if request is not None:
-        emails.send_extension_email(request)
+    if request is None:  # purged meanwhile
+        emails.forgive(request_id, "deadline_extended")
+        return
+    emails.send_extension_email(request)
 
 
 @shared_task(**EMAIL_RETRY)
@@ -214,7 +217,7 @@ def requeue_lost_work() -> int:
 @shared_task(**EMAIL_RETRY)
 def send_export_ready_email(export_id: int) -> None:
     """Tell the subject their data package can be downloaded from the status page."""
-    export = ExportPackage.objects.select_related("request").filter(pk=export_id).exclude(request__subject_email="").first()
+    export = ExportPackage.objects.select_related("request").filter(pk=export_id).first()
     if export is not None:
         emails.send_export_ready_email(export)
 

@@ -85,17 +85,24 @@ def login_staff(client, user):
 
 
 class SMTPServer:
-    """What a real SMTP server on 127.0.0.1 accepted. Its mail server refuses recipients whose
-    address starts with "gone" for good (550) and those starting with "busy" for now (450)."""
+    """What a real SMTP server on 127.0.0.1 accepted. It refuses recipients whose address starts
+    with "gone" for good (550 5.1.1), "busy" for now (450), and "relay" as a relay it does not
+    serve (554 5.7.1)."""
 
     def __init__(self):
         self.accepted = []  # (recipients, message bytes) per message
         self.refused = []  # addresses, once per refusal
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.startswith(("gone", "busy")):
+        refusals = {
+            "gone": "550 5.1.1 No such mailbox",
+            "busy": "450 4.2.1 Mailbox busy, try later",
+            "relay": "554 5.7.1 Relay access denied",  # our set-up's fault, not the address's
+        }
+        reply = next((text for prefix, text in refusals.items() if address.startswith(prefix)), None)
+        if reply:
             self.refused.append(address)
-            return "550 5.1.1 No such mailbox" if address.startswith("gone") else "450 4.2.1 Mailbox busy, try later"
+            return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -51,7 +51,14 @@ def test_a_letter_refused_for_good_shows_on_the_request_page_and_stays_unsent(cl
     assert "not emailed yet" in page
 
 
-@pytest.mark.parametrize("address, tries", [("gone@example.com", 1), ("busy@example.com", tasks.EMAIL_RETRY["max_retries"] + 1)])
+@pytest.mark.parametrize(
+    "address, tries",
+    [
+        ("gone@example.com", 1),
+        ("busy@example.com", tasks.EMAIL_RETRY["max_retries"] + 1),
+        ("relay@example.com", tasks.EMAIL_RETRY["max_retries"] + 1),  # a 5xx about our set-up, not the address
+    ],
+)
 def test_only_an_address_refused_for_now_is_retried(smtp_server, address, tries):
     request = submit_request(subject_email=address)
     # Eager tasks retry at once (no countdown), as long as the Retry they raise is not propagated.
@@ -81,3 +88,14 @@ def test_an_accepted_address_gets_the_email(smtp_server):
     assert request.reference.encode() in content
     request.refresh_from_db()
     assert request.acknowledged_at is not None and request.subject_email_rejected_at is None
+
+
+def test_an_address_that_works_again_ends_the_warning(smtp_server):
+    request = request_in_status(Status.IN_PROGRESS, subject_email="gone@example.com")
+    message = Message.objects.create(request=request, direction="to_subject", body="A question", queued_at=timezone.now())
+    with pytest.raises(emails.EmailRejected):
+        tasks.send_subject_message(message.id)
+    assert PrivacyRequest.objects.get(pk=request.pk).subject_email_rejected_at is not None
+    PrivacyRequest.objects.filter(pk=request.pk).update(subject_email="ana@example.com")  # staff corrected it
+    tasks.send_subject_message(message.id)
+    assert PrivacyRequest.objects.get(pk=request.pk).subject_email_rejected_at is None

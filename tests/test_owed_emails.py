@@ -4,6 +4,7 @@ the requeue_lost_work job queues them again after 2 hours, and each still goes o
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.conf import settings
 from django.core import mail
 from django.utils import timezone
@@ -83,14 +84,40 @@ def test_a_task_that_runs_as_well_sends_nothing_twice(django_capture_on_commit_c
     assert SentNotification.objects.get(request=request, kind="deadline_extended").sent_at is not None
 
 
-def test_an_owed_email_is_left_alone_while_retried_and_after_a_week(settings, django_capture_on_commit_callbacks):
+def test_an_owed_email_is_left_alone_while_retried_and_after_a_week(settings):
     request = request_in_status(Status.IN_PROGRESS, subject_email=SUBJECT)
     extension(request, staff_in_role("DPO", username="dpo1"))
+    tried_at = timezone.now() + timedelta(hours=3)
     settings.EMAIL_BACKEND = "tests.services.test_intake.RefusingMailBackend"
-    with pytest.raises(ConnectionRefusedError):
+    with time_machine.travel(tried_at), pytest.raises(ConnectionRefusedError):
         tasks.send_extension_email(request.id)  # one try of the retrying task; the mail server is down
-    assert emails.requeue_owed_emails(now=timezone.now() + timedelta(hours=1)) == 0
+    assert emails.requeue_owed_emails(now=tried_at + timedelta(hours=1)) == 0  # its own retries go on
+    assert emails.requeue_owed_emails(now=tried_at + timedelta(hours=2, minutes=30)) == 1
     assert emails.requeue_owed_emails(now=timezone.now() + timedelta(days=8)) == 0  # too late to help
+
+
+def test_an_email_no_longer_due_is_forgiven(django_capture_on_commit_callbacks):
+    """A package withdrawn with its request, or a request reassigned since: nothing goes, and the sweep stops."""
+    dpo = staff_in_role("DPO", username="dpo1")
+    request = request_in_status(Status.IN_PROGRESS, subject_email=SUBJECT)
+    export_ready(request, dpo)
+    assignment(request, dpo)
+    without_email = staff_in_role("Handler", username="h2", email="")  # so that no email is owed to them
+    routing.request_assign(request=request, assignee=without_email, actor=Actor.staff(dpo))
+    intake.request_withdraw(request=request, actor=Actor.subject())
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        emails.requeue_owed_emails(now=timezone.now() + timedelta(hours=3))
+    # Only the withdrawal notice is still due: not "your data is ready", nor h1's assignment.
+    assert [email.subject for email in mail.outbox] == [f"Request {request.reference} was withdrawn"]
+    assert not SentNotification.objects.filter(request=request, sent_at__isnull=True).exists()
+
+
+def test_a_purge_leaves_nothing_owed():
+    request = request_in_status(Status.IN_PROGRESS, subject_email=SUBJECT)
+    extension(request, staff_in_role("DPO", username="dpo1"))
+    intake.purge_personal_data(request)
+    assert emails.requeue_owed_emails(now=timezone.now() + timedelta(hours=3)) == 0
 
 
 def test_a_staff_address_refused_for_good_is_no_longer_owed(smtp_server):

@@ -141,12 +141,13 @@ def test_production_texts_nothing_unless_a_gateway_is_configured():
     assert run_manage(*show).stdout.strip() == "'requests_app.sms.FileBackend'"
 
 
-def test_a_periodic_run_not_started_within_its_period_is_dropped():
-    """After an outage the worker runs each periodic job once, not once per missed period."""
+def test_a_periodic_run_not_started_in_time_is_dropped():
+    """After an outage the worker runs each periodic job a few times, not once per missed period; a
+    backlog of under 30 minutes never drops every run."""
     from datetime import timedelta
 
     from django.conf import settings
 
     for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
         period = entry["schedule"].total_seconds() if isinstance(entry["schedule"], timedelta) else 6 * 3600
-        assert 0 < entry["options"]["expires"] <= period, name
+        assert max(period, 1800) == entry["options"]["expires"], name

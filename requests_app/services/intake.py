@@ -490,6 +490,7 @@ def purge_personal_data(request: PrivacyRequest) -> None:
     request.pauses.update(reason="")
     request.rectification_changes.update(value="")  # the certificate names the fields, never the values
     request.identities.all().delete()
+    request.notifications.filter(sent_at__isnull=True).delete()  # nobody is emailed about it any more
     # Its data packages and the raw extracts gathered for them go too (long expired, as a rule).
     for export in request.exports.exclude(status__in=[ExportStatus.EXPIRED, ExportStatus.RUNNING]):
         exports.delete_export(export)

@@ -122,7 +122,7 @@ class Echo:
         return text
 
 
-def entries_csv(entries, out) -> Iterator:
+def entries_csv(entries, out, *, for_spreadsheet: bool = False) -> Iterator:
     """Write suppression entries (a queryset: one purpose's list, maybe filtered) to `out` as
     CSV (kind,value,right,added_at), oldest first.
 
@@ -134,7 +134,7 @@ def entries_csv(entries, out) -> Iterator:
     yield writer.writerow(CSV_HEADER)
     rows = entries.order_by("created_at", "id").values_list("kind", "value", "right", "created_at")
     for kind, value, right, created_at in rows.iterator(chunk_size=2000):
-        yield writer.writerow([kind, spreadsheet_safe(value), right, created_at.isoformat()])
+        yield writer.writerow([kind, spreadsheet_safe(value) if for_spreadsheet else value, right, created_at.isoformat()])
 
 
 # A plain number, like a phone number in E.164: a spreadsheet shows it, runs nothing.
@@ -144,7 +144,8 @@ NUMBER = re.compile(r"[+-]?\d+")
 def spreadsheet_safe(value: str) -> str:
     """The value, with a leading ' when a spreadsheet opening the CSV would run it as a formula
     (=, +, -, @, tab or carriage return first, as OWASP lists). A customer reference is free
-    text a subject typed; the JSON endpoints give every value as it is."""
+    text a subject typed. For the DPO's download only: systems syncing over the API get every value
+    as it is."""
     if value[:1] in ("=", "+", "-", "@", "\t", "\r") and not NUMBER.fullmatch(value):
         return "'" + value
     return value

@@ -57,7 +57,7 @@ def entries_download(request: HttpRequest, slug: str) -> HttpResponse:
     purpose = get_object_or_404(SuppressionPurpose, slug=slug)
     with transaction.atomic():
         record_event(None, "suppression_list_downloaded", actor=Actor.staff(request.user), data={"purpose": purpose.slug})
-    response = StreamingHttpResponse(suppression.entries_csv(purpose.entries.all(), suppression.Echo()), content_type="text/csv")
+    response = StreamingHttpResponse(suppression.entries_csv(purpose.entries.all(), suppression.Echo(), for_spreadsheet=True), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="suppression-{purpose.slug}.csv"'
     return response
 

@@ -17,7 +17,16 @@ from django.utils import timezone
 
 from requests_app.audit import Actor
 from requests_app.lifecycle import RequestError
-from requests_app.models import AuditEvent, ExportPackage, ExportStatus, IdentityKind, SourceSystem, SubjectIdentity
+from requests_app.models import (
+    AuditEvent,
+    ExportPackage,
+    ExportStatus,
+    IdentityKind,
+    PrivacyRequest,
+    SourceSystem,
+    SubjectIdentity,
+    rights_mask,
+)
 from requests_app.services.exports import (
     compile_export,
     export_release,
@@ -179,6 +188,14 @@ def test_compile_export_command_prints_the_storage_name_as_its_last_line(demo_re
     assert out.getvalue().strip().splitlines()[-1] == export.storage_name
     with open_package(export) as package:
         assert check_manifest(package)["rows"] == 71
+
+
+def test_compile_export_command_compiles_the_kind_the_request_asks_for(demo_request):
+    demo_request.rights.exclude(right="portability").delete()
+    demo_request.rights.get_or_create(right="portability")
+    PrivacyRequest.objects.filter(pk=demo_request.pk).update(rights_mask=rights_mask(["portability"]))
+    call_command("compile_export", demo_request.reference, stdout=StringIO())
+    assert demo_request.exports.get().kind == "portability"
 
 
 def test_compile_export_command_refuses_an_unknown_reference(db):

@@ -179,12 +179,16 @@ def test_entries_csv_lists_kind_value_right_and_time(marketing, dpo):
     ],
 )
 @pytest.mark.django_db
-def test_a_csv_cell_never_runs_as_a_spreadsheet_formula(marketing, value, in_csv):
+def test_a_cell_of_the_dpos_csv_never_runs_as_a_spreadsheet_formula(client, marketing, dpo, value, in_csv):
     SuppressionEntry.objects.create(purpose=marketing, kind="customer_reference", value=value, right="objection")
+    login_staff(client, dpo)
+    response = client.get(reverse("staff:suppression_download", args=[marketing.slug]))
+    assert list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))[1][1] == in_csv
+    # Systems syncing the list get the value as it is.
     out = io.StringIO()
     for _row in suppression.entries_csv(marketing.entries.all(), out):
         pass
-    assert list(csv.reader(io.StringIO(out.getvalue())))[1][1] == in_csv
+    assert list(csv.reader(io.StringIO(out.getvalue())))[1][1] == value
 
 
 @pytest.mark.parametrize(("role", "status"), [("DPO", 200), ("Auditor", 200), ("Handler", 403)])

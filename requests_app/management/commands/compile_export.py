@@ -13,7 +13,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("reference")
-        parser.add_argument("--kind", choices=ExportKind.values, default=ExportKind.ACCESS)
+        parser.add_argument("--kind", choices=ExportKind.values, help="default: the kind the request asks for (access first)")
 
     def handle(self, *args, reference, kind, **options):
         request = PrivacyRequest.objects.filter(reference=reference).first()
@@ -23,6 +23,7 @@ class Command(BaseCommand):
             status__in=[ExportStatus.QUEUED, ExportStatus.FAILED, ExportStatus.RUNNING]
         ).first()
         if export is None:
+            kind = kind or next((k for k in ExportKind.values if k in request.requested_rights), ExportKind.ACCESS)
             try:
                 # Queued by the system; the task it queues finds the work done and stops.
                 export = exports.export_start(request=request, actor=Actor.system(), kind=kind)
