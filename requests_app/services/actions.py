@@ -376,7 +376,10 @@ def run_execution(*, action_id: int, token: str) -> str:
         return SourceAction.objects.values_list("status", flat=True).get(pk=action_id)  # finished, or superseded
     action = current.select_related("request", "source").get()
     if action.request.status != Status.IN_PROGRESS:
-        # Withdrawn or rejected while the task waited for a worker: nobody wants it done any more.
+        # Withdrawn or rejected while the task waited for a worker: nobody wants it done any more. Unless a
+        # run that died after the source's commit did it already: then the trail must say it was done.
+        if handed_again and _approved_change_in_place(connector_for(action.source), build_plan(action)[0], action):
+            return _finish(action, ActionStatus.DONE, result=_already_in_place(action))
         return _finish(action, ActionStatus.FAILED, error=f"Not carried out: the request is {action.request.status} now.")
 
     def on_progress(progress: dict) -> None:
@@ -396,8 +399,7 @@ def run_execution(*, action_id: int, token: str) -> str:
             # the approved plan leads: the approved change is recorded, so the letter states it and the
             # recipients are told. (On a first run, rows that merely vanished, say a source answering 404,
             # are stale, for staff to look at.)
-            result = {"categories": action.dry_run.get("categories", []), "list_entries": action.dry_run.get("list_entries", 0),
-                      "already_in_place": True}
+            result = _already_in_place(action)
     except StaleDryRun as error:
         return _finish(action, ActionStatus.STALE, error=str(error))
     except SourceError as error:
@@ -407,6 +409,11 @@ def run_execution(*, action_id: int, token: str) -> str:
         _finish(action, ActionStatus.FAILED, error=f"{action.source.slug}: unexpected {type(error).__name__}")
         raise
     return _finish(action, ActionStatus.DONE, result={**result, "held": held})
+
+
+def _already_in_place(action: SourceAction) -> dict:
+    """The result of an approved change found made by an earlier run: what its dry run counted."""
+    return {"categories": action.dry_run.get("categories", []), "list_entries": action.dry_run.get("list_entries", 0), "already_in_place": True}
 
 
 def _approved_change_in_place(connector, plan, action: SourceAction) -> bool:

@@ -8,6 +8,7 @@ from django.core import mail
 from django.utils import timezone
 
 from requests_app import roles
+from requests_app.audit import Actor
 from requests_app.lifecycle import NotAllowed, RequestError
 from requests_app.models import (
     ActionStatus,
@@ -81,7 +82,6 @@ def test_only_verified_identities_are_acted_on(crm, erasure_request, dpo_actor, 
 
 def test_source_systems_are_acted_on_only_once_the_request_is_in_progress(crm, erasure_request, dpo_actor, step):
     from requests_app import lifecycle
-    from requests_app.audit import Actor
 
     action = _approved(erasure_request, crm, dpo_actor, step)
     lifecycle.transition(erasure_request, "await_subject", actor=Actor.system())  # proof of identity asked for
@@ -165,6 +165,29 @@ def test_a_run_that_died_after_the_source_committed_is_recorded_as_done_when_red
     assert action.result["categories"] == action.dry_run["categories"] and action.result["already_in_place"]
     assert erasure_request.recipient_notices.get().status != NoticeStatus.NOT_NEEDED  # the partner is to be told
     assert "We erased your data in CRM" in outcome_summary(erasure_request)
+
+
+@pytest.mark.parametrize("made_before_dying", [True, False])
+def test_a_run_that_died_then_a_withdrawal_records_what_the_source_holds(
+    crm, erasure_request, dpo_actor, source_db, step, made_before_dying
+):
+    from requests_app.services import intake
+    from requests_app.sources import connector_for
+
+    action = _approved(erasure_request, crm, dpo_actor, step)
+    actions.execute(action=action, actor=dpo_actor)  # queued; a worker takes it...
+    SourceAction.objects.filter(pk=action.pk).update(taken_at=timezone.now())
+    action = SourceAction.objects.get(pk=action.pk)
+    if made_before_dying:
+        plan, _held = actions.build_plan(action)
+        connector_for(crm).apply(plan, action.dry_run["fingerprint"])  # ...changes the source, commits, and dies
+    intake.request_withdraw(request=erasure_request, actor=Actor.subject())  # then the subject withdraws
+
+    status = actions.run_execution(action_id=action.id, token=action.run_token)  # redelivered
+    # Done if the change was made (the trail must say so), else not carried out.
+    assert status == (ActionStatus.DONE if made_before_dying else ActionStatus.FAILED)
+    action.refresh_from_db()
+    assert action.result.get("already_in_place", False) == made_before_dying
 
 
 def test_rows_that_vanished_before_a_first_run_are_stale_not_done(crm, erasure_request, dpo_actor, source_db, step):
