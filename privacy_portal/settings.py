@@ -333,6 +333,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "requests_app.tasks.purge_closed_requests",
         "schedule": crontab(hour=3, minute=15),
     },
+    "delete-orphan-files": {
+        "task": "requests_app.tasks.delete_orphan_files",
+        "schedule": crontab(hour=3, minute=45),
+    },
 }
 # A periodic run no worker started within its period (at least 30 minutes; daily jobs: 6 hours) is
 # dropped, since a later one does the same work: after an outage each job runs a few times, not once

@@ -22,7 +22,7 @@ from requests_app.models import (
     SentNotification,
     Status,
 )
-from requests_app.services import actions, exports, handling, intake, notices, routing, webhooks
+from requests_app.services import actions, exports, handling, intake, notices, orphans, routing, webhooks
 from requests_app.services import deadlines as deadline_service
 
 logger = logging.getLogger(__name__)
@@ -101,6 +101,12 @@ def expire_unverified_requests() -> int:
 def purge_closed_requests() -> int:
     """Nightly: purge the personal data of requests closed longer than the retention period."""
     return intake.purge_closed_requests()
+
+
+@shared_task(acks_late=True)
+def delete_orphan_files() -> int:
+    """Nightly: delete stored files whose record was rolled back (a scanned letter, an extract, a package)."""
+    return orphans.delete_orphan_files()
 
 
 @shared_task(**EMAIL_RETRY)
