@@ -16,6 +16,7 @@ has been told (Art. 19) or staff recorded why not (see `completion_blockers`).
 """
 
 import datetime
+import logging
 import secrets
 
 from django.conf import settings
@@ -57,6 +58,8 @@ from requests_app.sources.actions import (
     typed_value,
 )
 from requests_app.wording import in_sentence
+
+logger = logging.getLogger(__name__)
 
 ACTION_FOR_RIGHT = {
     RequestType.ERASURE: ActionKind.ERASE,
@@ -378,8 +381,9 @@ def run_execution(*, action_id: int, token: str) -> str:
     if action.request.status != Status.IN_PROGRESS:
         # Withdrawn or rejected while the task waited for a worker: nobody wants it done any more. Unless a
         # run that died after the source's commit did it already: then the trail must say it was done.
-        if handed_again and _approved_change_in_place(connector_for(action.source), build_plan(action)[0], action):
-            return _finish(action, ActionStatus.DONE, result=_already_in_place(action))
+        made = _made_before_dying(action) if handed_again else None
+        if made is not None:
+            return _finish(action, ActionStatus.DONE, result=made)
         return _finish(action, ActionStatus.FAILED, error=f"Not carried out: the request is {action.request.status} now.")
 
     def on_progress(progress: dict) -> None:
@@ -409,6 +413,21 @@ def run_execution(*, action_id: int, token: str) -> str:
         _finish(action, ActionStatus.FAILED, error=f"{action.source.slug}: unexpected {type(error).__name__}")
         raise
     return _finish(action, ActionStatus.DONE, result={**result, "held": held})
+
+
+def _made_before_dying(action: SourceAction) -> dict | None:
+    """The result to record when the approved plan, unchanged, is found already carried out; else None.
+    Any doubt (the plan changed since approval, the source cannot tell) is None: not recorded as done."""
+    try:
+        plan, held = build_plan(action)
+        if plan_digest(plan, held) != action.dry_run.get("plan"):
+            return None
+        if not _approved_change_in_place(connector_for(action.source), plan, action):
+            return None
+    except Exception:
+        logger.exception("could not check source action %s against its source", action.pk)
+        return None
+    return {**_already_in_place(action), "held": held}
 
 
 def _already_in_place(action: SourceAction) -> dict:

@@ -49,8 +49,13 @@ DOWNLOAD_SALT = "requests_app.export-download"
 ACTIVE = (ExportStatus.QUEUED, ExportStatus.RUNNING, ExportStatus.WAITING_MANUAL)
 
 
-def export_start(*, request: PrivacyRequest, actor: Actor, kind: str = ExportKind.ACCESS, encrypt: bool = False) -> ExportPackage:
-    """Queue the compilation of a package for a verified, open request.
+def default_kind(request: PrivacyRequest) -> str | None:
+    """The package a request asks for: access first, else portability; None when it asks for no copy."""
+    return next((kind for kind in ExportKind.values if kind in request.requested_rights), None)
+
+
+def export_start(*, request: PrivacyRequest, actor: Actor, kind: str | None = None, encrypt: bool = False) -> ExportPackage:
+    """Queue the compilation of a package (of `kind`, by default the one it asks for) for a verified, open request.
 
     One active export per request at a time. Manual sources get a task for
     their owner; the package is compiled once every one is done.
@@ -61,6 +66,7 @@ def export_start(*, request: PrivacyRequest, actor: Actor, kind: str = ExportKin
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
         if locked.status not in VERIFIED_OPEN:
             raise RequestError(_("Only an open, verified request can have its data exported."))
+        kind = kind or default_kind(locked) or ExportKind.ACCESS
         if kind not in locked.requested_rights:
             # A package is the answer to a request for a copy; an erasure or an objection asks for none.
             raise RequestError(

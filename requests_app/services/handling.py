@@ -287,10 +287,8 @@ def _auto_start_export(request: PrivacyRequest) -> None:
 
     if not settings.EXPORT_AUTO_START or request.exports.exists():
         return
-    rights = set(request.requested_rights)
-    kind = "access" if "access" in rights else "portability" if "portability" in rights else None
-    if kind:
-        exports.export_start(request=request, actor=Actor.system(), kind=kind)
+    if exports.default_kind(request):
+        exports.export_start(request=request, actor=Actor.system())
 
 
 def request_transition(

@@ -22,14 +22,23 @@ MIN_AGE = datetime.timedelta(days=1)
 
 
 def stored_files(folder: str):
-    """Every file name under `folder` in the default storage, at any depth."""
-    if not default_storage.exists(folder):
+    """Every file name under `folder` in the default storage, at any depth. (Not storage.exists(folder):
+    an object store has no folders, and would answer that it does not exist.)"""
+    try:
+        folders, files = default_storage.listdir(folder)
+    except FileNotFoundError:  # a local folder nothing was ever stored in
         return
-    folders, files = default_storage.listdir(folder)
     for name in files:
         yield f"{folder}/{name}"
     for sub in folders:
         yield from stored_files(f"{folder}/{sub}")
+
+
+def older_than(name: str, cutoff: datetime.datetime) -> bool:
+    try:
+        return default_storage.get_modified_time(name) < cutoff
+    except FileNotFoundError:  # deleted meanwhile (a purge, an expiry)
+        return False
 
 
 def delete_orphan_files(*, now: datetime.datetime | None = None) -> int:
@@ -43,7 +52,7 @@ def delete_orphan_files(*, now: datetime.datetime | None = None) -> int:
     deleted = 0
     for folder in ("attachments", "manual-extracts", "exports"):
         for name in stored_files(folder):
-            if name not in referenced and default_storage.get_modified_time(name) < cutoff:
+            if name not in referenced and older_than(name, cutoff):
                 default_storage.delete(name)
                 deleted += 1
     if deleted:

@@ -188,6 +188,29 @@ def test_a_run_that_died_then_a_withdrawal_records_what_the_source_holds(
     assert status == (ActionStatus.DONE if made_before_dying else ActionStatus.FAILED)
     action.refresh_from_db()
     assert action.result.get("already_in_place", False) == made_before_dying
+    assert ("held" in action.result) == made_before_dying  # the certificate reads a done action's holds
+
+
+@pytest.mark.parametrize("change_after_approval", ["legal hold", "inventory edit"])
+def test_a_redelivered_run_after_a_withdrawal_records_nothing_done_when_the_plan_changed(
+    crm, erasure_request, dpo_actor, source_db, step, change_after_approval
+):
+    """A hold or an inventory edit since approval: what the source holds no longer says what was approved."""
+    from requests_app.services import intake
+
+    action = _approved(erasure_request, crm, dpo_actor, step)
+    actions.execute(action=action, actor=dpo_actor)
+    SourceAction.objects.filter(pk=action.pk).update(taken_at=timezone.now())  # a worker took it and died
+    if change_after_approval == "legal hold":
+        LegalHold.objects.create(source=crm, ground=ErasureException.LEGAL_CLAIMS, basis="Dispute", until=timezone.localdate())
+    else:
+        crm.categories.get().fields.update(erase_strategy=EraseStrategy.KEEP)  # nothing left to erase: build_plan refuses
+    intake.request_withdraw(request=erasure_request, actor=Actor.subject())
+
+    action = SourceAction.objects.get(pk=action.pk)
+    assert actions.run_execution(action_id=action.id, token=action.run_token) == ActionStatus.FAILED
+    action.refresh_from_db()
+    assert action.status == ActionStatus.FAILED and "Not carried out" in action.error
 
 
 def test_rows_that_vanished_before_a_first_run_are_stale_not_done(crm, erasure_request, dpo_actor, source_db, step):

@@ -27,7 +27,7 @@ from tests.actions.conftest import (  # noqa: F401 (fixtures)
     source_url,
     verified_request,
 )
-from tests.browser.test_dpo_workflow import PASSWORD, current_code
+from tests.browser.support import PASSWORD, current_code
 from tests.factories import UserFactory
 
 

@@ -6,11 +6,9 @@ request.
 """
 
 import re
-from binascii import unhexlify
 
 import pytest
 from django.contrib.auth.models import Group
-from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import expect
 
@@ -19,17 +17,8 @@ from requests_app.audit import Actor
 from requests_app.models import MessageDirection, PrivacyRequest, RequestType, Status
 from requests_app.services import routing
 from requests_app.services.intake import RightDetails
+from tests.browser.support import PASSWORD, current_code
 from tests.factories import UserFactory, released_package, request_in_status, staff_in_role
-
-PASSWORD = "correct-horse-battery"  # UserFactory's password
-
-
-def current_code(device: TOTPDevice) -> str:
-    """The code an authenticator app would show now (as `manage.py totp_code` computes it)."""
-    device.refresh_from_db()
-    code = totp(unhexlify(device.key), step=device.step, t0=device.t0, digits=device.digits, drift=device.drift)
-    return f"{code:0{device.digits}d}"
-
 
 @pytest.mark.django_db(transaction=True)
 def test_handler_messages_subject_and_completes_the_request(page, live_server, browser):

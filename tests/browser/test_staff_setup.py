@@ -12,7 +12,6 @@ works.
 
 import base64
 import re
-import time
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -24,20 +23,10 @@ from playwright.sync_api import expect
 
 from requests_app import roles
 from requests_app.models import AuditEvent, Team
+from tests.browser.support import PASSWORD, current_code
 from tests.factories import staff_in_role
 
-PASSWORD = "correct-horse-battery"  # UserFactory's password: the DPO's
 NEW_PASSWORD = "plum-kettle-harbour-47"  # what the new handler chooses
-
-
-def current_code(device: TOTPDevice) -> str:
-    """The code the device accepts now: django-otp takes each time step once (the setup page used
-    the current one), and a step either side of the clock's."""
-    device.refresh_from_db()
-    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
-    if totp.t() <= device.last_t:
-        totp.time = time.time() + device.step  # the next step's code
-    return f"{totp.token():0{device.digits}d}"
 
 
 def code_for_key(secret: str) -> str:

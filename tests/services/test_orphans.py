@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from requests_app import tasks
 from requests_app.audit import Actor
+from requests_app.models import ExportPackage, ExportStatus, ManualTask, SourceSystem
 from requests_app.services.intake import attachment_add
 from tests.factories import request_in_status
 
@@ -36,9 +37,16 @@ def test_files_no_record_refers_to_are_deleted_once_a_day_old():
     extract = default_storage.save("manual-extracts/x-crm.csv", ContentFile(b"id,name\n1,Ana\n"))
     package = default_storage.save("exports/0b7e4f1a/attempt-1.zip", ContentFile(b"PK"))
     young = default_storage.save("attachments/just-written", ContentFile(b"its transaction may still run"))
-    for name in (kept.file.name, rolled_back.file.name, extract, package):
+    # In use: a package (stored under another name, as when attempt-1.zip was taken) and a pending extract.
+    export = ExportPackage.objects.create(request=request, kind="access", status=ExportStatus.READY)
+    export.storage_name = default_storage.save("exports/0b7e4f1a/attempt-1.zip", ContentFile(b"PK ready"))
+    export.save()
+    task = ManualTask.objects.create(export=export, source=SourceSystem.objects.create(name="Archive", slug="archive"))
+    task.upload.save("x-archive.csv", ContentFile(b"id\n1\n"))
+    in_use = [kept.file.name, export.storage_name, task.upload.name]
+    for name in (*in_use, rolled_back.file.name, extract, package):
         age(name, days=2)
 
     assert tasks.delete_orphan_files() == 3
-    assert default_storage.exists(kept.file.name) and default_storage.exists(young)
+    assert all(default_storage.exists(name) for name in (*in_use, young))
     assert not any(default_storage.exists(name) for name in (rolled_back.file.name, extract, package))

@@ -23,7 +23,6 @@ class Command(BaseCommand):
             status__in=[ExportStatus.QUEUED, ExportStatus.FAILED, ExportStatus.RUNNING]
         ).first()
         if export is None:
-            kind = kind or next((k for k in ExportKind.values if k in request.requested_rights), ExportKind.ACCESS)
             try:
                 # Queued by the system; the task it queues finds the work done and stops.
                 export = exports.export_start(request=request, actor=Actor.system(), kind=kind)
