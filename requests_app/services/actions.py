@@ -407,10 +407,12 @@ def run_execution(*, action_id: int, token: str) -> str:
     except StaleDryRun as error:
         return _finish(action, ActionStatus.STALE, error=str(error))
     except SourceError as error:
-        return _finish(action, ActionStatus.FAILED, error=str(error))
+        # An HTTP source may have changed some records before failing: the result keeps them.
+        return _finish(action, ActionStatus.FAILED, error=str(error), result=getattr(error, "changed_before_failing", None))
     except Exception as error:
         # A bug or a time limit: fail visibly (a retry is possible) and let the task log it.
-        _finish(action, ActionStatus.FAILED, error=f"{action.source.slug}: unexpected {type(error).__name__}")
+        _finish(action, ActionStatus.FAILED, error=f"{action.source.slug}: unexpected {type(error).__name__}",
+                result=getattr(error, "changed_before_failing", None))
         raise
     return _finish(action, ActionStatus.DONE, result={**result, "held": held})
 
@@ -450,9 +452,10 @@ def _approved_change_in_place(connector, plan, action: SourceAction) -> bool:
 
 
 def _finish(action: SourceAction, status: str, *, error: str = "", result: dict | None = None) -> str:
+    result = _with_earlier_changes(action.result, result or {}, done=status == ActionStatus.DONE)
     with transaction.atomic():
         updated = SourceAction.objects.filter(pk=action.pk, status=ActionStatus.RUNNING, run_token=action.run_token).update(
-            status=status, error=error[:300], result=result or {}, finished_at=timezone.now()
+            status=status, error=error[:300], result=result, finished_at=timezone.now()
         )
         if not updated:
             return SourceAction.objects.values_list("status", flat=True).get(pk=action.pk)
@@ -461,6 +464,28 @@ def _finish(action: SourceAction, status: str, *, error: str = "", result: dict 
         if status == ActionStatus.DONE:
             queue_due_notices(action.request)
     return status
+
+
+def _with_earlier_changes(earlier: dict, result: dict, *, done: bool) -> dict:
+    """`result`, with what earlier runs changed before failing part-way (an HTTP source has no
+    rollback): a retry counts only what was left, and the letter and certificate must count it all.
+
+    Fields add up. Rows add up while the action is unfinished; in the final result only deleted ones
+    do, because the retry read, and counted, the records patched before (with nothing left to change).
+    """
+    merged = result
+    if earlier.get("changed_before_failing"):
+        totals = {counts["category"]: dict(counts) for counts in result.get("categories", [])}
+        for counts in earlier["categories"]:
+            total = totals.setdefault(counts["category"], {"category": counts["category"], "rows": 0, "fields": 0})
+            total["fields"] += counts["fields"]
+            if not done or counts.get("deleted"):
+                total["rows"] += counts["rows"]
+            total["deleted"] = total.get("deleted") or counts.get("deleted", False)
+        merged = {**result, "categories": list(totals.values())}
+    if not done and merged.get("categories"):
+        merged = {**merged, "changed_before_failing": True}  # for the next run to add
+    return merged
 
 
 def manual_action_done(*, action: SourceAction, actor: Actor, rows: int) -> SourceAction:

@@ -28,7 +28,9 @@ HTTP has no transaction. `apply` first re-reads every record and refuses
 anything. A failure part-way through leaves the earlier records changed;
 the retry then sees records that differ from the dry run and refuses too,
 so staff run the dry run again and approve what is left. That is intended:
-nothing is changed that a person did not approve.
+nothing is changed that a person did not approve. The error carries what
+the run changed before failing (`changed_before_failing`), so the action's
+result, and in the end the letter and the certificate, count it too.
 """
 
 import json
@@ -160,19 +162,27 @@ class HTTPConnector:
         if combined_fingerprint([scan["fingerprint"] for scan in scans]) != fingerprint:
             raise StaleDryRun(f"{self.source.slug}: the records changed since the dry run")
         list_identities = self._list_identities(plan)  # a misconfigured list fails before any change
-        for done, scan in enumerate(scans, start=1):
-            for method, url, body in scan["writes"]:
-                if method == "DELETE":
-                    self._call("DELETE", url, missing_ok=True)  # already gone is what we want
-                else:
-                    # DjangoJSONEncoder writes the dates and decimals a rectification may carry.
-                    self._call("PATCH", url, data=json.dumps(body, cls=DjangoJSONEncoder),
-                               headers={"Content-Type": "application/json"})
-            on_progress({"categories_done": done, "categories_total": len(scans)})
-        if list_identities:
-            list_url = self._url(plan.restriction_list)
-            for identity in list_identities:
-                self._call("POST", list_url, json={"identity": identity})
+        # What this run changed, per category, for a failure part-way to report (there is no rollback).
+        changed = [{"category": scan["counts"]["category"], "rows": 0, "fields": 0, "deleted": scan["deletes"]} for scan in scans]
+        try:
+            for done, (scan, counts) in enumerate(zip(scans, changed), start=1):
+                for method, url, body, fields in scan["writes"]:
+                    if method == "DELETE":
+                        self._call("DELETE", url, missing_ok=True)  # already gone is what we want
+                    else:
+                        # DjangoJSONEncoder writes the dates and decimals a rectification may carry.
+                        self._call("PATCH", url, data=json.dumps(body, cls=DjangoJSONEncoder),
+                                   headers={"Content-Type": "application/json"})
+                    counts["rows"] += 1
+                    counts["fields"] += fields
+                on_progress({"categories_done": done, "categories_total": len(scans)})
+            if list_identities:
+                list_url = self._url(plan.restriction_list)
+                for identity in list_identities:
+                    self._call("POST", list_url, json={"identity": identity})
+        except Exception as error:
+            error.changed_before_failing = {"categories": [counts for counts in changed if counts["rows"]]}
+            raise
         return {"categories": [scan["counts"] for scan in scans], "list_entries": len(list_identities)}
 
     def _scan(self, plan: ActionPlan, work: CategoryWork) -> dict:
@@ -195,21 +205,23 @@ class HTTPConnector:
                     )
                 fingerprint.add(record)
                 rows += 1
-                fields += changed_fields(work, plan.kind, record)
+                record_fields = changed_fields(work, plan.kind, record)
+                fields += record_fields
                 url = f"{records_url}/{quote(str(key), safe='')}"
                 if deletes:
-                    writes.append(("DELETE", url, None))
+                    writes.append(("DELETE", url, None, record_fields))
                     continue
                 patch = {
                     name: value for name, value in new_values(work, plan.kind, record).items()
                     if differs(record.get(name), value)
                 }
                 if patch:
-                    writes.append(("PATCH", url, patch))
+                    writes.append(("PATCH", url, patch, record_fields))
         return {
             "counts": {"category": category.slug, "rows": rows, "fields": fields},
             "fingerprint": fingerprint.hexdigest(),
             "writes": writes,
+            "deletes": bool(deletes),
         }
 
     def _list_identities(self, plan: ActionPlan) -> list[str]:

@@ -488,3 +488,41 @@ def test_a_redirect_is_refused_rather_than_followed(api, source):
     api.forced["GET"] = (302, 0)
     with pytest.raises(SourceError, match="roaming-partner: redirected \\(HTTP 302\\)"):
         HTTPConnector(source).preview(plan_for("delete", source))
+
+
+@pytest.mark.parametrize("method, rows, fields", [(EraseMethod.DELETE, 3, 3 * 5), (EraseMethod.ANONYMISE, 3, 3 * 3)])
+def test_what_a_failed_run_changed_counts_in_the_final_result(
+    api, source, erasure_request, dpo_actor, django_capture_on_commit_callbacks, method, rows, fields
+):
+    """A partner failing part-way keeps the records it changed (no rollback); the retry counts only the rest,
+    and the action's final result, which the letter and the certificate read, counts both."""
+    from requests_app.models import ActionStatus, SourceAction
+    from requests_app.services import actions
+
+    seed(api)  # Alice (the request's verified phone) has 3 records
+    category = add_category(source)
+    if method == EraseMethod.ANONYMISE:
+        anonymising_work(category)
+
+    def step(service, action):
+        with django_capture_on_commit_callbacks(execute=True):
+            service(action=SourceAction.objects.get(pk=action.pk), actor=dpo_actor)
+        return SourceAction.objects.get(pk=action.pk)
+
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = erasure_request.source_actions.get(source=source)
+    for service in (actions.dry_run_start, actions.approve):
+        action = step(service, action)
+    api.forced["DELETE" if method == EraseMethod.DELETE else "PATCH"] = (500, 1)  # one record changed, then a failure
+    action = step(actions.execute, action)
+    assert action.status == ActionStatus.FAILED
+    assert action.result["categories"][0]["rows"] == 1 and action.result["changed_before_failing"]
+
+    api.forced.clear()
+    for service in (actions.dry_run_start, actions.approve, actions.execute):  # staff run what is left
+        action = step(service, action)
+    assert action.status == ActionStatus.DONE
+    assert action.dry_run["categories"][0]["fields"] < fields  # the retry saw only what was left...
+    (counts,) = action.result["categories"]
+    assert (counts["rows"], counts["fields"]) == (rows, fields)  # ...the result counts it all
+    assert "changed_before_failing" not in action.result
