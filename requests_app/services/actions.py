@@ -452,7 +452,8 @@ def _approved_change_in_place(connector, plan, action: SourceAction) -> bool:
 
 
 def _finish(action: SourceAction, status: str, *, error: str = "", result: dict | None = None) -> str:
-    result = _with_earlier_changes(action.result, result or {}, done=status == ActionStatus.DONE)
+    this_run = result or {}
+    result = _with_earlier_changes(action.result, this_run, done=status == ActionStatus.DONE)
     with transaction.atomic():
         updated = SourceAction.objects.filter(pk=action.pk, status=ActionStatus.RUNNING, run_token=action.run_token).update(
             status=status, error=error[:300], result=result, finished_at=timezone.now()
@@ -460,7 +461,8 @@ def _finish(action: SourceAction, status: str, *, error: str = "", result: dict 
         if not updated:
             return SourceAction.objects.values_list("status", flat=True).get(pk=action.pk)
         event = {ActionStatus.DONE: "source_action_done", ActionStatus.FAILED: "source_action_failed"}.get(status, "source_action_stale")
-        record_event(action.request, event, actor=Actor.system(), data=_summary(action, result or {}) | ({"error": error[:300]} if error else {}))
+        # The trail counts what this run did; the result, what all runs did (see _with_earlier_changes).
+        record_event(action.request, event, actor=Actor.system(), data=_summary(action, this_run) | ({"error": error[:300]} if error else {}))
         if status == ActionStatus.DONE:
             queue_due_notices(action.request)
     return status
@@ -472,6 +474,8 @@ def _with_earlier_changes(earlier: dict, result: dict, *, done: bool) -> dict:
 
     Fields add up. Rows add up while the action is unfinished; in the final result only deleted ones
     do, because the retry read, and counted, the records patched before (with nothing left to change).
+    A patched record the retry no longer finds (its identifier was the field changed) or no longer
+    reads (a hold since) is why patched rows are at least the earlier count, not lost.
     """
     merged = result
     if earlier.get("changed_before_failing"):
@@ -481,6 +485,8 @@ def _with_earlier_changes(earlier: dict, result: dict, *, done: bool) -> dict:
             total["fields"] += counts["fields"]
             if not done or counts.get("deleted"):
                 total["rows"] += counts["rows"]
+            else:
+                total["rows"] = max(total["rows"], counts["rows"])
             total["deleted"] = total.get("deleted") or counts.get("deleted", False)
         merged = {**result, "categories": list(totals.values())}
     if not done and merged.get("categories"):

@@ -526,3 +526,41 @@ def test_what_a_failed_run_changed_counts_in_the_final_result(
     (counts,) = action.result["categories"]
     assert (counts["rows"], counts["fields"]) == (rows, fields)  # ...the result counts it all
     assert "changed_before_failing" not in action.result
+    # The trail counts what each run did.
+    runs = erasure_request.events.filter(action__in=["source_action_failed", "source_action_done"]).order_by("sequence")
+    assert [event.data["categories"][0]["rows"] for event in runs] == [1, rows - 1 if method == EraseMethod.DELETE else rows]
+
+
+def test_records_changed_before_a_failure_stay_counted_when_a_hold_keeps_the_rest(
+    api, source, erasure_request, dpo_actor, django_capture_on_commit_callbacks
+):
+    """Anonymised in part, then held: the retry reads nothing there, yet one record was changed (Art. 19)."""
+    import datetime
+
+    from requests_app.models import ActionStatus, ErasureException, LegalHold, SourceAction
+    from requests_app.services import actions
+
+    seed(api)
+    category = add_category(source)
+    anonymising_work(category)
+
+    def step(service, action):
+        with django_capture_on_commit_callbacks(execute=True):
+            service(action=SourceAction.objects.get(pk=action.pk), actor=dpo_actor)
+        return SourceAction.objects.get(pk=action.pk)
+
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = erasure_request.source_actions.get(source=source)
+    for service in (actions.dry_run_start, actions.approve):
+        action = step(service, action)
+    api.forced["PATCH"] = (500, 1)
+    action = step(actions.execute, action)
+    LegalHold.objects.create(source=source, category=category, ground=ErasureException.LEGAL_CLAIMS, basis="Dispute",
+                             until=datetime.date.today() + datetime.timedelta(days=30))
+    api.forced.clear()
+    for service in (actions.dry_run_start, actions.approve, actions.execute):
+        action = step(service, action)
+    assert action.status == ActionStatus.DONE
+    (counts,) = action.result["categories"]
+    assert (counts["rows"], counts["fields"]) == (1, 3)
+    assert actions.changed_anything(action.result)  # so its recipients are told
