@@ -490,37 +490,50 @@ def test_a_redirect_is_refused_rather_than_followed(api, source):
         HTTPConnector(source).preview(plan_for("delete", source))
 
 
-@pytest.mark.parametrize("method, rows, fields", [(EraseMethod.DELETE, 3, 3 * 5), (EraseMethod.ANONYMISE, 3, 3 * 3)])
-def test_what_a_failed_run_changed_counts_in_the_final_result(
-    api, source, erasure_request, dpo_actor, django_capture_on_commit_callbacks, method, rows, fields
-):
-    """A partner failing part-way keeps the records it changed (no rollback); the retry counts only the rest,
-    and the action's final result, which the letter and the certificate read, counts both."""
-    from requests_app.models import ActionStatus, SourceAction
+@pytest.fixture
+def failed_part_way(api, source, erasure_request, dpo_actor, django_capture_on_commit_callbacks):
+    """run(method): Alice's 3 calls (the request's verified phone) erased through the services until
+    the partner fails after changing one record; then run_rest() runs what is left to the end."""
+    from requests_app.models import SourceAction
     from requests_app.services import actions
 
-    seed(api)  # Alice (the request's verified phone) has 3 records
-    category = add_category(source)
-    if method == EraseMethod.ANONYMISE:
-        anonymising_work(category)
+    def step(action, *services):
+        for service in services:
+            with django_capture_on_commit_callbacks(execute=True):
+                service(action=SourceAction.objects.get(pk=action.pk), actor=dpo_actor)
+            action = SourceAction.objects.get(pk=action.pk)
+        return action
 
-    def step(service, action):
-        with django_capture_on_commit_callbacks(execute=True):
-            service(action=SourceAction.objects.get(pk=action.pk), actor=dpo_actor)
-        return SourceAction.objects.get(pk=action.pk)
+    def run(method):
+        seed(api)
+        category = add_category(source)
+        if method == EraseMethod.ANONYMISE:
+            anonymising_work(category)
+        actions.plan_actions(request=erasure_request, actor=dpo_actor)
+        action = step(erasure_request.source_actions.get(source=source), actions.dry_run_start, actions.approve)
+        api.forced["DELETE" if method == EraseMethod.DELETE else "PATCH"] = (500, 1)  # one record changed, then a failure
+        action = step(action, actions.execute)
+        api.forced.clear()
+        return category, action
 
-    actions.plan_actions(request=erasure_request, actor=dpo_actor)
-    action = erasure_request.source_actions.get(source=source)
-    for service in (actions.dry_run_start, actions.approve):
-        action = step(service, action)
-    api.forced["DELETE" if method == EraseMethod.DELETE else "PATCH"] = (500, 1)  # one record changed, then a failure
-    action = step(actions.execute, action)
+    def run_rest(action):  # staff run the dry run again, approve what is left and execute it
+        return step(action, actions.dry_run_start, actions.approve, actions.execute)
+
+    return run, run_rest
+
+
+@pytest.mark.parametrize("method, rows, fields", [(EraseMethod.DELETE, 3, 3 * 5), (EraseMethod.ANONYMISE, 3, 3 * 3)])
+def test_what_a_failed_run_changed_counts_in_the_final_result(failed_part_way, erasure_request, method, rows, fields):
+    """A partner failing part-way keeps the records it changed (no rollback); the retry counts only the rest,
+    and the action's final result, which the letter and the certificate read, counts both."""
+    from requests_app.models import ActionStatus
+
+    run, run_rest = failed_part_way
+    _category, action = run(method)
     assert action.status == ActionStatus.FAILED
     assert action.result["categories"][0]["rows"] == 1 and action.result["changed_before_failing"]
 
-    api.forced.clear()
-    for service in (actions.dry_run_start, actions.approve, actions.execute):  # staff run what is left
-        action = step(service, action)
+    action = run_rest(action)
     assert action.status == ActionStatus.DONE
     assert action.dry_run["categories"][0]["fields"] < fields  # the retry saw only what was left...
     (counts,) = action.result["categories"]
@@ -531,35 +544,18 @@ def test_what_a_failed_run_changed_counts_in_the_final_result(
     assert [event.data["categories"][0]["rows"] for event in runs] == [1, rows - 1 if method == EraseMethod.DELETE else rows]
 
 
-def test_records_changed_before_a_failure_stay_counted_when_a_hold_keeps_the_rest(
-    api, source, erasure_request, dpo_actor, django_capture_on_commit_callbacks
-):
+def test_records_changed_before_a_failure_stay_counted_when_a_hold_keeps_the_rest(failed_part_way, source):
     """Anonymised in part, then held: the retry reads nothing there, yet one record was changed (Art. 19)."""
     import datetime
 
-    from requests_app.models import ActionStatus, ErasureException, LegalHold, SourceAction
+    from requests_app.models import ActionStatus, ErasureException, LegalHold
     from requests_app.services import actions
 
-    seed(api)
-    category = add_category(source)
-    anonymising_work(category)
-
-    def step(service, action):
-        with django_capture_on_commit_callbacks(execute=True):
-            service(action=SourceAction.objects.get(pk=action.pk), actor=dpo_actor)
-        return SourceAction.objects.get(pk=action.pk)
-
-    actions.plan_actions(request=erasure_request, actor=dpo_actor)
-    action = erasure_request.source_actions.get(source=source)
-    for service in (actions.dry_run_start, actions.approve):
-        action = step(service, action)
-    api.forced["PATCH"] = (500, 1)
-    action = step(actions.execute, action)
+    run, run_rest = failed_part_way
+    category, action = run(EraseMethod.ANONYMISE)
     LegalHold.objects.create(source=source, category=category, ground=ErasureException.LEGAL_CLAIMS, basis="Dispute",
                              until=datetime.date.today() + datetime.timedelta(days=30))
-    api.forced.clear()
-    for service in (actions.dry_run_start, actions.approve, actions.execute):
-        action = step(service, action)
+    action = run_rest(action)
     assert action.status == ActionStatus.DONE
     (counts,) = action.result["categories"]
     assert (counts["rows"], counts["fields"]) == (1, 3)
