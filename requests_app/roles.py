@@ -25,6 +25,11 @@ def role_of(user) -> str | None:
     """The user's role, or None for anyone who may not use the dashboard."""
     if user is None or not user.is_authenticated or not user.is_active or not user.is_staff:
         return None
+    return assigned_role(user)
+
+
+def assigned_role(user) -> str | None:
+    """The role an account holds, whether or not it may sign in now (a deactivated account keeps it)."""
     if user.is_superuser:
         return DPO
     # Cached on the user object: a page asks many times.

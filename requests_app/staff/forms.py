@@ -196,8 +196,11 @@ class TeamForm(forms.ModelForm):
 
 
 class StaffUserForm(forms.ModelForm):
-    role = forms.ChoiceField(choices=[(role, role) for role in roles.ROLES])
-    teams = forms.ModelMultipleChoiceField(queryset=Team.objects.all(), required=False, widget=forms.CheckboxSelectMultiple)
+    # A new account is a Handler unless the DPO chooses more (or less).
+    role = forms.ChoiceField(label=_("Role"), choices=[(role, role) for role in roles.ROLES], initial=roles.HANDLER)
+    teams = forms.ModelMultipleChoiceField(
+        label=_("Teams"), queryset=Team.objects.all(), required=False, widget=forms.CheckboxSelectMultiple
+    )
 
     class Meta:
         model = get_user_model()
@@ -208,7 +211,7 @@ class StaffUserForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["email"].required = True
         if self.instance.pk:
-            self.fields["role"].initial = roles.role_of(self.instance) or roles.HANDLER
+            self.fields["role"].initial = roles.assigned_role(self.instance) or roles.HANDLER
             self.fields["teams"].initial = list(self.instance.privacy_teams.all())
 
 

@@ -557,7 +557,7 @@ def team_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 @staff_view(readers=roles.CONFIGURATION_READERS)
 def users(request: HttpRequest) -> HttpResponse:
     staff = get_user_model().objects.filter(is_staff=True).prefetch_related("groups", "privacy_teams").order_by("username")
-    rows = [(user, roles.role_of(user) if user.is_active else None, TOTPDevice.objects.filter(user=user, confirmed=True).exists()) for user in staff]
+    rows = [(user, roles.assigned_role(user), TOTPDevice.objects.filter(user=user, confirmed=True).exists()) for user in staff]
     return render(request, "staff/users.html", {"rows": rows})
 
 
@@ -569,6 +569,7 @@ def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     if instance is not None and instance.is_superuser and not request.user.is_superuser:
         # A superuser's password and authenticator are changed only by another superuser.
         raise PermissionDenied
+    was_active = instance is not None and instance.is_active  # read before the form writes to the instance
     form = forms.StaffUserForm(request.POST or None, instance=instance)
     if request.method == "POST" and "invite" in request.POST and instance is not None:
         if not (instance.is_active and instance.email):
@@ -582,17 +583,19 @@ def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             user = form.save(commit=False)
             user.is_staff = True
             user.save()
-            if instance is None:
+            # An active account never set up gets its link: a new one, or one created inactive and now activated.
+            invited = user.is_active and not was_active and not TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+            if invited:
                 staff_setup.send_invitation(user)
             user.groups.remove(*Group.objects.filter(name__in=roles.ROLES))
             user.groups.add(Group.objects.get_or_create(name=form.cleaned_data["role"])[0])
             user.privacy_teams.set(form.cleaned_data["teams"])
             record_event(
                 None, "staff_user_saved", actor=Actor.staff(request.user),
-                data={"user": user.username, "role": form.cleaned_data["role"], "active": user.is_active, "invited": instance is None},
+                data={"user": user.username, "role": form.cleaned_data["role"], "active": user.is_active, "invited": invited},
             )
-        if instance is None:
-            messages.success(request, _("Account created: its owner was emailed a link to choose a password and set up an authenticator."))
+        if invited:
+            messages.success(request, _("Saved: its owner was emailed a link to choose a password and set up an authenticator."))
         else:
             messages.success(request, _("Saved."))
         return redirect("staff:users")

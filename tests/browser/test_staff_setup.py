@@ -74,7 +74,7 @@ def test_the_dpo_invites_a_handler_who_sets_up_and_signs_in(page, live_server, b
 
     expect(page).to_have_url(live_server.url + "/staff/users/")
     expect(page.get_by_role("status")).to_contain_text(
-        "Account created: its owner was emailed a link to choose a password and set up an authenticator."
+        "Saved: its owner was emailed a link to choose a password and set up an authenticator."
     )
     hugo_row = page.get_by_role("row").filter(has=page.get_by_role("link", name="hugo", exact=True))
     expect(hugo_row).to_contain_text(roles.HANDLER)

@@ -323,3 +323,36 @@ def test_the_dpo_creates_a_handler_with_a_role_and_teams(client):
     assert newbie.is_staff and roles.role_of(newbie) == roles.HANDLER
     assert list(newbie.privacy_teams.all()) == [team]
     assert AuditEvent.objects.get(action="staff_user_saved").data == {"user": "newbie", "role": "Handler", "active": True, "invited": True}
+
+
+@pytest.mark.django_db
+def test_an_inactive_account_shows_the_role_it_holds(client):
+    """Bringing an auditor back from leave must not make them a handler by default."""
+    dpo = staff_in_role("DPO", username="dpo1")
+    staff_in_role("Auditor", username="ina", is_active=False)
+    login_staff(client, dpo)
+    ina = get_user_model().objects.get(username="ina")
+    page = client.get(reverse("staff:user_edit", args=[ina.pk])).content.decode()
+    assert re.search(r'<option value="Auditor"\s+selected>', page)
+    assert "Auditor" in client.get(reverse("staff:users")).content.decode()
+    new = client.get(reverse("staff:user_new")).content.decode()
+    assert re.search(r'<option value="Handler"\s+selected>', new)  # not the DPO, the first choice
+
+
+@pytest.mark.django_db
+def test_an_account_created_inactive_is_invited_when_activated(client, django_capture_on_commit_callbacks):
+    dpo = staff_in_role("DPO", username="dpo1")
+    login_staff(client, dpo)
+    fields = {"username": "later", "email": "later@example.com", "role": "Handler"}
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("staff:user_new"), fields)  # not active yet
+    assert mail.outbox == []
+    later = get_user_model().objects.get(username="later")
+    with django_capture_on_commit_callbacks(execute=True):
+        saved = client.post(reverse("staff:user_edit", args=[later.pk]), {**fields, "is_active": "on"}, follow=True)
+    assert "emailed a link" in saved.content.decode()
+    assert [email.to for email in mail.outbox] == [["later@example.com"]]
+    # Saving it again sends nothing more.
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("staff:user_edit", args=[later.pk]), {**fields, "is_active": "on"})
+    assert len(mail.outbox) == 1
