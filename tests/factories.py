@@ -28,6 +28,15 @@ def staff_in_role(role: str, **fields):
     return user
 
 
+def staff_who_signs_in(role: str, **fields):
+    """A staff user in `role` with an authenticator set up: one routing may give requests to."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    user = staff_in_role(role, **fields)
+    TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    return user
+
+
 def submit_request(**overrides):
     """A request submitted through the real service, as the public form would."""
     kwargs = {

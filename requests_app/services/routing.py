@@ -22,8 +22,9 @@ UNROUTED_GRACE = datetime.timedelta(minutes=5)
 
 
 def _workers():
-    """Active staff who can be given requests: DPOs and handlers."""
-    return get_user_model().objects.filter(is_active=True, is_staff=True).filter(
+    """Active staff who can be given requests: DPOs and handlers who can sign in (an account still waiting
+    to be set up has no authenticator, and its requests would wait unseen)."""
+    return get_user_model().objects.filter(is_active=True, is_staff=True, totpdevice__confirmed=True).filter(
         Q(is_superuser=True) | Q(groups__name__in=[roles.DPO, roles.HANDLER])
     )
 

@@ -18,7 +18,7 @@ from requests_app.models import Channel, Organisation, PrivacyRequest, Status, W
 from requests_app.services.deadlines import DEADLINE_FIELDS, refresh_deadline
 from requests_app.services.intake import expire_unverified_requests, next_reference
 from requests_app.services.routing import dispatch_unrouted
-from tests.factories import request_in_status, staff_in_role, submit_request
+from tests.factories import request_in_status, staff_in_role, staff_who_signs_in, submit_request
 
 
 @pytest.mark.django_db
@@ -150,7 +150,7 @@ def test_a_submission_inserts_and_updates_nothing_twice(django_assert_num_querie
 @pytest.fixture
 def filed_over_the_api(db, django_capture_on_commit_callbacks):
     """A request an organisation with a webhook endpoint filed, whose follow-up task was lost."""
-    staff_in_role("DPO", username="dpo1", email="dpo1@example.com")
+    staff_who_signs_in("DPO", username="dpo1", email="dpo1@example.com")
     organisation = Organisation.objects.create(name="Mobile Operator SA")
     WebhookEndpoint.objects.create(organisation=organisation, url="https://portal.example/hooks")
     with django_capture_on_commit_callbacks() as callbacks:

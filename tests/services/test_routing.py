@@ -11,17 +11,17 @@ from requests_app.lifecycle import NotAllowed, StaleRequest
 from requests_app.models import AssignmentRule, Organisation, PrivacyRequest, RequestType, Status, Team
 from requests_app.services.intake import RightDetails, request_verify_email, verification_token
 from requests_app.services.routing import dispatch_unrouted, request_assign, route_request, send_daily_digest
-from tests.factories import request_in_status, staff_in_role, submit_request
+from tests.factories import request_in_status, staff_in_role, staff_who_signs_in, submit_request
 
 
 @pytest.fixture
 def dpo(db):
-    return staff_in_role("DPO", username="dpo1", email="dpo1@example.com")
+    return staff_who_signs_in("DPO", username="dpo1", email="dpo1@example.com")
 
 
 @pytest.fixture
 def team(db):
-    members = [staff_in_role("Handler", username=f"h{n}", email=f"h{n}@example.com") for n in range(3)]
+    members = [staff_who_signs_in("Handler", username=f"h{n}", email=f"h{n}@example.com") for n in range(3)]
     team = Team.objects.create(name="Erasure desk")
     team.members.set(members)
     return team
@@ -46,7 +46,7 @@ def test_without_rules_the_dpo_gets_the_request(dpo):
 
 @pytest.mark.django_db
 def test_the_first_matching_rule_wins(dpo, team):
-    specialist = staff_in_role("Handler", username="uk-specialist")
+    specialist = staff_who_signs_in("Handler", username="uk-specialist")
     AssignmentRule.objects.create(position=1, name="UK to specialist", regime="uk_gdpr", assign_user=specialist)
     AssignmentRule.objects.create(position=2, name="Erasure to desk", request_type=RequestType.ERASURE, assign_team=team)
     AssignmentRule.objects.create(position=3, name="Everything else to DPO", assign_user=dpo)
@@ -66,8 +66,8 @@ def test_the_first_matching_rule_wins(dpo, team):
 @pytest.mark.django_db
 def test_rules_match_on_channel_and_organisation(dpo):
     operator = Organisation.objects.create(name="Mobile Operator SA")
-    account_manager = staff_in_role("Handler", username="account-manager")
-    phone_desk = staff_in_role("Handler", username="phone-desk")
+    account_manager = staff_who_signs_in("Handler", username="account-manager")
+    phone_desk = staff_who_signs_in("Handler", username="phone-desk")
     AssignmentRule.objects.create(position=1, name="Operator", organisation=operator, assign_user=account_manager)
     AssignmentRule.objects.create(position=2, name="Phone", channel="phone", assign_user=phone_desk)
     AssignmentRule.objects.create(position=3, name="Inactive catch-all", active=False, assign_user=phone_desk)
@@ -184,3 +184,15 @@ def test_the_daily_digest_goes_out_once_a_day(dpo):
     assert "1 overdue" in digest.subject
     assert overdue.reference in digest.body
     assert "Ana" not in digest.body  # references, not personal data
+
+
+@pytest.mark.django_db
+def test_nobody_without_an_authenticator_is_given_requests(dpo):
+    """An account still waiting for its setup link cannot sign in: its requests would wait unseen."""
+    busy = request_in_status(Status.IN_PROGRESS)
+    PrivacyRequest.objects.filter(pk=busy.pk).update(assignee=dpo)  # dpo1 has more work...
+    staff_in_role("DPO", username="not-set-up-yet")  # ...than this DPO, who has no authenticator
+    request = request_in_status(Status.NEW)
+    route_request(request_id=request.id)
+    request.refresh_from_db()
+    assert request.assignee == dpo
