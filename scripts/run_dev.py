@@ -3,6 +3,7 @@ account and data, then run the web server and a Celery worker with its
 periodic jobs (beat) until Ctrl-C. Called by `make run`."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +20,8 @@ def manage(*args: str) -> None:
 
 
 def main() -> int:
+    # A plain `kill` stops the server and the worker too, as Ctrl-C does (see the finally below).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     os.environ.setdefault("SITE_URL", f"http://{HOST}:{PORT}")
     manage("migrate", "--noinput")
     manage("setup_demo")
