@@ -73,6 +73,12 @@ def export_start(*, request: PrivacyRequest, actor: Actor, kind: str | None = No
                 _("This request does not ask for %(kind)s: compile that package only for a request that does.")
                 % {"kind": ExportKind(kind).label}
             )
+        if not locked.identities.filter(verified_at__isnull=False).exists():
+            # The sources are searched only by verified identifiers: without one the package would
+            # say "no data" about a person the controller may well hold data on.
+            raise RequestError(
+                _("Verify one of the subject's identifiers first: the source systems are searched only by verified ones.")
+            )
         if locked.exports.filter(status__in=ACTIVE).exists():
             raise RequestError(_("An export of this request is already under way."))
         if encrypt and not sms.available():

@@ -318,13 +318,14 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
     can_work = roles.can_work(user, privacy_request)
     allowed = {t.name for t in lifecycle.allowed_transitions(privacy_request.status)}
     paused = deadline_service.open_pause(privacy_request)
+    identities = list(privacy_request.identities.select_related("verified_by"))
     return {
         "r": privacy_request,
         "can_work": can_work,
         "allowed": allowed,
         "paused": paused,
         "rights": privacy_request.rights.all(),
-        "identities": privacy_request.identities.select_related("verified_by"),
+        "identities": identities,
         "events": privacy_request.events.select_related("actor"),
         "notes": privacy_request.notes.select_related("author"),
         "messages_thread": privacy_request.messages.select_related("author"),
@@ -334,6 +335,7 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         # A package answers a request for a copy: the kinds this request asks for.
         "export_kinds": [(kind.value, kind.label) for kind in ExportKind if kind.value in privacy_request.requested_rights],
         "sms_available": sms.available(),
+        "has_verified_identity": any(identity.is_verified for identity in identities),
         "forms": {slot: _action_form(slot, privacy_request) for slot in FORM_SLOTS},
         # Shown with the Complete button, so staff see what is missing before they try.
         "completion_blockers": actions.completion_blockers(privacy_request) if "complete" in allowed else [],

@@ -369,3 +369,25 @@ def test_a_package_is_compiled_only_of_the_kinds_the_request_asks_for(client, dp
         with pytest.raises(RequestError, match="does not ask for Access"):
             export_start(request=request, actor=Actor.staff(dpo), kind="access")
         assert not ExportPackage.objects.exists()
+
+
+def test_no_package_is_compiled_before_an_identifier_is_verified(client, dpo):
+    """The sources are searched only by verified identifiers: an empty package would wrongly say "no data"."""
+    from requests_app.lifecycle import RequestError
+    from requests_app.models import SubjectIdentity
+    from requests_app.services.intake import RightDetails
+
+    request = request_in_status(Status.NEW, rights=[RightDetails("access")])  # no identifier verified yet
+    assert not request.identities.filter(verified_at__isnull=False).exists()
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert "Verify one of the subject's identifiers first" in page
+    assert reverse("staff:export_start", args=[request.reference]) not in page
+    with pytest.raises(RequestError, match="Verify one of the subject's identifiers first"):
+        export_start(request=request, actor=Actor.staff(dpo))
+    assert not ExportPackage.objects.exists()
+
+    SubjectIdentity.objects.filter(request=request).update(verified_at=timezone.now())
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert reverse("staff:export_start", args=[request.reference]) in page
+    assert export_start(request=request, actor=Actor.staff(dpo)).status == ExportStatus.QUEUED
