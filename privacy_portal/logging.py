@@ -4,8 +4,10 @@ import logging
 import re
 
 # /status/<reference>/<secret>/...: the secret opens the subject's page, letters and downloads;
+# /verify/<token>/: confirming the email leads to that page (mail scanners fetch it before the subject does);
 # /staff/setup/<account>/<token>/: the token sets a staff account's password and authenticator.
-SECRET_LINK = re.compile(r"(/status/[^/\s]+/|/staff/setup/[^/\s]+/)[^/\s]+")
+SECRET_LINK = re.compile(r"(/status/[^/\s]+/|/verify/|/staff/setup/[^/\s]+/)[^/\s]+")
+SECRET_PATHS = ("/status/", "/verify/", "/staff/setup/")
 
 
 class RedactSecretLinks(logging.Filter):
@@ -15,6 +17,6 @@ class RedactSecretLinks(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "/status/" in message or "/staff/setup/" in message:
+        if any(path in message for path in SECRET_PATHS):
             record.msg, record.args = SECRET_LINK.sub(r"\1[secret]", message), None
         return True

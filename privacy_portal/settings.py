@@ -495,6 +495,7 @@ if PRODUCTION:
             )
 
 # Logs carry ids and references, never personal data.
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -503,10 +504,12 @@ LOGGING = {
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secret_links"]}
     },
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "axes": {"level": "WARNING"},
-        # runserver's request lines (make run) pass the same filter.
+        # runserver's request lines (make run) and Django's own 4xx/5xx lines pass the same filter:
+        # Django's default "django" handler, which writes them too when DEBUG is on, has none.
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
     },
 }

@@ -161,6 +161,43 @@ def test_the_log_line_of_a_refused_subject_link_hides_its_secret(client):
 
 
 @pytest.mark.django_db
+def test_the_log_line_of_a_refused_verification_link_hides_its_token(client):
+    """Mail scanners fetch the link before the subject does: whoever read the line could confirm and take the status page."""
+    import io
+    import logging
+
+    token = "eyJyIjoxfQ:1uXyZa:sIgNaTuRe"
+    (console,) = [handler for handler in logging.getLogger().handlers if handler.get_name() == "console"]
+    written = io.StringIO()
+    previous = console.setStream(written)
+    try:
+        response = client.post(reverse("verify_email", args=[token]))
+    finally:
+        console.setStream(previous)
+    assert response.status_code == 400
+    assert "Bad Request: /verify/[secret]/" in written.getvalue()
+    assert token not in written.getvalue()
+
+
+def test_every_handler_of_djangos_request_lines_blanks_secrets(settings):
+    """Django's default console handler (it writes when DEBUG is on) would print "Bad Request: /status/<ref>/<secret>/"."""
+    import logging
+
+    from django.utils.log import configure_logging
+
+    from privacy_portal.logging import RedactSecretLinks
+
+    configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)  # as at start-up: Django's defaults, then ours
+    handlers, logger = [], logging.getLogger("django.request")
+    while logger is not None:
+        handlers += logger.handlers
+        logger = logger.parent if logger.propagate else None
+    assert handlers
+    for handler in handlers:
+        assert any(isinstance(f, RedactSecretLinks) for f in handler.filters), handler
+
+
+@pytest.mark.django_db
 def test_a_purged_request_says_its_personal_data_was_deleted(client):
     from requests_app.services.intake import purge_personal_data
     from tests.conftest import login_staff
