@@ -1,14 +1,14 @@
 from django.urls import path
 
-from requests_app import views
+from requests_app import converters, views  # noqa: F401  (converters registers <reference:...>)
 
 urlpatterns = [
     path("", views.submit_request, name="submit"),
     path("submitted/", views.submitted, name="submitted"),
     path("lost-link/", views.resend_link, name="resend_link"),
     path("verify/<str:token>/", views.verify_email, name="verify_email"),
-    path("status/<str:reference>/<str:secret>/", views.status, name="status"),
-    path("status/<str:reference>/<str:secret>/withdraw/", views.withdraw, name="withdraw"),
-    path("status/<str:reference>/<str:secret>/reply/", views.reply, name="reply"),
-    path("status/<str:reference>/<str:secret>/download/<str:token>/", views.download, name="download"),
+    path("status/<reference:reference>/<str:secret>/", views.status, name="status"),
+    path("status/<reference:reference>/<str:secret>/withdraw/", views.withdraw, name="withdraw"),
+    path("status/<reference:reference>/<str:secret>/reply/", views.reply, name="reply"),
+    path("status/<reference:reference>/<str:secret>/download/<str:token>/", views.download, name="download"),
 ]

@@ -6,13 +6,13 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 from django_ratelimit.decorators import ratelimit
 
 from requests_app import selectors
 from requests_app.audit import Actor
 from requests_app.forms import RequestForm, ResendLinkForm
-from requests_app.lifecycle import RequestError
+from requests_app.lifecycle import IllegalTransition, RequestError
 from requests_app.services import exports, handling, intake
 
 
@@ -107,6 +107,9 @@ def withdraw(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
         return redirect("status", reference, secret)
     try:
         intake.request_withdraw(request=privacy_request, actor=Actor.subject())
+    except IllegalTransition:
+        # Closed meanwhile (in another tab, or by the team): the state machine's wording is for staff.
+        messages.error(request, _("This request is already closed: there is nothing left to withdraw."))
     except RequestError as error:
         messages.error(request, str(error))
     else:
@@ -129,8 +132,12 @@ def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     return redirect("status", reference, secret)
 
 
+@require_GET
 def download(request: HttpRequest, reference: str, secret: str, token: str) -> HttpResponse:
-    """Stream a released package: the link is signed, expires, and counts against the download limit."""
+    """Stream a released package: the link is signed, expires, and counts against the download limit.
+
+    GET only: link checkers and proxies send HEAD, which would use up the subject's downloads.
+    """
     privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
     try:
         export = exports.export_download(request=privacy_request, token=token)

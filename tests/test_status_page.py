@@ -95,7 +95,7 @@ def test_a_closed_request_cannot_be_withdrawn(client):
     page = client.get(status_url(request)).content.decode()
     assert "Withdraw the request" not in page
     response = client.post(reverse("withdraw", args=[request.reference, request.secret]), {"confirm": "1"}, follow=True)
-    assert "cannot be moved to withdrawn" in response.content.decode()
+    assert "This request is already closed: there is nothing left to withdraw." in response.content.decode()
     request.refresh_from_db()
     assert request.status == Status.COMPLETED
 
@@ -130,6 +130,34 @@ def test_a_refused_reply_shows_the_page_again_with_the_text_written(client):
     assert "Your reply is too long" in page
     assert f">{too_long}</textarea>" in page
     assert not request.messages.exists()
+
+
+@pytest.mark.django_db
+def test_a_reply_to_a_request_closed_meanwhile_keeps_the_text_written(client):
+    """Written in an open tab while the request was completed: the subject sees why, and their text."""
+    request = request_in_status(Status.COMPLETED)
+    response = client.post(reverse("reply", args=[request.reference, request.secret]), {"body": "My new address is ..."})
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert "This request is closed. Please submit a new request." in page
+    assert ">My new address is ...</textarea>" in page
+    assert 'name="body"' not in page  # shown to copy, not to send again
+    assert not request.messages.exists()
+
+
+@pytest.mark.django_db
+def test_a_reply_with_a_null_character_is_refused_with_the_text_kept(client):
+    request = request_in_status(Status.IN_PROGRESS)
+    response = client.post(reverse("reply", args=[request.reference, request.secret]), {"body": "hi\x00there"})
+    assert response.status_code == 400
+    assert "null character" in response.content.decode()
+    assert not request.messages.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/status/DSR%00x/abc/", "/status/DSR-2026-1/abc/", "/staff/requests/DSR%00/"])
+def test_a_path_that_holds_no_reference_is_a_404(client, path):
+    assert client.get(path).status_code == 404
 
 
 @pytest.mark.django_db

@@ -386,7 +386,9 @@ class ExportViewSet(viewsets.GenericViewSet):
             **PROBLEM_RESPONSES,
         }
     )
-    @action(detail=True, methods=["get"])
+    # GET only, not HEAD (which DRF would answer with the GET handler): link checkers and
+    # proxies send HEAD, and each would use up one of the subject's downloads.
+    @action(detail=True, methods=["get"], http_method_names=["get", "options"])
     def download(self, request, request_public_id=None, public_id=None):
         """Stream the package (a key with the write scope); each download counts against its limit and is audited."""
         if request.auth.scope != APIKeyScope.WRITE:

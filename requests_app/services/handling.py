@@ -216,6 +216,8 @@ def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = N
         raise RequestError(_("Write your reply first."))
     if len(body) > 10_000:
         raise RequestError(_("Your reply is too long: keep it under 10,000 characters."))
+    if "\x00" in body:
+        raise RequestError(_("Your reply contains a null character, which cannot be stored: remove it and send again."))
     with transaction.atomic():
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
         if not locked.is_open:

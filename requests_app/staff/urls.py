@@ -1,5 +1,6 @@
 from django.urls import path
 
+from requests_app import converters  # noqa: F401  (registers <reference:...>)
 from requests_app.staff import action_views, suppression_views, views
 
 app_name = "staff"
@@ -14,17 +15,17 @@ urlpatterns = [
     path("requests/", views.queue, name="queue"),
     path("requests/bulk/", views.bulk, name="bulk"),
     path("requests/search/", views.queue_search, name="queue_search"),
-    path("requests/<str:reference>/", views.request_detail, name="request"),
-    path("requests/<str:reference>/export/", views.export_start, name="export_start"),
+    path("requests/<reference:reference>/", views.request_detail, name="request"),
+    path("requests/<reference:reference>/export/", views.export_start, name="export_start"),
     # Acting on rights (action_views); before request_action, which would take "certificate".
-    path("requests/<str:reference>/source-actions/plan/", action_views.plan, name="source_actions_plan"),
-    path("requests/<str:reference>/source-actions/rectification/", action_views.rectification, name="rectification_change"),
-    path("requests/<str:reference>/certificate/", action_views.certificate, name="certificate"),
-    path("requests/<str:reference>/certificate.pdf", action_views.certificate_pdf, name="certificate_pdf"),
+    path("requests/<reference:reference>/source-actions/plan/", action_views.plan, name="source_actions_plan"),
+    path("requests/<reference:reference>/source-actions/rectification/", action_views.rectification, name="rectification_change"),
+    path("requests/<reference:reference>/certificate/", action_views.certificate, name="certificate"),
+    path("requests/<reference:reference>/certificate.pdf", action_views.certificate_pdf, name="certificate_pdf"),
     path("source-actions/<uuid:public_id>/progress/", action_views.action_progress, name="source_action_progress"),
     path("source-actions/<uuid:public_id>/<str:step>/", action_views.action_step, name="source_action"),
     path("notices/<uuid:public_id>/<str:step>/", action_views.notice_step, name="notice"),
-    path("requests/<str:reference>/<str:action>/", views.request_action, name="request_action"),
+    path("requests/<reference:reference>/<str:action>/", views.request_action, name="request_action"),
     path("exports/<uuid:public_id>/", views.export_detail, name="export"),
     path("exports/<uuid:public_id>/progress/", views.export_progress, name="export_progress"),
     path("exports/<uuid:public_id>/<str:action>/", views.export_action, name="export_action"),
@@ -59,5 +60,5 @@ urlpatterns = [
     path("suppression/new/", suppression_views.purpose_edit, name="suppression_purpose_new"),
     path("suppression/<int:pk>/", suppression_views.purpose_edit, name="suppression_purpose_edit"),
     path("suppression/<slug:slug>/entries.csv", suppression_views.entries_download, name="suppression_download"),
-    path("suppression/requests/<str:reference>/", suppression_views.request_suppress, name="suppression_request"),
+    path("suppression/requests/<reference:reference>/", suppression_views.request_suppress, name="suppression_request"),
 ]

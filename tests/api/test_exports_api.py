@@ -72,3 +72,15 @@ def test_a_read_key_cannot_download_a_subjects_data(api, operator):
     assert len(reader.get(f"{URL}{request_id}/exports/").json()) == 1
     assert reader.get(f"{URL}{request_id}/exports/{export.public_id}/download/").status_code == 403
     assert ExportPackage.objects.get(pk=export.pk).download_count == 0
+
+
+@pytest.mark.django_db
+def test_a_head_request_does_not_use_up_a_download(api):
+    """Link checkers and proxies send HEAD: it must not count, or the subject loses downloads."""
+    request_id, export = released_export(api, share=True)
+    refused = api.head(f"{URL}{request_id}/exports/{export.public_id}/download/")
+    assert refused.status_code == 405
+    assert refused["Allow"] == "GET, OPTIONS"
+    export.refresh_from_db()
+    assert export.download_count == 0
+    assert not export.request.events.filter(action="export_downloaded").exists()

@@ -125,6 +125,14 @@ def test_a_package_is_not_downloadable_before_release(ready_export, demo_request
     assert downloaded_events(demo_request) == []
 
 
+def test_a_head_request_does_not_use_up_a_download(released, demo_request, client):
+    """Link checkers and proxies send HEAD: it must not count, or the subject loses downloads."""
+    assert client.head(the_download_link(client, demo_request)).status_code == 405
+    released.refresh_from_db()
+    assert released.download_count == 0
+    assert downloaded_events(demo_request) == []
+
+
 def test_each_download_counts_and_the_third_one_is_refused(released, demo_request, client):
     link = the_download_link(client, demo_request)
     for expected_count in (1, 2):
