@@ -122,6 +122,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "requests_app.api.middleware.api_body_limit",
+    "requests_app.api.middleware.api_trailing_slash",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -444,7 +445,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["requests_app.api.auth.OrganisationKeyThrottle"],
     "DEFAULT_THROTTLE_RATES": {"organisation_key": API_RATE_LIMIT},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["requests_app.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "requests_app.api.errors.problem_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,

@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.http import JsonResponse
 from django.urls import include, path
+from django.views import defaults
 from django_otp.admin import OTPAdminSite
 
 # The admin, like the dashboard, asks staff for their TOTP code.
@@ -20,13 +22,21 @@ urlpatterns = [
 def page_not_found(request, exception):
     """API clients get problem details; people get the HTML page."""
     if request.path.startswith("/api/"):
-        from django.http import JsonResponse
+        return _api_problem(404, "Not Found", "No such endpoint.")
+    return defaults.page_not_found(request, exception)
 
-        body = {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "No such endpoint."}
-        return JsonResponse(body, status=404, content_type="application/problem+json")
-    from django.views.defaults import page_not_found as html_page_not_found
 
-    return html_page_not_found(request, exception)
+def server_error(request):
+    """A bug: API clients still get problem details (the error is logged, never shown)."""
+    if request.path.startswith("/api/"):
+        return _api_problem(500, "Internal Server Error", "The server failed to answer; the error is logged. Try again later.")
+    return defaults.server_error(request)
+
+
+def _api_problem(status: int, title: str, detail: str) -> JsonResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    return JsonResponse(body, status=status, content_type="application/problem+json")
 
 
 handler404 = page_not_found
+handler500 = server_error

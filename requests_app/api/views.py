@@ -6,13 +6,14 @@ Refusals by the state machine are 409; errors are problem details.
 
 from http import HTTPStatus
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.storage import default_storage
 from django.db.models import Exists, OuterRef
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, pagination, status, viewsets
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.generics import get_object_or_404
 from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
@@ -97,6 +98,14 @@ class DocumentedCursorPagination(pagination.CursorPagination):
     """A cursor page whose schema shows this API's own `next` link: the examples of a list are built from it."""
 
     example_next = ""
+
+    def paginate_queryset(self, queryset, request, view=None):
+        # DRF checks a cursor's encoding but not the position inside it: an edited one ("p=x")
+        # fails on the query. It is refused as any invalid cursor is.
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except (DjangoValidationError, ValueError, OverflowError):
+            raise NotFound(self.invalid_cursor_message) from None
 
     def get_paginated_response_schema(self, schema):
         paginated = super().get_paginated_response_schema(schema)

@@ -167,6 +167,48 @@ def test_malformed_json_is_400_and_oversized_bodies_413(api, settings):
 
 
 @pytest.mark.django_db
+def test_json_nested_too_deeply_is_400_not_a_crash(api):
+    """A thousand nested arrays fit in 2 KB and exhaust Python's decoder."""
+    nested = api.post(URL, data="[" * 5000 + "]" * 5000, content_type="application/json")
+    assert nested.status_code == 400 and nested["Content-Type"] == "application/problem+json"
+    assert "nested too deeply" in nested.json()["detail"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("cursor", ["cD14", "not-a-cursor"])  # "p=x"
+def test_an_edited_cursor_is_a_404_like_any_invalid_cursor(api, cursor):
+    create(api)
+    response = api.get(URL, {"cursor": cursor})
+    assert response.status_code == 404 and response.json()["detail"] == "Invalid cursor"
+
+
+@pytest.mark.django_db
+def test_an_address_without_its_trailing_slash_is_redirected_keeping_the_post(api):
+    """A 301 would make clients re-send the POST as a GET; a 308 keeps the method and the body."""
+    response = api.post(URL.rstrip("/"), VALID, format="json")
+    assert response.status_code == 308 and response["Location"] == URL
+    assert response["Content-Type"] == "application/problem+json"
+    assert not PrivacyRequest.objects.exists()
+    followed = api.post(URL.rstrip("/"), VALID, format="json", follow=True)
+    assert followed.status_code == 201 and PrivacyRequest.objects.count() == 1
+    assert api.get("/api/v1/nothing-here").status_code == 404  # no endpoint with a slash either
+
+
+@pytest.mark.django_db
+def test_a_crash_is_answered_in_problem_details(api, monkeypatch):
+    from requests_app.api import views
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(views, "Response", fail)  # ping's answer
+    api.raise_request_exception = False
+    response = api.get("/api/v1/ping/")
+    assert response.status_code == 500 and response["Content-Type"] == "application/problem+json"
+    assert response.json()["title"] == "Internal Server Error" and "a bug" not in response.content.decode()
+
+
+@pytest.mark.django_db
 def test_each_key_is_throttled_with_retry_after(api, operator, monkeypatch):
     from requests_app.api.auth import OrganisationKeyThrottle
 
