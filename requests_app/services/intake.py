@@ -26,7 +26,6 @@ from requests_app.models import (
     PrivacyRequest,
     ReferenceCounter,
     RequestedRight,
-    SentNotification,
     Status,
     SubjectIdentity,
     VerificationMethod,
@@ -205,16 +204,7 @@ def request_follow_up(*, request_id: int) -> None:
         return
     if request.organisation_id is not None:
         with transaction.atomic():
-            # Sent when queued: the webhook delivery retries on its own, and an
-            # unsent claim would wait in the deadline sweep's index of unsent alerts.
-            _, first = SentNotification.objects.get_or_create(
-                request=request,
-                kind="webhook",
-                key=webhooks.WebhookEvent.REQUEST_CREATED,
-                defaults={"sent_at": timezone.now()},
-            )
-            if first:
-                webhooks.emit(request, webhooks.WebhookEvent.REQUEST_CREATED)
+            webhooks.emit_created(request)
     # Last: a mail server failure retries the task, and the steps above are done already.
     if request.subject_email:
         emails.send_request_confirmed_email(request)

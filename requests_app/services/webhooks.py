@@ -1,8 +1,8 @@
 """Signed webhooks to the organisations that file requests over the API.
 
 Events are recorded as WebhookDelivery rows in the transaction that causes
-them (for `request.created`, the intake's follow-up task, which claims it once)
-and sent after commit. A failed attempt stores its next attempt time
+them (for `request.created`, the intake's follow-up task, or the first other
+event, whichever comes first: emit_created) and sent after commit. A failed attempt stores its next attempt time
 (exponential backoff); a periodic job sends what is due, through an index.
 After WEBHOOK_RETRY_WINDOW of failures the delivery fails, the endpoint is
 disabled and the DPO is told.
@@ -28,6 +28,8 @@ from requests_app import tasks
 from requests_app.models import (
     DeliveryStatus,
     PrivacyRequest,
+    SentNotification,
+    Status,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
@@ -49,6 +51,26 @@ def request_payload(request: PrivacyRequest) -> dict:
     }
 
 
+def emit_created(request: PrivacyRequest) -> None:
+    """Queue `request.created`, once per request (claimed by a SentNotification row), inside the caller's transaction.
+
+    The intake's follow-up task sends it; any other event about the request
+    sends it first if the task has not run yet (a backlog, a lost message),
+    so a portal never hears of a request's change before the request itself.
+    It describes the request as filed: new, with its first due date.
+    """
+    _, first = SentNotification.objects.get_or_create(
+        request=request,
+        kind="webhook",
+        key=WebhookEvent.REQUEST_CREATED,
+        # Sent when queued: the delivery retries on its own, and an unsent claim
+        # would wait in the deadline sweep's index of unsent alerts.
+        defaults={"sent_at": timezone.now()},
+    )
+    if first:
+        emit(request, WebhookEvent.REQUEST_CREATED, {"status": Status.NEW, "due_on": request.original_due_on.isoformat()})
+
+
 def emit(request: PrivacyRequest, event: str, extra: dict | None = None) -> None:
     """Queue `event` about `request` for each active endpoint of its organisation (inside the caller's transaction)."""
     if request.organisation_id is None:
@@ -56,6 +78,8 @@ def emit(request: PrivacyRequest, event: str, extra: dict | None = None) -> None
     endpoints = list(WebhookEndpoint.objects.filter(organisation_id=request.organisation_id, active=True))
     if not endpoints:
         return
+    if event != WebhookEvent.REQUEST_CREATED:
+        emit_created(request)
     current = PrivacyRequest.objects.get(pk=request.pk)  # the caller's copy may lag behind
     data = {**request_payload(current), **(extra or {})}
     for endpoint in endpoints:

@@ -86,6 +86,26 @@ def test_events_reach_the_organisations_endpoint_signed(operator, receiver):
     assert WebhookDelivery.objects.filter(status=DeliveryStatus.DELIVERED).count() == 2
 
 
+@pytest.mark.django_db
+def test_request_created_comes_first_even_when_the_follow_up_task_is_late(operator, django_capture_on_commit_callbacks):
+    """A worker backlog must not let a portal hear of a withdrawal before it hears of the request."""
+    from requests_app.models import PrivacyRequest
+    from requests_app.services import intake
+
+    WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    api = client_with(key_for(operator))
+    with django_capture_on_commit_callbacks(execute=False):  # the follow-up task waits in the queue
+        created = api.post(URL, BODY, format="json").json()
+        api.post(f"{URL}{created['id']}/withdraw/")
+    sent = [(d.event, d.payload["status"], d.payload["due_on"]) for d in WebhookDelivery.objects.order_by("id")]
+    assert sent == [
+        ("request.created", "new", created["due_on"]),  # as filed
+        ("request.status_changed", "withdrawn", created["due_on"]),
+    ]
+    intake.request_follow_up(request_id=PrivacyRequest.objects.get(public_id=created["id"]).pk)  # the task, at last
+    assert WebhookDelivery.objects.filter(event="request.created").count() == 1
+
+
 @pytest.mark.django_db(transaction=True)
 def test_other_organisations_get_nothing(operator, other_operator, receiver):
     WebhookEndpoint.objects.create(organisation=other_operator, url=receiver.url)
