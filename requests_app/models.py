@@ -711,6 +711,16 @@ class WebhookEndpoint(models.Model):
     def __str__(self) -> str:
         return self.url
 
+    def clean(self):
+        # Checked again at each delivery (services.webhooks.check_url); refused here so the DPO
+        # hears of it when saving, not 24 hours of failed deliveries later.
+        from requests_app.services.webhooks import check_url
+
+        try:
+            check_url(self.url)
+        except ValidationError as error:
+            raise ValidationError({"url": error.messages}) from None
+
 
 class DeliveryStatus(models.TextChoices):
     PENDING = "pending", _("Pending")
@@ -722,6 +732,10 @@ class WebhookDelivery(models.Model):
     """One event for one endpoint, retried with exponential backoff for WEBHOOK_RETRY_WINDOW."""
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # The event's id and time, sent as `Webhook-Id` and in the body: a manual redelivery is a
+    # new delivery of the same event, and the receiver must see the same id (to skip a repeat).
+    event_id = models.UUIDField(default=uuid.uuid4, editable=False, db_index=True)
+    occurred_at = models.DateTimeField(default=timezone.now, editable=False)
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
     event = models.CharField(max_length=40, choices=WebhookEvent)
     # Ids, references, states and dates only: never personal data.

@@ -23,8 +23,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from requests_app import tasks
+from requests_app.lifecycle import RequestError
 from requests_app.models import (
     DeliveryStatus,
     PrivacyRequest,
@@ -127,12 +129,12 @@ def deliver(*, delivery_id: int) -> bool:
 
     endpoint = delivery.endpoint
     body = json.dumps(
-        {"id": str(delivery.public_id), "type": delivery.event, "created_at": delivery.created_at.isoformat(), "data": delivery.payload},
+        {"id": str(delivery.event_id), "type": delivery.event, "created_at": delivery.occurred_at.isoformat(), "data": delivery.payload},
         separators=(",", ":"),
     ).encode()
     status_code, error = None, ""
     try:
-        status_code = post_signed(endpoint.url, secret=endpoint.secret, webhook_id=str(delivery.public_id), body=body)
+        status_code = post_signed(endpoint.url, secret=endpoint.secret, webhook_id=str(delivery.event_id), body=body)
     except (requests.RequestException, ValidationError) as failure:
         error = type(failure).__name__
     ok = status_code is not None and 200 <= status_code < 300
@@ -169,8 +171,9 @@ def post_signed(url: str, *, secret: str, webhook_id: str, body: bytes) -> int:
 
 
 def check_url(url: str) -> None:
+    """HTTPS only, unless WEBHOOK_ALLOW_HTTP (development and tests, on 127.0.0.1)."""
     if not url.startswith("https://") and not settings.WEBHOOK_ALLOW_HTTP:
-        raise ValidationError("webhook URLs must use HTTPS")
+        raise ValidationError(_("Use an https:// address: events and notices are sent only over HTTPS."))
 
 
 def _disable(endpoint: WebhookEndpoint) -> None:
@@ -193,10 +196,24 @@ def dispatch_due(*, now: datetime.datetime | None = None, limit: int = 500) -> i
 
 
 def redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
-    """Staff send a delivered or failed event again, as a new delivery of the same event."""
+    """Staff send a delivered or failed event again: a new delivery (with its own log line and
+    retries) of the same event, under the same `Webhook-Id`. Refused while the event is still
+    being sent to that endpoint, which would send it twice at once."""
     with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)  # one redelivery at a time
+        if not endpoint.active:
+            raise RequestError(_("The endpoint is disabled: re-activate it first."))
+        if WebhookDelivery.objects.filter(
+            endpoint_id=delivery.endpoint_id, event_id=delivery.event_id, status=DeliveryStatus.PENDING
+        ).exists():
+            raise RequestError(_("This event is still being delivered to that endpoint: wait for the outcome."))
         copy = WebhookDelivery.objects.create(
-            endpoint=delivery.endpoint, event=delivery.event, payload=delivery.payload, next_attempt_at=timezone.now()
+            event_id=delivery.event_id,
+            occurred_at=delivery.occurred_at,
+            endpoint=endpoint,
+            event=delivery.event,
+            payload=delivery.payload,
+            next_attempt_at=timezone.now(),
         )
         tasks.queue_after_commit(tasks.deliver_webhook, copy.id)
     return copy

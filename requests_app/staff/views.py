@@ -748,11 +748,12 @@ def webhooks(request: HttpRequest) -> HttpResponse:
 @require_POST
 def webhook_redeliver(request: HttpRequest, public_id) -> HttpResponse:
     delivery = get_object_or_404(WebhookDelivery, public_id=public_id)
-    if not delivery.endpoint.active:
-        messages.error(request, _("The endpoint is disabled: re-activate it first."))
-        return redirect("staff:webhooks")
-    with transaction.atomic():
-        webhook_service.redeliver(delivery=delivery)
-        record_event(None, "webhook_redelivered", actor=Actor.staff(request.user), data={"delivery": str(delivery.public_id)})
-    messages.success(request, _("Queued for delivery again."))
+    try:
+        with transaction.atomic():
+            webhook_service.redeliver(delivery=delivery)
+            record_event(None, "webhook_redelivered", actor=Actor.staff(request.user), data={"delivery": str(delivery.public_id)})
+    except RequestError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, _("Queued for delivery again."))
     return redirect("staff:webhooks")

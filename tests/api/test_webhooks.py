@@ -211,8 +211,31 @@ def test_the_dpo_sees_the_log_and_redelivers(client, operator, receiver):
     client.post(reverse("staff:webhook_redeliver", args=[delivery.public_id]))
     assert len(receiver.received) == 2
     assert WebhookDelivery.objects.filter(status="delivered").count() == 2
+    # The same event: a receiver that skips repeats by Webhook-Id skips this one.
+    (first_headers, first_body), (again_headers, again_body) = receiver.received
+    assert again_headers["Webhook-Id"] == first_headers["Webhook-Id"] == str(delivery.event_id)
+    assert json.loads(again_body)["id"] == json.loads(first_body)["id"] == str(delivery.event_id)
+    assert json.loads(again_body)["created_at"] == json.loads(first_body)["created_at"]
+
+    # While the event is still being sent, another redelivery would send it twice at once.
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status="pending")
+    refused = client.post(reverse("staff:webhook_redeliver", args=[delivery.public_id]), follow=True)
+    assert "still being delivered" in refused.content.decode()
+    assert WebhookDelivery.objects.count() == 2 and len(receiver.received) == 2
 
     client.logout()
     login_staff(client, staff_in_role("Handler", username="h1"))
     assert client.get(reverse("staff:webhooks")).status_code == 403
     assert client.post(reverse("staff:webhook_redeliver", args=[delivery.public_id])).status_code == 403
+
+
+@pytest.mark.django_db
+def test_an_endpoint_without_https_is_refused_when_saved(operator, settings):
+    """Refused when the DPO saves it, not after 24 hours of failed deliveries."""
+    from django.core.exceptions import ValidationError
+
+    settings.WEBHOOK_ALLOW_HTTP = False
+    with pytest.raises(ValidationError) as refused:
+        WebhookEndpoint(organisation=operator, url="http://portal.example.com/hooks").full_clean()
+    assert refused.value.message_dict["url"] == ["Use an https:// address: events and notices are sent only over HTTPS."]
+    WebhookEndpoint(organisation=operator, url="https://portal.example.com/hooks").full_clean()
