@@ -380,7 +380,11 @@ def request_detail(request: HttpRequest, reference: str) -> HttpResponse:
 
 
 def _assign(r, form, actor, post):
-    expected = post.get("expected_assignee") or None
+    # The assignee's id the page showed, or empty for nobody. Anything else is no page of ours:
+    # refused as out of date, like a page that no longer shows the request as it is.
+    expected = post.get("expected_assignee", "")
+    if expected and not expected.isdigit():
+        raise lifecycle.stale(r.reference, r.status)
     return routing.request_assign(
         request=r,
         assignee=form.cleaned_data["assignee"],
