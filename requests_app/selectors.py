@@ -10,7 +10,7 @@ import phonenumbers
 from django.contrib.auth import get_user_model
 from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connection
-from django.db.models import BooleanField, Case, CharField, F, IntegerField, Q, Sum, Value, When
+from django.db.models import BooleanField, Case, CharField, Exists, F, IntegerField, OuterRef, Q, Sum, Value, When
 from django.db.models.functions import NullIf
 from django.db.models.lookups import Exact
 from django.http import Http404
@@ -24,6 +24,7 @@ from requests_app.models import (
     ActionStatus,
     AuditEvent,
     Channel,
+    ClockPause,
     ClosedRequestCount,
     Organisation,
     PrivacyRequest,
@@ -143,10 +144,17 @@ def _search(queryset, q: str):
     return queryset.filter(subject_name__icontains=q)
 
 
+def clock_running() -> Q:
+    """Requests whose clock runs: open and verified, not waiting for the subject (their status),
+    and not paused by staff (an open pause, which leaves the status as it was)."""
+    open_pause = ClockPause.objects.filter(request=OuterRef("pk"), ended_at__isnull=True)
+    return Q(status__in=CLOCK_RUNNING) & ~Exists(open_pause)
+
+
 def _due_bucket(today: datetime.date):
     return Case(
-        When(status__in=CLOCK_RUNNING, due_on__lt=today, then=Value("overdue")),
-        When(status__in=CLOCK_RUNNING, due_on__lte=today + datetime.timedelta(days=DUE_SOON_DAYS), then=Value("week")),
+        When(clock_running(), due_on__lt=today, then=Value("overdue")),
+        When(clock_running(), due_on__lte=today + datetime.timedelta(days=DUE_SOON_DAYS), then=Value("week")),
         default=Value(""),
         output_field=CharField(),
     )
@@ -189,8 +197,8 @@ def _facet_condition(
         if on_closed_totals:
             return Q(pk__in=[])  # a closed request is never overdue or due soon
         if value == "overdue":
-            return Q(status__in=CLOCK_RUNNING, due_on__lt=today)
-        return Q(status__in=CLOCK_RUNNING, due_on__gte=today, due_on__lte=today + datetime.timedelta(days=DUE_SOON_DAYS))
+            return clock_running() & Q(due_on__lt=today)
+        return clock_running() & Q(due_on__gte=today, due_on__lte=today + datetime.timedelta(days=DUE_SOON_DAYS))
     if facet == "organisation":
         key = "organisation_key" if on_closed_totals else "organisation_id"
         return Q(**{key: organisation_ids.get(value, -1)})
@@ -479,7 +487,7 @@ def workload_summary(*, today: datetime.date | None = None, user=None, list_size
         F("due_on").asc(nulls_last=True), "id"
     )
     soon = today + datetime.timedelta(days=DUE_SOON_DAYS)
-    running = open_requests.filter(status__in=CLOCK_RUNNING)
+    running = open_requests.filter(clock_running())
     groups = {
         "overdue": running.filter(due_on__lt=today),
         "due_soon": running.filter(due_on__gte=today, due_on__lte=soon),

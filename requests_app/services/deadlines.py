@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from requests_app import deadlines, emails, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import OPEN_STATUSES, VERIFIED_OPEN, RequestError
-from requests_app.models import ClockPause, PrivacyRequest, SentNotification
+from requests_app.models import ClockPause, PrivacyRequest, SentNotification, Status
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,8 @@ def clock_pause(*, request: PrivacyRequest, actor: Actor, reason: str) -> ClockP
         request.status = locked.status
         if request.status not in OPEN_STATUSES:
             raise RequestError(_("The clock of a closed request cannot be paused."))
+        if request.status not in VERIFIED_OPEN:
+            raise RequestError(_("The clock starts when the subject confirms their email address: there is nothing to pause yet."))
         if open_pause(request):
             raise RequestError(_("The clock is already paused."))
         return start_pause(request, actor=actor, reason=reason)
@@ -122,6 +124,9 @@ def clock_resume(*, request: PrivacyRequest, actor: Actor, note: str = "") -> in
         pause = open_pause(request)
         if pause is None:
             raise RequestError(_("The clock is not paused, so it cannot be resumed."))
+        if request.status == Status.AWAITING_SUBJECT:
+            # Its status says the clock is stopped: resume the request itself, which restarts the clock.
+            raise RequestError(_("The request is waiting for the subject: start work on it (or send it back to new), which restarts the clock."))
         return end_pause(request, pause, actor=actor, note=note)
 
 

@@ -179,6 +179,9 @@ def message_send(*, request: PrivacyRequest, actor: Actor, body: str, subject: s
         locked = _locked_for_work(request, actor, None)
         if not locked.is_open:
             raise RequestError(_("The request is closed; write to the subject outside the portal."))
+        if locked.status == Status.AWAITING_VERIFICATION:
+            # Nobody has confirmed the address yet: the message (and its status page link) could reach a stranger.
+            raise RequestError(_("The subject has not confirmed their email address yet: nothing can be sent to it."))
         default_subject, text = render_letter(locked, TemplatePurpose.MESSAGE, body=body)
         return _send_to_subject(locked, actor=actor, subject=subject or default_subject, body=text, action="message_sent")
 

@@ -158,6 +158,31 @@ def test_a_second_pause_and_a_pause_on_a_closed_request_are_refused(dpo):
 
 
 @pytest.mark.django_db
+def test_an_unconfirmed_request_has_no_clock_to_pause_and_gets_no_message(dpo):
+    from requests_app.services.handling import message_send
+
+    unconfirmed = request_in_status(Status.AWAITING_VERIFICATION)
+    with pytest.raises(RequestError, match="nothing to pause yet"):
+        clock_pause(request=unconfirmed, actor=Actor.staff(dpo), reason="ID")
+    with pytest.raises(RequestError, match="not confirmed their email address"):
+        message_send(request=unconfirmed, actor=Actor.staff(dpo), body="Please send your ID")
+    assert not unconfirmed.pauses.exists() and not unconfirmed.messages.exists()
+    assert mail.outbox == []
+
+
+@pytest.mark.django_db
+def test_a_request_waiting_for_the_subject_resumes_through_its_status_not_the_clock_alone(dpo):
+    """Resuming the clock alone would leave it "awaiting the subject" with its clock running."""
+    request = request_in_status(Status.AWAITING_SUBJECT)
+    assert request.pauses.filter(ended_at__isnull=True).exists()  # waiting for the subject stops the clock
+    with pytest.raises(RequestError, match="start work on it"):
+        clock_resume(request=request, actor=Actor.staff(dpo))
+    assert request.pauses.filter(ended_at__isnull=True).exists()
+    lifecycle.transition(request, "start_work", actor=Actor.staff(dpo))
+    assert not request.pauses.filter(ended_at__isnull=True).exists()
+
+
+@pytest.mark.django_db
 def test_clock_actions_need_the_permission(handler):
     request = in_progress_received(date(2026, 1, 30))
     with pytest.raises(NotAllowed):

@@ -275,6 +275,30 @@ def test_due_filters_overdue_and_within_a_week(client, dpo):
     assert shown_facets(week_page)["status"] == {"new": 1, "identity_check": 1}
 
 
+@pytest.mark.django_db
+def test_a_request_whose_clock_staff_paused_is_neither_overdue_nor_due_soon(client, dpo):
+    """A pause leaves the status as it was; its clock is stopped all the same, as the request's badge says."""
+    from requests_app.selectors import workload_summary
+    from requests_app.services.deadlines import clock_pause, clock_resume
+
+    today = date(2026, 3, 9)
+    late = received(date(2026, 2, 20), Status.IN_PROGRESS, regime="lgpd")  # due 7 March
+    soon = received(date(2026, 3, 1), Status.NEW, regime="lgpd")  # due 16 March
+    with time_machine.travel(at(today), tick=False):
+        for request in (late, soon):
+            clock_pause(request=request, actor=Actor.staff(dpo), reason="Waiting for a copy of the ID")
+        login_staff(client, dpo)
+        assert listed(client.get(QUEUE, {"due": "overdue"})) == []
+        assert listed(client.get(QUEUE, {"due": "week"})) == []
+        assert shown_facets(client.get(QUEUE))["due"] == {}
+        summary = workload_summary(today=today)
+        assert summary["overdue_count"] == summary["due_soon_count"] == 0
+
+        clock_resume(request=late, actor=Actor.staff(dpo))
+        assert listed(client.get(QUEUE, {"due": "overdue"})) == [late.reference]
+        assert workload_summary(today=today)["overdue_count"] == 1
+
+
 # --- Search ------------------------------------------------------------------------
 
 
