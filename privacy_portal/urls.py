@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
 from django.views import defaults
+from django.views.generic import RedirectView
 from django_otp.admin import OTPAdminSite
 
 # The admin, like the dashboard, asks staff for their TOTP code.
@@ -10,6 +11,9 @@ admin.site.site_header = "Privacy Portal"
 admin.site.site_title = "Privacy Portal"
 
 urlpatterns = [
+    # One sign-in for staff, the dashboard's: it records the sign-in in the audit trail and
+    # sends an account without its authenticator to be invited. Then on to the admin.
+    path("admin/login/", RedirectView.as_view(pattern_name="staff:login", query_string=True)),
     path("admin/", admin.site.urls),
     path("staff/", include("requests_app.staff.urls")),
     path("api/", include("requests_app.api.urls")),

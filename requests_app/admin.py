@@ -13,13 +13,14 @@ keys) is for DPOs only.
 """
 
 from django.contrib import admin, messages
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
-
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
@@ -32,6 +33,7 @@ from requests_app.models import (
     Attachment,
     AuditChainCheck,
     AuditChainHead,
+    AuditEvent,
     ClockPause,
     DailyDigest,
     ExportPackage,
@@ -41,14 +43,12 @@ from requests_app.models import (
     Message,
     Organisation,
     OrganisationAPIKey,
+    PrivacyRequest,
     Recipient,
     RecipientNotice,
-    ResponseTemplate,
-    Team,
-    AuditEvent,
-    PrivacyRequest,
     ReferenceCounter,
     RequestedRight,
+    ResponseTemplate,
     SentNotification,
     SourceAction,
     SourceCategory,
@@ -57,6 +57,7 @@ from requests_app.models import (
     SubjectIdentity,
     SuppressionEntry,
     SuppressionPurpose,
+    Team,
     WebhookDelivery,
     WebhookEndpoint,
 )
@@ -478,3 +479,9 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
 # The library's own "API keys" entry lists keys without an organisation, which nothing here issues:
 # one entry (Organisation API keys) leaves no wrong one to pick.
 admin.site.unregister(APIKey)
+# Staff accounts and their roles are managed on the dashboard (Staff accounts), where every change
+# is an audit event and an authenticator is bound only by its owner through an invitation. Django's
+# own pages would change roles unrecorded and show a superuser every authenticator's secret.
+admin.site.unregister(User)
+admin.site.unregister(Group)
+admin.site.unregister(TOTPDevice)

@@ -210,3 +210,20 @@ def test_the_admin_offers_one_api_keys_entry_and_proper_plurals(admin_client):
     page = admin_client.get(reverse("admin:index")).content.decode()
     assert "Organisation API keys" in page and ">API keys<" not in page  # the library's keys without an organisation
     assert "Source categories" in page and "Suppression entries" in page and "Webhook deliveries" in page
+
+
+@pytest.mark.django_db
+def test_accounts_and_authenticators_are_not_managed_in_the_admin(admin_client):
+    """On the dashboard a role change is audited and only its owner binds an authenticator;
+    Django's own pages would change roles unrecorded and show a superuser every TOTP secret."""
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    assert "/admin/auth/user/" not in page and "/admin/otp_totp/totpdevice/" not in page
+    for path in ("/admin/auth/user/", "/admin/auth/group/", "/admin/otp_totp/totpdevice/"):
+        assert admin_client.get(path).status_code == 404
+
+
+def test_the_admin_signs_in_through_the_dashboard(client):
+    """One sign-in, the dashboard's, which records it in the audit trail."""
+    response = client.get("/admin/login/?next=/admin/requests_app/")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("staff:login") + "?next=/admin/requests_app/"
