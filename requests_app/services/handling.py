@@ -348,6 +348,14 @@ def rejection_rights_paragraph(request: PrivacyRequest) -> str:
         ) % {"authority": authority}
 
 
+# The label alone does not say why: which request is excessive and how (the controller must be
+# able to show it, Art. 12(5)), which law keeps the data and how long, whose rights and how.
+# "Identity could not be verified" and "no data" say it all.
+GROUNDS_TO_EXPLAIN = frozenset(
+    {RejectionGround.MANIFESTLY_UNFOUNDED, RejectionGround.LEGAL_OBLIGATION, RejectionGround.RIGHTS_OF_OTHERS, RejectionGround.OTHER}
+)
+
+
 def request_reject(
     *, request: PrivacyRequest, actor: Actor, ground: str, explanation: str, expected_status: str
 ) -> PrivacyRequest:
@@ -355,8 +363,11 @@ def request_reject(
     if ground not in RejectionGround.values:
         raise RequestError(_("Choose the legal reason for the rejection."))
     explanation = explanation.strip()
-    if ground == RejectionGround.OTHER and not explanation:
-        raise RequestError(_("Explain the reason when you choose \"other\"."))
+    if ground in GROUNDS_TO_EXPLAIN and not explanation:
+        raise RequestError(
+            _("Explain to the subject why %(ground)s applies: the letter must give the reasons (Art. 12(4)).")
+            % {"ground": f"“{RejectionGround(ground).label}”"}
+        )
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
         lifecycle.transition(locked, "reject", actor=actor, data={"ground": ground})

@@ -119,11 +119,14 @@ def test_rejection_letter_states_the_reason_and_the_right_to_complain(dpo):
 
 
 @pytest.mark.django_db
-def test_other_as_a_rejection_ground_needs_an_explanation(dpo):
+@pytest.mark.parametrize("ground", ["other", "manifestly_unfounded", "legal_obligation", "rights_of_others"])
+def test_a_rejection_ground_that_does_not_say_why_needs_an_explanation(dpo, ground):
+    """Art. 12(4): the letter gives the reasons; for these grounds the label alone does not."""
     request = request_in_status(Status.IN_PROGRESS)
-    with pytest.raises(RequestError, match="Explain the reason"):
-        handling.request_reject(request=request, actor=Actor.staff(dpo), ground="other", explanation="", expected_status=Status.IN_PROGRESS)
+    with pytest.raises(RequestError, match="the letter must give the reasons"):
+        handling.request_reject(request=request, actor=Actor.staff(dpo), ground=ground, explanation=" ", expected_status=Status.IN_PROGRESS)
     assert PrivacyRequest.objects.get(pk=request.pk).status == Status.IN_PROGRESS
+    assert not request.messages.exists()
 
 
 @pytest.mark.django_db
