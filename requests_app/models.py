@@ -61,6 +61,7 @@ class Relationship(models.TextChoices):
     WEBSITE_VISITOR = "website_visitor", _("Website visitor")
     NEWSLETTER_SUBSCRIBER = "newsletter_subscriber", _("Newsletter subscriber")
     JOB_APPLICANT = "job_applicant", _("Job applicant")
+    EVENT_ATTENDEE = "event_attendee", _("Event attendee")
     SUPPLIER = "supplier", _("Supplier")
     OTHER = "other", _("Other")
 

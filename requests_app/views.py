@@ -36,7 +36,16 @@ def submit_request(request: HttpRequest) -> HttpResponse:
             return redirect("submitted")
     else:
         form = RequestForm()
-    return render(request, "requests_app/submit.html", {"form": form})
+    return render(request, "requests_app/submit.html", {"form": form, "notice": _privacy_notice()})
+
+
+def _privacy_notice() -> dict:
+    """What the form's notice (Art. 13) says about this deployment: how long the details are kept, and where to complain."""
+    return {
+        "unconfirmed_days": settings.UNVERIFIED_REQUEST_EXPIRY.days,
+        "retention_days": settings.CLOSED_REQUEST_RETENTION.days,
+        "authority": handling.SUPERVISORY_AUTHORITIES["gdpr"],
+    }
 
 
 def submitted(request: HttpRequest) -> HttpResponse:

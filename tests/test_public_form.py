@@ -41,6 +41,24 @@ def test_form_is_served_with_labels_and_csrf(client):
         assert f'value="{value}"' in html
 
 
+@pytest.mark.django_db
+def test_the_form_says_how_the_details_given_are_used_before_they_are_given(client, settings):
+    """GDPR Art. 13: purpose and legal basis, recipients, retention, rights and the supervisory authority."""
+    import datetime
+
+    settings.UNVERIFIED_REQUEST_EXPIRY = datetime.timedelta(days=7)
+    settings.CLOSED_REQUEST_RETENTION = datetime.timedelta(days=1095)
+    html = client.get(reverse("submit")).content.decode()
+    notice = html[html.index('id="notice-title"'):html.index("Send my request")]
+    for expected in (
+        "only to handle your request", "Art. 6(1)(c)", "Our data protection team sees them",
+        "within 7 days", "for 1095 days after your request is closed", "Data Protection Authority",
+    ):
+        assert expected in notice
+    french = client.get(reverse("submit"), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "Autorité de protection des données" in french and "only to handle your request" not in french
+
+
 @pytest.mark.django_db(transaction=True)
 def test_valid_submission_saves_everything_and_emails_the_link(client):
     response = post_form(client)
