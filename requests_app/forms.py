@@ -57,6 +57,14 @@ def validate_e164(value: str) -> str:
 EMAIL_ERRORS = {"invalid": _("Enter a valid email address.")}
 
 
+class MultilineField(forms.CharField):
+    """A textarea's text, its line breaks counted once against the length limit, as the browser
+    counts them against `maxlength` (then sends each as CRLF), and stored as LF."""
+
+    def to_python(self, value):
+        return super().to_python(value).replace("\r\n", "\n")
+
+
 class RequestForm(forms.Form):
     """The data subject's request. Also the base of staff intake."""
 
@@ -67,7 +75,7 @@ class RequestForm(forms.Form):
         error_messages={"required": _("Choose at least one right.")},
     )
     rectification_data = forms.CharField(label=_("Which data is incorrect or incomplete?"), max_length=500, required=False)
-    rectification_value = forms.CharField(
+    rectification_value = MultilineField(
         label=_("What should it say?"), max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2})
     )
     restriction_ground = forms.ChoiceField(
@@ -75,7 +83,7 @@ class RequestForm(forms.Form):
         choices=[("", "---------"), *RestrictionGround.choices],
         required=False,
     )
-    objection_processing = forms.CharField(
+    objection_processing = MultilineField(
         label=_("Which processing or purpose do you object to?"),
         max_length=2000,
         required=False,
@@ -102,7 +110,7 @@ class RequestForm(forms.Form):
     relationship = forms.ChoiceField(label=_("How are you related to us?"), choices=Relationship.choices)
     regime = forms.ChoiceField(label=_("Where do you live?"), choices=REGIME_CHOICES, initial=Regime.GDPR)
     language = forms.ChoiceField(label=_("Language for our replies"), choices=settings.LANGUAGES)
-    description = forms.CharField(
+    description = MultilineField(
         label=_("Anything else we should know (optional)"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 4}),
@@ -134,8 +142,8 @@ class RequestForm(forms.Form):
 
     def clean_description(self):
         # Characters, as the help text says (not bytes: that would halve the limit for Greek or
-        # Cyrillic), with CRLF line breaks counted once, as the browser counts them.
-        value = self.cleaned_data["description"].replace("\r\n", "\n")
+        # Cyrillic), with line breaks counted once (MultilineField).
+        value = self.cleaned_data["description"]
         if len(value) > DESCRIPTION_MAX_CHARS:
             raise forms.ValidationError(
                 _("The description is too long: keep it under %(limit)s characters."),
@@ -150,7 +158,8 @@ class RequestForm(forms.Form):
             raise forms.ValidationError(_("This request could not be accepted."), code="honeypot")
         for right in cleaned.get("rights", []):
             for field, message in RIGHT_DETAIL_FIELDS.get(right, {}).items():
-                if not str(cleaned.get(field, "")).strip():
+                # A field refused already (too long, say) was filled in: one error is enough.
+                if field not in self.errors and not str(cleaned.get(field, "")).strip():
                     self.add_error(field, message)
         return cleaned
 

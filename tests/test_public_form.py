@@ -134,6 +134,24 @@ def test_bad_input_gets_a_field_error_and_saves_nothing(client, changes, field, 
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("field", ["rectification_value", "objection_processing"])
+def test_the_detail_limits_count_line_breaks_as_the_browser_does(client, field):
+    """1,999 characters in the browser (maxlength 2000), 2,008 as sent with CRLF line breaks."""
+    text = "\r\n".join(["a" * 199] * 10)
+    response = post_form(client, rights=["rectification", "objection"], **{"objection_processing": "Marketing", field: text})
+    assert response.status_code == 302
+    assert getattr(PrivacyRequest.objects.get().rights.get(right=field.split("_")[0]), field) == "\n".join(["a" * 199] * 10)
+
+
+@pytest.mark.django_db
+def test_a_detail_too_long_gets_one_error_not_also_a_missing_one(client):
+    response = post_form(client, rectification_value="a" * 2001)
+    assert response.context["form"].errors["rectification_value"] == [
+        "Ensure this value has at most 2000 characters (it has 2001)."
+    ]
+
+
+@pytest.mark.django_db
 def test_the_description_limit_counts_characters_as_the_browser_does(client):
     """10,000 characters however many bytes each takes, a CRLF line break counting as one."""
     description = "\r\n".join(["Ελληνικά"] * 1_111)  # 8,888 letters and 1,110 line breaks
