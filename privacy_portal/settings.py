@@ -121,6 +121,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "privacy_portal.middleware.no_store",
     "requests_app.api.middleware.api_body_limit",
     "requests_app.api.middleware.api_trailing_slash",
     "django.contrib.sessions.middleware.SessionMiddleware",
