@@ -7,7 +7,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
-from django_ratelimit.decorators import ratelimit
+from django_ratelimit.core import is_ratelimited
 
 from requests_app import selectors
 from requests_app.audit import Actor
@@ -20,17 +20,22 @@ def submission_rate(group, request):
     return settings.SUBMISSION_RATE_LIMIT
 
 
-def too_many_requests(request: HttpRequest) -> HttpResponse:
-    return render(request, "requests_app/rate_limited.html", status=429)
+def over_the_limit(request: HttpRequest, group: str) -> bool:
+    """Count this submission against its client's address; True once there were too many.
+
+    Called for valid submissions only: a typing mistake does not use up an attempt,
+    and the page shown when the limit is reached keeps what was typed.
+    """
+    return is_ratelimited(request, group=group, key="ip", rate=submission_rate, increment=True)
 
 
-@ratelimit(key="ip", rate=submission_rate, method="POST", block=False, group="submit")
 def submit_request(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
-        if request.limited:
-            return too_many_requests(request)
         form = RequestForm(request.POST)
         if form.is_valid():
+            if over_the_limit(request, "submit"):
+                context = {"form": form, "notice": _privacy_notice(), "rate_limited": True}
+                return render(request, "requests_app/submit.html", context, status=429)
             privacy_request = intake.request_submit(**form.submit_kwargs(), actor=Actor.subject())
             request.session["submitted_reference"] = privacy_request.reference
             return redirect("submitted")
@@ -73,14 +78,13 @@ def verify_email(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "requests_app/verify_confirm.html", {"privacy_request": privacy_request})
 
 
-@ratelimit(key="ip", rate=submission_rate, method="POST", block=False, group="resend")
 def resend_link(request: HttpRequest) -> HttpResponse:
     """A lost verification or status page link, emailed again to the address given with the request."""
     if request.method == "POST":
-        if request.limited:
-            return too_many_requests(request)
         form = ResendLinkForm(request.POST)
         if form.is_valid():
+            if over_the_limit(request, "resend"):
+                return render(request, "requests_app/resend.html", {"form": form, "rate_limited": True}, status=429)
             intake.request_resend_link(**form.cleaned_data)
             # The same answer whether or not the details matched.
             return render(request, "requests_app/resend_done.html")

@@ -196,10 +196,20 @@ def test_submissions_are_rate_limited_per_ip(client, settings):
     limited = client.post(reverse("submit"), VALID, REMOTE_ADDR="198.51.100.7")
     assert limited.status_code == 429
     assert "Too many requests" in limited.content.decode()
+    assert 'value="Ana Peeters"' in limited.content.decode()  # what they typed is still there
     assert PrivacyRequest.objects.count() == 2
 
     other_ip = client.post(reverse("submit"), VALID, REMOTE_ADDR="198.51.100.8")
     assert other_ip.status_code == 302
+
+
+@pytest.mark.django_db
+def test_typing_mistakes_do_not_use_up_the_rate_limit(client, settings):
+    settings.SUBMISSION_RATE_LIMIT = "2/h"
+    for _ in range(5):
+        assert client.post(reverse("submit"), {**VALID, "subject_email": "not-an-email"}, REMOTE_ADDR="198.51.100.9").status_code == 200
+    for _ in range(2):
+        assert client.post(reverse("submit"), VALID, REMOTE_ADDR="198.51.100.9").status_code == 302
 
 
 @pytest.mark.django_db

@@ -133,6 +133,17 @@ def test_resend_gives_the_same_answer_for_unknown_details(client):
     assert len(mail.outbox) == 2  # the first link and one re-send, none for the unknown details
 
 
+def test_resending_is_rate_limited_and_keeps_what_was_typed(client, settings):
+    settings.SUBMISSION_RATE_LIMIT = "1/h"
+    request = submit_request()
+    details = {"reference": request.reference, "email": "ana@example.com"}
+    assert client.post(reverse("resend_link"), details, REMOTE_ADDR="198.51.100.20").status_code == 200
+    limited = client.post(reverse("resend_link"), details, REMOTE_ADDR="198.51.100.20")
+    assert limited.status_code == 429
+    assert "Too many requests" in limited.content.decode() and f'value="{request.reference}"' in limited.content.decode()
+    assert len(mail.outbox) == 2  # the first link and one re-send
+
+
 def test_a_confirmed_request_gets_its_status_link_again(client):
     request = submit_request(subject_email="ana@example.com", language="fr")
     from requests_app.services.intake import request_verify_email
