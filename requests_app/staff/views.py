@@ -6,6 +6,7 @@ turn a RequestError into a message (NotAllowed into a 403).
 """
 
 import functools
+import math
 import secrets
 from urllib.parse import urlencode
 
@@ -22,6 +23,7 @@ from django.db.models import ProtectedError
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
@@ -126,12 +128,26 @@ def otp(request: HttpRequest) -> HttpResponse:
 
     form = forms.TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if device.verify_token(form.cleaned_data["token"].strip()):
+        # After wrong codes django-otp refuses every code, the right one too, for a doubling delay: say so.
+        allowed, throttled = device.verify_is_allowed()
+        if not allowed:
+            wait = math.ceil((throttled["locked_until"] - timezone.now()).total_seconds())
+            form.add_error(
+                "token",
+                ngettext(
+                    "Too many wrong codes: wait %(seconds)s second, then enter the current code.",
+                    "Too many wrong codes: wait %(seconds)s seconds, then enter the current code.",
+                    wait,
+                )
+                % {"seconds": wait},
+            )
+        elif device.verify_token(form.cleaned_data["token"].strip()):
             otp_login(request, device)
             with transaction.atomic():
                 record_event(None, "staff_signed_in", actor=Actor.staff(user), data={})
             return redirect(next_url)
-        form.add_error("token", _("That code is not right, or it expired. Try the current one."))
+        else:
+            form.add_error("token", _("That code is not right, or it expired. Try the current one."))
     return render(request, "staff/otp.html", {"form": form, "next": next_url})
 
 

@@ -235,6 +235,19 @@ def test_a_returning_user_must_give_the_code(client):
 
 
 @pytest.mark.django_db
+def test_after_wrong_codes_the_right_one_is_refused_with_how_long_to_wait(client):
+    """django-otp refuses every code for a while after wrong ones; "not right" would send staff hunting."""
+    dpo = staff_in_role("DPO", username="dpo1")
+    device = TOTPDevice.objects.create(user=dpo, name="phone", confirmed=True)
+    sign_in_with_password(client, "dpo1")
+    for _ in range(3):
+        client.post(reverse("staff:otp"), {"token": "000000"})
+    refused = client.post(reverse("staff:otp"), {"token": current_code(device)})
+    assert refused.status_code == 200 and not client.session.get("otp_device_id")
+    assert re.search(r"Too many wrong codes: wait \d+ seconds?, then enter the current code", refused.content.decode())
+
+
+@pytest.mark.django_db
 def test_redirects_after_sign_in_stay_on_this_site(client):
     dpo = staff_in_role("DPO", username="dpo1")
     device = TOTPDevice.objects.create(user=dpo, name="phone", confirmed=True)
