@@ -8,25 +8,35 @@ from requests_app.forms import RequestForm
 from requests_app.models import PrivacyRequest, Regime, Relationship, RequestType, RestrictionGround, Status
 
 
+class StringField(serializers.CharField):
+    """A JSON string only. DRF's CharField turns a number into one ("subject_name": 123 becomes
+    "123"): a portal that sends a number where text belongs has a bug it should hear about."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class RequestCreateSerializer(serializers.Serializer):
     """A request filed for a subject. The same rules as the public form apply (RequestForm)."""
 
     rights = serializers.ListField(child=serializers.ChoiceField(choices=RequestType.choices), allow_empty=False)
-    rectification_data = serializers.CharField(required=False, allow_blank=True, default="")
-    rectification_value = serializers.CharField(required=False, allow_blank=True, default="")
+    rectification_data = StringField(required=False, allow_blank=True, default="")
+    rectification_value = StringField(required=False, allow_blank=True, default="")
     restriction_ground = serializers.ChoiceField(choices=RestrictionGround.choices, required=False, allow_blank=True, default="")
-    objection_processing = serializers.CharField(required=False, allow_blank=True, default="")
-    consent_withdrawn = serializers.CharField(required=False, allow_blank=True, default="")
-    subject_name = serializers.CharField()
-    subject_email = serializers.CharField()
-    subject_phone = serializers.CharField(required=False, allow_blank=True, default="", help_text="E.164, e.g. +32475123456")
-    customer_reference = serializers.CharField(required=False, allow_blank=True, default="")
-    ip_address = serializers.CharField(required=False, allow_blank=True, default="")
+    objection_processing = StringField(required=False, allow_blank=True, default="")
+    consent_withdrawn = StringField(required=False, allow_blank=True, default="")
+    subject_name = StringField()
+    subject_email = StringField()
+    subject_phone = StringField(required=False, allow_blank=True, default="", help_text="E.164, e.g. +32475123456")
+    customer_reference = StringField(required=False, allow_blank=True, default="")
+    ip_address = StringField(required=False, allow_blank=True, default="")
     relationship = serializers.ChoiceField(choices=Relationship.choices)
     regime = serializers.ChoiceField(choices=Regime.choices, default=Regime.GDPR)
     language = serializers.ChoiceField(choices=settings.LANGUAGES, default="en")
-    description = serializers.CharField(required=False, allow_blank=True, default="")
-    signature = serializers.CharField(help_text="The subject's typed full name, as on the portal's form.")
+    description = StringField(required=False, allow_blank=True, default="")
+    signature = StringField(help_text="The subject's typed full name, as on the portal's form.")
 
     def validate(self, attrs):
         # The confirmation box is the portal's to show; the honeypot is the web form's.
@@ -70,7 +80,7 @@ class RequestSerializer(serializers.ModelSerializer):
 
 
 class MessageCreateSerializer(serializers.Serializer):
-    body = serializers.CharField(max_length=10_000, help_text="The subject's message to the DPO team.")
+    body = StringField(max_length=10_000, help_text="The subject's message to the DPO team.")
 
 
 class MessageSerializer(serializers.Serializer):

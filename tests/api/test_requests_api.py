@@ -47,6 +47,8 @@ def test_an_organisation_files_a_request_with_asserted_identities(api, operator)
         ({"signature": ""}, "signature"),
         ({"rights": ["rectification"]}, "rectification_value"),
         ({"description": "x" * 10_001}, "description"),
+        ({"subject_name": 123}, "subject_name"),  # a number is not a name, even as "123"
+        ({"customer_reference": 1e308}, "customer_reference"),
     ],
 )
 @pytest.mark.django_db
