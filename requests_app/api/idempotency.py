@@ -78,7 +78,7 @@ def _store(record: IdempotencyRecord, response: Response) -> None:
 
 def _replay(earlier: IdempotencyRecord, fingerprint: str) -> Response:
     if earlier.fingerprint != fingerprint:
-        return problem(status.HTTP_422_UNPROCESSABLE_ENTITY, f"This {HEADER} was used with another request body.")
+        return problem(status.HTTP_422_UNPROCESSABLE_ENTITY, f"This {HEADER} was used with another request (another body or endpoint).")
     if earlier.status_code is None:
         return problem(status.HTTP_409_CONFLICT, f"A request with this {HEADER} is still being processed.")
     return Response(

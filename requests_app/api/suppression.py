@@ -22,7 +22,7 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from requests_app.api.auth import OrganisationKeyAuthentication
-from requests_app.api.views import PROBLEM_RESPONSES, DocumentedCursorPagination, success
+from requests_app.api.views import READ_PROBLEMS, DocumentedCursorPagination, problems, success
 from requests_app.models import APIKeyScope, IdentityKind, OrganisationAPIKey, SuppressionEntry, SuppressionPurpose
 from requests_app.services import suppression
 
@@ -125,7 +125,7 @@ ENTRIES_CSV = (
                     "entries": 1284,
                 },
             ),
-            **PROBLEM_RESPONSES,
+            **READ_PROBLEMS,
         }
     )
 )
@@ -151,7 +151,7 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 "A page of entries",
                 {"kind": "email", "value": "ana.peeters@example.com", "right": "objection", "added_at": "2026-03-02T09:14:07.498211+01:00"},
             ),
-            **PROBLEM_RESPONSES,
+            **READ_PROBLEMS,
         },
     )
     # Paginated here only (the list of purposes is not), and so documented as a page.
@@ -170,7 +170,7 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 "(added_at in UTC, ISO 8601); sent as the attachment `suppression-<slug>.csv`",
                 examples=[OpenApiExample("Two entries", value=ENTRIES_CSV)],
             ),
-            **PROBLEM_RESPONSES,
+            **READ_PROBLEMS,
         },
     )
     @action(detail=True, methods=["get"], url_path="entries/csv")
@@ -186,7 +186,7 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         examples=[OpenApiExample("An email and a phone number", value=LOOKUP_EXAMPLE, request_only=True)],
         responses={
             200: success(LookupResponseSerializer, "Each identifier as sent, and whether it is suppressed", "One suppressed", LOOKUP_RESULTS),
-            **PROBLEM_RESPONSES,
+            **problems(400, 401, 403, 404, 413, 429),
         },
     )
     @action(detail=True, methods=["post"])

@@ -35,8 +35,8 @@ def problem_example(name: str, status_code: int, detail: str, *, title: str = ""
     return OpenApiExample(name, value=body, description=description)
 
 
-# Every endpoint documents these, each status with the bodies the API really answers.
-PROBLEM_RESPONSES = {
+# The errors the API answers, each status with the bodies it really sends; each endpoint documents its own (problems()).
+ALL_PROBLEMS = {
     (code, PROBLEM): OpenApiResponse(response=serializers.ProblemSerializer, description=description, examples=examples)
     for code, description, examples in [
         (400, "Malformed JSON or invalid fields (problem details with `errors`: field name to messages)", [
@@ -60,11 +60,13 @@ PROBLEM_RESPONSES = {
             problem_example("Read key that writes", 403, "This API key may only read: writing needs a key with the write scope."),
             problem_example("Suppression key on requests", 403, "This API key reads the suppression lists only."),
             problem_example("Portal key on suppression lists", 403, "Suppression lists need a key with the suppression scope."),
+            problem_example("Read key that downloads", 403, "Downloading a subject's data needs a key with the write scope."),
         ]),
-        (404, "No such request, package or suppression list for this key", [
+        (404, "No such request, package or suppression list for this key, or a cursor that is not one of ours", [
             problem_example("Unknown request", 404, "No such privacy request for this API key."),
             problem_example("Unknown package", 404, "No such export package for this API key."),
             problem_example("Unknown suppression list", 404, "No such suppression list for this API key."),
+            problem_example("Invalid cursor", 404, "Invalid cursor"),
         ]),
         (409, "Not allowed in the request's state, or the same Idempotency-Key is in flight", [
             problem_example("Not allowed in this state", 409, "A request that is withdrawn cannot be moved to withdrawn."),
@@ -73,8 +75,8 @@ PROBLEM_RESPONSES = {
         (413, "Body larger than API_MAX_BODY_BYTES (64 KiB by default), refused before it is read", [
             problem_example("Body too large", 413, "The body is larger than 65536 bytes.", title="Content Too Large"),
         ]),
-        (422, "Idempotency-Key reused with another body", [
-            problem_example("Idempotency-Key reused", 422, "This Idempotency-Key was used with another request body."),
+        (422, "Idempotency-Key reused with another body or on another endpoint", [
+            problem_example("Idempotency-Key reused", 422, "This Idempotency-Key was used with another request (another body or endpoint)."),
         ]),
         (429, "Rate limit per key (API_RATE_LIMIT); the `Retry-After` header says how many seconds to wait", [
             problem_example(
@@ -84,6 +86,15 @@ PROBLEM_RESPONSES = {
         ]),
     ]
 }
+
+
+def problems(*codes: int) -> dict:
+    return {key: response for key, response in ALL_PROBLEMS.items() if key[0] in codes}
+
+
+READ_PROBLEMS = problems(400, 401, 403, 404, 429)
+# A POST also meets the request's state, the body limit and the Idempotency-Key.
+WRITE_PROBLEMS = problems(400, 401, 403, 404, 409, 413, 422, 429)
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
     description="Retry a POST safely: the same key and body returns the first answer.",
@@ -213,7 +224,7 @@ def success(serializer, description: str, name: str, value) -> OpenApiResponse:
                 "Your organisation's requests, newest first, 50 a page; follow `next` until it is null",
                 "A page of requests", REQUEST_IN_PROGRESS,
             ),
-            **PROBLEM_RESPONSES,
+            **READ_PROBLEMS,
         },
     ),
     retrieve=extend_schema(
@@ -222,7 +233,7 @@ def success(serializer, description: str, name: str, value) -> OpenApiResponse:
                 serializers.RequestSerializer, "The request with the subject's timeline",
                 "A request in progress", REQUEST_WITH_TIMELINE,
             ),
-            **PROBLEM_RESPONSES,
+            **READ_PROBLEMS,
         }
     ),
 )
@@ -257,7 +268,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         examples=[ERASURE_BY_OPERATOR, ACCESS_BY_OPERATOR],
         responses={
             201: success(serializers.RequestSerializer, "The request, filed", "Filed", CREATED_REQUEST),
-            **PROBLEM_RESPONSES,
+            **WRITE_PROBLEMS,
         },
     )
     @idempotent
@@ -280,7 +291,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         parameters=[IDEMPOTENCY_HEADER],
         responses={
             200: success(serializers.RequestSerializer, "The request, withdrawn", "Withdrawn", REQUEST_WITHDRAWN),
-            **PROBLEM_RESPONSES,
+            **WRITE_PROBLEMS,
         },
     )
     @action(detail=True, methods=["post"])
@@ -307,7 +318,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                     "created_at": "2026-03-05T11:26:40.118305+01:00",
                 },
             ),
-            **PROBLEM_RESPONSES,
+            **WRITE_PROBLEMS,
         },
     )
     @action(detail=True, methods=["post"])
@@ -326,7 +337,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 @extend_schema(
     responses={
         200: success(serializers.PingSerializer, "The key works", "The key's organisation", {"organisation": "Mobile Operator SA"}),
-        **PROBLEM_RESPONSES,
+        **READ_PROBLEMS,
     }
 )
 @api_view(["GET"])
@@ -369,7 +380,7 @@ class ExportViewSet(viewsets.GenericViewSet):
                     "downloads_left": 3,
                 },
             ),
-            **PROBLEM_RESPONSES,
+            **READ_PROBLEMS,
         }
     )
     def list(self, request, request_public_id=None):
@@ -392,7 +403,7 @@ class ExportViewSet(viewsets.GenericViewSet):
                     )
                 ],
             ),
-            **PROBLEM_RESPONSES,
+            **READ_PROBLEMS,
         }
     )
     # GET only, not HEAD (which DRF would answer with the GET handler): link checkers and

@@ -226,6 +226,10 @@ PROVOKE = {
     (403, "ReadKeyThatWrites"): lambda operator: client_with(key_for(operator, scope="read")).post(CREATE[0], ERASURE, format="json"),
     (403, "SuppressionKeyOnRequests"): lambda operator: client_with(key_for(operator, scope="suppression")).get(CREATE[0]),
     (403, "PortalKeyOnSuppressionLists"): lambda operator: client_with(key_for(operator)).get("/api/v1/suppression-lists/"),
+    (403, "ReadKeyThatDownloads"): lambda operator: client_with(key_for(operator, scope="read")).get(
+        f"/api/v1/requests/{own_request(operator).public_id}/exports/{uuid.uuid4()}/download/"
+    ),
+    (404, "InvalidCursor"): lambda operator: client_with(key_for(operator)).get("/api/v1/requests/", {"cursor": "cD14"}),
     (404, "UnknownRequest"): lambda operator: client_with(key_for(operator)).get(f"/api/v1/requests/{uuid.uuid4()}/"),
     (404, "UnknownPackage"): lambda operator: client_with(key_for(operator)).get(
         f"/api/v1/requests/{own_request(operator).public_id}/exports/{uuid.uuid4()}/download/"
