@@ -46,6 +46,8 @@ def test_staff_record_a_posted_request_with_its_scanned_letter(admin_client, sta
 
     download = admin_client.get(reverse("staff:attachment", args=[attachment.public_id]))
     assert b"".join(download.streaming_content) == PDF
+    downloaded = request.events.get(action="attachment_downloaded")  # who saw the letter is on record
+    assert (downloaded.actor_id, downloaded.data) == (staff_user.id, {"attachment": str(attachment.public_id)})
 
 
 @pytest.mark.parametrize(

@@ -501,8 +501,13 @@ def _form_slot(action: str) -> str:
 
 @staff_view
 def attachment_download(request: HttpRequest, public_id) -> HttpResponse:
-    """Attachments hold personal data: only signed-in, two-factor staff get them."""
+    """Attachments hold personal data (a scanned letter, a copy of an ID): only signed-in, two-factor
+    staff get them, and each download is an audit event, as the subject's own downloads are."""
     attachment = get_object_or_404(Attachment, public_id=public_id)
+    with transaction.atomic():
+        record_event(
+            attachment.request, "attachment_downloaded", actor=Actor.staff(request.user), data={"attachment": str(attachment.public_id)}
+        )
     return FileResponse(
         attachment.file.open("rb"), as_attachment=True, filename=attachment.original_name, content_type=attachment.content_type
     )
