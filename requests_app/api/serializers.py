@@ -58,7 +58,10 @@ class RequestSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     status_label = serializers.CharField(source="get_status_display", read_only=True)
     rights = serializers.SerializerMethodField()
-    timeline = serializers.SerializerMethodField()
+    timeline = serializers.SerializerMethodField(
+        help_text="What the subject sees of the request's history, oldest first: given by GET /requests/{id}/ "
+        "and by withdraw; empty in lists and in the answer to filing (fetch the request for it)."
+    )
 
     class Meta:
         model = PrivacyRequest

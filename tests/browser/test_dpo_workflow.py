@@ -82,9 +82,31 @@ def test_handler_messages_subject_and_completes_the_request(page, live_server, b
     message_panel.get_by_text("Message the subject", exact=True).click()
     message_panel.get_by_label("Subject line (optional)").fill("About your request")
     message_panel.get_by_label("Message to the subject").fill("Could you tell us which account email you used?")
-    message_panel.get_by_role("button", name="Send message").click()
+    # A second click while the form is on its way (a slow network) must not send it again. Checked in the
+    # page: a listener after the dashboard's keeps the two submissions from leaving, and reports them.
+    second_click = page.evaluate(
+        """() => new Promise(resolve => {
+            const form = document.querySelector('form[action$="/message/"]');
+            const seen = [];
+            const hold = event => { seen.push(event.defaultPrevented); event.preventDefault(); };
+            window.addEventListener("submit", hold);
+            form.requestSubmit();
+            form.requestSubmit();
+            setTimeout(() => {
+                const disabled = form.querySelector("button").disabled;
+                window.removeEventListener("submit", hold);
+                delete form.dataset.sent;
+                form.querySelector("button").disabled = false;
+                resolve({seen, disabled});
+            }, 0);
+        })"""
+    )
+    assert second_click == {"seen": [False, True], "disabled": True}  # the first goes, the second is stopped
+    send = message_panel.get_by_role("button", name="Send message")
+    send.click()
 
     expect(page.get_by_role("status")).to_contain_text("Message sent to the subject.")
+    assert mine.messages.filter(body__contains="which account email you used").count() == 1
     thread = page.locator("ol.thread").first
     expect(thread).to_contain_text("Could you tell us which account email you used?")
     expect(thread).to_contain_text("About your request")
