@@ -52,7 +52,7 @@ def seed(count: int) -> None:
                 next_alert_key, due_on, original_due_on, next_alert_on, created_at, updated_at,
                 rights_mask, rejection_ground
             )
-            SELECT gen_random_uuid(), 'BENCH-' || n, md5(n::text), 'in_progress', 'gdpr', 'web', 'en',
+            SELECT gen_random_uuid(), 'DSR-2026-' || lpad(n::text, 7, '0'), md5(n::text), 'in_progress', 'gdpr', 'web', 'en',
                    now() - interval '5 days', 'Bench Subject', 'bench' || n || '@example.com', '', '',
                    'other', '', 'Bench Subject', md5('n' || n::text), 0, '',
                    'remind-7', current_date + 25, current_date + 25, current_date + 18, now(), now(),

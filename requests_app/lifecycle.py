@@ -160,7 +160,8 @@ def _move_the_clock(request: PrivacyRequest, old: str, new: str, *, actor: Actor
         if pause is not None:
             pause.ended_at = timezone.now()
             pause.save(update_fields=["ended_at"])
-        PrivacyRequest.objects.filter(pk=request.pk).update(next_alert_on=None, next_alert_key="")
+        PrivacyRequest.objects.filter(pk=request.pk).update(next_alert_on=None, next_alert_key="", clock_paused=False)
+        request.clock_paused = False
         count_closed(request.pk)
 
 

@@ -68,8 +68,8 @@ def start_pause(request: PrivacyRequest, *, actor: Actor, reason: str) -> ClockP
     pause = ClockPause.objects.create(
         request=request, started_at=timezone.now(), reason=reason, started_by=actor.user
     )
-    PrivacyRequest.objects.filter(pk=request.pk).update(next_alert_on=None, next_alert_key="")
-    request.next_alert_on, request.next_alert_key = None, ""
+    PrivacyRequest.objects.filter(pk=request.pk).update(next_alert_on=None, next_alert_key="", clock_paused=True)
+    request.next_alert_on, request.next_alert_key, request.clock_paused = None, "", True
     # The reason stays on the pause: staff text may name people, and the chain is never purged.
     record_event(request, "clock_paused", actor=actor, data={"due_on": str(request.due_on), "pause": pause.id})
     return pause
@@ -81,7 +81,8 @@ def end_pause(request: PrivacyRequest, pause: ClockPause, *, actor: Actor, note:
     added = deadlines.paused_day_count(timezone.localdate(pause.started_at), timezone.localdate(now))
     ClockPause.objects.filter(pk=pause.pk).update(ended_at=now, ended_by=actor.user)
     request.paused_days = _locked(request).paused_days + added
-    PrivacyRequest.objects.filter(pk=request.pk).update(paused_days=request.paused_days)
+    request.clock_paused = False
+    PrivacyRequest.objects.filter(pk=request.pk).update(paused_days=request.paused_days, clock_paused=False)
     refresh_deadline(request)
     record_event(
         request,

@@ -70,7 +70,8 @@ def emit_created(request: PrivacyRequest) -> None:
         defaults={"sent_at": timezone.now()},
     )
     if first:
-        emit(request, WebhookEvent.REQUEST_CREATED, {"status": Status.NEW, "due_on": request.original_due_on.isoformat()})
+        as_filed = {"status": Status.NEW, "due_on": request.original_due_on.isoformat() if request.original_due_on else None}
+        emit(request, WebhookEvent.REQUEST_CREATED, as_filed)
 
 
 def emit(request: PrivacyRequest, event: str, extra: dict | None = None) -> None:

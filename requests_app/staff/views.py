@@ -399,14 +399,11 @@ def _assign(r, form, actor, post):
     # The assignee's id the page showed, or empty for nobody. Anything else is no page of ours:
     # refused as out of date, like a page that no longer shows the request as it is.
     expected = post.get("expected_assignee", "")
-    if expected and not expected.isdigit():
-        raise lifecycle.stale(r.reference, r.status)
-    return routing.request_assign(
-        request=r,
-        assignee=form.cleaned_data["assignee"],
-        actor=actor,
-        expected_assignee_id=int(expected) if expected else None,
-    )
+    try:
+        expected_id = int(expected) if expected else None
+    except ValueError:
+        raise lifecycle.stale(r.reference, r.status) from None
+    return routing.request_assign(request=r, assignee=form.cleaned_data["assignee"], actor=actor, expected_assignee_id=expected_id)
 
 
 # action name: (service call, success message). An action takes a form when FORM_SLOTS has one for it.

@@ -739,11 +739,12 @@ def test_a_rule_must_assign_to_a_team_or_a_person_and_says_so_plainly(dpo_client
     assert not AssignmentRule.objects.exists()
 
 
-def test_an_assignment_from_an_edited_form_is_refused_as_out_of_date(dpo_client, handler):
+@pytest.mark.parametrize("expected", ["abc", "²"])  # "²".isdigit() is true, int("²") fails
+def test_an_assignment_from_an_edited_form_is_refused_as_out_of_date(dpo_client, handler, expected):
     """The page sends the assignee it showed; a value no page of ours writes is refused, not a crash."""
     request = make()
     url = reverse("staff:request_action", args=[request.reference, "assign"])
-    response = dpo_client.post(url, {"assignee": handler.username, "expected_assignee": "abc"}, follow=True)
+    response = dpo_client.post(url, {"assignee": handler.username, "expected_assignee": expected}, follow=True)
     assert response.status_code == 200
     assert "has changed since you loaded it" in response.content.decode()
     request.refresh_from_db()
