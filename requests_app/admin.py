@@ -62,7 +62,7 @@ from requests_app.models import (
     WebhookEndpoint,
 )
 from requests_app.services import intake
-from requests_app.staff.forms import SuppressionPurposeForm
+from requests_app.staff.forms import SourceCategoryForm, SuppressionPurposeForm
 from requests_app.templatetags.deadline_tags import due_badge
 
 
@@ -395,6 +395,7 @@ class SourceFieldInline(RolePermissions, admin.TabularInline):
 class SourceCategoryAdmin(RoleAdmin):
     """Categories are edited inline on their source too; here for their fields (inlines do not nest)."""
 
+    form = SourceCategoryForm  # the dashboard's checks: the query's placeholder, one category for a manual source
     list_display = ["__str__", "category", "table", "erase_method"]
     list_filter = ["source", "erase_method"]
     list_select_related = ["source"]

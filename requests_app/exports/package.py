@@ -123,6 +123,10 @@ class PackageWriter:
         categories = source.categories.all()
         if self.kind == ExportKind.PORTABILITY:
             categories = categories.filter(portable=True)
+        if manual_upload is not None and len(source.categories.all()) != 1:
+            # One extract holds one category: read again for a second, it would be filed twice and masked
+            # by the wrong category's list (SourceCategory.clean refuses a second one for a manual source).
+            raise SourceError(f"{source.slug}: a manual source must have exactly one data category")
         for category in categories:
             self._progress(current=f"{source.slug}/{category.slug}")
             if manual_upload is not None:

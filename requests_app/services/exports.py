@@ -108,7 +108,8 @@ def manual_task_upload(*, task: ManualTask, actor: Actor, upload) -> ManualTask:
     if not upload.name.lower().endswith((".csv", ".jsonl")):
         raise RequestError(_("Upload the extract as CSV (with a header row) or JSON lines."))
     with transaction.atomic():
-        export = ExportPackage.objects.select_for_update().get(pk=task.export_id)
+        export = ExportPackage.objects.select_for_update().select_related("request").get(pk=task.export_id)
+        _require_data_may_be_delivered(export.request)
         if export.status != ExportStatus.WAITING_MANUAL:
             raise RequestError(_("This export is not waiting for extracts."))
         task.upload.save(f"{export.public_id}-{task.source.slug}{os.path.splitext(upload.name)[1].lower()}", upload, save=False)
@@ -189,6 +190,10 @@ def compile_export(*, export_id: int) -> str | None:
             raise ExportBusy(export_id)
         return None
     export = ExportPackage.objects.select_related("request").get(pk=export_id)
+    if export.request.status in NO_DATA_DELIVERED:
+        # Withdrawn or refused while queued: no data about the subject is collected for nobody.
+        _fail(export_id, attempt, source="", message="the request was withdrawn or refused: no data is collected")
+        return None
     sources = list(
         SourceSystem.objects.filter(active=True).prefetch_related("categories", "recipients").order_by("name")
     )
@@ -217,6 +222,9 @@ def compile_export(*, export_id: int) -> str | None:
                 upload = manual_uploads.get(source.id)
                 if upload:
                     writer.add_source(source, manual_upload=upload)
+                else:
+                    # Made active after this export started: nobody was asked for its extract.
+                    writer.skipped.append({"source": source.slug, "reason": "no extract was asked for with this export"})
             else:
                 writer.add_source(source)
             done += 1
@@ -379,7 +387,8 @@ def export_release(*, export: ExportPackage, actor: Actor, share_with_organisati
         locked.shared_with_organisation = share_with_organisation and locked.request.organisation_id is not None
         locked.save(update_fields=["status", "released_at", "released_by", "expires_at", "shared_with_organisation"])
         record_event(locked.request, "export_released", actor=actor, data={"export": str(locked.public_id)})
-        webhooks.emit(locked.request, webhooks.WebhookEvent.EXPORT_READY, {"export": str(locked.public_id)})
+        if locked.shared_with_organisation:  # a package the portal cannot fetch is no news to it
+            webhooks.emit(locked.request, webhooks.WebhookEvent.EXPORT_READY, {"export": str(locked.public_id)})
         if locked.pending_password:
             # Only once the release is committed: never a password for a release that did not happen.
             # The task retries while the gateway fails, and erases the password once it is sent.

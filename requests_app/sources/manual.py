@@ -14,10 +14,9 @@ class ManualConnector:
 
     def stream_upload(self, upload, masked_fields: list[str]) -> tuple[list[str], Iterator[tuple]]:
         """Rows of an uploaded extract, read line by line from storage."""
-        name = upload.name.lower()
-        handle = io.TextIOWrapper(upload.open("rb"), encoding="utf-8-sig", newline="")
-        if name.endswith(".jsonl"):
-            return self._jsonl(handle, masked_fields)
+        if upload.name.lower().endswith(".jsonl"):
+            return self._jsonl(upload, masked_fields)
+        handle = _text(upload)
         reader = csv.reader(handle)
         columns = next(reader, [])
         masked = {i for i, column in enumerate(columns) if column in masked_fields}
@@ -29,25 +28,32 @@ class ManualConnector:
 
         return columns, rows()
 
-    def _jsonl(self, handle, masked_fields):
-        lines = (line for line in handle if line.strip())
-        try:
-            first = json.loads(next(lines, "{}"))
-        except json.JSONDecodeError as error:
-            raise SourceError(f"{self.source.slug}: the extract is not valid JSON lines") from error
-        columns = list(first)
+    def _jsonl(self, upload, masked_fields):
+        # Records need not share their keys: a first pass collects them all, so that a field only
+        # later records have is written too (and masked), not dropped.
+        with _text(upload) as handle:
+            columns = list(dict.fromkeys(key for record in self._records(handle) for key in record))
 
         def rows():
-            with handle:
-                record = first
-                while record:
+            with _text(upload) as handle:
+                for record in self._records(handle):
                     yield tuple(mask_value(record.get(c)) if c in masked_fields else record.get(c) for c in columns)
-                    line = next(lines, None)
-                    if line is None:
-                        return
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as error:
-                        raise SourceError(f"{self.source.slug}: the extract is not valid JSON lines") from error
 
         return columns, rows()
+
+    def _records(self, handle) -> Iterator[dict]:
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise SourceError(f"{self.source.slug}: the extract is not valid JSON lines") from error
+            if not isinstance(record, dict):
+                raise SourceError(f"{self.source.slug}: each line of the extract must be a JSON object")
+            yield record
+
+
+def _text(upload):
+    """The uploaded file as text, read from the start, line by line."""
+    return io.TextIOWrapper(upload.open("rb"), encoding="utf-8-sig", newline="")

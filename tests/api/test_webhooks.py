@@ -125,8 +125,10 @@ def test_due_date_changes_and_ready_exports_are_sent(operator, receiver):
     request = PrivacyRequest.objects.get(public_id=created["id"])
     dpo = staff_in_role("DPO", username="dpo1")
     request_extend(request=request, actor=Actor.staff(dpo), reason="Many systems")
-    export = ExportPackage.objects.create(request=request, status="ready", storage_name="exports/x.zip")
-    export_release(export=export, actor=Actor.staff(dpo))
+    unshared = ExportPackage.objects.create(request=request, status="ready", storage_name="exports/x.zip")
+    export_release(export=unshared, actor=Actor.staff(dpo))  # a package the portal cannot fetch: no news to it
+    export = ExportPackage.objects.create(request=request, status="ready", storage_name="exports/y.zip")
+    export_release(export=export, actor=Actor.staff(dpo), share_with_organisation=True)
 
     assert receiver.events() == ["request.created", "request.due_date_changed", "export.ready"]
     due_change = json.loads(receiver.received[1][1])["data"]

@@ -399,3 +399,85 @@ def test_no_package_is_compiled_before_an_identifier_is_verified(client, dpo):
     page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
     assert reverse("staff:export_start", args=[request.reference]) in page
     assert export_start(request=request, actor=Actor.staff(dpo)).status == ExportStatus.QUEUED
+
+
+def test_a_manual_source_with_two_categories_fails_the_export_instead_of_filing_the_extract_twice(
+    demo_request, dpo, django_capture_on_commit_callbacks
+):
+    """Read once per category, each masked by its own list, the second copy showed other people's data in clear."""
+    from requests_app.models import DataCategory, SourceCategory
+    from requests_app.staff.forms import SourceCategoryForm
+
+    paper = _manual_source("paper", dpo)
+    second = SourceCategoryForm(data={"source": paper.pk, "slug": "notes", "category": DataCategory.OTHER, "erase_method": ""})
+    assert "A manual source has one data category" in str(second.errors["source"])
+    SourceCategory.objects.create(source=paper, slug="notes", category=DataCategory.OTHER)  # as an old inventory may hold
+    export = export_start(request=demo_request, actor=Actor.system())
+    _upload_extract(export, paper, dpo)
+    with django_capture_on_commit_callbacks(execute=True):
+        compile_export(export_id=export.id)
+    export.refresh_from_db()
+    assert export.status == ExportStatus.FAILED
+    assert "a manual source must have exactly one data category" in export.error
+
+
+def test_a_manual_source_made_active_after_the_export_started_is_reported_as_not_searched(
+    demo_request, dpo, django_capture_on_commit_callbacks
+):
+    import json
+
+    export = export_start(request=demo_request, actor=Actor.system())  # no manual source yet: no task
+    _manual_source("paper", dpo)
+    with django_capture_on_commit_callbacks(execute=True):
+        compile_export(export_id=export.id)
+    manifest = json.loads(open_package(ExportPackage.objects.get(pk=export.pk)).read("manifest.json"))
+    assert {"source": "paper", "reason": "no extract was asked for with this export"} in manifest["sources_not_searched"]
+
+
+def test_no_extract_is_taken_nor_package_compiled_for_a_withdrawn_request(demo_request, dpo):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from requests_app import lifecycle
+    from requests_app.lifecycle import RequestError
+    from requests_app.services.exports import manual_task_upload
+
+    paper = _manual_source("paper", dpo)
+    export = export_start(request=demo_request, actor=Actor.system())
+    lifecycle.transition(demo_request, "withdraw", actor=Actor.subject())
+    upload = SimpleUploadedFile("scan-index.csv", b"contract,signed_on\nMOB-4471,2024-03-01\n")
+    with pytest.raises(RequestError, match="no data is delivered"):
+        manual_task_upload(task=export.manual_tasks.get(source=paper), actor=Actor.staff(dpo), upload=upload)
+    ExportPackage.objects.filter(pk=export.pk).update(status=ExportStatus.QUEUED)  # as if queued just before
+    assert compile_export(export_id=export.id) is None
+    assert ExportPackage.objects.get(pk=export.pk).status == ExportStatus.FAILED
+
+
+def test_a_json_lines_extract_keeps_every_field_and_every_record(demo_request, dpo, django_capture_on_commit_callbacks):
+    """A field only later records have is written (and masked when listed), and an empty record does not end the file."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from requests_app.models import SourceCategory
+    from requests_app.services.exports import manual_task_upload
+    from tests.exports.support import csv_rows
+
+    paper = _manual_source("paper", dpo)
+    SourceCategory.objects.filter(source=paper).update(masked_fields="other_party")
+    export = export_start(request=demo_request, actor=Actor.system())
+    lines = b'{"contract": "MOB-1"}\n{}\n{"contract": "MOB-2", "other_party": "+32499123456", "note": "refund promised"}\n'
+    manual_task_upload(
+        task=export.manual_tasks.get(source=paper), actor=Actor.staff(dpo), upload=SimpleUploadedFile("extract.jsonl", lines)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        compile_export(export_id=export.id)
+    rows = csv_rows(open_package(ExportPackage.objects.get(pk=export.pk)), "data/paper/contracts.csv")
+    assert rows == [
+        ["contract", "other_party", "note"], ["MOB-1", "", ""], ["", "", ""], ["MOB-2", "*****56", "refund promised"]
+    ]
+
+
+def test_the_status_page_says_the_password_was_texted_only_once_it_was(released, demo_request, client):
+    """While the SMS gateway fails, the password waits: the subject must not hunt for a text that never came."""
+    ExportPackage.objects.filter(pk=released.pk).update(encrypted=True, pending_password="waiting")
+    assert "the password is on its way to you by text message" in status_page(client, demo_request)
+    ExportPackage.objects.filter(pk=released.pk).update(pending_password="")
+    assert "the password was sent to you by text message" in status_page(client, demo_request)
