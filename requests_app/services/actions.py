@@ -570,7 +570,7 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
     actions = list(request.source_actions.select_related("source"))
     if rights & {RequestType.ERASURE, RequestType.RESTRICTION} and not actions:
         blockers.append(_("The erasure or restriction has not been planned in the source systems."))
-    if rights & set(SUPPRESSION_RIGHTS) and not request.suppressions.exists():
+    if rights & set(SUPPRESSION_RIGHTS) and not request.events.filter(action="suppression_added").exists():
         # Honouring an objection, a withdrawal or a limit on use means some processing stops for this
         # person, and the suppression lists are how the company's systems learn it. Not honoured: reject.
         blockers.append(

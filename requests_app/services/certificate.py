@@ -178,6 +178,7 @@ def outcome_summary(request: PrivacyRequest) -> str:
                     )
                     % {
                         **hold,
+                        "basis": hold["basis"].rstrip(". "),  # the sentence adds its own full stop
                         "source": action.source.name,
                         "until": formats.date_format(date.fromisoformat(hold["until"]), "DATE_FORMAT"),
                     }

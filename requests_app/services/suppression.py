@@ -105,13 +105,14 @@ def suppress(*, request: PrivacyRequest, actor: Actor, purposes: Iterable[Suppre
                     purpose=purpose, kind=kind, value=value, defaults={"right": right, "request": locked}
                 )
                 added[purpose.slug] += created
-        if any(added.values()):
-            record_event(
-                locked,
-                "suppression_added",
-                actor=actor,
-                data={"purposes": [{"purpose": slug, "added": count} for slug, count in added.items()]},
-            )
+        # Recorded even when every identifier was on the lists already (an earlier request put it there):
+        # this request's objection is applied all the same, and completing it looks for this event.
+        record_event(
+            locked,
+            "suppression_added",
+            actor=actor,
+            data={"purposes": [{"purpose": slug, "added": count} for slug, count in added.items()]},
+        )
     return added
 
 

@@ -28,7 +28,7 @@ def test_the_letter_names_the_erased_and_the_kept_data_with_its_basis(
     crm, cdr, erasure_request, dpo_actor, django_capture_on_commit_callbacks
 ):
     until = timezone.localdate() + datetime.timedelta(days=365)
-    LegalHold.objects.create(source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law: call records kept 12 months", until=until)
+    LegalHold.objects.create(source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law: call records kept 12 months.", until=until)
     Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_email="art19@partner.example")
     excused = Recipient.objects.create(source=crm, name="Old roaming partner", country="France")  # no address: fails
     Recipient.objects.create(source=cdr, name="Interconnect partner", country="Netherlands", notification_email="x@ic.example")
@@ -42,7 +42,7 @@ def test_the_letter_names_the_erased_and_the_kept_data_with_its_basis(
     body = _complete(erasure_request, dpo_actor).body
     assert body.startswith("We have completed your request") and "Thank you for your patience." in body
     assert "We erased your data in CRM: Contact information." in body
-    assert "Telecom law: call records kept 12 months" in body
+    assert "Telecom law: call records kept 12 months. The right to erasure" in body  # one full stop, not two
     assert "Article 17(3) GDPR (Compliance with a legal obligation (Art. 17(3)(b)))" in body
     assert f"We will keep it until {until.day} {until:%B} {until.year} at the latest" in body
     assert "told the following recipients of your data about these changes (Article 19 GDPR): Billing partner." in body

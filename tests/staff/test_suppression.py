@@ -104,9 +104,22 @@ def test_suppress_twice_adds_once_and_audits_counts_never_values(marketing, dpo)
 
     assert again == {"marketing": 0}
     assert SuppressionEntry.objects.count() == 1
-    event = AuditEvent.objects.get(action="suppression_added")
-    assert event.data == {"purposes": [{"purpose": "marketing", "added": 1}]}
-    assert "ana" not in str(event.data).lower() and "example" not in event.note
+    first, second = AuditEvent.objects.filter(action="suppression_added").order_by("sequence")
+    assert first.data == {"purposes": [{"purpose": "marketing", "added": 1}]}
+    assert second.data == {"purposes": [{"purpose": "marketing", "added": 0}]}
+    assert "ana" not in str(first.data).lower() and "example" not in first.note
+
+
+@pytest.mark.django_db
+def test_a_repeat_objection_whose_subject_is_on_the_list_already_can_be_completed(marketing, dpo):
+    """The entries stay with the earlier request; the new one is honoured all the same."""
+    from requests_app.services.actions import completion_blockers
+
+    earlier, again = objection_request(), objection_request()
+    suppression.suppress(request=earlier, actor=Actor.staff(dpo), purposes=[marketing])
+    assert any("has not been applied" in str(blocker) for blocker in completion_blockers(again))
+    assert suppression.suppress(request=again, actor=Actor.staff(dpo), purposes=[marketing]) == {"marketing": 0}
+    assert not any("has not been applied" in str(blocker) for blocker in completion_blockers(again))
 
 
 @pytest.mark.django_db
