@@ -332,11 +332,15 @@ def execute(*, action: SourceAction, actor: Actor) -> SourceAction:
         refusal = _execution_refusal(locked)
         if refusal:
             raise RequestError(refusal)
+        # A run a worker took and then lost may have committed in the source before it died: the new
+        # run keeps `taken_at`, so it records a change it finds made as done (run_execution's handed_again).
+        taken_then_lost = locked.status == ActionStatus.RUNNING and locked.taken_at is not None
         token = _new_run(locked)
         locked.status, locked.error, locked.progress = ActionStatus.RUNNING, "", {}
         locked.attempts += 1
         locked.started_at = timezone.now()  # set again when a worker takes it
-        locked.taken_at = None
+        if not taken_then_lost:
+            locked.taken_at = None
         locked.save(update_fields=["status", "error", "progress", "attempts", "started_at", "taken_at", "run_token"])
         record_event(locked.request, "source_action_started", actor=actor, data={**_summary(locked), "attempt": locked.attempts})
         tasks.queue_after_commit(tasks.execute_source_action, locked.id, token)

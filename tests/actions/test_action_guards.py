@@ -167,6 +167,31 @@ def test_a_run_that_died_after_the_source_committed_is_recorded_as_done_when_red
     assert "We erased your data in CRM" in outcome_summary(erasure_request)
 
 
+def test_a_run_that_died_after_the_source_committed_is_recorded_as_done_when_staff_start_it_again(
+    crm, erasure_request, dpo_actor, source_db, step, settings
+):
+    """Staff see the lost run before the broker redelivers it: their retry must know it may have committed."""
+    import datetime
+
+    from requests_app.sources import connector_for
+
+    Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_email="art19@partner.example")
+    action = _approved(erasure_request, crm, dpo_actor, step)
+    actions.execute(action=action, actor=dpo_actor)  # queued; a worker takes it...
+    long_ago = timezone.now() - datetime.timedelta(seconds=settings.SOURCE_ACTION_TIME_LIMIT + 1)
+    SourceAction.objects.filter(pk=action.pk).update(taken_at=long_ago, started_at=long_ago)
+    action = SourceAction.objects.get(pk=action.pk)
+    plan, _held = actions.build_plan(action)
+    connector_for(crm).apply(plan, action.dry_run["fingerprint"])  # ...changes the source, commits, and dies
+
+    action = actions.execute(action=action, actor=dpo_actor)  # "Execute again (its task was lost)"
+    assert actions.run_execution(action_id=action.id, token=action.run_token) == ActionStatus.DONE
+    action.refresh_from_db()
+    assert action.result["categories"] == action.dry_run["categories"] and action.result["already_in_place"]
+    assert erasure_request.recipient_notices.get().status != NoticeStatus.NOT_NEEDED
+    assert "We erased your data in CRM" in outcome_summary(erasure_request)
+
+
 @pytest.mark.parametrize("made_before_dying", [True, False])
 def test_a_run_that_died_then_a_withdrawal_records_what_the_source_holds(
     crm, erasure_request, dpo_actor, source_db, step, made_before_dying
