@@ -537,7 +537,7 @@ def queue_due_notices(request: PrivacyRequest) -> None:
     """
     unfinished_sources = request.source_actions.exclude(status=ActionStatus.DONE).values("source_id")
     due = request.recipient_notices.filter(status=NoticeStatus.PENDING).exclude(recipient__source_id__in=unfinished_sources)
-    changed_sources = {action.source_id for action in request.source_actions.all() if changed_anything(action.result)}
+    changed_sources = {action.source_id for action in request.source_actions.all() if changed_anything(action)}
     for notice in due.select_related("recipient"):
         if notice.recipient.source_id not in changed_sources:
             RecipientNotice.objects.filter(pk=notice.pk).update(status=NoticeStatus.NOT_NEEDED)
@@ -545,10 +545,17 @@ def queue_due_notices(request: PrivacyRequest) -> None:
         notices.queue_delivery(notice.id)
 
 
-def changed_anything(result: dict) -> bool:
-    """Whether a finished action's result records any change (rows, list entries, or a manual change)."""
-    rows = sum(category.get("rows", 0) for category in result.get("categories", []))
-    return bool(rows or result.get("list_entries") or result.get("rows"))
+def changed_anything(action: SourceAction) -> bool:
+    """Whether a finished action's result records any change (rows, list entries, or a manual change).
+
+    A correction counts the values it changed, not the rows it matched: a row that already held the
+    corrected value was matched and left as it was, and neither the letter nor a recipient may be told
+    of a correction that did not happen.
+    """
+    result = action.result
+    counted = "fields" if action.kind == ActionKind.RECTIFY and not result.get("manual") else "rows"
+    changed = sum(category.get(counted, 0) for category in result.get("categories", []))
+    return bool(changed or result.get("list_entries") or result.get("rows"))
 
 
 # --- Completion -------------------------------------------------------------

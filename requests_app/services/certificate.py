@@ -121,7 +121,7 @@ def nothing_corrected(request: PrivacyRequest) -> bool:
     if RequestType.RECTIFICATION not in request.requested_rights:
         return False
     rectified = request.source_actions.filter(kind=ActionKind.RECTIFY, status=ActionStatus.DONE)
-    return not any(changed_anything(action.result) and not searched_nothing(action) for action in rectified)
+    return not any(changed_anything(action) and not searched_nothing(action) for action in rectified)
 
 
 def searched_nothing(action) -> bool:
@@ -154,8 +154,10 @@ def outcome_summary(request: PrivacyRequest) -> str:
                     _("We could not search %(source)s: it finds data by %(kind)s, and we hold no verified one of yours.")
                     % {"source": action.source.name, "kind": in_sentence(IdentityKind(action.source.identity_kind).label)}
                 )
-            elif not changed_anything(action.result):
-                if not held:  # what was kept is said below, with its reason
+            elif not changed_anything(action):
+                if action.kind == ActionKind.RECTIFY and any(c.get("rows") for c in action.result.get("categories", [])):
+                    paragraphs.append(_("Your data in %(source)s already held the values you asked for: nothing needed correcting.") % where)
+                elif not held:  # what was kept is said below, with its reason
                     paragraphs.append(_("We found no data of yours to act on in %(source)s.") % where)
             elif action.kind == ActionKind.ERASE:
                 paragraphs.append(

@@ -10,6 +10,7 @@ from requests_app.models import (
     IdentityKind,
     LegalHold,
     Message,
+    NoticeStatus,
     Recipient,
     RequestType,
 )
@@ -66,6 +67,21 @@ def test_the_letter_names_rectified_fields_and_restrictions_not_values(crm, dpo_
     assert "We restricted the processing of your data in CRM." in body
     assert "Antwerpen" not in body
     assert "Article 19" not in body  # the CRM has no recipients
+
+
+def test_a_correction_to_the_value_already_held_is_not_called_a_correction(crm, dpo_actor, django_capture_on_commit_callbacks):
+    """The row matched and nothing changed: neither the letter nor a recipient may hear of a correction."""
+    Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_email="art19@partner.example")
+    request = verified_request(RequestType.RECTIFICATION)
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Gent")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+
+    summary = certificate.outcome_summary(request)
+    assert "Your data in CRM already held the values you asked for: nothing needed correcting." in summary
+    assert "We corrected" not in summary
+    assert certificate.nothing_corrected(request)  # so the letter must say why (Art. 12(4))
+    assert request.recipient_notices.get().status == NoticeStatus.NOT_NEEDED
 
 
 def test_a_request_without_source_actions_gets_the_letter_alone(db, dpo_actor, django_capture_on_commit_callbacks):
@@ -138,7 +154,7 @@ def test_a_rectification_that_corrected_nothing_needs_the_reason_and_says_how_to
 
 def test_a_rectification_carried_out_is_not_called_a_refusal(crm, dpo_actor, django_capture_on_commit_callbacks):
     request = verified_request(RequestType.RECTIFICATION)
-    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Gent")
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Brugge")
     actions.plan_actions(request=request, actor=dpo_actor)
     carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
 

@@ -559,4 +559,4 @@ def test_records_changed_before_a_failure_stay_counted_when_a_hold_keeps_the_res
     assert action.status == ActionStatus.DONE
     (counts,) = action.result["categories"]
     assert (counts["rows"], counts["fields"]) == (1, 3)
-    assert actions.changed_anything(action.result)  # so its recipients are told
+    assert actions.changed_anything(action)  # so its recipients are told
