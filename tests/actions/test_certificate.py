@@ -18,7 +18,7 @@ from requests_app.models import (
 )
 from requests_app.services import actions, certificate, handling, notices
 from tests.actions.conftest import verified_request
-from tests.actions.test_notices import carry_out_actions
+from tests.actions.test_notices import carry_out_actions, correct_the_city
 from tests.factories import request_in_status
 
 
@@ -83,9 +83,7 @@ def test_the_certificate_reports_the_latest_walk_of_the_whole_chain(completed_er
 
 def test_the_certificate_names_rectified_fields_not_values(crm, dpo_actor, django_capture_on_commit_callbacks):
     request = verified_request(RequestType.RECTIFICATION)
-    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Antwerpen")
-    actions.plan_actions(request=request, actor=dpo_actor)
-    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+    correct_the_city(request, crm, dpo_actor, django_capture_on_commit_callbacks, "Antwerpen")
 
     html = certificate.render_certificate_html(request)
     assert "subscribers.city" in html

@@ -17,7 +17,7 @@ from requests_app.models import (
 from requests_app.services import actions, certificate, handling, notices
 from tests.actions.conftest import verified_request
 from tests.factories import released_package
-from tests.actions.test_notices import carry_out_actions
+from tests.actions.test_notices import carry_out_actions, correct_the_city
 
 
 def _complete(request, actor):
@@ -57,9 +57,7 @@ def test_the_letter_names_the_erased_and_the_kept_data_with_its_basis(
 
 def test_the_letter_names_rectified_fields_and_restrictions_not_values(crm, dpo_actor, django_capture_on_commit_callbacks):
     request = verified_request(RequestType.RECTIFICATION, RequestType.RESTRICTION)
-    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Antwerpen")
-    actions.plan_actions(request=request, actor=dpo_actor)
-    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+    correct_the_city(request, crm, dpo_actor, django_capture_on_commit_callbacks, "Antwerpen")
 
     body = _complete(request, dpo_actor).body
     assert "lodge a complaint" not in body  # nothing was refused
@@ -73,9 +71,7 @@ def test_a_correction_to_the_value_already_held_is_not_called_a_correction(crm, 
     """The row matched and nothing changed: neither the letter nor a recipient may hear of a correction."""
     Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_email="art19@partner.example")
     request = verified_request(RequestType.RECTIFICATION)
-    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Gent")
-    actions.plan_actions(request=request, actor=dpo_actor)
-    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+    correct_the_city(request, crm, dpo_actor, django_capture_on_commit_callbacks, "Gent")
 
     summary = certificate.outcome_summary(request)
     assert "Your data in CRM already held the values you asked for: nothing needed correcting." in summary
@@ -124,9 +120,7 @@ def test_the_letter_and_certificate_say_where_nothing_was_found_or_searched(crm,
 def test_a_rectification_that_matched_nothing_does_not_claim_a_correction(crm, dpo_actor, django_capture_on_commit_callbacks):
     request = verified_request(RequestType.RECTIFICATION)
     request.identities.filter(kind=IdentityKind.EMAIL).update(value="nobody@example.com")
-    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Gent")
-    actions.plan_actions(request=request, actor=dpo_actor)
-    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+    correct_the_city(request, crm, dpo_actor, django_capture_on_commit_callbacks, "Gent")
 
     body = _complete(request, dpo_actor).body
     assert "We found no data of yours to act on in CRM." in body
@@ -154,9 +148,7 @@ def test_a_rectification_that_corrected_nothing_needs_the_reason_and_says_how_to
 
 def test_a_rectification_carried_out_is_not_called_a_refusal(crm, dpo_actor, django_capture_on_commit_callbacks):
     request = verified_request(RequestType.RECTIFICATION)
-    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Brugge")
-    actions.plan_actions(request=request, actor=dpo_actor)
-    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+    correct_the_city(request, crm, dpo_actor, django_capture_on_commit_callbacks, "Brugge")
 
     body = _complete(request, dpo_actor).body
     assert "We corrected the following in CRM: city." in body

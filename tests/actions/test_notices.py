@@ -86,6 +86,13 @@ def carry_out_actions(request, actor, capture_on_commit, sources=None):
                 service(action=SourceAction.objects.get(pk=action.pk), actor=actor)
 
 
+def correct_the_city(request, crm, actor, capture_on_commit, value):
+    """Ask for the CRM's city to become `value`, then plan and carry out the request's actions."""
+    actions.rectification_change_set(request=request, actor=actor, category=crm.categories.get(), field="city", value=value)
+    actions.plan_actions(request=request, actor=actor)
+    carry_out_actions(request, actor, capture_on_commit)
+
+
 @pytest.fixture
 def carry_out(django_capture_on_commit_callbacks):
     def run(request, actor, sources=None):
