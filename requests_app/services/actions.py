@@ -299,6 +299,7 @@ def run_dry_run(*, action_id: int, token: str) -> None:
     try:
         plan, held = build_plan(action)
         preview = connector_for(action.source).preview(plan)
+        rows_held = held_rows(action, plan.identities, held)
     except SourceError as error:
         current.update(status=ActionStatus.PLANNED, error=str(error)[:300])
         return
@@ -308,9 +309,24 @@ def run_dry_run(*, action_id: int, token: str) -> None:
         raise
     current.update(
         status=ActionStatus.AWAITING_APPROVAL,
-        dry_run={**preview, "held": held, "identities": len(plan.identities), "plan": plan_digest(plan, held)},
+        dry_run={
+            **preview, "held": held, "held_rows": rows_held, "identities": len(plan.identities), "plan": plan_digest(plan, held)
+        },
         dry_run_at=timezone.now(),
     )
+
+
+def held_rows(action: SourceAction, identities: list[str], held: list[dict]) -> dict[str, int]:
+    """How many of the subject's rows each held category has, read as an export reads them: the letter
+    and the certificate say data was kept, and the erasure refused for it, only where there was some."""
+    if not held or not identities:
+        return {}
+    connector = connector_for(action.source)
+    counts = {}
+    for category in action.source.categories.filter(slug__in=[hold["category"] for hold in held]):
+        _columns, rows = connector.stream(category, identities)
+        counts[category.slug] = sum(1 for _row in rows)
+    return counts
 
 
 def approve(*, action: SourceAction, actor: Actor) -> SourceAction:

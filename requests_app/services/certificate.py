@@ -36,9 +36,17 @@ def _category_labels(source) -> dict[str, str]:
     return {category.slug: str(category.get_category_display()) for category in source.categories.all()}
 
 
-def _held(action, labels: dict[str, str]) -> list[dict]:
-    """The categories an erasure kept, from its result (or its dry run, before it ran)."""
+def kept(action) -> list[dict]:
+    """The holds under which an erasure kept some of the subject's data, from its result (or its dry
+    run, before it ran). A held category where the subject has no rows kept nothing (dry runs made
+    before the rows were counted say every held category)."""
     held = action.result.get("held") if action.status == ActionStatus.DONE else action.dry_run.get("held")
+    counts = action.dry_run.get("held_rows")
+    return [hold for hold in held or [] if counts is None or counts.get(hold["category"], 0) > 0]
+
+
+def _held(action, labels: dict[str, str]) -> list[dict]:
+    """The categories an erasure kept, labelled for the letter and the certificate."""
     return [
         {
             "category": labels.get(hold["category"], hold["category"]),
@@ -46,7 +54,7 @@ def _held(action, labels: dict[str, str]) -> list[dict]:
             "basis": hold["basis"],
             "until": hold["until"],
         }
-        for hold in held or []
+        for hold in kept(action)
     ]
 
 
@@ -110,7 +118,7 @@ def _names(items) -> str:
 def data_kept(request: PrivacyRequest) -> bool:
     """Whether a carried-out erasure kept data under a legal hold: a partial refusal (Art. 12(4))."""
     erasures = request.source_actions.filter(kind=ActionKind.ERASE, status=ActionStatus.DONE)
-    return any(action.result.get("held") and not searched_nothing(action) for action in erasures)
+    return any(kept(action) and not searched_nothing(action) for action in erasures)
 
 
 def nothing_corrected(request: PrivacyRequest) -> bool:

@@ -98,6 +98,22 @@ def test_the_outcome_is_written_in_the_subjects_language(cdr, dpo_actor, django_
     assert f"15 novembre {until.year}" in body  # dates follow the request's language, not the staff's
 
 
+def test_a_hold_on_data_the_subject_does_not_have_keeps_nothing_and_refuses_nothing(cdr, dpo_actor, django_capture_on_commit_callbacks):
+    """The call records are held, but this subject made no call: the letter must not say they were kept."""
+    request = verified_request(RequestType.ERASURE)
+    request.identities.filter(kind=IdentityKind.PHONE).update(value="+32470000555")  # verified, and no call of theirs
+    until = timezone.localdate() + datetime.timedelta(days=365)
+    LegalHold.objects.create(source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law", until=until)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+    assert request.source_actions.get().dry_run["held_rows"] == {"calls": 0}
+
+    body = _complete(request, dpo_actor).body
+    assert "We found no data of yours to act on in Call records." in body
+    assert "We kept" not in body and "lodge a complaint" not in body  # nothing was refused
+    assert not certificate.data_kept(request)
+
+
 def test_the_letter_and_certificate_say_where_nothing_was_found_or_searched(crm, cdr, dpo_actor, django_capture_on_commit_callbacks):
     """No row matched the verified email in the CRM, and no phone number was verified for the call records."""
     request = verified_request(RequestType.ERASURE)
