@@ -34,6 +34,7 @@ result, and in the end the letter and the certificate, count it too.
 """
 
 import json
+import tempfile
 from collections.abc import Iterator
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -131,19 +132,29 @@ class HTTPConnector:
             yield from self._identity_records(self._category_url(category, identity))
 
     def stream(self, category, identities: list[str]) -> tuple[list[str], Iterator[tuple]]:
-        """Columns are the keys of the first record, in order; later records are fitted to them."""
-        records = self._records(category, identities)
-        first = next(records, None)
-        if first is None:
-            return [], iter(())
-        columns = list(first)
+        """Columns are every key any record has, in the order first seen: records need not share their
+        keys, and a field only a later record has is the subject's data too. So the records go to an
+        anonymous temporary file first (one page in memory at a time, nothing left on disk after), and
+        the rows are read back from it."""
+        spool = tempfile.TemporaryFile("w+", encoding="utf-8")
+        columns = {}
+        try:
+            for record in self._records(category, identities):
+                columns.update(dict.fromkeys(record))
+                spool.write(json.dumps(record, cls=DjangoJSONEncoder) + "\n")
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
         masked = set(category.masked_field_list)
 
         def rows():
-            for record in _chain_first(first, records):
-                yield tuple(mask_value(record.get(c)) if c in masked else record.get(c) for c in columns)
+            with spool:
+                for line in spool:
+                    record = json.loads(line)
+                    yield tuple(mask_value(record.get(c)) if c in masked else record.get(c) for c in columns)
 
-        return columns, rows()
+        return list(columns), rows()
 
     # --- Erasure, rectification, restriction (see sources/actions.py) ------
 
@@ -232,7 +243,3 @@ class HTTPConnector:
             raise SourceError(f"{self.source.slug}: an HTTP restriction list must be a path starting with /")
         return list(plan.identities)
 
-
-def _chain_first(first, rest):
-    yield first
-    yield from rest

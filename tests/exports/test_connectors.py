@@ -174,6 +174,20 @@ def test_http_connector_follows_next_links_and_sends_the_token_on_every_page(htt
     assert {auth for _, auth in partner_api.seen} == {"Bearer partner-token-9f8e7d"}
 
 
+def test_http_connector_keeps_a_field_only_later_records_have(http_backend, partner_api):
+    """Records need not share their keys: one on the second page with a field of its own loses nothing."""
+    source, category = http_backend
+    category.masked_fields = "callee"
+    partner_api.records[ALICE] = [
+        {"caller": ALICE, "callee": "+32470000077"},
+        {"caller": ALICE},
+        {"caller": ALICE, "callee": "+32470000078", "note": "refund promised"},  # page 2
+    ]
+    columns, rows = stream_all(source, category, [ALICE])
+    assert columns == ["caller", "callee", "note"]
+    assert rows == [(ALICE, "*****77", None), (ALICE, None, None), (ALICE, "*****78", "refund promised")]
+
+
 def test_http_connector_sends_the_token_in_a_custom_header_without_bearer(partner_api):
     source, category = make_source("partner-api", ConnectorKind.HTTP, url=partner_api.base_url,
                                    env="SOURCE_PARTNER_API_TOKEN", query="/subscribers/{identity}/calls")
