@@ -1,9 +1,10 @@
 from django.contrib import admin
-from django.http import JsonResponse
 from django.urls import include, path
 from django.views import defaults
 from django.views.generic import RedirectView
 from django_otp.admin import OTPAdminSite
+
+from requests_app.api.errors import problem_response
 
 # The admin, like the dashboard, asks staff for their TOTP code.
 admin.site.__class__ = OTPAdminSite
@@ -26,20 +27,16 @@ urlpatterns = [
 def page_not_found(request, exception):
     """API clients get problem details; people get the HTML page."""
     if request.path.startswith("/api/"):
-        return _api_problem(404, "Not Found", "No such endpoint.")
+        return problem_response(404, "No such endpoint.")
     return defaults.page_not_found(request, exception)
 
 
 def server_error(request):
     """A bug: API clients still get problem details (the error is logged, never shown)."""
     if request.path.startswith("/api/"):
-        return _api_problem(500, "Internal Server Error", "The server failed to answer; the error is logged. Try again later.")
+        return problem_response(500, "The server failed to answer; the error is logged. Try again later.")
     return defaults.server_error(request)
 
-
-def _api_problem(status: int, title: str, detail: str) -> JsonResponse:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    return JsonResponse(body, status=status, content_type="application/problem+json")
 
 
 handler404 = page_not_found

@@ -4,7 +4,7 @@ import re
 from http import HTTPStatus
 
 from django.apps import apps
-from django.http import Http404
+from django.http import Http404, JsonResponse
 
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -16,11 +16,21 @@ PROBLEM = "application/problem+json"
 KEPT_HEADERS = ("WWW-Authenticate", "Retry-After", "Allow")
 
 
-def problem(status_code: int, detail: str, *, errors=None, headers=None) -> Response:
-    body = {"type": "about:blank", "title": HTTPStatus(status_code).phrase, "status": status_code, "detail": detail}
+def problem_body(status_code: int, detail: str, *, title: str = "", errors=None) -> dict:
+    """The one problem details body of the API, its title the status's phrase unless given."""
+    body = {"type": "about:blank", "title": title or HTTPStatus(status_code).phrase, "status": status_code, "detail": detail}
     if errors is not None:
         body["errors"] = errors
-    return Response(body, status=status_code, headers=headers, content_type=PROBLEM)
+    return body
+
+
+def problem(status_code: int, detail: str, *, errors=None, headers=None) -> Response:
+    return Response(problem_body(status_code, detail, errors=errors), status=status_code, headers=headers, content_type=PROBLEM)
+
+
+def problem_response(status_code: int, detail: str, *, title: str = "") -> JsonResponse:
+    """The same, answered outside DRF (middleware, Django's error handlers)."""
+    return JsonResponse(problem_body(status_code, detail, title=title), status=status_code, content_type=PROBLEM)
 
 
 def not_found_detail(exc: Http404) -> str:

@@ -3,8 +3,10 @@
 import json
 
 from django.conf import settings
-from django.http import HttpResponsePermanentRedirect, JsonResponse
+from django.http import HttpResponsePermanentRedirect
 from django.urls import is_valid_path
+
+from requests_app.api.errors import PROBLEM, problem_body, problem_response
 
 
 def api_body_limit(get_response):
@@ -17,7 +19,8 @@ def api_body_limit(get_response):
             except ValueError:
                 length = 0
             if length > settings.API_MAX_BODY_BYTES:
-                return _problem(413, "Content Too Large", f"The body is larger than {settings.API_MAX_BODY_BYTES} bytes.")
+                detail = f"The body is larger than {settings.API_MAX_BODY_BYTES} bytes."
+                return problem_response(413, detail, title="Content Too Large")
         return get_response(request)
 
     return middleware
@@ -35,18 +38,11 @@ def api_trailing_slash(get_response):
         path = request.path_info
         if path.startswith("/api/") and not path.endswith("/") and not is_valid_path(path) and is_valid_path(f"{path}/"):
             location = request.get_full_path(force_append_slash=True)
-            body = _problem_body(308, "Permanent Redirect", f"This endpoint's address ends with a slash: {location}")
+            body = problem_body(308, f"This endpoint's address ends with a slash: {location}")
             return HttpResponsePermanentRedirect(
-                location, preserve_request=True, content=json.dumps(body), content_type="application/problem+json"
+                location, preserve_request=True, content=json.dumps(body), content_type=PROBLEM
             )
         return get_response(request)
 
     return middleware
 
-
-def _problem(status: int, title: str, detail: str) -> JsonResponse:
-    return JsonResponse(_problem_body(status, title, detail), status=status, content_type="application/problem+json")
-
-
-def _problem_body(status: int, title: str, detail: str) -> dict:
-    return {"type": "about:blank", "title": title, "status": status, "detail": detail}

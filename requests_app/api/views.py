@@ -4,8 +4,6 @@ An organisation sees only its own requests: any other id is a 404.
 Refusals by the state machine are 409; errors are problem details.
 """
 
-from http import HTTPStatus
-
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.storage import default_storage
 from django.db.models import Exists, OuterRef
@@ -21,7 +19,7 @@ from rest_framework.response import Response
 from requests_app.api import serializers
 from requests_app.api.idempotency import idempotent
 from requests_app.audit import Actor
-from requests_app.api.errors import PROBLEM, problem
+from requests_app.api.errors import PROBLEM, problem, problem_body
 from requests_app.lifecycle import RequestError
 from requests_app.models import APIKeyScope, Channel, ExportPackage, ExportStatus, PrivacyRequest, RequestedRight
 from requests_app.services import exports, handling, intake
@@ -29,10 +27,7 @@ from requests_app.services import exports, handling, intake
 
 def problem_example(name: str, status_code: int, detail: str, *, title: str = "", errors=None, description: str = ""):
     """A problem details body exactly as errors.problem() writes it (tests/api/test_schema_examples.py checks it)."""
-    body = {"type": "about:blank", "title": title or HTTPStatus(status_code).phrase, "status": status_code, "detail": detail}
-    if errors is not None:
-        body["errors"] = errors
-    return OpenApiExample(name, value=body, description=description)
+    return OpenApiExample(name, value=problem_body(status_code, detail, title=title, errors=errors), description=description)
 
 
 # The errors the API answers, each status with the bodies it really sends; each endpoint documents its own (problems()).
