@@ -15,6 +15,8 @@ urlpatterns = [
     # One sign-in for staff, the dashboard's: it records the sign-in in the audit trail and
     # sends an account without its authenticator to be invited. Then on to the admin.
     path("admin/login/", RedirectView.as_view(pattern_name="staff:login", query_string=True)),
+    # Likewise the password change: the dashboard's records it in the audit trail.
+    path("admin/password_change/", RedirectView.as_view(pattern_name="staff:password_change")),
     path("admin/", admin.site.urls),
     path("staff/", include("requests_app.staff.urls")),
     path("api/", include("requests_app.api.urls")),

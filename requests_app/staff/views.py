@@ -14,7 +14,9 @@ import segno
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth import logout as auth_logout
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import PasswordChangeForm
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -196,6 +198,21 @@ def setup(request: HttpRequest) -> HttpResponse:
 def logout(request: HttpRequest) -> HttpResponse:
     auth_logout(request)
     return redirect("staff:login")
+
+
+@staff_view
+def password_change(request: HttpRequest) -> HttpResponse:
+    """Change one's own password, giving the current one again. Recorded in the audit trail;
+    this session stays signed in and every other session of the account ends."""
+    form = PasswordChangeForm(request.user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            form.save()
+            record_event(None, "staff_password_changed", actor=Actor.staff(request.user), data={})
+        update_session_auth_hash(request, form.user)
+        messages.success(request, _("Your password is changed. Your other sessions are signed out."))
+        return redirect("staff:home")
+    return render(request, "staff/password_change.html", {"form": form})
 
 
 # --- Home and queue ----------------------------------------------------------

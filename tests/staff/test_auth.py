@@ -369,3 +369,38 @@ def test_an_account_created_inactive_is_invited_when_activated(client, django_ca
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("staff:user_edit", args=[later.pk]), {**fields, "is_active": "on"})
     assert len(mail.outbox) == 1
+
+
+@pytest.mark.django_db
+def test_staff_change_their_own_password_with_an_audit_event_and_other_sessions_end(client):
+    handler = staff_in_role("Handler", username="h1")
+    handler.set_password(PASSWORD)
+    handler.save()
+    other_browser = login_staff(Client(), handler)
+    login_staff(client, handler)
+
+    wrong = client.post(
+        reverse("staff:password_change"),
+        {"old_password": "not-it", "new_password1": "a-new-long-passphrase", "new_password2": "a-new-long-passphrase"},
+    )
+    assert wrong.status_code == 200 and "incorrectly" in wrong.content.decode()
+    assert not AuditEvent.objects.filter(action="staff_password_changed").exists()
+
+    changed = client.post(
+        reverse("staff:password_change"),
+        {"old_password": PASSWORD, "new_password1": "a-new-long-passphrase", "new_password2": "a-new-long-passphrase"},
+    )
+    assert changed.url == reverse("staff:home")
+    handler.refresh_from_db()
+    assert handler.check_password("a-new-long-passphrase")
+    event = AuditEvent.objects.get(action="staff_password_changed")
+    assert event.actor_label == "h1" and event.data == {}
+    assert client.get(reverse("staff:home")).status_code == 200  # this session stays signed in
+    assert other_browser.get(reverse("staff:home")).url.startswith(reverse("staff:login"))
+
+
+@pytest.mark.django_db
+def test_the_admins_password_change_goes_to_the_dashboards(client):
+    dpo = UserFactory(username="root", is_superuser=True)
+    login_staff(client, dpo)
+    assert client.get("/admin/password_change/").url == reverse("staff:password_change")
