@@ -136,7 +136,8 @@ def test_each_browser_opening_the_link_is_shown_its_own_key(invited):
 def test_of_two_tabs_using_one_link_only_the_first_sets_up(invited):
     handler, link = invited
     first, second = Client(), Client()
-    first_page, second_page = open_setup_page(first, link), open_setup_page(second, link)
+    open_setup_page(first, link)
+    open_setup_page(second, link)
     # Both pages were valid when the forms were sent; the second finds the link used under the lock.
     uid, token = link.strip("/").split("/")[-2:]
     for tab in (first, second):
