@@ -1,8 +1,9 @@
 from django import template
 from django.urls import reverse
 from django.utils.html import conditional_escape, format_html
+from django.utils.translation import gettext_lazy as _
 
-from requests_app.models import RequestType, Status
+from requests_app.models import ActorKind, RequestType, Status
 
 register = template.Library()
 
@@ -25,6 +26,75 @@ def edit_link(context, url_name: str, pk, label) -> str:
 def status_label(code: str) -> str:
     """A status code as staff read it ("awaiting_subject" -> "Awaiting the subject")."""
     return str(Status(code).label) if code in Status.values else code
+
+
+# What the request page's timeline calls each action of a request's audit events. The trail
+# keeps the codes (they never change with the language); staff read these.
+EVENT_LABELS = {
+    "submitted": _("Request received"),
+    "verify_email": _("Email address confirmed"),
+    "expire": _("Expired unconfirmed"),
+    "start_identity_check": _("Identity check started"),
+    "return_to_new": _("Back to new"),
+    "start_work": _("Work started"),
+    "await_subject": _("Waiting for the subject"),
+    "complete": _("Completed"),
+    "reject": _("Rejected"),
+    "withdraw": _("Withdrawn"),
+    "routed": _("Routed"),
+    "assigned": _("Assigned"),
+    "attachment_added": _("Attachment added"),
+    "attachment_downloaded": _("Attachment downloaded"),
+    "clock_paused": _("Clock paused"),
+    "clock_resumed": _("Clock resumed"),
+    "deadline_extended": _("Deadline extended"),
+    "identity_verified": _("Identifier verified"),
+    "note_added": _("Note added"),
+    "message_sent": _("Message sent to the subject"),
+    "information_requested": _("Information asked of the subject"),
+    "subject_replied": _("The subject replied"),
+    "subject_email_rejected": _("Email to the subject refused by their mail server"),
+    "verification_resent": _("Verification email sent again"),
+    "status_link_resent": _("Status page link sent again"),
+    "completion_letter_sent": _("Completion letter sent"),
+    "rejection_letter_sent": _("Rejection letter sent"),
+    "export_started": _("Export started"),
+    "manual_extract_uploaded": _("Manual extract uploaded"),
+    "export_compiled": _("Export compiled"),
+    "export_failed": _("Export failed"),
+    "export_retried": _("Export started again"),
+    "export_released": _("Export released to the subject"),
+    "export_password_sent": _("Package password texted"),
+    "export_downloaded": _("Export downloaded"),
+    "export_deleted": _("Export deleted"),
+    "source_actions_planned": _("Actions on source systems planned"),
+    "source_action_approved": _("Source action approved"),
+    "source_action_started": _("Source action started"),
+    "source_action_done": _("Source action done"),
+    "source_action_failed": _("Source action failed"),
+    "source_action_stale": _("Source action stopped: the source changed since the dry run"),
+    "rectification_value_set": _("Corrected value set"),
+    "recipient_notified": _("Recipient notified (Art. 19)"),
+    "recipient_notice_failed": _("Notice to a recipient failed"),
+    "recipient_notice_resent": _("Notice to a recipient sent again"),
+    "recipient_notice_waived": _("Notice to a recipient waived"),
+    "suppression_added": _("Added to the suppression lists"),
+    "personal_data_purged": _("Personal data deleted at the end of retention"),
+}
+
+
+@register.filter
+def event_label(action: str) -> str:
+    """An audit event's action as staff read it; an action without a label shows its code."""
+    return str(EVENT_LABELS.get(action, action))
+
+
+@register.filter
+def actor_label(event) -> str:
+    """Who acted: the system and the subject in the reader's language, staff and organisations by name."""
+    if event.actor_kind in (ActorKind.SYSTEM, ActorKind.SUBJECT):
+        return str(ActorKind(event.actor_kind).label)
+    return event.actor_label
 
 
 @register.filter

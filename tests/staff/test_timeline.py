@@ -1,0 +1,50 @@
+"""The request page's timeline: the audit events of one request, as staff read them."""
+
+import ast
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+from requests_app.lifecycle import TRANSITIONS
+from requests_app.models import Status
+from requests_app.templatetags.staff_tags import EVENT_LABELS
+from tests.conftest import login_staff
+from tests.factories import request_in_status, staff_in_role
+
+APP = Path(__file__).resolve().parents[2] / "requests_app"
+
+
+@pytest.mark.django_db
+def test_the_timeline_names_events_and_actors_in_the_readers_language(client):
+    request = request_in_status(Status.IN_PROGRESS)
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    page = client.get(reverse("staff:request", args=[request.reference]), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    timeline = page[page.index('class="list timeline"'):]
+    assert "Demande reçue" in timeline and "Adresse e-mail confirmée" in timeline and "Travail commencé" in timeline
+    assert "Personne concernée" in timeline  # the subject, who submitted it
+    assert "submitted" not in timeline and "data subject" not in timeline
+
+
+def recorded_actions() -> set[str]:
+    """Every action code the code records against a request: the literal codes given to
+    record_event (with a request, not None) and to the letters and messages sent to the subject."""
+    found = set()
+    for path in APP.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+            if name == "record_event" and len(node.args) >= 2:
+                request, action = node.args[:2]
+                if isinstance(action, ast.Constant) and not (isinstance(request, ast.Constant) and request.value is None):
+                    found.add(action.value)
+            if name == "_send_to_subject":
+                found |= {kw.value.value for kw in node.keywords if kw.arg == "action" and isinstance(kw.value, ast.Constant)}
+    return found
+
+
+def test_every_action_recorded_against_a_request_has_a_label():
+    recorded = recorded_actions() | set(TRANSITIONS) | {"source_action_done", "source_action_failed", "source_action_stale"}
+    assert "submitted" in recorded and "rejection_letter_sent" in recorded  # the scan finds them
+    assert recorded - set(EVENT_LABELS) == set()
