@@ -65,12 +65,8 @@ def require_can_work(actor, request) -> None:
         raise NotAllowed(_("You may not act on request %(reference)s.") % {"reference": request.reference})
 
 
-def can_confirm_manual(user, source) -> bool:
-    """May `user` confirm a change made by hand in a manual source: its owner (if they may act at all) or a DPO."""
+def is_owner_or_dpo(user, owner_id) -> bool:
+    """May `user` act for a manual source (upload its extract, confirm a change made in it by hand):
+    its owner, if they may act at all (a Handler), or a DPO."""
     role = role_of(user)
-    return role == DPO or (role == HANDLER and user.pk == source.owner_id)
-
-
-def require_dpo(actor) -> None:
-    if not is_dpo(actor.user):
-        raise NotAllowed(_("Only the DPO may do this."))
+    return role == DPO or (role == HANDLER and owner_id is not None and user.pk == owner_id)

@@ -516,7 +516,7 @@ def _with_earlier_changes(earlier: dict, result: dict, *, done: bool) -> dict:
 
 def manual_action_done(*, action: SourceAction, actor: Actor, rows: int) -> SourceAction:
     """The owner of a manual source confirms they made the change, and how many rows it touched."""
-    if not roles.can_confirm_manual(actor.user, action.source):
+    if not roles.is_owner_or_dpo(actor.user, action.source.owner_id):
         raise roles.NotAllowed(_("Only the system owner or the DPO may confirm this action."))
     with transaction.atomic():
         locked = SourceAction.objects.select_for_update().select_related("request", "source").get(pk=action.pk)

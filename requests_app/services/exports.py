@@ -103,7 +103,7 @@ def export_start(*, request: PrivacyRequest, actor: Actor, kind: str | None = No
 
 def manual_task_upload(*, task: ManualTask, actor: Actor, upload) -> ManualTask:
     """The source's owner (or a DPO) uploads the extract; the last one queues the compilation."""
-    if actor.user != task.assignee and not roles.is_dpo(actor.user):
+    if not roles.is_owner_or_dpo(actor.user, task.assignee_id):
         raise roles.NotAllowed(_("Only the system owner or the DPO may upload this extract."))
     if not upload.name.lower().endswith((".csv", ".jsonl")):
         raise RequestError(_("Upload the extract as CSV (with a header row) or JSON lines."))

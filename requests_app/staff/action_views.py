@@ -51,7 +51,7 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         action.held = [{**hold, "ground_label": ErasureException(hold["ground"]).label} for hold in held]
         action.lost = action.status == ActionStatus.RUNNING and actions.past_time_limit(action)
         action.polls = action.status in WORKING and not action.lost
-        action.can_confirm = action.status == ActionStatus.MANUAL and roles.can_confirm_manual(user, action.source)
+        action.can_confirm = action.status == ActionStatus.MANUAL and roles.is_owner_or_dpo(user, action.source.owner_id)
         # The buttons follow the service's own rules, so a button is never offered only to be refused.
         action.can_dry_run = action.status in actions.DRY_RUN_FROM
         action.can_retry = (action.status == ActionStatus.FAILED and action.approved_at is not None) or action.lost

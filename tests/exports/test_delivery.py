@@ -481,3 +481,25 @@ def test_the_status_page_says_the_password_was_texted_only_once_it_was(released,
     assert "the password is on its way to you by text message" in status_page(client, demo_request)
     ExportPackage.objects.filter(pk=released.pk).update(pending_password="")
     assert "the password was sent to you by text message" in status_page(client, demo_request)
+
+
+@pytest.mark.parametrize("role, allowed", [("Handler", True), ("Auditor", False)])
+def test_a_manual_sources_owner_uploads_its_extract_only_while_they_may_act(demo_request, role, allowed):
+    """An auditor changes nothing, even the extract of a source they own (they were its owner as a handler, say)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from requests_app.lifecycle import NotAllowed
+    from requests_app.services.exports import manual_task_upload
+
+    owner = staff_in_role(role, username="owner")
+    paper = _manual_source("paper", owner)
+    export = export_start(request=demo_request, actor=Actor.system())
+    task = export.manual_tasks.get(source=paper)
+    upload = SimpleUploadedFile("scan-index.csv", b"contract,signed_on\nMOB-4471,2024-03-01\n")
+    if allowed:
+        assert manual_task_upload(task=task, actor=Actor.staff(owner), upload=upload).done_at is not None
+    else:
+        with pytest.raises(NotAllowed):
+            manual_task_upload(task=task, actor=Actor.staff(owner), upload=upload)
+        task.refresh_from_db()
+        assert task.done_at is None
