@@ -4,7 +4,6 @@ All validation happens here, on the server; the browser's own checks are a
 convenience only.
 """
 
-import phonenumbers
 from django import forms
 from django.conf import settings
 from django.utils import timezone
@@ -12,6 +11,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 from requests_app.models import Channel, Regime, Relationship, RequestType, RestrictionGround
+from requests_app.phones import to_e164
 from requests_app.services.intake import RightDetails
 
 DESCRIPTION_MAX_CHARS = 10_000
@@ -36,21 +36,14 @@ REGIME_CHOICES = [
 
 
 def validate_e164(value: str) -> str:
-    """Return the number in E.164 form, or raise a field error.
-
-    A number without a country code is read as Belgian, the controller's
-    country (0470 12 34 56 is +32470123456), as the staff search reads it.
-    """
-    try:
-        number = phonenumbers.parse(value, None if value.startswith("+") else "BE")
-    except phonenumbers.NumberParseException:
-        number = None
-    if number is None or not phonenumbers.is_valid_number(number):
+    """Return the number in E.164 form (phones.to_e164: Belgian without a country code), or raise a field error."""
+    number = to_e164(value)
+    if number is None:
         raise forms.ValidationError(
             _("Enter a valid phone number in international format, starting with + and the country code."),
             code="invalid_phone",
         )
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return number
 
 
 # Ours, not DRF's catalogue (which wins over Django's and speaks German informally, unlike these pages).

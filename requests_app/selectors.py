@@ -6,7 +6,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import phonenumbers
 from django.contrib.auth import get_user_model
 from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connection
@@ -33,6 +32,7 @@ from requests_app.models import (
     Status,
     rights_mask,
 )
+from requests_app.phones import to_e164
 
 # The events a subject sees on their status page, in their words.
 SUBJECT_EVENT_TEXT = {
@@ -134,12 +134,7 @@ def _search(queryset, q: str):
     if "@" in q:
         return queryset.filter(subject_email__iexact=q)
     if re.fullmatch(r"[+\d][\d\s().-]{5,}", q):
-        try:
-            number = phonenumbers.parse(q, None if q.startswith("+") else "BE")
-            q_phone = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-        except phonenumbers.NumberParseException:
-            q_phone = q
-        return queryset.filter(subject_phone=q_phone)
+        return queryset.filter(subject_phone=to_e164(q) or q)
     return queryset.filter(subject_name__icontains=q)
 
 

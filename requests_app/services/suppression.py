@@ -14,8 +14,6 @@ import csv
 import re
 from collections.abc import Iterable, Iterator
 
-import phonenumbers
-
 from django.db import transaction
 from django.utils.translation import gettext as _
 
@@ -29,6 +27,7 @@ from requests_app.models import (
     SuppressionEntry,
     SuppressionPurpose,
 )
+from requests_app.phones import to_e164
 from requests_app.wording import in_sentence
 
 # The rights honoured by a suppression, in the order that picks an entry's `right`.
@@ -43,10 +42,7 @@ def normalise(kind: str, value: str) -> str:
     if kind == IdentityKind.EMAIL:
         return value.lower()
     if kind == IdentityKind.PHONE:
-        try:
-            return phonenumbers.format_number(phonenumbers.parse(value, None), phonenumbers.PhoneNumberFormat.E164)
-        except phonenumbers.NumberParseException:
-            return value
+        return to_e164(value) or value
     return value
 
 
@@ -157,8 +153,3 @@ def suppressed_among(purpose: SuppressionPurpose, identifiers: list[tuple[str, s
     wanted = {(kind, normalise(kind, value)) for kind, value in identifiers}
     found = SuppressionEntry.objects.filter(purpose=purpose, value__in={value for _kind, value in wanted})
     return {pair for pair in found.values_list("kind", "value") if pair in wanted}
-
-
-def is_suppressed(purpose: SuppressionPurpose, kind: str, value: str) -> bool:
-    """Whether the identifier is on the purpose's list (however it was typed)."""
-    return bool(suppressed_among(purpose, [(kind, value)]))

@@ -21,7 +21,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -30,6 +29,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import gettext as _
 
 from requests_app.models import ActionKind, EraseMethod, EraseStrategy, FieldType
+from requests_app.phones import to_e164
 from requests_app.sources.base import SourceError
 
 HASH_PREFIX = "anon:"
@@ -218,13 +218,10 @@ def typed_value(field_type: str, text: str):
         validate_email(text)
         return text
     if field_type == FieldType.PHONE:
-        try:
-            number = phonenumbers.parse(text, None)
-        except phonenumbers.NumberParseException:
-            number = None
-        if number is None or not phonenumbers.is_valid_number(number):
+        number = to_e164(text)
+        if number is None:
             raise ValidationError(_("Enter a phone number in international format, e.g. +32 2 234 56 78."))
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return number
     if not text:
         raise ValidationError(_("Enter the corrected value."))
     return text
