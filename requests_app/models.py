@@ -1052,7 +1052,6 @@ class ManualTask(models.Model):
     source = models.ForeignKey(SourceSystem, on_delete=models.PROTECT, related_name="+")
     assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     upload = models.FileField(upload_to="manual-extracts/", blank=True)
-    row_count = models.PositiveIntegerField(null=True, blank=True)
     done_at = models.DateTimeField(null=True, blank=True)
     done_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
 
