@@ -59,6 +59,12 @@ def can_work(user, request) -> bool:
     return False
 
 
+def reads_files(user, request) -> bool:
+    """May `user` open the request's attachments (a scanned ID) and its export packages' contents?
+    Those who work it, and the DPO and auditors; other handlers see that they exist, not what is in them."""
+    return role_of(user) in (DPO, AUDITOR) or can_work(user, request)
+
+
 def require_can_work(actor, request) -> None:
     """Raise NotAllowed unless the staff actor may act on the request."""
     if not can_work(actor.user, request):

@@ -363,6 +363,7 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "notes": privacy_request.notes.select_related("author"),
         "messages_thread": privacy_request.messages.select_related("author"),
         "attachments": privacy_request.attachments.all(),
+        "reads_files": roles.reads_files(user, privacy_request),
         "pauses": privacy_request.pauses.all(),
         "exports": privacy_request.exports.all(),
         # A package answers a request for a copy: the kinds this request asks for.
@@ -515,9 +516,12 @@ def _form_slot(action: str) -> str:
 
 @staff_view
 def attachment_download(request: HttpRequest, public_id) -> HttpResponse:
-    """Attachments hold personal data (a scanned letter, a copy of an ID): only signed-in, two-factor
-    staff get them, and each download is an audit event, as the subject's own downloads are."""
-    attachment = get_object_or_404(Attachment, public_id=public_id)
+    """Attachments hold personal data (a scanned letter, a copy of an ID): only staff who may read the
+    request's files (roles.reads_files) get them, and each download is an audit event, as the subject's
+    own downloads are."""
+    attachment = get_object_or_404(Attachment.objects.select_related("request"), public_id=public_id)
+    if not roles.reads_files(request.user, attachment.request):
+        raise PermissionDenied
     with transaction.atomic():
         record_event(
             attachment.request, "attachment_downloaded", actor=Actor.staff(request.user), data={"attachment": str(attachment.public_id)}
@@ -672,13 +676,22 @@ def export_start(request: HttpRequest, reference: str) -> HttpResponse:
 
 @staff_view
 def export_detail(request: HttpRequest, public_id) -> HttpResponse:
-    """Review before release: the files, their counts and their first rows; manual extracts."""
+    """Review before release: the files, their counts and their first rows; manual extracts.
+
+    The first rows and the identities searched are the subject's data: shown only to staff who may
+    read the request's files, and each showing of the rows is an audit event, as a download is."""
     export = _get_export(public_id)
+    reads_files = roles.reads_files(request.user, export.request)
+    previews = selectors.export_previews(export) if reads_files and export.status == ExportStatus.READY else []
+    if previews:
+        with transaction.atomic():
+            record_event(export.request, "export_previewed", actor=Actor.staff(request.user), data={"export": str(export.public_id)})
     context = {
         "export": export,
         "r": export.request,
         "can_work": roles.can_work(request.user, export.request),
-        "previews": selectors.export_previews(export) if export.status == ExportStatus.READY else [],
+        "reads_files": reads_files,
+        "previews": previews,
         "manual_tasks": export.manual_tasks.select_related("source", "assignee"),
     }
     return render(request, "staff/export.html", context)

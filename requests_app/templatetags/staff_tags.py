@@ -65,6 +65,7 @@ EVENT_LABELS = {
     "export_retried": _("Export started again"),
     "export_released": _("Export released to the subject"),
     "export_password_sent": _("Package password texted"),
+    "export_previewed": _("Export's first rows viewed"),
     "export_downloaded": _("Export downloaded"),
     "export_deleted": _("Export deleted"),
     "source_actions_planned": _("Actions on source systems planned"),

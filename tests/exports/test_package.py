@@ -309,3 +309,21 @@ def test_no_password_is_texted_once_the_request_was_withdrawn(demo_request, dpo,
     lifecycle.transition(demo_request, "withdraw", actor=Actor.system())  # ...while the subject withdraws
     assert send_package_password(export_id=export.id) is False
     assert LocmemBackend.outbox == []
+
+
+def test_the_packages_first_rows_are_shown_only_to_who_may_read_the_requests_files(demo_request, dpo, client):
+    """Another handler sees that the package exists, not the subject's data; each showing is audited."""
+    from tests.factories import staff_in_role
+
+    export = compiled(demo_request)
+    page_url = reverse("staff:export", args=[export.public_id])
+    subject_email = demo_request.subject_email
+
+    other_handler = login_staff(client, staff_in_role("Handler", username="other-handler")).get(page_url).content.decode()
+    assert "Review the package" not in other_handler and subject_email not in other_handler
+    assert not AuditEvent.objects.filter(action="export_previewed").exists()
+
+    page = login_staff(client, dpo).get(page_url).content.decode()
+    assert "Review the package" in page and subject_email in page
+    event = AuditEvent.objects.get(action="export_previewed")
+    assert (event.request_id, event.actor_label, event.data) == (demo_request.pk, "dpo-exports", {"export": str(export.public_id)})

@@ -172,6 +172,9 @@ READ_PAGES = [
     ("staff:home", lambda t: []),
     ("staff:queue", lambda t: []),
     ("staff:request", lambda t: [t["request"].reference]),
+]
+# The request's files (an ID scan): only for who works it, the DPO and auditors; `handler` does not work it.
+FILE_PAGES = [
     ("staff:attachment", lambda t: [t["attachment"].public_id]),
 ]
 CONFIGURATION_PAGES = [
@@ -192,17 +195,17 @@ DPO_PAGES = [
     ("staff:user_new", lambda t: []),
     ("staff:user_edit", lambda t: [t["user"].pk]),
 ]
-PAGES = {"read": READ_PAGES, "configuration": CONFIGURATION_PAGES, "dpo": DPO_PAGES}
+PAGES = {"read": READ_PAGES, "files": FILE_PAGES, "configuration": CONFIGURATION_PAGES, "dpo": DPO_PAGES}
 
 # What each role gets on each kind of page.
 GET_MATRIX = {
-    "anonymous": {"read": "login", "configuration": "login", "dpo": "login"},
-    "no_otp": {"read": "otp", "configuration": "otp", "dpo": "otp"},
-    "no_role": {"read": 403, "configuration": 403, "dpo": 403},
-    "auditor": {"read": 200, "configuration": 200, "dpo": 403},
-    "handler": {"read": 200, "configuration": 403, "dpo": 403},
-    "dpo": {"read": 200, "configuration": 200, "dpo": 200},
-    "superuser": {"read": 200, "configuration": 200, "dpo": 200},
+    "anonymous": {"read": "login", "files": "login", "configuration": "login", "dpo": "login"},
+    "no_otp": {"read": "otp", "files": "otp", "configuration": "otp", "dpo": "otp"},
+    "no_role": {"read": 403, "files": 403, "configuration": 403, "dpo": 403},
+    "auditor": {"read": 200, "files": 200, "configuration": 200, "dpo": 403},
+    "handler": {"read": 200, "files": 403, "configuration": 403, "dpo": 403},
+    "dpo": {"read": 200, "files": 200, "configuration": 200, "dpo": 200},
+    "superuser": {"read": 200, "files": 200, "configuration": 200, "dpo": 200},
 }
 
 GET_CASES = [
@@ -229,6 +232,19 @@ def test_get_pages_by_role(client, cast, things, url_name, args, role, expected)
         assert response.status_code == expected
     if url_name == "staff:attachment" and expected == 200:
         assert b"".join(response.streaming_content) == PDF
+
+
+@pytest.mark.django_db
+def test_the_handler_who_works_the_request_opens_its_attachments_and_others_only_see_their_names(client, cast, things):
+    request_page = reverse("staff:request", args=[things["request"].reference])
+    link = reverse("staff:attachment", args=[things["attachment"].public_id])
+    sign_in(client, cast, "handler")
+    page = client.get(request_page).content.decode()
+    assert "id.pdf" in page and link not in page
+    PrivacyRequest.objects.filter(pk=things["request"].pk).update(team=cast.team)  # now the handler's team's
+    page = client.get(request_page).content.decode()
+    assert link in page
+    assert b"".join(client.get(link).streaming_content) == PDF
 
 
 # The links to edit pages each configuration page gives a DPO, and never an Auditor.
