@@ -335,6 +335,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "requests_app.tasks.purge_closed_requests",
         "schedule": crontab(hour=3, minute=15),
     },
+    "clear-expired-sessions": {
+        "task": "requests_app.tasks.clear_expired_sessions",
+        "schedule": timedelta(hours=1),
+    },
     "delete-orphan-files": {
         "task": "requests_app.tasks.delete_orphan_files",
         "schedule": crontab(hour=3, minute=45),
@@ -513,5 +517,9 @@ LOGGING = {
         # Django's default "django" handler, which writes them too when DEBUG is on, has none.
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # Whatever LOG_LEVEL says: at DEBUG these write what personal data passes through them, every
+        # SQL statement with its parameters and every URL a source system is asked for (an email in its path).
+        "django.db.backends": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
     },
 }

@@ -11,6 +11,7 @@ from smtplib import SMTPException
 import kombu.exceptions
 from celery import shared_task
 from django.conf import settings
+from django.contrib.sessions.backends.db import SessionStore
 from django.db import transaction
 from django.utils import timezone
 
@@ -280,6 +281,13 @@ def purge_idempotency_records() -> int:
     cutoff = timezone.now() - settings.IDEMPOTENCY_KEY_LIFETIME
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+@shared_task(acks_late=True)
+def clear_expired_sessions() -> None:
+    """Periodic: delete sessions past their expiry (Django's clearsessions). A session that ended by
+    idle timeout keeps its data, staff's queue searches (a subject's email, say), until deleted."""
+    SessionStore().clear_expired()
 
 
 # Source actions run for as long as a large erasure needs; a redelivered

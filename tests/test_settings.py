@@ -155,3 +155,15 @@ def test_a_periodic_run_not_started_in_time_is_dropped():
     for name, entry in schedule.items():
         if isinstance(entry["schedule"], crontab):  # the 6 hours suit daily jobs only
             assert len(entry["schedule"].hour) == 1 and len(entry["schedule"].minute) == 1, name
+
+
+def test_at_debug_level_sql_parameters_and_source_urls_are_still_not_logged():
+    """LOG_LEVEL=DEBUG (chasing a bug in production) must not write the subject's data: the SQL
+    logger prints statements with their parameters, urllib3 every URL asked (an email in its path)."""
+    result = run_manage(
+        "shell", "-c",
+        "import logging; print([logging.getLogger(n).isEnabledFor(logging.DEBUG) for n in "
+        "('django.db.backends', 'urllib3.connectionpool', 'requests_app')])",
+        LOG_LEVEL="DEBUG",
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[False, False, True]", result.stderr

@@ -1,8 +1,11 @@
 import socket
 import time
+from datetime import timedelta
 
 import pytest
+from django.contrib.sessions.backends.db import SessionStore
 from django.core import mail
+from django.utils import timezone
 
 from privacy_portal.celery import app as celery_app
 from requests_app import tasks
@@ -183,3 +186,23 @@ def test_long_tasks_have_a_queue_of_their_own():
         assert celery_app.amqp.router.route({}, task.name)["queue"].name == "long", task.name
     for task in (tasks.send_verification_email, tasks.follow_up_request, tasks.sweep_deadlines, tasks.deliver_webhook):
         assert celery_app.amqp.router.route({}, task.name)["queue"].name == "celery", task.name
+
+
+@pytest.mark.django_db
+def test_expired_sessions_and_what_they_hold_are_deleted(client, settings):
+    """A queue search is kept in the session: an idle session must not keep it for ever."""
+    from django.contrib.sessions.models import Session
+
+    session = client.session
+    session["queue_searches"] = {"abc": "ana@example.com"}
+    session.save()
+    Session.objects.filter(session_key=session.session_key).update(expire_date=timezone.now() - timedelta(seconds=1))
+    live = SessionStore()
+    live["x"] = 1
+    live.create()
+
+    tasks.clear_expired_sessions()
+    tasks.clear_expired_sessions()  # a second run finds nothing more to do
+
+    assert list(Session.objects.values_list("session_key", flat=True)) == [live.session_key]
+    assert "clear-expired-sessions" in {name for name in settings.CELERY_BEAT_SCHEDULE}
