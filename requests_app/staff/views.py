@@ -424,6 +424,20 @@ def _assign(r, form, actor, post):
     return routing.request_assign(request=r, assignee=form.cleaned_data["assignee"], actor=actor, expected_assignee_id=expected_id)
 
 
+# The actions whose success message says the subject was emailed, and what to say instead when the
+# request has no email address (one recorded from a letter): staff must then send it by post.
+_SEND_BY_POST = gettext_lazy("Done. This subject has no email address, so nothing was emailed: send them the text shown under Messages by post.")
+TELLS_THE_SUBJECT = {
+    "message": _SEND_BY_POST,
+    "request_information": _SEND_BY_POST,
+    "complete": _SEND_BY_POST,
+    "reject": _SEND_BY_POST,
+    "extend": gettext_lazy(
+        "Deadline extended. This subject has no email address, so nothing was emailed: tell them of the new date "
+        "and the reason by post, within the first month (Art. 12(3))."
+    ),
+}
+
 # action name: (service call, success message). An action takes a form when FORM_SLOTS has one for it.
 ACTIONS = {
     "assign": (_assign, gettext_lazy("Assignment saved.")),
@@ -506,7 +520,10 @@ def request_action(request: HttpRequest, reference: str, action: str) -> HttpRes
             context["open_form"] = action
             return render(request, "staff/request.html", context, status=409)
     else:
-        messages.success(request, success)
+        if action in TELLS_THE_SUBJECT and not privacy_request.subject_email:
+            messages.warning(request, TELLS_THE_SUBJECT[action])
+        else:
+            messages.success(request, success)
     return redirect("staff:request", reference)
 
 

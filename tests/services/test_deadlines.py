@@ -435,3 +435,23 @@ def test_admin_list_shows_days_left_in_colour(client, dpo):
         login_staff(client, dpo)  # the idle session expired in the meantime
         html = client.get("/admin/requests_app/privacyrequest/").content.decode()
     assert "2 days overdue" in html and "due-overdue" in html
+
+
+@pytest.mark.django_db
+def test_extending_a_request_without_email_tells_staff_to_write_instead_of_saying_the_subject_was_told(dpo, client):
+    """A request recorded from a letter has no email address: nothing is emailed, and the page says so."""
+    from django.contrib.messages import get_messages
+    from django.urls import reverse
+
+    request = in_progress_received(date(2026, 3, 2))
+    PrivacyRequest.objects.filter(pk=request.pk).update(subject_email="", channel="post")
+    login_staff(client, dpo)
+    with time_machine.travel(at(date(2026, 3, 20)), tick=False):
+        response = client.post(reverse("staff:request_action", args=[request.reference, "extend"]), {"reason": "Complex"})
+    shown = [str(message) for message in get_messages(response.wsgi_request)]
+    assert shown == [
+        "Deadline extended. This subject has no email address, so nothing was emailed: tell them of the new date "
+        "and the reason by post, within the first month (Art. 12(3))."
+    ]
+    request.refresh_from_db()
+    assert request.extended_at is not None and not SentNotification.objects.filter(request=request).exists()

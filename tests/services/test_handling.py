@@ -116,6 +116,9 @@ def test_rejection_letter_states_the_reason_and_the_right_to_complain(dpo):
     ):
         assert expected in letter.body
     assert mail.outbox[-1].body.startswith(letter.body[:40])
+    # The request is closed: its status page takes no reply, and the email does not offer one.
+    assert "Your request is closed; see it on its status page:" in mail.outbox[-1].body
+    assert "Reply" not in mail.outbox[-1].body
 
 
 @pytest.mark.django_db
@@ -307,6 +310,7 @@ def test_a_letter_whose_email_task_was_lost_is_queued_again(dpo, client, mailout
     letter.refresh_from_db()
     assert letter.emailed_at is not None
     assert [m.to for m in mailoutbox] == [[request.subject_email]] and "Where did you live" in mailoutbox[0].body
+    assert "Reply, and follow your request, on its status page:" in mailoutbox[0].body  # open: they may answer there
     assert handling.requeue_unsent_messages(now=later + datetime.timedelta(hours=3)) == 0  # sent: never again
     assert "not emailed yet" not in client.get(page_url).content.decode()
 
