@@ -318,6 +318,15 @@ def bulk(request: HttpRequest) -> HttpResponse:
 
     actor = Actor.staff(request.user)
     action = form.cleaned_data["action"]
+    if action == "complete" and not request.POST.get("confirmed"):
+        # Closing requests and sending their letters cannot be undone: say how many, and ask again.
+        context = {
+            "count": targets.count(),
+            "first_references": list(targets.values_list("reference", flat=True)[:20]),
+            "fields": [(name, value) for name, values in request.POST.lists() if name != "csrfmiddlewaretoken" for value in values],
+            "back": back,
+        }
+        return render(request, "staff/bulk_confirm.html", context)
     if action == "assign":
         assignee = form.cleaned_data["assignee"]
         apply = lambda r: routing.request_assign(request=r, assignee=assignee, actor=actor)  # noqa: E731

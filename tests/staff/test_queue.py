@@ -535,7 +535,14 @@ def test_bulk_complete_completes_in_progress_requests_and_skips_the_others(dpo_c
     working, new = make(Status.IN_PROGRESS), make(Status.NEW)
     released_package(working)
 
-    response = bulk(dpo_client, action="complete", references=[working.reference, new.reference])
+    asked = bulk(dpo_client, action="complete", references=[working.reference, new.reference])
+    # Closing requests and sending letters cannot be undone: first, how many, and a second click.
+    assert asked.status_code == 200 and "2 requests will be closed" in asked.content.decode()
+    assert statuses(working, new) == [Status.IN_PROGRESS, Status.NEW] and not working.messages.exists()
+    resent = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', asked.content.decode())
+    assert ("confirmed", "1") in resent and ("references", working.reference) in resent
+
+    response = dpo_client.post(reverse("staff:bulk"), {name: [v for n, v in resent if n == name] for name, _v in resent})
 
     assert statuses(working, new) == [Status.COMPLETED, Status.NEW]
     assert working.messages.filter(subject__contains="is complete").count() == 1  # the standard letter
