@@ -230,11 +230,17 @@ def send_extension_email(request: PrivacyRequest) -> bool:
     return send_to_subject(request, "deadline_extended", "", message)
 
 
+def assignee_email(request: PrivacyRequest) -> str:
+    """The assignee's address, or "" when there is nobody to write to: no assignee, a deactivated
+    account (its owner left), or no address. The callers then write to the DPO."""
+    assignee = request.assignee
+    if assignee is None or not assignee.is_active:
+        return ""
+    return assignee.email
+
+
 def deadline_alert_recipients(request: PrivacyRequest) -> list[str]:
-    recipients = [settings.DPO_EMAIL]
-    if request.assignee and request.assignee.is_active and request.assignee.email:
-        recipients.insert(0, request.assignee.email)
-    return list(dict.fromkeys(recipients))
+    return list(dict.fromkeys(filter(None, [assignee_email(request), settings.DPO_EMAIL])))
 
 
 def send_deadline_alert(notification: SentNotification) -> bool:
@@ -280,20 +286,20 @@ def dpo_recipients(dpo_users) -> list[str]:
 def send_assignment_email(request: PrivacyRequest, event_sequence: int) -> bool:
     """Tell the assignee a request is theirs. Keyed by the assignment's audit event; not sent once the
     request went to someone else (a late redelivery must not tell the next assignee twice)."""
-    assignee = request.assignee
+    to = assignee_email(request)
     event = request.events.filter(sequence=event_sequence).first()
     named = event and (event.data.get("assignee") or event.data.get("to"))
-    if assignee is None or not assignee.is_active or not assignee.email or named != assignee.get_username():
+    if not to or named != request.assignee.get_username():
         forgive(request.id, "assigned", str(event_sequence))
         return False
     context = {"request": request, "request_url": staff_request_url(request)}
-    message = render_email("assigned", context, to=[assignee.email], language=settings.LANGUAGE_CODE)
+    message = render_email("assigned", context, to=[to], language=settings.LANGUAGE_CODE)
     return send_once(request, "assigned", str(event_sequence), message)
 
 
 def send_reply_notification(request: PrivacyRequest, message_id: int) -> bool:
     """Tell the assignee (or the DPO) that the subject replied."""
-    to = [request.assignee.email] if request.assignee and request.assignee.email else [settings.DPO_EMAIL]
+    to = [assignee_email(request) or settings.DPO_EMAIL]
     context = {"request": request, "request_url": staff_request_url(request)}
     message = render_email("subject-replied", context, to=to, language=settings.LANGUAGE_CODE)
     return send_once(request, "subject_replied", str(message_id), message)
@@ -304,11 +310,9 @@ def send_withdrawal_notification(request: PrivacyRequest) -> bool:
     One withdrawn before it reached the queue (never confirmed, say) needs nobody told."""
     if request.routed_at is None:
         return False
-    assignee = request.assignee
-    assigned = assignee is not None and assignee.is_active and bool(assignee.email)
-    context = {"request": request, "request_url": staff_request_url(request), "assigned": assigned}
-    to = [assignee.email] if assigned else [settings.DPO_EMAIL]
-    message = render_email("request-withdrawn", context, to=to, language=settings.LANGUAGE_CODE)
+    address = assignee_email(request)
+    context = {"request": request, "request_url": staff_request_url(request), "assigned": bool(address)}
+    message = render_email("request-withdrawn", context, to=[address or settings.DPO_EMAIL], language=settings.LANGUAGE_CODE)
     return send_once(request, "withdrawn", "", message)
 
 

@@ -130,3 +130,16 @@ def test_a_staff_address_refused_for_good_is_no_longer_owed(smtp_server):
         tasks.send_assignment_email(request.id, sequence)
     assert emails.requeue_owed_emails(now=timezone.now() + timedelta(hours=3)) == 0
     assert smtp_server.refused == ["gone@example.com"]
+
+
+@pytest.mark.parametrize("assignee_state", ["active", "deactivated"])
+def test_a_reply_is_told_to_the_assignee_or_to_the_dpo_once_the_assignee_left(assignee_state, django_capture_on_commit_callbacks):
+    """A deactivated account's owner left: their mailbox would tell nobody that the subject answered."""
+    handler = staff_in_role("Handler", username="h1", email="h1@example.com", is_active=assignee_state == "active")
+    request = request_in_status(Status.IN_PROGRESS, subject_email=SUBJECT)
+    PrivacyRequest.objects.filter(pk=request.pk).update(assignee=handler)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.subject_reply(request=PrivacyRequest.objects.get(pk=request.pk), body="Here is my customer number.")
+    (email,) = mail.outbox
+    assert email.to == (["h1@example.com"] if assignee_state == "active" else [settings.DPO_EMAIL])
