@@ -358,7 +358,8 @@ def _require_data_may_be_delivered(request: PrivacyRequest) -> None:
 
 def export_retry(*, export: ExportPackage, actor: Actor) -> ExportPackage:
     """Queue a failed export again; it starts from nothing."""
-    roles.require_can_work(actor, export.request)
+    if actor.user is not None:
+        roles.require_can_work(actor, export.request)
     _require_data_may_be_delivered(export.request)
     with transaction.atomic():
         if not ExportPackage.objects.filter(pk=export.pk, status=ExportStatus.FAILED).update(status=ExportStatus.QUEUED, error=""):

@@ -198,6 +198,16 @@ def test_compile_export_command_compiles_the_kind_the_request_asks_for(demo_requ
     assert demo_request.exports.get().kind == "portability"
 
 
+def test_compile_export_command_retries_a_failed_export_as_an_audited_retry(demo_request):
+    export = export_start(request=demo_request, actor=Actor.system())
+    ExportPackage.objects.filter(pk=export.pk).update(status=ExportStatus.FAILED, error="source down")
+    call_command("compile_export", demo_request.reference, stdout=StringIO())
+    export.refresh_from_db()
+    assert (export.status, export.error) == (ExportStatus.READY, "")
+    retried = AuditEvent.objects.get(request=demo_request, action="export_retried")
+    assert (retried.actor_kind, retried.data) == ("system", {"export": str(export.public_id)})
+
+
 def test_compile_export_command_refuses_an_unknown_reference(db):
     with pytest.raises(CommandError, match="No request DSR-1999-99999"):
         call_command("compile_export", "DSR-1999-99999", stdout=StringIO())

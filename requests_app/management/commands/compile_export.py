@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from requests_app.audit import Actor
 from requests_app.lifecycle import RequestError
-from requests_app.models import ExportKind, ExportPackage, ExportStatus, PrivacyRequest
+from requests_app.models import ExportKind, ExportStatus, PrivacyRequest
 from requests_app.services import exports
 
 
@@ -22,14 +22,15 @@ class Command(BaseCommand):
         export = request.exports.filter(
             status__in=[ExportStatus.QUEUED, ExportStatus.FAILED, ExportStatus.RUNNING]
         ).first()
-        if export is None:
-            try:
-                # Queued by the system; the task it queues finds the work done and stops.
+        try:
+            # Started, or retried, by the system and audited as staff's would be; the task this
+            # queues finds the work done and stops.
+            if export is None:
                 export = exports.export_start(request=request, actor=Actor.system(), kind=kind)
-            except RequestError as error:
-                raise CommandError(str(error)) from error
-        if export.status == ExportStatus.FAILED:
-            ExportPackage.objects.filter(pk=export.pk).update(status=ExportStatus.QUEUED)
+            elif export.status == ExportStatus.FAILED:
+                export = exports.export_retry(export=export, actor=Actor.system())
+        except RequestError as error:
+            raise CommandError(str(error)) from error
         try:
             name = exports.compile_export(export_id=export.id)
         except exports.ExportBusy:
