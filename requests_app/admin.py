@@ -214,7 +214,7 @@ class PrivacyRequestAdmin(RoleAdmin):
     ]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("assignee").prefetch_related("rights", "pauses")
+        return super().get_queryset(request).select_related("assignee").prefetch_related("rights")
 
     @admin.display(description="time left", ordering="due_on")
     def time_left(self, obj):

@@ -20,6 +20,11 @@ from django.utils import timezone
 REGIMES = ("gdpr", "uk_gdpr", "ccpa", "lgpd")
 # Regimes whose periods end on the next working day (Regulation 1182/71 Art. 3(4)).
 ROLL_TO_WORKING_DAY = {"gdpr", "uk_gdpr"}
+# Regimes whose clock stops while the controller waits for the subject (information needed to
+# identify them or to understand the request: Art. 12(6), EDPB Guidelines 01/2022). The CCPA's
+# 45 days run "regardless of time required to verify the request" (CCPA Regulations
+# s. 7021(b)); the LGPD says nothing, and the earlier date is the safe one.
+CLOCK_STOPS_WHILE_WAITING = {"gdpr", "uk_gdpr"}
 CCPA_DAYS, CCPA_EXTENDED_DAYS = 45, 90
 LGPD_DAYS = 15
 CCPA_ACKNOWLEDGEMENT_BUSINESS_DAYS = 10

@@ -57,8 +57,6 @@ class Transition:
 
 VERIFIED_OPEN = frozenset({Status.NEW, Status.IDENTITY_CHECK, Status.IN_PROGRESS, Status.AWAITING_SUBJECT})
 OPEN_STATUSES = VERIFIED_OPEN | {Status.AWAITING_VERIFICATION}
-# Open requests whose clock runs: waiting on the subject stops it.
-CLOCK_RUNNING = VERIFIED_OPEN - {Status.AWAITING_SUBJECT}
 CLOSED_STATUSES = frozenset({Status.COMPLETED, Status.REJECTED, Status.WITHDRAWN, Status.EXPIRED})
 
 TRANSITIONS = {
@@ -144,7 +142,8 @@ def transition(
 
 
 def _move_the_clock(request: PrivacyRequest, old: str, new: str, *, actor: Actor, note: str) -> None:
-    """Waiting on the subject stops the statutory clock; leaving that state restarts it.
+    """Waiting on the subject stops the statutory clock, where the regime allows it and the
+    request is not overdue already (deadline_service.pause_refusal); leaving that state restarts it.
 
     Closing the request ends any pause and stops its reminders.
     """
@@ -152,7 +151,7 @@ def _move_the_clock(request: PrivacyRequest, old: str, new: str, *, actor: Actor
     from requests_app.services import deadlines as deadline_service
 
     pause = deadline_service.open_pause(request)
-    if new == Status.AWAITING_SUBJECT and pause is None:
+    if new == Status.AWAITING_SUBJECT and pause is None and deadline_service.pause_refusal(request) is None:
         deadline_service.start_pause(request, actor=actor, reason=note or "Waiting for the subject")
     elif old == Status.AWAITING_SUBJECT and new in VERIFIED_OPEN and pause is not None:
         deadline_service.end_pause(request, pause, actor=actor)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext_lazy as _
 
-from requests_app.lifecycle import CLOCK_RUNNING, CLOSED_STATUSES, OPEN_STATUSES, VERIFIED_OPEN
+from requests_app.lifecycle import CLOSED_STATUSES, OPEN_STATUSES, VERIFIED_OPEN
 from requests_app.models import (
     ActionKind,
     ActionStatus,
@@ -66,6 +66,8 @@ NEXT_STEP_TEXT = {
         "We are making sure we give your data only to you. We may contact you for proof of identity."
     ),
     Status.IN_PROGRESS: _("We are collecting or changing your data in our systems."),
+    # Where the clock does not stop (the CCPA; an answer already late), _status_context says
+    # AWAITING_SUBJECT_CLOCK_RUNS instead.
     Status.AWAITING_SUBJECT: _(
         "We need more information from you. The time we have to answer is paused until you reply."
     ),
@@ -77,6 +79,8 @@ NEXT_STEP_TEXT = {
     Status.WITHDRAWN: _("You withdrew this request. Nothing more will happen."),
     Status.EXPIRED: _("This request expired. You are welcome to submit a new one."),
 }
+
+AWAITING_SUBJECT_CLOCK_RUNS = _("We need more information from you. Please reply below.")
 
 
 def request_for_subject(*, reference: str, secret: str) -> PrivacyRequest:
@@ -139,9 +143,9 @@ def _search(queryset, q: str):
 
 
 def clock_running() -> Q:
-    """Requests whose clock runs: open and verified, not waiting for the subject (their status),
-    and not paused by staff (an open pause, which leaves the status as it was)."""
-    return Q(status__in=CLOCK_RUNNING, clock_paused=False)
+    """Requests whose clock runs: open and verified, and not paused (`clock_paused`: by staff, or
+    while waiting for the subject where the regime stops the clock and the request was not overdue)."""
+    return Q(status__in=VERIFIED_OPEN, clock_paused=False)
 
 
 def _due_bucket(today: datetime.date):

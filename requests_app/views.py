@@ -13,6 +13,7 @@ from requests_app import selectors
 from requests_app.audit import Actor
 from requests_app.forms import RequestForm, ResendLinkForm
 from requests_app.lifecycle import IllegalTransition, RequestError
+from requests_app.models import Status
 from requests_app.services import exports, handling, intake
 
 
@@ -99,11 +100,14 @@ def status(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
 
 
 def _status_context(privacy_request) -> dict:
+    next_step = selectors.NEXT_STEP_TEXT[privacy_request.status]
+    if privacy_request.status == Status.AWAITING_SUBJECT and not privacy_request.clock_paused:
+        next_step = selectors.AWAITING_SUBJECT_CLOCK_RUNS
     return {
         "privacy_request": privacy_request,
-        "next_step": selectors.NEXT_STEP_TEXT[privacy_request.status],
+        "next_step": next_step,
         "timeline": selectors.subject_timeline(privacy_request),
-        "clock_paused": privacy_request.pauses.filter(ended_at__isnull=True).exists(),
+        "clock_paused": privacy_request.clock_paused,
         "thread": privacy_request.messages.all(),
         "downloads": [(export, exports.download_token(export)) for export in selectors.downloadable_exports(privacy_request)],
         # Art. 19: the subject may know who received their data and was told of the erasure,

@@ -42,7 +42,7 @@ def refresh_deadline(request: PrivacyRequest, *, today: datetime.date | None = N
         request.regime, received_on, extended=request.is_extended, paused_days=request.paused_days
     )
     request.acknowledgement_due_on = deadlines.acknowledgement_due_date(request.regime, received_on)
-    clock_running = request.status in OPEN_STATUSES and not request.pauses.filter(ended_at__isnull=True).exists()
+    clock_running = request.status in OPEN_STATUSES and not request.clock_paused
     request.next_alert_on, request.next_alert_key = (
         deadlines.alert_to_schedule(request.due_on, today, settings.DEADLINE_REMINDER_DAYS) if clock_running else (None, "")
     )
@@ -63,8 +63,23 @@ def open_pause(request: PrivacyRequest) -> ClockPause | None:
     return request.pauses.filter(ended_at__isnull=True).first()
 
 
+def pause_refusal(request: PrivacyRequest) -> str | None:
+    """Why the request's clock may not stop while waiting for the subject, or None when it may."""
+    if request.regime not in deadlines.CLOCK_STOPS_WHILE_WAITING:
+        return _("Under %(regime)s the time to answer runs on while we wait for the subject: the clock cannot be paused.") % {
+            "regime": request.get_regime_display()
+        }
+    if request.due_on is not None and request.due_on < timezone.localdate():
+        # A pause stops a running period: it cannot revive one that has ended (nor hide the request
+        # from the overdue lists).
+        return _("The answer was due on %(date)s: the clock of an overdue request cannot be paused.") % {
+            "date": formats.date_format(request.due_on)
+        }
+    return None
+
+
 def start_pause(request: PrivacyRequest, *, actor: Actor, reason: str) -> ClockPause:
-    """Stop the clock. The caller holds the row lock and has checked no pause is open."""
+    """Stop the clock. The caller holds the row lock and has checked no pause is open and pause_refusal."""
     pause = ClockPause.objects.create(
         request=request, started_at=timezone.now(), reason=reason, started_by=actor.user
     )
@@ -113,6 +128,9 @@ def clock_pause(*, request: PrivacyRequest, actor: Actor, reason: str) -> ClockP
             raise RequestError(_("The clock starts when the subject confirms their email address: there is nothing to pause yet."))
         if open_pause(request):
             raise RequestError(_("The clock is already paused."))
+        refusal = pause_refusal(locked)
+        if refusal:
+            raise RequestError(refusal)
         return start_pause(request, actor=actor, reason=reason)
 
 

@@ -61,8 +61,10 @@ DEFAULT_TEMPLATES = {
     TemplatePurpose.MESSAGE: ("", "{{ body }}"),
     TemplatePurpose.INFORMATION_REQUEST: (
         gettext_lazy("We need more information about your request {{ reference }}"),
+        # The clock stops only where the regime allows it and the answer is not late (pause_refusal).
         gettext_lazy(
-            "{{ body }}\n\nThe time we have to answer is paused until you reply on your request's status page."
+            "{{ body }}\n\nPlease reply on your request's status page.{% if clock_paused %} The time we have to answer "
+            "is paused until you reply.{% endif %}"
         ),
     ),
     TemplatePurpose.COMPLETION: (
@@ -97,6 +99,7 @@ def render_letter(request: PrivacyRequest, purpose: str, *, body: str, reason: s
             {
                 "reference": request.reference,
                 "due_on": request.due_on,
+                "clock_paused": request.clock_paused,
                 "rights": ", ".join(str(right.get_right_display()) for right in rights),
                 "reason": reason,
                 "body": body,

@@ -281,7 +281,7 @@ def queue(request: HttpRequest) -> HttpResponse:
     if filters.invalid:
         messages.error(request, _("A filter value is not valid, so nothing matches. Clear the filters to start again."))
     facets, total = selectors.queue_facets(filters, user=request.user)
-    requests = selectors.queue_queryset(filters, user=request.user).prefetch_related("pauses")
+    requests = selectors.queue_queryset(filters, user=request.user)
     page = KnownCountPaginator(requests, PAGE_SIZE, total).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -456,7 +456,7 @@ ACTIONS = {
     ),
     "request_information": (
         lambda r, f, a, p: handling.request_information(request=r, actor=a, body=f.cleaned_data["body"], expected_status=p["expected_status"]),
-        gettext_lazy("Information requested; the clock is paused."),
+        gettext_lazy("Information requested."),
     ),
     "verify_identity": (
         lambda r, f, a, p: handling.identity_verify(

@@ -18,7 +18,7 @@ def due_badge(request) -> str:
     """A coloured "12 days left" / "3 days overdue" / "clock paused" label."""
     if request.due_on is None or not request.is_open:
         return format_html('<span style="color:{}">{}</span>', COLOURS["none"], "—")
-    if _is_paused(request):
+    if request.clock_paused:
         return format_html('<span style="color:{}">{}</span>', COLOURS["none"], _("clock paused"))
     left = deadlines.days_left(request.due_on, timezone.localdate())
     if left < 0:
@@ -35,14 +35,6 @@ def due_badge(request) -> str:
         request.due_on.isoformat(),
         text,
     )
-
-
-def _is_paused(request) -> bool:
-    # Lists prefetch the pauses to avoid a query per row.
-    prefetched = getattr(request, "_prefetched_objects_cache", {}).get("pauses")
-    if prefetched is not None:
-        return any(pause.ended_at is None for pause in prefetched)
-    return request.pauses.filter(ended_at__isnull=True).exists()
 
 
 register.simple_tag(due_badge)

@@ -149,9 +149,10 @@ def test_bad_clock_actions_are_refused_and_change_nothing(dpo, action, message):
 @pytest.mark.django_db
 def test_a_second_pause_and_a_pause_on_a_closed_request_are_refused(dpo):
     request = in_progress_received(date(2026, 1, 30))
-    clock_pause(request=request, actor=Actor.staff(dpo), reason="ID")
-    with pytest.raises(RequestError, match="already paused"):
-        clock_pause(request=request, actor=Actor.staff(dpo), reason="again")
+    with time_machine.travel(at(date(2026, 2, 2)), tick=False):
+        clock_pause(request=request, actor=Actor.staff(dpo), reason="ID")
+        with pytest.raises(RequestError, match="already paused"):
+            clock_pause(request=request, actor=Actor.staff(dpo), reason="again")
     closed = request_in_status(Status.COMPLETED)
     with pytest.raises(RequestError, match="closed request"):
         clock_pause(request=closed, actor=Actor.staff(dpo), reason="ID")
@@ -300,7 +301,8 @@ def test_reminders_at_each_threshold_then_one_escalation(dpo):
 @pytest.mark.django_db(transaction=True)
 def test_no_alerts_while_paused_or_once_closed(dpo):
     paused = in_progress_received(date(2026, 2, 2))
-    lifecycle.transition(paused, "await_subject", actor=Actor.system())
+    with time_machine.travel(at(date(2026, 2, 3)), tick=False):
+        lifecycle.transition(paused, "await_subject", actor=Actor.system())
     closed = in_progress_received(date(2026, 2, 2))
     lifecycle.transition(closed, "complete", actor=Actor.system())
 
@@ -455,3 +457,50 @@ def test_extending_a_request_without_email_tells_staff_to_write_instead_of_sayin
     ]
     request.refresh_from_db()
     assert request.extended_at is not None and not SentNotification.objects.filter(request=request).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("regime", ["ccpa", "lgpd"])
+def test_under_the_ccpa_and_the_lgpd_waiting_for_the_subject_does_not_stop_the_clock(dpo, regime):
+    """CCPA Regulations s. 7021(b): 45 days "regardless of time required to verify the request"."""
+    from requests_app.services.handling import request_information, subject_reply
+    from requests_app.selectors import clock_running
+
+    request = in_progress_received(date(2026, 3, 2), regime=regime)
+    due_on = request.due_on
+    with time_machine.travel(at(date(2026, 3, 3)), tick=False):
+        request_information(request=request, actor=Actor.staff(dpo), body="Which account?", expected_status=Status.IN_PROGRESS)
+        with pytest.raises(RequestError, match="the clock cannot be paused"):
+            clock_pause(request=request, actor=Actor.staff(dpo), reason="Waiting for proof of identity")
+    request.refresh_from_db()
+    assert request.status == Status.AWAITING_SUBJECT and not request.clock_paused and not request.pauses.exists()
+    assert request.next_alert_on is not None  # the reminders go on
+    assert PrivacyRequest.objects.filter(clock_running(), pk=request.pk).exists()  # counted in the lists
+    with time_machine.travel(at(date(2026, 3, 23)), tick=False):
+        subject_reply(request=request, body="The business one.")
+    request.refresh_from_db()
+    assert (request.status, request.due_on, request.paused_days) == (Status.IN_PROGRESS, due_on, 0)
+
+
+@pytest.mark.django_db
+def test_an_overdue_request_is_not_paused_and_stays_overdue(dpo, client):
+    """A pause stops a running period; it cannot revive one that ended, nor hide the request from the overdue list."""
+    from django.urls import reverse
+
+    from requests_app.services.handling import request_information, subject_reply
+    from requests_app.selectors import clock_running
+
+    request = in_progress_received(date(2026, 1, 15))
+    assert request.due_on == date(2026, 2, 16)
+    with time_machine.travel(at(date(2026, 2, 20)), tick=False):
+        with pytest.raises(RequestError, match="was due on 16 February 2026: the clock of an overdue request cannot be paused"):
+            clock_pause(request=request, actor=Actor.staff(dpo), reason="Waiting")
+        request_information(request=request, actor=Actor.staff(dpo), body="Which account?", expected_status=Status.IN_PROGRESS)
+        request.refresh_from_db()
+        assert not request.clock_paused and PrivacyRequest.objects.filter(clock_running(), due_on__lt=date(2026, 2, 20)).exists()
+        status_page = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
+        assert "Please reply below" in status_page and "is paused" not in status_page
+    with time_machine.travel(at(date(2026, 3, 30)), tick=False):
+        subject_reply(request=request, body="The business one.")
+    request.refresh_from_db()
+    assert (request.due_on, request.original_due_on, request.paused_days) == (date(2026, 2, 16), date(2026, 2, 16), 0)

@@ -282,11 +282,12 @@ def test_a_request_whose_clock_staff_paused_is_neither_overdue_nor_due_soon(clie
     from requests_app.services.deadlines import clock_pause, clock_resume
 
     today = date(2026, 3, 9)
-    late = received(date(2026, 2, 20), Status.IN_PROGRESS, regime="lgpd")  # due 7 March
-    soon = received(date(2026, 3, 1), Status.NEW, regime="lgpd")  # due 16 March
-    with time_machine.travel(at(today), tick=False):
+    late = received(date(2026, 2, 6), Status.IN_PROGRESS)  # due Friday 6 March
+    soon = received(date(2026, 2, 12), Status.NEW)  # due 12 March
+    with time_machine.travel(at(date(2026, 3, 5)), tick=False):  # before either was due
         for request in (late, soon):
             clock_pause(request=request, actor=Actor.staff(dpo), reason="Waiting for a copy of the ID")
+    with time_machine.travel(at(today), tick=False):
         login_staff(client, dpo)
         assert listed(client.get(QUEUE, {"due": "overdue"})) == []
         assert listed(client.get(QUEUE, {"due": "week"})) == []
@@ -294,9 +295,9 @@ def test_a_request_whose_clock_staff_paused_is_neither_overdue_nor_due_soon(clie
         summary = workload_summary(today=today)
         assert summary["overdue_count"] == summary["due_soon_count"] == 0
 
-        clock_resume(request=late, actor=Actor.staff(dpo))
-        assert listed(client.get(QUEUE, {"due": "overdue"})) == [late.reference]
-        assert workload_summary(today=today)["overdue_count"] == 1
+        clock_resume(request=late, actor=Actor.staff(dpo))  # the 4 paused days move it to 10 March
+        assert listed(client.get(QUEUE, {"due": "week"})) == [late.reference]
+        assert workload_summary(today=today)["due_soon_count"] == 1
 
 
 # --- Search ------------------------------------------------------------------------
