@@ -182,7 +182,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHE_URL = env_str("CACHE_URL")
 if CACHE_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+    CACHES = {
+        "default": {
+            # Rate-limit counters only; an unreachable Redis lets requests through (privacy_portal.cache),
+            # and a Redis that hangs is given up on quickly.
+            "BACKEND": "privacy_portal.cache.FailOpenRedisCache",
+            "LOCATION": CACHE_URL,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
 else:
     # A file cache is shared by every process on the machine, which the
     # per-IP rate limit needs; it needs no server.
@@ -362,6 +370,8 @@ SUBMISSION_RATE_LIMIT = env_str("SUBMISSION_RATE_LIMIT", "10/h")
 ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
 # Behind a reverse proxy, the header that carries the client address.
 RATELIMIT_IP_META_KEY = env_str("RATELIMIT_IP_META_KEY") or None
+# A counter the cache cannot give (Redis down: privacy_portal.cache) allows the submission.
+RATELIMIT_FAIL_OPEN = True
 
 # Statutory deadlines. Public holidays per regime as (country, subdivision)
 # for python-holidays: a controller outside Belgium changes the GDPR one.

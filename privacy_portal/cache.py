@@ -1,0 +1,51 @@
+"""The cache holds rate-limit counters only: the public form's per-address limit and the API's
+per-key throttle. When Redis cannot be reached, those limits are not enforced for a while, rather
+than every request being refused: a privacy request must never be lost to a cache outage."""
+
+import logging
+
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.redis import RedisCache
+from redis.exceptions import ConnectionError, TimeoutError
+
+logger = logging.getLogger(__name__)
+
+UNREACHABLE = (ConnectionError, TimeoutError)
+
+
+def _unreachable(error: Exception) -> None:
+    logger.warning("cache unreachable, rate limits not enforced: %s", error.__class__.__name__)
+
+
+class FailOpenRedisCache(RedisCache):
+    """Django's Redis cache, with the four calls the rate limits make answering "nothing stored"
+    instead of raising when Redis is down. django-ratelimit (RATELIMIT_FAIL_OPEN) and DRF's
+    throttle then let the request through."""
+
+    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        try:
+            return super().add(key, value, timeout, version)
+        except UNREACHABLE as error:
+            _unreachable(error)
+            return False
+
+    def get(self, key, default=None, version=None):
+        try:
+            return super().get(key, default, version)
+        except UNREACHABLE as error:
+            _unreachable(error)
+            return default
+
+    def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        try:
+            super().set(key, value, timeout, version)
+        except UNREACHABLE as error:
+            _unreachable(error)
+
+    def incr(self, key, delta=1, version=None):
+        try:
+            return super().incr(key, delta, version)
+        except UNREACHABLE as error:
+            _unreachable(error)
+            # What a missing key raises: django-ratelimit then counts nothing and, failing open, allows.
+            raise ValueError("the cache is unreachable") from error
