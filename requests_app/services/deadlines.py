@@ -27,22 +27,23 @@ ALERT_REDISPATCH_AFTER = datetime.timedelta(minutes=10)
 
 
 def refresh_deadline(request: PrivacyRequest, *, today: datetime.date | None = None) -> None:
-    """Derive and save the due dates and the next alert from the request's facts.
+    """Derive and save the due dates and the next alert from the request's facts, and set them on `request`.
 
-    Call after anything that moves the deadline: receipt, a finished pause,
-    the extension. Runs inside the caller's transaction.
+    Call after anything that moves the deadline (a finished pause, the extension), once the change is
+    saved, inside the caller's transaction with the row locked. The facts are read from the row, not
+    from `request`: a copy loaded before a concurrent change (an extension committed while staff
+    resumed the clock) would undo it.
     """
     today = today or timezone.localdate()
-    received_on = deadlines.receipt_day(request.regime, request.received_at)
-    previous_due_on = request.due_on
-    request.original_due_on = deadlines.statutory_due_date(
-        request.regime, received_on, paused_days=request.paused_days
-    )
+    row = PrivacyRequest.objects.get(pk=request.pk)
+    received_on = deadlines.receipt_day(row.regime, row.received_at)
+    previous_due_on = row.due_on
+    request.original_due_on = deadlines.statutory_due_date(row.regime, received_on, paused_days=row.paused_days)
     request.due_on = deadlines.statutory_due_date(
-        request.regime, received_on, extended=request.is_extended, paused_days=request.paused_days
+        row.regime, received_on, extended=row.is_extended, paused_days=row.paused_days
     )
-    request.acknowledgement_due_on = deadlines.acknowledgement_due_date(request.regime, received_on)
-    clock_running = request.status in OPEN_STATUSES and not request.clock_paused
+    request.acknowledgement_due_on = deadlines.acknowledgement_due_date(row.regime, received_on)
+    clock_running = row.status in OPEN_STATUSES and not row.clock_paused
     request.next_alert_on, request.next_alert_key = (
         deadlines.alert_to_schedule(request.due_on, today, settings.DEADLINE_REMINDER_DAYS) if clock_running else (None, "")
     )
@@ -119,34 +120,36 @@ def clock_pause(*, request: PrivacyRequest, actor: Actor, reason: str) -> ClockP
     if not reason:
         raise RequestError(_("Give a reason for pausing the clock."))
     with transaction.atomic():
+        # Everything below reads the locked row, not the caller's copy: a change committed since it
+        # was loaded (an extension, say) must not be undone.
         locked = _locked(request)
         roles.require_can_work(actor, locked)
-        request.status = locked.status
-        if request.status not in OPEN_STATUSES:
+        if locked.status not in OPEN_STATUSES:
             raise RequestError(_("The clock of a closed request cannot be paused."))
-        if request.status not in VERIFIED_OPEN:
+        if locked.status not in VERIFIED_OPEN:
             raise RequestError(_("The clock starts when the subject confirms their email address: there is nothing to pause yet."))
-        if open_pause(request):
+        if open_pause(locked):
             raise RequestError(_("The clock is already paused."))
         refusal = pause_refusal(locked)
         if refusal:
             raise RequestError(refusal)
-        return start_pause(request, actor=actor, reason=reason)
+        return start_pause(locked, actor=actor, reason=reason)
 
 
 def clock_resume(*, request: PrivacyRequest, actor: Actor, note: str = "") -> int:
     """Staff restart a paused clock; the paused days are added to the deadline."""
     with transaction.atomic():
+        # The locked row, not the caller's copy: an extension committed since the page was loaded
+        # must count when the due date is derived again.
         locked = _locked(request)
         roles.require_can_work(actor, locked)
-        request.status = locked.status
-        pause = open_pause(request)
+        pause = open_pause(locked)
         if pause is None:
             raise RequestError(_("The clock is not paused, so it cannot be resumed."))
-        if request.status == Status.AWAITING_SUBJECT:
+        if locked.status == Status.AWAITING_SUBJECT:
             # Its status says the clock is stopped: resume the request itself, which restarts the clock.
             raise RequestError(_("The request is waiting for the subject: start work on it (or send it back to new), which restarts the clock."))
-        return end_pause(request, pause, actor=actor, note=note)
+        return end_pause(locked, pause, actor=actor, note=note)
 
 
 def extension_refusal(request: PrivacyRequest) -> str | None:

@@ -504,3 +504,21 @@ def test_an_overdue_request_is_not_paused_and_stays_overdue(dpo, client):
         subject_reply(request=request, body="The business one.")
     request.refresh_from_db()
     assert (request.due_on, request.original_due_on, request.paused_days) == (date(2026, 2, 16), date(2026, 2, 16), 0)
+
+
+@pytest.mark.django_db
+def test_resuming_from_a_page_loaded_before_an_extension_keeps_the_extension(dpo):
+    """Two members of staff: one extends, the other resumes the clock from a page loaded earlier."""
+    from requests_app.deadlines import statutory_due_date
+
+    request = in_progress_received(date(2026, 1, 30))
+    with time_machine.travel(at(date(2026, 2, 2)), tick=False):
+        clock_pause(request=request, actor=Actor.staff(dpo), reason="Waiting for proof of identity")
+    loaded_earlier = PrivacyRequest.objects.get(pk=request.pk)
+    with time_machine.travel(at(date(2026, 2, 3)), tick=False):
+        request_extend(request=PrivacyRequest.objects.get(pk=request.pk), actor=Actor.staff(dpo), reason="Many systems")
+    with time_machine.travel(at(date(2026, 2, 4)), tick=False):
+        clock_resume(request=loaded_earlier, actor=Actor.staff(dpo))
+    request.refresh_from_db()
+    assert request.extended_at is not None
+    assert request.due_on == statutory_due_date("gdpr", date(2026, 1, 30), extended=True, paused_days=2) == date(2026, 4, 30)
