@@ -62,7 +62,7 @@ from requests_app.models import (
     WebhookEndpoint,
 )
 from requests_app.services import intake
-from requests_app.staff.forms import SourceCategoryForm, SuppressionPurposeForm
+from requests_app.staff.forms import SourceCategoryForm, SourceSystemForm, SuppressionPurposeForm
 from requests_app.templatetags.deadline_tags import due_badge
 
 
@@ -380,6 +380,7 @@ class LegalHoldInline(RolePermissions, admin.TabularInline):
 @admin.register(SourceSystem)
 class SourceSystemAdmin(RoleAdmin):
     readers = (roles.DPO,)  # connection URLs may carry credentials
+    form = SourceSystemForm  # the dashboard's checks: no password in the inventory, SOURCE_ variables only
 
     list_display = ["name", "slug", "connector", "identity_kind", "legal_basis", "active"]
     list_filter = ["connector", "active"]

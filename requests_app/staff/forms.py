@@ -1,5 +1,7 @@
 """Forms of the staff dashboard. Every action is re-validated here on the server."""
 
+from urllib.parse import parse_qsl, urlsplit
+
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import SetPasswordForm
@@ -230,6 +232,20 @@ class AccountSetupForm(SetPasswordForm):
     token = token_field(autofocus=False)
 
 
+# Query parameters that carry a credential (?password=..., ?token=...).
+SECRET_PARAMETERS = {"password", "passwd", "pwd", "pass", "secret", "token", "access_token", "api_key", "apikey", "key"}
+
+
+def carries_secret(url: str) -> bool:
+    """Whether a connection URL holds a password or token: user:password@..., or one in its query."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL at all: the connector says so when it is used
+        return False
+    return bool(password) or any(name.lower() in SECRET_PARAMETERS for name, _value in parse_qsl(parts.query))
+
+
 class SourceSystemForm(forms.ModelForm):
     class Meta:
         model = SourceSystem
@@ -256,7 +272,7 @@ class SourceSystemForm(forms.ModelForm):
         env = cleaned.get("connection_env") or ""
         if env and not env.startswith(SOURCE_ENV_PREFIX):
             self.add_error("connection_env", _("Name the variable %(prefix)s..., e.g. %(prefix)sBILLING_DB_URL.") % {"prefix": SOURCE_ENV_PREFIX})
-        if "@" in (cleaned.get("connection_url") or "") and ":" in (cleaned.get("connection_url") or "").split("@")[0].split("//")[-1]:
+        if carries_secret(cleaned.get("connection_url") or ""):
             self.add_error("connection_url", _("Put passwords in the environment variable, never in the inventory."))
         return cleaned  # the model's clean() checks the restriction list against the connector
 

@@ -42,6 +42,8 @@ def test_the_dpo_records_a_source_its_category_and_recipient(dpo_client):
     [
         ("staff:source_new", {**SOURCE, "connection_env": ""}, "connection_url", "needs a database URL"),
         ("staff:source_new", {**SOURCE, "connection_url": "postgresql://app:s3cret@db/billing"}, "connection_url", "environment variable"),
+        ("staff:source_new", {**SOURCE, "connection_url": "postgresql://app@db/billing?password=s3cret"}, "connection_url", "environment variable"),
+        ("staff:source_new", {**SOURCE, "connector": "http", "connection_url": "https://crm.example/api?token=abc"}, "connection_url", "environment variable"),
         ("staff:source_new", {**SOURCE, "connector": "manual", "connection_env": ""}, "owner", "uploads its extracts"),
     ],
 )
@@ -50,6 +52,22 @@ def test_bad_sources_are_refused_with_a_clear_error(dpo_client, url_name, data, 
     response = dpo_client.post(reverse(url_name), data)
     assert response.status_code == 200
     assert any(message in error for error in response.context["form"].errors[field])
+    assert not SourceSystem.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_a_password_in_a_sources_url_as_the_dashboard_does(dpo_client):
+    response = dpo_client.post(
+        reverse("admin:requests_app_sourcesystem_add"),
+        {
+            **SOURCE, "connection_url": "postgresql://app:s3cret@db/billing", "connection_env": "SECRET_KEY",
+            **{f"{prefix}-{field}": value for prefix in ("categories", "recipients", "holds")
+               for field, value in (("TOTAL_FORMS", 0), ("INITIAL_FORMS", 0))},
+        },
+    )
+    assert response.status_code == 200
+    errors = str(response.context["adminform"].form.errors)
+    assert "Put passwords in the environment variable" in errors and "SOURCE_" in errors
     assert not SourceSystem.objects.exists()
 
 
