@@ -27,9 +27,11 @@ urlpatterns = [
 
 
 def page_not_found(request, exception):
-    """API clients get problem details; people get the HTML page."""
+    """API clients get problem details; staff the dashboard's page; data subjects the public one."""
     if request.path.startswith("/api/"):
         return problem_response(404, "No such endpoint.")
+    if request.path.startswith(("/staff/", "/admin/")):
+        return defaults.page_not_found(request, exception, template_name="staff/404.html")
     return defaults.page_not_found(request, exception)
 
 

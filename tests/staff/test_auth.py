@@ -405,3 +405,18 @@ def test_the_admins_password_change_goes_to_the_dashboards(client):
     dpo = UserFactory(username="root", is_superuser=True)
     login_staff(client, dpo)
     assert client.get("/admin/password_change/").url == reverse("staff:password_change")
+
+
+@pytest.mark.django_db
+def test_staff_error_pages_are_the_dashboards_in_the_readers_language(client):
+    """Not the public 404 (which offers a data subject their link again), nor a bare English 403."""
+    handler = staff_in_role("Handler", username="h1")
+    login_staff(client, handler)
+    missing = client.get("/staff/requests/DSR-2026-99999/", HTTP_ACCEPT_LANGUAGE="fr")
+    assert missing.status_code == 404
+    page = missing.content.decode()
+    assert '<html lang="fr">' in page and reverse("staff:queue") in page and reverse("resend_link") not in page
+    refused = client.get(reverse("staff:rules"), HTTP_ACCEPT_LANGUAGE="de")
+    assert refused.status_code == 403
+    page = refused.content.decode()
+    assert '<html lang="de">' in page and "Nicht erlaubt" in page and reverse("staff:home") in page
