@@ -6,7 +6,7 @@ convenience only.
 
 from django import forms
 from django.conf import settings
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
@@ -139,8 +139,8 @@ class RequestForm(forms.Form):
         value = self.cleaned_data["description"]
         if len(value) > DESCRIPTION_MAX_CHARS:
             raise forms.ValidationError(
-                _("The description is too long: keep it under %(limit)s characters."),
-                params={"limit": f"{DESCRIPTION_MAX_CHARS:,}"},
+                _("The description is too long: keep it to %(limit)s characters at most."),
+                params={"limit": formats.number_format(DESCRIPTION_MAX_CHARS, force_grouping=True)},
                 code="too_long",
             )
         return value

@@ -234,3 +234,11 @@ def test_a_wrong_email_address_is_refused_formally_in_german(client):
     client.cookies["django_language"] = "de"
     page = client.post(reverse("resend_link"), {"reference": "DSR-2026-00001", "email": "ana(at)example.com"}).content.decode()
     assert "Bitte geben Sie eine gültige E-Mail-Adresse ein." in page  # not DRF's informal "Gib …"
+
+
+@pytest.mark.django_db
+def test_the_description_limit_is_written_as_the_readers_language_writes_numbers(client):
+    english = post_form(client, description="x" * 10_001).content.decode()
+    french = client.post(reverse("submit"), {**VALID, "description": "x" * 10_001}, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "keep it to 10,000 characters at most" in english
+    assert "10\u00a0000" in french and "10,000" not in french

@@ -29,6 +29,15 @@ def test_subject_submits_the_public_form(page, live_server):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_refused_form_puts_the_focus_on_the_list_of_what_to_correct(page, live_server):
+    """Keyboard and screen-reader users start from the errors, not from the top of the page."""
+    page.goto(live_server.url + "/")
+    page.get_by_role("button", name="Send my request").click()
+    expect(page.locator(".error-summary")).to_be_focused()
+    assert PrivacyRequest.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
 def test_public_pages_fit_a_phone_screen(page, live_server):
     """At 375 px (a small phone) nothing makes the page scroll sideways."""
     from tests.factories import request_in_status

@@ -96,7 +96,7 @@ def test_release_makes_the_package_downloadable_from_the_status_page(released, d
     released.refresh_from_db()
     assert released.download_count == 1
     assert [event.data for event in downloaded_events(demo_request)] == [{"export": str(released.public_id), "count": 1}]
-    assert "1 downloads left" in status_page(client, demo_request)
+    assert "1 download left" in status_page(client, demo_request)
 
 
 def test_release_emails_the_subject_without_the_link(
