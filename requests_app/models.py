@@ -128,7 +128,6 @@ class RejectionGround(models.TextChoices):
     IDENTITY_NOT_VERIFIED = "identity_not_verified", _("Identity could not be verified")
     LEGAL_OBLIGATION = "legal_obligation", _("Legal obligation to retain the data (Art. 17(3)(b))")
     RIGHTS_OF_OTHERS = "rights_of_others", _("The rights and freedoms of others (Art. 15(4))")
-    NO_DATA = "no_data", _("We hold no data about this person")
     OTHER = "other", _("Other")
 
 

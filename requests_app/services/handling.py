@@ -52,9 +52,6 @@ SUPERVISORY_AUTHORITIES = {
     "lgpd": gettext_lazy("the Autoridade Nacional de Proteção de Dados (ANPD), www.gov.br/anpd"),
 }
 
-# A rejection ground as the subject reads it in the letter, where the staff label would speak of them.
-REASON_FOR_THE_SUBJECT = {RejectionGround.NO_DATA: gettext_lazy("We hold no data about you.")}
-
 # Wording used when the DPO has not written a template for the purpose and language: Django
 # templates, translated into the subject's language (translators keep the {{ }} placeholders).
 DEFAULT_TEMPLATES = {
@@ -377,7 +374,7 @@ def request_reject(
         PrivacyRequest.objects.filter(pk=locked.pk).update(rejection_ground=ground)
         locked.rejection_ground = ground
         with translation.override(locked.language):
-            reason = str(REASON_FOR_THE_SUBJECT.get(ground, RejectionGround(ground).label))
+            reason = str(RejectionGround(ground).label)
         body = "\n\n".join(part for part in (explanation, rejection_rights_paragraph(locked)) if part)
         subject, text = render_letter(locked, TemplatePurpose.REJECTION, body=body, reason=reason)
         _send_to_subject(locked, actor=actor, subject=subject, body=text, action="rejection_letter_sent")

@@ -123,7 +123,11 @@ class CompleteForm(forms.Form):
 
 
 class RejectForm(forms.Form):
-    ground = forms.ChoiceField(label=_("Legal reason"), choices=RejectionGround.choices)
+    ground = forms.ChoiceField(
+        label=_("Legal reason"),
+        choices=RejectionGround.choices,
+        help_text=_("Holding no data about them is an answer, not a refusal: complete the request and say so in the letter."),
+    )
     explanation = forms.CharField(
         label=_("Explanation for the subject"), widget=forms.Textarea(attrs={"rows": 4}), max_length=10_000, required=False
     )

@@ -167,7 +167,9 @@ def test_access_and_portability_complete_only_once_their_packages_are_released(d
 @pytest.mark.django_db
 def test_built_in_letters_are_in_the_subjects_language_with_the_authority_named(dpo):
     request = request_in_status(Status.IN_PROGRESS, language="nl")
-    handling.request_reject(request=request, actor=Actor.staff(dpo), ground="no_data", explanation="", expected_status=Status.IN_PROGRESS)
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS
+    )
     letter = request.messages.get()
     assert letter.subject == f"Uw privacyverzoek {request.reference}"
     assert letter.body.startswith(f"We kunnen niet ingaan op uw verzoek {request.reference} (")
@@ -178,10 +180,12 @@ def test_built_in_letters_are_in_the_subjects_language_with_the_authority_named(
 @pytest.mark.django_db
 def test_the_german_rejection_names_the_authority_in_the_dative(dpo):
     request = request_in_status(Status.IN_PROGRESS, language="de")
-    handling.request_reject(request=request, actor=Actor.staff(dpo), ground="no_data", explanation="", expected_status=Status.IN_PROGRESS)
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS
+    )
     body = request.messages.get().body
     assert "insbesondere bei der Datenschutzbehörde" in body
-    assert "Der Grund: Wir haben keine Daten über Sie." in body  # spoken to the subject, not about them
+    assert "Der Grund: Identität konnte nicht verifiziert werden\n" in body
 
 
 @pytest.mark.django_db
@@ -332,3 +336,16 @@ def test_every_state_a_request_can_wait_for_the_subject_from_has_a_way_back():
     for source, name in handling.RESUME_TRANSITION.items():
         transition = lifecycle.TRANSITIONS[name]
         assert transition.target == source and Status.AWAITING_SUBJECT in transition.sources
+
+
+@pytest.mark.django_db
+def test_holding_no_data_is_answered_by_completing_not_by_rejecting(dpo):
+    """Art. 15(1): "we hold no data about you" answers the request; a refusal would send the subject to a regulator."""
+    from requests_app.staff.forms import RejectForm
+
+    request = request_in_status(Status.IN_PROGRESS)
+    assert "no_data" not in dict(RejectForm().fields["ground"].choices)
+    assert "complete the request and say so in the letter" in str(RejectForm().fields["ground"].help_text)
+    with pytest.raises(RequestError, match="Choose the legal reason"):
+        handling.request_reject(request=request, actor=Actor.staff(dpo), ground="no_data", explanation="", expected_status=Status.IN_PROGRESS)
+    assert PrivacyRequest.objects.get(pk=request.pk).status == Status.IN_PROGRESS

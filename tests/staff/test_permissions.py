@@ -381,8 +381,8 @@ ACTION_CASES = {
         ActionCase(
             "reject",
             Status.NEW,
-            lambda r, c: {"ground": "no_data", "explanation": "", "expected_status": Status.NEW},
-            lambda r, c: r.status == Status.REJECTED and r.rejection_ground == "no_data",
+            lambda r, c: {"ground": "identity_not_verified", "explanation": "", "expected_status": Status.NEW},
+            lambda r, c: r.status == Status.REJECTED and r.rejection_ground == "identity_not_verified",
         ),
         ActionCase(
             "note",
