@@ -48,3 +48,19 @@ def test_every_action_recorded_against_a_request_has_a_label():
     recorded = recorded_actions() | set(TRANSITIONS) | {"source_action_done", "source_action_failed", "source_action_stale"}
     assert "submitted" in recorded and "rejection_letter_sent" in recorded  # the scan finds them
     assert recorded - set(EVENT_LABELS) == set()
+
+
+@pytest.mark.django_db
+def test_the_request_page_writes_dates_as_the_readers_language_does(client):
+    import time_machine
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    with time_machine.travel(datetime(2026, 3, 2, 10, tzinfo=ZoneInfo("Europe/Brussels")), tick=False):
+        request = request_in_status(Status.IN_PROGRESS)
+    assert str(request.due_on) == "2026-04-02"
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    url = reverse("staff:request", args=[request.reference])
+    assert "2. April 2026" in client.get(url, HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    assert "2 avril 2026" in client.get(url, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "2 April 2026" in client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
