@@ -236,6 +236,12 @@ class PrivacyRequest(models.Model):
                 name="request_unacknowledged_idx",
                 condition=models.Q(acknowledged_at__isnull=True, acknowledgement_queued_at__isnull=False),
             ),
+            # The home page's and the digest's receipts to confirm (CCPA): few rows among a million.
+            models.Index(
+                fields=["acknowledgement_due_on"],
+                name="request_receipt_due_idx",
+                condition=models.Q(acknowledged_at__isnull=True, acknowledgement_due_on__isnull=False),
+            ),
             models.Index(
                 fields=["closed_at"], name="request_retained_idx", condition=models.Q(personal_data_purged_at__isnull=True)
             ),

@@ -490,6 +490,11 @@ def workload_summary(*, today: datetime.date | None = None, user=None, list_size
         "due_soon": running.filter(due_on__gte=today, due_on__lte=soon),
         "unassigned": open_requests.filter(assignee__isnull=True),
         "awaiting_verification": PrivacyRequest.objects.filter(status=Status.AWAITING_VERIFICATION).order_by("-received_at"),
+        # CCPA: receipt confirmed within 10 business days. The email does it for a request with an address;
+        # one recorded from a letter or a call needs staff to (handling.receipt_confirm).
+        "receipt_to_confirm": PrivacyRequest.objects.filter(
+            status__in=OPEN_STATUSES, acknowledged_at__isnull=True, acknowledgement_due_on__lte=soon
+        ).order_by("acknowledgement_due_on", "id"),
         "open": open_requests,
     }
     if user is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import transaction
 from django.template import Context, Template
-from django.utils import timezone, translation
+from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -167,6 +167,24 @@ def _locked_for_work(request: PrivacyRequest, actor: Actor, expected_status: str
     roles.require_can_work(actor, locked)
     if expected_status is not None and locked.status != expected_status:
         raise lifecycle.stale(locked.reference, locked.status)
+    return locked
+
+
+def receipt_confirm(*, request: PrivacyRequest, actor: Actor) -> PrivacyRequest:
+    """Record that staff confirmed receipt to the subject themselves, by letter or phone: a request
+    with no email address gets no automatic confirmation (CCPA: within 10 business days)."""
+    with transaction.atomic():
+        locked = _locked_for_work(request, actor, None)
+        if locked.acknowledgement_due_on is None:
+            raise RequestError(_("This request needs no confirmation of receipt."))
+        if locked.acknowledged_at is not None:
+            raise RequestError(
+                _("Receipt was confirmed already, on %(date)s.")
+                % {"date": formats.date_format(timezone.localdate(locked.acknowledged_at), "DATE_FORMAT")}
+            )
+        locked.acknowledged_at = timezone.now()
+        PrivacyRequest.objects.filter(pk=locked.pk).update(acknowledged_at=locked.acknowledged_at)
+        record_event(locked, "receipt_confirmed", actor=actor, data={"due_on": str(locked.acknowledgement_due_on)})
     return locked
 
 

@@ -473,6 +473,10 @@ ACTIONS = {
         gettext_lazy("Clock paused."),
     ),
     "resume": (lambda r, f, a, p: deadline_service.clock_resume(request=r, actor=a), gettext_lazy("Clock resumed.")),
+    "confirm_receipt": (
+        lambda r, f, a, p: handling.receipt_confirm(request=r, actor=a),
+        gettext_lazy("Recorded: receipt was confirmed to the subject."),
+    ),
     "start_identity_check": (
         lambda r, f, a, p: handling.request_transition(request=r, actor=a, name="start_identity_check", expected_status=p["expected_status"]),
         gettext_lazy("Identity check started."),

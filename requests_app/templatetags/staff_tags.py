@@ -49,6 +49,7 @@ EVENT_LABELS = {
     "clock_resumed": _("Clock resumed"),
     "deadline_extended": _("Deadline extended"),
     "identity_verified": _("Identifier verified"),
+    "receipt_confirmed": _("Receipt confirmed to the subject by staff"),
     "note_added": _("Note added"),
     "message_sent": _("Message sent to the subject"),
     "information_requested": _("Information asked of the subject"),

@@ -522,3 +522,34 @@ def test_resuming_from_a_page_loaded_before_an_extension_keeps_the_extension(dpo
     request.refresh_from_db()
     assert request.extended_at is not None
     assert request.due_on == statutory_due_date("gdpr", date(2026, 1, 30), extended=True, paused_days=2) == date(2026, 4, 30)
+
+
+@pytest.mark.django_db
+def test_a_ccpa_receipt_nobody_emailed_is_listed_until_staff_record_confirming_it(dpo, client, mailoutbox):
+    """A letter with no email address: no automatic confirmation, so the home page and the digest list
+    it from a week before its 10 business days end, and staff record the letter or call that confirmed it."""
+    from django.urls import reverse
+
+    from requests_app import emails
+    from requests_app.selectors import workload_summary
+    from requests_app.services.handling import receipt_confirm
+
+    with time_machine.travel(at(date(2026, 3, 2)), tick=False):
+        request = submit_request(channel="post", regime="ccpa", subject_email="", actor=Actor.staff(dpo))
+    assert request.acknowledgement_due_on == date(2026, 3, 16)
+    with time_machine.travel(at(date(2026, 3, 5)), tick=False):
+        assert workload_summary()["receipt_to_confirm"] == []  # more than a week ahead
+    with time_machine.travel(at(date(2026, 3, 17)), tick=False):
+        assert [r.reference for r in workload_summary()["receipt_to_confirm"]] == [request.reference]
+        emails.send_daily_digest(today=date(2026, 3, 17), recipients=["dpo@example.com"])
+        assert f"{request.reference}: to confirm by 16 Mar" in mailoutbox[-1].body
+        page = login_staff(client, dpo).get(reverse("staff:home")).content.decode()
+        assert "Receipts to confirm" in page and request.reference in page
+
+        receipt_confirm(request=request, actor=Actor.staff(dpo))
+        with pytest.raises(RequestError, match="confirmed already"):
+            receipt_confirm(request=request, actor=Actor.staff(dpo))
+        assert workload_summary()["receipt_to_confirm"] == []
+    request.refresh_from_db()
+    assert request.acknowledgement_met is False  # recorded, and late: the page says so
+    assert request.events.filter(action="receipt_confirmed").count() == 1

@@ -302,6 +302,13 @@ def _pause(privacy_request, cast):
         deadline_service.clock_pause(request=privacy_request, actor=Actor.staff(cast.dpo), reason="Waiting for the ID")
 
 
+def _ccpa_receipt_unconfirmed(privacy_request, cast):
+    """A CCPA request recorded from a letter: no email confirmed its receipt."""
+    PrivacyRequest.objects.filter(pk=privacy_request.pk).update(
+        regime="ccpa", subject_email="", acknowledgement_due_on=privacy_request.received_at.date(), acknowledged_at=None
+    )
+
+
 def _email_identity(privacy_request):
     return privacy_request.identities.get(kind=IdentityKind.EMAIL)
 
@@ -383,6 +390,13 @@ ACTION_CASES = {
             Status.NEW,
             lambda r, c: {"ground": "identity_not_verified", "explanation": "", "expected_status": Status.NEW},
             lambda r, c: r.status == Status.REJECTED and r.rejection_ground == "identity_not_verified",
+        ),
+        ActionCase(
+            "confirm_receipt",
+            Status.NEW,
+            lambda r, c: {},
+            lambda r, c: r.acknowledged_at is not None and r.events.filter(action="receipt_confirmed").exists(),
+            prepare=_ccpa_receipt_unconfirmed,
         ),
         ActionCase(
             "note",
