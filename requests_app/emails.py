@@ -1,5 +1,7 @@
-"""One function per email. Each renders text and HTML templates in the
-subject's language and is sent at most once per (request, kind, key)."""
+"""One function per email, rendering text and HTML templates (in the subject's language for
+emails to subjects). Emails about a request are sent at most once per (request, kind, key)
+(send_once, send_to_subject); staff invitations, the daily digest and the DPO's alerts are
+not about one request and go out through deliver() directly."""
 
 import datetime
 import logging
@@ -13,8 +15,8 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.dateparse import parse_datetime
 
-from requests_app.models import PrivacyRequest, SentNotification
 from requests_app import deadlines
+from requests_app.models import AuditChainCheck, ExportPackage, IdentityKind, PrivacyRequest, SentNotification, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +75,8 @@ def deliver(message: EmailMultiAlternatives) -> None:
 
 
 def owe(request: PrivacyRequest, kind: str, key: str = "") -> None:
-    """Record, in the caller's transaction, that this email is owed; queue its task after commit.
-    If the broker loses the task, requeue_owed_emails queues it again (see _owed_email_tasks)."""
+    """Record, in the caller's transaction, that this email is owed; the caller queues its task
+    after commit. If the broker loses the task, requeue_owed_emails queues it again (see _owed_email_tasks)."""
     SentNotification.objects.get_or_create(request=request, kind=kind, key=key, defaults={"queued_at": timezone.now()})
 
 
@@ -119,7 +121,6 @@ def _owed_email_tasks() -> dict:
     """By kind: whether the email goes to the subject (not sent again to an address their mail server
     refused), and the task and arguments that send it (None: nothing left to send)."""
     from requests_app import tasks
-    from requests_app.models import ExportPackage
 
     def export_ready(notification):
         export_id = ExportPackage.objects.filter(public_id=notification.key).values_list("id", flat=True).first()
@@ -355,7 +356,6 @@ def send_daily_digest(*, today: datetime.date, recipients: list[str]) -> None:
 def send_export_ready_email(export) -> bool:
     """The subject's data is ready: download it from the status page (the link is not in the email).
     Not once it cannot be downloaded (expired, used up, or the request withdrawn or refused)."""
-    from requests_app.models import ExportPackage
 
     request = export.request
     if not request.subject_email or not ExportPackage.objects.downloadable().filter(pk=export.pk).exists():
@@ -368,7 +368,6 @@ def send_export_ready_email(export) -> bool:
 
 def send_webhook_disabled_email(endpoint_id: int) -> None:
     """Tell the DPOs an organisation's webhook endpoint failed for the whole retry window and was disabled."""
-    from requests_app.models import WebhookEndpoint
     from requests_app.services.routing import dpo_users
 
     endpoint = WebhookEndpoint.objects.select_related("organisation").get(pk=endpoint_id)
@@ -379,7 +378,6 @@ def send_webhook_disabled_email(endpoint_id: int) -> None:
 def send_recipient_notice(recipient, content: dict) -> None:
     """Art. 19: the changes made to a person's data, sent to a recipient that holds it.
     Not deduplicated here: the notice's status is what keeps it from going twice."""
-    from requests_app.models import IdentityKind
 
     # `content` is also the webhook's JSON (ISO times, slugs): the email says them for people.
     actions = [
@@ -396,7 +394,6 @@ def send_recipient_notice(recipient, content: dict) -> None:
 
 def send_audit_chain_broken_email(check_id: int) -> None:
     """Tell the DPOs the nightly walk found the audit chain broken: someone may have edited the trail."""
-    from requests_app.models import AuditChainCheck
     from requests_app.services.routing import dpo_users
 
     check = AuditChainCheck.objects.get(pk=check_id)

@@ -153,6 +153,7 @@ def dispatch_unrouted_requests() -> int:
 
 @shared_task(**EMAIL_RETRY)
 def send_assignment_email(request_id: int, event_sequence: int) -> None:
+    """Tell the assignee a request is theirs; sent once per assignment (its audit event)."""
     request = PrivacyRequest.objects.select_related("assignee").filter(pk=request_id).first()
     if request is not None:
         emails.send_assignment_email(request, event_sequence)
@@ -166,6 +167,7 @@ def send_subject_message(message_id: int) -> bool:
 
 @shared_task(**EMAIL_RETRY)
 def send_reply_notification(request_id: int, message_id: int) -> None:
+    """Tell the assignee (or the DPO) the subject replied; sent once per reply."""
     request = PrivacyRequest.objects.select_related("assignee").filter(pk=request_id).first()
     if request is not None:
         emails.send_reply_notification(request, message_id)
@@ -257,6 +259,7 @@ def dispatch_due_webhooks() -> int:
 
 @shared_task(**EMAIL_RETRY)
 def send_webhook_disabled_email(endpoint_id: int) -> None:
+    """Tell the DPOs an organisation's webhook endpoint was disabled after failing for the whole retry window."""
     emails.send_webhook_disabled_email(endpoint_id)
 
 
@@ -272,6 +275,7 @@ def verify_audit_chain() -> bool:
 
 @shared_task(**EMAIL_RETRY)
 def send_audit_chain_broken_email(check_id: int) -> None:
+    """Tell the DPOs the nightly walk found the audit chain broken (a possible security incident)."""
     emails.send_audit_chain_broken_email(check_id)
 
 

@@ -284,13 +284,6 @@ def test_the_nightly_check_alerts_the_dpos_when_the_chain_is_broken(mailoutbox, 
 
 
 @pytest.mark.django_db
-def test_the_nightly_check_is_scheduled():
-    from django.conf import settings
-
-    assert settings.CELERY_BEAT_SCHEDULE["verify-audit-chain"]["task"] == "requests_app.tasks.verify_audit_chain"
-
-
-@pytest.mark.django_db
 def test_the_staff_home_page_shows_the_latest_check(client):
     from django.urls import reverse
 

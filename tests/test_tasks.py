@@ -175,7 +175,9 @@ def test_a_broker_outage_still_shows_the_subject_their_reference(client, unreach
 
 def test_every_periodic_job_names_a_registered_task(settings):
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert "requests_app.tasks.requeue_lost_work" in scheduled
+    # The jobs a promise rests on: reminders, lost work found again, the nightly audit walk, retention.
+    for name in ("sweep_deadlines", "requeue_lost_work", "verify_audit_chain", "purge_closed_requests", "clear_expired_sessions"):
+        assert f"requests_app.tasks.{name}" in scheduled
     assert scheduled <= set(celery_app.tasks)
 
 

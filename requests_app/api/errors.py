@@ -1,10 +1,9 @@
 """One error format for the whole API: RFC 9457 problem details (application/problem+json)."""
 
-import re
 from http import HTTPStatus
 
-from django.apps import apps
-from django.http import Http404, JsonResponse
+from django.core.exceptions import ValidationError
+from django.http import JsonResponse
 
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -33,14 +32,17 @@ def problem_response(status_code: int, detail: str, *, title: str = "") -> JsonR
     return JsonResponse(problem_body(status_code, detail, title=title), status=status_code, content_type=PROBLEM)
 
 
-def not_found_detail(exc: Http404) -> str:
-    """Django's "No PrivacyRequest matches the given query." in a portal's words: the model's name, not its class."""
-    found = re.fullmatch(r"No (\w+) matches the given query\.", str(exc))
+def found_or_404(queryset, what: str, **lookup):
+    """The object of `queryset` (already narrowed to the caller's organisation) matching `lookup`,
+    or a 404 naming what this key has no such one of: another organisation's id is unknown too, and
+    so is an id that is not even well formed (not a UUID)."""
     try:
-        name = apps.get_model("requests_app", found[1])._meta.verbose_name if found else ""
-    except LookupError:
-        name = ""
-    return f"No such {name} for this API key." if name else "Not found."
+        found = queryset.filter(**lookup).first()
+    except (TypeError, ValueError, ValidationError):
+        found = None
+    if found is None:
+        raise exceptions.NotFound(f"No such {what} for this API key.")
+    return found
 
 
 def problem_exception_handler(exc, context):
@@ -49,8 +51,6 @@ def problem_exception_handler(exc, context):
         return problem(status.HTTP_403_FORBIDDEN, str(exc))
     if isinstance(exc, RequestError):
         return problem(status.HTTP_409_CONFLICT, str(exc))
-    if isinstance(exc, Http404):
-        return problem(status.HTTP_404_NOT_FOUND, not_found_detail(exc))
     response = exception_handler(exc, context)
     if response is None:
         return None  # a bug: Django's 500, logged

@@ -18,10 +18,10 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotAuthenticated
-from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from requests_app.api.auth import OrganisationKeyAuthentication
+from requests_app.api.errors import found_or_404
 from requests_app.api.views import READ_PROBLEMS, DocumentedCursorPagination, problems, success
 from requests_app.models import APIKeyScope, IdentityKind, OrganisationAPIKey, SuppressionEntry, SuppressionPurpose
 from requests_app.services import suppression
@@ -140,7 +140,7 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return SuppressionPurpose.objects.annotate(entry_count=Count("entries"))
 
     def purpose(self) -> SuppressionPurpose:
-        return get_object_or_404(SuppressionPurpose, slug=self.kwargs["slug"])
+        return found_or_404(SuppressionPurpose.objects.all(), "suppression list", slug=self.kwargs["slug"])
 
     @extend_schema(
         parameters=[EntryFilter, OpenApiParameter("cursor", str, description="From the previous page's `next` link.")],

@@ -12,14 +12,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, pagination, status, viewsets
 from rest_framework.exceptions import NotFound, PermissionDenied
-from rest_framework.generics import get_object_or_404
 from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
 from requests_app.api import serializers
 from requests_app.api.idempotency import idempotent
 from requests_app.audit import Actor
-from requests_app.api.errors import PROBLEM, problem, problem_body
+from requests_app.api.errors import PROBLEM, found_or_404, problem, problem_body
 from requests_app.lifecycle import RequestError
 from requests_app.models import APIKeyScope, Channel, ExportPackage, ExportStatus, PrivacyRequest, RequestedRight
 from requests_app.services import exports, handling, intake
@@ -254,6 +253,9 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             requests = requests.filter(updated_at__gte=filters.validated_data["updated_since"])
         return requests
 
+    def get_object(self):
+        return found_or_404(self.get_queryset(), "privacy request", public_id=self.kwargs["public_id"])
+
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "with_timeline": self.action == "retrieve"}
 
@@ -349,15 +351,17 @@ class ExportViewSet(viewsets.GenericViewSet):
     lookup_value_regex = UUID_PATTERN
 
     def privacy_request(self) -> PrivacyRequest:
-        return get_object_or_404(
-            PrivacyRequest, public_id=self.kwargs["request_public_id"], organisation=self.request.auth.organisation
-        )
+        own_requests = PrivacyRequest.objects.filter(organisation=self.request.auth.organisation)
+        return found_or_404(own_requests, "privacy request", public_id=self.kwargs["request_public_id"])
 
     def get_queryset(self):
         # Released and shared; whether it can still be downloaded is the download's answer (410).
         return ExportPackage.objects.filter(
             request=self.privacy_request(), status=ExportStatus.RELEASED, shared_with_organisation=True
         )
+
+    def get_object(self):
+        return found_or_404(self.get_queryset(), "export package", public_id=self.kwargs["public_id"])
 
     @extend_schema(
         responses={

@@ -314,11 +314,15 @@ def _auto_start_export(request: PrivacyRequest) -> None:
         exports.export_start(request=request, actor=Actor.system())
 
 
+PLAIN_TRANSITIONS = ("start_identity_check", "start_work")
+
+
 def request_transition(
     *, request: PrivacyRequest, actor: Actor, name: str, expected_status: str | None, note: str = ""
 ) -> PrivacyRequest:
-    """A plain status change from the dashboard (start identity check, start work)."""
-    if name in ("complete", "reject", "await_subject", "verify_email", "expire", "withdraw"):
+    """A plain status change from the dashboard (start identity check, start work). The others have
+    an action of their own, which sends a letter or records why."""
+    if name not in PLAIN_TRANSITIONS:
         raise RequestError(_("Use the dedicated action for this step."))
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)

@@ -22,7 +22,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import ProtectedError
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -262,7 +262,7 @@ def queue_filters(request: HttpRequest, query) -> selectors.QueueFilters:
 @require_POST
 def queue_search(request: HttpRequest) -> HttpResponse:
     """Keep the search text in the session and show the queue with its token."""
-    query = _query_dict(request.POST.get("query", "")).copy()
+    query = QueryDict(request.POST.get("query", "")).copy()
     for name in ("search", "q", "page"):
         query.pop(name, None)
     text = request.POST.get("q", "").strip()[:200]
@@ -311,7 +311,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
         return redirect(back)
 
     if form.cleaned_data["everything"]:
-        filters = queue_filters(request, _query_dict(request.POST.get("query", "")))
+        filters = queue_filters(request, QueryDict(request.POST.get("query", "")))
         targets = selectors.queue_queryset(filters, user=request.user)
     else:
         targets = PrivacyRequest.objects.filter(reference__in=form.cleaned_data["references"]).order_by("reference")
@@ -344,12 +344,6 @@ def bulk(request: HttpRequest) -> HttpResponse:
     if len(result.skipped) > 20:
         messages.warning(request, _("%(count)s more were skipped.") % {"count": len(result.skipped) - 20})
     return redirect(back)
-
-
-def _query_dict(query: str):
-    from django.http import QueryDict
-
-    return QueryDict(query)
 
 
 # --- The request page ----------------------------------------------------------
@@ -730,8 +724,6 @@ def export_detail(request: HttpRequest, public_id) -> HttpResponse:
 @staff_view
 def export_progress(request: HttpRequest, public_id) -> HttpResponse:
     """Polled by the request page while an export compiles."""
-    from django.http import JsonResponse
-
     export = _get_export(public_id)
     return JsonResponse({"status": export.status, "label": export.get_status_display(), "progress": export.progress})
 

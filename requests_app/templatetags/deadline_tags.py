@@ -10,7 +10,7 @@ from requests_app import deadlines
 
 register = template.Library()
 
-# Colour by urgency: the same thresholds as the default reminders.
+# Colour by urgency: due within 2 days is urgent, within 7 soon (the default reminders' days).
 COLOURS = {"overdue": "#b00020", "urgent": "#c05600", "soon": "#8a6d00", "ok": "#1e7b34", "none": "#5b6775"}
 
 

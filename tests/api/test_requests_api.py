@@ -316,6 +316,27 @@ def test_idempotency_keys_belong_to_one_organisation(api, other_operator):
 
 
 @pytest.mark.django_db
+def test_idempotency_keys_are_forgotten_after_their_lifetime(api, settings):
+    """Past IDEMPOTENCY_KEY_LIFETIME the hourly job deletes the stored answer: the key may be used afresh."""
+    import datetime
+
+    from django.utils import timezone
+
+    from requests_app import tasks
+    from requests_app.models import IdempotencyRecord
+
+    api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="old")
+    api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="recent")
+    expired = timezone.now() - settings.IDEMPOTENCY_KEY_LIFETIME - datetime.timedelta(minutes=1)
+    IdempotencyRecord.objects.filter(key="old").update(created_at=expired)
+
+    assert tasks.purge_idempotency_records() == 1
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["recent"]
+    assert api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="old").status_code == 201  # a new request
+    assert PrivacyRequest.objects.count() == 3
+
+
+@pytest.mark.django_db
 def test_a_refusal_is_replayed_too(api):
     created = create(api).json()
     api.post(f"{URL}{created['id']}/withdraw/")

@@ -291,7 +291,3 @@ def test_a_closed_request_keeps_personal_data_for_the_retention_period_only(sett
     assert completed.events.filter(action="personal_data_purged").count() == 1
     assert completed.reference and verify_chain()[1] is None  # the reference and the trail stay
     assert open_one.subject_name == "Bo Jansen"  # an open request is never purged
-
-
-def test_the_retention_purge_is_scheduled(settings):
-    assert settings.CELERY_BEAT_SCHEDULE["purge-closed-requests"]["task"] == "requests_app.tasks.purge_closed_requests"
