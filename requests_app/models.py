@@ -381,6 +381,8 @@ class Attachment(models.Model):
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # The subject's reply it came with (a copy of an ID asked for), if any.
+    message = models.ForeignKey("Message", null=True, blank=True, on_delete=models.CASCADE, related_name="attachments")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

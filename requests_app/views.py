@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -11,7 +12,7 @@ from django_ratelimit.core import is_ratelimited
 
 from requests_app import selectors
 from requests_app.audit import Actor
-from requests_app.forms import RequestForm, ResendLinkForm
+from requests_app.forms import RequestForm, ResendLinkForm, validate_attachment
 from requests_app.lifecycle import IllegalTransition, RequestError
 from requests_app.models import Status
 from requests_app.services import exports, handling, intake
@@ -108,7 +109,8 @@ def _status_context(privacy_request) -> dict:
         "next_step": next_step,
         "timeline": selectors.subject_timeline(privacy_request),
         "clock_paused": privacy_request.clock_paused,
-        "thread": privacy_request.messages.all(),
+        "thread": privacy_request.messages.prefetch_related("attachments"),
+        "document_limit_mb": settings.ATTACHMENT_MAX_BYTES // (1024 * 1024),
         "downloads": [(export, exports.download_token(export)) for export in selectors.downloadable_exports(privacy_request)],
         # Art. 19: the subject may know who received their data and was told of the erasure,
         # rectification or restriction. Notices exist only for requests with those rights.
@@ -136,17 +138,28 @@ def withdraw(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
 
 @require_POST
 def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
-    """The subject writes to the DPO team; a reply to a question restarts the clock."""
+    """The subject writes to the DPO team, with a document if asked for one (a copy of an ID);
+    a reply to a question restarts the clock."""
     privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
     body = request.POST.get("body", "")
+    document = request.FILES.get("document")
     try:
-        handling.subject_reply(request=privacy_request, body=body)
+        if document is not None:
+            validate_attachment(document)
+        handling.subject_reply(request=privacy_request, body=body, document=document)
+    except ValidationError as error:
+        return _reply_refused(request, privacy_request, body, " ".join(error.messages))
     except RequestError as error:
-        # The page again with the text they wrote: a refused message must not be lost.
-        context = {**_status_context(privacy_request), "reply_body": body, "reply_error": str(error)}
-        return render(request, "requests_app/status.html", context, status=400)
+        return _reply_refused(request, privacy_request, body, str(error))
     messages.success(request, _("Thank you: your message has been sent to our data protection team."))
     return redirect("status", reference, secret)
+
+
+def _reply_refused(request: HttpRequest, privacy_request, body: str, reason: str) -> HttpResponse:
+    """The page again with the text they wrote: a refused message must not be lost. (A browser
+    cannot be given back a chosen file: the page asks for it again.)"""
+    context = {**_status_context(privacy_request), "reply_body": body, "reply_error": reason}
+    return render(request, "requests_app/status.html", context, status=400)
 
 
 @require_GET

@@ -270,3 +270,86 @@ def test_a_purged_request_says_its_personal_data_was_deleted(client):
     login_staff(client, staff_in_role("DPO", username="dpo-purged"))
     staff_page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
     assert "The personal data of this request was deleted on" in staff_page
+
+
+PDF = b"%PDF-1.4\n% a copy of an identity card\n"
+
+
+def send_document(client, request, name="id-card.pdf", content=PDF, body="Here is my ID, as you asked."):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return client.post(
+        reverse("reply", args=[request.reference, request.secret]),
+        {"body": body, "document": SimpleUploadedFile(name, content, content_type="application/octet-stream")},
+    )
+
+
+@pytest.mark.django_db
+def test_the_subject_sends_the_document_staff_asked_for_with_their_reply(client):
+    """Asked for a copy of an ID, the subject uploads it on the status page; staff who work the request open it."""
+    from requests_app.audit import Actor
+    from requests_app.services import handling
+    from tests.conftest import login_staff
+
+    dpo = staff_in_role("DPO", username="dpo1")
+    request = request_in_status(Status.IN_PROGRESS)
+    handling.request_information(request=request, actor=Actor.staff(dpo), body="Please send a copy of your ID.", expected_status=Status.IN_PROGRESS)
+
+    assert send_document(client, request).status_code == 302
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS  # the reply answered the question
+    reply = request.messages.get(direction="from_subject")
+    document = reply.attachments.get()
+    assert (document.original_name, document.content_type, document.size) == ("id-card.pdf", "application/pdf", len(PDF))
+    assert request.events.filter(action="attachment_added", actor_kind="subject").exists()
+    assert "Document sent: id-card.pdf" in client.get(status_url(request)).content.decode()
+
+    staff = login_staff(client, dpo)
+    page = staff.get(reverse("staff:request", args=[request.reference])).content.decode()
+    link = reverse("staff:attachment", args=[document.public_id])
+    assert link in page
+    assert b"".join(staff.get(link).streaming_content) == PDF
+
+
+@pytest.mark.django_db
+def test_a_document_alone_is_a_reply(client):
+    request = request_in_status(Status.IN_PROGRESS)
+    assert send_document(client, request, body="").status_code == 302
+    assert request.messages.get().attachments.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("id-card.exe", b"MZ\x90\x00", "Upload a PDF, PNG or JPEG file."),
+        ("id-card.pdf", b"<html>not a pdf</html>", "Upload a PDF, PNG or JPEG file."),  # checked by content
+    ],
+)
+def test_a_document_that_is_not_a_pdf_or_image_is_refused_with_the_text_kept(client, name, content, message):
+    request = request_in_status(Status.IN_PROGRESS)
+    response = send_document(client, request, name=name, content=content)
+    page = response.content.decode()
+    assert response.status_code == 400 and message in page and ">Here is my ID, as you asked.</textarea>" in page
+    assert not request.messages.exists() and not request.attachments.exists()
+
+
+@pytest.mark.django_db
+def test_a_document_over_the_size_limit_is_refused(client, settings):
+    settings.ATTACHMENT_MAX_BYTES = 1024 * 1024
+    request = request_in_status(Status.IN_PROGRESS)
+    response = send_document(client, request, content=PDF + b"x" * (1024 * 1024))
+    assert response.status_code == 400 and "The file is too large: the limit is 1 MB." in response.content.decode()
+    assert not request.attachments.exists()
+
+
+@pytest.mark.django_db
+def test_one_request_takes_ten_documents_at_most(client):
+    from requests_app.services.handling import SUBJECT_DOCUMENTS_MAX
+
+    request = request_in_status(Status.IN_PROGRESS)
+    for _ in range(SUBJECT_DOCUMENTS_MAX):
+        assert send_document(client, request).status_code == 302
+    refused = send_document(client, request)
+    assert refused.status_code == 400 and "the most it takes" in refused.content.decode()
+    assert request.attachments.count() == SUBJECT_DOCUMENTS_MAX == 10

@@ -32,6 +32,7 @@ from requests_app.models import (
     TemplatePurpose,
 )
 from requests_app.services import deadlines as deadline_service
+from requests_app.services import intake
 from requests_app.services.actions import completion_blockers
 from requests_app.services.certificate import data_kept, nothing_corrected, outcome_summary
 
@@ -223,17 +224,23 @@ RESUME_TRANSITION = {
 }
 
 
-def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = None) -> Message:
+# Documents a subject may send with their replies to one request (a copy of an ID, a bill): enough
+# for any identity check, and a bound on what one status link can store.
+SUBJECT_DOCUMENTS_MAX = 10
+
+
+def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = None, document=None) -> Message:
     """The subject answers on their status page (or their organisation's portal, over the API).
 
     Allowed on open requests. A reply to a request awaiting the subject
     moves it back to where it was, and any paused clock restarts. The
-    assignee is told.
+    assignee is told. `document`, a file already checked by forms.validate_attachment
+    (the status page's upload), is stored with the reply; a reply may be the document alone.
     """
     # Browsers send line breaks as CRLF but count them as one character against the
     # form's maxlength: count (and keep) them as the subject saw them.
     body = body.replace("\r\n", "\n").strip()
-    if not body:
+    if not body and document is None:
         raise RequestError(_("Write your reply first."))
     if len(body) > 10_000:
         raise RequestError(_("Your reply is too long: keep it under 10,000 characters."))
@@ -244,8 +251,15 @@ def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = N
         if not locked.is_open:
             raise RequestError(_("This request is closed. Please submit a new request."))
         actor = actor or Actor.subject()
+        if document is not None and locked.attachments.filter(message__isnull=False).count() >= SUBJECT_DOCUMENTS_MAX:
+            raise RequestError(
+                _("You have sent us %(count)s documents for this request, the most it takes: write to us instead.")
+                % {"count": SUBJECT_DOCUMENTS_MAX}
+            )
         message = Message.objects.create(request=locked, direction=MessageDirection.FROM_SUBJECT, body=body)
         record_event(locked, "subject_replied", actor=actor, data={"message": str(message.public_id)})
+        if document is not None:
+            intake.attachment_add(request=locked, file=document, actor=actor, message=message)
         if locked.status == Status.AWAITING_SUBJECT:
             paused_from = (
                 locked.events.filter(action="await_subject").order_by("-sequence").values_list("from_status", flat=True).first()

@@ -210,8 +210,9 @@ def request_follow_up(*, request_id: int) -> None:
         emails.send_request_confirmed_email(request)
 
 
-def attachment_add(*, request: PrivacyRequest, file: UploadedFile, actor: Actor) -> Attachment:
-    """Store an uploaded file (already validated for size and type) with the request."""
+def attachment_add(*, request: PrivacyRequest, file: UploadedFile, actor: Actor, message=None) -> Attachment:
+    """Store an uploaded file (already validated for size and type) with the request, and the
+    subject's message it came with, if any."""
     content_type = getattr(file, "content_type", "") or mimetypes.guess_type(file.name)[0] or ""
     attachment = Attachment(
         request=request,
@@ -219,6 +220,7 @@ def attachment_add(*, request: PrivacyRequest, file: UploadedFile, actor: Actor)
         content_type=content_type,
         size=file.size,
         uploaded_by=actor.user,
+        message=message,
     )
     attachment.file.save(file.name, file, save=False)
     attachment.save()

@@ -364,7 +364,7 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "identities": identities,
         "events": privacy_request.events.select_related("actor"),
         "notes": privacy_request.notes.select_related("author"),
-        "messages_thread": privacy_request.messages.select_related("author"),
+        "messages_thread": privacy_request.messages.select_related("author").prefetch_related("attachments"),
         "attachments": privacy_request.attachments.all(),
         "reads_files": roles.reads_files(user, privacy_request),
         "pauses": privacy_request.pauses.all(),
