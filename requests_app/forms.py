@@ -10,11 +10,9 @@ from django.utils import formats, timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
-from requests_app.models import Channel, Regime, Relationship, RequestType, RestrictionGround
+from requests_app.models import TEXT_MAX_CHARS, Channel, Regime, Relationship, RequestType, RestrictionGround
 from requests_app.phones import to_e164
 from requests_app.services.intake import RightDetails
-
-DESCRIPTION_MAX_CHARS = 10_000
 
 # The fields each right needs, and the message when one is missing.
 RIGHT_DETAIL_FIELDS = {
@@ -137,10 +135,10 @@ class RequestForm(forms.Form):
         # Characters, as the help text says (not bytes: that would halve the limit for Greek or
         # Cyrillic), with line breaks counted once (MultilineField).
         value = self.cleaned_data["description"]
-        if len(value) > DESCRIPTION_MAX_CHARS:
+        if len(value) > TEXT_MAX_CHARS:
             raise forms.ValidationError(
                 _("The description is too long: keep it to %(limit)s characters at most."),
-                params={"limit": formats.number_format(DESCRIPTION_MAX_CHARS, force_grouping=True)},
+                params={"limit": formats.number_format(TEXT_MAX_CHARS, force_grouping=True)},
                 code="too_long",
             )
         return value

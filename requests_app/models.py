@@ -141,6 +141,11 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+# The longest free text anyone writes: a description, a message or reply, a note, a letter's text,
+# a corrected value. Counted in characters, line breaks once.
+TEXT_MAX_CHARS = 10_000
+
+
 def new_nonce() -> str:
     return secrets.token_hex(16)
 

@@ -14,7 +14,7 @@ from requests_app import selectors
 from requests_app.audit import Actor
 from requests_app.forms import RequestForm, ResendLinkForm, validate_attachment
 from requests_app.lifecycle import IllegalTransition, RequestError
-from requests_app.models import Status
+from requests_app.models import TEXT_MAX_CHARS, Status
 from requests_app.services import exports, handling, intake
 
 
@@ -111,6 +111,7 @@ def _status_context(privacy_request) -> dict:
         "clock_paused": privacy_request.clock_paused,
         "thread": privacy_request.messages.prefetch_related("attachments"),
         "document_limit_mb": settings.ATTACHMENT_MAX_BYTES // (1024 * 1024),
+        "text_max_chars": TEXT_MAX_CHARS,
         "downloads": [(export, exports.download_token(export)) for export in selectors.downloadable_exports(privacy_request)],
         # Art. 19: the subject may know who received their data and was told of the erasure,
         # rectification or restriction. Notices exist only for requests with those rights.

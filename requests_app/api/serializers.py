@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from requests_app import selectors
 from requests_app.forms import RequestForm
-from requests_app.models import PrivacyRequest, Regime, Relationship, RequestType, RestrictionGround, Status
+from requests_app.models import TEXT_MAX_CHARS, PrivacyRequest, Regime, Relationship, RequestType, RestrictionGround, Status
 
 
 class StringField(serializers.CharField):
@@ -83,7 +83,7 @@ class RequestSerializer(serializers.ModelSerializer):
 
 
 class MessageCreateSerializer(serializers.Serializer):
-    body = StringField(max_length=10_000, help_text="The subject's message to the DPO team.")
+    body = StringField(max_length=TEXT_MAX_CHARS, help_text="The subject's message to the DPO team.")
 
 
 class MessageSerializer(serializers.Serializer):

@@ -21,6 +21,7 @@ from requests_app import emails, lifecycle, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
+    TEXT_MAX_CHARS,
     InternalNote,
     Message,
     MessageDirection,
@@ -242,8 +243,11 @@ def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = N
     body = body.replace("\r\n", "\n").strip()
     if not body and document is None:
         raise RequestError(_("Write your reply first."))
-    if len(body) > 10_000:
-        raise RequestError(_("Your reply is too long: keep it under 10,000 characters."))
+    if len(body) > TEXT_MAX_CHARS:
+        raise RequestError(
+            _("Your reply is too long: keep it to %(limit)s characters at most.")
+            % {"limit": formats.number_format(TEXT_MAX_CHARS, force_grouping=True)}
+        )
     if "\x00" in body:
         raise RequestError(_("Your reply contains a null character, which cannot be stored: remove it and send again."))
     with transaction.atomic():

@@ -4,7 +4,7 @@ the services (services/actions.py, services/notices.py) decide whether it may be
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from requests_app.models import SourceCategory, WaiverReason
+from requests_app.models import TEXT_MAX_CHARS, SourceCategory, WaiverReason
 
 
 class CategoryChoiceField(forms.ModelChoiceField):
@@ -17,7 +17,7 @@ class RectificationForm(forms.Form):
 
     category = CategoryChoiceField(label=_("Data category"), queryset=SourceCategory.objects.none())
     field = forms.CharField(label=_("Field"), max_length=100)
-    value = forms.CharField(label=_("Corrected value"), max_length=10_000)
+    value = forms.CharField(label=_("Corrected value"), max_length=TEXT_MAX_CHARS)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

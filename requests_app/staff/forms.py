@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from requests_app import roles
 from requests_app.models import (
+    TEXT_MAX_CHARS,
     AssignmentRule,
     Channel,
     ConnectorKind,
@@ -78,17 +79,17 @@ class ReasonForm(forms.Form):
 
 
 class NoteForm(forms.Form):
-    body = forms.CharField(label=_("Internal note"), widget=forms.Textarea(attrs={"rows": 3}), max_length=10_000)
+    body = forms.CharField(label=_("Internal note"), widget=forms.Textarea(attrs={"rows": 3}), max_length=TEXT_MAX_CHARS)
 
 
 class MessageForm(forms.Form):
     subject = forms.CharField(label=_("Subject line (optional)"), max_length=200, required=False)
-    body = forms.CharField(label=_("Message to the subject"), widget=forms.Textarea(attrs={"rows": 5}), max_length=10_000)
+    body = forms.CharField(label=_("Message to the subject"), widget=forms.Textarea(attrs={"rows": 5}), max_length=TEXT_MAX_CHARS)
 
 
 class InformationRequestForm(forms.Form):
     body = forms.CharField(
-        label=_("What do you need from the subject?"), widget=forms.Textarea(attrs={"rows": 4}), max_length=10_000
+        label=_("What do you need from the subject?"), widget=forms.Textarea(attrs={"rows": 4}), max_length=TEXT_MAX_CHARS
     )
 
 
@@ -117,7 +118,7 @@ class CompleteForm(forms.Form):
     letter = forms.CharField(
         label=_("What we did (goes into the completion letter)"),
         widget=forms.Textarea(attrs={"rows": 4}),
-        max_length=10_000,
+        max_length=TEXT_MAX_CHARS,
         required=False,
     )
 
@@ -129,7 +130,7 @@ class RejectForm(forms.Form):
         help_text=_("Holding no data about them is an answer, not a refusal: complete the request and say so in the letter."),
     )
     explanation = forms.CharField(
-        label=_("Explanation for the subject"), widget=forms.Textarea(attrs={"rows": 4}), max_length=10_000, required=False
+        label=_("Explanation for the subject"), widget=forms.Textarea(attrs={"rows": 4}), max_length=TEXT_MAX_CHARS, required=False
     )
 
 
