@@ -112,9 +112,12 @@ def send_once(request: PrivacyRequest, kind: str, key: str, message: EmailMultiA
     return True
 
 
-# Owed emails (owe) whose task the broker lost are queued again (requeue_owed_emails).
-OWED_LOST_AFTER = datetime.timedelta(hours=2)  # longer than the task's longest wait between retries
-OWED_GIVE_UP_AFTER = datetime.timedelta(days=7)
+# Work a task owes (an email, a letter, a text, an Art. 19 notice) is tried again at most an hour
+# apart (tasks.EMAIL_RETRY's retry_backoff_max, and the same backoff for texts and notices), and each
+# try is noted: nothing tried for two hours means the broker lost the task, and the lost-work sweeps
+# queue it again. After a week an email is no longer worth sending.
+LOST_TASK_AFTER = datetime.timedelta(hours=2)
+GIVE_UP_AFTER = datetime.timedelta(days=7)
 
 
 def _owed_email_tasks() -> dict:
@@ -137,7 +140,7 @@ def _owed_email_tasks() -> dict:
 
 
 def requeue_owed_emails(*, now: datetime.datetime | None = None) -> int:
-    """Queue again the owed emails not sent and not tried for OWED_LOST_AFTER, for a week; returns how many.
+    """Queue again the owed emails not sent and not tried for LOST_TASK_AFTER, for a week; returns how many.
     A second task is harmless: each email goes once (send_once)."""
     from requests_app import tasks
 
@@ -147,8 +150,8 @@ def requeue_owed_emails(*, now: datetime.datetime | None = None) -> int:
         SentNotification.objects.filter(
             sent_at__isnull=True,
             kind__in=owed_tasks,
-            queued_at__lt=now - OWED_LOST_AFTER,
-            created_at__gte=now - OWED_GIVE_UP_AFTER,
+            queued_at__lt=now - LOST_TASK_AFTER,
+            created_at__gte=now - GIVE_UP_AFTER,
         ).select_related("request")
     )
     lost = [n for n in lost if not (owed_tasks[n.kind][0] and n.request.subject_email_rejected_at)]

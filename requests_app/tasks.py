@@ -320,8 +320,9 @@ def execute_source_action(action_id: int, token: str) -> str:
 @shared_task(bind=True, acks_late=True, max_retries=10)
 def send_recipient_notice(self, notice_id: int) -> bool:
     """Art. 19: tell a recipient about the changes made to the data it received.
-    Retried with backoff (30 s doubling, capped at an hour); the last failure marks the notice failed."""
+    Retried with the emails' backoff (30 s doubling, capped at an hour); the last failure marks the notice failed."""
     try:
         return notices.deliver(notice_id=notice_id, final_attempt=self.request.retries >= self.max_retries)
     except notices.NoticeFailed as failure:
-        raise self.retry(countdown=min(30 * 2**self.request.retries, 3600)) from failure
+        countdown = min(EMAIL_RETRY["retry_backoff"] * 2**self.request.retries, EMAIL_RETRY["retry_backoff_max"])
+        raise self.retry(countdown=countdown) from failure

@@ -143,3 +143,8 @@ def test_a_reply_is_told_to_the_assignee_or_to_the_dpo_once_the_assignee_left(as
         handling.subject_reply(request=PrivacyRequest.objects.get(pk=request.pk), body="Here is my customer number.")
     (email,) = mail.outbox
     assert email.to == (["h1@example.com"] if assignee_state == "active" else [settings.DPO_EMAIL])
+
+
+def test_work_is_taken_for_lost_only_after_twice_the_longest_wait_between_tries():
+    """A task waiting an hour before its next try must not be queued a second time meanwhile."""
+    assert emails.LOST_TASK_AFTER.total_seconds() >= 2 * tasks.EMAIL_RETRY["retry_backoff_max"]

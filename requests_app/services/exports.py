@@ -129,10 +129,6 @@ def _queue_compilation(export_id: int) -> None:
     tasks.queue_after_commit(tasks.compile_export, export_id)
 
 
-# Longer than the password task's longest wait between retries (an hour).
-PASSWORD_LOST_AFTER = datetime.timedelta(hours=2)
-
-
 def requeue_lost_exports(*, now: datetime.datetime | None = None) -> int:
     """Queue again the compilations and package passwords whose task the broker lost; returns how many.
 
@@ -157,7 +153,7 @@ def requeue_lost_exports(*, now: datetime.datetime | None = None) -> int:
     # A released package whose password task was lost, or gave up while the SMS gateway was down:
     # try again until it is sent or the package expires (which erases the password).
     unsent = ExportPackage.objects.filter(
-        status=ExportStatus.RELEASED, queued_at__lt=now - PASSWORD_LOST_AFTER
+        status=ExportStatus.RELEASED, queued_at__lt=now - emails.LOST_TASK_AFTER
     ).exclude(pending_password="").exclude(request__status__in=NO_DATA_DELIVERED)
     password_ids = list(unsent.values_list("id", flat=True))
     for export_id in password_ids:

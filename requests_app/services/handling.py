@@ -119,12 +119,6 @@ def _send_to_subject(request: PrivacyRequest, *, actor: Actor, subject: str, bod
     return message
 
 
-# Longer than the email task's longest wait between retries (an hour): a message not emailed
-# and not tried for this long has lost its task. After a week it is no longer worth sending.
-MESSAGE_LOST_AFTER = datetime.timedelta(hours=2)
-MESSAGE_GIVE_UP_AFTER = datetime.timedelta(days=7)
-
-
 def email_to_subject(*, message_id: int) -> bool:
     """The email task's work: send a message or letter to the subject, once. Returns whether it was
     sent now. Each try is noted (see requeue_unsent_messages); a mail server error propagates, and
@@ -150,8 +144,8 @@ def requeue_unsent_messages(*, now: datetime.datetime | None = None) -> int:
             direction=MessageDirection.TO_SUBJECT,
             emailed_at__isnull=True,
             request__subject_email_rejected_at__isnull=True,
-            queued_at__lt=now - MESSAGE_LOST_AFTER,
-            created_at__gte=now - MESSAGE_GIVE_UP_AFTER,
+            queued_at__lt=now - emails.LOST_TASK_AFTER,
+            created_at__gte=now - emails.GIVE_UP_AFTER,
         )
         .exclude(request__subject_email="")
         .values_list("id", flat=True)

@@ -366,11 +366,6 @@ def request_withdraw(*, request: PrivacyRequest, actor: Actor, note: str = "") -
     return request
 
 
-# Email retries are at most an hour apart, and each try is noted: two quiet hours mean the task is gone.
-ACKNOWLEDGEMENT_LOST_AFTER = timedelta(hours=2)
-ACKNOWLEDGEMENT_GIVE_UP_AFTER = timedelta(days=7)
-
-
 def requeue_lost_acknowledgements(*, now: datetime | None = None) -> int:
     """Queue again the first email to subjects whose task the broker lost or whose retries ran out.
 
@@ -384,8 +379,8 @@ def requeue_lost_acknowledgements(*, now: datetime | None = None) -> int:
         PrivacyRequest.objects.filter(
             acknowledged_at__isnull=True,
             subject_email_rejected_at__isnull=True,
-            acknowledgement_queued_at__lt=now - ACKNOWLEDGEMENT_LOST_AFTER,
-            created_at__gte=now - ACKNOWLEDGEMENT_GIVE_UP_AFTER,
+            acknowledgement_queued_at__lt=now - emails.LOST_TASK_AFTER,
+            created_at__gte=now - emails.GIVE_UP_AFTER,
             status__in=lifecycle.OPEN_STATUSES,
         )
         .exclude(subject_email="")

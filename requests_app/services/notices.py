@@ -43,11 +43,6 @@ class NoticeFailed(Exception):
     """Sending failed in a way a retry may fix (the task retries with backoff)."""
 
 
-# Longer than the send task's longest wait between retries (an hour): a pending notice
-# quiet for this long has lost its task.
-NOTICE_LOST_AFTER = datetime.timedelta(hours=2)
-
-
 def queue_delivery(notice_id: int) -> None:
     """Queue the send task on commit, and note when (see requeue_lost_notices)."""
     RecipientNotice.objects.filter(pk=notice_id).update(queued_at=timezone.now())
@@ -60,7 +55,7 @@ def requeue_lost_notices(*, now: datetime.datetime | None = None) -> int:
     now = now or timezone.now()
     waiting_for_actions = Exists(_source_unfinished(OuterRef("request_id")).filter(source_id=OuterRef("recipient__source_id")))
     lost = list(
-        RecipientNotice.objects.filter(status=NoticeStatus.PENDING, queued_at__lt=now - NOTICE_LOST_AFTER)
+        RecipientNotice.objects.filter(status=NoticeStatus.PENDING, queued_at__lt=now - emails.LOST_TASK_AFTER)
         .exclude(waiting_for_actions)
         .values_list("id", flat=True)
     )
