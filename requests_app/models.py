@@ -1056,6 +1056,10 @@ class ExportPackage(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} export of {self.request_id}"
 
+    @property
+    def downloads_left(self) -> int:
+        return max(self.max_downloads - self.download_count, 0)
+
 
 class ManualTask(models.Model):
     """A manual source's part of an export: its owner uploads the extract."""

@@ -556,7 +556,4 @@ def export_previews(export) -> list[dict]:
 
 def downloadable_exports(request: PrivacyRequest) -> list:
     """Released packages the subject can still download."""
-    exports = list(request.exports.downloadable())
-    for export in exports:
-        export.downloads_left = export.max_downloads - export.download_count
-    return exports
+    return list(request.exports.downloadable())

@@ -106,10 +106,7 @@ class ExportSerializer(serializers.Serializer):
     sha256 = serializers.CharField()
     encrypted = serializers.BooleanField()
     expires_at = serializers.DateTimeField()
-    downloads_left = serializers.SerializerMethodField()
-
-    def get_downloads_left(self, export) -> int:
-        return export.max_downloads - export.download_count
+    downloads_left = serializers.IntegerField()
 
 
 class ProblemSerializer(serializers.Serializer):
