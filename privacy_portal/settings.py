@@ -60,6 +60,15 @@ def env_int_list(name: str, default: str) -> tuple[int, ...]:
         raise ImproperlyConfigured(f"{name} must be comma-separated whole numbers") from None
 
 
+def env_rate(name: str, default: str) -> str:
+    """A rate limit as both django-ratelimit and DRF read it, a count per second, minute, hour or day
+    ("10/h", "120/min"): checked at start, where a typo would otherwise fail only the first request."""
+    value = env_str(name, default).strip()
+    if not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        raise ImproperlyConfigured(f"{name} must be a count per second, minute, hour or day, like 10/h or 120/min, not {value!r}")
+    return value
+
+
 PRODUCTION = env_bool("PRODUCTION", False)
 
 
@@ -366,7 +375,7 @@ UNVERIFIED_REQUEST_EXPIRY = timedelta(days=env_int("UNVERIFIED_REQUEST_EXPIRY_DA
 # years by default: longer than the CCPA's 24 months of request records, and time for a complaint to the
 # supervisory authority. The reference, the audit trail and the certificate stay.
 CLOSED_REQUEST_RETENTION = timedelta(days=env_int("CLOSED_REQUEST_RETENTION_DAYS", 3 * 365))
-SUBMISSION_RATE_LIMIT = env_str("SUBMISSION_RATE_LIMIT", "10/h")
+SUBMISSION_RATE_LIMIT = env_rate("SUBMISSION_RATE_LIMIT", "10/h")
 ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
 # Behind a reverse proxy, the header that carries the client address.
 RATELIMIT_IP_META_KEY = env_str("RATELIMIT_IP_META_KEY") or None
@@ -446,7 +455,7 @@ SMS_BACKEND = env_str("SMS_BACKEND", "" if PRODUCTION else "requests_app.sms.Fil
 SMS_FILE_PATH = env_str("SMS_FILE_PATH", str(VAR_DIR / "sms"))
 
 # The REST API for business customers' portals.
-API_RATE_LIMIT = env_str("API_RATE_LIMIT", "120/min")
+API_RATE_LIMIT = env_rate("API_RATE_LIMIT", "120/min")
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 64 * 1024)
 IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=env_int("IDEMPOTENCY_KEY_HOURS", 24))
 # Webhooks: retried with exponential backoff for this long, then failed and

@@ -123,6 +123,14 @@ def test_a_malformed_number_is_refused():
     assert "ATTACHMENT_MAX_BYTES must be a whole number" in result.stderr
 
 
+@pytest.mark.parametrize(("value", "accepted"), [("10/h", True), ("1000000/s", True), ("120/min", True), ("10 per hour", False), ("10/fortnight", False)])
+def test_a_malformed_rate_limit_is_refused_at_start(value, accepted):
+    result = run_manage("check", API_RATE_LIMIT=value)
+    assert (result.returncode == 0) is accepted, result.stderr
+    if not accepted:
+        assert "API_RATE_LIMIT must be a count per second, minute, hour or day" in result.stderr
+
+
 def test_time_zone_is_brussels_and_aware(settings):
     assert settings.TIME_ZONE == "Europe/Brussels" and settings.USE_TZ
 
