@@ -197,10 +197,8 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         incoming = LookupSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         identifiers = incoming.validated_data["identifiers"]
-        suppressed = suppression.suppressed_among(purpose, [(i["kind"], i["value"]) for i in identifiers])
-        results = [
-            {**i, "suppressed": (i["kind"], suppression.normalise(i["kind"], i["value"])) in suppressed} for i in identifiers
-        ]
+        listed = suppression.suppressed(purpose, [(i["kind"], i["value"]) for i in identifiers])
+        results = [{**identifier, "suppressed": on_list} for identifier, on_list in zip(identifiers, listed)]
         return Response({"results": results})
 
     def _filtered_entries(self, request):

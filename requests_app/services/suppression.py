@@ -148,8 +148,9 @@ def spreadsheet_safe(value: str) -> str:
     return value
 
 
-def suppressed_among(purpose: SuppressionPurpose, identifiers: list[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which (kind, value) pairs are on the purpose's list, as normalised (kind, value) pairs; one query."""
-    wanted = {(kind, normalise(kind, value)) for kind, value in identifiers}
+def suppressed(purpose: SuppressionPurpose, identifiers: list[tuple[str, str]]) -> list[bool]:
+    """For each (kind, value), however it was typed, whether it is on the purpose's list; one query."""
+    wanted = [(kind, normalise(kind, value)) for kind, value in identifiers]
     found = SuppressionEntry.objects.filter(purpose=purpose, value__in={value for _kind, value in wanted})
-    return {pair for pair in found.values_list("kind", "value") if pair in wanted}
+    listed = set(found.values_list("kind", "value"))
+    return [pair in listed for pair in wanted]

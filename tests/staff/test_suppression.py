@@ -51,9 +51,7 @@ def test_suppress_adds_only_the_verified_identities_normalised(marketing, dpo):
     entry = SuppressionEntry.objects.get()
     assert added == {"marketing": 1}
     assert (entry.kind, entry.value, entry.right, entry.request) == ("email", "ana.peeters@example.com", "objection", request)
-    assert suppression.suppressed_among(marketing, [("email", "ANA.PEETERS@example.com "), ("phone", "+32470123456")]) == {
-        ("email", "ana.peeters@example.com")
-    }
+    assert suppression.suppressed(marketing, [("email", "ANA.PEETERS@example.com "), ("phone", "+32470123456")]) == [True, False]
 
 
 @pytest.mark.django_db
@@ -63,7 +61,7 @@ def test_a_phone_number_is_found_on_the_list_however_it_is_typed(marketing, dpo)
     request.identities.filter(kind="phone").update(verified_at=timezone.now())
     suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing])
     for typed in ["+32 470 12 34 56", "0470 12 34 56", "0470/12.34.56"]:
-        assert suppression.suppressed_among(marketing, [("phone", typed)]) == {("phone", "+32470123456")}
+        assert suppression.suppressed(marketing, [("phone", typed)]) == [True]
 
 
 @pytest.mark.django_db
