@@ -133,20 +133,14 @@ def requeue_lost_exports(*, now: datetime.datetime | None = None) -> int:
     """Queue again the compilations and package passwords whose task the broker lost; returns how many.
 
     Lost means queued longer ago than EXPORT_LOST_AFTER and never taken, or
-    taken by a worker that died (heartbeat stale, and not queued again within
-    that time) while its redelivery may be hours away (the broker's
-    visibility timeout). A task queued twice is harmless: only one run claims
-    the export (_claim), the other waits for it.
+    taken by a worker that died (heartbeat stale) while its redelivery may be
+    hours away (the broker's visibility timeout). A task queued twice is
+    harmless: only one run claims the export (_claim), the other waits for it.
     """
     now = now or timezone.now()
-
-    def quiet_for(age: datetime.timedelta) -> Q:
-        return Q(queued_at__lt=now - age) | Q(queued_at__isnull=True)
-
-    stale = datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS)
-    never_taken = Q(status=ExportStatus.QUEUED) & quiet_for(settings.EXPORT_LOST_AFTER)
-    dead = Q(status=ExportStatus.RUNNING, heartbeat_at__lt=now - stale) & quiet_for(stale)
-    lost = ExportPackage.objects.filter(never_taken | dead).exclude(request__status__in=NO_DATA_DELIVERED)
+    quiet = Q(queued_at__lt=now - settings.EXPORT_LOST_AFTER) | Q(queued_at__isnull=True)
+    dead = Q(status=ExportStatus.RUNNING, heartbeat_at__lt=now - datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS))
+    lost = ExportPackage.objects.filter(quiet, Q(status=ExportStatus.QUEUED) | dead).exclude(request__status__in=NO_DATA_DELIVERED)
     export_ids = list(lost.values_list("id", flat=True))
     for export_id in export_ids:
         _queue_compilation(export_id)

@@ -209,15 +209,13 @@ def test_an_export_whose_task_the_broker_lost_is_queued_again(demo_request, djan
     assert requeue_lost_exports(now=later) == 0
 
 
-def test_an_export_whose_worker_died_is_queued_again_but_not_a_live_one(demo_request, settings, django_capture_on_commit_callbacks):
+def test_an_export_whose_worker_died_is_queued_again_but_not_a_live_one(demo_request, django_capture_on_commit_callbacks):
     export = export_start(request=demo_request, actor=Actor.system())
-    # Queued ten minutes ago, well within EXPORT_LOST_AFTER: a dead run is not left for an hour.
-    ten_minutes_ago = timezone.now() - datetime.timedelta(minutes=10)
-    ExportPackage.objects.filter(pk=export.pk).update(status=ExportStatus.RUNNING, attempt=1, queued_at=ten_minutes_ago, heartbeat_at=timezone.now())
+    long_ago = timezone.now() - datetime.timedelta(hours=1)
+    ExportPackage.objects.filter(pk=export.pk).update(status=ExportStatus.RUNNING, attempt=1, queued_at=long_ago, heartbeat_at=timezone.now())
     assert requeue_lost_exports() == 0  # its run is alive
 
-    stale = timezone.now() - datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS + 10)
-    ExportPackage.objects.filter(pk=export.pk).update(heartbeat_at=stale)
+    ExportPackage.objects.filter(pk=export.pk).update(heartbeat_at=long_ago)
     with django_capture_on_commit_callbacks(execute=True):
         assert requeue_lost_exports() == 1
     export.refresh_from_db()
