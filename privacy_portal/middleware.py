@@ -1,6 +1,11 @@
-"""Project-wide response headers."""
+"""Project-wide request checks and response headers."""
 
+from django.conf import settings
+from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
+
+# The dashboard (manual extracts) and the API (API_MAX_BODY_BYTES) have limits of their own.
+NOT_PUBLIC = ("/staff/", "/admin/", "/api/")
 
 
 def no_store(get_response):
@@ -14,5 +19,24 @@ def no_store(get_response):
         if not response.has_header("Cache-Control"):
             add_never_cache_headers(response)
         return response
+
+    return middleware
+
+
+def public_body_limit(get_response):
+    """Refuse (413) a public page's request body larger than a document plus the form, before anything
+    reads it: Django writes an upload to disk before any view can check its size, and anyone may post
+    to these pages."""
+
+    def middleware(request):
+        if not request.path.startswith(NOT_PUBLIC):
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > settings.PUBLIC_MAX_BODY_BYTES:
+                context = {"limit_mb": settings.ATTACHMENT_MAX_BYTES // (1024 * 1024)}
+                return render(request, "413.html", context, status=413)
+        return get_response(request)
 
     return middleware

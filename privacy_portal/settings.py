@@ -135,6 +135,8 @@ MIDDLEWARE = [
     "requests_app.api.middleware.api_trailing_slash",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
+    # Before anything reads the body (the CSRF check does), after the language is chosen for its page.
+    "privacy_portal.middleware.public_body_limit",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -377,6 +379,8 @@ UNVERIFIED_REQUEST_EXPIRY = timedelta(days=env_int("UNVERIFIED_REQUEST_EXPIRY_DA
 CLOSED_REQUEST_RETENTION = timedelta(days=env_int("CLOSED_REQUEST_RETENTION_DAYS", 3 * 365))
 SUBMISSION_RATE_LIMIT = env_rate("SUBMISSION_RATE_LIMIT", "10/h")
 ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
+# A public page's whole request body: one document and the form around it (public_body_limit).
+PUBLIC_MAX_BODY_BYTES = ATTACHMENT_MAX_BYTES + 1024 * 1024
 # Behind a reverse proxy, the header that carries the client address.
 RATELIMIT_IP_META_KEY = env_str("RATELIMIT_IP_META_KEY") or None
 # A counter the cache cannot give (Redis down: privacy_portal.cache) allows the submission.

@@ -144,6 +144,9 @@ def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
     body = request.POST.get("body", "")
     document = request.FILES.get("document")
+    # Each document is stored: a bound per client, as for submissions.
+    if document is not None and over_the_limit(request, "reply-document"):
+        return _reply_refused(request, privacy_request, body, _("Too many documents sent from here: try again later."), status=429)
     try:
         if document is not None:
             validate_attachment(document)
@@ -156,11 +159,11 @@ def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     return redirect("status", reference, secret)
 
 
-def _reply_refused(request: HttpRequest, privacy_request, body: str, reason: str) -> HttpResponse:
+def _reply_refused(request: HttpRequest, privacy_request, body: str, reason: str, status: int = 400) -> HttpResponse:
     """The page again with the text they wrote: a refused message must not be lost. (A browser
     cannot be given back a chosen file: the page asks for it again.)"""
     context = {**_status_context(privacy_request), "reply_body": body, "reply_error": reason}
-    return render(request, "requests_app/status.html", context, status=400)
+    return render(request, "requests_app/status.html", context, status=status)
 
 
 @require_GET

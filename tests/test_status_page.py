@@ -344,12 +344,33 @@ def test_a_document_over_the_size_limit_is_refused(client, settings):
 
 
 @pytest.mark.django_db
-def test_one_request_takes_ten_documents_at_most(client):
+def test_one_request_takes_ten_documents_at_most(client, settings):
     from requests_app.services.handling import SUBJECT_DOCUMENTS_MAX
 
+    settings.SUBMISSION_RATE_LIMIT = "100/h"  # not the per-client limit, which would stop the eleventh first
     request = request_in_status(Status.IN_PROGRESS)
     for _ in range(SUBJECT_DOCUMENTS_MAX):
         assert send_document(client, request).status_code == 302
     refused = send_document(client, request)
     assert refused.status_code == 400 and "the most it takes" in refused.content.decode()
     assert request.attachments.count() == SUBJECT_DOCUMENTS_MAX == 10
+
+
+@pytest.mark.django_db
+def test_a_body_larger_than_a_document_is_refused_before_it_is_read(client, settings):
+    """Django stores an upload before a view can look at its size: the limit acts on Content-Length."""
+    settings.PUBLIC_MAX_BODY_BYTES = 4096
+    request = request_in_status(Status.IN_PROGRESS)
+    response = send_document(client, request, content=PDF + b"x" * 8192)
+    assert response.status_code == 413
+    assert "What you sent is too large: a document may be at most 10 MB." in response.content.decode()
+    assert not request.messages.exists() and not request.attachments.exists()
+
+
+@pytest.mark.django_db
+def test_documents_are_limited_per_client_as_submissions_are(client, settings):
+    settings.SUBMISSION_RATE_LIMIT = "2/h"
+    request = request_in_status(Status.IN_PROGRESS)
+    assert [send_document(client, request).status_code for _ in range(3)] == [302, 302, 429]
+    assert request.attachments.count() == 2
+    assert client.post(reverse("reply", args=[request.reference, request.secret]), {"body": "Words only."}).status_code == 302
