@@ -360,6 +360,8 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "can_work": can_work,
         "allowed": allowed,
         "paused": paused,
+        # Why the clock cannot stop (the CCPA, an overdue request): the page then offers no pause.
+        "pause_refusal": deadline_service.pause_refusal(privacy_request),
         "rights": privacy_request.rights.all(),
         "identities": identities,
         "events": privacy_request.events.select_related("actor"),

@@ -553,3 +553,21 @@ def test_a_ccpa_receipt_nobody_emailed_is_listed_until_staff_record_confirming_i
     request.refresh_from_db()
     assert request.acknowledgement_met is False  # recorded, and late: the page says so
     assert request.events.filter(action="receipt_confirmed").count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", ["ccpa", "overdue"])
+def test_the_request_page_offers_no_pause_where_the_clock_cannot_stop(dpo, client, case):
+    from django.urls import reverse
+
+    if case == "ccpa":
+        request = in_progress_received(date(2026, 3, 2), regime="ccpa")
+        today = date(2026, 3, 3)
+    else:
+        request = in_progress_received(date(2026, 1, 15))  # due 16 February
+        today = date(2026, 2, 20)
+    login_staff(client, dpo)
+    with time_machine.travel(at(today), tick=False):
+        page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert "Pause the clock" not in page and "pauses the clock" not in page and "Send and pause" not in page
+    assert "Request information" in page and "cannot be paused" in page
