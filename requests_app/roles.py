@@ -9,6 +9,7 @@ DPOs). Services call `require_can_work`, so the rule holds whatever the entry
 point: dashboard, bulk action or API.
 """
 
+from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from requests_app.lifecycle import NotAllowed
@@ -63,6 +64,16 @@ def reads_files(user, request) -> bool:
     """May `user` open the request's attachments (a scanned ID) and its export packages' contents?
     Those who work it, and the DPO and auditors; other handlers see that they exist, not what is in them."""
     return role_of(user) in (DPO, AUDITOR) or can_work(user, request)
+
+
+def workable(user, requests):
+    """The requests among `requests` (a queryset) that `user` may act on: can_work, as a query."""
+    role = role_of(user)
+    if role == DPO:
+        return requests
+    if role == HANDLER:
+        return requests.filter(Q(assignee_id=user.id) | Q(team_id__in=team_ids(user)))
+    return requests.none()
 
 
 def require_can_work(actor, request) -> None:

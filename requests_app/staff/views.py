@@ -39,8 +39,8 @@ from requests_app import lifecycle, roles, selectors, sms
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import NotAllowed, RequestError
 from requests_app.models import (
-    Attachment,
     AssignmentRule,
+    Attachment,
     AuditChainCheck,
     ExportKind,
     ExportPackage,
@@ -53,6 +53,7 @@ from requests_app.models import (
     SourceCategory,
     SourceField,
     SourceSystem,
+    Status,
     Team,
     WebhookDelivery,
     WebhookEndpoint,
@@ -318,15 +319,23 @@ def bulk(request: HttpRequest) -> HttpResponse:
 
     actor = Actor.staff(request.user)
     action = form.cleaned_data["action"]
-    if action == "complete" and not request.POST.get("confirmed"):
-        # Closing requests and sending their letters cannot be undone: say how many, and ask again.
-        context = {
-            "count": targets.count(),
-            "first_references": list(targets.values_list("reference", flat=True)[:20]),
-            "fields": [(name, value) for name, values in request.POST.lists() if name != "csrfmiddlewaretoken" for value in values],
-            "back": back,
-        }
-        return render(request, "staff/bulk_confirm.html", context)
+    if action == "complete":
+        # Closing requests and sending their letters cannot be undone: say how many will close (those in
+        # progress that this user may work), and ask again, and again if that number changed meanwhile.
+        completable = roles.workable(request.user, targets.filter(status=Status.IN_PROGRESS))
+        count = completable.count()
+        if count and request.POST.get("confirmed") != str(count):
+            context = {
+                "count": count,
+                "changed": "confirmed" in request.POST,
+                "first_references": list(completable.values_list("reference", flat=True)[:20]),
+                "fields": [
+                    (name, value) for name, values in request.POST.lists()
+                    if name not in ("csrfmiddlewaretoken", "confirmed") for value in values
+                ],
+                "back": back,
+            }
+            return render(request, "staff/bulk_confirm.html", context)
     if action == "assign":
         assignee = form.cleaned_data["assignee"]
         apply = lambda r: routing.request_assign(request=r, assignee=assignee, actor=actor)  # noqa: E731

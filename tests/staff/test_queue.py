@@ -537,8 +537,9 @@ def test_bulk_complete_completes_in_progress_requests_and_skips_the_others(dpo_c
     released_package(working)
 
     asked = bulk(dpo_client, action="complete", references=[working.reference, new.reference])
-    # Closing requests and sending letters cannot be undone: first, how many, and a second click.
-    assert asked.status_code == 200 and "2 requests will be closed" in asked.content.decode()
+    # Closing requests and sending letters cannot be undone: first, how many will close (the new one
+    # cannot be completed), and a second click.
+    assert asked.status_code == 200 and "1 request will be closed" in asked.content.decode()
     assert statuses(working, new) == [Status.IN_PROGRESS, Status.NEW] and not working.messages.exists()
     resent = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', asked.content.decode())
     assert ("confirmed", "1") in resent and ("references", working.reference) in resent
@@ -550,6 +551,23 @@ def test_bulk_complete_completes_in_progress_requests_and_skips_the_others(dpo_c
     warnings, successes = warnings_and_successes(response)
     assert successes == ["Done for 1 request."]
     assert [w.split(":")[0] for w in warnings] == [new.reference]
+
+
+@pytest.mark.django_db
+def test_bulk_completion_asks_again_when_more_requests_match_than_were_confirmed(dpo_client):
+    first = make(Status.IN_PROGRESS)
+    released_package(first)  # an access request is answered with its data
+    asked = bulk(dpo_client, action="complete", everything="on", query="status=in_progress")
+    assert "1 request will be closed" in asked.content.decode()
+    second = make(Status.IN_PROGRESS)  # started by a colleague meanwhile: it matches the filter too
+    released_package(second)
+
+    again = bulk(dpo_client, action="complete", everything="on", query="status=in_progress", confirmed="1")
+
+    assert "The selection changed since you confirmed" in again.content.decode() and "2 requests will be closed" in again.content.decode()
+    assert statuses(first, second) == [Status.IN_PROGRESS, Status.IN_PROGRESS]
+    bulk(dpo_client, action="complete", everything="on", query="status=in_progress", confirmed="2")
+    assert statuses(first, second) == [Status.COMPLETED, Status.COMPLETED]
 
 
 @pytest.mark.django_db
