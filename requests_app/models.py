@@ -128,7 +128,14 @@ class RejectionGround(models.TextChoices):
     IDENTITY_NOT_VERIFIED = "identity_not_verified", _("Identity could not be verified")
     LEGAL_OBLIGATION = "legal_obligation", _("Legal obligation to retain the data (Art. 17(3)(b))")
     RIGHTS_OF_OTHERS = "rights_of_others", _("The rights and freedoms of others (Art. 15(4))")
+    # No longer offered (REFUSABLE_GROUNDS): holding no data answers the request, it does not refuse
+    # it. Kept so that requests rejected on it before still name their ground.
+    NO_DATA = "no_data", _("We hold no data about this person")
     OTHER = "other", _("Other")
+
+
+# The grounds staff may reject a request on today.
+REFUSABLE_GROUNDS = [(value, label) for value, label in RejectionGround.choices if value != RejectionGround.NO_DATA]
 
 
 def rights_mask(rights) -> int:

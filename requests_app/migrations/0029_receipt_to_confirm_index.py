@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('requests_app', '0028_rejection_grounds_without_no_data'),
+        ('requests_app', '0027_remove_manualtask_row_count'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

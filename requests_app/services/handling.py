@@ -21,6 +21,7 @@ from requests_app import emails, lifecycle, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
+    REFUSABLE_GROUNDS,
     TEXT_MAX_CHARS,
     InternalNote,
     Message,
@@ -394,7 +395,7 @@ def request_reject(
     *, request: PrivacyRequest, actor: Actor, ground: str, explanation: str, expected_status: str
 ) -> PrivacyRequest:
     """Refuse a request with a legal ground, and send the letter that says why and how to complain."""
-    if ground not in RejectionGround.values:
+    if ground not in dict(REFUSABLE_GROUNDS):
         raise RequestError(_("Choose the legal reason for the rejection."))
     explanation = explanation.strip()
     if ground in GROUNDS_TO_EXPLAIN and not explanation:

@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from requests_app import roles
 from requests_app.models import (
+    REFUSABLE_GROUNDS,
     TEXT_MAX_CHARS,
     AssignmentRule,
     Channel,
@@ -21,7 +22,6 @@ from requests_app.models import (
     Organisation,
     Recipient,
     Regime,
-    RejectionGround,
     RequestType,
     ResponseTemplate,
     SourceCategory,
@@ -126,7 +126,7 @@ class CompleteForm(forms.Form):
 class RejectForm(forms.Form):
     ground = forms.ChoiceField(
         label=_("Legal reason"),
-        choices=RejectionGround.choices,
+        choices=REFUSABLE_GROUNDS,
         help_text=_("Holding no data about them is an answer, not a refusal: complete the request and say so in the letter."),
     )
     explanation = forms.CharField(

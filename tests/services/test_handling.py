@@ -349,3 +349,15 @@ def test_holding_no_data_is_answered_by_completing_not_by_rejecting(dpo):
     with pytest.raises(RequestError, match="Choose the legal reason"):
         handling.request_reject(request=request, actor=Actor.staff(dpo), ground="no_data", explanation="", expected_status=Status.IN_PROGRESS)
     assert PrivacyRequest.objects.get(pk=request.pk).status == Status.IN_PROGRESS
+
+
+@pytest.mark.django_db
+def test_a_request_rejected_on_no_data_before_keeps_naming_its_ground(dpo, client):
+    from django.urls import reverse
+
+    from tests.conftest import login_staff
+
+    request = request_in_status(Status.REJECTED)
+    PrivacyRequest.objects.filter(pk=request.pk).update(rejection_ground="no_data")
+    page = login_staff(client, dpo).get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert "We hold no data about this person" in page and "no_data" not in page
