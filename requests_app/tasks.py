@@ -6,12 +6,12 @@ it redelivered) and safe to run twice.
 """
 
 import logging
+from importlib import import_module
 from smtplib import SMTPException
 
 import kombu.exceptions
 from celery import shared_task
 from django.conf import settings
-from django.contrib.sessions.backends.db import SessionStore
 from django.db import transaction
 from django.utils import timezone
 
@@ -291,7 +291,7 @@ def purge_idempotency_records() -> int:
 def clear_expired_sessions() -> None:
     """Periodic: delete sessions past their expiry (Django's clearsessions). A session that ended by
     idle timeout keeps its data, staff's queue searches (a subject's email, say), until deleted."""
-    SessionStore().clear_expired()
+    import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
 
 
 # Source actions run for as long as a large erasure needs; a redelivered

@@ -169,9 +169,11 @@ def _locked_for_work(request: PrivacyRequest, actor: Actor, expected_status: str
 
 def receipt_confirm(*, request: PrivacyRequest, actor: Actor) -> PrivacyRequest:
     """Record that staff confirmed receipt to the subject themselves, by letter or phone: a request
-    with no email address gets no automatic confirmation (CCPA: within 10 business days)."""
+    with no email address gets no automatic confirmation (CCPA: within 10 business days). Open requests only."""
     with transaction.atomic():
         locked = _locked_for_work(request, actor, None)
+        if not locked.is_open:
+            raise RequestError(_("This request is closed: there is no receipt left to confirm."))
         if locked.acknowledgement_due_on is None:
             raise RequestError(_("This request needs no confirmation of receipt."))
         if locked.acknowledged_at is not None:

@@ -554,6 +554,11 @@ def test_a_ccpa_receipt_nobody_emailed_is_listed_until_staff_record_confirming_i
     assert request.acknowledgement_met is False  # recorded, and late: the page says so
     assert request.events.filter(action="receipt_confirmed").count() == 1
 
+    closed = submit_request(channel="post", regime="ccpa", subject_email="", actor=Actor.staff(dpo))
+    lifecycle.transition(closed, "reject", actor=Actor.staff(dpo))
+    with pytest.raises(RequestError, match="closed: there is no receipt left to confirm"):
+        receipt_confirm(request=closed, actor=Actor.staff(dpo))
+
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("case", ["ccpa", "overdue"])
