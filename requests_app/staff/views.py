@@ -66,6 +66,8 @@ from requests_app.services import webhooks as webhook_service
 from requests_app.staff import forms
 
 PAGE_SIZE = 50
+# Bulk completion confirms the list of requests it closes, each a form field (Django takes 1,000 at most).
+BULK_COMPLETE_MAX = 500
 
 
 def staff_view(view=None, *, dpo_only=False, readers=roles.ROLES):
@@ -320,19 +322,23 @@ def bulk(request: HttpRequest) -> HttpResponse:
     actor = Actor.staff(request.user)
     action = form.cleaned_data["action"]
     if action == "complete":
-        # Closing requests and sending their letters cannot be undone: say how many will close (those in
-        # progress that this user may work), and ask again, and again if that number changed meanwhile.
-        completable = roles.workable(request.user, targets.filter(status=Status.IN_PROGRESS))
-        count = completable.count()
-        if count and request.POST.get("confirmed") != str(count):
+        # Closing requests and sending their letters cannot be undone: list those that will close (in
+        # progress, and workable by this user), and ask again. The second click sends that list, not the
+        # filter, so that a request matching it only by then is not closed unseen; if some of the list
+        # changed meanwhile, it asks again.
+        completable = list(
+            roles.workable(request.user, targets.filter(status=Status.IN_PROGRESS)).values_list("reference", flat=True)
+        )
+        if completable and request.POST.get("confirmed") != str(len(completable)):
+            if len(completable) > BULK_COMPLETE_MAX:
+                messages.error(request, _("That is more than %(max)s requests to complete at once: narrow the filter.") % {"max": BULK_COMPLETE_MAX})
+                return redirect(back)
             context = {
-                "count": count,
+                "count": len(completable),
+                "left_alone": targets.count() - len(completable),
                 "changed": "confirmed" in request.POST,
-                "first_references": list(completable.values_list("reference", flat=True)[:20]),
-                "fields": [
-                    (name, value) for name, values in request.POST.lists()
-                    if name not in ("csrfmiddlewaretoken", "confirmed") for value in values
-                ],
+                "references": completable,
+                "query": request.POST.get("query", ""),
                 "back": back,
             }
             return render(request, "staff/bulk_confirm.html", context)
