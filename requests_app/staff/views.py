@@ -203,6 +203,9 @@ def logout(request: HttpRequest) -> HttpResponse:
     return redirect("staff:login")
 
 
+PASSWORD_CHANGE_ATTEMPTS = 5
+
+
 @staff_view
 def password_change(request: HttpRequest) -> HttpResponse:
     """Change one's own password, giving the current one again. Recorded in the audit trail;
@@ -215,6 +218,17 @@ def password_change(request: HttpRequest) -> HttpResponse:
         update_session_auth_hash(request, form.user)
         messages.success(request, _("Your password is changed. Your other sessions are signed out."))
         return redirect("staff:home")
+    if "old_password" in form.errors:
+        # The form checks the password without django-axes: a stolen session must not be a way to
+        # guess it. A few wrong tries end the session, and signing in again needs the second factor.
+        failures = request.session.get("password_change_failures", 0) + 1
+        request.session["password_change_failures"] = failures
+        if failures >= PASSWORD_CHANGE_ATTEMPTS:
+            with transaction.atomic():
+                record_event(None, "staff_password_change_refused", actor=Actor.staff(request.user), data={"attempts": failures})
+            auth_logout(request)
+            messages.error(request, _("Too many wrong current passwords: you are signed out. Sign in again."))
+            return redirect("staff:login")
     return render(request, "staff/password_change.html", {"form": form})
 
 

@@ -420,3 +420,21 @@ def test_staff_error_pages_are_the_dashboards_in_the_readers_language(client):
     assert refused.status_code == 403
     page = refused.content.decode()
     assert '<html lang="de">' in page and "Nicht erlaubt" in page and reverse("staff:home") in page
+
+
+@pytest.mark.django_db
+def test_guessing_the_current_password_on_the_change_page_ends_the_session(client):
+    """The change form checks the password outside django-axes: a stolen session must not be a way to guess it."""
+    handler = staff_in_role("Handler", username="h1")
+    handler.set_password(PASSWORD)
+    handler.save()
+    login_staff(client, handler)
+    wrong = {"old_password": "guess", "new_password1": "a-new-long-passphrase", "new_password2": "a-new-long-passphrase"}
+    for _ in range(4):
+        assert client.post(reverse("staff:password_change"), wrong).status_code == 200
+    signed_out = client.post(reverse("staff:password_change"), wrong)
+    assert signed_out.url == reverse("staff:login")
+    assert client.get(reverse("staff:home")).url.startswith(reverse("staff:login"))
+    assert AuditEvent.objects.get(action="staff_password_change_refused").data == {"attempts": 5}
+    handler.refresh_from_db()
+    assert handler.check_password(PASSWORD)
