@@ -161,9 +161,65 @@ class BulkForm(forms.Form):
         return cleaned
 
 
+# The configuration forms' field labels in the reader's language (the models' field names are English).
+# One table for all of them: a field has the same name, and label, wherever it appears.
+FIELD_LABELS = {
+    "active": _("Active"),
+    "assign_team": _("Assign to team"),
+    "assign_user": _("Assign to person"),
+    "automated_decisions": _("Automated decisions"),
+    "basis": _("Legal basis for keeping it"),
+    "body": _("Text"),
+    "category": _("Data category"),
+    "channel": _("Channel"),
+    "connection_env": _("Environment variable with the connection URL"),
+    "connection_url": _("Connection URL"),
+    "connector": _("Connector"),
+    "country": _("Country"),
+    "description": _("Description"),
+    "erase_method": _("How erasure is done"),
+    "erase_strategy": _("How erasure treats it"),
+    "fixed_text": _("Fixed text"),
+    "ground": _("Ground"),
+    "http_auth_header": _("Authentication header"),
+    "identity_field": _("Identity field"),
+    "identity_kind": _("Searched by"),
+    "language": _("Language"),
+    "legal_basis": _("Legal basis"),
+    "masked_fields": _("Masked fields"),
+    "members": _("Members"),
+    "name": _("Name"),
+    "notification_email": _("Notification email"),
+    "organisation": _("Organisation"),
+    "origin": _("Origin of the data"),
+    "owner": _("Owner"),
+    "portable": _("Portable"),
+    "position": _("Position"),
+    "purpose": _("Purpose"),
+    "purposes": _("Purposes"),
+    "query": _("Query"),
+    "record_key": _("Record key"),
+    "rectifiable": _("Can be corrected"),
+    "regime": _("Regime"),
+    "request_type": _("Request type"),
+    "restriction_flag": _("Restriction flag"),
+    "restriction_list": _("Restriction list"),
+    "retention": _("Retention"),
+    "safeguards": _("Safeguards"),
+    "slug": _("Short name (slug)"),
+    "source": _("Source system"),
+    "subject": _("Subject line"),
+    "table": _("Table"),
+    "third_country": _("Third country"),
+    "type": _("Type"),
+    "until": _("Until"),
+}
+
+
 class AssignmentRuleForm(forms.ModelForm):
     class Meta:
         model = AssignmentRule
+        labels = FIELD_LABELS
         fields = ["position", "name", "active", "request_type", "regime", "channel", "organisation", "assign_team", "assign_user"]
 
     def __init__(self, *args, **kwargs):
@@ -176,6 +232,7 @@ class AssignmentRuleForm(forms.ModelForm):
 class ResponseTemplateForm(forms.ModelForm):
     class Meta:
         model = ResponseTemplate
+        labels = FIELD_LABELS
         fields = ["purpose", "request_type", "language", "subject", "body"]
         widgets = {"body": forms.Textarea(attrs={"rows": 10})}
 
@@ -194,6 +251,7 @@ class ResponseTemplateForm(forms.ModelForm):
 class TeamForm(forms.ModelForm):
     class Meta:
         model = Team
+        labels = FIELD_LABELS
         fields = ["name", "members"]
         widgets = {"members": forms.CheckboxSelectMultiple}
 
@@ -254,6 +312,7 @@ def carries_secret(url: str) -> bool:
 class SourceSystemForm(forms.ModelForm):
     class Meta:
         model = SourceSystem
+        labels = FIELD_LABELS
         fields = [
             "name", "slug", "description", "active", "connector", "identity_kind", "connection_url", "connection_env",
             "http_auth_header", "restriction_list", "owner", "purposes", "legal_basis", "retention", "origin",
@@ -285,6 +344,7 @@ class SourceSystemForm(forms.ModelForm):
 class SourceCategoryForm(forms.ModelForm):
     class Meta:
         model = SourceCategory
+        labels = FIELD_LABELS
         fields = [
             "source", "slug", "category", "description", "query", "masked_fields", "portable",
             "table", "identity_field", "record_key", "erase_method", "restriction_flag",
@@ -324,6 +384,7 @@ class RecipientForm(forms.ModelForm):
 
     class Meta:
         model = Recipient
+        labels = FIELD_LABELS
         fields = ["source", "name", "country", "third_country", "safeguards", "notification_email", "notification_webhook_url"]
         widgets = {"safeguards": forms.Textarea(attrs={"rows": 2})}
 
@@ -343,6 +404,7 @@ class RecipientForm(forms.ModelForm):
 class SourceFieldForm(forms.ModelForm):
     class Meta:
         model = SourceField
+        labels = FIELD_LABELS
         fields = ["category", "name", "type", "erase_strategy", "fixed_text", "rectifiable"]
 
     def clean(self):
@@ -355,6 +417,7 @@ class SourceFieldForm(forms.ModelForm):
 class LegalHoldForm(forms.ModelForm):
     class Meta:
         model = LegalHold
+        labels = FIELD_LABELS
         fields = ["source", "category", "ground", "basis", "until"]
         widgets = {"basis": forms.Textarea(attrs={"rows": 2}), "until": forms.DateInput(attrs={"type": "date"})}
 
@@ -386,6 +449,7 @@ class SuppressionPurposeForm(forms.ModelForm):
 
     class Meta:
         model = SuppressionPurpose
+        labels = FIELD_LABELS
         fields = ["name", "slug", "description", "identity_kinds"]
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
 

@@ -124,3 +124,16 @@ def test_a_team_requests_were_given_to_is_kept_with_a_message_not_a_500(dpo_clie
     assert "This cannot be deleted: requests or actions on them refer to it." in response.content.decode()
     assert Team.objects.filter(pk=team.pk).exists()
     assert not AuditEvent.objects.filter(action="team_deleted").exists()
+
+
+def test_every_configuration_form_labels_its_fields_in_the_readers_language():
+    """The models' field names are English: a form showing one would be English on a French page."""
+    from django import forms as django_forms
+    from django.utils.functional import Promise
+
+    from requests_app.staff import forms
+
+    model_forms = [cls for cls in vars(forms).values() if isinstance(cls, type) and issubclass(cls, django_forms.ModelForm)]
+    assert len(model_forms) >= 9
+    untranslated = [f"{cls.__name__}.{name}" for cls in model_forms for name, field in cls.base_fields.items() if not isinstance(field.label, Promise)]
+    assert untranslated == []
