@@ -59,6 +59,12 @@ VERIFIED_OPEN = frozenset({Status.NEW, Status.IDENTITY_CHECK, Status.IN_PROGRESS
 OPEN_STATUSES = VERIFIED_OPEN | {Status.AWAITING_VERIFICATION}
 CLOSED_STATUSES = frozenset({Status.COMPLETED, Status.REJECTED, Status.WITHDRAWN, Status.EXPIRED})
 
+# Notes the system writes on events and pauses. The trail keeps them in English, as it keeps the
+# action codes; the dashboard shows them in the reader's language (staff_tags.SYSTEM_NOTES).
+NOTE_INFORMATION_REQUESTED = "Information requested from the subject"
+NOTE_SUBJECT_REPLIED = "The subject replied"
+NOTE_WAITING_FOR_THE_SUBJECT = "Waiting for the subject"
+
 TRANSITIONS = {
     t.name: t
     for t in [
@@ -152,7 +158,7 @@ def _move_the_clock(request: PrivacyRequest, old: str, new: str, *, actor: Actor
 
     pause = deadline_service.open_pause(request)
     if new == Status.AWAITING_SUBJECT and pause is None and deadline_service.pause_refusal(request) is None:
-        deadline_service.start_pause(request, actor=actor, reason=note or "Waiting for the subject")
+        deadline_service.start_pause(request, actor=actor, reason=note or NOTE_WAITING_FOR_THE_SUBJECT)
     elif old == Status.AWAITING_SUBJECT and new in VERIFIED_OPEN and pause is not None:
         deadline_service.end_pause(request, pause, actor=actor)
     elif new in CLOSED_STATUSES:

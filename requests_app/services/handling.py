@@ -210,7 +210,7 @@ def request_information(*, request: PrivacyRequest, actor: Actor, body: str, exp
         raise RequestError(_("Say what information you need."))
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
-        lifecycle.transition(locked, "await_subject", actor=actor, note="Information requested from the subject")
+        lifecycle.transition(locked, "await_subject", actor=actor, note=lifecycle.NOTE_INFORMATION_REQUESTED)
         subject, text = render_letter(locked, TemplatePurpose.INFORMATION_REQUEST, body=body)
         return _send_to_subject(locked, actor=actor, subject=subject, body=text, action="information_requested")
 
@@ -266,12 +266,12 @@ def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = N
                 locked.events.filter(action="await_subject").order_by("-sequence").values_list("from_status", flat=True).first()
             )
             resume = RESUME_TRANSITION[paused_from]
-            lifecycle.transition(locked, resume, actor=actor, note="The subject replied")
+            lifecycle.transition(locked, resume, actor=actor, note=lifecycle.NOTE_SUBJECT_REPLIED)
         # A clock staff paused without changing the status (waiting for proof
         # of identity, say) restarts on the reply too: the subject has answered.
         pause = deadline_service.open_pause(locked)
         if pause is not None:
-            deadline_service.end_pause(locked, pause, actor=actor, note="The subject replied")
+            deadline_service.end_pause(locked, pause, actor=actor, note=lifecycle.NOTE_SUBJECT_REPLIED)
         emails.owe(locked, "subject_replied", str(message.id))
         tasks.queue_after_commit(tasks.send_reply_notification, locked.id, message.id)
     return message

@@ -1,9 +1,14 @@
+import datetime
+import re
+
 from django import template
 from django.urls import reverse
+from django.utils import formats
 from django.utils.html import conditional_escape, format_html
 from django.utils.translation import gettext_lazy as _
 
-from requests_app.models import ActorKind, RequestType, Status
+from requests_app import lifecycle
+from requests_app.models import ActorKind, Channel, IdentityKind, RejectionGround, RequestType, Status, VerificationMethod
 
 register = template.Library()
 
@@ -91,6 +96,19 @@ def event_label(action: str) -> str:
     return str(EVENT_LABELS.get(action, action))
 
 
+SYSTEM_NOTES = {
+    lifecycle.NOTE_INFORMATION_REQUESTED: _("Information requested from the subject"),
+    lifecycle.NOTE_SUBJECT_REPLIED: _("The subject replied"),
+    lifecycle.NOTE_WAITING_FOR_THE_SUBJECT: _("Waiting for the subject"),
+}
+
+
+@register.filter
+def note_label(note: str) -> str:
+    """A note on an event or a pause: the system's in the reader's language, staff's as they wrote it."""
+    return str(SYSTEM_NOTES.get(note, note))
+
+
 @register.filter
 def actor_label(event) -> str:
     """Who acted: the system and the subject in the reader's language, staff and organisations by name."""
@@ -99,15 +117,85 @@ def actor_label(event) -> str:
     return event.actor_label
 
 
+# The keys of audit events' data, as staff read them; an unlisted key shows as written.
+DATA_LABELS = {
+    "action": _("action"),
+    "actions": _("actions"),
+    "active": _("active"),
+    "assignee": _("assignee"),
+    "attachment": _("attachment"),
+    "attempt": _("attempt"),
+    "attempts": _("attempts"),
+    "categories": _("categories"),
+    "category": _("category"),
+    "channel": _("channel"),
+    "content_type": _("file type"),
+    "count": _("count"),
+    "delivery": _("delivery"),
+    "due_on": _("due"),
+    "email": _("email"),
+    "error": _("error"),
+    "export": _("export"),
+    "field": _("field"),
+    "fields": _("fields"),
+    "from": _("from"),
+    "ground": _("ground"),
+    "held": _("kept"),
+    "id": _("id"),
+    "invited": _("invited"),
+    "kind": _("kind"),
+    "kinds": _("identifiers"),
+    "list_entries": _("list entries"),
+    "message": _("message"),
+    "method": _("method"),
+    "name": _("name"),
+    "note": _("note"),
+    "pause": _("pause"),
+    "paused_days": _("days paused"),
+    "purpose": _("purpose"),
+    "purposes": _("purposes"),
+    "reason": _("reason"),
+    "recipient": _("recipient"),
+    "rights": _("rights"),
+    "role": _("role"),
+    "rows": _("rows"),
+    "rule": _("rule"),
+    "sha256": _("SHA-256"),
+    "size": _("size"),
+    "smtp_code": _("SMTP code"),
+    "source": _("source"),
+    "team": _("team"),
+    "to": _("to"),
+    "user": _("user"),
+}
+# Keys whose values are codes of a choice: shown by their label.
+DATA_VALUES = {
+    "channel": Channel,
+    "rights": RequestType,
+    "kinds": IdentityKind,
+    "method": VerificationMethod,
+    "ground": RejectionGround,
+}
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 @register.filter
 def event_data(data: dict) -> str:
-    """An audit event's data as "key: value · key: value" (lists joined), instead of a Python dict."""
-    def shown(value):
+    """An audit event's data as "key: value · key: value" in the reader's language (lists joined, codes
+    of channels, rights, identifiers and methods named, dates written as the language writes them)."""
+
+    def shown(key, value):
         if isinstance(value, list):
-            return ", ".join(shown(item) for item in value)
+            return ", ".join(shown(key, item) for item in value)
         if isinstance(value, dict):
-            return ", ".join(f"{key} {shown(item)}" for key, item in value.items())
-        return "—" if value is None else str(value)
+            return ", ".join(f"{DATA_LABELS.get(k, k)} {shown(k, item)}" for k, item in value.items())
+        if value is None:
+            return "—"
+        if key in DATA_VALUES and value in DATA_VALUES[key].values:
+            return str(DATA_VALUES[key](value).label)
+        if isinstance(value, str) and ISO_DATE.fullmatch(value):
+            return formats.date_format(datetime.date.fromisoformat(value), "SHORT_DATE_FORMAT")
+        return str(value)
 
     # Sorted: PostgreSQL's jsonb keeps its own key order.
-    return " · ".join(f"{key.replace('_', ' ')}: {shown(value)}" for key, value in sorted((data or {}).items()))
+    return " · ".join(f"{DATA_LABELS.get(key, key.replace('_', ' '))}: {shown(key, value)}" for key, value in sorted((data or {}).items()))

@@ -64,3 +64,25 @@ def test_the_request_page_writes_dates_as_the_readers_language_does(client):
     assert "2. April 2026" in client.get(url, HTTP_ACCEPT_LANGUAGE="de").content.decode()
     assert "2 avril 2026" in client.get(url, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert "2 April 2026" in client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+
+@pytest.mark.django_db
+def test_the_timeline_details_are_in_the_readers_language_too(client):
+    """The data's keys, the codes of channels and rights, dates and the system's notes."""
+    from django.utils import translation
+
+    from requests_app.audit import Actor
+    from requests_app.services import handling
+    from requests_app.templatetags.staff_tags import event_data
+
+    with translation.override("fr"):
+        shown = event_data({"channel": "web", "rights": ["access"], "due_on": "2026-12-29", "unknown_key": "x"})
+    assert "canal" in shown and "droits" in shown and "29/12/2026" in shown and "unknown key: x" in shown
+    assert "channel" not in shown and "access" not in shown and "2026-12-29" not in shown
+
+    dpo = staff_in_role("DPO", username="dpo1")
+    request = request_in_status(Status.IN_PROGRESS)
+    handling.request_information(request=request, actor=Actor.staff(dpo), body="Which account?", expected_status=Status.IN_PROGRESS)
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[request.reference]), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "Informations demandées à la personne concernée" in page and "Information requested from the subject" not in page
