@@ -51,6 +51,8 @@ def _privacy_notice() -> dict:
     return {
         "unconfirmed_days": settings.UNVERIFIED_REQUEST_EXPIRY.days,
         "retention_days": settings.CLOSED_REQUEST_RETENTION.days,
+        # Said in years when it is whole years (the default, 1,095 days, reads "3 years").
+        "retention_years": settings.CLOSED_REQUEST_RETENTION.days // 365 if settings.CLOSED_REQUEST_RETENTION.days % 365 == 0 else None,
         "authority": handling.SUPERVISORY_AUTHORITIES["gdpr"],
     }
 

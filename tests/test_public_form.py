@@ -52,9 +52,11 @@ def test_the_form_says_how_the_details_given_are_used_before_they_are_given(clie
     notice = html[html.index('id="notice-title"'):html.index("Send my request")]
     for expected in (
         "only to handle your request", "Art. 6(1)(c)", "Our data protection team sees them",
-        "within 7 days", "for 1095 days after your request is closed", "Data Protection Authority",
+        "within 7 days", "for 3 years after your request is closed", "Data Protection Authority",
     ):
         assert expected in notice
+    settings.CLOSED_REQUEST_RETENTION = datetime.timedelta(days=400)  # not whole years: in days
+    assert "for 400 days after your request is closed" in client.get(reverse("submit")).content.decode()
     french = client.get(reverse("submit"), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert "Autorité de protection des données" in french and "only to handle your request" not in french
 
@@ -242,3 +244,11 @@ def test_the_description_limit_is_written_as_the_readers_language_writes_numbers
     french = client.post(reverse("submit"), {**VALID, "description": "x" * 10_001}, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert "keep it to 10,000 characters at most" in english
     assert "10\u00a0000" in french and "10,000" not in french
+
+
+@pytest.mark.django_db
+def test_the_error_list_is_punctuated_as_the_language_writes(client):
+    """French puts a space before a colon: "Adresse e-mail : …", not "Adresse e-mail: …"."""
+    french = client.post(reverse("submit"), {**VALID, "subject_email": "nope"}, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    summary = french[french.index("error-summary"):french.index("</ul>", french.index("error-summary"))]
+    assert "Adresse e-mail : " in summary and "Adresse e-mail: " not in summary
