@@ -104,6 +104,12 @@ SYSTEM_NOTES = {
 
 
 @register.filter
+def identity_kind_label(code: str) -> str:
+    """An identifier's kind as staff read it ("ip_address" -> "IP address")."""
+    return str(IdentityKind(code).label) if code in IdentityKind.values else code
+
+
+@register.filter
 def note_label(note: str) -> str:
     """A note on an event or a pause: the system's in the reader's language, staff's as they wrote it."""
     return str(SYSTEM_NOTES.get(note, note))

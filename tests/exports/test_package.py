@@ -335,5 +335,8 @@ def test_the_packages_first_rows_are_shown_only_to_who_may_read_the_requests_fil
 
     page = login_staff(client, dpo).get(page_url).content.decode()
     assert "Review the package" in page and subject_email in page
-    event = AuditEvent.objects.get(action="export_previewed")
+    french = client.get(page_url, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert f"Adresse e-mail {subject_email}" in french and f"email {subject_email}" not in french  # the identifier's kind, named
+    event = AuditEvent.objects.filter(action="export_previewed").first()
+    assert AuditEvent.objects.filter(action="export_previewed").count() == 2  # each showing
     assert (event.request_id, event.actor_label, event.data) == (demo_request.pk, "dpo-exports", {"export": str(export.public_id)})
