@@ -14,7 +14,7 @@ from requests_app import selectors
 from requests_app.audit import Actor
 from requests_app.forms import RequestForm, ResendLinkForm, validate_attachment
 from requests_app.lifecycle import IllegalTransition, RequestError
-from requests_app.models import TEXT_MAX_CHARS, Status
+from requests_app.models import NO_DATA_DELIVERED, TEXT_MAX_CHARS, ExportStatus, Status
 from requests_app.services import exports, handling, intake
 
 
@@ -103,9 +103,12 @@ def status(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
 
 
 def _status_context(privacy_request) -> dict:
+    downloads = [(export, exports.download_token(export)) for export in selectors.downloadable_exports(privacy_request)]
     next_step = selectors.NEXT_STEP_TEXT[privacy_request.status]
     if privacy_request.status == Status.AWAITING_SUBJECT and not privacy_request.clock_paused:
         next_step = selectors.AWAITING_SUBJECT_CLOCK_RUNS
+    elif downloads and privacy_request.is_open:
+        next_step = selectors.DATA_READY
     return {
         "privacy_request": privacy_request,
         "next_step": next_step,
@@ -114,7 +117,11 @@ def _status_context(privacy_request) -> dict:
         "thread": privacy_request.messages.prefetch_related("attachments"),
         "document_limit_mb": settings.ATTACHMENT_MAX_BYTES // (1024 * 1024),
         "text_max_chars": TEXT_MAX_CHARS,
-        "downloads": [(export, exports.download_token(export)) for export in selectors.downloadable_exports(privacy_request)],
+        "downloads": downloads,
+        # Released once, and no longer downloadable (expired, or its downloads used up): say so, not nothing.
+        "downloads_spent": not downloads
+        and privacy_request.status not in NO_DATA_DELIVERED
+        and privacy_request.exports.filter(status__in=[ExportStatus.RELEASED, ExportStatus.EXPIRED]).exists(),
         # Art. 19: the subject may know who received their data and was told of the erasure,
         # rectification or restriction. Notices exist only for requests with those rights.
         "recipient_notices": privacy_request.recipient_notices.select_related("recipient"),

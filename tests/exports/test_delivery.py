@@ -96,7 +96,8 @@ def test_release_makes_the_package_downloadable_from_the_status_page(released, d
     released.refresh_from_db()
     assert released.download_count == 1
     assert [event.data for event in downloaded_events(demo_request)] == [{"export": str(released.public_id), "count": 1}]
-    assert "1 download left" in status_page(client, demo_request)
+    page = status_page(client, demo_request)
+    assert "1 download left" in page and "Your data is ready: you can download it from this page." in page
 
 
 def test_release_emails_the_subject_without_the_link(
@@ -149,7 +150,8 @@ def test_each_download_counts_and_the_third_one_is_refused(released, demo_reques
     released.refresh_from_db()
     assert released.download_count == 2
     assert [event.data["count"] for event in downloaded_events(demo_request)] == [1, 2]
-    assert download_links(client, demo_request) == []  # the status page stops offering it
+    assert download_links(client, demo_request) == []  # the status page stops offering it, and says why
+    assert "can no longer be downloaded: its link expired or was used as many times as allowed" in status_page(client, demo_request)
 
 
 def test_the_link_expires_after_the_link_lifetime(released, demo_request, client, settings):
