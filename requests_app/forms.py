@@ -25,8 +25,10 @@ RIGHT_DETAIL_FIELDS = {
     RequestType.WITHDRAW_CONSENT: {"consent_withdrawn": _("Tell us which consent you withdraw.")},
 }
 
+# The controller is in Brussels: the GDPR applies to everyone (Art. 3(1)), wherever they live; the
+# other regimes add their own rules for the people they protect.
 REGIME_CHOICES = [
-    (Regime.GDPR, _("In the European Union or the EEA")),
+    (Regime.GDPR, _("In the European Union, the EEA or elsewhere")),
     (Regime.UK_GDPR, _("In the United Kingdom")),
     (Regime.CCPA, _("In California, USA")),
     (Regime.LGPD, _("In Brazil")),
