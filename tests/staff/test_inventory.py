@@ -137,3 +137,33 @@ def test_every_configuration_form_labels_its_fields_in_the_readers_language():
     assert len(model_forms) >= 9
     untranslated = [f"{cls.__name__}.{name}" for cls in model_forms for name, field in cls.base_fields.items() if not isinstance(field.label, Promise)]
     assert untranslated == []
+
+
+@pytest.mark.django_db
+def test_the_dpo_edits_a_category_and_a_recipient_each_change_audited(dpo_client):
+    dpo_client.post(reverse("staff:source_new"), SOURCE)
+    source = SourceSystem.objects.get(slug="billing")
+    category = SourceCategory.objects.create(
+        source=source, slug="invoices", category="contact", query="SELECT * FROM invoices WHERE msisdn IN :identities"
+    )
+    recipient = Recipient.objects.create(source=source, name="Payment processor", country="Belgium")
+
+    edit_category = reverse("staff:category_edit", args=[category.pk])
+    assert 'value="invoices"' in dpo_client.get(edit_category).content.decode()  # the form shows what is saved
+    response = dpo_client.post(edit_category, {
+        "source": source.pk, "slug": "invoices", "category": "contact", "masked_fields": "other_party",
+        "query": "SELECT * FROM invoices WHERE msisdn IN :identities",
+    })
+    assert response.status_code == 302
+    response = dpo_client.post(reverse("staff:recipient_edit", args=[recipient.pk]), {
+        "source": source.pk, "name": "Payment processor", "country": "United States", "third_country": "on",
+        "safeguards": "EU standard contractual clauses",
+    })
+    assert response.status_code == 302
+
+    category.refresh_from_db()
+    recipient.refresh_from_db()
+    assert category.masked_fields == "other_party"
+    assert (recipient.country, recipient.third_country) == ("United States", True)
+    saved = list(AuditEvent.objects.filter(action__in=["source_category_saved", "recipient_saved"]).values_list("action", flat=True))
+    assert saved == ["source_category_saved", "recipient_saved"]
