@@ -505,3 +505,13 @@ def test_a_manual_sources_owner_uploads_its_extract_only_while_they_may_act(demo
             manual_task_upload(task=task, actor=Actor.staff(owner), upload=upload)
         task.refresh_from_db()
         assert task.done_at is None
+
+
+def test_the_request_page_polls_the_exports_progress_as_json(ready_export, client, dpo):
+    """The request page's script reads the status and the counts while a package compiles."""
+    login_staff(client, dpo)
+    ExportPackage.objects.filter(pk=ready_export.pk).update(
+        status=ExportStatus.RUNNING, progress={"rows": 1200, "sources_done": 1, "sources_total": 3}
+    )
+    answer = client.get(reverse("staff:export_progress", args=[ready_export.public_id]), HTTP_ACCEPT_LANGUAGE="fr").json()
+    assert answer == {"status": "running", "label": "Compilation en cours", "progress": {"rows": 1200, "sources_done": 1, "sources_total": 3}}
