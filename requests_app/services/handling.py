@@ -387,7 +387,7 @@ def rejection_rights_paragraph(request: PrivacyRequest) -> str:
 
 # The label alone does not say why: which request is excessive and how (the controller must be
 # able to show it, Art. 12(5)), which law keeps the data and how long, whose rights and how.
-# "Identity could not be verified" and "no data" say it all.
+# "Identity could not be verified" says it all.
 GROUNDS_TO_EXPLAIN = frozenset(
     {RejectionGround.MANIFESTLY_UNFOUNDED, RejectionGround.LEGAL_OBLIGATION, RejectionGround.RIGHTS_OF_OTHERS, RejectionGround.OTHER}
 )
