@@ -213,6 +213,9 @@ class PrivacyRequestAdmin(RoleAdmin):
         ),
     ]
 
+    class Media:
+        css = {"all": ["requests_app/due.css"]}  # the time-left badge's colours
+
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("assignee").prefetch_related("rights")
 

@@ -7,6 +7,8 @@ RequestError becomes a message (on the form with a 409 for the forms, after a
 redirect for the buttons), and NotAllowed a 403 through `staff_view`.
 """
 
+from csp.constants import UNSAFE_INLINE
+from csp.decorators import csp_update
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -215,6 +217,8 @@ def notice_step(request: HttpRequest, public_id, step: str) -> HttpResponse:
 
 
 @staff_view
+# The certificate's styles are inline: the same HTML becomes the PDF.
+@csp_update({"style-src": [UNSAFE_INLINE]})
 def certificate(request: HttpRequest, reference: str) -> HttpResponse:
     return HttpResponse(certificate_service.render_certificate_html(_get_request(reference)))
 

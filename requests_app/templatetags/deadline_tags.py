@@ -10,16 +10,14 @@ from requests_app import deadlines
 
 register = template.Library()
 
-# Colour by urgency: due within 2 days is urgent, within 7 soon (the default reminders' days).
-COLOURS = {"overdue": "#b00020", "urgent": "#c05600", "soon": "#8a6d00", "ok": "#1e7b34", "none": "#5b6775"}
-
 
 def due_badge(request) -> str:
-    """A coloured "12 days left" / "3 days overdue" / "clock paused" label."""
+    """A "12 days left" / "3 days overdue" / "clock paused" label, coloured by urgency (due.css):
+    due within 2 days is urgent, within 7 soon (the default reminders' days)."""
     if request.due_on is None or not request.is_open:
-        return format_html('<span style="color:{}">{}</span>', COLOURS["none"], "—")
+        return format_html('<span class="due due-none">{}</span>', "—")
     if request.clock_paused:
-        return format_html('<span style="color:{}">{}</span>', COLOURS["none"], _("clock paused"))
+        return format_html('<span class="due due-none">{}</span>', _("clock paused"))
     left = deadlines.days_left(request.due_on, timezone.localdate())
     if left < 0:
         level, text = "overdue", ngettext("%(days)s day overdue", "%(days)s days overdue", -left) % {"days": -left}
@@ -29,9 +27,8 @@ def due_badge(request) -> str:
         level = "urgent" if left <= 2 else "soon" if left <= 7 else "ok"
         text = ngettext("%(days)s day left", "%(days)s days left", left) % {"days": left}
     return format_html(
-        '<span class="due due-{}" style="color:{};font-weight:600" title="{}">{}</span>',
+        '<span class="due due-{}" title="{}">{}</span>',
         level,
-        COLOURS[level],
         request.due_on.isoformat(),
         text,
     )
