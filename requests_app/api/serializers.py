@@ -1,5 +1,7 @@
 """What the API reads and writes. Creation runs the web form's own validation."""
 
+import datetime
+
 from django.conf import settings
 from rest_framework import serializers
 
@@ -16,6 +18,21 @@ class StringField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class SinceField(serializers.DateTimeField):
+    """A moment to filter from. One so near year 1 or 9999 that it has no UTC equivalent is a 400:
+    a database that compares in UTC (SQLite) would otherwise fail on it with a 500."""
+
+    default_error_messages = {"out_of_range": "Give a date and time between the years 1 and 9999, in UTC."}
+
+    def to_internal_value(self, value):
+        try:
+            moment = super().to_internal_value(value)
+            moment.astimezone(datetime.UTC)
+        except OverflowError:  # DRF's own time zone check can overflow too
+            self.fail("out_of_range")
+        return moment
 
 
 class RequestCreateSerializer(serializers.Serializer):
@@ -96,7 +113,7 @@ class MessageSerializer(serializers.Serializer):
 class RequestListFilter(serializers.Serializer):
     status = serializers.ChoiceField(choices=Status.choices, required=False)
     type = serializers.ChoiceField(choices=RequestType.choices, required=False)
-    updated_since = serializers.DateTimeField(required=False)
+    updated_since = SinceField(required=False)
 
 
 class ExportSerializer(serializers.Serializer):

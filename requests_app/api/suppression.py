@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from requests_app.api.auth import OrganisationKeyAuthentication
 from requests_app.api.errors import found_or_404
 from requests_app.api.views import READ_PROBLEMS, DocumentedCursorPagination, problems, success
+from requests_app.api.serializers import SinceField
 from requests_app.models import APIKeyScope, IdentityKind, OrganisationAPIKey, SuppressionEntry, SuppressionPurpose
 from requests_app.services import suppression
 
@@ -59,7 +60,7 @@ class EntrySerializer(serializers.ModelSerializer):
 
 
 class EntryFilter(serializers.Serializer):
-    added_since = serializers.DateTimeField(required=False)
+    added_since = SinceField(required=False)
     kind = serializers.ChoiceField(choices=IdentityKind.choices, required=False)
 
 

@@ -47,7 +47,11 @@ def refresh_deadline(request: PrivacyRequest, *, today: datetime.date | None = N
     request.next_alert_on, request.next_alert_key = (
         deadlines.alert_to_schedule(request.due_on, today, settings.DEADLINE_REMINDER_DAYS) if clock_running else (None, "")
     )
-    PrivacyRequest.objects.filter(pk=request.pk).update(**{field: getattr(request, field) for field in DEADLINE_FIELDS})
+    changes = {field: getattr(request, field) for field in DEADLINE_FIELDS}
+    if (row.due_on, row.original_due_on) != (request.due_on, request.original_due_on):
+        # A due date organisations see moved: the API's updated_since filter must list the request.
+        changes["updated_at"] = timezone.now()
+    PrivacyRequest.objects.filter(pk=request.pk).update(**changes)
     if previous_due_on is not None and previous_due_on != request.due_on:
         from requests_app.services import webhooks
 
@@ -189,7 +193,7 @@ def request_extend(*, request: PrivacyRequest, actor: Actor, reason: str) -> Pri
         previous_due_on = locked.due_on
         locked.extended_at, locked.extended_by, locked.extension_reason = timezone.now(), actor.user, reason
         PrivacyRequest.objects.filter(pk=locked.pk).update(
-            extended_at=locked.extended_at, extended_by=actor.user, extension_reason=reason
+            extended_at=locked.extended_at, extended_by=actor.user, extension_reason=reason, updated_at=locked.extended_at
         )
         refresh_deadline(locked)
         record_event(

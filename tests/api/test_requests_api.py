@@ -379,3 +379,34 @@ def test_rights_are_listed_in_a_fixed_order_and_without_a_query_per_request(api,
     with django_assert_num_queries(2):  # the key, the page
         results = api.get(URL).json()["results"]
     assert [r["rights"] for r in results] == [["objection"], ["access", "erasure"]]
+
+
+@pytest.mark.django_db
+def test_updated_since_lists_a_request_whose_due_date_moved(api, operator):
+    """An extension changes nothing but the deadline: a portal syncing with updated_since must still see it."""
+    import time_machine
+
+    from requests_app import roles
+    from requests_app.audit import Actor
+    from requests_app.services.deadlines import request_extend
+    from tests.factories import request_in_status, staff_in_role
+
+    request = request_in_status(Status.IN_PROGRESS, organisation=operator)
+    filed_due_on = request.due_on
+    with time_machine.travel(timezone.now() + timedelta(days=3)):
+        since = timezone.now().isoformat()
+        assert api.get(URL, {"updated_since": since}).json()["results"] == []
+    with time_machine.travel(timezone.now() + timedelta(days=3, minutes=1)):
+        request_extend(request=request, actor=Actor.staff(staff_in_role(roles.DPO)), reason="Many sources to search")
+        [listed] = api.get(URL, {"updated_since": since}).json()["results"]
+    assert listed["id"] == str(request.public_id) and listed["extended_at"]
+    assert listed["due_on"] != filed_due_on.isoformat()
+
+
+@pytest.mark.django_db
+# Brussels is ahead of UTC, so these are before year 1 in UTC; the last one is after 9999.
+@pytest.mark.parametrize("since", ["0001-01-01", "0001-01-01T00:00:00", "9999-12-31T23:59:59-02:00"])
+def test_an_updated_since_out_of_range_is_a_400_not_a_500(api, since):
+    response = api.get(URL, {"updated_since": since})
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert "updated_since" in response.json()["errors"]
