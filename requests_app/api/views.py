@@ -355,9 +355,12 @@ class ExportViewSet(viewsets.GenericViewSet):
         return found_or_404(own_requests, "privacy request", public_id=self.kwargs["request_public_id"])
 
     def get_queryset(self):
-        # Released and shared; whether it can still be downloaded is the download's answer (410).
+        # Released and shared, then perhaps expired and deleted (the hourly job): whether it can still
+        # be downloaded is the download's answer (410), which stays the same once its file is gone.
         return ExportPackage.objects.filter(
-            request=self.privacy_request(), status=ExportStatus.RELEASED, shared_with_organisation=True
+            request=self.privacy_request(),
+            status__in=[ExportStatus.RELEASED, ExportStatus.EXPIRED],
+            shared_with_organisation=True,
         )
 
     def get_object(self):

@@ -66,6 +66,25 @@ def test_the_download_limit_holds_over_the_api(api):
 
 
 @pytest.mark.django_db
+def test_a_package_deleted_at_its_expiry_is_still_gone_not_unknown(api):
+    """The hourly job deletes an expired package's file: the API keeps answering 410, as documented."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from requests_app.services.exports import delete_expired_exports
+
+    request_id, export = released_export(api, share=True)
+    ExportPackage.objects.filter(pk=export.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    url = f"{URL}{request_id}/exports/{export.public_id}/download/"
+    assert api.get(url).status_code == 410
+    assert delete_expired_exports() == 1
+    assert ExportPackage.objects.get(pk=export.pk).status == "expired"
+    assert api.get(url).status_code == 410
+    assert api.get(f"{URL}{request_id}/exports/").json() == []  # the list shows what can still be downloaded
+
+
+@pytest.mark.django_db
 def test_a_read_key_cannot_download_a_subjects_data(api, operator):
     request_id, export = released_export(api, share=True)
     reader = client_with(key_for(operator, scope="read"))
