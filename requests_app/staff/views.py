@@ -95,10 +95,13 @@ def staff_view(view=None, *, dpo_only=False, readers=roles.ROLES):
 
 
 def _safe_next(request: HttpRequest, default: str) -> str:
+    """Where to go after signing in: a path on this site, or `default`. Not a relative "foo", which
+    redirect() would take for the name of a URL pattern (and fail on with a 500)."""
     target = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return target
-    return default
+    on_this_site = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return target if on_this_site and target.startswith("/") else default
 
 
 # --- Sign-in -----------------------------------------------------------------

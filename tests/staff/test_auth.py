@@ -3,6 +3,7 @@ import io
 import logging
 import re
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 import time_machine
@@ -255,6 +256,19 @@ def test_redirects_after_sign_in_stay_on_this_site(client):
     sign_in_with_password(client, "dpo1")
     response = client.post(reverse("staff:otp") + "?next=https://evil.example/", {"token": current_code(device)})
     assert response.url == reverse("staff:home")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("next_url", ["foo", "staff:queue", "..", "//evil.example/x"])
+def test_a_next_that_is_not_a_path_here_leads_home_not_to_an_error(client, next_url):
+    """redirect() would read "foo" as a URL pattern's name and fail with a 500."""
+    dpo = staff_in_role("DPO", username="dpo1")
+    device = TOTPDevice.objects.create(user=dpo, name="phone", confirmed=True)
+    sign_in_with_password(client, "dpo1")
+    assert client.get(reverse("staff:otp"), {"next": next_url}).status_code == 200
+    response = client.post(reverse("staff:otp") + "?" + urlencode({"next": next_url}), {"token": current_code(device)})
+    assert response.url == reverse("staff:home")
+    assert client.get(reverse("staff:otp"), {"next": next_url}).url == reverse("staff:home")  # signed in already
 
 
 @pytest.mark.django_db
