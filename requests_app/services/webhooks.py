@@ -40,7 +40,9 @@ from requests_app.models import (
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF = datetime.timedelta(hours=1)
-FIRST_BACKOFF_SECONDS = 30
+# A minute: the job that sends due retries runs every minute (dispatch-due-webhooks), so a
+# shorter first wait would only be rounded up to it.
+FIRST_BACKOFF_SECONDS = 60
 
 
 def request_payload(request: PrivacyRequest) -> dict:
@@ -98,7 +100,7 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def backoff(attempts: int) -> datetime.timedelta:
-    """30 s, 1 min, 2 min, ... capped at an hour."""
+    """1 min, 2 min, 4 min, ... capped at an hour."""
     return min(datetime.timedelta(seconds=FIRST_BACKOFF_SECONDS * 2 ** (attempts - 1)), MAX_BACKOFF)
 
 

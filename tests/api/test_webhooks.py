@@ -145,16 +145,16 @@ def test_failures_are_retried_with_backoff_until_delivered(operator):
         delivery = WebhookDelivery.objects.get()
         assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 1, 500)
         first_retry = delivery.next_attempt_at - timezone.now()
-        assert timedelta(seconds=25) < first_retry <= timedelta(seconds=30)
+        assert timedelta(seconds=55) < first_retry <= timedelta(seconds=60)
 
         assert webhooks.dispatch_due() == 0  # not due yet
-        with time_machine.travel(timezone.now() + timedelta(seconds=31)):
+        with time_machine.travel(timezone.now() + timedelta(seconds=61)):
             assert webhooks.dispatch_due() == 1
         delivery.refresh_from_db()
         assert (delivery.attempts, delivery.last_status_code) == (2, 503)
-        assert delivery.next_attempt_at - timezone.now() > timedelta(seconds=55)  # doubled
+        assert delivery.next_attempt_at - timezone.now() > timedelta(seconds=115)  # doubled
 
-        with time_machine.travel(timezone.now() + timedelta(minutes=2)):
+        with time_machine.travel(timezone.now() + timedelta(minutes=4)):
             webhooks.dispatch_due()
         delivery.refresh_from_db()
         assert (delivery.status, delivery.attempts) == ("delivered", 3)
