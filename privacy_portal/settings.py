@@ -420,8 +420,20 @@ EXPORT_LINK_LIFETIME = timedelta(days=env_int("EXPORT_LINK_DAYS", 7))
 EXPORT_MAX_DOWNLOADS = env_int("EXPORT_MAX_DOWNLOADS", 5)
 EXPORT_UNRELEASED_LIFETIME = timedelta(days=env_int("EXPORT_UNRELEASED_DAYS", 30))
 EXPORT_AUTO_START = env_bool("EXPORT_AUTO_START", False)
-# A compiling run whose heartbeat is older than this is taken to be dead.
+# A compiling run stamps its heartbeat this often, from a timer, however slow its sources are.
+EXPORT_HEARTBEAT_INTERVAL_SECONDS = env_int("EXPORT_HEARTBEAT_INTERVAL_SECONDS", 30)
+# A compiling run whose heartbeat is older than this is taken to be dead: the next run takes its
+# export over and deletes its work files.
 EXPORT_HEARTBEAT_STALE_SECONDS = env_int("EXPORT_HEARTBEAT_STALE_SECONDS", 120)
+if EXPORT_HEARTBEAT_INTERVAL_SECONDS < 1:
+    raise ImproperlyConfigured("EXPORT_HEARTBEAT_INTERVAL_SECONDS must be at least 1")
+if EXPORT_HEARTBEAT_STALE_SECONDS < 3 * EXPORT_HEARTBEAT_INTERVAL_SECONDS:
+    # A database blip can cost a live run a beat or two; it must not cost it its export.
+    raise ImproperlyConfigured(
+        f"EXPORT_HEARTBEAT_STALE_SECONDS ({EXPORT_HEARTBEAT_STALE_SECONDS} s) must be at least three heartbeats "
+        f"(3 x EXPORT_HEARTBEAT_INTERVAL_SECONDS = {3 * EXPORT_HEARTBEAT_INTERVAL_SECONDS} s): "
+        "a live export that missed a beat or two would be taken over"
+    )
 EXPORT_TASK_TIME_LIMIT = env_int("EXPORT_TASK_TIME_LIMIT", 3000)
 # A queued export not taken by a worker for this long lost its task, and is queued again. Longer
 # than an export may run, so an export merely waiting behind another is not queued twice.

@@ -117,6 +117,29 @@ def test_redis_redelivers_a_task_only_after_the_longest_task_could_have_run(sett
     assert "CELERY_VISIBILITY_TIMEOUT (3600 s) must exceed the longest task time limit (7200 s)" in result.stderr
 
 
+THREE_BEATS = "EXPORT_HEARTBEAT_STALE_SECONDS ({stale} s) must be at least three heartbeats"
+
+
+@pytest.mark.parametrize(
+    ("interval", "stale", "refusal"),
+    [
+        ("30", "180", None),
+        ("30", "90", None),
+        ("30", "89", THREE_BEATS),
+        ("60", "120", THREE_BEATS),
+        ("0", "180", "EXPORT_HEARTBEAT_INTERVAL_SECONDS must be at least 1"),
+    ],
+)
+def test_an_export_heartbeat_is_stale_only_after_several_missed_beats(interval, stale, refusal):
+    """A stale window of one or two beats would let a live export that missed one be taken over."""
+    result = run_manage("check", EXPORT_HEARTBEAT_INTERVAL_SECONDS=interval, EXPORT_HEARTBEAT_STALE_SECONDS=stale)
+    if refusal is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0
+        assert refusal.format(stale=stale) in result.stderr
+
+
 def test_a_malformed_number_is_refused():
     result = run_manage("check", ATTACHMENT_MAX_BYTES="ten megabytes")
     assert result.returncode != 0

@@ -7,6 +7,9 @@ local temporary file, stores it under a name unique to that attempt, and
 finishes with a second conditional update that succeeds only while its
 attempt is still current. So a package is either complete and released
 once, or not there at all; never two, never a truncated one.
+
+While a run compiles, a timer stamps its heartbeat (requests_app.heartbeat),
+however long a source takes to answer: only a run that died goes stale.
 """
 
 import datetime
@@ -29,6 +32,7 @@ from requests_app import emails, roles, sms, tasks
 from requests_app.services import webhooks
 from requests_app.audit import Actor, record_event
 from requests_app.exports.package import PackageWriter
+from requests_app.heartbeat import Heartbeat
 from requests_app.lifecycle import VERIFIED_OPEN, RequestError
 from requests_app.models import (
     ConnectorKind,
@@ -175,9 +179,9 @@ def storage_name(export: ExportPackage, attempt: int) -> str:
 def compile_export(*, export_id: int) -> str | None:
     """Compile a queued export into a stored ZIP. The Celery task and `manage.py compile_export` call this.
 
-    Returns the storage name, or None when another run holds the export or
-    it was not queued. A failing source marks the export failed, naming the
-    source; nothing partial is kept.
+    Returns the storage name, or None when another run took the export over or
+    it was not queued; raises ExportBusy while another run holds it. A failing
+    source marks the export failed, naming the source; nothing partial is kept.
     """
     attempt = _claim(export_id)
     if attempt is None:
@@ -185,6 +189,15 @@ def compile_export(*, export_id: int) -> str | None:
         if still_running:
             raise ExportBusy(export_id)
         return None
+    # The claim holds while the heartbeat is fresh: the timer keeps it so for as long as this
+    # process lives, through a source that is slow to answer and the upload of the package.
+    ours = ExportPackage.objects.filter(pk=export_id, status=ExportStatus.RUNNING, attempt=attempt)
+    with Heartbeat(ours, every=settings.EXPORT_HEARTBEAT_INTERVAL_SECONDS, name=f"export-{export_id}-heartbeat"):
+        return _compile(export_id, attempt)
+
+
+def _compile(export_id: int, attempt: int) -> str | None:
+    """compile_export's work, once this run holds the export as `attempt`."""
     export = ExportPackage.objects.select_related("request").get(pk=export_id)
     if export.request.status in NO_DATA_DELIVERED:
         # Withdrawn or refused while queued: no data about the subject is collected for nobody.
@@ -204,7 +217,7 @@ def compile_export(*, export_id: int) -> str | None:
 
     def on_progress(progress: dict) -> None:
         ExportPackage.objects.filter(pk=export_id, attempt=attempt).update(
-            progress={**progress, "sources_done": done, "sources_total": len(sources)}, heartbeat_at=timezone.now()
+            progress={**progress, "sources_done": done, "sources_total": len(sources)}
         )
 
     done = 0

@@ -29,6 +29,7 @@ from tests import real_workers
 
 BROKER_URL = "redis://127.0.0.1:6379/14"
 VISIBILITY_TIMEOUT = 5
+HEARTBEAT_INTERVAL = 1
 HEARTBEAT_STALE = 3
 # Enough call detail records that compiling takes a few seconds, so the kill
 # lands mid-compilation, while the whole test stays well under a minute.
@@ -65,7 +66,8 @@ def test_a_worker_killed_mid_export_yields_exactly_one_complete_package(settings
 
     env = real_workers.worker_env(
         test_db=test_db, broker_url=BROKER_URL, visibility_timeout=VISIBILITY_TIMEOUT, tmp_path=tmp_path,
-        EXPORT_HEARTBEAT_STALE_SECONDS=HEARTBEAT_STALE, DEMO_SOURCES_URL=source_url,
+        EXPORT_HEARTBEAT_INTERVAL_SECONDS=HEARTBEAT_INTERVAL, EXPORT_HEARTBEAT_STALE_SECONDS=HEARTBEAT_STALE,
+        DEMO_SOURCES_URL=source_url,
         MEDIA_ROOT=media_root, EXPORT_WORK_DIR=work_dir,
     )
     logs = [tmp_path / "worker1.log", tmp_path / "worker2.log"]
