@@ -352,6 +352,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "requests_app.tasks.requeue_lost_work",
         "schedule": timedelta(minutes=15),
     },
+    # An export whose worker died is taken over within a minute of its heartbeat going stale.
+    "requeue-dead-exports": {
+        "task": "requests_app.tasks.requeue_dead_exports",
+        "schedule": timedelta(minutes=1),
+    },
     "purge-closed-requests": {
         "task": "requests_app.tasks.purge_closed_requests",
         "schedule": crontab(hour=3, minute=15),
@@ -422,9 +427,9 @@ EXPORT_UNRELEASED_LIFETIME = timedelta(days=env_int("EXPORT_UNRELEASED_DAYS", 30
 EXPORT_AUTO_START = env_bool("EXPORT_AUTO_START", False)
 # A compiling run stamps its heartbeat this often, from a timer, however slow its sources are.
 EXPORT_HEARTBEAT_INTERVAL_SECONDS = env_int("EXPORT_HEARTBEAT_INTERVAL_SECONDS", 30)
-# A compiling run whose heartbeat is older than this is taken to be dead: the next run takes its
-# export over and deletes its work files.
-EXPORT_HEARTBEAT_STALE_SECONDS = env_int("EXPORT_HEARTBEAT_STALE_SECONDS", 120)
+# A compiling run whose heartbeat is older than this is taken to be dead: its export is queued again
+# (requeue_dead_exports, every minute) and the next run takes it over and deletes its work files.
+EXPORT_HEARTBEAT_STALE_SECONDS = env_int("EXPORT_HEARTBEAT_STALE_SECONDS", 180)
 if EXPORT_HEARTBEAT_INTERVAL_SECONDS < 1:
     raise ImproperlyConfigured("EXPORT_HEARTBEAT_INTERVAL_SECONDS must be at least 1")
 if EXPORT_HEARTBEAT_STALE_SECONDS < 3 * EXPORT_HEARTBEAT_INTERVAL_SECONDS:

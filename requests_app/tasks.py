@@ -195,8 +195,9 @@ def send_daily_digest() -> bool:
     soft_time_limit=settings.EXPORT_TASK_TIME_LIMIT - 60,
 )
 def compile_export(self, export_id: int) -> str | None:
-    """Compile an export package. A redelivered task after a worker died starts the export over
-    once the dead run's heartbeat is stale; while another run is alive it waits and retries."""
+    """Compile an export package. A task redelivered after a worker died, or queued again by
+    requeue_dead_exports, starts the export over once the dead run's heartbeat is stale; while
+    another run is alive (its heartbeat fresh) it waits and retries."""
     try:
         return exports.compile_export(export_id=export_id)
     except exports.ExportBusy as busy:
@@ -221,6 +222,12 @@ def requeue_lost_work() -> int:
         + intake.requeue_lost_acknowledgements()
         + emails.requeue_owed_emails()
     )
+
+
+@shared_task(acks_late=True)
+def requeue_dead_exports() -> int:
+    """Periodic (every minute): queue again the exports whose compiling run died, its heartbeat stale."""
+    return exports.requeue_dead_exports()
 
 
 @shared_task(**EMAIL_RETRY)

@@ -176,7 +176,10 @@ def test_a_broker_outage_still_shows_the_subject_their_reference(client, unreach
 def test_every_periodic_job_names_a_registered_task(settings):
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     # The jobs a promise rests on: reminders, lost work found again, the nightly audit walk, retention.
-    for name in ("sweep_deadlines", "requeue_lost_work", "verify_audit_chain", "purge_closed_requests", "clear_expired_sessions"):
+    for name in (
+        "sweep_deadlines", "requeue_lost_work", "requeue_dead_exports", "verify_audit_chain", "purge_closed_requests",
+        "clear_expired_sessions",
+    ):
         assert f"requests_app.tasks.{name}" in scheduled
     assert scheduled <= set(celery_app.tasks)
 

@@ -9,7 +9,8 @@ attempt is still current. So a package is either complete and released
 once, or not there at all; never two, never a truncated one.
 
 While a run compiles, a timer stamps its heartbeat (requests_app.heartbeat),
-however long a source takes to answer: only a run that died goes stale.
+however long a source takes to answer: a run whose heartbeat goes stale has
+died, and its export is queued again within minutes (requeue_dead_exports).
 """
 
 import datetime
@@ -128,7 +129,7 @@ def manual_task_upload(*, task: ManualTask, actor: Actor, upload) -> ManualTask:
 
 
 def _queue_compilation(export_id: int) -> None:
-    """Queue the compile task on commit, and note when (see requeue_lost_exports)."""
+    """Queue the compile task on commit, and note when (see requeue_lost_exports and requeue_dead_exports)."""
     ExportPackage.objects.filter(pk=export_id).update(queued_at=timezone.now())
     tasks.queue_after_commit(tasks.compile_export, export_id)
 
@@ -136,15 +137,14 @@ def _queue_compilation(export_id: int) -> None:
 def requeue_lost_exports(*, now: datetime.datetime | None = None) -> int:
     """Queue again the compilations and package passwords whose task the broker lost; returns how many.
 
-    Lost means queued longer ago than EXPORT_LOST_AFTER and never taken, or
-    taken by a worker that died (heartbeat stale) while its redelivery may be
-    hours away (the broker's visibility timeout). A task queued twice is
-    harmless: only one run claims the export (_claim), the other waits for it.
+    Lost means queued longer ago than EXPORT_LOST_AFTER and never taken (a
+    run that took its export and died is requeue_dead_exports' to find). A
+    task queued twice is harmless: only one run claims the export (_claim),
+    the other waits for it.
     """
     now = now or timezone.now()
     quiet = Q(queued_at__lt=now - settings.EXPORT_LOST_AFTER) | Q(queued_at__isnull=True)
-    dead = Q(status=ExportStatus.RUNNING, heartbeat_at__lt=now - datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS))
-    lost = ExportPackage.objects.filter(quiet, Q(status=ExportStatus.QUEUED) | dead).exclude(request__status__in=NO_DATA_DELIVERED)
+    lost = ExportPackage.objects.filter(quiet, status=ExportStatus.QUEUED).exclude(request__status__in=NO_DATA_DELIVERED)
     export_ids = list(lost.values_list("id", flat=True))
     for export_id in export_ids:
         _queue_compilation(export_id)
@@ -159,6 +159,32 @@ def requeue_lost_exports(*, now: datetime.datetime | None = None) -> int:
     if export_ids or password_ids:
         logger.warning("queued again the lost tasks of %d export(s) and %d package password(s)", len(export_ids), len(password_ids))
     return len(export_ids) + len(password_ids)
+
+
+def requeue_dead_exports(*, now: datetime.datetime | None = None) -> int:
+    """Queue again the compilations whose run died (worker killed, out of memory, machine gone); returns how many.
+
+    Dead means compiling with a heartbeat older than EXPORT_HEARTBEAT_STALE_SECONDS: a live run's
+    timer stamps it every EXPORT_HEARTBEAT_INTERVAL_SECONDS, so only a run whose process is gone
+    goes stale. When the whole worker went, the broker would hand its task out again only after the
+    visibility timeout, hours away. Queued once per death: not again while the task queued since the
+    run's last beat waits for a worker, unless that task is lost too (EXPORT_LOST_AFTER). The run it
+    starts takes the export over (_claim) and removes the dead run's work files. Runs every minute.
+    """
+    now = now or timezone.now()
+    stale = now - datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS)
+    not_queued_since = (
+        Q(queued_at__isnull=True) | Q(queued_at__lt=F("heartbeat_at")) | Q(queued_at__lt=now - settings.EXPORT_LOST_AFTER)
+    )
+    dead = ExportPackage.objects.filter(not_queued_since, status=ExportStatus.RUNNING, heartbeat_at__lt=stale).exclude(
+        request__status__in=NO_DATA_DELIVERED
+    )
+    export_ids = list(dead.values_list("id", flat=True))
+    for export_id in export_ids:
+        _queue_compilation(export_id)
+    if export_ids:
+        logger.warning("queued again %d export(s) whose run died", len(export_ids))
+    return len(export_ids)
 
 
 def _claim(export_id: int) -> int | None:

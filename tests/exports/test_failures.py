@@ -24,7 +24,14 @@ from requests_app.models import (
     SourceCategory,
     SourceSystem,
 )
-from requests_app.services.exports import ExportBusy, compile_export, export_retry, export_start, requeue_lost_exports
+from requests_app.services.exports import (
+    ExportBusy,
+    compile_export,
+    export_retry,
+    export_start,
+    requeue_dead_exports,
+    requeue_lost_exports,
+)
 from tests.conftest import login_staff
 from tests.exports.conftest import closed_port
 from tests.exports.support import check_manifest, jsonl_records, open_package, stored_files
@@ -209,15 +216,22 @@ def test_an_export_whose_task_the_broker_lost_is_queued_again(demo_request, djan
     assert requeue_lost_exports(now=later) == 0
 
 
-def test_an_export_whose_worker_died_is_queued_again_but_not_a_live_one(demo_request, django_capture_on_commit_callbacks):
+def test_an_export_whose_worker_died_is_queued_again_within_minutes_but_not_a_live_one(
+    demo_request, settings, django_capture_on_commit_callbacks
+):
     export = export_start(request=demo_request, actor=Actor.system())
-    long_ago = timezone.now() - datetime.timedelta(hours=1)
-    ExportPackage.objects.filter(pk=export.pk).update(status=ExportStatus.RUNNING, attempt=1, queued_at=long_ago, heartbeat_at=timezone.now())
-    assert requeue_lost_exports() == 0  # its run is alive
+    # Queued ten minutes ago, well within EXPORT_LOST_AFTER: a dead run is not left for an hour.
+    now = timezone.now()
+    stale = datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS)
+    ExportPackage.objects.filter(pk=export.pk).update(
+        status=ExportStatus.RUNNING, attempt=1, queued_at=now - datetime.timedelta(minutes=10),
+        heartbeat_at=now - stale + datetime.timedelta(seconds=10),
+    )
+    assert requeue_dead_exports() == 0  # its last beat is recent enough: it may be alive
 
-    ExportPackage.objects.filter(pk=export.pk).update(heartbeat_at=long_ago)
+    ExportPackage.objects.filter(pk=export.pk).update(heartbeat_at=now - stale - datetime.timedelta(seconds=10))
     with django_capture_on_commit_callbacks(execute=True):
-        assert requeue_lost_exports() == 1
+        assert requeue_dead_exports() == 1
     export.refresh_from_db()
     assert export.status == ExportStatus.READY and export.attempt == 2
 

@@ -1,6 +1,6 @@
 """The heartbeat of a compiling run: stamped by a timer while the run lives, so a run slower than the
-stale window is never taken over; the timer stops with the run, and never stamps an export another
-run took over."""
+stale window is never taken over, while a dead one is queued again within minutes; the timer stops
+with the run, and never stamps an export another run took over."""
 
 import datetime
 import os
@@ -12,6 +12,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
+from requests_app import tasks
 from requests_app.exports.package import PackageWriter
 from requests_app.heartbeat import Heartbeat
 from requests_app.models import (
@@ -27,6 +28,7 @@ from requests_app.models import (
 from requests_app.services.exports import (
     ExportBusy,
     compile_export,
+    requeue_dead_exports,
     work_file_prefix,
 )
 
@@ -108,6 +110,7 @@ def test_a_run_slower_than_the_stale_window_is_not_taken_over_while_it_lives(
 
         with pytest.raises(ExportBusy):
             compile_export(export_id=export.id)  # a second task for the export (redelivered, or queued twice)
+        assert requeue_dead_exports() == 0
         row = ExportPackage.objects.get(pk=export.pk)
         assert row.status == ExportStatus.RUNNING and row.attempt == 1
         assert timezone.now() - row.heartbeat_at < datetime.timedelta(seconds=STALE)
@@ -119,6 +122,43 @@ def test_a_run_slower_than_the_stale_window_is_not_taken_over_while_it_lives(
     export.refresh_from_db()
     assert export.status == ExportStatus.READY and export.attempt == 1
     assert heartbeat_threads() == []
+
+
+def test_a_run_whose_heartbeat_stopped_is_queued_once_and_taken_over(
+    demo_request, settings, django_capture_on_commit_callbacks
+):
+    """As after a worker was killed: its last beat grows old while the broker would hand the task out only hours later."""
+    export = queued_export(demo_request)
+    now = timezone.now()
+    queued, last_beat = (
+        now - datetime.timedelta(minutes=5),
+        now - datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS + 1),
+    )
+    ExportPackage.objects.filter(pk=export.pk).update(
+        status=ExportStatus.RUNNING, attempt=1, queued_at=queued, heartbeat_at=last_beat
+    )
+    os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)
+    dead_work_file = os.path.join(settings.EXPORT_WORK_DIR, f"{work_file_prefix(export)}1.zip")
+    with open(dead_work_file, "wb") as partial:
+        partial.write(b"PK\x03\x04 half a package")
+
+    # One minute earlier its heartbeat was not stale yet: it may have been alive.
+    assert requeue_dead_exports(now=now - datetime.timedelta(minutes=1)) == 0
+    assert tasks.requeue_dead_exports() == 1  # the periodic task, a few minutes after the worker died
+    assert tasks.requeue_dead_exports() == 0  # its task is on its way: not queued twice
+
+    with django_capture_on_commit_callbacks(execute=True):  # the task queued on commit runs eagerly
+        # Unless that task is lost too.
+        assert requeue_dead_exports(now=now + settings.EXPORT_LOST_AFTER + datetime.timedelta(minutes=1)) == 1
+    export.refresh_from_db()
+    assert export.status == ExportStatus.READY and export.attempt == 2
+    assert not os.path.exists(dead_work_file)
+
+
+def test_the_sweep_for_dead_runs_is_scheduled_every_minute(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["requeue-dead-exports"]
+    assert entry["task"] == "requests_app.tasks.requeue_dead_exports"
+    assert entry["schedule"] <= datetime.timedelta(minutes=1)
 
 
 @pytest.fixture
