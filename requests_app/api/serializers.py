@@ -3,6 +3,7 @@
 import datetime
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from requests_app import selectors
@@ -35,24 +36,35 @@ class SinceField(serializers.DateTimeField):
         return moment
 
 
+# The form's limits, declared again on the serializer so that the schema shows them.
+FORM_FIELDS = RequestForm.base_fields
+
+
 class RequestCreateSerializer(serializers.Serializer):
     """A request filed for a subject. The same rules as the public form apply (RequestForm)."""
 
-    rights = serializers.ListField(child=serializers.ChoiceField(choices=RequestType.choices), allow_empty=False)
+    rights = serializers.ListField(
+        child=serializers.ChoiceField(choices=RequestType.choices), allow_empty=False, min_length=1
+    )
     rectification_data = StringField(required=False, allow_blank=True, default="")
     rectification_value = StringField(required=False, allow_blank=True, default="")
     restriction_ground = serializers.ChoiceField(choices=RestrictionGround.choices, required=False, allow_blank=True, default="")
     objection_processing = StringField(required=False, allow_blank=True, default="")
     consent_withdrawn = StringField(required=False, allow_blank=True, default="")
-    subject_name = StringField()
-    subject_email = StringField()
+    subject_name = StringField(max_length=FORM_FIELDS["subject_name"].max_length)
+    subject_email = StringField(max_length=FORM_FIELDS["subject_email"].max_length)
     subject_phone = StringField(required=False, allow_blank=True, default="", help_text="E.164, e.g. +32475123456")
-    customer_reference = StringField(required=False, allow_blank=True, default="")
+    customer_reference = StringField(
+        required=False, allow_blank=True, default="", max_length=FORM_FIELDS["customer_reference"].max_length
+    )
     ip_address = StringField(required=False, allow_blank=True, default="")
     relationship = serializers.ChoiceField(choices=Relationship.choices)
     regime = serializers.ChoiceField(choices=Regime.choices, default=Regime.GDPR)
     language = serializers.ChoiceField(choices=settings.LANGUAGES, default="en")
-    description = StringField(required=False, allow_blank=True, default="")
+    # Its limit is the form's (line breaks counted once), not a plain maxLength.
+    description = StringField(
+        required=False, allow_blank=True, default="", help_text=f"At most {TEXT_MAX_CHARS:,} characters."
+    )
     signature = StringField(help_text="The subject's typed full name, as on the portal's form.")
 
     def validate(self, attrs):
@@ -91,6 +103,7 @@ class RequestSerializer(serializers.ModelSerializer):
         # From the bits kept on the request (rights never change after intake): no query.
         return request.requested_rights
 
+    @extend_schema_field(TimelineItemSerializer(many=True))
     def get_timeline(self, request) -> list[dict]:
         if not self.context.get("with_timeline"):
             return []

@@ -69,6 +69,9 @@ ALL_PROBLEMS = {
         (413, "Body larger than API_MAX_BODY_BYTES (64 KiB by default), refused before it is read", [
             problem_example("Body too large", 413, "The body is larger than 65536 bytes.", title="Content Too Large"),
         ]),
+        (415, "A body that is not JSON: send `Content-Type: application/json`", [
+            problem_example("Not JSON", 415, 'Unsupported media type "text/plain" in request.', title="Unsupported Media Type"),
+        ]),
         (422, "Idempotency-Key reused with another body or on another endpoint", [
             problem_example("Idempotency-Key reused", 422, "This Idempotency-Key was used with another request (another body or endpoint)."),
         ]),
@@ -88,7 +91,7 @@ def problems(*codes: int) -> dict:
 
 READ_PROBLEMS = problems(400, 401, 403, 404, 429)
 # A POST also meets the request's state, the body limit and the Idempotency-Key.
-WRITE_PROBLEMS = problems(400, 401, 403, 404, 409, 413, 422, 429)
+WRITE_PROBLEMS = problems(400, 401, 403, 404, 409, 413, 415, 422, 429)
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
     description="Retry a POST safely: the same key and body returns the first answer.",
@@ -334,7 +337,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 @extend_schema(
     responses={
         200: success(serializers.PingSerializer, "The key works", "The key's organisation", {"organisation": "Mobile Operator SA"}),
-        **READ_PROBLEMS,
+        **problems(401, 403, 429),  # no input, no object: never a 400 or a 404
     }
 )
 @api_view(["GET"])

@@ -245,6 +245,9 @@ PROVOKE = {
     (413, "BodyTooLarge"): lambda operator: client_with(key_for(operator)).post(
         CREATE[0], json.dumps({"description": "x" * 70_000}), content_type="application/json"
     ),
+    (415, "NotJSON"): lambda operator: client_with(key_for(operator)).post(
+        CREATE[0], "rights=erasure", content_type="text/plain"
+    ),
     (422, "Idempotency-KeyReused"): key_reused,
     (429, "RateLimited"): rate_limited,
 }
