@@ -29,6 +29,25 @@ def test_subject_submits_the_public_form(page, live_server):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_impatient_second_click_does_not_send_the_request_again(page, live_server):
+    """On a slow connection a subject clicks again: the second submission must not leave (two requests,
+    two verification emails). Checked in the page: a listener after the site's keeps both from leaving."""
+    page.goto(live_server.url + "/")
+    second_click = page.evaluate(
+        """() => new Promise(resolve => {
+            const form = document.querySelector("main form[method=post]");
+            const seen = [];
+            const hold = event => { seen.push(event.defaultPrevented); event.preventDefault(); };
+            window.addEventListener("submit", hold);
+            form.requestSubmit();
+            form.requestSubmit();
+            setTimeout(() => resolve({seen, disabled: form.querySelector("button").disabled}), 0);
+        })"""
+    )
+    assert second_click == {"seen": [False, True], "disabled": True}  # the first goes, the second is stopped
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_refused_form_puts_the_focus_on_the_list_of_what_to_correct(page, live_server):
     """Keyboard and screen-reader users start from the errors, not from the top of the page."""
     page.goto(live_server.url + "/")

@@ -1,23 +1,5 @@
-// The dashboard's only script, served as a file so that the Content-Security-Policy
+// The dashboard's live progress, served as a file so that the Content-Security-Policy
 // can forbid inline scripts (script-src 'self'). Plain DOM, no build step.
-
-// A double click would send a form twice (two emails to the subject, two notes): once a POST form
-// is on its way, its buttons are disabled. After the click, so that the button's own value is sent.
-document.addEventListener("submit", function (event) {
-  var form = event.target;
-  // getAttribute: a field named "method" (the identity form has one) hides form.method.
-  if ((form.getAttribute("method") || "").toLowerCase() !== "post" || event.defaultPrevented) return;
-  if (form.dataset.sent) { event.preventDefault(); return; }
-  form.dataset.sent = "yes";
-  var buttons = form.querySelectorAll("button");
-  setTimeout(function () { buttons.forEach(function (button) { button.disabled = true; }); }, 0);
-});
-
-// A page shown again (the back button, a browser that restores form state) is usable again.
-window.addEventListener("pageshow", function () {
-  document.querySelectorAll("form").forEach(function (form) { delete form.dataset.sent; });
-  document.querySelectorAll("form button").forEach(function (button) { button.disabled = false; });
-});
 
 // Live progress: poll every row that names its progress URL in `attribute` every two
 // seconds, show the answer with `show(row, data)`, and stop once `done(data)` says so.
