@@ -3,7 +3,8 @@
 A DPO creates an account (or, for a lost phone, invites its owner again);
 that blanks the account's password and authenticator and emails its owner a
 one-time link. Through the link the owner chooses a password and scans the
-authenticator's QR code, both in one step. Sign-in itself never sets up an
+authenticator's QR code, both in one step; the account is usable only once the
+authenticator's first code is confirmed. Sign-in itself never sets up an
 authenticator: whoever learnt a password could otherwise bind their own.
 
 The link's token is Django's password-reset token under another salt. It
@@ -94,14 +95,15 @@ class LinkUsed(Exception):
     """The link was used (or replaced) while its page was open."""
 
 
-def complete_setup(*, uid: str, token: str, password: str, device: TOTPDevice) -> None:
-    """Set the chosen password and the authenticator scanned; the link stops working (the token covers
-    the password). The account's row is locked and the link checked again: of two tabs, one wins."""
+def complete_setup(*, uid: str, token: str, password_hash: str, device: TOTPDevice) -> None:
+    """Set the chosen password (hashed by make_password: the setup page keeps it so, across a wrong code)
+    and the authenticator scanned; the link stops working (the token covers the password). The account's
+    row is locked and the link checked again: of two tabs, one wins."""
     with transaction.atomic():
         user = user_for_link(uid, token, for_update=True)
         if user is None:
             raise LinkUsed
-        user.set_password(password)
+        user.password = password_hash
         user.save(update_fields=["password"])
         TOTPDevice.objects.filter(user=user).delete()
         device.user = user

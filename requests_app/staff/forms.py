@@ -290,9 +290,41 @@ class TokenForm(forms.Form):
 
 
 class AccountSetupForm(SetPasswordForm):
-    """The password the account's owner chooses, and the first code of the authenticator they scanned."""
+    """The password the account's owner chooses, and the first code of the authenticator they scanned.
+
+    With `password_kept` (a password chosen on this page earlier passed the checks), both password
+    fields may be left empty to keep that one; typing in them chooses another."""
 
     token = token_field(autofocus=False)
+
+    def __init__(self, user, *args, password_kept: bool = False, **kwargs):
+        super().__init__(user, *args, **kwargs)
+        self.password_kept = False
+        if password_kept:
+            self.keep_password()
+
+    def keep_password(self) -> None:
+        """Show the page again for a password already chosen: its fields optional, the code asked for."""
+        self.password_kept = True
+        for name in ("new_password1", "new_password2"):
+            self.fields[name].required = False
+        self.fields["token"].widget.attrs["autofocus"] = True
+
+    def clean(self):
+        if self.password_kept:
+            # The checks below skip a field left empty: a password typed once only would go unchecked.
+            typed = {name: self.cleaned_data.get(name) for name in ("new_password1", "new_password2")}
+            if any(typed.values()):
+                for name, value in typed.items():
+                    if not value:
+                        self.add_error(name, self.fields[name].error_messages["required"])
+        return super().clean()
+
+    def chosen_password(self) -> str:
+        """The new password typed in both fields, if it passed the checks; "" otherwise."""
+        if self.has_error("new_password1") or self.has_error("new_password2"):
+            return ""
+        return self.cleaned_data.get("new_password1") or ""
 
 
 # Query parameters that carry a credential (?password=..., ?token=...).

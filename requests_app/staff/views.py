@@ -17,6 +17,7 @@ from django.contrib.auth import logout as auth_logout
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import PasswordChangeForm
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -161,7 +162,10 @@ def otp(request: HttpRequest) -> HttpResponse:
 
 # The setup link's token moves from the URL into the session at once (as Django's password reset does),
 # so it is not in the address bar, the history or a Referer header while the page is open. The session
-# also keeps the authenticator key this browser is shown (staff_setup.new_authenticator_key).
+# also keeps the authenticator key this browser is shown (staff_setup.new_authenticator_key) and, once
+# chosen, the new password, hashed: a wrong code must not make its owner type it again, and a password is
+# never sent back into a page. Both belong to this link: opening a link starts afresh, and they go when
+# the setup completes or the link stops working. (Sessions are kept on the server: the database.)
 SETUP_SESSION_KEY = "staff_setup"
 
 
@@ -175,21 +179,29 @@ def setup(request: HttpRequest) -> HttpResponse:
     pending = request.session.get(SETUP_SESSION_KEY) or {"uid": "", "token": "", "key": ""}
     user = staff_setup.user_for_link(pending["uid"], pending["token"])
     if user is None:
+        request.session.pop(SETUP_SESSION_KEY, None)
         return render(request, "staff/setup_link_invalid.html", status=400)
     device = staff_setup.authenticator(user, pending["key"])
-    form = forms.AccountSetupForm(user, request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        if staff_setup.code_matches(device, form.cleaned_data["token"]):
-            try:
-                staff_setup.complete_setup(
-                    uid=pending["uid"], token=pending["token"], password=form.cleaned_data["new_password1"], device=device
-                )
-            except staff_setup.LinkUsed:
-                return render(request, "staff/setup_link_invalid.html", status=400)
-            del request.session[SETUP_SESSION_KEY]
-            messages.success(request, _("Your account is ready: sign in with your password and a code."))
-            return redirect("staff:login")
-        form.add_error("token", _("That code is not right, or it expired. Try the current one."))
+    form = forms.AccountSetupForm(user, request.POST or None, password_kept=bool(pending.get("password_hash")))
+    if request.method == "POST":
+        chosen = form.chosen_password()
+        if chosen:
+            pending["password_hash"] = make_password(chosen)
+            request.session[SETUP_SESSION_KEY] = pending
+            form.keep_password()
+        if form.is_valid():
+            if staff_setup.code_matches(device, form.cleaned_data["token"]):
+                try:
+                    staff_setup.complete_setup(
+                        uid=pending["uid"], token=pending["token"], password_hash=pending["password_hash"], device=device
+                    )
+                except staff_setup.LinkUsed:
+                    request.session.pop(SETUP_SESSION_KEY, None)
+                    return render(request, "staff/setup_link_invalid.html", status=400)
+                del request.session[SETUP_SESSION_KEY]
+                messages.success(request, _("Your account is ready: sign in with your password and a code."))
+                return redirect("staff:login")
+            form.add_error("token", _("That code is not right, or it expired. Try the current one."))
     context = {
         "form": form,
         "account": user,

@@ -2,9 +2,10 @@
 
 The DPO creates a handler's account on the dashboard; the invitation email
 carries a one-time setup link. In a browser of their own, the handler opens
-it (the token leaves the address bar at once), first chooses a password that
-is too short (refused on the page, nothing set up), then a good one, reads
-the authenticator key off the page, confirms its current code, and signs in
+it (the token leaves the address bar at once) and reads the authenticator key
+off the page. They first choose a password that is too short (refused on the
+page, nothing set up), then a good one with a mistyped code (the password is
+kept, so only the code is typed again), confirm the current code, and sign in
 with the new password and a code, reaching the staff home page. The DPO's
 list of accounts then shows the authenticator set up, and the link no longer
 works.
@@ -118,9 +119,22 @@ def test_the_dpo_invites_a_handler_who_sets_up_and_signs_in(page, live_server, b
         assert not hugo.has_usable_password()
         assert not TOTPDevice.objects.filter(user=hugo).exists()
 
-        # A good password and the code the app shows now.
+        # A good password, but a code mistyped: the password is kept (never sent back into the page).
         hugo_page.get_by_label("New password:", exact=True).fill(NEW_PASSWORD)
         hugo_page.get_by_label("New password confirmation").fill(NEW_PASSWORD)
+        wrong_code = "000000" if code_for_key(secret) != "000000" else "111111"
+        hugo_page.get_by_label("Code from your authenticator app").fill(wrong_code)
+        hugo_page.get_by_role("button", name="Set up").click()
+        expect(hugo_page.get_by_text("That code is not right, or it expired.")).to_be_visible()
+        expect(hugo_page.get_by_text("The password you chose is kept")).to_be_visible()
+        expect(hugo_page.get_by_label("New password:", exact=True)).to_have_value("")
+        assert NEW_PASSWORD not in hugo_page.content()
+        expect(hugo_page.locator("code#totp-secret")).to_have_text(secret)
+        expect(hugo_page.get_by_label("Code from your authenticator app")).to_be_focused()
+        hugo.refresh_from_db()
+        assert not hugo.has_usable_password()
+
+        # The code the app shows now, and nothing else.
         hugo_page.get_by_label("Code from your authenticator app").fill(code_for_key(secret))
         hugo_page.get_by_role("button", name="Set up").click()
 

@@ -9,6 +9,7 @@ import pytest
 import time_machine
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.core import mail
 from django.core.management import CommandError, call_command
 from django.test import Client
@@ -54,6 +55,10 @@ def code_on_page(page) -> str:
     return f"{TOTP(base64.b32decode(secret + '=' * (-len(secret) % 8))).token():06d}"
 
 
+def a_wrong_code(page) -> str:
+    return "000000" if code_on_page(page) != "000000" else "111111"
+
+
 def open_setup_page(client, link):
     opened = client.get(link)
     assert opened.url == reverse("staff:setup")  # the token leaves the address bar at once
@@ -94,7 +99,7 @@ def test_an_invited_user_sets_up_password_and_authenticator_through_the_link(cli
     assert "<svg" in page.content.decode() and "viewBox" in page.content.decode()  # scaled by the stylesheet, never cropped
     weak = set_up(client, code_on_page(page), password="123")
     assert weak.status_code == 200 and "too short" in weak.content.decode()
-    wrong = set_up(client, "000000" if code_on_page(page) != "000000" else "111111")
+    wrong = set_up(client, a_wrong_code(page))
     assert "not right" in wrong.content.decode()
     newbie.refresh_from_db()
     assert not newbie.has_usable_password() and not TOTPDevice.objects.filter(user=newbie).exists()
@@ -134,6 +139,60 @@ def test_each_browser_opening_the_link_is_shown_its_own_key(invited):
 
 
 @pytest.mark.django_db
+def test_a_wrong_code_keeps_the_password_chosen_without_sending_it_back(client, invited):
+    handler, link = invited
+    page = open_setup_page(client, link)
+    wrong = set_up(client, a_wrong_code(page))
+    html = wrong.content.decode()
+    assert "not right" in html and "The password you chose is kept" in html
+    assert PASSWORD not in html  # never echoed into the page
+    assert PASSWORD not in str(dict(client.session))  # nor kept in clear
+    assert code_on_page(wrong) == code_on_page(page)  # the key already scanned still counts
+    handler.refresh_from_db()
+    assert not handler.has_usable_password() and not TOTPDevice.objects.filter(user=handler).exists()
+
+    # Only the code this time: the password chosen before is set.
+    done = client.post(reverse("staff:setup"), {"new_password1": "", "new_password2": "", "token": code_on_page(page)})
+    assert done.url == reverse("staff:login")
+    handler.refresh_from_db()
+    assert handler.check_password(PASSWORD)
+    assert "staff_setup" not in client.session
+
+
+@pytest.mark.django_db
+def test_after_a_wrong_code_another_password_may_still_be_chosen(client, invited):
+    handler, link = invited
+    page = open_setup_page(client, link)
+    set_up(client, a_wrong_code(page))
+    # Typed in one field only: refused, not half-checked.
+    half = client.post(
+        reverse("staff:setup"), {"new_password1": "plum-kettle-harbour-47", "new_password2": "", "token": code_on_page(page)}
+    )
+    assert half.status_code == 200 and "This field is required" in half.content.decode()
+    assert set_up(client, code_on_page(page), password="plum-kettle-harbour-47").url == reverse("staff:login")
+    handler.refresh_from_db()
+    assert handler.check_password("plum-kettle-harbour-47")
+
+
+@pytest.mark.django_db
+def test_the_password_kept_belongs_to_the_link_it_was_chosen_through(client, invited, django_capture_on_commit_callbacks):
+    handler, link = invited
+    set_up(client, a_wrong_code(open_setup_page(client, link)))
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_setup.invite(user=handler, actor=Actor.system())
+    # The old link's page forgets it...
+    assert client.get(reverse("staff:setup")).status_code == 400
+    assert "staff_setup" not in client.session
+    # ...and the new link's page asks for a password again.
+    page = open_setup_page(client, setup_link_from(mail.outbox[-1]))
+    assert "The password you chose is kept" not in page.content.decode()
+    only_code = client.post(reverse("staff:setup"), {"new_password1": "", "new_password2": "", "token": code_on_page(page)})
+    assert only_code.status_code == 200 and "This field is required" in only_code.content.decode()
+    handler.refresh_from_db()
+    assert not handler.has_usable_password()
+
+
+@pytest.mark.django_db
 def test_of_two_tabs_using_one_link_only_the_first_sets_up(invited):
     handler, link = invited
     first, second = Client(), Client()
@@ -143,9 +202,11 @@ def test_of_two_tabs_using_one_link_only_the_first_sets_up(invited):
     uid, token = link.strip("/").split("/")[-2:]
     for tab in (first, second):
         tab.device = staff_setup.authenticator(handler, tab.session["staff_setup"]["key"])
-    staff_setup.complete_setup(uid=uid, token=token, password=PASSWORD, device=second.device)
+    staff_setup.complete_setup(uid=uid, token=token, password_hash=make_password(PASSWORD), device=second.device)
     with pytest.raises(staff_setup.LinkUsed):
-        staff_setup.complete_setup(uid=uid, token=token, password="another-long-passphrase", device=first.device)
+        staff_setup.complete_setup(
+            uid=uid, token=token, password_hash=make_password("another-long-passphrase"), device=first.device
+        )
     assert TOTPDevice.objects.filter(user=handler).count() == 1
     handler.refresh_from_db()
     assert handler.check_password(PASSWORD)
