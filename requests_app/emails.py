@@ -320,9 +320,10 @@ def send_withdrawal_notification(request: PrivacyRequest) -> bool:
     return send_once(request, "withdrawn", "", message)
 
 
-def send_staff_invitation(user_id: int) -> bool:
-    """The one-time link to set up a staff account. A redelivered task sends another: each works until one
-    is used. Not sent to an account that was deactivated, or set up meanwhile (the link would not work)."""
+def send_staff_invitation(user_id: int, *, language: str) -> bool:
+    """The one-time link to set up a staff account, in `language` (the site's, if not one of LANGUAGES).
+    A redelivered task sends another: each works until one is used. Not sent to an account that was
+    deactivated, or set up meanwhile (the link would not work)."""
     from django.contrib.auth import get_user_model
 
     from requests_app.services import staff_setup
@@ -335,7 +336,9 @@ def send_staff_invitation(user_id: int) -> bool:
         "setup_url": absolute_url(staff_setup.setup_path(user)),
         "link_hours": settings.PASSWORD_RESET_TIMEOUT // 3600,
     }
-    deliver(render_email("staff-invitation", context, to=[user.email], language=settings.LANGUAGE_CODE))
+    if language not in dict(settings.LANGUAGES):
+        language = settings.LANGUAGE_CODE
+    deliver(render_email("staff-invitation", context, to=[user.email], language=language))
     logger.info("staff invitation sent to account %s", user.pk)
     return True
 

@@ -205,9 +205,10 @@ def compile_export(self, export_id: int) -> str | None:
 
 
 @shared_task(**EMAIL_RETRY)
-def send_staff_invitation(user_id: int) -> bool:
-    """Email a staff account's owner the link to choose a password and set up an authenticator."""
-    return emails.send_staff_invitation(user_id)
+def send_staff_invitation(user_id: int, language: str = "") -> bool:
+    """Email a staff account's owner the link to choose a password and set up an authenticator, in
+    `language` (a code of LANGUAGES, no personal data; a task queued without one: the site's language)."""
+    return emails.send_staff_invitation(user_id, language=language)
 
 
 @shared_task(acks_late=True)

@@ -34,20 +34,21 @@ class SetupTokenGenerator(PasswordResetTokenGenerator):
 setup_tokens = SetupTokenGenerator()
 
 
-def invite(*, user, actor: Actor) -> None:
+def invite(*, user, actor: Actor, language: str) -> None:
     """Invite an existing account's owner to set up again (a lost phone or password)."""
     with transaction.atomic():
-        send_invitation(user)
+        send_invitation(user, language=language)
         record_event(None, "staff_invited", actor=actor, data={"user": user.get_username()})
 
 
-def send_invitation(user) -> None:
-    """Blank the account's password and authenticator and email its owner a setup link. The caller
-    records the audit event (a new account's is the creation's own)."""
+def send_invitation(user, *, language: str) -> None:
+    """Blank the account's password and authenticator and email its owner a setup link, written in
+    `language` (one of LANGUAGES: staff accounts hold no language, so whoever invites chooses it).
+    The caller records the audit event (a new account's is the creation's own)."""
     user.set_unusable_password()
     user.save(update_fields=["password"])
     TOTPDevice.objects.filter(user=user).delete()
-    tasks.queue_after_commit(tasks.send_staff_invitation, user.id)
+    tasks.queue_after_commit(tasks.send_staff_invitation, user.id, language)
 
 
 def setup_path(user) -> str:

@@ -3,6 +3,7 @@
 from urllib.parse import parse_qsl, urlsplit
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import SetPasswordForm
 from django.db.models import Q
@@ -260,12 +261,29 @@ class TeamForm(forms.ModelForm):
         self.fields["members"].queryset = assignable_users()
 
 
+def invitation_language_field() -> forms.ChoiceField:
+    # Not required: a form posted without it (a script, an older page) gets the inviter's own language.
+    return forms.ChoiceField(
+        label=_("Language of the invitation"),
+        choices=settings.LANGUAGES,
+        required=False,
+        help_text=_("The email with the link to set up the account is written in it."),
+    )
+
+
+class InvitationForm(forms.Form):
+    """Invite an account's owner to set up again: in which language."""
+
+    invitation_language = invitation_language_field()
+
+
 class StaffUserForm(forms.ModelForm):
     # A new account is a Handler unless the DPO chooses more (or less).
     role = forms.ChoiceField(label=_("Role"), choices=[(role, role) for role in roles.ROLES], initial=roles.HANDLER)
     teams = forms.ModelMultipleChoiceField(
         label=_("Teams"), queryset=Team.objects.all(), required=False, widget=forms.CheckboxSelectMultiple
     )
+    invitation_language = invitation_language_field()
 
     class Meta:
         model = get_user_model()
@@ -278,6 +296,9 @@ class StaffUserForm(forms.ModelForm):
         if self.instance.pk:
             self.fields["role"].initial = roles.assigned_role(self.instance) or roles.HANDLER
             self.fields["teams"].initial = list(self.instance.privacy_teams.all())
+        if self.instance.pk and self.instance.is_active:
+            # Saving an active account invites nobody (its invitation form asks for the language).
+            del self.fields["invitation_language"]
 
 
 def token_field(*, autofocus: bool) -> forms.CharField:

@@ -685,12 +685,22 @@ def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         # A superuser's password and authenticator are changed only by another superuser.
         raise PermissionDenied
     was_active = instance is not None and instance.is_active  # read before the form writes to the instance
-    form = forms.StaffUserForm(request.POST or None, instance=instance)
+    # The invitation is in the language the DPO chooses, their own unless they change it.
+    initial = {"invitation_language": request.LANGUAGE_CODE}
+    form = forms.StaffUserForm(request.POST or None, instance=instance, initial=initial)
+    # Its own ids: an account not active yet shows the field in both forms.
+    invitation_form = forms.InvitationForm(
+        request.POST if "invite" in request.POST else None, initial=initial, auto_id="invite_%s"
+    )
     if request.method == "POST" and "invite" in request.POST and instance is not None:
         if not (instance.is_active and instance.email):
             messages.error(request, _("Only an active account with an email address can be invited: nothing was changed."))
             return redirect("staff:user_edit", pk=instance.pk)
-        staff_setup.invite(user=instance, actor=Actor.staff(request.user))
+        if not invitation_form.is_valid():
+            messages.error(request, " ".join(invitation_form.errors["invitation_language"]))
+            return redirect("staff:user_edit", pk=instance.pk)
+        language = invitation_form.cleaned_data["invitation_language"] or request.LANGUAGE_CODE
+        staff_setup.invite(user=instance, actor=Actor.staff(request.user), language=language)
         messages.success(request, _("Invitation sent: their password and authenticator work no more until they set new ones through it."))
         return redirect("staff:users")
     if request.method == "POST" and form.is_valid():
@@ -701,7 +711,8 @@ def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             # An active account never set up gets its link: a new one, or one created inactive and now activated.
             invited = user.is_active and not was_active and not TOTPDevice.objects.filter(user=user, confirmed=True).exists()
             if invited:
-                staff_setup.send_invitation(user)
+                language = form.cleaned_data.get("invitation_language") or request.LANGUAGE_CODE
+                staff_setup.send_invitation(user, language=language)
             user.groups.remove(*Group.objects.filter(name__in=roles.ROLES))
             user.groups.add(Group.objects.get_or_create(name=form.cleaned_data["role"])[0])
             user.privacy_teams.set(form.cleaned_data["teams"])
@@ -714,7 +725,18 @@ def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         else:
             messages.success(request, _("Saved."))
         return redirect("staff:users")
-    return render(request, "staff/settings_form.html", {"form": form, "title": _("Staff account"), "instance": instance, "list_url": "staff:users", "invite": instance is not None})
+    return render(
+        request,
+        "staff/settings_form.html",
+        {
+            "form": form,
+            "title": _("Staff account"),
+            "instance": instance,
+            "list_url": "staff:users",
+            "invite": instance is not None,
+            "invitation_form": invitation_form,
+        },
+    )
 
 
 # --- Export packages ------------------------------------------------------------------

@@ -74,7 +74,7 @@ def invited(django_capture_on_commit_callbacks):
     """A handler invited to set up their account, and the link emailed to them."""
     handler = staff_in_role("Handler", username="h1", email="h1@example.com")
     with django_capture_on_commit_callbacks(execute=True):
-        staff_setup.invite(user=handler, actor=Actor.system())
+        staff_setup.invite(user=handler, actor=Actor.system(), language="en")
     return handler, setup_link_from(mail.outbox[-1])
 
 
@@ -179,7 +179,7 @@ def test_the_password_kept_belongs_to_the_link_it_was_chosen_through(client, inv
     handler, link = invited
     set_up(client, a_wrong_code(open_setup_page(client, link)))
     with django_capture_on_commit_callbacks(execute=True):
-        staff_setup.invite(user=handler, actor=Actor.system())
+        staff_setup.invite(user=handler, actor=Actor.system(), language="en")
     # The old link's page forgets it...
     assert client.get(reverse("staff:setup")).status_code == 400
     assert "staff_setup" not in client.session
@@ -229,7 +229,7 @@ def test_a_new_invitation_ends_the_sessions_of_the_account(client, django_captur
     login_staff(client, handler)
     assert client.get(reverse("staff:home")).status_code == 200
     with django_capture_on_commit_callbacks(execute=True):
-        staff_setup.invite(user=handler, actor=Actor.system())
+        staff_setup.invite(user=handler, actor=Actor.system(), language="en")
     assert client.get(reverse("staff:home")).url.startswith(reverse("staff:login"))
 
 
@@ -250,7 +250,7 @@ def test_sign_in_never_sets_up_an_authenticator(client):
 def test_a_setup_link_expires_and_a_newer_invitation_replaces_it(client, settings, invited, django_capture_on_commit_callbacks):
     handler, first = invited
     with django_capture_on_commit_callbacks(execute=True):
-        staff_setup.invite(user=handler, actor=Actor.system())
+        staff_setup.invite(user=handler, actor=Actor.system(), language="en")
     second = setup_link_from(mail.outbox[-1])
     assert open_setup_page(client, first).status_code == 400
     assert open_setup_page(client, second).status_code == 200
@@ -284,6 +284,18 @@ def test_invite_staff_command_sets_up_the_first_dpo(django_capture_on_commit_cal
     assert staff_setup.user_for_link(*link.strip("/").split("/")[-2:]) == root
     with pytest.raises(CommandError, match="not an active staff account"):
         call_command("invite_staff", "nobody")
+
+
+@pytest.mark.django_db
+def test_invite_staff_command_writes_in_the_language_asked(django_capture_on_commit_callbacks):
+    staff_in_role("DPO", username="root", email="root@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("invite_staff", "root", "--language", "fr", stdout=io.StringIO())
+        call_command("invite_staff", "root", stdout=io.StringIO())  # the site's language
+    assert [email.subject for email in mail.outbox] == [
+        "Configurez votre compte du personnel sur le Privacy Portal",
+        "Set up your Privacy Portal staff account",
+    ]
 
 
 @pytest.mark.django_db
@@ -381,6 +393,48 @@ def test_the_dpo_invites_someone_who_lost_their_phone_to_set_up_again(client, dj
     assert not handler.has_usable_password()
     assert AuditEvent.objects.get(action="staff_invited").data == {"user": "h1"}
     assert mail.outbox[0].to == ["h1@example.com"]
+
+
+@pytest.mark.django_db
+def test_the_invitation_is_in_the_language_the_dpo_chooses_by_default_their_own(client, django_capture_on_commit_callbacks):
+    dpo = staff_in_role("DPO", username="dpo1")
+    login_staff(client, dpo)
+    form = client.get(reverse("staff:user_new"), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert re.search(r'<option value="fr"\s+selected>', form)  # the DPO reads the dashboard in French
+    fields = {"username": "newbie", "email": "newbie@example.com", "role": "Handler", "is_active": "on"}
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("staff:user_new"), {**fields, "invitation_language": "nl"}, HTTP_ACCEPT_LANGUAGE="fr")
+    (invitation,) = mail.outbox
+    assert invitation.subject == "Stel uw medewerkersaccount op het Privacy Portal in"
+    assert setup_link_from(invitation)  # the link, as in any language
+
+    # Invited again (a lost phone), in German; a form that sends no language gets the DPO's own.
+    newbie = get_user_model().objects.get(username="newbie")
+    assert "invitation_language" in client.get(reverse("staff:user_edit", args=[newbie.pk])).content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("staff:user_edit", args=[newbie.pk]), {"invite": "1", "invitation_language": "de"})
+        client.post(reverse("staff:user_edit", args=[newbie.pk]), {"invite": "1"}, HTTP_ACCEPT_LANGUAGE="fr")
+    assert [email.subject for email in mail.outbox[1:]] == [
+        "Richten Sie Ihr Mitarbeiterkonto auf dem Privacy Portal ein",
+        "Configurez votre compte du personnel sur le Privacy Portal",
+    ]
+
+
+@pytest.mark.django_db
+def test_the_invitation_language_is_offered_only_where_saving_invites(client):
+    dpo = staff_in_role("DPO", username="dpo1")
+    handler = staff_in_role("Handler", username="h1", email="h1@example.com")
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:user_edit", args=[handler.pk])).content.decode()
+    # Saving an active account sends nothing: only its "invite to set up again" form asks.
+    assert page.count('name="invitation_language"') == 1
+    assert 'name="invitation_language"' in page.split("For a lost phone or password")[1]
+    refused = client.post(
+        reverse("staff:user_edit", args=[handler.pk]), {"invite": "1", "invitation_language": "xx"}, follow=True
+    )
+    assert "Select a valid choice" in refused.content.decode()
+    handler.refresh_from_db()
+    assert handler.has_usable_password()
 
 
 @pytest.mark.django_db

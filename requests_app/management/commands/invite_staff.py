@@ -22,8 +22,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("usernames", nargs="+", metavar="username")
         parser.add_argument("--print-link", action="store_true", help="also print each link here")
+        parser.add_argument(
+            "--language",
+            choices=[code for code, _name in settings.LANGUAGES],
+            default=settings.LANGUAGE_CODE,
+            help="the invitation email's language (default: %(default)s)",
+        )
 
-    def handle(self, *args, usernames, print_link, **options):
+    def handle(self, *args, usernames, print_link, language, **options):
         accounts = []
         for username in usernames:
             user = get_user_model().objects.filter(username=username).first()
@@ -34,7 +40,7 @@ class Command(BaseCommand):
             accounts.append(user)
         hours = settings.PASSWORD_RESET_TIMEOUT // 3600
         for user in accounts:
-            staff_setup.invite(user=user, actor=Actor.system())
+            staff_setup.invite(user=user, actor=Actor.system(), language=language)
             self.stdout.write(f"Invited {user.username}: the link works once, for {hours} hours (STAFF_INVITATION_HOURS).")
             if print_link:
                 self.stdout.write(absolute_url(staff_setup.setup_path(user)))
