@@ -136,7 +136,7 @@ class ReadOnlyInline(RolePermissions, admin.TabularInline):
         return False
 
     def get_readonly_fields(self, request, obj=None):
-        return self.fields
+        return self.get_fields(request, obj)
 
 
 class RequestedRightInline(ReadOnlyInline):
@@ -160,10 +160,21 @@ class AttachmentInline(ReadOnlyInline):
     model = Attachment
     fields = ["download", "content_type", "size", "uploaded_by", "created_at"]
 
+    def get_fields(self, request, obj=None):
+        # The download answers only those who may read the request's files (roles.reads_files): the
+        # others see the file's name, not a link that refuses them. `obj` is the request shown.
+        if obj is not None and roles.reads_files(request.user, obj):
+            return self.fields
+        return ["name", *self.fields[1:]]
+
     @admin.display(description="file")
     def download(self, attachment):
         url = reverse("staff:attachment", args=[attachment.public_id])
         return format_html('<a href="{}">{}</a>', url, attachment.original_name)
+
+    @admin.display(description="file")
+    def name(self, attachment):
+        return attachment.original_name
 
 
 class ClockPauseInline(ReadOnlyInline):

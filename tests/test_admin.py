@@ -1,3 +1,4 @@
+import re
 from datetime import timedelta
 
 import pytest
@@ -137,6 +138,36 @@ def test_attachments_are_not_served_to_the_public_or_to_staff_without_permission
     assert client.get(url).url.startswith(reverse("staff:otp"))
     login_staff(client, staff_without_role)
     assert client.get(url).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("role", "works_it", "linked"),
+    [("DPO", False, True), ("Auditor", False, True), ("Handler", True, True), ("Handler", False, False)],
+)
+@pytest.mark.django_db
+def test_the_request_page_links_attachments_only_for_those_who_may_open_them(client, role, works_it, linked):
+    from django.db import transaction
+
+    from requests_app.audit import Actor
+    from requests_app.services.intake import attachment_add
+    from tests.factories import staff_in_role
+
+    request = request_in_status(Status.NEW)
+    with transaction.atomic():
+        attachment = attachment_add(
+            request=request, file=SimpleUploadedFile("id-card.pdf", PDF, content_type="application/pdf"), actor=Actor.system()
+        )
+    user = staff_in_role(role, username=f"{role.lower()}-admin")
+    if works_it:
+        PrivacyRequest.objects.filter(pk=request.pk).update(assignee=user)
+    login_staff(client, user)
+    page = client.get(reverse("admin:requests_app_privacyrequest_change", args=[request.pk])).content.decode()
+    url = reverse("staff:attachment", args=[attachment.public_id])
+    # What is there, for everyone: the file's name and size.
+    assert re.search(r'class="field-(name|download)">\s*<p>(<a href="[^"]+">)?id-card.pdf', page)
+    assert re.search(rf'class="field-size">\s*<p>{len(PDF)}</p>', page)
+    assert (url in page) == linked  # a link only where it opens (not a 403)
+    assert (client.get(url).status_code == 200) == linked
 
 
 # What each role may do in the admin: (role, page, expected status). The roles are groups,
