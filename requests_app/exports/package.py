@@ -26,11 +26,13 @@ import pyzipper
 from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from requests_app.exports.zipmerge import copy_only_member
 from requests_app.models import DataCategory, ExportKind, IdentityKind, PrivacyRequest, SourceSystem
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.manual import ManualConnector
+from requests_app.wording import in_sentence
 
 PROGRESS_EVERY_ROWS = 20_000
 
@@ -64,6 +66,20 @@ def _buffered(raw, on_lines=None):
     buffered = io.BufferedWriter(hashing, buffer_size=1024 * 1024)
     yield buffered, hashing
     buffered.flush()
+
+
+# Why a source was not searched, as the manifest records it.
+NO_VERIFIED_IDENTIFIER = "no_verified_identifier"
+NO_EXTRACT_ASKED = "no_extract_asked"
+
+
+def not_searched_reason(item: dict) -> str:
+    """A manifest's `sources_not_searched` entry, said in the active language."""
+    if item.get("reason") == NO_VERIFIED_IDENTIFIER:
+        return _("no verified %(kind)s") % {"kind": in_sentence(IdentityKind(item["kind"]).label)}
+    if item.get("reason") == NO_EXTRACT_ASKED:
+        return _("no extract was asked for with this export")
+    return item.get("reason", "")  # a package compiled before the reasons were codes
 
 
 @dataclass
@@ -115,8 +131,9 @@ class PackageWriter:
             .values_list("value", flat=True)
         )
         if not identities:
+            # Codes, not sentences: the report and the staff page say it in their reader's language.
             self.skipped.append(
-                {"source": source.slug, "reason": f"no verified {IdentityKind(source.identity_kind).label.lower()}"}
+                {"source": source.slug, "name": source.name, "reason": NO_VERIFIED_IDENTIFIER, "kind": source.identity_kind}
             )
             return
         self.searched.extend({"source": source.slug, "kind": source.identity_kind, "value": value} for value in identities)

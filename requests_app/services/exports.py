@@ -32,7 +32,7 @@ from django.utils.translation import gettext as _
 from requests_app import emails, roles, sms, tasks
 from requests_app.services import webhooks
 from requests_app.audit import Actor, record_event
-from requests_app.exports.package import PackageWriter
+from requests_app.exports.package import NO_EXTRACT_ASKED, PackageWriter
 from requests_app.heartbeat import Heartbeat
 from requests_app.lifecycle import VERIFIED_OPEN, RequestError
 from requests_app.models import (
@@ -259,7 +259,7 @@ def _compile(export_id: int, attempt: int) -> str | None:
                     writer.add_source(source, manual_upload=upload)
                 else:
                     # Made active after this export started: nobody was asked for its extract.
-                    writer.skipped.append({"source": source.slug, "reason": "no extract was asked for with this export"})
+                    writer.skipped.append({"source": source.slug, "name": source.name, "reason": NO_EXTRACT_ASKED})
             else:
                 writer.add_source(source)
             done += 1

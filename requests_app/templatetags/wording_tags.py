@@ -1,6 +1,8 @@
 from django import template
 
+from requests_app.exports.package import not_searched_reason
 from requests_app.wording import in_sentence
 
 register = template.Library()
 register.filter("in_sentence", in_sentence)
+register.filter("not_searched_reason", not_searched_reason)

@@ -433,7 +433,7 @@ def test_a_manual_source_made_active_after_the_export_started_is_reported_as_not
     with django_capture_on_commit_callbacks(execute=True):
         compile_export(export_id=export.id)
     manifest = json.loads(open_package(ExportPackage.objects.get(pk=export.pk)).read("manifest.json"))
-    assert {"source": "paper", "reason": "no extract was asked for with this export"} in manifest["sources_not_searched"]
+    assert [(item["source"], item["reason"]) for item in manifest["sources_not_searched"]] == [("paper", "no_extract_asked")]
 
 
 def test_no_extract_is_taken_nor_package_compiled_for_a_withdrawn_request(demo_request, dpo):

@@ -166,7 +166,9 @@ def test_only_verified_identities_are_searched(demo_sources):
         ("crm", "email", SUBJECT_EMAIL),
     ]
     assert [item["source"] for item in manifest["sources_not_searched"]] == ["weblogs"]
-    assert "ip address" in manifest["sources_not_searched"][0]["reason"].lower()
+    assert manifest["sources_not_searched"][0] | {"name": "?"} == {
+        "source": "weblogs", "name": "?", "reason": "no_verified_identifier", "kind": "ip_address"
+    }
     assert not [entry for entry in manifest["files"] if entry["path"].startswith("data/weblogs/")]
     with open_package(export) as package:
         check_manifest(package)
@@ -177,7 +179,8 @@ def test_only_verified_identities_are_searched(demo_sources):
     for text in data.values():
         assert SUBJECT_IP not in text
         assert OTHER_SUBJECT_PHONE not in text
-    assert "weblogs" in report and "We did not search these systems" in report
+    weblogs = SourceSystem.objects.get(slug="weblogs").name
+    assert f"{weblogs}: no verified IP address" in report and "We did not search these systems" in report
 
 
 def test_compile_export_command_prints_the_storage_name_as_its_last_line(demo_request):
