@@ -86,12 +86,21 @@ class RequestForm(forms.Form):
         label=_("Which consent do you withdraw?"), max_length=2000, required=False
     )
 
-    subject_name = forms.CharField(label=_("Full name"), max_length=200)
-    subject_email = forms.EmailField(label=_("Email address"), max_length=254, error_messages=EMAIL_ERRORS)
+    # The browser may fill in the person's own details (WCAG 1.3.5), and a phone shows its number pad.
+    subject_name = forms.CharField(
+        label=_("Full name"), max_length=200, widget=forms.TextInput(attrs={"autocomplete": "name"})
+    )
+    subject_email = forms.EmailField(
+        label=_("Email address"),
+        max_length=254,
+        error_messages=EMAIL_ERRORS,
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
     subject_phone = forms.CharField(
         label=_("Phone number (optional)"),
         max_length=20,
         required=False,
+        widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "tel"}),
         help_text=_("International format, for example +32 2 234 56 78."),
     )
     customer_reference = forms.CharField(label=_("Customer account reference (optional)"), max_length=100, required=False)
@@ -241,6 +250,9 @@ class StaffIntakeForm(RequestForm):
         self.fields["confirm"].label = _("I have checked these details against the original request.")
         self.fields["received_at"].initial = timezone.localtime().replace(second=0, microsecond=0)
         del self.fields["website"]
+        # Staff type in someone else's details: their browser must not offer its own.
+        for name in ("subject_name", "subject_email", "subject_phone"):
+            self.fields[name].widget.attrs["autocomplete"] = "off"
 
     def clean_received_at(self):
         value = self.cleaned_data["received_at"]

@@ -7,7 +7,7 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.core import is_ratelimited
 
 from requests_app import selectors
@@ -146,11 +146,15 @@ def withdraw(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     return redirect("status", reference, secret)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     """The subject writes to the DPO team, with a document if asked for one (a copy of an ID);
     a reply to a question restarts the clock."""
     privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
+    if request.method == "GET":
+        # A refused reply leaves its page at this address: the language buttons (and a reload) come
+        # back here with a GET, which shows the status page rather than a blank 405.
+        return redirect("status", reference, secret)
     body = request.POST.get("body", "")
     document = request.FILES.get("document")
     # Each document is stored: a bound per client, as for submissions.

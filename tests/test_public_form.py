@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.core import mail
 from django.test import Client
@@ -252,3 +254,45 @@ def test_the_error_list_is_punctuated_as_the_language_writes(client):
     french = client.post(reverse("submit"), {**VALID, "subject_email": "nope"}, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     summary = french[french.index("error-summary"):french.index("</ul>", french.index("error-summary"))]
     assert "Adresse e-mail : " in summary and "Adresse e-mail: " not in summary
+
+
+@pytest.mark.django_db
+def test_the_browser_may_fill_in_the_subjects_own_details_but_not_on_staffs_intake(client):
+    """WCAG 1.3.5; and staff recording a letter must not be offered their own name and address."""
+    from requests_app.forms import StaffIntakeForm
+
+    page = client.get("/").content.decode()
+    assert 'autocomplete="name"' in page and 'autocomplete="email"' in page
+    assert re.search(r'<input type="tel" name="subject_phone"[^>]*autocomplete="tel"', page)
+    staff_form = StaffIntakeForm()
+    assert {staff_form.fields[name].widget.attrs["autocomplete"] for name in ("subject_name", "subject_email", "subject_phone")} == {"off"}
+
+
+@pytest.mark.django_db
+def test_a_status_page_reply_address_opened_with_get_shows_the_status_page(client):
+    """A refused reply leaves the page at …/reply/; the language buttons come back to it with a GET."""
+    from requests_app.models import Status
+    from tests.factories import request_in_status
+
+    request = request_in_status(Status.IN_PROGRESS)
+    response = client.get(f"/status/{request.reference}/{request.secret}/reply/")
+    assert response.status_code == 302 and response.url == f"/status/{request.reference}/{request.secret}/"
+
+
+@pytest.mark.django_db
+def test_the_error_summary_links_the_rights_question_to_its_first_box(client):
+    page = client.post("/", {}).content.decode()
+    assert 'href="#id_rights_0"' in page and 'id="id_rights_0"' in page
+
+
+def test_an_unexpected_error_shows_the_sites_own_page_in_its_four_languages(rf):
+    """Not Django's bare English "Server Error (500)"."""
+    from django.views.defaults import server_error
+
+    response = server_error(rf.get("/"))
+    page = response.content.decode()
+    assert response.status_code == 500
+    for heading in ("Something went wrong on our side", "Une erreur s’est produite chez nous",
+                    "Er ging bij ons iets mis", "Bei uns ist etwas schiefgelaufen"):
+        assert heading in page
+    assert "style=" not in page and "<style" not in page  # the policy would refuse it
