@@ -57,6 +57,19 @@ SUBJECT_EVENT_TEXT = {
     "rejection_letter_sent": _("We sent you a letter explaining our decision."),
 }
 
+# The status as the subject reads it, where staff's name for it would puzzle them ("Awaiting the
+# subject" is about them, not to them); the others read the same to both.
+SUBJECT_STATUS_LABELS = {
+    Status.AWAITING_VERIFICATION: _("Waiting for you to confirm your email address"),
+    Status.IDENTITY_CHECK: _("Checking your identity"),
+    Status.AWAITING_SUBJECT: _("Waiting for your reply"),
+}
+
+
+def subject_status_label(request: PrivacyRequest) -> str:
+    return str(SUBJECT_STATUS_LABELS.get(request.status, request.get_status_display()))
+
+
 NEXT_STEP_TEXT = {
     Status.AWAITING_VERIFICATION: _(
         "Please confirm your email address with the link we sent you. Until then we cannot start."

@@ -111,6 +111,7 @@ def _status_context(privacy_request) -> dict:
         next_step = selectors.DATA_READY
     return {
         "privacy_request": privacy_request,
+        "status_label": selectors.subject_status_label(privacy_request),
         "next_step": next_step,
         "timeline": selectors.subject_timeline(privacy_request),
         "clock_paused": privacy_request.clock_paused,

@@ -374,3 +374,19 @@ def test_documents_are_limited_per_client_as_submissions_are(client, settings):
     assert [send_document(client, request).status_code for _ in range(3)] == [302, 302, 429]
     assert request.attachments.count() == 2
     assert client.post(reverse("reply", args=[request.reference, request.secret]), {"body": "Words only."}).status_code == 302
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("status", "label"),
+    [
+        (Status.AWAITING_SUBJECT, "Waiting for your reply"),
+        (Status.IDENTITY_CHECK, "Checking your identity"),
+        (Status.IN_PROGRESS, "In progress"),
+    ],
+)
+def test_the_status_is_worded_for_the_subject_not_for_staff(client, status, label):
+    request = request_in_status(status)
+    page = client.get(f"/status/{request.reference}/{request.secret}/").content.decode()
+    assert f"<strong>{label}</strong>" in page
+    assert "Awaiting the subject" not in page

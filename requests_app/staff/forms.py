@@ -79,6 +79,13 @@ class ReasonForm(forms.Form):
     reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
 
 
+class PauseForm(forms.Form):
+    # Its reason is shown to staff only; the subject's status page says "until we hear from you".
+    reason = forms.CharField(
+        label=_("What are we waiting for from the subject?"), widget=forms.Textarea(attrs={"rows": 2}), max_length=2000
+    )
+
+
 class NoteForm(forms.Form):
     body = forms.CharField(label=_("Internal note"), widget=forms.Textarea(attrs={"rows": 3}), max_length=TEXT_MAX_CHARS)
 

@@ -435,7 +435,7 @@ FORM_SLOTS = {
     "information": forms.InformationRequestForm,
     "identity": forms.IdentityVerifyForm,
     "extend": forms.ReasonForm,
-    "pause": forms.ReasonForm,
+    "pause": forms.PauseForm,
     "complete": forms.CompleteForm,
     "reject": forms.RejectForm,
     "note": forms.NoteForm,

@@ -576,3 +576,20 @@ def test_the_request_page_offers_no_pause_where_the_clock_cannot_stop(dpo, clien
         page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
     assert "Pause the clock" not in page and "pauses the clock" not in page and "Send and pause" not in page
     assert "Request information" in page and "cannot be paused" in page
+
+
+@pytest.mark.django_db
+def test_the_pause_form_says_the_clock_stops_only_for_the_subject(dpo, client):
+    """The subject's page will read "until we hear from you": a pause for a colleague or a system
+    would tell them something untrue, and does not stop the legal clock."""
+    import html
+
+    from django.urls import reverse
+
+    request = in_progress_received(date(2026, 3, 2))
+    login_staff(client, dpo)
+    with time_machine.travel(at(date(2026, 3, 3)), tick=False):
+        page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+    assert "Pause the clock while we wait for the subject" in page
+    assert "Waiting for a colleague or a system does not stop the clock." in page
+    assert "What are we waiting for from the subject?" in page
