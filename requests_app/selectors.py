@@ -44,7 +44,8 @@ SUBJECT_EVENT_TEXT = {
     "start_work": _("We started working on your request."),
     "await_subject": _("We are waiting for your reply."),
     "complete": _("We completed your request."),
-    "reject": _("We declined your request and wrote to you with the reasons."),
+    # The letter that says why is its own event (rejection_letter_sent), once it went out.
+    "reject": _("We declined your request."),
     "withdraw": _("The request was withdrawn."),
     "expire": _("The request expired because the email address was never confirmed."),
     "deadline_extended": _("We extended the time to answer and wrote to you with the reason."),
@@ -55,6 +56,11 @@ SUBJECT_EVENT_TEXT = {
     "subject_replied": _("You sent us a message."),
     "completion_letter_sent": _("We sent you our final answer."),
     "rejection_letter_sent": _("We sent you a letter explaining our decision."),
+}
+# The same step taken again (after the subject answered a question) reads as a return to it.
+SUBJECT_EVENT_TEXT_AGAIN = {
+    "start_identity_check": _("We resumed checking your identity."),
+    "start_work": _("We resumed work on your request."),
 }
 
 # The status as the subject reads it, where staff's name for it would puzzle them ("Awaiting the
@@ -109,7 +115,12 @@ def request_for_subject(*, reference: str, secret: str) -> PrivacyRequest:
 def subject_timeline(request: PrivacyRequest) -> list[tuple]:
     """(time, text) for each event that concerns the subject, oldest first."""
     events = AuditEvent.objects.filter(request=request, action__in=SUBJECT_EVENT_TEXT).only("action", "created_at")
-    return [(event.created_at, SUBJECT_EVENT_TEXT[event.action]) for event in events]
+    timeline, seen = [], set()
+    for event in events:
+        texts = SUBJECT_EVENT_TEXT_AGAIN if event.action in seen and event.action in SUBJECT_EVENT_TEXT_AGAIN else SUBJECT_EVENT_TEXT
+        timeline.append((event.created_at, texts[event.action]))
+        seen.add(event.action)
+    return timeline
 
 
 # --- The staff queue -------------------------------------------------------

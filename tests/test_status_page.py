@@ -6,6 +6,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from requests_app import selectors
 from requests_app.models import PrivacyRequest, Status
 from tests.factories import request_in_status, staff_in_role, submit_request
 
@@ -390,3 +391,22 @@ def test_the_status_is_worded_for_the_subject_not_for_staff(client, status, labe
     page = client.get(f"/status/{request.reference}/{request.secret}/").content.decode()
     assert f"<strong>{label}</strong>" in page
     assert "Awaiting the subject" not in page
+
+
+@pytest.mark.django_db
+def test_the_history_does_not_say_the_same_thing_twice(client):
+    """Back to checking identity after answering a question reads as resuming it; a refusal and its
+    letter are two different things said once each."""
+    from requests_app.audit import Actor
+    from requests_app.services import handling
+
+    dpo = staff_in_role("DPO")
+    request = request_in_status(Status.IDENTITY_CHECK, subject_email="ana@example.com")
+    handling.request_information(request=request, actor=Actor.staff(dpo), body="Send a copy of your ID.", expected_status=Status.IDENTITY_CHECK)
+    handling.subject_reply(request=PrivacyRequest.objects.get(pk=request.pk), body="Attached.")
+    request.refresh_from_db()
+    assert request.status == Status.IDENTITY_CHECK
+    texts = [str(text) for _, text in selectors.subject_timeline(request)]
+    assert texts.index("We resumed checking your identity.") == texts.index("You sent us a message.") + 1
+    assert texts.count("We started checking your identity.") == 1
+    assert "We declined your request." == str(selectors.SUBJECT_EVENT_TEXT["reject"])
