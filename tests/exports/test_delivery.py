@@ -98,6 +98,16 @@ def test_release_makes_the_package_downloadable_from_the_status_page(released, d
     assert [event.data for event in downloaded_events(demo_request)] == [{"export": str(released.public_id), "count": 1}]
     page = status_page(client, demo_request)
     assert "1 download left" in page and "Your data is ready: you can download it from this page." in page
+    # The moment it expires, not only the day: the email and the page say the same.
+    from django.utils import formats, timezone
+
+    expires = formats.date_format(timezone.localtime(released.expires_at), "DATETIME_FORMAT")
+    assert f"available until {expires}" in page
+    from requests_app import emails
+
+    mail.outbox.clear()
+    emails.send_export_ready_email(released)
+    assert f"before {expires}" in mail.outbox[0].body
 
 
 def test_release_emails_the_subject_without_the_link(
