@@ -296,3 +296,11 @@ def test_an_unexpected_error_shows_the_sites_own_page_in_its_four_languages(rf):
                     "Er ging bij ons iets mis", "Bei uns ist etwas schiefgelaufen"):
         assert heading in page
     assert "style=" not in page and "<style" not in page  # the policy would refuse it
+
+
+@pytest.mark.django_db
+def test_pages_name_their_icon_so_browsers_do_not_ask_for_a_missing_favicon_ico(client):
+    from django.contrib.staticfiles import finders
+
+    assert 'rel="icon" href="/static/requests_app/favicon.svg"' in client.get("/").content.decode()
+    assert finders.find("requests_app/favicon.svg")

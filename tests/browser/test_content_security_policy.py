@@ -46,13 +46,16 @@ def sign_in_as_dpo(page, live_server):
 def test_public_pages_break_no_rule(page, live_server):
     request = request_in_status(Status.IN_PROGRESS, subject_email="ana@example.com")
     violations = watch_for_violations(page)
+    errors = []  # any console error, a resource that failed to load included
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     for path in ("/", "/lost-link/", f"/status/{request.reference}/{request.secret}/"):
         response = page.goto(live_server.url + path)
         assert "script-src 'self'" in response.headers["content-security-policy"]
     page.goto(live_server.url + "/")
     page.get_by_role("button", name="Send my request").click()  # a refused form: the error summary takes focus
     expect(page.locator(".error-summary")).to_be_focused()
-    assert violations == []
+    page.wait_for_load_state("networkidle")
+    assert violations == [] and errors == []
 
 
 @pytest.mark.django_db(transaction=True)
