@@ -109,6 +109,8 @@ def _status_context(privacy_request) -> dict:
         next_step = selectors.AWAITING_SUBJECT_CLOCK_RUNS
     elif downloads and privacy_request.is_open:
         next_step = selectors.DATA_READY
+    elif privacy_request.status == Status.IN_PROGRESS and privacy_request.exports.filter(released_at__isnull=False).exists():
+        next_step = selectors.DATA_DELIVERED
     return {
         "privacy_request": privacy_request,
         "status_label": selectors.subject_status_label(privacy_request),

@@ -13,3 +13,9 @@ def in_sentence(label) -> str:
     if (get_language() or "").startswith("de") or text[1:2].isupper():
         return text
     return text[:1].lower() + text[1:]
+
+
+def without_final_punctuation(label) -> str:
+    """A label that is a question or ends in a full stop ("Which data is incorrect?"), as it reads
+    before a colon: "Which data is incorrect: ..." rather than "...incorrect?: ..."."""
+    return str(label).rstrip(" ?.:!")

@@ -304,3 +304,20 @@ def test_pages_name_their_icon_so_browsers_do_not_ask_for_a_missing_favicon_ico(
 
     assert 'rel="icon" href="/static/requests_app/favicon.svg"' in client.get("/").content.decode()
     assert finders.find("requests_app/favicon.svg")
+
+
+@pytest.mark.django_db
+def test_the_error_summary_puts_no_colon_after_a_question_mark(client):
+    import html
+
+    page = html.unescape(client.post("/", {}).content.decode())
+    summary = page[page.index('class="error-summary"'):page.index("</ul>", page.index('class="error-summary"'))]
+    assert "?:" not in summary and ".:" not in summary
+    assert "What would you like us to do: Choose at least one right." in summary
+
+
+@pytest.mark.django_db
+def test_the_lost_link_page_lists_its_errors_first_like_the_form(client):
+    page = client.post("/lost-link/", {"reference": "", "email": "not-an-address"}).content.decode()
+    assert 'class="error-summary" role="alert" tabindex="-1" autofocus' in page
+    assert 'href="#id_email"' in page and 'href="#id_reference"' in page

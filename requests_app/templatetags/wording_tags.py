@@ -1,8 +1,9 @@
 from django import template
 
 from requests_app.exports.package import not_searched_reason
-from requests_app.wording import in_sentence
+from requests_app.wording import in_sentence, without_final_punctuation
 
 register = template.Library()
 register.filter("in_sentence", in_sentence)
 register.filter("not_searched_reason", not_searched_reason)
+register.filter("without_final_punctuation", without_final_punctuation)

@@ -525,3 +525,11 @@ def test_the_request_page_polls_the_exports_progress_as_json(ready_export, clien
     )
     answer = client.get(reverse("staff:export_progress", args=[ready_export.public_id]), HTTP_ACCEPT_LANGUAGE="fr").json()
     assert answer == {"status": "running", "label": "Compilation en cours", "progress": {"rows": 1200, "sources_done": 1, "sources_total": 3}}
+
+
+def test_once_the_package_is_used_up_the_page_says_it_was_delivered_not_being_collected(released, demo_request, client):
+    """The next step does not go back to "we are collecting your data" while the request stays open."""
+    ExportPackage.objects.filter(pk=released.pk).update(download_count=released.max_downloads)
+    page = status_page(client, demo_request)
+    assert "We made your data available to you." in page
+    assert "We are collecting or changing your data" not in page
