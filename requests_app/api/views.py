@@ -98,7 +98,8 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
-# Loose on purpose: a malformed id still reaches the view, which answers a 404 in problem details.
+# Loose on purpose: any 36 hex digits and hyphens reach the view, which answers a malformed id with a
+# 404 naming what it did not find. Any other id matches no endpoint: a 404 too ("No such endpoint").
 UUID_PATTERN = "[0-9a-fA-F-]{36}"
 
 
