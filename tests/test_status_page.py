@@ -366,6 +366,8 @@ def test_a_body_larger_than_a_document_is_refused_before_it_is_read(client, sett
     assert response.status_code == 413
     assert "What you sent is too large: a document may be at most 10 MB." in response.content.decode()
     assert not request.messages.exists() and not request.attachments.exists()
+    # Answered before the CSRF check: language buttons there would post without a token and be refused.
+    assert 'class="languages"' not in response.content.decode()
 
 
 @pytest.mark.django_db
