@@ -4,6 +4,7 @@ import time
 
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from playwright.sync_api import expect
 
 PASSWORD = "correct-horse-battery"  # UserFactory's password
 
@@ -16,3 +17,14 @@ def current_code(device: TOTPDevice) -> str:
     if totp.t() <= device.last_t:
         totp.time = time.time() + device.step  # the next step's code
     return f"{totp.token():0{device.digits}d}"
+
+
+def sign_in(page, live_server, username: str, device: TOTPDevice, password: str = PASSWORD) -> None:
+    """Staff sign-in as a person does it: password first, then the authenticator's code."""
+    page.goto(live_server.url + "/staff/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("heading", name="Enter your code")).to_be_visible()
+    page.get_by_label("Code from your authenticator app").fill(current_code(device))
+    page.get_by_role("button", name="Verify").click()

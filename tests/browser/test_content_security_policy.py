@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from requests_app import roles
 from requests_app.models import ExportPackage, ExportStatus, Status
-from tests.browser.support import PASSWORD, current_code
+from tests.browser.support import sign_in
 from tests.factories import request_in_status, staff_in_role
 
 
@@ -32,13 +32,7 @@ def sign_in_as_dpo(page, live_server):
     for name in roles.ROLES:
         Group.objects.get_or_create(name=name)
     dpo = staff_in_role(roles.DPO, username="dora", is_superuser=True)
-    device = TOTPDevice.objects.create(user=dpo, name="phone", confirmed=True)
-    page.goto(live_server.url + "/staff/login/")
-    page.get_by_label("Username").fill(dpo.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_label("Code from your authenticator app").fill(current_code(device))
-    page.get_by_role("button", name="Verify").click()
+    sign_in(page, live_server, dpo.username, TOTPDevice.objects.create(user=dpo, name="phone", confirmed=True))
     expect(page.get_by_role("heading", name="Today")).to_be_visible()
 
 

@@ -17,7 +17,7 @@ from requests_app.audit import Actor
 from requests_app.models import MessageDirection, PrivacyRequest, RequestType, Status
 from requests_app.services import routing
 from requests_app.services.intake import RightDetails
-from tests.browser.support import PASSWORD, current_code
+from tests.browser.support import PASSWORD, current_code, sign_in
 from tests.factories import UserFactory, released_package, request_in_status, staff_in_role
 
 @pytest.mark.django_db(transaction=True)
@@ -174,12 +174,7 @@ def test_the_staff_pages_fit_a_phone_screen(page, live_server):
     handling.subject_reply(request=request, body="See https://example.com/" + "a-very-long-path/" * 20)
 
     page.set_viewport_size({"width": 375, "height": 800})
-    page.goto(live_server.url + "/staff/login/")
-    page.get_by_label("Username").fill(dpo.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_label("Code from your authenticator app").fill(current_code(device))
-    page.get_by_role("button", name="Verify").click()
+    sign_in(page, live_server, dpo.username, device)
     expect(page.get_by_role("heading", name="Today")).to_be_visible()
 
     for path in ("/staff/", "/staff/requests/", f"/staff/requests/{request.reference}/"):

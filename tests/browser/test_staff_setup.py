@@ -24,7 +24,7 @@ from playwright.sync_api import expect
 
 from requests_app import roles
 from requests_app.models import AuditEvent, Team
-from tests.browser.support import PASSWORD, current_code
+from tests.browser.support import sign_in
 from tests.factories import staff_in_role
 
 NEW_PASSWORD = "plum-kettle-harbour-47"  # what the new handler chooses
@@ -33,16 +33,6 @@ NEW_PASSWORD = "plum-kettle-harbour-47"  # what the new handler chooses
 def code_for_key(secret: str) -> str:
     """The current code for the base32 key a setup page shows, as an authenticator app computes it."""
     return f"{TOTP(base64.b32decode(secret + '=' * (-len(secret) % 8))).token():06d}"
-
-
-def sign_in(page, live_server, username: str, password: str, device: TOTPDevice) -> None:
-    page.goto(live_server.url + "/staff/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Continue").click()
-    expect(page.get_by_role("heading", name="Enter your code")).to_be_visible()
-    page.get_by_label("Code from your authenticator app").fill(current_code(device))
-    page.get_by_role("button", name="Verify").click()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -59,7 +49,7 @@ def test_the_dpo_invites_a_handler_who_sets_up_and_signs_in(page, live_server, b
     settings.SITE_URL = live_server.url
 
     # --- The DPO signs in and creates the account through the form.
-    sign_in(page, live_server, dpo.username, PASSWORD, dpo_device)
+    sign_in(page, live_server, dpo.username, dpo_device)
     expect(page.get_by_role("heading", name="Today")).to_be_visible()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Users").click()
     page.get_by_role("link", name="New account").click()
@@ -150,7 +140,7 @@ def test_the_dpo_invites_a_handler_who_sets_up_and_signs_in(page, live_server, b
         assert AuditEvent.objects.filter(action="staff_setup_completed").count() == 1
 
         # --- Hugo signs in with the new password and a code, reaching the staff home page.
-        sign_in(hugo_page, live_server, "hugo", NEW_PASSWORD, device)
+        sign_in(hugo_page, live_server, "hugo", device, password=NEW_PASSWORD)
         expect(hugo_page).to_have_url(live_server.url + "/staff/")
         expect(hugo_page.get_by_role("heading", name="Today")).to_be_visible()
         expect(hugo_page.locator(".who")).to_have_text(f"hugo · {roles.HANDLER}")
