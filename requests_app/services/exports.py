@@ -52,6 +52,9 @@ logger = logging.getLogger(__name__)
 
 DOWNLOAD_SALT = "requests_app.export-download"
 ACTIVE = (ExportStatus.QUEUED, ExportStatus.RUNNING, ExportStatus.WAITING_MANUAL)
+# A run that died this many times is not started again by itself (requeue_dead_exports, _claim);
+# a retry by staff gives it one more attempt.
+ATTEMPTS_BEFORE_GIVING_UP = 3
 
 
 def default_kind(request: PrivacyRequest) -> str | None:
@@ -169,17 +172,25 @@ def requeue_dead_exports(*, now: datetime.datetime | None = None) -> int:
     goes stale. When the whole worker went, the broker would hand its task out again only after the
     visibility timeout, hours away. Queued once per death: not again while the task queued since the
     run's last beat waits for a worker, unless that task is lost too (EXPORT_LOST_AFTER). The run it
-    starts takes the export over (_claim) and removes the dead run's work files. Runs every minute.
+    starts takes the export over (_claim) and removes the dead run's work files. A run that died on
+    its ATTEMPTS_BEFORE_GIVING_UP-th attempt is marked failed instead. Runs every minute.
     """
     now = now or timezone.now()
     stale = now - datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS)
     not_queued_since = (
         Q(queued_at__isnull=True) | Q(queued_at__lt=F("heartbeat_at")) | Q(queued_at__lt=now - settings.EXPORT_LOST_AFTER)
     )
-    dead = ExportPackage.objects.filter(not_queued_since, status=ExportStatus.RUNNING, heartbeat_at__lt=stale).exclude(
+    dead = ExportPackage.objects.filter(status=ExportStatus.RUNNING, heartbeat_at__lt=stale).exclude(
         request__status__in=NO_DATA_DELIVERED
     )
-    export_ids = list(dead.values_list("id", flat=True))
+    # A run that kills its worker each time (out of memory, the hard time limit) would pull the
+    # subject's data from every source again every few minutes: staff look, then retry.
+    for export_id, attempt in dead.filter(attempt__gte=ATTEMPTS_BEFORE_GIVING_UP).values_list("id", "attempt"):
+        message = f"The worker compiling it stopped {attempt} times (out of memory, or killed): check the sources, then retry."
+        _fail(export_id, attempt, source="", message=message)
+    export_ids = list(
+        dead.filter(not_queued_since, attempt__lt=ATTEMPTS_BEFORE_GIVING_UP).values_list("id", flat=True)
+    )
     for export_id in export_ids:
         _queue_compilation(export_id)
     if export_ids:
@@ -188,11 +199,14 @@ def requeue_dead_exports(*, now: datetime.datetime | None = None) -> int:
 
 
 def _claim(export_id: int) -> int | None:
-    """Take the export for this run; returns the attempt number, or None if it is not ours to run."""
+    """Take the export for this run; returns the attempt number, or None if it is not ours to run.
+
+    A dead run is taken over only below ATTEMPTS_BEFORE_GIVING_UP (a redelivered task would otherwise
+    start it over after every death): past it, requeue_dead_exports marks the export failed.
+    """
     stale = timezone.now() - datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS)
-    claimed = ExportPackage.objects.filter(
-        Q(status=ExportStatus.QUEUED) | Q(status=ExportStatus.RUNNING, heartbeat_at__lt=stale), pk=export_id
-    ).update(status=ExportStatus.RUNNING, attempt=F("attempt") + 1, heartbeat_at=timezone.now(), error="", failed_source="", progress={})
+    dead = Q(status=ExportStatus.RUNNING, heartbeat_at__lt=stale, attempt__lt=ATTEMPTS_BEFORE_GIVING_UP)
+    claimed = ExportPackage.objects.filter(Q(status=ExportStatus.QUEUED) | dead, pk=export_id).update(status=ExportStatus.RUNNING, attempt=F("attempt") + 1, heartbeat_at=timezone.now(), error="", failed_source="", progress={})
     if not claimed:
         return None
     return ExportPackage.objects.values_list("attempt", flat=True).get(pk=export_id)

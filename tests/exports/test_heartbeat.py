@@ -252,3 +252,20 @@ def test_the_timer_never_stamps_an_export_another_run_took_over(demo_request):
     while connections_open() != before and time.monotonic() < deadline:  # the server ends the session a moment later
         time.sleep(0.05)
     assert connections_open() == before  # closed
+
+
+def test_a_run_that_keeps_dying_is_failed_not_started_again_and_again(demo_request, settings):
+    """Out of memory on every try: each try would pull the subject's data from every source again."""
+    from requests_app.models import AuditEvent
+    from requests_app.services.exports import ATTEMPTS_BEFORE_GIVING_UP, _claim
+
+    export = queued_export(demo_request)
+    long_ago = timezone.now() - datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS + 1)
+    ExportPackage.objects.filter(pk=export.pk).update(
+        status=ExportStatus.RUNNING, attempt=ATTEMPTS_BEFORE_GIVING_UP, heartbeat_at=long_ago
+    )
+    assert _claim(export.pk) is None  # a redelivered task does not start it over
+    assert requeue_dead_exports() == 0
+    export.refresh_from_db()
+    assert export.status == ExportStatus.FAILED and "stopped 3 times" in export.error
+    assert AuditEvent.objects.filter(request=demo_request, action="export_failed").exists()
