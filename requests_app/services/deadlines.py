@@ -193,7 +193,7 @@ def request_extend(*, request: PrivacyRequest, actor: Actor, reason: str) -> Pri
         previous_due_on = locked.due_on
         locked.extended_at, locked.extended_by, locked.extension_reason = timezone.now(), actor.user, reason
         PrivacyRequest.objects.filter(pk=locked.pk).update(
-            extended_at=locked.extended_at, extended_by=actor.user, extension_reason=reason, updated_at=locked.extended_at
+            extended_at=locked.extended_at, extended_by=actor.user, extension_reason=reason
         )
         refresh_deadline(locked)
         record_event(

@@ -404,6 +404,27 @@ def test_updated_since_lists_a_request_whose_due_date_moved(api, operator):
 
 
 @pytest.mark.django_db
+def test_updated_since_lists_a_request_whose_clock_was_paused_and_resumed(api, operator):
+    """Resuming adds the paused days to the due date, through refresh_deadline: the same rule."""
+    import time_machine
+
+    from requests_app import roles
+    from requests_app.audit import Actor
+    from requests_app.services.deadlines import clock_pause, clock_resume
+    from tests.factories import request_in_status, staff_in_role
+
+    dpo = Actor.staff(staff_in_role(roles.DPO))
+    request = request_in_status(Status.IN_PROGRESS, organisation=operator)
+    due_on = request.due_on
+    clock_pause(request=request, actor=dpo, reason="Proof of identity asked for by post")
+    with time_machine.travel(timezone.now() + timedelta(days=4)):
+        since = timezone.now().isoformat()
+        clock_resume(request=PrivacyRequest.objects.get(pk=request.pk), actor=dpo)
+        [listed] = api.get(URL, {"updated_since": since}).json()["results"]
+    assert listed["id"] == str(request.public_id) and listed["due_on"] > due_on.isoformat()
+
+
+@pytest.mark.django_db
 # Brussels is ahead of UTC, so these are before year 1 in UTC; the last one is after 9999.
 @pytest.mark.parametrize("since", ["0001-01-01", "0001-01-01T00:00:00", "9999-12-31T23:59:59-02:00"])
 def test_an_updated_since_out_of_range_is_a_400_not_a_500(api, since):
