@@ -27,8 +27,8 @@ class Heartbeat:
     another run took it over, or this one finished it, a stamp matches nothing and the thread stops
     for good (`lost` is set), so it never keeps someone else's claim alive. The thread has its own
     database connection (Django's are per thread) and closes it when it ends. Leaving the block
-    stops the thread and waits for it: not inside a transaction that updated the row, which a
-    stamp under way would wait for.
+    stops the thread and waits for it (one beat at most): not inside a transaction that updated
+    the row, which a stamp under way would wait for.
     """
 
     def __init__(self, owned: QuerySet, *, every: float, name: str = "heartbeat"):
@@ -44,7 +44,9 @@ class Heartbeat:
 
     def __exit__(self, *exc_info) -> None:
         self._stop.set()
-        self._thread.join()
+        # Not forever: a stamp stuck on a lock or a dead connection must not hold up the finished
+        # run; the thread is a daemon and its stamp, if it ever lands, no longer matches a running run.
+        self._thread.join(timeout=self.every)
 
     def _beat(self) -> None:
         try:

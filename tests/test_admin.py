@@ -260,3 +260,11 @@ def test_the_admin_signs_in_through_the_dashboard(client):
     response = client.get("/admin/login/?next=/admin/requests_app/")
     assert response.status_code == 302
     assert response["Location"] == reverse("staff:login") + "?next=/admin/requests_app/"
+
+
+@pytest.mark.django_db
+def test_the_admin_and_the_api_docs_name_the_sites_icon(client):
+    login_staff(client, UserFactory(is_superuser=True))
+    icon = 'rel="icon" href="/static/requests_app/favicon.svg"'
+    assert icon in client.get("/admin/").content.decode()
+    assert icon in client.get("/api/redoc/").content.decode()

@@ -411,4 +411,10 @@ def test_the_history_does_not_say_the_same_thing_twice(client):
     texts = [str(text) for _, text in selectors.subject_timeline(request)]
     assert texts.index("We resumed checking your identity.") == texts.index("You sent us a message.") + 1
     assert texts.count("We started checking your identity.") == 1
-    assert "We declined your request." == str(selectors.SUBJECT_EVENT_TEXT["reject"])
+
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground="identity_not_verified",
+        explanation="The copy of the ID was unreadable.", expected_status=Status.IDENTITY_CHECK,
+    )
+    texts = [str(text) for _, text in selectors.subject_timeline(request)]
+    assert texts[-2:] == ["We declined your request.", "We sent you a letter explaining our decision."]

@@ -55,9 +55,12 @@ class HasOrganisationKey(permissions.BasePermission):
 class OrganisationKeyThrottle(throttling.SimpleRateThrottle):
     """A request budget per key (API_RATE_LIMIT); past it, 429 with Retry-After.
 
-    Counted in fixed windows (a minute, for "120/min") by an atomic increment in the cache. DRF's
-    own SimpleRateThrottle reads the key's history, appends to it and writes it back: calls made in
-    parallel overwrite each other's, and a client calling from 16 threads got over twice its budget.
+    Counted in fixed windows (a minute, for "120/min") by an atomic increment in Redis (the cache
+    production uses; the development file cache counts approximately). DRF's own SimpleRateThrottle
+    reads the key's history, appends to it and writes it back: calls made in parallel overwrite each
+    other's, and a client calling from 16 threads got more than twice its budget in one minute. A
+    fixed window lets a client spend its budget at the end of one window and again at the start of
+    the next: never more than twice it in any minute.
     """
 
     scope = "organisation_key"
