@@ -13,6 +13,7 @@ however long a source takes to answer: a run whose heartbeat goes stale has
 died, and its export is queued again within minutes (requeue_dead_exports).
 """
 
+import contextlib
 import datetime
 import logging
 import os
@@ -232,11 +233,15 @@ def compile_export(*, export_id: int) -> str | None:
     # The claim holds while the heartbeat is fresh: the timer keeps it so for as long as this
     # process lives, through a source that is slow to answer and the upload of the package.
     ours = ExportPackage.objects.filter(pk=export_id, status=ExportStatus.RUNNING, attempt=attempt)
-    with Heartbeat(ours, every=settings.EXPORT_HEARTBEAT_INTERVAL_SECONDS, name=f"export-{export_id}-heartbeat"):
-        return _compile(export_id, attempt)
+    with Heartbeat(ours, every=settings.EXPORT_HEARTBEAT_INTERVAL_SECONDS, name=f"export-{export_id}-heartbeat") as heartbeat:
+        return _compile(export_id, attempt, heartbeat)
 
 
-def _compile(export_id: int, attempt: int) -> str | None:
+class TakenOver(Exception):
+    """This run's heartbeat could not be stamped for so long that another run took the export over."""
+
+
+def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
     """compile_export's work, once this run holds the export as `attempt`."""
     export = ExportPackage.objects.select_related("request").get(pk=export_id)
     if export.request.status in NO_DATA_DELIVERED:
@@ -256,6 +261,8 @@ def _compile(export_id: int, attempt: int) -> str | None:
     current_source = ""
 
     def on_progress(progress: dict) -> None:
+        if heartbeat.lost.is_set():
+            raise TakenOver  # the run that took over has removed this run's work file: stop here
         ExportPackage.objects.filter(pk=export_id, attempt=attempt).update(
             progress={**progress, "sources_done": done, "sources_total": len(sources)}
         )
@@ -283,6 +290,12 @@ def _compile(export_id: int, attempt: int) -> str | None:
         writer.abort()
         os.unlink(path)
         _fail(export_id, attempt, source=current_source, message=str(error))
+        return None
+    except TakenOver:
+        writer.abort()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        logger.warning("export %s: attempt %s stopped, another run took the export over", export_id, attempt)
         return None
     except Exception as error:
         # A bug or a time limit, not the source's fault: fail visibly rather

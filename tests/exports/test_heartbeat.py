@@ -269,3 +269,21 @@ def test_a_run_that_keeps_dying_is_failed_not_started_again_and_again(demo_reque
     export.refresh_from_db()
     assert export.status == ExportStatus.FAILED and "stopped 3 times" in export.error
     assert AuditEvent.objects.filter(request=demo_request, action="export_failed").exists()
+
+
+def test_a_run_that_lost_its_export_stops_at_its_next_step(demo_request, settings, monkeypatch):
+    """Its heartbeat could not be stamped for minutes and another run took over: it stops instead of
+    compiling on into a work file the other run has removed."""
+    from requests_app.services import exports
+
+    class LostAtOnce(Heartbeat):
+        def __enter__(self):
+            self.lost.set()
+            return super().__enter__()
+
+    monkeypatch.setattr(exports, "Heartbeat", LostAtOnce)
+    export = queued_export(demo_request)
+    assert compile_export(export_id=export.pk) is None
+    export.refresh_from_db()
+    assert export.status == ExportStatus.RUNNING and not export.storage_name  # left to the run that took over
+    assert not [name for name in os.listdir(settings.EXPORT_WORK_DIR) if name.startswith(work_file_prefix(export))]
