@@ -56,6 +56,7 @@ ACTIVE = (ExportStatus.QUEUED, ExportStatus.RUNNING, ExportStatus.WAITING_MANUAL
 # A run that died this many times is not started again by itself (requeue_dead_exports, _claim);
 # a retry by staff gives it one more attempt.
 ATTEMPTS_BEFORE_GIVING_UP = 3
+NOT_COLLECTED = "the request was withdrawn or refused: no data is collected"
 
 
 def default_kind(request: PrivacyRequest) -> str | None:
@@ -181,9 +182,11 @@ def requeue_dead_exports(*, now: datetime.datetime | None = None) -> int:
     not_queued_since = (
         Q(queued_at__isnull=True) | Q(queued_at__lt=F("heartbeat_at")) | Q(queued_at__lt=now - settings.EXPORT_LOST_AFTER)
     )
-    dead = ExportPackage.objects.filter(status=ExportStatus.RUNNING, heartbeat_at__lt=stale).exclude(
-        request__status__in=NO_DATA_DELIVERED
-    )
+    dead = ExportPackage.objects.filter(status=ExportStatus.RUNNING, heartbeat_at__lt=stale)
+    # Withdrawn or refused since: nothing to compile. Failed, the hourly clean-up then deletes it.
+    for export_id, attempt in dead.filter(request__status__in=NO_DATA_DELIVERED).values_list("id", "attempt"):
+        _fail(export_id, attempt, source="", message=NOT_COLLECTED)
+    dead = dead.exclude(request__status__in=NO_DATA_DELIVERED)
     # A run that kills its worker each time (out of memory, the hard time limit) would pull the
     # subject's data from every source again every few minutes: staff look, then retry.
     for export_id, attempt in dead.filter(attempt__gte=ATTEMPTS_BEFORE_GIVING_UP).values_list("id", "attempt"):
@@ -246,7 +249,7 @@ def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
     export = ExportPackage.objects.select_related("request").get(pk=export_id)
     if export.request.status in NO_DATA_DELIVERED:
         # Withdrawn or refused while queued: no data about the subject is collected for nobody.
-        _fail(export_id, attempt, source="", message="the request was withdrawn or refused: no data is collected")
+        _fail(export_id, attempt, source="", message=NOT_COLLECTED)
         return None
     sources = list(
         SourceSystem.objects.filter(active=True).prefetch_related("categories", "recipients").order_by("name")

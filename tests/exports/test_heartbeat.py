@@ -287,3 +287,20 @@ def test_a_run_that_lost_its_export_stops_at_its_next_step(demo_request, setting
     export.refresh_from_db()
     assert export.status == ExportStatus.RUNNING and not export.storage_name  # left to the run that took over
     assert not [name for name in os.listdir(settings.EXPORT_WORK_DIR) if name.startswith(work_file_prefix(export))]
+
+
+def test_a_dead_run_of_a_withdrawn_request_is_failed_then_deleted(demo_request, settings):
+    """It used to stay "compiling" for ever: neither queued again nor cleaned up."""
+    from requests_app.models import PrivacyRequest, Status
+    from requests_app.services.exports import delete_expired_exports
+
+    export = queued_export(demo_request)
+    long_ago = timezone.now() - datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS + 1)
+    ExportPackage.objects.filter(pk=export.pk).update(status=ExportStatus.RUNNING, attempt=1, heartbeat_at=long_ago)
+    PrivacyRequest.objects.filter(pk=demo_request.pk).update(status=Status.WITHDRAWN)
+    assert requeue_dead_exports() == 0
+    export.refresh_from_db()
+    assert export.status == ExportStatus.FAILED
+    delete_expired_exports()
+    export.refresh_from_db()
+    assert export.status == ExportStatus.EXPIRED
