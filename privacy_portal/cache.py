@@ -13,6 +13,12 @@ logger = logging.getLogger(__name__)
 UNREACHABLE = (ConnectionError, TimeoutError)
 
 
+class CacheUnreachable(ValueError):
+    """What incr raises while Redis is down: a ValueError, as for a missing key, so that
+    django-ratelimit counts nothing and lets the request through; the API's throttle tells the two
+    apart and allows at once, rather than trying Redis again."""
+
+
 def _unreachable(error: Exception) -> None:
     logger.warning("cache unreachable, rate limits not enforced: %s", error.__class__.__name__)
 
@@ -47,5 +53,4 @@ class FailOpenRedisCache(RedisCache):
             return super().incr(key, delta, version)
         except UNREACHABLE as error:
             _unreachable(error)
-            # What a missing key raises: django-ratelimit then counts nothing and, failing open, allows.
-            raise ValueError("the cache is unreachable") from error
+            raise CacheUnreachable("the cache is unreachable") from error

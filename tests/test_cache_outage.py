@@ -43,3 +43,12 @@ def test_the_api_files_and_lists_requests_while_the_caches_redis_is_down(cache_d
     api = client_with(key_for(Organisation.objects.create(name="Mobile Operator SA")))
     assert api.post("/api/v1/requests/", API_BODY, format="json").status_code == 201
     assert api.get("/api/v1/requests/").json()["results"][0]["status"] == "new"
+
+
+@pytest.mark.django_db
+def test_the_api_throttle_tries_a_down_redis_once_per_call(cache_down, caplog):
+    """Each try may wait for the socket timeout: a call must not wait for several."""
+    api = client_with(key_for(Organisation.objects.create(name="Mobile Operator SA")))
+    with caplog.at_level(logging.WARNING, logger="privacy_portal.cache"):
+        assert api.get("/api/v1/ping/").status_code == 200
+    assert caplog.text.count("cache unreachable") == 1

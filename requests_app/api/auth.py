@@ -10,6 +10,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 from rest_framework_api_key.permissions import KeyParser
 
+from privacy_portal.cache import CacheUnreachable
+
 from requests_app.models import APIKeyScope, OrganisationAPIKey
 
 
@@ -79,7 +81,9 @@ class OrganisationKeyThrottle(throttling.SimpleRateThrottle):
         counter = f"{key}:{window}"
         try:
             calls = self.cache.incr(counter)
-        except ValueError:  # the window's first call (or, with FailOpenRedisCache, Redis is down)
+        except CacheUnreachable:
+            return True  # the limits are not enforced while Redis is down (privacy_portal.cache)
+        except ValueError:  # the window's first call
             # add() is atomic too: of two first calls, one creates the counter and the other counts on it.
             calls = 1 if self.cache.add(counter, 1, timeout=self.duration + 1) else self._incr_or_allow(counter)
         if calls <= self.num_requests:

@@ -175,7 +175,8 @@ def requeue_dead_exports(*, now: datetime.datetime | None = None) -> int:
     visibility timeout, hours away. Queued once per death: not again while the task queued since the
     run's last beat waits for a worker, unless that task is lost too (EXPORT_LOST_AFTER). The run it
     starts takes the export over (_claim) and removes the dead run's work files. A run that died on
-    its ATTEMPTS_BEFORE_GIVING_UP-th attempt is marked failed instead. Runs every minute.
+    its ATTEMPTS_BEFORE_GIVING_UP-th attempt, or of a request withdrawn or refused since, is marked
+    failed instead. Runs every minute.
     """
     now = now or timezone.now()
     stale = now - datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS)
