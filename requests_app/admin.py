@@ -328,7 +328,8 @@ class AuditChainCheckAdmin(ReadOnlyAdmin):
 
 @admin.register(Organisation)
 class OrganisationAdmin(RoleAdmin):
-    list_display = ["name", "public_id", "created_at"]
+    list_display = ["name", "own_systems", "public_id", "created_at"]
+    list_filter = ["own_systems"]
     search_fields = ["name"]
 
 

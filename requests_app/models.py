@@ -97,10 +97,18 @@ class VerificationMethod(models.TextChoices):
 
 
 class Organisation(models.Model):
-    """A business customer (mobile operator, MVNO, ...) whose users' requests reach us."""
+    """A business customer (mobile operator, MVNO, ...) whose users' requests reach us, or the
+    controller's own systems (marketing, CRM), which read the suppression lists."""
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=200, unique=True)
+    # The suppression lists name everyone who objected or withdrew consent: no business customer
+    # may read them, only the controller's own systems.
+    own_systems = models.BooleanField(
+        _("the controller's own systems"),
+        default=False,
+        help_text=_("Our own marketing, CRM or event tools, not a business customer: only these may hold keys that read the suppression lists."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -681,6 +689,13 @@ class OrganisationAPIKey(AbstractAPIKey):
 
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="api_keys")
     scope = models.CharField(max_length=16, choices=APIKeyScope, default=APIKeyScope.READ)
+
+    def clean(self):
+        super().clean()
+        if self.scope == APIKeyScope.SUPPRESSION and self.organisation_id and not self.organisation.own_systems:
+            raise ValidationError(
+                {"scope": _("Only the controller's own systems may read the suppression lists: this organisation is a business customer.")}
+            )
 
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "organisation API key"

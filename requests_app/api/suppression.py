@@ -17,7 +17,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotAuthenticated
+from rest_framework.exceptions import NotAuthenticated, PermissionDenied
 from rest_framework.response import Response
 
 from requests_app.api.auth import OrganisationKeyAuthentication
@@ -31,11 +31,16 @@ MAX_LOOKUP = 1000
 
 
 class HasSuppressionKey(permissions.BasePermission):
+    """A suppression-scope key of the controller's own systems (Organisation.own_systems): the lists
+    name everyone who objected, which no business customer may read."""
+
     message = "Suppression lists need a key with the suppression scope."
 
     def has_permission(self, request, view):
         if not isinstance(request.auth, OrganisationAPIKey):
             raise NotAuthenticated("Send an API key: Authorization: Api-Key <key>.")
+        if request.auth.scope == APIKeyScope.SUPPRESSION and not request.auth.organisation.own_systems:
+            raise PermissionDenied("Only the controller's own systems may read the suppression lists.")
         return request.auth.scope == APIKeyScope.SUPPRESSION
 
 

@@ -54,6 +54,7 @@ ALL_PROBLEMS = {
             problem_example("Read key that writes", 403, "This API key may only read: writing needs a key with the write scope."),
             problem_example("Suppression key on requests", 403, "This API key reads the suppression lists only."),
             problem_example("Portal key on suppression lists", 403, "Suppression lists need a key with the suppression scope."),
+            problem_example("Business customer on suppression lists", 403, "Only the controller's own systems may read the suppression lists."),
             problem_example("Read key that downloads", 403, "Downloading a subject's data needs a key with the write scope."),
         ]),
         (404, "No such request, package or suppression list for this key, or a cursor that is not one of ours", [

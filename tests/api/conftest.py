@@ -5,6 +5,10 @@ from requests_app.models import Organisation, OrganisationAPIKey
 
 
 def key_for(organisation, scope="write", **fields):
+    if scope == "suppression" and not organisation.own_systems:
+        # Only the controller's own systems hold suppression keys (test_suppression_api checks the refusal).
+        organisation.own_systems = True
+        organisation.save(update_fields=["own_systems"])
     _, key = OrganisationAPIKey.objects.create_key(name=f"{organisation.name} portal", organisation=organisation, scope=scope, **fields)
     return key
 

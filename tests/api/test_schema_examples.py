@@ -29,6 +29,7 @@ from requests_app.models import (
     ExportPackage,
     IdempotencyRecord,
     IdentityKind,
+    OrganisationAPIKey,
     RequestType,
     Status,
     SuppressionEntry,
@@ -211,6 +212,11 @@ def key_reused(operator):
     return api.post(CREATE[0], {**ERASURE, "language": "fr"}, format="json", HTTP_IDEMPOTENCY_KEY="portal-7f3a")
 
 
+def customer_suppression_key(operator):
+    _, key = OrganisationAPIKey.objects.create_key(name="issued before the rule", organisation=operator, scope="suppression")
+    return client_with(key).get("/api/v1/suppression-lists/")
+
+
 def rate_limited(operator):
     api = client_with(key_for(operator))
     api.get("/api/v1/ping/")
@@ -226,6 +232,7 @@ PROVOKE = {
     (403, "ReadKeyThatWrites"): lambda operator: client_with(key_for(operator, scope="read")).post(CREATE[0], ERASURE, format="json"),
     (403, "SuppressionKeyOnRequests"): lambda operator: client_with(key_for(operator, scope="suppression")).get(CREATE[0]),
     (403, "PortalKeyOnSuppressionLists"): lambda operator: client_with(key_for(operator)).get("/api/v1/suppression-lists/"),
+    (403, "BusinessCustomerOnSuppressionLists"): customer_suppression_key,
     (403, "ReadKeyThatDownloads"): lambda operator: client_with(key_for(operator, scope="read")).get(
         f"/api/v1/requests/{own_request(operator).public_id}/exports/{uuid.uuid4()}/download/"
     ),

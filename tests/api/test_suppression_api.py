@@ -111,3 +111,40 @@ def test_a_lookup_keeps_no_copy_of_the_identifiers(lists_api, marketing):
     )
     assert response.status_code == 200
     assert not IdempotencyRecord.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_business_customer_cannot_hold_or_use_a_suppression_key(operator, client):
+    """The lists name everyone who objected: only the controller's own systems read them."""
+    from django.core.exceptions import ValidationError
+
+    from requests_app.models import OrganisationAPIKey
+
+    key = OrganisationAPIKey(name="crm", organisation=operator, scope="suppression")
+    with pytest.raises(ValidationError, match="Only the controller's own systems"):
+        key.full_clean()
+    # A key issued anyway (in the shell, or before the rule) reads nothing.
+    _, raw = OrganisationAPIKey.objects.create_key(name="crm", organisation=operator, scope="suppression")
+    refused = client_with(raw).get("/api/v1/suppression-lists/")
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "Only the controller's own systems may read the suppression lists."
+    operator.own_systems = True
+    operator.save()
+    assert client_with(raw).get("/api/v1/suppression-lists/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_upgrading_keeps_a_suppression_key_issued_before_the_rule_working(operator, other_operator):
+    import importlib
+
+    from django.apps import apps
+
+    from requests_app.models import OrganisationAPIKey
+
+    migration = importlib.import_module("requests_app.migrations.0031_organisation_own_systems")
+    OrganisationAPIKey.objects.create_key(name="crm", organisation=operator, scope="suppression")
+    OrganisationAPIKey.objects.create_key(name="portal", organisation=other_operator, scope="read")
+    migration.keep_existing_suppression_keys_working(apps, None)
+    operator.refresh_from_db()
+    other_operator.refresh_from_db()
+    assert operator.own_systems and not other_operator.own_systems
