@@ -1,6 +1,7 @@
 """The Idempotency-Key header on POSTs: a retried call gets the first call's answer.
 
-- same key, same body: the stored response, with `Idempotent-Replayed: true`;
+- same key, same body: the stored response, with `Idempotent-Replayed: true` (a JSON body is compared by
+  its content: re-indented, or with its keys in another order, it is the same body);
 - same key, another body: 422;
 - same key while the first call is still running: 409.
 The claim is a row committed before the work, unique per organisation and key;
@@ -11,6 +12,7 @@ not stored, so the client may retry it.
 import datetime
 import functools
 import hashlib
+import json
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -25,6 +27,15 @@ HEADER = "Idempotency-Key"
 ABANDONED_AFTER = datetime.timedelta(minutes=5)
 
 
+def call_fingerprint(method: str, path: str, body: bytes) -> str:
+    """What makes two calls the same call: method, path and body, a JSON body by its content."""
+    try:
+        body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except (ValueError, RecursionError):
+        pass  # not JSON (the view will say so): compared as it came
+    return hashlib.sha256(b"\n".join([method.encode(), path.encode(), body])).hexdigest()
+
+
 def idempotent(view_method):
     @functools.wraps(view_method)
     def wrapper(self, request, *args, **kwargs):
@@ -34,7 +45,7 @@ def idempotent(view_method):
         if len(key) > 255:
             return problem(status.HTTP_400_BAD_REQUEST, f"{HEADER} is longer than 255 characters.")
         organisation = request.auth.organisation
-        fingerprint = hashlib.sha256(b"\n".join([request.method.encode(), request.path.encode(), request.body])).hexdigest()
+        fingerprint = call_fingerprint(request.method, request.path, request.body)
         # A claim left unfinished this long belongs to a worker that died: let the retry through.
         IdempotencyRecord.objects.filter(
             organisation=organisation, key=key, status_code__isnull=True, created_at__lt=timezone.now() - ABANDONED_AFTER

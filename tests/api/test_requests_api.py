@@ -244,6 +244,20 @@ def test_idempotency_same_key_same_body_replays(api):
 
 
 @pytest.mark.django_db
+def test_idempotency_compares_a_json_body_by_its_content_not_its_layout(api):
+    """A retry serialised again (another indentation, another key order) is the same call."""
+    import json
+
+    api.post(URL, json.dumps(VALID), content_type="application/json", HTTP_IDEMPOTENCY_KEY="abc-2")
+    reordered = json.dumps(dict(reversed(list(VALID.items()))), indent=2)
+    retried = api.post(URL, reordered, content_type="application/json", HTTP_IDEMPOTENCY_KEY="abc-2")
+    assert retried.status_code == 201 and retried["Idempotent-Replayed"] == "true"
+    assert PrivacyRequest.objects.count() == 1
+    changed = api.post(URL, json.dumps({**VALID, "language": "fr"}), content_type="application/json", HTTP_IDEMPOTENCY_KEY="abc-2")
+    assert changed.status_code == 422
+
+
+@pytest.mark.django_db
 def test_idempotency_same_key_other_body_is_422(api):
     api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="abc-2")
     other = api.post(URL, {**VALID, "subject_name": "Someone Else"}, format="json", HTTP_IDEMPOTENCY_KEY="abc-2")
@@ -253,12 +267,11 @@ def test_idempotency_same_key_other_body_is_422(api):
 
 @pytest.mark.django_db
 def test_idempotency_same_key_in_flight_is_409(api, operator):
-    import hashlib
-
+    from requests_app.api.idempotency import call_fingerprint
     from requests_app.models import IdempotencyRecord
 
     body = b'{"rights": ["access"]}'
-    fingerprint = hashlib.sha256(b"\n".join([b"POST", URL.encode(), body])).hexdigest()
+    fingerprint = call_fingerprint("POST", URL, body)
     IdempotencyRecord.objects.create(organisation=operator, key="abc-3", fingerprint=fingerprint)  # first call running
     response = api.post(URL, data=body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="abc-3")
     assert response.status_code == 409

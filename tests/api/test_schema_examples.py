@@ -10,7 +10,6 @@ Read from the generated schema, as Swagger UI, ReDoc and schemathesis read them:
 """
 
 import datetime
-import hashlib
 import json
 import re
 import uuid
@@ -23,6 +22,7 @@ from drf_spectacular.renderers import OpenApiJsonRenderer
 from rest_framework.test import APIClient
 
 from requests_app.api.auth import OrganisationKeyThrottle
+from requests_app.api.idempotency import call_fingerprint
 from requests_app.api.errors import PROBLEM
 from requests_app.audit import Actor
 from requests_app.models import (
@@ -191,7 +191,7 @@ def own_request(operator, status=Status.NEW):
 
 def in_flight(operator):
     body = json.dumps(ERASURE)
-    fingerprint = hashlib.sha256(b"\n".join([b"POST", CREATE[0].encode(), body.encode()])).hexdigest()
+    fingerprint = call_fingerprint("POST", CREATE[0], body.encode())
     IdempotencyRecord.objects.create(organisation=operator, key="portal-7f3a", fingerprint=fingerprint)
     return client_with(key_for(operator)).post(
         CREATE[0], body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="portal-7f3a"
