@@ -361,3 +361,13 @@ def test_a_request_rejected_on_no_data_before_keeps_naming_its_ground(dpo, clien
     PrivacyRequest.objects.filter(pk=request.pk).update(rejection_ground="no_data")
     page = login_staff(client, dpo).get(reverse("staff:request", args=[request.reference])).content.decode()
     assert "We hold no data about this person" in page and "no_data" not in page
+
+
+@pytest.mark.django_db
+def test_a_message_with_its_own_subject_line_still_names_the_request(dpo, mailoutbox, django_capture_on_commit_callbacks):
+    """The subject may have several requests: "Your ID" alone does not say which one."""
+    request = request_in_status(Status.IN_PROGRESS)
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.message_send(request=request, actor=Actor.staff(dpo), body="Please send a copy.", subject="Your ID")
+        handling.message_send(request=request, actor=Actor.staff(dpo), body="Thanks.", subject=f"{request.reference}: received")
+    assert [m.subject for m in mailoutbox] == [f"Your ID ({request.reference})", f"{request.reference}: received"]
