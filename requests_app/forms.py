@@ -40,7 +40,7 @@ def validate_e164(value: str) -> str:
     number = to_e164(value)
     if number is None:
         raise forms.ValidationError(
-            _("Enter a valid phone number in international format, starting with + and the country code."),
+            _("Enter a valid phone number: with + and the country code, or a Belgian number."),
             code="invalid_phone",
         )
     return number
@@ -101,7 +101,7 @@ class RequestForm(forms.Form):
         max_length=20,
         required=False,
         widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "tel"}),
-        help_text=_("International format, for example +32 2 234 56 78."),
+        help_text=_("With + and the country code, for example +32 2 234 56 78; a Belgian number may leave them out."),
     )
     customer_reference = forms.CharField(label=_("Customer account reference (optional)"), max_length=100, required=False)
     ip_address = forms.GenericIPAddressField(

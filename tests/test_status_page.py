@@ -418,3 +418,13 @@ def test_the_history_does_not_say_the_same_thing_twice(client):
     )
     texts = [str(text) for _, text in selectors.subject_timeline(request)]
     assert texts[-2:] == ["We declined your request.", "We sent you a letter explaining our decision."]
+
+
+@pytest.mark.django_db
+def test_the_withdraw_form_leaves_an_unticked_box_to_the_pages_own_message(client):
+    """The browser's "required" bubble speaks the browser's language, not the page's."""
+    request = request_in_status(Status.IN_PROGRESS)
+    page = client.get(f"/status/{request.reference}/{request.secret}/").content.decode()
+    assert re.search(r'<form method="post" action="[^"]*/withdraw/" novalidate>', page)
+    refused = client.post(f"/status/{request.reference}/{request.secret}/withdraw/", {}, follow=True)
+    assert "Tick the box to confirm that you want to withdraw the request." in refused.content.decode()
