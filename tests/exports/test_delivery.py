@@ -102,7 +102,7 @@ def test_release_makes_the_package_downloadable_from_the_status_page(released, d
     from django.utils import formats, timezone
 
     expires = formats.date_format(timezone.localtime(released.expires_at), "DATETIME_FORMAT")
-    assert f"available until {expires}" in page
+    assert f"available until {expires}; 1 download left." in page
     from requests_app import emails
 
     mail.outbox.clear()
@@ -490,9 +490,17 @@ def test_a_json_lines_extract_keeps_every_field_and_every_record(demo_request, d
 def test_the_status_page_says_the_password_was_texted_only_once_it_was(released, demo_request, client):
     """While the SMS gateway fails, the password waits: the subject must not hunt for a text that never came."""
     ExportPackage.objects.filter(pk=released.pk).update(encrypted=True, pending_password="waiting")
-    assert "the password is on its way to you by text message" in status_page(client, demo_request)
+    assert "The password is on its way to you by text message." in status_page(client, demo_request)
     ExportPackage.objects.filter(pk=released.pk).update(pending_password="")
-    assert "the password was sent to you by text message" in status_page(client, demo_request)
+    page = status_page(client, demo_request)
+    assert "The password was sent to you by text message." in page
+    # The built-in unzip tools of Windows and macOS cannot open an AES ZIP: the page says what can.
+    assert "7-Zip" in page
+
+
+def test_an_unencrypted_package_needs_no_instructions(released, demo_request, client):
+    page = status_page(client, demo_request)
+    assert "password" not in page and "7-Zip" not in page
 
 
 @pytest.mark.parametrize("role, allowed", [("Handler", True), ("Auditor", False)])

@@ -11,6 +11,7 @@ from io import StringIO
 
 import pytest
 import sqlalchemy
+from django.core import mail
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
@@ -238,6 +239,9 @@ def test_encrypted_package_opens_only_with_the_password_texted_at_release(demo_s
         export_release(export=export, actor=Actor.staff(dpo))
 
     assert len(LocmemBackend.outbox) == 1
+    # The email says how to open an AES ZIP, which the unzip tools built into Windows and macOS may not.
+    (ready_email,) = [message for message in mail.outbox if request.subject_email in message.to]
+    assert "separate text message" in ready_email.body and "7-Zip" in ready_email.body
     phone, text = LocmemBackend.outbox[0]
     assert phone == SUBJECT_PHONE
     assert request.reference in text
