@@ -242,8 +242,30 @@ class PrivacyRequestAdmin(RoleAdmin):
     def rights_asked(self, obj):
         return ", ".join(right.get_right_display() for right in obj.rights.all())
 
+    def get_fieldsets(self, request, obj=None):
+        """The fieldsets, with the organisation and team as plain names for a role that may not open their pages.
+
+        The admin links a read-only foreign key to the related object's page; a handler following the
+        organisation's link would get a 403.
+        """
+        if roles.role_of(request.user) in roles.CONFIGURATION_READERS:
+            return self.fieldsets
+        unlinked = {"organisation": "organisation_name", "team": "team_name"}
+        return [
+            (name, {**options, "fields": [unlinked.get(field, field) for field in options["fields"]]})
+            for name, options in self.fieldsets
+        ]
+
+    @admin.display(description="organisation")
+    def organisation_name(self, obj):
+        return obj.organisation
+
+    @admin.display(description="team")
+    def team_name(self, obj):
+        return obj.team
+
     def get_readonly_fields(self, request, obj=None):
-        return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
+        return [field for fieldset in self.get_fieldsets(request, obj) for field in fieldset[1]["fields"]]
 
     def has_add_permission(self, request):
         # Intake: the staff who work requests record those that arrive by email, post or phone.

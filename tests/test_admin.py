@@ -268,3 +268,26 @@ def test_the_admin_and_the_api_docs_name_the_sites_icon(client):
     icon = 'rel="icon" href="/static/requests_app/favicon.svg"'
     assert icon in client.get("/admin/").content.decode()
     assert icon in client.get("/api/redoc/").content.decode()
+
+
+@pytest.mark.parametrize("role", ["DPO", "Auditor", "Handler"])
+@pytest.mark.django_db
+def test_every_admin_link_on_a_request_page_opens_for_the_role_that_sees_it(client, role):
+    """A link to a page the role may not open (a handler's, to the organisation) would answer 403: show the name."""
+    from requests_app.models import Organisation, Team
+    from tests.factories import staff_in_role
+
+    user = staff_in_role(role, username=f"{role.lower()}-admin")
+    request = request_in_status(Status.NEW)
+    PrivacyRequest.objects.filter(pk=request.pk).update(
+        organisation=Organisation.objects.create(name="Link Telecom"), team=Team.objects.create(name="Linked team"),
+        assignee=user,
+    )
+    login_staff(client, user)
+    page = client.get(reverse("admin:requests_app_privacyrequest_change", args=[request.pk])).content.decode()
+
+    assert "Link Telecom" in page and "Linked team" in page
+    links = set(re.findall(r'href="(/admin/requests_app/[^"]+)"', page))
+    assert links, "the page links at least its own section"
+    refused = [link for link in links if client.get(link, follow=True).status_code != 200]
+    assert refused == []
