@@ -16,7 +16,15 @@ from django.utils import timezone, translation
 from django.utils.dateparse import parse_datetime
 
 from requests_app import deadlines
-from requests_app.models import AuditChainCheck, ExportPackage, IdentityKind, PrivacyRequest, SentNotification, WebhookEndpoint
+from requests_app.models import (
+    AuditChainCheck,
+    ExportPackage,
+    IdentityKind,
+    PrivacyRequest,
+    SentNotification,
+    StaffProfile,
+    WebhookEndpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -243,8 +251,28 @@ def assignee_email(request: PrivacyRequest) -> str:
     return assignee.email
 
 
-def deadline_alert_recipients(request: PrivacyRequest) -> list[str]:
-    return list(dict.fromkeys(filter(None, [assignee_email(request), settings.DPO_EMAIL])))
+def staff_language(user) -> str:
+    """The language of a staff member's emails: their dashboard's (StaffProfile), else the site's."""
+    profile = StaffProfile.objects.filter(user=user).first() if user is not None else None
+    return profile.language if profile else settings.LANGUAGE_CODE
+
+
+def assignee_language(request: PrivacyRequest) -> str:
+    """The language to write in to whoever assignee_email() chose: the assignee's, or for the DPO's
+    mailbox the site's."""
+    return staff_language(request.assignee) if assignee_email(request) else settings.LANGUAGE_CODE
+
+
+def deadline_alert_recipients(request: PrivacyRequest) -> dict[str, list[str]]:
+    """Addresses by language: the assignee in their own, the DPO's mailbox in the site's. One email
+    per language, so usually one."""
+    by_language: dict[str, list[str]] = {}
+    assignee = assignee_email(request)
+    if assignee:
+        by_language[staff_language(request.assignee)] = [assignee]
+    if settings.DPO_EMAIL and settings.DPO_EMAIL != assignee:
+        by_language.setdefault(settings.LANGUAGE_CODE, []).append(settings.DPO_EMAIL)
+    return by_language
 
 
 def send_deadline_alert(notification: SentNotification) -> bool:
@@ -271,7 +299,9 @@ def send_deadline_alert(notification: SentNotification) -> bool:
             "request_url": staff_request_url(request),
         }
         template = "deadline-escalation" if threshold == "overdue" else "deadline-reminder"
-        deliver(render_email(template, context, to=deadline_alert_recipients(request), language=settings.LANGUAGE_CODE))
+        # A failure after the first of two emails leaves the claim unsent: the retry sends both again.
+        for language, addresses in deadline_alert_recipients(request).items():
+            deliver(render_email(template, context, to=addresses, language=language))
         claim.sent_at = timezone.now()
         claim.save(update_fields=["sent_at"])
     logger.info("deadline alert %s sent for request %s", threshold, request.reference)
@@ -297,7 +327,7 @@ def send_assignment_email(request: PrivacyRequest, event_sequence: int) -> bool:
         forgive(request.id, "assigned", str(event_sequence))
         return False
     context = {"request": request, "request_url": staff_request_url(request)}
-    message = render_email("assigned", context, to=[to], language=settings.LANGUAGE_CODE)
+    message = render_email("assigned", context, to=[to], language=staff_language(request.assignee))
     return send_once(request, "assigned", str(event_sequence), message)
 
 
@@ -305,7 +335,7 @@ def send_reply_notification(request: PrivacyRequest, message_id: int) -> bool:
     """Tell the assignee (or the DPO) that the subject replied."""
     to = [assignee_email(request) or settings.DPO_EMAIL]
     context = {"request": request, "request_url": staff_request_url(request)}
-    message = render_email("subject-replied", context, to=to, language=settings.LANGUAGE_CODE)
+    message = render_email("subject-replied", context, to=to, language=assignee_language(request))
     return send_once(request, "subject_replied", str(message_id), message)
 
 
@@ -316,7 +346,9 @@ def send_withdrawal_notification(request: PrivacyRequest) -> bool:
         return False
     address = assignee_email(request)
     context = {"request": request, "request_url": staff_request_url(request), "assigned": bool(address)}
-    message = render_email("request-withdrawn", context, to=[address or settings.DPO_EMAIL], language=settings.LANGUAGE_CODE)
+    message = render_email(
+        "request-withdrawn", context, to=[address or settings.DPO_EMAIL], language=assignee_language(request)
+    )
     return send_once(request, "withdrawn", "", message)
 
 

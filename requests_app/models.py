@@ -131,6 +131,19 @@ class Team(models.Model):
         return self.name
 
 
+class StaffProfile(models.Model):
+    """What the product remembers about a staff member besides their account: the language of their emails.
+
+    Set from the dashboard's language at each sign-in and whenever they switch it there.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="staff_profile")
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES)
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.language})"
+
+
 class RejectionGround(models.TextChoices):
     MANIFESTLY_UNFOUNDED = "manifestly_unfounded", _("Manifestly unfounded or excessive (Art. 12(5))")
     IDENTITY_NOT_VERIFIED = "identity_not_verified", _("Identity could not be verified")

@@ -11,6 +11,7 @@ import secrets
 from urllib.parse import urlencode
 
 import segno
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth import logout as auth_logout
@@ -33,6 +34,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
+from django.views.i18n import set_language
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -54,6 +56,7 @@ from requests_app.models import (
     SourceCategory,
     SourceField,
     SourceSystem,
+    StaffProfile,
     Status,
     Team,
     WebhookDelivery,
@@ -154,6 +157,7 @@ def otp(request: HttpRequest) -> HttpResponse:
             otp_login(request, device)
             with transaction.atomic():
                 record_event(None, "staff_signed_in", actor=Actor.staff(user), data={})
+            remember_language(user, request.LANGUAGE_CODE)
             return redirect(next_url)
         else:
             form.add_error("token", _("That code is not right, or it expired. Try the current one."))
@@ -210,6 +214,21 @@ def setup(request: HttpRequest) -> HttpResponse:
         "secret": device.config_url.split("secret=")[1].split("&")[0],
     }
     return render(request, "staff/setup.html", context)
+
+
+def remember_language(user, language: str) -> None:
+    """The language the product's emails to this staff member are written in: their dashboard's."""
+    StaffProfile.objects.update_or_create(user=user, defaults={"language": language})
+
+
+@require_POST
+def language(request: HttpRequest) -> HttpResponse:
+    """Switch the dashboard's language (Django's set_language) and, signed in, write emails in it too."""
+    response = set_language(request)
+    chosen = request.POST.get("language")
+    if request.user.is_authenticated and request.user.is_verified() and chosen in dict(settings.LANGUAGES):
+        remember_language(request.user, chosen)
+    return response
 
 
 @require_POST
