@@ -5,6 +5,7 @@ audit trail is written only by `requests_app.audit.record_event`.
 """
 
 import secrets
+import unicodedata
 import uuid
 
 from django.conf import settings
@@ -178,6 +179,13 @@ def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
+def comparable_name(name: str) -> str:
+    """A name as compared with another: case, accents, punctuation and spacing set aside."""
+    without_accents = unicodedata.normalize("NFKD", name.casefold())
+    letters = "".join(character for character in without_accents if character.isalnum() or character.isspace())
+    return " ".join(letters.split())
+
+
 class PrivacyRequest(models.Model):
     """One submission by (or for) a data subject. It may ask for several rights."""
 
@@ -302,6 +310,11 @@ class PrivacyRequest(models.Model):
         """The rights asked (RequestType values, in their declared order), read from rights_mask: no query.
         Rights never change after intake, so the mask and the RequestedRight rows agree."""
         return [right for bit, right in enumerate(RequestType.values) if self.rights_mask & (1 << bit)]
+
+    @property
+    def signature_differs_from_name(self) -> bool:
+        """A typed signature that is not the name given: the staff page points it out for the identity check."""
+        return bool(self.signature) and comparable_name(self.signature) != comparable_name(self.subject_name)
 
     @property
     def is_open(self) -> bool:
