@@ -457,6 +457,9 @@ if not ANONYMISATION_KEY:
 # it no run can still be going, so staff may start a stuck one again (its
 # task lost with a broker outage, say).
 SOURCE_ACTION_TIME_LIMIT = env_int("SOURCE_ACTION_TIME_LIMIT_SECONDS", 2 * 3600)
+# Four eyes on erasure, rectification and restriction: the staff member who starts a dry run may
+# not approve it. Off by default, as a DPO working alone could then never act.
+SOURCE_ACTION_FOUR_EYES = env_bool("SOURCE_ACTION_FOUR_EYES", False)
 
 if CELERY_BROKER_URL != "filesystem://":
     # Redis delivers a message nobody acknowledged within the visibility

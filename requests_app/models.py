@@ -1226,6 +1226,8 @@ class SourceAction(models.Model):
     # Per category: {"category", "rows", "fields", "held": {...} or null}, and the rows' fingerprint.
     dry_run = models.JSONField(default=dict, blank=True)
     dry_run_at = models.DateTimeField(null=True, blank=True)
+    # Who started the current dry run: with SOURCE_ACTION_FOUR_EYES, someone else approves it.
+    dry_run_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     approved_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)

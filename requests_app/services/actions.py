@@ -185,10 +185,10 @@ def _stored(typed) -> str:
 
 
 def _void_dry_run(action: SourceAction) -> None:
-    action.status, action.dry_run, action.dry_run_at, action.approved_by, action.approved_at = (
-        ActionStatus.PLANNED, {}, None, None, None
+    action.status, action.dry_run, action.dry_run_at, action.dry_run_by, action.approved_by, action.approved_at = (
+        ActionStatus.PLANNED, {}, None, None, None, None
     )
-    action.save(update_fields=["status", "dry_run", "dry_run_at", "approved_by", "approved_at"])
+    action.save(update_fields=["status", "dry_run", "dry_run_at", "dry_run_by", "approved_by", "approved_at"])
 
 
 # --- What an action does: its plan ------------------------------------------
@@ -284,8 +284,8 @@ def dry_run_start(*, action: SourceAction, actor: Actor) -> SourceAction:
             raise RequestError(_("A dry run cannot start while the action is %(status)s.") % {"status": in_sentence(locked.get_status_display())})
         _void_dry_run(locked)
         token = _new_run(locked)
-        locked.status, locked.error = ActionStatus.DRY_RUNNING, ""
-        locked.save(update_fields=["status", "error", "run_token"])
+        locked.status, locked.error, locked.dry_run_by = ActionStatus.DRY_RUNNING, "", actor.user
+        locked.save(update_fields=["status", "error", "dry_run_by", "run_token"])
         tasks.queue_after_commit(tasks.run_source_action_dry_run, locked.id, token)
     return locked
 
@@ -329,11 +329,18 @@ def held_rows(action: SourceAction, identities: list[str], held: list[dict]) -> 
     return counts
 
 
+def needs_another_approver(action: SourceAction, user) -> bool:
+    """Four eyes (SOURCE_ACTION_FOUR_EYES): whoever started the dry run may not approve it."""
+    return settings.SOURCE_ACTION_FOUR_EYES and action.dry_run_by_id is not None and action.dry_run_by_id == user.pk
+
+
 def approve(*, action: SourceAction, actor: Actor) -> SourceAction:
     with transaction.atomic():
         locked = _locked_action(action, actor)
         if locked.status != ActionStatus.AWAITING_APPROVAL:
             raise RequestError(_("Only a finished dry run can be approved."))
+        if needs_another_approver(locked, actor.user):
+            raise RequestError(_("Another staff member must approve this dry run: you started it, and changes to source systems need two people."))
         locked.status, locked.approved_by, locked.approved_at = ActionStatus.APPROVED, actor.user, timezone.now()
         locked.save(update_fields=["status", "approved_by", "approved_at"])
         record_event(locked.request, "source_action_approved", actor=actor, data=_summary(locked, locked.dry_run))

@@ -56,6 +56,7 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         action.can_confirm = action.status == ActionStatus.MANUAL and roles.is_owner_or_dpo(user, action.source.owner_id)
         # The buttons follow the service's own rules, so a button is never offered only to be refused.
         action.can_dry_run = action.status in actions.DRY_RUN_FROM
+        action.awaits_another_approver = actions.needs_another_approver(action, user)
         action.can_retry = (action.status == ActionStatus.FAILED and action.approved_at is not None) or action.lost
         key = f"done-{action.public_id}"
         action.done_form = bound.get(key) or ManualDoneForm(auto_id=f"{key}-%s")

@@ -4,6 +4,7 @@ refusals, roles, corrected values, Art. 19 notices and the progress endpoint."""
 
 import pytest
 from django.contrib.messages import get_messages
+from django.test import Client
 from django.urls import reverse
 
 from requests_app import roles
@@ -124,6 +125,48 @@ def test_dry_run_approve_and_execute_through_the_page(
     assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"n": 0}]
     page = _page(client_dpo, erasure_request).content.decode()
     assert "Done" in page and "dpo, " in page  # approved by whom
+
+
+@sqlite_source
+def test_with_four_eyes_someone_else_approves_the_dry_run(
+    client, client_dpo, crm, erasure_request, dpo, dpo_actor, settings, django_capture_on_commit_callbacks
+):
+    settings.SOURCE_ACTION_FOUR_EYES = True
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = erasure_request.source_actions.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        _step(client_dpo, action, "dry_run")
+
+    page = _page(client_dpo, erasure_request).content.decode()
+    assert "Another staff member approves the dry run you started." in page
+    assert reverse("staff:source_action", args=[action.public_id, "approve"]) not in page
+    response = _step(client_dpo, action, "approve")
+    assert _messages(response) == [
+        "Another staff member must approve this dry run: you started it, and changes to source systems need two people."
+    ]
+    action.refresh_from_db()
+    assert action.status == ActionStatus.AWAITING_APPROVAL and action.approved_by is None
+
+    colleague = staff_in_role("DPO", username="second-dpo")
+    second = login_staff(Client(), colleague)
+    assert reverse("staff:source_action", args=[action.public_id, "approve"]) in _page(second, erasure_request).content.decode()
+    assert _messages(_step(second, action, "approve")) == ["Approved: the action can now be executed."]
+    action.refresh_from_db()
+    assert (action.status, action.dry_run_by, action.approved_by) == (ActionStatus.APPROVED, dpo, colleague)
+
+
+@sqlite_source
+def test_without_four_eyes_whoever_ran_the_dry_run_approves_it(
+    client_dpo, crm, erasure_request, dpo_actor, settings, django_capture_on_commit_callbacks
+):
+    settings.SOURCE_ACTION_FOUR_EYES = False
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = erasure_request.source_actions.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        _step(client_dpo, action, "dry_run")
+    assert _messages(_step(client_dpo, action, "approve"))[-1] == "Approved: the action can now be executed."
+    action.refresh_from_db()
+    assert action.approved_by == action.dry_run_by
 
 
 @sqlite_source
