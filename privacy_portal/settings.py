@@ -482,6 +482,11 @@ SMS_FILE_PATH = env_str("SMS_FILE_PATH", str(VAR_DIR / "sms"))
 
 # The REST API for business customers' portals.
 API_RATE_LIMIT = env_rate("API_RATE_LIMIT", "120/min")
+# Calls that end in a 401 (no key, or a wrong, expired or revoked one), per client address (the address
+# SUBMISSION_RATE_LIMIT counts, RATELIMIT_IP_META_KEY behind a proxy); past it, 429. Generous: a portal
+# whose key expired or was revoked, still calling at the default API_RATE_LIMIT, keeps hearing 401 (what
+# it must fix), not 429, with room for a few such portals behind one address.
+API_UNAUTHENTICATED_RATE_LIMIT = env_rate("API_UNAUTHENTICATED_RATE_LIMIT", "300/min")
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 64 * 1024)
 IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=env_int("IDEMPOTENCY_KEY_HOURS", 24))
 # Webhooks: retried with exponential backoff for this long, then failed and
@@ -493,7 +498,9 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["requests_app.api.auth.OrganisationKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["requests_app.api.auth.HasOrganisationKey"],
     "DEFAULT_THROTTLE_CLASSES": ["requests_app.api.auth.OrganisationKeyThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"organisation_key": API_RATE_LIMIT},
+    # "unauthenticated" is not a default throttle class: a call whose key fails never reaches the
+    # throttles; it is counted where its 401 is answered (requests_app.api.auth.UnauthenticatedThrottle).
+    "DEFAULT_THROTTLE_RATES": {"organisation_key": API_RATE_LIMIT, "unauthenticated": API_UNAUTHENTICATED_RATE_LIMIT},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["requests_app.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "requests_app.api.errors.problem_exception_handler",

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.core.exceptions import DisallowedHost
 from django.urls import include, path
 from django.views import defaults
 from django.views.generic import RedirectView
@@ -26,6 +27,17 @@ urlpatterns = [
 ]
 
 
+def bad_request(request, exception):
+    """Django's 400 for a request it refuses before any view, most often a Host header not in ALLOWED_HOSTS
+    (DisallowedHost): API clients get problem details, everyone else Django's page."""
+    if request.path.startswith("/api/"):
+        if isinstance(exception, DisallowedHost):
+            # Not the host named in it, nor the setting: neither is the client's to know.
+            return problem_response(400, "This server does not answer for the host named in the Host header.")
+        return problem_response(400, "The request could not be understood.")
+    return defaults.bad_request(request, exception)
+
+
 def page_not_found(request, exception):
     """API clients get problem details; staff the dashboard's page; data subjects the public one."""
     if request.path.startswith("/api/"):
@@ -42,6 +54,6 @@ def server_error(request):
     return defaults.server_error(request)
 
 
-
+handler400 = bad_request
 handler404 = page_not_found
 handler500 = server_error

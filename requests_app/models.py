@@ -740,6 +740,8 @@ class IdempotencyRecord(models.Model):
     fingerprint = models.CharField(max_length=64, help_text=_("SHA-256 of the method, path and body."))
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
+    # The answer's headers a replay repeats (idempotency.REPLAYED_HEADERS): a 201's Location.
+    response_headers = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -52,3 +52,15 @@ def test_the_api_throttle_tries_a_down_redis_once_per_call(cache_down, caplog):
     with caplog.at_level(logging.WARNING, logger="privacy_portal.cache"):
         assert api.get("/api/v1/ping/").status_code == 200
     assert caplog.text.count("cache unreachable") == 1
+
+
+@pytest.mark.django_db
+def test_calls_without_a_valid_key_are_answered_401_not_429_while_the_caches_redis_is_down(cache_down, caplog, monkeypatch):
+    from rest_framework.test import APIClient
+
+    from requests_app.api.auth import UnauthenticatedThrottle
+
+    monkeypatch.setattr(UnauthenticatedThrottle, "THROTTLE_RATES", {"unauthenticated": "1/min"})
+    with caplog.at_level(logging.WARNING, logger="privacy_portal.cache"):
+        assert [APIClient().get("/api/v1/ping/").status_code for _ in range(3)] == [401, 401, 401]
+    assert caplog.text.count("cache unreachable") == 3  # once per call

@@ -6,6 +6,8 @@ A key belongs to an organisation (a business customer) and has a scope:
 hashed at rest, revocable and expiring (djangorestframework-api-key).
 """
 
+from django.core.exceptions import ImproperlyConfigured
+from django_ratelimit import core as ratelimit_core
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 from rest_framework_api_key.permissions import KeyParser
@@ -54,23 +56,16 @@ class HasOrganisationKey(permissions.BasePermission):
         return request.method in permissions.SAFE_METHODS or request.auth.scope == APIKeyScope.WRITE
 
 
-class OrganisationKeyThrottle(throttling.SimpleRateThrottle):
-    """A request budget per key (API_RATE_LIMIT); past it, 429 with Retry-After.
+class FixedWindowThrottle(throttling.SimpleRateThrottle):
+    """A request budget counted in fixed windows (a minute, for "120/min") by an atomic increment in
+    Redis (the cache production uses; the development file cache counts approximately).
 
-    Counted in fixed windows (a minute, for "120/min") by an atomic increment in Redis (the cache
-    production uses; the development file cache counts approximately). DRF's own SimpleRateThrottle
-    reads the key's history, appends to it and writes it back: calls made in parallel overwrite each
-    other's, and a client calling from 16 threads got more than twice its budget in one minute. A
-    fixed window lets a client spend its budget at the end of one window and again at the start of
-    the next: never more than twice it in any minute.
+    DRF's own SimpleRateThrottle reads the client's history, appends to it and writes it back: calls
+    made in parallel overwrite each other's, and a client calling from 16 threads got more than twice
+    its budget in one minute. A fixed window lets a client spend its budget at the end of one window
+    and again at the start of the next: never more than twice it in any minute. One round trip to
+    Redis per call; while Redis is down, none is refused.
     """
-
-    scope = "organisation_key"
-
-    def get_cache_key(self, request, view):
-        if not isinstance(request.auth, OrganisationAPIKey):
-            return None
-        return self.cache_format % {"scope": self.scope, "ident": request.auth.prefix}
 
     def allow_request(self, request, view):
         key = self.get_cache_key(request, view)
@@ -100,6 +95,56 @@ class OrganisationKeyThrottle(throttling.SimpleRateThrottle):
 
     def wait(self):
         return self.retry_after
+
+
+class OrganisationKeyThrottle(FixedWindowThrottle):
+    """A request budget per key (API_RATE_LIMIT); past it, 429 with Retry-After."""
+
+    scope = "organisation_key"
+
+    def get_cache_key(self, request, view):
+        if not isinstance(request.auth, OrganisationAPIKey):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.auth.prefix}
+
+
+def client_address(request) -> str:
+    """The caller's address as the public form's rate limit counts it, by django-ratelimit's own function
+    (its key="ip"; the version is pinned), so the two never tell addresses apart differently:
+    RATELIMIT_IP_META_KEY behind a proxy, else REMOTE_ADDR; an IPv6 address by its /64. A call without
+    the proxy's header (one that reached the server directly) counts under its REMOTE_ADDR, and one
+    without any address (a WSGI server may leave REMOTE_ADDR out) under "unknown"."""
+    try:
+        return ratelimit_core._get_ip(request)
+    except (KeyError, ImproperlyConfigured, ValueError):
+        return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+class UnauthenticatedThrottle(FixedWindowThrottle):
+    """A budget per client address for the calls that end in a 401, with no key or a wrong, expired or
+    revoked one (API_UNAUTHENTICATED_RATE_LIMIT); past it they are answered 429 with Retry-After.
+
+    DRF authenticates before it throttles, so a call whose key fails never reaches the throttles: this
+    one is counted where a 401 is answered (errors.problem_exception_handler). An authenticated call
+    never counts here, so it pays nothing for this budget: no query, no round trip to Redis.
+    """
+
+    scope = "unauthenticated"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": client_address(request)}
+
+
+UNAUTHENTICATED_DETAIL = "Too many calls without a valid API key from your address."
+
+
+def unauthenticated_budget(exc, request, view):
+    """The 429 (Throttled) to answer instead of `exc`, a 401, once the caller's address has used up its
+    budget of calls without a valid key; `exc` itself while it has not."""
+    throttle = UnauthenticatedThrottle()
+    if throttle.allow_request(request, view):
+        return exc
+    return exceptions.Throttled(throttle.wait(), detail=UNAUTHENTICATED_DETAIL)
 
 
 class OrganisationKeyScheme(OpenApiAuthenticationExtension):

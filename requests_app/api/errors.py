@@ -9,6 +9,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from requests_app.api.auth import unauthenticated_budget
 from requests_app.lifecycle import NotAllowed, RequestError
 
 PROBLEM = "application/problem+json"
@@ -19,8 +20,21 @@ def problem_body(status_code: int, detail: str, *, title: str = "", errors=None)
     """The one problem details body of the API, its title the status's phrase unless given."""
     body = {"type": "about:blank", "title": title or HTTPStatus(status_code).phrase, "status": status_code, "detail": detail}
     if errors is not None:
-        body["errors"] = errors
+        body["errors"] = _without_nul(errors)
     return body
+
+
+def _without_nul(errors):
+    """The messages with any NUL character shown as U+FFFD. A message may quote what was sent ('"<NUL>" is
+    not a valid choice.'), and PostgreSQL's jsonb cannot hold U+0000: the answer stored for an
+    Idempotency-Key would fail to save, and the call with it (a 500)."""
+    if isinstance(errors, str):
+        return errors.replace("\x00", "\ufffd")
+    if isinstance(errors, dict):
+        return {_without_nul(key): _without_nul(value) for key, value in errors.items()}
+    if isinstance(errors, list):
+        return [_without_nul(item) for item in errors]
+    return errors
 
 
 def problem(status_code: int, detail: str, *, errors=None, headers=None) -> Response:
@@ -46,7 +60,13 @@ def found_or_404(queryset, what: str, **lookup):
 
 
 def problem_exception_handler(exc, context):
-    """Domain refusals become 409 (or 403 for a role); DRF's own errors keep their status."""
+    """Domain refusals become 409 (or 403 for a role); DRF's own errors keep their status.
+
+    Every 401 passes here, whichever step refused the key (authentication for a wrong, expired or
+    revoked one, the permission for none): it is counted against the caller's address, and once that
+    address has used up its budget (API_UNAUTHENTICATED_RATE_LIMIT) the answer is a 429 instead."""
+    if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)) and exc.status_code == 401:
+        exc = unauthenticated_budget(exc, context["request"], context["view"])
     if isinstance(exc, NotAllowed):
         return problem(status.HTTP_403_FORBIDDEN, str(exc))
     if isinstance(exc, RequestError):

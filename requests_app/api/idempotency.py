@@ -1,7 +1,8 @@
 """The Idempotency-Key header on POSTs: a retried call gets the first call's answer.
 
-- same key, same body: the stored response, with `Idempotent-Replayed: true` (a JSON body is compared by
-  its content: re-indented, or with its keys in another order, it is the same body);
+- same key, same body: the stored response (its status, body and Location), with `Idempotent-Replayed: true`
+  (a JSON body is compared by its content: re-indented, or with its keys in another order, it is the same
+  body; one that names a key twice, which the parser refuses, by its bytes);
 - same key, another body: 422;
 - same key while the first call is still running: 409.
 The claim is a row committed before the work, unique per organisation and key;
@@ -19,6 +20,7 @@ from django.utils import timezone
 from rest_framework import status
 from rest_framework.response import Response
 
+from requests_app.api import parsers
 from requests_app.api.errors import PROBLEM, problem
 from requests_app.models import IdempotencyRecord
 
@@ -27,12 +29,17 @@ HEADER = "Idempotency-Key"
 ABANDONED_AFTER = datetime.timedelta(minutes=5)
 
 
+# The headers of an answer that a replay repeats: the new resource's address (a 201's Location). The
+# others are the server's of the moment (Date, Content-Length...) or are not stored answers (401, 429).
+REPLAYED_HEADERS = ("Location",)
+
+
 def call_fingerprint(method: str, path: str, body: bytes) -> str:
     """What makes two calls the same call: method, path and body, a JSON body by its content."""
     try:
-        body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+        body = json.dumps(parsers.loads(body), sort_keys=True, separators=(",", ":")).encode()
     except (ValueError, RecursionError):
-        pass  # not JSON (the view will say so): compared as it came
+        pass  # not JSON the parser takes (the view will say so): compared as it came
     return hashlib.sha256(b"\n".join([method.encode(), path.encode(), body])).hexdigest()
 
 
@@ -80,7 +87,10 @@ def idempotent(view_method):
 
 
 def _store(record: IdempotencyRecord, response: Response) -> None:
-    stored = IdempotencyRecord.objects.filter(pk=record.pk).update(status_code=response.status_code, response_body=response.data)
+    headers = {name: response[name] for name in REPLAYED_HEADERS if response.has_header(name)}
+    stored = IdempotencyRecord.objects.filter(pk=record.pk).update(
+        status_code=response.status_code, response_body=response.data, response_headers=headers
+    )
     if not stored:
         # The claim was taken for abandoned (this call outlived ABANDONED_AFTER) and a retry did the
         # work: this call's work must roll back, or it would be done twice.
@@ -96,5 +106,5 @@ def _replay(earlier: IdempotencyRecord, fingerprint: str) -> Response:
         earlier.response_body,
         status=earlier.status_code,
         content_type=PROBLEM if earlier.status_code >= 400 else None,
-        headers={"Idempotent-Replayed": "true"},
+        headers={**earlier.response_headers, "Idempotent-Replayed": "true"},
     )

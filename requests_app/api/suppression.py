@@ -118,6 +118,9 @@ ENTRIES_CSV = (
 
 @extend_schema_view(
     list=extend_schema(
+        summary="List the suppression lists",
+        description="Every purpose that has a suppression list: its slug (the list's address), the kinds of "
+        "identifier it holds and how many entries it has.",
         responses={
             200: success(
                 PurposeSerializer(many=True),
@@ -149,6 +152,7 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return found_or_404(SuppressionPurpose.objects.all(), "suppression list", slug=self.kwargs["slug"])
 
     @extend_schema(
+        summary="Page through a list's entries",
         parameters=[EntryFilter, OpenApiParameter("cursor", str, description="From the previous page's `next` link.")],
         responses={
             200: success(
@@ -168,6 +172,7 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return self.get_paginated_response(EntrySerializer(page, many=True).data)
 
     @extend_schema(
+        summary="Download a list's entries as CSV",
         parameters=[EntryFilter],
         responses={
             (200, "text/csv"): OpenApiResponse(
@@ -188,6 +193,7 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return response
 
     @extend_schema(
+        summary="Look up identifiers",
         request=LookupSerializer,
         examples=[OpenApiExample("An email and a phone number", value=LOOKUP_EXAMPLE, request_only=True)],
         responses={

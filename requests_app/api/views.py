@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.storage import default_storage
 from django.db.models import Exists, OuterRef
 from django.http import FileResponse
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, pagination, status, viewsets
@@ -44,6 +45,12 @@ ALL_PROBLEMS = {
             problem_example(
                 "Malformed JSON", 400, "JSON parse error - Expecting ',' delimiter: line 1 column 24 (char 23)"
             ),
+            problem_example(
+                "Duplicate key", 400,
+                'JSON parse error - duplicate key "rights": each key may appear only once in an object',
+                description="A key named twice in one object, at any depth, is refused rather than one value "
+                "silently kept.",
+            ),
         ]),
         (401, "Missing, wrong, expired or revoked API key (with `WWW-Authenticate: Api-Key`)", [
             problem_example("No key", 401, "Send an API key: Authorization: Api-Key <key>."),
@@ -76,10 +83,17 @@ ALL_PROBLEMS = {
         (422, "Idempotency-Key reused with another body or on another endpoint", [
             problem_example("Idempotency-Key reused", 422, "This Idempotency-Key was used with another request (another body or endpoint)."),
         ]),
-        (429, "Rate limit per key (API_RATE_LIMIT); the `Retry-After` header says how many seconds to wait", [
+        (429, "Rate limit per key (API_RATE_LIMIT) or, for calls without a valid key, per client address "
+              "(API_UNAUTHENTICATED_RATE_LIMIT); the `Retry-After` header says how many seconds to wait", [
             problem_example(
                 "Rate limited", 429, "Request was throttled. Expected available in 42 seconds.",
                 description="Sent with `Retry-After: 42`: wait that many seconds, then retry.",
+            ),
+            problem_example(
+                "Too many calls without a valid key", 429,
+                "Too many calls without a valid API key from your address. Expected available in 42 seconds.",
+                description="Calls with no key or a wrong, expired or revoked one (each a 401) have a budget per "
+                "client address; past it they are answered this, with `Retry-After: 42`.",
             ),
         ]),
     ]
@@ -96,6 +110,11 @@ WRITE_PROBLEMS = problems(400, 401, 403, 404, 409, 413, 415, 422, 429)
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
     description="Retry a POST safely: the same key and body returns the first answer.",
+)
+LOCATION_HEADER = OpenApiParameter(
+    "Location", str, OpenApiParameter.HEADER, response=[201], required=True,
+    description="The new request's address, as a path on this server: `/api/v1/requests/{id}/` "
+    "(also on a replay through `Idempotency-Key`).",
 )
 
 
@@ -216,6 +235,8 @@ def success(serializer, description: str, name: str, value) -> OpenApiResponse:
 
 @extend_schema_view(
     list=extend_schema(
+        summary="List your requests",
+        description="Your organisation's requests, newest first; filter them by `status`, `type` or `updated_since`.",
         parameters=[serializers.RequestListFilter],
         responses={
             200: success(
@@ -227,6 +248,8 @@ def success(serializer, description: str, name: str, value) -> OpenApiResponse:
         },
     ),
     retrieve=extend_schema(
+        summary="Get a request",
+        description="One of your organisation's requests: its status, due date and the subject's timeline.",
         responses={
             200: success(
                 serializers.RequestSerializer, "The request with the subject's timeline",
@@ -265,8 +288,9 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return {**super().get_serializer_context(), "with_timeline": self.action == "retrieve"}
 
     @extend_schema(
+        summary="File a request",
         request=serializers.RequestCreateSerializer,
-        parameters=[IDEMPOTENCY_HEADER],
+        parameters=[IDEMPOTENCY_HEADER, LOCATION_HEADER],
         examples=[ERASURE_BY_OPERATOR, ACCESS_BY_OPERATOR],
         responses={
             201: success(serializers.RequestSerializer, "The request, filed", "Filed", CREATED_REQUEST),
@@ -286,9 +310,14 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             organisation=organisation,
             identities_asserted=True,
         )
-        return Response(serializers.RequestSerializer(privacy_request).data, status=status.HTTP_201_CREATED)
+        # A path (RFC 9110 allows a relative reference): right behind any proxy, whatever scheme and host it forwards.
+        location = reverse("api-requests-detail", kwargs={"public_id": privacy_request.public_id})
+        return Response(
+            serializers.RequestSerializer(privacy_request).data, status=status.HTTP_201_CREATED, headers={"Location": location}
+        )
 
     @extend_schema(
+        summary="Withdraw a request",
         request=None,
         parameters=[IDEMPOTENCY_HEADER],
         responses={
@@ -307,6 +336,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return Response(serializers.RequestSerializer(privacy_request, context={"with_timeline": True}).data)
 
     @extend_schema(
+        summary="Pass on the subject's message",
         request=serializers.MessageCreateSerializer,
         parameters=[IDEMPOTENCY_HEADER],
         examples=[OpenApiExample("The subject's answer", value={"body": SUBJECT_MESSAGE}, request_only=True)],
@@ -326,7 +356,8 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @action(detail=True, methods=["post"])
     @idempotent
     def messages(self, request, public_id=None):
-        """Pass on the subject's message to the DPO team. A reply to a question restarts the clock."""
+        """Pass on the subject's message to the DPO team. A reply to a question restarts the clock.
+        The 201 has no `Location`: a message has no address of its own in this API (it is part of its request)."""
         privacy_request = self.get_object()
         incoming = serializers.MessageCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
@@ -337,6 +368,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
 
 @extend_schema(
+    summary="Check an API key",
     responses={
         200: success(serializers.PingSerializer, "The key works", "The key's organisation", {"organisation": "Mobile Operator SA"}),
         **problems(401, 403, 429),  # no input, no object: never a 400 or a 404
@@ -372,6 +404,7 @@ class ExportViewSet(viewsets.GenericViewSet):
         return found_or_404(self.get_queryset(), "export package", public_id=self.kwargs["public_id"])
 
     @extend_schema(
+        summary="List a request's packages",
         responses={
             200: success(
                 serializers.ExportSerializer(many=True),
@@ -394,6 +427,7 @@ class ExportViewSet(viewsets.GenericViewSet):
         return Response(self.get_serializer(self.get_queryset().downloadable(), many=True).data)
 
     @extend_schema(
+        summary="Download a package",
         responses={
             (200, "application/zip"): OpenApiResponse(
                 response=OpenApiTypes.BINARY,

@@ -1,3 +1,4 @@
+import json
 from datetime import timedelta
 
 import pytest
@@ -97,10 +98,21 @@ def test_withdrawing_twice_is_a_conflict(api):
 
 
 @pytest.mark.django_db
+def test_a_filed_request_is_at_the_address_its_201_gives(api):
+    response = create(api)
+    assert response.status_code == 201
+    location = response["Location"]
+    assert location == f"{URL}{response.json()['id']}/"  # a path: right behind any proxy
+    fetched = api.get(location)
+    assert fetched.status_code == 200 and fetched.json()["id"] == response.json()["id"]
+
+
+@pytest.mark.django_db
 def test_a_message_reaches_the_thread(api):
     created = create(api).json()
     response = api.post(f"{URL}{created['id']}/messages/", {"body": "My account number is 42."}, format="json")
     assert response.status_code == 201
+    assert "Location" not in response  # a message has no address of its own in the API
     request = PrivacyRequest.objects.get(public_id=created["id"])
     assert request.messages.get().body == "My account number is 42."
     assert request.events.get(action="subject_replied").actor_kind == "organisation"
@@ -168,6 +180,63 @@ def test_malformed_json_is_400_and_oversized_bodies_413(api, settings):
     assert big.status_code == 413 and big.json()["status"] == 413
 
 
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ('{"rights": ["access"], "subject_name": "Ana", "rights": ["erasure"]}', "rights"),
+        # Nested: the suppression lookup's identifiers, and an object inside an array inside an object.
+        ('{"identifiers": [{"kind": "email", "value": "a@example.com", "kind": "phone"}]}', "kind"),
+        ('{"a": {"b": [{"c": 1, "c": 1}]}}', "c"),
+        # Two spellings of one key are one key once decoded.
+        ('{"signature": "Ana", "sign\\u0061ture": "Bob"}', "signature"),
+    ],
+)
+@pytest.mark.django_db
+def test_a_key_named_twice_in_a_json_object_is_400_naming_it(api, body, key):
+    response = api.post(URL, data=body, content_type="application/json")
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": f'JSON parse error - duplicate key "{key}": each key may appear only once in an object',
+    }
+    assert not PrivacyRequest.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_key_named_twice_is_refused_on_every_endpoint_that_reads_json(operator):
+    from requests_app.models import SuppressionPurpose
+
+    SuppressionPurpose.objects.create(slug="marketing-email", name="Promotional emails")
+    suppression = client_with(key_for(operator, scope="suppression"))
+    body = '{"identifiers": [{"kind": "email", "kind": "phone", "value": "+32475123456"}]}'
+    response = suppression.post("/api/v1/suppression-lists/marketing-email/lookup/", data=body, content_type="application/json")
+    assert response.status_code == 400 and 'duplicate key "kind"' in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_the_same_key_in_two_objects_is_no_duplicate(api):
+    body = {**VALID, "description": "x"}
+    assert api.post(URL, data=json.dumps(body), content_type="application/json").status_code == 201
+    lookup = '{"identifiers": [{"kind": "email", "value": "a@example.com"}, {"kind": "email", "value": "b@example.com"}]}'
+    from requests_app.api.parsers import loads
+
+    assert loads(lookup)["identifiers"][1] == {"kind": "email", "value": "b@example.com"}
+
+
+@pytest.mark.django_db
+def test_idempotency_a_body_with_a_key_twice_is_not_the_body_with_its_last_value(api):
+    """A body the parser refuses is compared by its bytes: a corrected retry is another request, not the stored 400."""
+    twice = json.dumps(VALID)[:-1] + ', "subject_name": "Bob Peeters"}'
+    refused = api.post(URL, data=twice, content_type="application/json", HTTP_IDEMPOTENCY_KEY="d-1")
+    assert refused.status_code == 400
+    corrected = api.post(URL, data=json.dumps({**VALID, "subject_name": "Bob Peeters"}), content_type="application/json", HTTP_IDEMPOTENCY_KEY="d-1")
+    assert corrected.status_code == 422
+    again = api.post(URL, data=twice, content_type="application/json", HTTP_IDEMPOTENCY_KEY="d-1")
+    assert again.status_code == 400 and again["Idempotent-Replayed"] == "true"
+
+
 @pytest.mark.django_db
 def test_json_nested_too_deeply_is_400_not_a_crash(api):
     """A thousand nested arrays fit in 2 KB and exhaust Python's decoder."""
@@ -211,6 +280,34 @@ def test_a_crash_is_answered_in_problem_details(api, monkeypatch):
 
 
 @pytest.mark.django_db
+def test_a_host_not_allowed_is_a_400_in_problem_details_on_the_api(api, client, settings):
+    assert "evil.example" not in settings.ALLOWED_HOSTS
+    response = api.post(URL, VALID, format="json", HTTP_HOST="evil.example")
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": "This server does not answer for the host named in the Host header.",
+    }
+    assert not PrivacyRequest.objects.exists()
+    # Any API path, even one with no endpoint; the public site keeps Django's page.
+    assert client.get("/api/v1/nothing-here/", HTTP_HOST="evil.example")["Content-Type"] == "application/problem+json"
+    public = client.get("/", HTTP_HOST="evil.example")
+    assert public.status_code == 400 and public["Content-Type"].startswith("text/html")
+
+
+def test_any_other_request_django_refuses_before_a_view_is_a_400_in_problem_details_on_the_api(rf):
+    from django.core.exceptions import SuspiciousOperation
+
+    from privacy_portal.urls import bad_request
+
+    response = bad_request(rf.post("/api/v1/requests/"), SuspiciousOperation("too many fields"))
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert json.loads(response.content)["detail"] == "The request could not be understood."
+
+
+@pytest.mark.django_db
 def test_each_key_is_throttled_with_retry_after(api, operator, monkeypatch):
     from requests_app.api.auth import OrganisationKeyThrottle
 
@@ -241,13 +338,23 @@ def test_idempotency_same_key_same_body_replays(api):
     assert first.json() == second.json()
     assert second["Idempotent-Replayed"] == "true"
     assert PrivacyRequest.objects.count() == 1
+    assert second["Location"] == first["Location"] == f"{URL}{first.json()['id']}/"
+
+
+@pytest.mark.django_db
+def test_idempotency_a_replayed_refusal_or_message_has_no_location(api):
+    created = create(api).json()
+    for _ in range(2):
+        message = api.post(f"{URL}{created['id']}/messages/", {"body": "Hi"}, format="json", HTTP_IDEMPOTENCY_KEY="m-1")
+        assert message.status_code == 201 and "Location" not in message
+        refused = api.post(URL, {**VALID, "rights": []}, format="json", HTTP_IDEMPOTENCY_KEY="c-1")
+        assert refused.status_code == 400 and "Location" not in refused
+    assert message["Idempotent-Replayed"] == refused["Idempotent-Replayed"] == "true"
 
 
 @pytest.mark.django_db
 def test_idempotency_compares_a_json_body_by_its_content_not_its_layout(api):
     """A retry serialised again (another indentation, another key order) is the same call."""
-    import json
-
     api.post(URL, json.dumps(VALID), content_type="application/json", HTTP_IDEMPOTENCY_KEY="abc-2")
     reordered = json.dumps(dict(reversed(list(VALID.items()))), indent=2)
     retried = api.post(URL, reordered, content_type="application/json", HTTP_IDEMPOTENCY_KEY="abc-2")
@@ -444,3 +551,14 @@ def test_an_updated_since_out_of_range_is_a_400_not_a_500(api, since):
     response = api.get(URL, {"updated_since": since})
     assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
     assert "updated_since" in response.json()["errors"]
+
+
+@pytest.mark.django_db
+def test_a_nul_character_quoted_in_an_error_does_not_break_its_idempotent_answer(api):
+    """A choice's error quotes the value sent; PostgreSQL's jsonb cannot store U+0000 (found by the fuzzing)."""
+    body = {**VALID, "restriction_ground": "a\x00b"}
+    first = api.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="nul-1")
+    again = api.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="nul-1")
+    assert first.status_code == again.status_code == 400
+    assert first.json()["errors"]["restriction_ground"] == ['"a\ufffdb" is not a valid choice.']
+    assert again.json() == first.json() and again["Idempotent-Replayed"] == "true"

@@ -21,7 +21,7 @@ from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from rest_framework.test import APIClient
 
-from requests_app.api.auth import OrganisationKeyThrottle
+from requests_app.api.auth import OrganisationKeyThrottle, UnauthenticatedThrottle
 from requests_app.api.idempotency import call_fingerprint
 from requests_app.api.errors import PROBLEM
 from requests_app.audit import Actor
@@ -125,10 +125,29 @@ def test_every_example_is_valid_against_its_schema():
     assert invalid == []
 
 
+def test_every_operation_has_a_short_summary_and_keeps_its_description():
+    """Swagger UI and ReDoc list operations by their summary (without one, by their operationId)."""
+    summaries, problems = [], []
+    for label, operation in operations():
+        summary = operation.get("summary", "")
+        summaries.append(summary)
+        if not summary or len(summary) > 40 or summary.endswith("."):
+            problems.append(f"{label}: summary {summary!r}")
+        if not operation.get("description"):
+            problems.append(f"{label}: no description")
+    assert problems == []
+    assert len(set(summaries)) == len(summaries), summaries  # each says which operation it is
+    # The docstrings stay the descriptions.
+    assert SCHEMA["paths"][CREATE[0]]["post"]["description"].startswith("File a request for a subject.")
+
+
 @pytest.mark.parametrize("name", sorted(request_examples(*CREATE)))
 def test_a_documented_request_to_file_is_filed(operator, name):
     response = client_with(key_for(operator)).post(CREATE[0], request_examples(*CREATE)[name]["value"], format="json")
     assert response.status_code == success(*CREATE)[0] == 201, response.content
+    documented = SCHEMA["paths"][CREATE[0]]["post"]["responses"]["201"]["headers"]
+    assert documented["Location"]["required"]
+    assert response["Location"] == f"{CREATE[0]}{response.json()['id']}/"
 
 
 def test_the_documented_201_is_the_answer_to_the_erasure_example(operator):
@@ -180,6 +199,11 @@ def malformed_json(operator):
     return client_with(key_for(operator)).post(CREATE[0], body, content_type="application/json")
 
 
+def duplicate_key(operator):
+    body = '{"rights": ["erasure"], "subject_name": "Ana Peeters", "rights": ["access"]}'
+    return client_with(key_for(operator)).post(CREATE[0], body, content_type="application/json")
+
+
 def expired_key(operator):
     yesterday = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
     return client_with(key_for(operator, expiry_date=yesterday)).get("/api/v1/ping/")
@@ -223,9 +247,15 @@ def rate_limited(operator):
     return api.get("/api/v1/ping/")
 
 
+def keyless_rate_limited(operator):
+    APIClient().get("/api/v1/ping/")
+    return client_with("abcdefgh.not-a-real-key").get("/api/v1/ping/")
+
+
 PROVOKE = {
     (400, "InvalidFields"): invalid_fields,
     (400, "MalformedJSON"): malformed_json,
+    (400, "DuplicateKey"): duplicate_key,
     (401, "NoKey"): lambda operator: APIClient().get("/api/v1/ping/"),
     (401, "WrongOrRevokedKey"): lambda operator: client_with(key_for(operator, revoked=True)).get("/api/v1/ping/"),
     (401, "ExpiredKey"): expired_key,
@@ -257,6 +287,7 @@ PROVOKE = {
     ),
     (422, "Idempotency-KeyReused"): key_reused,
     (429, "RateLimited"): rate_limited,
+    (429, "TooManyCallsWithoutAValidKey"): keyless_rate_limited,
 }
 
 
@@ -268,6 +299,7 @@ def test_every_documented_problem_has_a_way_to_provoke_it():
 def test_a_documented_problem_is_what_the_api_sends(operator, monkeypatch, code, name):
     if code == 429:
         monkeypatch.setattr(OrganisationKeyThrottle, "THROTTLE_RATES", {"organisation_key": "1/min"})
+        monkeypatch.setattr(UnauthenticatedThrottle, "THROTTLE_RATES", {"unauthenticated": "1/min"})
     response = PROVOKE[code, name](operator)
     assert response.status_code == code
     assert response["Content-Type"] == PROBLEM

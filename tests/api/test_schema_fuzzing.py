@@ -28,7 +28,7 @@ from django.urls import Resolver404, resolve
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from requests_app.api.auth import OrganisationKeyThrottle
+from requests_app.api.auth import OrganisationKeyThrottle, UnauthenticatedThrottle
 from requests_app.audit import Actor
 from requests_app.models import ExportPackage, Status
 from requests_app.services.exports import export_release
@@ -118,10 +118,16 @@ def shared_export(request) -> str:
     return str(export.public_id)
 
 
-@pytest.fixture
-def write_key(operator, other_operator, monkeypatch):
-    # The per-key budget (120/min) would turn most of the run into 429s.
+@pytest.fixture(autouse=True)
+def no_budgets(monkeypatch):
+    """The per-key budget (120/min) and the per-address one of calls without a key (300/min) would turn
+    most of the run into 429s."""
     monkeypatch.setattr(OrganisationKeyThrottle, "THROTTLE_RATES", {"organisation_key": "1000000/min"})
+    monkeypatch.setattr(UnauthenticatedThrottle, "THROTTLE_RATES", {"unauthenticated": "1000000/min"})
+
+
+@pytest.fixture
+def write_key(operator, other_operator):
     own = [request_in_status(status, organisation=operator) for status in (Status.NEW, Status.AWAITING_SUBJECT)]
     theirs = request_in_status(Status.NEW, organisation=other_operator)
     OWN[:] = [str(request.public_id) for request in own]

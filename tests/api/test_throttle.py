@@ -1,14 +1,19 @@
-"""The per-key budget holds however a client spreads its calls: one at a time or in parallel."""
+"""The per-key budget holds however a client spreads its calls: one at a time or in parallel; calls without
+a valid key have a budget per client address."""
 
 import threading
 import uuid
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
+from rest_framework.test import APIClient
 
-from requests_app.api.auth import OrganisationKeyThrottle
+from requests_app.api.auth import OrganisationKeyThrottle, UnauthenticatedThrottle
 from requests_app.models import OrganisationAPIKey
+from tests.api.conftest import client_with, key_for
 
 
 @pytest.fixture
@@ -63,3 +68,94 @@ def test_a_refused_call_is_told_when_the_window_ends(monkeypatch):
     assert throttle.allow_request(request, None)
     assert not throttle.allow_request(request, None)
     assert throttle.wait() == 45
+
+
+# The budget of calls without a valid key, per client address (API_UNAUTHENTICATED_RATE_LIMIT).
+PING = "/api/v1/ping/"
+
+
+@pytest.fixture
+def budget_of_3(monkeypatch):
+    monkeypatch.setattr(UnauthenticatedThrottle, "THROTTLE_RATES", {"unauthenticated": "3/min"})
+
+
+@pytest.mark.django_db
+def test_calls_without_a_valid_key_share_one_budget_per_address(operator, budget_of_3):
+    yesterday = timezone.now() - timedelta(days=1)
+    callers = [
+        APIClient(),  # no key
+        client_with("abcdefgh.not-a-real-key"),  # no such prefix
+        client_with(key_for(operator, expiry_date=yesterday)),
+        client_with(key_for(operator, revoked=True)),
+    ]
+    assert [caller.get(PING).status_code for caller in callers] == [401, 401, 401, 429]
+    refused = callers[0].get(PING)
+    assert refused.status_code == 429 and refused["Content-Type"] == "application/problem+json"
+    assert 0 < int(refused["Retry-After"]) <= 60
+    assert refused.json() == {
+        "type": "about:blank",
+        "title": "Too Many Requests",
+        "status": 429,
+        "detail": f"Too many calls without a valid API key from your address. Expected available in {refused['Retry-After']} seconds.",
+    }
+    assert "WWW-Authenticate" not in refused
+    # Every endpoint, every method: the budget is the address's, not an endpoint's.
+    assert APIClient().post("/api/v1/requests/", {}, format="json").status_code == 429
+    assert APIClient().get("/api/v1/suppression-lists/").status_code == 429
+
+
+@pytest.mark.django_db
+def test_a_valid_key_is_not_held_back_by_its_addresss_budget_nor_counted_in_it(operator, budget_of_3):
+    for _ in range(4):
+        APIClient().get(PING)
+    assert APIClient().get(PING).status_code == 429
+    assert client_with(key_for(operator)).get(PING).status_code == 200
+    cache.clear()
+    valid = client_with(key_for(operator))
+    for _ in range(5):
+        assert valid.get(PING).status_code == 200
+    assert APIClient().get(PING).status_code == 401  # the valid calls used none of it
+
+
+@pytest.mark.django_db
+def test_an_authenticated_call_never_consults_the_budget(operator, monkeypatch, django_assert_num_queries):
+    """No query and no round trip to the cache for it: the ping and the POST the benchmark times stay as they were."""
+    counted = []
+    monkeypatch.setattr(UnauthenticatedThrottle, "allow_request", lambda self, request, view: counted.append(1) or True)
+    api = client_with(key_for(operator))
+    with django_assert_num_queries(1):  # the key, with its organisation
+        assert api.get(PING).status_code == 200
+    assert api.get("/api/v1/requests/").status_code == 200
+    assert api.post(f"/api/v1/requests/{uuid.uuid4()}/withdraw/").status_code == 404
+    assert client_with(key_for(operator, scope="read")).post("/api/v1/requests/", {}, format="json").status_code == 403
+    assert counted == []
+    assert APIClient().get(PING).status_code == 401 and counted == [1]
+
+
+@pytest.mark.django_db
+def test_each_address_has_its_own_budget(budget_of_3):
+    for _ in range(3):
+        APIClient(REMOTE_ADDR="192.0.2.1").get(PING)
+    assert APIClient(REMOTE_ADDR="192.0.2.1").get(PING).status_code == 429
+    assert APIClient(REMOTE_ADDR="192.0.2.2").get(PING).status_code == 401
+
+
+@pytest.mark.django_db
+def test_behind_a_proxy_the_address_is_the_one_the_public_form_counts(settings, budget_of_3):
+    """RATELIMIT_IP_META_KEY names the proxy's header, as for SUBMISSION_RATE_LIMIT; an IPv6 client by its /64."""
+    settings.RATELIMIT_IP_META_KEY = "HTTP_X_REAL_IP"
+    proxy = "127.0.0.1"
+
+    def call(client_ip):
+        return APIClient(REMOTE_ADDR=proxy, HTTP_X_REAL_IP=client_ip).get(PING).status_code
+
+    assert [call("198.51.100.7") for _ in range(4)] == [401, 401, 401, 429]
+    assert call("198.51.100.8") == 401  # another client behind the same proxy
+    assert [call(f"2001:db8:1:2::{n}") for n in range(1, 5)] == [401, 401, 401, 429]  # one /64
+    assert call("2001:db8:1:3::1") == 401
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_the_budget_is_counted_in_redis(redis_cache, budget_of_3):
+    assert [APIClient(REMOTE_ADDR="192.0.2.9").get(PING).status_code for _ in range(5)] == [401, 401, 401, 429, 429]
