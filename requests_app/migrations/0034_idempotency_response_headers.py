@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('requests_app', '0031_organisation_own_systems'),
+        ('requests_app', '0033_source_action_dry_run_by'),
     ]
 
     operations = [
