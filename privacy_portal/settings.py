@@ -357,6 +357,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "requests_app.tasks.requeue_dead_exports",
         "schedule": timedelta(minutes=1),
     },
+    # So is a dry run or an execution in a source system whose worker died.
+    "requeue-dead-source-actions": {
+        "task": "requests_app.tasks.requeue_dead_source_actions",
+        "schedule": timedelta(minutes=1),
+    },
     "purge-closed-requests": {
         "task": "requests_app.tasks.purge_closed_requests",
         "schedule": crontab(hour=3, minute=15),
@@ -430,15 +435,21 @@ EXPORT_HEARTBEAT_INTERVAL_SECONDS = env_int("EXPORT_HEARTBEAT_INTERVAL_SECONDS",
 # A compiling run whose heartbeat is older than this is taken to be dead: its export is queued again
 # (requeue_dead_exports, every minute) and the next run takes it over and deletes its work files.
 EXPORT_HEARTBEAT_STALE_SECONDS = env_int("EXPORT_HEARTBEAT_STALE_SECONDS", 180)
-if EXPORT_HEARTBEAT_INTERVAL_SECONDS < 1:
-    raise ImproperlyConfigured("EXPORT_HEARTBEAT_INTERVAL_SECONDS must be at least 1")
-if EXPORT_HEARTBEAT_STALE_SECONDS < 3 * EXPORT_HEARTBEAT_INTERVAL_SECONDS:
-    # A database blip can cost a live run a beat or two; it must not cost it its export.
-    raise ImproperlyConfigured(
-        f"EXPORT_HEARTBEAT_STALE_SECONDS ({EXPORT_HEARTBEAT_STALE_SECONDS} s) must be at least three heartbeats "
-        f"(3 x EXPORT_HEARTBEAT_INTERVAL_SECONDS = {3 * EXPORT_HEARTBEAT_INTERVAL_SECONDS} s): "
-        "a live export that missed a beat or two would be taken over"
-    )
+
+
+def _check_heartbeat(prefix: str, interval: int, stale: int, what: str) -> None:
+    if interval < 1:
+        raise ImproperlyConfigured(f"{prefix}_HEARTBEAT_INTERVAL_SECONDS must be at least 1")
+    if stale < 3 * interval:
+        # A database blip can cost a live run a beat or two; it must not cost it its work.
+        raise ImproperlyConfigured(
+            f"{prefix}_HEARTBEAT_STALE_SECONDS ({stale} s) must be at least three heartbeats "
+            f"(3 x {prefix}_HEARTBEAT_INTERVAL_SECONDS = {3 * interval} s): "
+            f"a live {what} that missed a beat or two would be taken over"
+        )
+
+
+_check_heartbeat("EXPORT", EXPORT_HEARTBEAT_INTERVAL_SECONDS, EXPORT_HEARTBEAT_STALE_SECONDS, "export")
 EXPORT_TASK_TIME_LIMIT = env_int("EXPORT_TASK_TIME_LIMIT", 3000)
 # A queued export not taken by a worker for this long lost its task, and is queued again. Longer
 # than an export may run, so an export merely waiting behind another is not queued twice.
@@ -460,6 +471,14 @@ SOURCE_ACTION_TIME_LIMIT = env_int("SOURCE_ACTION_TIME_LIMIT_SECONDS", 2 * 3600)
 # Four eyes on erasure, rectification and restriction: the staff member who starts a dry run may
 # not approve it. Off by default, as a DPO working alone could then never act.
 SOURCE_ACTION_FOUR_EYES = env_bool("SOURCE_ACTION_FOUR_EYES", False)
+# A dry run or execution stamps its heartbeat this often, from a timer, however slow its source is; one
+# whose heartbeat is older than the stale window has died, and is queued again (requeue_dead_source_actions,
+# every minute): found within minutes rather than after the time limit.
+SOURCE_ACTION_HEARTBEAT_INTERVAL_SECONDS = env_int("SOURCE_ACTION_HEARTBEAT_INTERVAL_SECONDS", 30)
+SOURCE_ACTION_HEARTBEAT_STALE_SECONDS = env_int("SOURCE_ACTION_HEARTBEAT_STALE_SECONDS", 180)
+_check_heartbeat(
+    "SOURCE_ACTION", SOURCE_ACTION_HEARTBEAT_INTERVAL_SECONDS, SOURCE_ACTION_HEARTBEAT_STALE_SECONDS, "source action"
+)
 
 if CELERY_BROKER_URL != "filesystem://":
     # Redis delivers a message nobody acknowledged within the visibility

@@ -1242,6 +1242,12 @@ class SourceAction(models.Model):
     # When a worker took the current execution. A worker that finds it already set was handed the
     # task again: the first one died, maybe after changing the source.
     taken_at = models.DateTimeField(null=True, blank=True)
+    # The current dry run or execution (its run token) as workers run it: how many took it (a run that
+    # died is taken over by the next), stamped by the running one's heartbeat while its process lives,
+    # and when its task was last queued (requests_app.heartbeat, services.actions.requeue_dead_actions).
+    run_attempt = models.PositiveIntegerField(default=0, editable=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
+    queued_at = models.DateTimeField(null=True, blank=True, editable=False)
     finished_at = models.DateTimeField(null=True, blank=True)
     done_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",

@@ -302,27 +302,44 @@ def clear_expired_sessions() -> None:
     import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
 
 
-# Source actions run for as long as a large erasure needs; a redelivered
-# execution after a worker died finds the source unchanged (SQL rolled back)
-# and carries on, or changed (HTTP, part-way) and stops as stale.
+# Source actions run for as long as a large erasure needs. While one runs, a timer stamps its heartbeat;
+# a run whose worker died is taken over once the heartbeat is stale, by its task redelivered or queued
+# again by requeue_dead_source_actions (within minutes). The run that takes over finds the source
+# unchanged (SQL rolled back) and carries on, or changed (HTTP, part-way) and stops as stale, or changed
+# as approved (the dead run committed) and records it done. A task that finds a live run holding the
+# action waits and retries: a live run is never taken over.
 SOURCE_ACTION_TASK = {
+    "bind": True,
     "acks_late": True,
     "reject_on_worker_lost": True,
+    "max_retries": 100,
     "time_limit": settings.SOURCE_ACTION_TIME_LIMIT,
     "soft_time_limit": settings.SOURCE_ACTION_TIME_LIMIT - 60,
 }
 
 
 @shared_task(**SOURCE_ACTION_TASK)
-def run_source_action_dry_run(action_id: int, token: str) -> None:
+def run_source_action_dry_run(self, action_id: int, token: str) -> None:
     """Count what an erasure, rectification or restriction would change in one source."""
-    actions.run_dry_run(action_id=action_id, token=token)
+    try:
+        actions.run_dry_run(action_id=action_id, token=token)
+    except actions.ActionBusy as busy:
+        raise self.retry(countdown=settings.SOURCE_ACTION_HEARTBEAT_STALE_SECONDS) from busy
 
 
 @shared_task(**SOURCE_ACTION_TASK)
-def execute_source_action(action_id: int, token: str) -> str:
+def execute_source_action(self, action_id: int, token: str) -> str:
     """Carry out an approved erasure, rectification or restriction in one source."""
-    return actions.run_execution(action_id=action_id, token=token)
+    try:
+        return actions.run_execution(action_id=action_id, token=token)
+    except actions.ActionBusy as busy:
+        raise self.retry(countdown=settings.SOURCE_ACTION_HEARTBEAT_STALE_SECONDS) from busy
+
+
+@shared_task(acks_late=True)
+def requeue_dead_source_actions() -> int:
+    """Periodic (every minute): queue again the dry runs and executions whose run died, their heartbeat stale."""
+    return actions.requeue_dead_actions()
 
 
 @shared_task(bind=True, acks_late=True, max_retries=10)

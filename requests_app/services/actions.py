@@ -9,6 +9,13 @@ the execution (tasks.run_source_action_dry_run, tasks.execute_source_action).
                                                                                  |--> failed (retry)
                                                                                  '--> stale (dry run again)
 
+While a dry run or an execution runs, a timer in its worker stamps its
+heartbeat (requests_app.heartbeat). A run whose worker died is found once the
+heartbeat is stale, and queued again within a minute (requeue_dead_actions);
+the run that takes over obeys the rules of a redelivered task (run_execution).
+A live run is never taken over; after ATTEMPTS_BEFORE_GIVING_UP dead runs the
+action fails, for staff to look at and retry.
+
 Erasure skips categories under a legal hold and records why (Art. 17(3)).
 Manual sources wait for their owner to confirm the change. A request with
 these rights completes only when every action is done and every recipient
@@ -18,15 +25,18 @@ has been told (Art. 19) or staff recorded why not (see `completion_blockers`).
 import datetime
 import logging
 import secrets
+import dataclasses
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from requests_app import roles, tasks
 from requests_app.audit import Actor, record_event
+from requests_app.heartbeat import ATTEMPTS_BEFORE_GIVING_UP, Heartbeat, TakenOver, not_queued_since_death, stale_before
 from requests_app.lifecycle import VERIFIED_OPEN, RequestError
 from requests_app.models import (
     ActionKind,
@@ -76,6 +86,8 @@ DRY_RUN_FROM = (
     ActionStatus.FAILED,
     ActionStatus.STALE,
 )
+# A worker runs the action's task in these: its heartbeat is stamped, and a dead run is taken over.
+WORKING = (ActionStatus.DRY_RUNNING, ActionStatus.RUNNING)
 
 
 # --- Planning ---------------------------------------------------------------
@@ -272,9 +284,14 @@ def _locked_action(action: SourceAction, actor: Actor) -> SourceAction:
 
 def _new_run(action: SourceAction) -> str:
     """A new token for the action's next task: only the task holding the current one may record an outcome,
-    so a late task from an earlier dry run or execution cannot overwrite a newer one's."""
+    so a late task from an earlier dry run or execution cannot overwrite a newer one's (and a run still
+    going stops at its next step: its heartbeat no longer matches). No worker has taken it yet."""
     action.run_token = secrets.token_hex(8)
+    action.run_attempt, action.heartbeat_at, action.queued_at = 0, None, timezone.now()
     return action.run_token
+
+
+RUN_FIELDS = ["run_token", "run_attempt", "heartbeat_at", "queued_at"]
 
 
 def dry_run_start(*, action: SourceAction, actor: Actor) -> SourceAction:
@@ -285,24 +302,48 @@ def dry_run_start(*, action: SourceAction, actor: Actor) -> SourceAction:
         _void_dry_run(locked)
         token = _new_run(locked)
         locked.status, locked.error, locked.dry_run_by = ActionStatus.DRY_RUNNING, "", actor.user
-        locked.save(update_fields=["status", "error", "dry_run_by", "run_token"])
+        locked.save(update_fields=["status", "error", "dry_run_by", *RUN_FIELDS])
         tasks.queue_after_commit(tasks.run_source_action_dry_run, locked.id, token)
     return locked
 
 
 def run_dry_run(*, action_id: int, token: str) -> None:
-    """The dry-run task's work: count what the action would change, changing nothing."""
-    current = SourceAction.objects.filter(pk=action_id, status=ActionStatus.DRY_RUNNING, run_token=token)
+    """The dry-run task's work: count what the action would change, changing nothing.
+
+    Raises ActionBusy while another run of the same dry run is alive (its heartbeat fresh)."""
+    claim = _claim(action_id, token, ActionStatus.DRY_RUNNING)
+    if claim is None:
+        return  # a dry run started since, this one already finished, or it died too often (see requeue_dead_actions)
+    ours = SourceAction.objects.filter(
+        pk=action_id, status=ActionStatus.DRY_RUNNING, run_token=token, run_attempt=claim.run_attempt
+    )
+    with Heartbeat(ours, every=settings.SOURCE_ACTION_HEARTBEAT_INTERVAL_SECONDS, name=_heartbeat_name(action_id)) as heartbeat:
+        try:
+            _dry_run(ours, heartbeat)
+        except TakenOver:
+            logger.warning("source action %s: dry run attempt %s stopped, it is no longer this run's", action_id, claim.run_attempt)
+
+
+def _dry_run(current: QuerySet, heartbeat: Heartbeat) -> None:
+    """run_dry_run's work, once this run holds the dry run: `current` matches the action while it does."""
     action = current.select_related("request", "source").first()
     if action is None:
-        return  # a dry run started since, or this one already finished
+        return
+    if action.request.status != Status.IN_PROGRESS:
+        # Withdrawn or rejected while the task waited: the source is not read for a request that ended.
+        current.update(status=ActionStatus.PLANNED, error=f"Not run: the request is {action.request.status} now.")
+        return
     try:
         plan, held = build_plan(action)
+        heartbeat.raise_if_lost()
         preview = connector_for(action.source).preview(plan)
+        heartbeat.raise_if_lost()
         rows_held = held_rows(action, plan.identities, held)
     except SourceError as error:
         current.update(status=ActionStatus.PLANNED, error=str(error)[:300])
         return
+    except TakenOver:
+        raise
     except Exception as error:
         # A bug, not the source's fault: say so on the action (never stuck "in progress") and let the task log it.
         current.update(status=ActionStatus.PLANNED, error=f"{action.source.slug}: unexpected {type(error).__name__}")
@@ -359,12 +400,14 @@ def execute(*, action: SourceAction, actor: Actor) -> SourceAction:
         # run keeps `taken_at`, so it records a change it finds made as done (run_execution's handed_again).
         taken_then_lost = locked.status == ActionStatus.RUNNING and locked.taken_at is not None
         token = _new_run(locked)
-        locked.status, locked.error, locked.progress = ActionStatus.RUNNING, "", {}
+        # What a lost run changed for good in an HTTP source stays for the new run to count.
+        carried = locked.progress.get("changed") if taken_then_lost else None
+        locked.status, locked.error, locked.progress = ActionStatus.RUNNING, "", {"changed": carried} if carried else {}
         locked.attempts += 1
         locked.started_at = timezone.now()  # set again when a worker takes it
         if not taken_then_lost:
             locked.taken_at = None
-        locked.save(update_fields=["status", "error", "progress", "attempts", "started_at", "taken_at", "run_token"])
+        locked.save(update_fields=["status", "error", "progress", "attempts", "started_at", "taken_at", *RUN_FIELDS])
         record_event(locked.request, "source_action_started", actor=actor, data={**_summary(locked), "attempt": locked.attempts})
         tasks.queue_after_commit(tasks.execute_source_action, locked.id, token)
     return locked
@@ -374,7 +417,7 @@ def _execution_refusal(action: SourceAction) -> str | None:
     """Why the action may not be executed now, or None."""
     if action.status == ActionStatus.DONE:
         return _("This action has already been carried out.")
-    if action.status == ActionStatus.RUNNING and not past_time_limit(action):
+    if action.status == ActionStatus.RUNNING and not run_lost(action):
         return _("This action is already being carried out.")
     if action.status == ActionStatus.STALE:
         return _("The source changed since the dry run: run the dry run again and approve it.")
@@ -392,35 +435,75 @@ def past_time_limit(action: SourceAction) -> bool:
     return action.started_at is not None and action.started_at < timezone.now() - limit
 
 
+def heartbeat_fresh(action: SourceAction) -> bool:
+    """Whether a worker is running the action's current dry run or execution: its heartbeat is not stale."""
+    return action.heartbeat_at is not None and action.heartbeat_at >= stale_before(settings.SOURCE_ACTION_HEARTBEAT_STALE_SECONDS)
+
+
+def run_lost(action: SourceAction) -> bool:
+    """Whether staff may start a running execution again: its task outlived the time limit (lost with the
+    broker, say) and no live worker holds it. A run whose worker died is queued again by itself long before."""
+    return action.status == ActionStatus.RUNNING and past_time_limit(action) and not heartbeat_fresh(action)
+
+
 def run_execution(*, action_id: int, token: str) -> str:
-    """The execution task's work. Returns the action's final status.
+    """The execution task's work. Returns the action's status once it is done with it.
 
     Refused as stale when the rows or the plan (inventory, holds, corrected
     values) changed since the dry run: what runs is what was approved. Not
-    carried out (failed) when the request is no longer in progress.
+    carried out (failed) when the request is no longer in progress. Raises
+    ActionBusy while another run of the same execution is alive.
+
+    A run that takes over from a dead one (a redelivered task, or one queued
+    again by requeue_dead_actions) was handed the execution again: on a SQL
+    source the dead run's transaction rolled back, so it carries on; on an
+    HTTP source changed part-way it stops as stale, counting what the dead run
+    changed; a change found already made as approved is recorded as done.
     """
-    current = SourceAction.objects.filter(pk=action_id, status=ActionStatus.RUNNING, run_token=token)
-    handed_again = current.filter(taken_at__isnull=False).exists()
-    now = timezone.now()
-    if not current.update(started_at=now, taken_at=now):
-        return SourceAction.objects.values_list("status", flat=True).get(pk=action_id)  # finished, or superseded
-    action = current.select_related("request", "source").get()
+    claim = _claim(action_id, token, ActionStatus.RUNNING)
+    if claim is None:
+        # Finished, superseded, or given up after dying too often (requeue_dead_actions fails it).
+        return SourceAction.objects.values_list("status", flat=True).get(pk=action_id)
+    ours = SourceAction.objects.filter(pk=action_id, status=ActionStatus.RUNNING, run_token=token, run_attempt=claim.run_attempt)
+    with Heartbeat(ours, every=settings.SOURCE_ACTION_HEARTBEAT_INTERVAL_SECONDS, name=_heartbeat_name(action_id)) as heartbeat:
+        try:
+            return _execute(ours, claim, heartbeat)
+        except TakenOver:
+            # Another run holds it now (or staff started it anew): that one records the outcome. On a SQL source
+            # this run's transaction rolled back; on an HTTP source it stopped before its next write.
+            logger.warning("source action %s: attempt %s stopped, it is no longer this run's", action_id, claim.run_attempt)
+            return SourceAction.objects.values_list("status", flat=True).get(pk=action_id)
+
+
+def _execute(current: QuerySet, claim: "Claim", heartbeat: Heartbeat) -> str:
+    """run_execution's work, once this run holds the execution: `current` matches the action while it does."""
+    action = current.select_related("request", "source").first()
+    if action is None:
+        raise TakenOver
+    handed_again, carried = claim.handed_again, claim.carried
     if action.request.status != Status.IN_PROGRESS:
         # Withdrawn or rejected while the task waited for a worker: nobody wants it done any more. Unless a
         # run that died after the source's commit did it already: then the trail must say it was done.
         made = _made_before_dying(action) if handed_again else None
         if made is not None:
             return _finish(action, ActionStatus.DONE, result=made)
-        return _finish(action, ActionStatus.FAILED, error=f"Not carried out: the request is {action.request.status} now.")
+        stopped = "Stopped part-way" if carried else "Not carried out"
+        return _finish(action, ActionStatus.FAILED, error=f"{stopped}: the request is {action.request.status} now.",
+                       result=_changes(carried))
 
     def on_progress(progress: dict) -> None:
-        current.update(progress=progress)
+        heartbeat.raise_if_lost()
+        if carried or "changed" in progress:  # what is changed for good, by this run and the dead ones before it
+            progress = {**progress, "changed": _added(carried, progress.get("changed", []))}
+        if not current.update(progress=progress):
+            raise TakenOver  # stop before the next step: the run that holds it now does the rest
 
     try:
         plan, held = build_plan(action)
         if plan_digest(plan, held) != action.dry_run.get("plan"):
             raise StaleDryRun(f"{action.source.slug}: the inventory, legal holds or corrected values changed since the dry run")
         connector = connector_for(action.source)
+        heartbeat.raise_if_lost()
         try:
             result = connector.apply(plan, action.dry_run.get("fingerprint", ""), on_progress)
         except StaleDryRun:
@@ -429,19 +512,148 @@ def run_execution(*, action_id: int, token: str) -> str:
             # A run that died between the source's commit and recording it already put the source where
             # the approved plan leads: the approved change is recorded, so the letter states it and the
             # recipients are told. (On a first run, rows that merely vanished, say a source answering 404,
-            # are stale, for staff to look at.)
+            # are stale, for staff to look at.) The dry run's counts are what every run together changed.
             result = _already_in_place(action)
     except StaleDryRun as error:
-        return _finish(action, ActionStatus.STALE, error=str(error))
+        # An HTTP source a dead run changed part-way: what it changed stays counted, for the run staff approve next.
+        return _finish(action, ActionStatus.STALE, error=str(error), result=_changes(carried))
     except SourceError as error:
         # An HTTP source may have changed some records before failing: the result keeps them.
-        return _finish(action, ActionStatus.FAILED, error=str(error), result=getattr(error, "changed_before_failing", None))
+        return _finish(action, ActionStatus.FAILED, error=str(error), result=_changes(carried, error))
+    except TakenOver:
+        raise
     except Exception as error:
         # A bug or a time limit: fail visibly (a retry is possible) and let the task log it.
         _finish(action, ActionStatus.FAILED, error=f"{action.source.slug}: unexpected {type(error).__name__}",
-                result=getattr(error, "changed_before_failing", None))
+                result=_changes(carried, error))
         raise
     return _finish(action, ActionStatus.DONE, result={**result, "held": held})
+
+
+def _changes(carried: list[dict], error: Exception | None = None) -> dict | None:
+    """The result of a run that did not finish: what it changed before failing (an HTTP source has no
+    rollback), with what dead runs of the same execution changed before it; None when nothing."""
+    failed_after = (getattr(error, "changed_before_failing", None) or {}).get("categories", []) if error else []
+    categories = _added(carried, failed_after)
+    return {"categories": categories} if categories else None
+
+
+def _added(first: list[dict], then: list[dict]) -> list[dict]:
+    """Two runs' changes to the same records' categories, added up: {"category", "rows", "fields", "deleted"}."""
+    totals: dict[str, dict] = {}
+    for counts in [*first, *then]:
+        total = totals.setdefault(counts["category"], {"category": counts["category"], "rows": 0, "fields": 0, "deleted": False})
+        total["rows"] += counts.get("rows", 0)
+        total["fields"] += counts.get("fields", 0)
+        total["deleted"] = total["deleted"] or counts.get("deleted", False)
+    return list(totals.values())
+
+
+# --- Runs whose worker died -------------------------------------------------
+
+
+class ActionBusy(Exception):
+    """Another run holds the action's dry run or execution and its heartbeat is fresh: try again later."""
+
+
+@dataclasses.dataclass
+class Claim:
+    """This worker's hold on the action's current run."""
+
+    run_attempt: int
+    # An execution a worker took before (it died, or its task was lost and staff started it again):
+    # that worker may have changed the source.
+    handed_again: bool = False
+    # What dead runs of this execution changed for good in an HTTP source (their recorded progress).
+    carried: list[dict] = dataclasses.field(default_factory=list)
+
+
+def _heartbeat_name(action_id: int) -> str:
+    return f"source-action-{action_id}-heartbeat"
+
+
+def _claim(action_id: int, token: str, status: str) -> Claim | None:
+    """Take the action's current dry run or execution (`status`, `token`) for this worker; None if it is
+    not ours to run. Raises ActionBusy while a live run holds it: it is never taken over.
+
+    A run not taken yet is taken; a dead one (its heartbeat stale) is taken over only below
+    ATTEMPTS_BEFORE_GIVING_UP, past which requeue_dead_actions fails the action.
+    """
+    with transaction.atomic():
+        row = SourceAction.objects.select_for_update().filter(pk=action_id, status=status, run_token=token).first()
+        if row is None:
+            return None
+        if row.heartbeat_at is not None:
+            if heartbeat_fresh(row):
+                raise ActionBusy(action_id)
+            if row.run_attempt >= ATTEMPTS_BEFORE_GIVING_UP:
+                return None
+            logger.warning("source action %s: taking over from attempt %s, whose worker died", action_id, row.run_attempt)
+        now = timezone.now()
+        taken = {"run_attempt": row.run_attempt + 1, "heartbeat_at": now}
+        if status == ActionStatus.RUNNING:
+            taken |= {"started_at": now, "taken_at": now}
+        SourceAction.objects.filter(pk=action_id).update(**taken)
+    return Claim(
+        run_attempt=row.run_attempt + 1, handed_again=row.taken_at is not None, carried=row.progress.get("changed", [])
+    )
+
+
+def requeue_dead_actions(*, now: datetime.datetime | None = None) -> int:
+    """Queue again the dry runs and executions whose run died (worker killed, out of memory, machine gone);
+    returns how many. Runs every minute.
+
+    Dead means working with a heartbeat older than SOURCE_ACTION_HEARTBEAT_STALE_SECONDS: a live run's
+    timer stamps it every SOURCE_ACTION_HEARTBEAT_INTERVAL_SECONDS, so only a run whose process is gone
+    goes stale (the broker would hand its task out again only after the visibility timeout, hours away).
+    Queued once per death, as exports are: not again while the task queued since the run's last beat
+    waits for a worker, unless that task is lost too (not taken within SOURCE_ACTION_TIME_LIMIT). The
+    run it starts takes over (_claim) with the same token, so it does what a redelivered task does.
+
+    A run that died on its ATTEMPTS_BEFORE_GIVING_UP-th attempt is failed instead, saying why (a dry
+    run goes back to planned). A dead dry run of a request withdrawn or rejected since is ended; a dead
+    execution of one is queued again all the same, for its run to record the change as done if the dead
+    run made it, or as not carried out (never left running, never half-recorded).
+    """
+    now = now or timezone.now()
+    dead = SourceAction.objects.filter(
+        status__in=WORKING, heartbeat_at__lt=stale_before(settings.SOURCE_ACTION_HEARTBEAT_STALE_SECONDS, now)
+    )
+    lost_after = datetime.timedelta(seconds=settings.SOURCE_ACTION_TIME_LIMIT)
+    to_queue = set(dead.filter(not_queued_since_death(now, lost_after)).values_list("id", flat=True))
+    queued = 0
+    for action in dead.select_related("request", "source"):
+        dry_run = action.status == ActionStatus.DRY_RUNNING
+        if dry_run and action.request.status != Status.IN_PROGRESS:
+            _end_dry_run(action, f"Not run: the request is {action.request.status} now.")
+        elif action.run_attempt >= ATTEMPTS_BEFORE_GIVING_UP:
+            if dry_run:
+                _end_dry_run(action, f"The worker running the dry run stopped {action.run_attempt} times (out of memory, "
+                                     "or killed): check the source, then run the dry run again.")
+            else:
+                _finish(action, ActionStatus.FAILED, result=_changes(action.progress.get("changed", [])),
+                        error=f"The worker carrying it out stopped {action.run_attempt} times (out of memory, or killed): "
+                              "check the source, then retry.")
+        elif action.id in to_queue:
+            _queue_again(action)
+            queued += 1
+    if queued:
+        logger.warning("queued again %d source action run(s) whose worker died", queued)
+    return queued
+
+
+def _end_dry_run(action: SourceAction, error: str) -> None:
+    """A dead dry run not to be started again: back to planned, saying why (it changed nothing)."""
+    SourceAction.objects.filter(
+        pk=action.pk, status=ActionStatus.DRY_RUNNING, run_token=action.run_token, run_attempt=action.run_attempt
+    ).update(status=ActionStatus.PLANNED, error=error[:300], progress={})
+
+
+def _queue_again(action: SourceAction) -> None:
+    """Queue the dead run's task again, with its token: the run it starts takes over (_claim)."""
+    task = tasks.run_source_action_dry_run if action.status == ActionStatus.DRY_RUNNING else tasks.execute_source_action
+    SourceAction.objects.filter(pk=action.pk).update(queued_at=timezone.now())
+    tasks.queue_after_commit(task, action.id, action.run_token)
 
 
 def _made_before_dying(action: SourceAction) -> dict | None:
@@ -482,9 +694,9 @@ def _finish(action: SourceAction, status: str, *, error: str = "", result: dict 
     this_run = result or {}
     result = _with_earlier_changes(action.result, this_run, done=status == ActionStatus.DONE)
     with transaction.atomic():
-        updated = SourceAction.objects.filter(pk=action.pk, status=ActionStatus.RUNNING, run_token=action.run_token).update(
-            status=status, error=error[:300], result=result, finished_at=timezone.now()
-        )
+        updated = SourceAction.objects.filter(
+            pk=action.pk, status=ActionStatus.RUNNING, run_token=action.run_token, run_attempt=action.run_attempt
+        ).update(status=status, error=error[:300], result=result, finished_at=timezone.now())
         if not updated:
             return SourceAction.objects.values_list("status", flat=True).get(pk=action.pk)
         event = {ActionStatus.DONE: "source_action_done", ActionStatus.FAILED: "source_action_failed"}.get(status, "source_action_stale")

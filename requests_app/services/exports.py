@@ -34,7 +34,7 @@ from requests_app import emails, roles, sms, tasks
 from requests_app.services import webhooks
 from requests_app.audit import Actor, record_event
 from requests_app.exports.package import NO_EXTRACT_ASKED, PackageWriter
-from requests_app.heartbeat import Heartbeat
+from requests_app.heartbeat import ATTEMPTS_BEFORE_GIVING_UP, Heartbeat, TakenOver, not_queued_since_death, stale_before
 from requests_app.lifecycle import VERIFIED_OPEN, RequestError
 from requests_app.models import (
     ConnectorKind,
@@ -53,9 +53,8 @@ logger = logging.getLogger(__name__)
 
 DOWNLOAD_SALT = "requests_app.export-download"
 ACTIVE = (ExportStatus.QUEUED, ExportStatus.RUNNING, ExportStatus.WAITING_MANUAL)
-# A run that died this many times is not started again by itself (requeue_dead_exports, _claim);
-# a retry by staff gives it one more attempt.
-ATTEMPTS_BEFORE_GIVING_UP = 3
+# A run that died ATTEMPTS_BEFORE_GIVING_UP times (requests_app.heartbeat, the rule source actions share)
+# is not started again by itself (requeue_dead_exports, _claim); a retry by staff gives it one more attempt.
 NOT_COLLECTED = "the request was withdrawn or refused: no data is collected"
 
 
@@ -179,10 +178,8 @@ def requeue_dead_exports(*, now: datetime.datetime | None = None) -> int:
     failed instead. Runs every minute.
     """
     now = now or timezone.now()
-    stale = now - datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS)
-    not_queued_since = (
-        Q(queued_at__isnull=True) | Q(queued_at__lt=F("heartbeat_at")) | Q(queued_at__lt=now - settings.EXPORT_LOST_AFTER)
-    )
+    stale = stale_before(settings.EXPORT_HEARTBEAT_STALE_SECONDS, now)
+    not_queued_since = not_queued_since_death(now, settings.EXPORT_LOST_AFTER)
     dead = ExportPackage.objects.filter(status=ExportStatus.RUNNING, heartbeat_at__lt=stale)
     # Withdrawn or refused since: nothing to compile. Failed, the hourly clean-up then deletes it.
     for export_id, attempt in dead.filter(request__status__in=NO_DATA_DELIVERED).values_list("id", "attempt"):
@@ -209,7 +206,7 @@ def _claim(export_id: int) -> int | None:
     A dead run is taken over only below ATTEMPTS_BEFORE_GIVING_UP (a redelivered task would otherwise
     start it over after every death): past it, requeue_dead_exports marks the export failed.
     """
-    stale = timezone.now() - datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS)
+    stale = stale_before(settings.EXPORT_HEARTBEAT_STALE_SECONDS)
     dead = Q(status=ExportStatus.RUNNING, heartbeat_at__lt=stale, attempt__lt=ATTEMPTS_BEFORE_GIVING_UP)
     claimed = ExportPackage.objects.filter(Q(status=ExportStatus.QUEUED) | dead, pk=export_id).update(status=ExportStatus.RUNNING, attempt=F("attempt") + 1, heartbeat_at=timezone.now(), error="", failed_source="", progress={})
     if not claimed:
@@ -241,10 +238,6 @@ def compile_export(*, export_id: int) -> str | None:
         return _compile(export_id, attempt, heartbeat)
 
 
-class TakenOver(Exception):
-    """This run's heartbeat could not be stamped for so long that another run took the export over."""
-
-
 def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
     """compile_export's work, once this run holds the export as `attempt`."""
     export = ExportPackage.objects.select_related("request").get(pk=export_id)
@@ -265,8 +258,7 @@ def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
     current_source = ""
 
     def on_progress(progress: dict) -> None:
-        if heartbeat.lost.is_set():
-            raise TakenOver  # the run that took over has removed this run's work file: stop here
+        heartbeat.raise_if_lost()  # the run that took over has removed this run's work file: stop here
         ExportPackage.objects.filter(pk=export_id, attempt=attempt).update(
             progress={**progress, "sources_done": done, "sources_total": len(sources)}
         )

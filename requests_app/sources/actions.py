@@ -6,7 +6,10 @@ A connector that can act on its rows has two methods:
         Counts what `plan` would change, changing nothing (the dry run).
     apply(plan, fingerprint, on_progress) -> {"categories": [...], "list_entries"}
         Makes the change, first checking that the rows still have the
-        dry run's fingerprint (StaleDryRun otherwise).
+        dry run's fingerprint (StaleDryRun otherwise). Calls on_progress
+        between steps: an exception it raises (the run lost its claim) stops
+        the change there. A connector whose changes take effect one by one
+        (no transaction) reports them as they are made, in "changed".
 
 "rows" are the rows matched (deleted, or updated), "fields" the field values
 that change. Applying twice changes nothing the second time: a deleted row

@@ -30,7 +30,10 @@ the retry then sees records that differ from the dry run and refuses too,
 so staff run the dry run again and approve what is left. That is intended:
 nothing is changed that a person did not approve. The error carries what
 the run changed before failing (`changed_before_failing`), so the action's
-result, and in the end the letter and the certificate, count it too.
+result, and in the end the letter and the certificate, count it too. A run
+that dies (its worker killed) cannot say so: `on_progress` hears what is
+changed so far after every write ("changed", in the same form), so the action
+keeps it for the run that takes over (services/actions.py).
 """
 
 import json
@@ -175,6 +178,10 @@ class HTTPConnector:
         list_identities = self._list_identities(plan)  # a misconfigured list fails before any change
         # What this run changed, per category, for a failure part-way to report (there is no rollback).
         changed = [{"category": scan["counts"]["category"], "rows": 0, "fields": 0, "deleted": scan["deletes"]} for scan in scans]
+
+        def so_far() -> list[dict]:
+            return [dict(counts) for counts in changed if counts["rows"]]
+
         try:
             for done, (scan, counts) in enumerate(zip(scans, changed), start=1):
                 for method, url, body, fields in scan["writes"]:
@@ -186,13 +193,17 @@ class HTTPConnector:
                                    headers={"Content-Type": "application/json"})
                     counts["rows"] += 1
                     counts["fields"] += fields
-                on_progress({"categories_done": done, "categories_total": len(scans)})
+                    # After every write: what is changed for good so far is recorded at once (a run that
+                    # dies leaves it for the next to count), and a run that lost its claim stops here.
+                    on_progress({"categories_done": done - 1, "categories_total": len(scans), "changed": so_far()})
+                on_progress({"categories_done": done, "categories_total": len(scans), "changed": so_far()})
             if list_identities:
                 list_url = self._url(plan.restriction_list)
                 for identity in list_identities:
                     self._call("POST", list_url, json={"identity": identity})
+                    on_progress({"categories_done": len(scans), "categories_total": len(scans), "changed": so_far()})
         except Exception as error:
-            error.changed_before_failing = {"categories": [counts for counts in changed if counts["rows"]]}
+            error.changed_before_failing = {"categories": so_far()}
             raise
         return {"categories": [scan["counts"] for scan in scans], "list_entries": len(list_identities)}
 

@@ -36,7 +36,7 @@ from requests_app.staff.action_forms import ManualDoneForm, RectificationForm, W
 from requests_app.staff.views import _get_request, _request_context, staff_view
 
 # While an action is in one of these, its row polls the progress endpoint.
-WORKING = (ActionStatus.DRY_RUNNING, ActionStatus.RUNNING)
+WORKING = actions.WORKING
 
 
 def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: dict | None = None) -> dict:
@@ -51,7 +51,7 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         # After execution the result says what was kept; before, the dry run says what would be.
         held = action.result.get("held", action.dry_run.get("held", []))
         action.held = [{**hold, "ground_label": ErasureException(hold["ground"]).label} for hold in held]
-        action.lost = action.status == ActionStatus.RUNNING and actions.past_time_limit(action)
+        action.lost = actions.run_lost(action)
         action.polls = action.status in WORKING and not action.lost
         action.can_confirm = action.status == ActionStatus.MANUAL and roles.is_owner_or_dpo(user, action.source.owner_id)
         # The buttons follow the service's own rules, so a button is never offered only to be refused.

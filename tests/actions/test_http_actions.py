@@ -255,7 +255,15 @@ def test_erase_by_delete_removes_every_record_category_by_category(api, source):
     counts = [{"category": "calls", "rows": 4, "fields": 4 * 5}, {"category": "sms", "rows": 1, "fields": 5}]
     assert preview["categories"] == counts
     assert result == {"categories": counts, "list_entries": 0}
-    assert progress == [{"categories_done": 1, "categories_total": 2}, {"categories_done": 2, "categories_total": 2}]
+    # After every write, what is changed for good so far (no rollback: a run that dies leaves it to be counted).
+    calls_deleted = [{"category": "calls", "rows": rows, "fields": rows * 5, "deleted": True} for rows in (1, 2, 3, 4)]
+    all_deleted = [calls_deleted[-1], {"category": "sms", "rows": 1, "fields": 5, "deleted": True}]
+    assert progress == [
+        *({"categories_done": 0, "categories_total": 2, "changed": [counts]} for counts in calls_deleted),
+        {"categories_done": 1, "categories_total": 2, "changed": [calls_deleted[-1]]},
+        {"categories_done": 1, "categories_total": 2, "changed": all_deleted},
+        {"categories_done": 2, "categories_total": 2, "changed": all_deleted},
+    ]
     assert all(records == [] for records in api.data.values())
     assert [method for method, _, _ in api.writes()] == ["DELETE"] * 5
     assert ("DELETE", "/api/subscribers/%2B32470000001/sms/thread%2F7%20a", None) in api.writes()
