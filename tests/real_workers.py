@@ -21,6 +21,13 @@ from kombu import pools as kombu_pools
 from privacy_portal.celery import app as celery_app
 
 
+def kill_test_broker_url(variable: str, default_db: int) -> str:
+    """The Redis URL of a worker-kill test's own broker database: `default_db` on 127.0.0.1:6379, or the
+    database number in the environment variable `variable`. Each test flushes its database, so two
+    runs of the suite side by side (two clones, say) must give their kill tests different ones."""
+    return f"redis://127.0.0.1:6379/{int(os.environ.get(variable) or default_db)}"
+
+
 def db_params() -> dict:
     """Host, port, user and password of the default database, for psycopg2 and URLs."""
     default = django_settings.DATABASES["default"]

@@ -27,7 +27,7 @@ from requests_app.models import AuditEvent, ExportPackage, ExportStatus, Privacy
 from requests_app.services.exports import export_start
 from tests import real_workers
 
-BROKER_URL = "redis://127.0.0.1:6379/14"
+BROKER_URL = real_workers.kill_test_broker_url("EXPORT_KILL_TEST_REDIS_DB", 14)
 VISIBILITY_TIMEOUT = 5
 HEARTBEAT_INTERVAL = 1
 HEARTBEAT_STALE = 3
