@@ -140,6 +140,26 @@ def test_an_export_heartbeat_is_stale_only_after_several_missed_beats(interval, 
         assert refusal.format(stale=stale) in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("interval", "stale", "refusal"),
+    [
+        ("30", "90", None),
+        ("30", "89", "SOURCE_ACTION_HEARTBEAT_STALE_SECONDS (89 s) must be at least three heartbeats"),
+        ("0", "180", "SOURCE_ACTION_HEARTBEAT_INTERVAL_SECONDS must be at least 1"),
+    ],
+)
+def test_a_source_action_heartbeat_is_stale_only_after_several_missed_beats(interval, stale, refusal):
+    """The same rule for a dry run or an execution: a live one that missed a beat is never taken over."""
+    result = run_manage(
+        "check", SOURCE_ACTION_HEARTBEAT_INTERVAL_SECONDS=interval, SOURCE_ACTION_HEARTBEAT_STALE_SECONDS=stale
+    )
+    if refusal is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0
+        assert refusal in result.stderr
+
+
 def test_a_malformed_number_is_refused():
     result = run_manage("check", ATTACHMENT_MAX_BYTES="ten megabytes")
     assert result.returncode != 0
