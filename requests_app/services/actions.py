@@ -22,10 +22,10 @@ these rights completes only when every action is done and every recipient
 has been told (Art. 19) or staff recorded why not (see `completion_blockers`).
 """
 
+import dataclasses
 import datetime
 import logging
 import secrets
-import dataclasses
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
