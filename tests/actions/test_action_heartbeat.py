@@ -43,9 +43,9 @@ def step(django_capture_on_commit_callbacks):
     return run_step
 
 
-def approved(request, source, actor, step) -> SourceAction:
+def approved(request, source_system, actor, step) -> SourceAction:
     actions.plan_actions(request=request, actor=actor)
-    action = request.source_actions.get(source=source)
+    action = request.source_actions.get(source=source_system)
     step(actions.dry_run_start, action, actor=actor)
     action = step(actions.approve, action, actor=actor)
     assert action.status == ActionStatus.APPROVED, action.error
