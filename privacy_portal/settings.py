@@ -513,6 +513,11 @@ IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=env_int("IDEMPOTENCY_KEY_HOURS", 24))
 WEBHOOK_RETRY_WINDOW = timedelta(hours=env_int("WEBHOOK_RETRY_HOURS", 24))
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
 WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", not PRODUCTION)
+# After the DPO rolls an endpoint's secret, the old one goes on signing beside the new one for this
+# long, so the organisation can deploy the new secret without missing an event. 0: it stops at once.
+WEBHOOK_SECRET_OVERLAP = timedelta(hours=env_int("WEBHOOK_SECRET_OVERLAP_HOURS", 24))
+if WEBHOOK_SECRET_OVERLAP < timedelta(0):
+    raise ImproperlyConfigured("WEBHOOK_SECRET_OVERLAP_HOURS must be 0 or more")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["requests_app.api.auth.OrganisationKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["requests_app.api.auth.HasOrganisationKey"],

@@ -12,13 +12,20 @@ requests. What holds secrets (webhook secrets, source connection URLs, API
 keys) is for DPOs only.
 """
 
+import datetime
+
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
+from django.http import Http404
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework_api_key.admin import APIKeyModelAdmin
@@ -62,8 +69,14 @@ from requests_app.models import (
     WebhookEndpoint,
 )
 from requests_app.services import intake
+from requests_app.services import webhooks as webhook_service
 from requests_app.staff.forms import SourceCategoryForm, SourceSystemForm, SuppressionPurposeForm
 from requests_app.templatetags.deadline_tags import due_badge
+
+
+def _local(moment) -> str:
+    """A moment as the admin shows its dates: in TIME_ZONE, to the minute."""
+    return date_format(timezone.localtime(moment), "SHORT_DATETIME_FORMAT")
 
 
 class RolePermissions:
@@ -499,13 +512,120 @@ class OrganisationAPIKeyAdmin(RoleAdmin, APIKeyModelAdmin):
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(RoleAdmin):
-    """The DPO registers an organisation's endpoint and gives it the secret shown here."""
+    """The DPO registers an organisation's endpoint, rolls its secret, and gives the organisation each
+    secret from the page that issued it: the one after adding the endpoint, or after a roll. That
+    page is the answer to the POST that made the secret (no redirect, so the secret is kept in no
+    message, cookie or session), and no page shows it again; a lost secret is rolled."""
 
     readers = (roles.DPO,)
 
-    list_display = ["url", "organisation", "active", "disabled_at", "created_at"]
+    list_display = ["url", "organisation", "active", "secret_state", "disabled_at", "created_at"]
     list_filter = ["active", "organisation"]
-    readonly_fields = ["secret", "disabled_at"]
+    readonly_fields = ["signing_secret", "disabled_at"]
+
+    @admin.display(description="secret")
+    def secret_state(self, endpoint):
+        if endpoint.previous_secret_signs():
+            return format_html("rolled; the old one signs too until {}", _local(endpoint.previous_secret_expires_at))
+        return "—"
+
+    @admin.display(description="signing secret")
+    def signing_secret(self, endpoint):
+        if endpoint.pk is None:
+            return "Issued when you save, and shown once, on the next page."
+        roll = reverse("admin:requests_app_webhookendpoint_roll_secret", args=[endpoint.pk])
+        state = format_html(
+            "Issued {}. Shown only when it was issued: if the organisation lost it, roll it. "
+            '<a href="{}">Roll the secret…</a>',
+            _local(endpoint.secret_created_at), roll,
+        )
+        if endpoint.previous_secret_signs():
+            expire = reverse("admin:requests_app_webhookendpoint_expire_old_secret", args=[endpoint.pk])
+            state = format_html(
+                '{}<br>The old secret signs too until {}. <a href="{}">Expire the old secret now…</a>',
+                state, _local(endpoint.previous_secret_expires_at), expire,
+            )
+        return state
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/roll-secret/", self.admin_site.admin_view(self.roll_secret_view),
+                name="requests_app_webhookendpoint_roll_secret",
+            ),
+            path(
+                "<path:object_id>/expire-old-secret/", self.admin_site.admin_view(self.expire_old_secret_view),
+                name="requests_app_webhookendpoint_expire_old_secret",
+            ),
+            *super().get_urls(),
+        ]
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # The new endpoint's secret, shown once: this page answers the POST that created it.
+        return self._secret_page(request, obj, obj.secret, "Endpoint added")
+
+    def _endpoint_to_change(self, request, object_id) -> WebhookEndpoint:
+        endpoint = self.get_object(request, unquote(object_id))
+        if endpoint is None:
+            raise Http404
+        if not self.has_change_permission(request, endpoint):
+            raise PermissionDenied
+        return endpoint
+
+    def roll_secret_view(self, request, object_id):
+        """Confirm (GET), then roll (POST) and show the new secret once."""
+        endpoint = self._endpoint_to_change(request, object_id)
+        change_page = reverse("admin:requests_app_webhookendpoint_change", args=[endpoint.pk])
+        if request.method == "POST":
+            try:
+                seen = datetime.datetime.fromisoformat(request.POST.get("secret_seen_at", ""))
+            except ValueError:
+                seen = None
+            try:
+                secret = webhook_service.roll_secret(endpoint=endpoint, actor=Actor.staff(request.user), secret_seen_at=seen)
+            except RequestError as error:
+                messages.error(request, str(error))
+                return redirect(change_page)
+            endpoint.refresh_from_db()
+            return self._secret_page(request, endpoint, secret, "Secret rolled")
+        context = {
+            **self._context(request, endpoint, "Roll the secret"),
+            "overlap_hours": settings.WEBHOOK_SECRET_OVERLAP.total_seconds() / 3600,
+            "cut_short": endpoint.previous_secret_expires_at if endpoint.previous_secret_signs() else None,
+        }
+        return TemplateResponse(request, "admin/requests_app/webhookendpoint/roll_secret.html", context)
+
+    def expire_old_secret_view(self, request, object_id):
+        """Confirm (GET), then stop signing with the previous secret (POST)."""
+        endpoint = self._endpoint_to_change(request, object_id)
+        change_page = reverse("admin:requests_app_webhookendpoint_change", args=[endpoint.pk])
+        if request.method == "POST":
+            try:
+                webhook_service.expire_previous_secret(endpoint=endpoint, actor=Actor.staff(request.user))
+            except RequestError as error:
+                messages.error(request, str(error))
+            else:
+                messages.success(request, "The old secret no longer signs: only the current one does.")
+            return redirect(change_page)
+        if not endpoint.previous_secret_signs():
+            messages.info(request, "No old secret is signing for this endpoint.")
+            return redirect(change_page)
+        return TemplateResponse(
+            request, "admin/requests_app/webhookendpoint/expire_old_secret.html",
+            self._context(request, endpoint, "Expire the old secret now"),
+        )
+
+    def _secret_page(self, request, endpoint, secret: str, title: str):
+        context = {**self._context(request, endpoint, title), "secret": secret}
+        return TemplateResponse(request, "admin/requests_app/webhookendpoint/secret.html", context)
+
+    def _context(self, request, endpoint, title: str) -> dict:
+        return {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.model._meta,
+            "endpoint": endpoint,
+        }
 
 
 @admin.register(WebhookDelivery)

@@ -4,6 +4,7 @@ The status field is changed only by `requests_app.lifecycle.transition`; the
 audit trail is written only by `requests_app.audit.record_event`.
 """
 
+import datetime
 import secrets
 import unicodedata
 import uuid
@@ -761,13 +762,24 @@ def new_webhook_secret() -> str:
 
 
 class WebhookEndpoint(models.Model):
-    """An organisation's URL that receives signed events about its requests."""
+    """An organisation's URL that receives signed events about its requests.
+
+    Its secret is shown to the DPO once, when it is issued (the endpoint's creation, or a roll:
+    services.webhooks.roll_secret); no page shows it again. After a roll the previous secret
+    goes on signing beside the new one until `previous_secret_expires_at`.
+    """
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="webhook_endpoints")
     url = models.URLField(max_length=500, help_text=_("HTTPS, e.g. https://portal.example.com/privacy/webhooks"))
     # Shared with the organisation to check signatures; HMAC needs it in the clear.
-    secret = models.CharField(max_length=100, default=new_webhook_secret)
+    secret = models.CharField(max_length=100, default=new_webhook_secret, editable=False)
+    # When `secret` was issued. A roll's confirmation form carries it, so a form sent twice (a
+    # reload, a second click) or after someone else's roll rolls nothing.
+    secret_created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # The secret a roll replaced, still signing until the overlap ends; blank when none is.
+    previous_secret = models.CharField(max_length=100, blank=True, editable=False)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     active = models.BooleanField(default=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -777,6 +789,17 @@ class WebhookEndpoint(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+    def previous_secret_signs(self, now: datetime.datetime | None = None) -> bool:
+        """Whether a roll's overlap is under way: the previous secret still signs beside the current one."""
+        return bool(self.previous_secret) and self.previous_secret_expires_at is not None and (
+            self.previous_secret_expires_at > (now or timezone.now())
+        )
+
+    def signing_secrets(self, now: datetime.datetime | None = None) -> list[str]:
+        """The secrets an attempt made at `now` is signed with: the current one, then the previous one
+        during an overlap (last, where a receiver that reads only the last signature looks)."""
+        return [self.secret, self.previous_secret] if self.previous_secret_signs(now) else [self.secret]
 
     def clean(self):
         # Checked again at each delivery (services.webhooks.check_url); refused here so the DPO

@@ -261,7 +261,9 @@ def deliver_webhook(delivery_id: int) -> bool:
 
 @shared_task(acks_late=True)
 def dispatch_due_webhooks() -> int:
-    """Periodic: queue the webhook deliveries whose retry time has come."""
+    """Periodic: queue the webhook deliveries whose retry time has come, and forget the rolled
+    secrets whose overlap has ended."""
+    webhooks.forget_expired_secrets()
     return webhooks.dispatch_due()
 
 

@@ -162,7 +162,7 @@ def _post(recipient, content: dict) -> None:
     body = json.dumps({"type": "privacy.recipient_notice", "data": content}, separators=(",", ":")).encode()
     try:
         status_code = post_signed(
-            recipient.notification_webhook_url, secret=recipient.webhook_secret, webhook_id=content["notice"], body=body
+            recipient.notification_webhook_url, secrets=[recipient.webhook_secret], webhook_id=content["notice"], body=body
         )
     except (requests.RequestException, ValidationError) as failure:
         raise NoticeFailed(type(failure).__name__) from failure

@@ -8,7 +8,11 @@ After WEBHOOK_RETRY_WINDOW of failures the delivery fails, the endpoint is
 disabled and the DPO is told.
 
 Signature: header `Webhook-Signature: t=<unix time>,v1=<hex>` where hex is
-HMAC-SHA256(secret, f"{t}.{body}"). The README shows how to check it.
+HMAC-SHA256(secret, f"{t}.{body}"). While an endpoint's secret is being rolled
+(roll_secret), the previous secret signs too: a second `v1=`, last, so that a
+receiver that reads only the last one and still holds the old secret goes on
+working. Each attempt is signed with the secrets valid when it is made. The
+README shows how to check it.
 """
 
 import datetime
@@ -17,6 +21,7 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Sequence
 
 import requests
 from django.conf import settings
@@ -25,7 +30,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from requests_app import tasks
+from requests_app import roles, tasks
+from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
     DeliveryStatus,
@@ -35,6 +41,7 @@ from requests_app.models import (
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
+    new_webhook_secret,
 )
 
 logger = logging.getLogger(__name__)
@@ -94,9 +101,11 @@ def emit(request: PrivacyRequest, event: str, extra: dict | None = None) -> None
         tasks.queue_after_commit(tasks.deliver_webhook, delivery.id)
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+def sign(secrets: Sequence[str], timestamp: int, body: bytes) -> str:
+    """`t=<timestamp>,v1=<hex>`, with one `v1=` per secret, in the order given."""
+    signed = f"{timestamp}.".encode() + body
+    digests = [hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest() for secret in secrets]
+    return ",".join([f"t={timestamp}", *(f"v1={digest}" for digest in digests)])
 
 
 def backoff(attempts: int) -> datetime.timedelta:
@@ -137,7 +146,8 @@ def deliver(*, delivery_id: int) -> bool:
     ).encode()
     status_code, error = None, ""
     try:
-        status_code = post_signed(endpoint.url, secret=endpoint.secret, webhook_id=str(delivery.event_id), body=body)
+        # The secrets valid at this attempt: a retry after a roll carries the new secret's signature.
+        status_code = post_signed(endpoint.url, secrets=endpoint.signing_secrets(), webhook_id=str(delivery.event_id), body=body)
     except (requests.RequestException, ValidationError) as failure:
         error = type(failure).__name__
     ok = status_code is not None and 200 <= status_code < 300
@@ -154,8 +164,8 @@ def deliver(*, delivery_id: int) -> bool:
     return ok
 
 
-def post_signed(url: str, *, secret: str, webhook_id: str, body: bytes) -> int:
-    """POST `body` signed with `secret`; returns the HTTP status. Raises ValidationError for a
+def post_signed(url: str, *, secrets: Sequence[str], webhook_id: str, body: bytes) -> int:
+    """POST `body` signed with each of `secrets`; returns the HTTP status. Raises ValidationError for a
     plain-http URL in production and requests' errors for the network's failures."""
     check_url(url)
     response = requests.post(
@@ -165,7 +175,7 @@ def post_signed(url: str, *, secret: str, webhook_id: str, body: bytes) -> int:
             "Content-Type": "application/json",
             "User-Agent": "PrivacyPortal-Webhooks/1",
             "Webhook-Id": webhook_id,
-            "Webhook-Signature": sign(secret, int(time.time()), body),
+            "Webhook-Signature": sign(secrets, int(time.time()), body),
         },
         timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
         allow_redirects=False,
@@ -222,4 +232,84 @@ def redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
     return copy
 
 
-__all__ = ["WebhookEvent", "deliver", "dispatch_due", "emit", "post_signed", "redeliver", "sign"]
+def roll_secret(*, endpoint: WebhookEndpoint, actor: Actor, secret_seen_at: datetime.datetime | None) -> str:
+    """Issue the endpoint a new secret and return it, for the DPO to see once (it is neither logged nor audited).
+
+    The secret it replaces goes on signing beside the new one for WEBHOOK_SECRET_OVERLAP, so the
+    organisation can deploy the new one without missing an event. Rolling again during an overlap
+    makes the current secret the previous one, for a whole new overlap, and stops the secret before
+    it at once: no more than two ever sign, and the one rolled away from is always given the overlap.
+    `secret_seen_at` is the `secret_created_at` the DPO's page showed: if the secret has been rolled
+    since (a form sent twice, or two DPOs at once), nothing is rolled (RequestError). DPOs only.
+    """
+    _require_dpo(actor)
+    with transaction.atomic():
+        locked = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        if locked.secret_created_at != secret_seen_at:
+            raise RequestError(_("This secret has been rolled since you loaded the page: nothing was rolled again. Reload and try again."))
+        now = timezone.now()
+        # A roll during an overlap stops the secret before the current one, which was to sign until then.
+        cut_short = locked.previous_secret_expires_at if locked.previous_secret_signs(now) else None
+        overlap_ends = now + settings.WEBHOOK_SECRET_OVERLAP
+        if overlap_ends > now:
+            locked.previous_secret, locked.previous_secret_expires_at = locked.secret, overlap_ends
+        else:
+            locked.previous_secret, locked.previous_secret_expires_at = "", None
+        locked.secret, locked.secret_created_at = new_webhook_secret(), now
+        locked.save(update_fields=["secret", "secret_created_at", "previous_secret", "previous_secret_expires_at"])
+        record_event(
+            None, "webhook_secret_rolled", actor=actor,
+            data={
+                "endpoint": str(locked.public_id),
+                "name": locked.url[:200],
+                "old_secret_signs_until": overlap_ends.isoformat() if locked.previous_secret else None,
+                "older_secret_stopped_instead_of": cut_short.isoformat() if cut_short else None,
+            },
+        )
+    logger.info("webhook endpoint %s: secret rolled", locked.public_id)
+    return locked.secret
+
+
+def expire_previous_secret(*, endpoint: WebhookEndpoint, actor: Actor) -> None:
+    """End a roll's overlap now: from the next attempt on, only the current secret signs.
+    Refused (RequestError) when no previous secret is signing. DPOs only."""
+    _require_dpo(actor)
+    with transaction.atomic():
+        locked = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        if not locked.previous_secret_signs():
+            raise RequestError(_("No old secret is signing for this endpoint: there is nothing to expire."))
+        planned_end = locked.previous_secret_expires_at
+        locked.previous_secret, locked.previous_secret_expires_at = "", None
+        locked.save(update_fields=["previous_secret", "previous_secret_expires_at"])
+        record_event(
+            None, "webhook_old_secret_expired", actor=actor,
+            data={"endpoint": str(locked.public_id), "name": locked.url[:200], "was_to_sign_until": planned_end.isoformat()},
+        )
+
+
+def _require_dpo(actor: Actor) -> None:
+    # The endpoints' secrets are the DPO's, whatever page or script calls this.
+    if not roles.is_dpo(actor.user):
+        raise roles.NotAllowed(_("Only the DPO may roll or expire a webhook secret."))
+
+
+def forget_expired_secrets(*, now: datetime.datetime | None = None) -> int:
+    """Blank the previous secrets whose overlap has ended: no longer used, so no longer kept.
+    (Signing checks the end time itself; this only clears the column.)"""
+    return WebhookEndpoint.objects.filter(previous_secret_expires_at__lte=now or timezone.now()).update(
+        previous_secret="", previous_secret_expires_at=None
+    )
+
+
+__all__ = [
+    "WebhookEvent",
+    "deliver",
+    "dispatch_due",
+    "emit",
+    "expire_previous_secret",
+    "forget_expired_secrets",
+    "post_signed",
+    "redeliver",
+    "roll_secret",
+    "sign",
+]

@@ -3,6 +3,8 @@
 import hashlib
 import hmac
 import json
+import logging
+import re
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,7 +15,9 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from requests_app.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from requests_app import tasks
+from requests_app.audit import Actor
+from requests_app.models import AuditEvent, DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from requests_app.services import webhooks
 from tests.api.conftest import client_with, key_for
 from tests.conftest import login_staff
@@ -58,12 +62,55 @@ def receiver():
 
 
 def verify_signature(secret: str, header: str, body: bytes, tolerance: int = 300) -> bool:
-    """How a portal checks a delivery, written from the README, not from the app's code."""
+    """How a portal checks a delivery, written from the README, not from the app's code: any of the
+    `v1=` signatures may be the one made with its secret."""
+    timestamp, signatures = None, []
+    for item in header.split(","):
+        name, _, value = item.partition("=")
+        if name == "t":
+            timestamp = value
+        elif name == "v1":
+            signatures.append(value)
+    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    fresh = abs(timezone.now().timestamp() - int(timestamp)) < tolerance
+    return fresh and any(hmac.compare_digest(expected, signature) for signature in signatures)
+
+
+def verify_as_the_first_readme_did(secret: str, header: str, body: bytes) -> bool:
+    """The README's check before secrets could be rolled: a dict of the header's items, so with two
+    `v1=` it sees only the last one. Receivers built from it must go on working with the old secret."""
     parts = dict(item.split("=", 1) for item in header.split(","))
-    signed = f"{parts['t']}.".encode() + body
-    expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-    fresh = abs(timezone.now().timestamp() - int(parts["t"])) < tolerance
-    return fresh and hmac.compare_digest(expected, parts["v1"])
+    expected = hmac.new(secret.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, parts["v1"])
+
+
+def readme_verify():
+    """The README's own example, run as a portal would copy it."""
+    from django.conf import settings
+
+    readme = (settings.BASE_DIR / "README.md").read_text()
+    section = readme[readme.index("### Webhooks"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace = {}
+    exec(code, namespace)
+    return namespace["verify"]
+
+
+SECRET = re.compile(r"whsec_[A-Za-z0-9_-]+")
+
+
+def roll_in_the_admin(client, endpoint, follow=False):
+    """The DPO's two steps: open the confirmation page, send its form."""
+    url = reverse("admin:requests_app_webhookendpoint_roll_secret", args=[endpoint.pk])
+    page = client.get(url)
+    assert page.status_code == 200
+    seen = re.search(r'name="secret_seen_at" value="([^"]+)"', page.content.decode()).group(1)
+    return client.post(url, {"secret_seen_at": seen}, follow=follow)
+
+
+def shown_secret(response) -> str:
+    [secret] = SECRET.findall(response.content.decode())
+    return secret
 
 
 @pytest.mark.django_db(transaction=True)
@@ -241,3 +288,250 @@ def test_an_endpoint_without_https_is_refused_when_saved(operator, settings):
         WebhookEndpoint(organisation=operator, url="http://portal.example.com/hooks").full_clean()
     assert refused.value.message_dict["url"] == ["Use an https:// address: events and notices are sent only over HTTPS."]
     WebhookEndpoint(organisation=operator, url="https://portal.example.com/hooks").full_clean()
+
+
+# --- Rolling a secret --------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_a_roll_both_secrets_sign_until_the_overlap_ends(client, operator, receiver):
+    endpoint = WebhookEndpoint.objects.create(organisation=operator, url=receiver.url)
+    old = endpoint.secret
+    api = client_with(key_for(operator))
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    new = shown_secret(roll_in_the_admin(client, endpoint))
+    endpoint.refresh_from_db()
+    assert new == endpoint.secret != old
+    assert timedelta(hours=23, minutes=59) < endpoint.previous_secret_expires_at - timezone.now() <= timedelta(hours=24)
+
+    created = api.post(URL, BODY, format="json").json()
+    headers, body = receiver.received[-1]
+    signature = headers["Webhook-Signature"]
+    assert re.fullmatch(r"t=\d+,v1=[0-9a-f]{64},v1=[0-9a-f]{64}", signature)
+    assert verify_signature(new, signature, body) and verify_signature(old, signature, body)
+    assert not verify_signature("whsec_wrong", signature, body)
+    # A receiver built from the earlier README, not yet told of the roll, goes on working.
+    assert verify_as_the_first_readme_did(old, signature, body)
+    verify = readme_verify()
+    assert verify([old], signature, body) and verify([new], signature, body) and verify([old, new], signature, body)
+    assert not verify(["whsec_wrong"], signature, body)
+
+    with time_machine.travel(endpoint.previous_secret_expires_at + timedelta(seconds=1)):
+        api.post(f"{URL}{created['id']}/withdraw/")
+        headers, body = receiver.received[-1]
+        signature = headers["Webhook-Signature"]
+        assert signature.count("v1=") == 1
+        assert verify_signature(new, signature, body) and not verify_signature(old, signature, body)
+        assert verify_as_the_first_readme_did(new, signature, body)
+        assert verify([new], signature, body) and not verify([old], signature, body)
+        tasks.dispatch_due_webhooks()  # the periodic job forgets the old secret
+    endpoint.refresh_from_db()
+    assert (endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_expires_at) == (new, "", None)
+    assert receiver.events() == ["request.created", "request.status_changed"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_retry_is_signed_with_the_secrets_valid_when_it_is_sent(operator):
+    receiver = Receiver(statuses=[500, 500])
+    try:
+        endpoint = WebhookEndpoint.objects.create(organisation=operator, url=receiver.url)
+        old = endpoint.secret
+        client_with(key_for(operator)).post(URL, BODY, format="json")  # first attempt: 500
+        dpo = Actor.staff(staff_in_role("DPO", username="dpo1"))
+        new = webhooks.roll_secret(endpoint=endpoint, actor=dpo, secret_seen_at=endpoint.secret_created_at)
+        with time_machine.travel(timezone.now() + timedelta(seconds=61)):
+            webhooks.dispatch_due()  # second attempt, during the overlap: 500
+            webhooks.expire_previous_secret(endpoint=endpoint, actor=dpo)
+        with time_machine.travel(timezone.now() + timedelta(minutes=4)):
+            webhooks.dispatch_due()  # third attempt, after the early expiry: delivered
+            signed_with = [
+                [secret for secret in (old, new) if verify_signature(secret, headers["Webhook-Signature"], body)]
+                for headers, body in receiver.received
+            ]
+        assert signed_with == [[old], [old, new], [new]]
+        assert len({headers["Webhook-Id"] for headers, _ in receiver.received}) == 1
+        assert WebhookDelivery.objects.get().status == "delivered"
+    finally:
+        receiver.server.shutdown()
+
+
+@pytest.mark.django_db
+def test_the_overlap_follows_the_setting(operator, settings):
+    dpo = Actor.staff(staff_in_role("DPO", username="dpo1"))
+    endpoint = WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    settings.WEBHOOK_SECRET_OVERLAP = timedelta(hours=2)
+    webhooks.roll_secret(endpoint=endpoint, actor=dpo, secret_seen_at=endpoint.secret_created_at)
+    endpoint.refresh_from_db()
+    assert timedelta(minutes=119) < endpoint.previous_secret_expires_at - timezone.now() <= timedelta(hours=2)
+
+    settings.WEBHOOK_SECRET_OVERLAP = timedelta(0)  # no overlap: the old secret stops at once
+    new = webhooks.roll_secret(endpoint=endpoint, actor=dpo, secret_seen_at=endpoint.secret_created_at)
+    endpoint.refresh_from_db()
+    assert endpoint.signing_secrets() == [new] and endpoint.previous_secret == ""
+
+
+@pytest.mark.django_db
+def test_rolling_again_during_an_overlap_makes_the_current_secret_the_old_one(operator):
+    dpo = Actor.staff(staff_in_role("DPO", username="dpo1"))
+    endpoint = WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    first = endpoint.secret
+    second = webhooks.roll_secret(endpoint=endpoint, actor=dpo, secret_seen_at=endpoint.secret_created_at)
+    endpoint.refresh_from_db()
+    first_overlap_end = endpoint.previous_secret_expires_at
+    with time_machine.travel(timezone.now() + timedelta(hours=3)):
+        third = webhooks.roll_secret(endpoint=endpoint, actor=dpo, secret_seen_at=endpoint.secret_created_at)
+        endpoint.refresh_from_db()
+        # At most two sign: the newest, and the one it replaced, for a whole new overlap.
+        assert endpoint.signing_secrets() == [third, second] and first not in (third, second)
+        assert endpoint.previous_secret_expires_at - first_overlap_end > timedelta(hours=2, minutes=59)
+    plain, cut_short = AuditEvent.objects.filter(action="webhook_secret_rolled").order_by("sequence")
+    assert plain.data["older_secret_stopped_instead_of"] is None
+    assert cut_short.data["older_secret_stopped_instead_of"] == first_overlap_end.isoformat()
+
+
+@pytest.mark.django_db
+def test_a_roll_form_sent_twice_rolls_once(client, operator):
+    endpoint = WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    url = reverse("admin:requests_app_webhookendpoint_roll_secret", args=[endpoint.pk])
+    seen = re.search(r'name="secret_seen_at" value="([^"]+)"', client.get(url).content.decode()).group(1)
+    secret = shown_secret(client.post(url, {"secret_seen_at": seen}))
+    again = client.post(url, {"secret_seen_at": seen}, follow=True)  # a reload, a second click
+    assert "rolled since you loaded the page" in again.content.decode()
+    assert client.post(url, {"secret_seen_at": "not a date"}, follow=True).status_code == 200
+    endpoint.refresh_from_db()
+    assert endpoint.secret == secret
+    assert AuditEvent.objects.filter(action="webhook_secret_rolled").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_dpo_expires_the_old_secret_early(client, operator, receiver):
+    endpoint = WebhookEndpoint.objects.create(organisation=operator, url=receiver.url)
+    old = endpoint.secret
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    new = shown_secret(roll_in_the_admin(client, endpoint))
+    change_page = client.get(reverse("admin:requests_app_webhookendpoint_change", args=[endpoint.pk])).content.decode()
+    expire_url = reverse("admin:requests_app_webhookendpoint_expire_old_secret", args=[endpoint.pk])
+    assert "The old secret signs too until" in change_page and expire_url in change_page
+    assert "Expire the old secret now" in client.get(expire_url).content.decode()
+
+    done = client.post(expire_url, follow=True).content.decode()
+    assert "The old secret no longer signs" in done
+    endpoint.refresh_from_db()
+    assert (endpoint.previous_secret, endpoint.previous_secret_expires_at) == ("", None)
+    assert expire_url not in done  # nothing left to expire
+
+    client_with(key_for(operator)).post(URL, BODY, format="json")
+    headers, body = receiver.received[-1]
+    assert headers["Webhook-Signature"].count("v1=") == 1
+    assert verify_signature(new, headers["Webhook-Signature"], body)
+    assert not verify_signature(old, headers["Webhook-Signature"], body)
+
+    assert "nothing to expire" in client.post(expire_url, follow=True).content.decode()
+    assert client.get(expire_url).status_code == 302  # no confirmation page for nothing
+    assert AuditEvent.objects.filter(action="webhook_old_secret_expired").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_secret_is_shown_once_when_it_is_issued(client, operator):
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    add_url = reverse("admin:requests_app_webhookendpoint_add")
+    assert not SECRET.search(client.get(add_url).content.decode())  # none before it exists
+    added = client.post(add_url, {"organisation": operator.pk, "url": "https://portal.example.com/hooks", "active": "on"})
+    endpoint = WebhookEndpoint.objects.get()
+    # Shown on the answer to the POST that made it, the secret that signs; kept in no message or session.
+    assert added.status_code == 200 and shown_secret(added) == endpoint.secret
+    assert "no-store" in added["Cache-Control"]
+    assert endpoint.secret not in str(dict(client.session)) and endpoint.secret not in str(client.cookies)
+
+    rolled = roll_in_the_admin(client, endpoint)
+    endpoint.refresh_from_db()
+    assert rolled.status_code == 200 and shown_secret(rolled) == endpoint.secret
+    assert endpoint.secret not in str(dict(client.session)) and endpoint.secret not in str(client.cookies)
+
+    pages = [
+        reverse("admin:requests_app_webhookendpoint_change", args=[endpoint.pk]),
+        reverse("admin:requests_app_webhookendpoint_changelist"),
+        reverse("admin:requests_app_webhookendpoint_roll_secret", args=[endpoint.pk]),
+        reverse("admin:requests_app_webhookendpoint_expire_old_secret", args=[endpoint.pk]),
+        reverse("staff:webhooks"),
+    ]
+    for page in pages:
+        response = client.get(page)
+        assert response.status_code == 200 and not SECRET.search(response.content.decode()), page
+    # Saving the endpoint's other fields leaves its secrets alone (they are not in the form).
+    client.post(pages[0], {"organisation": operator.pk, "url": "https://portal.example.com/hooks2", "active": "on"})
+    assert WebhookEndpoint.objects.get().secret == endpoint.secret
+
+
+@pytest.mark.parametrize("role", ["Handler", "Auditor"])
+@pytest.mark.django_db
+def test_only_the_dpo_rolls_or_expires_a_secret(client, operator, role):
+    endpoint = WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    webhooks.roll_secret(
+        endpoint=endpoint, actor=Actor.staff(staff_in_role("DPO", username="dpo1")), secret_seen_at=endpoint.secret_created_at
+    )
+    endpoint.refresh_from_db()
+    before = (endpoint.secret, endpoint.previous_secret)
+    roll = reverse("admin:requests_app_webhookendpoint_roll_secret", args=[endpoint.pk])
+    expire = reverse("admin:requests_app_webhookendpoint_expire_old_secret", args=[endpoint.pk])
+    assert client.post(roll, {"secret_seen_at": endpoint.secret_created_at.isoformat()}).status_code == 302  # to sign in
+
+    login_staff(client, staff_in_role(role, username=f"{role.lower()}1"))
+    assert client.get(roll).status_code == 403
+    assert client.post(roll, {"secret_seen_at": endpoint.secret_created_at.isoformat()}).status_code == 403
+    assert client.get(expire).status_code == 403
+    assert client.post(expire).status_code == 403
+    # Nor through the service, whatever calls it.
+    from requests_app.lifecycle import NotAllowed
+
+    someone = Actor.staff(staff_in_role(role, username=f"{role.lower()}2"))
+    for actor in (someone, Actor.system()):
+        with pytest.raises(NotAllowed):
+            webhooks.roll_secret(endpoint=endpoint, actor=actor, secret_seen_at=endpoint.secret_created_at)
+        with pytest.raises(NotAllowed):
+            webhooks.expire_previous_secret(endpoint=endpoint, actor=actor)
+    endpoint.refresh_from_db()
+    assert (endpoint.secret, endpoint.previous_secret) == before
+    assert AuditEvent.objects.filter(action__startswith="webhook_").count() == 1  # the DPO's roll only
+    if role == "Auditor":  # reads the configuration: when the secret was rolled, never the secret
+        page = client.get(reverse("staff:webhooks")).content.decode()
+        assert "the old one also signs until" in page and not SECRET.search(page)
+
+
+@pytest.mark.django_db
+def test_rolls_and_early_expiries_are_audited_without_the_secrets(client, operator, caplog):
+    caplog.set_level(logging.DEBUG)
+    endpoint = WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    old = endpoint.secret
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    new = shown_secret(roll_in_the_admin(client, endpoint))
+    client.post(reverse("admin:requests_app_webhookendpoint_expire_old_secret", args=[endpoint.pk]))
+
+    rolled, expired = AuditEvent.objects.filter(action__startswith="webhook_").order_by("sequence")
+    assert (rolled.action, rolled.actor_label, expired.action, expired.actor_label) == (
+        "webhook_secret_rolled", "dpo1", "webhook_old_secret_expired", "dpo1",
+    )
+    assert rolled.data["endpoint"] == expired.data["endpoint"] == str(endpoint.public_id)
+    assert rolled.data["name"] == "https://portal.example.com/hooks"
+    assert rolled.data["old_secret_signs_until"] == expired.data["was_to_sign_until"]
+    trail = json.dumps(list(AuditEvent.objects.values()), default=str)
+    assert old not in trail and new not in trail and "whsec_" not in trail
+    assert "secret rolled" in caplog.text and old not in caplog.text and new not in caplog.text
+
+
+@pytest.mark.django_db
+def test_the_job_forgets_old_secrets_once_their_overlap_is_over(operator):
+    dpo = Actor.staff(staff_in_role("DPO", username="dpo1"))
+    endpoint = WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    webhooks.roll_secret(endpoint=endpoint, actor=dpo, secret_seen_at=endpoint.secret_created_at)
+    tasks.dispatch_due_webhooks()
+    endpoint.refresh_from_db()
+    assert endpoint.previous_secret  # still signing
+    with time_machine.travel(endpoint.previous_secret_expires_at):
+        assert endpoint.signing_secrets() == [endpoint.secret]  # over, whether or not the job has run
+        tasks.dispatch_due_webhooks()
+        tasks.dispatch_due_webhooks()  # twice = once
+    endpoint.refresh_from_db()
+    assert (endpoint.previous_secret, endpoint.previous_secret_expires_at) == ("", None)
+
