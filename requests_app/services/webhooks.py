@@ -13,6 +13,10 @@ HMAC-SHA256(secret, f"{t}.{body}"). While an endpoint's secret is being rolled
 receiver that reads only the last one and still holds the old secret goes on
 working. Each attempt is signed with the secrets valid when it is made. The
 README shows how to check it.
+
+The body's `created_at` is written as the API writes its times (DRF's
+DateTimeField: ISO 8601 in TIME_ZONE, with its offset), so a portal reads one
+format; the signature's `t` stays Unix seconds.
 """
 
 import datetime
@@ -21,6 +25,7 @@ import hmac
 import json
 import logging
 import time
+import zoneinfo
 from collections.abc import Sequence
 
 import requests
@@ -29,6 +34,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from rest_framework import serializers
 
 from requests_app import roles, tasks
 from requests_app.audit import Actor, record_event
@@ -108,6 +114,12 @@ def sign(secrets: Sequence[str], timestamp: int, body: bytes) -> str:
     return ",".join([f"t={timestamp}", *(f"v1={digest}" for digest in digests)])
 
 
+def api_datetime(moment: datetime.datetime) -> str:
+    """`moment` as the API's serializers write it (DRF's DateTimeField), in TIME_ZONE whatever time
+    zone the sending thread has active, so that every attempt of an event says the same."""
+    return serializers.DateTimeField(default_timezone=zoneinfo.ZoneInfo(settings.TIME_ZONE)).to_representation(moment)
+
+
 def backoff(attempts: int) -> datetime.timedelta:
     """1 min, 2 min, 4 min, ... capped at an hour."""
     return min(datetime.timedelta(seconds=FIRST_BACKOFF_SECONDS * 2 ** (attempts - 1)), MAX_BACKOFF)
@@ -141,7 +153,7 @@ def deliver(*, delivery_id: int) -> bool:
 
     endpoint = delivery.endpoint
     body = json.dumps(
-        {"id": str(delivery.event_id), "type": delivery.event, "created_at": delivery.occurred_at.isoformat(), "data": delivery.payload},
+        {"id": str(delivery.event_id), "type": delivery.event, "created_at": api_datetime(delivery.occurred_at), "data": delivery.payload},
         separators=(",", ":"),
     ).encode()
     status_code, error = None, ""
@@ -303,6 +315,7 @@ def forget_expired_secrets(*, now: datetime.datetime | None = None) -> int:
 
 __all__ = [
     "WebhookEvent",
+    "api_datetime",
     "deliver",
     "dispatch_due",
     "emit",

@@ -6,7 +6,8 @@ import json
 import logging
 import re
 import threading
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -14,6 +15,7 @@ import time_machine
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework import serializers
 
 from requests_app import tasks
 from requests_app.audit import Actor
@@ -535,3 +537,26 @@ def test_the_job_forgets_old_secrets_once_their_overlap_is_over(operator):
     endpoint.refresh_from_db()
     assert (endpoint.previous_secret, endpoint.previous_secret_expires_at) == ("", None)
 
+
+# --- Times in the body -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("moment", "offset"), [("2026-01-15T09:30:00", "+01:00"), ("2026-07-15T09:30:00", "+02:00")])
+@pytest.mark.django_db(transaction=True)
+def test_times_in_the_body_are_written_as_the_api_writes_them(operator, receiver, moment, offset):
+    """One format for a portal: ISO 8601 in Brussels time, with its offset (summer time included). The
+    signature's `t` stays Unix seconds."""
+    WebhookEndpoint.objects.create(organisation=operator, url=receiver.url)
+    api = client_with(key_for(operator))
+    with time_machine.travel(datetime.fromisoformat(moment).replace(tzinfo=UTC)):
+        created = api.post(URL, BODY, format="json").json()
+        (headers, body), = receiver.received
+        sent_at = time.time()
+    event = json.loads(body)
+    delivery = WebhookDelivery.objects.get()
+    assert event["created_at"].endswith(offset) and created["created_at"].endswith(offset)
+    assert datetime.fromisoformat(event["created_at"]) == delivery.occurred_at
+    # The very representation the API's serializers give a moment.
+    assert event["created_at"] == serializers.DateTimeField().to_representation(delivery.occurred_at)
+    timestamp = int(dict(item.split("=", 1) for item in headers["Webhook-Signature"].split(","))["t"])
+    assert abs(timestamp - sent_at) < 5
