@@ -17,6 +17,7 @@ from requests_app.models import (
     IdentityKind,
     LegalBasis,
     RequestType,
+    SourceAction,
     SourceCategory,
     SourceField,
     SourceSystem,
@@ -165,3 +166,15 @@ def dpo(db):
 @pytest.fixture
 def dpo_actor(dpo):
     return Actor.staff(dpo)
+
+
+@pytest.fixture
+def step(django_capture_on_commit_callbacks):
+    """Run one service step on an action, with the task it queues run on commit, as a worker would."""
+
+    def run_step(service, action, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            service(action=SourceAction.objects.get(pk=action.pk), **kwargs)
+        return SourceAction.objects.get(pk=action.pk)
+
+    return run_step

@@ -34,18 +34,6 @@ from tests.actions.conftest import BOB_EMAIL, verified_request
 from tests.factories import staff_in_role
 
 
-@pytest.fixture
-def step(django_capture_on_commit_callbacks):
-    """Run one service step on an action, with the task it queues run on commit."""
-
-    def run_step(service, action, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            service(action=SourceAction.objects.get(pk=action.pk), **kwargs)
-        return SourceAction.objects.get(pk=action.pk)
-
-    return run_step
-
-
 def _approved(request, source, actor, step):
     actions.plan_actions(request=request, actor=actor)
     action = request.source_actions.get(source=source)

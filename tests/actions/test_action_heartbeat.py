@@ -31,18 +31,6 @@ class WorkerKilled(BaseException):
     """Stands for SIGKILL: nothing of the run's own error handling runs (not an Exception)."""
 
 
-@pytest.fixture
-def step(django_capture_on_commit_callbacks):
-    """Run one service step on an action, with the task it queues run on commit, as a worker would."""
-
-    def run_step(service, action, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            service(action=SourceAction.objects.get(pk=action.pk), **kwargs)
-        return SourceAction.objects.get(pk=action.pk)
-
-    return run_step
-
-
 def approved(request, source_system, actor, step) -> SourceAction:
     actions.plan_actions(request=request, actor=actor)
     action = request.source_actions.get(source=source_system)
