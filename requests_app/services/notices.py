@@ -25,14 +25,16 @@ from django.utils.translation import gettext as _
 
 from requests_app import emails, roles, tasks
 from requests_app.audit import Actor, record_event
-from requests_app.lifecycle import RequestError
+from requests_app.lifecycle import NotAllowed, RequestError
 from requests_app.models import (
     ActionKind,
     ActionStatus,
     NoticeStatus,
+    Recipient,
     RecipientNotice,
     SourceAction,
     WaiverReason,
+    new_webhook_secret,
 )
 from requests_app.services.webhooks import post_signed
 
@@ -168,6 +170,19 @@ def _post(recipient, content: dict) -> None:
         raise NoticeFailed(type(failure).__name__) from failure
     if not 200 <= status_code < 300:
         raise NoticeFailed(f"HTTP {status_code}")
+
+
+def renew_recipient_secret(*, recipient: Recipient, actor: Actor) -> str:
+    """A new secret to sign the recipient's webhook notices with, returned to be shown once. The old one
+    stops at once: notices are rare, and a recipient gets the new one before any notice it must check."""
+    if not roles.is_dpo(actor.user):
+        raise NotAllowed(_("Only the DPO manages recipients."))
+    with transaction.atomic():
+        locked = Recipient.objects.select_for_update().get(pk=recipient.pk)
+        locked.webhook_secret = new_webhook_secret()
+        locked.save(update_fields=["webhook_secret"])
+        record_event(None, "recipient_secret_renewed", actor=actor, data={"id": locked.pk, "name": locked.name[:200]})
+    return locked.webhook_secret
 
 
 def resend(*, notice: RecipientNotice, actor: Actor) -> RecipientNotice:

@@ -48,6 +48,7 @@ urlpatterns = [
     path("inventory/categories/<int:pk>/", views.category_edit, name="category_edit"),
     path("inventory/recipients/new/", views.recipient_edit, name="recipient_new"),
     path("inventory/recipients/<int:pk>/", views.recipient_edit, name="recipient_edit"),
+    path("inventory/recipients/<int:pk>/secret/", views.recipient_secret, name="recipient_secret"),
     path("inventory/categories/<int:category_pk>/fields/new/", views.field_new, name="field_new"),
     path("inventory/fields/<int:pk>/", views.field_edit, name="field_edit"),
     path("inventory/sources/<int:source_pk>/holds/new/", views.hold_new, name="hold_new"),

@@ -64,6 +64,7 @@ from requests_app.models import (
 )
 from requests_app.services import actions, certificate
 from requests_app.services import deadlines as deadline_service
+from requests_app.services import notices as notice_service
 from requests_app.services import exports as export_service
 from requests_app.services import handling, routing, staff_setup
 from requests_app.services import webhooks as webhook_service
@@ -623,7 +624,7 @@ def attachment_download(request: HttpRequest, public_id) -> HttpResponse:
 # --- DPO settings ----------------------------------------------------------------
 
 
-def _crud(request, *, model, form_class, pk, list_url, template, title, event):
+def _crud(request, *, model, form_class, pk, list_url, template, title, event, secret_url=""):
     """Create or edit one settings object (rules, templates, teams), audited."""
     instance = get_object_or_404(model, pk=pk) if pk else None
     form = form_class(request.POST or None, instance=instance)
@@ -645,7 +646,8 @@ def _crud(request, *, model, form_class, pk, list_url, template, title, event):
                 record_event(None, f"{event}_saved", actor=Actor.staff(request.user), data={"id": saved.pk, "name": str(saved)})
             messages.success(request, _("Saved."))
             return redirect(list_url)
-    return render(request, "staff/settings_form.html", {"form": form, "title": title, "instance": instance, "list_url": list_url})
+    context = {"form": form, "title": title, "instance": instance, "list_url": list_url, "secret_url": secret_url}
+    return render(request, "staff/settings_form.html", context)
 
 
 @staff_view(readers=roles.CONFIGURATION_READERS)
@@ -856,20 +858,36 @@ def inventory(request: HttpRequest) -> HttpResponse:
     return render(request, "staff/inventory.html", {"sources": sources})
 
 
-def _inventory_crud(model, form_class, title, event):
+def _inventory_crud(model, form_class, title, event, secret_url_name=""):
+    """The DPO's create/edit view of one kind of inventory object; `secret_url_name` offers a new signing secret."""
+
     @staff_view(dpo_only=True)
     def view(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+        secret_url = reverse(secret_url_name, args=[pk]) if secret_url_name and pk else ""
         return _crud(
             request, model=model, form_class=form_class, pk=pk, list_url="staff:inventory",
-            template="staff/settings_form.html", title=title, event=event,
+            template="staff/settings_form.html", title=title, event=event, secret_url=secret_url,
         )
 
     return view
 
 
+@staff_view(dpo_only=True)
+@require_POST
+def recipient_secret(request: HttpRequest, pk: int) -> HttpResponse:
+    """A new secret for the recipient's webhook notices, shown on this answer only: never again, here or anywhere."""
+    recipient = get_object_or_404(Recipient, pk=pk)
+    secret = notice_service.renew_recipient_secret(recipient=recipient, actor=Actor.staff(request.user))
+    response = render(request, "staff/recipient_secret.html", {"recipient": recipient, "secret": secret})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 source_edit = _inventory_crud(SourceSystem, forms.SourceSystemForm, gettext_lazy("Source system"), "source_system")
 category_edit = _inventory_crud(SourceCategory, forms.SourceCategoryForm, gettext_lazy("Data category"), "source_category")
-recipient_edit = _inventory_crud(Recipient, forms.RecipientForm, gettext_lazy("Recipient"), "recipient")
+recipient_edit = _inventory_crud(
+    Recipient, forms.RecipientForm, gettext_lazy("Recipient"), "recipient", secret_url_name="staff:recipient_secret"
+)
 field_edit = _inventory_crud(SourceField, forms.SourceFieldForm, gettext_lazy("Field"), "source_field")
 hold_edit = _inventory_crud(LegalHold, forms.LegalHoldForm, gettext_lazy("Legal hold"), "legal_hold")
 

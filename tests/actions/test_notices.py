@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core import mail
+from django.urls import reverse
 from django.utils import formats, timezone
 
 from privacy_portal.celery import app as celery_app
@@ -28,6 +29,8 @@ from requests_app.models import (
 )
 from requests_app.services import actions, handling, notices
 from tests.actions.conftest import ANA_EMAIL, ANA_PHONE, verified_request
+from tests.conftest import login_staff
+from tests.factories import staff_in_role
 
 
 class Receiver:
@@ -308,3 +311,38 @@ def test_waiving_needs_a_reason_and_a_note_and_unblocks_completion(crm, erasure_
         notices.waive(notice=notice, actor=dpo_actor, reason=WaiverReason.IMPOSSIBLE, note="again")
     handling.request_complete(request=erasure_request, actor=dpo_actor, letter="Done", expected_status=erasure_request.status)
     assert verify_chain()[1] is None
+
+
+def test_the_dpo_issues_a_recipients_signing_secret_once_and_its_notices_verify_with_it(
+    client, crm, erasure_request, dpo, dpo_actor, receiver, carry_out
+):
+    """The secret is shown on the answer that issued it, never again: the recipient checks notices with it."""
+    partner = Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_webhook_url=receiver.url)
+    first_secret = partner.webhook_secret
+    edit_page = reverse("staff:recipient_edit", args=[partner.pk])
+    issue = reverse("staff:recipient_secret", args=[partner.pk])
+    login_staff(client, dpo)
+    assert issue in client.get(edit_page).content.decode()
+
+    response = client.post(issue)
+    partner.refresh_from_db()
+    shown = partner.webhook_secret
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+    assert shown != first_secret and f'<code id="recipient-secret">{shown}</code>' in response.content.decode()
+    assert shown not in client.get(edit_page).content.decode()
+    assert shown not in client.get(reverse("staff:inventory")).content.decode()
+    event = AuditEvent.objects.get(action="recipient_secret_renewed")
+    assert event.data == {"id": partner.pk, "name": "Billing partner"} and shown not in json.dumps(event.data)
+
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    carry_out(erasure_request, dpo_actor)
+    [(headers, body)] = receiver.received
+    check_signature(headers, body, shown)
+    with pytest.raises(AssertionError):
+        check_signature(headers, body, first_secret)  # the old secret stopped at once
+
+    auditor = login_staff(client, staff_in_role("Auditor", username="auditor-secret"))
+    assert auditor.post(issue).status_code == 403
+    assert client.get(issue).status_code in (403, 405)
+    partner.refresh_from_db()
+    assert partner.webhook_secret == shown
