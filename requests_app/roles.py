@@ -82,6 +82,12 @@ def require_can_work(actor, request) -> None:
         raise NotAllowed(_("You may not act on request %(reference)s.") % {"reference": request.reference})
 
 
+def require_dpo(actor, refusal: str) -> None:
+    """Raise NotAllowed(refusal) unless the staff actor is a DPO, whatever page or script calls the service."""
+    if not is_dpo(actor.user):
+        raise NotAllowed(refusal)
+
+
 def is_owner_or_dpo(user, owner_id) -> bool:
     """May `user` act for a manual source (upload its extract, confirm a change made in it by hand):
     its owner, if they may act at all (a Handler), or a DPO."""

@@ -25,7 +25,7 @@ from django.utils.translation import gettext as _
 
 from requests_app import emails, roles, tasks
 from requests_app.audit import Actor, record_event
-from requests_app.lifecycle import NotAllowed, RequestError
+from requests_app.lifecycle import RequestError
 from requests_app.models import (
     ActionKind,
     ActionStatus,
@@ -175,8 +175,7 @@ def _post(recipient, content: dict) -> None:
 def renew_recipient_secret(*, recipient: Recipient, actor: Actor) -> str:
     """A new secret to sign the recipient's webhook notices with, returned to be shown once. The old one
     stops at once: notices are rare, and a recipient gets the new one before any notice it must check."""
-    if not roles.is_dpo(actor.user):
-        raise NotAllowed(_("Only the DPO manages recipients."))
+    roles.require_dpo(actor, _("Only the DPO manages recipients."))
     with transaction.atomic():
         locked = Recipient.objects.select_for_update().get(pk=recipient.pk)
         locked.webhook_secret = new_webhook_secret()

@@ -254,7 +254,7 @@ def roll_secret(*, endpoint: WebhookEndpoint, actor: Actor, secret_seen_at: date
     `secret_seen_at` is the `secret_created_at` the DPO's page showed: if the secret has been rolled
     since (a form sent twice, or two DPOs at once), nothing is rolled (RequestError). DPOs only.
     """
-    _require_dpo(actor)
+    roles.require_dpo(actor, _("Only the DPO may roll or expire a webhook secret."))
     with transaction.atomic():
         locked = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
         if locked.secret_created_at != secret_seen_at:
@@ -285,7 +285,7 @@ def roll_secret(*, endpoint: WebhookEndpoint, actor: Actor, secret_seen_at: date
 def expire_previous_secret(*, endpoint: WebhookEndpoint, actor: Actor) -> None:
     """End a roll's overlap now: from the next attempt on, only the current secret signs.
     Refused (RequestError) when no previous secret is signing. DPOs only."""
-    _require_dpo(actor)
+    roles.require_dpo(actor, _("Only the DPO may roll or expire a webhook secret."))
     with transaction.atomic():
         locked = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
         if not locked.previous_secret_signs():
@@ -297,12 +297,6 @@ def expire_previous_secret(*, endpoint: WebhookEndpoint, actor: Actor) -> None:
             None, "webhook_old_secret_expired", actor=actor,
             data={"endpoint": str(locked.public_id), "name": locked.url[:200], "was_to_sign_until": planned_end.isoformat()},
         )
-
-
-def _require_dpo(actor: Actor) -> None:
-    # The endpoints' secrets are the DPO's, whatever page or script calls this.
-    if not roles.is_dpo(actor.user):
-        raise roles.NotAllowed(_("Only the DPO may roll or expire a webhook secret."))
 
 
 def forget_expired_secrets(*, now: datetime.datetime | None = None) -> int:
