@@ -36,7 +36,7 @@ from requests_app.models import (
     WaiverReason,
     new_webhook_secret,
 )
-from requests_app.services.webhooks import post_signed
+from requests_app.services.webhooks import api_datetime, post_signed
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ def notice_content(notice: RecipientNotice) -> dict:
         ),
         "identifier_kind": source.identity_kind,
         "actions": [
-            {"kind": action.kind, "done_at": action.finished_at.isoformat() if action.finished_at else None}
+            # Written as the API and its webhooks write times (Brussels time with its offset).
+            {"kind": action.kind, "done_at": api_datetime(action.finished_at) if action.finished_at else None}
             for action in actions
         ],
         "rectified_values": changes if any(action.kind == ActionKind.RECTIFY for action in actions) else [],
