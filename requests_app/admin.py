@@ -560,6 +560,14 @@ class WebhookEndpointAdmin(RoleAdmin):
             *super().get_urls(),
         ]
 
+    def save_model(self, request, obj, form, change):
+        if not change:
+            return super().save_model(request, obj, form, change)
+        # Only the fields this page edits: a roll, or the delivery worker disabling the endpoint,
+        # committed after this page loaded the endpoint would otherwise be written back over.
+        obj.save(update_fields=list(form.fields))
+        self._record(request, obj, obj.pk, "saved")
+
     def response_add(self, request, obj, post_url_continue=None):
         # The new endpoint's secret, shown once: this page answers the POST that created it.
         return self._secret_page(request, obj, obj.secret, "Endpoint added")

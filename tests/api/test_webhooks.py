@@ -466,6 +466,29 @@ def test_a_secret_is_shown_once_when_it_is_issued(client, operator):
     assert WebhookEndpoint.objects.get().secret == endpoint.secret
 
 
+def test_an_admin_save_does_not_undo_a_roll_committed_after_its_page_loaded_the_endpoint(operator, rf):
+    from django.contrib import admin
+
+    endpoint = WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    dpo = staff_in_role("DPO")
+    model_admin = admin.site._registry[WebhookEndpoint]
+    request = rf.post("/")
+    request.user = dpo
+    # The admin has loaded the endpoint for a save; the DPO rolls its secret in another tab meanwhile.
+    stale = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    new_secret = webhooks.roll_secret(endpoint=endpoint, actor=Actor.staff(dpo), secret_seen_at=endpoint.secret_created_at)
+    form = model_admin.get_form(request, stale)(
+        {"organisation": operator.pk, "url": "https://portal.example.com/hooks2", "active": "on"}, instance=stale
+    )
+    assert form.is_valid(), form.errors
+    model_admin.save_model(request, form.save(commit=False), form, change=True)
+
+    endpoint.refresh_from_db()
+    assert endpoint.url == "https://portal.example.com/hooks2"
+    assert endpoint.secret == new_secret and endpoint.previous_secret == stale.secret
+    assert AuditEvent.objects.filter(action="webhookendpoint_saved").count() == 1
+
+
 @pytest.mark.parametrize("role", ["Handler", "Auditor"])
 @pytest.mark.django_db
 def test_only_the_dpo_rolls_or_expires_a_secret(client, operator, role):
