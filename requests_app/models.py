@@ -15,6 +15,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Upper
 from django.utils import timezone
+from django.utils.text import format_lazy
 from rest_framework_api_key.models import AbstractAPIKey
 from django.utils.translation import gettext_lazy as _
 
@@ -896,6 +897,36 @@ class ConnectorKind(models.TextChoices):
     MANUAL = "manual", _("Manual extract by the system owner")
 
 
+def translation_languages() -> list[tuple[str, str]]:
+    """The site's languages other than the default one, which the inventory's main texts are written in."""
+    return [(code, name) for code, name in settings.LANGUAGES if code != settings.LANGUAGE_CODE]
+
+
+MAIN_TEXT_HELP = _("In the site's default language: subjects who read another get its translation, where one is given.")
+
+
+def _translated_text(translation, field: str) -> str:
+    return getattr(translation, field) if translation is not None else ""
+
+
+def texts_in_language(item, translations, language: str, fields: tuple[str, ...]) -> dict[str, str]:
+    """`item`'s texts for a reader of `language`: each translated one given, else the main text.
+
+    Per field, so a translation left empty in one field never leaves the subject without that fact."""
+    translation = next((candidate for candidate in translations if candidate.language == language), None)
+    return {field: _translated_text(translation, field) or getattr(item, field) for field in fields}
+
+
+def languages_missing(item, translations, fields: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The other languages (code, name) in which one of `item`'s written texts has no translation yet."""
+    by_language = {translation.language: translation for translation in translations}
+    return [
+        (code, name)
+        for code, name in translation_languages()
+        if any(getattr(item, field) and not _translated_text(by_language.get(code), field) for field in fields)
+    ]
+
+
 class SourceSystem(models.Model):
     """A system that holds personal data, with the facts Art. 15 asks us to give about it.
 
@@ -905,19 +936,24 @@ class SourceSystem(models.Model):
 
     slug = models.SlugField(max_length=50, unique=True, help_text=_("Folder name in export packages."))
     name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, help_text=MAIN_TEXT_HELP)
     active = models.BooleanField(default=True)
     identity_kind = models.CharField(
         max_length=32, choices=IdentityKind, help_text=_("The identifier this system is searched by.")
     )
-    purposes = models.TextField(help_text=_("Why the data is processed (Art. 15(1)(a))."))
+    purposes = models.TextField(help_text=format_lazy("{} {}", _("Why the data is processed (Art. 15(1)(a))."), MAIN_TEXT_HELP))
     legal_basis = models.CharField(max_length=32, choices=LegalBasis)
-    retention = models.TextField(help_text=_("How long it is kept, or the criteria (Art. 15(1)(d))."))
+    retention = models.TextField(
+        help_text=format_lazy("{} {}", _("How long it is kept, or the criteria (Art. 15(1)(d))."), MAIN_TEXT_HELP)
+    )
     origin = models.TextField(
-        help_text=_("Where the data comes from when not from the person (Art. 15(1)(g)).")
+        help_text=format_lazy("{} {}", _("Where the data comes from when not from the person (Art. 15(1)(g))."), MAIN_TEXT_HELP)
     )
     automated_decisions = models.TextField(
-        blank=True, help_text=_("Automated decision-making and its logic, if any (Art. 15(1)(h)). Empty: none.")
+        blank=True,
+        help_text=format_lazy(
+            "{} {}", _("Automated decision-making and its logic, if any (Art. 15(1)(h)). Empty: none."), MAIN_TEXT_HELP
+        ),
     )
     connector = models.CharField(max_length=16, choices=ConnectorKind)
     connection_url = models.CharField(
@@ -952,8 +988,18 @@ class SourceSystem(models.Model):
     class Meta:
         ordering = ["name"]
 
+    # The texts the subject reads in the access report, and so translated (SourceSystemTranslation).
+    TRANSLATED_FIELDS = ("description", "purposes", "retention", "origin", "automated_decisions")
+
     def __str__(self) -> str:
         return self.name
+
+    def texts_in(self, language: str) -> dict[str, str]:
+        """The subject-facing texts in `language`. Reads `translations.all()`: prefetch it for many sources."""
+        return texts_in_language(self, self.translations.all(), language, self.TRANSLATED_FIELDS)
+
+    def languages_missing(self) -> list[tuple[str, str]]:
+        return languages_missing(self, self.translations.all(), self.TRANSLATED_FIELDS)
 
     def clean(self) -> None:
         # The field accepts both spellings; which one can work depends on the connector.
@@ -968,6 +1014,26 @@ class SourceSystem(models.Model):
             raise ValidationError(
                 {"restriction_list": _("A manual source's owner records restrictions by hand: leave this empty.")}
             )
+
+
+class SourceSystemTranslation(models.Model):
+    """A source's subject-facing texts in one of the site's other languages (GDPR Art. 12: intelligible to
+    the subject). A text left empty falls back to the source's main text."""
+
+    source = models.ForeignKey(SourceSystem, on_delete=models.CASCADE, related_name="translations")
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES)
+    description = models.TextField(blank=True)
+    purposes = models.TextField()
+    retention = models.TextField()
+    origin = models.TextField()
+    automated_decisions = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["source", "language"]
+        constraints = [models.UniqueConstraint(fields=["source", "language"], name="unique_source_translation")]
+
+    def __str__(self) -> str:
+        return f"{self.source} ({self.language})"
 
 
 class SourceCategory(models.Model):
@@ -1037,7 +1103,9 @@ class Recipient(models.Model):
     name = models.CharField(max_length=200)
     country = models.CharField(max_length=100)
     third_country = models.BooleanField(default=False, help_text=_("Outside the EU/EEA."))
-    safeguards = models.TextField(blank=True, help_text=_("E.g. EU standard contractual clauses."))
+    safeguards = models.TextField(
+        blank=True, help_text=format_lazy("{} {}", _("E.g. EU standard contractual clauses."), MAIN_TEXT_HELP)
+    )
     notification_email = models.EmailField(
         blank=True, help_text=_("Art. 19: where rectifications, erasures and restrictions are notified.")
     )
@@ -1054,8 +1122,32 @@ class Recipient(models.Model):
         """Whether an Art. 19 notice has somewhere to go: an email address or a webhook URL."""
         return bool(self.notification_email or self.notification_webhook_url)
 
+    TRANSLATED_FIELDS = ("safeguards",)
+
     def __str__(self) -> str:
         return self.name
+
+    def texts_in(self, language: str) -> dict[str, str]:
+        """The subject-facing texts in `language`. Reads `translations.all()`: prefetch it for many recipients."""
+        return texts_in_language(self, self.translations.all(), language, self.TRANSLATED_FIELDS)
+
+    def languages_missing(self) -> list[tuple[str, str]]:
+        return languages_missing(self, self.translations.all(), self.TRANSLATED_FIELDS)
+
+
+class RecipientTranslation(models.Model):
+    """A recipient's transfer safeguards in one of the site's other languages (see SourceSystemTranslation)."""
+
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="translations")
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES)
+    safeguards = models.TextField()
+
+    class Meta:
+        ordering = ["recipient", "language"]
+        constraints = [models.UniqueConstraint(fields=["recipient", "language"], name="unique_recipient_translation")]
+
+    def __str__(self) -> str:
+        return f"{self.recipient} ({self.language})"
 
 
 class ExportStatus(models.TextChoices):
