@@ -29,6 +29,7 @@ from requests_app.models import (
     Regime,
     RequestType,
     SourceAction,
+    SourceSystem,
     Status,
     rights_mask,
 )
@@ -558,6 +559,16 @@ def holds_ended(*, today: datetime.date) -> list[dict]:
 
 
 PREVIEW_ROWS = 5
+
+
+def export_sources():
+    """The active sources an export searches, with all its report shows of them, in the same number of
+    queries however many sources there are (translations in every language: the report picks its own)."""
+    return (
+        SourceSystem.objects.filter(active=True)
+        .prefetch_related("categories", "recipients__translations", "translations")
+        .order_by("name")
+    )
 
 
 def export_previews(export) -> list[dict]:

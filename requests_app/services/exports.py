@@ -30,7 +30,7 @@ from django.db.models import F, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from requests_app import emails, roles, sms, tasks
+from requests_app import emails, roles, selectors, sms, tasks
 from requests_app.services import webhooks
 from requests_app.audit import Actor, record_event
 from requests_app.exports.package import NO_EXTRACT_ASKED, PackageWriter
@@ -245,9 +245,7 @@ def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
         # Withdrawn or refused while queued: no data about the subject is collected for nobody.
         _fail(export_id, attempt, source="", message=NOT_COLLECTED)
         return None
-    sources = list(
-        SourceSystem.objects.filter(active=True).prefetch_related("categories", "recipients").order_by("name")
-    )
+    sources = list(selectors.export_sources())
     manual_uploads = {task.source_id: task.upload for task in export.manual_tasks.filter(done_at__isnull=False)}
     password = secrets.token_urlsafe(12) if export.encrypted else None
     os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)

@@ -7,3 +7,9 @@ register = template.Library()
 register.filter("in_sentence", in_sentence)
 register.filter("not_searched_reason", not_searched_reason)
 register.filter("without_final_punctuation", without_final_punctuation)
+
+
+@register.filter
+def texts_in(item, language: str) -> dict[str, str]:
+    """An inventory item's subject-facing texts in `language` (SourceSystem.texts_in, Recipient.texts_in)."""
+    return item.texts_in(language)

@@ -1,0 +1,140 @@
+"""The access report gives the inventory's Art. 15 texts in the subject's language (GDPR Art. 12):
+the DPO's translation where there is one, the main text otherwise, read in the same number of
+queries however many sources the package covers."""
+
+import html
+import zipfile
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from requests_app import selectors
+from requests_app.exports.package import PackageWriter
+from requests_app.models import (
+    ConnectorKind,
+    ExportKind,
+    Recipient,
+    RecipientTranslation,
+    SourceSystem,
+    SourceSystemTranslation,
+)
+from tests.exports.support import open_package
+from tests.exports.test_package import compiled
+from tests.factories import request_in_status
+
+pytestmark = pytest.mark.usefixtures("export_settings")
+
+FRENCH_CDR = {
+    "description": "Les enregistrements des appels que nos réseaux acheminent.",
+    "purposes": "Acheminer et facturer les appels ; prévenir la fraude.",
+    "retention": "12 mois pour les litiges de facturation.",
+    "origin": "Produits par les réseaux qui ont acheminé vos appels.",
+    "automated_decisions": "Un score de fraude peut bloquer un appel.",
+}
+
+
+def render_report(folder, request, sources) -> str:
+    """The report of a package holding no data files: what `finish` writes from the sources."""
+    folder.mkdir(exist_ok=True)
+    writer = PackageWriter(str(folder / "package.zip"), request=request, kind=ExportKind.ACCESS)
+    writer.finish(sources)
+    with zipfile.ZipFile(folder / "package.zip") as package:
+        return html.unescape(package.read("report.html").decode())
+
+
+def make_source(slug: str, **texts) -> SourceSystem:
+    fields = {
+        "description": f"{slug} in English", "purposes": f"{slug} purposes", "retention": f"{slug} retention",
+        "origin": f"{slug} origin", "automated_decisions": "", **texts,
+    }
+    return SourceSystem.objects.create(
+        slug=slug, name=f"System {slug}", connector=ConnectorKind.MANUAL, identity_kind="email",
+        legal_basis="contract", **fields,
+    )
+
+
+def test_a_french_speaking_subjects_report_gives_the_french_texts(demo_request):
+    cdr = SourceSystem.objects.get(slug="cdr")
+    cdr.automated_decisions = "A fraud score may block a call."
+    cdr.description = "Records of the calls our networks carry."
+    cdr.save()
+    SourceSystemTranslation.objects.create(source=cdr, language="fr", **FRENCH_CDR)
+    analytics = Recipient.objects.get(name="Web analytics provider")
+    RecipientTranslation.objects.create(recipient=analytics, language="fr", safeguards="Clauses contractuelles types de l'UE")
+    demo_request.language = "fr"
+    demo_request.save(update_fields=["language"])
+
+    with open_package(compiled(demo_request)) as package:
+        report = html.unescape(package.read("report.html").decode())
+
+    for text in FRENCH_CDR.values():
+        assert text in report
+    assert "Clauses contractuelles types de l'UE" in report
+    for english in (cdr.purposes, cdr.retention, cdr.origin, cdr.automated_decisions, cdr.description, analytics.safeguards):
+        assert english not in report
+    # The sources nobody translated keep their main text rather than saying nothing.
+    assert SourceSystem.objects.get(slug="crm").purposes in report
+
+
+@pytest.mark.django_db
+def test_without_a_translation_in_the_subjects_language_the_report_gives_the_main_text(tmp_path):
+    source = make_source("billing", automated_decisions="A credit check decides the deposit.")
+    recipient = Recipient.objects.create(
+        source=source, name="Cloud host", country="United States", third_country=True, safeguards="EU SCCs"
+    )
+    # A French translation must not leak into a Dutch report.
+    SourceSystemTranslation.objects.create(
+        source=source, language="fr", purposes="Facturer", retention="Sept ans", origin="Vous"
+    )
+    RecipientTranslation.objects.create(recipient=recipient, language="fr", safeguards="CCT de l'UE")
+    request = request_in_status("in_progress", language="nl")
+
+    report = render_report(tmp_path, request, list(selectors.export_sources()))
+
+    for text in ("billing purposes", "billing retention", "billing origin", "billing in English", "EU SCCs",
+                 "A credit check decides the deposit."):
+        assert text in report
+    assert "Facturer" not in report and "CCT de l'UE" not in report
+
+
+@pytest.mark.django_db
+def test_a_text_left_empty_in_a_translation_falls_back_to_the_main_text_not_to_none(tmp_path):
+    source = make_source("scoring", automated_decisions="A fraud score may block a call.")
+    SourceSystemTranslation.objects.create(
+        source=source, language="fr", purposes="Noter la fraude", retention="Un an", origin="Le réseau",
+        automated_decisions="",
+    )
+    request = request_in_status("in_progress", language="fr")
+
+    report = render_report(tmp_path, request, list(selectors.export_sources()))
+
+    assert "Noter la fraude" in report
+    assert "A fraud score may block a call." in report
+    assert "scoring in English" in report  # no French description given
+
+
+def report_queries(folder, request) -> int:
+    """The queries of loading the sources as an export does and writing their report."""
+    with CaptureQueriesContext(connection) as queries:
+        render_report(folder, request, list(selectors.export_sources()))
+    return len(queries)
+
+
+@pytest.mark.django_db
+def test_the_reports_queries_do_not_grow_with_the_number_of_sources(tmp_path):
+    request = request_in_status("in_progress", language="fr")
+
+    def add_translated_source(slug: str) -> None:
+        source = make_source(slug)
+        SourceSystemTranslation.objects.create(source=source, language="fr", purposes="p", retention="r", origin="o")
+        recipient = Recipient.objects.create(source=source, name="Host", country="India", third_country=True, safeguards="SCC")
+        RecipientTranslation.objects.create(recipient=recipient, language="fr", safeguards="CCT")
+
+    add_translated_source("one")
+    with_one_source = report_queries(tmp_path / "one", request)
+    for slug in ("two", "three", "four", "five"):
+        add_translated_source(slug)
+    with_five_sources = report_queries(tmp_path / "five", request)
+
+    assert with_five_sources == with_one_source
