@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import SetPasswordForm
 from django.db.models import Q
+from django.utils.html import escape
 from django.utils.translation import gettext_lazy as _
 
 from requests_app import roles
@@ -22,12 +23,14 @@ from requests_app.models import (
     LegalHold,
     Organisation,
     Recipient,
+    RecipientTranslation,
     Regime,
     RequestType,
     ResponseTemplate,
     SourceCategory,
     SourceField,
     SourceSystem,
+    SourceSystemTranslation,
     Status,
     SuppressionPurpose,
     Team,
@@ -459,6 +462,45 @@ class RecipientForm(forms.ModelForm):
         if url:
             check_url(url)  # the notice carries personal data: HTTPS only
         return url
+
+
+def _show_main_texts(form: forms.ModelForm, item) -> None:
+    """Each field of a translation quotes the main text it translates, so the DPO needs no second window."""
+    for name, field in form.fields.items():
+        main_text = _("Main text: %(text)s") % {"text": getattr(item, name) or "—"}
+        if not field.required:
+            main_text = _("Left empty, the subject reads the main text. %(main_text)s") % {"main_text": main_text}
+        field.help_text = escape(main_text)  # Django shows help texts unescaped
+
+
+class SourceSystemTranslationForm(forms.ModelForm):
+    """A source's subject-facing texts in one other language."""
+
+    class Meta:
+        model = SourceSystemTranslation
+        labels = FIELD_LABELS
+        fields = list(SourceSystem.TRANSLATED_FIELDS)
+        widgets = {name: forms.Textarea(attrs={"rows": 2}) for name in SourceSystem.TRANSLATED_FIELDS}
+
+    def __init__(self, *args, item: SourceSystem, language: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.instance.source, self.instance.language = item, language
+        _show_main_texts(self, item)
+
+
+class RecipientTranslationForm(forms.ModelForm):
+    """A recipient's transfer safeguards in one other language."""
+
+    class Meta:
+        model = RecipientTranslation
+        labels = FIELD_LABELS
+        fields = list(Recipient.TRANSLATED_FIELDS)
+        widgets = {"safeguards": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, item: Recipient, language: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.instance.recipient, self.instance.language = item, language
+        _show_main_texts(self, item)
 
 
 class SourceFieldForm(forms.ModelForm):

@@ -24,7 +24,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import ProtectedError
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -52,15 +52,18 @@ from requests_app.models import (
     ManualTask,
     PrivacyRequest,
     Recipient,
+    RecipientTranslation,
     ResponseTemplate,
     SourceCategory,
     SourceField,
     SourceSystem,
+    SourceSystemTranslation,
     StaffProfile,
     Status,
     Team,
     WebhookDelivery,
     WebhookEndpoint,
+    translation_languages,
 )
 from requests_app.services import actions, certificate
 from requests_app.services import deadlines as deadline_service
@@ -624,8 +627,10 @@ def attachment_download(request: HttpRequest, public_id) -> HttpResponse:
 # --- DPO settings ----------------------------------------------------------------
 
 
-def _crud(request, *, model, form_class, pk, list_url, template, title, event, secret_url=""):
-    """Create or edit one settings object (rules, templates, teams), audited."""
+def _crud(request, *, model, form_class, pk, list_url, template, title, event, secret_url="", translation_urls=()):
+    """Create or edit one settings object (rules, templates, teams), audited.
+
+    `translation_urls`: (language name, URL) of the pages giving the object's texts in other languages."""
     instance = get_object_or_404(model, pk=pk) if pk else None
     form = form_class(request.POST or None, instance=instance)
     if request.method == "POST":
@@ -646,7 +651,10 @@ def _crud(request, *, model, form_class, pk, list_url, template, title, event, s
                 record_event(None, f"{event}_saved", actor=Actor.staff(request.user), data={"id": saved.pk, "name": str(saved)})
             messages.success(request, _("Saved."))
             return redirect(list_url)
-    context = {"form": form, "title": title, "instance": instance, "list_url": list_url, "secret_url": secret_url}
+    context = {
+        "form": form, "title": title, "instance": instance, "list_url": list_url, "secret_url": secret_url,
+        "translation_urls": translation_urls,
+    }
     return render(request, "staff/settings_form.html", context)
 
 
@@ -853,23 +861,59 @@ def export_action(request: HttpRequest, public_id, action: str) -> HttpResponse:
 @staff_view(readers=roles.CONFIGURATION_READERS)
 def inventory(request: HttpRequest) -> HttpResponse:
     sources = SourceSystem.objects.prefetch_related(
-        "categories__fields", "recipients", "legal_holds__category"
+        "categories__fields", "recipients__translations", "legal_holds__category", "translations"
     ).select_related("owner")
     return render(request, "staff/inventory.html", {"sources": sources})
 
 
-def _inventory_crud(model, form_class, title, event, secret_url_name=""):
-    """The DPO's create/edit view of one kind of inventory object; `secret_url_name` offers a new signing secret."""
+def _inventory_crud(model, form_class, title, event, secret_url_name="", translation_url_name=""):
+    """The DPO's create/edit view of one kind of inventory object; `secret_url_name` offers a new signing secret,
+    `translation_url_name` links the pages for its texts in the other languages."""
 
     @staff_view(dpo_only=True)
     def view(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         secret_url = reverse(secret_url_name, args=[pk]) if secret_url_name and pk else ""
+        translation_urls = (
+            [(name, reverse(translation_url_name, args=[pk, code])) for code, name in translation_languages()]
+            if translation_url_name and pk
+            else []
+        )
         return _crud(
             request, model=model, form_class=form_class, pk=pk, list_url="staff:inventory",
             template="staff/settings_form.html", title=title, event=event, secret_url=secret_url,
+            translation_urls=translation_urls,
         )
 
     return view
+
+
+def _translation_crud(request, *, item, language: str, model, form_class, event: str) -> HttpResponse:
+    """Create, edit or delete `item`'s texts in `language`, one of the site's other languages; audited."""
+    language_name = dict(translation_languages()).get(language)
+    if language_name is None:  # the default language's texts are the item's own fields
+        raise Http404
+    translation = item.translations.filter(language=language).first()
+    return _crud(
+        request, model=model, form_class=functools.partial(form_class, item=item, language=language),
+        pk=translation.pk if translation else None, list_url="staff:inventory", template="staff/settings_form.html",
+        title=_("%(item)s, in %(language)s") % {"item": item, "language": language_name}, event=event,
+    )
+
+
+@staff_view(dpo_only=True)
+def source_translation(request: HttpRequest, pk: int, language: str) -> HttpResponse:
+    return _translation_crud(
+        request, item=get_object_or_404(SourceSystem, pk=pk), language=language, model=SourceSystemTranslation,
+        form_class=forms.SourceSystemTranslationForm, event="source_system_translation",
+    )
+
+
+@staff_view(dpo_only=True)
+def recipient_translation(request: HttpRequest, pk: int, language: str) -> HttpResponse:
+    return _translation_crud(
+        request, item=get_object_or_404(Recipient, pk=pk), language=language, model=RecipientTranslation,
+        form_class=forms.RecipientTranslationForm, event="recipient_translation",
+    )
 
 
 @staff_view(dpo_only=True)
@@ -883,10 +927,14 @@ def recipient_secret(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
-source_edit = _inventory_crud(SourceSystem, forms.SourceSystemForm, gettext_lazy("Source system"), "source_system")
+source_edit = _inventory_crud(
+    SourceSystem, forms.SourceSystemForm, gettext_lazy("Source system"), "source_system",
+    translation_url_name="staff:source_translation",
+)
 category_edit = _inventory_crud(SourceCategory, forms.SourceCategoryForm, gettext_lazy("Data category"), "source_category")
 recipient_edit = _inventory_crud(
-    Recipient, forms.RecipientForm, gettext_lazy("Recipient"), "recipient", secret_url_name="staff:recipient_secret"
+    Recipient, forms.RecipientForm, gettext_lazy("Recipient"), "recipient", secret_url_name="staff:recipient_secret",
+    translation_url_name="staff:recipient_translation",
 )
 field_edit = _inventory_crud(SourceField, forms.SourceFieldForm, gettext_lazy("Field"), "source_field")
 hold_edit = _inventory_crud(LegalHold, forms.LegalHoldForm, gettext_lazy("Legal hold"), "legal_hold")
