@@ -1117,12 +1117,13 @@ class Recipient(models.Model):
     class Meta:
         ordering = ["source", "name"]
 
+    # The text the subject reads in the access report, and so translated (RecipientTranslation).
+    TRANSLATED_FIELDS = ("safeguards",)
+
     @property
     def reachable(self) -> bool:
         """Whether an Art. 19 notice has somewhere to go: an email address or a webhook URL."""
         return bool(self.notification_email or self.notification_webhook_url)
-
-    TRANSLATED_FIELDS = ("safeguards",)
 
     def __str__(self) -> str:
         return self.name
