@@ -131,6 +131,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     "csp.middleware.CSPMiddleware",
     "privacy_portal.middleware.no_store",
     "requests_app.api.middleware.api_body_limit",
@@ -568,6 +569,38 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
         "base-uri": [NONE],
     }
+}
+# Permissions-Policy (django-permissions-policy): the browser features no page uses are off, on every
+# answer, for the site and anything it might frame. A script that slipped past the policy above still
+# could not turn on the camera or microphone, locate the visitor, or take a payment; browsing-topics and
+# interest-cohort keep a subject's visit out of the browser's advertising profile. Only features Chromium
+# knows: it warns on the console about any other.
+PERMISSIONS_POLICY = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "browsing-topics",
+        "camera",
+        "display-capture",
+        "encrypted-media",
+        "fullscreen",
+        "geolocation",
+        "gyroscope",
+        "hid",
+        "idle-detection",
+        "interest-cohort",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "picture-in-picture",
+        "publickey-credentials-get",
+        "screen-wake-lock",
+        "serial",
+        "usb",
+        "xr-spatial-tracking",
+    )
 }
 
 LOGIN_URL = "staff:login"

@@ -1,0 +1,34 @@
+"""The headers every answer carries besides the Content-Security-Policy's directives (test_csp_reports)."""
+
+import pytest
+from django.urls import reverse
+
+from requests_app.models import Organisation
+from tests.api.conftest import client_with, key_for
+from tests.conftest import login_staff
+
+
+def assert_features_off(response):
+    policy = response.headers["Permissions-Policy"]
+    for feature in ("camera", "microphone", "geolocation", "payment", "usb", "browsing-topics", "fullscreen"):
+        assert f"{feature}=()" in policy
+
+
+@pytest.mark.django_db
+def test_a_public_page_turns_off_the_browser_features_no_page_uses(client):
+    assert_features_off(client.get(reverse("submit")))
+
+
+@pytest.mark.django_db
+def test_a_staff_page_turns_off_the_browser_features_no_page_uses(client, staff_user):
+    response = login_staff(client, staff_user).get(reverse("staff:home"))
+    assert response.status_code == 200
+    assert_features_off(response)
+
+
+@pytest.mark.django_db
+def test_an_api_answer_turns_off_the_browser_features_no_page_uses():
+    operator = Organisation.objects.create(name="Mobile Operator SA")
+    response = client_with(key_for(operator)).get("/api/v1/ping/")
+    assert response.status_code == 200
+    assert_features_off(response)
