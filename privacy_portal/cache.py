@@ -1,5 +1,6 @@
 """The cache holds rate-limit counters only: the public form's per-address limit, the API's per-key
-throttle and its per-address budget of calls without a valid key. When Redis cannot be reached, those
+throttle, its per-address budget of calls without a valid key, and the per-address limit of
+Content-Security-Policy violation reports. When Redis cannot be reached, those
 limits are not enforced for a while, rather than every request being refused: a privacy request must
 never be lost to a cache outage."""
 

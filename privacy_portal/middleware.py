@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
 # The dashboard (manual extracts) and the API (API_MAX_BODY_BYTES) have limits of their own.
@@ -38,5 +39,20 @@ def public_body_limit(get_response):
                 context = {"limit_mb": settings.ATTACHMENT_MAX_BYTES // (1024 * 1024)}
                 return render(request, "413.html", context, status=413)
         return get_response(request)
+
+    return middleware
+
+
+def csp_reporting_endpoint(get_response):
+    """Name the address of the policy's report-to group (Reporting-Endpoints): Chromium sends its
+    violation reports there, and reads report-uri no more once the policy has report-to. Only on an
+    answer with a policy, and only while the policy asks for reports (CSP_REPORTS)."""
+
+    def middleware(request):
+        response = get_response(request)
+        group = settings.CONTENT_SECURITY_POLICY["DIRECTIVES"].get("report-to")
+        if group and response.has_header("Content-Security-Policy"):
+            response["Reporting-Endpoints"] = f'{group}="{reverse("csp_report")}"'
+        return response
 
     return middleware

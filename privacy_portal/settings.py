@@ -16,6 +16,7 @@ import dj_database_url
 from celery.schedules import crontab
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+from django.urls import reverse_lazy
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -132,6 +133,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django_permissions_policy.PermissionsPolicyMiddleware",
+    # Before CSPMiddleware, so that it sees the policy header CSPMiddleware adds to the response.
+    "privacy_portal.middleware.csp_reporting_endpoint",
     "csp.middleware.CSPMiddleware",
     "privacy_portal.middleware.no_store",
     "requests_app.api.middleware.api_body_limit",
@@ -570,6 +573,17 @@ CONTENT_SECURITY_POLICY = {
         "base-uri": [NONE],
     }
 }
+# Browsers report what the policy blocks to /csp-report/ (privacy_portal.csp_reports), which logs it
+# without personal data: a page the policy breaks shows in the logs, not only in a visitor's console.
+# Firefox and Safari read report-uri; Chromium reads report-to and the Reporting-Endpoints header
+# (privacy_portal.middleware.csp_reporting_endpoint). Off: the policy asks for no reports, and the
+# address answers 404 (for a deployment whose logs fill with reports of browser extensions' scripts).
+CSP_REPORTS = env_bool("CSP_REPORTS", True)
+# Reports per client address (the address SUBMISSION_RATE_LIMIT counts); past it, 429 and nothing logged.
+CSP_REPORT_RATE_LIMIT = env_rate("CSP_REPORT_RATE_LIMIT", "60/h")
+if CSP_REPORTS:
+    CONTENT_SECURITY_POLICY["DIRECTIVES"] |= {"report-uri": [reverse_lazy("csp_report")], "report-to": "csp"}
+
 # Permissions-Policy (django-permissions-policy): the browser features no page uses are off, on every
 # answer, for the site and anything it might frame. A script that slipped past the policy above still
 # could not turn on the camera or microphone, locate the visitor, or take a payment; browsing-topics and

@@ -5,6 +5,7 @@ from django.views import defaults
 from django.views.generic import RedirectView
 from django_otp.admin import OTPAdminSite
 
+from privacy_portal import csp_reports
 from requests_app.api.errors import problem_response
 
 # The admin, like the dashboard, asks staff for their TOTP code.
@@ -23,6 +24,8 @@ urlpatterns = [
     path("api/", include("requests_app.api.urls")),
     # The language switcher's form posts here (Django's set_language: a cookie LocaleMiddleware reads).
     path("i18n/", include("django.conf.urls.i18n")),
+    # Where browsers report what the Content-Security-Policy blocked (CSP_REPORTS).
+    path("csp-report/", csp_reports.report, name="csp_report"),
     path("", include("requests_app.urls")),
 ]
 

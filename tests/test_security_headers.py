@@ -32,3 +32,12 @@ def test_an_api_answer_turns_off_the_browser_features_no_page_uses():
     response = client_with(key_for(operator)).get("/api/v1/ping/")
     assert response.status_code == 200
     assert_features_off(response)
+
+
+@pytest.mark.django_db
+def test_the_policy_sends_violation_reports_to_the_site(client):
+    response = client.get(reverse("submit"))
+    policy = response.headers["Content-Security-Policy"]
+    assert f"report-uri {reverse('csp_report')}" in policy
+    assert "report-to csp" in policy
+    assert response.headers["Reporting-Endpoints"] == f'csp="{reverse("csp_report")}"'
