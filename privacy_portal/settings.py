@@ -282,7 +282,8 @@ EMAIL_HOST = env_deployment("EMAIL_HOST", "")
 # A mail server that hangs must not hold a task (and the rows it locked) until the time limit.
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT_SECONDS", 30)
 if EMAIL_HOST:
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    # Django's, logging an ERROR when the server refuses some of an email's recipients (privacy_portal.mail).
+    EMAIL_BACKEND = "privacy_portal.mail.EmailBackend"
     EMAIL_PORT = env_int("EMAIL_PORT", 587)
     EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
     EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")

@@ -1,7 +1,9 @@
 """Emails through a real SMTP server on 127.0.0.1: an address refused for good (5xx) is not retried,
-and staff see it on the request; one refused for now (4xx) is retried. No address reaches an error."""
+and staff see it on the request; one refused for now (4xx) is retried; an email some of whose recipients
+are refused goes to the others once, and the refusal is logged. No address reaches an error or a log line."""
 
-from datetime import timedelta
+import logging
+from datetime import date, timedelta
 from smtplib import SMTPException
 
 import pytest
@@ -11,8 +13,9 @@ from django.utils import timezone
 
 from privacy_portal.celery import app as celery_app
 from requests_app import emails, tasks
-from requests_app.models import AuditEvent, Message, PrivacyRequest, SentNotification, Status
-from requests_app.services import handling, intake
+from requests_app import roles
+from requests_app.models import AuditEvent, DailyDigest, Message, PrivacyRequest, SentNotification, Status
+from requests_app.services import handling, intake, routing
 from tests.conftest import login_staff
 from tests.factories import request_in_status, staff_in_role, submit_request
 
@@ -99,3 +102,36 @@ def test_an_address_that_works_again_ends_the_warning(smtp_server):
     PrivacyRequest.objects.filter(pk=request.pk).update(subject_email="ana@example.com")  # staff corrected it
     tasks.send_subject_message(message.id)
     assert PrivacyRequest.objects.get(pk=request.pk).subject_email_rejected_at is None
+
+
+def test_a_recipient_refused_beside_accepted_ones_is_logged_by_domain_and_the_email_is_not_sent_again(
+    smtp_server, settings, caplog
+):
+    settings.DPO_EMAIL = "dpo@example.com"
+    staff_in_role(roles.DPO, username="dora", email="gone.dora@Staff.example")
+    staff_in_role(roles.DPO, username="max", email="busy.max@other.example")
+    staff_in_role(roles.DPO, username="lea", email="lea@example.com")
+    with caplog.at_level(logging.INFO):
+        assert tasks.send_daily_digest.delay().get() is True
+    ((recipients, _content),) = smtp_server.accepted
+    assert sorted(recipients) == ["dpo@example.com", "lea@example.com"]
+    (refusal,) = [record for record in caplog.records if record.name == "privacy_portal.mail"]
+    assert refusal.levelno == logging.ERROR
+    assert refusal.getMessage() == (
+        "the mail server refused 2 of the 4 recipients of an email, which went to the others and is not sent again "
+        "(refused domains: other.example, staff.example; SMTP 450, 550)"
+    )
+    ours = "\n".join(record.getMessage() for record in caplog.records if record.name != "mail.log")  # not the test server's
+    assert "dora" not in ours and "max" not in ours
+    # Sent: no retry gives the accepted recipients a second copy.
+    assert DailyDigest.objects.filter(day=timezone.localdate()).exists()
+    assert routing.send_daily_digest() is False
+    assert len(smtp_server.accepted) == 1
+
+
+def test_an_email_every_recipient_accepted_logs_no_refusal(smtp_server, caplog):
+    message = emails.render_email("daily-digest", {"today": date(2026, 11, 30)}, to=["dpo@example.com", "lea@example.com"], language="en")
+    with caplog.at_level(logging.INFO):
+        emails.deliver(message)
+    assert [sorted(recipients) for recipients, _content in smtp_server.accepted] == [["dpo@example.com", "lea@example.com"]]
+    assert not [record for record in caplog.records if record.name == "privacy_portal.mail"]

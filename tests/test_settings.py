@@ -192,6 +192,17 @@ def test_production_texts_nothing_unless_a_gateway_is_configured():
     assert run_manage(*show).stdout.strip() == "'requests_app.sms.FileBackend'"
 
 
+def test_production_mails_through_the_backend_that_logs_partly_refused_emails():
+    production = {
+        "PRODUCTION": "true",
+        "SECRET_KEY": "a-long-random-production-secret-" + "x9Q2" * 10,
+        "ALLOWED_HOSTS": "privacy.example.com",
+        "ANONYMISATION_KEY": "a-long-random-anonymisation-key-" + "p3W8" * 10,
+    }
+    show = ("shell", "--no-imports", "-c", "from django.conf import settings; print(settings.EMAIL_BACKEND)")
+    assert run_manage(*show, **production).stdout.strip() == "privacy_portal.mail.EmailBackend"
+
+
 def test_a_periodic_run_not_started_in_time_is_dropped():
     """After an outage the worker runs each periodic job a few times, not once per missed period; a
     backlog of under 30 minutes never drops every run."""
