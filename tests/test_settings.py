@@ -20,6 +20,13 @@ DEPLOYMENT = {
     "CONTROLLER_ADDRESS": "Rue de l'Exemple 1, 1000 Brussels",
 }
 DEPLOYMENT_VALUES = list(DEPLOYMENT)
+# A production start with its secrets, for run_manage.
+PRODUCTION = {
+    "PRODUCTION": "true",
+    "SECRET_KEY": "a-long-random-production-secret-" + "x9Q2" * 10,
+    "ALLOWED_HOSTS": "privacy.example.com",
+    "ANONYMISATION_KEY": "a-long-random-anonymisation-key-" + "p3W8" * 10,
+}
 
 
 def run_manage(*args, **env):
@@ -63,9 +70,9 @@ def test_production_refuses_to_start_without_the_deployments_own_values(name):
 
 def test_behind_a_proxy_the_client_address_header_is_required():
     production = {"PRODUCTION": "true", "SECRET_KEY": "k" * 60, "ALLOWED_HOSTS": "x.example", "ANONYMISATION_KEY": "a" * 50}
-    refused = run_manage("check", SECURE_PROXY_SSL_HEADER="true", **production)
+    refused = run_manage("check", SECURE_PROXY_SSL_HEADER="true", **PRODUCTION)
     assert refused.returncode != 0 and "set RATELIMIT_IP_META_KEY" in refused.stderr
-    accepted = run_manage("check", SECURE_PROXY_SSL_HEADER="true", RATELIMIT_IP_META_KEY="HTTP_X_REAL_IP", **production)
+    accepted = run_manage("check", SECURE_PROXY_SSL_HEADER="true", RATELIMIT_IP_META_KEY="HTTP_X_REAL_IP", **PRODUCTION)
     assert accepted.returncode == 0, accepted.stderr
 
 
@@ -80,16 +87,7 @@ def test_production_links_go_to_an_https_address(site_url):
 
 
 def test_check_deploy_is_clean_in_production():
-    result = run_manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        PRODUCTION="true",
-        SECRET_KEY="a-long-random-production-secret-" + "x9Q2" * 10,
-        ALLOWED_HOSTS="privacy.example.com",
-        ANONYMISATION_KEY="a-long-random-anonymisation-key-" + "p3W8" * 10,
-    )
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
@@ -180,27 +178,15 @@ def test_time_zone_is_brussels_and_aware(settings):
 
 def test_production_texts_nothing_unless_a_gateway_is_configured():
     """The development file backend would keep package passwords on disk."""
-    production = {
-        "PRODUCTION": "true",
-        "SECRET_KEY": "a-long-random-production-secret-" + "x9Q2" * 10,
-        "ALLOWED_HOSTS": "privacy.example.com",
-        "ANONYMISATION_KEY": "a-long-random-anonymisation-key-" + "p3W8" * 10,
-    }
     show = ("shell", "--no-imports", "-c", "from django.conf import settings; print(repr(settings.SMS_BACKEND))")
-    assert run_manage(*show, **production).stdout.strip() == "''"
-    assert run_manage(*show, **production, SMS_BACKEND="gateway.Backend").stdout.strip() == "'gateway.Backend'"
+    assert run_manage(*show, **PRODUCTION).stdout.strip() == "''"
+    assert run_manage(*show, **PRODUCTION, SMS_BACKEND="gateway.Backend").stdout.strip() == "'gateway.Backend'"
     assert run_manage(*show).stdout.strip() == "'requests_app.sms.FileBackend'"
 
 
 def test_production_mails_through_the_backend_that_logs_partly_refused_emails():
-    production = {
-        "PRODUCTION": "true",
-        "SECRET_KEY": "a-long-random-production-secret-" + "x9Q2" * 10,
-        "ALLOWED_HOSTS": "privacy.example.com",
-        "ANONYMISATION_KEY": "a-long-random-anonymisation-key-" + "p3W8" * 10,
-    }
     show = ("shell", "--no-imports", "-c", "from django.conf import settings; print(settings.EMAIL_BACKEND)")
-    assert run_manage(*show, **production).stdout.strip() == "privacy_portal.mail.EmailBackend"
+    assert run_manage(*show, **PRODUCTION).stdout.strip() == "privacy_portal.mail.EmailBackend"
 
 
 def test_a_periodic_run_not_started_in_time_is_dropped():
