@@ -96,6 +96,9 @@ class PackageWriter:
     searched: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     rows_total: int = 0
+    # Rows written per (source slug, category slug): the report describes the processing only of the
+    # sources that held data about the subject (GDPR Art. 15(1) asks whether data is processed at all).
+    rows_found: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def __post_init__(self):
         level = settings.EXPORT_COMPRESSLEVEL
@@ -185,6 +188,7 @@ class PackageWriter:
             if os.path.exists(part_path):
                 os.unlink(part_path)
         self._set_rows(2, rows)
+        self.rows_found[(source.slug, category.slug)] = rows
         self.rows_total = start_total + rows
 
     def _append_part(self, part_path: str, path: str, part: dict) -> None:
@@ -219,17 +223,23 @@ class PackageWriter:
                 shutil.copyfileobj(spool, csv_out, 1024 * 1024)
             text_spool.detach()
         self._set_rows(2, counter[0])
+        self.rows_found[(source.slug, category.slug)] = counter[0]
 
     def finish(self, sources: list[SourceSystem]) -> dict:
         """Write report.html and manifest.json, close the ZIP and return the manifest."""
         generated_at = timezone.now()
+        skipped = {item["source"] for item in self.skipped}
+        found = {source_slug for (source_slug, _category), rows in self.rows_found.items() if rows}
         with translation.override(self.request.language):
             report = render_to_string(
                 "exports/report.html",
                 {
                     "request": self.request,
                     "kind": self.kind,
-                    "sources": sources,
+                    "holds_records": bool(found),
+                    "sources_with_data": [source for source in sources if source.slug in found],
+                    # Searched and empty: said plainly, rather than how data we do not hold is used.
+                    "sources_empty": [source for source in sources if source.slug not in found | skipped],
                     "files": self.files,
                     "skipped": self.skipped,
                     "generated_at": generated_at,
@@ -238,7 +248,7 @@ class PackageWriter:
                         (source, category)
                         for source in sources
                         for category in source.categories.all()
-                        if category.masked_field_list
+                        if category.masked_field_list and self.rows_found.get((source.slug, category.slug))
                     ],
                 },
             )

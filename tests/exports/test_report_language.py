@@ -3,19 +3,25 @@ the DPO's translation where there is one, the main text otherwise, read in the s
 queries however many sources the package covers."""
 
 import html
+import os
 import zipfile
 
 import pytest
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from requests_app import selectors
 from requests_app.exports.package import PackageWriter
 from requests_app.models import (
     ConnectorKind,
+    DataCategory,
     ExportKind,
     Recipient,
     RecipientTranslation,
+    SourceCategory,
     SourceSystem,
     SourceSystemTranslation,
 )
@@ -34,13 +40,26 @@ FRENCH_CDR = {
 }
 
 
-def render_report(folder, request, sources) -> str:
-    """The report of a package holding no data files: what `finish` writes from the sources."""
+def package_writer(folder, request, sources, *, records_from=None) -> PackageWriter:
+    """A package, ready to finish, in which the sources `records_from` (all by default) gave one record
+    each from a manual extract: the report describes the processing of the sources that held data only."""
     folder.mkdir(exist_ok=True)
+    os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)  # the extracts are spooled there, as in an export
+    request.identities.update(verified_at=timezone.now())  # sources are searched by verified identifiers only
     writer = PackageWriter(str(folder / "package.zip"), request=request, kind=ExportKind.ACCESS)
+    for source in sources if records_from is None else records_from:
+        writer.add_source(source, manual_upload=SimpleUploadedFile("extract.csv", b"note\nA record\n"))
+    return writer
+
+
+def report_of(writer: PackageWriter, sources) -> str:
     writer.finish(sources)
-    with zipfile.ZipFile(folder / "package.zip") as package:
+    with zipfile.ZipFile(writer.path) as package:
         return html.unescape(package.read("report.html").decode())
+
+
+def render_report(folder, request, sources, *, records_from=None) -> str:
+    return report_of(package_writer(folder, request, sources, records_from=records_from), sources)
 
 
 def make_source(slug: str, **texts) -> SourceSystem:
@@ -48,10 +67,12 @@ def make_source(slug: str, **texts) -> SourceSystem:
         "description": f"{slug} in English", "purposes": f"{slug} purposes", "retention": f"{slug} retention",
         "origin": f"{slug} origin", "automated_decisions": "", **texts,
     }
-    return SourceSystem.objects.create(
+    source = SourceSystem.objects.create(
         slug=slug, name=f"System {slug}", connector=ConnectorKind.MANUAL, identity_kind="email",
         legal_basis="contract", **fields,
     )
+    SourceCategory.objects.create(source=source, slug="records", category=DataCategory.OTHER)
+    return source
 
 
 def test_a_french_speaking_subjects_report_gives_the_french_texts(demo_request):
@@ -116,8 +137,9 @@ def test_a_text_left_empty_in_a_translation_falls_back_to_the_main_text_not_to_n
 
 def report_queries(folder, request) -> int:
     """The queries of loading the sources as an export does and writing their report."""
+    writer = package_writer(folder, request, list(SourceSystem.objects.all()))
     with CaptureQueriesContext(connection) as queries:
-        render_report(folder, request, list(selectors.export_sources()))
+        report_of(writer, list(selectors.export_sources()))
     return len(queries)
 
 

@@ -1,0 +1,75 @@
+"""The access report answers Art. 15(1)'s first question, whether we process data about the subject at
+all: a package without records says nothing was found, and only the sources that held data are described
+as processing the subject's data."""
+
+import os
+
+import pytest
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+
+from requests_app import selectors
+from requests_app.exports.package import PackageWriter
+from requests_app.models import ExportKind, SourceCategory
+from tests.exports.test_report_language import make_source, report_of
+from tests.factories import request_in_status
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("export_settings")]
+
+CONFIRMS = "This package confirms that we process personal data about you"
+NOTHING_FOUND = "We found no personal data about you in the systems we searched (GDPR Art. 15)."
+SEARCHED_EMPTY = "We searched these systems and found no data about you in them:"
+
+
+def extract(*lines: str) -> SimpleUploadedFile:
+    return SimpleUploadedFile("extract.csv", "\n".join(["note", *lines, ""]).encode())
+
+
+@pytest.fixture
+def writer(tmp_path):
+    """An access package for a request whose email address (not its phone number) is verified."""
+    os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)
+    request = request_in_status("in_progress")
+    request.identities.update(verified_at=timezone.now())
+    return PackageWriter(str(tmp_path / "package.zip"), request=request, kind=ExportKind.ACCESS)
+
+
+def test_a_package_without_records_says_nothing_was_found_and_describes_no_processing(writer):
+    billing = make_source("billing")
+    phones = make_source("phones")
+    phones.identity_kind = "phone"
+    phones.save(update_fields=["identity_kind"])
+    writer.add_source(billing, manual_upload=extract())  # searched: the extract holds no record
+    writer.add_source(phones, manual_upload=extract("A record"))  # no verified phone number: not searched
+
+    report = report_of(writer, list(selectors.export_sources()))
+
+    assert NOTHING_FOUND in report
+    assert CONFIRMS not in report
+    assert f"{SEARCHED_EMPTY}</p>\n<ul><li>System billing</li></ul>" in report
+    assert "We did not search these systems:</p>\n<ul><li>System phones: no verified phone number</li></ul>" in report
+    assert "How we process your data" not in report
+    for text in ("billing purposes", "billing retention", "phones purposes"):
+        assert text not in report
+    # The rights and the authority are still given: they do not depend on what was found.
+    assert "You have the right to lodge a complaint with a supervisory authority" in report
+
+
+def test_a_package_with_records_confirms_and_describes_only_the_sources_that_held_data(writer):
+    billing = make_source("billing")
+    crm = make_source("crm")
+    SourceCategory.objects.filter(source=crm).update(masked_fields="note")
+    writer.add_source(billing, manual_upload=extract("An invoice"))
+    writer.add_source(crm, manual_upload=extract())
+
+    report = report_of(writer, list(selectors.export_sources()))
+
+    assert CONFIRMS in report
+    assert NOTHING_FOUND not in report
+    assert "How we process your data" in report
+    assert "billing purposes" in report and "billing retention" in report
+    assert "crm purposes" not in report
+    assert f"{SEARCHED_EMPTY}</p>\n<ul><li>System crm</li></ul>" in report
+    # No record of crm's was masked: the report does not say one was.
+    assert "Other people's data" not in report
