@@ -18,6 +18,7 @@ from django.utils.dateparse import parse_datetime
 from requests_app import deadlines
 from requests_app.models import (
     AuditChainCheck,
+    ExportKind,
     ExportPackage,
     IdentityKind,
     PrivacyRequest,
@@ -399,7 +400,13 @@ def send_export_ready_email(export) -> bool:
     if not request.subject_email or not ExportPackage.objects.downloadable().filter(pk=export.pk).exists():
         forgive(request.id, "export_ready", str(export.public_id))
         return False
-    context = {"request": request, "export": export, "status_url": status_url(request)}
+    context = {
+        "request": request,
+        "export": export,
+        "status_url": status_url(request),
+        # An access package of no records holds our answer that nothing was found (Art. 15(1)), not "your data".
+        "found_nothing": export.kind == ExportKind.ACCESS and export.manifest.get("rows") == 0,
+    }
     message = render_email("export-ready", context, to=[request.subject_email], language=request.language)
     return send_to_subject(request, "export_ready", str(export.public_id), message)
 

@@ -110,6 +110,27 @@ def test_release_makes_the_package_downloadable_from_the_status_page(released, d
     assert f"before {expires}" in mail.outbox[0].body
 
 
+@pytest.mark.parametrize(
+    ("rows", "subject", "said"),
+    [
+        (0, "Our answer to your access request", "we found no personal data about you in the systems we searched"),
+        (150, "Your data for request", "The copy of your data for request"),
+    ],
+)
+def test_the_ready_email_says_no_data_was_found_only_for_an_access_package_without_records(released, rows, subject, said):
+    """Art. 15(1): the answer may be that we hold nothing, and the email must not announce "your data" then."""
+    from requests_app import emails
+
+    ExportPackage.objects.filter(pk=released.pk).update(manifest={**released.manifest, "rows": rows})
+    released.refresh_from_db()
+    mail.outbox.clear()
+    emails.send_export_ready_email(released)
+
+    (message,) = mail.outbox
+    assert message.subject.startswith(subject)
+    assert said in message.body and said in message.alternatives[0][0]
+
+
 def test_release_emails_the_subject_without_the_link(
     ready_export, demo_request, dpo, settings, django_capture_on_commit_callbacks
 ):
