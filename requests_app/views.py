@@ -117,6 +117,7 @@ def _status_context(privacy_request) -> dict:
         "next_step": next_step,
         "timeline": selectors.subject_timeline(privacy_request),
         "clock_paused": privacy_request.clock_paused,
+        "answer_late": selectors.answer_is_late(privacy_request),
         "thread": privacy_request.messages.prefetch_related("attachments"),
         "document_limit_mb": settings.ATTACHMENT_MAX_BYTES // (1024 * 1024),
         "text_max_chars": TEXT_MAX_CHARS,

@@ -1,6 +1,9 @@
+import datetime
+import html
 import re
 
 import pytest
+import time_machine
 from django.core import mail
 from django.db import transaction
 from django.urls import reverse
@@ -428,3 +431,70 @@ def test_the_withdraw_form_leaves_an_unticked_box_to_the_pages_own_message(clien
     assert re.search(r'<form method="post" action="[^"]*/withdraw/" novalidate>', page)
     refused = client.post(f"/status/{request.reference}/{request.secret}/withdraw/", {}, follow=True)
     assert "Tick the box to confirm that you want to withdraw the request." in refused.content.decode()
+
+
+def received_on(day: datetime.date, status: str = Status.IN_PROGRESS, **overrides) -> PrivacyRequest:
+    with time_machine.travel(datetime.datetime.combine(day, datetime.time(10), tzinfo=timezone.get_default_timezone()), tick=False):
+        return request_in_status(status, **overrides)
+
+
+def status_page_on(client, request, day: datetime.date, language: str = "en") -> str:
+    with time_machine.travel(datetime.datetime.combine(day, datetime.time(10), tzinfo=timezone.get_default_timezone()), tick=False):
+        return html.unescape(client.get(status_url(request), HTTP_ACCEPT_LANGUAGE=language).content.decode())
+
+
+LATE = "Our answer is late, and we apologise. We are working on your request and will answer as soon as we can."
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("regime", "received", "due", "authority"),
+    [
+        ("gdpr", datetime.date(2026, 10, 12), "12 November 2026", "the Data Protection Authority (Autorité de protection des données"),
+        ("ccpa", datetime.date(2026, 9, 1), "16 October 2026", "the California Privacy Protection Agency, cppa.ca.gov"),
+    ],
+)
+def test_an_overdue_requests_page_says_the_answer_is_late_and_where_to_complain(client, regime, received, due, authority):
+    """Art. 12(3): a date already past is no promise; the subject may complain (Art. 77)."""
+    request = received_on(received, regime=regime)
+
+    page = status_page_on(client, request, datetime.date(2026, 11, 30))
+
+    assert f"Our answer was due by</dt>\n  <dd>\n    <strong>{due}</strong>" in page
+    assert LATE in page
+    assert f"You have the right to lodge a complaint with a supervisory authority, in particular {authority}" in page
+    assert "We will answer by" not in page
+
+
+@pytest.mark.django_db
+def test_an_overdue_requests_page_in_french_gives_the_french_date_and_authority_and_promises_nothing(client):
+    request = received_on(datetime.date(2026, 10, 12), language="fr")
+
+    page = status_page_on(client, request, datetime.date(2026, 11, 30), language="fr")
+
+    assert "<strong>12 novembre 2026</strong>" in page
+    assert "l'Autorité de protection des données (APD), rue de la Presse 35, 1000 Bruxelles" in page
+    assert "Nous vous répondrons au plus tard le" not in page  # "We will answer by", in French
+
+
+@pytest.mark.django_db
+def test_on_its_due_date_a_request_is_not_late_yet(client):
+    request = received_on(datetime.date(2026, 10, 12))
+
+    page = status_page_on(client, request, datetime.date(2026, 11, 12))
+
+    assert "We will answer by</dt>\n  <dd>\n    <strong>12 November 2026</strong>" in page
+    assert LATE not in page and "lodge a complaint" not in page
+
+
+@pytest.mark.django_db
+def test_a_paused_request_past_its_stored_date_is_not_called_late(client):
+    """Waiting for the subject stopped the clock: the date moves on by the days paused, nothing is late."""
+    request = received_on(datetime.date(2026, 10, 12), Status.AWAITING_SUBJECT)
+    assert request.clock_paused
+
+    page = status_page_on(client, request, datetime.date(2026, 11, 30))
+
+    assert "We will answer by" in page
+    assert "the date moves on by the days it stays paused" in page
+    assert LATE not in page and "lodge a complaint" not in page

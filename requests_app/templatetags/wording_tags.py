@@ -1,6 +1,7 @@
 from django import template
 
 from requests_app.exports.package import not_searched_reason
+from requests_app.services.handling import SUPERVISORY_AUTHORITIES
 from requests_app.wording import in_sentence, without_final_punctuation
 
 register = template.Library()
@@ -13,3 +14,9 @@ register.filter("without_final_punctuation", without_final_punctuation)
 def texts_in(item, language: str) -> dict[str, str]:
     """An inventory item's subject-facing texts in `language` (SourceSystem.texts_in, Recipient.texts_in)."""
     return item.texts_in(language)
+
+
+@register.filter
+def supervisory_authority(request) -> str:
+    """Where the subject of `request` may complain under its regime, named as in rejection letters."""
+    return SUPERVISORY_AUTHORITIES.get(request.regime, SUPERVISORY_AUTHORITIES["gdpr"])
