@@ -237,7 +237,7 @@ def mark_acknowledged(request: PrivacyRequest) -> None:
 
 
 def send_extension_email(request: PrivacyRequest) -> bool:
-    """Tell the subject the new due date and why (GDPR Art. 12(3))."""
+    """Tell the subject the new due date and why (GDPR Art. 12(3); CCPA Regs. s. 7021(b)), with the regime's rule."""
     context = {"request": request, "status_url": status_url(request)}
     message = render_email("deadline-extended", context, to=[request.subject_email], language=request.language)
     return send_to_subject(request, "deadline_extended", "", message)

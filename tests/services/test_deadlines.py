@@ -207,6 +207,42 @@ def test_extension_moves_the_date_emails_the_subject_and_is_audited(dpo):
     assert "28 April 2026" in mail.outbox[0].body and "Records in five systems" in mail.outbox[0].body
 
 
+GDPR_EXTENSION_RULE = (
+    "The law allows this extension where a request is complex or we receive many requests. "
+    "If you disagree, you may complain to a supervisory authority."
+)
+CCPA_EXTENSION_RULE = (
+    "The law (CCPA) allows us to take up to 45 more days, 90 days in all from receipt, where that is reasonably "
+    "necessary, provided we tell you so and why within the first 45 days. If you disagree, you may complain to "
+    "the California Privacy Protection Agency, cppa.ca.gov, or the California Attorney General."
+)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("regime", "rule", "other_rule"),
+    [
+        ("gdpr", GDPR_EXTENSION_RULE, CCPA_EXTENSION_RULE),
+        ("uk_gdpr", GDPR_EXTENSION_RULE, CCPA_EXTENSION_RULE),
+        ("ccpa", CCPA_EXTENSION_RULE, GDPR_EXTENSION_RULE),
+    ],
+)
+def test_the_extension_email_gives_the_regimes_rule_and_where_to_complain(
+    dpo, django_capture_on_commit_callbacks, regime, rule, other_rule
+):
+    """GDPR Art. 12(3) allows it for complexity or number of requests; the CCPA where reasonably necessary,
+    and its subject complains to the California authority, not to "a supervisory authority"."""
+    request = in_progress_received(date(2026, 1, 30), regime=regime)
+    mail.outbox.clear()
+    with time_machine.travel(at(date(2026, 2, 20)), tick=False), django_capture_on_commit_callbacks(execute=True):
+        request_extend(request=request, actor=Actor.staff(dpo), reason="Records in five systems")
+
+    (email,) = [message for message in mail.outbox if request.subject_email in message.to]
+    for body in (email.body, email.alternatives[0][0]):
+        assert rule in body
+        assert other_rule not in body
+
+
 @pytest.mark.parametrize(
     ("setup", "today", "reason", "message"),
     [
