@@ -178,12 +178,16 @@ def clock_running() -> Q:
     return Q(status__in=VERIFIED_OPEN, clock_paused=False)
 
 
-def answer_is_late(request: PrivacyRequest, *, today: datetime.date | None = None) -> bool:
+def answer_is_late(request: PrivacyRequest) -> bool:
     """Whether the answer to `request` is late: its due date has passed while its clock runs (the
     queue's "overdue", clock_running, for one request). A paused clock has stopped the period: the
     due date then moves on by the days paused, so it is not late (GDPR Art. 12(3))."""
-    today = today or timezone.localdate()
-    return request.status in VERIFIED_OPEN and not request.clock_paused and request.due_on is not None and request.due_on < today
+    return (
+        request.status in VERIFIED_OPEN
+        and not request.clock_paused
+        and request.due_on is not None
+        and request.due_on < timezone.localdate()
+    )
 
 
 def _due_bucket(today: datetime.date):
