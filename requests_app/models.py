@@ -1378,6 +1378,22 @@ class SourceAction(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} in {self.source_id} for {self.request_id}"
 
+    def changed_categories(self) -> list[str]:
+        """The categories (slugs) where the finished action's result counts a change. A held category is
+        not in the result: erasure skipped it.
+
+        A correction counts the values it changed, not the rows it matched: a row that already held the
+        corrected value was matched and left as it was, and neither the letter nor a recipient may be told
+        of a correction that did not happen.
+        """
+        counted = "fields" if self.kind == ActionKind.RECTIFY else "rows"
+        return [counts["category"] for counts in self.result.get("categories", []) if counts.get(counted)]
+
+    def changed_anything(self) -> bool:
+        """Whether the finished action's result records any change: in a category, on the restriction
+        list, or confirmed by a manual source's owner (who reports rows, not categories)."""
+        return bool(self.changed_categories() or self.result.get("list_entries") or self.result.get("rows"))
+
 
 class RectificationChange(models.Model):
     """A corrected value staff decided on for one field of one category (Art. 16)."""

@@ -767,30 +767,16 @@ def _summary(action: SourceAction, counts: dict | None = None) -> dict:
 def queue_due_notices(request: PrivacyRequest) -> None:
     """Send the notices whose source has all its actions done. Call inside the transaction that finished one.
 
-    Where nothing changed in the source (every category held, or no data
-    found) there is nothing to tell its recipients.
+    Where nothing changed in the source (every category held, no data found,
+    nothing left after an erasure) there is nothing to tell its recipients.
     """
     unfinished_sources = request.source_actions.exclude(status=ActionStatus.DONE).values("source_id")
     due = request.recipient_notices.filter(status=NoticeStatus.PENDING).exclude(recipient__source_id__in=unfinished_sources)
-    changed_sources = {action.source_id for action in request.source_actions.all() if changed_anything(action)}
     for notice in due.select_related("recipient"):
-        if notice.recipient.source_id not in changed_sources:
+        if not notices.changes_to_tell(request, notice.recipient.source_id):
             RecipientNotice.objects.filter(pk=notice.pk).update(status=NoticeStatus.NOT_NEEDED)
             continue
         notices.queue_delivery(notice.id)
-
-
-def changed_anything(action: SourceAction) -> bool:
-    """Whether a finished action's result records any change (rows, list entries, or a manual change).
-
-    A correction counts the values it changed, not the rows it matched: a row that already held the
-    corrected value was matched and left as it was, and neither the letter nor a recipient may be told
-    of a correction that did not happen.
-    """
-    result = action.result
-    counted = "fields" if action.kind == ActionKind.RECTIFY and not result.get("manual") else "rows"
-    changed = sum(category.get(counted, 0) for category in result.get("categories", []))
-    return bool(changed or result.get("list_entries") or result.get("rows"))
 
 
 # --- Completion -------------------------------------------------------------

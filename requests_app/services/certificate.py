@@ -27,7 +27,6 @@ from requests_app.models import (
     PrivacyRequest,
     RequestType,
 )
-from requests_app.services.actions import changed_anything
 from requests_app.wording import in_sentence
 
 
@@ -129,7 +128,7 @@ def nothing_corrected(request: PrivacyRequest) -> bool:
     if RequestType.RECTIFICATION not in request.requested_rights:
         return False
     rectified = request.source_actions.filter(kind=ActionKind.RECTIFY, status=ActionStatus.DONE)
-    return not any(changed_anything(action) and not searched_nothing(action) for action in rectified)
+    return not any(action.changed_anything() and not searched_nothing(action) for action in rectified)
 
 
 def searched_nothing(action) -> bool:
@@ -162,7 +161,7 @@ def outcome_summary(request: PrivacyRequest) -> str:
                     _("We could not search %(source)s: it finds data by %(kind)s, and we hold no verified one of yours.")
                     % {"source": action.source.name, "kind": in_sentence(IdentityKind(action.source.identity_kind).label)}
                 )
-            elif not changed_anything(action):
+            elif not action.changed_anything():
                 if action.kind == ActionKind.RECTIFY and any(c.get("rows") for c in action.result.get("categories", [])):
                     paragraphs.append(_("Your data in %(source)s already held the values you asked for: nothing needed correcting.") % where)
                 elif not held:  # what was kept is said below, with its reason

@@ -73,14 +73,21 @@ def _source_unfinished(request_id):
     return SourceAction.objects.filter(request_id=request_id).exclude(status=ActionStatus.DONE)
 
 
+def changes_to_tell(request, source_id: int) -> list[SourceAction]:
+    """The request's finished actions that changed something in the source: what its recipients are told.
+    None: they need no notice (every category held, no data found, nothing left after an erasure)."""
+    done = request.source_actions.filter(source_id=source_id, status=ActionStatus.DONE).order_by("kind")
+    return [action for action in done if action.changed_anything()]
+
+
 def notice_content(notice: RecipientNotice) -> dict:
-    """What the recipient is told: the changes made in its source for this request."""
+    """What the recipient is told: the changes made in its source for this request, as the actions'
+    results record them. Data kept under a legal hold, and an action that found nothing to change, are
+    not mentioned: the recipient would otherwise delete data the law makes us keep, or apply a
+    correction we did not make."""
     request, source = notice.request, notice.recipient.source
-    actions = request.source_actions.filter(source=source, status=ActionStatus.DONE).order_by("kind")
-    changes = [
-        {"category": change.category.slug, "field": change.field, "value": change.value}
-        for change in request.rectification_changes.filter(category__source=source).select_related("category")
-    ]
+    actions = changes_to_tell(request, source.id)
+    rectification = next((action for action in actions if action.kind == ActionKind.RECTIFY), None)
     return {
         "notice": str(notice.public_id),
         "source": source.name,
@@ -89,12 +96,29 @@ def notice_content(notice: RecipientNotice) -> dict:
         ),
         "identifier_kind": source.identity_kind,
         "actions": [
-            # Written as the API and its webhooks write times (Brussels time with its offset).
-            {"kind": action.kind, "done_at": api_datetime(action.finished_at) if action.finished_at else None}
+            {
+                "kind": action.kind,
+                # Written as the API and its webhooks write times (Brussels time with its offset).
+                "done_at": api_datetime(action.finished_at) if action.finished_at else None,
+                "categories": action.changed_categories(),
+            }
             for action in actions
         ],
-        "rectified_values": changes if any(action.kind == ActionKind.RECTIFY for action in actions) else [],
+        "rectified_values": corrected_values(rectification) if rectification else [],
     }
+
+
+def corrected_values(rectification: SourceAction) -> list[dict]:
+    """The corrected values a finished rectification changed, by category: where every matched row
+    already held them, or no row matched, it changed nothing. A manual source's owner confirms the
+    change as a whole."""
+    changed = set(rectification.changed_categories())
+    corrected = rectification.request.rectification_changes.filter(category__source_id=rectification.source_id)
+    return [
+        {"category": change.category.slug, "field": change.field, "value": change.value}
+        for change in corrected.select_related("category")
+        if rectification.result.get("manual") or change.category.slug in changed
+    ]
 
 
 def deliver(*, notice_id: int, final_attempt: bool = False) -> bool:

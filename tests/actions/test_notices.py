@@ -20,11 +20,14 @@ from requests_app.audit import verify_chain
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
     AuditEvent,
+    ErasureException,
+    LegalHold,
     NoticeStatus,
     Recipient,
     RecipientNotice,
     RequestType,
     SourceAction,
+    SourceSystem,
     WaiverReason,
 )
 from requests_app.services import actions, handling, notices
@@ -350,3 +353,47 @@ def test_the_dpo_issues_a_recipients_signing_secret_once_and_its_notices_verify_
     assert client.get(issue).status_code in (403, 405)
     partner.refresh_from_db()
     assert partner.webhook_secret == shown
+
+
+def test_a_notice_tells_only_what_changed_in_its_source(crm, cdr, dpo_actor, receiver, carry_out):
+    """Erasure, rectification and restriction, erasure first: the call records are all kept under a hold,
+    and in the CRM the erasure leaves nothing for the correction or the restriction flag to match."""
+    crm_partner = Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_webhook_url=receiver.url)
+    Recipient.objects.create(source=cdr, name="Roaming partner", country="France", notification_email="dpo@roaming.example")
+    LegalHold.objects.create(
+        source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law", until=timezone.localdate() + datetime.timedelta(days=365)
+    )
+    SourceSystem.objects.filter(pk=crm.pk).update(restriction_list="")  # the CRM restricts by its flag alone
+    SourceSystem.objects.filter(pk=cdr.pk).update(restriction_list="restriction_list.identity")
+    request = verified_request(RequestType.ERASURE, RequestType.RECTIFICATION, RequestType.RESTRICTION)
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Antwerpen")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out(request, dpo_actor)
+    assert request.source_actions.get(source=cdr, kind="erase").result["categories"] == []  # all held
+
+    [(headers, body)] = receiver.received
+    check_signature(headers, body, crm_partner.webhook_secret)
+    data = json.loads(body)["data"]
+    assert [(action["kind"], action["categories"]) for action in data["actions"]] == [("erase", ["subscribers"])]
+    assert data["rectified_values"] == [] and b"Antwerpen" not in body  # nothing was corrected: no new city for them
+
+    [message] = mail.outbox
+    assert message.to == ["dpo@roaming.example"]
+    assert "Processing restricted (" in message.body  # the phone number went on the restriction list
+    assert "Erased" not in message.body  # the call records are all still there
+    assert "Rectified" not in message.body and "Corrected values" not in message.body
+
+
+def test_no_notice_goes_where_nothing_changed_and_a_notice_still_says_what_was_erased(crm, cdr, erasure_request, dpo_actor, carry_out):
+    LegalHold.objects.create(
+        source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law", until=timezone.localdate() + datetime.timedelta(days=365)
+    )
+    held = Recipient.objects.create(source=cdr, name="Roaming partner", country="France", notification_email="dpo@roaming.example")
+    Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_email="art19@partner.example")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    carry_out(erasure_request, dpo_actor)
+
+    assert erasure_request.recipient_notices.get(recipient=held).status == NoticeStatus.NOT_NEEDED
+    [message] = mail.outbox
+    assert message.to == ["art19@partner.example"]
+    assert "Erased (" in message.body and ": subscribers" in message.body
