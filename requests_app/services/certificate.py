@@ -27,6 +27,8 @@ from requests_app.models import (
     PrivacyRequest,
     RequestType,
 )
+from requests_app.exports.package import NO_VERIFIED_IDENTIFIER, not_searched_reason
+from requests_app.services.notices import corrected_values
 from requests_app.wording import in_sentence
 
 
@@ -137,72 +139,121 @@ def searched_nothing(action) -> bool:
 
 
 def outcome_summary(request: PrivacyRequest) -> str:
-    """What was erased, kept (and why, Art. 17(3)), rectified and restricted, and which recipients
-    were told (Art. 19), in the request's language. Empty when no source action was carried out,
-    unless a rectification was asked and nothing was corrected: the letter says so.
+    """What was erased, kept (and why, Art. 17(3)), rectified and restricted, what a data package found,
+    and which recipients were told (Art. 19), in the request's language. Empty when no source action
+    was carried out and no package says more than its data, unless a rectification was asked and
+    nothing was corrected: the letter says so.
 
-    It claims only what the actions' results record: a source where nothing matched, or that
-    could not be searched, is said to be so."""
-    done = request.source_actions.filter(status=ActionStatus.DONE).select_related("source").prefetch_related("source__categories")
+    It claims only what the actions' results and the packages' manifests record: each line names the
+    right it answers, a source where nothing matched, or that could not be searched, is said to be so,
+    and a thing is said once."""
+    done = list(
+        request.source_actions.filter(status=ActionStatus.DONE).select_related("source").prefetch_related("source__categories")
+    )
     paragraphs = []
+
+    def say(paragraph: str) -> None:
+        # A source that could not be searched is so for each of its actions, and for the package too.
+        if paragraph not in paragraphs:
+            paragraphs.append(paragraph)
+
     with translation.override(request.language):
         if nothing_corrected(request):
-            paragraphs.append(_("We did not correct any of your data."))
+            say(_("We did not correct any of your data."))
+        # An erasure that ran first leaves nothing for a correction or a restriction to find.
+        erased_in = {action.source_id for action in done if action.kind == ActionKind.ERASE and action.changed_anything()}
         for action in done:
-            labels = _category_labels(action.source)
-            # Categories where rows changed: where none matched there was nothing of theirs to act on.
-            changed = [labels.get(c["category"], c["category"]) for c in action.result.get("categories", []) if c.get("rows")]
-            where = {"source": action.source.name, "categories": _names(changed)}
-            # A source that could not be searched kept nothing of theirs that we know of.
-            unsearched = searched_nothing(action)
-            held = _held(action, labels) if action.kind == ActionKind.ERASE and not unsearched else []
-            if unsearched:
-                paragraphs.append(
-                    _("We could not search %(source)s: it finds data by %(kind)s, and we hold no verified one of yours.")
-                    % {"source": action.source.name, "kind": in_sentence(IdentityKind(action.source.identity_kind).label)}
-                )
-            elif not action.changed_anything():
-                if action.kind == ActionKind.RECTIFY and any(c.get("rows") for c in action.result.get("categories", [])):
-                    paragraphs.append(_("Your data in %(source)s already held the values you asked for: nothing needed correcting.") % where)
-                elif not held:  # what was kept is said below, with its reason
-                    paragraphs.append(_("We found no data of yours to act on in %(source)s.") % where)
-            elif action.kind == ActionKind.ERASE:
-                paragraphs.append(
-                    _("We erased your data in %(source)s: %(categories)s.") % where
-                    if changed
-                    else _("We erased your data in %(source)s.") % where  # a manual source reports rows, not categories
-                )
-            elif action.kind == ActionKind.RECTIFY:
-                fields = request.rectification_changes.filter(category__source=action.source).values_list("field", flat=True)
-                paragraphs.append(
-                    _("We corrected the following in %(source)s: %(fields)s.") % {"source": action.source.name, "fields": _names(fields)}
-                )
-            else:
-                paragraphs.append(_("We restricted the processing of your data in %(source)s.") % where)
-            for hold in held:
-                paragraphs.append(
-                    _(
-                        "We kept %(category)s in %(source)s, because: %(basis)s. The right to erasure does not apply "
-                        "to this data under Article 17(3) GDPR (%(ground)s). We will keep it until %(until)s at the latest."
-                    )
-                    % {
-                        **hold,
-                        "basis": hold["basis"].rstrip(". "),  # the sentence adds its own full stop
-                        "source": action.source.name,
-                        "until": formats.date_format(date.fromisoformat(hold["until"]), "DATE_FORMAT"),
-                    }
-                )
+            for paragraph in _action_outcome(action, erased_before=action.source_id in erased_in):
+                say(paragraph)
+        for paragraph in _package_outcome(request):
+            say(paragraph)
         notices = list(request.recipient_notices.select_related("recipient"))
         told = [notice.recipient.name for notice in notices if notice.status == NoticeStatus.SENT]
         if told:
-            paragraphs.append(
+            say(
                 _("We told the following recipients of your data about these changes (Article 19 GDPR): %(names)s.")
                 % {"names": _names(told)}
             )
         for notice in notices:
             if notice.status == NoticeStatus.WAIVED:
-                paragraphs.append(
+                say(
                     _("We did not tell %(name)s (Article 19 GDPR): %(reason)s. %(note)s")
                     % {"name": notice.recipient.name, "reason": in_sentence(notice.get_waiver_reason_display()), "note": notice.waiver_note}
                 )
     return "\n\n".join(paragraphs)
+
+
+def _action_outcome(action, *, erased_before: bool) -> list[str]:
+    """What one finished action did, in a line naming its right (and the data it kept, for an erasure)."""
+    source = action.source.name
+    labels = _category_labels(action.source)
+    if searched_nothing(action):
+        # A source that could not be searched kept nothing of theirs that we know of.
+        return [_could_not_search(source, action.source.identity_kind)]
+    held = _held(action, labels) if action.kind == ActionKind.ERASE else []
+    kept_lines = [
+        _(
+            "We kept %(category)s in %(source)s, because: %(basis)s. The right to erasure does not apply "
+            "to this data under Article 17(3) GDPR (%(ground)s). We will keep it until %(until)s at the latest."
+        )
+        % {
+            **hold,
+            "basis": hold["basis"].rstrip(". "),  # the sentence adds its own full stop
+            "source": source,
+            "until": formats.date_format(date.fromisoformat(hold["until"]), "DATE_FORMAT"),
+        }
+        for hold in held
+    ]
+    if action.changed_anything():
+        changed = _names(labels.get(slug, slug) for slug in action.changed_categories())
+        if action.kind == ActionKind.ERASE:
+            done = (
+                _("We erased your data in %(source)s: %(categories)s.") % {"source": source, "categories": changed}
+                if changed
+                else _("We erased your data in %(source)s.") % {"source": source}  # a manual source reports rows, not categories
+            )
+        elif action.kind == ActionKind.RECTIFY:
+            fields = _names(change["field"] for change in corrected_values(action))
+            done = _("We corrected the following in %(source)s: %(fields)s.") % {"source": source, "fields": fields}
+        else:
+            done = _("We restricted the processing of your data in %(source)s.") % {"source": source}
+        return [done, *kept_lines]
+    if action.kind == ActionKind.ERASE:
+        # What was kept is said with its reason; with nothing kept, nothing was found.
+        return kept_lines or [_("We found no data of yours to erase in %(source)s.") % {"source": source}]
+    if action.kind == ActionKind.RECTIFY:
+        if any(counts.get("rows") for counts in action.result.get("categories", [])):
+            return [_("Your data in %(source)s already held the values you asked for: nothing needed correcting.") % {"source": source}]
+        if erased_before:
+            return [_("There was nothing left to correct in %(source)s: we had erased your data there.") % {"source": source}]
+        return [_("We found no data of yours to correct in %(source)s.") % {"source": source}]
+    if erased_before:
+        return [_("There was nothing left to restrict in %(source)s: we had erased your data there.") % {"source": source}]
+    return [_("We found no data of yours to restrict in %(source)s.") % {"source": source}]
+
+
+def _could_not_search(source_name: str, identity_kind: str) -> str:
+    return _("We could not search %(source)s: it finds data by %(kind)s, and we hold no verified one of yours.") % {
+        "source": source_name, "kind": in_sentence(IdentityKind(identity_kind).label)
+    }
+
+
+def _package_outcome(request: PrivacyRequest) -> list[str]:
+    """What the data packages released to the subject found, as their manifests record it (the latest
+    of each kind): that one found no data, and the sources it could not search, and why. A package
+    with data speaks for itself; one that found none must not leave the letter silent about it."""
+    latest = {}
+    for export in request.exports.filter(released_at__isnull=False).order_by("released_at"):
+        latest[export.kind] = export
+    paragraphs = []
+    for export in latest.values():
+        manifest = export.manifest
+        if manifest.get("rows") == 0:
+            paragraphs.append(_("We found no personal data about you in the systems we searched."))
+        for item in manifest.get("sources_not_searched", []):
+            name = item.get("name") or item["source"]
+            if item.get("reason") == NO_VERIFIED_IDENTIFIER:
+                paragraphs.append(_could_not_search(name, item["kind"]))
+            else:
+                paragraphs.append(_("We could not search %(source)s: %(reason)s.") % {"source": name, "reason": not_searched_reason(item)})
+    return paragraphs

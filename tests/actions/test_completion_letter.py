@@ -6,15 +6,18 @@ import datetime
 from django.utils import timezone
 
 from requests_app.models import (
+    ConnectorKind,
     ErasureException,
     IdentityKind,
+    LegalBasis,
     LegalHold,
     Message,
     NoticeStatus,
     Recipient,
     RequestType,
+    SourceSystem,
 )
-from requests_app.services import actions, certificate, handling, notices
+from requests_app.services import actions, certificate, exports, handling, notices
 from tests.actions.conftest import verified_request
 from tests.factories import released_package
 from tests.actions.test_notices import carry_out_actions, correct_the_city
@@ -109,7 +112,7 @@ def test_a_hold_on_data_the_subject_does_not_have_keeps_nothing_and_refuses_noth
     assert request.source_actions.get().dry_run["held_rows"] == {"calls": 0}
 
     body = _complete(request, dpo_actor).body
-    assert "We found no data of yours to act on in Call records." in body
+    assert "We found no data of yours to erase in Call records." in body
     assert "We kept" not in body and "lodge a complaint" not in body  # nothing was refused
     assert not certificate.data_kept(request)
 
@@ -125,7 +128,7 @@ def test_the_letter_and_certificate_say_where_nothing_was_found_or_searched(crm,
     carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
 
     body = _complete(request, dpo_actor).body
-    assert "We found no data of yours to act on in CRM." in body
+    assert "We found no data of yours to erase in CRM." in body
     assert "We could not search Call records: it finds data by phone number, and we hold no verified one of yours." in body
     assert "We erased" not in body
     assert "We kept" not in body  # nothing of theirs was found there to keep
@@ -139,7 +142,7 @@ def test_a_rectification_that_matched_nothing_does_not_claim_a_correction(crm, d
     correct_the_city(request, crm, dpo_actor, django_capture_on_commit_callbacks, "Gent")
 
     body = _complete(request, dpo_actor).body
-    assert "We found no data of yours to act on in CRM." in body
+    assert "We found no data of yours to correct in CRM." in body
     assert "We corrected" not in body
     assert "We did not correct any of your data." in body and "lodge a complaint" in body  # not acting: Art. 12(4)
 
@@ -169,3 +172,53 @@ def test_a_rectification_carried_out_is_not_called_a_refusal(crm, dpo_actor, dja
     body = _complete(request, dpo_actor).body
     assert "We corrected the following in CRM: city." in body
     assert "We did not correct" not in body and "lodge a complaint" not in body
+
+
+def test_the_letter_names_the_right_on_each_line_and_says_each_thing_once(crm, cdr, dpo_actor, django_capture_on_commit_callbacks):
+    """Erasure first: the correction and the restriction flag find nothing left in the CRM; the call
+    records are kept under a hold and restricted; no phone number is verified for a second source."""
+    until = timezone.localdate() + datetime.timedelta(days=365)
+    LegalHold.objects.create(source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law", until=until)
+    SourceSystem.objects.filter(pk=crm.pk).update(restriction_list="")
+    SourceSystem.objects.filter(pk=cdr.pk).update(restriction_list="restriction_list.identity")
+    SourceSystem.objects.create(
+        slug="portal", name="Portal logins", connector=ConnectorKind.SQL, connection_url=crm.connection_url,
+        identity_kind=IdentityKind.IP_ADDRESS, purposes="Security", legal_basis=LegalBasis.LEGITIMATE_INTERESTS,
+        retention="6 months", origin="The subject", restriction_list="restriction_list.identity",
+    )
+    request = verified_request(RequestType.ERASURE, RequestType.RECTIFICATION, RequestType.RESTRICTION)
+    correct_the_city(request, crm, dpo_actor, django_capture_on_commit_callbacks, "Antwerpen")
+
+    lines = _complete(request, dpo_actor).body.split("\n\n")
+    assert "We erased your data in CRM: Contact information." in lines
+    assert "There was nothing left to correct in CRM: we had erased your data there." in lines
+    assert "There was nothing left to restrict in CRM: we had erased your data there." in lines
+    assert "We restricted the processing of your data in Call records." in lines
+    assert "We did not correct any of your data." in lines
+    assert not any(line.startswith("We erased your data in Call records") for line in lines)  # kept, and said so
+    assert [line for line in lines if line.startswith("We kept")] == [
+        f"We kept Electronic communications data (call detail records) in Call records, because: Telecom law. The right to erasure does not "
+        f"apply to this data under Article 17(3) GDPR (Compliance with a legal obligation (Art. 17(3)(b))). "
+        f"We will keep it until {until.day} {until:%B} {until.year} at the latest."
+    ]
+    unsearched = "We could not search Portal logins: it finds data by IP address, and we hold no verified one of yours."
+    assert lines.count(unsearched) == 1  # its erasure and its restriction both could not search it
+    assert len(lines) == len(set(lines))
+
+
+def test_an_access_request_that_found_nothing_gets_a_letter_saying_so(crm, cdr, dpo_actor, settings, tmp_path):
+    """No row matched the verified email in the CRM, and no phone number was verified for the call records."""
+    settings.EXPORT_WORK_DIR = str(tmp_path / "export-work")
+    request = verified_request(RequestType.ACCESS)
+    request.identities.filter(kind=IdentityKind.EMAIL).update(value="nobody@example.com")
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=None)
+    export = exports.export_start(request=request, actor=dpo_actor)
+    exports.compile_export(export_id=export.id)
+    export.refresh_from_db()
+    assert export.manifest["rows"] == 0
+    exports.export_release(export=export, actor=dpo_actor)
+
+    body = _complete(request, dpo_actor).body
+    assert "We found no personal data about you in the systems we searched." in body
+    assert "We could not search Call records: it finds data by phone number, and we hold no verified one of yours." in body
+    assert "in CRM" not in body  # searched: it is among the systems that held nothing of theirs
