@@ -350,7 +350,8 @@ def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expe
     Refused while an erasure, rectification or restriction is unfinished in
     a source system, or a recipient has not been told (Art. 19), and for a
     rectification that corrected nothing, until the letter says why. The letter
-    ends with what was erased, kept, rectified and restricted, and who was told.
+    ends with what was erased, kept, rectified and restricted, and who was told,
+    and says when a data package found nothing and which sources it could not search.
     """
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
@@ -362,8 +363,9 @@ def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expe
             raise RequestError(_("No data was corrected: say why in the letter (for example, the data was accurate)."))
         lifecycle.transition(locked, "complete", actor=actor)
         subject, text = render_letter(locked, TemplatePurpose.COMPLETION, body=letter.strip())
-        # What was done in the source systems is stated from the actions themselves, so the
-        # letter cannot omit a kept category and its Art. 17(3) reason, whatever the DPO wrote.
+        # What was done in the source systems, and what a package found, is stated from the actions and the
+        # manifests themselves, so the letter cannot omit a kept category and its Art. 17(3) reason, or
+        # that no data was found, whatever the DPO wrote.
         outcome = outcome_summary(locked)
         if outcome:
             text = f"{text}\n\n{outcome}"
