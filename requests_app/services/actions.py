@@ -768,13 +768,15 @@ def queue_due_notices(request: PrivacyRequest) -> None:
     """Send the notices whose source has all its actions done. Call inside the transaction that finished one.
 
     Where nothing changed in the source (every category held, no data found,
-    nothing left after an erasure) there is nothing to tell its recipients.
+    nothing left after an erasure) there is nothing to tell its recipients; a
+    notice reopened for a later action that changed nothing is as it was: sent.
     """
     unfinished_sources = request.source_actions.exclude(status=ActionStatus.DONE).values("source_id")
     due = request.recipient_notices.filter(status=NoticeStatus.PENDING).exclude(recipient__source_id__in=unfinished_sources)
-    for notice in due.select_related("recipient"):
-        if not notices.changes_to_tell(request, notice.recipient.source_id):
-            RecipientNotice.objects.filter(pk=notice.pk).update(status=NoticeStatus.NOT_NEEDED)
+    for notice in due.select_related("request", "recipient"):
+        if not notices.changes_to_tell(notice):
+            told_before = notice.sent_at is not None
+            RecipientNotice.objects.filter(pk=notice.pk).update(status=NoticeStatus.SENT if told_before else NoticeStatus.NOT_NEEDED)
             continue
         notices.queue_delivery(notice.id)
 

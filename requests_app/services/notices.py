@@ -73,11 +73,16 @@ def _source_unfinished(request_id):
     return SourceAction.objects.filter(request_id=request_id).exclude(status=ActionStatus.DONE)
 
 
-def changes_to_tell(request, source_id: int) -> list[SourceAction]:
-    """The request's finished actions that changed something in the source: what its recipients are told.
-    None: they need no notice (every category held, no data found, nothing left after an erasure)."""
-    done = request.source_actions.filter(source_id=source_id, status=ActionStatus.DONE).order_by("kind")
-    return [action for action in done if action.changed_anything()]
+def changes_to_tell(notice: RecipientNotice) -> list[SourceAction]:
+    """The request's finished actions that changed something in the notice's source: what its recipient
+    is told. None: it needs no notice (every category held, no data found, nothing left after an erasure).
+
+    A notice sent, then reopened for an action planned since (plan_actions), tells only what changed
+    after it went: the recipient already applied the rest."""
+    done = notice.request.source_actions.filter(source_id=notice.recipient.source_id, status=ActionStatus.DONE)
+    if notice.sent_at is not None:
+        done = done.filter(finished_at__gt=notice.sent_at)
+    return [action for action in done.order_by("kind") if action.changed_anything()]
 
 
 def notice_content(notice: RecipientNotice) -> dict:
@@ -86,7 +91,7 @@ def notice_content(notice: RecipientNotice) -> dict:
     not mentioned: the recipient would otherwise delete data the law makes us keep, or apply a
     correction we did not make."""
     request, source = notice.request, notice.recipient.source
-    actions = changes_to_tell(request, source.id)
+    actions = changes_to_tell(notice)
     rectification = next((action for action in actions if action.kind == ActionKind.RECTIFY), None)
     return {
         "notice": str(notice.public_id),

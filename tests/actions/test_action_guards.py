@@ -303,16 +303,22 @@ def test_corrected_values_entered_after_planning_block_completion_until_planned(
     assert not any("have not been planned" in blocker for blocker in actions.completion_blockers(request))
 
 
-def test_a_rectification_planned_later_reopens_the_sources_notices(crm, dpo_actor, step):
-    request = verified_request(RequestType.ERASURE, RequestType.RECTIFICATION)
-    Recipient.objects.create(source=crm, name="Group companies", country="BE", notification_email="g@example.net")
+def _erase_then_plan_a_correction(request, crm, dpo_actor, step, value):
+    """Erase in the CRM, its recipient told; then plan a correction of the city there."""
     action = _approved(request, crm, dpo_actor, step)
     step(actions.execute, action, actor=dpo_actor)
     notice = request.recipient_notices.get()
-    assert notice.status == NoticeStatus.SENT
-
-    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Gent")
+    assert notice.status == NoticeStatus.SENT and len(mail.outbox) == 1
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value=value)
     actions.plan_actions(request=request, actor=dpo_actor)
+    return notice, request.source_actions.get(kind="rectify")
+
+
+def test_a_rectification_planned_later_reopens_the_sources_notices(crm, dpo_actor, step):
+    request = verified_request(RequestType.ERASURE, RequestType.RECTIFICATION)
+    Recipient.objects.create(source=crm, name="Group companies", country="BE", notification_email="g@example.net")
+    crm.categories.get().fields.filter(name="email").update(erase_strategy=EraseStrategy.KEEP)  # still found by email after erasure
+    notice, rectify = _erase_then_plan_a_correction(request, crm, dpo_actor, step, "Antwerpen")
     notice.refresh_from_db()
     assert notice.status == NoticeStatus.PENDING
     # Not sent again before the rectification is done: neither by the lost-task sweep nor by a stray task.
@@ -321,12 +327,27 @@ def test_a_rectification_planned_later_reopens_the_sources_notices(crm, dpo_acto
     notice.refresh_from_db()
     assert notice.status == NoticeStatus.PENDING
 
-    rectify = request.source_actions.get(kind="rectify")
     for service in (actions.dry_run_start, actions.approve, actions.execute):
         step(service, rectify, actor=dpo_actor)
     notice.refresh_from_db()
     assert notice.status == NoticeStatus.SENT
-    assert "Gent" in mail.outbox[-1].body  # the corrected value went to the recipient
+    assert "Antwerpen" in mail.outbox[-1].body  # the corrected value went to the recipient,
+    assert "Rectified (" in mail.outbox[-1].body and "Erased" not in mail.outbox[-1].body  # told once of the erasure
+
+
+def test_a_rectification_after_the_erasure_that_found_nothing_is_not_told(crm, dpo_actor, step):
+    """The erasure hashed the email the CRM finds her by: the correction matches no row, and the recipient,
+    told of the erasure already, hears nothing more (and no new city)."""
+    request = verified_request(RequestType.ERASURE, RequestType.RECTIFICATION)
+    Recipient.objects.create(source=crm, name="Group companies", country="BE", notification_email="g@example.net")
+    notice, rectify = _erase_then_plan_a_correction(request, crm, dpo_actor, step, "Antwerpen")
+    for service in (actions.dry_run_start, actions.approve, actions.execute):
+        step(service, rectify, actor=dpo_actor)
+    assert not request.source_actions.get(kind="rectify").changed_anything()
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.SENT
+    assert len(mail.outbox) == 1 and "Antwerpen" not in mail.outbox[0].body
+    assert actions.completion_blockers(request) == []
 
 
 def test_an_objection_completes_only_once_a_suppression_was_applied(dpo_actor):
