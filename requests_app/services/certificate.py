@@ -7,7 +7,7 @@ audit events with the result of verifying the hash chain. It may be shown to
 the subject, so it names the fields that were corrected but never their values.
 
 `outcome_summary` is the same story in the subject's words and language, for
-the completion letter.
+the completion letter, with what a released data package found.
 """
 
 from datetime import date
