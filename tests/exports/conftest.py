@@ -16,7 +16,10 @@ from requests_app.models import PrivacyRequest
 from requests_app.sms import LocmemBackend
 from requests_app.sources import sql as sql_sources
 
-SOURCES_DB = "privacy_portal_h5_sources"
+def _sources_db_name() -> str:
+    """Beside the run's own database (DATABASE_URL's name), so that two runs against different
+    databases, from two clones say, never drop each other's source tables."""
+    return f"{django_settings.DATABASES['default']['NAME']}_sources"
 
 
 @pytest.fixture
@@ -50,17 +53,17 @@ def pg_sources_database() -> str:
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [SOURCES_DB])
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [_sources_db_name()])
             if cursor.fetchone() is None:
-                cursor.execute(f'CREATE DATABASE "{SOURCES_DB}"')
+                cursor.execute(f'CREATE DATABASE "{_sources_db_name()}"')
     finally:
         connection.close()
     auth = params["user"] + (f":{params['password']}" if params["password"] else "")
-    return f"postgres://{auth}@{params['host']}:{params['port']}/{SOURCES_DB}"
+    return f"postgres://{auth}@{params['host']}:{params['port']}/{_sources_db_name()}"
 
 
 def pg_connect():
-    return psycopg2.connect(dbname=SOURCES_DB, **_admin_params())
+    return psycopg2.connect(dbname=_sources_db_name(), **_admin_params())
 
 
 @pytest.fixture
