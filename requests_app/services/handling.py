@@ -344,6 +344,18 @@ def request_transition(
         return lifecycle.transition(locked, name, actor=actor, note=note)
 
 
+def completion_refusals(request: PrivacyRequest, *, letter: str) -> list[str]:
+    """Why an in-progress request cannot be completed with `letter` now; empty when it can.
+
+    request_complete refuses on these, and the bulk completion's confirmation page lists them:
+    one set of rules, so that the page names exactly the requests the completion will close.
+    """
+    refusals = completion_blockers(request)
+    if not letter.strip() and nothing_corrected(request):
+        refusals.append(_("No data was corrected: say why in the letter (for example, the data was accurate)."))
+    return refusals
+
+
 def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expected_status: str) -> PrivacyRequest:
     """Close a request as done and send the completion letter.
 
@@ -355,12 +367,10 @@ def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expe
     """
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
-        blockers = completion_blockers(locked)
-        if blockers:
-            raise RequestError(_("The request cannot be completed yet: %(reasons)s") % {"reasons": " ".join(blockers)})
+        refusals = completion_refusals(locked, letter=letter)
+        if refusals:
+            raise RequestError(_("The request cannot be completed yet: %(reasons)s") % {"reasons": " ".join(refusals)})
         corrected_none = nothing_corrected(locked)
-        if corrected_none and not letter.strip():
-            raise RequestError(_("No data was corrected: say why in the letter (for example, the data was accurate)."))
         lifecycle.transition(locked, "complete", actor=actor)
         subject, text = render_letter(locked, TemplatePurpose.COMPLETION, body=letter.strip())
         # What was done in the source systems, and what a package found, is stated from the actions and the

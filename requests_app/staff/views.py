@@ -375,25 +375,34 @@ def bulk(request: HttpRequest) -> HttpResponse:
     action = form.cleaned_data["action"]
     if action == "complete":
         # Closing requests and sending their letters cannot be undone: list those that will close (in
-        # progress, and workable by this user), and ask again. The second click sends that list, not the
+        # progress, workable by this user, and nothing handling.completion_refusals objects to), those
+        # that will not and why, and ask again. The second click sends the closable list, not the
         # filter, so that a request matching it only by then is not closed unseen; if some of the list
         # changed meanwhile, it asks again.
-        completable = list(
-            roles.workable(request.user, targets.filter(status=Status.IN_PROGRESS)).values_list("reference", flat=True)
-        )
-        if completable and request.POST.get("confirmed") != str(len(completable)):
-            if len(completable) > BULK_COMPLETE_MAX:
-                messages.error(request, _("That is more than %(max)s requests to complete at once: narrow the filter.") % {"max": BULK_COMPLETE_MAX})
-                return redirect(back)
-            context = {
-                "count": len(completable),
-                "left_alone": targets.count() - len(completable),
-                "changed": "confirmed" in request.POST,
-                "references": completable,
-                "query": request.POST.get("query", ""),
-                "back": back,
-            }
-            return render(request, "staff/bulk_confirm.html", context)
+        candidates = roles.workable(request.user, targets.filter(status=Status.IN_PROGRESS))
+        if candidates.count() > BULK_COMPLETE_MAX:
+            messages.error(request, _("That is more than %(max)s requests to complete at once: narrow the filter.") % {"max": BULK_COMPLETE_MAX})
+            return redirect(back)
+        if candidates.exists():
+            closable, blocked = [], []
+            for candidate in candidates.order_by("reference"):
+                refusals = handling.completion_refusals(candidate, letter="")
+                if refusals:
+                    blocked.append((candidate.reference, refusals))
+                else:
+                    closable.append(candidate.reference)
+            if not closable or request.POST.get("confirmed") != str(len(closable)):
+                context = {
+                    "count": len(closable),
+                    "blocked": blocked,
+                    "left_alone": targets.count() - len(closable) - len(blocked),
+                    "changed": "confirmed" in request.POST,
+                    "references": closable,
+                    "query": request.POST.get("query", ""),
+                    "back": back,
+                }
+                return render(request, "staff/bulk_confirm.html", context)
+            targets = targets.filter(reference__in=closable)
     if action == "assign":
         assignee = form.cleaned_data["assignee"]
         apply = lambda r: routing.request_assign(request=r, assignee=assignee, actor=actor)  # noqa: E731

@@ -578,6 +578,43 @@ def test_bulk_completion_closes_exactly_the_requests_it_listed(dpo_client):
 
 
 @pytest.mark.django_db
+def test_bulk_completion_lists_apart_the_requests_it_will_not_close_and_closes_exactly_the_others(dpo_client):
+    """A request completion would refuse (here: an access request answered without its data) is listed
+    with its reason, not counted on the button, and left open by the second click."""
+    closable, blocked = make(Status.IN_PROGRESS), make(Status.IN_PROGRESS)
+    released_package(closable)
+
+    asked = bulk(dpo_client, action="complete", references=[closable.reference, blocked.reference])
+
+    page = html.unescape(asked.content.decode())
+    will_close, will_not_close = page.split("Will not be closed")
+    assert "1 request will be closed" in will_close and closable.reference in will_close
+    assert blocked.reference not in will_close
+    assert f"{blocked.reference}</a>: Access (Art. 15): no data package has been released to the subject yet." in will_not_close
+    assert "Complete 1 request<" in page
+    fields = confirmation_fields(asked)
+    assert fields["confirmed"] == ["1"] and fields["references"] == [closable.reference]
+
+    response = dpo_client.post(reverse("staff:bulk"), fields)
+
+    assert statuses(closable, blocked) == [Status.COMPLETED, Status.IN_PROGRESS]
+    assert not blocked.messages.exists()
+    assert warnings_and_successes(response) == ([], ["Done for 1 request."])
+
+
+@pytest.mark.django_db
+def test_bulk_completion_offers_no_button_when_nothing_can_be_closed(dpo_client):
+    blocked = make(Status.IN_PROGRESS)  # an access request with no package released
+
+    asked = bulk(dpo_client, action="complete", everything="on", query="status=in_progress")
+
+    page = asked.content.decode()
+    assert asked.status_code == 200 and "Will not be closed" in page and blocked.reference in page
+    assert "will be closed and" not in page and 'name="confirmed"' not in page and "Complete 0" not in page
+    assert statuses(blocked) == [Status.IN_PROGRESS]
+
+
+@pytest.mark.django_db
 def test_bulk_completion_asks_again_when_the_listed_requests_changed(dpo_client):
     first, second = make(Status.IN_PROGRESS), make(Status.IN_PROGRESS)
     for request in (first, second):
