@@ -1172,11 +1172,22 @@ NO_DATA_DELIVERED = (Status.REJECTED, Status.WITHDRAWN, Status.EXPIRED)
 
 
 class ExportPackageQuerySet(models.QuerySet):
+    def _deliverable(self):
+        """Released packages still inside their expiry, of requests not refused or withdrawn."""
+        return self.filter(status=ExportStatus.RELEASED, expires_at__gt=timezone.now()).exclude(
+            request__status__in=NO_DATA_DELIVERED
+        )
+
     def downloadable(self):
-        """Released packages still inside their expiry and download limit, of requests not refused or withdrawn."""
-        return self.filter(
-            status=ExportStatus.RELEASED, expires_at__gt=timezone.now(), download_count__lt=models.F("max_downloads")
-        ).exclude(request__status__in=NO_DATA_DELIVERED)
+        """The packages the subject may still download: deliverable, and under the subject's download limit."""
+        return self._deliverable().filter(download_count__lt=models.F("max_downloads"))
+
+    def downloadable_by_organisation(self):
+        """The packages the organisation that filed the request may still download over the API: shared
+        with it, deliverable, and under its own download limit."""
+        return self._deliverable().filter(
+            shared_with_organisation=True, organisation_download_count__lt=models.F("max_downloads")
+        )
 
 
 class ExportPackage(models.Model):
@@ -1210,8 +1221,12 @@ class ExportPackage(models.Model):
     released_at = models.DateTimeField(null=True, blank=True)
     released_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Each may download it max_downloads times: the subject through their link (download_count), and
+    # the organisation it is shared with over the API (organisation_download_count). Counted apart: the
+    # subject was told how many downloads they have, and the organisation's must not use theirs up.
     max_downloads = models.PositiveIntegerField(default=5)
     download_count = models.PositiveIntegerField(default=0)
+    organisation_download_count = models.PositiveIntegerField(default=0)
     # Staff may let the organisation that filed the request fetch the package over the API.
     shared_with_organisation = models.BooleanField(default=False)
 
@@ -1224,7 +1239,12 @@ class ExportPackage(models.Model):
 
     @property
     def downloads_left(self) -> int:
+        """The subject's."""
         return max(self.max_downloads - self.download_count, 0)
+
+    @property
+    def organisation_downloads_left(self) -> int:
+        return max(self.max_downloads - self.organisation_download_count, 0)
 
 
 class ManualTask(models.Model):

@@ -136,7 +136,11 @@ class ExportSerializer(serializers.Serializer):
     sha256 = serializers.CharField()
     encrypted = serializers.BooleanField()
     expires_at = serializers.DateTimeField()
-    downloads_left = serializers.IntegerField()
+    downloads_left = serializers.IntegerField(
+        source="organisation_downloads_left",
+        help_text="How many more times you may download the package. Your downloads count apart from the "
+        "subject's: the subject's own download limit is not used up by yours.",
+    )
 
 
 class ProblemSerializer(serializers.Serializer):

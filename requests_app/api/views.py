@@ -424,7 +424,7 @@ class ExportViewSet(viewsets.GenericViewSet):
         }
     )
     def list(self, request, request_public_id=None):
-        return Response(self.get_serializer(self.get_queryset().downloadable(), many=True).data)
+        return Response(self.get_serializer(self.get_queryset().downloadable_by_organisation(), many=True).data)
 
     @extend_schema(
         summary="Download a package",
@@ -448,16 +448,20 @@ class ExportViewSet(viewsets.GenericViewSet):
         }
     )
     # GET only, not HEAD (which DRF would answer with the GET handler): link checkers and
-    # proxies send HEAD, and each would use up one of the subject's downloads.
+    # proxies send HEAD, and each would use up one of the organisation's downloads.
     @action(detail=True, methods=["get"], http_method_names=["get", "options"])
     def download(self, request, request_public_id=None, public_id=None):
-        """Stream the package (a key with the write scope); each download counts against its limit and is audited."""
+        """Stream the package (a key with the write scope); each download counts against the organisation's
+        limit, apart from the subject's, and is audited."""
         if request.auth.scope != APIKeyScope.WRITE:
             raise PermissionDenied("Downloading a subject's data needs a key with the write scope.")
         export = self.get_object()
         try:
             export = exports.count_download(
-                {"public_id": export.public_id}, request=export.request, actor=Actor.organisation(request.auth.organisation)
+                {"public_id": export.public_id},
+                request=export.request,
+                actor=Actor.organisation(request.auth.organisation),
+                by_organisation=True,
             )
         except RequestError as error:
             return problem(status.HTTP_410_GONE, str(error))

@@ -430,7 +430,8 @@ def export_release(*, export: ExportPackage, actor: Actor, share_with_organisati
     """After review, let the subject download the package; send the password if it is encrypted.
 
     With `share_with_organisation`, the organisation that filed the request
-    may also fetch it over the API (within the same expiry and download limit).
+    may also fetch it over the API, until the same expiry and as many times as the subject
+    (counted apart from the subject's downloads).
     """
     roles.require_can_work(actor, export.request)
     with transaction.atomic():
@@ -498,21 +499,25 @@ def download_token(export: ExportPackage) -> str:
     return signing.dumps({"e": str(export.public_id)}, salt=DOWNLOAD_SALT)
 
 
-def count_download(export_filter: dict, *, request: PrivacyRequest, actor: Actor) -> ExportPackage:
+def count_download(export_filter: dict, *, request: PrivacyRequest, actor: Actor, by_organisation: bool = False) -> ExportPackage:
     """Count one download if the package is released, not expired and under its limit; audit it.
 
-    The count is a conditional update, so the limit holds under concurrent downloads.
+    The subject's downloads and, `by_organisation`, those of the organisation it is shared with
+    count against separate limits (see ExportPackage.max_downloads). The count is a conditional
+    update, so the limit holds under concurrent downloads.
     """
+    if by_organisation:
+        downloadable, counter = ExportPackage.objects.downloadable_by_organisation(), "organisation_download_count"
+    else:
+        downloadable, counter = ExportPackage.objects.downloadable(), "download_count"
     with transaction.atomic():
-        counted = (
-            ExportPackage.objects.downloadable()
-            .filter(**export_filter, request=request)
-            .update(download_count=F("download_count") + 1)
-        )
+        counted = downloadable.filter(**export_filter, request=request).update(**{counter: F(counter) + 1})
         export = ExportPackage.objects.filter(**export_filter, request=request).first()
         if not counted or export is None:
             raise RequestError(_("This package can no longer be downloaded: it expired or the download limit was reached."))
-        record_event(request, "export_downloaded", actor=actor, data={"export": str(export.public_id), "count": export.download_count})
+        record_event(
+            request, "export_downloaded", actor=actor, data={"export": str(export.public_id), "count": getattr(export, counter)}
+        )
     return export
 
 
@@ -537,7 +542,12 @@ def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:
     unreleased_cutoff = now - settings.EXPORT_UNRELEASED_LIFETIME
     expired = ExportPackage.objects.filter(
         Q(status=ExportStatus.RELEASED, expires_at__lte=now)
-        | Q(status=ExportStatus.RELEASED, download_count__gte=F("max_downloads"))
+        # Used up: by the subject, and by the organisation too if it may download it.
+        | Q(
+            Q(shared_with_organisation=False) | Q(organisation_download_count__gte=F("max_downloads")),
+            status=ExportStatus.RELEASED,
+            download_count__gte=F("max_downloads"),
+        )
         | Q(status=ExportStatus.READY, finished_at__lte=unreleased_cutoff)
         | Q(
             status__in=[

@@ -1,11 +1,16 @@
+import html
+
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.urls import reverse
 
 from requests_app.audit import Actor
 from requests_app.models import ExportPackage, PrivacyRequest
-from requests_app.services.exports import export_release
+from requests_app.lifecycle import RequestError
+from requests_app.services.exports import delete_expired_exports, download_token, export_download, export_release
 from tests.api.conftest import client_with, key_for
+from tests.conftest import login_staff
 from tests.factories import staff_in_role
 
 URL = "/api/v1/requests/"
@@ -35,8 +40,9 @@ def test_a_shared_package_is_listed_and_downloaded_with_an_audit_event(api):
     response = api.get(f"{URL}{request_id}/exports/{export.public_id}/download/")
     assert response.status_code == 200 and b"".join(response.streaming_content) == ZIP
     export.refresh_from_db()
-    assert export.download_count == 1
+    assert (export.organisation_download_count, export.download_count) == (1, 0)  # none of the subject's used
     assert export.request.events.get(action="export_downloaded").actor_kind == "organisation"
+    assert api.get(f"{URL}{request_id}/exports/").json()[0]["downloads_left"] == 4
 
 
 @pytest.mark.django_db
@@ -62,7 +68,63 @@ def test_the_download_limit_holds_over_the_api(api):
     refused = api.get(url)
     assert refused.status_code == 410
     assert "download limit" in refused.json()["detail"]
-    assert ExportPackage.objects.get(pk=export.pk).download_count == 1
+    assert ExportPackage.objects.get(pk=export.pk).organisation_download_count == 1
+    assert api.get(f"{URL}{request_id}/exports/").json() == []
+
+
+@pytest.mark.django_db
+def test_the_organisations_downloads_leave_the_subjects_untouched(api):
+    """The subject was told how many downloads they have: the organisation's count apart, both ways."""
+    request_id, export = released_export(api, share=True, max_downloads=1)
+    assert api.get(f"{URL}{request_id}/exports/{export.public_id}/download/").status_code == 200
+
+    assert ExportPackage.objects.downloadable().filter(pk=export.pk).exists()  # the status page still offers it
+    subject_download = export_download(request=export.request, token=download_token(export))
+    assert (subject_download.download_count, subject_download.organisation_download_count) == (1, 1)
+    with pytest.raises(RequestError, match="download limit"):
+        export_download(request=export.request, token=download_token(export))
+
+
+@pytest.mark.django_db
+def test_staff_see_the_subjects_and_the_organisations_downloads_apart(api, client):
+    request_id, export = released_export(api, share=True)
+    api.get(f"{URL}{request_id}/exports/{export.public_id}/download/")
+
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    page = client.get(reverse("staff:export", args=[export.public_id])).content.decode()
+
+    assert "0/5 downloads by the subject" in page and "1/5 by Mobile Operator SA over the API" in page
+
+
+@pytest.mark.django_db
+def test_the_release_form_says_the_organisations_downloads_count_apart(api, client):
+    created = api.post(URL, BODY, format="json").json()
+    export = ExportPackage.objects.create(
+        request=PrivacyRequest.objects.get(public_id=created["id"]), status="ready", max_downloads=5,
+        storage_name=default_storage.save("exports/test/attempt-1.zip", ContentFile(ZIP)), size=len(ZIP),
+    )
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    page = html.unescape(client.get(reverse("staff:export", args=[export.public_id])).content.decode())
+    assert "Mobile Operator SA may then download it 5 times, counted apart from the subject's downloads" in page
+
+
+@pytest.mark.django_db
+def test_a_package_used_up_by_the_subject_stays_for_the_organisation_until_it_is_used_up_too(api):
+    request_id, export = released_export(api, share=True, max_downloads=1)
+    export_download(request=export.request, token=download_token(export))
+    assert delete_expired_exports() == 0
+    url = f"{URL}{request_id}/exports/{export.public_id}/download/"
+    assert api.get(url).status_code == 200
+
+    assert delete_expired_exports() == 1
+    assert ExportPackage.objects.get(pk=export.pk).status == "expired"
+
+
+@pytest.mark.django_db
+def test_a_package_not_shared_is_deleted_once_the_subject_used_it_up(api):
+    _, export = released_export(api, share=False, max_downloads=1)
+    export_download(request=export.request, token=download_token(export))
+    assert delete_expired_exports() == 1
 
 
 @pytest.mark.django_db
@@ -71,8 +133,6 @@ def test_a_package_deleted_at_its_expiry_is_still_gone_not_unknown(api):
     from datetime import timedelta
 
     from django.utils import timezone
-
-    from requests_app.services.exports import delete_expired_exports
 
     request_id, export = released_export(api, share=True)
     ExportPackage.objects.filter(pk=export.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
@@ -90,7 +150,7 @@ def test_a_read_key_cannot_download_a_subjects_data(api, operator):
     reader = client_with(key_for(operator, scope="read"))
     assert len(reader.get(f"{URL}{request_id}/exports/").json()) == 1
     assert reader.get(f"{URL}{request_id}/exports/{export.public_id}/download/").status_code == 403
-    assert ExportPackage.objects.get(pk=export.pk).download_count == 0
+    assert ExportPackage.objects.get(pk=export.pk).organisation_download_count == 0
 
 
 @pytest.mark.django_db
@@ -101,5 +161,5 @@ def test_a_head_request_does_not_use_up_a_download(api):
     assert refused.status_code == 405
     assert refused["Allow"] == "GET, OPTIONS"
     export.refresh_from_db()
-    assert export.download_count == 0
+    assert export.organisation_download_count == 0
     assert not export.request.events.filter(action="export_downloaded").exists()
