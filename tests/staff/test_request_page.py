@@ -4,11 +4,12 @@ import html
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from requests_app.audit import Actor
-from requests_app.models import Channel, Organisation
+from requests_app.models import Channel, IdentityKind, Organisation, Status, VerificationMethod
 from tests.conftest import login_staff
-from tests.factories import staff_in_role, submit_request
+from tests.factories import request_in_status, staff_in_role, submit_request
 
 
 @pytest.mark.parametrize(
@@ -41,3 +42,21 @@ def test_the_request_page_says_which_organisation_asserted_an_identifier_still_t
     page = client.get(reverse("staff:request", args=[from_the_subject.reference])).content.decode()
     phone_row = next(row for row in page.split("<tr>") if "+32475123456" in row)
     assert "not verified" in phone_row and "asserted by" not in phone_row
+
+
+@pytest.mark.parametrize("phone_verified", [False, True])
+@pytest.mark.django_db
+def test_encryption_is_offered_only_with_a_verified_phone_to_text_the_password_to(client, settings, phone_verified):
+    settings.SMS_BACKEND = "requests_app.sms.LocmemBackend"
+    request = request_in_status(Status.IN_PROGRESS, subject_phone="+32475123456")
+    verified_kinds = [IdentityKind.EMAIL, IdentityKind.PHONE] if phone_verified else [IdentityKind.EMAIL]
+    request.identities.filter(kind__in=verified_kinds).update(
+        verified_at=timezone.now(), verification_method=VerificationMethod.DOCUMENT
+    )
+    login_staff(client, staff_in_role("DPO", username="dpo-encrypt"))
+
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+
+    assert 'action="' + reverse("staff:export_start", args=[request.reference]) + '"' in page  # the export form is there
+    assert ('name="encrypt"' in page) == phone_verified
+    assert ("the subject has no verified phone number" in page) != phone_verified
