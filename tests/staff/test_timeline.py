@@ -1,6 +1,7 @@
 """The request page's timeline: the audit events of one request, as staff read them."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,18 @@ def test_the_timeline_details_are_in_the_readers_language_too(client):
     login_staff(client, dpo)
     page = client.get(reverse("staff:request", args=[request.reference]), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert "Informations demandées à la personne concernée" in page and "Information requested from the subject" not in page
+
+
+@pytest.mark.parametrize("status", [Status.COMPLETED, Status.REJECTED, Status.WITHDRAWN])
+@pytest.mark.django_db
+def test_the_timeline_does_not_repeat_a_status_its_event_already_names(client, status):
+    """"Completed → Completed" says nothing twice; "Work started → In progress" still says where it went."""
+    request = request_in_status(status)
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    timeline = page[page.index('class="list timeline"'):]
+
+    transitions = re.findall(r"<td>([^<>]+?) → ([^<>]+?)</td>", timeline)
+    assert ("Request received", "Awaiting email verification") in transitions  # the arrow stays where it tells something
+    assert [(label, to) for label, to in transitions if label == to] == []
+    assert f"<td>{Status(status).label}</td>" in timeline
