@@ -78,3 +78,17 @@ def test_public_pages_fit_a_phone_screen(page, live_server):
             ".map(e => e.tagName + '.' + e.className).slice(0, 5)"
         )
         assert overflow <= 0, (path, language, overflow, wide)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_first_tab_shows_a_skip_link_that_leads_past_the_header(page, live_server):
+    page.goto(live_server.url + "/")
+    skip = page.get_by_role("link", name="Skip to content")
+    assert skip.bounding_box()["width"] <= 1  # out of sight until it has the focus
+
+    page.keyboard.press("Tab")
+
+    expect(skip).to_be_focused()
+    assert skip.bounding_box()["width"] > 10
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"#main$"))
