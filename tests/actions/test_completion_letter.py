@@ -157,6 +157,11 @@ def test_a_rectification_that_corrected_nothing_needs_the_reason_and_says_how_to
         handling.request_complete(request=request, actor=dpo_actor, letter="  ", expected_status=request.status)
     request.refresh_from_db()
     assert request.status == "in_progress"  # nothing half-done
+    # The bulk completion's confirmation page lists the same refusal: it sends no letter of its own.
+    assert handling.completion_refusals(request, letter="  ") == [
+        "No data was corrected: say why in the letter (for example, the data was accurate)."
+    ]
+    assert handling.completion_refusals(request, letter="Thank you for your patience.") == []
 
     body = _complete(request, dpo_actor).body
     assert "Thank you for your patience." in body

@@ -579,26 +579,32 @@ def test_bulk_completion_closes_exactly_the_requests_it_listed(dpo_client):
 
 @pytest.mark.django_db
 def test_bulk_completion_lists_apart_the_requests_it_will_not_close_and_closes_exactly_the_others(dpo_client):
-    """A request completion would refuse (here: an access request answered without its data) is listed
-    with its reason, not counted on the button, and left open by the second click."""
+    """A request completion would refuse (an access request answered without its data, a rectification
+    that corrected nothing, which the standard letter does not explain) is listed with its reason, not
+    counted on the button, and left open by the second click."""
     closable, blocked = make(Status.IN_PROGRESS), make(Status.IN_PROGRESS)
     released_package(closable)
+    corrected_nothing = make(
+        Status.IN_PROGRESS, rights=[RightDetails(RequestType.RECTIFICATION, rectification_data="City", rectification_value="Gent")]
+    )
+    selected = [closable.reference, blocked.reference, corrected_nothing.reference]
 
-    asked = bulk(dpo_client, action="complete", references=[closable.reference, blocked.reference])
+    asked = bulk(dpo_client, action="complete", references=selected)
 
     page = html.unescape(asked.content.decode())
     will_close, will_not_close = page.split("Will not be closed")
     assert "1 request will be closed" in will_close and closable.reference in will_close
-    assert blocked.reference not in will_close
+    assert blocked.reference not in will_close and corrected_nothing.reference not in will_close
     assert f"{blocked.reference}</a>: Access (Art. 15): no data package has been released to the subject yet." in will_not_close
+    assert f"{corrected_nothing.reference}</a>: No data was corrected: say why in the letter" in will_not_close
     assert "Complete 1 request<" in page
     fields = confirmation_fields(asked)
     assert fields["confirmed"] == ["1"] and fields["references"] == [closable.reference]
 
     response = dpo_client.post(reverse("staff:bulk"), fields)
 
-    assert statuses(closable, blocked) == [Status.COMPLETED, Status.IN_PROGRESS]
-    assert not blocked.messages.exists()
+    assert statuses(closable, blocked, corrected_nothing) == [Status.COMPLETED, Status.IN_PROGRESS, Status.IN_PROGRESS]
+    assert not blocked.messages.exists() and not corrected_nothing.messages.exists()
     assert warnings_and_successes(response) == ([], ["Done for 1 request."])
 
 
