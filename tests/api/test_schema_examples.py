@@ -226,7 +226,7 @@ def used_up_package(operator):
     request = own_request(operator)
     export = ExportPackage.objects.create(request=request, status="ready", storage_name="exports/x.zip", size=22, sha256="0" * 64)
     export_release(export=export, actor=Actor.staff(staff_in_role("DPO")), share_with_organisation=True)
-    ExportPackage.objects.filter(pk=export.pk).update(download_count=export.max_downloads)
+    ExportPackage.objects.filter(pk=export.pk).update(organisation_download_count=export.max_downloads)  # its own downloads, not the subject's
     return client_with(key_for(operator)).get(f"/api/v1/requests/{request.public_id}/exports/{export.public_id}/download/")
 
 
