@@ -69,7 +69,6 @@ def test_production_refuses_to_start_without_the_deployments_own_values(name):
 
 
 def test_behind_a_proxy_the_client_address_header_is_required():
-    production = {"PRODUCTION": "true", "SECRET_KEY": "k" * 60, "ALLOWED_HOSTS": "x.example", "ANONYMISATION_KEY": "a" * 50}
     refused = run_manage("check", SECURE_PROXY_SSL_HEADER="true", **PRODUCTION)
     assert refused.returncode != 0 and "set RATELIMIT_IP_META_KEY" in refused.stderr
     accepted = run_manage("check", SECURE_PROXY_SSL_HEADER="true", RATELIMIT_IP_META_KEY="HTTP_X_REAL_IP", **PRODUCTION)
