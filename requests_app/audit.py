@@ -24,6 +24,9 @@ from requests_app.models import (
 )
 
 GENESIS_HASH = "0" * 64
+# The trail names an organisation "organisation <name>", in English as it keeps its codes; the
+# dashboard shows the word in the reader's language (staff_tags.actor_label).
+ORGANISATION_LABEL_PREFIX = "organisation "
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class Actor:
 
     @classmethod
     def organisation(cls, organisation) -> "Actor":
-        return cls(kind=ActorKind.ORGANISATION, label=f"organisation {organisation.name}"[:150])
+        return cls(kind=ActorKind.ORGANISATION, label=f"{ORGANISATION_LABEL_PREFIX}{organisation.name}"[:150])
 
     @classmethod
     def staff(cls, user) -> "Actor":

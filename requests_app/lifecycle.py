@@ -64,6 +64,7 @@ CLOSED_STATUSES = frozenset({Status.COMPLETED, Status.REJECTED, Status.WITHDRAWN
 NOTE_INFORMATION_REQUESTED = "Information requested from the subject"
 NOTE_SUBJECT_REPLIED = "The subject replied"
 NOTE_WAITING_FOR_THE_SUBJECT = "Waiting for the subject"
+NOTE_IDENTITY_VERIFIED = "Identity verified"
 
 TRANSITIONS = {
     t.name: t

@@ -313,7 +313,7 @@ def identity_verify(
             data={"kinds": sorted(i.kind for i in identities), "method": method},
         )
         if locked.status in (Status.NEW, Status.IDENTITY_CHECK):
-            lifecycle.transition(locked, "start_work", actor=actor, note="Identity verified")
+            lifecycle.transition(locked, "start_work", actor=actor, note=lifecycle.NOTE_IDENTITY_VERIFIED)
         _auto_start_export(locked)
     return locked
 

@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 # A verified request still unrouted after this long lost its task (a broker
 # outage, a dead worker): the sweeper dispatches it again.
 UNROUTED_GRACE = datetime.timedelta(minutes=5)
+# What the trail records as the rule when none matched (in English, as it keeps its codes;
+# staff_tags.event_data shows it in the reader's language).
+DEFAULT_RULE = "default: the DPO"
 
 
 def _workers():
@@ -80,7 +83,7 @@ def route_request(*, request_id: int) -> bool:
             "routed",
             actor=Actor.system(),
             data={
-                "rule": rule.name if rule else "default: the DPO",
+                "rule": rule.name if rule else DEFAULT_RULE,
                 "team": team.name if team else None,
                 "assignee": assignee.get_username() if assignee else None,
             },

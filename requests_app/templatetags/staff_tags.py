@@ -8,6 +8,8 @@ from django.utils.html import conditional_escape, format_html
 from django.utils.translation import gettext_lazy as _
 
 from requests_app import lifecycle
+from requests_app.audit import ORGANISATION_LABEL_PREFIX
+from requests_app.services.routing import DEFAULT_RULE
 from requests_app.models import ActorKind, Channel, IdentityKind, RejectionGround, RequestType, Status, VerificationMethod
 
 register = template.Library()
@@ -100,6 +102,7 @@ SYSTEM_NOTES = {
     lifecycle.NOTE_INFORMATION_REQUESTED: _("Information requested from the subject"),
     lifecycle.NOTE_SUBJECT_REPLIED: _("The subject replied"),
     lifecycle.NOTE_WAITING_FOR_THE_SUBJECT: _("Waiting for the subject"),
+    lifecycle.NOTE_IDENTITY_VERIFIED: _("Identity verified"),
 }
 
 
@@ -120,6 +123,8 @@ def actor_label(event) -> str:
     """Who acted: the system and the subject in the reader's language, staff and organisations by name."""
     if event.actor_kind in (ActorKind.SYSTEM, ActorKind.SUBJECT):
         return str(ActorKind(event.actor_kind).label)
+    if event.actor_kind == ActorKind.ORGANISATION:
+        return _("organisation %(name)s") % {"name": event.actor_label.removeprefix(ORGANISATION_LABEL_PREFIX)}
     return event.actor_label
 
 
@@ -199,6 +204,8 @@ def event_data(data: dict) -> str:
             return "—"
         if key in DATA_VALUES and value in DATA_VALUES[key].values:
             return str(DATA_VALUES[key](value).label)
+        if key == "rule" and value == DEFAULT_RULE:
+            return str(_("default: the DPO"))
         if isinstance(value, str) and ISO_DATE.fullmatch(value):
             return formats.date_format(datetime.date.fromisoformat(value), "SHORT_DATE_FORMAT")
         return str(value)

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+from django.db import transaction
 from django.urls import reverse
 
 from requests_app.lifecycle import TRANSITIONS
@@ -87,6 +88,33 @@ def test_the_timeline_details_are_in_the_readers_language_too(client):
     login_staff(client, dpo)
     page = client.get(reverse("staff:request", args=[request.reference]), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert "Informations demandées à la personne concernée" in page and "Information requested from the subject" not in page
+
+
+@pytest.mark.django_db
+def test_the_systems_words_in_the_timeline_are_in_the_readers_language(client):
+    """The note on starting work, an organisation as actor and the default routing rule: the trail
+    keeps them in English, the dashboard says them in the reader's language."""
+    from requests_app.audit import Actor, record_event
+    from requests_app.models import Organisation
+    from requests_app.services import handling, routing
+
+    dpo = staff_in_role("DPO", username="dpo1")
+    request = request_in_status(Status.NEW)
+    handling.identity_verify(
+        request=request, actor=Actor.staff(dpo), identity_ids=list(request.identities.values_list("id", flat=True)),
+        method="account_records", expected_status=Status.NEW,
+    )
+    with transaction.atomic():
+        record_event(request, "note_added", actor=Actor.organisation(Organisation.objects.create(name="Acme Mobile BV")))
+        record_event(request, "routed", actor=Actor.system(), data={"rule": routing.DEFAULT_RULE})
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[request.reference]), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    timeline = page[page.index('class="list timeline"'):]
+    assert "Identité vérifiée" in timeline and "Identity verified" not in timeline
+    assert "organisation Acme Mobile BV" in timeline  # the French word happens to be the same: check German too
+    assert "par défaut : le DPO" in timeline and "default: the DPO" not in timeline
+    german = client.get(reverse("staff:request", args=[request.reference]), HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    assert "Organisation Acme Mobile BV" in german and "Standard: der Datenschutzbeauftragte (DPO)" in german
 
 
 @pytest.mark.parametrize("status", [Status.COMPLETED, Status.REJECTED, Status.WITHDRAWN])
