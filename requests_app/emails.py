@@ -405,7 +405,7 @@ def send_export_ready_email(export) -> bool:
         "export": export,
         "status_url": status_url(request),
         # An access package of no records holds our answer that nothing was found (Art. 15(1)), not "your data".
-        "found_nothing": export.kind == ExportKind.ACCESS and export.manifest.get("rows") == 0,
+        "found_nothing": export.kind == ExportKind.ACCESS and export.found_nothing,
     }
     message = render_email("export-ready", context, to=[request.subject_email], language=request.language)
     return send_to_subject(request, "export_ready", str(export.public_id), message)

@@ -1246,6 +1246,11 @@ class ExportPackage(models.Model):
     def organisation_downloads_left(self) -> int:
         return max(self.max_downloads - self.organisation_download_count, 0)
 
+    @property
+    def found_nothing(self) -> bool:
+        """Whether the compiled package holds no records: our answer that nothing was found, not "your data"."""
+        return self.manifest.get("rows") == 0
+
 
 class ManualTask(models.Model):
     """A manual source's part of an export: its owner uploads the extract."""

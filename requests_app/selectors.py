@@ -103,6 +103,11 @@ NEXT_STEP_TEXT = {
 AWAITING_SUBJECT_CLOCK_RUNS = _("We need more information from you. Please reply below.")
 # An open request whose package the subject can download.
 DATA_READY = _("Your data is ready: you can download it from this page. We will close the request once we have answered every part of it.")
+# The same, when every package to download found nothing: it holds our answer, not their data (Art. 15(1)).
+NOTHING_FOUND_READY = _(
+    "Our answer is ready: we found no personal data about you in the systems we searched. You can download it, with "
+    "the list of the systems searched, from this page. We will close the request once we have answered every part of it."
+)
 # Once the package can no longer be downloaded (used up, expired), the request is not back to
 # collecting data: it was delivered.
 DATA_DELIVERED = _("We made your data available to you. We will close the request once we have answered every part of it.")

@@ -108,7 +108,8 @@ def _status_context(privacy_request) -> dict:
     if privacy_request.status == Status.AWAITING_SUBJECT and not privacy_request.clock_paused:
         next_step = selectors.AWAITING_SUBJECT_CLOCK_RUNS
     elif downloads and privacy_request.is_open:
-        next_step = selectors.DATA_READY
+        found_nothing = all(export.found_nothing for export, _token in downloads)
+        next_step = selectors.NOTHING_FOUND_READY if found_nothing else selectors.DATA_READY
     elif privacy_request.status == Status.IN_PROGRESS and privacy_request.exports.filter(released_at__isnull=False).exists():
         next_step = selectors.DATA_DELIVERED
     return {

@@ -131,6 +131,14 @@ def test_the_ready_email_says_no_data_was_found_only_for_an_access_package_witho
     assert said in message.body and said in message.alternatives[0][0]
 
 
+def test_the_status_page_offers_our_answer_not_your_data_when_the_package_found_nothing(released, demo_request, client):
+    ExportPackage.objects.filter(pk=released.pk).update(manifest={**released.manifest, "rows": 0})
+    page = status_page(client, demo_request)
+    assert "Our answer is ready: we found no personal data about you in the systems we searched." in page
+    assert "Download our answer: Access" in page
+    assert "Your data is ready" not in page and "Download your data" not in page
+
+
 def test_release_emails_the_subject_without_the_link(
     ready_export, demo_request, dpo, settings, django_capture_on_commit_callbacks
 ):
