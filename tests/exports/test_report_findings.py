@@ -56,6 +56,19 @@ def test_a_package_without_records_says_nothing_was_found_and_describes_no_proce
     assert "You have the right to lodge a complaint with a supervisory authority" in report
 
 
+def test_a_portability_package_without_records_says_nothing_was_found(tmp_path):
+    os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)
+    request = request_in_status("in_progress")
+    request.identities.update(verified_at=timezone.now())
+    writer = PackageWriter(str(tmp_path / "package.zip"), request=request, kind=ExportKind.PORTABILITY)
+    writer.add_source(make_source("billing"), manual_upload=extract())
+
+    report = report_of(writer, list(selectors.export_sources()))
+
+    assert "We found no data that you gave us or that your use of our services produced in the systems we searched" in report
+    assert "This package holds the data you gave us" not in report
+
+
 def test_a_package_with_records_confirms_and_describes_only_the_sources_that_held_data(writer):
     billing = make_source("billing")
     crm = make_source("crm")
