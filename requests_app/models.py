@@ -11,13 +11,15 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.text import format_lazy
 from rest_framework_api_key.models import AbstractAPIKey
 from django.utils.translation import gettext_lazy as _
+
+from requests_app.deadlines import add_months
 
 
 class Status(models.TextChoices):
@@ -1314,8 +1316,16 @@ class ErasureException(models.TextChoices):
     LEGAL_CLAIMS = "legal_claims", _("Establishment, exercise or defence of legal claims (Art. 17(3)(e))")
 
 
+# Ten years: longer than any retention duty the law sets for communications records.
+MAX_HOLD_MONTHS = 120
+
+
 class LegalHold(models.Model):
-    """Data that must be kept despite an erasure request: a whole source, or one of its categories."""
+    """Data that must be kept despite an erasure request: a whole source, or one of its categories.
+
+    A rolling hold (keep_months) keeps only a category's recent records, as a retention duty does
+    (call records for 12 months): records dated before that are erased like any other data.
+    """
 
     source = models.ForeignKey(SourceSystem, on_delete=models.CASCADE, related_name="legal_holds")
     category = models.ForeignKey(
@@ -1327,12 +1337,55 @@ class LegalHold(models.Model):
         help_text=_("The law or claim, in words the subject understands, e.g. 'Belgian telecom law requires call records for 12 months'.")
     )
     until = models.DateField(help_text=_("The hold ends at the end of this day."))
+    keep_months = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_HOLD_MONTHS)],
+        help_text=_("Keep only the records of the last this many months, dated by the field below; older ones are erased. Empty: keep every record."),
+    )
+    dated_by = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_sql_name],
+        help_text=_("With a number of months: the field holding each record's date, e.g. started_at."),
+    )
 
     class Meta:
         ordering = ["source", "category", "until"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(keep_months__isnull=True, dated_by="")
+                    | models.Q(keep_months__isnull=False, category__isnull=False) & ~models.Q(dated_by="")
+                ),
+                name="rolling_hold_has_category_and_date_field",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.category or self.source}: {self.get_ground_display()} until {self.until}"
+
+    def clean(self):
+        if self.keep_months is None and self.dated_by:
+            raise ValidationError({"keep_months": _("Give the number of months to keep, or leave the date field empty.")})
+        if self.keep_months is not None:
+            if not self.dated_by:
+                raise ValidationError({"dated_by": _("Name the field that dates each record, to tell the recent ones from the older.")})
+            if self.category_id is None:
+                raise ValidationError({"category": _("A hold on the last months names one category: the date field is that category's.")})
+
+    def kept_from(self, today: datetime.date) -> datetime.date | None:
+        """The first day whose records a rolling hold keeps on `today`; None: it keeps every record."""
+        if self.keep_months is None:
+            return None
+        return add_months(today, -self.keep_months)
+
+    def kept_until(self, today: datetime.date) -> datetime.date:
+        """The last day the hold keeps anything it keeps on `today`: a rolling hold's newest record
+        (dated today at the latest) reaches its limit keep_months from now, unless the hold ends first."""
+        if self.keep_months is None:
+            return self.until
+        return min(self.until, add_months(today, self.keep_months))
 
 
 class ActionKind(models.TextChoices):

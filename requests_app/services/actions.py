@@ -64,6 +64,7 @@ from requests_app.sources.actions import (
     ActionPlan,
     CategoryWork,
     StaleDryRun,
+    dated_before,
     plan_digest,
     typed_value,
 )
@@ -207,21 +208,41 @@ def _void_dry_run(action: SourceAction) -> None:
 
 
 def held_categories(source: SourceSystem, today=None) -> list[dict]:
-    """The source's categories that erasure must keep today, each with the hold that ends last
-    (a category may be held on its own and with its whole source)."""
+    """The source's categories that erasure must keep on `today` (by default, today), each with the
+    hold that keeps the most: a whole category's over one keeping its recent records ("kept_from",
+    dated by "dated_by"), and "until", the last day any applicable hold keeps something."""
     today = today or timezone.localdate()
     holds = list(LegalHold.objects.filter(source=source, until__gte=today))
     held = []
     for category in source.categories.all():
         applicable = [hold for hold in holds if hold.category_id in (None, category.id)]
-        if applicable:
-            hold = max(applicable, key=lambda hold: hold.until)
-            held.append({"category": category.slug, "ground": hold.ground, "basis": hold.basis, "until": hold.until.isoformat()})
+        if not applicable:
+            continue
+        whole = [hold for hold in applicable if hold.keep_months is None]
+        # The widest hold decides what is kept; its words are the ones the letter quotes.
+        hold = max(whole, key=lambda hold: hold.until) if whole else max(applicable, key=lambda hold: hold.keep_months)
+        entry = {
+            "category": category.slug,
+            "ground": hold.ground,
+            "basis": hold.basis,
+            "until": max(hold.kept_until(today) for hold in applicable).isoformat(),
+        }
+        if not whole:
+            entry.update(kept_from=hold.kept_from(today).isoformat(), dated_by=hold.dated_by)
+        held.append(entry)
     return held
 
 
+def holds_computed_on(action: SourceAction) -> datetime.date | None:
+    """The day an action's legal holds are read for: its dry run's (None before one: today), so that an
+    execution approved on a later day keeps exactly the records the dry run kept (a rolling hold's first
+    day moves daily) and is not refused as changed since. A dry run started again reads them anew."""
+    return timezone.localdate(action.dry_run_at) if action.dry_run_at else None
+
+
 def build_plan(action: SourceAction) -> tuple[ActionPlan, list[dict]]:
-    """The connector's plan for the action, and the categories erasure keeps under a legal hold.
+    """The connector's plan for the action, and the categories erasure keeps under a legal hold
+    (as they were on the day of its dry run, see holds_computed_on; today before one).
 
     Raises SourceError when the inventory cannot carry the action out, so
     the dry run says what to fix instead of reporting a change it would not make.
@@ -230,20 +251,24 @@ def build_plan(action: SourceAction) -> tuple[ActionPlan, list[dict]]:
     identities = sorted(
         action.request.identities.filter(kind=source.identity_kind, verified_at__isnull=False).values_list("value", flat=True)
     )
-    held = held_categories(source) if action.kind == ActionKind.ERASE else []
-    held_slugs = {hold["category"] for hold in held}
+    held = held_categories(source, holds_computed_on(action)) if action.kind == ActionKind.ERASE else []
+    holds = {hold["category"]: hold for hold in held}
     changes = _typed_changes(action) if action.kind == ActionKind.RECTIFY else {}
     work = []
     for category in source.categories.prefetch_related("fields"):
-        if category.slug in held_slugs:
-            continue
+        hold = holds.get(category.slug)
+        if hold is not None and "kept_from" not in hold:
+            continue  # kept whole
         if action.kind == ActionKind.ERASE:
             anonymise = {}
             if category.erase_method == EraseMethod.ANONYMISE:
                 anonymise = {f.name: f for f in category.fields.all() if f.erase_strategy != EraseStrategy.KEEP}
                 if not anonymise:
                     raise SourceError(f"{source.slug}: category {category.slug} is anonymised but no field has an erasure strategy")
-            work.append(CategoryWork(category=category, anonymise=anonymise))
+            older_than = {}
+            if hold is not None:  # a rolling hold: only the records dated before its first day
+                older_than = {"dated_by": hold["dated_by"], "kept_from": datetime.date.fromisoformat(hold["kept_from"])}
+            work.append(CategoryWork(category=category, anonymise=anonymise, **older_than))
         elif action.kind == ActionKind.RECTIFY and category.id in changes:
             work.append(CategoryWork(category=category, changes=changes[category.id]))
         elif action.kind == ActionKind.RESTRICT and category.restriction_flag:
@@ -336,9 +361,11 @@ def _dry_run(current: QuerySet, heartbeat: Heartbeat) -> None:
     try:
         plan, held = build_plan(action)
         heartbeat.raise_if_lost()
-        preview = connector_for(action.source).preview(plan)
-        heartbeat.raise_if_lost()
+        # Counted first: a rolling hold's date field missing from the records is said plainly here,
+        # where the preview's SQL would only fail on the unknown column.
         rows_held = held_rows(action, plan.identities, held)
+        heartbeat.raise_if_lost()
+        preview = connector_for(action.source).preview(plan)
     except SourceError as error:
         current.update(status=ActionStatus.PLANNED, error=str(error)[:300])
         return
@@ -358,15 +385,27 @@ def _dry_run(current: QuerySet, heartbeat: Heartbeat) -> None:
 
 
 def held_rows(action: SourceAction, identities: list[str], held: list[dict]) -> dict[str, int]:
-    """How many of the subject's rows each held category has, read as an export reads them: the letter
-    and the certificate say data was kept, and the erasure refused for it, only where there was some."""
+    """How many of the subject's rows each held category keeps, read as an export reads them (under a
+    rolling hold, those not dated before its first day): the letter and the certificate say data was
+    kept, and the erasure refused for it, only where there was some."""
     if not held or not identities:
         return {}
     connector = connector_for(action.source)
+    holds = {hold["category"]: hold for hold in held}
     counts = {}
-    for category in action.source.categories.filter(slug__in=[hold["category"] for hold in held]):
-        _columns, rows = connector.stream(category, identities)
-        counts[category.slug] = sum(1 for _row in rows)
+    for category in action.source.categories.filter(slug__in=holds):
+        hold = holds[category.slug]
+        columns, rows = connector.stream(category, identities)
+        if "kept_from" not in hold:
+            counts[category.slug] = sum(1 for _row in rows)
+            continue
+        kept_from = datetime.date.fromisoformat(hold["kept_from"])
+        dated = columns.index(hold["dated_by"]) if hold["dated_by"] in columns else None
+        counts[category.slug] = sum(1 for row in rows if dated is None or not dated_before(row[dated], kept_from))
+        if dated is None and counts[category.slug]:
+            raise SourceError(
+                f"{action.source.slug}: the records of category {category.slug} have no field {hold['dated_by']!r} for the legal hold to date them by"
+            )
     return counts
 
 

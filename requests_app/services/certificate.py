@@ -54,6 +54,7 @@ def _held(action, labels: dict[str, str]) -> list[dict]:
             "ground": str(ErasureException(hold["ground"]).label),
             "basis": hold["basis"],
             "until": hold["until"],
+            "kept_from": hold.get("kept_from"),  # a rolling hold kept only the records from this day on
         }
         for hold in kept(action)
     ]
@@ -183,6 +184,26 @@ def outcome_summary(request: PrivacyRequest) -> str:
     return "\n\n".join(paragraphs)
 
 
+def _kept_line(hold: dict, source: str) -> str:
+    """What an erasure kept under one legal hold, why, and until when."""
+    words = {
+        **hold,
+        "basis": hold["basis"].rstrip(". "),  # the sentence adds its own full stop
+        "source": source,
+        "until": formats.date_format(date.fromisoformat(hold["until"]), "DATE_FORMAT"),
+    }
+    if hold["kept_from"]:
+        return _(
+            "We kept %(category)s dated %(kept_from)s or later in %(source)s, because: %(basis)s. The right to "
+            "erasure does not apply to this data under Article 17(3) GDPR (%(ground)s). We will keep it until "
+            "%(until)s at the latest."
+        ) % {**words, "kept_from": formats.date_format(date.fromisoformat(hold["kept_from"]), "DATE_FORMAT")}
+    return _(
+        "We kept %(category)s in %(source)s, because: %(basis)s. The right to erasure does not apply "
+        "to this data under Article 17(3) GDPR (%(ground)s). We will keep it until %(until)s at the latest."
+    ) % words
+
+
 def _action_outcome(action, *, erased_before: bool) -> list[str]:
     """What one finished action did, in a line naming its right (and the data it kept, for an erasure)."""
     source = action.source.name
@@ -191,19 +212,7 @@ def _action_outcome(action, *, erased_before: bool) -> list[str]:
         # A source that could not be searched kept nothing of theirs that we know of.
         return [_could_not_search(source, action.source.identity_kind)]
     held = _held(action, labels) if action.kind == ActionKind.ERASE else []
-    kept_lines = [
-        _(
-            "We kept %(category)s in %(source)s, because: %(basis)s. The right to erasure does not apply "
-            "to this data under Article 17(3) GDPR (%(ground)s). We will keep it until %(until)s at the latest."
-        )
-        % {
-            **hold,
-            "basis": hold["basis"].rstrip(". "),  # the sentence adds its own full stop
-            "source": source,
-            "until": formats.date_format(date.fromisoformat(hold["until"]), "DATE_FORMAT"),
-        }
-        for hold in held
-    ]
+    kept_lines = [_kept_line(hold, source) for hold in held]
     if action.changed_anything():
         changed = _names(labels.get(slug, slug) for slug in action.changed_categories())
         if action.kind == ActionKind.ERASE:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import gettext as _
@@ -49,6 +50,9 @@ class CategoryWork:
     category: object
     anonymise: dict = field(default_factory=dict)  # field name -> SourceField (erasure by anonymisation)
     changes: dict = field(default_factory=dict)  # field name -> typed new value (rectification)
+    # Erasure under a rolling legal hold: only the records whose `dated_by` field is before `kept_from`.
+    dated_by: str = ""
+    kept_from: datetime.date | None = None
 
     @property
     def deletes(self) -> bool:
@@ -124,6 +128,20 @@ def changed_fields(work: CategoryWork, kind: str, row: dict) -> int:
     if kind == ActionKind.ERASE and work.deletes:
         return len(row)
     return sum(differs(row.get(name), value) for name, value in new_values(work, kind, row).items())
+
+
+def dated_before(value, day: datetime.date) -> bool:
+    """Whether a record's date (a date, a datetime, or either as ISO text) is before `day`. A record
+    without a readable date is not: a legal hold keeps what it cannot tell is older (as SQL's
+    `dated_by < day` leaves out a NULL)."""
+    if isinstance(value, str):
+        try:
+            value = parse_datetime(value) or parse_date(value)
+        except ValueError:
+            value = None
+    if isinstance(value, datetime.datetime):
+        value = timezone.localdate(value) if value.tzinfo is not None else value.date()
+    return isinstance(value, datetime.date) and value < day
 
 
 class Fingerprint:

@@ -52,6 +52,7 @@ from requests_app.sources.actions import (
     StaleDryRun,
     changed_fields,
     combined_fingerprint,
+    dated_before,
     differs,
     new_values,
 )
@@ -220,6 +221,8 @@ class HTTPConnector:
             # A query string in the path template is for reading; records live under the path itself.
             records_url = read_url.split("?", 1)[0].rstrip("/")
             for record in self._identity_records(read_url):
+                if work.kept_from is not None and not dated_before(record.get(work.dated_by), work.kept_from):
+                    continue  # recent enough for the category's rolling legal hold: kept
                 key = record.get(category.record_key)
                 if key is None or key == "":
                     raise SourceError(

@@ -163,11 +163,17 @@ class SQLConnector:
         preparer = self.engine.dialect.identifier_preparer
         return ".".join(preparer.quote_identifier(part) for part in name.split("."))
 
-    def _where(self, work: CategoryWork) -> tuple[str, str]:
+    def _where(self, plan: ActionPlan, work: CategoryWork) -> tuple[str, str, dict]:
+        """The category's table, the condition that picks the subject's rows the action touches, and its parameters."""
         category = work.category
         if not category.table or not category.identity_field:
             raise SourceError(f"{self.source.slug}: category {category.slug} has no table and identity field to act on")
-        return self._quote(category.table), f"{self._quote(category.identity_field)} IN :identities"
+        where, parameters = f"{self._quote(category.identity_field)} IN :identities", {"identities": plan.identities}
+        if work.kept_from is not None:
+            # A rolling legal hold keeps the recent rows (and those without a date, which NULL < day leaves out).
+            where += f" AND {self._quote(work.dated_by)} < :kept_from"
+            parameters["kept_from"] = work.kept_from
+        return self._quote(category.table), where, parameters
 
     def _identities(self, statement: str):
         return text(statement).bindparams(bindparam("identities", expanding=True, type_=sqlalchemy.String()))
@@ -175,11 +181,11 @@ class SQLConnector:
     def _scan(self, connection, plan: ActionPlan, work: CategoryWork, *, lock: bool) -> dict:
         """Read the rows the action touches: their count, the fields it changes, their fingerprint,
         and (for keyed hashes) the distinct values to replace."""
-        table, where = self._where(work)
+        table, where, parameters = self._where(plan, work)
         locking = " FOR UPDATE" if lock and self.engine.dialect.name == "postgresql" else ""
         result = connection.execute(
             self._identities(f"SELECT * FROM {table} WHERE {where}{locking}"),
-            {"identities": plan.identities},
+            parameters,
             execution_options={"stream_results": True, "yield_per": CHUNK_ROWS},
         )
         fingerprint, rows, fields = Fingerprint(), 0, 0
@@ -200,24 +206,25 @@ class SQLConnector:
         }
 
     def _change(self, connection, plan: ActionPlan, work: CategoryWork, scan: dict) -> None:
-        table, where = self._where(work)
+        table, where, parameters = self._where(plan, work)
         if plan.kind == ActionKind.ERASE and work.deletes:
-            connection.execute(self._identities(f"DELETE FROM {table} WHERE {where}"), {"identities": plan.identities})
+            connection.execute(self._identities(f"DELETE FROM {table} WHERE {where}"), parameters)
             return
         if not scan["hashed"]:
             values = new_values(work, plan.kind, {})
             if values:
-                self._update(connection, table, where, values, {}, plan.identities)
+                self._update(connection, table, where, parameters, values, {})
             return
         # A keyed hash depends on the old value: one statement per distinct
         # combination of hashed values, each setting the other fields too.
         for old in scan["hashed_values"]:
             row = dict(zip(scan["hashed"], old, strict=True))
-            self._update(connection, table, where, new_values(work, plan.kind, row), row, plan.identities)
+            self._update(connection, table, where, parameters, new_values(work, plan.kind, row), row)
 
-    def _update(self, connection, table, where, values: dict, matching: dict, identities) -> None:
+    def _update(self, connection, table, where: str, parameters: dict, values: dict, matching: dict) -> None:
+        """Set `values` in the rows that `where` (with its parameters) and `matching` pick."""
         assignments = ", ".join(f"{self._quote(name)} = :set_{i}" for i, name in enumerate(values))
-        parameters = {f"set_{i}": value for i, value in enumerate(values.values())}
+        parameters = {**parameters, **{f"set_{i}": value for i, value in enumerate(values.values())}}
         conditions = [where]
         for i, (name, value) in enumerate(matching.items()):
             if value is None:
@@ -226,7 +233,7 @@ class SQLConnector:
                 conditions.append(f"{self._quote(name)} = :old_{i}")
                 parameters[f"old_{i}"] = value
         statement = f"UPDATE {table} SET {assignments} WHERE {' AND '.join(conditions)}"
-        connection.execute(self._identities(statement), {**parameters, "identities": identities})
+        connection.execute(self._identities(statement), parameters)
 
     def _list_target(self, restriction_list: str) -> tuple[str, str]:
         table, _, column = restriction_list.rpartition(".")

@@ -50,7 +50,11 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
     for action in source_actions:
         # After execution the result says what was kept; before, the dry run says what would be.
         held = action.result.get("held", action.dry_run.get("held", []))
-        action.held = [{**hold, "ground_label": ErasureException(hold["ground"]).label} for hold in held]
+        kept_rows = action.dry_run.get("held_rows", {})  # absent for a manual source: its owner counts
+        action.held = [
+            {**hold, "ground_label": ErasureException(hold["ground"]).label, "rows": kept_rows.get(hold["category"])}
+            for hold in held
+        ]
         action.lost = actions.run_lost(action)
         action.polls = action.status in WORKING and not action.lost
         action.can_confirm = action.status == ActionStatus.MANUAL and roles.is_owner_or_dpo(user, action.source.owner_id)

@@ -187,6 +187,7 @@ FIELD_LABELS = {
     "connection_url": _("Connection URL"),
     "connector": _("Connector"),
     "country": _("Country"),
+    "dated_by": _("Date field"),
     "description": _("Description"),
     "erase_method": _("How erasure is done"),
     "erase_strategy": _("How erasure treats it"),
@@ -195,6 +196,7 @@ FIELD_LABELS = {
     "http_auth_header": _("Authentication header"),
     "identity_field": _("Identity field"),
     "identity_kind": _("Searched by"),
+    "keep_months": _("Keep the last months only"),
     "language": _("Language"),
     "legal_basis": _("Legal basis"),
     "masked_fields": _("Masked fields"),
@@ -520,7 +522,7 @@ class LegalHoldForm(forms.ModelForm):
     class Meta:
         model = LegalHold
         labels = FIELD_LABELS
-        fields = ["source", "category", "ground", "basis", "until"]
+        fields = ["source", "category", "ground", "basis", "until", "keep_months", "dated_by"]
         widgets = {"basis": forms.Textarea(attrs={"rows": 2}), "until": forms.DateInput(attrs={"type": "date"})}
 
     def __init__(self, *args, **kwargs):

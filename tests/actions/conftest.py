@@ -24,6 +24,7 @@ from requests_app.models import (
     Status,
     SubjectIdentity,
 )
+from requests_app.services import actions
 from requests_app.services.intake import RightDetails
 from tests.factories import request_in_status
 
@@ -178,3 +179,20 @@ def step(django_capture_on_commit_callbacks):
         return SourceAction.objects.get(pk=action.pk)
 
     return run_step
+
+
+@pytest.fixture
+def run(django_capture_on_commit_callbacks):
+    """Take one action through the given steps, running the Celery task each step queues
+    on commit as a worker would right after it."""
+
+    def run_steps(action_id, *steps, actor):
+        action = SourceAction.objects.get(pk=action_id)
+        for step, service in (("dry_run", actions.dry_run_start), ("approve", actions.approve), ("execute", actions.execute)):
+            if step in steps:
+                with django_capture_on_commit_callbacks(execute=True):
+                    service(action=action, actor=actor)
+        action.refresh_from_db()
+        return action
+
+    return run_steps

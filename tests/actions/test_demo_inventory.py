@@ -1,5 +1,6 @@
 """The demo inventory (seed_demo) is set up for acting on rights: an erasure of a demo subject
-anonymises the CRM contact, deletes the web logs and keeps the call records under their legal hold."""
+anonymises the CRM contact, deletes the web logs and keeps the last 12 months' call records under
+their legal hold, erasing the older ones."""
 
 import io
 
@@ -7,7 +8,9 @@ import pytest
 import sqlalchemy
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
+from requests_app.deadlines import add_months
 from requests_app.models import (
     ActionStatus,
     RequestType,
@@ -25,7 +28,9 @@ def demo_sources(settings, tmp_path):
     settings.DEMO_SOURCES_URL = url
     call_command("seed_demo", subjects=2, cdrs_per_subject=5, web_logs_per_subject=3, stdout=io.StringIO())
     engine = sqlalchemy.create_engine(url)
-    yield lambda statement: [dict(row) for row in engine.connect().execute(sqlalchemy.text(statement)).mappings()]
+    yield lambda statement, **parameters: [
+        dict(row) for row in engine.connect().execute(sqlalchemy.text(statement), parameters).mappings()
+    ]
     engine.dispose()
 
 
@@ -35,6 +40,10 @@ def test_an_erasure_of_a_demo_subject(db, demo_sources, dpo_actor, django_captur
         subject_phone="+32470000000", ip_address="198.18.0.1",
     )
     request.identities.update(verified_at=request.created_at)
+    kept_from = add_months(timezone.localdate(), -12)  # the demo's call records are held for 12 months
+    calls = "SELECT count(*) AS n FROM cdrs WHERE caller = '+32470000000' AND started_at {} :day"
+    recent, older = (demo_sources(calls.format(op), day=kept_from)[0]["n"] for op in (">=", "<"))
+    assert recent + older == 5
     actions.plan_actions(request=request, actor=dpo_actor)
     for action in SourceAction.objects.filter(request=request):
         for step in (actions.dry_run_start, actions.approve, actions.execute):
@@ -47,9 +56,13 @@ def test_an_erasure_of_a_demo_subject(db, demo_sources, dpo_actor, django_captur
     assert contact["name"] == contact["billing_address"] == "(erased)" and contact["email"].startswith("anon:")
     assert contact["customer_ref"] == "CUST-000000"  # the account stays for the invoices
     assert demo_sources("SELECT count(*) AS n FROM web_logs WHERE ip_address = '198.18.0.1'") == [{"n": 0}]
-    assert demo_sources("SELECT count(*) AS n FROM cdrs WHERE caller = '+32470000000'") == [{"n": 5}]  # held
+    # The rolling hold kept the last 12 months' calls and erased the older ones.
+    assert [demo_sources(calls.format(op), day=kept_from)[0]["n"] for op in (">=", "<")] == [recent, 0]
     held = SourceAction.objects.get(request=request, source__slug="cdr").result["held"]
-    assert held[0]["ground"] == "legal_obligation"
+    assert held == [{
+        "category": "calls", "ground": "legal_obligation", "basis": held[0]["basis"], "dated_by": "started_at",
+        "kept_from": kept_from.isoformat(), "until": add_months(timezone.localdate(), 12).isoformat(),
+    }]
     assert set(SuppressionPurpose.objects.values_list("slug", flat=True)) == {"marketing-email", "telemarketing", "event-sponsors"}
 
 

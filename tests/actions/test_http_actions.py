@@ -498,6 +498,23 @@ def test_a_redirect_is_refused_rather_than_followed(api, source):
         HTTPConnector(source).preview(plan_for("delete", source))
 
 
+def test_an_http_source_deletes_only_the_records_dated_before_the_first_kept_day(api, source):
+    seed(api, alice=3, bob=0)
+    records = api.data[("calls", ALICE)]
+    records[0]["started_at"] = "2025-01-31T23:30:00+00:00"  # older: erased
+    records[1]["started_at"] = "2025-03-10"  # the first kept day: kept
+    records[2]["started_at"] = "not a date"  # cannot be told older: kept
+    work = CategoryWork(category=add_category(source), dated_by="started_at", kept_from=datetime.date(2025, 3, 10))
+    plan = ActionPlan(ActionKind.ERASE, [ALICE], [work])
+    connector = HTTPConnector(source)
+
+    preview = connector.preview(plan)
+    connector.apply(plan, preview["fingerprint"])
+
+    assert preview["categories"] == [{"category": "calls", "rows": 1, "fields": 6}]
+    assert [record["started_at"] for record in api.data[("calls", ALICE)]] == ["2025-03-10", "not a date"]
+
+
 @pytest.fixture
 def failed_part_way(api, source, erasure_request, dpo_actor, django_capture_on_commit_callbacks):
     """run(method): Alice's 3 calls (the request's verified phone) erased through the services until

@@ -23,23 +23,6 @@ from requests_app.sources.actions import HASH_PREFIX, keyed_hash
 from tests.actions.conftest import ANA_EMAIL, ANA_PHONE, BOB_EMAIL, verified_request
 
 
-@pytest.fixture
-def run(django_capture_on_commit_callbacks):
-    """Take one action through the given steps, running the Celery task each step queues
-    on commit as a worker would right after it."""
-
-    def run_steps(action_id, *steps, actor):
-        action = SourceAction.objects.get(pk=action_id)
-        for step, service in (("dry_run", actions.dry_run_start), ("approve", actions.approve), ("execute", actions.execute)):
-            if step in steps:
-                with django_capture_on_commit_callbacks(execute=True):
-                    service(action=action, actor=actor)
-        action.refresh_from_db()
-        return action
-
-    return run_steps
-
-
 def _planned(request, actor, source):
     actions.plan_actions(request=request, actor=actor)
     return request.source_actions.get(source=source)
