@@ -32,3 +32,66 @@ def test_the_staff_pages_start_with_a_skip_link_to_the_content(client):
     for page in (signed_out, signed_in):
         assert first_focusable(page) == '<a class="skip-link" href="#main">'
         assert '<main id="main">' in page
+
+
+def csrf_failure_page(rf, client):
+    from django.views.csrf import csrf_failure
+
+    return csrf_failure(rf.post("/"))
+
+
+def server_error_page(rf, client):
+    from django.views.defaults import server_error
+
+    return server_error(rf.get("/"))
+
+
+def public_not_found_page(rf, client):
+    return client.get("/no-such-page/")
+
+
+def staff_not_found_page(rf, client):
+    login_staff(client, staff_in_role("DPO", username="dpo-lost"))
+    return client.get("/staff/no-such-page/")
+
+
+def staff_forbidden_page(rf, client):
+    login_staff(client, staff_in_role("Handler", username="handler-refused"))
+    return client.get(reverse("staff:inventory"))
+
+
+def too_large_page(rf, client):
+    return client.post(reverse("submit"), {"description": "x" * 8192})
+
+
+@pytest.mark.parametrize(
+    ("page", "status"),
+    [(csrf_failure_page, 403), (server_error_page, 500)],
+)
+def test_the_standalone_error_pages_start_with_a_skip_link_without_the_database(rf, client, page, status):
+    """Django renders these without context processors, and a 500 may come from the database itself:
+    no django_db mark here, so any query fails the test."""
+    from django.contrib.staticfiles import finders
+
+    response = page(rf, client)
+    html = response.content.decode()
+    assert response.status_code == status
+    assert first_focusable(html) == '<a class="skip-link" href="#main">'
+    assert html.count('id="main"') == 1 and '<main id="main">' in html
+    # Without the site's stylesheet the link would show on top of every such page.
+    assert '<link rel="stylesheet" href="/static/requests_app/site.css">' in html
+    assert ".skip-link:not(:focus)" in open(finders.find("requests_app/site.css")).read()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("page", "status"),
+    [(public_not_found_page, 404), (staff_not_found_page, 404), (staff_forbidden_page, 403), (too_large_page, 413)],
+)
+def test_the_error_pages_start_with_a_skip_link_to_the_content(rf, client, settings, page, status):
+    settings.PUBLIC_MAX_BODY_BYTES = 4096
+    response = page(rf, client)
+    html = response.content.decode()
+    assert response.status_code == status
+    assert first_focusable(html) == '<a class="skip-link" href="#main">'
+    assert html.count('id="main"') == 1 and '<main id="main">' in html
