@@ -639,6 +639,14 @@ def attachment_download(request: HttpRequest, public_id) -> HttpResponse:
 # --- DPO settings ----------------------------------------------------------------
 
 
+def _edited_fields(form) -> list[str]:
+    """The model fields `form` edits (its many-to-many ones are saved apart), with those the model stamps on every save."""
+    return [
+        field.name for field in form.instance._meta.concrete_fields
+        if field.name in form.fields or getattr(field, "auto_now", False)
+    ]
+
+
 def _crud(request, *, model, form_class, pk, list_url, template, title, event, secret_url="", translation_urls=()):
     """Create or edit one settings object (rules, templates, teams), audited.
 
@@ -659,7 +667,14 @@ def _crud(request, *, model, form_class, pk, list_url, template, title, event, s
             return redirect(list_url)
         if form.is_valid():
             with transaction.atomic():
-                saved = form.save()
+                if instance is None:
+                    saved = form.save()
+                else:
+                    # Only what this form edits: a secret another view issued (a recipient's), committed
+                    # after this form loaded the object, would otherwise be written back over with the old one.
+                    saved = form.save(commit=False)
+                    saved.save(update_fields=_edited_fields(form))
+                    form.save_m2m()
                 record_event(None, f"{event}_saved", actor=Actor.staff(request.user), data={"id": saved.pk, "name": str(saved)})
             messages.success(request, _("Saved."))
             return redirect(list_url)

@@ -1,7 +1,21 @@
+import datetime
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from requests_app.models import AuditEvent, ConnectorKind, ExportPackage, ManualTask, Recipient, SourceCategory, SourceSystem
+from requests_app.models import (
+    AuditEvent,
+    ConnectorKind,
+    ExportPackage,
+    ManualTask,
+    Recipient,
+    ResponseTemplate,
+    SourceCategory,
+    SourceSystem,
+    Team,
+)
+from requests_app.staff import forms
 from tests.conftest import login_staff
 from tests.factories import request_in_status, staff_in_role
 
@@ -113,8 +127,6 @@ def test_a_manual_source_owner_sees_their_waiting_extract_on_the_home_page(clien
 
 @pytest.mark.django_db
 def test_a_team_requests_were_given_to_is_kept_with_a_message_not_a_500(dpo_client):
-    from requests_app.models import Team
-
     team = Team.objects.create(name="Wholesale desk")
     request = request_in_status("in_progress")
     request.__class__.objects.filter(pk=request.pk).update(team=team)
@@ -130,8 +142,6 @@ def test_every_configuration_form_labels_its_fields_in_the_readers_language():
     """The models' field names are English: a form showing one would be English on a French page."""
     from django import forms as django_forms
     from django.utils.functional import Promise
-
-    from requests_app.staff import forms
 
     model_forms = [cls for cls in vars(forms).values() if isinstance(cls, type) and issubclass(cls, django_forms.ModelForm)]
     assert len(model_forms) >= 9
@@ -167,3 +177,58 @@ def test_the_dpo_edits_a_category_and_a_recipient_each_change_audited(dpo_client
     assert (recipient.country, recipient.third_country) == ("United States", True)
     saved = list(AuditEvent.objects.filter(action__in=["source_category_saved", "recipient_saved"]).values_list("action", flat=True))
     assert saved == ["source_category_saved", "recipient_saved"]
+
+
+@pytest.mark.django_db
+def test_editing_a_recipient_keeps_the_secret_issued_while_the_form_was_being_saved(dpo_client, monkeypatch):
+    """The signing secret is issued by its own page: an edit saved after it must not write back the old one."""
+    source = SourceSystem.objects.create(
+        slug="billing", name="Billing", connector=ConnectorKind.MANUAL, identity_kind="email",
+        purposes="p", legal_basis="contract", retention="r", origin="o",
+    )
+    recipient = Recipient.objects.create(source=source, name="Payment processor", country="Belgium")
+    old_secret = recipient.webhook_secret
+    validate = forms.RecipientForm.clean
+
+    def clean_while_a_new_secret_is_issued(form):
+        # By now the view holds the recipient with its old secret.
+        assert form.instance.webhook_secret == old_secret
+        Recipient.objects.filter(pk=recipient.pk).update(webhook_secret="issued-meanwhile")
+        return validate(form)
+
+    monkeypatch.setattr(forms.RecipientForm, "clean", clean_while_a_new_secret_is_issued)
+    response = dpo_client.post(reverse("staff:recipient_edit", args=[recipient.pk]), {
+        "source": source.pk, "name": "Payment processor", "country": "Netherlands", "safeguards": "",
+    })
+
+    assert response.status_code == 302
+    recipient.refresh_from_db()
+    assert (recipient.country, recipient.webhook_secret) == ("Netherlands", "issued-meanwhile")
+
+
+@pytest.mark.django_db
+def test_editing_a_team_saves_its_name_and_replaces_its_members(dpo_client):
+    leaving, joining = staff_in_role("Handler", username="leaving"), staff_in_role("Handler", username="joining")
+    team = Team.objects.create(name="Wholesale desk")
+    team.members.add(leaving)
+
+    response = dpo_client.post(reverse("staff:team_edit", args=[team.pk]), {"name": "Retail desk", "members": [joining.pk]})
+
+    assert response.status_code == 302
+    team.refresh_from_db()
+    assert team.name == "Retail desk" and list(team.members.all()) == [joining]
+
+
+@pytest.mark.django_db
+def test_editing_a_response_template_still_stamps_when_it_was_changed(dpo_client):
+    template = ResponseTemplate.objects.create(purpose="completion", language="en", subject="Done", body="{{ body }}")
+    long_ago = timezone.now() - datetime.timedelta(days=30)
+    ResponseTemplate.objects.filter(pk=template.pk).update(updated_at=long_ago)
+
+    response = dpo_client.post(reverse("staff:template_edit", args=[template.pk]), {
+        "purpose": "completion", "request_type": "", "language": "en", "subject": "All done", "body": "{{ body }}",
+    })
+
+    assert response.status_code == 302
+    template.refresh_from_db()
+    assert template.subject == "All done" and template.updated_at > long_ago
