@@ -404,8 +404,10 @@ def send_export_ready_email(export) -> bool:
         "request": request,
         "export": export,
         "status_url": status_url(request),
-        # An access package of no records holds our answer that nothing was found (Art. 15(1)), not "your data".
-        "found_nothing": export.kind == ExportKind.ACCESS and export.found_nothing,
+        # A package of no records holds our answer that nothing was found, not "your data": for access, no data
+        # about the subject at all (Art. 15(1)); for portability, none they provided to us (Art. 20).
+        "found_nothing": export.found_nothing,
+        "portability": export.kind == ExportKind.PORTABILITY,
     }
     message = render_email("export-ready", context, to=[request.subject_email], language=request.language)
     return send_to_subject(request, "export_ready", str(export.public_id), message)

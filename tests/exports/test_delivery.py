@@ -111,24 +111,36 @@ def test_release_makes_the_package_downloadable_from_the_status_page(released, d
 
 
 @pytest.mark.parametrize(
-    ("rows", "subject", "said"),
+    ("kind", "rows", "subject", "said"),
     [
-        (0, "Our answer to your access request", "we found no personal data about you in the systems we searched"),
-        (150, "Your data for request", "The copy of your data for request"),
+        ("access", 0, "Our answer to your access request", "we found no personal data about you in the systems we searched"),
+        ("access", 150, "Your data for request", "The copy of your data for request"),
+        (
+            "portability",
+            0,
+            "Our answer to your data portability request",
+            "we found no data that you gave us or that your use of our services produced in the systems we searched",
+        ),
+        ("portability", 150, "Your data for request", "The copy of your data for request"),
     ],
 )
-def test_the_ready_email_says_no_data_was_found_only_for_an_access_package_without_records(released, rows, subject, said):
-    """Art. 15(1): the answer may be that we hold nothing, and the email must not announce "your data" then."""
+def test_the_ready_email_says_no_data_was_found_only_for_a_package_without_records(released, kind, rows, subject, said):
+    """Art. 15(1) and 20: the answer may be that we hold nothing (that they provided), and the email
+    must not announce "your data" then; nor say "no data about you" when only portable data was searched."""
     from requests_app import emails
 
-    ExportPackage.objects.filter(pk=released.pk).update(manifest={**released.manifest, "rows": rows})
+    ExportPackage.objects.filter(pk=released.pk).update(kind=kind, manifest={**released.manifest, "rows": rows})
     released.refresh_from_db()
     mail.outbox.clear()
     emails.send_export_ready_email(released)
 
     (message,) = mail.outbox
+    html_body = message.alternatives[0][0]
     assert message.subject.startswith(subject)
-    assert said in message.body and said in message.alternatives[0][0]
+    assert said in message.body and said in html_body
+    others = {"we found no personal data about you", "we found no data that you gave us", "The copy of your data"}
+    for other in others - {phrase for phrase in others if phrase in said}:
+        assert other not in message.body and other not in html_body
 
 
 def test_the_status_page_offers_our_answer_not_your_data_when_the_package_found_nothing(released, demo_request, client):
