@@ -1362,8 +1362,18 @@ class LegalHold(models.Model):
             )
         ]
 
+    # The text the completion letter quotes to the subject, and so translated (LegalHoldTranslation).
+    TRANSLATED_FIELDS = ("basis",)
+
     def __str__(self) -> str:
         return f"{self.category or self.source}: {self.get_ground_display()} until {self.until}"
+
+    def texts_in(self, language: str) -> dict[str, str]:
+        """The subject-facing texts in `language`. Reads `translations.all()`: prefetch it for many holds."""
+        return texts_in_language(self, self.translations.all(), language, self.TRANSLATED_FIELDS)
+
+    def languages_missing(self) -> list[tuple[str, str]]:
+        return languages_missing(self, self.translations.all(), self.TRANSLATED_FIELDS)
 
     def clean(self):
         if self.keep_months is None and self.dated_by:
@@ -1386,6 +1396,22 @@ class LegalHold(models.Model):
         if self.keep_months is None:
             return self.until
         return min(self.until, add_months(today, self.keep_months))
+
+
+class LegalHoldTranslation(models.Model):
+    """A hold's basis in one of the site's other languages (see SourceSystemTranslation): the completion
+    letter tells the subject, in their language, why data was kept."""
+
+    hold = models.ForeignKey(LegalHold, on_delete=models.CASCADE, related_name="translations")
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES)
+    basis = models.TextField()
+
+    class Meta:
+        ordering = ["hold", "language"]
+        constraints = [models.UniqueConstraint(fields=["hold", "language"], name="unique_legal_hold_translation")]
+
+    def __str__(self) -> str:
+        return f"{self.hold} ({self.language})"
 
 
 class ActionKind(models.TextChoices):

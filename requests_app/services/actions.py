@@ -212,7 +212,7 @@ def held_categories(source: SourceSystem, today=None) -> list[dict]:
     hold that keeps the most: a whole category's over one keeping its recent records ("kept_from",
     dated by "dated_by"), and "until", the last day any applicable hold keeps something."""
     today = today or timezone.localdate()
-    holds = list(LegalHold.objects.filter(source=source, until__gte=today))
+    holds = list(LegalHold.objects.filter(source=source, until__gte=today).prefetch_related("translations"))
     held = []
     for category in source.categories.all():
         applicable = [hold for hold in holds if hold.category_id in (None, category.id)]
@@ -225,6 +225,8 @@ def held_categories(source: SourceSystem, today=None) -> list[dict]:
             "category": category.slug,
             "ground": hold.ground,
             "basis": hold.basis,
+            # For the letter in the subject's language; not part of what staff approve (plan_digest).
+            "basis_translations": {translation.language: translation.basis for translation in hold.translations.all()},
             "until": max(hold.kept_until(today) for hold in applicable).isoformat(),
         }
         if not whole:

@@ -47,12 +47,14 @@ def kept(action) -> list[dict]:
 
 
 def _held(action, labels: dict[str, str]) -> list[dict]:
-    """The categories an erasure kept, labelled for the letter and the certificate."""
+    """The categories an erasure kept, labelled for the letter and the certificate in the active language
+    (a hold's basis in its translation, where the DPO gave one when the erasure ran)."""
+    language = translation.get_language()
     return [
         {
             "category": labels.get(hold["category"], hold["category"]),
             "ground": str(ErasureException(hold["ground"]).label),
-            "basis": hold["basis"],
+            "basis": hold.get("basis_translations", {}).get(language) or hold["basis"],
             "until": hold["until"],
             "kept_from": hold.get("kept_from"),  # a rolling hold kept only the records from this day on
         }

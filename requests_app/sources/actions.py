@@ -170,12 +170,13 @@ def combined_fingerprint(hexdigests: list[str]) -> str:
 def plan_digest(plan: ActionPlan, held: list[dict]) -> str:
     """A digest of everything that decides what an action does besides the rows: the identities, each
     category's target and method, the erasure strategies, the corrected values, the restriction
-    settings and the legal holds. Execution compares it with the dry run's, so what runs is what was approved."""
+    settings and the legal holds (not their bases' translations, which change only the letter's words).
+    Execution compares it with the dry run's, so what runs is what was approved."""
     described = {
         "kind": plan.kind,
         "identities": plan.identities,
         "restriction_list": plan.restriction_list,
-        "held": held,
+        "held": [{key: value for key, value in hold.items() if key != "basis_translations"} for hold in held],
         "categories": [
             {
                 "category": work.category.slug,

@@ -21,6 +21,7 @@ from requests_app.models import (
     EraseStrategy,
     IdentityKind,
     LegalHold,
+    LegalHoldTranslation,
     Organisation,
     Recipient,
     RecipientTranslation,
@@ -502,6 +503,21 @@ class RecipientTranslationForm(forms.ModelForm):
     def __init__(self, *args, item: Recipient, language: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.instance.recipient, self.instance.language = item, language
+        _show_main_texts(self, item)
+
+
+class LegalHoldTranslationForm(forms.ModelForm):
+    """A legal hold's basis in one other language, as the completion letter quotes it."""
+
+    class Meta:
+        model = LegalHoldTranslation
+        labels = FIELD_LABELS
+        fields = list(LegalHold.TRANSLATED_FIELDS)
+        widgets = {"basis": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, item: LegalHold, language: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.instance.hold, self.instance.language = item, language
         _show_main_texts(self, item)
 
 

@@ -51,6 +51,7 @@ urlpatterns = [
     path("inventory/recipients/<int:pk>/", views.recipient_edit, name="recipient_edit"),
     path("inventory/recipients/<int:pk>/secret/", views.recipient_secret, name="recipient_secret"),
     path("inventory/recipients/<int:pk>/texts/<str:language>/", views.recipient_translation, name="recipient_translation"),
+    path("inventory/holds/<int:pk>/texts/<str:language>/", views.hold_translation, name="hold_translation"),
     path("inventory/categories/<int:category_pk>/fields/new/", views.field_new, name="field_new"),
     path("inventory/fields/<int:pk>/", views.field_edit, name="field_edit"),
     path("inventory/sources/<int:source_pk>/holds/new/", views.hold_new, name="hold_new"),

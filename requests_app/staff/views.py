@@ -50,6 +50,7 @@ from requests_app.models import (
     ExportStatus,
     IdentityKind,
     LegalHold,
+    LegalHoldTranslation,
     ManualTask,
     PrivacyRequest,
     Recipient,
@@ -888,7 +889,7 @@ def export_action(request: HttpRequest, public_id, action: str) -> HttpResponse:
 @staff_view(readers=roles.CONFIGURATION_READERS)
 def inventory(request: HttpRequest) -> HttpResponse:
     sources = SourceSystem.objects.prefetch_related(
-        "categories__fields", "recipients__translations", "legal_holds__category", "translations"
+        "categories__fields", "recipients__translations", "legal_holds__category", "legal_holds__translations", "translations"
     ).select_related("owner")
     return render(request, "staff/inventory.html", {"sources": sources})
 
@@ -944,6 +945,14 @@ def recipient_translation(request: HttpRequest, pk: int, language: str) -> HttpR
 
 
 @staff_view(dpo_only=True)
+def hold_translation(request: HttpRequest, pk: int, language: str) -> HttpResponse:
+    return _translation_crud(
+        request, item=get_object_or_404(LegalHold, pk=pk), language=language, model=LegalHoldTranslation,
+        form_class=forms.LegalHoldTranslationForm, event="legal_hold_translation",
+    )
+
+
+@staff_view(dpo_only=True)
 @require_POST
 def recipient_secret(request: HttpRequest, pk: int) -> HttpResponse:
     """A new secret for the recipient's webhook notices, shown on this answer only: never again, here or anywhere."""
@@ -964,7 +973,9 @@ recipient_edit = _inventory_crud(
     translation_url_name="staff:recipient_translation",
 )
 field_edit = _inventory_crud(SourceField, forms.SourceFieldForm, gettext_lazy("Field"), "source_field")
-hold_edit = _inventory_crud(LegalHold, forms.LegalHoldForm, gettext_lazy("Legal hold"), "legal_hold")
+hold_edit = _inventory_crud(
+    LegalHold, forms.LegalHoldForm, gettext_lazy("Legal hold"), "legal_hold", translation_url_name="staff:hold_translation"
+)
 
 
 @staff_view(dpo_only=True)

@@ -6,15 +6,18 @@ import datetime
 from django.utils import timezone
 
 from requests_app.models import (
+    ActionStatus,
     ConnectorKind,
     ErasureException,
     IdentityKind,
     LegalBasis,
     LegalHold,
+    LegalHoldTranslation,
     Message,
     NoticeStatus,
     Recipient,
     RequestType,
+    SourceAction,
     SourceSystem,
 )
 from requests_app.services import actions, certificate, exports, handling, notices
@@ -99,6 +102,31 @@ def test_the_outcome_is_written_in_the_subjects_language(cdr, dpo_actor, django_
 
     body = _complete(request, dpo_actor).body
     assert f"15 novembre {until.year}" in body  # dates follow the request's language, not the staff's
+
+
+def test_the_hold_basis_is_quoted_in_the_subjects_language_as_translated_when_the_erasure_ran(
+    cdr, dpo_actor, django_capture_on_commit_callbacks
+):
+    request = verified_request(RequestType.ERASURE, language="fr")
+    until = timezone.localdate() + datetime.timedelta(days=365)
+    hold = LegalHold.objects.create(
+        source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law keeps call records", until=until
+    )
+    LegalHoldTranslation.objects.create(hold=hold, language="nl", basis="De telecomwet bewaart oproepgegevens")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    action = request.source_actions.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.dry_run_start(action=action, actor=dpo_actor)
+    # Translated between the dry run and the execution: the approval still stands (only the words changed).
+    LegalHoldTranslation.objects.create(hold=hold, language="fr", basis="La loi télécom impose de garder les appels")
+    for service in (actions.approve, actions.execute):
+        with django_capture_on_commit_callbacks(execute=True):
+            service(action=SourceAction.objects.get(pk=action.pk), actor=dpo_actor)
+    assert SourceAction.objects.get(pk=action.pk).status == ActionStatus.DONE
+
+    body = _complete(request, dpo_actor).body
+    assert "La loi télécom impose de garder les appels. Le droit à" in body
+    assert "Telecom law" not in body and "telecomwet" not in body
 
 
 def test_a_hold_on_data_the_subject_does_not_have_keeps_nothing_and_refuses_nothing(cdr, dpo_actor, django_capture_on_commit_callbacks):

@@ -60,7 +60,8 @@ def test_an_erasure_of_a_demo_subject(db, demo_sources, dpo_actor, django_captur
     assert [demo_sources(calls.format(op), day=kept_from)[0]["n"] for op in (">=", "<")] == [recent, 0]
     held = SourceAction.objects.get(request=request, source__slug="cdr").result["held"]
     assert held == [{
-        "category": "calls", "ground": "legal_obligation", "basis": held[0]["basis"], "dated_by": "started_at",
+        "category": "calls", "ground": "legal_obligation", "basis": held[0]["basis"], "basis_translations": {},
+        "dated_by": "started_at",
         "kept_from": kept_from.isoformat(), "until": add_months(timezone.localdate(), 12).isoformat(),
     }]
     assert set(SuppressionPurpose.objects.values_list("slug", flat=True)) == {"marketing-email", "telemarketing", "event-sponsors"}

@@ -55,7 +55,7 @@ def test_an_erasure_keeps_the_records_of_the_last_months_and_erases_the_older(
     assert source_db("SELECT id FROM calls ORDER BY id") == [{"id": 2}, {"id": 3}, {"id": 4}]
     assert action.result["categories"] == [{"category": "calls", "rows": 1, "fields": 5}]
     assert action.result["held"] == [{
-        "category": "calls", "ground": "legal_obligation", "basis": BASIS, "dated_by": "started_at",
+        "category": "calls", "ground": "legal_obligation", "basis": BASIS, "basis_translations": {}, "dated_by": "started_at",
         "kept_from": kept_from.isoformat(), "until": "2027-03-10",  # the newest kept record's 12 months
     }]
     assert action.changed_categories() == ["calls"]

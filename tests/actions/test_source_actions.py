@@ -75,6 +75,7 @@ def test_a_legal_hold_keeps_the_category_and_says_why(crm, cdr, erasure_request,
             "category": "calls",
             "ground": "legal_obligation",
             "basis": "Telecom law: call records kept 12 months",
+            "basis_translations": {},
             "until": (timezone.localdate() + datetime.timedelta(days=365)).isoformat(),
         }
     ]

@@ -7,6 +7,9 @@ from django.urls import reverse
 from requests_app.models import (
     AuditEvent,
     ConnectorKind,
+    ErasureException,
+    LegalHold,
+    LegalHoldTranslation,
     Recipient,
     RecipientTranslation,
     SourceSystem,
@@ -141,3 +144,26 @@ def test_an_auditor_sees_the_missing_languages_without_links(client, source):
 
     assert "French, Dutch, German" in page
     assert source_texts_url(source, "fr") not in page
+
+
+@pytest.mark.django_db
+def test_the_dpo_gives_a_legal_holds_basis_in_french_and_the_inventory_shows_what_is_missing(dpo_client, source):
+    hold = LegalHold.objects.create(
+        source=source, ground=ErasureException.LEGAL_OBLIGATION, basis="Accounting law: invoices kept 7 years",
+        until="2033-12-31",
+    )
+    url = reverse("staff:hold_translation", args=[hold.pk, "fr"])
+    assert url in dpo_client.get(reverse("staff:hold_edit", args=[hold.pk])).content.decode()
+    assert url in dpo_client.get(reverse("staff:inventory")).content.decode()
+
+    assert dpo_client.post(url, {"basis": "Droit comptable : factures gardées 7 ans"}).status_code == 302
+
+    assert LegalHoldTranslation.objects.get(hold=hold, language="fr").basis == "Droit comptable : factures gardées 7 ans"
+    assert AuditEvent.objects.filter(action="legal_hold_translation_saved").count() == 1
+    page = dpo_client.get(reverse("staff:inventory")).content.decode()
+    assert url not in page and reverse("staff:hold_translation", args=[hold.pk, "nl"]) in page
+    # Only the DPO: a handler may not.
+    dpo_client.logout()
+    login_staff(dpo_client, staff_in_role("Handler", username="handler1"))
+    assert dpo_client.post(reverse("staff:hold_translation", args=[hold.pk, "de"]), {"basis": "x"}).status_code == 403
+    assert not LegalHoldTranslation.objects.filter(language="de").exists()
