@@ -1090,12 +1090,37 @@ class SourceCategory(models.Model):
         ordering = ["source", "slug"]
         constraints = [models.UniqueConstraint(fields=["source", "slug"], name="unique_category_per_source")]
 
+    # The text the subject reads in the access report, and so translated (SourceCategoryTranslation).
+    TRANSLATED_FIELDS = ("description",)
+
     def __str__(self) -> str:
         return f"{self.source.slug}/{self.slug}"
+
+    def texts_in(self, language: str) -> dict[str, str]:
+        """The subject-facing texts in `language`. Reads `translations.all()`: prefetch it for many categories."""
+        return texts_in_language(self, self.translations.all(), language, self.TRANSLATED_FIELDS)
+
+    def languages_missing(self) -> list[tuple[str, str]]:
+        return languages_missing(self, self.translations.all(), self.TRANSLATED_FIELDS)
 
     @property
     def masked_field_list(self) -> list[str]:
         return [field.strip() for field in self.masked_fields.split(",") if field.strip()]
+
+
+class SourceCategoryTranslation(models.Model):
+    """A category's description in one of the site's other languages (see SourceSystemTranslation)."""
+
+    category = models.ForeignKey(SourceCategory, on_delete=models.CASCADE, related_name="translations")
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES)
+    description = models.TextField()
+
+    class Meta:
+        ordering = ["category", "language"]
+        constraints = [models.UniqueConstraint(fields=["category", "language"], name="unique_source_category_translation")]
+
+    def __str__(self) -> str:
+        return f"{self.category} ({self.language})"
 
 
 class Recipient(models.Model):

@@ -583,7 +583,7 @@ def export_sources():
     queries however many sources there are (translations in every language: the report picks its own)."""
     return (
         SourceSystem.objects.filter(active=True)
-        .prefetch_related("categories", "recipients__translations", "translations")
+        .prefetch_related("categories__translations", "recipients__translations", "translations")
         .order_by("name")
     )
 

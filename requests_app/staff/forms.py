@@ -29,6 +29,7 @@ from requests_app.models import (
     RequestType,
     ResponseTemplate,
     SourceCategory,
+    SourceCategoryTranslation,
     SourceField,
     SourceSystem,
     SourceSystemTranslation,
@@ -503,6 +504,21 @@ class RecipientTranslationForm(forms.ModelForm):
     def __init__(self, *args, item: Recipient, language: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.instance.recipient, self.instance.language = item, language
+        _show_main_texts(self, item)
+
+
+class SourceCategoryTranslationForm(forms.ModelForm):
+    """A category's description in one other language, as the access report shows it."""
+
+    class Meta:
+        model = SourceCategoryTranslation
+        labels = FIELD_LABELS
+        fields = list(SourceCategory.TRANSLATED_FIELDS)
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, item: SourceCategory, language: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.instance.category, self.instance.language = item, language
         _show_main_texts(self, item)
 
 

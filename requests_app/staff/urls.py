@@ -47,6 +47,7 @@ urlpatterns = [
     path("inventory/sources/<int:pk>/texts/<str:language>/", views.source_translation, name="source_translation"),
     path("inventory/categories/new/", views.category_edit, name="category_new"),
     path("inventory/categories/<int:pk>/", views.category_edit, name="category_edit"),
+    path("inventory/categories/<int:pk>/texts/<str:language>/", views.category_translation, name="category_translation"),
     path("inventory/recipients/new/", views.recipient_edit, name="recipient_new"),
     path("inventory/recipients/<int:pk>/", views.recipient_edit, name="recipient_edit"),
     path("inventory/recipients/<int:pk>/secret/", views.recipient_secret, name="recipient_secret"),

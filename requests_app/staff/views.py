@@ -57,6 +57,7 @@ from requests_app.models import (
     RecipientTranslation,
     ResponseTemplate,
     SourceCategory,
+    SourceCategoryTranslation,
     SourceField,
     SourceSystem,
     SourceSystemTranslation,
@@ -889,7 +890,7 @@ def export_action(request: HttpRequest, public_id, action: str) -> HttpResponse:
 @staff_view(readers=roles.CONFIGURATION_READERS)
 def inventory(request: HttpRequest) -> HttpResponse:
     sources = SourceSystem.objects.prefetch_related(
-        "categories__fields", "recipients__translations", "legal_holds__category", "legal_holds__translations", "translations"
+        "categories__fields", "categories__translations", "recipients__translations", "legal_holds__category", "legal_holds__translations", "translations"
     ).select_related("owner")
     return render(request, "staff/inventory.html", {"sources": sources})
 
@@ -945,6 +946,14 @@ def recipient_translation(request: HttpRequest, pk: int, language: str) -> HttpR
 
 
 @staff_view(dpo_only=True)
+def category_translation(request: HttpRequest, pk: int, language: str) -> HttpResponse:
+    return _translation_crud(
+        request, item=get_object_or_404(SourceCategory, pk=pk), language=language, model=SourceCategoryTranslation,
+        form_class=forms.SourceCategoryTranslationForm, event="source_category_translation",
+    )
+
+
+@staff_view(dpo_only=True)
 def hold_translation(request: HttpRequest, pk: int, language: str) -> HttpResponse:
     return _translation_crud(
         request, item=get_object_or_404(LegalHold, pk=pk), language=language, model=LegalHoldTranslation,
@@ -967,7 +976,10 @@ source_edit = _inventory_crud(
     SourceSystem, forms.SourceSystemForm, gettext_lazy("Source system"), "source_system",
     translation_url_name="staff:source_translation",
 )
-category_edit = _inventory_crud(SourceCategory, forms.SourceCategoryForm, gettext_lazy("Data category"), "source_category")
+category_edit = _inventory_crud(
+    SourceCategory, forms.SourceCategoryForm, gettext_lazy("Data category"), "source_category",
+    translation_url_name="staff:category_translation",
+)
 recipient_edit = _inventory_crud(
     Recipient, forms.RecipientForm, gettext_lazy("Recipient"), "recipient", secret_url_name="staff:recipient_secret",
     translation_url_name="staff:recipient_translation",

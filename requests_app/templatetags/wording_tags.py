@@ -12,7 +12,7 @@ register.filter("without_final_punctuation", without_final_punctuation)
 
 @register.filter
 def texts_in(item, language: str) -> dict[str, str]:
-    """An inventory item's subject-facing texts in `language` (SourceSystem.texts_in, Recipient.texts_in)."""
+    """An inventory item's subject-facing texts in `language` (its texts_in: SourceSystem, SourceCategory, Recipient)."""
     return item.texts_in(language)
 
 

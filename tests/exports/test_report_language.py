@@ -22,6 +22,7 @@ from requests_app.models import (
     Recipient,
     RecipientTranslation,
     SourceCategory,
+    SourceCategoryTranslation,
     SourceSystem,
     SourceSystemTranslation,
 )
@@ -81,6 +82,10 @@ def test_a_french_speaking_subjects_report_gives_the_french_texts(demo_request):
     cdr.description = "Records of the calls our networks carry."
     cdr.save()
     SourceSystemTranslation.objects.create(source=cdr, language="fr", **FRENCH_CDR)
+    calls = cdr.categories.get(slug="calls")
+    calls.description = "Who you called, when, for how long, from which cell"
+    calls.save()
+    SourceCategoryTranslation.objects.create(category=calls, language="fr", description="Qui vous avez appelé, quand, combien de temps")
     analytics = Recipient.objects.get(name="Web analytics provider")
     RecipientTranslation.objects.create(recipient=analytics, language="fr", safeguards="Clauses contractuelles types de l'UE")
     demo_request.language = "fr"
@@ -92,7 +97,11 @@ def test_a_french_speaking_subjects_report_gives_the_french_texts(demo_request):
     for text in FRENCH_CDR.values():
         assert text in report
     assert "Clauses contractuelles types de l'UE" in report
-    for english in (cdr.purposes, cdr.retention, cdr.origin, cdr.automated_decisions, cdr.description, analytics.safeguards):
+    assert "(Qui vous avez appelé, quand, combien de temps)" in report
+    for english in (
+        cdr.purposes, cdr.retention, cdr.origin, cdr.automated_decisions, cdr.description, analytics.safeguards,
+        calls.description,
+    ):
         assert english not in report
     # The sources nobody translated keep their main text rather than saying nothing.
     assert SourceSystem.objects.get(slug="crm").purposes in report
@@ -152,6 +161,8 @@ def test_the_reports_queries_do_not_grow_with_the_number_of_sources(tmp_path):
         SourceSystemTranslation.objects.create(source=source, language="fr", purposes="p", retention="r", origin="o")
         recipient = Recipient.objects.create(source=source, name="Host", country="India", third_country=True, safeguards="SCC")
         RecipientTranslation.objects.create(recipient=recipient, language="fr", safeguards="CCT")
+        category = source.categories.get()
+        SourceCategoryTranslation.objects.create(category=category, language="fr", description="d")
 
     add_translated_source("one")
     with_one_source = report_queries(tmp_path / "one", request)

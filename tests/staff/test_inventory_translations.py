@@ -12,6 +12,8 @@ from requests_app.models import (
     LegalHoldTranslation,
     Recipient,
     RecipientTranslation,
+    SourceCategory,
+    SourceCategoryTranslation,
     SourceSystem,
     SourceSystemTranslation,
 )
@@ -167,3 +169,20 @@ def test_the_dpo_gives_a_legal_holds_basis_in_french_and_the_inventory_shows_wha
     login_staff(dpo_client, staff_in_role("Handler", username="handler1"))
     assert dpo_client.post(reverse("staff:hold_translation", args=[hold.pk, "de"]), {"basis": "x"}).status_code == 403
     assert not LegalHoldTranslation.objects.filter(language="de").exists()
+
+
+@pytest.mark.django_db
+def test_the_dpo_gives_a_categorys_description_in_dutch(dpo_client, source):
+    category = SourceCategory.objects.create(
+        source=source, slug="invoices", category="other", description="Your invoices & payments"
+    )
+    url = reverse("staff:category_translation", args=[category.pk, "nl"])
+    assert url in dpo_client.get(reverse("staff:category_edit", args=[category.pk])).content.decode()
+    page = dpo_client.get(reverse("staff:inventory")).content.decode()
+    assert "<small>Your invoices &amp; payments</small>" in page and url in page
+
+    assert dpo_client.post(url, {"description": "Uw facturen en betalingen"}).status_code == 302
+
+    assert SourceCategoryTranslation.objects.get(category=category, language="nl").description == "Uw facturen en betalingen"
+    assert AuditEvent.objects.filter(action="source_category_translation_saved").count() == 1
+    assert url not in dpo_client.get(reverse("staff:inventory")).content.decode()
