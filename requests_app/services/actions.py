@@ -30,7 +30,7 @@ import secrets
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -41,6 +41,7 @@ from requests_app.lifecycle import VERIFIED_OPEN, RequestError
 from requests_app.models import (
     ActionKind,
     ActionStatus,
+    AuditEvent,
     ConnectorKind,
     EraseMethod,
     EraseStrategy,
@@ -58,7 +59,7 @@ from requests_app.models import (
     Status,
 )
 from requests_app.services import notices
-from requests_app.services.suppression import SUPPRESSION_RIGHTS
+from requests_app.services.suppression import SUPPRESSION_RIGHTS, suppression_right
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.actions import (
     ActionPlan,
@@ -829,23 +830,44 @@ def queue_due_notices(request: PrivacyRequest) -> None:
 PACKAGE_FOR_RIGHT = {RequestType.ACCESS: ExportKind.ACCESS, RequestType.PORTABILITY: ExportKind.PORTABILITY}
 
 
+def prefetch_for_completion(requests: list[PrivacyRequest]) -> None:
+    """Load what completion_blockers and certificate.nothing_corrected read, one query per relation
+    however many `requests`: the bulk completion's preview checks hundreds at once. The rules read
+    each relation whole (`.all()`), which a prefetch serves; a filter on a related manager would not.
+
+    The requests' `events` then hold only the event the rules look for: a trail is long, and is read
+    only for a request asking to stop some processing. Do not read their trail from these instances.
+    """
+    prefetch_related_objects(
+        requests,
+        "exports",
+        Prefetch("source_actions", queryset=SourceAction.objects.select_related("source")),
+        Prefetch("rectification_changes", queryset=RectificationChange.objects.select_related("category__source")),
+        Prefetch("recipient_notices", queryset=RecipientNotice.objects.select_related("recipient")),
+    )
+    prefetch_related_objects(
+        [request for request in requests if suppression_right(request)],
+        Prefetch("events", queryset=AuditEvent.objects.filter(action="suppression_added")),
+    )
+
+
 def completion_blockers(request: PrivacyRequest) -> list[str]:
     """Why the request cannot be completed yet: a data package not released, work in the source
-    systems, Art. 19 notices or a suppression still to do."""
+    systems, Art. 19 notices or a suppression still to do. Checking many requests: prefetch_for_completion."""
     blockers = []
     rights = set(request.requested_rights)
     # Answering access or portability means giving the data (even a package that says none was
     # found): a request completed without it would tell the subject it was answered when it was not.
-    released = set(request.exports.filter(released_at__isnull=False).values_list("kind", flat=True))
+    released = {package.kind for package in request.exports.all() if package.released_at is not None}
     for right, kind in PACKAGE_FOR_RIGHT.items():
         if right in rights and kind not in released:
             blockers.append(
                 _("%(kind)s: no data package has been released to the subject yet.") % {"kind": ExportKind(kind).label}
             )
-    actions = list(request.source_actions.select_related("source"))
+    actions = list(request.source_actions.all())
     if rights & {RequestType.ERASURE, RequestType.RESTRICTION} and not actions:
         blockers.append(_("The erasure or restriction has not been planned in the source systems."))
-    if rights & set(SUPPRESSION_RIGHTS) and not request.events.filter(action="suppression_added").exists():
+    if rights & set(SUPPRESSION_RIGHTS) and not any(event.action == "suppression_added" for event in request.events.all()):
         # Honouring an objection, a withdrawal or a limit on use means some processing stops for this
         # person, and the suppression lists are how the company's systems learn it. Not honoured: reject.
         blockers.append(
@@ -855,8 +877,10 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
             )
         )
     rectified_sources = {a.source_id for a in actions if a.kind == ActionKind.RECTIFY}
-    unplanned = request.rectification_changes.exclude(category__source_id__in=rectified_sources).select_related("category__source")
-    for source_name in sorted({change.category.source.name for change in unplanned}):
+    unplanned = {
+        change.category.source.name for change in request.rectification_changes.all() if change.category.source_id not in rectified_sources
+    }
+    for source_name in sorted(unplanned):
         blockers.append(_("Corrected values for %(source)s have not been planned: plan the actions again.") % {"source": source_name})
     for action in actions:
         if action.status != ActionStatus.DONE:
@@ -864,9 +888,9 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
                 _("%(kind)s in %(source)s: %(status)s.")
                 % {"kind": action.get_kind_display(), "source": action.source.name, "status": in_sentence(action.get_status_display())}
             )
-    open_notices = request.recipient_notices.filter(status__in=(NoticeStatus.PENDING, NoticeStatus.FAILED))
-    for notice in open_notices.select_related("recipient"):
-        blockers.append(
-            _("Recipient %(recipient)s has not been notified (Art. 19).") % {"recipient": notice.recipient.name}
-        )
+    for notice in request.recipient_notices.all():
+        if notice.status in (NoticeStatus.PENDING, NoticeStatus.FAILED):
+            blockers.append(
+                _("Recipient %(recipient)s has not been notified (Art. 19).") % {"recipient": notice.recipient.name}
+            )
     return blockers

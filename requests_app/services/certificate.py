@@ -129,10 +129,14 @@ def nothing_corrected(request: PrivacyRequest) -> bool:
     """Whether a rectification was asked and no data was corrected: none entered (the data was
     accurate, say), none matched, or the source could not be searched. Not acting is a refusal,
     in part at least, which the letter must explain (Art. 12(4)). A request where some values
-    were corrected and others not is explained by the DPO's letter alone."""
+    were corrected and others not is explained by the DPO's letter alone.
+
+    Reads `source_actions.all()`, so that actions.prefetch_for_completion serves it."""
     if RequestType.RECTIFICATION not in request.requested_rights:
         return False
-    rectified = request.source_actions.filter(kind=ActionKind.RECTIFY, status=ActionStatus.DONE)
+    rectified = [
+        action for action in request.source_actions.all() if action.kind == ActionKind.RECTIFY and action.status == ActionStatus.DONE
+    ]
     return not any(action.changed_anything() and not searched_nothing(action) for action in rectified)
 
 

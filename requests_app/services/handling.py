@@ -35,7 +35,7 @@ from requests_app.models import (
 )
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import intake
-from requests_app.services.actions import completion_blockers
+from requests_app.services.actions import completion_blockers, prefetch_for_completion
 from requests_app.services.certificate import data_kept, nothing_corrected, outcome_summary
 
 logger = logging.getLogger(__name__)
@@ -349,6 +349,7 @@ def completion_refusals(request: PrivacyRequest, *, letter: str) -> list[str]:
 
     request_complete refuses on these, and the bulk completion's confirmation page lists them:
     one set of rules, so that the page names exactly the requests the completion will close.
+    Checking many requests: actions.prefetch_for_completion.
     """
     refusals = completion_blockers(request)
     if not letter.strip() and nothing_corrected(request):
@@ -367,6 +368,7 @@ def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expe
     """
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
+        prefetch_for_completion([locked])
         refusals = completion_refusals(locked, letter=letter)
         if refusals:
             raise RequestError(_("The request cannot be completed yet: %(reasons)s") % {"reasons": " ".join(refusals)})

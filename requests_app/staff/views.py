@@ -434,6 +434,8 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
     allowed = {t.name for t in lifecycle.allowed_transitions(privacy_request.status)}
     paused = deadline_service.open_pause(privacy_request)
     identities = list(privacy_request.identities.select_related("verified_by"))
+    if "complete" in allowed:
+        actions.prefetch_for_completion([privacy_request])
     return {
         "r": privacy_request,
         "can_work": can_work,
