@@ -388,7 +388,9 @@ def bulk(request: HttpRequest) -> HttpResponse:
             return redirect(back)
         if candidates.exists():
             closable, blocked = [], []
-            for candidate in candidates.order_by("reference"):
+            to_check = list(candidates.order_by("reference"))
+            actions.prefetch_for_completion(to_check)
+            for candidate in to_check:
                 refusals = handling.completion_refusals(candidate, letter="")
                 if refusals:
                     blocked.append((candidate.reference, refusals))

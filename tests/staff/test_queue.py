@@ -14,8 +14,27 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from requests_app.audit import Actor
-from requests_app.models import Organisation, PrivacyRequest, RequestType, Status, Team
+from requests_app.audit import Actor, record_event
+from requests_app.models import (
+    ActionKind,
+    ActionStatus,
+    ConnectorKind,
+    DataCategory,
+    IdentityKind,
+    LegalBasis,
+    NoticeStatus,
+    Organisation,
+    PrivacyRequest,
+    Recipient,
+    RecipientNotice,
+    RectificationChange,
+    RequestType,
+    SourceAction,
+    SourceCategory,
+    SourceSystem,
+    Status,
+    Team,
+)
 from requests_app.services.intake import RightDetails
 from requests_app.staff.views import PAGE_SIZE
 from tests.conftest import login_staff
@@ -635,6 +654,77 @@ def test_bulk_completion_asks_again_when_the_listed_requests_changed(dpo_client)
     assert statuses(first, second) == [Status.IN_PROGRESS, Status.AWAITING_SUBJECT]
     dpo_client.post(reverse("staff:bulk"), confirmation_fields(again))
     assert statuses(first, second) == [Status.COMPLETED, Status.AWAITING_SUBJECT]
+
+
+def source_with_recipient(slug: str) -> tuple[SourceCategory, Recipient]:
+    source = SourceSystem.objects.create(
+        slug=slug, name=slug.upper(), connector=ConnectorKind.MANUAL, identity_kind=IdentityKind.EMAIL,
+        purposes="Billing", legal_basis=LegalBasis.CONTRACT, retention="5 years", origin="The subject",
+    )
+    category = SourceCategory.objects.create(source=source, slug="contact", category=DataCategory.CONTACT)
+    return category, Recipient.objects.create(source=source, name=f"{slug.upper()} partner", country="Belgium")
+
+
+def requests_for_every_completion_rule(count: int) -> list[PrivacyRequest]:
+    """In-progress requests asking in turn for access (and its package), erasure with an objection
+    (an erasure and an Art. 19 notice in each of two sources), and rectification (a corrected value and
+    its action in each of two sources). Every other one has all its work done and can be closed."""
+    made = []
+    for number in range(count):
+        done = number % 2 == 0
+        status = ActionStatus.DONE if done else ActionStatus.PLANNED
+        if number % 3 == 0:
+            request = make(Status.IN_PROGRESS)
+            if done:
+                released_package(request)
+        elif number % 3 == 1:
+            request = make(Status.IN_PROGRESS, rights=[
+                RightDetails(RequestType.ERASURE), RightDetails(RequestType.OBJECTION, objection_processing="Marketing emails"),
+            ])
+            if done:
+                record_event(request, "suppression_added", actor=Actor.system())
+            for letter in "ab":
+                category, recipient = source_with_recipient(f"erased-{number}{letter}")
+                SourceAction.objects.create(request=request, source=category.source, kind=ActionKind.ERASE, status=status, result={"rows": 1})
+                RecipientNotice.objects.create(request=request, recipient=recipient, status=NoticeStatus.SENT if done else NoticeStatus.PENDING)
+        else:
+            request = make(Status.IN_PROGRESS, rights=[
+                RightDetails(RequestType.RECTIFICATION, rectification_data="City", rectification_value="Gent"),
+            ])
+            for letter in "ab":
+                category, _recipient = source_with_recipient(f"corrected-{number}{letter}")
+                RectificationChange.objects.create(request=request, category=category, field="city", value="Gent")
+                SourceAction.objects.create(
+                    request=request, source=category.source, kind=ActionKind.RECTIFY, status=status,
+                    result={"categories": [{"category": "contact", "rows": 1, "fields": 1}]},
+                )
+        made.append(request)
+    return made
+
+
+def bulk_completion_preview(client, requests) -> tuple:
+    with CaptureQueriesContext(connection) as captured:
+        page = bulk(client, action="complete", references=[request.reference for request in requests])
+    assert page.status_code == 200
+    return page, [query["sql"] for query in captured.captured_queries]
+
+
+@pytest.mark.django_db
+def test_the_bulk_completion_preview_costs_the_same_queries_for_3_requests_as_for_12(dpo_client):
+    """Up to BULK_COMPLETE_MAX requests are checked at once, each rule reading a relation of each request:
+    checked one request at a time, they cost 4 to 6 queries a request."""
+    twelve = requests_for_every_completion_rule(12)
+    three = twelve[:3]
+
+    page_for_three, with_three = bulk_completion_preview(dpo_client, three)
+    page_for_twelve, with_twelve = bulk_completion_preview(dpo_client, twelve)
+
+    # The same rules, whatever was loaded with them: exactly the finished half would close.
+    assert html.unescape(page_for_three.content.decode()).count("</a>: ") == 1
+    assert confirmation_fields(page_for_three)["references"] == [request.reference for request in three[::2]]
+    assert confirmation_fields(page_for_twelve)["references"] == [request.reference for request in twelve[::2]]
+    assert len(with_twelve) == len(with_three), "\n".join(with_twelve)
+    assert len(with_three) <= 16, "\n".join(with_three)
 
 
 @pytest.mark.django_db
