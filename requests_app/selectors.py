@@ -24,6 +24,7 @@ from requests_app.models import (
     AuditEvent,
     Channel,
     ClosedRequestCount,
+    ExportKind,
     Organisation,
     PrivacyRequest,
     Regime,
@@ -103,11 +104,20 @@ NEXT_STEP_TEXT = {
 AWAITING_SUBJECT_CLOCK_RUNS = _("We need more information from you. Please reply below.")
 # An open request whose package the subject can download.
 DATA_READY = _("Your data is ready: you can download it from this page. We will close the request once we have answered every part of it.")
-# The same, when every package to download found nothing: it holds our answer, not their data (Art. 15(1)).
-NOTHING_FOUND_READY = _(
-    "Our answer is ready: we found no personal data about you in the systems we searched. You can download it, with "
-    "the list of the systems searched, from this page. We will close the request once we have answered every part of it."
-)
+# The same, when every package to download found nothing: it holds our answer, not their data. By kind, as
+# the export-ready email: access looks for any data about the subject (Art. 15(1)), portability only for
+# what they gave us or their use of our services produced (Art. 20), so "none about you" would claim too much.
+NOTHING_FOUND_READY = {
+    ExportKind.ACCESS: _(
+        "Our answer is ready: we found no personal data about you in the systems we searched. You can download it, with "
+        "the list of the systems searched, from this page. We will close the request once we have answered every part of it."
+    ),
+    ExportKind.PORTABILITY: _(
+        "Our answer is ready: we found no data that you gave us or that your use of our services produced in the systems "
+        "we searched. You can download it, with the list of the systems searched, from this page. We will close the "
+        "request once we have answered every part of it."
+    ),
+}
 # Once the package can no longer be downloaded (used up, expired), the request is not back to
 # collecting data: it was delivered.
 DATA_DELIVERED = _("We made your data available to you. We will close the request once we have answered every part of it.")

@@ -14,7 +14,7 @@ from requests_app import selectors
 from requests_app.audit import Actor
 from requests_app.forms import RequestForm, ResendLinkForm, validate_attachment
 from requests_app.lifecycle import IllegalTransition, RequestError
-from requests_app.models import NO_DATA_DELIVERED, TEXT_MAX_CHARS, ExportStatus, Status
+from requests_app.models import NO_DATA_DELIVERED, TEXT_MAX_CHARS, ExportKind, ExportStatus, Status
 from requests_app.services import exports, handling, intake
 
 
@@ -108,8 +108,12 @@ def _status_context(privacy_request) -> dict:
     if privacy_request.status == Status.AWAITING_SUBJECT and not privacy_request.clock_paused:
         next_step = selectors.AWAITING_SUBJECT_CLOCK_RUNS
     elif downloads and privacy_request.is_open:
-        found_nothing = all(export.found_nothing for export, _token in downloads)
-        next_step = selectors.NOTHING_FOUND_READY if found_nothing else selectors.DATA_READY
+        if all(export.found_nothing for export, _token in downloads):
+            # An access package that found nothing answers for the portable data too.
+            access = any(export.kind == ExportKind.ACCESS for export, _token in downloads)
+            next_step = selectors.NOTHING_FOUND_READY[ExportKind.ACCESS if access else ExportKind.PORTABILITY]
+        else:
+            next_step = selectors.DATA_READY
     elif privacy_request.status == Status.IN_PROGRESS and privacy_request.exports.filter(released_at__isnull=False).exists():
         next_step = selectors.DATA_DELIVERED
     return {

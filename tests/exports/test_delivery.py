@@ -143,12 +143,43 @@ def test_the_ready_email_says_no_data_was_found_only_for_a_package_without_recor
         assert other not in message.body and other not in html_body
 
 
-def test_the_status_page_offers_our_answer_not_your_data_when_the_package_found_nothing(released, demo_request, client):
-    ExportPackage.objects.filter(pk=released.pk).update(manifest={**released.manifest, "rows": 0})
+NOTHING_FOUND_ABOUT_YOU = "we found no personal data about you in the systems we searched."
+NOTHING_YOU_GAVE_US_FOUND = "we found no data that you gave us or that your use of our services produced in the systems we searched."
+
+
+@pytest.mark.parametrize(
+    ("kind", "said", "other", "link"),
+    [
+        ("access", NOTHING_FOUND_ABOUT_YOU, NOTHING_YOU_GAVE_US_FOUND, "Download our answer: Access (Art. 15)"),
+        ("portability", NOTHING_YOU_GAVE_US_FOUND, NOTHING_FOUND_ABOUT_YOU, "Download our answer: Portability (Art. 20)"),
+    ],
+)
+def test_the_status_page_offers_our_answer_not_your_data_when_the_package_found_nothing(
+    released, demo_request, client, kind, said, other, link
+):
+    """As the ready email: an empty portability package searched only what the subject gave us (Art. 20),
+    and must not tell them we hold no data about them at all."""
+    ExportPackage.objects.filter(pk=released.pk).update(kind=kind, manifest={**released.manifest, "rows": 0})
     page = status_page(client, demo_request)
-    assert "Our answer is ready: we found no personal data about you in the systems we searched." in page
-    assert "Download our answer: Access" in page
+    assert f"Our answer is ready: {said}" in page
+    assert other not in page
+    assert link in page
     assert "Your data is ready" not in page and "Download your data" not in page
+
+
+def test_the_status_page_says_no_data_about_you_was_found_when_both_empty_packages_are_ready(released, demo_request, client):
+    """An access package that found nothing answers for the portable data too: saying only that
+    nothing they gave us was found would say less than we know."""
+    ExportPackage.objects.filter(pk=released.pk).update(manifest={**released.manifest, "rows": 0})
+    released.refresh_from_db()
+    ExportPackage.objects.create(
+        request=demo_request, kind="portability", status=ExportStatus.RELEASED, released_at=released.released_at,
+        expires_at=released.expires_at, storage_name=released.storage_name, size=released.size, manifest=released.manifest,
+    )
+    page = status_page(client, demo_request)
+    assert "Download our answer: Access (Art. 15)" in page and "Download our answer: Portability (Art. 20)" in page
+    assert f"Our answer is ready: {NOTHING_FOUND_ABOUT_YOU}" in page
+    assert NOTHING_YOU_GAVE_US_FOUND not in page
 
 
 def test_release_emails_the_subject_without_the_link(
