@@ -835,8 +835,8 @@ def prefetch_for_completion(requests: list[PrivacyRequest]) -> None:
     however many `requests`: the bulk completion's preview checks hundreds at once. The rules read
     each relation whole (`.all()`), which a prefetch serves; a filter on a related manager would not.
 
-    The requests' `events` then hold only the event the rules look for: a trail is long, and is read
-    only for a request asking to stop some processing. Do not read their trail from these instances.
+    Of the audit trail, only the suppressions are loaded (as `suppression_events`), and only for the
+    requests asking to stop some processing: a trail is long, and the rules need nothing else of it.
     """
     prefetch_related_objects(
         requests,
@@ -847,8 +847,15 @@ def prefetch_for_completion(requests: list[PrivacyRequest]) -> None:
     )
     prefetch_related_objects(
         [request for request in requests if suppression_right(request)],
-        Prefetch("events", queryset=AuditEvent.objects.filter(action="suppression_added")),
+        Prefetch("events", queryset=AuditEvent.objects.filter(action="suppression_added"), to_attr="suppression_events"),
     )
+
+
+def _suppressed(request: PrivacyRequest) -> bool:
+    """Whether the subject was added to a suppression list for this request."""
+    if hasattr(request, "suppression_events"):  # prefetch_for_completion
+        return bool(request.suppression_events)
+    return request.events.filter(action="suppression_added").exists()
 
 
 def completion_blockers(request: PrivacyRequest) -> list[str]:
@@ -867,7 +874,7 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
     actions = list(request.source_actions.all())
     if rights & {RequestType.ERASURE, RequestType.RESTRICTION} and not actions:
         blockers.append(_("The erasure or restriction has not been planned in the source systems."))
-    if rights & set(SUPPRESSION_RIGHTS) and not any(event.action == "suppression_added" for event in request.events.all()):
+    if rights & set(SUPPRESSION_RIGHTS) and not _suppressed(request):
         # Honouring an objection, a withdrawal or a limit on use means some processing stops for this
         # person, and the suppression lists are how the company's systems learn it. Not honoured: reject.
         blockers.append(

@@ -111,7 +111,8 @@ def test_the_hold_that_ends_last_is_the_one_reported(cdr, erasure_request, dpo_a
     LegalHold.objects.create(source=cdr, category=calls, ground=ErasureException.LEGAL_CLAIMS, basis="Dispute", until=today + datetime.timedelta(days=10))
     action = _approved(erasure_request, cdr, dpo_actor, step)
     assert action.dry_run["held"] == [
-        {"category": "calls", "ground": "legal_obligation", "basis": "Telecom law", "until": (today + datetime.timedelta(days=365)).isoformat()}
+        {"category": "calls", "ground": "legal_obligation", "basis": "Telecom law", "basis_translations": {},
+         "until": (today + datetime.timedelta(days=365)).isoformat()}
     ]
 
 
