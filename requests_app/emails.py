@@ -12,7 +12,8 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import formats, timezone, translation
+from django.utils.translation import gettext
 from django.utils.dateparse import parse_datetime
 
 from requests_app import deadlines
@@ -422,14 +423,31 @@ def send_webhook_disabled_email(endpoint_id: int) -> None:
     deliver(render_email("webhook-disabled", context, to=dpo_recipients(dpo_users()), language=settings.LANGUAGE_CODE))
 
 
+def _category_changed(slug: str, only_before: dict | None) -> str:
+    """A category an Art. 19 notice names, with the limit of an erasure that took only its older records."""
+    if only_before is None:
+        return slug
+    return gettext("%(category)s (only the records whose %(field)s is before %(day)s)") % {
+        "category": slug,
+        "field": only_before["field"],
+        "day": formats.date_format(datetime.date.fromisoformat(only_before["date"]), "DATE_FORMAT"),
+    }
+
+
 def send_recipient_notice(recipient, content: dict) -> None:
     """Art. 19: the changes made to a person's data, sent to a recipient that holds it.
     Not deduplicated here: the notice's status is what keeps it from going twice."""
 
     # `content` is also the webhook's JSON (ISO times, slugs): the email says them for people.
-    actions = [
-        {**action, "done_at": parse_datetime(action["done_at"]) if action["done_at"] else None} for action in content["actions"]
-    ]
+    with translation.override(settings.LANGUAGE_CODE):
+        actions = [
+            {
+                **action,
+                "done_at": parse_datetime(action["done_at"]) if action["done_at"] else None,
+                "categories": [_category_changed(slug, action.get("only_records_before", {}).get(slug)) for slug in action["categories"]],
+            }
+            for action in content["actions"]
+        ]
     context = {
         "recipient": recipient,
         **content,

@@ -231,7 +231,8 @@ class StaffIntakeForm(RequestForm):
     received_at = forms.DateTimeField(
         label=_("Received at"),
         help_text=_("When the request reached us. It may be earlier than today, never later."),
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        # Browsers take ISO values only, not the language's own format ("30/11/2026 10:00" shows empty).
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
     scanned_letter = forms.FileField(
         label=_("Scanned letter or email (optional)"),

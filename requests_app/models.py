@@ -877,8 +877,11 @@ class LegalBasis(models.TextChoices):
 
 # Inventory names end up in SQL statements (quoted), so only plain identifiers are accepted.
 validate_sql_name = RegexValidator(
-    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$", _("Use a plain name: letters, digits and underscores.")
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$",
+    _("Use a plain name of letters, digits and underscores, or two joined by a dot (schema.table)."),
 )
+# A field of the records themselves, as the export reads them: no table or schema in front.
+validate_field_name = RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", _("Use a plain name: letters, digits and underscores."))
 
 
 def validate_restriction_list(value: str) -> None:
@@ -1371,20 +1374,30 @@ class LegalHold(models.Model):
     dated_by = models.CharField(
         max_length=100,
         blank=True,
-        validators=[validate_sql_name],
+        validators=[validate_field_name],
         help_text=_("With a number of months: the field holding each record's date, e.g. started_at."),
     )
 
     class Meta:
         ordering = ["source", "category", "until"]
+        # A rolling hold (keep_months) needs the field that dates the records, and so one category. As
+        # constraints, not clean(): a form's own error on a field (months below 1, say) then stands alone.
         constraints = [
             models.CheckConstraint(
-                condition=(
-                    models.Q(keep_months__isnull=True, dated_by="")
-                    | models.Q(keep_months__isnull=False, category__isnull=False) & ~models.Q(dated_by="")
-                ),
-                name="rolling_hold_has_category_and_date_field",
-            )
+                condition=models.Q(keep_months__isnull=True) | ~models.Q(dated_by=""),
+                name="rolling_hold_has_date_field",
+                violation_error_message=_("Name the field that dates each record, to tell the recent ones from the older."),
+            ),
+            models.CheckConstraint(
+                condition=models.Q(dated_by="") | models.Q(keep_months__isnull=False),
+                name="date_field_only_with_months",
+                violation_error_message=_("Give the number of months to keep, or leave the date field empty."),
+            ),
+            models.CheckConstraint(
+                condition=models.Q(keep_months__isnull=True) | models.Q(category__isnull=False),
+                name="rolling_hold_has_category",
+                violation_error_message=_("A hold on the last months names one category: the date field is that category's."),
+            ),
         ]
 
     # The text the completion letter quotes to the subject, and so translated (LegalHoldTranslation).
@@ -1399,15 +1412,6 @@ class LegalHold(models.Model):
 
     def languages_missing(self) -> list[tuple[str, str]]:
         return languages_missing(self, self.translations.all(), self.TRANSLATED_FIELDS)
-
-    def clean(self):
-        if self.keep_months is None and self.dated_by:
-            raise ValidationError({"keep_months": _("Give the number of months to keep, or leave the date field empty.")})
-        if self.keep_months is not None:
-            if not self.dated_by:
-                raise ValidationError({"dated_by": _("Name the field that dates each record, to tell the recent ones from the older.")})
-            if self.category_id is None:
-                raise ValidationError({"category": _("A hold on the last months names one category: the date field is that category's.")})
 
     def kept_from(self, today: datetime.date) -> datetime.date | None:
         """The first day whose records a rolling hold keeps on `today`; None: it keeps every record."""

@@ -1,9 +1,12 @@
+import datetime
 import re
 
 import pytest
+import time_machine
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
 
 from requests_app.models import IdentityKind, PrivacyRequest, RequestType, Status
 
@@ -266,6 +269,16 @@ def test_the_browser_may_fill_in_the_subjects_own_details_but_not_on_staffs_inta
     assert re.search(r'<input type="tel" name="subject_phone"[^>]*autocomplete="tel"', page)
     staff_form = StaffIntakeForm()
     assert {staff_form.fields[name].widget.attrs["autocomplete"] for name in ("subject_name", "subject_email", "subject_phone")} == {"off"}
+
+
+def test_staffs_intake_offers_now_as_the_time_received_in_a_value_the_browser_reads():
+    """A datetime-local input takes ISO values only: a French '30/11/2026 10:15' shows an empty field."""
+    from requests_app.forms import StaffIntakeForm
+
+    with time_machine.travel(datetime.datetime(2026, 11, 30, 9, 15, 42, tzinfo=datetime.UTC), tick=False):
+        with translation.override("fr"):
+            field = str(StaffIntakeForm()["received_at"])
+    assert 'type="datetime-local"' in field and 'value="2026-11-30T10:15"' in field  # Brussels time
 
 
 @pytest.mark.django_db

@@ -331,6 +331,8 @@ def dry_run_start(*, action: SourceAction, actor: Actor) -> SourceAction:
         token = _new_run(locked)
         locked.status, locked.error, locked.dry_run_by = ActionStatus.DRY_RUNNING, "", actor.user
         locked.save(update_fields=["status", "error", "dry_run_by", *RUN_FIELDS])
+        # Who started it is what four eyes compare with who approves: the trail keeps it.
+        record_event(locked.request, "source_action_dry_run_started", actor=actor, data=_summary(locked))
         tasks.queue_after_commit(tasks.run_source_action_dry_run, locked.id, token)
     return locked
 

@@ -28,7 +28,7 @@ from requests_app.models import (
     RequestType,
 )
 from requests_app.exports.package import NO_VERIFIED_IDENTIFIER, not_searched_reason
-from requests_app.services.notices import corrected_values
+from requests_app.services.notices import corrected_values, only_records_before
 from requests_app.wording import in_sentence
 
 
@@ -210,6 +210,17 @@ def _kept_line(hold: dict, source: str) -> str:
     ) % words
 
 
+def _changed_label(slug: str, labels: dict[str, str], action) -> str:
+    """A category the action changed, as the letter names it: with its limit where an erasure took only
+    the records older than a rolling legal hold keeps (the next line says those were kept)."""
+    label = labels.get(slug, slug)
+    only_before = only_records_before(action).get(slug)
+    if only_before is None:
+        return label
+    day = formats.date_format(date.fromisoformat(only_before["date"]), "DATE_FORMAT")
+    return _("%(category)s dated before %(day)s") % {"category": label, "day": day}
+
+
 def _action_outcome(action, *, erased_before: bool) -> list[str]:
     """What one finished action did, in a line naming its right (and the data it kept, for an erasure)."""
     source = action.source.name
@@ -220,7 +231,7 @@ def _action_outcome(action, *, erased_before: bool) -> list[str]:
     held = _held(action, labels) if action.kind == ActionKind.ERASE else []
     kept_lines = [_kept_line(hold, source) for hold in held]
     if action.changed_anything():
-        changed = _names(labels.get(slug, slug) for slug in action.changed_categories())
+        changed = _names(_changed_label(slug, labels, action) for slug in action.changed_categories())
         if action.kind == ActionKind.ERASE:
             done = (
                 _("We erased your data in %(source)s: %(categories)s.") % {"source": source, "categories": changed}

@@ -106,10 +106,25 @@ def notice_content(notice: RecipientNotice) -> dict:
                 # Written as the API and its webhooks write times (Brussels time with its offset).
                 "done_at": api_datetime(action.finished_at) if action.finished_at else None,
                 "categories": action.changed_categories(),
+                "only_records_before": only_records_before(action),
             }
             for action in actions
         ],
         "rectified_values": corrected_values(rectification) if rectification else [],
+    }
+
+
+def only_records_before(action: SourceAction) -> dict[str, dict]:
+    """The categories an erasure took only in part, their recent records kept under a rolling legal hold:
+    {category: {"field", "date"}}, erased only where the field is before the date. A recipient told
+    "erased" alone would delete the records we must keep, and it may have to keep its own copies too."""
+    if action.kind != ActionKind.ERASE:
+        return {}
+    changed = set(action.changed_categories())
+    return {
+        hold["category"]: {"field": hold["dated_by"], "date": hold["kept_from"]}
+        for hold in action.result.get("held", [])
+        if hold.get("kept_from") and hold["category"] in changed
     }
 
 

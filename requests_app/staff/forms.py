@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from requests_app import roles
 from requests_app.models import (
+    MAX_HOLD_MONTHS,
     REFUSABLE_GROUNDS,
     TEXT_MAX_CHARS,
     AssignmentRule,
@@ -176,6 +177,10 @@ class BulkForm(forms.Form):
 
 # The configuration forms' field labels in the reader's language (the models' field names are English).
 # One table for all of them: a field has the same name, and label, wherever it appears.
+# The value of an <input type="date">: browsers take ISO dates only, not the language's own format
+# (a French "27/11/2036" shows an empty field, which then fails as required).
+HTML_DATE = "%Y-%m-%d"
+
 FIELD_LABELS = {
     "active": _("Active"),
     "assign_team": _("Assign to team"),
@@ -555,10 +560,14 @@ class LegalHoldForm(forms.ModelForm):
         model = LegalHold
         labels = FIELD_LABELS
         fields = ["source", "category", "ground", "basis", "until", "keep_months", "dated_by"]
-        widgets = {"basis": forms.Textarea(attrs={"rows": 2}), "until": forms.DateInput(attrs={"type": "date"})}
+        widgets = {"basis": forms.Textarea(attrs={"rows": 2}), "until": forms.DateInput(attrs={"type": "date"}, format=HTML_DATE)}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # The model's range (1 to MAX_HOLD_MONTHS), not the column's (from 0): one message for 0 or -3.
+        self.fields["keep_months"] = LegalHold._meta.get_field("keep_months").formfield(
+            min_value=1, max_value=MAX_HOLD_MONTHS, label=FIELD_LABELS["keep_months"]
+        )
         source = self.initial.get("source") or (self.instance.source if self.instance.source_id else None)
         if source is not None and not self.is_bound:
             self.fields["category"].queryset = SourceCategory.objects.filter(source=source)

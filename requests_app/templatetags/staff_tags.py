@@ -77,6 +77,7 @@ EVENT_LABELS = {
     "export_downloaded": _("Export downloaded"),
     "export_deleted": _("Export deleted"),
     "source_actions_planned": _("Actions on source systems planned"),
+    "source_action_dry_run_started": _("Dry run of a source action started"),
     "source_action_approved": _("Source action approved"),
     "source_action_started": _("Source action started"),
     "source_action_done": _("Source action done"),

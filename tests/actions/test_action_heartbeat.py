@@ -285,7 +285,7 @@ def test_a_sql_run_that_lost_its_claim_rolls_back(cdr, erasure_request, dpo_acto
     monkeypatch.setattr(sql_sources.SQLConnector, "_change", taken_over_meanwhile)
     assert actions.run_execution(action_id=action.id, token=action.run_token) == ActionStatus.RUNNING
     assert len(source_db("SELECT id FROM calls WHERE caller = :c", c=ANA_PHONE)) == 2  # left to the run that took over
-    assert events(erasure_request) == ["source_action_approved", "source_action_started"]
+    assert events(erasure_request) == ["source_action_dry_run_started", "source_action_approved", "source_action_started"]
 
 
 def test_a_run_that_keeps_dying_fails_the_action_and_staff_can_retry(

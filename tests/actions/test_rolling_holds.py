@@ -5,11 +5,11 @@ import datetime
 
 import pytest
 import time_machine
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from requests_app.deadlines import add_months
-from requests_app.models import ActionStatus, ErasureException, LegalHold, Message, RequestType
-from requests_app.services import actions, handling
+from requests_app.models import ActionStatus, ErasureException, LegalHold, Message, Recipient, RequestType
+from requests_app.services import actions, handling, notices
 from requests_app.sources.actions import dated_before
 from requests_app.staff.forms import LegalHoldForm
 from tests.actions.conftest import ANA_PHONE, verified_request
@@ -105,12 +105,30 @@ def test_the_letter_says_which_records_were_kept_and_that_the_older_were_erased(
 
     body = Message.objects.filter(request=request).latest("created_at").body
     category = "Electronic communications data (call detail records)"
-    assert f"We erased your data in Call records: {category}." in body  # the older call
+    assert f"We erased your data in Call records: {category} dated before 10 March 2025." in body
     assert (
         f"We kept {category} dated 10 March 2025 or later in Call records, because: {BASIS}. The right to "
         "erasure does not apply to this data under Article 17(3) GDPR (Compliance with a legal obligation "
         "(Art. 17(3)(b))). We will keep it until 10 March 2027 at the latest.\n" in body
     )
+
+
+def test_the_recipients_are_told_that_only_the_older_records_were_erased(
+    cdr, dated_calls, erasure_request, dpo_actor, run, mailoutbox
+):
+    rolling_hold(cdr)
+    partner = Recipient.objects.create(source=cdr, name="Interconnect", country="Belgium", notification_email="art19@ic.example")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    with time_machine.travel(DRY_RUN_DAY, tick=False):
+        action = run(erasure_request.source_actions.get().id, "dry_run", "approve", "execute", actor=dpo_actor)
+
+    # The webhook's JSON says it for machines (notice_content), the email for people: a recipient told
+    # "erased: calls" would delete the call records we must keep.
+    assert action.changed_categories() == ["calls"]
+    assert notices.only_records_before(action) == {"calls": {"field": "started_at", "date": "2025-03-10"}}
+    [message] = mailoutbox
+    assert message.to == [partner.notification_email]
+    assert ": calls (only the records whose started_at is before 10 March 2025)" in message.body
 
 
 def test_a_subject_with_only_older_records_is_not_told_anything_was_kept(
@@ -161,23 +179,47 @@ def _hold_form(cdr, **data):
     })
 
 
+PLAIN_NAME = "Use a plain name: letters, digits and underscores."
+
+
 @pytest.mark.parametrize(
-    ("data", "field", "message"),
+    ("data", "errors"),
     [
-        ({"category": ""}, "category", "A hold on the last months names one category: the date field is that category's."),
-        ({"dated_by": ""}, "dated_by", "Name the field that dates each record, to tell the recent ones from the older."),
-        ({"keep_months": ""}, "keep_months", "Give the number of months to keep, or leave the date field empty."),
-        ({"keep_months": "0"}, "keep_months", "Ensure this value is greater than or equal to 1."),
-        ({"dated_by": "started_at; DROP TABLE calls"}, "dated_by", None),
+        ({"category": ""}, {"__all__": ["A hold on the last months names one category: the date field is that category's."]}),
+        ({"dated_by": ""}, {"__all__": ["Name the field that dates each record, to tell the recent ones from the older."]}),
+        ({"keep_months": ""}, {"__all__": ["Give the number of months to keep, or leave the date field empty."]}),
+        # A wrong number is said once, as a number: not also as missing.
+        ({"keep_months": "0"}, {"keep_months": ["Ensure this value is greater than or equal to 1."]}),
+        ({"keep_months": "-3"}, {"keep_months": ["Ensure this value is greater than or equal to 1."]}),
+        ({"keep_months": "121"}, {"keep_months": ["Ensure this value is less than or equal to 120."]}),
+        ({"dated_by": "started_at; DROP TABLE calls"}, {"dated_by": [PLAIN_NAME]}),
+        # The records' own field, as the export reads them: not table.column.
+        ({"dated_by": "cdrs.started_at"}, {"dated_by": [PLAIN_NAME]}),
     ],
 )
-def test_a_rolling_hold_needs_a_category_a_date_field_and_months(cdr, data, field, message):
+def test_a_rolling_hold_needs_a_category_a_date_field_and_months(cdr, data, errors):
     form = _hold_form(cdr, **data)
     assert not form.is_valid()
-    assert field in form.errors
-    if message:
-        assert form.errors[field] == [message]
+    assert form.errors == errors
     assert not LegalHold.objects.exists()
+
+
+def test_a_hold_keeping_every_record_needs_neither_months_nor_date_field(cdr):
+    form = _hold_form(cdr, category="", keep_months="", dated_by="")
+    assert form.is_valid(), form.errors
+    form.save()
+    assert LegalHold.objects.get().keep_months is None
+
+
+def test_the_end_date_is_shown_in_the_form_as_the_browser_reads_it(cdr, settings):
+    """A date input takes ISO dates only: in French, '31/12/2036' would show an empty field."""
+    hold = rolling_hold(cdr)
+    with translation.override("fr"):
+        page = str(LegalHoldForm(instance=hold)["until"])
+    assert 'type="date"' in page and 'value="2036-12-31"' in page
+    with translation.override("fr"):
+        form = _hold_form(cdr, until="2036-12-31")
+        assert form.is_valid(), form.errors
 
 
 def test_the_inventory_and_the_action_panel_show_what_a_rolling_hold_keeps(

@@ -153,6 +153,12 @@ def test_with_four_eyes_someone_else_approves_the_dry_run(
     assert _messages(_step(second, action, "approve")) == ["Approved: the action can now be executed."]
     action.refresh_from_db()
     assert (action.status, action.dry_run_by, action.approved_by) == (ActionStatus.APPROVED, dpo, colleague)
+    # The trail, and so the certificate, show the two people.
+    trail = erasure_request.events.filter(action__startswith="source_action_").order_by("sequence")
+    assert [(event.action, event.actor_id) for event in trail] == [
+        ("source_action_dry_run_started", dpo.pk), ("source_action_approved", colleague.pk)
+    ]
+    assert "Dry run of a source action started" in _page(second, erasure_request).content.decode()
 
 
 @sqlite_source
