@@ -8,7 +8,7 @@ turn a RequestError into a message (NotAllowed into a 403).
 import functools
 import math
 import secrets
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import segno
 from django.conf import settings
@@ -54,8 +54,10 @@ from requests_app.models import (
     ManualTask,
     PrivacyRequest,
     Recipient,
+    RecipientNotice,
     RecipientTranslation,
     ResponseTemplate,
+    SourceAction,
     SourceCategory,
     SourceCategoryTranslation,
     SourceField,
@@ -81,28 +83,79 @@ PAGE_SIZE = 50
 BULK_COMPLETE_MAX = 500
 
 
+# Set when a form is sent without a signed-in session (it had expired): once signed in again, staff are
+# told that what they sent was not acted on.
+ACTION_LOST_SESSION_KEY = "staff_action_lost"
+
+
 def staff_view(view=None, *, dpo_only=False, readers=roles.ROLES):
-    """Signed in, two factors verified, and a staff role: one of `readers`, or the DPO for `dpo_only` views."""
+    """Signed in, two factors verified, and a staff role: one of `readers`, or the DPO for `dpo_only` views.
+
+    A form sent while signed out is dropped: after signing in staff go back to the page it was sent from,
+    not to the address it was sent to, which may take only forms (a GET there would be a blank 405), and
+    are told it was not sent. Such an address opened directly leads to the page its form is on."""
 
     def decorator(view):
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs):
             user = request.user
-            if not user.is_authenticated:
-                return redirect(f"{reverse('staff:login')}?{urlencode({'next': request.get_full_path()})}")
-            if not user.is_verified():
-                return redirect(f"{reverse('staff:otp')}?{urlencode({'next': request.get_full_path()})}")
+            if not user.is_authenticated or not user.is_verified():
+                step = "staff:otp" if user.is_authenticated else "staff:login"
+                next_url = request.get_full_path()
+                if request.method not in ("GET", "HEAD"):
+                    request.session[ACTION_LOST_SESSION_KEY] = True
+                    next_url = _form_page(request)
+                return redirect(f"{reverse(step)}?{urlencode({'next': next_url})}")
             role = roles.role_of(user)
             if role not in readers or (dpo_only and role != roles.DPO):
                 raise PermissionDenied
+            action_lost = request.session.pop(ACTION_LOST_SESSION_KEY, False)
+            if action_lost:
+                messages.warning(request, _("Your session had expired, so your last action was not sent. Do it again."))
             try:
-                return view(request, *args, **kwargs)
+                response = view(request, *args, **kwargs)
             except NotAllowed as error:
                 raise PermissionDenied(str(error)) from error
+            if response.status_code == 405 and request.method == "GET":
+                if not action_lost:
+                    messages.warning(request, _("That address only takes a form sent from the dashboard, so nothing was done."))
+                return redirect(_page_of_form_url(request, kwargs))
+            return response
 
         return wrapper
 
     return decorator(view) if view else decorator
+
+
+def _form_page(request: HttpRequest) -> str:
+    """The dashboard page a form was sent from (its Referer, if a page of the dashboard), else the dashboard."""
+    home = reverse("staff:home")
+    referer = request.headers.get("referer", "")
+    on_this_site = url_has_allowed_host_and_scheme(
+        referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    page = urlsplit(referer)
+    if on_this_site and page.path.startswith(home):
+        return f"{page.path}?{page.query}" if page.query else page.path
+    return home
+
+
+def _page_of_form_url(request: HttpRequest, kwargs: dict) -> str:
+    """The page whose form posts to this address, which takes only forms: the request's page where the
+    address names the request or one of its actions or notices, else the dashboard's page it belongs to."""
+    name = request.resolver_match.url_name
+    if "reference" in kwargs:
+        return reverse("staff:request", args=[kwargs["reference"]])
+    if name == "export_action":
+        return reverse("staff:export", args=[kwargs["public_id"]])
+    if name in ("bulk", "queue_search"):
+        return reverse("staff:queue")
+    owner = {"source_action": SourceAction, "notice": RecipientNotice}.get(name)
+    if owner is not None:
+        reference = owner.objects.filter(public_id=kwargs["public_id"]).values_list("request__reference", flat=True).first()
+        if reference:
+            return reverse("staff:request", args=[reference])
+    return reverse("staff:home")
 
 
 def _safe_next(request: HttpRequest, default: str) -> str:

@@ -290,6 +290,25 @@ def test_a_failed_notice_can_be_sent_again(client_dpo, crm, erasure_request, dpo
 
 
 @sqlite_source
+def test_opening_an_action_or_notice_step_address_leads_to_its_request_page(client_dpo, crm, erasure_request, dpo_actor):
+    """A form re-shown with its errors stays at its step's address, which takes only forms: signing in again
+    after the session expired there, or reloading it from history, must land on the request page, not a blank 405."""
+    Recipient.objects.create(source=crm, name="Mailer", country="BE")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action, notice = erasure_request.source_actions.get(), erasure_request.recipient_notices.get()
+    page = reverse("staff:request", args=[erasure_request.reference])
+    for address in (
+        reverse("staff:source_action", args=[action.public_id, "done"]),
+        reverse("staff:notice", args=[notice.public_id, "waive"]),
+    ):
+        response = client_dpo.get(address)
+        assert (response.status_code, response.url) == (302, page), address
+    action.refresh_from_db()
+    notice.refresh_from_db()
+    assert (action.status, notice.status) == (ActionStatus.PLANNED, NoticeStatus.PENDING)  # nothing done
+
+
+@sqlite_source
 def test_the_progress_endpoint_returns_the_status_as_json(client_dpo, crm, erasure_request, dpo_actor):
     actions.plan_actions(request=erasure_request, actor=dpo_actor)
     action = erasure_request.source_actions.get()

@@ -20,10 +20,10 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from privacy_portal.logging import RedactSecretLinks
 from requests_app.audit import Actor
-from requests_app.models import AuditEvent
+from requests_app.models import AuditEvent, Status
 from requests_app.services import staff_setup
 from tests.conftest import login_staff
-from tests.factories import UserFactory, staff_in_role
+from tests.factories import UserFactory, request_in_status, staff_in_role
 
 PASSWORD = "correct-horse-battery"
 
@@ -378,6 +378,62 @@ def test_idle_sessions_time_out(client, settings):
     assert client.get(reverse("staff:home")).status_code == 200
     with time_machine.travel(timezone.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE + 60)):
         assert client.get(reverse("staff:home")).url.startswith(reverse("staff:login"))
+
+
+LOST_ACTION = "Your session had expired, so your last action was not sent. Do it again."
+
+
+@pytest.mark.django_db
+def test_a_form_sent_after_the_session_expired_leads_back_to_its_page_once_signed_in(client, settings):
+    """The note's address takes only forms: landing there with a GET after signing in was a blank 405."""
+    dpo = staff_in_role("DPO", username="dpo1")
+    device = TOTPDevice.objects.create(user=dpo, name="phone", confirmed=True)
+    request = request_in_status(Status.IN_PROGRESS)
+    page = reverse("staff:request", args=[request.reference])
+    login_staff(client, dpo)
+    with time_machine.travel(timezone.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE + 60)):
+        sent = client.post(
+            reverse("staff:request_action", args=[request.reference, "note"]), {"body": "Called the subject."},
+            HTTP_REFERER=f"http://testserver{page}",
+        )
+        assert sent.url == f"{reverse('staff:login')}?{urlencode({'next': page})}"
+        signed_in = sign_in_with_password(client, "dpo1", next_url=page)
+        landed = client.post(signed_in.url, {"token": current_code(device)}, follow=True)
+    assert landed.redirect_chain[-1] == (page, 302)
+    assert landed.status_code == 200
+    assert LOST_ACTION in landed.content.decode()
+    assert not request.notes.exists()
+    assert LOST_ACTION not in client.get(page).content.decode()  # said once
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "referer", ["", "https://evil.example/staff/requests/", "http://testserver/status/", "http://testserver/staff/requests/?status=new"]
+)
+def test_a_form_sent_signed_out_leads_to_a_dashboard_page_it_came_from_or_home(client, referer):
+    """Only a page of this dashboard is gone back to, never another site's (an open redirect)."""
+    request = request_in_status(Status.IN_PROGRESS)
+    expected = "/staff/requests/?status=new" if referer.endswith("?status=new") else reverse("staff:home")
+    sent = client.post(reverse("staff:request_action", args=[request.reference, "note"]), {"body": "x"}, HTTP_REFERER=referer)
+    assert sent.url == f"{reverse('staff:login')}?{urlencode({'next': expected})}"
+
+
+@pytest.mark.django_db
+def test_opening_an_address_that_takes_only_forms_leads_to_the_page_of_its_form(client):
+    """A bookmark or a page reloaded from history must not end on a blank 405."""
+    request = request_in_status(Status.IN_PROGRESS)
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    addresses = {
+        reverse("staff:request_action", args=[request.reference, "note"]): reverse("staff:request", args=[request.reference]),
+        reverse("staff:export_start", args=[request.reference]): reverse("staff:request", args=[request.reference]),
+        reverse("staff:bulk"): reverse("staff:queue"),
+        reverse("staff:webhook_redeliver", args=["00000000-0000-0000-0000-000000000000"]): reverse("staff:home"),
+    }
+    for address, page in addresses.items():
+        response = client.get(address, follow=True)
+        assert response.redirect_chain == [(page, 302)], address
+        assert "That address only takes a form sent from the dashboard, so nothing was done." in response.content.decode()
+    assert client.get(reverse("staff:home")).status_code == 200  # still signed in, nothing else changed
 
 
 @pytest.mark.django_db
