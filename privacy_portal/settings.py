@@ -107,6 +107,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else "localhost,127.0
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS must be set in production")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# "This form has expired", leading staff back to the dashboard and data subjects to the form.
+CSRF_FAILURE_VIEW = "privacy_portal.urls.csrf_failure"
 
 # Absolute base URL used to build links in emails (verification, status page).
 SITE_URL = env_deployment("SITE_URL", "http://127.0.0.1:8000").rstrip("/")

@@ -1,5 +1,7 @@
 from django.contrib import admin
 from django.core.exceptions import DisallowedHost
+from django.http import HttpResponseForbidden
+from django.template.loader import render_to_string
 from django.urls import include, path
 from django.views import defaults
 from django.views.generic import RedirectView
@@ -48,6 +50,14 @@ def page_not_found(request, exception):
     if request.path.startswith(("/staff/", "/admin/")):
         return defaults.page_not_found(request, exception, template_name="staff/404.html")
     return defaults.page_not_found(request, exception)
+
+
+def csrf_failure(request, reason=""):
+    """A form refused by the CSRF check ("This form has expired"), most often one from a page opened before
+    signing in again: staff are led back to the dashboard, data subjects to the request form. Rendered
+    without the request's context processors, which may need the database."""
+    for_staff = request.path.startswith(("/staff/", "/admin/"))
+    return HttpResponseForbidden(render_to_string("403_csrf.html", {"for_staff": for_staff}))
 
 
 def server_error(request):

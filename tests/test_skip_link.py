@@ -34,10 +34,16 @@ def test_the_staff_pages_start_with_a_skip_link_to_the_content(client):
         assert '<main id="main">' in page
 
 
-def csrf_failure_page(rf, client):
-    from django.views.csrf import csrf_failure
+def csrf_failure_page(rf, client, path="/"):
+    """The view the CSRF check calls (CSRF_FAILURE_VIEW)."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
 
-    return csrf_failure(rf.post("/"))
+    return import_string(settings.CSRF_FAILURE_VIEW)(rf.post(path))
+
+
+def staff_csrf_failure_page(rf, client):
+    return csrf_failure_page(rf, client, path="/staff/requests/")
 
 
 def server_error_page(rf, client):
@@ -66,7 +72,7 @@ def too_large_page(rf, client):
 
 @pytest.mark.parametrize(
     ("page", "status"),
-    [(csrf_failure_page, 403), (server_error_page, 500)],
+    [(csrf_failure_page, 403), (staff_csrf_failure_page, 403), (server_error_page, 500)],
 )
 def test_the_standalone_error_pages_start_with_a_skip_link_without_the_database(rf, client, page, status):
     """Django renders these without context processors, and a 500 may come from the database itself:

@@ -608,6 +608,21 @@ def test_staff_error_pages_are_the_dashboards_in_the_readers_language(client):
 
 
 @pytest.mark.django_db
+def test_an_expired_form_on_the_dashboard_leads_back_to_the_dashboard(client):
+    """A form from a page opened before signing in again is refused (the sign-in renews the CSRF token):
+    staff were offered only the public request form."""
+    request = request_in_status(Status.IN_PROGRESS)
+    staff = Client(enforce_csrf_checks=True)
+    login_staff(staff, staff_in_role("DPO", username="dpo1"))
+    refused = staff.post(reverse("staff:request_action", args=[request.reference, "note"]), {"body": "x"}, HTTP_ACCEPT_LANGUAGE="fr")
+    assert refused.status_code == 403
+    page = refused.content.decode()
+    assert f'<a href="{reverse("staff:home")}">Retour au tableau de bord</a>' in page and '<a href="/">' not in page
+    public = Client(enforce_csrf_checks=True).post(reverse("submit"), {}).content.decode()
+    assert '<a href="/">Back to the request form</a>' in public and reverse("staff:home") not in public
+
+
+@pytest.mark.django_db
 def test_guessing_the_current_password_on_the_change_page_ends_the_session(client):
     """The change form checks the password outside django-axes: a stolen session must not be a way to guess it."""
     handler = staff_in_role("Handler", username="h1")
