@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from requests_app import emails, roles, tasks
 from requests_app.audit import Actor, record_event
@@ -168,7 +169,9 @@ def deliver(*, notice_id: int, final_attempt: bool = False) -> bool:
         notice.attempts, notice.queued_at = notice.attempts + 1, timezone.now()
         notice.save(update_fields=["attempts", "queued_at"])
         if not recipient.reachable:
-            _failed(notice, _("No email address or webhook URL is recorded for this recipient."), final=True)
+            # Stored in English whatever language is active (a task run eagerly has the staff member's):
+            # pages translate it for their reader ({% translate notice.error %}, event_data).
+            _failed(notice, gettext_noop("No email address or webhook URL is recorded for this recipient."), final=True)
             return False
         content = notice_content(notice)
         try:

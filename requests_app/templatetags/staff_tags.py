@@ -5,6 +5,7 @@ from django import template
 from django.urls import reverse
 from django.utils import formats
 from django.utils.html import conditional_escape, format_html
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from requests_app import lifecycle
@@ -207,6 +208,8 @@ def event_data(data: dict) -> str:
             return str(DATA_VALUES[key](value).label)
         if key == "rule" and value == DEFAULT_RULE:
             return str(_("default: the DPO"))
+        if key == "error" and value:
+            return gettext(value)  # one of our messages, stored in English (a notice's), else left as it is
         if isinstance(value, str) and ISO_DATE.fullmatch(value):
             return formats.date_format(datetime.date.fromisoformat(value), "SHORT_DATE_FORMAT")
         return str(value)

@@ -2,10 +2,13 @@
 against a real SQLite source database: planning, dry run, approval, execution,
 refusals, roles, corrected values, Art. 19 notices and the progress endpoint."""
 
+import html
+
 import pytest
 from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
 
 from requests_app import roles
 from requests_app.audit import Actor
@@ -20,7 +23,7 @@ from requests_app.models import (
     SourceAction,
     SourceSystem,
 )
-from requests_app.services import actions, handling, routing
+from requests_app.services import actions, handling, notices, routing
 from tests.actions.conftest import ANA_EMAIL, verified_request
 from tests.conftest import login_staff
 from tests.factories import released_package, staff_in_role
@@ -306,6 +309,29 @@ def test_opening_an_action_or_notice_step_address_leads_to_its_request_page(clie
     action.refresh_from_db()
     notice.refresh_from_db()
     assert (action.status, notice.status) == (ActionStatus.PLANNED, NoticeStatus.PENDING)  # nothing done
+
+
+@sqlite_source
+def test_a_failed_notices_error_is_shown_in_the_readers_language(client_dpo, crm, erasure_request, dpo_actor):
+    """The worker stores its own error messages in English, whatever language it runs in (an eager task
+    has the staff member's); the dashboard showed them in English to a French reader."""
+    Recipient.objects.create(source=crm, name="Mailer", country="BE")  # no address: sending fails for good
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    erasure_request.source_actions.update(status=ActionStatus.DONE)  # notices go once their source is done
+    notice = erasure_request.recipient_notices.get()
+    with translation.override("fr"):
+        notices.deliver(notice_id=notice.pk)
+    notice.refresh_from_db()
+    assert (notice.status, notice.error) == (NoticeStatus.FAILED, "No email address or webhook URL is recorded for this recipient.")
+
+    url = reverse("staff:request", args=[erasure_request.reference])
+    french = html.unescape(client_dpo.get(url, HTTP_ACCEPT_LANGUAGE="fr").content.decode())
+    in_french = "Aucune adresse e-mail ni URL de webhook n'est enregistrée pour ce destinataire."
+    assert f'<span class="error">{in_french}</span>' in french  # the notices panel
+    assert french.count(in_french) == 2  # and the trail's "notice to a recipient failed" event
+    assert notice.error not in french
+    english = html.unescape(client_dpo.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode())
+    assert f'<span class="error">{notice.error}</span>' in english and in_french not in english
 
 
 @sqlite_source
