@@ -8,7 +8,7 @@ import pytest
 from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 
 from requests_app import roles
 from requests_app.audit import Actor
@@ -104,6 +104,27 @@ def test_planning_and_dry_run_list_each_action_with_its_counts(
     assert "subscribers: 2 rows, 5 fields" in page
     assert "calls: 2 rows, 8 fields" in page
     assert page.count(">Approve</button>") == 2 and ">Execute</button>" not in page
+
+
+@sqlite_source
+def test_the_panel_writes_one_row_and_one_field_in_the_singular(client_dpo, crm, cdr, erasure_request, dpo, dpo_actor):
+    """It said "1 rows" (French "1 lignes"): each count is its own plural form."""
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    counted, manual = erasure_request.source_actions.order_by("source__name")
+    SourceAction.objects.filter(pk=counted.pk).update(
+        dry_run_at=timezone.now(),
+        dry_run={"identities": 1, "categories": [{"category": "subscribers", "rows": 1, "fields": 1}]},
+        result={"categories": [{"category": "subscribers", "rows": 1, "fields": 3}]},
+    )
+    SourceAction.objects.filter(pk=manual.pk).update(result={"categories": [], "rows": 1, "manual": True}, done_by=dpo)
+
+    url = reverse("staff:request", args=[erasure_request.reference])
+    english = client_dpo.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "subscribers: 1 row, 1 field<br>" in english  # the dry run
+    assert "subscribers: 1 row, 3 fields<br>" in english  # the result
+    assert "1 row, confirmed by dpo<br>" in english  # the manual source's owner
+    french = client_dpo.get(url, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert french.count("1 ligne,") == 3 and "1 lignes" not in french
 
 
 @sqlite_source
