@@ -5,13 +5,14 @@ import datetime
 import subprocess
 
 import pytest
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from requests_app import audit
 from requests_app.models import (
     AuditEvent,
     ErasureException,
     LegalHold,
+    NoticeStatus,
     Recipient,
     RequestType,
     Status,
@@ -59,6 +60,17 @@ def test_the_certificate_shows_actions_holds_notices_and_the_verified_trail(comp
     assert f"This request's {events.count()} events match their hashes and are linked" in html
     assert "The whole chain has not been checked yet" in html
     assert "ana@example.com" not in html  # the identifiers stay out of the certificate
+
+
+def test_the_certificate_gives_a_notice_error_in_its_readers_language(completed_erasure):
+    """The worker stores our own error messages in English; the certificate, like the request page, says them
+    in the language it is read in."""
+    completed_erasure.recipient_notices.update(
+        status=NoticeStatus.FAILED, error="No email address or webhook URL is recorded for this recipient."
+    )
+    with translation.override("fr"):
+        html = certificate.render_certificate_html(completed_erasure)
+    assert "Aucune adresse e-mail ni URL de webhook" in html and "No email address" not in html
 
 
 def test_the_certificate_reports_a_broken_event_of_the_request(completed_erasure):
