@@ -914,25 +914,31 @@ def _translated_text(translation, field: str) -> str:
     return getattr(translation, field) if translation is not None else ""
 
 
-def texts_in_language(item, translations, language: str, fields: tuple[str, ...]) -> dict[str, str]:
-    """`item`'s texts for a reader of `language`: each translated one given, else the main text.
+class TranslatedTexts:
+    """An inventory item whose TRANSLATED_FIELDS subjects read: written in the default language, and given
+    in the others by its `translations` (one row per language). Reads `translations.all()`: prefetch it
+    for many items."""
 
-    Per field, so a translation left empty in one field never leaves the subject without that fact."""
-    translation = next((candidate for candidate in translations if candidate.language == language), None)
-    return {field: _translated_text(translation, field) or getattr(item, field) for field in fields}
+    TRANSLATED_FIELDS: tuple[str, ...] = ()
+
+    def texts_in(self, language: str) -> dict[str, str]:
+        """The texts for a reader of `language`: each translated one given, else the main text.
+
+        Per field, so a translation left empty in one field never leaves the subject without that fact."""
+        translation = next((candidate for candidate in self.translations.all() if candidate.language == language), None)
+        return {field: _translated_text(translation, field) or getattr(self, field) for field in self.TRANSLATED_FIELDS}
+
+    def languages_missing(self) -> list[tuple[str, str]]:
+        """The other languages (code, name) in which one of the item's written texts has no translation yet."""
+        by_language = {translation.language: translation for translation in self.translations.all()}
+        return [
+            (code, name)
+            for code, name in translation_languages()
+            if any(getattr(self, field) and not _translated_text(by_language.get(code), field) for field in self.TRANSLATED_FIELDS)
+        ]
 
 
-def languages_missing(item, translations, fields: tuple[str, ...]) -> list[tuple[str, str]]:
-    """The other languages (code, name) in which one of `item`'s written texts has no translation yet."""
-    by_language = {translation.language: translation for translation in translations}
-    return [
-        (code, name)
-        for code, name in translation_languages()
-        if any(getattr(item, field) and not _translated_text(by_language.get(code), field) for field in fields)
-    ]
-
-
-class SourceSystem(models.Model):
+class SourceSystem(TranslatedTexts, models.Model):
     """A system that holds personal data, with the facts Art. 15 asks us to give about it.
 
     Connection secrets are never stored here: `connection_env` names the
@@ -999,13 +1005,6 @@ class SourceSystem(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def texts_in(self, language: str) -> dict[str, str]:
-        """The subject-facing texts in `language`. Reads `translations.all()`: prefetch it for many sources."""
-        return texts_in_language(self, self.translations.all(), language, self.TRANSLATED_FIELDS)
-
-    def languages_missing(self) -> list[tuple[str, str]]:
-        return languages_missing(self, self.translations.all(), self.TRANSLATED_FIELDS)
-
     def clean(self) -> None:
         # The field accepts both spellings; which one can work depends on the connector.
         if not self.restriction_list:
@@ -1041,7 +1040,7 @@ class SourceSystemTranslation(models.Model):
         return f"{self.source} ({self.language})"
 
 
-class SourceCategory(models.Model):
+class SourceCategory(TranslatedTexts, models.Model):
     """One kind of data in a source, and how to fetch it for a set of identities.
 
     SQL: a query with the placeholder :identities, e.g.
@@ -1099,13 +1098,6 @@ class SourceCategory(models.Model):
     def __str__(self) -> str:
         return f"{self.source.slug}/{self.slug}"
 
-    def texts_in(self, language: str) -> dict[str, str]:
-        """The subject-facing texts in `language`. Reads `translations.all()`: prefetch it for many categories."""
-        return texts_in_language(self, self.translations.all(), language, self.TRANSLATED_FIELDS)
-
-    def languages_missing(self) -> list[tuple[str, str]]:
-        return languages_missing(self, self.translations.all(), self.TRANSLATED_FIELDS)
-
     @property
     def masked_field_list(self) -> list[str]:
         return [field.strip() for field in self.masked_fields.split(",") if field.strip()]
@@ -1126,7 +1118,7 @@ class SourceCategoryTranslation(models.Model):
         return f"{self.category} ({self.language})"
 
 
-class Recipient(models.Model):
+class Recipient(TranslatedTexts, models.Model):
     """Who receives a source's data (Art. 15(1)(c)), with transfer safeguards (Art. 15(2))."""
 
     source = models.ForeignKey(SourceSystem, on_delete=models.CASCADE, related_name="recipients")
@@ -1157,13 +1149,6 @@ class Recipient(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    def texts_in(self, language: str) -> dict[str, str]:
-        """The subject-facing texts in `language`. Reads `translations.all()`: prefetch it for many recipients."""
-        return texts_in_language(self, self.translations.all(), language, self.TRANSLATED_FIELDS)
-
-    def languages_missing(self) -> list[tuple[str, str]]:
-        return languages_missing(self, self.translations.all(), self.TRANSLATED_FIELDS)
 
 
 class RecipientTranslation(models.Model):
@@ -1348,7 +1333,7 @@ class ErasureException(models.TextChoices):
 MAX_HOLD_MONTHS = 120
 
 
-class LegalHold(models.Model):
+class LegalHold(TranslatedTexts, models.Model):
     """Data that must be kept despite an erasure request: a whole source, or one of its categories.
 
     A rolling hold (keep_months) keeps only a category's recent records, as a retention duty does
@@ -1405,13 +1390,6 @@ class LegalHold(models.Model):
 
     def __str__(self) -> str:
         return f"{self.category or self.source}: {self.get_ground_display()} until {self.until}"
-
-    def texts_in(self, language: str) -> dict[str, str]:
-        """The subject-facing texts in `language`. Reads `translations.all()`: prefetch it for many holds."""
-        return texts_in_language(self, self.translations.all(), language, self.TRANSLATED_FIELDS)
-
-    def languages_missing(self) -> list[tuple[str, str]]:
-        return languages_missing(self, self.translations.all(), self.TRANSLATED_FIELDS)
 
     def kept_from(self, today: datetime.date) -> datetime.date | None:
         """The first day whose records a rolling hold keeps on `today`; None: it keeps every record."""

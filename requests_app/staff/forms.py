@@ -482,64 +482,64 @@ def _show_main_texts(form: forms.ModelForm, item) -> None:
         field.help_text = escape(main_text)  # Django shows help texts unescaped
 
 
-class SourceSystemTranslationForm(forms.ModelForm):
-    """A source's subject-facing texts in one other language."""
+class TranslationForm(forms.ModelForm):
+    """An inventory item's subject-facing texts (its TRANSLATED_FIELDS) in one other language."""
+
+    item_field = ""  # the translation's link to its item
+
+    def __init__(self, *args, item, language: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        setattr(self.instance, self.item_field, item)
+        self.instance.language = language
+        _show_main_texts(self, item)
+
+
+def _text_areas(fields: tuple[str, ...]) -> dict:
+    return {name: forms.Textarea(attrs={"rows": 2}) for name in fields}
+
+
+class SourceSystemTranslationForm(TranslationForm):
+    item_field = "source"
 
     class Meta:
         model = SourceSystemTranslation
         labels = FIELD_LABELS
         fields = list(SourceSystem.TRANSLATED_FIELDS)
-        widgets = {name: forms.Textarea(attrs={"rows": 2}) for name in SourceSystem.TRANSLATED_FIELDS}
-
-    def __init__(self, *args, item: SourceSystem, language: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.instance.source, self.instance.language = item, language
-        _show_main_texts(self, item)
+        widgets = _text_areas(SourceSystem.TRANSLATED_FIELDS)
 
 
-class RecipientTranslationForm(forms.ModelForm):
-    """A recipient's transfer safeguards in one other language."""
+class SourceCategoryTranslationForm(TranslationForm):
+    """As the access report shows it."""
 
-    class Meta:
-        model = RecipientTranslation
-        labels = FIELD_LABELS
-        fields = list(Recipient.TRANSLATED_FIELDS)
-        widgets = {"safeguards": forms.Textarea(attrs={"rows": 2})}
-
-    def __init__(self, *args, item: Recipient, language: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.instance.recipient, self.instance.language = item, language
-        _show_main_texts(self, item)
-
-
-class SourceCategoryTranslationForm(forms.ModelForm):
-    """A category's description in one other language, as the access report shows it."""
+    item_field = "category"
 
     class Meta:
         model = SourceCategoryTranslation
         labels = FIELD_LABELS
         fields = list(SourceCategory.TRANSLATED_FIELDS)
-        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
-
-    def __init__(self, *args, item: SourceCategory, language: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.instance.category, self.instance.language = item, language
-        _show_main_texts(self, item)
+        widgets = _text_areas(SourceCategory.TRANSLATED_FIELDS)
 
 
-class LegalHoldTranslationForm(forms.ModelForm):
-    """A legal hold's basis in one other language, as the completion letter quotes it."""
+class RecipientTranslationForm(TranslationForm):
+    item_field = "recipient"
+
+    class Meta:
+        model = RecipientTranslation
+        labels = FIELD_LABELS
+        fields = list(Recipient.TRANSLATED_FIELDS)
+        widgets = _text_areas(Recipient.TRANSLATED_FIELDS)
+
+
+class LegalHoldTranslationForm(TranslationForm):
+    """As the completion letter quotes it."""
+
+    item_field = "hold"
 
     class Meta:
         model = LegalHoldTranslation
         labels = FIELD_LABELS
         fields = list(LegalHold.TRANSLATED_FIELDS)
-        widgets = {"basis": forms.Textarea(attrs={"rows": 2})}
-
-    def __init__(self, *args, item: LegalHold, language: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.instance.hold, self.instance.language = item, language
-        _show_main_texts(self, item)
+        widgets = _text_areas(LegalHold.TRANSLATED_FIELDS)
 
 
 class SourceFieldForm(forms.ModelForm):

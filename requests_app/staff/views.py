@@ -50,19 +50,15 @@ from requests_app.models import (
     ExportStatus,
     IdentityKind,
     LegalHold,
-    LegalHoldTranslation,
     ManualTask,
     PrivacyRequest,
     Recipient,
     RecipientNotice,
-    RecipientTranslation,
     ResponseTemplate,
     SourceAction,
     SourceCategory,
-    SourceCategoryTranslation,
     SourceField,
     SourceSystem,
-    SourceSystemTranslation,
     StaffProfile,
     Status,
     Team,
@@ -986,36 +982,23 @@ def _translation_crud(request, *, item, language: str, model, form_class, event:
     )
 
 
-@staff_view(dpo_only=True)
-def source_translation(request: HttpRequest, pk: int, language: str) -> HttpResponse:
-    return _translation_crud(
-        request, item=get_object_or_404(SourceSystem, pk=pk), language=language, model=SourceSystemTranslation,
-        form_class=forms.SourceSystemTranslationForm, event="source_system_translation",
-    )
+def _translation_view(item_model, form_class, event: str):
+    """The DPO's page for one inventory item's texts in one other language."""
+
+    @staff_view(dpo_only=True)
+    def view(request: HttpRequest, pk: int, language: str) -> HttpResponse:
+        return _translation_crud(
+            request, item=get_object_or_404(item_model, pk=pk), language=language, model=form_class._meta.model,
+            form_class=form_class, event=event,
+        )
+
+    return view
 
 
-@staff_view(dpo_only=True)
-def recipient_translation(request: HttpRequest, pk: int, language: str) -> HttpResponse:
-    return _translation_crud(
-        request, item=get_object_or_404(Recipient, pk=pk), language=language, model=RecipientTranslation,
-        form_class=forms.RecipientTranslationForm, event="recipient_translation",
-    )
-
-
-@staff_view(dpo_only=True)
-def category_translation(request: HttpRequest, pk: int, language: str) -> HttpResponse:
-    return _translation_crud(
-        request, item=get_object_or_404(SourceCategory, pk=pk), language=language, model=SourceCategoryTranslation,
-        form_class=forms.SourceCategoryTranslationForm, event="source_category_translation",
-    )
-
-
-@staff_view(dpo_only=True)
-def hold_translation(request: HttpRequest, pk: int, language: str) -> HttpResponse:
-    return _translation_crud(
-        request, item=get_object_or_404(LegalHold, pk=pk), language=language, model=LegalHoldTranslation,
-        form_class=forms.LegalHoldTranslationForm, event="legal_hold_translation",
-    )
+source_translation = _translation_view(SourceSystem, forms.SourceSystemTranslationForm, "source_system_translation")
+category_translation = _translation_view(SourceCategory, forms.SourceCategoryTranslationForm, "source_category_translation")
+recipient_translation = _translation_view(Recipient, forms.RecipientTranslationForm, "recipient_translation")
+hold_translation = _translation_view(LegalHold, forms.LegalHoldTranslationForm, "legal_hold_translation")
 
 
 @staff_view(dpo_only=True)
