@@ -12,7 +12,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import formats, timezone, translation
+from django.utils import timezone, translation
 from django.utils.translation import gettext
 from django.utils.dateparse import parse_datetime
 
@@ -27,6 +27,7 @@ from requests_app.models import (
     StaffProfile,
     WebhookEndpoint,
 )
+from requests_app.wording import date_in_words
 
 logger = logging.getLogger(__name__)
 
@@ -430,7 +431,7 @@ def _category_changed(slug: str, only_before: dict | None) -> str:
     return gettext("%(category)s (only the records whose %(field)s is before %(day)s)") % {
         "category": slug,
         "field": only_before["field"],
-        "day": formats.date_format(datetime.date.fromisoformat(only_before["date"]), "DATE_FORMAT"),
+        "day": date_in_words(datetime.date.fromisoformat(only_before["date"])),
     }
 
 

@@ -1,5 +1,8 @@
-"""Labels inside sentences, in the active language."""
+"""Labels and dates inside sentences, in the active language."""
 
+import datetime
+
+from django.utils import formats, timezone
 from django.utils.translation import get_language
 
 
@@ -19,3 +22,16 @@ def without_final_punctuation(label) -> str:
     """A label that is a question or ends in a full stop ("Which data is incorrect?"), as it reads
     before a colon: "Which data is incorrect: ..." rather than "...incorrect?: ..."."""
     return str(label).rstrip(" ?.:!")
+
+
+def date_in_words(value, format_name: str = "DATE_FORMAT") -> str:
+    """A date or a moment as the active language writes it in a sentence ("1 March 2026"), a moment in the
+    site's time zone. French writes the first of the month as an ordinal: "1er mars 2026", not "1 mars"."""
+    if value in (None, ""):
+        return ""
+    if isinstance(value, datetime.datetime) and timezone.is_aware(value):
+        value = timezone.localtime(value)
+    text = formats.date_format(value, format_name)
+    if (get_language() or "").startswith("fr") and value.day == 1 and text.startswith("1 "):
+        text = "1er" + text[1:]
+    return text

@@ -1,10 +1,12 @@
-"""Labels inside sentences keep the capitals their language needs."""
+"""Labels inside sentences keep the capitals their language needs; dates read as each language writes them."""
+
+import datetime
 
 import pytest
 from django.utils import translation
 
 from requests_app.models import IdentityKind, Status
-from requests_app.wording import in_sentence
+from requests_app.wording import date_in_words, in_sentence
 
 
 @pytest.mark.parametrize(
@@ -33,3 +35,27 @@ def test_a_german_refusal_quotes_the_status_names_it_keeps_capitalised():
     with translation.override("de"), pytest.raises(lifecycle.IllegalTransition) as refused:
         lifecycle.transition(request, "start_work", actor=Actor.system())
     assert str(refused.value) == "Ein Antrag mit dem Status „Abgeschlossen“ kann nicht in den Status „In Bearbeitung“ überführt werden."
+
+
+@pytest.mark.parametrize(
+    ("language", "value", "expected"),
+    [
+        ("fr", datetime.date(2026, 3, 1), "1er mars 2026"),  # French writes the first as an ordinal
+        ("fr", datetime.date(2026, 3, 11), "11 mars 2026"),
+        ("fr", datetime.date(2026, 3, 21), "21 mars 2026"),
+        ("en", datetime.date(2026, 3, 1), "1 March 2026"),
+        ("nl", datetime.date(2026, 3, 1), "1 maart 2026"),
+        ("de", datetime.date(2026, 3, 1), "1. März 2026"),
+        # A moment in Brussels time: 23:30 UTC on 28 February is 1 March there.
+        ("fr", datetime.datetime(2026, 2, 28, 23, 30, tzinfo=datetime.UTC), "1er mars 2026"),
+        ("fr", None, ""),
+    ],
+)
+def test_dates_in_words(language, value, expected):
+    with translation.override(language):
+        assert date_in_words(value) == expected
+
+
+def test_a_moment_in_words_keeps_its_time():
+    with translation.override("fr"):
+        assert date_in_words(datetime.datetime(2026, 2, 28, 23, 30, tzinfo=datetime.UTC), "DATETIME_FORMAT") == "1er mars 2026 00:30"

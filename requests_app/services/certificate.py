@@ -13,7 +13,7 @@ the completion letter, with what a released data package found.
 from datetime import date
 
 from django.template.loader import render_to_string
-from django.utils import formats, timezone, translation
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from requests_app.audit import verify_request_events
@@ -29,7 +29,7 @@ from requests_app.models import (
 )
 from requests_app.exports.package import NO_VERIFIED_IDENTIFIER, not_searched_reason
 from requests_app.services.notices import corrected_values, only_records_before
-from requests_app.wording import in_sentence
+from requests_app.wording import date_in_words, in_sentence
 
 
 def _category_labels(source) -> dict[str, str]:
@@ -196,14 +196,14 @@ def _kept_line(hold: dict, source: str) -> str:
         **hold,
         "basis": hold["basis"].rstrip(". "),  # the sentence adds its own full stop
         "source": source,
-        "until": formats.date_format(date.fromisoformat(hold["until"]), "DATE_FORMAT"),
+        "until": date_in_words(date.fromisoformat(hold["until"])),
     }
     if hold["kept_from"]:
         return _(
             "We kept %(category)s dated %(kept_from)s or later in %(source)s, because: %(basis)s. The right to "
             "erasure does not apply to this data under Article 17(3) GDPR (%(ground)s). We will keep it until "
             "%(until)s at the latest."
-        ) % {**words, "kept_from": formats.date_format(date.fromisoformat(hold["kept_from"]), "DATE_FORMAT")}
+        ) % {**words, "kept_from": date_in_words(date.fromisoformat(hold["kept_from"]))}
     return _(
         "We kept %(category)s in %(source)s, because: %(basis)s. The right to erasure does not apply "
         "to this data under Article 17(3) GDPR (%(ground)s). We will keep it until %(until)s at the latest."
@@ -217,7 +217,7 @@ def _changed_label(slug: str, labels: dict[str, str], action) -> str:
     only_before = only_records_before(action).get(slug)
     if only_before is None:
         return label
-    day = formats.date_format(date.fromisoformat(only_before["date"]), "DATE_FORMAT")
+    day = date_in_words(date.fromisoformat(only_before["date"]))
     return _("%(category)s dated before %(day)s") % {"category": label, "day": day}
 
 

@@ -9,13 +9,14 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import formats, timezone
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from requests_app import deadlines, emails, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import OPEN_STATUSES, VERIFIED_OPEN, RequestError
 from requests_app.models import ClockPause, PrivacyRequest, SentNotification, Status
+from requests_app.wording import date_in_words
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def pause_refusal(request: PrivacyRequest) -> str | None:
         # A pause stops a running period: it cannot revive one that has ended (nor hide the request
         # from the overdue lists).
         return _("The answer was due on %(date)s: the clock of an overdue request cannot be paused.") % {
-            "date": formats.date_format(request.due_on)
+            "date": date_in_words(request.due_on)
         }
     return None
 
@@ -162,11 +163,11 @@ def extension_refusal(request: PrivacyRequest) -> str | None:
         return _("Only a verified, open request can be extended.")
     if request.is_extended:
         return _("The deadline was already extended on %(date)s; it can be extended only once.") % {
-            "date": formats.date_format(timezone.localdate(request.extended_at), "DATE_FORMAT")
+            "date": date_in_words(timezone.localdate(request.extended_at))
         }
     if timezone.localdate() > request.original_due_on:
         return _("The original due date (%(date)s) has passed: an extension must be notified before it.") % {
-            "date": formats.date_format(request.original_due_on, "DATE_FORMAT")
+            "date": date_in_words(request.original_due_on)
         }
     if request.regime == "lgpd":
         return _("LGPD allows no extension of the 15-day period.")

@@ -37,6 +37,7 @@ from requests_app.services import deadlines as deadline_service
 from requests_app.services import intake
 from requests_app.services.actions import completion_blockers, prefetch_for_completion
 from requests_app.services.certificate import data_kept, nothing_corrected, outcome_summary
+from requests_app.wording import date_in_words
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def receipt_confirm(*, request: PrivacyRequest, actor: Actor) -> PrivacyRequest:
         if locked.acknowledged_at is not None:
             raise RequestError(
                 _("Receipt was confirmed already, on %(date)s.")
-                % {"date": formats.date_format(timezone.localdate(locked.acknowledged_at), "DATE_FORMAT")}
+                % {"date": date_in_words(timezone.localdate(locked.acknowledged_at))}
             )
         locked.acknowledged_at = timezone.now()
         PrivacyRequest.objects.filter(pk=locked.pk).update(acknowledged_at=locked.acknowledged_at)
