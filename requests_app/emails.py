@@ -13,8 +13,8 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
-from django.utils.translation import gettext
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext
 
 from requests_app import deadlines
 from requests_app.models import (

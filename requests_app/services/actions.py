@@ -227,8 +227,8 @@ def held_categories(source: SourceSystem, today=None) -> list[dict]:
             "ground": hold.ground,
             "basis": hold.basis,
             # For the letter in the subject's language; not part of what staff approve (plan_digest).
-            "basis_translations": {translation.language: translation.basis for translation in hold.translations.all()},
-            "until": max(hold.kept_until(today) for hold in applicable).isoformat(),
+            "basis_translations": {text.language: text.basis for text in hold.translations.all()},
+            "until": max(candidate.kept_until(today) for candidate in applicable).isoformat(),
         }
         if not whole:
             entry.update(kept_from=hold.kept_from(today).isoformat(), dated_by=hold.dated_by)
