@@ -1389,7 +1389,8 @@ class LegalHold(TranslatedTexts, models.Model):
     TRANSLATED_FIELDS = ("basis",)
 
     def __str__(self) -> str:
-        return f"{self.category or self.source}: {self.get_ground_display()} until {self.until}"
+        # Its end date is a field of its own, shown in the reader's format where it matters.
+        return f"{self.category or self.source}: {self.get_ground_display()}"
 
     def kept_from(self, today: datetime.date) -> datetime.date | None:
         """The first day whose records a rolling hold keeps on `today`; None: it keeps every record."""

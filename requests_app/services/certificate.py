@@ -22,6 +22,7 @@ from requests_app.models import (
     ActionStatus,
     AuditChainCheck,
     ErasureException,
+    ExportKind,
     IdentityKind,
     NoticeStatus,
     PrivacyRequest,
@@ -123,6 +124,16 @@ def data_kept(request: PrivacyRequest) -> bool:
     """Whether a carried-out erasure kept data under a legal hold: a partial refusal (Art. 12(4))."""
     erasures = request.source_actions.filter(kind=ActionKind.ERASE, status=ActionStatus.DONE)
     return any(kept(action) and not searched_nothing(action) for action in erasures)
+
+
+def answered_in_part(request: PrivacyRequest) -> bool:
+    """Whether the answer falls short of what was asked where the subject may want to challenge it: a
+    released package that found no data, or could not search a source, or an action that could not search
+    its source. The letter then states the right to complain, as for a refusal (Art. 12(4))."""
+    for export in request.exports.all():
+        if export.released_at is not None and (export.manifest.get("rows") == 0 or export.manifest.get("sources_not_searched")):
+            return True
+    return any(action.status == ActionStatus.DONE and searched_nothing(action) for action in request.source_actions.all())
 
 
 def nothing_corrected(request: PrivacyRequest) -> bool:
@@ -274,7 +285,10 @@ def _package_outcome(request: PrivacyRequest) -> list[str]:
     paragraphs = []
     for export in latest.values():
         manifest = export.manifest
-        if manifest.get("rows") == 0:
+        if manifest.get("rows") == 0 and export.kind == ExportKind.PORTABILITY:
+            # Portability covers only what they gave us or their use produced (Art. 20), not all data.
+            paragraphs.append(_("We found no data that you gave us or that your use of our services produced in the systems we searched."))
+        elif manifest.get("rows") == 0:
             paragraphs.append(_("We found no personal data about you in the systems we searched."))
         for item in manifest.get("sources_not_searched", []):
             name = item.get("name") or item["source"]

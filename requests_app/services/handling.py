@@ -36,7 +36,7 @@ from requests_app.models import (
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import intake
 from requests_app.services.actions import completion_blockers, prefetch_for_completion
-from requests_app.services.certificate import data_kept, nothing_corrected, outcome_summary
+from requests_app.services.certificate import answered_in_part, data_kept, nothing_corrected, outcome_summary
 from requests_app.wording import date_in_words
 
 logger = logging.getLogger(__name__)
@@ -382,9 +382,9 @@ def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expe
         outcome = outcome_summary(locked)
         if outcome:
             text = f"{text}\n\n{outcome}"
-        if corrected_none or data_kept(locked):
-            # Keeping data asked to be erased, or correcting none, is a refusal in part: the subject
-            # may complain (Art. 12(4)).
+        if corrected_none or data_kept(locked) or answered_in_part(locked):
+            # Keeping data asked to be erased, or correcting none, is a refusal in part; finding no data, or
+            # not searching a source, an answer the subject may challenge: they may complain (Art. 12(4)).
             text = f"{text}\n\n{rejection_rights_paragraph(locked)}"
         _send_to_subject(locked, actor=actor, subject=subject, body=text, action="completion_letter_sent")
     return locked

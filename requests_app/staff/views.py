@@ -702,8 +702,15 @@ def _edited_fields(form) -> list[str]:
     ]
 
 
-def _crud(request, *, model, form_class, pk, list_url, template, title, event, secret_url="", translation_urls=()):
-    """Create or edit one settings object (rules, templates, teams), audited.
+def _described(obj) -> dict:
+    """What the trail keeps of a settings object saved or deleted: which one, by id and name."""
+    return {"id": obj.pk, "name": str(obj)}
+
+
+def _crud(
+    request, *, model, form_class, pk, list_url, template, title, event, secret_url="", translation_urls=(), describe=_described
+):
+    """Create or edit one settings object (rules, templates, teams), audited as `describe` says.
 
     `translation_urls`: (language name, URL) of the pages giving the object's texts in other languages."""
     instance = get_object_or_404(model, pk=pk) if pk else None
@@ -712,8 +719,9 @@ def _crud(request, *, model, form_class, pk, list_url, template, title, event, s
         if "delete" in request.POST and instance is not None:
             try:
                 with transaction.atomic():
+                    described = describe(instance)  # before the delete clears its id
                     instance.delete()
-                    record_event(None, f"{event}_deleted", actor=Actor.staff(request.user), data={"id": pk})
+                    record_event(None, f"{event}_deleted", actor=Actor.staff(request.user), data=described)
             except ProtectedError:
                 # Requests, actions or notices point at it: their record must keep saying what it was.
                 messages.error(request, _("This cannot be deleted: requests or actions on them refer to it. Keep it, or rename it."))
@@ -730,7 +738,7 @@ def _crud(request, *, model, form_class, pk, list_url, template, title, event, s
                     saved = form.save(commit=False)
                     saved.save(update_fields=_edited_fields(form))
                     form.save_m2m()
-                record_event(None, f"{event}_saved", actor=Actor.staff(request.user), data={"id": saved.pk, "name": str(saved)})
+                record_event(None, f"{event}_saved", actor=Actor.staff(request.user), data=describe(saved))
             messages.success(request, _("Saved."))
             return redirect(list_url)
     context = {
@@ -979,6 +987,8 @@ def _translation_crud(request, *, item, language: str, model, form_class, event:
         request, model=model, form_class=functools.partial(form_class, item=item, language=language),
         pk=translation.pk if translation else None, list_url="staff:inventory", template="staff/settings_form.html",
         title=_("%(item)s, in %(language)s") % {"item": item, "language": language_name}, event=event,
+        # The trail names the item translated (its id, as its own events do) and the language, not the row.
+        describe=lambda saved: {"id": item.pk, "language": language, "name": str(item)},
     )
 
 

@@ -9,6 +9,8 @@ from requests_app.models import (
     ActionStatus,
     ConnectorKind,
     ErasureException,
+    ExportKind,
+    ExportPackage,
     IdentityKind,
     LegalBasis,
     LegalHold,
@@ -255,3 +257,33 @@ def test_an_access_request_that_found_nothing_gets_a_letter_saying_so(crm, cdr, 
     assert "We found no personal data about you in the systems we searched." in body
     assert "We could not search Call records: it finds data by phone number, and we hold no verified one of yours." in body
     assert "in CRM" not in body  # searched: it is among the systems that held nothing of theirs
+    # Finding nothing, and not searching a system, are answers the subject may challenge (Art. 12(4)).
+    assert body.endswith("and to seek a judicial remedy before the courts.")
+
+
+def test_a_portability_request_that_found_nothing_says_what_was_looked_for(crm, cdr, dpo_actor, settings, tmp_path):
+    settings.EXPORT_WORK_DIR = str(tmp_path / "export-work")
+    request = verified_request(RequestType.PORTABILITY, language="de")
+    request.identities.update(value="+32470000555")  # verified, and nothing of theirs anywhere
+    export = exports.export_start(request=request, actor=dpo_actor, kind=ExportKind.PORTABILITY)
+    exports.compile_export(export_id=export.id)
+    exports.export_release(export=ExportPackage.objects.get(pk=export.pk), actor=dpo_actor)
+
+    body = _complete(request, dpo_actor).body
+    # Art. 20 covers what they gave us or their use produced: not "no personal data about you".
+    assert "keine Daten gefunden, die Sie uns bereitgestellt haben" in body
+    assert "personenbezogenen Daten über Sie" not in body
+    assert "Beschwerde" in body
+
+
+def test_an_access_request_answered_in_full_needs_no_word_on_complaints(crm, cdr, dpo_actor, settings, tmp_path):
+    settings.EXPORT_WORK_DIR = str(tmp_path / "export-work")
+    request = verified_request(RequestType.ACCESS)  # Ana's email and phone, both verified, both with data
+    export = exports.export_start(request=request, actor=dpo_actor)
+    exports.compile_export(export_id=export.id)
+    export.refresh_from_db()
+    assert export.manifest["rows"] > 0 and not export.manifest.get("sources_not_searched")
+    exports.export_release(export=export, actor=dpo_actor)
+
+    body = _complete(request, dpo_actor).body
+    assert "lodge a complaint" not in body

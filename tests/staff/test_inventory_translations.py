@@ -54,7 +54,8 @@ def test_the_dpo_adds_then_edits_a_sources_french_texts_each_change_audited(dpo_
     translation = SourceSystemTranslation.objects.get(source=source)
     assert (translation.language, translation.purposes, translation.retention) == ("fr", "Facturer les appels", "Dix ans")
     events = AuditEvent.objects.filter(action="source_system_translation_saved")
-    assert [event.data for event in events] == [{"id": translation.pk, "name": "Billing (fr)"}] * 2
+    # The trail names the source (its id, as the source's own events do) and the language, not the row.
+    assert [event.data for event in events] == [{"id": source.pk, "language": "fr", "name": "Billing"}] * 2
 
 
 @pytest.mark.django_db
@@ -184,5 +185,12 @@ def test_the_dpo_gives_a_categorys_description_in_dutch(dpo_client, source):
     assert dpo_client.post(url, {"description": "Uw facturen en betalingen"}).status_code == 302
 
     assert SourceCategoryTranslation.objects.get(category=category, language="nl").description == "Uw facturen en betalingen"
-    assert AuditEvent.objects.filter(action="source_category_translation_saved").count() == 1
     assert url not in dpo_client.get(reverse("staff:inventory")).content.decode()
+
+    assert dpo_client.post(url, {"delete": "1"}).status_code == 302
+    assert not SourceCategoryTranslation.objects.exists()
+    trail = AuditEvent.objects.filter(action__startswith="source_category_translation").order_by("sequence")
+    described = {"id": category.pk, "language": "nl", "name": "billing/invoices"}
+    assert [(event.action, event.data) for event in trail] == [
+        ("source_category_translation_saved", described), ("source_category_translation_deleted", described)
+    ]
