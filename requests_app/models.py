@@ -1077,7 +1077,8 @@ class SourceCategory(TranslatedTexts, models.Model):
     record_key = models.CharField(
         max_length=100,
         blank=True,
-        help_text=_("HTTP: the record field that names one record; records are changed at <path>/<key>."),
+        # Placeholders in capitals: a help text is shown as HTML, where <path> would vanish as a tag.
+        help_text=_("HTTP: the record field that names one record; records are changed at PATH/KEY."),
     )
     erase_method = models.CharField(max_length=16, choices=EraseMethod, default=EraseMethod.DELETE)
     restriction_flag = models.CharField(

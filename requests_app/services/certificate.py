@@ -205,6 +205,7 @@ def _kept_line(hold: dict, source: str) -> str:
     """What an erasure kept under one legal hold, why, and until when."""
     words = {
         **hold,
+        "category": in_sentence(hold["category"]),  # inside the sentence: "We kept electronic communications data"
         "basis": hold["basis"].rstrip(". "),  # the sentence adds its own full stop
         "source": source,
         "until": date_in_words(date.fromisoformat(hold["until"])),
@@ -224,7 +225,7 @@ def _kept_line(hold: dict, source: str) -> str:
 def _changed_label(slug: str, labels: dict[str, str], action) -> str:
     """A category the action changed, as the letter names it: with its limit where an erasure took only
     the records older than a rolling legal hold keeps (the next line says those were kept)."""
-    label = labels.get(slug, slug)
+    label = in_sentence(labels.get(slug, slug))
     only_before = only_records_before(action).get(slug)
     if only_before is None:
         return label

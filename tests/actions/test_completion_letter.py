@@ -50,7 +50,7 @@ def test_the_letter_names_the_erased_and_the_kept_data_with_its_basis(
 
     body = _complete(erasure_request, dpo_actor).body
     assert body.startswith("We have completed your request") and "Thank you for your patience." in body
-    assert "We erased your data in CRM: Contact information." in body
+    assert "We erased your data in CRM: contact information." in body
     assert "Telecom law: call records kept 12 months. The right to erasure" in body  # one full stop, not two
     assert "Article 17(3) GDPR (Compliance with a legal obligation (Art. 17(3)(b)))" in body
     assert f"We will keep it until {until.day} {until:%B} {until.year} at the latest" in body
@@ -225,14 +225,14 @@ def test_the_letter_names_the_right_on_each_line_and_says_each_thing_once(crm, c
     correct_the_city(request, crm, dpo_actor, django_capture_on_commit_callbacks, "Antwerpen")
 
     lines = _complete(request, dpo_actor).body.split("\n\n")
-    assert "We erased your data in CRM: Contact information." in lines
+    assert "We erased your data in CRM: contact information." in lines
     assert "There was nothing left to correct in CRM: we had erased your data there." in lines
     assert "There was nothing left to restrict in CRM: we had erased your data there." in lines
     assert "We restricted the processing of your data in Call records." in lines
     assert "We did not correct any of your data." in lines
     assert not any(line.startswith("We erased your data in Call records") for line in lines)  # kept, and said so
     assert [line for line in lines if line.startswith("We kept")] == [
-        f"We kept Electronic communications data (call detail records) in Call records, because: Telecom law. The right to erasure does not "
+        f"We kept electronic communications data (call detail records) in Call records, because: Telecom law. The right to erasure does not "
         f"apply to this data under Article 17(3) GDPR (Compliance with a legal obligation (Art. 17(3)(b))). "
         f"We will keep it until {until.day} {until:%B} {until.year} at the latest."
     ]

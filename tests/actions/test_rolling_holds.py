@@ -104,7 +104,7 @@ def test_the_letter_says_which_records_were_kept_and_that_the_older_were_erased(
         handling.request_complete(request=request, actor=dpo_actor, letter="Done.", expected_status=request.status)
 
     body = Message.objects.filter(request=request).latest("created_at").body
-    category = "Electronic communications data (call detail records)"
+    category = "electronic communications data (call detail records)"  # inside the sentence
     assert f"We erased your data in Call records: {category} dated before 10 March 2025." in body
     assert (
         f"We kept {category} dated 10 March 2025 or later in Call records, because: {BASIS}. The right to "
