@@ -14,8 +14,8 @@ from requests_app import selectors
 from requests_app.audit import Actor
 from requests_app.forms import RequestForm, ResendLinkForm, validate_attachment
 from requests_app.lifecycle import IllegalTransition, RequestError
-from requests_app.models import NO_DATA_DELIVERED, TEXT_MAX_CHARS, ExportKind, ExportStatus, Status
-from requests_app.services import exports, handling, intake
+from requests_app.models import NO_DATA_DELIVERED, TEXT_MAX_CHARS, ActionStatus, ExportKind, ExportStatus, Status
+from requests_app.services import certificate, exports, handling, intake
 
 
 def submission_rate(group, request):
@@ -133,8 +133,22 @@ def _status_context(privacy_request) -> dict:
         and privacy_request.exports.filter(status__in=[ExportStatus.RELEASED, ExportStatus.EXPIRED]).exists(),
         # Art. 19: the subject may know who received their data and was told of the erasure,
         # rectification or restriction. Notices exist only for requests with those rights.
-        "recipient_notices": privacy_request.recipient_notices.select_related("recipient"),
+        "recipient_notices": _recipient_notices(privacy_request),
     }
+
+
+def _recipient_notices(privacy_request) -> list:
+    """The request's Art. 19 notices, each marked `source_not_searched` where nothing was changed because the
+    recipient's source could not be searched (no verified identifier of its kind): not "nothing changed"."""
+    unsearched = {
+        action.source_id
+        for action in privacy_request.source_actions.filter(status=ActionStatus.DONE)
+        if certificate.searched_nothing(action)
+    }
+    notices = list(privacy_request.recipient_notices.select_related("recipient"))
+    for notice in notices:
+        notice.source_not_searched = notice.recipient.source_id in unsearched
+    return notices
 
 
 @require_POST

@@ -71,3 +71,18 @@ def test_a_request_without_recipient_notices_shows_no_recipient_section(crm, dpo
     actions.plan_actions(request=request, actor=dpo_actor)  # the CRM has no recipients
     html = _status_page(client, request)
     assert "Who else received your data" not in html
+
+
+def test_a_recipient_of_a_system_that_could_not_be_searched_is_not_said_to_hold_unchanged_data(
+    cdr, dpo_actor, client, django_capture_on_commit_callbacks
+):
+    request = verified_request(RequestType.ERASURE)
+    request.identities.filter(kind="phone").update(verified_at=None)  # the call records are found by phone number
+    Recipient.objects.create(source=cdr, name="Interconnect partner", country="Netherlands", notification_email="x@ic.example")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+
+    assert _recipient_lines(_status_page(client, request)) == [
+        "Interconnect partner (Netherlands): nothing to tell: we could not search the system it received your data "
+        "from, so we changed nothing there"
+    ]
