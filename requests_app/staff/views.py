@@ -73,6 +73,7 @@ from requests_app.services import exports as export_service
 from requests_app.services import handling, routing, staff_setup
 from requests_app.services import webhooks as webhook_service
 from requests_app.staff import forms
+from requests_app.wording import in_sentence
 
 PAGE_SIZE = 50
 # Bulk completion confirms the list of requests it closes, each a form field (Django takes 1,000 at most).
@@ -121,6 +122,24 @@ def staff_view(view=None, *, dpo_only=False, readers=roles.ROLES):
         return wrapper
 
     return decorator(view) if view else decorator
+
+
+# The selected requests a bulk completion leaves alone are named up to this many (the rest counted).
+LEFT_ALONE_SHOWN = 50
+
+
+def _not_completable(requests) -> list[tuple[str, str]]:
+    """(reference, why) for selected requests a bulk completion leaves alone before checking their work:
+    not in progress, or not this user's to work; the first LEFT_ALONE_SHOWN."""
+    return [
+        (
+            privacy_request.reference,
+            _("it is not in progress but %(status)s") % {"status": in_sentence(privacy_request.get_status_display())}
+            if privacy_request.status != Status.IN_PROGRESS
+            else _("it is not yours to work"),
+        )
+        for privacy_request in requests.order_by("reference")[:LEFT_ALONE_SHOWN]
+    ]
 
 
 def _form_page(request: HttpRequest) -> str:
@@ -446,10 +465,12 @@ def bulk(request: HttpRequest) -> HttpResponse:
                 else:
                     closable.append(candidate.reference)
             if not closable or request.POST.get("confirmed") != str(len(closable)):
+                checked = [candidate.reference for candidate in to_check]
                 context = {
                     "count": len(closable),
                     "blocked": blocked,
-                    "left_alone": targets.count() - len(closable) - len(blocked),
+                    "left_alone": _not_completable(targets.exclude(reference__in=checked)),
+                    "left_alone_count": targets.exclude(reference__in=checked).count(),
                     "changed": "confirmed" in request.POST,
                     "references": closable,
                     "query": request.POST.get("query", ""),
