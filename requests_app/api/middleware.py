@@ -26,6 +26,26 @@ def api_body_limit(get_response):
     return middleware
 
 
+def api_not_found(get_response):
+    """An address with no endpoint under /api/ is a 404 in problem details, with DEBUG on as well.
+
+    Without DEBUG, Django's handler404 (privacy_portal.urls.page_not_found) answers it so. With DEBUG on, Django
+    answers its own HTML page instead, which a portal trying its integration on a development server cannot read.
+    """
+
+    def middleware(request):
+        response = get_response(request)
+        if (
+            response.status_code == 404
+            and request.path.startswith("/api/")
+            and response.get("Content-Type", "").startswith("text/html")
+        ):
+            return problem_response(404, "No such endpoint.")
+        return response
+
+    return middleware
+
+
 def api_trailing_slash(get_response):
     """Send an address missing its trailing slash to the right one with a 308.
 

@@ -562,3 +562,13 @@ def test_a_nul_character_quoted_in_an_error_does_not_break_its_idempotent_answer
     assert first.status_code == again.status_code == 400
     assert first.json()["errors"]["restriction_ground"] == ['"a\ufffdb" is not a valid choice.']
     assert again.json() == first.json() and again["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_address_with_no_endpoint_is_a_404_in_problem_details_with_debug_on_or_off(api, settings, debug):
+    settings.DEBUG = debug
+    for path in ("/api/v1/requests/not-an-id/", "/api/v1/nothing-here/", "/api/v2/requests/"):
+        response = api.get(path)
+        assert response.status_code == 404 and response["Content-Type"] == "application/problem+json", path
+        assert response.json()["detail"] == "No such endpoint."
