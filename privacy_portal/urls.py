@@ -3,6 +3,7 @@ from django.core.exceptions import DisallowedHost
 from django.http import HttpResponseForbidden
 from django.template.loader import render_to_string
 from django.urls import include, path
+from django.utils.translation import gettext as _
 from django.views import defaults
 from django.views.generic import RedirectView
 from django_otp.admin import OTPAdminSite
@@ -38,15 +39,15 @@ def bad_request(request, exception):
     if request.path.startswith("/api/"):
         if isinstance(exception, DisallowedHost):
             # Not the host named in it, nor the setting: neither is the client's to know.
-            return problem_response(400, "This server does not answer for the host named in the Host header.")
-        return problem_response(400, "The request could not be understood.")
+            return problem_response(400, _("This server does not answer for the host named in the Host header."))
+        return problem_response(400, _("The request could not be understood."))
     return defaults.bad_request(request, exception)
 
 
 def page_not_found(request, exception):
     """API clients get problem details; staff the dashboard's page; data subjects the public one."""
     if request.path.startswith("/api/"):
-        return problem_response(404, "No such endpoint.")
+        return problem_response(404, _("No such endpoint."))
     if request.path.startswith(("/staff/", "/admin/")):
         return defaults.page_not_found(request, exception, template_name="staff/404.html")
     return defaults.page_not_found(request, exception)
@@ -63,7 +64,7 @@ def csrf_failure(request, reason=""):
 def server_error(request):
     """A bug: API clients still get problem details (the error is logged, never shown)."""
     if request.path.startswith("/api/"):
-        return problem_response(500, "The server failed to answer; the error is logged. Try again later.")
+        return problem_response(500, _("The server failed to answer; the error is logged. Try again later."))
     return defaults.server_error(request)
 
 

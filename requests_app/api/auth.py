@@ -7,6 +7,8 @@ hashed at rest, revocable and expiring (djangorestframework-api-key).
 """
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django_ratelimit import core as ratelimit_core
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
@@ -32,11 +34,11 @@ class OrganisationKeyAuthentication(authentication.BaseAuthentication):
         try:
             api_key = usable.get(prefix=key.partition(".")[0])
         except OrganisationAPIKey.DoesNotExist:
-            raise exceptions.AuthenticationFailed("The API key is not valid.") from None
+            raise exceptions.AuthenticationFailed(_("The API key is not valid.")) from None
         if not api_key.is_valid(key):
-            raise exceptions.AuthenticationFailed("The API key is not valid.")
+            raise exceptions.AuthenticationFailed(_("The API key is not valid."))
         if api_key.has_expired:
-            raise exceptions.AuthenticationFailed("The API key has expired.")
+            raise exceptions.AuthenticationFailed(_("The API key has expired."))
         return (None, api_key)
 
     def authenticate_header(self, request):
@@ -46,13 +48,13 @@ class OrganisationKeyAuthentication(authentication.BaseAuthentication):
 class HasOrganisationKey(permissions.BasePermission):
     """Any valid key reads; writing (POST) needs a key with the write scope."""
 
-    message = "This API key may only read: writing needs a key with the write scope."
+    message = gettext_lazy("This API key may only read: writing needs a key with the write scope.")
 
     def has_permission(self, request, view):
         if not isinstance(request.auth, OrganisationAPIKey):
-            raise exceptions.NotAuthenticated("Send an API key: Authorization: Api-Key <key>.")
+            raise exceptions.NotAuthenticated(_("Send an API key: Authorization: Api-Key <key>."))
         if request.auth.scope == APIKeyScope.SUPPRESSION:
-            raise exceptions.PermissionDenied("This API key reads the suppression lists only.")
+            raise exceptions.PermissionDenied(_("This API key reads the suppression lists only."))
         return request.method in permissions.SAFE_METHODS or request.auth.scope == APIKeyScope.WRITE
 
 
@@ -135,16 +137,13 @@ class UnauthenticatedThrottle(FixedWindowThrottle):
         return self.cache_format % {"scope": self.scope, "ident": client_address(request)}
 
 
-UNAUTHENTICATED_DETAIL = "Too many calls without a valid API key from your address."
-
-
 def unauthenticated_budget(exc, request, view):
     """The 429 (Throttled) to answer instead of `exc`, a 401, once the caller's address has used up its
     budget of calls without a valid key; `exc` itself while it has not."""
     throttle = UnauthenticatedThrottle()
     if throttle.allow_request(request, view):
         return exc
-    return exceptions.Throttled(throttle.wait(), detail=UNAUTHENTICATED_DETAIL)
+    return exceptions.Throttled(throttle.wait(), detail=_("Too many calls without a valid API key from your address."))
 
 
 class OrganisationKeyScheme(OpenApiAuthenticationExtension):

@@ -4,6 +4,7 @@ from http import HTTPStatus
 
 from django.core.exceptions import ValidationError
 from django.http import JsonResponse
+from django.utils.translation import gettext as _
 
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -46,16 +47,16 @@ def problem_response(status_code: int, detail: str, *, title: str = "") -> JsonR
     return JsonResponse(problem_body(status_code, detail, title=title), status=status_code, content_type=PROBLEM)
 
 
-def found_or_404(queryset, what: str, **lookup):
+def found_or_404(queryset, not_found: str, **lookup):
     """The object of `queryset` (already narrowed to the caller's organisation) matching `lookup`,
-    or a 404 naming what this key has no such one of: another organisation's id is unknown too, and
+    or a 404 saying `not_found` (what this key has no such one of): another organisation's id is unknown too, and
     so is an id that is not even well formed (not a UUID)."""
     try:
         found = queryset.filter(**lookup).first()
     except (TypeError, ValueError, ValidationError):
         found = None
     if found is None:
-        raise exceptions.NotFound(f"No such {what} for this API key.")
+        raise exceptions.NotFound(not_found)
     return found
 
 
@@ -76,6 +77,6 @@ def problem_exception_handler(exc, context):
         return None  # a bug: Django's 500, logged
     headers = {name: value for name, value in response.items() if name in KEPT_HEADERS}
     if isinstance(exc, exceptions.ValidationError):
-        return problem(response.status_code, "The request is not valid; see errors.", errors=response.data, headers=headers)
+        return problem(response.status_code, _("The request is not valid; see errors."), errors=response.data, headers=headers)
     detail = response.data.get("detail", "") if isinstance(response.data, dict) else str(response.data)
     return problem(response.status_code, str(detail), headers=headers)

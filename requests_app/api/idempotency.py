@@ -17,6 +17,7 @@ import json
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from rest_framework import status
 from rest_framework.response import Response
 
@@ -50,7 +51,7 @@ def idempotent(view_method):
         if not key:
             return view_method(self, request, *args, **kwargs)
         if len(key) > 255:
-            return problem(status.HTTP_400_BAD_REQUEST, f"{HEADER} is longer than 255 characters.")
+            return problem(status.HTTP_400_BAD_REQUEST, _("%(header)s is longer than 255 characters.") % {"header": HEADER})
         organisation = request.auth.organisation
         fingerprint = call_fingerprint(request.method, request.path, request.body)
         # A claim left unfinished this long belongs to a worker that died: let the retry through.
@@ -99,9 +100,12 @@ def _store(record: IdempotencyRecord, response: Response) -> None:
 
 def _replay(earlier: IdempotencyRecord, fingerprint: str) -> Response:
     if earlier.fingerprint != fingerprint:
-        return problem(status.HTTP_422_UNPROCESSABLE_ENTITY, f"This {HEADER} was used with another request (another body or endpoint).")
+        return problem(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            _("This %(header)s was used with another request (another body or endpoint).") % {"header": HEADER},
+        )
     if earlier.status_code is None:
-        return problem(status.HTTP_409_CONFLICT, f"A request with this {HEADER} is still being processed.")
+        return problem(status.HTTP_409_CONFLICT, _("A request with this %(header)s is still being processed.") % {"header": HEADER})
     return Response(
         earlier.response_body,
         status=earlier.status_code,

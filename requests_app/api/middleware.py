@@ -5,6 +5,7 @@ import json
 from django.conf import settings
 from django.http import HttpResponsePermanentRedirect
 from django.urls import is_valid_path
+from django.utils.translation import gettext as _
 
 from requests_app.api.errors import PROBLEM, problem_body, problem_response
 
@@ -19,7 +20,7 @@ def api_body_limit(get_response):
             except ValueError:
                 length = 0
             if length > settings.API_MAX_BODY_BYTES:
-                detail = f"The body is larger than {settings.API_MAX_BODY_BYTES} bytes."
+                detail = _("The body is larger than %(limit)s bytes.") % {"limit": settings.API_MAX_BODY_BYTES}
                 return problem_response(413, detail, title="Content Too Large")
         return get_response(request)
 
@@ -40,7 +41,7 @@ def api_not_found(get_response):
             and request.path.startswith("/api/")
             and response.get("Content-Type", "").startswith("text/html")
         ):
-            return problem_response(404, "No such endpoint.")
+            return problem_response(404, _("No such endpoint."))
         return response
 
     return middleware
@@ -58,7 +59,7 @@ def api_trailing_slash(get_response):
         path = request.path_info
         if path.startswith("/api/") and not path.endswith("/") and not is_valid_path(path) and is_valid_path(f"{path}/"):
             location = request.get_full_path(force_append_slash=True)
-            body = problem_body(308, f"This endpoint's address ends with a slash: {location}")
+            body = problem_body(308, _("This endpoint's address ends with a slash: %(location)s") % {"location": location})
             return HttpResponsePermanentRedirect(
                 location, preserve_request=True, content=json.dumps(body), content_type=PROBLEM
             )

@@ -3,6 +3,7 @@
 import codecs
 import json
 
+from django.utils.translation import gettext as _
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 from rest_framework.utils.json import strict_constant
@@ -52,6 +53,7 @@ class JSONParser(parsers.JSONParser):
                 object_pairs_hook=unique_keys,
             )
         except RecursionError:
-            raise ParseError("JSON parse error - the document is nested too deeply.") from None
+            # DRF's own message, so that its catalogues translate it.
+            raise ParseError(_("JSON parse error - %s") % _("the document is nested too deeply.")) from None
         except ValueError as error:  # DuplicateKey too
-            raise ParseError(f"JSON parse error - {error}") from None
+            raise ParseError(_("JSON parse error - %s") % error) from None

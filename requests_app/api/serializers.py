@@ -3,6 +3,7 @@
 import datetime
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -25,7 +26,7 @@ class SinceField(serializers.DateTimeField):
     """A moment to filter from. One so near year 1 or 9999 that it has no UTC equivalent is a 400:
     a database that compares in UTC (SQLite) would otherwise fail on it with a 500."""
 
-    default_error_messages = {"out_of_range": "Give a date and time between the years 1 and 9999, in UTC."}
+    default_error_messages = {"out_of_range": gettext_lazy("Give a date and time between the years 1 and 9999, in UTC.")}
 
     def to_internal_value(self, value):
         try:

@@ -13,6 +13,8 @@ Identifiers travel in bodies, never in URLs, so they stay out of access logs.
 
 from django.db.models import Count
 from django.http import StreamingHttpResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, viewsets
@@ -34,13 +36,13 @@ class HasSuppressionKey(permissions.BasePermission):
     """A suppression-scope key of the controller's own systems (Organisation.own_systems): the lists
     name everyone who objected, which no business customer may read."""
 
-    message = "Suppression lists need a key with the suppression scope."
+    message = gettext_lazy("Suppression lists need a key with the suppression scope.")
 
     def has_permission(self, request, view):
         if not isinstance(request.auth, OrganisationAPIKey):
-            raise NotAuthenticated("Send an API key: Authorization: Api-Key <key>.")
+            raise NotAuthenticated(_("Send an API key: Authorization: Api-Key <key>."))
         if request.auth.scope == APIKeyScope.SUPPRESSION and not request.auth.organisation.own_systems:
-            raise PermissionDenied("Only the controller's own systems may read the suppression lists.")
+            raise PermissionDenied(_("Only the controller's own systems may read the suppression lists."))
         return request.auth.scope == APIKeyScope.SUPPRESSION
 
 
@@ -149,7 +151,7 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return SuppressionPurpose.objects.annotate(entry_count=Count("entries"))
 
     def purpose(self) -> SuppressionPurpose:
-        return found_or_404(SuppressionPurpose.objects.all(), "suppression list", slug=self.kwargs["slug"])
+        return found_or_404(SuppressionPurpose.objects.all(), _("No such suppression list for this API key."), slug=self.kwargs["slug"])
 
     @extend_schema(
         summary="Page through a list's entries",

@@ -9,6 +9,7 @@ from django.core.files.storage import default_storage
 from django.db.models import Exists, OuterRef
 from django.http import FileResponse
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, pagination, status, viewsets
@@ -282,7 +283,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return requests
 
     def get_object(self):
-        return found_or_404(self.get_queryset(), "privacy request", public_id=self.kwargs["public_id"])
+        return found_or_404(self.get_queryset(), _("No such privacy request for this API key."), public_id=self.kwargs["public_id"])
 
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "with_timeline": self.action == "retrieve"}
@@ -389,7 +390,7 @@ class ExportViewSet(viewsets.GenericViewSet):
 
     def privacy_request(self) -> PrivacyRequest:
         own_requests = PrivacyRequest.objects.filter(organisation=self.request.auth.organisation)
-        return found_or_404(own_requests, "privacy request", public_id=self.kwargs["request_public_id"])
+        return found_or_404(own_requests, _("No such privacy request for this API key."), public_id=self.kwargs["request_public_id"])
 
     def get_queryset(self):
         # Released and shared, then perhaps expired and deleted (the hourly job): whether it can still
@@ -401,7 +402,7 @@ class ExportViewSet(viewsets.GenericViewSet):
         )
 
     def get_object(self):
-        return found_or_404(self.get_queryset(), "export package", public_id=self.kwargs["public_id"])
+        return found_or_404(self.get_queryset(), _("No such export package for this API key."), public_id=self.kwargs["public_id"])
 
     @extend_schema(
         summary="List a request's packages",
@@ -454,7 +455,7 @@ class ExportViewSet(viewsets.GenericViewSet):
         """Stream the package (a key with the write scope); each download counts against the organisation's
         limit, apart from the subject's, and is audited."""
         if request.auth.scope != APIKeyScope.WRITE:
-            raise PermissionDenied("Downloading a subject's data needs a key with the write scope.")
+            raise PermissionDenied(_("Downloading a subject's data needs a key with the write scope."))
         export = self.get_object()
         try:
             export = exports.count_download(

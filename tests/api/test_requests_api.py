@@ -1,9 +1,11 @@
 import json
+import uuid
 from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from requests_app.models import IdentityKind, PrivacyRequest, Status, VerificationMethod
 from tests.api.conftest import client_with, key_for
@@ -572,3 +574,30 @@ def test_an_address_with_no_endpoint_is_a_404_in_problem_details_with_debug_on_o
         response = api.get(path)
         assert response.status_code == 404 and response["Content-Type"] == "application/problem+json", path
         assert response.json()["detail"] == "No such endpoint."
+
+
+@pytest.mark.django_db
+def test_every_detail_is_in_the_language_the_caller_accepts_like_the_field_messages(api, other_operator):
+    french = {"HTTP_ACCEPT_LANGUAGE": "fr"}
+    invalid = api.post(URL, {**VALID, "subject_email": "not an email"}, format="json", **french)
+    assert invalid.status_code == 400
+    assert invalid.json()["detail"] == "La requête n'est pas valide ; voir errors."
+    assert invalid.json()["errors"]["subject_email"] == ["Saisissez une adresse e-mail valide."]
+
+    unknown = api.get(f"{URL}{uuid.uuid4()}/", **french)
+    assert unknown.status_code == 404 and unknown.json()["detail"] == "Aucune demande de ce numéro pour cette clé d'API."
+    no_key = APIClient().get(URL, HTTP_ACCEPT_LANGUAGE="de")
+    assert no_key.status_code == 401
+    assert no_key.json()["detail"] == "Senden Sie einen API-Schlüssel: Authorization: Api-Key <Schlüssel>."
+    malformed = api.post(URL, "{", content_type="application/json", HTTP_ACCEPT_LANGUAGE="nl")
+    assert malformed.status_code == 400 and malformed.json()["detail"].startswith("JSON-parsefout - ")
+
+    reused = {"HTTP_IDEMPOTENCY_KEY": "fr-1", **french}
+    assert api.post(URL, VALID, format="json", **reused).status_code == 201
+    other_body = api.post(URL, {**VALID, "subject_name": "Someone Else"}, format="json", **reused)
+    assert other_body.status_code == 422
+    assert other_body.json()["detail"] == (
+        "Cette Idempotency-Key a servi pour une autre requête (un autre corps ou point d'accès)."
+    )
+    assert api.get(URL).json()["results"]  # without Accept-Language: English, as before
+    assert api.get(f"{URL}{uuid.uuid4()}/").json()["detail"] == "No such privacy request for this API key."
