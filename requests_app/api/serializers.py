@@ -1,11 +1,13 @@
 """What the API reads and writes. Creation runs the web form's own validation."""
 
 import datetime
+from collections.abc import Mapping
 
 from django.conf import settings
 from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import SkipField
 
 from requests_app import selectors
 from requests_app.forms import RequestForm
@@ -68,13 +70,43 @@ class RequestCreateSerializer(serializers.Serializer):
     )
     signature = StringField(help_text="The subject's typed full name, as on the portal's form.")
 
+    def to_internal_value(self, data):
+        """Every mistake in one answer: when some fields fail this serializer's own checks (missing, or of
+        the wrong type), the form's rules still run on the fields that passed, and their errors join in."""
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as error:
+            if not isinstance(data, Mapping):
+                raise
+            passed = {}
+            for name, field in self.fields.items():
+                if name in error.detail:
+                    continue
+                try:
+                    passed[name] = field.run_validation(field.get_value(data))
+                except (serializers.ValidationError, SkipField):
+                    continue
+            form = public_form(passed)
+            form.is_valid()
+            raise serializers.ValidationError(
+                {**{field: errors for field, errors in form_errors(form).items() if field not in error.detail}, **error.detail}
+            ) from None
+
     def validate(self, attrs):
-        # The confirmation box is the portal's to show; the honeypot is the web form's.
-        form = RequestForm(data={**attrs, "confirm": "on", "website": ""})
+        form = public_form(attrs)
         if not form.is_valid():
-            raise serializers.ValidationError({field: [str(e) for e in errors] for field, errors in form.errors.items()})
-        self.form = form
+            raise serializers.ValidationError(form_errors(form))
+        self.form = form  # the request is filed from it
         return attrs
+
+
+def public_form(attrs: dict) -> RequestForm:
+    # The confirmation box is the portal's to show; the honeypot is the web form's.
+    return RequestForm(data={**attrs, "confirm": "on", "website": ""})
+
+
+def form_errors(form: RequestForm) -> dict[str, list[str]]:
+    return {field: [str(e) for e in errors] for field, errors in form.errors.items()}
 
 
 class TimelineItemSerializer(serializers.Serializer):

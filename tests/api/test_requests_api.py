@@ -601,3 +601,26 @@ def test_every_detail_is_in_the_language_the_caller_accepts_like_the_field_messa
     )
     assert api.get(URL).json()["results"]  # without Accept-Language: English, as before
     assert api.get(f"{URL}{uuid.uuid4()}/").json()["detail"] == "No such privacy request for this API key."
+
+
+@pytest.mark.django_db
+def test_one_answer_lists_every_mistake_the_serializers_and_the_forms_rules_alike(api):
+    body = {**VALID, "rights": ["objection"], "subject_email": "not an email", "subject_phone": 32475123456}
+    del body["relationship"]
+    response = api.post(URL, body, format="json")
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    # The serializer's own checks (missing, wrong type) and the form's rules, which used to wait for them.
+    assert errors["relationship"] == ["This field is required."]
+    assert errors["subject_phone"] == ["Not a valid string."]
+    assert errors["subject_email"] == ["Enter a valid email address."]
+    assert errors["objection_processing"] == ["Tell us which processing or purpose you object to."]
+    assert set(errors) == {"relationship", "subject_phone", "subject_email", "objection_processing"}
+    assert not PrivacyRequest.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_field_the_serializer_refused_gets_no_second_message_from_the_form(api):
+    response = api.post(URL, {**VALID, "rights": ["objection"], "objection_processing": ["marketing"]}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"objection_processing": ["Not a valid string."]}
