@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.text import format_lazy
 from rest_framework_api_key.models import AbstractAPIKey
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from requests_app.deadlines import add_months
 
@@ -902,9 +903,20 @@ class ConnectorKind(models.TextChoices):
     MANUAL = "manual", _("Manual extract by the system owner")
 
 
+# A language's name as it reads inside a sentence ("not yet translated into German"): French writes it in lower
+# case ("en allemand"), where the language switcher and the choice lists keep LANGUAGES' capital ("Allemand").
+LANGUAGE_NAMES_IN_SENTENCE = {
+    "en": pgettext_lazy("a language's name inside a sentence", "English"),
+    "fr": pgettext_lazy("a language's name inside a sentence", "French"),
+    "nl": pgettext_lazy("a language's name inside a sentence", "Dutch"),
+    "de": pgettext_lazy("a language's name inside a sentence", "German"),
+}
+
+
 def translation_languages() -> list[tuple[str, str]]:
-    """The site's languages other than the default one, which the inventory's main texts are written in."""
-    return [(code, name) for code, name in settings.LANGUAGES if code != settings.LANGUAGE_CODE]
+    """The site's languages other than the default one, which the inventory's main texts are written in, each
+    with its name as it reads inside a sentence."""
+    return [(code, LANGUAGE_NAMES_IN_SENTENCE[code]) for code, _name in settings.LANGUAGES if code != settings.LANGUAGE_CODE]
 
 
 MAIN_TEXT_HELP = _("In the site's default language: subjects who read another get its translation, where one is given.")

@@ -194,3 +194,16 @@ def test_the_dpo_gives_a_categorys_description_in_dutch(dpo_client, source):
     assert [(event.action, event.data) for event in trail] == [
         ("source_category_translation_saved", described), ("source_category_translation_deleted", described)
     ]
+
+
+@pytest.mark.django_db
+def test_in_french_a_language_is_named_in_lower_case_inside_a_sentence(dpo_client, source):
+    dpo_client.cookies["django_language"] = "fr"
+    inventory = dpo_client.get(reverse("staff:inventory")).content.decode()
+    assert "Pas encore traduit en" in inventory
+    assert '">allemand</a>' in inventory and '">Allemand</a>' not in inventory
+
+    page = dpo_client.get(source_texts_url(source, "de")).content.decode()
+    assert "Billing, en allemand" in page
+    # The language switcher keeps each language's name as a title.
+    assert ">Allemand<" in page or "Deutsch" in page
