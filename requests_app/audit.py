@@ -109,6 +109,10 @@ def record_event(
     event.save()
     head.sequence, head.hash = event.sequence, event.hash
     head.save(update_fields=["sequence", "hash"])
+    from requests_app.selectors import TIMELINE_CHANGES  # selectors imports lifecycle, which imports this module
+
+    if request is not None and action in TIMELINE_CHANGES:
+        PrivacyRequest.objects.filter(pk=request.pk).update(updated_at=event.created_at)
     return event
 
 

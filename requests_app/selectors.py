@@ -59,6 +59,10 @@ SUBJECT_EVENT_TEXT = {
     "completion_letter_sent": _("We sent you our final answer."),
     "rejection_letter_sent": _("We sent you a letter explaining our decision."),
 }
+# The events that add to a request's timeline after its filing ("submitted" is written with the request): each
+# moves its updated_at (audit.record_event), so that a portal's updated_since finds the new entry.
+TIMELINE_CHANGES = frozenset(SUBJECT_EVENT_TEXT) - {"submitted"}
+
 # The same step taken again (after the subject answered a question) reads as a return to it.
 SUBJECT_EVENT_TEXT_AGAIN = {
     "start_identity_check": _("We resumed checking your identity."),

@@ -445,6 +445,9 @@ def export_release(*, export: ExportPackage, actor: Actor, share_with_organisati
         locked.shared_with_organisation = share_with_organisation and locked.request.organisation_id is not None
         locked.save(update_fields=["status", "released_at", "released_by", "expires_at", "shared_with_organisation"])
         record_event(locked.request, "export_released", actor=actor, data={"export": str(locked.public_id)})
+        if locked.shared_with_organisation:
+            # A package the organisation's portal may now list and fetch: its updated_since must find the request.
+            PrivacyRequest.objects.filter(pk=locked.request_id).update(updated_at=timezone.now())
         if locked.shared_with_organisation:  # a package the portal cannot fetch is no news to it
             webhooks.emit(locked.request, webhooks.WebhookEvent.EXPORT_READY, {"export": str(locked.public_id)})
         if locked.pending_password:

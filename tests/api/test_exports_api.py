@@ -163,3 +163,26 @@ def test_a_head_request_does_not_use_up_a_download(api):
     export.refresh_from_db()
     assert export.organisation_download_count == 0
     assert not export.request.events.filter(action="export_downloaded").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("share", [True, False])
+def test_updated_since_lists_a_request_once_a_package_is_shared_with_its_organisation(api, share):
+    from datetime import timedelta
+
+    import time_machine
+    from django.utils import timezone
+
+    with time_machine.travel(timezone.now() - timedelta(hours=1)):
+        created = api.post(URL, BODY, format="json").json()
+    since = (timezone.now() - timedelta(minutes=1)).isoformat()
+    assert api.get(URL, {"updated_since": since}).json()["results"] == []
+    request = PrivacyRequest.objects.get(public_id=created["id"])
+    name = default_storage.save("exports/test/attempt-1.zip", ContentFile(ZIP))
+    export = ExportPackage.objects.create(request=request, status="ready", storage_name=name, size=len(ZIP), sha256="0" * 64)
+
+    export_release(export=export, actor=Actor.staff(staff_in_role("DPO", username="dpo1")), share_with_organisation=share)
+
+    listed = [item["id"] for item in api.get(URL, {"updated_since": since}).json()["results"]]
+    # A package released to the subject only is nothing the portal sees.
+    assert listed == ([created["id"]] if share else [])

@@ -624,3 +624,30 @@ def test_a_field_the_serializer_refused_gets_no_second_message_from_the_form(api
     response = api.post(URL, {**VALID, "rights": ["objection"], "objection_processing": ["marketing"]}, format="json")
     assert response.status_code == 400
     assert response.json()["errors"] == {"objection_processing": ["Not a valid string."]}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("step", ["message", "information"])
+def test_updated_since_lists_a_request_whose_timeline_grew(api, operator, step):
+    """A message from the DPO team adds to the timeline the portal reads, and nothing else it sees changes."""
+    import time_machine
+
+    from requests_app import roles
+    from requests_app.audit import Actor
+    from requests_app.services.handling import message_send, request_information
+    from tests.factories import request_in_status, staff_in_role
+
+    request = request_in_status(Status.IN_PROGRESS, organisation=operator)
+    dpo = Actor.staff(staff_in_role(roles.DPO))
+    with time_machine.travel(timezone.now() + timedelta(days=1)):
+        since = timezone.now().isoformat()
+        assert api.get(URL, {"updated_since": since}).json()["results"] == []
+    with time_machine.travel(timezone.now() + timedelta(days=1, minutes=1)):
+        if step == "message":
+            message_send(request=request, actor=dpo, body="We found two accounts in your name.")
+        else:
+            request_information(request=request, actor=dpo, body="Which address did you use?", expected_status=request.status)
+        [listed] = api.get(URL, {"updated_since": since}).json()["results"]
+    assert listed["id"] == str(request.public_id)
+    timeline = api.get(f"{URL}{request.public_id}/").json()["timeline"]
+    assert timeline[-1]["at"] >= since
