@@ -44,7 +44,7 @@ def test_the_status_page_lists_the_recipients_and_whether_each_was_told(
     actions.plan_actions(request=erasure_request, actor=dpo_actor)
 
     html = _status_page(client, erasure_request)
-    assert "Who else received your data" in html
+    assert "Who receives data from the systems concerned" in html
     assert _recipient_lines(html) == [
         "Billing partner (Belgium): not told yet",
         "Interconnect partner (Netherlands): not told yet",
@@ -60,7 +60,7 @@ def test_the_status_page_lists_the_recipients_and_whether_each_was_told(
     sent_on = erasure_request.recipient_notices.get(status=NoticeStatus.SENT).sent_at
     assert _recipient_lines(html) == [
         f"Billing partner (Belgium): told on {timezone.localtime(sent_on):%-d %B %Y}",
-        "Interconnect partner (Netherlands): nothing to tell: none of the data it received changed",
+        "Interconnect partner (Netherlands): nothing to tell: we changed none of your data in the system it receives data from",
         "Old reseller (France): not told (disproportionate effort)",
     ]
     assert "Contract ended in 2019." not in html  # staff's note is for the letter, not the page
@@ -70,7 +70,7 @@ def test_a_request_without_recipient_notices_shows_no_recipient_section(crm, dpo
     request = verified_request(RequestType.RESTRICTION)
     actions.plan_actions(request=request, actor=dpo_actor)  # the CRM has no recipients
     html = _status_page(client, request)
-    assert "Who else received your data" not in html
+    assert "Who receives data from the systems concerned" not in html
 
 
 def test_a_recipient_of_a_system_that_could_not_be_searched_is_not_said_to_hold_unchanged_data(
@@ -83,6 +83,6 @@ def test_a_recipient_of_a_system_that_could_not_be_searched_is_not_said_to_hold_
     carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
 
     assert _recipient_lines(_status_page(client, request)) == [
-        "Interconnect partner (Netherlands): nothing to tell: we could not search the system it received your data "
+        "Interconnect partner (Netherlands): nothing to tell: we could not search the system it receives data "
         "from, so we changed nothing there"
     ]
