@@ -79,6 +79,10 @@ SUBJECT_STATUS_LABELS = {
 
 
 def subject_status_label(request: PrivacyRequest) -> str:
+    if request.clock_paused and request.is_open:
+        # Staff paused the clock while they wait on the subject (for a document asked for by phone, say),
+        # whatever the request's own state: to the subject, the request waits for them.
+        return str(SUBJECT_STATUS_LABELS[Status.AWAITING_SUBJECT])
     return str(SUBJECT_STATUS_LABELS.get(request.status, request.get_status_display()))
 
 

@@ -15,7 +15,7 @@ from requests_app.audit import Actor
 from requests_app.forms import RequestForm, ResendLinkForm, validate_attachment
 from requests_app.lifecycle import IllegalTransition, RequestError
 from requests_app.models import NO_DATA_DELIVERED, TEXT_MAX_CHARS, ActionStatus, ExportKind, ExportStatus, Status
-from requests_app.services import certificate, exports, handling, intake
+from requests_app.services import certificate, deadlines, exports, handling, intake
 
 
 def submission_rate(group, request):
@@ -107,6 +107,8 @@ def _status_context(privacy_request) -> dict:
     next_step = selectors.NEXT_STEP_TEXT[privacy_request.status]
     if privacy_request.status == Status.AWAITING_SUBJECT and not privacy_request.clock_paused:
         next_step = selectors.AWAITING_SUBJECT_CLOCK_RUNS
+    elif privacy_request.clock_paused and privacy_request.is_open:
+        next_step = selectors.NEXT_STEP_TEXT[Status.AWAITING_SUBJECT]  # a pause by staff waits on the subject too
     elif downloads and privacy_request.is_open:
         if all(export.found_nothing for export, _token in downloads):
             # An access package that found nothing answers for the portable data too.
@@ -122,6 +124,8 @@ def _status_context(privacy_request) -> dict:
         "next_step": next_step,
         "timeline": selectors.subject_timeline(privacy_request),
         "clock_paused": privacy_request.clock_paused,
+        # While the clock is paused the saved due date is behind: the date it moves to if the subject answers today.
+        "due_on": deadlines.due_on_if_resumed_today(privacy_request),
         "answer_late": selectors.answer_is_late(privacy_request),
         "thread": privacy_request.messages.prefetch_related("attachments"),
         "document_limit_mb": settings.ATTACHMENT_MAX_BYTES // (1024 * 1024),

@@ -498,3 +498,27 @@ def test_a_paused_request_past_its_stored_date_is_not_called_late(client):
     assert "We will answer by" in page
     assert "the date moves on by the days it stays paused" in page
     assert LATE not in page and "lodge a complaint" not in page
+    # Not the stored 12 November, a date already past: the one a reply today would give (49 days paused).
+    assert "<strong>31 December 2026</strong>" in page
+
+
+@pytest.mark.django_db
+def test_a_clock_paused_by_staff_tells_the_subject_the_request_waits_for_them_and_the_date_a_reply_today_gives(client):
+    """Staff paused the clock in an ordinary state (they asked for a document by phone): to the subject, the request
+    waits for them, and the date shown is the one it would have if they answered today, not the stored one."""
+    from requests_app.audit import Actor
+    from requests_app.services.deadlines import clock_pause
+
+    request = received_on(datetime.date(2026, 10, 12))  # in progress, due 12 November
+    with time_machine.travel(datetime.datetime(2026, 11, 5, 10, tzinfo=timezone.get_default_timezone()), tick=False):
+        clock_pause(request=request, actor=Actor.staff(request.assignee or staff_in_role("DPO")), reason="ID asked by phone")
+
+    page = status_page_on(client, request, datetime.date(2026, 11, 30))
+
+    assert "<dt>Status</dt><dd><strong>Waiting for your reply</strong></dd>" in page
+    assert str(selectors.NEXT_STEP_TEXT[Status.AWAITING_SUBJECT]) in page
+    assert str(selectors.NEXT_STEP_TEXT[Status.IN_PROGRESS]) not in page
+    # 12 November and the 25 days paused so far: 7 December, a Monday.
+    assert "We will answer by</dt>\n  <dd>\n    <strong>7 December 2026</strong>" in page
+    assert LATE not in page
+    assert "ID asked by phone" not in page  # staff's reason is theirs

@@ -69,6 +69,21 @@ def open_pause(request: PrivacyRequest) -> ClockPause | None:
     return request.pauses.filter(ended_at__isnull=True).first()
 
 
+def due_on_if_resumed_today(request: PrivacyRequest) -> datetime.date | None:
+    """The due date a paused clock would give if it restarted today, the days paused so far added as end_pause
+    adds them; the due date itself while the clock runs. The date saved moves only when the clock restarts."""
+    pause = open_pause(request)
+    if pause is None or request.due_on is None:
+        return request.due_on
+    paused_so_far = deadlines.paused_day_count(timezone.localdate(pause.started_at), timezone.localdate())
+    return deadlines.statutory_due_date(
+        request.regime,
+        deadlines.receipt_day(request.regime, request.received_at),
+        extended=request.is_extended,
+        paused_days=request.paused_days + paused_so_far,
+    )
+
+
 def pause_refusal(request: PrivacyRequest) -> str | None:
     """Why the request's clock may not stop while waiting for the subject, or None when it may."""
     if request.regime not in deadlines.CLOCK_STOPS_WHILE_WAITING:
