@@ -188,6 +188,23 @@ def receipt_confirm(*, request: PrivacyRequest, actor: Actor) -> PrivacyRequest:
     return locked
 
 
+# A form sent again (the browser's Back, then Send once more; a second tab) must not send or store the same text
+# twice: the same text from the same writer on the same request within this time is refused. Longer than any
+# hesitation, shorter than a deliberate reminder.
+SENT_AGAIN_WITHIN = datetime.timedelta(minutes=10)
+
+
+def _sent_again(queryset, body: str):
+    """The same text written within SENT_AGAIN_WITHIN on `queryset` (one writer's messages or notes), if any."""
+    return queryset.filter(body=body, created_at__gte=timezone.now() - SENT_AGAIN_WITHIN).order_by("-created_at").first()
+
+
+def _sent_again_refusal(earlier) -> str:
+    return _("The same text was sent at %(time)s: it was not sent again.") % {
+        "time": formats.time_format(timezone.localtime(earlier.created_at), "H:i")
+    }
+
+
 def message_send(*, request: PrivacyRequest, actor: Actor, body: str, subject: str = "") -> Message:
     """Send the subject a message on an open request; it is emailed and shown on their status page."""
     body = body.strip()
@@ -201,6 +218,9 @@ def message_send(*, request: PrivacyRequest, actor: Actor, body: str, subject: s
             # Nobody has confirmed the address yet: the message (and its status page link) could reach a stranger.
             raise RequestError(_("The subject has not confirmed their email address yet: nothing can be sent to it."))
         default_subject, text = render_letter(locked, TemplatePurpose.MESSAGE, body=body)
+        earlier = _sent_again(locked.messages.filter(direction=MessageDirection.TO_SUBJECT, author=actor.user), text)
+        if earlier:
+            raise RequestError(_sent_again_refusal(earlier))
         return _send_to_subject(locked, actor=actor, subject=subject or default_subject, body=text, action="message_sent")
 
 
@@ -258,6 +278,10 @@ def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = N
                 _("You have sent us %(count)s documents for this request, the most it takes: write to us instead.")
                 % {"count": SUBJECT_DOCUMENTS_MAX}
             )
+        # A document makes a reply new even with the same words ("Here it is" twice, with two files).
+        earlier = document is None and body and _sent_again(locked.messages.filter(direction=MessageDirection.FROM_SUBJECT), body)
+        if earlier:
+            raise RequestError(_sent_again_refusal(earlier))
         message = Message.objects.create(request=locked, direction=MessageDirection.FROM_SUBJECT, body=body)
         record_event(locked, "subject_replied", actor=actor, data={"message": str(message.public_id)})
         if document is not None:
@@ -284,6 +308,9 @@ def note_add(*, request: PrivacyRequest, actor: Actor, body: str) -> InternalNot
         raise RequestError(_("Write a note first."))
     with transaction.atomic():
         locked = _locked_for_work(request, actor, None)
+        earlier = _sent_again(locked.notes.filter(author=actor.user), body)
+        if earlier:
+            raise RequestError(_sent_again_refusal(earlier))
         note = InternalNote.objects.create(request=locked, author=actor.user, body=body)
         record_event(locked, "note_added", actor=actor, data={"note": note.id})
     return note

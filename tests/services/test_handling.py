@@ -371,3 +371,45 @@ def test_a_message_with_its_own_subject_line_still_names_the_request(dpo, mailou
         handling.message_send(request=request, actor=Actor.staff(dpo), body="Please send a copy.", subject="Your ID")
         handling.message_send(request=request, actor=Actor.staff(dpo), body="Thanks.", subject=f"{request.reference}: received")
     assert [m.subject for m in mailoutbox] == [f"Your ID ({request.reference})", f"{request.reference}: received"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", ["message", "note", "reply"])
+def test_the_same_text_sent_again_within_minutes_is_refused_and_stored_once(dpo, kind, django_capture_on_commit_callbacks, mailoutbox):
+    """The browser's Back, then Send again: the subject must not get the message twice, nor the file hold two notes."""
+    import datetime
+
+    import time_machine
+    from django.utils import timezone
+
+    request = request_in_status(Status.IN_PROGRESS)
+    send = {
+        "message": lambda: handling.message_send(request=request, actor=Actor.staff(dpo), body="We found two accounts."),
+        "note": lambda: handling.note_add(request=request, actor=Actor.staff(dpo), body="Called the subject."),
+        "reply": lambda: handling.subject_reply(request=request, body="Here is my old number."),
+    }[kind]
+    stored = {"message": request.messages, "note": request.notes, "reply": request.messages}[kind]
+    with django_capture_on_commit_callbacks(execute=True):
+        send()
+    mailoutbox.clear()
+
+    with time_machine.travel(timezone.now() + datetime.timedelta(minutes=9)), django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(RequestError, match="The same text was sent at .*: it was not sent again."):
+            send()
+    assert stored.count() == 1 and mailoutbox == []
+
+    with time_machine.travel(timezone.now() + datetime.timedelta(minutes=11)):
+        send()  # a deliberate reminder, later, goes
+    assert stored.count() == 2
+
+
+@pytest.mark.django_db
+def test_another_text_or_a_reply_with_a_document_is_not_taken_for_a_resend(dpo):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    request = request_in_status(Status.IN_PROGRESS)
+    handling.message_send(request=request, actor=Actor.staff(dpo), body="We found two accounts.")
+    handling.message_send(request=request, actor=Actor.staff(dpo), body="We found three accounts.")
+    handling.subject_reply(request=request, body="Here it is.", document=SimpleUploadedFile("id.pdf", b"%PDF-1.4 a", "application/pdf"))
+    handling.subject_reply(request=request, body="Here it is.", document=SimpleUploadedFile("id2.pdf", b"%PDF-1.4 b", "application/pdf"))
+    assert request.messages.count() == 4
