@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import SetPasswordForm
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.html import escape
 from django.utils.translation import gettext_lazy as _
 
@@ -38,9 +39,11 @@ from requests_app.models import (
     SuppressionPurpose,
     Team,
     VerificationMethod,
+    validate_field_name,
 )
 from requests_app.selectors import SORTS, QueueFilters
 from requests_app.services.webhooks import check_url
+from requests_app.sources import SourceError, connector_for
 from requests_app.sources.base import SOURCE_ENV_PREFIX
 from requests_app.wording import in_sentence
 
@@ -577,7 +580,30 @@ class LegalHoldForm(forms.ModelForm):
         source, category = cleaned.get("source"), cleaned.get("category")
         if source and category and category.source_id != source.id:
             self.add_error("category", _("Choose a category of this source, or none for the whole source."))
+        elif category and cleaned.get("keep_months") and cleaned.get("dated_by"):
+            self._check_date_field(category, cleaned["dated_by"])
+        until = cleaned.get("until")
+        if until and "until" in self.changed_data and until < timezone.localdate():
+            self.add_error("until", _("This date has passed: a hold that has ended keeps nothing."))
         return cleaned
+
+    def _check_date_field(self, category, dated_by: str) -> None:
+        """A date field the category's records do not have would stop every erasure's dry run in the source:
+        refused here, where an SQL source's query names its columns. An HTTP source's records say which fields
+        they have only when read (the dry run checks them), and a source that cannot be reached now is checked
+        then too."""
+        if category.source.connector != ConnectorKind.SQL or not validate_field_name.regex.search(dated_by):
+            return  # not a plain name: the field's own validator says so
+        try:
+            columns = connector_for(category.source).columns(category)
+        except SourceError:
+            return
+        if dated_by not in columns:
+            self.add_error(
+                "dated_by",
+                _("The records of %(category)s have no field %(field)s. Their fields: %(fields)s.")
+                % {"category": category.slug, "field": dated_by, "fields": ", ".join(columns)},
+            )
 
 
 class SuppressionPurposeForm(forms.ModelForm):

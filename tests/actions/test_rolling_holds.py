@@ -211,7 +211,7 @@ def test_a_hold_keeping_every_record_needs_neither_months_nor_date_field(cdr):
     assert LegalHold.objects.get().keep_months is None
 
 
-def test_the_end_date_is_shown_in_the_form_as_the_browser_reads_it(cdr, settings):
+def test_the_end_date_is_shown_in_the_form_as_the_browser_reads_it(cdr, dated_calls):
     """A date input takes ISO dates only: in French, '31/12/2036' would show an empty field."""
     hold = rolling_hold(cdr)
     with translation.override("fr"):
@@ -236,3 +236,29 @@ def test_the_inventory_and_the_action_panel_show_what_a_rolling_hold_keeps(
     page = dpo_client.get(f"/staff/requests/{erasure_request.reference}/").content.decode()
     assert "<strong>Kept: calls (started_at from 2025-03-10 on)</strong>, 2 rows" in page
     assert action.dry_run["categories"] == [{"category": "calls", "rows": 1, "fields": 5}]
+
+
+def test_a_date_field_the_sources_records_do_not_have_is_refused_when_the_hold_is_saved(cdr, dated_calls):
+    """Saved, it would stop every erasure's dry run in the source until someone found the hold."""
+    form = _hold_form(cdr, dated_by="answered_at")
+    assert not form.is_valid()
+    assert form.errors == {
+        "dated_by": ["The records of calls have no field answered_at. Their fields: id, caller, callee, duration_s, started_at."]
+    }
+    assert _hold_form(cdr).is_valid()  # started_at, which the query returns
+
+
+def test_a_source_that_cannot_be_reached_does_not_stop_the_hold_being_saved(cdr, dated_calls):
+    """Its dry runs will check the field, and say so if it is missing."""
+    cdr.connection_url = "sqlite:////nonexistent/dir/calls.sqlite3"
+    cdr.save()
+    assert _hold_form(cdr).is_valid()
+
+
+def test_an_end_date_already_past_is_refused_for_a_new_hold_but_an_old_hold_can_still_be_edited(cdr, dated_calls):
+    form = _hold_form(cdr, until="2020-01-01")
+    assert not form.is_valid()
+    assert form.errors == {"until": ["This date has passed: a hold that has ended keeps nothing."]}
+    ended = rolling_hold(cdr, until=datetime.date(2020, 1, 1))
+    edited = LegalHoldForm(instance=ended, data={**_hold_form(cdr).data, "until": "2020-01-01", "basis": "Telecom law, art. 126"})
+    assert edited.is_valid(), edited.errors
