@@ -565,7 +565,11 @@ class WebhookEndpointAdmin(RoleAdmin):
             return super().save_model(request, obj, form, change)
         # Only the fields this page edits: a roll, or the delivery worker disabling the endpoint,
         # committed after this page loaded the endpoint would otherwise be written back over.
-        obj.save(update_fields=list(form.fields))
+        fields = list(form.fields)
+        if obj.active and "active" in form.changed_data:
+            obj.disabled_at = None  # switched on again: no longer disabled, nor listed as such
+            fields.append("disabled_at")
+        obj.save(update_fields=fields)
         self._record(request, obj, obj.pk, "saved")
 
     def response_add(self, request, obj, post_url_continue=None):

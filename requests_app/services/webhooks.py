@@ -196,8 +196,10 @@ def post_signed(url: str, *, secrets: Sequence[str], webhook_id: str, body: byte
 
 
 def check_url(url: str) -> None:
-    """HTTPS only, unless WEBHOOK_ALLOW_HTTP (development and tests, on 127.0.0.1)."""
-    if not url.startswith("https://") and not settings.WEBHOOK_ALLOW_HTTP:
+    """HTTPS only; plain http:// too with WEBHOOK_ALLOW_HTTP (development and tests, on 127.0.0.1), and never
+    another scheme (ftp://), which no delivery could use."""
+    allowed = ("https://", "http://") if settings.WEBHOOK_ALLOW_HTTP else ("https://",)
+    if not url.lower().startswith(allowed):
         raise ValidationError(_("Use an https:// address: events and notices are sent only over HTTPS."))
 
 

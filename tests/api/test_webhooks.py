@@ -292,6 +292,32 @@ def test_an_endpoint_without_https_is_refused_when_saved(operator, settings):
     WebhookEndpoint(organisation=operator, url="https://portal.example.com/hooks").full_clean()
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("allow_http", [True, False])
+def test_an_address_no_delivery_could_use_is_refused_when_saved_in_development_too(operator, settings, allow_http):
+    from django.core.exceptions import ValidationError
+
+    settings.WEBHOOK_ALLOW_HTTP = allow_http
+    for url in ("ftp://portal.example.com/hooks", "portal.example.com/hooks", "javascript:alert(1)"):
+        with pytest.raises(ValidationError):
+            WebhookEndpoint(organisation=operator, url=url).full_clean()
+    if allow_http:
+        WebhookEndpoint(organisation=operator, url="http://127.0.0.1:8399/hooks").full_clean()
+
+
+@pytest.mark.django_db
+def test_switching_a_disabled_endpoint_on_again_clears_its_disabled_time(client, operator):
+    endpoint = WebhookEndpoint.objects.create(
+        organisation=operator, url="https://portal.example.com/hooks", active=False, disabled_at=timezone.now()
+    )
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    change = reverse("admin:requests_app_webhookendpoint_change", args=[endpoint.pk])
+    response = client.post(change, {"organisation": operator.pk, "url": endpoint.url, "active": "on"})
+    assert response.status_code == 302
+    endpoint.refresh_from_db()
+    assert endpoint.active and endpoint.disabled_at is None
+
+
 # --- Rolling a secret --------------------------------------------------------------------
 
 
