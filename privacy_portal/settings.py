@@ -213,10 +213,11 @@ if CACHE_URL:
     }
 else:
     # A file cache is shared by every process on the machine, which the
-    # per-IP rate limit needs; it needs no server.
+    # per-IP rate limit needs; it needs no server. Ours keeps a counter's
+    # expiry when it counts (privacy_portal.cache).
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "BACKEND": "privacy_portal.cache.CountingFileBasedCache",
             "LOCATION": str(VAR_DIR / "cache"),
         }
     }
