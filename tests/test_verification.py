@@ -11,7 +11,7 @@ from requests_app import lifecycle
 from requests_app.audit import Actor
 from requests_app.models import IdentityKind, PrivacyRequest, Status, VerificationMethod
 from requests_app.services.intake import request_resend_link, verification_token
-from tests.factories import submit_request
+from tests.factories import request_in_status, submit_request
 
 # Emails are sent by tasks queued on commit, so these tests commit for real.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -161,6 +161,33 @@ def test_a_confirmed_request_gets_its_status_link_again(client):
     assert request.events.filter(action="status_link_resent", actor_kind="subject").count() == 1
     status_page = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
     assert "We sent you the link to this page again." in status_page  # in the visitor's language
+
+
+@pytest.mark.parametrize("status", [Status.COMPLETED, Status.REJECTED, Status.WITHDRAWN, Status.EXPIRED])
+def test_the_link_sent_again_for_a_closed_request_does_not_offer_to_withdraw_it(client, status):
+    """A closed request's page can only be read: the email must not warn that the link withdraws it."""
+    import html
+
+    request = request_in_status(status, subject_email="ana@example.com")
+    mail.outbox.clear()
+    client.post(reverse("resend_link"), {"reference": request.reference, "email": "ana@example.com"})
+    (email,) = mail.outbox
+    assert f"/status/{request.reference}/{request.secret}/" in email.body
+    for body in (email.body, html.unescape(email.alternatives[0][0])):
+        assert "The request is closed." in body
+        assert "Keep this link private: anyone who has it can see your request, read our letters" in body
+        assert "withdraw" not in body.lower()
+
+
+def test_the_link_sent_again_for_an_open_request_warns_it_can_withdraw_it(client):
+    import html
+
+    request = request_in_status(Status.IN_PROGRESS, subject_email="ana@example.com")
+    mail.outbox.clear()
+    client.post(reverse("resend_link"), {"reference": request.reference, "email": "ana@example.com"})
+    (email,) = mail.outbox
+    for body in (email.body, html.unescape(email.alternatives[0][0])):
+        assert "download your data and withdraw the request." in body
 
 
 def test_a_link_is_sent_again_at_most_every_ten_minutes_and_five_times_a_day(client):
