@@ -60,7 +60,8 @@ class HasOrganisationKey(permissions.BasePermission):
 
 class FixedWindowThrottle(throttling.SimpleRateThrottle):
     """A request budget counted in fixed windows (a minute, for "120/min") by an atomic increment in
-    Redis (the cache production uses; the development file cache counts approximately).
+    Redis (the cache production uses; the development file cache, privacy_portal.cache.CountingFileBasedCache,
+    increments under a file lock).
 
     DRF's own SimpleRateThrottle reads the client's history, appends to it and writes it back: calls
     made in parallel overwrite each other's, and a client calling from 16 threads got more than twice
