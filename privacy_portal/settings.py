@@ -141,7 +141,7 @@ MIDDLEWARE = [
     "privacy_portal.middleware.no_store",
     "requests_app.api.middleware.api_body_limit",
     "requests_app.api.middleware.api_trailing_slash",
-    "requests_app.api.middleware.api_not_found",
+    "requests_app.api.middleware.api_debug_pages",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     # Before anything reads the body (the CSRF check does), after the language is chosen for its page.

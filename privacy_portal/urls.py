@@ -9,7 +9,7 @@ from django.views.generic import RedirectView
 from django_otp.admin import OTPAdminSite
 
 from privacy_portal import csp_reports
-from requests_app.api.errors import problem_response
+from requests_app.api.errors import HOST_NOT_SERVED, NO_ENDPOINT, NOT_UNDERSTOOD, problem_response
 
 # The admin, like the dashboard, asks staff for their TOTP code.
 admin.site.__class__ = OTPAdminSite
@@ -39,15 +39,15 @@ def bad_request(request, exception):
     if request.path.startswith("/api/"):
         if isinstance(exception, DisallowedHost):
             # Not the host named in it, nor the setting: neither is the client's to know.
-            return problem_response(400, _("This server does not answer for the host named in the Host header."))
-        return problem_response(400, _("The request could not be understood."))
+            return problem_response(400, HOST_NOT_SERVED)
+        return problem_response(400, NOT_UNDERSTOOD)
     return defaults.bad_request(request, exception)
 
 
 def page_not_found(request, exception):
     """API clients get problem details; staff the dashboard's page; data subjects the public one."""
     if request.path.startswith("/api/"):
-        return problem_response(404, _("No such endpoint."))
+        return problem_response(404, NO_ENDPOINT)
     if request.path.startswith(("/staff/", "/admin/")):
         return defaults.page_not_found(request, exception, template_name="staff/404.html")
     return defaults.page_not_found(request, exception)

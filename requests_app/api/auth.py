@@ -55,6 +55,8 @@ class HasOrganisationKey(permissions.BasePermission):
             raise exceptions.NotAuthenticated(_("Send an API key: Authorization: Api-Key <key>."))
         if request.auth.scope == APIKeyScope.SUPPRESSION:
             raise exceptions.PermissionDenied(_("This API key reads the suppression lists only."))
+        if request.method not in view.allowed_methods:
+            return True  # a 405 follows, whatever the key: no key may PUT there, a write key would not help
         return request.method in permissions.SAFE_METHODS or request.auth.scope == APIKeyScope.WRITE
 
 

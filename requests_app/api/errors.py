@@ -5,6 +5,7 @@ from http import HTTPStatus
 from django.core.exceptions import ValidationError
 from django.http import JsonResponse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -14,6 +15,11 @@ from requests_app.api.auth import unauthenticated_budget
 from requests_app.lifecycle import NotAllowed, RequestError
 
 PROBLEM = "application/problem+json"
+# What the API answers where Django refuses a call before any view (privacy_portal.urls, and api.middleware
+# with DEBUG on, when Django answers its own pages instead).
+NO_ENDPOINT = gettext_lazy("No such endpoint.")
+HOST_NOT_SERVED = gettext_lazy("This server does not answer for the host named in the Host header.")
+NOT_UNDERSTOOD = gettext_lazy("The request could not be understood.")
 KEPT_HEADERS = ("WWW-Authenticate", "Retry-After", "Allow")
 
 

@@ -3,11 +3,12 @@
 import json
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpResponsePermanentRedirect
 from django.urls import is_valid_path
 from django.utils.translation import gettext as _
 
-from requests_app.api.errors import PROBLEM, problem_body, problem_response
+from requests_app.api.errors import HOST_NOT_SERVED, NO_ENDPOINT, NOT_UNDERSTOOD, PROBLEM, problem_body, problem_response
 
 
 def api_body_limit(get_response):
@@ -27,21 +28,26 @@ def api_body_limit(get_response):
     return middleware
 
 
-def api_not_found(get_response):
-    """An address with no endpoint under /api/ is a 404 in problem details, with DEBUG on as well.
+def api_debug_pages(get_response):
+    """With DEBUG on, what Django refuses before any view (an address with no endpoint, a Host header not in
+    ALLOWED_HOSTS) is answered in problem details under /api/, as without DEBUG.
 
-    Without DEBUG, Django's handler404 (privacy_portal.urls.page_not_found) answers it so. With DEBUG on, Django
-    answers its own HTML page instead, which a portal trying its integration on a development server cannot read.
+    Without DEBUG, Django's handlers (privacy_portal.urls.page_not_found and bad_request) answer so. With DEBUG on,
+    Django answers its own HTML pages instead, which a portal trying its integration on `make run` cannot read.
     """
 
     def middleware(request):
         response = get_response(request)
-        if (
-            response.status_code == 404
-            and request.path.startswith("/api/")
-            and response.get("Content-Type", "").startswith("text/html")
-        ):
-            return problem_response(404, _("No such endpoint."))
+        if not (request.path.startswith("/api/") and response.get("Content-Type", "").startswith("text/html")):
+            return response
+        if response.status_code == 404:
+            return problem_response(404, NO_ENDPOINT)
+        if response.status_code == 400:
+            try:
+                request.get_host()
+            except DisallowedHost:
+                return problem_response(400, HOST_NOT_SERVED)
+            return problem_response(400, NOT_UNDERSTOOD)
         return response
 
     return middleware

@@ -24,6 +24,14 @@ class StringField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class MultilineStringField(StringField):
+    """A text whose line breaks count once against its max_length, as the web form's (forms.MultilineField) and
+    the status page's do: a CRLF is kept as LF."""
+
+    def to_internal_value(self, data):
+        return super().to_internal_value(data).replace("\r\n", "\n")
+
+
 class SinceField(serializers.DateTimeField):
     """A moment to filter from. One so near year 1 or 9999 that it has no UTC equivalent is a 400:
     a database that compares in UTC (SQLite) would otherwise fail on it with a 500."""
@@ -146,7 +154,9 @@ class RequestSerializer(serializers.ModelSerializer):
 
 
 class MessageCreateSerializer(serializers.Serializer):
-    body = StringField(max_length=TEXT_MAX_CHARS, help_text="The subject's message to the DPO team.")
+    body = MultilineStringField(
+        max_length=TEXT_MAX_CHARS, help_text="The subject's message to the DPO team; a line break counts as one character."
+    )
 
 
 class MessageSerializer(serializers.Serializer):

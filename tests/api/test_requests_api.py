@@ -574,6 +574,9 @@ def test_an_address_with_no_endpoint_is_a_404_in_problem_details_with_debug_on_o
         response = api.get(path)
         assert response.status_code == 404 and response["Content-Type"] == "application/problem+json", path
         assert response.json()["detail"] == "No such endpoint."
+    host = api.get("/api/v1/ping/", HTTP_HOST="evil.example")
+    assert host.status_code == 400 and host["Content-Type"] == "application/problem+json"
+    assert host.json()["detail"] == "This server does not answer for the host named in the Host header."
 
 
 @pytest.mark.django_db
@@ -651,3 +654,25 @@ def test_updated_since_lists_a_request_whose_timeline_grew(api, operator, step):
     assert listed["id"] == str(request.public_id)
     timeline = api.get(f"{URL}{request.public_id}/").json()["timeline"]
     assert timeline[-1]["at"] >= since
+
+
+@pytest.mark.django_db
+def test_a_messages_line_breaks_count_once_against_its_limit_as_on_the_status_page(api):
+    from requests_app.models import TEXT_MAX_CHARS, Message
+
+    created = create(api).json()
+    lines = "a\r\n" * (TEXT_MAX_CHARS // 2)  # 1.5 times the limit as sent, exactly the limit once counted
+    response = api.post(f"{URL}{created['id']}/messages/", {"body": lines}, format="json")
+    assert response.status_code == 201, response.json()
+    assert Message.objects.get().body == ("a\n" * (TEXT_MAX_CHARS // 2)).strip()
+    too_long = api.post(f"{URL}{created['id']}/messages/", {"body": "a" * (TEXT_MAX_CHARS + 1)}, format="json")
+    assert too_long.status_code == 400 and "body" in too_long.json()["errors"]
+
+
+@pytest.mark.django_db
+def test_a_method_no_endpoint_has_is_a_405_for_a_read_key_too_not_a_call_for_a_write_key(operator):
+    for scope in ("read", "write"):
+        response = client_with(key_for(operator, scope=scope)).put(URL, {}, format="json")
+        assert response.status_code == 405, scope
+        assert "GET" in response["Allow"] and "PUT" not in response["Allow"]
+    assert client_with(key_for(operator, scope="read")).post(URL, VALID, format="json").status_code == 403
