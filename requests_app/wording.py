@@ -20,8 +20,11 @@ def in_sentence(label) -> str:
 
 def without_final_punctuation(label) -> str:
     """A label that is a question or ends in a full stop ("Which data is incorrect?"), as it reads
-    before a colon: "Which data is incorrect: ..." rather than "...incorrect?: ..."."""
-    return str(label).rstrip(" ?.:!")
+    before a colon: "Which data is incorrect: ..." rather than "...incorrect?: ...".
+
+    French puts a no-break space (U+00A0) or a narrow one (U+202F) before "?": it goes with the
+    mark, or the colon that follows would have two spaces before it."""
+    return str(label).rstrip(" ?.:!\u00a0\u202f")
 
 
 def date_in_words(value, format_name: str = "DATE_FORMAT") -> str:

@@ -1,12 +1,13 @@
 """Labels inside sentences keep the capitals their language needs; dates read as each language writes them."""
 
 import datetime
+import re
 
 import pytest
 from django.utils import translation
 
 from requests_app.models import IdentityKind, Status
-from requests_app.wording import date_in_words, in_sentence
+from requests_app.wording import date_in_words, in_sentence, without_final_punctuation
 
 
 @pytest.mark.parametrize(
@@ -59,3 +60,28 @@ def test_dates_in_words(language, value, expected):
 def test_a_moment_in_words_keeps_its_time():
     with translation.override("fr"):
         assert date_in_words(datetime.datetime(2026, 2, 28, 23, 30, tzinfo=datetime.UTC), "DATETIME_FORMAT") == "1er mars 2026 00:30"
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("Which data is incorrect or incomplete?", "Which data is incorrect or incomplete"),
+        ("Signature: type your full name.", "Signature: type your full name"),
+        # French spaces its "?" with a no-break space, or a narrow one: no gap may be left before the colon.
+        ("Pourquoi le traitement devrait-il être limité\u00a0?", "Pourquoi le traitement devrait-il être limité"),
+        ("Que souhaitez-vous que nous fassions\u202f?", "Que souhaitez-vous que nous fassions"),
+        ("Full name", "Full name"),
+    ],
+)
+def test_a_label_before_a_colon_loses_its_final_mark_and_the_space_before_it(label, expected):
+    assert without_final_punctuation(label) == expected
+
+
+@pytest.mark.django_db
+def test_the_french_error_summary_leaves_one_space_before_a_colon_after_a_question(client):
+    import html
+
+    page = html.unescape(client.post("/", {"rights": ["restriction"]}, HTTP_ACCEPT_LANGUAGE="fr").content.decode())
+    summary = page[page.index('class="error-summary"'):page.index("</ul>", page.index('class="error-summary"'))]
+    # One space before the colon, whichever the catalogue uses (a plain or a no-break one).
+    assert re.search("Pourquoi le traitement devrait-il être limité[ \u00a0\u202f]: Choisissez le motif", summary)
