@@ -293,6 +293,16 @@ def test_a_status_page_reply_address_opened_with_get_shows_the_status_page(clien
 
 
 @pytest.mark.django_db
+def test_the_rights_error_is_linked_to_its_group_as_other_errors_are_to_their_field(client):
+    page = post_form(client, rights=None, subject_email="not-an-email").content.decode()
+    assert re.search(r'<input type="email"[^>]*aria-invalid="true" aria-describedby="id_subject_email_error"', page)
+    # The boxes are marked invalid one by one; their group, with its legend, carries the description.
+    assert '<input type="checkbox" name="rights" value="access" aria-invalid="true" id="id_rights_0">' in page
+    assert '<fieldset aria-describedby="id_rights_error">' in page
+    assert '<ul class="errorlist" id="id_rights_error"><li>Choose at least one right.</li></ul>' in page
+
+
+@pytest.mark.django_db
 def test_the_error_summary_links_the_rights_question_to_its_first_box(client):
     page = client.post("/", {}).content.decode()
     assert 'href="#id_rights_0"' in page and 'id="id_rights_0"' in page
