@@ -211,6 +211,21 @@ def test_submissions_are_rate_limited_per_ip(client, settings):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("url", "data"),
+    [("/", VALID), ("/lost-link/", {"reference": "DSR-2026-00042", "email": "ana@example.com"})],
+)
+def test_the_rate_limit_box_takes_the_focus_like_the_error_summary(client, settings, url, data):
+    settings.SUBMISSION_RATE_LIMIT = "1/h"
+    client.post(url, data, REMOTE_ADDR="198.51.100.30")
+    limited = client.post(url, data, REMOTE_ADDR="198.51.100.30")
+    page = limited.content.decode()
+    assert limited.status_code == 429
+    assert '<div class="error-summary" role="alert" tabindex="-1" autofocus>\n  <h2>Too many requests</h2>' in page
+    assert page.count("autofocus") == 1
+
+
+@pytest.mark.django_db
 def test_typing_mistakes_do_not_use_up_the_rate_limit(client, settings):
     settings.SUBMISSION_RATE_LIMIT = "2/h"
     for _ in range(5):
