@@ -196,6 +196,20 @@ class ResendLinkForm(forms.Form):
     email = forms.EmailField(label=_("Email address"), error_messages=EMAIL_ERRORS)
 
 
+class WithdrawForm(forms.Form):
+    """The status page's withdrawal: a box to tick, so that a stray click on the button withdraws nothing."""
+
+    confirm = forms.BooleanField(
+        label=_("I want to withdraw this request. I understand that nothing more will be done with it."),
+        error_messages={"required": _("Tick the box to confirm that you want to withdraw the request.")},
+    )
+
+    def __init__(self, *args, **kwargs):
+        # The status page holds other forms: ids of its own ("withdraw-confirm").
+        kwargs.setdefault("auto_id", "withdraw-%s")
+        super().__init__(*args, **kwargs)
+
+
 ALLOWED_ATTACHMENT_TYPES = {
     # extension: (content type, the file's first bytes)
     ".pdf": ("application/pdf", b"%PDF-"),

@@ -7,12 +7,12 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 from django_ratelimit.core import is_ratelimited
 
 from requests_app import selectors
 from requests_app.audit import Actor
-from requests_app.forms import RequestForm, ResendLinkForm, validate_attachment
+from requests_app.forms import RequestForm, ResendLinkForm, WithdrawForm, validate_attachment
 from requests_app.lifecycle import IllegalTransition, RequestError
 from requests_app.models import NO_DATA_DELIVERED, TEXT_MAX_CHARS, ActionStatus, ExportKind, ExportStatus, Status
 from requests_app.services import certificate, deadlines, exports, handling, intake
@@ -130,6 +130,7 @@ def _status_context(privacy_request) -> dict:
         "thread": privacy_request.messages.prefetch_related("attachments"),
         "document_limit_mb": settings.ATTACHMENT_MAX_BYTES // (1024 * 1024),
         "text_max_chars": TEXT_MAX_CHARS,
+        "withdraw_form": WithdrawForm(),
         "downloads": downloads,
         # Released once, and no longer downloadable (expired, or its downloads used up): say so, not nothing.
         "downloads_spent": not downloads
@@ -155,12 +156,19 @@ def _recipient_notices(privacy_request) -> list:
     return notices
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def withdraw(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
-    if not request.POST.get("confirm"):
-        messages.error(request, _("Tick the box to confirm that you want to withdraw the request."))
+    if request.method == "GET":
+        # An unticked box leaves its page at this address: the language buttons (and a reload)
+        # come back here with a GET, which shows the status page rather than a blank 405.
         return redirect("status", reference, secret)
+    form = WithdrawForm(request.POST)
+    # An unticked box is a field error, shown by the box as on the request form. A request closed
+    # meanwhile shows no box: it gets the state machine's refusal below (closed is final: nothing changes).
+    if privacy_request.is_open and not form.is_valid():
+        context = {**_status_context(privacy_request), "withdraw_form": form}
+        return render(request, "requests_app/status.html", context, status=400)
     try:
         intake.request_withdraw(request=privacy_request, actor=Actor.subject())
     except IllegalTransition:

@@ -119,10 +119,43 @@ def test_withdrawing_a_request_before_it_reached_the_queue_emails_nobody(client,
 @pytest.mark.django_db
 def test_withdrawal_needs_the_confirmation_box(client):
     request = request_in_status(Status.NEW)
-    response = client.post(reverse("withdraw", args=[request.reference, request.secret]), {}, follow=True)
-    assert "Tick the box" in response.content.decode()
+    response = client.post(reverse("withdraw", args=[request.reference, request.secret]), {})
     request.refresh_from_db()
     assert request.status == Status.NEW
+    assert response.status_code == 400
+
+
+@pytest.mark.django_db
+def test_an_unticked_withdrawal_box_gets_its_error_beside_it_as_on_the_request_form(client):
+    request = request_in_status(Status.IN_PROGRESS)
+    page = client.post(reverse("withdraw", args=[request.reference, request.secret]), {}).content.decode()
+    box = re.search(r'<input type="checkbox" name="confirm"[^>]*>', page).group()
+    assert 'aria-invalid="true"' in box and 'aria-describedby="withdraw-confirm_error"' in box
+    error = '<ul class="errorlist" id="withdraw-confirm_error"><li>Tick the box to confirm that you want to withdraw the request.</li></ul>'
+    withdraw_form = page[page.index(f'action="{reverse("withdraw", args=[request.reference, request.secret])}"'):]
+    assert error in withdraw_form[:withdraw_form.index("</form>")]
+    # The summary takes the focus and links to the box; no message at the top of the page.
+    assert '<div class="error-summary" role="alert" tabindex="-1" autofocus>' in withdraw_form
+    assert 'href="#withdraw-confirm"' in withdraw_form
+    assert 'role="status"' not in page
+
+
+@pytest.mark.django_db
+def test_a_refused_withdrawal_reached_again_by_get_shows_the_status_page(client):
+    """The language buttons post back to the page's address, then go to it with a GET."""
+    request = request_in_status(Status.IN_PROGRESS)
+    response = client.get(reverse("withdraw", args=[request.reference, request.secret]))
+    assert response.status_code == 302 and response.url == status_url(request)
+
+
+@pytest.mark.django_db
+def test_an_unticked_withdrawal_of_a_closed_request_says_it_is_closed(client):
+    """The page of a closed request has no box to show an error by."""
+    request = request_in_status(Status.COMPLETED)
+    response = client.post(reverse("withdraw", args=[request.reference, request.secret]), {}, follow=True)
+    assert "This request is already closed: there is nothing left to withdraw." in response.content.decode()
+    request.refresh_from_db()
+    assert request.status == Status.COMPLETED
 
 
 @pytest.mark.django_db
