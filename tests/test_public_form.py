@@ -114,6 +114,7 @@ def test_the_help_texts_example_and_belgian_national_numbers_are_accepted(client
         ({"rights": None}, "rights", "Choose at least one right"),
         ({"signature": ""}, "signature", "Type your full name to sign"),
         ({"subject_email": "not-an-email"}, "subject_email", "valid email"),
+        ({"subject_email": "ana@localhost"}, "subject_email", "valid email"),  # no mail reaches a subject there
         ({"subject_phone": "+32 12"}, "subject_phone", "valid phone number"),
         ({"subject_phone": "0999 12 34 56"}, "subject_phone", "valid phone number"),
         ({"description": "x" * 10_001}, "description", "too long"),
@@ -352,6 +353,17 @@ def test_the_error_summary_puts_no_colon_after_a_question_mark(client):
     summary = page[page.index('class="error-summary"'):page.index("</ul>", page.index('class="error-summary"'))]
     assert "?:" not in summary and ".:" not in summary
     assert "What would you like us to do: Choose at least one right." in summary
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("address", ["ana@localhost", "not-an-email"])
+def test_an_address_without_a_dotted_domain_gets_one_error_on_both_forms(client, address):
+    form = post_form(client, subject_email=address).context["form"]
+    assert form.errors["subject_email"] == ["Enter a valid email address."]
+    lost_link = client.post("/lost-link/", {"reference": "DSR-2026-00042", "email": address})
+    assert lost_link.status_code == 200  # the form again, not the "sent" page
+    assert lost_link.context["form"].errors["email"] == ["Enter a valid email address."]
+    assert PrivacyRequest.objects.count() == 0
 
 
 @pytest.mark.django_db

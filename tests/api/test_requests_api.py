@@ -46,6 +46,7 @@ def test_an_organisation_files_a_request_with_asserted_identities(api, operator)
     [
         ({"rights": ["teleport"]}, "rights"),
         ({"subject_email": "nope"}, "subject_email"),
+        ({"subject_email": "ana@localhost"}, "subject_email"),  # the web form's rule: a domain with a dot
         ({"subject_phone": "0475"}, "subject_phone"),
         ({"signature": ""}, "signature"),
         ({"rights": ["rectification"]}, "rectification_value"),
