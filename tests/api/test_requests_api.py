@@ -585,7 +585,7 @@ def test_every_detail_is_in_the_language_the_caller_accepts_like_the_field_messa
     french = {"HTTP_ACCEPT_LANGUAGE": "fr"}
     invalid = api.post(URL, {**VALID, "subject_email": "not an email"}, format="json", **french)
     assert invalid.status_code == 400
-    assert invalid.json()["detail"] == "La requête n'est pas valide ; voir errors."
+    assert invalid.json()["detail"] == "La requête n'est pas valide\u00a0; voir errors."
     assert invalid.json()["errors"]["subject_email"] == ["Saisissez une adresse e-mail valide."]
 
     unknown = api.get(f"{URL}{uuid.uuid4()}/", **french)
