@@ -11,7 +11,18 @@ from django.utils.translation import gettext_lazy as _
 from requests_app import lifecycle
 from requests_app.audit import ORGANISATION_LABEL_PREFIX
 from requests_app.services.routing import DEFAULT_RULE
-from requests_app.models import ActorKind, Channel, IdentityKind, RejectionGround, RequestType, Status, VerificationMethod
+from requests_app.models import (
+    ActionKind,
+    ActorKind,
+    Channel,
+    ErasureException,
+    ExportKind,
+    IdentityKind,
+    RejectionGround,
+    RequestType,
+    Status,
+    VerificationMethod,
+)
 
 register = template.Library()
 
@@ -139,11 +150,13 @@ DATA_LABELS = {
     "attachment": _("attachment"),
     "attempt": _("attempt"),
     "attempts": _("attempts"),
+    "basis": _("basis"),
     "categories": _("categories"),
     "category": _("category"),
     "channel": _("channel"),
     "content_type": _("file type"),
     "count": _("count"),
+    "dated_by": _("dated by"),
     "delivery": _("delivery"),
     "due_on": _("due"),
     "email": _("email"),
@@ -156,6 +169,8 @@ DATA_LABELS = {
     "held": _("kept"),
     "id": _("id"),
     "invited": _("invited"),
+    "keep_months": _("months kept"),
+    "kept_from": _("kept from"),
     "kind": _("kind"),
     "kinds": _("identifiers"),
     "list_entries": _("list entries"),
@@ -179,16 +194,21 @@ DATA_LABELS = {
     "source": _("source"),
     "team": _("team"),
     "to": _("to"),
+    "until": _("until"),
     "user": _("user"),
 }
-# Keys whose values are codes of a choice: shown by their label.
+# Keys whose values are codes of a choice: shown by the label of the first choices that have the code.
 DATA_VALUES = {
-    "channel": Channel,
-    "rights": RequestType,
-    "kinds": IdentityKind,
-    "method": VerificationMethod,
-    "ground": RejectionGround,
+    "channel": (Channel,),
+    "rights": (RequestType,),
+    "kinds": (IdentityKind,),
+    "method": (VerificationMethod,),
+    "ground": (RejectionGround, ErasureException),  # a rejection's, a legal hold's
+    "kind": (ActionKind, ExportKind),  # a source action's, an export package's
 }
+# Keys kept for the machine, not for reading: a hold's basis in every language (the basis itself is shown), a
+# pause's row id (its reason stays on the pause: staff text may name people, and the chain is never purged).
+DATA_HIDDEN = {"basis_translations", "pause"}
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -201,11 +221,12 @@ def event_data(data: dict) -> str:
         if isinstance(value, list):
             return ", ".join(shown(key, item) for item in value)
         if isinstance(value, dict):
-            return ", ".join(f"{DATA_LABELS.get(k, k)} {shown(k, item)}" for k, item in value.items())
+            return ", ".join(f"{label(k)} {shown(k, item)}" for k, item in value.items() if k not in DATA_HIDDEN)
         if value is None:
             return "—"
-        if key in DATA_VALUES and value in DATA_VALUES[key].values:
-            return str(DATA_VALUES[key](value).label)
+        for choices in DATA_VALUES.get(key, ()):
+            if value in choices.values:
+                return str(choices(value).label)
         if key == "rule" and value == DEFAULT_RULE:
             return str(_("default: the DPO"))
         if key == "error" and value:
@@ -214,5 +235,12 @@ def event_data(data: dict) -> str:
             return formats.date_format(datetime.date.fromisoformat(value), "SHORT_DATE_FORMAT")
         return str(value)
 
+    def label(key):
+        return DATA_LABELS.get(key, key.replace("_", " "))
+
     # Sorted: PostgreSQL's jsonb keeps its own key order.
-    return " · ".join(f"{DATA_LABELS.get(key, key.replace('_', ' '))}: {shown(key, value)}" for key, value in sorted((data or {}).items()))
+    return " · ".join(
+        gettext("%(key)s: %(value)s") % {"key": label(key), "value": shown(key, value)}
+        for key, value in sorted((data or {}).items())
+        if key not in DATA_HIDDEN
+    )

@@ -79,8 +79,21 @@ def test_the_timeline_details_are_in_the_readers_language_too(client):
 
     with translation.override("fr"):
         shown = event_data({"channel": "web", "rights": ["access"], "due_on": "2026-12-29", "unknown_key": "x"})
-    assert "canal" in shown and "droits" in shown and "29/12/2026" in shown and "unknown key: x" in shown
+    assert "canal\u00a0: " in shown and "droits" in shown and "29/12/2026" in shown and "unknown key\u00a0: x" in shown
     assert "channel" not in shown and "access" not in shown and "2026-12-29" not in shown
+
+    # A source action's: its kind and a legal hold's ground named, the hold's fields labelled, the machine's own
+    # keys (the basis in every language, a pause's row id) left out.
+    held = {
+        "category": "calls", "ground": "legal_obligation", "basis": "Telecom law", "basis_translations": {"fr": "Loi"},
+        "until": "2027-11-30", "kept_from": "2025-11-30", "dated_by": "started_at",
+    }
+    with translation.override("de"):
+        shown = event_data({"kind": "erase", "source": "cdr", "held": [held], "pause": 4242})
+    assert "Art: Löschung · " in shown and "Grund Gesetzliche Pflicht" in shown and "Grundlage Telecom law" in shown
+    assert "30.11.2027" in shown and "started_at" in shown
+    for internal in ("basis_translations", "Loi", "legal_obligation", "erase", "kept_from", "dated_by", "pause", "4242"):
+        assert internal not in shown, internal
 
     dpo = staff_in_role("DPO", username="dpo1")
     request = request_in_status(Status.IN_PROGRESS)
