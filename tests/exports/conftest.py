@@ -46,8 +46,10 @@ def _admin_params() -> dict:
 
 
 @pytest.fixture(scope="session")
-def pg_sources_database() -> str:
-    """A source database next to the app's (never the app's own), created once."""
+def pg_sources_database(django_db_setup) -> str:
+    """A source database next to the app's (never the app's own), created once. After django_db_setup, which
+    renames the app's database (test_...): the name must be the same here and in pg_connect, whichever test
+    asks first."""
     params = _admin_params()
     connection = psycopg2.connect(dbname="postgres", **params)
     connection.autocommit = True
