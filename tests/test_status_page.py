@@ -555,3 +555,16 @@ def test_a_clock_paused_by_staff_tells_the_subject_the_request_waits_for_them_an
     assert "We will answer by</dt>\n  <dd>\n    <strong>7 December 2026</strong>" in page
     assert LATE not in page
     assert "ID asked by phone" not in page  # staff's reason is theirs
+
+
+@pytest.mark.django_db
+def test_the_timeline_says_we_asked_before_it_says_we_are_waiting(client):
+    from requests_app.audit import Actor
+    from requests_app.services.handling import request_information
+
+    request = request_in_status(Status.IN_PROGRESS)
+    request_information(
+        request=request, actor=Actor.staff(staff_in_role("DPO")), body="Which address?", expected_status=Status.IN_PROGRESS
+    )
+    events = [str(text) for _at, text in selectors.subject_timeline(request)]
+    assert events.index("We asked you for more information.") < events.index("We are waiting for your reply.")

@@ -231,9 +231,12 @@ def request_information(*, request: PrivacyRequest, actor: Actor, body: str, exp
         raise RequestError(_("Say what information you need."))
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
-        lifecycle.transition(locked, "await_subject", actor=actor, note=lifecycle.NOTE_INFORMATION_REQUESTED)
         subject, text = render_letter(locked, TemplatePurpose.INFORMATION_REQUEST, body=body)
-        return _send_to_subject(locked, actor=actor, subject=subject, body=text, action="information_requested")
+        # The question first, then the wait: the subject's timeline reads "We asked you for more information",
+        # then "We are waiting for your reply". A refused transition rolls the message back with it.
+        message = _send_to_subject(locked, actor=actor, subject=subject, body=text, action="information_requested")
+        lifecycle.transition(locked, "await_subject", actor=actor, note=lifecycle.NOTE_INFORMATION_REQUESTED)
+        return message
 
 
 RESUME_TRANSITION = {
