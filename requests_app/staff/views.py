@@ -672,13 +672,13 @@ def request_action(request: HttpRequest, reference: str, action: str) -> HttpRes
         call(privacy_request, form, Actor.staff(request.user), post)
     except NotAllowed:
         raise
-    except lifecycle.StaleRequest as error:
-        messages.error(request, str(error))
-        return redirect("staff:request", reference)
     except RequestError as error:
         messages.error(request, str(error))
         if form is not None:
-            # The page again with the form open and what was typed in it: a refusal must not lose a letter.
+            # The page again with the form open and what was typed in it: a refusal must not lose a letter,
+            # nor must "changed since you loaded it". The page shows the request as it is now, so its
+            # forms carry the new status: a deliberate resubmit goes through if the action is still allowed.
+            privacy_request.refresh_from_db()
             context = _request_context(request, privacy_request)
             context["forms"][slot] = form
             context["open_form"] = action

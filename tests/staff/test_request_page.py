@@ -60,3 +60,38 @@ def test_encryption_is_offered_only_with_a_verified_phone_to_text_the_password_t
     assert 'action="' + reverse("staff:export_start", args=[request.reference]) + '"' in page  # the export form is there
     assert ('name="encrypt"' in page) == phone_verified
     assert ("the subject has no verified phone number" in page) != phone_verified
+
+
+@pytest.mark.django_db
+def test_a_request_changed_in_another_tab_keeps_the_letter_typed_and_a_deliberate_resubmit_works(client):
+    """Refused as "changed since you loaded it", the page comes back with the form open, the letter as
+    typed and the status as it is now, so sending it again is a choice made on what the page shows."""
+    from requests_app.services import handling
+
+    dpo = staff_in_role("DPO", username="dpo-stale")
+    login_staff(client, dpo)
+    request = request_in_status(Status.NEW)
+    # Meanwhile, in another tab:
+    handling.request_transition(request=request, actor=Actor.staff(dpo), name="start_identity_check", expected_status=Status.NEW)
+    letter = "We asked you three times for the account number, and the one you gave matches no customer of ours."
+    url = reverse("staff:request_action", args=[request.reference, "reject"])
+    data = {"ground": "other", "explanation": letter}
+
+    response = client.post(url, {**data, "expected_status": Status.NEW})
+
+    assert response.status_code == 409
+    page = html.unescape(response.content.decode())
+    assert "has changed since you loaded it (it is now Identity check)" in page
+    reject_form = page[page.index('action="' + url + '"'):]
+    reject_form = reject_form[: reject_form.index("</form>")]
+    assert letter in reject_form
+    assert f'name="expected_status" value="{Status.IDENTITY_CHECK}"' in reject_form
+    assert '<details open><summary>Reject</summary>' in page
+    request.refresh_from_db()
+    assert request.status == Status.IDENTITY_CHECK
+
+    again = client.post(url, {**data, "expected_status": Status.IDENTITY_CHECK})
+
+    assert again.status_code == 302
+    request.refresh_from_db()
+    assert request.status == Status.REJECTED
