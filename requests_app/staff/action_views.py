@@ -7,6 +7,8 @@ RequestError becomes a message (on the form with a 409 for the forms, after a
 redirect for the buttons), and NotAllowed a 403 through `staff_view`.
 """
 
+import datetime
+
 from csp.constants import UNSAFE_INLINE
 from csp.decorators import csp_update
 from django.contrib import messages
@@ -52,7 +54,14 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         held = action.result.get("held", action.dry_run.get("held", []))
         kept_rows = action.dry_run.get("held_rows", {})  # absent for a manual source: its owner counts
         action.held = [
-            {**hold, "ground_label": ErasureException(hold["ground"]).label, "rows": kept_rows.get(hold["category"])}
+            {
+                **hold,
+                "ground_label": ErasureException(hold["ground"]).label,
+                "rows": kept_rows.get(hold["category"]),
+                # Stored as ISO dates; the panel writes them in words, as every other date in a sentence.
+                "until": datetime.date.fromisoformat(hold["until"]),
+                "kept_from": datetime.date.fromisoformat(hold["kept_from"]) if hold.get("kept_from") else None,
+            }
             for hold in held
         ]
         action.lost = actions.run_lost(action)

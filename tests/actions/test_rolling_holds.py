@@ -2,9 +2,11 @@
 erasure take the older ones: in SQL sources (HTTP: test_http_actions), in the letter and on the staff pages."""
 
 import datetime
+import html
 
 import pytest
 import time_machine
+from django.urls import reverse
 from django.utils import timezone, translation
 
 from requests_app.deadlines import add_months
@@ -234,7 +236,8 @@ def test_the_inventory_and_the_action_panel_show_what_a_rolling_hold_keeps(
     with time_machine.travel(DRY_RUN_DAY, tick=False):
         action = run(_planned(erasure_request, dpo_actor, cdr).id, "dry_run", actor=dpo_actor)
     page = dpo_client.get(f"/staff/requests/{erasure_request.reference}/").content.decode()
-    assert "<strong>Kept: calls (started_at from 2025-03-10 on)</strong>, 2 rows" in page
+    assert "<strong>Kept: calls (started_at from 10 March 2025 on)</strong>, 2 rows" in page
+    assert f"{BASIS} · until 10 March 2027<br>" in page
     assert action.dry_run["categories"] == [{"category": "calls", "rows": 1, "fields": 5}]
 
 
@@ -262,3 +265,19 @@ def test_an_end_date_already_past_is_refused_for_a_new_hold_but_an_old_hold_can_
     ended = rolling_hold(cdr, until=datetime.date(2020, 1, 1))
     edited = LegalHoldForm(instance=ended, data={**_hold_form(cdr).data, "until": "2020-01-01", "basis": "Telecom law, art. 126"})
     assert edited.is_valid(), edited.errors
+
+
+def test_the_action_panel_writes_a_holds_dates_in_words_in_french(cdr, dated_calls, erasure_request, dpo_actor, client, run):
+    """The dates sit inside translated sentences: "à partir du 1er mars 2025", not "à partir du 2025-03-01"."""
+    dpo_client = login_staff(client, staff_in_role("DPO", username="dpo1"))
+    dpo_client.post(reverse("staff:language"), {"language": "fr", "next": reverse("staff:queue")})
+    rolling_hold(cdr)
+    with time_machine.travel(datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC), tick=False):
+        run(_planned(erasure_request, dpo_actor, cdr).id, "dry_run", actor=dpo_actor)
+
+    page = html.unescape(dpo_client.get(reverse("staff:request", args=[erasure_request.reference])).content.decode())
+
+    assert "<strong>Conservé\u00a0: calls (started_at à partir du 1er mars 2025)</strong>" in page
+    assert f"{BASIS} · jusqu'au 1er mars 2027<br>" in page
+    assert "2025-03-01" not in page and "2027-03-01" not in page
+
