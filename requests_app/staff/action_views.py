@@ -50,8 +50,10 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
     user = request.user
     source_actions = list(privacy_request.source_actions.select_related("source", "approved_by", "done_by"))
     for action in source_actions:
-        # After execution the result says what was kept; before, the dry run says what would be.
-        held = action.result.get("held", action.dry_run.get("held", []))
+        # After execution the result says what was kept; before, the dry run says what would be. A source
+        # searched by none of the subject's identifiers keeps nothing of theirs that we know of: its holds
+        # are not called kept, as in the completion letter (certificate._action_outcome).
+        held = [] if certificate_service.searched_nothing(action) else action.result.get("held", action.dry_run.get("held", []))
         kept_rows = action.dry_run.get("held_rows", {})  # absent for a manual source: its owner counts
         action.held = [
             {

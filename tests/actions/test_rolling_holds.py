@@ -281,3 +281,20 @@ def test_the_action_panel_writes_a_holds_dates_in_words_in_french(cdr, dated_cal
     assert f"{BASIS} · jusqu'au 1er mars 2027<br>" in page
     assert "2025-03-01" not in page and "2027-03-01" not in page
 
+
+def test_the_action_panel_calls_nothing_kept_in_a_source_that_was_never_searched(cdr, dated_calls, dpo_actor, client, run):
+    """No verified phone number: the call records were not searched, so nothing of the subject's is kept there
+    that we know of (the completion letter says the source could not be searched, not that data was kept)."""
+    from requests_app.models import IdentityKind
+
+    dpo_client = login_staff(client, staff_in_role("DPO", username="dpo1"))
+    request = verified_request(RequestType.ERASURE)
+    request.identities.filter(kind=IdentityKind.PHONE).delete()
+    rolling_hold(cdr)
+    action = run(_planned(request, dpo_actor, cdr).id, "dry_run", actor=dpo_actor)
+    assert action.dry_run["identities"] == 0 and action.dry_run["held"]  # the hold applies to the source
+
+    page = dpo_client.get(reverse("staff:request", args=[request.reference])).content.decode()
+
+    assert "Nothing to search by: verify an identifier of the kind this source uses first." in page
+    assert "Kept:" not in page
