@@ -102,6 +102,18 @@ def allowed_transitions(status: str) -> list[Transition]:
     return [t for t in TRANSITIONS.values() if status in t.sources]
 
 
+def require_allowed(status: str, name: str) -> None:
+    """Raise IllegalTransition when a request in `status` cannot take transition `name`: for a service
+    that checks more than the status before it transitions, so that a closed request gets this refusal
+    rather than one about what it would still need."""
+    spec = TRANSITIONS[name]
+    if status not in spec.sources:
+        raise IllegalTransition(
+            _("A request that is %(status)s cannot be moved to %(target)s.")
+            % {"status": in_sentence(Status(status).label), "target": in_sentence(Status(spec.target).label)}
+        )
+
+
 def transition(
     request: PrivacyRequest,
     name: str,
@@ -128,11 +140,7 @@ def transition(
         current = PrivacyRequest.objects.select_for_update().values_list("status", flat=True).get(pk=request.pk)
         if expected_status is not None and current != expected_status:
             raise stale(request.reference, current)
-        if current not in spec.sources:
-            raise IllegalTransition(
-                _("A request that is %(status)s cannot be moved to %(target)s.")
-                % {"status": in_sentence(Status(current).label), "target": in_sentence(Status(spec.target).label)}
-            )
+        require_allowed(current, name)
         now = timezone.now()
         closed_at = now if spec.target in CLOSED_STATUSES else None
         PrivacyRequest.objects.filter(pk=request.pk).update(status=spec.target, closed_at=closed_at, updated_at=now)

@@ -101,6 +101,8 @@ def _require_open(request: PrivacyRequest) -> None:
 
 
 def _require_in_progress(request: PrivacyRequest) -> None:
+    # A closed request is refused as closed: "once the request is in progress" would promise it may still be.
+    _require_open(request)
     # Not while the identity check is under way, nor before it: the subject must be who they say.
     if request.status != Status.IN_PROGRESS:
         raise RequestError(_("The source systems are acted on once the request is in progress, after the identity check."))

@@ -399,6 +399,9 @@ def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expe
     """
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
+        # The state first: a withdrawn or already closed request is refused as such, not for a blocker
+        # (a package not released) that nobody should now work to clear.
+        lifecycle.require_allowed(locked.status, "complete")
         prefetch_for_completion([locked])
         refusals = completion_refusals(locked, letter=letter)
         if refusals:

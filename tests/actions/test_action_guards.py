@@ -80,6 +80,23 @@ def test_source_systems_are_acted_on_only_once_the_request_is_in_progress(crm, e
     assert SourceAction.objects.get(pk=action.pk).status == ActionStatus.APPROVED
 
 
+def test_a_withdrawn_request_is_refused_as_withdrawn_not_for_what_it_still_lacks(crm, erasure_request, dpo_actor):
+    """Completing it, or planning its actions, gets the state's refusal: a list of blockers (an erasure not
+    planned) or "once the request is in progress" would say there is work left that would let it through."""
+    from requests_app.services import intake
+
+    intake.request_withdraw(request=erasure_request, actor=Actor.subject())
+    assert actions.completion_blockers(erasure_request)  # nothing was planned: there is a blocker to name
+
+    with pytest.raises(RequestError) as refused:
+        handling.request_complete(request=erasure_request, actor=dpo_actor, letter="Done", expected_status=None)
+    assert str(refused.value) == "A request that is withdrawn cannot be moved to completed."
+    with pytest.raises(RequestError) as refused:
+        actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    assert str(refused.value) == "Only an open, verified request can be acted on."
+    assert not erasure_request.source_actions.exists()
+
+
 def test_an_execution_queued_before_a_withdrawal_changes_nothing(crm, erasure_request, dpo_actor, source_db, step):
     from requests_app.audit import Actor
     from requests_app.services import intake
