@@ -85,3 +85,22 @@ def test_the_french_error_summary_leaves_one_space_before_a_colon_after_a_questi
     summary = page[page.index('class="error-summary"'):page.index("</ul>", page.index('class="error-summary"'))]
     # One space before the colon, whichever the catalogue uses (a plain or a no-break one).
     assert re.search("Pourquoi le traitement devrait-il être limité[ \u00a0\u202f]: Choisissez le motif", summary)
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", "Sunday 1 March 2026"),
+        ("fr", "dimanche 1er mars 2026"),  # the ordinal wherever the format puts the day
+        ("nl", "zondag 1 maart 2026"),
+        ("de", "Sonntag, 1. März 2026"),
+    ],
+)
+def test_a_date_with_its_weekday_in_words(language, expected):
+    with translation.override(language):
+        assert date_in_words(datetime.date(2026, 3, 1), "WEEKDAY_DATE_FORMAT") == expected
+
+
+def test_a_date_stored_as_an_iso_string_is_written_in_words():
+    with translation.override("fr"):
+        assert date_in_words("2027-03-01") == "1er mars 2027"

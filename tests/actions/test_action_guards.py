@@ -31,6 +31,7 @@ from requests_app.models import (
 from requests_app.services import actions, handling, notices
 from requests_app.services.certificate import outcome_summary
 from tests.actions.conftest import BOB_EMAIL, verified_request
+from requests_app.wording import date_in_words
 from tests.factories import staff_in_role
 
 
@@ -400,7 +401,7 @@ def test_the_dpo_is_reminded_of_kept_data_once_its_hold_has_ended(cdr, erasure_r
     assert selectors.holds_ended(today=three_days_later + datetime.timedelta(days=7)) == []  # a week's reminder
 
     send_daily_digest(today=three_days_later, recipients=["dpo@example.com"])
-    assert f"{erasure_request.reference}: Call records / calls" in mail.outbox[-1].body
+    assert f"{erasure_request.reference}: Call records / calls (until {date_in_words(ends)})" in mail.outbox[-1].body
 
     # The home page looks at today: let the hold have ended yesterday.
     action = erasure_request.source_actions.get()

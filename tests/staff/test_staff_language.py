@@ -88,3 +88,49 @@ def test_a_deadline_reminder_goes_to_the_assignee_in_theirs_and_to_the_dpo_mailb
         ("handler1@example.com",): f"{request.reference} moet binnen 7 dagen worden beantwoord",
         (settings.DPO_EMAIL,): f"{request.reference} is due in 7 days",
     }
+
+
+@pytest.mark.parametrize(
+    ("language", "due_on", "in_words"),
+    [
+        ("de", date(2026, 12, 15), "Dienstag, 15. Dezember 2026"),
+        ("fr", date(2026, 3, 1), "dimanche 1er mars 2026"),
+        ("fr", date(2026, 12, 15), "mardi 15 décembre 2026"),
+        ("en", date(2026, 3, 1), "Sunday 1 March 2026"),
+    ],
+)
+@pytest.mark.parametrize("template", ["assigned", "deadline-reminder", "deadline-escalation"])
+@pytest.mark.django_db
+def test_staff_emails_write_the_deadline_as_their_language_does(template, language, due_on, in_words):
+    """Not one fixed pattern for every language: German puts a comma after the weekday and a point after
+    the day, French writes the first of the month "1er"."""
+    from requests_app import emails
+
+    request = request_in_status(Status.IN_PROGRESS)
+    PrivacyRequest.objects.filter(pk=request.pk).update(due_on=due_on)
+    request.refresh_from_db()
+    context = {"request": request, "due_on": due_on, "days_left": 3, "request_url": "https://example.com/r"}
+
+    message = emails.render_email(template, context, to=["handler1@example.com"], language=language)
+
+    assert in_words in message.body
+    assert in_words in message.alternatives[0][0]
+
+
+@pytest.mark.parametrize(
+    ("language", "heading", "subject"),
+    [
+        ("de", "Sonntag, 1. März 2026", "1. März 2026"),
+        ("fr", "dimanche 1er mars 2026", "1er mars 2026"),
+    ],
+)
+@pytest.mark.django_db
+def test_the_daily_digest_writes_its_day_as_the_sites_language_does(settings, mailoutbox, language, heading, subject):
+    from requests_app import emails
+
+    settings.LANGUAGE_CODE = language
+    emails.send_daily_digest(today=date(2026, 3, 1), recipients=["dpo@example.com"])
+
+    (message,) = mailoutbox
+    assert heading in message.body and heading in message.alternatives[0][0]
+    assert subject in message.subject and "1 mars" not in message.subject

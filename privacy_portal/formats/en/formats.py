@@ -5,4 +5,6 @@ DATETIME_FORMAT = "j F Y, H:i"
 SHORT_DATE_FORMAT = "d/m/Y"
 SHORT_DATETIME_FORMAT = "d/m/Y H:i"
 TIME_FORMAT = "H:i"
+# Not one of Django's: a date with its weekday, for the deadlines in staff emails (wording.date_in_words).
+WEEKDAY_DATE_FORMAT = "l j F Y"
 FIRST_DAY_OF_WEEK = 1  # Monday
