@@ -30,13 +30,14 @@ def without_final_punctuation(label) -> str:
 
 def date_in_words(value, format_name: str = "DATE_FORMAT") -> str:
     """A date or a moment as the active language writes it in a sentence ("1 March 2026"), a moment in the
-    site's time zone; an ISO date string is read as a date. `format_name` is one of Django's format names or one of ours (privacy_portal/formats:
-    WEEKDAY_DATE_FORMAT, "Tuesday 1 December 2026"). French writes the first of the month as an ordinal,
-    wherever the format puts the day: "1er mars 2026", "dimanche 1er mars 2026", not "1 mars"."""
+    site's time zone, an ISO date string (as JSON stores one) as that date. `format_name` is one of Django's
+    format names or one of ours (privacy_portal/formats: WEEKDAY_DATE_FORMAT, "Tuesday 1 December 2026").
+    French writes the first of the month as an ordinal, wherever the format puts the day: "1er mars 2026",
+    "dimanche 1er mars 2026", not "1 mars"."""
     if value in (None, ""):
         return ""
     if isinstance(value, str):
-        value = datetime.date.fromisoformat(value)  # as an action's or a hold's JSON stores it
+        value = datetime.date.fromisoformat(value)
     if isinstance(value, datetime.datetime) and timezone.is_aware(value):
         value = timezone.localtime(value)
     date_format = formats.get_format(format_name)

@@ -34,6 +34,15 @@ class SetupTokenGenerator(PasswordResetTokenGenerator):
 setup_tokens = SetupTokenGenerator()
 
 
+def email_shared(email: str, *, account=None) -> bool:
+    """Whether a staff account other than `account` uses `email`, in any case: the setup link goes to the
+    address, so the owner of a mailbox two accounts share could set up the other's account too."""
+    others = get_user_model().objects.filter(is_staff=True, email__iexact=email.strip())
+    if account is not None and account.pk is not None:
+        others = others.exclude(pk=account.pk)
+    return bool(email.strip()) and others.exists()
+
+
 def invite(*, user, actor: Actor, language: str) -> None:
     """Invite an existing account's owner to set up again (a lost phone or password)."""
     with transaction.atomic():

@@ -42,6 +42,7 @@ from requests_app.models import (
     validate_field_name,
 )
 from requests_app.selectors import SORTS, QueueFilters
+from requests_app.services import staff_setup
 from requests_app.services.webhooks import check_url
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.base import SOURCE_ENV_PREFIX
@@ -299,6 +300,10 @@ class InvitationForm(forms.Form):
     invitation_language = invitation_language_field()
 
 
+# Each account's setup link goes to its own address, which only its owner reads.
+EMAIL_SHARED = _("Another staff account uses this email address: each account needs its own, where only its owner receives the setup link.")
+
+
 class StaffUserForm(forms.ModelForm):
     # A new account is a Handler unless the DPO chooses more (or less).
     role = forms.ChoiceField(label=_("Role"), choices=[(role, role) for role in roles.ROLES], initial=roles.HANDLER)
@@ -321,6 +326,22 @@ class StaffUserForm(forms.ModelForm):
         if self.instance.pk and self.instance.is_active:
             # Saving an active account invites nobody (its invitation form asks for the language).
             del self.fields["invitation_language"]
+
+    def clean_username(self):
+        # The database tells "Handler" from "handler"; the people who read the queue and the trail do not.
+        username = self.cleaned_data["username"]
+        accounts = get_user_model().objects.filter(username__iexact=username)
+        if self.instance.pk is not None:
+            accounts = accounts.exclude(pk=self.instance.pk)
+        if accounts.exists():
+            raise self.instance.unique_error_message(get_user_model(), ["username"])
+        return username
+
+    def clean_email(self):
+        email = self.cleaned_data["email"]
+        if staff_setup.email_shared(email, account=self.instance):
+            raise forms.ValidationError(EMAIL_SHARED)
+        return email
 
 
 def token_field(*, autofocus: bool) -> forms.CharField:

@@ -836,6 +836,10 @@ def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         if not (instance.is_active and instance.email):
             messages.error(request, _("Only an active account with an email address can be invited: nothing was changed."))
             return redirect("staff:user_edit", pk=instance.pk)
+        if staff_setup.email_shared(instance.email, account=instance):
+            # An account saved before addresses were checked: its link would reach another account's owner too.
+            messages.error(request, forms.EMAIL_SHARED)
+            return redirect("staff:user_edit", pk=instance.pk)
         if not invitation_form.is_valid():
             messages.error(request, " ".join(invitation_form.errors["invitation_language"]))
             return redirect("staff:user_edit", pk=instance.pk)

@@ -638,3 +638,53 @@ def test_guessing_the_current_password_on_the_change_page_ends_the_session(clien
     assert AuditEvent.objects.get(action="staff_password_change_refused").data == {"attempts": 5}
     handler.refresh_from_db()
     assert handler.check_password(PASSWORD)
+
+
+@pytest.mark.django_db
+def test_a_new_account_needs_a_username_and_an_email_address_no_other_account_has_in_any_case(client):
+    """"Handler" beside "handler" would be two people to the database and one to whoever reads the trail; two
+    accounts on one address would let one mailbox's owner set up both."""
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    staff_in_role("Handler", username="handler", email="handler@example.com")
+    fields = {"username": "Handler", "email": "Handler@Example.com", "role": "Handler", "is_active": "on"}
+
+    response = client.post(reverse("staff:user_new"), fields)
+
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert errors["username"] == ["A user with that username already exists."]
+    assert errors["email"] == [
+        "Another staff account uses this email address: each account needs its own, where only its owner receives the setup link."
+    ]
+    assert get_user_model().objects.filter(username__iexact="handler").count() == 1
+
+
+@pytest.mark.django_db
+def test_an_account_keeps_its_own_username_and_email_when_edited(client):
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    handler = staff_in_role("Handler", username="handler", email="handler@example.com")
+    fields = {"username": "Handler", "email": "HANDLER@example.com", "role": "Handler", "is_active": "on"}
+
+    response = client.post(reverse("staff:user_edit", args=[handler.pk]), fields)
+
+    assert response.status_code == 302
+    handler.refresh_from_db()
+    assert (handler.username, handler.email) == ("Handler", "HANDLER@example.com")
+
+
+@pytest.mark.django_db
+def test_an_account_sharing_its_email_address_is_not_invited(client):
+    """Accounts saved before addresses were checked: the link would reach the other account's owner too."""
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    staff_in_role("Handler", username="ana", email="team@example.com")
+    shared = staff_in_role("Handler", username="bob", email="team@example.com")
+
+    response = client.post(reverse("staff:user_edit", args=[shared.pk]), {"invite": "1", "invitation_language": "en"})
+
+    assert response.status_code == 302
+    assert not mail.outbox
+    shared.refresh_from_db()
+    assert shared.has_usable_password()
+    with pytest.raises(CommandError, match="another staff account uses team@example.com"):
+        call_command("invite_staff", "bob", stdout=io.StringIO())
+    assert not mail.outbox

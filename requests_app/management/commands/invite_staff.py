@@ -37,6 +37,9 @@ class Command(BaseCommand):
                 raise CommandError(f"{username} is not an active staff account with a role (DPO, Handler or Auditor).")
             if not user.email and not print_link:
                 raise CommandError(f"{username} has no email address: give it one, or use --print-link.")
+            if staff_setup.email_shared(user.email, account=user):
+                # The link is emailed to the address: the other account's owner would receive it too.
+                raise CommandError(f"{username}: another staff account uses {user.email}; give each account its own address first.")
             accounts.append(user)
         hours = settings.PASSWORD_RESET_TIMEOUT // 3600
         for user in accounts:
