@@ -269,10 +269,10 @@ def test_the_description_limit_is_written_as_the_readers_language_writes_numbers
 
 @pytest.mark.django_db
 def test_the_error_list_is_punctuated_as_the_language_writes(client):
-    """French puts a space before a colon: "Adresse e-mail : …", not "Adresse e-mail: …"."""
+    """French puts a (no-break) space before a colon: "Adresse e-mail : …", not "Adresse e-mail: …"."""
     french = client.post(reverse("submit"), {**VALID, "subject_email": "nope"}, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     summary = french[french.index("error-summary"):french.index("</ul>", french.index("error-summary"))]
-    assert "Adresse e-mail : " in summary and "Adresse e-mail: " not in summary
+    assert "Adresse e-mail\u00a0: " in summary and "Adresse e-mail: " not in summary
 
 
 @pytest.mark.django_db
