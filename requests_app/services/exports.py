@@ -48,6 +48,7 @@ from requests_app.models import (
     SourceSystem,
 )
 from requests_app.sources import SourceError
+from requests_app.wording import date_in_words
 
 logger = logging.getLogger(__name__)
 
@@ -437,6 +438,11 @@ def export_release(*, export: ExportPackage, actor: Actor, share_with_organisati
     with transaction.atomic():
         locked = ExportPackage.objects.select_for_update().select_related("request").get(pk=export.pk)
         _require_data_may_be_delivered(locked.request)
+        if locked.released_at is not None:  # released from another tab, or by a colleague
+            raise RequestError(
+                _("This package was already released on %(moment)s: nothing changed.")
+                % {"moment": date_in_words(locked.released_at, "DATETIME_FORMAT")}
+            )
         if locked.status != ExportStatus.READY:
             raise RequestError(_("Only a compiled package that is ready can be released."))
         locked.status = ExportStatus.RELEASED

@@ -613,3 +613,14 @@ def test_once_the_package_is_used_up_the_page_says_it_was_delivered_not_being_co
     page = status_page(client, demo_request)
     assert "We made your data available to you." in page
     assert "We are collecting or changing your data" not in page
+
+
+def test_releasing_a_package_twice_says_it_was_already_released_and_changes_nothing(released, ready_export, dpo):
+    from requests_app.lifecycle import RequestError
+
+    expires_at = released.expires_at
+    with pytest.raises(RequestError, match=r"This package was already released on .*: nothing changed\."):
+        export_release(export=ready_export, actor=Actor.staff(dpo))  # the page opened before the first release
+    released.refresh_from_db()
+    assert released.expires_at == expires_at
+    assert AuditEvent.objects.filter(action="export_released").count() == 1
