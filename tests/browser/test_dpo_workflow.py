@@ -190,3 +190,23 @@ def test_the_staff_pages_fit_a_phone_screen(page, live_server):
     table = page.locator("table.list").first
     assert table.evaluate("t => t.scrollWidth > t.clientWidth")
     assert "radial-gradient" in table.evaluate("t => getComputedStyle(t).backgroundImage")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_queue_fits_a_1024_pixel_screen_in_german(page, live_server):
+    """The page must not scroll sideways: the table scrolls in its own box, and references stay on one line."""
+    for name in roles.ROLES:
+        Group.objects.get_or_create(name=name)
+    dpo = staff_in_role(roles.DPO, username="dora")
+    device = TOTPDevice.objects.create(user=dpo, name="phone", confirmed=True)
+    request = request_in_status(Status.IN_PROGRESS, subject_name="Ana Peeters", subject_email="ana@example.com")
+    page.set_viewport_size({"width": 1024, "height": 800})
+    sign_in(page, live_server, dpo.username, device)
+    page.set_extra_http_headers({"Accept-Language": "de"})  # German's labels are the widest
+    page.goto(live_server.url + "/staff/requests/")
+
+    link = page.get_by_role("link", name=request.reference)
+    expect(link).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1024
+    line_height = page.evaluate("parseFloat(getComputedStyle(document.body).lineHeight) || 24")
+    assert link.bounding_box()["height"] < 1.5 * line_height  # one line, not "DSR-/2026-/00001"
