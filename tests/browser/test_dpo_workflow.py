@@ -161,20 +161,24 @@ def test_handler_messages_subject_and_completes_the_request(page, live_server, b
     assert set(others.values_list("status", flat=True)) == {Status.IN_PROGRESS}
 
 
+def _a_dpo_signed_in_on_a_screen_with_one_request(page, live_server, *, width: int) -> PrivacyRequest:
+    for name in roles.ROLES:  # flushed by an earlier transactional test: see the first test
+        Group.objects.get_or_create(name=name)
+    dpo = staff_in_role(roles.DPO, username="dora")
+    device = TOTPDevice.objects.create(user=dpo, name="phone", confirmed=True)
+    request = request_in_status(Status.IN_PROGRESS, subject_name="Ana Peeters", subject_email="ana@example.com")
+    page.set_viewport_size({"width": width, "height": 800})
+    sign_in(page, live_server, dpo.username, device)
+    return request
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_staff_pages_fit_a_phone_screen(page, live_server):
     """At 375 px the home page, the queue and a request's page scroll down, not sideways: wide tables scroll in their own box."""
     from requests_app.services import handling
 
-    for name in roles.ROLES:
-        Group.objects.get_or_create(name=name)
-    dpo = staff_in_role(roles.DPO, username="dora")
-    device = TOTPDevice.objects.create(user=dpo, name="phone", confirmed=True)
-    request = request_in_status(Status.IN_PROGRESS, subject_name="Ana Peeters", subject_email="ana@example.com")
+    request = _a_dpo_signed_in_on_a_screen_with_one_request(page, live_server, width=375)
     handling.subject_reply(request=request, body="See https://example.com/" + "a-very-long-path/" * 20)
-
-    page.set_viewport_size({"width": 375, "height": 800})
-    sign_in(page, live_server, dpo.username, device)
     expect(page.get_by_role("heading", name="Today")).to_be_visible()
 
     for path in ("/staff/", "/staff/requests/", f"/staff/requests/{request.reference}/"):
@@ -195,13 +199,7 @@ def test_the_staff_pages_fit_a_phone_screen(page, live_server):
 @pytest.mark.django_db(transaction=True)
 def test_the_queue_fits_a_1024_pixel_screen_in_german(page, live_server):
     """The page must not scroll sideways: the table scrolls in its own box, and references stay on one line."""
-    for name in roles.ROLES:
-        Group.objects.get_or_create(name=name)
-    dpo = staff_in_role(roles.DPO, username="dora")
-    device = TOTPDevice.objects.create(user=dpo, name="phone", confirmed=True)
-    request = request_in_status(Status.IN_PROGRESS, subject_name="Ana Peeters", subject_email="ana@example.com")
-    page.set_viewport_size({"width": 1024, "height": 800})
-    sign_in(page, live_server, dpo.username, device)
+    request = _a_dpo_signed_in_on_a_screen_with_one_request(page, live_server, width=1024)
     page.set_extra_http_headers({"Accept-Language": "de"})  # German's labels are the widest
     page.goto(live_server.url + "/staff/requests/")
 
