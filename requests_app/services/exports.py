@@ -48,6 +48,7 @@ from requests_app.models import (
     SourceSystem,
 )
 from requests_app.sources import SourceError
+from requests_app.sources.manual import extract_problem
 from requests_app.wording import date_in_words
 
 logger = logging.getLogger(__name__)
@@ -117,6 +118,9 @@ def manual_task_upload(*, task: ManualTask, actor: Actor, upload) -> ManualTask:
         raise roles.NotAllowed(_("Only the system owner or the DPO may upload this extract."))
     if not upload.name.lower().endswith((".csv", ".jsonl")):
         raise RequestError(_("Upload the extract as CSV (with a header row) or JSON lines."))
+    problem = extract_problem(upload)
+    if problem:
+        raise RequestError(problem)
     with transaction.atomic():
         export = ExportPackage.objects.select_for_update().select_related("request").get(pk=task.export_id)
         _require_data_may_be_delivered(export.request)

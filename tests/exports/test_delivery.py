@@ -624,3 +624,49 @@ def test_releasing_a_package_twice_says_it_was_already_released_and_changes_noth
     released.refresh_from_db()
     assert released.expires_at == expires_at
     assert AuditEvent.objects.filter(action="export_released").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "refusal"),
+    [
+        ("extract.csv", b"%PDF-1.4\n\xe2\xe3\xcf\xd3\n1 0 obj\n", "The extract is not text in UTF-8"),
+        ("extract.csv", "contract,signed_on\nMOB-1,2024\n".encode("utf-16"), "The extract is not text in UTF-8"),
+        ("extract.csv", b"", "The extract's first row must name each column"),
+        ("extract.csv", b"contract,\nMOB-1,2024\n", "The extract's first row must name each column"),
+        ("extract.csv", b"contract,signed_on\nMOB-1,2024\nMOB-2\n", "Line 3 of the extract has 1 values, but its first row names 2 columns."),
+        ("extract.csv", b"contract,note\nMOB-1,\"never closed\n", "The extract is not a CSV file"),
+        ("extract.jsonl", b'{"contract": "MOB-1"}\n{"contract": \n', "Line 2 of the extract is not JSON"),
+        ("extract.jsonl", b'{"contract": "MOB-1"}\n["MOB-2"]\n', "Line 2 of the extract is not a JSON object"),
+    ],
+)
+def test_an_extract_the_export_could_not_read_is_refused_at_upload(demo_request, dpo, name, content, refusal):
+    """Read as an extract, a PDF renamed .csv would have told the subject we found no data; a broken file would stop
+    the export after the upload form was gone."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from requests_app.lifecycle import RequestError
+    from requests_app.services.exports import manual_task_upload
+
+    paper = _manual_source("paper", dpo)
+    export = export_start(request=demo_request, actor=Actor.system())
+    task = export.manual_tasks.get(source=paper)
+    with pytest.raises(RequestError, match=re.escape(refusal)):
+        manual_task_upload(task=task, actor=Actor.staff(dpo), upload=SimpleUploadedFile(name, content))
+    task.refresh_from_db()
+    assert task.done_at is None and not task.upload
+    # The owner can upload the right file then.
+    good = SimpleUploadedFile("extract.csv", b"contract,signed_on\nMOB-1,2024-03-01\n\n")
+    assert manual_task_upload(task=task, actor=Actor.staff(dpo), upload=good).done_at is not None
+
+
+def test_an_empty_json_lines_extract_is_an_extract_with_no_records(demo_request, dpo):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from requests_app.services.exports import manual_task_upload
+
+    paper = _manual_source("paper", dpo)
+    export = export_start(request=demo_request, actor=Actor.system())
+    task = manual_task_upload(
+        task=export.manual_tasks.get(source=paper), actor=Actor.staff(dpo), upload=SimpleUploadedFile("extract.jsonl", b"")
+    )
+    assert task.done_at is not None
