@@ -449,8 +449,10 @@ class SourceCategoryForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # A post that predates the field (a bookmarked or scripted form) keeps the model's default.
-        self.fields["erase_method"].required = False
+        # A post that predates the field (a bookmarked or scripted form) keeps the model's default. (The admin
+        # gives an auditor the form without its fields: they only read.)
+        if "erase_method" in self.fields:
+            self.fields["erase_method"].required = False
 
     def clean_erase_method(self):
         return self.cleaned_data["erase_method"] or EraseMethod.DELETE
