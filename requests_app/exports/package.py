@@ -82,6 +82,12 @@ def not_searched_reason(item: dict) -> str:
     return item.get("reason", "")  # a package compiled before the reasons were codes
 
 
+def csv_values(row: tuple) -> tuple:
+    """A row as the CSV writes it: a nested object or list (an HTTP record's, a JSON-lines extract's) and a
+    true/false as JSON text, as the .jsonl beside it has them, not as Python writes them ("{'k': [1]}", "True")."""
+    return tuple(json.dumps(value, ensure_ascii=False, default=str) if isinstance(value, (dict, list, bool)) else value for value in row)
+
+
 @dataclass
 class PackageWriter:
     """Writes one package to `path`. Call `add_source` per source, then `finish`."""
@@ -211,7 +217,7 @@ class PackageWriter:
             with self.entry(f"{base}.jsonl") as jsonl:
                 for row in rows:
                     jsonl.write(json.dumps(dict(zip(columns, row)), default=str, ensure_ascii=False).encode() + b"\n")
-                    csv_writer.writerow(row)
+                    csv_writer.writerow(csv_values(row))
                     counter[0] += 1
                     if counter[0] % PROGRESS_EVERY_ROWS == 0:
                         self.rows_total += PROGRESS_EVERY_ROWS

@@ -670,3 +670,22 @@ def test_an_empty_json_lines_extract_is_an_extract_with_no_records(demo_request,
         task=export.manual_tasks.get(source=paper), actor=Actor.staff(dpo), upload=SimpleUploadedFile("extract.jsonl", b"")
     )
     assert task.done_at is not None
+
+
+def test_a_nested_value_is_written_to_the_csv_as_json_as_in_the_json_lines(demo_request, dpo, django_capture_on_commit_callbacks):
+    """A portability package must be machine-readable: "{'k': [1, 2]}" and "True" are Python, not JSON."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from requests_app.services.exports import manual_task_upload
+    from tests.exports.support import csv_rows
+
+    paper = _manual_source("paper", dpo)
+    export = export_start(request=demo_request, actor=Actor.system())
+    lines = '{"invoice": 1, "lines": {"k": [1, 2]}, "paid": true, "note": "café"}\n'.encode()
+    manual_task_upload(
+        task=export.manual_tasks.get(source=paper), actor=Actor.staff(dpo), upload=SimpleUploadedFile("extract.jsonl", lines)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        compile_export(export_id=export.id)
+    rows = csv_rows(open_package(ExportPackage.objects.get(pk=export.pk)), "data/paper/contracts.csv")
+    assert rows == [["invoice", "lines", "paid", "note"], ["1", '{"k": [1, 2]}', "true", "café"]]
