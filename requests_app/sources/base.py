@@ -11,17 +11,21 @@ class SourceError(Exception):
 
 
 MASK = "*****"
+# The last two characters are kept only when at least four others stay hidden: "ab" or "1234" would show half
+# of the value, or all of it.
+KEEP_TAIL_FROM_LENGTH = 6
 
 
 def mask_value(value):
-    """Hide a value that identifies someone else, keeping its last two characters.
+    """Hide a value that identifies someone else, keeping its last two characters when it is long enough.
 
     A masked phone number still lets the subject recognise a call
     (*****34) without revealing the other party (Art. 15(4)).
     """
     if value is None:
         return None
-    return MASK + str(value)[-2:]
+    text = str(value)
+    return MASK + text[-2:] if len(text) >= KEEP_TAIL_FROM_LENGTH else MASK
 
 
 # Only variables named for sources can be read: an inventory entry must not be

@@ -26,7 +26,7 @@ from requests_app.sources.actions import (
     combined_fingerprint,
     new_values,
 )
-from requests_app.sources.base import MASK, SourceError, mask_value, secret_from_env
+from requests_app.sources.base import KEEP_TAIL_FROM_LENGTH, MASK, SourceError, mask_value, secret_from_env
 
 CHUNK_ROWS = 5000
 # Run by path: it needs only psycopg2 and SQLAlchemy, not Django or the project on sys.path.
@@ -340,4 +340,8 @@ class SQLConnector:
         quoted = '"' + column.replace('"', '""') + '"'
         if column not in masked:
             return quoted
-        return f"CASE WHEN {quoted} IS NULL THEN NULL ELSE '{MASK}' || right({quoted}::text, 2) END AS {quoted}"
+        # As mask_value: the last two characters only where at least four others stay hidden.
+        return (
+            f"CASE WHEN {quoted} IS NULL THEN NULL WHEN length({quoted}::text) >= {KEEP_TAIL_FROM_LENGTH} "
+            f"THEN '{MASK}' || right({quoted}::text, 2) ELSE '{MASK}' END AS {quoted}"
+        )

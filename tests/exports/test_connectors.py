@@ -119,10 +119,13 @@ def stream_all(source, category, identities):
 # --- The contract --------------------------------------------------------------------------
 
 
-def test_mask_value_keeps_only_the_last_two_characters():
+def test_mask_value_keeps_only_the_last_two_characters_and_only_of_a_value_long_enough():
     assert mask_value("+32499123456") == "*****56"
-    assert mask_value(1234) == "*****34"
-    assert mask_value("7") == "*****7"
+    assert mask_value(123456) == "*****56"
+    # Two kept characters would be half of these, or all: nothing is kept.
+    assert mask_value(12345) == "*****"
+    assert mask_value("ab") == "*****"
+    assert mask_value("7") == "*****"
     assert mask_value(None) is None
 
 
@@ -412,3 +415,17 @@ def test_http_timeout_is_a_source_error(http_backend, partner_api, monkeypatch):
     started = time.monotonic()
     assert_source_error(source, category, match="timed out")
     assert time.monotonic() - started < 3
+
+
+@pytest.mark.postgres
+def test_the_copy_paths_mask_in_sql_is_mask_value(pg_sources):
+    """PostgreSQL formats the files itself on the COPY path: it must hide exactly what mask_value hides."""
+    from requests_app.sources.sql import SQLConnector
+
+    values = ["+32499123456", "123456", "12345", "ab", "7", None]
+    expression = SQLConnector._select_column("callee", ["callee"])
+    rows = ", ".join("(%s)" for _value in values)
+    with contextlib.closing(pg_connect()) as connection, connection.cursor() as cursor:
+        cursor.execute(f"SELECT {expression} FROM (VALUES {rows}) AS t(callee)", values)
+        masked = [row[0] for row in cursor.fetchall()]
+    assert masked == [mask_value(value) for value in values]
