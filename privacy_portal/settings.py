@@ -26,7 +26,10 @@ def env_str(name: str, default: str = "") -> str:
     """Read a string, or the contents of the file named by NAME_FILE (for secrets)."""
     file_path = os.environ.get(f"{name}_FILE")
     if file_path:
-        return Path(file_path).read_text().strip()
+        try:
+            return Path(file_path).read_text().strip()
+        except OSError as error:
+            raise ImproperlyConfigured(f"{name}_FILE names {file_path}, which cannot be read: {error.strerror}") from None
     return os.environ.get(name, default)
 
 
@@ -181,8 +184,10 @@ TEMPLATES = [
     },
 ]
 
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
-DATABASE_URL = env_str("DATABASE_URL")
+# Production runs on PostgreSQL and Redis: the embedded defaults (SQLite, a broker and a cache in files) are for
+# one development machine, and a deployment that forgot a variable must not start on them unnoticed.
+CELERY_BROKER_URL = env_deployment("CELERY_BROKER_URL", "filesystem://")
+DATABASE_URL = env_deployment("DATABASE_URL", "")
 if not DATABASE_URL or CELERY_BROKER_URL == "filesystem://":
     # The embedded defaults keep their files here; create it on first use.
     VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -200,7 +205,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHE_URL = env_str("CACHE_URL")
+CACHE_URL = env_deployment("CACHE_URL", "")
 if CACHE_URL:
     CACHES = {
         "default": {

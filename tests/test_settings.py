@@ -18,6 +18,9 @@ DEPLOYMENT = {
     "DPO_EMAIL": "dpo@example.com",
     "CONTROLLER_NAME": "Example Carrier SA",
     "CONTROLLER_ADDRESS": "Rue de l'Exemple 1, 1000 Brussels",
+    "DATABASE_URL": "postgres://privacy@db.example.com:5432/privacy_portal",
+    "CELERY_BROKER_URL": "redis://redis.example.com:6379/0",
+    "CACHE_URL": "redis://redis.example.com:6379/1",
 }
 DEPLOYMENT_VALUES = list(DEPLOYMENT)
 # A production start with its secrets, for run_manage.
@@ -99,6 +102,12 @@ def test_secrets_can_come_from_files(tmp_path):
         PRODUCTION="true", SECRET_KEY_FILE=str(secret_file), ALLOWED_HOSTS="x.example", ANONYMISATION_KEY="a" * 50,
     )
     assert result.stdout.strip().splitlines()[-1] == "from-a-file-" + "z" * 50
+
+
+def test_a_secret_file_that_cannot_be_read_is_a_clear_configuration_error(tmp_path):
+    result = run_manage("check", **{**PRODUCTION, "SECRET_KEY": "", "SECRET_KEY_FILE": str(tmp_path / "missing")})
+    assert result.returncode != 0
+    assert f"SECRET_KEY_FILE names {tmp_path / 'missing'}, which cannot be read: No such file or directory" in result.stderr
 
 
 def test_redis_redelivers_a_task_only_after_the_longest_task_could_have_run(settings):
