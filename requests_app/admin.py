@@ -509,6 +509,12 @@ class OrganisationAPIKeyAdmin(RoleAdmin, APIKeyModelAdmin):
     list_display = [*APIKeyModelAdmin.list_display, "organisation", "scope"]
     list_filter = [*APIKeyModelAdmin.list_filter, "organisation", "scope"]
 
+    def _record(self, request, obj, pk, what: str) -> None:
+        # A key's primary key holds its hash: the trail names the key by its prefix instead, and says whether it
+        # is revoked, so that issuing and revoking read apart.
+        data = {"prefix": obj.prefix, "name": obj.name[:200], "organisation": str(obj.organisation), "revoked": obj.revoked}
+        record_event(None, f"organisationapikey_{what}", actor=Actor.staff(request.user), data=data)
+
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(RoleAdmin):

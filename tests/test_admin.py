@@ -216,6 +216,19 @@ def test_a_dpo_who_is_not_a_superuser_issues_an_api_key(client):
     key = OrganisationAPIKey.objects.get(organisation=organisation)
     assert key.prefix in response.content.decode()  # the key is shown once, with its prefix
 
+    # Revoked in its change form. The trail names the key by its prefix, never by its primary key (which holds
+    # the key's hash), and tells issuing from revoking.
+    client.post(
+        reverse("admin:requests_app_organisationapikey_change", args=[key.pk]),
+        {"name": "portal", "organisation": organisation.pk, "scope": "write", "revoked": "on"},
+    )
+    events = AuditEvent.objects.filter(action="organisationapikey_saved").order_by("sequence")
+    assert [event.data for event in events] == [
+        {"prefix": key.prefix, "name": "portal", "organisation": "Mobile Operator SA", "revoked": revoked}
+        for revoked in (False, True)
+    ]
+    assert key.hashed_key not in str([event.data for event in AuditEvent.objects.all()])
+
 
 @pytest.mark.django_db
 def test_changes_in_the_admin_are_audited_and_refused_to_readers(client):
