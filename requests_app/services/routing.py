@@ -60,7 +60,9 @@ def choose_assignee(request: PrivacyRequest) -> tuple[AssignmentRule | None, Tea
             if rule.assign_user_id:
                 return rule, None, rule.assign_user
             members = _signing_in(_workers().filter(privacy_teams=rule.assign_team)).distinct()
-            return rule, rule.assign_team, least_loaded(members)
+            # A team with nobody who can sign in (none added yet, all left): the team's request still gets a
+            # person, the least-loaded DPO, rather than nobody, which no one would be told of.
+            return rule, rule.assign_team, least_loaded(members) or least_loaded(_signing_in(dpo_users()))
     return None, None, least_loaded(_signing_in(dpo_users()))
 
 

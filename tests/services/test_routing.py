@@ -196,3 +196,19 @@ def test_nobody_without_an_authenticator_is_given_requests(dpo):
     route_request(request_id=request.id)
     request.refresh_from_db()
     assert request.assignee == dpo
+
+
+@pytest.mark.django_db
+def test_a_rule_to_a_team_with_nobody_who_can_sign_in_gives_the_request_to_the_dpo(dpo):
+    """Routed to nobody, the request would wait unseen: no one is told of a request without an assignee."""
+    empty = Team.objects.create(name="Empty desk")
+    empty.members.set([staff_in_role("Handler", username="not-yet-invited")])  # no authenticator yet
+    AssignmentRule.objects.create(position=1, name="UK to the empty desk", regime="uk_gdpr", assign_team=empty)
+    request = verified(regime="uk_gdpr")
+    mail.outbox.clear()
+
+    route_request(request_id=request.id)
+
+    request.refresh_from_db()
+    assert (request.team, request.assignee) == (empty, dpo)
+    assert request.events.get(action="routed").data == {"rule": "UK to the empty desk", "team": "Empty desk", "assignee": "dpo1"}
