@@ -405,6 +405,15 @@ def carries_secret(url: str) -> bool:
     return bool(password) or any(name.lower() in SECRET_PARAMETERS for name, _value in parse_qsl(parts.query))
 
 
+def _is_web_address(url: str) -> bool:
+    """An http(s):// address with a host: the only kind an HTTP connector can call (not ftp://, not a bare host)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("https", "http") and bool(parts.hostname)
+
+
 class SourceSystemForm(forms.ModelForm):
     class Meta:
         model = SourceSystem
@@ -427,6 +436,8 @@ class SourceSystemForm(forms.ModelForm):
             self.add_error("connection_url", _("A SQL source needs a database URL, or the variable that holds it."))
         if connector == ConnectorKind.HTTP and not cleaned.get("connection_url"):
             self.add_error("connection_url", _("An HTTP source needs its base URL."))
+        elif connector == ConnectorKind.HTTP and not _is_web_address(cleaned["connection_url"]):
+            self.add_error("connection_url", _("An HTTP source's base URL starts with https://, e.g. https://crm.example/api."))
         if connector == ConnectorKind.MANUAL and not cleaned.get("owner"):
             self.add_error("owner", _("A manual source needs the staff member who uploads its extracts."))
         env = cleaned.get("connection_env") or ""

@@ -689,3 +689,19 @@ def test_a_nested_value_is_written_to_the_csv_as_json_as_in_the_json_lines(demo_
         compile_export(export_id=export.id)
     rows = csv_rows(open_package(ExportPackage.objects.get(pk=export.pk)), "data/paper/contracts.csv")
     assert rows == [["invoice", "lines", "paid", "note"], ["1", '{"k": [1, 2]}', "true", "café"]]
+
+
+@pytest.mark.parametrize(("role", "offered"), [("owner", True), ("DPO", True), ("Auditor", False), ("Handler", False)])
+def test_the_upload_form_is_offered_only_to_whoever_may_upload(demo_request, client, role, offered):
+    owner = staff_in_role("Handler", username="owner")
+    paper = _manual_source("paper", owner)
+    export = export_start(request=demo_request, actor=Actor.system())
+    assert export.manual_tasks.get(source=paper).assignee == owner
+    reader = owner if role == "owner" else staff_in_role(role, username=f"reader-{role.lower()}")
+    if role == "Handler":  # another handler, who works the request but does not own the source
+        demo_request.assignee = reader
+        demo_request.save(update_fields=["assignee"])
+    login_staff(client, reader)
+    response = client.get(reverse("staff:export", args=[export.public_id]))
+    assert response.status_code == 200  # they all read the export's page
+    assert ('name="extract"' in response.content.decode()) is offered

@@ -58,6 +58,8 @@ def test_the_dpo_records_a_source_its_category_and_recipient(dpo_client):
         ("staff:source_new", {**SOURCE, "connection_url": "postgresql://app:s3cret@db/billing"}, "connection_url", "environment variable"),
         ("staff:source_new", {**SOURCE, "connection_url": "postgresql://app@db/billing?password=s3cret"}, "connection_url", "environment variable"),
         ("staff:source_new", {**SOURCE, "connector": "http", "connection_url": "https://crm.example/api?token=abc"}, "connection_url", "environment variable"),
+        ("staff:source_new", {**SOURCE, "connector": "http", "connection_url": "ftp://crm.example/api"}, "connection_url", "starts with https://"),
+        ("staff:source_new", {**SOURCE, "connector": "http", "connection_url": "crm.example/api"}, "connection_url", "starts with https://"),
         ("staff:source_new", {**SOURCE, "connector": "manual", "connection_env": ""}, "owner", "uploads its extracts"),
     ],
 )
