@@ -11,6 +11,6 @@ class Command(BaseCommand):
         if not check.intact:
             raise CommandError(
                 f"Audit chain broken at event #{check.broken_at_sequence}: {check.reason}. "
-                f"{check.events_checked} events before it are intact."
+                + ("1 event before it is intact." if check.events_checked == 1 else f"{check.events_checked} events before it are intact.")
             )
-        self.stdout.write(self.style.SUCCESS(f"Audit chain intact: {check.events_checked} events."))
+        self.stdout.write(self.style.SUCCESS(f"Audit chain intact: {check.events_checked} event{'' if check.events_checked == 1 else 's'}."))
