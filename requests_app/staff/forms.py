@@ -21,6 +21,7 @@ from requests_app.models import (
     ConnectorKind,
     EraseMethod,
     EraseStrategy,
+    FieldType,
     IdentityKind,
     LegalHold,
     LegalHoldTranslation,
@@ -272,6 +273,16 @@ class ResponseTemplateForm(forms.ModelForm):
         return cleaned
 
 
+def refuse_same_but_for_case(form, field: str) -> None:
+    """An error on `field` when another row holds the same value in other capitals ("CRM" beside "crm"): two
+    sources' folders would merge when a package is opened on Windows or macOS, and two teams read as one.
+    (The same value exactly is the model's unique check.)"""
+    value = form.cleaned_data.get(field)
+    others = form._meta.model.objects.exclude(pk=form.instance.pk).exclude(**{field: value})
+    if value and others.filter(**{f"{field}__iexact": value}).exists():
+        form.add_error(field, _("%(value)s is already used with other capitals: choose another.") % {"value": value})
+
+
 class TeamForm(forms.ModelForm):
     class Meta:
         model = Team
@@ -282,6 +293,11 @@ class TeamForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["members"].queryset = assignable_users()
+
+    def clean(self):
+        cleaned = super().clean()
+        refuse_same_but_for_case(self, "name")
+        return cleaned
 
 
 def invitation_language_field() -> forms.ChoiceField:
@@ -431,6 +447,7 @@ class SourceSystemForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        refuse_same_but_for_case(self, "slug")
         connector = cleaned.get("connector")
         if connector == ConnectorKind.SQL and not (cleaned.get("connection_url") or cleaned.get("connection_env")):
             self.add_error("connection_url", _("A SQL source needs a database URL, or the variable that holds it."))
@@ -579,6 +596,10 @@ class LegalHoldTranslationForm(TranslationForm):
         widgets = _text_areas(LegalHold.TRANSLATED_FIELDS)
 
 
+# The field types an erasure may write a replacement text or a keyed hash into.
+TEXT_TYPES = (FieldType.TEXT, FieldType.EMAIL, FieldType.PHONE)
+
+
 class SourceFieldForm(forms.ModelForm):
     class Meta:
         model = SourceField
@@ -589,6 +610,9 @@ class SourceFieldForm(forms.ModelForm):
         cleaned = super().clean()
         if cleaned.get("erase_strategy") == EraseStrategy.FIXED and not cleaned.get("fixed_text"):
             self.add_error("fixed_text", _("Give the text that replaces the value on erasure."))
+        if cleaned.get("erase_strategy") in (EraseStrategy.FIXED, EraseStrategy.HASH) and cleaned.get("type") not in TEXT_TYPES:
+            # The erasure would write text into a number or a date column: the source would refuse it.
+            self.add_error("erase_strategy", _("Only a text field can be replaced by a text or a hash: empty it or keep it."))
         return cleaned
 
 
@@ -657,6 +681,11 @@ class SuppressionPurposeForm(forms.ModelForm):
         labels = FIELD_LABELS
         fields = ["name", "slug", "description", "identity_kinds"]
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+    def clean(self):
+        cleaned = super().clean()
+        refuse_same_but_for_case(self, "slug")
+        return cleaned
 
 
 class PurposeChoiceField(forms.ModelMultipleChoiceField):

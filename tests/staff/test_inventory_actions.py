@@ -117,6 +117,39 @@ def test_a_fixed_text_erasure_needs_its_text(dpo_client):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(("type_", "strategy", "refused"), [
+    ("integer", "hash", True), ("date", "fixed", True), ("boolean", "hash", True),
+    ("integer", "null", False), ("phone", "hash", False), ("email", "fixed", False),
+])
+def test_only_a_text_field_is_replaced_by_a_text_or_a_hash(dpo_client, type_, strategy, refused):
+    """Erasure would write "anon:..." into a number or a date column, which the source refuses at execution."""
+    category = category_of(sql_source())
+    response = dpo_client.post(reverse("staff:field_new", args=[category.pk]), {
+        "category": category.pk, "name": "duration_s", "type": type_, "erase_strategy": strategy, "fixed_text": "erased",
+    })
+    errors = response.context["form"].errors if response.status_code == 200 else {}
+    assert ("erase_strategy" in errors) is refused
+
+
+@pytest.mark.django_db
+def test_names_that_differ_only_in_capitals_are_refused(dpo_client):
+    """Two sources' folders would merge in a package opened on Windows or macOS; two teams would read as one."""
+    from requests_app.models import Team
+
+    sql_source()  # slug "billing"
+    data = {
+        "name": "Billing again", "slug": "Billing", "active": "on", "connector": "sql", "identity_kind": "phone",
+        "connection_env": "SOURCE_BILLING_DB_URL", "purposes": "p", "legal_basis": "contract", "retention": "r",
+        "origin": "o", "http_auth_header": "Authorization",
+    }
+    response = dpo_client.post(reverse("staff:source_new"), data)
+    assert response.context["form"].errors["slug"] == ["Billing is already used with other capitals: choose another."]
+    Team.objects.create(name="Erasure desk")
+    response = dpo_client.post(reverse("staff:team_new"), {"name": "erasure desk"})
+    assert "already used with other capitals" in str(response.context["form"].errors["name"])
+
+
+@pytest.mark.django_db
 def test_restriction_lists_and_webhooks_are_checked_against_the_connector(dpo_client, settings):
     settings.WEBHOOK_ALLOW_HTTP = False
     source = sql_source()
