@@ -359,6 +359,14 @@ class StaffUserForm(forms.ModelForm):
             raise forms.ValidationError(EMAIL_SHARED)
         return email
 
+    def clean_role(self):
+        role = self.cleaned_data["role"]
+        if self.instance.is_superuser and role != roles.DPO:
+            # A superuser is a DPO whatever its groups (roles.assigned_role): the change would be saved, and
+            # audited, without taking effect.
+            raise forms.ValidationError(_("This account is a superuser, which is always a DPO: its role cannot change here."))
+        return role
+
 
 def token_field(*, autofocus: bool) -> forms.CharField:
     attrs = {"autocomplete": "one-time-code", "inputmode": "numeric", **({"autofocus": True} if autofocus else {})}

@@ -688,3 +688,18 @@ def test_an_account_sharing_its_email_address_is_not_invited(client):
     with pytest.raises(CommandError, match="another staff account uses team@example.com"):
         call_command("invite_staff", "bob", stdout=io.StringIO())
     assert not mail.outbox
+
+
+@pytest.mark.django_db
+def test_a_superusers_role_cannot_be_changed_to_one_it_would_not_hold(client):
+    """A superuser is a DPO whatever its groups: 'Saved.', and an audit event saying Handler, would be untrue."""
+    root = staff_in_role("DPO", username="root", email="root@example.com", is_superuser=True)
+    login_staff(client, root)  # as the demo's dpo, editing its own account (only a superuser edits a superuser)
+    fields = {"username": "root", "email": "root@example.com", "is_active": "on"}
+    response = client.post(reverse("staff:user_edit", args=[root.pk]), {**fields, "role": "Handler"})
+    assert response.status_code == 200
+    assert response.context["form"].errors["role"] == [
+        "This account is a superuser, which is always a DPO: its role cannot change here."
+    ]
+    assert not AuditEvent.objects.filter(action="staff_user_saved").exists()
+    assert client.post(reverse("staff:user_edit", args=[root.pk]), {**fields, "role": "DPO"}).status_code == 302
