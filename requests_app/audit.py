@@ -111,7 +111,8 @@ def record_event(
     head.save(update_fields=["sequence", "hash"])
     from requests_app.selectors import TIMELINE_CHANGES  # selectors imports lifecycle, which imports this module
 
-    if request is not None and action in TIMELINE_CHANGES:
+    # A status change (to_status) has moved updated_at already, in the transition's own update.
+    if request is not None and action in TIMELINE_CHANGES and not to_status:
         PrivacyRequest.objects.filter(pk=request.pk).update(updated_at=event.created_at)
     return event
 

@@ -40,9 +40,7 @@ def refresh_deadline(request: PrivacyRequest, *, today: datetime.date | None = N
     received_on = deadlines.receipt_day(row.regime, row.received_at)
     previous_due_on = row.due_on
     request.original_due_on = deadlines.statutory_due_date(row.regime, received_on, paused_days=row.paused_days)
-    request.due_on = deadlines.statutory_due_date(
-        row.regime, received_on, extended=row.is_extended, paused_days=row.paused_days
-    )
+    request.due_on = _due_on(row, paused_days=row.paused_days)
     request.acknowledgement_due_on = deadlines.acknowledgement_due_date(row.regime, received_on)
     clock_running = row.status in OPEN_STATUSES and not row.clock_paused
     request.next_alert_on, request.next_alert_key = (
@@ -69,19 +67,19 @@ def open_pause(request: PrivacyRequest) -> ClockPause | None:
     return request.pauses.filter(ended_at__isnull=True).first()
 
 
+def _due_on(request: PrivacyRequest, *, paused_days: int) -> datetime.date:
+    received_on = deadlines.receipt_day(request.regime, request.received_at)
+    return deadlines.statutory_due_date(request.regime, received_on, extended=request.is_extended, paused_days=paused_days)
+
+
 def due_on_if_resumed_today(request: PrivacyRequest) -> datetime.date | None:
     """The due date a paused clock would give if it restarted today, the days paused so far added as end_pause
     adds them; the due date itself while the clock runs. The date saved moves only when the clock restarts."""
-    pause = open_pause(request)
-    if pause is None or request.due_on is None:
+    pause = open_pause(request) if request.clock_paused and request.due_on is not None else None
+    if pause is None:
         return request.due_on
     paused_so_far = deadlines.paused_day_count(timezone.localdate(pause.started_at), timezone.localdate())
-    return deadlines.statutory_due_date(
-        request.regime,
-        deadlines.receipt_day(request.regime, request.received_at),
-        extended=request.is_extended,
-        paused_days=request.paused_days + paused_so_far,
-    )
+    return _due_on(request, paused_days=request.paused_days + paused_so_far)
 
 
 def pause_refusal(request: PrivacyRequest) -> str | None:
