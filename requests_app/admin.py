@@ -70,7 +70,15 @@ from requests_app.models import (
 )
 from requests_app.services import intake
 from requests_app.services import webhooks as webhook_service
-from requests_app.staff.forms import SourceCategoryForm, SourceSystemForm, SuppressionPurposeForm
+# The inventory's pages here check what the dashboard's do, with its forms.
+from requests_app.staff.forms import (
+    LegalHoldForm,
+    RecipientForm,
+    SourceCategoryForm,
+    SourceFieldForm,
+    SourceSystemForm,
+    SuppressionPurposeForm,
+)
 from requests_app.templatetags.deadline_tags import due_badge
 
 
@@ -408,16 +416,19 @@ class DailyDigestAdmin(ReadOnlyAdmin):
 
 class SourceCategoryInline(RolePermissions, admin.StackedInline):
     model = SourceCategory
+    form = SourceCategoryForm
     extra = 0
 
 
 class RecipientInline(RolePermissions, admin.TabularInline):
     model = Recipient
+    form = RecipientForm
     extra = 0
 
 
 class LegalHoldInline(RolePermissions, admin.TabularInline):
     model = LegalHold
+    form = LegalHoldForm
     extra = 0
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
@@ -439,6 +450,7 @@ class SourceSystemAdmin(RoleAdmin):
 
 class SourceFieldInline(RolePermissions, admin.TabularInline):
     model = SourceField
+    form = SourceFieldForm
     extra = 0
 
 

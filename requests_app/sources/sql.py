@@ -82,6 +82,18 @@ class SQLConnector:
             pass
         return columns
 
+    def table_columns(self, table: str) -> list[str] | None:
+        """The columns of `table` (an inventory name: table or schema.table), or None when the database has
+        no such table."""
+        schema, _, name = table.rpartition(".")
+        try:
+            inspector = sqlalchemy.inspect(self.engine)
+            if not inspector.has_table(name, schema=schema or None):
+                return None
+            return [column["name"] for column in inspector.get_columns(name, schema=schema or None)]
+        except SQLAlchemyError as error:
+            raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
+
     def stream(self, category, identities: list[str]) -> tuple[list[str], Iterator[tuple]]:
         """The category's columns, and its rows for `identities` with other people's fields masked."""
         try:

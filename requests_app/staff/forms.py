@@ -41,6 +41,7 @@ from requests_app.models import (
     Team,
     VerificationMethod,
     validate_field_name,
+    validate_sql_name,
 )
 from requests_app.selectors import SORTS, QueueFilters
 from requests_app.services import staff_setup
@@ -473,6 +474,24 @@ class SourceSystemForm(forms.ModelForm):
         return cleaned  # the model's clean() checks the restriction list against the connector
 
 
+def sql_table_columns(source, table: str) -> list[str] | None:
+    """The columns of an SQL source's `table`, [] when its database has no such table; None when that cannot be
+    checked now: another kind of source, a name its own validator refuses, or a database out of reach (each dry run
+    checks then, and says what is missing)."""
+    if source.connector != ConnectorKind.SQL or not validate_sql_name.regex.search(table):
+        return None
+    try:
+        return connector_for(source).table_columns(table) or []
+    except SourceError:
+        return None
+
+
+def no_such_column(table: str, column: str, columns: list[str]) -> str:
+    return _("The table %(table)s has no column %(column)s. Its columns: %(columns)s.") % {
+        "table": table, "column": column, "columns": ", ".join(columns)
+    }
+
+
 class SourceCategoryForm(forms.ModelForm):
     class Meta:
         model = SourceCategory
@@ -506,7 +525,23 @@ class SourceCategoryForm(forms.ModelForm):
         # Erasure, rectification and restriction change rows by table and identity column: one without the other cannot work.
         if bool(cleaned.get("table")) != bool(cleaned.get("identity_field")):
             self.add_error("identity_field", _("Give both the table and its identity column, or neither."))
+        elif source and cleaned.get("table"):
+            self._check_table(source, cleaned)
         return cleaned
+
+    def _check_table(self, source, cleaned) -> None:
+        """The table and columns an SQL source's erasure, rectification and restriction change must exist: a
+        misspelt name would stop every dry run on the category until someone found it."""
+        table = cleaned["table"]
+        columns = sql_table_columns(source, table)
+        if columns is None:
+            return
+        if not columns:
+            self.add_error("table", _("The source's database has no table %(table)s.") % {"table": table})
+            return
+        for name in ("identity_field", "restriction_flag"):
+            if cleaned.get(name) and cleaned[name] not in columns:
+                self.add_error(name, no_such_column(table, cleaned[name], columns))
 
 
 class RecipientForm(forms.ModelForm):
@@ -621,6 +656,11 @@ class SourceFieldForm(forms.ModelForm):
         if cleaned.get("erase_strategy") in (EraseStrategy.FIXED, EraseStrategy.HASH) and cleaned.get("type") not in TEXT_TYPES:
             # The erasure would write text into a number or a date column: the source would refuse it.
             self.add_error("erase_strategy", _("Only a text field can be replaced by a text or a hash: empty it or keep it."))
+        category, name = cleaned.get("category"), cleaned.get("name")
+        if category and name and category.table:
+            columns = sql_table_columns(category.source, category.table)
+            if columns and name not in columns:
+                self.add_error("name", no_such_column(category.table, name, columns))
         return cleaned
 
 
