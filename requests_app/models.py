@@ -191,6 +191,12 @@ def comparable_name(name: str) -> str:
     return " ".join(letters.split())
 
 
+def name_search_key(name: str) -> str:
+    """A name as the staff search matches it: comparable_name without its spaces, so that "jean luc", "Jean-Luc"
+    and "jeanluc" all find "Jean-Luc", and "elodie" finds "Élodie"."""
+    return comparable_name(name).replace(" ", "")
+
+
 class PrivacyRequest(models.Model):
     """One submission by (or for) a data subject. It may ask for several rights."""
 
@@ -207,6 +213,8 @@ class PrivacyRequest(models.Model):
     received_at = models.DateTimeField(help_text=_("When the controller received the request."))
 
     subject_name = models.CharField(_("full name"), max_length=200, blank=True)
+    # The name as the staff search matches it (name_search_key), set by save(). Text: folding can lengthen a name.
+    name_for_search = models.TextField(blank=True, editable=False)
     subject_email = models.EmailField(_("email address"), blank=True)
     subject_phone = models.CharField(_("phone number"), max_length=20, blank=True)
     customer_reference = models.CharField(_("customer account reference"), max_length=100, blank=True)
@@ -320,6 +328,13 @@ class PrivacyRequest(models.Model):
     def signature_differs_from_name(self) -> bool:
         """A typed signature that is not the name given: the staff page points it out for the identity check."""
         return bool(self.signature) and comparable_name(self.signature) != comparable_name(self.subject_name)
+
+    def save(self, *args, **kwargs):
+        self.name_for_search = name_search_key(self.subject_name)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "subject_name" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "name_for_search"}
+        super().save(*args, **kwargs)
 
     @property
     def is_open(self) -> bool:

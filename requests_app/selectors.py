@@ -32,6 +32,7 @@ from requests_app.models import (
     SourceAction,
     SourceSystem,
     Status,
+    name_search_key,
     rights_mask,
 )
 from requests_app.phones import to_e164
@@ -192,7 +193,9 @@ def _search(queryset, q: str):
         return queryset.filter(subject_email__iexact=q)
     if re.fullmatch(r"[+\d][\d\s().-]{5,}", q):
         return queryset.filter(subject_phone=to_e164(q) or q)
-    return queryset.filter(subject_name__icontains=q)
+    # A query of punctuation only is matched as typed.
+    name = name_search_key(q)
+    return queryset.filter(name_for_search__contains=name) if name else queryset.filter(subject_name__icontains=q)
 
 
 def clock_running() -> Q:

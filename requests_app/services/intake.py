@@ -399,6 +399,7 @@ def requeue_lost_acknowledgements(*, now: datetime | None = None) -> int:
 
 PERSONAL_FIELDS = {
     "subject_name": "",
+    "name_for_search": "",
     "subject_email": "",
     "subject_phone": "",
     "customer_reference": "",

@@ -205,6 +205,7 @@ def test_unverified_requests_expire_and_lose_their_personal_data(settings):
     stale.refresh_from_db()
     assert stale.status == Status.EXPIRED
     assert (stale.subject_name, stale.subject_email, stale.description, stale.signature) == ("", "", "", "")
+    assert stale.name_for_search == ""  # the search's copy of the name too
     assert stale.personal_data_purged_at is not None
     assert stale.identities.count() == 0
     assert list(stale.notes.values_list("body", flat=True)) == [""]
@@ -287,6 +288,7 @@ def test_a_closed_request_keeps_personal_data_for_the_retention_period_only(sett
     completed.refresh_from_db()
     open_one.refresh_from_db()
     assert (completed.subject_name, completed.subject_email, completed.description) == ("", "", "")
+    assert (completed.name_for_search, open_one.name_for_search) == ("", "bojansen")
     assert completed.personal_data_purged_at is not None and completed.identities.count() == 0
     assert completed.events.filter(action="personal_data_purged").count() == 1
     assert completed.reference and verify_chain()[1] is None  # the reference and the trail stay

@@ -360,6 +360,24 @@ def search(client, text, query=""):
     return response
 
 
+@pytest.mark.parametrize("q", ["élodie", "ELODIE", "lefevre", "Dubois Lefèvre", "duboislefevre", "o'brien", "obrien"])
+@pytest.mark.django_db
+def test_a_name_is_found_whatever_its_accents_capitals_hyphens_and_spaces(dpo_client, people, q):
+    """A DPO types "elodie" or "dubois lefevre" for Élodie Dubois-Lefèvre O'Brien."""
+    elodie = make(subject_name="Élodie Dubois-Lefèvre O'Brien", subject_email="elodie@example.com")
+    response = search(dpo_client, q)
+    assert listed(response) == [elodie.reference]
+
+
+@pytest.mark.django_db
+def test_a_renamed_subject_is_found_by_the_new_name_only(dpo_client, people):
+    """Staff correct a name in the admin (a save with update_fields, say): the search follows."""
+    people["ana"].subject_name = "Anaïs Peeters"
+    people["ana"].save(update_fields=["subject_name"])
+    assert listed(search(dpo_client, "anais")) == [people["ana"].reference]
+    assert listed(search(dpo_client, "ana peeters")) == []
+
+
 @pytest.mark.django_db
 def test_a_search_that_matches_nothing_shows_nothing(dpo_client, people):
     response = search(dpo_client, "nobody@example.com")
