@@ -153,7 +153,7 @@ WITH draws AS (
 )
 INSERT INTO requests_app_privacyrequest (
     public_id, reference, secret, status, regime, channel, language, received_at,
-    subject_name, subject_email, subject_phone, customer_reference, relationship,
+    subject_name, name_for_search, subject_email, subject_phone, customer_reference, relationship,
     description, signature, signed_at, verification_nonce, verified_at, organisation_id, rights_mask,
     assignee_id, team_id, routed_at, rejection_ground, due_on, original_due_on, paused_days,
     extension_reason, acknowledgement_due_on, acknowledged_at, next_alert_key, created_at, updated_at
@@ -163,6 +163,8 @@ SELECT gen_random_uuid(),
        md5('secret' || n), status, regime, channel,
        (ARRAY['en', 'en', 'en', 'en', 'fr', 'nl', 'de'])[1 + floor(r_misc * 7)::int],
        received_at, subject_name,
+       -- name_search_key(subject_name), for these names
+       lower(replace(translate(subject_name, 'éü', 'eu'), ' ', '')),
        lower(replace(translate(subject_name, 'éü', 'eu'), ' ', '.')) || n || '@example.com',
        CASE WHEN n %% 3 = 0 THEN '+3247' || lpad((n %% 10000000)::text, 7, '0') ELSE '' END,
        CASE WHEN organisation_index IS NOT NULL THEN 'CUST-' || n ELSE '' END,

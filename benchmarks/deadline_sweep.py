@@ -47,13 +47,13 @@ def seed(count: int) -> None:
             """
             INSERT INTO requests_app_privacyrequest (
                 public_id, reference, secret, status, regime, channel, language, received_at,
-                subject_name, subject_email, subject_phone, customer_reference, relationship,
+                subject_name, name_for_search, subject_email, subject_phone, customer_reference, relationship,
                 description, signature, verification_nonce, paused_days, extension_reason,
                 next_alert_key, due_on, original_due_on, next_alert_on, created_at, updated_at,
                 rights_mask, rejection_ground
             )
             SELECT gen_random_uuid(), 'DSR-2026-' || lpad(n::text, 7, '0'), md5(n::text), 'in_progress', 'gdpr', 'web', 'en',
-                   now() - interval '5 days', 'Bench Subject', 'bench' || n || '@example.com', '', '',
+                   now() - interval '5 days', 'Bench Subject', 'benchsubject', 'bench' || n || '@example.com', '', '',
                    'other', '', 'Bench Subject', md5('n' || n::text), 0, '',
                    'remind-7', current_date + 25, current_date + 25, current_date + 18, now(), now(),
                    1, ''
