@@ -208,3 +208,19 @@ def test_the_queue_fits_a_1024_pixel_screen_in_german(page, live_server):
     assert page.evaluate("document.documentElement.scrollWidth") <= 1024
     line_height = page.evaluate("parseFloat(getComputedStyle(document.body).lineHeight) || 24")
     assert link.bounding_box()["height"] < 1.5 * line_height  # one line, not "DSR-/2026-/00001"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_staff_form_puts_the_focus_on_its_first_mistake(page, live_server):
+    """A keyboard or screen reader user lands on what to correct, not at the top of the page, nor on the
+    first field (Django's password change form has autofocus on the current password)."""
+    _a_dpo_signed_in_on_a_screen_with_one_request(page, live_server, width=1280)
+    expect(page.get_by_role("heading", name="Today")).to_be_visible()
+    page.goto(live_server.url + "/staff/password/")
+    page.get_by_label("Old password").fill(PASSWORD)
+    page.locator("#id_new_password1").fill("a-new-long-passphrase-2026")
+    page.get_by_label("New password confirmation").fill("a-new-long-passphrase-2027")
+    page.get_by_role("button", name="Change password").click()
+
+    expect(page.get_by_text("The two password fields didn’t match.")).to_be_visible()
+    expect(page.get_by_label("New password confirmation")).to_be_focused()

@@ -35,3 +35,14 @@ document.addEventListener("DOMContentLoaded", function () {
     if (!data.working) { window.location.reload(); }
   }, function (data) { return !data.working; });
 });
+
+// A refused form: the keyboard and a screen reader start at its first mistake, as on the public pages
+// (whose error summary has autofocus), even where a form puts autofocus on its first field (Django's
+// password change does). Django marks a field in error aria-invalid; a mistake of the whole form is a
+// list of its own, which takes the focus instead when it comes first.
+document.addEventListener("DOMContentLoaded", function () {
+  var mistake = document.querySelector('main [aria-invalid="true"], main .errorlist.nonfield');
+  if (!mistake) return;
+  if (!mistake.matches("input, select, textarea")) mistake.tabIndex = -1;
+  mistake.focus();
+});
