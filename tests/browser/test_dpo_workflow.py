@@ -224,3 +224,22 @@ def test_a_refused_staff_form_puts_the_focus_on_its_first_mistake(page, live_ser
 
     expect(page.get_by_text("The two password fields didn’t match.")).to_be_visible()
     expect(page.get_by_label("New password confirmation")).to_be_focused()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_long_unbroken_text_from_the_subject_wraps_on_a_wide_screen(page, live_server):
+    """A pasted URL or a long reference must not push the request page, and its actions, sideways."""
+    from requests_app.services import handling
+
+    request = _a_dpo_signed_in_on_a_screen_with_one_request(page, live_server, width=1440)
+    long_word = "https://example.com/" + "a" * 800
+    PrivacyRequest.objects.filter(pk=request.pk).update(description=long_word, customer_reference="C" * 100)
+    request.identities.create(kind="customer_reference", value="C" * 100)
+    handling.subject_reply(request=request, body=long_word)
+    expect(page.get_by_role("heading", name="Today")).to_be_visible()
+
+    page.goto(f"{live_server.url}/staff/requests/{request.reference}/")
+    expect(page.get_by_role("heading", level=1)).to_contain_text(request.reference)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1440
+    actions = page.locator(".request > :last-child").bounding_box()
+    assert actions["x"] + actions["width"] <= 1440
