@@ -51,7 +51,8 @@ def queue_after_commit(task, *ids) -> None:
     def publish():
         try:
             task.delay(*ids)
-        except kombu.exceptions.OperationalError:
+        except (kombu.exceptions.OperationalError, OSError):
+            # OSError: the filesystem transport of the embedded defaults raises it raw, for a missing folder.
             logger.exception("could not queue %s%s: the broker is unreachable", task.name, ids)
 
     transaction.on_commit(publish)

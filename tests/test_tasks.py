@@ -173,6 +173,37 @@ def test_a_broker_outage_still_shows_the_subject_their_reference(client, unreach
     assert request.reference in client.get(response.url).content.decode()  # they can ask for the link again
 
 
+@pytest.fixture
+def missing_broker_folder(monkeypatch, tmp_path):
+    """The embedded defaults' filesystem broker, its folder gone (moved away, or a disk not mounted)."""
+    monkeypatch.setenv("CELERY_BROKER_URL", "filesystem://")
+    names = ("broker_url", "broker_write_url", "task_always_eager", "broker_transport_options")
+    saved = {name: celery_app.conf[name] for name in names}
+    folder = str(tmp_path / "gone")
+    drop_pooled_connections()
+    celery_app.conf.update(
+        broker_url="filesystem://", broker_write_url="filesystem://", task_always_eager=False, task_publish_retry=False,
+        broker_transport_options={"data_folder_in": folder, "data_folder_out": folder},
+    )
+    yield
+    monkeypatch.undo()
+    celery_app.conf.update(saved)
+    drop_pooled_connections()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_missing_broker_folder_does_not_turn_a_filed_request_into_an_error_page(client, missing_broker_folder, caplog):
+    """Kombu's filesystem transport raises the OSError itself: the subject was shown a 500 for a request that
+    was filed, and sent it again."""
+    from tests.test_public_form import post_form
+
+    response = post_form(client)
+
+    assert response.status_code == 302
+    assert PrivacyRequest.objects.count() == 1
+    assert "could not queue requests_app.tasks.send_verification_email" in caplog.text
+
+
 def test_every_periodic_job_names_a_registered_task(settings):
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     # The jobs a promise rests on: reminders, lost work found again, the nightly audit walk, retention.
