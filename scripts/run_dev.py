@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 HOST = os.environ.get("HOST", "127.0.0.1")
 PORT = os.environ.get("PORT", "8000")
+# As the settings read it (privacy_portal/settings.py): where the embedded defaults keep their files.
+VAR_DIR = Path(os.environ.get("VAR_DIR", ROOT / "var"))
 
 
 def manage(*args: str) -> None:
@@ -28,8 +30,9 @@ def main() -> int:
     processes = [
         subprocess.Popen([PYTHON, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"], cwd=ROOT),
         subprocess.Popen(
+            # Beat keeps its schedule where the settings say (CELERY_BEAT_SCHEDULE_FILENAME, under VAR_DIR).
             [PYTHON, "-m", "celery", "-A", "privacy_portal", "worker", "--beat", "--concurrency=1", "-Q", "celery,long",
-             "--loglevel=INFO", "--schedule", str(ROOT / "var" / "celery" / "beat-schedule")],
+             "--loglevel=INFO"],
             cwd=ROOT,
         ),
     ]
@@ -43,8 +46,8 @@ Privacy Portal is running (Ctrl-C to stop).
                   two-factor code: {PYTHON} manage.py totp_code dpo   (or handler, auditor)
   Admin:          {site}/admin/   (the same accounts and codes; the DPO sees everything)
   API docs:       {site}/api/docs/  (keys are issued in the admin: Organisation API keys)
-  Emails:         written to {ROOT / 'var' / 'mail'} (open the newest file for the verification link)
-  Worker + beat:  running on the filesystem broker in var/celery/
+  Emails:         written to {VAR_DIR / 'mail'} (open the newest file for the verification link)
+  Worker + beat:  running on the filesystem broker in {VAR_DIR / 'celery'}
 """,
         flush=True,
     )
