@@ -79,7 +79,9 @@ DEFAULT_TEMPLATES = {
 }
 
 
-def render_letter(request: PrivacyRequest, purpose: str, *, body: str, reason: str = "") -> tuple[str, str]:
+def render_letter(
+    request: PrivacyRequest, purpose: str, *, body: str, reason: str = "", clock_paused: bool | None = None
+) -> tuple[str, str]:
     """The subject line and text of a message or letter, from the DPO's template if there is one.
 
     Looked up by purpose, the request's first type and language, falling back
@@ -100,7 +102,7 @@ def render_letter(request: PrivacyRequest, purpose: str, *, body: str, reason: s
             {
                 "reference": request.reference,
                 "due_on": request.due_on,
-                "clock_paused": request.clock_paused,
+                "clock_paused": request.clock_paused if clock_paused is None else clock_paused,
                 "rights": ", ".join(str(right.get_right_display()) for right in rights),
                 "reason": reason,
                 "body": body,
@@ -231,7 +233,10 @@ def request_information(*, request: PrivacyRequest, actor: Actor, body: str, exp
         raise RequestError(_("Say what information you need."))
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
-        subject, text = render_letter(locked, TemplatePurpose.INFORMATION_REQUEST, body=body)
+        # The letter goes before the transition that stops the clock: it says whether the clock will be
+        # stopped (already, or by this question: lifecycle.transition's rule), not whether it is yet.
+        will_be_paused = locked.clock_paused or deadline_service.pause_refusal(locked) is None
+        subject, text = render_letter(locked, TemplatePurpose.INFORMATION_REQUEST, body=body, clock_paused=will_be_paused)
         # The question first, then the wait: the subject's timeline reads "We asked you for more information",
         # then "We are waiting for your reply". A refused transition rolls the message back with it.
         message = _send_to_subject(locked, actor=actor, subject=subject, body=text, action="information_requested")

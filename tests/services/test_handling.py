@@ -40,6 +40,8 @@ def test_asking_for_information_pauses_and_the_reply_resumes(dpo):
     assert request.pauses.filter(ended_at__isnull=True).exists()
     assert "Please send a copy of your ID." in mail.outbox[-1].body
     assert request.secret in mail.outbox[-1].body  # the reply link
+    # Told that the question stops the clock, though it stopped only after the letter was written.
+    assert "The time we have to answer is paused until you reply." in mail.outbox[-1].body
 
     handling.subject_reply(request=request, body="Attached to my account.")
     request.refresh_from_db()
@@ -47,6 +49,17 @@ def test_asking_for_information_pauses_and_the_reply_resumes(dpo):
     assert not request.pauses.filter(ended_at__isnull=True).exists()
     assert list(request.messages.values_list("direction", flat=True)) == ["to_subject", "from_subject"]
     assert request.events.filter(action="subject_replied", actor_kind="subject").exists()
+
+
+@pytest.mark.django_db
+def test_a_question_on_a_request_whose_clock_cannot_stop_does_not_say_it_stopped(dpo, django_capture_on_commit_callbacks):
+    """Under the CCPA the 45 days run on while we wait."""
+    request = request_in_status(Status.IN_PROGRESS, regime="ccpa")
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.request_information(request=request, actor=Actor.staff(dpo), body="Which account?", expected_status=Status.IN_PROGRESS)
+    assert "Which account?" in mail.outbox[-1].body
+    assert "paused" not in mail.outbox[-1].body
 
 
 @pytest.mark.parametrize(("asked_in", "way_back"), [(Status.IDENTITY_CHECK, "start_identity_check"), (Status.NEW, "return_to_new")])
