@@ -294,6 +294,12 @@ def send_deadline_alert(notification: SentNotification) -> bool:
             return False
         request = claim.request
         due_on, threshold = claim.key.split(":")
+        if not request.is_open or request.clock_paused or str(request.due_on) != due_on:
+            # Closed, paused or given another due date since the sweep claimed it (its task ran late, or was
+            # re-dispatched): it would ask for work nobody owes by that date. Dropped; the sweep claims what is due.
+            claim.delete()
+            logger.info("deadline alert %s dropped for request %s: no longer due", threshold, request.reference)
+            return False
         context = {
             "request": request,
             "due_on": datetime.date.fromisoformat(due_on),

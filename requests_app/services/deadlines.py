@@ -178,9 +178,12 @@ def extension_refusal(request: PrivacyRequest) -> str | None:
         return _("The deadline was already extended on %(date)s; it can be extended only once.") % {
             "date": date_in_words(timezone.localdate(request.extended_at))
         }
-    if timezone.localdate() > request.original_due_on:
+    # Not extended yet, so the due date is the first period's end (a month under the GDPR), moved on by the days
+    # of a pause still running too: the same rule whether the clock restarts before the extension or after it.
+    first_period_ends = due_on_if_resumed_today(request)
+    if timezone.localdate() > first_period_ends:
         return _("The original due date (%(date)s) has passed: an extension must be notified before it.") % {
-            "date": date_in_words(request.original_due_on)
+            "date": date_in_words(first_period_ends)
         }
     if request.regime == "lgpd":
         return _("LGPD allows no extension of the 15-day period.")

@@ -308,6 +308,48 @@ def test_extension_on_the_original_due_date_is_still_allowed(dpo):
 
 
 @pytest.mark.django_db
+def test_a_pause_still_running_moves_the_last_day_to_extend_as_resuming_would(dpo):
+    """Paused on 20 February, still paused on 5 March: the first month has not ended (the subject's page says
+    the answer is due by mid-March), so the extension is allowed, as it was right after a resume."""
+    request = in_progress_received(date(2026, 1, 30))
+    with time_machine.travel(at(date(2026, 2, 20)), tick=False):
+        clock_pause(request=request, actor=Actor.staff(dpo), reason="Proof of address asked by phone")
+    with time_machine.travel(at(date(2026, 3, 5)), tick=False):
+        request_extend(request=request, actor=Actor.staff(dpo), reason="Complex")
+    request.refresh_from_db()
+    assert request.extended_at is not None
+
+    late = in_progress_received(date(2026, 1, 30))
+    with time_machine.travel(at(date(2026, 2, 20)), tick=False):
+        clock_pause(request=late, actor=Actor.staff(dpo), reason="Proof of address asked by phone")
+    with time_machine.travel(at(date(2026, 3, 31)), tick=False):  # 2 March + 39 days paused: 10 April, still in time
+        request_extend(request=late, actor=Actor.staff(dpo), reason="Complex")
+    with time_machine.travel(at(date(2026, 4, 14)), tick=False):
+        third = in_progress_received(date(2026, 1, 30))
+    with time_machine.travel(at(date(2026, 4, 14)), tick=False):
+        with pytest.raises(RequestError, match=r"original due date \(2 March 2026\) has passed"):
+            request_extend(request=third, actor=Actor.staff(dpo), reason="Complex")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_alert_claimed_before_the_request_closed_is_not_sent():
+    """Its task ran late (a worker down, a re-dispatch): staff must not be asked to answer a withdrawn request."""
+    from requests_app import tasks
+
+    request = in_progress_received(date(2026, 2, 2))
+    mail.outbox.clear()
+    with time_machine.travel(at(date(2026, 2, 23)), tick=False):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("requests_app.tasks.send_deadline_alerts.delay", lambda ids: None)
+            sweep_deadlines()
+        ids = list(SentNotification.objects.filter(request=request, kind="deadline_alert").values_list("id", flat=True))
+        lifecycle.transition(request, "withdraw", actor=Actor.system())
+        tasks.send_deadline_alerts(ids)
+    assert mail.outbox == []
+    assert not SentNotification.objects.filter(request=request, kind="deadline_alert").exists()
+
+
+@pytest.mark.django_db
 def test_extension_needs_the_permission(handler):
     request = in_progress_received(date(2026, 1, 30))
     with pytest.raises(NotAllowed):
