@@ -172,7 +172,23 @@ class RequestForm(forms.Form):
                 # A field refused already (too long, say) was filled in: one error is enough.
                 if field not in self.errors and not str(cleaned.get(field, "")).strip():
                     self.add_error(field, message)
+        if "rights" in cleaned:
+            self._refuse_details_of_rights_not_ticked(cleaned)
         return cleaned
+
+    def _refuse_details_of_rights_not_ticked(self, cleaned) -> None:
+        """Details given for a right not asked for would be dropped unread: an objection to direct marketing, say,
+        which must stop it (Art. 21(3)). The subject either ticks the right or clears the field."""
+        for right, fields in RIGHT_DETAIL_FIELDS.items():
+            if right in cleaned["rights"]:
+                continue
+            for field in fields:
+                if field not in self.errors and str(cleaned.get(field, "")).strip():
+                    self.add_error(
+                        field,
+                        _("You filled this in without ticking “%(right)s”: tick it above, or empty this field.")
+                        % {"right": RequestType(right).label},
+                    )
 
     def right_details(self) -> list[RightDetails]:
         """The rights asked, each with only the details that belong to it."""

@@ -152,6 +152,24 @@ def test_the_detail_limits_count_line_breaks_as_the_browser_does(client, field):
 
 
 @pytest.mark.django_db
+def test_details_of_a_right_not_ticked_are_refused_not_dropped(client):
+    """An objection typed without ticking "Object" would reach nobody, though it must stop direct marketing."""
+    response = post_form(client, rights=["access"], objection_processing="Stop the marketing calls")
+
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert errors["objection_processing"] == [
+        "You filled this in without ticking “Object to the processing of my data”: tick it above, or empty this field."
+    ]
+    assert set(errors) == {"objection_processing", "rectification_data", "rectification_value"}  # VALID's details too
+    assert PrivacyRequest.objects.count() == 0
+    response = post_form(client, rights=["access", "objection"], objection_processing="Stop the marketing calls",
+                         rectification_data="", rectification_value="")
+    assert response.status_code == 302
+    assert PrivacyRequest.objects.get().rights.get(right="objection").objection_processing == "Stop the marketing calls"
+
+
+@pytest.mark.django_db
 def test_a_detail_too_long_gets_one_error_not_also_a_missing_one(client):
     response = post_form(client, rectification_value="a" * 2001)
     assert response.context["form"].errors["rectification_value"] == [
@@ -178,7 +196,10 @@ def test_field_errors_are_tied_to_their_inputs(client):
 @pytest.mark.django_db
 def test_html_in_fields_is_stored_as_text_and_escaped_on_the_status_page(client):
     script = '<script>alert("x")</script>'
-    post_form(client, subject_name=script, description=script, rights=["objection"], objection_processing=script)
+    post_form(
+        client, subject_name=script, description=script, rights=["objection"], objection_processing=script,
+        rectification_data=None, rectification_value=None,
+    )
     request = PrivacyRequest.objects.get()
     assert request.subject_name == script
     assert request.rights.get().objection_processing == script

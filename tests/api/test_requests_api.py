@@ -50,6 +50,7 @@ def test_an_organisation_files_a_request_with_asserted_identities(api, operator)
         ({"subject_phone": "0475"}, "subject_phone"),
         ({"signature": ""}, "signature"),
         ({"rights": ["rectification"]}, "rectification_value"),
+        ({"consent_withdrawn": "The newsletter"}, "consent_withdrawn"),  # a right not asked for: it would be lost
         ({"description": "x" * 10_001}, "description"),
         ({"subject_name": 123}, "subject_name"),  # a number is not a name, even as "123"
         ({"customer_reference": 1e308}, "customer_reference"),
