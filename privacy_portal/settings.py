@@ -407,8 +407,12 @@ SUBMISSION_RATE_LIMIT = env_rate("SUBMISSION_RATE_LIMIT", "10/h")
 ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
 # A public page's whole request body: one document and the form around it (public_body_limit).
 PUBLIC_MAX_BODY_BYTES = ATTACHMENT_MAX_BYTES + 1024 * 1024
-# Behind a reverse proxy, the header that carries the client address.
-RATELIMIT_IP_META_KEY = env_str("RATELIMIT_IP_META_KEY") or None
+# Behind a reverse proxy, the header that carries the client's address (its variable keeps django-ratelimit's
+# name). Every limit reads the address through one function (privacy_portal.client_address): the public forms'
+# (django-ratelimit), the API's throttles and the staff sign-in lockout (django-axes, which would read the
+# proxy's own REMOTE_ADDR and lock a username out for everyone).
+CLIENT_ADDRESS_HEADER = env_str("RATELIMIT_IP_META_KEY") or None
+RATELIMIT_IP_META_KEY = "privacy_portal.client_address.client_address"
 # A counter the cache cannot give (Redis down: privacy_portal.cache) allows the submission.
 RATELIMIT_FAIL_OPEN = True
 
@@ -432,7 +436,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "staff/locked_out.html"
-AXES_IPWARE_META_PRECEDENCE_ORDER = [RATELIMIT_IP_META_KEY] if RATELIMIT_IP_META_KEY else ["REMOTE_ADDR"]
+AXES_CLIENT_IP_CALLABLE = "privacy_portal.client_address.client_address"
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Privacy Portal")
 # Lifetime of a staff account's setup link (services.staff_setup); Django has no other use for it here.
 PASSWORD_RESET_TIMEOUT = env_int("STAFF_INVITATION_HOURS", 72) * 3600
@@ -647,7 +651,7 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
     if env_bool("SECURE_PROXY_SSL_HEADER", False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-        if not RATELIMIT_IP_META_KEY:
+        if not CLIENT_ADDRESS_HEADER:
             # Every visitor would have the proxy's address: the form's rate limit and the
             # staff lockout would then apply to everyone at once.
             raise ImproperlyConfigured(

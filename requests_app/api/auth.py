@@ -6,7 +6,6 @@ A key belongs to an organisation (a business customer) and has a scope:
 hashed at rest, revocable and expiring (djangorestframework-api-key).
 """
 
-from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_ratelimit import core as ratelimit_core
@@ -115,14 +114,9 @@ class OrganisationKeyThrottle(FixedWindowThrottle):
 
 def client_address(request) -> str:
     """The caller's address as the public form's rate limit counts it, by django-ratelimit's own function
-    (its key="ip"; the version is pinned), so the two never tell addresses apart differently:
-    RATELIMIT_IP_META_KEY behind a proxy, else REMOTE_ADDR; an IPv6 address by its /64. A call without
-    the proxy's header (one that reached the server directly) counts under its REMOTE_ADDR, and one
-    without any address (a WSGI server may leave REMOTE_ADDR out) under "unknown"."""
-    try:
-        return ratelimit_core._get_ip(request)
-    except (KeyError, ImproperlyConfigured, ValueError):
-        return request.META.get("REMOTE_ADDR") or "unknown"
+    (its key="ip"; the version is pinned), so that the two never tell addresses apart differently: the
+    settings' privacy_portal.client_address, an IPv6 address by its /64."""
+    return ratelimit_core._get_ip(request)
 
 
 class UnauthenticatedThrottle(FixedWindowThrottle):

@@ -143,7 +143,7 @@ def test_each_address_has_its_own_budget(budget_of_3):
 @pytest.mark.django_db
 def test_behind_a_proxy_the_address_is_the_one_the_public_form_counts(settings, budget_of_3):
     """RATELIMIT_IP_META_KEY names the proxy's header, as for SUBMISSION_RATE_LIMIT; an IPv6 client by its /64."""
-    settings.RATELIMIT_IP_META_KEY = "HTTP_X_REAL_IP"
+    settings.CLIENT_ADDRESS_HEADER = "HTTP_X_REAL_IP"
     proxy = "127.0.0.1"
 
     def call(client_ip):
@@ -153,6 +153,20 @@ def test_behind_a_proxy_the_address_is_the_one_the_public_form_counts(settings, 
     assert call("198.51.100.8") == 401  # another client behind the same proxy
     assert [call(f"2001:db8:1:2::{n}") for n in range(1, 5)] == [401, 401, 401, 429]  # one /64
     assert call("2001:db8:1:3::1") == 401
+
+
+@pytest.mark.django_db
+def test_behind_a_proxy_that_extends_x_forwarded_for_the_address_is_the_one_it_saw(settings, budget_of_3):
+    """nginx's $proxy_add_x_forwarded_for appends the address it saw to whatever the client sent: the last counts
+    (a client choosing the first could have a new budget on every call). A list was a 500."""
+    settings.CLIENT_ADDRESS_HEADER = "HTTP_X_FORWARDED_FOR"
+
+    def call(forwarded_for):
+        return APIClient(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=forwarded_for).get(PING).status_code
+
+    assert [call(f"10.0.0.{n}, 198.51.100.7") for n in range(4)] == [401, 401, 401, 429]
+    assert call("198.51.100.8") == 401
+    assert call("not an address") == 401  # counted under the proxy's own address, not a 500
 
 
 @pytest.mark.redis

@@ -356,6 +356,22 @@ def test_repeated_failures_lock_the_account_out(client, settings):
 
 
 @pytest.mark.django_db
+def test_behind_a_proxy_the_lockout_holds_the_guessers_address_not_everyones(client, settings):
+    """Five wrong passwords for "dpo" from one client must not lock the DPO out of signing in from another:
+    behind a proxy every call has the proxy's REMOTE_ADDR, and the lockout read only that."""
+    settings.CLIENT_ADDRESS_HEADER = "HTTP_X_REAL_IP"
+    staff_in_role("DPO", username="dpo1")
+    guesser = {"HTTP_X_REAL_IP": "198.51.100.66", "REMOTE_ADDR": "127.0.0.1"}
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        client.post(reverse("staff:login"), {"username": "dpo1", "password": "wrong-password"}, **guesser)
+    assert client.post(reverse("staff:login"), {"username": "dpo1", "password": PASSWORD}, **guesser).status_code == 429
+
+    dpo_client = Client(HTTP_X_REAL_IP="192.0.2.10", REMOTE_ADDR="127.0.0.1")
+    response = dpo_client.post(reverse("staff:login"), {"username": "dpo1", "password": PASSWORD})
+    assert response.status_code == 302 and response.url.startswith(reverse("staff:otp"))
+
+
+@pytest.mark.django_db
 def test_accounts_without_a_staff_role_are_refused(client):
     plain = UserFactory(username="no-role", is_staff=True)
     login_staff(client, plain)

@@ -1,0 +1,22 @@
+"""The client's address, as every limit counts it: the public forms' rate limits (django-ratelimit), the API's
+throttles and the staff sign-in lockout (django-axes). The settings point both libraries here, so that they
+never tell clients apart differently."""
+
+import ipaddress
+
+from django.conf import settings
+
+
+def client_address(request) -> str:
+    """Behind a proxy, the last address in CLIENT_ADDRESS_HEADER: the one the proxy saw itself (an
+    X-Forwarded-For that the proxy extends starts with whatever the client sent). A call without the header
+    (one that reached the server directly) counts under REMOTE_ADDR, and one without any address (a WSGI
+    server may leave REMOTE_ADDR out) under 0.0.0.0: one budget for all such calls."""
+    header = settings.CLIENT_ADDRESS_HEADER
+    forwarded = request.META.get(header, "") if header else ""
+    for candidate in (forwarded.rpartition(",")[2], request.META.get("REMOTE_ADDR") or ""):
+        try:
+            return str(ipaddress.ip_address(candidate.strip()))
+        except ValueError:
+            continue
+    return "0.0.0.0"
