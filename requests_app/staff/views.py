@@ -852,6 +852,8 @@ def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             user = form.save(commit=False)
             user.is_staff = True
             user.save()
+            if was_active and not user.is_active:
+                staff_setup.end_sessions(user)  # switched off to cut access now: a stolen session too
             # An active account never set up gets its link: a new one, or one created inactive and now activated.
             invited = user.is_active and not was_active and not TOTPDevice.objects.filter(user=user, confirmed=True).exists()
             if invited:

@@ -234,6 +234,24 @@ def test_a_new_invitation_ends_the_sessions_of_the_account(client, django_captur
 
 
 @pytest.mark.django_db
+def test_switching_an_account_off_ends_its_sessions_for_good(client):
+    """Django refuses an inactive account's session but keeps it: switched back on, it was signed in again
+    without a password or code (a stolen session too)."""
+    handler = staff_in_role("Handler", username="h1", email="h1@example.com")
+    handler_client = login_staff(Client(), handler)
+    assert handler_client.get(reverse("staff:home")).status_code == 200
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    fields = {"username": "h1", "email": "h1@example.com", "role": "Handler"}
+
+    client.post(reverse("staff:user_edit", args=[handler.pk]), fields)  # is_active unticked
+    client.post(reverse("staff:user_edit", args=[handler.pk]), {**fields, "is_active": "on"})
+
+    assert get_user_model().objects.get(pk=handler.pk).is_active
+    assert handler_client.get(reverse("staff:home")).url.startswith(reverse("staff:login"))
+    assert client.get(reverse("staff:home")).status_code == 200  # the DPO's own session stays
+
+
+@pytest.mark.django_db
 def test_sign_in_never_sets_up_an_authenticator(client):
     """Whoever learnt the password of an account without one must not bind their own."""
     staff_in_role("Handler", username="no-device")  # a password, no authenticator
