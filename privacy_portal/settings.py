@@ -188,6 +188,16 @@ TEMPLATES = [
 # one development machine, and a deployment that forgot a variable must not start on them unnoticed.
 CELERY_BROKER_URL = env_deployment("CELERY_BROKER_URL", "filesystem://")
 DATABASE_URL = env_deployment("DATABASE_URL", "")
+CACHE_URL = env_deployment("CACHE_URL", "")
+if PRODUCTION:
+    # Set by hand to a development choice is as unnoticed as unset: refused too.
+    for _name, _value, _schemes in [
+        ("DATABASE_URL", DATABASE_URL, ("postgres://", "postgresql://")),
+        ("CELERY_BROKER_URL", CELERY_BROKER_URL, ("redis://", "rediss://")),
+        ("CACHE_URL", CACHE_URL, ("redis://", "rediss://")),
+    ]:
+        if not _value.startswith(_schemes):
+            raise ImproperlyConfigured(f"{_name} must start with {' or '.join(_schemes)} in production")
 if not DATABASE_URL or CELERY_BROKER_URL == "filesystem://":
     # The embedded defaults keep their files here; create it on first use.
     VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -205,7 +215,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHE_URL = env_deployment("CACHE_URL", "")
 if CACHE_URL:
     CACHES = {
         "default": {
@@ -515,6 +524,8 @@ if CELERY_BROKER_URL != "filesystem://":
 # The file backend keeps each text, a package password included, on disk: a development default only.
 # With none (production's default), packages cannot be encrypted.
 SMS_BACKEND = env_str("SMS_BACKEND", "" if PRODUCTION else "requests_app.sms.FileBackend")
+if PRODUCTION and SMS_BACKEND == "requests_app.sms.FileBackend":
+    raise ImproperlyConfigured("SMS_BACKEND: the file backend keeps package passwords on disk, for development only")
 SMS_FILE_PATH = env_str("SMS_FILE_PATH", str(VAR_DIR / "sms"))
 
 # The REST API for business customers' portals.
@@ -646,6 +657,8 @@ if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    LANGUAGE_COOKIE_SECURE = True
+    LANGUAGE_COOKIE_SAMESITE = "Lax"
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)

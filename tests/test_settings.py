@@ -71,6 +71,27 @@ def test_production_refuses_to_start_without_the_deployments_own_values(name):
     assert f"{name} must be set in production" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DATABASE_URL": "sqlite:////tmp/x.sqlite3"}, "DATABASE_URL must start with postgres:// or postgresql://"),
+        ({"CELERY_BROKER_URL": "filesystem://"}, "CELERY_BROKER_URL must start with redis:// or rediss://"),
+        ({"CACHE_URL": "locmem://"}, "CACHE_URL must start with redis:// or rediss://"),
+        ({"SMS_BACKEND": "requests_app.sms.FileBackend"}, "the file backend keeps package passwords on disk"),
+    ],
+)
+def test_production_refuses_the_development_choices_set_by_hand(env, message):
+    """Named, they are as unnoticed as unset: a file cache counts limits per machine, locmem per process."""
+    result = run_manage("check", **PRODUCTION, **env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_production_cookies_go_over_https_only():
+    show = ("shell", "--no-imports", "-c", "from django.conf import settings as s; print(s.LANGUAGE_COOKIE_SECURE, s.LANGUAGE_COOKIE_SAMESITE)")
+    assert run_manage(*show, **PRODUCTION).stdout.strip() == "True Lax"
+
+
 def test_behind_a_proxy_the_client_address_header_is_required():
     refused = run_manage("check", SECURE_PROXY_SSL_HEADER="true", **PRODUCTION)
     assert refused.returncode != 0 and "set RATELIMIT_IP_META_KEY" in refused.stderr
