@@ -26,6 +26,18 @@ def test_the_request_page_points_out_a_signature_that_is_not_the_name(client, si
 
 
 @pytest.mark.django_db
+def test_a_right_to_left_override_typed_by_the_subject_stays_inside_what_they_typed(client):
+    """U+202E in a signature reversed the signing date after it ("71:61 ,6202 rebmevoN 03"): the evidence
+    of a dated, signed request must read right."""
+    request = submit_request(subject_name="Bob \u202eevil", signature="Bob \u202eevil", customer_reference="\u202eCUST-1")
+    login_staff(client, staff_in_role("DPO", username="dpo-bidi"))
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert "<dd><bdi>Bob \u202eevil</bdi></dd>" in page  # the name
+    assert "<dd><bdi>Bob \u202eevil</bdi>, " in page  # the signature, then its date outside the isolation
+    assert "<td><bdi>\u202eCUST-1</bdi></td>" in page
+
+
+@pytest.mark.django_db
 def test_the_request_page_says_which_organisation_asserted_an_identifier_still_to_verify(client):
     """An identifier an organisation filed over the API is not verified, but staff see where it came from."""
     operator = Organisation.objects.create(name="Mobile Operator SA")
