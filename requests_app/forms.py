@@ -51,12 +51,28 @@ def validate_e164(value: str) -> str:
 EMAIL_ERRORS = {"invalid": _("Enter a valid email address.")}
 
 
-class RoutableEmailField(forms.EmailField):
+class NullCharacterFirst:
+    """A field that refuses a NUL character alone: its format check would report it too (two errors for one
+    mistake, as "Enter a valid email address.Null characters are not allowed.")."""
+
+    def to_python(self, value):
+        if isinstance(value, str) and "\x00" in value:
+            raise forms.ValidationError(
+                validators.ProhibitNullCharactersValidator.message, code=validators.ProhibitNullCharactersValidator.code
+            )
+        return super().to_python(value)
+
+
+class RoutableEmailField(NullCharacterFirst, forms.EmailField):
     """An address we can write to. Django's validator also takes a domain without a dot, for its
     allowlist ("a@localhost"): mail to the subject would go to our own server, or nowhere."""
 
     # In place of Django's validator, not beside it: a bad address gets one error, not two.
     default_validators = [validators.EmailValidator(allowlist=[])]
+
+
+class IPAddressField(NullCharacterFirst, forms.GenericIPAddressField):
+    pass
 
 
 class MultilineField(forms.CharField):
@@ -113,7 +129,7 @@ class RequestForm(forms.Form):
         help_text=_("With + and the country code, for example +32 2 234 56 78; a Belgian number may leave them out."),
     )
     customer_reference = forms.CharField(label=_("Customer account reference (optional)"), max_length=100, required=False)
-    ip_address = forms.GenericIPAddressField(
+    ip_address = IPAddressField(
         label=_("IP address (optional)"),
         required=False,
         help_text=_("If your request concerns visits to our website, the IP address you used."),
@@ -124,11 +140,12 @@ class RequestForm(forms.Form):
     description = MultilineField(
         label=_("Anything else we should know (optional)"),
         required=False,
-        widget=forms.Textarea(attrs={"rows": 4}),
+        # The browser stops at the limit, rather than the server refusing a text already typed.
+        widget=forms.Textarea(attrs={"rows": 4, "maxlength": TEXT_MAX_CHARS}),
         help_text=_("At most 10,000 characters."),
     )
     signature = forms.CharField(
-        label=_("Signature: type your full name"),
+        label=_("Signature (type your full name)"),
         max_length=200,
         error_messages={"required": _("Type your full name to sign the request.")},
     )

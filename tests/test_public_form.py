@@ -8,6 +8,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import translation
 
+from requests_app.forms import RequestForm
 from requests_app.models import IdentityKind, PrivacyRequest, RequestType, Status
 
 VALID = {
@@ -167,6 +168,28 @@ def test_details_of_a_right_not_ticked_are_refused_not_dropped(client):
                          rectification_data="", rectification_value="")
     assert response.status_code == 302
     assert PrivacyRequest.objects.get().rights.get(right="objection").objection_processing == "Stop the marketing calls"
+
+
+@pytest.mark.parametrize(("field", "value"), [("subject_email", "a\x00b@example.com"), ("ip_address", "192.0.2.1\x00")])
+@pytest.mark.django_db
+def test_a_null_character_is_one_error_not_also_a_format_error(client, field, value):
+    response = post_form(client, **{field: value})
+    assert response.context["form"].errors[field] == ["Null characters are not allowed."]
+
+
+@pytest.mark.django_db
+def test_a_body_django_will_not_read_gets_a_page_that_says_what_to_do(client, settings):
+    """Over DATA_UPLOAD_MAX_MEMORY_SIZE Django refuses the form before any view: not its bare "Bad Request (400)"."""
+    settings.DEBUG = False
+    response = post_form(client, description="x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1))
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "We could not read what was sent" in page and 'lang="fr"' in page
+    assert PrivacyRequest.objects.count() == 0
+
+
+def test_the_description_box_stops_at_its_limit_in_the_browser():
+    assert 'maxlength="10000"' in str(RequestForm()["description"])
 
 
 @pytest.mark.django_db

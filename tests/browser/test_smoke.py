@@ -14,12 +14,12 @@ def test_subject_submits_the_public_form(page, live_server):
     expect(page.get_by_role("heading", name="Make a privacy request")).to_be_visible()
 
     page.get_by_label("Access a copy of my data").check()
-    # Django's labels end in a colon, and "Signature: type your full name" also
+    # Django's labels end in a colon, and "Signature (type your full name)" also
     # contains "full name": anchor at the start.
     page.get_by_label(re.compile(r"^Full name")).fill("Ada Lovelace")
     page.get_by_label("Email address").fill("ada@example.com")
     page.get_by_label("How are you related to us?").select_option(label="Website visitor")
-    page.get_by_label("Signature: type your full name").fill("Ada Lovelace")
+    page.get_by_label("Signature (type your full name)").fill("Ada Lovelace")
     page.get_by_label("I confirm that the information above is correct").check()
     page.get_by_role("button", name="Send my request").click()
 
