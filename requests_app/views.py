@@ -192,9 +192,12 @@ def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
         return redirect("status", reference, secret)
     body = request.POST.get("body", "")
     document = request.FILES.get("document")
-    # Each document is stored: a bound per client, as for submissions.
+    # Each reply is stored and emailed to the assignee, each document stored: bounds per client, as for
+    # submissions, the documents' apart (words alone can still explain a document refused).
     if document is not None and over_the_limit(request, "reply-document"):
         return _reply_refused(request, privacy_request, body, _("Too many documents sent from here: try again later."), status=429)
+    if document is None and over_the_limit(request, "reply"):
+        return _reply_refused(request, privacy_request, body, _("Too many messages sent from here: try again later."), status=429)
     try:
         if document is not None:
             validate_attachment(document)

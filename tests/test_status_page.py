@@ -416,6 +416,19 @@ def test_documents_are_limited_per_client_as_submissions_are(client, settings):
 
 
 @pytest.mark.django_db
+def test_messages_are_limited_per_client_as_submissions_are(client, settings):
+    """Each is stored and emailed to the assignee: fifteen in a second were fifteen emails."""
+    settings.SUBMISSION_RATE_LIMIT = "2/h"
+    request = request_in_status(Status.IN_PROGRESS)
+    url = reverse("reply", args=[request.reference, request.secret])
+    answers = [client.post(url, {"body": f"Message number {n}"}) for n in range(3)]
+    assert [answer.status_code for answer in answers] == [302, 302, 429]
+    page = answers[-1].content.decode()
+    assert "Too many messages sent from here: try again later." in page and ">Message number 2</textarea>" in page
+    assert request.messages.count() == 2
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("status", "label"),
     [
