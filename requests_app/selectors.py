@@ -146,7 +146,9 @@ def subject_timeline(request: PrivacyRequest) -> list[tuple]:
     timeline, seen = [], set()
     for event in events:
         texts = SUBJECT_EVENT_TEXT_AGAIN if event.action in seen and event.action in SUBJECT_EVENT_TEXT_AGAIN else SUBJECT_EVENT_TEXT
-        timeline.append((event.created_at, texts[event.action]))
+        # Received when the controller received it: a letter or call staff record later, before its recording.
+        moment = request.received_at if event.action == "submitted" else event.created_at
+        timeline.append((moment, texts[event.action]))
         seen.add(event.action)
     return timeline
 

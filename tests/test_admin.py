@@ -39,6 +39,11 @@ def test_staff_record_a_posted_request_with_its_scanned_letter(admin_client, sta
     assert response.status_code == 302
     assert (request.channel, request.status) == ("post", Status.NEW)
     assert request.received_at < timezone.now() - timedelta(days=1)
+    # The letter was signed and received days ago, not when staff recorded it: its status page says so too.
+    assert request.signed_at == request.received_at
+    from requests_app.selectors import subject_timeline
+
+    assert subject_timeline(request)[0] == (request.received_at, "We received your request.")
     attachment = request.attachments.get()
     assert (attachment.original_name, attachment.content_type, attachment.size) == ("letter.pdf", "application/pdf", len(PDF))
     assert "letter" not in attachment.file.name  # stored under an opaque name

@@ -145,7 +145,7 @@ def clock_pause(*, request: PrivacyRequest, actor: Actor, reason: str) -> ClockP
         if locked.status not in OPEN_STATUSES:
             raise RequestError(_("The clock of a closed request cannot be paused."))
         if locked.status not in VERIFIED_OPEN:
-            raise RequestError(_("The clock starts when the subject confirms their email address: there is nothing to pause yet."))
+            raise RequestError(_("The subject has not confirmed their email address yet: the request cannot be paused before they do."))
         if open_pause(locked):
             raise RequestError(_("The clock is already paused."))
         refusal = pause_refusal(locked)

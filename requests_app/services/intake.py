@@ -142,7 +142,8 @@ def request_submit(
         relationship=relationship,
         description=description,
         signature=signature,
-        signed_at=now if signature else None,
+        # Signed when sent: a letter or call staff record later was signed when the controller received it.
+        signed_at=received_at if signature else None,
         organisation=organisation,
         rights_mask=rights_mask(details.right for details in rights),
         # The verification email or the confirmation is queued below.

@@ -163,7 +163,7 @@ def test_an_unconfirmed_request_has_no_clock_to_pause_and_gets_no_message(dpo):
     from requests_app.services.handling import message_send
 
     unconfirmed = request_in_status(Status.AWAITING_VERIFICATION)
-    with pytest.raises(RequestError, match="nothing to pause yet"):
+    with pytest.raises(RequestError, match="cannot be paused before they do"):
         clock_pause(request=unconfirmed, actor=Actor.staff(dpo), reason="ID")
     with pytest.raises(RequestError, match="not confirmed their email address"):
         message_send(request=unconfirmed, actor=Actor.staff(dpo), body="Please send your ID")
