@@ -1,5 +1,7 @@
 """Public pages: the request form, email verification and the subject's status page."""
 
+import uuid
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -31,19 +33,35 @@ def over_the_limit(request: HttpRequest, group: str) -> bool:
     return is_ratelimited(request, group=group, key="ip", rate=submission_rate, increment=True)
 
 
+# The forms filed from one browser session, by the one-time id each form carries: the last few are enough.
+SUBMISSIONS_REMEMBERED = 20
+
+
 def submit_request(request: HttpRequest) -> HttpResponse:
+    """The public form. Each form carries a one-time id: the same form sent again from the same browser (Back,
+    then Send) shows the request it filed, rather than filing it twice."""
+    submission_id = request.POST.get("submission_id", "")[:32] or uuid.uuid4().hex
     if request.method == "POST":
         form = RequestForm(request.POST)
+        filed = request.session.get("submissions", {}).get(submission_id)
+        if filed:
+            request.session["submitted_reference"] = filed
+            request.session["sent_again"] = True
+            return redirect("submitted")
         if form.is_valid():
             if over_the_limit(request, "submit"):
-                context = {"form": form, "notice": _privacy_notice(), "rate_limited": True}
+                context = {"form": form, "notice": _privacy_notice(), "rate_limited": True, "submission_id": submission_id}
                 return render(request, "requests_app/submit.html", context, status=429)
             privacy_request = intake.request_submit(**form.submit_kwargs(), actor=Actor.subject())
+            submissions = {**request.session.get("submissions", {}), submission_id: privacy_request.reference}
+            request.session["submissions"] = dict(list(submissions.items())[-SUBMISSIONS_REMEMBERED:])
             request.session["submitted_reference"] = privacy_request.reference
+            request.session["sent_again"] = False
             return redirect("submitted")
     else:
         form = RequestForm()
-    return render(request, "requests_app/submit.html", {"form": form, "notice": _privacy_notice()})
+    context = {"form": form, "notice": _privacy_notice(), "submission_id": submission_id}
+    return render(request, "requests_app/submit.html", context)
 
 
 def _privacy_notice() -> dict:
@@ -61,7 +79,9 @@ def submitted(request: HttpRequest) -> HttpResponse:
     reference = request.session.get("submitted_reference")
     if not reference:
         return redirect("submit")
-    return render(request, "requests_app/submitted.html", {"reference": reference})
+    return render(
+        request, "requests_app/submitted.html", {"reference": reference, "sent_again": request.session.get("sent_again")}
+    )
 
 
 def verify_email(request: HttpRequest, token: str) -> HttpResponse:

@@ -232,6 +232,29 @@ def test_html_in_fields_is_stored_as_text_and_escaped_on_the_status_page(client)
 
 
 @pytest.mark.django_db
+def test_the_same_form_sent_again_shows_the_request_it_filed_rather_than_filing_it_twice(client):
+    """Back, then Send: the browser restores every field, the ticked box and the form's one-time id too."""
+    page = client.get(reverse("submit")).content.decode()
+    submission_id = re.search(r'name="submission_id" value="([0-9a-f]{32})"', page).group(1)
+
+    first = post_form(client, submission_id=submission_id)
+    again = post_form(client, submission_id=submission_id)
+
+    assert first.status_code == again.status_code == 302
+    request = PrivacyRequest.objects.get()
+    shown = client.get(again.url).content.decode()
+    assert request.reference in shown and "You had sent this form already: we did not file it a second time." in shown
+    assert len(mail.outbox) <= 1  # one verification email at most (sent on commit)
+    # A new form (a second request, on purpose) is filed, and its page says nothing of a repeat.
+    assert post_form(client, submission_id="f" * 32).status_code == 302
+    assert PrivacyRequest.objects.count() == 2
+    assert "You had sent this form already" not in client.get(reverse("submitted")).content.decode()
+    # Another browser sending the same id files its own request: the ids are remembered per session.
+    assert post_form(Client(), submission_id=submission_id).status_code == 302
+    assert PrivacyRequest.objects.count() == 3
+
+
+@pytest.mark.django_db
 def test_csrf_is_enforced():
     client = Client(enforce_csrf_checks=True)
     response = post_form(client)
