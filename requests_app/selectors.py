@@ -167,7 +167,7 @@ class QueueFilters:
     type: str = ""
     regime: str = ""
     assignee: str = ""  # "me", "none" or a username
-    due: str = ""  # "overdue" or "week"
+    due: str = ""  # "overdue", "week" or "paused"
     channel: str = ""
     organisation: str = ""  # an organisation's public id
     q: str = ""
@@ -206,6 +206,12 @@ def clock_running() -> Q:
     return Q(status__in=VERIFIED_OPEN, clock_paused=False)
 
 
+def clock_paused() -> Q:
+    """Requests whose clock stands still: out of the overdue and due-soon lists and their alerts, so listed
+    apart, lest a pause nobody ends (the subject never asked, or never answering) hide a request for good."""
+    return Q(status__in=VERIFIED_OPEN, clock_paused=True)
+
+
 def answer_is_late(request: PrivacyRequest) -> bool:
     """Whether the answer to `request` is late: its due date has passed while its clock runs (the
     queue's "overdue", clock_running, for one request). A paused clock has stopped the period: the
@@ -222,6 +228,7 @@ def _due_bucket(today: datetime.date):
     return Case(
         When(clock_running(), due_on__lt=today, then=Value("overdue")),
         When(clock_running(), due_on__lte=today + datetime.timedelta(days=DUE_SOON_DAYS), then=Value("week")),
+        When(clock_paused(), then=Value("paused")),
         default=Value(""),
         output_field=CharField(),
     )
@@ -265,6 +272,8 @@ def _facet_condition(
             return Q(pk__in=[])  # a closed request is never overdue or due soon
         if value == "overdue":
             return clock_running() & Q(due_on__lt=today)
+        if value == "paused":
+            return clock_paused()
         return clock_running() & Q(due_on__gte=today, due_on__lte=today + datetime.timedelta(days=DUE_SOON_DAYS))
     if facet == "organisation":
         key = "organisation_key" if on_closed_totals else "organisation_id"
@@ -534,7 +543,7 @@ def _facet_options(filters: QueueFilters, column_counts: dict, *, user) -> dict:
         "regime": dict(Regime.choices),
         "channel": dict(Channel.choices),
         "assignee": {"me": _("Mine"), "none": _("Unassigned"), **{name: name for name in sorted(usernames.values())}},
-        "due": {"overdue": _("Overdue"), "week": _("Due within 7 days")},
+        "due": {"overdue": _("Overdue"), "week": _("Due within 7 days"), "paused": _("Clock paused")},
         "organisation": {public_id: name for public_id, name in sorted(organisations.values(), key=lambda o: o[1])},
     }
     return {
@@ -559,6 +568,7 @@ def workload_summary(*, today: datetime.date | None = None, user=None, list_size
         "overdue": running.filter(due_on__lt=today),
         "due_soon": running.filter(due_on__gte=today, due_on__lte=soon),
         "unassigned": open_requests.filter(assignee__isnull=True),
+        "paused": open_requests.filter(clock_paused()),
         "awaiting_verification": PrivacyRequest.objects.filter(status=Status.AWAITING_VERIFICATION).order_by("-received_at"),
         # CCPA: receipt confirmed within 10 business days. The email does it for a request with an address;
         # one recorded from a letter or a call needs staff to (handling.receipt_confirm).

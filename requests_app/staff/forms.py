@@ -70,7 +70,10 @@ class QueueFilterForm(forms.Form):
     type = forms.ChoiceField(choices=[("", ""), *RequestType.choices], required=False)
     regime = forms.ChoiceField(choices=[("", ""), *Regime.choices], required=False)
     assignee = forms.CharField(max_length=150, required=False)
-    due = forms.ChoiceField(choices=[("", ""), ("overdue", _("Overdue")), ("week", _("Due within 7 days"))], required=False)
+    due = forms.ChoiceField(
+        choices=[("", ""), ("overdue", _("Overdue")), ("week", _("Due within 7 days")), ("paused", _("Clock paused"))],
+        required=False,
+    )
     channel = forms.ChoiceField(choices=[("", ""), *Channel.choices], required=False)
     organisation = forms.UUIDField(required=False)
     q = forms.CharField(max_length=200, required=False)

@@ -310,9 +310,19 @@ def test_a_request_whose_clock_staff_paused_is_neither_overdue_nor_due_soon(clie
         login_staff(client, dpo)
         assert listed(client.get(QUEUE, {"due": "overdue"})) == []
         assert listed(client.get(QUEUE, {"due": "week"})) == []
-        assert shown_facets(client.get(QUEUE))["due"] == {}
+        # Listed apart instead, on the queue, the home page and in the digest: a pause nobody ends must not
+        # hide a request for good.
+        assert shown_facets(client.get(QUEUE))["due"] == {"paused": 2}
+        assert set(listed(client.get(QUEUE, {"due": "paused"}))) == {late.reference, soon.reference}
         summary = workload_summary(today=today)
         assert summary["overdue_count"] == summary["due_soon_count"] == 0
+        assert summary["paused_count"] == 2
+        home = client.get(reverse("staff:home")).content.decode()
+        assert "<strong>2</strong> clock paused</a>" in home
+        from requests_app.emails import render_email
+
+        digest = render_email("daily-digest", {"today": today, **summary}, to=["dpo@example.com"], language="en")
+        assert "Clock paused: 2" in digest.body
 
         clock_resume(request=late, actor=Actor.staff(dpo))  # the 4 paused days move it to 10 March
         assert listed(client.get(QUEUE, {"due": "week"})) == [late.reference]
