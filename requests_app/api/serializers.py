@@ -137,8 +137,14 @@ class RequestSerializer(serializers.ModelSerializer):
         model = PrivacyRequest
         fields = [
             "id", "reference", "status", "status_label", "rights", "regime", "channel", "received_at", "due_on",
-            "original_due_on", "extended_at", "extension_reason", "created_at", "updated_at", "timeline",
+            "original_due_on", "extended_at", "extension_reason", "clock_paused", "created_at", "updated_at", "timeline",
         ]
+        extra_kwargs = {
+            "clock_paused": {
+                "help_text": "The time to answer stands still while we wait for the subject (GDPR, UK GDPR): `due_on` "
+                "moves on by the days paused once it restarts, so a paused request past its `due_on` is not late."
+            }
+        }
 
     def get_rights(self, request) -> list[str]:
         # From the bits kept on the request (rights never change after intake): no query.

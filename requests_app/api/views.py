@@ -199,6 +199,7 @@ CREATED_REQUEST = {
     "original_due_on": "2026-04-02",
     "extended_at": None,
     "extension_reason": "",
+    "clock_paused": False,
     "created_at": "2026-03-02T09:14:07.498211+01:00",
     "updated_at": "2026-03-02T09:14:07.498211+01:00",
     "timeline": [],
@@ -212,7 +213,7 @@ REQUEST_IN_PROGRESS = {
 REQUEST_WITH_TIMELINE = {
     **REQUEST_IN_PROGRESS,
     "timeline": [
-        {"at": "2026-03-02T09:14:07.503870+01:00", "event": "We received your request."},
+        {"at": "2026-03-02T09:14:07.412345+01:00", "event": "We received your request."},
         {"at": "2026-03-03T10:02:51.210044+01:00", "event": "We started working on your request."},
     ],
 }
@@ -222,7 +223,7 @@ REQUEST_WITHDRAWN = {
     "status_label": "Withdrawn",
     "updated_at": "2026-03-04T16:40:12.730562+01:00",
     "timeline": [
-        {"at": "2026-03-02T09:14:07.503870+01:00", "event": "We received your request."},
+        {"at": "2026-03-02T09:14:07.412345+01:00", "event": "We received your request."},
         {"at": "2026-03-04T16:40:12.736120+01:00", "event": "The request was withdrawn."},
     ],
 }

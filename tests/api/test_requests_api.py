@@ -67,6 +67,19 @@ def test_the_web_forms_rules_apply_with_problem_details(api, changes, field):
 
 
 @pytest.mark.django_db
+def test_a_paused_clock_is_shown_so_a_portal_does_not_call_the_request_late(api):
+    from requests_app.audit import Actor
+    from requests_app.services.deadlines import clock_pause
+    from tests.factories import staff_in_role
+
+    created = create(api).json()
+    assert created["clock_paused"] is False
+    request = PrivacyRequest.objects.get(public_id=created["id"])
+    clock_pause(request=request, actor=Actor.staff(staff_in_role("DPO", username="dpo-pause")), reason="ID asked by phone")
+    assert api.get(f"{URL}{created['id']}/").json()["clock_paused"] is True
+
+
+@pytest.mark.django_db
 def test_retrieve_shows_status_due_date_and_the_subjects_timeline(api):
     created = create(api).json()
     body = api.get(f"{URL}{created['id']}/").json()
