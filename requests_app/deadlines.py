@@ -30,11 +30,12 @@ LGPD_DAYS = 15
 CCPA_ACKNOWLEDGEMENT_BUSINESS_DAYS = 10
 
 
-# Where each regime's data subjects are (for the GDPR, the westernmost of the EU/EEA). A request sent
-# late in the evening in California is already the next day in Brussels: counted from the Brussels
+# Where each regime's data subjects are (for the GDPR, the westernmost of the EU/EEA: its outermost
+# regions in the Caribbean, Guadeloupe, Martinique and Saint-Martin, UTC-4, are EU territory). A request
+# sent late in the evening in California is already the next day in Brussels: counted from the Brussels
 # date, its period would end a day late.
 REGIME_TIME_ZONES = {
-    "gdpr": "Atlantic/Azores",
+    "gdpr": "America/Guadeloupe",
     "uk_gdpr": "Europe/London",
     "ccpa": "America/Los_Angeles",
     "lgpd": "America/Sao_Paulo",

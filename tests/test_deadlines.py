@@ -67,6 +67,7 @@ def test_worked_examples(regime, received, options, due, why):
         ("uk_gdpr", "2026-01-15T23:30:00+00:00", date(2026, 1, 15), "23:30 in London, already the 16th in Brussels"),
         ("gdpr", "2026-01-15T23:30:00+00:00", date(2026, 1, 15), "00:30 in Brussels, 23:30 in Lisbon"),
         ("gdpr", "2026-01-16T08:00:00+00:00", date(2026, 1, 16), "a morning anywhere in Europe"),
+        ("gdpr", "2026-01-16T02:30:00+00:00", date(2026, 1, 15), "22:30 on the 15th in Guadeloupe, EU territory"),
         ("ccpa", "2026-03-02T12:00:00+00:00", date(2026, 3, 2), "the same day in both places"),
     ],
 )
