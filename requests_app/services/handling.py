@@ -63,9 +63,11 @@ DEFAULT_TEMPLATES = {
     TemplatePurpose.INFORMATION_REQUEST: (
         gettext_lazy("We need more information about your request {{ reference }}"),
         # The clock stops only where the regime allows it and the answer is not late (pause_refusal).
+        # A subject with no email address (a request recorded from a letter) gets the text by post: no status page.
         gettext_lazy(
-            "{{ body }}\n\nPlease reply on your request's status page.{% if clock_paused %} The time we have to answer "
-            "is paused until you reply.{% endif %}"
+            "{{ body }}\n\n{% if by_post %}Please reply by letter, quoting the reference {{ reference }}.{% else %}Please "
+            "reply on your request's status page.{% endif %}{% if clock_paused %} The time we have to answer is paused "
+            "until you reply.{% endif %}"
         ),
     ),
     TemplatePurpose.COMPLETION: (
@@ -103,6 +105,7 @@ def render_letter(
                 "reference": request.reference,
                 "due_on": request.due_on,
                 "clock_paused": request.clock_paused if clock_paused is None else clock_paused,
+                "by_post": not request.subject_email,
                 "rights": ", ".join(str(right.get_right_display()) for right in rights),
                 "reason": reason,
                 "body": body,

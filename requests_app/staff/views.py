@@ -594,7 +594,8 @@ TELLS_THE_SUBJECT = {
     "reject": _SEND_BY_POST,
     "extend": gettext_lazy(
         "Deadline extended. This subject has no email address, so nothing was emailed: tell them of the new date "
-        "and the reason by post, within the first month (Art. 12(3))."
+        "and the reason by post, before the first period ends (a month under the GDPR, Art. 12(3); 45 days under "
+        "the CCPA)."
     ),
 }
 

@@ -62,6 +62,18 @@ def test_a_question_on_a_request_whose_clock_cannot_stop_does_not_say_it_stopped
     assert "paused" not in mail.outbox[-1].body
 
 
+@pytest.mark.django_db
+def test_a_question_to_a_subject_without_email_asks_for_a_letter_not_a_status_page_reply(dpo):
+    """Recorded from a letter, the request has no status link: staff post the text shown under Messages."""
+    request = request_in_status(Status.IN_PROGRESS, subject_email="")
+    message = handling.request_information(
+        request=request, actor=Actor.staff(dpo), body="Which account?", expected_status=Status.IN_PROGRESS
+    )
+    assert f"Please reply by letter, quoting the reference {request.reference}." in message.body
+    assert "status page" not in message.body
+    assert "The time we have to answer is paused until you reply." in message.body
+
+
 @pytest.mark.parametrize(("asked_in", "way_back"), [(Status.IDENTITY_CHECK, "start_identity_check"), (Status.NEW, "return_to_new")])
 @pytest.mark.django_db
 def test_a_reply_returns_the_request_to_where_the_question_was_asked(dpo, asked_in, way_back):
