@@ -38,6 +38,19 @@ def test_a_right_to_left_override_typed_by_the_subject_stays_inside_what_they_ty
 
 
 @pytest.mark.django_db
+def test_a_paused_request_says_so_once_and_does_not_offer_to_pause_it_again(client):
+    from requests_app.services.deadlines import clock_pause
+
+    dpo = staff_in_role("DPO", username="dpo-paused")
+    request = request_in_status(Status.IN_PROGRESS)
+    clock_pause(request=request, actor=Actor.staff(dpo), reason="ID asked by phone")
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert page.count("clock paused") == 1 and "clock paused</span> · since" in page
+    assert "Request information (pauses the clock)" not in page and "Send and pause" not in page
+
+
+@pytest.mark.django_db
 def test_the_request_page_says_which_organisation_asserted_an_identifier_still_to_verify(client):
     """An identifier an organisation filed over the API is not verified, but staff see where it came from."""
     operator = Organisation.objects.create(name="Mobile Operator SA")
