@@ -4,6 +4,8 @@ All validation happens here, on the server; the browser's own checks are a
 convenience only.
 """
 
+import datetime
+
 from django import forms
 from django.conf import settings
 from django.core import validators
@@ -278,13 +280,35 @@ def validate_attachment(upload) -> None:
     upload.content_type = allowed[0]
 
 
+class LocalMomentField(forms.DateTimeField):
+    """A moment typed in local time (TIME_ZONE, Brussels). The hour the clocks go back comes twice: it is read
+    as the first (the earlier receipt, so the earlier deadline), where Django refuses it as ambiguous. The hour
+    they go forward does not exist: refused as such."""
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except forms.ValidationError as error:
+            if error.code != "ambiguous_timezone":
+                raise
+        naive = datetime.datetime.fromisoformat(str(value).strip())
+        zone = timezone.get_current_timezone()
+        first = naive.replace(tzinfo=zone, fold=0)
+        if first.astimezone(datetime.UTC).astimezone(zone).replace(tzinfo=None) != naive:
+            raise forms.ValidationError(
+                _("No such time here: the clocks went forward an hour then. Check the time and type it again."),
+                code="nonexistent_time",
+            )
+        return first
+
+
 class StaffIntakeForm(RequestForm):
     """A request that reached the DPO by email, post or phone, recorded by staff."""
 
     channel = forms.ChoiceField(
         label=_("Received by"), choices=[(c, label) for c, label in Channel.choices if c in ("email", "post", "phone")]
     )
-    received_at = forms.DateTimeField(
+    received_at = LocalMomentField(
         label=_("Received at"),
         help_text=_("When the request reached us. It may be earlier than today, never later."),
         # Browsers take ISO values only, not the language's own format ("30/11/2026 10:00" shows empty).

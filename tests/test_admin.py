@@ -82,6 +82,26 @@ def test_a_future_received_date_is_a_field_error(admin_client):
 
 
 @pytest.mark.django_db
+def test_a_time_in_the_hour_the_clocks_go_back_is_read_as_its_first_occurrence(admin_client):
+    """25 October 2026, 02:30 came twice in Brussels: the first (summer time) is the earlier receipt."""
+    import datetime
+
+    response = admin_client.post(reverse("admin:requests_app_intake"), intake_data(received_at="2026-10-25T02:30"))
+    assert response.status_code == 302
+    assert PrivacyRequest.objects.get().received_at == datetime.datetime(2026, 10, 25, 0, 30, tzinfo=datetime.UTC)
+
+
+@pytest.mark.django_db
+def test_a_time_in_the_hour_the_clocks_go_forward_is_refused_as_one_that_did_not_exist(admin_client):
+    response = admin_client.post(reverse("admin:requests_app_intake"), intake_data(received_at="2026-03-29T02:30"))
+    assert response.status_code == 200
+    assert response.context["form"].errors["received_at"] == [
+        "No such time here: the clocks went forward an hour then. Check the time and type it again."
+    ]
+    assert not PrivacyRequest.objects.exists()
+
+
+@pytest.mark.django_db
 def test_add_goes_to_intake(admin_client):
     response = admin_client.get(reverse("admin:requests_app_privacyrequest_add"))
     assert response.url == reverse("admin:requests_app_intake")
