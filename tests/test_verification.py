@@ -155,8 +155,11 @@ def test_a_confirmed_request_gets_its_status_link_again(client):
     (email,) = mail.outbox
     assert email.to == ["ana@example.com"]
     assert email.subject == f"Le lien vers votre demande {request.reference}"  # in the subject's language
-    assert f"/status/{request.reference}/{request.secret}/" in email.body
+    old_secret = request.secret
     request.refresh_from_db()
+    # A new link, which replaces the old one: asking again takes back a page an old email gave away.
+    assert request.secret != old_secret and f"/status/{request.reference}/{request.secret}/" in email.body
+    assert client.get(reverse("status", args=[request.reference, old_secret])).status_code == 404
     assert request.status == Status.NEW  # nothing else changed
     assert request.events.filter(action="status_link_resent", actor_kind="subject").count() == 1
     status_page = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
@@ -172,8 +175,10 @@ def test_the_link_sent_again_for_a_closed_request_does_not_offer_to_withdraw_it(
     mail.outbox.clear()
     client.post(reverse("resend_link"), {"reference": request.reference, "email": "ana@example.com"})
     (email,) = mail.outbox
+    request.refresh_from_db()
     assert f"/status/{request.reference}/{request.secret}/" in email.body
     for body in (email.body, html.unescape(email.alternatives[0][0])):
+        assert "This link replaces the earlier ones, which no longer work." in body
         assert "The request is closed." in body
         assert "Keep this link private: anyone who has it can see your request, read our letters" in body
         assert "withdraw" not in body.lower()

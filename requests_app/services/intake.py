@@ -30,6 +30,7 @@ from requests_app.models import (
     SubjectIdentity,
     VerificationMethod,
     new_nonce,
+    new_secret,
     rights_mask,
 )
 
@@ -347,6 +348,10 @@ def resend_link(*, request_id: int) -> bool:
             record_event(request, "verification_resent", actor=Actor.subject())
             tasks.queue_after_commit(tasks.send_verification_email, request.id)
         else:
+            # A new link replaces the old ones, as a verification link does: a subject who fears an old email
+            # (or a shared screen) gave their page away takes it back by asking for the link again.
+            request.secret = new_secret()
+            request.save(update_fields=["secret", "updated_at"])
             # The event's number keys the email: each asking sends one, a redelivered task none.
             event = record_event(request, "status_link_resent", actor=Actor.subject())
             tasks.queue_after_commit(tasks.send_status_link_email, request.id, event.sequence)
