@@ -193,8 +193,8 @@ if PRODUCTION:
     # Set by hand to a development choice is as unnoticed as unset: refused too.
     for _name, _value, _schemes in [
         ("DATABASE_URL", DATABASE_URL, ("postgres://", "postgresql://")),
-        ("CELERY_BROKER_URL", CELERY_BROKER_URL, ("redis://", "rediss://")),
-        ("CACHE_URL", CACHE_URL, ("redis://", "rediss://")),
+        ("CELERY_BROKER_URL", CELERY_BROKER_URL, ("redis://", "rediss://", "redis+socket://", "sentinel://")),
+        ("CACHE_URL", CACHE_URL, ("redis://", "rediss://", "unix://")),
     ]:
         if not _value.startswith(_schemes):
             raise ImproperlyConfigured(f"{_name} must start with {' or '.join(_schemes)} in production")

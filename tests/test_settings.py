@@ -76,7 +76,7 @@ def test_production_refuses_to_start_without_the_deployments_own_values(name):
     [
         ({"DATABASE_URL": "sqlite:////tmp/x.sqlite3"}, "DATABASE_URL must start with postgres:// or postgresql://"),
         ({"CELERY_BROKER_URL": "filesystem://"}, "CELERY_BROKER_URL must start with redis:// or rediss://"),
-        ({"CACHE_URL": "locmem://"}, "CACHE_URL must start with redis:// or rediss://"),
+        ({"CACHE_URL": "locmem://"}, "CACHE_URL must start with redis:// or rediss:// or unix://"),
         ({"SMS_BACKEND": "requests_app.sms.FileBackend"}, "the file backend keeps package passwords on disk"),
     ],
 )
@@ -85,6 +85,13 @@ def test_production_refuses_the_development_choices_set_by_hand(env, message):
     result = run_manage("check", **PRODUCTION, **env)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_production_takes_redis_over_a_socket_or_through_sentinel():
+    accepted = run_manage(
+        "check", **PRODUCTION, CELERY_BROKER_URL="sentinel://redis-a.example.com:26379", CACHE_URL="unix:///run/redis.sock"
+    )
+    assert accepted.returncode == 0, accepted.stderr
 
 
 def test_production_cookies_go_over_https_only():
