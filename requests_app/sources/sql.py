@@ -295,8 +295,10 @@ class SQLConnector:
             raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
         child = None
         try:
-            raw.set_session(isolation_level="REPEATABLE READ", readonly=True)
             with raw.cursor() as cursor:
+                # For this transaction only: the connection goes back to the pool, where a read-only session
+                # would refuse the next erasure or restriction on this source.
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 cursor.execute("SELECT pg_export_snapshot()")
                 snapshot = cursor.fetchone()[0]
                 cursor.execute(f"SELECT * FROM ({query}) AS source_rows LIMIT 0")

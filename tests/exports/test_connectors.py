@@ -267,6 +267,20 @@ def test_copy_export_never_writes_the_unmasked_numbers(postgres_backend, tmp_pat
 
 
 @pytest.mark.postgres
+def test_a_copy_export_leaves_the_sources_pooled_connections_writable(postgres_backend, tmp_path):
+    """The next erasure or restriction on the source takes a connection from the same pool: a read-only
+    session left on it failed them with ReadOnlySqlTransaction until the worker restarted."""
+    import sqlalchemy
+
+    source, category = postgres_backend
+    connector = connector_for(source)
+    run_copy_export(connector, category, [ALICE], tmp_path)
+    with connector.engine.begin() as connection:  # the pool's one connection, as the copy just left it
+        connection.execute(sqlalchemy.text("UPDATE contract_calls SET duration_s = duration_s + 1"))
+        assert connection.execute(sqlalchemy.text("SHOW transaction_read_only")).scalar() == "off"
+
+
+@pytest.mark.postgres
 def test_copy_export_of_an_unknown_identity_writes_only_the_csv_header(postgres_backend, tmp_path):
     source, category = postgres_backend
     count, written = run_copy_export(connector_for(source), category, [HOSTILE], tmp_path)
