@@ -207,18 +207,18 @@ def _kept_line(hold: dict, source: str) -> str:
         **hold,
         "category": in_sentence(hold["category"]),  # inside the sentence: "We kept electronic communications data"
         "basis": hold["basis"].rstrip(". "),  # the sentence adds its own full stop
+        "ground": in_sentence(hold["ground"]),  # it cites its article itself: "… (Art. 17(3)(b))"
         "source": source,
         "until": date_in_words(date.fromisoformat(hold["until"])),
     }
     if hold["kept_from"]:
         return _(
             "We kept %(category)s dated %(kept_from)s or later in %(source)s, because: %(basis)s. The right to "
-            "erasure does not apply to this data under Article 17(3) GDPR (%(ground)s). We will keep it until "
-            "%(until)s at the latest."
+            "erasure does not apply to this data: %(ground)s. We will keep it until %(until)s at the latest."
         ) % {**words, "kept_from": date_in_words(date.fromisoformat(hold["kept_from"]))}
     return _(
         "We kept %(category)s in %(source)s, because: %(basis)s. The right to erasure does not apply "
-        "to this data under Article 17(3) GDPR (%(ground)s). We will keep it until %(until)s at the latest."
+        "to this data: %(ground)s. We will keep it until %(until)s at the latest."
     ) % words
 
 

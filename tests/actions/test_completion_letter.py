@@ -52,7 +52,7 @@ def test_the_letter_names_the_erased_and_the_kept_data_with_its_basis(
     assert body.startswith("We have completed your request") and "Thank you for your patience." in body
     assert "We erased your data in CRM: contact information." in body
     assert "Telecom law: call records kept 12 months. The right to erasure" in body  # one full stop, not two
-    assert "Article 17(3) GDPR (Compliance with a legal obligation (Art. 17(3)(b)))" in body
+    assert "The right to erasure does not apply to this data: compliance with a legal obligation (Art. 17(3)(b))." in body
     assert f"We will keep it until {until.day} {until:%B} {until.year} at the latest" in body
     assert "told the following recipients of your data about these changes (Article 19 GDPR): Billing partner." in body
     assert "We did not tell Old roaming partner (Article 19 GDPR): impossible. The company no longer exists." in body
@@ -233,7 +233,7 @@ def test_the_letter_names_the_right_on_each_line_and_says_each_thing_once(crm, c
     assert not any(line.startswith("We erased your data in Call records") for line in lines)  # kept, and said so
     assert [line for line in lines if line.startswith("We kept")] == [
         f"We kept electronic communications data (call detail records) in Call records, because: Telecom law. The right to erasure does not "
-        f"apply to this data under Article 17(3) GDPR (Compliance with a legal obligation (Art. 17(3)(b))). "
+        f"apply to this data: compliance with a legal obligation (Art. 17(3)(b)). "
         f"We will keep it until {until.day} {until:%B} {until.year} at the latest."
     ]
     unsearched = "We could not search Portal logins: it finds data by IP address, and we hold no verified one of yours."
