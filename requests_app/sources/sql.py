@@ -6,6 +6,7 @@ PostgreSQL, `copy_export` has the server format both files with COPY.
 """
 
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -52,10 +53,26 @@ def _combined(scans: list[dict]) -> str:
 
 
 def _describe(error: Exception) -> str:
-    """The kind of a database error (class and SQLSTATE): its text may quote the subject's data."""
+    """The kind of a database error (class and SQLSTATE), and the table, column and constraint it names, so
+    that staff know what to fix; never its message, which may quote the subject's data."""
     original = getattr(error, "orig", None) or error
     code = getattr(original, "pgcode", None)
-    return f"{type(original).__name__}" + (f" (SQLSTATE {code})" if code else "")
+    kind = f"{type(original).__name__}" + (f" (SQLSTATE {code})" if code else "")
+    names = _schema_objects(original)
+    return f"{kind}: {names}" if names else kind
+
+
+def _schema_objects(error: Exception) -> str:
+    """What a database error names of the schema: PostgreSQL's diagnostics fields one by one (its message and
+    detail may quote values: "Key (email)=(ana@…)"); SQLite's integrity message whole, which names only the
+    constraint and its columns ("NOT NULL constraint failed: subscribers.company")."""
+    diag = getattr(error, "diag", None)
+    if diag is not None:
+        named = [("table", diag.table_name), ("column", diag.column_name), ("constraint", diag.constraint_name)]
+        return ", ".join(f"{what} {name}" for what, name in named if name)
+    if isinstance(error, sqlite3.IntegrityError):
+        return str(error)
+    return ""
 
 
 class SQLConnector:

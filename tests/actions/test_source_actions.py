@@ -13,10 +13,12 @@ from requests_app.models import (
     ActionKind,
     ActionStatus,
     AuditEvent,
+    EraseStrategy,
     ErasureException,
     LegalHold,
     RequestType,
     SourceAction,
+    SourceField,
 )
 from requests_app.services import actions, handling
 from requests_app.sources.actions import HASH_PREFIX, keyed_hash
@@ -132,6 +134,25 @@ def test_the_dry_run_shows_that_a_source_would_refuse_the_change(cdr, erasure_re
     assert len(source_db("SELECT id FROM calls")) == 3
     with pytest.raises(RequestError, match="dry run and an approval"):
         actions.execute(action=action, actor=dpo_actor)
+
+
+def test_a_dry_run_refused_by_a_constraint_names_the_column_but_no_value(crm, erasure_request, dpo_actor, source_db, source_url, run):
+    """Staff must know what to fix (here: the erasure empties a column the database requires)."""
+    # The table again with its name column required (SQLite cannot add the constraint to a column).
+    source_db(
+        "CREATE TABLE required_names (id INTEGER PRIMARY KEY, email VARCHAR(200), name VARCHAR(200) NOT NULL, "
+        "city VARCHAR(100), birth_year INTEGER, restricted BOOLEAN NOT NULL DEFAULT FALSE)"
+    )
+    source_db("INSERT INTO required_names SELECT * FROM subscribers")
+    source_db("DROP TABLE subscribers")
+    source_db("ALTER TABLE required_names RENAME TO subscribers")
+    SourceField.objects.filter(category__source=crm, name="name").update(erase_strategy=EraseStrategy.NULL)
+
+    action = run(_planned(erasure_request, dpo_actor, crm).id, "dry_run", actor=dpo_actor)
+
+    assert action.status == ActionStatus.PLANNED
+    assert "subscribers" in action.error and "name" in action.error, action.error
+    assert ANA_EMAIL not in action.error and "Ana" not in action.error
 
 
 def test_a_failing_source_keeps_the_others_results_and_can_be_retried_alone(
