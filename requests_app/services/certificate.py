@@ -27,6 +27,7 @@ from requests_app.models import (
     NoticeStatus,
     PrivacyRequest,
     RequestType,
+    SuppressionPurpose,
 )
 from requests_app.exports.package import NO_VERIFIED_IDENTIFIER, not_searched_reason
 from requests_app.services.notices import corrected_values, only_records_before
@@ -158,7 +159,8 @@ def searched_nothing(action) -> bool:
 
 def outcome_summary(request: PrivacyRequest) -> str:
     """What was erased, kept (and why, Art. 17(3)), rectified and restricted, what a data package found,
-    and which recipients were told (Art. 19), in the request's language. Empty when no source action
+    which uses an objection, a consent withdrawal or a limit on use stopped, and which recipients were told
+    (Art. 19), in the request's language. Empty when no source action
     was carried out and no package says more than its data, unless a rectification was asked and
     nothing was corrected: the letter says so.
 
@@ -185,6 +187,8 @@ def outcome_summary(request: PrivacyRequest) -> str:
                 say(paragraph)
         for paragraph in _package_outcome(request):
             say(paragraph)
+        for paragraph in _suppression_outcome(request):
+            say(paragraph)
         notices = list(request.recipient_notices.select_related("recipient"))
         told = [notice.recipient.name for notice in notices if notice.status == NoticeStatus.SENT]
         if told:
@@ -199,6 +203,31 @@ def outcome_summary(request: PrivacyRequest) -> str:
                     % {"name": notice.recipient.name, "reason": in_sentence(notice.get_waiver_reason_display()), "note": notice.waiver_note}
                 )
     return "\n\n".join(paragraphs)
+
+
+def _suppression_outcome(request: PrivacyRequest) -> list[str]:
+    """What an objection, a consent withdrawal or a limit on use stopped: the purposes whose suppression lists
+    staff put the subject on (its suppression_added events), one line per right asked, with the consequence
+    the law says the subject must be told of a consent withdrawn (Art. 7(3))."""
+    slugs = [
+        entry["purpose"]
+        for data in request.events.filter(action="suppression_added").values_list("data", flat=True)
+        for entry in data["purposes"]
+    ]
+    if not slugs:
+        return []
+    names = dict(SuppressionPurpose.objects.filter(slug__in=slugs).values_list("slug", "name"))
+    purposes = _names(dict.fromkeys(names.get(slug, slug) for slug in slugs))
+    lines = {
+        RequestType.OBJECTION: _("Following your objection (Article 21 GDPR), we no longer use your data for: %(purposes)s."),
+        RequestType.WITHDRAW_CONSENT: _(
+            "Following the withdrawal of your consent (Article 7(3) GDPR), we no longer use your data for: %(purposes)s. "
+            "What we did with your consent before you withdrew it remains lawful."
+        ),
+        RequestType.LIMIT_USE: _("As you asked, we limited the use and disclosure of your data, and no longer use it for: %(purposes)s."),
+    }
+    asked = set(request.requested_rights)
+    return [line % {"purposes": purposes} for right, line in lines.items() if right in asked]
 
 
 def _kept_line(hold: dict, source: str) -> str:

@@ -132,6 +132,29 @@ def test_a_repeat_objection_whose_subject_is_on_the_list_already_can_be_complete
 
 
 @pytest.mark.django_db
+def test_the_completion_letter_says_which_uses_stopped_and_what_a_consent_withdrawal_means(marketing, dpo):
+    """Whatever the DPO wrote: the subject is told what processing stopped (Art. 21) and that what was done
+    with their consent before stays lawful (Art. 7(3))."""
+    from requests_app.models import Message
+    from requests_app.services import handling
+
+    telemarketing = SuppressionPurpose.objects.create(slug="telemarketing", name="Telemarketing calls")
+    request = objection_request(
+        rights=[
+            RightDetails(RequestType.OBJECTION, objection_processing="Marketing emails"),
+            RightDetails(RequestType.WITHDRAW_CONSENT, consent_withdrawn="Calls"),
+        ]
+    )
+    suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing, telemarketing])
+    handling.request_complete(request=request, actor=Actor.staff(dpo), letter="", expected_status=request.status)
+
+    body = Message.objects.filter(request=request).latest("created_at").body
+    assert "Following your objection (Article 21 GDPR), we no longer use your data for: Marketing emails, Telemarketing calls." in body
+    assert "Following the withdrawal of your consent (Article 7(3) GDPR)" in body
+    assert "What we did with your consent before you withdrew it remains lawful." in body
+
+
+@pytest.mark.django_db
 def test_the_right_recorded_is_the_first_suppression_right_the_request_asks_for(marketing, dpo):
     request = objection_request(
         rights=[
