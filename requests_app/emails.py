@@ -19,6 +19,7 @@ from django.utils.translation import gettext
 from requests_app import deadlines
 from requests_app.models import (
     AuditChainCheck,
+    AuditChainHead,
     ExportKind,
     ExportPackage,
     IdentityKind,
@@ -396,7 +397,14 @@ def send_daily_digest(*, today: datetime.date, recipients: list[str]) -> None:
     """The DPO's morning picture: counts and the references that need attention."""
     from requests_app import selectors
 
-    context = {"today": today, **selectors.workload_summary(today=today), "dashboard_url": absolute_url(reverse("staff:home"))}
+    context = {
+        "today": today,
+        **selectors.workload_summary(today=today),
+        # The chain's head, kept outside the database in every DPO's mailbox: whoever rewrites the chain and
+        # its hashes there cannot rewrite these (verify_audit_chain --expect checks one).
+        "chain_head": AuditChainHead.objects.first(),
+        "dashboard_url": absolute_url(reverse("staff:home")),
+    }
     deliver(render_email("daily-digest", context, to=recipients, language=settings.LANGUAGE_CODE))
 
 

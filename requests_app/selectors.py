@@ -25,8 +25,10 @@ from requests_app.models import (
     Channel,
     ClosedRequestCount,
     ExportKind,
+    NoticeStatus,
     Organisation,
     PrivacyRequest,
+    RecipientNotice,
     Regime,
     RequestType,
     SourceAction,
@@ -584,6 +586,22 @@ def workload_summary(*, today: datetime.date | None = None, user=None, list_size
         summary[f"{name}_count"] = queryset.count()
         summary[name] = list(queryset[:list_size])
     summary["holds_ended"] = holds_ended(today=today)
+    # Work on open requests that stopped and waits for a person, shown now rather than at the next reminder: an
+    # action a source refused (failed, or refused at its dry run) or found changed, a notice that could not go.
+    stopped_actions = (
+        SourceAction.objects.filter(request__status__in=OPEN_STATUSES)
+        .filter(Q(status__in=[ActionStatus.FAILED, ActionStatus.STALE]) | Q(status=ActionStatus.PLANNED) & ~Q(error=""))
+        .select_related("request", "source")
+        .order_by("request__due_on", "id")
+    )
+    failed_notices = (
+        RecipientNotice.objects.filter(status=NoticeStatus.FAILED, request__status__in=OPEN_STATUSES)
+        .select_related("request", "recipient")
+        .order_by("request__due_on", "id")
+    )
+    for name, queryset in {"stopped_actions": stopped_actions, "failed_notices": failed_notices}.items():
+        summary[f"{name}_count"] = queryset.count()
+        summary[name] = list(queryset[:list_size])
     return summary
 
 

@@ -1,4 +1,5 @@
 import pytest
+from django.core import mail
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -148,6 +149,34 @@ def test_verify_command_reports_intact_and_broken_chains(capsys):
     AuditEvent.objects.filter(sequence=2).update(action="complete")
     with pytest.raises(CommandError, match=r"broken at event #2"):
         call_command("verify_audit_chain")
+
+
+@pytest.mark.django_db
+def test_a_chain_rewritten_hashes_and_all_is_caught_by_the_hash_a_digest_recorded(capsys):
+    """Whoever can write to the database can recompute every hash after an edit: the chain then checks out
+    in itself, but not against the head hash the daily digest put in the DPOs' mailboxes."""
+    from requests_app.audit import event_hash
+    from requests_app.services.routing import send_daily_digest
+
+    request_in_status(Status.NEW)
+    send_daily_digest()
+    head = AuditChainHead.objects.get()
+    recorded = f"{head.sequence}:{head.hash}"
+    assert f"--expect {recorded}" in mail.outbox[-1].body
+
+    AuditEvent.objects.filter(sequence=1).update(note="edited")
+    previous = "0" * 64
+    for event in AuditEvent.objects.order_by("sequence"):  # the rewrite: every hash recomputed
+        event.previous_hash = previous
+        previous = event_hash(event)
+        AuditEvent.objects.filter(pk=event.pk).update(previous_hash=event.previous_hash, hash=previous)
+    AuditChainHead.objects.update(hash=previous)
+
+    call_command("verify_audit_chain")  # consistent in itself
+    with pytest.raises(CommandError, match=rf"Audit event #{head.sequence} has the hash {previous}, not {head.hash}"):
+        call_command("verify_audit_chain", expect=[recorded])
+    with pytest.raises(CommandError, match="--expect takes SEQUENCE:HASH"):
+        call_command("verify_audit_chain", expect=["2:abc"])
 
 
 @pytest.mark.django_db

@@ -155,6 +155,31 @@ def test_a_dry_run_refused_by_a_constraint_names_the_column_but_no_value(crm, er
     assert ANA_EMAIL not in action.error and "Ana" not in action.error
 
 
+def test_stopped_actions_and_failed_notices_are_listed_on_the_home_page_and_in_the_digest(
+    cdr, erasure_request, dpo_actor, source_db, source_url, run, client
+):
+    """A failed erasure is a reason to act now, not at the deadline's next reminder."""
+    from django.core import mail
+    from django.urls import reverse
+
+    from requests_app.models import NoticeStatus, Recipient
+    from requests_app.services.routing import send_daily_digest
+    from tests.conftest import login_staff
+
+    _refuse_deleting_calls(source_db, source_url)
+    action = run(_planned(erasure_request, dpo_actor, cdr).id, "dry_run", actor=dpo_actor)
+    assert action.status == ActionStatus.PLANNED and action.error  # refused at its dry run
+    partner = Recipient.objects.create(source=cdr, name="Roaming partner", country="FR")
+    erasure_request.recipient_notices.create(recipient=partner, status=NoticeStatus.FAILED, error="HTTP 503")
+
+    page = login_staff(client, dpo_actor.user).get(reverse("staff:home")).content.decode()
+    assert "Stopped: waiting for you" in page
+    assert f"{erasure_request.reference}</a>: Call records, Erasure · dry run refused" in page
+    assert f"{erasure_request.reference}</a>: notice to Roaming partner not sent" in page
+    send_daily_digest()
+    assert f"- {erasure_request.reference}: Call records, Erasure (dry run refused)" in mail.outbox[-1].body
+
+
 def test_a_failing_source_keeps_the_others_results_and_can_be_retried_alone(
     crm, cdr, erasure_request, dpo_actor, source_db, source_url, run
 ):
