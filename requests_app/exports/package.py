@@ -32,6 +32,7 @@ from requests_app.exports.zipmerge import copy_only_member
 from requests_app.models import DataCategory, ExportKind, IdentityKind, PrivacyRequest, SourceSystem
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.manual import ManualConnector
+from requests_app.spreadsheets import spreadsheet_safe
 from requests_app.wording import in_sentence
 
 PROGRESS_EVERY_ROWS = 20_000
@@ -84,8 +85,15 @@ def not_searched_reason(item: dict) -> str:
 
 def csv_values(row: tuple) -> tuple:
     """A row as the CSV writes it: a nested object or list (an HTTP record's, a JSON-lines extract's) and a
-    true/false as JSON text, as the .jsonl beside it has them, not as Python writes them ("{'k': [1]}", "True")."""
-    return tuple(json.dumps(value, ensure_ascii=False, default=str) if isinstance(value, (dict, list, bool)) else value for value in row)
+    true/false as JSON text, as the .jsonl beside it has them, not as Python writes them ("{'k': [1]}", "True");
+    text a spreadsheet would run as a formula with a leading ' (the .jsonl keeps it as it is)."""
+    return tuple(_csv_value(value) for value in row)
+
+
+def _csv_value(value):
+    if isinstance(value, (dict, list, bool)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return spreadsheet_safe(value) if isinstance(value, str) else value
 
 
 @dataclass

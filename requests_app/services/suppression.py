@@ -11,7 +11,6 @@ since forgetting them would let the processing start again.
 """
 
 import csv
-import re
 from collections.abc import Iterable, Iterator
 
 from django.db import transaction
@@ -28,6 +27,7 @@ from requests_app.models import (
     SuppressionPurpose,
 )
 from requests_app.phones import to_e164
+from requests_app.spreadsheets import spreadsheet_safe
 from requests_app.wording import in_sentence
 
 # The rights honoured by a suppression, in the order that picks an entry's `right`.
@@ -132,20 +132,6 @@ def entries_csv(entries, out, *, for_spreadsheet: bool = False) -> Iterator:
     rows = entries.order_by("created_at", "id").values_list("kind", "value", "right", "created_at")
     for kind, value, right, created_at in rows.iterator(chunk_size=2000):
         yield writer.writerow([kind, spreadsheet_safe(value) if for_spreadsheet else value, right, created_at.isoformat()])
-
-
-# A plain number, like a phone number in E.164: a spreadsheet shows it, runs nothing.
-NUMBER = re.compile(r"[+-]?\d+")
-
-
-def spreadsheet_safe(value: str) -> str:
-    """The value, with a leading ' when a spreadsheet opening the CSV would run it as a formula
-    (=, +, -, @, tab or carriage return first, as OWASP lists). A customer reference is free
-    text a subject typed. For the DPO's download only: systems syncing over the API get every value
-    as it is."""
-    if value[:1] in ("=", "+", "-", "@", "\t", "\r") and not NUMBER.fullmatch(value):
-        return "'" + value
-    return value
 
 
 def suppressed(purpose: SuppressionPurpose, identifiers: list[tuple[str, str]]) -> list[bool]:

@@ -28,6 +28,7 @@ from requests_app.sources.actions import (
     new_values,
 )
 from requests_app.sources.base import KEEP_TAIL_FROM_LENGTH, MASK, SourceError, mask_value, secret_from_env
+from requests_app.spreadsheets import FORMULA_SQL
 
 CHUNK_ROWS = 5000
 # Run by path: it needs only psycopg2 and SQLAlchemy, not Django or the project on sys.path.
@@ -73,6 +74,21 @@ def _schema_objects(error: Exception) -> str:
     if isinstance(error, sqlite3.IntegrityError):
         return str(error)
     return ""
+
+
+# PostgreSQL's text, varchar and char: the columns whose values someone may have typed as a formula.
+TEXT_TYPE_OIDS = {25, 1042, 1043}
+
+
+def _csv_column(column: str, is_text: bool) -> str:
+    """A column as the COPY path's CSV writes it: a text value a spreadsheet would run as a formula with a
+    leading ' (spreadsheets.spreadsheet_safe, in SQL); other types as they are (a cast would write a true as
+    "true", where COPY writes "t")."""
+    quoted = '"' + column.replace('"', '""') + '"'
+    if not is_text:
+        return quoted
+    condition = FORMULA_SQL.format(column=quoted)
+    return f"CASE WHEN {condition} THEN '''' || {quoted} ELSE {quoted} END AS {quoted}"
 
 
 class SQLConnector:
@@ -320,8 +336,11 @@ class SQLConnector:
                 snapshot = cursor.fetchone()[0]
                 cursor.execute(f"SELECT * FROM ({query}) AS source_rows LIMIT 0")
                 columns = [column.name for column in cursor.description]
+                text_columns = {column.name for column in cursor.description if column.type_code in TEXT_TYPE_OIDS}
                 select = ", ".join(self._select_column(column, category.masked_field_list) for column in columns)
                 masked_query = f"SELECT {select} FROM ({query}) AS source_rows"
+                csv_select = ", ".join(_csv_column(column, column in text_columns) for column in columns)
+                csv_query = f"SELECT {csv_select} FROM ({masked_query}) AS masked_rows"
                 child = subprocess.Popen(
                     [sys.executable, str(COPY_PART_SCRIPT)],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -332,7 +351,7 @@ class SQLConnector:
                         **self.engine.url.query,
                     },
                     "snapshot": snapshot,
-                    "query": masked_query,
+                    "query": csv_query,
                     "path": csv_part_path,
                     "compresslevel": compresslevel,
                 }

@@ -281,6 +281,32 @@ def test_a_copy_export_leaves_the_sources_pooled_connections_writable(postgres_b
 
 
 @pytest.mark.postgres
+def test_the_copy_paths_csv_never_hands_a_spreadsheet_a_formula(postgres_backend, tmp_path):
+    """Text someone typed into a source (=HYPERLINK…, =cmd|…) gets a leading ' in the CSV, as in the Python
+    path's (package.csv_values); a signed number stays a number, and the JSON lines keep every value as it is."""
+    source, category = postgres_backend
+    with contextlib.closing(pg_connect()) as connection, connection.cursor() as cursor:
+        cursor.execute("UPDATE contract_calls SET started_at = '=1+1' WHERE id = 1")
+        cursor.execute("UPDATE contract_calls SET started_at = '-5' WHERE id = 3")
+        connection.commit()
+
+    count, written = run_copy_export(connector_for(source), category, [ALICE], tmp_path)
+
+    rows = list(csv.reader(io.StringIO(written["csv"].decode())))
+    assert [row[2] for row in rows[1:]] == ["'=1+1", "-5", "2026-01-08 08:00:00"]
+    assert [row[3] for row in rows[1:]] == ["61", "5", "0"]  # numbers as COPY writes them
+    assert '"started_at":"=1+1"' in written["jsonl"].decode()
+
+
+def test_the_python_paths_csv_never_hands_a_spreadsheet_a_formula():
+    from requests_app.exports.package import csv_values
+
+    assert csv_values(("=1+1", "@SUM(A1)", "-5", "+32470000001", -5, True, {"a": "=x"})) == (
+        "'=1+1", "'@SUM(A1)", "-5", "+32470000001", -5, "true", '{"a": "=x"}'
+    )
+
+
+@pytest.mark.postgres
 def test_copy_export_of_an_unknown_identity_writes_only_the_csv_header(postgres_backend, tmp_path):
     source, category = postgres_backend
     count, written = run_copy_export(connector_for(source), category, [HOSTILE], tmp_path)
