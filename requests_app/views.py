@@ -1,6 +1,8 @@
 """Public pages: the request form, email verification and the subject's status page."""
 
-import uuid
+import datetime
+import hashlib
+import json
 
 from django.conf import settings
 from django.contrib import messages
@@ -8,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 from django_ratelimit.core import is_ratelimited
@@ -33,35 +36,45 @@ def over_the_limit(request: HttpRequest, group: str) -> bool:
     return is_ratelimited(request, group=group, key="ip", rate=submission_rate, increment=True)
 
 
-# The forms filed from one browser session, by the one-time id each form carries: the last few are enough.
-SUBMISSIONS_REMEMBERED = 20
-
-
 def submit_request(request: HttpRequest) -> HttpResponse:
-    """The public form. Each form carries a one-time id: the same form sent again from the same browser (Back,
-    then Send) shows the request it filed, rather than filing it twice."""
-    submission_id = request.POST.get("submission_id", "")[:32] or uuid.uuid4().hex
+    """The public form. The same form sent again from the same browser within SENT_AGAIN_WITHIN (Back, then
+    Send: the browser fetches the page anew and fills every field back in) shows the request it filed,
+    rather than filing it twice."""
     if request.method == "POST":
         form = RequestForm(request.POST)
-        filed = request.session.get("submissions", {}).get(submission_id)
-        if filed:
-            request.session["submitted_reference"] = filed
-            request.session["sent_again"] = True
-            return redirect("submitted")
         if form.is_valid():
+            fingerprint = _form_fingerprint(form)
+            filed = _filed_just_now(request, fingerprint)
+            if filed:
+                request.session["submitted_reference"] = filed
+                request.session["sent_again"] = True
+                return redirect("submitted")
             if over_the_limit(request, "submit"):
-                context = {"form": form, "notice": _privacy_notice(), "rate_limited": True, "submission_id": submission_id}
+                context = {"form": form, "notice": _privacy_notice(), "rate_limited": True}
                 return render(request, "requests_app/submit.html", context, status=429)
             privacy_request = intake.request_submit(**form.submit_kwargs(), actor=Actor.subject())
-            submissions = {**request.session.get("submissions", {}), submission_id: privacy_request.reference}
-            request.session["submissions"] = dict(list(submissions.items())[-SUBMISSIONS_REMEMBERED:])
+            request.session["submitted_form"] = [fingerprint, privacy_request.reference, timezone.now().isoformat()]
             request.session["submitted_reference"] = privacy_request.reference
             request.session["sent_again"] = False
             return redirect("submitted")
     else:
         form = RequestForm()
-    context = {"form": form, "notice": _privacy_notice(), "submission_id": submission_id}
-    return render(request, "requests_app/submit.html", context)
+    return render(request, "requests_app/submit.html", {"form": form, "notice": _privacy_notice()})
+
+
+def _form_fingerprint(form: RequestForm) -> str:
+    """A digest of what the form says, kept in the session instead of the details themselves."""
+    return hashlib.sha256(json.dumps(form.cleaned_data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _filed_just_now(request: HttpRequest, fingerprint: str) -> str | None:
+    """The reference of the request this browser filed with the same form within SENT_AGAIN_WITHIN, if any."""
+    last = request.session.get("submitted_form")
+    if not last:
+        return None
+    last_fingerprint, reference, filed_at = last
+    recent = timezone.now() - datetime.datetime.fromisoformat(filed_at) < handling.SENT_AGAIN_WITHIN
+    return reference if recent and last_fingerprint == fingerprint else None
 
 
 def _privacy_notice() -> dict:

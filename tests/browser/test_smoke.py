@@ -92,3 +92,25 @@ def test_the_first_tab_shows_a_skip_link_that_leads_past_the_header(page, live_s
     assert skip.bounding_box()["width"] > 10
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(r"#main$"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_back_then_send_again_shows_the_request_filed_instead_of_filing_a_second(page, live_server):
+    """Chromium fetches the form anew on Back (the pages are not cached) and fills every field back in."""
+    page.goto(live_server.url + "/")
+    page.get_by_label("Access a copy of my data").check()
+    page.get_by_label(re.compile(r"^Full name")).fill("Ada Lovelace")
+    page.get_by_label("Email address").fill("ada@example.com")
+    page.get_by_label("How are you related to us?").select_option(label="Website visitor")
+    page.get_by_label("Signature (type your full name)").fill("Ada Lovelace")
+    page.get_by_label("I confirm that the information above is correct").check()
+    page.get_by_role("button", name="Send my request").click()
+    reference = page.locator(".reference").inner_text()
+
+    page.go_back()
+    expect(page.get_by_label("Email address")).to_have_value("ada@example.com")
+    page.get_by_role("button", name="Send my request").click()
+
+    expect(page.locator(".reference")).to_have_text(reference)
+    expect(page.get_by_role("status")).to_contain_text("You had sent this form already")
+    assert PrivacyRequest.objects.count() == 1
