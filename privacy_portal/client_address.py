@@ -15,8 +15,17 @@ def client_address(request) -> str:
     header = settings.CLIENT_ADDRESS_HEADER
     forwarded = request.META.get(header, "") if header else ""
     for candidate in (forwarded.rpartition(",")[2], request.META.get("REMOTE_ADDR") or ""):
+        address = _without_port(candidate.strip())
         try:
-            return str(ipaddress.ip_address(candidate.strip()))
+            return str(ipaddress.ip_address(address))
         except ValueError:
             continue
     return "0.0.0.0"
+
+
+def _without_port(address: str) -> str:
+    """An address as some proxies write it with its port ("192.0.2.1:5678", "[2001:db8::1]:5678"), without."""
+    if address.startswith("["):
+        return address[1:].partition("]")[0]
+    host, colon, port = address.rpartition(":")
+    return host if colon and "." in host and port.isdigit() else address

@@ -291,8 +291,9 @@ class LocalMomentField(forms.DateTimeField):
         except forms.ValidationError as error:
             if error.code != "ambiguous_timezone":
                 raise
-        naive = datetime.datetime.fromisoformat(str(value).strip())
         zone = timezone.get_current_timezone()
+        with timezone.override(datetime.UTC):  # Django's own parsing (ISO or the language's format), no zone yet
+            naive = super().to_python(value).replace(tzinfo=None)
         first = naive.replace(tzinfo=zone, fold=0)
         if first.astimezone(datetime.UTC).astimezone(zone).replace(tzinfo=None) != naive:
             raise forms.ValidationError(

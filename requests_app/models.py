@@ -330,8 +330,9 @@ class PrivacyRequest(models.Model):
         return bool(self.signature) and comparable_name(self.signature) != comparable_name(self.subject_name)
 
     def save(self, *args, **kwargs):
-        self.name_for_search = name_search_key(self.subject_name)
         update_fields = kwargs.get("update_fields")
+        if update_fields is None or "subject_name" in update_fields:
+            self.name_for_search = name_search_key(self.subject_name)
         if update_fields is not None and "subject_name" in update_fields:
             kwargs["update_fields"] = {*update_fields, "name_for_search"}
         super().save(*args, **kwargs)

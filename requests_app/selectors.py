@@ -599,9 +599,8 @@ def workload_summary(*, today: datetime.date | None = None, user=None, list_size
         .select_related("request", "recipient")
         .order_by("request__due_on", "id")
     )
-    for name, queryset in {"stopped_actions": stopped_actions, "failed_notices": failed_notices}.items():
-        summary[f"{name}_count"] = queryset.count()
-        summary[name] = list(queryset[:list_size])
+    summary["stopped_actions"] = list(stopped_actions[:list_size])
+    summary["failed_notices"] = list(failed_notices[:list_size])
     return summary
 
 

@@ -229,7 +229,7 @@ def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     # submissions, the documents' apart (words alone can still explain a document refused).
     if document is not None and over_the_limit(request, "reply-document"):
         return _reply_refused(request, privacy_request, body, _("Too many documents sent from here: try again later."), status=429)
-    if document is None and over_the_limit(request, "reply"):
+    if document is None and body.strip() and over_the_limit(request, "reply"):  # an empty post is refused below, uncounted
         return _reply_refused(request, privacy_request, body, _("Too many messages sent from here: try again later."), status=429)
     try:
         if document is not None:

@@ -92,6 +92,36 @@ def test_a_time_in_the_hour_the_clocks_go_back_is_read_as_its_first_occurrence(a
 
 
 @pytest.mark.django_db
+def test_a_repeated_hour_typed_in_the_languages_own_format_is_read_too(admin_client):
+    """Django also takes "25/10/2026 02:30" (the English and French formats): not a 500."""
+    import datetime
+
+    response = admin_client.post(reverse("admin:requests_app_intake"), intake_data(received_at="2026-10-25 02:30"))
+    assert response.status_code == 302
+    assert PrivacyRequest.objects.get().received_at == datetime.datetime(2026, 10, 25, 0, 30, tzinfo=datetime.UTC)
+
+
+@pytest.mark.django_db
+def test_a_manual_source_is_added_in_the_admin_with_its_category_inline(admin_client):
+    """The dashboard's category form runs on the inline, whose source is not saved yet: not a 500."""
+    from requests_app.models import SourceSystem
+
+    data = {
+        "name": "Paper files", "slug": "paper", "connector": "manual", "identity_kind": "email", "active": "on",
+        "owner": "", "purposes": "Archive", "legal_basis": "contract", "retention": "5 years", "origin": "You",
+        "categories-TOTAL_FORMS": "1", "categories-INITIAL_FORMS": "0", "categories-MIN_NUM_FORMS": "0",
+        "categories-MAX_NUM_FORMS": "1000", "categories-0-slug": "letters", "categories-0-category": "other",
+        "categories-0-query": "", "categories-0-erase_method": "delete",
+        **{f"{prefix}-{field}": value for prefix in ("recipients", "legal_holds")
+           for field, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"), ("MIN_NUM_FORMS", "0"), ("MAX_NUM_FORMS", "1000"))},
+    }
+    response = admin_client.post(reverse("admin:requests_app_sourcesystem_add"), data)
+    assert response.status_code in (200, 302)  # saved, or the form again with its errors (the owner is required)
+    assert response.status_code == 302 or "errornote" in response.content.decode()
+    assert SourceSystem.objects.filter(slug="paper").count() == (1 if response.status_code == 302 else 0)
+
+
+@pytest.mark.django_db
 def test_a_time_in_the_hour_the_clocks_go_forward_is_refused_as_one_that_did_not_exist(admin_client):
     response = admin_client.post(reverse("admin:requests_app_intake"), intake_data(received_at="2026-03-29T02:30"))
     assert response.status_code == 200

@@ -130,7 +130,7 @@ def unreachable_broker(monkeypatch):
     url = f"redis://127.0.0.1:{port}/0"
     # Celery reads the broker from this variable before its own settings (which a worker test may have set).
     monkeypatch.setenv("CELERY_BROKER_URL", url)
-    saved = {name: celery_app.conf[name] for name in ("broker_url", "broker_write_url", "task_always_eager")}
+    saved = {name: celery_app.conf[name] for name in ("broker_url", "broker_write_url", "task_always_eager", "task_publish_retry")}
     drop_pooled_connections()
     celery_app.conf.update(broker_url=url, broker_write_url=url, task_always_eager=False, task_publish_retry=False)
     yield
@@ -177,7 +177,7 @@ def test_a_broker_outage_still_shows_the_subject_their_reference(client, unreach
 def missing_broker_folder(monkeypatch, tmp_path):
     """The embedded defaults' filesystem broker, its folder gone (moved away, or a disk not mounted)."""
     monkeypatch.setenv("CELERY_BROKER_URL", "filesystem://")
-    names = ("broker_url", "broker_write_url", "task_always_eager", "broker_transport_options")
+    names = ("broker_url", "broker_write_url", "task_always_eager", "task_publish_retry", "broker_transport_options")
     saved = {name: celery_app.conf[name] for name in names}
     folder = str(tmp_path / "gone")
     drop_pooled_connections()

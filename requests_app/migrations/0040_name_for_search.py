@@ -1,6 +1,13 @@
+import unicodedata
+
 from django.db import migrations, models
 
-from requests_app.models import name_search_key
+
+def name_search_key(name: str) -> str:
+    """requests_app.models.name_search_key as it was when this migration was written (a migration must not
+    change with the code): case, accents, punctuation and spaces set aside."""
+    without_accents = unicodedata.normalize("NFKD", name.casefold())
+    return "".join(character for character in without_accents if character.isalnum())
 
 
 def fill_names_for_search(apps, schema_editor):

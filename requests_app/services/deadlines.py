@@ -182,7 +182,10 @@ def extension_refusal(request: PrivacyRequest) -> str | None:
     # of a pause still running too: the same rule whether the clock restarts before the extension or after it.
     first_period_ends = due_on_if_resumed_today(request)
     if timezone.localdate() > first_period_ends:
-        return _("The original due date (%(date)s) has passed: an extension must be notified before it.") % {
+        return _(
+            "The first period to answer ended on %(date)s (the original due date, moved on by the days paused): an "
+            "extension must be notified before it ends."
+        ) % {
             "date": date_in_words(first_period_ends)
         }
     if request.regime == "lgpd":
@@ -193,8 +196,8 @@ def extension_refusal(request: PrivacyRequest) -> str | None:
 def request_extend(*, request: PrivacyRequest, actor: Actor, reason: str) -> PrivacyRequest:
     """Extend the deadline once (GDPR Art. 12(3): by two further months), with a reason.
 
-    Allowed on verified open requests, by staff who may work the request, on
-    or before the original due date, and only where the regime allows an
+    Allowed on verified open requests, by staff who may work the request, until
+    the first period ends (extension_refusal), and only where the regime allows an
     extension. Writes an audit event and emails the subject the new date and
     the reason on commit.
     """

@@ -76,10 +76,6 @@ def _schema_objects(error: Exception) -> str:
     return ""
 
 
-# PostgreSQL's text, varchar and char: the columns whose values someone may have typed as a formula.
-TEXT_TYPE_OIDS = {25, 1042, 1043}
-
-
 def _csv_column(column: str, is_text: bool) -> str:
     """A column as the COPY path's CSV writes it: a text value a spreadsheet would run as a formula with a
     leading ' (spreadsheets.spreadsheet_safe, in SQL); other types as they are (a cast would write a true as
@@ -335,8 +331,13 @@ class SQLConnector:
                 cursor.execute("SELECT pg_export_snapshot()")
                 snapshot = cursor.fetchone()[0]
                 cursor.execute(f"SELECT * FROM ({query}) AS source_rows LIMIT 0")
-                columns = [column.name for column in cursor.description]
-                text_columns = {column.name for column in cursor.description if column.type_code in TEXT_TYPE_OIDS}
+                description = cursor.description
+                columns = [column.name for column in description]
+                # The string types (text, varchar, char, citext, a domain over one): what someone may have typed.
+                type_oids = list({column.type_code for column in description})
+                cursor.execute("SELECT oid FROM pg_type WHERE oid = ANY(%s) AND typcategory = 'S'", [type_oids])
+                string_oids = {oid for (oid,) in cursor.fetchall()}
+                text_columns = {column.name for column in description if column.type_code in string_oids}
                 select = ", ".join(self._select_column(column, category.masked_field_list) for column in columns)
                 masked_query = f"SELECT {select} FROM ({query}) AS source_rows"
                 csv_select = ", ".join(_csv_column(column, column in text_columns) for column in columns)

@@ -522,7 +522,8 @@ class SourceCategoryForm(forms.ModelForm):
             self.add_error("query", _("A SQL query must select by :identities, e.g. WHERE email IN :identities."))
         if source and source.connector == ConnectorKind.HTTP and "{identity}" not in query:
             self.add_error("query", _("An HTTP path must contain {identity}, e.g. /subscribers/{identity}/records."))
-        if source and source.connector == ConnectorKind.MANUAL and source.categories.exclude(pk=self.instance.pk).exists():
+        # (A source being added in the admin, with its categories inline, has none saved yet.)
+        if source and source.pk and source.connector == ConnectorKind.MANUAL and source.categories.exclude(pk=self.instance.pk).exists():
             # Its owner uploads one extract per export, masked by one category's list of fields.
             self.add_error("source", _("A manual source has one data category: its owner uploads one extract."))
         # Erasure, rectification and restriction change rows by table and identity column: one without the other cannot work.

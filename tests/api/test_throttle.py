@@ -169,6 +169,20 @@ def test_behind_a_proxy_that_extends_x_forwarded_for_the_address_is_the_one_it_s
     assert call("not an address") == 401  # counted under the proxy's own address, not a 500
 
 
+@pytest.mark.parametrize(
+    ("forwarded", "address"),
+    [("198.51.100.7:5678", "198.51.100.7"), ("[2001:db8::1]:5678", "2001:db8::1"), ("2001:db8::1", "2001:db8::1"),
+     ("10.0.0.1, 198.51.100.7:443", "198.51.100.7")],
+)
+def test_an_address_a_proxy_writes_with_its_port_is_the_address(rf, settings, forwarded, address):
+    """Some proxies (Azure Application Gateway, IIS) add the client's port: without it every client would share
+    the proxy's budget, and its sign-in lockout."""
+    from privacy_portal.client_address import client_address
+
+    settings.CLIENT_ADDRESS_HEADER = "HTTP_X_FORWARDED_FOR"
+    assert client_address(rf.get("/", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="127.0.0.1")) == address
+
+
 @pytest.mark.redis
 @pytest.mark.django_db
 def test_the_budget_is_counted_in_redis(redis_cache, budget_of_3):
