@@ -529,7 +529,8 @@ class SourceCategoryForm(forms.ModelForm):
         # Erasure, rectification and restriction change rows by table and identity column: one without the other cannot work.
         if bool(cleaned.get("table")) != bool(cleaned.get("identity_field")):
             self.add_error("identity_field", _("Give both the table and its identity column, or neither."))
-        elif source and cleaned.get("table"):
+        elif source and cleaned.get("table") and {"source", "table", "identity_field", "restriction_flag"} & set(self.changed_data):
+            # Only what changed: the admin saves every inline category of a source at once, each a trip to its database.
             self._check_table(source, cleaned)
         return cleaned
 
@@ -661,7 +662,7 @@ class SourceFieldForm(forms.ModelForm):
             # The erasure would write text into a number or a date column: the source would refuse it.
             self.add_error("erase_strategy", _("Only a text field can be replaced by a text or a hash: empty it or keep it."))
         category, name = cleaned.get("category"), cleaned.get("name")
-        if category and name and category.table:
+        if category and name and category.table and {"category", "name"} & set(self.changed_data):
             columns = sql_table_columns(category.source, category.table)
             if columns and name not in columns:
                 self.add_error("name", no_such_column(category.table, name, columns))
