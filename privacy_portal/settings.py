@@ -413,6 +413,8 @@ UNVERIFIED_REQUEST_EXPIRY = timedelta(days=env_int("UNVERIFIED_REQUEST_EXPIRY_DA
 # supervisory authority. The reference, the audit trail and the certificate stay.
 CLOSED_REQUEST_RETENTION = timedelta(days=env_int("CLOSED_REQUEST_RETENTION_DAYS", 3 * 365))
 SUBMISSION_RATE_LIMIT = env_rate("SUBMISSION_RATE_LIMIT", "10/h")
+# The currency of an Art. 12(5) fee, as the fee letter writes it after the amount (ISO 4217).
+FEE_CURRENCY = env_str("FEE_CURRENCY", "EUR")
 ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
 # A public page's whole request body: one document and the form around it (public_body_limit).
 PUBLIC_MAX_BODY_BYTES = ATTACHMENT_MAX_BYTES + 1024 * 1024

@@ -241,6 +241,11 @@ class PrivacyRequest(models.Model):
     # Set by the routing task; a verified request with none is picked up by the sweeper.
     routed_at = models.DateTimeField(null=True, blank=True)
     rejection_ground = models.CharField(max_length=32, choices=RejectionGround, blank=True)
+    # Art. 12(5): a reasonable fee for a manifestly unfounded or excessive request, told to the subject before
+    # it is charged (handling.fee_propose), in FEE_CURRENCY. Proposing again replaces it until it is paid.
+    fee_amount = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
+    fee_proposed_at = models.DateTimeField(null=True, blank=True)
+    fee_paid_at = models.DateTimeField(null=True, blank=True)
 
     # Deadlines: derived from received_at, the regime, the extension and the
     # pauses by requests_app.services.deadlines.refresh_deadline; never set by hand.
@@ -618,6 +623,7 @@ class TemplatePurpose(models.TextChoices):
     INFORMATION_REQUEST = "information_request", _("Request for information")
     COMPLETION = "completion", _("Completion letter")
     REJECTION = "rejection", _("Rejection letter")
+    FEE = "fee", _("Fee letter (Art. 12(5))")
 
 
 class ResponseTemplate(models.Model):
@@ -625,7 +631,8 @@ class ResponseTemplate(models.Model):
 
     The body may use {{ reference }}, {{ due_on }} and {{ rights }}. It must use
     {{ body }}, what staff write for this request (a completion's reason, say),
-    and, in rejection letters, {{ reason }}, the legal ground (Art. 12(4)).
+    and, in rejection letters, {{ reason }}, the legal ground (Art. 12(4)); in fee
+    letters, {{ fee }}, the amount with its currency (Art. 12(5)).
     """
 
     purpose = models.CharField(max_length=32, choices=TemplatePurpose)
@@ -641,6 +648,9 @@ class ResponseTemplate(models.Model):
             models.UniqueConstraint(fields=["purpose", "request_type", "language"], name="unique_response_template")
         ]
 
+    # What a letter of the purpose must say besides {{ body }}: the legal ground of a rejection, the fee's amount.
+    PURPOSE_PLACEHOLDERS = {TemplatePurpose.REJECTION: ["reason"], TemplatePurpose.FEE: ["fee"]}
+
     def __str__(self) -> str:
         return f"{self.get_purpose_display()} ({self.request_type or 'any type'}, {self.language})"
 
@@ -653,7 +663,7 @@ class ResponseTemplate(models.Model):
         except TemplateSyntaxError:
             return  # the form names the syntax error
         used = {str(node.filter_expression.var) for node in nodes}
-        required = ["body", "reason"] if self.purpose == TemplatePurpose.REJECTION else ["body"]
+        required = ["body", *self.PURPOSE_PLACEHOLDERS.get(self.purpose, [])]
         missing = [name for name in required if name not in used]
         if missing:
             raise ValidationError(

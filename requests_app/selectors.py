@@ -61,6 +61,8 @@ SUBJECT_EVENT_TEXT = {
     "subject_replied": _("You sent us a message."),
     "completion_letter_sent": _("We sent you our final answer."),
     "rejection_letter_sent": _("We sent you a letter explaining our decision."),
+    "fee_letter_sent": _("We wrote to you of the fee we intend to charge for this request."),
+    "fee_paid": _("We recorded your payment of the fee."),
 }
 # The events that add to a request's timeline after its filing ("submitted" is written with the request): each
 # moves its updated_at (audit.record_event), so that a portal's updated_since finds the new entry.

@@ -122,12 +122,27 @@ class TimelineItemSerializer(serializers.Serializer):
     event = serializers.CharField()
 
 
+class FeeSerializer(serializers.Serializer):
+    amount = serializers.DecimalField(source="fee_amount", max_digits=8, decimal_places=2)
+    currency = serializers.SerializerMethodField()
+    proposed_at = serializers.DateTimeField(source="fee_proposed_at")
+    paid_at = serializers.DateTimeField(source="fee_paid_at", allow_null=True)
+
+    def get_currency(self, request) -> str:
+        return settings.FEE_CURRENCY
+
+
 class RequestSerializer(serializers.ModelSerializer):
     """A request as its organisation follows it: no more personal data than it sent."""
 
     id = serializers.UUIDField(source="public_id", read_only=True)
     status_label = serializers.CharField(source="get_status_display", read_only=True)
     rights = serializers.SerializerMethodField()
+    fee = serializers.SerializerMethodField(
+        help_text="The reasonable fee the DPO told the subject it intends to charge for a manifestly unfounded or "
+        "excessive request (GDPR Art. 12(5)), or null: the subject may pay it, or withdraw the request instead. "
+        "Amounts are decimal strings."
+    )
     timeline = serializers.SerializerMethodField(
         help_text="What the subject sees of the request's history, oldest first: given by GET /requests/{id}/ "
         "and by withdraw; empty in lists and in the answer to filing (fetch the request for it)."
@@ -137,7 +152,8 @@ class RequestSerializer(serializers.ModelSerializer):
         model = PrivacyRequest
         fields = [
             "id", "reference", "status", "status_label", "rights", "regime", "channel", "received_at", "due_on",
-            "original_due_on", "extended_at", "extension_reason", "clock_paused", "created_at", "updated_at", "timeline",
+            "original_due_on", "extended_at", "extension_reason", "clock_paused", "fee", "created_at", "updated_at",
+            "timeline",
         ]
         extra_kwargs = {
             "clock_paused": {
@@ -149,6 +165,10 @@ class RequestSerializer(serializers.ModelSerializer):
     def get_rights(self, request) -> list[str]:
         # From the bits kept on the request (rights never change after intake): no query.
         return request.requested_rights
+
+    @extend_schema_field(FeeSerializer(allow_null=True))
+    def get_fee(self, request) -> dict | None:
+        return FeeSerializer(request).data if request.fee_proposed_at else None
 
     @extend_schema_field(TimelineItemSerializer(many=True))
     def get_timeline(self, request) -> list[dict]:

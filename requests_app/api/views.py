@@ -200,6 +200,7 @@ CREATED_REQUEST = {
     "extended_at": None,
     "extension_reason": "",
     "clock_paused": False,
+    "fee": None,
     "created_at": "2026-03-02T09:14:07.498211+01:00",
     "updated_at": "2026-03-02T09:14:07.498211+01:00",
     "timeline": [],

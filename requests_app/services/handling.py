@@ -9,6 +9,7 @@ same transaction as the change.
 import datetime
 import logging
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -78,11 +79,24 @@ DEFAULT_TEMPLATES = {
         gettext_lazy("Your privacy request {{ reference }}"),
         gettext_lazy("We cannot grant your request {{ reference }} ({{ rights }}).\n\nThe reason: {{ reason }}\n\n{{ body }}"),
     ),
+    # Told before anything is charged, with the choice to withdraw instead (EDPB Guidelines 01/2022 on the
+    # right of access, para. 192). How to pay is the controller's own business: staff send it once accepted.
+    TemplatePurpose.FEE: (
+        gettext_lazy("A fee for your privacy request {{ reference }}"),
+        gettext_lazy(
+            "We consider your request {{ reference }} ({{ rights }}) manifestly unfounded or excessive. As the law "
+            "allows for such a request, we intend to charge a reasonable fee, based on our administrative costs, for "
+            "answering it: {{ fee }}.\n\n{{ body }}\n\nIf you do not want to pay it, you may withdraw your request"
+            "{% if by_post %} by letter{% else %} on its status page{% endif %}, and nothing will be charged. If you "
+            "accept it, {% if by_post %}tell us by letter, quoting the reference {{ reference }}{% else %}reply on "
+            "your request's status page{% endif %}, and we will tell you how to pay."
+        ),
+    ),
 }
 
 
 def render_letter(
-    request: PrivacyRequest, purpose: str, *, body: str, reason: str = "", clock_paused: bool | None = None
+    request: PrivacyRequest, purpose: str, *, body: str, reason: str = "", fee: str = "", clock_paused: bool | None = None
 ) -> tuple[str, str]:
     """The subject line and text of a message or letter, from the DPO's template if there is one.
 
@@ -108,6 +122,7 @@ def render_letter(
                 "by_post": not request.subject_email,
                 "rights": ", ".join(str(right.get_right_display()) for right in rights),
                 "reason": reason,
+                "fee": fee,
                 "body": body,
             },
             autoescape=False,
@@ -471,6 +486,61 @@ def request_reject(
         body = "\n\n".join(part for part in (explanation, rejection_rights_paragraph(locked)) if part)
         subject, text = render_letter(locked, TemplatePurpose.REJECTION, body=body, reason=reason)
         _send_to_subject(locked, actor=actor, subject=subject, body=text, action="rejection_letter_sent")
+    return locked
+
+
+def fee_in_words(request: PrivacyRequest) -> str:
+    """The request's fee as its subject reads it: "1.250,00 EUR" in Dutch."""
+    with translation.override(request.language):
+        return f"{formats.number_format(request.fee_amount, 2, use_l10n=True, force_grouping=True)} {settings.FEE_CURRENCY}"
+
+
+def fee_propose(
+    *, request: PrivacyRequest, actor: Actor, amount: Decimal, explanation: str, expected_status: str
+) -> PrivacyRequest:
+    """Tell the subject of the reasonable fee we intend to charge for a manifestly unfounded or excessive
+    request (Art. 12(5)), and why, before charging it: they may withdraw instead. The clock runs on (nothing in
+    the GDPR stops it for a fee); a fee proposed again replaces the first, until one is paid."""
+    explanation = explanation.strip()
+    if not explanation:
+        # The controller must be able to show why the request is excessive (Art. 12(5)), and the subject to judge the amount.
+        raise RequestError(_("Explain to the subject why the request is manifestly unfounded or excessive, and how the fee was worked out."))
+    amount = amount.quantize(Decimal("0.01"))  # in cents, as stored and as the audit event records it
+    if amount <= 0:
+        raise RequestError(_("A fee is an amount above zero."))
+    with transaction.atomic():
+        locked = _locked_for_work(request, actor, expected_status)
+        if not locked.is_open or locked.status == Status.AWAITING_VERIFICATION:
+            raise RequestError(_("A fee can be proposed only for an open request whose email address is confirmed."))
+        if locked.fee_paid_at is not None:
+            raise RequestError(
+                _("The fee was paid on %(date)s: it cannot be changed.") % {"date": date_in_words(timezone.localdate(locked.fee_paid_at))}
+            )
+        locked.fee_amount, locked.fee_proposed_at = amount, timezone.now()
+        PrivacyRequest.objects.filter(pk=locked.pk).update(fee_amount=locked.fee_amount, fee_proposed_at=locked.fee_proposed_at)
+        record_event(locked, "fee_proposed", actor=actor, data={"amount": str(amount), "currency": settings.FEE_CURRENCY})
+        # A decision on the request under Art. 12(5): the subject may complain of it as of a refusal (Art. 12(4)).
+        body = f"{explanation}\n\n{rejection_rights_paragraph(locked)}"
+        subject, text = render_letter(locked, TemplatePurpose.FEE, body=body, fee=fee_in_words(locked))
+        _send_to_subject(locked, actor=actor, subject=subject, body=text, action="fee_letter_sent")
+    return locked
+
+
+def fee_record_paid(*, request: PrivacyRequest, actor: Actor) -> PrivacyRequest:
+    """Record that the subject paid the fee proposed (paid outside the portal: an invoice, a transfer)."""
+    with transaction.atomic():
+        locked = _locked_for_work(request, actor, None)
+        if locked.fee_proposed_at is None:
+            raise RequestError(_("No fee was proposed for this request."))
+        if locked.fee_paid_at is not None:
+            raise RequestError(
+                _("The fee was recorded as paid already, on %(date)s.") % {"date": date_in_words(timezone.localdate(locked.fee_paid_at))}
+            )
+        if not locked.is_open:
+            raise RequestError(_("This request is closed: record the payment in a note instead."))
+        locked.fee_paid_at = timezone.now()
+        PrivacyRequest.objects.filter(pk=locked.pk).update(fee_paid_at=locked.fee_paid_at)
+        record_event(locked, "fee_paid", actor=actor, data={"amount": str(locked.fee_amount), "currency": settings.FEE_CURRENCY})
     return locked
 
 

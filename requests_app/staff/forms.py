@@ -1,5 +1,6 @@
 """Forms of the staff dashboard. Every action is re-validated here on the server."""
 
+from decimal import Decimal
 from urllib.parse import parse_qsl, urlsplit
 
 from django import forms
@@ -9,6 +10,7 @@ from django.contrib.auth.forms import SetPasswordForm
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.html import escape
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from requests_app import roles
@@ -155,6 +157,20 @@ class RejectForm(forms.Form):
     explanation = forms.CharField(
         label=_("Explanation for the subject"), widget=forms.Textarea(attrs={"rows": 4}), max_length=TEXT_MAX_CHARS, required=False
     )
+
+
+class FeeForm(forms.Form):
+    amount = forms.DecimalField(label=_("Fee"), min_value=Decimal("0.01"), max_digits=8, decimal_places=2)
+    explanation = forms.CharField(
+        label=_("Why the request is manifestly unfounded or excessive, and how the fee was worked out"),
+        widget=forms.Textarea(attrs={"rows": 4}), max_length=TEXT_MAX_CHARS,
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["amount"].help_text = gettext("In %(currency)s, based on the administrative costs of answering.") % {
+            "currency": settings.FEE_CURRENCY
+        }
 
 
 class BulkForm(forms.Form):

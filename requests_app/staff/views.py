@@ -535,6 +535,7 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "completion_blockers": actions.completion_blockers(privacy_request) if "complete" in allowed else [],
         "nothing_corrected": "complete" in allowed and certificate.nothing_corrected(privacy_request),
         "extendable": deadline_service.extension_refusal(privacy_request) is None,
+        "fee_currency": settings.FEE_CURRENCY,
     }
 
 
@@ -549,6 +550,7 @@ FORM_SLOTS = {
     "pause": forms.PauseForm,
     "complete": forms.CompleteForm,
     "reject": forms.RejectForm,
+    "fee": forms.FeeForm,
     "note": forms.NoteForm,
 }
 
@@ -592,6 +594,7 @@ TELLS_THE_SUBJECT = {
     "request_information": _SEND_BY_POST,
     "complete": _SEND_BY_POST,
     "reject": _SEND_BY_POST,
+    "fee": _SEND_BY_POST,
     "extend": gettext_lazy(
         "Deadline extended. This subject has no email address, so nothing was emailed: tell them of the new date "
         "and the reason by post, before the first period ends (a month under the GDPR, Art. 12(3); 45 days under "
@@ -647,6 +650,13 @@ ACTIONS = {
         ),
         gettext_lazy("Request rejected; the letter has been sent."),
     ),
+    "fee": (
+        lambda r, f, a, p: handling.fee_propose(
+            request=r, actor=a, amount=f.cleaned_data["amount"], explanation=f.cleaned_data["explanation"], expected_status=p["expected_status"]
+        ),
+        gettext_lazy("Fee proposed; the letter has been sent."),
+    ),
+    "fee_paid": (lambda r, f, a, p: handling.fee_record_paid(request=r, actor=a), gettext_lazy("Payment of the fee recorded.")),
     "note": (lambda r, f, a, p: handling.note_add(request=r, actor=a, body=f.cleaned_data["body"]), gettext_lazy("Note added.")),
 }
 

@@ -11,6 +11,7 @@ code page, and staff without a role get a 403.
 """
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -37,6 +38,7 @@ from requests_app.models import (
     Team,
 )
 from requests_app.services import deadlines as deadline_service
+from requests_app.services import handling
 from requests_app.services.intake import attachment_add
 from requests_app.staff.views import ACTIONS
 from tests.conftest import login_staff
@@ -309,6 +311,14 @@ def _ccpa_receipt_unconfirmed(privacy_request, cast):
     )
 
 
+def _fee_proposed(privacy_request, cast):
+    with transaction.atomic():
+        handling.fee_propose(
+            request=privacy_request, actor=Actor.staff(cast.dpo), amount=Decimal("25"),
+            explanation="The fourth copy this month.", expected_status=privacy_request.status,
+        )
+
+
 def _email_identity(privacy_request):
     return privacy_request.identities.get(kind=IdentityKind.EMAIL)
 
@@ -390,6 +400,19 @@ ACTION_CASES = {
             Status.NEW,
             lambda r, c: {"ground": "identity_not_verified", "explanation": "", "expected_status": Status.NEW},
             lambda r, c: r.status == Status.REJECTED and r.rejection_ground == "identity_not_verified",
+        ),
+        ActionCase(
+            "fee",
+            Status.IN_PROGRESS,
+            lambda r, c: {"amount": "25", "explanation": "The fourth copy this month.", "expected_status": Status.IN_PROGRESS},
+            lambda r, c: r.fee_amount == Decimal("25") and Message.objects.filter(request=r, body__contains="The fourth copy").exists(),
+        ),
+        ActionCase(
+            "fee_paid",
+            Status.IN_PROGRESS,
+            lambda r, c: {},
+            lambda r, c: r.fee_paid_at is not None and r.events.filter(action="fee_paid").exists(),
+            prepare=_fee_proposed,
         ),
         ActionCase(
             "confirm_receipt",

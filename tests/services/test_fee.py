@@ -1,0 +1,179 @@
+"""Art. 12(5): a reasonable fee for a manifestly unfounded or excessive request, told before it is charged."""
+
+import html
+from decimal import Decimal
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+
+from requests_app.audit import Actor
+from requests_app.lifecycle import RequestError, StaleRequest
+from requests_app.models import ResponseTemplate, Status, TemplatePurpose
+from requests_app.services import handling
+from tests.api.conftest import client_with, key_for
+from tests.conftest import login_staff
+from tests.factories import request_in_status, staff_in_role
+
+WHY = "This is your fourth request for the same call records this month; the copies cost us two hours each."
+
+
+@pytest.fixture
+def dpo(db):
+    return staff_in_role("DPO", username="dpo-fee", email="dpo-fee@example.com")
+
+
+def propose(request, actor, amount="25.00", explanation=WHY, expected_status=Status.IN_PROGRESS):
+    return handling.fee_propose(
+        request=request, actor=Actor.staff(actor), amount=Decimal(amount), explanation=explanation, expected_status=expected_status
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_fee_letter_says_why_how_much_and_that_the_subject_may_withdraw_instead(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    due_before = request.due_on
+    mail.outbox.clear()
+
+    propose(request, dpo, amount="1250")
+
+    request.refresh_from_db()
+    assert (request.fee_amount, request.fee_paid_at, request.status) == (Decimal("1250.00"), None, Status.IN_PROGRESS)
+    assert request.due_on == due_before and not request.clock_paused  # the clock runs on
+    letter = request.messages.get()
+    assert letter.subject == f"A fee for your privacy request {request.reference}"
+    for expected in (
+        "manifestly unfounded or excessive",
+        "1,250.00 EUR",
+        WHY,
+        "you may withdraw your request on its status page, and nothing will be charged",
+        "reply on your request's status page",
+        "lodge a complaint with a supervisory authority",
+    ):
+        assert expected in letter.body
+    assert WHY in mail.outbox[-1].body
+    assert request.events.get(action="fee_proposed").data == {"amount": "1250.00", "currency": "EUR"}
+    assert request.events.filter(action="fee_letter_sent").exists()
+
+
+@pytest.mark.django_db
+def test_the_fee_is_written_as_the_subjects_language_writes_amounts(dpo):
+    request = request_in_status(Status.IN_PROGRESS, language="nl")
+    propose(request, dpo, amount="1250")
+    body = request.messages.get().body
+    assert "1.250,00 EUR" in body and "kennelijk ongegrond of buitensporig" in body
+
+
+@pytest.mark.django_db
+def test_a_subject_without_email_is_told_to_answer_by_letter(dpo):
+    request = request_in_status(Status.IN_PROGRESS, subject_email="", subject_phone="+32475123456")
+    propose(request, dpo)
+    body = request.messages.get().body
+    assert "withdraw your request by letter" in body and f"quoting the reference {request.reference}" in body
+    assert "status page" not in body
+
+
+@pytest.mark.django_db
+def test_a_fee_needs_a_reason_an_amount_and_an_open_confirmed_request(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    with pytest.raises(RequestError, match="Explain to the subject why"):
+        propose(request, dpo, explanation="  ")
+    with pytest.raises(RequestError, match="above zero"):
+        propose(request, dpo, amount="0")
+    unconfirmed = request_in_status(Status.AWAITING_VERIFICATION)
+    with pytest.raises(RequestError, match="email address is confirmed"):
+        propose(unconfirmed, dpo, expected_status=Status.AWAITING_VERIFICATION)
+    closed = request_in_status(Status.REJECTED)
+    with pytest.raises(RequestError, match="only for an open request"):
+        propose(closed, dpo, expected_status=Status.REJECTED)
+    with pytest.raises(StaleRequest):
+        propose(request, dpo, expected_status=Status.NEW)
+    assert not request.messages.exists() and not request.events.filter(action__startswith="fee").exists()
+
+
+@pytest.mark.django_db
+def test_a_fee_proposed_again_replaces_the_first_until_one_is_paid(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    propose(request, dpo, amount="40")
+    propose(request, dpo, amount="25")
+    request.refresh_from_db()
+    assert request.fee_amount == Decimal("25.00") and request.messages.count() == 2
+
+    handling.fee_record_paid(request=request, actor=Actor.staff(dpo))
+
+    request.refresh_from_db()
+    assert request.fee_paid_at is not None
+    assert request.events.get(action="fee_paid").data == {"amount": "25.00", "currency": "EUR"}
+    with pytest.raises(RequestError, match="recorded as paid already"):
+        handling.fee_record_paid(request=request, actor=Actor.staff(dpo))
+    with pytest.raises(RequestError, match="it cannot be changed"):
+        propose(request, dpo, amount="60")
+    request.refresh_from_db()
+    assert request.fee_amount == Decimal("25.00")
+
+
+@pytest.mark.django_db
+def test_a_payment_is_recorded_only_for_a_fee_proposed(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    with pytest.raises(RequestError, match="No fee was proposed"):
+        handling.fee_record_paid(request=request, actor=Actor.staff(dpo))
+    assert not request.events.filter(action="fee_paid").exists()
+
+
+@pytest.mark.django_db
+def test_the_dpos_own_fee_letter_must_name_the_fee(dpo):
+    from django.core.exceptions import ValidationError
+
+    template = ResponseTemplate(purpose=TemplatePurpose.FEE, language="en", subject="Fee {{ reference }}", body="{{ body }}")
+    with pytest.raises(ValidationError, match=r"\{\{ fee \}\}"):
+        template.full_clean()
+    template.body = "Our fee: {{ fee }}.\n\n{{ body }}"
+    template.full_clean()
+    template.save()
+    request = request_in_status(Status.IN_PROGRESS)
+    propose(request, dpo, amount="12.5")
+    assert request.messages.get().body.startswith("Our fee: 12.50 EUR.\n\n" + WHY)
+
+
+@pytest.mark.django_db
+def test_staff_propose_a_fee_and_record_its_payment_from_the_request_page(client, dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    login_staff(client, dpo)
+    page_url = reverse("staff:request", args=[request.reference])
+    assert "Propose a fee (Art. 12(5))" in client.get(page_url).content.decode()
+    fee_url = reverse("staff:request_action", args=[request.reference, "fee"])
+
+    refused = client.post(fee_url, {"amount": "-3", "explanation": WHY, "expected_status": Status.IN_PROGRESS})
+    assert refused.status_code == 400
+    assert "Ensure this value is greater than or equal to 0.01." in html.unescape(refused.content.decode())
+
+    response = client.post(fee_url, {"amount": "25", "explanation": WHY, "expected_status": Status.IN_PROGRESS}, follow=True)
+
+    page = html.unescape(response.content.decode())
+    assert "Fee proposed; the letter has been sent." in page
+    assert "25.00 EUR · proposed on" in page and "not paid" in page
+    assert "Propose another fee" in page and "Record the fee as paid" in page
+
+    paid = client.post(reverse("staff:request_action", args=[request.reference, "fee_paid"]), follow=True)
+
+    page = html.unescape(paid.content.decode())
+    assert "Payment of the fee recorded." in page and "25.00 EUR · paid on" in page
+    assert "Record the fee as paid" not in page and "Propose another fee" not in page
+
+
+@pytest.mark.django_db
+def test_the_subject_and_the_portal_see_the_fee(client, dpo):
+    from requests_app.models import Organisation
+
+    operator = Organisation.objects.create(name="Mobile Operator SA")
+    request = request_in_status(Status.IN_PROGRESS, organisation=operator)
+    api = client_with(key_for(operator))
+    assert api.get(f"/api/v1/requests/{request.public_id}/").json()["fee"] is None
+
+    propose(request, dpo, amount="25")
+
+    status_page = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
+    assert "We wrote to you of the fee we intend to charge for this request." in status_page
+    fee = api.get(f"/api/v1/requests/{request.public_id}/").json()["fee"]
+    assert fee["amount"] == "25.00" and fee["currency"] == "EUR" and fee["paid_at"] is None
+    assert fee["proposed_at"]
