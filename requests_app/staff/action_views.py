@@ -11,11 +11,13 @@ import datetime
 
 from csp.constants import UNSAFE_INLINE
 from csp.decorators import csp_update
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
@@ -236,14 +238,23 @@ def notice_step(request: HttpRequest, public_id, step: str) -> HttpResponse:
 # The certificate's styles are inline: the same HTML becomes the PDF.
 @csp_update({"style-src": [UNSAFE_INLINE]})
 def certificate(request: HttpRequest, reference: str) -> HttpResponse:
-    return HttpResponse(certificate_service.render_certificate_html(_get_request(reference)))
+    with translation.override(_certificate_language(request)):
+        return HttpResponse(certificate_service.render_certificate_html(_get_request(reference)))
 
 
 @staff_view
 def certificate_pdf(request: HttpRequest, reference: str) -> HttpResponse:
     privacy_request = _get_request(reference)
+    with translation.override(_certificate_language(request)):
+        pdf = certificate_service.render_certificate_pdf(privacy_request)
     return HttpResponse(
-        certificate_service.render_certificate_pdf(privacy_request),
+        pdf,
         content_type="application/pdf",
         headers={"Content-Disposition": f'attachment; filename="certificate-{privacy_request.reference}.pdf"'},
     )
+
+
+def _certificate_language(request: HttpRequest) -> str:
+    """The language asked for (?language=fr: the subject's, for a certificate sent to them), else the reader's."""
+    asked = request.GET.get("language", "")
+    return asked if asked in dict(settings.LANGUAGES) else translation.get_language()

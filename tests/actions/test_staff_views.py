@@ -415,6 +415,15 @@ def test_the_completion_certificate_as_html_and_pdf(
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
     assert response["Content-Disposition"] == f'attachment; filename="certificate-{erasure_request.reference}.pdf"'
     assert response.content.startswith(b"%PDF")
+    assert "in the subject's language" not in page  # the subject wrote in English, as the DPO reads
+
+    # A French subject's certificate, for staff to send them: in French on request, in the reader's language otherwise.
+    type(erasure_request).objects.filter(pk=erasure_request.pk).update(language="fr")
+    page = _page(client_dpo, erasure_request).content.decode()
+    assert f'<a href="{pdf_url}?language=fr" hreflang="fr">PDF in the subject\'s language (French)</a>' in page
+    assert "Certificat" in client_dpo.get(html_url + "?language=fr").content.decode()
+    assert "Certificat" not in client_dpo.get(html_url).content.decode()
+    assert client_dpo.get(html_url + "?language=xx").status_code == 200  # not one of ours: the reader's
 
 
 def test_the_audit_trail_shows_status_labels_and_readable_data(client_dpo, db):
