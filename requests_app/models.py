@@ -5,6 +5,7 @@ audit trail is written only by `requests_app.audit.record_event`.
 """
 
 import datetime
+import hashlib
 import secrets
 import unicodedata
 import uuid
@@ -952,6 +953,31 @@ def _translated_text(translation, field: str) -> str:
     return getattr(translation, field) if translation is not None else ""
 
 
+def text_digest(text: str) -> str:
+    """A short fingerprint of a main text, which a translation keeps to know whether it still translates it."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class TextTranslation(models.Model):
+    """The base of an inventory item's texts in one of the site's other languages."""
+
+    # Each main text's digest when the translation was saved: one changed since shows the translation as
+    # due for review (TranslatedTexts.languages_outdated). Subjects go on reading it meanwhile: an older
+    # translation in their language serves them better than the new text in one they may not read.
+    translated_from = models.JSONField(default=dict, blank=True, editable=False)
+
+    ITEM_FIELD = ""  # the link to the item translated
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if self._state.adding and not self.translated_from:
+            # Created without the DPO's form (a script, the shell): it translates today's main texts.
+            self.translated_from = getattr(self, self.ITEM_FIELD).main_text_digests()
+        super().save(*args, **kwargs)
+
+
 class TranslatedTexts:
     """An inventory item whose TRANSLATED_FIELDS subjects read: written in the default language, and given
     in the others by its `translations` (one row per language). Reads `translations.all()`: prefetch it
@@ -965,6 +991,23 @@ class TranslatedTexts:
         Per field, so a translation left empty in one field never leaves the subject without that fact."""
         translation = next((candidate for candidate in self.translations.all() if candidate.language == language), None)
         return {field: _translated_text(translation, field) or getattr(self, field) for field in self.TRANSLATED_FIELDS}
+
+    def main_text_digests(self) -> dict[str, str]:
+        return {field: text_digest(getattr(self, field)) for field in self.TRANSLATED_FIELDS}
+
+    def languages_outdated(self) -> list[tuple[str, str]]:
+        """The other languages (code, name) whose translation gives a text whose main text changed since."""
+        digests = self.main_text_digests()
+        by_language = {translation.language: translation for translation in self.translations.all()}
+        return [
+            (code, name)
+            for code, name in translation_languages()
+            if code in by_language
+            and any(
+                getattr(by_language[code], field) and by_language[code].translated_from.get(field) != digests[field]
+                for field in self.TRANSLATED_FIELDS
+            )
+        ]
 
     def languages_missing(self) -> list[tuple[str, str]]:
         """The other languages (code, name) in which one of the item's written texts has no translation yet."""
@@ -1058,9 +1101,11 @@ class SourceSystem(TranslatedTexts, models.Model):
             )
 
 
-class SourceSystemTranslation(models.Model):
+class SourceSystemTranslation(TextTranslation):
     """A source's subject-facing texts in one of the site's other languages (GDPR Art. 12: intelligible to
     the subject). A text left empty falls back to the source's main text."""
+
+    ITEM_FIELD = "source"
 
     source = models.ForeignKey(SourceSystem, on_delete=models.CASCADE, related_name="translations")
     language = models.CharField(max_length=8, choices=settings.LANGUAGES)
@@ -1142,8 +1187,10 @@ class SourceCategory(TranslatedTexts, models.Model):
         return [field.strip() for field in self.masked_fields.split(",") if field.strip()]
 
 
-class SourceCategoryTranslation(models.Model):
+class SourceCategoryTranslation(TextTranslation):
     """A category's description in one of the site's other languages (see SourceSystemTranslation)."""
+
+    ITEM_FIELD = "category"
 
     category = models.ForeignKey(SourceCategory, on_delete=models.CASCADE, related_name="translations")
     language = models.CharField(max_length=8, choices=settings.LANGUAGES)
@@ -1190,8 +1237,10 @@ class Recipient(TranslatedTexts, models.Model):
         return self.name
 
 
-class RecipientTranslation(models.Model):
+class RecipientTranslation(TextTranslation):
     """A recipient's transfer safeguards in one of the site's other languages (see SourceSystemTranslation)."""
+
+    ITEM_FIELD = "recipient"
 
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="translations")
     language = models.CharField(max_length=8, choices=settings.LANGUAGES)
@@ -1445,9 +1494,11 @@ class LegalHold(TranslatedTexts, models.Model):
         return min(self.until, add_months(today, self.keep_months))
 
 
-class LegalHoldTranslation(models.Model):
+class LegalHoldTranslation(TextTranslation):
     """A hold's basis in one of the site's other languages (see SourceSystemTranslation): the completion
     letter tells the subject, in their language, why data was kept."""
+
+    ITEM_FIELD = "hold"
 
     hold = models.ForeignKey(LegalHold, on_delete=models.CASCADE, related_name="translations")
     language = models.CharField(max_length=8, choices=settings.LANGUAGES)

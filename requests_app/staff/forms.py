@@ -591,10 +591,14 @@ class RecipientForm(forms.ModelForm):
         return url
 
 
-def _show_main_texts(form: forms.ModelForm, item) -> None:
-    """Each field of a translation quotes the main text it translates, so the DPO needs no second window."""
+def _show_main_texts(form: forms.ModelForm, item, translated_from: dict[str, str]) -> None:
+    """Each field of a translation quotes the main text it translates, so the DPO needs no second window, and
+    says whether it changed since the translation was saved (`translated_from`: the digests it was saved with)."""
+    digests = item.main_text_digests()
     for name, field in form.fields.items():
         main_text = _("Main text: %(text)s") % {"text": getattr(item, name) or "—"}
+        if form.instance.pk and getattr(form.instance, name) and translated_from.get(name) != digests[name]:
+            main_text = _("Changed since this translation was saved. %(main_text)s") % {"main_text": main_text}
         if not field.required:
             main_text = _("Left empty, the subject reads the main text. %(main_text)s") % {"main_text": main_text}
         field.help_text = escape(main_text)  # Django shows help texts unescaped
@@ -603,13 +607,15 @@ def _show_main_texts(form: forms.ModelForm, item) -> None:
 class TranslationForm(forms.ModelForm):
     """An inventory item's subject-facing texts (its TRANSLATED_FIELDS) in one other language."""
 
-    item_field = ""  # the translation's link to its item
+    # Saved with the fields the form edits (staff.views._edited_fields): the main texts it now translates.
+    stamped_fields = ("translated_from",)
 
     def __init__(self, *args, item, language: str, **kwargs):
         super().__init__(*args, **kwargs)
-        setattr(self.instance, self.item_field, item)
+        setattr(self.instance, self.instance.ITEM_FIELD, item)
         self.instance.language = language
-        _show_main_texts(self, item)
+        _show_main_texts(self, item, translated_from=self.instance.translated_from)
+        self.instance.translated_from = item.main_text_digests()
 
 
 def _text_areas(fields: tuple[str, ...]) -> dict:
@@ -617,8 +623,6 @@ def _text_areas(fields: tuple[str, ...]) -> dict:
 
 
 class SourceSystemTranslationForm(TranslationForm):
-    item_field = "source"
-
     class Meta:
         model = SourceSystemTranslation
         labels = FIELD_LABELS
@@ -629,8 +633,6 @@ class SourceSystemTranslationForm(TranslationForm):
 class SourceCategoryTranslationForm(TranslationForm):
     """As the access report shows it."""
 
-    item_field = "category"
-
     class Meta:
         model = SourceCategoryTranslation
         labels = FIELD_LABELS
@@ -639,8 +641,6 @@ class SourceCategoryTranslationForm(TranslationForm):
 
 
 class RecipientTranslationForm(TranslationForm):
-    item_field = "recipient"
-
     class Meta:
         model = RecipientTranslation
         labels = FIELD_LABELS
@@ -650,8 +650,6 @@ class RecipientTranslationForm(TranslationForm):
 
 class LegalHoldTranslationForm(TranslationForm):
     """As the completion letter quotes it."""
-
-    item_field = "hold"
 
     class Meta:
         model = LegalHoldTranslation

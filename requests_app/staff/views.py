@@ -727,10 +727,12 @@ def attachment_download(request: HttpRequest, public_id) -> HttpResponse:
 
 
 def _edited_fields(form) -> list[str]:
-    """The model fields `form` edits (its many-to-many ones are saved apart), with those the model stamps on every save."""
+    """The model fields `form` edits (its many-to-many ones are saved apart), with those the model or the form
+    stamps on every save."""
+    stamped = getattr(form, "stamped_fields", ())
     return [
         field.name for field in form.instance._meta.concrete_fields
-        if field.name in form.fields or getattr(field, "auto_now", False)
+        if field.name in form.fields or field.name in stamped or getattr(field, "auto_now", False)
     ]
 
 

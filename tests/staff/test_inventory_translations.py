@@ -110,12 +110,11 @@ def test_the_sources_page_links_its_texts_in_each_other_language(dpo_client, sou
 
 @pytest.mark.django_db
 def test_the_inventory_page_lists_the_languages_a_source_still_lacks(dpo_client, source):
-    SourceSystemTranslation.objects.create(source=source, language="fr", **FRENCH)
     # Dutch is there but for the description, which the main text has: still missing.
     source.description = "Invoices for our calls"
     source.save()
+    SourceSystemTranslation.objects.create(source=source, language="fr", **{**FRENCH, "description": "Factures de nos appels"})
     SourceSystemTranslation.objects.create(source=source, language="nl", purposes="Facturen", retention="Zeven jaar", origin="Ons net")
-    SourceSystemTranslation.objects.filter(language="fr").update(description="Factures de nos appels")
 
     page = dpo_client.get(reverse("staff:inventory")).content.decode()
 
@@ -207,3 +206,31 @@ def test_in_french_a_language_is_named_in_lower_case_inside_a_sentence(dpo_clien
     assert "Billing, en allemand" in page
     # The language switcher keeps each language's name as a title.
     assert ">Allemand<" in page or "Deutsch" in page
+
+
+@pytest.mark.django_db
+def test_a_translation_whose_main_text_changed_since_is_shown_for_review_until_saved_again(dpo_client, source):
+    assert dpo_client.post(source_texts_url(source, "fr"), FRENCH).status_code == 302
+    recipient = Recipient.objects.create(source=source, name="Cloud host", country="India", third_country=True, safeguards="SCC")
+    RecipientTranslation.objects.create(recipient=recipient, language="de", safeguards="SCC (de)")
+    recipient_url = reverse("staff:recipient_translation", args=[recipient.pk, "de"])
+    page = dpo_client.get(reverse("staff:inventory")).content.decode()
+    assert "Translation to review" not in page and "translation to review" not in page
+
+    # The DPO rewrites the retention in English, and the recipient's safeguards.
+    SourceSystem.objects.filter(pk=source.pk).update(retention="Ten years")
+    Recipient.objects.filter(pk=recipient.pk).update(safeguards="Standard contractual clauses of 2021")
+
+    page = dpo_client.get(reverse("staff:inventory")).content.decode()
+    assert f'<dt>Translation to review</dt><dd><a href="{source_texts_url(source, "fr")}">French</a> ' in page
+    assert f'(translation to review, the main text changed since: <a href="{recipient_url}">German</a>)' in page
+    # The French page says which text changed; the one left empty (automated decisions) falls back anyway.
+    form = dpo_client.get(source_texts_url(source, "fr")).content.decode()
+    assert "Changed since this translation was saved. Main text: Ten years" in form
+    assert form.count("Changed since this translation was saved.") == 1
+
+    assert dpo_client.post(source_texts_url(source, "fr"), {**FRENCH, "retention": "Dix ans"}).status_code == 302
+    assert dpo_client.post(recipient_url, {"safeguards": "Clauses contractuelles types (de)"}).status_code == 302
+
+    page = dpo_client.get(reverse("staff:inventory")).content.decode()
+    assert "Translation to review" not in page and "translation to review" not in page
