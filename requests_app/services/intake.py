@@ -482,6 +482,7 @@ def purge_personal_data(request: PrivacyRequest) -> None:
     request.messages.update(subject="", body="")
     request.notes.update(body="")
     request.pauses.update(reason="")
+    request.recipient_notices.update(waiver_note="")  # why a recipient was not told: it may quote the subject
     request.rectification_changes.update(value="")  # the certificate names the fields, never the values
     request.identities.all().delete()
     request.notifications.filter(sent_at__isnull=True).delete()  # nobody is emailed about it any more

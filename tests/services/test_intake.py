@@ -14,7 +14,17 @@ from django.utils import timezone
 from requests_app import tasks
 from requests_app.audit import Actor, verify_chain
 from requests_app.lifecycle import RequestError
-from requests_app.models import Channel, Organisation, PrivacyRequest, Status, WebhookDelivery, WebhookEndpoint
+from requests_app.models import (
+    Channel,
+    Organisation,
+    PrivacyRequest,
+    Recipient,
+    RecipientNotice,
+    SourceSystem,
+    Status,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from requests_app.services.deadlines import DEADLINE_FIELDS, refresh_deadline
 from requests_app.services.intake import expire_unverified_requests, next_reference
 from requests_app.services.routing import dispatch_unrouted
@@ -280,6 +290,10 @@ def test_a_closed_request_keeps_personal_data_for_the_retention_period_only(sett
     completed = request_in_status(Status.COMPLETED, subject_name="Ana Peeters", description="my old contract")
     open_one = request_in_status(Status.IN_PROGRESS, subject_name="Bo Jansen")
     assert completed.closed_at is not None and open_one.closed_at is None
+    # Why a recipient was not told (Art. 19) is staff's free text about the subject too.
+    source = SourceSystem.objects.create(slug="crm", name="CRM", identity_kind="email", legal_basis="contract", purposes="x")
+    police = Recipient.objects.create(source=source, name="Police", country="Belgium")
+    RecipientNotice.objects.create(request=completed, recipient=police, waiver_reason="impossible", waiver_note="Ana Peeters said they know")
 
     assert purge_closed_requests(now=timezone.now() + timedelta(days=3 * 365 - 1)) == 0  # still within it
     assert purge_closed_requests(now=timezone.now() + timedelta(days=3 * 365 + 1)) == 1
@@ -290,6 +304,7 @@ def test_a_closed_request_keeps_personal_data_for_the_retention_period_only(sett
     assert (completed.subject_name, completed.subject_email, completed.description) == ("", "", "")
     assert (completed.name_for_search, open_one.name_for_search) == ("", "bojansen")
     assert completed.personal_data_purged_at is not None and completed.identities.count() == 0
+    assert completed.recipient_notices.get().waiver_note == ""
     assert completed.events.filter(action="personal_data_purged").count() == 1
     assert completed.reference and verify_chain()[1] is None  # the reference and the trail stay
     assert open_one.subject_name == "Bo Jansen"  # an open request is never purged
