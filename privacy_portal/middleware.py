@@ -24,6 +24,20 @@ def no_store(get_response):
     return middleware
 
 
+def dashboard_referrer(get_response):
+    """The dashboard's pages give their address to the next request within the site (same-origin), so that a
+    form's action can return to the page it was sent from; every other page gives only the site's origin
+    (SECURE_REFERRER_POLICY, which SecurityMiddleware adds where no policy is set yet)."""
+
+    def middleware(request):
+        response = get_response(request)
+        if request.path.startswith("/staff/"):
+            response["Referrer-Policy"] = "same-origin"
+        return response
+
+    return middleware
+
+
 def public_body_limit(get_response):
     """Refuse (413) a public page's request body larger than a document plus the form, before anything
     reads it: Django writes an upload to disk before any view can check its size, and anyone may post

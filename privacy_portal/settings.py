@@ -142,6 +142,7 @@ MIDDLEWARE = [
     "privacy_portal.middleware.csp_reporting_endpoint",
     "csp.middleware.CSPMiddleware",
     "privacy_portal.middleware.no_store",
+    "privacy_portal.middleware.dashboard_referrer",
     "requests_app.api.middleware.api_body_limit",
     "requests_app.api.middleware.api_trailing_slash",
     "requests_app.api.middleware.api_debug_pages",
@@ -651,7 +652,10 @@ LOGIN_REDIRECT_URL = "staff:home"
 SESSION_COOKIE_AGE = env_int("SESSION_IDLE_TIMEOUT_SECONDS", 30 * 60)
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_COOKIE_HTTPONLY = True
-SECURE_REFERRER_POLICY = "same-origin"
+# Pages never tell the next address theirs: a status page's or a verification link's holds its secret, which
+# its own style sheet's request would otherwise carry into proxy logs. Only the dashboard's pages, which hold
+# none and whose forms return to the page they were sent from, tell it within the site (dashboard_referrer).
+SECURE_REFERRER_POLICY = "strict-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 

@@ -41,3 +41,13 @@ def test_the_policy_sends_violation_reports_to_the_site(client):
     assert f"report-uri {reverse('csp_report')}" in policy
     assert "report-to csp" in policy
     assert response.headers["Reporting-Endpoints"] == f'csp="{reverse("csp_report")}"'
+
+
+@pytest.mark.django_db
+def test_only_the_dashboard_tells_the_next_page_its_address(client, staff_user):
+    """Its forms return to the page they were sent from (staff.views._form_page reads the Referer); other
+    pages' addresses may hold a secret (a status page's), so they give only the site's origin."""
+    assert client.get(reverse("submit"))["Referrer-Policy"] == "strict-origin"
+    assert client.get("/api/v1/ping/")["Referrer-Policy"] == "strict-origin"
+    response = login_staff(client, staff_user).get(reverse("staff:home"))
+    assert response.status_code == 200 and response["Referrer-Policy"] == "same-origin"

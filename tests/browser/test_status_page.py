@@ -1,0 +1,28 @@
+"""The subject's status page in a real browser: its address holds the page's secret."""
+
+import pytest
+from playwright.sync_api import expect
+from django.urls import reverse
+
+from requests_app.models import MessageDirection, Status
+from tests.factories import request_in_status
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_status_pages_secret_does_not_leave_the_page_and_its_forms_still_work(page, live_server):
+    """Every style sheet, script and icon the page loads would carry its address in the Referer, into the logs
+    of any proxy on the way. The policy gives only the site's origin; a form's Origin header is still the
+    site's (a policy of no referrer at all would send "null", and the CSRF check would refuse the reply)."""
+    request = request_in_status(Status.IN_PROGRESS)
+    url = live_server.url + reverse("status", args=[request.reference, request.secret])
+    referers = []
+    page.on("request", lambda sent: referers.append(sent.headers.get("referer", "")))
+
+    page.goto(url)
+    page.get_by_label("Write to our data protection team").fill("My account number is 4711.")
+    page.get_by_role("button", name="Send").click()
+
+    expect(page.get_by_text("My account number is 4711.")).to_be_visible()
+    assert request.messages.filter(direction=MessageDirection.FROM_SUBJECT, body="My account number is 4711.").exists()
+    assert any(referers) and all(request.secret not in referer for referer in referers)
+    assert live_server.url + "/" in referers  # the origin alone
