@@ -32,7 +32,7 @@ from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
 from requests_app import roles
-from requests_app.audit import Actor, record_event
+from requests_app.audit import Actor, form_changes, record_event
 from requests_app.forms import StaffIntakeForm
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
@@ -117,18 +117,23 @@ class RolePermissions:
 class RoleAdmin(RolePermissions, admin.ModelAdmin):
     """Every change made here is an audit event, as on the dashboard's configuration pages."""
 
-    def _record(self, request, obj, pk, what: str) -> None:
+    def _record(self, request, obj, pk, what: str, form=None) -> None:
         event = f"{obj._meta.model_name}_{what}"
-        record_event(None, event, actor=Actor.staff(request.user), data={"id": pk, "name": str(obj)[:200]})
+        data = {"id": pk, "name": str(obj)[:200]}
+        if form is not None:
+            data["changes"] = form_changes(form)  # before and after, as on the dashboard
+        record_event(None, event, actor=Actor.staff(request.user), data=data)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        self._record(request, obj, obj.pk, "saved")
+        self._record(request, obj, obj.pk, "saved", form=form)
 
     def save_formset(self, request, form, formset, change):
         super().save_formset(request, form, formset, change)
-        for obj in [*formset.new_objects, *(changed for changed, _fields in formset.changed_objects)]:
-            self._record(request, obj, obj.pk, "saved")
+        saved = {*formset.new_objects, *(changed for changed, _fields in formset.changed_objects)}
+        for inline_form in formset.forms:
+            if inline_form.instance in saved:
+                self._record(request, inline_form.instance, inline_form.instance.pk, "saved", form=inline_form)
         for obj in formset.deleted_objects:
             self._record(request, obj, None, "deleted")
 
@@ -521,10 +526,12 @@ class OrganisationAPIKeyAdmin(RoleAdmin, APIKeyModelAdmin):
     list_display = [*APIKeyModelAdmin.list_display, "organisation", "scope"]
     list_filter = [*APIKeyModelAdmin.list_filter, "organisation", "scope"]
 
-    def _record(self, request, obj, pk, what: str) -> None:
+    def _record(self, request, obj, pk, what: str, form=None) -> None:
         # A key's primary key holds its hash: the trail names the key by its prefix instead, and says whether it
         # is revoked, so that issuing and revoking read apart.
         data = {"prefix": obj.prefix, "name": obj.name[:200], "organisation": str(obj.organisation), "revoked": obj.revoked}
+        if form is not None:
+            data["changes"] = form_changes(form)
         record_event(None, f"organisationapikey_{what}", actor=Actor.staff(request.user), data=data)
 
 
@@ -588,7 +595,7 @@ class WebhookEndpointAdmin(RoleAdmin):
             obj.disabled_at = None  # switched on again: no longer disabled, nor listed as such
             fields.append("disabled_at")
         obj.save(update_fields=fields)
-        self._record(request, obj, obj.pk, "saved")
+        self._record(request, obj, obj.pk, "saved", form=form)
 
     def response_add(self, request, obj, post_url_continue=None):
         # The new endpoint's secret, shown once: this page answers the POST that created it.

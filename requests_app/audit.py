@@ -6,12 +6,14 @@ it. Callers append inside the transaction that makes the change, so the
 change and its event commit together or not at all.
 """
 
+import datetime
 import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC
 
-from django.db import transaction
+from django import forms
+from django.db import models, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -217,3 +219,33 @@ def verify_request_events(request: PrivacyRequest) -> tuple[int, ChainBreak | No
         elif head is None or (head.sequence, head.hash) != (event.sequence, event.hash):
             return checked, ChainBreak(event.sequence + 1, None, f"event #{event.sequence + 1} is missing")
     return len(events), None
+
+
+# A changed text is kept this long in the trail: enough to see what changed, not a second copy of every template.
+CHANGE_TEXT_CHARS = 200
+
+
+def form_changes(form) -> dict[str, list]:
+    """What a settings form changed, for its audit event: {field: [before, after]}, values as text (a related
+    object by its name, a date as ISO 8601, a long text cut). Only what the form edits, so never a secret."""
+
+    def shown(field, value):
+        if isinstance(field, forms.ModelMultipleChoiceField):
+            items = value if isinstance(value, models.QuerySet) else field.queryset.filter(pk__in=[getattr(v, "pk", v) for v in value or []])
+            return sorted(str(item) for item in items)
+        if isinstance(field, forms.ModelChoiceField):
+            if value in (None, ""):
+                return None
+            return str(value if isinstance(value, models.Model) else field.queryset.filter(pk=value).first())
+        if isinstance(value, datetime.date | datetime.datetime):
+            return value.isoformat()
+        if isinstance(value, str) and len(value) > CHANGE_TEXT_CHARS:
+            return value[:CHANGE_TEXT_CHARS] + "…"
+        return value if value is None or isinstance(value, bool | int | str) else str(value)
+
+    return {
+        name: [shown(form.fields[name], form.initial.get(name)), shown(form.fields[name], form.cleaned_data.get(name))]
+        for name in form.changed_data
+        if name in form.cleaned_data
+    }
+

@@ -278,9 +278,10 @@ def test_a_dpo_who_is_not_a_superuser_issues_an_api_key(client):
         {"name": "portal", "organisation": organisation.pk, "scope": "write", "revoked": "on"},
     )
     events = AuditEvent.objects.filter(action="organisationapikey_saved").order_by("sequence")
+    issued = {"name": [None, "portal"], "scope": [None, "write"], "organisation": [None, "Mobile Operator SA"]}
     assert [event.data for event in events] == [
-        {"prefix": key.prefix, "name": "portal", "organisation": "Mobile Operator SA", "revoked": revoked}
-        for revoked in (False, True)
+        {"prefix": key.prefix, "name": "portal", "organisation": "Mobile Operator SA", "revoked": revoked, "changes": changes}
+        for revoked, changes in ((False, issued), (True, {"revoked": [False, True]}))
     ]
     assert key.hashed_key not in str([event.data for event in AuditEvent.objects.all()])
 

@@ -52,13 +52,22 @@ def dpo_users():
     return _workers().filter(Q(is_superuser=True) | Q(groups__name=roles.DPO)).distinct()
 
 
+def assignable(user) -> bool:
+    """Whether requests may be routed to `user`: an active DPO or handler who can sign in."""
+    return _signing_in(_workers()).filter(pk=user.pk).exists()
+
+
 def choose_assignee(request: PrivacyRequest) -> tuple[AssignmentRule | None, Team | None, object]:
-    """The first matching active rule decides; with none, the least-loaded DPO."""
+    """The first matching active rule decides; with none, the least-loaded DPO. A rule's person who can no
+    longer work requests (switched off, their role taken away, not set up yet) passes it to the least-loaded
+    DPO too: nobody would see it otherwise until its first reminder."""
     rights = request.requested_rights
     for rule in AssignmentRule.objects.filter(active=True).select_related("assign_team", "assign_user"):
         if rule.matches(request, rights):
             if rule.assign_user_id:
-                return rule, None, rule.assign_user
+                if assignable(rule.assign_user):
+                    return rule, None, rule.assign_user
+                return rule, None, least_loaded(_signing_in(dpo_users()))
             members = _signing_in(_workers().filter(privacy_teams=rule.assign_team)).distinct()
             # A team with nobody who can sign in (none added yet, all left): the team's request still gets a
             # person, the least-loaded DPO, rather than nobody, which no one would be told of.
@@ -88,6 +97,8 @@ def route_request(*, request_id: int) -> bool:
                 "rule": rule.name if rule else DEFAULT_RULE,
                 "team": team.name if team else None,
                 "assignee": assignee.get_username() if assignee else None,
+                # The rule's person, passed over: the trail says why the DPO got it.
+                **({"unavailable": rule.assign_user.get_username()} if rule and rule.assign_user_id and rule.assign_user != assignee else {}),
             },
         )
         if assignee is not None:

@@ -39,8 +39,8 @@ from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from requests_app import lifecycle, roles, selectors, sms
-from requests_app.audit import Actor, record_event
-from requests_app.lifecycle import NotAllowed, RequestError
+from requests_app.audit import Actor, form_changes, record_event
+from requests_app.lifecycle import VERIFIED_OPEN, NotAllowed, RequestError
 from requests_app.models import (
     AssignmentRule,
     Attachment,
@@ -772,7 +772,10 @@ def _crud(
                     saved = form.save(commit=False)
                     saved.save(update_fields=_edited_fields(form))
                     form.save_m2m()
-                record_event(None, f"{event}_saved", actor=Actor.staff(request.user), data=describe(saved))
+                # What changed, before and after: who moved a hold's end or pointed a rule elsewhere must show.
+                record_event(
+                    None, f"{event}_saved", actor=Actor.staff(request.user), data={**describe(saved), "changes": form_changes(form)}
+                )
             messages.success(request, _("Saved."))
             return redirect(list_url)
     context = {
@@ -784,7 +787,9 @@ def _crud(
 
 @staff_view(readers=roles.CONFIGURATION_READERS)
 def rules(request: HttpRequest) -> HttpResponse:
-    items = AssignmentRule.objects.select_related("organisation", "assign_team", "assign_user")
+    items = list(AssignmentRule.objects.select_related("organisation", "assign_team", "assign_user"))
+    for rule in items:
+        rule.person_unavailable = rule.assign_user is not None and not routing.assignable(rule.assign_user)
     return render(request, "staff/rules.html", {"rules": items})
 
 
@@ -877,12 +882,26 @@ def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             user.privacy_teams.set(form.cleaned_data["teams"])
             record_event(
                 None, "staff_user_saved", actor=Actor.staff(request.user),
-                data={"user": user.username, "role": form.cleaned_data["role"], "active": user.is_active, "invited": invited},
+                data={
+                    "user": user.username, "role": form.cleaned_data["role"], "active": user.is_active, "invited": invited,
+                    "changes": form_changes(form),
+                },
             )
         if invited:
             messages.success(request, _("Saved: its owner was emailed a link to choose a password and set up an authenticator."))
         else:
             messages.success(request, _("Saved."))
+        still_assigned = user.assigned_requests.filter(status__in=VERIFIED_OPEN).count() if not user.is_active else 0
+        if still_assigned:
+            # Nobody else is told of them: their reminders go to an account nobody reads.
+            messages.warning(
+                request,
+                ngettext(
+                    "%(user)s is switched off but still has %(count)d open request: assign it to someone else.",
+                    "%(user)s is switched off but still has %(count)d open requests: assign them to someone else.",
+                    still_assigned,
+                ) % {"user": user.username, "count": still_assigned},
+            )
         return redirect("staff:users")
     return render(
         request,

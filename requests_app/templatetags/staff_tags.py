@@ -157,6 +157,7 @@ DATA_LABELS = {
     "basis": _("basis"),
     "categories": _("categories"),
     "category": _("category"),
+    "changes": _("changes"),
     "channel": _("channel"),
     "content_type": _("file type"),
     "count": _("count"),
@@ -199,6 +200,7 @@ DATA_LABELS = {
     "source": _("source"),
     "team": _("team"),
     "to": _("to"),
+    "unavailable": _("passed over, cannot work requests"),
     "until": _("until"),
     "user": _("user"),
 }
@@ -223,8 +225,12 @@ def event_data(data: dict) -> str:
     of channels, rights, identifiers and methods named, dates written as the language writes them)."""
 
     def shown(key, value):
+        if key == "changes":  # a settings form's {field: [before, after]} (audit.form_changes)
+            return "; ".join(
+                f"{label(field)} {shown(field, before)} → {shown(field, after)}" for field, (before, after) in sorted(value.items())
+            ) or "—"
         if isinstance(value, list):
-            return ", ".join(shown(key, item) for item in value)
+            return ", ".join(shown(key, item) for item in value) or "—"
         if isinstance(value, dict):
             return ", ".join(f"{label(k)} {shown(k, item)}" for k, item in value.items() if k not in DATA_HIDDEN)
         if value is None:

@@ -198,6 +198,44 @@ def test_nobody_without_an_authenticator_is_given_requests(dpo):
     assert request.assignee == dpo
 
 
+@pytest.mark.parametrize("unavailable", ["switched_off", "no_role", "not_set_up"])
+@pytest.mark.django_db
+def test_a_rule_to_a_person_who_cannot_work_requests_gives_the_request_to_the_dpo(dpo, client, unavailable):
+    """Routed to an account switched off since the rule was written, the request waited unseen until its first
+    reminder, and the DPO's lists showed nothing unassigned."""
+    from tests.conftest import login_staff
+
+    person = staff_who_signs_in("Handler", username="leaver") if unavailable != "not_set_up" else staff_in_role("Handler", username="leaver")
+    if unavailable == "switched_off":
+        person.is_active = False
+        person.save()
+    elif unavailable == "no_role":
+        person.groups.clear()
+    AssignmentRule.objects.create(position=1, name="Everything to the leaver", assign_user=person)
+    request = verified()
+
+    route_request(request_id=request.id)
+
+    request.refresh_from_db()
+    assert request.assignee == dpo
+    assert request.events.get(action="routed").data == {
+        "rule": "Everything to the leaver", "team": None, "assignee": "dpo1", "unavailable": "leaver",
+    }
+    page = login_staff(client, dpo).get("/staff/rules/").content.decode()
+    assert "leaver <strong class=\"error\">(cannot work requests" in page
+
+
+@pytest.mark.django_db
+def test_a_rule_to_a_person_who_can_work_requests_says_nothing_more(dpo, client):
+    from tests.conftest import login_staff
+
+    AssignmentRule.objects.create(position=1, name="Everything to Ana", assign_user=staff_who_signs_in("Handler", username="ana"))
+    request = verified()
+    route_request(request_id=request.id)
+    assert "unavailable" not in request.events.get(action="routed").data
+    assert "cannot work requests" not in login_staff(client, dpo).get("/staff/rules/").content.decode()
+
+
 @pytest.mark.django_db
 def test_a_rule_to_a_team_with_nobody_who_can_sign_in_gives_the_request_to_the_dpo(dpo):
     """Routed to nobody, the request would wait unseen: no one is told of a request without an assignee."""

@@ -1,0 +1,68 @@
+"""Settings changes in the trail say what changed, before and after: who moved a legal hold's end, pointed a
+rule elsewhere, or changed the address a staff invitation goes to must show."""
+
+import pytest
+from django.urls import reverse
+
+from requests_app.models import AuditEvent, Organisation, ResponseTemplate, Status, Team
+from requests_app.templatetags.staff_tags import event_data
+from tests.conftest import login_staff
+from tests.factories import request_in_status, staff_in_role
+
+
+@pytest.fixture
+def dpo_client(client, db):
+    return login_staff(client, staff_in_role("DPO", username="dpo1"))
+
+
+@pytest.mark.django_db
+def test_a_staff_accounts_new_address_and_teams_are_in_the_trail(dpo_client):
+    handler = staff_in_role("Handler", username="h1", email="h1@example.com")
+    Team.objects.create(name="Erasure desk")
+    desk = Team.objects.get(name="Erasure desk")
+
+    dpo_client.post(reverse("staff:user_edit", args=[handler.pk]), {
+        "username": "h1", "email": "other@example.net", "role": "Handler", "is_active": "on", "teams": [desk.pk],
+    })
+
+    data = AuditEvent.objects.get(action="staff_user_saved").data
+    assert data["changes"] == {"email": ["h1@example.com", "other@example.net"], "teams": [[], ["Erasure desk"]]}
+    assert event_data(data).startswith("active: True · changes: email h1@example.com → other@example.net; teams — → Erasure desk")
+
+
+@pytest.mark.django_db
+def test_switching_off_someone_with_open_requests_says_so(dpo_client):
+    handler = staff_in_role("Handler", username="h1", email="h1@example.com")
+    for _ in range(2):
+        request = request_in_status(Status.IN_PROGRESS)
+        type(request).objects.filter(pk=request.pk).update(assignee=handler)
+
+    response = dpo_client.post(
+        reverse("staff:user_edit", args=[handler.pk]), {"username": "h1", "email": "h1@example.com", "role": "Handler"}, follow=True,
+    )
+
+    assert "h1 is switched off but still has 2 open requests: assign them to someone else." in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_settings_page_records_each_changed_field(dpo_client):
+    template = ResponseTemplate.objects.create(purpose="completion", language="en", subject="Done", body="{{ body }}")
+
+    dpo_client.post(reverse("staff:template_edit", args=[template.pk]), {
+        "purpose": "completion", "request_type": "", "language": "en", "subject": "Your request is done", "body": "{{ body }}",
+    })
+
+    event = AuditEvent.objects.get(action="response_template_saved")
+    assert event.data["changes"] == {"subject": ["Done", "Your request is done"]}  # the body did not change
+
+
+@pytest.mark.django_db
+def test_the_admin_records_each_changed_field(dpo_client):
+    """Giving an organisation the controller's own systems lets its keys read everyone who objected."""
+    operator = Organisation.objects.create(name="OwnSys")
+
+    dpo_client.post(reverse("admin:requests_app_organisation_change", args=[operator.pk]), {"name": "OwnSys", "own_systems": "on"})
+
+    operator.refresh_from_db()
+    assert operator.own_systems
+    assert AuditEvent.objects.get(action="organisation_saved").data["changes"] == {"own_systems": [False, True]}
