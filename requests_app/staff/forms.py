@@ -193,6 +193,16 @@ class BulkForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
+        # A queue row's box sends its reference and the status the row showed ("DSR-2026-00042 new"): the
+        # action applies to the request as the user saw it (handling.bulk_apply skips one changed since).
+        cleaned["shown_status"] = {}
+        references = []
+        for value in cleaned.get("references") or []:
+            reference, _space, status = value.partition(" ")
+            references.append(reference)
+            if status:
+                cleaned["shown_status"][reference] = status
+        cleaned["references"] = references
         if not cleaned.get("references") and not cleaned.get("everything"):
             raise forms.ValidationError(_("Select some requests, or choose every request matching the filter."))
         if cleaned.get("action") == "assign" and not cleaned.get("assignee"):

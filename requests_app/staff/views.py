@@ -484,7 +484,14 @@ def bulk(request: HttpRequest) -> HttpResponse:
     elif action == "complete":
         apply = lambda r: handling.request_complete(request=r, actor=actor, letter="", expected_status=r.status)  # noqa: E731
     else:
-        apply = lambda r: handling.request_transition(request=r, actor=actor, name=action, expected_status=r.status)  # noqa: E731
+        shown_status = form.cleaned_data["shown_status"]
+
+        def apply(r):
+            # A request waiting for the subject resumes on its own page, where staff see what was asked: from
+            # the queue, "Start work" would end the wait (and restart the clock) of a question a colleague sent.
+            if r.status == Status.AWAITING_SUBJECT:
+                raise RequestError(_("It is waiting for the subject: resume it from its page."))
+            handling.request_transition(request=r, actor=actor, name=action, expected_status=shown_status.get(r.reference, r.status))
 
     result = handling.bulk_apply(targets.iterator(chunk_size=500), apply)
     if result.done:

@@ -579,6 +579,46 @@ def test_bulk_status_action_skips_requests_whose_state_does_not_allow_it(dpo_cli
 
 
 @pytest.mark.django_db
+def test_bulk_start_applies_to_the_requests_as_the_queue_showed_them(dpo_client):
+    """The queue showed them new; meanwhile a colleague asked one's subject a question and started checking
+    another's identity. "Start work" must neither end the wait for the subject nor skip the identity check."""
+    from requests_app.audit import Actor
+    from requests_app.services import handling
+
+    waiting, checking, untouched = make(), make(), make()
+    colleague = Actor.staff(staff_in_role("DPO", username="colleague"))
+    handling.request_information(request=waiting, actor=colleague, body="Please send a copy of your ID.", expected_status=Status.NEW)
+    handling.request_transition(request=checking, actor=colleague, name="start_identity_check", expected_status=Status.NEW)
+
+    response = bulk(dpo_client, action="start_work", references=[f"{r.reference} new" for r in (waiting, checking, untouched)])
+
+    assert statuses(waiting, checking, untouched) == [Status.AWAITING_SUBJECT, Status.IDENTITY_CHECK, Status.IN_PROGRESS]
+    assert PrivacyRequest.objects.get(pk=waiting.pk).clock_paused
+    warnings, successes = warnings_and_successes(response)
+    assert successes == ["Done for 1 request."]
+    assert sorted(warnings) == sorted([
+        f"{waiting.reference}: It is waiting for the subject: resume it from its page.",
+        f"{checking.reference}: Request {checking.reference} has changed since you loaded it (it is now Identity check). Reload and try again.",
+    ])
+
+
+@pytest.mark.django_db
+def test_bulk_start_on_everything_matching_leaves_the_requests_waiting_for_the_subject(dpo_client):
+    from requests_app.audit import Actor
+    from requests_app.services import handling
+
+    waiting = make(Status.IN_PROGRESS)
+    handling.request_information(
+        request=waiting, actor=Actor.staff(staff_in_role("DPO", username="colleague")), body="Which account?", expected_status=Status.IN_PROGRESS
+    )
+
+    response = bulk(dpo_client, action="start_work", everything="on", query="")
+
+    assert statuses(waiting) == [Status.AWAITING_SUBJECT]
+    assert warnings_and_successes(response)[0] == [f"{waiting.reference}: It is waiting for the subject: resume it from its page."]
+
+
+@pytest.mark.django_db
 def test_bulk_complete_completes_in_progress_requests_and_skips_the_others(dpo_client):
     working, new = make(Status.IN_PROGRESS), make(Status.NEW)
     released_package(working)
@@ -828,7 +868,7 @@ def test_the_bulk_form_is_offered_to_those_who_may_use_it(client, role, offered)
     login_staff(client, staff_in_role(role, username="someone"))
     page = client.get(QUEUE).content.decode()
     assert ('id="bulk-form"' in page) is offered
-    assert (f'name="references" value="{request.reference}"' in page) is offered
+    assert (f'name="references" value="{request.reference} new"' in page) is offered
 
 
 @pytest.mark.django_db
