@@ -46,6 +46,7 @@ from requests_app.models import (
     EraseMethod,
     EraseStrategy,
     ExportKind,
+    ExportStatus,
     LegalHold,
     NoticeStatus,
     PrivacyRequest,
@@ -472,7 +473,24 @@ def _execution_refusal(action: SourceAction) -> str | None:
     # Approved, failed (a retry), or running past the time limit (its task was lost).
     if action.status not in (ActionStatus.APPROVED, ActionStatus.FAILED, ActionStatus.RUNNING) or action.approved_at is None:
         return _("The action needs a dry run and an approval first.")
+    if action.kind == ActionKind.ERASE:
+        uncopied = copies_owed(action.request)
+        if uncopied:
+            # Erased first, the data would be missing from the subject's copy, which would then say none was found.
+            return _("Compile the %(kind)s package first: the subject asked for a copy of this data too.") % {
+                "kind": in_sentence(ExportKind(uncopied[0]).label)
+            }
     return None
+
+
+def copies_owed(request: PrivacyRequest) -> list[str]:
+    """The packages (kinds) the request asks for that have not been compiled yet: none may be erased before."""
+    compiled = {
+        package.kind for package in request.exports.all()
+        if package.status in (ExportStatus.READY, ExportStatus.RELEASED) or package.released_at is not None
+    }
+    rights = set(request.requested_rights)
+    return [kind for right, kind in PACKAGE_FOR_RIGHT.items() if right in rights and kind not in compiled]
 
 
 def past_time_limit(action: SourceAction) -> bool:

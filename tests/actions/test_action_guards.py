@@ -410,3 +410,21 @@ def test_the_dpo_is_reminded_of_kept_data_once_its_hold_has_ended(cdr, erasure_r
     login_staff(client, dpo)
     home = client.get("/staff/").content.decode()
     assert "Legal holds ended this week" in home and f"{erasure_request.reference}</a>: Call records / calls" in home
+
+
+@pytest.mark.parametrize("kind", ["access", "portability"])
+def test_data_the_subject_asked_a_copy_of_is_not_erased_before_the_copy_is_compiled(crm, dpo_actor, source_db, step, kind):
+    """Erased first, the data was missing from the package compiled after, whose report then told the subject
+    none had been found in the systems the request had just erased it from."""
+    from tests.factories import released_package
+
+    request = verified_request(RequestType.ERASURE, RequestType(kind))
+    action = _approved(request, crm, dpo_actor, step)
+
+    with pytest.raises(RequestError, match=f"Compile the {kind} \\(Art. \\d\\d\\) package first"):
+        actions.execute(action=action, actor=dpo_actor)
+    assert SourceAction.objects.get(pk=action.pk).status == ActionStatus.APPROVED
+    assert source_db("SELECT count(*) AS n FROM subscribers") == [{"n": 3}]
+
+    released_package(request, kind=kind)
+    assert step(actions.execute, action, actor=dpo_actor).status == ActionStatus.DONE
