@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from requests_app.deadlines import add_months
+from requests_app.phones import to_e164
 
 
 class Status(models.TextChoices):
@@ -412,8 +413,21 @@ class RequestedRight(models.Model):
         return self.get_right_display()
 
 
+def normalised_identifier(kind: str, value: str) -> str:
+    """One spelling per identifier, so that a source, a suppression list or a lookup finds it however it was
+    typed: an email address lower-cased (sources keep addresses in lower case, and "Ana@Example.COM" is Ana's),
+    a phone number in E.164."""
+    value = value.strip()
+    if kind == IdentityKind.EMAIL:
+        return value.lower()
+    if kind == IdentityKind.PHONE:
+        return to_e164(value) or value
+    return value
+
+
 class SubjectIdentity(models.Model):
-    """An identifier the subject gave. Source systems are searched only by verified ones."""
+    """An identifier the subject gave, as normalised_identifier spells it. Source systems are searched only by
+    verified ones."""
 
     request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="identities")
     kind = models.CharField(max_length=32, choices=IdentityKind)

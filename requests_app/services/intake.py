@@ -31,6 +31,7 @@ from requests_app.models import (
     VerificationMethod,
     new_nonce,
     new_secret,
+    normalised_identifier,
     rights_mask,
 )
 
@@ -168,7 +169,9 @@ def request_submit(
             RequestedRight(request=request, **vars(details)) for details in rights
         )
         SubjectIdentity.objects.bulk_create(
-            SubjectIdentity(request=request, kind=kind, value=value, **asserted) for kind, value in identities if value
+            SubjectIdentity(request=request, kind=kind, value=normalised_identifier(kind, value), **asserted)
+            for kind, value in identities
+            if value
         )
         if scanned_letter is not None:
             attachment_add(request=request, file=scanned_letter, actor=actor)
@@ -292,7 +295,7 @@ def request_verify_email(*, token: str) -> PrivacyRequest:
         now = timezone.now()
         PrivacyRequest.objects.filter(pk=request.pk).update(verified_at=now)
         request.identities.filter(
-            kind=IdentityKind.EMAIL, value=request.subject_email
+            kind=IdentityKind.EMAIL, value=normalised_identifier(IdentityKind.EMAIL, request.subject_email)
         ).update(verified_at=now, verification_method=VerificationMethod.EMAIL_LINK)
 
         emails.owe(request, "request_confirmed")

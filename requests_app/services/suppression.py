@@ -20,13 +20,12 @@ from requests_app import roles
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import VERIFIED_OPEN, RequestError
 from requests_app.models import (
-    IdentityKind,
     PrivacyRequest,
     RequestType,
     SuppressionEntry,
     SuppressionPurpose,
+    normalised_identifier,
 )
-from requests_app.phones import to_e164
 from requests_app.spreadsheets import spreadsheet_safe
 from requests_app.wording import in_sentence
 
@@ -34,16 +33,6 @@ from requests_app.wording import in_sentence
 SUPPRESSION_RIGHTS = (RequestType.OBJECTION, RequestType.WITHDRAW_CONSENT, RequestType.LIMIT_USE)
 
 CSV_HEADER = ["kind", "value", "right", "added_at"]
-
-
-def normalise(kind: str, value: str) -> str:
-    """One spelling per identifier, so a lookup finds the entry however it was typed."""
-    value = value.strip()
-    if kind == IdentityKind.EMAIL:
-        return value.lower()
-    if kind == IdentityKind.PHONE:
-        return to_e164(value) or value
-    return value
 
 
 def suppression_right(request: PrivacyRequest) -> str | None:
@@ -76,7 +65,7 @@ def suppress(*, request: PrivacyRequest, actor: Actor, purposes: Iterable[Suppre
         if right is None:
             raise RequestError(_("This request asks for no objection, consent withdrawal or limit on use."))
         identities = {
-            (kind, normalise(kind, value))
+            (kind, normalised_identifier(kind, value))
             for kind, value in locked.identities.filter(verified_at__isnull=False).values_list("kind", "value")
         }
         if not identities:
@@ -136,7 +125,7 @@ def entries_csv(entries, out, *, for_spreadsheet: bool = False) -> Iterator:
 
 def suppressed(purpose: SuppressionPurpose, identifiers: list[tuple[str, str]]) -> list[bool]:
     """For each (kind, value), however it was typed, whether it is on the purpose's list; one query."""
-    wanted = [(kind, normalise(kind, value)) for kind, value in identifiers]
+    wanted = [(kind, normalised_identifier(kind, value)) for kind, value in identifiers]
     found = SuppressionEntry.objects.filter(purpose=purpose, value__in={value for _kind, value in wanted})
     listed = set(found.values_list("kind", "value"))
     return [pair in listed for pair in wanted]

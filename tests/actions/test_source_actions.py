@@ -346,3 +346,24 @@ def test_anything_else_is_not_yes_or_no():
 
     with pytest.raises(ValidationError, match="yes or no"):
         typed_value(FieldType.BOOLEAN, "maybe")
+
+
+def test_an_email_address_typed_in_capitals_finds_the_subjects_rows(crm, dpo_actor, source_db, run):
+    """Sources keep addresses in lower case: "Ana@Example.COM" searched as typed found nothing to erase, and the
+    letter told Ana none of her data was there."""
+    from requests_app.models import Status
+    from requests_app.services.intake import RightDetails, request_verify_email, verification_token
+    from tests.factories import submit_request
+
+    request = submit_request(subject_email=ANA_EMAIL.title(), rights=[RightDetails(RequestType.ERASURE)])
+    request_verify_email(token=verification_token(request))
+    request.refresh_from_db()
+    assert request.subject_email == "Ana@Example.Com"  # written to as typed
+    assert list(request.identities.values_list("value", "verification_method")) == [(ANA_EMAIL, "email_link")]
+    handling.request_transition(request=request, actor=dpo_actor, name="start_work", expected_status=Status.NEW)
+
+    actions.plan_actions(request=request, actor=dpo_actor)
+    action = run(request.source_actions.get(source=crm).id, "dry_run", "approve", "execute", actor=dpo_actor)
+
+    assert action.status == ActionStatus.DONE and action.result["categories"][0]["rows"] == 2
+    assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :email", email=ANA_EMAIL) == [{"n": 0}]
