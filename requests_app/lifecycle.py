@@ -14,12 +14,12 @@ resumed from there, rejected (once verified) or withdrawn by the subject.
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import Count, F
+from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from requests_app.audit import Actor, record_event
-from requests_app.models import ClosedRequestCount, PrivacyRequest, Status
+from requests_app.models import AuditEvent, ClosedRequestCount, PrivacyRequest, Status
 from requests_app.wording import in_sentence
 
 
@@ -41,6 +41,23 @@ def stale(reference: str, status: str) -> StaleRequest:
         _("Request %(reference)s has changed since you loaded it (it is now %(status)s). Reload and try again.")
         % {"reference": reference, "status": Status(status).label}
     )
+
+
+def state_version(request: PrivacyRequest) -> int:
+    """The audit sequence of the request's last status change or message from the subject. A staff form carries
+    the version its page showed: a status can leave and come back (a question, then the subject's reply), and
+    an action decided before the reply must not go through as if nothing had happened."""
+    events = AuditEvent.objects.filter(request=request).filter(~Q(to_status="") | Q(action="subject_replied"))
+    return events.aggregate(version=Max("sequence"))["version"] or 0
+
+
+def require_version(request: PrivacyRequest, expected: str) -> None:
+    """Refuse an action decided on an older version of the request (state_version). Call with its row locked."""
+    if expected != str(state_version(request)):
+        raise StaleRequest(
+            _("Request %(reference)s has changed since you loaded it: the subject wrote, or its status changed. Read it again before you act.")
+            % {"reference": request.reference}
+        )
 
 
 class NotAllowed(RequestError):

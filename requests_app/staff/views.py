@@ -542,6 +542,7 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "completion_blockers": actions.completion_blockers(privacy_request) if "complete" in allowed else [],
         "nothing_corrected": "complete" in allowed and certificate.nothing_corrected(privacy_request),
         "extendable": deadline_service.extension_refusal(privacy_request) is None,
+        "state_version": lifecycle.state_version(privacy_request),
         "fee_currency": settings.FEE_CURRENCY,
     }
 
@@ -687,7 +688,12 @@ def request_action(request: HttpRequest, reference: str, action: str) -> HttpRes
         return render(request, "staff/request.html", context, status=400)
     post = {**request.POST.dict(), "expected_status": request.POST.get("expected_status") or None}
     try:
-        call(privacy_request, form, Actor.staff(request.user), post)
+        with transaction.atomic():
+            if "expected_version" in request.POST:
+                # Locked from the check to the action's end: no reply of the subject's can come in between.
+                PrivacyRequest.objects.select_for_update().filter(pk=privacy_request.pk).exists()
+                lifecycle.require_version(privacy_request, request.POST["expected_version"])
+            call(privacy_request, form, Actor.staff(request.user), post)
     except NotAllowed:
         raise
     except RequestError as error:
@@ -891,7 +897,8 @@ def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
                 None, "staff_user_saved", actor=Actor.staff(request.user),
                 data={
                     "user": user.username, "role": form.cleaned_data["role"], "active": user.is_active, "invited": invited,
-                    "changes": form_changes(form),
+                    # The invitation's language is no fact of the account: "invited" says whether one went.
+                    "changes": {field: change for field, change in form_changes(form).items() if field != "invitation_language"},
                 },
             )
         if invited:

@@ -555,7 +555,10 @@ def test_the_dpo_creates_a_handler_with_a_role_and_teams(client):
     newbie = get_user_model().objects.get(username="newbie")
     assert newbie.is_staff and roles.role_of(newbie) == roles.HANDLER
     assert list(newbie.privacy_teams.all()) == [team]
-    assert AuditEvent.objects.get(action="staff_user_saved").data == {"user": "newbie", "role": "Handler", "active": True, "invited": True}
+    assert AuditEvent.objects.get(action="staff_user_saved").data == {
+        "user": "newbie", "role": "Handler", "active": True, "invited": True,
+        "changes": {"username": [None, "newbie"], "email": [None, "newbie@example.com"], "teams": [[], ["Access desk"]]},
+    }
 
 
 @pytest.mark.django_db

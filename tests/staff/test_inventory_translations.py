@@ -55,7 +55,11 @@ def test_the_dpo_adds_then_edits_a_sources_french_texts_each_change_audited(dpo_
     assert (translation.language, translation.purposes, translation.retention) == ("fr", "Facturer les appels", "Dix ans")
     events = AuditEvent.objects.filter(action="source_system_translation_saved")
     # The trail names the source (its id, as the source's own events do) and the language, not the row.
-    assert [event.data for event in events] == [{"id": source.pk, "language": "fr", "name": "Billing"}] * 2
+    named = {"id": source.pk, "language": "fr", "name": "Billing"}
+    assert [event.data for event in events] == [
+        {**named, "changes": {"purposes": [None, "Facturer les appels"], "retention": [None, "Sept ans"], "origin": [None, "Notre réseau"]}},
+        {**named, "changes": {"retention": ["Sept ans", "Dix ans"]}},
+    ]
 
 
 @pytest.mark.django_db
@@ -191,7 +195,8 @@ def test_the_dpo_gives_a_categorys_description_in_dutch(dpo_client, source):
     trail = AuditEvent.objects.filter(action__startswith="source_category_translation").order_by("sequence")
     described = {"id": category.pk, "language": "nl", "name": "billing/invoices"}
     assert [(event.action, event.data) for event in trail] == [
-        ("source_category_translation_saved", described), ("source_category_translation_deleted", described)
+        ("source_category_translation_saved", {**described, "changes": {"description": [None, "Uw facturen en betalingen"]}}),
+        ("source_category_translation_deleted", described),
     ]
 
 

@@ -120,3 +120,47 @@ def test_a_request_changed_in_another_tab_keeps_the_letter_typed_and_a_deliberat
     assert again.status_code == 302
     request.refresh_from_db()
     assert request.status == Status.REJECTED
+
+
+@pytest.mark.django_db
+def test_a_letter_written_before_the_subjects_reply_is_not_sent_as_if_nothing_had_happened(client):
+    """The page showed In progress; a colleague asked the subject a question, the subject replied, and the
+    request was In progress again. Completing from the page loaded before closed it without anyone reading
+    the reply."""
+    import re
+
+    from requests_app.services import handling
+    from tests.factories import released_package
+
+    handler = staff_in_role("DPO", username="dpo-version")
+    login_staff(client, handler)
+    request = request_in_status(Status.IN_PROGRESS)
+    released_package(request)
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    shown_version = re.search(r'name="expected_version" value="(\d+)"', page).group(1)
+    # Meanwhile:
+    handling.request_information(
+        request=request, actor=Actor.staff(staff_in_role("DPO", username="colleague")), body="Which marketing exactly?",
+        expected_status=Status.IN_PROGRESS,
+    )
+    handling.subject_reply(request=request, body="Also the telemarketing calls, please.")
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS
+    url = reverse("staff:request_action", args=[request.reference, "complete"])
+    data = {"letter": "We stopped the marketing emails.", "expected_status": Status.IN_PROGRESS}
+
+    response = client.post(url, {**data, "expected_version": shown_version})
+
+    assert response.status_code == 409
+    page = html.unescape(response.content.decode())
+    assert "has changed since you loaded it: the subject wrote, or its status changed." in page
+    assert "We stopped the marketing emails." in page  # the letter is kept
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and not request.messages.filter(body__contains="We stopped").exists()
+
+    new_version = re.search(r'name="expected_version" value="(\d+)"', page).group(1)
+    assert new_version != shown_version
+    again = client.post(url, {**data, "expected_version": new_version})
+    assert again.status_code == 302
+    request.refresh_from_db()
+    assert request.status == Status.COMPLETED
