@@ -5,6 +5,7 @@ convenience only.
 """
 
 import datetime
+import uuid
 
 from django import forms
 from django.conf import settings
@@ -157,6 +158,8 @@ class RequestForm(forms.Form):
     )
     # A field people never see; bots fill it in.
     website = forms.CharField(required=False, label=_("Leave this field empty"))
+    # New with each blank form: the same form sent twice at once (a retry on the way, two clicks) files one request.
+    submission_key = forms.UUIDField(required=False, initial=uuid.uuid4, widget=forms.HiddenInput)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -232,6 +235,7 @@ class RequestForm(forms.Form):
             "language": data["language"],
             "description": data["description"],
             "signature": data["signature"].strip(),
+            "submission_key": data.get("submission_key"),
         }
 
 
@@ -332,6 +336,7 @@ class StaffIntakeForm(RequestForm):
         self.fields["confirm"].label = _("I have checked these details against the original request.")
         self.fields["received_at"].initial = timezone.localtime().replace(second=0, microsecond=0)
         del self.fields["website"]
+        del self.fields["submission_key"]  # the admin's form lists every field
         # Staff type in someone else's details: their browser must not offer its own.
         for name in ("subject_name", "subject_email", "subject_phone"):
             self.fields[name].widget.attrs["autocomplete"] = "off"

@@ -243,6 +243,8 @@ class PrivacyRequest(models.Model):
     # Set by the routing task; a verified request with none is picked up by the sweeper.
     routed_at = models.DateTimeField(null=True, blank=True)
     rejection_ground = models.CharField(max_length=32, choices=RejectionGround, blank=True)
+    # The public form's key for one filling-in (forms.RequestForm): sent twice, it files one request.
+    submission_key = models.UUIDField(null=True, blank=True, unique=True, editable=False)
     # Art. 12(5): a reasonable fee for a manifestly unfounded or excessive request, told to the subject before
     # it is charged (handling.fee_propose), in FEE_CURRENCY. Proposing again replaces it until it is paid.
     fee_amount = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)

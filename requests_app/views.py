@@ -19,7 +19,15 @@ from requests_app import selectors
 from requests_app.audit import Actor
 from requests_app.forms import RequestForm, ResendLinkForm, WithdrawForm, validate_attachment
 from requests_app.lifecycle import IllegalTransition, RequestError
-from requests_app.models import NO_DATA_DELIVERED, TEXT_MAX_CHARS, ActionStatus, ExportKind, ExportStatus, Status
+from requests_app.models import (
+    NO_DATA_DELIVERED,
+    TEXT_MAX_CHARS,
+    ActionStatus,
+    ExportKind,
+    ExportStatus,
+    PrivacyRequest,
+    Status,
+)
 from requests_app.services import certificate, deadlines, exports, handling, intake
 
 
@@ -44,15 +52,16 @@ def submit_request(request: HttpRequest) -> HttpResponse:
         form = RequestForm(request.POST)
         if form.is_valid():
             fingerprint = _form_fingerprint(form)
-            filed = _filed_just_now(request, fingerprint)
+            filed = _filed_just_now(request, fingerprint) or _filed_from_this_form(form)
             if filed:
-                request.session["submitted_reference"] = filed
-                request.session["sent_again"] = True
-                return redirect("submitted")
+                return _sent_again(request, filed)
             if over_the_limit(request, "submit"):
                 context = {"form": form, "notice": _privacy_notice(), "rate_limited": True}
                 return render(request, "requests_app/submit.html", context, status=429)
-            privacy_request = intake.request_submit(**form.submit_kwargs(), actor=Actor.subject())
+            try:
+                privacy_request = intake.request_submit(**form.submit_kwargs(), actor=Actor.subject())
+            except intake.AlreadySubmitted as sent_at_once:
+                return _sent_again(request, sent_at_once.request.reference)
             request.session["submitted_form"] = [fingerprint, privacy_request.reference, timezone.now().isoformat()]
             request.session["submitted_reference"] = privacy_request.reference
             request.session["sent_again"] = False
@@ -62,9 +71,23 @@ def submit_request(request: HttpRequest) -> HttpResponse:
     return render(request, "requests_app/submit.html", {"form": form, "notice": _privacy_notice()})
 
 
+def _sent_again(request: HttpRequest, reference: str) -> HttpResponse:
+    request.session["submitted_reference"] = reference
+    request.session["sent_again"] = True
+    return redirect("submitted")
+
+
 def _form_fingerprint(form: RequestForm) -> str:
-    """A digest of what the form says, kept in the session instead of the details themselves."""
-    return hashlib.sha256(json.dumps(form.cleaned_data, sort_keys=True, default=str).encode()).hexdigest()
+    """A digest of what the form says, kept in the session instead of the details themselves. Not its
+    submission key: a form shown anew (the browser's Back) gets a new one."""
+    said = {name: value for name, value in form.cleaned_data.items() if name != "submission_key"}
+    return hashlib.sha256(json.dumps(said, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _filed_from_this_form(form: RequestForm) -> str | None:
+    """The reference of the request this very form (its submission key) filed already, from any browser."""
+    key = form.cleaned_data.get("submission_key")
+    return PrivacyRequest.objects.filter(submission_key=key).values_list("reference", flat=True).first() if key else None
 
 
 def _filed_just_now(request: HttpRequest, fingerprint: str) -> str | None:

@@ -253,6 +253,58 @@ def test_the_same_form_sent_again_shows_the_request_it_filed_rather_than_filing_
 
 
 @pytest.mark.django_db
+def test_one_filled_in_form_files_one_request_whichever_browser_sends_it_again(client):
+    """A retry on the way (a proxy, a flaky connection) sends the same page's form again, without the session."""
+    import uuid
+
+    key = re.search(r'name="submission_key" value="([0-9a-f-]{36})"', client.get(reverse("submit")).content.decode()).group(1)
+    assert post_form(client, submission_key=key).status_code == 302
+
+    again = post_form(Client(), submission_key=key)
+
+    assert again.status_code == 302 and PrivacyRequest.objects.count() == 1
+    # A blank form has a key of its own: the same details sent from it are a new request.
+    assert post_form(Client(), submission_key=str(uuid.uuid4())).status_code == 302
+    assert PrivacyRequest.objects.count() == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_same_form_sent_twice_at_once_files_one_request():
+    """Both sendings pass every check before either is stored: PostgreSQL makes the second wait on the first's
+    key, and it is told which request the form filed."""
+    import threading
+    import uuid
+
+    from django.db import connection
+
+    from requests_app.audit import verify_chain
+    from requests_app.services import intake
+    from tests.factories import submit_request
+
+    key, barrier, outcomes = uuid.uuid4(), threading.Barrier(4), []
+
+    def send():
+        try:
+            barrier.wait()
+            outcomes.append(submit_request(submission_key=key).reference)
+        except intake.AlreadySubmitted as sent_at_once:
+            outcomes.append(f"again {sent_at_once.request.reference}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    filed = PrivacyRequest.objects.get()
+    assert sorted(outcomes) == sorted([filed.reference] + [f"again {filed.reference}"] * 3)
+    assert verify_chain() == (1, None)
+
+
+@pytest.mark.django_db
 def test_csrf_is_enforced():
     client = Client(enforce_csrf_checks=True)
     response = post_form(client)

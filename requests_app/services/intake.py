@@ -2,13 +2,14 @@
 
 import logging
 import mimetypes
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
 from django.core.files.uploadedfile import UploadedFile
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
@@ -95,6 +96,14 @@ def set_first_deadline(request: PrivacyRequest, *, today: date) -> None:
     )
 
 
+class AlreadySubmitted(Exception):
+    """The form that files `request` was sent again while the first sending was being filed."""
+
+    def __init__(self, request: PrivacyRequest):
+        super().__init__(request.reference)
+        self.request = request
+
+
 def request_submit(
     *,
     rights: list[RightDetails],
@@ -114,6 +123,7 @@ def request_submit(
     scanned_letter: UploadedFile | None = None,
     organisation: Organisation | None = None,
     identities_asserted: bool = False,
+    submission_key: uuid.UUID | None = None,
 ) -> PrivacyRequest:
     """Record a new request with its rights and identities.
 
@@ -123,7 +133,7 @@ def request_submit(
     over the API starts as new, and request_follow_up is queued: the
     controller received it directly. With `identities_asserted`, the
     identifiers are recorded as asserted by the organisation; staff still
-    verify them.
+    verify them. A `submission_key` already used raises AlreadySubmitted: the same form sent twice at once.
     """
     now = timezone.now()
     received_at = received_at or now
@@ -147,6 +157,7 @@ def request_submit(
         # Signed when sent: a letter or call staff record later was signed when the controller received it.
         signed_at=received_at if signature else None,
         organisation=organisation,
+        submission_key=submission_key,
         rights_mask=rights_mask(details.right for details in rights),
         # The verification email or the confirmation is queued below.
         acknowledgement_queued_at=now if subject_email else None,
@@ -162,33 +173,40 @@ def request_submit(
     # an identifier be searched for in the source systems.
     asserted = {"verification_method": VerificationMethod.ASSERTED_BY_ORGANISATION} if identities_asserted else {}
 
-    with transaction.atomic():
-        request.reference = next_reference(received_at)
-        request.save(force_insert=True)
-        RequestedRight.objects.bulk_create(
-            RequestedRight(request=request, **vars(details)) for details in rights
-        )
-        SubjectIdentity.objects.bulk_create(
-            SubjectIdentity(request=request, kind=kind, value=normalised_identifier(kind, value), **asserted)
-            for kind, value in identities
-            if value
-        )
-        if scanned_letter is not None:
-            attachment_add(request=request, file=scanned_letter, actor=actor)
-        # One task, after commit, does the rest: the request is durable before
-        # anything else happens, and the caller's answer waits for no more.
-        task = tasks.send_verification_email if needs_email_verification else tasks.follow_up_request
-        tasks.queue_after_commit(task, request.id)
-        # Last, so the lock on the chain head, which every submission waits
-        # for, is held only until the commit that follows (with an Idempotency-Key,
-        # until the answer is stored in the same transaction: api.idempotency).
-        record_event(
-            request,
-            "submitted",
-            actor=actor,
-            to_status=request.status,
-            data={"channel": channel, "rights": sorted(d.right for d in rights)},
-        )
+    try:
+        with transaction.atomic():
+            request.reference = next_reference(received_at)
+            request.save(force_insert=True)
+            RequestedRight.objects.bulk_create(
+                RequestedRight(request=request, **vars(details)) for details in rights
+            )
+            SubjectIdentity.objects.bulk_create(
+                SubjectIdentity(request=request, kind=kind, value=normalised_identifier(kind, value), **asserted)
+                for kind, value in identities
+                if value
+            )
+            if scanned_letter is not None:
+                attachment_add(request=request, file=scanned_letter, actor=actor)
+            # One task, after commit, does the rest: the request is durable before
+            # anything else happens, and the caller's answer waits for no more.
+            task = tasks.send_verification_email if needs_email_verification else tasks.follow_up_request
+            tasks.queue_after_commit(task, request.id)
+            # Last, so the lock on the chain head, which every submission waits
+            # for, is held only until the commit that follows (with an Idempotency-Key,
+            # until the answer is stored in the same transaction: api.idempotency).
+            record_event(
+                request,
+                "submitted",
+                actor=actor,
+                to_status=request.status,
+                data={"channel": channel, "rights": sorted(d.right for d in rights)},
+            )
+    except IntegrityError:
+        # The other sending of the same form committed first (PostgreSQL made this one wait for it).
+        earlier = PrivacyRequest.objects.filter(submission_key=submission_key).first() if submission_key else None
+        if earlier is None:
+            raise
+        raise AlreadySubmitted(earlier) from None
 
     logger.info("request %s submitted via %s", request.reference, channel)
     return request
