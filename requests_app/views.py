@@ -251,25 +251,31 @@ def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     # Each reply is stored and emailed to the assignee, each document stored: bounds per client, as for
     # submissions, the documents' apart (words alone can still explain a document refused).
     if document is not None and over_the_limit(request, "reply-document"):
-        return _reply_refused(request, privacy_request, body, _("Too many documents sent from here: try again later."), status=429)
+        return _reply_refused(
+            request, privacy_request, body, _("Too many documents sent from here: try again later."), status=429, field="document"
+        )
     if document is None and body.strip() and over_the_limit(request, "reply"):  # an empty post is refused below, uncounted
         return _reply_refused(request, privacy_request, body, _("Too many messages sent from here: try again later."), status=429)
-    try:
-        if document is not None:
+    if document is not None:
+        try:
             validate_attachment(document)
+        except ValidationError as error:
+            return _reply_refused(request, privacy_request, body, " ".join(error.messages), field="document")
+    try:
         handling.subject_reply(request=privacy_request, body=body, document=document)
-    except ValidationError as error:
-        return _reply_refused(request, privacy_request, body, " ".join(error.messages))
     except RequestError as error:
         return _reply_refused(request, privacy_request, body, str(error))
     messages.success(request, _("Thank you: your message has been sent to our data protection team."))
     return redirect("status", reference, secret)
 
 
-def _reply_refused(request: HttpRequest, privacy_request, body: str, reason: str, status: int = 400) -> HttpResponse:
+def _reply_refused(
+    request: HttpRequest, privacy_request, body: str, reason: str, status: int = 400, field: str = "body"
+) -> HttpResponse:
     """The page again with the text they wrote: a refused message must not be lost. (A browser
-    cannot be given back a chosen file: the page asks for it again.)"""
-    context = {**_status_context(privacy_request), "reply_body": body, "reply_error": reason}
+    cannot be given back a chosen file: the page asks for it again.) The reason is tied to the `field` it is
+    about, the message or the document."""
+    context = {**_status_context(privacy_request), "reply_body": body, "reply_error": reason, "reply_error_field": field}
     return render(request, "requests_app/status.html", context, status=status)
 
 

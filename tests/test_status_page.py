@@ -369,6 +369,9 @@ def test_a_document_that_is_not_a_pdf_or_image_is_refused_with_the_text_kept(cli
     page = response.content.decode()
     assert response.status_code == 400 and message in page and ">Here is my ID, as you asked.</textarea>" in page
     assert not request.messages.exists() and not request.attachments.exists()
+    # Said of the file, not of the message: a screen reader takes the reader to the file to choose again.
+    assert 'name="document" accept=".pdf,.png,.jpg,.jpeg" aria-invalid="true" aria-describedby="reply-error reply-document-help"' in page
+    assert "aria-invalid" not in page[page.index('id="reply-body"'):page.index("</textarea>")]
 
 
 @pytest.mark.django_db

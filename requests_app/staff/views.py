@@ -543,6 +543,8 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "nothing_corrected": "complete" in allowed and certificate.nothing_corrected(privacy_request),
         "extendable": deadline_service.extension_refusal(privacy_request) is None,
         "state_version": lifecycle.state_version(privacy_request),
+        # Art. 12(3): the subject must be told of an extension within the first period; staff see whether they were.
+        "extension_notice": privacy_request.notifications.filter(kind="deadline_extended").first() if privacy_request.is_extended else None,
         "fee_currency": settings.FEE_CURRENCY,
     }
 
@@ -629,7 +631,7 @@ ACTIONS = {
     ),
     "extend": (
         lambda r, f, a, p: deadline_service.request_extend(request=r, actor=a, reason=f.cleaned_data["reason"]),
-        gettext_lazy("Deadline extended; the subject has been told."),
+        gettext_lazy("Deadline extended; the email telling the subject the new date and the reason is on its way."),
     ),
     "pause": (
         lambda r, f, a, p: deadline_service.clock_pause(request=r, actor=a, reason=f.cleaned_data["reason"]),

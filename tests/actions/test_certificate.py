@@ -60,6 +60,17 @@ def test_the_certificate_shows_actions_holds_notices_and_the_verified_trail(comp
     assert f"This request's {events.count()} events match their hashes and are linked" in html
     assert "The whole chain has not been checked yet" in html
     assert "ana@example.com" not in html  # the identifiers stay out of the certificate
+    # The trail's actions and actors as the reader reads them, each with its code, which the hash covers.
+    assert "<td>Request received <code>submitted</code></td><td>Data subject</td>" in html
+
+
+def test_the_certificates_trail_reads_in_the_readers_language(completed_erasure):
+    from django.utils import translation
+
+    with translation.override("nl"):
+        html = certificate.render_certificate_html(completed_erasure)
+    assert "<code>submitted</code></td><td>Betrokkene</td>" in html
+    assert "<td>submitted</td>" not in html
 
 
 def test_the_certificate_gives_a_notice_error_in_its_readers_language(completed_erasure):

@@ -164,3 +164,21 @@ def test_a_letter_written_before_the_subjects_reply_is_not_sent_as_if_nothing_ha
     assert again.status_code == 302
     request.refresh_from_db()
     assert request.status == Status.COMPLETED
+
+
+@pytest.mark.django_db
+def test_the_page_says_whether_the_subject_was_emailed_of_the_extension(client, django_capture_on_commit_callbacks):
+    """Art. 12(3): they must be told within the first period. With the worker down the email waits, and the
+    page said nothing of it."""
+    from requests_app.services.deadlines import request_extend
+
+    dpo = staff_in_role("DPO", username="dpo-extend")
+    login_staff(client, dpo)
+    waiting, sent = request_in_status(Status.IN_PROGRESS), request_in_status(Status.IN_PROGRESS)
+    request_extend(request=waiting, actor=Actor.staff(dpo), reason="Many systems to search.")  # its task never ran
+    with django_capture_on_commit_callbacks(execute=True):
+        request_extend(request=sent, actor=Actor.staff(dpo), reason="Many systems to search.")
+
+    assert "subject not emailed yet" in client.get(reverse("staff:request", args=[waiting.reference])).content.decode()
+    page = client.get(reverse("staff:request", args=[sent.reference])).content.decode()
+    assert "subject emailed on" in page and "not emailed yet" not in page

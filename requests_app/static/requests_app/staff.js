@@ -16,10 +16,16 @@ function pollProgress(attribute, show, done) {
   });
 }
 
+// The state cells are live regions (aria-live): written only when the state changes, so that a screen reader
+// says "Ready for review" once, not every two seconds.
+function setText(cell, text) {
+  if (cell.textContent !== text) { cell.textContent = text; }
+}
+
 document.addEventListener("DOMContentLoaded", function () {
   // An export being compiled: its status and counts.
   pollProgress("data-export-progress", function (row, data) {
-    row.querySelector(".export-status").textContent = data.label;
+    setText(row.querySelector(".export-status"), data.label);
     var p = data.progress || {};
     var words = row.querySelector(".export-rows").dataset;  // the page's language, not English
     row.querySelector(".export-rows").textContent = (p.rows || 0) + " " + words.rows + ", " + (p.sources_done || 0) + "/" + (p.sources_total || "?") + " " + words.sources;
@@ -28,7 +34,7 @@ document.addEventListener("DOMContentLoaded", function () {
   // An action on a source system under way: reload once it finishes, so that its counts
   // and buttons are the server's.
   pollProgress("data-action-progress", function (row, data) {
-    row.querySelector(".action-status").textContent = data.label;
+    setText(row.querySelector(".action-status"), data.label);
     var p = data.progress || {};
     var counts = row.querySelector(".action-progress");
     counts.textContent = p.categories_total ? p.categories_done + "/" + p.categories_total + " " + counts.dataset.categories : "";
