@@ -11,6 +11,7 @@ requests, and a customer portal's read or write key sees no lists.
 Identifiers travel in bodies, never in URLs, so they stay out of access logs.
 """
 
+from django.db import transaction
 from django.db.models import Count
 from django.http import StreamingHttpResponse
 from django.utils.translation import gettext as _
@@ -23,6 +24,7 @@ from rest_framework.exceptions import NotAuthenticated, PermissionDenied
 from rest_framework.response import Response
 
 from requests_app.api.auth import OrganisationKeyAuthentication
+from requests_app.audit import Actor, record_event
 from requests_app.api.errors import found_or_404
 from requests_app.api.views import READ_PROBLEMS, DocumentedCursorPagination, problems, success
 from requests_app.api.serializers import SinceField
@@ -188,8 +190,12 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["get"], url_path="entries/csv")
     def entries_csv(self, request, slug=None):
-        """All entries as CSV, streamed."""
+        """All entries as CSV, streamed. Audited, as the dashboard's download is: the whole list leaves the product."""
         entries = self._filtered_entries(request)
+        with transaction.atomic():
+            record_event(
+                None, "suppression_list_downloaded", actor=Actor.organisation(request.auth.organisation), data={"purpose": slug}
+            )
         response = StreamingHttpResponse(suppression.entries_csv(entries, suppression.Echo()), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="suppression-{slug}.csv"'
         return response

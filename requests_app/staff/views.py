@@ -235,6 +235,8 @@ def otp(request: HttpRequest) -> HttpResponse:
             remember_language(user, request.LANGUAGE_CODE)
             return redirect(next_url)
         else:
+            with transaction.atomic():
+                record_event(None, "staff_code_refused", actor=Actor.staff(user), data={})  # the password was right
             form.add_error("token", _("That code is not right, or it expired. Try the current one."))
     return render(request, "staff/otp.html", {"form": form, "next": next_url})
 

@@ -52,6 +52,11 @@ def test_entries_as_csv(lists_api, marketing):
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0] == ["kind", "value", "right", "added_at"]
     assert [row[1] for row in rows[1:]] == ["ana@example.com", "+32470000001"]
+    # The whole list left the product: audited, as the dashboard's download is.
+    from requests_app.models import AuditEvent
+
+    downloaded = AuditEvent.objects.get(action="suppression_list_downloaded")
+    assert downloaded.actor_kind == "organisation" and downloaded.data == {"purpose": "marketing-email"}
 
 
 def test_lookup_finds_identifiers_however_they_are_written(lists_api, marketing):

@@ -740,3 +740,34 @@ def test_a_superusers_role_cannot_be_changed_to_one_it_would_not_hold(client):
     ]
     assert not AuditEvent.objects.filter(action="staff_user_saved").exists()
     assert client.post(reverse("staff:user_edit", args=[root.pk]), {**fields, "role": "DPO"}).status_code == 302
+
+
+@pytest.mark.django_db
+def test_refused_sign_ins_lockouts_and_sign_outs_are_in_the_trail(client, settings):
+    """django-axes forgets an account's failures at its next sign-in: the trail keeps them. It names an account
+    only when one exists: what was typed as a username may be a password typed in the wrong box."""
+    from requests_app.models import AuditEvent
+
+    staff = staff_in_role("Handler", username="target")
+    device = TOTPDevice.objects.create(user=staff, name="phone", confirmed=True)
+    sign_in_with_password(client, "target", password="wrong-password")
+    sign_in_with_password(client, "correct horse battery", password="wrong-password")
+    sign_in_with_password(client, "target")
+    client.post(reverse("staff:otp"), {"token": "000000" if current_code(device) != "000000" else "111111"})
+    with time_machine.travel(timezone.now() + timedelta(seconds=5)):  # past django-otp's wait after a wrong code
+        client.post(reverse("staff:otp"), {"token": current_code(device)})
+        client.post(reverse("staff:logout"))
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        sign_in_with_password(client, "target", password="wrong-password")
+
+    trail = [(e.action, e.actor_label, e.data) for e in AuditEvent.objects.filter(action__startswith="staff_").order_by("sequence")]
+    assert trail[:6] == [
+        ("staff_sign_in_refused", "system", {"user": "target"}),
+        ("staff_sign_in_refused", "system", {"user": None}),
+        ("staff_code_refused", "target", {}),
+        ("staff_signed_in", "target", {}),
+        ("staff_signed_out", "target", {}),
+        ("staff_sign_in_refused", "system", {"user": "target"}),
+    ]
+    assert ("staff_locked_out", "system", {"user": "target"}) in trail
+    assert "correct horse battery" not in str(trail)

@@ -1,0 +1,40 @@
+"""Sign-ins refused, lockouts and sign-outs in the audit trail, beside the sign-ins (staff.views.otp): who
+tried which account, and when, stays when django-axes forgets a failure at the next success.
+
+The trail names an account only when it exists: what someone typed as a username may be anything, a password
+typed in the wrong box too, and the trail keeps what it is given for good."""
+
+from axes.signals import user_locked_out
+from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_out, user_login_failed
+from django.db import transaction
+from django.dispatch import receiver
+
+from requests_app.audit import Actor, record_event
+
+
+def _account(username) -> str | None:
+    """The username of the account `username` names, or None when none does."""
+    if not isinstance(username, str) or not username:
+        return None
+    return get_user_model().objects.filter(username=username).values_list("username", flat=True).first()
+
+
+@receiver(user_login_failed)
+def password_refused(sender, credentials, request=None, **kwargs):
+    with transaction.atomic():
+        record_event(None, "staff_sign_in_refused", actor=Actor.system(), data={"user": _account(credentials.get("username"))})
+
+
+@receiver(user_locked_out)
+def locked_out(sender, request, username, ip_address, **kwargs):
+    with transaction.atomic():
+        record_event(None, "staff_locked_out", actor=Actor.system(), data={"user": _account(username)})
+
+
+@receiver(user_logged_out)
+def signed_out(sender, request, user, **kwargs):
+    if user is None:  # the session had ended already
+        return
+    with transaction.atomic():
+        record_event(None, "staff_signed_out", actor=Actor.staff(user), data={})
