@@ -6,6 +6,7 @@ turn a RequestError into a message (NotAllowed into a 403).
 """
 
 import functools
+import json
 import math
 import secrets
 from urllib.parse import urlencode, urlsplit
@@ -64,6 +65,7 @@ from requests_app.models import (
     Team,
     WebhookDelivery,
     WebhookEndpoint,
+    text_digest,
     translation_languages,
 )
 from requests_app.services import actions, certificate
@@ -766,6 +768,16 @@ def _crud(
     `translation_urls`: (language name, URL) of the pages giving the object's texts in other languages."""
     instance = get_object_or_404(model, pk=pk) if pk else None
     form = form_class(request.POST or None, instance=instance)
+    # What the page showed, field by field, to tell a save made on top of someone else's since (a lost update).
+    saved_now = _shown_fields(form_class, instance) if instance is not None else {}
+    if request.method == "POST" and "delete" not in request.POST and instance is not None:
+        shown = _loaded_fields(request.POST.get("loaded", ""))
+        changed = [name for name, digest in saved_now.items() if shown.get(name, digest) != digest]
+        if changed and form.is_valid():
+            form.add_error(None, _(
+                "Someone saved this since you opened it, and changed: %(fields)s. Nothing of yours was saved: compare, "
+                "then save again to keep what you see here."
+            ) % {"fields": ", ".join(str(form.fields[name].label or name) for name in changed)})
     if request.method == "POST":
         if "delete" in request.POST and instance is not None:
             try:
@@ -797,9 +809,23 @@ def _crud(
             return redirect(list_url)
     context = {
         "form": form, "title": title, "instance": instance, "list_url": list_url, "secret_url": secret_url,
-        "translation_urls": translation_urls,
+        "translation_urls": translation_urls, "loaded": json.dumps(saved_now),
     }
     return render(request, "staff/settings_form.html", context)
+
+
+def _shown_fields(form_class, instance) -> dict[str, str]:
+    """A digest of each field's value as a page would show `instance` now."""
+    shown = form_class(instance=instance)
+    return {name: text_digest(str(shown[name].value())) for name in shown.fields}
+
+
+def _loaded_fields(posted: str) -> dict[str, str]:
+    try:
+        loaded = json.loads(posted)
+    except ValueError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 @staff_view(readers=roles.CONFIGURATION_READERS)

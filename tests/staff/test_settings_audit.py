@@ -66,3 +66,28 @@ def test_the_admin_records_each_changed_field(dpo_client):
     operator.refresh_from_db()
     assert operator.own_systems
     assert AuditEvent.objects.get(action="organisation_saved").data["changes"] == {"own_systems": [False, True]}
+
+
+@pytest.mark.django_db
+def test_a_save_on_top_of_someone_elses_is_refused_until_made_again(dpo_client):
+    """Two tabs on one template: the second save, made on the page loaded before the first, silently undid it."""
+    import html
+    import re
+
+    template = ResponseTemplate.objects.create(purpose="completion", language="en", subject="Done", body="{{ body }}")
+    url = reverse("staff:template_edit", args=[template.pk])
+    loaded = html.unescape(re.search(r'name="loaded" value="([^"]*)"', dpo_client.get(url).content.decode()).group(1))
+    fields = {"purpose": "completion", "request_type": "", "language": "en", "subject": "Done", "body": "{{ body }}"}
+    # The other tab saves first.
+    assert dpo_client.post(url, {**fields, "subject": "Your request is done", "loaded": loaded}).status_code == 302
+
+    refused = dpo_client.post(url, {**fields, "body": "Thank you.\n\n{{ body }}", "loaded": loaded})
+
+    page = html.unescape(refused.content.decode())
+    assert refused.status_code == 200 and "Someone saved this since you opened it, and changed: Subject line." in page
+    template.refresh_from_db()
+    assert (template.subject, template.body) == ("Your request is done", "{{ body }}")
+    loaded_now = re.search(r'name="loaded" value="([^"]*)"', page).group(1)
+    assert dpo_client.post(url, {**fields, "body": "Thank you.\n\n{{ body }}", "loaded": loaded_now}).status_code == 302
+    template.refresh_from_db()
+    assert template.body == "Thank you.\n\n{{ body }}"
