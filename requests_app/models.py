@@ -1000,6 +1000,7 @@ class TranslatedTexts:
     for many items."""
 
     TRANSLATED_FIELDS: tuple[str, ...] = ()
+    OPTIONAL_TRANSLATIONS: tuple[str, ...] = ()
 
     def texts_in(self, language: str) -> dict[str, str]:
         """The texts for a reader of `language`: each translated one given, else the main text.
@@ -1031,7 +1032,11 @@ class TranslatedTexts:
         return [
             (code, name)
             for code, name in translation_languages()
-            if any(getattr(self, field) and not _translated_text(by_language.get(code), field) for field in self.TRANSLATED_FIELDS)
+            if any(
+                getattr(self, field) and not _translated_text(by_language.get(code), field)
+                for field in self.TRANSLATED_FIELDS
+                if field not in self.OPTIONAL_TRANSLATIONS
+            )
         ]
 
 
@@ -1096,8 +1101,10 @@ class SourceSystem(TranslatedTexts, models.Model):
     class Meta:
         ordering = ["name"]
 
-    # The texts the subject reads in the access report, and so translated (SourceSystemTranslation).
-    TRANSLATED_FIELDS = ("description", "purposes", "retention", "origin", "automated_decisions")
+    # The texts the subject reads in the access report and the letters, and so translated (SourceSystemTranslation).
+    TRANSLATED_FIELDS = ("name", "description", "purposes", "retention", "origin", "automated_decisions")
+    # A name may read the same in every language (a brand: "Salesforce"): left untranslated, it is not missing.
+    OPTIONAL_TRANSLATIONS = ("name",)
 
     def __str__(self) -> str:
         return self.name
@@ -1125,6 +1132,7 @@ class SourceSystemTranslation(TextTranslation):
 
     source = models.ForeignKey(SourceSystem, on_delete=models.CASCADE, related_name="translations")
     language = models.CharField(max_length=8, choices=settings.LANGUAGES)
+    name = models.CharField(max_length=200, blank=True)
     description = models.TextField(blank=True)
     purposes = models.TextField()
     retention = models.TextField()

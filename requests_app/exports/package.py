@@ -150,7 +150,10 @@ class PackageWriter:
         if not identities:
             # Codes, not sentences: the report and the staff page say it in their reader's language.
             self.skipped.append(
-                {"source": source.slug, "name": source.name, "reason": NO_VERIFIED_IDENTIFIER, "kind": source.identity_kind}
+                {
+                    "source": source.slug, "name": source.texts_in(self.request.language)["name"],  # as the subject reads it
+                    "reason": NO_VERIFIED_IDENTIFIER, "kind": source.identity_kind,
+                }
             )
             return
         self.searched.extend({"source": source.slug, "kind": source.identity_kind, "value": value} for value in identities)

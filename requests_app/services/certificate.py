@@ -264,7 +264,7 @@ def _changed_label(slug: str, labels: dict[str, str], action) -> str:
 
 def _action_outcome(action, *, erased_before: bool) -> list[str]:
     """What one finished action did, in a line naming its right (and the data it kept, for an erasure)."""
-    source = action.source.name
+    source = action.source.texts_in(action.request.language)["name"]  # the letter's reader's name for it
     labels = _category_labels(action.source)
     if searched_nothing(action):
         # A source that could not be searched kept nothing of theirs that we know of.

@@ -279,7 +279,9 @@ def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
                     writer.add_source(source, manual_upload=upload)
                 else:
                     # Made active after this export started: nobody was asked for its extract.
-                    writer.skipped.append({"source": source.slug, "name": source.name, "reason": NO_EXTRACT_ASKED})
+                    writer.skipped.append(
+                        {"source": source.slug, "name": source.texts_in(export.request.language)["name"], "reason": NO_EXTRACT_ASKED}
+                    )
             else:
                 writer.add_source(source)
             done += 1

@@ -18,6 +18,12 @@ def texts_in(item, language: str) -> dict[str, str]:
 
 
 @register.filter
+def name_in(source, language: str) -> str:
+    """A source system's name as a reader of `language` reads it (its translation, else its own name)."""
+    return source.texts_in(language)["name"]
+
+
+@register.filter
 def supervisory_authority(request) -> str:
     """Where the subject of `request` may complain under its regime, named as in rejection letters."""
     return SUPERVISORY_AUTHORITIES.get(request.regime, SUPERVISORY_AUTHORITIES["gdpr"])

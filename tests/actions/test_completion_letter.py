@@ -166,6 +166,22 @@ def test_the_letter_and_certificate_say_where_nothing_was_found_or_searched(crm,
     assert "Not searched: no verified phone number" in html and "1 verified identifier<" in html
 
 
+def test_a_letter_in_french_names_the_systems_as_the_dpo_translated_them(crm, cdr, dpo_actor, django_capture_on_commit_callbacks):
+    """"Nous n'avons pas pu interroger Call records": the DPO could translate every text of a source but its name."""
+    from requests_app.models import SourceSystemTranslation
+
+    SourceSystemTranslation.objects.create(source=cdr, language="fr", name="Relevés d'appels", purposes="x", retention="x", origin="x")
+    request = verified_request(RequestType.ERASURE, language="fr")
+    request.identities.filter(kind=IdentityKind.EMAIL).update(value="nobody@example.com")
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=None)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+
+    body = _complete(request, dpo_actor).body
+    assert "Nous n'avons pas pu interroger Relevés d'appels" in body and "Call records" not in body
+    assert "CRM" in body  # left untranslated: its own name
+
+
 def test_a_rectification_that_matched_nothing_does_not_claim_a_correction(crm, dpo_actor, django_capture_on_commit_callbacks):
     request = verified_request(RequestType.RECTIFICATION)
     request.identities.filter(kind=IdentityKind.EMAIL).update(value="nobody@example.com")

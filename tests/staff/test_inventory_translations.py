@@ -239,3 +239,14 @@ def test_a_translation_whose_main_text_changed_since_is_shown_for_review_until_s
 
     page = dpo_client.get(reverse("staff:inventory")).content.decode()
     assert "Translation to review" not in page and "translation to review" not in page
+
+
+@pytest.mark.django_db
+def test_a_source_name_left_untranslated_is_not_missing(dpo_client, source):
+    """A brand reads the same in every language: left empty, the subject reads the source's own name."""
+    SourceSystemTranslation.objects.create(source=source, language="fr", **FRENCH)
+    assert ("fr", "French") not in [(code, str(name)) for code, name in source.languages_missing()]
+    assert source.texts_in("fr")["name"] == "Billing"
+    SourceSystemTranslation.objects.filter(language="fr").update(name="Facturation")
+    source = SourceSystem.objects.get(pk=source.pk)
+    assert source.texts_in("fr")["name"] == "Facturation"
