@@ -8,6 +8,7 @@ same transaction as the change.
 
 import datetime
 import logging
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -464,6 +465,18 @@ GROUNDS_TO_EXPLAIN = frozenset(
 )
 
 
+# The grounds' labels end by citing the GDPR's article, which the UK GDPR numbers alike; a letter under another
+# law (the CCPA, the LGPD) leaves it out rather than cite the wrong law. To the end of the label: translations
+# write it their own way, the French "(art. 17, paragraphe 3, point b))" with a parenthesis of its own.
+GDPR_ARTICLES = re.compile(r"\s*\((?i:art)\. .*$")
+
+
+def ground_in_letter(ground: str, regime: str) -> str:
+    """A rejection ground as the letter names it, in the active language."""
+    label = str(RejectionGround(ground).label)
+    return label if regime in ("gdpr", "uk_gdpr") else GDPR_ARTICLES.sub("", label)
+
+
 def request_reject(
     *, request: PrivacyRequest, actor: Actor, ground: str, explanation: str, expected_status: str
 ) -> PrivacyRequest:
@@ -482,7 +495,9 @@ def request_reject(
         PrivacyRequest.objects.filter(pk=locked.pk).update(rejection_ground=ground)
         locked.rejection_ground = ground
         with translation.override(locked.language):
-            reason = str(RejectionGround(ground).label)
+            reason = ground_in_letter(ground, locked.regime)
+        if ground == RejectionGround.OTHER:
+            reason, explanation = explanation, ""  # "The reason: Other" says nothing: their words are the reason
         body = "\n\n".join(part for part in (explanation, rejection_rights_paragraph(locked)) if part)
         subject, text = render_letter(locked, TemplatePurpose.REJECTION, body=body, reason=reason)
         _send_to_subject(locked, actor=actor, subject=subject, body=text, action="rejection_letter_sent")

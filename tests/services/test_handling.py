@@ -438,3 +438,31 @@ def test_another_text_or_a_reply_with_a_document_is_not_taken_for_a_resend(dpo):
     handling.subject_reply(request=request, body="Here it is.", document=SimpleUploadedFile("id.pdf", b"%PDF-1.4 a", "application/pdf"))
     handling.subject_reply(request=request, body="Here it is.", document=SimpleUploadedFile("id2.pdf", b"%PDF-1.4 b", "application/pdf"))
     assert request.messages.count() == 4
+
+
+@pytest.mark.django_db
+def test_a_rejection_on_another_ground_gives_the_explanation_as_the_reason(dpo):
+    """"The reason: Other" told the subject nothing."""
+    request = request_in_status(Status.IN_PROGRESS)
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground="other", explanation="You asked us about an account another company runs.",
+        expected_status=Status.IN_PROGRESS,
+    )
+    body = request.messages.get().body
+    assert "The reason: You asked us about an account another company runs.\n\n" in body
+    assert "Other" not in body and body.count("another company runs") == 1
+
+
+@pytest.mark.parametrize(("regime", "language", "ground_shown"), [
+    ("gdpr", "en", "The reason: Legal obligation to retain the data (Art. 17(3)(b))\n"),
+    ("ccpa", "en", "The reason: Legal obligation to retain the data\n"),
+    ("ccpa", "fr", "Motif\u00a0: Obligation légale de conserver les données\n"),
+])
+@pytest.mark.django_db
+def test_a_letter_under_another_law_than_the_gdpr_cites_no_gdpr_article(dpo, regime, language, ground_shown):
+    request = request_in_status(Status.IN_PROGRESS, regime=regime, language=language)
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground="legal_obligation", explanation="Tax law: invoices kept 7 years.",
+        expected_status=Status.IN_PROGRESS,
+    )
+    assert ground_shown in request.messages.get().body
