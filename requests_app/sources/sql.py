@@ -46,7 +46,16 @@ def normalise_url(url: str) -> str:
 @lru_cache(maxsize=32)
 def _engine(url: str) -> sqlalchemy.Engine:
     # One engine (and pool) per source database; connections are checked before use.
-    return sqlalchemy.create_engine(normalise_url(url), pool_pre_ping=True)
+    return sqlalchemy.create_engine(_existing_only(normalise_url(url)), pool_pre_ping=True)
+
+
+def _existing_only(url: str) -> str:
+    """A SQLite file is opened read-write but never created: at a path where the file is missing (moved,
+    a typing mistake), SQLite would make an empty database there, and every search would find nothing."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url.startswith(prefix + "file:") or url.endswith(":memory:"):
+        return url
+    return f"{prefix}file:{url[len(prefix):]}?mode=rw&uri=true"
 
 
 def _combined(scans: list[dict]) -> str:
@@ -71,7 +80,8 @@ def _schema_objects(error: Exception) -> str:
     if diag is not None:
         named = [("table", diag.table_name), ("column", diag.column_name), ("constraint", diag.constraint_name)]
         return ", ".join(f"{what} {name}" for what, name in named if name)
-    if isinstance(error, sqlite3.IntegrityError):
+    if isinstance(error, sqlite3.IntegrityError | sqlite3.OperationalError):
+        # "unable to open database file", "database is locked", "no such table: calls": no values.
         return str(error)
     return ""
 
@@ -101,6 +111,14 @@ class SQLConnector:
         except (SQLAlchemyError, ValueError) as error:
             raise SourceError(f"{self.source.slug}: bad database URL ({type(error).__name__})") from error
 
+    def _failed(self, error: SQLAlchemyError) -> SourceError:
+        """The SourceError to raise for `error`. After an operational failure (the database went away, its
+        file was moved, it is locked) the pool's connections are dropped: a connection kept to a SQLite file
+        since deleted would fail every retry, and a server's may have been cut."""
+        if isinstance(error, sqlalchemy.exc.OperationalError):
+            _engine(self.url).dispose()
+        return SourceError(f"{self.source.slug}: {_describe(error)}")
+
     def _statement(self, category):
         return text(category.query).bindparams(bindparam("identities", expanding=True, type_=sqlalchemy.String()))
 
@@ -121,20 +139,20 @@ class SQLConnector:
                 return None
             return [column["name"] for column in inspector.get_columns(name, schema=schema or None)]
         except SQLAlchemyError as error:
-            raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
+            raise self._failed(error) from error
 
     def stream(self, category, identities: list[str]) -> tuple[list[str], Iterator[tuple]]:
         """The category's columns, and its rows for `identities` with other people's fields masked."""
         try:
             connection = self.engine.connect().execution_options(stream_results=True, yield_per=CHUNK_ROWS)
         except SQLAlchemyError as error:
-            raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
+            raise self._failed(error) from error
         try:
             result = connection.execute(self._statement(category), {"identities": list(identities)})
             columns = list(result.keys())
         except SQLAlchemyError as error:
             connection.close()  # back to the pool: a failing source must not use it up
-            raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
+            raise self._failed(error) from error
         masked = [index for index, column in enumerate(columns) if column in category.masked_field_list]
 
         def rows():
@@ -146,7 +164,7 @@ class SQLConnector:
                             row[index] = mask_value(row[index])
                     yield tuple(row)
             except SQLAlchemyError as error:
-                raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
+                raise self._failed(error) from error
             finally:
                 connection.close()
 
@@ -173,7 +191,7 @@ class SQLConnector:
                     list_entries = self._missing_list_entries(connection, plan)
                 connection.rollback()
         except SQLAlchemyError as error:
-            raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
+            raise self._failed(error) from error
         return {
             "categories": [scan["counts"] for scan in scans],
             "list_entries": len(list_entries),
@@ -192,7 +210,7 @@ class SQLConnector:
         except StaleDryRun:
             raise
         except SQLAlchemyError as error:
-            raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
+            raise self._failed(error) from error
         return {"categories": [scan["counts"] for scan in scans], "list_entries": len(list_entries)}
 
     def _change_all(self, connection, plan: ActionPlan, scans: list[dict], on_progress=lambda progress: None) -> list[str]:
@@ -321,7 +339,7 @@ class SQLConnector:
         try:
             raw = self.engine.raw_connection()
         except Exception as error:  # the driver's own errors come through here, not SQLAlchemy's
-            raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
+            raise self._failed(error) from error
         child = None
         try:
             with raw.cursor() as cursor:
@@ -379,7 +397,7 @@ class SQLConnector:
         except Exception as error:  # psycopg2 errors are not SQLAlchemy's
             if isinstance(error, SourceError):
                 raise
-            raise SourceError(f"{self.source.slug}: {_describe(error)}") from error
+            raise self._failed(error) from error
         finally:
             if child is not None and child.poll() is None:
                 child.kill()

@@ -390,8 +390,23 @@ def test_sql_missing_table_is_a_source_error(sqlite_backend):
     source, category = sqlite_backend
     category.query = "SELECT * FROM no_such_table WHERE caller IN :identities"
     message = assert_source_error(source, category)
-    # The kind of error only: database messages can quote the subject's data.
-    assert message.split(": ", 1)[1] in ("OperationalError", "UndefinedTable (SQLSTATE 42P01)")
+    # The kind of error, and what SQLite names of the schema: database messages can quote the subject's data.
+    assert message.split(": ", 1)[1] in ("OperationalError: no such table: no_such_table", "UndefinedTable (SQLSTATE 42P01)")
+
+
+def test_a_sqlite_source_moved_away_is_not_created_empty_and_is_found_again_once_back(sqlite_backend, tmp_path):
+    """SQLite made an empty database where the file had been, and the pool kept its connection to it: every
+    search then failed or found nothing, and putting the file back did not help until a restart."""
+    source, category = sqlite_backend
+    path = tmp_path / "contract_sources.sqlite3"
+    path.rename(tmp_path / "moved.sqlite3")
+
+    message = assert_source_error(source, category)
+
+    assert message == "billing-sqlite: OperationalError: unable to open database file"
+    assert not path.exists()
+    (tmp_path / "moved.sqlite3").rename(path)
+    assert len(list(connector_for(source).stream(category, [ALICE])[1])) > 0
 
 
 def test_a_failed_query_gives_its_database_connection_back(sqlite_backend):

@@ -89,7 +89,7 @@ def test_a_source_failing_after_good_ones_fails_the_export_and_stores_nothing(br
     assert compile_export(export_id=export.id) is None
     assert_failed_without_a_file(export, settings, "billing")
     # The kind of failure, not the database's text (which may quote the subject's data).
-    assert export.error == "billing: OperationalError"
+    assert export.error == "billing: OperationalError: no such table: invoices"  # what to fix, and no value
     assert export.attempt == 1
 
 
