@@ -47,6 +47,7 @@ from requests_app.models import (
     EraseStrategy,
     ExportKind,
     ExportStatus,
+    IdentityKind,
     LegalHold,
     NoticeStatus,
     PrivacyRequest,
@@ -89,6 +90,24 @@ DRY_RUN_FROM = (
     ActionStatus.FAILED,
     ActionStatus.STALE,
 )
+
+
+def verified_kinds(request: PrivacyRequest) -> set[str]:
+    """The kinds of identifier verified for `request` (reads identities.all(): prefetch it for many)."""
+    return {identity.kind for identity in request.identities.all() if identity.verified_at}
+
+
+def searched_too_early(action: SourceAction, kinds_verified: set[str]) -> bool:
+    """Whether a finished action ran before any identifier of its source's kind was verified, and one is now:
+    it searched nobody, and must be run again, or the letter would say we hold no such identifier."""
+    return (
+        action.status == ActionStatus.DONE
+        and not action.result.get("manual")
+        and action.dry_run.get("identities") == 0
+        and action.source.identity_kind in kinds_verified
+    )
+
+
 # A worker runs the action's task in these: its heartbeat is stamped, and a dead run is taken over.
 WORKING = (ActionStatus.DRY_RUNNING, ActionStatus.RUNNING)
 
@@ -328,8 +347,14 @@ RUN_FIELDS = ["run_token", "run_attempt", "heartbeat_at", "queued_at"]
 def dry_run_start(*, action: SourceAction, actor: Actor) -> SourceAction:
     with transaction.atomic():
         locked = _locked_action(action, actor)
-        if locked.status not in DRY_RUN_FROM:
+        again = searched_too_early(locked, verified_kinds(locked.request))
+        if locked.status not in DRY_RUN_FROM and not again:
             raise RequestError(_("A dry run cannot start while the action is %(status)s.") % {"status": in_sentence(locked.get_status_display())})
+        if again:
+            # Its recipients were told nothing changed there, or not told: they hear of this run once it is done.
+            locked.request.recipient_notices.filter(
+                recipient__source_id=locked.source_id, status__in=(NoticeStatus.SENT, NoticeStatus.NOT_NEEDED)
+            ).update(status=NoticeStatus.PENDING, queued_at=None)
         _void_dry_run(locked)
         token = _new_run(locked)
         locked.status, locked.error, locked.dry_run_by = ActionStatus.DRY_RUNNING, "", actor.user
@@ -863,6 +888,7 @@ def prefetch_for_completion(requests: list[PrivacyRequest]) -> None:
     prefetch_related_objects(
         requests,
         "exports",
+        "identities",
         Prefetch("source_actions", queryset=SourceAction.objects.select_related("source")),
         Prefetch("rectification_changes", queryset=RectificationChange.objects.select_related("category__source")),
         Prefetch("recipient_notices", queryset=RecipientNotice.objects.select_related("recipient")),
@@ -911,11 +937,20 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
     }
     for source_name in sorted(unplanned):
         blockers.append(_("Corrected values for %(source)s have not been planned: plan the actions again.") % {"source": source_name})
+    kinds_verified = verified_kinds(request)
     for action in actions:
         if action.status != ActionStatus.DONE:
             blockers.append(
                 _("%(kind)s in %(source)s: %(status)s.")
                 % {"kind": action.get_kind_display(), "source": action.source.name, "status": in_sentence(action.get_status_display())}
+            )
+        elif searched_too_early(action, kinds_verified):
+            blockers.append(
+                _("%(kind)s in %(source)s ran before any %(identifier)s was verified: run its dry run again.")
+                % {
+                    "kind": action.get_kind_display(), "source": action.source.name,
+                    "identifier": in_sentence(IdentityKind(action.source.identity_kind).label),
+                }
             )
     for notice in request.recipient_notices.all():
         if notice.status in (NoticeStatus.PENDING, NoticeStatus.FAILED):

@@ -51,6 +51,7 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         return {"shown": False}
     user = request.user
     source_actions = list(privacy_request.source_actions.select_related("source", "approved_by", "done_by"))
+    kinds_verified = actions.verified_kinds(privacy_request)
     for action in source_actions:
         # After execution the result says what was kept; before, the dry run says what would be. A source
         # searched by none of the subject's identifiers keeps nothing of theirs that we know of: its holds
@@ -72,7 +73,7 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         action.polls = action.status in WORKING and not action.lost
         action.can_confirm = action.status == ActionStatus.MANUAL and roles.is_owner_or_dpo(user, action.source.owner_id)
         # The buttons follow the service's own rules, so a button is never offered only to be refused.
-        action.can_dry_run = action.status in actions.DRY_RUN_FROM
+        action.can_dry_run = action.status in actions.DRY_RUN_FROM or actions.searched_too_early(action, kinds_verified)
         action.awaits_another_approver = actions.needs_another_approver(action, user)
         action.can_retry = (action.status == ActionStatus.FAILED and action.approved_at is not None) or action.lost
         key = f"done-{action.public_id}"

@@ -23,7 +23,7 @@ from requests_app.models import (
     SourceSystem,
 )
 from requests_app.services import actions, certificate, exports, handling, notices
-from tests.actions.conftest import verified_request
+from tests.actions.conftest import ANA_PHONE, verified_request
 from tests.factories import released_package
 from tests.actions.test_notices import carry_out_actions, correct_the_city
 
@@ -180,6 +180,34 @@ def test_a_letter_in_french_names_the_systems_as_the_dpo_translated_them(crm, cd
     body = _complete(request, dpo_actor).body
     assert "Nous n'avons pas pu interroger Relevés d'appels" in body and "Call records" not in body
     assert "CRM" in body  # left untranslated: its own name
+
+
+def test_an_action_run_before_its_identifier_was_verified_is_run_again_before_completion(
+    crm, cdr, dpo_actor, source_db, django_capture_on_commit_callbacks
+):
+    """The phone number was verified after the call records' erasure had run with none: nothing offered to run
+    it again, and the letter said we held no verified phone number of theirs."""
+    import pytest
+
+    from requests_app.lifecycle import RequestError
+
+    request = verified_request(RequestType.ERASURE)
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=None)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+    calls = request.source_actions.get(source=cdr)
+    assert calls.status == ActionStatus.DONE and calls.dry_run["identities"] == 0
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=timezone.now())
+
+    with pytest.raises(RequestError, match="Erasure in Call records ran before any phone number was verified: run its dry run again."):
+        _complete(request, dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks, sources=[cdr])
+
+    calls.refresh_from_db()
+    assert calls.status == ActionStatus.DONE and calls.dry_run["identities"] == 1
+    assert source_db("SELECT count(*) AS n FROM calls WHERE caller = :phone", phone=ANA_PHONE) == [{"n": 0}]
+    body = _complete(request, dpo_actor).body
+    assert "We erased your data in Call records" in body and "could not search" not in body
 
 
 def test_a_rectification_that_matched_nothing_does_not_claim_a_correction(crm, dpo_actor, django_capture_on_commit_callbacks):
