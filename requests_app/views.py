@@ -195,20 +195,26 @@ def _status_context(privacy_request) -> dict:
         # Art. 19: the subject may know who received their data and was told of the erasure,
         # rectification or restriction. Notices exist only for requests with those rights.
         "recipient_notices": _recipient_notices(privacy_request),
+        # Done in the source systems already, which withdrawing does not undo: said before and after it.
+        "changes_made": (
+            certificate.changes_made(privacy_request)
+            if privacy_request.is_open or privacy_request.status == Status.WITHDRAWN
+            else []
+        ),
     }
 
 
 def _recipient_notices(privacy_request) -> list:
     """The request's Art. 19 notices, each marked `source_not_searched` where nothing was changed because the
     recipient's source could not be searched (no verified identifier of its kind): not "nothing changed"."""
-    unsearched = {
-        action.source_id
-        for action in privacy_request.source_actions.filter(status=ActionStatus.DONE)
-        if certificate.searched_nothing(action)
-    }
+    done = list(privacy_request.source_actions.filter(status=ActionStatus.DONE))
+    unsearched = {action.source_id for action in done if certificate.searched_nothing(action)}
+    changed = {action.source_id for action in done if action.changed_anything()}
     notices = list(privacy_request.recipient_notices.select_related("recipient"))
     for notice in notices:
         notice.source_not_searched = notice.recipient.source_id in unsearched
+        # Withdrawn before anything changed there: nothing will be told, and nothing needs to be.
+        notice.left_untouched = not privacy_request.is_open and notice.recipient.source_id not in changed
     return notices
 
 

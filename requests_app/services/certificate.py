@@ -299,6 +299,13 @@ def _action_outcome(action, *, erased_before: bool) -> list[str]:
     return [_("We found no data of yours to restrict in %(source)s.") % {"source": source}]
 
 
+def changes_made(request: PrivacyRequest) -> list[str]:
+    """What the request's finished actions changed in the source systems, a line each, as the letter says it:
+    what a withdrawal does not undo."""
+    done = request.source_actions.filter(status=ActionStatus.DONE).select_related("source", "request").order_by("id")
+    return [_action_outcome(action, erased_before=False)[0] for action in done if action.changed_anything()]
+
+
 def _could_not_search(source_name: str, identity_kind: str) -> str:
     return _("We could not search %(source)s: it finds data by %(kind)s, and we hold no verified one of yours.") % {
         "source": source_name, "kind": in_sentence(IdentityKind(identity_kind).label)

@@ -86,3 +86,24 @@ def test_a_recipient_of_a_system_that_could_not_be_searched_is_not_said_to_hold_
         "Interconnect partner (Netherlands): nothing to tell: we could not search the system it receives data "
         "from, so we changed nothing there"
     ]
+
+
+def test_withdrawing_after_part_of_an_erasure_says_what_it_does_not_undo(client, crm, cdr, dpo_actor, django_capture_on_commit_callbacks):
+    """The web logs were erased, the rest only approved, then the subject withdrew: the page said "Nothing more
+    will happen", never that some data was gone, and called the untouched systems' recipients "not told yet"."""
+    request = verified_request(RequestType.ERASURE)
+    Recipient.objects.create(source=cdr, name="Interconnect partner", country="Netherlands", notification_email="x@ic.example")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks, sources=[crm])
+
+    before = _status_page(client, request)
+    assert "Some of what you asked for has been done already, and withdrawing will not undo it:" in before
+    assert "<li>We erased your data in CRM: contact information.</li>" in before
+
+    client.post(reverse("withdraw", args=[request.reference, request.secret]), {"confirm": "on"})
+    after = _status_page(client, request)
+    assert "Before you withdrew it, we had already done this, which withdrawing does not undo:" in after
+    assert "<li>We erased your data in CRM: contact information.</li>" in after
+    assert "Interconnect partner (Netherlands): nothing to tell: the request closed before we changed anything" in " ".join(
+        _recipient_lines(after)
+    )
