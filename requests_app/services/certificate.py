@@ -21,6 +21,8 @@ from requests_app.models import (
     ActionKind,
     ActionStatus,
     AuditChainCheck,
+    EraseMethod,
+    EraseStrategy,
     ErasureException,
     ExportKind,
     IdentityKind,
@@ -279,6 +281,13 @@ def _action_outcome(action, *, erased_before: bool) -> list[str]:
                 if changed
                 else _("We erased your data in %(source)s.") % {"source": source}  # a manual source reports rows, not categories
             )
+            pseudonyms = _pseudonymised_fields(action)
+            if pseudonyms:
+                # A keyed hash is a pseudonym, not erasure (GDPR Recital 26): we could still match it to them.
+                return [done, _(
+                    "In %(source)s, we replaced %(fields)s with codes instead of deleting them, so that our records stay "
+                    "consistent: we could still match those codes to the values you gave us, so they remain your personal data."
+                ) % {"source": source, "fields": _names(pseudonyms)}, *kept_lines]
         elif action.kind == ActionKind.RECTIFY:
             fields = _names(change["field"] for change in corrected_values(action))
             done = _("We corrected the following in %(source)s: %(fields)s.") % {"source": source, "fields": fields}
@@ -304,6 +313,19 @@ def changes_made(request: PrivacyRequest) -> list[str]:
     what a withdrawal does not undo."""
     done = request.source_actions.filter(status=ActionStatus.DONE).select_related("source", "request").order_by("id")
     return [_action_outcome(action, erased_before=False)[0] for action in done if action.changed_anything()]
+
+
+def _pseudonymised_fields(action) -> list[str]:
+    """The fields an erasure replaced with a keyed hash (the inventory's HASH strategy) in the categories it
+    changed by anonymising them."""
+    changed = set(action.changed_categories())
+    return [
+        field.name
+        for category in action.source.categories.all()
+        if category.slug in changed and category.erase_method == EraseMethod.ANONYMISE
+        for field in category.fields.all()
+        if field.erase_strategy == EraseStrategy.HASH
+    ]
 
 
 def _could_not_search(source_name: str, identity_kind: str) -> str:

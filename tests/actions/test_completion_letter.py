@@ -51,6 +51,8 @@ def test_the_letter_names_the_erased_and_the_kept_data_with_its_basis(
     body = _complete(erasure_request, dpo_actor).body
     assert body.startswith("We have completed your request") and "Thank you for your patience." in body
     assert "We erased your data in CRM: contact information." in body
+    # The CRM's email is replaced by a keyed hash: a pseudonym, which is not erasure (Recital 26), and said so.
+    assert "In CRM, we replaced email with codes instead of deleting them, so that our records stay consistent: we could" in body
     assert "Telecom law: call records kept 12 months. The right to erasure" in body  # one full stop, not two
     assert "The right to erasure does not apply to this data: compliance with a legal obligation (Art. 17(3)(b))." in body
     assert f"We will keep it until {until.day} {until:%B} {until.year} at the latest" in body
