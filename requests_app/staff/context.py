@@ -1,3 +1,5 @@
+from django.conf import settings
+
 from requests_app import roles
 
 
@@ -10,4 +12,6 @@ def staff_role(request):
         "is_dpo": role == roles.DPO,
         "reads_configuration": role in roles.CONFIGURATION_READERS,
         "records_requests": role in roles.INTAKE_ROLES,
+        # The page warns before the idle session ends (WCAG 2.2.1), and offers to keep it (staff.js).
+        "session_seconds": settings.SESSION_COOKIE_AGE,
     }

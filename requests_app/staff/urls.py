@@ -11,6 +11,7 @@ urlpatterns = [
     path("setup/", views.setup, name="setup"),
     path("setup/<str:uid>/<str:token>/", views.setup_link, name="setup_link"),
     path("logout/", views.logout, name="logout"),
+    path("keep-alive/", views.keep_alive, name="keep_alive"),
     path("language/", views.language, name="language"),
     path("password/", views.password_change, name="password_change"),
     path("", views.home, name="home"),

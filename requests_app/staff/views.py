@@ -584,6 +584,12 @@ def _get_request(reference: str) -> PrivacyRequest:
 
 
 @staff_view
+def keep_alive(request: HttpRequest) -> HttpResponse:
+    """Nothing but a request, which renews the idle session (the page's "Stay signed in")."""
+    return HttpResponse(status=204)
+
+
+@staff_view
 def request_detail(request: HttpRequest, reference: str) -> HttpResponse:
     privacy_request = _get_request(reference)
     return render(request, "staff/request.html", _request_context(request, privacy_request))

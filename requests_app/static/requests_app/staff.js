@@ -52,3 +52,32 @@ document.addEventListener("DOMContentLoaded", function () {
   if (!mistake.matches("input, select, textarea")) mistake.tabIndex = -1;
   mistake.focus();
 });
+
+// An idle session ends after SESSION_IDLE_TIMEOUT_SECONDS, and a form sent after that is lost at the sign-in:
+// two minutes before (a quarter of a shorter session), the page says so and offers to keep the session (WCAG 2.2.1). Every request to the
+// server renews it (SESSION_SAVE_EVERY_REQUEST), the button's and the progress polls' too.
+document.addEventListener("DOMContentLoaded", function () {
+  var body = document.body;
+  var seconds = parseInt(body.dataset.sessionSeconds || "", 10);
+  var warning = document.querySelector(".session-warning");
+  if (!seconds || !warning) return;
+  var warnBefore = Math.min(120, seconds / 4);
+  var warnTimer, endTimer;
+  function schedule() {
+    clearTimeout(warnTimer);
+    clearTimeout(endTimer);
+    warning.hidden = true;
+    warnTimer = setTimeout(function () { warning.hidden = false; }, (seconds - warnBefore) * 1000);
+    endTimer = setTimeout(function () {
+      warning.querySelector(".keep-session").hidden = true;
+      warning.querySelector(".session-ended").hidden = false;
+    }, seconds * 1000);
+  }
+  warning.querySelector(".keep-session").addEventListener("click", function () {
+    fetch(body.dataset.keepAlive, {credentials: "same-origin"}).then(function (response) {
+      if (response.ok && !response.redirected) { schedule(); }
+    });
+  });
+  schedule();
+});
+
