@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 from django_ratelimit.core import is_ratelimited
@@ -131,6 +131,7 @@ def verify_email(request: HttpRequest, token: str) -> HttpResponse:
             privacy_request = intake.request_verify_email(token=token)
             return redirect("status", privacy_request.reference, privacy_request.secret)
         privacy_request = intake.request_for_verification_token(token)
+        _in_the_requests_language(request, privacy_request)
     except intake.VerificationLinkError as error:
         # A new link cannot revive a closed request: offer the form instead.
         start_again = isinstance(error, intake.RequestClosedBeforeVerification)
@@ -155,7 +156,16 @@ def resend_link(request: HttpRequest) -> HttpResponse:
 
 def status(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
+    _in_the_requests_language(request, privacy_request)
     return render(request, "requests_app/status.html", _status_context(privacy_request))
+
+
+def _in_the_requests_language(request: HttpRequest, privacy_request) -> None:
+    """A link from an email opens in the email's language, the request's, not the browser's, unless the reader
+    chose one with the language buttons (its cookie)."""
+    if settings.LANGUAGE_COOKIE_NAME not in request.COOKIES:
+        translation.activate(privacy_request.language)
+        request.LANGUAGE_CODE = privacy_request.language
 
 
 def _status_context(privacy_request) -> dict:

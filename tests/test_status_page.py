@@ -3,6 +3,7 @@ import html
 import re
 
 import pytest
+from django.conf import settings
 import time_machine
 from django.core import mail
 from django.db import transaction
@@ -230,11 +231,25 @@ def test_a_path_that_holds_no_reference_is_a_404(client, path):
 
 
 @pytest.mark.django_db
+def test_a_link_from_an_email_opens_in_the_emails_language_unless_the_reader_chose_another(client):
+    """The emails are in the request's language; the pages they link to opened in the browser's."""
+    request = request_in_status(Status.IN_PROGRESS, language="nl")
+
+    page = client.get(status_url(request), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert '<html lang="nl">' in page and f"Verzoek {request.reference}" in page
+
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "fr"
+    page = client.get(status_url(request), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert '<html lang="fr">' in page and f"Demande {request.reference}" in page
+
+
+@pytest.mark.django_db
 def test_dates_follow_the_pages_language(client):
     import re
 
     request = request_in_status(Status.IN_PROGRESS)
-    page = client.get(status_url(request), HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "de"  # the reader chose German with the language buttons
+    page = client.get(status_url(request)).content.decode()
     german_months = "Januar|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember"
     assert re.search(rf"\b{request.due_on.day}\. ({german_months}) {request.due_on.year}\b", page)  # 5. Januar 2027
 

@@ -163,7 +163,7 @@ def test_a_confirmed_request_gets_its_status_link_again(client):
     assert request.status == Status.NEW  # nothing else changed
     assert request.events.filter(action="status_link_resent", actor_kind="subject").count() == 1
     status_page = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
-    assert "We sent you the link to this page again." in status_page  # in the visitor's language
+    assert "Nous vous avons renvoyé le lien vers cette page." in status_page  # in the email's language, the request's
 
 
 @pytest.mark.parametrize("status", [Status.COMPLETED, Status.REJECTED, Status.WITHDRAWN, Status.EXPIRED])
