@@ -689,7 +689,15 @@ def request_action(request: HttpRequest, reference: str, action: str) -> HttpRes
     if action not in ACTIONS:
         return HttpResponse(status=404)
     if not roles.can_work(request.user, privacy_request):
-        raise PermissionDenied(_("You may not act on this request."))
+        typed = [text for name in TYPED_FIELDS if (text := request.POST.get(name, "").strip())]
+        if not (typed and roles.role_of(request.user) == roles.HANDLER):  # a handler works the requests assigned to them
+            raise PermissionDenied(_("You may not act on this request."))
+        # Reassigned since the page was loaded, as a rule: the page again, saying so, with what they wrote.
+        messages.error(request, _("You may no longer act on this request: it is assigned to %(assignee)s now. What you wrote was not sent; it is below, to copy.") % {
+            "assignee": privacy_request.assignee.username if privacy_request.assignee else _("nobody"),
+        })
+        context = {**_request_context(request, privacy_request), "unsent_texts": typed}
+        return render(request, "staff/request.html", context, status=403)
     call, success = ACTIONS[action]
     slot = _form_slot(action)
     form = _action_form(slot, privacy_request, request.POST) if slot in FORM_SLOTS else None
@@ -725,6 +733,10 @@ def request_action(request: HttpRequest, reference: str, action: str) -> HttpRes
         else:
             messages.success(request, success)
     return redirect("staff:request", reference)
+
+
+# The fields of the request page's forms in which staff write for a while: kept when the action is refused.
+TYPED_FIELDS = ("body", "letter", "explanation", "reason", "subject")
 
 
 def _form_slot(action: str) -> str:

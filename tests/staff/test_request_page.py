@@ -182,3 +182,26 @@ def test_the_page_says_whether_the_subject_was_emailed_of_the_extension(client, 
     assert "subject not emailed yet" in client.get(reverse("staff:request", args=[waiting.reference])).content.decode()
     page = client.get(reverse("staff:request", args=[sent.reference])).content.decode()
     assert "subject emailed on" in page and "not emailed yet" not in page
+
+
+@pytest.mark.django_db
+def test_a_handler_whose_request_was_reassigned_meanwhile_is_told_so_and_keeps_what_they_wrote(client):
+    from requests_app.services import routing
+
+    handler = staff_in_role("Handler", username="hana")
+    dpo = staff_in_role("DPO", username="dora")
+    request = request_in_status(Status.IN_PROGRESS)
+    routing.request_assign(request=request, assignee=handler, actor=Actor.staff(dpo))
+    login_staff(client, handler)
+    assert "Send message" in client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    routing.request_assign(request=request, assignee=dpo, actor=Actor.staff(dpo), expected_assignee_id=handler.id)
+
+    response = client.post(
+        reverse("staff:request_action", args=[request.reference, "message"]), {"body": "Dear Ana, we found three accounts."}
+    )
+
+    assert response.status_code == 403
+    page = html.unescape(response.content.decode())
+    assert "You may no longer act on this request: it is assigned to dora now." in page
+    assert 'readonly>Dear Ana, we found three accounts.</textarea>' in page
+    assert not request.messages.exists()
