@@ -227,6 +227,20 @@ def test_a_refused_staff_form_puts_the_focus_on_its_first_mistake(page, live_ser
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_action_the_server_refused_puts_the_focus_on_why(page, live_server):
+    """"Explain to the subject why Other applies" was a message at the top, and the focus stayed on the page."""
+    request = _a_dpo_signed_in_on_a_screen_with_one_request(page, live_server, width=1280)
+    page.goto(live_server.url + f"/staff/requests/{request.reference}/")
+    page.get_by_text("Reject", exact=True).click()
+    page.get_by_label("Legal reason").select_option("other")
+    page.get_by_role("button", name="Reject and send the letter").click()
+
+    refusal = page.locator(".messages .error")
+    expect(refusal).to_contain_text("Explain to the subject why")
+    expect(refusal).to_be_focused()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_long_unbroken_text_from_the_subject_wraps_on_a_wide_screen(page, live_server):
     """A pasted URL or a long reference must not push the request page, and its actions, sideways."""
     from requests_app.services import handling

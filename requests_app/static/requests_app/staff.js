@@ -45,9 +45,11 @@ document.addEventListener("DOMContentLoaded", function () {
 // A refused form: the keyboard and a screen reader start at its first mistake, as on the public pages
 // (whose error summary has autofocus), even where a form puts autofocus on its first field (Django's
 // password change does). Django marks a field in error aria-invalid; a mistake of the whole form is a
-// list of its own, which takes the focus instead when it comes first.
+// list of its own, or a settings page's alert; an action the server refused ("changed since you loaded it")
+// is an error message at the top. Whichever shows first takes the focus.
 document.addEventListener("DOMContentLoaded", function () {
-  var mistake = document.querySelector('main [aria-invalid="true"], main .errorlist.nonfield');
+  var found = document.querySelectorAll('main [aria-invalid="true"], main .errorlist.nonfield, main p.error[role="alert"], main .messages .error');
+  var mistake = Array.prototype.find.call(found, function (element) { return element.offsetParent !== null; });
   if (!mistake) return;
   if (!mistake.matches("input, select, textarea")) mistake.tabIndex = -1;
   mistake.focus();
