@@ -1,5 +1,8 @@
+import threading
+
 import factory
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.utils import timezone
 
 from requests_app.audit import Actor
@@ -87,3 +90,26 @@ def released_package(request, kind="access"):
     from requests_app.models import ExportPackage, ExportStatus
 
     return ExportPackage.objects.create(request=request, kind=kind, status=ExportStatus.RELEASED, released_at=timezone.now())
+
+
+def at_once(work, times: int) -> list:
+    """Run `work()` in `times` threads released together, as requests arriving at the same moment would be
+    served; each thread closes its database connection. What each returned, or the exception it raised."""
+    barrier, outcomes = threading.Barrier(times), []
+
+    def run():
+        try:
+            barrier.wait()
+            outcomes.append(work())
+        except Exception as error:  # noqa: BLE001 - the test reads it
+            outcomes.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+

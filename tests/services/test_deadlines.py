@@ -1,10 +1,8 @@
-import threading
 from datetime import date, datetime, time, timedelta
 
 import pytest
 import time_machine
 from django.core import mail
-from django.db import connection
 from django.utils import timezone
 
 from requests_app import lifecycle
@@ -18,7 +16,7 @@ from requests_app.services.deadlines import (
     sweep_deadlines,
 )
 from tests.conftest import login_staff
-from tests.factories import UserFactory, request_in_status, submit_request
+from tests.factories import UserFactory, at_once, request_in_status, submit_request
 
 BRUSSELS = timezone.get_default_timezone()
 
@@ -482,22 +480,12 @@ def test_the_alert_task_run_twice_sends_once():
 def test_racing_sweeps_send_each_reminder_once():
     requests = [in_progress_received(date(2026, 2, 2)) for _ in range(40)]
     mail.outbox.clear()
-    barrier = threading.Barrier(2)
-    totals = []
 
     def sweep():
-        try:
-            with time_machine.travel(at(date(2026, 2, 23)), tick=False):
-                barrier.wait()
-                totals.append(sweep_deadlines(batch_size=5))
-        finally:
-            connection.close()
+        with time_machine.travel(at(date(2026, 2, 23)), tick=False):
+            return sweep_deadlines(batch_size=5)
 
-    threads = [threading.Thread(target=sweep) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    totals = at_once(sweep, times=2)
 
     assert sum(totals) == 40
     assert SentNotification.objects.filter(kind="deadline_alert").count() == 40

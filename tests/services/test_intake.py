@@ -1,14 +1,12 @@
 import os
 import subprocess
 import sys
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import time_machine
 from django.core import mail
-from django.db import connection
 from django.utils import timezone
 
 from requests_app import tasks
@@ -28,7 +26,7 @@ from requests_app.models import (
 from requests_app.services.deadlines import DEADLINE_FIELDS, refresh_deadline
 from requests_app.services.intake import expire_unverified_requests, next_reference
 from requests_app.services.routing import dispatch_unrouted
-from tests.factories import request_in_status, staff_in_role, staff_who_signs_in, submit_request
+from tests.factories import at_once, request_in_status, staff_in_role, staff_who_signs_in, submit_request
 
 
 @pytest.mark.django_db
@@ -61,21 +59,7 @@ def test_a_reference_costs_one_statement(django_assert_num_queries):
 @pytest.mark.django_db(transaction=True)
 def test_submissions_at_once_get_distinct_consecutive_references():
     """Even the first of a year, when the counter row does not exist yet."""
-    barrier = threading.Barrier(6)
-    references = []
-
-    def submit():
-        try:
-            barrier.wait()
-            references.append(submit_request().reference)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=submit) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    references = [request.reference for request in at_once(submit_request, times=6)]
 
     year = timezone.localtime().year
     assert sorted(references) == [f"DSR-{year}-{n:05d}" for n in range(1, 7)]
