@@ -2,9 +2,13 @@
 
 import time
 
+from django.contrib.auth.models import Group
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import expect
+
+from requests_app import roles
+from tests.factories import staff_in_role
 
 PASSWORD = "correct-horse-battery"  # UserFactory's password
 
@@ -28,3 +32,13 @@ def sign_in(page, live_server, username: str, device: TOTPDevice, password: str 
     expect(page.get_by_role("heading", name="Enter your code")).to_be_visible()
     page.get_by_label("Code from your authenticator app").fill(current_code(device))
     page.get_by_role("button", name="Verify").click()
+
+
+def staff_with_authenticator(role: str, username: str):
+    """A staff member of `role` with a confirmed authenticator: (user, device). The role groups come from a data
+    migration, which a transactional test that ran before flushed: made again first."""
+    for name in roles.ROLES:
+        Group.objects.get_or_create(name=name)
+    user = staff_in_role(role, username=username)
+    return user, TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+

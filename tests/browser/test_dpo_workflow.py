@@ -8,8 +8,6 @@ request.
 import re
 
 import pytest
-from django.contrib.auth.models import Group
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import expect
 
 from requests_app import roles
@@ -17,18 +15,13 @@ from requests_app.audit import Actor
 from requests_app.models import MessageDirection, PrivacyRequest, RequestType, Status
 from requests_app.services import routing
 from requests_app.services.intake import RightDetails
-from tests.browser.support import PASSWORD, current_code, sign_in
-from tests.factories import UserFactory, released_package, request_in_status, staff_in_role
+from tests.browser.support import PASSWORD, current_code, sign_in, staff_with_authenticator
+from tests.factories import UserFactory, released_package, request_in_status
 
 @pytest.mark.django_db(transaction=True)
 def test_handler_messages_subject_and_completes_the_request(page, live_server, browser):
     # --- Arrange: a handler with an authenticator, and three requests in progress.
-    # The role groups come from a data migration; a transactional test that ran
-    # before this one flushed them, so make sure they exist.
-    for name in roles.ROLES:
-        Group.objects.get_or_create(name=name)
-    handler = staff_in_role(roles.HANDLER, username="hana")
-    device = TOTPDevice.objects.create(user=handler, name="phone", confirmed=True)
+    handler, device = staff_with_authenticator(roles.HANDLER, "hana")
     dpo = UserFactory(username="dora", is_superuser=True)
 
     mine = request_in_status(Status.IN_PROGRESS, subject_name="Ana Peeters", subject_email="ana@example.com")
@@ -162,10 +155,7 @@ def test_handler_messages_subject_and_completes_the_request(page, live_server, b
 
 
 def _a_dpo_signed_in_on_a_screen_with_one_request(page, live_server, *, width: int) -> PrivacyRequest:
-    for name in roles.ROLES:  # flushed by an earlier transactional test: see the first test
-        Group.objects.get_or_create(name=name)
-    dpo = staff_in_role(roles.DPO, username="dora")
-    device = TOTPDevice.objects.create(user=dpo, name="phone", confirmed=True)
+    dpo, device = staff_with_authenticator(roles.DPO, "dora")
     request = request_in_status(Status.IN_PROGRESS, subject_name="Ana Peeters", subject_email="ana@example.com")
     page.set_viewport_size({"width": width, "height": 800})
     sign_in(page, live_server, dpo.username, device)

@@ -2,22 +2,16 @@
 hour was lost at the sign-in page."""
 
 import pytest
-from django.contrib.auth.models import Group
 from django.urls import reverse
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import expect
 
 from requests_app import roles
-from tests.browser.support import sign_in
-from tests.factories import staff_in_role
+from tests.browser.support import sign_in, staff_with_authenticator
 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_page_warns_before_the_session_ends_and_keeps_it_on_request(page, live_server, settings):
-    for name in roles.ROLES:
-        Group.objects.get_or_create(name=name)
-    handler = staff_in_role(roles.HANDLER, username="hana")
-    device = TOTPDevice.objects.create(user=handler, name="phone", confirmed=True)
+    _handler, device = staff_with_authenticator(roles.HANDLER, "hana")
     sign_in(page, live_server, "hana", device)
     settings.SESSION_COOKIE_AGE = 8  # warned two seconds before the end (a quarter of it, below two minutes)
     page.goto(live_server.url + reverse("staff:queue"))
