@@ -113,3 +113,19 @@ def test_back_then_send_again_shows_the_request_filed_instead_of_filing_a_second
     expect(page.locator(".reference")).to_have_text(reference)
     expect(page.get_by_role("status")).to_contain_text("You had sent this form already")
     assert PrivacyRequest.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_switching_language_keeps_what_was_typed_in_the_form(page, live_server):
+    page.goto(live_server.url + "/")
+    page.get_by_label("Access a copy of my data").check()
+    page.get_by_label(re.compile(r"^Full name")).fill("Ada Lovelace")
+    page.get_by_label("Anything else we should know (optional)").fill("My calls of March.")
+
+    page.get_by_role("button", name="Français").click()
+
+    expect(page.get_by_role("heading", name="Faire une demande relative à vos données personnelles")).to_be_visible()
+    expect(page.get_by_label("Accéder à une copie de mes données")).to_be_checked()
+    expect(page.get_by_label(re.compile(r"^Nom complet"))).to_have_value("Ada Lovelace")
+    expect(page.get_by_label("Autres informations utiles (facultatif)")).to_have_value("My calls of March.")
+    assert page.evaluate("sessionStorage.length") == 0  # taken back out at once

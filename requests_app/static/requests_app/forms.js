@@ -19,3 +19,38 @@ window.addEventListener("pageshow", function () {
   document.querySelectorAll("form button").forEach(function (button) { button.disabled = false; });
 });
 
+// The language buttons reload the page: what was typed in a form marked data-keep-on-language-switch (the public
+// request form) goes along in this tab's sessionStorage, is filled back in, and is removed at once. Not files,
+// hidden fields or the CSRF token. Without storage, the page loads empty, as before.
+var CARRIED_FORM = "form-carried-over-a-language-switch";
+document.addEventListener("submit", function (event) {
+  var form = document.querySelector("form[data-keep-on-language-switch]");
+  if (!form || !event.target.classList.contains("languages")) return;
+  var fields = [];
+  form.querySelectorAll("input, select, textarea").forEach(function (field) {
+    if (!field.name || ["file", "hidden", "submit", "button"].indexOf(field.type) !== -1) return;
+    fields.push([field.name, field.value, field.type === "checkbox" || field.type === "radio" ? field.checked : null]);
+  });
+  try { sessionStorage.setItem(CARRIED_FORM, JSON.stringify({path: location.pathname, fields: fields})); } catch (error) { /* no storage */ }
+});
+
+document.addEventListener("DOMContentLoaded", function () {
+  var saved = null;
+  try {
+    saved = JSON.parse(sessionStorage.getItem(CARRIED_FORM) || "null");
+    sessionStorage.removeItem(CARRIED_FORM);
+  } catch (error) { return; }
+  var form = document.querySelector("form[data-keep-on-language-switch]");
+  if (!saved || !form || saved.path !== location.pathname) return;
+  saved.fields.forEach(function (entry) {
+    form.querySelectorAll('[name="' + CSS.escape(entry[0]) + '"]').forEach(function (field) {
+      if (entry[2] !== null) {
+        if (field.value === entry[1]) { field.checked = entry[2]; }
+      } else if (["file", "hidden"].indexOf(field.type) === -1) {
+        field.value = entry[1];
+      }
+      field.dispatchEvent(new Event("change", {bubbles: true}));
+    });
+  });
+});
+
