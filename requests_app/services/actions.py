@@ -265,6 +265,19 @@ def holds_computed_on(action: SourceAction) -> datetime.date | None:
     return timezone.localdate(action.dry_run_at) if action.dry_run_at else None
 
 
+def _corrected_identifiers(action: SourceAction) -> list[str]:
+    """The identifiers this request's rectification, once carried out, wrote into the source's rows in place of
+    the ones the subject gave: its restriction or erasure finds those rows by them now."""
+    rectified = SourceAction.objects.filter(
+        request_id=action.request_id, source_id=action.source_id, kind=ActionKind.RECTIFY, status=ActionStatus.DONE
+    ).exists()
+    if not rectified:
+        return []
+    changes = action.request.rectification_changes.filter(category__source_id=action.source_id).select_related("category")
+    # As written into the source, capitals and all: that is what its rows hold now.
+    return [change.value for change in changes if change.field == change.category.identity_field]
+
+
 def build_plan(action: SourceAction) -> tuple[ActionPlan, list[dict]]:
     """The connector's plan for the action, and the categories erasure keeps under a legal hold
     (as they were on the day of its dry run, see holds_computed_on; today before one).
@@ -274,7 +287,10 @@ def build_plan(action: SourceAction) -> tuple[ActionPlan, list[dict]]:
     """
     source = action.source
     identities = sorted(
-        action.request.identities.filter(kind=source.identity_kind, verified_at__isnull=False).values_list("value", flat=True)
+        {
+            *action.request.identities.filter(kind=source.identity_kind, verified_at__isnull=False).values_list("value", flat=True),
+            *(_corrected_identifiers(action) if action.kind != ActionKind.RECTIFY else []),
+        }
     )
     held = held_categories(source, holds_computed_on(action)) if action.kind == ActionKind.ERASE else []
     holds = {hold["category"]: hold for hold in held}

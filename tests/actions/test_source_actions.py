@@ -367,3 +367,21 @@ def test_an_email_address_typed_in_capitals_finds_the_subjects_rows(crm, dpo_act
 
     assert action.status == ActionStatus.DONE and action.result["categories"][0]["rows"] == 2
     assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :email", email=ANA_EMAIL) == [{"n": 0}]
+
+
+def test_a_restriction_after_the_address_was_corrected_finds_the_rows_by_the_corrected_one(crm, dpo_actor, source_db, run):
+    """The rectification wrote the new address over the one the subject gave: the restriction, run after it,
+    searched by the old one, found nothing, and the letter said there was nothing to restrict."""
+    request = verified_request(RequestType.RECTIFICATION, RequestType.RESTRICTION)
+    actions.rectification_change_set(
+        request=request, actor=dpo_actor, category=crm.categories.get(), field="email", value="Ana.New@Example.com"
+    )
+    actions.plan_actions(request=request, actor=dpo_actor)
+    rectify = run(request.source_actions.get(kind=ActionKind.RECTIFY).id, "dry_run", "approve", "execute", actor=dpo_actor)
+    assert rectify.status == ActionStatus.DONE
+
+    restrict = run(request.source_actions.get(kind=ActionKind.RESTRICT).id, "dry_run", "approve", "execute", actor=dpo_actor)
+
+    assert restrict.status == ActionStatus.DONE and restrict.result["categories"][0]["rows"] == 2
+    restricted = source_db("SELECT email, restricted FROM subscribers WHERE name LIKE 'Ana%' ORDER BY id")
+    assert [bool(row["restricted"]) for row in restricted] == [True, True]
