@@ -230,13 +230,15 @@ def form_changes(form) -> dict[str, list]:
     object by its name, a date as ISO 8601, a long text cut). Only what the form edits, so never a secret."""
 
     def shown(field, value):
+        # Looked up among all rows, not the field's choices: a rule's person switched off since is no choice.
         if isinstance(field, forms.ModelMultipleChoiceField):
-            items = value if isinstance(value, models.QuerySet) else field.queryset.filter(pk__in=[getattr(v, "pk", v) for v in value or []])
+            manager = field.queryset.model._default_manager
+            items = value if isinstance(value, models.QuerySet) else manager.filter(pk__in=[getattr(v, "pk", v) for v in value or []])
             return sorted(str(item) for item in items)
         if isinstance(field, forms.ModelChoiceField):
             if value in (None, ""):
                 return None
-            return str(value if isinstance(value, models.Model) else field.queryset.filter(pk=value).first())
+            return str(value if isinstance(value, models.Model) else field.queryset.model._default_manager.filter(pk=value).first())
         if isinstance(value, datetime.date | datetime.datetime):
             return value.isoformat()
         if isinstance(value, str) and len(value) > CHANGE_TEXT_CHARS:
@@ -244,7 +246,11 @@ def form_changes(form) -> dict[str, list]:
         return value if value is None or isinstance(value, bool | int | str) else str(value)
 
     return {
-        name: [shown(form.fields[name], form.initial.get(name)), shown(form.fields[name], form.cleaned_data.get(name))]
+        # get_initial_for_field: a form may give a field's first value on the field (a staff account's role, teams).
+        name: [
+            shown(form.fields[name], form.get_initial_for_field(form.fields[name], name)),
+            shown(form.fields[name], form.cleaned_data.get(name)),
+        ]
         for name in form.changed_data
         if name in form.cleaned_data
     }

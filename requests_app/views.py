@@ -27,6 +27,7 @@ from requests_app.models import (
     ExportStatus,
     PrivacyRequest,
     Status,
+    rights_mask,
 )
 from requests_app.services import certificate, deadlines, exports, handling, intake
 
@@ -52,14 +53,18 @@ def submit_request(request: HttpRequest) -> HttpResponse:
         form = RequestForm(request.POST)
         if form.is_valid():
             fingerprint = _form_fingerprint(form)
-            filed = _filed_just_now(request, fingerprint) or _filed_from_this_form(form)
+            details = form.submit_kwargs()
+            filed = _filed_just_now(request, fingerprint) or _filed_from_this_form(details)
             if filed:
                 return _sent_again(request, filed)
+            if details["submission_key"] and PrivacyRequest.objects.filter(submission_key=details["submission_key"]).exists():
+                # The page's key, but other details (a page the browser brought back, then corrected): a new request.
+                details["submission_key"] = None
             if over_the_limit(request, "submit"):
                 context = {"form": form, "notice": _privacy_notice(), "rate_limited": True}
                 return render(request, "requests_app/submit.html", context, status=429)
             try:
-                privacy_request = intake.request_submit(**form.submit_kwargs(), actor=Actor.subject())
+                privacy_request = intake.request_submit(**details, actor=Actor.subject())
             except intake.AlreadySubmitted as sent_at_once:
                 return _sent_again(request, sent_at_once.request.reference)
             request.session["submitted_form"] = [fingerprint, privacy_request.reference, timezone.now().isoformat()]
@@ -84,10 +89,17 @@ def _form_fingerprint(form: RequestForm) -> str:
     return hashlib.sha256(json.dumps(said, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _filed_from_this_form(form: RequestForm) -> str | None:
-    """The reference of the request this very form (its submission key) filed already, from any browser."""
-    key = form.cleaned_data.get("submission_key")
-    return PrivacyRequest.objects.filter(submission_key=key).values_list("reference", flat=True).first() if key else None
+def _filed_from_this_form(details: dict) -> str | None:
+    """The reference of the request this very form (its submission key) filed already, from any browser, with
+    the same details."""
+    key = details["submission_key"]
+    filed = PrivacyRequest.objects.filter(submission_key=key).first() if key else None
+    same = filed is not None and (
+        (filed.subject_name, filed.subject_email, filed.subject_phone, filed.description, filed.rights_mask)
+        == (details["subject_name"], details["subject_email"], details["subject_phone"], details["description"],
+            rights_mask(right.right for right in details["rights"]))
+    )
+    return filed.reference if same else None
 
 
 def _filed_just_now(request: HttpRequest, fingerprint: str) -> str | None:
@@ -231,6 +243,7 @@ def _recipient_notices(privacy_request) -> list:
 @require_http_methods(["GET", "POST"])
 def withdraw(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
+    _in_the_requests_language(request, privacy_request)
     if request.method == "GET":
         # An unticked box leaves its page at this address: the language buttons (and a reload)
         # come back here with a GET, which shows the status page rather than a blank 405.
@@ -258,6 +271,7 @@ def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     """The subject writes to the DPO team, with a document if asked for one (a copy of an ID);
     a reply to a question restarts the clock."""
     privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
+    _in_the_requests_language(request, privacy_request)
     if request.method == "GET":
         # A refused reply leaves its page at this address: the language buttons (and a reload) come
         # back here with a GET, which shows the status page rather than a blank 405.
@@ -302,6 +316,7 @@ def download(request: HttpRequest, reference: str, secret: str, token: str) -> H
     GET only: link checkers and proxies send HEAD, which would use up the subject's downloads.
     """
     privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
+    _in_the_requests_language(request, privacy_request)
     try:
         export = exports.export_download(request=privacy_request, token=token)
     except RequestError as error:

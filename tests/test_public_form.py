@@ -263,9 +263,13 @@ def test_one_filled_in_form_files_one_request_whichever_browser_sends_it_again(c
     again = post_form(Client(), submission_key=key)
 
     assert again.status_code == 302 and PrivacyRequest.objects.count() == 1
+    # The same page brought back by the browser and corrected is another request, filed.
+    assert post_form(Client(), submission_key=key, subject_email="ada.lovelace@example.com").status_code == 302
+    assert PrivacyRequest.objects.count() == 2
+    assert PrivacyRequest.objects.get(subject_email="ada.lovelace@example.com").submission_key is None
     # A blank form has a key of its own: the same details sent from it are a new request.
     assert post_form(Client(), submission_key=str(uuid.uuid4())).status_code == 302
-    assert PrivacyRequest.objects.count() == 2
+    assert PrivacyRequest.objects.count() == 3
 
 
 @pytest.mark.postgres

@@ -61,6 +61,7 @@ from requests_app.models import (
     Status,
 )
 from requests_app.services import notices
+from requests_app.services.certificate import searched_nothing
 from requests_app.services.suppression import SUPPRESSION_RIGHTS, suppression_right
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.actions import (
@@ -100,12 +101,7 @@ def verified_kinds(request: PrivacyRequest) -> set[str]:
 def searched_too_early(action: SourceAction, kinds_verified: set[str]) -> bool:
     """Whether a finished action ran before any identifier of its source's kind was verified, and one is now:
     it searched nobody, and must be run again, or the letter would say we hold no such identifier."""
-    return (
-        action.status == ActionStatus.DONE
-        and not action.result.get("manual")
-        and action.dry_run.get("identities") == 0
-        and action.source.identity_kind in kinds_verified
-    )
+    return action.status == ActionStatus.DONE and searched_nothing(action) and action.source.identity_kind in kinds_verified
 
 
 # A worker runs the action's task in these: its heartbeat is stamped, and a dead run is taken over.
@@ -515,23 +511,26 @@ def _execution_refusal(action: SourceAction) -> str | None:
     if action.status not in (ActionStatus.APPROVED, ActionStatus.FAILED, ActionStatus.RUNNING) or action.approved_at is None:
         return _("The action needs a dry run and an approval first.")
     if action.kind == ActionKind.ERASE:
-        uncopied = copies_owed(action.request)
+        uncopied = copies_owed(action.request, action.source)
         if uncopied:
             # Erased first, the data would be missing from the subject's copy, which would then say none was found.
-            return _("Compile the %(kind)s package first: the subject asked for a copy of this data too.") % {
+            return _("Compile the %(kind)s package first, with this system searched: the subject asked for a copy of this data too.") % {
                 "kind": in_sentence(ExportKind(uncopied[0]).label)
             }
     return None
 
 
-def copies_owed(request: PrivacyRequest) -> list[str]:
-    """The packages (kinds) the request asks for that have not been compiled yet: none may be erased before."""
-    compiled = {
-        package.kind for package in request.exports.all()
-        if package.status in (ExportStatus.READY, ExportStatus.RELEASED) or package.released_at is not None
-    }
+def copies_owed(request: PrivacyRequest, source: SourceSystem) -> list[str]:
+    """The packages (kinds) the request asks for that hold no search of `source` yet (none compiled, or the
+    latest could not search it): its data may not be erased before."""
+    searched = set()
+    for package in request.exports.all():
+        if package.status in (ExportStatus.READY, ExportStatus.RELEASED) or package.released_at is not None:
+            skipped = {item["source"] for item in package.manifest.get("sources_not_searched", [])}
+            if source.slug not in skipped:
+                searched.add(package.kind)
     rights = set(request.requested_rights)
-    return [kind for right, kind in PACKAGE_FOR_RIGHT.items() if right in rights and kind not in compiled]
+    return [kind for right, kind in PACKAGE_FOR_RIGHT.items() if right in rights and kind not in searched]
 
 
 def past_time_limit(action: SourceAction) -> bool:

@@ -541,12 +541,17 @@ def fee_propose(
     return locked
 
 
-def fee_record_paid(*, request: PrivacyRequest, actor: Actor) -> PrivacyRequest:
-    """Record that the subject paid the fee proposed (paid outside the portal: an invoice, a transfer)."""
+def fee_record_paid(*, request: PrivacyRequest, actor: Actor, expected_amount: Decimal | None = None) -> PrivacyRequest:
+    """Record that the subject paid the fee proposed (paid outside the portal: an invoice, a transfer).
+    `expected_amount` is the fee the page showed: another proposed since is not the one that was paid."""
     with transaction.atomic():
         locked = _locked_for_work(request, actor, None)
         if locked.fee_proposed_at is None:
             raise RequestError(_("No fee was proposed for this request."))
+        if expected_amount is not None and locked.fee_amount != expected_amount:
+            raise lifecycle.StaleRequest(
+                _("Another fee was proposed since you loaded the page: %(fee)s. Check what the subject paid.") % {"fee": fee_in_words(locked)}
+            )
         if locked.fee_paid_at is not None:
             raise RequestError(
                 _("The fee was recorded as paid already, on %(date)s.") % {"date": date_in_words(timezone.localdate(locked.fee_paid_at))}

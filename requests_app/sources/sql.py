@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
 import sqlalchemy
 from sqlalchemy import bindparam, text
@@ -49,13 +50,15 @@ def _engine(url: str) -> sqlalchemy.Engine:
     return sqlalchemy.create_engine(_existing_only(normalise_url(url)), pool_pre_ping=True)
 
 
-def _existing_only(url: str) -> str:
+def _existing_only(url: str) -> str | sqlalchemy.URL:
     """A SQLite file is opened read-write but never created: at a path where the file is missing (moved,
-    a typing mistake), SQLite would make an empty database there, and every search would find nothing."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or url.startswith(prefix + "file:") or url.endswith(":memory:"):
+    a typing mistake), SQLite would make an empty database there, and every search would find nothing.
+    The path goes into a file: URI quoted (a "#" or "%" in it is a name, not URI syntax), beside the URL's own
+    options."""
+    parsed = sqlalchemy.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file:"):
         return url
-    return f"{prefix}file:{url[len(prefix):]}?mode=rw&uri=true"
+    return parsed.set(database=f"file:{quote(parsed.database)}").update_query_dict({"mode": "rw", "uri": "true"})
 
 
 def _combined(scans: list[dict]) -> str:

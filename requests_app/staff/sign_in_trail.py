@@ -1,8 +1,8 @@
 """Sign-ins refused, lockouts and sign-outs in the audit trail, beside the sign-ins (staff.views.otp): who
 tried which account, and when, stays when django-axes forgets a failure at the next success.
 
-The trail names an account only when it exists: what someone typed as a username may be anything, a password
-typed in the wrong box too, and the trail keeps what it is given for good."""
+A refused password is recorded only for an account that exists, and named: what someone typed as a username
+may be anything, a password typed in the wrong box too, and the trail keeps what it is given for good."""
 
 from axes.signals import user_locked_out
 from django.contrib.auth import get_user_model
@@ -22,8 +22,12 @@ def _account(username) -> str | None:
 
 @receiver(user_login_failed)
 def password_refused(sender, credentials, request=None, **kwargs):
+    account = _account(credentials.get("username"))
+    if account is None:
+        # Anyone may try names by the thousand: each would be an event for good, and the chain's lock for all.
+        return
     with transaction.atomic():
-        record_event(None, "staff_sign_in_refused", actor=Actor.system(), data={"user": _account(credentials.get("username"))})
+        record_event(None, "staff_sign_in_refused", actor=Actor.system(), data={"user": account})
 
 
 @receiver(user_locked_out)

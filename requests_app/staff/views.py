@@ -9,6 +9,7 @@ import functools
 import json
 import math
 import secrets
+from decimal import Decimal
 from urllib.parse import urlencode, urlsplit
 
 import segno
@@ -676,7 +677,10 @@ ACTIONS = {
         ),
         gettext_lazy("Fee proposed; the letter has been sent."),
     ),
-    "fee_paid": (lambda r, f, a, p: handling.fee_record_paid(request=r, actor=a), gettext_lazy("Payment of the fee recorded.")),
+    "fee_paid": (
+        lambda r, f, a, p: handling.fee_record_paid(request=r, actor=a, expected_amount=_shown_amount(p.get("expected_fee"))),
+        gettext_lazy("Payment of the fee recorded."),
+    ),
     "note": (lambda r, f, a, p: handling.note_add(request=r, actor=a, body=f.cleaned_data["body"]), gettext_lazy("Note added.")),
 }
 
@@ -693,7 +697,7 @@ def request_action(request: HttpRequest, reference: str, action: str) -> HttpRes
         if not (typed and roles.role_of(request.user) == roles.HANDLER):  # a handler works the requests assigned to them
             raise PermissionDenied(_("You may not act on this request."))
         # Reassigned since the page was loaded, as a rule: the page again, saying so, with what they wrote.
-        messages.error(request, _("You may no longer act on this request: it is assigned to %(assignee)s now. What you wrote was not sent; it is below, to copy.") % {
+        messages.error(request, _("You may not act on this request: it is assigned to %(assignee)s. What you wrote was not sent; it is below, to copy.") % {
             "assignee": privacy_request.assignee.username if privacy_request.assignee else _("nobody"),
         })
         context = {**_request_context(request, privacy_request), "unsent_texts": typed}
@@ -733,6 +737,14 @@ def request_action(request: HttpRequest, reference: str, action: str) -> HttpRes
         else:
             messages.success(request, success)
     return redirect("staff:request", reference)
+
+
+def _shown_amount(posted: str | None) -> Decimal | None:
+    """The fee a page showed (its form's expected_fee), or None when it sent none or a wrong one."""
+    try:
+        return Decimal(posted) if posted else None
+    except ArithmeticError:
+        return None
 
 
 # The fields of the request page's forms in which staff write for a while: kept when the action is refused.
@@ -835,7 +847,13 @@ def _crud(
 def _shown_fields(form_class, instance) -> dict[str, str]:
     """A digest of each field's value as a page would show `instance` now."""
     shown = form_class(instance=instance)
-    return {name: text_digest(str(shown[name].value())) for name in shown.fields}
+
+    def as_text(value) -> str:
+        if isinstance(value, list | tuple):  # a many-to-many field's rows come in no set order
+            return str(sorted(str(getattr(item, "pk", item)) for item in value))
+        return str(value)
+
+    return {name: text_digest(as_text(shown[name].value())) for name in shown.fields}
 
 
 def _loaded_fields(posted: str) -> dict[str, str]:

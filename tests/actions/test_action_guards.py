@@ -425,6 +425,12 @@ def test_data_the_subject_asked_a_copy_of_is_not_erased_before_the_copy_is_compi
         actions.execute(action=action, actor=dpo_actor)
     assert SourceAction.objects.get(pk=action.pk).status == ActionStatus.APPROVED
     assert source_db("SELECT count(*) AS n FROM subscribers") == [{"n": 3}]
+    # A package that could not search this system (no verified identifier of its kind then) is no copy of it.
+    skipped = released_package(request, kind=kind)
+    skipped.manifest = {"sources_not_searched": [{"source": crm.slug, "reason": "no_verified_identifier", "kind": "email"}]}
+    skipped.save(update_fields=["manifest"])
+    with pytest.raises(RequestError, match="with this system searched"):
+        actions.execute(action=action, actor=dpo_actor)
 
     released_package(request, kind=kind)
     assert step(actions.execute, action, actor=dpo_actor).status == ActionStatus.DONE

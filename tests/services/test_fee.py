@@ -177,3 +177,20 @@ def test_the_subject_and_the_portal_see_the_fee(client, dpo):
     fee = api.get(f"/api/v1/requests/{request.public_id}/").json()["fee"]
     assert fee["amount"] == "25.00" and fee["currency"] == "EUR" and fee["paid_at"] is None
     assert fee["proposed_at"]
+
+
+@pytest.mark.django_db
+def test_a_payment_is_recorded_for_the_fee_the_page_showed(client, dpo):
+    """The page showed 50; a colleague proposed 500 since: the trail must not say 500 was paid."""
+    request = request_in_status(Status.IN_PROGRESS)
+    propose(request, dpo, amount="50")
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert 'name="expected_fee" value="50.00"' in page
+    propose(request, dpo, amount="500")
+
+    response = client.post(reverse("staff:request_action", args=[request.reference, "fee_paid"]), {"expected_fee": "50.00"}, follow=True)
+
+    assert "Another fee was proposed since you loaded the page: 500.00 EUR." in html.unescape(response.content.decode())
+    request.refresh_from_db()
+    assert request.fee_paid_at is None

@@ -202,6 +202,6 @@ def test_a_handler_whose_request_was_reassigned_meanwhile_is_told_so_and_keeps_w
 
     assert response.status_code == 403
     page = html.unescape(response.content.decode())
-    assert "You may no longer act on this request: it is assigned to dora now." in page
+    assert "You may not act on this request: it is assigned to dora." in page
     assert 'readonly>Dear Ana, we found three accounts.</textarea>' in page
     assert not request.messages.exists()

@@ -91,3 +91,18 @@ def test_a_save_on_top_of_someone_elses_is_refused_until_made_again(dpo_client):
     assert dpo_client.post(url, {**fields, "body": "Thank you.\n\n{{ body }}", "loaded": loaded_now}).status_code == 302
     template.refresh_from_db()
     assert template.body == "Thank you.\n\n{{ body }}"
+
+
+@pytest.mark.django_db
+def test_a_promotion_records_the_role_and_teams_it_replaced(dpo_client):
+    """The form gives the role and teams their first values on its fields, not in its initial data."""
+    handler = staff_in_role("Handler", username="h1", email="h1@example.com")
+    desk_a, desk_b = Team.objects.create(name="Desk A"), Team.objects.create(name="Desk B")
+    handler.privacy_teams.set([desk_a])
+
+    dpo_client.post(reverse("staff:user_edit", args=[handler.pk]), {
+        "username": "h1", "email": "h1@example.com", "role": "DPO", "is_active": "on", "teams": [desk_b.pk],
+    })
+
+    changes = AuditEvent.objects.get(action="staff_user_saved").data["changes"]
+    assert changes == {"role": ["Handler", "DPO"], "teams": [["Desk A"], ["Desk B"]]}

@@ -9,6 +9,7 @@ function pollProgress(attribute, show, done) {
     if (!url) return;
     var timer = setInterval(function () {
       fetch(url, {credentials: "same-origin"}).then(function (r) { return r.json(); }).then(function (data) {
+        document.dispatchEvent(new Event("session-renewed"));  // the poll renewed the session too
         show(row, data);
         if (done(data)) { clearInterval(timer); }
       });
@@ -57,7 +58,8 @@ document.addEventListener("DOMContentLoaded", function () {
 
 // An idle session ends after SESSION_IDLE_TIMEOUT_SECONDS, and a form sent after that is lost at the sign-in:
 // two minutes before (a quarter of a shorter session), the page says so and offers to keep the session (WCAG 2.2.1). Every request to the
-// server renews it (SESSION_SAVE_EVERY_REQUEST), the button's and the progress polls' too.
+// server renews it (SESSION_SAVE_EVERY_REQUEST), the button's and the progress polls' too, which start the
+// count again ("session-renewed").
 document.addEventListener("DOMContentLoaded", function () {
   var body = document.body;
   var seconds = parseInt(body.dataset.sessionSeconds || "", 10);
@@ -75,6 +77,7 @@ document.addEventListener("DOMContentLoaded", function () {
       warning.querySelector(".session-ended").hidden = false;
     }, seconds * 1000);
   }
+  document.addEventListener("session-renewed", schedule);
   warning.querySelector(".keep-session").addEventListener("click", function () {
     fetch(body.dataset.keepAlive, {credentials: "same-origin"}).then(function (response) {
       if (response.ok && !response.redirected) { schedule(); }
