@@ -54,10 +54,12 @@ def submit_request(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             fingerprint = _form_fingerprint(form)
             details = form.submit_kwargs()
-            filed = _filed_just_now(request, fingerprint) or _filed_from_this_form(details)
+            key = details["submission_key"]
+            filed_with_key = PrivacyRequest.objects.filter(submission_key=key).first() if key else None  # one query
+            filed = _filed_just_now(request, fingerprint) or _same_form(filed_with_key, details)
             if filed:
                 return _sent_again(request, filed)
-            if details["submission_key"] and PrivacyRequest.objects.filter(submission_key=details["submission_key"]).exists():
+            if filed_with_key is not None:
                 # The page's key, but other details (a page the browser brought back, then corrected): a new request.
                 details["submission_key"] = None
             if over_the_limit(request, "submit"):
@@ -89,11 +91,9 @@ def _form_fingerprint(form: RequestForm) -> str:
     return hashlib.sha256(json.dumps(said, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _filed_from_this_form(details: dict) -> str | None:
-    """The reference of the request this very form (its submission key) filed already, from any browser, with
-    the same details."""
-    key = details["submission_key"]
-    filed = PrivacyRequest.objects.filter(submission_key=key).first() if key else None
+def _same_form(filed, details: dict) -> str | None:
+    """The reference of `filed`, the request this very form (its submission key) filed already from any browser,
+    if it holds the same details."""
     same = filed is not None and (
         (filed.subject_name, filed.subject_email, filed.subject_phone, filed.description, filed.rights_mask)
         == (details["subject_name"], details["subject_email"], details["subject_phone"], details["description"],

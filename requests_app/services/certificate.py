@@ -275,25 +275,26 @@ def _action_outcome(action, *, erased_before: bool) -> list[str]:
     kept_lines = [_kept_line(hold, source) for hold in held]
     if action.changed_anything():
         changed = _names(_changed_label(slug, labels, action) for slug in action.changed_categories())
+        pseudonymised = []
         if action.kind == ActionKind.ERASE:
             done = (
                 _("We erased your data in %(source)s: %(categories)s.") % {"source": source, "categories": changed}
                 if changed
                 else _("We erased your data in %(source)s.") % {"source": source}  # a manual source reports rows, not categories
             )
-            pseudonyms = _pseudonymised_fields(action)
-            if pseudonyms:
+            fields = _pseudonymised_fields(action)
+            if fields:
                 # A keyed hash is a pseudonym, not erasure (GDPR Recital 26): we could still match it to them.
-                return [done, _(
+                pseudonymised = [_(
                     "In %(source)s, we replaced %(fields)s with codes instead of deleting them, so that our records stay "
                     "consistent: we could still match those codes to the values you gave us, so they remain your personal data."
-                ) % {"source": source, "fields": _names(pseudonyms)}, *kept_lines]
+                ) % {"source": source, "fields": _names(fields)}]
         elif action.kind == ActionKind.RECTIFY:
             fields = _names(change["field"] for change in corrected_values(action))
             done = _("We corrected the following in %(source)s: %(fields)s.") % {"source": source, "fields": fields}
         else:
             done = _("We restricted the processing of your data in %(source)s.") % {"source": source}
-        return [done, *kept_lines]
+        return [done, *pseudonymised, *kept_lines]
     if action.kind == ActionKind.ERASE:
         # What was kept is said with its reason; with nothing kept, nothing was found.
         return kept_lines or [_("We found no data of yours to erase in %(source)s.") % {"source": source}]

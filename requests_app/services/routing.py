@@ -52,9 +52,13 @@ def dpo_users():
     return _workers().filter(Q(is_superuser=True) | Q(groups__name=roles.DPO)).distinct()
 
 
+def assignable_users():
+    """Those requests may be routed to: active DPOs and handlers who can sign in."""
+    return _signing_in(_workers())
+
+
 def assignable(user) -> bool:
-    """Whether requests may be routed to `user`: an active DPO or handler who can sign in."""
-    return _signing_in(_workers()).filter(pk=user.pk).exists()
+    return assignable_users().filter(pk=user.pk).exists()
 
 
 def choose_assignee(request: PrivacyRequest) -> tuple[AssignmentRule | None, Team | None, object]:

@@ -867,8 +867,9 @@ def _loaded_fields(posted: str) -> dict[str, str]:
 @staff_view(readers=roles.CONFIGURATION_READERS)
 def rules(request: HttpRequest) -> HttpResponse:
     items = list(AssignmentRule.objects.select_related("organisation", "assign_team", "assign_user"))
+    assignable = set(routing.assignable_users().values_list("pk", flat=True))  # one query for every rule
     for rule in items:
-        rule.person_unavailable = rule.assign_user is not None and not routing.assignable(rule.assign_user)
+        rule.person_unavailable = rule.assign_user_id is not None and rule.assign_user_id not in assignable
     return render(request, "staff/rules.html", {"rules": items})
 
 
