@@ -70,6 +70,7 @@ from requests_app.sources.actions import (
     StaleDryRun,
     dated_before,
     plan_digest,
+    pseudonymised_fields,
     typed_value,
 )
 from requests_app.wording import in_sentence
@@ -423,7 +424,9 @@ def _dry_run(current: QuerySet, heartbeat: Heartbeat) -> None:
     current.update(
         status=ActionStatus.AWAITING_APPROVAL,
         dry_run={
-            **preview, "held": held, "held_rows": rows_held, "identities": len(plan.identities), "plan": plan_digest(plan, held)
+            **preview, "held": held, "held_rows": rows_held, "identities": len(plan.identities), "plan": plan_digest(plan, held),
+            # Kept for the letter: the execution runs this plan (same digest), whatever the inventory says later.
+            "pseudonymised": pseudonymised_fields(plan),
         },
         dry_run_at=timezone.now(),
     )

@@ -21,8 +21,6 @@ from requests_app.models import (
     ActionKind,
     ActionStatus,
     AuditChainCheck,
-    EraseMethod,
-    EraseStrategy,
     ErasureException,
     ExportKind,
     IdentityKind,
@@ -317,16 +315,10 @@ def changes_made(request: PrivacyRequest) -> list[str]:
 
 
 def _pseudonymised_fields(action) -> list[str]:
-    """The fields an erasure replaced with a keyed hash (the inventory's HASH strategy) in the categories it
-    changed by anonymising them."""
-    changed = set(action.changed_categories())
-    return [
-        field.name
-        for category in action.source.categories.all()
-        if category.slug in changed and category.erase_method == EraseMethod.ANONYMISE
-        for field in category.fields.all()
-        if field.erase_strategy == EraseStrategy.HASH
-    ]
+    """The fields the erasure replaced with a keyed hash in the categories it changed, as its dry run
+    planned them: the execution ran that plan, whatever the inventory says today."""
+    planned = action.dry_run.get("pseudonymised", {})
+    return [name for slug in action.changed_categories() for name in planned.get(slug, [])]
 
 
 def _could_not_search(source_name: str, identity_kind: str) -> str:

@@ -194,6 +194,16 @@ def plan_digest(plan: ActionPlan, held: list[dict]) -> str:
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
+def pseudonymised_fields(plan: ActionPlan) -> dict[str, list[str]]:
+    """{category slug: [field names]} of the fields the erasure plan replaces with a keyed hash: a
+    pseudonym, not erasure (GDPR Recital 26), which the letter must name as such."""
+    return {
+        work.category.slug: hashed
+        for work in plan.categories
+        if (hashed := sorted(name for name, rule in work.anonymise.items() if rule.erase_strategy == EraseStrategy.HASH))
+    }
+
+
 # --- Rectification values, checked against the field's type ---------------
 
 

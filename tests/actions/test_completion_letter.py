@@ -8,6 +8,7 @@ from django.utils import timezone
 from requests_app.models import (
     ActionStatus,
     ConnectorKind,
+    EraseStrategy,
     ErasureException,
     ExportKind,
     ExportPackage,
@@ -63,6 +64,22 @@ def test_the_letter_names_the_erased_and_the_kept_data_with_its_basis(
     # Keeping the call records refuses part of the erasure: the letter says how to complain (Art. 12(4)).
     assert body.endswith("and to seek a judicial remedy before the courts.")
     assert "lodge a complaint with a supervisory authority, in particular the Data Protection Authority" in body
+
+
+def test_the_letter_names_the_pseudonyms_the_erasure_made_not_those_the_inventory_lists_now(
+    crm, erasure_request, dpo_actor, django_capture_on_commit_callbacks
+):
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    carry_out_actions(erasure_request, dpo_actor, django_capture_on_commit_callbacks)
+    # After the erasure, the inventory's email strategy changes from a keyed hash to emptying it, and the
+    # city, kept by the erasure, now gets a keyed hash: neither changes what was done.
+    contact = crm.categories.get()
+    contact.fields.filter(name="email").update(erase_strategy=EraseStrategy.NULL)
+    contact.fields.filter(name="city").update(erase_strategy=EraseStrategy.HASH)
+
+    body = _complete(erasure_request, dpo_actor).body
+    assert "In CRM, we replaced email with codes instead of deleting them" in body
+    assert "city" not in body
 
 
 def test_the_letter_names_rectified_fields_and_restrictions_not_values(crm, dpo_actor, django_capture_on_commit_callbacks):
