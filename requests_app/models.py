@@ -1414,11 +1414,17 @@ class EraseStrategy(models.TextChoices):
     HASH = "hash", _("Replace with a keyed hash (same input, same output)")
 
 
-class SourceField(models.Model):
+class SourceField(TranslatedTexts, models.Model):
     """A field of a category: its type, for validating rectifications, and how erasure anonymises it."""
+
+    TRANSLATED_FIELDS = ("label",)
 
     category = models.ForeignKey(SourceCategory, on_delete=models.CASCADE, related_name="fields")
     name = models.CharField(max_length=100, validators=[validate_sql_name])
+    # Letters tell the subject which of their data was corrected or pseudonymised: in words, not "billing_address".
+    label = models.CharField(
+        max_length=100, help_text=_("How letters to the subject name this field, for example \"billing address\".")
+    )
     type = models.CharField(max_length=16, choices=FieldType, default=FieldType.TEXT)
     erase_strategy = models.CharField(max_length=8, choices=EraseStrategy, default=EraseStrategy.KEEP)
     fixed_text = models.CharField(max_length=200, blank=True, help_text=_("For the fixed-text strategy."))
@@ -1430,6 +1436,23 @@ class SourceField(models.Model):
 
     def __str__(self) -> str:
         return f"{self.category}.{self.name}"
+
+
+class SourceFieldTranslation(TextTranslation):
+    """A field's label in one of the site's other languages (see SourceSystemTranslation)."""
+
+    ITEM_FIELD = "field"
+
+    field = models.ForeignKey(SourceField, on_delete=models.CASCADE, related_name="translations")
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES)
+    label = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["field", "language"]
+        constraints = [models.UniqueConstraint(fields=["field", "language"], name="unique_source_field_translation")]
+
+    def __str__(self) -> str:
+        return f"{self.field} ({self.language})"
 
 
 class ErasureException(models.TextChoices):

@@ -27,6 +27,7 @@ from requests_app.models import (
     NoticeStatus,
     PrivacyRequest,
     RequestType,
+    SourceField,
     SuppressionPurpose,
 )
 from requests_app.exports.package import NO_VERIFIED_IDENTIFIER, not_searched_reason
@@ -37,6 +38,19 @@ from requests_app.wording import date_in_words, in_sentence
 def _category_labels(source) -> dict[str, str]:
     """Category slug -> the inventory's description of it ("Contact details"), as the subject knows it."""
     return {category.slug: str(category.get_category_display()) for category in source.categories.all()}
+
+
+def _field_labels(action) -> dict[tuple[str, str], str]:
+    """(category slug, field name) -> how letters name the field to the subject, in the request's language."""
+    fields = SourceField.objects.filter(category__source=action.source).select_related("category").prefetch_related("translations")
+    return {(field.category.slug, field.name): field.texts_in(action.request.language)["label"] for field in fields}
+
+
+def _field_names(action, fields) -> str:
+    """The (category slug, field name) pairs as the letter names them: a field since removed from the
+    inventory by its column name, the only name left."""
+    labels = _field_labels(action)
+    return _names(labels.get(field, field[1]) for field in fields)
 
 
 def kept(action) -> list[dict]:
@@ -286,9 +300,9 @@ def _action_outcome(action, *, erased_before: bool) -> list[str]:
                 pseudonymised = [_(
                     "In %(source)s, we replaced %(fields)s with codes instead of deleting them, so that our records stay "
                     "consistent: we could still match those codes to the values you gave us, so they remain your personal data."
-                ) % {"source": source, "fields": _names(fields)}]
+                ) % {"source": source, "fields": _field_names(action, fields)}]
         elif action.kind == ActionKind.RECTIFY:
-            fields = _names(change["field"] for change in corrected_values(action))
+            fields = _field_names(action, [(change["category"], change["field"]) for change in corrected_values(action)])
             done = _("We corrected the following in %(source)s: %(fields)s.") % {"source": source, "fields": fields}
         else:
             done = _("We restricted the processing of your data in %(source)s.") % {"source": source}
@@ -314,11 +328,11 @@ def changes_made(request: PrivacyRequest) -> list[str]:
     return [_action_outcome(action, erased_before=False)[0] for action in done if action.changed_anything()]
 
 
-def _pseudonymised_fields(action) -> list[str]:
-    """The fields the erasure replaced with a keyed hash in the categories it changed, as its dry run
-    planned them: the execution ran that plan, whatever the inventory says today."""
+def _pseudonymised_fields(action) -> list[tuple[str, str]]:
+    """The (category slug, field name) an erasure replaced with a keyed hash in the categories it changed,
+    as its dry run planned them: the execution ran that plan, whatever the inventory says today."""
     planned = action.dry_run.get("pseudonymised", {})
-    return [name for slug in action.changed_categories() for name in planned.get(slug, [])]
+    return [(slug, name) for slug in action.changed_categories() for name in planned.get(slug, [])]
 
 
 def _could_not_search(source_name: str, identity_kind: str) -> str:

@@ -36,6 +36,7 @@ from requests_app.models import (
     SourceCategory,
     SourceCategoryTranslation,
     SourceField,
+    SourceFieldTranslation,
     SourceSystem,
     SourceSystemTranslation,
     Status,
@@ -239,6 +240,7 @@ FIELD_LABELS = {
     "identity_field": _("Identity field"),
     "identity_kind": _("Searched by"),
     "keep_months": _("Keep the last months only"),
+    "label": _("Name in letters"),
     "language": _("Language"),
     "legal_basis": _("Legal basis"),
     "masked_fields": _("Masked fields"),
@@ -668,6 +670,15 @@ class LegalHoldTranslationForm(TranslationForm):
         widgets = _text_areas(LegalHold.TRANSLATED_FIELDS)
 
 
+class SourceFieldTranslationForm(TranslationForm):
+    """As the completion letter names the field."""
+
+    class Meta:
+        model = SourceFieldTranslation
+        labels = FIELD_LABELS
+        fields = list(SourceField.TRANSLATED_FIELDS)
+
+
 # The field types an erasure may write a replacement text or a keyed hash into.
 TEXT_TYPES = (FieldType.TEXT, FieldType.EMAIL, FieldType.PHONE)
 
@@ -676,7 +687,7 @@ class SourceFieldForm(forms.ModelForm):
     class Meta:
         model = SourceField
         labels = FIELD_LABELS
-        fields = ["category", "name", "type", "erase_strategy", "fixed_text", "rectifiable"]
+        fields = ["category", "name", "label", "type", "erase_strategy", "fixed_text", "rectifiable"]
 
     def clean(self):
         cleaned = super().clean()

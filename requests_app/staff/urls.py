@@ -56,6 +56,7 @@ urlpatterns = [
     path("inventory/holds/<int:pk>/texts/<str:language>/", views.hold_translation, name="hold_translation"),
     path("inventory/categories/<int:category_pk>/fields/new/", views.field_new, name="field_new"),
     path("inventory/fields/<int:pk>/", views.field_edit, name="field_edit"),
+    path("inventory/fields/<int:pk>/texts/<str:language>/", views.field_translation, name="field_translation"),
     path("inventory/sources/<int:source_pk>/holds/new/", views.hold_new, name="hold_new"),
     path("inventory/holds/<int:pk>/", views.hold_edit, name="hold_edit"),
     path("webhooks/", views.webhooks, name="webhooks"),

@@ -1091,7 +1091,7 @@ def export_action(request: HttpRequest, public_id, action: str) -> HttpResponse:
 @staff_view(readers=roles.CONFIGURATION_READERS)
 def inventory(request: HttpRequest) -> HttpResponse:
     sources = SourceSystem.objects.prefetch_related(
-        "categories__fields", "categories__translations", "recipients__translations", "legal_holds__category", "legal_holds__translations", "translations"
+        "categories__fields__translations", "categories__translations", "recipients__translations", "legal_holds__category", "legal_holds__translations", "translations"
     ).select_related("owner")
     return render(request, "staff/inventory.html", {"sources": sources})
 
@@ -1149,6 +1149,7 @@ source_translation = _translation_view(SourceSystem, forms.SourceSystemTranslati
 category_translation = _translation_view(SourceCategory, forms.SourceCategoryTranslationForm, "source_category_translation")
 recipient_translation = _translation_view(Recipient, forms.RecipientTranslationForm, "recipient_translation")
 hold_translation = _translation_view(LegalHold, forms.LegalHoldTranslationForm, "legal_hold_translation")
+field_translation = _translation_view(SourceField, forms.SourceFieldTranslationForm, "source_field_translation")
 
 
 @staff_view(dpo_only=True)
@@ -1174,7 +1175,9 @@ recipient_edit = _inventory_crud(
     Recipient, forms.RecipientForm, gettext_lazy("Recipient"), "recipient", secret_url_name="staff:recipient_secret",
     translation_url_name="staff:recipient_translation",
 )
-field_edit = _inventory_crud(SourceField, forms.SourceFieldForm, gettext_lazy("Field"), "source_field")
+field_edit = _inventory_crud(
+    SourceField, forms.SourceFieldForm, gettext_lazy("Field"), "source_field", translation_url_name="staff:field_translation"
+)
 hold_edit = _inventory_crud(
     LegalHold, forms.LegalHoldForm, gettext_lazy("Legal hold"), "legal_hold", translation_url_name="staff:hold_translation"
 )

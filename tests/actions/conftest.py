@@ -117,10 +117,10 @@ def crm(db, source_url):
         table="subscribers", identity_field="email", erase_method=EraseMethod.ANONYMISE, restriction_flag="restricted",
     )
     SourceField.objects.bulk_create([
-        SourceField(category=category, name="email", type=FieldType.EMAIL, erase_strategy=EraseStrategy.HASH),
-        SourceField(category=category, name="name", type=FieldType.TEXT, erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
-        SourceField(category=category, name="birth_year", type=FieldType.INTEGER, erase_strategy=EraseStrategy.NULL),
-        SourceField(category=category, name="city", type=FieldType.TEXT, erase_strategy=EraseStrategy.KEEP),
+        SourceField(category=category, name="email", label="email address", type=FieldType.EMAIL, erase_strategy=EraseStrategy.HASH),
+        SourceField(category=category, name="name", label="name", type=FieldType.TEXT, erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
+        SourceField(category=category, name="birth_year", label="year of birth", type=FieldType.INTEGER, erase_strategy=EraseStrategy.NULL),
+        SourceField(category=category, name="city", label="city", type=FieldType.TEXT, erase_strategy=EraseStrategy.KEEP),
     ])
     return source
 

@@ -21,6 +21,7 @@ from requests_app.models import (
     Recipient,
     RequestType,
     SourceAction,
+    SourceFieldTranslation,
     SourceSystem,
 )
 from requests_app.services import actions, certificate, exports, handling, notices
@@ -53,7 +54,7 @@ def test_the_letter_names_the_erased_and_the_kept_data_with_its_basis(
     assert body.startswith("We have completed your request") and "Thank you for your patience." in body
     assert "We erased your data in CRM: contact information." in body
     # The CRM's email is replaced by a keyed hash: a pseudonym, which is not erasure (Recital 26), and said so.
-    assert "In CRM, we replaced email with codes instead of deleting them, so that our records stay consistent: we could" in body
+    assert "In CRM, we replaced email address with codes instead of deleting them, so that our records stay consistent: we could" in body
     assert "Telecom law: call records kept 12 months. The right to erasure" in body  # one full stop, not two
     assert "The right to erasure does not apply to this data: compliance with a legal obligation (Art. 17(3)(b))." in body
     assert f"We will keep it until {until.day} {until:%B} {until.year} at the latest" in body
@@ -78,7 +79,7 @@ def test_the_letter_names_the_pseudonyms_the_erasure_made_not_those_the_inventor
     contact.fields.filter(name="city").update(erase_strategy=EraseStrategy.HASH)
 
     body = _complete(erasure_request, dpo_actor).body
-    assert "In CRM, we replaced email with codes instead of deleting them" in body
+    assert "In CRM, we replaced email address with codes instead of deleting them" in body
     assert "city" not in body
 
 
@@ -199,6 +200,24 @@ def test_a_letter_in_french_names_the_systems_as_the_dpo_translated_them(crm, cd
     body = _complete(request, dpo_actor).body
     assert "Nous n'avons pas pu interroger Relevés d'appels" in body and "Call records" not in body
     assert "CRM" in body  # left untranslated: its own name
+
+
+def test_a_letter_names_the_fields_as_the_dpo_worded_them_in_the_subjects_language(
+    crm, dpo_actor, django_capture_on_commit_callbacks
+):
+    """"Nous avons corrigé : city": letters named fields by their column names, in English."""
+    city = crm.categories.get().fields.get(name="city")
+    SourceFieldTranslation.objects.create(field=city, language="fr", label="ville de résidence")
+    request = verified_request(RequestType.RECTIFICATION, language="fr")
+    correct_the_city(request, crm, dpo_actor, django_capture_on_commit_callbacks, "Antwerpen")
+    english = verified_request(RequestType.ERASURE)
+    actions.plan_actions(request=english, actor=dpo_actor)
+    carry_out_actions(english, dpo_actor, django_capture_on_commit_callbacks)
+
+    assert "ville de résidence" in _complete(request, dpo_actor).body
+    # No French label for the email field: an English reader reads the main one, never the column's name.
+    body = _complete(english, dpo_actor).body
+    assert "we replaced email address with codes" in body and "email with" not in body
 
 
 def test_an_action_run_before_its_identifier_was_verified_is_run_again_before_completion(

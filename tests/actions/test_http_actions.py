@@ -163,7 +163,7 @@ def add_category(source, slug="calls", record_key="id", **fields) -> SourceCateg
 
 
 def add_field(category, name, strategy, fixed_text="") -> SourceField:
-    return SourceField.objects.create(category=category, name=name, erase_strategy=strategy, fixed_text=fixed_text)
+    return SourceField.objects.create(category=category, name=name, label=name, erase_strategy=strategy, fixed_text=fixed_text)
 
 
 def calls(identity: str, count: int, collection="calls") -> list[dict]:

@@ -23,7 +23,7 @@ def _category_form(crm, **data):
 
 def _field_form(crm, **data):
     return SourceFieldForm(data={
-        "category": crm.categories.get().pk, "name": "city", "type": FieldType.TEXT,
+        "category": crm.categories.get().pk, "name": "city", "label": "city", "type": FieldType.TEXT,
         "erase_strategy": EraseStrategy.NULL, **data,
     })
 
@@ -79,12 +79,14 @@ def test_the_admin_checks_the_inventory_as_the_dashboard_does(crm, client):
     for index, field in enumerate(fields):
         data.update({
             f"fields-{index}-id": field.pk, f"fields-{index}-category": category.pk, f"fields-{index}-name": field.name,
+            f"fields-{index}-label": field.label,
             f"fields-{index}-type": field.type, f"fields-{index}-erase_strategy": field.erase_strategy,
             f"fields-{index}-fixed_text": field.fixed_text, f"fields-{index}-rectifiable": "on",
         })
     new = len(fields)
     data.update({
-        f"fields-{new}-category": category.pk, f"fields-{new}-name": "town", f"fields-{new}-type": FieldType.TEXT,
+        f"fields-{new}-category": category.pk, f"fields-{new}-name": "town", f"fields-{new}-label": "town",
+        f"fields-{new}-type": FieldType.TEXT,
         f"fields-{new}-erase_strategy": EraseStrategy.NULL, f"fields-{new}-fixed_text": "",
     })
     url = reverse("admin:requests_app_sourcecategory_change", args=[category.pk])

@@ -40,8 +40,8 @@ def test_the_dpo_adds_a_field_to_a_category_and_a_hold_to_a_source(dpo_client):
     assert f'value="{category.pk}" selected' in dpo_client.get(new_field).content.decode()
 
     response = dpo_client.post(new_field, {
-        "category": category.pk, "name": "caller_name", "type": "text", "erase_strategy": "fixed", "fixed_text": "erased",
-        "rectifiable": "on",
+        "category": category.pk, "name": "caller_name", "label": "caller's name", "type": "text", "erase_strategy": "fixed",
+        "fixed_text": "erased", "rectifiable": "on",
     })
     assert response.status_code == 302
     response = dpo_client.post(reverse("staff:hold_new", args=[category.source.pk]), {
@@ -52,11 +52,13 @@ def test_the_dpo_adds_a_field_to_a_category_and_a_hold_to_a_source(dpo_client):
 
     field = SourceField.objects.get()
     hold = LegalHold.objects.get()
-    assert (field.category, field.name, field.erase_strategy) == (category, "caller_name", "fixed")
+    assert (field.category, field.name, field.label, field.erase_strategy) == (category, "caller_name", "caller's name", "fixed")
     assert (hold.category, hold.until) == (category, datetime.date(2027, 6, 30))
     assert AuditEvent.objects.filter(action__in=["source_field_saved", "legal_hold_saved"]).count() == 2
     page = dpo_client.get(reverse("staff:inventory")).content.decode()
-    assert "caller_name" in page and "Telecom law keeps call records" in page
+    assert "caller_name" in page and "caller&#x27;s name" in page and "Telecom law keeps call records" in page
+    # Letters name the field to subjects in their language: the inventory says which are still untranslated.
+    assert reverse("staff:field_translation", args=[field.pk, "fr"]) in page
 
 
 @pytest.mark.parametrize("name", ["drop table;", "x; DROP TABLE cdrs", "a b", "1abc"])

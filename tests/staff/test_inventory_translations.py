@@ -14,6 +14,7 @@ from requests_app.models import (
     RecipientTranslation,
     SourceCategory,
     SourceCategoryTranslation,
+    SourceField,
     SourceSystem,
     SourceSystemTranslation,
 )
@@ -173,6 +174,22 @@ def test_the_dpo_gives_a_legal_holds_basis_in_french_and_the_inventory_shows_wha
     login_staff(dpo_client, staff_in_role("Handler", username="handler1"))
     assert dpo_client.post(reverse("staff:hold_translation", args=[hold.pk, "de"]), {"basis": "x"}).status_code == 403
     assert not LegalHoldTranslation.objects.filter(language="de").exists()
+
+
+@pytest.mark.django_db
+def test_the_dpo_words_a_fields_name_in_letters_in_german(dpo_client, source):
+    category = SourceCategory.objects.create(source=source, slug="accounts", category="contact", query="x")
+    field = SourceField.objects.create(category=category, name="billing_address", label="billing address")
+    url = reverse("staff:field_translation", args=[field.pk, "de"])
+    assert url in dpo_client.get(reverse("staff:field_edit", args=[field.pk])).content.decode()
+    assert "Main text: billing address" in dpo_client.get(url).content.decode()
+
+    assert dpo_client.post(url, {"label": "Rechnungsanschrift"}).status_code == 302
+
+    assert field.texts_in("de") == {"label": "Rechnungsanschrift"} and field.texts_in("fr") == {"label": "billing address"}
+    assert AuditEvent.objects.filter(action="source_field_translation_saved").count() == 1
+    page = dpo_client.get(reverse("staff:inventory")).content.decode()
+    assert url not in page and reverse("staff:field_translation", args=[field.pk, "fr"]) in page
 
 
 @pytest.mark.django_db

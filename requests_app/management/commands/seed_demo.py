@@ -204,12 +204,12 @@ class Command(BaseCommand):
         )
         # The account row stays (accounting law keeps the invoices that point at it); the person in it goes.
         SourceField.objects.bulk_create([
-            SourceField(category=contacts, name="name", erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
-            SourceField(category=contacts, name="email", type=FieldType.EMAIL, erase_strategy=EraseStrategy.HASH),
-            SourceField(category=contacts, name="phone", type=FieldType.PHONE, erase_strategy=EraseStrategy.HASH),
-            SourceField(category=contacts, name="billing_address", erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
-            SourceField(category=contacts, name="company", rectifiable=True),
-            SourceField(category=contacts, name="customer_ref", rectifiable=False),
+            SourceField(category=contacts, name="name", label="name", erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
+            SourceField(category=contacts, name="email", label="email address", type=FieldType.EMAIL, erase_strategy=EraseStrategy.HASH),
+            SourceField(category=contacts, name="phone", label="phone number", type=FieldType.PHONE, erase_strategy=EraseStrategy.HASH),
+            SourceField(category=contacts, name="billing_address", label="billing address", erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
+            SourceField(category=contacts, name="company", label="company", rectifiable=True),
+            SourceField(category=contacts, name="customer_ref", label="customer reference", rectifiable=False),
         ])
         Recipient.objects.create(source=crm, name="Group companies", country="Belgium", notification_email="privacy@group.example")
         weblogs = SourceSystem.objects.create(
