@@ -7,19 +7,28 @@ import ipaddress
 from django.conf import settings
 
 
+# One IPv6 subscriber holds a whole /64 (RFC 6177) and picks any address in it: counted one by one, a guesser
+# would change address at each lockout. django-ratelimit masks by the same width (its RATELIMIT_IPV6_MASK).
+IPV6_CLIENT_PREFIX = 64
+
+
 def client_address(request) -> str:
     """Behind a proxy, the last address in CLIENT_ADDRESS_HEADER: the one the proxy saw itself (an
     X-Forwarded-For that the proxy extends starts with whatever the client sent). A call without the header
     (one that reached the server directly) counts under REMOTE_ADDR, and one without any address (a WSGI
-    server may leave REMOTE_ADDR out) under 0.0.0.0: one budget for all such calls."""
+    server may leave REMOTE_ADDR out) under 0.0.0.0: one budget for all such calls. An IPv6 address counts
+    by its /64 ("2001:db8:1:2::"), as one client."""
     header = settings.CLIENT_ADDRESS_HEADER
     forwarded = request.META.get(header, "") if header else ""
     for candidate in (forwarded.rpartition(",")[2], request.META.get("REMOTE_ADDR") or ""):
         address = _without_port(candidate.strip())
         try:
-            return str(ipaddress.ip_address(address))
+            parsed = ipaddress.ip_address(address)
         except ValueError:
             continue
+        if parsed.version == 6:
+            return str(ipaddress.ip_network(f"{parsed}/{IPV6_CLIENT_PREFIX}", strict=False).network_address)
+        return str(parsed)
     return "0.0.0.0"
 
 

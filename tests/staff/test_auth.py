@@ -390,6 +390,26 @@ def test_behind_a_proxy_the_lockout_holds_the_guessers_address_not_everyones(cli
 
 
 @pytest.mark.django_db
+def test_an_ipv6_guesser_changing_address_within_their_64_is_still_locked_out(client, settings):
+    """The forms' rate limits counted an IPv6 client by its /64, the lockout by its whole address: a new address
+    every four guesses, and the password could be guessed for ever."""
+    settings.CLIENT_ADDRESS_HEADER = "HTTP_X_REAL_IP"
+    staff_in_role("Handler", username="target")
+    for guess in range(settings.AXES_FAILURE_LIMIT):
+        client.post(
+            reverse("staff:login"), {"username": "target", "password": "wrong-password"},
+            HTTP_X_REAL_IP=f"2001:db8:1:2::{guess + 1:x}", REMOTE_ADDR="127.0.0.1",
+        )
+    response = client.post(
+        reverse("staff:login"), {"username": "target", "password": PASSWORD}, HTTP_X_REAL_IP="2001:db8:1:2::ff", REMOTE_ADDR="127.0.0.1"
+    )
+    assert response.status_code == 429
+    # Another /64, another client.
+    other = Client(HTTP_X_REAL_IP="2001:db8:1:3::1", REMOTE_ADDR="127.0.0.1")
+    assert other.post(reverse("staff:login"), {"username": "target", "password": PASSWORD}).status_code == 302
+
+
+@pytest.mark.django_db
 def test_accounts_without_a_staff_role_are_refused(client):
     plain = UserFactory(username="no-role", is_staff=True)
     login_staff(client, plain)
