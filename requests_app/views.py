@@ -278,6 +278,11 @@ def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
         return redirect("status", reference, secret)
     body = request.POST.get("body", "")
     document = request.FILES.get("document")
+    if document is not None:
+        try:
+            validate_attachment(document)
+        except ValidationError as error:  # refused before counting: a photo in the wrong format uses up no attempt
+            return _reply_refused(request, privacy_request, body, " ".join(error.messages), field="document")
     # Each reply is stored and emailed to the assignee, each document stored: bounds per client, as for
     # submissions, the documents' apart (words alone can still explain a document refused).
     if document is not None and over_the_limit(request, "reply-document"):
@@ -286,11 +291,6 @@ def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
         )
     if document is None and body.strip() and over_the_limit(request, "reply"):  # an empty post is refused below, uncounted
         return _reply_refused(request, privacy_request, body, _("Too many messages sent from here: try again later."), status=429)
-    if document is not None:
-        try:
-            validate_attachment(document)
-        except ValidationError as error:
-            return _reply_refused(request, privacy_request, body, " ".join(error.messages), field="document")
     try:
         handling.subject_reply(request=privacy_request, body=body, document=document)
     except RequestError as error:

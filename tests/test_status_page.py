@@ -428,6 +428,8 @@ def test_a_body_larger_than_a_document_is_refused_before_it_is_read(client, sett
 def test_documents_are_limited_per_client_as_submissions_are(client, settings):
     settings.SUBMISSION_RATE_LIMIT = "2/h"
     request = request_in_status(Status.IN_PROGRESS)
+    # A file refused for its format uses up no attempt: a phone's HEIC photo tried twice, then the JPEG.
+    assert [send_document(client, request, name="photo.pdf", content=b"<html>").status_code for _ in range(3)] == [400, 400, 400]
     assert [send_document(client, request).status_code for _ in range(3)] == [302, 302, 429]
     assert request.attachments.count() == 2
     assert client.post(reverse("reply", args=[request.reference, request.secret]), {"body": "Words only."}).status_code == 302

@@ -208,6 +208,18 @@ def test_a_package_is_not_downloadable_before_release(ready_export, demo_request
     assert downloaded_events(demo_request) == []
 
 
+def test_a_used_up_link_of_a_closed_request_says_to_make_a_new_request(released, demo_request, client, settings):
+    """A closed request's page has no message form: "write to us there" sent the subject to a dead end."""
+    link = the_download_link(client, demo_request)
+    type(demo_request).objects.filter(pk=demo_request.pk).update(status="completed")
+    type(released).objects.filter(pk=released.pk).update(download_count=settings.EXPORT_MAX_DOWNLOADS)
+
+    status, body, _ = fetch(client, link)
+
+    assert status == 410
+    assert "If you need a new copy, make a new request." in body.decode() and "Write to us there" not in body.decode()
+
+
 def test_a_head_request_does_not_use_up_a_download(released, demo_request, client):
     """Link checkers and proxies send HEAD: it must not count, or the subject loses downloads."""
     assert client.head(the_download_link(client, demo_request)).status_code == 405
@@ -229,6 +241,7 @@ def test_each_download_counts_and_the_third_one_is_refused(released, demo_reques
 
     assert status == 410
     assert "the download limit was reached" in body.decode()
+    assert "Write to us there if you need a new copy." in body.decode()  # the request is open: its page has the form
     released.refresh_from_db()
     assert released.download_count == 2
     assert [event.data["count"] for event in downloaded_events(demo_request)] == [1, 2]

@@ -116,6 +116,8 @@ def test_report_gives_the_article_15_information(demo_request):
     export = compiled(demo_request)
     with open_package(export) as package:
         report = html.unescape(package.read("report.html").decode())
+    # Opened on the phone the status page's email reaches: laid out at the screen's width, not 980 px.
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in report
     for source in SourceSystem.objects.all():
         assert source.name in report
         assert source.purposes in report
