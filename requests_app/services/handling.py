@@ -263,6 +263,20 @@ def request_information(*, request: PrivacyRequest, actor: Actor, body: str, exp
         return message
 
 
+def clock_pause(*, request: PrivacyRequest, actor: Actor, question: str) -> Message:
+    """Stop the clock while waiting for something from the subject, the request staying where it is (work on
+    other parts may go on). The subject is sent what we wait for, as a request for information: a pause is
+    never silent, and the days it adds to the deadline rest on a question the subject was asked (Art. 12(3))."""
+    question = question.strip()
+    if not question:
+        raise RequestError(_("Say what we need from the subject."))
+    with transaction.atomic():
+        # Checks the request may be paused and stops the clock, under the row lock this transaction keeps.
+        deadline_service.clock_pause(request=request, actor=actor, reason=question)
+        subject, text = render_letter(request, TemplatePurpose.INFORMATION_REQUEST, body=question, clock_paused=True)
+        return _send_to_subject(request, actor=actor, subject=subject, body=text, action="information_requested")
+
+
 RESUME_TRANSITION = {
     Status.NEW: "return_to_new",
     Status.IDENTITY_CHECK: "start_identity_check",

@@ -98,9 +98,9 @@ class ReasonForm(forms.Form):
 
 
 class PauseForm(forms.Form):
-    # Its reason is shown to staff only; the subject's status page says "until we hear from you".
-    reason = forms.CharField(
-        label=_("What are we waiting for from the subject?"), widget=forms.Textarea(attrs={"rows": 2}), max_length=2000
+    # Sent to the subject as a request for information: the status page's "until we hear from you" must name what.
+    question = forms.CharField(
+        label=_("What do we need from the subject? (sent to them)"), widget=forms.Textarea(attrs={"rows": 2}), max_length=2000
     )
 
 

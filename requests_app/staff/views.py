@@ -645,8 +645,8 @@ ACTIONS = {
         gettext_lazy("Deadline extended; the email telling the subject the new date and the reason is on its way."),
     ),
     "pause": (
-        lambda r, f, a, p: deadline_service.clock_pause(request=r, actor=a, reason=f.cleaned_data["reason"]),
-        gettext_lazy("Clock paused."),
+        lambda r, f, a, p: handling.clock_pause(request=r, actor=a, question=f.cleaned_data["question"]),
+        gettext_lazy("Clock paused; what we need was sent to the subject."),
     ),
     "resume": (lambda r, f, a, p: deadline_service.clock_resume(request=r, actor=a), gettext_lazy("Clock resumed.")),
     "confirm_receipt": (

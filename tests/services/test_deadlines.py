@@ -669,4 +669,4 @@ def test_the_pause_form_says_the_clock_stops_only_for_the_subject(dpo, client):
         page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
     assert "Pause the clock while we wait for the subject" in page
     assert "Waiting for a colleague or a system does not stop the clock." in page
-    assert "What are we waiting for from the subject?" in page
+    assert "What do we need from the subject? (sent to them)" in page and "sent to the subject as a request for information" in page

@@ -1,8 +1,10 @@
+import datetime
 import threading
 
 import pytest
 from django.core import mail
 from django.db import connection
+from django.utils import timezone
 
 from requests_app import lifecycle
 from requests_app.audit import Actor
@@ -26,6 +28,36 @@ from tests.factories import released_package, request_in_status, staff_in_role
 @pytest.fixture
 def dpo(db):
     return staff_in_role("DPO", username="dpo1", email="dpo1@example.com")
+
+
+@pytest.mark.django_db
+def test_pausing_the_clock_asks_the_subject_for_what_we_wait_for(dpo, django_capture_on_commit_callbacks):
+    """A pause with nothing sent told the subject we waited for them, and added days to the deadline on nobody's
+    question."""
+    request = request_in_status(Status.IN_PROGRESS)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.clock_pause(request=request, actor=Actor.staff(dpo), question="Please send a copy of your ID.")
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and request.clock_paused  # the request stays where it was
+    assert "Please send a copy of your ID." in mail.outbox[-1].body
+    assert "The time we have to answer is paused until you reply." in mail.outbox[-1].body
+    assert request.events.filter(action="information_requested").exists()
+
+    handling.subject_reply(request=request, body="Attached to my account.")
+    request.refresh_from_db()
+    assert not request.clock_paused and request.status == Status.IN_PROGRESS
+
+
+@pytest.mark.django_db
+def test_a_pause_refused_sends_nothing(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    type(request).objects.filter(pk=request.pk).update(due_on=timezone.localdate() - datetime.timedelta(days=1))
+    with pytest.raises(RequestError, match="overdue request cannot be paused"):
+        handling.clock_pause(request=request, actor=Actor.staff(dpo), question="Please send a copy of your ID.")
+    assert not request.messages.exists() and not request.pauses.exists()
+    with pytest.raises(RequestError, match="Say what we need from the subject"):
+        handling.clock_pause(request=request, actor=Actor.staff(dpo), question="  ")
 
 
 @pytest.mark.django_db(transaction=True)

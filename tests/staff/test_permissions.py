@@ -365,8 +365,10 @@ ACTION_CASES = {
         ActionCase(
             "pause",
             Status.IN_PROGRESS,
-            lambda r, c: {"reason": "Waiting for the ID"},
-            lambda r, c: r.pauses.filter(ended_at__isnull=True, reason="Waiting for the ID").exists(),
+            lambda r, c: {"question": "Please send a copy of your ID."},
+            # The clock stops, and the subject is asked, in writing, for what we wait for.
+            lambda r, c: r.pauses.filter(ended_at__isnull=True, reason="Please send a copy of your ID.").exists()
+            and Message.objects.filter(request=r, body__contains="Please send a copy of your ID.").exists(),
         ),
         ActionCase(
             "resume",
