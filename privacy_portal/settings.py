@@ -545,6 +545,10 @@ IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=env_int("IDEMPOTENCY_KEY_HOURS", 24))
 WEBHOOK_RETRY_WINDOW = timedelta(hours=env_int("WEBHOOK_RETRY_HOURS", 24))
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
 WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", not PRODUCTION)
+# Webhooks and recipient notices go only to public addresses: a URL that names or resolves to a loopback,
+# private, link-local or otherwise internal address would let whoever registers URLs probe the internal
+# network. Development and the tests send to receivers on 127.0.0.1, hence on there.
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", not PRODUCTION)
 # After the DPO rolls an endpoint's secret, the old one goes on signing beside the new one for this
 # long, so the organisation can deploy the new secret without missing an event. 0: it stops at once.
 WEBHOOK_SECRET_OVERLAP = timedelta(hours=env_int("WEBHOOK_SECRET_OVERLAP_HOURS", 24))

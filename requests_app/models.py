@@ -849,7 +849,7 @@ class WebhookEndpoint(models.Model):
         return [self.secret, self.previous_secret] if self.previous_secret_signs(now) else [self.secret]
 
     def clean(self):
-        # Checked again at each delivery (services.webhooks.check_url); refused here so the DPO
+        # Checked again at each delivery (services.webhooks.post_signed); refused here so the DPO
         # hears of it when saving, not 24 hours of failed deliveries later.
         from requests_app.services.webhooks import check_url
 

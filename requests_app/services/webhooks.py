@@ -22,11 +22,14 @@ format; the signature's `t` stays Unix seconds.
 import datetime
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import socket
 import time
 import zoneinfo
 from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from django.conf import settings
@@ -34,6 +37,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
+from requests.adapters import HTTPAdapter
 from rest_framework import serializers
 
 from requests_app import roles, tasks
@@ -160,6 +165,8 @@ def deliver(*, delivery_id: int) -> bool:
     try:
         # The secrets valid at this attempt: a retry after a roll carries the new secret's signature.
         status_code = post_signed(endpoint.url, secrets=endpoint.signing_secrets(), webhook_id=str(delivery.event_id), body=body)
+    except InternalAddressRefused as refused:
+        error = refused.message
     except (requests.RequestException, ValidationError) as failure:
         error = type(failure).__name__
     ok = status_code is not None and 200 <= status_code < 300
@@ -178,29 +185,124 @@ def deliver(*, delivery_id: int) -> bool:
 
 def post_signed(url: str, *, secrets: Sequence[str], webhook_id: str, body: bytes) -> int:
     """POST `body` signed with each of `secrets`; returns the HTTP status. Raises ValidationError for a
-    plain-http URL in production and requests' errors for the network's failures."""
-    check_url(url)
-    response = requests.post(
-        url,
-        data=body,
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "PrivacyPortal-Webhooks/1",
-            "Webhook-Id": webhook_id,
-            "Webhook-Signature": sign(secrets, int(time.time()), body),
-        },
-        timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-        allow_redirects=False,
-    )
+    plain-http URL in production, InternalAddressRefused (nothing sent) for a host that resolves to an
+    internal address, and requests' errors for the network's failures.
+
+    The host name is resolved once, here, and the request connects to the address checked: a name
+    whose DNS answer changes between a check and a connection (DNS rebinding) cannot slip through.
+    TLS still sends the host name (SNI) and checks the certificate against it, and the Host header
+    is the URL's. Proxy environment variables are not used: a proxy would resolve the name again.
+    """
+    check_scheme(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    except ValueError as failure:  # "[::1", a port past 65535: the URL field refuses them when saved
+        raise requests.exceptions.InvalidURL(str(failure)) from failure
+    address = _checked_address(parts.hostname or "", port)
+    userinfo, _at, host_and_port = parts.netloc.rpartition("@")
+    pinned_netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    pinned_url = urlunsplit(parts._replace(netloc=f"{userinfo}@{pinned_netloc}" if userinfo else pinned_netloc))
+    with requests.Session() as session:
+        session.trust_env = False
+        session.mount("https://", _HostNameTLSAdapter(parts.hostname))
+        response = session.post(
+            pinned_url,
+            data=body,
+            headers={
+                "Host": host_and_port,
+                "Content-Type": "application/json",
+                "User-Agent": "PrivacyPortal-Webhooks/1",
+                "Webhook-Id": webhook_id,
+                "Webhook-Signature": sign(secrets, int(time.time()), body),
+            },
+            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+            allow_redirects=False,
+        )
     return response.status_code
 
 
-def check_url(url: str) -> None:
+class InternalAddressRefused(Exception):
+    """The URL's host resolves to an internal address: nothing was sent. Its message is the error the
+    delivery log and the notice show (an msgid, translated where shown; the address itself is not
+    said, so that the log does not tell what an internal name resolves to)."""
+
+    message = gettext_noop("Refused: the host resolves to an internal address (loopback, private, link-local or reserved).")
+
+    def __init__(self):
+        super().__init__(self.message)
+
+
+class _HostNameTLSAdapter(HTTPAdapter):
+    """Connects to the address in the URL (the one checked) while TLS sends and verifies `host_name`."""
+
+    def __init__(self, host_name: str):
+        self.host_name = host_name  # before super().__init__(), which builds the pool manager
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, server_hostname=self.host_name, **kwargs)
+
+
+def _checked_address(host: str, port: int) -> str:
+    """The address to connect to: the first `host` resolves to, if none it resolves to is internal
+    (unless WEBHOOK_ALLOW_PRIVATE_ADDRESSES)."""
+    try:
+        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as failure:
+        raise requests.ConnectionError(f"cannot resolve the host: {failure}") from failure
+    addresses = [sockaddr[0] for *_rest, sockaddr in answers]
+    if not settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES and any(_is_internal(address) for address in addresses):
+        raise InternalAddressRefused()
+    return addresses[0]
+
+
+def _is_internal(address: str) -> bool:
+    """Whether `address` (an IPv4 or IPv6 address) is one no webhook may reach: loopback, private,
+    shared (carrier-grade NAT), link-local, site-local, multicast, reserved or unspecified, and the
+    same behind an IPv4-mapped IPv6 address (::ffff:127.0.0.1)."""
+    ip = ipaddress.ip_address(address)
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    # is_global is false for the private, loopback, link-local, unspecified and shared ranges (IANA's
+    # special-purpose registries) but true for multicast and some reserved ranges, hence those too.
+    site_local = ip.version == 6 and ip.is_site_local
+    return not ip.is_global or ip.is_multicast or ip.is_reserved or site_local
+
+
+def check_scheme(url: str) -> None:
     """HTTPS only; plain http:// too with WEBHOOK_ALLOW_HTTP (development and tests, on 127.0.0.1), and never
     another scheme (ftp://), which no delivery could use."""
     allowed = ("https://", "http://") if settings.WEBHOOK_ALLOW_HTTP else ("https://",)
     if not url.lower().startswith(allowed):
         raise ValidationError(_("Use an https:// address: events and notices are sent only over HTTPS."))
+
+
+def check_url(url: str) -> None:
+    """A URL the DPO saves: its scheme (check_scheme) and, unless WEBHOOK_ALLOW_PRIVATE_ADDRESSES, a host that
+    is not an internal address as written (127.0.0.1, [::1], 2130706433, localhost). A host name is not
+    resolved here (its answer may change, and a name not yet in DNS is no error): post_signed resolves
+    it at each delivery and refuses an internal answer."""
+    check_scheme(url)
+    if settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
+        return
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".")
+    except ValueError:
+        return  # not a URL: the URL field's own validation says so
+    if host == "localhost" or host.endswith(".localhost") or _is_internal_literal(host):
+        raise ValidationError(
+            _("This address is internal (loopback, private, link-local or reserved): events and notices are sent only to public addresses.")
+        )
+
+
+def _is_internal_literal(host: str) -> bool:
+    """Whether `host` is an IP address, in any form the resolver reads as one (127.1, 0x7f000001), that is internal."""
+    try:
+        answers = socket.getaddrinfo(host, None, flags=socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError):
+        return False  # a name, checked when it is resolved, at each delivery
+    return any(_is_internal(sockaddr[0]) for *_rest, sockaddr in answers)
 
 
 def _disable(endpoint: WebhookEndpoint) -> None:
@@ -310,8 +412,10 @@ def forget_expired_secrets(*, now: datetime.datetime | None = None) -> int:
 
 
 __all__ = [
+    "InternalAddressRefused",
     "WebhookEvent",
     "api_datetime",
+    "check_url",
     "deliver",
     "dispatch_due",
     "emit",

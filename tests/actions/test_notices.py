@@ -231,6 +231,16 @@ def test_an_email_address_refused_for_good_fails_the_notice_at_once(crm, erasure
     assert AuditEvent.objects.filter(request=erasure_request, action="recipient_notice_failed").count() == 1
 
 
+def test_a_notice_is_not_sent_to_a_name_resolving_to_an_internal_address(crm, erasure_request, dpo_actor, receiver, carry_out, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    url = receiver.url.replace("127.0.0.1", "localhost")  # localhost resolves to 127.0.0.1
+    notice = _due_notice(crm, erasure_request, dpo_actor, carry_out, notification_webhook_url=url)
+    assert notices.deliver(notice_id=notice.id, final_attempt=True) is False
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.FAILED and receiver.received == []
+    assert notice.error == "Refused: the host resolves to an internal address (loopback, private, link-local or reserved)."
+
+
 def test_the_task_retries_and_marks_the_notice_failed_after_its_last_attempt(crm, erasure_request, dpo_actor, receiver, carry_out):
     notice = _due_notice(crm, erasure_request, dpo_actor, carry_out, notification_webhook_url=receiver.url)
     receiver.status = 503

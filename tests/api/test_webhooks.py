@@ -305,6 +305,140 @@ def test_an_address_no_delivery_could_use_is_refused_when_saved_in_development_t
         WebhookEndpoint(organisation=operator, url="http://127.0.0.1:8399/hooks").full_clean()
 
 
+INTERNAL_URLS = [
+    "http://127.0.0.1:18303/x",
+    "https://169.254.169.254/latest/meta-data/",
+    "http://localhost:6379/",
+    "https://api.localhost./",
+    "http://[::1]:8303/staff/",
+    "https://[::ffff:127.0.0.1]/",
+    "https://[::ffff:a00:1]/",  # 10.0.0.1, IPv4-mapped
+    "https://10.0.0.1/", "https://172.16.5.4/", "https://192.168.1.1/", "https://100.64.0.1/",
+    "https://0.0.0.0/", "https://224.0.0.1/", "https://240.0.0.1/", "https://255.255.255.255/",
+    "https://2130706433/", "https://0x7f.1/", "https://127.1/",  # 127.0.0.1, as the resolver also reads it
+    "https://[::]/", "https://[fe80::1]/", "https://[fc00::1]/", "https://[fec0::1]/", "https://[ff02::1]/",
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", INTERNAL_URLS)
+def test_an_internal_address_is_refused_when_saved(operator, settings, url):
+    """An endpoint on the internal network would turn the delivery log into a port scanner."""
+    from django.core.exceptions import ValidationError
+
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    with pytest.raises(ValidationError) as refused:
+        WebhookEndpoint(organisation=operator, url=url).full_clean()
+    assert "This address is internal" in " ".join(refused.value.message_dict["url"])
+
+
+@pytest.mark.django_db
+def test_public_addresses_and_names_are_accepted_when_saved(operator, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    for url in ("https://portal.example.com/hooks", "https://93.184.216.34/hooks", "https://[2606:4700::1111]/hooks"):
+        WebhookEndpoint(organisation=operator, url=url).full_clean()
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_an_internal_endpoint_with_a_field_error(client, operator, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    response = client.post(
+        reverse("admin:requests_app_webhookendpoint_add"), {"organisation": operator.pk, "url": "http://127.0.0.1:18303/x", "active": "on"}
+    )
+    assert response.status_code == 200 and not WebhookEndpoint.objects.exists()
+    assert "This address is internal" in response.context["adminform"].form.errors["url"][0]
+
+
+@pytest.mark.django_db
+def test_internal_addresses_are_accepted_when_allowed_for_development(operator, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
+    for url in ("http://127.0.0.1:8399/hooks", "http://localhost:8399/hooks", "http://[::1]:8399/hooks"):
+        WebhookEndpoint(organisation=operator, url=url).full_clean()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_name_resolving_to_an_internal_address_is_not_sent_to(client, operator, receiver, settings):
+    """Saved before the check existed, or a name whose DNS changed: refused at each attempt, nothing sent."""
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    url = receiver.url.replace("127.0.0.1", "localhost")  # localhost resolves to 127.0.0.1
+    WebhookEndpoint.objects.create(organisation=operator, url=url)
+    client_with(key_for(operator)).post(URL, BODY, format="json")
+    delivery = WebhookDelivery.objects.get()
+    assert receiver.received == []
+    assert (delivery.status, delivery.last_error) == (DeliveryStatus.PENDING, webhooks.InternalAddressRefused.message)
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    assert "Refused: the host resolves to an internal address" in client.get(reverse("staff:webhooks")).content.decode()
+
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+    assert webhooks.deliver(delivery_id=delivery.id) is True
+    (headers, _body), = receiver.received
+    assert headers["Host"] == url.split("/")[2]  # the URL's host, though the connection went to its address
+
+
+def resolving(monkeypatch, name, *answers):
+    """Make `name` resolve to each of `answers` in turn (an address, or an error), other names as usual."""
+    import socket
+
+    real_getaddrinfo, answers = socket.getaddrinfo, list(answers)
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host != name:
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in answer.split()]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.mark.parametrize("answer", ["10.1.2.3", "::ffff:169.254.169.254", "93.184.216.34 192.168.0.7"])
+def test_a_public_name_whose_dns_answers_an_internal_address_is_refused(monkeypatch, settings, answer):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    resolving(monkeypatch, "portal.example.com", answer)
+    with pytest.raises(webhooks.InternalAddressRefused):
+        webhooks.post_signed("https://portal.example.com/hooks", secrets=["s"], webhook_id="1", body=b"{}")
+
+
+def test_the_name_is_resolved_once_and_the_request_goes_to_the_address_checked(monkeypatch, receiver):
+    """No second lookup a rebinding DNS server could answer differently: here a second lookup would fail."""
+    import socket
+
+    port = receiver.server.server_port
+    resolving(monkeypatch, "portal.test", "127.0.0.1", socket.gaierror("a second lookup"))
+    status = webhooks.post_signed(f"http://portal.test:{port}/hooks", secrets=["s"], webhook_id="1", body=b"{}")
+    assert status == 200
+    (headers, _body), = receiver.received
+    assert headers["Host"] == f"portal.test:{port}"
+
+
+def test_over_https_the_certificate_is_checked_against_the_host_name(monkeypatch):
+    """Connected to the address, TLS still sends the name (SNI) and verifies the certificate for it."""
+    import pathlib
+    import ssl
+
+    import requests
+
+    certificate = str(pathlib.Path(__file__).parent / "data" / "localhost-tls.pem")  # self-signed, for "localhost"
+    monkeypatch.setattr(requests.adapters, "DEFAULT_CA_BUNDLE_PATH", certificate)
+    receiver = Receiver()
+    names_sent = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate)
+    context.sni_callback = lambda _socket, name, _context: names_sent.append(name)
+    receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
+    port = receiver.server.server_port
+    try:
+        assert webhooks.post_signed(f"https://localhost:{port}/hooks", secrets=["s"], webhook_id="1", body=b"{}") == 200
+        assert names_sent == ["localhost"] and receiver.received[0][0]["Host"] == f"localhost:{port}"
+        with pytest.raises(requests.exceptions.SSLError):  # the certificate is not for 127.0.0.1
+            webhooks.post_signed(f"https://127.0.0.1:{port}/hooks", secrets=["s"], webhook_id="1", body=b"{}")
+    finally:
+        receiver.server.shutdown()
+
+
 @pytest.mark.django_db
 def test_switching_a_disabled_endpoint_on_again_clears_its_disabled_time(client, operator):
     endpoint = WebhookEndpoint.objects.create(

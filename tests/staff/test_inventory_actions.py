@@ -171,6 +171,9 @@ def test_restriction_lists_and_webhooks_are_checked_against_the_connector(dpo_cl
     recipient = {"source": source.pk, "name": "Partner", "country": "Belgium", "notification_webhook_url": "http://partner.example/notices"}
     response = dpo_client.post(reverse("staff:recipient_new"), recipient)
     assert "HTTPS" in str(response.context["form"].errors["notification_webhook_url"])
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    response = dpo_client.post(reverse("staff:recipient_new"), {**recipient, "notification_webhook_url": "https://10.0.0.5/notices"})
+    assert "This address is internal" in str(response.context["form"].errors["notification_webhook_url"])
     response = dpo_client.post(reverse("staff:recipient_new"), {**recipient, "notification_webhook_url": "https://partner.example/notices"})
     assert response.status_code == 302
 
