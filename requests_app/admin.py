@@ -519,7 +519,8 @@ class ManualTaskAdmin(ReadOnlyAdmin):
 
 @admin.register(OrganisationAPIKey)
 class OrganisationAPIKeyAdmin(RoleAdmin, APIKeyModelAdmin):
-    """The DPO issues keys here: the key is shown once, on creation; only its hash is kept."""
+    """The DPO issues keys here: the key is shown once, on the page that answers the POST that issued it (no
+    redirect, so the key is kept in no message, cookie or session); only its hash is kept."""
 
     readers = (roles.DPO,)
 
@@ -533,6 +534,26 @@ class OrganisationAPIKeyAdmin(RoleAdmin, APIKeyModelAdmin):
         if form is not None:
             data["changes"] = form_changes(form)
         record_event(None, f"organisationapikey_{what}", actor=Actor.staff(request.user), data=data)
+
+    def save_model(self, request, obj, form, change):
+        # Not the library's save_model: it hands the new key to the messages framework, which keeps it in a
+        # cookie that is signed, not encrypted, so anyone who sees the cookie reads the key.
+        if not change:
+            obj.issued_key = self.model.objects.assign_key(obj)  # for response_add, never stored
+        obj.save()
+        self._record(request, obj, obj.pk, "saved", form=form)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Key issued",
+            "opts": self.model._meta,
+            "api_key": obj,
+            "key": obj.issued_key,
+        }
+        response = TemplateResponse(request, "admin/requests_app/organisationapikey/key.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 @admin.register(WebhookEndpoint)

@@ -265,7 +265,6 @@ def test_a_dpo_who_is_not_a_superuser_issues_an_api_key(client):
     response = client.post(
         reverse("admin:requests_app_organisationapikey_add"),
         {"name": "portal", "organisation": organisation.pk, "scope": "write"},
-        follow=True,
     )
     assert response.status_code == 200
     key = OrganisationAPIKey.objects.get(organisation=organisation)
@@ -284,6 +283,29 @@ def test_a_dpo_who_is_not_a_superuser_issues_an_api_key(client):
         for revoked, changes in ((False, issued), (True, {"revoked": [False, True]}))
     ]
     assert key.hashed_key not in str([event.data for event in AuditEvent.objects.all()])
+
+
+@pytest.mark.django_db
+def test_a_new_api_key_is_shown_once_on_the_answer_to_its_post_and_kept_in_no_cookie(client):
+    """Django keeps messages in a cookie that is signed, not encrypted: the library's "The API key is: ..."
+    message would hand the key to anything that sees the cookie."""
+    from requests_app.models import Organisation
+    from tests.api.conftest import client_with
+    from tests.factories import staff_in_role
+
+    organisation = Organisation.objects.create(name="Mobile Operator SA")
+    login_staff(client, staff_in_role("DPO", username="dpo-keys"))
+    response = client.post(
+        reverse("admin:requests_app_organisationapikey_add"),
+        {"name": "portal", "organisation": organisation.pk, "scope": "read"},
+    )
+
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    key = re.search(r'<code id="api-key">([^<]+)</code>', response.content.decode()).group(1)
+    assert response.content.decode().count(key) == 1
+    assert key not in str(response.cookies) and key not in str(client.cookies) and key not in str(dict(client.session))
+    assert client_with(key).get("/api/v1/requests/").status_code == 200
+    assert key not in client.get(reverse("admin:requests_app_organisationapikey_changelist")).content.decode()
 
 
 @pytest.mark.django_db
