@@ -672,13 +672,22 @@ class ResponseTemplate(models.Model):
         return f"{self.get_purpose_display()} ({self.request_type or 'any type'}, {self.language})"
 
     def clean(self):
-        from django.template import Template, TemplateSyntaxError
+        from django.template import TemplateSyntaxError
         from django.template.base import VariableNode
 
-        try:
-            nodes = Template(self.body).nodelist.get_nodes_by_type(VariableNode)
-        except TemplateSyntaxError:
-            return  # the form names the syntax error
+        from requests_app import letters
+
+        errors = {}
+        for name in ("subject", "body"):
+            try:
+                letters.render_with_sample_values(getattr(self, name))
+            except TemplateSyntaxError as error:
+                errors[name] = _("This template has an error: %(error)s") % {"error": error}
+            except Exception as error:  # a filter may raise anything, and would in every letter
+                errors[name] = _("A letter cannot be written with this template: %(error)s") % {"error": error}
+        if errors:
+            raise ValidationError(errors)
+        nodes = letters.parse(self.body).nodelist.get_nodes_by_type(VariableNode)
         used = {str(node.filter_expression.var) for node in nodes}
         required = ["body", *self.PURPOSE_PLACEHOLDERS.get(self.purpose, [])]
         missing = [name for name in required if name not in used]

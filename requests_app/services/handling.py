@@ -14,12 +14,11 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.template import Context, Template
 from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from requests_app import emails, lifecycle, roles, tasks
+from requests_app import emails, letters, lifecycle, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
@@ -102,7 +101,8 @@ def render_letter(
     """The subject line and text of a message or letter, from the DPO's template if there is one.
 
     Looked up by purpose, the request's first type and language, falling back
-    to "any type", then to the built-in wording.
+    to "any type", then to the built-in wording. A DPO's template that cannot be
+    rendered is a RequestError, raised before anything is sent.
     """
     rights = list(request.rights.all())
     first_type = rights[0].right if rights else ""
@@ -113,10 +113,10 @@ def render_letter(
         .order_by("-request_type")
         .first()
     )
-    with translation.override(request.language):
-        subject_source, body_source = (template.subject, template.body) if template else map(str, DEFAULT_TEMPLATES[purpose])
-        context = Context(
-            {
+    try:
+        with translation.override(request.language):
+            subject_source, body_source = (template.subject, template.body) if template else map(str, DEFAULT_TEMPLATES[purpose])
+            values = {
                 "reference": request.reference,
                 "due_on": request.due_on,
                 "clock_paused": request.clock_paused if clock_paused is None else clock_paused,
@@ -125,10 +125,18 @@ def render_letter(
                 "reason": reason,
                 "fee": fee,
                 "body": body,
-            },
-            autoescape=False,
-        )
-        return Template(subject_source).render(context).strip(), Template(body_source).render(context).strip()
+            }
+            return letters.render(subject_source, values), letters.render(body_source, values)
+    except Exception as error:
+        if template is None:
+            raise  # the built-in wording: a bug, not something a DPO can correct
+        # A template saved before ResponseTemplate.clean refused what fails here. The error's text may quote
+        # what staff wrote: the log names only its kind. The caller's transaction rolls back: nothing is sent.
+        logger.warning("Response template %s cannot be rendered: %s", template.pk, type(error).__name__)
+        raise RequestError(
+            _("The response template “%(template)s” cannot be used: a DPO must correct it on the Response "
+              "templates page. Nothing was sent.") % {"template": template}
+        ) from error
 
 
 def _send_to_subject(request: PrivacyRequest, *, actor: Actor, subject: str, body: str, action: str) -> Message:

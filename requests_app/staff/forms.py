@@ -293,17 +293,6 @@ class ResponseTemplateForm(forms.ModelForm):
         fields = ["purpose", "request_type", "language", "subject", "body"]
         widgets = {"body": forms.Textarea(attrs={"rows": 10})}
 
-    def clean(self):
-        from django.template import Template, TemplateSyntaxError
-
-        cleaned = super().clean()
-        for name in ("subject", "body"):
-            try:
-                Template(cleaned.get(name) or "")
-            except TemplateSyntaxError as error:
-                self.add_error(name, _("This template has an error: %(error)s") % {"error": error})
-        return cleaned
-
 
 def refuse_same_but_for_case(form, field: str) -> None:
     """An error on `field` when another row holds the same value in other capitals ("CRM" beside "crm"): two

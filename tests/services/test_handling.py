@@ -288,6 +288,56 @@ def test_a_template_that_would_drop_what_staff_write_is_refused(purpose, body, m
     ResponseTemplate(purpose=purpose, language="en", subject="S", body="{{ body|upper }} {{ reason }}").clean()  # accepted
 
 
+@pytest.mark.parametrize(
+    ("field", "source", "error"),
+    [
+        ("body", "{% load log %}{% get_admin_log 50 as L %}{{ body }}", "Invalid block tag on line 1: 'load'"),
+        ("body", '{% include "missing.html" %}{{ body }}', "Invalid block tag on line 1: 'include'"),
+        ("body", '{% extends "letter.html" %}{{ body }}', "Invalid block tag on line 1: 'extends'"),
+        ("body", "{% debug %}{{ body }}", "Invalid block tag on line 1: 'debug'"),
+        ("subject", "{% url 'staff:home' %} {{ reference }}", "Invalid block tag on line 1: 'url'"),
+        # Fails only when rendered, and only in a letter that goes by post: every branch is tried.
+        ("body", "{{ body }}{% if by_post %}{{ reference|divisibleby:0 }}{% endif %}", "A letter cannot be written with this template"),
+        ("subject", "{{ due_on|date:'Y'|divisibleby:0 }}", "A letter cannot be written with this template"),
+    ],
+)
+def test_a_template_that_could_fail_in_a_letter_is_refused_when_it_is_saved(field, source, error):
+    """It would parse, then make every letter of its purpose and language fail."""
+    from django.core.exceptions import ValidationError
+
+    fields = {"subject": "About {{ reference }}", "body": "{{ body }}", field: source}
+    with pytest.raises(ValidationError) as refused:
+        ResponseTemplate(purpose=TemplatePurpose.COMPLETION, language="en", **fields).clean()
+    assert error in refused.value.message_dict[field][0]
+
+
+def test_a_template_may_use_conditions_loops_and_filters():
+    ResponseTemplate(
+        purpose=TemplatePurpose.REJECTION, language="en", subject="{% firstof reference 'Your request' %}",
+        body="{% comment %}Art. 12(4){% endcomment %}{% if by_post %}By post.{% endif %}{% for right in rights.split %}"
+        "{{ right|lower }} {% endfor %}{% with days=30 %}{{ days }} days{% endwith %} {{ reason }} {{ body }} {{ due_on|date:'j F Y' }}",
+    ).clean()  # accepted
+
+
+@pytest.mark.django_db
+def test_a_stored_template_that_fails_refuses_the_letter_and_sends_nothing(dpo, mailoutbox, django_capture_on_commit_callbacks):
+    """Saved before the checks refused it: the completion is refused with a message for staff, not a 500,
+    and nothing of it is kept (the status, the letter, the email)."""
+    ResponseTemplate.objects.create(  # create() skips clean(), as the old checks let it through
+        purpose=TemplatePurpose.COMPLETION, language="en", subject="Done", body='{% include "missing.html" %}{{ body }}'
+    )
+    request = request_in_status(Status.IN_PROGRESS)
+    released_package(request)
+    mailoutbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RequestError, match="a DPO must correct it"):
+        handling.request_complete(request=request, actor=Actor.staff(dpo), letter="", expected_status=Status.IN_PROGRESS)
+
+    assert PrivacyRequest.objects.get(pk=request.pk).status == Status.IN_PROGRESS
+    assert not request.messages.exists() and not mailoutbox
+    assert not request.events.filter(action__in=["completed", "status_changed"]).exists()
+
+
 @pytest.mark.django_db
 def test_stale_actions_are_refused_and_change_nothing(dpo):
     request = request_in_status(Status.IN_PROGRESS)

@@ -234,3 +234,26 @@ def test_editing_a_response_template_still_stamps_when_it_was_changed(dpo_client
     assert response.status_code == 302
     template.refresh_from_db()
     assert template.subject == "All done" and template.updated_at > long_ago
+
+
+@pytest.mark.django_db
+def test_a_template_that_would_fail_in_every_letter_is_refused_on_its_field(dpo_client):
+    """It parses, so it used to be saved; then every letter of its purpose and language was a 500."""
+    response = dpo_client.post(reverse("staff:template_new"), {
+        "purpose": "completion", "request_type": "", "language": "en", "subject": "Done",
+        "body": "{% load log %}{% get_admin_log 50 as L %}{{ body }}",
+    })
+
+    assert response.status_code == 200 and not ResponseTemplate.objects.exists()
+    assert "Invalid block tag on line 1: &#x27;load&#x27;" in str(response.context["form"].errors["body"])
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_a_template_that_would_fail_in_every_letter(dpo_client):
+    response = dpo_client.post(reverse("admin:requests_app_responsetemplate_add"), {
+        "purpose": "completion", "request_type": "", "language": "en", "subject": "Done",
+        "body": '{% include "missing.html" %}{{ body }}',
+    })
+
+    assert response.status_code == 200 and not ResponseTemplate.objects.exists()
+    assert "include" in str(response.context["adminform"].form.errors["body"])

@@ -205,3 +205,29 @@ def test_a_handler_whose_request_was_reassigned_meanwhile_is_told_so_and_keeps_w
     assert "You may not act on this request: it is assigned to dora." in page
     assert 'readonly>Dear Ana, we found three accounts.</textarea>' in page
     assert not request.messages.exists()
+
+
+@pytest.mark.django_db
+def test_a_stored_template_that_fails_tells_staff_and_keeps_the_letter(client):
+    """A template saved before the checks refused it made every letter of its purpose a 500."""
+    from requests_app.models import ResponseTemplate
+    from tests.factories import released_package
+
+    ResponseTemplate.objects.create(  # create() skips clean(), as the old checks let it through
+        purpose="completion", language="en", subject="Done", body="{% load log %}{% get_admin_log 50 as L %}{{ body }}"
+    )
+    login_staff(client, staff_in_role("DPO", username="dpo-template"))
+    request = request_in_status(Status.IN_PROGRESS)
+    released_package(request)
+
+    response = client.post(
+        reverse("staff:request_action", args=[request.reference, "complete"]),
+        {"letter": "We closed the account.", "expected_status": Status.IN_PROGRESS},
+    )
+
+    assert response.status_code == 409
+    page = html.unescape(response.content.decode())
+    assert "The response template “Completion letter (any type, en)” cannot be used: a DPO must correct it" in page
+    assert "We closed the account." in page  # the letter is kept
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and not request.messages.exists()
