@@ -81,6 +81,9 @@ def emit_created(request: PrivacyRequest) -> None:
     so a portal never hears of a request's change before the request itself.
     It describes the request as filed: new, with its first due date.
     """
+    if not WebhookEndpoint.objects.filter(organisation_id=request.organisation_id).exists():
+        # Nobody to tell yet: the request's first event after an endpoint is registered sends this first.
+        return
     _, first = SentNotification.objects.get_or_create(
         request=request,
         kind="webhook",
@@ -94,11 +97,19 @@ def emit_created(request: PrivacyRequest) -> None:
         emit(request, WebhookEvent.REQUEST_CREATED, as_filed)
 
 
+# The error of a delivery not attempted because its endpoint is switched off.
+ENDPOINT_DISABLED = "endpoint disabled"
+
+
 def emit(request: PrivacyRequest, event: str, extra: dict | None = None) -> None:
-    """Queue `event` about `request` for each active endpoint of its organisation (inside the caller's transaction)."""
+    """Queue `event` about `request` for each endpoint of its organisation (inside the caller's transaction).
+
+    A disabled endpoint's delivery is recorded failed, not attempted: the delivery log keeps what happened
+    during the outage, for the DPO to redeliver once the endpoint is switched on again.
+    """
     if request.organisation_id is None:
         return
-    endpoints = list(WebhookEndpoint.objects.filter(organisation_id=request.organisation_id, active=True))
+    endpoints = list(WebhookEndpoint.objects.filter(organisation_id=request.organisation_id))
     if not endpoints:
         return
     if event != WebhookEvent.REQUEST_CREATED:
@@ -106,6 +117,11 @@ def emit(request: PrivacyRequest, event: str, extra: dict | None = None) -> None
     current = PrivacyRequest.objects.get(pk=request.pk)  # the caller's copy may lag behind
     data = {**request_payload(current), **(extra or {})}
     for endpoint in endpoints:
+        if not endpoint.active:
+            WebhookDelivery.objects.create(
+                endpoint=endpoint, event=event, payload=data, status=DeliveryStatus.FAILED, last_error=ENDPOINT_DISABLED
+            )
+            continue
         delivery = WebhookDelivery.objects.create(
             endpoint=endpoint, event=event, payload=data, next_attempt_at=timezone.now()
         )
@@ -149,7 +165,7 @@ def deliver(*, delivery_id: int) -> bool:
         if delivery is None or (delivery.next_attempt_at and delivery.next_attempt_at > now):
             return False
         if not delivery.endpoint.active:
-            delivery.status, delivery.next_attempt_at, delivery.last_error = DeliveryStatus.FAILED, None, "endpoint disabled"
+            delivery.status, delivery.next_attempt_at, delivery.last_error = DeliveryStatus.FAILED, None, ENDPOINT_DISABLED
             delivery.save(update_fields=["status", "next_attempt_at", "last_error"])
             return False
         delivery.attempts += 1
@@ -177,7 +193,10 @@ def deliver(*, delivery_id: int) -> bool:
             outcome.update(status=DeliveryStatus.DELIVERED, delivered_at=timezone.now(), next_attempt_at=None)
         elif timezone.now() - delivery.created_at >= settings.WEBHOOK_RETRY_WINDOW:
             outcome.update(status=DeliveryStatus.FAILED, next_attempt_at=None)
-            _disable(endpoint)
+            # Only an endpoint that took nothing for the whole window is switched off: one that refuses this
+            # event but takes the others works, and this one waits in the log to be redelivered.
+            if not WebhookDelivery.objects.filter(endpoint=endpoint, delivered_at__gte=delivery.created_at).exists():
+                _disable(endpoint)
         WebhookDelivery.objects.filter(pk=delivery.pk).update(**outcome)
     logger.info("webhook %s attempt %s: %s", delivery.public_id, delivery.attempts, outcome.get("status", "retry"))
     return ok

@@ -19,7 +19,7 @@ from rest_framework import serializers
 
 from requests_app import tasks
 from requests_app.audit import Actor
-from requests_app.models import AuditEvent, DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from requests_app.models import AuditEvent, DeliveryStatus, PrivacyRequest, WebhookDelivery, WebhookEndpoint
 from requests_app.services import webhooks
 from tests.api.conftest import client_with, key_for
 from tests.conftest import login_staff
@@ -226,11 +226,56 @@ def test_an_endpoint_failing_for_a_day_is_disabled_and_the_dpo_told(operator):
         endpoint.refresh_from_db()
         assert delivery.status == "failed" and not endpoint.active and endpoint.disabled_at
         assert any("disabled" in message.subject for message in mail.outbox)
-        # A disabled endpoint gets no new events.
+        # A disabled endpoint is sent nothing new, but the log keeps what happened meanwhile, to redeliver.
+        received = len(receiver.received)
         client_with(key_for(operator)).post(URL, BODY, format="json")
-        assert WebhookDelivery.objects.count() == 1
+        missed = WebhookDelivery.objects.latest("id")
+        assert (missed.event, missed.status, missed.last_error, missed.attempts) == ("request.created", "failed", "endpoint disabled", 0)
+        assert len(receiver.received) == received
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(active=True, disabled_at=None)
+        receiver.statuses.clear()
+        webhooks.deliver(delivery_id=webhooks.redeliver(delivery=missed).id)
+        assert json.loads(receiver.received[-1][1])["type"] == "request.created"
     finally:
         receiver.server.shutdown()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_endpoint_refusing_one_event_but_taking_the_others_stays_on(operator):
+    """A portal answering 400 to one event type only was switched off for every event, by a day of that one."""
+    receiver = Receiver(statuses=[400] * 100)
+    try:
+        endpoint = WebhookEndpoint.objects.create(organisation=operator, url=receiver.url)
+        client_with(key_for(operator)).post(URL, BODY, format="json")  # refused
+        refused = WebhookDelivery.objects.get()
+        receiver.statuses.clear()
+        with time_machine.travel(timezone.now() + timedelta(hours=1)):
+            client_with(key_for(operator)).post(URL, BODY, format="json")  # taken
+        mail.outbox.clear()
+        receiver.statuses[:] = [400] * 100
+        with time_machine.travel(timezone.now() + timedelta(hours=24, minutes=1)):
+            webhooks.deliver(delivery_id=refused.id)
+        refused.refresh_from_db()
+        endpoint.refresh_from_db()
+        assert refused.status == "failed" and endpoint.active and endpoint.disabled_at is None
+        assert not any("disabled" in message.subject for message in mail.outbox)
+    finally:
+        receiver.server.shutdown()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_filed_before_the_endpoint_existed_is_announced_before_its_changes(operator, receiver):
+    """The request.created claim was used up with no endpoint to send it to: the portal then heard of a status
+    change of a request it had never been told of."""
+    from requests_app.services import intake
+
+    created = client_with(key_for(operator)).post(URL, BODY, format="json").json()
+    assert not WebhookDelivery.objects.exists()
+    WebhookEndpoint.objects.create(organisation=operator, url=receiver.url)
+    request = PrivacyRequest.objects.get(public_id=created["id"])
+    intake.request_withdraw(request=request, actor=Actor.system())
+
+    assert receiver.events() == ["request.created", "request.status_changed"]
 
 
 @pytest.mark.django_db(transaction=True)
