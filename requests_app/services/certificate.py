@@ -1,10 +1,14 @@
-"""What was done for an erasure, rectification or restriction request, and the proof of it.
+"""How a request was handled, and the proof of it.
 
-The completion certificate is the controller's record (Art. 5(2) accountability):
-every source action with its approval and execution, the data kept under a
-legal hold and its Art. 17(3) ground, the Art. 19 notices, and the request's
-audit events with the result of verifying the hash chain. It may be shown to
-the subject, so it names the fields that were corrected but never their values.
+The completion certificate is the controller's record (Art. 5(2) accountability),
+which the DPO gives a supervisory authority: the controller, the regime, the
+deadline (extension, pauses, whether the answer came in time), how the identity
+was verified, the packages released and their downloads, a rejection's ground,
+every source action with its approval and execution, the data kept under a legal
+hold and its Art. 17(3) ground, the recipients of the data concerned and the
+Art. 19 notices, and the request's audit events with the result of verifying the
+hash chain. It may be shown to the subject, so it names the identifiers' kinds
+and the fields that were corrected but never their values.
 
 `outcome_summary` is the same story in the subject's words and language, for
 the completion letter, with what a released data package found.
@@ -12,6 +16,8 @@ the completion letter, with what a released data package found.
 
 from datetime import date
 
+from django.conf import settings
+from django.db.models import Prefetch, Q
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -23,11 +29,15 @@ from requests_app.models import (
     AuditChainCheck,
     ErasureException,
     ExportKind,
+    ExportStatus,
     IdentityKind,
     NoticeStatus,
     PrivacyRequest,
+    Recipient,
     RequestType,
     SourceField,
+    SourceSystem,
+    Status,
     SuppressionPurpose,
 )
 from requests_app.exports.package import NO_VERIFIED_IDENTIFIER, not_searched_reason
@@ -102,12 +112,26 @@ def certificate_context(request: PrivacyRequest) -> dict:
             }
         )
     checked, chain_break = verify_request_events(request)
+    done = [item["action"] for item in source_actions if item["action"].status == ActionStatus.DONE]
     return {
         "request": request,
+        "controller": {
+            "name": settings.CONTROLLER_NAME,
+            "address": settings.CONTROLLER_ADDRESS,
+            "dpo_email": settings.DPO_CONTACT_EMAIL,
+        },
         "rights": [str(right.get_right_display()) for right in request.rights.all()],
-        "completed_at": request.events.filter(to_status="completed").values_list("created_at", flat=True).last(),
+        "answered_on_time": answered_on_time(request),
+        "pauses": request.pauses.all(),
+        "identities": request.identities.select_related("verified_by"),
+        "packages": _packages(request),
+        "asks_for_package": bool({RequestType.ACCESS, RequestType.PORTABILITY} & set(request.requested_rights)),
         "source_actions": source_actions,
         "rectified_fields": request.rectification_changes.select_related("category__source"),
+        "data_searched": bool(done) or request.exports.exclude(manifest={}).exists(),
+        "sources_with_data": _sources_with_data(request, done),
+        # Art. 19 is owed for what the actions changed: a request that changed nothing owes no notice.
+        "changed_anything": any(action.changed_anything() for action in done),
         "notices": request.recipient_notices.select_related("recipient", "waived_by"),
         "events": request.events.order_by("sequence"),
         "events_checked": checked,
@@ -115,6 +139,53 @@ def certificate_context(request: PrivacyRequest) -> dict:
         "chain_check": AuditChainCheck.objects.order_by("-checked_at").first(),
         "generated_at": timezone.now(),
     }
+
+
+def answered_on_time(request: PrivacyRequest) -> bool | None:
+    """Whether a completed or rejected request was closed on or before its final due date (in Brussels
+    time, as the due date is counted); None while it is open, or when it was withdrawn or expired: the
+    subject ended those, or never confirmed them, and there was no answer to give."""
+    if request.status not in (Status.COMPLETED, Status.REJECTED) or request.closed_at is None or request.due_on is None:
+        return None
+    return timezone.localdate(request.closed_at) <= request.due_on
+
+
+def _packages(request: PrivacyRequest) -> list[dict]:
+    """The data packages compiled for the request, with when each was downloaded, by the subject or the
+    organisation it was shared with (from the audit trail: the counts alone do not say when)."""
+    downloads = {}
+    for event in request.events.filter(action="export_downloaded").order_by("sequence"):
+        downloads.setdefault(event.data.get("export"), []).append(event.created_at)
+    compiled = (ExportStatus.READY, ExportStatus.RELEASED, ExportStatus.EXPIRED)
+    packages = request.exports.filter(status__in=compiled).select_related("released_by").order_by("created_at")
+    return [{"export": export, "downloaded_at": downloads.get(str(export.public_id), [])} for export in packages]
+
+
+def _sources_with_data(request: PrivacyRequest, done: list) -> list[SourceSystem]:
+    """The sources where the subject's data was found, with their recipients as the inventory lists them:
+    those a package extracted rows from, and those where a finished action found rows (changed, kept under
+    a hold, or already correct). A source that could not be searched, or where nothing matched, is not one."""
+    slugs = set()
+    for manifest in request.exports.exclude(manifest={}).values_list("manifest", flat=True):
+        for entry in manifest.get("files", []):
+            # Package data files are data/<source slug>/<category slug>.<format>.
+            parts = entry["path"].split("/")
+            if len(parts) == 3 and parts[0] == "data" and entry.get("rows"):
+                slugs.add(parts[1])
+    source_ids = {
+        action.source_id
+        for action in done
+        if not searched_nothing(action)
+        and (
+            action.changed_anything()
+            or kept(action)
+            or any(counts.get("rows") for counts in action.result.get("categories", []))
+        )
+    }
+    recipients = Prefetch("recipients", queryset=Recipient.objects.order_by("name"))
+    return list(
+        SourceSystem.objects.filter(Q(slug__in=slugs) | Q(id__in=source_ids)).prefetch_related(recipients).order_by("name")
+    )
 
 
 def render_certificate_html(request: PrivacyRequest) -> str:

@@ -5,22 +5,30 @@ import datetime
 import subprocess
 
 import pytest
+import time_machine
 from django.utils import timezone, translation
 
 from requests_app import audit
+from requests_app.audit import Actor
 from requests_app.models import (
     AuditEvent,
     ErasureException,
+    ExportKind,
+    ExportPackage,
+    IdentityKind,
     LegalHold,
     NoticeStatus,
     Recipient,
+    RejectionGround,
     RequestType,
     Status,
+    SubjectIdentity,
+    VerificationMethod,
 )
-from requests_app.services import actions, certificate, handling, notices
-from tests.actions.conftest import verified_request
+from requests_app.services import actions, certificate, deadlines, exports, handling, notices
+from tests.actions.conftest import ANA_PHONE, verified_request
 from tests.actions.test_notices import carry_out_actions, correct_the_city
-from tests.factories import request_in_status
+from tests.factories import released_package, request_in_status
 
 
 @pytest.fixture
@@ -40,6 +48,7 @@ def completed_erasure(crm, cdr, erasure_request, dpo_actor, django_capture_on_co
         reason="disproportionate", note="Reseller contract ended in 2019; no contact left.",
     )
     handling.request_complete(request=erasure_request, actor=dpo_actor, letter="Done", expected_status=erasure_request.status)
+    erasure_request.refresh_from_db()
     return erasure_request
 
 
@@ -122,5 +131,153 @@ def test_the_certificate_as_pdf(completed_erasure, tmp_path):
     path.write_bytes(pdf)
     text = subprocess.run(["pdftotext", "-raw", str(path), "-"], capture_output=True, text=True, check=True).stdout
     assert completed_erasure.reference in text
+    assert "Regime GDPR (European Union and EEA)" in text and "Answered on time Yes" in text
     last_event = AuditEvent.objects.filter(request=completed_erasure).order_by("sequence").last()
     assert last_event.hash[:16] in text.replace("\n", "")
+
+
+def test_the_certificate_names_the_controller_and_the_regime(completed_erasure, settings):
+    settings.CONTROLLER_NAME = "Example Telecom SA"
+    settings.CONTROLLER_ADDRESS = "Rue de la Loi 1, 1000 Brussels"
+    html = certificate.render_certificate_html(completed_erasure)
+    assert "<dt>Controller</dt><dd>Example Telecom SA, Rue de la Loi 1, 1000 Brussels</dd>" in html
+    assert "<dt>Regime</dt><dd>GDPR (European Union and EEA)</dd>" in html
+
+
+def test_an_erasure_certificate_names_the_recipients_of_the_data_found_and_the_notices(completed_erasure):
+    """The CRM's data was anonymised (its recipients told), the call records kept: both held the subject's data."""
+    html = certificate.render_certificate_html(completed_erasure)
+    closed = timezone.localtime(completed_erasure.closed_at).strftime("%Y-%m-%d %H:%M")
+    assert f"<dt>Completed</dt><dd>{closed} " in html
+    assert "<tr><td>CRM</td><td>Billing partner (Belgium); Old reseller (France)</td></tr>" in html
+    assert "<tr><td>Call records</td><td>None outside our company.</td></tr>" in html
+    assert "Recipients told (Art. 19 GDPR)" in html
+    assert "not disclosed to any recipient" not in html
+
+
+def test_a_request_that_changed_nothing_makes_no_art_19_statement(crm, dpo_actor, django_capture_on_commit_callbacks):
+    """Nothing matched the verified email: no recipient was owed a notice, and none is said to have had the data."""
+    Recipient.objects.create(source=crm, name="Group companies", country="Belgium", notification_email="group@example.com")
+    request = verified_request(RequestType.ERASURE)
+    request.identities.update(value="nobody@example.com")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+
+    html = certificate.render_certificate_html(request)
+    assert "The subject's data was found in none of the source systems searched." in html
+    assert "Art. 19" not in html and "Group companies" not in html
+    assert "not disclosed to any recipient" not in html
+
+
+def test_a_portability_certificate_names_the_recipients_release_and_downloads(
+    crm, cdr, dpo_actor, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    """The QA's case: the package found data in sources whose recipients the inventory lists; a portability
+    request changes nothing, so it makes no Art. 19 statement, and it does not say the data went to no one."""
+    settings.EXPORT_WORK_DIR = str(tmp_path / "export-work")
+    Recipient.objects.create(source=cdr, name="Interconnected network operators", country="EU/EEA and worldwide", third_country=True)
+    Recipient.objects.create(source=crm, name="Group companies", country="Belgium")
+    request = verified_request(RequestType.PORTABILITY)
+    export = exports.export_start(request=request, actor=dpo_actor, kind=ExportKind.PORTABILITY)
+    exports.compile_export(export_id=export.id)
+    with django_capture_on_commit_callbacks(execute=True):
+        exports.export_release(export=ExportPackage.objects.get(pk=export.pk), actor=dpo_actor)
+    exports.count_download({"pk": export.pk}, request=request, actor=Actor.subject())
+    handling.request_complete(request=request, actor=dpo_actor, letter="Here it is.", expected_status=request.status)
+    export.refresh_from_db()
+
+    html = certificate.render_certificate_html(request)
+    assert "<tr><td>CRM</td><td>Group companies (Belgium)</td></tr>" in html
+    assert "<tr><td>Call records</td><td>Interconnected network operators (EU/EEA and worldwide, outside the EU/EEA)</td></tr>" in html
+    assert "Art. 19" not in html
+    assert "not disclosed to any recipient" not in html
+    released = timezone.localtime(export.released_at).strftime("%Y-%m-%d %H:%M")
+    assert "<dd>Portability (Art. 20): Released to the subject</dd>" in html
+    assert f"<dt>Released</dt><dd>{released} " in html and "(dpo)" in html
+    downloaded = timezone.localtime(AuditEvent.objects.get(request=request, action="export_downloaded").created_at)
+    assert "<dt>Downloads by the subject</dt><dd>1 of 5</dd>" in html
+    assert f"<dt>Downloaded</dt><dd>{downloaded:%Y-%m-%d %H:%M} " in html
+
+
+def test_a_rejected_certificate_says_when_and_why_and_claims_nothing_of_recipients(crm, dpo_actor):
+    Recipient.objects.create(source=crm, name="Group companies", country="Belgium")
+    request = verified_request(RequestType.ACCESS)
+    handling.request_reject(
+        request=request, actor=dpo_actor, ground=RejectionGround.IDENTITY_NOT_VERIFIED,
+        explanation="The document was illegible.", expected_status=request.status,
+    )
+    request.refresh_from_db()
+
+    html = certificate.render_certificate_html(request)
+    closed = timezone.localtime(request.closed_at).strftime("%Y-%m-%d %H:%M")
+    assert f"<dt>Rejected</dt><dd>{closed} " in html
+    assert "Not completed yet" not in html
+    assert "<dt>Ground for the rejection</dt><dd>Identity could not be verified</dd>" in html
+    assert "No action was carried out in the source systems and no data package was compiled for this request." in html
+    assert "<p>No data package was compiled.</p>" in html
+    assert "Art. 19" not in html and "not disclosed to any recipient" not in html
+    assert "<dt>Answered on time</dt><dd><span class=\"ok\">Yes</span></dd>" in html
+
+    with translation.override("fr"):
+        assert "<dt>Refusée</dt>" in certificate.render_certificate_html(request)
+
+
+def test_the_certificate_shows_how_each_identifier_was_verified(dpo_actor):
+    request = verified_request(RequestType.ACCESS)
+    phone = request.identities.get(kind=IdentityKind.PHONE)
+    phone.verified_at = None
+    phone.save()
+    SubjectIdentity.objects.create(request=request, kind=IdentityKind.CUSTOMER_REFERENCE, value="CUST-991")
+    handling.identity_verify(
+        request=request, actor=dpo_actor, identity_ids=[phone.id], method=VerificationMethod.CALLBACK, expected_status=request.status
+    )
+    request.identities.filter(kind=IdentityKind.EMAIL).update(verification_method=VerificationMethod.EMAIL_LINK)
+    phone.refresh_from_db()
+
+    html = certificate.render_certificate_html(request)
+    verified = timezone.localtime(phone.verified_at).strftime("%Y-%m-%d %H:%M")
+    assert f"<td>Phone number</td><td>{verified} " in html
+    assert "<td>Call-back to the phone number</td><td>dpo</td>" in html
+    assert "<td>Link sent to the email address</td><td>-</td>" in html
+    assert "<tr><td>Customer account reference</td><td>Not verified</td><td>-</td><td>-</td></tr>" in html
+    assert ANA_PHONE not in html and "CUST-991" not in html and "ana@example.com" not in html  # kinds, never values
+
+
+def test_the_certificate_shows_the_pause_the_extension_and_an_answer_in_time(dpo, dpo_actor):
+    request = verified_request(RequestType.ACCESS)
+    start = timezone.now()
+    deadlines.clock_pause(request=request, actor=dpo_actor, reason="Waiting for a copy of the ID card")
+    with time_machine.travel(start + datetime.timedelta(days=5)):
+        deadlines.clock_resume(request=request, actor=dpo_actor)
+        deadlines.request_extend(request=request, actor=dpo_actor, reason="Twelve source systems to search")
+    request.refresh_from_db()
+    assert request.paused_days == 5 and request.due_on > request.original_due_on
+    released_package(request)
+    answered = timezone.make_aware(datetime.datetime.combine(request.original_due_on + datetime.timedelta(days=3), datetime.time(12)))
+    with time_machine.travel(answered):
+        handling.request_complete(request=request, actor=dpo_actor, letter="Done", expected_status=request.status)
+    request.refresh_from_db()
+
+    html = certificate.render_certificate_html(request)
+    assert f"<dt>Original due date</dt><dd>{request.original_due_on:%Y-%m-%d}</dd>" in html
+    assert f"<dt>Final due date</dt><dd>{request.due_on:%Y-%m-%d}</dd>" in html
+    extended = timezone.localtime(request.extended_at).strftime("%Y-%m-%d %H:%M")
+    assert f"<dt>Extended</dt><dd>{extended} " in html and "(dpo): Twelve source systems to search</dd>" in html
+    assert "<dt>Clock paused</dt><dd>5 days</dd>" in html
+    assert "<td>Waiting for a copy of the ID card</td>" in html
+    assert "<dt>Answered on time</dt><dd><span class=\"ok\">Yes</span></dd>" in html
+
+
+def test_the_certificate_says_an_answer_after_the_due_date_was_late(dpo_actor):
+    request = verified_request(RequestType.ACCESS)
+    released_package(request)
+    late = timezone.make_aware(datetime.datetime.combine(request.due_on + datetime.timedelta(days=2), datetime.time(12)))
+    with time_machine.travel(late):
+        handling.request_complete(request=request, actor=dpo_actor, letter="Sorry for the delay", expected_status=request.status)
+    request.refresh_from_db()
+
+    html = certificate.render_certificate_html(request)
+    assert f"<dt>Due date</dt><dd>{request.due_on:%Y-%m-%d}</dd>" in html
+    assert "<dt>Extended</dt><dd>No</dd>" in html
+    assert "<dt>Clock paused</dt><dd>0 days</dd>" in html
+    assert "<dt>Answered on time</dt><dd><span class=\"broken\">No: closed after the due date</span></dd>" in html
