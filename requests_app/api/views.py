@@ -390,6 +390,11 @@ class ExportViewSet(viewsets.GenericViewSet):
     lookup_field = "public_id"
     lookup_value_regex = UUID_PATTERN
 
+    def perform_content_negotiation(self, request, force=False):
+        # A download answers the ZIP itself (a FileResponse, which no renderer touches) or a problem+json error:
+        # a client asking for application/zip, as the schema documents and Swagger UI sends, is not refused 406.
+        return super().perform_content_negotiation(request, force=force or self.action == "download")
+
     def privacy_request(self) -> PrivacyRequest:
         own_requests = PrivacyRequest.objects.filter(organisation=self.request.auth.organisation)
         return found_or_404(own_requests, _("No such privacy request for this API key."), public_id=self.kwargs["request_public_id"])
