@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpResponsePermanentRedirect
 from django.urls import is_valid_path
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from requests_app.api.errors import HOST_NOT_SERVED, NO_ENDPOINT, NOT_UNDERSTOOD, PROBLEM, problem_body, problem_response
@@ -21,7 +22,8 @@ def api_body_limit(get_response):
             except ValueError:
                 length = 0
             if length > settings.API_MAX_BODY_BYTES:
-                detail = _("The body is larger than %(limit)s bytes.") % {"limit": settings.API_MAX_BODY_BYTES}
+                with _in_the_callers_language(request):
+                    detail = _("The body is larger than %(limit)s bytes.") % {"limit": settings.API_MAX_BODY_BYTES}
                 return problem_response(413, detail, title="Content Too Large")
         return get_response(request)
 
@@ -65,7 +67,8 @@ def api_trailing_slash(get_response):
         path = request.path_info
         if path.startswith("/api/") and not path.endswith("/") and not is_valid_path(path) and is_valid_path(f"{path}/"):
             location = request.get_full_path(force_append_slash=True)
-            body = problem_body(308, _("This endpoint's address ends with a slash: %(location)s") % {"location": location})
+            with _in_the_callers_language(request):
+                body = problem_body(308, _("This endpoint's address ends with a slash: %(location)s") % {"location": location})
             return HttpResponsePermanentRedirect(
                 location, preserve_request=True, content=json.dumps(body), content_type=PROBLEM
             )
@@ -73,3 +76,8 @@ def api_trailing_slash(get_response):
 
     return middleware
 
+
+def _in_the_callers_language(request):
+    """These answers come before LocaleMiddleware has read Accept-Language: their detail is written in the
+    language it would choose, as every other answer's is."""
+    return translation.override(translation.get_language_from_request(request))

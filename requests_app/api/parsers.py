@@ -14,7 +14,7 @@ class DuplicateKey(ValueError):
 
     def __init__(self, key: str):
         shown = json.dumps(key if len(key) <= 100 else f"{key[:100]}...", ensure_ascii=False)
-        super().__init__(f"duplicate key {shown}: each key may appear only once in an object")
+        super().__init__(_("duplicate key %(key)s: each key may appear only once in an object") % {"key": shown})
 
 
 def unique_keys(pairs: list[tuple[str, object]]) -> dict:

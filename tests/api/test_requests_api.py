@@ -197,6 +197,19 @@ def test_malformed_json_is_400_and_oversized_bodies_413(api, settings):
     assert big.status_code == 413 and big.json()["status"] == 413
 
 
+@pytest.mark.django_db
+def test_answers_made_before_any_view_are_in_the_language_asked_for(api, settings):
+    """The 413 and the 308 are written before LocaleMiddleware runs, and the duplicate key's reason outside
+    gettext: they came in English whatever Accept-Language asked."""
+    settings.API_MAX_BODY_BYTES = 1000
+    big = api.post(URL, {**VALID, "description": "x" * 2000}, format="json", HTTP_ACCEPT_LANGUAGE="fr")
+    assert big.json()["detail"] == "Le corps dépasse 1000 octets."
+    moved = api.post(URL.rstrip("/"), VALID, format="json", HTTP_ACCEPT_LANGUAGE="de")
+    assert json.loads(moved.content)["detail"].startswith("Die Adresse dieses Endpunkts endet mit einem Schrägstrich")
+    twice = api.post(URL, data='{"rights": [], "rights": []}', content_type="application/json", HTTP_ACCEPT_LANGUAGE="nl")
+    assert 'dubbele sleutel "rights"' in twice.json()["detail"]
+
+
 @pytest.mark.parametrize(
     ("body", "key"),
     [
