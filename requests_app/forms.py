@@ -29,6 +29,9 @@ RIGHT_DETAIL_FIELDS = {
     RequestType.WITHDRAW_CONSENT: {"consent_withdrawn": _("Tell us which consent you withdraw.")},
 }
 
+# The error code of a right's details given without the right (the API words it for a portal: no box to tick).
+DETAIL_WITHOUT_ITS_RIGHT = "detail_without_its_right"
+
 # The controller is in Brussels: the GDPR applies to everyone (Art. 3(1)), wherever they live; the
 # other regimes add their own rules for the people they protect.
 REGIME_CHOICES = [
@@ -208,8 +211,11 @@ class RequestForm(forms.Form):
                 if field not in self.errors and str(cleaned.get(field, "")).strip():
                     self.add_error(
                         field,
-                        _("You filled this in without ticking “%(right)s”: tick it above, or empty this field.")
-                        % {"right": RequestType(right).label},
+                        forms.ValidationError(
+                            _("You filled this in without ticking “%(right)s”: tick it above, or empty this field."),
+                            code=DETAIL_WITHOUT_ITS_RIGHT,
+                            params={"right": RequestType(right).label, "code": right},
+                        ),
                     )
 
     def right_details(self) -> list[RightDetails]:

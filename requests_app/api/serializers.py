@@ -4,13 +4,14 @@ import datetime
 from collections.abc import Mapping
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import SkipField
 
 from requests_app import selectors
-from requests_app.forms import RequestForm
+from requests_app.forms import DETAIL_WITHOUT_ITS_RIGHT, RequestForm
 from requests_app.models import TEXT_MAX_CHARS, PrivacyRequest, Regime, Relationship, RequestType, RestrictionGround, Status
 
 
@@ -114,7 +115,14 @@ def public_form(attrs: dict) -> RequestForm:
 
 
 def form_errors(form: RequestForm) -> dict[str, list[str]]:
-    return {field: [str(e) for e in errors] for field, errors in form.errors.items()}
+    return {field: [_api_message(error) for error in errors] for field, errors in form.errors.as_data().items()}
+
+
+def _api_message(error) -> str:
+    """The form's message, or the API's words where the form's speak of the web page ("tick it above")."""
+    if error.code == DETAIL_WITHOUT_ITS_RIGHT:
+        return _("Sent without “%(right)s” in rights: add it to rights, or leave this field out.") % {"right": error.params["code"]}
+    return " ".join(error.messages)
 
 
 class TimelineItemSerializer(serializers.Serializer):

@@ -198,6 +198,17 @@ def test_malformed_json_is_400_and_oversized_bodies_413(api, settings):
 
 
 @pytest.mark.django_db
+def test_details_sent_without_their_right_are_refused_in_the_apis_words(api):
+    """The web form's "tick it above" meant nothing to a portal, which has no box to tick."""
+    response = api.post(URL, {**VALID, "rectification_data": "My address is Rue Haute 1."}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "rectification_data": ["Sent without “rectification” in rights: add it to rights, or leave this field out."]
+    }
+    assert not PrivacyRequest.objects.exists()
+
+
+@pytest.mark.django_db
 def test_answers_made_before_any_view_are_in_the_language_asked_for(api, settings):
     """The 413 and the 308 are written before LocaleMiddleware runs, and the duplicate key's reason outside
     gettext: they came in English whatever Accept-Language asked."""
