@@ -205,6 +205,18 @@ class RequestListFilter(serializers.Serializer):
     type = serializers.ChoiceField(choices=RequestType.choices, required=False)
     updated_since = SinceField(required=False)
 
+    def to_internal_value(self, data):
+        # A field reads only the last of a repeated parameter: "?status=new&status=withdrawn" listed the withdrawn
+        # requests alone, as if the first value had been read. Refused, rather than half-applied.
+        repeated = {
+            name: [_("Give %(name)s once: the list filters by one value of it at a time.") % {"name": name}]
+            for name in self.fields
+            if len(data.getlist(name)) > 1
+        }
+        if repeated:
+            raise serializers.ValidationError(repeated)
+        return super().to_internal_value(data)
+
 
 class ExportSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="public_id")

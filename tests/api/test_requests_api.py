@@ -198,6 +198,13 @@ def test_malformed_json_is_400_and_oversized_bodies_413(api, settings):
 
 
 @pytest.mark.django_db
+def test_a_filter_given_twice_is_refused_not_half_applied(api):
+    response = api.get(URL, {"status": ["new", "withdrawn"]})
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"status": ["Give status once: the list filters by one value of it at a time."]}
+
+
+@pytest.mark.django_db
 def test_details_sent_without_their_right_are_refused_in_the_apis_words(api):
     """The web form's "tick it above" meant nothing to a portal, which has no box to tick."""
     response = api.post(URL, {**VALID, "rectification_data": "My address is Rue Haute 1."}, format="json")
