@@ -163,6 +163,8 @@ class RequestSerializer(serializers.ModelSerializer):
             "original_due_on", "extended_at", "extension_reason", "clock_paused", "fee", "created_at", "updated_at",
             "timeline",
         ]
+        # An answer, never a body: its schema marks every field read-only, and so always present (drf-spectacular).
+        read_only_fields = fields
         extra_kwargs = {
             "clock_paused": {
                 "help_text": "The time to answer stands still while we wait for the subject (GDPR, UK GDPR): `due_on` "
@@ -170,6 +172,7 @@ class RequestSerializer(serializers.ModelSerializer):
             }
         }
 
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=RequestType.choices)))
     def get_rights(self, request) -> list[str]:
         # From the bits kept on the request (rights never change after intake): no query.
         return request.requested_rights

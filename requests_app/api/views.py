@@ -290,6 +290,13 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "with_timeline": self.action == "retrieve"}
 
+    def get_serializer_class(self):
+        # OPTIONS describes what a POST to the list takes (DRF asks with a POST copy of the call): the filing's
+        # fields, not those of the request the answer gives.
+        if self.action in ("create", "metadata") and self.request.method == "POST":
+            return serializers.RequestCreateSerializer
+        return super().get_serializer_class()
+
     @extend_schema(
         summary="File a request",
         request=serializers.RequestCreateSerializer,

@@ -125,6 +125,21 @@ def test_every_example_is_valid_against_its_schema():
     assert invalid == []
 
 
+def test_a_requests_answer_is_described_as_always_present_and_read_only():
+    """Client generators made status, due_on and the rest optional and writable: the schema said neither."""
+    component = SCHEMA["components"]["schemas"]["Request"]
+    for name in ("id", "reference", "status", "regime", "channel", "received_at", "due_on", "original_due_on", "extended_at"):
+        assert name in component["required"] and component["properties"][name]["readOnly"] is True, name
+    assert component["properties"]["rights"]["items"] == {"$ref": "#/components/schemas/RequestTypeEnum"}
+
+
+@pytest.mark.django_db
+def test_options_on_the_list_describes_the_filing_not_the_answer(operator):
+    described = client_with(key_for(operator)).options("/api/v1/requests/").json()["actions"]["POST"]
+    assert {"rights", "subject_name", "signature", "relationship"} <= set(described)
+    assert "status" not in described and "received_at" not in described
+
+
 def test_every_operation_has_a_short_summary_and_keeps_its_description():
     """Swagger UI and ReDoc list operations by their summary (without one, by their operationId)."""
     summaries, problems = [], []
