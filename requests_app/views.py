@@ -145,6 +145,8 @@ def verify_email(request: HttpRequest, token: str) -> HttpResponse:
         privacy_request = intake.request_for_verification_token(token)
         _in_the_requests_language(request, privacy_request)
     except intake.VerificationLinkError as error:
+        if error.request is not None:  # used, replaced or closed: said in the language of the link's email
+            _in_the_requests_language(request, error.request)
         # A new link cannot revive a closed request: offer the form instead.
         start_again = isinstance(error, intake.RequestClosedBeforeVerification)
         return render(request, "requests_app/verify_failed.html", {"error": str(error), "start_again": start_again}, status=400)

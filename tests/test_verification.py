@@ -80,6 +80,41 @@ def test_a_link_to_a_request_closed_unconfirmed_says_so_and_offers_the_form(clie
     assert request.status == closed_status
 
 
+def test_a_used_or_replaced_link_answers_in_the_requests_language_not_the_browsers(client, settings):
+    """As a link that still works does: the page comes from the request's email, in the request's language."""
+    request = submit_request(language="de")
+    replaced = link_path_from_last_email()
+    request_resend_link(reference=request.reference, email=request.subject_email)
+    used = link_path_from_last_email()
+    for method in (client.get, client.post):
+        page = method(replaced, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+        assert "Dieser Link wurde durch einen neueren ersetzt." in page and '<html lang="de"' in page
+
+    client.post(used)
+    for method in (client.get, client.post):
+        page = method(used, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+        assert "Dieser Link wurde bereits verwendet. Ihr Antrag ist bestätigt." in page and '<html lang="de"' in page
+
+    # A language the reader picked with the language buttons wins, as on every page the emails link to.
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
+    assert "This link has already been used." in client.get(used, HTTP_ACCEPT_LANGUAGE="de").content.decode()
+
+
+def test_a_link_to_a_request_closed_unconfirmed_answers_in_the_requests_language(client):
+    request = submit_request(language="fr")
+    path = link_path_from_last_email()
+    lifecycle.transition(request, "withdraw", actor=Actor.system())
+
+    page = client.get(path, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Cette demande a été retirée avant d&#x27;être confirmée." in page
+
+
+def test_a_link_that_names_no_request_answers_in_the_browsers_language(client):
+    submit_request(language="de")
+    page = client.get(reverse("verify_email", args=["garbage"]), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "est pas valide" in page and '<html lang="fr"' in page
+
+
 def test_a_tampered_link_is_refused(client):
     request = submit_request()
     token = verification_token(request)

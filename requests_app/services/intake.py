@@ -13,6 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from requests_app import deadlines, emails, lifecycle, tasks
 from requests_app.audit import Actor, record_event
@@ -54,7 +55,16 @@ class RightDetails:
 
 
 class VerificationLinkError(RequestError):
-    """The verification link cannot be used: tampered, expired, replaced or used already."""
+    """The verification link cannot be used: tampered, expired, replaced or used already.
+
+    `request` is the request the link names, when it can be told (not for a tampered or expired link): the page
+    saying why then answers in that request's language, as the link's email did. The message is translated lazily,
+    when shown, for the same reason.
+    """
+
+    def __init__(self, message, *, request: PrivacyRequest | None = None):
+        super().__init__(message)
+        self.request = request
 
 
 class RequestClosedBeforeVerification(VerificationLinkError):
@@ -280,14 +290,17 @@ def request_for_verification_token(token: str) -> PrivacyRequest:
         raise VerificationLinkError(_("This link is not valid. Please copy the whole link from the email."))
     if request.status == Status.EXPIRED:
         raise RequestClosedBeforeVerification(
-            _("This request was closed because its email address was not confirmed in time. Please send a new request.")
+            gettext_lazy("This request was closed because its email address was not confirmed in time. Please send a new request."),
+            request=request,
         )
     if request.status == Status.WITHDRAWN and request.verified_at is None:
-        raise RequestClosedBeforeVerification(_("This request was withdrawn before it was confirmed."))
+        raise RequestClosedBeforeVerification(gettext_lazy("This request was withdrawn before it was confirmed."), request=request)
     if request.status != Status.AWAITING_VERIFICATION:
-        raise VerificationLinkError(_("This link has already been used. Your request is confirmed."))
+        raise VerificationLinkError(gettext_lazy("This link has already been used. Your request is confirmed."), request=request)
     if payload.get("n") != request.verification_nonce:
-        raise VerificationLinkError(_("This link has been replaced by a newer one. Please use the latest email."))
+        raise VerificationLinkError(
+            gettext_lazy("This link has been replaced by a newer one. Please use the latest email."), request=request
+        )
     return request
 
 
@@ -309,7 +322,9 @@ def request_verify_email(*, token: str) -> PrivacyRequest:
             )
         except lifecycle.StaleRequest:
             # Another click of the same link won the race.
-            raise VerificationLinkError(_("This link has already been used. Your request is confirmed.")) from None
+            raise VerificationLinkError(
+                gettext_lazy("This link has already been used. Your request is confirmed."), request=request
+            ) from None
         now = timezone.now()
         PrivacyRequest.objects.filter(pk=request.pk).update(verified_at=now)
         request.identities.filter(
