@@ -18,6 +18,7 @@ from django.utils.translation import gettext
 
 from requests_app import deadlines
 from requests_app.models import (
+    ActorKind,
     AuditChainCheck,
     AuditChainHead,
     ExportKind,
@@ -148,6 +149,7 @@ def _owed_email_tasks() -> dict:
         "assigned": (False, lambda n: (tasks.send_assignment_email, n.request_id, int(n.key))),
         "subject_replied": (False, lambda n: (tasks.send_reply_notification, n.request_id, int(n.key))),
         "withdrawn": (False, lambda n: (tasks.send_withdrawal_notification, n.request_id)),
+        "withdrawal_confirmed": (True, lambda n: (tasks.send_withdrawal_confirmation, n.request_id)),
     }
 
 
@@ -360,6 +362,28 @@ def send_withdrawal_notification(request: PrivacyRequest) -> bool:
         "request-withdrawn", context, to=[address or settings.DPO_EMAIL], language=assignee_language(request)
     )
     return send_once(request, "withdrawn", "", message)
+
+
+def send_withdrawal_confirmation(request: PrivacyRequest) -> bool:
+    """Tell the subject their request was withdrawn, when, by whom if not from its status page (the organisation
+    that filed it), and what had been done already that withdrawing does not undo. Anyone with the status page's
+    link can withdraw: the email says whom to write to if the subject did not."""
+    from requests_app.services import certificate
+
+    withdrawal = request.events.filter(action="withdraw").last()
+    with translation.override(request.language):
+        changes_made = certificate.changes_made(request)  # lines written in the current language
+    context = {
+        "request": request,
+        "withdrawn_at": request.closed_at,
+        "organisation": request.organisation if withdrawal and withdrawal.actor_kind == ActorKind.ORGANISATION else None,
+        "changes_made": changes_made,
+        "dpo_email": settings.DPO_CONTACT_EMAIL,
+        "form_url": absolute_url(reverse("submit")),
+        "status_url": status_url(request),
+    }
+    message = render_email("withdrawal-confirmed", context, to=[request.subject_email], language=request.language)
+    return send_to_subject(request, "withdrawal_confirmed", "", message)
 
 
 def send_staff_invitation(user_id: int, *, language: str) -> bool:

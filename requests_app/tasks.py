@@ -182,6 +182,16 @@ def send_withdrawal_notification(request_id: int) -> bool:
 
 
 @shared_task(**EMAIL_RETRY)
+def send_withdrawal_confirmation(request_id: int) -> None:
+    """Confirm to the subject that their request was withdrawn; sent once."""
+    request = PrivacyRequest.objects.filter(pk=request_id, status=Status.WITHDRAWN).exclude(subject_email="").first()
+    if request is None:  # purged meanwhile
+        emails.forgive(request_id, "withdrawal_confirmed")
+        return
+    emails.send_withdrawal_confirmation(request)
+
+
+@shared_task(**EMAIL_RETRY)
 def send_daily_digest() -> bool:
     """Periodic (mornings): the DPO's digest, at most once a day."""
     return routing.send_daily_digest()

@@ -37,9 +37,15 @@ def reply(request, dpo):
 
 
 def withdrawal(request, dpo):
-    PrivacyRequest.objects.filter(pk=request.pk).update(routed_at=timezone.now())  # in the team's queue
+    # In the team's queue; recorded from a letter, without an address: the subject's confirmation is not owed.
+    PrivacyRequest.objects.filter(pk=request.pk).update(routed_at=timezone.now(), subject_email="")
     intake.request_withdraw(request=request, actor=Actor.subject())
     return [settings.DPO_EMAIL], "withdrawn"
+
+
+def withdrawal_confirmation(request, dpo):
+    intake.request_withdraw(request=request, actor=Actor.subject())  # not in the team's queue: only the subject is told
+    return [SUBJECT], "has been withdrawn"
 
 
 def export_ready(request, dpo):
@@ -48,7 +54,7 @@ def export_ready(request, dpo):
     return [SUBJECT], "ready"
 
 
-@pytest.mark.parametrize("action", [extension, assignment, reply, withdrawal, export_ready])
+@pytest.mark.parametrize("action", [extension, assignment, reply, withdrawal, withdrawal_confirmation, export_ready])
 def test_an_owed_email_whose_task_was_lost_is_sent_once(action, django_capture_on_commit_callbacks):
     dpo = staff_in_role("DPO", username="dpo1")
     request = request_in_status(Status.IN_PROGRESS, subject_email=SUBJECT)
@@ -108,9 +114,27 @@ def test_an_email_no_longer_due_is_forgiven(django_capture_on_commit_callbacks):
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
         emails.requeue_owed_emails(now=timezone.now() + timedelta(hours=3))
-    # Only the withdrawal notice is still due: not "your data is ready", nor h1's assignment.
-    assert [email.subject for email in mail.outbox] == [f"Request {request.reference} was withdrawn"]
+    # Only the withdrawal notice and its confirmation to the subject are still due: not "your data is ready", nor h1's assignment.
+    assert sorted(email.subject for email in mail.outbox) == [
+        f"Request {request.reference} was withdrawn",
+        f"Your privacy request {request.reference} has been withdrawn",
+    ]
     assert not SentNotification.objects.filter(request=request, sent_at__isnull=True).exists()
+
+
+def test_the_withdrawal_confirmation_run_twice_is_sent_once_and_not_once_purged(django_capture_on_commit_callbacks):
+    request = request_in_status(Status.IN_PROGRESS, subject_email=SUBJECT)
+    with django_capture_on_commit_callbacks(execute=True):
+        intake.request_withdraw(request=request, actor=Actor.subject())
+    tasks.send_withdrawal_confirmation(request.id)  # the broker delivered the task twice
+    assert [email.to for email in mail.outbox] == [[SUBJECT]]
+
+    purged = request_in_status(Status.IN_PROGRESS, subject_email=SUBJECT)
+    intake.request_withdraw(request=purged, actor=Actor.subject())  # its task lost...
+    intake.purge_personal_data(purged)  # ...and its data purged before the sweep: nothing left to send
+    tasks.send_withdrawal_confirmation(purged.id)
+    assert len(mail.outbox) == 1
+    assert emails.requeue_owed_emails(now=timezone.now() + timedelta(hours=3)) == 0
 
 
 def test_a_purge_leaves_nothing_owed():

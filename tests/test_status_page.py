@@ -8,9 +8,10 @@ import time_machine
 from django.core import mail
 from django.db import transaction
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from requests_app import selectors
+from requests_app.wording import date_in_words
 from requests_app.models import PrivacyRequest, Status
 from tests.factories import request_in_status, staff_in_role, submit_request
 
@@ -88,7 +89,7 @@ def test_a_withdrawal_tells_the_assignee_to_stop(client, django_capture_on_commi
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("withdraw", args=[request.reference, request.secret]), {"confirm": "1"})
-    (email,) = mail.outbox
+    (email,) = [sent for sent in mail.outbox if sent.to != [request.subject_email]]  # the subject's confirmation aside
     assert email.to == ["handler1@example.com"]
     assert email.subject == f"Request {request.reference} was withdrawn"
     assert "assigned to you" in email.body and "Stop any work on it" in email.body
@@ -102,8 +103,34 @@ def test_a_withdrawal_in_the_queue_unassigned_tells_the_dpo(client, settings, dj
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("withdraw", args=[request.reference, request.secret]), {"confirm": "1"})
-    (email,) = mail.outbox
+    (email,) = [sent for sent in mail.outbox if sent.to != [request.subject_email]]  # the subject's confirmation aside
     assert email.to == [settings.DPO_EMAIL] and "assigned to nobody" in email.body
+
+
+@pytest.mark.django_db
+def test_a_withdrawal_from_the_status_page_is_confirmed_to_the_subject_in_their_language(
+    client, settings, django_capture_on_commit_callbacks
+):
+    """Anyone the status link reached can withdraw: the subject hears of it, with whom to write to if it was not them."""
+    settings.DPO_CONTACT_EMAIL = "dpo@carrier.example"
+    request = request_in_status(Status.IN_PROGRESS, language="de")
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("withdraw", args=[request.reference, request.secret]), {"confirm": "1"}, HTTP_ACCEPT_LANGUAGE="en")
+
+    (email,) = mail.outbox  # not in the team's queue yet: nobody else is told
+    request.refresh_from_db()
+    assert email.to == [request.subject_email] and request.reference in email.subject
+    with translation.override("de"):
+        withdrawn_at = date_in_words(request.closed_at, "DATETIME_FORMAT")
+    html_body = email.alternatives[0][0]
+    for body in (email.body, html_body):
+        assert withdrawn_at in body and "from its status page" in body
+        assert "dpo@carrier.example" in body and status_url(request) in body
+        assert "make a new request" in body and "withdrawing does not undo" not in body  # nothing was done yet
+        assert request.subject_name not in body  # no more personal data than the other subject emails
+    assert '<html lang="de">' in html_body
+    assert request.events.filter(action="withdraw").count() == 1
 
 
 @pytest.mark.django_db

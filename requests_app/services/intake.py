@@ -398,13 +398,28 @@ def request_withdraw(*, request: PrivacyRequest, actor: Actor, note: str = "") -
     """Withdraw an open request at the subject's wish. Closed requests raise IllegalTransition.
 
     Once it reached the team's queue, the assignee (or, with none, the DPO) is
-    told: work on it must stop.
+    told: work on it must stop. Once it was confirmed (or received directly),
+    the subject is told too, whoever withdrew it (from the status page, whose
+    link anyone it was forwarded to can use, or the organisation that filed it
+    over the API): a withdrawal they did not make must not go unnoticed.
     """
     with transaction.atomic():
+        # Locked until commit: the transition below starts from the status read here.
+        confirmed = (
+            PrivacyRequest.objects.select_for_update()
+            .filter(pk=request.pk)
+            .exclude(status=Status.AWAITING_VERIFICATION)
+            .exclude(subject_email="")
+            .exists()
+        )
         lifecycle.transition(request, "withdraw", actor=actor, note=note)
         if PrivacyRequest.objects.filter(pk=request.pk, routed_at__isnull=False).exists():  # in the team's queue
             emails.owe(request, "withdrawn")
             tasks.queue_after_commit(tasks.send_withdrawal_notification, request.id)
+        # An address never confirmed may not be the subject's: it gets nothing more than its verification link.
+        if confirmed:
+            emails.owe(request, "withdrawal_confirmed")
+            tasks.queue_after_commit(tasks.send_withdrawal_confirmation, request.id)
     return request
 
 

@@ -4,9 +4,11 @@ each was told of the erasure, rectification or restriction."""
 import datetime
 import re
 
+from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
+from requests_app.audit import Actor
 from requests_app.models import (
     ErasureException,
     LegalHold,
@@ -14,7 +16,7 @@ from requests_app.models import (
     Recipient,
     RequestType,
 )
-from requests_app.services import actions, notices
+from requests_app.services import actions, intake, notices
 from tests.actions.conftest import verified_request
 from tests.actions.test_notices import carry_out_actions
 
@@ -107,3 +109,20 @@ def test_withdrawing_after_part_of_an_erasure_says_what_it_does_not_undo(client,
     assert "Interconnect partner (Netherlands): nothing to tell: the request closed before we changed anything" in " ".join(
         _recipient_lines(after)
     )
+
+
+def test_the_withdrawal_email_says_what_was_done_already_in_the_requests_language(
+    crm, cdr, dpo_actor, django_capture_on_commit_callbacks
+):
+    """What the page says after a withdrawal, the subject reads in the email too: they may not have withdrawn it."""
+    request = verified_request(RequestType.ERASURE, language="de")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks, sources=[crm])
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        intake.request_withdraw(request=request, actor=Actor.subject())
+
+    (email,) = [sent for sent in mail.outbox if sent.to == [request.subject_email]]
+    assert "withdrawing does not undo:\n- Wir haben Ihre Daten in CRM gelöscht" in email.body
+    assert "<li>Wir haben Ihre Daten in CRM gelöscht" in email.alternatives[0][0]

@@ -103,6 +103,23 @@ def test_list_filters_and_paginates_by_cursor(api):
 
 
 @pytest.mark.django_db
+def test_a_withdrawal_over_the_api_is_confirmed_to_the_subject_naming_the_organisation(
+    api, operator, mailoutbox, django_capture_on_commit_callbacks
+):
+    """The portal acts on the subject's behalf; the subject hears of it from us as of the request itself."""
+    with django_capture_on_commit_callbacks(execute=True):
+        created = create(api, language="nl").json()
+    mailoutbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        api.post(f"{URL}{created['id']}/withdraw/")
+
+    (email,) = [sent for sent in mailoutbox if sent.to == ["ana@example.com"]]
+    assert created["reference"] in email.subject
+    assert f"by {operator.name}, which made it on your behalf" in email.body
+    assert '<html lang="nl">' in email.alternatives[0][0]
+
+
+@pytest.mark.django_db
 def test_withdrawing_twice_is_a_conflict(api):
     created = create(api).json()
     withdrawn = api.post(f"{URL}{created['id']}/withdraw/").json()
