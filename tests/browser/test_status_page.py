@@ -26,3 +26,38 @@ def test_the_status_pages_secret_does_not_leave_the_page_and_its_forms_still_wor
     assert request.messages.filter(direction=MessageDirection.FROM_SUBJECT, body="My account number is 4711.").exists()
     assert any(referers) and all(request.secret not in referer for referer in referers)
     assert live_server.url + "/" in referers  # the origin alone
+
+
+@pytest.mark.django_db(transaction=True)
+def test_switching_language_keeps_the_reply_being_typed(page, live_server):
+    request = request_in_status(Status.IN_PROGRESS)
+    page.goto(live_server.url + reverse("status", args=[request.reference, request.secret]))
+    page.get_by_label("Write to our data protection team").fill("My customer number is 4711.")
+
+    page.get_by_role("button", name="Français").click()
+
+    expect(page.get_by_label("Écrire à notre équipe chargée de la protection des données")).to_have_value(
+        "My customer number is 4711."
+    )
+    assert page.evaluate("sessionStorage.length") == 0  # taken back out at once
+    assert not request.messages.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_switching_language_after_a_refused_reply_keeps_its_text(page, live_server):
+    """A refused reply is shown at the reply's address; the language buttons then come back to the status page."""
+    request = request_in_status(Status.IN_PROGRESS)
+    page.goto(live_server.url + reverse("status", args=[request.reference, request.secret]))
+    page.get_by_label("Write to our data protection team").fill("My ID card, attached.")
+    page.get_by_label("Attach a document, if we asked for one (optional)").set_input_files(
+        {"name": "id-card.txt", "mimeType": "text/plain", "buffer": b"not a picture"}
+    )
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("alert")).to_be_visible()  # the document refused, the text kept by the server
+
+    page.get_by_role("button", name="Français").click()
+
+    expect(page).to_have_url(live_server.url + reverse("status", args=[request.reference, request.secret]))
+    expect(page.get_by_label("Écrire à notre équipe chargée de la protection des données")).to_have_value(
+        "My ID card, attached."
+    )

@@ -20,9 +20,15 @@ window.addEventListener("pageshow", function () {
 });
 
 // The language buttons reload the page: what was typed in a form marked data-keep-on-language-switch (the public
-// request form) goes along in this tab's sessionStorage, is filled back in, and is removed at once. Not files,
-// hidden fields or the CSRF token. Without storage, the page loads empty, as before.
+// request form, the status page's reply) goes along in this tab's sessionStorage, is filled back in, and is removed
+// at once. Not files, hidden fields or the CSRF token. Without storage, the page loads empty, as before.
 var CARRIED_FORM = "form-carried-over-a-language-switch";
+
+// Which form it was: the address it posts to. Not the page's: a refused reply is shown at the reply's address,
+// and switching language there comes back to the status page.
+function carriedFormAddress(form) {
+  return form.getAttribute("action") || location.pathname;
+}
 document.addEventListener("submit", function (event) {
   var form = document.querySelector("form[data-keep-on-language-switch]");
   if (!form || !event.target.classList.contains("languages")) return;
@@ -31,7 +37,7 @@ document.addEventListener("submit", function (event) {
     if (!field.name || ["file", "hidden", "submit", "button"].indexOf(field.type) !== -1) return;
     fields.push([field.name, field.value, field.type === "checkbox" || field.type === "radio" ? field.checked : null]);
   });
-  try { sessionStorage.setItem(CARRIED_FORM, JSON.stringify({path: location.pathname, fields: fields})); } catch (error) { /* no storage */ }
+  try { sessionStorage.setItem(CARRIED_FORM, JSON.stringify({path: carriedFormAddress(form), fields: fields})); } catch (error) { /* no storage */ }
 });
 
 document.addEventListener("DOMContentLoaded", function () {
@@ -41,7 +47,7 @@ document.addEventListener("DOMContentLoaded", function () {
     sessionStorage.removeItem(CARRIED_FORM);
   } catch (error) { return; }
   var form = document.querySelector("form[data-keep-on-language-switch]");
-  if (!saved || !form || saved.path !== location.pathname) return;
+  if (!saved || !form || saved.path !== carriedFormAddress(form)) return;
   saved.fields.forEach(function (entry) {
     form.querySelectorAll('[name="' + CSS.escape(entry[0]) + '"]').forEach(function (field) {
       if (entry[2] !== null) {
