@@ -501,6 +501,12 @@ SOURCE_ACTION_TIME_LIMIT = env_int("SOURCE_ACTION_TIME_LIMIT_SECONDS", 2 * 3600)
 # Four eyes on erasure, rectification and restriction: the staff member who starts a dry run may
 # not approve it. Off by default, as a DPO working alone could then never act.
 SOURCE_ACTION_FOUR_EYES = env_bool("SOURCE_ACTION_FOUR_EYES", False)
+# Art. 18(3): the subject is told before a restriction is lifted. The lifting may be carried out this many
+# days after the notice, so that it reaches them (a letter by post takes days) and they can object or
+# complain before their data is processed again; the GDPR sets no period.
+RESTRICTION_LIFT_NOTICE_DAYS = env_int("RESTRICTION_LIFT_NOTICE_DAYS", 7)
+if RESTRICTION_LIFT_NOTICE_DAYS < 0:
+    raise ImproperlyConfigured("RESTRICTION_LIFT_NOTICE_DAYS must be 0 or more")
 # A dry run or execution stamps its heartbeat this often, from a timer, however slow its source is; one
 # whose heartbeat is older than the stale window has died, and is queued again (requeue_dead_source_actions,
 # every minute): found within minutes rather than after the time limit.

@@ -641,6 +641,7 @@ class TemplatePurpose(models.TextChoices):
     COMPLETION = "completion", _("Completion letter")
     REJECTION = "rejection", _("Rejection letter")
     FEE = "fee", _("Fee letter (Art. 12(5))")
+    RESTRICTION_LIFT = "restriction_lift", _("Notice before lifting a restriction (Art. 18(3))")
 
 
 class ResponseTemplate(models.Model):
@@ -649,7 +650,9 @@ class ResponseTemplate(models.Model):
     The body may use {{ reference }}, {{ due_on }} and {{ rights }}. It must use
     {{ body }}, what staff write for this request (a completion's reason, say),
     and, in rejection letters, {{ reason }}, the legal ground (Art. 12(4)); in fee
-    letters, {{ fee }}, the amount with its currency (Art. 12(5)).
+    letters, {{ fee }}, the amount with its currency (Art. 12(5)); in the notice
+    before a restriction is lifted, {{ source }} and {{ lift_on }}, which system
+    and from which day (Art. 18(3)).
     """
 
     purpose = models.CharField(max_length=32, choices=TemplatePurpose)
@@ -666,7 +669,11 @@ class ResponseTemplate(models.Model):
         ]
 
     # What a letter of the purpose must say besides {{ body }}: the legal ground of a rejection, the fee's amount.
-    PURPOSE_PLACEHOLDERS = {TemplatePurpose.REJECTION: ["reason"], TemplatePurpose.FEE: ["fee"]}
+    PURPOSE_PLACEHOLDERS = {
+        TemplatePurpose.REJECTION: ["reason"],
+        TemplatePurpose.FEE: ["fee"],
+        TemplatePurpose.RESTRICTION_LIFT: ["source", "lift_on"],
+    }
 
     def __str__(self) -> str:
         return f"{self.get_purpose_display()} ({self.request_type or 'any type'}, {self.language})"
@@ -1572,6 +1579,13 @@ class ActionKind(models.TextChoices):
     ERASE = "erase", _("Erasure")
     RECTIFY = "rectify", _("Rectification")
     RESTRICT = "restrict", _("Restriction")
+    # Not a right the subject asks for: staff end a restriction that was temporary (Art. 18(1)(a), (d)),
+    # after telling the subject (Art. 18(3)). It outlives the request, which may be closed by then.
+    LIFT_RESTRICTION = "lift_restriction", _("Lifting of a restriction")
+
+
+# The actions that answer the request's rights: completion and the Art. 19 notices wait for these only.
+ANSWERING_KINDS = (ActionKind.ERASE, ActionKind.RECTIFY, ActionKind.RESTRICT)
 
 
 class ActionStatus(models.TextChoices):
@@ -1587,7 +1601,8 @@ class ActionStatus(models.TextChoices):
 
 
 class SourceAction(models.Model):
-    """One erasure, rectification or restriction of a request's data in one source system.
+    """One erasure, rectification or restriction of a request's data in one source system, or the
+    lifting of a restriction carried out there.
 
     planned -> (dry run) -> awaiting_approval -> approved -> running -> done,
     or failed (retry runs it again) or stale (the source changed since the dry
@@ -1627,6 +1642,11 @@ class SourceAction(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         help_text=_("Manual sources: the owner who confirmed the change."),
     )
+    # Lifting a restriction: why (staff's words, quoted in the notice to the subject, purged with the
+    # request), and the first day it may be carried out, which the notice gave the subject (Art. 18(3)).
+    lift_reason = models.TextField(blank=True)
+    lift_not_before = models.DateField(null=True, blank=True)
+    lift_notice = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,4 +1,4 @@
-"""Acting on rights in the source systems: erasure, rectification, restriction.
+"""Acting on rights in the source systems: erasure, rectification, restriction, and lifting a restriction.
 
 For each source the request's data lives in, staff plan an action, see its
 dry run (rows and fields that would change, data kept under a legal hold),
@@ -15,6 +15,10 @@ heartbeat is stale, and queued again within a minute (requeue_dead_actions);
 the run that takes over obeys the rules of a redelivered task (run_execution).
 A live run is never taken over; after ATTEMPTS_BEFORE_GIVING_UP dead runs the
 action fails, for staff to look at and retry.
+
+Lifting a restriction (services/lifting.py plans it, telling the subject first, Art. 18(3)) goes
+through the same steps, but may run whatever the request's status (restrictions outlive requests),
+and not before the day the subject was told.
 
 Erasure skips categories under a legal hold and records why (Art. 17(3)).
 Manual sources wait for their owner to confirm the change. A request with
@@ -39,6 +43,7 @@ from requests_app.audit import Actor, record_event
 from requests_app.heartbeat import ATTEMPTS_BEFORE_GIVING_UP, Heartbeat, TakenOver, not_queued_since_death, stale_before
 from requests_app.lifecycle import VERIFIED_OPEN, RequestError
 from requests_app.models import (
+    ANSWERING_KINDS,
     ActionKind,
     ActionStatus,
     AuditEvent,
@@ -73,7 +78,7 @@ from requests_app.sources.actions import (
     pseudonymised_fields,
     typed_value,
 )
-from requests_app.wording import in_sentence
+from requests_app.wording import date_in_words, in_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +110,9 @@ def searched_too_early(action: SourceAction, kinds_verified: set[str]) -> bool:
     return action.status == ActionStatus.DONE and searched_nothing(action) and action.source.identity_kind in kinds_verified
 
 
+# The kinds that set or clear the restriction flag and list entries.
+RESTRICTION_KINDS = (ActionKind.RESTRICT, ActionKind.LIFT_RESTRICTION)
+
 # A worker runs the action's task in these: its heartbeat is stamped, and a dead run is taken over.
 WORKING = (ActionStatus.DRY_RUNNING, ActionStatus.RUNNING)
 
@@ -115,6 +123,12 @@ WORKING = (ActionStatus.DRY_RUNNING, ActionStatus.RUNNING)
 def _require_open(request: PrivacyRequest) -> None:
     if request.status not in VERIFIED_OPEN:
         raise RequestError(_("Only an open, verified request can be acted on."))
+
+
+def may_run_now(action: SourceAction) -> bool:
+    """Whether the action's request lets its dry run or execution go on: in progress, for the actions that
+    answer it; any status for lifting a restriction, which comes later (the request may be closed by then)."""
+    return action.kind == ActionKind.LIFT_RESTRICTION or action.request.status == Status.IN_PROGRESS
 
 
 def _require_in_progress(request: PrivacyRequest) -> None:
@@ -309,11 +323,11 @@ def build_plan(action: SourceAction) -> tuple[ActionPlan, list[dict]]:
             work.append(CategoryWork(category=category, anonymise=anonymise, **older_than))
         elif action.kind == ActionKind.RECTIFY and category.id in changes:
             work.append(CategoryWork(category=category, changes=changes[category.id]))
-        elif action.kind == ActionKind.RESTRICT and category.restriction_flag:
+        elif action.kind in RESTRICTION_KINDS and category.restriction_flag:
             work.append(CategoryWork(category=category))
-    if action.kind == ActionKind.RESTRICT and not work and not source.restriction_list:
+    if action.kind in RESTRICTION_KINDS and not work and not source.restriction_list:
         raise SourceError(f"{source.slug}: no restriction flag or restriction list is configured")
-    restriction_list = source.restriction_list if action.kind == ActionKind.RESTRICT else ""
+    restriction_list = source.restriction_list if action.kind in RESTRICTION_KINDS else ""
     return ActionPlan(kind=action.kind, identities=identities, categories=work, restriction_list=restriction_list), held
 
 
@@ -341,7 +355,8 @@ def _locked_action(action: SourceAction, actor: Actor) -> SourceAction:
     locked = SourceAction.objects.select_for_update(of=("self",)).select_related("request", "source").get(pk=action.pk)
     if actor.user is not None:
         roles.require_can_work(actor, locked.request)
-    _require_in_progress(locked.request)
+    if locked.kind != ActionKind.LIFT_RESTRICTION:
+        _require_in_progress(locked.request)
     return locked
 
 
@@ -360,7 +375,8 @@ RUN_FIELDS = ["run_token", "run_attempt", "heartbeat_at", "queued_at"]
 def dry_run_start(*, action: SourceAction, actor: Actor) -> SourceAction:
     with transaction.atomic():
         locked = _locked_action(action, actor)
-        again = searched_too_early(locked, verified_kinds(locked.request))
+        # Lifting a restriction tells no recipient (Art. 19 covers the request's own changes).
+        again = locked.kind != ActionKind.LIFT_RESTRICTION and searched_too_early(locked, verified_kinds(locked.request))
         if locked.status not in DRY_RUN_FROM and not again:
             raise RequestError(_("A dry run cannot start while the action is %(status)s.") % {"status": in_sentence(locked.get_status_display())})
         if again:
@@ -400,7 +416,7 @@ def _dry_run(current: QuerySet, heartbeat: Heartbeat) -> None:
     action = current.select_related("request", "source").first()
     if action is None:
         return
-    if action.request.status != Status.IN_PROGRESS:
+    if not may_run_now(action):
         # Withdrawn or rejected while the task waited: the source is not read for a request that ended.
         current.update(status=ActionStatus.PLANNED, error=f"Not run: the request is {action.request.status} now.")
         return
@@ -513,6 +529,8 @@ def _execution_refusal(action: SourceAction) -> str | None:
     # Approved, failed (a retry), or running past the time limit (its task was lost).
     if action.status not in (ActionStatus.APPROVED, ActionStatus.FAILED, ActionStatus.RUNNING) or action.approved_at is None:
         return _("The action needs a dry run and an approval first.")
+    if action.kind == ActionKind.LIFT_RESTRICTION and timezone.localdate() < action.lift_not_before:
+        return lift_too_early(action)
     if action.kind == ActionKind.ERASE:
         uncopied = copies_owed(action.request, action.source)
         if uncopied:
@@ -521,6 +539,13 @@ def _execution_refusal(action: SourceAction) -> str | None:
                 "kind": in_sentence(ExportKind(uncopied[0]).label)
             }
     return None
+
+
+def lift_too_early(action: SourceAction) -> str:
+    """Why a restriction may not be lifted yet: the day the subject was told it would be (Art. 18(3))."""
+    return _("The subject was told this restriction would be lifted from %(day)s: it may not be lifted before.") % {
+        "day": date_in_words(action.lift_not_before)
+    }
 
 
 def copies_owed(request: PrivacyRequest, source: SourceSystem) -> list[str]:
@@ -588,7 +613,7 @@ def _execute(current: QuerySet, claim: "Claim", heartbeat: Heartbeat) -> str:
     if action is None:
         raise TakenOver
     handed_again, carried = claim.handed_again, claim.carried
-    if action.request.status != Status.IN_PROGRESS:
+    if not may_run_now(action):
         # Withdrawn or rejected while the task waited for a worker: nobody wants it done any more. Unless a
         # run that died after the source's commit did it already: then the trail must say it was done.
         made = _made_before_dying(action) if handed_again else None
@@ -731,7 +756,7 @@ def requeue_dead_actions(*, now: datetime.datetime | None = None) -> int:
     queued = 0
     for action in dead.select_related("request", "source"):
         dry_run = action.status == ActionStatus.DRY_RUNNING
-        if dry_run and action.request.status != Status.IN_PROGRESS:
+        if dry_run and not may_run_now(action):
             _end_dry_run(action, f"Not run: the request is {action.request.status} now.")
         elif action.run_attempt >= ATTEMPTS_BEFORE_GIVING_UP:
             if dry_run:
@@ -846,9 +871,12 @@ def manual_action_done(*, action: SourceAction, actor: Actor, rows: int) -> Sour
         raise roles.NotAllowed(_("Only the system owner or the DPO may confirm this action."))
     with transaction.atomic():
         locked = SourceAction.objects.select_for_update().select_related("request", "source").get(pk=action.pk)
-        _require_open(locked.request)
+        if locked.kind != ActionKind.LIFT_RESTRICTION:
+            _require_open(locked.request)
         if locked.status != ActionStatus.MANUAL:
             raise RequestError(_("This action has already been confirmed."))
+        if locked.kind == ActionKind.LIFT_RESTRICTION and timezone.localdate() < locked.lift_not_before:
+            raise RequestError(lift_too_early(locked))
         locked.status, locked.done_by, locked.finished_at = ActionStatus.DONE, actor.user, timezone.now()
         locked.result = {"categories": [], "rows": rows, "manual": True, "held": locked.dry_run.get("held", [])}
         locked.save(update_fields=["status", "done_by", "finished_at", "result"])
@@ -878,7 +906,8 @@ def queue_due_notices(request: PrivacyRequest) -> None:
     nothing left after an erasure) there is nothing to tell its recipients; a
     notice reopened for a later action that changed nothing is as it was: sent.
     """
-    unfinished_sources = request.source_actions.exclude(status=ActionStatus.DONE).values("source_id")
+    # Lifting a restriction comes after the request's answer: its recipients need not wait for it.
+    unfinished_sources = request.source_actions.filter(kind__in=ANSWERING_KINDS).exclude(status=ActionStatus.DONE).values("source_id")
     due = request.recipient_notices.filter(status=NoticeStatus.PENDING).exclude(recipient__source_id__in=unfinished_sources)
     for notice in due.select_related("request", "recipient"):
         if not notices.changes_to_tell(notice):
@@ -937,7 +966,8 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
             blockers.append(
                 _("%(kind)s: no data package has been released to the subject yet.") % {"kind": ExportKind(kind).label}
             )
-    actions = list(request.source_actions.all())
+    # A restriction's lifting, planned already, is not part of answering the request: it waits for its notice.
+    actions = [action for action in request.source_actions.all() if action.kind in ANSWERING_KINDS]
     if rights & {RequestType.ERASURE, RequestType.RESTRICTION} and not actions:
         blockers.append(_("The erasure or restriction has not been planned in the source systems."))
     if rights & set(SUPPRESSION_RIGHTS) and not _suppressed(request):

@@ -28,6 +28,7 @@ from requests_app import emails, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
+    ANSWERING_KINDS,
     ActionKind,
     ActionStatus,
     NoticeStatus,
@@ -70,8 +71,9 @@ def requeue_lost_notices(*, now: datetime.datetime | None = None) -> int:
 
 
 def _source_unfinished(request_id):
-    """The request's source actions not done yet: a notice for their source must wait for them."""
-    return SourceAction.objects.filter(request_id=request_id).exclude(status=ActionStatus.DONE)
+    """The request's source actions not done yet: a notice for their source must wait for them (not for
+    the lifting of a restriction, which comes after the request's answer)."""
+    return SourceAction.objects.filter(request_id=request_id, kind__in=ANSWERING_KINDS).exclude(status=ActionStatus.DONE)
 
 
 def changes_to_tell(notice: RecipientNotice) -> list[SourceAction]:
@@ -80,7 +82,9 @@ def changes_to_tell(notice: RecipientNotice) -> list[SourceAction]:
 
     A notice sent, then reopened for an action planned since (plan_actions), tells only what changed
     after it went: the recipient already applied the rest."""
-    done = notice.request.source_actions.filter(source_id=notice.recipient.source_id, status=ActionStatus.DONE)
+    done = notice.request.source_actions.filter(
+        source_id=notice.recipient.source_id, status=ActionStatus.DONE, kind__in=ANSWERING_KINDS
+    )
     if notice.sent_at is not None:
         done = done.filter(finished_at__gt=notice.sent_at)
     return [action for action in done.order_by("kind") if action.changed_anything()]

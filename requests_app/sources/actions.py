@@ -1,4 +1,4 @@
-"""What erasure, rectification and restriction ask of a connector, and the parts every connector shares.
+"""What erasure, rectification, restriction and its lifting ask of a connector, and the parts every connector shares.
 
 A connector that can act on its rows has two methods:
 
@@ -15,7 +15,9 @@ A connector that can act on its rows has two methods:
 that change. Applying twice changes nothing the second time: a deleted row
 is gone, an anonymised or corrected value is already what it would be set
 to, a keyed hash is not hashed again, a flag already set stays set, and a
-restriction-list entry is added once.
+restriction-list entry is added once. Lifting a restriction is its mirror:
+the flag is cleared where it is set, and the subject's restriction-list
+entries are removed where they are (counted in "list_entries" too).
 """
 
 import datetime
@@ -64,7 +66,7 @@ class ActionPlan:
     kind: str
     identities: list[str]
     categories: list[CategoryWork]
-    restriction_list: str = ""  # the source's list, for restriction
+    restriction_list: str = ""  # the source's list, for restriction and its lifting
 
 
 def keyed_hash(value):
@@ -120,6 +122,8 @@ def new_values(work: CategoryWork, kind: str, row: dict) -> dict:
         return dict(work.changes)
     if kind == ActionKind.RESTRICT and work.category.restriction_flag:
         return {work.category.restriction_flag: True}
+    if kind == ActionKind.LIFT_RESTRICTION and work.category.restriction_flag:
+        return {work.category.restriction_flag: False}
     return {}
 
 

@@ -6,7 +6,7 @@ the source and goes in its auth header. A response is either a JSON list of
 records, or an object {"results": [...], "next": <url or null>}; `next`
 links are followed page by page, so only one page is held at a time.
 
-Erasure, rectification and restriction (the contract in sources/actions.py)
+Erasure, rectification, restriction and its lifting (the contract in sources/actions.py)
 ask this of the partner's API, with the same token:
 
 - The records to act on are read as for an export: GET on the category's
@@ -22,6 +22,9 @@ ask this of the partner's API, with the same token:
   with /): POST {"identity": ...} to <base URL><path> for each identity.
   The partner must treat an identity already on the list as a no-op: every
   run posts every identity.
+- Lifting a restriction: PATCH the flag back to false, as above, and DELETE
+  <base URL><path>/<url-quoted identity> for each identity; a 404 counts as
+  not on the list (any more), so running it again is harmless.
 
 HTTP has no transaction. `apply` first re-reads every record and refuses
 (StaleDryRun) if they no longer match the dry run, before changing
@@ -160,7 +163,7 @@ class HTTPConnector:
 
         return list(columns), rows()
 
-    # --- Erasure, rectification, restriction (see sources/actions.py) ------
+    # --- Erasure, rectification, restriction and its lifting (see sources/actions.py)
 
     def preview(self, plan: ActionPlan) -> dict:
         scans = [self._scan(plan, work) for work in plan.categories]
@@ -201,7 +204,10 @@ class HTTPConnector:
             if list_identities:
                 list_url = self._url(plan.restriction_list)
                 for identity in list_identities:
-                    self._call("POST", list_url, json={"identity": identity})
+                    if plan.kind == ActionKind.LIFT_RESTRICTION:
+                        self._call("DELETE", f"{list_url.rstrip('/')}/{quote(identity, safe='')}", missing_ok=True)
+                    else:
+                        self._call("POST", list_url, json={"identity": identity})
                     on_progress({"categories_done": len(scans), "categories_total": len(scans), "changed": so_far()})
         except Exception as error:
             error.changed_before_failing = {"categories": so_far()}
@@ -250,8 +256,9 @@ class HTTPConnector:
         }
 
     def _list_identities(self, plan: ActionPlan) -> list[str]:
-        """The identities a restriction posts to the source's restriction list (none without a list)."""
-        if plan.kind != ActionKind.RESTRICT or not plan.restriction_list:
+        """The identities a restriction posts to the source's restriction list, or its lifting removes from
+        it (none without a list)."""
+        if plan.kind not in (ActionKind.RESTRICT, ActionKind.LIFT_RESTRICTION) or not plan.restriction_list:
             return []
         if not plan.restriction_list.startswith("/"):
             raise SourceError(f"{self.source.slug}: an HTTP restriction list must be a path starting with /")

@@ -173,7 +173,7 @@ class SQLConnector:
 
         return columns, rows()
 
-    # --- Erasure, rectification, restriction (see sources/actions.py) ------
+    # --- Erasure, rectification, restriction and its lifting (see sources/actions.py)
 
     # Databases whose changes a rollback undoes for certain (not MySQL's MyISAM tables, say).
     TRIAL_DIALECTS = ("postgresql", "sqlite")
@@ -191,7 +191,7 @@ class SQLConnector:
                 if self.engine.dialect.name in self.TRIAL_DIALECTS:
                     list_entries = self._change_all(connection, plan, scans)
                 else:
-                    list_entries = self._missing_list_entries(connection, plan)
+                    list_entries = self._list_entries_to_change(connection, plan)
                 connection.rollback()
         except SQLAlchemyError as error:
             raise self._failed(error) from error
@@ -217,14 +217,18 @@ class SQLConnector:
         return {"categories": [scan["counts"] for scan in scans], "list_entries": len(list_entries)}
 
     def _change_all(self, connection, plan: ActionPlan, scans: list[dict], on_progress=lambda progress: None) -> list[str]:
-        """Every category's change, then the restriction-list entries; returns the identities added to the list."""
+        """Every category's change, then the restriction-list entries; returns the identities added to the
+        list (restriction) or removed from it (lifting)."""
         for done, (work, scan) in enumerate(zip(plan.categories, scans, strict=True)):
             self._change(connection, plan, work, scan)
             on_progress({"categories_done": done + 1, "categories_total": len(plan.categories)})
-        list_entries = self._missing_list_entries(connection, plan)
+        list_entries = self._list_entries_to_change(connection, plan)
         if list_entries:
             table, column = self._list_target(plan.restriction_list)
-            connection.execute(text(f"INSERT INTO {table} ({column}) VALUES (:identity)"), [{"identity": v} for v in list_entries])
+            if plan.kind == ActionKind.LIFT_RESTRICTION:
+                connection.execute(self._identities(f"DELETE FROM {table} WHERE {column} IN :identities"), {"identities": list_entries})
+            else:
+                connection.execute(text(f"INSERT INTO {table} ({column}) VALUES (:identity)"), [{"identity": v} for v in list_entries])
         return list_entries
 
     def _quote(self, name: str) -> str:
@@ -308,15 +312,19 @@ class SQLConnector:
         table, _, column = restriction_list.rpartition(".")
         return self._quote(table), self._quote(column)
 
-    def _missing_list_entries(self, connection, plan: ActionPlan) -> list[str]:
-        """The identities a restriction would add to the source's restriction list (those not on it yet)."""
-        if plan.kind != ActionKind.RESTRICT or not plan.restriction_list:
+    def _list_entries_to_change(self, connection, plan: ActionPlan) -> list[str]:
+        """The identities a restriction would add to the source's restriction list (those not on it yet),
+        or its lifting would remove from it (those on it)."""
+        if plan.kind not in (ActionKind.RESTRICT, ActionKind.LIFT_RESTRICTION) or not plan.restriction_list:
             return []
         table, column = self._list_target(plan.restriction_list)
         present = connection.execute(
             self._identities(f"SELECT {column} FROM {table} WHERE {column} IN :identities"), {"identities": plan.identities}
         ).scalars()
-        return sorted(set(plan.identities) - {str(value) for value in present})
+        listed = {str(value) for value in present}
+        if plan.kind == ActionKind.LIFT_RESTRICTION:
+            return sorted(listed)
+        return sorted(set(plan.identities) - listed)
 
     # --- PostgreSQL: let the server format the files -----------------------
 

@@ -6,7 +6,7 @@ import json
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 
@@ -38,7 +38,8 @@ BOB = "+32470000002"
 
 
 class PartnerAPI:
-    """A partner's JSON API: /api/subscribers/<identity>/<collection>[/<id>], and POST /api/restricted.
+    """A partner's JSON API: /api/subscribers/<identity>/<collection>[/<id>], POST /api/restricted and
+    DELETE /api/restricted/<identity>.
 
     `data` maps (collection, identity) to that subscriber's records, each
     named by its "id"; unknown subscribers get a 404. Reads are paginated
@@ -68,6 +69,12 @@ class PartnerAPI:
             if body["identity"] not in self.restricted:  # a repeat is a no-op, as the contract asks
                 self.restricted.append(body["identity"])
             return 201, {}
+        if method == "DELETE" and parts.path.startswith("/api/restricted/"):
+            identity = unquote(parts.path.removeprefix("/api/restricted/"))
+            if identity not in self.restricted:
+                return 404, {"detail": "not on the list"}
+            self.restricted.remove(identity)
+            return 204, None
         # Split before unquoting: a key may hold a quoted "/".
         segments = parts.path.strip("/").split("/")
         if segments[:2] != ["api", "subscribers"] or len(segments) not in (4, 5):
@@ -353,6 +360,38 @@ def test_restrict_by_list_posts_every_identity_to_it(api, source):
     assert result == {"categories": [], "list_entries": 2}
     assert api.writes() == [("POST", "/api/restricted", {"identity": ALICE}), ("POST", "/api/restricted", {"identity": BOB})]
     assert api.restricted == [BOB, ALICE]
+
+
+def test_lifting_a_restriction_clears_the_flag_and_deletes_the_list_entries_once(api, source):
+    seed(api)
+    category = add_category(source)
+    category.restriction_flag = "restricted"
+    category.save()
+    for records in api.data.values():
+        for record in records:
+            record["restricted"] = True
+    api.data[("calls", ALICE)][2]["restricted"] = False  # cleared by hand already: left alone
+    api.restricted = [ALICE]  # Bob is not on the list: his entry's 404 counts as removed
+    plan = ActionPlan(ActionKind.LIFT_RESTRICTION, [ALICE, BOB], [CategoryWork(category=category)], restriction_list="/restricted")
+    connector = HTTPConnector(source)
+
+    preview = connector.preview(plan)
+    result = connector.apply(plan, preview["fingerprint"])
+
+    assert preview["categories"] == [{"category": "calls", "rows": 4, "fields": 3}]
+    assert result == {"categories": preview["categories"], "list_entries": 2}
+    assert [(method, body) for method, _, body in api.writes()] == [("PATCH", {"restricted": False})] * 3 + [("DELETE", None)] * 2
+    assert [path for method, path, _ in api.writes() if method == "DELETE"] == [
+        f"/api/restricted/{quote(ALICE, safe='')}", f"/api/restricted/{quote(BOB, safe='')}"
+    ]
+    assert api.restricted == []
+    assert all(record["restricted"] is False for records in api.data.values() for record in records)
+
+    api.requests.clear()
+    again = connector.preview(plan)
+    connector.apply(plan, again["fingerprint"])
+    assert again["categories"] == [{"category": "calls", "rows": 4, "fields": 0}]
+    assert [method for method, _, _ in api.writes()] == ["DELETE", "DELETE"]  # both 404 now: harmless
 
 
 @pytest.mark.parametrize("case", ["delete", "anonymise", "rectify", "restrict"])
