@@ -34,6 +34,8 @@ SAMPLE_VALUES = {
     "rights": "Access, Erasure",
     "reason": "The request is manifestly unfounded.",
     "fee": "25.00 EUR",
+    "source": "CRM",
+    "lift_on": "7 December 2026",
     "body": "What staff write for this request.",
 }
 

@@ -63,6 +63,7 @@ SUBJECT_EVENT_TEXT = {
     "rejection_letter_sent": _("We sent you a letter explaining our decision."),
     "fee_letter_sent": _("We wrote to you of the fee we intend to charge for this request."),
     "fee_paid": _("We recorded your payment of the fee."),
+    "restriction_lift_notice_sent": _("We wrote to you before lifting a restriction of your data."),
 }
 # The events that add to a request's timeline after its filing ("submitted" is written with the request): each
 # moves its updated_at (audit.record_event), so that a portal's updated_since finds the new entry.
@@ -591,7 +592,8 @@ def workload_summary(*, today: datetime.date | None = None, user=None, list_size
     # Work on open requests that stopped and waits for a person, shown now rather than at the next reminder: an
     # action a source refused (failed, or refused at its dry run) or found changed, a notice that could not go.
     stopped_actions = (
-        SourceAction.objects.filter(request__status__in=OPEN_STATUSES)
+        # A restriction's lifting goes on after its request closed: it may stop then too.
+        SourceAction.objects.filter(Q(request__status__in=OPEN_STATUSES) | Q(kind=ActionKind.LIFT_RESTRICTION))
         .filter(Q(status__in=[ActionStatus.FAILED, ActionStatus.STALE]) | Q(status=ActionStatus.PLANNED) & ~Q(error=""))
         .select_related("request", "source")
         .order_by("request__due_on", "id")

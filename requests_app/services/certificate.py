@@ -95,7 +95,9 @@ def certificate_context(request: PrivacyRequest) -> dict:
     whole chain is walked nightly, and the certificate reports the latest walk.
     """
     source_actions = []
-    for action in request.source_actions.select_related("source", "approved_by", "done_by").prefetch_related("source__categories"):
+    for action in request.source_actions.select_related("source", "approved_by", "done_by", "lift_notice").prefetch_related(
+        "source__categories"
+    ):
         labels = _category_labels(action.source)
         source_actions.append(
             {
@@ -354,6 +356,11 @@ def _action_outcome(action, *, erased_before: bool) -> list[str]:
     if searched_nothing(action):
         # A source that could not be searched kept nothing of theirs that we know of.
         return [_could_not_search(source, action.source.identity_kind)]
+    if action.kind == ActionKind.LIFT_RESTRICTION:
+        # The subject was told before (Art. 18(3)); a lifting that found nothing set is not one.
+        if not action.changed_anything():
+            return []
+        return [_("We lifted the restriction of the processing of your data in %(source)s, as we told you beforehand.") % {"source": source}]
     held = _held(action, labels) if action.kind == ActionKind.ERASE else []
     kept_lines = [_kept_line(hold, source) for hold in held]
     if action.changed_anything():

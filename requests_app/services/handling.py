@@ -92,11 +92,22 @@ DEFAULT_TEMPLATES = {
             "your request's status page{% endif %}, and we will tell you how to pay."
         ),
     ),
+    # Art. 18(3): told before the restriction is lifted, with the day and the reason, while there is time to object.
+    TemplatePurpose.RESTRICTION_LIFT: (
+        gettext_lazy("The restriction of your data in {{ source }} will be lifted"),
+        gettext_lazy(
+            "Following your request {{ reference }}, we restricted the processing of your data in {{ source }}. We will "
+            "lift that restriction on {{ lift_on }} at the earliest, because: {{ body }}\n\nFrom then on, we may process "
+            "that data again as before the restriction. If you disagree, contact our data protection officer before "
+            "that day, quoting the reference {{ reference }}."
+        ),
+    ),
 }
 
 
 def render_letter(
-    request: PrivacyRequest, purpose: str, *, body: str, reason: str = "", fee: str = "", clock_paused: bool | None = None
+    request: PrivacyRequest, purpose: str, *, body: str, reason: str = "", fee: str = "", clock_paused: bool | None = None,
+    source: str = "", lift_on: datetime.date | None = None,
 ) -> tuple[str, str]:
     """The subject line and text of a message or letter, from the DPO's template if there is one.
 
@@ -125,6 +136,8 @@ def render_letter(
                 "reason": reason,
                 "fee": fee,
                 "body": body,
+                "source": source,
+                "lift_on": date_in_words(lift_on) if lift_on else "",
             }
             return letters.render(subject_source, values), letters.render(body_source, values)
     except Exception as error:

@@ -36,3 +36,13 @@ class WaiveForm(forms.Form):
 
 class ManualDoneForm(forms.Form):
     rows = forms.IntegerField(label=_("Rows changed"), min_value=0)
+
+
+class LiftForm(forms.Form):
+    """Why a restriction is lifted: the letter to the subject quotes it (Art. 18(3))."""
+
+    reason = forms.CharField(
+        label=_("Why it is lifted (quoted in the letter to the subject)"),
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=2000,
+    )

@@ -1,5 +1,6 @@
 """The request page's "Actions in source systems" panel: erasure, rectification and
-restriction per source (plan, dry run, approve, execute, retry, manual confirmation),
+restriction per source (plan, dry run, approve, execute, retry, manual confirmation), the
+lifting of a restriction (planned with a letter to the subject, then the same steps),
 the Art. 19 notices to recipients, and the completion certificate.
 
 Like the other staff views these are thin: every POST is one service call, a
@@ -17,7 +18,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
@@ -26,6 +27,7 @@ from requests_app import roles
 from requests_app.audit import Actor
 from requests_app.lifecycle import NotAllowed, RequestError
 from requests_app.models import (
+    ActionKind,
     ActionStatus,
     ErasureException,
     PrivacyRequest,
@@ -34,10 +36,11 @@ from requests_app.models import (
     SourceAction,
     Status,
 )
-from requests_app.services import actions, notices
+from requests_app.services import actions, lifting, notices
 from requests_app.services import certificate as certificate_service
-from requests_app.staff.action_forms import ManualDoneForm, RectificationForm, WaiveForm
+from requests_app.staff.action_forms import LiftForm, ManualDoneForm, RectificationForm, WaiveForm
 from requests_app.staff.views import _get_request, _request_context, staff_view
+from requests_app.wording import date_in_words
 
 # While an action is in one of these, its row polls the progress endpoint.
 WORKING = actions.WORKING
@@ -78,6 +81,12 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         action.can_retry = (action.status == ActionStatus.FAILED and action.approved_at is not None) or action.lost
         key = f"done-{action.public_id}"
         action.done_form = bound.get(key) or ManualDoneForm(auto_id=f"{key}-%s")
+        # Lifting a restriction comes after the request's answer: it goes on whatever the request's status.
+        action.acting = privacy_request.status == Status.IN_PROGRESS or action.kind == ActionKind.LIFT_RESTRICTION
+        action.too_early = action.kind == ActionKind.LIFT_RESTRICTION and timezone.localdate() < action.lift_not_before
+        action.can_plan_lift = action.kind == ActionKind.RESTRICT and lifting.lift_refusal(action) is None
+        key = f"lift-{action.public_id}"
+        action.lift_form = bound.get(key) or LiftForm(auto_id=f"{key}-%s")
     recipient_notices = list(privacy_request.recipient_notices.select_related("recipient", "waived_by"))
     for notice in recipient_notices:
         key = f"waive-{notice.public_id}"
@@ -164,9 +173,11 @@ STEPS = {
 @require_POST
 def action_step(request: HttpRequest, public_id, step: str) -> HttpResponse:
     action = get_object_or_404(SourceAction.objects.select_related("request", "source"), public_id=public_id)
-    if step != "done" and step not in STEPS:
+    if step not in ("done", "lift") and step not in STEPS:
         return HttpResponse(status=404)
     actor = Actor.staff(request.user)
+    if step == "lift":
+        return _plan_lift(request, action, actor)
     try:
         if step == "done":
             form = ManualDoneForm(request.POST, auto_id=f"done-{action.public_id}-%s")
@@ -184,6 +195,25 @@ def action_step(request: HttpRequest, public_id, step: str) -> HttpResponse:
     else:
         messages.success(request, success)
     return redirect(_panel_url(action.request.reference))
+
+
+def _plan_lift(request: HttpRequest, restriction: SourceAction, actor: Actor) -> HttpResponse:
+    key = f"lift-{restriction.public_id}"
+    form = LiftForm(request.POST, auto_id=f"{key}-%s")
+    if not form.is_valid():
+        return _page_with_form(request, restriction.request, key, form, status=400)
+    try:
+        lift = lifting.plan_lift(restriction=restriction, actor=actor, reason=form.cleaned_data["reason"])
+    except NotAllowed:
+        raise
+    except RequestError as error:
+        form.add_error(None, str(error))
+        return _page_with_form(request, restriction.request, key, form, status=409)
+    messages.success(
+        request,
+        _("The subject has been told. The restriction may be lifted from %(day)s.") % {"day": date_in_words(lift.lift_not_before)},
+    )
+    return redirect(_panel_url(restriction.request.reference))
 
 
 @staff_view

@@ -99,6 +99,8 @@ EVENT_LABELS = {
     "source_action_failed": _("Source action failed"),
     "source_action_stale": _("Source action stopped: the source changed since the dry run"),
     "rectification_value_set": _("Corrected value set"),
+    "restriction_lift_planned": _("Lifting of a restriction planned"),
+    "restriction_lift_notice_sent": _("Subject told before a restriction is lifted (Art. 18(3))"),
     "recipient_notified": _("Recipient notified (Art. 19)"),
     "recipient_notice_failed": _("Notice to a recipient failed"),
     "recipient_notice_resent": _("Notice to a recipient sent again"),
