@@ -113,7 +113,7 @@ def test_execution_is_refused_before_the_notice_date_and_clears_flag_and_list_af
     assert again["categories"] == [{"category": "subscribers", "rows": 2, "fields": 0}] and again["list_entries"] == 0
 
 
-def test_lifting_goes_on_after_the_request_was_completed_or_withdrawn(
+def test_lifting_goes_on_after_the_request_was_withdrawn(
     restricted, dpo_actor, django_capture_on_commit_callbacks, source_db, run
 ):
     request = restricted.request
@@ -226,3 +226,49 @@ def test_a_manual_source_owner_confirms_the_lift_only_from_the_notice_date(
     with time_machine.travel(PLANNED_ON + datetime.timedelta(days=7), tick=False):
         lift = actions.manual_action_done(action=lift, actor=dpo_actor, rows=3)
     assert lift.status == ActionStatus.DONE and lift.finished_at <= timezone.now()
+
+
+def test_a_dead_lift_run_of_a_closed_request_is_taken_over_not_ended(
+    restricted, dpo_actor, django_capture_on_commit_callbacks, source_db, step
+):
+    from tests.actions.test_action_heartbeat import died
+
+    lifecycle.transition(restricted.request, "withdraw", actor=Actor.subject())
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    with time_machine.travel(PLANNED_ON + datetime.timedelta(days=7)):
+        lift = step(actions.approve, step(actions.dry_run_start, lift, actor=dpo_actor), actor=dpo_actor)
+        actions.execute(action=lift, actor=dpo_actor)  # taken by a worker that died
+        died(type(lift).objects.get(pk=lift.pk))
+        with django_capture_on_commit_callbacks(execute=True):
+            assert actions.requeue_dead_actions() == 1
+    lift.refresh_from_db()
+    assert lift.status == ActionStatus.DONE, lift.error
+    assert source_db("SELECT count(*) AS n FROM subscribers WHERE restricted") == [{"n": 0}]
+
+
+def test_a_failed_lift_of_a_closed_request_is_listed_on_the_home_page(
+    client, restricted, dpo_actor, django_capture_on_commit_callbacks, source_db, step
+):
+    lifecycle.transition(restricted.request, "withdraw", actor=Actor.subject())
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    source_db("DROP TABLE restriction_list")
+    lift = step(actions.dry_run_start, lift, actor=dpo_actor)
+    assert lift.status == ActionStatus.PLANNED and lift.error  # refused at its dry run
+
+    page = login_staff(client, dpo_actor.user).get(reverse("staff:home")).content.decode()
+    assert f"{restricted.request.reference}</a>: CRM, Lifting of a restriction · dry run refused" in page
+
+
+def test_the_purge_forgets_why_a_restriction_was_lifted_and_no_lift_is_planned_after_it(
+    restricted, dpo_actor, django_capture_on_commit_callbacks
+):
+    from requests_app.services import intake
+
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    intake.purge_personal_data(restricted.request)
+    lift.refresh_from_db()
+    assert lift.lift_reason == "" and lift.lift_not_before == datetime.date(2026, 3, 9)
+    lift.delete()
+    restricted.request.refresh_from_db()
+    with pytest.raises(RequestError, match="personal data has been deleted"):
+        _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
