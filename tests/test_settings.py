@@ -200,6 +200,12 @@ def test_a_malformed_number_is_refused():
     assert "ATTACHMENT_MAX_BYTES must be a whole number" in result.stderr
 
 
+def test_a_negative_notice_before_lifting_a_restriction_is_refused():
+    result = run_manage("check", RESTRICTION_LIFT_NOTICE_DAYS="-1")
+    assert result.returncode != 0
+    assert "RESTRICTION_LIFT_NOTICE_DAYS must be 0 or more" in result.stderr
+
+
 @pytest.mark.parametrize(("value", "accepted"), [("10/h", True), ("1000000/s", True), ("120/min", True), ("10 per hour", False), ("10/fortnight", False)])
 def test_a_malformed_rate_limit_is_refused_at_start(value, accepted):
     result = run_manage("check", API_RATE_LIMIT=value)
