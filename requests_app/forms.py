@@ -32,6 +32,14 @@ RIGHT_DETAIL_FIELDS = {
 # The error code of a right's details given without the right (the API words it for a portal: no box to tick).
 DETAIL_WITHOUT_ITS_RIGHT = "detail_without_its_right"
 
+
+def _detail_without_its_right(right: str) -> forms.ValidationError:
+    return forms.ValidationError(
+        _("You filled this in without ticking “%(right)s”: tick it above, or empty this field."),
+        code=DETAIL_WITHOUT_ITS_RIGHT,
+        params={"right": RequestType(right).label, "code": right},
+    )
+
 # The controller is in Brussels: the GDPR applies to everyone (Art. 3(1)), wherever they live; the
 # other regimes add their own rules for the people they protect.
 REGIME_CHOICES = [
@@ -112,6 +120,11 @@ class RequestForm(forms.Form):
         max_length=2000,
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    direct_marketing = forms.BooleanField(
+        label=_("My objection is to direct marketing (including profiling for it)."),
+        required=False,
+        help_text=_("We must then stop using your data for direct marketing, without exception (GDPR Art. 21(3))."),
     )
     consent_withdrawn = forms.CharField(
         label=_("Which consent do you withdraw?"), max_length=2000, required=False
@@ -194,11 +207,15 @@ class RequestForm(forms.Form):
             raise forms.ValidationError(_("This request could not be accepted."), code="honeypot")
         for right in cleaned.get("rights", []):
             for field, message in RIGHT_DETAIL_FIELDS.get(right, {}).items():
+                if field == "objection_processing" and cleaned.get("direct_marketing"):
+                    continue  # the box says which processing: direct marketing
                 # A field refused already (too long, say) was filled in: one error is enough.
                 if field not in self.errors and not str(cleaned.get(field, "")).strip():
                     self.add_error(field, message)
         if "rights" in cleaned:
             self._refuse_details_of_rights_not_ticked(cleaned)
+            if cleaned.get("direct_marketing") and RequestType.OBJECTION not in cleaned["rights"]:
+                self.add_error("direct_marketing", _detail_without_its_right(RequestType.OBJECTION))
         return cleaned
 
     def _refuse_details_of_rights_not_ticked(self, cleaned) -> None:
@@ -209,20 +226,15 @@ class RequestForm(forms.Form):
                 continue
             for field in fields:
                 if field not in self.errors and str(cleaned.get(field, "")).strip():
-                    self.add_error(
-                        field,
-                        forms.ValidationError(
-                            _("You filled this in without ticking “%(right)s”: tick it above, or empty this field."),
-                            code=DETAIL_WITHOUT_ITS_RIGHT,
-                            params={"right": RequestType(right).label, "code": right},
-                        ),
-                    )
+                    self.add_error(field, _detail_without_its_right(right))
 
     def right_details(self) -> list[RightDetails]:
         """The rights asked, each with only the details that belong to it."""
         details = []
         for right in self.cleaned_data["rights"]:
             fields = {name: self.cleaned_data[name].strip() for name in RIGHT_DETAIL_FIELDS.get(right, {})}
+            if right == RequestType.OBJECTION:
+                fields["direct_marketing"] = self.cleaned_data["direct_marketing"]
             details.append(RightDetails(right=right, **fields))
         return details
 

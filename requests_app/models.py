@@ -405,6 +405,8 @@ class RequestedRight(models.Model):
     rectification_value = models.TextField(_("corrected value"), blank=True)
     restriction_ground = models.CharField(max_length=32, choices=RestrictionGround, blank=True)
     objection_processing = models.TextField(_("processing objected to"), blank=True)
+    # An objection to direct marketing (Art. 21(2)) is absolute: no interest weighs against it (Art. 21(3)).
+    direct_marketing = models.BooleanField(_("objects to direct marketing"), default=False)
     consent_withdrawn = models.TextField(_("consent withdrawn"), blank=True)
 
     class Meta:

@@ -170,6 +170,22 @@ def test_details_of_a_right_not_ticked_are_refused_not_dropped(client):
     assert PrivacyRequest.objects.get().rights.get(right="objection").objection_processing == "Stop the marketing calls"
 
 
+@pytest.mark.django_db
+def test_an_objection_to_direct_marketing_is_filed_as_such(client):
+    """Art. 21(3) makes it absolute: staff must be told it is one, not read it out of free text."""
+    response = post_form(client, rights=["objection"], direct_marketing="on", objection_processing="",
+                         rectification_data="", rectification_value="")
+    assert response.status_code == 302  # the box says which processing: no text needed
+    objection = PrivacyRequest.objects.get().rights.get(right="objection")
+    assert objection.direct_marketing is True and objection.objection_processing == ""
+
+    refused = post_form(client, rights=["access"], direct_marketing="on", rectification_data="", rectification_value="")
+    assert refused.status_code == 200
+    assert refused.context["form"].errors["direct_marketing"] == [
+        "You filled this in without ticking “Object to the processing of my data”: tick it above, or empty this field."
+    ]
+
+
 @pytest.mark.parametrize(("field", "value"), [("subject_email", "a\x00b@example.com"), ("ip_address", "192.0.2.1\x00")])
 @pytest.mark.django_db
 def test_a_null_character_is_one_error_not_also_a_format_error(client, field, value):

@@ -62,6 +62,10 @@ class RequestCreateSerializer(serializers.Serializer):
     rectification_value = StringField(required=False, allow_blank=True, default="")
     restriction_ground = serializers.ChoiceField(choices=RestrictionGround.choices, required=False, allow_blank=True, default="")
     objection_processing = StringField(required=False, allow_blank=True, default="")
+    direct_marketing = serializers.BooleanField(
+        required=False, default=False,
+        help_text="With the objection right: the objection is to direct marketing (GDPR Art. 21(2)), which cannot be refused.",
+    )
     consent_withdrawn = StringField(required=False, allow_blank=True, default="")
     subject_name = StringField(max_length=FORM_FIELDS["subject_name"].max_length)
     subject_email = StringField(max_length=FORM_FIELDS["subject_email"].max_length)

@@ -495,6 +495,10 @@ def rejection_rights_paragraph(request: PrivacyRequest) -> str:
 # The label alone does not say why: which request is excessive and how (the controller must be
 # able to show it, Art. 12(5)), which law keeps the data and how long, whose rights and how.
 # "Identity could not be verified" says it all.
+# An objection to direct marketing weighs against no interest, legal duty or other person (Art. 21(3)): the
+# request can be refused only as any request can, on who asks or how (Art. 11(2), 12(5)).
+GROUNDS_AGAINST_A_MARKETING_OBJECTION = frozenset({RejectionGround.IDENTITY_NOT_VERIFIED, RejectionGround.MANIFESTLY_UNFOUNDED})
+
 GROUNDS_TO_EXPLAIN = frozenset(
     {RejectionGround.MANIFESTLY_UNFOUNDED, RejectionGround.LEGAL_OBLIGATION, RejectionGround.RIGHTS_OF_OTHERS, RejectionGround.OTHER}
 )
@@ -526,6 +530,12 @@ def request_reject(
         )
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
+        if ground not in GROUNDS_AGAINST_A_MARKETING_OBJECTION and locked.rights.filter(direct_marketing=True).exists():
+            raise RequestError(
+                _("The subject objects to direct marketing, which cannot be refused (Art. 21(3)): add them to the "
+                  "suppression list of each marketing purpose and complete the request. Only an identity that could "
+                  "not be verified or a manifestly unfounded or excessive request is a ground to reject it.")
+            )
         lifecycle.transition(locked, "reject", actor=actor, data={"ground": ground})
         PrivacyRequest.objects.filter(pk=locked.pk).update(rejection_ground=ground)
         locked.rejection_ground = ground

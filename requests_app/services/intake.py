@@ -51,6 +51,7 @@ class RightDetails:
     rectification_value: str = ""
     restriction_ground: str = ""
     objection_processing: str = ""
+    direct_marketing: bool = False
     consent_withdrawn: str = ""
 
 

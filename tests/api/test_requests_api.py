@@ -215,6 +215,13 @@ def test_malformed_json_is_400_and_oversized_bodies_413(api, settings):
 
 
 @pytest.mark.django_db
+def test_an_objection_to_direct_marketing_is_filed_as_such(api):
+    body = {**VALID, "rights": ["objection"], "direct_marketing": True}
+    assert api.post(URL, body, format="json").status_code == 201
+    assert PrivacyRequest.objects.get().rights.get().direct_marketing is True
+
+
+@pytest.mark.django_db
 def test_a_filter_given_twice_is_refused_not_half_applied(api):
     response = api.get(URL, {"status": ["new", "withdrawn"]})
     assert response.status_code == 400

@@ -31,6 +31,26 @@ def dpo(db):
 
 
 @pytest.mark.django_db
+def test_an_objection_to_direct_marketing_cannot_be_refused_on_the_merits(dpo):
+    """A DPO rejected one as "Other: compelling legitimate grounds": Art. 21(3) leaves no such ground."""
+    request = request_in_status(Status.IN_PROGRESS)
+    request.rights.update(right="objection", direct_marketing=True)
+    with pytest.raises(RequestError, match=r"cannot be refused \(Art. 21\(3\)\)"):
+        handling.request_reject(
+            request=request, actor=Actor.staff(dpo), ground="other", explanation="Compelling legitimate grounds.",
+            expected_status=Status.IN_PROGRESS,
+        )
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and not request.messages.exists()
+    # Who asks can still be in doubt.
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS,
+    )
+    request.refresh_from_db()
+    assert request.status == Status.REJECTED
+
+
+@pytest.mark.django_db
 def test_pausing_the_clock_asks_the_subject_for_what_we_wait_for(dpo, django_capture_on_commit_callbacks):
     """A pause with nothing sent told the subject we waited for them, and added days to the deadline on nobody's
     question."""

@@ -26,6 +26,15 @@ def test_the_request_page_points_out_a_signature_that_is_not_the_name(client, si
 
 
 @pytest.mark.django_db
+def test_the_request_page_says_an_objection_to_direct_marketing_cannot_be_refused(client):
+    request = request_in_status(Status.IN_PROGRESS)
+    request.rights.update(right="objection", direct_marketing=True)
+    login_staff(client, staff_in_role("DPO", username="dpo-marketing"))
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert "Objects to direct marketing: this cannot be refused (Art. 21(3))." in page
+
+
+@pytest.mark.django_db
 def test_a_right_to_left_override_typed_by_the_subject_stays_inside_what_they_typed(client):
     """U+202E in a signature reversed the signing date after it ("71:61 ,6202 rebmevoN 03"): the evidence
     of a dated, signed request must read right."""
