@@ -18,7 +18,7 @@ import sqlalchemy
 from sqlalchemy import bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from requests_app.models import ActionKind
+from requests_app.models import ActionKind, IdentityKind
 from requests_app.sources.actions import (
     ActionPlan,
     CategoryWork,
@@ -241,7 +241,12 @@ class SQLConnector:
         category = work.category
         if not category.table or not category.identity_field:
             raise SourceError(f"{self.source.slug}: category {category.slug} has no table and identity field to act on")
-        where, parameters = f"{self._quote(category.identity_field)} IN :identities", {"identities": plan.identities}
+        column, identities = self._quote(category.identity_field), plan.identities
+        if self.source.identity_kind == IdentityKind.EMAIL:
+            # Addresses are kept as people typed them ("Sofia.Rossi@Example.IT"), and ours are lower-cased
+            # (models.normalised_identifier): compared as written, the rows to erase or correct were not found.
+            column, identities = f"lower({column})", [identity.lower() for identity in identities]
+        where, parameters = f"{column} IN :identities", {"identities": identities}
         if work.kept_from is not None:
             # A rolling legal hold keeps the recent rows (and those without a date, which NULL < day leaves out).
             where += f" AND {self._quote(work.dated_by)} < :kept_from"

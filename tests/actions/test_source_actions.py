@@ -63,6 +63,16 @@ def test_erasure_deletes_or_anonymises_per_category(crm, cdr, erasure_request, d
     assert verify_chain()[1] is None
 
 
+def test_an_address_the_source_keeps_in_capitals_is_found_and_erased(crm, erasure_request, dpo_actor, source_db, run):
+    """Our identifiers are lower-cased; a CRM keeps addresses as typed: compared as written, nothing was erased
+    and the letter said no data was found."""
+    source_db("UPDATE subscribers SET email = :typed WHERE email = :e", typed="Ana@Example.COM", e=ANA_EMAIL)
+    done = run(_planned(erasure_request, dpo_actor, crm).id, "dry_run", "approve", "execute", actor=dpo_actor)
+
+    assert done.status == ActionStatus.DONE and done.result["categories"][0]["rows"] == 2
+    assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :typed", typed="Ana@Example.COM") == [{"n": 0}]
+
+
 def test_a_legal_hold_keeps_the_category_and_says_why(crm, cdr, erasure_request, dpo_actor, source_db, run):
     LegalHold.objects.create(
         source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law: call records kept 12 months",

@@ -199,7 +199,7 @@ class Command(BaseCommand):
         )
         contacts = SourceCategory.objects.create(
             source=crm, slug="contacts", category=DataCategory.CONTACT,
-            query="SELECT customer_ref, name, email, phone, billing_address, company, created_at FROM customers WHERE email IN :identities",
+            query="SELECT customer_ref, name, email, phone, billing_address, company, created_at FROM customers WHERE lower(email) IN :identities",
             table="customers", identity_field="email", erase_method=EraseMethod.ANONYMISE, restriction_flag="restricted",
         )
         # The account row stays (accounting law keeps the invoices that point at it); the person in it goes.
