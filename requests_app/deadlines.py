@@ -86,12 +86,23 @@ def _check_regime(regime: str) -> None:
         raise ValueError(f"Unknown regime {regime!r}: expected one of {', '.join(REGIMES)}")
 
 
+def due_date(regime: str, received_at: datetime.datetime, *, extended: bool = False, paused_days: int = 0) -> datetime.date:
+    """The last day to answer a request received at `received_at` under `regime`: the earlier of the GDPR's date
+    and the regime's own, each counted from its own receipt day (receipt_day). The controller is established in
+    the Union, so the GDPR applies to every request, wherever the subject lives (Art. 3(1), Recital 14); another
+    regime adds its rules for those it protects."""
+    own = statutory_due_date(regime, receipt_day(regime, received_at), extended=extended, paused_days=paused_days)
+    if regime == "gdpr":
+        return own
+    gdpr = statutory_due_date("gdpr", receipt_day("gdpr", received_at), extended=extended, paused_days=paused_days)
+    return min(own, gdpr)
+
+
 def statutory_due_date(
     regime: str, received_on: datetime.date, *, extended: bool = False, paused_days: int = 0
 ) -> datetime.date:
-    """The last day to answer a request received on `received_on`: the earlier of the GDPR's date and the
-    regime's own. The controller is established in the Union, so the GDPR applies to every request,
-    wherever the subject lives (Art. 3(1), Recital 14); another regime adds its rules for those it protects.
+    """The last day to answer a request received on `received_on`, under `regime`'s own rules alone (due_date
+    adds the GDPR's).
 
     gdpr / uk_gdpr: one month (three when extended) per Regulation 1182/71,
     plus the days the clock was paused, rolled forward past weekends and the
@@ -102,14 +113,6 @@ def statutory_due_date(
     _check_regime(regime)
     if paused_days < 0:
         raise ValueError(f"paused_days cannot be negative (got {paused_days})")
-    own = _regime_due_date(regime, received_on, extended=extended, paused_days=paused_days)
-    if regime == "gdpr":
-        return own
-    return min(own, _regime_due_date("gdpr", received_on, extended=extended, paused_days=paused_days))
-
-
-def _regime_due_date(regime: str, received_on: datetime.date, *, extended: bool, paused_days: int) -> datetime.date:
-    """The last day to answer under `regime`'s own rules alone."""
     pause = datetime.timedelta(days=paused_days)
 
     if regime in ROLL_TO_WORKING_DAY:

@@ -2,6 +2,7 @@
 
 import datetime
 from datetime import date
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
@@ -12,6 +13,7 @@ from requests_app.deadlines import (
     alert_due_now,
     alert_schedule,
     alert_to_schedule,
+    due_date,
     holiday_calendar,
     next_alert,
     paused_day_count,
@@ -37,10 +39,9 @@ from requests_app.deadlines import (
         ("gdpr", date(2026, 3, 6), {}, date(2026, 4, 7), "Easter Monday"),
         ("gdpr", date(2026, 4, 14), {}, date(2026, 5, 15), "14 May 2026 is Ascension Day"),
         ("gdpr", date(2026, 7, 31), {}, date(2026, 8, 31), "31 Aug is no Belgian holiday"),
-        # The GDPR applies to every request (the controller is in Brussels): the earlier of its date and the regime's.
-        ("uk_gdpr", date(2026, 7, 31), {}, date(2026, 8, 31), "31 Aug: an English bank holiday, but a Belgian working day"),
+        ("uk_gdpr", date(2026, 7, 31), {}, date(2026, 9, 1), "31 Aug is the English summer bank holiday"),
         ("uk_gdpr", date(2026, 6, 21), {}, date(2026, 7, 21), "21 Jul is no English holiday"),
-        ("uk_gdpr", date(2026, 11, 26), {}, date(2026, 12, 28), "28 Dec: the English Boxing Day substitute, no Belgian holiday"),
+        ("uk_gdpr", date(2026, 11, 26), {}, date(2026, 12, 29), "Boxing Day substitute on Monday 28 Dec"),
         ("gdpr", date(2026, 11, 26), {}, date(2026, 12, 28), "Belgium has no Boxing Day"),
         ("gdpr", date(2026, 1, 30), {"extended": True}, date(2026, 4, 28), "two months from the first's end, 28 Feb"),
         ("gdpr", date(2026, 2, 10), {"extended": True}, date(2026, 5, 11), "10 May is a Sunday"),
@@ -49,9 +50,9 @@ from requests_app.deadlines import (
         ("gdpr", date(2026, 1, 30), {"paused_days": 3}, date(2026, 3, 3), "pause added after the month"),
         ("gdpr", date(2026, 1, 30), {"paused_days": 1}, date(2026, 3, 2), "pause lands on Sunday, rolls"),
         ("gdpr", date(2026, 1, 30), {"extended": True, "paused_days": 10}, date(2026, 5, 8), "extended and paused"),
-        ("ccpa", date(2026, 1, 1), {}, date(2026, 2, 2), "the GDPR's month ends before the 45 days"),
+        ("ccpa", date(2026, 1, 1), {}, date(2026, 2, 15), "45 days, a Sunday, no roll"),
         ("ccpa", date(2026, 1, 1), {"extended": True}, date(2026, 4, 1), "90 days"),
-        ("ccpa", date(2026, 1, 1), {"paused_days": 2}, date(2026, 2, 3), "the GDPR's month, plus paused days"),
+        ("ccpa", date(2026, 1, 1), {"paused_days": 2}, date(2026, 2, 17), "plus paused days"),
         ("lgpd", date(2026, 1, 1), {}, date(2026, 1, 16), "15 days"),
         ("lgpd", date(2026, 1, 1), {"paused_days": 5}, date(2026, 1, 21), "plus paused days"),
     ],
@@ -109,6 +110,26 @@ def test_add_months_keeps_the_day_or_takes_the_last_one():
     assert add_months(date(2026, 12, 31), 1) == date(2027, 1, 31)
 
 
+BRUSSELS = ZoneInfo("Europe/Brussels")
+
+
+@pytest.mark.parametrize(
+    ("regime", "received_at", "options", "due", "why"),
+    [
+        # The GDPR applies to every request (the controller is in Brussels): the earlier of its date and the regime's.
+        ("ccpa", datetime.datetime(2026, 1, 1, 12, tzinfo=BRUSSELS), {}, date(2026, 2, 2), "the GDPR's month ends before the 45 days"),
+        ("ccpa", datetime.datetime(2026, 1, 1, 12, tzinfo=BRUSSELS), {"extended": True}, date(2026, 4, 1), "both: 1 April"),
+        ("lgpd", datetime.datetime(2026, 1, 1, 12, tzinfo=BRUSSELS), {}, date(2026, 1, 16), "the LGPD's 15 days come first"),
+        ("uk_gdpr", datetime.datetime(2026, 7, 31, 12, tzinfo=BRUSSELS), {}, date(2026, 8, 31), "31 Aug: an English bank holiday, a Belgian working day"),
+        ("uk_gdpr", datetime.datetime(2026, 6, 21, 12, tzinfo=BRUSSELS), {}, date(2026, 7, 21), "21 Jul: a Belgian holiday, an English working day"),
+        # 02:00 in London on 1 March is still 28 February in Guadeloupe, where the GDPR's period starts from.
+        ("uk_gdpr", datetime.datetime(2026, 3, 1, 2, tzinfo=ZoneInfo("Europe/London")), {}, date(2026, 3, 30), "each from its receipt day"),
+    ],
+)
+def test_a_request_is_due_on_the_earlier_of_the_gdprs_date_and_its_regimes(regime, received_at, options, due, why):
+    assert due_date(regime, received_at, **options) == due, why
+
+
 def test_paused_days_count_calendar_days():
     assert paused_day_count(date(2026, 3, 2), date(2026, 3, 4)) == 2
     assert paused_day_count(date(2026, 3, 2), date(2026, 3, 2)) == 0
@@ -138,7 +159,6 @@ extendable = st.sampled_from(["gdpr", "uk_gdpr", "ccpa"])
 
 
 def unrolled(regime, received, extended, paused_days):
-    """The regime's own date, before rolling to a working day."""
     if regime in ("gdpr", "uk_gdpr"):
         first_month_ends = add_months(received, 1)
         return (add_months(first_month_ends, 2) if extended else first_month_ends) + datetime.timedelta(days=paused_days)
@@ -148,17 +168,14 @@ def unrolled(regime, received, extended, paused_days):
 
 @hypothesis_settings(max_examples=300, deadline=None)
 @given(regime=st.sampled_from(["gdpr", "uk_gdpr", "ccpa", "lgpd"]), received=received_dates, extended=st.booleans(), paused_days=paused)
-def test_no_regime_gives_more_time_than_the_gdpr_or_its_own_rule(regime, received, extended, paused_days):
+def test_due_date_is_never_before_the_unrolled_date(regime, received, extended, paused_days):
     extended = extended and regime != "lgpd"
     due = statutory_due_date(regime, received, extended=extended, paused_days=paused_days)
-    gdpr_due = statutory_due_date("gdpr", received, extended=extended, paused_days=paused_days)
-    assert due <= gdpr_due
-    assert gdpr_due >= unrolled("gdpr", received, extended, paused_days)
-    assert (gdpr_due - unrolled("gdpr", received, extended, paused_days)).days <= 6
+    assert due >= unrolled(regime, received, extended, paused_days)
     if regime in ("ccpa", "lgpd"):
-        assert due == min(gdpr_due, unrolled(regime, received, extended, paused_days))
+        assert due == unrolled(regime, received, extended, paused_days)
     else:
-        assert due >= unrolled(regime, received, extended, paused_days)
+        assert (due - unrolled(regime, received, extended, paused_days)).days <= 6
 
 
 @hypothesis_settings(max_examples=300, deadline=None)
@@ -166,8 +183,7 @@ def test_no_regime_gives_more_time_than_the_gdpr_or_its_own_rule(regime, receive
 def test_month_based_due_dates_are_working_days(regime, received, extended, paused_days):
     due = statutory_due_date(regime, received, extended=extended, paused_days=paused_days)
     assert due.weekday() < 5
-    # A UK GDPR date is the GDPR's (a Belgian working day) or, earlier, the UK's (an English one).
-    assert any(due not in holiday_calendar(calendar_of) for calendar_of in {"gdpr", regime})
+    assert due not in holiday_calendar(regime)
 
 
 @hypothesis_settings(max_examples=300, deadline=None)
@@ -185,3 +201,16 @@ def test_the_alert_to_store_is_today_once_a_threshold_is_crossed_else_the_next_o
     assert alert_to_schedule(due, date(2026, 3, 1), (7, 2, 0)) == (date(2026, 3, 13), "remind-7")
     assert alert_to_schedule(due, date(2026, 3, 15), (7, 2, 0)) == (date(2026, 3, 15), "remind-7")
     assert alert_to_schedule(due, date(2026, 4, 30), (7, 2, 0)) == (date(2026, 4, 30), "overdue")
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    regime=st.sampled_from(["uk_gdpr", "ccpa", "lgpd"]), received=received_dates, hour=st.integers(0, 23),
+    extended=st.booleans(),
+)
+def test_no_regime_gives_more_time_than_the_gdpr(regime, received, hour, extended):
+    extended = extended and regime != "lgpd"
+    received_at = datetime.datetime.combine(received, datetime.time(hour), tzinfo=ZoneInfo("Europe/Brussels"))
+    due = due_date(regime, received_at, extended=extended)
+    assert due <= due_date("gdpr", received_at, extended=extended)
+    assert due <= statutory_due_date(regime, receipt_day(regime, received_at), extended=extended)

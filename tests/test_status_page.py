@@ -125,9 +125,9 @@ def test_a_withdrawal_from_the_status_page_is_confirmed_to_the_subject_in_their_
         withdrawn_at = date_in_words(request.closed_at, "DATETIME_FORMAT")
     html_body = email.alternatives[0][0]
     for body in (email.body, html_body):
-        assert withdrawn_at in body and "from its status page" in body
+        assert withdrawn_at in body and "über seine Statusseite zurückgezogen" in body  # in German
         assert "dpo@carrier.example" in body and status_url(request) in body
-        assert "make a new request" in body and "withdrawing does not undo" not in body  # nothing was done yet
+        assert "stellen Sie einen neuen Antrag" in body and "nicht rückgängig" not in body  # nothing was done yet
         assert request.subject_name not in body  # no more personal data than the other subject emails
     assert '<html lang="de">' in html_body
     assert request.events.filter(action="withdraw").count() == 1

@@ -34,7 +34,7 @@ import secrets
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Prefetch, QuerySet, prefetch_related_objects
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet, prefetch_related_objects
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -63,6 +63,7 @@ from requests_app.models import (
     SourceAction,
     SourceCategory,
     SourceSystem,
+    SubjectIdentity,
     Status,
 )
 from requests_app.services import notices
@@ -379,6 +380,8 @@ def dry_run_start(*, action: SourceAction, actor: Actor) -> SourceAction:
         again = locked.kind != ActionKind.LIFT_RESTRICTION and searched_too_early(locked, verified_kinds(locked.request))
         if locked.status not in DRY_RUN_FROM and not again:
             raise RequestError(_("A dry run cannot start while the action is %(status)s.") % {"status": in_sentence(locked.get_status_display())})
+        if locked.kind == ActionKind.LIFT_RESTRICTION and locked.request.personal_data_purged_at is not None:
+            raise RequestError(lift_refused_now(locked))
         if again:
             # Its recipients were told nothing changed there, or not told: they hear of this run once it is done.
             locked.request.recipient_notices.filter(
@@ -389,7 +392,7 @@ def dry_run_start(*, action: SourceAction, actor: Actor) -> SourceAction:
         locked.status, locked.error, locked.dry_run_by = ActionStatus.DRY_RUNNING, "", actor.user
         locked.save(update_fields=["status", "error", "dry_run_by", *RUN_FIELDS])
         # Who started it is what four eyes compare with who approves: the trail keeps it.
-        record_event(locked.request, "source_action_dry_run_started", actor=actor, data=_summary(locked))
+        record_event(locked.request, "source_action_dry_run_started", actor=actor, data=action_summary(locked))
         tasks.queue_after_commit(tasks.run_source_action_dry_run, locked.id, token)
     return locked
 
@@ -487,7 +490,7 @@ def approve(*, action: SourceAction, actor: Actor) -> SourceAction:
             raise RequestError(_("Another staff member must approve this dry run: you started it, and changes to source systems need two people."))
         locked.status, locked.approved_by, locked.approved_at = ActionStatus.APPROVED, actor.user, timezone.now()
         locked.save(update_fields=["status", "approved_by", "approved_at"])
-        record_event(locked.request, "source_action_approved", actor=actor, data=_summary(locked, locked.dry_run))
+        record_event(locked.request, "source_action_approved", actor=actor, data=action_summary(locked, locked.dry_run))
     return locked
 
 
@@ -511,7 +514,7 @@ def execute(*, action: SourceAction, actor: Actor) -> SourceAction:
         if not taken_then_lost:
             locked.taken_at = None
         locked.save(update_fields=["status", "error", "progress", "attempts", "started_at", "taken_at", *RUN_FIELDS])
-        record_event(locked.request, "source_action_started", actor=actor, data={**_summary(locked), "attempt": locked.attempts})
+        record_event(locked.request, "source_action_started", actor=actor, data={**action_summary(locked), "attempt": locked.attempts})
         tasks.queue_after_commit(tasks.execute_source_action, locked.id, token)
     return locked
 
@@ -529,8 +532,12 @@ def _execution_refusal(action: SourceAction) -> str | None:
     # Approved, failed (a retry), or running past the time limit (its task was lost).
     if action.status not in (ActionStatus.APPROVED, ActionStatus.FAILED, ActionStatus.RUNNING) or action.approved_at is None:
         return _("The action needs a dry run and an approval first.")
-    if action.kind == ActionKind.LIFT_RESTRICTION and timezone.localdate() < action.lift_not_before:
-        return lift_too_early(action)
+    if action.kind == ActionKind.LIFT_RESTRICTION:
+        if timezone.localdate() < action.lift_not_before:
+            return lift_too_early(action)
+        refusal = lift_refused_now(action)
+        if refusal:
+            return refusal
     if action.kind == ActionKind.ERASE:
         uncopied = copies_owed(action.request, action.source)
         if uncopied:
@@ -539,6 +546,50 @@ def _execution_refusal(action: SourceAction) -> str | None:
                 "kind": in_sentence(ExportKind(uncopied[0]).label)
             }
     return None
+
+
+def lift_refused_now(action: SourceAction) -> str | None:
+    """Why a planned lifting may not run (dry run, execution or a manual owner's confirmation) now, or None.
+
+    Its request's personal data may have been purged since it was planned: with no identifier left it would
+    search nothing and end done, the restriction still in place. And the same person's data may be restricted
+    in that source for another of their requests too, which this lifting would end as well (a flag and a list
+    entry per person, not per request): it waits until a lifting of each of those is due too.
+    """
+    if action.request.personal_data_purged_at is not None:
+        return purged_before_lifting()
+    others = _restrictions_in_force_elsewhere(action)
+    if others:
+        return _(
+            "The same data is restricted for the subject's request %(references)s too, and no lifting of it is due yet: "
+            "plan its lifting as well; this one may run once that one's date has come too."
+        ) % {"references": ", ".join(others)}
+    return None
+
+
+def _restrictions_in_force_elsewhere(action: SourceAction) -> list[str]:
+    """The references of the subject's other requests (a verified identifier of the source's kind in common)
+    whose restriction in the action's source is done, with no lifting of it due by today."""
+    identities = action.request.identities.filter(kind=action.source.identity_kind, verified_at__isnull=False).values("value")
+    sharing = SubjectIdentity.objects.filter(kind=action.source.identity_kind, value__in=identities, verified_at__isnull=False)
+    lifted_by_today = SourceAction.objects.filter(
+        request=OuterRef("request"), source=OuterRef("source"), kind=ActionKind.LIFT_RESTRICTION,
+        lift_not_before__lte=timezone.localdate(),
+    )
+    return list(
+        SourceAction.objects.filter(
+            source=action.source, kind=ActionKind.RESTRICT, status=ActionStatus.DONE, request__in=sharing.values("request")
+        )
+        .exclude(request=action.request)
+        .exclude(Exists(lifted_by_today))
+        .order_by("request__reference")
+        .values_list("request__reference", flat=True)
+    )
+
+
+def purged_before_lifting() -> str:
+    """Why a restriction of a purged request is not lifted here: its identifiers, which found the rows, are gone."""
+    return _("The request's personal data has been deleted: lift this restriction in the source system itself.")
 
 
 def lift_too_early(action: SourceAction) -> str:
@@ -833,7 +884,7 @@ def _finish(action: SourceAction, status: str, *, error: str = "", result: dict 
             return SourceAction.objects.values_list("status", flat=True).get(pk=action.pk)
         event = {ActionStatus.DONE: "source_action_done", ActionStatus.FAILED: "source_action_failed"}.get(status, "source_action_stale")
         # The trail counts what this run did; the result, what all runs did (see _with_earlier_changes).
-        record_event(action.request, event, actor=Actor.system(), data=_summary(action, this_run) | ({"error": error[:300]} if error else {}))
+        record_event(action.request, event, actor=Actor.system(), data=action_summary(action, this_run) | ({"error": error[:300]} if error else {}))
         if status == ActionStatus.DONE:
             queue_due_notices(action.request)
     return status
@@ -875,17 +926,21 @@ def manual_action_done(*, action: SourceAction, actor: Actor, rows: int) -> Sour
             _require_open(locked.request)
         if locked.status != ActionStatus.MANUAL:
             raise RequestError(_("This action has already been confirmed."))
-        if locked.kind == ActionKind.LIFT_RESTRICTION and timezone.localdate() < locked.lift_not_before:
-            raise RequestError(lift_too_early(locked))
+        if locked.kind == ActionKind.LIFT_RESTRICTION:
+            if timezone.localdate() < locked.lift_not_before:
+                raise RequestError(lift_too_early(locked))
+            refusal = lift_refused_now(locked)
+            if refusal:
+                raise RequestError(refusal)
         locked.status, locked.done_by, locked.finished_at = ActionStatus.DONE, actor.user, timezone.now()
         locked.result = {"categories": [], "rows": rows, "manual": True, "held": locked.dry_run.get("held", [])}
         locked.save(update_fields=["status", "done_by", "finished_at", "result"])
-        record_event(locked.request, "source_action_done", actor=actor, data=_summary(locked, locked.result))
+        record_event(locked.request, "source_action_done", actor=actor, data=action_summary(locked, locked.result))
         queue_due_notices(locked.request)
     return locked
 
 
-def _summary(action: SourceAction, counts: dict | None = None) -> dict:
+def action_summary(action: SourceAction, counts: dict | None = None) -> dict:
     """What the audit trail keeps of an action: where, what kind, how much. Never values."""
     summary = {"action": str(action.public_id), "source": action.source.slug, "kind": action.kind}
     if counts:

@@ -39,7 +39,7 @@ def refresh_deadline(request: PrivacyRequest, *, today: datetime.date | None = N
     row = PrivacyRequest.objects.get(pk=request.pk)
     received_on = deadlines.receipt_day(row.regime, row.received_at)
     previous_due_on = row.due_on
-    request.original_due_on = deadlines.statutory_due_date(row.regime, received_on, paused_days=row.paused_days)
+    request.original_due_on = deadlines.due_date(row.regime, row.received_at, paused_days=row.paused_days)
     request.due_on = _due_on(row, paused_days=row.paused_days)
     request.acknowledgement_due_on = deadlines.acknowledgement_due_date(row.regime, received_on)
     clock_running = row.status in OPEN_STATUSES and not row.clock_paused
@@ -68,8 +68,7 @@ def open_pause(request: PrivacyRequest) -> ClockPause | None:
 
 
 def _due_on(request: PrivacyRequest, *, paused_days: int) -> datetime.date:
-    received_on = deadlines.receipt_day(request.regime, request.received_at)
-    return deadlines.statutory_due_date(request.regime, received_on, extended=request.is_extended, paused_days=paused_days)
+    return deadlines.due_date(request.regime, request.received_at, extended=request.is_extended, paused_days=paused_days)
 
 
 def due_on_if_resumed_today(request: PrivacyRequest) -> datetime.date | None:

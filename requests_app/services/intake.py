@@ -99,9 +99,10 @@ def set_first_deadline(request: PrivacyRequest, *, today: date) -> None:
     pause and no extension yet, computed before the insert so that creating a
     request needs no UPDATE and no pause lookup.
     """
-    received_on = deadlines.receipt_day(request.regime, request.received_at)
-    request.due_on = request.original_due_on = deadlines.statutory_due_date(request.regime, received_on)
-    request.acknowledgement_due_on = deadlines.acknowledgement_due_date(request.regime, received_on)
+    request.due_on = request.original_due_on = deadlines.due_date(request.regime, request.received_at)
+    request.acknowledgement_due_on = deadlines.acknowledgement_due_date(
+        request.regime, deadlines.receipt_day(request.regime, request.received_at)
+    )
     request.next_alert_on, request.next_alert_key = deadlines.alert_to_schedule(
         request.due_on, today, settings.DEADLINE_REMINDER_DAYS
     )

@@ -20,7 +20,7 @@ from requests_app import roles
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import ActionKind, ActionStatus, ConnectorKind, PrivacyRequest, SourceAction, TemplatePurpose
-from requests_app.services.actions import _summary
+from requests_app.services.actions import action_summary, purged_before_lifting
 from requests_app.services.handling import _send_to_subject, render_letter
 
 
@@ -31,8 +31,7 @@ def lift_refusal(restriction: SourceAction) -> str | None:
     if not restriction.changed_anything():
         return _("This restriction found nothing to restrict: there is nothing to lift.")
     if restriction.request.personal_data_purged_at is not None:
-        # The identifiers it was applied by are gone with the request's personal data.
-        return _("The request's personal data has been deleted: lift this restriction in the source system itself.")
+        return purged_before_lifting()
     if SourceAction.objects.filter(
         request_id=restriction.request_id, source_id=restriction.source_id, kind=ActionKind.LIFT_RESTRICTION
     ).exists():
@@ -74,6 +73,6 @@ def plan_lift(*, restriction: SourceAction, actor: Actor, reason: str) -> Source
         )
         record_event(
             request, "restriction_lift_planned", actor=actor,
-            data={**_summary(lift), "not_before": not_before.isoformat(), "message": str(notice.public_id)},
+            data={**action_summary(lift), "not_before": not_before.isoformat(), "message": str(notice.public_id)},
         )
     return lift

@@ -241,17 +241,21 @@ class SQLConnector:
         category = work.category
         if not category.table or not category.identity_field:
             raise SourceError(f"{self.source.slug}: category {category.slug} has no table and identity field to act on")
-        column, identities = self._quote(category.identity_field), plan.identities
-        if self.source.identity_kind == IdentityKind.EMAIL:
-            # Addresses are kept as people typed them ("Sofia.Rossi@Example.IT"), and ours are lower-cased
-            # (models.normalised_identifier): compared as written, the rows to erase or correct were not found.
-            column, identities = f"lower({column})", [identity.lower() for identity in identities]
+        column, identities = self._compared(self._quote(category.identity_field), plan.identities)
         where, parameters = f"{column} IN :identities", {"identities": identities}
         if work.kept_from is not None:
             # A rolling legal hold keeps the recent rows (and those without a date, which NULL < day leaves out).
             where += f" AND {self._quote(work.dated_by)} < :kept_from"
             parameters["kept_from"] = work.kept_from
         return self._quote(category.table), where, parameters
+
+    def _compared(self, column: str, identities: list[str]) -> tuple[str, list[str]]:
+        """`column` as it is compared with our identifiers, and the identifiers. Sources keep email addresses as
+        people typed them ("Sofia.Rossi@Example.IT") and ours are lower-cased (models.normalised_identifier):
+        compared as written, the rows to erase or correct, and the list entries, were not found."""
+        if self.source.identity_kind == IdentityKind.EMAIL:
+            return f"lower({column})", [identity.lower() for identity in identities]
+        return column, identities
 
     def _identities(self, statement: str):
         return text(statement).bindparams(bindparam("identities", expanding=True, type_=sqlalchemy.String()))
@@ -323,13 +327,15 @@ class SQLConnector:
         if plan.kind not in (ActionKind.RESTRICT, ActionKind.LIFT_RESTRICTION) or not plan.restriction_list:
             return []
         table, column = self._list_target(plan.restriction_list)
+        compared, identities = self._compared(column, plan.identities)
         present = connection.execute(
-            self._identities(f"SELECT {column} FROM {table} WHERE {column} IN :identities"), {"identities": plan.identities}
+            self._identities(f"SELECT {column} FROM {table} WHERE {compared} IN :identities"), {"identities": identities}
         ).scalars()
         listed = {str(value) for value in present}
         if plan.kind == ActionKind.LIFT_RESTRICTION:
-            return sorted(listed)
-        return sorted(set(plan.identities) - listed)
+            return sorted(listed)  # as the list spells them: the lifting deletes those rows
+        _, listed_as_compared = self._compared(column, list(listed))
+        return sorted(set(identities) - set(listed_as_compared))
 
     # --- PostgreSQL: let the server format the files -----------------------
 

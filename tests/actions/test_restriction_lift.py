@@ -26,6 +26,7 @@ from requests_app.models import (
     NoticeStatus,
     Recipient,
     RequestType,
+    SourceAction,
     SourceSystem,
 )
 from requests_app.services import actions, certificate, lifting
@@ -272,3 +273,47 @@ def test_the_purge_forgets_why_a_restriction_was_lifted_and_no_lift_is_planned_a
     restricted.request.refresh_from_db()
     with pytest.raises(RequestError, match="personal data has been deleted"):
         _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+
+
+def test_a_lifting_waits_while_another_request_of_the_subject_keeps_the_same_data_restricted(
+    restricted, crm, dpo_actor, django_capture_on_commit_callbacks, source_db, run, step
+):
+    """One flag and one list entry per person, not per request: lifting the first request's restriction lifted
+    the second's too, though its ground (an objection pending, say) still held and nobody was told."""
+    second = verified_request(RequestType.RESTRICTION)  # Ana again
+    done = run(actions.plan_actions(request=second, actor=dpo_actor)[0].id, "dry_run", "approve", "execute", actor=dpo_actor)
+    assert done.status == ActionStatus.DONE and done.source == crm
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    with time_machine.travel(datetime.datetime(2026, 3, 10, 9, 0, tzinfo=datetime.UTC), tick=False):
+        lift = step(actions.dry_run_start, lift, actor=dpo_actor)
+        lift = step(actions.approve, lift, actor=dpo_actor)
+        with pytest.raises(RequestError, match=f"restricted for the subject's request {second.reference} too"):
+            step(actions.execute, lift, actor=dpo_actor)
+    assert source_db("SELECT restricted FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"restricted": True}] * 2
+
+    # The second's lifting planned too (its own letter, its own date): once both dates have come, the first runs.
+    with time_machine.travel(PLANNED_ON + datetime.timedelta(days=2), tick=False), django_capture_on_commit_callbacks(execute=True):
+        second_lift = lifting.plan_lift(restriction=done, actor=dpo_actor, reason="Your objection was decided.")
+    with time_machine.travel(datetime.datetime(2026, 3, 10, 9, 0, tzinfo=datetime.UTC), tick=False):
+        with pytest.raises(RequestError, match=second.reference):
+            step(actions.execute, lift, actor=dpo_actor)  # the second's date, 11 March, has not come
+    with time_machine.travel(datetime.datetime(2026, 3, 11, 9, 0, tzinfo=datetime.UTC), tick=False):
+        lift = step(actions.execute, lift, actor=dpo_actor)
+    assert lift.status == ActionStatus.DONE, lift.error
+    assert source_db("SELECT restricted FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"restricted": False}] * 2
+    assert second_lift.lift_not_before == datetime.date(2026, 3, 11)
+
+
+def test_a_lifting_planned_before_the_purge_does_not_run_after_it(
+    restricted, dpo_actor, django_capture_on_commit_callbacks, source_db, step
+):
+    """With the identifiers gone it searched nothing, and ended done with the restriction still in place."""
+    from requests_app.services import intake
+
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    intake.purge_personal_data(restricted.request)
+    with time_machine.travel(datetime.datetime(2026, 3, 10, 9, 0, tzinfo=datetime.UTC), tick=False):
+        with pytest.raises(RequestError, match="personal data has been deleted"):
+            step(actions.dry_run_start, lift, actor=dpo_actor)
+    assert SourceAction.objects.get(pk=lift.pk).status == ActionStatus.PLANNED
+    assert source_db("SELECT restricted FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"restricted": True}] * 2

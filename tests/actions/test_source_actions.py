@@ -73,6 +73,17 @@ def test_an_address_the_source_keeps_in_capitals_is_found_and_erased(crm, erasur
     assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :typed", typed="Ana@Example.COM") == [{"n": 0}]
 
 
+def test_a_restriction_list_entry_in_capitals_is_the_subjects(crm, dpo_actor, source_db, run):
+    """Listed as another system typed it, the subject was listed a second time, in lower case."""
+    source_db("INSERT INTO restriction_list (identity) VALUES (:e)", e="Ana@Example.COM")
+    request = verified_request(RequestType.RESTRICTION)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    done = run(request.source_actions.get(source=crm).id, "dry_run", "approve", "execute", actor=dpo_actor)
+
+    assert done.status == ActionStatus.DONE and done.result["list_entries"] == 0
+    assert source_db("SELECT identity FROM restriction_list") == [{"identity": "Ana@Example.COM"}]
+
+
 def test_a_legal_hold_keeps_the_category_and_says_why(crm, cdr, erasure_request, dpo_actor, source_db, run):
     LegalHold.objects.create(
         source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law: call records kept 12 months",

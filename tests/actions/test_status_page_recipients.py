@@ -124,5 +124,5 @@ def test_the_withdrawal_email_says_what_was_done_already_in_the_requests_languag
         intake.request_withdraw(request=request, actor=Actor.subject())
 
     (email,) = [sent for sent in mail.outbox if sent.to == [request.subject_email]]
-    assert "withdrawing does not undo:\n- Wir haben Ihre Daten in CRM gelöscht" in email.body
+    assert "was die Rücknahme nicht rückgängig macht:\n- Wir haben Ihre Daten in CRM gelöscht" in email.body
     assert "<li>Wir haben Ihre Daten in CRM gelöscht" in email.alternatives[0][0]

@@ -115,7 +115,7 @@ def test_a_withdrawal_over_the_api_is_confirmed_to_the_subject_naming_the_organi
 
     (email,) = [sent for sent in mailoutbox if sent.to == ["ana@example.com"]]
     assert created["reference"] in email.subject
-    assert f"by {operator.name}, which made it on your behalf" in email.body
+    assert f"ingetrokken door {operator.name}, dat het namens u had ingediend" in email.body  # in Dutch
     assert '<html lang="nl">' in email.alternatives[0][0]
 
 
