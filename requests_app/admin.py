@@ -173,6 +173,7 @@ class RequestedRightInline(ReadOnlyInline):
         "rectification_value",
         "restriction_ground",
         "objection_processing",
+        "direct_marketing",
         "consent_withdrawn",
     ]
 

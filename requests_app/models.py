@@ -165,6 +165,9 @@ class RejectionGround(models.TextChoices):
 
 # The grounds staff may reject a request on today.
 REFUSABLE_GROUNDS = [(value, label) for value, label in RejectionGround.choices if value != RejectionGround.NO_DATA]
+# An objection to direct marketing weighs against no interest, legal duty or other person (Art. 21(3)): the
+# request can be refused only as any request can, on who asks or how (Art. 11(2), 12(5)).
+GROUNDS_AGAINST_A_MARKETING_OBJECTION = frozenset({RejectionGround.IDENTITY_NOT_VERIFIED, RejectionGround.MANIFESTLY_UNFOUNDED})
 
 
 def rights_mask(rights) -> int:

@@ -22,6 +22,7 @@ from requests_app import emails, letters, lifecycle, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
+    GROUNDS_AGAINST_A_MARKETING_OBJECTION,
     REFUSABLE_GROUNDS,
     TEXT_MAX_CHARS,
     InternalNote,
@@ -495,10 +496,6 @@ def rejection_rights_paragraph(request: PrivacyRequest) -> str:
 # The label alone does not say why: which request is excessive and how (the controller must be
 # able to show it, Art. 12(5)), which law keeps the data and how long, whose rights and how.
 # "Identity could not be verified" says it all.
-# An objection to direct marketing weighs against no interest, legal duty or other person (Art. 21(3)): the
-# request can be refused only as any request can, on who asks or how (Art. 11(2), 12(5)).
-GROUNDS_AGAINST_A_MARKETING_OBJECTION = frozenset({RejectionGround.IDENTITY_NOT_VERIFIED, RejectionGround.MANIFESTLY_UNFOUNDED})
-
 GROUNDS_TO_EXPLAIN = frozenset(
     {RejectionGround.MANIFESTLY_UNFOUNDED, RejectionGround.LEGAL_OBLIGATION, RejectionGround.RIGHTS_OF_OTHERS, RejectionGround.OTHER}
 )

@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from requests_app import roles
 from requests_app.models import (
     MAX_HOLD_MONTHS,
+    GROUNDS_AGAINST_A_MARKETING_OBJECTION,
     REFUSABLE_GROUNDS,
     TEXT_MAX_CHARS,
     AssignmentRule,
@@ -158,6 +159,14 @@ class RejectForm(forms.Form):
     explanation = forms.CharField(
         label=_("Explanation for the subject"), widget=forms.Textarea(attrs={"rows": 4}), max_length=TEXT_MAX_CHARS, required=False
     )
+
+    def __init__(self, *args, privacy_request, **kwargs):
+        super().__init__(*args, **kwargs)
+        if privacy_request.rights.filter(direct_marketing=True).exists():
+            # Offered only what the service accepts against an objection to direct marketing (Art. 21(3)).
+            self.fields["ground"].choices = [
+                (value, label) for value, label in REFUSABLE_GROUNDS if value in GROUNDS_AGAINST_A_MARKETING_OBJECTION
+            ]
 
 
 class FeeForm(forms.Form):

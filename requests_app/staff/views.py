@@ -572,7 +572,7 @@ FORM_SLOTS = {
 
 def _action_form(slot: str, privacy_request: PrivacyRequest, data=None):
     form_class = FORM_SLOTS[slot]
-    kwargs = {"privacy_request": privacy_request} if form_class is forms.IdentityVerifyForm else {}
+    kwargs = {"privacy_request": privacy_request} if form_class in (forms.IdentityVerifyForm, forms.RejectForm) else {}
     if slot == "assign" and data is None:
         kwargs["initial"] = {"assignee": privacy_request.assignee}
     return form_class(data, auto_id=f"{slot}-%s", **kwargs)

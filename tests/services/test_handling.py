@@ -471,8 +471,8 @@ def test_holding_no_data_is_answered_by_completing_not_by_rejecting(dpo):
     from requests_app.staff.forms import RejectForm
 
     request = request_in_status(Status.IN_PROGRESS)
-    assert "no_data" not in dict(RejectForm().fields["ground"].choices)
-    assert "complete the request and say so in the letter" in str(RejectForm().fields["ground"].help_text)
+    assert "no_data" not in dict(RejectForm(privacy_request=request).fields["ground"].choices)
+    assert "complete the request and say so in the letter" in str(RejectForm(privacy_request=request).fields["ground"].help_text)
     with pytest.raises(RequestError, match="Choose the legal reason"):
         handling.request_reject(request=request, actor=Actor.staff(dpo), ground="no_data", explanation="", expected_status=Status.IN_PROGRESS)
     assert PrivacyRequest.objects.get(pk=request.pk).status == Status.IN_PROGRESS

@@ -32,6 +32,11 @@ def test_the_request_page_says_an_objection_to_direct_marketing_cannot_be_refuse
     login_staff(client, staff_in_role("DPO", username="dpo-marketing"))
     page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
     assert "Objects to direct marketing: this cannot be refused (Art. 21(3))." in page
+    # The rejection offers only the grounds the service accepts against it.
+    grounds = page[page.index('id="reject-ground"'):]
+    grounds = grounds[:grounds.index("</select>")]
+    assert 'value="identity_not_verified"' in grounds and 'value="manifestly_unfounded"' in grounds
+    assert 'value="other"' not in grounds and 'value="legal_obligation"' not in grounds
 
 
 @pytest.mark.django_db
