@@ -218,27 +218,35 @@ def post_signed(url: str, *, secrets: Sequence[str], webhook_id: str, body: byte
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     except ValueError as failure:  # "[::1", a port past 65535: the URL field refuses them when saved
         raise requests.exceptions.InvalidURL(str(failure)) from failure
-    address = _checked_address(parts.hostname or "", port)
     userinfo, _at, host_and_port = parts.netloc.rpartition("@")
-    pinned_netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-    pinned_url = urlunsplit(parts._replace(netloc=f"{userinfo}@{pinned_netloc}" if userinfo else pinned_netloc))
-    with requests.Session() as session:
-        session.trust_env = False
-        session.mount("https://", _HostNameTLSAdapter(parts.hostname))
-        response = session.post(
-            pinned_url,
-            data=body,
-            headers={
-                "Host": host_and_port,
-                "Content-Type": "application/json",
-                "User-Agent": "PrivacyPortal-Webhooks/1",
-                "Webhook-Id": webhook_id,
-                "Webhook-Signature": sign(secrets, int(time.time()), body),
-            },
-            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-            allow_redirects=False,
-        )
-    return response.status_code
+    addresses = _checked_addresses(parts.hostname or "", port)
+    for address in addresses:
+        pinned_netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        pinned_url = urlunsplit(parts._replace(netloc=f"{userinfo}@{pinned_netloc}" if userinfo else pinned_netloc))
+        with requests.Session() as session:
+            session.trust_env = False
+            session.mount("https://", _HostNameTLSAdapter(parts.hostname))
+            try:
+                response = session.post(
+                    pinned_url,
+                    data=body,
+                    headers={
+                        "Host": host_and_port,
+                        "Content-Type": "application/json",
+                        "User-Agent": "PrivacyPortal-Webhooks/1",
+                        "Webhook-Id": webhook_id,
+                        "Webhook-Signature": sign(secrets, int(time.time()), body),
+                    },
+                    timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+                    allow_redirects=False,
+                )
+            except requests.ConnectionError:
+                # Not connected (an IPv6 address this server cannot reach, say): the next address, as a client
+                # resolving the name itself would try, until the last one's failure is the delivery's.
+                if address == addresses[-1]:
+                    raise
+                continue
+        return response.status_code
 
 
 class InternalAddressRefused(Exception):
@@ -263,26 +271,26 @@ class _HostNameTLSAdapter(HTTPAdapter):
         super().init_poolmanager(*args, server_hostname=self.host_name, **kwargs)
 
 
-def _checked_address(host: str, port: int) -> str:
-    """The address to connect to: the first `host` resolves to, if none it resolves to is internal
-    (unless WEBHOOK_ALLOW_PRIVATE_ADDRESSES)."""
+def _checked_addresses(host: str, port: int) -> list[str]:
+    """The addresses to connect to, in the resolver's order: those `host` resolves to, if none of them is
+    internal (unless WEBHOOK_ALLOW_PRIVATE_ADDRESSES)."""
     try:
         answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as failure:
         raise requests.ConnectionError(f"cannot resolve the host: {failure}") from failure
-    addresses = [sockaddr[0] for *_rest, sockaddr in answers]
+    addresses = list(dict.fromkeys(sockaddr[0] for *_rest, sockaddr in answers))
     if not settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES and any(_is_internal(address) for address in addresses):
         raise InternalAddressRefused()
-    return addresses[0]
+    return addresses
 
 
 def _is_internal(address: str) -> bool:
     """Whether `address` (an IPv4 or IPv6 address) is one no webhook may reach: loopback, private,
     shared (carrier-grade NAT), link-local, site-local, multicast, reserved or unspecified, and the
-    same behind an IPv4-mapped IPv6 address (::ffff:127.0.0.1)."""
+    same behind an IPv4-mapped or 6to4 IPv6 address (::ffff:127.0.0.1, 2002:7f00:1::)."""
     ip = ipaddress.ip_address(address)
-    if ip.version == 6 and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    if ip.version == 6 and (ip.ipv4_mapped or ip.sixtofour):
+        ip = ip.ipv4_mapped or ip.sixtofour  # the IPv4 address it carries (a 6to4 relay would reach it)
     # is_global is false for the private, loopback, link-local, unspecified and shared ranges (IANA's
     # special-purpose registries) but true for multicast and some reserved ranges, hence those too.
     site_local = ip.version == 6 and ip.is_site_local

@@ -362,6 +362,7 @@ INTERNAL_URLS = [
     "https://0.0.0.0/", "https://224.0.0.1/", "https://240.0.0.1/", "https://255.255.255.255/",
     "https://2130706433/", "https://0x7f.1/", "https://127.1/",  # 127.0.0.1, as the resolver also reads it
     "https://[::]/", "https://[fe80::1]/", "https://[fc00::1]/", "https://[fec0::1]/", "https://[ff02::1]/",
+    "https://[2002:7f00:1::]/", "https://[2002:a00:1::]/",  # 6to4 of 127.0.0.1 and 10.0.0.1
 ]
 
 
@@ -457,6 +458,15 @@ def test_the_name_is_resolved_once_and_the_request_goes_to_the_address_checked(m
     assert status == 200
     (headers, _body), = receiver.received
     assert headers["Host"] == f"portal.test:{port}"
+
+
+def test_an_address_that_cannot_be_reached_is_passed_over_for_the_next(monkeypatch, receiver):
+    """Pinned to the first address, a name whose IPv6 answer this server cannot reach failed every attempt,
+    where a client resolving it itself goes on to the IPv4 one."""
+    port = receiver.server.server_port
+    resolving(monkeypatch, "portal.test", "::1 127.0.0.1")  # nothing listens on [::1] there
+    assert webhooks.post_signed(f"http://portal.test:{port}/hooks", secrets=["s"], webhook_id="1", body=b"{}") == 200
+    assert len(receiver.received) == 1
 
 
 def test_over_https_the_certificate_is_checked_against_the_host_name(monkeypatch):
