@@ -17,6 +17,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext
 
 from requests_app import deadlines
+from requests_app.context import controller_details
 from requests_app.models import (
     ActorKind,
     AuditChainCheck,
@@ -43,7 +44,10 @@ def status_url(request: PrivacyRequest) -> str:
 
 
 def render_email(template: str, context: dict, *, to: list[str], language: str) -> EmailMultiAlternatives:
-    """Build a message from templates/emails/<template>-subject.txt, -body.txt and -body.html."""
+    """Build a message from templates/emails/<template>-subject.txt, -body.txt and -body.html. Emails to a
+    subject or a recipient end with the controller's signature (emails/includes/signature.*), which reads
+    `controller`: Django's context processors do not run for these templates."""
+    context = {"controller": controller_details(), **context}
     with translation.override(language):
         subject = render_to_string(f"emails/{template}-subject.txt", context).strip()
         text = render_to_string(f"emails/{template}-body.txt", context)

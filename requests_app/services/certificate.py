@@ -16,13 +16,13 @@ the completion letter, with what a released data package found.
 
 from datetime import date
 
-from django.conf import settings
 from django.db.models import Prefetch, Q
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from requests_app.audit import verify_request_events
+from requests_app.context import controller_details
 from requests_app.models import (
     ActionKind,
     ActionStatus,
@@ -117,11 +117,7 @@ def certificate_context(request: PrivacyRequest) -> dict:
     done = [item["action"] for item in source_actions if item["action"].status == ActionStatus.DONE]
     return {
         "request": request,
-        "controller": {
-            "name": settings.CONTROLLER_NAME,
-            "address": settings.CONTROLLER_ADDRESS,
-            "dpo_email": settings.DPO_CONTACT_EMAIL,
-        },
+        "controller": controller_details(),
         "rights": [str(right.get_right_display()) for right in request.rights.all()],
         "answered_on_time": answered_on_time(request),
         "pauses": request.pauses.all(),

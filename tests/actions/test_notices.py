@@ -10,6 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.conf import settings
 from django.core import mail
 from django.urls import reverse
 from django.utils import formats, timezone
@@ -176,6 +177,10 @@ def test_email_recipient_gets_the_identifiers(cdr, erasure_request, dpo_actor, c
     finished = timezone.localtime(erasure_request.source_actions.get(source=cdr).finished_at)
     assert f"Erased ({formats.date_format(finished, 'DATETIME_FORMAT')} {finished:%Z})" in message.body  # not ISO
     assert RecipientNotice.objects.get(request=erasure_request).status == NoticeStatus.SENT
+    # Who writes to them, and whom to ask: the controller and its DPO, as every email to a subject says.
+    signature = f"Data controller: {settings.CONTROLLER_NAME}, {settings.CONTROLLER_ADDRESS}.\nData protection officer: {settings.DPO_CONTACT_EMAIL}"
+    assert message.body.rstrip().endswith(signature)
+    assert f"Data protection officer: {settings.DPO_CONTACT_EMAIL}</p>" in message.alternatives[0][0]
 
 
 def _due_notice(source, request, actor, carry_out, **recipient):
