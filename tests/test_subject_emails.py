@@ -1,6 +1,9 @@
-"""Who the emails to a subject say is writing."""
+"""What the emails to a subject say under each regime, and who they say is writing."""
+
+import datetime
 
 import pytest
+import time_machine
 from django.core import mail
 
 from requests_app import emails
@@ -9,9 +12,51 @@ from tests.factories import submit_request
 
 pytestmark = pytest.mark.django_db
 
+RECEIVED = datetime.datetime(2026, 3, 2, 10, 0, tzinfo=datetime.UTC)  # a Monday
+
+
 def _html(message) -> str:
     [(html, _mimetype)] = message.alternatives
     return html
+
+
+@pytest.mark.parametrize("send", [emails.send_verification_email, emails.send_request_confirmed_email])
+def test_a_ccpa_confirmation_of_receipt_says_how_the_request_is_handled_and_by_when(send):
+    with time_machine.travel(RECEIVED, tick=False):
+        request = submit_request(regime="ccpa")
+        send(request)
+    [message] = mail.outbox
+    # The earlier of the GDPR's month and the CCPA's 45 days: 2 April, not 16 April (Regs. s. 7021(b)).
+    assert request.due_on == datetime.date(2026, 4, 2)
+    for body in (message.body, _html(message)):
+        assert "We will answer by 2 April 2026." in body
+        assert "the law (CCPA) allows us to take longer, up to 90 days in all from receipt" in body
+        assert "we verify that it is yours: we check the details you gave us against our records" in body
+        assert "two further months" not in body
+
+
+@pytest.mark.parametrize(
+    ("regime", "extension", "pause"),
+    [("gdpr", True, True), ("uk_gdpr", True, True), ("lgpd", False, False)],
+)
+def test_a_confirmation_of_receipt_gives_the_due_date_and_the_regimes_extension_and_pause(regime, extension, pause):
+    with time_machine.travel(RECEIVED, tick=False):
+        request = submit_request(regime=regime)
+        emails.send_request_confirmed_email(request)
+    [message] = mail.outbox
+    due = {"gdpr": "2 April 2026", "uk_gdpr": "2 April 2026", "lgpd": "17 March 2026"}[regime]
+    assert f"We will answer by {due}." in message.body
+    assert ("the law allows us to take up to two further months" in message.body) is extension
+    assert ("the time we have to answer is paused until you reply" in message.body) is pause
+    assert "CCPA" not in message.body
+
+
+def test_a_confirmation_of_receipt_is_in_the_subjects_language():
+    with time_machine.travel(RECEIVED, tick=False):
+        request = submit_request(regime="gdpr", language="fr")
+        emails.send_request_confirmed_email(request)
+    [message] = mail.outbox
+    assert "2 avril 2026" in message.body
 
 
 def _signature_lines(settings):
