@@ -19,6 +19,30 @@ def in_sentence(label) -> str:
     return text[:1].lower() + text[1:]
 
 
+# The controller is in the Union, so the GDPR applies to every request (forms.REGIME_CHOICES), but a letter tells
+# the subject the law of their own rights: under the GDPR, and the UK GDPR that numbers its articles alike, it
+# cites the articles; under another law (the CCPA, the LGPD) it leaves them out rather than cite, as the law the
+# subject relies on, one they did not invoke and whose exceptions are not their law's. The certificate, the
+# controller's record for a supervisory authority, keeps them.
+REGIMES_CITING_GDPR_ARTICLES = frozenset({"gdpr", "uk_gdpr"})
+
+# A label's closing citation of an article ("… (Art. 17(3)(b))"), to the end of the label: translations write it
+# their own way, the French "(art. 17, paragraphe 3, point b))" with a parenthesis of its own.
+GDPR_ARTICLE_AT_END = re.compile(r"\s*\((?i:art)\. .*$")
+
+
+def cites_gdpr_articles(regime: str) -> bool:
+    """Whether a letter under `regime` cites the GDPR's articles (REGIMES_CITING_GDPR_ARTICLES says why)."""
+    return regime in REGIMES_CITING_GDPR_ARTICLES
+
+
+def label_in_letter(label, regime: str) -> str:
+    """A label ending with a GDPR article ("Compliance with a legal obligation (Art. 17(3)(b))"), as a letter under
+    `regime` names it: without the article under a law other than the GDPR's."""
+    text = str(label)
+    return text if cites_gdpr_articles(regime) else GDPR_ARTICLE_AT_END.sub("", text)
+
+
 def without_final_punctuation(label) -> str:
     """A label that is a question or ends in a full stop ("Which data is incorrect?"), as it reads
     before a colon: "Which data is incorrect: ..." rather than "...incorrect?: ...".

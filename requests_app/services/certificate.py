@@ -42,7 +42,7 @@ from requests_app.models import (
 )
 from requests_app.exports.package import NO_VERIFIED_IDENTIFIER, not_searched_reason
 from requests_app.services.notices import corrected_values, only_records_before
-from requests_app.wording import date_in_words, in_sentence
+from requests_app.wording import cites_gdpr_articles, date_in_words, in_sentence, label_in_letter
 
 
 def _category_labels(source) -> dict[str, str]:
@@ -243,9 +243,9 @@ def searched_nothing(action) -> bool:
 def outcome_summary(request: PrivacyRequest) -> str:
     """What was erased, kept (and why, Art. 17(3)), rectified and restricted, what a data package found,
     which uses an objection, a consent withdrawal or a limit on use stopped, and which recipients were told
-    (Art. 19), in the request's language. Empty when no source action
-    was carried out and no package says more than its data, unless a rectification was asked and
-    nothing was corrected: the letter says so.
+    (Art. 19), in the request's language, citing the GDPR's articles only where its regime is the GDPR's
+    (wording.cites_gdpr_articles). Empty when no source action was carried out and no package says more
+    than its data, unless a rectification was asked and nothing was corrected: the letter says so.
 
     It claims only what the actions' results and the packages' manifests record: each line names the
     right it answers, a source where nothing matched, or that could not be searched, is said to be so,
@@ -274,15 +274,24 @@ def outcome_summary(request: PrivacyRequest) -> str:
             say(paragraph)
         notices = list(request.recipient_notices.select_related("recipient"))
         told = [notice.recipient.name for notice in notices if notice.status == NoticeStatus.SENT]
+        gdpr = cites_gdpr_articles(request.regime)
         if told:
             say(
-                _("We told the following recipients of your data about these changes (Article 19 GDPR): %(names)s.")
+                (
+                    _("We told the following recipients of your data about these changes (Article 19 GDPR): %(names)s.")
+                    if gdpr
+                    else _("We told the following recipients of your data about these changes: %(names)s.")
+                )
                 % {"names": _names(told)}
             )
         for notice in notices:
             if notice.status == NoticeStatus.WAIVED:
                 say(
-                    _("We did not tell %(name)s (Article 19 GDPR): %(reason)s. %(note)s")
+                    (
+                        _("We did not tell %(name)s (Article 19 GDPR): %(reason)s. %(note)s")
+                        if gdpr
+                        else _("We did not tell %(name)s, a recipient of your data, about these changes: %(reason)s. %(note)s")
+                    )
                     % {"name": notice.recipient.name, "reason": in_sentence(notice.get_waiver_reason_display()), "note": notice.waiver_note}
                 )
     return "\n\n".join(paragraphs)
@@ -301,25 +310,35 @@ def _suppression_outcome(request: PrivacyRequest) -> list[str]:
         return []
     names = dict(SuppressionPurpose.objects.filter(slug__in=slugs).values_list("slug", "name"))
     purposes = _names(dict.fromkeys(names.get(slug, slug) for slug in slugs))
-    lines = {
-        RequestType.OBJECTION: _("Following your objection (Article 21 GDPR), we no longer use your data for: %(purposes)s."),
-        RequestType.WITHDRAW_CONSENT: _(
+    if cites_gdpr_articles(request.regime):
+        objection = _("Following your objection (Article 21 GDPR), we no longer use your data for: %(purposes)s.")
+        consent_withdrawn = _(
             "Following the withdrawal of your consent (Article 7(3) GDPR), we no longer use your data for: %(purposes)s. "
             "What we did with your consent before you withdrew it remains lawful."
-        ),
+        )
+    else:
+        objection = _("Following your objection, we no longer use your data for: %(purposes)s.")
+        consent_withdrawn = _(
+            "Following the withdrawal of your consent, we no longer use your data for: %(purposes)s. "
+            "What we did with your consent before you withdrew it remains lawful."
+        )
+    lines = {
+        RequestType.OBJECTION: objection,
+        RequestType.WITHDRAW_CONSENT: consent_withdrawn,
         RequestType.LIMIT_USE: _("As you asked, we limited the use and disclosure of your data, and no longer use it for: %(purposes)s."),
     }
     asked = set(request.requested_rights)
     return [line % {"purposes": purposes} for right, line in lines.items() if right in asked]
 
 
-def _kept_line(hold: dict, source: str) -> str:
+def _kept_line(hold: dict, source: str, regime: str) -> str:
     """What an erasure kept under one legal hold, why, and until when."""
     words = {
         **hold,
         "category": in_sentence(hold["category"]),  # inside the sentence: "We kept electronic communications data"
         "basis": hold["basis"].rstrip(". "),  # the sentence adds its own full stop
-        "ground": in_sentence(hold["ground"]),  # it cites its article itself: "… (Art. 17(3)(b))"
+        # It cites its article itself, "… (Art. 17(3)(b))", under the GDPR only (label_in_letter).
+        "ground": in_sentence(label_in_letter(hold["ground"], regime)),
         "source": source,
         "until": date_in_words(date.fromisoformat(hold["until"])),
     }
@@ -358,7 +377,7 @@ def _action_outcome(action, *, erased_before: bool) -> list[str]:
             return []
         return [_("We lifted the restriction of the processing of your data in %(source)s, as we told you beforehand.") % {"source": source}]
     held = _held(action, labels) if action.kind == ActionKind.ERASE else []
-    kept_lines = [_kept_line(hold, source) for hold in held]
+    kept_lines = [_kept_line(hold, source, action.request.regime) for hold in held]
     if action.changed_anything():
         changed = _names(_changed_label(slug, labels, action) for slug in action.changed_categories())
         pseudonymised = []

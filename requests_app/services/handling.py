@@ -8,7 +8,6 @@ same transaction as the change.
 
 import datetime
 import logging
-import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -39,7 +38,7 @@ from requests_app.services import deadlines as deadline_service
 from requests_app.services import intake
 from requests_app.services.actions import completion_blockers, prefetch_for_completion
 from requests_app.services.certificate import answered_in_part, data_kept, nothing_corrected, outcome_summary
-from requests_app.wording import date_in_words
+from requests_app.wording import date_in_words, label_in_letter
 
 logger = logging.getLogger(__name__)
 
@@ -501,16 +500,10 @@ GROUNDS_TO_EXPLAIN = frozenset(
 )
 
 
-# The grounds' labels end by citing the GDPR's article, which the UK GDPR numbers alike; a letter under another
-# law (the CCPA, the LGPD) leaves it out rather than cite the wrong law. To the end of the label: translations
-# write it their own way, the French "(art. 17, paragraphe 3, point b))" with a parenthesis of its own.
-GDPR_ARTICLES = re.compile(r"\s*\((?i:art)\. .*$")
-
-
 def ground_in_letter(ground: str, regime: str) -> str:
-    """A rejection ground as the letter names it, in the active language."""
-    label = str(RejectionGround(ground).label)
-    return label if regime in ("gdpr", "uk_gdpr") else GDPR_ARTICLES.sub("", label)
+    """A rejection ground as the letter names it, in the active language: its GDPR article only under the GDPR
+    and the UK GDPR (wording.label_in_letter)."""
+    return label_in_letter(RejectionGround(ground).label, regime)
 
 
 def request_reject(

@@ -3,6 +3,7 @@ rectified, and which recipients were told (Art. 19), in the subject's language."
 
 import datetime
 
+import pytest
 from django.utils import timezone
 
 from requests_app.models import (
@@ -65,6 +66,38 @@ def test_the_letter_names_the_erased_and_the_kept_data_with_its_basis(
     # Keeping the call records refuses part of the erasure: the letter says how to complain (Art. 12(4)).
     assert body.endswith("and to seek a judicial remedy before the courts.")
     assert "lodge a complaint with a supervisory authority, in particular the Data Protection Authority" in body
+
+
+@pytest.mark.parametrize("regime", ["ccpa", "lgpd"])
+def test_a_letter_under_another_law_than_the_gdpr_cites_no_gdpr_article(crm, cdr, dpo_actor, django_capture_on_commit_callbacks, regime):
+    """As its rejection ground (handling.ground_in_letter): the subject relies on their own law, and the certificate,
+    the controller's record, keeps the articles."""
+    request = verified_request(RequestType.ERASURE, regime=regime)
+    LegalHold.objects.create(
+        source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law", until=timezone.localdate() + datetime.timedelta(days=365)
+    )
+    Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_email="art19@partner.example")
+    excused = Recipient.objects.create(source=crm, name="Old roaming partner", country="France")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+    notices.waive(notice=request.recipient_notices.get(recipient=excused), actor=dpo_actor, reason="impossible", note="Gone.")
+
+    body = _complete(request, dpo_actor).body
+    assert "The right to erasure does not apply to this data: compliance with a legal obligation. We will keep it" in body
+    assert "We told the following recipients of your data about these changes: Billing partner." in body
+    assert "We did not tell Old roaming partner, a recipient of your data, about these changes: impossible. Gone." in body
+    assert "GDPR" not in body and "Art" not in body
+    assert "Compliance with a legal obligation (Art. 17(3)(b))" in certificate.render_certificate_html(request)
+
+
+def test_a_letter_under_the_uk_gdpr_cites_the_articles_it_numbers_alike(cdr, dpo_actor, django_capture_on_commit_callbacks):
+    request = verified_request(RequestType.ERASURE, regime="uk_gdpr")
+    LegalHold.objects.create(
+        source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law", until=timezone.localdate() + datetime.timedelta(days=365)
+    )
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+    assert "compliance with a legal obligation (Art. 17(3)(b))." in _complete(request, dpo_actor).body
 
 
 def test_the_letter_names_the_pseudonyms_the_erasure_made_not_those_the_inventory_lists_now(

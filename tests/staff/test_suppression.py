@@ -155,6 +155,28 @@ def test_the_completion_letter_says_which_uses_stopped_and_what_a_consent_withdr
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("regime", ["ccpa", "lgpd"])
+def test_the_completion_letter_under_another_law_than_the_gdpr_cites_no_gdpr_article_for_the_uses_stopped(marketing, dpo, regime):
+    from requests_app.models import Message
+    from requests_app.services import handling
+
+    request = objection_request(
+        regime=regime,
+        rights=[
+            RightDetails(RequestType.OBJECTION, objection_processing="Marketing emails"),
+            RightDetails(RequestType.WITHDRAW_CONSENT, consent_withdrawn="Calls"),
+        ],
+    )
+    suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing])
+    handling.request_complete(request=request, actor=Actor.staff(dpo), letter="", expected_status=request.status)
+
+    body = Message.objects.filter(request=request).latest("created_at").body
+    assert "Following your objection, we no longer use your data for: Marketing emails." in body
+    assert "Following the withdrawal of your consent, we no longer use your data for: Marketing emails." in body
+    assert "GDPR" not in body
+
+
+@pytest.mark.django_db
 def test_the_right_recorded_is_the_first_suppression_right_the_request_asks_for(marketing, dpo):
     request = objection_request(
         rights=[
