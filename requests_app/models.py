@@ -940,6 +940,16 @@ class LegalBasis(models.TextChoices):
     LEGITIMATE_INTERESTS = "legitimate_interests", _("Legitimate interests (Art. 6(1)(f))")
 
 
+# Art. 20(1)(a): the right to data portability covers only processing on consent (Art. 6(1)(a), 9(2)(a)) or a
+# contract (Art. 6(1)(b)). Data kept under a legal obligation or for legitimate interests is not portable,
+# however much the subject's use produced it (call records the networks generate, say).
+PORTABLE_LEGAL_BASES = (LegalBasis.CONSENT, LegalBasis.CONTRACT)
+
+# Why a category is left out of a portability package, as the manifest records it.
+NOT_PROVIDED_BY_SUBJECT = "not_provided_by_subject"
+LEGAL_BASIS_NOT_PORTABLE = "legal_basis_not_portable"
+
+
 # Inventory names end up in SQL statements (quoted), so only plain identifiers are accepted.
 validate_sql_name = RegexValidator(
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$",
@@ -1230,6 +1240,15 @@ class SourceCategory(TranslatedTexts, models.Model):
     @property
     def masked_field_list(self) -> list[str]:
         return [field.strip() for field in self.masked_fields.split(",") if field.strip()]
+
+    def portability_exclusion(self) -> str:
+        """Why a portability package leaves the category out (a code), or "" when Art. 20 covers it: data the
+        subject provided or their use produced, processed on their consent or a contract."""
+        if not self.portable:
+            return NOT_PROVIDED_BY_SUBJECT
+        if self.source.legal_basis not in PORTABLE_LEGAL_BASES:
+            return LEGAL_BASIS_NOT_PORTABLE
+        return ""
 
 
 class SourceCategoryTranslation(TextTranslation):

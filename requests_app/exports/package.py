@@ -29,7 +29,15 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from requests_app.exports.zipmerge import copy_only_member
-from requests_app.models import DataCategory, ExportKind, IdentityKind, PrivacyRequest, SourceSystem
+from requests_app.models import (
+    LEGAL_BASIS_NOT_PORTABLE,
+    DataCategory,
+    ExportKind,
+    IdentityKind,
+    LegalBasis,
+    PrivacyRequest,
+    SourceSystem,
+)
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.manual import ManualConnector
 from requests_app.spreadsheets import spreadsheet_safe
@@ -83,6 +91,15 @@ def not_searched_reason(item: dict) -> str:
     return item.get("reason", "")  # a package compiled before the reasons were codes
 
 
+def left_out_reason(item: dict) -> str:
+    """Why a manifest's `categories_left_out` entry is not in the portability package, in the active language."""
+    if item["reason"] == LEGAL_BASIS_NOT_PORTABLE:
+        return _("we process it on another legal basis than your consent or a contract: %(basis)s") % {
+            "basis": in_sentence(LegalBasis(item["legal_basis"]).label)
+        }
+    return _("it is not data you gave us or that your use of our services produced")
+
+
 def csv_values(row: tuple) -> tuple:
     """A row as the CSV writes it: a nested object or list (an HTTP record's, a JSON-lines extract's) and a
     true/false as JSON text, as the .jsonl beside it has them, not as Python writes them ("{'k': [1]}", "True");
@@ -109,6 +126,8 @@ class PackageWriter:
     files: list[dict] = field(default_factory=list)
     searched: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
+    # Categories of searched sources that a portability package does not cover (Art. 20(1)), with why.
+    left_out: list[dict] = field(default_factory=list)
     rows_total: int = 0
     # Rows written per (source slug, category slug): the report describes the processing only of the
     # sources that held data about the subject (GDPR Art. 15(1) asks whether data is processed at all).
@@ -157,9 +176,9 @@ class PackageWriter:
             )
             return
         self.searched.extend({"source": source.slug, "kind": source.identity_kind, "value": value} for value in identities)
-        categories = source.categories.all()
+        categories = list(source.categories.all())
         if self.kind == ExportKind.PORTABILITY:
-            categories = categories.filter(portable=True)
+            categories = [category for category in categories if not self._left_out_of_portability(source, category)]
         if manual_upload is not None and len(source.categories.all()) != 1:
             # One extract holds one category: read again for a second, it would be filed twice and masked
             # by the wrong category's list (SourceCategory.clean refuses a second one for a manual source).
@@ -176,6 +195,18 @@ class PackageWriter:
             else:
                 columns, rows = connector.stream(category, identities)
                 self._write_rows(source, category, columns, rows)
+
+    def _left_out_of_portability(self, source: SourceSystem, category) -> bool:
+        """Whether Art. 20 does not cover the category; if so it is recorded, codes only, for the report."""
+        reason = category.portability_exclusion()
+        if reason:
+            self.left_out.append(
+                {
+                    "source": source.slug, "name": source.texts_in(self.request.language)["name"],
+                    "category": category.category, "reason": reason, "legal_basis": source.legal_basis,
+                }
+            )
+        return bool(reason)
 
     def _write_copy(self, connector, source, category, identities) -> None:
         base = f"data/{source.slug}/{category.slug}"
@@ -259,6 +290,9 @@ class PackageWriter:
                     "sources_empty": [source for source in sources if source.slug not in found | skipped],
                     "files": self.files,
                     "skipped": self.skipped,
+                    "left_out": [
+                        (item["name"], DataCategory(item["category"]).label, left_out_reason(item)) for item in self.left_out
+                    ],
                     "generated_at": generated_at,
                     "categories": dict(DataCategory.choices),
                     "masked": [
@@ -279,6 +313,7 @@ class PackageWriter:
             "rows": self.rows_total,
             "identities_searched": self.searched,
             "sources_not_searched": self.skipped,
+            "categories_left_out": self.left_out,
         }
         self.zip.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
         self.zip.close()

@@ -17,6 +17,7 @@ from requests_app import roles
 from requests_app.models import (
     MAX_HOLD_MONTHS,
     GROUNDS_AGAINST_A_MARKETING_OBJECTION,
+    PORTABLE_LEGAL_BASES,
     REFUSABLE_GROUNDS,
     TEXT_MAX_CHARS,
     AssignmentRule,
@@ -552,6 +553,13 @@ class SourceCategoryForm(forms.ModelForm):
         if source and source.pk and source.connector == ConnectorKind.MANUAL and source.categories.exclude(pk=self.instance.pk).exists():
             # Its owner uploads one extract per export, masked by one category's list of fields.
             self.add_error("source", _("A manual source has one data category: its owner uploads one extract."))
+        if source and cleaned.get("portable") and source.legal_basis not in PORTABLE_LEGAL_BASES:
+            # Art. 20(1)(a): a portability package would leave it out anyway; ticked, the inventory would say otherwise.
+            self.add_error(
+                "portable",
+                _("Only data processed on consent or a contract is portable (Art. 20(1)(a)); this source's legal basis is %(basis)s.")
+                % {"basis": in_sentence(source.get_legal_basis_display())},
+            )
         # Erasure, rectification and restriction change rows by table and identity column: one without the other cannot work.
         if bool(cleaned.get("table")) != bool(cleaned.get("identity_field")):
             self.add_error("identity_field", _("Give both the table and its identity column, or neither."))

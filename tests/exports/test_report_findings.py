@@ -2,7 +2,9 @@
 all: a package without records says nothing was found, and only the sources that held data are described
 as processing the subject's data."""
 
+import json
 import os
+import zipfile
 
 import pytest
 from django.conf import settings
@@ -11,7 +13,7 @@ from django.utils import timezone
 
 from requests_app import selectors
 from requests_app.exports.package import PackageWriter
-from requests_app.models import ExportKind, SourceCategory
+from requests_app.models import ExportKind, LegalBasis, SourceCategory
 from tests.exports.test_report_language import make_source, report_of
 from tests.factories import request_in_status
 
@@ -86,3 +88,62 @@ def test_a_package_with_records_confirms_and_describes_only_the_sources_that_hel
     assert f"{SEARCHED_EMPTY}</p>\n<ul><li>System crm</li></ul>" in report
     # No record of crm's was masked: the report does not say one was.
     assert "Other people's data" not in report
+
+
+def portability_writer(tmp_path) -> PackageWriter:
+    os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)
+    request = request_in_status("in_progress")
+    request.identities.update(verified_at=timezone.now())
+    return PackageWriter(str(tmp_path / "package.zip"), request=request, kind=ExportKind.PORTABILITY)
+
+
+def test_a_portability_package_leaves_out_data_processed_on_another_basis_than_consent_or_a_contract(tmp_path):
+    """The QA's case: 500 call records kept under a legal obligation were in a portability package, as their
+    category was ticked portable (the default); Art. 20(1)(a) covers only consent and contract."""
+    billing = make_source("billing")
+    calls = make_source("calls")
+    calls.legal_basis = LegalBasis.LEGAL_OBLIGATION
+    calls.save(update_fields=["legal_basis"])
+    writer = portability_writer(tmp_path)
+    writer.add_source(billing, manual_upload=extract("An invoice"))
+    writer.add_source(calls, manual_upload=extract("A call"))
+
+    report = report_of(writer, list(selectors.export_sources()))
+
+    with zipfile.ZipFile(writer.path) as package:
+        names = package.namelist()
+        manifest = json.loads(package.read("manifest.json"))
+    assert "data/billing/records.jsonl" in names
+    assert not [name for name in names if name.startswith("data/calls/")]
+    assert manifest["categories_left_out"] == [
+        {"source": "calls", "name": "System calls", "category": "other", "reason": "legal_basis_not_portable", "legal_basis": "legal_obligation"}
+    ]
+    assert (
+        "<li>System calls, Other: we process it on another legal basis than your consent or a contract: "
+        "legal obligation (Art. 6(1)(c))</li>" in report
+    )
+    assert "you may receive a copy of them by asking for access" in report
+
+
+def test_a_portability_package_says_a_category_not_provided_by_the_subject_is_left_out(tmp_path):
+    billing = make_source("billing")
+    SourceCategory.objects.filter(source=billing).update(portable=False)
+    writer = portability_writer(tmp_path)
+    writer.add_source(billing, manual_upload=extract("An invoice"))
+
+    report = report_of(writer, list(selectors.export_sources()))
+
+    assert "<li>System billing, Other: it is not data you gave us or that your use of our services produced</li>" in report
+
+
+def test_an_access_package_holds_every_category_whatever_its_legal_basis(writer):
+    calls = make_source("calls")
+    calls.legal_basis = LegalBasis.LEGAL_OBLIGATION
+    calls.save(update_fields=["legal_basis"])
+    writer.add_source(calls, manual_upload=extract("A call"))
+
+    report = report_of(writer, list(selectors.export_sources()))
+
+    assert writer.rows_found[("calls", "records")] == 1
+    assert writer.left_out == []
+    assert "portability does not cover" not in report

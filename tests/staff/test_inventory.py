@@ -257,3 +257,32 @@ def test_the_admin_refuses_a_template_that_would_fail_in_every_letter(dpo_client
 
     assert response.status_code == 200 and not ResponseTemplate.objects.exists()
     assert "include" in str(response.context["adminform"].form.errors["body"])
+
+
+@pytest.mark.django_db
+def test_a_category_of_a_source_not_on_consent_or_contract_cannot_be_marked_portable(dpo_client):
+    """Art. 20(1)(a): call records kept under a legal obligation are not portable, though the subject's calls made them."""
+    assert dpo_client.post(reverse("staff:source_new"), {**SOURCE, "legal_basis": "legal_obligation"}).status_code == 302
+    source = SourceSystem.objects.get(slug="billing")
+    category = {"source": source.pk, "slug": "calls", "category": "electronic_communications", "query": "SELECT * FROM cdrs WHERE caller IN :identities"}
+
+    response = dpo_client.post(reverse("staff:category_new"), {**category, "portable": "on"})
+
+    assert response.status_code == 200
+    (error,) = response.context["form"].errors["portable"]
+    assert "Only data processed on consent or a contract is portable" in error and "legal obligation (Art. 6(1)(c))" in error
+    assert dpo_client.post(reverse("staff:category_new"), category).status_code == 302
+    assert not SourceCategory.objects.get(source=source).portable
+
+
+@pytest.mark.django_db
+def test_the_inventory_flags_a_portable_category_whose_source_basis_changed_since(dpo_client):
+    dpo_client.post(reverse("staff:source_new"), SOURCE)
+    source = SourceSystem.objects.get(slug="billing")
+    SourceCategory.objects.create(source=source, slug="invoices", category="contact", query="x :identities", portable=True)
+    flag = "Left out of portability packages"
+    assert flag not in dpo_client.get(reverse("staff:inventory")).content.decode()
+
+    SourceSystem.objects.filter(pk=source.pk).update(legal_basis="legitimate_interests")
+
+    assert flag in dpo_client.get(reverse("staff:inventory")).content.decode()
