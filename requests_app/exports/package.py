@@ -12,6 +12,7 @@ write one entry at a time), then copied in.
 
 import contextlib
 import csv
+import datetime
 import hashlib
 import io
 import json
@@ -21,6 +22,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 import pyzipper
 from django.conf import settings
@@ -44,6 +46,9 @@ from requests_app.spreadsheets import spreadsheet_safe
 from requests_app.wording import in_sentence
 
 PROGRESS_EVERY_ROWS = 20_000
+
+# A ZIP entry's date has no time zone: unzip tools read it as local time, which for our subjects is Brussels'.
+ZIP_TIME_ZONE = ZoneInfo("Europe/Brussels")
 
 
 class _HashingWriter(io.RawIOBase):
@@ -132,6 +137,8 @@ class PackageWriter:
     # Rows written per (source slug, category slug): the report describes the processing only of the
     # sources that held data about the subject (GDPR Art. 15(1) asks whether data is processed at all).
     rows_found: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Every entry is dated when the package was started: a member opened by name would carry 1980-01-01.
+    compiled_at: datetime.datetime = field(default_factory=timezone.now)
 
     def __post_init__(self):
         level = settings.EXPORT_COMPRESSLEVEL
@@ -143,10 +150,19 @@ class PackageWriter:
         else:
             self.zip = zipfile.ZipFile(self.path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level)
 
+    def _member(self, path: str) -> zipfile.ZipInfo:
+        """An entry's header as `ZipFile.open(path, "w")` makes it (the same private compression level
+        attribute), but dated when the package was compiled."""
+        date_time = self.compiled_at.astimezone(ZIP_TIME_ZONE).timetuple()[:6]
+        member = getattr(self.zip, "zipinfo_cls", zipfile.ZipInfo)(path, date_time=date_time)  # pyzipper's for AES
+        member.compress_type = self.zip.compression
+        member._compresslevel = self.zip.compresslevel
+        return member
+
     @contextlib.contextmanager
     def entry(self, path: str, on_lines=None):
         """An entry open for (buffered) writing; its size and hash are recorded when it closes."""
-        with self.zip.open(path, "w", force_zip64=True) as raw, _buffered(raw, on_lines) as (writer, hashing):
+        with self.zip.open(self._member(path), "w", force_zip64=True) as raw, _buffered(raw, on_lines) as (writer, hashing):
             yield writer
         self.files.append({"path": path, "bytes": hashing.size, "sha256": hashing.digest.hexdigest(), "rows": None})
 
@@ -246,7 +262,7 @@ class PackageWriter:
             with zipfile.ZipFile(part_path) as source_zip, source_zip.open("part") as source, self.entry(path) as target:
                 shutil.copyfileobj(source, target, 1024 * 1024)
             return
-        copy_only_member(part_path, self.zip, path)
+        copy_only_member(part_path, self.zip, self._member(path))
         self.files.append({"path": path, "bytes": part["bytes"], "sha256": part["sha256"], "rows": None})
 
     def _write_rows(self, source, category, columns, rows) -> None:
@@ -315,7 +331,7 @@ class PackageWriter:
             "sources_not_searched": self.skipped,
             "categories_left_out": self.left_out,
         }
-        self.zip.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
+        self.zip.writestr(self._member("manifest.json"), json.dumps(manifest, indent=2, ensure_ascii=False))
         self.zip.close()
         return manifest
 

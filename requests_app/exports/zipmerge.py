@@ -12,11 +12,12 @@ import struct
 import zipfile
 
 
-def copy_only_member(source_path: str, target: zipfile.ZipFile, arcname: str) -> zipfile.ZipInfo:
-    """Append the single member of the ZIP at `source_path` to `target` as `arcname`, without recompressing."""
+def copy_only_member(source_path: str, target: zipfile.ZipFile, member: zipfile.ZipInfo) -> zipfile.ZipInfo:
+    """Append the single member of the ZIP at `source_path` to `target` under `member`'s name and date,
+    without recompressing."""
     with zipfile.ZipFile(source_path) as source:
         (info,) = source.infolist()
-    member = zipfile.ZipInfo(arcname, date_time=info.date_time)
+    arcname = member.filename
     member.compress_type = info.compress_type
     member.CRC, member.compress_size, member.file_size = info.CRC, info.compress_size, info.file_size
     member.external_attr = info.external_attr

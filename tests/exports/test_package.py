@@ -8,6 +8,7 @@ import html
 import json
 import re
 from io import StringIO
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy
@@ -349,3 +350,14 @@ def test_the_packages_first_rows_are_shown_only_to_who_may_read_the_requests_fil
     event = AuditEvent.objects.filter(action="export_previewed").first()
     assert AuditEvent.objects.filter(action="export_previewed").count() == 2  # each showing
     assert (event.request_id, event.actor_label, event.data) == (demo_request.pk, "dpo-exports", {"export": str(export.public_id)})
+
+
+def test_every_entry_of_a_compiled_package_is_dated_when_it_was_compiled(demo_sources):
+    """The CSV a PostgreSQL source's COPY writes comes from a ZIP of its own (copied as it is): dated too."""
+    backend, url, request = demo_sources
+    export = compiled(request)
+    with open_package(export) as package:
+        dates = {info.date_time for info in package.infolist()}
+    (date,) = dates
+    dated = datetime.datetime(*date, tzinfo=ZoneInfo("Europe/Brussels"))  # a ZIP date is local time: ours
+    assert dated <= datetime.datetime.fromisoformat(export.manifest["generated_at"]) < dated + datetime.timedelta(minutes=1)

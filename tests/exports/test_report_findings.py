@@ -2,11 +2,13 @@
 all: a package without records says nothing was found, and only the sources that held data are described
 as processing the subject's data."""
 
+import datetime
 import json
 import os
 import zipfile
 
 import pytest
+import time_machine
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
@@ -147,3 +149,23 @@ def test_an_access_package_holds_every_category_whatever_its_legal_basis(writer)
     assert writer.rows_found[("calls", "records")] == 1
     assert writer.left_out == []
     assert "portability does not cover" not in report
+
+
+@pytest.mark.parametrize("password", [None, "a password"])
+def test_every_entry_is_dated_when_the_package_was_compiled_in_brussels_time(tmp_path, password):
+    """Every data file was dated 1980-01-01 (a member opened by name gets the DOS epoch): extracted, a
+    subject's data looked 46 years old. A ZIP date has no time zone; unzip tools read it as local time."""
+    os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)
+    request = request_in_status("in_progress")
+    request.identities.update(verified_at=timezone.now())
+    with time_machine.travel(datetime.datetime(2026, 7, 1, 10, 0, 0, tzinfo=datetime.UTC), tick=False):
+        writer = PackageWriter(str(tmp_path / "package.zip"), request=request, kind=ExportKind.ACCESS, password=password)
+        writer.add_source(make_source("billing"), manual_upload=extract("An invoice"))
+        writer.finish(list(selectors.export_sources()))
+
+    with zipfile.ZipFile(writer.path) as package:
+        dates = {info.filename: info.date_time for info in package.infolist()}
+        compressions = {info.compress_type for info in package.infolist()}
+    assert "data/billing/records.csv" in dates and "manifest.json" in dates
+    assert compressions == ({zipfile.ZIP_DEFLATED} if password is None else {99})  # 99: AES, around deflate
+    assert set(dates.values()) == {(2026, 7, 1, 12, 0, 0)}  # Brussels summer time: UTC + 2
