@@ -1289,8 +1289,11 @@ class Recipient(TranslatedTexts, models.Model):
     class Meta:
         ordering = ["source", "name"]
 
-    # The text the subject reads in the access report, and so translated (RecipientTranslation).
-    TRANSLATED_FIELDS = ("safeguards",)
+    # The texts the subject reads in the access report, the letters and the certificate, and so translated
+    # (RecipientTranslation).
+    TRANSLATED_FIELDS = ("name", "safeguards")
+    # A company's name may read the same in every language: left untranslated, it is not missing.
+    OPTIONAL_TRANSLATIONS = ("name",)
 
     @property
     def reachable(self) -> bool:
@@ -1302,13 +1305,16 @@ class Recipient(TranslatedTexts, models.Model):
 
 
 class RecipientTranslation(TextTranslation):
-    """A recipient's transfer safeguards in one of the site's other languages (see SourceSystemTranslation)."""
+    """A recipient's name and transfer safeguards in one of the site's other languages (see
+    SourceSystemTranslation). Either may be left empty: a recipient with no safeguards may still have its
+    name translated ("Group companies"), and a company's name may need none."""
 
     ITEM_FIELD = "recipient"
 
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="translations")
     language = models.CharField(max_length=8, choices=settings.LANGUAGES)
-    safeguards = models.TextField()
+    name = models.CharField(max_length=200, blank=True)
+    safeguards = models.TextField(blank=True)
 
     class Meta:
         ordering = ["recipient", "language"]

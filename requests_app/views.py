@@ -234,7 +234,7 @@ def _recipient_notices(privacy_request) -> list:
     done = list(privacy_request.source_actions.filter(status=ActionStatus.DONE))
     unsearched = {action.source_id for action in done if certificate.searched_nothing(action)}
     changed = {action.source_id for action in done if action.changed_anything()}
-    notices = list(privacy_request.recipient_notices.select_related("recipient"))
+    notices = list(privacy_request.recipient_notices.select_related("recipient").prefetch_related("recipient__translations"))
     for notice in notices:
         notice.source_not_searched = notice.recipient.source_id in unsearched
         # Withdrawn before anything changed there: nothing will be told, and nothing needs to be.

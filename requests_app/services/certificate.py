@@ -130,7 +130,7 @@ def certificate_context(request: PrivacyRequest) -> dict:
         "sources_with_data": _sources_with_data(request, done),
         # Art. 19 is owed for what the actions changed: a request that changed nothing owes no notice.
         "changed_anything": any(action.changed_anything() for action in done),
-        "notices": request.recipient_notices.select_related("recipient", "waived_by"),
+        "notices": request.recipient_notices.select_related("recipient", "waived_by").prefetch_related("recipient__translations"),
         "events": request.events.order_by("sequence"),
         "events_checked": checked,
         "events_break": chain_break,
@@ -180,9 +180,11 @@ def _sources_with_data(request: PrivacyRequest, done: list) -> list[SourceSystem
             or any(counts.get("rows") for counts in action.result.get("categories", []))
         )
     }
-    recipients = Prefetch("recipients", queryset=Recipient.objects.order_by("name"))
+    recipients = Prefetch("recipients", queryset=Recipient.objects.order_by("name").prefetch_related("translations"))
     return list(
-        SourceSystem.objects.filter(Q(slug__in=slugs) | Q(id__in=source_ids)).prefetch_related(recipients).order_by("name")
+        SourceSystem.objects.filter(Q(slug__in=slugs) | Q(id__in=source_ids))
+        .prefetch_related(recipients, "translations")
+        .order_by("name")
     )
 
 
@@ -272,8 +274,9 @@ def outcome_summary(request: PrivacyRequest) -> str:
             say(paragraph)
         for paragraph in _suppression_outcome(request):
             say(paragraph)
-        notices = list(request.recipient_notices.select_related("recipient"))
-        told = [notice.recipient.name for notice in notices if notice.status == NoticeStatus.SENT]
+        notices = list(request.recipient_notices.select_related("recipient").prefetch_related("recipient__translations"))
+        names = {notice.pk: notice.recipient.texts_in(request.language)["name"] for notice in notices}  # as the reader reads them
+        told = [names[notice.pk] for notice in notices if notice.status == NoticeStatus.SENT]
         gdpr = cites_gdpr_articles(request.regime)
         if told:
             say(
@@ -292,7 +295,7 @@ def outcome_summary(request: PrivacyRequest) -> str:
                         if gdpr
                         else _("We did not tell %(name)s, a recipient of your data, about these changes: %(reason)s. %(note)s")
                     )
-                    % {"name": notice.recipient.name, "reason": in_sentence(notice.get_waiver_reason_display()), "note": notice.waiver_note}
+                    % {"name": names[notice.pk], "reason": in_sentence(notice.get_waiver_reason_display()), "note": notice.waiver_note}
                 )
     return "\n\n".join(paragraphs)
 

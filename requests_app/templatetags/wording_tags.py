@@ -18,9 +18,9 @@ def texts_in(item, language: str) -> dict[str, str]:
 
 
 @register.filter
-def name_in(source, language: str) -> str:
-    """A source system's name as a reader of `language` reads it (its translation, else its own name)."""
-    return source.texts_in(language)["name"]
+def name_in(item, language: str) -> str:
+    """A source system's or recipient's name as a reader of `language` reads it (its translation, else its own name)."""
+    return item.texts_in(language)["name"]
 
 
 @register.filter

@@ -282,3 +282,19 @@ def test_the_certificate_says_an_answer_after_the_due_date_was_late(dpo_actor):
     assert "<dt>Extended</dt><dd>No</dd>" in html
     assert "<dt>Clock paused</dt><dd>0 days</dd>" in html
     assert "<dt>Answered on time</dt><dd><span class=\"broken\">No: closed after the due date</span></dd>" in html
+
+
+def test_a_certificate_names_the_recipients_in_its_readers_language(completed_erasure):
+    from requests_app.models import RecipientTranslation
+
+    partner = Recipient.objects.get(name="Billing partner")
+    RecipientTranslation.objects.create(recipient=partner, language="fr", name="Partenaire de facturation")
+
+    with translation.override("fr"):
+        french = certificate.render_certificate_html(completed_erasure)
+    english = certificate.render_certificate_html(completed_erasure)
+
+    assert french.count("Partenaire de facturation (Belgium)") == 2  # holding the data, and told (Art. 19)
+    assert "Billing partner" not in french
+    assert "Old reseller (France)" in french  # left untranslated: its own name
+    assert english.count("Billing partner (Belgium)") == 2 and "Partenaire de facturation" not in english

@@ -402,3 +402,21 @@ def test_an_access_request_answered_in_full_needs_no_word_on_complaints(crm, cdr
 
     body = _complete(request, dpo_actor).body
     assert "lodge a complaint" not in body
+
+
+def test_a_letter_in_french_names_the_recipients_as_the_dpo_translated_them(crm, dpo_actor, django_capture_on_commit_callbacks):
+    """French letters said "Group companies": a recipient's safeguards could be translated but not its name."""
+    from requests_app.models import RecipientTranslation
+
+    told = Recipient.objects.create(source=crm, name="Group companies", country="Belgium", notification_email="art19@group.example")
+    excused = Recipient.objects.create(source=crm, name="Old roaming partner", country="France")
+    RecipientTranslation.objects.create(recipient=told, language="fr", name="Sociétés du groupe")
+    RecipientTranslation.objects.create(recipient=excused, language="fr", name="Ancien partenaire d'itinérance")
+    request = verified_request(RequestType.ERASURE, language="fr")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+    notices.waive(notice=request.recipient_notices.get(recipient=excused), actor=dpo_actor, reason="impossible", note="Dissoute.")
+
+    body = _complete(request, dpo_actor).body
+    assert "Sociétés du groupe." in body and "Ancien partenaire d'itinérance (" in body
+    assert "Group companies" not in body and "Old roaming partner" not in body

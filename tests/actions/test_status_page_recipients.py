@@ -126,3 +126,15 @@ def test_the_withdrawal_email_says_what_was_done_already_in_the_requests_languag
     (email,) = [sent for sent in mail.outbox if sent.to == [request.subject_email]]
     assert "was die Rücknahme nicht rückgängig macht:\n- Wir haben Ihre Daten in CRM gelöscht" in email.body
     assert "<li>Wir haben Ihre Daten in CRM gelöscht" in email.alternatives[0][0]
+
+
+def test_the_status_page_names_the_recipients_in_the_language_it_is_read_in(crm, erasure_request, dpo_actor, client):
+    from requests_app.models import RecipientTranslation
+
+    partner = Recipient.objects.create(source=crm, name="Group companies", country="Belgium")
+    RecipientTranslation.objects.create(recipient=partner, language="fr", name="Sociétés du groupe")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+
+    assert _recipient_lines(_status_page(client, erasure_request))[0].startswith("Group companies (Belgium):")
+    client.cookies["django_language"] = "fr"
+    assert _recipient_lines(_status_page(client, erasure_request))[0].startswith("Sociétés du groupe (Belgium)")

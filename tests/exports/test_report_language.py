@@ -87,7 +87,9 @@ def test_a_french_speaking_subjects_report_gives_the_french_texts(demo_request):
     calls.save()
     SourceCategoryTranslation.objects.create(category=calls, language="fr", description="Qui vous avez appelé, quand, combien de temps")
     analytics = Recipient.objects.get(name="Web analytics provider")
-    RecipientTranslation.objects.create(recipient=analytics, language="fr", safeguards="Clauses contractuelles types de l'UE")
+    RecipientTranslation.objects.create(
+        recipient=analytics, language="fr", name="Fournisseur de mesure d'audience", safeguards="Clauses contractuelles types de l'UE"
+    )
     demo_request.language = "fr"
     demo_request.save(update_fields=["language"])
 
@@ -97,10 +99,12 @@ def test_a_french_speaking_subjects_report_gives_the_french_texts(demo_request):
     for text in FRENCH_CDR.values():
         assert text in report
     assert "Clauses contractuelles types de l'UE" in report
+    assert "Fournisseur de mesure d'audience (United States" in report
+    assert "Group companies (Belgium)" in report  # left untranslated: its own name
     assert "(Qui vous avez appelé, quand, combien de temps)" in report
     for english in (
         cdr.purposes, cdr.retention, cdr.origin, cdr.automated_decisions, cdr.description, analytics.safeguards,
-        calls.description,
+        calls.description, analytics.name,
     ):
         assert english not in report
     # The sources nobody translated keep their main text rather than saying nothing.

@@ -267,3 +267,18 @@ def test_a_source_name_left_untranslated_is_not_missing(dpo_client, source):
     SourceSystemTranslation.objects.filter(language="fr").update(name="Facturation")
     source = SourceSystem.objects.get(pk=source.pk)
     assert source.texts_in("fr")["name"] == "Facturation"
+
+
+@pytest.mark.django_db
+def test_the_dpo_translates_a_recipients_name_which_left_untranslated_is_not_missing(dpo_client, source):
+    """French letters said "Group companies"; one without safeguards could not be translated at all. A company's
+    name may read the same everywhere: left empty, the subject reads its own name and nothing is missing."""
+    recipient = Recipient.objects.create(source=source, name="Group companies", country="Belgium")
+    assert recipient.languages_missing() == []
+
+    url = reverse("staff:recipient_translation", args=[recipient.pk, "fr"])
+    assert dpo_client.post(url, {"name": "Sociétés du groupe", "safeguards": ""}).status_code == 302
+
+    recipient = Recipient.objects.get(pk=recipient.pk)
+    assert recipient.texts_in("fr")["name"] == "Sociétés du groupe"
+    assert recipient.texts_in("nl")["name"] == "Group companies"
