@@ -649,6 +649,8 @@ def export_previews(export) -> list[dict]:
     import pyzipper
     from django.core.files.storage import default_storage
 
+    from requests_app.exports.package import source_of_data_file
+
     previews = []
     with default_storage.open(export.storage_name, "rb") as handle:
         archive = pyzipper.AESZipFile(handle) if export.encrypted else zipfile.ZipFile(handle)
@@ -657,7 +659,7 @@ def export_previews(export) -> list[dict]:
         with archive:
             for entry in export.manifest.get("files", []):
                 lines = []
-                if entry["path"].startswith("data/"):
+                if source_of_data_file(entry["path"]):
                     with archive.open(entry["path"]) as member:
                         for _, line in zip(range(PREVIEW_ROWS + 1), member):
                             lines.append(line.decode("utf-8", "replace").rstrip("\n"))

@@ -74,6 +74,16 @@ class _HashingWriter(io.RawIOBase):
         return len(data)
 
 
+# A package's data files are data/<source slug>/<category slug>.<format>.
+DATA_DIR = "data"
+
+
+def source_of_data_file(path: str) -> str | None:
+    """The slug of the source a manifest's file `path` holds data of, or None for another file (the report)."""
+    parts = path.split("/")
+    return parts[1] if len(parts) == 3 and parts[0] == DATA_DIR else None
+
+
 @contextlib.contextmanager
 def _buffered(raw, on_lines=None):
     hashing = _HashingWriter(raw, on_lines)
@@ -225,7 +235,7 @@ class PackageWriter:
         return bool(reason)
 
     def _write_copy(self, connector, source, category, identities) -> None:
-        base = f"data/{source.slug}/{category.slug}"
+        base = f"{DATA_DIR}/{source.slug}/{category.slug}"
         reported = [0]
         start_total = self.rows_total
 
@@ -266,7 +276,7 @@ class PackageWriter:
         self.files.append({"path": path, "bytes": part["bytes"], "sha256": part["sha256"], "rows": None})
 
     def _write_rows(self, source, category, columns, rows) -> None:
-        base = f"data/{source.slug}/{category.slug}"
+        base = f"{DATA_DIR}/{source.slug}/{category.slug}"
         counter = [0]
         with tempfile.TemporaryFile(dir=settings.EXPORT_WORK_DIR) as spool:  # unlinked at once: nothing to leave behind
             text_spool = io.TextIOWrapper(spool, encoding="utf-8", newline="")

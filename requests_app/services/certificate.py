@@ -40,7 +40,7 @@ from requests_app.models import (
     Status,
     SuppressionPurpose,
 )
-from requests_app.exports.package import NO_VERIFIED_IDENTIFIER, not_searched_reason
+from requests_app.exports.package import NO_VERIFIED_IDENTIFIER, not_searched_reason, source_of_data_file
 from requests_app.services.notices import corrected_values, only_records_before
 from requests_app.wording import cites_gdpr_articles, date_in_words, in_sentence, label_in_letter
 
@@ -166,10 +166,8 @@ def _sources_with_data(request: PrivacyRequest, done: list) -> list[SourceSystem
     slugs = set()
     for manifest in request.exports.exclude(manifest={}).values_list("manifest", flat=True):
         for entry in manifest.get("files", []):
-            # Package data files are data/<source slug>/<category slug>.<format>.
-            parts = entry["path"].split("/")
-            if len(parts) == 3 and parts[0] == "data" and entry.get("rows"):
-                slugs.add(parts[1])
+            if entry.get("rows") and source_of_data_file(entry["path"]):
+                slugs.add(source_of_data_file(entry["path"]))
     source_ids = {
         action.source_id
         for action in done
