@@ -22,7 +22,6 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
 
 import pyzipper
 from django.conf import settings
@@ -46,9 +45,6 @@ from requests_app.spreadsheets import spreadsheet_safe
 from requests_app.wording import in_sentence
 
 PROGRESS_EVERY_ROWS = 20_000
-
-# A ZIP entry's date has no time zone: unzip tools read it as local time, which for our subjects is Brussels'.
-ZIP_TIME_ZONE = ZoneInfo("Europe/Brussels")
 
 
 class _HashingWriter(io.RawIOBase):
@@ -163,7 +159,8 @@ class PackageWriter:
     def _member(self, path: str) -> zipfile.ZipInfo:
         """An entry's header as `ZipFile.open(path, "w")` makes it (the same private compression level
         attribute), but dated when the package was compiled."""
-        date_time = self.compiled_at.astimezone(ZIP_TIME_ZONE).timetuple()[:6]
+        # A ZIP date has no time zone: unzip tools read it as local time, for our subjects the site's (TIME_ZONE).
+        date_time = timezone.localtime(self.compiled_at).timetuple()[:6]
         member = getattr(self.zip, "zipinfo_cls", zipfile.ZipInfo)(path, date_time=date_time)  # pyzipper's for AES
         member.compress_type = self.zip.compression
         member._compresslevel = self.zip.compresslevel
