@@ -33,10 +33,14 @@ connection after every response, so every request opens a TCP connection.
 
 --profile N also files N requests (and N pings) in-process through Django's
 test client under cProfile, with the same settings, and prints the queries
-per request and the functions where the time goes.
+per request and the functions where the time goes. It then measures this
+process's CPU per POST with parts of the work left out in turn (the task
+published on commit, the audit event, the answer's body): how far a faster
+implementation of those parts could take the ratio at best.
 """
 
 import argparse
+import contextlib
 import cProfile
 import http.client
 import io
@@ -365,7 +369,40 @@ def profile(key: str, count: int) -> dict:
         stats.sort_stats("cumulative").print_stats(45)
         stats.sort_stats("tottime").print_stats(25)
         found[name] = {"ms_per_request": round(wall_ms, 2), "queries": len(sql), "sql": sql, "profile": out.getvalue()}
+    found["leave_out"] = leave_out(ping, post, count)
     return found
+
+
+def leave_out(ping, post, count: int) -> dict[str, float]:
+    """This process's CPU ms per ping, per POST, and per POST with more and more of its work replaced by nothing.
+
+    A measurement only (the requests filed this way have no audit event and no task): if even a POST without
+    those parts costs more than twice a ping, no faster way of doing them reaches the ratio of 0.5.
+    """
+    from types import SimpleNamespace
+    from unittest import mock
+
+    def cpu_ms(call) -> float:
+        for _ in range(20):
+            call()
+        started = time.process_time()
+        for _ in range(count):
+            call()
+        return round((time.process_time() - started) * 1000 / count, 2)
+
+    steps = [
+        ("without the task published on commit", mock.patch("requests_app.tasks.queue_after_commit")),
+        ("and without the audit event", mock.patch("requests_app.services.intake.record_event")),
+        ("and without the answer's body", mock.patch(
+            "requests_app.api.serializers.RequestSerializer", lambda request: SimpleNamespace(data={})
+        )),
+    ]
+    costs = {"ping": cpu_ms(ping), "POST": cpu_ms(post)}
+    with contextlib.ExitStack() as left_out:
+        for name, patch in steps:
+            left_out.enter_context(patch)
+            costs[f"POST {name}"] = cpu_ms(post)
+    return costs
 
 
 # --- main --------------------------------------------------------------------
@@ -454,12 +491,17 @@ def main() -> None:
     profiled = None
     if args.profile:
         profiled = profile(key, args.profile)
-        for name, found in profiled.items():
+        for name in ("ping", "post"):
+            found = profiled[name]
             print(f"\n=== in-process {name}: {found['ms_per_request']} ms/request (test client, no profiler), "
                   f"{found['queries']} SQL queries ===")
             for sql in found["sql"]:
                 print(f"  {sql[:200]}")
             print(found["profile"])
+        print("=== in-process CPU of this process (no PostgreSQL, no network), ms per call ===")
+        costs = profiled["leave_out"]
+        for name, cost in costs.items():
+            print(f"  {name:<75} {cost:>6.2f}   {cost / costs['ping']:.2f} x the ping")
         purge_broker()
 
     summary = {
@@ -477,8 +519,9 @@ def main() -> None:
         "machine_busy_before": round(busy_before, 3),
     }
     if profiled:
-        summary["profile"] = {name: {"ms_per_request": f["ms_per_request"], "queries": f["queries"]}
-                              for name, f in profiled.items()}
+        summary["profile"] = {name: {"ms_per_request": profiled[name]["ms_per_request"], "queries": profiled[name]["queries"]}
+                              for name in ("ping", "post")}
+        summary["profile"]["cpu_ms_leaving_out"] = profiled["leave_out"]
     print(json.dumps(summary))
 
 
