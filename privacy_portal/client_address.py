@@ -14,13 +14,15 @@ IPV6_CLIENT_PREFIX = 64
 
 def client_address(request) -> str:
     """Behind a proxy, the last address in CLIENT_ADDRESS_HEADER: the one the proxy saw itself (an
-    X-Forwarded-For that the proxy extends starts with whatever the client sent). A call without the header
-    (one that reached the server directly) counts under REMOTE_ADDR, and one without any address (a WSGI
-    server may leave REMOTE_ADDR out) under 0.0.0.0: one budget for all such calls. An IPv6 address counts
-    by its /64 ("2001:db8:1:2::"), as one client."""
+    X-Forwarded-For that the proxy extends starts with whatever the client sent); behind TRUSTED_PROXY_COUNT
+    proxies that each extend it, the one the outermost saw, that many places from the end. A call without
+    the header, or with fewer addresses than proxies (one that did not come through them all), counts under
+    REMOTE_ADDR, and one without any address (a WSGI server may leave REMOTE_ADDR out) under 0.0.0.0: one
+    budget for all such calls. An IPv6 address counts by its /64 ("2001:db8:1:2::"), as one client."""
     header = settings.CLIENT_ADDRESS_HEADER
-    forwarded = request.META.get(header, "") if header else ""
-    for candidate in (forwarded.rpartition(",")[2], request.META.get("REMOTE_ADDR") or ""):
+    forwarded = request.META.get(header, "").split(",") if header else []
+    seen_by_outermost_proxy = forwarded[-settings.TRUSTED_PROXY_COUNT] if len(forwarded) >= settings.TRUSTED_PROXY_COUNT else ""
+    for candidate in (seen_by_outermost_proxy, request.META.get("REMOTE_ADDR") or ""):
         address = _without_port(candidate.strip())
         try:
             parsed = ipaddress.ip_address(address)

@@ -424,6 +424,11 @@ PUBLIC_MAX_BODY_BYTES = ATTACHMENT_MAX_BYTES + 1024 * 1024
 # (django-ratelimit), the API's throttles and the staff sign-in lockout (django-axes, which would read the
 # proxy's own REMOTE_ADDR and lock a username out for everyone).
 CLIENT_ADDRESS_HEADER = env_str("RATELIMIT_IP_META_KEY") or None
+# How many proxies in a row extend that header (a CDN before a load balancer is 2): the client is the address
+# the outermost one saw, that many places from the end of the list.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1)
+if TRUSTED_PROXY_COUNT < 1:
+    raise ImproperlyConfigured(f"TRUSTED_PROXY_COUNT must be 1 or more, not {TRUSTED_PROXY_COUNT}")
 RATELIMIT_IP_META_KEY = "privacy_portal.client_address.client_address"
 # A counter the cache cannot give (Redis down: privacy_portal.cache) allows the submission.
 RATELIMIT_FAIL_OPEN = True

@@ -106,6 +106,12 @@ def test_behind_a_proxy_the_client_address_header_is_required():
     assert accepted.returncode == 0, accepted.stderr
 
 
+@pytest.mark.parametrize("count", ["0", "two"])
+def test_a_proxy_count_that_is_not_a_positive_number_is_refused(count):
+    refused = run_manage("check", TRUSTED_PROXY_COUNT=count)
+    assert refused.returncode != 0 and "TRUSTED_PROXY_COUNT must be" in refused.stderr
+
+
 @pytest.mark.parametrize("site_url", ["http://privacy.example.com", "https://", "  "])
 def test_production_links_go_to_an_https_address(site_url):
     result = run_manage(

@@ -183,6 +183,24 @@ def test_an_address_a_proxy_writes_with_its_port_is_the_address(rf, settings, fo
     assert client_address(rf.get("/", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="127.0.0.1")) == address
 
 
+@pytest.mark.parametrize(
+    ("forwarded", "address"),
+    [
+        ("198.51.100.7, 203.0.113.5", "198.51.100.7"),  # the client, then the CDN that the load balancer saw
+        ("10.9.9.9, 198.51.100.7, 203.0.113.5", "198.51.100.7"),  # whatever the client sent comes first
+        ("203.0.113.5", "127.0.0.1"),  # not through both proxies: counted under the one that called
+    ],
+)
+def test_behind_two_proxies_the_address_is_the_one_the_outer_proxy_saw(rf, settings, forwarded, address):
+    """A CDN before a load balancer: the last address is the CDN's, the same for every client, so all of them
+    would share one budget and one sign-in lockout."""
+    from privacy_portal.client_address import client_address
+
+    settings.CLIENT_ADDRESS_HEADER = "HTTP_X_FORWARDED_FOR"
+    settings.TRUSTED_PROXY_COUNT = 2
+    assert client_address(rf.get("/", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="127.0.0.1")) == address
+
+
 @pytest.mark.redis
 @pytest.mark.django_db
 def test_the_budget_is_counted_in_redis(redis_cache, budget_of_3):
