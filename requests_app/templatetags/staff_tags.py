@@ -11,13 +11,17 @@ from django.utils.translation import gettext_lazy as _
 from requests_app import lifecycle
 from requests_app.audit import ORGANISATION_LABEL_PREFIX
 from requests_app.services.routing import DEFAULT_RULE
+from requests_app.wording import in_sentence
 from requests_app.models import (
+    LEGAL_BASIS_NOT_PORTABLE,
     ActionKind,
     ActorKind,
     Channel,
+    DataCategory,
     ErasureException,
     ExportKind,
     IdentityKind,
+    LegalBasis,
     RejectionGround,
     RequestType,
     Status,
@@ -128,6 +132,23 @@ SYSTEM_NOTES = {
 def identity_kind_label(code: str) -> str:
     """An identifier's kind as staff read it ("ip_address" -> "IP address")."""
     return str(IdentityKind(code).label) if code in IdentityKind.values else code
+
+
+@register.filter
+def data_category_label(code: str) -> str:
+    """A data category as staff read it ("website_connection" -> "Website connection data")."""
+    return str(DataCategory(code).label) if code in DataCategory.values else code
+
+
+@register.filter
+def left_out_reason_for_staff(item: dict) -> str:
+    """Why a manifest's `categories_left_out` entry is not in the portability package, said in the inventory's
+    terms, as they stood when the package was compiled (the report tells the subject in its own words)."""
+    if item["reason"] == LEGAL_BASIS_NOT_PORTABLE:
+        return gettext("its source's legal basis is %(basis)s, neither consent nor a contract (Art. 20(1)(a))") % {
+            "basis": in_sentence(LegalBasis(item["legal_basis"]).label)
+        }
+    return gettext("not marked portable in the inventory (neither provided by the subject nor observed from their use, Art. 20(1))")
 
 
 @register.filter

@@ -24,7 +24,9 @@ from requests_app.models import (
     ExportPackage,
     ExportStatus,
     IdentityKind,
+    LegalBasis,
     PrivacyRequest,
+    SourceCategory,
     SourceSystem,
     SubjectIdentity,
     rights_mask,
@@ -350,6 +352,43 @@ def test_the_packages_first_rows_are_shown_only_to_who_may_read_the_requests_fil
     event = AuditEvent.objects.filter(action="export_previewed").first()
     assert AuditEvent.objects.filter(action="export_previewed").count() == 2  # each showing
     assert (event.request_id, event.actor_label, event.data) == (demo_request.pk, "dpo-exports", {"export": str(export.public_id)})
+
+
+def asking_for_portability(request: PrivacyRequest) -> PrivacyRequest:
+    """The demo request, asking for portability as well as access."""
+    request.rights.get_or_create(right="portability")
+    PrivacyRequest.objects.filter(pk=request.pk).update(rights_mask=rights_mask(["access", "portability"]))
+    request.refresh_from_db()
+    return request
+
+
+def test_the_staff_page_of_a_portability_package_lists_what_it_left_out_and_why(demo_request, dpo, client):
+    """Whoever releases the package sees, before releasing it, what the report tells the subject is left out:
+    read from the manifest, so a change to the inventory since cannot make the page disagree with the package."""
+    request = asking_for_portability(demo_request)
+    SourceCategory.objects.filter(source__slug="crm").update(portable=False)
+    export = compiled(request, kind="portability")
+    SourceSystem.objects.filter(slug="cdr").update(legal_basis=LegalBasis.CONTRACT)  # after compiling: the package still left it out
+    page_url = reverse("staff:export", args=[export.public_id])
+
+    page = html.unescape(login_staff(client, dpo).get(page_url).content.decode())
+
+    assert "Left out of this portability package" in page
+    assert (
+        "<li>Call detail records, Electronic communications data (call detail records): its source's legal basis is "
+        "legal obligation (Art. 6(1)(c)), neither consent nor a contract (Art. 20(1)(a))</li>"
+        "<li>Customer contacts (CRM), Contact information: not marked portable in the inventory (neither provided by "
+        "the subject nor observed from their use, Art. 20(1))</li>"
+        "<li>Website connection logs, Website connection data: its source's legal basis is legitimate interests "
+        "(Art. 6(1)(f)), neither consent nor a contract (Art. 20(1)(a))</li>"
+    ) in page
+    assert page.index("Left out of this portability package") < page.index("Release to the subject")
+
+
+def test_the_staff_page_of_an_access_package_lists_nothing_left_out(demo_request, dpo, client):
+    export = compiled(demo_request, kind="access")
+    page = login_staff(client, dpo).get(reverse("staff:export", args=[export.public_id])).content.decode()
+    assert "Left out of this portability package" not in page
 
 
 def test_every_entry_of_a_compiled_package_is_dated_when_it_was_compiled(demo_sources):
