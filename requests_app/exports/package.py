@@ -2,7 +2,7 @@
 
     data/<source>/<category>.jsonl and .csv   the rows, per source and category
     report.html                               the Art. 15 information, in the subject's language
-    manifest.json                             files, row counts, SHA-256 of each, identities searched
+    manifest.json                             files, row counts, SHA-256 of each, identities searched, when reading began
 
 Rows go from the source into the ZIP entry as they arrive; nothing holds a
 whole category in memory. The CSV of a generic source is spooled to a
@@ -124,6 +124,13 @@ def _csv_value(value):
     return spreadsheet_safe(value) if isinstance(value, str) else value
 
 
+def _reading_start() -> datetime.datetime:
+    """Now, to the even second below: a ZIP entry's date counts seconds in twos, and the report and the
+    manifest state the very moment the entries are dated."""
+    now = timezone.now().replace(microsecond=0)
+    return now - datetime.timedelta(seconds=now.second % 2)
+
+
 @dataclass
 class PackageWriter:
     """Writes one package to `path`. Call `add_source` per source, then `finish`."""
@@ -143,8 +150,10 @@ class PackageWriter:
     # Rows written per (source slug, category slug): the report describes the processing only of the
     # sources that held data about the subject (GDPR Art. 15(1) asks whether data is processed at all).
     rows_found: dict[tuple[str, str], int] = field(default_factory=dict)
-    # Every entry is dated when the package was started: a member opened by name would carry 1980-01-01.
-    compiled_at: datetime.datetime = field(default_factory=timezone.now)
+    # The package's one date, when reading the sources began: its entries are dated then (a member opened by
+    # name would carry 1980-01-01), and its report and manifest say so. Not when it was finished: an entry's
+    # date is written as it is opened, before the end is known.
+    reading_started_at: datetime.datetime = field(default_factory=_reading_start)
 
     def __post_init__(self):
         level = settings.EXPORT_COMPRESSLEVEL
@@ -158,9 +167,9 @@ class PackageWriter:
 
     def _member(self, path: str) -> zipfile.ZipInfo:
         """An entry's header as `ZipFile.open(path, "w")` makes it (the same private compression level
-        attribute), but dated when the package was compiled."""
+        attribute), but dated when reading the sources began."""
         # A ZIP date has no time zone: unzip tools read it as local time, for our subjects the site's (TIME_ZONE).
-        date_time = timezone.localtime(self.compiled_at).timetuple()[:6]
+        date_time = timezone.localtime(self.reading_started_at).timetuple()[:6]
         member = getattr(self.zip, "zipinfo_cls", zipfile.ZipInfo)(path, date_time=date_time)  # pyzipper's for AES
         member.compress_type = self.zip.compression
         member._compresslevel = self.zip.compresslevel
@@ -298,7 +307,6 @@ class PackageWriter:
 
     def finish(self, sources: list[SourceSystem]) -> dict:
         """Write report.html and manifest.json, close the ZIP and return the manifest."""
-        generated_at = timezone.now()
         skipped = {item["source"] for item in self.skipped}
         found = {source_slug for (source_slug, _category), rows in self.rows_found.items() if rows}
         with translation.override(self.request.language):
@@ -316,7 +324,7 @@ class PackageWriter:
                     "left_out": [
                         (item["name"], DataCategory(item["category"]).label, left_out_reason(item)) for item in self.left_out
                     ],
-                    "generated_at": generated_at,
+                    "reading_started_at": self.reading_started_at,
                     "categories": dict(DataCategory.choices),
                     "masked": [
                         (source, category)
@@ -331,7 +339,7 @@ class PackageWriter:
         manifest = {
             "reference": self.request.reference,
             "kind": self.kind,
-            "generated_at": generated_at.isoformat(),
+            "reading_started_at": self.reading_started_at.isoformat(),
             "files": self.files,
             "rows": self.rows_total,
             "identities_searched": self.searched,

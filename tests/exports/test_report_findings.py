@@ -152,7 +152,7 @@ def test_an_access_package_holds_every_category_whatever_its_legal_basis(writer)
 
 
 @pytest.mark.parametrize("password", [None, "a password"])
-def test_every_entry_is_dated_when_the_package_was_compiled_in_brussels_time(tmp_path, password):
+def test_every_entry_is_dated_when_reading_the_sources_began_in_brussels_time(tmp_path, password):
     """Every data file was dated 1980-01-01 (a member opened by name gets the DOS epoch): extracted, a
     subject's data looked 46 years old. A ZIP date has no time zone; unzip tools read it as local time."""
     os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)
@@ -169,3 +169,25 @@ def test_every_entry_is_dated_when_the_package_was_compiled_in_brussels_time(tmp
     assert "data/billing/records.csv" in dates and "manifest.json" in dates
     assert compressions == ({zipfile.ZIP_DEFLATED} if password is None else {99})  # 99: AES, around deflate
     assert set(dates.values()) == {(2026, 7, 1, 12, 0, 0)}  # Brussels summer time: UTC + 2
+
+
+def test_the_report_and_the_manifest_give_the_moment_the_entries_are_dated_when_reading_began(tmp_path):
+    """One date per package: the entries were dated when reading began, the report and the manifest said when it
+    ended. An entry's date is written before the end is known, so all three give the start, and say it is."""
+    os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)
+    request = request_in_status("in_progress")
+    request.identities.update(verified_at=timezone.now())
+    with time_machine.travel(datetime.datetime(2026, 7, 1, 10, 0, 3, 700_000, tzinfo=datetime.UTC), tick=False) as clock:
+        writer = PackageWriter(str(tmp_path / "package.zip"), request=request, kind=ExportKind.ACCESS)
+        writer.add_source(make_source("billing"), manual_upload=extract("An invoice"))
+        clock.move_to(datetime.datetime(2026, 7, 1, 10, 7, 0, tzinfo=datetime.UTC))  # a long read
+        report = report_of(writer, list(selectors.export_sources()))
+
+    with zipfile.ZipFile(writer.path) as package:
+        dates = {info.date_time for info in package.infolist()}
+        manifest = json.loads(package.read("manifest.json"))
+    # A ZIP entry's date counts seconds in twos: the moment is taken to the even second, everywhere.
+    assert dates == {(2026, 7, 1, 12, 0, 2)}
+    assert manifest["reading_started_at"] == "2026-07-01T10:00:02+00:00"
+    assert "We began reading the data from our systems on 1 July 2026, 12:00; each file in this package bears that date." in report
+    assert "12:07" not in report
