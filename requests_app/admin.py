@@ -13,13 +13,15 @@ keys) is for DPOs only.
 """
 
 import datetime
+import uuid
+from importlib import import_module
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import quote, unquote
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.http import Http404
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -518,10 +520,85 @@ class ManualTaskAdmin(ReadOnlyAdmin):
     list_select_related = ["export", "source", "assignee"]
 
 
+def _submission_key(request) -> uuid.UUID | None:
+    """The add form's key for this filling-in; None from a page that carries none (opened before it did)."""
+    try:
+        return uuid.UUID(request.POST.get("submission_key", ""))
+    except ValueError:
+        return None
+
+
+class ShowsSecretOnce:
+    """For what is added with a secret the DPO sees once (an API key, a webhook endpoint's signing secret).
+
+    Post/Redirect/Get: the POST that adds the object keeps its secret in the session (database sessions: never in
+    a URL or a cookie), under the object's own slot, and redirects to the object's "issued" page. That page
+    takes the secret out of the session as it shows it, so a reload, or opening the page later, shows no
+    secret and issues nothing; nor does another DPO's session, which never held it. The add form carries a key of
+    its own (submission_key, unique on the model): sent twice, by a double click or a resend, it adds one
+    object, and the second sending leads to the first one's page.
+
+    The admin gives `issued_secret(obj)`, the secret `obj` was added with, and `issued_page(request, obj, secret)`,
+    the TemplateResponse that shows it (`secret` None: it was shown already).
+    """
+
+    add_form_template = "admin/requests_app/add_form_sent_once.html"
+
+    def _issued_url_name(self) -> str:
+        return f"{self.model._meta.app_label}_{self.model._meta.model_name}_issued"
+
+    def _secret_slot(self, obj) -> str:
+        return f"secret_to_show:{self.model._meta.model_name}:{obj.pk}"
+
+    def get_urls(self):
+        issued = path("<path:object_id>/issued/", self.admin_site.admin_view(self.issued_view), name=self._issued_url_name())
+        return [issued, *super().get_urls()]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "submission_key": uuid.uuid4()}
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except IntegrityError:
+            # This form was sent before (PostgreSQL made this sending wait for the other to commit, if it was
+            # still under way): nothing was added, the admin's transaction is rolled back.
+            key = _submission_key(request)
+            added = self.model.objects.filter(submission_key=key).first() if key else None
+            if added is None:
+                raise
+            # The first sending kept the secret in the session as it committed (response_add). Read the session
+            # afresh: every answer saves its session (SESSION_SAVE_EVERY_REQUEST), and this one's copy, loaded
+            # before that commit, would write the secret away before its page shows it.
+            request.session = import_module(settings.SESSION_ENGINE).SessionStore(request.session.session_key)
+            return redirect(f"admin:{self._issued_url_name()}", quote(added.pk))
+
+    def save_form(self, request, form, change):
+        obj = super().save_form(request, form, change)
+        if not change:
+            obj.submission_key = _submission_key(request)
+        return obj
+
+    def response_add(self, request, obj, post_url_continue=None):
+        request.session[self._secret_slot(obj)] = self.issued_secret(obj)
+        # Saved with the object, in its transaction: a second sending of the form that finds the object finds
+        # the secret in the session too (add_view).
+        request.session.save()
+        return redirect(f"admin:{self._issued_url_name()}", quote(obj.pk))
+
+    def issued_view(self, request, object_id):
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404
+        if not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        response = self.issued_page(request, obj, request.session.pop(self._secret_slot(obj), None))
+        response["Cache-Control"] = "no-store"
+        return response
+
+
 @admin.register(OrganisationAPIKey)
-class OrganisationAPIKeyAdmin(RoleAdmin, APIKeyModelAdmin):
-    """The DPO issues keys here: the key is shown once, on the page that answers the POST that issued it (no
-    redirect, so the key is kept in no message, cookie or session); only its hash is kept."""
+class OrganisationAPIKeyAdmin(ShowsSecretOnce, RoleAdmin, APIKeyModelAdmin):
+    """The DPO issues keys here: the key is shown once, on the page the adding leads to (ShowsSecretOnce),
+    never in a message, a URL or a cookie; only its hash is kept."""
 
     readers = (roles.DPO,)
 
@@ -544,25 +621,27 @@ class OrganisationAPIKeyAdmin(RoleAdmin, APIKeyModelAdmin):
         obj.save()
         self._record(request, obj, obj.pk, "saved", form=form)
 
-    def response_add(self, request, obj, post_url_continue=None):
+    def issued_secret(self, obj) -> str:
+        return obj.issued_key
+
+    def issued_page(self, request, obj, secret):
         context = {
             **self.admin_site.each_context(request),
             "title": "Key issued",
             "opts": self.model._meta,
             "api_key": obj,
-            "key": obj.issued_key,
+            "key": secret,
         }
-        response = TemplateResponse(request, "admin/requests_app/organisationapikey/key.html", context)
-        response["Cache-Control"] = "no-store"
-        return response
+        return TemplateResponse(request, "admin/requests_app/organisationapikey/key.html", context)
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(RoleAdmin):
+class WebhookEndpointAdmin(ShowsSecretOnce, RoleAdmin):
     """The DPO registers an organisation's endpoint, rolls its secret, and gives the organisation each
-    secret from the page that issued it: the one after adding the endpoint, or after a roll. That
-    page is the answer to the POST that made the secret (no redirect, so the secret is kept in no
-    message, cookie or session), and no page shows it again; a lost secret is rolled."""
+    secret from the page that issued it: the one the adding leads to (ShowsSecretOnce), or the answer to
+    a roll's POST (no redirect, so that secret is kept in no message, cookie or session; the roll's form
+    says when the secret it replaces was issued, so sent again it rolls nothing). No page shows a secret
+    again; a lost secret is rolled."""
 
     readers = (roles.DPO,)
 
@@ -619,9 +698,11 @@ class WebhookEndpointAdmin(RoleAdmin):
         obj.save(update_fields=fields)
         self._record(request, obj, obj.pk, "saved", form=form)
 
-    def response_add(self, request, obj, post_url_continue=None):
-        # The new endpoint's secret, shown once: this page answers the POST that created it.
-        return self._secret_page(request, obj, obj.secret, "Endpoint added")
+    def issued_secret(self, obj) -> str:
+        return obj.secret
+
+    def issued_page(self, request, obj, secret):
+        return self._secret_page(request, obj, secret, "Endpoint added")
 
     def _endpoint_to_change(self, request, object_id) -> WebhookEndpoint:
         endpoint = self.get_object(request, unquote(object_id))

@@ -784,6 +784,8 @@ class OrganisationAPIKey(AbstractAPIKey):
 
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="api_keys")
     scope = models.CharField(max_length=16, choices=APIKeyScope, default=APIKeyScope.READ)
+    # The admin's add form's key for one filling-in: sent twice (a double click), it issues one key.
+    submission_key = models.UUIDField(null=True, blank=True, unique=True, editable=False)
 
     def clean(self):
         super().clean()
@@ -851,6 +853,8 @@ class WebhookEndpoint(models.Model):
     active = models.BooleanField(default=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The admin's add form's key for one filling-in: sent twice (a double click), it adds one endpoint.
+    submission_key = models.UUIDField(null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["organisation", "url"]

@@ -265,6 +265,7 @@ def test_a_dpo_who_is_not_a_superuser_issues_an_api_key(client):
     response = client.post(
         reverse("admin:requests_app_organisationapikey_add"),
         {"name": "portal", "organisation": organisation.pk, "scope": "write"},
+        follow=True,
     )
     assert response.status_code == 200
     key = OrganisationAPIKey.objects.get(organisation=organisation)
@@ -285,27 +286,171 @@ def test_a_dpo_who_is_not_a_superuser_issues_an_api_key(client):
     assert key.hashed_key not in str([event.data for event in AuditEvent.objects.all()])
 
 
-@pytest.mark.django_db
-def test_a_new_api_key_is_shown_once_on_the_answer_to_its_post_and_kept_in_no_cookie(client):
-    """Django keeps messages in a cookie that is signed, not encrypted: the library's "The API key is: ..."
-    message would hand the key to anything that sees the cookie."""
+def issue_api_key(client):
+    """The DPO's two steps: open the add form (it carries its submission key), send it. The answer to the POST."""
     from requests_app.models import Organisation
+
+    organisation = Organisation.objects.create(name="Mobile Operator SA")
+    return client.post(reverse("admin:requests_app_organisationapikey_add"), {**api_key_form(client), "organisation": organisation.pk})
+
+
+def api_key_form(client) -> dict:
+    """A blank add form's fields: a name, a scope, and the form's own submission key."""
+    page = client.get(reverse("admin:requests_app_organisationapikey_add")).content.decode()
+    submission_key = re.search(r'name="submission_key" value="([0-9a-f-]{36})"', page).group(1)
+    return {"name": "portal", "scope": "read", "submission_key": submission_key}
+
+
+def shown_api_key(response) -> str | None:
+    found = re.search(r'<code id="api-key">([^<]+)</code>', response.content.decode())
+    return found.group(1) if found else None
+
+
+@pytest.mark.django_db
+def test_a_new_api_key_is_shown_once_on_the_page_its_post_leads_to_and_kept_in_no_url_or_cookie(client):
+    """Django keeps messages in a cookie that is signed, not encrypted: the library's "The API key is: ..."
+    message would hand the key to anything that sees the cookie. The key waits in the database session instead."""
+    from django.contrib.admin.utils import quote
+
+    from requests_app.models import OrganisationAPIKey
     from tests.api.conftest import client_with
     from tests.factories import staff_in_role
 
-    organisation = Organisation.objects.create(name="Mobile Operator SA")
     login_staff(client, staff_in_role("DPO", username="dpo-keys"))
-    response = client.post(
-        reverse("admin:requests_app_organisationapikey_add"),
-        {"name": "portal", "organisation": organisation.pk, "scope": "read"},
-    )
+    added = issue_api_key(client)
 
-    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
-    key = re.search(r'<code id="api-key">([^<]+)</code>', response.content.decode()).group(1)
-    assert response.content.decode().count(key) == 1
-    assert key not in str(response.cookies) and key not in str(client.cookies) and key not in str(dict(client.session))
+    api_key = OrganisationAPIKey.objects.get()
+    issued_url = reverse("admin:requests_app_organisationapikey_issued", args=[quote(api_key.pk)])
+    assert added.status_code == 302 and added["Location"] == issued_url
+    [waiting] = [value for name, value in client.session.items() if name.startswith("secret_to_show:")]
+    shown = client.get(issued_url)
+    assert shown.status_code == 200 and "no-store" in shown["Cache-Control"]
+    key = shown_api_key(shown)
+    assert key == waiting and api_key.prefix == key.split(".")[0]
+    assert shown.content.decode().count(key) == 1
+    assert key not in added["Location"] and key not in str(added.cookies) and key not in str(shown.cookies)
+    assert key not in str(client.cookies) and key not in str(dict(client.session))  # taken out as it was shown
     assert client_with(key).get("/api/v1/requests/").status_code == 200
     assert key not in client.get(reverse("admin:requests_app_organisationapikey_changelist")).content.decode()
+
+
+@pytest.mark.django_db
+def test_reloading_the_new_keys_page_issues_no_second_key_and_shows_the_key_no_more(client):
+    from requests_app.models import OrganisationAPIKey
+    from tests.factories import staff_in_role
+
+    login_staff(client, staff_in_role("DPO", username="dpo-keys"))
+    issued_url = issue_api_key(client)["Location"]
+    key = shown_api_key(client.get(issued_url))
+
+    for later in (client.get(issued_url), client.get(issued_url)):  # a reload; the page opened again later
+        page = later.content.decode()
+        assert later.status_code == 200 and "no-store" in later["Cache-Control"]
+        assert shown_api_key(later) is None and key not in page and key.split(".")[1] not in page
+        assert "was shown once, when it was issued, and cannot be shown again" in page
+        assert "revoke this key" in page and reverse("admin:requests_app_organisationapikey_add") in page
+    assert OrganisationAPIKey.objects.count() == 1
+    assert AuditEvent.objects.filter(action="organisationapikey_saved").count() == 1
+
+
+@pytest.mark.django_db
+def test_the_add_form_sent_twice_issues_one_key_and_leads_to_its_page(client):
+    """A double click: the same form (its submission key) sent again issues nothing and shows the first key."""
+    from requests_app.models import Organisation, OrganisationAPIKey
+    from tests.factories import staff_in_role
+
+    login_staff(client, staff_in_role("DPO", username="dpo-keys"))
+    organisation = Organisation.objects.create(name="Mobile Operator SA")
+    form = {**api_key_form(client), "organisation": organisation.pk}
+    add_url = reverse("admin:requests_app_organisationapikey_add")
+
+    first, second = client.post(add_url, form), client.post(add_url, form)
+
+    assert first.status_code == second.status_code == 302 and first["Location"] == second["Location"]
+    assert OrganisationAPIKey.objects.count() == 1
+    assert AuditEvent.objects.filter(action="organisationapikey_saved").count() == 1
+    assert shown_api_key(client.get(second["Location"]))  # the key the first sending issued, shown once
+    # A new blank form is a new key.
+    assert client.post(add_url, {**api_key_form(client), "organisation": organisation.pk}).status_code == 302
+    assert OrganisationAPIKey.objects.count() == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_add_form_sent_twice_at_once_issues_one_key(client):
+    """Both sendings pass every check before either is stored: PostgreSQL makes the second wait on the first's
+    submission key, and it leads to the first one's page, which shows the key."""
+    from django.conf import settings
+    from django.test import Client
+
+    from requests_app.models import Organisation, OrganisationAPIKey
+    from tests.factories import at_once, staff_in_role
+
+    login_staff(client, staff_in_role("DPO", username="dpo-keys"))
+    form = {**api_key_form(client), "organisation": Organisation.objects.create(name="Mobile Operator SA").pk}
+    session_id = client.cookies[settings.SESSION_COOKIE_NAME].value
+
+    def send():
+        browser = Client()  # the same browser's session; a client each, as each thread changes its cookies
+        browser.cookies[settings.SESSION_COOKIE_NAME] = session_id
+        return browser.post(reverse("admin:requests_app_organisationapikey_add"), form)
+
+    answers = at_once(send, times=2)
+
+    assert [answer.status_code for answer in answers] == [302, 302]
+    assert answers[0]["Location"] == answers[1]["Location"]
+    assert OrganisationAPIKey.objects.count() == 1
+    assert AuditEvent.objects.filter(action="organisationapikey_saved").count() == 1
+    assert shown_api_key(client.get(answers[0]["Location"]))
+
+
+@pytest.mark.django_db
+def test_a_second_sending_that_loaded_the_session_before_the_first_committed_leaves_the_key_to_be_shown(client, rf):
+    """Every answer saves its session: the second sending's copy, from before the first one kept the key in it,
+    must not be saved over it."""
+    from django.contrib import admin
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from requests_app.models import Organisation, OrganisationAPIKey
+    from tests.factories import staff_in_role
+
+    dpo = staff_in_role("DPO", username="dpo-keys")
+    login_staff(client, dpo)
+    form = {**api_key_form(client), "organisation": Organisation.objects.create(name="Mobile Operator SA").pk}
+    add_url = reverse("admin:requests_app_organisationapikey_add")
+    second = rf.post(add_url, form)
+    second.user, second._dont_enforce_csrf_checks = dpo, True
+    second.session = SessionStore(client.session.session_key)
+    assert not [name for name in second.session.keys() if name.startswith("secret_to_show:")]  # loaded now
+
+    first = client.post(add_url, form)
+    answer = admin.site._registry[OrganisationAPIKey].add_view(second)
+    second.session.save()  # as SessionMiddleware does at the end of every answer
+
+    assert answer.status_code == 302 and answer["Location"] == first["Location"]
+    assert OrganisationAPIKey.objects.count() == 1
+    assert shown_api_key(client.get(first["Location"]))
+
+
+@pytest.mark.parametrize("role", ["DPO", "Auditor", "Handler"])
+@pytest.mark.django_db
+def test_only_the_dpo_who_issued_a_key_sees_it(client, role):
+    """The key waits in the issuing DPO's session: another DPO opening its page sees that it was shown; an auditor or
+    a handler, who may not open what holds secrets, gets a 403."""
+    from django.test import Client
+
+    from tests.factories import staff_in_role
+
+    login_staff(client, staff_in_role("DPO", username="dpo-keys"))
+    issued_url = issue_api_key(client)["Location"]
+
+    other = login_staff(Client(), staff_in_role(role, username=f"other-{role.lower()}"))
+    answer = other.get(issued_url)
+    if role == "DPO":
+        assert answer.status_code == 200 and not shown_api_key(answer) and b"key-shown-already" in answer.content
+    else:
+        assert answer.status_code == 403
+    assert shown_api_key(client.get(issued_url))  # still there for the DPO who issued it
 
 
 @pytest.mark.django_db

@@ -115,6 +115,13 @@ def shown_secret(response) -> str:
     return secret
 
 
+def endpoint_form(client, operator) -> dict:
+    """A blank add form, filled in: with the form's own submission key."""
+    page = client.get(reverse("admin:requests_app_webhookendpoint_add")).content.decode()
+    submission_key = re.search(r'name="submission_key" value="([0-9a-f-]{36})"', page).group(1)
+    return {"organisation": operator.pk, "url": "https://portal.example.com/hooks", "active": "on", "submission_key": submission_key}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_events_reach_the_organisations_endpoint_signed(operator, receiver):
     endpoint = WebhookEndpoint.objects.create(organisation=operator, url=receiver.url)
@@ -654,12 +661,22 @@ def test_a_secret_is_shown_once_when_it_is_issued(client, operator):
     login_staff(client, staff_in_role("DPO", username="dpo1"))
     add_url = reverse("admin:requests_app_webhookendpoint_add")
     assert not SECRET.search(client.get(add_url).content.decode())  # none before it exists
-    added = client.post(add_url, {"organisation": operator.pk, "url": "https://portal.example.com/hooks", "active": "on"})
+    added = client.post(add_url, endpoint_form(client, operator))
     endpoint = WebhookEndpoint.objects.get()
-    # Shown on the answer to the POST that made it, the secret that signs; kept in no message or session.
-    assert added.status_code == 200 and shown_secret(added) == endpoint.secret
-    assert "no-store" in added["Cache-Control"]
+    # The POST leads to the endpoint's page (Post/Redirect/Get), which shows the secret that signs, once: it waited
+    # for it in the database session, never in the address or a cookie.
+    issued_url = reverse("admin:requests_app_webhookendpoint_issued", args=[endpoint.pk])
+    assert added.status_code == 302 and added["Location"] == issued_url and not SECRET.search(added.content.decode())
+    shown = client.get(issued_url)
+    assert shown.status_code == 200 and shown_secret(shown) == endpoint.secret
+    assert "no-store" in shown["Cache-Control"]
     assert endpoint.secret not in str(dict(client.session)) and endpoint.secret not in str(client.cookies)
+    for later in (client.get(issued_url), client.get(issued_url)):  # a reload; the page opened again later
+        page = later.content.decode()
+        assert later.status_code == 200 and "no-store" in later["Cache-Control"] and not SECRET.search(page)
+        assert "was shown once, when it was issued, and cannot be shown again" in page
+        assert reverse("admin:requests_app_webhookendpoint_roll_secret", args=[endpoint.pk]) in page
+    assert WebhookEndpoint.objects.count() == 1 and WebhookEndpoint.objects.get().secret == endpoint.secret
 
     rolled = roll_in_the_admin(client, endpoint)
     endpoint.refresh_from_db()
@@ -679,6 +696,40 @@ def test_a_secret_is_shown_once_when_it_is_issued(client, operator):
     # Saving the endpoint's other fields leaves its secrets alone (they are not in the form).
     client.post(pages[0], {"organisation": operator.pk, "url": "https://portal.example.com/hooks2", "active": "on"})
     assert WebhookEndpoint.objects.get().secret == endpoint.secret
+
+
+@pytest.mark.django_db
+def test_the_add_form_sent_twice_adds_one_endpoint_and_leads_to_its_secret(client, operator):
+    """A double click: the same form (its submission key) sent again adds nothing and shows the first secret."""
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    form = endpoint_form(client, operator)
+    add_url = reverse("admin:requests_app_webhookendpoint_add")
+
+    first, second = client.post(add_url, form), client.post(add_url, form)
+
+    assert first.status_code == second.status_code == 302 and first["Location"] == second["Location"]
+    endpoint = WebhookEndpoint.objects.get()
+    assert AuditEvent.objects.filter(action="webhookendpoint_saved").count() == 1
+    assert shown_secret(client.get(second["Location"])) == endpoint.secret
+    assert client.post(add_url, endpoint_form(client, operator)).status_code == 302  # a new blank form: a new endpoint
+    assert WebhookEndpoint.objects.count() == 2
+
+
+@pytest.mark.parametrize("role", ["DPO", "Auditor", "Handler"])
+@pytest.mark.django_db
+def test_only_the_dpo_who_added_an_endpoint_sees_its_secret(client, operator, role):
+    from django.test import Client
+
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    issued_url = client.post(reverse("admin:requests_app_webhookendpoint_add"), endpoint_form(client, operator))["Location"]
+
+    other = login_staff(Client(), staff_in_role(role, username=f"other-{role.lower()}"))
+    answer = other.get(issued_url)
+    if role == "DPO":  # the secret waits in the session of the DPO who added the endpoint, not in another's
+        assert answer.status_code == 200 and b"secret-shown-already" in answer.content
+    else:
+        assert answer.status_code == 403
+    assert shown_secret(client.get(issued_url)) == WebhookEndpoint.objects.get().secret  # still there for its DPO
 
 
 def test_an_admin_save_does_not_undo_a_roll_committed_after_its_page_loaded_the_endpoint(operator, rf):
