@@ -1293,6 +1293,12 @@ class Recipient(TranslatedTexts, models.Model):
     class Meta:
         ordering = ["source", "name"]
 
+    @property
+    def webhook_secret_seen(self) -> str:
+        """What the page offering a new secret knew of the current one (a digest, never the secret): sent again
+        after that secret was replaced, the form replaces nothing."""
+        return hashlib.sha256(self.webhook_secret.encode()).hexdigest()[:16]
+
     # The texts the subject reads in the access report, the letters and the certificate, and so translated
     # (RecipientTranslation).
     TRANSLATED_FIELDS = ("name", "safeguards")

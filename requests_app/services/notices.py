@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
@@ -226,12 +227,21 @@ def _post(recipient, content: dict) -> None:
         raise NoticeFailed(f"HTTP {status_code}")
 
 
-def renew_recipient_secret(*, recipient: Recipient, actor: Actor) -> str:
+def renew_recipient_secret(*, recipient: Recipient, actor: Actor, secret_seen: str) -> str:
     """A new secret to sign the recipient's webhook notices with, returned to be shown once. The old one
-    stops at once: notices are rare, and a recipient gets the new one before any notice it must check."""
+    stops at once: notices are rare, and a recipient gets the new one before any notice it must check.
+
+    `secret_seen` is the page's Recipient.webhook_secret_seen: a page reloaded, or sent twice by a double
+    click, would otherwise replace the secret it has just shown, which would stop working unseen.
+    """
     roles.require_dpo(actor, _("Only the DPO manages recipients."))
     with transaction.atomic():
         locked = Recipient.objects.select_for_update().get(pk=recipient.pk)
+        if not constant_time_compare(secret_seen, locked.webhook_secret_seen):
+            raise RequestError(
+                _("This recipient's secret was replaced since the page was opened (the form was sent twice, or "
+                  "someone issued a new one): it was shown once, then. If the recipient does not have it, issue a new one.")
+            )
         locked.webhook_secret = new_webhook_secret()
         locked.save(update_fields=["webhook_secret"])
         record_event(None, "recipient_secret_renewed", actor=actor, data={"id": locked.pk, "name": locked.name[:200]})

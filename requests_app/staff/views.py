@@ -1157,7 +1157,13 @@ field_translation = _translation_view(SourceField, forms.SourceFieldTranslationF
 def recipient_secret(request: HttpRequest, pk: int) -> HttpResponse:
     """A new secret for the recipient's webhook notices, shown on this answer only: never again, here or anywhere."""
     recipient = get_object_or_404(Recipient, pk=pk)
-    secret = notice_service.renew_recipient_secret(recipient=recipient, actor=Actor.staff(request.user))
+    try:
+        secret = notice_service.renew_recipient_secret(
+            recipient=recipient, actor=Actor.staff(request.user), secret_seen=request.POST.get("secret_seen", "")
+        )
+    except RequestError as error:
+        messages.error(request, str(error))
+        return redirect("staff:recipient_edit", recipient.pk)
     response = render(request, "staff/recipient_secret.html", {"recipient": recipient, "secret": secret})
     response["Cache-Control"] = "no-store"
     return response

@@ -5,6 +5,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -344,13 +345,21 @@ def test_the_dpo_issues_a_recipients_signing_secret_once_and_its_notices_verify_
     edit_page = reverse("staff:recipient_edit", args=[partner.pk])
     issue = reverse("staff:recipient_secret", args=[partner.pk])
     login_staff(client, dpo)
-    assert issue in client.get(edit_page).content.decode()
+    page = client.get(edit_page).content.decode()
+    assert issue in page
+    form = {"secret_seen": re.search(r'name="secret_seen" value="([0-9a-f]+)"', page).group(1)}
 
-    response = client.post(issue)
+    response = client.post(issue, form)
     partner.refresh_from_db()
     shown = partner.webhook_secret
     assert response.status_code == 200 and response["Cache-Control"] == "no-store"
     assert shown != first_secret and f'<code id="recipient-secret">{shown}</code>' in response.content.decode()
+    # Reloaded (the browser sends the form again), or sent twice by a double click: the secret just shown stands.
+    again = client.post(issue, form, follow=True)
+    partner.refresh_from_db()
+    assert partner.webhook_secret == shown and shown not in again.content.decode()
+    assert "was replaced since the page was opened" in again.content.decode()
+    assert AuditEvent.objects.filter(action="recipient_secret_renewed").count() == 1
     assert shown not in client.get(edit_page).content.decode()
     assert shown not in client.get(reverse("staff:inventory")).content.decode()
     event = AuditEvent.objects.get(action="recipient_secret_renewed")
@@ -364,7 +373,7 @@ def test_the_dpo_issues_a_recipients_signing_secret_once_and_its_notices_verify_
         check_signature(headers, body, first_secret)  # the old secret stopped at once
 
     auditor = login_staff(client, staff_in_role("Auditor", username="auditor-secret"))
-    assert auditor.post(issue).status_code == 403
+    assert auditor.post(issue, {"secret_seen": partner.webhook_secret_seen}).status_code == 403
     assert client.get(issue).status_code in (403, 405)
     partner.refresh_from_db()
     assert partner.webhook_secret == shown
