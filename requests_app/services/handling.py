@@ -152,7 +152,9 @@ def render_letter(
         ) from error
 
 
-def _send_to_subject(request: PrivacyRequest, *, actor: Actor, subject: str, body: str, action: str) -> Message:
+def write_to_subject(request: PrivacyRequest, *, actor: Actor, subject: str, body: str, action: str) -> Message:
+    """Add a message or letter to the request's thread, record it as `action` in the audit trail, and email it
+    on commit when the subject has an email address. Call inside the caller's transaction."""
     message = Message.objects.create(
         request=request, direction=MessageDirection.TO_SUBJECT, author=actor.user, subject=subject, body=body,
         queued_at=timezone.now() if request.subject_email else None,
@@ -263,7 +265,7 @@ def message_send(*, request: PrivacyRequest, actor: Actor, body: str, subject: s
         earlier = _sent_again(locked.messages.filter(direction=MessageDirection.TO_SUBJECT, author=actor.user), text)
         if earlier:
             raise RequestError(_sent_again_refusal(earlier))
-        return _send_to_subject(locked, actor=actor, subject=subject or default_subject, body=text, action="message_sent")
+        return write_to_subject(locked, actor=actor, subject=subject or default_subject, body=text, action="message_sent")
 
 
 def request_information(*, request: PrivacyRequest, actor: Actor, body: str, expected_status: str) -> Message:
@@ -279,7 +281,7 @@ def request_information(*, request: PrivacyRequest, actor: Actor, body: str, exp
         subject, text = render_letter(locked, TemplatePurpose.INFORMATION_REQUEST, body=body, clock_paused=will_be_paused)
         # The question first, then the wait: the subject's timeline reads "We asked you for more information",
         # then "We are waiting for your reply". A refused transition rolls the message back with it.
-        message = _send_to_subject(locked, actor=actor, subject=subject, body=text, action="information_requested")
+        message = write_to_subject(locked, actor=actor, subject=subject, body=text, action="information_requested")
         lifecycle.transition(locked, "await_subject", actor=actor, note=lifecycle.NOTE_INFORMATION_REQUESTED)
         return message
 
@@ -295,7 +297,7 @@ def clock_pause(*, request: PrivacyRequest, actor: Actor, question: str) -> Mess
         # Checks the request may be paused and stops the clock, under the row lock this transaction keeps.
         deadline_service.clock_pause(request=request, actor=actor, reason=question)
         subject, text = render_letter(request, TemplatePurpose.INFORMATION_REQUEST, body=question, clock_paused=True)
-        return _send_to_subject(request, actor=actor, subject=subject, body=text, action="information_requested")
+        return write_to_subject(request, actor=actor, subject=subject, body=text, action="information_requested")
 
 
 RESUME_TRANSITION = {
@@ -478,7 +480,7 @@ def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expe
             # Keeping data asked to be erased, or correcting none, is a refusal in part; finding no data, or
             # not searching a source, an answer the subject may challenge: they may complain (Art. 12(4)).
             text = f"{text}\n\n{rejection_rights_paragraph(locked)}"
-        _send_to_subject(locked, actor=actor, subject=subject, body=text, action="completion_letter_sent")
+        write_to_subject(locked, actor=actor, subject=subject, body=text, action="completion_letter_sent")
     return locked
 
 
@@ -535,7 +537,7 @@ def request_reject(
             reason, explanation = explanation, ""  # "The reason: Other" says nothing: their words are the reason
         body = "\n\n".join(part for part in (explanation, rejection_rights_paragraph(locked)) if part)
         subject, text = render_letter(locked, TemplatePurpose.REJECTION, body=body, reason=reason)
-        _send_to_subject(locked, actor=actor, subject=subject, body=text, action="rejection_letter_sent")
+        write_to_subject(locked, actor=actor, subject=subject, body=text, action="rejection_letter_sent")
     return locked
 
 
@@ -572,7 +574,7 @@ def fee_propose(
         # A decision on the request under Art. 12(5): the subject may complain of it as of a refusal (Art. 12(4)).
         body = f"{explanation}\n\n{rejection_rights_paragraph(locked)}"
         subject, text = render_letter(locked, TemplatePurpose.FEE, body=body, fee=fee_in_words(locked))
-        _send_to_subject(locked, actor=actor, subject=subject, body=text, action="fee_letter_sent")
+        write_to_subject(locked, actor=actor, subject=subject, body=text, action="fee_letter_sent")
     return locked
 
 

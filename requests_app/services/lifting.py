@@ -21,7 +21,7 @@ from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import ActionKind, ActionStatus, ConnectorKind, PrivacyRequest, SourceAction, TemplatePurpose
 from requests_app.services.actions import action_summary, purged_before_lifting
-from requests_app.services.handling import _send_to_subject, render_letter
+from requests_app.services.handling import render_letter, write_to_subject
 
 
 def lift_refusal(restriction: SourceAction) -> str | None:
@@ -64,7 +64,7 @@ def plan_lift(*, restriction: SourceAction, actor: Actor, reason: str) -> Source
             request, TemplatePurpose.RESTRICTION_LIFT, body=reason,
             source=source.texts_in(request.language)["name"], lift_on=not_before,
         )
-        notice = _send_to_subject(request, actor=actor, subject=subject, body=text, action="restriction_lift_notice_sent")
+        notice = write_to_subject(request, actor=actor, subject=subject, body=text, action="restriction_lift_notice_sent")
         # The owner of a manual source lifts it by hand, as they restricted it.
         status = ActionStatus.MANUAL if source.connector == ConnectorKind.MANUAL else ActionStatus.PLANNED
         lift = SourceAction.objects.create(

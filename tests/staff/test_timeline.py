@@ -41,7 +41,7 @@ def recorded_actions() -> set[str]:
                 request, action = node.args[:2]
                 if isinstance(action, ast.Constant) and not (isinstance(request, ast.Constant) and request.value is None):
                     found.add(action.value)
-            if name == "_send_to_subject":
+            if name == "write_to_subject":
                 found |= {kw.value.value for kw in node.keywords if kw.arg == "action" and isinstance(kw.value, ast.Constant)}
     return found
 
