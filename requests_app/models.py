@@ -647,6 +647,7 @@ class TemplatePurpose(models.TextChoices):
     REJECTION = "rejection", _("Rejection letter")
     FEE = "fee", _("Fee letter (Art. 12(5))")
     RESTRICTION_LIFT = "restriction_lift", _("Notice before lifting a restriction (Art. 18(3))")
+    RESTRICTION_LIFT_CANCELLED = "restriction_lift_cancelled", _("Notice that a restriction stays in force after all")
 
 
 class ResponseTemplate(models.Model):
@@ -657,7 +658,8 @@ class ResponseTemplate(models.Model):
     and, in rejection letters, {{ reason }}, the legal ground (Art. 12(4)); in fee
     letters, {{ fee }}, the amount with its currency (Art. 12(5)); in the notice
     before a restriction is lifted, {{ source }} and {{ lift_on }}, which system
-    and from which day (Art. 18(3)).
+    and from which day (Art. 18(3)); in the notice that it stays in force after
+    all, {{ source }}, and may use {{ lift_on }}, the day the first notice gave.
     """
 
     purpose = models.CharField(max_length=32, choices=TemplatePurpose)
@@ -678,6 +680,7 @@ class ResponseTemplate(models.Model):
         TemplatePurpose.REJECTION: ["reason"],
         TemplatePurpose.FEE: ["fee"],
         TemplatePurpose.RESTRICTION_LIFT: ["source", "lift_on"],
+        TemplatePurpose.RESTRICTION_LIFT_CANCELLED: ["source"],
     }
 
     def __str__(self) -> str:
@@ -1638,6 +1641,8 @@ class ActionStatus(models.TextChoices):
     FAILED = "failed", _("Failed")
     STALE = "stale", _("Source changed since the dry run")
     MANUAL = "manual", _("Waiting for the system owner")
+    # A lifting of a restriction staff called off before it ran (services/lifting.py): the restriction stays.
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 class SourceAction(models.Model):
@@ -1647,6 +1652,7 @@ class SourceAction(models.Model):
     planned -> (dry run) -> awaiting_approval -> approved -> running -> done,
     or failed (retry runs it again) or stale (the source changed since the dry
     run: run it again and approve anew). Manual sources wait for their owner.
+    A lifting may be cancelled until it runs; a new one may be planned after.
     """
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -1687,11 +1693,23 @@ class SourceAction(models.Model):
     lift_reason = models.TextField(blank=True)
     lift_not_before = models.DateField(null=True, blank=True)
     lift_notice = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # A lifting cancelled before it ran: who and when, why (staff's words, quoted in the letter telling the
+    # subject the restriction stays in force, purged with the request), and that letter.
+    cancelled_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    lift_cancel_reason = models.TextField(blank=True)
+    lift_cancel_notice = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["source__name", "kind"]
-        constraints = [models.UniqueConstraint(fields=["request", "source", "kind"], name="one_action_per_source_and_kind")]
+        ordering = ["source__name", "kind", "id"]
+        constraints = [
+            # A cancelled lifting stays on record beside the one planned after it.
+            models.UniqueConstraint(
+                fields=["request", "source", "kind"], condition=~models.Q(status=ActionStatus.CANCELLED),
+                name="one_live_action_per_source_and_kind",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} in {self.source_id} for {self.request_id}"

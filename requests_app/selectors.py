@@ -64,6 +64,7 @@ SUBJECT_EVENT_TEXT = {
     "fee_letter_sent": _("We wrote to you of the fee we intend to charge for this request."),
     "fee_paid": _("We recorded your payment of the fee."),
     "restriction_lift_notice_sent": _("We wrote to you before lifting a restriction of your data."),
+    "restriction_lift_cancellation_sent": _("We wrote to you that a restriction of your data stays in force."),
 }
 # The events that add to a request's timeline after its filing ("submitted" is written with the request): each
 # moves its updated_at (audit.record_event), so that a portal's updated_since finds the new entry.

@@ -18,7 +18,7 @@ action fails, for staff to look at and retry.
 
 Lifting a restriction (services/lifting.py plans it, telling the subject first, Art. 18(3)) goes
 through the same steps, but may run whatever the request's status (restrictions outlive requests),
-and not before the day the subject was told.
+and not before the day the subject was told. One cancelled before it ran takes no step any more.
 
 Erasure skips categories under a legal hold and records why (Art. 17(3)).
 Manual sources wait for their owner to confirm the change. A request with
@@ -356,6 +356,8 @@ def _locked_action(action: SourceAction, actor: Actor) -> SourceAction:
     locked = SourceAction.objects.select_for_update(of=("self",)).select_related("request", "source").get(pk=action.pk)
     if actor.user is not None:
         roles.require_can_work(actor, locked.request)
+    if locked.status == ActionStatus.CANCELLED:
+        raise RequestError(lift_was_cancelled())
     if locked.kind != ActionKind.LIFT_RESTRICTION:
         _require_in_progress(locked.request)
     return locked
@@ -575,7 +577,7 @@ def _restrictions_in_force_elsewhere(action: SourceAction) -> list[str]:
     lifted_by_today = SourceAction.objects.filter(
         request=OuterRef("request"), source=OuterRef("source"), kind=ActionKind.LIFT_RESTRICTION,
         lift_not_before__lte=timezone.localdate(),
-    )
+    ).exclude(status=ActionStatus.CANCELLED)  # its subject was told the restriction stays
     return list(
         SourceAction.objects.filter(
             source=action.source, kind=ActionKind.RESTRICT, status=ActionStatus.DONE, request__in=sharing.values("request")
@@ -590,6 +592,11 @@ def _restrictions_in_force_elsewhere(action: SourceAction) -> list[str]:
 def purged_before_lifting() -> str:
     """Why a restriction of a purged request is not lifted here: its identifiers, which found the rows, are gone."""
     return _("The request's personal data has been deleted: lift this restriction in the source system itself.")
+
+
+def lift_was_cancelled() -> str:
+    """Why a cancelled lifting takes no step any more: the subject was told the restriction stays in force."""
+    return _("This lifting was cancelled and the subject told the restriction stays in force: plan a new lifting to lift it.")
 
 
 def lift_too_early(action: SourceAction) -> str:
@@ -924,6 +931,8 @@ def manual_action_done(*, action: SourceAction, actor: Actor, rows: int) -> Sour
         locked = SourceAction.objects.select_for_update().select_related("request", "source").get(pk=action.pk)
         if locked.kind != ActionKind.LIFT_RESTRICTION:
             _require_open(locked.request)
+        if locked.status == ActionStatus.CANCELLED:
+            raise RequestError(lift_was_cancelled())
         if locked.status != ActionStatus.MANUAL:
             raise RequestError(_("This action has already been confirmed."))
         if locked.kind == ActionKind.LIFT_RESTRICTION:

@@ -102,6 +102,17 @@ DEFAULT_TEMPLATES = {
             "that day, quoting the reference {{ reference }}."
         ),
     ),
+    # The lifting announced above is called off before it ran: the restriction stays, and the subject
+    # hears of any later lifting before it too.
+    TemplatePurpose.RESTRICTION_LIFT_CANCELLED: (
+        gettext_lazy("The restriction of your data in {{ source }} stays in force"),
+        gettext_lazy(
+            "Following your request {{ reference }}, we restricted the processing of your data in {{ source }}, and "
+            "wrote to you that we would lift that restriction on {{ lift_on }} at the earliest. We will not lift it: "
+            "the restriction stays in force, because: {{ body }}\n\nIf we decide to lift it later, we will write to you "
+            "again before we do."
+        ),
+    ),
 }
 
 

@@ -537,7 +537,8 @@ def purge_personal_data(request: PrivacyRequest) -> None:
     request.pauses.update(reason="")
     request.recipient_notices.update(waiver_note="")  # why a recipient was not told: it may quote the subject
     request.rectification_changes.update(value="")  # the certificate names the fields, never the values
-    request.source_actions.update(lift_reason="")  # why a restriction was lifted: it may quote the subject
+    # Why a restriction was to be lifted, or was not after all: it may quote the subject.
+    request.source_actions.update(lift_reason="", lift_cancel_reason="")
     request.identities.all().delete()
     request.notifications.filter(sent_at__isnull=True).delete()  # nobody is emailed about it any more
     # Its data packages and the raw extracts gathered for them go too (long expired, as a rule).

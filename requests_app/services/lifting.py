@@ -7,6 +7,10 @@ system, the reason and the first day it may be lifted (RESTRICTION_LIFT_NOTICE_D
 creates the action that lifts it: an ordinary source action (services/actions.py) of the kind
 "lift_restriction", with its dry run, approval and execution, which is refused before that day. It
 may be planned whatever the request's status: restrictions outlive the requests that asked for them.
+
+Until it has run, a lifting may be cancelled (the subject answered the notice with new grounds, say, or
+the verification of accuracy is not over after all): the subject is told the restriction stays in force,
+the cancelled action stays on record, and a new lifting may be planned later, with a notice of its own.
 """
 
 import datetime
@@ -34,7 +38,7 @@ def lift_refusal(restriction: SourceAction) -> str | None:
         return purged_before_lifting()
     if SourceAction.objects.filter(
         request_id=restriction.request_id, source_id=restriction.source_id, kind=ActionKind.LIFT_RESTRICTION
-    ).exists():
+    ).exclude(status=ActionStatus.CANCELLED).exists():
         return _("The lifting of this restriction is already planned.")
     return None
 
@@ -76,3 +80,58 @@ def plan_lift(*, restriction: SourceAction, actor: Actor, reason: str) -> Source
             data={**action_summary(lift), "not_before": not_before.isoformat(), "message": str(notice.public_id)},
         )
     return lift
+
+
+def cancel_refusal(lift: SourceAction) -> str | None:
+    """Why the lifting `lift` cannot be cancelled now, or None: only a lifting that has not run (nor is
+    running) may be, and only while the subject can still be told that the restriction stays."""
+    if lift.kind != ActionKind.LIFT_RESTRICTION:
+        return _("Only the lifting of a restriction can be cancelled.")
+    if lift.status == ActionStatus.CANCELLED:
+        return _("This lifting has already been cancelled.")
+    if lift.status == ActionStatus.DONE:
+        return _("This restriction has already been lifted: the lifting can no longer be cancelled.")
+    if lift.status == ActionStatus.RUNNING:
+        return _("This lifting is being carried out: it can no longer be cancelled.")
+    if lift.changed_anything():
+        # An HTTP source has no rollback: a run that failed part-way left some rows lifted, and the
+        # subject would be told the restriction stays when it no longer wholly does.
+        return _("This lifting changed data in the source system before it stopped: it can no longer be cancelled.")
+    if lift.request.personal_data_purged_at is not None:
+        return _("The request's personal data has been deleted: the subject can no longer be told, and this lifting cannot run.")
+    return None
+
+
+def cancel_lift(*, lift: SourceAction, actor: Actor, reason: str) -> SourceAction:
+    """Cancel a planned lifting that has not run, and tell the subject the restriction stays in force.
+
+    Allowed to whoever may plan a lifting (who may work the request), whatever the request's status, while
+    cancel_refusal finds nothing against it: planned, dry run under way or done, approved, failed or stale
+    with nothing changed, or waiting for a manual source's owner. The request and the action are locked and
+    checked again, so of a cancellation and an execution (or two cancellations) racing, the second is refused;
+    a dry run under way records nothing once the action is cancelled. Sends the letter (a message in the
+    request's thread and language, emailed on commit), records it and the cancellation in the audit trail (not
+    the reason, as for the planning: staff's words stay on the action, purged with the request). Nothing is
+    changed in the source: the restriction is still in place. The cancelled action stays, for the record; a
+    new lifting may be planned (lift_refusal), with a notice of its own.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise RequestError(_("Say why the restriction stays in force: the subject is told."))
+    roles.require_can_work(actor, lift.request)
+    with transaction.atomic():
+        request = PrivacyRequest.objects.select_for_update().get(pk=lift.request_id)
+        locked = SourceAction.objects.select_for_update(of=("self",)).select_related("request", "source").get(pk=lift.pk)
+        refusal = cancel_refusal(locked)
+        if refusal:
+            raise RequestError(refusal)
+        subject, text = render_letter(
+            request, TemplatePurpose.RESTRICTION_LIFT_CANCELLED, body=reason,
+            source=locked.source.texts_in(request.language)["name"], lift_on=locked.lift_not_before,
+        )
+        notice = write_to_subject(request, actor=actor, subject=subject, body=text, action="restriction_lift_cancellation_sent")
+        locked.status, locked.cancelled_by, locked.cancelled_at = ActionStatus.CANCELLED, actor.user, timezone.now()
+        locked.lift_cancel_reason, locked.lift_cancel_notice = reason, notice
+        locked.save(update_fields=["status", "cancelled_by", "cancelled_at", "lift_cancel_reason", "lift_cancel_notice"])
+        record_event(request, "restriction_lift_cancelled", actor=actor, data={**action_summary(locked), "message": str(notice.public_id)})
+    return locked

@@ -105,6 +105,8 @@ EVENT_LABELS = {
     "rectification_value_set": _("Corrected value set"),
     "restriction_lift_planned": _("Lifting of a restriction planned"),
     "restriction_lift_notice_sent": _("Subject told before a restriction is lifted (Art. 18(3))"),
+    "restriction_lift_cancelled": _("Lifting of a restriction cancelled: the restriction stays in force"),
+    "restriction_lift_cancellation_sent": _("Subject told a restriction stays in force"),
     "recipient_notified": _("Recipient notified (Art. 19)"),
     "recipient_notice_failed": _("Notice to a recipient failed"),
     "recipient_notice_resent": _("Notice to a recipient sent again"),

@@ -317,3 +317,293 @@ def test_a_lifting_planned_before_the_purge_does_not_run_after_it(
             step(actions.dry_run_start, lift, actor=dpo_actor)
     assert SourceAction.objects.get(pk=lift.pk).status == ActionStatus.PLANNED
     assert source_db("SELECT restricted FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"restricted": True}] * 2
+
+
+# --- Cancelling a planned lifting -------------------------------------------
+
+
+def _cancel_lift(lift, actor, django_capture_on_commit_callbacks, reason="You gave us new grounds: your objection is being examined."):
+    with time_machine.travel(PLANNED_ON + datetime.timedelta(days=3), tick=False), django_capture_on_commit_callbacks(execute=True):
+        return lifting.cancel_lift(lift=SourceAction.objects.get(pk=lift.pk), actor=actor, reason=reason)
+
+
+def test_cancelling_a_lifting_keeps_the_restriction_and_tells_the_subject_in_their_language(
+    restricted, dpo_actor, django_capture_on_commit_callbacks, mailoutbox, source_db, step
+):
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    with time_machine.travel(PLANNED_ON + datetime.timedelta(days=1), tick=False):
+        lift = step(actions.approve, step(actions.dry_run_start, lift, actor=dpo_actor), actor=dpo_actor)
+    assert lift.status == ActionStatus.APPROVED
+
+    lift = _cancel_lift(lift, dpo_actor, django_capture_on_commit_callbacks)
+
+    assert lift.status == ActionStatus.CANCELLED
+    assert lift.cancelled_by == dpo_actor.user and lift.cancelled_at == PLANNED_ON + datetime.timedelta(days=3)
+    assert lift.lift_cancel_reason == "You gave us new grounds: your objection is being examined."
+    letter = Message.objects.filter(request=restricted.request, direction=MessageDirection.TO_SUBJECT).last()
+    assert lift.lift_cancel_notice == letter and letter != lift.lift_notice
+    assert "CRM" in letter.subject and "CRM" in letter.body
+    assert "9 mars 2026" in letter.body  # the day the first letter gave, as the request's language writes it
+    assert "You gave us new grounds" in letter.body
+    assert [email.to for email in mailoutbox] == [[ANA_EMAIL], [ANA_EMAIL]]  # the notice, then this letter
+    events = list(AuditEvent.objects.filter(request=restricted.request).values_list("action", flat=True))
+    assert events[-2:] == ["restriction_lift_cancellation_sent", "restriction_lift_cancelled"]
+    cancelled = AuditEvent.objects.get(request=restricted.request, action="restriction_lift_cancelled")
+    assert cancelled.actor == dpo_actor.user and cancelled.data["action"] == str(lift.public_id)
+    assert cancelled.data["message"] == str(letter.public_id)
+    assert "grounds" not in str(cancelled.data)  # staff's words stay on the row, purged with the request
+
+    # The restriction stays: the approved lifting no longer runs, even once its day has come.
+    with time_machine.travel(PLANNED_ON + datetime.timedelta(days=7), tick=False):
+        for service in (actions.execute, actions.dry_run_start, actions.approve):
+            with pytest.raises(RequestError, match="lifting was cancelled"):
+                step(service, lift, actor=dpo_actor)
+    assert SourceAction.objects.get(pk=lift.pk).status == ActionStatus.CANCELLED
+    assert source_db("SELECT restricted FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"restricted": True}] * 2
+    assert source_db("SELECT identity FROM restriction_list ORDER BY identity") == [{"identity": ANA_EMAIL}, {"identity": BOB_EMAIL}]
+
+
+def test_the_dpos_own_wording_of_the_cancellation_is_used_and_must_name_the_system(
+    restricted, dpo_actor, django_capture_on_commit_callbacks
+):
+    from django.core.exceptions import ValidationError
+
+    from requests_app.models import ResponseTemplate, TemplatePurpose
+
+    purpose = TemplatePurpose.RESTRICTION_LIFT_CANCELLED
+    with pytest.raises(ValidationError, match=r"\{\{ source \}\}"):
+        ResponseTemplate(purpose=purpose, language="fr", subject="Restriction", body="{{ body }}").clean()
+    ResponseTemplate.objects.create(
+        purpose=purpose, language="fr", subject="La limitation dans {{ source }} est maintenue",
+        body="Nous ne lèverons pas la limitation de vos données dans {{ source }} le {{ lift_on }} : {{ body }}",
+    )
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    lift = _cancel_lift(lift, dpo_actor, django_capture_on_commit_callbacks, reason="La vérification n'est pas terminée.")
+    assert lift.lift_cancel_notice.subject == "La limitation dans CRM est maintenue"
+    assert lift.lift_cancel_notice.body == (
+        "Nous ne lèverons pas la limitation de vos données dans CRM le 9 mars 2026 : La vérification n'est pas terminée."
+    )
+
+
+def test_a_lifting_is_cancelled_with_a_reason_by_who_may_plan_one_only(
+    restricted, dpo_actor, django_capture_on_commit_callbacks
+):
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    with pytest.raises(RequestError, match="Say why the restriction stays"):
+        _cancel_lift(lift, dpo_actor, django_capture_on_commit_callbacks, reason="  ")
+    for role in (roles.AUDITOR, roles.HANDLER):  # the handler is not assigned the request
+        with pytest.raises(NotAllowed):
+            _cancel_lift(lift, Actor.staff(staff_in_role(role)), django_capture_on_commit_callbacks)
+    assert SourceAction.objects.get(pk=lift.pk).status == ActionStatus.PLANNED
+    assert Message.objects.filter(request=restricted.request).count() == 1  # the notice only
+    with pytest.raises(RequestError, match="Only the lifting of a restriction"):
+        _cancel_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+
+    assigned = staff_in_role(roles.HANDLER)
+    type(restricted.request).objects.filter(pk=restricted.request_id).update(assignee=assigned)
+    assert _cancel_lift(lift, Actor.staff(assigned), django_capture_on_commit_callbacks).status == ActionStatus.CANCELLED
+
+
+def test_a_lifting_that_ran_or_is_running_cannot_be_cancelled(
+    restricted, dpo_actor, django_capture_on_commit_callbacks, step
+):
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    with time_machine.travel(PLANNED_ON + datetime.timedelta(days=7), tick=False):
+        lift = step(actions.approve, step(actions.dry_run_start, lift, actor=dpo_actor), actor=dpo_actor)
+        actions.execute(action=lift, actor=dpo_actor)  # queued, not taken by a worker yet
+    with pytest.raises(RequestError, match="being carried out"):
+        _cancel_lift(lift, dpo_actor, django_capture_on_commit_callbacks)
+
+    # An HTTP source has no rollback: a run that failed part-way left some of the data lifted.
+    SourceAction.objects.filter(pk=lift.pk).update(
+        status=ActionStatus.FAILED, result={"categories": [{"category": "subscribers", "rows": 1, "fields": 1}]}
+    )
+    with pytest.raises(RequestError, match="changed data in the source system before it stopped"):
+        _cancel_lift(lift, dpo_actor, django_capture_on_commit_callbacks)
+
+    SourceAction.objects.filter(pk=lift.pk).update(status=ActionStatus.APPROVED, result={})
+    with time_machine.travel(PLANNED_ON + datetime.timedelta(days=7), tick=False):
+        lift = step(actions.execute, lift, actor=dpo_actor)
+    assert lift.status == ActionStatus.DONE, lift.error
+    with pytest.raises(RequestError, match="already been lifted"):
+        _cancel_lift(lift, dpo_actor, django_capture_on_commit_callbacks)
+    assert Message.objects.filter(request=restricted.request).count() == 1  # no letter for a refusal
+    assert not AuditEvent.objects.filter(request=restricted.request, action="restriction_lift_cancelled").exists()
+
+
+def test_a_dry_run_under_way_records_nothing_once_its_lifting_is_cancelled(
+    restricted, dpo_actor, django_capture_on_commit_callbacks
+):
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    token = actions.dry_run_start(action=lift, actor=dpo_actor).run_token  # queued, its task not run yet
+    _cancel_lift(lift, dpo_actor, django_capture_on_commit_callbacks)
+    actions.run_dry_run(action_id=lift.id, token=token)  # the worker takes it now
+    lift.refresh_from_db()
+    assert lift.status == ActionStatus.CANCELLED and lift.dry_run_at is None
+
+
+def test_the_row_is_checked_again_under_its_lock(restricted, dpo_actor, django_capture_on_commit_callbacks, step):
+    """Two people on the same page: the second click acts on what the row holds now, not on what it showed."""
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    as_shown = SourceAction.objects.get(pk=lift.pk)
+    _cancel_lift(lift, dpo_actor, django_capture_on_commit_callbacks)
+    with pytest.raises(RequestError, match="already been cancelled"):
+        lifting.cancel_lift(lift=as_shown, actor=dpo_actor, reason="Again.")
+    with pytest.raises(RequestError, match="lifting was cancelled"):
+        actions.dry_run_start(action=as_shown, actor=dpo_actor)
+    assert Message.objects.filter(request=restricted.request).count() == 2  # the notice and one cancellation
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("source_url", ["sqlite"], indirect=True)
+def test_two_cancelling_at_once_cancel_once(restricted, dpo_actor):
+    from tests.factories import at_once
+
+    lift = lifting.plan_lift(restriction=restricted, actor=dpo_actor, reason="Accuracy verified.")
+    outcomes = at_once(lambda: lifting.cancel_lift(lift=SourceAction.objects.get(pk=lift.pk), actor=dpo_actor, reason="New grounds."), 2)
+
+    assert sorted(type(outcome).__name__ for outcome in outcomes) == ["RequestError", "SourceAction"]
+    assert "already been cancelled" in str(next(o for o in outcomes if isinstance(o, RequestError)))
+    assert Message.objects.filter(request=restricted.request).count() == 2  # the notice and one cancellation
+    assert AuditEvent.objects.filter(request=restricted.request, action="restriction_lift_cancelled").count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("source_url", ["sqlite"], indirect=True)
+def test_of_a_cancellation_and_an_execution_at_once_only_one_happens(restricted, dpo_actor, source_db):
+    """Whichever takes the lock second finds the other done: a lifting carried out is never called off
+    in a letter, and a cancelled one never runs."""
+    from tests.factories import at_once
+
+    with time_machine.travel(PLANNED_ON, tick=False):
+        lift = lifting.plan_lift(restriction=restricted, actor=dpo_actor, reason="Accuracy verified.")
+    with time_machine.travel(PLANNED_ON + datetime.timedelta(days=7), tick=False):
+        actions.dry_run_start(action=lift, actor=dpo_actor)  # a transactional test: its task ran on commit
+        actions.approve(action=SourceAction.objects.get(pk=lift.pk), actor=dpo_actor)
+        works = [
+            lambda: actions.execute(action=SourceAction.objects.get(pk=lift.pk), actor=dpo_actor),
+            lambda: lifting.cancel_lift(lift=SourceAction.objects.get(pk=lift.pk), actor=dpo_actor, reason="New grounds."),
+        ]
+        outcomes = at_once(lambda: works.pop()(), 2)
+
+    refusals = [str(outcome) for outcome in outcomes if isinstance(outcome, RequestError)]
+    assert len(refusals) == 1, outcomes
+    lift.refresh_from_db()
+    letters = Message.objects.filter(request=restricted.request).count()
+    if lift.status == ActionStatus.CANCELLED:
+        assert "lifting was cancelled" in refusals[0] and letters == 2
+        assert source_db("SELECT count(*) AS n FROM subscribers WHERE restricted") == [{"n": 2}]
+    else:
+        assert lift.status == ActionStatus.DONE, lift.error
+        assert "being carried out" in refusals[0] or "already been lifted" in refusals[0]
+        assert letters == 1 and lift.cancelled_at is None
+
+
+def test_after_a_cancellation_a_new_lifting_is_planned_with_a_fresh_notice(
+    restricted, dpo_actor, django_capture_on_commit_callbacks, source_db, run
+):
+    first = _cancel_lift(_plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks), dpo_actor, django_capture_on_commit_callbacks)
+    assert lifting.lift_refusal(restricted) is None
+
+    replanned_on = PLANNED_ON + datetime.timedelta(days=20)
+    with time_machine.travel(replanned_on, tick=False), django_capture_on_commit_callbacks(execute=True):
+        second = lifting.plan_lift(restriction=restricted, actor=dpo_actor, reason="Your objection was decided.")
+    assert second.pk != first.pk and second.status == ActionStatus.PLANNED
+    assert second.lift_not_before == datetime.date(2026, 3, 29)  # from its own notice, not the first one's day
+    assert second.lift_notice not in (first.lift_notice, first.lift_cancel_notice)
+    assert "29 mars 2026" in second.lift_notice.body
+    with pytest.raises(RequestError, match="already planned"):
+        _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    kinds = restricted.request.source_actions.filter(kind=ActionKind.LIFT_RESTRICTION).order_by("id")
+    assert list(kinds.values_list("status", flat=True)) == [ActionStatus.CANCELLED, ActionStatus.PLANNED]
+
+    with time_machine.travel(replanned_on + datetime.timedelta(days=7), tick=False):
+        second = run(second.id, "dry_run", "approve", "execute", actor=dpo_actor)
+    assert second.status == ActionStatus.DONE, second.error
+    assert source_db("SELECT count(*) AS n FROM subscribers WHERE restricted") == [{"n": 0}]
+
+
+def test_a_cancelled_lifting_of_another_request_does_not_count_as_one_due(
+    restricted, crm, dpo_actor, django_capture_on_commit_callbacks, source_db, run, step
+):
+    """The same data restricted for the subject's second request: its lifting, once cancelled, no longer lets
+    the first one's lifting end the second's restriction too."""
+    second = verified_request(RequestType.RESTRICTION)  # Ana again
+    done = run(actions.plan_actions(request=second, actor=dpo_actor)[0].id, "dry_run", "approve", "execute", actor=dpo_actor)
+    second_lift = _plan_lift(done, dpo_actor, django_capture_on_commit_callbacks)
+    _cancel_lift(second_lift, dpo_actor, django_capture_on_commit_callbacks)
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    with time_machine.travel(datetime.datetime(2026, 3, 10, 9, 0, tzinfo=datetime.UTC), tick=False):
+        lift = step(actions.approve, step(actions.dry_run_start, lift, actor=dpo_actor), actor=dpo_actor)
+        with pytest.raises(RequestError, match=f"restricted for the subject's request {second.reference} too"):
+            step(actions.execute, lift, actor=dpo_actor)
+    assert source_db("SELECT restricted FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"restricted": True}] * 2
+
+
+def test_a_cancelled_lifting_is_no_longer_listed_as_stopped_work(
+    client, restricted, dpo_actor, django_capture_on_commit_callbacks, source_db, step, mailoutbox
+):
+    from requests_app.emails import send_daily_digest
+
+    lifecycle.transition(restricted.request, "withdraw", actor=Actor.subject())
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    source_db("DROP TABLE restriction_list")
+    lift = step(actions.dry_run_start, lift, actor=dpo_actor)
+    assert lift.status == ActionStatus.PLANNED and lift.error  # refused at its dry run: waiting for staff
+    listed = f"{restricted.request.reference}</a>: CRM, Lifting of a restriction"
+    in_digest = f"- {restricted.request.reference}: CRM, Lifting of a restriction"
+    login_staff(client, dpo_actor.user)
+    assert listed in client.get(reverse("staff:home")).content.decode()
+    send_daily_digest(today=timezone.localdate(), recipients=["dpo@example.com"])
+    assert in_digest in mailoutbox[-1].body
+
+    _cancel_lift(lift, dpo_actor, django_capture_on_commit_callbacks)
+    assert listed not in client.get(reverse("staff:home")).content.decode()
+    send_daily_digest(today=timezone.localdate(), recipients=["dpo@example.com"])
+    assert in_digest not in mailoutbox[-1].body
+
+
+def test_a_manual_sources_lifting_is_cancelled_before_its_owner_confirms_it(db, dpo_actor, django_capture_on_commit_callbacks):
+    source = SourceSystem.objects.create(
+        slug="paper", name="Paper files", connector=ConnectorKind.MANUAL, identity_kind=IdentityKind.EMAIL,
+        purposes="Archive", legal_basis=LegalBasis.CONTRACT, retention="5 years", origin="The subject",
+    )
+    request = verified_request(RequestType.RESTRICTION)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    restriction = actions.manual_action_done(action=request.source_actions.get(source=source), actor=dpo_actor, rows=3)
+    lift = _plan_lift(restriction, dpo_actor, django_capture_on_commit_callbacks)
+    assert lift.status == ActionStatus.MANUAL
+    _cancel_lift(lift, dpo_actor, django_capture_on_commit_callbacks)
+    with time_machine.travel(PLANNED_ON + datetime.timedelta(days=7), tick=False), pytest.raises(RequestError, match="lifting was cancelled"):
+        actions.manual_action_done(action=lift, actor=dpo_actor, rows=3)
+    assert SourceAction.objects.get(pk=lift.pk).status == ActionStatus.CANCELLED
+
+
+def test_the_purge_forgets_why_a_lifting_was_cancelled_and_none_is_cancelled_after_it(
+    restricted, dpo_actor, django_capture_on_commit_callbacks
+):
+    from requests_app.services import intake
+
+    cancelled = _cancel_lift(_plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks), dpo_actor, django_capture_on_commit_callbacks)
+    planned = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    intake.purge_personal_data(restricted.request)
+    cancelled.refresh_from_db()
+    assert cancelled.lift_cancel_reason == "" and cancelled.status == ActionStatus.CANCELLED
+    with pytest.raises(RequestError, match="can no longer be told"):
+        _cancel_lift(planned, dpo_actor, django_capture_on_commit_callbacks)
+
+
+def test_the_subject_reads_on_their_status_page_that_the_restriction_stays(
+    client, restricted, dpo_actor, django_capture_on_commit_callbacks
+):
+    from requests_app import selectors
+
+    _cancel_lift(_plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks), dpo_actor, django_capture_on_commit_callbacks)
+    with translation.override("en"):
+        texts = [str(text) for _moment, text in selectors.subject_timeline(restricted.request)]
+    assert texts[-2:] == [
+        "We wrote to you before lifting a restriction of your data.",
+        "We wrote to you that a restriction of your data stays in force.",
+    ]
