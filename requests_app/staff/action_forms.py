@@ -46,3 +46,13 @@ class LiftForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
         max_length=2000,
     )
+
+
+class CancelLiftForm(forms.Form):
+    """Why a planned lifting is called off: the letter telling the subject the restriction stays quotes it."""
+
+    reason = forms.CharField(
+        label=_("Why the restriction stays in force (quoted in the letter to the subject)"),
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=2000,
+    )

@@ -1,6 +1,7 @@
 """The request page's "Actions in source systems" panel: erasure, rectification and
 restriction per source (plan, dry run, approve, execute, retry, manual confirmation), the
-lifting of a restriction (planned with a letter to the subject, then the same steps),
+lifting of a restriction (planned with a letter to the subject, then the same steps, or
+cancelled with another letter until it runs),
 the Art. 19 notices to recipients, and the completion certificate.
 
 Like the other staff views these are thin: every POST is one service call, a
@@ -38,7 +39,7 @@ from requests_app.models import (
 )
 from requests_app.services import actions, lifting, notices
 from requests_app.services import certificate as certificate_service
-from requests_app.staff.action_forms import LiftForm, ManualDoneForm, RectificationForm, WaiveForm
+from requests_app.staff.action_forms import CancelLiftForm, LiftForm, ManualDoneForm, RectificationForm, WaiveForm
 from requests_app.staff.views import _get_request, _request_context, staff_view
 from requests_app.wording import date_in_words
 
@@ -53,7 +54,7 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
     if not rights & set(actions.ACTION_FOR_RIGHT):
         return {"shown": False}
     user = request.user
-    source_actions = list(privacy_request.source_actions.select_related("source", "approved_by", "done_by"))
+    source_actions = list(privacy_request.source_actions.select_related("source", "approved_by", "done_by", "cancelled_by"))
     kinds_verified = actions.verified_kinds(privacy_request)
     for action in source_actions:
         # After execution the result says what was kept; before, the dry run says what would be. A source
@@ -87,6 +88,9 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         action.can_plan_lift = action.kind == ActionKind.RESTRICT and lifting.lift_refusal(action) is None
         key = f"lift-{action.public_id}"
         action.lift_form = bound.get(key) or LiftForm(auto_id=f"{key}-%s")
+        action.can_cancel_lift = action.kind == ActionKind.LIFT_RESTRICTION and lifting.cancel_refusal(action) is None
+        key = f"cancel_lift-{action.public_id}"
+        action.cancel_lift_form = bound.get(key) or CancelLiftForm(auto_id=f"{key}-%s")
     recipient_notices = list(privacy_request.recipient_notices.select_related("recipient", "waived_by"))
     for notice in recipient_notices:
         key = f"waive-{notice.public_id}"
@@ -173,11 +177,13 @@ STEPS = {
 @require_POST
 def action_step(request: HttpRequest, public_id, step: str) -> HttpResponse:
     action = get_object_or_404(SourceAction.objects.select_related("request", "source"), public_id=public_id)
-    if step not in ("done", "lift") and step not in STEPS:
+    if step not in ("done", "lift", "cancel_lift") and step not in STEPS:
         return HttpResponse(status=404)
     actor = Actor.staff(request.user)
     if step == "lift":
         return _plan_lift(request, action, actor)
+    if step == "cancel_lift":
+        return _cancel_lift(request, action, actor)
     try:
         if step == "done":
             form = ManualDoneForm(request.POST, auto_id=f"done-{action.public_id}-%s")
@@ -214,6 +220,22 @@ def _plan_lift(request: HttpRequest, restriction: SourceAction, actor: Actor) ->
         _("The subject has been told. The restriction may be lifted from %(day)s.") % {"day": date_in_words(lift.lift_not_before)},
     )
     return redirect(_panel_url(restriction.request.reference))
+
+
+def _cancel_lift(request: HttpRequest, lift: SourceAction, actor: Actor) -> HttpResponse:
+    key = f"cancel_lift-{lift.public_id}"
+    form = CancelLiftForm(request.POST, auto_id=f"{key}-%s")
+    if not form.is_valid():
+        return _page_with_form(request, lift.request, key, form, status=400)
+    try:
+        lifting.cancel_lift(lift=lift, actor=actor, reason=form.cleaned_data["reason"])
+    except NotAllowed:
+        raise
+    except RequestError as error:
+        form.add_error(None, str(error))
+        return _page_with_form(request, lift.request, key, form, status=409)
+    messages.success(request, _("The lifting is cancelled and the subject has been told that the restriction stays in force."))
+    return redirect(_panel_url(lift.request.reference))
 
 
 @staff_view

@@ -607,3 +607,44 @@ def test_the_subject_reads_on_their_status_page_that_the_restriction_stays(
         "We wrote to you before lifting a restriction of your data.",
         "We wrote to you that a restriction of your data stays in force.",
     ]
+
+
+@pytest.mark.parametrize("source_url", ["sqlite"], indirect=True)
+def test_the_request_page_cancels_a_lifting_and_says_why_it_no_longer_can(
+    client, dpo, restricted, django_capture_on_commit_callbacks, step
+):
+    dpo_actor = Actor.staff(dpo)
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    url = reverse("staff:request", args=[restricted.request.reference])
+    cancel_url = reverse("staff:source_action", args=[lift.public_id, "cancel_lift"])
+
+    auditor = staff_in_role(roles.AUDITOR)
+    login_staff(client, auditor)
+    assert "Cancel the lifting" not in client.get(url).content.decode()
+    assert client.post(cancel_url, {"reason": "New grounds."}).status_code == 403
+
+    login_staff(client, dpo)
+    assert "Cancel the lifting" in client.get(url).content.decode()
+    response = client.post(cancel_url, {"reason": " "})
+    assert response.status_code == 400 and "This field is required." in response.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(cancel_url, {"reason": "New grounds."}, follow=True)
+    page = response.content.decode()
+    assert "The lifting is cancelled and the subject has been told that the restriction stays in force." in page
+    assert "Cancel the lifting" not in page and "Lift this restriction" in page  # a new one may be planned
+    assert SourceAction.objects.get(pk=lift.pk).status == ActionStatus.CANCELLED
+
+    # Someone else's page still offers it: the second click is refused, saying why.
+    response = client.post(cancel_url, {"reason": "New grounds."})
+    assert response.status_code == 409 and "This lifting has already been cancelled." in response.content.decode()
+
+    with time_machine.travel(PLANNED_ON, tick=False), django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("staff:source_action", args=[restricted.public_id, "lift"]), {"reason": "Accuracy verified."})
+    second = restricted.request.source_actions.get(kind=ActionKind.LIFT_RESTRICTION, status=ActionStatus.PLANNED)
+    with time_machine.travel(PLANNED_ON + datetime.timedelta(days=7), tick=False):
+        second = step(actions.execute, step(actions.approve, step(actions.dry_run_start, second, actor=dpo_actor), actor=dpo_actor), actor=dpo_actor)
+        assert second.status == ActionStatus.DONE, second.error
+        login_staff(client, dpo)  # the session of a week ago has expired
+        response = client.post(reverse("staff:source_action", args=[second.public_id, "cancel_lift"]), {"reason": "Too late."})
+    assert response.status_code == 409
+    assert "This restriction has already been lifted: the lifting can no longer be cancelled." in response.content.decode()
