@@ -95,9 +95,8 @@ def certificate_context(request: PrivacyRequest) -> dict:
     whole chain is walked nightly, and the certificate reports the latest walk.
     """
     source_actions = []
-    for action in request.source_actions.select_related("source", "approved_by", "done_by", "lift_notice").prefetch_related(
-        "source__categories"
-    ):
+    related = ("source", "approved_by", "done_by", "lift_notice", "cancelled_by", "lift_cancel_notice")
+    for action in request.source_actions.select_related(*related).prefetch_related("source__categories"):
         labels = _category_labels(action.source)
         source_actions.append(
             {

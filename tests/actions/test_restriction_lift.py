@@ -595,6 +595,34 @@ def test_the_purge_forgets_why_a_lifting_was_cancelled_and_none_is_cancelled_aft
         _cancel_lift(planned, dpo_actor, django_capture_on_commit_callbacks)
 
 
+def test_the_certificate_and_the_timeline_show_the_cancelled_lifting(
+    client, restricted, dpo_actor, django_capture_on_commit_callbacks
+):
+    lift = _cancel_lift(_plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks), dpo_actor, django_capture_on_commit_callbacks)
+    type(restricted.request).objects.filter(pk=restricted.request_id).update(language="en")
+    restricted.request.refresh_from_db()
+    with translation.override("en"):
+        page = certificate.render_certificate_html(restricted.request)
+    section = page[page.index("Lifting of a restriction: CRM"):]
+    section = section[:section.index("</section>")]
+    assert "<dd>Cancelled</dd>" in section
+    assert "Why it was to be lifted" in section and "Why it was lifted" not in section
+    assert f"Cancelled before it ran</dt><dd>{timezone.localtime(lift.cancelled_at):%Y-%m-%d %H:%M}" in section
+    assert "(dpo)" in section and "You gave us new grounds" in section
+    assert "Subject told the restriction stays in force" in section
+    assert "Lifting of a restriction cancelled: the restriction stays in force" in page  # its audit event
+    # The completion letter speaks of what was done: the restriction, not a lifting that did not happen.
+    summary = certificate.outcome_summary(restricted.request)
+    assert "We restricted the processing of your data in CRM." in summary and "lifted" not in summary
+
+    login_staff(client, dpo_actor.user)
+    page = client.get(reverse("staff:request", args=[restricted.request.reference]), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Cancelled by dpo, " in page and "the subject was told the restriction stays in force." in page
+    timeline = page[page.index('class="list timeline"'):]
+    assert "Subject told a restriction stays in force" in timeline
+    assert "Lifting of a restriction cancelled: the restriction stays in force" in timeline
+
+
 def test_the_subject_reads_on_their_status_page_that_the_restriction_stays(
     client, restricted, dpo_actor, django_capture_on_commit_callbacks
 ):
