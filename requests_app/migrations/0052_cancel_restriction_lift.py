@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('requests_app', '0050_recipient_name_translation'),
+        ('requests_app', '0051_api_key_and_webhook_endpoint_submission_key'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
