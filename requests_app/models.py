@@ -239,6 +239,9 @@ class PrivacyRequest(models.Model):
     )
     # The rights asked, as bits (see rights_mask); the RequestedRight rows hold the details.
     rights_mask = models.PositiveIntegerField(default=0)
+    # The rights a completion refused, as bits, so that what was granted is known without a query (the API's
+    # lists); each RequestedRight holds its refusal_ground. The database default serves the benchmarks' bulk INSERTs.
+    refused_rights_mask = models.PositiveIntegerField(default=0, db_default=0, editable=False)
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="assigned_requests"
     )
@@ -337,6 +340,18 @@ class PrivacyRequest(models.Model):
         return [right for bit, right in enumerate(RequestType.values) if self.rights_mask & (1 << bit)]
 
     @property
+    def refused_rights(self) -> list[str]:
+        """The rights a completion refused (RequestedRight.refusal_ground), in their declared order, read from
+        refused_rights_mask: no query. Empty before the request is completed; a rejection refuses it whole instead."""
+        return [right for bit, right in enumerate(RequestType.values) if self.refused_rights_mask & (1 << bit)]
+
+    @property
+    def granted_rights(self) -> list[str]:
+        """The rights asked and not refused: what completing the request must answer. All of them until a
+        completion refuses some."""
+        return [right for right in self.requested_rights if right not in self.refused_rights]
+
+    @property
     def signature_differs_from_name(self) -> bool:
         """A typed signature that is not the name given: the staff page points it out for the identity check."""
         return bool(self.signature) and comparable_name(self.signature) != comparable_name(self.subject_name)
@@ -411,6 +426,9 @@ class RequestedRight(models.Model):
     # An objection to direct marketing (Art. 21(2)) is absolute: no interest weighs against it (Art. 21(3)).
     direct_marketing = models.BooleanField(_("objects to direct marketing"), default=False)
     consent_withdrawn = models.TextField(_("consent withdrawn"), blank=True)
+    # Set when the request was completed with this right refused (handling.request_complete): the ground, from
+    # REFUSABLE_GROUNDS. The reasons given to the subject are in the completion letter, as a rejection's are.
+    refusal_ground = models.CharField(max_length=32, choices=RejectionGround, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["request", "right"], name="unique_right_per_request")]
@@ -1629,6 +1647,12 @@ class ActionKind(models.TextChoices):
 
 # The actions that answer the request's rights: completion and the Art. 19 notices wait for these only.
 ANSWERING_KINDS = (ActionKind.ERASE, ActionKind.RECTIFY, ActionKind.RESTRICT)
+# The right each of them answers, in the source systems.
+ACTION_FOR_RIGHT = {
+    RequestType.ERASURE: ActionKind.ERASE,
+    RequestType.RECTIFICATION: ActionKind.RECTIFY,
+    RequestType.RESTRICTION: ActionKind.RESTRICT,
+}
 
 
 class ActionStatus(models.TextChoices):

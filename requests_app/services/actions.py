@@ -43,6 +43,7 @@ from requests_app.audit import Actor, record_event
 from requests_app.heartbeat import ATTEMPTS_BEFORE_GIVING_UP, Heartbeat, TakenOver, not_queued_since_death, stale_before
 from requests_app.lifecycle import VERIFIED_OPEN, RequestError
 from requests_app.models import (
+    ACTION_FOR_RIGHT,
     ANSWERING_KINDS,
     ActionKind,
     ActionStatus,
@@ -83,11 +84,6 @@ from requests_app.wording import date_in_words, in_sentence
 
 logger = logging.getLogger(__name__)
 
-ACTION_FOR_RIGHT = {
-    RequestType.ERASURE: ActionKind.ERASE,
-    RequestType.RECTIFICATION: ActionKind.RECTIFY,
-    RequestType.RESTRICTION: ActionKind.RESTRICT,
-}
 # Statuses from which a new dry run may start (it replaces any earlier dry run and approval).
 # A dry run changes nothing, so one that seems stuck may simply be started again.
 DRY_RUN_FROM = (
@@ -970,8 +966,7 @@ def queue_due_notices(request: PrivacyRequest) -> None:
     nothing left after an erasure) there is nothing to tell its recipients; a
     notice reopened for a later action that changed nothing is as it was: sent.
     """
-    # Lifting a restriction comes after the request's answer: its recipients need not wait for it.
-    unfinished_sources = request.source_actions.filter(kind__in=ANSWERING_KINDS).exclude(status=ActionStatus.DONE).values("source_id")
+    unfinished_sources = notices.unfinished_actions(request.id).values("source_id")
     due = request.recipient_notices.filter(status=NoticeStatus.PENDING).exclude(recipient__source_id__in=unfinished_sources)
     for notice in due.select_related("request", "recipient"):
         if not notices.changes_to_tell(notice):
@@ -1017,11 +1012,42 @@ def _suppressed(request: PrivacyRequest) -> bool:
     return request.events.filter(action="suppression_added").exists()
 
 
+def answered_already(request: PrivacyRequest, refused: set[str]) -> list[str]:
+    """Why some of the `refused` rights cannot be refused: they were answered, in part at least, and a letter
+    refusing them would deny what was done. Their package was released to the subject, or their action was
+    carried out or is under way in a source (one only planned, or waiting for its approval, never runs once the
+    request is closed: may_run_now), or the subject was put on suppression lists while every right such a list
+    honours is refused. Empty when none was. Reads what prefetch_for_completion loads."""
+    reasons = []
+    released = {package.kind for package in request.exports.all() if package.released_at is not None}
+    for right in (right for right in RequestType.values if right in refused):
+        label = RequestType(right).label
+        if right in PACKAGE_FOR_RIGHT and PACKAGE_FOR_RIGHT[right] in released:
+            reasons.append(_("“%(right)s” cannot be refused: its data package was released to the subject.") % {"right": label})
+        for action in request.source_actions.all():
+            if action.kind == ACTION_FOR_RIGHT.get(right) and action.status in (ActionStatus.DONE, ActionStatus.RUNNING):
+                reasons.append(
+                    _("“%(right)s” cannot be refused: %(kind)s in %(source)s: %(status)s.")
+                    % {
+                        "right": label, "kind": action.get_kind_display(), "source": action.source.name,
+                        "status": in_sentence(action.get_status_display()),
+                    }
+                )
+    suppression_rights = set(SUPPRESSION_RIGHTS) & set(request.requested_rights)
+    if suppression_rights and suppression_rights <= refused and _suppressed(request):
+        reasons.append(
+            _("The subject was put on suppression lists for this request: its objection, consent withdrawal or limit "
+              "on use cannot all be refused.")
+        )
+    return reasons
+
+
 def completion_blockers(request: PrivacyRequest) -> list[str]:
     """Why the request cannot be completed yet: a data package not released, work in the source
-    systems, Art. 19 notices or a suppression still to do. Checking many requests: prefetch_for_completion."""
+    systems, Art. 19 notices or a suppression still to do, for the rights it grants (a right refused
+    needs none of its work). Checking many requests: prefetch_for_completion."""
     blockers = []
-    rights = set(request.requested_rights)
+    rights = set(request.granted_rights)
     # Answering access or portability means giving the data (even a package that says none was
     # found): a request completed without it would tell the subject it was answered when it was not.
     released = {package.kind for package in request.exports.all() if package.released_at is not None}
@@ -1031,7 +1057,10 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
                 _("%(kind)s: no data package has been released to the subject yet.") % {"kind": ExportKind(kind).label}
             )
     # A restriction's lifting, planned already, is not part of answering the request: it waits for its notice.
-    actions = [action for action in request.source_actions.all() if action.kind in ANSWERING_KINDS]
+    answering = [action for action in request.source_actions.all() if action.kind in ANSWERING_KINDS]
+    # Those of a refused right are left as they are: once the request is closed, they never run (may_run_now).
+    granted_kinds = {kind for right, kind in ACTION_FOR_RIGHT.items() if right in rights}
+    actions = [action for action in answering if action.kind in granted_kinds]
     if rights & {RequestType.ERASURE, RequestType.RESTRICTION} and not actions:
         blockers.append(_("The erasure or restriction has not been planned in the source systems."))
     if rights & set(SUPPRESSION_RIGHTS) and not _suppressed(request):
@@ -1064,7 +1093,15 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
                     "identifier": in_sentence(IdentityKind(action.source.identity_kind).label),
                 }
             )
+    # A notice waiting only for a refused right's action goes once the request is completed (request_complete):
+    # nothing else it waits for is left.
+    unfinished = {action.source_id for action in actions if action.status != ActionStatus.DONE}
+    released_by_the_refusal = {
+        action.source_id for action in answering if action.kind not in granted_kinds and action.status != ActionStatus.DONE
+    } - unfinished
     for notice in request.recipient_notices.all():
+        if notice.status == NoticeStatus.PENDING and notice.recipient.source_id in released_by_the_refusal:
+            continue
         if notice.status in (NoticeStatus.PENDING, NoticeStatus.FAILED):
             blockers.append(
                 _("Recipient %(recipient)s has not been notified (Art. 19).") % {"recipient": notice.recipient.name}

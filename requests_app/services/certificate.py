@@ -220,14 +220,14 @@ def answered_in_part(request: PrivacyRequest) -> bool:
 
 
 def nothing_corrected(request: PrivacyRequest) -> bool:
-    """Whether a rectification was asked and no data was corrected: none entered (the data was
+    """Whether a rectification was asked, not refused, and no data was corrected: none entered (the data was
     accurate, say), none matched, or the source could not be searched. Not acting is a refusal,
     in part at least, which the letter must explain (Art. 12(4)). A request where some values
     were corrected and others not is explained by the DPO's letter alone.
 
     Reads `source_actions.all()`, so that actions.prefetch_for_completion serves it."""
-    if RequestType.RECTIFICATION not in request.requested_rights:
-        return False
+    if RequestType.RECTIFICATION not in request.granted_rights:
+        return False  # not asked, or refused: the letter gives the ground
     rectified = [
         action for action in request.source_actions.all() if action.kind == ActionKind.RECTIFY and action.status == ActionStatus.DONE
     ]
@@ -299,8 +299,8 @@ def outcome_summary(request: PrivacyRequest) -> str:
 
 def _suppression_outcome(request: PrivacyRequest) -> list[str]:
     """What an objection, a consent withdrawal or a limit on use stopped: the purposes whose suppression lists
-    staff put the subject on (its suppression_added events), one line per right asked, with the consequence
-    the law says the subject must be told of a consent withdrawn (Art. 7(3))."""
+    staff put the subject on (its suppression_added events), one line per right asked and not refused, with the
+    consequence the law says the subject must be told of a consent withdrawn (Art. 7(3))."""
     slugs = [
         entry["purpose"]
         for data in request.events.filter(action="suppression_added").values_list("data", flat=True)
@@ -327,8 +327,8 @@ def _suppression_outcome(request: PrivacyRequest) -> list[str]:
         RequestType.WITHDRAW_CONSENT: consent_withdrawn,
         RequestType.LIMIT_USE: _("As you asked, we limited the use and disclosure of your data, and no longer use it for: %(purposes)s."),
     }
-    asked = set(request.requested_rights)
-    return [line % {"purposes": purposes} for right, line in lines.items() if right in asked]
+    granted = set(request.granted_rights)
+    return [line % {"purposes": purposes} for right, line in lines.items() if right in granted]
 
 
 def _kept_line(hold: dict, source: str, regime: str) -> str:

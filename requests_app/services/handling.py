@@ -8,6 +8,7 @@ same transaction as the change.
 
 import datetime
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -29,14 +30,17 @@ from requests_app.models import (
     MessageDirection,
     PrivacyRequest,
     RejectionGround,
+    RequestedRight,
+    RequestType,
     ResponseTemplate,
     Status,
     SubjectIdentity,
     TemplatePurpose,
+    rights_mask,
 )
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import intake
-from requests_app.services.actions import completion_blockers, prefetch_for_completion
+from requests_app.services.actions import answered_already, completion_blockers, prefetch_for_completion, queue_due_notices
 from requests_app.services.certificate import answered_in_part, data_kept, nothing_corrected, outcome_summary
 from requests_app.wording import date_in_words, label_in_letter
 
@@ -460,7 +464,19 @@ def completion_refusals(request: PrivacyRequest, *, letter: str) -> list[str]:
     return refusals
 
 
-def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expected_status: str) -> PrivacyRequest:
+@dataclass(frozen=True)
+class RightRefusal:
+    """One right asked that a completion refuses: its ground, one of REFUSABLE_GROUNDS, and the reasons the
+    letter gives the subject, which the grounds of GROUNDS_TO_EXPLAIN need."""
+
+    right: str
+    ground: str
+    explanation: str = ""
+
+
+def request_complete(
+    *, request: PrivacyRequest, actor: Actor, letter: str, expected_status: str, refused: Sequence[RightRefusal] = ()
+) -> PrivacyRequest:
     """Close a request as done and send the completion letter.
 
     Refused while an erasure, rectification or restriction is unfinished in
@@ -468,31 +484,98 @@ def request_complete(*, request: PrivacyRequest, actor: Actor, letter: str, expe
     rectification that corrected nothing, until the letter says why. The letter
     ends with what was erased, kept, rectified and restricted, and who was told,
     and says when a data package found nothing and which sources it could not search.
+
+    Some of the rights asked may be `refused`, each on its ground (_refuse_rights says when they may not be):
+    completion then waits for none of their work, and the letter gives, for each, the ground and the reasons,
+    and the right to complain (Art. 12(4)). The completion's audit event names them and their grounds.
     """
+    refusals_by_right = {refusal.right: refusal for refusal in refused}
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
         # The state first: a withdrawn or already closed request is refused as such, not for a blocker
         # (a package not released) that nobody should now work to clear.
         lifecycle.require_allowed(locked.status, "complete")
         prefetch_for_completion([locked])
+        if refusals_by_right:
+            # Recorded before the blockers are read, which then leave out the refused rights' work; any
+            # refusal below rolls them back with the rest.
+            _refuse_rights(locked, refusals_by_right)
         refusals = completion_refusals(locked, letter=letter)
         if refusals:
             raise RequestError(_("The request cannot be completed yet: %(reasons)s") % {"reasons": " ".join(refusals)})
         corrected_none = nothing_corrected(locked)
-        lifecycle.transition(locked, "complete", actor=actor)
+        grounds = [{"right": right, "ground": refusals_by_right[right].ground} for right in locked.refused_rights]
+        lifecycle.transition(locked, "complete", actor=actor, data={"refused": grounds} if grounds else None)
+        if grounds:
+            # A recipient's notice that waited only for a refused right's action, which will never run, goes now.
+            queue_due_notices(locked)
         subject, text = render_letter(locked, TemplatePurpose.COMPLETION, body=letter.strip())
         # What was done in the source systems, and what a package found, is stated from the actions and the
         # manifests themselves, so the letter cannot omit a kept category and its Art. 17(3) reason, or
-        # that no data was found, whatever the DPO wrote.
-        outcome = outcome_summary(locked)
-        if outcome:
-            text = f"{text}\n\n{outcome}"
-        if corrected_none or data_kept(locked) or answered_in_part(locked):
-            # Keeping data asked to be erased, or correcting none, is a refusal in part; finding no data, or
-            # not searching a source, an answer the subject may challenge: they may complain (Art. 12(4)).
+        # that no data was found, whatever the DPO wrote; nor a right refused, and why.
+        for paragraph in (outcome_summary(locked), refusals_in_letter(locked, refusals_by_right)):
+            if paragraph:
+                text = f"{text}\n\n{paragraph}"
+        if corrected_none or data_kept(locked) or answered_in_part(locked) or grounds:
+            # Refusing a right, keeping data asked to be erased, or correcting none, is a refusal in part; finding
+            # no data, or not searching a source, an answer the subject may challenge: they may complain (Art. 12(4)).
             text = f"{text}\n\n{rejection_rights_paragraph(locked)}"
         write_to_subject(locked, actor=actor, subject=subject, body=text, action="completion_letter_sent")
     return locked
+
+
+def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRefusal]) -> None:
+    """Check the refusals of some of the request's rights and record them (request_complete, under its lock).
+
+    Each right must be asked, on a refusable ground with its reasons; an objection to direct marketing only on
+    the grounds any request may be refused on (Art. 21(3)); and not all of them: that is a rejection, whose
+    letter says the request is refused (request_reject). A right answered already cannot be refused
+    (actions.answered_already)."""
+    rights = {right.right: right for right in request.rights.all()}
+    for right, refusal in refusals_by_right.items():
+        if right not in rights:
+            raise RequestError(_("This request does not ask for %(right)s.") % {"right": right})
+        label = RequestType(right).label
+        if refusal.ground not in dict(REFUSABLE_GROUNDS):
+            raise RequestError(_("Choose the legal reason for refusing “%(right)s”.") % {"right": label})
+        if refusal.ground in GROUNDS_TO_EXPLAIN and not refusal.explanation.strip():
+            raise RequestError(
+                _("Explain to the subject why %(ground)s applies to “%(right)s”: the letter must give the reasons (Art. 12(4)).")
+                % {"ground": f"“{RejectionGround(refusal.ground).label}”", "right": label}
+            )
+        if rights[right].direct_marketing and refusal.ground not in GROUNDS_AGAINST_A_MARKETING_OBJECTION:
+            raise RequestError(MARKETING_OBJECTION_REFUSAL)
+    if set(refusals_by_right) == set(rights):
+        raise RequestError(
+            _("Every right asked would be refused: that is a rejection. Use Reject instead, with the legal reason, "
+              "so that the letter tells the subject their request is refused.")
+        )
+    answered = answered_already(request, set(refusals_by_right))
+    if answered:
+        raise RequestError(" ".join(answered))
+    for right, refusal in refusals_by_right.items():
+        RequestedRight.objects.filter(pk=rights[right].pk).update(refusal_ground=refusal.ground)
+    request.refused_rights_mask = rights_mask(refusals_by_right)
+    PrivacyRequest.objects.filter(pk=request.pk).update(refused_rights_mask=request.refused_rights_mask)
+
+
+def refusals_in_letter(request: PrivacyRequest, refusals_by_right: dict[str, RightRefusal]) -> str:
+    """What the completion letter says of each right it refuses, in the subject's language: the right, the
+    ground (ground_in_letter: its GDPR article only under the GDPR) and the reasons, as a rejection gives them."""
+    paragraphs = []
+    with translation.override(request.language):
+        for right in request.refused_rights:
+            refusal = refusals_by_right[right]
+            reason, explanation = ground_in_letter(refusal.ground, request.regime), refusal.explanation.strip()
+            if refusal.ground == RejectionGround.OTHER:
+                reason, explanation = explanation, ""  # "The reason: Other" says nothing: their words are the reason
+            paragraphs.append(
+                _("We cannot grant this part of your request: “%(right)s”. The reason: %(reason)s")
+                % {"right": RequestType(right).label, "reason": reason}
+            )
+            if explanation:
+                paragraphs.append(explanation)
+    return "\n\n".join(paragraphs)
 
 
 def rejection_rights_paragraph(request: PrivacyRequest) -> str:
@@ -510,6 +593,14 @@ def rejection_rights_paragraph(request: PrivacyRequest) -> str:
 # "Identity could not be verified" says it all.
 GROUNDS_TO_EXPLAIN = frozenset(
     {RejectionGround.MANIFESTLY_UNFOUNDED, RejectionGround.LEGAL_OBLIGATION, RejectionGround.RIGHTS_OF_OTHERS, RejectionGround.OTHER}
+)
+
+
+# Refusing an objection to direct marketing, whole (request_reject) or in part (request_complete), on another ground.
+MARKETING_OBJECTION_REFUSAL = gettext_lazy(
+    "The subject objects to direct marketing, which cannot be refused (Art. 21(3)): add them to the "
+    "suppression list of each marketing purpose and complete the request. Only an identity that could "
+    "not be verified or a manifestly unfounded or excessive request is a ground to reject it."
 )
 
 
@@ -534,11 +625,7 @@ def request_reject(
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
         if ground not in GROUNDS_AGAINST_A_MARKETING_OBJECTION and locked.rights.filter(direct_marketing=True).exists():
-            raise RequestError(
-                _("The subject objects to direct marketing, which cannot be refused (Art. 21(3)): add them to the "
-                  "suppression list of each marketing purpose and complete the request. Only an identity that could "
-                  "not be verified or a manifestly unfounded or excessive request is a ground to reject it.")
-            )
+            raise RequestError(MARKETING_OBJECTION_REFUSAL)
         lifecycle.transition(locked, "reject", actor=actor, data={"ground": ground})
         PrivacyRequest.objects.filter(pk=locked.pk).update(rejection_ground=ground)
         locked.rejection_ground = ground

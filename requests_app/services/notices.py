@@ -19,7 +19,7 @@ from smtplib import SMTPException
 import requests
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Case, Exists, OuterRef, Value, When
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
@@ -29,12 +29,14 @@ from requests_app import emails, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
+    ACTION_FOR_RIGHT,
     ANSWERING_KINDS,
     ActionKind,
     ActionStatus,
     NoticeStatus,
     Recipient,
     RecipientNotice,
+    RequestedRight,
     SourceAction,
     WaiverReason,
     new_webhook_secret,
@@ -58,7 +60,7 @@ def requeue_lost_notices(*, now: datetime.datetime | None = None) -> int:
     """Queue again the pending notices whose task the broker lost; returns how many.
     A second task for a notice is harmless: deliver() locks it and sends it once."""
     now = now or timezone.now()
-    waiting_for_actions = Exists(_source_unfinished(OuterRef("request_id")).filter(source_id=OuterRef("recipient__source_id")))
+    waiting_for_actions = Exists(unfinished_actions(OuterRef("request_id")).filter(source_id=OuterRef("recipient__source_id")))
     lost = list(
         RecipientNotice.objects.filter(status=NoticeStatus.PENDING, queued_at__lt=now - emails.LOST_TASK_AFTER)
         .exclude(waiting_for_actions)
@@ -71,10 +73,17 @@ def requeue_lost_notices(*, now: datetime.datetime | None = None) -> int:
     return len(lost)
 
 
-def _source_unfinished(request_id):
-    """The request's source actions not done yet: a notice for their source must wait for them (not for
-    the lifting of a restriction, which comes after the request's answer)."""
-    return SourceAction.objects.filter(request_id=request_id, kind__in=ANSWERING_KINDS).exclude(status=ActionStatus.DONE)
+def unfinished_actions(request_id):
+    """The request's source actions not done yet: a notice for their source must wait for them. Not for the
+    lifting of a restriction, which comes after the request's answer, nor for an action of a right the
+    completion refused (RequestedRight.refusal_ground), which never runs once the request is closed."""
+    refused = RequestedRight.objects.filter(request_id=OuterRef("request_id"), right=OuterRef("answers")).exclude(refusal_ground="")
+    return (
+        SourceAction.objects.filter(request_id=request_id, kind__in=ANSWERING_KINDS)
+        .exclude(status=ActionStatus.DONE)
+        .annotate(answers=Case(*[When(kind=kind, then=Value(right)) for right, kind in ACTION_FOR_RIGHT.items()]))
+        .exclude(Exists(refused))
+    )
 
 
 def changes_to_tell(notice: RecipientNotice) -> list[SourceAction]:
@@ -166,7 +175,7 @@ def deliver(*, notice_id: int, final_attempt: bool = False) -> bool:
         )
         if notice is None or notice.status != NoticeStatus.PENDING:
             return False
-        if _source_unfinished(notice.request_id).filter(source_id=notice.recipient.source_id).exists():
+        if unfinished_actions(notice.request_id).filter(source_id=notice.recipient.source_id).exists():
             # Reopened by an action planned since (a rectification after an erasure): it goes, with
             # everything done there, once that action is done (actions.queue_due_notices).
             return False

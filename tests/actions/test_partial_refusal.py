@@ -1,0 +1,103 @@
+"""A right refused on completion and the work in the source systems: the refused right's actions neither block
+completion nor run after it, nor hold back a recipient's notice; a granted right's still block; a right carried
+out cannot be refused."""
+
+import datetime
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from requests_app.lifecycle import RequestError
+from requests_app.models import ActionKind, ActionStatus, NoticeStatus, Recipient, RequestType, SourceAction, Status
+from requests_app.services import actions, handling, notices
+from requests_app.services.handling import RightRefusal
+from tests.actions.conftest import verified_request
+from tests.actions.test_notices import carry_out_actions
+
+TELECOM_LAW = "The electronic communications law makes us keep your subscriber record for 12 months."
+ERASURE_REFUSED = RightRefusal(RequestType.ERASURE, "legal_obligation", TELECOM_LAW)
+
+
+@pytest.fixture
+def correction_and_erasure(crm, dpo_actor):
+    """A rectification of the CRM's city and an erasure, both planned there; the CRM has a recipient."""
+    request = verified_request(RequestType.RECTIFICATION, RequestType.ERASURE)
+    Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_email="art19@partner.example")
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Antwerpen")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    return request
+
+
+def test_a_granted_rights_unfinished_action_still_blocks_the_completion(correction_and_erasure, dpo_actor):
+    with pytest.raises(RequestError) as refusal:
+        handling.request_complete(
+            request=correction_and_erasure, actor=dpo_actor, letter="", expected_status=Status.IN_PROGRESS, refused=[ERASURE_REFUSED]
+        )
+    assert "Rectification in CRM: planned: dry run needed." in str(refusal.value)
+    assert "Erasure in CRM" not in str(refusal.value)  # refused: it needs no doing
+    correction_and_erasure.refresh_from_db()
+    assert correction_and_erasure.status == Status.IN_PROGRESS and correction_and_erasure.refused_rights == []
+
+
+def test_the_refused_rights_unfinished_action_neither_blocks_nor_runs_nor_holds_back_the_notice(
+    crm, correction_and_erasure, dpo_actor, django_capture_on_commit_callbacks
+):
+    request = correction_and_erasure
+    rectification = request.source_actions.get(kind=ActionKind.RECTIFY)
+    for service in (actions.dry_run_start, actions.approve, actions.execute):
+        with django_capture_on_commit_callbacks(execute=True):
+            service(action=SourceAction.objects.get(pk=rectification.pk), actor=dpo_actor)
+    erasure = request.source_actions.get(kind=ActionKind.ERASE)
+    notice = request.recipient_notices.get()
+    assert notice.status == NoticeStatus.PENDING  # it waits for everything planned in the CRM, the erasure too
+    with pytest.raises(RequestError, match="Erasure in CRM: planned"):
+        handling.request_complete(request=request, actor=dpo_actor, letter="", expected_status=Status.IN_PROGRESS)
+
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.request_complete(request=request, actor=dpo_actor, letter="", expected_status=Status.IN_PROGRESS, refused=[ERASURE_REFUSED])
+
+    request.refresh_from_db()
+    assert request.status == Status.COMPLETED
+    body = request.messages.get().body
+    assert "We corrected the following in CRM: city." in body
+    assert "We erased" not in body
+    assert f"We cannot grant this part of your request: “Erase my data”. The reason: Legal obligation to retain the data (Art. 17(3)(b))\n\n{TELECOM_LAW}" in body
+    # The recipient hears of the correction, the one change made, now that nothing else is to come.
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.SENT
+    [told] = [message for message in mail.outbox if "art19@partner.example" in message.to]
+    assert "- Rectified (" in told.body and "Antwerpen" in told.body and "Erased" not in told.body
+    # The erasure was never carried out, and cannot be now: the request is closed.
+    assert SourceAction.objects.get(pk=erasure.pk).status == ActionStatus.PLANNED
+    with pytest.raises(RequestError, match="Only an open, verified request can be acted on."):
+        actions.dry_run_start(action=erasure, actor=dpo_actor)
+
+
+def test_a_notice_whose_task_was_lost_after_the_refusal_is_queued_again(correction_and_erasure, dpo_actor, django_capture_on_commit_callbacks):
+    """The refused erasure, left planned, must not keep the sweep from sending what the correction changed."""
+    request = correction_and_erasure
+    rectification = request.source_actions.get(kind=ActionKind.RECTIFY)
+    for service in (actions.dry_run_start, actions.approve, actions.execute):
+        with django_capture_on_commit_callbacks(execute=True):
+            service(action=SourceAction.objects.get(pk=rectification.pk), actor=dpo_actor)
+    with django_capture_on_commit_callbacks(execute=False):  # the broker loses the notice's task
+        handling.request_complete(request=request, actor=dpo_actor, letter="", expected_status=Status.IN_PROGRESS, refused=[ERASURE_REFUSED])
+    notice = request.recipient_notices.get()
+    assert notice.status == NoticeStatus.PENDING and notice.queued_at is not None
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notices.requeue_lost_notices(now=timezone.now() + datetime.timedelta(hours=3)) == 1
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.SENT
+
+
+def test_an_erasure_carried_out_cannot_be_refused(crm, correction_and_erasure, dpo_actor, django_capture_on_commit_callbacks):
+    carry_out_actions(correction_and_erasure, dpo_actor, django_capture_on_commit_callbacks)
+    with pytest.raises(RequestError, match="“Erase my data” cannot be refused: Erasure in CRM: done."):
+        handling.request_complete(
+            request=correction_and_erasure, actor=dpo_actor, letter="", expected_status=Status.IN_PROGRESS, refused=[ERASURE_REFUSED]
+        )
+    correction_and_erasure.refresh_from_db()
+    assert correction_and_erasure.status == Status.IN_PROGRESS and not correction_and_erasure.messages.exists()

@@ -1,0 +1,227 @@
+"""Completing a request with some of its rights refused: each on its ground, told to the subject with the
+reasons and the right to complain (Art. 12(4)), recorded on the rights and in the audit trail."""
+
+import pytest
+from django.utils import timezone
+
+from requests_app.audit import Actor
+from requests_app.lifecycle import RequestError
+from requests_app.models import PrivacyRequest, RequestedRight, RequestType, Status, SuppressionPurpose
+from requests_app.services import handling, suppression
+from requests_app.services.handling import RightRefusal
+from requests_app.services.intake import RightDetails
+from tests.factories import released_package, request_in_status, staff_in_role
+
+COMPELLING_GROUNDS = "Our fraud checks on your calls protect other customers, which outweighs your objection (Art. 21(1))."
+TELECOM_LAW = "The electronic communications law makes us keep call records for 12 months."
+
+
+@pytest.fixture
+def dpo(db):
+    return staff_in_role("DPO", username="dpo1")
+
+
+def asking(*rights, **overrides) -> PrivacyRequest:
+    """An in-progress request for `rights` (RightDetails or codes), its access package released where it asks one."""
+    details = [right if isinstance(right, RightDetails) else RightDetails(right) for right in rights]
+    request = request_in_status(Status.IN_PROGRESS, rights=details, **overrides)
+    if RequestType.ACCESS in request.requested_rights:
+        released_package(request)
+    return request
+
+
+def complete(request, dpo, *refused, letter="We sent you a copy of your data."):
+    return handling.request_complete(
+        request=request, actor=Actor.staff(dpo), letter=letter, expected_status=request.status, refused=refused
+    )
+
+
+def nothing_changed(request) -> bool:
+    request.refresh_from_db()
+    return (
+        request.status == Status.IN_PROGRESS
+        and request.refused_rights_mask == 0
+        and not RequestedRight.objects.filter(request=request).exclude(refusal_ground="").exists()
+        and not request.messages.exists()
+    )
+
+
+@pytest.mark.django_db
+def test_a_request_granted_in_part_completes_and_its_letter_says_why_each_right_was_refused(dpo):
+    request = asking(RequestType.ACCESS, RequestType.ERASURE, RequestType.OBJECTION)
+
+    complete(
+        request, dpo,
+        RightRefusal(RequestType.ERASURE, "legal_obligation", TELECOM_LAW),
+        RightRefusal(RequestType.OBJECTION, "other", COMPELLING_GROUNDS),
+    )
+
+    request.refresh_from_db()
+    assert request.status == Status.COMPLETED
+    assert request.refused_rights == ["erasure", "objection"] and request.granted_rights == ["access"]
+    assert dict(request.rights.values_list("right", "refusal_ground")) == {
+        "access": "", "erasure": "legal_obligation", "objection": "other",
+    }
+    body = request.messages.get().body
+    assert body.startswith(f"We have completed your request {request.reference}") and "We sent you a copy of your data." in body
+    assert (
+        "We cannot grant this part of your request: “Erase my data”. The reason: Legal obligation to retain the data "
+        f"(Art. 17(3)(b))\n\n{TELECOM_LAW}"
+    ) in body
+    # "Other" says nothing: the DPO's words are the reason, said once.
+    assert f"We cannot grant this part of your request: “Object to the processing of my data”. The reason: {COMPELLING_GROUNDS}" in body
+    assert body.count(COMPELLING_GROUNDS) == 1 and "Other" not in body
+    # The right to complain and to a judicial remedy, once for all the rights refused.
+    assert body.count("lodge a complaint with a supervisory authority") == 1
+    assert body.endswith("and to seek a judicial remedy before the courts.")
+
+
+@pytest.mark.django_db
+def test_the_completion_event_names_the_rights_refused_and_their_grounds_and_nothing_the_subject_was_told(dpo):
+    request = asking(RequestType.ACCESS, RequestType.ERASURE, RequestType.OBJECTION)
+    complete(
+        request, dpo,
+        RightRefusal(RequestType.OBJECTION, "other", COMPELLING_GROUNDS),
+        RightRefusal(RequestType.ERASURE, "legal_obligation", TELECOM_LAW),
+    )
+    event = request.events.get(action="complete")
+    assert event.data == {
+        "refused": [{"right": "erasure", "ground": "legal_obligation"}, {"right": "objection", "ground": "other"}]
+    }
+    assert event.actor == dpo
+
+
+@pytest.mark.django_db
+def test_a_completion_that_refuses_nothing_records_and_says_no_refusal(dpo):
+    request = asking(RequestType.ACCESS)
+    complete(request, dpo)
+    request.refresh_from_db()
+    assert request.refused_rights == [] and request.events.get(action="complete").data == {}
+    assert "lodge a complaint" not in request.messages.get().body
+
+
+@pytest.mark.parametrize("rights", [[RequestType.ACCESS, RequestType.ERASURE], [RequestType.ERASURE]])
+@pytest.mark.django_db
+def test_refusing_every_right_asked_is_refused_as_a_rejection(dpo, rights):
+    """A letter that says "We have completed your request" and then refuses all of it would be a rejection under
+    another name: the Reject action is the one way, and its letter says the request is refused."""
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(right) for right in rights])
+    refused = [RightRefusal(right, "legal_obligation", TELECOM_LAW) for right in rights]
+    with pytest.raises(RequestError, match="that is a rejection. Use Reject instead"):
+        complete(request, dpo, *refused)
+    assert nothing_changed(request)
+
+
+@pytest.mark.django_db
+def test_an_objection_to_direct_marketing_cannot_be_refused_in_part_on_another_ground(dpo):
+    marketing = RightDetails(RequestType.OBJECTION, objection_processing="Promotional calls", direct_marketing=True)
+    request = asking(RequestType.ACCESS, marketing)
+    with pytest.raises(RequestError, match=r"cannot be refused \(Art. 21\(3\)\)"):
+        complete(request, dpo, RightRefusal(RequestType.OBJECTION, "other", COMPELLING_GROUNDS))
+    assert nothing_changed(request)
+    # As a whole request may be refused: on who asks, or how.
+    complete(request, dpo, RightRefusal(RequestType.OBJECTION, "manifestly_unfounded", "The fifth objection this week."))
+    request.refresh_from_db()
+    assert request.status == Status.COMPLETED and request.refused_rights == ["objection"]
+
+
+@pytest.mark.parametrize("ground", ["other", "manifestly_unfounded", "legal_obligation", "rights_of_others"])
+@pytest.mark.django_db
+def test_a_refusal_ground_that_does_not_say_why_needs_an_explanation(dpo, ground):
+    request = asking(RequestType.ACCESS, RequestType.ERASURE)
+    with pytest.raises(RequestError, match="the letter must give the reasons"):
+        complete(request, dpo, RightRefusal(RequestType.ERASURE, ground, "  "))
+    assert nothing_changed(request)
+
+
+@pytest.mark.parametrize(
+    ("refusal", "message"),
+    [
+        (RightRefusal(RequestType.ERASURE, "no_data"), "Choose the legal reason for refusing “Erase my data”."),
+        (RightRefusal(RequestType.PORTABILITY, "identity_not_verified"), "This request does not ask for portability."),
+    ],
+)
+@pytest.mark.django_db
+def test_a_refusal_on_a_ground_no_longer_offered_or_of_a_right_not_asked_is_refused(dpo, refusal, message):
+    request = asking(RequestType.ACCESS, RequestType.ERASURE)
+    with pytest.raises(RequestError, match=message):
+        complete(request, dpo, refusal)
+    assert nothing_changed(request)
+
+
+@pytest.mark.django_db
+def test_a_refused_right_needs_none_of_its_work_done(dpo):
+    """Nothing erased, no package compiled: the rights refused are answered by the letter."""
+    request = asking(RequestType.ERASURE, RequestType.PORTABILITY, RequestType.RESTRICTION)
+    with pytest.raises(RequestError) as refusal:
+        complete(request, dpo, RightRefusal(RequestType.ERASURE, "legal_obligation", TELECOM_LAW))
+    assert "no data package has been released" in str(refusal.value)  # the portability, still granted
+    assert "The erasure or restriction has not been planned" in str(refusal.value)  # the restriction, still granted
+
+    released_package(request, kind="portability")
+    with pytest.raises(RequestError, match="The erasure or restriction has not been planned"):
+        complete(request, dpo, RightRefusal(RequestType.ERASURE, "legal_obligation", TELECOM_LAW))
+    complete(
+        request, dpo,
+        RightRefusal(RequestType.ERASURE, "legal_obligation", TELECOM_LAW),
+        RightRefusal(RequestType.RESTRICTION, "identity_not_verified"),
+    )
+    request.refresh_from_db()
+    assert request.status == Status.COMPLETED and request.granted_rights == ["portability"]
+
+
+@pytest.mark.django_db
+def test_a_refused_rectification_needs_no_letter_saying_why_nothing_was_corrected(dpo):
+    request = asking(RequestType.ACCESS, RightDetails(RequestType.RECTIFICATION, rectification_data="My city", rectification_value="Gent"))
+    with pytest.raises(RequestError, match="No data was corrected: say why in the letter"):
+        complete(request, dpo, letter="")
+    complete(request, dpo, RightRefusal(RequestType.RECTIFICATION, "rights_of_others", "The address is your landlord's."), letter="")
+    body = request.messages.get().body
+    assert "We did not correct any of your data." not in body  # the refusal says why
+    assert "The reason: The rights and freedoms of others (Art. 15(4))\n\nThe address is your landlord's." in body
+
+
+@pytest.mark.django_db
+def test_a_right_answered_already_cannot_be_refused(dpo):
+    """The subject has their copy: a letter refusing access would deny what they hold."""
+    request = asking(RequestType.ACCESS, RequestType.ERASURE)
+    with pytest.raises(RequestError, match="“Access a copy of my data” cannot be refused: its data package was released to the subject."):
+        complete(request, dpo, RightRefusal(RequestType.ACCESS, "rights_of_others", "Your copy would show other people's calls."))
+    assert nothing_changed(request)
+
+
+@pytest.mark.django_db
+def test_a_suppression_applied_is_told_for_the_right_granted_only(dpo):
+    """The subject withdrew consent to the newsletter (applied) and objected to fraud checks (refused)."""
+    request = asking(
+        RequestType.ACCESS,
+        RightDetails(RequestType.OBJECTION, objection_processing="Fraud checks on my calls"),
+        RightDetails(RequestType.WITHDRAW_CONSENT, consent_withdrawn="Newsletter"),
+    )
+    request.identities.filter(kind="email").update(verified_at=timezone.now())
+    newsletter = SuppressionPurpose.objects.create(slug="newsletter", name="Newsletter")
+    suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[newsletter])
+
+    with pytest.raises(RequestError, match="its objection, consent withdrawal or limit on use cannot all be refused"):
+        complete(
+            request, dpo,
+            RightRefusal(RequestType.OBJECTION, "other", COMPELLING_GROUNDS),
+            RightRefusal(RequestType.WITHDRAW_CONSENT, "manifestly_unfounded", "Asked five times this week."),
+        )
+    complete(request, dpo, RightRefusal(RequestType.OBJECTION, "other", COMPELLING_GROUNDS))
+    body = request.messages.get().body
+    assert "Following the withdrawal of your consent (Article 7(3) GDPR), we no longer use your data for: Newsletter." in body
+    assert "Following your objection" not in body
+
+
+@pytest.mark.parametrize(("regime", "language", "ground_shown"), [
+    ("ccpa", "en", "The reason: Legal obligation to retain the data\n"),
+    ("lgpd", "en", "The reason: Legal obligation to retain the data\n"),
+])
+@pytest.mark.django_db
+def test_a_refusal_under_another_law_than_the_gdpr_cites_no_gdpr_article(dpo, regime, language, ground_shown):
+    request = asking(RequestType.ACCESS, RequestType.ERASURE, regime=regime, language=language)
+    complete(request, dpo, RightRefusal(RequestType.ERASURE, "legal_obligation", "Tax law: invoices kept 7 years."))
+    body = request.messages.get().body
+    assert ground_shown in body
+    assert "Art." not in body and "GDPR" not in body
