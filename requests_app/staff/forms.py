@@ -150,6 +150,36 @@ class CompleteForm(forms.Form):
         required=False,
     )
 
+    def __init__(self, *args, privacy_request, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.refusable = []
+        rights = list(privacy_request.rights.all())
+        if len(rights) < 2:
+            return  # refusing the only right asked is rejecting the request: the Reject form
+        # A pair of fields per right asked: granted, or refused on a ground with the reasons the letter gives.
+        for right in rights:
+            grounds = REFUSABLE_GROUNDS
+            if right.direct_marketing:
+                # Offered only what the service accepts against an objection to direct marketing (Art. 21(3)).
+                grounds = [(value, label) for value, label in REFUSABLE_GROUNDS if value in GROUNDS_AGAINST_A_MARKETING_OBJECTION]
+            self.fields[f"refusal_ground_{right.right}"] = forms.ChoiceField(
+                label=right.get_right_display(), choices=[("", _("Granted")), *grounds], required=False
+            )
+            self.fields[f"refusal_explanation_{right.right}"] = forms.CharField(
+                # Named with its right: a screen reader reads the label alone, and the form has one per right.
+                label=gettext("Why “%(right)s” is refused, for the subject") % {"right": right.get_right_display()},
+                widget=forms.Textarea(attrs={"rows": 2}), max_length=TEXT_MAX_CHARS, required=False,
+            )
+            self.refusable.append(right.right)
+
+    def refused(self) -> list[tuple[str, str, str]]:
+        """(right, ground, explanation) of each right marked refused."""
+        return [
+            (right, self.cleaned_data[f"refusal_ground_{right}"], self.cleaned_data[f"refusal_explanation_{right}"])
+            for right in self.refusable
+            if self.cleaned_data[f"refusal_ground_{right}"]
+        ]
+
 
 class RejectForm(forms.Form):
     ground = forms.ChoiceField(

@@ -56,6 +56,7 @@ from requests_app.models import (
     PrivacyRequest,
     Recipient,
     RecipientNotice,
+    RequestType,
     ResponseTemplate,
     SourceAction,
     SourceCategory,
@@ -572,7 +573,7 @@ FORM_SLOTS = {
 
 def _action_form(slot: str, privacy_request: PrivacyRequest, data=None):
     form_class = FORM_SLOTS[slot]
-    kwargs = {"privacy_request": privacy_request} if form_class in (forms.IdentityVerifyForm, forms.RejectForm) else {}
+    kwargs = {"privacy_request": privacy_request} if form_class in (forms.IdentityVerifyForm, forms.CompleteForm, forms.RejectForm) else {}
     if slot == "assign" and data is None:
         kwargs["initial"] = {"assignee": privacy_request.assignee}
     return form_class(data, auto_id=f"{slot}-%s", **kwargs)
@@ -662,7 +663,10 @@ ACTIONS = {
         gettext_lazy("Work started."),
     ),
     "complete": (
-        lambda r, f, a, p: handling.request_complete(request=r, actor=a, letter=f.cleaned_data["letter"], expected_status=p["expected_status"]),
+        lambda r, f, a, p: handling.request_complete(
+            request=r, actor=a, letter=f.cleaned_data["letter"], expected_status=p["expected_status"],
+            refused=[handling.RightRefusal(*refusal) for refusal in f.refused()],
+        ),
         gettext_lazy("Request completed; the letter has been sent."),
     ),
     "reject": (
@@ -748,7 +752,7 @@ def _shown_amount(posted: str | None) -> Decimal | None:
 
 
 # The fields of the request page's forms in which staff write for a while: kept when the action is refused.
-TYPED_FIELDS = ("body", "letter", "explanation", "reason", "subject")
+TYPED_FIELDS = ("body", "letter", "explanation", "reason", "subject", *(f"refusal_explanation_{right}" for right in RequestType.values))
 
 
 def _form_slot(action: str) -> str:

@@ -215,6 +215,8 @@ DATA_LABELS = {
     "purposes": _("purposes"),
     "reason": _("reason"),
     "recipient": _("recipient"),
+    "refused": _("refused"),
+    "right": _("right"),
     "rights": _("rights"),
     "role": _("role"),
     "rows": _("rows"),
@@ -233,6 +235,7 @@ DATA_LABELS = {
 DATA_VALUES = {
     "channel": (Channel,),
     "rights": (RequestType,),
+    "right": (RequestType,),
     "kinds": (IdentityKind,),
     "method": (VerificationMethod,),
     "ground": (RejectionGround, ErasureException),  # a rejection's, a legal hold's

@@ -33,9 +33,12 @@ from requests_app.models import (
     Message,
     MessageDirection,
     PrivacyRequest,
+    RequestedRight,
+    RequestType,
     ResponseTemplate,
     Status,
     Team,
+    rights_mask,
 )
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import handling
@@ -131,6 +134,7 @@ def snapshot(privacy_request: PrivacyRequest) -> dict:
         "due_on": r.due_on,
         "extended_at": r.extended_at,
         "rejection_ground": r.rejection_ground,
+        "refused_rights": r.refused_rights,
         "events": r.events.count(),
         "all_events": AuditEvent.objects.count(),
         "notes": r.notes.count(),
@@ -433,6 +437,29 @@ ACTION_CASES = {
 }
 
 
+def _asks_erasure_too(privacy_request, cast):
+    """The access request also asks for erasure, and its copy was released: a completion may refuse the erasure."""
+    released_package(privacy_request)
+    RequestedRight.objects.create(request=privacy_request, right=RequestType.ERASURE)
+    PrivacyRequest.objects.filter(pk=privacy_request.pk).update(rights_mask=rights_mask([RequestType.ACCESS, RequestType.ERASURE]))
+
+
+# A completion that refuses part of the request: allowed to whoever may complete it, and to no one else.
+ACTION_CASES_WITH_OPTIONS = {
+    "complete_refusing_a_right": ActionCase(
+        "complete",
+        Status.IN_PROGRESS,
+        lambda r, c: {
+            "expected_status": Status.IN_PROGRESS, "refusal_ground_erasure": "legal_obligation",
+            "refusal_explanation_erasure": "Telecom law keeps call records for 12 months.",
+        },
+        lambda r, c: r.status == Status.COMPLETED and r.refused_rights == ["erasure"]
+        and Message.objects.filter(request=r, body__contains="Telecom law keeps call records").exists(),
+        prepare=_asks_erasure_too,
+    ),
+}
+
+
 def test_every_action_of_the_request_page_is_in_the_matrix():
     assert set(ACTION_CASES) == set(ACTIONS)
 
@@ -464,13 +491,13 @@ def request_for(case: ActionCase, cast: Cast, scenario: str) -> PrivacyRequest:
 
 
 @pytest.mark.parametrize("scenario", list(POST_SCENARIOS))
-@pytest.mark.parametrize("action", list(ACTION_CASES))
+@pytest.mark.parametrize("action", [*ACTION_CASES, *ACTION_CASES_WITH_OPTIONS])
 @pytest.mark.django_db
 def test_request_actions_by_role(client, cast, action, scenario):
-    case = ACTION_CASES[action]
+    case = {**ACTION_CASES, **ACTION_CASES_WITH_OPTIONS}[action]
     privacy_request = request_for(case, cast, scenario)
     before = snapshot(privacy_request)
-    url = reverse("staff:request_action", args=[privacy_request.reference, action])
+    url = reverse("staff:request_action", args=[privacy_request.reference, case.name])
     page = reverse("staff:request", args=[privacy_request.reference])
     sign_in(client, cast, scenario)
 

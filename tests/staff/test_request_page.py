@@ -245,3 +245,123 @@ def test_a_stored_template_that_fails_tells_staff_and_keeps_the_letter(client):
     assert "We closed the account." in page  # the letter is kept
     request.refresh_from_db()
     assert request.status == Status.IN_PROGRESS and not request.messages.exists()
+
+
+def _select(page: str, name: str) -> str:
+    """The <select> named `name` on `page`, up to its end."""
+    select = page[page.index(f'name="{name}"'):]
+    return select[: select.index("</select>")]
+
+
+@pytest.mark.django_db
+def test_the_complete_form_offers_to_refuse_each_right_of_a_request_that_asks_several(client):
+    from requests_app.models import RequestType
+    from requests_app.services.intake import RightDetails
+
+    login_staff(client, staff_in_role("DPO", username="dpo-refuse-form"))
+    marketing = RightDetails(RequestType.OBJECTION, objection_processing="Promotional calls", direct_marketing=True)
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ERASURE), marketing])
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+
+    erasure = _select(page, "refusal_ground_erasure")
+    assert '<option value="" selected>Granted</option>' in erasure
+    assert 'value="legal_obligation"' in erasure and 'value="other"' in erasure
+    assert 'name="refusal_explanation_erasure"' in page
+    # The objection to direct marketing: only the grounds the service accepts against it (Art. 21(3)).
+    objection = _select(page, "refusal_ground_objection")
+    assert 'value="manifestly_unfounded"' in objection and 'value="identity_not_verified"' in objection
+    assert 'value="other"' not in objection and 'value="legal_obligation"' not in objection
+
+    # Refusing the one right asked is rejecting the request: the Reject form does it.
+    single = request_in_status(Status.IN_PROGRESS)
+    assert 'name="refusal_ground_' not in client.get(reverse("staff:request", args=[single.reference])).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_right_refused_from_the_request_page_is_told_and_shown(client, django_capture_on_commit_callbacks):
+    from requests_app.models import RequestType
+    from requests_app.services.intake import RightDetails
+    from tests.factories import released_package
+
+    login_staff(client, staff_in_role("DPO", username="dpo-refuse"))
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.ERASURE)])
+    released_package(request)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("staff:request_action", args=[request.reference, "complete"]), {
+            "letter": "Your copy is on your status page.", "expected_status": Status.IN_PROGRESS,
+            "refusal_ground_access": "", "refusal_explanation_access": "",
+            "refusal_ground_erasure": "legal_obligation", "refusal_explanation_erasure": "Telecom law keeps call records 12 months.",
+        })
+
+    assert response.status_code == 302
+    request.refresh_from_db()
+    assert request.status == Status.COMPLETED and request.refused_rights == ["erasure"]
+    assert "Telecom law keeps call records 12 months." in request.messages.get().body
+    page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+    assert "Refused because: Legal obligation to retain the data (Art. 17(3)(b))" in page
+    # The trail names the right and the ground, not what the subject was told.
+    assert "refused: right Erase my data, ground Legal obligation to retain the data (Art. 17(3)(b))" in page
+
+
+@pytest.mark.django_db
+def test_refusing_every_right_from_the_request_page_sends_to_reject_and_keeps_what_was_typed(client):
+    from requests_app.models import RequestType
+    from requests_app.services.intake import RightDetails
+
+    login_staff(client, staff_in_role("DPO", username="dpo-refuse-all"))
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.ERASURE)])
+
+    response = client.post(reverse("staff:request_action", args=[request.reference, "complete"]), {
+        "letter": "", "expected_status": Status.IN_PROGRESS,
+        "refusal_ground_access": "rights_of_others", "refusal_explanation_access": "Every call record names the other party.",
+        "refusal_ground_erasure": "legal_obligation", "refusal_explanation_erasure": "Telecom law keeps call records 12 months.",
+    })
+
+    assert response.status_code == 409
+    page = html.unescape(response.content.decode())
+    assert "Every right asked would be refused: that is a rejection. Use Reject instead" in page
+    assert "Every call record names the other party." in page and "<details open><summary>Complete</summary>" in page
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and request.refused_rights == [] and not request.messages.exists()
+
+
+@pytest.mark.django_db
+def test_a_ground_the_form_does_not_offer_against_a_marketing_objection_is_refused(client):
+    from requests_app.models import RequestType
+    from requests_app.services.intake import RightDetails
+    from tests.factories import released_package
+
+    login_staff(client, staff_in_role("DPO", username="dpo-refuse-marketing"))
+    marketing = RightDetails(RequestType.OBJECTION, objection_processing="Promotional calls", direct_marketing=True)
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ACCESS), marketing])
+    released_package(request)
+
+    response = client.post(reverse("staff:request_action", args=[request.reference, "complete"]), {
+        "expected_status": Status.IN_PROGRESS, "refusal_ground_objection": "other",
+        "refusal_explanation_objection": "Our interest in selling outweighs it.",
+    })
+
+    assert response.status_code == 400
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and request.refused_rights == []
+
+
+@pytest.mark.django_db
+def test_a_handler_reassigned_meanwhile_keeps_the_reasons_they_wrote_for_a_refusal(client):
+    from requests_app.models import RequestType
+    from requests_app.services import routing
+    from requests_app.services.intake import RightDetails
+
+    handler, dpo = staff_in_role("Handler", username="hana-refusal"), staff_in_role("DPO", username="dora-refusal")
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.ERASURE)])
+    routing.request_assign(request=request, assignee=dpo, actor=Actor.staff(dpo))
+    login_staff(client, handler)
+
+    response = client.post(reverse("staff:request_action", args=[request.reference, "complete"]), {
+        "expected_status": Status.IN_PROGRESS, "refusal_ground_erasure": "legal_obligation",
+        "refusal_explanation_erasure": "Telecom law keeps call records 12 months.",
+    })
+
+    assert response.status_code == 403
+    assert 'readonly>Telecom law keeps call records 12 months.</textarea>' in html.unescape(response.content.decode())
