@@ -66,6 +66,8 @@ SUBJECT_EVENT_TEXT = {
     "restriction_lift_notice_sent": _("We wrote to you before lifting a restriction of your data."),
     "restriction_lift_cancellation_sent": _("We wrote to you that a restriction of your data stays in force."),
 }
+# "complete", for a request completed with some of its rights refused.
+COMPLETED_IN_PART_EVENT_TEXT = _("We completed your request, and declined part of it.")
 # The events that add to a request's timeline after its filing ("submitted" is written with the request): each
 # moves its updated_at (audit.record_event), so that a portal's updated_since finds the new entry.
 TIMELINE_CHANGES = frozenset(SUBJECT_EVENT_TEXT) - {"submitted"}
@@ -117,6 +119,11 @@ NEXT_STEP_TEXT = {
 }
 
 AWAITING_SUBJECT_CLOCK_RUNS = _("We need more information from you. Please reply below.")
+# Completed with some of the rights asked refused (Art. 12(4)), as a rejection says it.
+COMPLETED_IN_PART = _(
+    "Your request is complete, but we could not grant all of it; our letter explains why. You may complain to a "
+    "supervisory authority and seek a judicial remedy."
+)
 # An open request whose package the subject can download.
 DATA_READY = _("Your data is ready: you can download it from this page. We will close the request once we have answered every part of it.")
 # The same, when every package to download found nothing: it holds our answer, not their data. By kind, as
@@ -152,9 +159,10 @@ def subject_timeline(request: PrivacyRequest) -> list[tuple]:
     timeline, seen = [], set()
     for event in events:
         texts = SUBJECT_EVENT_TEXT_AGAIN if event.action in seen and event.action in SUBJECT_EVENT_TEXT_AGAIN else SUBJECT_EVENT_TEXT
+        text = COMPLETED_IN_PART_EVENT_TEXT if event.action == "complete" and request.refused_rights else texts[event.action]
         # Received when the controller received it: a letter or call staff record later, before its recording.
         moment = request.received_at if event.action == "submitted" else event.created_at
-        timeline.append((moment, texts[event.action]))
+        timeline.append((moment, text))
         seen.add(event.action)
     return timeline
 

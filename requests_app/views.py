@@ -198,6 +198,8 @@ def _status_context(privacy_request) -> dict:
             next_step = selectors.DATA_READY
     elif privacy_request.status == Status.IN_PROGRESS and privacy_request.exports.filter(released_at__isnull=False).exists():
         next_step = selectors.DATA_DELIVERED
+    elif privacy_request.refused_rights:
+        next_step = selectors.COMPLETED_IN_PART
     return {
         "privacy_request": privacy_request,
         "status_label": selectors.subject_status_label(privacy_request),

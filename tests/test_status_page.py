@@ -628,3 +628,26 @@ def test_the_timeline_says_we_asked_before_it_says_we_are_waiting(client):
     )
     events = [str(text) for _at, text in selectors.subject_timeline(request)]
     assert events.index("We asked you for more information.") < events.index("We are waiting for your reply.")
+
+
+@pytest.mark.django_db
+def test_a_request_granted_in_part_says_which_rights_were_refused_and_where_to_complain(client):
+    from requests_app.audit import Actor
+    from requests_app.models import RequestType
+    from requests_app.services import handling
+    from requests_app.services.intake import RightDetails
+    from tests.factories import released_package
+
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.ERASURE)])
+    released_package(request)
+    handling.request_complete(
+        request=request, actor=Actor.staff(staff_in_role("DPO", username="dpo-part")), letter="", expected_status=Status.IN_PROGRESS,
+        refused=[handling.RightRefusal(RequestType.ERASURE, "legal_obligation", "Telecom law keeps call records 12 months.")],
+    )
+
+    page = html.unescape(client.get(status_url(request)).content.decode())
+    assert "<li>Access a copy of my data: granted</li>" in page
+    assert "<li>Erase my data: refused, our letter explains why</li>" in page
+    assert "Your request is complete, but we could not grant all of it; our letter explains why. You may complain" in page
+    assert "We completed your request, and declined part of it." in page
+    assert "We completed your request." not in page

@@ -150,6 +150,11 @@ class RequestSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     status_label = serializers.CharField(source="get_status_display", read_only=True)
     rights = serializers.SerializerMethodField()
+    refused_rights = serializers.SerializerMethodField(
+        help_text="The rights in `rights` that the DPO refused when completing the request, each on a legal ground "
+        "the subject's letter gives (GDPR Art. 12(4)); the others were granted. Empty until the request is "
+        "completed, and for a request rejected whole (`status` says so)."
+    )
     fee = serializers.SerializerMethodField(
         help_text="The reasonable fee the DPO told the subject it intends to charge for a manifestly unfounded or "
         "excessive request (GDPR Art. 12(5)), or null: the subject may pay it, or withdraw the request instead. "
@@ -163,7 +168,7 @@ class RequestSerializer(serializers.ModelSerializer):
     class Meta:
         model = PrivacyRequest
         fields = [
-            "id", "reference", "status", "status_label", "rights", "regime", "channel", "received_at", "due_on",
+            "id", "reference", "status", "status_label", "rights", "refused_rights", "regime", "channel", "received_at", "due_on",
             "original_due_on", "extended_at", "extension_reason", "clock_paused", "fee", "created_at", "updated_at",
             "timeline",
         ]
@@ -180,6 +185,10 @@ class RequestSerializer(serializers.ModelSerializer):
     def get_rights(self, request) -> list[str]:
         # From the bits kept on the request (rights never change after intake): no query.
         return request.requested_rights
+
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=RequestType.choices)))
+    def get_refused_rights(self, request) -> list[str]:
+        return request.refused_rights  # from the bits kept on the request, as `rights`: no query
 
     @extend_schema_field(FeeSerializer(allow_null=True))
     def get_fee(self, request) -> dict | None:

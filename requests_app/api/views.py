@@ -192,6 +192,7 @@ CREATED_REQUEST = {
     "status": "new",
     "status_label": "New",
     "rights": ["erasure"],
+    "refused_rights": [],
     "regime": "gdpr",
     "channel": "api",
     "received_at": "2026-03-02T09:14:07.412345+01:00",

@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from requests_app.audit import verify_request_events
 from requests_app.context import controller_details
 from requests_app.models import (
+    ACTION_FOR_RIGHT,
     ActionKind,
     ActionStatus,
     AuditChainCheck,
@@ -94,6 +95,7 @@ def certificate_context(request: PrivacyRequest) -> dict:
     The request's own events are verified where they sit in the chain; the
     whole chain is walked nightly, and the certificate reports the latest walk.
     """
+    refused_kinds = {kind for right, kind in ACTION_FOR_RIGHT.items() if right in request.refused_rights}
     source_actions = []
     related = ("source", "approved_by", "done_by", "lift_notice", "cancelled_by", "lift_cancel_notice")
     for action in request.source_actions.select_related(*related).prefetch_related("source__categories"):
@@ -101,6 +103,8 @@ def certificate_context(request: PrivacyRequest) -> dict:
         source_actions.append(
             {
                 "action": action,
+                # Left as it was when the completion refused its right: it was never carried out (answered_already).
+                "right_refused": action.kind in refused_kinds,
                 "categories": [
                     {**counts, "label": labels.get(counts["category"], counts["category"])}
                     for counts in action.result.get("categories", [])
@@ -117,12 +121,13 @@ def certificate_context(request: PrivacyRequest) -> dict:
     return {
         "request": request,
         "controller": controller_details(),
-        "rights": [str(right.get_right_display()) for right in request.rights.all()],
+        # Each with its refusal ground, where the completion refused it.
+        "rights": request.rights.all(),
         "answered_on_time": answered_on_time(request),
         "pauses": request.pauses.all(),
         "identities": request.identities.select_related("verified_by"),
         "packages": _packages(request),
-        "asks_for_package": bool({RequestType.ACCESS, RequestType.PORTABILITY} & set(request.requested_rights)),
+        "asks_for_package": bool({RequestType.ACCESS, RequestType.PORTABILITY} & set(request.granted_rights)),
         "source_actions": source_actions,
         "rectified_fields": request.rectification_changes.select_related("category__source"),
         "data_searched": bool(done) or request.exports.exclude(manifest={}).exists(),

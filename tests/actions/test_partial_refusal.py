@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from requests_app.lifecycle import RequestError
 from requests_app.models import ActionKind, ActionStatus, NoticeStatus, Recipient, RequestType, SourceAction, Status
-from requests_app.services import actions, handling, notices
+from requests_app.services import actions, certificate, handling, notices
 from requests_app.services.handling import RightRefusal
 from tests.actions.conftest import verified_request
 from tests.actions.test_notices import carry_out_actions
@@ -73,6 +73,10 @@ def test_the_refused_rights_unfinished_action_neither_blocks_nor_runs_nor_holds_
     assert SourceAction.objects.get(pk=erasure.pk).status == ActionStatus.PLANNED
     with pytest.raises(RequestError, match="Only an open, verified request can be acted on."):
         actions.dry_run_start(action=erasure, actor=dpo_actor)
+    # The certificate says so, beside the right refused and its ground.
+    html = certificate.render_certificate_html(request)
+    assert "Planned: dry run needed (not carried out: the right was refused)" in html
+    assert "Correct or complete my data (granted), Erase my data (refused: Legal obligation to retain the data (Art. 17(3)(b)))" in html
 
 
 def test_a_notice_whose_task_was_lost_after_the_refusal_is_queued_again(correction_and_erasure, dpo_actor, django_capture_on_commit_callbacks):

@@ -7,6 +7,7 @@ from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from requests_app import lifecycle
 from requests_app.models import IdentityKind, PrivacyRequest, Status, VerificationMethod
 from tests.api.conftest import client_with, key_for
 
@@ -571,6 +572,33 @@ def test_rights_are_listed_in_a_fixed_order_and_without_a_query_per_request(api,
     with django_assert_num_queries(2):  # the key, the page
         results = api.get(URL).json()["results"]
     assert [r["rights"] for r in results] == [["objection"], ["access", "erasure"]]
+
+
+@pytest.mark.django_db
+def test_the_rights_refused_on_completion_are_listed_apart_from_those_asked(api, django_assert_num_queries):
+    """`rights` stays the list of the rights asked: a portal reading it before this field existed reads it still."""
+    from requests_app.audit import Actor
+    from requests_app.services import handling
+    from tests.factories import released_package, staff_in_role
+
+    created = create(api).json()
+    assert created["refused_rights"] == []
+    request = PrivacyRequest.objects.get(public_id=created["id"])
+    lifecycle.transition(request, "start_work", actor=Actor.system())
+    released_package(request)
+    handling.request_complete(
+        request=request, actor=Actor.staff(staff_in_role("DPO", username="dpo-api")), letter="", expected_status=Status.IN_PROGRESS,
+        refused=[handling.RightRefusal("erasure", "legal_obligation", "Telecom law keeps call records 12 months.")],
+    )
+
+    body = api.get(f"{URL}{created['id']}/").json()
+    assert (body["status"], body["rights"], body["refused_rights"]) == ("completed", ["access", "erasure"], ["erasure"])
+    assert [item["event"] for item in body["timeline"]][-2:] == [
+        "We completed your request, and declined part of it.", "We sent you our final answer."
+    ]
+    with django_assert_num_queries(2):  # the key, the page: what was refused is read from the request itself
+        [listed] = api.get(URL).json()["results"]
+    assert listed["refused_rights"] == ["erasure"]
 
 
 @pytest.mark.django_db
