@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('requests_app', '0050_recipient_name_translation'),
+        ('requests_app', '0052_cancel_restriction_lift'),
     ]
 
     operations = [
