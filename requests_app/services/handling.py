@@ -131,6 +131,7 @@ def render_letter(
     rendered is a RequestError, raised before anything is sent.
     """
     rights = list(request.rights.all())
+    refused = set(request.refused_rights)
     first_type = rights[0].right if rights else ""
     template = (
         ResponseTemplate.objects.filter(
@@ -147,7 +148,9 @@ def render_letter(
                 "due_on": request.due_on,
                 "clock_paused": request.clock_paused if clock_paused is None else clock_paused,
                 "by_post": not request.subject_email,
-                "rights": ", ".join(str(right.get_right_display()) for right in rights),
+                # A completion that refused some rights completed the others: "We have completed your request
+                # (access)", then a paragraph for each right refused.
+                "rights": ", ".join(str(right.get_right_display()) for right in rights if right.right not in refused),
                 "reason": reason,
                 "fee": fee,
                 "body": body,

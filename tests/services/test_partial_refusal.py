@@ -63,7 +63,9 @@ def test_a_request_granted_in_part_completes_and_its_letter_says_why_each_right_
         "access": "", "erasure": "legal_obligation", "objection": "other",
     }
     body = request.messages.get().body
-    assert body.startswith(f"We have completed your request {request.reference}") and "We sent you a copy of your data." in body
+    # The opening names only the right granted: the refused ones have their own paragraphs.
+    assert body.startswith(f"We have completed your request {request.reference} (Access a copy of my data).")
+    assert "We sent you a copy of your data." in body
     assert (
         "We cannot grant this part of your request: “Erase my data”. The reason: Legal obligation to retain the data "
         f"(Art. 17(3)(b))\n\n{TELECOM_LAW}"
