@@ -676,3 +676,21 @@ def test_the_request_page_cancels_a_lifting_and_says_why_it_no_longer_can(
         response = client.post(reverse("staff:source_action", args=[second.public_id, "cancel_lift"]), {"reason": "Too late."})
     assert response.status_code == 409
     assert "This restriction has already been lifted: the lifting can no longer be cancelled." in response.content.decode()
+
+
+@pytest.mark.parametrize("source_url", ["sqlite"], indirect=True)
+def test_planning_a_lifting_someone_planned_first_is_refused_saying_why(client, dpo, restricted, django_capture_on_commit_callbacks):
+    """Two tabs: the second page still offers "Lift this restriction", and its refusal must say why, though the row
+    no longer offers the form that failed."""
+    login_staff(client, dpo)
+    lift_url = reverse("staff:source_action", args=[restricted.public_id, "lift"])
+    with time_machine.travel(PLANNED_ON, tick=False), django_capture_on_commit_callbacks(execute=True):
+        assert client.post(lift_url, {"reason": "Accuracy verified."}).status_code == 302
+        response = client.post(lift_url, {"reason": "The accuracy of your address was verified."})
+
+    assert response.status_code == 409
+    page = response.content.decode()
+    assert "The lifting of this restriction is already planned." in page
+    assert "Lift this restriction" not in page  # the refusal is shown on its own: nothing to send again
+    assert restricted.request.source_actions.filter(kind=ActionKind.LIFT_RESTRICTION).count() == 1
+    assert Message.objects.filter(request=restricted.request).count() == 1  # one letter
