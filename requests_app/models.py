@@ -157,6 +157,9 @@ class RejectionGround(models.TextChoices):
     IDENTITY_NOT_VERIFIED = "identity_not_verified", _("Identity could not be verified")
     LEGAL_OBLIGATION = "legal_obligation", _("Legal obligation to retain the data (Art. 17(3)(b))")
     RIGHTS_OF_OTHERS = "rights_of_others", _("The rights and freedoms of others (Art. 15(4))")
+    # Each of these two answers one right only (GROUNDS_FOR_ONE_RIGHT).
+    COMPELLING_GROUNDS = "compelling_grounds", _("Compelling legitimate grounds for the processing, or legal claims (Art. 21(1))")
+    LEGAL_CLAIMS = "legal_claims", _("Needed for the establishment, exercise or defence of legal claims (Art. 17(3)(e))")
     # No longer offered (REFUSABLE_GROUNDS): holding no data answers the request, it does not refuse
     # it. Kept so that requests rejected on it before still name their ground.
     NO_DATA = "no_data", _("We hold no data about this person")
@@ -168,6 +171,21 @@ REFUSABLE_GROUNDS = [(value, label) for value, label in RejectionGround.choices 
 # An objection to direct marketing weighs against no interest, legal duty or other person (Art. 21(3)): the
 # request can be refused only as any request can, on who asks or how (Art. 11(2), 12(5)).
 GROUNDS_AGAINST_A_MARKETING_OBJECTION = frozenset({RejectionGround.IDENTITY_NOT_VERIFIED, RejectionGround.MANIFESTLY_UNFOUNDED})
+# Grounds that only one right's article gives, and that right: the controller's compelling legitimate grounds, or
+# its legal claims, answer an objection to processing on its legitimate interests (Art. 21(1)), never one to direct
+# marketing (above); legal claims are an exception to erasure (Art. 17(3)(e)), not to access or the other rights.
+GROUNDS_FOR_ONE_RIGHT = {
+    RejectionGround.COMPELLING_GROUNDS: RequestType.OBJECTION,
+    RejectionGround.LEGAL_CLAIMS: RequestType.ERASURE,
+}
+
+
+def ground_can_refuse(ground: str, right: "RequestedRight") -> bool:
+    """Whether `ground`, one of REFUSABLE_GROUNDS, can refuse the right asked `right` (an objection to direct
+    marketing only on GROUNDS_AGAINST_A_MARKETING_OBJECTION, a ground of GROUNDS_FOR_ONE_RIGHT only its right)."""
+    if right.direct_marketing:
+        return ground in GROUNDS_AGAINST_A_MARKETING_OBJECTION
+    return GROUNDS_FOR_ONE_RIGHT.get(ground, right.right) == right.right
 
 
 def rights_mask(rights) -> int:

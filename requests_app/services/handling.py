@@ -23,6 +23,7 @@ from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
     GROUNDS_AGAINST_A_MARKETING_OBJECTION,
+    GROUNDS_FOR_ONE_RIGHT,
     REFUSABLE_GROUNDS,
     TEXT_MAX_CHARS,
     InternalNote,
@@ -36,6 +37,7 @@ from requests_app.models import (
     Status,
     SubjectIdentity,
     TemplatePurpose,
+    ground_can_refuse,
     rights_mask,
 )
 from requests_app.services import deadlines as deadline_service
@@ -531,7 +533,8 @@ def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRe
     """Check the refusals of some of the request's rights and record them (request_complete, under its lock).
 
     Each right must be asked, on a refusable ground with its reasons; an objection to direct marketing only on
-    the grounds any request may be refused on (Art. 21(3)); and not all of them: that is a rejection, whose
+    the grounds any request may be refused on (Art. 21(3)), a ground that answers one right only (Art. 21(1),
+    17(3)(e)) only that right (models.ground_can_refuse); and not all of them: that is a rejection, whose
     letter says the request is refused (request_reject). A right answered already cannot be refused
     (actions.answered_already)."""
     rights = {right.right: right for right in request.rights.all()}
@@ -548,6 +551,8 @@ def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRe
             )
         if rights[right].direct_marketing and refusal.ground not in GROUNDS_AGAINST_A_MARKETING_OBJECTION:
             raise RequestError(MARKETING_OBJECTION_REFUSAL)
+        if not ground_can_refuse(refusal.ground, rights[right]):
+            raise RequestError(GROUND_FOR_ANOTHER_RIGHT[refusal.ground] % {"right": label})
     if set(refusals_by_right) == set(rights):
         raise RequestError(
             _("Every right asked would be refused: that is a rejection. Use Reject instead, with the legal reason, "
@@ -592,10 +597,18 @@ def rejection_rights_paragraph(request: PrivacyRequest) -> str:
 
 
 # The label alone does not say why: which request is excessive and how (the controller must be
-# able to show it, Art. 12(5)), which law keeps the data and how long, whose rights and how.
-# "Identity could not be verified" says it all.
+# able to show it, Art. 12(5)), which law keeps the data and how long, whose rights and how, which
+# interest overrides the subject's objection and why (the controller must demonstrate it, Art. 21(1)),
+# which claim needs the data. "Identity could not be verified" says it all.
 GROUNDS_TO_EXPLAIN = frozenset(
-    {RejectionGround.MANIFESTLY_UNFOUNDED, RejectionGround.LEGAL_OBLIGATION, RejectionGround.RIGHTS_OF_OTHERS, RejectionGround.OTHER}
+    {
+        RejectionGround.MANIFESTLY_UNFOUNDED,
+        RejectionGround.LEGAL_OBLIGATION,
+        RejectionGround.RIGHTS_OF_OTHERS,
+        RejectionGround.COMPELLING_GROUNDS,
+        RejectionGround.LEGAL_CLAIMS,
+        RejectionGround.OTHER,
+    }
 )
 
 
@@ -607,6 +620,17 @@ MARKETING_OBJECTION_REFUSAL = gettext_lazy(
 )
 
 
+# Refusing a right, whole (request_reject) or in part (request_complete), on a ground that answers another right
+# only (models.GROUNDS_FOR_ONE_RIGHT). An objection to direct marketing is refused as such first.
+GROUND_FOR_ANOTHER_RIGHT = {
+    RejectionGround.COMPELLING_GROUNDS: gettext_lazy(
+        "Compelling legitimate grounds (Art. 21(1)) can refuse only an objection to processing other than direct "
+        "marketing, not “%(right)s”."
+    ),
+    RejectionGround.LEGAL_CLAIMS: gettext_lazy("Legal claims (Art. 17(3)(e)) can refuse only an erasure, not “%(right)s”."),
+}
+
+
 def ground_in_letter(ground: str, regime: str) -> str:
     """A rejection ground as the letter names it, in the active language: its GDPR article only under the GDPR
     and the UK GDPR (wording.label_in_letter)."""
@@ -616,7 +640,11 @@ def ground_in_letter(ground: str, regime: str) -> str:
 def request_reject(
     *, request: PrivacyRequest, actor: Actor, ground: str, explanation: str, expected_status: str
 ) -> PrivacyRequest:
-    """Refuse a request with a legal ground, and send the letter that says why and how to complain."""
+    """Refuse a request with a legal ground, and send the letter that says why and how to complain.
+
+    The ground must be able to refuse every right asked (models.ground_can_refuse): a request that asks an
+    objection to direct marketing only on the grounds any request may be refused on (Art. 21(3)), and one that
+    asks a right besides the one a ground answers is refused in part on completion instead."""
     if ground not in dict(REFUSABLE_GROUNDS):
         raise RequestError(_("Choose the legal reason for the rejection."))
     explanation = explanation.strip()
@@ -627,8 +655,19 @@ def request_reject(
         )
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
-        if ground not in GROUNDS_AGAINST_A_MARKETING_OBJECTION and locked.rights.filter(direct_marketing=True).exists():
+        rights = list(locked.rights.all())
+        if ground not in GROUNDS_AGAINST_A_MARKETING_OBJECTION and any(right.direct_marketing for right in rights):
             raise RequestError(MARKETING_OBJECTION_REFUSAL)
+        not_refusable = [right for right in rights if not ground_can_refuse(ground, right)]
+        if not_refusable:
+            refusal = GROUND_FOR_ANOTHER_RIGHT[ground] % {"right": RequestType(not_refusable[0].right).label}
+            if len(not_refusable) < len(rights):
+                # The request asks the ground's right too: that right alone is refused on it, the others answered.
+                way = _("To refuse “%(right)s” on it, complete the request and refuse that right there.") % {
+                    "right": RequestType(GROUNDS_FOR_ONE_RIGHT[ground]).label
+                }
+                refusal = f"{refusal} {way}"
+            raise RequestError(refusal)
         lifecycle.transition(locked, "reject", actor=actor, data={"ground": ground})
         PrivacyRequest.objects.filter(pk=locked.pk).update(rejection_ground=ground)
         locked.rejection_ground = ground

@@ -199,7 +199,9 @@ def test_rejection_letter_states_the_reason_and_the_right_to_complain(dpo):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("ground", ["other", "manifestly_unfounded", "legal_obligation", "rights_of_others"])
+@pytest.mark.parametrize(
+    "ground", ["other", "manifestly_unfounded", "legal_obligation", "rights_of_others", "compelling_grounds", "legal_claims"]
+)
 def test_a_rejection_ground_that_does_not_say_why_needs_an_explanation(dpo, ground):
     """Art. 12(4): the letter gives the reasons; for these grounds the label alone does not."""
     request = request_in_status(Status.IN_PROGRESS)
@@ -568,3 +570,87 @@ def test_a_letter_under_another_law_than_the_gdpr_cites_no_gdpr_article(dpo, reg
         expected_status=Status.IN_PROGRESS,
     )
     assert ground_shown in request.messages.get().body
+
+
+FRAUD_CHECKS = intake.RightDetails(RequestType.OBJECTION, objection_processing="Fraud checks on my calls")
+OVERRIDING_INTEREST = "Our fraud checks on your calls protect other customers, which outweighs your objection."
+PENDING_DISPUTE = "We need your billing records to defend the claim you brought against us in court."
+
+
+@pytest.mark.parametrize(
+    ("rights", "ground", "explanation", "reason"),
+    [
+        ([FRAUD_CHECKS], "compelling_grounds", OVERRIDING_INTEREST,
+         "Compelling legitimate grounds for the processing, or legal claims (Art. 21(1))"),
+        ([intake.RightDetails(RequestType.ERASURE)], "legal_claims", PENDING_DISPUTE,
+         "Needed for the establishment, exercise or defence of legal claims (Art. 17(3)(e))"),
+    ],
+)
+@pytest.mark.django_db
+def test_a_request_asking_only_the_right_a_ground_answers_is_rejected_on_it_with_the_reasons(dpo, rights, ground, explanation, reason):
+    request = request_in_status(Status.IN_PROGRESS, rights=rights)
+    handling.request_reject(request=request, actor=Actor.staff(dpo), ground=ground, explanation=explanation, expected_status=Status.IN_PROGRESS)
+    request.refresh_from_db()
+    assert (request.status, request.rejection_ground) == (Status.REJECTED, ground)
+    body = request.messages.get().body
+    assert f"The reason: {reason}\n\n{explanation}\n\n" in body
+    assert body.endswith("and to seek a judicial remedy before the courts.")
+
+
+@pytest.mark.parametrize(
+    ("rights", "ground", "message"),
+    [
+        # Compelling grounds answer an objection (Art. 21(1)), and nothing else.
+        ([intake.RightDetails(RequestType.ERASURE)], "compelling_grounds",
+         "Compelling legitimate grounds (Art. 21(1)) can refuse only an objection to processing other than direct marketing, "
+         "not “Erase my data”."),
+        # The request asks the objection too: its other rights must still be answered.
+        ([intake.RightDetails(RequestType.ACCESS), FRAUD_CHECKS], "compelling_grounds",
+         "not “Access a copy of my data”. To refuse “Object to the processing of my data” on it, complete the request and "
+         "refuse that right there."),
+        # Nor an objection to direct marketing (Art. 21(3)).
+        ([intake.RightDetails(RequestType.OBJECTION, objection_processing="Promotional calls", direct_marketing=True)],
+         "compelling_grounds", "The subject objects to direct marketing, which cannot be refused (Art. 21(3))"),
+        # Legal claims are an exception to erasure (Art. 17(3)(e)), not to access.
+        ([intake.RightDetails(RequestType.ACCESS)], "legal_claims",
+         "Legal claims (Art. 17(3)(e)) can refuse only an erasure, not “Access a copy of my data”."),
+        ([intake.RightDetails(RequestType.ERASURE), FRAUD_CHECKS], "legal_claims",
+         "not “Object to the processing of my data”. To refuse “Erase my data” on it, complete the request"),
+    ],
+)
+@pytest.mark.django_db
+def test_a_rejection_on_a_ground_of_one_right_is_refused_for_a_request_asking_another(dpo, rights, ground, message):
+    request = request_in_status(Status.IN_PROGRESS, rights=rights)
+    with pytest.raises(RequestError) as refusal:
+        handling.request_reject(
+            request=request, actor=Actor.staff(dpo), ground=ground, explanation="Our reasons.", expected_status=Status.IN_PROGRESS
+        )
+    assert message in str(refusal.value)
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and request.rejection_ground == "" and not request.messages.exists()
+    assert not request.events.filter(action="reject").exists()
+
+
+@pytest.mark.parametrize(
+    ("regime", "language", "rights", "ground", "ground_shown"),
+    [
+        ("ccpa", "en", [FRAUD_CHECKS], "compelling_grounds", "The reason: Compelling legitimate grounds for the processing, or legal claims\n"),
+        ("lgpd", "en", [FRAUD_CHECKS], "compelling_grounds", "The reason: Compelling legitimate grounds for the processing, or legal claims\n"),
+        ("ccpa", "en", [intake.RightDetails(RequestType.ERASURE)], "legal_claims",
+         "The reason: Needed for the establishment, exercise or defence of legal claims\n"),
+        ("lgpd", "en", [intake.RightDetails(RequestType.ERASURE)], "legal_claims",
+         "The reason: Needed for the establishment, exercise or defence of legal claims\n"),
+        ("uk_gdpr", "en", [intake.RightDetails(RequestType.ERASURE)], "legal_claims",
+         "The reason: Needed for the establishment, exercise or defence of legal claims (Art. 17(3)(e))\n"),
+    ],
+)
+@pytest.mark.django_db
+def test_a_rejection_on_a_ground_of_one_right_cites_its_gdpr_article_only_under_the_gdpr(dpo, regime, language, rights, ground, ground_shown):
+    request = request_in_status(Status.IN_PROGRESS, regime=regime, language=language, rights=rights)
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground=ground, explanation="Our reasons.", expected_status=Status.IN_PROGRESS
+    )
+    body = request.messages.get().body
+    assert ground_shown in body
+    if regime in ("ccpa", "lgpd"):
+        assert "Art." not in body and "GDPR" not in body

@@ -127,7 +127,7 @@ def test_an_objection_to_direct_marketing_cannot_be_refused_in_part_on_another_g
     assert request.status == Status.COMPLETED and request.refused_rights == ["objection"]
 
 
-@pytest.mark.parametrize("ground", ["other", "manifestly_unfounded", "legal_obligation", "rights_of_others"])
+@pytest.mark.parametrize("ground", ["other", "manifestly_unfounded", "legal_obligation", "rights_of_others", "legal_claims"])
 @pytest.mark.django_db
 def test_a_refusal_ground_that_does_not_say_why_needs_an_explanation(dpo, ground):
     request = asking(RequestType.ACCESS, RequestType.ERASURE)
@@ -216,14 +216,84 @@ def test_a_suppression_applied_is_told_for_the_right_granted_only(dpo):
     assert "Following your objection" not in body
 
 
-@pytest.mark.parametrize(("regime", "language", "ground_shown"), [
-    ("ccpa", "en", "The reason: Legal obligation to retain the data\n"),
-    ("lgpd", "en", "The reason: Legal obligation to retain the data\n"),
+@pytest.mark.parametrize(("regime", "language", "ground", "ground_shown"), [
+    ("ccpa", "en", "legal_obligation", "The reason: Legal obligation to retain the data\n"),
+    ("lgpd", "en", "legal_obligation", "The reason: Legal obligation to retain the data\n"),
+    ("ccpa", "en", "legal_claims", "The reason: Needed for the establishment, exercise or defence of legal claims\n"),
+    ("lgpd", "en", "legal_claims", "The reason: Needed for the establishment, exercise or defence of legal claims\n"),
 ])
 @pytest.mark.django_db
-def test_a_refusal_under_another_law_than_the_gdpr_cites_no_gdpr_article(dpo, regime, language, ground_shown):
+def test_a_refusal_under_another_law_than_the_gdpr_cites_no_gdpr_article(dpo, regime, language, ground, ground_shown):
     request = asking(RequestType.ACCESS, RequestType.ERASURE, regime=regime, language=language)
-    complete(request, dpo, RightRefusal(RequestType.ERASURE, "legal_obligation", "Tax law: invoices kept 7 years."))
+    complete(request, dpo, RightRefusal(RequestType.ERASURE, ground, "Tax law: invoices kept 7 years."))
     body = request.messages.get().body
     assert ground_shown in body
     assert "Art." not in body and "GDPR" not in body
+
+
+FRAUD_CHECKS = RightDetails(RequestType.OBJECTION, objection_processing="Fraud checks on my calls")
+PENDING_DISPUTE = "We need your billing records to defend the claim you brought against us in court."
+OVERRIDING_INTEREST = "Our fraud checks on your calls protect other customers, which outweighs your objection."
+
+
+@pytest.mark.parametrize("regime", ["gdpr", "ccpa", "lgpd"])
+@pytest.mark.django_db
+def test_an_objection_is_refused_on_compelling_grounds_and_an_erasure_on_legal_claims(dpo, regime):
+    request = asking(RequestType.ACCESS, RequestType.ERASURE, FRAUD_CHECKS, regime=regime)
+    complete(
+        request, dpo,
+        RightRefusal(RequestType.OBJECTION, "compelling_grounds", OVERRIDING_INTEREST),
+        RightRefusal(RequestType.ERASURE, "legal_claims", PENDING_DISPUTE),
+    )
+    request.refresh_from_db()
+    assert request.status == Status.COMPLETED and request.refused_rights == ["erasure", "objection"]
+    assert dict(request.rights.values_list("right", "refusal_ground")) == {
+        "access": "", "erasure": "legal_claims", "objection": "compelling_grounds",
+    }
+    body = request.messages.get().body
+    # Its GDPR article only under the GDPR: a CCPA or LGPD subject relies on their own law (wording.label_in_letter).
+    article = {"erasure": " (Art. 17(3)(e))", "objection": " (Art. 21(1))"} if regime == "gdpr" else {"erasure": "", "objection": ""}
+    assert (
+        "We cannot grant this part of your request: “Erase my data”. The reason: Needed for the establishment, exercise or "
+        f"defence of legal claims{article['erasure']}\n\n{PENDING_DISPUTE}"
+    ) in body
+    assert (
+        "We cannot grant this part of your request: “Object to the processing of my data”. The reason: Compelling legitimate "
+        f"grounds for the processing, or legal claims{article['objection']}\n\n{OVERRIDING_INTEREST}"
+    ) in body
+    if regime != "gdpr":
+        assert "Art." not in body and "GDPR" not in body
+
+
+@pytest.mark.parametrize(
+    ("refusal", "message"),
+    [
+        (RightRefusal(RequestType.ERASURE, "compelling_grounds", OVERRIDING_INTEREST),
+         "Compelling legitimate grounds (Art. 21(1)) can refuse only an objection to processing other than direct marketing, "
+         "not “Erase my data”."),
+        (RightRefusal(RequestType.ACCESS, "compelling_grounds", OVERRIDING_INTEREST), "not “Access a copy of my data”."),
+        (RightRefusal(RequestType.ACCESS, "legal_claims", PENDING_DISPUTE),
+         "Legal claims (Art. 17(3)(e)) can refuse only an erasure, not “Access a copy of my data”."),
+        (RightRefusal(RequestType.OBJECTION, "legal_claims", PENDING_DISPUTE),
+         "Legal claims (Art. 17(3)(e)) can refuse only an erasure, not “Object to the processing of my data”."),
+    ],
+)
+@pytest.mark.django_db
+def test_a_ground_of_one_right_cannot_refuse_another(dpo, refusal, message):
+    request = request_in_status(
+        Status.IN_PROGRESS, rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.ERASURE), FRAUD_CHECKS]
+    )
+    with pytest.raises(RequestError) as refused:
+        complete(request, dpo, refusal)
+    assert message in str(refused.value)
+    assert nothing_changed(request)
+
+
+@pytest.mark.django_db
+def test_an_objection_to_direct_marketing_cannot_be_refused_on_compelling_grounds(dpo):
+    """Art. 21(3): no interest of the controller weighs against it."""
+    marketing = RightDetails(RequestType.OBJECTION, objection_processing="Promotional calls", direct_marketing=True)
+    request = asking(RequestType.ACCESS, marketing)
+    with pytest.raises(RequestError, match=r"The subject objects to direct marketing, which cannot be refused \(Art. 21\(3\)\)"):
+        complete(request, dpo, RightRefusal(RequestType.OBJECTION, "compelling_grounds", OVERRIDING_INTEREST))
+    assert nothing_changed(request)
