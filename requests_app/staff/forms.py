@@ -16,7 +16,6 @@ from django.utils.translation import gettext_lazy as _
 from requests_app import roles
 from requests_app.models import (
     MAX_HOLD_MONTHS,
-    GROUNDS_AGAINST_A_MARKETING_OBJECTION,
     PORTABLE_LEGAL_BASES,
     REFUSABLE_GROUNDS,
     TEXT_MAX_CHARS,
@@ -45,6 +44,7 @@ from requests_app.models import (
     SuppressionPurpose,
     Team,
     VerificationMethod,
+    ground_can_refuse,
     validate_field_name,
     validate_sql_name,
 )
@@ -158,10 +158,9 @@ class CompleteForm(forms.Form):
             return  # refusing the only right asked is rejecting the request: the Reject form
         # A pair of fields per right asked: granted, or refused on a ground with the reasons the letter gives.
         for right in rights:
-            grounds = REFUSABLE_GROUNDS
-            if right.direct_marketing:
-                # Offered only what the service accepts against an objection to direct marketing (Art. 21(3)).
-                grounds = [(value, label) for value, label in REFUSABLE_GROUNDS if value in GROUNDS_AGAINST_A_MARKETING_OBJECTION]
+            # Offered only the grounds the service accepts against this right (an objection to direct marketing,
+            # Art. 21(3); a ground of one right's article, Art. 21(1) and 17(3)(e)).
+            grounds = [(value, label) for value, label in REFUSABLE_GROUNDS if ground_can_refuse(value, right)]
             self.fields[f"refusal_ground_{right.right}"] = forms.ChoiceField(
                 label=right.get_right_display(), choices=[("", _("Granted")), *grounds], required=False
             )
@@ -193,11 +192,11 @@ class RejectForm(forms.Form):
 
     def __init__(self, *args, privacy_request, **kwargs):
         super().__init__(*args, **kwargs)
-        if privacy_request.rights.filter(direct_marketing=True).exists():
-            # Offered only what the service accepts against an objection to direct marketing (Art. 21(3)).
-            self.fields["ground"].choices = [
-                (value, label) for value, label in REFUSABLE_GROUNDS if value in GROUNDS_AGAINST_A_MARKETING_OBJECTION
-            ]
+        # Offered only the grounds the service accepts against every right asked (handling.request_reject).
+        rights = list(privacy_request.rights.all())
+        self.fields["ground"].choices = [
+            (value, label) for value, label in REFUSABLE_GROUNDS if all(ground_can_refuse(value, right) for right in rights)
+        ]
 
 
 class FeeForm(forms.Form):

@@ -654,3 +654,22 @@ def test_a_rejection_on_a_ground_of_one_right_cites_its_gdpr_article_only_under_
     assert ground_shown in body
     if regime in ("ccpa", "lgpd"):
         assert "Art." not in body and "GDPR" not in body
+
+
+@pytest.mark.django_db
+def test_the_reject_form_offers_a_ground_of_one_right_only_when_every_right_asked_is_that_one():
+    from requests_app.staff.forms import RejectForm
+
+    def grounds(*rights):
+        request = request_in_status(Status.IN_PROGRESS, rights=list(rights))
+        return set(dict(RejectForm(privacy_request=request).fields["ground"].choices))
+
+    assert {"compelling_grounds", "legal_obligation", "other"} <= grounds(FRAUD_CHECKS)
+    assert "legal_claims" not in grounds(FRAUD_CHECKS)
+    assert {"legal_claims", "legal_obligation", "other"} <= grounds(intake.RightDetails(RequestType.ERASURE))
+    assert "compelling_grounds" not in grounds(intake.RightDetails(RequestType.ERASURE))
+    # Asked with another right, neither: that right must be answered (refuse the one on completion instead).
+    assert not {"compelling_grounds", "legal_claims"} & grounds(FRAUD_CHECKS, intake.RightDetails(RequestType.ERASURE))
+    assert not {"compelling_grounds", "legal_claims"} & grounds(intake.RightDetails(RequestType.ACCESS))
+    marketing = intake.RightDetails(RequestType.OBJECTION, objection_processing="Promotional calls", direct_marketing=True)
+    assert grounds(marketing) == {"identity_not_verified", "manifestly_unfounded"}

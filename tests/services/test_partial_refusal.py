@@ -297,3 +297,23 @@ def test_an_objection_to_direct_marketing_cannot_be_refused_on_compelling_ground
     with pytest.raises(RequestError, match=r"The subject objects to direct marketing, which cannot be refused \(Art. 21\(3\)\)"):
         complete(request, dpo, RightRefusal(RequestType.OBJECTION, "compelling_grounds", OVERRIDING_INTEREST))
     assert nothing_changed(request)
+
+
+@pytest.mark.django_db
+def test_the_complete_form_offers_a_ground_of_one_right_only_for_that_right():
+    from requests_app.staff.forms import CompleteForm
+
+    newsletter = RightDetails(RequestType.WITHDRAW_CONSENT, consent_withdrawn="Newsletter")
+    request = request_in_status(
+        Status.IN_PROGRESS, rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.ERASURE), FRAUD_CHECKS, newsletter]
+    )
+    form = CompleteForm(privacy_request=request)
+
+    def grounds(right):
+        return set(dict(form.fields[f"refusal_ground_{right}"].choices))
+
+    assert "legal_claims" in grounds("erasure") and "compelling_grounds" not in grounds("erasure")
+    assert "compelling_grounds" in grounds("objection") and "legal_claims" not in grounds("objection")
+    for right in ("access", "withdraw_consent"):
+        assert not {"compelling_grounds", "legal_claims"} & grounds(right)
+        assert {"legal_obligation", "rights_of_others", "other"} <= grounds(right)

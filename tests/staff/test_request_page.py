@@ -278,6 +278,39 @@ def test_the_complete_form_offers_to_refuse_each_right_of_a_request_that_asks_se
 
 
 @pytest.mark.django_db
+def test_the_request_page_offers_a_ground_of_one_right_only_where_it_can_refuse(client):
+    """Compelling legitimate grounds answer an objection other than to direct marketing (Art. 21(1)), legal claims an
+    erasure (Art. 17(3)(e)): the rejection offers one only when the request asks that right alone, the Complete form
+    on that right's row only."""
+    from requests_app.models import RequestType
+    from requests_app.services.intake import RightDetails
+
+    login_staff(client, staff_in_role("DPO", username="dpo-one-right-grounds"))
+    objection = RightDetails(RequestType.OBJECTION, objection_processing="Fraud checks on my calls")
+    only_objection = request_in_status(Status.IN_PROGRESS, rights=[objection])
+    page = client.get(reverse("staff:request", args=[only_objection.reference])).content.decode()
+    grounds = _select(page, "ground")
+    assert 'value="compelling_grounds"' in grounds and 'value="legal_claims"' not in grounds
+
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ERASURE), objection])
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    grounds = _select(page, "ground")
+    assert 'value="compelling_grounds"' not in grounds and 'value="legal_claims"' not in grounds
+    assert 'value="legal_claims"' in _select(page, "refusal_ground_erasure")
+    assert 'value="compelling_grounds"' not in _select(page, "refusal_ground_erasure")
+    assert 'value="compelling_grounds"' in _select(page, "refusal_ground_objection")
+    assert 'value="legal_claims"' not in _select(page, "refusal_ground_objection")
+
+    # A ground the form does not offer is refused, and nothing happens.
+    response = client.post(reverse("staff:request_action", args=[request.reference, "reject"]), {
+        "expected_status": Status.IN_PROGRESS, "ground": "legal_claims", "explanation": "A claim is pending.",
+    })
+    assert response.status_code == 400
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and not request.messages.exists()
+
+
+@pytest.mark.django_db
 def test_a_right_refused_from_the_request_page_is_told_and_shown(client, django_capture_on_commit_callbacks):
     from requests_app.models import RequestType
     from requests_app.services.intake import RightDetails
