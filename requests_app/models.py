@@ -171,10 +171,16 @@ REFUSABLE_GROUNDS = [(value, label) for value, label in RejectionGround.choices 
 # An objection to direct marketing weighs against no interest, legal duty or other person (Art. 21(3)): the
 # request can be refused only as any request can, on who asks or how (Art. 11(2), 12(5)).
 GROUNDS_AGAINST_A_MARKETING_OBJECTION = frozenset({RejectionGround.IDENTITY_NOT_VERIFIED, RejectionGround.MANIFESTLY_UNFOUNDED})
-# Grounds that only one right's article gives, and that right: the controller's compelling legitimate grounds, or
-# its legal claims, answer an objection to processing on its legitimate interests (Art. 21(1)), never one to direct
-# marketing (above); legal claims are an exception to erasure (Art. 17(3)(e)), not to access or the other rights.
+# Who asks is verified for the whole request or not at all: a right granted to someone whose identity could not be
+# verified (Art. 12(6)) would contradict the one refused for it. Such a request is rejected, never refused in part.
+GROUNDS_OF_THE_WHOLE_REQUEST = frozenset({RejectionGround.IDENTITY_NOT_VERIFIED})
+# Grounds that only one right's article gives, and that right: a legal duty to keep the data, or legal claims, are
+# exceptions to erasure (Art. 17(3)(b) and (e)); the rights of others limit the copy given (Art. 15(4)); the
+# controller's compelling legitimate grounds, or its legal claims, answer an objection to processing on its
+# legitimate interests (Art. 21(1)), never one to direct marketing (above).
 GROUNDS_FOR_ONE_RIGHT = {
+    RejectionGround.LEGAL_OBLIGATION: RequestType.ERASURE,
+    RejectionGround.RIGHTS_OF_OTHERS: RequestType.ACCESS,
     RejectionGround.COMPELLING_GROUNDS: RequestType.OBJECTION,
     RejectionGround.LEGAL_CLAIMS: RequestType.ERASURE,
 }

@@ -24,6 +24,7 @@ from requests_app.lifecycle import RequestError
 from requests_app.models import (
     GROUNDS_AGAINST_A_MARKETING_OBJECTION,
     GROUNDS_FOR_ONE_RIGHT,
+    GROUNDS_OF_THE_WHOLE_REQUEST,
     REFUSABLE_GROUNDS,
     TEXT_MAX_CHARS,
     InternalNote,
@@ -544,6 +545,11 @@ def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRe
         label = RequestType(right).label
         if refusal.ground not in dict(REFUSABLE_GROUNDS):
             raise RequestError(_("Choose the legal reason for refusing “%(right)s”.") % {"right": label})
+        if refusal.ground in GROUNDS_OF_THE_WHOLE_REQUEST:
+            raise RequestError(
+                _("An identity that could not be verified refuses the whole request, not “%(right)s” alone: reject "
+                  "the request instead.") % {"right": label}
+            )
         if refusal.ground in GROUNDS_TO_EXPLAIN and not refusal.explanation.strip():
             raise RequestError(
                 _("Explain to the subject why %(ground)s applies to “%(right)s”: the letter must give the reasons (Art. 12(4)).")
@@ -623,6 +629,12 @@ MARKETING_OBJECTION_REFUSAL = gettext_lazy(
 # Refusing a right, whole (request_reject) or in part (request_complete), on a ground that answers another right
 # only (models.GROUNDS_FOR_ONE_RIGHT). An objection to direct marketing is refused as such first.
 GROUND_FOR_ANOTHER_RIGHT = {
+    RejectionGround.LEGAL_OBLIGATION: gettext_lazy(
+        "A legal obligation to retain the data (Art. 17(3)(b)) can refuse only an erasure, not “%(right)s”."
+    ),
+    RejectionGround.RIGHTS_OF_OTHERS: gettext_lazy(
+        "The rights and freedoms of others (Art. 15(4)) can refuse only access to a copy, not “%(right)s”."
+    ),
     RejectionGround.COMPELLING_GROUNDS: gettext_lazy(
         "Compelling legitimate grounds (Art. 21(1)) can refuse only an objection to processing other than direct "
         "marketing, not “%(right)s”."

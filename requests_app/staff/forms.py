@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from requests_app import roles
 from requests_app.models import (
+    GROUNDS_OF_THE_WHOLE_REQUEST,
     MAX_HOLD_MONTHS,
     PORTABLE_LEGAL_BASES,
     REFUSABLE_GROUNDS,
@@ -159,8 +160,12 @@ class CompleteForm(forms.Form):
         # A pair of fields per right asked: granted, or refused on a ground with the reasons the letter gives.
         for right in rights:
             # Offered only the grounds the service accepts against this right (an objection to direct marketing,
-            # Art. 21(3); a ground of one right's article, Art. 21(1) and 17(3)(e)).
-            grounds = [(value, label) for value, label in REFUSABLE_GROUNDS if ground_can_refuse(value, right)]
+            # Art. 21(3); a ground of one right's article, Art. 15(4), 17(3), 21(1)), and not one that refuses
+            # the whole request (an unverified identity).
+            grounds = [
+                (value, label) for value, label in REFUSABLE_GROUNDS
+                if ground_can_refuse(value, right) and value not in GROUNDS_OF_THE_WHOLE_REQUEST
+            ]
             self.fields[f"refusal_ground_{right.right}"] = forms.ChoiceField(
                 label=right.get_right_display(), choices=[("", _("Granted")), *grounds], required=False
             )
@@ -170,6 +175,17 @@ class CompleteForm(forms.Form):
                 widget=forms.Textarea(attrs={"rows": 2}), max_length=TEXT_MAX_CHARS, required=False,
             )
             self.refusable.append(right.right)
+
+    def clean(self):
+        cleaned = super().clean()
+        for right in self.refusable:
+            if cleaned.get(f"refusal_explanation_{right}", "").strip() and not cleaned.get(f"refusal_ground_{right}"):
+                # Written for the letter, and left out of it without a word: the right may be meant refused.
+                self.add_error(
+                    f"refusal_explanation_{right}",
+                    _("This right is marked granted: choose the legal reason for refusing it, or clear this text."),
+                )
+        return cleaned
 
     def refused(self) -> list[tuple[str, str, str]]:
         """(right, ground, explanation) of each right marked refused."""

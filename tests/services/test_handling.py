@@ -172,7 +172,7 @@ def test_verifying_identity_records_the_method_and_starts_work(dpo):
 
 @pytest.mark.django_db(transaction=True)
 def test_rejection_letter_states_the_reason_and_the_right_to_complain(dpo):
-    request = request_in_status(Status.IN_PROGRESS)
+    request = request_in_status(Status.IN_PROGRESS, rights=[intake.RightDetails(RequestType.ERASURE)])
     mail.outbox.clear()
     handling.request_reject(
         request=request,
@@ -564,7 +564,7 @@ def test_a_rejection_on_another_ground_gives_the_explanation_as_the_reason(dpo):
 ])
 @pytest.mark.django_db
 def test_a_letter_under_another_law_than_the_gdpr_cites_no_gdpr_article(dpo, regime, language, ground_shown):
-    request = request_in_status(Status.IN_PROGRESS, regime=regime, language=language)
+    request = request_in_status(Status.IN_PROGRESS, regime=regime, language=language, rights=[intake.RightDetails(RequestType.ERASURE)])
     handling.request_reject(
         request=request, actor=Actor.staff(dpo), ground="legal_obligation", explanation="Tax law: invoices kept 7 years.",
         expected_status=Status.IN_PROGRESS,
@@ -664,12 +664,12 @@ def test_the_reject_form_offers_a_ground_of_one_right_only_when_every_right_aske
         request = request_in_status(Status.IN_PROGRESS, rights=list(rights))
         return set(dict(RejectForm(privacy_request=request).fields["ground"].choices))
 
-    assert {"compelling_grounds", "legal_obligation", "other"} <= grounds(FRAUD_CHECKS)
-    assert "legal_claims" not in grounds(FRAUD_CHECKS)
-    assert {"legal_claims", "legal_obligation", "other"} <= grounds(intake.RightDetails(RequestType.ERASURE))
-    assert "compelling_grounds" not in grounds(intake.RightDetails(RequestType.ERASURE))
-    # Asked with another right, neither: that right must be answered (refuse the one on completion instead).
-    assert not {"compelling_grounds", "legal_claims"} & grounds(FRAUD_CHECKS, intake.RightDetails(RequestType.ERASURE))
-    assert not {"compelling_grounds", "legal_claims"} & grounds(intake.RightDetails(RequestType.ACCESS))
+    one_right_grounds = {"compelling_grounds", "legal_claims", "legal_obligation", "rights_of_others"}
+    assert grounds(FRAUD_CHECKS) & one_right_grounds == {"compelling_grounds"} and "other" in grounds(FRAUD_CHECKS)
+    assert grounds(intake.RightDetails(RequestType.ERASURE)) & one_right_grounds == {"legal_claims", "legal_obligation"}
+    assert grounds(intake.RightDetails(RequestType.ACCESS)) & one_right_grounds == {"rights_of_others"}
+    # Asked with another right, none: that right must be answered (refuse the one on completion instead).
+    assert not one_right_grounds & grounds(FRAUD_CHECKS, intake.RightDetails(RequestType.ERASURE))
+    assert not one_right_grounds & grounds(intake.RightDetails(RequestType.RECTIFICATION))
     marketing = intake.RightDetails(RequestType.OBJECTION, objection_processing="Promotional calls", direct_marketing=True)
     assert grounds(marketing) == {"identity_not_verified", "manifestly_unfounded"}

@@ -108,7 +108,7 @@ def test_refusing_every_right_asked_is_refused_as_a_rejection(dpo, rights):
     """A letter that says "We have completed your request" and then refuses all of it would be a rejection under
     another name: the Reject action is the one way, and its letter says the request is refused."""
     request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(right) for right in rights])
-    refused = [RightRefusal(right, "legal_obligation", TELECOM_LAW) for right in rights]
+    refused = [RightRefusal(right, "other", TELECOM_LAW) for right in rights]
     with pytest.raises(RequestError, match="that is a rejection. Use Reject instead"):
         complete(request, dpo, *refused)
     assert nothing_changed(request)
@@ -166,7 +166,7 @@ def test_a_refused_right_needs_none_of_its_work_done(dpo):
     complete(
         request, dpo,
         RightRefusal(RequestType.ERASURE, "legal_obligation", TELECOM_LAW),
-        RightRefusal(RequestType.RESTRICTION, "identity_not_verified"),
+        RightRefusal(RequestType.RESTRICTION, "manifestly_unfounded", "The third restriction of the same data this month."),
     )
     request.refresh_from_db()
     assert request.status == Status.COMPLETED and request.granted_rights == ["portability"]
@@ -177,10 +177,10 @@ def test_a_refused_rectification_needs_no_letter_saying_why_nothing_was_correcte
     request = asking(RequestType.ACCESS, RightDetails(RequestType.RECTIFICATION, rectification_data="My city", rectification_value="Gent"))
     with pytest.raises(RequestError, match="No data was corrected: say why in the letter"):
         complete(request, dpo, letter="")
-    complete(request, dpo, RightRefusal(RequestType.RECTIFICATION, "rights_of_others", "The address is your landlord's."), letter="")
+    complete(request, dpo, RightRefusal(RequestType.RECTIFICATION, "other", "The address is your landlord's."), letter="")
     body = request.messages.get().body
     assert "We did not correct any of your data." not in body  # the refusal says why
-    assert "The reason: The rights and freedoms of others (Art. 15(4))\n\nThe address is your landlord's." in body
+    assert "The reason: The address is your landlord's." in body
 
 
 @pytest.mark.django_db
@@ -312,8 +312,44 @@ def test_the_complete_form_offers_a_ground_of_one_right_only_for_that_right():
     def grounds(right):
         return set(dict(form.fields[f"refusal_ground_{right}"].choices))
 
-    assert "legal_claims" in grounds("erasure") and "compelling_grounds" not in grounds("erasure")
-    assert "compelling_grounds" in grounds("objection") and "legal_claims" not in grounds("objection")
-    for right in ("access", "withdraw_consent"):
-        assert not {"compelling_grounds", "legal_claims"} & grounds(right)
-        assert {"legal_obligation", "rights_of_others", "other"} <= grounds(right)
+    one_right_grounds = {"compelling_grounds", "legal_claims", "legal_obligation", "rights_of_others"}
+    assert grounds("erasure") & one_right_grounds == {"legal_claims", "legal_obligation"}
+    assert grounds("objection") & one_right_grounds == {"compelling_grounds"}
+    assert grounds("access") & one_right_grounds == {"rights_of_others"}
+    assert not grounds("withdraw_consent") & one_right_grounds
+    for right in ("access", "erasure", "objection", "withdraw_consent"):
+        # An unverified identity refuses the whole request: never offered for one right.
+        assert {"", "manifestly_unfounded", "other"} <= grounds(right) and "identity_not_verified" not in grounds(right)
+
+
+@pytest.mark.django_db
+def test_an_unverified_identity_refuses_no_right_alone(dpo):
+    """Granting one right to a person whose identity could not be verified, and refusing another for it, contradict."""
+    request = asking(RequestType.ACCESS, RequestType.ERASURE)
+    with pytest.raises(RequestError, match="refuses the whole request"):
+        complete(request, dpo, RightRefusal(RequestType.ERASURE, "identity_not_verified", ""))
+    assert nothing_changed(request)
+
+
+@pytest.mark.parametrize(("right", "ground"), [(RequestType.ACCESS, "legal_obligation"), (RequestType.ERASURE, "rights_of_others")])
+@pytest.mark.django_db
+def test_a_ground_of_another_rights_article_refuses_no_right_in_part(dpo, right, ground):
+    """Art. 17(3)(b) is an exception to erasure, Art. 15(4) a limit on the copy given: neither refuses another right."""
+    request = asking(RequestType.ACCESS, RequestType.ERASURE, RequestType.OBJECTION)
+    with pytest.raises(RequestError, match="can refuse only"):
+        complete(request, dpo, RightRefusal(right, ground, "Because."))
+    assert nothing_changed(request)
+
+
+@pytest.mark.django_db
+def test_the_complete_form_refuses_reasons_written_for_a_right_left_granted():
+    from requests_app.staff.forms import CompleteForm
+
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.ERASURE)])
+    form = CompleteForm(
+        {"letter": "Done.", "refusal_ground_access": "", "refusal_explanation_access": "Your copy would show others' calls.",
+         "refusal_ground_erasure": "", "refusal_explanation_erasure": ""},
+        privacy_request=request,
+    )
+    assert not form.is_valid()
+    assert list(form.errors) == ["refusal_explanation_access"]
