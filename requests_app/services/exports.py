@@ -32,6 +32,7 @@ from django.utils.translation import gettext as _
 
 from requests_app import emails, roles, selectors, sms, tasks
 from requests_app.services import webhooks
+from requests_app.services.actions import PACKAGE_FOR_RIGHT
 from requests_app.audit import Actor, record_event
 from requests_app.exports.package import NO_EXTRACT_ASKED, PackageWriter
 from requests_app.heartbeat import ATTEMPTS_BEFORE_GIVING_UP, Heartbeat, TakenOver, not_queued_since_death, stale_before
@@ -58,6 +59,7 @@ ACTIVE = (ExportStatus.QUEUED, ExportStatus.RUNNING, ExportStatus.WAITING_MANUAL
 # A run that died ATTEMPTS_BEFORE_GIVING_UP times (requests_app.heartbeat, the rule source actions share)
 # is not started again by itself (requeue_dead_exports, _claim); a retry by staff gives it one more attempt.
 NOT_COLLECTED = "the request was withdrawn or refused: no data is collected"
+RIGHT_REFUSED = "the completion refused the right this package answers: no data is collected"
 
 
 def default_kind(request: PrivacyRequest) -> str | None:
@@ -123,7 +125,7 @@ def manual_task_upload(*, task: ManualTask, actor: Actor, upload) -> ManualTask:
         raise RequestError(problem)
     with transaction.atomic():
         export = ExportPackage.objects.select_for_update().select_related("request").get(pk=task.export_id)
-        _require_data_may_be_delivered(export.request)
+        _require_data_may_be_delivered(export)
         if export.status != ExportStatus.WAITING_MANUAL:
             raise RequestError(_("This export is not waiting for extracts."))
         task.upload.save(f"{export.public_id}-{task.source.slug}{os.path.splitext(upload.name)[1].lower()}", upload, save=False)
@@ -249,6 +251,10 @@ def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
     if export.request.status in NO_DATA_DELIVERED:
         # Withdrawn or refused while queued: no data about the subject is collected for nobody.
         _fail(export_id, attempt, source="", message=NOT_COLLECTED)
+        return None
+    if right_refused(export):
+        # Queued before a completion refused its right (a refusal does not wait for the package): never collected.
+        _fail(export_id, attempt, source="", message=RIGHT_REFUSED)
         return None
     sources = list(selectors.export_sources())
     manual_uploads = {task.source_id: task.upload for task in export.manual_tasks.filter(done_at__isnull=False)}
@@ -414,16 +420,35 @@ def _delete_other_attempts(export: ExportPackage, *, keep: str) -> None:
             default_storage.delete(name)
 
 
-def _require_data_may_be_delivered(request: PrivacyRequest) -> None:
-    if request.status in NO_DATA_DELIVERED:
-        raise RequestError(_("This request was refused or withdrawn: no data is delivered for it."))
+def right_refused(export: ExportPackage) -> bool:
+    """Whether the request's completion refused the right this package answers (PACKAGE_FOR_RIGHT): the
+    letter told the subject so, and the package is neither compiled nor released."""
+    return any(PACKAGE_FOR_RIGHT.get(right) == export.kind for right in export.request.refused_rights)
+
+
+def delivery_refusal(export: ExportPackage) -> str:
+    """Why the package's data may not go to the subject (so it is neither compiled, retried nor released),
+    or "" when it may. The staff page offers the release and the retry only when it may."""
+    if export.request.status in NO_DATA_DELIVERED:
+        return _("This request was refused or withdrawn: no data is delivered for it.")
+    if right_refused(export):
+        return _("%(kind)s was refused when the request was completed: this package is not delivered.") % {
+            "kind": ExportKind(export.kind).label
+        }
+    return ""
+
+
+def _require_data_may_be_delivered(export: ExportPackage) -> None:
+    refusal = delivery_refusal(export)
+    if refusal:
+        raise RequestError(refusal)
 
 
 def export_retry(*, export: ExportPackage, actor: Actor) -> ExportPackage:
     """Queue a failed export again; it starts from nothing."""
     if actor.user is not None:
         roles.require_can_work(actor, export.request)
-    _require_data_may_be_delivered(export.request)
+    _require_data_may_be_delivered(export)
     with transaction.atomic():
         if not ExportPackage.objects.filter(pk=export.pk, status=ExportStatus.FAILED).update(status=ExportStatus.QUEUED, error=""):
             raise RequestError(_("Only a failed export can be retried."))
@@ -443,7 +468,7 @@ def export_release(*, export: ExportPackage, actor: Actor, share_with_organisati
     roles.require_can_work(actor, export.request)
     with transaction.atomic():
         locked = ExportPackage.objects.select_for_update().select_related("request").get(pk=export.pk)
-        _require_data_may_be_delivered(locked.request)
+        _require_data_may_be_delivered(locked)
         if locked.released_at is not None:  # released from another tab, or by a colleague
             raise RequestError(
                 _("This package was already released on %(moment)s: nothing changed.")

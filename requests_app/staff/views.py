@@ -1045,6 +1045,8 @@ def export_detail(request: HttpRequest, public_id) -> HttpResponse:
         "export": export,
         "r": export.request,
         "can_work": roles.can_work(request.user, export.request),
+        # Why it may not be released or retried, said instead of offering the button the service would refuse.
+        "delivery_refusal": export_service.delivery_refusal(export),
         "reads_files": reads_files,
         "previews": previews,
         "manual_tasks": export.manual_tasks.select_related("source", "assignee"),
