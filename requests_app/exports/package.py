@@ -309,6 +309,9 @@ class PackageWriter:
         """Write report.html and manifest.json, close the ZIP and return the manifest."""
         skipped = {item["source"] for item in self.skipped}
         found = {source_slug for (source_slug, _category), rows in self.rows_found.items() if rows}
+        # A portability package leaves out data that may well be there, unread: such a source is named among
+        # those left out, never as holding no data about the subject, even where the categories taken were empty.
+        left_out = {item["source"] for item in self.left_out}
         with translation.override(self.request.language):
             report = render_to_string(
                 "exports/report.html",
@@ -317,8 +320,8 @@ class PackageWriter:
                     "kind": self.kind,
                     "holds_records": bool(found),
                     "sources_with_data": [source for source in sources if source.slug in found],
-                    # Searched and empty: said plainly, rather than how data we do not hold is used.
-                    "sources_empty": [source for source in sources if source.slug not in found | skipped],
+                    # Searched whole and empty: said plainly, rather than how data we do not hold is used.
+                    "sources_empty": [source for source in sources if source.slug not in found | skipped | left_out],
                     "files": self.files,
                     "skipped": self.skipped,
                     "left_out": [

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from requests_app import selectors
 from requests_app.exports.package import PackageWriter
-from requests_app.models import ExportKind, LegalBasis, SourceCategory
+from requests_app.models import DataCategory, ExportKind, LegalBasis, SourceCategory, SourceSystem
 from tests.exports.test_report_language import make_source, report_of
 from tests.factories import request_in_status
 
@@ -136,6 +136,35 @@ def test_a_portability_package_says_a_category_not_provided_by_the_subject_is_le
     report = report_of(writer, list(selectors.export_sources()))
 
     assert "<li>System billing, Other: it is not data you gave us or that your use of our services produced</li>" in report
+
+
+def test_a_portability_report_does_not_say_no_data_was_found_in_a_source_whose_data_was_left_out(demo_request, tmp_path):
+    """The QA's case: sources whose categories were only left out of the package were listed as searched and
+    holding no data about the subject, and then as left out. Left out in part (the CRM's contacts, while its
+    portable category is empty) is not "no data about you" either: the left-out paragraph alone names them."""
+    crm = SourceSystem.objects.get(slug="crm")
+    crm.categories.filter(slug="contacts").update(portable=False)
+    SourceCategory.objects.create(
+        source=crm, slug="preferences", category=DataCategory.OTHER,
+        query="SELECT name FROM customers WHERE lower(email) IN :identities AND 1 = 0",
+    )
+    make_source("billing")  # on a contract, portable: searched, and nothing found
+    sources = list(selectors.export_sources())
+    os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)
+    writer = PackageWriter(str(tmp_path / "package.zip"), request=demo_request, kind=ExportKind.PORTABILITY)
+    for source in sources:
+        writer.add_source(source, manual_upload=extract() if source.slug == "billing" else None)
+
+    report = report_of(writer, sources)
+
+    assert writer.rows_found[("crm", "preferences")] == 0
+    # Nor does the opening say no data the subject gave or produced was found: some was not read.
+    assert "We found no data that you gave us" not in report
+    assert "We found no data that the right to data portability covers in the systems we searched (GDPR Art. 20)" in report
+    assert {item["source"] for item in writer.left_out} == {"crm", "weblogs", "cdr"}
+    assert f"{SEARCHED_EMPTY}</p>\n<ul><li>System billing</li></ul>" in report
+    assert "<li>Customer contacts (CRM), Contact information: it is not data you gave us" in report
+    assert "<li>Website connection logs, Website connection data: we process it on another legal basis" in report
 
 
 def test_an_access_package_holds_every_category_whatever_its_legal_basis(writer):
