@@ -342,7 +342,8 @@ class PackageWriter:
         manifest = {
             "reference": self.request.reference,
             "kind": self.kind,
-            "reading_started_at": self.reading_started_at.isoformat(),
+            # In the site's time zone with its offset, as the API and the webhooks write times (webhooks.api_datetime).
+            "reading_started_at": timezone.localtime(self.reading_started_at, timezone.get_default_timezone()).isoformat(),
             "files": self.files,
             "rows": self.rows_total,
             "identities_searched": self.searched,
