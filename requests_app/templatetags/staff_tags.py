@@ -208,6 +208,7 @@ DATA_LABELS = {
     "message": _("message"),
     "method": _("method"),
     "name": _("name"),
+    "not_before": _("not before"),
     "note": _("note"),
     "pause": _("pause"),
     "paused_days": _("days paused"),

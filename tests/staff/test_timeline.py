@@ -81,6 +81,9 @@ def test_the_timeline_details_are_in_the_readers_language_too(client):
         shown = event_data({"channel": "web", "rights": ["access"], "due_on": "2026-12-29", "unknown_key": "x"})
     assert "canal\u00a0: " in shown and "droits" in shown and "29/12/2026" in shown and "unknown key\u00a0: x" in shown
     assert "channel" not in shown and "access" not in shown and "2026-12-29" not in shown
+    with translation.override("fr"):
+        shown = event_data({"not_before": "2026-12-08"})  # a lifting's planned day
+    assert shown == "pas avant\u00a0: 08/12/2026"
 
     # A source action's: its kind and a legal hold's ground named, the hold's fields labelled, the machine's own
     # keys (the basis in every language, a pause's row id) left out.
