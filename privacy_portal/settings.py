@@ -429,6 +429,8 @@ CLIENT_ADDRESS_HEADER = env_str("RATELIMIT_IP_META_KEY") or None
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1)
 if TRUSTED_PROXY_COUNT < 1:
     raise ImproperlyConfigured(f"TRUSTED_PROXY_COUNT must be 1 or more, not {TRUSTED_PROXY_COUNT}")
+if TRUSTED_PROXY_COUNT > 1 and CLIENT_ADDRESS_HEADER is None:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT counts addresses in a header: set RATELIMIT_IP_META_KEY too")
 RATELIMIT_IP_META_KEY = "privacy_portal.client_address.client_address"
 # A counter the cache cannot give (Redis down: privacy_portal.cache) allows the submission.
 RATELIMIT_FAIL_OPEN = True

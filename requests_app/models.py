@@ -156,8 +156,8 @@ class RejectionGround(models.TextChoices):
     MANIFESTLY_UNFOUNDED = "manifestly_unfounded", _("Manifestly unfounded or excessive (Art. 12(5))")
     IDENTITY_NOT_VERIFIED = "identity_not_verified", _("Identity could not be verified")
     LEGAL_OBLIGATION = "legal_obligation", _("Legal obligation to retain the data (Art. 17(3)(b))")
-    RIGHTS_OF_OTHERS = "rights_of_others", _("The rights and freedoms of others (Art. 15(4))")
-    # Each of these two answers one right only (GROUNDS_FOR_ONE_RIGHT).
+    RIGHTS_OF_OTHERS = "rights_of_others", _("The rights and freedoms of others (Art. 15(4), 20(4))")
+    # Each of these two answers one right only (GROUNDS_FOR_SOME_RIGHTS).
     COMPELLING_GROUNDS = "compelling_grounds", _("Compelling legitimate grounds for the processing, or legal claims (Art. 21(1))")
     LEGAL_CLAIMS = "legal_claims", _("Needed for the establishment, exercise or defence of legal claims (Art. 17(3)(e))")
     # No longer offered (REFUSABLE_GROUNDS): holding no data answers the request, it does not refuse
@@ -174,24 +174,24 @@ GROUNDS_AGAINST_A_MARKETING_OBJECTION = frozenset({RejectionGround.IDENTITY_NOT_
 # Who asks is verified for the whole request or not at all: a right granted to someone whose identity could not be
 # verified (Art. 12(6)) would contradict the one refused for it. Such a request is rejected, never refused in part.
 GROUNDS_OF_THE_WHOLE_REQUEST = frozenset({RejectionGround.IDENTITY_NOT_VERIFIED})
-# Grounds that only one right's article gives, and that right: a legal duty to keep the data, or legal claims, are
-# exceptions to erasure (Art. 17(3)(b) and (e)); the rights of others limit the copy given (Art. 15(4)); the
-# controller's compelling legitimate grounds, or its legal claims, answer an objection to processing on its
-# legitimate interests (Art. 21(1)), never one to direct marketing (above).
-GROUNDS_FOR_ONE_RIGHT = {
-    RejectionGround.LEGAL_OBLIGATION: RequestType.ERASURE,
-    RejectionGround.RIGHTS_OF_OTHERS: RequestType.ACCESS,
-    RejectionGround.COMPELLING_GROUNDS: RequestType.OBJECTION,
-    RejectionGround.LEGAL_CLAIMS: RequestType.ERASURE,
+# Grounds that only some rights' articles give, and those rights: a legal duty to keep the data, or legal claims,
+# are exceptions to erasure (Art. 17(3)(b) and (e)); the rights of others limit the copy given (Art. 15(4), and
+# the data ported, 20(4)); the controller's compelling legitimate grounds, or its legal claims, answer an objection
+# to processing on its legitimate interests (Art. 21(1)), never one to direct marketing (above).
+GROUNDS_FOR_SOME_RIGHTS = {
+    RejectionGround.LEGAL_OBLIGATION: frozenset({RequestType.ERASURE}),
+    RejectionGround.RIGHTS_OF_OTHERS: frozenset({RequestType.ACCESS, RequestType.PORTABILITY}),
+    RejectionGround.COMPELLING_GROUNDS: frozenset({RequestType.OBJECTION}),
+    RejectionGround.LEGAL_CLAIMS: frozenset({RequestType.ERASURE}),
 }
 
 
 def ground_can_refuse(ground: str, right: "RequestedRight") -> bool:
     """Whether `ground`, one of REFUSABLE_GROUNDS, can refuse the right asked `right` (an objection to direct
-    marketing only on GROUNDS_AGAINST_A_MARKETING_OBJECTION, a ground of GROUNDS_FOR_ONE_RIGHT only its right)."""
+    marketing only on GROUNDS_AGAINST_A_MARKETING_OBJECTION, a ground of GROUNDS_FOR_SOME_RIGHTS only its rights)."""
     if right.direct_marketing:
         return ground in GROUNDS_AGAINST_A_MARKETING_OBJECTION
-    return GROUNDS_FOR_ONE_RIGHT.get(ground, right.right) == right.right
+    return right.right in GROUNDS_FOR_SOME_RIGHTS.get(ground, {right.right})
 
 
 def rights_mask(rights) -> int:

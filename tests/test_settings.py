@@ -112,6 +112,12 @@ def test_a_proxy_count_that_is_not_a_positive_number_is_refused(count):
     assert refused.returncode != 0 and "TRUSTED_PROXY_COUNT must be" in refused.stderr
 
 
+def test_a_proxy_count_needs_the_header_it_counts_in():
+    refused = run_manage("check", TRUSTED_PROXY_COUNT="2")
+    assert refused.returncode != 0 and "set RATELIMIT_IP_META_KEY too" in refused.stderr
+    assert run_manage("check", TRUSTED_PROXY_COUNT="2", RATELIMIT_IP_META_KEY="HTTP_X_FORWARDED_FOR").returncode == 0
+
+
 @pytest.mark.parametrize("site_url", ["http://privacy.example.com", "https://", "  "])
 def test_production_links_go_to_an_https_address(site_url):
     result = run_manage(

@@ -1015,7 +1015,7 @@ def _suppressed(request: PrivacyRequest) -> bool:
 def answered_already(request: PrivacyRequest, refused: set[str]) -> list[str]:
     """Why some of the `refused` rights cannot be refused: they were answered, in part at least, and a letter
     refusing them would deny what was done. Their package was released to the subject, or their action was
-    carried out or is under way in a source (one only planned, or waiting for its approval, never runs once the
+    carried out, is under way, or stopped part-way having changed rows in a source (one only planned, or waiting for its approval, never runs once the
     request is closed: may_run_now), or the subject was put on suppression lists while every right such a list
     honours is refused. Empty when none was. Reads what prefetch_for_completion loads."""
     reasons = []
@@ -1025,7 +1025,10 @@ def answered_already(request: PrivacyRequest, refused: set[str]) -> list[str]:
         if right in PACKAGE_FOR_RIGHT and PACKAGE_FOR_RIGHT[right] in released:
             reasons.append(_("“%(right)s” cannot be refused: its data package was released to the subject.") % {"right": label})
         for action in request.source_actions.all():
-            if action.kind == ACTION_FOR_RIGHT.get(right) and action.status in (ActionStatus.DONE, ActionStatus.RUNNING):
+            # A run that stopped part-way (failed, or the source changed since its dry run) may have changed rows
+            # already: an HTTP source has no rollback.
+            ran = action.status in (ActionStatus.DONE, ActionStatus.RUNNING) or action.changed_anything()
+            if action.kind == ACTION_FOR_RIGHT.get(right) and ran:
                 reasons.append(
                     _("“%(right)s” cannot be refused: %(kind)s in %(source)s: %(status)s.")
                     % {

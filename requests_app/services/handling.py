@@ -23,7 +23,6 @@ from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
     GROUNDS_AGAINST_A_MARKETING_OBJECTION,
-    GROUNDS_FOR_ONE_RIGHT,
     GROUNDS_OF_THE_WHOLE_REQUEST,
     REFUSABLE_GROUNDS,
     TEXT_MAX_CHARS,
@@ -627,13 +626,13 @@ MARKETING_OBJECTION_REFUSAL = gettext_lazy(
 
 
 # Refusing a right, whole (request_reject) or in part (request_complete), on a ground that answers another right
-# only (models.GROUNDS_FOR_ONE_RIGHT). An objection to direct marketing is refused as such first.
+# only (models.GROUNDS_FOR_SOME_RIGHTS). An objection to direct marketing is refused as such first.
 GROUND_FOR_ANOTHER_RIGHT = {
     RejectionGround.LEGAL_OBLIGATION: gettext_lazy(
         "A legal obligation to retain the data (Art. 17(3)(b)) can refuse only an erasure, not “%(right)s”."
     ),
     RejectionGround.RIGHTS_OF_OTHERS: gettext_lazy(
-        "The rights and freedoms of others (Art. 15(4)) can refuse only access to a copy, not “%(right)s”."
+        "The rights and freedoms of others (Art. 15(4), 20(4)) can refuse only a copy or the data ported, not “%(right)s”."
     ),
     RejectionGround.COMPELLING_GROUNDS: gettext_lazy(
         "Compelling legitimate grounds (Art. 21(1)) can refuse only an objection to processing other than direct "
@@ -675,8 +674,9 @@ def request_reject(
             refusal = GROUND_FOR_ANOTHER_RIGHT[ground] % {"right": RequestType(not_refusable[0].right).label}
             if len(not_refusable) < len(rights):
                 # The request asks the ground's right too: that right alone is refused on it, the others answered.
+                refusable = next(right for right in rights if ground_can_refuse(ground, right))
                 way = _("To refuse “%(right)s” on it, complete the request and refuse that right there.") % {
-                    "right": RequestType(GROUNDS_FOR_ONE_RIGHT[ground]).label
+                    "right": RequestType(refusable.right).label
                 }
                 refusal = f"{refusal} {way}"
             raise RequestError(refusal)

@@ -240,8 +240,9 @@ def renew_recipient_secret(*, recipient: Recipient, actor: Actor, secret_seen: s
     """A new secret to sign the recipient's webhook notices with, returned to be shown once. The old one
     stops at once: notices are rare, and a recipient gets the new one before any notice it must check.
 
-    `secret_seen` is the page's Recipient.webhook_secret_seen: a page reloaded, or sent twice by a double
-    click, would otherwise replace the secret it has just shown, which would stop working unseen.
+    `secret_seen` is the page's Recipient.webhook_secret_seen: a reloaded page would otherwise replace the
+    secret it has just shown, which would stop working unseen. (Of a double click, the browser shows the
+    second answer, this refusal: the DPO issues another, and sees that one.)
     """
     roles.require_dpo(actor, _("Only the DPO manages recipients."))
     with transaction.atomic():
@@ -249,7 +250,7 @@ def renew_recipient_secret(*, recipient: Recipient, actor: Actor, secret_seen: s
         if not constant_time_compare(secret_seen, locked.webhook_secret_seen):
             raise RequestError(
                 _("This recipient's secret was replaced since the page was opened (the form was sent twice, or "
-                  "someone issued a new one): it was shown once, then. If the recipient does not have it, issue a new one.")
+                  "someone issued a new one): nothing was changed now. If nobody saw the new secret, issue another one.")
             )
         locked.webhook_secret = new_webhook_secret()
         locked.save(update_fields=["webhook_secret"])

@@ -51,6 +51,7 @@ from requests_app.models import (
 )
 from requests_app.selectors import SORTS, QueueFilters
 from requests_app.services import staff_setup
+from requests_app.services.handling import GROUNDS_TO_EXPLAIN
 from requests_app.services.webhooks import check_url
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.base import SOURCE_ENV_PREFIX
@@ -179,7 +180,13 @@ class CompleteForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         for right in self.refusable:
-            if cleaned.get(f"refusal_explanation_{right}", "").strip() and not cleaned.get(f"refusal_ground_{right}"):
+            ground, explanation = cleaned.get(f"refusal_ground_{right}"), cleaned.get(f"refusal_explanation_{right}", "").strip()
+            if ground in GROUNDS_TO_EXPLAIN and not explanation:
+                self.add_error(
+                    f"refusal_explanation_{right}",
+                    _("Explain to the subject why this reason applies: the letter must give the reasons (Art. 12(4))."),
+                )
+            if explanation and not ground:
                 # Written for the letter, and left out of it without a word: the right may be meant refused.
                 self.add_error(
                     f"refusal_explanation_{right}",

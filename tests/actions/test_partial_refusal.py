@@ -105,3 +105,44 @@ def test_an_erasure_carried_out_cannot_be_refused(crm, correction_and_erasure, d
         )
     correction_and_erasure.refresh_from_db()
     assert correction_and_erasure.status == Status.IN_PROGRESS and not correction_and_erasure.messages.exists()
+
+
+@pytest.mark.parametrize("stopped", [ActionStatus.FAILED, ActionStatus.STALE])
+def test_an_erasure_that_stopped_part_way_having_erased_rows_cannot_be_refused(correction_and_erasure, dpo_actor, stopped):
+    """An HTTP source has no rollback: rows erased before the run stopped are erased, and a letter refusing the
+    erasure would deny it."""
+    erasure = correction_and_erasure.source_actions.get(kind=ActionKind.ERASE)
+    SourceAction.objects.filter(pk=erasure.pk).update(
+        status=stopped, result={"categories": [{"category": "profile", "rows": 3, "deleted": True}]}
+    )
+    with pytest.raises(RequestError, match="“Erase my data” cannot be refused: Erasure in CRM"):
+        handling.request_complete(
+            request=correction_and_erasure, actor=dpo_actor, letter="", expected_status=Status.IN_PROGRESS, refused=[ERASURE_REFUSED]
+        )
+    correction_and_erasure.refresh_from_db()
+    assert correction_and_erasure.refused_rights == [] and not correction_and_erasure.messages.exists()
+
+
+def test_a_refused_rights_manual_action_is_not_offered_for_confirmation_once_the_request_closed(
+    client, correction_and_erasure, dpo_actor, django_capture_on_commit_callbacks
+):
+    """A system owner's task of a refused right stays waiting, but confirming it would be refused (the request is
+    closed): the page offers no button only for the service to refuse it."""
+    from django.urls import reverse
+
+    from tests.conftest import login_staff
+
+    request = correction_and_erasure
+    rectification = request.source_actions.get(kind=ActionKind.RECTIFY)
+    for service in (actions.dry_run_start, actions.approve, actions.execute):
+        with django_capture_on_commit_callbacks(execute=True):
+            service(action=SourceAction.objects.get(pk=rectification.pk), actor=dpo_actor)
+    erasure = request.source_actions.get(kind=ActionKind.ERASE)
+    SourceAction.objects.filter(pk=erasure.pk).update(status=ActionStatus.MANUAL)  # as a manual source's would be
+    confirm = reverse("staff:source_action", args=[erasure.public_id, "done"])
+    login_staff(client, dpo_actor.user)
+    assert confirm in client.get(reverse("staff:request", args=[request.reference])).content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.request_complete(request=request, actor=dpo_actor, letter="", expected_status=Status.IN_PROGRESS, refused=[ERASURE_REFUSED])
+    assert confirm not in client.get(reverse("staff:request", args=[request.reference])).content.decode()

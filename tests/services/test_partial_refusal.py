@@ -315,7 +315,7 @@ def test_the_complete_form_offers_a_ground_of_one_right_only_for_that_right():
     one_right_grounds = {"compelling_grounds", "legal_claims", "legal_obligation", "rights_of_others"}
     assert grounds("erasure") & one_right_grounds == {"legal_claims", "legal_obligation"}
     assert grounds("objection") & one_right_grounds == {"compelling_grounds"}
-    assert grounds("access") & one_right_grounds == {"rights_of_others"}
+    assert grounds("access") & one_right_grounds == {"rights_of_others"}  # and portability's (Art. 20(4))
     assert not grounds("withdraw_consent") & one_right_grounds
     for right in ("access", "erasure", "objection", "withdraw_consent"):
         # An unverified identity refuses the whole request: never offered for one right.
@@ -339,6 +339,27 @@ def test_a_ground_of_another_rights_article_refuses_no_right_in_part(dpo, right,
     with pytest.raises(RequestError, match="can refuse only"):
         complete(request, dpo, RightRefusal(right, ground, "Because."))
     assert nothing_changed(request)
+
+
+@pytest.mark.django_db
+def test_the_rights_of_others_may_refuse_the_data_ported_too(dpo):
+    request = asking(RequestType.PORTABILITY, RequestType.RECTIFICATION)
+    complete(request, dpo, RightRefusal(RequestType.PORTABILITY, "rights_of_others", "The records are your employer's calls."), letter="We corrected it.")
+    assert request.messages.get().body.count("The rights and freedoms of others (Art. 15(4), 20(4))") == 1
+    with pytest.raises(RequestError, match="can refuse only a copy or the data ported"):
+        complete(asking(RequestType.ACCESS, RequestType.ERASURE), dpo, RightRefusal(RequestType.ERASURE, "rights_of_others", "Because."))
+
+
+@pytest.mark.django_db
+def test_the_complete_form_requires_the_reasons_its_ground_needs():
+    from requests_app.staff.forms import CompleteForm
+
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.ERASURE)])
+    form = CompleteForm(
+        {"letter": "Done.", "refusal_ground_access": "", "refusal_ground_erasure": "legal_obligation", "refusal_explanation_erasure": " "},
+        privacy_request=request,
+    )
+    assert not form.is_valid() and list(form.errors) == ["refusal_explanation_erasure"]
 
 
 @pytest.mark.django_db
