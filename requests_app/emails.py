@@ -452,6 +452,8 @@ def send_export_ready_email(export) -> bool:
         # about the subject at all (Art. 15(1)); for portability, none they provided to us (Art. 20).
         "found_nothing": export.found_nothing,
         "portability": export.kind == ExportKind.PORTABILITY,
+        # Nor that: a portability package that left out what the right does not cover did not read it.
+        "left_out": bool(export.manifest.get("categories_left_out")),
     }
     message = render_email("export-ready", context, to=[request.subject_email], language=request.language)
     return send_to_subject(request, "export_ready", str(export.public_id), message)

@@ -140,6 +140,13 @@ NOTHING_FOUND_READY = {
         "request once we have answered every part of it."
     ),
 }
+# The same for a portability package that left out the data the right does not cover: it was not read, so even
+# "none that you gave us" would claim too much (the package's report says the same).
+NOTHING_PORTABLE_FOUND_READY = _(
+    "Our answer is ready: we found no data that the right to data portability covers in the systems we searched. "
+    "You can download it, with the list of the systems searched and of the data that right does not cover, which we "
+    "did not read, from this page. We will close the request once we have answered every part of it."
+)
 # Once the package can no longer be downloaded (used up, expired), the request is not back to
 # collecting data: it was delivered.
 DATA_DELIVERED = _("We made your data available to you. We will close the request once we have answered every part of it.")

@@ -193,7 +193,12 @@ def _status_context(privacy_request) -> dict:
         if all(export.found_nothing for export, _token in downloads):
             # An access package that found nothing answers for the portable data too.
             access = any(export.kind == ExportKind.ACCESS for export, _token in downloads)
-            next_step = selectors.NOTHING_FOUND_READY[ExportKind.ACCESS if access else ExportKind.PORTABILITY]
+            if access:
+                next_step = selectors.NOTHING_FOUND_READY[ExportKind.ACCESS]
+            elif any(export.manifest.get("categories_left_out") for export, _token in downloads):
+                next_step = selectors.NOTHING_PORTABLE_FOUND_READY
+            else:
+                next_step = selectors.NOTHING_FOUND_READY[ExportKind.PORTABILITY]
         else:
             next_step = selectors.DATA_READY
     elif privacy_request.status == Status.IN_PROGRESS and privacy_request.exports.filter(released_at__isnull=False).exists():

@@ -441,15 +441,22 @@ def _could_not_search(source_name: str, identity_kind: str) -> str:
 
 def _package_outcome(request: PrivacyRequest) -> list[str]:
     """What the data packages released to the subject found, as their manifests record it (the latest
-    of each kind): that one found no data, and the sources it could not search, and why. A package
-    with data speaks for itself; one that found none must not leave the letter silent about it."""
+    of each kind): that one found no data (of a portability package that left data out, none that the right
+    covers), and the sources it could not search, and why. A package with data speaks for itself; one that
+    found none must not leave the letter silent about it."""
     latest = {}
     for export in request.exports.filter(released_at__isnull=False).order_by("released_at"):
         latest[export.kind] = export
     paragraphs = []
     for export in latest.values():
         manifest = export.manifest
-        if manifest.get("rows") == 0 and export.kind == ExportKind.PORTABILITY:
+        if manifest.get("rows") == 0 and export.kind == ExportKind.PORTABILITY and manifest.get("categories_left_out"):
+            # What the package left out was not read: the subject gave or produced some of it, maybe (its report).
+            paragraphs.append(_(
+                "We found no data that the right to data portability covers in the systems we searched; the package "
+                "lists the data that right does not cover, which we did not read for it."
+            ))
+        elif manifest.get("rows") == 0 and export.kind == ExportKind.PORTABILITY:
             # Portability covers only what they gave us or their use produced (Art. 20), not all data.
             paragraphs.append(_("We found no data that you gave us or that your use of our services produced in the systems we searched."))
         elif manifest.get("rows") == 0:

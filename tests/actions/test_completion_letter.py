@@ -378,6 +378,7 @@ def test_an_access_request_that_found_nothing_gets_a_letter_saying_so(crm, cdr, 
 
 def test_a_portability_request_that_found_nothing_says_what_was_looked_for(crm, cdr, dpo_actor, settings, tmp_path):
     settings.EXPORT_WORK_DIR = str(tmp_path / "export-work")
+    SourceSystem.objects.filter(pk=cdr.pk).update(legal_basis=LegalBasis.CONTRACT)  # portable too: nothing left out
     request = verified_request(RequestType.PORTABILITY, language="de")
     request.identities.update(value="+32470000555")  # verified, and nothing of theirs anywhere
     export = exports.export_start(request=request, actor=dpo_actor, kind=ExportKind.PORTABILITY)
@@ -389,6 +390,26 @@ def test_a_portability_request_that_found_nothing_says_what_was_looked_for(crm, 
     assert "keine Daten gefunden, die Sie uns bereitgestellt haben" in body
     assert "personenbezogenen Daten über Sie" not in body
     assert "Beschwerde" in body
+
+
+def test_a_portability_request_that_found_nothing_but_left_data_out_does_not_say_none_was_given(crm, cdr, dpo_actor, settings, tmp_path):
+    """The call records, kept under a legal obligation, are not portable: left out and not read, they may hold
+    what the subject's use produced. The letter says what the package's report says."""
+    settings.EXPORT_WORK_DIR = str(tmp_path / "export-work")
+    request = verified_request(RequestType.PORTABILITY)
+    request.identities.update(value="+32470000555")  # verified, and nothing of theirs anywhere
+    export = exports.export_start(request=request, actor=dpo_actor, kind=ExportKind.PORTABILITY)
+    exports.compile_export(export_id=export.id)
+    export = ExportPackage.objects.get(pk=export.pk)
+    assert export.manifest["rows"] == 0 and [item["source"] for item in export.manifest["categories_left_out"]] == ["cdr"]
+    exports.export_release(export=export, actor=dpo_actor)
+
+    body = _complete(request, dpo_actor).body
+    assert (
+        "We found no data that the right to data portability covers in the systems we searched; the package lists the data "
+        "that right does not cover, which we did not read for it."
+    ) in body
+    assert "that you gave us" not in body and "personal data about you" not in body
 
 
 def test_an_access_request_answered_in_full_needs_no_word_on_complaints(crm, cdr, dpo_actor, settings, tmp_path):

@@ -182,6 +182,33 @@ def test_the_status_page_says_no_data_about_you_was_found_when_both_empty_packag
     assert NOTHING_YOU_GAVE_US_FOUND not in page
 
 
+# A portability package that found nothing portable, and left out the call records it did not read.
+LEFT_OUT = [{"source": "cdr", "name": "Call records", "category": "communications", "reason": "legal_basis", "legal_basis": "legal_obligation"}]
+NOTHING_PORTABLE_FOUND = "we found no data that the right to data portability covers in the systems we searched."
+
+
+def test_the_ready_email_and_the_status_page_do_not_say_none_was_given_when_data_was_left_out(released, demo_request, client):
+    """The package's report says it: data left out was not read, so some of it may be what the subject gave us
+    or their use produced; "no data that you gave us" would claim too much."""
+    from requests_app import emails
+
+    manifest = {**released.manifest, "rows": 0, "categories_left_out": LEFT_OUT}
+    ExportPackage.objects.filter(pk=released.pk).update(kind="portability", manifest=manifest)
+    released.refresh_from_db()
+    mail.outbox.clear()
+    emails.send_export_ready_email(released)
+
+    (message,) = mail.outbox
+    html_body = message.alternatives[0][0]
+    for body in (message.body, html_body):
+        assert NOTHING_PORTABLE_FOUND in body
+        assert "the data that right does not cover, which we did not read" in body
+        assert "we found no data that you gave us" not in body
+    page = status_page(client, demo_request)
+    assert f"Our answer is ready: {NOTHING_PORTABLE_FOUND} You can download it, with the list of the systems searched and " in page
+    assert NOTHING_YOU_GAVE_US_FOUND not in page and NOTHING_FOUND_ABOUT_YOU not in page
+
+
 def test_release_emails_the_subject_without_the_link(
     ready_export, demo_request, dpo, settings, django_capture_on_commit_callbacks
 ):
