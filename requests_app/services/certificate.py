@@ -247,7 +247,7 @@ def searched_nothing(action) -> bool:
 def outcome_summary(request: PrivacyRequest) -> str:
     """What was erased, kept (and why, Art. 17(3)), rectified and restricted, what a data package found,
     which uses an objection, a consent withdrawal or a limit on use stopped, and which recipients were told
-    (Art. 19), in the request's language, citing the GDPR's articles only where its regime is the GDPR's
+    or are being told (Art. 19), in the request's language, citing the GDPR's articles only where its regime is the GDPR's
     (wording.cites_gdpr_articles). Empty when no source action was carried out and no package says more
     than its data, unless a rectification was asked and nothing was corrected: the letter says so.
 
@@ -288,6 +288,18 @@ def outcome_summary(request: PrivacyRequest) -> str:
                     else _("We told the following recipients of your data about these changes: %(names)s.")
                 )
                 % {"names": _names(told)}
+            )
+        # Still pending as the letter is written: a notice that waited only for a refused right's action, which
+        # request_complete has just queued (completion waits for every other). It goes out after the letter.
+        telling = [names[notice.pk] for notice in notices if notice.status == NoticeStatus.PENDING]
+        if telling:
+            say(
+                (
+                    _("We are telling the following recipients of your data about these changes (Article 19 GDPR): %(names)s.")
+                    if gdpr
+                    else _("We are telling the following recipients of your data about these changes: %(names)s.")
+                )
+                % {"names": _names(telling)}
             )
         for notice in notices:
             if notice.status == NoticeStatus.WAIVED:

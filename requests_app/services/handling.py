@@ -512,7 +512,8 @@ def request_complete(
         grounds = [{"right": right, "ground": refusals_by_right[right].ground} for right in locked.refused_rights]
         lifecycle.transition(locked, "complete", actor=actor, data={"refused": grounds} if grounds else None)
         if grounds:
-            # A recipient's notice that waited only for a refused right's action, which will never run, goes now.
+            # A recipient's notice that waited only for a refused right's action, which will never run, goes now:
+            # once committed, after the letter, which says its recipient is being told (outcome_summary).
             queue_due_notices(locked)
         subject, text = render_letter(locked, TemplatePurpose.COMPLETION, body=letter.strip())
         # What was done in the source systems, and what a package found, is stated from the actions and the

@@ -9,7 +9,7 @@ from django.core import mail
 from django.utils import timezone
 
 from requests_app.lifecycle import RequestError
-from requests_app.models import ActionKind, ActionStatus, NoticeStatus, Recipient, RequestType, SourceAction, Status
+from requests_app.models import ActionKind, ActionStatus, NoticeStatus, PrivacyRequest, Recipient, RequestType, SourceAction, Status
 from requests_app.services import actions, certificate, handling, notices
 from requests_app.services.handling import RightRefusal
 from tests.actions.conftest import verified_request
@@ -64,6 +64,9 @@ def test_the_refused_rights_unfinished_action_neither_blocks_nor_runs_nor_holds_
     assert "We corrected the following in CRM: city." in body
     assert "We erased" not in body
     assert f"We cannot grant this part of your request: “Erase my data”. The reason: Legal obligation to retain the data (Art. 17(3)(b))\n\n{TELECOM_LAW}" in body
+    # The letter is written before the notice it queues goes out: it names the recipient as being told.
+    assert "We are telling the following recipients of your data about these changes (Article 19 GDPR): Billing partner." in body
+    assert "We told the following recipients" not in body
     # The recipient hears of the correction, the one change made, now that nothing else is to come.
     notice.refresh_from_db()
     assert notice.status == NoticeStatus.SENT
@@ -77,6 +80,23 @@ def test_the_refused_rights_unfinished_action_neither_blocks_nor_runs_nor_holds_
     html = certificate.render_certificate_html(request)
     assert "Planned: dry run needed (not carried out: the right was refused)" in html
     assert "Correct or complete my data (granted), Erase my data (refused: Legal obligation to retain the data (Art. 17(3)(b)))" in html
+
+
+def test_under_another_law_the_letter_names_the_recipient_being_told_without_citing_the_gdpr(
+    correction_and_erasure, dpo_actor, django_capture_on_commit_callbacks
+):
+    request = correction_and_erasure
+    PrivacyRequest.objects.filter(pk=request.pk).update(regime="ccpa")
+    rectification = request.source_actions.get(kind=ActionKind.RECTIFY)
+    for service in (actions.dry_run_start, actions.approve, actions.execute):
+        with django_capture_on_commit_callbacks(execute=True):
+            service(action=SourceAction.objects.get(pk=rectification.pk), actor=dpo_actor)
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.request_complete(request=request, actor=dpo_actor, letter="", expected_status=Status.IN_PROGRESS, refused=[ERASURE_REFUSED])
+
+    body = request.messages.get().body
+    assert "We are telling the following recipients of your data about these changes: Billing partner." in body
+    assert "Article 19" not in body
 
 
 def test_a_notice_whose_task_was_lost_after_the_refusal_is_queued_again(correction_and_erasure, dpo_actor, django_capture_on_commit_callbacks):
