@@ -20,6 +20,7 @@ from requests_app.audit import Actor
 from requests_app.forms import RequestForm, ResendLinkForm, WithdrawForm, validate_attachment
 from requests_app.lifecycle import IllegalTransition, RequestError
 from requests_app.models import (
+    ACTION_FOR_RIGHT,
     NO_DATA_DELIVERED,
     TEXT_MAX_CHARS,
     ActionStatus,
@@ -237,11 +238,22 @@ def _status_context(privacy_request) -> dict:
 
 def _recipient_notices(privacy_request) -> list:
     """The request's Art. 19 notices, each marked `source_not_searched` where nothing was changed because the
-    recipient's source could not be searched (no verified identifier of its kind): not "nothing changed"."""
-    done = list(privacy_request.source_actions.filter(status=ActionStatus.DONE))
+    recipient's source could not be searched (no verified identifier of its kind): not "nothing changed".
+
+    Not those of a source whose only actions answer a right the completion refused: they never ran, nor will,
+    and the page names the recipients of "the systems we acted on for your request"."""
+    all_actions = list(privacy_request.source_actions.all())
+    done = [action for action in all_actions if action.status == ActionStatus.DONE]
+    refused_kinds = {ACTION_FOR_RIGHT[right] for right in privacy_request.refused_rights if right in ACTION_FOR_RIGHT}
+    acted_on = {action.source_id for action in all_actions if action.kind not in refused_kinds} | {action.source_id for action in done}
+    only_refused = {action.source_id for action in all_actions} - acted_on
     unsearched = {action.source_id for action in done if certificate.searched_nothing(action)}
     changed = {action.source_id for action in done if action.changed_anything()}
-    notices = list(privacy_request.recipient_notices.select_related("recipient").prefetch_related("recipient__translations"))
+    notices = [
+        notice
+        for notice in privacy_request.recipient_notices.select_related("recipient").prefetch_related("recipient__translations")
+        if notice.recipient.source_id not in only_refused
+    ]
     for notice in notices:
         notice.source_not_searched = notice.recipient.source_id in unsearched
         # Withdrawn before anything changed there: nothing will be told, and nothing needs to be.

@@ -15,10 +15,13 @@ from requests_app.models import (
     NoticeStatus,
     Recipient,
     RequestType,
+    Status,
 )
-from requests_app.services import actions, intake, notices
+from requests_app.services import actions, handling, intake, notices
+from requests_app.services.handling import RightRefusal
 from tests.actions.conftest import verified_request
 from tests.actions.test_notices import carry_out_actions
+from tests.factories import released_package
 
 
 def _status_page(client, request) -> str:
@@ -138,3 +141,24 @@ def test_the_status_page_names_the_recipients_in_the_language_it_is_read_in(crm,
     assert _recipient_lines(_status_page(client, erasure_request))[0].startswith("Group companies (Belgium):")
     client.cookies["django_language"] = "fr"
     assert _recipient_lines(_status_page(client, erasure_request))[0].startswith("Sociétés du groupe (Belgium)")
+
+
+def test_a_system_whose_only_action_answered_a_refused_right_is_not_said_to_have_been_acted_on(
+    crm, cdr, dpo_actor, client, django_capture_on_commit_callbacks
+):
+    """The erasure planned in the CRM was refused on completion and never ran: its recipient's system was not
+    acted on for the request, and the page must not list it as one."""
+    request = verified_request(RequestType.ACCESS, RequestType.ERASURE)
+    released_package(request)
+    Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_email="art19@partner.example")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.request_complete(
+            request=request, actor=dpo_actor, letter="", expected_status=Status.IN_PROGRESS,
+            refused=[RightRefusal(RequestType.ERASURE, "legal_obligation", "Telecom law.")],
+        )
+
+    html = _status_page(client, request)
+    assert "Your request is complete, but we could not grant all of it" in html
+    assert "Who receives data from the systems concerned" not in html
+    assert "systems we acted on" not in html and "Billing partner" not in html
