@@ -536,7 +536,11 @@ def _execution_refusal(action: SourceAction) -> str | None:
         refusal = lift_refused_now(action)
         if refusal:
             return refusal
-    if action.kind == ActionKind.ERASE:
+    # An erasure searching by no verified identifier (none of its source's kind is) erases nothing, so the copy
+    # loses nothing; nor can any package search that source, for the same want: waiting for one would block the
+    # request for good. The letter says the source could not be searched. Verifying an identifier of its kind
+    # later sends the erasure back to a dry run (searched_too_early), and this rule applies to it then.
+    if action.kind == ActionKind.ERASE and not searched_nothing(action):
         uncopied = copies_owed(action.request, action.source)
         if uncopied:
             # Erased first, the data would be missing from the subject's copy, which would then say none was found.
@@ -604,7 +608,8 @@ def lift_too_early(action: SourceAction) -> str:
 
 def copies_owed(request: PrivacyRequest, source: SourceSystem) -> list[str]:
     """The packages (kinds) the request asks for that hold no search of `source` yet (none compiled, or the
-    latest could not search it): its data may not be erased before."""
+    latest could not search it): its data may not be erased before (unless the erasure searches nobody either:
+    _execution_refusal)."""
     searched = set()
     for package in request.exports.all():
         if package.status in (ExportStatus.READY, ExportStatus.RELEASED) or package.released_at is not None:

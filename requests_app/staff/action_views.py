@@ -31,6 +31,7 @@ from requests_app.models import (
     ActionKind,
     ActionStatus,
     ErasureException,
+    IdentityKind,
     PrivacyRequest,
     RecipientNotice,
     RequestType,
@@ -41,7 +42,7 @@ from requests_app.services import actions, lifting, notices
 from requests_app.services import certificate as certificate_service
 from requests_app.staff.action_forms import CancelLiftForm, LiftForm, ManualDoneForm, RectificationForm, WaiveForm
 from requests_app.staff.views import _get_request, _request_context, staff_view
-from requests_app.wording import date_in_words
+from requests_app.wording import date_in_words, in_sentence
 
 # While an action is in one of these, its row polls the progress endpoint.
 WORKING = actions.WORKING
@@ -193,7 +194,14 @@ def action_step(request: HttpRequest, public_id, step: str) -> HttpResponse:
             success = _("Recorded as done.")
         else:
             service, success = STEPS[step]
-            service(action=action, actor=actor)
+            action = service(action=action, actor=actor)
+            if step in ("execute", "retry") and certificate_service.searched_nothing(action):
+                # Allowed, and the letter says so; but staff should know the source keeps the subject's data.
+                success = _(
+                    "Execution started. There is no verified %(identifier)s to search %(source)s by: it changes nothing "
+                    "there, and the letter will say that system could not be searched. To act on its data, verify one "
+                    "and run the dry run again."
+                ) % {"identifier": in_sentence(IdentityKind(action.source.identity_kind).label), "source": action.source.name}
     except NotAllowed:
         raise
     except RequestError as error:

@@ -30,7 +30,7 @@ from requests_app.models import (
 )
 from requests_app.services import actions, handling, notices
 from requests_app.services.certificate import outcome_summary
-from tests.actions.conftest import BOB_EMAIL, verified_request
+from tests.actions.conftest import ANA_PHONE, BOB_EMAIL, verified_request
 from requests_app.wording import date_in_words
 from tests.factories import staff_in_role
 
@@ -434,3 +434,69 @@ def test_data_the_subject_asked_a_copy_of_is_not_erased_before_the_copy_is_compi
 
     released_package(request, kind=kind)
     assert step(actions.execute, action, actor=dpo_actor).status == ActionStatus.DONE
+
+
+def _compile_and_release(request, actor, kind):
+    from requests_app.models import ExportPackage
+    from requests_app.services import exports
+
+    export = exports.export_start(request=request, actor=actor, kind=kind)
+    exports.compile_export(export_id=export.id)
+    return exports.export_release(export=ExportPackage.objects.get(pk=export.pk), actor=actor)
+
+
+@pytest.mark.parametrize("kind", ["access", "portability"])
+def test_an_erasure_in_a_system_searched_by_an_unverified_identifier_does_not_wait_for_a_copy(
+    crm, cdr, dpo_actor, source_db, step, settings, tmp_path, kind
+):
+    """The phone number was not verified: the package could not search the call records, and their erasure
+    (searching by no phone number either) waited for a package that searched them, which none ever could.
+    The request could only go overdue: the CRM's erasure had run, so the erasure could not be refused either."""
+    settings.EXPORT_WORK_DIR = str(tmp_path / "export-work")
+    request = verified_request(RequestType.ERASURE, RequestType(kind))
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=None)
+    calls = _approved(request, cdr, dpo_actor, step)
+    assert calls.dry_run["identities"] == 0
+    subscribers = request.source_actions.get(source=crm)
+    step(actions.dry_run_start, subscribers, actor=dpo_actor)
+    step(actions.approve, subscribers, actor=dpo_actor)
+    package = _compile_and_release(request, dpo_actor, kind)
+    assert [item["source"] for item in package.manifest["sources_not_searched"]] == ["cdr"]
+    assert step(actions.execute, subscribers, actor=dpo_actor).status == ActionStatus.DONE
+
+    assert step(actions.execute, calls, actor=dpo_actor).status == ActionStatus.DONE
+    assert len(source_db("SELECT id FROM calls")) == 3  # searched by nothing, it erased nothing
+    request.refresh_from_db()
+    assert actions.completion_blockers(request) == []
+    handling.request_complete(request=request, actor=dpo_actor, letter="Done.", expected_status=request.status)
+    letter = outcome_summary(request)
+    assert "We could not search Call records: it finds data by phone number, and we hold no verified one of yours." in letter
+
+
+def test_verifying_the_identifier_afterwards_erases_the_data_once_the_copy_holds_it(
+    crm, cdr, dpo_actor, source_db, step, settings, tmp_path
+):
+    """The way to erase the call records after all: verify the phone number, run the erasure's dry run again, and
+    compile the package again, which now searches them. The erasure waits for that copy as any other does."""
+    from requests_app.lifecycle import RequestError as Refused
+
+    settings.EXPORT_WORK_DIR = str(tmp_path / "export-work")
+    request = verified_request(RequestType.ERASURE, RequestType.ACCESS)
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=None)
+    calls = _approved(request, cdr, dpo_actor, step)
+    _compile_and_release(request, dpo_actor, "access")
+    step(actions.execute, calls, actor=dpo_actor)
+
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=timezone.now())
+    assert "Erasure in Call records ran before any phone number was verified: run its dry run again." in actions.completion_blockers(request)
+    step(actions.dry_run_start, calls, actor=dpo_actor)
+    calls = step(actions.approve, calls, actor=dpo_actor)
+    assert calls.dry_run["identities"] == 1
+    with pytest.raises(Refused, match="Compile the access \\(Art. 15\\) package first, with this system searched"):
+        actions.execute(action=calls, actor=dpo_actor)
+    assert len(source_db("SELECT id FROM calls")) == 3
+
+    package = _compile_and_release(request, dpo_actor, "access")
+    assert "sources_not_searched" not in package.manifest or not package.manifest["sources_not_searched"]
+    assert step(actions.execute, calls, actor=dpo_actor).status == ActionStatus.DONE
+    assert source_db("SELECT count(*) AS n FROM calls WHERE caller = :phone", phone=ANA_PHONE) == [{"n": 0}]

@@ -152,6 +152,34 @@ def test_dry_run_approve_and_execute_through_the_page(
 
 
 @sqlite_source
+def test_executing_an_action_with_no_verified_identifier_to_search_by_says_it_changes_nothing(
+    client_dpo, cdr, dpo_actor, source_db, django_capture_on_commit_callbacks
+):
+    """The erasure of an access-and-erasure request runs although its package could not search the call records:
+    staff are told on the spot that the data stays there, and how to act on it."""
+    request = verified_request(RequestType.ERASURE, RequestType.ACCESS)
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=None)
+    package = released_package(request)  # which could not search the call records: no verified phone number
+    package.manifest = {"sources_not_searched": [{"source": cdr.slug, "reason": "no_verified_identifier", "kind": "phone"}]}
+    package.save(update_fields=["manifest"])
+    actions.plan_actions(request=request, actor=dpo_actor)
+    action = request.source_actions.get()
+    for step in ("dry_run", "approve"):
+        with django_capture_on_commit_callbacks(execute=True):
+            _step(client_dpo, action, step)
+    assert "Nothing to search by: verify an identifier of the kind this source uses first." in _page(client_dpo, request).content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _step(client_dpo, action, "execute")
+    assert _messages(response) == [
+        "Execution started. There is no verified phone number to search Call records by: it changes nothing there, and the "
+        "letter will say that system could not be searched. To act on its data, verify one and run the dry run again."
+    ]
+    assert SourceAction.objects.get(pk=action.pk).status == ActionStatus.DONE
+    assert len(source_db("SELECT id FROM calls")) == 3
+
+
+@sqlite_source
 def test_with_four_eyes_someone_else_approves_the_dry_run(
     client, client_dpo, crm, erasure_request, dpo, dpo_actor, settings, django_capture_on_commit_callbacks
 ):
