@@ -278,12 +278,15 @@ def _corrected_identifiers(action: SourceAction) -> list[str]:
     the ones the subject gave: its restriction or erasure finds those rows by them now."""
     rectified = SourceAction.objects.filter(
         request_id=action.request_id, source_id=action.source_id, kind=ActionKind.RECTIFY, status=ActionStatus.DONE
-    ).exists()
-    if not rectified:
+    ).first()
+    if rectified is None:
         return []
+    # Only where it changed values did it write the corrected identifier: one that found no row (none matched, or no
+    # identifier of the source's kind was verified) wrote it nowhere, and rows holding that value are someone else's.
+    written = set(rectified.changed_categories())
     changes = action.request.rectification_changes.filter(category__source_id=action.source_id).select_related("category")
     # As written into the source, capitals and all: that is what its rows hold now.
-    return [change.value for change in changes if change.field == change.category.identity_field]
+    return [change.value for change in changes if change.field == change.category.identity_field and change.category.slug in written]
 
 
 def build_plan(action: SourceAction) -> tuple[ActionPlan, list[dict]]:

@@ -15,6 +15,7 @@ from requests_app.models import (
     AuditEvent,
     EraseStrategy,
     ErasureException,
+    IdentityKind,
     LegalHold,
     RequestType,
     SourceAction,
@@ -406,3 +407,19 @@ def test_a_restriction_after_the_address_was_corrected_finds_the_rows_by_the_cor
     assert restrict.status == ActionStatus.DONE and restrict.result["categories"][0]["rows"] == 2
     restricted = source_db("SELECT email, restricted FROM subscribers WHERE name LIKE 'Ana%' ORDER BY id")
     assert [bool(row["restricted"]) for row in restricted] == [True, True]
+
+
+def test_an_erasure_never_searches_by_a_corrected_address_the_rectification_wrote_nowhere(crm, dpo_actor, source_db, run):
+    """With no verified email address the rectification found no row to write the corrected one into, yet the erasure
+    after it searched by that value: someone else's rows, and a copy the package (skipping the CRM) could never hold."""
+    request = verified_request(RequestType.RECTIFICATION, RequestType.ERASURE)
+    request.identities.filter(kind=IdentityKind.EMAIL).update(verified_at=None)
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="email", value=BOB_EMAIL)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    rectify = run(request.source_actions.get(kind=ActionKind.RECTIFY).id, "dry_run", "approve", "execute", actor=dpo_actor)
+    assert rectify.status == ActionStatus.DONE and not rectify.changed_anything()
+
+    erase = run(request.source_actions.get(kind=ActionKind.ERASE).id, "dry_run", "approve", "execute", actor=dpo_actor)
+
+    assert erase.status == ActionStatus.DONE and erase.dry_run["identities"] == 0
+    assert source_db("SELECT name FROM subscribers WHERE email = :email", email=BOB_EMAIL) == [{"name": "Bob Janssens"}]
