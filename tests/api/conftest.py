@@ -1,7 +1,19 @@
+import time
+
 import pytest
 from rest_framework.test import APIClient
 
+from requests_app.api.auth import FixedWindowThrottle
 from requests_app.models import Organisation, OrganisationAPIKey
+
+
+@pytest.fixture(autouse=True)
+def throttle_clock_mid_minute(monkeypatch):
+    """The throttles count in fixed one-minute windows on the wall clock. A test whose calls straddled a minute's end
+    found its budget fresh again (no 429), or a Retry-After of 1, which reads "1 second": the throttles' clock is held
+    at the middle of the current minute, so a test's calls fall in one window and wait 30 seconds past its budget."""
+    middle_of_this_minute = time.time() // 60 * 60 + 30
+    monkeypatch.setattr(FixedWindowThrottle, "timer", lambda self: middle_of_this_minute)
 
 
 def key_for(organisation, scope="write", **fields):
