@@ -278,29 +278,19 @@ def outcome_summary(request: PrivacyRequest) -> str:
             say(paragraph)
         notices = list(request.recipient_notices.select_related("recipient").prefetch_related("recipient__translations"))
         names = {notice.pk: notice.recipient.texts_in(request.language)["name"] for notice in notices}  # as the reader reads them
-        told = [names[notice.pk] for notice in notices if notice.status == NoticeStatus.SENT]
         gdpr = cites_gdpr_articles(request.regime)
-        if told:
-            say(
-                (
-                    _("We told the following recipients of your data about these changes (Article 19 GDPR): %(names)s.")
-                    if gdpr
-                    else _("We told the following recipients of your data about these changes: %(names)s.")
-                )
-                % {"names": _names(told)}
-            )
-        # Still pending as the letter is written: a notice that waited only for a refused right's action, which
-        # request_complete has just queued (completion waits for every other). It goes out after the letter.
-        telling = [names[notice.pk] for notice in notices if notice.status == NoticeStatus.PENDING]
-        if telling:
-            say(
-                (
-                    _("We are telling the following recipients of your data about these changes (Article 19 GDPR): %(names)s.")
-                    if gdpr
-                    else _("We are telling the following recipients of your data about these changes: %(names)s.")
-                )
-                % {"names": _names(telling)}
-            )
+        recipients_by_status = (
+            (NoticeStatus.SENT, _("We told the following recipients of your data about these changes (Article 19 GDPR): %(names)s."),
+             _("We told the following recipients of your data about these changes: %(names)s.")),
+            # Still pending as the letter is written: a notice that waited only for a refused right's action, which
+            # request_complete has just queued (completion waits for every other). It goes out after the letter.
+            (NoticeStatus.PENDING, _("We are telling the following recipients of your data about these changes (Article 19 GDPR): %(names)s."),
+             _("We are telling the following recipients of your data about these changes: %(names)s.")),
+        )
+        for status, under_gdpr, elsewhere in recipients_by_status:
+            recipients = [names[notice.pk] for notice in notices if notice.status == status]
+            if recipients:
+                say((under_gdpr if gdpr else elsewhere) % {"names": _names(recipients)})
         for notice in notices:
             if notice.status == NoticeStatus.WAIVED:
                 say(
