@@ -57,9 +57,19 @@ def test_dates_in_words(language, value, expected):
         assert date_in_words(value) == expected
 
 
-def test_a_moment_in_words_keeps_its_time():
-    with translation.override("fr"):
-        assert date_in_words(datetime.datetime(2026, 2, 28, 23, 30, tzinfo=datetime.UTC), "DATETIME_FORMAT") == "1er mars 2026 00:30"
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        # Each language's word between the date and the hour, as a sentence reads it.
+        ("fr", "1er mars 2026 à 00:30"),
+        ("nl", "1 maart 2026 om 00:30"),
+        ("de", "1. März 2026, 00:30"),
+        ("en", "1 March 2026, 00:30"),
+    ],
+)
+def test_a_moment_in_words_keeps_its_time(language, expected):
+    with translation.override(language):
+        assert date_in_words(datetime.datetime(2026, 2, 28, 23, 30, tzinfo=datetime.UTC), "DATETIME_FORMAT") == expected
 
 
 @pytest.mark.parametrize(
