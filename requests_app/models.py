@@ -234,6 +234,10 @@ class PrivacyRequest(models.Model):
     # The capability in the subject's links. Separate from the reference,
     # which people read out on the phone and write in letters.
     secret = models.CharField(max_length=64, default=new_secret, editable=False)
+    # A status link sent again from the lost-link page: it becomes `secret` when it is first opened, and the earlier
+    # links stop working then. Not before: anyone who knows a reference and its email may ask for the link, and
+    # must not be able to end the one the subject is using (the new link goes to the subject alone).
+    pending_secret = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
     status = models.CharField(max_length=32, choices=Status, default=Status.AWAITING_VERIFICATION)
 
     regime = models.CharField(max_length=16, choices=Regime, default=Regime.GDPR)

@@ -153,11 +153,23 @@ DATA_DELIVERED = _("We made your data available to you. We will close the reques
 
 
 def request_for_subject(*, reference: str, secret: str) -> PrivacyRequest:
-    """The request a status link points at. A wrong secret is a 404, like an unknown reference."""
+    """The request a status link points at. A wrong secret is a 404, like an unknown reference.
+
+    The link last sent from the lost-link page (`pending_secret`), opened, becomes the request's link: the
+    earlier ones stop working from then on.
+    """
     request = PrivacyRequest.objects.filter(reference=reference).prefetch_related("rights").first()
-    if request is None or not constant_time_compare(request.secret, secret):
+    if request is None:
         raise Http404("No such request")
-    return request
+    if constant_time_compare(request.secret, secret):
+        return request
+    if request.pending_secret and constant_time_compare(request.pending_secret, secret):
+        # Conditional, so that of two openings at once, or an opening and a newer asking, the newest link wins.
+        PrivacyRequest.objects.filter(pk=request.pk, pending_secret=secret).update(secret=secret, pending_secret="")
+        request.refresh_from_db(fields=["secret", "pending_secret"])
+        if constant_time_compare(request.secret, secret):
+            return request
+    raise Http404("No such request")
 
 
 def subject_timeline(request: PrivacyRequest) -> list[tuple]:

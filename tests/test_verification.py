@@ -192,13 +192,56 @@ def test_a_confirmed_request_gets_its_status_link_again(client):
     assert email.subject == f"Le lien vers votre demande {request.reference}"  # in the subject's language
     old_secret = request.secret
     request.refresh_from_db()
-    # A new link, which replaces the old one: asking again takes back a page an old email gave away.
-    assert request.secret != old_secret and f"/status/{request.reference}/{request.secret}/" in email.body
-    assert client.get(reverse("status", args=[request.reference, old_secret])).status_code == 404
+    new_secret = request.pending_secret
+    assert new_secret != old_secret and f"/status/{request.reference}/{new_secret}/" in email.body
+    # Until the new link is opened the old one works: whoever asked for it cannot end the subject's page.
+    assert client.get(reverse("status", args=[request.reference, old_secret])).status_code == 200
     assert request.status == Status.NEW  # nothing else changed
     assert request.events.filter(action="status_link_resent", actor_kind="subject").count() == 1
-    status_page = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
+    status_page = client.get(reverse("status", args=[request.reference, new_secret])).content.decode()
     assert "Nous vous avons renvoyé le lien vers cette page." in status_page  # in the email's language, the request's
+    # Opened, the new link replaces the old one: asking again takes back a page an old email gave away.
+    assert f"/status/{request.reference}/{new_secret}/withdraw/" in status_page  # the page's own forms use it
+    assert client.get(reverse("status", args=[request.reference, old_secret])).status_code == 404
+    assert client.get(reverse("status", args=[request.reference, new_secret])).status_code == 200
+    request.refresh_from_db()
+    assert (request.secret, request.pending_secret) == (new_secret, "")
+
+
+def test_only_the_newest_link_sent_again_replaces_the_old_one(client):
+    request = request_in_status(Status.IN_PROGRESS, subject_email="ana@example.com")
+    old_secret = request.secret
+    ask = {"reference": request.reference, "email": "ana@example.com"}
+    client.post(reverse("resend_link"), ask)
+    request.refresh_from_db()
+    first_sent = request.pending_secret
+    with time_machine.travel(timezone.now() + timedelta(minutes=11)):
+        client.post(reverse("resend_link"), ask)
+    request.refresh_from_db()
+    newest = request.pending_secret
+    assert newest not in ("", first_sent)
+    # The link of the first email was never opened and is not the newest: it opens nothing, and ends nothing.
+    assert client.get(reverse("status", args=[request.reference, first_sent])).status_code == 404
+    assert client.get(reverse("status", args=[request.reference, old_secret])).status_code == 200
+    assert client.get(reverse("status", args=[request.reference, newest])).status_code == 200
+    assert client.get(reverse("status", args=[request.reference, old_secret])).status_code == 404
+
+
+def test_a_status_link_sent_again_and_delivered_twice_carries_the_link_in_force(client):
+    """A redelivered task writes again after the new link was opened: it sends the link that works."""
+    from requests_app import emails
+
+    request = request_in_status(Status.IN_PROGRESS, subject_email="ana@example.com")
+    client.post(reverse("resend_link"), {"reference": request.reference, "email": "ana@example.com"})
+    request.refresh_from_db()
+    new_secret = request.pending_secret
+    client.get(reverse("status", args=[request.reference, new_secret]))
+    request.refresh_from_db()
+    mail.outbox.clear()
+    event = request.events.get(action="status_link_resent")
+    emails.send_status_link_email(request, event.sequence + 1000)  # another asking's key: not deduplicated
+    (email,) = mail.outbox
+    assert f"/status/{request.reference}/{new_secret}/" in email.body
 
 
 @pytest.mark.parametrize("status", [Status.COMPLETED, Status.REJECTED, Status.WITHDRAWN, Status.EXPIRED])
@@ -211,9 +254,9 @@ def test_the_link_sent_again_for_a_closed_request_does_not_offer_to_withdraw_it(
     client.post(reverse("resend_link"), {"reference": request.reference, "email": "ana@example.com"})
     (email,) = mail.outbox
     request.refresh_from_db()
-    assert f"/status/{request.reference}/{request.secret}/" in email.body
+    assert f"/status/{request.reference}/{request.pending_secret}/" in email.body
     for body in (email.body, html.unescape(email.alternatives[0][0])):
-        assert "This link replaces the earlier ones, which no longer work." in body
+        assert "Once you open this link, the earlier ones stop working." in body
         assert "The request is closed." in body
         assert "Keep this link private: anyone who has it can see your request, read our letters" in body
         assert "withdraw" not in body.lower()

@@ -363,8 +363,9 @@ def resend_link(*, request_id: int) -> bool:
 
     A request still awaiting verification gets a fresh verification link that
     replaces the old ones. Any other request whose details we still hold gets
-    its status page link, so a subject who lost the confirmation email can
-    follow the request, read our letters and download their data. At most one
+    a new status page link, which replaces the old ones once it is opened, so a
+    subject who lost the confirmation email can follow the request, read our
+    letters and download their data. At most one
     every LINK_RESEND_INTERVAL and LINK_RESENDS_PER_DAY a day. Returns whether
     an email was queued.
     """
@@ -386,10 +387,10 @@ def resend_link(*, request_id: int) -> bool:
             record_event(request, "verification_resent", actor=Actor.subject())
             tasks.queue_after_commit(tasks.send_verification_email, request.id)
         else:
-            # A new link replaces the old ones, as a verification link does: a subject who fears an old email
-            # (or a shared screen) gave their page away takes it back by asking for the link again.
-            request.secret = new_secret()
-            request.save(update_fields=["secret", "updated_at"])
+            # A new link replaces the old ones once it is opened (selectors.request_for_subject): a subject who
+            # fears an old email (or a shared screen) gave their page away takes it back by asking again.
+            request.pending_secret = new_secret()
+            request.save(update_fields=["pending_secret", "updated_at"])
             # The event's number keys the email: each asking sends one, a redelivered task none.
             event = record_event(request, "status_link_resent", actor=Actor.subject())
             tasks.queue_after_commit(tasks.send_status_link_email, request.id, event.sequence)
