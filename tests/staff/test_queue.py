@@ -380,6 +380,25 @@ def test_a_name_is_found_whatever_its_accents_capitals_hyphens_and_spaces(dpo_cl
 
 
 @pytest.mark.django_db
+def test_a_name_search_can_read_the_trigram_index_instead_of_every_request(people, dpo):
+    """At 1,000,000 requests a search by name read them all (benchmarks/dashboard.py); migration 0057's index
+    serves the search's own SQL (name_for_search::text LIKE '%…%'). With sequential and plain index scans priced
+    out (these few rows would not need the index), the planner takes it if, and only if, it fits that expression."""
+    from requests_app.models import PrivacyRequest
+    from requests_app.selectors import QueueFilters, queue_queryset
+
+    sql, params = queue_queryset(QueueFilters(scope="all", q="dubois lefevre"), user=dpo).query.sql_with_params()
+    assert "LIKE" in sql
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_indexscan = off")  # nor reading the list's order from the due-date index
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "request_name_trgm_idx" in plan, plan
+    assert PrivacyRequest.objects.count()  # the plan is for a table with rows
+
+
+@pytest.mark.django_db
 def test_a_renamed_subject_is_found_by_the_new_name_only(dpo_client, people):
     """Staff correct a name in the admin (a save with update_fields, say): the search follows."""
     people["ana"].subject_name = "Anaïs Peeters"
