@@ -500,7 +500,7 @@ def execute(*, action: SourceAction, actor: Actor) -> SourceAction:
     past the task's time limit). Refused without approval, twice, or after the source changed."""
     with transaction.atomic():
         locked = _locked_action(action, actor)
-        refusal = _execution_refusal(locked)
+        refusal = execution_refusal(locked)
         if refusal:
             raise RequestError(refusal)
         # A run a worker took and then lost may have committed in the source before it died: the new
@@ -520,8 +520,14 @@ def execute(*, action: SourceAction, actor: Actor) -> SourceAction:
     return locked
 
 
-def _execution_refusal(action: SourceAction) -> str | None:
-    """Why the action may not be executed now, or None."""
+def execution_refusal(action: SourceAction) -> str | None:
+    """Why the action may not be executed (or retried) now, or None: `execute` refuses with it, under the row's
+    lock, and the request page shows it where the Execute or Retry button would be, so that staff read why
+    before they click rather than after.
+
+    Reads the request's exports (prefetch them for many erasures: `copies_owed`) and, for a lifting, costs
+    one query (`lift_refused_now`).
+    """
     if action.status == ActionStatus.DONE:
         return _("This action has already been carried out.")
     if action.status == ActionStatus.RUNNING and not run_lost(action):
@@ -612,7 +618,7 @@ def lift_too_early(action: SourceAction) -> str:
 def copies_owed(request: PrivacyRequest, source: SourceSystem) -> list[str]:
     """The packages (kinds) the request asks for that hold no search of `source` yet (none compiled, or the
     latest could not search it): its data may not be erased before (unless the erasure searches nobody either:
-    _execution_refusal)."""
+    execution_refusal)."""
     searched = set()
     for package in request.exports.all():
         if package.status in (ExportStatus.READY, ExportStatus.RELEASED) or package.released_at is not None:
