@@ -16,6 +16,7 @@ from csp.decorators import csp_update
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import prefetch_related_objects
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -56,6 +57,8 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         return {"shown": False}
     user = request.user
     source_actions = list(privacy_request.source_actions.select_related("source", "approved_by", "done_by", "cancelled_by"))
+    # Each erasure's execution_refusal reads the request's packages (the copy-first rule): one query for the page.
+    prefetch_related_objects([privacy_request], "exports")
     kinds_verified = actions.verified_kinds(privacy_request)
     for action in source_actions:
         # After execution the result says what was kept; before, the dry run says what would be. A source
@@ -86,6 +89,10 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         # Lifting a restriction comes after the request's answer: it goes on whatever the request's status.
         action.acting = privacy_request.status == Status.IN_PROGRESS or action.kind == ActionKind.LIFT_RESTRICTION
         action.too_early = action.kind == ActionKind.LIFT_RESTRICTION and timezone.localdate() < action.lift_not_before
+        # Where Execute or Retry would be offered, the panel shows instead why execute() would refuse it now (a copy
+        # to compile first, another request's restriction on the same data). A lifting too early has its own note.
+        offers_execution = action.acting and ((action.status == ActionStatus.APPROVED and not action.too_early) or action.can_retry)
+        action.execution_refusal = actions.execution_refusal(action) if offers_execution else None
         action.can_plan_lift = action.kind == ActionKind.RESTRICT and lifting.lift_refusal(action) is None
         key = f"lift-{action.public_id}"
         action.lift_form = bound.get(key) or LiftForm(auto_id=f"{key}-%s")

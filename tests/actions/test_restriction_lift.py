@@ -4,6 +4,7 @@ the letter gave, clears the flag and the list in a real SQL source (SQLite and P
 after the request closed."""
 
 import datetime
+import html
 
 import pytest
 import time_machine
@@ -276,10 +277,11 @@ def test_the_purge_forgets_why_a_restriction_was_lifted_and_no_lift_is_planned_a
 
 
 def test_a_lifting_waits_while_another_request_of_the_subject_keeps_the_same_data_restricted(
-    restricted, crm, dpo_actor, django_capture_on_commit_callbacks, source_db, run, step
+    client, restricted, crm, dpo_actor, django_capture_on_commit_callbacks, source_db, run, step
 ):
     """One flag and one list entry per person, not per request: lifting the first request's restriction lifted
     the second's too, though its ground (an objection pending, say) still held and nobody was told."""
+    login_staff(client, dpo_actor.user)
     second = verified_request(RequestType.RESTRICTION)  # Ana again
     done = run(actions.plan_actions(request=second, actor=dpo_actor)[0].id, "dry_run", "approve", "execute", actor=dpo_actor)
     assert done.status == ActionStatus.DONE and done.source == crm
@@ -289,6 +291,10 @@ def test_a_lifting_waits_while_another_request_of_the_subject_keeps_the_same_dat
         lift = step(actions.approve, lift, actor=dpo_actor)
         with pytest.raises(RequestError, match=f"restricted for the subject's request {second.reference} too"):
             step(actions.execute, lift, actor=dpo_actor)
+        # The request page says so where the Execute button would be, rather than offer it to be refused.
+        page = html.unescape(client.get(reverse("staff:request", args=[restricted.request.reference])).content.decode())
+        assert f"restricted for the subject's request {second.reference} too" in page
+        assert reverse("staff:source_action", args=[lift.public_id, "execute"]) not in page
     assert source_db("SELECT restricted FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"restricted": True}] * 2
 
     # The second's lifting planned too (its own letter, its own date): once both dates have come, the first runs.

@@ -179,6 +179,52 @@ def test_executing_an_action_with_no_verified_identifier_to_search_by_says_it_ch
     assert len(source_db("SELECT id FROM calls")) == 3
 
 
+COPY_FIRST = "Compile the access (Art. 15) package first, with this system searched: the subject asked for a copy of this data too."
+
+
+def _approved_through_the_page(client, request, dpo_actor, django_capture_on_commit_callbacks):
+    actions.plan_actions(request=request, actor=dpo_actor)
+    action = request.source_actions.get()
+    for step in ("dry_run", "approve"):
+        with django_capture_on_commit_callbacks(execute=True):
+            _step(client, action, step)
+    return action
+
+
+@sqlite_source
+@pytest.mark.parametrize("step", ["execute", "retry"])
+def test_an_erasure_waiting_for_the_subjects_copy_says_so_where_its_button_would_be(
+    client_dpo, crm, dpo_actor, django_capture_on_commit_callbacks, step
+):
+    """Execute (or Retry) was offered, and the DPO read only after clicking it that the copy had to be compiled
+    first: the page now says what to do instead of offering a step the service refuses."""
+    request = verified_request(RequestType.ERASURE, RequestType.ACCESS)
+    action = _approved_through_the_page(client_dpo, request, dpo_actor, django_capture_on_commit_callbacks)
+    if step == "retry":  # the same rule holds a failed run back (its copy expired unreleased since, say)
+        SourceAction.objects.filter(pk=action.pk).update(status=ActionStatus.FAILED, error="The source timed out.")
+
+    page = html.unescape(_page(client_dpo, request).content.decode())
+    assert COPY_FIRST in page
+    assert reverse("staff:source_action", args=[action.public_id, step]) not in page
+    # The service still refuses it: the page only says so first.
+    assert _messages(_step(client_dpo, action, step)) == [COPY_FIRST]
+
+
+@sqlite_source
+def test_once_the_copy_is_compiled_the_note_gives_way_to_the_execute_button(
+    client_dpo, crm, dpo_actor, django_capture_on_commit_callbacks
+):
+    request = verified_request(RequestType.ERASURE, RequestType.ACCESS)
+    action = _approved_through_the_page(client_dpo, request, dpo_actor, django_capture_on_commit_callbacks)
+    execute_url = reverse("staff:source_action", args=[action.public_id, "execute"])
+    page = html.unescape(_page(client_dpo, request).content.decode())
+    assert COPY_FIRST in page and execute_url not in page
+
+    released_package(request)  # which searched every system
+    page = html.unescape(_page(client_dpo, request).content.decode())
+    assert execute_url in page and ">Execute</button>" in page and COPY_FIRST not in page
+
+
 @sqlite_source
 def test_with_four_eyes_someone_else_approves_the_dry_run(
     client, client_dpo, crm, erasure_request, dpo, dpo_actor, settings, django_capture_on_commit_callbacks
