@@ -657,6 +657,25 @@ def holds_ended(*, today: datetime.date) -> list[dict]:
     ]
 
 
+def corrected_identifiers(*, request: PrivacyRequest, source: SourceSystem) -> list[str]:
+    """The identifiers the request's rectification, once carried out, wrote into `source`'s rows in place of the
+    ones the subject gave: whatever searches the source for the subject after it (a restriction, an erasure, the
+    data package) finds those rows by them now.
+
+    Only where the rectification changed values did it write the corrected identifier: one that found no row (none
+    matched, or no identifier of the source's kind was verified) wrote it nowhere, and rows holding that value are
+    someone else's. Values as written into the source, capitals and all: that is what its rows hold now.
+    """
+    rectified = SourceAction.objects.filter(
+        request=request, source=source, kind=ActionKind.RECTIFY, status=ActionStatus.DONE
+    ).first()
+    if rectified is None:
+        return []
+    written = set(rectified.changed_categories())
+    changes = request.rectification_changes.filter(category__source=source).select_related("category")
+    return [change.value for change in changes if change.field == change.category.identity_field and change.category.slug in written]
+
+
 PREVIEW_ROWS = 5
 
 

@@ -38,7 +38,7 @@ from django.db.models import Exists, OuterRef, Prefetch, QuerySet, prefetch_rela
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from requests_app import roles, tasks
+from requests_app import roles, selectors, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.heartbeat import ATTEMPTS_BEFORE_GIVING_UP, Heartbeat, TakenOver, not_queued_since_death, stale_before
 from requests_app.lifecycle import VERIFIED_OPEN, RequestError
@@ -273,22 +273,6 @@ def holds_computed_on(action: SourceAction) -> datetime.date | None:
     return timezone.localdate(action.dry_run_at) if action.dry_run_at else None
 
 
-def _corrected_identifiers(action: SourceAction) -> list[str]:
-    """The identifiers this request's rectification, once carried out, wrote into the source's rows in place of
-    the ones the subject gave: its restriction or erasure finds those rows by them now."""
-    rectified = SourceAction.objects.filter(
-        request_id=action.request_id, source_id=action.source_id, kind=ActionKind.RECTIFY, status=ActionStatus.DONE
-    ).first()
-    if rectified is None:
-        return []
-    # Only where it changed values did it write the corrected identifier: one that found no row (none matched, or no
-    # identifier of the source's kind was verified) wrote it nowhere, and rows holding that value are someone else's.
-    written = set(rectified.changed_categories())
-    changes = action.request.rectification_changes.filter(category__source_id=action.source_id).select_related("category")
-    # As written into the source, capitals and all: that is what its rows hold now.
-    return [change.value for change in changes if change.field == change.category.identity_field and change.category.slug in written]
-
-
 def build_plan(action: SourceAction) -> tuple[ActionPlan, list[dict]]:
     """The connector's plan for the action, and the categories erasure keeps under a legal hold
     (as they were on the day of its dry run, see holds_computed_on; today before one).
@@ -300,7 +284,8 @@ def build_plan(action: SourceAction) -> tuple[ActionPlan, list[dict]]:
     identities = sorted(
         {
             *action.request.identities.filter(kind=source.identity_kind, verified_at__isnull=False).values_list("value", flat=True),
-            *(_corrected_identifiers(action) if action.kind != ActionKind.RECTIFY else []),
+            # The rectification, carried out first, may have corrected the identifier the rows are found by.
+            *(selectors.corrected_identifiers(request=action.request, source=source) if action.kind != ActionKind.RECTIFY else []),
         }
     )
     held = held_categories(source, holds_computed_on(action)) if action.kind == ActionKind.ERASE else []
