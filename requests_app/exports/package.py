@@ -29,15 +29,18 @@ from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from requests_app import selectors
 from requests_app.exports.zipmerge import copy_only_member
 from requests_app.models import (
     LEGAL_BASIS_NOT_PORTABLE,
+    ConnectorKind,
     DataCategory,
     ExportKind,
     IdentityKind,
     LegalBasis,
     PrivacyRequest,
     SourceSystem,
+    normalised_identifier,
 )
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.manual import ManualConnector
@@ -192,12 +195,13 @@ class PackageWriter:
             self.on_progress({"rows": self.rows_total, **extra})
 
     def add_source(self, source: SourceSystem, *, manual_upload=None) -> None:
-        """Write every category of `source` for the request's verified identities of its kind."""
-        identities = list(
-            self.request.identities.filter(kind=source.identity_kind, verified_at__isnull=False)
-            .order_by("value")
-            .values_list("value", flat=True)
+        """Write every category of `source` for the request's verified identities of its kind, and for the
+        identifiers its rectification corrected there (see `_corrected_in`)."""
+        verified = set(
+            self.request.identities.filter(kind=source.identity_kind, verified_at__isnull=False).values_list("value", flat=True)
         )
+        corrected = self._corrected_in(source) - verified
+        identities = sorted(verified | corrected)
         if not identities:
             # Codes, not sentences: the report and the staff page say it in their reader's language.
             self.skipped.append(
@@ -207,7 +211,11 @@ class PackageWriter:
                 }
             )
             return
-        self.searched.extend({"source": source.slug, "kind": source.identity_kind, "value": value} for value in identities)
+        self.searched.extend(
+            # Marked, for staff to tell them from the identifiers they verified.
+            {"source": source.slug, "kind": source.identity_kind, "value": value, **({"corrected": True} if value in corrected else {})}
+            for value in identities
+        )
         categories = list(source.categories.all())
         if self.kind == ExportKind.PORTABILITY:
             categories = [category for category in categories if not self._left_out_of_portability(source, category)]
@@ -227,6 +235,22 @@ class PackageWriter:
             else:
                 columns, rows = connector.stream(category, identities)
                 self._write_rows(source, category, columns, rows)
+
+    def _corrected_in(self, source: SourceSystem) -> set[str]:
+        """The identifiers the request's rectification, carried out before this package, wrote into `source`'s rows:
+        found no longer by the identifier the subject gave, the rows would be missing from the copy, which could
+        then say no data was found (Art. 15). Searched as the erasure after it searches them (build_plan), so the
+        copy holds what that erasure takes (copies_owed).
+
+        A SQL source is also searched by each one as normalised_identifier spells it: its queries are written for
+        identifiers spelled so (`lower(email) IN :identities`, say) while its rows hold the value as written, with
+        any capitals, and the erasure compares the two in lower case. Never for an HTTP source, which the erasure
+        searches by the value as written only, and where a partner ignoring case would list the same records twice.
+        """
+        corrected = set(selectors.corrected_identifiers(request=self.request, source=source))
+        if source.connector == ConnectorKind.SQL:
+            corrected |= {normalised_identifier(source.identity_kind, value) for value in corrected}
+        return corrected
 
     def _left_out_of_portability(self, source: SourceSystem, category) -> bool:
         """Whether Art. 20 does not cover the category; if so it is recorded, codes only, for the report."""

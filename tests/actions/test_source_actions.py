@@ -409,6 +409,81 @@ def test_a_restriction_after_the_address_was_corrected_finds_the_rows_by_the_cor
     assert [bool(row["restricted"]) for row in restricted] == [True, True]
 
 
+def _compiled_access_package(request, actor):
+    from requests_app.models import ExportPackage, ExportStatus
+    from requests_app.services import exports
+
+    export = exports.export_start(request=request, actor=actor, kind="access")
+    exports.compile_export(export_id=export.id)
+    export = ExportPackage.objects.get(pk=export.pk)
+    assert export.status == ExportStatus.READY, export.error
+    return export
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["SELECT * FROM subscribers WHERE email IN :identities", "SELECT * FROM subscribers WHERE lower(email) IN :identities"],
+)
+def test_a_copy_compiled_after_the_address_was_corrected_holds_the_rows_found_by_the_corrected_one(
+    crm, dpo, dpo_actor, run, settings, tmp_path, client, query
+):
+    """The rectification wrote the new address over the one the subject gave: the access package compiled after it
+    searched the CRM by the old one only, held none of the subject's rows, and its report told them we found no
+    data about them there (Art. 15). On PostgreSQL the package takes the COPY path, on SQLite the streaming one."""
+    from tests.conftest import login_staff
+    from tests.exports.support import jsonl_records, open_package
+
+    settings.EXPORT_WORK_DIR = str(tmp_path / "export-work")
+    crm.categories.update(query=query)  # compared as stored, or in lower case as identifiers are spelled
+    request = verified_request(RequestType.RECTIFICATION, RequestType.ACCESS)
+    actions.rectification_change_set(
+        request=request, actor=dpo_actor, category=crm.categories.get(), field="email", value="Ana.New@Example.com"
+    )
+    actions.plan_actions(request=request, actor=dpo_actor)
+    rectify = run(request.source_actions.get(kind=ActionKind.RECTIFY).id, "dry_run", "approve", "execute", actor=dpo_actor)
+    assert rectify.status == ActionStatus.DONE
+
+    export = _compiled_access_package(request, dpo_actor)
+
+    with open_package(export) as package:
+        records = jsonl_records(package, "data/crm/subscribers.jsonl")
+        report = package.read("report.html").decode()
+    assert sorted((record["id"], record["email"]) for record in records) == [(1, "Ana.New@Example.com"), (2, "Ana.New@Example.com")]
+    assert "This package confirms that we process personal data about you" in report
+    assert "found no data about you in them" not in report
+    # Each spelling searched, as written and as identifiers are spelled; those not verified are marked for staff.
+    assert [(item["source"], item["value"], item.get("corrected", False)) for item in export.manifest["identities_searched"]] == [
+        ("crm", "Ana.New@Example.com", True), ("crm", "ana.new@example.com", True), ("crm", ANA_EMAIL, False),
+    ]
+    login_staff(client, dpo)
+    page = client.get(f"/staff/exports/{export.public_id}/").content.decode()
+    assert "Email address Ana.New@Example.com (as this request's rectification corrected it)" in page
+    assert "Email address ana@example.com</li>" in page  # verified: not marked
+
+
+def test_a_copy_never_searches_by_a_corrected_address_the_rectification_wrote_nowhere(
+    crm, dpo_actor, run, source_db, settings, tmp_path
+):
+    """No row held the subject's address, so the rectification changed nothing in the CRM: the address it would have
+    written is someone else's (Bob's), and his row must not reach Ana's copy."""
+    from tests.exports.support import jsonl_records, open_package
+
+    settings.EXPORT_WORK_DIR = str(tmp_path / "export-work")
+    source_db("DELETE FROM subscribers WHERE email = :email", email=ANA_EMAIL)
+    request = verified_request(RequestType.RECTIFICATION, RequestType.ACCESS)
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="email", value=BOB_EMAIL)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    rectify = run(request.source_actions.get(kind=ActionKind.RECTIFY).id, "dry_run", "approve", "execute", actor=dpo_actor)
+    assert rectify.status == ActionStatus.DONE and not rectify.changed_anything()
+
+    export = _compiled_access_package(request, dpo_actor)
+
+    with open_package(export) as package:
+        assert jsonl_records(package, "data/crm/subscribers.jsonl") == []
+    assert export.manifest["identities_searched"] == [{"source": "crm", "kind": "email", "value": ANA_EMAIL}]
+    assert source_db("SELECT name FROM subscribers WHERE email = :email", email=BOB_EMAIL) == [{"name": "Bob Janssens"}]
+
+
 def test_an_erasure_never_searches_by_a_corrected_address_the_rectification_wrote_nowhere(crm, dpo_actor, source_db, run):
     """With no verified email address the rectification found no row to write the corrected one into, yet the erasure
     after it searched by that value: someone else's rows, and a copy the package (skipping the CRM) could never hold."""

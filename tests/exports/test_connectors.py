@@ -351,6 +351,41 @@ def test_a_package_from_the_copy_path_holds_the_same_rows_as_stream(postgres_bac
     assert BOB not in jsonl and BOB not in csv_text
 
 
+def test_a_package_searches_an_http_source_by_the_number_its_rectification_wrote_there(db, http_backend, tmp_path):
+    """Alice's calls were filed under a wrong number (Carol's record here stands for them), which the rectification,
+    carried out first, corrected: the partner now lists them under the corrected number only, which the package
+    must ask for too, or the subject's copy says no call of theirs was found there."""
+    from requests_app.models import ActionKind, ActionStatus, RectificationChange, RequestType, SourceAction
+    from requests_app.services.intake import RightDetails
+
+    source, category = http_backend
+    source.save()
+    category.source, category.identity_field = source, "caller"
+    category.save()
+    request = request_in_status(
+        Status.IN_PROGRESS, subject_phone=ALICE, rights=[RightDetails(RequestType.RECTIFICATION), RightDetails(RequestType.ACCESS)]
+    )
+    SubjectIdentity.objects.filter(request=request, kind=IdentityKind.PHONE).update(verified_at=timezone.now())
+    RectificationChange.objects.create(request=request, category=category, field="caller", value=CAROL)
+    SourceAction.objects.create(
+        request=request, source=source, kind=ActionKind.RECTIFY, status=ActionStatus.DONE,
+        result={"categories": [{"category": "calls", "rows": 2, "fields": 2}]},
+    )
+    os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)
+
+    writer = PackageWriter(str(tmp_path / "package.zip"), request=request, kind="access")
+    writer.add_source(source)
+    manifest = writer.finish([source])
+
+    with zipfile.ZipFile(tmp_path / "package.zip") as package:
+        callers = [json.loads(line)["caller"] for line in package.read("data/partner-api/calls.jsonl").decode().splitlines()]
+    assert sorted(callers) == sorted([ALICE] * 3 + [CAROL] * 2)
+    assert manifest["identities_searched"] == [
+        {"source": "partner-api", "kind": "phone", "value": ALICE},
+        {"source": "partner-api", "kind": "phone", "value": CAROL, "corrected": True},
+    ]
+
+
 # --- Failures: each is a SourceError that names the source -----------------------------------
 
 
