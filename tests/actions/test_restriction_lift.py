@@ -56,6 +56,17 @@ def _plan_lift(restriction, actor, django_capture_on_commit_callbacks, reason="T
         return lifting.plan_lift(restriction=restriction, actor=actor, reason=reason)
 
 
+def _restricted_in_paper_files(dpo_actor):
+    """A restriction request whose restriction its owner confirmed done in a manual source, the paper files."""
+    source = SourceSystem.objects.create(
+        slug="paper", name="Paper files", connector=ConnectorKind.MANUAL, identity_kind=IdentityKind.EMAIL,
+        purposes="Archive", legal_basis=LegalBasis.CONTRACT, retention="5 years", origin="The subject",
+    )
+    request = verified_request(RequestType.RESTRICTION)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    return actions.manual_action_done(action=request.source_actions.get(source=source), actor=dpo_actor, rows=3)
+
+
 def test_planning_a_lift_tells_the_subject_first_in_their_language(
     restricted, dpo_actor, django_capture_on_commit_callbacks, mailoutbox, source_db
 ):
@@ -213,13 +224,8 @@ def test_the_request_page_offers_the_lift_on_a_completed_request_and_says_when_i
 def test_a_manual_source_owner_confirms_the_lift_only_from_the_notice_date(
     db, dpo, dpo_actor, django_capture_on_commit_callbacks
 ):
-    source = SourceSystem.objects.create(
-        slug="paper", name="Paper files", connector=ConnectorKind.MANUAL, identity_kind=IdentityKind.EMAIL,
-        purposes="Archive", legal_basis=LegalBasis.CONTRACT, retention="5 years", origin="The subject",
-    )
-    request = verified_request(RequestType.RESTRICTION)
-    actions.plan_actions(request=request, actor=dpo_actor)
-    restriction = actions.manual_action_done(action=request.source_actions.get(source=source), actor=dpo_actor, rows=3)
+    restriction = _restricted_in_paper_files(dpo_actor)
+    request = restriction.request
     lifecycle.transition(request, "withdraw", actor=Actor.subject())
     lift = _plan_lift(restriction, dpo_actor, django_capture_on_commit_callbacks)
     assert lift.status == ActionStatus.MANUAL
@@ -228,6 +234,28 @@ def test_a_manual_source_owner_confirms_the_lift_only_from_the_notice_date(
     with time_machine.travel(PLANNED_ON + datetime.timedelta(days=7), tick=False):
         lift = actions.manual_action_done(action=lift, actor=dpo_actor, rows=3)
     assert lift.status == ActionStatus.DONE and lift.finished_at <= timezone.now()
+
+
+def test_a_manual_lifting_its_owner_may_not_confirm_says_why_where_the_button_would_be(
+    client, db, dpo, dpo_actor, django_capture_on_commit_callbacks
+):
+    from requests_app.services import intake
+
+    restriction = _restricted_in_paper_files(dpo_actor)
+    request = restriction.request
+    lifecycle.transition(request, "withdraw", actor=Actor.subject())
+    lift = _plan_lift(restriction, dpo_actor, django_capture_on_commit_callbacks)
+    login_staff(client, dpo)
+    confirm_url = reverse("staff:source_action", args=[lift.public_id, "done"])
+    deleted = "The request's personal data has been deleted: lift this restriction in the source system itself."
+    with time_machine.travel(PLANNED_ON + datetime.timedelta(days=7), tick=False):
+        page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+        assert confirm_url in page and deleted not in page
+        intake.purge_personal_data(request)
+        page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+        assert deleted in page and confirm_url not in page  # rather than offer "Confirm done" to refuse it
+        with pytest.raises(RequestError, match="personal data has been deleted"):
+            actions.manual_action_done(action=lift, actor=dpo_actor, rows=3)
 
 
 def test_a_dead_lift_run_of_a_closed_request_is_taken_over_not_ended(
@@ -572,13 +600,8 @@ def test_a_cancelled_lifting_is_no_longer_listed_as_stopped_work(
 
 
 def test_a_manual_sources_lifting_is_cancelled_before_its_owner_confirms_it(db, dpo_actor, django_capture_on_commit_callbacks):
-    source = SourceSystem.objects.create(
-        slug="paper", name="Paper files", connector=ConnectorKind.MANUAL, identity_kind=IdentityKind.EMAIL,
-        purposes="Archive", legal_basis=LegalBasis.CONTRACT, retention="5 years", origin="The subject",
-    )
-    request = verified_request(RequestType.RESTRICTION)
-    actions.plan_actions(request=request, actor=dpo_actor)
-    restriction = actions.manual_action_done(action=request.source_actions.get(source=source), actor=dpo_actor, rows=3)
+    restriction = _restricted_in_paper_files(dpo_actor)
+    request = restriction.request
     lift = _plan_lift(restriction, dpo_actor, django_capture_on_commit_callbacks)
     assert lift.status == ActionStatus.MANUAL
     _cancel_lift(lift, dpo_actor, django_capture_on_commit_callbacks)
