@@ -1,5 +1,5 @@
 """A right a completion refused gets no data: its package, compiled or queued before, is neither released,
-retried nor compiled, and the staff page offers no release."""
+retried nor compiled, and the staff page offers no release nor asks for extracts."""
 
 import io
 import re
@@ -9,11 +9,12 @@ import pytest
 from django.core import mail
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from requests_app.audit import Actor
 from requests_app.lifecycle import RequestError
-from requests_app.models import ExportPackage, ExportStatus, RequestType, Status
+from requests_app.models import ConnectorKind, ExportPackage, ExportStatus, ManualTask, RequestType, SourceSystem, Status
 from requests_app.services import handling
 from requests_app.services.exports import compile_export, export_release, export_retry, export_start
 from requests_app.services.handling import RightRefusal
@@ -101,3 +102,25 @@ def test_no_package_of_a_refused_right_is_compiled_after_the_completion(access_r
     # A new one: a completed request has none started.
     with pytest.raises(RequestError, match="Only an open, verified request can have its data exported."):
         export_start(request=request, actor=Actor.staff(dpo), kind="access")
+
+
+def test_no_manual_extract_is_asked_for_a_package_whose_right_was_refused(access_refused, dpo, client):
+    """A package waiting for extracts when the completion refused its right."""
+    paper = SourceSystem.objects.create(
+        slug="paper", name="Paper archive", connector=ConnectorKind.MANUAL, identity_kind="email", purposes="Contracts",
+        legal_basis="contract", retention="10 years", origin="Signed by the customer", owner=dpo,
+    )
+    waiting = ExportPackage.objects.create(request=access_refused.request, kind="access", status=ExportStatus.WAITING_MANUAL)
+    task = ManualTask.objects.create(export=waiting, source=paper, assignee=dpo)
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:export", args=[waiting.public_id])).content.decode()
+    assert 'name="extract"' not in page and NOT_DELIVERED in page
+
+    extract = SimpleUploadedFile("scan-index.csv", b"contract,signed_on\nMOB-4471,2024-03-01\n")
+    response = client.post(
+        reverse("staff:export_action", args=[waiting.public_id, "upload"]), {"task": task.pk, "extract": extract}, follow=True
+    )
+    assert NOT_DELIVERED in response.content.decode()
+    task.refresh_from_db()
+    assert task.done_at is None and task.upload.name == ""
+    assert ExportPackage.objects.get(pk=waiting.pk).status == ExportStatus.WAITING_MANUAL
