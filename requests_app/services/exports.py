@@ -27,6 +27,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F, Q
+from django.db.models.lookups import GreaterThan
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -47,6 +48,7 @@ from requests_app.models import (
     ManualTask,
     PrivacyRequest,
     SourceSystem,
+    rights_mask,
 )
 from requests_app.sources import SourceError
 from requests_app.sources.manual import extract_problem
@@ -60,6 +62,11 @@ ACTIVE = (ExportStatus.QUEUED, ExportStatus.RUNNING, ExportStatus.WAITING_MANUAL
 # is not started again by itself (requeue_dead_exports, _claim); a retry by staff gives it one more attempt.
 NOT_COLLECTED = "the request was withdrawn or refused: no data is collected"
 RIGHT_REFUSED = "the completion refused the right this package answers: no data is collected"
+# The packages ended (delete_export) once their data may no longer go to the subject: all but a run under way,
+# which fails itself when it finishes (_compile), and those ended already.
+ENDED_WHEN_UNDELIVERABLE = (
+    ExportStatus.READY, ExportStatus.RELEASED, ExportStatus.WAITING_MANUAL, ExportStatus.FAILED, ExportStatus.QUEUED
+)
 
 
 def default_kind(request: PrivacyRequest) -> str | None:
@@ -248,13 +255,11 @@ def compile_export(*, export_id: int) -> str | None:
 def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
     """compile_export's work, once this run holds the export as `attempt`."""
     export = ExportPackage.objects.select_related("request").get(pk=export_id)
-    if export.request.status in NO_DATA_DELIVERED:
-        # Withdrawn or refused while queued: no data about the subject is collected for nobody.
-        _fail(export_id, attempt, source="", message=NOT_COLLECTED)
-        return None
-    if right_refused(export):
-        # Queued before a completion refused its right (a refusal does not wait for the package): never collected.
-        _fail(export_id, attempt, source="", message=RIGHT_REFUSED)
+    refusal = _collection_refusal(export)
+    if refusal:
+        # Withdrawn, refused, or its right refused by a completion (which does not wait for the package)
+        # while queued: nothing about the subject is collected.
+        _fail(export_id, attempt, source="", message=refusal)
         return None
     sources = list(selectors.export_sources())
     manual_uploads = {task.source_id: task.upload for task in export.manual_tasks.filter(done_at__isnull=False)}
@@ -321,7 +326,29 @@ def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
     os.unlink(path)
 
     with transaction.atomic():
-        finished = ExportPackage.objects.filter(pk=export_id, attempt=attempt, status=ExportStatus.RUNNING).update(
+        # The export and its request locked, in the order export_release locks them, and read afresh: a
+        # completion that refused this package's right, or a withdrawal or rejection, while this run
+        # collected, has committed by now, or waits for this transaction (it locks the request first, then
+        # ends the packages of the rights it refuses, end_packages_of_refused_rights) and then ends it.
+        current = (
+            ExportPackage.objects.select_for_update().select_related("request")
+            .filter(pk=export_id, attempt=attempt, status=ExportStatus.RUNNING).first()
+        )
+        if current is None:
+            # A newer attempt took over while this one ran: it alone may finish.
+            transaction.on_commit(lambda: default_storage.delete(saved_name))
+            return None
+        refusal = _collection_refusal(current)
+        if refusal:
+            # The package may never be released: neither it nor the extracts that went into it are kept
+            # until the hourly clean-up, which ends the failed export.
+            ExportPackage.objects.filter(pk=export_id).update(status=ExportStatus.FAILED, error=refusal, finished_at=timezone.now())
+            record_event(current.request, "export_failed", actor=Actor.system(), data={"export": str(export.public_id), "source": ""})
+            transaction.on_commit(lambda: default_storage.delete(saved_name))
+            _delete_manual_extracts(current)
+            logger.warning("export %s compiled, then failed: %s", export.public_id, refusal)
+            return None
+        ExportPackage.objects.filter(pk=export_id).update(
             status=ExportStatus.READY,
             storage_name=saved_name,
             size=size,
@@ -330,10 +357,6 @@ def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
             finished_at=timezone.now(),
             progress={"rows": manifest["rows"], "sources_done": len(sources), "sources_total": len(sources)},
         )
-        if not finished:
-            # A newer attempt took over while this one ran: it alone may finish.
-            transaction.on_commit(lambda: default_storage.delete(saved_name))
-            return None
         if password:
             ExportPackage.objects.filter(pk=export_id).update(pending_password=password)
         record_event(
@@ -424,6 +447,44 @@ def right_refused(export: ExportPackage) -> bool:
     """Whether the request's completion refused the right this package answers (PACKAGE_FOR_RIGHT): the
     letter told the subject so, and the package is neither compiled nor released."""
     return any(PACKAGE_FOR_RIGHT.get(right) == export.kind for right in export.request.refused_rights)
+
+
+def _collection_refusal(export: ExportPackage) -> str:
+    """Why no data may be collected for the package (its `error` when a run fails for it, untranslated as
+    the others are), or "" when it may: its request was withdrawn or refused, or the right it answers."""
+    if export.request.status in NO_DATA_DELIVERED:
+        return NOT_COLLECTED
+    if right_refused(export):
+        return RIGHT_REFUSED
+    return ""
+
+
+def _answers_a_refused_right() -> Q:
+    """right_refused as SQL: the package's kind answers a right whose bit is set in its request's
+    refused_rights_mask (models.rights_mask)."""
+    refused = Q()
+    for right, kind in PACKAGE_FOR_RIGHT.items():
+        refused |= Q(GreaterThan(F("request__refused_rights_mask").bitand(rights_mask([right])), 0), kind=kind)
+    return refused
+
+
+def end_packages_of_refused_rights(request: PrivacyRequest) -> int:
+    """End (delete_export) the packages answering a right that `request`'s completion refuses; returns how many.
+
+    Called by request_complete, in its transaction and under its lock on the request, so that the data the
+    letter refuses is not kept until the hourly clean-up. A run under way fails itself when it finishes
+    (_compile). A package another transaction holds locked (a release or an upload, which will find the right
+    refused once the completion commits) is skipped, not waited for: those lock the export before the request,
+    and waiting would deadlock. The hourly clean-up ends it (delete_expired_exports)."""
+    kinds = [PACKAGE_FOR_RIGHT[right] for right in request.refused_rights if right in PACKAGE_FOR_RIGHT]
+    packages = ExportPackage.objects.select_for_update(skip_locked=True).filter(
+        request=request, kind__in=kinds, status__in=ENDED_WHEN_UNDELIVERABLE
+    )
+    ended = 0
+    for export in packages:
+        export.request = request
+        ended += delete_export(export)
+    return ended
 
 
 def delivery_refusal(export: ExportPackage) -> str:
@@ -574,7 +635,8 @@ def export_download(*, request: PrivacyRequest, token: str) -> ExportPackage:
 
 def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:
     """Delete released packages past their expiry or download limit, and stale unreleased ones; and
-    end the exports of requests that may no longer receive data, with their manual extracts."""
+    end the exports of requests that may no longer receive data, or of a right their completion refused,
+    with their manual extracts."""
     now = now or timezone.now()
     if os.path.isdir(settings.EXPORT_WORK_DIR):
         # The longest export run is far shorter than a day.
@@ -589,12 +651,10 @@ def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:
             download_count__gte=F("max_downloads"),
         )
         | Q(status=ExportStatus.READY, finished_at__lte=unreleased_cutoff)
-        | Q(
-            status__in=[
-                ExportStatus.READY, ExportStatus.RELEASED, ExportStatus.WAITING_MANUAL, ExportStatus.FAILED, ExportStatus.QUEUED
-            ],
-            request__status__in=NO_DATA_DELIVERED,
-        )
+        | Q(status__in=ENDED_WHEN_UNDELIVERABLE, request__status__in=NO_DATA_DELIVERED)
+        # Left by the completion that refused their right (end_packages_of_refused_rights skips a locked one),
+        # or failed by the run that finished after it (_compile).
+        | Q(_answers_a_refused_right(), status__in=ENDED_WHEN_UNDELIVERABLE)
     ).select_related("request")
     count = 0
     for export in expired:

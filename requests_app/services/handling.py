@@ -527,6 +527,12 @@ def request_complete(
             # no data, or not searching a source, an answer the subject may challenge: they may complain (Art. 12(4)).
             text = f"{text}\n\n{rejection_rights_paragraph(locked)}"
         write_to_subject(locked, actor=actor, subject=subject, body=text, action="completion_letter_sent")
+        if grounds:
+            # A package of a refused right is never delivered: its data goes now, not at the hourly clean-up.
+            # Last, so the letter above was written from the packages as they were.
+            from requests_app.services import exports  # exports imports tasks, which imports this module
+
+            exports.end_packages_of_refused_rights(locked)
     return locked
 
 
