@@ -25,7 +25,6 @@ from requests_app.models import (
     TEXT_MAX_CHARS,
     ActionStatus,
     ExportKind,
-    ExportStatus,
     PrivacyRequest,
     Status,
     rights_mask,
@@ -221,9 +220,11 @@ def _status_context(privacy_request) -> dict:
         "withdraw_form": WithdrawForm(),
         "downloads": downloads,
         # Released once, and no longer downloadable (expired, or its downloads used up): say so, not nothing.
+        # Released, not merely expired: a package never released (its right refused, or left unreviewed) is
+        # ended too, and the subject was never offered it.
         "downloads_spent": not downloads
         and privacy_request.status not in NO_DATA_DELIVERED
-        and privacy_request.exports.filter(status__in=[ExportStatus.RELEASED, ExportStatus.EXPIRED]).exists(),
+        and privacy_request.exports.filter(released_at__isnull=False).exists(),
         # Art. 19: the subject may know who received their data and was told of the erasure,
         # rectification or restriction. Notices exist only for requests with those rights.
         "recipient_notices": _recipient_notices(privacy_request),

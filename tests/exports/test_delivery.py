@@ -385,6 +385,17 @@ def test_a_used_up_package_is_deleted_without_waiting_for_expiry(
     assert ExportPackage.objects.get(pk=released.pk).status == ExportStatus.EXPIRED
 
 
+def test_a_package_deleted_unreleased_is_not_called_spent_on_the_status_page(
+    ready_export, demo_request, client, settings, django_capture_on_commit_callbacks
+):
+    """Never reviewed in time (or its right refused): the subject was never offered it, so nothing of theirs expired."""
+    later = timezone.now() + settings.EXPORT_UNRELEASED_LIFETIME + datetime.timedelta(minutes=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delete_expired_exports(now=later) == 1
+    assert ExportPackage.objects.get(pk=ready_export.pk).status == ExportStatus.EXPIRED
+    assert "can no longer be downloaded" not in status_page(client, demo_request)
+
+
 def test_a_withdrawn_request_hands_out_no_data(released, demo_request, client, django_capture_on_commit_callbacks):
     """Released before the subject withdrew: the link stops working, and the package is deleted."""
     from requests_app import lifecycle
