@@ -601,7 +601,6 @@ def test_a_cancelled_lifting_is_no_longer_listed_as_stopped_work(
 
 def test_a_manual_sources_lifting_is_cancelled_before_its_owner_confirms_it(db, dpo_actor, django_capture_on_commit_callbacks):
     restriction = _restricted_in_paper_files(dpo_actor)
-    request = restriction.request
     lift = _plan_lift(restriction, dpo_actor, django_capture_on_commit_callbacks)
     assert lift.status == ActionStatus.MANUAL
     _cancel_lift(lift, dpo_actor, django_capture_on_commit_callbacks)
