@@ -391,16 +391,23 @@ def test_an_email_address_typed_in_capitals_finds_the_subjects_rows(crm, dpo_act
     assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :email", email=ANA_EMAIL) == [{"n": 0}]
 
 
-def test_a_restriction_after_the_address_was_corrected_finds_the_rows_by_the_corrected_one(crm, dpo_actor, source_db, run):
-    """The rectification wrote the new address over the one the subject gave: the restriction, run after it,
-    searched by the old one, found nothing, and the letter said there was nothing to restrict."""
-    request = verified_request(RequestType.RECTIFICATION, RequestType.RESTRICTION)
+def _address_corrected_in_the_crm(other_right, crm, dpo_actor, run):
+    """A request for rectification and `other_right` whose rectification, carried out, wrote a new address over the
+    one Ana gave in the CRM's rows."""
+    request = verified_request(RequestType.RECTIFICATION, other_right)
     actions.rectification_change_set(
         request=request, actor=dpo_actor, category=crm.categories.get(), field="email", value="Ana.New@Example.com"
     )
     actions.plan_actions(request=request, actor=dpo_actor)
     rectify = run(request.source_actions.get(kind=ActionKind.RECTIFY).id, "dry_run", "approve", "execute", actor=dpo_actor)
     assert rectify.status == ActionStatus.DONE
+    return request
+
+
+def test_a_restriction_after_the_address_was_corrected_finds_the_rows_by_the_corrected_one(crm, dpo_actor, source_db, run):
+    """The rectification wrote the new address over the one the subject gave: the restriction, run after it,
+    searched by the old one, found nothing, and the letter said there was nothing to restrict."""
+    request = _address_corrected_in_the_crm(RequestType.RESTRICTION, crm, dpo_actor, run)
 
     restrict = run(request.source_actions.get(kind=ActionKind.RESTRICT).id, "dry_run", "approve", "execute", actor=dpo_actor)
 
@@ -435,13 +442,7 @@ def test_a_copy_compiled_after_the_address_was_corrected_holds_the_rows_found_by
 
     settings.EXPORT_WORK_DIR = str(tmp_path / "export-work")
     crm.categories.update(query=query)  # compared as stored, or in lower case as identifiers are spelled
-    request = verified_request(RequestType.RECTIFICATION, RequestType.ACCESS)
-    actions.rectification_change_set(
-        request=request, actor=dpo_actor, category=crm.categories.get(), field="email", value="Ana.New@Example.com"
-    )
-    actions.plan_actions(request=request, actor=dpo_actor)
-    rectify = run(request.source_actions.get(kind=ActionKind.RECTIFY).id, "dry_run", "approve", "execute", actor=dpo_actor)
-    assert rectify.status == ActionStatus.DONE
+    request = _address_corrected_in_the_crm(RequestType.ACCESS, crm, dpo_actor, run)
 
     export = _compiled_access_package(request, dpo_actor)
 
