@@ -2,27 +2,41 @@
 the services (services/actions.py, services/notices.py) decide whether it may be done."""
 
 from django import forms
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
-from requests_app.models import TEXT_MAX_CHARS, SourceCategory, WaiverReason
+from requests_app.models import TEXT_MAX_CHARS, SourceField, WaiverReason
 
 
-class CategoryChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, category: SourceCategory) -> str:
-        return f"{category.source.name} · {category.slug}"
+class RectifiableFieldChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, field: SourceField) -> str:
+        # The words the subject used ("postal address") and the source's own name for the field, side by side.
+        label = field.texts_in(get_language())["label"]
+        return f"{field.category.source.name} · {field.category.slug} · {label} ({field.name})"
 
 
 class RectificationForm(forms.Form):
-    """A corrected value for one field; the service checks it against the field's type."""
+    """A corrected value for one of the fields the inventory lets staff correct; the service checks it against
+    the field's type."""
 
-    category = CategoryChoiceField(label=_("Data category"), queryset=SourceCategory.objects.none())
-    field = forms.CharField(label=_("Field"), max_length=100)
+    field = RectifiableFieldChoiceField(label=_("Field"), queryset=SourceField.objects.none())
     value = forms.CharField(label=_("Corrected value"), max_length=TEXT_MAX_CHARS)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # Read per form: the inventory changes while the server runs.
-        self.fields["category"].queryset = SourceCategory.objects.filter(source__active=True).select_related("source")
+        # Read per form: the inventory changes while the server runs. Only the fields that may be corrected are
+        # offered, by name: typing a field's name, staff had to know the source's column names.
+        self.fields["field"].queryset = (
+            SourceField.objects.filter(rectifiable=True, category__source__active=True)
+            .select_related("category__source")
+            .prefetch_related("translations")
+            .order_by("category__source__name", "category__slug", "name")
+        )
+
+    def change(self) -> dict:
+        """The service's arguments (actions.rectification_change_set) for the valid form."""
+        field = self.cleaned_data["field"]
+        return {"category": field.category, "field": field.name, "value": self.cleaned_data["value"]}
 
 
 class WaiveForm(forms.Form):

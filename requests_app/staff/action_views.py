@@ -159,9 +159,7 @@ def rectification(request: HttpRequest, reference: str) -> HttpResponse:
     status = 400
     if form.is_valid():
         try:
-            actions.rectification_change_set(
-                request=privacy_request, actor=Actor.staff(request.user), **form.cleaned_data
-            )
+            actions.rectification_change_set(request=privacy_request, actor=Actor.staff(request.user), **form.change())
         except NotAllowed:
             raise
         except ValidationError as error:

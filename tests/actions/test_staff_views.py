@@ -3,6 +3,7 @@ against a real SQLite source database: planning, dry run, approval, execution,
 refusals, roles, corrected values, Art. 19 notices and the progress endpoint."""
 
 import html
+import re
 
 import pytest
 from django.contrib.messages import get_messages
@@ -307,7 +308,7 @@ def test_an_auditor_or_an_unassigned_handler_gets_403_and_nothing_changes(
                 _step(client, action, "dry_run"),
                 client.post(
                     reverse("staff:rectification_change", args=[erasure_request.reference]),
-                    {"category": crm.categories.get().pk, "field": "city", "value": "Brugge"},
+                    {"field": crm.categories.get().fields.get(name="city").pk, "value": "Brugge"},
                 ),
                 client.post(reverse("staff:notice", args=[notice.public_id, "waive"]), {"reason": "impossible", "note": "x"}),
                 client.post(reverse("staff:notice", args=[notice.public_id, "resend"])),
@@ -327,21 +328,36 @@ def test_an_auditor_or_an_unassigned_handler_gets_403_and_nothing_changes(
 def test_the_rectification_form_checks_the_value_against_the_field_type(client_dpo, crm):
     request = verified_request(RequestType.RECTIFICATION)
     url = reverse("staff:rectification_change", args=[request.reference])
-    category = crm.categories.get()
+    crm.categories.get().fields.filter(name="name").update(rectifiable=False)
+    fields = {field.name: field for field in crm.categories.get().fields.all()}
 
-    response = client_dpo.post(url, {"category": category.pk, "field": "birth_year", "value": "abc"})
+    response = client_dpo.post(url, {"field": fields["birth_year"].pk, "value": "abc"})
     assert response.status_code == 400
     assert "Enter a whole number." in response.content.decode()
-    response = client_dpo.post(url, {"category": category.pk, "field": "password", "value": "x"})
-    assert response.status_code == 409
-    assert "password is not a field of crm/subscribers that can be corrected." in response.content.decode()
+    response = client_dpo.post(url, {"field": fields["name"].pk, "value": "x"})  # not one staff may correct
+    assert response.status_code == 400
+    assert "Select a valid choice." in response.content.decode()
     assert not request.rectification_changes.exists()
 
-    response = client_dpo.post(url, {"category": category.pk, "field": "birth_year", "value": "1981"})
+    response = client_dpo.post(url, {"field": fields["birth_year"].pk, "value": "1981"})
     assert response.status_code == 302 and _messages(response) == ["Corrected value saved."]
     assert request.rectification_changes.get().value == "1981"
     page = _page(client_dpo, request).content.decode()
     assert "<td>birth_year</td><td>1981</td>" in page
+
+
+@sqlite_source
+def test_the_rectification_form_offers_the_fields_staff_may_correct_by_their_names(client_dpo, crm):
+    """Staff had to type the source's column name: "postal address" was refused, only "billing_address" passed."""
+    request = verified_request(RequestType.RECTIFICATION)
+    category = crm.categories.get()
+    category.fields.filter(name="city").update(label="town of residence")
+    category.fields.filter(name="name").update(rectifiable=False)
+    page = html.unescape(_page(client_dpo, request).content.decode())
+    options = re.findall(r'<option value="\d+">([^<]*)</option>', page[page.index('id="rectification-field"'):])
+    assert "CRM · subscribers · town of residence (city)" in options
+    rectifiable = category.fields.filter(rectifiable=True).count()
+    assert 0 < rectifiable < category.fields.count() and len(options) == rectifiable  # the name is not offered
 
 
 @sqlite_source
