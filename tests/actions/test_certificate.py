@@ -298,3 +298,24 @@ def test_a_certificate_names_the_recipients_in_its_readers_language(completed_er
     assert "Billing partner" not in french
     assert "Old reseller (France)" in french  # left untranslated: its own name
     assert english.count("Billing partner (Belgium)") == 2 and "Partenaire de facturation" not in english
+
+
+@pytest.mark.django_db
+def test_the_certificate_gives_the_systems_pause_reason_in_its_readers_language_and_staffs_as_typed():
+    """A pause the system opens stores its reason in English (lifecycle.NOTE_INFORMATION_REQUESTED); the certificate
+    says it in the language it is read in. What staff wrote for a pause is theirs, and stays as they wrote it."""
+    from tests.factories import staff_in_role
+
+    dpo = Actor.staff(staff_in_role("DPO", username="dpo-pauses"))
+    asked = request_in_status(Status.IN_PROGRESS)
+    handling.request_information(request=asked, actor=dpo, body="Please send a copy of your ID.", expected_status=Status.IN_PROGRESS)
+    paused = request_in_status(Status.IN_PROGRESS)
+    handling.clock_pause(request=paused, actor=dpo, question="Merci d'envoyer votre facture de mars.")
+
+    with translation.override("fr"):
+        asked_html = certificate.render_certificate_html(asked)
+        paused_html = certificate.render_certificate_html(paused)
+
+    assert "<td>Informations demandées à la personne concernée</td>" in asked_html
+    assert "Information requested from the subject" not in asked_html
+    assert "<td>Merci d&#x27;envoyer votre facture de mars.</td>" in paused_html
