@@ -544,7 +544,8 @@ LATE = "Our answer is late, and we apologise. We are working on your request and
     ("regime", "received", "due", "authority"),
     [
         ("gdpr", datetime.date(2026, 10, 12), "12 November 2026", "the Data Protection Authority (Autorité de protection des données"),
-        ("ccpa", datetime.date(2026, 9, 1), "1 October 2026", "the California Privacy Protection Agency, cppa.ca.gov"),
+        ("ccpa", datetime.date(2026, 9, 1), "1 October 2026", "the California Privacy Protection Agency, cppa.ca.gov, or the "
+         "California Attorney General, or the Data Protection Authority (Autorité de protection des données"),
     ],
 )
 def test_an_overdue_requests_page_says_the_answer_is_late_and_where_to_complain(client, regime, received, due, authority):

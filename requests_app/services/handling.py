@@ -49,8 +49,8 @@ from requests_app.wording import date_in_words, label_in_letter
 logger = logging.getLogger(__name__)
 
 # Where a subject may complain, per regime (GDPR Art. 12(4) and 77).
-# Named in the subject's language in every rejection (Art. 12(4)), after "in particular": translators
-# decline them to fit (German: dative, "bei der Datenschutzbehörde").
+# Named in the subject's language in every rejection (Art. 12(4)), after "in particular", alone or two together
+# (supervisory_authorities): translators decline them to fit (German: dative, "bei der Datenschutzbehörde").
 SUPERVISORY_AUTHORITIES = {
     "gdpr": gettext_lazy(
         "the Data Protection Authority (Autorité de protection des données / Gegevensbeschermingsautoriteit), "
@@ -62,6 +62,28 @@ SUPERVISORY_AUTHORITIES = {
     "ccpa": gettext_lazy("the California Privacy Protection Agency, cppa.ca.gov, or the California Attorney General"),
     "lgpd": gettext_lazy("the Autoridade Nacional de Proteção de Dados (ANPD), www.gov.br/anpd"),
 }
+
+
+def supervisory_authorities(regime: str) -> list:
+    """Where the subject of a request under `regime` may complain: the authority of their regime, and the
+    Belgian one too where it is another. The controller is established in Brussels, so the GDPR applies to every
+    request whatever its regime (Art. 3(1)), as its deadline does (deadlines.due_date), and with it the right to
+    complain to a supervisory authority of the Union (Art. 77): the controller's own is named."""
+    belgian = SUPERVISORY_AUTHORITIES["gdpr"]
+    if regime == "gdpr" or regime not in SUPERVISORY_AUTHORITIES:
+        return [belgian]
+    return [SUPERVISORY_AUTHORITIES[regime], belgian]
+
+
+def supervisory_authorities_in_words(regime: str) -> str:
+    """supervisory_authorities(regime) named in a sentence, in the active language, as letters and emails name them
+    after "in particular" or "complain to"."""
+    authorities = [str(authority) for authority in supervisory_authorities(regime)]
+    if len(authorities) == 1:
+        return authorities[0]
+    # Translators: two supervisory authorities, each already declined as the sentence needs (see SUPERVISORY_AUTHORITIES).
+    return _("%(authority)s, or %(belgian_authority)s") % {"authority": authorities[0], "belgian_authority": authorities[1]}
+
 
 # Wording used when the DPO has not written a template for the purpose and language: Django
 # templates, translated into the subject's language (translators keep the {{ }} placeholders).
@@ -599,9 +621,10 @@ def refusals_in_letter(request: PrivacyRequest, refusals_by_right: dict[str, Rig
 
 
 def rejection_rights_paragraph(request: PrivacyRequest) -> str:
-    """Art. 12(4): the right to complain and to a judicial remedy, in every rejection."""
+    """Art. 12(4): the right to complain (supervisory_authorities) and to a judicial remedy, in every rejection,
+    refusal in part and fee letter."""
     with translation.override(request.language):
-        authority = str(SUPERVISORY_AUTHORITIES.get(request.regime, SUPERVISORY_AUTHORITIES["gdpr"]))
+        authority = supervisory_authorities_in_words(request.regime)
         return _(
             "You have the right to lodge a complaint with a supervisory authority, in particular %(authority)s, "
             "and to seek a judicial remedy before the courts."

@@ -1,7 +1,7 @@
 from django import template
 
 from requests_app.exports.package import not_searched_reason
-from requests_app.services.handling import SUPERVISORY_AUTHORITIES
+from requests_app.services.handling import supervisory_authorities_in_words
 from requests_app.wording import date_in_words, in_sentence, without_final_punctuation
 
 register = template.Library()
@@ -25,5 +25,5 @@ def name_in(item, language: str) -> str:
 
 @register.filter
 def supervisory_authority(request) -> str:
-    """Where the subject of `request` may complain under its regime, named as in rejection letters."""
-    return SUPERVISORY_AUTHORITIES.get(request.regime, SUPERVISORY_AUTHORITIES["gdpr"])
+    """Where the subject of `request` may complain (handling.supervisory_authorities), named as in rejection letters."""
+    return supervisory_authorities_in_words(request.regime)

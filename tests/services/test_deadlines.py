@@ -222,12 +222,16 @@ GDPR_EXTENSION_RULE = (
 UK_GDPR_EXTENSION_RULE = (
     "The law allows this extension where a request is complex or we receive many requests. "
     "If you disagree, you may complain to a supervisory authority, in particular the Information Commissioner's "
-    "Office (ICO), Wycliffe House, Water Lane, Wilmslow SK9 5AF, ico.org.uk."
+    "Office (ICO), Wycliffe House, Water Lane, Wilmslow SK9 5AF, ico.org.uk, or the Data Protection Authority "
+    "(Autorité de protection des données / Gegevensbeschermingsautoriteit), Rue de la Presse 35, 1000 Brussels, "
+    "www.dataprotectionauthority.be."
 )
 CCPA_EXTENSION_RULE = (
     "The law (CCPA) allows us to take up to 45 more days, 90 days in all from receipt, where that is reasonably "
     "necessary, provided we tell you so and why within the first 45 days. If you disagree, you may complain to "
-    "the California Privacy Protection Agency, cppa.ca.gov, or the California Attorney General."
+    "the California Privacy Protection Agency, cppa.ca.gov, or the California Attorney General, or the Data Protection "
+    "Authority (Autorité de protection des données / Gegevensbeschermingsautoriteit), Rue de la Presse 35, 1000 Brussels, "
+    "www.dataprotectionauthority.be."
 )
 
 
@@ -245,7 +249,8 @@ def test_the_extension_email_gives_the_regimes_rule_and_where_to_complain(
 ):
     """GDPR Art. 12(3) allows it for complexity or number of requests; the CCPA where reasonably necessary.
     Each names the authority of its regime, as the status page does once the answer is late: the Belgian
-    DPA for the GDPR, the ICO for the UK GDPR, the California authorities for the CCPA."""
+    DPA for the GDPR, the ICO for the UK GDPR, the California authorities for the CCPA; and the Belgian DPA for
+    every one, as the GDPR applies to every request (handling.supervisory_authorities)."""
     import html
 
     request = in_progress_received(date(2026, 1, 30), regime=regime)

@@ -673,3 +673,44 @@ def test_the_reject_form_offers_a_ground_of_one_right_only_when_every_right_aske
     assert not one_right_grounds & grounds(intake.RightDetails(RequestType.RECTIFICATION))
     marketing = intake.RightDetails(RequestType.OBJECTION, objection_processing="Promotional calls", direct_marketing=True)
     assert grounds(marketing) == {"identity_not_verified", "manifestly_unfounded"}
+
+
+BELGIAN_AUTHORITY = (
+    "the Data Protection Authority (Autorité de protection des données / Gegevensbeschermingsautoriteit), "
+    "Rue de la Presse 35, 1000 Brussels, www.dataprotectionauthority.be"
+)
+
+
+@pytest.mark.django_db
+def test_a_ccpa_rejection_names_the_californian_and_the_belgian_authorities_and_the_courts(dpo):
+    """The controller is in Brussels: the GDPR applies to every request (Art. 3(1)), and with it the right to
+    complain to a supervisory authority and to a judicial remedy (Art. 12(4), 77), besides the regime's own."""
+    request = request_in_status(Status.IN_PROGRESS, regime="ccpa")
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS
+    )
+    assert (
+        "You have the right to lodge a complaint with a supervisory authority, in particular the California Privacy "
+        f"Protection Agency, cppa.ca.gov, or the California Attorney General, or {BELGIAN_AUTHORITY}, and to seek a "
+        "judicial remedy before the courts."
+    ) in request.messages.get().body
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("regime", "language", "authorities"),
+    [
+        ("lgpd", "de", ["bei der Autoridade Nacional de Proteção de Dados (ANPD)", "der Datenschutzbehörde"]),
+        ("uk_gdpr", "nl", ["het Information Commissioner's Office (ICO)", "de Gegevensbeschermingsautoriteit (GBA), Drukpersstraat 35"]),
+        ("gdpr", "nl", ["de Gegevensbeschermingsautoriteit (GBA), Drukpersstraat 35"]),
+    ],
+)
+def test_a_rejection_names_the_regimes_authority_and_the_belgian_one_in_the_subjects_language(dpo, regime, language, authorities):
+    request = request_in_status(Status.IN_PROGRESS, regime=regime, language=language)
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS
+    )
+    body = request.messages.get().body
+    for authority in authorities:
+        assert authority in body
+    assert body.count(" 35, 1000 Br") == 1  # the Belgian authority's address: named once, under the GDPR too

@@ -374,3 +374,13 @@ def test_the_complete_form_refuses_reasons_written_for_a_right_left_granted():
     )
     assert not form.is_valid()
     assert list(form.errors) == ["refusal_explanation_access"]
+
+
+@pytest.mark.django_db
+def test_a_refusal_in_part_under_the_ccpa_names_the_belgian_authority_too(dpo):
+    """The GDPR applies to every request (the controller is in Brussels): its authority is one the subject may complain to."""
+    request = asking(RequestType.ACCESS, RequestType.ERASURE, regime="ccpa", language="nl")
+    complete(request, dpo, RightRefusal(RequestType.ERASURE, "legal_obligation", TELECOM_LAW))
+    body = request.messages.get().body
+    assert "de California Privacy Protection Agency, cppa.ca.gov" in body
+    assert "de Gegevensbeschermingsautoriteit (GBA), Drukpersstraat 35, 1000 Brussel" in body
