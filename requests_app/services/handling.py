@@ -729,12 +729,23 @@ def fee_in_words(request: PrivacyRequest) -> str:
         return f"{formats.number_format(request.fee_amount, 2, use_l10n=True, force_grouping=True)} {settings.FEE_CURRENCY}"
 
 
+def fee_refusal(request: PrivacyRequest) -> str | None:
+    """Why no fee may be proposed for the request under its regime, or None (the request page offers the fee form
+    only then). The GDPR applies to every request (Art. 3(1)) and allows a fee (Art. 12(5)), as the UK GDPR and the
+    CCPA (Civ. Code 1798.145(h)(3)) do; the LGPD does not: a request is answered free of charge ("sem custos para o
+    titular", Art. 18 §5), and with both laws applying, the stricter one holds."""
+    if request.regime == "lgpd":
+        return _("Under the LGPD a request is answered free of charge (Art. 18 §5): no fee can be charged for it.")
+    return None
+
+
 def fee_propose(
     *, request: PrivacyRequest, actor: Actor, amount: Decimal, explanation: str, expected_status: str
 ) -> PrivacyRequest:
     """Tell the subject of the reasonable fee we intend to charge for a manifestly unfounded or excessive
     request (Art. 12(5)), and why, before charging it: they may withdraw instead. The clock runs on (nothing in
-    the GDPR stops it for a fee); a fee proposed again replaces the first, until one is paid."""
+    the GDPR stops it for a fee); a fee proposed again replaces the first, until one is paid. Never under a
+    regime that makes the answer free of charge (fee_refusal)."""
     explanation = explanation.strip()
     if not explanation:
         # The controller must be able to show why the request is excessive (Art. 12(5)), and the subject to judge the amount.
@@ -746,6 +757,9 @@ def fee_propose(
         locked = _locked_for_work(request, actor, expected_status)
         if not locked.is_open or locked.status == Status.AWAITING_VERIFICATION:
             raise RequestError(_("A fee can be proposed only for an open request whose email address is confirmed."))
+        refusal = fee_refusal(locked)
+        if refusal:
+            raise RequestError(refusal)
         if locked.fee_paid_at is not None:
             raise RequestError(
                 _("The fee was paid on %(date)s: it cannot be changed.") % {"date": date_in_words(timezone.localdate(locked.fee_paid_at))}

@@ -552,6 +552,8 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         # Art. 12(3): the subject must be told of an extension within the first period; staff see whether they were.
         "extension_notice": privacy_request.notifications.filter(kind="deadline_extended").first() if privacy_request.is_extended else None,
         "fee_currency": settings.FEE_CURRENCY,
+        # Why no fee may be charged (the LGPD): the page then offers no fee form, and says why.
+        "fee_refusal": handling.fee_refusal(privacy_request),
     }
 
 

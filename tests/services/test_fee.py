@@ -194,3 +194,70 @@ def test_a_payment_is_recorded_for_the_fee_the_page_showed(client, dpo):
     assert "Another fee was proposed since you loaded the page: 500.00 EUR." in html.unescape(response.content.decode())
     request.refresh_from_db()
     assert request.fee_paid_at is None
+
+
+LGPD_FREE = "Under the LGPD a request is answered free of charge (Art. 18 §5): no fee can be charged for it."
+
+
+@pytest.mark.django_db
+def test_no_fee_is_charged_for_an_lgpd_request(dpo):
+    """LGPD Art. 18 §5: answered "sem custos para o titular". The GDPR applies too, but its fee is an option the
+    LGPD's rule takes away: with both laws applying, the request is free."""
+    request = request_in_status(Status.IN_PROGRESS, regime="lgpd")
+
+    with pytest.raises(RequestError, match=r"answered free of charge \(Art. 18 §5\)"):
+        propose(request, dpo)
+
+    request.refresh_from_db()
+    assert request.fee_proposed_at is None and request.fee_amount is None
+    assert not request.messages.exists() and not request.events.filter(action__startswith="fee").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("regime", ["uk_gdpr", "ccpa"])
+def test_a_fee_may_be_charged_under_the_uk_gdpr_and_the_ccpa(dpo, regime):
+    """UK GDPR Art. 12(5); Cal. Civ. Code 1798.145(h)(3): a reasonable fee for a manifestly unfounded or excessive request."""
+    request = request_in_status(Status.IN_PROGRESS, regime=regime)
+    propose(request, dpo)
+    request.refresh_from_db()
+    assert request.fee_amount == Decimal("25.00") and request.messages.get().subject.startswith("A fee for")
+
+
+@pytest.mark.django_db
+def test_the_request_page_offers_no_fee_for_an_lgpd_request_and_says_why(client, dpo):
+    request = request_in_status(Status.IN_PROGRESS, regime="lgpd")
+    login_staff(client, dpo)
+
+    page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+
+    assert LGPD_FREE in page
+    assert "Propose a fee" not in page and "Send the fee letter" not in page
+    # A page loaded before the request was filed under the LGPD, say: the post is refused, and says why.
+    response = client.post(
+        reverse("staff:request_action", args=[request.reference, "fee"]),
+        {"amount": "25", "explanation": WHY, "expected_status": Status.IN_PROGRESS},
+    )
+    assert response.status_code == 409 and LGPD_FREE in html.unescape(response.content.decode())
+    assert not request.messages.exists()
+
+
+@pytest.mark.django_db
+def test_the_request_page_cites_the_ccpas_fee_rule_with_the_gdprs_for_a_ccpa_request(client, dpo):
+    request = request_in_status(Status.IN_PROGRESS, regime="ccpa")
+    login_staff(client, dpo)
+    page_url = reverse("staff:request", args=[request.reference])
+
+    assert "Propose a fee (Art. 12(5); Civ. Code 1798.145(h)(3))" in html.unescape(client.get(page_url).content.decode())
+    propose(request, dpo)
+    assert "Fee (Art. 12(5); Civ. Code 1798.145(h)(3))" in html.unescape(client.get(page_url).content.decode())
+
+
+@pytest.mark.django_db
+def test_a_ccpa_fee_letter_names_the_belgian_authority_too_in_the_subjects_language(dpo):
+    """The GDPR applies to every request (the controller is in Brussels): the subject may complain to the Belgian
+    authority as well as to their regime's."""
+    request = request_in_status(Status.IN_PROGRESS, regime="ccpa", language="fr")
+    propose(request, dpo)
+    body = request.messages.get().body
+    assert "la California Privacy Protection Agency, cppa.ca.gov, ou le procureur général de Californie" in body
+    assert "l'Autorité de protection des données (APD), rue de la Presse 35, 1000 Bruxelles" in body
