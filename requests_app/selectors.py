@@ -76,6 +76,8 @@ TIMELINE_CHANGES = frozenset(SUBJECT_EVENT_TEXT) - {"submitted"}
 SUBJECT_EVENT_TEXT_AGAIN = {
     "start_identity_check": _("We resumed checking your identity."),
     "start_work": _("We resumed work on your request."),
+    # A fee proposed again replaces the first (handling.fee_propose).
+    "fee_letter_sent": _("We wrote to you of a new fee, which replaces the one we proposed before."),
 }
 
 # The status as the subject reads it, where staff's name for it would puzzle them ("Awaiting the
@@ -123,6 +125,14 @@ AWAITING_SUBJECT_CLOCK_RUNS = _("We need more information from you. Please reply
 COMPLETED_IN_PART = _(
     "Your request is complete, but we could not grant all of it; our letter explains why. You may complain to a "
     "supervisory authority and seek a judicial remedy."
+)
+# A fee proposed and not paid yet: what the fee letter offers (handling.DEFAULT_TEMPLATES[FEE]), and that the
+# clock runs on meanwhile (nothing stops it for a fee), so a subject who neither pays nor withdraws may be refused.
+FEE_PROPOSED = _(
+    "We intend to charge a fee of %(fee)s for answering this request; our letter explains why. If you accept it, "
+    "reply below and we will tell you how to pay. If you do not want to pay it, you may withdraw the request below, "
+    "and nothing will be charged. The time we have to answer runs on meanwhile: if by the date above you have "
+    "neither paid the fee nor withdrawn the request, we may refuse it."
 )
 # An open request whose package the subject can download.
 DATA_READY = _("Your data is ready: you can download it from this page. We will close the request once we have answered every part of it.")

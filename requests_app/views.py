@@ -30,6 +30,7 @@ from requests_app.models import (
     rights_mask,
 )
 from requests_app.services import certificate, deadlines, exports, handling, intake
+from requests_app.wording import amount_in_words
 
 
 def submission_rate(group, request):
@@ -189,6 +190,8 @@ def _status_context(privacy_request) -> dict:
         next_step = selectors.AWAITING_SUBJECT_CLOCK_RUNS
     elif privacy_request.clock_paused and privacy_request.is_open:
         next_step = selectors.NEXT_STEP_TEXT[Status.AWAITING_SUBJECT]  # a pause by staff waits on the subject too
+    elif privacy_request.fee_proposed_at and not privacy_request.fee_paid_at and privacy_request.is_open:
+        next_step = selectors.FEE_PROPOSED % {"fee": amount_in_words(privacy_request.fee_amount, settings.FEE_CURRENCY)}
     elif downloads and privacy_request.is_open:
         if all(export.found_nothing for export, _token in downloads):
             # An access package that found nothing answers for the portable data too.

@@ -52,6 +52,11 @@ def without_final_punctuation(label) -> str:
     return str(label).rstrip(" ?.:!\u00a0\u202f")
 
 
+def amount_in_words(amount, currency: str) -> str:
+    """An amount of money as the active language writes it, with its currency: "1.250,00 EUR" in Dutch."""
+    return f"{formats.number_format(amount, 2, use_l10n=True, force_grouping=True)} {currency}"
+
+
 def date_in_words(value, format_name: str = "DATE_FORMAT") -> str:
     """A date or a moment as the active language writes it in a sentence ("1 March 2026"), a moment in the
     site's time zone, an ISO date string (as JSON stores one) as that date. `format_name` is one of Django's

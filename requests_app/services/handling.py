@@ -44,7 +44,7 @@ from requests_app.services import deadlines as deadline_service
 from requests_app.services import intake
 from requests_app.services.actions import answered_already, completion_blockers, prefetch_for_completion, queue_due_notices
 from requests_app.services.certificate import answered_in_part, data_kept, nothing_corrected, outcome_summary
-from requests_app.wording import date_in_words, label_in_letter
+from requests_app.wording import amount_in_words, date_in_words, label_in_letter
 
 logger = logging.getLogger(__name__)
 
@@ -726,7 +726,7 @@ def request_reject(
 def fee_in_words(request: PrivacyRequest) -> str:
     """The request's fee as its subject reads it: "1.250,00 EUR" in Dutch."""
     with translation.override(request.language):
-        return f"{formats.number_format(request.fee_amount, 2, use_l10n=True, force_grouping=True)} {settings.FEE_CURRENCY}"
+        return amount_in_words(request.fee_amount, settings.FEE_CURRENCY)
 
 
 def fee_refusal(request: PrivacyRequest) -> str | None:

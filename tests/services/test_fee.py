@@ -1,6 +1,7 @@
 """Art. 12(5): a reasonable fee for a manifestly unfounded or excessive request, told before it is charged."""
 
 import html
+import re
 from decimal import Decimal
 
 import pytest
@@ -261,3 +262,40 @@ def test_a_ccpa_fee_letter_names_the_belgian_authority_too_in_the_subjects_langu
     body = request.messages.get().body
     assert "la California Privacy Protection Agency, cppa.ca.gov, ou le procureur général de Californie" in body
     assert "l'Autorité de protection des données (APD), rue de la Presse 35, 1000 Bruxelles" in body
+
+
+@pytest.mark.django_db
+def test_the_status_page_says_what_a_proposed_fee_means_until_it_is_paid(client, dpo):
+    """As the fee letter: the amount, that the subject may pay it or withdraw the request, and that the clock runs on."""
+    request = request_in_status(Status.IN_PROGRESS)
+    status_url = reverse("status", args=[request.reference, request.secret])
+    propose(request, dpo, amount="40")
+    propose(request, dpo, amount="1250")
+
+    page = html.unescape(client.get(status_url).content.decode())
+
+    assert (
+        "We intend to charge a fee of 1,250.00 EUR for answering this request; our letter explains why. If you accept "
+        "it, reply below and we will tell you how to pay. If you do not want to pay it, you may withdraw the request "
+        "below, and nothing will be charged. The time we have to answer runs on meanwhile: if by the date above you "
+        "have neither paid the fee nor withdrawn the request, we may refuse it."
+    ) in page
+    assert "We are collecting or changing your data in our systems." not in page
+    # The timeline: the second letter replaces the first.
+    assert "We wrote to you of the fee we intend to charge for this request." in page
+    assert "We wrote to you of a new fee, which replaces the one we proposed before." in page
+
+    handling.fee_record_paid(request=request, actor=Actor.staff(dpo))
+
+    page = html.unescape(client.get(status_url).content.decode())
+    assert "We intend to charge a fee" not in page
+    assert "We are collecting or changing your data in our systems." in page and "We recorded your payment of the fee." in page
+
+
+@pytest.mark.django_db
+def test_the_status_page_gives_the_fee_as_the_pages_language_writes_amounts(client, dpo):
+    request = request_in_status(Status.IN_PROGRESS, language="nl")
+    propose(request, dpo, amount="1250")
+    page = html.unescape(client.get(reverse("status", args=[request.reference, request.secret])).content.decode())
+    # In "What happens next", not only in the fee letter shown in the thread below it.
+    assert re.search(r"<h2>[^<]*</h2>\n<p>[^<]*1\.250,00 EUR[^<]*</p>", page)
