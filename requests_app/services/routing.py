@@ -13,7 +13,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from requests_app import emails, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import VERIFIED_OPEN, RequestError, StaleRequest
-from requests_app.models import AssignmentRule, DailyDigest, PrivacyRequest, Team
+from requests_app.models import AssignmentRule, DailyDigest, PrivacyRequest, Status, Team
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +150,13 @@ def request_assign(
         if expected_assignee_id != "any" and locked.assignee_id != expected_assignee_id:
             raise StaleRequest(
                 _("Request %(reference)s was reassigned meanwhile. Reload and try again.") % {"reference": locked.reference}
+            )
+        if locked.status == Status.AWAITING_VERIFICATION:
+            # Not yet work for the team: the subject may never confirm the address, and routing gives it to
+            # someone once they do.
+            raise RequestError(
+                _("Request %(reference)s has not been confirmed by the subject yet; it cannot be assigned.")
+                % {"reference": locked.reference}
             )
         if locked.status not in VERIFIED_OPEN:
             raise RequestError(_("Request %(reference)s is closed; it cannot be assigned.") % {"reference": locked.reference})

@@ -250,3 +250,17 @@ def test_a_rule_to_a_team_with_nobody_who_can_sign_in_gives_the_request_to_the_d
     request.refresh_from_db()
     assert (request.team, request.assignee) == (empty, dpo)
     assert request.events.get(action="routed").data == {"rule": "UK to the empty desk", "team": "Empty desk", "assignee": "dpo1"}
+
+
+@pytest.mark.django_db
+def test_assigning_a_request_says_why_it_cannot_be_assigned(dpo):
+    """A request the subject has not confirmed is not closed: the refusal says what it is waiting for."""
+    from requests_app.lifecycle import RequestError
+
+    unconfirmed = request_in_status(Status.AWAITING_VERIFICATION)
+    with pytest.raises(RequestError, match=rf"^Request {unconfirmed.reference} has not been confirmed by the subject yet; it cannot be assigned\.$"):
+        request_assign(request=unconfirmed, assignee=dpo, actor=Actor.staff(dpo))
+    closed = request_in_status(Status.REJECTED)
+    with pytest.raises(RequestError, match=rf"^Request {closed.reference} is closed; it cannot be assigned\.$"):
+        request_assign(request=closed, assignee=dpo, actor=Actor.staff(dpo))
+    assert PrivacyRequest.objects.filter(assignee__isnull=False).count() == 0
