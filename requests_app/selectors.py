@@ -216,6 +216,7 @@ class QueueFilters:
     q: str = ""
     sort: str = "due_on"
     invalid: bool = False  # a filter value could not be read: nothing matches
+    search_lost: bool = False  # (with invalid) the search named is no longer kept in the session
 
 
 SCOPE_STATUSES = {"open": OPEN_STATUSES, "closed": CLOSED_STATUSES, "all": None}

@@ -386,8 +386,23 @@ def queue_filters(request: HttpRequest, query) -> selectors.QueueFilters:
         # widen the list, and a bulk action on "everything matching".
         return selectors.QueueFilters(invalid=True)
     data = query.copy()
-    data["q"] = request.session.get("queue_searches", {}).get(query.get("search", ""), "")
+    token = query.get("search", "")
+    searches = request.session.get("queue_searches", {})
+    if token and token not in searches:
+        # A search replaced by newer ones, or made in another session (a colleague's link): ignoring the
+        # token would show, and let a bulk action change, the whole queue.
+        return selectors.QueueFilters(invalid=True, search_lost=True)
+    data["q"] = searches.get(token, "")
     return forms.QueueFilterForm(data).filters()
+
+
+def _unreadable_filter_message(filters: selectors.QueueFilters) -> str:
+    if filters.search_lost:
+        return _(
+            "This search is no longer kept (newer searches replaced it, or it was made in another session), "
+            "so nothing matches: search again."
+        )
+    return _("A filter value is not valid, so nothing matches. Clear the filters to start again.")
 
 
 @staff_view
@@ -411,7 +426,7 @@ def queue_search(request: HttpRequest) -> HttpResponse:
 def queue(request: HttpRequest) -> HttpResponse:
     filters = queue_filters(request, request.GET)
     if filters.invalid:
-        messages.error(request, _("A filter value is not valid, so nothing matches. Clear the filters to start again."))
+        messages.error(request, _unreadable_filter_message(filters))
     facets, total = selectors.queue_facets(filters, user=request.user)
     requests = selectors.queue_queryset(filters, user=request.user)
     page = KnownCountPaginator(requests, PAGE_SIZE, total).get_page(request.GET.get("page"))
@@ -444,6 +459,11 @@ def bulk(request: HttpRequest) -> HttpResponse:
 
     if form.cleaned_data["everything"]:
         filters = queue_filters(request, QueryDict(request.POST.get("query", "")))
+        if filters.invalid:
+            # It matches nothing, so nothing would change anyway: say so rather than nothing at all. The
+            # queue it goes back to, with the same filter, says why it cannot be read.
+            messages.error(request, _("Nothing was changed: the action was for every request matching the filter, and the filter cannot be read."))
+            return redirect(back)
         targets = selectors.queue_queryset(filters, user=request.user)
     else:
         targets = PrivacyRequest.objects.filter(reference__in=form.cleaned_data["references"]).order_by("reference")

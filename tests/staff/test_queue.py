@@ -10,6 +10,7 @@ import time_machine
 from django.contrib.messages import constants as message_levels
 from django.contrib.messages import get_messages
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -561,6 +562,66 @@ def test_bulk_everything_with_a_search_acts_on_the_matches_only(dpo_client):
     # The old form, search text in the query, acts on nothing.
     bulk(dpo_client, action="start_work", everything="on", query="q=bob%40example.com")
     assert statuses(ana, bob) == [Status.IDENTITY_CHECK, Status.NEW]
+
+
+def errors(response) -> list[str]:
+    return [m.message for m in get_messages(response.wsgi_request) if m.level == message_levels.ERROR]
+
+
+SEARCH_LOST = (
+    "This search is no longer kept (newer searches replaced it, or it was made in another session), "
+    "so nothing matches: search again."
+)
+
+
+@pytest.mark.django_db
+def test_a_search_no_longer_kept_shows_nothing_and_says_so_on_every_page_of_the_queue(dpo_client, people):
+    """Twenty newer searches in another tab push the first one out of the session: its URL must not
+    then show the whole queue, nor its next page, nor its filter form."""
+    first = search(dpo_client, "ana@example.com", query="scope=all").redirect_chain[-1][0]
+    for n in range(20):
+        search(dpo_client, f"someone{n}@example.com")
+
+    for url in (first, f"{first}&page=2", f"{first}&status=new"):
+        page = dpo_client.get(url)
+        assert listed(page) == [] and shown_total(page) == 0
+        assert errors(page) == [SEARCH_LOST]
+
+
+@pytest.mark.django_db
+def test_a_search_made_in_another_session_shows_nothing_and_says_so(dpo_client, people):
+    url = search(dpo_client, "ana@example.com").redirect_chain[-1][0]
+    colleague = login_staff(Client(), staff_in_role("DPO", username="colleague"))
+    page = colleague.get(url)
+    assert listed(page) == [] and shown_total(page) == 0
+    assert errors(page) == [SEARCH_LOST]
+
+
+@pytest.mark.django_db
+def test_bulk_everything_with_a_search_no_longer_kept_changes_nothing(dpo_client, handler):
+    make(subject_name="Maria Silva"), make(), make(Status.IN_PROGRESS)
+    token_query = search(dpo_client, "maria silva").redirect_chain[-1][0].split("?", 1)[1]
+    for n in range(20):
+        search(dpo_client, f"someone{n}@example.com")
+
+    response = bulk(dpo_client, action="assign", assignee=handler.username, everything="on", query=token_query)
+
+    assert response.status_code == 302 and response.url == f"{QUEUE}?{token_query}"
+    assert PrivacyRequest.objects.filter(assignee__isnull=False).count() == 0
+    assert errors(dpo_client.get(response.url)) == [
+        "Nothing was changed: the action was for every request matching the filter, and the filter cannot be read.",
+        SEARCH_LOST,
+    ]
+
+
+@pytest.mark.django_db
+def test_bulk_everything_with_an_unreadable_filter_changes_nothing_and_says_so(dpo_client):
+    waiting = make()
+    response = bulk(dpo_client, action="start_work", everything="on", query="status=nonsense")
+    assert statuses(waiting) == [Status.NEW]
+    assert errors(response) == [
+        "Nothing was changed: the action was for every request matching the filter, and the filter cannot be read."
+    ]
 
 
 @pytest.mark.parametrize("case", ["lower", "upper"])
