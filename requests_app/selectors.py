@@ -244,6 +244,13 @@ def _search(queryset, q: str):
     return queryset.filter(name_for_search__contains=name) if name else queryset.filter(subject_name__icontains=q)
 
 
+def unassigned() -> Q:
+    """Requests waiting for someone to take them: the home page's "unassigned" and the queue's "Unassigned"
+    filter, which it links to. Not one awaiting the subject's email confirmation: that is not yet work for
+    the team (it may never be confirmed), it cannot be assigned, and routing assigns it once confirmed."""
+    return Q(assignee__isnull=True) & ~Q(status=Status.AWAITING_VERIFICATION)
+
+
 def clock_running() -> Q:
     """Requests whose clock runs: open and verified, and not paused (`clock_paused`: by staff, or
     while waiting for the subject where the regime stops the clock and the request was not overdue)."""
@@ -309,7 +316,7 @@ def _facet_condition(
         if value == "me":
             return Q(assignee=user)
         if value == "none":
-            return Q(assignee__isnull=True)
+            return unassigned()
         return Q(assignee__username=value)
     if facet == "due":
         if on_closed_totals:
@@ -391,7 +398,7 @@ FACET_COLUMNS = {
     "status": "status",
     "type": "rights_mask",
     "regime": "regime",
-    "assignee": "assignee_id",
+    "assignee": "assignee_bucket",
     "due": "due_bucket",
     "channel": "channel",
     "organisation": "organisation_id",
@@ -410,6 +417,7 @@ def queue_facets(filters: QueueFilters, *, user, today: datetime.date | None = N
     conditions = _active_conditions(filters, user=user, today=today)
     base = _scoped(filters).annotate(
         due_bucket=_due_bucket(today),
+        assignee_bucket=_assignee_bucket(),
         n=Value(1, output_field=IntegerField()),
         **_match_flags(conditions),
     )
@@ -424,6 +432,19 @@ def queue_facets(filters: QueueFilters, *, user, today: datetime.date | None = N
         parts = [base]
     column_counts, total = count(parts, list(conditions))
     return _facet_options(filters, column_counts, user=user), total
+
+
+def _assignee_bucket():
+    """The assignee facet's column: the assignee's id, None for unassigned(), and for a request awaiting the
+    subject's confirmation a value no option shows (it is nobody's yet, and not unassigned work either)."""
+    return Case(
+        When(status=Status.AWAITING_VERIFICATION, then=Value(UNCONFIRMED)),
+        default=F("assignee_id"),
+        output_field=IntegerField(),
+    )
+
+
+UNCONFIRMED = -1  # the assignee facet's value for a request awaiting confirmation: no user has this id
 
 
 def _count_with_grouping_sets(parts: list, active: list[str]) -> tuple[dict, int]:
@@ -528,7 +549,7 @@ def _closed_totals(filters: QueueFilters, statuses, *, user, today: datetime.dat
     """ClosedRequestCount rows shaped like requests (same column names, `n` as the weight), flagged by the filters."""
     conditions = _active_conditions(filters, user=user, today=today, on_closed_totals=True)
     return ClosedRequestCount.objects.filter(status__in=statuses).annotate(
-        assignee_id=NullIf(F("assignee_key"), 0),
+        assignee_bucket=NullIf(F("assignee_key"), 0),  # a closed request is never awaiting confirmation
         organisation_id=NullIf(F("organisation_key"), 0),
         due_bucket=Value("", output_field=CharField()),  # a closed request is never overdue
         n=F("count"),
@@ -562,9 +583,11 @@ def _facet_options(filters: QueueFilters, column_counts: dict, *, user) -> dict:
                 counts["type"][value] += n
     counts["due"] = Counter({bucket: n for bucket, n in column_counts["due"].items() if bucket})
     usernames = dict(
-        get_user_model().objects.filter(id__in=set(column_counts["assignee"]) - {None}).values_list("id", "username")
+        get_user_model().objects.filter(id__in=set(column_counts["assignee"]) - {None, UNCONFIRMED}).values_list("id", "username")
     )
     for assignee_id, n in column_counts["assignee"].items():
+        if assignee_id == UNCONFIRMED:
+            continue
         if assignee_id is None:
             counts["assignee"]["none"] += n
             continue
@@ -611,7 +634,7 @@ def workload_summary(*, today: datetime.date | None = None, user=None, list_size
     groups = {
         "overdue": running.filter(due_on__lt=today),
         "due_soon": running.filter(due_on__gte=today, due_on__lte=soon),
-        "unassigned": open_requests.filter(assignee__isnull=True),
+        "unassigned": open_requests.filter(unassigned()),
         "paused": open_requests.filter(clock_paused()),
         "awaiting_verification": PrivacyRequest.objects.filter(status=Status.AWAITING_VERIFICATION).order_by("-received_at"),
         # CCPA: receipt confirmed within 10 business days. The email does it for a request with an address;

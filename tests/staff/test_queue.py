@@ -189,7 +189,7 @@ FILTER_CASES = [
     ({"organisation": "proximus"}, "ad"),
     ({"organisation": "telenet"}, "cg"),
     ({"assignee": "me"}, "a"),
-    ({"assignee": "none"}, "bde"),
+    ({"assignee": "none"}, "bd"),  # not e: awaiting the subject's confirmation, it is nobody's work yet
     ({"assignee": "hanna"}, "cg"),
     ({"status": "new", "regime": "gdpr"}, "a"),
     ({"type": "erasure", "assignee": "none"}, "b"),
@@ -229,7 +229,8 @@ def test_without_filters_each_facet_counts_every_open_request(dpo_client, mixed)
     assert facets["regime"] == {"gdpr": 3, "uk_gdpr": 1, "ccpa": 1, "lgpd": 1}
     assert facets["type"] == {"access": 4, "erasure": 2, "portability": 1}  # b asks for two rights
     assert facets["channel"] == {"web": 5, "email": 1}
-    assert facets["assignee"] == {"me": 1, "none": 3, "dora": 1, "hanna": 2}
+    # e, awaiting the subject's confirmation, is no option's: not unassigned work yet (the home page's count).
+    assert facets["assignee"] == {"me": 1, "none": 2, "dora": 1, "hanna": 2}
     assert facets["organisation"] == {mixed["organisations"]["proximus"]: 2, mixed["organisations"]["telenet"]: 2}
 
 
@@ -1083,3 +1084,24 @@ def test_an_assignment_from_an_edited_form_is_refused_as_out_of_date(dpo_client,
     assert "has changed since you loaded it" in response.content.decode()
     request.refresh_from_db()
     assert request.assignee is None
+
+
+@pytest.mark.parametrize("scope", ["open", "all"])
+@pytest.mark.django_db
+def test_the_home_pages_unassigned_and_the_queues_unassigned_are_the_same_requests(dpo_client, handler, scope):
+    """The home card links to the queue's "Unassigned": a request the subject has not confirmed yet is in
+    neither (it is not work for the team yet, and cannot be assigned), and the counts agree."""
+    waiting = make()
+    make(Status.IN_PROGRESS, assignee=handler)
+    unconfirmed = make(Status.AWAITING_VERIFICATION)
+
+    home = dpo_client.get(reverse("staff:home"))
+    assert re.search(r'href="[^"]*\?assignee=none"><strong>1</strong> unassigned</a>', home.content.decode())
+    assert [r.reference for r in home.context["summary"]["unassigned"]] == [waiting.reference]
+
+    queue = dpo_client.get(f"{QUEUE}?scope={scope}")
+    assert shown_facets(queue)["assignee"] == {"none": 1, handler.username: 1}
+    assert shown_facets(queue)["status"]["awaiting_verification"] == 1  # still listed, under its status
+    unassigned = dpo_client.get(f"{QUEUE}?scope={scope}&assignee=none")
+    assert listed(unassigned) == [waiting.reference] and shown_total(unassigned) == 1
+    assert unconfirmed.reference in listed(dpo_client.get(f"{QUEUE}?scope={scope}&status=awaiting_verification"))
