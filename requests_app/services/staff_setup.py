@@ -103,6 +103,15 @@ def code_matches(device: TOTPDevice, code: str) -> bool:
     return True
 
 
+def code_already_used(device: TOTPDevice, code: str) -> bool:
+    """Whether `code`, which the device refused, is one of its codes (within its tolerance for clock drift)
+    of a time step already used: django-otp accepts a code once (TOTPDevice.last_t), even within its 30
+    seconds, so the only reason to refuse a code that matches is that it was used."""
+    code = code.strip()
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    return code.isdigit() and totp.verify(int(code), tolerance=device.tolerance)
+
+
 class LinkUsed(Exception):
     """The link was used (or replaced) while its page was open."""
 

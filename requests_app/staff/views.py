@@ -241,7 +241,11 @@ def otp(request: HttpRequest) -> HttpResponse:
         else:
             with transaction.atomic():
                 record_event(None, "staff_code_refused", actor=Actor.staff(user), data={})  # the password was right
-            form.add_error("token", _("That code is not right, or it expired. Try the current one."))
+            if staff_setup.code_already_used(device, form.cleaned_data["token"]):
+                # "Not right" would have staff retype the same right code until a new one shows.
+                form.add_error("token", _("That code was already used. Wait for your authenticator to show a new one, then enter it."))
+            else:
+                form.add_error("token", _("That code is not right, or it expired. Try the current one."))
     return render(request, "staff/otp.html", {"form": form, "next": next_url})
 
 

@@ -117,7 +117,7 @@ def test_an_invited_user_sets_up_password_and_authenticator_through_the_link(cli
 
     # The account now signs in like any other: the password, then a code (not the one setup used).
     sign_in_with_password(client, "newbie")
-    assert "not right" in client.post(reverse("staff:otp"), {"token": setup_code}).content.decode()
+    assert "already used" in client.post(reverse("staff:otp"), {"token": setup_code}).content.decode()
     with time_machine.travel(timezone.now() + timedelta(seconds=60)):
         assert client.post(reverse("staff:otp"), {"token": current_code(device)}).url == reverse("staff:home")
         assert client.get(reverse("staff:home")).status_code == 200
@@ -338,6 +338,27 @@ def test_after_wrong_codes_the_right_one_is_refused_with_how_long_to_wait(client
     refused = client.post(reverse("staff:otp"), {"token": current_code(device)})
     assert refused.status_code == 200 and not client.session.get("otp_device_id")
     assert re.search(r"Too many wrong codes: wait \d+ seconds?, then enter the current code", refused.content.decode())
+
+
+@pytest.mark.django_db
+def test_a_code_used_once_is_refused_as_already_used_and_a_wrong_one_as_not_right(client):
+    """django-otp accepts each code once, even within its 30 seconds: "not right" would have staff retype it."""
+    dpo = staff_in_role("DPO", username="dpo1")
+    device = TOTPDevice.objects.create(user=dpo, name="phone", confirmed=True)
+    start = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=1)  # the start of a 30-second step
+    with time_machine.travel(start + timedelta(seconds=1), tick=False):
+        code = current_code(device)
+        sign_in_with_password(client, "dpo1")
+        assert client.post(reverse("staff:otp"), {"token": code}).url == reverse("staff:home")
+        other_browser = Client()
+        sign_in_with_password(other_browser, "dpo1")
+        refused = other_browser.post(reverse("staff:otp"), {"token": code}).content.decode()
+    assert "That code was already used. Wait for your authenticator to show a new one, then enter it." in refused
+    assert "not right" not in refused
+    with time_machine.travel(start + timedelta(seconds=5), tick=False):  # past the one-second wait a refusal sets
+        wrong = other_browser.post(reverse("staff:otp"), {"token": "000000" if code != "000000" else "111111"})
+    assert "That code is not right, or it expired. Try the current one." in wrong.content.decode()
+    assert not other_browser.session.get("otp_device_id")
 
 
 @pytest.mark.django_db
