@@ -1804,13 +1804,17 @@ class NoticeStatus(models.TextChoices):
     PENDING = "pending", _("To send once the actions are done")
     SENT = "sent", _("Sent")
     FAILED = "failed", _("Failed")
-    WAIVED = "waived", _("Not sent: impossible or disproportionate")
+    # Art. 19's exceptions (impossible, disproportionate effort), or no disclosure to tell of: WaiverReason.
+    WAIVED = "waived", _("Not sent: reason recorded")
     NOT_NEEDED = "not_needed", _("Not needed: nothing changed in this source")
 
 
 class WaiverReason(models.TextChoices):
     IMPOSSIBLE = "impossible", _("Impossible")
     DISPROPORTIONATE = "disproportionate", _("Disproportionate effort")
+    # Not an Art. 19 exception but a fact: the inventory lists the recipient for the source, yet none of
+    # this subject's data was ever disclosed to it, so there is nothing to tell it.
+    NEVER_DISCLOSED = "never_disclosed", _("Never received this person's data")
 
 
 class RecipientNotice(models.Model):

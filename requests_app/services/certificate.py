@@ -40,6 +40,7 @@ from requests_app.models import (
     SourceSystem,
     Status,
     SuppressionPurpose,
+    WaiverReason,
 )
 from requests_app.exports.package import NO_VERIFIED_IDENTIFIER, not_searched_reason, source_of_data_file
 from requests_app.services.notices import corrected_values, only_records_before
@@ -292,7 +293,13 @@ def outcome_summary(request: PrivacyRequest) -> str:
             if recipients:
                 say((under_gdpr if gdpr else elsewhere) % {"names": _names(recipients)})
         for notice in notices:
-            if notice.status == NoticeStatus.WAIVED:
+            if notice.status == NoticeStatus.WAIVED and notice.waiver_reason == WaiverReason.NEVER_DISCLOSED:
+                # Not an Art. 19 exception: there was no disclosure to tell of, which the letter says as a fact.
+                say(
+                    _("We never disclosed your data to %(name)s, so there was nothing to tell it. %(note)s")
+                    % {"name": names[notice.pk], "note": notice.waiver_note}
+                )
+            elif notice.status == NoticeStatus.WAIVED:
                 say(
                     (
                         _("We did not tell %(name)s (Article 19 GDPR): %(reason)s. %(note)s")

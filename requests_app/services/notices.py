@@ -4,7 +4,8 @@ A notice is planned with the request's source actions and sent once all the
 actions on its recipient's source are done: by email, or as a signed JSON
 POST (the same `Webhook-Signature` scheme as the API's webhooks, with the
 recipient's own secret). Staff may instead record that telling a recipient
-is impossible or would take disproportionate effort, which Art. 19 allows.
+is impossible or would take disproportionate effort, which Art. 19 allows, or
+that it never received this person's data (nothing to tell it).
 
 The notice carries what the recipient needs to apply the change: the
 identifiers the source knows the person by, what was done, and corrected
@@ -276,10 +277,13 @@ def resend(*, notice: RecipientNotice, actor: Actor) -> RecipientNotice:
 
 
 def waive(*, notice: RecipientNotice, actor: Actor, reason: str, note: str) -> RecipientNotice:
-    """Record that telling this recipient is impossible or would take disproportionate effort (Art. 19)."""
+    """Record why this recipient is not told: impossible or disproportionate effort (Art. 19's exceptions),
+    or it never received this person's data. Only from pending or failed."""
     roles.require_can_work(actor, notice.request)
     if reason not in WaiverReason.values:
-        raise RequestError(_("Choose why the recipient cannot be told: impossible or disproportionate effort."))
+        raise RequestError(
+            _("Choose why the recipient is not told: impossible, disproportionate effort, or it never received this person's data.")
+        )
     if not note.strip():
         raise RequestError(_("Say why: the subject and the supervisory authority may ask."))
     with transaction.atomic():

@@ -4,6 +4,7 @@ rectified, and which recipients were told (Art. 19), in the subject's language."
 import datetime
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from requests_app.models import (
@@ -88,6 +89,31 @@ def test_a_letter_under_another_law_than_the_gdpr_cites_no_gdpr_article(crm, cdr
     assert "We did not tell Old roaming partner, a recipient of your data, about these changes: impossible. Gone." in body
     assert "GDPR" not in body and "Art" not in body
     assert "Compliance with a legal obligation (Art. 17(3)(b))" in certificate.render_certificate_html(request)
+
+
+@pytest.mark.parametrize("regime", ["gdpr", "ccpa"])
+def test_a_recipient_that_never_received_the_subjects_data_is_not_called_an_art_19_exception(
+    crm, dpo_actor, client, django_capture_on_commit_callbacks, regime
+):
+    """The inventory lists the recipient for the source, but none of this person's data went to it: there
+    was nothing to tell it, which is a fact, not the exception of an impossible or disproportionate notice."""
+    request = verified_request(RequestType.ERASURE, regime=regime)
+    partner = Recipient.objects.create(source=crm, name="Authorities", country="Belgium")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+    notices.waive(
+        notice=request.recipient_notices.get(recipient=partner), actor=dpo_actor,
+        reason="never_disclosed", note="No request from an authority ever concerned this person.",
+    )
+
+    body = _complete(request, dpo_actor).body
+    assert (
+        "We never disclosed your data to Authorities, so there was nothing to tell it. "
+        "No request from an authority ever concerned this person."
+    ) in body
+    assert "We did not tell Authorities" not in body
+    status_page = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
+    assert "Authorities (Belgium): nothing to tell: it never received your data" in " ".join(status_page.split())
 
 
 def test_a_letter_under_the_uk_gdpr_cites_the_articles_it_numbers_alike(cdr, dpo_actor, django_capture_on_commit_callbacks):

@@ -321,7 +321,7 @@ def test_waiving_needs_a_reason_and_a_note_and_unblocks_completion(crm, erasure_
     notices.deliver(notice_id=notice.id)
     with pytest.raises(RequestError, match="Say why"):
         notices.waive(notice=notice, actor=dpo_actor, reason=WaiverReason.IMPOSSIBLE, note="  ")
-    with pytest.raises(RequestError, match="impossible or disproportionate"):
+    with pytest.raises(RequestError, match="impossible, disproportionate effort, or it never received"):
         notices.waive(notice=notice, actor=dpo_actor, reason="", note="Partner went bankrupt in 2025")
     assert RecipientNotice.objects.get(pk=notice.pk).status == NoticeStatus.FAILED
 
