@@ -1104,7 +1104,12 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
     for notice in request.recipient_notices.all():
         if notice.status == NoticeStatus.PENDING and notice.recipient.source_id in released_by_the_refusal:
             continue
-        if notice.status in (NoticeStatus.PENDING, NoticeStatus.FAILED):
+        if notice.status in (NoticeStatus.PENDING, NoticeStatus.FAILED) and not notice.recipient.reachable:
+            blockers.append(
+                _("Recipient %(recipient)s cannot be notified (Art. 19): it has no email address or webhook URL. Add one in "
+                  "the inventory, or waive the notice.") % {"recipient": notice.recipient.name}
+            )
+        elif notice.status in (NoticeStatus.PENDING, NoticeStatus.FAILED):
             blockers.append(
                 _("Recipient %(recipient)s has not been notified (Art. 19).") % {"recipient": notice.recipient.name}
             )

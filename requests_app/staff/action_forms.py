@@ -2,10 +2,10 @@
 the services (services/actions.py, services/notices.py) decide whether it may be done."""
 
 from django import forms
-from django.utils.translation import get_language
+from django.utils.translation import get_language, gettext
 from django.utils.translation import gettext_lazy as _
 
-from requests_app.models import TEXT_MAX_CHARS, SourceField, WaiverReason
+from requests_app.models import LANGUAGE_NAMES_IN_SENTENCE, TEXT_MAX_CHARS, SourceField, WaiverReason
 
 
 class RectifiableFieldChoiceField(forms.ModelChoiceField):
@@ -40,12 +40,21 @@ class RectificationForm(forms.Form):
 
 
 class WaiveForm(forms.Form):
+    """Why a recipient is not told. The completion letter quotes the note as it is typed (certificate.outcome_summary)."""
+
     reason = forms.ChoiceField(label=_("Why not"), choices=WaiverReason.choices)
     note = forms.CharField(
-        label=_("Explanation (the subject and the supervisory authority may ask)"),
+        label=_("Explanation (quoted in the letter to the subject)"),
         widget=forms.Textarea(attrs={"rows": 2}),
         max_length=2000,
     )
+
+    def __init__(self, *args, language: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The letter is in the request's language: a note in the staff member's own would sit in it untranslated.
+        self.fields["note"].help_text = gettext(
+            "Write it in %(language)s, the language of the request. The supervisory authority may also ask to see it."
+        ) % {"language": LANGUAGE_NAMES_IN_SENTENCE[language]}
 
 
 class ManualDoneForm(forms.Form):

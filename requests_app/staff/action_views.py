@@ -105,7 +105,7 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
     recipient_notices = list(privacy_request.recipient_notices.select_related("recipient", "waived_by"))
     for notice in recipient_notices:
         key = f"waive-{notice.public_id}"
-        notice.waive_form = bound.get(key) or WaiveForm(auto_id=f"{key}-%s")
+        notice.waive_form = bound.get(key) or WaiveForm(auto_id=f"{key}-%s", language=privacy_request.language)
     rectifying = RequestType.RECTIFICATION in rights
     return {
         "shown": True,
@@ -278,7 +278,7 @@ def notice_step(request: HttpRequest, public_id, step: str) -> HttpResponse:
         if not roles.can_work(request.user, notice.request):
             raise PermissionDenied(_("You may not act on this request."))
         key = f"waive-{notice.public_id}"
-        form = WaiveForm(request.POST, auto_id=f"{key}-%s")
+        form = WaiveForm(request.POST, auto_id=f"{key}-%s", language=notice.request.language)
         if not form.is_valid():
             return _page_with_form(request, _get_request(reference), key, form, status=400)
         try:

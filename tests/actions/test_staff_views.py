@@ -382,6 +382,38 @@ def test_waiving_a_notice_requires_a_note(client_dpo, crm, erasure_request, dpo_
 
 
 @sqlite_source
+def test_a_notice_to_a_recipient_with_no_address_says_from_the_start_it_cannot_be_sent(client_dpo, crm, erasure_request, dpo_actor):
+    """Sending it once the actions are done would only fail: the panel and the completion blockers say so at once, and
+    what to do. The notice is still owed (Art. 19): it stays until an address is added or staff record why not."""
+    Recipient.objects.create(source=crm, name="Authorities", country="BE")  # neither email nor webhook URL
+    Recipient.objects.create(source=crm, name="Mailer", country="BE", notification_email="privacy@mailer.example")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+
+    page = html.unescape(_page(client_dpo, erasure_request).content.decode())
+    [authorities] = re.findall(r"<td>Authorities</td>(.*?)</tr>", page, re.DOTALL)
+    assert "Cannot be sent: no email address or webhook URL. Add one to this recipient in the inventory, or waive this notice." in authorities
+    assert "To send once the actions are done" not in authorities and "Waive" in authorities
+    [mailer] = re.findall(r"<td>Mailer</td>(.*?)</tr>", page, re.DOTALL)
+    assert "To send once the actions are done" in mailer
+    assert (
+        "Recipient Authorities cannot be notified (Art. 19): it has no email address or webhook URL. Add one in the inventory, "
+        "or waive the notice."
+    ) in actions.completion_blockers(erasure_request)
+
+
+@sqlite_source
+def test_the_waiver_note_says_it_is_quoted_to_the_subject_in_the_requests_language(client_dpo, crm, dpo_actor):
+    """The letter quotes the note as typed: a French letter would otherwise carry an English staff note."""
+    request = verified_request(RequestType.ERASURE, language="fr")
+    Recipient.objects.create(source=crm, name="Mailer", country="BE")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    page = html.unescape(_page(client_dpo, request).content.decode())
+    assert "Explanation (quoted in the letter to the subject)" in page
+    assert "Write it in French, the language of the request. The supervisory authority may also ask to see it." in page
+    assert "Never received this person's data" in page  # a reason to choose besides Art. 19's exceptions
+
+
+@sqlite_source
 def test_a_failed_notice_can_be_sent_again(client_dpo, crm, erasure_request, dpo_actor, django_capture_on_commit_callbacks):
     recipient = Recipient.objects.create(source=crm, name="Mailer", country="BE")  # no address yet: sending fails
     actions.plan_actions(request=erasure_request, actor=dpo_actor)
