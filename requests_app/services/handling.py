@@ -286,9 +286,10 @@ def _sent_again(queryset, body: str):
 
 
 def _sent_again_refusal(earlier) -> str:
-    return _("The same text was sent at %(time)s: it was not sent again.") % {
-        "time": formats.time_format(timezone.localtime(earlier.created_at), "H:i")
-    }
+    time = formats.time_format(timezone.localtime(earlier.created_at), "H:i")
+    if isinstance(earlier, InternalNote):  # a note is added to the file, never sent
+        return _("The same note was added at %(time)s: it was not added again.") % {"time": time}
+    return _("The same text was sent at %(time)s: it was not sent again.") % {"time": time}
 
 
 def message_send(*, request: PrivacyRequest, actor: Actor, body: str, subject: str = "") -> Message:
