@@ -203,6 +203,9 @@ def action_step(request: HttpRequest, public_id, step: str) -> HttpResponse:
         else:
             service, success = STEPS[step]
             action = service(action=action, actor=actor)
+            if step == "approve" and action.kind == ActionKind.LIFT_RESTRICTION and timezone.localdate() < action.lift_not_before:
+                # The subject was told the restriction lasts until then (Art. 18(3)): it cannot run before.
+                success = _("Approved: it may be executed from %(day)s.") % {"day": date_in_words(action.lift_not_before)}
             if step in ("execute", "retry") and certificate_service.searched_nothing(action):
                 # Allowed, and the letter says so; but staff should know the source keeps the subject's data.
                 success = _(

@@ -8,6 +8,7 @@ import html
 
 import pytest
 import time_machine
+from django.contrib.messages import get_messages
 from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -219,6 +220,25 @@ def test_the_request_page_offers_the_lift_on_a_completed_request_and_says_when_i
         client.post(reverse("staff:source_action", args=[lift.public_id, "dry_run"]))
     lift.refresh_from_db()
     assert lift.status in (ActionStatus.DRY_RUNNING, ActionStatus.AWAITING_APPROVAL)
+
+
+@pytest.mark.parametrize("source_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("approved_at", "said"),
+    [
+        (PLANNED_ON + datetime.timedelta(days=1), "Approved: it may be executed from 9 March 2026."),
+        (datetime.datetime(2026, 3, 9, 7, 0, tzinfo=datetime.UTC), "Approved: the action can now be executed."),
+    ],
+)
+def test_approving_a_lift_says_from_when_it_may_be_executed(
+    client, dpo_actor, restricted, django_capture_on_commit_callbacks, step, approved_at, said
+):
+    """Before the day the subject was given, "can now be executed" was untrue: execute() refuses it until then."""
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    with time_machine.travel(approved_at, tick=False):
+        step(actions.dry_run_start, lift, actor=dpo_actor)
+        response = login_staff(client, dpo_actor.user).post(reverse("staff:source_action", args=[lift.public_id, "approve"]))
+    assert [str(message) for message in get_messages(response.wsgi_request)] == [said]
 
 
 def test_a_manual_source_owner_confirms_the_lift_only_from_the_notice_date(
