@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from requests_app import roles
 from requests_app.models import (
     GROUNDS_OF_THE_WHOLE_REQUEST,
+    LANGUAGE_NAMES_IN_SENTENCE,
     MAX_HOLD_MONTHS,
     PORTABLE_LEGAL_BASES,
     REFUSABLE_GROUNDS,
@@ -97,8 +98,27 @@ class QueueFilterForm(forms.Form):
         return QueueFilters(**cleaned)
 
 
-class ReasonForm(forms.Form):
-    reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
+class ExtensionForm(forms.Form):
+    """Why the deadline is extended: the email telling the subject quotes it as typed (deadline-extended-body.txt)."""
+
+    reason = forms.CharField(
+        label=_("Reason (quoted in the email to the subject)"), widget=forms.Textarea(attrs={"rows": 2}), max_length=2000
+    )
+
+    def __init__(self, *args, privacy_request, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The reason must meet the regime's test, which the email states next to it; the LGPD allows no extension.
+        if privacy_request.regime == Regime.CCPA:
+            help_text = gettext(
+                "Write it in %(language)s, the language of the request. The CCPA allows up to 45 more days only where "
+                "that is reasonably necessary: say why it is."
+            )
+        else:
+            help_text = gettext(
+                "Write it in %(language)s, the language of the request. Art. 12(3) allows an extension only for the "
+                "complexity or the number of requests: say which, and why."
+            )
+        self.fields["reason"].help_text = help_text % {"language": LANGUAGE_NAMES_IN_SENTENCE[privacy_request.language]}
 
 
 class PauseForm(forms.Form):
@@ -133,8 +153,10 @@ class AssignForm(forms.Form):
 
 class IdentityVerifyForm(forms.Form):
     identities = forms.TypedMultipleChoiceField(label=_("Identifiers verified"), coerce=int, widget=forms.CheckboxSelectMultiple)
+    # No method is preselected: a default one would be recorded by whoever did not look at the list.
     method = forms.ChoiceField(
-        label=_("How"), choices=[(v, l) for v, l in VerificationMethod.choices if v != VerificationMethod.EMAIL_LINK]
+        label=_("How"),
+        choices=[("", _("Choose how you checked it")), *((v, l) for v, l in VerificationMethod.choices if v != VerificationMethod.EMAIL_LINK)],
     )
 
     def __init__(self, *args, privacy_request=None, **kwargs):

@@ -588,7 +588,7 @@ FORM_SLOTS = {
     "message": forms.MessageForm,
     "information": forms.InformationRequestForm,
     "identity": forms.IdentityVerifyForm,
-    "extend": forms.ReasonForm,
+    "extend": forms.ExtensionForm,
     "pause": forms.PauseForm,
     "complete": forms.CompleteForm,
     "reject": forms.RejectForm,
@@ -599,7 +599,8 @@ FORM_SLOTS = {
 
 def _action_form(slot: str, privacy_request: PrivacyRequest, data=None):
     form_class = FORM_SLOTS[slot]
-    kwargs = {"privacy_request": privacy_request} if form_class in (forms.IdentityVerifyForm, forms.CompleteForm, forms.RejectForm) else {}
+    takes_request = (forms.IdentityVerifyForm, forms.CompleteForm, forms.RejectForm, forms.ExtensionForm)
+    kwargs = {"privacy_request": privacy_request} if form_class in takes_request else {}
     if slot == "assign" and data is None:
         kwargs["initial"] = {"assignee": privacy_request.assignee}
     return form_class(data, auto_id=f"{slot}-%s", **kwargs)

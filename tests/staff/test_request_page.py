@@ -198,6 +198,47 @@ def test_the_page_says_whether_the_subject_was_emailed_of_the_extension(client, 
     assert "subject emailed on" in page and "not emailed yet" not in page
 
 
+@pytest.mark.parametrize(
+    ("regime", "rule"),
+    [
+        ("gdpr", "Art. 12(3) allows an extension only for the complexity or the number of requests: say which, and why."),
+        ("uk_gdpr", "Art. 12(3) allows an extension only for the complexity or the number of requests: say which, and why."),
+        ("ccpa", "The CCPA allows up to 45 more days only where that is reasonably necessary: say why it is."),
+    ],
+)
+@pytest.mark.django_db
+def test_the_extension_form_says_its_reason_is_emailed_to_the_subject_and_what_the_law_allows(client, regime, rule):
+    """The reason goes as typed into the email to the subject, next to the regime's rule: staff must know both."""
+    request = request_in_status(Status.IN_PROGRESS, regime=regime, language="nl")
+    login_staff(client, staff_in_role("DPO", username="dpo-extension-form"))
+    page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+    form = page[page.index('for="extend-reason"'):]
+    form = form[:form.index("</form>")]
+    assert "Reason (quoted in the email to the subject)" in form
+    assert f"Write it in Dutch, the language of the request. {rule}" in form
+
+
+@pytest.mark.django_db
+def test_the_verification_method_must_be_chosen_not_taken_by_default(client):
+    """A preselected method was recorded by whoever did not look at the list."""
+    request = request_in_status(Status.NEW)
+    login_staff(client, staff_in_role("DPO", username="dpo-verification-method"))
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    methods = page[page.index('id="identity-method"'):]
+    methods = methods[:methods.index("</select>")]
+    assert '<option value="" selected>Choose how you checked it</option>' in methods
+
+    identity = request.identities.get(kind=IdentityKind.EMAIL)
+    response = client.post(
+        reverse("staff:request_action", args=[request.reference, "verify_identity"]),
+        {"identities": [identity.id], "method": "", "expected_status": Status.NEW},
+    )
+    assert response.status_code == 400 and "This field is required." in response.content.decode()
+    identity.refresh_from_db()
+    request.refresh_from_db()
+    assert (identity.verification_method, request.status) == ("", Status.NEW)
+
+
 @pytest.mark.django_db
 def test_a_handler_whose_request_was_reassigned_meanwhile_is_told_so_and_keeps_what_they_wrote(client):
     from requests_app.services import routing
