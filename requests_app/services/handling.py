@@ -513,10 +513,10 @@ def request_complete(
     ends with what was erased, kept, rectified and restricted, and who was told,
     and says when a data package found nothing and which sources it could not search.
 
-    Some of the rights asked may be `refused`, each on its ground (_refuse_rights says when they may not be):
-    completion then waits for none of their work, and the letter gives, for each, the ground and the reasons,
-    and the right to complain (Art. 12(4)). The completion's audit event names them and their grounds.
-    """
+    Some of the rights asked, or all of them, may be `refused`, each on its ground (_refuse_rights says when they
+    may not be): completion then waits for none of their work, and the letter gives, for each, the ground and the
+    reasons, and the right to complain (Art. 12(4)); with every right refused, it opens by saying so
+    (every_right_refused_letter). The completion's audit event names them and their grounds."""
     refusals_by_right = {refusal.right: refusal for refusal in refused}
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
@@ -538,11 +538,18 @@ def request_complete(
             # A recipient's notice that waited only for a refused right's action, which will never run, goes now:
             # once committed, after the letter, which says its recipient is being told (outcome_summary).
             queue_due_notices(locked)
-        subject, text = render_letter(locked, TemplatePurpose.COMPLETION, body=letter.strip())
-        # What was done in the source systems, and what a package found, is stated from the actions and the
-        # manifests themselves, so the letter cannot omit a kept category and its Art. 17(3) reason, or
-        # that no data was found, whatever the DPO wrote; nor a right refused, and why.
-        for paragraph in (outcome_summary(locked), refusals_in_letter(locked, refusals_by_right)):
+        if locked.granted_rights:
+            subject, text = render_letter(locked, TemplatePurpose.COMPLETION, body=letter.strip())
+            # What was done in the source systems, and what a package found, is stated from the actions and the
+            # manifests themselves, so the letter cannot omit a kept category and its Art. 17(3) reason, or
+            # that no data was found, whatever the DPO wrote; nor a right refused, and why.
+            paragraphs = (outcome_summary(locked), refusals_in_letter(locked, refusals_by_right))
+        else:
+            # Every right refused, each on its own ground: nothing was done (none of them was answered already,
+            # _refuse_rights), so there is no outcome to tell, only each refusal and its reasons.
+            subject, text = every_right_refused_letter(locked, body=letter.strip())
+            paragraphs = (refusals_in_letter(locked, refusals_by_right),)
+        for paragraph in paragraphs:
             if paragraph:
                 text = f"{text}\n\n{paragraph}"
         if corrected_none or data_kept(locked) or answered_in_part(locked) or grounds:
@@ -559,14 +566,40 @@ def request_complete(
     return locked
 
 
+# A completion that refuses every right asked, each on its own ground: it cannot open as the completion letter does
+# ("We have completed your request (…)", naming the rights granted), nor as a rejection's, which gives one reason for
+# the whole request. Built-in: a DPO's completion template is written for rights granted.
+EVERY_RIGHT_REFUSED_LETTER = (
+    gettext_lazy("Your privacy request {{ reference }}"),
+    gettext_lazy(
+        "We have examined each part of your request {{ reference }} ({{ rights }}), and we cannot grant any of them. "
+        "We give the reason for each below."
+    ),
+)
+
+
+def every_right_refused_letter(request: PrivacyRequest, *, body: str) -> tuple[str, str]:
+    """The subject line and opening of the completion letter of a request whose every right is refused, in the
+    subject's language, with what the DPO wrote (request_complete adds a paragraph per right refused)."""
+    with translation.override(request.language):
+        values = {
+            "reference": request.reference,
+            "rights": ", ".join(str(RequestType(right).label) for right in request.requested_rights),
+        }
+        subject_source, opening_source = map(str, EVERY_RIGHT_REFUSED_LETTER)
+        text = "\n\n".join(part for part in (letters.render(opening_source, values), body) if part)
+        return letters.render(subject_source, values), text
+
+
 def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRefusal]) -> None:
     """Check the refusals of some of the request's rights and record them (request_complete, under its lock).
 
     Each right must be asked, on a refusable ground with its reasons; an objection to direct marketing only on
     the grounds any request may be refused on (Art. 21(3)), a ground that answers one right only (Art. 21(1),
-    17(3)(e)) only that right (models.ground_can_refuse); and not all of them: that is a rejection, whose
-    letter says the request is refused (request_reject). A right answered already cannot be refused
-    (actions.answered_already)."""
+    17(3)(e)) only that right (models.ground_can_refuse). Every right may be refused, each on the ground that
+    answers it (an erasure for a legal duty to keep the data, an objection for compelling grounds), but not all on
+    one ground: that refuses the request whole, which Reject does (request_reject offers that ground then), and
+    its letter says the request is refused. A right answered already cannot be refused (actions.answered_already)."""
     rights = {right.right: right for right in request.rights.all()}
     for right, refusal in refusals_by_right.items():
         if right not in rights:
@@ -588,10 +621,10 @@ def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRe
             raise RequestError(MARKETING_OBJECTION_REFUSAL)
         if not ground_can_refuse(refusal.ground, rights[right]):
             raise RequestError(GROUND_FOR_ANOTHER_RIGHT[refusal.ground] % {"right": label})
-    if set(refusals_by_right) == set(rights):
+    if set(refusals_by_right) == set(rights) and len({refusal.ground for refusal in refusals_by_right.values()}) == 1:
         raise RequestError(
-            _("Every right asked would be refused: that is a rejection. Use Reject instead, with the legal reason, "
-              "so that the letter tells the subject their request is refused.")
+            _("Every right asked would be refused on the same ground: that is a rejection. Use Reject instead, with "
+              "that reason, so that the letter tells the subject their request is refused.")
         )
     answered = answered_already(request, set(refusals_by_right))
     if answered:

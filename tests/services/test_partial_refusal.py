@@ -102,16 +102,92 @@ def test_a_completion_that_refuses_nothing_records_and_says_no_refusal(dpo):
     assert "lodge a complaint" not in request.messages.get().body
 
 
-@pytest.mark.parametrize("rights", [[RequestType.ACCESS, RequestType.ERASURE], [RequestType.ERASURE]])
+@pytest.mark.parametrize(("rights", "ground"), [
+    ([RequestType.ACCESS, RequestType.ERASURE], "other"),
+    ([RequestType.ACCESS, RequestType.ERASURE], "manifestly_unfounded"),
+    ([RequestType.ERASURE], "other"),
+    ([RequestType.ERASURE], "legal_obligation"),
+])
 @pytest.mark.django_db
-def test_refusing_every_right_asked_is_refused_as_a_rejection(dpo, rights):
-    """A letter that says "We have completed your request" and then refuses all of it would be a rejection under
-    another name: the Reject action is the one way, and its letter says the request is refused."""
+def test_refusing_every_right_asked_on_one_ground_is_refused_as_a_rejection(dpo, rights, ground):
+    """One reason for the whole request is a rejection: the Reject action offers that ground, and its letter says
+    the request is refused, once, for it."""
     request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(right) for right in rights])
-    refused = [RightRefusal(right, "other", TELECOM_LAW) for right in rights]
-    with pytest.raises(RequestError, match="that is a rejection. Use Reject instead"):
+    refused = [RightRefusal(right, ground, TELECOM_LAW) for right in rights]
+    with pytest.raises(RequestError, match="would be refused on the same ground: that is a rejection. Use Reject instead"):
         complete(request, dpo, *refused)
     assert nothing_changed(request)
+
+
+FRAUD_CHECKS = RightDetails(RequestType.OBJECTION, objection_processing="Fraud checks on my calls")
+PENDING_DISPUTE = "We need your billing records to defend the claim you brought against us in court."
+OVERRIDING_INTEREST = "Our fraud checks on your calls protect other customers, which outweighs your objection."
+
+
+@pytest.mark.django_db
+def test_every_right_refused_each_on_its_own_ground_completes_with_a_letter_that_refuses_each(dpo):
+    """QA #4: an erasure kept by the telecom law (Art. 17(3)(b)) and an objection outweighed (Art. 21(1)): Reject
+    could cite neither, and the letter must give each right's own reason (Art. 12(4))."""
+    request = asking(RequestType.ERASURE, FRAUD_CHECKS)
+
+    complete(
+        request, dpo,
+        RightRefusal(RequestType.ERASURE, "legal_obligation", TELECOM_LAW),
+        RightRefusal(RequestType.OBJECTION, "compelling_grounds", OVERRIDING_INTEREST),
+        letter="We looked at each part of your request with the teams concerned.",
+    )
+
+    request.refresh_from_db()
+    assert request.status == Status.COMPLETED and request.rejection_ground == ""
+    assert request.refused_rights == request.requested_rights == ["erasure", "objection"] and request.granted_rights == []
+    assert request.events.get(action="complete").data == {
+        "refused": [{"right": "erasure", "ground": "legal_obligation"}, {"right": "objection", "ground": "compelling_grounds"}]
+    }
+    message = request.messages.get()
+    assert message.subject == f"Your privacy request {request.reference}"
+    # Nothing was done: the letter does not open as a completion ("We have completed your request ()").
+    assert message.body.startswith(
+        f"We have examined each part of your request {request.reference} (Erase my data, Object to the processing of my "
+        "data), and we cannot grant any of them. We give the reason for each below.\n\n"
+        "We looked at each part of your request with the teams concerned.\n\n"
+    )
+    assert "We have completed" not in message.body and "()" not in message.body
+    assert (
+        "We cannot grant this part of your request: “Erase my data”. The reason: Legal obligation to retain the data "
+        f"(Art. 17(3)(b))\n\n{TELECOM_LAW}"
+    ) in message.body
+    assert (
+        "We cannot grant this part of your request: “Object to the processing of my data”. The reason: Compelling "
+        f"legitimate grounds for the processing, or legal claims (Art. 21(1))\n\n{OVERRIDING_INTEREST}"
+    ) in message.body
+    assert message.body.count("lodge a complaint with a supervisory authority") == 1
+    assert message.body.endswith("and to seek a judicial remedy before the courts.")
+
+
+@pytest.mark.django_db
+def test_a_letter_refusing_every_right_in_french_gives_each_reason_in_french(dpo):
+    request = asking(RequestType.ERASURE, FRAUD_CHECKS, language="fr")
+
+    complete(
+        request, dpo,
+        RightRefusal(RequestType.ERASURE, "legal_obligation", "La loi nous oblige à conserver vos données de trafic."),
+        RightRefusal(RequestType.OBJECTION, "compelling_grounds", "La lutte contre la fraude protège nos autres clients."),
+        letter="",
+    )
+
+    message = request.messages.get()
+    assert message.subject == f"Votre demande relative à vos données personnelles {request.reference}"
+    assert "Nous avons traité votre demande" not in message.body  # the completion's opening, for rights granted
+    assert (
+        "Nous ne pouvons pas donner suite à cette partie de votre demande : « Effacer mes données ». Motif : Obligation "
+        "légale de conserver les données (art. 17, paragraphe 3, point b))\n\nLa loi nous oblige à conserver vos données de trafic."
+    ) in message.body
+    assert (
+        "Nous ne pouvons pas donner suite à cette partie de votre demande : « M'opposer au traitement de mes données ». "
+        "Motif : Motifs légitimes et impérieux pour le traitement, ou droits en justice (art. 21, paragraphe 1)"
+    ) in message.body
+    assert message.body.count("Vous avez le droit d'introduire une réclamation auprès d'une autorité de contrôle") == 1
+    assert "Legal obligation" not in message.body and "supervisory authority" not in message.body
 
 
 @pytest.mark.django_db
@@ -230,10 +306,6 @@ def test_a_refusal_under_another_law_than_the_gdpr_cites_no_gdpr_article(dpo, re
     assert ground_shown in body
     assert "Art." not in body and "GDPR" not in body
 
-
-FRAUD_CHECKS = RightDetails(RequestType.OBJECTION, objection_processing="Fraud checks on my calls")
-PENDING_DISPUTE = "We need your billing records to defend the claim you brought against us in court."
-OVERRIDING_INTEREST = "Our fraud checks on your calls protect other customers, which outweighs your objection."
 
 
 @pytest.mark.parametrize("regime", ["gdpr", "ccpa", "lgpd"])

@@ -380,7 +380,7 @@ def test_a_right_refused_from_the_request_page_is_told_and_shown(client, django_
 
 
 @pytest.mark.django_db
-def test_refusing_every_right_from_the_request_page_sends_to_reject_and_keeps_what_was_typed(client):
+def test_refusing_every_right_on_one_ground_from_the_request_page_sends_to_reject_and_keeps_what_was_typed(client):
     from requests_app.models import RequestType
     from requests_app.services.intake import RightDetails
 
@@ -389,16 +389,40 @@ def test_refusing_every_right_from_the_request_page_sends_to_reject_and_keeps_wh
 
     response = client.post(reverse("staff:request_action", args=[request.reference, "complete"]), {
         "letter": "", "expected_status": Status.IN_PROGRESS,
-        "refusal_ground_access": "rights_of_others", "refusal_explanation_access": "Every call record names the other party.",
-        "refusal_ground_erasure": "legal_obligation", "refusal_explanation_erasure": "Telecom law keeps call records 12 months.",
+        "refusal_ground_access": "manifestly_unfounded", "refusal_explanation_access": "The tenth request this month.",
+        "refusal_ground_erasure": "manifestly_unfounded", "refusal_explanation_erasure": "The tenth request this month.",
     })
 
     assert response.status_code == 409
     page = html.unescape(response.content.decode())
-    assert "Every right asked would be refused: that is a rejection. Use Reject instead" in page
-    assert "Every call record names the other party." in page and "<details open><summary>Complete</summary>" in page
+    assert "Every right asked would be refused on the same ground: that is a rejection. Use Reject instead" in page
+    assert "The tenth request this month." in page and "<details open><summary>Complete</summary>" in page
     request.refresh_from_db()
     assert request.status == Status.IN_PROGRESS and request.refused_rights == [] and not request.messages.exists()
+
+
+@pytest.mark.django_db
+def test_refusing_every_right_each_on_its_own_ground_from_the_request_page_completes_the_request(client, django_capture_on_commit_callbacks):
+    """QA #4: Reject offers neither Art. 17(3)(b) for the erasure nor Art. 21(1) for the objection."""
+    from requests_app.models import RequestType
+    from requests_app.services.intake import RightDetails
+
+    login_staff(client, staff_in_role("DPO", username="dpo-refuse-each"))
+    fraud_checks = RightDetails(RequestType.OBJECTION, objection_processing="Fraud checks on my calls")
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ERASURE), fraud_checks])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("staff:request_action", args=[request.reference, "complete"]), {
+            "letter": "", "expected_status": Status.IN_PROGRESS,
+            "refusal_ground_erasure": "legal_obligation", "refusal_explanation_erasure": "Telecom law keeps call records 12 months.",
+            "refusal_ground_objection": "compelling_grounds", "refusal_explanation_objection": "Fraud checks protect other customers.",
+        })
+
+    assert response.status_code == 302
+    request.refresh_from_db()
+    assert request.status == Status.COMPLETED and request.refused_rights == ["erasure", "objection"]
+    body = request.messages.get().body
+    assert "Telecom law keeps call records 12 months." in body and "Fraud checks protect other customers." in body
 
 
 @pytest.mark.django_db
