@@ -1075,9 +1075,9 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
             )
         )
     rectified_sources = {a.source_id for a in actions if a.kind == ActionKind.RECTIFY}
-    unplanned = {
-        change.category.source.name for change in request.rectification_changes.all() if change.category.source_id not in rectified_sources
-    }
+    # The corrected values of a refused rectification are never made: nothing is left to plan for them.
+    corrections = request.rectification_changes.all() if RequestType.RECTIFICATION in rights else []
+    unplanned = {change.category.source.name for change in corrections if change.category.source_id not in rectified_sources}
     for source_name in sorted(unplanned):
         blockers.append(_("Corrected values for %(source)s have not been planned: plan the actions again.") % {"source": source_name})
     kinds_verified = verified_kinds(request)

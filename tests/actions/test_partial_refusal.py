@@ -166,3 +166,30 @@ def test_a_refused_rights_manual_action_is_not_offered_for_confirmation_once_the
     with django_capture_on_commit_callbacks(execute=True):
         handling.request_complete(request=request, actor=dpo_actor, letter="", expected_status=Status.IN_PROGRESS, refused=[ERASURE_REFUSED])
     assert confirm not in client.get(reverse("staff:request", args=[request.reference])).content.decode()
+
+
+def test_every_right_refused_each_on_its_own_ground_runs_no_action_and_tells_no_recipient(
+    crm, correction_and_erasure, dpo_actor, django_capture_on_commit_callbacks
+):
+    """Nothing was erased or corrected: the planned actions never run, and no recipient has anything to be told (Art. 19)."""
+    request = correction_and_erasure
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.request_complete(
+            request=request, actor=dpo_actor, letter="", expected_status=Status.IN_PROGRESS,
+            refused=[ERASURE_REFUSED, RightRefusal(RequestType.RECTIFICATION, "other", "Antwerpen is your employer's address.")],
+        )
+
+    request.refresh_from_db()
+    assert request.status == Status.COMPLETED and request.granted_rights == []
+    assert set(request.source_actions.values_list("status", flat=True)) == {ActionStatus.PLANNED}
+    assert request.recipient_notices.get().status == NoticeStatus.NOT_NEEDED
+    assert not [message for message in mail.outbox if "art19@partner.example" in message.to]
+    body = request.messages.get().body
+    assert "recipients" not in body and "We erased" not in body and "We corrected" not in body
+    assert "We did not correct any of your data." not in body  # the refusal says why
+    assert "The reason: Antwerpen is your employer's address." in body
+    html = certificate.render_certificate_html(request)
+    assert "Every right asked was refused, each on its own ground: none was carried out." in html
+    assert html.count("(not carried out: the right was refused)") == 2
+    assert "(granted)" not in html and "Recipients told (Art. 19 GDPR)" not in html
