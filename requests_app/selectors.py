@@ -68,6 +68,8 @@ SUBJECT_EVENT_TEXT = {
 }
 # "complete", for a request completed with some of its rights refused.
 COMPLETED_IN_PART_EVENT_TEXT = _("We completed your request, and declined part of it.")
+# The same with every right refused, each on its own ground: answered, and nothing of it granted.
+EVERY_RIGHT_REFUSED_EVENT_TEXT = _("We answered your request, and declined every part of it.")
 # The events that add to a request's timeline after its filing ("submitted" is written with the request): each
 # moves its updated_at (audit.record_event), so that a portal's updated_since finds the new entry.
 TIMELINE_CHANGES = frozenset(SUBJECT_EVENT_TEXT) - {"submitted"}
@@ -134,6 +136,11 @@ FEE_PROPOSED = _(
     "and nothing will be charged. The time we have to answer runs on meanwhile: if by the date above you have "
     "neither paid the fee nor withdrawn the request, we may refuse it."
 )
+# Completed with every right asked refused, each on its own ground: the letter gives each reason.
+EVERY_RIGHT_REFUSED = _(
+    "We answered your request, but could not grant any part of it; our letter explains why for each. You may "
+    "complain to a supervisory authority and seek a judicial remedy."
+)
 # An open request whose package the subject can download.
 DATA_READY = _("Your data is ready: you can download it from this page. We will close the request once we have answered every part of it.")
 # The same, when every package to download found nothing: it holds our answer, not their data. By kind, as
@@ -182,13 +189,20 @@ def request_for_subject(*, reference: str, secret: str) -> PrivacyRequest:
     raise Http404("No such request")
 
 
+def completion_event_text(request: PrivacyRequest) -> str:
+    """The timeline's "complete", as the letter tells it: all granted, some rights refused, or every one."""
+    if not request.refused_rights:
+        return SUBJECT_EVENT_TEXT["complete"]
+    return COMPLETED_IN_PART_EVENT_TEXT if request.granted_rights else EVERY_RIGHT_REFUSED_EVENT_TEXT
+
+
 def subject_timeline(request: PrivacyRequest) -> list[tuple]:
     """(time, text) for each event that concerns the subject, oldest first."""
     events = AuditEvent.objects.filter(request=request, action__in=SUBJECT_EVENT_TEXT).only("action", "created_at")
     timeline, seen = [], set()
     for event in events:
         texts = SUBJECT_EVENT_TEXT_AGAIN if event.action in seen and event.action in SUBJECT_EVENT_TEXT_AGAIN else SUBJECT_EVENT_TEXT
-        text = COMPLETED_IN_PART_EVENT_TEXT if event.action == "complete" and request.refused_rights else texts[event.action]
+        text = completion_event_text(request) if event.action == "complete" else texts[event.action]
         # Received when the controller received it: a letter or call staff record later, before its recording.
         moment = request.received_at if event.action == "submitted" else event.created_at
         timeline.append((moment, text))

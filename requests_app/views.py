@@ -207,7 +207,7 @@ def _status_context(privacy_request) -> dict:
     elif privacy_request.status == Status.IN_PROGRESS and privacy_request.exports.filter(released_at__isnull=False).exists():
         next_step = selectors.DATA_DELIVERED
     elif privacy_request.refused_rights:
-        next_step = selectors.COMPLETED_IN_PART
+        next_step = selectors.COMPLETED_IN_PART if privacy_request.granted_rights else selectors.EVERY_RIGHT_REFUSED
     return {
         "privacy_request": privacy_request,
         "status_label": selectors.subject_status_label(privacy_request),

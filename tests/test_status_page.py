@@ -652,3 +652,33 @@ def test_a_request_granted_in_part_says_which_rights_were_refused_and_where_to_c
     assert "Your request is complete, but we could not grant all of it; our letter explains why. You may complain" in page
     assert "We completed your request, and declined part of it." in page
     assert "We completed your request." not in page
+
+
+@pytest.mark.django_db
+def test_a_request_with_every_right_refused_says_it_was_answered_and_nothing_granted(client):
+    from requests_app.audit import Actor
+    from requests_app.models import RequestType
+    from requests_app.services import handling
+    from requests_app.services.intake import RightDetails
+
+    fraud_checks = RightDetails(RequestType.OBJECTION, objection_processing="Fraud checks on my calls")
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ERASURE), fraud_checks])
+    handling.request_complete(
+        request=request, actor=Actor.staff(staff_in_role("DPO", username="dpo-all")), letter="", expected_status=Status.IN_PROGRESS,
+        refused=[
+            handling.RightRefusal(RequestType.ERASURE, "legal_obligation", "Telecom law keeps call records 12 months."),
+            handling.RightRefusal(RequestType.OBJECTION, "compelling_grounds", "Fraud checks protect other customers."),
+        ],
+    )
+
+    page = html.unescape(client.get(status_url(request)).content.decode())
+    assert "<li>Erase my data: refused, our letter explains why</li>" in page
+    assert "<li>Object to the processing of my data: refused, our letter explains why</li>" in page
+    assert ": granted</li>" not in page
+    assert (
+        "We answered your request, but could not grant any part of it; our letter explains why for each. You may complain "
+        "to a supervisory authority and seek a judicial remedy."
+    ) in page
+    assert "We answered your request, and declined every part of it." in page
+    assert "declined part of it" not in page and "we could not grant all of it" not in page
+    assert "We completed your request." not in page
