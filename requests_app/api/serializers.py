@@ -152,8 +152,10 @@ class RequestSerializer(serializers.ModelSerializer):
     rights = serializers.SerializerMethodField()
     refused_rights = serializers.SerializerMethodField(
         help_text="The rights in `rights` that the DPO refused when completing the request, each on a legal ground "
-        "the subject's letter gives (GDPR Art. 12(4)); the others were granted. Empty until the request is "
-        "completed, and for a request rejected whole (`status` says so)."
+        "the subject's letter gives (GDPR Art. 12(4)); the others were granted. It may hold every right in `rights`: "
+        "the request was answered right by right and each refused on its own ground, and `status` is still "
+        "`completed`. Empty until the request is completed, and for a request rejected whole on one ground "
+        "(`status` is `rejected`)."
     )
     fee = serializers.SerializerMethodField(
         help_text="The reasonable fee the DPO told the subject it intends to charge for a manifestly unfounded or "

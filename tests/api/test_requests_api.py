@@ -602,6 +602,31 @@ def test_the_rights_refused_on_completion_are_listed_apart_from_those_asked(api,
 
 
 @pytest.mark.django_db
+def test_a_request_with_every_right_refused_on_its_own_ground_is_completed_with_all_its_rights_refused(api):
+    """Answered right by right and nothing granted: `completed`, not `rejected` (one ground for the whole request)."""
+    from requests_app.audit import Actor
+    from requests_app.services import handling
+    from tests.factories import staff_in_role
+
+    created = create(api, rights=["erasure", "objection"], objection_processing="Fraud checks on my calls").json()
+    request = PrivacyRequest.objects.get(public_id=created["id"])
+    lifecycle.transition(request, "start_work", actor=Actor.system())
+    handling.request_complete(
+        request=request, actor=Actor.staff(staff_in_role("DPO", username="dpo-api-all")), letter="", expected_status=Status.IN_PROGRESS,
+        refused=[
+            handling.RightRefusal("erasure", "legal_obligation", "Telecom law keeps call records 12 months."),
+            handling.RightRefusal("objection", "compelling_grounds", "Fraud checks protect other customers."),
+        ],
+    )
+
+    body = api.get(f"{URL}{created['id']}/").json()
+    assert (body["status"], body["rights"], body["refused_rights"]) == ("completed", ["erasure", "objection"], ["erasure", "objection"])
+    assert [item["event"] for item in body["timeline"]][-2:] == [
+        "We answered your request, and declined every part of it.", "We sent you our final answer."
+    ]
+
+
+@pytest.mark.django_db
 def test_updated_since_lists_a_request_whose_due_date_moved(api, operator):
     """An extension changes nothing but the deadline: a portal syncing with updated_since must still see it."""
     import time_machine
