@@ -39,8 +39,10 @@ def absolute_url(path: str) -> str:
     return settings.SITE_URL + path
 
 
-def status_url(request: PrivacyRequest, secret: str = "") -> str:
-    return absolute_url(reverse("status", args=[request.reference, secret or request.secret]))
+def status_url(request: PrivacyRequest) -> str:
+    """The subject's status page: the link last sent from the lost-link page while it waits to be opened (the
+    subject's opening of it ends the older ones, this one too otherwise), else the request's own."""
+    return absolute_url(reverse("status", args=[request.reference, request.pending_secret or request.secret]))
 
 
 def render_email(template: str, context: dict, *, to: list[str], language: str) -> EmailMultiAlternatives:
@@ -236,7 +238,7 @@ def send_acknowledgement(request: PrivacyRequest, kind: str, key: str, message: 
 def send_status_link_email(request: PrivacyRequest, event_sequence: int) -> bool:
     """The status page link, sent again because the subject asked for it (keyed by that asking's event): the new
     link while it waits to be opened, the request's own once it was (a redelivered task)."""
-    context = {"request": request, "status_url": status_url(request, request.pending_secret)}
+    context = {"request": request, "status_url": status_url(request)}
     message = render_email("status-link", context, to=[request.subject_email], language=request.language)
     return send_to_subject(request, "status_link", str(event_sequence), message)
 

@@ -170,22 +170,16 @@ DATA_DELIVERED = _("We made your data available to you. We will close the reques
 
 
 def request_for_subject(*, reference: str, secret: str) -> PrivacyRequest:
-    """The request a status link points at. A wrong secret is a 404, like an unknown reference.
-
-    The link last sent from the lost-link page (`pending_secret`), opened, becomes the request's link: the
-    earlier ones stop working from then on.
-    """
+    """The request a status link points at: its own link, or the one last sent from the lost-link page
+    (`pending_secret`, which the view makes the request's link: intake.status_link_opened). A wrong secret is a
+    404, like an unknown reference."""
     request = PrivacyRequest.objects.filter(reference=reference).prefetch_related("rights").first()
     if request is None:
         raise Http404("No such request")
     if constant_time_compare(request.secret, secret):
         return request
     if request.pending_secret and constant_time_compare(request.pending_secret, secret):
-        # Conditional, so that of two openings at once, or an opening and a newer asking, the newest link wins.
-        PrivacyRequest.objects.filter(pk=request.pk, pending_secret=secret).update(secret=secret, pending_secret="")
-        request.refresh_from_db(fields=["secret", "pending_secret"])
-        if constant_time_compare(request.secret, secret):
-            return request
+        return request
     raise Http404("No such request")
 
 

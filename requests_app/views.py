@@ -169,8 +169,16 @@ def resend_link(request: HttpRequest) -> HttpResponse:
     return render(request, "requests_app/resend.html", {"form": form})
 
 
-def status(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
+def _request_for_link(reference: str, secret: str):
+    """The request a subject's link opens (a 404 otherwise); a link sent again from the lost-link page, opened,
+    becomes the request's link."""
     privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
+    intake.status_link_opened(privacy_request, secret)
+    return privacy_request
+
+
+def status(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
+    privacy_request = _request_for_link(reference, secret)
     _in_the_requests_language(request, privacy_request)
     return render(request, "requests_app/status.html", _status_context(privacy_request))
 
@@ -267,7 +275,7 @@ def _recipient_notices(privacy_request) -> list:
 
 @require_http_methods(["GET", "POST"])
 def withdraw(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
-    privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
+    privacy_request = _request_for_link(reference, secret)
     _in_the_requests_language(request, privacy_request)
     if request.method == "GET":
         # An unticked box leaves its page at this address: the language buttons (and a reload)
@@ -295,7 +303,7 @@ def withdraw(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
 def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     """The subject writes to the DPO team, with a document if asked for one (a copy of an ID);
     a reply to a question restarts the clock."""
-    privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
+    privacy_request = _request_for_link(reference, secret)
     _in_the_requests_language(request, privacy_request)
     if request.method == "GET":
         # A refused reply leaves its page at this address: the language buttons (and a reload) come
@@ -340,7 +348,7 @@ def download(request: HttpRequest, reference: str, secret: str, token: str) -> H
 
     GET only: link checkers and proxies send HEAD, which would use up the subject's downloads.
     """
-    privacy_request = selectors.request_for_subject(reference=reference, secret=secret)
+    privacy_request = _request_for_link(reference, secret)
     _in_the_requests_language(request, privacy_request)
     try:
         export = exports.export_download(request=privacy_request, token=token)

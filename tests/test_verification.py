@@ -227,6 +227,25 @@ def test_only_the_newest_link_sent_again_replaces_the_old_one(client):
     assert client.get(reverse("status", args=[request.reference, old_secret])).status_code == 404
 
 
+def test_an_email_sent_before_the_new_link_is_opened_carries_the_new_link(client):
+    """The subject asked at 10:00; the DPO wrote at 11:00; the subject opened the 10:00 email at 12:00. Had the
+    11:00 email carried the old link, that opening would have ended it: the newest email's link a 404."""
+    from requests_app import emails
+
+    request = request_in_status(Status.IN_PROGRESS, subject_email="ana@example.com")
+    client.post(reverse("resend_link"), {"reference": request.reference, "email": "ana@example.com"})
+    request.refresh_from_db()
+    new_secret = request.pending_secret
+    mail.outbox.clear()
+    emails.send_extension_email(request)  # any email to the subject that links to the page
+    (email,) = mail.outbox
+    assert f"/status/{request.reference}/{new_secret}/" in email.body
+    assert client.get(reverse("status", args=[request.reference, new_secret])).status_code == 200
+    assert request.events.filter(action="status_link_replaced", actor_kind="subject").count() == 1
+    client.get(reverse("status", args=[request.reference, new_secret]))  # opened again: nothing more to record
+    assert request.events.filter(action="status_link_replaced").count() == 1
+
+
 def test_a_status_link_sent_again_and_delivered_twice_carries_the_link_in_force(client):
     """A redelivered task writes again after the new link was opened: it sends the link that works."""
     from requests_app import emails

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, connection, transaction
+from django.http import Http404
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
@@ -387,7 +388,7 @@ def resend_link(*, request_id: int) -> bool:
             record_event(request, "verification_resent", actor=Actor.subject())
             tasks.queue_after_commit(tasks.send_verification_email, request.id)
         else:
-            # A new link replaces the old ones once it is opened (selectors.request_for_subject): a subject who
+            # A new link replaces the old ones once it is opened (status_link_opened): a subject who
             # fears an old email (or a shared screen) gave their page away takes it back by asking again.
             request.pending_secret = new_secret()
             request.save(update_fields=["pending_secret", "updated_at"])
@@ -395,6 +396,23 @@ def resend_link(*, request_id: int) -> bool:
             event = record_event(request, "status_link_resent", actor=Actor.subject())
             tasks.queue_after_commit(tasks.send_status_link_email, request.id, event.sequence)
     return True
+
+
+def status_link_opened(request: PrivacyRequest, secret: str) -> None:
+    """A status page opened by `secret`: the link last sent from the lost-link page becomes the request's link,
+    and the earlier ones stop working (recorded, without the secrets). Nothing for the request's own link.
+
+    Conditional, so that of two openings at once, or an opening and a newer asking, the newest link wins: an
+    older sent link that lost is then a 404, as any link replaced."""
+    if constant_time_compare(request.secret, secret):
+        return
+    with transaction.atomic():
+        replaced = PrivacyRequest.objects.filter(pk=request.pk, pending_secret=secret).update(secret=secret, pending_secret="")
+        if replaced:
+            record_event(request, "status_link_replaced", actor=Actor.subject())
+    request.refresh_from_db(fields=["secret", "pending_secret"])
+    if not constant_time_compare(request.secret, secret):
+        raise Http404("No such request")
 
 
 def request_withdraw(*, request: PrivacyRequest, actor: Actor, note: str = "") -> PrivacyRequest:

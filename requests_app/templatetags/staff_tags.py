@@ -80,6 +80,7 @@ EVENT_LABELS = {
     "subject_email_rejected": _("Email to the subject refused by their mail server"),
     "verification_resent": _("Verification email sent again"),
     "status_link_resent": _("Status page link sent again"),
+    "status_link_replaced": _("Status page link sent again opened: the earlier links no longer work"),
     "completion_letter_sent": _("Completion letter sent"),
     "rejection_letter_sent": _("Rejection letter sent"),
     "fee_proposed": _("Fee proposed (Art. 12(5))"),
