@@ -621,14 +621,15 @@ def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRe
             raise RequestError(MARKETING_OBJECTION_REFUSAL)
         if not ground_can_refuse(refusal.ground, rights[right]):
             raise RequestError(GROUND_FOR_ANOTHER_RIGHT[refusal.ground] % {"right": label})
+    # First: what was done cannot be refused, by Reject either (request_reject), which the next rule points to.
+    answered = answered_already(request, set(refusals_by_right))
+    if answered:
+        raise RequestError(" ".join(answered))
     if set(refusals_by_right) == set(rights) and len({refusal.ground for refusal in refusals_by_right.values()}) == 1:
         raise RequestError(
             _("Every right asked would be refused on the same ground: that is a rejection. Use Reject instead, with "
               "that reason, so that the letter tells the subject their request is refused.")
         )
-    answered = answered_already(request, set(refusals_by_right))
-    if answered:
-        raise RequestError(" ".join(answered))
     for right, refusal in refusals_by_right.items():
         RequestedRight.objects.filter(pk=rights[right].pk).update(refusal_ground=refusal.ground)
     request.refused_rights_mask = rights_mask(refusals_by_right)
@@ -719,7 +720,8 @@ def request_reject(
 
     The ground must be able to refuse every right asked (models.ground_can_refuse): a request that asks an
     objection to direct marketing only on the grounds any request may be refused on (Art. 21(3)), and one that
-    asks a right besides the one a ground answers is refused in part on completion instead."""
+    asks a right besides the one a ground answers is refused in part on completion instead. Nor is a request
+    that was answered in part (actions.answered_already)."""
     if ground not in dict(REFUSABLE_GROUNDS):
         raise RequestError(_("Choose the legal reason for the rejection."))
     explanation = explanation.strip()
@@ -744,6 +746,11 @@ def request_reject(
                 }
                 refusal = f"{refusal} {way}"
             raise RequestError(refusal)
+        # A request answered in part (a package released, an erasure carried out) cannot be refused whole: the
+        # letter would deny what was done, and the released package would be ended as a rejected request's.
+        answered = answered_already(locked, set(locked.requested_rights))
+        if answered:
+            raise RequestError(" ".join(answered))
         lifecycle.transition(locked, "reject", actor=actor, data={"ground": ground})
         PrivacyRequest.objects.filter(pk=locked.pk).update(rejection_ground=ground)
         locked.rejection_ground = ground

@@ -269,6 +269,23 @@ def test_a_right_answered_already_cannot_be_refused(dpo):
 
 
 @pytest.mark.django_db
+def test_a_request_answered_in_part_is_not_sent_to_reject_nor_rejected(dpo):
+    """Every right refused on one ground pointed the DPO to Reject before saying the copy was out already; and
+    Reject then refused the request whole, the letter denying the copy, and the hourly clean-up ended it."""
+    request = asking(RequestType.ACCESS, RequestType.ERASURE)
+    refused = [RightRefusal(right, "manifestly_unfounded", "You asked the same three times this month.") for right in request.requested_rights]
+    with pytest.raises(RequestError, match="its data package was released to the subject.") as refusal:
+        complete(request, dpo, *refused)
+    assert "Use Reject" not in str(refusal.value)
+    with pytest.raises(RequestError, match="“Access a copy of my data” cannot be refused: its data package was released"):
+        handling.request_reject(
+            request=request, actor=Actor.staff(dpo), ground="manifestly_unfounded",
+            explanation="You asked the same three times this month.", expected_status=request.status,
+        )
+    assert nothing_changed(request)
+
+
+@pytest.mark.django_db
 def test_a_suppression_applied_is_told_for_the_right_granted_only(dpo):
     """The subject withdrew consent to the newsletter (applied) and objected to fraud checks (refused)."""
     request = asking(
