@@ -715,7 +715,12 @@ def corrected_identifiers(*, request: PrivacyRequest, source: SourceSystem) -> l
         return []
     written = set(rectified.changed_categories())
     changes = request.rectification_changes.filter(category__source=source).select_related("category")
-    return [change.value for change in changes if change.field == change.category.identity_field and change.category.slug in written]
+    # A purged request's values are blank: searching by "" could match other people's rows with no identifier.
+    return [
+        change.value
+        for change in changes
+        if change.value and change.field == change.category.identity_field and change.category.slug in written
+    ]
 
 
 PREVIEW_ROWS = 5

@@ -260,7 +260,8 @@ def send_package_password(export_id: int) -> bool:
 
 @shared_task(acks_late=True)
 def delete_expired_exports() -> int:
-    """Periodic: delete packages past their expiry or download limit."""
+    """Periodic: delete packages past their expiry or download limit, unreleased ones left too long, and those
+    whose data may no longer go to the subject (a request withdrawn or refused, a right refused)."""
     return exports.delete_expired_exports()
 
 

@@ -4,9 +4,10 @@ download and expiry.
 Compiling is safe against redelivery and dead workers: a run claims the
 export with a conditional update that bumps `attempt`, writes the ZIP to a
 local temporary file, stores it under a name unique to that attempt, and
-finishes with a second conditional update that succeeds only while its
-attempt is still current. So a package is either complete and released
-once, or not there at all; never two, never a truncated one.
+finishes by locking the export and its request again: only while its attempt
+is still current, and its data may still go to the subject, is it marked
+ready. So a package is either complete and released once, or not there at
+all; never two, never a truncated one.
 
 While a run compiles, a timer stamps its heartbeat (requests_app.heartbeat),
 however long a source takes to answer: a run whose heartbeat goes stale has

@@ -416,6 +416,18 @@ def test_a_restriction_after_the_address_was_corrected_finds_the_rows_by_the_cor
     assert [bool(row["restricted"]) for row in restricted] == [True, True]
 
 
+def test_a_purged_requests_corrected_address_searches_nothing(crm, dpo_actor, run):
+    """The purge blanks the corrected values: searched by "", a source could match rows with no address at all."""
+    from requests_app import selectors
+    from requests_app.services import intake
+
+    request = _address_corrected_in_the_crm(RequestType.RESTRICTION, crm, dpo_actor, run)
+    assert selectors.corrected_identifiers(request=request, source=crm) == ["Ana.New@Example.com"]
+    intake.purge_personal_data(request)
+    assert request.rectification_changes.get().value == ""
+    assert selectors.corrected_identifiers(request=request, source=crm) == []
+
+
 def _compiled_access_package(request, actor):
     from requests_app.models import ExportPackage, ExportStatus
     from requests_app.services import exports

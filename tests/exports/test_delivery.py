@@ -756,3 +756,13 @@ def test_the_upload_form_is_offered_only_to_whoever_may_upload(demo_request, cli
     response = client.get(reverse("staff:export", args=[export.public_id]))
     assert response.status_code == 200  # they all read the export's page
     assert ('name="extract"' in response.content.decode()) is offered
+
+
+def test_the_page_of_a_package_released_before_the_withdrawal_does_not_say_it_was_not_delivered(released, demo_request, client, dpo):
+    """It was: "no data is delivered for it" would misstate what the subject received."""
+    from requests_app import lifecycle
+
+    lifecycle.transition(demo_request, "withdraw", actor=Actor.subject())
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:export", args=[released.public_id])).content.decode()
+    assert "no data is delivered" not in page and "Release to the subject" not in page
