@@ -530,18 +530,25 @@ def execution_refusal(action: SourceAction) -> str | None:
         refusal = lift_refused_now(action)
         if refusal:
             return refusal
+    return copy_first_refusal(action)
+
+
+def copy_first_refusal(action: SourceAction) -> str | None:
+    """Why an erasure must wait for the copy the subject asked for of the same data, or None: erased first, the
+    data would be missing from the copy, which would then say none was found. execute() and a manual source's
+    owner confirming the erasure done (manual_action_done) both apply it."""
     # An erasure searching by no verified identifier (none of its source's kind is) erases nothing, so the copy
     # loses nothing; nor can any package search that source, for the same want: waiting for one would block the
     # request for good. The letter says the source could not be searched. Verifying an identifier of its kind
     # later sends the erasure back to a dry run (searched_too_early), and this rule applies to it then.
-    if action.kind == ActionKind.ERASE and not searched_nothing(action):
-        uncopied = copies_owed(action.request, action.source)
-        if uncopied:
-            # Erased first, the data would be missing from the subject's copy, which would then say none was found.
-            return _("Compile the %(kind)s package first, with this system searched: the subject asked for a copy of this data too.") % {
-                "kind": in_sentence(ExportKind(uncopied[0]).label)
-            }
-    return None
+    if action.kind != ActionKind.ERASE or searched_nothing(action):
+        return None
+    uncopied = copies_owed(action.request, action.source)
+    if not uncopied:
+        return None
+    return _("Compile the %(kind)s package first, with this system searched: the subject asked for a copy of this data too.") % {
+        "kind": in_sentence(ExportKind(uncopied[0]).label)
+    }
 
 
 def lift_refused_now(action: SourceAction) -> str | None:
@@ -936,6 +943,9 @@ def manual_action_done(*, action: SourceAction, actor: Actor, rows: int) -> Sour
             refusal = lift_refused_now(locked)
             if refusal:
                 raise RequestError(refusal)
+        refusal = copy_first_refusal(locked)
+        if refusal:
+            raise RequestError(refusal)
         locked.status, locked.done_by, locked.finished_at = ActionStatus.DONE, actor.user, timezone.now()
         locked.result = {"categories": [], "rows": rows, "manual": True, "held": locked.dry_run.get("held", [])}
         locked.save(update_fields=["status", "done_by", "finished_at", "result"])

@@ -93,9 +93,12 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         # to compile first, another request's restriction on the same data). A lifting too early has its own note.
         offers_execution = action.acting and ((action.status == ActionStatus.APPROVED and not action.too_early) or action.can_retry)
         action.execution_refusal = actions.execution_refusal(action) if offers_execution else None
-        # The same for a manual lifting's "Confirm done", which manual_action_done refuses on the same grounds.
-        confirms_lifting = action.can_confirm and action.kind == ActionKind.LIFT_RESTRICTION and not action.too_early
-        action.confirm_refusal = actions.lift_refused_now(action) if confirms_lifting else None
+        # The same for a manual source's "Confirm done", which manual_action_done refuses on the same grounds: a
+        # lifting another request's restriction holds back, an erasure the subject's copy must come before.
+        action.confirm_refusal = None
+        if action.can_confirm and not action.too_early:
+            is_lifting = action.kind == ActionKind.LIFT_RESTRICTION
+            action.confirm_refusal = actions.lift_refused_now(action) if is_lifting else actions.copy_first_refusal(action)
         action.can_plan_lift = action.kind == ActionKind.RESTRICT and lifting.lift_refusal(action) is None
         key = f"lift-{action.public_id}"
         action.lift_form = bound.get(key) or LiftForm(auto_id=f"{key}-%s")

@@ -293,6 +293,35 @@ def test_a_manual_source_carries_its_hold_to_the_owner_and_the_letter(erasure_re
     assert "Accounting law keeps signed contracts" in outcome_summary(erasure_request)
 
 
+def test_a_manual_erasure_waits_for_the_copy_the_subject_asked_for(client, db, dpo_actor):
+    """execute() made an automated erasure wait for the access package; the owner of a manual source could confirm
+    theirs done first, and the copy compiled after it then said no data was found there."""
+    from django.urls import reverse
+
+    from tests.conftest import login_staff
+    from tests.factories import released_package
+
+    owner = staff_in_role(roles.HANDLER, username="archivist")
+    paper = SourceSystem.objects.create(
+        slug="paper", name="Paper archive", connector=ConnectorKind.MANUAL, identity_kind=IdentityKind.EMAIL, owner=owner,
+        purposes="Contracts", legal_basis=LegalBasis.CONTRACT, retention="10 years", origin="The subject",
+    )
+    request = verified_request(RequestType.ACCESS, RequestType.ERASURE)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    erasure = request.source_actions.get(source=paper)
+    confirm_url = reverse("staff:source_action", args=[erasure.public_id, "done"])
+    login_staff(client, owner)
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert "Compile the access" in page and confirm_url not in page  # the reason where the button would be
+    with pytest.raises(RequestError, match="Compile the access .* package first"):
+        actions.manual_action_done(action=erasure, actor=Actor.staff(owner), rows=2)
+    assert SourceAction.objects.get(pk=erasure.pk).status == ActionStatus.MANUAL
+
+    released_package(request)  # the copy, with the paper archive's extract in it
+    assert confirm_url in client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert actions.manual_action_done(action=erasure, actor=Actor.staff(owner), rows=2).status == ActionStatus.DONE
+
+
 def test_an_auditor_who_owns_a_manual_source_cannot_confirm_it(erasure_request, dpo_actor):
     from requests_app.audit import Actor
 
