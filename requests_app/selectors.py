@@ -133,8 +133,8 @@ COMPLETED_IN_PART = _(
 FEE_PROPOSED = _(
     "We intend to charge a fee of %(fee)s for answering this request; our letter explains why. If you accept it, "
     "reply below and we will tell you how to pay. If you do not want to pay it, you may withdraw the request below, "
-    "and nothing will be charged. The time we have to answer runs on meanwhile: if by the date above you have "
-    "neither paid the fee nor withdrawn the request, we may refuse it."
+    "and nothing will be charged. The time we have to answer runs on meanwhile: if you neither pay the fee nor "
+    "withdraw the request, we may refuse it."
 )
 # Completed with every right asked refused, each on its own ground: the letter gives each reason.
 EVERY_RIGHT_REFUSED = _(

@@ -277,8 +277,8 @@ def test_the_status_page_says_what_a_proposed_fee_means_until_it_is_paid(client,
     assert (
         "We intend to charge a fee of 1,250.00 EUR for answering this request; our letter explains why. If you accept "
         "it, reply below and we will tell you how to pay. If you do not want to pay it, you may withdraw the request "
-        "below, and nothing will be charged. The time we have to answer runs on meanwhile: if by the date above you "
-        "have neither paid the fee nor withdrawn the request, we may refuse it."
+        "below, and nothing will be charged. The time we have to answer runs on meanwhile: if you neither pay the fee "
+        "nor withdraw the request, we may refuse it."
     ) in page
     assert "We are collecting or changing your data in our systems." not in page
     # The timeline: the second letter replaces the first.
