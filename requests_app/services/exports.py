@@ -20,6 +20,8 @@ import logging
 import os
 import secrets
 import time
+import uuid
+from collections import defaultdict
 from pathlib import Path
 
 from django.conf import settings
@@ -34,6 +36,7 @@ from django.utils.translation import gettext as _
 
 from requests_app import emails, roles, selectors, sms, tasks
 from requests_app.services import webhooks
+from requests_app.services.orphans import stored_files
 from requests_app.services.actions import PACKAGE_FOR_RIGHT
 from requests_app.audit import Actor, record_event
 from requests_app.exports.package import NO_EXTRACT_ASKED, PackageWriter
@@ -229,8 +232,16 @@ def _claim(export_id: int) -> int | None:
     return ExportPackage.objects.values_list("attempt", flat=True).get(pk=export_id)
 
 
+EXPORTS_FOLDER = "exports"
+
+
+def package_folder(export: ExportPackage) -> str:
+    """Where every attempt of the package stores its ZIP."""
+    return f"{EXPORTS_FOLDER}/{export.public_id}"
+
+
 def storage_name(export: ExportPackage, attempt: int) -> str:
-    return f"exports/{export.public_id}/attempt-{attempt}.zip"
+    return f"{package_folder(export)}/attempt-{attempt}.zip"
 
 
 def compile_export(*, export_id: int) -> str | None:
@@ -345,7 +356,7 @@ def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
             # until the hourly clean-up, which ends the failed export.
             ExportPackage.objects.filter(pk=export_id).update(status=ExportStatus.FAILED, error=refusal, finished_at=timezone.now())
             record_event(current.request, "export_failed", actor=Actor.system(), data={"export": str(export.public_id), "source": ""})
-            transaction.on_commit(lambda: default_storage.delete(saved_name))
+            _delete_package_files(current)
             _delete_manual_extracts(current)
             logger.warning("export %s compiled, then failed: %s", export.public_id, refusal)
             return None
@@ -367,7 +378,7 @@ def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
             data={"export": str(export.public_id), "rows": manifest["rows"], "sha256": digest},
         )
         _delete_manual_extracts(export)  # in the package now
-    _delete_other_attempts(export, keep=saved_name)
+    _delete_package_files(export, keep=saved_name)  # those of earlier attempts that died after storing theirs
     logger.info("export %s compiled: %s rows, %s bytes", export.public_id, manifest["rows"], size)
     return saved_name
 
@@ -428,20 +439,23 @@ def _fail(export_id: int, attempt: int, *, source: str, message: str) -> None:
                 actor=Actor.system(),
                 data={"export": str(export.public_id), "source": source},
             )
+            # A retry starts from nothing: what earlier attempts stored is of no use, and holds the subject's data.
+            _delete_package_files(export)
     logger.warning("export %s failed in source %s", export_id, source)
 
 
-def _delete_other_attempts(export: ExportPackage, *, keep: str) -> None:
-    """Remove files an earlier, dead attempt may have stored."""
-    folder = f"exports/{export.public_id}"
-    try:
-        _, files = default_storage.listdir(folder)
-    except FileNotFoundError:
-        return
-    for file_name in files:
-        name = f"{folder}/{file_name}"
-        if name != keep:
-            default_storage.delete(name)
+def _delete_package_files(export: ExportPackage, *, keep: str = "") -> None:
+    """Delete every file stored for the package but `keep`, once the caller's transaction commits (at once
+    outside a transaction): the ZIP it records, and any an attempt stored and died before recording (a copy
+    of the subject's data no row names). The failure or the end of a package, and the finish of its
+    compilation, call this.
+
+    Listed now: a run that stores a file after this can no longer record it, and deletes it itself (_compile)."""
+    names = set(stored_files(package_folder(export)))
+    if export.storage_name:
+        names.add(export.storage_name)
+    for name in names - {keep}:
+        transaction.on_commit(lambda name=name: default_storage.delete(name))
 
 
 def right_refused(export: ExportPackage) -> bool:
@@ -637,7 +651,7 @@ def export_download(*, request: PrivacyRequest, token: str) -> ExportPackage:
 def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:
     """Delete released packages past their expiry or download limit, and stale unreleased ones; and
     end the exports of requests that may no longer receive data, or of a right their completion refused,
-    with their manual extracts."""
+    with their manual extracts. Then delete any file still stored for a package failed or ended."""
     now = now or timezone.now()
     if os.path.isdir(settings.EXPORT_WORK_DIR):
         # The longest export run is far shorter than a day.
@@ -661,19 +675,46 @@ def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:
     for export in expired:
         with transaction.atomic():
             count += delete_export(export)
+    _delete_files_of_ended_packages()
     return count
 
 
+def _delete_files_of_ended_packages() -> None:
+    """Delete the files still stored for packages failed or ended: those of an attempt that died after storing
+    its ZIP, in a package ended before delete_export deleted every attempt's file, and those whose deletion
+    failed when their package ended (the storage was down): the nightly orphan job leaves those for ever,
+    since the package still names them.
+
+    One walk of the exports folder (on object storage, only packages with files left have a folder) and
+    one query."""
+    # Listed before the statuses are read: if a package is failed or ended when read, no attempt started
+    # before the listing can record a file any more (only a retry's new run could, storing after the listing).
+    stored_by_package = defaultdict(list)
+    for name in stored_files(EXPORTS_FOLDER):
+        with contextlib.suppress(ValueError):  # not in a package's folder
+            stored_by_package[uuid.UUID(name.split("/")[1])].append(name)
+    ended = ExportPackage.objects.filter(
+        public_id__in=stored_by_package, status__in=(ExportStatus.FAILED, ExportStatus.EXPIRED)
+    ).values_list("public_id", flat=True)
+    deleted = 0
+    for public_id in ended:
+        for name in stored_by_package[public_id]:
+            default_storage.delete(name)
+            deleted += 1
+    if deleted:
+        logger.warning("deleted %d stored file(s) of export packages failed or ended", deleted)
+
+
 def delete_export(export: ExportPackage) -> bool:
-    """Delete an export's package and manual extracts, and mark it expired; its manifest stays, without
-    the identities searched. False when it changed meanwhile. Runs inside the caller's transaction."""
+    """Delete every file an export's attempts stored, and its manual extracts, and mark it expired; its
+    manifest stays, without the identities searched. False when it changed meanwhile. Runs inside the
+    caller's transaction."""
     manifest = {key: value for key, value in export.manifest.items() if key != "identities_searched"}
     if not ExportPackage.objects.filter(pk=export.pk, status=export.status).update(
         status=ExportStatus.EXPIRED, pending_password="", manifest=manifest
     ):
         return False
     record_event(export.request, "export_deleted", actor=Actor.system(), data={"export": str(export.public_id)})
-    if export.storage_name:
-        transaction.on_commit(lambda name=export.storage_name: default_storage.delete(name))
+    _delete_package_files(export)
     _delete_manual_extracts(export)
     return True

@@ -175,7 +175,9 @@ def test_an_unreachable_copy_path_source_fails_the_export_naming_it(demo_request
     assert "s3cret-pw" not in export.error
 
 
-def test_files_left_by_a_dead_attempt_are_removed_when_the_next_one_finishes(demo_request, settings):
+def test_files_left_by_a_dead_attempt_are_removed_when_the_next_one_finishes(
+    demo_request, settings, django_capture_on_commit_callbacks
+):
     export = export_start(request=demo_request, actor=Actor.system())
     folder = f"exports/{export.public_id}"
     # Attempt 1 stored a file, then its worker died before marking the export ready.
@@ -183,7 +185,8 @@ def test_files_left_by_a_dead_attempt_are_removed_when_the_next_one_finishes(dem
     stale = timezone.now() - datetime.timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS + 10)
     ExportPackage.objects.filter(pk=export.pk).update(status=ExportStatus.RUNNING, attempt=1, heartbeat_at=stale)
 
-    name = compile_export(export_id=export.id)
+    with django_capture_on_commit_callbacks(execute=True):  # deleted once the finish has committed
+        name = compile_export(export_id=export.id)
 
     export.refresh_from_db()
     assert export.status == ExportStatus.READY and export.attempt == 2
