@@ -175,3 +175,27 @@ def test_the_reports_queries_do_not_grow_with_the_number_of_sources(tmp_path):
     with_five_sources = report_queries(tmp_path / "five", request)
 
     assert with_five_sources == with_one_source
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "regime, language, named, not_named",
+    [
+        ("gdpr", "en", ["the Data Protection Authority (Autorité de protection des données / Gegevensbeschermingsautoriteit), "
+                        "Rue de la Presse 35, 1000 Brussels"], ["ICO", "California", "ANPD"]),
+        ("uk_gdpr", "de", ["dem Information Commissioner's Office (ICO)", "der Datenschutzbehörde"], ["California", "ANPD"]),
+        ("ccpa", "fr", ["la California Privacy Protection Agency", "l'Autorité de protection des données (APD)"], ["ICO", "ANPD"]),
+        ("lgpd", "nl", ["de Autoridade Nacional de Proteção de Dados (ANPD)", "de Gegevensbeschermingsautoriteit (GBA)"],
+         ["ICO", "California"]),
+    ],
+)
+def test_the_report_names_where_to_complain_as_the_letters_do_for_the_requests_regime(tmp_path, regime, language, named, not_named):
+    """Its regime's authority, and the Belgian one (the controller's), in the subject's language."""
+    request = request_in_status("in_progress", regime=regime, language=language)
+
+    report = render_report(tmp_path, request, list(selectors.export_sources()))
+
+    for authority in named:
+        assert authority in report
+    for authority in not_named:
+        assert authority not in report
