@@ -893,7 +893,11 @@ def _finish(action: SourceAction, status: str, *, error: str = "", result: dict 
             return SourceAction.objects.values_list("status", flat=True).get(pk=action.pk)
         event = {ActionStatus.DONE: "source_action_done", ActionStatus.FAILED: "source_action_failed"}.get(status, "source_action_stale")
         # The trail counts what this run did; the result, what all runs did (see _with_earlier_changes).
-        record_event(action.request, event, actor=Actor.system(), data=action_summary(action, this_run) | ({"error": error[:300]} if error else {}))
+        data = action_summary(action, this_run) | ({"error": error[:300]} if error else {})
+        if status == ActionStatus.DONE and searched_nothing(action):
+            # Its zero counts are no "nothing found": the timeline names the kind of identifier it lacked (staff_tags.event_title).
+            data["not_searched"] = action.source.identity_kind
+        record_event(action.request, event, actor=Actor.system(), data=data)
         if status == ActionStatus.DONE:
             queue_due_notices(action.request)
     return status

@@ -245,6 +245,15 @@ def searched_nothing(action) -> bool:
     return not action.result.get("manual") and action.dry_run.get("identities") == 0
 
 
+def status_label(action) -> str:
+    """An action's status as staff and the certificate read it. One that ran without searching its source
+    (searched_nothing) is finished, but changed nothing of the subject's there: its "0 rows" would read as a
+    source searched that held nothing, which the letter does not claim either."""
+    if action.status == ActionStatus.DONE and searched_nothing(action):
+        return _("Done: not searched")
+    return str(action.get_status_display())
+
+
 def outcome_summary(request: PrivacyRequest) -> str:
     """What was erased, kept (and why, Art. 17(3)), rectified and restricted, what a data package found,
     which uses an objection, a consent withdrawal or a limit on use stopped, and which recipients were told

@@ -77,6 +77,15 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
             }
             for hold in held
         ]
+        action.status_label = certificate_service.status_label(action)
+        # Done without searching: the panel says why, in place of its counts (all zero, as if nothing were there).
+        not_searched = action.status == ActionStatus.DONE and certificate_service.searched_nothing(action)
+        action.not_searched_by = in_sentence(IdentityKind(action.source.identity_kind).label) if not_searched else ""
+        # Its data is acted on after all by verifying one and running the dry run again (dry_run_start), while the
+        # request is in progress; a lifting is never run again.
+        action.may_search_again = (
+            not_searched and privacy_request.status == Status.IN_PROGRESS and action.kind != ActionKind.LIFT_RESTRICTION
+        )
         action.lost = actions.run_lost(action)
         action.polls = action.status in WORKING and not action.lost
         action.can_confirm = action.status == ActionStatus.MANUAL and roles.is_owner_or_dpo(user, action.source.owner_id)
@@ -267,7 +276,7 @@ def action_progress(request: HttpRequest, public_id) -> HttpResponse:
     return JsonResponse(
         {
             "status": action.status,
-            "label": action.get_status_display(),
+            "label": certificate_service.status_label(action),
             "progress": action.progress,
             "working": action.status in WORKING,
         }

@@ -123,6 +123,19 @@ def event_label(action: str) -> str:
     return str(EVENT_LABELS.get(action, action))
 
 
+@register.filter
+def event_title(event) -> str:
+    """An audit event as the timeline and the certificate name it: its action's label, but a source action
+    done without searching its source (actions._finish records the kind of identifier it lacked) says so,
+    lest its zero counts read as a source searched that held nothing."""
+    kind = (event.data or {}).get("not_searched")
+    if event.action == "source_action_done" and kind:
+        return gettext("Source action done, but the source could not be searched: no verified %(identifier)s") % {
+            "identifier": in_sentence(identity_kind_label(kind))
+        }
+    return event_label(event.action)
+
+
 SYSTEM_NOTES = {
     lifecycle.NOTE_INFORMATION_REQUESTED: _("Information requested from the subject"),
     lifecycle.NOTE_SUBJECT_REPLIED: _("The subject replied"),
@@ -244,8 +257,9 @@ DATA_VALUES = {
     "kind": (ActionKind, ExportKind),  # a source action's, an export package's
 }
 # Keys kept for the machine, not for reading: a hold's basis in every language (the basis itself is shown), a
-# pause's row id (its reason stays on the pause: staff text may name people, and the chain is never purged).
-DATA_HIDDEN = {"basis_translations", "pause"}
+# pause's row id (its reason stays on the pause: staff text may name people, and the chain is never purged), a
+# source action's not_searched (its title says it, event_title).
+DATA_HIDDEN = {"basis_translations", "pause", "not_searched"}
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 

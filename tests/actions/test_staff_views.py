@@ -19,10 +19,12 @@ from requests_app.models import (
     IdentityKind,
     LegalBasis,
     NoticeStatus,
+    PrivacyRequest,
     Recipient,
     RequestType,
     SourceAction,
     SourceSystem,
+    Status,
 )
 from requests_app.services import actions, handling, notices, routing
 from tests.actions.conftest import ANA_EMAIL, verified_request
@@ -178,6 +180,53 @@ def test_executing_an_action_with_no_verified_identifier_to_search_by_says_it_ch
     ]
     assert SourceAction.objects.get(pk=action.pk).status == ActionStatus.DONE
     assert len(source_db("SELECT id FROM calls")) == 3
+
+
+def _action_cells(page: str, source_name: str) -> list[str]:
+    """The cells of the panel's row for the action on `source_name`, as text is read (entities unescaped)."""
+    row = re.search(rf"<tr data-action-progress[^>]*>\s*<td>{re.escape(source_name)}</td>.*?</tr>", page, re.S).group(0)
+    return [html.unescape(cell) for cell in re.findall(r"<td>(.*?)</td>", row, re.S)]
+
+
+@sqlite_source
+def test_an_action_that_could_search_nothing_is_not_shown_as_done_with_0_rows(
+    client_dpo, cdr, dpo_actor, django_capture_on_commit_callbacks
+):
+    """No phone number is verified: the erasure of the call records ran, searched nobody and changed nothing. An
+    ordinary "Done" with "calls: 0 rows" would read as a source searched that held nothing of theirs; the panel
+    and the trail say instead, as the letter does, that it could not be searched and why, and the panel what to do."""
+    request = verified_request(RequestType.ERASURE)
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=None)
+    action = _approved_through_the_page(client_dpo, request, dpo_actor, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        _step(client_dpo, action, "execute")
+    assert SourceAction.objects.get(pk=action.pk).status == ActionStatus.DONE
+
+    page = _page(client_dpo, request).content.decode()
+    status, result = _action_cells(page, "Call records")[2], _action_cells(page, "Call records")[5]
+    assert ">Done: not searched</span>" in status
+    assert result.startswith(
+        '<strong class="error">Could not be searched: no verified phone number was available to search it by, so nothing '
+        "changed there.</strong>"
+    )
+    assert "To act on its data, verify one and run the dry run again." in result
+    assert "row" not in result  # no "calls: 0 rows, 0 fields"
+    timeline = page[page.index('class="list timeline"'):]
+    assert "Source action done, but the source could not be searched: no verified phone number" in timeline
+    assert "Source action done<" not in timeline
+    progress = client_dpo.get(reverse("staff:source_action_progress", args=[action.public_id])).json()
+    assert progress["label"] == "Done: not searched"
+
+    # Verified since: the dry run is offered again, and the panel says that is what is left to do.
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=timezone.now())
+    result = _action_cells(_page(client_dpo, request).content.decode(), "Call records")[5]
+    assert "One is verified now: run the dry run again to act on its data." in result and "verify one" not in result
+
+    # Closed, nothing more can be done under this request: the fact stays, the advice goes.
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=None)
+    PrivacyRequest.objects.filter(pk=request.pk).update(status=Status.COMPLETED, closed_at=timezone.now())
+    result = _action_cells(_page(client_dpo, request).content.decode(), "Call records")[5]
+    assert "Could not be searched: no verified phone number" in result and "dry run again" not in result
 
 
 COPY_FIRST = "Compile the access (Art. 15) package first, with this system searched: the subject asked for a copy of this data too."
