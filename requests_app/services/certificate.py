@@ -101,19 +101,22 @@ def certificate_context(request: PrivacyRequest) -> dict:
     related = ("source", "approved_by", "done_by", "lift_notice", "cancelled_by", "lift_cancel_notice")
     for action in request.source_actions.select_related(*related).prefetch_related("source__categories"):
         labels = _category_labels(action.source)
+        not_searched = searched_nothing(action)
         source_actions.append(
             {
                 "action": action,
                 # Left as it was when the completion refused its right: it was never carried out (answered_already).
                 "right_refused": action.kind in refused_kinds,
-                "categories": [
+                "status": status_label(action),
+                # A source that could not be searched has no counts to show: its zeros are not "nothing found".
+                "not_searched": not_searched,
+                "categories": [] if not_searched else [
                     {**counts, "label": labels.get(counts["category"], counts["category"])}
                     for counts in action.result.get("categories", [])
                 ],
                 "held": _held(action, labels),
                 "manual": bool(action.result.get("manual")),
-                # None before a dry run; 0 means the source could not be searched at all.
-                "identities_searched": action.dry_run.get("identities"),
+                "identities_searched": action.dry_run.get("identities"),  # None before a dry run
                 "identity_kind": in_sentence(IdentityKind(action.source.identity_kind).label),
             }
         )

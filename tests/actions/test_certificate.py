@@ -73,6 +73,37 @@ def test_the_certificate_shows_actions_holds_notices_and_the_verified_trail(comp
     assert "<td>Request received <code>submitted</code></td><td>Data subject</td>" in html
 
 
+def test_the_certificate_says_a_source_was_not_searched_rather_than_done_with_nothing_found(
+    crm, cdr, dpo_actor, django_capture_on_commit_callbacks
+):
+    """No phone number was verified: the erasure and the restriction of the call records ran and searched
+    nobody. Their zero rows and list entries are not shown as if the source had held nothing; their status and
+    their events in the trail say they could not search it, as the letter does."""
+    from requests_app.models import SourceSystem
+
+    SourceSystem.objects.filter(pk=cdr.pk).update(restriction_list="restriction_list.identity")
+    request = verified_request(RequestType.ERASURE, RequestType.RESTRICTION)
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=None)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks, sources=[cdr])
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks, sources=[crm])
+    handling.request_complete(request=request, actor=dpo_actor, letter="Done", expected_status=request.status)
+
+    html = certificate.render_certificate_html(request)
+    call_records = [part for part in html.split('<section class="action">') if ": Call records</h3>" in part]
+    assert len(call_records) == 2  # its erasure and its restriction
+    for section in call_records:
+        assert "<dt>Status</dt><dd>Done: not searched</dd>" in section
+        assert "<strong>Not searched: no verified phone number</strong>" in section
+        assert "<th>Rows</th>" not in section and "Restriction list entries added" not in section
+    crm_restriction = next(part for part in html.split('<section class="action">') if "Restriction: CRM</h3>" in part)
+    assert "<dt>Status</dt><dd>Done</dd>" in crm_restriction and "Restriction list entries added" in crm_restriction
+    trail = html[html.index("<h2>Audit trail</h2>"):]
+    not_searched = "Source action done, but the source could not be searched: no verified phone number <code>source_action_done</code>"
+    assert trail.count(not_searched) == 2
+    assert trail.count("Source action done <code>source_action_done</code>") == 2  # the CRM's, which searched by email
+
+
 def test_the_certificates_trail_reads_in_the_readers_language(completed_erasure):
     from django.utils import translation
 
