@@ -38,6 +38,7 @@ from requests_app.models import (
     rights_mask,
 )
 from requests_app.phones import to_e164
+from requests_app.services.certificate import searched_nothing
 
 # The events a subject sees on their status page, in their words.
 SUBJECT_EVENT_TEXT = {
@@ -683,7 +684,9 @@ HOLDS_ENDED_DAYS = 7
 
 def holds_ended(*, today: datetime.date) -> list[dict]:
     """Data that erasures kept under a legal hold which ended in the past week: the completion letter
-    told the subject it would be kept "until then at the latest", so it is now due for erasure."""
+    told the subject it would be kept "until then at the latest", so it is now due for erasure. Not an
+    erasure that could not search its source (certificate.searched_nothing): it kept nothing of theirs
+    that we know of, and the letter said that source could not be searched."""
     since = (today - datetime.timedelta(days=HOLDS_ENDED_DAYS)).isoformat()
     erasures = (
         SourceAction.objects.filter(kind=ActionKind.ERASE, status=ActionStatus.DONE)
@@ -694,6 +697,7 @@ def holds_ended(*, today: datetime.date) -> list[dict]:
     return [
         {"reference": action.request.reference, "source": action.source.name, "category": hold["category"], "until": hold["until"]}
         for action in erasures
+        if not searched_nothing(action)
         for hold in action.result.get("held", [])
         if since <= hold["until"] < today.isoformat()
     ]

@@ -441,6 +441,20 @@ def test_the_dpo_is_reminded_of_kept_data_once_its_hold_has_ended(cdr, erasure_r
     assert "Legal holds ended this week" in home and f"{erasure_request.reference}</a>: Call records / calls" in home
 
 
+def test_the_dpo_is_not_reminded_of_a_hold_over_a_source_the_erasure_could_not_search(cdr, erasure_request, dpo_actor, step):
+    """No phone number was verified: the erasure searched nobody in the call records, and the letter said they could
+    not be searched, not that their data was kept. Its held category is no data of theirs due for erasure now."""
+    from requests_app import selectors
+
+    ends = timezone.localdate() + datetime.timedelta(days=2)
+    LegalHold.objects.create(source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law", until=ends)
+    erasure_request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=None)
+    action = step(actions.execute, _approved(erasure_request, cdr, dpo_actor, step), actor=dpo_actor)
+    assert action.status == ActionStatus.DONE and action.result["held"]  # the hold is recorded all the same
+
+    assert selectors.holds_ended(today=timezone.localdate() + datetime.timedelta(days=3)) == []
+
+
 @pytest.mark.parametrize("kind", ["access", "portability"])
 def test_data_the_subject_asked_a_copy_of_is_not_erased_before_the_copy_is_compiled(crm, dpo_actor, source_db, step, kind):
     """Erased first, the data was missing from the package compiled after, whose report then told the subject
