@@ -38,7 +38,7 @@ from requests_app.models import (
     rights_mask,
 )
 from requests_app.phones import to_e164
-from requests_app.services.certificate import searched_nothing
+from requests_app.services.certificate import kept, searched_nothing
 
 # The events a subject sees on their status page, in their words.
 SUBJECT_EVENT_TEXT = {
@@ -684,9 +684,10 @@ HOLDS_ENDED_DAYS = 7
 
 def holds_ended(*, today: datetime.date) -> list[dict]:
     """Data that erasures kept under a legal hold which ended in the past week: the completion letter
-    told the subject it would be kept "until then at the latest", so it is now due for erasure. Not an
-    erasure that could not search its source (certificate.searched_nothing): it kept nothing of theirs
-    that we know of, and the letter said that source could not be searched."""
+    told the subject it would be kept "until then at the latest", so it is now due for erasure. Only what
+    the letter called kept (certificate.kept): not a held category where the subject had no rows, nor an
+    erasure that could not search its source (certificate.searched_nothing), which kept nothing of theirs
+    that we know of."""
     since = (today - datetime.timedelta(days=HOLDS_ENDED_DAYS)).isoformat()
     erasures = (
         SourceAction.objects.filter(kind=ActionKind.ERASE, status=ActionStatus.DONE)
@@ -698,7 +699,7 @@ def holds_ended(*, today: datetime.date) -> list[dict]:
         {"reference": action.request.reference, "source": action.source.name, "category": hold["category"], "until": hold["until"]}
         for action in erasures
         if not searched_nothing(action)
-        for hold in action.result.get("held", [])
+        for hold in kept(action)
         if since <= hold["until"] < today.isoformat()
     ]
 

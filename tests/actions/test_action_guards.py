@@ -455,6 +455,19 @@ def test_the_dpo_is_not_reminded_of_a_hold_over_a_source_the_erasure_could_not_s
     assert selectors.holds_ended(today=timezone.localdate() + datetime.timedelta(days=3)) == []
 
 
+def test_the_dpo_is_not_reminded_of_a_hold_over_data_the_subject_did_not_have(cdr, erasure_request, dpo_actor, step):
+    """Their verified phone number is in no call record: the letter said nothing was kept there."""
+    from requests_app import selectors
+
+    ends = timezone.localdate() + datetime.timedelta(days=2)
+    LegalHold.objects.create(source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law", until=ends)
+    erasure_request.identities.filter(kind=IdentityKind.PHONE).update(value="+32470000555")
+    action = step(actions.execute, _approved(erasure_request, cdr, dpo_actor, step), actor=dpo_actor)
+    assert action.dry_run["held_rows"] == {"calls": 0} and action.result["held"]
+
+    assert selectors.holds_ended(today=timezone.localdate() + datetime.timedelta(days=3)) == []
+
+
 @pytest.mark.parametrize("kind", ["access", "portability"])
 def test_data_the_subject_asked_a_copy_of_is_not_erased_before_the_copy_is_compiled(crm, dpo_actor, source_db, step, kind):
     """Erased first, the data was missing from the package compiled after, whose report then told the subject
