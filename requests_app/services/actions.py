@@ -103,8 +103,14 @@ def verified_kinds(request: PrivacyRequest) -> set[str]:
 
 def searched_too_early(action: SourceAction, kinds_verified: set[str]) -> bool:
     """Whether a finished action ran before any identifier of its source's kind was verified, and one is now:
-    it searched nobody, and must be run again, or the letter would say we hold no such identifier."""
-    return action.status == ActionStatus.DONE and searched_nothing(action) and action.source.identity_kind in kinds_verified
+    it searched nobody, and must be run again, or the letter would say we hold no such identifier. Not a
+    lifting of a restriction: it is never run again (dry_run_start), so the panel offers no dry run for it."""
+    return (
+        action.kind != ActionKind.LIFT_RESTRICTION
+        and action.status == ActionStatus.DONE
+        and searched_nothing(action)
+        and action.source.identity_kind in kinds_verified
+    )
 
 
 # The kinds that set or clear the restriction flag and list entries.
@@ -362,8 +368,7 @@ RUN_FIELDS = ["run_token", "run_attempt", "heartbeat_at", "queued_at"]
 def dry_run_start(*, action: SourceAction, actor: Actor) -> SourceAction:
     with transaction.atomic():
         locked = _locked_action(action, actor)
-        # Lifting a restriction tells no recipient (Art. 19 covers the request's own changes).
-        again = locked.kind != ActionKind.LIFT_RESTRICTION and searched_too_early(locked, verified_kinds(locked.request))
+        again = searched_too_early(locked, verified_kinds(locked.request))
         if locked.status not in DRY_RUN_FROM and not again:
             raise RequestError(_("A dry run cannot start while the action is %(status)s.") % {"status": in_sentence(locked.get_status_display())})
         if locked.kind == ActionKind.LIFT_RESTRICTION and locked.request.personal_data_purged_at is not None:

@@ -14,6 +14,7 @@ from django.utils import timezone, translation
 from requests_app import roles
 from requests_app.audit import Actor
 from requests_app.models import (
+    ActionKind,
     ActionStatus,
     ConnectorKind,
     IdentityKind,
@@ -227,6 +228,28 @@ def test_an_action_that_could_search_nothing_is_not_shown_as_done_with_0_rows(
     PrivacyRequest.objects.filter(pk=request.pk).update(status=Status.COMPLETED, closed_at=timezone.now())
     result = _action_cells(_page(client_dpo, request).content.decode(), "Call records")[5]
     assert "Could not be searched: no verified phone number" in result and "dry run again" not in result
+
+
+@sqlite_source
+def test_a_lifting_that_could_search_nothing_is_not_offered_a_dry_run_the_service_refuses(
+    client_dpo, cdr, dpo_actor, django_capture_on_commit_callbacks
+):
+    """A lifting is never run again (dry_run_start): once a phone number is verified after it ran without one,
+    the panel offers no "Dry run again" button for it, as it does for an erasure."""
+    request = verified_request(RequestType.ERASURE)
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=None)
+    action = _approved_through_the_page(client_dpo, request, dpo_actor, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        _step(client_dpo, action, "execute")
+    SourceAction.objects.filter(pk=action.pk).update(
+        kind=ActionKind.LIFT_RESTRICTION, lift_not_before=timezone.localdate(), lift_reason="Accuracy checked."
+    )
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=timezone.now())
+
+    assert not actions.searched_too_early(SourceAction.objects.get(pk=action.pk), {IdentityKind.PHONE})
+    row = _action_cells(_page(client_dpo, request).content.decode(), "Call records")
+    assert "Done: not searched" in row[2]
+    assert "Dry run" not in row[6]
 
 
 COPY_FIRST = "Compile the access (Art. 15) package first, with this system searched: the subject asked for a copy of this data too."
