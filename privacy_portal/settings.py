@@ -453,6 +453,10 @@ AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 30))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# An attempt made while locked out is refused unchecked and neither counted nor lengthens the lockout (which
+# ends LOGIN_LOCKOUT_MINUTES after it began); django-axes then marks the request, so that the audit trail
+# (staff.sign_in_trail) records a lockout once, when it begins, and nothing for the attempts it refuses.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "staff/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "privacy_portal.client_address.client_address"

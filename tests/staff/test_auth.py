@@ -811,3 +811,34 @@ def test_refused_sign_ins_lockouts_and_sign_outs_are_in_the_trail(client, settin
     ]
     assert ("staff_locked_out", "system", {"user": "target"}) in trail
     assert "correct horse battery" not in str(trail)
+
+
+@pytest.mark.django_db
+def test_a_lockout_is_in_the_trail_once_and_attempts_it_refuses_are_not(client, settings):
+    """Each event takes the audit chain's lock, which intake and every transition need, and stays for good: a
+    guesser who went on at a locked-out account, or at names of no account, would otherwise flood the trail."""
+    staff_in_role("DPO", username="dpo")
+    for _ in range(12):
+        sign_in_with_password(client, "dpo", password="wrong-password")
+    for _ in range(15):
+        sign_in_with_password(client, "nobody", password="wrong-password")
+
+    trail = [(e.action, e.data) for e in AuditEvent.objects.filter(action__startswith="staff_").order_by("sequence")]
+    # Each wrong password checked is there, the one that began the lockout too; and the lockout, once.
+    assert trail.count(("staff_sign_in_refused", {"user": "dpo"})) == settings.AXES_FAILURE_LIMIT
+    assert trail.count(("staff_locked_out", {"user": "dpo"})) == 1
+    assert len(trail) == settings.AXES_FAILURE_LIMIT + 1
+    assert sign_in_with_password(client, "dpo").status_code == 429  # the lockout holds all the same
+
+
+@pytest.mark.django_db
+def test_a_lockout_begun_again_after_it_ended_is_in_the_trail_again(client, settings):
+    staff_in_role("DPO", username="dpo")
+    for _ in range(settings.AXES_FAILURE_LIMIT + 1):
+        sign_in_with_password(client, "dpo", password="wrong-password")
+    with time_machine.travel(timezone.now() + settings.AXES_COOLOFF_TIME + timedelta(minutes=1)):
+        for _ in range(settings.AXES_FAILURE_LIMIT + 1):
+            sign_in_with_password(client, "dpo", password="wrong-password")
+
+    assert AuditEvent.objects.filter(action="staff_locked_out").count() == 2
+    assert AuditEvent.objects.filter(action="staff_sign_in_refused").count() == 2 * settings.AXES_FAILURE_LIMIT
