@@ -2,8 +2,9 @@
 
 With nothing set the app runs on embedded defaults (SQLite and a filesystem
 Celery broker under var/), so a new machine needs no server. Production is
-switched on with PRODUCTION=true, which refuses to start without a real
-SECRET_KEY, ALLOWED_HOSTS and the deployment's own addresses (env_deployment)
+switched on with PRODUCTION=true, which refuses to start without strong
+SECRET_KEY and ANONYMISATION_KEY (env_secret_key), ALLOWED_HOSTS and the
+deployment's own addresses (env_deployment)
 and turns on the HTTPS hardening that `manage.py check --deploy` asks for.
 """
 
@@ -91,6 +92,24 @@ def env_deployment(name: str, development_default: str) -> str:
     return development_default
 
 
+def env_secret_key(name: str, development_default: str) -> str:
+    """A key the app signs or hashes with. Production refuses to start without a strong one, by Django's own rule
+    for SECRET_KEY (check --deploy's security.W009: 50 characters, 5 of them different), which a weak
+    ANONYMISATION_KEY would otherwise pass unnoticed: whoever holds erased data could test guesses (an email
+    address, a phone number) against its pseudonyms."""
+    value = env_str(name)
+    if not PRODUCTION:
+        return value or development_default
+    if not value:
+        raise ImproperlyConfigured(f"{name} (or {name}_FILE) must be set in production")
+    if len(value) < 50 or len(set(value)) < 5:
+        raise ImproperlyConfigured(
+            f"{name} must be at least 50 characters long, with at least 5 different ones, in production; generate "
+            'one with: python -c "import secrets; print(secrets.token_urlsafe(50))"'
+        )
+    return value
+
+
 DEBUG = env_bool("DEBUG", not PRODUCTION)
 if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("DEBUG must be off when PRODUCTION is on")
@@ -99,12 +118,8 @@ if PRODUCTION and DEBUG:
 # development mail, uploaded files) lives under one folder.
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
-SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    if PRODUCTION:
-        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set in production")
-    # A development-only key: never used once PRODUCTION is on.
-    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+# The development keys are never used once PRODUCTION is on.
+SECRET_KEY = env_secret_key("SECRET_KEY", "dev-only-insecure-key-do-not-use-in-production")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else "localhost,127.0.0.1,[::1],testserver")
 if PRODUCTION and not ALLOWED_HOSTS:
@@ -500,11 +515,7 @@ DEMO_SOURCES_URL = env_str("DEMO_SOURCES_URL", f"sqlite:///{VAR_DIR / 'demo_sour
 
 # Erasure by anonymisation replaces some fields with a keyed hash: the key
 # must outlive SECRET_KEY rotations, or the same person would get a new pseudonym.
-ANONYMISATION_KEY = env_str("ANONYMISATION_KEY")
-if not ANONYMISATION_KEY:
-    if PRODUCTION:
-        raise ImproperlyConfigured("ANONYMISATION_KEY (or ANONYMISATION_KEY_FILE) must be set in production")
-    ANONYMISATION_KEY = "dev-only-anonymisation-key"
+ANONYMISATION_KEY = env_secret_key("ANONYMISATION_KEY", "dev-only-anonymisation-key")
 # The hard time limit of an erasure, rectification or restriction task. Past
 # it no run can still be going, so staff may start a stuck one again (its
 # task lost with a broker outage, say).

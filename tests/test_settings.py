@@ -51,9 +51,9 @@ def run_manage(*args, **env):
     ("env", "message"),
     [
         ({"ALLOWED_HOSTS": "privacy.example.com"}, "SECRET_KEY"),
-        ({"SECRET_KEY": "k" * 60}, "ALLOWED_HOSTS"),
-        ({"SECRET_KEY": "k" * 60, "ALLOWED_HOSTS": "x.example", "DEBUG": "true"}, "DEBUG must be off"),
-        ({"SECRET_KEY": "k" * 60, "ALLOWED_HOSTS": "x.example"}, "ANONYMISATION_KEY"),
+        ({"SECRET_KEY": PRODUCTION["SECRET_KEY"]}, "ALLOWED_HOSTS"),
+        ({"SECRET_KEY": PRODUCTION["SECRET_KEY"], "ALLOWED_HOSTS": "x.example", "DEBUG": "true"}, "DEBUG must be off"),
+        ({"SECRET_KEY": PRODUCTION["SECRET_KEY"], "ALLOWED_HOSTS": "x.example"}, "ANONYMISATION_KEY"),
     ],
 )
 def test_production_refuses_to_start_without_its_secrets(env, message):
@@ -62,10 +62,25 @@ def test_production_refuses_to_start_without_its_secrets(env, message):
     assert message in result.stderr
 
 
+@pytest.mark.parametrize("name", ["SECRET_KEY", "ANONYMISATION_KEY"])
+@pytest.mark.parametrize("weak_key", ["x", "abc", "s3cret-" * 3, "ab" * 40])
+def test_production_refuses_to_start_with_a_weak_key(name, weak_key):
+    """Django's own rule for SECRET_KEY (50 characters, 5 different), for the anonymisation key too: a short one
+    would let whoever holds erased data test guesses (email addresses, phone numbers) against its pseudonyms."""
+    result = run_manage("check", **{**PRODUCTION, name: weak_key})
+    assert result.returncode != 0
+    assert f"{name} must be at least 50 characters long, with at least 5 different ones, in production" in result.stderr
+    assert "secrets.token_urlsafe(50)" in result.stderr
+
+
+def test_development_takes_any_key():
+    assert run_manage("check", SECRET_KEY="x", ANONYMISATION_KEY="abc").returncode == 0
+
+
 @pytest.mark.parametrize("name", DEPLOYMENT_VALUES)
 def test_production_refuses_to_start_without_the_deployments_own_values(name):
     result = run_manage(
-        "check", PRODUCTION="true", SECRET_KEY="k" * 60, ALLOWED_HOSTS="x.example", ANONYMISATION_KEY="a" * 50, **{name: ""}
+        "check", PRODUCTION="true", SECRET_KEY=PRODUCTION["SECRET_KEY"], ALLOWED_HOSTS="x.example", ANONYMISATION_KEY=PRODUCTION["ANONYMISATION_KEY"], **{name: ""}
     )
     assert result.returncode != 0
     assert f"{name} must be set in production" in result.stderr
@@ -121,7 +136,7 @@ def test_a_proxy_count_needs_the_header_it_counts_in():
 @pytest.mark.parametrize("site_url", ["http://privacy.example.com", "https://", "  "])
 def test_production_links_go_to_an_https_address(site_url):
     result = run_manage(
-        "check", PRODUCTION="true", SECRET_KEY="k" * 60, ALLOWED_HOSTS="x.example", ANONYMISATION_KEY="a" * 50,
+        "check", PRODUCTION="true", SECRET_KEY=PRODUCTION["SECRET_KEY"], ALLOWED_HOSTS="x.example", ANONYMISATION_KEY=PRODUCTION["ANONYMISATION_KEY"],
         SITE_URL=site_url,
     )
     assert result.returncode != 0
@@ -139,7 +154,7 @@ def test_secrets_can_come_from_files(tmp_path):
     secret_file.write_text("from-a-file-" + "z" * 50 + "\n")
     result = run_manage(
         "shell", "-c", "from django.conf import settings; print(settings.SECRET_KEY)",
-        PRODUCTION="true", SECRET_KEY_FILE=str(secret_file), ALLOWED_HOSTS="x.example", ANONYMISATION_KEY="a" * 50,
+        PRODUCTION="true", SECRET_KEY_FILE=str(secret_file), ALLOWED_HOSTS="x.example", ANONYMISATION_KEY=PRODUCTION["ANONYMISATION_KEY"],
     )
     assert result.stdout.strip().splitlines()[-1] == "from-a-file-" + "z" * 50
 
@@ -156,7 +171,7 @@ def test_redis_redelivers_a_task_only_after_the_longest_task_could_have_run(sett
     assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] > settings.EXPORT_TASK_TIME_LIMIT
 
     result = run_manage(
-        "check", PRODUCTION="true", SECRET_KEY="k" * 60, ALLOWED_HOSTS="x.example", ANONYMISATION_KEY="a" * 50,
+        "check", PRODUCTION="true", SECRET_KEY=PRODUCTION["SECRET_KEY"], ALLOWED_HOSTS="x.example", ANONYMISATION_KEY=PRODUCTION["ANONYMISATION_KEY"],
         CELERY_BROKER_URL="redis://127.0.0.1:6379/0", CELERY_VISIBILITY_TIMEOUT="3600",
     )
     assert result.returncode != 0
