@@ -54,6 +54,7 @@ from requests_app.models import (
     WebhookEvent,
     new_webhook_secret,
 )
+from requests_app.url_secrets import carries_secret
 
 logger = logging.getLogger(__name__)
 
@@ -306,11 +307,16 @@ def check_scheme(url: str) -> None:
 
 
 def check_url(url: str) -> None:
-    """A URL the DPO saves: its scheme (check_scheme) and, unless WEBHOOK_ALLOW_PRIVATE_ADDRESSES, a host that
-    is not an internal address as written (127.0.0.1, [::1], 2130706433, localhost). A host name is not
-    resolved here (its answer may change, and a name not yet in DNS is no error): post_signed resolves
-    it at each delivery and refuses an internal answer."""
+    """A URL the DPO saves: its scheme (check_scheme), no password or token in it (carries_secret) and, unless
+    WEBHOOK_ALLOW_PRIVATE_ADDRESSES, a host that is not an internal address as written (127.0.0.1, [::1],
+    2130706433, localhost). A host name is not resolved here (its answer may change, and a name not yet in DNS
+    is no error): post_signed resolves it at each delivery and refuses an internal answer."""
     check_scheme(url)
+    if carries_secret(url):
+        # The URL shows on the webhooks page, in the disabled-endpoint email and in audit events, kept for good.
+        raise ValidationError(
+            _("Leave passwords and tokens out of the address (user:password@, ?token=...): staff see it and the audit trail keeps it. Events and notices are signed with a secret of their own.")
+        )
     if settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
         return
     try:

@@ -1,7 +1,7 @@
 """Forms of the staff dashboard. Every action is re-validated here on the server."""
 
 from decimal import Decimal
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from django import forms
 from django.conf import settings
@@ -56,6 +56,7 @@ from requests_app.services.handling import GROUNDS_TO_EXPLAIN
 from requests_app.services.webhooks import check_url
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.base import SOURCE_ENV_PREFIX
+from requests_app.url_secrets import carries_secret
 from requests_app.wording import in_sentence
 
 
@@ -518,20 +519,6 @@ class AccountSetupForm(SetPasswordForm):
         if self.has_error("new_password1") or self.has_error("new_password2"):
             return ""
         return self.cleaned_data.get("new_password1") or ""
-
-
-# Query parameters that carry a credential (?password=..., ?token=...).
-SECRET_PARAMETERS = {"password", "passwd", "pwd", "pass", "secret", "token", "access_token", "api_key", "apikey", "key"}
-
-
-def carries_secret(url: str) -> bool:
-    """Whether a connection URL holds a password or token: user:password@..., or one in its query."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:  # not a URL at all: the connector says so when it is used
-        return False
-    return bool(password) or any(name.lower() in SECRET_PARAMETERS for name, _value in parse_qsl(parts.query))
 
 
 def _is_web_address(url: str) -> bool:

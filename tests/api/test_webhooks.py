@@ -404,6 +404,29 @@ def test_the_admin_refuses_an_internal_endpoint_with_a_field_error(client, opera
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("url", ["https://hooks:s3cret@portal.example.com/hooks", "https://portal.example.com/hooks?token=abc"])
+def test_a_password_or_token_in_an_endpoints_address_is_refused_when_saved(operator, url):
+    """The address shows on /staff/webhooks/, in the disabled-endpoint email and in audit events, kept for good;
+    deliveries are signed with the endpoint's own secret. Refused where internal addresses are allowed too."""
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as refused:
+        WebhookEndpoint(organisation=operator, url=url).full_clean()
+    assert "Leave passwords and tokens out of the address" in " ".join(refused.value.message_dict["url"])
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_a_password_in_an_endpoints_address_with_a_field_error(client, operator):
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    response = client.post(
+        reverse("admin:requests_app_webhookendpoint_add"),
+        {"organisation": operator.pk, "url": "https://hooks:s3cret@portal.example.com/hooks", "active": "on"},
+    )
+    assert response.status_code == 200 and not WebhookEndpoint.objects.exists()
+    assert "Leave passwords and tokens out of the address" in response.context["adminform"].form.errors["url"][0]
+
+
+@pytest.mark.django_db
 def test_internal_addresses_are_accepted_when_allowed_for_development(operator, settings):
     settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
     for url in ("http://127.0.0.1:8399/hooks", "http://localhost:8399/hooks", "http://[::1]:8399/hooks"):

@@ -88,6 +88,33 @@ def test_the_admin_refuses_a_password_in_a_sources_url_as_the_dashboard_does(dpo
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("url", ["https://partner:s3cret@partner.example/notices", "https://partner.example/notices?api_key=abc"])
+def test_a_password_or_token_in_a_recipients_webhook_address_is_refused(dpo_client, url):
+    """The address would show to staff and stay in the audit trail; the notices are signed with a secret of their own."""
+    source = SourceSystem.objects.create(slug="crm", name="CRM", connector=ConnectorKind.MANUAL, identity_kind="email")
+    response = dpo_client.post(reverse("staff:recipient_new"), {
+        "source": source.pk, "name": "Partner", "country": "Belgium", "notification_webhook_url": url,
+    })
+    assert response.status_code == 200
+    assert "Leave passwords and tokens out of the address" in str(response.context["form"].errors["notification_webhook_url"])
+    assert not Recipient.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_a_password_in_a_recipients_webhook_address_as_the_dashboard_does(dpo_client):
+    inlines = {
+        f"{prefix}-{field}": value for prefix in ("categories", "recipients", "holds")
+        for field, value in (("TOTAL_FORMS", 1 if prefix == "recipients" else 0), ("INITIAL_FORMS", 0))
+    }
+    recipient = {"recipients-0-name": "Partner", "recipients-0-country": "Belgium",
+                 "recipients-0-notification_webhook_url": "https://partner:s3cret@partner.example/notices"}
+    response = dpo_client.post(reverse("admin:requests_app_sourcesystem_add"), {**SOURCE, **inlines, **recipient})
+    assert response.status_code == 200
+    assert "Leave passwords and tokens out of the address" in str(response.context["inline_admin_formsets"][1].formset.errors)
+    assert not SourceSystem.objects.exists() and not Recipient.objects.exists()
+
+
+@pytest.mark.django_db
 def test_a_category_query_must_select_by_identities_and_third_countries_need_safeguards(dpo_client):
     source = SourceSystem.objects.create(
         slug="crm", name="CRM", connector=ConnectorKind.SQL, connection_url="sqlite:///x.db", identity_kind="email",
