@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import sqlalchemy
+from psycopg2.extensions import encodings
 from sqlalchemy import bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -353,11 +354,6 @@ class SQLConnector:
         files hold exactly the same rows and both cores compress. Returns the
         row count and the CSV's {"sha256", "bytes"}.
         """
-        query = str(
-            self._statement(category)
-            .bindparams(identities=list(identities))
-            .compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True})
-        )
         try:
             raw = self.engine.raw_connection()
         except Exception as error:  # the driver's own errors come through here, not SQLAlchemy's
@@ -365,6 +361,7 @@ class SQLConnector:
         child = None
         try:
             with raw.cursor() as cursor:
+                query = self._literal_query(cursor, category, identities)
                 # For this transaction only: the connection goes back to the pool, where a read-only session
                 # would refuse the next erasure or restriction on this source.
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -425,6 +422,19 @@ class SQLConnector:
                 child.kill()
                 child.wait()
             raw.close()
+
+    def _literal_query(self, cursor, category, identities: list[str]) -> str:
+        """The category's query with `identities` written into it by psycopg2's own quoting, for the statements
+        that run it without parameters (COPY, here and in the child process). Not SQLAlchemy's literal_binds:
+        its psycopg2 dialect doubles every % for a parameterised run, and run without parameters the doubled
+        % stayed, so an identifier holding one (a%b@example.com) matched nothing and the package said no data
+        was found. mogrify takes the doubled % back to one, as a parameterised run would."""
+        compiled = (
+            self._statement(category)
+            .bindparams(identities=list(identities))
+            .compile(dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True})
+        )
+        return cursor.mogrify(str(compiled), compiled.params).decode(encodings[cursor.connection.encoding])
 
     @staticmethod
     def _select_column(column: str, masked: list[str]) -> str:

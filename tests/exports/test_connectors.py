@@ -253,6 +253,46 @@ def test_copy_export_writes_the_same_rows_as_stream_as_json_lines_and_csv(postgr
     assert unordered(csv_rows[1:]) == unordered(as_csv_text)
 
 
+# Identifiers a customer reference or an email address may hold, which SQL or the driver give a meaning to.
+QUOTED_IDENTIFIERS = ["a%b", "50%%", "o'k", "back\\slash", "%s"]
+
+
+@pytest.mark.postgres
+def test_copy_export_finds_the_rows_of_identifiers_holding_percent_quote_and_backslash(postgres_backend, tmp_path):
+    """The query was written out with SQLAlchemy's literal_binds, which doubles every % for a parameterised run;
+    run without parameters (COPY), 'a%b' was searched as 'a%%b', found nothing, and the package said no data was
+    found, while the erasure (with parameters) found the rows."""
+    source, category = postgres_backend
+    with contextlib.closing(pg_connect()) as connection, connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO contract_calls VALUES (%s, %s, %s, '2026-02-01 10:00:00', 1)",
+            [(100 + i, identifier, f"+3249900000{i}") for i, identifier in enumerate(QUOTED_IDENTIFIERS)],
+        )
+        # Would be found too if a % were read as a LIKE wildcard or the quoting were widened.
+        cursor.execute("INSERT INTO contract_calls VALUES (200, 'aXb', NULL, '2026-02-01 10:00:00', 1)")
+        connection.commit()
+    columns, streamed = stream_all(source, category, QUOTED_IDENTIFIERS)
+
+    count, written = run_copy_export(connector_for(source), category, QUOTED_IDENTIFIERS, tmp_path)
+
+    assert sorted(row[0] for row in streamed) == sorted(QUOTED_IDENTIFIERS)
+    assert count == len(QUOTED_IDENTIFIERS)
+    assert sorted(json.loads(line)["caller"] for line in written["jsonl"].decode().splitlines()) == sorted(QUOTED_IDENTIFIERS)
+    csv_rows = list(csv.reader(io.StringIO(written["csv"].decode())))
+    assert sorted(row[0] for row in csv_rows[1:]) == sorted(QUOTED_IDENTIFIERS)
+
+
+@pytest.mark.postgres
+def test_copy_export_keeps_a_percent_the_categorys_own_query_holds(postgres_backend, tmp_path):
+    """A LIKE pattern in the inventory's query is the query's own text: written out for COPY, its % stays one."""
+    source, category = postgres_backend
+    category.query = "SELECT caller, started_at FROM contract_calls WHERE caller IN :identities AND started_at LIKE '2026-01-0%' ORDER BY id"
+
+    count, written = run_copy_export(connector_for(source), category, [ALICE], tmp_path)
+
+    assert count == 3
+
+
 @pytest.mark.postgres
 def test_copy_export_never_writes_the_unmasked_numbers(postgres_backend, tmp_path):
     source, category = postgres_backend
