@@ -311,7 +311,8 @@ class PackageWriter:
         with tempfile.TemporaryFile(dir=settings.EXPORT_WORK_DIR) as spool:  # unlinked at once: nothing to leave behind
             text_spool = io.TextIOWrapper(spool, encoding="utf-8", newline="")
             csv_writer = csv.writer(text_spool)
-            csv_writer.writerow(columns)
+            # The names too: an HTTP source's are the partner's JSON keys, a manual extract's its owner's header row.
+            csv_writer.writerow([spreadsheet_safe(column) for column in columns])
             with self.entry(f"{base}.jsonl") as jsonl:
                 for row in rows:
                     jsonl.write(json.dumps(dict(zip(columns, row)), default=str, ensure_ascii=False).encode() + b"\n")

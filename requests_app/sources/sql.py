@@ -30,7 +30,7 @@ from requests_app.sources.actions import (
     new_values,
 )
 from requests_app.sources.base import KEEP_TAIL_FROM_LENGTH, MASK, SourceError, mask_value, secret_from_env
-from requests_app.spreadsheets import FORMULA_SQL
+from requests_app.spreadsheets import FORMULA_SQL, spreadsheet_safe
 
 CHUNK_ROWS = 5000
 # Run by path: it needs only psycopg2 and SQLAlchemy, not Django or the project on sys.path.
@@ -93,12 +93,14 @@ def _schema_objects(error: Exception) -> str:
 def _csv_column(column: str, is_text: bool) -> str:
     """A column as the COPY path's CSV writes it: a text value a spreadsheet would run as a formula with a
     leading ' (spreadsheets.spreadsheet_safe, in SQL); other types as they are (a cast would write a true as
-    "true", where COPY writes "t")."""
+    "true", where COPY writes "t"). Named as spreadsheet_safe writes a name: COPY's header row is the names,
+    and a query may name a column anything (AS "=HYPERLINK(...)")."""
     quoted = '"' + column.replace('"', '""') + '"'
+    header = '"' + spreadsheet_safe(column).replace('"', '""') + '"'
     if not is_text:
-        return quoted
+        return f"{quoted} AS {header}"
     condition = FORMULA_SQL.format(column=quoted)
-    return f"CASE WHEN {condition} THEN '''' || {quoted} ELSE {quoted} END AS {quoted}"
+    return f"CASE WHEN {condition} THEN '''' || {quoted} ELSE {quoted} END AS {header}"
 
 
 class SQLConnector:

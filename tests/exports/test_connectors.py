@@ -338,6 +338,45 @@ def test_the_copy_paths_csv_never_hands_a_spreadsheet_a_formula(postgres_backend
     assert '"started_at":"=1+1"' in written["jsonl"].decode()
 
 
+@pytest.mark.postgres
+def test_the_copy_paths_csv_header_never_hands_a_spreadsheet_a_formula(postgres_backend, tmp_path):
+    """COPY's header row is the query's column names, which may be anything; the JSON lines keep them as they are."""
+    source, category = postgres_backend
+    category.query = (
+        'SELECT caller AS "=HYPERLINK(""http://evil.example"")", duration_s AS "@cost", started_at AS "-5" '
+        "FROM contract_calls WHERE caller IN :identities ORDER BY id"
+    )
+
+    count, written = run_copy_export(connector_for(source), category, [CAROL], tmp_path)
+
+    rows = list(csv.reader(io.StringIO(written["csv"].decode())))
+    assert rows[0] == ["'=HYPERLINK(\"http://evil.example\")", "'@cost", "-5"]
+    assert rows[1] == [CAROL, "42", "2026-01-07 18:15:00"]
+    assert list(json.loads(written["jsonl"].decode().splitlines()[0])) == ['=HYPERLINK("http://evil.example")', "@cost", "-5"]
+
+
+def test_the_python_paths_csv_header_never_hands_a_spreadsheet_a_formula(db, http_backend, partner_api, tmp_path):
+    """An HTTP source's columns are the partner's JSON keys: one named like a formula ran when the subject opened the CSV."""
+    source, category = http_backend
+    source.save()
+    category.source = source
+    category.save()
+    partner_api.records[ALICE] = [{"caller": ALICE, "=HYPERLINK(\"http://evil.example\")": "x", "+cmd": "-5"}]
+    request = request_in_status(Status.IN_PROGRESS, subject_phone=ALICE)
+    SubjectIdentity.objects.filter(request=request, kind=IdentityKind.PHONE).update(verified_at=timezone.now())
+    os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)
+
+    writer = PackageWriter(str(tmp_path / "package.zip"), request=request, kind="access")
+    writer.add_source(source)
+    writer.finish([source])
+
+    with zipfile.ZipFile(tmp_path / "package.zip") as package:
+        rows = list(csv.reader(io.StringIO(package.read("data/partner-api/calls.csv").decode())))
+        record = json.loads(package.read("data/partner-api/calls.jsonl").decode().splitlines()[0])
+    assert rows == [["caller", "'=HYPERLINK(\"http://evil.example\")", "'+cmd"], [ALICE, "x", "-5"]]
+    assert list(record) == ["caller", '=HYPERLINK("http://evil.example")', "+cmd"]
+
+
 def test_the_python_paths_csv_never_hands_a_spreadsheet_a_formula():
     from requests_app.exports.package import csv_values
 
