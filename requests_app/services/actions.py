@@ -319,7 +319,14 @@ def build_plan(action: SourceAction) -> tuple[ActionPlan, list[dict]]:
     if action.kind in RESTRICTION_KINDS and not work and not source.restriction_list:
         raise SourceError(f"{source.slug}: no restriction flag or restriction list is configured")
     restriction_list = source.restriction_list if action.kind in RESTRICTION_KINDS else ""
-    return ActionPlan(kind=action.kind, identities=identities, categories=work, restriction_list=restriction_list), held
+    plan = ActionPlan(kind=action.kind, identities=identities, categories=work, restriction_list=restriction_list)
+    if action.kind == ActionKind.RECTIFY and action.result.get("changed_before_failing"):
+        # The rows it already gave the corrected identifier are the subject's, not others' holding it (IdentifierHeld).
+        correcting_identity = {item.category.slug for item in work if item.category.identity_field in item.changes}
+        plan.corrected_before = {
+            counts["category"]: counts["rows"] for counts in action.result["categories"] if counts["category"] in correcting_identity
+        }
+    return plan, held
 
 
 def _typed_changes(action: SourceAction) -> dict:

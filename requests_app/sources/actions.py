@@ -34,7 +34,7 @@ from django.utils.crypto import salted_hmac
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import gettext as _
 
-from requests_app.models import ActionKind, EraseMethod, EraseStrategy, FieldType
+from requests_app.models import ActionKind, EraseMethod, EraseStrategy, FieldType, normalised_identifier
 from requests_app.phones import to_e164
 from requests_app.sources.base import SourceError
 
@@ -43,6 +43,10 @@ HASH_PREFIX = "anon:"
 
 class StaleDryRun(SourceError):
     """The source's rows changed since the dry run: its counts no longer describe what would happen."""
+
+
+class IdentifierHeld(SourceError):
+    """A rectification would write into the subject's rows an identifier that rows not theirs already hold."""
 
 
 @dataclass
@@ -67,6 +71,9 @@ class ActionPlan:
     identities: list[str]
     categories: list[CategoryWork]
     restriction_list: str = ""  # the source's list, for restriction and its lifting
+    # Rectification: {category slug: rows} that earlier runs of it corrected before failing part-way (an HTTP
+    # source has no rollback). Where it corrects the identity field, those rows hold the new value: the subject's.
+    corrected_before: dict = field(default_factory=dict)
 
 
 def keyed_hash(value):
@@ -169,6 +176,50 @@ class Fingerprint:
 def combined_fingerprint(hexdigests: list[str]) -> str:
     """A source's fingerprint from its categories' (in the plan's order): what a dry run hands to apply."""
     return hashlib.sha256("|".join(hexdigests).encode()).hexdigest()
+
+
+def identifiers_written(plan: ActionPlan, rows_found: list[int], identity_kind: str) -> dict[str, str]:
+    """{new value: "category.field"} of the values a rectification writes into the field its source is searched
+    by (a category's identity field), in the categories (in the plan's order, with `rows_found` of the subject's
+    rows each) where it has rows to write them in. Not one of the subject's own identifiers: rows holding that
+    are found as theirs already."""
+    if plan.kind != ActionKind.RECTIFY:
+        return {}
+    own = {normalised_identifier(identity_kind, identity) for identity in plan.identities}
+    written = {}
+    for work, rows in zip(plan.categories, rows_found, strict=True):
+        identity_field = work.category.identity_field
+        if rows and identity_field and identity_field in work.changes:
+            value = str(work.changes[identity_field])
+            if normalised_identifier(identity_kind, value) not in own:
+                written[value] = f"{work.category.slug}.{identity_field}"
+    return written
+
+
+def refuse_identifiers_held(source, plan: ActionPlan, rows_found: list[int], count_found_by) -> None:
+    """Refuse (IdentifierHeld) a rectification that would write into the subject's rows an identifier that rows
+    not theirs already hold in `source`. Every search for the subject there after it (erasure, restriction, the
+    access package: selectors.corrected_identifiers) looks for the corrected identifier too, and would take those
+    rows for the subject's: "correcting" an address to another subscriber's would have the erasure delete that
+    subscriber's rows. Connectors call it before changing anything, in the dry run and again in the execution,
+    in case the data changed meanwhile; `count_found_by(category, value)` counts the rows of a category that a
+    search by `value` finds (a manual source, changed by its owner and never searched by the corrected value,
+    has nothing to count). The message names fields and counts, never the value."""
+    written = identifiers_written(plan, rows_found, source.identity_kind)
+    if not written:
+        return
+    held = {}
+    for category in source.categories.all():
+        found = sum(count_found_by(category, value) for value in written) - plan.corrected_before.get(category.slug, 0)
+        if found > 0:
+            held[category.slug] = found
+    if held:
+        rows = ", ".join(f"{count} row{'s' if count != 1 else ''} in {slug}" for slug, count in held.items())
+        raise IdentifierHeld(
+            f"{source.slug}: the corrected {', '.join(sorted(set(written.values())))} is already held by rows that are not "
+            f"the subject's ({rows}); searched by it later, an erasure, a restriction or the access package would take them "
+            "for the subject's. Check the corrected value with the subject."
+        )
 
 
 def plan_digest(plan: ActionPlan, held: list[dict]) -> str:

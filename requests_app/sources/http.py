@@ -58,6 +58,7 @@ from requests_app.sources.actions import (
     dated_before,
     differs,
     new_values,
+    refuse_identifiers_held,
 )
 from requests_app.sources.base import SourceError, mask_value, secret_from_env
 
@@ -167,6 +168,7 @@ class HTTPConnector:
 
     def preview(self, plan: ActionPlan) -> dict:
         scans = [self._scan(plan, work) for work in plan.categories]
+        self._refuse_identifiers_held(plan, scans)
         return {
             "categories": [scan["counts"] for scan in scans],
             "list_entries": len(self._list_identities(plan)),
@@ -180,6 +182,7 @@ class HTTPConnector:
         if combined_fingerprint([scan["fingerprint"] for scan in scans]) != fingerprint:
             raise StaleDryRun(f"{self.source.slug}: the records changed since the dry run")
         list_identities = self._list_identities(plan)  # a misconfigured list fails before any change
+        self._refuse_identifiers_held(plan, scans)
         # What this run changed, per category, for a failure part-way to report (there is no rollback).
         changed = [{"category": scan["counts"]["category"], "rows": 0, "fields": 0, "deleted": scan["deletes"]} for scan in scans]
 
@@ -213,6 +216,15 @@ class HTTPConnector:
             error.changed_before_failing = {"categories": so_far()}
             raise
         return {"categories": [scan["counts"] for scan in scans], "list_entries": len(list_identities)}
+
+    def _refuse_identifiers_held(self, plan: ActionPlan, scans: list[dict]) -> None:
+        refuse_identifiers_held(self.source, plan, [scan["counts"]["rows"] for scan in scans], self._count_found_by)
+
+    def _count_found_by(self, category, value: str) -> int:
+        """How many records a search of `category` by `value` finds, read as the package and the actions read them."""
+        if not category.query:
+            return 0
+        return sum(1 for _record in self._identity_records(self._category_url(category, value)))
 
     def _scan(self, plan: ActionPlan, work: CategoryWork) -> dict:
         """Read the category's records: their count, the fields the action changes, their fingerprint,

@@ -19,7 +19,7 @@ from psycopg2.extensions import encodings
 from sqlalchemy import bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from requests_app.models import ActionKind, IdentityKind
+from requests_app.models import ActionKind, IdentityKind, normalised_identifier
 from requests_app.sources.actions import (
     ActionPlan,
     CategoryWork,
@@ -28,6 +28,7 @@ from requests_app.sources.actions import (
     changed_fields,
     combined_fingerprint,
     new_values,
+    refuse_identifiers_held,
 )
 from requests_app.sources.base import KEEP_TAIL_FROM_LENGTH, MASK, SourceError, mask_value, secret_from_env
 from requests_app.spreadsheets import FORMULA_SQL, spreadsheet_safe
@@ -191,6 +192,7 @@ class SQLConnector:
                     # Never wait long on the source's own traffic for a trial.
                     connection.execute(text("SET LOCAL lock_timeout = '5s'"))
                 scans = [self._scan(connection, plan, work, lock=False) for work in plan.categories]
+                self._refuse_identifiers_held(connection, plan, scans)
                 if self.engine.dialect.name in self.TRIAL_DIALECTS:
                     list_entries = self._change_all(connection, plan, scans)
                 else:
@@ -212,6 +214,7 @@ class SQLConnector:
                 scans = [self._scan(connection, plan, work, lock=True) for work in plan.categories]
                 if _combined(scans) != fingerprint:
                     raise StaleDryRun(f"{self.source.slug}: the rows changed since the dry run")
+                self._refuse_identifiers_held(connection, plan, scans)  # raised, it rolls back: nothing changed
                 list_entries = self._change_all(connection, plan, scans, on_progress)
         except StaleDryRun:
             raise
@@ -289,6 +292,27 @@ class SQLConnector:
             "hashed": hashed,
             "hashed_values": hashed_values,
         }
+
+    def _refuse_identifiers_held(self, connection, plan: ActionPlan, scans: list[dict]) -> None:
+        rows_found = [scan["counts"]["rows"] for scan in scans]
+        refuse_identifiers_held(
+            self.source, plan, rows_found, lambda category, value: self._count_found_by(connection, category, value)
+        )
+
+    def _count_found_by(self, connection, category, value: str) -> int:
+        """How many rows of `category` a search by `value` finds: as an erasure or a restriction searches (its table
+        and identity field) and as the package does (its query, by the value as written and as identifiers are
+        spelled, see PackageWriter._corrected_in), whichever finds more."""
+        counts = [0]
+        if category.table and category.identity_field:
+            column, identities = self._compared(self._quote(category.identity_field), [value])
+            statement = f"SELECT count(*) FROM {self._quote(category.table)} WHERE {column} IN :identities"
+            counts.append(connection.execute(self._identities(statement), {"identities": identities}).scalar())
+        if category.query:
+            spellings = sorted({value, normalised_identifier(self.source.identity_kind, value)})
+            statement = f"SELECT count(*) FROM ({category.query}) AS found_rows"
+            counts.append(connection.execute(self._identities(statement), {"identities": spellings}).scalar())
+        return max(counts)
 
     def _change(self, connection, plan: ActionPlan, work: CategoryWork, scan: dict) -> None:
         table, where, parameters = self._where(plan, work)

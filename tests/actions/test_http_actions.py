@@ -623,3 +623,36 @@ def test_records_changed_before_a_failure_stay_counted_when_a_hold_keeps_the_res
     (counts,) = action.result["categories"]
     assert (counts["rows"], counts["fields"]) == (1, 3)
     assert action.changed_anything()  # so its recipients are told
+
+
+def test_rectify_refuses_a_number_other_subscribers_records_are_listed_under(api, source):
+    """Corrected to Bob's number, Alice's records would be searched by it ever after, and Bob's found as hers: the dry
+    run refuses it, and so does the execution (when his records came since), before any write."""
+    from requests_app.sources.actions import IdentifierHeld
+
+    seed(api, alice=3, bob=0)
+    category = add_category(source, identity_field="caller")
+    plan = ActionPlan(ActionKind.RECTIFY, [ALICE], [CategoryWork(category=category, changes={"caller": BOB})])
+    connector = HTTPConnector(source)
+    fingerprint = connector.preview(plan)["fingerprint"]  # Bob has no record: nothing to refuse
+    api.data[("calls", BOB)] = calls(BOB, 2)
+
+    with pytest.raises(IdentifierHeld, match=r"^roaming-partner: the corrected calls\.caller .* \(2 rows in calls\)"):
+        connector.preview(plan)
+    with pytest.raises(IdentifierHeld):
+        connector.apply(plan, fingerprint)
+    assert api.writes() == []
+
+
+def test_rectify_counts_as_the_subjects_the_records_an_earlier_run_corrected(api, source):
+    """A run that failed part-way left some of Alice's records under the corrected number (no rollback): the dry run
+    again must not take them for someone else's, or the rectification could never be finished."""
+    seed(api, alice=3, bob=0)
+    api.data[("calls", "+32470000009")] = [{**record, "caller": "+32470000009"} for record in calls(ALICE, 1)]
+    category = add_category(source, identity_field="caller")
+    plan = ActionPlan(ActionKind.RECTIFY, [ALICE], [CategoryWork(category=category, changes={"caller": "+32470000009"})])
+    plan.corrected_before = {"calls": 1}
+
+    preview = HTTPConnector(source).preview(plan)
+
+    assert preview["categories"] == [{"category": "calls", "rows": 3, "fields": 3}]

@@ -511,3 +511,78 @@ def test_an_erasure_never_searches_by_a_corrected_address_the_rectification_wrot
 
     assert erase.status == ActionStatus.DONE and erase.dry_run["identities"] == 0
     assert source_db("SELECT name FROM subscribers WHERE email = :email", email=BOB_EMAIL) == [{"name": "Bob Janssens"}]
+
+
+# --- A corrected identifier that other people's rows hold ---------------------
+
+
+@pytest.mark.parametrize("corrected", [BOB_EMAIL, "Bob@Example.COM"])
+def test_a_rectification_dry_run_refuses_an_identifier_someone_elses_rows_hold(crm, dpo_actor, source_db, run, corrected):
+    """Ana "corrects" her address to Bob's: carried out, every later search for her in the CRM would look for Bob's
+    address too, and an erasure of hers would delete his row. Addresses compare without regard to case, as they are
+    searched."""
+    request = verified_request(RequestType.RECTIFICATION, RequestType.ERASURE)
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="email", value=corrected)
+
+    actions.plan_actions(request=request, actor=dpo_actor)
+    action = run(request.source_actions.get(kind=ActionKind.RECTIFY).id, "dry_run", actor=dpo_actor)
+
+    assert action.status == ActionStatus.PLANNED and not action.dry_run
+    assert action.error.startswith("crm: the corrected subscribers.email is already held by rows that are not the subject's (1 row in subscribers)")
+    assert "bob" not in action.error.lower()
+    assert source_db("SELECT id FROM subscribers WHERE lower(email) = :email ORDER BY id", email=ANA_EMAIL) == [{"id": 1}, {"id": 2}]
+
+
+def test_a_rectification_refuses_at_execution_an_identifier_someone_took_since_the_dry_run(crm, dpo_actor, source_db, run):
+    """The dry run found the new address free; a row of someone else's got it before the execution, which must
+    change none of Ana's rows (not even the other corrected field)."""
+    request = verified_request(RequestType.RECTIFICATION)
+    category = crm.categories.get()
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=category, field="email", value="ana.new@example.com")
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=category, field="city", value="Antwerpen")
+    action = run(_planned(request, dpo_actor, crm).id, "dry_run", "approve", actor=dpo_actor)
+    assert action.status == ActionStatus.APPROVED
+    source_db("INSERT INTO subscribers (id, email, name, city, restricted) VALUES (4, 'Ana.New@example.com', 'Ana Nieuw', 'Brugge', false)")
+
+    action = run(action.id, "execute", actor=dpo_actor)
+
+    assert action.status == ActionStatus.FAILED
+    assert "(1 row in subscribers)" in action.error
+    assert source_db("SELECT email, city FROM subscribers WHERE id IN (1, 2) ORDER BY id") == [
+        {"email": ANA_EMAIL, "city": "Gent"}, {"email": ANA_EMAIL, "city": "Gent"}
+    ]
+
+
+def test_a_rectification_counts_the_rows_other_categories_find_by_the_corrected_identifier(crm, dpo_actor, source_db, run):
+    """The package and the actions search every category of the source by the corrected address: rows of another
+    table (read by its query alone) that hold it would join Ana's copy."""
+    from requests_app.models import DataCategory, SourceCategory
+
+    source_db("CREATE TABLE tickets (id INTEGER PRIMARY KEY, email VARCHAR(200), subject VARCHAR(200))")
+    source_db("INSERT INTO tickets VALUES (1, 'ana.new@example.com', 'Roaming bill'), (2, 'carl@example.com', 'Fax')")
+    SourceCategory.objects.create(
+        source=crm, slug="tickets", category=DataCategory.CONTACT, query="SELECT * FROM tickets WHERE email IN :identities"
+    )
+    request = verified_request(RequestType.RECTIFICATION)
+    actions.rectification_change_set(
+        request=request, actor=dpo_actor, category=crm.categories.get(slug="subscribers"), field="email", value="Ana.New@Example.com"
+    )
+
+    action = run(_planned(request, dpo_actor, crm).id, "dry_run", actor=dpo_actor)
+
+    assert action.status == ActionStatus.PLANNED
+    assert "(1 row in tickets)" in action.error
+
+
+def test_a_rectification_may_write_another_of_the_subjects_own_identifiers(crm, dpo_actor, source_db, run):
+    """Rows holding an address the subject verified are found as theirs anyway: correcting to it takes nobody's."""
+    from requests_app.models import SubjectIdentity
+
+    request = verified_request(RequestType.RECTIFICATION)
+    SubjectIdentity.objects.create(request=request, kind=IdentityKind.EMAIL, value=BOB_EMAIL, verified_at=timezone.now())
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="email", value=BOB_EMAIL)
+
+    action = run(_planned(request, dpo_actor, crm).id, "dry_run", "approve", "execute", actor=dpo_actor)
+
+    assert action.status == ActionStatus.DONE, action.error
+    assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :email", email=BOB_EMAIL) == [{"n": 3}]
