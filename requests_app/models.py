@@ -1049,10 +1049,6 @@ def translation_languages() -> list[tuple[str, str]]:
 MAIN_TEXT_HELP = _("In the site's default language: subjects who read another get its translation, where one is given.")
 
 
-def _translated_text(translation, field: str) -> str:
-    return getattr(translation, field) if translation is not None else ""
-
-
 def text_digest(text: str) -> str:
     """A short fingerprint of a main text, which a translation keeps to know whether it still translates it."""
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -1086,12 +1082,27 @@ class TranslatedTexts:
     TRANSLATED_FIELDS: tuple[str, ...] = ()
     OPTIONAL_TRANSLATIONS: tuple[str, ...] = ()
 
+    def _translations_given(self, language: str) -> dict[str, str]:
+        """The texts the item's translation into `language` gives, by field: those left empty are not given."""
+        translation = next((candidate for candidate in self.translations.all() if candidate.language == language), None)
+        if translation is None:
+            return {}
+        return {field: getattr(translation, field) for field in self.TRANSLATED_FIELDS if getattr(translation, field)}
+
     def texts_in(self, language: str) -> dict[str, str]:
         """The texts for a reader of `language`: each translated one given, else the main text.
 
         Per field, so a translation left empty in one field never leaves the subject without that fact."""
-        translation = next((candidate for candidate in self.translations.all() if candidate.language == language), None)
-        return {field: _translated_text(translation, field) or getattr(self, field) for field in self.TRANSLATED_FIELDS}
+        given = self._translations_given(language)
+        return {field: given.get(field) or getattr(self, field) for field in self.TRANSLATED_FIELDS}
+
+    def texts_untranslated_in(self, language: str) -> list[str]:
+        """The fields whose written main text a reader of `language` gets as it is, for want of a translation
+        (texts_in's fallback): none for a reader of the default language, which the main texts are written in."""
+        if language == settings.LANGUAGE_CODE:
+            return []
+        given = self._translations_given(language)
+        return [field for field in self.TRANSLATED_FIELDS if getattr(self, field) and field not in given]
 
     def main_text_digests(self) -> dict[str, str]:
         return {field: text_digest(getattr(self, field)) for field in self.TRANSLATED_FIELDS}
@@ -1112,15 +1123,10 @@ class TranslatedTexts:
 
     def languages_missing(self) -> list[tuple[str, str]]:
         """The other languages (code, name) in which one of the item's written texts has no translation yet."""
-        by_language = {translation.language: translation for translation in self.translations.all()}
         return [
             (code, name)
             for code, name in translation_languages()
-            if any(
-                getattr(self, field) and not _translated_text(by_language.get(code), field)
-                for field in self.TRANSLATED_FIELDS
-                if field not in self.OPTIONAL_TRANSLATIONS
-            )
+            if set(self.texts_untranslated_in(code)) - set(self.OPTIONAL_TRANSLATIONS)
         ]
 
 

@@ -6,10 +6,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connection
-from django.db.models import BooleanField, Case, CharField, F, IntegerField, Q, Sum, Value, When
+from django.db.models import BooleanField, Case, CharField, F, IntegerField, Prefetch, Q, Sum, Value, When
 from django.db.models.functions import NullIf
 from django.db.models.lookups import Exact
 from django.http import Http404
@@ -24,7 +25,9 @@ from requests_app.models import (
     AuditEvent,
     Channel,
     ClosedRequestCount,
+    EraseStrategy,
     ExportKind,
+    LegalHold,
     NoticeStatus,
     Organisation,
     PrivacyRequest,
@@ -739,6 +742,59 @@ def export_sources():
         .prefetch_related("categories__translations", "recipients__translations", "translations")
         .order_by("name")
     )
+
+
+# The rights whose answer is the access report (every Art. 15 fact of a source, its categories, its recipients), and
+# those whose letters name the sources acted on and the recipients told of it (Art. 19).
+REPORT_RIGHTS = {RequestType.ACCESS, RequestType.PORTABILITY}
+ACTION_RIGHTS = {RequestType.ERASURE, RequestType.RECTIFICATION, RequestType.RESTRICTION}
+
+
+@dataclass(frozen=True)
+class UntranslatedItem:
+    """An inventory item (source, category, recipient, field or legal hold) whose `fields` a request's letters or
+    report would give in the default language, for want of a translation into the request's."""
+
+    item: object
+    fields: list[str]
+
+
+def untranslated_inventory_texts(request: PrivacyRequest) -> list[UntranslatedItem]:
+    """The inventory texts this request's letters and report would use and give in the default language, for
+    want of a translation into the request's (each item's texts_untranslated_in, the fallback the letters use):
+    for the DPO to fill in first. Empty for a request in the default language. The active sources are those an
+    export searches and an action is planned on; a few queries, however many sources."""
+    language = request.language
+    rights = set(request.granted_rights)
+    reports, acts = bool(rights & REPORT_RIGHTS), bool(rights & ACTION_RIGHTS)
+    if language == settings.LANGUAGE_CODE or not (reports or acts):
+        return []
+    sources = SourceSystem.objects.filter(active=True).order_by("name").prefetch_related(
+        "translations", "recipients__translations", "categories__translations", "categories__fields__translations",
+        # A hold is named by its category, and a category by its source.
+        Prefetch("legal_holds", LegalHold.objects.select_related("category__source").prefetch_related("translations")),
+    )
+    today = timezone.localdate()
+    used = []  # (item, the fields the letters or the report read of it)
+    for source in sources:
+        # The letters name a source and a recipient; the report gives all their texts.
+        used.append((source, SourceSystem.TRANSLATED_FIELDS if reports else ("name",)))
+        used += [(recipient, recipient.TRANSLATED_FIELDS if reports else ("name",)) for recipient in source.recipients.all()]
+        for category in source.categories.all():
+            if reports:
+                used.append((category, category.TRANSLATED_FIELDS))
+            # An erasure's letter names the fields it pseudonymised, a rectification's the fields it corrected.
+            used += [
+                (field, field.TRANSLATED_FIELDS)
+                for field in category.fields.all()
+                if RequestType.ERASURE in rights and field.erase_strategy == EraseStrategy.HASH
+                or RequestType.RECTIFICATION in rights and field.rectifiable
+            ]
+        if RequestType.ERASURE in rights:
+            # The completion letter quotes the basis of a hold that kept data.
+            used += [(hold, hold.TRANSLATED_FIELDS) for hold in source.legal_holds.all() if hold.until >= today]
+    untranslated = [(item, [field for field in item.texts_untranslated_in(language) if field in fields]) for item, fields in used]
+    return [UntranslatedItem(item, fields) for item, fields in untranslated if fields]
 
 
 def export_previews(export) -> list[dict]:

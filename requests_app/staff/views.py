@@ -67,6 +67,7 @@ from requests_app.models import (
     Team,
     WebhookDelivery,
     WebhookEndpoint,
+    LANGUAGE_NAMES_IN_SENTENCE,
     text_digest,
     translation_languages,
 )
@@ -537,6 +538,39 @@ def bulk(request: HttpRequest) -> HttpResponse:
 # --- The request page ----------------------------------------------------------
 
 
+# Each kind of inventory item a letter or the report reads, as staff call it, with the DPO's page for its texts in
+# another language.
+TRANSLATION_PAGES = {
+    SourceSystem: (gettext_lazy("Source system"), "staff:source_translation"),
+    SourceCategory: (gettext_lazy("Data category"), "staff:category_translation"),
+    Recipient: (gettext_lazy("Recipient"), "staff:recipient_translation"),
+    SourceField: (gettext_lazy("Field"), "staff:field_translation"),
+    LegalHold: (gettext_lazy("Legal hold"), "staff:hold_translation"),
+}
+
+
+def _untranslated_texts(privacy_request: PrivacyRequest) -> dict | None:
+    """The warning that the request's letters and report would mix in the default language, with each
+    inventory text missing in the request's and the page where the DPO gives it; None when nothing is missing."""
+    items = selectors.untranslated_inventory_texts(privacy_request)
+    if not items:
+        return None
+    rows = []
+    for untranslated in items:
+        kind, url_name = TRANSLATION_PAGES[type(untranslated.item)]
+        rows.append({
+            "kind": kind,
+            "name": str(untranslated.item),
+            "fields": ", ".join(str(forms.FIELD_LABELS[field]) for field in untranslated.fields),
+            "url": reverse(url_name, args=[untranslated.item.pk, privacy_request.language]),
+        })
+    return {
+        "language": LANGUAGE_NAMES_IN_SENTENCE[privacy_request.language],
+        "main_language": LANGUAGE_NAMES_IN_SENTENCE[settings.LANGUAGE_CODE],
+        "items": rows,
+    }
+
+
 def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> dict:
     user = request.user
     can_work = roles.can_work(user, privacy_request)
@@ -578,6 +612,9 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "fee_currency": settings.FEE_CURRENCY,
         # Why no fee may be charged (the LGPD): the page then offers no fee form, and says why.
         "fee_refusal": handling.fee_refusal(privacy_request),
+        # Not a blocker (the law does not forbid it), but a letter in one language is what the subject and the
+        # supervisory authority expect: shown before the letter or the package goes out.
+        "untranslated_texts": _untranslated_texts(privacy_request) if privacy_request.is_open else None,
     }
 
 
