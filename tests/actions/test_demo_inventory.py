@@ -13,13 +13,20 @@ from django.utils import timezone
 from requests_app.deadlines import add_months
 from requests_app.models import (
     ActionStatus,
+    LegalHold,
+    Recipient,
     RequestType,
     SourceAction,
+    SourceCategory,
+    SourceField,
+    SourceSystem,
     SuppressionPurpose,
 )
 from requests_app.services import actions
 from requests_app.services.intake import RightDetails
 from tests.factories import request_in_status
+
+INVENTORY_MODELS = (SourceSystem, SourceCategory, Recipient, SourceField, LegalHold)
 
 
 @pytest.fixture
@@ -60,7 +67,8 @@ def test_an_erasure_of_a_demo_subject(db, demo_sources, dpo_actor, django_captur
     assert [demo_sources(calls.format(op), day=kept_from)[0]["n"] for op in (">=", "<")] == [recent, 0]
     held = SourceAction.objects.get(request=request, source__slug="cdr").result["held"]
     assert held == [{
-        "category": "calls", "ground": "legal_obligation", "basis": held[0]["basis"], "basis_translations": {},
+        "category": "calls", "ground": "legal_obligation", "basis": held[0]["basis"],
+        "basis_translations": {language: held[0]["basis_translations"][language] for language in ("fr", "nl", "de")},
         "dated_by": "started_at",
         "kept_from": kept_from.isoformat(), "until": add_months(timezone.localdate(), 12).isoformat(),
     }]
@@ -74,3 +82,29 @@ def test_seeding_again_keeps_an_inventory_that_was_acted_on(db, demo_sources, dp
     with pytest.raises(CommandError, match="fresh database"):
         call_command("seed_demo", subjects=1, cdrs_per_subject=1, stdout=io.StringIO())
     assert SourceAction.objects.filter(request=request).count() == 3
+
+
+def test_the_demo_inventory_gives_every_text_in_every_site_language(db, demo_sources):
+    """`make run` shows a configured installation: a letter in French, Dutch or German reads in one language, names
+    too ("Autoriteiten, wanneer de wet dat vereist", not "aan Authorities, when the law requires it")."""
+    untranslated = [
+        (str(item), language, field)
+        for model in INVENTORY_MODELS
+        for item in model.objects.prefetch_related("translations")
+        for language in ("fr", "nl", "de")
+        for field in item.texts_untranslated_in(language)
+    ]
+    assert untranslated == []
+    assert Recipient.objects.get(name="Authorities, when the law requires it").texts_in("nl")["name"] == "Autoriteiten, wanneer de wet dat vereist"
+
+
+def test_the_demo_inventorys_french_follows_french_typography(db, demo_sources):
+    """A no-break space before ";" ":" "?" "!" and the typographic apostrophe, as the site's own French catalogue writes."""
+    french = [
+        text
+        for model in INVENTORY_MODELS
+        for item in model.objects.prefetch_related("translations")
+        for text in item.texts_in("fr").values()
+    ]
+    assert not [text for text in french if "'" in text or any(f" {mark}" in text for mark in ";:?!")]
+    assert any("\u00a0;" in text for text in french) and any("’" in text for text in french)

@@ -68,6 +68,13 @@ DEVICES = ["Desktop", "iPhone 15", "Samsung Galaxy S24", "Pixel 9", "iPad"]
 PAGES = ["/", "/services/voice", "/services/iot", "/contact", "/careers", "/privacy"]
 
 
+def translate(item, texts: dict[str, dict[str, str]]) -> None:
+    """Give an inventory item's texts in the site's other languages, as a configured installation has them: a
+    letter in French, Dutch or German then reads in one language (`texts`: language -> field -> text)."""
+    for language, fields in texts.items():
+        item.translations.create(language=language, **fields)
+
+
 def subject(index: int) -> dict:
     return {
         "name": f"Demo Subject {index}",
@@ -183,7 +190,8 @@ class Command(BaseCommand):
     def register_inventory(self, url):
         """The three demo systems as the carrier's record of processing describes them, with how
         erasure, rectification and restriction reach them, the legal hold on call records and the
-        suppression lists of the privacy policy's opt-outs."""
+        suppression lists of the privacy policy's opt-outs; the texts subjects read, in each site language.
+        French puts a no-break space (U+00A0) before ";"."""
         try:
             SourceSystem.objects.filter(slug__in=["crm", "weblogs", "cdr"]).delete()
         except ProtectedError as error:
@@ -197,21 +205,53 @@ class Command(BaseCommand):
             retention="For the duration of the contract, then 7 years for accounting obligations.",
             origin="Given by you or by your employer when the account was opened.",
         )
+        translate(crm, {
+            "fr": {
+                "name": "Contacts clients (CRM)",
+                "purposes": "Gestion du contrat avec nos clients professionnels et leurs interlocuteurs\u00a0; facturation\u00a0; "
+                "assistance à la clientèle.",
+                "retention": "Pendant la durée du contrat, puis 7 ans pour satisfaire à nos obligations comptables.",
+                "origin": "Communiquées par vous-même ou par votre employeur lors de l’ouverture du compte.",
+            },
+            "nl": {
+                "name": "Klantcontacten (CRM)",
+                "purposes": "Beheer van het contract met zakelijke klanten en hun contactpersonen; facturatie; klantenondersteuning.",
+                "retention": "Zolang het contract loopt, daarna 7 jaar om aan onze boekhoudkundige verplichtingen te voldoen.",
+                "origin": "Verstrekt door uzelf of door uw werkgever bij de opening van het account.",
+            },
+            "de": {
+                "name": "Kundenkontakte (CRM)",
+                "purposes": "Verwaltung des Vertrags mit Geschäftskunden und deren Ansprechpartnern; Rechnungsstellung; Kundenbetreuung.",
+                "retention": "Für die Dauer des Vertrags, danach 7 Jahre zur Erfüllung unserer Buchführungspflichten.",
+                "origin": "Von Ihnen selbst oder von Ihrem Arbeitgeber bei der Eröffnung des Kontos angegeben.",
+            },
+        })
         contacts = SourceCategory.objects.create(
             source=crm, slug="contacts", category=DataCategory.CONTACT,
             query="SELECT customer_ref, name, email, phone, billing_address, company, created_at FROM customers WHERE lower(email) IN :identities",
             table="customers", identity_field="email", erase_method=EraseMethod.ANONYMISE, restriction_flag="restricted",
         )
-        # The account row stays (accounting law keeps the invoices that point at it); the person in it goes.
-        SourceField.objects.bulk_create([
-            SourceField(category=contacts, name="name", label="name", erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
-            SourceField(category=contacts, name="email", label="email address", type=FieldType.EMAIL, erase_strategy=EraseStrategy.HASH),
-            SourceField(category=contacts, name="phone", label="phone number", type=FieldType.PHONE, erase_strategy=EraseStrategy.HASH),
-            SourceField(category=contacts, name="billing_address", label="billing address", erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
-            SourceField(category=contacts, name="company", label="company", rectifiable=True),
-            SourceField(category=contacts, name="customer_ref", label="customer reference", rectifiable=False),
-        ])
-        Recipient.objects.create(source=crm, name="Group companies", country="Belgium", notification_email="privacy@group.example")
+        # The account row stays (accounting law keeps the invoices that point at it); the person in it goes. Letters
+        # name a field inside a sentence: in lower case, but for German nouns.
+        for field, labels in [
+            (SourceField(name="name", label="name", erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
+             {"fr": "nom", "nl": "naam", "de": "Name"}),
+            (SourceField(name="email", label="email address", type=FieldType.EMAIL, erase_strategy=EraseStrategy.HASH),
+             {"fr": "adresse e-mail", "nl": "e-mailadres", "de": "E-Mail-Adresse"}),
+            (SourceField(name="phone", label="phone number", type=FieldType.PHONE, erase_strategy=EraseStrategy.HASH),
+             {"fr": "numéro de téléphone", "nl": "telefoonnummer", "de": "Telefonnummer"}),
+            (SourceField(name="billing_address", label="billing address", erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
+             {"fr": "adresse de facturation", "nl": "factuuradres", "de": "Rechnungsanschrift"}),
+            (SourceField(name="company", label="company", rectifiable=True),
+             {"fr": "entreprise", "nl": "bedrijf", "de": "Unternehmen"}),
+            (SourceField(name="customer_ref", label="customer reference", rectifiable=False),
+             {"fr": "référence client", "nl": "klantreferentie", "de": "Kundennummer"}),
+        ]:
+            field.category = contacts
+            field.save()
+            translate(field, {language: {"label": label} for language, label in labels.items()})
+        group = Recipient.objects.create(source=crm, name="Group companies", country="Belgium", notification_email="privacy@group.example")
+        translate(group, {"fr": {"name": "Sociétés du groupe"}, "nl": {"name": "Groepsmaatschappijen"}, "de": {"name": "Konzerngesellschaften"}})
         weblogs = SourceSystem.objects.create(
             slug="weblogs", name="Website connection logs", connector=ConnectorKind.SQL, connection_url=url,
             identity_kind=IdentityKind.IP_ADDRESS, legal_basis=LegalBasis.LEGITIMATE_INTERESTS,
@@ -219,16 +259,47 @@ class Command(BaseCommand):
             retention="13 months.", origin="Collected automatically when you visit our website.",
             restriction_list="processing_restrictions.identity",
         )
+        translate(weblogs, {
+            "fr": {
+                "name": "Journaux de connexion au site web",
+                "purposes": "Exploitation et sécurisation de notre site web\u00a0; statistiques d’audience.",
+                "retention": "13 mois.", "origin": "Collectées automatiquement lors de vos visites sur notre site web.",
+            },
+            "nl": {
+                "name": "Verbindingslogboeken van de website",
+                "purposes": "Exploitatie en beveiliging van onze website; bezoekersstatistieken.",
+                "retention": "13 maanden.", "origin": "Automatisch verzameld wanneer u onze website bezoekt.",
+            },
+            "de": {
+                "name": "Verbindungsprotokolle der Website",
+                "purposes": "Betrieb und Absicherung unserer Website; Besucherstatistiken.",
+                "retention": "13 Monate.", "origin": "Automatisch erhoben, wenn Sie unsere Website besuchen.",
+            },
+        })
         SourceCategory.objects.create(
             source=weblogs, slug="visits", category=DataCategory.WEBSITE_CONNECTION,
             query="SELECT ip_address, visited_at, browser, device, page FROM web_logs WHERE ip_address IN :identities ORDER BY visited_at",
             table="web_logs", identity_field="ip_address", erase_method=EraseMethod.DELETE,
         )
-        Recipient.objects.create(
+        analytics = Recipient.objects.create(
             source=weblogs, name="Web analytics provider", country="United States", third_country=True,
             safeguards="EU standard contractual clauses (Commission Decision 2021/914)",
             notification_email="dpo@analytics.example",
         )
+        translate(analytics, {
+            "fr": {
+                "name": "Prestataire de mesure d’audience",
+                "safeguards": "Clauses contractuelles types de l’UE (décision d’exécution (UE) 2021/914 de la Commission)",
+            },
+            "nl": {
+                "name": "Aanbieder van webanalyse",
+                "safeguards": "Modelcontractbepalingen van de EU (Uitvoeringsbesluit (EU) 2021/914 van de Commissie)",
+            },
+            "de": {
+                "name": "Anbieter von Webanalysediensten",
+                "safeguards": "EU-Standardvertragsklauseln (Durchführungsbeschluss (EU) 2021/914 der Kommission)",
+            },
+        })
         cdr = SourceSystem.objects.create(
             slug="cdr", name="Call detail records", connector=ConnectorKind.SQL, connection_url=url,
             identity_kind=IdentityKind.PHONE, legal_basis=LegalBasis.LEGAL_OBLIGATION,
@@ -238,28 +309,76 @@ class Command(BaseCommand):
             origin="Generated by the networks that carried your calls, including the operator you subscribe to.",
             restriction_list="processing_restrictions.identity",
         )
+        translate(cdr, {
+            "fr": {
+                "name": "Enregistrements détaillés des appels",
+                "purposes": "Acheminement et facturation des appels\u00a0; règlement des comptes avec les autres opérateurs\u00a0; "
+                "prévention de la fraude\u00a0; conservation imposée par la législation sur les communications électroniques.",
+                "retention": "12 mois pour le traitement des contestations de facturation\u00a0; plus longtemps lorsque la "
+                "législation sur les télécommunications l’impose.",
+                "origin": "Générées par les réseaux qui ont acheminé vos appels, y compris celui de l’opérateur auprès duquel "
+                "vous êtes abonné.",
+            },
+            "nl": {
+                "name": "Gespreksdetailgegevens",
+                "purposes": "Routering en facturatie van oproepen; verrekening met andere operatoren; fraudepreventie; bewaring "
+                "die de wetgeving inzake elektronische communicatie oplegt.",
+                "retention": "12 maanden voor de behandeling van betwiste facturen; langer wanneer de telecomwetgeving dat vereist.",
+                "origin": "Gegenereerd door de netwerken die uw oproepen hebben doorgegeven, waaronder dat van de operator bij "
+                "wie u geabonneerd bent.",
+            },
+            "de": {
+                "name": "Verbindungsdatensätze",
+                "purposes": "Vermittlung und Abrechnung von Anrufen; Verrechnung mit anderen Netzbetreibern; Betrugsprävention; "
+                "gesetzlich vorgeschriebene Speicherung nach dem Recht der elektronischen Kommunikation.",
+                "retention": "12 Monate für Rechnungsbeanstandungen; länger, wenn das Telekommunikationsrecht es vorschreibt.",
+                "origin": "Von den Netzen erzeugt, über die Ihre Anrufe geführt wurden, einschließlich des Netzes des Betreibers, "
+                "bei dem Sie Ihren Anschluss haben.",
+            },
+        })
         calls = SourceCategory.objects.create(
             source=cdr, slug="calls", category=DataCategory.ELECTRONIC_COMMUNICATIONS, masked_fields="callee",
             query="SELECT caller, callee, started_at, duration_s, cell_id, location, cost_eur FROM cdrs WHERE caller IN :identities ORDER BY id",
             table="cdrs", identity_field="caller", erase_method=EraseMethod.DELETE,
         )
         # A standing duty: each call record is kept for 12 months from its call, and older ones are erased.
-        LegalHold.objects.create(
+        hold = LegalHold.objects.create(
             source=cdr, category=calls, ground=ErasureException.LEGAL_OBLIGATION, keep_months=12, dated_by="started_at",
             until=timezone.localdate() + datetime.timedelta(days=10 * 365),
             basis="Belgian electronic communications law requires operators to keep call records for 12 months, "
             "and settling disputed invoices with other operators needs them for as long.",
         )
+        translate(hold, {
+            "fr": {"basis": "La législation belge sur les communications électroniques impose aux opérateurs de conserver les "
+                   "données d’appel pendant 12 mois, et le règlement des factures contestées avec les autres opérateurs "
+                   "requiert de les conserver aussi longtemps."},
+            "nl": {"basis": "De Belgische wetgeving inzake elektronische communicatie verplicht operatoren om oproepgegevens "
+                   "12 maanden te bewaren, en de afhandeling van betwiste facturen met andere operatoren vereist ze even lang."},
+            "de": {"basis": "Das belgische Recht der elektronischen Kommunikation verpflichtet Betreiber, Verbindungsdaten "
+                   "12 Monate lang aufzubewahren, und die Klärung strittiger Rechnungen mit anderen Betreibern erfordert sie "
+                   "ebenso lange."},
+        })
         for slug, name, kinds in [
             ("marketing-email", "Promotional emails and newsletters", ["email"]),
             ("telemarketing", "Telemarketing calls", ["phone"]),
             ("event-sponsors", "Event partners and conference sponsors contacting you", ["email", "phone"]),
         ]:
             SuppressionPurpose.objects.get_or_create(slug=slug, defaults={"name": name, "identity_kinds": kinds})
-        Recipient.objects.create(source=cdr, name="Interconnected network operators", country="EU/EEA and worldwide",
-                                 third_country=True, safeguards="EU standard contractual clauses",
-                                 notification_email="privacy-desk@interconnect.example")
-        Recipient.objects.create(source=cdr, name="Authorities, when the law requires it", country="Belgium")
+        operators = Recipient.objects.create(
+            source=cdr, name="Interconnected network operators", country="EU/EEA and worldwide", third_country=True,
+            safeguards="EU standard contractual clauses", notification_email="privacy-desk@interconnect.example",
+        )
+        translate(operators, {
+            "fr": {"name": "Opérateurs de réseaux interconnectés", "safeguards": "Clauses contractuelles types de l’UE"},
+            "nl": {"name": "Operatoren van geïnterconnecteerde netwerken", "safeguards": "Modelcontractbepalingen van de EU"},
+            "de": {"name": "Betreiber zusammengeschalteter Netze", "safeguards": "EU-Standardvertragsklauseln"},
+        })
+        authorities = Recipient.objects.create(source=cdr, name="Authorities, when the law requires it", country="Belgium")
+        translate(authorities, {
+            "fr": {"name": "Autorités, lorsque la loi l’exige"},
+            "nl": {"name": "Autoriteiten, wanneer de wet dat vereist"},
+            "de": {"name": "Behörden, wenn das Gesetz es verlangt"},
+        })
 
     @transaction.atomic
     def demo_request(self):
