@@ -307,9 +307,22 @@ DPO_EMAIL = env_deployment("DPO_EMAIL", "dpo@localhost")
 # The controller and how to reach its DPO, on every public page and letter (GDPR Art. 13(1)(a)-(b)
 # and 37(7)). The development defaults are our first user's, from its privacy policy.
 CONTROLLER_NAME = env_deployment("CONTROLLER_NAME", "BICS SA")
-CONTROLLER_ADDRESS = env_deployment(
-    "CONTROLLER_ADDRESS", "Privacy Office, Boulevard du Roi Albert II 27, 1030 Brussels, Belgium"
-)
+_DEVELOPMENT_ADDRESSES = {
+    "en": "Privacy Office, Boulevard du Roi Albert II 27, 1030 Brussels, Belgium",
+    "fr": "Bureau de la vie privée, Boulevard du Roi Albert II 27, 1030 Bruxelles, Belgique",
+    "nl": "Privacybureau, Koning Albert II-laan 27, 1030 Brussel, België",
+    "de": "Datenschutzbüro, Boulevard du Roi Albert II 27, 1030 Brüssel, Belgien",
+}
+CONTROLLER_ADDRESS = env_deployment("CONTROLLER_ADDRESS", _DEVELOPMENT_ADDRESSES[LANGUAGE_CODE])
+# The address as each other site language writes it ("1030 Bruxelles, Belgique"): CONTROLLER_ADDRESS_FR, _NL, _DE.
+# One left unset reads as the main address, as an inventory text without its translation; a deployment's own address
+# never gets the development default's translations.
+CONTROLLER_ADDRESS_TRANSLATIONS = {
+    code: env_str(f"CONTROLLER_ADDRESS_{code.upper()}").strip()
+    or (_DEVELOPMENT_ADDRESSES[code] if CONTROLLER_ADDRESS == _DEVELOPMENT_ADDRESSES[LANGUAGE_CODE] else "")
+    for code, _name in LANGUAGES
+    if code != LANGUAGE_CODE
+}
 DPO_CONTACT_EMAIL = env_str("DPO_CONTACT_EMAIL", DPO_EMAIL)
 # Production sends through SMTP: a file backend there would leave every link undelivered.
 EMAIL_HOST = env_deployment("EMAIL_HOST", "")

@@ -49,7 +49,7 @@ def render_email(template: str, context: dict, *, to: list[str], language: str) 
     """Build a message from templates/emails/<template>-subject.txt, -body.txt and -body.html. Emails to a
     subject or a recipient end with the controller's signature (emails/includes/signature.*), which reads
     `controller`: Django's context processors do not run for these templates."""
-    context = {"controller": controller_details(), **context}
+    context = {"controller": controller_details(language), **context}
     with translation.override(language):
         subject = render_to_string(f"emails/{template}-subject.txt", context).strip()
         text = render_to_string(f"emails/{template}-body.txt", context)

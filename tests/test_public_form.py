@@ -374,6 +374,19 @@ def test_every_public_page_names_the_controller_and_how_to_reach_its_dpo(client,
 
 
 @pytest.mark.django_db
+def test_the_public_pages_give_the_controllers_address_in_their_language(client):
+    """The development default's, as each language writes Brussels and Belgium."""
+    for language, address in [
+        ("fr", "Boulevard du Roi Albert II 27, 1030 Bruxelles, Belgique"),
+        ("nl", "Koning Albert II-laan 27, 1030 Brussel, België"),
+        ("de", "Boulevard du Roi Albert II 27, 1030 Brüssel, Belgien"),
+        ("en", "Boulevard du Roi Albert II 27, 1030 Brussels, Belgium"),
+    ]:
+        client.cookies["django_language"] = language
+        assert address in client.get(reverse("submit")).content.decode()
+
+
+@pytest.mark.django_db
 def test_a_wrong_email_address_is_refused_formally_in_german(client):
     from django.urls import reverse
 

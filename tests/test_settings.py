@@ -253,6 +253,13 @@ def test_production_texts_nothing_unless_a_gateway_is_configured():
     assert run_manage(*show).stdout.strip() == "'requests_app.sms.FileBackend'"
 
 
+def test_a_deployments_address_is_given_in_the_other_languages_it_names_never_in_the_development_defaults():
+    show = ("shell", "--no-imports", "-c", "from django.conf import settings; print(settings.CONTROLLER_ADDRESS_TRANSLATIONS)")
+    given = run_manage(*show, **PRODUCTION, CONTROLLER_ADDRESS_NL="Voorbeeldstraat 1, 1000 Brussel").stdout.strip()
+    assert given == "{'fr': '', 'nl': 'Voorbeeldstraat 1, 1000 Brussel', 'de': ''}"
+    assert "Bruxelles, Belgique" in run_manage(*show).stdout  # the development default's own
+
+
 def test_production_mails_through_the_backend_that_logs_partly_refused_emails():
     show = ("shell", "--no-imports", "-c", "from django.conf import settings; print(settings.EMAIL_BACKEND)")
     assert run_manage(*show, **PRODUCTION).stdout.strip() == "privacy_portal.mail.EmailBackend"

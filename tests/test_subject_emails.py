@@ -70,6 +70,7 @@ def _signature_lines(settings):
 def controller(settings):
     settings.CONTROLLER_NAME = "Example Carrier SA"
     settings.CONTROLLER_ADDRESS = "Rue de l'Exemple 1, 1000 Brussels"
+    settings.CONTROLLER_ADDRESS_TRANSLATIONS = {"fr": "Rue de l’Exemple 1, 1000 Bruxelles", "nl": "", "de": ""}
     settings.DPO_CONTACT_EMAIL = "dpo@carrier.example"
     return settings
 
@@ -93,11 +94,19 @@ def test_an_email_to_the_subject_ends_with_who_the_controller_is_and_its_dpo(con
     assert "Data protection officer: dpo@carrier.example</p>\n</body></html>" in html
 
 
-def test_the_signature_is_in_the_subjects_language(controller):
+def test_the_signature_is_in_the_subjects_language_the_address_too(controller):
     request = submit_request(language="fr")
     emails.send_request_confirmed_email(request)
     [message] = mail.outbox
-    assert "Responsable du traitement\u00a0: Example Carrier SA, Rue de l'Exemple 1, 1000 Brussels." in message.body
+    assert "Responsable du traitement\u00a0: Example Carrier SA, Rue de l’Exemple 1, 1000 Bruxelles." in message.body
+    assert "Bruxelles." in message.alternatives[0][0]
+
+
+def test_an_address_not_given_in_the_subjects_language_is_the_main_one(controller):
+    request = submit_request(language="nl")
+    emails.send_request_confirmed_email(request)
+    [message] = mail.outbox
+    assert "Example Carrier SA, Rue de l'Exemple 1, 1000 Brussels." in message.body
 
 
 def test_a_staff_email_carries_no_signature(controller):

@@ -124,7 +124,7 @@ def certificate_context(request: PrivacyRequest) -> dict:
     done = [item["action"] for item in source_actions if item["action"].status == ActionStatus.DONE]
     return {
         "request": request,
-        "controller": controller_details(),
+        "controller": controller_details(translation.get_language()),  # the reader's
         # Each with its refusal ground, where the completion refused it.
         "rights": request.rights.all(),
         "answered_on_time": answered_on_time(request),
