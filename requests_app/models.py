@@ -1890,3 +1890,24 @@ class SuppressionEntry(models.Model):
         ordering = ["created_at", "id"]
         constraints = [models.UniqueConstraint(fields=["purpose", "kind", "value"], name="unique_suppression")]
         indexes = [models.Index(fields=["purpose", "created_at", "id"], name="suppression_purpose_time_idx")]
+
+
+class CoveredPurpose(models.Model):
+    """A purpose whose suppression list a right asked for covers, as staff read the subject's words (the
+    RequestedRight's objection_processing, consent_withdrawn, direct_marketing): free text, which no rule can
+    match to the lists. The right is answered only once the subject is on each such list, or staff recorded why
+    they cannot be (actions.completion_blockers); the letter tells the subject which (certificate.outcome_summary)."""
+
+    right = models.ForeignKey(RequestedRight, on_delete=models.CASCADE, related_name="covered_purposes")
+    purpose = models.ForeignKey(SuppressionPurpose, on_delete=models.PROTECT, related_name="+")
+    # When the subject's verified identifiers were put on the list for this right (suppression.suppress).
+    applied_at = models.DateTimeField(null=True, blank=True)
+    # Why the list could not be applied, in the subject's language: the letter quotes it.
+    not_applied_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["purpose__name"]
+        constraints = [models.UniqueConstraint(fields=["right", "purpose"], name="one_cover_per_right_and_purpose")]
+
+    def __str__(self) -> str:
+        return f"{self.right}: {self.purpose}"

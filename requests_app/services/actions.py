@@ -47,8 +47,8 @@ from requests_app.models import (
     ANSWERING_KINDS,
     ActionKind,
     ActionStatus,
-    AuditEvent,
     ConnectorKind,
+    CoveredPurpose,
     EraseMethod,
     EraseStrategy,
     ExportKind,
@@ -60,6 +60,7 @@ from requests_app.models import (
     Recipient,
     RecipientNotice,
     RectificationChange,
+    RequestedRight,
     RequestType,
     SourceAction,
     SourceCategory,
@@ -69,7 +70,7 @@ from requests_app.models import (
 )
 from requests_app.services import notices
 from requests_app.services.certificate import searched_nothing
-from requests_app.services.suppression import SUPPRESSION_RIGHTS, suppression_right
+from requests_app.services.suppression import SUPPRESSION_RIGHTS, missing_identifier
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.actions import (
     ActionPlan,
@@ -1012,9 +1013,6 @@ def prefetch_for_completion(requests: list[PrivacyRequest]) -> None:
     """Load what completion_blockers and certificate.nothing_corrected read, one query per relation
     however many `requests`: the bulk completion's preview checks hundreds at once. The rules read
     each relation whole (`.all()`), which a prefetch serves; a filter on a related manager would not.
-
-    Of the audit trail, only the suppressions are loaded (as `suppression_events`), and only for the
-    requests asking to stop some processing: a trail is long, and the rules need nothing else of it.
     """
     prefetch_related_objects(
         requests,
@@ -1023,18 +1021,8 @@ def prefetch_for_completion(requests: list[PrivacyRequest]) -> None:
         Prefetch("source_actions", queryset=SourceAction.objects.select_related("source")),
         Prefetch("rectification_changes", queryset=RectificationChange.objects.select_related("category__source")),
         Prefetch("recipient_notices", queryset=RecipientNotice.objects.select_related("recipient")),
+        Prefetch("rights__covered_purposes", queryset=CoveredPurpose.objects.select_related("purpose")),
     )
-    prefetch_related_objects(
-        [request for request in requests if suppression_right(request)],
-        Prefetch("events", queryset=AuditEvent.objects.filter(action="suppression_added"), to_attr="suppression_events"),
-    )
-
-
-def _suppressed(request: PrivacyRequest) -> bool:
-    """Whether the subject was added to a suppression list for this request."""
-    if hasattr(request, "suppression_events"):  # prefetch_for_completion
-        return bool(request.suppression_events)
-    return request.events.filter(action="suppression_added").exists()
 
 
 def answered_already(request: PrivacyRequest, refused: set[str]) -> list[str]:
@@ -1061,13 +1049,44 @@ def answered_already(request: PrivacyRequest, refused: set[str]) -> list[str]:
                         "status": in_sentence(action.get_status_display()),
                     }
                 )
-    suppression_rights = set(SUPPRESSION_RIGHTS) & set(request.requested_rights)
-    if suppression_rights and suppression_rights <= refused and _suppressed(request):
-        reasons.append(
-            _("The subject was put on suppression lists for this request: its objection, consent withdrawal or limit "
-              "on use cannot all be refused.")
-        )
+    for asked in request.rights.all():
+        applied = [covered.purpose.name for covered in asked.covered_purposes.all() if covered.applied_at is not None]
+        if asked.right in refused and applied:
+            reasons.append(
+                _("“%(right)s” cannot be refused: the subject was put on these suppression lists for it: %(purposes)s.")
+                % {"right": asked.get_right_display(), "purposes": ", ".join(applied)}
+            )
     return reasons
+
+
+def _suppression_blockers(asked: RequestedRight, kinds_verified: set[str]) -> list[str]:
+    """Why an objection, a consent withdrawal or a limit on use granted is not honoured yet: it covers no suppression
+    list (staff have not read what the subject named), or the subject is not on a list it covers and staff recorded
+    no reason why they cannot be. Honouring it means that processing stops for this person, and the lists are how
+    the company's systems learn it: a right applied to one list of two is not granted (Art. 21(3): an objection to
+    direct marketing always stops it)."""
+    label = asked.get_right_display()
+    covers = list(asked.covered_purposes.all())
+    if not covers:
+        named = "; ".join(
+            words for words in (_("direct marketing") if asked.direct_marketing else "", asked.objection_processing, asked.consent_withdrawn) if words
+        )
+        blocker = (
+            _("“%(right)s” has not been applied: choose the suppression lists of what the subject named (%(named)s) and "
+              "add the subject to them.") % {"right": label, "named": named}
+            if named
+            else _("“%(right)s” has not been applied: choose the suppression lists it covers and add the subject to them.") % {"right": label}
+        )
+        if not asked.direct_marketing:  # refusing that is no option (Art. 21(3)): _refuse_rights says so
+            blocker = f"{blocker} {_('Or refuse this right with your reasons.')}"
+        return [blocker]
+    blockers = []
+    for purpose in (cover.purpose for cover in covers if cover.applied_at is None and not cover.not_applied_reason):
+        why = missing_identifier(purpose, kinds_verified) or _("an identifier of its kind is verified now: add them to it.")
+        blockers.append(
+            _("“%(right)s”: the subject is not on the %(purpose)s list yet: %(why)s") % {"right": label, "purpose": purpose.name, "why": why}
+        )
+    return blockers
 
 
 def completion_blockers(request: PrivacyRequest) -> list[str]:
@@ -1091,22 +1110,16 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
     actions = [action for action in answering if action.kind in granted_kinds]
     if rights & {RequestType.ERASURE, RequestType.RESTRICTION} and not actions:
         blockers.append(_("The erasure or restriction has not been planned in the source systems."))
-    if rights & set(SUPPRESSION_RIGHTS) and not _suppressed(request):
-        # Honouring an objection, a withdrawal or a limit on use means some processing stops for this
-        # person, and the suppression lists are how the company's systems learn it. Not honoured: reject.
-        blockers.append(
-            _(
-                "The objection, consent withdrawal or limit on use has not been applied: add the subject to the "
-                "suppression list of each purpose concerned, or reject the request with your reasons."
-            )
-        )
+    kinds_verified = verified_kinds(request)
+    for asked in request.rights.all():
+        if asked.right in SUPPRESSION_RIGHTS and asked.right in rights:
+            blockers.extend(_suppression_blockers(asked, kinds_verified))
     rectified_sources = {a.source_id for a in actions if a.kind == ActionKind.RECTIFY}
     # The corrected values of a refused rectification are never made: nothing is left to plan for them.
     corrections = request.rectification_changes.all() if RequestType.RECTIFICATION in rights else []
     unplanned = {change.category.source.name for change in corrections if change.category.source_id not in rectified_sources}
     for source_name in sorted(unplanned):
         blockers.append(_("Corrected values for %(source)s have not been planned: plan the actions again.") % {"source": source_name})
-    kinds_verified = verified_kinds(request)
     for action in actions:
         if action.status != ActionStatus.DONE:
             blockers.append(

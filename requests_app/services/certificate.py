@@ -28,6 +28,7 @@ from requests_app.models import (
     ActionKind,
     ActionStatus,
     AuditChainCheck,
+    CoveredPurpose,
     ErasureException,
     ExportKind,
     ExportStatus,
@@ -39,7 +40,6 @@ from requests_app.models import (
     SourceField,
     SourceSystem,
     Status,
-    SuppressionPurpose,
     WaiverReason,
 )
 from requests_app.exports.package import NO_VERIFIED_IDENTIFIER, not_searched_reason, source_of_data_file
@@ -221,7 +221,14 @@ def data_kept(request: PrivacyRequest) -> bool:
 def answered_in_part(request: PrivacyRequest) -> bool:
     """Whether the answer falls short of what was asked where the subject may want to challenge it: a
     released package that found no data, or could not search a source, or an action that could not search
-    its source. The letter then states the right to complain, as for a refusal (Art. 12(4))."""
+    its source, or a use of their data they asked to stop (an objection, a consent withdrawal or a limit on use)
+    that staff recorded could not be stopped. The letter then states the right to complain, as for a refusal
+    (Art. 12(4))."""
+    not_stopped = CoveredPurpose.objects.filter(
+        right__request=request, right__right__in=request.granted_rights, applied_at__isnull=True
+    ).exclude(not_applied_reason="")
+    if not_stopped.exists():
+        return True
     for export in request.exports.all():
         if export.released_at is not None and (export.manifest.get("rows") == 0 or export.manifest.get("sources_not_searched")):
             return True
@@ -324,18 +331,10 @@ def outcome_summary(request: PrivacyRequest) -> str:
 
 
 def _suppression_outcome(request: PrivacyRequest) -> list[str]:
-    """What an objection, a consent withdrawal or a limit on use stopped: the purposes whose suppression lists
-    staff put the subject on (its suppression_added events), one line per right asked and not refused, with the
-    consequence the law says the subject must be told of a consent withdrawn (Art. 7(3))."""
-    slugs = [
-        entry["purpose"]
-        for data in request.events.filter(action="suppression_added").values_list("data", flat=True)
-        for entry in data["purposes"]
-    ]
-    if not slugs:
-        return []
-    names = dict(SuppressionPurpose.objects.filter(slug__in=slugs).values_list("slug", "name"))
-    purposes = _names(dict.fromkeys(names.get(slug, slug) for slug in slugs))
+    """What an objection, a consent withdrawal or a limit on use stopped: for each right asked and not refused, the
+    purposes whose suppression lists staff put the subject on for it (CoveredPurpose), with the consequence the law
+    says the subject must be told of a consent withdrawn (Art. 7(3)); then each purpose it covers that could not be
+    stopped, and why, so that the letter never reads as granting in full what was done in part."""
     if cites_gdpr_articles(request.regime):
         objection = _("Following your objection (Article 21 GDPR), we no longer use your data for: %(purposes)s.")
         consent_withdrawn = _(
@@ -354,7 +353,21 @@ def _suppression_outcome(request: PrivacyRequest) -> list[str]:
         RequestType.LIMIT_USE: _("As you asked, we limited the use and disclosure of your data, and no longer use it for: %(purposes)s."),
     }
     granted = set(request.granted_rights)
-    return [line % {"purposes": purposes} for right, line in lines.items() if right in granted]
+    paragraphs = []
+    for asked in request.rights.filter(right__in=granted).prefetch_related(
+        Prefetch("covered_purposes", queryset=CoveredPurpose.objects.select_related("purpose"))
+    ):
+        covers = list(asked.covered_purposes.all())
+        applied = [cover.purpose.name for cover in covers if cover.applied_at is not None]
+        if applied and asked.right in lines:
+            paragraphs.append(lines[asked.right] % {"purposes": _names(applied)})
+        for cover in covers:
+            if cover.applied_at is None and cover.not_applied_reason:
+                paragraphs.append(
+                    _("We could not stop using your data for %(purpose)s, as you asked. The reason: %(reason)s")
+                    % {"purpose": cover.purpose.name, "reason": cover.not_applied_reason}
+                )
+    return paragraphs
 
 
 def _kept_line(hold: dict, source: str, regime: str) -> str:

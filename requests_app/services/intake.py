@@ -23,6 +23,7 @@ from requests_app.services import exports, routing, webhooks
 from requests_app.models import (
     Attachment,
     Channel,
+    CoveredPurpose,
     ExportStatus,
     IdentityKind,
     Organisation,
@@ -555,6 +556,7 @@ def purge_personal_data(request: PrivacyRequest) -> None:
     request.notes.update(body="")
     request.pauses.update(reason="")
     request.recipient_notices.update(waiver_note="")  # why a recipient was not told: it may quote the subject
+    CoveredPurpose.objects.filter(right__request=request).update(not_applied_reason="")  # why a use was not stopped: likewise
     request.rectification_changes.update(value="")  # the certificate names the fields, never the values
     # Why a restriction was to be lifted, or was not after all: it may quote the subject.
     request.source_actions.update(lift_reason="", lift_cancel_reason="")

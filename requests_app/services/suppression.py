@@ -6,6 +6,12 @@ subject's verified identifiers on the list of each purpose concerned (e.g.
 marketing emails). The systems that run the purpose read the list (CSV from
 the dashboard, or the API: api/suppression.py) or look identifiers up.
 
+The subject names what they object to, or withdraw consent for, in their own
+words, which no rule can match to the lists: staff choose the lists each right
+covers, and those are recorded (CoveredPurpose) even when one cannot be applied
+yet. The request completes only once each is applied, or staff recorded why it
+cannot be, which the letter then tells the subject.
+
 Entries outlive the request: purging a request's personal data keeps them,
 since forgetting them would let the processing start again.
 """
@@ -14,13 +20,16 @@ import csv
 from collections.abc import Iterable, Iterator
 
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from requests_app import roles
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import VERIFIED_OPEN, RequestError
 from requests_app.models import (
+    CoveredPurpose,
     PrivacyRequest,
+    RequestedRight,
     RequestType,
     SuppressionEntry,
     SuppressionPurpose,
@@ -41,45 +50,66 @@ def suppression_right(request: PrivacyRequest) -> str | None:
     return next((right for right in SUPPRESSION_RIGHTS if right in asked), None)
 
 
-def suppress(*, request: PrivacyRequest, actor: Actor, purposes: Iterable[SuppressionPurpose]) -> dict[str, int]:
-    """Put the request's verified identifiers on each purpose's suppression list.
+def missing_identifier(purpose: SuppressionPurpose, kinds_verified: set[str]) -> str | None:
+    """Why the subject cannot be put on the purpose's list with the identifiers verified (`kinds_verified`), and
+    what to do about it; None when they can. On the list, they would still be reached otherwise: the purpose's
+    systems know them by something else."""
+    if any(purpose.uses(kind) for kind in kinds_verified):
+        return None
+    kinds = ", ".join(in_sentence(label) for label in purpose.identity_kind_labels)
+    return _(
+        "%(purpose)s looks people up by %(kinds)s, and no identifier of that kind is verified for this request: verify "
+        "one (ask the subject for it if they gave none) and add them to the list again, or record why it cannot be applied."
+    ) % {"purpose": purpose.name, "kinds": kinds}
 
-    Allowed for an open, verified request asking for an objection, a consent
-    withdrawal or a limit on use; unverified identifiers are left out, and so
-    are those of a kind the purpose's systems do not look people up by. Refused
-    when that leaves a purpose with none: the suppression would not work.
-    Idempotent: an identifier already on a list (from this request or an
-    earlier one) stays as it is. Returns the number of entries added per
-    purpose slug; writes a "suppression_added" event (slugs and counts, never
-    the identifiers) when anything was added.
+
+def _locked_open(request: PrivacyRequest) -> PrivacyRequest:
+    locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+    if locked.status not in VERIFIED_OPEN:
+        raise RequestError(_("Only an open, verified request can be acted on."))
+    return locked
+
+
+def _asked_right(request: PrivacyRequest, right: str) -> RequestedRight:
+    if suppression_right(request) is None:
+        raise RequestError(_("This request asks for no objection, consent withdrawal or limit on use."))
+    asked = request.rights.filter(right=right).first()
+    if asked is None or right not in SUPPRESSION_RIGHTS:
+        raise RequestError(_("This request does not ask for %(right)s.") % {"right": right})
+    return asked
+
+
+def suppress(*, request: PrivacyRequest, actor: Actor, right: str, purposes: Iterable[SuppressionPurpose]) -> dict[str, int]:
+    """Record that the request's `right` (an objection, a consent withdrawal or a limit on use it asks for) covers
+    each of `purposes`, as staff read the subject's words, and put the request's verified identifiers on the list
+    of each purpose one of them can be used for.
+
+    Allowed for an open, verified request. Unverified identifiers are left out, and so are those of a kind the
+    purpose's systems do not look people up by. A purpose left with none is covered but not applied: completion
+    waits for it (actions.completion_blockers) until an identifier of its kind is verified and this is done again,
+    or staff record why it cannot be applied (record_not_applied); the others are applied meanwhile. Idempotent: an
+    identifier already on a list (from this request or an earlier one) stays as it is. Returns the number of
+    entries added per purpose applied; writes a "suppression_added" event (the right, slugs and counts, and the
+    slugs not applied; never the identifiers).
     """
     roles.require_can_work(actor, request)
     purposes = list(purposes)
     if not purposes:
         raise RequestError(_("Choose at least one suppression list."))
     with transaction.atomic():
-        locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
-        if locked.status not in VERIFIED_OPEN:
-            raise RequestError(_("Only an open, verified request can be acted on."))
-        right = suppression_right(locked)
-        if right is None:
-            raise RequestError(_("This request asks for no objection, consent withdrawal or limit on use."))
+        locked = _locked_open(request)
+        asked = _asked_right(locked, right)
         identities = {
             (kind, normalised_identifier(kind, value))
             for kind, value in locked.identities.filter(verified_at__isnull=False).values_list("kind", "value")
         }
-        if not identities:
-            raise RequestError(_("No identifier of this request is verified yet: verify one first."))
+        kinds_verified = {kind for kind, _value in identities}
+        added, not_applied = {}, []
         for purpose in purposes:
-            if not any(purpose.uses(kind) for kind, _value in identities):
-                # On the list, they would still be reached: the purpose's systems know them by something else.
-                kinds = ", ".join(in_sentence(label) for label in purpose.identity_kind_labels)
-                raise RequestError(
-                    _("Nothing was added: %(purpose)s looks people up by %(kinds)s, and no identifier of that kind is "
-                      "verified for this request. Verify one first.") % {"purpose": purpose.name, "kinds": kinds}
-                )
-        added = {}
-        for purpose in purposes:
+            covered, _created = CoveredPurpose.objects.get_or_create(right=asked, purpose=purpose)
+            if missing_identifier(purpose, kinds_verified):
+                not_applied.append(purpose.slug)
+                continue
             added[purpose.slug] = 0
             for kind, value in sorted(identities):
                 if not purpose.uses(kind):
@@ -90,15 +120,56 @@ def suppress(*, request: PrivacyRequest, actor: Actor, purposes: Iterable[Suppre
                     purpose=purpose, kind=kind, value=value, defaults={"right": right, "request": locked}
                 )
                 added[purpose.slug] += created
-        # Recorded even when every identifier was on the lists already (an earlier request put it there):
-        # this request's objection is applied all the same, and completing it looks for this event.
+            # Applied even when every identifier was on the list already (an earlier request put it there):
+            # this request's objection is honoured all the same.
+            covered.applied_at, covered.not_applied_reason = timezone.now(), ""
+            covered.save(update_fields=["applied_at", "not_applied_reason"])
         record_event(
             locked,
             "suppression_added",
             actor=actor,
-            data={"purposes": [{"purpose": slug, "added": count} for slug, count in added.items()]},
+            data={
+                "right": right,
+                "purposes": [{"purpose": slug, "added": count} for slug, count in added.items()],
+                "not_applied": not_applied,
+            },
         )
     return added
+
+
+def record_not_applied(*, request: PrivacyRequest, actor: Actor, covered: CoveredPurpose, reason: str) -> CoveredPurpose:
+    """Record why a purpose a right covers cannot be applied (the subject has no identifier its systems know, say):
+    the request may then be completed, and its letter tells the subject that this use was not stopped, and why,
+    with their right to complain. Allowed for an open, verified request, for a purpose not applied; recording
+    again replaces the reason. Writes a "suppression_not_applied" event (the right and slug, never the reason)."""
+    roles.require_can_work(actor, request)
+    if not reason.strip():
+        raise RequestError(_("Say why the subject cannot be put on this list: the letter tells them."))
+    with transaction.atomic():
+        locked = _locked_open(request)
+        covered = CoveredPurpose.objects.select_for_update().select_related("right", "purpose").get(pk=covered.pk, right__request=locked)
+        if covered.applied_at is not None:
+            raise RequestError(_("The subject is on the %(purpose)s list already.") % {"purpose": covered.purpose.name})
+        covered.not_applied_reason = reason.strip()
+        covered.save(update_fields=["not_applied_reason"])
+        record_event(
+            locked, "suppression_not_applied", actor=actor, data={"right": covered.right.right, "purpose": covered.purpose.slug}
+        )
+    return covered
+
+
+def uncover(*, request: PrivacyRequest, actor: Actor, covered: CoveredPurpose) -> None:
+    """Staff read the subject's words again: the right does not cover this purpose after all. Allowed for an open,
+    verified request, for a purpose not applied (the subject, on the list, stays there: entries outlive requests).
+    Writes a "suppression_uncovered" event."""
+    roles.require_can_work(actor, request)
+    with transaction.atomic():
+        locked = _locked_open(request)
+        covered = CoveredPurpose.objects.select_for_update().select_related("right", "purpose").get(pk=covered.pk, right__request=locked)
+        if covered.applied_at is not None:
+            raise RequestError(_("The subject is on the %(purpose)s list already.") % {"purpose": covered.purpose.name})
+        covered.delete()
+        record_event(locked, "suppression_uncovered", actor=actor, data={"right": covered.right.right, "purpose": covered.purpose.slug})
 
 
 class Echo:

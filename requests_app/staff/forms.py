@@ -852,8 +852,31 @@ class PurposeChoiceField(forms.ModelMultipleChoiceField):
 
 
 class SuppressForm(forms.Form):
+    """The lists one right asked for covers, as staff read the subject's words: they are recorded, and the subject
+    is added to each that one of their verified identifiers can be used for (suppression.suppress)."""
+
+    right = forms.CharField(widget=forms.HiddenInput)
     purposes = PurposeChoiceField(
-        label=_("Lists to add the subject's verified identifiers to"),
+        label=_("Lists of what the subject named: add their verified identifiers to them"),
         queryset=SuppressionPurpose.objects.all(),
         widget=forms.CheckboxSelectMultiple,
     )
+
+
+class NotAppliedForm(forms.Form):
+    """Why a list a right covers cannot be applied. The completion letter quotes the reason as it is typed."""
+
+    right = forms.CharField(widget=forms.HiddenInput)
+    purpose = forms.SlugField(widget=forms.HiddenInput)
+    reason = forms.CharField(
+        label=_("Why it cannot be applied (quoted in the letter to the subject)"),
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=2000,
+    )
+
+    def __init__(self, *args, language: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The letter is in the request's language: a reason in the staff member's own would sit in it untranslated.
+        self.fields["reason"].help_text = gettext(
+            "Write it in %(language)s, the language of the request. The supervisory authority may also ask to see it."
+        ) % {"language": LANGUAGE_NAMES_IN_SENTENCE[language]}

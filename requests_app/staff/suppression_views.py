@@ -13,7 +13,7 @@ Who may do what:
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Prefetch
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -22,8 +22,8 @@ from django.utils.translation import ngettext
 from requests_app import roles
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import NotAllowed, RequestError
-from requests_app.models import SuppressionPurpose
-from requests_app.services import suppression
+from requests_app.models import CoveredPurpose, SuppressionPurpose
+from requests_app.services import actions, suppression
 from requests_app.staff import forms
 from requests_app.staff.views import _crud, _get_request, staff_view
 
@@ -64,36 +64,91 @@ def entries_download(request: HttpRequest, slug: str) -> HttpResponse:
 
 @staff_view
 def request_suppress(request: HttpRequest, reference: str) -> HttpResponse:
-    """Choose the lists (GET) and add the request's verified identifiers to them (POST)."""
+    """For each objection, consent withdrawal or limit on use the request asks: the subject's words, the lists it
+    covers and whether the subject is on each. Choosing its lists adds the subject to them (POST); for a list that
+    cannot be applied, staff record why ("not_applied"), or remove it if the right does not cover it after all
+    ("uncover")."""
     privacy_request = _get_request(reference)
     if not roles.can_work(request.user, privacy_request):
         raise PermissionDenied(_("You may not act on this request."))
+    if request.method == "POST" and request.POST.get("step") in ("not_applied", "uncover"):
+        return _not_applied(request, privacy_request)
     # Bound on any POST: one with no box ticked must say so, not show the form again as if new.
-    form = forms.SuppressForm(request.POST if request.method == "POST" else None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            added = suppression.suppress(
-                request=privacy_request, actor=Actor.staff(request.user), purposes=form.cleaned_data["purposes"]
-            )
-        except NotAllowed:
-            raise
-        except RequestError as error:
-            messages.error(request, str(error))
+    posted = forms.SuppressForm(request.POST, auto_id=f"id_{request.POST.get('right')}_%s") if request.method == "POST" else None
+    if posted is not None and posted.is_valid():
+        return _suppress(request, privacy_request, posted)
+    panels = []
+    for asked in privacy_request.rights.filter(right__in=suppression.SUPPRESSION_RIGHTS).prefetch_related(
+        Prefetch("covered_purposes", queryset=CoveredPurpose.objects.select_related("purpose"))
+    ):
+        covers = list(asked.covered_purposes.all())
+        # One form per right on the page: their fields' ids must differ.
+        form = forms.SuppressForm(
+            initial={"right": asked.right, "purposes": [cover.purpose for cover in covers]}, auto_id=f"id_{asked.right}_%s"
+        )
+        not_applied = [
+            (cover, forms.NotAppliedForm(
+                initial={"right": asked.right, "purpose": cover.purpose.slug, "reason": cover.not_applied_reason},
+                language=privacy_request.language, auto_id=f"id_{asked.right}_{cover.purpose.slug}_%s",
+            ))
+            for cover in covers if cover.applied_at is None
+        ]
+        panels.append({
+            "right": asked,
+            "applied": [cover for cover in covers if cover.applied_at is not None],
+            "not_applied": not_applied,
+            "form": posted if posted is not None and posted.data.get("right") == asked.right else form,
+        })
+    context = {"r": privacy_request, "panels": panels}
+    return render(request, "staff/suppression_request.html", context, status=400 if posted is not None else 200)
+
+
+def _suppress(request: HttpRequest, privacy_request, form) -> HttpResponse:
+    try:
+        added = suppression.suppress(
+            request=privacy_request, actor=Actor.staff(request.user), right=form.cleaned_data["right"], purposes=form.cleaned_data["purposes"]
+        )
+    except NotAllowed:
+        raise  # a 403, not a message
+    except RequestError as error:
+        messages.error(request, str(error))
+        return redirect("staff:suppression_request", privacy_request.reference)
+    count = sum(added.values())
+    if count:
+        messages.success(
+            request,
+            ngettext("Added %(count)s entry to the suppression lists.", "Added %(count)s entries to the suppression lists.", count)
+            % {"count": count},
+        )
+    elif added:
+        messages.success(request, _("The verified identifiers were already on the chosen lists."))
+    not_applied = [purpose for purpose in form.cleaned_data["purposes"] if purpose.slug not in added]
+    kinds_verified = actions.verified_kinds(privacy_request)
+    for purpose in not_applied:
+        why = suppression.missing_identifier(purpose, kinds_verified)
+        messages.error(request, _("Not added to %(purpose)s: %(why)s") % {"purpose": purpose.name, "why": why})
+    # Back to this page when a list was not applied: why it cannot be is recorded here.
+    return redirect("staff:suppression_request" if not_applied else "staff:request", privacy_request.reference)
+
+
+def _not_applied(request: HttpRequest, privacy_request) -> HttpResponse:
+    """Record why a list a right covers cannot be applied, or remove it from what the right covers."""
+    form = forms.NotAppliedForm(request.POST, language=privacy_request.language)
+    covered = get_object_or_404(
+        CoveredPurpose, right__request=privacy_request, right__right=request.POST.get("right"), purpose__slug=request.POST.get("purpose")
+    )
+    actor = Actor.staff(request.user)
+    try:
+        if request.POST["step"] == "uncover":
+            suppression.uncover(request=privacy_request, actor=actor, covered=covered)
+            messages.success(request, _("%(purpose)s is no longer among the lists this right covers.") % {"purpose": covered.purpose.name})
+        elif form.is_valid():
+            suppression.record_not_applied(request=privacy_request, actor=actor, covered=covered, reason=form.cleaned_data["reason"])
+            messages.success(request, _("Recorded: the letter will tell the subject why."))
         else:
-            if any(added.values()):
-                count = sum(added.values())
-                messages.success(
-                    request,
-                    ngettext("Added %(count)s entry to the suppression lists.", "Added %(count)s entries to the suppression lists.", count)
-                    % {"count": count},
-                )
-            else:
-                messages.success(request, _("The verified identifiers were already on the chosen lists."))
-        return redirect("staff:request", reference)
-    context = {
-        "r": privacy_request,
-        "form": form,
-        "right": suppression.suppression_right(privacy_request),
-        "on_lists": privacy_request.suppressions.values("purpose__name").annotate(count=Count("id")).order_by("purpose__name"),
-    }
-    return render(request, "staff/suppression_request.html", context, status=400 if form.is_bound else 200)
+            messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
+    except NotAllowed:
+        raise  # a 403, not a message
+    except RequestError as error:
+        messages.error(request, str(error))
+    return redirect("staff:suppression_request", privacy_request.reference)

@@ -113,6 +113,8 @@ EVENT_LABELS = {
     "recipient_notice_resent": _("Notice to a recipient sent again"),
     "recipient_notice_waived": _("Notice to a recipient waived"),
     "suppression_added": _("Added to the suppression lists"),
+    "suppression_not_applied": _("Recorded why a suppression list cannot be applied"),
+    "suppression_uncovered": _("A suppression list removed from what a right covers"),
     "personal_data_purged": _("Personal data deleted at the end of retention"),
 }
 

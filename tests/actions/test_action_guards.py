@@ -407,7 +407,7 @@ def test_an_objection_completes_only_once_a_suppression_was_applied(dpo_actor):
         handling.request_complete(request=request, actor=dpo_actor, letter="Done", expected_status=request.status)
 
     marketing = SuppressionPurpose.objects.create(slug="marketing-email", name="Promotional emails")
-    suppression.suppress(request=request, actor=dpo_actor, purposes=[marketing])
+    suppression.suppress(request=request, actor=dpo_actor, right="objection", purposes=[marketing])
     completed = handling.request_complete(request=request, actor=dpo_actor, letter="Done", expected_status=request.status)
     assert completed.status == "completed"
 

@@ -295,9 +295,9 @@ def test_a_suppression_applied_is_told_for_the_right_granted_only(dpo):
     )
     request.identities.filter(kind="email").update(verified_at=timezone.now())
     newsletter = SuppressionPurpose.objects.create(slug="newsletter", name="Newsletter")
-    suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[newsletter])
+    suppression.suppress(request=request, actor=Actor.staff(dpo), right="withdraw_consent", purposes=[newsletter])
 
-    with pytest.raises(RequestError, match="its objection, consent withdrawal or limit on use cannot all be refused"):
+    with pytest.raises(RequestError, match="“Withdraw my consent” cannot be refused: the subject was put on these suppression lists for it: Newsletter."):
         complete(
             request, dpo,
             RightRefusal(RequestType.OBJECTION, "other", COMPELLING_GROUNDS),

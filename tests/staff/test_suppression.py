@@ -9,6 +9,7 @@ from requests_app.audit import Actor
 from requests_app.lifecycle import NotAllowed, RequestError
 from requests_app.models import (
     AuditEvent,
+    CoveredPurpose,
     RequestType,
     SuppressionEntry,
     SuppressionPurpose,
@@ -46,7 +47,7 @@ def test_suppress_adds_only_the_verified_identities_normalised(marketing, dpo):
     request = objection_request()
     assert request.identities.filter(kind="phone").exists()
 
-    added = suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing])
+    added = suppression.suppress(request=request, actor=Actor.staff(dpo), right="objection", purposes=[marketing])
 
     entry = SuppressionEntry.objects.get()
     assert added == {"marketing": 1}
@@ -59,7 +60,7 @@ def test_a_phone_number_is_found_on_the_list_however_it_is_typed(marketing, dpo)
     """Stored as +32470123456; the national spelling the form accepts finds it too."""
     request = objection_request()
     request.identities.filter(kind="phone").update(verified_at=timezone.now())
-    suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing])
+    suppression.suppress(request=request, actor=Actor.staff(dpo), right="objection", purposes=[marketing])
     for typed in ["+32 470 12 34 56", "0470 12 34 56", "0470/12.34.56"]:
         assert suppression.suppressed(marketing, [("phone", typed)]) == [True]
 
@@ -70,24 +71,25 @@ def test_a_list_holds_only_the_kinds_its_systems_look_people_up_by(dpo):
     request = objection_request()
     request.identities.update(verified_at=timezone.now())  # email and phone verified
 
-    suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[emails])
+    suppression.suppress(request=request, actor=Actor.staff(dpo), right="objection", purposes=[emails])
 
     assert list(SuppressionEntry.objects.values_list("kind", flat=True)) == ["email"]  # not the phone number
 
 
 @pytest.mark.django_db
-def test_a_list_whose_kind_the_subject_has_not_verified_is_refused_and_nothing_is_added(marketing, dpo):
+def test_a_list_whose_kind_the_subject_has_not_verified_is_kept_as_asked_and_the_others_are_applied(marketing, dpo):
+    """On the telemarketing list, an email address would stop no call: the subject is not put on it, but the
+    objection still covers it, for completion to wait for (see the completion tests below)."""
     calls = SuppressionPurpose.objects.create(slug="telemarketing", name="Telemarketing calls", identity_kinds=["phone"])
     request = objection_request()  # only the email is verified
 
-    with pytest.raises(RequestError) as refused:
-        suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing, calls])
+    added = suppression.suppress(request=request, actor=Actor.staff(dpo), right="objection", purposes=[marketing, calls])
 
-    assert str(refused.value) == (
-        "Nothing was added: Telemarketing calls looks people up by phone number, and no identifier of that kind is "
-        "verified for this request. Verify one first."
-    )
-    assert not SuppressionEntry.objects.exists()  # not even on the list that could take the email
+    assert added == {"marketing": 1}
+    assert list(SuppressionEntry.objects.values_list("purpose__slug", flat=True)) == ["marketing"]
+    covers = {cover.purpose.slug: cover.applied_at for cover in CoveredPurpose.objects.filter(right__request=request)}
+    assert covers["marketing"] is not None and covers["telemarketing"] is None
+    assert AuditEvent.objects.get(action="suppression_added").data["not_applied"] == ["telemarketing"]
 
 
 @pytest.mark.django_db
@@ -108,14 +110,14 @@ def test_a_list_records_only_known_kinds_of_identifier(client, dpo):
 @pytest.mark.django_db
 def test_suppress_twice_adds_once_and_audits_counts_never_values(marketing, dpo):
     request = objection_request()
-    suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing])
-    again = suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing])
+    suppression.suppress(request=request, actor=Actor.staff(dpo), right="objection", purposes=[marketing])
+    again = suppression.suppress(request=request, actor=Actor.staff(dpo), right="objection", purposes=[marketing])
 
     assert again == {"marketing": 0}
     assert SuppressionEntry.objects.count() == 1
     first, second = AuditEvent.objects.filter(action="suppression_added").order_by("sequence")
-    assert first.data == {"purposes": [{"purpose": "marketing", "added": 1}]}
-    assert second.data == {"purposes": [{"purpose": "marketing", "added": 0}]}
+    assert first.data == {"right": "objection", "purposes": [{"purpose": "marketing", "added": 1}], "not_applied": []}
+    assert second.data == {"right": "objection", "purposes": [{"purpose": "marketing", "added": 0}], "not_applied": []}
     assert "ana" not in str(first.data).lower() and "example" not in first.note
 
 
@@ -125,9 +127,9 @@ def test_a_repeat_objection_whose_subject_is_on_the_list_already_can_be_complete
     from requests_app.services.actions import completion_blockers
 
     earlier, again = objection_request(), objection_request()
-    suppression.suppress(request=earlier, actor=Actor.staff(dpo), purposes=[marketing])
+    suppression.suppress(request=earlier, actor=Actor.staff(dpo), right="objection", purposes=[marketing])
     assert any("has not been applied" in str(blocker) for blocker in completion_blockers(again))
-    assert suppression.suppress(request=again, actor=Actor.staff(dpo), purposes=[marketing]) == {"marketing": 0}
+    assert suppression.suppress(request=again, actor=Actor.staff(dpo), right="objection", purposes=[marketing]) == {"marketing": 0}
     assert not any("has not been applied" in str(blocker) for blocker in completion_blockers(again))
 
 
@@ -145,12 +147,13 @@ def test_the_completion_letter_says_which_uses_stopped_and_what_a_consent_withdr
             RightDetails(RequestType.WITHDRAW_CONSENT, consent_withdrawn="Calls"),
         ]
     )
-    suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing, telemarketing])
+    suppression.suppress(request=request, actor=Actor.staff(dpo), right="objection", purposes=[marketing, telemarketing])
+    suppression.suppress(request=request, actor=Actor.staff(dpo), right="withdraw_consent", purposes=[telemarketing])
     handling.request_complete(request=request, actor=Actor.staff(dpo), letter="", expected_status=request.status)
 
     body = Message.objects.filter(request=request).latest("created_at").body
     assert "Following your objection (Article 21 GDPR), we no longer use your data for: Marketing emails, Telemarketing calls." in body
-    assert "Following the withdrawal of your consent (Article 7(3) GDPR)" in body
+    assert "Following the withdrawal of your consent (Article 7(3) GDPR), we no longer use your data for: Telemarketing calls." in body
     assert "What we did with your consent before you withdrew it remains lawful." in body
 
 
@@ -167,7 +170,8 @@ def test_the_completion_letter_under_another_law_than_the_gdpr_cites_no_gdpr_art
             RightDetails(RequestType.WITHDRAW_CONSENT, consent_withdrawn="Calls"),
         ],
     )
-    suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing])
+    suppression.suppress(request=request, actor=Actor.staff(dpo), right="objection", purposes=[marketing])
+    suppression.suppress(request=request, actor=Actor.staff(dpo), right="withdraw_consent", purposes=[marketing])
     handling.request_complete(request=request, actor=Actor.staff(dpo), letter="", expected_status=request.status)
 
     body = Message.objects.filter(request=request).latest("created_at").body
@@ -177,7 +181,7 @@ def test_the_completion_letter_under_another_law_than_the_gdpr_cites_no_gdpr_art
 
 
 @pytest.mark.django_db
-def test_the_right_recorded_is_the_first_suppression_right_the_request_asks_for(marketing, dpo):
+def test_the_right_recorded_is_the_one_applied(marketing, dpo):
     request = objection_request(
         rights=[
             RightDetails(RequestType.LIMIT_USE),
@@ -185,9 +189,11 @@ def test_the_right_recorded_is_the_first_suppression_right_the_request_asks_for(
         ]
     )
 
-    suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing])
+    suppression.suppress(request=request, actor=Actor.staff(dpo), right="withdraw_consent", purposes=[marketing])
 
     assert SuppressionEntry.objects.get().right == "withdraw_consent"
+    with pytest.raises(RequestError, match="does not ask for objection"):
+        suppression.suppress(request=request, actor=Actor.staff(dpo), right="objection", purposes=[marketing])
 
 
 @pytest.mark.django_db
@@ -196,22 +202,22 @@ def test_suppress_is_refused_without_an_objection_withdrawal_or_limit(marketing,
     request.identities.update(verified_at=timezone.now())
 
     with pytest.raises(RequestError, match="no objection"):
-        suppression.suppress(request=request, actor=Actor.staff(dpo), purposes=[marketing])
+        suppression.suppress(request=request, actor=Actor.staff(dpo), right="objection", purposes=[marketing])
     assert not SuppressionEntry.objects.exists()
 
 
 @pytest.mark.django_db
-def test_suppress_is_refused_for_a_closed_request_or_one_without_verified_identities(marketing, dpo):
+def test_suppress_adds_nothing_without_verified_identities_and_is_refused_for_a_closed_request(marketing, dpo):
     unverified = objection_request()
     unverified.identities.update(verified_at=None)
-    with pytest.raises(RequestError, match="verified"):
-        suppression.suppress(request=unverified, actor=Actor.staff(dpo), purposes=[marketing])
+    assert suppression.suppress(request=unverified, actor=Actor.staff(dpo), right="objection", purposes=[marketing]) == {}
+    assert CoveredPurpose.objects.get().applied_at is None
 
     closed = objection_request(subject_name="Bo")
     closed.status = "completed"
     closed.save(update_fields=["status"])
     with pytest.raises(RequestError, match="open, verified"):
-        suppression.suppress(request=closed, actor=Actor.staff(dpo), purposes=[marketing])
+        suppression.suppress(request=closed, actor=Actor.staff(dpo), right="objection", purposes=[marketing])
     assert not SuppressionEntry.objects.exists()
 
 
@@ -219,12 +225,12 @@ def test_suppress_is_refused_for_a_closed_request_or_one_without_verified_identi
 def test_an_auditor_may_not_suppress(marketing):
     auditor = Actor.staff(staff_in_role("Auditor", username="a1"))
     with pytest.raises(NotAllowed):
-        suppression.suppress(request=objection_request(), actor=auditor, purposes=[marketing])
+        suppression.suppress(request=objection_request(), actor=auditor, right="objection", purposes=[marketing])
 
 
 @pytest.mark.django_db
 def test_entries_csv_lists_kind_value_right_and_time(marketing, dpo):
-    suppression.suppress(request=objection_request(), actor=Actor.staff(dpo), purposes=[marketing])
+    suppression.suppress(request=objection_request(), actor=Actor.staff(dpo), right="objection", purposes=[marketing])
     out = io.StringIO()
     for _row in suppression.entries_csv(marketing.entries.all(), out):
         pass
@@ -261,7 +267,7 @@ def test_a_cell_of_the_dpos_csv_never_runs_as_a_spreadsheet_formula(client, mark
 @pytest.mark.parametrize(("role", "status"), [("DPO", 200), ("Auditor", 200), ("Handler", 403)])
 @pytest.mark.django_db
 def test_only_the_dpo_and_auditors_download_a_list(client, marketing, dpo, role, status):
-    suppression.suppress(request=objection_request(), actor=Actor.staff(dpo), purposes=[marketing])
+    suppression.suppress(request=objection_request(), actor=Actor.staff(dpo), right="objection", purposes=[marketing])
     login_staff(client, staff_in_role(role, username=f"u-{role}"))
 
     page = client.get(reverse("staff:suppressions"))
@@ -284,7 +290,7 @@ def test_only_the_dpo_creates_a_list_and_one_with_entries_is_not_deleted(client,
     assert client.post(reverse("staff:suppression_purpose_new"), {"name": "Profiling", "slug": "profiling"}).status_code == 302
     assert SuppressionPurpose.objects.filter(slug="profiling").exists()
 
-    suppression.suppress(request=objection_request(), actor=Actor.staff(dpo), purposes=[marketing])
+    suppression.suppress(request=objection_request(), actor=Actor.staff(dpo), right="objection", purposes=[marketing])
     client.post(reverse("staff:suppression_purpose_edit", args=[marketing.pk]), {"delete": "1"})
     assert SuppressionPurpose.objects.filter(pk=marketing.pk).exists()
 
@@ -311,12 +317,12 @@ def test_the_request_form_adds_the_identities_to_the_chosen_lists(client, market
 
     page = client.get(url).content.decode()
     assert 'name="purposes"' in page and "Profiling" in page
-    response = client.post(url, {"purposes": [marketing.pk]}, follow=True)
+    response = client.post(url, {"right": "objection", "purposes": [marketing.pk]}, follow=True)
 
     assert "Added 1 entry" in response.content.decode()
     assert list(SuppressionEntry.objects.values_list("purpose__slug", flat=True)) == ["marketing"]
     assert not other.entries.exists()
-    assert client.post(url, {}).status_code == 400
+    assert client.post(url, {"right": "objection"}).status_code == 400
 
 
 @pytest.mark.django_db
@@ -328,3 +334,37 @@ def test_a_handler_not_on_the_request_cannot_use_the_form(client, marketing):
 
     assert response.status_code == 403
     assert not SuppressionEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_through_the_pages_a_marketing_objection_completes_only_once_each_list_is_applied_or_explained(client, marketing, dpo):
+    """QA's case: the telemarketing list was refused for want of a phone number and the request was completed
+    on the email list alone, its letter granting the objection in full."""
+    from requests_app.models import Message
+
+    calls = SuppressionPurpose.objects.create(slug="telemarketing", name="Telemarketing calls", identity_kinds=["phone"])
+    request = objection_request(
+        regime="uk_gdpr", subject_phone="",
+        rights=[RightDetails(RequestType.OBJECTION, objection_processing="Telemarketing calls", direct_marketing=True)],
+    )
+    login_staff(client, dpo)
+    page_url = reverse("staff:suppression_request", args=[request.reference])
+    complete_url = reverse("staff:request_action", args=[request.reference, "complete"])
+
+    applied = client.post(page_url, {"right": "objection", "purposes": [marketing.pk, calls.pk]}, follow=True)
+    assert applied.redirect_chain[-1][0] == page_url  # to record why, if it cannot be applied
+    assert "Not added to Telemarketing calls: Telemarketing calls looks people up by phone number" in applied.content.decode()
+    request_page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert "the subject is not on the Telemarketing calls list yet" in request_page
+    client.post(complete_url, {"letter": "", "expected_status": "in_progress"})
+    request.refresh_from_db()
+    assert request.status == "in_progress"
+
+    client.post(page_url, {"step": "not_applied", "right": "objection", "purpose": "telemarketing", "reason": "We hold no phone number of yours."})
+    client.post(complete_url, {"letter": "", "expected_status": "in_progress"})
+
+    request.refresh_from_db()
+    assert request.status == "completed"
+    body = Message.objects.filter(request=request).latest("created_at").body
+    assert "we no longer use your data for: Marketing emails." in body
+    assert "We could not stop using your data for Telemarketing calls, as you asked. The reason: We hold no phone number of yours." in body

@@ -1,0 +1,147 @@
+"""Completing an objection, a consent withdrawal or a limit on use: only once each list it covers is applied, or
+staff recorded why it cannot be, which the letter then tells the subject (Art. 21(3): an objection to direct marketing
+is always honoured; Art. 12(4): what was not done is a refusal in part)."""
+
+import pytest
+from django.utils import timezone
+
+from requests_app.audit import Actor
+from requests_app.lifecycle import RequestError
+from requests_app.models import CoveredPurpose, RequestType, SuppressionPurpose
+from requests_app.services import handling, suppression
+from requests_app.services.actions import completion_blockers
+from requests_app.services.handling import MARKETING_OBJECTION_REFUSAL, RightRefusal
+from requests_app.services.intake import RightDetails, purge_personal_data
+from tests.factories import request_in_status, staff_in_role
+
+NO_PHONE = "We hold no phone number of yours, so we make no telemarketing calls to you."
+
+
+@pytest.fixture
+def dpo(db):
+    return Actor.staff(staff_in_role("DPO", username="dpo1"))
+
+
+@pytest.fixture
+def emails(db):
+    return SuppressionPurpose.objects.create(slug="marketing-email", name="Promotional emails and newsletters", identity_kinds=["email"])
+
+
+@pytest.fixture
+def calls(db):
+    return SuppressionPurpose.objects.create(slug="telemarketing", name="Telemarketing calls", identity_kinds=["phone"])
+
+
+def marketing_objection(**overrides):
+    """QA's request: UK GDPR, an objection to telemarketing calls as direct marketing and a consent withdrawal;
+    only the email address verified, no phone number given."""
+    request = request_in_status(
+        "in_progress",
+        regime="uk_gdpr",
+        rights=[
+            RightDetails(RequestType.OBJECTION, objection_processing="Telemarketing calls", direct_marketing=True),
+            RightDetails(RequestType.WITHDRAW_CONSENT, consent_withdrawn="Newsletters"),
+        ],
+        **overrides,
+    )
+    request.identities.filter(kind="email").update(verified_at=timezone.now())
+    return request
+
+
+def complete(request, dpo, *refused):
+    return handling.request_complete(request=request, actor=dpo, letter="", expected_status=request.status, refused=refused)
+
+
+@pytest.mark.django_db
+def test_a_marketing_objection_applied_to_one_list_of_two_is_not_completed(dpo, emails, calls):
+    request = marketing_objection()
+    suppression.suppress(request=request, actor=dpo, right="objection", purposes=[emails, calls])
+    suppression.suppress(request=request, actor=dpo, right="withdraw_consent", purposes=[emails])
+
+    assert completion_blockers(request) == [
+        "“Object to the processing of my data”: the subject is not on the Telemarketing calls list yet: Telemarketing "
+        "calls looks people up by phone number, and no identifier of that kind is verified for this request: verify one "
+        "(ask the subject for it if they gave none) and add them to the list again, or record why it cannot be applied."
+    ]
+    with pytest.raises(RequestError, match="Telemarketing calls list"):
+        complete(request, dpo)
+    # Refusing it instead is no way out: an objection to direct marketing is always honoured.
+    with pytest.raises(RequestError) as refused:
+        complete(request, dpo, RightRefusal(RequestType.OBJECTION, "other", "We could not reach the calls team."))
+    assert str(refused.value) == str(MARKETING_OBJECTION_REFUSAL)
+
+
+@pytest.mark.django_db
+def test_a_phone_number_verified_later_lets_the_list_be_applied_and_the_request_completed(dpo, emails, calls):
+    request = marketing_objection(subject_phone="+32470123456")
+    suppression.suppress(request=request, actor=dpo, right="objection", purposes=[calls])
+    suppression.suppress(request=request, actor=dpo, right="withdraw_consent", purposes=[emails])
+
+    request.identities.filter(kind="phone").update(verified_at=timezone.now())
+    assert completion_blockers(request) == [
+        "“Object to the processing of my data”: the subject is not on the Telemarketing calls list yet: an identifier "
+        "of its kind is verified now: add them to it."
+    ]
+    assert suppression.suppress(request=request, actor=dpo, right="objection", purposes=[calls]) == {"telemarketing": 1}
+    complete(request, dpo)
+
+    body = request.messages.get().body
+    assert "Following your objection (Article 21 GDPR), we no longer use your data for: Telemarketing calls." in body
+    assert "lodge a complaint" not in body
+
+
+@pytest.mark.django_db
+def test_a_list_that_cannot_be_applied_is_told_with_its_reason_and_the_right_to_complain(dpo, emails, calls):
+    request = marketing_objection()
+    suppression.suppress(request=request, actor=dpo, right="objection", purposes=[emails, calls])
+    suppression.suppress(request=request, actor=dpo, right="withdraw_consent", purposes=[emails])
+    with pytest.raises(RequestError, match="Say why"):
+        suppression.record_not_applied(request=request, actor=dpo, covered=CoveredPurpose.objects.get(purpose=calls), reason=" ")
+
+    suppression.record_not_applied(request=request, actor=dpo, covered=CoveredPurpose.objects.get(purpose=calls), reason=NO_PHONE)
+    complete(request, dpo)
+
+    body = request.messages.get().body
+    assert "we no longer use your data for: Promotional emails and newsletters." in body
+    assert f"We could not stop using your data for Telemarketing calls, as you asked. The reason: {NO_PHONE}" in body
+    assert "You have the right to lodge a complaint with a supervisory authority" in body
+    assert request.events.filter(action="suppression_not_applied", data={"right": "objection", "purpose": "telemarketing"}).exists()
+
+
+@pytest.mark.django_db
+def test_a_right_that_covers_no_list_names_what_the_subject_wrote(dpo, emails):
+    request = marketing_objection()
+
+    assert completion_blockers(request) == [
+        # No refusal offered: an objection to direct marketing cannot be refused (Art. 21(3)).
+        "“Object to the processing of my data” has not been applied: choose the suppression lists of what the subject "
+        "named (direct marketing; Telemarketing calls) and add the subject to them.",
+        "“Withdraw my consent” has not been applied: choose the suppression lists of what the subject named "
+        "(Newsletters) and add the subject to them. Or refuse this right with your reasons.",
+    ]
+    # A right refused needs none of its lists.
+    suppression.suppress(request=request, actor=dpo, right="objection", purposes=[emails])
+    complete(request, dpo, RightRefusal(RequestType.WITHDRAW_CONSENT, "manifestly_unfounded", "Asked five times this week."))
+    assert request.messages.get().body.count("we no longer use your data") == 1
+
+
+@pytest.mark.django_db
+def test_a_list_misread_as_asked_is_removed_but_one_applied_stays(dpo, emails, calls):
+    request = marketing_objection()
+    suppression.suppress(request=request, actor=dpo, right="objection", purposes=[emails, calls])
+
+    suppression.uncover(request=request, actor=dpo, covered=CoveredPurpose.objects.get(purpose=calls))
+    with pytest.raises(RequestError, match="on the Promotional emails and newsletters list already"):
+        suppression.uncover(request=request, actor=dpo, covered=CoveredPurpose.objects.get(purpose=emails))
+    assert list(CoveredPurpose.objects.values_list("purpose__slug", flat=True)) == ["marketing-email"]
+
+
+@pytest.mark.django_db
+def test_the_reason_a_list_was_not_applied_is_purged_with_the_request(dpo, calls):
+    request = marketing_objection()
+    suppression.suppress(request=request, actor=dpo, right="objection", purposes=[calls])
+    suppression.record_not_applied(request=request, actor=dpo, covered=CoveredPurpose.objects.get(), reason=NO_PHONE)
+
+    purge_personal_data(request)
+
+    assert CoveredPurpose.objects.get().not_applied_reason == ""
