@@ -450,6 +450,9 @@ class RequestedRight(models.Model):
     rectification_data = models.CharField(_("data to correct"), max_length=500, blank=True)
     rectification_value = models.TextField(_("corrected value"), blank=True)
     restriction_ground = models.CharField(max_length=32, choices=RestrictionGround, blank=True)
+    # The source systems staff chose for the restriction to cover: Art. 18 restricts the data its ground
+    # concerns, not all that is held. Empty until first planned (actions.restriction_sources gives the default).
+    restriction_sources = models.ManyToManyField("SourceSystem", blank=True, related_name="+")
     objection_processing = models.TextField(_("processing objected to"), blank=True)
     # An objection to direct marketing (Art. 21(2)) is absolute: no interest weighs against it (Art. 21(3)).
     direct_marketing = models.BooleanField(_("objects to direct marketing"), default=False)

@@ -30,6 +30,7 @@ import dataclasses
 import datetime
 import logging
 import secrets
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -62,6 +63,7 @@ from requests_app.models import (
     RectificationChange,
     RequestedRight,
     RequestType,
+    RestrictionGround,
     SourceAction,
     SourceCategory,
     SourceSystem,
@@ -143,12 +145,18 @@ def _require_in_progress(request: PrivacyRequest) -> None:
         raise RequestError(_("The source systems are acted on once the request is in progress, after the identity check."))
 
 
-def plan_actions(*, request: PrivacyRequest, actor: Actor) -> list[SourceAction]:
+def plan_actions(
+    *, request: PrivacyRequest, actor: Actor, restriction_sources: Iterable[SourceSystem] | None = None
+) -> list[SourceAction]:
     """Create the actions the request's rights call for, one per source and kind, and the
     Art. 19 notices to the recipients of those sources. Planning again adds what is missing.
 
-    Rectification is planned only in the sources staff entered corrected values for. Refused
-    until staff verified one of the subject's identifiers.
+    Rectification is planned only in the sources staff entered corrected values for. A
+    restriction only in the sources it covers (Art. 18 restricts the data concerned, not all we
+    hold): `restriction_sources`, staff's choice, recorded so that planning again keeps it; without
+    one, the choice recorded, or before any the default (see `restriction_sources`). A restriction
+    planned in a source no longer chosen is left out (see `_leave_out`): refused, with nothing
+    changed, once it has run there. Refused until staff verified one of the subject's identifiers.
     """
     roles.require_can_work(actor, request)
     with transaction.atomic():
@@ -162,10 +170,15 @@ def plan_actions(*, request: PrivacyRequest, actor: Actor) -> list[SourceAction]
             # nothing, and the request would be certified done with nothing searched.
             raise RequestError(_("Verify at least one of the subject's identifiers first: the source systems are searched by verified identifiers only."))
         rectified_sources = set(locked.rectification_changes.values_list("category__source_id", flat=True))
+        restricted_sources, left_out = set(), []
+        if ActionKind.RESTRICT in kinds:
+            restricted_sources, left_out = _choose_restriction_sources(locked, actor, restriction_sources)
         created = []
         for source in SourceSystem.objects.filter(active=True):
             for kind in kinds:
                 if kind == ActionKind.RECTIFY and source.id not in rectified_sources:
+                    continue
+                if kind == ActionKind.RESTRICT and source.id not in restricted_sources:
                     continue
                 defaults = {"status": ActionStatus.PLANNED}
                 if source.connector == ConnectorKind.MANUAL:
@@ -187,9 +200,9 @@ def plan_actions(*, request: PrivacyRequest, actor: Actor) -> list[SourceAction]
             recipient__source_id__in={action.source_id for action in created},
             status__in=(NoticeStatus.SENT, NoticeStatus.NOT_NEEDED),
         ).update(status=NoticeStatus.PENDING, queued_at=None)  # not queued again until the new action is done
-        if any(added_notices):
-            # A recipient added to a source whose actions are already done is told now: no
-            # action will finish there again to send its notice.
+        if any(added_notices) or left_out:
+            # A recipient added to a source whose actions are already done is told now: no action will
+            # finish there again to send its notice. So is one whose source's last unfinished action was left out.
             queue_due_notices(locked)
         if created:
             record_event(
@@ -199,6 +212,89 @@ def plan_actions(*, request: PrivacyRequest, actor: Actor) -> list[SourceAction]
                 data={"actions": [{"source": a.source.slug, "kind": a.kind} for a in created]},
             )
     return created
+
+
+def restriction_sources(request: PrivacyRequest) -> list[SourceSystem]:
+    """The active source systems a restriction of `request` covers: those staff chose when planning it, or,
+    before any choice, the default the planning form offers. For a restriction while the accuracy of the data
+    is contested (Art. 18(1)(a)) alongside its correction, that is the sources of the corrected values: the
+    data contested. Otherwise every active source: what a ground concerns is for staff to narrow down."""
+    right = request.rights.filter(right=RequestType.RESTRICTION).first()
+    if right is None:
+        return []
+    active = SourceSystem.objects.filter(active=True).order_by("name")
+    if right.restriction_sources.exists():
+        return list(active.filter(pk__in=right.restriction_sources.values("pk")))
+    if right.restriction_ground == RestrictionGround.ACCURACY_CONTESTED and RequestType.RECTIFICATION in request.requested_rights:
+        corrected = list(active.filter(pk__in=request.rectification_changes.values("category__source_id")))
+        if corrected:
+            return corrected
+    return list(active)
+
+
+def leave_out_refusal(restriction: SourceAction) -> str | None:
+    """Why a restriction planned in a source cannot be left out of the restriction's scope, or None. One that
+    ran, or is running, restricted data there: it ends with a lifting, which the subject is told of first."""
+    source = restriction.source.name
+    if restriction.status == ActionStatus.DONE:
+        return _("The restriction in %(source)s has already been carried out: it can no longer be left out.") % {"source": source}
+    if restriction.status == ActionStatus.RUNNING:
+        return _("The restriction in %(source)s is being carried out: it can no longer be left out.") % {"source": source}
+    if restriction.changed_anything():
+        # An HTTP source has no rollback: a run that stopped part-way left some rows restricted.
+        return _("The restriction in %(source)s changed data in the source system before it stopped: it can no longer be left out.") % {
+            "source": source
+        }
+    return None
+
+
+def _choose_restriction_sources(
+    request: PrivacyRequest, actor: Actor, chosen: Iterable[SourceSystem] | None
+) -> tuple[set[int], list[SourceAction]]:
+    """Record which active sources the restriction of the locked `request` covers (`chosen`, or the choice
+    recorded, or the default) and leave out the restrictions planned in the others; returns the ids of the
+    sources covered and the restrictions left out.
+    Raises RequestError, having changed nothing, when none is chosen or a restriction to leave out has run."""
+    chosen = restriction_sources(request) if chosen is None else chosen
+    chosen_ids = set(SourceSystem.objects.filter(pk__in=[source.pk for source in chosen], active=True).values_list("pk", flat=True))
+    if not chosen_ids:
+        raise RequestError(_("Choose at least one source system for the restriction to cover, or refuse the restriction."))
+    left_out = list(
+        request.source_actions.filter(kind=ActionKind.RESTRICT).exclude(source_id__in=chosen_ids).select_related("source", "request")
+    )
+    for action in left_out:
+        refusal = leave_out_refusal(action)
+        if refusal:
+            raise RequestError(refusal)
+    right = request.rights.get(right=RequestType.RESTRICTION)
+    if chosen_ids == set(right.restriction_sources.values_list("pk", flat=True)) and not left_out:
+        return chosen_ids, []
+    right.restriction_sources.set(chosen_ids)
+    _leave_out(request, left_out)
+    record_event(
+        request,
+        "restriction_sources_chosen",
+        actor=actor,
+        data={
+            "sources": list(SourceSystem.objects.filter(pk__in=chosen_ids).order_by("slug").values_list("slug", flat=True)),
+            "left_out": [action.source.slug for action in left_out],
+        },
+    )
+    return chosen_ids, left_out
+
+
+def _leave_out(request: PrivacyRequest, restrictions: list[SourceAction]) -> None:
+    """Remove planned restrictions that have not run (leave_out_refusal): nothing changed in their sources, so
+    neither the subject's letter nor the certificate has anything to say of them. The notices to their sources'
+    recipients go too where no other action of the request is planned there and they were never sent: there
+    is nothing to tell those recipients, nor a waiver to explain. The trail keeps the choice (the caller's event)."""
+    if not restrictions:
+        return
+    SourceAction.objects.filter(pk__in=[action.pk for action in restrictions]).delete()
+    still_acted_on = request.source_actions.values("source_id")
+    request.recipient_notices.filter(
+        recipient__source_id__in={action.source_id for action in restrictions}, sent_at__isnull=True
+    ).exclude(recipient__source_id__in=still_acted_on).delete()
 
 
 def rectification_change_set(

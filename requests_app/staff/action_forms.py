@@ -5,7 +5,7 @@ from django import forms
 from django.utils.translation import get_language, gettext
 from django.utils.translation import gettext_lazy as _
 
-from requests_app.models import LANGUAGE_NAMES_IN_SENTENCE, TEXT_MAX_CHARS, SourceField, WaiverReason
+from requests_app.models import LANGUAGE_NAMES_IN_SENTENCE, TEXT_MAX_CHARS, SourceField, SourceSystem, WaiverReason
 
 
 class RectifiableFieldChoiceField(forms.ModelChoiceField):
@@ -37,6 +37,31 @@ class RectificationForm(forms.Form):
         """The service's arguments (actions.rectification_change_set) for the valid form."""
         field = self.cleaned_data["field"]
         return {"category": field.category, "field": field.name, "value": self.cleaned_data["value"]}
+
+
+class PlanForm(forms.Form):
+    """The "Plan actions" button, with, for a request asking for restriction, the source systems it covers
+    (services.actions.plan_actions): ticked as last chosen, or as the default before any choice."""
+
+    restriction_sources = forms.ModelMultipleChoiceField(
+        label=_("Restrict processing in"),
+        queryset=SourceSystem.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_(
+            "Only the systems holding the data concerned: for contested accuracy, those holding the data being "
+            "checked. Recipients of the other systems are not told. A restriction not yet carried out in a system "
+            "you untick is left out."
+        ),
+        error_messages={"required": _("Choose at least one source system for the restriction to cover, or refuse the restriction.")},
+    )
+
+    def __init__(self, *args, restricting: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        if restricting:
+            # Read per form: the inventory changes while the server runs.
+            self.fields["restriction_sources"].queryset = SourceSystem.objects.filter(active=True).order_by("name")
+        else:
+            del self.fields["restriction_sources"]
 
 
 class WaiveForm(forms.Form):

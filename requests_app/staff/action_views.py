@@ -41,7 +41,7 @@ from requests_app.models import (
 )
 from requests_app.services import actions, lifting, notices
 from requests_app.services import certificate as certificate_service
-from requests_app.staff.action_forms import CancelLiftForm, LiftForm, ManualDoneForm, RectificationForm, WaiveForm
+from requests_app.staff.action_forms import CancelLiftForm, LiftForm, ManualDoneForm, PlanForm, RectificationForm, WaiveForm
 from requests_app.staff.views import _get_request, _request_context, staff_view
 from requests_app.wording import date_in_words, in_sentence
 
@@ -119,6 +119,11 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         key = f"waive-{notice.public_id}"
         notice.waive_form = bound.get(key) or WaiveForm(auto_id=f"{key}-%s", language=privacy_request.language)
     rectifying = RequestType.RECTIFICATION in rights
+    restricting = RequestType.RESTRICTION in rights
+    plan_form = bound.get("plan")
+    if plan_form is None:
+        initial = {"restriction_sources": actions.restriction_sources(privacy_request)} if restricting else {}
+        plan_form = PlanForm(auto_id="plan-%s", restricting=restricting, initial=initial)
     return {
         "shown": True,
         # Planning, corrected values, dry runs and execution wait for the identity check (actions._require_in_progress).
@@ -128,6 +133,7 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         "rectifying": rectifying,
         "changes": privacy_request.rectification_changes.select_related("category__source") if rectifying else [],
         "rectification_form": bound.get("rectification") or RectificationForm(auto_id="rectification-%s"),
+        "plan_form": plan_form,
     }
 
 
@@ -146,8 +152,16 @@ def _page_with_form(request: HttpRequest, privacy_request: PrivacyRequest, key: 
 @require_POST
 def plan(request: HttpRequest, reference: str) -> HttpResponse:
     privacy_request = _get_request(reference)
+    if not roles.can_work(request.user, privacy_request):
+        raise PermissionDenied(_("You may not act on this request."))
+    restricting = RequestType.RESTRICTION in privacy_request.requested_rights
+    form = PlanForm(request.POST, auto_id="plan-%s", restricting=restricting)
+    if not form.is_valid():
+        return _page_with_form(request, privacy_request, "plan", form, status=400)
     try:
-        created = actions.plan_actions(request=privacy_request, actor=Actor.staff(request.user))
+        created = actions.plan_actions(
+            request=privacy_request, actor=Actor.staff(request.user), restriction_sources=form.cleaned_data.get("restriction_sources")
+        )
     except NotAllowed:
         raise
     except RequestError as error:
@@ -156,8 +170,12 @@ def plan(request: HttpRequest, reference: str) -> HttpResponse:
         if created:
             count = len(created)
             messages.success(request, ngettext("Planned %(count)s action.", "Planned %(count)s actions.", count) % {"count": count})
-        else:
+        elif not restricting:
             messages.info(request, _("Every action is already planned."))
+        if restricting:
+            # The choice may have left out a restriction planned before, which no other message would tell.
+            names = ", ".join(source.name for source in actions.restriction_sources(privacy_request))
+            messages.info(request, _("The restriction covers: %(sources)s.") % {"sources": names})
     return redirect(_panel_url(reference))
 
 
