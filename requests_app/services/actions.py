@@ -259,8 +259,12 @@ def _choose_restriction_sources(
     chosen_ids = set(SourceSystem.objects.filter(pk__in=[source.pk for source in chosen], active=True).values_list("pk", flat=True))
     if not chosen_ids:
         raise RequestError(_("Choose at least one source system for the restriction to cover, or refuse the restriction."))
+    # Locked: a manual source's owner confirms it done holding the action's lock, not the request's.
     left_out = list(
-        request.source_actions.filter(kind=ActionKind.RESTRICT).exclude(source_id__in=chosen_ids).select_related("source", "request")
+        request.source_actions.filter(kind=ActionKind.RESTRICT)
+        .exclude(source_id__in=chosen_ids)
+        .select_for_update(of=("self",))
+        .select_related("source", "request")
     )
     for action in left_out:
         refusal = leave_out_refusal(action)

@@ -16,6 +16,9 @@ from requests_app.models import (
     ActionKind,
     ActionStatus,
     AuditEvent,
+    ConnectorKind,
+    IdentityKind,
+    LegalBasis,
     NoticeStatus,
     Recipient,
     RequestedRight,
@@ -189,6 +192,25 @@ def test_a_restriction_that_changed_rows_before_failing_cannot_be_left_out(crm, 
         actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm])
 
     assert planned(request) == {("crm", ActionKind.RESTRICT), ("cdr", ActionKind.RESTRICT)}
+
+
+def test_a_manual_sources_restriction_is_left_out_while_it_waits_for_its_owner_not_once_confirmed(crm, dpo_actor):
+    paper = SourceSystem.objects.create(
+        slug="paper", name="Paper files", connector=ConnectorKind.MANUAL, identity_kind=IdentityKind.EMAIL,
+        purposes="Archive", legal_basis=LegalBasis.CONTRACT, retention="5 years", origin="The subject",
+    )
+    waiting = verified_request(RequestType.RESTRICTION)
+    confirmed = verified_request(RequestType.RESTRICTION)
+    for request in (waiting, confirmed):
+        actions.plan_actions(request=request, actor=dpo_actor)
+    actions.manual_action_done(action=confirmed.source_actions.get(source=paper), actor=dpo_actor, rows=2)
+
+    actions.plan_actions(request=waiting, actor=dpo_actor, restriction_sources=[crm])
+    with pytest.raises(RequestError, match="already been carried out"):
+        actions.plan_actions(request=confirmed, actor=dpo_actor, restriction_sources=[crm])
+
+    assert planned(waiting) == {("crm", ActionKind.RESTRICT)}
+    assert planned(confirmed) == {("crm", ActionKind.RESTRICT), ("paper", ActionKind.RESTRICT)}
 
 
 # --- What the subject and the certificate are told ------------------------------
