@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('requests_app', '0058_notice_never_disclosed'),
+        ('requests_app', '0059_covered_purposes'),
     ]
 
     operations = [
