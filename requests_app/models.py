@@ -104,6 +104,17 @@ class VerificationMethod(models.TextChoices):
     ASSERTED_BY_ORGANISATION = "asserted_by_organisation", _("Asserted by the customer organisation")
 
 
+# The methods that tie a phone number to the subject's own line: a call-back reached them on it, the account
+# records list it as their line, or the organisation asserted it as its subscriber's. Only a number verified so
+# may receive an encrypted package's password: an identity document proves who the person is, not that the
+# number reaches them, and a password texted to someone else's phone opens the subject's data.
+LINE_PROVING_METHODS = (
+    VerificationMethod.CALLBACK,
+    VerificationMethod.ACCOUNT_RECORDS,
+    VerificationMethod.ASSERTED_BY_ORGANISATION,
+)
+
+
 class Organisation(models.Model):
     """A business customer (mobile operator, MVNO, ...) whose users' requests reach us, or the
     controller's own systems (marketing, CRM), which read the suppression lists."""

@@ -20,6 +20,7 @@ from django.utils.translation import gettext_lazy as _
 
 from requests_app.lifecycle import CLOSED_STATUSES, OPEN_STATUSES, VERIFIED_OPEN
 from requests_app.models import (
+    LINE_PROVING_METHODS,
     ActionKind,
     ActionStatus,
     AuditEvent,
@@ -27,6 +28,7 @@ from requests_app.models import (
     ClosedRequestCount,
     EraseStrategy,
     ExportKind,
+    IdentityKind,
     LegalHold,
     NoticeStatus,
     Organisation,
@@ -729,6 +731,19 @@ def corrected_identifiers(*, request: PrivacyRequest, source: SourceSystem) -> l
         for change in changes
         if change.value and change.field == change.category.identity_field and change.category.slug in written
     ]
+
+
+def password_phone(request: PrivacyRequest) -> str | None:
+    """The phone number an encrypted package's password may be texted to, or None: one verified by a method
+    that ties it to the subject's line (LINE_PROVING_METHODS). The staff page offers encryption, a release
+    sends the password and the task texts it only to this number."""
+    return (
+        request.identities.filter(
+            kind=IdentityKind.PHONE, verified_at__isnull=False, verification_method__in=LINE_PROVING_METHODS
+        )
+        .values_list("value", flat=True)
+        .first()
+    )
 
 
 PREVIEW_ROWS = 5

@@ -47,7 +47,6 @@ from requests_app.models import (
     ExportKind,
     ExportPackage,
     ExportStatus,
-    IdentityKind,
     NO_DATA_DELIVERED,
     ManualTask,
     PrivacyRequest,
@@ -107,8 +106,8 @@ def export_start(*, request: PrivacyRequest, actor: Actor, kind: str | None = No
             raise RequestError(_("An export of this request is already under way."))
         if encrypt and not sms.available():
             raise RequestError(_("An encrypted package needs an SMS gateway for its password, and none is configured (SMS_BACKEND)."))
-        if encrypt and not locked.identities.filter(kind=IdentityKind.PHONE, verified_at__isnull=False).exists():
-            raise RequestError(_("An encrypted package needs a verified phone number to send the password to."))
+        if encrypt and selectors.password_phone(locked) is None:
+            raise RequestError(_password_phone_missing())
         export = ExportPackage.objects.create(
             request=locked, kind=kind, encrypted=encrypt, created_by=actor.user, max_downloads=settings.EXPORT_MAX_DOWNLOADS
         )
@@ -514,6 +513,13 @@ def delivery_refusal(export: ExportPackage) -> str:
     return ""
 
 
+def _password_phone_missing() -> str:
+    return _(
+        "An encrypted package's password goes by text message, and only to a phone number verified as the subject's line "
+        "(by call-back, against the account records, or as asserted by the customer organisation): this request has none."
+    )
+
+
 def _require_data_may_be_delivered(export: ExportPackage) -> None:
     refusal = delivery_refusal(export)
     if refusal:
@@ -552,6 +558,9 @@ def export_release(*, export: ExportPackage, actor: Actor, share_with_organisati
             )
         if locked.status != ExportStatus.READY:
             raise RequestError(_("Only a compiled package that is ready can be released."))
+        if locked.pending_password and selectors.password_phone(locked.request) is None:
+            # The phone was verified again, by a method that does not prove the line, since the export started.
+            raise RequestError(_password_phone_missing())
         locked.status = ExportStatus.RELEASED
         locked.released_at, locked.released_by = timezone.now(), actor.user
         locked.expires_at = locked.released_at + settings.EXPORT_LINK_LIFETIME
@@ -580,7 +589,7 @@ def _queue_password(export_id: int) -> None:
 
 
 def send_package_password(*, export_id: int) -> bool:
-    """Text the password of a released encrypted package to the subject's verified phone, then erase it.
+    """Text the password of a released encrypted package to the subject's line (selectors.password_phone), then erase it.
 
     Returns whether it was sent now. The row stays locked while the text goes, so a second task
     waits and then finds nothing to send. A gateway error leaves the password stored, and the
@@ -597,9 +606,9 @@ def send_package_password(*, export_id: int) -> bool:
         if export is None:
             return False
         request = export.request
-        phone = request.identities.filter(kind=IdentityKind.PHONE, verified_at__isnull=False).values_list("value", flat=True).first()
+        phone = selectors.password_phone(request)
         if phone is None:
-            logger.warning("export %s: no verified phone number to text the password to", export.public_id)
+            logger.warning("export %s: no phone number verified as the subject's line to text the password to", export.public_id)
             return False
         with translation.override(request.language):
             text = _("Privacy Portal: the password for the data package of request %(reference)s is %(password)s") % {

@@ -50,7 +50,6 @@ from requests_app.models import (
     ExportKind,
     ExportPackage,
     ExportStatus,
-    IdentityKind,
     LegalHold,
     ManualTask,
     PrivacyRequest,
@@ -599,8 +598,8 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "export_kinds": [(kind.value, kind.label) for kind in ExportKind if kind.value in privacy_request.requested_rights],
         "sms_available": sms.available(),
         "has_verified_identity": any(identity.is_verified for identity in identities),
-        # An encrypted package's password is texted: export_start refuses it without a verified phone.
-        "has_verified_phone": any(identity.is_verified and identity.kind == IdentityKind.PHONE for identity in identities),
+        # An encrypted package's password is texted, only to the subject's line: export_start refuses it without one.
+        "has_password_phone": selectors.password_phone(privacy_request) is not None,
         "forms": {slot: _action_form(slot, privacy_request) for slot in FORM_SLOTS},
         # Shown with the Complete button, so staff see what is missing before they try.
         "completion_blockers": actions.completion_blockers(privacy_request) if "complete" in allowed else [],

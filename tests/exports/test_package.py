@@ -29,6 +29,7 @@ from requests_app.models import (
     SourceCategory,
     SourceSystem,
     SubjectIdentity,
+    VerificationMethod,
     rights_mask,
 )
 from requests_app.services.exports import (
@@ -302,11 +303,44 @@ def test_the_password_is_kept_until_the_gateway_takes_it(demo_request, dpo, clie
 
 def test_an_encrypted_package_needs_a_verified_phone_number(demo_request):
     SubjectIdentity.objects.filter(request=demo_request, kind=IdentityKind.PHONE).update(verified_at=None)
-    with pytest.raises(RequestError, match="verified phone number"):
+    with pytest.raises(RequestError, match="verified as the subject's line"):
         export_start(request=demo_request, actor=Actor.system(), encrypt=True)
     assert not ExportPackage.objects.filter(request=demo_request).exists()
     SubjectIdentity.objects.filter(request=demo_request, kind=IdentityKind.PHONE).update(verified_at=timezone.now())
     assert export_start(request=demo_request, actor=Actor.system(), encrypt=True).encrypted
+
+
+def test_an_identity_document_does_not_make_a_phone_the_passwords_channel(demo_request):
+    """A document proves who the subject is, not that the number reaches them: the password could open
+    the subject's data on someone else's phone."""
+    SubjectIdentity.objects.filter(request=demo_request, kind=IdentityKind.PHONE).update(
+        verified_at=timezone.now(), verification_method=VerificationMethod.DOCUMENT
+    )
+    with pytest.raises(RequestError, match="verified as the subject's line"):
+        export_start(request=demo_request, actor=Actor.system(), encrypt=True)
+    assert not ExportPackage.objects.filter(request=demo_request).exists()
+    SubjectIdentity.objects.filter(request=demo_request, kind=IdentityKind.PHONE).update(verification_method=VerificationMethod.CALLBACK)
+    assert export_start(request=demo_request, actor=Actor.system(), encrypt=True).encrypted
+
+
+def test_a_phone_verified_again_by_document_gets_no_password(demo_request, dpo, django_capture_on_commit_callbacks):
+    """Verified by call-back when the export started, by a document since: no release sends the password
+    there, nor does a task queued before the change."""
+    export = compiled(demo_request, encrypt=True)
+    SubjectIdentity.objects.filter(request=demo_request, kind=IdentityKind.PHONE).update(verification_method=VerificationMethod.DOCUMENT)
+    with pytest.raises(RequestError, match="verified as the subject's line"):
+        export_release(export=export, actor=Actor.staff(dpo))
+    export.refresh_from_db()
+    assert export.status == ExportStatus.READY and export.pending_password
+
+    SubjectIdentity.objects.filter(request=demo_request, kind=IdentityKind.PHONE).update(verification_method=VerificationMethod.CALLBACK)
+    with django_capture_on_commit_callbacks(execute=False):  # the task that texts it does not run here
+        export_release(export=export, actor=Actor.staff(dpo))
+    SubjectIdentity.objects.filter(request=demo_request, kind=IdentityKind.PHONE).update(verification_method=VerificationMethod.DOCUMENT)
+    assert send_package_password(export_id=export.id) is False
+    assert LocmemBackend.outbox == []
+    export.refresh_from_db()
+    assert export.pending_password  # kept: sent once the number is verified as the subject's line
 
 
 def test_without_an_sms_gateway_no_package_is_encrypted(demo_request, settings, client, dpo):

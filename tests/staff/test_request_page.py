@@ -83,22 +83,33 @@ def test_the_request_page_says_which_organisation_asserted_an_identifier_still_t
     assert "not verified" in phone_row and "asserted by" not in phone_row
 
 
-@pytest.mark.parametrize("phone_verified", [False, True])
+@pytest.mark.parametrize(
+    ("phone_method", "offered"),
+    [
+        (None, False),
+        # Proves who the subject is, not that the number reaches them: the password could go to someone else.
+        (VerificationMethod.DOCUMENT, False),
+        (VerificationMethod.CALLBACK, True),
+        (VerificationMethod.ACCOUNT_RECORDS, True),
+        (VerificationMethod.ASSERTED_BY_ORGANISATION, True),
+    ],
+)
 @pytest.mark.django_db
-def test_encryption_is_offered_only_with_a_verified_phone_to_text_the_password_to(client, settings, phone_verified):
+def test_encryption_is_offered_only_with_a_phone_verified_as_the_subjects_line(client, settings, phone_method, offered):
     settings.SMS_BACKEND = "requests_app.sms.LocmemBackend"
     request = request_in_status(Status.IN_PROGRESS, subject_phone="+32475123456")
-    verified_kinds = [IdentityKind.EMAIL, IdentityKind.PHONE] if phone_verified else [IdentityKind.EMAIL]
-    request.identities.filter(kind__in=verified_kinds).update(
+    request.identities.filter(kind=IdentityKind.EMAIL).update(
         verified_at=timezone.now(), verification_method=VerificationMethod.DOCUMENT
     )
+    if phone_method:
+        request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=timezone.now(), verification_method=phone_method)
     login_staff(client, staff_in_role("DPO", username="dpo-encrypt"))
 
-    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
 
     assert 'action="' + reverse("staff:export_start", args=[request.reference]) + '"' in page  # the export form is there
-    assert ('name="encrypt"' in page) == phone_verified
-    assert ("the subject has no verified phone number" in page) != phone_verified
+    assert ('name="encrypt"' in page) == offered
+    assert ("An identity document proves who the subject is, not that the number reaches them." in page) != offered
 
 
 @pytest.mark.django_db
