@@ -237,8 +237,13 @@ def send_acknowledgement(request: PrivacyRequest, kind: str, key: str, message: 
 
 def send_status_link_email(request: PrivacyRequest, event_sequence: int) -> bool:
     """The status page link, sent again because the subject asked for it (keyed by that asking's event): the new
-    link while it waits to be opened, the request's own once it was (a redelivered task)."""
-    context = {"request": request, "status_url": status_url(request)}
+    link while it waits to be opened, the request's own once it was (a redelivered task). A closed request's email
+    says what happened to it (withdrawn, refused, expired, completed), and offers a download only while one is there."""
+    context = {
+        "request": request,
+        "status_url": status_url(request),
+        "data_to_download": request.exports.downloadable().exists(),
+    }
     message = render_email("status-link", context, to=[request.subject_email], language=request.language)
     return send_to_subject(request, "status_link", str(event_sequence), message)
 

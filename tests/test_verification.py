@@ -9,9 +9,9 @@ from django.utils import timezone
 
 from requests_app import lifecycle
 from requests_app.audit import Actor
-from requests_app.models import IdentityKind, PrivacyRequest, Status, VerificationMethod
+from requests_app.models import ExportPackage, IdentityKind, PrivacyRequest, Status, VerificationMethod
 from requests_app.services.intake import request_resend_link, verification_token
-from tests.factories import request_in_status, submit_request
+from tests.factories import released_package, request_in_status, submit_request
 
 # Emails are sent by tasks queued on commit, so these tests commit for real.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -263,12 +263,25 @@ def test_a_status_link_sent_again_and_delivered_twice_carries_the_link_in_force(
     assert f"/status/{request.reference}/{new_secret}/" in email.body
 
 
-@pytest.mark.parametrize("status", [Status.COMPLETED, Status.REJECTED, Status.WITHDRAWN, Status.EXPIRED])
-def test_the_link_sent_again_for_a_closed_request_does_not_offer_to_withdraw_it(client, status):
-    """A closed request's page can only be read: the email must not warn that the link withdraws it."""
+@pytest.mark.parametrize(
+    ("status", "with_data", "says"),
+    [
+        (Status.WITHDRAWN, False, "The request was withdrawn: nothing more will happen with it."),
+        (Status.REJECTED, False, "We could not grant the request. Read our letter, which explains why, at:"),
+        (Status.EXPIRED, False, "The request expired because the email address was never confirmed"),
+        (Status.COMPLETED, False, "The request is complete. Read our answer and letters at:"),
+        (Status.COMPLETED, True, "The request is complete. Read our answer and letters, and download the data we released to you, at:"),
+    ],
+)
+def test_the_link_sent_again_for_a_closed_request_says_what_happened_to_it(client, status, with_data, says):
+    """A closed request's page can only be read: the email must not warn that the link withdraws it, nor offer
+    an answer or data that were never given (a withdrawn request got neither)."""
     import html
 
     request = request_in_status(status, subject_email="ana@example.com")
+    if with_data:
+        package = released_package(request)
+        ExportPackage.objects.filter(pk=package.pk).update(expires_at=timezone.now() + timedelta(days=1))
     mail.outbox.clear()
     client.post(reverse("resend_link"), {"reference": request.reference, "email": "ana@example.com"})
     (email,) = mail.outbox
@@ -276,9 +289,9 @@ def test_the_link_sent_again_for_a_closed_request_does_not_offer_to_withdraw_it(
     assert f"/status/{request.reference}/{request.pending_secret}/" in email.body
     for body in (email.body, html.unescape(email.alternatives[0][0])):
         assert "Once you open this link, the earlier ones stop working." in body
-        assert "The request is closed." in body
-        assert "Keep this link private: anyone who has it can see your request, read our letters" in body
-        assert "withdraw" not in body.lower()
+        assert says in body
+        assert ("download" in body) == with_data
+        assert "withdraw it" not in body and "withdraw the request" not in body
 
 
 def test_the_link_sent_again_for_an_open_request_warns_it_can_withdraw_it(client):
