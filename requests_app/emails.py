@@ -221,7 +221,14 @@ def send_verification_email(request: PrivacyRequest) -> bool:
 
 
 def send_request_confirmed_email(request: PrivacyRequest) -> bool:
-    context = {"request": request, "status_url": status_url(request)}
+    """Confirm receipt. A request an organisation filed over the API reaches a subject who may not know of it:
+    the email names the organisation, and whom to tell if they did not ask for it."""
+    context = {
+        "request": request,
+        "status_url": status_url(request),
+        "organisation": request.organisation,
+        "dpo_email": settings.DPO_CONTACT_EMAIL,
+    }
     message = render_email("request-confirmed", context, to=[request.subject_email], language=request.language)
     return send_acknowledgement(request, "request_confirmed", "", message)
 

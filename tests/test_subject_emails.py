@@ -1,13 +1,15 @@
 """What the emails to a subject say under each regime, and who they say is writing."""
 
 import datetime
+from html import unescape
 
 import pytest
 import time_machine
 from django.core import mail
 
 from requests_app import emails
-from requests_app.models import Message, MessageDirection
+from requests_app.audit import Actor
+from requests_app.models import Channel, Message, MessageDirection, Organisation
 from tests.factories import submit_request
 
 pytestmark = pytest.mark.django_db
@@ -57,6 +59,25 @@ def test_a_confirmation_of_receipt_is_in_the_subjects_language():
         emails.send_request_confirmed_email(request)
     [message] = mail.outbox
     assert "2 avril 2026" in message.body
+
+
+def test_a_confirmation_of_a_request_filed_over_the_api_says_who_filed_it_and_whom_to_tell_otherwise(controller):
+    """The subject may not know the organisation asked: "your request is confirmed" alone reads as theirs."""
+    operator = Organisation.objects.create(name="Acme Mobile")
+    request = submit_request(channel=Channel.API, organisation=operator, actor=Actor.organisation(operator))
+    emails.send_request_confirmed_email(request)
+    [message] = mail.outbox
+    for body in (message.body, unescape(_html(message))):
+        assert f"Your privacy request {request.reference} was filed with us on your behalf by Acme Mobile." in body
+        assert "If you did not ask Acme Mobile to make this request, tell our data protection officer at dpo@carrier.example" in body
+
+
+def test_a_confirmation_of_the_subjects_own_request_names_no_organisation(controller):
+    request = submit_request()
+    emails.send_request_confirmed_email(request)
+    [message] = mail.outbox
+    assert f"Your privacy request {request.reference} is confirmed and our data protection team will handle it." in message.body
+    assert "on your behalf" not in message.body and "If you did not ask" not in message.body
 
 
 def _signature_lines(settings):
