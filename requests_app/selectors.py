@@ -129,6 +129,8 @@ NEXT_STEP_TEXT = {
 }
 
 AWAITING_SUBJECT_CLOCK_RUNS = _("We need more information from you. Please reply below.")
+# An extended request's next step starts as the extension email did (the reason is shown with the due date).
+EXTENDED = _("We need more time to answer your request, as we wrote to you: we will answer by %(date)s.")
 # Completed with some of the rights asked refused (Art. 12(4)), as a rejection says it.
 COMPLETED_IN_PART = _(
     "Your request is complete, but we could not grant all of it; our letter explains why. You may complain to a "

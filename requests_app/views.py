@@ -30,7 +30,7 @@ from requests_app.models import (
     rights_mask,
 )
 from requests_app.services import certificate, deadlines, exports, handling, intake
-from requests_app.wording import amount_in_words
+from requests_app.wording import amount_in_words, date_in_words
 
 
 def submission_rate(group, request):
@@ -191,8 +191,15 @@ def _in_the_requests_language(request: HttpRequest, privacy_request) -> None:
         request.LANGUAGE_CODE = privacy_request.language
 
 
+# The states whose next step an extension changes: the others ask something of the subject, or are closed.
+EXTENDED_WHILE = (Status.NEW, Status.IDENTITY_CHECK, Status.IN_PROGRESS)
+
+
 def _status_context(privacy_request) -> dict:
     downloads = [(export, exports.download_token(export)) for export in selectors.downloadable_exports(privacy_request)]
+    # While the clock is paused the saved due date is behind: the date it moves to if the subject answers today.
+    due_on = deadlines.due_on_if_resumed_today(privacy_request)
+    answer_late = selectors.answer_is_late(privacy_request)
     next_step = selectors.NEXT_STEP_TEXT[privacy_request.status]
     if privacy_request.status == Status.AWAITING_SUBJECT and not privacy_request.clock_paused:
         next_step = selectors.AWAITING_SUBJECT_CLOCK_RUNS
@@ -214,6 +221,10 @@ def _status_context(privacy_request) -> dict:
             next_step = selectors.DATA_READY
     elif privacy_request.status == Status.IN_PROGRESS and privacy_request.exports.filter(released_at__isnull=False).exists():
         next_step = selectors.DATA_DELIVERED
+    elif privacy_request.is_extended and privacy_request.status in EXTENDED_WHILE and not answer_late:
+        extended = selectors.EXTENDED % {"date": date_in_words(due_on)}
+        # "Our team will pick it up shortly" would contradict the extension; the other states say what we are doing.
+        next_step = extended if privacy_request.status == Status.NEW else f"{extended} {next_step}"
     elif privacy_request.refused_rights:
         next_step = selectors.COMPLETED_IN_PART if privacy_request.granted_rights else selectors.EVERY_RIGHT_REFUSED
     return {
@@ -222,9 +233,8 @@ def _status_context(privacy_request) -> dict:
         "next_step": next_step,
         "timeline": selectors.subject_timeline(privacy_request),
         "clock_paused": privacy_request.clock_paused,
-        # While the clock is paused the saved due date is behind: the date it moves to if the subject answers today.
-        "due_on": deadlines.due_on_if_resumed_today(privacy_request),
-        "answer_late": selectors.answer_is_late(privacy_request),
+        "due_on": due_on,
+        "answer_late": answer_late,
         "thread": privacy_request.messages.prefetch_related("attachments"),
         "document_limit_mb": settings.ATTACHMENT_MAX_BYTES // (1024 * 1024),
         "text_max_chars": TEXT_MAX_CHARS,

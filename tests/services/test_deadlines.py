@@ -1,4 +1,5 @@
 from datetime import date, datetime, time, timedelta
+from html import unescape
 
 import pytest
 import time_machine
@@ -506,6 +507,37 @@ def test_status_page_shows_the_due_date_and_the_extension(client, dpo):
         html = client.get(f"/status/{request.reference}/{request.secret}/").content.decode()
     assert "28 April 2026" in html
     assert "Many systems to search" in html
+
+
+@pytest.mark.parametrize(
+    ("regime", "status", "doing"),
+    [
+        ("ccpa", Status.NEW, ""),
+        ("gdpr", Status.NEW, ""),
+        ("ccpa", Status.IN_PROGRESS, "We are collecting or changing your data in our systems."),
+        ("gdpr", Status.IDENTITY_CHECK, "We are making sure we give your data only to you."),
+    ],
+)
+@pytest.mark.django_db
+def test_status_page_of_an_extended_request_says_what_the_extension_email_said(
+    client, dpo, django_capture_on_commit_callbacks, regime, status, doing
+):
+    """Extended before staff started work: "our team will pick it up shortly" would contradict the email's
+    "we need more time"."""
+    with time_machine.travel(at(date(2026, 1, 30)), tick=False):
+        request = request_in_status(status, regime=regime)
+    with time_machine.travel(at(date(2026, 2, 10)), tick=False), django_capture_on_commit_callbacks(execute=True):
+        request_extend(request=request, actor=Actor.staff(dpo), reason="Many systems to search")
+    with time_machine.travel(at(date(2026, 2, 11)), tick=False):
+        page = unescape(client.get(f"/status/{request.reference}/{request.secret}/").content.decode())
+
+    (email,) = [message for message in mail.outbox if request.subject_email in message.to]
+    assert "We will answer by 28 April 2026." in email.body and "Many systems to search" in email.body
+    next_step = page[page.index("What happens next"):page.index("Messages")]
+    assert "We need more time to answer your request, as we wrote to you: we will answer by 28 April 2026." in next_step
+    assert doing in next_step and "pick it up shortly" not in next_step
+    assert "We extended this date because: Many systems to search" in page
+    assert "We extended the time to answer and wrote to you with the reason." in page  # the timeline
 
 
 @pytest.mark.django_db
