@@ -179,7 +179,11 @@ class RequestForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["language"].initial = (get_language() or "en")[:2]
+        # Replies in the language the page is shown in, unless the visitor chooses another. Switching the page's
+        # language carries the form over, but not this field while it is left as the page set it (forms.js).
+        page_language = (get_language() or "")[:2]
+        self.fields["language"].initial = page_language if page_language in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+        self.fields["language"].widget.attrs["data-follows-page-language"] = True
 
     def clean_rights(self):
         # A crafted POST or an API body may name a right twice: it is asked once.

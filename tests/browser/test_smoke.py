@@ -129,3 +129,37 @@ def test_switching_language_keeps_what_was_typed_in_the_form(page, live_server):
     expect(page.get_by_label(re.compile(r"^Nom complet"))).to_have_value("Ada Lovelace")
     expect(page.get_by_label("Autres informations utiles (facultatif)")).to_have_value("My calls of March.")
     assert page.evaluate("sessionStorage.length") == 0  # taken back out at once
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_reply_language_follows_the_page_language_until_the_visitor_chooses_one(page, live_server):
+    """English was only the English page's default: carried over a switch to Nederlands, every email would have
+    come in English to a visitor who never chose it."""
+    page.goto(live_server.url + "/")
+    page.get_by_label(re.compile(r"^Full name")).fill("Ada Lovelace")
+    reply_language = page.locator('select[name="language"]')
+    expect(reply_language).to_have_value("en")
+
+    page.get_by_role("button", name="Nederlands").click()
+
+    expect(reply_language).to_have_value("nl")
+    expect(page.get_by_label(re.compile(r"^Volledige naam"))).to_have_value("Ada Lovelace")  # what was typed goes along
+
+    reply_language.select_option("de")  # chosen: kept over the next switch, and the one after
+    page.get_by_role("button", name="Français").click()
+    expect(reply_language).to_have_value("de")
+    page.get_by_role("button", name="English").click()
+    expect(reply_language).to_have_value("de")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reply_language_sent_with_a_refused_form_is_kept_over_a_language_switch(page, live_server):
+    """The refused form shows what was sent: a language other than the page's was the visitor's choice."""
+    page.goto(live_server.url + "/")
+    page.locator('select[name="language"]').select_option("de")
+    page.get_by_role("button", name="Send my request").click()  # nothing else filled in: refused
+    expect(page.locator(".error-summary")).to_be_visible()  # a new page: the choice is what it shows as sent
+
+    page.get_by_role("button", name="Nederlands").click()
+
+    expect(page.locator('select[name="language"]')).to_have_value("de")

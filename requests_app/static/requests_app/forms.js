@@ -24,6 +24,17 @@ window.addEventListener("pageshow", function () {
 // at once. Not files, hidden fields or the CSRF token. Without storage, the page loads empty, as before.
 var CARRIED_FORM = "form-carried-over-a-language-switch";
 
+// A field that follows the page's language (the request form's reply language) goes along only if the visitor chose
+// its value: changed it on this page, or sent one other than the page's language (a refused form shows what was
+// sent). Left as the page set it, it takes the new page's language: English carried over to the Dutch page was a
+// choice nobody made, and every email would have come in English. A value filled back in after a switch was chosen.
+document.addEventListener("change", function (event) {
+  if (event.target.hasAttribute && event.target.hasAttribute("data-follows-page-language")) event.target.dataset.chosen = "yes";
+});
+function leftAsThePageSetIt(field) {
+  return field.hasAttribute("data-follows-page-language") && !field.dataset.chosen && field.value === document.documentElement.lang;
+}
+
 // Which form it was: the address it posts to. Not the page's: a refused reply is shown at the reply's address,
 // and switching language there comes back to the status page.
 function carriedFormAddress(form) {
@@ -34,7 +45,7 @@ document.addEventListener("submit", function (event) {
   if (!form || !event.target.classList.contains("languages")) return;
   var fields = [];
   form.querySelectorAll("input, select, textarea").forEach(function (field) {
-    if (!field.name || ["file", "hidden", "submit", "button"].indexOf(field.type) !== -1) return;
+    if (!field.name || ["file", "hidden", "submit", "button"].indexOf(field.type) !== -1 || leftAsThePageSetIt(field)) return;
     fields.push([field.name, field.value, field.type === "checkbox" || field.type === "radio" ? field.checked : null]);
   });
   try { sessionStorage.setItem(CARRIED_FORM, JSON.stringify({path: carriedFormAddress(form), fields: fields})); } catch (error) { /* no storage */ }
