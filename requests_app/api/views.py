@@ -185,7 +185,7 @@ ACCESS_BY_OPERATOR = OpenApiExample(
         "signature": "Luc Janssens",
     },
 )
-# The 201 answer to ERASURE_BY_OPERATOR: the timeline is only in GET /requests/{id}/.
+# The 201 answer to ERASURE_BY_OPERATOR: without the timeline, which only one request's answers give (GET, withdraw).
 CREATED_REQUEST = {
     "id": "5f0c2a8e-3b1d-4c7a-9e2f-8d6b4a1c0e93",
     "reference": "DSR-2026-00042",
@@ -204,7 +204,6 @@ CREATED_REQUEST = {
     "fee": None,
     "created_at": "2026-03-02T09:14:07.498211+01:00",
     "updated_at": "2026-03-02T09:14:07.498211+01:00",
-    "timeline": [],
 }
 REQUEST_IN_PROGRESS = {
     **CREATED_REQUEST,
@@ -240,7 +239,8 @@ def success(serializer, description: str, name: str, value) -> OpenApiResponse:
 @extend_schema_view(
     list=extend_schema(
         summary="List your requests",
-        description="Your organisation's requests, newest first; filter them by `status`, `type` or `updated_since`.",
+        description="Your organisation's requests, newest first; filter them by `status`, `type` or `updated_since`. "
+        "Without the subject's timeline: get one request for it.",
         parameters=[serializers.RequestListFilter],
         responses={
             200: success(
@@ -256,7 +256,7 @@ def success(serializer, description: str, name: str, value) -> OpenApiResponse:
         description="One of your organisation's requests: its status, due date and the subject's timeline.",
         responses={
             200: success(
-                serializers.RequestSerializer, "The request with the subject's timeline",
+                serializers.RequestWithTimelineSerializer, "The request with the subject's timeline",
                 "A request in progress", REQUEST_WITH_TIMELINE,
             ),
             **READ_PROBLEMS,
@@ -288,14 +288,13 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def get_object(self):
         return found_or_404(self.get_queryset(), _("No such privacy request for this API key."), public_id=self.kwargs["public_id"])
 
-    def get_serializer_context(self):
-        return {**super().get_serializer_context(), "with_timeline": self.action == "retrieve"}
-
     def get_serializer_class(self):
         # OPTIONS describes what a POST to the list takes (DRF asks with a POST copy of the call): the filing's
         # fields, not those of the request the answer gives.
         if self.action in ("create", "metadata") and self.request.method == "POST":
             return serializers.RequestCreateSerializer
+        if self.action == "retrieve":
+            return serializers.RequestWithTimelineSerializer
         return super().get_serializer_class()
 
     @extend_schema(
@@ -304,7 +303,10 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         parameters=[IDEMPOTENCY_HEADER, LOCATION_HEADER],
         examples=[ERASURE_BY_OPERATOR, ACCESS_BY_OPERATOR],
         responses={
-            201: success(serializers.RequestSerializer, "The request, filed", "Filed", CREATED_REQUEST),
+            201: success(
+                serializers.RequestSerializer, "The request, filed (without the subject's timeline: get the request for it)",
+                "Filed", CREATED_REQUEST,
+            ),
             **WRITE_PROBLEMS,
         },
     )
@@ -332,7 +334,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         request=None,
         parameters=[IDEMPOTENCY_HEADER],
         responses={
-            200: success(serializers.RequestSerializer, "The request, withdrawn", "Withdrawn", REQUEST_WITHDRAWN),
+            200: success(serializers.RequestWithTimelineSerializer, "The request, withdrawn", "Withdrawn", REQUEST_WITHDRAWN),
             **WRITE_PROBLEMS,
         },
     )
@@ -344,7 +346,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         intake.request_withdraw(request=privacy_request, actor=Actor.organisation(request.auth.organisation))
         privacy_request.refresh_from_db()
         # With its timeline, as GET answers: the withdrawal is the news the portal shows.
-        return Response(serializers.RequestSerializer(privacy_request, context={"with_timeline": True}).data)
+        return Response(serializers.RequestWithTimelineSerializer(privacy_request).data)
 
     @extend_schema(
         summary="Pass on the subject's message",

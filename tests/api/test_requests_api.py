@@ -90,6 +90,19 @@ def test_retrieve_shows_status_due_date_and_the_subjects_timeline(api):
 
 
 @pytest.mark.django_db
+def test_only_one_requests_answers_carry_its_timeline_and_none_shows_it_empty(api):
+    """An empty list read as "nothing happened" next to GET's "We received your request.": where the timeline
+    is not computed (the filing, which is benchmarked, and the list), the field is left out."""
+    created = create(api).json()
+    listed = api.get(URL).json()["results"][0]
+    assert "timeline" not in created and "timeline" not in listed
+    assert created.keys() == listed.keys()
+    fetched = api.get(f"{URL}{created['id']}/").json()
+    assert fetched.keys() - created.keys() == {"timeline"}
+    assert [item["event"] for item in fetched["timeline"]] == ["We received your request."]
+
+
+@pytest.mark.django_db
 def test_list_filters_and_paginates_by_cursor(api):
     first = create(api).json()
     create(api, rights=["objection"], objection_processing="Marketing")
