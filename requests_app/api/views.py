@@ -72,7 +72,11 @@ ALL_PROBLEMS = {
             problem_example("Invalid cursor", 404, "Invalid cursor"),
         ]),
         (409, "Not allowed in the request's state, or the same Idempotency-Key is in flight", [
-            problem_example("Not allowed in this state", 409, "A request that is withdrawn cannot be moved to withdrawn."),
+            problem_example(
+                "Already withdrawn", 409, "This request was already withdrawn on 4 March 2026, 16:40: nothing changed.",
+                description="A closed request cannot be withdrawn; one completed, rejected or expired says so: "
+                "\"This request is already closed (completed on 4 March 2026, 16:40): there is nothing left to withdraw.\"",
+            ),
             problem_example("Idempotency-Key in flight", 409, "A request with this Idempotency-Key is still being processed."),
         ]),
         (413, "Body larger than API_MAX_BODY_BYTES (64 KiB by default), refused before it is read", [

@@ -38,6 +38,7 @@ from requests_app.models import (
     normalised_identifier,
     rights_mask,
 )
+from requests_app.wording import date_in_words, in_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -427,13 +428,10 @@ def request_withdraw(*, request: PrivacyRequest, actor: Actor, note: str = "") -
     """
     with transaction.atomic():
         # Locked until commit: the transition below starts from the status read here.
-        confirmed = (
-            PrivacyRequest.objects.select_for_update()
-            .filter(pk=request.pk)
-            .exclude(status=Status.AWAITING_VERIFICATION)
-            .exclude(subject_email="")
-            .exists()
-        )
+        locked = PrivacyRequest.objects.select_for_update().only("status", "closed_at", "subject_email").get(pk=request.pk)
+        if locked.status in lifecycle.CLOSED_STATUSES:
+            raise lifecycle.IllegalTransition(_already_closed(locked))
+        confirmed = locked.status != Status.AWAITING_VERIFICATION and locked.subject_email != ""
         lifecycle.transition(request, "withdraw", actor=actor, note=note)
         if PrivacyRequest.objects.filter(pk=request.pk, routed_at__isnull=False).exists():  # in the team's queue
             emails.owe(request, "withdrawn")
@@ -443,6 +441,17 @@ def request_withdraw(*, request: PrivacyRequest, actor: Actor, note: str = "") -
             emails.owe(request, "withdrawal_confirmed")
             tasks.queue_after_commit(tasks.send_withdrawal_confirmation, request.id)
     return request
+
+
+def _already_closed(request: PrivacyRequest) -> str:
+    """Why a closed request cannot be withdrawn, in the words of whoever asked (a portal withdrawing twice after a
+    timeout), not the state machine's ("a request that is withdrawn cannot be moved to withdrawn")."""
+    moment = date_in_words(request.closed_at, "DATETIME_FORMAT")
+    if request.status == Status.WITHDRAWN:
+        return _("This request was already withdrawn on %(moment)s: nothing changed.") % {"moment": moment}
+    return _("This request is already closed (%(status)s on %(moment)s): there is nothing left to withdraw.") % {
+        "status": in_sentence(request.get_status_display()), "moment": moment,
+    }
 
 
 def requeue_lost_acknowledgements(*, now: datetime | None = None) -> int:

@@ -8,7 +8,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from requests_app import lifecycle
+from requests_app.audit import Actor
 from requests_app.models import IdentityKind, PrivacyRequest, Status, VerificationMethod
+from requests_app.wording import date_in_words
 from tests.api.conftest import client_with, key_for
 
 URL = "/api/v1/requests/"
@@ -142,7 +144,20 @@ def test_withdrawing_twice_is_a_conflict(api):
     again = api.post(f"{URL}{created['id']}/withdraw/")
     assert again.status_code == 409
     assert again["Content-Type"] == "application/problem+json"
-    assert "cannot be moved to withdrawn" in again.json()["detail"]
+    # The portal's words, not the state machine's ("a request that is withdrawn cannot be moved to withdrawn").
+    withdrawn_at = date_in_words(PrivacyRequest.objects.get(public_id=created["id"]).closed_at, "DATETIME_FORMAT")
+    assert again.json()["detail"] == f"This request was already withdrawn on {withdrawn_at}: nothing changed."
+
+
+@pytest.mark.django_db
+def test_withdrawing_a_completed_request_says_it_is_closed_and_since_when(api):
+    request = PrivacyRequest.objects.get(public_id=create(api).json()["id"])
+    for name in ("start_work", "complete"):
+        lifecycle.transition(request, name, actor=Actor.system())
+    answer = api.post(f"{URL}{request.public_id}/withdraw/")
+    assert answer.status_code == 409
+    closed_at = date_in_words(request.closed_at, "DATETIME_FORMAT")
+    assert answer.json()["detail"] == f"This request is already closed (completed on {closed_at}): there is nothing left to withdraw."
 
 
 @pytest.mark.django_db

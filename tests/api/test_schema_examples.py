@@ -228,6 +228,12 @@ def own_request(operator, status=Status.NEW):
     return request_in_status(status, organisation=operator)
 
 
+def already_withdrawn(operator):
+    with time_machine.travel(datetime.datetime.fromisoformat("2026-03-04T16:40:12+01:00"), tick=False):
+        request = own_request(operator, Status.WITHDRAWN)
+    return client_with(key_for(operator)).post(f"/api/v1/requests/{request.public_id}/withdraw/")
+
+
 def in_flight(operator):
     body = json.dumps(ERASURE)
     fingerprint = call_fingerprint("POST", CREATE[0], body.encode())
@@ -289,9 +295,7 @@ PROVOKE = {
     (404, "UnknownSuppressionList"): lambda operator: client_with(key_for(operator, scope="suppression")).get(
         "/api/v1/suppression-lists/nope/entries/"
     ),
-    (409, "NotAllowedInThisState"): lambda operator: client_with(key_for(operator)).post(
-        f"/api/v1/requests/{own_request(operator, Status.WITHDRAWN).public_id}/withdraw/"
-    ),
+    (409, "AlreadyWithdrawn"): already_withdrawn,
     (409, "Idempotency-KeyInFlight"): in_flight,
     (410, "ExpiredOrUsedUp"): used_up_package,
     (413, "BodyTooLarge"): lambda operator: client_with(key_for(operator)).post(
