@@ -99,6 +99,14 @@ class RequestCreateSerializer(serializers.Serializer):
                     passed[name] = field.run_validation(field.get_value(data))
                 except (serializers.ValidationError, SkipField):
                     continue
+            if "rights" in error.detail:
+                # The entries that are rights still say which details belong: ["access", "bogus"] sent with
+                # rectification_data gets that detail's error too, not the rights' alone.
+                sent = data.get("rights")
+                sent = sent if isinstance(sent, list) else []
+                valid_rights = [right for right in sent if isinstance(right, str) and right in RequestType.values]
+                if valid_rights:
+                    passed["rights"] = valid_rights
             form = public_form(passed)
             form.is_valid()
             raise serializers.ValidationError(

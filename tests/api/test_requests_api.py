@@ -774,6 +774,24 @@ def test_one_answer_lists_every_mistake_the_serializers_and_the_forms_rules_alik
 
 
 @pytest.mark.django_db
+def test_a_right_that_is_not_one_does_not_hide_the_mistakes_in_the_details_of_the_others(api):
+    """The valid entries of rights still say which details belong: a detail sent without its right, and one a
+    valid right needs, are reported with the entry that is not a right."""
+    body = {**VALID, "rights": ["access", "bogus", "objection"], "rectification_data": "My address is Rue Haute 1."}
+    response = api.post(URL, body, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "rights": {"1": ['"bogus" is not a valid choice.']},
+        "rectification_data": ["Sent without “rectification” in rights: add it to rights, or leave this field out."],
+        "objection_processing": ["Tell us which processing or purpose you object to."],
+    }
+    # Nothing of rights is a right: which details belong cannot be told, and only rights is reported.
+    nothing_valid = api.post(URL, {**body, "rights": ["bogus"]}, format="json")
+    assert nothing_valid.json()["errors"] == {"rights": {"0": ['"bogus" is not a valid choice.']}}
+    assert not PrivacyRequest.objects.exists()
+
+
+@pytest.mark.django_db
 def test_a_field_the_serializer_refused_gets_no_second_message_from_the_form(api):
     response = api.post(URL, {**VALID, "rights": ["objection"], "objection_processing": ["marketing"]}, format="json")
     assert response.status_code == 400
