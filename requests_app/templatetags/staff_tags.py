@@ -45,10 +45,24 @@ def edit_link(context, url_name: str, pk, label) -> str:
     return format_html('<a href="{}">{}</a>', reverse(url_name, args=[pk]), label)
 
 
+# The queue's rows read their labels through these rather than get_status_display(): that one hashes every
+# choice's lazy label, translating each, for every row.
 @register.filter
 def status_label(code: str) -> str:
     """A status code as staff read it ("awaiting_subject" -> "Awaiting the subject")."""
-    return str(Status(code).label) if code in Status.values else code
+    try:
+        return str(Status(code).label)
+    except ValueError:  # not a status (an event that changed none)
+        return code
+
+
+@register.filter
+def channel_label(code: str) -> str:
+    """A channel code as staff read it ("post" -> "Post")."""
+    try:
+        return str(Channel(code).label)
+    except ValueError:
+        return code
 
 
 # What the request page's timeline calls each action of a request's audit events. The trail

@@ -154,6 +154,17 @@ def test_default_queue_shows_open_requests_only_sorted_by_due_date(client, dpo):
     assert len(listed(everything)) == 7
 
 
+@pytest.mark.django_db
+def test_each_row_shows_its_status_and_channel_by_their_labels(dpo_client):
+    from requests_app.templatetags.staff_tags import channel_label, status_label
+
+    make(Status.NEW, channel="post")
+    page = dpo_client.get(QUEUE).content.decode()
+    assert "<td>New</td>" in page and "<td>Post</td>" in page
+    # A code that is not (or no longer) a choice shows as stored, as get_FOO_display() showed it.
+    assert (status_label("archived"), channel_label("fax")) == ("archived", "fax")
+
+
 # --- Filters and facet counts ----------------------------------------------------
 
 
