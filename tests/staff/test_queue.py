@@ -1069,6 +1069,28 @@ def test_counting_open_and_closed_requests_in_parallel_gives_the_same_counts(dpo
     assert len(threaded) == 2  # the closed totals really were counted on the second connection
 
 
+@pytest.mark.django_db
+def test_facets_counted_together_each_apply_the_others_filter(client, dpo):
+    """Status and due, and regime, channel and type, are counted in one grouping set each (selectors.GROUPING_SETS):
+    with both filters of a set chosen, each still counts with the other's filter and not its own."""
+    today = date(2026, 3, 9)
+    received(date(2026, 2, 20), Status.IN_PROGRESS, regime="lgpd")  # due 7 March: overdue
+    received(date(2026, 2, 21), Status.NEW, regime="lgpd")  # due 8 March: overdue
+    received(date(2026, 3, 1), Status.NEW, regime="lgpd")  # due 16 March: within a week
+    received(date(2026, 3, 2), Status.NEW, regime="gdpr", channel="email")
+    received(date(2026, 3, 3), Status.NEW, regime="gdpr")
+    with time_machine.travel(at(today), tick=False):
+        login_staff(client, dpo)
+        both = client.get(QUEUE, {"status": "new", "due": "overdue", "regime": "lgpd", "channel": "web"})
+    facets = shown_facets(both)
+    assert facets["status"] == {"new": 1, "in_progress": 1}  # the overdue ones
+    assert facets["due"] == {"overdue": 1, "week": 1}  # the new ones
+    assert facets["regime"] == {"lgpd": 1}  # new, overdue and by web
+    assert facets["channel"] == {"web": 1}  # new, overdue and under the LGPD
+    assert facets["type"] == {"access": 1}
+    assert shown_total(both) == 1
+
+
 @pytest.mark.parametrize("assign", [{}, {"both": True}])
 @pytest.mark.django_db
 def test_a_rule_must_assign_to_a_team_or_a_person_and_says_so_plainly(dpo_client, handler, assign):
