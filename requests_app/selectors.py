@@ -445,8 +445,11 @@ def queue_facets(filters: QueueFilters, *, user, today: datetime.date | None = N
     closed = CLOSED_STATUSES if scope is None else CLOSED_STATUSES & set(scope)
     if _use_closed_totals(filters, closed):
         # Closed requests are counted from their running totals, not by a scan
-        # of every request ever received; only the open ones are counted live.
-        parts = [base.filter(status__in=OPEN_STATUSES), _closed_totals(filters, closed, user=user, today=today)]
+        # of every request ever received; only the open ones are counted live
+        # (none when only closed requests are shown: one query, no second connection).
+        parts = [_closed_totals(filters, closed, user=user, today=today)]
+        if scope is None:  # every request: the open ones too
+            parts.insert(0, base.filter(status__in=OPEN_STATUSES))
     else:
         parts = [base]
     column_counts, total = count(parts, list(conditions))

@@ -1108,6 +1108,25 @@ def test_facets_counted_together_each_apply_the_others_filter(client, dpo):
     assert shown_total(both) == 1
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_counting_closed_requests_only_takes_one_query_on_the_pages_connection(dpo, mixed, monkeypatch):
+    """The second connection serves counting the open requests at the same time; there are none to count."""
+    from requests_app import selectors
+    from requests_app.lifecycle import rebuild_closed_counts
+
+    rebuild_closed_counts()
+    request_in_status(Status.WITHDRAWN)
+    threaded = []
+    monkeypatch.setattr(selectors, "_run_on_own_connection", lambda query: threaded.append(query))
+    with CaptureQueriesContext(connection) as captured:
+        facets, total = selectors.queue_facets(selectors.QueueFilters(scope="closed"), user=dpo)
+    assert threaded == []
+    assert len([query for query in captured.captured_queries if "GROUPING SETS" in query["sql"]]) == 1
+    assert total == 2
+    assert {option.value: option.count for option in facets["status"]} == {"completed": 1, "withdrawn": 1}
+
+
 @pytest.mark.parametrize("assign", [{}, {"both": True}])
 @pytest.mark.django_db
 def test_a_rule_must_assign_to_a_team_or_a_person_and_says_so_plainly(dpo_client, handler, assign):
