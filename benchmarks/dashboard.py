@@ -312,6 +312,8 @@ def query_kind(sql: str) -> str:
     """Which of the page's queries this is, for the table."""
     if 'FROM "requests_app_privacyrequest"' in sql:
         return "facets" if "GROUP BY" in sql else "list"
+    if 'FROM "requests_app_closedrequestcount"' in sql:
+        return "closed totals"
     if '"requests_app_clockpause"' in sql:
         return "pauses"
     return "other"
