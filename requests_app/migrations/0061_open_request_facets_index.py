@@ -58,7 +58,7 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
 
     dependencies = [
-        ("requests_app", "0058_notice_never_disclosed"),
+        ("requests_app", "0060_restriction_sources"),
     ]
 
     operations = [migrations.RunPython(create_index, drop_index)]
