@@ -1090,7 +1090,7 @@ def test_counting_open_and_closed_requests_in_parallel_gives_the_same_counts(dpo
 @pytest.mark.django_db
 def test_the_open_requests_are_counted_from_an_index_alone(dpo, mixed):
     """At 1,000,000 requests, reading the 100,000 open requests' rows took half of the counting
-    (benchmarks/dashboard.py); migration 0059's index holds every column the counts read. With sequential and
+    (benchmarks/dashboard.py); migration 0061's index holds every column the counts read. With sequential and
     bitmap scans priced out, and the other indexes on the open requests dropped (in this test's transaction: with
     these few rows, never vacuumed, reading the table costs the same whichever index leads to it), the planner
     reads it without the table if, and only if, it holds them all."""
