@@ -92,9 +92,9 @@ def env_deployment(name: str, development_default: str) -> str:
     return development_default
 
 
-def env_secret_key(name: str, development_default: str) -> str:
-    """A key the app signs or hashes with. Production refuses to start without a strong one, by Django's own rule
-    for SECRET_KEY (check --deploy's security.W009: 50 characters, 5 of them different), which a weak
+def env_secret_key(name: str, development_default: str, *, minimum_length: int) -> str:
+    """A key the app signs or hashes with. Production refuses to start without a strong one: `minimum_length`
+    characters, 5 of them different (check --deploy's rule for SECRET_KEY, security.W009, asks 50), which a weak
     ANONYMISATION_KEY would otherwise pass unnoticed: whoever holds erased data could test guesses (an email
     address, a phone number) against its pseudonyms."""
     value = env_str(name)
@@ -102,10 +102,10 @@ def env_secret_key(name: str, development_default: str) -> str:
         return value or development_default
     if not value:
         raise ImproperlyConfigured(f"{name} (or {name}_FILE) must be set in production")
-    if len(value) < 50 or len(set(value)) < 5:
+    if len(value) < minimum_length or len(set(value)) < 5:
         raise ImproperlyConfigured(
-            f"{name} must be at least 50 characters long, with at least 5 different ones, in production; generate "
-            'one with: python -c "import secrets; print(secrets.token_urlsafe(50))"'
+            f"{name} must be at least {minimum_length} characters long, with at least 5 different ones, in production; "
+            'generate one with: python -c "import secrets; print(secrets.token_urlsafe(50))"'
         )
     return value
 
@@ -119,7 +119,7 @@ if PRODUCTION and DEBUG:
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
 # The development keys are never used once PRODUCTION is on.
-SECRET_KEY = env_secret_key("SECRET_KEY", "dev-only-insecure-key-do-not-use-in-production")
+SECRET_KEY = env_secret_key("SECRET_KEY", "dev-only-insecure-key-do-not-use-in-production", minimum_length=50)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else "localhost,127.0.0.1,[::1],testserver")
 if PRODUCTION and not ALLOWED_HOSTS:
@@ -528,7 +528,9 @@ DEMO_SOURCES_URL = env_str("DEMO_SOURCES_URL", f"sqlite:///{VAR_DIR / 'demo_sour
 
 # Erasure by anonymisation replaces some fields with a keyed hash: the key
 # must outlive SECRET_KEY rotations, or the same person would get a new pseudonym.
-ANONYMISATION_KEY = env_secret_key("ANONYMISATION_KEY", "dev-only-anonymisation-key")
+# 32 characters, not SECRET_KEY's 50: a 256-bit key written in base64 (`openssl rand -base64 32`) has 44, and a key
+# once in use cannot be changed without changing every pseudonym it made.
+ANONYMISATION_KEY = env_secret_key("ANONYMISATION_KEY", "dev-only-anonymisation-key", minimum_length=32)
 # The hard time limit of an erasure, rectification or restriction task. Past
 # it no run can still be going, so staff may start a stuck one again (its
 # task lost with a broker outage, say).

@@ -1,6 +1,8 @@
 """Production mode, checked in a fresh interpreter as a deployment would start."""
 
+import base64
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -62,15 +64,24 @@ def test_production_refuses_to_start_without_its_secrets(env, message):
     assert message in result.stderr
 
 
-@pytest.mark.parametrize("name", ["SECRET_KEY", "ANONYMISATION_KEY"])
+@pytest.mark.parametrize(("name", "minimum_length"), [("SECRET_KEY", 50), ("ANONYMISATION_KEY", 32)])
 @pytest.mark.parametrize("weak_key", ["x", "abc", "s3cret-" * 3, "ab" * 40])
-def test_production_refuses_to_start_with_a_weak_key(name, weak_key):
-    """Django's own rule for SECRET_KEY (50 characters, 5 different), for the anonymisation key too: a short one
-    would let whoever holds erased data test guesses (email addresses, phone numbers) against its pseudonyms."""
+def test_production_refuses_to_start_with_a_weak_key(name, minimum_length, weak_key):
+    """Django's own rule for SECRET_KEY (50 characters, 5 different), and one as strict for the anonymisation key but
+    for its length: a weak one would let whoever holds erased data test guesses (email addresses, phone numbers)
+    against its pseudonyms."""
     result = run_manage("check", **{**PRODUCTION, name: weak_key})
     assert result.returncode != 0
-    assert f"{name} must be at least 50 characters long, with at least 5 different ones, in production" in result.stderr
+    assert f"{name} must be at least {minimum_length} characters long, with at least 5 different ones, in production" in result.stderr
     assert "secrets.token_urlsafe(50)" in result.stderr
+
+
+def test_production_takes_an_anonymisation_key_of_256_bits_in_base64():
+    """`openssl rand -base64 32`: 44 characters. A key in use cannot be changed without changing every pseudonym, so a
+    strong key written that way must not stop the start for being shorter than SECRET_KEY's 50."""
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    assert len(key) == 44
+    assert run_manage("check", **{**PRODUCTION, "ANONYMISATION_KEY": key}).returncode == 0
 
 
 def test_development_takes_any_key():
