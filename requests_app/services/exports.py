@@ -426,8 +426,11 @@ def _sha256_file(handle) -> str:
 
 
 def _fail(export_id: int, attempt: int, *, source: str, message: str) -> None:
+    """Mark attempt `attempt` of the export failed, and delete what its attempts stored; nothing if that attempt is
+    no longer running. requeue_dead_exports reads a run as dead, then fails it: a run only slow to beat may have
+    finished meanwhile, and its package, ready, must keep its file."""
     with transaction.atomic():
-        updated = ExportPackage.objects.filter(pk=export_id, attempt=attempt).update(
+        updated = ExportPackage.objects.filter(pk=export_id, attempt=attempt, status=ExportStatus.RUNNING).update(
             status=ExportStatus.FAILED, error=message, failed_source=source, finished_at=timezone.now()
         )
         if updated:

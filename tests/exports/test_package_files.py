@@ -14,6 +14,7 @@ from requests_app.audit import Actor
 from requests_app.heartbeat import ATTEMPTS_BEFORE_GIVING_UP
 from requests_app.models import ExportPackage, ExportStatus, PrivacyRequest, RequestType, Status
 from requests_app.services import handling
+from requests_app.services import exports
 from requests_app.services.exports import delete_expired_exports, package_folder, requeue_dead_exports
 from requests_app.services.handling import RightRefusal
 from requests_app.services.intake import RightDetails, purge_personal_data
@@ -115,3 +116,17 @@ def test_the_hourly_clean_up_deletes_the_files_left_by_packages_failed_or_ended_
     assert files_of(expired) == [] and files_of(failed) == []
     assert files_of(ready) == ["attempt-1.zip"] and files_of(dying) == ["attempt-1.zip"]
     assert default_storage.exists("exports/not-a-package.zip")
+
+
+def test_a_run_read_as_dead_that_finished_meanwhile_keeps_its_package_and_file(db, settings, django_capture_on_commit_callbacks):
+    """requeue_dead_exports reads a run whose heartbeat is stale, then fails it. A run only slow to beat may record
+    its package ready between the two: failing that attempt then must change nothing, nor delete its ZIP."""
+    export = dead_run(request_in_status(Status.IN_PROGRESS), settings, attempt=ATTEMPTS_BEFORE_GIVING_UP)
+    name = f"{package_folder(export)}/attempt-{ATTEMPTS_BEFORE_GIVING_UP}.zip"
+    ExportPackage.objects.filter(pk=export.pk).update(status=ExportStatus.READY, storage_name=name)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        exports._fail(export.pk, ATTEMPTS_BEFORE_GIVING_UP, source="", message="The worker compiling it stopped.")
+
+    assert ExportPackage.objects.get(pk=export.pk).status == ExportStatus.READY
+    assert f"attempt-{ATTEMPTS_BEFORE_GIVING_UP}.zip" in files_of(export)
