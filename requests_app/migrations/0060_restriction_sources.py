@@ -3,6 +3,16 @@
 from django.db import migrations, models
 
 
+def record_planned_restrictions(apps, schema_editor):
+    """A restriction planned before the choice was recorded covers the sources it was planned in: with the
+    choice empty, planning again would fall back to the default and leave the others out."""
+    RequestedRight = apps.get_model("requests_app", "RequestedRight")
+    SourceAction = apps.get_model("requests_app", "SourceAction")
+    for right in RequestedRight.objects.filter(right="restriction"):
+        planned = SourceAction.objects.filter(request_id=right.request_id, kind="restrict").values_list("source_id", flat=True)
+        right.restriction_sources.set(set(planned))
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -15,4 +25,5 @@ class Migration(migrations.Migration):
             name='restriction_sources',
             field=models.ManyToManyField(blank=True, related_name='+', to='requests_app.sourcesystem'),
         ),
+        migrations.RunPython(record_planned_restrictions, migrations.RunPython.noop),
     ]

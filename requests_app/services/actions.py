@@ -155,7 +155,7 @@ def plan_actions(
     restriction only in the sources it covers (Art. 18 restricts the data concerned, not all we
     hold): `restriction_sources`, staff's choice, recorded so that planning again keeps it; without
     one, the choice recorded, or before any the default (see `restriction_sources`). A restriction
-    planned in a source no longer chosen is left out (see `_leave_out`): refused, with nothing
+    planned in an active source no longer chosen is left out (see `_leave_out`): refused, with nothing
     changed, once it has run there. Refused until staff verified one of the subject's identifiers.
     """
     roles.require_can_work(actor, request)
@@ -216,15 +216,20 @@ def plan_actions(
 
 def restriction_sources(request: PrivacyRequest) -> list[SourceSystem]:
     """The active source systems a restriction of `request` covers: those staff chose when planning it, or,
-    before any choice, the default the planning form offers. For a restriction while the accuracy of the data
-    is contested (Art. 18(1)(a)) alongside its correction, that is the sources of the corrected values: the
-    data contested. Otherwise every active source: what a ground concerns is for staff to narrow down."""
+    before any choice, the default the planning form offers. That is the sources where a restriction is
+    already planned, if any: a default that left them out would delete them on the next planning. Failing
+    those, for a restriction while the accuracy of the data is contested (Art. 18(1)(a)) alongside its
+    correction, the sources of the corrected values: the data contested. Otherwise every active source:
+    what a ground concerns is for staff to narrow down."""
     right = request.rights.filter(right=RequestType.RESTRICTION).first()
     if right is None:
         return []
     active = SourceSystem.objects.filter(active=True).order_by("name")
     if right.restriction_sources.exists():
         return list(active.filter(pk__in=right.restriction_sources.values("pk")))
+    already = list(active.filter(pk__in=request.source_actions.filter(kind=ActionKind.RESTRICT).values("source_id")))
+    if already:
+        return already
     if right.restriction_ground == RestrictionGround.ACCURACY_CONTESTED and RequestType.RECTIFICATION in request.requested_rights:
         corrected = list(active.filter(pk__in=request.rectification_changes.values("category__source_id")))
         if corrected:
@@ -252,16 +257,18 @@ def _choose_restriction_sources(
     request: PrivacyRequest, actor: Actor, chosen: Iterable[SourceSystem] | None
 ) -> tuple[set[int], list[SourceAction]]:
     """Record which active sources the restriction of the locked `request` covers (`chosen`, or the choice
-    recorded, or the default) and leave out the restrictions planned in the others; returns the ids of the
-    sources covered and the restrictions left out.
+    recorded, or the default) and leave out the restrictions planned in the other active sources; returns the
+    ids of the active sources covered and the restrictions left out. A restriction in a source made inactive
+    since stays, and stays recorded: the form does not offer that source, so staff cannot have unticked it.
     Raises RequestError, having changed nothing, when none is chosen or a restriction to leave out has run."""
     chosen = restriction_sources(request) if chosen is None else chosen
     chosen_ids = set(SourceSystem.objects.filter(pk__in=[source.pk for source in chosen], active=True).values_list("pk", flat=True))
     if not chosen_ids:
         raise RequestError(_("Choose at least one source system for the restriction to cover, or refuse the restriction."))
+    restrictions = request.source_actions.filter(kind=ActionKind.RESTRICT)
     # Locked: a manual source's owner confirms it done holding the action's lock, not the request's.
     left_out = list(
-        request.source_actions.filter(kind=ActionKind.RESTRICT)
+        restrictions.filter(source__active=True)
         .exclude(source_id__in=chosen_ids)
         .select_for_update(of=("self",))
         .select_related("source", "request")
@@ -271,16 +278,17 @@ def _choose_restriction_sources(
         if refusal:
             raise RequestError(refusal)
     right = request.rights.get(right=RequestType.RESTRICTION)
-    if chosen_ids == set(right.restriction_sources.values_list("pk", flat=True)) and not left_out:
+    recorded = chosen_ids | set(restrictions.filter(source__active=False).values_list("source_id", flat=True))
+    if recorded == set(right.restriction_sources.values_list("pk", flat=True)) and not left_out:
         return chosen_ids, []
-    right.restriction_sources.set(chosen_ids)
+    right.restriction_sources.set(recorded)
     _leave_out(request, left_out)
     record_event(
         request,
         "restriction_sources_chosen",
         actor=actor,
         data={
-            "sources": list(SourceSystem.objects.filter(pk__in=chosen_ids).order_by("slug").values_list("slug", flat=True)),
+            "sources": list(SourceSystem.objects.filter(pk__in=recorded).order_by("slug").values_list("slug", flat=True)),
             "left_out": [action.source.slug for action in left_out],
         },
     )

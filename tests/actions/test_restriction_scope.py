@@ -3,9 +3,11 @@ the data the ground concerns, the choice is kept when planning again, and a rest
 system left out goes, with the Art. 19 notices only it needed; the letter and the certificate name only the
 systems restricted."""
 
+import importlib
 import re
 
 import pytest
+from django.apps import apps
 from django.contrib.messages import get_messages
 from django.core import mail
 from django.urls import reverse
@@ -211,6 +213,51 @@ def test_a_manual_sources_restriction_is_left_out_while_it_waits_for_its_owner_n
 
     assert planned(waiting) == {("crm", ActionKind.RESTRICT)}
     assert planned(confirmed) == {("crm", ActionKind.RESTRICT), ("paper", ActionKind.RESTRICT)}
+
+
+def _planned_before_the_choice_was_recorded(request):
+    """As a request planned before migration 0060: its restrictions, and no choice recorded."""
+    request.rights.get(right=RequestType.RESTRICTION).restriction_sources.clear()
+
+
+def test_upgrading_records_the_sources_a_restriction_was_planned_in(crm, cdr_restrictable, dpo_actor):
+    migration = importlib.import_module("requests_app.migrations.0060_restriction_sources")
+    request = contested_address_request(crm, dpo_actor)
+    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm, cdr_restrictable])
+    _planned_before_the_choice_was_recorded(request)
+
+    migration.record_planned_restrictions(apps, None)
+
+    assert set(request.rights.get(right=RequestType.RESTRICTION).restriction_sources.all()) == {crm, cdr_restrictable}
+
+
+def test_with_no_choice_recorded_the_default_is_the_restrictions_already_planned(crm, cdr_restrictable, partners, dpo_actor):
+    """Not the corrected values' sources alone: planning again would delete the call records' restriction and
+    its recipients' notice."""
+    request = contested_address_request(crm, dpo_actor)
+    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm, cdr_restrictable])
+    _planned_before_the_choice_was_recorded(request)
+
+    assert set(actions.restriction_sources(request)) == {crm, cdr_restrictable}
+    actions.plan_actions(request=request, actor=dpo_actor)
+
+    assert planned(request) == {("crm", ActionKind.RECTIFY), ("crm", ActionKind.RESTRICT), ("cdr", ActionKind.RESTRICT)}
+    assert request.recipient_notices.filter(recipient=partners["cdr"]).exists()
+
+
+def test_a_restriction_in_a_source_made_inactive_is_not_left_out(crm, cdr_restrictable, partners, dpo_actor):
+    """The form does not offer an inactive source, so its box was never unticked: the restriction planned there
+    stays, with its notice, and stays in the choice for when the source is active again."""
+    request = verified_request(RequestType.RESTRICTION)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    SourceSystem.objects.filter(pk=cdr_restrictable.pk).update(active=False)
+
+    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm])
+
+    assert planned(request) == {("crm", ActionKind.RESTRICT), ("cdr", ActionKind.RESTRICT)}
+    assert request.recipient_notices.filter(recipient=partners["cdr"]).exists()
+    SourceSystem.objects.filter(pk=cdr_restrictable.pk).update(active=True)
+    assert set(actions.restriction_sources(request)) == {crm, cdr_restrictable}
 
 
 # --- What the subject and the certificate are told ------------------------------
