@@ -71,7 +71,7 @@ from requests_app.models import (
     Status,
 )
 from requests_app.services import notices
-from requests_app.services.certificate import searched_nothing
+from requests_app.services.certificate import done_without_searching, searched_nothing
 from requests_app.services.suppression import SUPPRESSION_RIGHTS, missing_identifier
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.actions import (
@@ -110,8 +110,7 @@ def searched_too_early(action: SourceAction, kinds_verified: set[str]) -> bool:
     lifting of a restriction: it is never run again (dry_run_start), so the panel offers no dry run for it."""
     return (
         action.kind != ActionKind.LIFT_RESTRICTION
-        and action.status == ActionStatus.DONE
-        and searched_nothing(action)
+        and done_without_searching(action)
         and action.source.identity_kind in kinds_verified
     )
 
@@ -239,9 +238,10 @@ def restriction_sources(request: PrivacyRequest) -> list[SourceSystem]:
 
 def leave_out_refusal(restriction: SourceAction) -> str | None:
     """Why a restriction planned in a source cannot be left out of the restriction's scope, or None. One that
-    ran, or is running, restricted data there: it ends with a lifting, which the subject is told of first."""
+    ran, or is running, restricted data there: it ends with a lifting, which the subject is told of first. Not
+    one done without searching its source: it changed nothing there, and goes as one only planned does."""
     source = restriction.source.name
-    if restriction.status == ActionStatus.DONE:
+    if restriction.status == ActionStatus.DONE and not done_without_searching(restriction):
         return _("The restriction in %(source)s has already been carried out: it can no longer be left out.") % {"source": source}
     if restriction.status == ActionStatus.RUNNING:
         return _("The restriction in %(source)s is being carried out: it can no longer be left out.") % {"source": source}
@@ -1015,7 +1015,8 @@ def _finish(action: SourceAction, status: str, *, error: str = "", result: dict 
         event = {ActionStatus.DONE: "source_action_done", ActionStatus.FAILED: "source_action_failed"}.get(status, "source_action_stale")
         # The trail counts what this run did; the result, what all runs did (see _with_earlier_changes).
         data = action_summary(action, this_run) | ({"error": error[:300]} if error else {})
-        if status == ActionStatus.DONE and searched_nothing(action):
+        action.status = status  # as the row now is
+        if done_without_searching(action):
             # Its zero counts are no "nothing found": the timeline names the kind of identifier it lacked (staff_tags.event_title).
             data["not_searched"] = action.source.identity_kind
         record_event(action.request, event, actor=Actor.system(), data=data)
@@ -1136,9 +1137,10 @@ def prefetch_for_completion(requests: list[PrivacyRequest]) -> None:
 def answered_already(request: PrivacyRequest, refused: set[str]) -> list[str]:
     """Why some of the `refused` rights cannot be refused: they were answered, in part at least, and a letter
     refusing them would deny what was done. Their package was released to the subject, or their action was
-    carried out, is under way, or stopped part-way having changed rows in a source (one only planned, or waiting for its approval, never runs once the
-    request is closed: may_run_now), or the subject was put on suppression lists while every right such a list
-    honours is refused. Empty when none was. Reads what prefetch_for_completion loads."""
+    carried out, is under way, or stopped part-way having changed rows in a source (one only planned, or waiting
+    for its approval, never runs once the request is closed: may_run_now; one done without searching its source
+    changed nothing there, and answers nothing), or the subject was put on a suppression list for that right (a
+    list it covers, applied). Empty when none was. Reads what prefetch_for_completion loads."""
     reasons = []
     released = {package.kind for package in request.exports.all() if package.released_at is not None}
     for right in (right for right in RequestType.values if right in refused):
@@ -1148,7 +1150,8 @@ def answered_already(request: PrivacyRequest, refused: set[str]) -> list[str]:
         for action in request.source_actions.all():
             # A run that stopped part-way (failed, or the source changed since its dry run) may have changed rows
             # already: an HTTP source has no rollback.
-            ran = action.status in (ActionStatus.DONE, ActionStatus.RUNNING) or action.changed_anything()
+            carried_out = action.status == ActionStatus.DONE and not done_without_searching(action)
+            ran = carried_out or action.status == ActionStatus.RUNNING or action.changed_anything()
             if action.kind == ACTION_FOR_RIGHT.get(right) and ran:
                 reasons.append(
                     _("“%(right)s” cannot be refused: %(kind)s in %(source)s: %(status)s.")

@@ -105,7 +105,8 @@ def certificate_context(request: PrivacyRequest) -> dict:
         source_actions.append(
             {
                 "action": action,
-                # Left as it was when the completion refused its right: it was never carried out (answered_already).
+                # Left as it was when the completion refused its right: it was never carried out, or done without
+                # searching its source (answered_already).
                 "right_refused": action.kind in refused_kinds,
                 "status": status_label(action),
                 # A source that could not be searched has no counts to show: its zeros are not "nothing found".
@@ -232,7 +233,7 @@ def answered_in_part(request: PrivacyRequest) -> bool:
     for export in request.exports.all():
         if export.released_at is not None and (export.manifest.get("rows") == 0 or export.manifest.get("sources_not_searched")):
             return True
-    return any(action.status == ActionStatus.DONE and searched_nothing(action) for action in request.source_actions.all())
+    return any(done_without_searching(action) for action in request.source_actions.all())
 
 
 def nothing_corrected(request: PrivacyRequest) -> bool:
@@ -255,11 +256,17 @@ def searched_nothing(action) -> bool:
     return not action.result.get("manual") and action.dry_run.get("identities") == 0
 
 
+def done_without_searching(action) -> bool:
+    """Whether an action is done but searched nothing (searched_nothing): it is finished, yet changed nothing of
+    the subject's in its source, so it neither answers its right nor restricted, erased or corrected anything."""
+    return action.status == ActionStatus.DONE and searched_nothing(action)
+
+
 def status_label(action) -> str:
-    """An action's status as staff and the certificate read it. One that ran without searching its source
-    (searched_nothing) is finished, but changed nothing of the subject's there: its "0 rows" would read as a
-    source searched that held nothing, which the letter does not claim either."""
-    if action.status == ActionStatus.DONE and searched_nothing(action):
+    """An action's status as staff and the certificate read it. One done without searching its source is
+    finished, but changed nothing of the subject's there: its "0 rows" would read as a source searched that
+    held nothing, which the letter does not claim either."""
+    if done_without_searching(action):
         return _("Done: not searched")
     return str(action.get_status_display())
 

@@ -79,7 +79,7 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         ]
         action.status_label = certificate_service.status_label(action)
         # Done without searching: the panel says why, in place of its counts (all zero, as if nothing were there).
-        not_searched = action.status == ActionStatus.DONE and certificate_service.searched_nothing(action)
+        not_searched = certificate_service.done_without_searching(action)
         action.not_searched_by = in_sentence(IdentityKind(action.source.identity_kind).label) if not_searched else ""
         # Its data is acted on after all by verifying one and running the dry run again (dry_run_start), while the
         # request is in progress; a lifting is never run again.

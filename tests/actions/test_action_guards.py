@@ -398,6 +398,21 @@ def test_a_rectification_after_the_erasure_that_found_nothing_is_not_told(crm, d
     assert actions.completion_blockers(request) == []
 
 
+def test_an_erasure_done_without_searching_its_source_does_not_answer_the_right(crm, cdr, dpo_actor, run):
+    """No phone number verified: the call records' erasure ran, searched nobody and changed nothing. It answers
+    nothing, so refusing the erasure denies nothing done; the CRM's erasure, which searched, does answer it."""
+    request = verified_request(RequestType.ERASURE)
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=None)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    calls = run(request.source_actions.get(source=cdr).id, "dry_run", "approve", "execute", actor=dpo_actor)
+    assert calls.status == ActionStatus.DONE
+
+    assert actions.answered_already(request, {RequestType.ERASURE}) == []
+
+    run(request.source_actions.get(source=crm).id, "dry_run", "approve", "execute", actor=dpo_actor)
+    assert actions.answered_already(request, {RequestType.ERASURE}) == ["“Erase my data” cannot be refused: Erasure in CRM: done."]
+
+
 def test_an_objection_completes_only_once_a_suppression_was_applied(dpo_actor):
     from requests_app.models import SuppressionPurpose
     from requests_app.services import suppression

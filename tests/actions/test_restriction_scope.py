@@ -215,6 +215,25 @@ def test_a_manual_sources_restriction_is_left_out_while_it_waits_for_its_owner_n
     assert planned(confirmed) == {("crm", ActionKind.RESTRICT), ("paper", ActionKind.RESTRICT)}
 
 
+def test_a_restriction_done_without_searching_its_source_is_left_out_as_a_planned_one(crm, partners, dpo_actor, run):
+    """No phone number verified: the call records' restriction ran, searched nobody and restricted nothing. Leaving
+    it out denies nothing done: it goes, with the notice of its recipients, who have nothing to be told."""
+    request = verified_request(RequestType.RESTRICTION)
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=None)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    calls = run(request.source_actions.get(source=partners["cdr"].source).id, "dry_run", "approve", "execute", actor=dpo_actor)
+    assert certificate.done_without_searching(calls)
+
+    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm])
+    carry_out(request, dpo_actor, run)
+
+    assert planned(request) == {("crm", ActionKind.RESTRICT)}
+    assert [notice.recipient for notice in request.recipient_notices.all()] == [partners["crm"]]
+    assert actions.completion_blockers(request) == []
+    assert "Call records" not in certificate.outcome_summary(request)
+    assert [message.to for message in mail.outbox] == [["art19@billing.example"]]
+
+
 def _planned_before_the_choice_was_recorded(request):
     """As a request planned before migration 0060: its restrictions, and no choice recorded."""
     request.rights.get(right=RequestType.RESTRICTION).restriction_sources.clear()
