@@ -456,10 +456,19 @@ def _typed_changes(action: SourceAction) -> dict:
 # --- Dry run, approval, execution -------------------------------------------
 
 
+def _still_there(locking: QuerySet, action: SourceAction) -> SourceAction:
+    """`action`, read again through `locking`. Leaving a restriction out of its scope deletes it (_leave_out): a
+    colleague's page, loaded before, still offers its buttons, and a click is refused as any other step."""
+    locked = locking.filter(pk=action.pk).first()
+    if locked is None:
+        raise RequestError(_("This action no longer exists: it was left out of the restriction."))
+    return locked
+
+
 def _locked_action(action: SourceAction, actor: Actor) -> SourceAction:
     # The request's lock orders this step with planning and corrected values on the same request.
     PrivacyRequest.objects.select_for_update().get(pk=action.request_id)
-    locked = SourceAction.objects.select_for_update(of=("self",)).select_related("request", "source").get(pk=action.pk)
+    locked = _still_there(SourceAction.objects.select_for_update(of=("self",)).select_related("request", "source"), action)
     if actor.user is not None:
         roles.require_can_work(actor, locked.request)
     if locked.status == ActionStatus.CANCELLED:
@@ -1056,7 +1065,7 @@ def manual_action_done(*, action: SourceAction, actor: Actor, rows: int) -> Sour
     if not roles.is_owner_or_dpo(actor.user, action.source.owner_id):
         raise roles.NotAllowed(_("Only the system owner or the DPO may confirm this action."))
     with transaction.atomic():
-        locked = SourceAction.objects.select_for_update().select_related("request", "source").get(pk=action.pk)
+        locked = _still_there(SourceAction.objects.select_for_update().select_related("request", "source"), action)
         if locked.kind != ActionKind.LIFT_RESTRICTION:
             _require_open(locked.request)
         if locked.status == ActionStatus.CANCELLED:

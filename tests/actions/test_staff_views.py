@@ -28,6 +28,7 @@ from requests_app.models import (
     Status,
 )
 from requests_app.services import actions, handling, notices, routing
+from requests_app.staff import action_views
 from tests.actions.conftest import ANA_EMAIL, verified_request
 from tests.conftest import login_staff
 from tests.factories import released_package, staff_in_role
@@ -187,6 +188,32 @@ def _action_cells(page: str, source_name: str) -> list[str]:
     """The cells of the panel's row for the action on `source_name`, as text is read (entities unescaped)."""
     row = re.search(rf"<tr data-action-progress[^>]*>\s*<td>{re.escape(source_name)}</td>.*?</tr>", page, re.S).group(0)
     return [html.unescape(cell) for cell in re.findall(r"<td>(.*?)</td>", row, re.S)]
+
+
+@sqlite_source
+def test_a_step_on_a_restriction_left_out_meanwhile_says_so(client_dpo, dpo, crm, cdr, dpo_actor, monkeypatch):
+    """A colleague left the call records and the paper files out of the restriction while the page was open:
+    the click that read the action just before finds it gone when it takes its lock, and is refused as any
+    other step, not with a server error."""
+    paper = SourceSystem.objects.create(
+        slug="paper", name="Paper files", connector=ConnectorKind.MANUAL, identity_kind=IdentityKind.EMAIL,
+        purposes="Archive", legal_basis=LegalBasis.CONTRACT, retention="5 years", origin="The subject",
+    )
+    request = verified_request(RequestType.RESTRICTION)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    stale = {action.source_id: action for action in request.source_actions.select_related("request", "source")}
+    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm])
+    read = {}
+    monkeypatch.setattr(action_views, "get_object_or_404", lambda queryset, public_id: read["action"])
+
+    for action, step, data in ((stale[cdr.pk], "dry_run", {}), (stale[cdr.pk], "approve", {}), (stale[cdr.pk], "execute", {}),
+                               (stale[paper.pk], "done", {"rows": 2})):
+        read["action"] = action
+        response = _step(client_dpo, action, step, **data)
+        assert response.status_code == 302, step
+        page = client_dpo.get(response.url)  # shows the message, as for any refused step
+        assert "This action no longer exists: it was left out of the restriction." in page.content.decode(), step
+    assert set(request.source_actions.values_list("source__slug", flat=True)) == {"crm"}
 
 
 @sqlite_source
