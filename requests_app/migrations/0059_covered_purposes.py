@@ -3,6 +3,34 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+# suppression.SUPPRESSION_RIGHTS, as of this migration.
+SUPPRESSION_RIGHTS = ["objection", "withdraw_consent", "limit_use"]
+
+
+def cover_the_lists_applied_before(apps, schema_editor):
+    """Completion, refusal and the letter read what a right covers from CoveredPurpose: without rows for the lists
+    a subject was put on before it existed, their request could not be completed, could be refused although the
+    subject is on a list, and its letter would name no use stopped. The trail says which: each "suppression_added"
+    event lists the purposes applied (all of them: suppress refused a list it could not apply). An event from
+    before CoveredPurpose names no right, and the letter then said every suppression right asked for stopped
+    those uses: so is it read now. A purpose since deleted is left out: no row can point to it."""
+    AuditEvent = apps.get_model("requests_app", "AuditEvent")
+    CoveredPurpose = apps.get_model("requests_app", "CoveredPurpose")
+    RequestedRight = apps.get_model("requests_app", "RequestedRight")
+    SuppressionPurpose = apps.get_model("requests_app", "SuppressionPurpose")
+    purposes = {purpose.slug: purpose for purpose in SuppressionPurpose.objects.all()}
+    for event in AuditEvent.objects.filter(action="suppression_added").order_by("sequence").iterator():
+        asked = RequestedRight.objects.filter(request_id=event.request_id, right__in=SUPPRESSION_RIGHTS)
+        if "right" in event.data:
+            asked = asked.filter(right=event.data["right"])
+        for right in asked:
+            for entry in event.data["purposes"]:
+                if entry["purpose"] in purposes:
+                    # The first event applying it says when; a later one changes nothing.
+                    CoveredPurpose.objects.get_or_create(
+                        right=right, purpose=purposes[entry["purpose"]], defaults={"applied_at": event.created_at}
+                    )
+
 
 class Migration(migrations.Migration):
 
@@ -25,4 +53,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('right', 'purpose'), name='one_cover_per_right_and_purpose')],
             },
         ),
+        migrations.RunPython(cover_the_lists_applied_before, migrations.RunPython.noop),
     ]

@@ -2,12 +2,16 @@
 staff recorded why it cannot be, which the letter then tells the subject (Art. 21(3): an objection to direct marketing
 is always honoured; Art. 12(4): what was not done is a refusal in part)."""
 
+import importlib
+
 import pytest
+from django.apps import apps
+from django.db import transaction
 from django.utils import timezone
 
-from requests_app.audit import Actor
+from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
-from requests_app.models import CoveredPurpose, RequestType, SuppressionPurpose
+from requests_app.models import CoveredPurpose, RequestType, SuppressionEntry, SuppressionPurpose
 from requests_app.services import handling, suppression
 from requests_app.services.actions import completion_blockers
 from requests_app.services.handling import MARKETING_OBJECTION_REFUSAL, RightRefusal
@@ -145,3 +149,36 @@ def test_the_reason_a_list_was_not_applied_is_purged_with_the_request(dpo, calls
     purge_personal_data(request)
 
     assert CoveredPurpose.objects.get().not_applied_reason == ""
+
+
+@pytest.mark.django_db
+def test_upgrading_covers_the_lists_the_subject_was_put_on_before(dpo, emails, calls):
+    """Before CoveredPurpose, suppress wrote only the entries and a "suppression_added" event naming no right, and
+    the letter said each suppression right asked for stopped the uses of every such event."""
+    migration = importlib.import_module("requests_app.migrations.0059_covered_purposes")
+    before = marketing_objection()
+    SuppressionEntry.objects.create(purpose=emails, kind="email", value="ana@example.com", right="objection", request=before)
+    since_deleted = SuppressionPurpose.objects.create(slug="profiling", name="Profiling")
+    with transaction.atomic():
+        old = record_event(
+            before, "suppression_added", actor=dpo, data={"purposes": [{"purpose": "marketing-email", "added": 1}, {"purpose": "profiling", "added": 0}]}
+        )
+    since_deleted.delete()
+    # One from after CoveredPurpose counts for its own right only (its rows are there already).
+    after = marketing_objection()
+    suppression.suppress(request=after, actor=dpo, right="withdraw_consent", purposes=[emails])
+
+    migration.cover_the_lists_applied_before(apps, None)
+    migration.cover_the_lists_applied_before(apps, None)  # twice changes nothing
+
+    assert sorted(CoveredPurpose.objects.filter(right__request=before).values_list("right__right", "purpose__slug", "applied_at")) == [
+        ("objection", "marketing-email", old.created_at),
+        ("withdraw_consent", "marketing-email", old.created_at),
+    ]
+    assert list(CoveredPurpose.objects.filter(right__request=after).values_list("right__right", flat=True)) == ["withdraw_consent"]
+    with pytest.raises(RequestError, match="cannot be refused"):
+        complete(before, dpo, RightRefusal(RequestType.WITHDRAW_CONSENT, "manifestly_unfounded", "Asked five times this week."))
+    complete(before, dpo)
+    body = before.messages.get().body
+    assert "Following your objection (Article 21 GDPR), we no longer use your data for: Promotional emails and newsletters." in body
+    assert "lodge a complaint" not in body
