@@ -72,7 +72,7 @@ from requests_app.models import (
 )
 from requests_app.services import notices
 from requests_app.services.certificate import done_without_searching, searched_nothing
-from requests_app.services.suppression import SUPPRESSION_RIGHTS, missing_identifier
+from requests_app.services.suppression import SUPPRESSION_RIGHTS, missing_identifier, must_be_applied
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.actions import (
     ActionPlan,
@@ -1202,7 +1202,9 @@ def _suppression_blockers(asked: RequestedRight, kinds_verified: set[str]) -> li
         return [blocker]
     blockers = []
     for purpose in (cover.purpose for cover in covers if cover.applied_at is None and not cover.not_applied_reason):
-        why = missing_identifier(purpose, kinds_verified) or _("an identifier of its kind is verified now: add them to it.")
+        why = missing_identifier(purpose, kinds_verified, reason_allowed=not must_be_applied(asked)) or _(
+            "an identifier of its kind is verified now: add them to it."
+        )
         blockers.append(
             _("“%(right)s”: the subject is not on the %(purpose)s list yet: %(why)s") % {"right": label, "purpose": purpose.name, "why": why}
         )

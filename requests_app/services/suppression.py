@@ -50,17 +50,35 @@ def suppression_right(request: PrivacyRequest) -> str | None:
     return next((right for right in SUPPRESSION_RIGHTS if right in asked), None)
 
 
-def missing_identifier(purpose: SuppressionPurpose, kinds_verified: set[str]) -> str | None:
+def must_be_applied(asked: RequestedRight) -> bool:
+    """Whether the right must be applied to every list it covers, with no reason for leaving one out: an objection
+    to direct marketing, after which the data shall no longer be used for it (Art. 21(3) knows no exception)."""
+    return asked.right == RequestType.OBJECTION and asked.direct_marketing
+
+
+def missing_identifier(purpose: SuppressionPurpose, kinds_verified: set[str], *, reason_allowed: bool = True) -> str | None:
     """Why the subject cannot be put on the purpose's list with the identifiers verified (`kinds_verified`), and
     what to do about it; None when they can. On the list, they would still be reached otherwise: the purpose's
-    systems know them by something else."""
+    systems know them by something else. `reason_allowed` is False for a list that must be applied (must_be_applied):
+    staff are then not offered to record why it cannot be."""
     if any(purpose.uses(kind) for kind in kinds_verified):
         return None
-    kinds = ", ".join(in_sentence(label) for label in purpose.identity_kind_labels)
-    return _(
-        "%(purpose)s looks people up by %(kinds)s, and no identifier of that kind is verified for this request: verify "
-        "one (ask the subject for it if they gave none) and add them to the list again, or record why it cannot be applied."
-    ) % {"purpose": purpose.name, "kinds": kinds}
+    if purpose.identity_kinds:
+        kinds = ", ".join(in_sentence(label) for label in purpose.identity_kind_labels)
+        why = _("%(purpose)s looks people up by %(kinds)s, and no identifier of that kind is verified for this request.") % {
+            "purpose": purpose.name, "kinds": kinds
+        }
+    else:
+        # Its systems look people up by any kind (none ticked), and the request has no identifier verified at all.
+        why = _("No identifier of this request is verified, and %(purpose)s needs one of any kind.") % {"purpose": purpose.name}
+    if reason_allowed:
+        todo = _("Verify one (ask the subject for it if they gave none) and add them to the list again, or record why it cannot be applied.")
+    else:
+        todo = _(
+            "Verify one (ask the subject for it if they gave none) and add them to the list again, or remove the list if "
+            "the subject did not ask for it: an objection to direct marketing cannot be left unapplied (Art. 21(3))."
+        )
+    return f"{why} {todo}"
 
 
 def _locked_open(request: PrivacyRequest) -> PrivacyRequest:
@@ -140,16 +158,22 @@ def suppress(*, request: PrivacyRequest, actor: Actor, right: str, purposes: Ite
 def record_not_applied(*, request: PrivacyRequest, actor: Actor, covered: CoveredPurpose, reason: str) -> CoveredPurpose:
     """Record why a purpose a right covers cannot be applied (the subject has no identifier its systems know, say):
     the request may then be completed, and its letter tells the subject that this use was not stopped, and why,
-    with their right to complain. Allowed for an open, verified request, for a purpose not applied; recording
-    again replaces the reason. Writes a "suppression_not_applied" event (the right and slug, never the reason)."""
+    with their right to complain. Allowed for an open, verified request, for a purpose not applied, unless the right
+    must be applied to it (must_be_applied); recording again replaces the reason. Writes a "suppression_not_applied" event (the right and slug, never the reason)."""
     roles.require_can_work(actor, request)
-    if not reason.strip():
-        raise RequestError(_("Say why the subject cannot be put on this list: the letter tells them."))
     with transaction.atomic():
         locked = _locked_open(request)
         covered = CoveredPurpose.objects.select_for_update().select_related("right", "purpose").get(pk=covered.pk, right__request=locked)
         if covered.applied_at is not None:
             raise RequestError(_("The subject is on the %(purpose)s list already.") % {"purpose": covered.purpose.name})
+        if must_be_applied(covered.right):
+            raise RequestError(
+                _("An objection to direct marketing cannot be left unapplied (Art. 21(3)): verify an identifier of the kind "
+                  "the %(purpose)s list uses (ask the subject for it if they gave none) and add them to it, or remove the list "
+                  "if the subject did not ask for it.") % {"purpose": covered.purpose.name}
+            )
+        if not reason.strip():
+            raise RequestError(_("Say why the subject cannot be put on this list: the letter tells them."))
         covered.not_applied_reason = reason.strip()
         covered.save(update_fields=["not_applied_reason"])
         record_event(

@@ -95,6 +95,8 @@ def request_suppress(request: HttpRequest, reference: str) -> HttpResponse:
         ]
         panels.append({
             "right": asked,
+            # No reason may be recorded for leaving out a list such a right covers: the form is not offered.
+            "must_be_applied": suppression.must_be_applied(asked),
             "applied": [cover for cover in covers if cover.applied_at is not None],
             "not_applied": not_applied,
             "form": posted if posted is not None and posted.data.get("right") == asked.right else form,
@@ -124,8 +126,9 @@ def _suppress(request: HttpRequest, privacy_request, form) -> HttpResponse:
         messages.success(request, _("The verified identifiers were already on the chosen lists."))
     not_applied = [purpose for purpose in form.cleaned_data["purposes"] if purpose.slug not in added]
     kinds_verified = actions.verified_kinds(privacy_request)
+    reason_allowed = not suppression.must_be_applied(privacy_request.rights.get(right=form.cleaned_data["right"]))
     for purpose in not_applied:
-        why = suppression.missing_identifier(purpose, kinds_verified)
+        why = suppression.missing_identifier(purpose, kinds_verified, reason_allowed=reason_allowed)
         messages.error(request, _("Not added to %(purpose)s: %(why)s") % {"purpose": purpose.name, "why": why})
     # Back to this page when a list was not applied: why it cannot be is recorded here.
     return redirect("staff:suppression_request" if not_applied else "staff:request", privacy_request.reference)

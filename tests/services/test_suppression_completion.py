@@ -64,8 +64,9 @@ def test_a_marketing_objection_applied_to_one_list_of_two_is_not_completed(dpo, 
 
     assert completion_blockers(request) == [
         "“Object to the processing of my data”: the subject is not on the Telemarketing calls list yet: Telemarketing "
-        "calls looks people up by phone number, and no identifier of that kind is verified for this request: verify one "
-        "(ask the subject for it if they gave none) and add them to the list again, or record why it cannot be applied."
+        "calls looks people up by phone number, and no identifier of that kind is verified for this request. Verify one "
+        "(ask the subject for it if they gave none) and add them to the list again, or remove the list if the subject "
+        "did not ask for it: an objection to direct marketing cannot be left unapplied (Art. 21(3))."
     ]
     with pytest.raises(RequestError, match="Telemarketing calls list"):
         complete(request, dpo)
@@ -97,8 +98,8 @@ def test_a_phone_number_verified_later_lets_the_list_be_applied_and_the_request_
 @pytest.mark.django_db
 def test_a_list_that_cannot_be_applied_is_told_with_its_reason_and_the_right_to_complain(dpo, emails, calls):
     request = marketing_objection()
-    suppression.suppress(request=request, actor=dpo, right="objection", purposes=[emails, calls])
-    suppression.suppress(request=request, actor=dpo, right="withdraw_consent", purposes=[emails])
+    suppression.suppress(request=request, actor=dpo, right="objection", purposes=[emails])
+    suppression.suppress(request=request, actor=dpo, right="withdraw_consent", purposes=[calls])
     with pytest.raises(RequestError, match="Say why"):
         suppression.record_not_applied(request=request, actor=dpo, covered=CoveredPurpose.objects.get(purpose=calls), reason=" ")
 
@@ -109,7 +110,43 @@ def test_a_list_that_cannot_be_applied_is_told_with_its_reason_and_the_right_to_
     assert "we no longer use your data for: Promotional emails and newsletters." in body
     assert f"We could not stop using your data for Telemarketing calls, as you asked. The reason: {NO_PHONE}" in body
     assert "You have the right to lodge a complaint with a supervisory authority" in body
-    assert request.events.filter(action="suppression_not_applied", data={"right": "objection", "purpose": "telemarketing"}).exists()
+    assert request.events.filter(action="suppression_not_applied", data={"right": "withdraw_consent", "purpose": "telemarketing"}).exists()
+
+
+@pytest.mark.django_db
+def test_a_list_an_objection_to_direct_marketing_covers_cannot_be_left_unapplied_with_a_reason(dpo, emails, calls):
+    """Art. 21(3): the data shall no longer be used for direct marketing, with no exception a reason could give."""
+    request = marketing_objection()
+    suppression.suppress(request=request, actor=dpo, right="objection", purposes=[emails, calls])
+    suppression.suppress(request=request, actor=dpo, right="withdraw_consent", purposes=[emails])
+
+    with pytest.raises(RequestError) as refused:
+        suppression.record_not_applied(request=request, actor=dpo, covered=CoveredPurpose.objects.get(purpose=calls), reason=NO_PHONE)
+    assert str(refused.value) == (
+        "An objection to direct marketing cannot be left unapplied (Art. 21(3)): verify an identifier of the kind the "
+        "Telemarketing calls list uses (ask the subject for it if they gave none) and add them to it, or remove the list "
+        "if the subject did not ask for it."
+    )
+    assert CoveredPurpose.objects.get(purpose=calls).not_applied_reason == ""
+    assert not request.events.filter(action="suppression_not_applied").exists()
+    with pytest.raises(RequestError, match="Telemarketing calls list"):
+        complete(request, dpo)
+    # Not asked after all: removed, the request completes on the list applied.
+    suppression.uncover(request=request, actor=dpo, covered=CoveredPurpose.objects.get(purpose=calls))
+    complete(request, dpo)
+    assert "We could not stop using your data" not in request.messages.get().body
+
+
+@pytest.mark.django_db
+def test_a_list_of_any_kind_of_identifier_says_none_is_verified(dpo):
+    """A list with no kind ticked takes every kind: only a request with no identifier verified at all misses it."""
+    sponsors = SuppressionPurpose.objects.create(slug="sponsors", name="Event sponsors")
+
+    assert suppression.missing_identifier(sponsors, {"phone"}) is None
+    assert suppression.missing_identifier(sponsors, set()) == (
+        "No identifier of this request is verified, and Event sponsors needs one of any kind. Verify one (ask the "
+        "subject for it if they gave none) and add them to the list again, or record why it cannot be applied."
+    )
 
 
 @pytest.mark.django_db
@@ -143,7 +180,7 @@ def test_a_list_misread_as_asked_is_removed_but_one_applied_stays(dpo, emails, c
 @pytest.mark.django_db
 def test_the_reason_a_list_was_not_applied_is_purged_with_the_request(dpo, calls):
     request = marketing_objection()
-    suppression.suppress(request=request, actor=dpo, right="objection", purposes=[calls])
+    suppression.suppress(request=request, actor=dpo, right="withdraw_consent", purposes=[calls])
     suppression.record_not_applied(request=request, actor=dpo, covered=CoveredPurpose.objects.get(), reason=NO_PHONE)
 
     purge_personal_data(request)

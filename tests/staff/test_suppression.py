@@ -337,34 +337,46 @@ def test_a_handler_not_on_the_request_cannot_use_the_form(client, marketing):
 
 
 @pytest.mark.django_db
-def test_through_the_pages_a_marketing_objection_completes_only_once_each_list_is_applied_or_explained(client, marketing, dpo):
+def test_through_the_pages_a_marketing_objection_completes_only_once_each_list_is_applied(client, marketing, dpo):
     """QA's case: the telemarketing list was refused for want of a phone number and the request was completed
-    on the email list alone, its letter granting the objection in full."""
+    on the email list alone, its letter granting the objection in full. Nor may a reason leave it out (Art. 21(3))."""
     from requests_app.models import Message
 
     calls = SuppressionPurpose.objects.create(slug="telemarketing", name="Telemarketing calls", identity_kinds=["phone"])
     request = objection_request(
-        regime="uk_gdpr", subject_phone="",
-        rights=[RightDetails(RequestType.OBJECTION, objection_processing="Telemarketing calls", direct_marketing=True)],
-    )
+        regime="uk_gdpr", rights=[RightDetails(RequestType.OBJECTION, objection_processing="Telemarketing calls", direct_marketing=True)],
+    )  # the phone number is not verified
     login_staff(client, dpo)
     page_url = reverse("staff:suppression_request", args=[request.reference])
     complete_url = reverse("staff:request_action", args=[request.reference, "complete"])
 
     applied = client.post(page_url, {"right": "objection", "purposes": [marketing.pk, calls.pk]}, follow=True)
-    assert applied.redirect_chain[-1][0] == page_url  # to record why, if it cannot be applied
-    assert "Not added to Telemarketing calls: Telemarketing calls looks people up by phone number" in applied.content.decode()
+    assert applied.redirect_chain[-1][0] == page_url  # to verify the phone number, or remove the list
+    page = applied.content.decode()
+    assert "Not added to Telemarketing calls: Telemarketing calls looks people up by phone number" in page
+    assert "an objection to direct marketing cannot be left unapplied (Art. 21(3))." in page
+    assert 'value="not_applied"' not in page and 'name="reason"' not in page  # no "Record why"
+    assert "so no reason can be recorded" in page
     request_page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
     assert "the subject is not on the Telemarketing calls list yet" in request_page
     client.post(complete_url, {"letter": "", "expected_status": "in_progress"})
     request.refresh_from_db()
     assert request.status == "in_progress"
 
-    client.post(page_url, {"step": "not_applied", "right": "objection", "purpose": "telemarketing", "reason": "We hold no phone number of yours."})
+    refused = client.post(
+        page_url, {"step": "not_applied", "right": "objection", "purpose": "telemarketing", "reason": "We hold no phone number of yours."},
+        follow=True,
+    )
+    assert "An objection to direct marketing cannot be left unapplied (Art. 21(3))" in refused.content.decode()
+    assert CoveredPurpose.objects.get(purpose=calls).not_applied_reason == ""
+
+    request.identities.filter(kind="phone").update(verified_at=timezone.now())
+    client.post(page_url, {"right": "objection", "purposes": [marketing.pk, calls.pk]})
     client.post(complete_url, {"letter": "", "expected_status": "in_progress"})
 
     request.refresh_from_db()
     assert request.status == "completed"
     body = Message.objects.filter(request=request).latest("created_at").body
-    assert "we no longer use your data for: Marketing emails." in body
-    assert "We could not stop using your data for Telemarketing calls, as you asked. The reason: We hold no phone number of yours." in body
+    assert "we no longer use your data for: Marketing emails, Telemarketing calls." in body
+    assert "We could not stop using your data" not in body
+
