@@ -380,3 +380,19 @@ def test_through_the_pages_a_marketing_objection_completes_only_once_each_list_i
     assert "we no longer use your data for: Marketing emails, Telemarketing calls." in body
     assert "We could not stop using your data" not in body
 
+
+@pytest.mark.django_db
+def test_a_list_not_asked_is_removed_with_the_reason_box_empty(client, dpo):
+    """The remove button shares its form with the required reason: the browser must not ask for one."""
+    calls = SuppressionPurpose.objects.create(slug="telemarketing", name="Telemarketing calls", identity_kinds=["phone"])
+    request = objection_request()
+    suppression.suppress(request=request, actor=Actor.staff(dpo), right="objection", purposes=[calls])
+    login_staff(client, dpo)
+    page_url = reverse("staff:suppression_request", args=[request.reference])
+
+    page = client.get(page_url).content.decode()
+    assert 'name="reason"' in page and "required" in page
+    assert '<button type="submit" name="step" value="uncover" class="secondary" formnovalidate>' in page
+    client.post(page_url, {"step": "uncover", "right": "objection", "purpose": "telemarketing", "reason": ""})
+
+    assert not CoveredPurpose.objects.exists()
