@@ -159,7 +159,8 @@ def record_not_applied(*, request: PrivacyRequest, actor: Actor, covered: Covere
     """Record why a purpose a right covers cannot be applied (the subject has no identifier its systems know, say):
     the request may then be completed, and its letter tells the subject that this use was not stopped, and why,
     with their right to complain. Allowed for an open, verified request, for a purpose not applied, unless the right
-    must be applied to it (must_be_applied); recording again replaces the reason. Writes a "suppression_not_applied" event (the right and slug, never the reason)."""
+    must be applied to it (must_be_applied); recording again replaces the reason. Writes a "suppression_not_applied"
+    event (the right and slug, never the reason)."""
     roles.require_can_work(actor, request)
     with transaction.atomic():
         locked = _locked_open(request)
