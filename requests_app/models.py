@@ -1368,9 +1368,9 @@ class Recipient(TranslatedTexts, models.Model):
         after that secret was replaced, the form replaces nothing."""
         return hashlib.sha256(self.webhook_secret.encode()).hexdigest()[:16]
 
-    # The texts the subject reads in the access report, the letters and the certificate, and so translated
-    # (RecipientTranslation).
-    TRANSLATED_FIELDS = ("name", "safeguards")
+    # The texts the subject reads in the access report, the letters, the certificate and the status page, and so
+    # translated (RecipientTranslation).
+    TRANSLATED_FIELDS = ("name", "country", "safeguards")
     # A company's name may read the same in every language: left untranslated, it is not missing.
     OPTIONAL_TRANSLATIONS = ("name",)
 
@@ -1384,8 +1384,8 @@ class Recipient(TranslatedTexts, models.Model):
 
 
 class RecipientTranslation(TextTranslation):
-    """A recipient's name and transfer safeguards in one of the site's other languages (see
-    SourceSystemTranslation). Either may be left empty: a recipient with no safeguards may still have its
+    """A recipient's name, country and transfer safeguards in one of the site's other languages (see
+    SourceSystemTranslation). Each may be left empty: a recipient with no safeguards may still have its
     name translated ("Group companies"), and a company's name may need none."""
 
     ITEM_FIELD = "recipient"
@@ -1393,6 +1393,7 @@ class RecipientTranslation(TextTranslation):
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="translations")
     language = models.CharField(max_length=8, choices=settings.LANGUAGES)
     name = models.CharField(max_length=200, blank=True)
+    country = models.CharField(max_length=100, blank=True)
     safeguards = models.TextField(blank=True)
 
     class Meta:
@@ -1860,7 +1861,7 @@ class RecipientNotice(models.Model):
         constraints = [models.UniqueConstraint(fields=["request", "recipient"], name="one_notice_per_recipient")]
 
 
-class SuppressionPurpose(models.Model):
+class SuppressionPurpose(TranslatedTexts, models.Model):
     """A use of personal data people can opt out of (e.g. marketing emails), with its suppression list."""
 
     slug = models.SlugField(max_length=50, unique=True)
@@ -1876,6 +1877,10 @@ class SuppressionPurpose(models.Model):
         verbose_name = _("suppression list")  # as staff and the API call it
         ordering = ["name"]
 
+    # The text the letters quote to the subject ("we no longer use your data for: …"), and so translated
+    # (SuppressionPurposeTranslation). The description is for staff only.
+    TRANSLATED_FIELDS = ("name",)
+
     def __str__(self) -> str:
         return self.name
 
@@ -1886,6 +1891,26 @@ class SuppressionPurpose(models.Model):
     def uses(self, kind: str) -> bool:
         """Whether the purpose's systems look people up by identifiers of this kind."""
         return not self.identity_kinds or kind in self.identity_kinds
+
+
+class SuppressionPurposeTranslation(TextTranslation):
+    """A suppression list's name in one of the site's other languages (see SourceSystemTranslation): the
+    completion letter tells the subject, in their language, what their data is no longer used for."""
+
+    ITEM_FIELD = "purpose"
+
+    purpose = models.ForeignKey(SuppressionPurpose, on_delete=models.CASCADE, related_name="translations")
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES)
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["purpose", "language"]
+        constraints = [
+            models.UniqueConstraint(fields=["purpose", "language"], name="unique_suppression_purpose_translation")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} ({self.language})"
 
 
 class SuppressionEntry(models.Model):

@@ -44,6 +44,7 @@ from requests_app.models import (
     SourceSystemTranslation,
     Status,
     SuppressionPurpose,
+    SuppressionPurposeTranslation,
     Team,
     VerificationMethod,
     ground_can_refuse,
@@ -735,6 +736,15 @@ class LegalHoldTranslationForm(TranslationForm):
         labels = FIELD_LABELS
         fields = list(LegalHold.TRANSLATED_FIELDS)
         widgets = _text_areas(LegalHold.TRANSLATED_FIELDS)
+
+
+class SuppressionPurposeTranslationForm(TranslationForm):
+    """As the completion letter names the list's purpose."""
+
+    class Meta:
+        model = SuppressionPurposeTranslation
+        labels = FIELD_LABELS
+        fields = list(SuppressionPurpose.TRANSLATED_FIELDS)
 
 
 class SourceFieldTranslationForm(TranslationForm):

@@ -4,7 +4,7 @@ objection, consent withdrawal or limit on use to the lists.
 
 Who may do what:
 - every staff role reads the purposes and their counts (no identifiers shown);
-- the DPO creates and edits purposes;
+- the DPO creates and edits purposes, and gives their names in the other languages;
 - the DPO and auditors download a list: it is a bulk list of personal data,
   which handlers do not need to work a request (least privilege);
 - whoever may work a request applies it to the lists (roles.require_can_work).
@@ -16,23 +16,24 @@ from django.db import transaction
 from django.db.models import Count, Prefetch
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from requests_app import roles
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import NotAllowed, RequestError
-from requests_app.models import CoveredPurpose, SuppressionPurpose
+from requests_app.models import CoveredPurpose, SuppressionPurpose, translation_languages
 from requests_app.services import actions, suppression
 from requests_app.staff import forms
-from requests_app.staff.views import _crud, _get_request, staff_view
+from requests_app.staff.views import _crud, _get_request, _translation_view, staff_view
 
 CAN_DOWNLOAD = (roles.DPO, roles.AUDITOR)
 
 
 @staff_view
 def purposes(request: HttpRequest) -> HttpResponse:
-    items = SuppressionPurpose.objects.annotate(entry_count=Count("entries"))
+    items = SuppressionPurpose.objects.annotate(entry_count=Count("entries")).prefetch_related("translations")
     context = {"purposes": items, "can_download": roles.role_of(request.user) in CAN_DOWNLOAD}
     return render(request, "staff/suppressions.html", context)
 
@@ -43,10 +44,23 @@ def purpose_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     if "delete" in request.POST and pk and SuppressionPurpose.objects.filter(pk=pk, entries__isnull=False).exists():
         messages.error(request, _("This list has entries, so it is kept: the people on it must stay suppressed."))
         return redirect("staff:suppression_purpose_edit", pk)
+    translation_urls = (
+        [(name, reverse("staff:suppression_purpose_translation", args=[pk, code])) for code, name in translation_languages()]
+        if pk
+        else []
+    )
     return _crud(
         request, model=SuppressionPurpose, form_class=forms.SuppressionPurposeForm, pk=pk, list_url="staff:suppressions",
         template="staff/settings_form.html", title=_("Suppression list"), event="suppression_purpose",
+        translation_urls=translation_urls,
     )
+
+
+# The letters name a list to the subject in their language.
+purpose_translation = _translation_view(
+    SuppressionPurpose, forms.SuppressionPurposeTranslationForm, "suppression_purpose_translation",
+    list_url="staff:suppressions",
+)
 
 
 @staff_view

@@ -68,6 +68,10 @@ urlpatterns = [
     path("suppression/", suppression_views.purposes, name="suppressions"),
     path("suppression/new/", suppression_views.purpose_edit, name="suppression_purpose_new"),
     path("suppression/<int:pk>/", suppression_views.purpose_edit, name="suppression_purpose_edit"),
+    path(
+        "suppression/<int:pk>/texts/<str:language>/", suppression_views.purpose_translation,
+        name="suppression_purpose_translation",
+    ),
     path("suppression/<slug:slug>/entries.csv", suppression_views.entries_download, name="suppression_download"),
     path("suppression/requests/<reference:reference>/", suppression_views.request_suppress, name="suppression_request"),
 ]

@@ -63,6 +63,7 @@ from requests_app.models import (
     SourceSystem,
     StaffProfile,
     Status,
+    SuppressionPurpose,
     Team,
     WebhookDelivery,
     WebhookEndpoint,
@@ -545,6 +546,7 @@ TRANSLATION_PAGES = {
     Recipient: (gettext_lazy("Recipient"), "staff:recipient_translation"),
     SourceField: (gettext_lazy("Field"), "staff:field_translation"),
     LegalHold: (gettext_lazy("Legal hold"), "staff:hold_translation"),
+    SuppressionPurpose: (gettext_lazy("Suppression list"), "staff:suppression_purpose_translation"),
 }
 
 
@@ -1186,7 +1188,7 @@ def _inventory_crud(model, form_class, title, event, secret_url_name="", transla
     return view
 
 
-def _translation_crud(request, *, item, language: str, model, form_class, event: str) -> HttpResponse:
+def _translation_crud(request, *, item, language: str, model, form_class, event: str, list_url: str) -> HttpResponse:
     """Create, edit or delete `item`'s texts in `language`, one of the site's other languages; audited."""
     language_name = dict(translation_languages()).get(language)
     if language_name is None:  # the default language's texts are the item's own fields
@@ -1194,21 +1196,21 @@ def _translation_crud(request, *, item, language: str, model, form_class, event:
     translation = item.translations.filter(language=language).first()
     return _crud(
         request, model=model, form_class=functools.partial(form_class, item=item, language=language),
-        pk=translation.pk if translation else None, list_url="staff:inventory", template="staff/settings_form.html",
+        pk=translation.pk if translation else None, list_url=list_url, template="staff/settings_form.html",
         title=_("%(item)s, in %(language)s") % {"item": item, "language": language_name}, event=event,
         # The trail names the item translated (its id, as its own events do) and the language, not the row.
         describe=lambda saved: {"id": item.pk, "language": language, "name": str(item)},
     )
 
 
-def _translation_view(item_model, form_class, event: str):
-    """The DPO's page for one inventory item's texts in one other language."""
+def _translation_view(item_model, form_class, event: str, list_url: str = "staff:inventory"):
+    """The DPO's page for one inventory item's texts in one other language; `list_url` lists the items."""
 
     @staff_view(dpo_only=True)
     def view(request: HttpRequest, pk: int, language: str) -> HttpResponse:
         return _translation_crud(
             request, item=get_object_or_404(item_model, pk=pk), language=language, model=form_class._meta.model,
-            form_class=form_class, event=event,
+            form_class=form_class, event=event, list_url=list_url,
         )
 
     return view

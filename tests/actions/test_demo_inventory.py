@@ -26,7 +26,7 @@ from requests_app.services import actions
 from requests_app.services.intake import RightDetails
 from tests.factories import request_in_status
 
-INVENTORY_MODELS = (SourceSystem, SourceCategory, Recipient, SourceField, LegalHold)
+INVENTORY_MODELS = (SourceSystem, SourceCategory, Recipient, SourceField, LegalHold, SuppressionPurpose)
 
 
 @pytest.fixture
@@ -96,6 +96,8 @@ def test_the_demo_inventory_gives_every_text_in_every_site_language(db, demo_sou
     ]
     assert untranslated == []
     assert Recipient.objects.get(name="Authorities, when the law requires it").texts_in("nl")["name"] == "Autoriteiten, wanneer de wet dat vereist"
+    assert Recipient.objects.get(name="Interconnected network operators").texts_in("fr")["country"] == "UE/EEE et monde entier"
+    assert SuppressionPurpose.objects.get(slug="telemarketing").texts_in("de")["name"] == "Werbeanrufe"
 
 
 def test_the_demo_inventorys_french_follows_french_typography(db, demo_sources):

@@ -17,6 +17,8 @@ from requests_app.models import (
     SourceField,
     SourceSystem,
     SourceSystemTranslation,
+    SuppressionPurpose,
+    SuppressionPurposeTranslation,
 )
 from tests.conftest import login_staff
 from tests.factories import staff_in_role
@@ -128,10 +130,12 @@ def test_the_inventory_page_lists_the_languages_a_source_still_lacks(dpo_client,
 
 
 @pytest.mark.django_db
-def test_the_inventory_page_lists_the_languages_a_recipients_safeguards_lack(dpo_client, source):
+def test_the_inventory_page_lists_the_languages_a_recipients_texts_lack(dpo_client, source):
     recipient = Recipient.objects.create(source=source, name="Cloud host", country="India", third_country=True, safeguards="SCC")
-    RecipientTranslation.objects.create(recipient=recipient, language="nl", safeguards="SCC (nl)")
-    untranslatable = Recipient.objects.create(source=source, name="Group companies", country="Belgium")  # no safeguards to translate
+    RecipientTranslation.objects.create(recipient=recipient, language="nl", country="India", safeguards="SCC (nl)")
+    # No safeguards to translate: its country only.
+    group = Recipient.objects.create(source=source, name="Group companies", country="Belgium")
+    RecipientTranslation.objects.create(recipient=group, language="fr", country="Belgique")
 
     page = dpo_client.get(reverse("staff:inventory")).content.decode()
 
@@ -140,7 +144,7 @@ def test_the_inventory_page_lists_the_languages_a_recipients_safeguards_lack(dpo
 
     assert url(recipient, "fr") in page and url(recipient, "de") in page
     assert url(recipient, "nl") not in page
-    assert url(untranslatable, "fr") not in page
+    assert url(group, "fr") not in page and url(group, "nl") in page
 
 
 @pytest.mark.django_db
@@ -272,13 +276,37 @@ def test_a_source_name_left_untranslated_is_not_missing(dpo_client, source):
 @pytest.mark.django_db
 def test_the_dpo_translates_a_recipients_name_which_left_untranslated_is_not_missing(dpo_client, source):
     """French letters said "Group companies"; one without safeguards could not be translated at all. A company's
-    name may read the same everywhere: left empty, the subject reads its own name and nothing is missing."""
+    name may read the same everywhere: left empty, the subject reads its own name and only its country is missing."""
     recipient = Recipient.objects.create(source=source, name="Group companies", country="Belgium")
-    assert recipient.languages_missing() == []
+    assert [code for code, _name in recipient.languages_missing()] == ["fr", "nl", "de"]  # the country's name
 
     url = reverse("staff:recipient_translation", args=[recipient.pk, "fr"])
-    assert dpo_client.post(url, {"name": "Sociétés du groupe", "safeguards": ""}).status_code == 302
+    assert dpo_client.post(url, {"name": "Sociétés du groupe", "country": "Belgique", "safeguards": ""}).status_code == 302
+    url = reverse("staff:recipient_translation", args=[recipient.pk, "nl"])
+    assert dpo_client.post(url, {"name": "", "country": "België", "safeguards": ""}).status_code == 302
 
     recipient = Recipient.objects.get(pk=recipient.pk)
     assert recipient.texts_in("fr")["name"] == "Sociétés du groupe"
-    assert recipient.texts_in("nl")["name"] == "Group companies"
+    assert recipient.texts_in("nl") == {"name": "Group companies", "country": "België", "safeguards": ""}
+    assert [code for code, _name in recipient.languages_missing()] == ["de"]
+
+
+@pytest.mark.django_db
+def test_the_dpo_names_a_suppression_list_in_dutch_and_the_lists_page_shows_what_is_missing(dpo_client):
+    """The completion letter tells the subject which lists they are on: in their language."""
+    calls = SuppressionPurpose.objects.create(slug="telemarketing", name="Telemarketing calls")
+    url = reverse("staff:suppression_purpose_translation", args=[calls.pk, "nl"])
+    assert url in dpo_client.get(reverse("staff:suppression_purpose_edit", args=[calls.pk])).content.decode()
+    assert url in dpo_client.get(reverse("staff:suppressions")).content.decode()
+    assert "Main text: Telemarketing calls" in dpo_client.get(url).content.decode()
+
+    response = dpo_client.post(url, {"name": "Telemarketingoproepen"})
+
+    assert response.status_code == 302 and response.url == reverse("staff:suppressions")
+    assert SuppressionPurposeTranslation.objects.get(purpose=calls, language="nl").name == "Telemarketingoproepen"
+    assert AuditEvent.objects.get(action="suppression_purpose_translation_saved").data["language"] == "nl"
+    page = dpo_client.get(reverse("staff:suppressions")).content.decode()
+    assert url not in page and reverse("staff:suppression_purpose_translation", args=[calls.pk, "fr"]) in page
+    dpo_client.logout()
+    login_staff(dpo_client, staff_in_role("Handler", username="handler1"))
+    assert dpo_client.post(reverse("staff:suppression_purpose_translation", args=[calls.pk, "de"]), {"name": "x"}).status_code == 403

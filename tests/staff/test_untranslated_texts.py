@@ -55,7 +55,7 @@ def translate_for_reports(source, language="fr"):
     )
     SourceCategoryTranslation.objects.create(category=source.categories.get(), language=language, description="Vos coordonnées")
     RecipientTranslation.objects.create(
-        recipient=source.recipients.get(), language=language, name="Autorités, lorsque la loi l’exige"
+        recipient=source.recipients.get(), language=language, name="Autorités, lorsque la loi l’exige", country="Belgique"
     )
 
 
@@ -78,7 +78,7 @@ def test_a_french_access_request_lists_the_texts_its_report_would_give_in_englis
         reverse("staff:category_translation", args=[billing.categories.get().pk, "fr"])
     ) in page
     # The QA's "aan Authorities, when the law requires it": a name is listed too (a brand may stay as it is).
-    assert "Recipient <a href=\"{}\">Authorities, when the law requires it</a>: Name".format(
+    assert "Recipient <a href=\"{}\">Authorities, when the law requires it</a>: Name, Country".format(
         reverse("staff:recipient_translation", args=[billing.recipients.get().pk, "fr"])
     ) in page
     # What an access report does not use: the field labels and the holds of an erasure's letter.

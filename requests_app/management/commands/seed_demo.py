@@ -251,7 +251,11 @@ class Command(BaseCommand):
             field.save()
             translate(field, {language: {"label": label} for language, label in labels.items()})
         group = Recipient.objects.create(source=crm, name="Group companies", country="Belgium", notification_email="privacy@group.example")
-        translate(group, {"fr": {"name": "Sociétés du groupe"}, "nl": {"name": "Groepsmaatschappijen"}, "de": {"name": "Konzerngesellschaften"}})
+        translate(group, {
+            "fr": {"name": "Sociétés du groupe", "country": "Belgique"},
+            "nl": {"name": "Groepsmaatschappijen", "country": "België"},
+            "de": {"name": "Konzerngesellschaften", "country": "Belgien"},
+        })
         weblogs = SourceSystem.objects.create(
             slug="weblogs", name="Website connection logs", connector=ConnectorKind.SQL, connection_url=url,
             identity_kind=IdentityKind.IP_ADDRESS, legal_basis=LegalBasis.LEGITIMATE_INTERESTS,
@@ -288,15 +292,15 @@ class Command(BaseCommand):
         )
         translate(analytics, {
             "fr": {
-                "name": "Prestataire de mesure d’audience",
+                "name": "Prestataire de mesure d’audience", "country": "États-Unis",
                 "safeguards": "Clauses contractuelles types de l’UE (décision d’exécution (UE) 2021/914 de la Commission)",
             },
             "nl": {
-                "name": "Aanbieder van webanalyse",
+                "name": "Aanbieder van webanalyse", "country": "Verenigde Staten",
                 "safeguards": "Modelcontractbepalingen van de EU (Uitvoeringsbesluit (EU) 2021/914 van de Commissie)",
             },
             "de": {
-                "name": "Anbieter von Webanalysediensten",
+                "name": "Anbieter von Webanalysediensten", "country": "Vereinigte Staaten",
                 "safeguards": "EU-Standardvertragsklauseln (Durchführungsbeschluss (EU) 2021/914 der Kommission)",
             },
         })
@@ -358,26 +362,48 @@ class Command(BaseCommand):
                    "12 Monate lang aufzubewahren, und die Klärung strittiger Rechnungen mit anderen Betreibern erfordert sie "
                    "ebenso lange."},
         })
-        for slug, name, kinds in [
-            ("marketing-email", "Promotional emails and newsletters", ["email"]),
-            ("telemarketing", "Telemarketing calls", ["phone"]),
-            ("event-sponsors", "Event partners and conference sponsors contacting you", ["email", "phone"]),
+        for slug, name, kinds, names in [
+            ("marketing-email", "Promotional emails and newsletters", ["email"], {
+                "fr": "E-mails promotionnels et lettres d’information",
+                "nl": "Promotionele e-mails en nieuwsbrieven",
+                "de": "Werbe-E-Mails und Newsletter",
+            }),
+            ("telemarketing", "Telemarketing calls", ["phone"], {
+                "fr": "Démarchage téléphonique", "nl": "Telemarketingoproepen", "de": "Werbeanrufe",
+            }),
+            ("event-sponsors", "Event partners and conference sponsors contacting you", ["email", "phone"], {
+                "fr": "Sollicitations de nos partenaires d’événements et des sponsors de conférences",
+                "nl": "Contact door evenementpartners en sponsors van conferenties",
+                "de": "Kontaktaufnahme durch Veranstaltungspartner und Konferenzsponsoren",
+            }),
         ]:
-            SuppressionPurpose.objects.get_or_create(slug=slug, defaults={"name": name, "identity_kinds": kinds})
+            # Kept from an earlier seeding, with their entries (they are never deleted): so are names given since.
+            purpose, _created = SuppressionPurpose.objects.get_or_create(slug=slug, defaults={"name": name, "identity_kinds": kinds})
+            for language, translated in names.items():
+                purpose.translations.get_or_create(language=language, defaults={"name": translated})
         operators = Recipient.objects.create(
             source=cdr, name="Interconnected network operators", country="EU/EEA and worldwide", third_country=True,
             safeguards="EU standard contractual clauses", notification_email="privacy-desk@interconnect.example",
         )
         translate(operators, {
-            "fr": {"name": "Opérateurs de réseaux interconnectés", "safeguards": "Clauses contractuelles types de l’UE"},
-            "nl": {"name": "Operatoren van geïnterconnecteerde netwerken", "safeguards": "Modelcontractbepalingen van de EU"},
-            "de": {"name": "Betreiber zusammengeschalteter Netze", "safeguards": "EU-Standardvertragsklauseln"},
+            "fr": {
+                "name": "Opérateurs de réseaux interconnectés", "country": "UE/EEE et monde entier",
+                "safeguards": "Clauses contractuelles types de l’UE",
+            },
+            "nl": {
+                "name": "Operatoren van geïnterconnecteerde netwerken", "country": "EU/EER en wereldwijd",
+                "safeguards": "Modelcontractbepalingen van de EU",
+            },
+            "de": {
+                "name": "Betreiber zusammengeschalteter Netze", "country": "EU/EWR und weltweit",
+                "safeguards": "EU-Standardvertragsklauseln",
+            },
         })
         authorities = Recipient.objects.create(source=cdr, name="Authorities, when the law requires it", country="Belgium")
         translate(authorities, {
-            "fr": {"name": "Autorités, lorsque la loi l’exige"},
-            "nl": {"name": "Autoriteiten, wanneer de wet dat vereist"},
-            "de": {"name": "Behörden, wenn das Gesetz es verlangt"},
+            "fr": {"name": "Autorités, lorsque la loi l’exige", "country": "Belgique"},
+            "nl": {"name": "Autoriteiten, wanneer de wet dat vereist", "country": "België"},
+            "de": {"name": "Behörden, wenn das Gesetz es verlangt", "country": "Belgien"},
         })
 
     @transaction.atomic
