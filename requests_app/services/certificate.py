@@ -362,17 +362,18 @@ def _suppression_outcome(request: PrivacyRequest) -> list[str]:
     granted = set(request.granted_rights)
     paragraphs = []
     for asked in request.rights.filter(right__in=granted).prefetch_related(
-        Prefetch("covered_purposes", queryset=CoveredPurpose.objects.select_related("purpose"))
+        Prefetch("covered_purposes", queryset=CoveredPurpose.objects.select_related("purpose").prefetch_related("purpose__translations"))
     ):
         covers = list(asked.covered_purposes.all())
-        applied = [cover.purpose.name for cover in covers if cover.applied_at is not None]
+        names = {cover.pk: cover.purpose.texts_in(request.language)["name"] for cover in covers}  # as the reader reads them
+        applied = [names[cover.pk] for cover in covers if cover.applied_at is not None]
         if applied and asked.right in lines:
             paragraphs.append(lines[asked.right] % {"purposes": _names(applied)})
         for cover in covers:
             if cover.applied_at is None and cover.not_applied_reason:
                 paragraphs.append(
                     _("We could not stop using your data for %(purpose)s, as you asked. The reason: %(reason)s")
-                    % {"purpose": cover.purpose.name, "reason": cover.not_applied_reason}
+                    % {"purpose": names[cover.pk], "reason": cover.not_applied_reason}
                 )
     return paragraphs
 

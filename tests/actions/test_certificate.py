@@ -319,15 +319,15 @@ def test_a_certificate_names_the_recipients_in_its_readers_language(completed_er
     from requests_app.models import RecipientTranslation
 
     partner = Recipient.objects.get(name="Billing partner")
-    RecipientTranslation.objects.create(recipient=partner, language="fr", name="Partenaire de facturation")
+    RecipientTranslation.objects.create(recipient=partner, language="fr", name="Partenaire de facturation", country="Belgique")
 
     with translation.override("fr"):
         french = certificate.render_certificate_html(completed_erasure)
     english = certificate.render_certificate_html(completed_erasure)
 
-    assert french.count("Partenaire de facturation (Belgium)") == 2  # holding the data, and told (Art. 19)
+    assert french.count("Partenaire de facturation (Belgique)") == 2  # holding the data, and told (Art. 19)
     assert "Billing partner" not in french
-    assert "Old reseller (France)" in french  # left untranslated: its own name
+    assert "Old reseller (France)" in french  # left untranslated: its own name and country
     assert english.count("Billing partner (Belgium)") == 2 and "Partenaire de facturation" not in english
 
 

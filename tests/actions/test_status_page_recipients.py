@@ -135,12 +135,12 @@ def test_the_status_page_names_the_recipients_in_the_language_it_is_read_in(crm,
     from requests_app.models import RecipientTranslation
 
     partner = Recipient.objects.create(source=crm, name="Group companies", country="Belgium")
-    RecipientTranslation.objects.create(recipient=partner, language="fr", name="Sociétés du groupe")
+    RecipientTranslation.objects.create(recipient=partner, language="fr", name="Sociétés du groupe", country="Belgique")
     actions.plan_actions(request=erasure_request, actor=dpo_actor)
 
     assert _recipient_lines(_status_page(client, erasure_request))[0].startswith("Group companies (Belgium):")
     client.cookies["django_language"] = "fr"
-    assert _recipient_lines(_status_page(client, erasure_request))[0].startswith("Sociétés du groupe (Belgium)")
+    assert _recipient_lines(_status_page(client, erasure_request))[0].startswith("Sociétés du groupe (Belgique)")
 
 
 def test_a_system_whose_only_action_answered_a_refused_right_is_not_said_to_have_been_acted_on(

@@ -91,7 +91,8 @@ def test_a_french_speaking_subjects_report_gives_the_french_texts(demo_request):
     SourceCategoryTranslation.objects.create(category=calls, language="fr", description="Qui vous avez appelé, quand, combien de temps")
     analytics = Recipient.objects.get(name="Web analytics provider")
     RecipientTranslation.objects.create(
-        recipient=analytics, language="fr", name="Fournisseur de mesure d'audience", safeguards="Clauses contractuelles types de l'UE"
+        recipient=analytics, language="fr", name="Fournisseur de mesure d'audience", country="États-Unis",
+        safeguards="Clauses contractuelles types de l'UE",
     )
     demo_request.language = "fr"
     demo_request.save(update_fields=["language"])
@@ -102,12 +103,12 @@ def test_a_french_speaking_subjects_report_gives_the_french_texts(demo_request):
     for text in FRENCH_CDR.values():
         assert text in report
     assert "Clauses contractuelles types de l'UE" in report
-    assert "Fournisseur de mesure d'audience (United States" in report
-    assert "Group companies (Belgium)" in report  # left untranslated: its own name
+    assert "Fournisseur de mesure d'audience (États-Unis, " in report
+    assert "Group companies (Belgium)" in report  # left untranslated: its own name and country
     assert "(Qui vous avez appelé, quand, combien de temps)" in report
     for english in (
         cdr.purposes, cdr.retention, cdr.origin, cdr.automated_decisions, cdr.description, analytics.safeguards,
-        calls.description, analytics.name,
+        calls.description, analytics.name, analytics.country,
     ):
         assert english not in report
     # The sources nobody translated keep their main text rather than saying nothing.

@@ -219,3 +219,22 @@ def test_upgrading_covers_the_lists_the_subject_was_put_on_before(dpo, emails, c
     body = before.messages.get().body
     assert "Following your objection (Article 21 GDPR), we no longer use your data for: Promotional emails and newsletters." in body
     assert "lodge a complaint" not in body
+
+
+@pytest.mark.django_db
+def test_the_letter_names_the_lists_in_the_subjects_language(dpo, emails, calls):
+    emails.translations.create(language="fr", name="E-mails promotionnels")
+    calls.translations.create(language="fr", name="Démarchage téléphonique")
+    calls.translations.create(language="nl", name="Telemarketingoproepen")  # another language's name is not used
+    request = marketing_objection(language="fr")
+    suppression.suppress(request=request, actor=dpo, right="objection", purposes=[emails])
+    suppression.suppress(request=request, actor=dpo, right="withdraw_consent", purposes=[calls])
+    suppression.record_not_applied(
+        request=request, actor=dpo, covered=CoveredPurpose.objects.get(purpose=calls), reason="Aucun numéro connu."
+    )
+    complete(request, dpo)
+
+    body = request.messages.get().body
+    assert "E-mails promotionnels." in body
+    assert "Démarchage téléphonique" in body and "Aucun numéro connu." in body
+    assert emails.name not in body and calls.name not in body and "Telemarketingoproepen" not in body
