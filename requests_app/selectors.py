@@ -26,6 +26,7 @@ from requests_app.models import (
     AuditEvent,
     Channel,
     ClosedRequestCount,
+    CoveredPurpose,
     EraseStrategy,
     ExportKind,
     IdentityKind,
@@ -39,6 +40,7 @@ from requests_app.models import (
     SourceAction,
     SourceSystem,
     Status,
+    SuppressionPurpose,
     name_search_key,
     rights_mask,
 )
@@ -780,8 +782,8 @@ ACTION_RIGHTS = {RequestType.ERASURE, RequestType.RECTIFICATION, RequestType.RES
 
 @dataclass(frozen=True)
 class UntranslatedItem:
-    """An inventory item (source, category, recipient, field or legal hold) whose `fields` a request's letters or
-    report would give in the default language, for want of a translation into the request's."""
+    """An inventory item (source, category, recipient, field, legal hold or suppression list) whose `fields` a
+    request's letters or report would give in the default language, for want of a translation into the request's."""
 
     item: object
     fields: list[str]
@@ -793,10 +795,17 @@ def untranslated_inventory_texts(request: PrivacyRequest) -> list[UntranslatedIt
     for the DPO to fill in first. Empty for a request in the default language. The active sources are those an
     export searches and an action is planned on; a few queries, however many sources."""
     language = request.language
-    rights = set(request.granted_rights)
-    reports, acts = bool(rights & REPORT_RIGHTS), bool(rights & ACTION_RIGHTS)
-    if language == settings.LANGUAGE_CODE or not (reports or acts):
+    if language == settings.LANGUAGE_CODE:
         return []
+    rights = set(request.granted_rights)
+    # The completion letter names the lists an objection, a consent withdrawal or a limit on use covers.
+    purposes = SuppressionPurpose.objects.filter(
+        pk__in=CoveredPurpose.objects.filter(right__request=request, right__right__in=rights).values("purpose")
+    ).prefetch_related("translations")
+    listed = [(purpose, purpose.TRANSLATED_FIELDS) for purpose in purposes]
+    reports, acts = bool(rights & REPORT_RIGHTS), bool(rights & ACTION_RIGHTS)
+    if not (reports or acts):
+        return _untranslated(listed, language)
     sources = SourceSystem.objects.filter(active=True).order_by("name").prefetch_related(
         "translations", "recipients__translations", "categories__translations", "categories__fields__translations",
         # A hold is named by its category, and a category by its source.
@@ -805,9 +814,11 @@ def untranslated_inventory_texts(request: PrivacyRequest) -> list[UntranslatedIt
     today = timezone.localdate()
     used = []  # (item, the fields the letters or the report read of it)
     for source in sources:
-        # The letters name a source and a recipient; the report gives all their texts.
+        # The letters name a source, and a recipient with its country; the report gives all their texts.
         used.append((source, SourceSystem.TRANSLATED_FIELDS if reports else ("name",)))
-        used += [(recipient, recipient.TRANSLATED_FIELDS if reports else ("name",)) for recipient in source.recipients.all()]
+        used += [
+            (recipient, recipient.TRANSLATED_FIELDS if reports else ("name", "country")) for recipient in source.recipients.all()
+        ]
         for category in source.categories.all():
             if reports:
                 used.append((category, category.TRANSLATED_FIELDS))
@@ -821,6 +832,11 @@ def untranslated_inventory_texts(request: PrivacyRequest) -> list[UntranslatedIt
         if RequestType.ERASURE in rights:
             # The completion letter quotes the basis of a hold that kept data.
             used += [(hold, hold.TRANSLATED_FIELDS) for hold in source.legal_holds.all() if hold.until >= today]
+    return _untranslated(used + listed, language)
+
+
+def _untranslated(used: list[tuple[object, tuple[str, ...]]], language: str) -> list[UntranslatedItem]:
+    """Of each (item, the fields the letters or the report read of it), the fields given in the default language."""
     untranslated = [(item, [field for field in item.texts_untranslated_in(language) if field in fields]) for item, fields in used]
     return [UntranslatedItem(item, fields) for item, fields in untranslated if fields]
 

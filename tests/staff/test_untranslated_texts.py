@@ -11,6 +11,7 @@ from django.utils import timezone
 from requests_app import selectors
 from requests_app.models import (
     ConnectorKind,
+    CoveredPurpose,
     EraseStrategy,
     ErasureException,
     LegalHold,
@@ -24,6 +25,7 @@ from requests_app.models import (
     SourceSystem,
     SourceSystemTranslation,
     Status,
+    SuppressionPurpose,
 )
 from requests_app.services.intake import RightDetails
 from tests.conftest import login_staff
@@ -127,10 +129,32 @@ def test_an_erasure_lists_what_its_letter_names_not_the_reports_texts(billing):
 
     untranslated = {type(item.item).__name__: item.fields for item in selectors.untranslated_inventory_texts(request)}
 
-    # The letter names the source and the recipients, the field it pseudonymised and the hold that kept data.
-    assert untranslated == {"SourceSystem": ["name"], "Recipient": ["name"], "SourceField": ["label"], "LegalHold": ["basis"]}
+    # The letter names the source and the recipients with their country, the field it pseudonymised and the hold
+    # that kept data.
+    assert untranslated == {
+        "SourceSystem": ["name"], "Recipient": ["name", "country"], "SourceField": ["label"], "LegalHold": ["basis"]
+    }
     SourceFieldTranslation.objects.create(field=field, language="de", label="E-Mail-Adresse")
     assert "SourceField" not in {type(item.item).__name__ for item in selectors.untranslated_inventory_texts(request)}
+
+
+@pytest.mark.django_db
+def test_an_objection_lists_the_suppression_lists_its_letter_names(client, billing):
+    calls = SuppressionPurpose.objects.create(slug="telemarketing", name="Telemarketing calls")
+    SuppressionPurpose.objects.create(slug="newsletter", name="Newsletter")  # not covered: the letter does not name it
+    request = request_in_status(
+        Status.IN_PROGRESS, language="fr", rights=[RightDetails(RequestType.OBJECTION, objection_processing="Calls")]
+    )
+    CoveredPurpose.objects.create(right=request.rights.get(), purpose=calls)
+
+    page = request_page(client, request)
+
+    assert "Suppression list <a href=\"{}\">Telemarketing calls</a>: Name".format(
+        reverse("staff:suppression_purpose_translation", args=[calls.pk, "fr"])
+    ) in page
+    assert "Newsletter" not in page and "Source system <a" not in page  # an objection's letter names no source
+    calls.translations.create(language="fr", name="Démarchage téléphonique")
+    assert selectors.untranslated_inventory_texts(request) == []
 
 
 @pytest.mark.django_db
@@ -146,7 +170,7 @@ def test_a_handler_sees_the_texts_to_ask_the_dpo_for_without_links(client, billi
 @pytest.mark.django_db
 def test_the_lookup_takes_as_many_queries_for_many_sources_as_for_one(billing, django_assert_max_num_queries):
     request = request_in_status(Status.IN_PROGRESS, language="fr", rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.ERASURE)])
-    with django_assert_max_num_queries(10) as one:
+    with django_assert_max_num_queries(11) as one:  # one more for the suppression lists it covers
         selectors.untranslated_inventory_texts(request)
     for slug in ("crm", "weblogs"):
         copy = SourceSystem.objects.create(
