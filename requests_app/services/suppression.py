@@ -155,6 +155,16 @@ def suppress(*, request: PrivacyRequest, actor: Actor, right: str, purposes: Ite
     return added
 
 
+def _locked_unapplied(request: PrivacyRequest, covered: CoveredPurpose) -> tuple[PrivacyRequest, CoveredPurpose]:
+    """The open request and its cover, both locked; refused once the subject is on the list (entries outlive
+    requests: an applied cover is answered for good)."""
+    locked = _locked_open(request)
+    covered = CoveredPurpose.objects.select_for_update().select_related("right", "purpose").get(pk=covered.pk, right__request=locked)
+    if covered.applied_at is not None:
+        raise RequestError(_("The subject is on the %(purpose)s list already.") % {"purpose": covered.purpose.name})
+    return locked, covered
+
+
 def record_not_applied(*, request: PrivacyRequest, actor: Actor, covered: CoveredPurpose, reason: str) -> CoveredPurpose:
     """Record why a purpose a right covers cannot be applied (the subject has no identifier its systems know, say):
     the request may then be completed, and its letter tells the subject that this use was not stopped, and why,
@@ -163,10 +173,7 @@ def record_not_applied(*, request: PrivacyRequest, actor: Actor, covered: Covere
     event (the right and slug, never the reason)."""
     roles.require_can_work(actor, request)
     with transaction.atomic():
-        locked = _locked_open(request)
-        covered = CoveredPurpose.objects.select_for_update().select_related("right", "purpose").get(pk=covered.pk, right__request=locked)
-        if covered.applied_at is not None:
-            raise RequestError(_("The subject is on the %(purpose)s list already.") % {"purpose": covered.purpose.name})
+        locked, covered = _locked_unapplied(request, covered)
         if must_be_applied(covered.right):
             raise RequestError(
                 _("An objection to direct marketing cannot be left unapplied (Art. 21(3)): verify an identifier of the kind "
@@ -189,10 +196,7 @@ def uncover(*, request: PrivacyRequest, actor: Actor, covered: CoveredPurpose) -
     Writes a "suppression_uncovered" event."""
     roles.require_can_work(actor, request)
     with transaction.atomic():
-        locked = _locked_open(request)
-        covered = CoveredPurpose.objects.select_for_update().select_related("right", "purpose").get(pk=covered.pk, right__request=locked)
-        if covered.applied_at is not None:
-            raise RequestError(_("The subject is on the %(purpose)s list already.") % {"purpose": covered.purpose.name})
+        locked, covered = _locked_unapplied(request, covered)
         covered.delete()
         record_event(locked, "suppression_uncovered", actor=actor, data={"right": covered.right.right, "purpose": covered.purpose.slug})
 
