@@ -37,6 +37,7 @@ from requests_app.models import (
     Status,
     SubjectIdentity,
     TemplatePurpose,
+    VerificationMethod,
     ground_can_refuse,
     rights_mask,
 )
@@ -438,6 +439,10 @@ def identity_verify(
         identities = list(SubjectIdentity.objects.filter(request=locked, id__in=identity_ids))
         if not identities:
             raise RequestError(_("Choose at least one identifier you verified."))
+        if method == VerificationMethod.ASSERTED_BY_ORGANISATION and locked.organisation_id is None:
+            # No organisation vouched for anything here; and the method ties a phone number to the subject's line
+            # (LINE_PROVING_METHODS), so a package's password would be texted to it.
+            raise RequestError(_("No customer organisation filed this request: choose how you checked the identifiers yourself."))
         SubjectIdentity.objects.filter(id__in=[i.id for i in identities]).update(
             verified_at=timezone.now(), verification_method=method, verified_by=actor.user
         )

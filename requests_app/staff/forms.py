@@ -166,6 +166,10 @@ class IdentityVerifyForm(forms.Form):
         self.fields["identities"].choices = [
             (identity.id, f"{identity.get_kind_display()}: {identity.value}") for identity in privacy_request.identities.all()
         ]
+        if privacy_request.organisation_id is None:  # nobody to have asserted them (handling.identity_verify)
+            self.fields["method"].choices = [
+                (value, label) for value, label in self.fields["method"].choices if value != VerificationMethod.ASSERTED_BY_ORGANISATION
+            ]
 
 
 class CompleteForm(forms.Form):

@@ -14,14 +14,17 @@ from requests_app.models import (
     ExportStatus,
     IdentityKind,
     Message,
+    Organisation,
     PrivacyRequest,
     RejectionGround,
     RequestType,
     ResponseTemplate,
     Status,
     TemplatePurpose,
+    VerificationMethod,
 )
 from requests_app.services import handling, intake
+from requests_app.staff.forms import IdentityVerifyForm
 from tests.factories import released_package, request_in_status, staff_in_role
 
 
@@ -168,6 +171,28 @@ def test_verifying_identity_records_the_method_and_starts_work(dpo):
     assert (phone.verification_method, phone.verified_by, phone.is_verified) == ("callback", dpo, True)
     assert request.status == Status.IN_PROGRESS
     assert request.events.get(action="identity_verified").data == {"kinds": ["phone"], "method": "callback"}
+
+
+@pytest.mark.django_db
+def test_only_a_request_an_organisation_filed_has_identifiers_asserted_by_it(dpo):
+    """The method ties a phone number to the subject's line, so a package's password may be texted to it: on a
+    request no organisation filed, nobody asserted anything, and the method is refused with nothing recorded."""
+    request = request_in_status(Status.IDENTITY_CHECK, subject_phone="+32475123456")
+    phone = request.identities.get(kind=IdentityKind.PHONE)
+    with pytest.raises(RequestError, match="No customer organisation filed this request"):
+        handling.identity_verify(
+            request=request, actor=Actor.staff(dpo), identity_ids=[phone.id],
+            method=VerificationMethod.ASSERTED_BY_ORGANISATION, expected_status=Status.IDENTITY_CHECK,
+        )
+    phone.refresh_from_db()
+    assert not phone.is_verified
+    assert not request.events.filter(action="identity_verified").exists()
+
+    form = IdentityVerifyForm(privacy_request=request)
+    assert VerificationMethod.ASSERTED_BY_ORGANISATION not in dict(form.fields["method"].choices)
+    request.organisation = Organisation.objects.create(name="Acme Mobile")
+    form = IdentityVerifyForm(privacy_request=request)
+    assert VerificationMethod.ASSERTED_BY_ORGANISATION in dict(form.fields["method"].choices)
 
 
 @pytest.mark.django_db(transaction=True)
