@@ -266,7 +266,7 @@ def test_a_status_link_sent_again_and_delivered_twice_carries_the_link_in_force(
 @pytest.mark.parametrize(
     ("status", "with_data", "says"),
     [
-        (Status.WITHDRAWN, False, "The request was withdrawn: nothing more will happen with it."),
+        (Status.WITHDRAWN, False, "The request was withdrawn. Its page shows what we did before then"),
         (Status.REJECTED, False, "We could not grant the request. Read our letter, which explains why, at:"),
         (Status.EXPIRED, False, "The request expired because the email address was never confirmed"),
         (Status.COMPLETED, False, "The request is complete. Read our answer and letters at:"),
