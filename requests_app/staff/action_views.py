@@ -42,7 +42,7 @@ from requests_app.models import (
 from requests_app.services import actions, lifting, notices
 from requests_app.services import certificate as certificate_service
 from requests_app.staff.action_forms import CancelLiftForm, LiftForm, ManualDoneForm, PlanForm, RectificationForm, WaiveForm
-from requests_app.staff.views import _get_request, _request_context, staff_view
+from requests_app.staff.views import _form_page, _get_request, _request_context, staff_view
 from requests_app.wording import date_in_words, in_sentence
 
 # While an action is in one of these, its row polls the progress endpoint.
@@ -215,9 +215,14 @@ STEPS = {
 @staff_view
 @require_POST
 def action_step(request: HttpRequest, public_id, step: str) -> HttpResponse:
-    action = get_object_or_404(SourceAction.objects.select_related("request", "source"), public_id=public_id)
     if step not in ("done", "lift", "cancel_lift") and step not in STEPS:
         return HttpResponse(status=404)
+    action = SourceAction.objects.select_related("request", "source").filter(public_id=public_id).first()
+    if action is None:
+        # Only leaving a restriction out of its scope deletes an action (actions._leave_out): a colleague did so
+        # since this page was loaded. Said on the page the button was on, as a click refused later is.
+        messages.error(request, _("This action no longer exists: it was left out of the restriction."))
+        return redirect(_form_page(request))
     actor = Actor.staff(request.user)
     if step == "lift":
         return _plan_lift(request, action, actor)

@@ -13,6 +13,7 @@ from django.utils import timezone, translation
 
 from requests_app import roles
 from requests_app.audit import Actor
+from requests_app.lifecycle import RequestError
 from requests_app.models import (
     ActionKind,
     ActionStatus,
@@ -28,7 +29,6 @@ from requests_app.models import (
     Status,
 )
 from requests_app.services import actions, handling, notices, routing
-from requests_app.staff import action_views
 from tests.actions.conftest import ANA_EMAIL, verified_request
 from tests.conftest import login_staff
 from tests.factories import released_package, staff_in_role
@@ -190,11 +190,9 @@ def _action_cells(page: str, source_name: str) -> list[str]:
     return [html.unescape(cell) for cell in re.findall(r"<td>(.*?)</td>", row, re.S)]
 
 
-@sqlite_source
-def test_a_step_on_a_restriction_left_out_meanwhile_says_so(client_dpo, dpo, crm, cdr, dpo_actor, monkeypatch):
-    """A colleague left the call records and the paper files out of the restriction while the page was open:
-    the click that read the action just before finds it gone when it takes its lock, and is refused as any
-    other step, not with a server error."""
+def _restriction_left_out_since_loaded(crm, cdr, dpo_actor):
+    """A restriction planned in every source, then narrowed to the CRM by a colleague: the actions of the page
+    loaded before (call records, and the paper files' manual one), as that page still shows them."""
     paper = SourceSystem.objects.create(
         slug="paper", name="Paper files", connector=ConnectorKind.MANUAL, identity_kind=IdentityKind.EMAIL,
         purposes="Archive", legal_basis=LegalBasis.CONTRACT, retention="5 years", origin="The subject",
@@ -203,16 +201,39 @@ def test_a_step_on_a_restriction_left_out_meanwhile_says_so(client_dpo, dpo, crm
     actions.plan_actions(request=request, actor=dpo_actor)
     stale = {action.source_id: action for action in request.source_actions.select_related("request", "source")}
     actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm])
-    read = {}
-    monkeypatch.setattr(action_views, "get_object_or_404", lambda queryset, public_id: read["action"])
+    return request, stale[cdr.pk], stale[paper.pk]
 
-    for action, step, data in ((stale[cdr.pk], "dry_run", {}), (stale[cdr.pk], "approve", {}), (stale[cdr.pk], "execute", {}),
-                               (stale[paper.pk], "done", {"rows": 2})):
-        read["action"] = action
-        response = _step(client_dpo, action, step, **data)
+
+@sqlite_source
+def test_a_click_on_a_restriction_left_out_since_the_page_was_loaded_says_so(client_dpo, dpo, crm, cdr, dpo_actor):
+    """A colleague left the call records and the paper files out of the restriction while the page was open: a
+    click on their buttons lands back on that page with the reason, not on a "page not found"."""
+    request, calls, paper = _restriction_left_out_since_loaded(crm, cdr, dpo_actor)
+    page_url = reverse("staff:request", args=[request.reference])
+
+    for action, step, data in ((calls, "dry_run", {}), (calls, "approve", {}), (calls, "execute", {}),
+                               (paper, "done", {"rows": 2})):
+        response = client_dpo.post(
+            reverse("staff:source_action", args=[action.public_id, step]), data, HTTP_REFERER=f"http://testserver{page_url}"
+        )
         assert response.status_code == 302, step
-        page = client_dpo.get(response.url)  # shows the message, as for any refused step
-        assert "This action no longer exists: it was left out of the restriction." in page.content.decode(), step
+        assert response.url == page_url, step
+        page = client_dpo.get(response.url).content.decode()  # shows the message, as for any refused step
+        assert page.count("This action no longer exists: it was left out of the restriction.") == 1, step
+    assert set(request.source_actions.values_list("source__slug", flat=True)) == {"crm"}
+
+
+@sqlite_source
+def test_a_step_on_a_restriction_left_out_while_the_click_was_read_is_refused(crm, cdr, dpo_actor):
+    """The click read the action just before a colleague's choice deleted it: the step finds it gone when it
+    takes its lock, and is refused as any other step, not with a server error."""
+    request, calls, paper = _restriction_left_out_since_loaded(crm, cdr, dpo_actor)
+
+    for step in (actions.dry_run_start, actions.approve, actions.execute):
+        with pytest.raises(RequestError, match="This action no longer exists: it was left out of the restriction."):
+            step(action=calls, actor=dpo_actor)
+    with pytest.raises(RequestError, match="This action no longer exists"):
+        actions.manual_action_done(action=paper, actor=dpo_actor, rows=2)
     assert set(request.source_actions.values_list("source__slug", flat=True)) == {"crm"}
 
 
