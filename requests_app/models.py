@@ -281,8 +281,10 @@ class PrivacyRequest(models.Model):
     # The rights a completion refused, as bits, so that what was granted is known without a query (the API's
     # lists); each RequestedRight holds its refusal_ground. The database default serves the benchmarks' bulk INSERTs.
     refused_rights_mask = models.PositiveIntegerField(default=0, db_default=0, editable=False)
+    # No index of its own: request_assignee_due_idx begins with it, and each index slows every filing.
     assignee = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="assigned_requests"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="assigned_requests",
+        db_index=False,
     )
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT, related_name="requests")
     # Set by the routing task; a verified request with none is picked up by the sweeper.
@@ -456,7 +458,8 @@ class ClockPause(models.Model):
 class RequestedRight(models.Model):
     """One right asked for in a request, with the details that right needs."""
 
-    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="rights")
+    # No index of its own: unique_right_per_request's begins with it, and each index slows every filing.
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="rights", db_index=False)
     right = models.CharField(max_length=32, choices=RequestType)
     rectification_data = models.CharField(_("data to correct"), max_length=500, blank=True)
     rectification_value = models.TextField(_("corrected value"), blank=True)
@@ -496,7 +499,8 @@ class SubjectIdentity(models.Model):
     """An identifier the subject gave, as normalised_identifier spells it. Source systems are searched only by
     verified ones."""
 
-    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="identities")
+    # No index of its own: unique_identity_per_request's begins with it, and each index slows every filing.
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="identities", db_index=False)
     kind = models.CharField(max_length=32, choices=IdentityKind)
     value = models.CharField(max_length=254)
     verified_at = models.DateTimeField(null=True, blank=True)
@@ -570,8 +574,9 @@ class AuditEvent(models.Model):
     """
 
     sequence = models.PositiveBigIntegerField(unique=True, editable=False)
+    # No index of its own: audit_request_sequence_idx begins with it, and each index slows every event.
     request = models.ForeignKey(
-        PrivacyRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="events"
+        PrivacyRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="events", db_index=False
     )
     actor_kind = models.CharField(max_length=16, choices=ActorKind)
     # Staff accounts are deactivated, not deleted, so the trail keeps its actors.
@@ -641,7 +646,8 @@ class SentNotification(models.Model):
     reminder threshold); the unique constraint is the claim.
     """
 
-    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="notifications")
+    # No index of its own: unique_notification's begins with it.
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="notifications", db_index=False)
     kind = models.CharField(max_length=64)
     key = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -1807,7 +1813,8 @@ class SourceAction(models.Model):
 class RectificationChange(models.Model):
     """A corrected value staff decided on for one field of one category (Art. 16)."""
 
-    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="rectification_changes")
+    # No index of its own: one_change_per_request_field's begins with it.
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="rectification_changes", db_index=False)
     category = models.ForeignKey(SourceCategory, on_delete=models.PROTECT, related_name="+")
     field = models.CharField(max_length=100)
     value = models.TextField()
@@ -1842,7 +1849,8 @@ class RecipientNotice(models.Model):
     """Art. 19: telling a recipient of a source's data about the request's changes there."""
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="recipient_notices")
+    # No index of its own: one_notice_per_recipient's begins with it.
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="recipient_notices", db_index=False)
     recipient = models.ForeignKey(Recipient, on_delete=models.PROTECT, related_name="+")
     status = models.CharField(max_length=16, choices=NoticeStatus, default=NoticeStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
