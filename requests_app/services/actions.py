@@ -55,6 +55,7 @@ from requests_app.models import (
     ExportKind,
     ExportStatus,
     IdentityKind,
+    InternalNote,
     LegalHold,
     NoticeStatus,
     PrivacyRequest,
@@ -145,7 +146,11 @@ def _require_in_progress(request: PrivacyRequest) -> None:
 
 
 def plan_actions(
-    *, request: PrivacyRequest, actor: Actor, restriction_sources: Iterable[SourceSystem] | None = None
+    *,
+    request: PrivacyRequest,
+    actor: Actor,
+    restriction_sources: Iterable[SourceSystem] | None = None,
+    leave_out_reason: str = "",
 ) -> list[SourceAction]:
     """Create the actions the request's rights call for, one per source and kind, and the
     Art. 19 notices to the recipients of those sources. Planning again adds what is missing.
@@ -155,7 +160,8 @@ def plan_actions(
     hold): `restriction_sources`, staff's choice, recorded so that planning again keeps it; without
     one, the choice recorded, or before any the default (see `restriction_sources`). A restriction
     planned in an active source no longer chosen is left out (see `_leave_out`): refused, with nothing
-    changed, once it has run there. Refused until staff verified one of the subject's identifiers.
+    changed, once it has run there, or without `leave_out_reason`. Refused until staff verified one of the
+    subject's identifiers.
     """
     roles.require_can_work(actor, request)
     with transaction.atomic():
@@ -171,7 +177,7 @@ def plan_actions(
         rectified_sources = set(locked.rectification_changes.values_list("category__source_id", flat=True))
         restricted_sources, left_out = set(), []
         if ActionKind.RESTRICT in kinds:
-            restricted_sources, left_out = _choose_restriction_sources(locked, actor, restriction_sources)
+            restricted_sources, left_out = _choose_restriction_sources(locked, actor, restriction_sources, leave_out_reason)
         created = []
         for source in SourceSystem.objects.filter(active=True):
             for kind in kinds:
@@ -254,13 +260,17 @@ def leave_out_refusal(restriction: SourceAction) -> str | None:
 
 
 def _choose_restriction_sources(
-    request: PrivacyRequest, actor: Actor, chosen: Iterable[SourceSystem] | None
+    request: PrivacyRequest, actor: Actor, chosen: Iterable[SourceSystem] | None, reason: str
 ) -> tuple[set[int], list[SourceAction]]:
     """Record which active sources the restriction of the locked `request` covers (`chosen`, or the choice
     recorded, or the default) and leave out the restrictions planned in the other active sources; returns the
     ids of the active sources covered and the restrictions left out. A restriction in a source made inactive
     since stays, and stays recorded: the form does not offer that source, so staff cannot have unticked it.
-    Raises RequestError, having changed nothing, when none is chosen or a restriction to leave out has run."""
+    Leaving one out needs `reason`: the subject asked for it, and the DPO must be able to show why that system
+    holds none of the data concerned (Art. 5(2)). It is kept as a note of the request, which purging empties as
+    it does the others: the trail holds no free text.
+    Raises RequestError, having changed nothing, when none is chosen, a restriction to leave out has run, or
+    one is left out without a reason."""
     chosen = restriction_sources(request) if chosen is None else chosen
     chosen_ids = set(SourceSystem.objects.filter(pk__in=[source.pk for source in chosen], active=True).values_list("pk", flat=True))
     if not chosen_ids:
@@ -277,21 +287,25 @@ def _choose_restriction_sources(
         refusal = leave_out_refusal(action)
         if refusal:
             raise RequestError(refusal)
+    reason = reason.strip()
+    if left_out and not reason:
+        raise RequestError(
+            _("Say why the restriction no longer covers %(sources)s, where it was planned: the reason is kept in the request's notes.")
+            % {"sources": ", ".join(sorted(action.source.name for action in left_out))}
+        )
     right = request.rights.get(right=RequestType.RESTRICTION)
     recorded = chosen_ids | set(restrictions.filter(source__active=False).values_list("source_id", flat=True))
     if recorded == set(right.restriction_sources.values_list("pk", flat=True)) and not left_out:
         return chosen_ids, []
     right.restriction_sources.set(recorded)
     _leave_out(request, left_out)
-    record_event(
-        request,
-        "restriction_sources_chosen",
-        actor=actor,
-        data={
-            "sources": list(SourceSystem.objects.filter(pk__in=recorded).order_by("slug").values_list("slug", flat=True)),
-            "left_out": [action.source.slug for action in left_out],
-        },
-    )
+    data = {
+        "sources": list(SourceSystem.objects.filter(pk__in=recorded).order_by("slug").values_list("slug", flat=True)),
+        "left_out": [action.source.slug for action in left_out],
+    }
+    if left_out:
+        data["note"] = InternalNote.objects.create(request=request, author=actor.user, body=reason).id
+    record_event(request, "restriction_sources_chosen", actor=actor, data=data)
     return chosen_ids, left_out
 
 

@@ -55,13 +55,24 @@ class PlanForm(forms.Form):
         error_messages={"required": _("Choose at least one source system for the restriction to cover, or refuse the restriction.")},
     )
 
-    def __init__(self, *args, restricting: bool, **kwargs):
+    leave_out_reason = forms.CharField(
+        label=_("Why a system you untick holds none of the data concerned"),
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=2000,
+        required=False,
+        help_text=_("Needed only to leave out a system where the restriction is planned. Kept in the request's notes."),
+    )
+
+    def __init__(self, *args, restricting: bool, restriction_planned: bool = False, **kwargs):
+        """`restriction_planned`: a restriction is planned in some system, which unticking it would leave out."""
         super().__init__(*args, **kwargs)
         if restricting:
             # Read per form: the inventory changes while the server runs.
             self.fields["restriction_sources"].queryset = SourceSystem.objects.filter(active=True).order_by("name")
         else:
             del self.fields["restriction_sources"]
+        if not restriction_planned:
+            del self.fields["leave_out_reason"]
 
 
 class WaiveForm(forms.Form):

@@ -123,7 +123,8 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
     plan_form = bound.get("plan")
     if plan_form is None:
         initial = {"restriction_sources": actions.restriction_sources(privacy_request)} if restricting else {}
-        plan_form = PlanForm(auto_id="plan-%s", restricting=restricting, initial=initial)
+        restriction_planned = any(action.kind == ActionKind.RESTRICT for action in source_actions)
+        plan_form = PlanForm(auto_id="plan-%s", restricting=restricting, restriction_planned=restriction_planned, initial=initial)
     return {
         "shown": True,
         # Planning, corrected values, dry runs and execution wait for the identity check (actions._require_in_progress).
@@ -155,12 +156,16 @@ def plan(request: HttpRequest, reference: str) -> HttpResponse:
     if not roles.can_work(request.user, privacy_request):
         raise PermissionDenied(_("You may not act on this request."))
     restricting = RequestType.RESTRICTION in privacy_request.requested_rights
-    form = PlanForm(request.POST, auto_id="plan-%s", restricting=restricting)
+    restriction_planned = privacy_request.source_actions.filter(kind=ActionKind.RESTRICT).exists()
+    form = PlanForm(request.POST, auto_id="plan-%s", restricting=restricting, restriction_planned=restriction_planned)
     if not form.is_valid():
         return _page_with_form(request, privacy_request, "plan", form, status=400)
     try:
         created = actions.plan_actions(
-            request=privacy_request, actor=Actor.staff(request.user), restriction_sources=form.cleaned_data.get("restriction_sources")
+            request=privacy_request,
+            actor=Actor.staff(request.user),
+            restriction_sources=form.cleaned_data.get("restriction_sources"),
+            leave_out_reason=form.cleaned_data.get("leave_out_reason", ""),
         )
     except NotAllowed:
         raise

@@ -33,6 +33,9 @@ from tests.actions.conftest import verified_request
 from tests.conftest import login_staff
 from tests.factories import staff_in_role
 
+# Staff's reason for leaving a system out of a restriction planned there (actions._choose_restriction_sources).
+LEFT_OUT_BECAUSE = "Only the CRM holds the address whose accuracy is contested."
+
 # Which sources are planned does not depend on the source's engine; test_source_actions covers PostgreSQL.
 pytestmark = pytest.mark.parametrize("source_url", ["sqlite"], indirect=True)
 
@@ -126,20 +129,38 @@ def test_a_source_left_out_loses_its_planned_restriction_and_its_recipients_noti
     actions.plan_actions(request=request, actor=dpo_actor)
     assert request.recipient_notices.count() == 2
 
-    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm])
+    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm], leave_out_reason=LEFT_OUT_BECAUSE)
     actions.plan_actions(request=request, actor=dpo_actor)  # planning again does not bring it back
 
     assert planned(request) == {("crm", ActionKind.RESTRICT)}
     assert [notice.recipient for notice in request.recipient_notices.all()] == [partners["crm"]]
     event = AuditEvent.objects.filter(request=request, action="restriction_sources_chosen").latest("id")
-    assert event.data == {"sources": ["crm"], "left_out": ["cdr"]}
+    note = request.notes.get()
+    assert event.data == {"sources": ["crm"], "left_out": ["cdr"], "note": note.id}  # the reason itself is no event's
+    assert (note.body, note.author) == (LEFT_OUT_BECAUSE, dpo_actor.user)
+
+
+def test_a_source_is_left_out_only_with_a_reason_and_nothing_changes_without_one(crm, partners, dpo_actor):
+    """The subject asked for the restriction: the DPO must be able to show why a system where it was planned holds
+    none of the data concerned (Art. 5(2))."""
+    request = verified_request(RequestType.RESTRICTION)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    events = AuditEvent.objects.count()
+
+    for reason in ("", "  \n "):
+        with pytest.raises(RequestError, match="Say why the restriction no longer covers Call records, where it was planned"):
+            actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm], leave_out_reason=reason)
+
+    assert planned(request) == {("crm", ActionKind.RESTRICT), ("cdr", ActionKind.RESTRICT)}
+    assert request.recipient_notices.count() == 2 and not request.notes.exists()
+    assert AuditEvent.objects.count() == events
 
 
 def test_a_source_left_out_keeps_its_notice_for_another_action_there(crm, partners, dpo_actor, run):
     request = verified_request(RequestType.ERASURE, RequestType.RESTRICTION)
     actions.plan_actions(request=request, actor=dpo_actor)
 
-    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm])
+    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm], leave_out_reason=LEFT_OUT_BECAUSE)
     carry_out(request, dpo_actor, run)
 
     assert planned(request) == {("crm", ActionKind.ERASE), ("crm", ActionKind.RESTRICT), ("cdr", ActionKind.ERASE)}
@@ -154,14 +175,14 @@ def test_a_notice_reopened_for_a_restriction_left_out_is_sent_as_it_was(crm, par
     """The call records' recipients were told of the erasure; a restriction planned there afterwards reopened
     their notice, and once it is left out there is nothing new to tell them."""
     request = verified_request(RequestType.ERASURE, RequestType.RESTRICTION)
-    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm])
+    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm], leave_out_reason=LEFT_OUT_BECAUSE)
     carry_out(request, dpo_actor, run)
     actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm, partners["cdr"].source])
     operators = request.recipient_notices.get(recipient=partners["cdr"])
     assert operators.status == NoticeStatus.PENDING
     told = len(mail.outbox)
 
-    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm])
+    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm], leave_out_reason=LEFT_OUT_BECAUSE)
 
     operators.refresh_from_db()
     assert operators.status == NoticeStatus.SENT and len(mail.outbox) == told
@@ -175,7 +196,7 @@ def test_a_restriction_carried_out_cannot_be_left_out_and_nothing_changes(crm, c
     run(restriction.id, "dry_run", "approve", "execute", actor=dpo_actor)
 
     with pytest.raises(RequestError, match="already been carried out"):
-        actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm])
+        actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm], leave_out_reason=LEFT_OUT_BECAUSE)
 
     assert planned(request) == {("crm", ActionKind.RESTRICT), ("cdr", ActionKind.RESTRICT)}
     assert set(actions.restriction_sources(request)) == {cdr_restrictable, crm}
@@ -191,7 +212,7 @@ def test_a_restriction_that_changed_rows_before_failing_cannot_be_left_out(crm, 
     )
 
     with pytest.raises(RequestError, match="changed data in the source system before it stopped"):
-        actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm])
+        actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm], leave_out_reason=LEFT_OUT_BECAUSE)
 
     assert planned(request) == {("crm", ActionKind.RESTRICT), ("cdr", ActionKind.RESTRICT)}
 
@@ -207,9 +228,9 @@ def test_a_manual_sources_restriction_is_left_out_while_it_waits_for_its_owner_n
         actions.plan_actions(request=request, actor=dpo_actor)
     actions.manual_action_done(action=confirmed.source_actions.get(source=paper), actor=dpo_actor, rows=2)
 
-    actions.plan_actions(request=waiting, actor=dpo_actor, restriction_sources=[crm])
+    actions.plan_actions(request=waiting, actor=dpo_actor, restriction_sources=[crm], leave_out_reason=LEFT_OUT_BECAUSE)
     with pytest.raises(RequestError, match="already been carried out"):
-        actions.plan_actions(request=confirmed, actor=dpo_actor, restriction_sources=[crm])
+        actions.plan_actions(request=confirmed, actor=dpo_actor, restriction_sources=[crm], leave_out_reason=LEFT_OUT_BECAUSE)
 
     assert planned(waiting) == {("crm", ActionKind.RESTRICT)}
     assert planned(confirmed) == {("crm", ActionKind.RESTRICT), ("paper", ActionKind.RESTRICT)}
@@ -224,7 +245,7 @@ def test_a_restriction_done_without_searching_its_source_is_left_out_as_a_planne
     calls = run(request.source_actions.get(source=partners["cdr"].source).id, "dry_run", "approve", "execute", actor=dpo_actor)
     assert certificate.done_without_searching(calls)
 
-    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm])
+    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm], leave_out_reason=LEFT_OUT_BECAUSE)
     carry_out(request, dpo_actor, run)
 
     assert planned(request) == {("crm", ActionKind.RESTRICT)}
@@ -325,9 +346,33 @@ def test_the_plan_form_offers_the_sources_ticked_as_the_default_and_plans_what_i
     page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
     assert _offered(page) == {"CRM": True, "Call records": True}  # the choice, shown
 
-    response = client.post(url, {"restriction_sources": [crm.pk]})
+    response = client.post(url, {"restriction_sources": [crm.pk], "leave_out_reason": LEFT_OUT_BECAUSE})
     assert _messages(response) == ["The restriction covers: CRM."]
     assert planned(request) == {("crm", ActionKind.RECTIFY), ("crm", ActionKind.RESTRICT)}
+
+
+def test_the_plan_form_asks_why_only_once_a_restriction_is_planned_and_refuses_to_leave_one_out_without(
+    client, dpo, crm, cdr_restrictable, dpo_actor
+):
+    login_staff(client, dpo)
+    request = verified_request(RequestType.RESTRICTION)
+    page_url = reverse("staff:request", args=[request.reference])
+    assert "Why a system you untick holds none of the data concerned" not in client.get(page_url).content.decode()
+    actions.plan_actions(request=request, actor=dpo_actor)
+    assert "Why a system you untick holds none of the data concerned" in client.get(page_url).content.decode()
+    url = reverse("staff:source_actions_plan", args=[request.reference])
+
+    response = client.post(url, {"restriction_sources": [crm.pk]})
+    assert _messages(response)[0] == (
+        "Say why the restriction no longer covers Call records, where it was planned: the reason is kept in the request's notes."
+    )
+    assert planned(request) == {("crm", ActionKind.RESTRICT), ("cdr", ActionKind.RESTRICT)}
+    client.get(page_url)  # shows the message
+
+    response = client.post(url, {"restriction_sources": [crm.pk], "leave_out_reason": LEFT_OUT_BECAUSE})
+    assert _messages(response) == ["The restriction covers: CRM."]
+    assert planned(request) == {("crm", ActionKind.RESTRICT)}
+    assert LEFT_OUT_BECAUSE in client.get(page_url).content.decode()  # with the request's notes
 
 
 def test_the_plan_form_with_no_source_ticked_says_why_and_plans_nothing(client, dpo, crm):

@@ -200,7 +200,7 @@ def _restriction_left_out_since_loaded(crm, cdr, dpo_actor):
     request = verified_request(RequestType.RESTRICTION)
     actions.plan_actions(request=request, actor=dpo_actor)
     stale = {action.source_id: action for action in request.source_actions.select_related("request", "source")}
-    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm])
+    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm], leave_out_reason="Only the CRM holds it.")
     return request, stale[cdr.pk], stale[paper.pk]
 
 
