@@ -791,7 +791,8 @@ def fee_propose(
     """Tell the subject of the reasonable fee we intend to charge for a manifestly unfounded or excessive
     request (Art. 12(5)), and why, before charging it: they may withdraw instead. The clock runs on (nothing in
     the GDPR stops it for a fee); a fee proposed again replaces the first, until one is paid. Never under a
-    regime that makes the answer free of charge (fee_refusal)."""
+    regime that makes the answer free of charge (fee_refusal). The same letter from the same writer within
+    SENT_AGAIN_WITHIN is refused: a form sent twice must not read to the subject as two decisions."""
     explanation = explanation.strip()
     if not explanation:
         # The controller must be able to show why the request is excessive (Art. 12(5)), and the subject to judge the amount.
@@ -811,11 +812,15 @@ def fee_propose(
                 _("The fee was paid on %(date)s: it cannot be changed.") % {"date": date_in_words(timezone.localdate(locked.fee_paid_at))}
             )
         locked.fee_amount, locked.fee_proposed_at = amount, timezone.now()
-        PrivacyRequest.objects.filter(pk=locked.pk).update(fee_amount=locked.fee_amount, fee_proposed_at=locked.fee_proposed_at)
-        record_event(locked, "fee_proposed", actor=actor, data={"amount": str(amount), "currency": settings.FEE_CURRENCY})
         # A decision on the request under Art. 12(5): the subject may complain of it as of a refusal (Art. 12(4)).
         body = f"{explanation}\n\n{rejection_rights_paragraph(locked)}"
         subject, text = render_letter(locked, TemplatePurpose.FEE, body=body, fee=fee_in_words(locked))
+        # The letter names the amount and the reason: a fee deliberately changed reads otherwise, and goes.
+        earlier = _sent_again(locked.messages.filter(direction=MessageDirection.TO_SUBJECT, author=actor.user), text)
+        if earlier:
+            raise RequestError(_sent_again_refusal(earlier))
+        PrivacyRequest.objects.filter(pk=locked.pk).update(fee_amount=locked.fee_amount, fee_proposed_at=locked.fee_proposed_at)
+        record_event(locked, "fee_proposed", actor=actor, data={"amount": str(amount), "currency": settings.FEE_CURRENCY})
         write_to_subject(locked, actor=actor, subject=subject, body=text, action="fee_letter_sent")
     return locked
 

@@ -1,12 +1,15 @@
 """Art. 12(5): a reasonable fee for a manifestly unfounded or excessive request, told before it is charged."""
 
+import datetime
 import html
 import re
 from decimal import Decimal
 
 import pytest
+import time_machine
 from django.core import mail
 from django.urls import reverse
+from django.utils import timezone
 
 from requests_app.audit import Actor
 from requests_app.lifecycle import RequestError, StaleRequest
@@ -111,6 +114,60 @@ def test_a_fee_proposed_again_replaces_the_first_until_one_is_paid(dpo):
         propose(request, dpo, amount="60")
     request.refresh_from_db()
     assert request.fee_amount == Decimal("25.00")
+
+
+SENT_AGAIN = r"The same text was sent at \d\d:\d\d: it was not sent again."
+
+
+@pytest.mark.django_db
+def test_the_same_fee_proposed_again_within_minutes_is_refused_and_sent_once(dpo, django_capture_on_commit_callbacks, mailoutbox):
+    """The browser's Back, then Send again, or a second tab: two identical letters with the right to complain would
+    read to the subject as two decisions. A deliberate reminder, later, goes."""
+    request = request_in_status(Status.IN_PROGRESS)
+    with django_capture_on_commit_callbacks(execute=True):
+        propose(request, dpo)
+    mailoutbox.clear()
+
+    with time_machine.travel(timezone.now() + datetime.timedelta(minutes=9)), django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(RequestError, match=SENT_AGAIN):
+            propose(request, dpo)
+    assert request.messages.count() == 1 and mailoutbox == []
+    assert request.events.filter(action="fee_proposed").count() == 1
+
+    with time_machine.travel(timezone.now() + datetime.timedelta(minutes=11)):
+        propose(request, dpo)
+    assert request.messages.count() == 2
+
+
+@pytest.mark.django_db
+def test_a_fee_changed_in_amount_or_reason_is_sent_at_once(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    propose(request, dpo, amount="25")
+    propose(request, dpo, amount="20")
+    propose(request, dpo, amount="20", explanation=WHY + " The fifth copy is free.")
+    request.refresh_from_db()
+    assert request.fee_amount == Decimal("20.00") and request.messages.count() == 3
+    assert request.events.filter(action="fee_proposed").count() == 3
+
+
+@pytest.mark.django_db
+def test_a_fee_form_sent_twice_from_the_request_page_sends_one_letter(client, dpo, django_capture_on_commit_callbacks, mailoutbox):
+    """A proposal changes no status, so the form's expected status and version let the second through: the letter
+    itself tells the resend, and the page says it was not sent again, with the form as it was typed."""
+    request = request_in_status(Status.IN_PROGRESS)
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    version = re.search(r'name="expected_version" value="(\d+)"', page).group(1)
+    fee_url = reverse("staff:request_action", args=[request.reference, "fee"])
+    form = {"amount": "25", "explanation": WHY, "expected_status": Status.IN_PROGRESS, "expected_version": version}
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(fee_url, form)
+        resent = client.post(fee_url, form)
+
+    assert resent.status_code == 409
+    page = html.unescape(resent.content.decode())
+    assert re.search(SENT_AGAIN, page) and WHY in page
+    assert request.messages.count() == 1 and len(mailoutbox) == 1
 
 
 @pytest.mark.django_db
