@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from requests_app import roles
 from requests_app.audit import Actor, record_event
@@ -42,6 +43,10 @@ from requests_app.wording import in_sentence
 SUPPRESSION_RIGHTS = (RequestType.OBJECTION, RequestType.WITHDRAW_CONSENT, RequestType.LIMIT_USE)
 
 CSV_HEADER = ["kind", "value", "right", "added_at"]
+
+# A colleague removed the list from what the right covers (uncover) since the page was loaded: the click that
+# comes after is answered with this, on the page, not with an error.
+COVER_REMOVED = gettext_lazy("This list is no longer among the lists this right covers: it was removed since you loaded the page.")
 
 
 def suppression_right(request: PrivacyRequest) -> str | None:
@@ -157,9 +162,13 @@ def suppress(*, request: PrivacyRequest, actor: Actor, right: str, purposes: Ite
 
 def _locked_unapplied(request: PrivacyRequest, covered: CoveredPurpose) -> tuple[PrivacyRequest, CoveredPurpose]:
     """The open request and its cover, both locked; refused once the subject is on the list (entries outlive
-    requests: an applied cover is answered for good)."""
+    requests: an applied cover is answered for good), or once the cover is gone."""
     locked = _locked_open(request)
-    covered = CoveredPurpose.objects.select_for_update().select_related("right", "purpose").get(pk=covered.pk, right__request=locked)
+    covered = (
+        CoveredPurpose.objects.select_for_update().select_related("right", "purpose").filter(pk=covered.pk, right__request=locked).first()
+    )
+    if covered is None:  # removed since the caller read it: a colleague's uncover, which this lock waited for
+        raise RequestError(str(COVER_REMOVED))
     if covered.applied_at is not None:
         raise RequestError(_("The subject is on the %(purpose)s list already.") % {"purpose": covered.purpose.name})
     return locked, covered

@@ -151,9 +151,12 @@ def _suppress(request: HttpRequest, privacy_request, form) -> HttpResponse:
 def _not_applied(request: HttpRequest, privacy_request) -> HttpResponse:
     """Record why a list a right covers cannot be applied, or remove it from what the right covers."""
     form = forms.NotAppliedForm(request.POST, language=privacy_request.language)
-    covered = get_object_or_404(
-        CoveredPurpose, right__request=privacy_request, right__right=request.POST.get("right"), purpose__slug=request.POST.get("purpose")
-    )
+    covered = CoveredPurpose.objects.filter(
+        right__request=privacy_request, right__right=request.POST.get("right"), purpose__slug=request.POST.get("purpose")
+    ).first()
+    if covered is None:
+        messages.error(request, suppression.COVER_REMOVED)
+        return redirect("staff:suppression_request", privacy_request.reference)
     actor = Actor.staff(request.user)
     try:
         if request.POST["step"] == "uncover":

@@ -238,3 +238,20 @@ def test_the_letter_names_the_lists_in_the_subjects_language(dpo, emails, calls)
     assert "E-mails promotionnels." in body
     assert "Démarchage téléphonique" in body and "Aucun numéro connu." in body
     assert emails.name not in body and calls.name not in body and "Telemarketingoproepen" not in body
+
+
+@pytest.mark.django_db
+def test_a_list_a_colleague_removed_meanwhile_is_refused_with_a_reason_not_an_error(dpo, emails, calls):
+    """Two staff on the same page: the second read the list before the first removed it, then waited for the lock."""
+    request = marketing_objection()
+    suppression.suppress(request=request, actor=dpo, right="withdraw_consent", purposes=[calls])
+    read_before = CoveredPurpose.objects.get(purpose=calls)
+    suppression.uncover(request=request, actor=dpo, covered=CoveredPurpose.objects.get(purpose=calls))
+
+    removed = "This list is no longer among the lists this right covers: it was removed since you loaded the page."
+    with pytest.raises(RequestError, match=removed):
+        suppression.uncover(request=request, actor=dpo, covered=read_before)
+    with pytest.raises(RequestError, match=removed):
+        suppression.record_not_applied(request=request, actor=dpo, covered=read_before, reason=NO_PHONE)
+    assert request.events.filter(action="suppression_uncovered").count() == 1
+    assert not request.events.filter(action="suppression_not_applied").exists()

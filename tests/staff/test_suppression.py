@@ -396,3 +396,47 @@ def test_a_list_not_asked_is_removed_with_the_reason_box_empty(client, dpo):
     client.post(page_url, {"step": "uncover", "right": "objection", "purpose": "telemarketing", "reason": ""})
 
     assert not CoveredPurpose.objects.exists()
+
+
+LIST_REMOVED = "This list is no longer among the lists this right covers: it was removed since you loaded the page."
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("step", ["uncover", "not_applied"])
+def test_a_click_on_a_list_a_colleague_removed_since_the_page_was_loaded_says_so_on_the_page(client, dpo, step):
+    calls = SuppressionPurpose.objects.create(slug="telemarketing", name="Telemarketing calls", identity_kinds=["phone"])
+    request = objection_request()
+    suppression.suppress(request=request, actor=Actor.staff(dpo), right="objection", purposes=[calls])
+    login_staff(client, dpo)
+    page_url = reverse("staff:suppression_request", args=[request.reference])
+    click = {"step": step, "right": "objection", "purpose": "telemarketing", "reason": "We hold no phone number of yours."}
+    suppression.uncover(request=request, actor=Actor.staff(dpo), covered=CoveredPurpose.objects.get())
+
+    response = client.post(page_url, click, follow=True)
+
+    assert response.redirect_chain == [(page_url, 302)] and LIST_REMOVED in response.content.decode()
+    assert not request.events.filter(action="suppression_not_applied").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("step", ["uncover", "not_applied"])
+def test_a_click_that_waited_for_a_colleague_removing_the_list_says_so_on_the_page(client, dpo, monkeypatch, step):
+    """Both clicks found the list; the colleague's removed it and committed while this one waited for the request's
+    lock: the page with why, not a server error."""
+    calls = SuppressionPurpose.objects.create(slug="telemarketing", name="Telemarketing calls", identity_kinds=["phone"])
+    request = objection_request()
+    suppression.suppress(request=request, actor=Actor.staff(dpo), right="objection", purposes=[calls])
+    login_staff(client, dpo)
+    page_url = reverse("staff:suppression_request", args=[request.reference])
+    click = {"step": step, "right": "objection", "purpose": "telemarketing", "reason": "We hold no phone number of yours."}
+    lock = suppression._locked_open
+
+    def colleague_first(privacy_request):
+        CoveredPurpose.objects.filter(purpose=calls).delete()
+        return lock(privacy_request)
+
+    monkeypatch.setattr(suppression, "_locked_open", colleague_first)
+
+    response = client.post(page_url, click, follow=True)
+
+    assert response.redirect_chain == [(page_url, 302)] and LIST_REMOVED in response.content.decode()
