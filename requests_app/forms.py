@@ -14,7 +14,16 @@ from django.utils import formats, timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
-from requests_app.models import TEXT_MAX_CHARS, Channel, Regime, Relationship, RequestType, RestrictionGround
+from requests_app.models import (
+    TEXT_MAX_CHARS,
+    Channel,
+    PrivacyRequest,
+    Regime,
+    Relationship,
+    RequestType,
+    RestrictionGround,
+    rights_mask,
+)
 from requests_app.phones import to_e164
 from requests_app.services.intake import RightDetails
 
@@ -242,6 +251,24 @@ class RequestForm(forms.Form):
             details.append(RightDetails(right=right, **fields))
         return details
 
+    def request_filed_already(self) -> PrivacyRequest | None:
+        """The request this very form (its submission key) filed already, sent again from any browser (a double
+        click, Back then Send, a retry on the way), if it holds the same details. A key found on a request with
+        other details is a page the browser brought back and someone corrected: another request, so the key is
+        dropped and `submit_kwargs` files it without one."""
+        key = self.cleaned_data.get("submission_key")
+        filed = PrivacyRequest.objects.filter(submission_key=key).first() if key else None
+        if filed is None:
+            return None
+        details = self.submit_kwargs()
+        if (filed.subject_name, filed.subject_email, filed.subject_phone, filed.description, filed.rights_mask) == (
+            details["subject_name"], details["subject_email"], details["subject_phone"], details["description"],
+            rights_mask(right.right for right in details["rights"]),
+        ):
+            return filed
+        self.cleaned_data["submission_key"] = None
+        return None
+
     def submit_kwargs(self) -> dict:
         """The cleaned data as keyword arguments for `request_submit`."""
         data = self.cleaned_data
@@ -358,7 +385,6 @@ class StaffIntakeForm(RequestForm):
         self.fields["confirm"].label = _("I have checked these details against the original request.")
         self.fields["received_at"].initial = timezone.localtime().replace(second=0, microsecond=0)
         del self.fields["website"]
-        del self.fields["submission_key"]  # the admin's form lists every field
         # Staff type in someone else's details: their browser must not offer its own.
         for name in ("subject_name", "subject_email", "subject_phone"):
             self.fields[name].widget.attrs["autocomplete"] = "off"

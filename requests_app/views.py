@@ -25,9 +25,7 @@ from requests_app.models import (
     TEXT_MAX_CHARS,
     ActionStatus,
     ExportKind,
-    PrivacyRequest,
     Status,
-    rights_mask,
 )
 from requests_app.services import certificate, deadlines, exports, handling, intake
 from requests_app.wording import amount_in_words, date_in_words
@@ -54,15 +52,11 @@ def submit_request(request: HttpRequest) -> HttpResponse:
         form = RequestForm(request.POST)
         if form.is_valid():
             fingerprint = _form_fingerprint(form)
+            filed_by_this_form = form.request_filed_already()  # drops the key if its request holds other details
+            reference = _filed_just_now(request, fingerprint) or (filed_by_this_form.reference if filed_by_this_form else None)
+            if reference:
+                return _sent_again(request, reference)
             details = form.submit_kwargs()
-            key = details["submission_key"]
-            filed_with_key = PrivacyRequest.objects.filter(submission_key=key).first() if key else None  # one query
-            filed = _filed_just_now(request, fingerprint) or _same_form(filed_with_key, details)
-            if filed:
-                return _sent_again(request, filed)
-            if filed_with_key is not None:
-                # The page's key, but other details (a page the browser brought back, then corrected): a new request.
-                details["submission_key"] = None
             if over_the_limit(request, "submit"):
                 context = {"form": form, "notice": _privacy_notice(), "rate_limited": True}
                 return render(request, "requests_app/submit.html", context, status=429)
@@ -90,17 +84,6 @@ def _form_fingerprint(form: RequestForm) -> str:
     submission key: a form shown anew (the browser's Back) gets a new one."""
     said = {name: value for name, value in form.cleaned_data.items() if name != "submission_key"}
     return hashlib.sha256(json.dumps(said, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _same_form(filed, details: dict) -> str | None:
-    """The reference of `filed`, the request this very form (its submission key) filed already from any browser,
-    if it holds the same details."""
-    same = filed is not None and (
-        (filed.subject_name, filed.subject_email, filed.subject_phone, filed.description, filed.rights_mask)
-        == (details["subject_name"], details["subject_email"], details["subject_phone"], details["description"],
-            rights_mask(right.right for right in details["rights"]))
-    )
-    return filed.reference if same else None
 
 
 def _filed_just_now(request: HttpRequest, fingerprint: str) -> str | None:
