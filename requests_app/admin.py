@@ -319,8 +319,15 @@ class PrivacyRequestAdmin(RoleAdmin):
             raise PermissionDenied
         form = StaffIntakeForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
+            # The same form sent twice (a double click, Back then Send, a retry on the way) records one request:
+            # one reference, one confirmation to the subject, one deadline.
+            filed = form.request_filed_already()
+            if filed is not None:
+                return self._intake_sent_again(request, filed)
             try:
                 privacy_request = intake.request_submit(**form.submit_kwargs(), actor=Actor.staff(request.user))
+            except intake.AlreadySubmitted as sent_at_once:
+                return self._intake_sent_again(request, sent_at_once.request)
             except RequestError as error:
                 form.add_error(None, str(error))
             else:
@@ -333,6 +340,10 @@ class PrivacyRequestAdmin(RoleAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/requests_app/intake.html", context)
+
+    def _intake_sent_again(self, request, filed):
+        messages.warning(request, f"You had sent this form already: we did not record request {filed.reference} a second time.")
+        return redirect("admin:requests_app_privacyrequest_change", filed.pk)
 
 
 class ReadOnlyAdmin(RoleAdmin):

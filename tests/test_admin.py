@@ -131,6 +131,80 @@ def test_a_time_in_the_hour_the_clocks_go_forward_is_refused_as_one_that_did_not
     assert not PrivacyRequest.objects.exists()
 
 
+def intake_form_as_shown(admin_client, **changes):
+    """The intake form filled in on a page as the admin shows it, with that page's submission key."""
+    page = admin_client.get(reverse("admin:requests_app_intake")).content.decode()
+    key = re.search(r'name="submission_key" value="([0-9a-f-]{36})"', page).group(1)
+    return intake_data(submission_key=key, **changes)
+
+
+@pytest.mark.django_db
+def test_the_intake_form_sent_twice_records_one_request_and_confirms_it_once(
+    admin_client, mailoutbox, django_capture_on_commit_callbacks
+):
+    """A double click, Back then Send, a proxy's retry: one reference, one confirmation, one deadline."""
+    data = intake_form_as_shown(admin_client)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = admin_client.post(reverse("admin:requests_app_intake"), data)
+        again = admin_client.post(reverse("admin:requests_app_intake"), data)
+
+    request = PrivacyRequest.objects.get()
+    assert first.url == again.url == reverse("admin:requests_app_privacyrequest_change", args=[request.pk])
+    # The subject's confirmation and the assignment to the handler, once each.
+    assert len(mailoutbox) == 2 and [message.to for message in mailoutbox].count([request.subject_email]) == 1
+    shown = admin_client.get(again.url).content.decode()
+    assert f"You had sent this form already: we did not record request {request.reference} a second time." in shown
+
+
+@pytest.mark.django_db
+def test_the_intake_form_sent_again_while_the_first_is_being_recorded_lands_on_it_too(admin_client, monkeypatch):
+    """Both sendings passed the form's check before either was stored: the unique key stops the second."""
+    from requests_app.forms import StaffIntakeForm
+
+    data = intake_form_as_shown(admin_client)
+    admin_client.post(reverse("admin:requests_app_intake"), data)
+    monkeypatch.setattr(StaffIntakeForm, "request_filed_already", lambda form: None)
+
+    again = admin_client.post(reverse("admin:requests_app_intake"), data)
+
+    request = PrivacyRequest.objects.get()
+    assert again.url == reverse("admin:requests_app_privacyrequest_change", args=[request.pk])
+    assert "You had sent this form already" in admin_client.get(again.url).content.decode()
+
+
+@pytest.mark.django_db
+def test_an_intake_page_brought_back_and_corrected_or_sent_without_its_key_records_another_request(admin_client):
+    """As on the public form: the key stands for the details it was first sent with, and a page that carries
+    none (opened before it did) records its request as before."""
+    data = intake_form_as_shown(admin_client)
+    admin_client.post(reverse("admin:requests_app_intake"), data)
+
+    corrected = admin_client.post(reverse("admin:requests_app_intake"), {**data, "subject_name": "Piet Peeters"})
+
+    assert PrivacyRequest.objects.count() == 2
+    other = PrivacyRequest.objects.get(subject_name="Piet Peeters")
+    assert corrected.url == reverse("admin:requests_app_privacyrequest_change", args=[other.pk])
+    assert other.submission_key is None
+    admin_client.post(reverse("admin:requests_app_intake"), intake_data())
+    assert PrivacyRequest.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_an_intake_form_with_a_forged_submission_key_is_refused(admin_client):
+    response = admin_client.post(reverse("admin:requests_app_intake"), intake_data(submission_key="not-a-key"))
+
+    assert response.status_code == 200
+    assert "Submission key: Enter a valid UUID." in response.content.decode()
+    assert not PrivacyRequest.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_intake_page_loads_the_double_click_guard(admin_client):
+    """The site's forms.js: a second click while the form is on its way is not sent."""
+    page = admin_client.get(reverse("admin:requests_app_intake")).content.decode()
+    assert re.search(r'<script src="/static/requests_app/forms\.js[^"]*" defer>', page)
+
+
 @pytest.mark.django_db
 def test_add_goes_to_intake(admin_client):
     response = admin_client.get(reverse("admin:requests_app_privacyrequest_add"))

@@ -86,6 +86,28 @@ def test_the_admin_breaks_no_rule(page, live_server):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_admin_intake_form_is_sent_once_by_the_sites_script(page, live_server):
+    """Staff record letters and calls in the admin: a double click there must not record the request twice."""
+    violations = watch_for_violations(page)
+    sign_in_as_dpo(page, live_server)
+    page.goto(live_server.url + "/admin/requests_app/privacyrequest/intake/")
+    page.wait_for_load_state("load")  # forms.js is deferred
+    # Checked in the page: a listener after forms.js keeps both submissions from leaving, and reports them.
+    seen = page.evaluate(
+        """() => {
+            const form = document.querySelector("#content form");
+            const seen = [];
+            window.addEventListener("submit", event => { seen.push(event.defaultPrevented); event.preventDefault(); });
+            form.requestSubmit();
+            form.requestSubmit();
+            return seen;
+        }"""
+    )
+    assert seen == [False, True]  # the first goes, the second is stopped
+    assert violations == []
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_api_documentation_renders_under_its_policy(page, live_server):
     violations = watch_for_violations(page)
     requested, blocked = [], []
