@@ -288,24 +288,28 @@ def assignee_language(request: PrivacyRequest) -> str:
     return staff_language(request.assignee) if assignee_email(request) else settings.LANGUAGE_CODE
 
 
-def deadline_alert_recipients(request: PrivacyRequest) -> dict[str, list[str]]:
-    """Addresses by language: the assignee in their own, the DPO's mailbox in the site's. One email
-    per language, so usually one."""
-    by_language: dict[str, list[str]] = {}
+def deadline_alert_recipients(request: PrivacyRequest) -> dict[str, dict[str, str]]:
+    """Addresses by language, each under whose it is ("assignee", "dpo"): the assignee in their own
+    language, the DPO's mailbox in the site's. One email per language, so usually one."""
+    by_language: dict[str, dict[str, str]] = {}
     assignee = assignee_email(request)
     if assignee:
-        by_language[staff_language(request.assignee)] = [assignee]
+        by_language[staff_language(request.assignee)] = {"assignee": assignee}
     if settings.DPO_EMAIL and settings.DPO_EMAIL != assignee:
-        by_language.setdefault(settings.LANGUAGE_CODE, []).append(settings.DPO_EMAIL)
+        by_language.setdefault(settings.LANGUAGE_CODE, {})["dpo"] = settings.DPO_EMAIL
     return by_language
 
 
 def send_deadline_alert(notification: SentNotification) -> bool:
-    """Send a claimed reminder or escalation, unless it went out already.
+    """Send a claimed reminder or escalation to those it has not gone to yet.
 
-    Locks the claim so a redelivered or re-dispatched task sends it once.
+    Locks the claim so a redelivered or re-dispatched task sends it once. Each try is noted (queued_at)
+    for the sweep's re-dispatch, and so is each recipient done: after a failure part-way (the DPO's email
+    after the assignee's), a retry sends only the rest. An address refused for good counts as done, and
+    is logged; any other failure is raised, once what was done is saved, for the task to retry.
     Staff emails carry the reference and dates only, no personal data.
     """
+    failure = None
     with transaction.atomic():
         claim = (
             SentNotification.objects.select_for_update(of=("self",))
@@ -330,11 +334,28 @@ def send_deadline_alert(notification: SentNotification) -> bool:
             "request_url": staff_request_url(request),
         }
         template = "deadline-escalation" if threshold == "overdue" else "deadline-reminder"
-        # A failure after the first of two emails leaves the claim unsent: the retry sends both again.
+        claim.queued_at = timezone.now()
         for language, addresses in deadline_alert_recipients(request).items():
-            deliver(render_email(template, context, to=addresses, language=language))
-        claim.sent_at = timezone.now()
-        claim.save(update_fields=["sent_at"])
+            owed = {recipient: address for recipient, address in addresses.items() if recipient not in claim.recipients_done}
+            if not owed:
+                continue
+            try:
+                deliver(render_email(template, context, to=list(owed.values()), language=language))
+            except EmailRejected as rejected:
+                # Says whose address it was, never the address: no personal data in logs.
+                logger.warning(
+                    "deadline alert %s for request %s: the address of %s was refused for good (SMTP %s), not sent again",
+                    threshold, request.reference, " and ".join(owed), rejected.smtp_code,
+                )
+            except (SMTPException, OSError) as error:
+                failure = error
+                break
+            claim.recipients_done += list(owed)
+        if failure is None:
+            claim.sent_at = timezone.now()
+        claim.save(update_fields=["queued_at", "recipients_done", "sent_at"])
+    if failure is not None:
+        raise failure
     logger.info("deadline alert %s sent for request %s", threshold, request.reference)
     return True
 

@@ -654,8 +654,12 @@ class SentNotification(models.Model):
     # Set once the email went out. Until then the email is owed: deadline alerts are claimed by the
     # sweep first (services.deadlines), other emails by emails.owe when their task is queued.
     sent_at = models.DateTimeField(null=True, blank=True)
-    # When an owed email's task was last queued or tried (emails.requeue_owed_emails reads it).
+    # When an owed email's task was last queued or tried (emails.requeue_owed_emails and the deadline
+    # sweep's re-dispatch read it).
     queued_at = models.DateTimeField(null=True, blank=True)
+    # A deadline alert goes as one email per language: the recipients ("assignee", "dpo") whose email went
+    # out, or whose address was refused for good. A try after a failure part-way sends only the others.
+    recipients_done = models.JSONField(default=list, blank=True)
 
     class Meta:
         constraints = [

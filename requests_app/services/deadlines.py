@@ -22,9 +22,11 @@ logger = logging.getLogger(__name__)
 
 DEADLINE_FIELDS = ["due_on", "original_due_on", "acknowledgement_due_on", "next_alert_on", "next_alert_key"]
 ALERT_KIND = "deadline_alert"
-# A claimed alert whose email task never ran (a worker died, the broker was
-# down) is dispatched again after this long.
+# A claimed alert not sent yet that nothing queued or tried for this long is dispatched again: its task
+# was lost (a worker died, the broker was down) or gave up its retries...
 ALERT_REDISPATCH_AFTER = datetime.timedelta(minutes=10)
+# ...for a day after the claim: by then the next threshold's alert is near, and the dashboard lists the request.
+ALERT_GIVE_UP_AFTER = datetime.timedelta(days=1)
 
 
 def refresh_deadline(request: PrivacyRequest, *, today: datetime.date | None = None) -> None:
@@ -269,7 +271,9 @@ def _claim_alerts(batch: list[tuple[int, datetime.date]], today: datetime.date) 
     for request_id, due_on in batch:
         current_key, following = deadlines.alert_due_now(due_on, today, reminder_days)
         if current_key:
-            claims.append(SentNotification(request_id=request_id, kind=ALERT_KIND, key=f"{due_on}:{current_key}"))
+            claims.append(
+                SentNotification(request_id=request_id, kind=ALERT_KIND, key=f"{due_on}:{current_key}", queued_at=timezone.now())
+            )
         advances.setdefault(following or (None, ""), []).append(request_id)
 
     # The rows are locked, so no other sweep claims for them now; an alert
@@ -287,12 +291,21 @@ def _claim_alerts(batch: list[tuple[int, datetime.date]], today: datetime.date) 
 
 
 def _redispatch_stale_alerts() -> None:
-    cutoff = timezone.now() - ALERT_REDISPATCH_AFTER
-    stale = list(
-        SentNotification.objects.filter(sent_at__isnull=True, created_at__lt=cutoff, kind=ALERT_KIND).values_list(
-            "id", flat=True
-        )[:1000]
-    )
+    """Queue again the claimed alerts not sent and not queued or tried for ALERT_REDISPATCH_AFTER, for a day.
+    Each dispatch is noted, so an alert is queued again at most that often; a second task is harmless:
+    each recipient gets the alert once (emails.send_deadline_alert)."""
+    now = timezone.now()
+    with transaction.atomic():
+        stale = list(
+            SentNotification.objects.filter(
+                kind=ALERT_KIND,
+                sent_at__isnull=True,
+                queued_at__lt=now - ALERT_REDISPATCH_AFTER,
+                created_at__gte=now - ALERT_GIVE_UP_AFTER,
+            ).values_list("id", flat=True)[:1000]
+        )
+        if stale:
+            SentNotification.objects.filter(pk__in=stale).update(queued_at=now)
+            tasks.queue_after_commit(tasks.send_deadline_alerts, stale)
     if stale:
-        logger.warning("re-dispatching %s deadline alerts whose task never ran", len(stale))
-        tasks.send_deadline_alerts.delay(stale)
+        logger.warning("re-dispatching %s deadline alerts not sent yet", len(stale))

@@ -1,15 +1,19 @@
 from datetime import date, datetime, time, timedelta
 from html import unescape
+from smtplib import SMTPRecipientsRefused
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.core import mail
+from django.core.mail.backends import locmem
 from django.utils import timezone
 
+from privacy_portal.celery import app as celery_app
 from requests_app import lifecycle
 from requests_app.audit import Actor
 from requests_app.lifecycle import NotAllowed, RequestError
-from requests_app.models import PrivacyRequest, SentNotification, Status
+from requests_app.models import PrivacyRequest, SentNotification, StaffProfile, Status
 from requests_app.services.deadlines import (
     clock_pause,
     clock_resume,
@@ -17,7 +21,7 @@ from requests_app.services.deadlines import (
     sweep_deadlines,
 )
 from tests.conftest import login_staff
-from tests.factories import UserFactory, at_once, request_in_status, submit_request
+from tests.factories import UserFactory, at_once, request_in_status, staff_in_role, submit_request
 
 BRUSSELS = timezone.get_default_timezone()
 
@@ -479,6 +483,91 @@ def test_the_alert_task_run_twice_sends_once():
         tasks.send_deadline_alerts(ids)
         tasks.send_deadline_alerts(ids)
     assert len(mail.outbox) == 1
+
+
+class DpoMailboxRefusing(locmem.EmailBackend):
+    """Django's test outbox, where the DPO's mailbox refuses the next `times` messages with `reply`."""
+
+    reply = (550, b"5.1.1 No such mailbox")
+    times = 0
+
+    def send_messages(self, messages):
+        if any(settings.DPO_EMAIL in message.to for message in messages) and DpoMailboxRefusing.times:
+            DpoMailboxRefusing.times -= 1
+            raise SMTPRecipientsRefused({settings.DPO_EMAIL: self.reply})
+        return super().send_messages(messages)
+
+
+def alert_in_two_languages() -> PrivacyRequest:
+    """A request due Mon 2 March whose assignee reads Dutch: its alerts go as two emails, theirs and the DPO's."""
+    handler = staff_in_role("Handler", username="handler1", email="handler1@example.com")
+    StaffProfile.objects.create(user=handler, language="nl")
+    request = in_progress_received(date(2026, 2, 2))
+    PrivacyRequest.objects.filter(pk=request.pk).update(assignee=handler)
+    mail.outbox.clear()
+    return request
+
+
+def sweeps_every_five_minutes(day: date, *, hours: int = 1) -> None:
+    """The beat's sweeps from 10:00 on `day` for `hours`, their alert tasks run as a worker runs them: a task
+    that fails is logged and retried, its error not raised into the sweep that queued it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(celery_app.conf, "task_eager_propagates", False)
+        for minutes in range(0, hours * 60 + 1, 5):
+            with time_machine.travel(at(day) + timedelta(minutes=minutes), tick=False):
+                sweep_deadlines()
+
+
+def emails_to(address: str) -> int:
+    return sum(message.to == [address] for message in mail.outbox)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_alert_the_dpo_mailbox_refuses_for_good_reaches_the_assignee_once(monkeypatch, caplog):
+    """Each sweep used to send the assignee the alert again, for as long as the DPO's address was refused."""
+    request = alert_in_two_languages()
+    monkeypatch.setattr(settings, "EMAIL_BACKEND", "tests.services.test_deadlines.DpoMailboxRefusing")
+    monkeypatch.setattr(DpoMailboxRefusing, "times", 1000)
+
+    sweeps_every_five_minutes(date(2026, 2, 23))
+
+    assert emails_to("handler1@example.com") == 1
+    assert emails_to(settings.DPO_EMAIL) == 0
+    assert SentNotification.objects.get(request=request, kind="deadline_alert").sent_at is not None  # nothing left to send
+    assert "refused for good" in caplog.text and settings.DPO_EMAIL not in caplog.text
+
+
+@pytest.mark.parametrize("times", [1, 20], ids=["retried-by-the-task", "dispatched-again-once-its-retries-ran-out"])
+@pytest.mark.django_db(transaction=True)
+def test_an_alert_the_dpo_mailbox_refuses_for_now_reaches_each_recipient_once(monkeypatch, times):
+    request = alert_in_two_languages()
+    monkeypatch.setattr(settings, "EMAIL_BACKEND", "tests.services.test_deadlines.DpoMailboxRefusing")
+    monkeypatch.setattr(DpoMailboxRefusing, "reply", (450, b"4.2.1 Mailbox busy, try later"))
+    monkeypatch.setattr(DpoMailboxRefusing, "times", times)
+
+    sweeps_every_five_minutes(date(2026, 2, 23))
+
+    assert DpoMailboxRefusing.times == 0
+    assert emails_to("handler1@example.com") == emails_to(settings.DPO_EMAIL) == 1
+    assert SentNotification.objects.get(request=request, kind="deadline_alert").sent_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_alert_whose_task_is_lost_is_dispatched_again_every_ten_minutes_for_a_day(monkeypatch):
+    in_progress_received(date(2026, 2, 2))
+    sweep_with_the_broker_down(date(2026, 2, 23))  # claimed at 10:00; its task lost
+    dispatched_at = []
+    monkeypatch.setattr("requests_app.tasks.send_deadline_alerts.delay", lambda ids: dispatched_at.append(timezone.now()))
+    ten_o_clock = at(date(2026, 2, 23))
+    sweeps = [ten_o_clock + timedelta(minutes=minutes) for minutes in (5, 15, 20, 30)]
+    sweeps += [at(date(2026, 2, 24), hour=9), at(date(2026, 2, 24), hour=11)]
+
+    for sweep_at in sweeps:
+        with time_machine.travel(sweep_at, tick=False):
+            sweep_deadlines()
+
+    # Each dispatch lost too. None at 10:05 nor 10:20 (dispatched less than 10 minutes before), nor a day after the claim.
+    assert dispatched_at == [ten_o_clock + timedelta(minutes=15), ten_o_clock + timedelta(minutes=30), at(date(2026, 2, 24), hour=9)]
 
 
 @pytest.mark.postgres
