@@ -429,7 +429,11 @@ def identity_verify(
 ) -> PrivacyRequest:
     """Record that staff verified some of the subject's identifiers, and how.
 
-    A request in "new" or "identity check" then moves to "in progress".
+    A request in "new", "identity check" or "awaiting the subject" then moves to "in progress", and a clock
+    paused while we waited for the subject restarts, the days paused added to the deadline. Nothing records
+    whether we waited for proof of identity or for something else: the proof is taken as the subject's answer,
+    as their reply is (subject_reply). Restarting early shortens only the controller's time, never the
+    subject's; staff who still need something from them ask again with request_information.
     Only verified identifiers are used to search source systems.
     """
     with transaction.atomic():
@@ -452,8 +456,13 @@ def identity_verify(
             actor=actor,
             data={"kinds": sorted(i.kind for i in identities), "method": method},
         )
-        if locked.status in (Status.NEW, Status.IDENTITY_CHECK):
+        if locked.status in (Status.NEW, Status.IDENTITY_CHECK, Status.AWAITING_SUBJECT):
+            # From "awaiting the subject" the transition also ends the pause (lifecycle._move_the_clock).
             lifecycle.transition(locked, "start_work", actor=actor, note=lifecycle.NOTE_IDENTITY_VERIFIED)
+        # A clock staff paused without changing the status (clock_pause: waiting for a copy of an ID, say).
+        pause = deadline_service.open_pause(locked)
+        if pause is not None:
+            deadline_service.end_pause(locked, pause, actor=actor, note=lifecycle.NOTE_IDENTITY_VERIFIED)
         _auto_start_export(locked)
     return locked
 

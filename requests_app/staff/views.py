@@ -689,6 +689,13 @@ TELLS_THE_SUBJECT = {
     ),
 }
 
+# Verifying an identifier while the clock was paused restarts it (handling.identity_verify).
+IDENTITY_VERIFIED_CLOCK_RESTARTED = gettext_lazy(
+    "Identity verification recorded. The clock runs again and the request is in progress: the days it was paused "
+    "were added to the due date. If you still need something else from the subject, ask for it with Request "
+    "information, which pauses the clock again."
+)
+
 # action name: (service call, success message). An action takes a form when FORM_SLOTS has one for it.
 ACTIONS = {
     "assign": (_assign, gettext_lazy("Assignment saved.")),
@@ -803,6 +810,9 @@ def request_action(request: HttpRequest, reference: str, action: str) -> HttpRes
     else:
         if action in TELLS_THE_SUBJECT and not privacy_request.subject_email:
             messages.warning(request, TELLS_THE_SUBJECT[action])
+        elif action == "verify_identity" and privacy_request.clock_paused:
+            # Staff who paused it for something else (a clarification) must learn that it runs again.
+            messages.success(request, IDENTITY_VERIFIED_CLOCK_RESTARTED)
         else:
             messages.success(request, success)
     return redirect("staff:request", reference)

@@ -2,6 +2,7 @@ import datetime
 import threading
 
 import pytest
+import time_machine
 from django.core import mail
 from django.db import connection
 from django.utils import timezone
@@ -171,6 +172,78 @@ def test_verifying_identity_records_the_method_and_starts_work(dpo):
     assert (phone.verification_method, phone.verified_by, phone.is_verified) == ("callback", dpo, True)
     assert request.status == Status.IN_PROGRESS
     assert request.events.get(action="identity_verified").data == {"kinds": ["phone"], "method": "callback"}
+
+
+def _at(day: datetime.date) -> datetime.datetime:
+    return datetime.datetime.combine(day, datetime.time(10), tzinfo=timezone.get_default_timezone())
+
+
+@pytest.mark.django_db
+def test_an_identity_verified_while_we_wait_for_the_subject_restarts_the_clock_and_the_work(dpo):
+    """A reviewer's probe: the ID asked for arrived by post and was recorded as verified, but the request stayed
+    "awaiting the subject" with its clock paused, its due date moving out every day it was left so."""
+    with time_machine.travel(_at(datetime.date(2026, 3, 2)), tick=False):
+        request = request_in_status(Status.IN_PROGRESS)
+        assert request.due_on == datetime.date(2026, 4, 2)
+        handling.request_information(
+            request=request, actor=Actor.staff(dpo), body="Please send a copy of your ID.", expected_status=Status.IN_PROGRESS
+        )
+    email = request.identities.get(kind=IdentityKind.EMAIL)
+    with time_machine.travel(_at(datetime.date(2026, 3, 5)), tick=False):
+        handling.identity_verify(
+            request=request, actor=Actor.staff(dpo), identity_ids=[email.id], method=VerificationMethod.DOCUMENT,
+            expected_status=Status.AWAITING_SUBJECT,
+        )
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and not request.clock_paused
+    assert not request.pauses.filter(ended_at__isnull=True).exists()
+    # 2 April and the 3 days paused: 5 April, Easter Sunday, then Easter Monday: Tuesday 7 April.
+    assert (request.paused_days, request.due_on) == (3, datetime.date(2026, 4, 7))
+    assert request.next_alert_on is not None  # reminders again
+    resumed = request.events.get(action="start_work", from_status=Status.AWAITING_SUBJECT)
+    assert resumed.note == lifecycle.NOTE_IDENTITY_VERIFIED
+    assert request.events.get(action="clock_resumed").data == {"paused_days": 3, "due_on": "2026-04-07"}
+    with time_machine.travel(_at(datetime.date(2026, 3, 25)), tick=False):
+        request.refresh_from_db()
+        assert request.due_on == datetime.date(2026, 4, 7)  # no longer moving out
+
+
+@pytest.mark.parametrize("asked_in", [Status.NEW, Status.IDENTITY_CHECK, Status.IN_PROGRESS])
+@pytest.mark.django_db
+def test_an_identity_verified_while_waiting_for_the_subject_goes_on_to_work_wherever_the_question_was_asked(dpo, asked_in):
+    """From "new" or "identity check" the verification would have started the work; from "in progress" it resumes."""
+    request = request_in_status(asked_in)
+    handling.request_information(request=request, actor=Actor.staff(dpo), body="Your ID, please.", expected_status=asked_in)
+    email = request.identities.get(kind=IdentityKind.EMAIL)
+    handling.identity_verify(
+        request=request, actor=Actor.staff(dpo), identity_ids=[email.id], method=VerificationMethod.DOCUMENT,
+        expected_status=Status.AWAITING_SUBJECT,
+    )
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and not request.clock_paused
+    assert list(request.events.filter(action__in=["identity_verified", "start_work", "clock_resumed"]).values_list(
+        "action", flat=True
+    ).order_by("-sequence")[:3]) == ["clock_resumed", "start_work", "identity_verified"]
+
+
+@pytest.mark.django_db
+def test_an_identity_verified_restarts_a_clock_staff_paused_without_changing_the_status(dpo):
+    """Paused for proof of identity asked by phone (clock_pause), in the identity check: the proof is the answer."""
+    with time_machine.travel(_at(datetime.date(2026, 3, 2)), tick=False):
+        request = request_in_status(Status.IDENTITY_CHECK)
+        handling.clock_pause(request=request, actor=Actor.staff(dpo), question="Please post us a copy of your ID.")
+    email = request.identities.get(kind=IdentityKind.EMAIL)
+    with time_machine.travel(_at(datetime.date(2026, 3, 5)), tick=False):
+        handling.identity_verify(
+            request=request, actor=Actor.staff(dpo), identity_ids=[email.id], method=VerificationMethod.DOCUMENT,
+            expected_status=Status.IDENTITY_CHECK,
+        )
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and not request.clock_paused
+    assert (request.paused_days, request.due_on) == (3, datetime.date(2026, 4, 7))
+    assert request.pauses.get().ended_by == dpo
+    resumed = request.events.get(action="clock_resumed")
+    assert (resumed.note, resumed.data["paused_days"]) == (lifecycle.NOTE_IDENTITY_VERIFIED, 3)
 
 
 @pytest.mark.django_db

@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from requests_app import lifecycle, selectors
 from requests_app.audit import Actor
 from requests_app.models import Channel, IdentityKind, Organisation, Status, VerificationMethod
 from tests.conftest import login_staff
@@ -475,3 +476,58 @@ def test_a_handler_reassigned_meanwhile_keeps_the_reasons_they_wrote_for_a_refus
 
     assert response.status_code == 403
     assert 'readonly>Telecom law keeps call records 12 months.</textarea>' in html.unescape(response.content.decode())
+
+
+@pytest.mark.django_db
+def test_recording_the_identity_proof_that_arrived_by_post_restarts_the_clock_and_the_subject_is_no_longer_waited_for(client):
+    """The ID asked for came by post: recorded as verified, the request stayed "waiting for your reply" to its
+    subject, with its clock paused."""
+    from requests_app.services.handling import request_information
+
+    dpo = staff_in_role("DPO", username="dpo-proof-by-post")
+    request = request_in_status(Status.IN_PROGRESS)
+    request_information(request=request, actor=Actor.staff(dpo), body="Please send a copy of your ID.", expected_status=Status.IN_PROGRESS)
+    login_staff(client, dpo)
+    page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+    verification = page[page.index("<summary>Verify identity</summary>"):]
+    assert "The clock is paused while we wait for the subject. Recording a verification takes it as their answer" in (
+        verification[:verification.index("</form>")]
+    )
+
+    email = request.identities.get(kind=IdentityKind.EMAIL)
+    response = client.post(
+        reverse("staff:request_action", args=[request.reference, "verify_identity"]),
+        {"identities": [email.id], "method": VerificationMethod.DOCUMENT, "expected_status": Status.AWAITING_SUBJECT,
+         "expected_version": lifecycle.state_version(request)},
+        follow=True,
+    )
+
+    assert "Identity verification recorded. The clock runs again and the request is in progress" in html.unescape(
+        response.content.decode()
+    )
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and not request.clock_paused
+    assert request.events.filter(action="clock_resumed").exists()
+    status_page = html.unescape(client.get(reverse("status", args=[request.reference, request.secret])).content.decode())
+    assert "<dt>Status</dt><dd><strong>In progress</strong></dd>" in status_page
+    assert "paused until we hear from you" not in status_page  # the question's own text, in the thread, may say it
+    assert str(selectors.NEXT_STEP_TEXT[Status.IN_PROGRESS]) in status_page
+    assert "The time to answer started running again." in status_page
+
+
+@pytest.mark.django_db
+def test_recording_a_verification_on_a_running_clock_says_nothing_of_the_clock(client):
+    dpo = staff_in_role("DPO", username="dpo-running-clock")
+    request = request_in_status(Status.IDENTITY_CHECK)
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert "Recording a verification takes it as their answer" not in page
+
+    email = request.identities.get(kind=IdentityKind.EMAIL)
+    response = client.post(
+        reverse("staff:request_action", args=[request.reference, "verify_identity"]),
+        {"identities": [email.id], "method": VerificationMethod.DOCUMENT, "expected_status": Status.IDENTITY_CHECK},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "Identity verification recorded." in page and "The clock runs again" not in page
