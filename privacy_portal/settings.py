@@ -552,6 +552,10 @@ SOURCE_ACTION_HEARTBEAT_STALE_SECONDS = env_int("SOURCE_ACTION_HEARTBEAT_STALE_S
 _check_heartbeat(
     "SOURCE_ACTION", SOURCE_ACTION_HEARTBEAT_INTERVAL_SECONDS, SOURCE_ACTION_HEARTBEAT_STALE_SECONDS, "source action"
 )
+# A dry run or execution no worker took for this long lost its task (its publish failed while Redis was down, or
+# a Redis restart dropped it), and is queued again (requeue_lost_work). As EXPORT_LOST_AFTER: one merely waiting
+# behind a long run may be queued twice, which is harmless, as only one of its tasks takes it (actions._claim).
+SOURCE_ACTION_LOST_AFTER = timedelta(minutes=env_int("SOURCE_ACTION_LOST_AFTER_MINUTES", 60))
 
 if CELERY_BROKER_URL != "filesystem://":
     # Redis delivers a message nobody acknowledged within the visibility

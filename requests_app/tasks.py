@@ -224,11 +224,12 @@ def send_staff_invitation(user_id: int, language: str = "") -> bool:
 
 @shared_task(acks_late=True)
 def requeue_lost_work() -> int:
-    """Periodic: queue again the export compilations, Art. 19 notices, letters to subjects,
-    acknowledgements of receipt and other owed emails whose task the broker lost (a Redis restart,
-    say); returns how many."""
+    """Periodic: queue again the export compilations, source actions' dry runs and executions, Art. 19
+    notices, letters to subjects, acknowledgements of receipt and other owed emails whose task the broker
+    lost (a Redis restart, say); returns how many."""
     return (
         exports.requeue_lost_exports()
+        + actions.requeue_lost_actions()
         + notices.requeue_lost_notices()
         + handling.requeue_unsent_messages()
         + intake.requeue_lost_acknowledgements()

@@ -13,6 +13,8 @@ While a dry run or an execution runs, a timer in its worker stamps its
 heartbeat (requests_app.heartbeat). A run whose worker died is found once the
 heartbeat is stale, and queued again within a minute (requeue_dead_actions);
 the run that takes over obeys the rules of a redelivered task (run_execution).
+A run whose task the broker lost before any worker took it is queued again
+after SOURCE_ACTION_LOST_AFTER (requeue_lost_actions).
 A live run is never taken over; after ATTEMPTS_BEFORE_GIVING_UP dead runs the
 action fails, for staff to look at and retry.
 
@@ -35,7 +37,7 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet, prefetch_related_objects
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -778,7 +780,8 @@ def heartbeat_fresh(action: SourceAction) -> bool:
 
 def run_lost(action: SourceAction) -> bool:
     """Whether staff may start a running execution again: its task outlived the time limit (lost with the
-    broker, say) and no live worker holds it. A run whose worker died is queued again by itself long before."""
+    broker, say) and no live worker holds it. A run whose worker died, or whose task was lost before a worker took
+    it, is queued again by itself long before (requeue_dead_actions, requeue_lost_actions)."""
     return action.status == ActionStatus.RUNNING and past_time_limit(action) and not heartbeat_fresh(action)
 
 
@@ -978,6 +981,27 @@ def requeue_dead_actions(*, now: datetime.datetime | None = None) -> int:
     return queued
 
 
+def requeue_lost_actions(*, now: datetime.datetime | None = None) -> int:
+    """Queue again the dry runs and executions whose task the broker lost before a worker took it; returns how many.
+
+    Lost means working, never taken (no heartbeat: _claim stamps one when a worker takes the run) and
+    queued longer ago than SOURCE_ACTION_LOST_AFTER: its publish failed while Redis was down, or a Redis
+    restart dropped it. Left alone, it would stay "running" with nobody to notice; staff could only retry
+    it past the time limit. A run a worker took and that died is requeue_dead_actions' to find. Queued
+    with the run's token: if the first task turns up after all, only one of the two takes the run (_claim),
+    and the other finds it held, then finished. A dry run or an execution of a request withdrawn or rejected
+    since is queued all the same: its run records why it was not carried out.
+    """
+    now = now or timezone.now()
+    not_queued_lately = Q(queued_at__lt=now - settings.SOURCE_ACTION_LOST_AFTER) | Q(queued_at__isnull=True)
+    lost = list(SourceAction.objects.filter(not_queued_lately, status__in=WORKING, heartbeat_at__isnull=True))
+    for action in lost:
+        _queue_again(action)
+    if lost:
+        logger.warning("queued again %d source action run(s) whose task was lost before a worker took it", len(lost))
+    return len(lost)
+
+
 def _end_dry_run(action: SourceAction, error: str) -> None:
     """A dead dry run not to be started again: back to planned, saying why (it changed nothing)."""
     SourceAction.objects.filter(
@@ -986,7 +1010,7 @@ def _end_dry_run(action: SourceAction, error: str) -> None:
 
 
 def _queue_again(action: SourceAction) -> None:
-    """Queue the dead run's task again, with its token: the run it starts takes over (_claim)."""
+    """Queue the run's task again, with its token: the run it starts takes it, or takes it over from a dead run (_claim)."""
     task = tasks.run_source_action_dry_run if action.status == ActionStatus.DRY_RUNNING else tasks.execute_source_action
     SourceAction.objects.filter(pk=action.pk).update(queued_at=timezone.now())
     tasks.queue_after_commit(task, action.id, action.run_token)

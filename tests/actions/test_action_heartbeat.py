@@ -1,7 +1,9 @@
 """The heartbeat of a source action's run: stamped by a timer while a dry run or an execution lives, so a
 live run is never taken over however slow its source, while a dead one is queued again within minutes
 (requeue_dead_actions) and taken over by a run that obeys the rules of a redelivered task; a run that
-lost its claim stops at its next step; one that keeps dying fails the action, for staff to retry."""
+lost its claim stops at its next step; one that keeps dying fails the action, for staff to retry. A run
+whose task the broker lost before any worker took it (no heartbeat at all) is queued again by the lost-work
+sweep (requeue_lost_actions) and carried out once."""
 
 import datetime
 import threading
@@ -9,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import time_machine
 from django.db import connections
 from django.db.models import F
 from django.utils import timezone
@@ -127,6 +130,86 @@ def test_a_run_not_yet_taken_or_beating_is_left_alone(cdr, erasure_request, dpo_
     with pytest.raises(actions.ActionBusy):  # a second task for it (redelivered, or queued twice) waits
         actions.run_execution(action_id=action.id, token=action.run_token)
     assert SourceAction.objects.get(pk=action.pk).run_attempt == 1
+
+
+def test_an_execution_whose_task_was_lost_before_a_worker_took_it_is_queued_again_and_carried_out_once(
+    cdr, erasure_request, dpo_actor, source_db, step, settings, django_capture_on_commit_callbacks
+):
+    """Staff clicked Execute while Redis was down (the publish only logged its failure), or Redis restarted before a
+    worker took the task: the action sat "running" with no heartbeat, which the dead-run sweep never matches. Past
+    SOURCE_ACTION_LOST_AFTER, the lost-work sweep queues it again with the same run; the tasks queued twice, and the
+    first one turning up late after all, erase nothing more."""
+    action = queued_execution(approved(erasure_request, cdr, dpo_actor, step), dpo_actor)  # its task never runs here
+    queued_at, window = action.queued_at, settings.SOURCE_ACTION_LOST_AFTER
+
+    with time_machine.travel(queued_at + window - datetime.timedelta(minutes=1)):
+        assert actions.requeue_lost_actions() == 0  # a worker may yet take it
+        assert actions.requeue_dead_actions() == 0  # never taken: no run died
+    with time_machine.travel(queued_at + window + datetime.timedelta(minutes=1), tick=True):
+        with django_capture_on_commit_callbacks() as queued:
+            assert tasks.requeue_lost_work() == 1  # the periodic task
+            assert actions.requeue_lost_actions() == 0  # its task is on its way: not queued again within the window
+    with time_machine.travel(queued_at + 2 * window + datetime.timedelta(minutes=2), tick=True):
+        with django_capture_on_commit_callbacks() as queued_again:
+            assert actions.requeue_lost_actions() == 1  # that task was lost too
+        assert len(queued) == len(queued_again) == 1
+        for task in [*queued, *queued_again]:  # both arrive after all, one after the other
+            task()
+        # And the task Execute queued, late: the action is done, nothing more happens.
+        assert actions.run_execution(action_id=action.id, token=action.run_token) == ActionStatus.DONE
+        assert actions.requeue_lost_actions() == 0
+
+    action.refresh_from_db()
+    assert action.status == ActionStatus.DONE, action.error
+    assert action.run_attempt == 1 and action.attempts == 1  # taken once: the same execution, not a staff retry
+    assert action.result["categories"] == [{"category": "calls", "rows": 2, "fields": 8}]
+    assert source_db("SELECT caller FROM calls ORDER BY id") == [{"caller": "+32470000002"}]
+    assert events(erasure_request).count("source_action_done") == 1
+    assert heartbeat_threads() == []
+
+
+def test_a_dry_run_whose_task_was_lost_before_a_worker_took_it_is_queued_again(
+    crm, erasure_request, dpo_actor, settings, django_capture_on_commit_callbacks
+):
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = erasure_request.source_actions.get(source=crm)
+    actions.dry_run_start(action=action, actor=dpo_actor)  # its task never runs here
+    action = SourceAction.objects.get(pk=action.pk)
+    assert action.status == ActionStatus.DRY_RUNNING and action.heartbeat_at is None
+
+    with time_machine.travel(action.queued_at + settings.SOURCE_ACTION_LOST_AFTER - datetime.timedelta(minutes=1)):
+        assert actions.requeue_lost_actions() == 0
+    with time_machine.travel(action.queued_at + settings.SOURCE_ACTION_LOST_AFTER + datetime.timedelta(minutes=1), tick=True):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert actions.requeue_lost_actions() == 1
+        assert actions.requeue_lost_actions() == 0
+    action.refresh_from_db()
+    assert action.status == ActionStatus.AWAITING_APPROVAL and action.run_attempt == 1
+    assert action.dry_run["categories"] == [{"category": "subscribers", "rows": 2, "fields": 5}]
+
+
+def test_a_run_a_worker_took_is_not_lost_but_left_to_the_dead_run_sweep(
+    crm, cdr, erasure_request, dpo_actor, step, settings, django_capture_on_commit_callbacks
+):
+    """Its heartbeat says a worker took it: alive, it is left alone; dead, requeue_dead_actions takes it over,
+    within minutes, counting the attempt (and giving up after ATTEMPTS_BEFORE_GIVING_UP), which a lost task does not."""
+    execution = queued_execution(approved(erasure_request, cdr, dpo_actor, step), dpo_actor)
+    dry_run = erasure_request.source_actions.get(source=crm)
+    actions.dry_run_start(action=dry_run, actor=dpo_actor)
+    runs = [execution, SourceAction.objects.get(pk=dry_run.pk)]
+    long_after = timezone.now() + settings.SOURCE_ACTION_LOST_AFTER + datetime.timedelta(hours=1)
+
+    for action in runs:
+        died(action, seconds_ago=5)  # taken, and beating
+    assert actions.requeue_lost_actions(now=long_after) == 0
+    for action in runs:
+        died(action)  # taken, and dead
+    assert actions.requeue_lost_actions(now=long_after) == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        assert actions.requeue_dead_actions() == 2
+    assert set(erasure_request.source_actions.values_list("status", "run_attempt")) == {
+        (ActionStatus.DONE, 2), (ActionStatus.AWAITING_APPROVAL, 2)
+    }
 
 
 @pytest.fixture
