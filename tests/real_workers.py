@@ -2,7 +2,8 @@
 
 Used by the tests that SIGKILL a worker mid-task and check that the redelivered
 message is carried out once (tests/exports/test_worker_kill.py,
-tests/actions/test_action_worker_kill.py).
+tests/actions/test_action_worker_kill.py), and by the one whose task Redis loses
+before a worker takes it (tests/actions/test_action_lost_task.py).
 """
 
 import os
