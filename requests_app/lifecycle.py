@@ -8,7 +8,8 @@ function that changes a request's status.
          expired                        in_progress --complete--> completed
 
 Any open request can be paused to wait for the subject (await_subject) and
-resumed from there, rejected (once verified) or withdrawn by the subject.
+resumed from there, rejected or forwarded to the controller of its data (once
+verified), or withdrawn by the subject.
 """
 
 from dataclasses import dataclass
@@ -74,7 +75,7 @@ class Transition:
 
 VERIFIED_OPEN = frozenset({Status.NEW, Status.IDENTITY_CHECK, Status.IN_PROGRESS, Status.AWAITING_SUBJECT})
 OPEN_STATUSES = VERIFIED_OPEN | {Status.AWAITING_VERIFICATION}
-CLOSED_STATUSES = frozenset({Status.COMPLETED, Status.REJECTED, Status.WITHDRAWN, Status.EXPIRED})
+CLOSED_STATUSES = frozenset({Status.COMPLETED, Status.REJECTED, Status.WITHDRAWN, Status.EXPIRED, Status.FORWARDED})
 
 # Notes the system writes on events and pauses. The trail keeps them in English, as it keeps the
 # action codes; the dashboard shows them in the reader's language (staff_tags.SYSTEM_NOTES).
@@ -110,6 +111,7 @@ TRANSITIONS = {
         ),
         Transition("complete", frozenset({Status.IN_PROGRESS}), Status.COMPLETED, _("Complete")),
         Transition("reject", VERIFIED_OPEN, Status.REJECTED, _("Reject")),
+        Transition("forward", VERIFIED_OPEN, Status.FORWARDED, _("Forward to the controller")),
         Transition("withdraw", OPEN_STATUSES, Status.WITHDRAWN, _("Withdraw")),
     ]
 }

@@ -35,6 +35,9 @@ class Status(models.TextChoices):
     REJECTED = "rejected", _("Rejected")
     WITHDRAWN = "withdrawn", _("Withdrawn")
     EXPIRED = "expired", _("Expired")
+    # The carrier processes the data for a customer, the controller, which must answer: the request was passed on
+    # to it (handling.request_forward). Not a refusal: nobody decided against the subject.
+    FORWARDED = "forwarded", _("Forwarded to the controller")
 
 
 class RequestType(models.TextChoices):
@@ -297,6 +300,12 @@ class PrivacyRequest(models.Model):
     fee_amount = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
     fee_proposed_at = models.DateTimeField(null=True, blank=True)
     fee_paid_at = models.DateTimeField(null=True, blank=True)
+    # Forwarded to the controller of the data (Status.FORWARDED): the organisation for which the carrier processes
+    # it, how the subject reaches it, and when it was passed on. Kept here, not in the audit trail: the contact is
+    # staff's free text, purged with the subject's details. The database default serves the benchmarks' bulk INSERTs.
+    forwarded_to = models.CharField(max_length=200, blank=True, default="", db_default="")
+    forwarded_to_contact = models.TextField(blank=True, default="", db_default="")
+    forwarded_on = models.DateField(null=True, blank=True)
 
     # Deadlines: derived from received_at, the regime, the extension and the
     # pauses by requests_app.services.deadlines.refresh_deadline; never set by hand.
@@ -1429,9 +1438,9 @@ class ExportKind(models.TextChoices):
     PORTABILITY = "portability", _("Portability (Art. 20)")
 
 
-# A request refused, withdrawn or never verified gets no data: its packages are
+# A request refused, withdrawn, forwarded to its controller or never verified gets no data: its packages are
 # neither released nor served, and are deleted (a completed request's still are served).
-NO_DATA_DELIVERED = (Status.REJECTED, Status.WITHDRAWN, Status.EXPIRED)
+NO_DATA_DELIVERED = (Status.REJECTED, Status.WITHDRAWN, Status.EXPIRED, Status.FORWARDED)
 
 
 class ExportPackageQuerySet(models.QuerySet):

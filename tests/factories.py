@@ -70,6 +70,7 @@ def request_in_status(status: str, **overrides):
         Status.AWAITING_SUBJECT: ["verify_email", "await_subject"],
         Status.COMPLETED: ["verify_email", "start_work", "complete"],
         Status.REJECTED: ["verify_email", "reject"],
+        Status.FORWARDED: ["verify_email", "forward"],
         Status.WITHDRAWN: ["withdraw"],
         Status.EXPIRED: ["expire"],
     }

@@ -149,10 +149,12 @@ def certificate_context(request: PrivacyRequest) -> dict:
 
 
 def answered_on_time(request: PrivacyRequest) -> bool | None:
-    """Whether a completed or rejected request was closed on or before its final due date (in Brussels
+    """Whether a completed, rejected or forwarded request was closed on or before its final due date (in Brussels
     time, as the due date is counted); None while it is open, or when it was withdrawn or expired: the
-    subject ended those, or never confirmed them, and there was no answer to give."""
-    if request.status not in (Status.COMPLETED, Status.REJECTED) or request.closed_at is None or request.due_on is None:
+    subject ended those, or never confirmed them, and there was no answer to give. Forwarding to the controller is
+    our answer: the letter saying so is owed within the same period (Art. 12(3), (4))."""
+    answered = (Status.COMPLETED, Status.REJECTED, Status.FORWARDED)
+    if request.status not in answered or request.closed_at is None or request.due_on is None:
         return None
     return timezone.localdate(request.closed_at) <= request.due_on
 

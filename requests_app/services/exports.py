@@ -51,6 +51,7 @@ from requests_app.models import (
     ManualTask,
     PrivacyRequest,
     SourceSystem,
+    Status,
     rights_mask,
 )
 from requests_app.sources import SourceError
@@ -63,7 +64,7 @@ DOWNLOAD_SALT = "requests_app.export-download"
 ACTIVE = (ExportStatus.QUEUED, ExportStatus.RUNNING, ExportStatus.WAITING_MANUAL)
 # A run that died ATTEMPTS_BEFORE_GIVING_UP times (requests_app.heartbeat, the rule source actions share)
 # is not started again by itself (requeue_dead_exports, _claim); a retry by staff gives it one more attempt.
-NOT_COLLECTED = "the request was withdrawn or refused: no data is collected"
+NOT_COLLECTED = "the request was withdrawn, refused or forwarded to its controller: no data is collected"
 RIGHT_REFUSED = "the completion refused the right this package answers: no data is collected"
 # The packages ended (delete_export) once their data may no longer go to the subject: all but a run under way,
 # which fails itself when it finishes (_compile), and those ended already.
@@ -507,6 +508,8 @@ def end_packages_of_refused_rights(request: PrivacyRequest) -> int:
 def delivery_refusal(export: ExportPackage) -> str:
     """Why the package's data may not go to the subject (so it is neither compiled, retried nor released),
     or "" when it may. The staff page offers the release and the retry only when it may."""
+    if export.request.status == Status.FORWARDED:
+        return _("This request was forwarded to the controller of the data, which answers it: no data is delivered for it.")
     if export.request.status in NO_DATA_DELIVERED:
         return _("This request was refused or withdrawn: no data is delivered for it.")
     if right_refused(export):

@@ -1,5 +1,5 @@
 """Working a request: messages and letters, notes, identity checks, completion,
-rejection and bulk actions.
+rejection, forwarding to the controller and bulk actions.
 
 Every function here checks the actor's role (requests_app.roles), changes
 status only through lifecycle.transition, and writes its audit event in the
@@ -45,7 +45,7 @@ from requests_app.services import deadlines as deadline_service
 from requests_app.services import intake
 from requests_app.services.actions import answered_already, completion_blockers, prefetch_for_completion, queue_due_notices
 from requests_app.services.certificate import answered_in_part, data_kept, nothing_corrected, outcome_summary
-from requests_app.wording import amount_in_words, date_in_words, label_in_letter
+from requests_app.wording import amount_in_words, cites_gdpr_articles, date_in_words, label_in_letter
 
 logger = logging.getLogger(__name__)
 
@@ -671,7 +671,7 @@ def refusals_in_letter(request: PrivacyRequest, refusals_by_right: dict[str, Rig
 
 def rejection_rights_paragraph(request: PrivacyRequest) -> str:
     """Art. 12(4): the right to complain (supervisory_authorities) and to a judicial remedy, in every rejection,
-    refusal in part and fee letter."""
+    refusal in part and fee letter, and in the letter of a request forwarded to its controller: we did not answer it."""
     with translation.override(request.language):
         authority = supervisory_authorities_in_words(request.regime)
         return _(
@@ -775,6 +775,85 @@ def request_reject(
         body = "\n\n".join(part for part in (explanation, rejection_rights_paragraph(locked)) if part)
         subject, text = render_letter(locked, TemplatePurpose.REJECTION, body=body, reason=reason)
         write_to_subject(locked, actor=actor, subject=subject, body=text, action="rejection_letter_sent")
+    return locked
+
+
+# Built-in, as EVERY_RIGHT_REFUSED_LETTER: what it must say (who decides, why we cannot answer, when and to whom the
+# request went, how to reach them) is the same for every request, and a DPO's rejection template would call it a
+# refusal. Not a refusal: the controller answers, or refuses (Art. 28(3)(e) obliges the processor to help it).
+FORWARDED_LETTER = (
+    gettext_lazy("Your privacy request {{ reference }} was forwarded to {{ controller }}"),
+    gettext_lazy(
+        "Your request {{ reference }} ({{ rights }}) concerns personal data that we process on behalf of {{ controller }}, "
+        "which decides why and how that data is used. For that data we are a processor acting on its instructions"
+        "{% if cites_articles %} (Art. 28){% endif %}, not its controller, so we cannot answer your request ourselves."
+        "\n\nWe forwarded your request to {{ controller }} on {{ forwarded_on }}. {{ controller }} will answer you. You can "
+        "contact them at:\n{{ contact }}\n\nIf you think that we also hold personal data about you for our own purposes, "
+        "as its controller (for example because you are a customer of ours, or a contact at one), you may submit a new "
+        "request to us about that data."
+    ),
+)
+
+
+def forwarded_letter(request: PrivacyRequest) -> tuple[str, str]:
+    """The subject line and text of the letter telling the subject that their request went to the controller of the
+    data (request_forward), in their language: the GDPR's article only where the letter cites them."""
+    with translation.override(request.language):
+        values = {
+            "reference": request.reference,
+            "rights": ", ".join(str(RequestType(right).label) for right in request.requested_rights),
+            "controller": request.forwarded_to,
+            "contact": request.forwarded_to_contact,
+            "forwarded_on": date_in_words(request.forwarded_on),
+            "cites_articles": cites_gdpr_articles(request.regime),
+        }
+        subject_source, body_source = map(str, FORWARDED_LETTER)
+        return letters.render(subject_source, values), letters.render(body_source, values)
+
+
+def request_forward(
+    *, request: PrivacyRequest, actor: Actor, controller: str, contact: str, forwarded_on: datetime.date | None = None,
+    expected_status: str,
+) -> PrivacyRequest:
+    """Close a request about data the carrier processes on a customer's behalf: its controller must answer it, and
+    staff forwarded it there on `forwarded_on` (today by default). The subject gets a letter, not a refusal, naming the
+    controller, the day and how to reach it, and their right to complain (Art. 12(4)): we did not answer it.
+
+    Allowed where a rejection is (the verified open states), for whoever may work the request. Refused once we
+    answered part of it ourselves (actions.answered_already): then we acted as the controller of that data. The
+    audit event holds the day only; the controller's name and contact, staff's free text, stay on the request."""
+    controller, contact = controller.strip(), contact.strip()
+    if not controller:
+        raise RequestError(_("Name the controller the request was forwarded to."))
+    if not contact:
+        raise RequestError(_("Say how the subject can contact the controller: a postal address, an email address or a website."))
+    today = timezone.localdate()
+    forwarded_on = forwarded_on or today
+    if forwarded_on > today:
+        raise RequestError(_("Give the day the request was forwarded: it cannot be in the future."))
+    with transaction.atomic():
+        locked = _locked_for_work(request, actor, expected_status)
+        # The state first: a closed request is refused as such, whatever else it lacks.
+        lifecycle.require_allowed(locked.status, "forward")
+        if forwarded_on < timezone.localdate(locked.received_at):
+            raise RequestError(
+                _("The request was received on %(date)s: it cannot have been forwarded before.")
+                % {"date": date_in_words(timezone.localdate(locked.received_at))}
+            )
+        if answered_already(locked, set(locked.requested_rights)):
+            raise RequestError(
+                _("We answered part of this request ourselves (a data package released, an action carried out in a source "
+                  "system, or a suppression list applied), as the controller of that data: it cannot be forwarded to "
+                  "another controller. Complete it instead, and tell the subject in the letter whom to ask for the rest.")
+            )
+        lifecycle.transition(locked, "forward", actor=actor, data={"forwarded_on": forwarded_on.isoformat()})
+        locked.forwarded_to, locked.forwarded_to_contact, locked.forwarded_on = controller, contact, forwarded_on
+        PrivacyRequest.objects.filter(pk=locked.pk).update(
+            forwarded_to=controller, forwarded_to_contact=contact, forwarded_on=forwarded_on
+        )
+        subject, text = forwarded_letter(locked)
+        text = f"{text}\n\n{rejection_rights_paragraph(locked)}"
+        write_to_subject(locked, actor=actor, subject=subject, body=text, action="forwarding_letter_sent")
     return locked
 
 

@@ -494,6 +494,9 @@ PERSONAL_FIELDS = {
     "description": "",
     "signature": "",
     "extension_reason": "",
+    # How to reach the controller a request was forwarded to: staff's free text, which may name a person. The
+    # controller's own name, an organisation's, stays with the reference.
+    "forwarded_to_contact": "",
 }
 
 
