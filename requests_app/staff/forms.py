@@ -250,6 +250,26 @@ class RejectForm(forms.Form):
         ]
 
 
+class ForwardForm(forms.Form):
+    """Closing a request as forwarded to the controller of the data (handling.request_forward)."""
+
+    controller = forms.CharField(
+        label=_("Controller"), max_length=200,
+        help_text=_("The organisation for which we process the data, which decides how it is used: usually the customer whose service the subject uses."),
+    )
+    contact = forms.CharField(
+        label=_("How the subject can contact it"), widget=forms.Textarea(attrs={"rows": 3}), max_length=2000,
+        help_text=_("Its privacy contact: a postal address, an email address or a website. It goes into the letter."),
+    )
+    forwarded_on = forms.DateField(label=_("Forwarded on"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Set here, not on the class: the date input's format (HTML_DATE) is declared further down, and today is today.
+        self.fields["forwarded_on"].widget = forms.DateInput(attrs={"type": "date"}, format=HTML_DATE)
+        self.fields["forwarded_on"].initial = timezone.localdate
+
+
 class FeeForm(forms.Form):
     amount = forms.DecimalField(label=_("Fee"), min_value=Decimal("0.01"), max_digits=8, decimal_places=2)
     explanation = forms.CharField(

@@ -630,6 +630,7 @@ FORM_SLOTS = {
     "pause": forms.PauseForm,
     "complete": forms.CompleteForm,
     "reject": forms.RejectForm,
+    "forward": forms.ForwardForm,
     "fee": forms.FeeForm,
     "note": forms.NoteForm,
 }
@@ -681,6 +682,7 @@ TELLS_THE_SUBJECT = {
     "request_information": _SEND_BY_POST,
     "complete": _SEND_BY_POST,
     "reject": _SEND_BY_POST,
+    "forward": _SEND_BY_POST,
     "fee": _SEND_BY_POST,
     "extend": gettext_lazy(
         "Deadline extended. This subject has no email address, so nothing was emailed: tell them of the new date "
@@ -746,6 +748,13 @@ ACTIONS = {
             request=r, actor=a, ground=f.cleaned_data["ground"], explanation=f.cleaned_data["explanation"], expected_status=p["expected_status"]
         ),
         gettext_lazy("Request rejected; the letter has been sent."),
+    ),
+    "forward": (
+        lambda r, f, a, p: handling.request_forward(
+            request=r, actor=a, controller=f.cleaned_data["controller"], contact=f.cleaned_data["contact"],
+            forwarded_on=f.cleaned_data["forwarded_on"], expected_status=p["expected_status"],
+        ),
+        gettext_lazy("Request closed as forwarded to the controller; the letter has been sent."),
     ),
     "fee": (
         lambda r, f, a, p: handling.fee_propose(
@@ -827,7 +836,7 @@ def _shown_amount(posted: str | None) -> Decimal | None:
 
 
 # The fields of the request page's forms in which staff write for a while: kept when the action is refused.
-TYPED_FIELDS = ("body", "letter", "explanation", "reason", "subject", *(f"refusal_explanation_{right}" for right in RequestType.values))
+TYPED_FIELDS = ("body", "letter", "explanation", "reason", "subject", "controller", "contact", *(f"refusal_explanation_{right}" for right in RequestType.values))
 
 
 def _form_slot(action: str) -> str:
