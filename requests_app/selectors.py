@@ -60,6 +60,7 @@ SUBJECT_EVENT_TEXT = {
     # The letter that says why is its own event (rejection_letter_sent), once it went out.
     "reject": _("We declined your request."),
     "withdraw": _("The request was withdrawn."),
+    "forward": _("We forwarded your request to the controller of the data, who will answer you."),
     "expire": _("The request expired because the email address was never confirmed."),
     "deadline_extended": _("We extended the time to answer and wrote to you with the reason."),
     "clock_paused": _("The time to answer was paused while we wait for you."),
@@ -69,6 +70,7 @@ SUBJECT_EVENT_TEXT = {
     "subject_replied": _("You sent us a message."),
     "completion_letter_sent": _("We sent you our final answer."),
     "rejection_letter_sent": _("We sent you a letter explaining our decision."),
+    "forwarding_letter_sent": _("We sent you a letter saying whom we forwarded your request to, and how to contact them."),
     "fee_letter_sent": _("We wrote to you of the fee we intend to charge for this request."),
     "fee_paid": _("We recorded your payment of the fee."),
     "restriction_lift_notice_sent": _("We wrote to you before lifting a restriction of your data."),
@@ -128,6 +130,12 @@ NEXT_STEP_TEXT = {
     ),
     Status.WITHDRAWN: _("You withdrew this request. Nothing more will happen."),
     Status.EXPIRED: _("This request expired. You are welcome to submit a new one."),
+    # Not a refusal: the controller answers. Not ours either, so the subject may still complain (the letter says so).
+    Status.FORWARDED: _(
+        "We process the data your request concerns on behalf of another company, its controller, which must answer "
+        "you: we forwarded your request to it. Our letter says how to contact it. You may complain to a supervisory "
+        "authority and seek a judicial remedy."
+    ),
 }
 
 AWAITING_SUBJECT_CLOCK_RUNS = _("We need more information from you. Please reply below.")

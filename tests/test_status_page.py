@@ -682,3 +682,26 @@ def test_a_request_with_every_right_refused_says_it_was_answered_and_nothing_gra
     assert "We answered your request, and declined every part of it." in page
     assert "declined part of it" not in page and "we could not grant all of it" not in page
     assert "We completed your request." not in page
+
+
+@pytest.mark.django_db
+def test_a_forwarded_request_says_who_answers_it_and_how_to_reach_them_not_that_it_was_refused(client):
+    from requests_app.audit import Actor
+    from requests_app.services import handling
+
+    request = request_in_status(Status.IN_PROGRESS)
+    handling.request_forward(
+        request=request, actor=Actor.staff(staff_in_role("DPO")), controller="Mobile Operator SA",
+        contact="privacy@mobile-operator.example\nAvenue du Port 1, 1000 Brussels", expected_status=Status.IN_PROGRESS,
+    )
+
+    page = html.unescape(client.get(status_url(request)).content.decode())
+
+    assert "<strong>Forwarded to the controller</strong>" in page
+    assert "Mobile Operator SA" in page and "privacy@mobile-operator.example<br>Avenue du Port 1, 1000 Brussels" in page
+    assert date_in_words(timezone.localdate()) in page
+    assert "we forwarded your request to it. Our letter says how to contact it. You may complain to a supervisory authority" in page
+    assert "We forwarded your request to the controller of the data, who will answer you." in page
+    assert "We sent you a letter saying whom we forwarded your request to, and how to contact them." in page
+    assert "could not grant" not in page and "declined" not in page
+    assert 'name="body"' not in page  # closed: no reply form

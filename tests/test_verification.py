@@ -268,6 +268,7 @@ def test_a_status_link_sent_again_and_delivered_twice_carries_the_link_in_force(
     [
         (Status.WITHDRAWN, False, "The request was withdrawn. Its page shows what we did before then"),
         (Status.REJECTED, False, "We could not grant the request. Read our letter, which explains why, at:"),
+        (Status.FORWARDED, False, "We forwarded the request to the controller of the data it concerns, who will answer you."),
         (Status.EXPIRED, False, "The request expired because the email address was never confirmed"),
         (Status.COMPLETED, False, "The request is complete. Read our answer and letters at:"),
         (Status.COMPLETED, True, "The request is complete. Read our answer and letters, and download the data we released to you, at:"),

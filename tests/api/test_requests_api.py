@@ -845,3 +845,27 @@ def test_a_method_no_endpoint_has_is_a_405_for_a_read_key_too_not_a_call_for_a_w
         assert response.status_code == 405, scope
         assert "GET" in response["Allow"] and "PUT" not in response["Allow"]
     assert client_with(key_for(operator, scope="read")).post(URL, VALID, format="json").status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_request_forwarded_to_its_controller_reads_so_and_can_be_listed_by_that_status(api):
+    from requests_app.audit import Actor
+    from requests_app.services import handling
+    from tests.factories import staff_in_role
+
+    created = create(api).json()
+    other = create(api, subject_email="bob@example.com", subject_name="Bob Janssens", signature="Bob Janssens").json()
+    request = PrivacyRequest.objects.get(public_id=created["id"])
+    handling.request_forward(
+        request=request, actor=Actor.staff(staff_in_role("DPO", username="dpo-api-forward")), controller="Mobile Operator SA",
+        contact="privacy@mobile-operator.example", expected_status=Status.NEW,
+    )
+
+    body = api.get(f"{URL}{created['id']}/").json()
+    assert (body["status"], body["status_label"]) == ("forwarded", "Forwarded to the controller")
+    assert [item["event"] for item in body["timeline"]][-2:] == [
+        "We forwarded your request to the controller of the data, who will answer you.",
+        "We sent you a letter saying whom we forwarded your request to, and how to contact them.",
+    ]
+    listed = api.get(URL, {"status": "forwarded"}).json()["results"]
+    assert [item["id"] for item in listed] == [created["id"]] and other["id"] not in [item["id"] for item in listed]

@@ -162,6 +162,24 @@ def test_request_created_comes_first_even_when_the_follow_up_task_is_late(operat
     assert WebhookDelivery.objects.filter(event="request.created").count() == 1
 
 
+@pytest.mark.django_db
+def test_a_request_forwarded_to_its_controller_is_announced_as_such_without_the_contact(operator, django_capture_on_commit_callbacks):
+    from requests_app.services import handling
+
+    WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    with django_capture_on_commit_callbacks(execute=False):
+        created = client_with(key_for(operator)).post(URL, BODY, format="json").json()
+        handling.request_forward(
+            request=PrivacyRequest.objects.get(public_id=created["id"]), actor=Actor.staff(staff_in_role("DPO", username="dpo-hook")),
+            controller="Mobile Operator SA", contact="privacy@mobile-operator.example", expected_status="new",
+        )
+    changed = WebhookDelivery.objects.get(event="request.status_changed")
+    assert changed.payload == {
+        "request": created["id"], "reference": created["reference"], "status": "forwarded",
+        "due_on": created["due_on"], "previous_status": "new",
+    }
+
+
 @pytest.mark.django_db(transaction=True)
 def test_other_organisations_get_nothing(operator, other_operator, receiver):
     WebhookEndpoint.objects.create(organisation=other_operator, url=receiver.url)
