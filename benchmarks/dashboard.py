@@ -110,7 +110,9 @@ WITH draws AS (
             WHEN r_status < 0.085 THEN 'in_progress'
             WHEN r_status < 0.100 THEN 'awaiting_subject'
             -- ... the rest closed
-            WHEN r_status < 0.748 THEN 'completed'
+            WHEN r_status < 0.738 THEN 'completed'
+            -- forwarded to the controller: the controller columns keep their database defaults, which the queue never reads
+            WHEN r_status < 0.748 THEN 'forwarded'
             WHEN r_status < 0.838 THEN 'rejected'
             WHEN r_status < 0.928 THEN 'withdrawn'
             ELSE 'expired'
