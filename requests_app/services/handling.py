@@ -782,7 +782,8 @@ def request_reject(
 # request went, how to reach them) is the same for every request, and a DPO's rejection template would call it a
 # refusal. Not a refusal: the controller answers, or refuses (Art. 28(3)(e) obliges the processor to help it).
 FORWARDED_LETTER = (
-    gettext_lazy("Your privacy request {{ reference }} was forwarded to {{ controller }}"),
+    # Without the controller's name: with it (200 characters) the subject line would outgrow Message.subject.
+    gettext_lazy("Your privacy request {{ reference }} was forwarded to the controller of the data"),
     gettext_lazy(
         "Your request {{ reference }} ({{ rights }}) concerns personal data that we process on behalf of {{ controller }}, "
         "which decides why and how that data is used. For that data we are a processor acting on its instructions"

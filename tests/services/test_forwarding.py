@@ -50,7 +50,7 @@ def test_forwarding_closes_the_request_and_sends_a_letter_that_is_not_a_refusal(
     # Closed like any other closing: no more reminders.
     assert (request.next_alert_on, request.clock_paused) == (None, False)
     letter = request.messages.get()
-    assert letter.subject == f"Your privacy request {request.reference} was forwarded to {CONTROLLER}"
+    assert letter.subject == f"Your privacy request {request.reference} was forwarded to the controller of the data"
     for expected in (
         f"we process on behalf of {CONTROLLER}, which decides why and how that data is used",
         "a processor acting on its instructions (Art. 28), not its controller, so we cannot answer your request ourselves",
@@ -184,3 +184,12 @@ def test_the_retention_purge_blanks_the_contact_and_keeps_the_controllers_name(d
     request.refresh_from_db()
     assert request.personal_data_purged_at is not None
     assert (request.forwarded_to, request.forwarded_to_contact) == (CONTROLLER, "")
+
+
+@pytest.mark.django_db
+def test_a_controller_with_the_longest_name_the_form_takes_is_forwarded_to(dpo):
+    """Its name is in the letter, not the subject line, which has 200 characters of its own at most."""
+    request = in_progress_since(datetime.date(2026, 3, 2))
+    forward(request, dpo, controller="M" * 200)
+    assert PrivacyRequest.objects.get(pk=request.pk).status == Status.FORWARDED
+    assert "M" * 200 in request.messages.get().body

@@ -22,6 +22,7 @@ from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from requests_app.audit import Actor
@@ -406,6 +407,16 @@ ACTION_CASES = {
             Status.NEW,
             lambda r, c: {"ground": "identity_not_verified", "explanation": "", "expected_status": Status.NEW},
             lambda r, c: r.status == Status.REJECTED and r.rejection_ground == "identity_not_verified",
+        ),
+        ActionCase(
+            "forward",
+            Status.NEW,
+            lambda r, c: {
+                "controller": "Mobile Operator SA", "contact": "privacy@mobile-operator.example",
+                "forwarded_on": timezone.localdate().isoformat(), "expected_status": Status.NEW,
+            },
+            lambda r, c: r.status == Status.FORWARDED and r.forwarded_to == "Mobile Operator SA"
+            and Message.objects.filter(request=r, body__contains="privacy@mobile-operator.example").exists(),
         ),
         ActionCase(
             "fee",
