@@ -255,13 +255,13 @@ class PackageWriter:
     def _left_out_of_portability(self, source: SourceSystem, category) -> bool:
         """Whether Art. 20 does not cover the category; if so it is recorded, codes only, for the report."""
         reason = category.portability_exclusion()
-        if reason:
-            self.left_out.append(
-                {
-                    "source": source.slug, "name": source.texts_in(self.request.language)["name"],
-                    "category": category.category, "reason": reason, "legal_basis": source.legal_basis,
-                }
-            )
+        entry = {
+            "source": source.slug, "name": source.texts_in(self.request.language)["name"],
+            "category": category.category, "reason": reason, "legal_basis": source.legal_basis,
+        }
+        # Named by their kind of data, two categories of one kind (calls made and calls received) read alike: once.
+        if reason and entry not in self.left_out:
+            self.left_out.append(entry)
         return bool(reason)
 
     def _write_copy(self, connector, source, category, identities) -> None:

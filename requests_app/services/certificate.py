@@ -426,9 +426,11 @@ def _action_outcome(action, *, erased_before: bool) -> list[str]:
             return []
         return [_("We lifted the restriction of the processing of your data in %(source)s, as we told you beforehand.") % {"source": source}]
     held = _held(action, labels) if action.kind == ActionKind.ERASE else []
-    kept_lines = [_kept_line(hold, source, action.request.regime) for hold in held]
+    # A letter names a category by its kind of data: two of a source's categories of one kind (the calls a subject
+    # made and those they received) read alike, and are said once.
+    kept_lines = list(dict.fromkeys(_kept_line(hold, source, action.request.regime) for hold in held))
     if action.changed_anything():
-        changed = _names(_changed_label(slug, labels, action) for slug in action.changed_categories())
+        changed = _names(dict.fromkeys(_changed_label(slug, labels, action) for slug in action.changed_categories()))
         pseudonymised = []
         if action.kind == ActionKind.ERASE:
             done = (
