@@ -50,7 +50,8 @@ pytestmark = pytest.mark.usefixtures("export_settings")
 
 SUBJECT_EMAIL, SUBJECT_PHONE, SUBJECT_IP = "demo0@example.com", "+32470000000", "198.18.0.1"
 OTHER_SUBJECT_PHONE = "+32470000001"  # demo subject 1
-CATEGORIES = ["data/cdr/calls", "data/crm/contacts", "data/weblogs/visits"]
+CATEGORIES = ["data/cdr/calls-made", "data/cdr/calls-received", "data/crm/contacts", "data/weblogs/visits"]
+CALLS_RECEIVED = 13  # of the subject's 50 call records: the second of every four (seed_demo.RECEIVED_EVERY)
 MASKED = re.compile(r"^\*{5}\d{2}$")
 
 
@@ -63,11 +64,14 @@ def compiled(request, **start) -> ExportPackage:
     return export
 
 
-def source_callees(url: str, caller: str) -> list[str]:
+def other_parties(url: str, phone: str, direction: str) -> list[str]:
+    """The other party's number in each call `phone` made ("made") or received, as the source holds it."""
+    other, own = ("callee", "caller") if direction == "made" else ("caller", "callee")
     engine = sqlalchemy.create_engine(normalise_url(url))
     try:
         with engine.connect() as connection:
-            return list(connection.execute(sqlalchemy.text("SELECT callee FROM cdrs WHERE caller = :c"), {"c": caller}).scalars())
+            statement = sqlalchemy.text(f"SELECT {other} FROM cdrs WHERE {own} = :phone")
+            return list(connection.execute(statement, {"phone": phone}).scalars())
     finally:
         engine.dispose()
 
@@ -91,7 +95,8 @@ def test_package_lists_every_file_with_its_checksum_and_row_count(demo_sources):
     rows = {entry["path"]: entry["rows"] for entry in manifest["files"]}
     assert rows["data/crm/contacts.jsonl"] == rows["data/crm/contacts.csv"] == 1
     assert rows["data/weblogs/visits.jsonl"] == rows["data/weblogs/visits.csv"] == 20
-    assert rows["data/cdr/calls.jsonl"] == rows["data/cdr/calls.csv"] == 50
+    assert rows["data/cdr/calls-made.jsonl"] == rows["data/cdr/calls-made.csv"] == 50 - CALLS_RECEIVED
+    assert rows["data/cdr/calls-received.jsonl"] == rows["data/cdr/calls-received.csv"] == CALLS_RECEIVED
     assert manifest["rows"] == 71
     assert "report.html" in names
     compiled_events = AuditEvent.objects.filter(request=request, action="export_compiled")
@@ -135,28 +140,34 @@ def test_report_gives_the_article_15_information(demo_request):
     assert "outside the EU/EEA" in report
     assert "right to lodge a complaint with a supervisory authority" in report
     assert "Data Protection Authority" in report
-    assert "Call detail records" in report and ": callee" in report  # the masking is explained
+    assert "Call detail records" in report and ": callee" in report and ": caller" in report  # the masking is explained
     assert demo_request.reference in report
 
 
-def test_cdr_callee_is_masked_in_both_files(demo_sources):
+@pytest.mark.parametrize(("direction", "own", "other"), [("made", "caller", "callee"), ("received", "callee", "caller")])
+def test_the_demo_package_holds_the_calls_made_and_received_with_the_other_party_masked(demo_sources, direction, own, other):
+    """A call record is personal data of both parties: the subject gets the calls they made and those they
+    received, and in each the other party's number is masked (Art. 15(4)), in both files."""
     backend, url, request = demo_sources
     export = compiled(request)
-    raw_callees = source_callees(url, SUBJECT_PHONE)
-    assert len(raw_callees) == 50
+    raw_others = other_parties(url, SUBJECT_PHONE, direction)
+    assert len(raw_others) == {"made": 50 - CALLS_RECEIVED, "received": CALLS_RECEIVED}[direction]
+    base = f"data/cdr/calls-{direction}"
     with open_package(export) as package:
-        records = jsonl_records(package, "data/cdr/calls.jsonl")
-        table = csv_rows(package, "data/cdr/calls.csv")
-        texts = [package.read(f"data/cdr/calls.{suffix}").decode() for suffix in ("jsonl", "csv")]
-    callee_column = table[0].index("callee")
-    from_json = [record["callee"] for record in records]
-    from_csv = [row[callee_column] for row in table[1:]]
+        records = jsonl_records(package, f"{base}.jsonl")
+        table = csv_rows(package, f"{base}.csv")
+        texts = [package.read(f"{base}.{suffix}").decode() for suffix in ("jsonl", "csv")]
+    other_column = table[0].index(other)
+    from_json = [record[other] for record in records]
+    from_csv = [row[other_column] for row in table[1:]]
     for masked in (from_json, from_csv):
         assert all(MASKED.match(value) for value in masked), masked[:3]
-        assert sorted(value[-2:] for value in masked) == sorted(raw[-2:] for raw in raw_callees)
-    assert {record["caller"] for record in records} == {SUBJECT_PHONE}  # the subject's own number is not masked
+        assert sorted(value[-2:] for value in masked) == sorted(raw[-2:] for raw in raw_others)
+    assert {record[own] for record in records} == {SUBJECT_PHONE}  # the subject's own number is not masked
     for text in texts:
-        assert not [raw for raw in raw_callees if raw in text]
+        assert not [raw for raw in raw_others if raw in text]
+    if direction == "received":  # where the caller called from, and what it cost them, are the caller's
+        assert table[0] == ["caller", "callee", "started_at", "duration_s"]
 
 
 def test_only_verified_identities_are_searched(demo_sources):
@@ -181,8 +192,9 @@ def test_only_verified_identities_are_searched(demo_sources):
         check_manifest(package)
         data = {name: package.read(name).decode() for name in package.namelist() if name.startswith("data/")}
         report = html.unescape(package.read("report.html").decode())
-        callers = {record["caller"] for record in jsonl_records(package, "data/cdr/calls.jsonl")}
-    assert callers == {SUBJECT_PHONE}
+        callers = {record["caller"] for record in jsonl_records(package, "data/cdr/calls-made.jsonl")}
+        callees = {record["callee"] for record in jsonl_records(package, "data/cdr/calls-received.jsonl")}
+    assert callers == callees == {SUBJECT_PHONE}
     for text in data.values():
         assert SUBJECT_IP not in text
         assert OTHER_SUBJECT_PHONE not in text
@@ -255,9 +267,10 @@ def test_encrypted_package_opens_only_with_the_password_texted_at_release(demo_s
     with open_package(export, password=password) as package:
         assert package.testzip() is None
         manifest = check_manifest(package)
-        callees = [record["callee"] for record in jsonl_records(package, "data/cdr/calls.jsonl")]
+        callees = [record["callee"] for record in jsonl_records(package, "data/cdr/calls-made.jsonl")]
+        callers = [record["caller"] for record in jsonl_records(package, "data/cdr/calls-received.jsonl")]
     assert manifest["rows"] == 71
-    assert all(MASKED.match(value) for value in callees)
+    assert callees and callers and all(MASKED.match(value) for value in callees + callers)
     export.refresh_from_db()
     assert export.status == ExportStatus.RELEASED
     assert export.pending_password == ""

@@ -37,6 +37,7 @@ CDR_COUNT = 600_000
 # seed_demo makes its rows in Python (about 20 s for 1.5 million), so it seeds a
 # few and registers the inventory and the request; PostgreSQL generates the rest.
 SEEDED_CDRS = 1_000
+RECEIVED = SEEDED_CDRS // 4  # of those, the calls the subject received (seed_demo.RECEIVED_EVERY); the rest are made
 
 
 def _storage_files(folder: str) -> list[str]:
@@ -96,8 +97,8 @@ def test_a_worker_killed_mid_export_yields_exactly_one_complete_package(settings
                    FROM generate_series(%s::bigint, %s::bigint) AS g""",
                 [phone, SEEDED_CDRS + 1, CDR_COUNT],
             )
-            cursor.execute("SELECT count(*) FROM cdrs WHERE caller = %s", [phone])
-            assert cursor.fetchone()[0] == CDR_COUNT
+            cursor.execute("SELECT count(*) FILTER (WHERE caller = %s), count(*) FILTER (WHERE callee = %s) FROM cdrs", [phone, phone])
+            assert cursor.fetchone() == (CDR_COUNT - RECEIVED, RECEIVED)
         source.close()
         clock.mark("seeded")
 
@@ -174,10 +175,15 @@ def test_a_worker_killed_mid_export_yields_exactly_one_complete_package(settings
                 assert (digest.hexdigest(), size) == (entry["sha256"], entry["bytes"]), entry["path"]
                 line_counts[entry["path"]] = lines
             calls = {entry["path"]: entry["rows"] for entry in manifest["files"] if entry["path"].startswith("data/cdr/")}
-            assert calls == {"data/cdr/calls.jsonl": CDR_COUNT, "data/cdr/calls.csv": CDR_COUNT}
+            made = CDR_COUNT - RECEIVED
+            assert calls == {
+                "data/cdr/calls-made.jsonl": made, "data/cdr/calls-made.csv": made,
+                "data/cdr/calls-received.jsonl": RECEIVED, "data/cdr/calls-received.csv": RECEIVED,
+            }
             # Every record is there: one JSON line per call, and the CSV's header plus one line per call.
-            assert line_counts["data/cdr/calls.jsonl"] == CDR_COUNT
-            assert line_counts["data/cdr/calls.csv"] == CDR_COUNT + 1
+            for direction, count in (("made", made), ("received", RECEIVED)):
+                assert line_counts[f"data/cdr/calls-{direction}.jsonl"] == count
+                assert line_counts[f"data/cdr/calls-{direction}.csv"] == count + 1
         clock.mark("package checked")
 
         # The message was acknowledged: nothing left to redeliver.
