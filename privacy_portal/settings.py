@@ -468,7 +468,7 @@ RATELIMIT_FAIL_OPEN = True
 DEADLINE_HOLIDAYS = {
     "gdpr": (env_str("GDPR_HOLIDAY_COUNTRY", "BE"), env_str("GDPR_HOLIDAY_SUBDIVISION", "")),
     "uk_gdpr": (env_str("UK_GDPR_HOLIDAY_COUNTRY", "GB"), env_str("UK_GDPR_HOLIDAY_SUBDIVISION", "ENG")),
-    # Only for the CCPA's "10 business days" to confirm receipt.
+    # Only for the CCPA's business days: 10 to confirm receipt, 15 to comply with a request to limit.
     "ccpa": (env_str("CCPA_HOLIDAY_COUNTRY", "US"), env_str("CCPA_HOLIDAY_SUBDIVISION", "CA")),
 }
 # Reminders to the assignee and the DPO, in days before the due date.

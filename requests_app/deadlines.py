@@ -10,6 +10,7 @@ is a setting per regime, so a controller in another member state can change it.
 
 import calendar
 import datetime
+from collections.abc import Iterable
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -28,6 +29,13 @@ CLOCK_STOPS_WHILE_WAITING = {"gdpr", "uk_gdpr"}
 CCPA_DAYS, CCPA_EXTENDED_DAYS = 45, 90
 LGPD_DAYS = 15
 CCPA_ACKNOWLEDGEMENT_BUSINESS_DAYS = 10
+# CCPA Regulations (Cal. Code Regs. tit. 11) s. 7027(g)(1): a business complies with a request to limit the use of
+# sensitive personal information by ceasing that use "as soon as feasibly possible, but no later than 15 business days
+# from the date the business receives the request". Not a verifiable consumer request (s. 7027(e)), so not s. 7021's
+# 45 days, and no extension.
+CCPA_LIMIT_BUSINESS_DAYS = 15
+# The right whose request the CCPA answers in CCPA_LIMIT_BUSINESS_DAYS (models.RequestType.LIMIT_USE).
+CCPA_LIMIT_RIGHT = "limit_use"
 
 
 # Where each regime's data subjects are (for the GDPR, the westernmost of the EU/EEA: its outermost
@@ -86,12 +94,16 @@ def _check_regime(regime: str) -> None:
         raise ValueError(f"Unknown regime {regime!r}: expected one of {', '.join(REGIMES)}")
 
 
-def due_date(regime: str, received_at: datetime.datetime, *, extended: bool = False, paused_days: int = 0) -> datetime.date:
-    """The last day to answer a request received at `received_at` under `regime`: the earlier of the GDPR's date
-    and the regime's own, each counted from its own receipt day (receipt_day). The controller is established in
-    the Union, so the GDPR applies to every request, wherever the subject lives (Art. 3(1), Recital 14); another
-    regime adds its rules for those it protects."""
-    own = statutory_due_date(regime, receipt_day(regime, received_at), extended=extended, paused_days=paused_days)
+def due_date(
+    regime: str, received_at: datetime.datetime, *, rights: Iterable[str] = (), extended: bool = False, paused_days: int = 0
+) -> datetime.date:
+    """The last day to answer a request for `rights` received at `received_at` under `regime`: the earlier of the
+    GDPR's date and the regime's own, each counted from its own receipt day (receipt_day). The controller is
+    established in the Union, so the GDPR applies to every request, wherever the subject lives (Art. 3(1), Recital
+    14); another regime adds its rules for those it protects."""
+    own = statutory_due_date(
+        regime, receipt_day(regime, received_at), rights=rights, extended=extended, paused_days=paused_days
+    )
     if regime == "gdpr":
         return own
     gdpr = statutory_due_date("gdpr", receipt_day("gdpr", received_at), extended=extended, paused_days=paused_days)
@@ -99,16 +111,19 @@ def due_date(regime: str, received_at: datetime.datetime, *, extended: bool = Fa
 
 
 def statutory_due_date(
-    regime: str, received_on: datetime.date, *, extended: bool = False, paused_days: int = 0
+    regime: str, received_on: datetime.date, *, rights: Iterable[str] = (), extended: bool = False, paused_days: int = 0
 ) -> datetime.date:
-    """The last day to answer a request received on `received_on`, under `regime`'s own rules alone (due_date
-    adds the GDPR's).
+    """The last day to answer a request for `rights` (RequestType values) received on `received_on`, under
+    `regime`'s own rules alone (due_date adds the GDPR's).
 
     gdpr / uk_gdpr: one month (three when extended) per Regulation 1182/71,
     plus the days the clock was paused, rolled forward past weekends and the
-    regime's public holidays. ccpa: 45 calendar days (90 when extended).
-    lgpd: 15 calendar days and no extension. Raises ValueError for an unknown
-    regime, negative paused days, or an extension the regime does not allow.
+    regime's public holidays. ccpa: 45 calendar days (90 when extended); a
+    request that asks to limit the use of sensitive personal information, when
+    that right's 15 business days end, never extended (a request has one due
+    date: the earliest of its rights'). lgpd: 15 calendar days and no
+    extension. Raises ValueError for an unknown regime, negative paused days,
+    or an extension the regime does not allow.
     """
     _check_regime(regime)
     if paused_days < 0:
@@ -122,7 +137,10 @@ def statutory_due_date(
         end = (add_months(first_month_ends, 2) if extended else first_month_ends) + pause
         return next_working_day(end, holiday_calendar(regime))
     if regime == "ccpa":
-        return received_on + datetime.timedelta(days=CCPA_EXTENDED_DAYS if extended else CCPA_DAYS) + pause
+        end = received_on + datetime.timedelta(days=CCPA_EXTENDED_DAYS if extended else CCPA_DAYS) + pause
+        if CCPA_LIMIT_RIGHT in rights:
+            return min(end, business_days_after(received_on, CCPA_LIMIT_BUSINESS_DAYS, holiday_calendar(regime)))
+        return end
     if extended:
         raise ValueError("LGPD allows no extension of the 15-day period")
     return received_on + datetime.timedelta(days=LGPD_DAYS) + pause
@@ -133,8 +151,12 @@ def acknowledgement_due_date(regime: str, received_on: datetime.date) -> datetim
     _check_regime(regime)
     if regime != "ccpa":
         return None
-    calendar_ = holiday_calendar(regime)
-    day, remaining = received_on, CCPA_ACKNOWLEDGEMENT_BUSINESS_DAYS
+    return business_days_after(received_on, CCPA_ACKNOWLEDGEMENT_BUSINESS_DAYS, holiday_calendar(regime))
+
+
+def business_days_after(day: datetime.date, count: int, calendar_: holidays.HolidayBase | None) -> datetime.date:
+    """The `count`th working day after `day` (which itself does not count)."""
+    remaining = count
     while remaining:
         day += datetime.timedelta(days=1)
         if is_working_day(day, calendar_):

@@ -104,6 +104,24 @@ def test_ccpa_receipt_must_be_confirmed_within_ten_business_days():
     assert acknowledgement_due_date("gdpr", date(2026, 3, 2)) is None
 
 
+@pytest.mark.parametrize(
+    ("received", "rights", "due", "why"),
+    [
+        (date(2026, 3, 2), ["limit_use"], date(2026, 3, 23), "15 business days, three weekends: not the 45 days"),
+        (date(2026, 5, 15), ["limit_use"], date(2026, 6, 8), "Memorial Day (25 May) and three weekends skipped"),
+        (date(2026, 11, 20), ["limit_use"], date(2026, 12, 15), "Thanksgiving and the day after skipped"),
+        (date(2026, 3, 2), ["access", "limit_use"], date(2026, 3, 23), "the earliest of its rights' dates governs"),
+        (date(2026, 3, 2), ["access"], date(2026, 4, 16), "a request to know: 45 calendar days"),
+    ],
+)
+def test_a_ccpa_request_to_limit_is_due_within_fifteen_business_days(received, rights, due, why):
+    """CCPA Regulations s. 7027(g)(1): no later than 15 business days from receipt, with no extension."""
+    assert statutory_due_date("ccpa", received, rights=rights) == due, why
+    assert statutory_due_date("ccpa", received, rights=rights, extended=True) == (
+        due if "limit_use" in rights else date(2026, 5, 31)
+    ), why
+
+
 def test_add_months_keeps_the_day_or_takes_the_last_one():
     assert add_months(date(2026, 1, 31), 1) == date(2026, 2, 28)
     assert add_months(date(2026, 11, 30), 3) == date(2027, 2, 28)
@@ -128,6 +146,14 @@ BRUSSELS = ZoneInfo("Europe/Brussels")
 )
 def test_a_request_is_due_on_the_earlier_of_the_gdprs_date_and_its_regimes(regime, received_at, options, due, why):
     assert due_date(regime, received_at, **options) == due, why
+
+
+def test_a_ccpa_request_to_limit_is_due_before_the_gdprs_month():
+    received_at = datetime.datetime(2026, 3, 2, 12, tzinfo=BRUSSELS)
+    assert due_date("ccpa", received_at, rights=["limit_use"]) == date(2026, 3, 23)
+    assert due_date("ccpa", received_at, rights=["access"]) == date(2026, 4, 2)  # the GDPR's month
+    # Another regime's request to limit has no such rule of its own: the GDPR's month.
+    assert due_date("gdpr", received_at, rights=["limit_use"]) == date(2026, 4, 2)
 
 
 def test_paused_days_count_calendar_days():

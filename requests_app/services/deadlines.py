@@ -41,7 +41,9 @@ def refresh_deadline(request: PrivacyRequest, *, today: datetime.date | None = N
     row = PrivacyRequest.objects.get(pk=request.pk)
     received_on = deadlines.receipt_day(row.regime, row.received_at)
     previous_due_on = row.due_on
-    request.original_due_on = deadlines.due_date(row.regime, row.received_at, paused_days=row.paused_days)
+    request.original_due_on = deadlines.due_date(
+        row.regime, row.received_at, rights=row.requested_rights, paused_days=row.paused_days
+    )
     request.due_on = _due_on(row, paused_days=row.paused_days)
     request.acknowledgement_due_on = deadlines.acknowledgement_due_date(row.regime, received_on)
     clock_running = row.status in OPEN_STATUSES and not row.clock_paused
@@ -70,7 +72,10 @@ def open_pause(request: PrivacyRequest) -> ClockPause | None:
 
 
 def _due_on(request: PrivacyRequest, *, paused_days: int) -> datetime.date:
-    return deadlines.due_date(request.regime, request.received_at, extended=request.is_extended, paused_days=paused_days)
+    return deadlines.due_date(
+        request.regime, request.received_at, rights=request.requested_rights, extended=request.is_extended,
+        paused_days=paused_days,
+    )
 
 
 def due_on_if_resumed_today(request: PrivacyRequest) -> datetime.date | None:
@@ -191,6 +196,13 @@ def extension_refusal(request: PrivacyRequest) -> str | None:
         }
     if request.regime == "lgpd":
         return _("LGPD allows no extension of the 15-day period.")
+    if request.regime == "ccpa" and deadlines.CCPA_LIMIT_RIGHT in request.requested_rights:
+        # Its one due date is the limit's (deadlines.statutory_due_date): an extension would move nothing, yet tell
+        # the subject of a later date.
+        return _(
+            "The CCPA allows no extension of the 15 business days to comply with a request to limit the use of "
+            "sensitive personal information (CCPA Regulations § 7027(g)(1))."
+        )
     return None
 
 

@@ -102,7 +102,9 @@ def set_first_deadline(request: PrivacyRequest, *, today: date) -> None:
     pause and no extension yet, computed before the insert so that creating a
     request needs no UPDATE and no pause lookup.
     """
-    request.due_on = request.original_due_on = deadlines.due_date(request.regime, request.received_at)
+    request.due_on = request.original_due_on = deadlines.due_date(
+        request.regime, request.received_at, rights=request.requested_rights
+    )
     request.acknowledgement_due_on = deadlines.acknowledgement_due_date(
         request.regime, deadlines.receipt_day(request.regime, request.received_at)
     )

@@ -13,13 +13,14 @@ from privacy_portal.celery import app as celery_app
 from requests_app import lifecycle
 from requests_app.audit import Actor
 from requests_app.lifecycle import NotAllowed, RequestError
-from requests_app.models import PrivacyRequest, SentNotification, StaffProfile, Status
+from requests_app.models import PrivacyRequest, RequestType, SentNotification, StaffProfile, Status
 from requests_app.services.deadlines import (
     clock_pause,
     clock_resume,
     request_extend,
     sweep_deadlines,
 )
+from requests_app.services.intake import RightDetails
 from tests.conftest import login_staff
 from tests.factories import UserFactory, at_once, request_in_status, staff_in_role, submit_request
 
@@ -58,6 +59,25 @@ def test_due_date_is_derived_at_receipt():
     request = in_progress_received(date(2026, 1, 30))
     assert request.due_on == request.original_due_on == date(2026, 3, 2)
     assert request.acknowledgement_due_on is None
+
+
+@pytest.mark.django_db
+def test_a_ccpa_request_to_limit_is_due_in_fifteen_business_days_and_cannot_be_extended(dpo):
+    """CCPA Regulations s. 7027(g)(1): no later than 15 business days from receipt. Its due date was the GDPR's
+    month (2 April), as for a request to know."""
+    limit = in_progress_received(date(2026, 3, 2), regime="ccpa", rights=[RightDetails(RequestType.LIMIT_USE)])
+    assert limit.due_on == limit.original_due_on == date(2026, 3, 23)
+    access = in_progress_received(date(2026, 3, 2), regime="ccpa")
+    assert access.due_on == date(2026, 4, 2)
+
+    with time_machine.travel(at(date(2026, 3, 10)), tick=False):
+        with pytest.raises(RequestError, match=r"no extension of the 15 business days .* \(CCPA Regulations § 7027\(g\)\(1\)\)"):
+            request_extend(request=limit, actor=Actor.staff(dpo), reason="Many systems")
+        request_extend(request=access, actor=Actor.staff(dpo), reason="Many systems")
+    limit.refresh_from_db()
+    access.refresh_from_db()
+    assert (limit.due_on, limit.extended_at) == (date(2026, 3, 23), None)
+    assert access.due_on == date(2026, 5, 31)
 
 
 @pytest.mark.django_db
