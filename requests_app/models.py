@@ -170,10 +170,14 @@ class RejectionGround(models.TextChoices):
     MANIFESTLY_UNFOUNDED = "manifestly_unfounded", _("Manifestly unfounded or excessive (Art. 12(5))")
     IDENTITY_NOT_VERIFIED = "identity_not_verified", _("Identity could not be verified")
     LEGAL_OBLIGATION = "legal_obligation", _("Legal obligation to retain the data (Art. 17(3)(b))")
+    # Refuses the data ported only (GROUNDS_FOR_SOME_RIGHTS); the label still names Art. 15(4), as the requests whose
+    # access was refused on it before read it.
     RIGHTS_OF_OTHERS = "rights_of_others", _("The rights and freedoms of others (Art. 15(4), 20(4))")
-    # Each of these two answers one right only (GROUNDS_FOR_SOME_RIGHTS).
+    # Each of these answers one right only: the first two as GROUNDS_FOR_SOME_RIGHTS says, the third a CCPA request to
+    # limit the use of sensitive personal information (is_ccpa_limit_request).
     COMPELLING_GROUNDS = "compelling_grounds", _("Compelling legitimate grounds for the processing, or legal claims (Art. 21(1))")
     LEGAL_CLAIMS = "legal_claims", _("Needed for the establishment, exercise or defence of legal claims (Art. 17(3)(e))")
+    FRAUDULENT = "fraudulent", _("A documented good-faith belief that the request is fraudulent (CCPA Regs. § 7027(f))")
     # No longer offered (REFUSABLE_GROUNDS): holding no data answers the request, it does not refuse
     # it. Kept so that requests rejected on it before still name their ground.
     NO_DATA = "no_data", _("We hold no data about this person")
@@ -186,26 +190,52 @@ REFUSABLE_GROUNDS = [(value, label) for value, label in RejectionGround.choices 
 # request can be refused only as any request can, on who asks or how (Art. 11(2), 12(5)).
 GROUNDS_AGAINST_A_MARKETING_OBJECTION = frozenset({RejectionGround.IDENTITY_NOT_VERIFIED, RejectionGround.MANIFESTLY_UNFOUNDED})
 # Who asks is verified for the whole request or not at all: a right granted to someone whose identity could not be
-# verified (Art. 12(6)) would contradict the one refused for it. Such a request is rejected, never refused in part.
+# verified (Art. 12(6)) would contradict the one refused for it. Such a request is rejected, never refused in part,
+# unless it asks what needs no verified identity (refuses_only_the_whole_request).
 GROUNDS_OF_THE_WHOLE_REQUEST = frozenset({RejectionGround.IDENTITY_NOT_VERIFIED})
 # Grounds that only some rights' articles give, and those rights: a legal duty to keep the data, or legal claims,
-# are exceptions to erasure (Art. 17(3)(b) and (e)); the rights of others limit the copy given (Art. 15(4), and
-# the data ported, 20(4)); the controller's compelling legitimate grounds, or its legal claims, answer an objection
-# to processing on its legitimate interests (Art. 21(1)), never one to direct marketing (above).
+# are exceptions to erasure (Art. 17(3)(b) and (e)); the rights of others may refuse the data ported (Art. 20(4)),
+# never access: Art. 15(4) limits only the copy of Art. 15(3), and "should not be a refusal to provide all
+# information" (recital 63), so other people's data is masked or left out of the copy, and the subject still gets
+# the confirmation and the Art. 15(1) and 15(2) information; the controller's compelling legitimate grounds, or its
+# legal claims, answer an objection to processing on its legitimate interests (Art. 21(1)), never one to direct
+# marketing (above).
 GROUNDS_FOR_SOME_RIGHTS = {
     RejectionGround.LEGAL_OBLIGATION: frozenset({RequestType.ERASURE}),
-    RejectionGround.RIGHTS_OF_OTHERS: frozenset({RequestType.ACCESS, RequestType.PORTABILITY}),
+    RejectionGround.RIGHTS_OF_OTHERS: frozenset({RequestType.PORTABILITY}),
     RejectionGround.COMPELLING_GROUNDS: frozenset({RequestType.OBJECTION}),
     RejectionGround.LEGAL_CLAIMS: frozenset({RequestType.ERASURE}),
 }
 
 
+def is_ccpa_limit_request(right: "RequestedRight") -> bool:
+    """Whether `right` is a request to limit the use of sensitive personal information under the CCPA, which CCPA
+    Regulations (Cal. Code Regs. tit. 11) s. 7027 rules: "A business shall not require a verifiable consumer request
+    for a request to limit" (s. 7027(e)), so an identity that could not be verified does not refuse it; "If a
+    business has a good-faith, reasonable, and documented belief that a request to limit is fraudulent, the business
+    may deny the request", explaining why to the requestor (s. 7027(f)): RejectionGround.FRAUDULENT, its alone."""
+    return right.right == RequestType.LIMIT_USE and right.request.regime == Regime.CCPA
+
+
 def ground_can_refuse(ground: str, right: "RequestedRight") -> bool:
     """Whether `ground`, one of REFUSABLE_GROUNDS, can refuse the right asked `right` (an objection to direct
-    marketing only on GROUNDS_AGAINST_A_MARKETING_OBJECTION, a ground of GROUNDS_FOR_SOME_RIGHTS only its rights)."""
+    marketing only on GROUNDS_AGAINST_A_MARKETING_OBJECTION, a ground of GROUNDS_FOR_SOME_RIGHTS only its rights, a
+    CCPA request to limit never on an unverified identity, and the fraud ground only that request:
+    is_ccpa_limit_request)."""
     if right.direct_marketing:
         return ground in GROUNDS_AGAINST_A_MARKETING_OBJECTION
+    if ground == RejectionGround.FRAUDULENT:
+        return is_ccpa_limit_request(right)
+    if ground == RejectionGround.IDENTITY_NOT_VERIFIED:
+        return not is_ccpa_limit_request(right)
     return right.right in GROUNDS_FOR_SOME_RIGHTS.get(ground, {right.right})
+
+
+def refuses_only_the_whole_request(ground: str, rights) -> bool:
+    """Whether `ground` can refuse a request asking `rights` (its RequestedRight rows) only whole, never one right
+    of it (GROUNDS_OF_THE_WHOLE_REQUEST): beside a CCPA request to limit, granted with no identity verified
+    (is_ccpa_limit_request), an identity that could not be verified refuses the other rights alone."""
+    return ground in GROUNDS_OF_THE_WHOLE_REQUEST and not any(is_ccpa_limit_request(right) for right in rights)
 
 
 def rights_mask(rights) -> int:

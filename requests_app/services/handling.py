@@ -23,7 +23,6 @@ from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
     GROUNDS_AGAINST_A_MARKETING_OBJECTION,
-    GROUNDS_OF_THE_WHOLE_REQUEST,
     REFUSABLE_GROUNDS,
     TEXT_MAX_CHARS,
     InternalNote,
@@ -39,6 +38,7 @@ from requests_app.models import (
     TemplatePurpose,
     VerificationMethod,
     ground_can_refuse,
+    refuses_only_the_whole_request,
     rights_mask,
 )
 from requests_app.services import deadlines as deadline_service
@@ -610,10 +610,12 @@ def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRe
 
     Each right must be asked, on a refusable ground with its reasons; an objection to direct marketing only on
     the grounds any request may be refused on (Art. 21(3)), a ground that answers one right only (Art. 21(1),
-    17(3)(e)) only that right (models.ground_can_refuse). Every right may be refused, each on the ground that
-    answers it (an erasure for a legal duty to keep the data, an objection for compelling grounds), but not all on
-    one ground: that refuses the request whole, which Reject does (request_reject offers that ground then), and
-    its letter says the request is refused. A right answered already cannot be refused (actions.answered_already)."""
+    17(3)(e), CCPA Regulations § 7027(f)) only that right (models.ground_can_refuse); an unverified identity none
+    alone, unless the request asks what needs none (models.refuses_only_the_whole_request). Every right may be
+    refused, each on the ground that answers it (an erasure for a legal duty to keep the data, an objection for
+    compelling grounds), but not all on one ground: that refuses the request whole, which Reject does (request_reject
+    offers that ground then), and its letter says the request is refused. A right answered already cannot be refused
+    (actions.answered_already)."""
     rights = {right.right: right for right in request.rights.all()}
     for right, refusal in refusals_by_right.items():
         if right not in rights:
@@ -621,7 +623,7 @@ def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRe
         label = RequestType(right).label
         if refusal.ground not in dict(REFUSABLE_GROUNDS):
             raise RequestError(_("Choose the legal reason for refusing “%(right)s”.") % {"right": label})
-        if refusal.ground in GROUNDS_OF_THE_WHOLE_REQUEST:
+        if refuses_only_the_whole_request(refusal.ground, rights.values()):
             raise RequestError(
                 _("An identity that could not be verified refuses the whole request, not “%(right)s” alone: reject "
                   "the request instead.") % {"right": label}
@@ -634,7 +636,7 @@ def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRe
         if rights[right].direct_marketing and refusal.ground not in GROUNDS_AGAINST_A_MARKETING_OBJECTION:
             raise RequestError(MARKETING_OBJECTION_REFUSAL)
         if not ground_can_refuse(refusal.ground, rights[right]):
-            raise RequestError(GROUND_FOR_ANOTHER_RIGHT[refusal.ground] % {"right": label})
+            raise RequestError(ground_for_another_right(refusal.ground, right))
     # First: what was done cannot be refused, by Reject either (request_reject), which the next rule points to.
     answered = answered_already(request, set(refusals_by_right))
     if answered:
@@ -683,7 +685,8 @@ def rejection_rights_paragraph(request: PrivacyRequest) -> str:
 # The label alone does not say why: which request is excessive and how (the controller must be
 # able to show it, Art. 12(5)), which law keeps the data and how long, whose rights and how, which
 # interest overrides the subject's objection and why (the controller must demonstrate it, Art. 21(1)),
-# which claim needs the data. "Identity could not be verified" says it all.
+# which claim needs the data, why the request is believed fraudulent (the business "shall provide to the requestor
+# an explanation why", CCPA Regulations § 7027(f)). "Identity could not be verified" says it all.
 GROUNDS_TO_EXPLAIN = frozenset(
     {
         RejectionGround.MANIFESTLY_UNFOUNDED,
@@ -691,6 +694,7 @@ GROUNDS_TO_EXPLAIN = frozenset(
         RejectionGround.RIGHTS_OF_OTHERS,
         RejectionGround.COMPELLING_GROUNDS,
         RejectionGround.LEGAL_CLAIMS,
+        RejectionGround.FRAUDULENT,
         RejectionGround.OTHER,
     }
 )
@@ -704,21 +708,51 @@ MARKETING_OBJECTION_REFUSAL = gettext_lazy(
 )
 
 
-# Refusing a right, whole (request_reject) or in part (request_complete), on a ground that answers another right
-# only (models.GROUNDS_FOR_SOME_RIGHTS). An objection to direct marketing is refused as such first.
+# Refusing a right, whole (request_reject) or in part (request_complete), on a ground that cannot refuse it
+# (models.ground_can_refuse): one that answers another right only (models.GROUNDS_FOR_SOME_RIGHTS), and the grounds
+# a CCPA request to limit does and does not give (models.is_ccpa_limit_request). An objection to direct marketing is
+# refused as such first.
 GROUND_FOR_ANOTHER_RIGHT = {
     RejectionGround.LEGAL_OBLIGATION: gettext_lazy(
         "A legal obligation to retain the data (Art. 17(3)(b)) can refuse only an erasure, not “%(right)s”."
     ),
     RejectionGround.RIGHTS_OF_OTHERS: gettext_lazy(
-        "The rights and freedoms of others (Art. 15(4), 20(4)) can refuse only a copy or the data ported, not “%(right)s”."
+        "The rights and freedoms of others (Art. 20(4)) can refuse only the data ported, not “%(right)s”."
     ),
     RejectionGround.COMPELLING_GROUNDS: gettext_lazy(
         "Compelling legitimate grounds (Art. 21(1)) can refuse only an objection to processing other than direct "
         "marketing, not “%(right)s”."
     ),
     RejectionGround.LEGAL_CLAIMS: gettext_lazy("Legal claims (Art. 17(3)(e)) can refuse only an erasure, not “%(right)s”."),
+    RejectionGround.IDENTITY_NOT_VERIFIED: gettext_lazy(
+        "A request to limit the use of sensitive personal information under the CCPA needs no verified identity (CCPA "
+        "Regulations § 7027(e)): an identity that could not be verified cannot refuse “%(right)s”. Ask the subject only "
+        "for what is needed to apply it; if you believe in good faith that the request is fraudulent, refuse it on that "
+        "ground and explain why (§ 7027(f))."
+    ),
+    RejectionGround.FRAUDULENT: gettext_lazy(
+        "A documented good-faith belief that the request is fraudulent (CCPA Regulations § 7027(f)) can refuse only a "
+        "request to limit the use of sensitive personal information under the CCPA, not “%(right)s”."
+    ),
 }
+# Art. 15(4) limits the copy of Art. 15(3) only, and "should not be a refusal to provide all information" (recital 63):
+# refusing access for other people's data would deny the subject the confirmation and the Art. 15(1) and 15(2)
+# information too. Their data is masked in the package (SourceCategory.masked_fields), which its report tells the
+# subject (exports/report.html).
+OTHERS_DATA_IN_AN_ACCESS_COPY = gettext_lazy(
+    "The rights and freedoms of others (Art. 15(4)) limit only the copy of the data, never access itself: the subject "
+    "is still owed confirmation that we process their data and the information of Art. 15(1) and 15(2). Mask the other "
+    "people's data in the package instead: add the fields that identify them to “Masked fields” of the category in the "
+    "data inventory before the package is compiled (its report tells the subject what was masked), and say in the "
+    "letter what was left out and why."
+)
+
+
+def ground_for_another_right(ground: str, right: str) -> str:
+    """Why `ground` cannot refuse the right asked `right` (models.ground_can_refuse said so), and what to do instead."""
+    if ground == RejectionGround.RIGHTS_OF_OTHERS and right == RequestType.ACCESS:
+        return str(OTHERS_DATA_IN_AN_ACCESS_COPY)
+    return GROUND_FOR_ANOTHER_RIGHT[ground] % {"right": RequestType(right).label}
 
 
 def ground_in_letter(ground: str, regime: str) -> str:
@@ -733,9 +767,10 @@ def request_reject(
     """Refuse a request with a legal ground, and send the letter that says why and how to complain.
 
     The ground must be able to refuse every right asked (models.ground_can_refuse): a request that asks an
-    objection to direct marketing only on the grounds any request may be refused on (Art. 21(3)), and one that
-    asks a right besides the one a ground answers is refused in part on completion instead. Nor is a request
-    that was answered in part (actions.answered_already)."""
+    objection to direct marketing only on the grounds any request may be refused on (Art. 21(3)), an access request
+    never for other people's data (it is masked in the copy instead: Art. 15(4)), a CCPA request to limit never on
+    an unverified identity (CCPA Regulations § 7027(e)); one that asks a right besides the one a ground answers is
+    refused in part on completion instead. Nor is a request that was answered in part (actions.answered_already)."""
     if ground not in dict(REFUSABLE_GROUNDS):
         raise RequestError(_("Choose the legal reason for the rejection."))
     explanation = explanation.strip()
@@ -751,7 +786,7 @@ def request_reject(
             raise RequestError(MARKETING_OBJECTION_REFUSAL)
         not_refusable = [right for right in rights if not ground_can_refuse(ground, right)]
         if not_refusable:
-            refusal = GROUND_FOR_ANOTHER_RIGHT[ground] % {"right": RequestType(not_refusable[0].right).label}
+            refusal = ground_for_another_right(ground, not_refusable[0].right)
             if len(not_refusable) < len(rights):
                 # The request asks the ground's right too: that right alone is refused on it, the others answered.
                 refusable = next(right for right in rights if ground_can_refuse(ground, right))

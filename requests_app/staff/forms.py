@@ -15,7 +15,6 @@ from django.utils.translation import gettext_lazy as _
 
 from requests_app import roles
 from requests_app.models import (
-    GROUNDS_OF_THE_WHOLE_REQUEST,
     LANGUAGE_NAMES_IN_SENTENCE,
     MAX_HOLD_MONTHS,
     PORTABLE_LEGAL_BASES,
@@ -48,6 +47,7 @@ from requests_app.models import (
     Team,
     VerificationMethod,
     ground_can_refuse,
+    refuses_only_the_whole_request,
     validate_field_name,
     validate_sql_name,
 )
@@ -189,11 +189,11 @@ class CompleteForm(forms.Form):
         # A pair of fields per right asked: granted, or refused on a ground with the reasons the letter gives.
         for right in rights:
             # Offered only the grounds the service accepts against this right (an objection to direct marketing,
-            # Art. 21(3); a ground of one right's article, Art. 15(4), 17(3), 21(1)), and not one that refuses
-            # the whole request (an unverified identity).
+            # Art. 21(3); a ground of one right's article, Art. 17(3), 20(4), 21(1); a CCPA request to limit, CCPA
+            # Regulations § 7027(e) and (f)), and not one that refuses the whole request (an unverified identity).
             grounds = [
                 (value, label) for value, label in REFUSABLE_GROUNDS
-                if ground_can_refuse(value, right) and value not in GROUNDS_OF_THE_WHOLE_REQUEST
+                if ground_can_refuse(value, right) and not refuses_only_the_whole_request(value, rights)
             ]
             self.fields[f"refusal_ground_{right.right}"] = forms.ChoiceField(
                 label=right.get_right_display(), choices=[("", _("Granted")), *grounds], required=False

@@ -767,12 +767,124 @@ def test_the_reject_form_offers_a_ground_of_one_right_only_when_every_right_aske
     one_right_grounds = {"compelling_grounds", "legal_claims", "legal_obligation", "rights_of_others"}
     assert grounds(FRAUD_CHECKS) & one_right_grounds == {"compelling_grounds"} and "other" in grounds(FRAUD_CHECKS)
     assert grounds(intake.RightDetails(RequestType.ERASURE)) & one_right_grounds == {"legal_claims", "legal_obligation"}
-    assert grounds(intake.RightDetails(RequestType.ACCESS)) & one_right_grounds == {"rights_of_others"}
+    # Other people's data is masked in the copy, never a reason to refuse access (Art. 15(4)); it may refuse the
+    # data ported (Art. 20(4)).
+    assert not grounds(intake.RightDetails(RequestType.ACCESS)) & one_right_grounds
+    assert grounds(intake.RightDetails(RequestType.PORTABILITY)) & one_right_grounds == {"rights_of_others"}
     # Asked with another right, none: that right must be answered (refuse the one on completion instead).
     assert not one_right_grounds & grounds(FRAUD_CHECKS, intake.RightDetails(RequestType.ERASURE))
     assert not one_right_grounds & grounds(intake.RightDetails(RequestType.RECTIFICATION))
     marketing = intake.RightDetails(RequestType.OBJECTION, objection_processing="Promotional calls", direct_marketing=True)
     assert grounds(marketing) == {"identity_not_verified", "manifestly_unfounded"}
+
+
+OTHER_PEOPLES_CALLS = "Your call records name the people you called."
+
+
+@pytest.mark.django_db
+def test_an_access_request_is_not_rejected_for_other_peoples_data_but_a_portability_request_may_be(dpo):
+    """Art. 15(4) limits the copy only (recital 63: not "a refusal to provide all information"): rejected on it,
+    the subject had neither the confirmation that we process their data nor the Art. 15(1) and 15(2) information."""
+    access = request_in_status(Status.IN_PROGRESS)
+    with pytest.raises(RequestError) as refusal:
+        handling.request_reject(
+            request=access, actor=Actor.staff(dpo), ground="rights_of_others", explanation=OTHER_PEOPLES_CALLS,
+            expected_status=Status.IN_PROGRESS,
+        )
+    assert str(refusal.value).startswith(
+        "The rights and freedoms of others (Art. 15(4)) limit only the copy of the data, never access itself"
+    )
+    assert "Mask the other people's data in the package instead: add the fields that identify them to “Masked fields”" in str(refusal.value)
+    access.refresh_from_db()
+    assert access.status == Status.IN_PROGRESS and not access.messages.exists()
+
+    both = request_in_status(
+        Status.IN_PROGRESS, rights=[intake.RightDetails(RequestType.ACCESS), intake.RightDetails(RequestType.PORTABILITY)]
+    )
+    with pytest.raises(RequestError, match=r"Mask the other people's data.* To refuse “Receive my data in a machine-readable format” on it, complete"):
+        handling.request_reject(
+            request=both, actor=Actor.staff(dpo), ground="rights_of_others", explanation=OTHER_PEOPLES_CALLS,
+            expected_status=Status.IN_PROGRESS,
+        )
+
+    portability = request_in_status(Status.IN_PROGRESS, rights=[intake.RightDetails(RequestType.PORTABILITY)])
+    handling.request_reject(
+        request=portability, actor=Actor.staff(dpo), ground="rights_of_others", explanation=OTHER_PEOPLES_CALLS,
+        expected_status=Status.IN_PROGRESS,
+    )
+    portability.refresh_from_db()
+    assert portability.status == Status.REJECTED and portability.rejection_ground == "rights_of_others"
+    assert OTHER_PEOPLES_CALLS in portability.messages.get().body
+
+
+LIMIT_USE = intake.RightDetails(RequestType.LIMIT_USE)
+FRAUD = "The request came from an address that filed 300 requests for other people's numbers today."
+
+
+@pytest.mark.django_db
+def test_a_ccpa_request_to_limit_is_not_rejected_for_an_unverified_identity(dpo):
+    """CCPA Regulations § 7027(e): a business shall not require a verifiable consumer request for a request to limit."""
+    request = request_in_status(Status.IN_PROGRESS, regime="ccpa", rights=[LIMIT_USE])
+    with pytest.raises(RequestError, match=r"needs no verified identity \(CCPA Regulations § 7027\(e\)\)"):
+        handling.request_reject(
+            request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS
+        )
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and not request.messages.exists()
+    # Under the GDPR, who asks must still be known (Art. 12(6)).
+    gdpr = request_in_status(Status.IN_PROGRESS, regime="gdpr", rights=[LIMIT_USE])
+    handling.request_reject(
+        request=gdpr, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS
+    )
+    assert PrivacyRequest.objects.get(pk=gdpr.pk).status == Status.REJECTED
+
+
+@pytest.mark.django_db
+def test_a_ccpa_request_to_limit_may_be_rejected_as_fraudulent_with_the_reasons(dpo):
+    """CCPA Regulations § 7027(f): a good-faith, reasonable and documented belief that it is fraudulent, explained."""
+    request = request_in_status(Status.IN_PROGRESS, regime="ccpa", rights=[LIMIT_USE])
+    with pytest.raises(RequestError, match="the letter must give the reasons"):
+        handling.request_reject(request=request, actor=Actor.staff(dpo), ground="fraudulent", explanation=" ", expected_status=Status.IN_PROGRESS)
+    handling.request_reject(request=request, actor=Actor.staff(dpo), ground="fraudulent", explanation=FRAUD, expected_status=Status.IN_PROGRESS)
+    request.refresh_from_db()
+    assert request.status == Status.REJECTED and request.rejection_ground == "fraudulent"
+    body = request.messages.get().body
+    assert "The reason: A documented good-faith belief that the request is fraudulent (CCPA Regs. § 7027(f))" in body
+    assert FRAUD in body
+
+
+@pytest.mark.parametrize(
+    ("regime", "rights"),
+    [
+        ("ccpa", [intake.RightDetails(RequestType.ACCESS)]),
+        ("ccpa", [intake.RightDetails(RequestType.ERASURE)]),
+        ("gdpr", [LIMIT_USE]),
+        ("ccpa", [intake.RightDetails(RequestType.ACCESS), LIMIT_USE]),
+    ],
+)
+@pytest.mark.django_db
+def test_only_a_ccpa_request_to_limit_is_rejected_as_fraudulent(dpo, regime, rights):
+    request = request_in_status(Status.IN_PROGRESS, regime=regime, rights=rights)
+    with pytest.raises(RequestError, match=r"\(CCPA Regulations § 7027\(f\)\) can refuse only a request to limit the use of sensitive"):
+        handling.request_reject(request=request, actor=Actor.staff(dpo), ground="fraudulent", explanation=FRAUD, expected_status=Status.IN_PROGRESS)
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and not request.messages.exists()
+
+
+@pytest.mark.django_db
+def test_the_reject_form_offers_the_fraud_ground_for_a_ccpa_request_to_limit_instead_of_an_unverified_identity():
+    from requests_app.staff.forms import RejectForm
+
+    def grounds(regime, *rights):
+        request = request_in_status(Status.IN_PROGRESS, regime=regime, rights=list(rights))
+        return set(dict(RejectForm(privacy_request=request).fields["ground"].choices))
+
+    assert {"fraudulent", "manifestly_unfounded", "other"} <= grounds("ccpa", LIMIT_USE)
+    assert "identity_not_verified" not in grounds("ccpa", LIMIT_USE)
+    assert "identity_not_verified" in grounds("gdpr", LIMIT_USE) and "fraudulent" not in grounds("gdpr", LIMIT_USE)
+    access = intake.RightDetails(RequestType.ACCESS)
+    assert "identity_not_verified" in grounds("ccpa", access) and "fraudulent" not in grounds("ccpa", access)
+    assert not {"identity_not_verified", "fraudulent"} & grounds("ccpa", access, LIMIT_USE)
 
 
 BELGIAN_AUTHORITY = (

@@ -264,7 +264,7 @@ def test_a_right_answered_already_cannot_be_refused(dpo):
     """The subject has their copy: a letter refusing access would deny what they hold."""
     request = asking(RequestType.ACCESS, RequestType.ERASURE)
     with pytest.raises(RequestError, match="“Access a copy of my data” cannot be refused: its data package was released to the subject."):
-        complete(request, dpo, RightRefusal(RequestType.ACCESS, "rights_of_others", "Your copy would show other people's calls."))
+        complete(request, dpo, RightRefusal(RequestType.ACCESS, "manifestly_unfounded", "The fourth copy asked this month."))
     assert nothing_changed(request)
 
 
@@ -404,7 +404,7 @@ def test_the_complete_form_offers_a_ground_of_one_right_only_for_that_right():
     one_right_grounds = {"compelling_grounds", "legal_claims", "legal_obligation", "rights_of_others"}
     assert grounds("erasure") & one_right_grounds == {"legal_claims", "legal_obligation"}
     assert grounds("objection") & one_right_grounds == {"compelling_grounds"}
-    assert grounds("access") & one_right_grounds == {"rights_of_others"}  # and portability's (Art. 20(4))
+    assert not grounds("access") & one_right_grounds  # other people's data is masked in the copy (Art. 15(4))
     assert not grounds("withdraw_consent") & one_right_grounds
     for right in ("access", "erasure", "objection", "withdraw_consent"):
         # An unverified identity refuses the whole request: never offered for one right.
@@ -435,8 +435,61 @@ def test_the_rights_of_others_may_refuse_the_data_ported_too(dpo):
     request = asking(RequestType.PORTABILITY, RequestType.RECTIFICATION)
     complete(request, dpo, RightRefusal(RequestType.PORTABILITY, "rights_of_others", "The records are your employer's calls."), letter="We corrected it.")
     assert request.messages.get().body.count("The rights and freedoms of others (Art. 15(4), 20(4))") == 1
-    with pytest.raises(RequestError, match="can refuse only a copy or the data ported"):
+    with pytest.raises(RequestError, match=r"\(Art. 20\(4\)\) can refuse only the data ported, not “Erase my data”"):
         complete(asking(RequestType.ACCESS, RequestType.ERASURE), dpo, RightRefusal(RequestType.ERASURE, "rights_of_others", "Because."))
+
+
+@pytest.mark.django_db
+def test_access_is_not_refused_for_other_peoples_data_at_completion(dpo):
+    """Refusing access ended its package (exports.end_packages_of_refused_rights): the subject had neither the copy,
+    masked, nor the confirmation and the Art. 15(1) and 15(2) information (Art. 15(4), recital 63)."""
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.ERASURE)])
+    with pytest.raises(RequestError, match=r"limit only the copy of the data, never access itself.* Mask the other people's data"):
+        complete(request, dpo, RightRefusal(RequestType.ACCESS, "rights_of_others", "Your copy would show other people's calls."))
+    assert nothing_changed(request)
+
+
+LIMIT_USE = RightDetails(RequestType.LIMIT_USE)
+
+
+@pytest.mark.django_db
+def test_beside_a_ccpa_request_to_limit_an_unverified_identity_refuses_the_other_rights_alone(dpo):
+    """The limit is acted on with no identity verified (CCPA Regulations § 7027(e)), the request to know is not: the
+    rule that an unverified identity refuses the whole request would have left the access with no refusal at all."""
+    request = request_in_status(Status.IN_PROGRESS, regime="ccpa", rights=[RightDetails(RequestType.ACCESS), LIMIT_USE])
+    with pytest.raises(RequestError, match=r"needs no verified identity \(CCPA Regulations § 7027\(e\)\)"):
+        complete(request, dpo, RightRefusal(RequestType.LIMIT_USE, "identity_not_verified"))
+    assert nothing_changed(request)
+    with pytest.raises(RequestError, match=r"To refuse “Access a copy of my data” on it, complete the request and refuse that right there."):
+        handling.request_reject(
+            request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=request.status
+        )
+    assert nothing_changed(request)
+
+    # The subject's email address, confirmed by the link, is enough to put them on the list.
+    request.identities.filter(kind="email").update(verified_at=timezone.now())
+    profiling = SuppressionPurpose.objects.create(slug="profiling", name="Profiling")
+    suppression.suppress(request=request, actor=Actor.staff(dpo), right="limit_use", purposes=[profiling])
+    complete(request, dpo, RightRefusal(RequestType.ACCESS, "identity_not_verified"), letter="")
+    request.refresh_from_db()
+    assert request.status == Status.COMPLETED and request.refused_rights == ["access"] and request.granted_rights == ["limit_use"]
+    assert "We cannot grant this part of your request: “Access a copy of my data”. The reason: Identity could not be verified" in (
+        request.messages.get().body
+    )
+
+
+@pytest.mark.django_db
+def test_the_complete_form_offers_an_unverified_identity_and_fraud_beside_a_ccpa_request_to_limit_where_they_refuse():
+    from requests_app.staff.forms import CompleteForm
+
+    request = request_in_status(Status.IN_PROGRESS, regime="ccpa", rights=[RightDetails(RequestType.ACCESS), LIMIT_USE])
+    form = CompleteForm(privacy_request=request)
+
+    def grounds(right):
+        return set(dict(form.fields[f"refusal_ground_{right}"].choices))
+
+    assert "identity_not_verified" in grounds("access") and "fraudulent" not in grounds("access")
+    assert "fraudulent" in grounds("limit_use") and "identity_not_verified" not in grounds("limit_use")
 
 
 @pytest.mark.django_db

@@ -531,3 +531,82 @@ def test_recording_a_verification_on_a_running_clock_says_nothing_of_the_clock(c
     )
     page = response.content.decode()
     assert "Identity verification recorded." in page and "The clock runs again" not in page
+
+
+@pytest.mark.django_db
+def test_the_rejection_offers_the_rights_of_others_against_a_portability_request_never_an_access_request(client):
+    """Art. 15(4) limits the copy only (recital 63): other people's data is masked in the package, never a reason to
+    refuse the subject access; Art. 20(4) may refuse the data ported."""
+    from requests_app.models import RequestType
+    from requests_app.services.intake import RightDetails
+
+    login_staff(client, staff_in_role("DPO", username="dpo-rights-of-others"))
+    portability = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.PORTABILITY)])
+    page = client.get(reverse("staff:request", args=[portability.reference])).content.decode()
+    assert 'value="rights_of_others"' in _select(page, "ground")
+
+    access = request_in_status(Status.IN_PROGRESS)
+    page = client.get(reverse("staff:request", args=[access.reference])).content.decode()
+    assert 'value="rights_of_others"' not in _select(page, "ground")
+    response = client.post(reverse("staff:request_action", args=[access.reference, "reject"]), {
+        "expected_status": Status.IN_PROGRESS, "ground": "rights_of_others", "explanation": "Your records name the people you called.",
+    })
+    assert response.status_code == 400
+    access.refresh_from_db()
+    assert access.status == Status.IN_PROGRESS and not access.messages.exists()
+
+
+@pytest.mark.django_db
+def test_an_access_request_rejected_before_on_the_rights_of_others_still_names_its_ground(client):
+    """No longer a ground against access, it stays the recorded ground of the requests rejected or refused on it."""
+    from requests_app.models import RequestType
+
+    login_staff(client, staff_in_role("DPO", username="dpo-old-rejection"))
+    rejected = request_in_status(Status.REJECTED)
+    rejected.__class__.objects.filter(pk=rejected.pk).update(rejection_ground="rights_of_others")
+    refused = request_in_status(Status.COMPLETED)
+    refused.rights.filter(right=RequestType.ACCESS).update(refusal_ground="rights_of_others")
+    for request in (rejected, refused):
+        page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+        assert "The rights and freedoms of others (Art. 15(4), 20(4))" in page
+        certificate = html.unescape(client.get(reverse("staff:certificate", args=[request.reference])).content.decode())
+        assert "The rights and freedoms of others (Art. 15(4), 20(4))" in certificate
+        assert client.get(reverse("status", args=[request.reference, request.secret])).status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_ccpa_request_to_limit_is_rejected_from_the_page_as_fraudulent_never_for_an_unverified_identity(client, django_capture_on_commit_callbacks):
+    """CCPA Regulations § 7027(e) and (f)."""
+    from requests_app.models import RequestType
+    from requests_app.services.intake import RightDetails
+
+    login_staff(client, staff_in_role("DPO", username="dpo-limit"))
+    request = request_in_status(Status.IN_PROGRESS, regime="ccpa", rights=[RightDetails(RequestType.LIMIT_USE)])
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    grounds = _select(page, "ground")
+    assert 'value="fraudulent"' in grounds and 'value="identity_not_verified"' not in grounds
+    url = reverse("staff:request_action", args=[request.reference, "reject"])
+
+    response = client.post(url, {"expected_status": Status.IN_PROGRESS, "ground": "identity_not_verified", "explanation": ""})
+    assert response.status_code == 400
+    response = client.post(url, {"expected_status": Status.IN_PROGRESS, "ground": "fraudulent", "explanation": ""})
+    assert response.status_code == 409
+    assert "the letter must give the reasons" in html.unescape(response.content.decode())
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and not request.messages.exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, {
+            "expected_status": Status.IN_PROGRESS, "ground": "fraudulent",
+            "explanation": "The address that sent it filed 300 requests for other people's numbers today.",
+        })
+    assert response.status_code == 302
+    request.refresh_from_db()
+    assert request.status == Status.REJECTED and request.rejection_ground == "fraudulent"
+    page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+    assert "A documented good-faith belief that the request is fraudulent (CCPA Regs. § 7027(f))" in page
+
+    # Not offered for a request to know.
+    access = request_in_status(Status.IN_PROGRESS, regime="ccpa")
+    grounds = _select(client.get(reverse("staff:request", args=[access.reference])).content.decode(), "ground")
+    assert 'value="fraudulent"' not in grounds and 'value="identity_not_verified"' in grounds
