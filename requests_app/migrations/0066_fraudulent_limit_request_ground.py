@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('requests_app', '0063_drop_indexes_a_composite_one_covers'),
+        ('requests_app', '0065_request_forwarded_to_controller'),
     ]
 
     operations = [
