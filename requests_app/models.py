@@ -420,6 +420,12 @@ class PrivacyRequest(models.Model):
         return [right for bit, right in enumerate(RequestType.values) if self.rights_mask & (1 << bit)]
 
     @property
+    def limits_use_under_ccpa(self) -> bool:
+        """A CCPA request to limit the use of sensitive personal information: due within 15 business days, which no
+        extension moves, and applied without verifying who asks (CCPA Regulations § 7027(e), (g)(1))."""
+        return self.regime == Regime.CCPA and RequestType.LIMIT_USE in self.requested_rights
+
+    @property
     def refused_rights(self) -> list[str]:
         """The rights a completion refused (RequestedRight.refusal_ground), in their declared order, read from
         refused_rights_mask: no query. Empty before the request is completed; a rejection refuses it whole instead."""

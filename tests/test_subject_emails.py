@@ -9,7 +9,8 @@ from django.core import mail
 
 from requests_app import emails
 from requests_app.audit import Actor
-from requests_app.models import Channel, Message, MessageDirection, Organisation
+from requests_app.models import Channel, Message, MessageDirection, Organisation, RequestType
+from requests_app.services.intake import RightDetails
 from tests.factories import submit_request
 
 pytestmark = pytest.mark.django_db
@@ -35,6 +36,25 @@ def test_a_ccpa_confirmation_of_receipt_says_how_the_request_is_handled_and_by_w
         assert "the law (CCPA) allows us to take longer, up to 90 days in all from receipt" in body
         assert "we verify that it is yours: we check the details you gave us against our records" in body
         assert "two further months" not in body
+
+
+@pytest.mark.parametrize(
+    ("rights", "rest_verified"),
+    [([RequestType.LIMIT_USE], False), ([RequestType.ACCESS, RequestType.LIMIT_USE], True)],
+)
+def test_a_ccpa_request_to_limit_is_promised_no_extension_and_no_proof_of_identity(rights, rest_verified):
+    """CCPA Regulations § 7027(e) and (g)(1): a request to limit needs no verified identity, and is complied with
+    within 15 business days, which nothing extends: neither "up to 90 days" nor "we verify that it is yours"."""
+    with time_machine.travel(RECEIVED, tick=False):
+        request = submit_request(regime="ccpa", rights=[RightDetails(right) for right in rights])
+        emails.send_request_confirmed_email(request)
+    [message] = mail.outbox
+    assert request.due_on == datetime.date(2026, 3, 23)  # 15 business days
+    for body in (message.body, unescape(_html(message))):
+        assert "We will answer by 23 March 2026. For a request to limit the use of sensitive personal information, the law (CCPA) allows us no more time." in body
+        assert "We apply a request to limit the use of your sensitive personal information without asking you to prove who you are." in body
+        assert "90 days" not in body and "Before we act on your request, we verify" not in body
+        assert ("For the rest of your request, we first verify that it is yours" in body) is rest_verified
 
 
 @pytest.mark.parametrize(

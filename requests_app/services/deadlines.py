@@ -196,7 +196,7 @@ def extension_refusal(request: PrivacyRequest) -> str | None:
         }
     if request.regime == "lgpd":
         return _("LGPD allows no extension of the 15-day period.")
-    if request.regime == "ccpa" and deadlines.CCPA_LIMIT_RIGHT in request.requested_rights:
+    if request.limits_use_under_ccpa:
         # Its one due date is the limit's (deadlines.statutory_due_date): an extension would move nothing, yet tell
         # the subject of a later date.
         return _(
