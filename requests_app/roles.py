@@ -9,6 +9,7 @@ DPOs). Services call `require_can_work`, so the rule holds whatever the entry
 point: dashboard, bulk action or API.
 """
 
+from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.utils.translation import gettext as _
 
@@ -38,6 +39,11 @@ def assigned_role(user) -> str | None:
         names = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
         user._privacy_role = next((role for role in ROLES if role in names), None)
     return user._privacy_role
+
+
+def active_dpos():
+    """The accounts that may sign in as a DPO (role_of), as a query: superusers among them."""
+    return get_user_model().objects.filter(Q(is_superuser=True) | Q(groups__name=DPO), is_active=True, is_staff=True)
 
 
 def is_dpo(user) -> bool:

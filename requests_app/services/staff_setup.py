@@ -132,11 +132,14 @@ def complete_setup(*, uid: str, token: str, password_hash: str, device: TOTPDevi
         record_event(None, "staff_setup_completed", actor=Actor.staff(user), data={"user": user.get_username()})
 
 
-def end_sessions(user) -> int:
+def end_sessions(user, *, keep: str | None) -> int:
     """Delete the account's sessions, so that none is signed in again when the account is switched back on
     (Django refuses an inactive account's session, but keeps it). Staff sessions end after 30 minutes idle:
-    few to read. Returns how many ended."""
-    live = Session.objects.filter(expire_date__gt=timezone.now())
+    few to read. Returns how many ended.
+
+    `keep`: the key of the session the caller's request runs in, if any. Deleting it under the request
+    would make Django answer a bare 400 (SessionInterrupted) after the change was saved."""
+    live = Session.objects.filter(expire_date__gt=timezone.now()).exclude(pk=keep)
     ended = [session.pk for session in live if session.get_decoded().get(SESSION_KEY) == str(user.pk)]
     Session.objects.filter(pk__in=ended).delete()
     return len(ended)

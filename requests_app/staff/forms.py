@@ -464,8 +464,10 @@ class StaffUserForm(forms.ModelForm):
         fields = ["username", "email", "first_name", "last_name", "is_active"]
         help_texts = {"email": _("A new account's owner gets the link to set their password and authenticator here.")}
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, editor, **kwargs):
+        """`editor`: the signed-in DPO, who may not lock themselves out."""
         super().__init__(*args, **kwargs)
+        self.editor = editor
         self.fields["email"].required = True
         if self.instance.pk:
             self.fields["role"].initial = roles.assigned_role(self.instance) or roles.HANDLER
@@ -497,6 +499,36 @@ class StaffUserForm(forms.ModelForm):
             # audited, without taking effect.
             raise forms.ValidationError(_("This account is a superuser, which is always a DPO: its role cannot change here."))
         return role
+
+    def clean(self):
+        """Call inside the transaction that saves: the last-DPO check locks the DPOs' accounts until it commits."""
+        cleaned = super().clean()
+        if self.instance.pk is None or not self.instance.is_active or roles.assigned_role(self.instance) != roles.DPO:
+            return cleaned  # the account is no DPO now: no change to it leaves fewer DPOs
+        # A field that failed its own checks is missing from cleaned: nothing to refuse for it.
+        switched_off = "is_active" in cleaned and not cleaned["is_active"]
+        demoted = "role" in cleaned and cleaned["role"] != roles.DPO
+        if self.instance.pk == self.editor.pk:
+            # Signed out at once with no way back in; another DPO can do it if it must be done.
+            if switched_off:
+                self.add_error("is_active", _("You cannot switch off your own account: another DPO can."))
+            if demoted:
+                self.add_error("role", _("You cannot take the DPO role from your own account: another DPO can."))
+        elif (switched_off or demoted) and not self.another_active_dpo():
+            # Nobody could manage staff, rules or the inventory any more but from a shell on the server.
+            self.add_error(
+                "is_active" if switched_off else "role",
+                _("This is the last active DPO account: make another account a DPO first."),
+            )
+        return cleaned
+
+    def another_active_dpo(self) -> bool:
+        """Whether an active DPO other than this account remains. Two DPOs each switching the other off at
+        once would both see the other remain: the DPOs' rows are locked first, so the second waits for the
+        first to commit, and its count (a new query, which sees what was committed) finds the first's change.
+        Locked in one order (pk) by every page, so that two cannot deadlock."""
+        list(get_user_model().objects.select_for_update().filter(pk__in=roles.active_dpos().values("pk")).order_by("pk"))
+        return roles.active_dpos().exclude(pk=self.instance.pk).exists()
 
 
 def token_field(*, autofocus: bool) -> forms.CharField:

@@ -1013,7 +1013,7 @@ def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     was_active = instance is not None and instance.is_active  # read before the form writes to the instance
     # The invitation is in the language the DPO chooses, their own unless they change it.
     initial = {"invitation_language": request.LANGUAGE_CODE}
-    form = forms.StaffUserForm(request.POST or None, instance=instance, initial=initial)
+    form = forms.StaffUserForm(request.POST or None, instance=instance, initial=initial, editor=request.user)
     # Its own ids: an account not active yet shows the field in both forms.
     invitation_form = forms.InvitationForm(
         request.POST if "invite" in request.POST else None, initial=initial, auto_id="invite_%s"
@@ -1033,13 +1033,17 @@ def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         staff_setup.invite(user=instance, actor=Actor.staff(request.user), language=language)
         messages.success(request, _("Invitation sent: their password and authenticator work no more until they set new ones through it."))
         return redirect("staff:users")
-    if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
+    # Validated in the transaction that saves: the form locks the DPOs' accounts until it commits.
+    with transaction.atomic():
+        saved = request.method == "POST" and form.is_valid()
+        if saved:
             user = form.save(commit=False)
             user.is_staff = True
             user.save()
             if was_active and not user.is_active:
-                staff_setup.end_sessions(user)  # switched off to cut access now: a stolen session too
+                # Switched off to cut access now: a stolen session too. Never the session this page answers in,
+                # whose end mid-request would be an error page over a change already saved.
+                staff_setup.end_sessions(user, keep=request.session.session_key)
             # An active account never set up gets its link: a new one, or one created inactive and now activated.
             invited = user.is_active and not was_active and not TOTPDevice.objects.filter(user=user, confirmed=True).exists()
             if invited:
@@ -1056,6 +1060,7 @@ def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
                     "changes": {field: change for field, change in form_changes(form).items() if field != "invitation_language"},
                 },
             )
+    if saved:
         if invited:
             messages.success(request, _("Saved: its owner was emailed a link to choose a password and set up an authenticator."))
         else:

@@ -783,6 +783,144 @@ def test_a_superusers_role_cannot_be_changed_to_one_it_would_not_hold(client):
     assert client.post(reverse("staff:user_edit", args=[root.pk]), {**fields, "role": "DPO"}).status_code == 302
 
 
+SWITCH_OFF_YOURSELF = "You cannot switch off your own account: another DPO can."
+DEMOTE_YOURSELF = "You cannot take the DPO role from your own account: another DPO can."
+LAST_DPO = "This is the last active DPO account: make another account a DPO first."
+
+
+def account_fields(user, **changes):
+    """The account's fields as its page posts them, "is_active" ticked unless changed."""
+    return {"username": user.username, "email": user.email, "role": "DPO", "is_active": "on", **changes}
+
+
+@pytest.mark.django_db
+def test_a_dpo_cannot_switch_off_their_own_account(client):
+    """They would be signed out with no way back in, and, the only DPO, leave nobody to manage staff."""
+    dpo = staff_in_role("DPO", username="dpo1")
+    staff_in_role("DPO", username="dpo2")  # another DPO remains: the refusal is for switching off oneself
+    login_staff(client, dpo)
+
+    response = client.post(reverse("staff:user_edit", args=[dpo.pk]), account_fields(dpo, is_active=""))
+
+    assert response.status_code == 200
+    assert response.context["form"].errors == {"is_active": [SWITCH_OFF_YOURSELF]}
+    assert SWITCH_OFF_YOURSELF in response.content.decode()
+    dpo.refresh_from_db()
+    assert dpo.is_active
+    assert not AuditEvent.objects.filter(action="staff_user_saved").exists()
+    assert client.get(reverse("staff:home")).status_code == 200  # still signed in
+
+
+@pytest.mark.django_db
+def test_a_dpo_cannot_take_the_dpo_role_from_themselves(client):
+    from requests_app import roles
+
+    dpo = staff_in_role("DPO", username="dpo1")
+    staff_in_role("DPO", username="dpo2")
+    login_staff(client, dpo)
+
+    response = client.post(reverse("staff:user_edit", args=[dpo.pk]), account_fields(dpo, role="Handler"))
+
+    assert response.status_code == 200
+    assert response.context["form"].errors == {"role": [DEMOTE_YOURSELF]}
+    assert roles.assigned_role(get_user_model().objects.get(pk=dpo.pk)) == roles.DPO
+    assert not AuditEvent.objects.filter(action="staff_user_saved").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("change, field", [({"is_active": ""}, "is_active"), ({"role": "Auditor"}, "role")])
+def test_the_last_active_dpo_cannot_be_switched_off_or_demoted(change, field):
+    """Whoever does it: here a DPO whom the other switched off while their page was open (an inactive DPO
+    counts for nothing). Nobody could manage staff, rules or the inventory but from a shell."""
+    from requests_app import roles
+    from requests_app.staff.forms import StaffUserForm
+
+    ana = staff_in_role("DPO", username="ana")
+    bob = staff_in_role("DPO", username="bob")
+    get_user_model().objects.filter(pk=ana.pk).update(is_active=False)
+
+    form = StaffUserForm(account_fields(bob, **change), instance=get_user_model().objects.get(pk=bob.pk), editor=ana)
+
+    assert form.errors == {field: [LAST_DPO]}
+    # An active DPO other than bob, if only a superuser outside the DPO group, lets it through.
+    UserFactory(username="root", is_superuser=True)
+    form = StaffUserForm(account_fields(bob, **change), instance=get_user_model().objects.get(pk=bob.pk), editor=ana)
+    assert form.is_valid()
+    assert roles.DPO not in [group.name for group in get_user_model().objects.get(username="root").groups.all()]
+
+
+@pytest.mark.django_db
+def test_a_dpo_switches_off_another_dpo_and_keeps_their_own_session(client):
+    ana = staff_in_role("DPO", username="ana")
+    bob = staff_in_role("DPO", username="bob")
+    bob_client = login_staff(Client(), bob)
+    login_staff(client, ana)
+
+    response = client.post(reverse("staff:user_edit", args=[bob.pk]), account_fields(bob, is_active=""))
+
+    assert response.status_code == 302
+    bob.refresh_from_db()
+    assert not bob.is_active
+    assert AuditEvent.objects.get(action="staff_user_saved").data["active"] is False
+    assert bob_client.get(reverse("staff:home")).url.startswith(reverse("staff:login"))
+    assert client.get(reverse("staff:users")).status_code == 200
+
+
+@pytest.mark.django_db
+def test_ending_an_accounts_sessions_spares_the_one_the_request_runs_in():
+    """Deleting it under the request would answer a bare 400 (SessionInterrupted) over a change already saved."""
+    dpo = staff_in_role("DPO", username="dpo1")
+    this_browser = login_staff(Client(), dpo)
+    other_browser = login_staff(Client(), dpo)
+
+    assert staff_setup.end_sessions(dpo, keep=this_browser.session.session_key) == 1
+
+    assert this_browser.get(reverse("staff:home")).status_code == 200
+    assert other_browser.get(reverse("staff:home")).url.startswith(reverse("staff:login"))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_dpos_switching_each_other_off_at_once_leave_one_of_them():
+    """Each page, checked alone, sees the other DPO remain: the second check waits for the first save."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    from requests_app.staff.forms import StaffUserForm
+
+    users = get_user_model().objects
+    ana = staff_in_role("DPO", username="ana")
+    bob = staff_in_role("DPO", username="bob")
+    ana_checked = threading.Event()
+    bobs_page = {}
+
+    def bob_switches_ana_off():
+        try:
+            ana_checked.wait()
+            with transaction.atomic():
+                form = StaffUserForm(account_fields(ana, is_active=""), instance=users.get(pk=ana.pk), editor=bob)
+                bobs_page["valid"] = form.is_valid()
+                if bobs_page["valid"]:
+                    form.save()
+        finally:
+            connection.close()
+
+    bobs_thread = threading.Thread(target=bob_switches_ana_off)
+    bobs_thread.start()
+    with transaction.atomic():
+        form = StaffUserForm(account_fields(bob, is_active=""), instance=users.get(pk=bob.pk), editor=ana)
+        assert form.is_valid()
+        ana_checked.set()
+        time.sleep(0.5)  # bob's check runs meanwhile, and must wait for this save
+        form.save()
+    bobs_thread.join()
+
+    assert bobs_page["valid"] is False
+    assert list(users.filter(is_active=True).values_list("username", flat=True)) == ["ana"]
+
+
 @pytest.mark.django_db
 def test_refused_sign_ins_lockouts_and_sign_outs_are_in_the_trail(client, settings):
     """django-axes forgets an account's failures at its next sign-in: the trail keeps them. It names an account
