@@ -168,6 +168,12 @@ def transition(
             request, name, actor=actor, from_status=current, to_status=spec.target, note=note, data=data
         )
         _move_the_clock(request, current, spec.target, actor=actor, note=note)
+        if spec.target in CLOSED_STATUSES:
+            # Imported here: the actions service builds on this module. Actions that never ran now leave their
+            # sources' Art. 19 notices with nothing to wait for: they go, or are not needed (queue_due_notices).
+            from requests_app.services import actions
+
+            actions.queue_due_notices(request)
         # Imported here for the same reason as the deadline service.
         from requests_app.services import webhooks
 

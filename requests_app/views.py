@@ -253,7 +253,7 @@ def _recipient_notices(privacy_request) -> list:
     acted_on = {action.source_id for action in all_actions if action.kind not in refused_kinds} | {action.source_id for action in done}
     only_refused = {action.source_id for action in all_actions} - acted_on
     unsearched = {action.source_id for action in done if certificate.searched_nothing(action)}
-    changed = {action.source_id for action in done if action.changed_anything()}
+    carried_out = {action.source_id for action in done}
     notices = [
         notice
         for notice in privacy_request.recipient_notices.select_related("recipient").prefetch_related("recipient__translations")
@@ -261,8 +261,9 @@ def _recipient_notices(privacy_request) -> list:
     ]
     for notice in notices:
         notice.source_not_searched = notice.recipient.source_id in unsearched
-        # Withdrawn before anything changed there: nothing will be told, and nothing needs to be.
-        notice.left_untouched = not privacy_request.is_open and notice.recipient.source_id not in changed
+        # Closed (withdrawn, rejected) before any action there was carried out: not "we changed none of your data",
+        # which would say we looked.
+        notice.left_untouched = not privacy_request.is_open and notice.recipient.source_id not in carried_out
     return notices
 
 

@@ -44,7 +44,7 @@ from django.utils.translation import gettext as _
 from requests_app import roles, selectors, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.heartbeat import ATTEMPTS_BEFORE_GIVING_UP, Heartbeat, TakenOver, not_queued_since_death, stale_before
-from requests_app.lifecycle import VERIFIED_OPEN, RequestError
+from requests_app.lifecycle import CLOSED_STATUSES, VERIFIED_OPEN, RequestError
 from requests_app.models import (
     ACTION_FOR_RIGHT,
     ANSWERING_KINDS,
@@ -1054,6 +1054,9 @@ def _finish(action: SourceAction, status: str, *, error: str = "", result: dict 
     this_run = result or {}
     result = _with_earlier_changes(action.result, this_run, done=status == ActionStatus.DONE)
     with transaction.atomic():
+        # Locked: a withdrawal committing now settles the notices either in its own transaction, which then
+        # sees this action finished, or here, seeing the request closed (lifecycle.transition).
+        request_status = PrivacyRequest.objects.select_for_update().values_list("status", flat=True).get(pk=action.request_id)
         updated = SourceAction.objects.filter(
             pk=action.pk, status=ActionStatus.RUNNING, run_token=action.run_token, run_attempt=action.run_attempt
         ).update(status=status, error=error[:300], result=result, finished_at=timezone.now())
@@ -1067,7 +1070,8 @@ def _finish(action: SourceAction, status: str, *, error: str = "", result: dict 
             # Its zero counts are no "nothing found": the timeline names the kind of identifier it lacked (staff_tags.event_title).
             data["not_searched"] = action.source.identity_kind
         record_event(action.request, event, actor=Actor.system(), data=data)
-        if status == ActionStatus.DONE:
+        if status == ActionStatus.DONE or request_status in CLOSED_STATUSES:
+            # A run of a closed request that failed is never retried: its source's notices are due now too.
             queue_due_notices(action.request)
     return status
 
@@ -1147,11 +1151,18 @@ def queue_due_notices(request: PrivacyRequest) -> None:
     Where nothing changed in the source (every category held, no data found,
     nothing left after an erasure) there is nothing to tell its recipients; a
     notice reopened for a later action that changed nothing is as it was: sent.
+    So for a request closed (withdrawn, rejected) before its actions ran: each
+    notice is settled once no execution is under way in its source, sent where
+    an action there was done and changed data, not needed where none did.
     """
     unfinished_sources = notices.unfinished_actions(request.id).values("source_id")
     due = request.recipient_notices.filter(status=NoticeStatus.PENDING).exclude(recipient__source_id__in=unfinished_sources)
     for notice in due.select_related("request", "recipient"):
         if not notices.changes_to_tell(notice):
+            if notices.changed_before_stopping(notice):
+                # Only on a closed request (an open one retries the run first): rows did change, so "not needed"
+                # would be untrue, and a notice tells only what finished actions changed (changes_to_tell).
+                continue
             told_before = notice.sent_at is not None
             RecipientNotice.objects.filter(pk=notice.pk).update(status=NoticeStatus.SENT if told_before else NoticeStatus.NOT_NEEDED)
             continue

@@ -43,7 +43,7 @@ from requests_app.models import (
 )
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import intake
-from requests_app.services.actions import answered_already, completion_blockers, prefetch_for_completion, queue_due_notices
+from requests_app.services.actions import answered_already, completion_blockers, prefetch_for_completion
 from requests_app.services.certificate import answered_in_part, data_kept, nothing_corrected, outcome_summary
 from requests_app.wording import amount_in_words, cites_gdpr_articles, date_in_words, label_in_letter
 
@@ -547,11 +547,9 @@ def request_complete(
             raise RequestError(_("The request cannot be completed yet: %(reasons)s") % {"reasons": " ".join(refusals)})
         corrected_none = nothing_corrected(locked)
         grounds = [{"right": right, "ground": refusals_by_right[right].ground} for right in locked.refused_rights]
+        # A recipient's notice that waited only for a refused right's action, which will never run, goes now (the
+        # transition queues it): once committed, after the letter, which says its recipient is being told (outcome_summary).
         lifecycle.transition(locked, "complete", actor=actor, data={"refused": grounds} if grounds else None)
-        if grounds:
-            # A recipient's notice that waited only for a refused right's action, which will never run, goes now:
-            # once committed, after the letter, which says its recipient is being told (outcome_summary).
-            queue_due_notices(locked)
         if locked.granted_rights:
             subject, text = render_letter(locked, TemplatePurpose.COMPLETION, body=letter.strip())
             # What was done in the source systems, and what a package found, is stated from the actions and the

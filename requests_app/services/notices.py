@@ -20,7 +20,7 @@ from smtplib import SMTPException
 import requests
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Case, Exists, OuterRef, Value, When
+from django.db.models import Case, Exists, OuterRef, Q, Value, When
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
@@ -28,7 +28,7 @@ from django.utils.translation import gettext_noop
 
 from requests_app import emails, roles, tasks
 from requests_app.audit import Actor, record_event
-from requests_app.lifecycle import RequestError
+from requests_app.lifecycle import CLOSED_STATUSES, RequestError
 from requests_app.models import (
     ACTION_FOR_RIGHT,
     ANSWERING_KINDS,
@@ -43,6 +43,7 @@ from requests_app.models import (
     new_webhook_secret,
 )
 from requests_app.services.webhooks import InternalAddressRefused, api_datetime, post_signed
+from requests_app.wording import in_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +78,15 @@ def requeue_lost_notices(*, now: datetime.datetime | None = None) -> int:
 def unfinished_actions(request_id):
     """The request's source actions not done yet: a notice for their source must wait for them. Not for the
     lifting of a restriction, which comes after the request's answer, nor for an action of a right the
-    completion refused (RequestedRight.refusal_ground), which never runs once the request is closed."""
+    completion refused (RequestedRight.refusal_ground), which never runs once the request is closed. Nor,
+    once the request is closed (withdrawn, rejected), for any action but an execution under way: the others
+    never run now (actions.may_run_now), and only that one may still change the source."""
     refused = RequestedRight.objects.filter(request_id=OuterRef("request_id"), right=OuterRef("answers")).exclude(refusal_ground="")
+    never_runs = Q(request__status__in=CLOSED_STATUSES) & ~Q(status=ActionStatus.RUNNING)
     return (
         SourceAction.objects.filter(request_id=request_id, kind__in=ANSWERING_KINDS)
         .exclude(status=ActionStatus.DONE)
+        .exclude(never_runs)
         .annotate(answers=Case(*[When(kind=kind, then=Value(right)) for right, kind in ACTION_FOR_RIGHT.items()]))
         .exclude(Exists(refused))
     )
@@ -99,6 +104,17 @@ def changes_to_tell(notice: RecipientNotice) -> list[SourceAction]:
     if notice.sent_at is not None:
         done = done.filter(finished_at__gt=notice.sent_at)
     return [action for action in done.order_by("kind") if action.changed_anything()]
+
+
+def changed_before_stopping(notice: RecipientNotice) -> bool:
+    """Whether an action in the notice's source stopped part-way after changing rows there (an HTTP
+    source has no rollback; _with_earlier_changes marks its result): its source did change."""
+    return (
+        notice.request.source_actions.filter(source_id=notice.recipient.source_id, kind__in=ANSWERING_KINDS)
+        .exclude(status=ActionStatus.DONE)
+        .filter(result__changed_before_failing=True)
+        .exists()
+    )
 
 
 def notice_content(notice: RecipientNotice) -> dict:
@@ -259,12 +275,23 @@ def renew_recipient_secret(*, recipient: Recipient, actor: Actor, secret_seen: s
     return locked.webhook_secret
 
 
+def _require_open(request) -> None:
+    # Closing the request settled its notices (actions.queue_due_notices): a step now would change its record.
+    if request.status in CLOSED_STATUSES:
+        raise RequestError(
+            _("This request is %(status)s: its notices to recipients can no longer be waived or sent again.")
+            % {"status": in_sentence(request.get_status_display())}
+        )
+
+
 def resend(*, notice: RecipientNotice, actor: Actor) -> RecipientNotice:
     """Staff try a failed notice again (after fixing the recipient's address, say).
-    Only from failed; the task is queued once the notice is pending again."""
+    Only from failed, on an open request; the task is queued once the notice is pending again."""
     roles.require_can_work(actor, notice.request)
     with transaction.atomic():
-        locked = RecipientNotice.objects.select_for_update().select_related("recipient", "request").get(pk=notice.pk)
+        # Only the notice is locked: a withdrawal locks the request, then its notices.
+        locked = RecipientNotice.objects.select_for_update(of=("self",)).select_related("recipient", "request").get(pk=notice.pk)
+        _require_open(locked.request)
         if locked.status != NoticeStatus.FAILED:
             raise RequestError(_("Only a failed notice can be sent again."))
         if not locked.recipient.reachable:
@@ -278,7 +305,7 @@ def resend(*, notice: RecipientNotice, actor: Actor) -> RecipientNotice:
 
 def waive(*, notice: RecipientNotice, actor: Actor, reason: str, note: str) -> RecipientNotice:
     """Record why this recipient is not told: impossible or disproportionate effort (Art. 19's exceptions),
-    or it never received this person's data. Only from pending or failed."""
+    or it never received this person's data. Only from pending or failed, on an open request."""
     roles.require_can_work(actor, notice.request)
     if reason not in WaiverReason.values:
         raise RequestError(
@@ -287,7 +314,8 @@ def waive(*, notice: RecipientNotice, actor: Actor, reason: str, note: str) -> R
     if not note.strip():
         raise RequestError(_("Say why: the subject and the supervisory authority may ask."))
     with transaction.atomic():
-        locked = RecipientNotice.objects.select_for_update().select_related("recipient").get(pk=notice.pk)
+        locked = RecipientNotice.objects.select_for_update(of=("self",)).select_related("recipient", "request").get(pk=notice.pk)
+        _require_open(locked.request)
         if locked.status not in (NoticeStatus.PENDING, NoticeStatus.FAILED):
             raise RequestError(_("This recipient has already been notified or excused."))
         locked.status, locked.waiver_reason, locked.waiver_note = NoticeStatus.WAIVED, reason, note.strip()

@@ -18,9 +18,11 @@ from django.utils import formats, timezone
 
 from privacy_portal.celery import app as celery_app
 from requests_app import tasks
-from requests_app.audit import verify_chain
+from requests_app.audit import Actor, verify_chain
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
+    ActionKind,
+    ActionStatus,
     AuditEvent,
     ErasureException,
     LegalHold,
@@ -32,7 +34,7 @@ from requests_app.models import (
     SourceSystem,
     WaiverReason,
 )
-from requests_app.services import actions, handling, notices
+from requests_app.services import actions, handling, intake, notices
 from tests.actions.conftest import ANA_EMAIL, ANA_PHONE, verified_request
 from tests.conftest import login_staff
 from tests.factories import staff_in_role
@@ -421,3 +423,79 @@ def test_no_notice_goes_where_nothing_changed_and_a_notice_still_says_what_was_e
     [message] = mail.outbox
     assert message.to == ["art19@partner.example"]
     assert "Erased (" in message.body and ": subscribers" in message.body
+
+
+def test_withdrawing_before_any_action_ran_settles_the_notices_as_not_needed(crm, erasure_request, dpo_actor, django_capture_on_commit_callbacks):
+    """QA: they stayed "To send once the actions are done" for good, and could still be waived."""
+    Recipient.objects.create(source=crm, name="Mailer", country="BE", notification_email="privacy@mailer.example")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    with django_capture_on_commit_callbacks(execute=True):
+        intake.request_withdraw(request=erasure_request, actor=Actor.subject())
+
+    notice = erasure_request.recipient_notices.get()
+    assert notice.status == NoticeStatus.NOT_NEEDED
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notices.requeue_lost_notices(now=timezone.now() + datetime.timedelta(days=1)) == 0
+        assert notices.deliver(notice_id=notice.id) is False
+    assert not [email for email in mail.outbox if email.to == ["privacy@mailer.example"]]
+
+
+def test_an_execution_that_was_not_carried_out_after_a_withdrawal_settles_its_notice(
+    crm, erasure_request, dpo_actor, step, django_capture_on_commit_callbacks
+):
+    """The subject withdrew while the execution waited for a worker: the notice waits for the run, then needs nothing."""
+    Recipient.objects.create(source=crm, name="Mailer", country="BE", notification_email="privacy@mailer.example")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = step(actions.approve, step(actions.dry_run_start, erasure_request.source_actions.get(), actor=dpo_actor), actor=dpo_actor)
+    actions.execute(action=action, actor=dpo_actor)  # queued, not run yet
+    intake.request_withdraw(request=erasure_request, actor=Actor.subject())
+    notice = erasure_request.recipient_notices.get()
+    assert notice.status == NoticeStatus.PENDING  # the run may still change the source
+
+    with django_capture_on_commit_callbacks(execute=True):
+        token = SourceAction.objects.get(pk=action.pk).run_token
+        assert actions.run_execution(action_id=action.id, token=token) == ActionStatus.FAILED
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.NOT_NEEDED
+    assert not [email for email in mail.outbox if email.to == ["privacy@mailer.example"]]
+
+
+def test_a_notice_of_an_erasure_done_before_a_withdrawal_is_still_sent(
+    crm, dpo_actor, step, django_capture_on_commit_callbacks
+):
+    """Its source's rectification never runs once the request is withdrawn: the recipient is told of the erasure
+    (Art. 19) instead of waiting for it for good."""
+    request = verified_request(RequestType.ERASURE, RequestType.RECTIFICATION)
+    Recipient.objects.create(source=crm, name="Mailer", country="BE", notification_email="privacy@mailer.example")
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Gent")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    erasure = request.source_actions.get(kind=ActionKind.ERASE)
+    for service in (actions.dry_run_start, actions.approve, actions.execute):
+        erasure = step(service, erasure, actor=dpo_actor)
+    assert erasure.status == ActionStatus.DONE and erasure.changed_anything()
+    notice = request.recipient_notices.get()
+    assert notice.status == NoticeStatus.PENDING  # waits for the rectification
+
+    with django_capture_on_commit_callbacks(execute=True):
+        intake.request_withdraw(request=request, actor=Actor.subject())
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.SENT
+    [email] = [email for email in mail.outbox if email.to == ["privacy@mailer.example"]]
+    assert "Erased" in email.body and "Rectified" not in email.body
+
+
+def test_a_notice_of_a_closed_request_can_no_longer_be_waived_or_sent_again(crm, erasure_request, dpo_actor):
+    Recipient.objects.create(source=crm, name="Mailer", country="BE")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    intake.request_withdraw(request=erasure_request, actor=Actor.subject())
+    notice = erasure_request.recipient_notices.get()
+    events = erasure_request.events.count()
+
+    refusal = "This request is withdrawn: its notices to recipients can no longer be waived or sent again."
+    with pytest.raises(RequestError, match=refusal):
+        notices.waive(notice=notice, actor=dpo_actor, reason=WaiverReason.IMPOSSIBLE, note="Partner went bankrupt")
+    RecipientNotice.objects.filter(pk=notice.pk).update(status=NoticeStatus.FAILED)  # as a notice that failed for good was
+    with pytest.raises(RequestError, match=refusal):
+        notices.resend(notice=notice, actor=dpo_actor)
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.FAILED and erasure_request.events.count() == events
