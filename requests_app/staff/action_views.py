@@ -33,6 +33,7 @@ from requests_app.models import (
     ActionStatus,
     ErasureException,
     IdentityKind,
+    NoticeStatus,
     PrivacyRequest,
     RecipientNotice,
     RequestType,
@@ -54,8 +55,11 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
     bound = bound or {}
     rights = set(privacy_request.requested_rights)
     if not rights & set(actions.ACTION_FOR_RIGHT):
-        return {"shown": False}
+        return {"shown": False, "forms_shown": set()}
     user = request.user
+    can_work = roles.can_work(user, privacy_request)
+    # The keys of the forms the panel shows: _page_with_form shows a failed one again only if it is among them.
+    forms_shown = set()
     source_actions = list(privacy_request.source_actions.select_related("source", "approved_by", "done_by", "cancelled_by"))
     # Each erasure's execution_refusal reads the request's packages (the copy-first rule): one query for the page.
     prefetch_related_objects([privacy_request], "exports")
@@ -93,8 +97,8 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         action.can_dry_run = action.status in actions.DRY_RUN_FROM or actions.searched_too_early(action, kinds_verified)
         action.awaits_another_approver = actions.needs_another_approver(action, user)
         action.can_retry = (action.status == ActionStatus.FAILED and action.approved_at is not None) or action.lost
-        key = f"done-{action.public_id}"
-        action.done_form = bound.get(key) or ManualDoneForm(auto_id=f"{key}-%s")
+        done_key = f"done-{action.public_id}"
+        action.done_form = bound.get(done_key) or ManualDoneForm(auto_id=f"{done_key}-%s")
         # Lifting a restriction comes after the request's answer: it goes on whatever the request's status.
         action.acting = privacy_request.status == Status.IN_PROGRESS or action.kind == ActionKind.LIFT_RESTRICTION
         action.too_early = action.kind == ActionKind.LIFT_RESTRICTION and timezone.localdate() < action.lift_not_before
@@ -108,17 +112,34 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         if action.can_confirm and not action.too_early:
             is_lifting = action.kind == ActionKind.LIFT_RESTRICTION
             action.confirm_refusal = actions.lift_refused_now(action) if is_lifting else actions.copy_first_refusal(action)
+        if action.acting and action.can_confirm and not action.too_early and not action.confirm_refusal:
+            forms_shown.add(done_key)
         action.can_plan_lift = action.kind == ActionKind.RESTRICT and lifting.lift_refusal(action) is None
         key = f"lift-{action.public_id}"
         action.lift_form = bound.get(key) or LiftForm(auto_id=f"{key}-%s")
+        action.shows_lift_form = can_work and action.can_plan_lift
+        if action.shows_lift_form:
+            forms_shown.add(key)
         action.can_cancel_lift = action.kind == ActionKind.LIFT_RESTRICTION and lifting.cancel_refusal(action) is None
         key = f"cancel_lift-{action.public_id}"
         action.cancel_lift_form = bound.get(key) or CancelLiftForm(auto_id=f"{key}-%s")
+        action.shows_cancel_lift_form = can_work and action.can_cancel_lift
+        if action.shows_cancel_lift_form:
+            forms_shown.add(key)
     recipient_notices = list(privacy_request.recipient_notices.select_related("recipient", "waived_by"))
     for notice in recipient_notices:
         key = f"waive-{notice.public_id}"
         notice.waive_form = bound.get(key) or WaiveForm(auto_id=f"{key}-%s", language=privacy_request.language)
+        # A closed request's notices are settled (notices._require_open).
+        notice.shows_waive_form = can_work and privacy_request.is_open and notice.status in (NoticeStatus.PENDING, NoticeStatus.FAILED)
+        if notice.shows_waive_form:
+            forms_shown.add(key)
     rectifying = RequestType.RECTIFICATION in rights
+    # Planning, corrected values, dry runs and execution wait for the identity check (actions._require_in_progress).
+    acting = privacy_request.status == Status.IN_PROGRESS
+    shows_plan_form = can_work and acting
+    shows_rectification_form = shows_plan_form and rectifying
+    forms_shown |= {key for key, shown in (("plan", shows_plan_form), ("rectification", shows_rectification_form)) if shown}
     restricting = RequestType.RESTRICTION in rights
     plan_form = bound.get("plan")
     if plan_form is None:
@@ -127,8 +148,10 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         plan_form = PlanForm(auto_id="plan-%s", restricting=restricting, restriction_planned=restriction_planned, initial=initial)
     return {
         "shown": True,
-        # Planning, corrected values, dry runs and execution wait for the identity check (actions._require_in_progress).
-        "acting": privacy_request.status == Status.IN_PROGRESS,
+        "acting": acting,
+        "forms_shown": forms_shown,
+        "shows_plan_form": shows_plan_form,
+        "shows_rectification_form": shows_rectification_form,
         "actions": source_actions,
         "notices": recipient_notices,
         "rectifying": rectifying,
@@ -143,7 +166,12 @@ def _panel_url(reference: str) -> str:
 
 
 def _page_with_form(request: HttpRequest, privacy_request: PrivacyRequest, key: str, form, status: int) -> HttpResponse:
-    """The request page again, with the panel's form that failed and why."""
+    """The request page again, with the panel's form that failed and why. Where the page no longer shows that
+    form (the request closed since the form was loaded, or the step is no longer offered), why is a message on
+    the request page instead: errors on a form the page hides would be lost, and the refusal with them."""
+    if key not in panel_context(request, privacy_request)["forms_shown"]:
+        messages.error(request, " ".join(" ".join(errors) for errors in form.errors.values()))
+        return redirect(_panel_url(privacy_request.reference))
     context = _request_context(request, privacy_request)
     context["source_action_forms"] = {key: form}
     return render(request, "staff/request.html", context, status=status)

@@ -711,9 +711,12 @@ def test_the_request_page_cancels_a_lifting_and_says_why_it_no_longer_can(
     assert "Cancel the lifting" not in page and "Lift this restriction" in page  # a new one may be planned
     assert SourceAction.objects.get(pk=lift.pk).status == ActionStatus.CANCELLED
 
-    # Someone else's page still offers it: the second click is refused, saying why.
-    response = client.post(cancel_url, {"reason": "New grounds."})
-    assert response.status_code == 409 and "This lifting has already been cancelled." in response.content.decode()
+    # Someone else's page still offers it: the second click is refused, saying why on the page that no longer offers it.
+    response = client.post(cancel_url, {"reason": "New grounds."}, follow=True)
+    assert "This lifting has already been cancelled." in response.content.decode()
+    # Sent empty as well, it is refused where it can be read: the form it came from is no longer on the page.
+    response = client.post(cancel_url, {"reason": " "}, follow=True)
+    assert "This field is required." in response.content.decode()
 
     with time_machine.travel(PLANNED_ON, tick=False), django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("staff:source_action", args=[restricted.public_id, "lift"]), {"reason": "Accuracy verified."})
@@ -722,8 +725,7 @@ def test_the_request_page_cancels_a_lifting_and_says_why_it_no_longer_can(
         second = step(actions.execute, step(actions.approve, step(actions.dry_run_start, second, actor=dpo_actor), actor=dpo_actor), actor=dpo_actor)
         assert second.status == ActionStatus.DONE, second.error
         login_staff(client, dpo)  # the session of a week ago has expired
-        response = client.post(reverse("staff:source_action", args=[second.public_id, "cancel_lift"]), {"reason": "Too late."})
-    assert response.status_code == 409
+        response = client.post(reverse("staff:source_action", args=[second.public_id, "cancel_lift"]), {"reason": "Too late."}, follow=True)
     assert "This restriction has already been lifted: the lifting can no longer be cancelled." in response.content.decode()
 
 
@@ -735,11 +737,13 @@ def test_planning_a_lifting_someone_planned_first_is_refused_saying_why(client, 
     lift_url = reverse("staff:source_action", args=[restricted.public_id, "lift"])
     with time_machine.travel(PLANNED_ON, tick=False), django_capture_on_commit_callbacks(execute=True):
         assert client.post(lift_url, {"reason": "Accuracy verified."}).status_code == 302
-        response = client.post(lift_url, {"reason": "The accuracy of your address was verified."})
+        response = client.post(lift_url, {"reason": "The accuracy of your address was verified."}, follow=True)
+        empty = client.post(lift_url, {"reason": " "}, follow=True)
 
-    assert response.status_code == 409
     page = response.content.decode()
     assert "The lifting of this restriction is already planned." in page
     assert "Lift this restriction" not in page  # the refusal is shown on its own: nothing to send again
+    # Its field's error too: the form it is about is no longer on the page.
+    assert "This field is required." in empty.content.decode()
     assert restricted.request.source_actions.filter(kind=ActionKind.LIFT_RESTRICTION).count() == 1
     assert Message.objects.filter(request=restricted.request).count() == 1  # one letter

@@ -28,7 +28,7 @@ from requests_app.models import (
     SourceSystem,
     Status,
 )
-from requests_app.services import actions, handling, notices, routing
+from requests_app.services import actions, handling, intake, notices, routing
 from tests.actions.conftest import ANA_EMAIL, verified_request
 from tests.conftest import login_staff
 from tests.factories import released_package, staff_in_role
@@ -684,3 +684,65 @@ def test_no_action_is_offered_before_the_request_is_in_progress(client_dpo, db):
     page = _page(client_dpo, new).content.decode()
     assert "The source systems are acted on once the request is in progress, after the identity check." in page
     assert "Plan actions" not in page
+
+
+@sqlite_source
+def test_a_corrected_value_sent_after_the_request_closed_is_refused_with_a_message(client_dpo, crm):
+    """QA: saved from a page loaded before completion, it answered 409 with the request page, which no longer shows the
+    panel's forms: the refusal, written on the hidden form, was shown nowhere."""
+    request = verified_request(RequestType.RECTIFICATION)
+    PrivacyRequest.objects.filter(pk=request.pk).update(status=Status.COMPLETED)
+    url = reverse("staff:rectification_change", args=[request.reference])
+
+    response = client_dpo.post(url, {"field": crm.categories.get().fields.get(name="city").pk, "value": "Gent"}, follow=True)
+    assert "Only an open, verified request can be acted on." in response.content.decode()
+    assert not request.rectification_changes.exists()
+
+
+@sqlite_source
+def test_waiving_a_notice_waived_since_the_page_was_loaded_says_why_it_is_refused(client_dpo, crm, erasure_request, dpo_actor):
+    Recipient.objects.create(source=crm, name="Mailer", country="BE")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    notice = erasure_request.recipient_notices.get()
+    notices.waive(notice=notice, actor=dpo_actor, reason="impossible", note="The mailer no longer exists.")  # another tab
+    url = reverse("staff:notice", args=[notice.public_id, "waive"])
+
+    response = client_dpo.post(url, {"reason": "disproportionate", "note": "Too costly."}, follow=True)
+    assert "This recipient has already been notified or excused." in response.content.decode()
+    notice.refresh_from_db()
+    assert notice.waiver_note == "The mailer no longer exists."
+
+
+@sqlite_source
+def test_waiving_a_notice_of_a_withdrawn_request_is_refused_with_a_message(client_dpo, crm, erasure_request, dpo_actor):
+    """QA: the waiver was recorded on the closed request, with its audit events."""
+    Recipient.objects.create(source=crm, name="Mailer", country="BE")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    notice = erasure_request.recipient_notices.get()
+    intake.request_withdraw(request=erasure_request, actor=Actor.subject())
+    events = erasure_request.events.count()
+
+    url = reverse("staff:notice", args=[notice.public_id, "waive"])
+    response = client_dpo.post(url, {"reason": "disproportionate", "note": "Too costly."}, follow=True)
+    page = html.unescape(response.content.decode())
+    assert "This request is withdrawn: its notices to recipients can no longer be waived or sent again." in page
+    assert "Recorded: this recipient will not be notified." not in page
+    [mailer] = re.findall(r"<td>Mailer</td>(.*?)</tr>", page, re.DOTALL)
+    assert "Not needed: nothing changed in this source" in mailer and "Waive" not in mailer
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.NOT_NEEDED and erasure_request.events.count() == events
+
+
+def test_confirming_a_manual_action_with_a_wrong_count_after_a_withdrawal_says_so(client_dpo, dpo, erasure_request, dpo_actor):
+    """The form is no longer on the page once the request is closed: its error is a message there instead."""
+    SourceSystem.objects.create(
+        slug="paper", name="Paper files", connector=ConnectorKind.MANUAL, identity_kind=IdentityKind.EMAIL, owner=dpo,
+        purposes="Archive", legal_basis=LegalBasis.CONTRACT, retention="5 years", origin="The subject",
+    )
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = erasure_request.source_actions.get()
+    intake.request_withdraw(request=erasure_request, actor=Actor.subject())
+
+    response = client_dpo.post(reverse("staff:source_action", args=[action.public_id, "done"]), {"rows": "-1"}, follow=True)
+    assert "Ensure this value is greater than or equal to 0." in response.content.decode()
+    assert SourceAction.objects.get(pk=action.pk).status == ActionStatus.MANUAL
