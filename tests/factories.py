@@ -1,6 +1,7 @@
 import threading
 
 import factory
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
@@ -90,7 +91,11 @@ def released_package(request, kind="access"):
     """A data package already released to the subject: what completing an access or portability request needs."""
     from requests_app.models import ExportPackage, ExportStatus
 
-    return ExportPackage.objects.create(request=request, kind=kind, status=ExportStatus.RELEASED, released_at=timezone.now())
+    released_at = timezone.now()
+    return ExportPackage.objects.create(
+        request=request, kind=kind, status=ExportStatus.RELEASED, released_at=released_at,
+        expires_at=released_at + settings.EXPORT_LINK_LIFETIME,  # as exports.export_release sets it
+    )
 
 
 def at_once(work, times: int) -> list:

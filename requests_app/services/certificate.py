@@ -20,6 +20,7 @@ from django.db.models import Prefetch, Q
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from requests_app.audit import verify_request_events
 from requests_app.context import controller_details
@@ -298,16 +299,24 @@ def outcome_summary(request: PrivacyRequest) -> str:
             say(_("We did not correct any of your data."))
         # An erasure that ran first leaves nothing for a correction or a restriction to find.
         erased_in = {action.source_id for action in done if action.kind == ActionKind.ERASE and action.changed_anything()}
+        gdpr = cites_gdpr_articles(request.regime)
         for action in done:
             for paragraph in _action_outcome(action, erased_before=action.source_id in erased_in):
                 say(paragraph)
+        if _restrictions_in_force(request, done):
+            # Art. 18(3), under every regime (lifting.plan_lift writes first whatever the law): the subject is not left
+            # to wonder whether the restriction may quietly end. Once, however many systems were restricted.
+            say(
+                _("We will write to you before we lift a restriction of your data, telling you when and why (Article 18(3) GDPR).")
+                if gdpr
+                else _("We will write to you before we lift a restriction of your data, telling you when and why.")
+            )
         for paragraph in _package_outcome(request):
             say(paragraph)
         for paragraph in _suppression_outcome(request):
             say(paragraph)
         notices = list(request.recipient_notices.select_related("recipient").prefetch_related("recipient__translations"))
         names = {notice.pk: notice.recipient.texts_in(request.language)["name"] for notice in notices}  # as the reader reads them
-        gdpr = cites_gdpr_articles(request.regime)
         recipients_by_status = (
             (NoticeStatus.SENT, _("We told the following recipients of your data about these changes (Article 19 GDPR): %(names)s."),
              _("We told the following recipients of your data about these changes: %(names)s.")),
@@ -337,6 +346,20 @@ def outcome_summary(request: PrivacyRequest) -> str:
                     % {"name": names[notice.pk], "reason": in_sentence(notice.get_waiver_reason_display()), "note": notice.waiver_note}
                 )
     return "\n\n".join(paragraphs)
+
+
+def _restrictions_in_force(request: PrivacyRequest, done: list) -> bool:
+    """Whether the request's finished actions restricted data in a source (a restriction that found nothing, or could
+    not search its source, restricted nothing) whose lifting is not planned yet: the subject, told of a lifting
+    planned already by its own letter, is told beforehand of the others'."""
+    restricted = {
+        action.source_id for action in done
+        if action.kind == ActionKind.RESTRICT and action.changed_anything() and not searched_nothing(action)
+    }
+    if not restricted:
+        return False
+    lifting = request.source_actions.filter(kind=ActionKind.LIFT_RESTRICTION).exclude(status=ActionStatus.CANCELLED)
+    return bool(restricted - set(lifting.values_list("source_id", flat=True)))
 
 
 def _suppression_outcome(request: PrivacyRequest) -> list[str]:
@@ -487,9 +510,12 @@ def _could_not_search(source_name: str, identity_kind: str) -> str:
 
 def _package_outcome(request: PrivacyRequest) -> list[str]:
     """What the data packages released to the subject found, as their manifests record it (the latest
-    of each kind): that one found no data (of a portability package that left data out, none that the right
-    covers), and the sources it could not search, and why. A package with data speaks for itself; one that
-    found none must not leave the letter silent about it."""
+    of each kind), and where the subject gets them: that one found no data (of a portability package that
+    left data out, none that the right covers), or, where it found some, the systems it found none in (as its
+    report lists them); the sources it could not search, and why; then whether it is on their status page,
+    until when and for how many more downloads, or no longer is. Completion waits for the package of each
+    access or portability right granted (actions.completion_blockers): the letter of such a right always
+    says this, whatever the ready email said."""
     latest = {}
     for export in request.exports.filter(released_at__isnull=False).order_by("released_at"):
         latest[export.kind] = export
@@ -507,10 +533,82 @@ def _package_outcome(request: PrivacyRequest) -> list[str]:
             paragraphs.append(_("We found no data that you gave us or that your use of our services produced in the systems we searched."))
         elif manifest.get("rows") == 0:
             paragraphs.append(_("We found no personal data about you in the systems we searched."))
+        else:
+            paragraphs.extend(_package_delivery(request, export))
+            paragraphs.extend(_sources_found_empty(request, export))
         for item in manifest.get("sources_not_searched", []):
             name = item.get("name") or item["source"]
             if item.get("reason") == NO_VERIFIED_IDENTIFIER:
                 paragraphs.append(_could_not_search(name, item["kind"]))
             else:
                 paragraphs.append(_("We could not search %(source)s: %(reason)s.") % {"source": name, "reason": not_searched_reason(item)})
+        if manifest.get("rows") == 0:
+            paragraphs.extend(_package_delivery(request, export))  # after what it found: "our answer" is that
     return paragraphs
+
+
+def _package_delivery(request: PrivacyRequest, export) -> list[str]:
+    """Where the subject gets a released package, as it stands when the letter is written: on their status page
+    until its expiry, with the downloads they have left; or that it can no longer be downloaded, and why. A package
+    that found nothing is our answer (with the systems searched), not "your data". Nothing for a subject with no
+    email address (a request recorded from a letter): they have no status page, and staff deliver it otherwise."""
+    if not request.subject_email:
+        return []
+    words = {"expires": date_in_words(export.expires_at, "DATETIME_FORMAT"), "count": export.downloads_left}
+    # Used up first: the hourly clean-up marks a package used up as expired too (exports.delete_expired_exports).
+    if not export.downloads_left:
+        return [_(
+            "The data package we made available on your request's status page can no longer be downloaded: you have "
+            "used all its downloads."
+        )]
+    if export.status == ExportStatus.EXPIRED or export.expires_at <= timezone.now():
+        return [_(
+            "The data package we made available on your request's status page could be downloaded until %(expires)s: "
+            "it has expired."
+        ) % words]
+    if export.found_nothing:
+        return [ngettext(
+            "Our answer, with the list of the systems we searched, is on your request's status page: you can download "
+            "it until %(expires)s (%(count)s download left).",
+            "Our answer, with the list of the systems we searched, is on your request's status page: you can download "
+            "it until %(expires)s (%(count)s downloads left).",
+            words["count"],
+        ) % words]
+    if export.kind == ExportKind.PORTABILITY:
+        return [ngettext(
+            "The data you gave us or that your use of our services produced is ready on your request's status page, in "
+            "structured, machine-readable formats: you can download it until %(expires)s (%(count)s download left).",
+            "The data you gave us or that your use of our services produced is ready on your request's status page, in "
+            "structured, machine-readable formats: you can download it until %(expires)s (%(count)s downloads left).",
+            words["count"],
+        ) % words]
+    return [ngettext(
+        "Your copy of your data is ready on your request's status page: you can download it until %(expires)s "
+        "(%(count)s download left).",
+        "Your copy of your data is ready on your request's status page: you can download it until %(expires)s "
+        "(%(count)s downloads left).",
+        words["count"],
+    ) % words]
+
+
+def _sources_found_empty(request: PrivacyRequest, export) -> list[str]:
+    """The systems a package that found data searched and found none in, as its report lists them: those whose every
+    data file holds no row, less those it could not search and, of a portability package, those it left data out
+    of (never said to hold none of the subject's data: what was left out was not read)."""
+    manifest = export.manifest
+    rows_by_source = {}
+    for entry in manifest.get("files", []):
+        slug = source_of_data_file(entry["path"])
+        if slug:
+            rows_by_source[slug] = rows_by_source.get(slug, 0) + (entry.get("rows") or 0)
+    not_read = {item["source"] for item in manifest.get("sources_not_searched", []) + manifest.get("categories_left_out", [])}
+    empty = sorted(slug for slug, rows in rows_by_source.items() if not rows and slug not in not_read)
+    if not empty:
+        return []
+    sources = {source.slug: source for source in SourceSystem.objects.filter(slug__in=empty).prefetch_related("translations")}
+    # As the subject reads them; a source since removed from the inventory by its slug, the only name left.
+    names = _names(sources[slug].texts_in(request.language)["name"] if slug in sources else slug for slug in empty)
+    if export.kind == ExportKind.PORTABILITY:
+        return [_("We found no data that you gave us or that your use of our services produced in these systems: %(sources)s.")
+                % {"sources": names}]
+    return [_("We found no personal data about you in these systems: %(sources)s.") % {"sources": names}]

@@ -20,6 +20,7 @@ from requests_app.models import (
     LegalHoldTranslation,
     Message,
     NoticeStatus,
+    PrivacyRequest,
     Recipient,
     RequestType,
     SourceAction,
@@ -167,11 +168,123 @@ def test_a_correction_to_the_value_already_held_is_not_called_a_correction(crm, 
     assert request.recipient_notices.get().status == NoticeStatus.NOT_NEEDED
 
 
-def test_a_request_without_source_actions_gets_the_letter_alone(db, dpo_actor, django_capture_on_commit_callbacks):
+def test_a_request_without_source_actions_gets_the_letter_and_where_its_copy_is(db, dpo_actor, django_capture_on_commit_callbacks):
     request = verified_request(RequestType.ACCESS)
     released_package(request)
     body = _complete(request, dpo_actor).body
-    assert body.endswith("Thank you for your patience.")
+    assert body.split("\n\n")[1:] == [
+        "Thank you for your patience.",
+        "Your copy of your data is ready on your request's status page: you can download it until "
+        f"{_moment(request.exports.get().expires_at)} (5 downloads left).",
+    ]
+
+
+def _moment(value) -> str:
+    """A moment as an English letter writes it (DATETIME_FORMAT, Brussels time): "8 March 2026, 14:05"."""
+    local = timezone.localtime(value)
+    return f"{local.day} {local:%B} {local.year}, {local:%H:%M}"
+
+
+def _released(request, dpo_actor, kind=ExportKind.ACCESS) -> ExportPackage:
+    export = exports.export_start(request=request, actor=dpo_actor, kind=kind)
+    exports.compile_export(export_id=export.id)
+    return exports.export_release(export=ExportPackage.objects.get(pk=export.pk), actor=dpo_actor)
+
+
+def test_the_letter_of_an_access_request_says_where_the_copy_is_until_when_and_how_many_downloads_are_left(
+    crm, cdr, dpo_actor, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    """QA: the letter said only "We have completed your request (Access a copy of my data)": nothing of the copy."""
+    settings.EXPORT_WORK_DIR = str(tmp_path / "export-work")
+    request = verified_request(RequestType.ACCESS, RequestType.ERASURE)
+    export = _released(request, dpo_actor)
+    ExportPackage.objects.filter(pk=export.pk).update(download_count=1)  # the subject downloaded it once already
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+
+    lines = _complete(request, dpo_actor).body.split("\n\n")
+    assert (
+        "Your copy of your data is ready on your request's status page: you can download it until "
+        f"{_moment(export.expires_at)} (4 downloads left)."
+    ) in lines
+    assert "We erased your data in CRM: contact information." in lines  # the erasure's part, as before
+    assert not any("found no" in line for line in lines)  # both systems held data of theirs
+
+
+def test_the_letter_names_the_systems_a_copy_found_nothing_in(crm, cdr, dpo_actor, settings, tmp_path):
+    """The report lists the systems searched without result; the letter said nothing of them when others held data."""
+    settings.EXPORT_WORK_DIR = str(tmp_path / "export-work")
+    request = verified_request(RequestType.ACCESS)
+    request.identities.filter(kind=IdentityKind.EMAIL).update(value="nobody@example.com")  # the call records still match
+    export = _released(request, dpo_actor)
+    assert export.manifest["rows"] > 0
+
+    lines = _complete(request, dpo_actor).body.split("\n\n")
+    assert "We found no personal data about you in these systems: CRM." in lines
+    assert not any("Call records" in line for line in lines)
+    assert "We found no personal data about you in the systems we searched." not in lines
+
+
+def test_the_letter_of_a_copy_that_found_nothing_says_where_the_answer_is(crm, cdr, dpo_actor, settings, tmp_path):
+    settings.EXPORT_WORK_DIR = str(tmp_path / "export-work")
+    request = verified_request(RequestType.ACCESS)
+    request.identities.update(value="+32470000555")  # verified, and nothing of theirs anywhere
+    export = _released(request, dpo_actor)
+
+    lines = _complete(request, dpo_actor).body.split("\n\n")
+    found_nothing = lines.index("We found no personal data about you in the systems we searched.")
+    assert lines[found_nothing + 1] == (
+        "Our answer, with the list of the systems we searched, is on your request's status page: you can download it "
+        f"until {_moment(export.expires_at)} (5 downloads left)."
+    )
+    assert "Your copy of your data" not in " ".join(lines)
+
+
+def test_the_letter_of_a_portability_request_says_where_the_data_is(crm, cdr, dpo_actor, settings, tmp_path):
+    settings.EXPORT_WORK_DIR = str(tmp_path / "export-work")
+    SourceSystem.objects.filter(pk=cdr.pk).update(legal_basis=LegalBasis.CONTRACT)  # portable too: nothing left out
+    request = verified_request(RequestType.PORTABILITY)
+    export = _released(request, dpo_actor, kind=ExportKind.PORTABILITY)
+    ExportPackage.objects.filter(pk=export.pk).update(max_downloads=1)
+
+    body = _complete(request, dpo_actor).body
+    assert (
+        "The data you gave us or that your use of our services produced is ready on your request's status page, in "
+        f"structured, machine-readable formats: you can download it until {_moment(export.expires_at)} (1 download left)."
+    ) in body
+    assert "Your copy of your data" not in body
+
+
+def test_the_letter_says_a_copy_used_up_or_expired_can_no_longer_be_downloaded(db, dpo_actor):
+    used_up = verified_request(RequestType.ACCESS)
+    ExportPackage.objects.filter(pk=released_package(used_up).pk).update(download_count=5)
+    expired = verified_request(RequestType.ACCESS)
+    export = released_package(expired)
+    ExportPackage.objects.filter(pk=export.pk).update(expires_at=timezone.now() - datetime.timedelta(hours=1))
+    export.refresh_from_db()
+
+    body = _complete(used_up, dpo_actor).body
+    assert (
+        "The data package we made available on your request's status page can no longer be downloaded: you have used all "
+        "its downloads."
+    ) in body
+    assert "you can download it" not in body
+    body = _complete(expired, dpo_actor).body
+    assert (
+        "The data package we made available on your request's status page could be downloaded until "
+        f"{_moment(export.expires_at)}: it has expired."
+    ) in body
+    assert "you can download it" not in body
+
+
+def test_a_letter_by_post_sends_the_subject_to_no_status_page(db, dpo_actor):
+    """A request recorded from a letter, with no email address: the subject has no status page to go to."""
+    request = verified_request(RequestType.ACCESS)
+    PrivacyRequest.objects.filter(pk=request.pk).update(subject_email="")
+    request.refresh_from_db()
+    released_package(request)
+    assert "status page" not in _complete(request, dpo_actor).body
+
 
 
 def test_the_outcome_is_written_in_the_subjects_language(cdr, dpo_actor, django_capture_on_commit_callbacks):
@@ -467,3 +580,43 @@ def test_a_letter_in_french_names_the_recipients_as_the_dpo_translated_them(crm,
     body = _complete(request, dpo_actor).body
     assert "Sociétés du groupe." in body and "Ancien partenaire d'itinérance (" in body
     assert "Group companies" not in body and "Old roaming partner" not in body
+
+
+TOLD_BEFORE_LIFTING = "We will write to you before we lift a restriction of your data, telling you when and why"
+
+
+@pytest.mark.parametrize(("regime", "citation"), [("gdpr", " (Article 18(3) GDPR)."), ("uk_gdpr", " (Article 18(3) GDPR)."), ("ccpa", ".")])
+def test_a_restriction_carried_out_tells_the_subject_they_will_hear_before_it_is_lifted(
+    crm, cdr, dpo_actor, django_capture_on_commit_callbacks, regime, citation
+):
+    """Art. 18(3), once however many systems were restricted; its article cited as the letter cites the others'."""
+    SourceSystem.objects.filter(pk=cdr.pk).update(restriction_list="restriction_list.identity")
+    request = verified_request(RequestType.RESTRICTION, regime=regime)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+
+    lines = _complete(request, dpo_actor).body.split("\n\n")
+    assert "We restricted the processing of your data in CRM." in lines
+    assert "We restricted the processing of your data in Call records." in lines
+    assert lines.count(TOLD_BEFORE_LIFTING + citation) == 1
+
+
+def test_a_restriction_that_restricted_nothing_or_whose_lifting_is_planned_promises_no_notice(
+    crm, dpo_actor, django_capture_on_commit_callbacks
+):
+    from requests_app.services import lifting
+
+    nothing = verified_request(RequestType.RESTRICTION)
+    nothing.identities.filter(kind=IdentityKind.EMAIL).update(verified_at=None)  # the CRM cannot be searched
+    actions.plan_actions(request=nothing, actor=dpo_actor)
+    carry_out_actions(nothing, dpo_actor, django_capture_on_commit_callbacks)
+    body = _complete(nothing, dpo_actor).body
+    assert "We could not search CRM" in body and TOLD_BEFORE_LIFTING not in body
+
+    # The subject had the lifting's own notice already: the letter does not promise another.
+    request = verified_request(RequestType.RESTRICTION)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        lifting.plan_lift(restriction=request.source_actions.get(), actor=dpo_actor, reason="The accuracy was verified.")
+    assert TOLD_BEFORE_LIFTING not in _complete(request, dpo_actor).body
