@@ -434,7 +434,13 @@ def test_a_ground_of_another_rights_article_refuses_no_right_in_part(dpo, right,
 def test_the_rights_of_others_may_refuse_the_data_ported_too(dpo):
     request = asking(RequestType.PORTABILITY, RequestType.RECTIFICATION)
     complete(request, dpo, RightRefusal(RequestType.PORTABILITY, "rights_of_others", "The records are your employer's calls."), letter="We corrected it.")
-    assert request.messages.get().body.count("The rights and freedoms of others (Art. 15(4), 20(4))") == 1
+    # The letter cites the portability's article, not the copy's (Art. 15(4)) that the ground's label names too.
+    body = request.messages.get().body
+    assert (
+        "We cannot grant this part of your request: “Receive my data in a machine-readable format”. The reason: The rights and "
+        "freedoms of others (Art. 20(4))\n\nThe records are your employer's calls."
+    ) in body
+    assert "15(4)" not in body
     with pytest.raises(RequestError, match=r"\(Art. 20\(4\)\) can refuse only the data ported, not “Erase my data”"):
         complete(asking(RequestType.ACCESS, RequestType.ERASURE), dpo, RightRefusal(RequestType.ERASURE, "rights_of_others", "Because."))
 
@@ -526,3 +532,46 @@ def test_a_refusal_in_part_under_the_ccpa_names_the_belgian_authority_too(dpo):
     body = request.messages.get().body
     assert "de California Privacy Protection Agency, cppa.ca.gov" in body
     assert "de Gegevensbeschermingsautoriteit (GBA), Drukpersstraat 35, 1000 Brussel" in body
+
+
+@pytest.mark.django_db
+def test_a_french_letter_refusing_the_data_ported_for_the_rights_of_others_cites_article_20_not_15(dpo):
+    """QA: "Motif : Droits et libertés d'autrui (art. 15, paragraphe 4, et art. 20, paragraphe 4)" for a portability refusal."""
+    request = asking(RequestType.PORTABILITY, RequestType.RECTIFICATION, language="fr")
+    complete(request, dpo, RightRefusal(RequestType.PORTABILITY, "rights_of_others", "Ce sont les appels de votre employeur."), letter="Corrigé.")
+    reason = next(line for line in request.messages.get().body.split("\n\n") if "Motif" in line)
+    assert "20" in reason and "15" not in reason
+
+
+@pytest.mark.django_db
+def test_a_letter_refusing_the_copy_for_the_rights_of_others_cites_article_15_only(dpo):
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.PORTABILITY)])
+    released_package(request, kind="portability")  # the copy's not released: it may still be refused
+    complete(request, dpo, RightRefusal(RequestType.ACCESS, "rights_of_others", "Your copy would show other people's calls."))
+    body = request.messages.get().body
+    assert "The reason: The rights and freedoms of others (Art. 15(4))\n\n" in body and "20(4)" not in body
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("rights", "citation"),
+    [
+        ([RequestType.PORTABILITY], "(Art. 20(4))"),
+        ([RequestType.ACCESS], "(Art. 15(4))"),
+        ([RequestType.ACCESS, RequestType.PORTABILITY], "(Art. 15(4), 20(4))"),  # both refused: both articles
+    ],
+)
+def test_a_rejection_for_the_rights_of_others_cites_the_article_of_the_rights_it_refuses(dpo, rights, citation):
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(right) for right in rights])
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground="rights_of_others",
+        explanation="The records are your employer's calls.", expected_status=request.status,
+    )
+    assert f"The reason: The rights and freedoms of others {citation}\n\n" in request.messages.get().body
+
+
+@pytest.mark.django_db
+def test_a_letter_under_another_law_cites_no_article_for_the_rights_of_others(dpo):
+    request = asking(RequestType.PORTABILITY, RequestType.RECTIFICATION, regime="ccpa")
+    complete(request, dpo, RightRefusal(RequestType.PORTABILITY, "rights_of_others", "The records are your employer's calls."), letter="Done.")
+    assert "The reason: The rights and freedoms of others\n\n" in request.messages.get().body
