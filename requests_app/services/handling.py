@@ -657,7 +657,7 @@ def refusals_in_letter(request: PrivacyRequest, refusals_by_right: dict[str, Rig
     with translation.override(request.language):
         for right in request.refused_rights:
             refusal = refusals_by_right[right]
-            reason = ground_in_letter(refusal.ground, request.regime, rights=[right])
+            reason = ground_in_letter(refusal.ground, request.regime)
             explanation = refusal.explanation.strip()
             if refusal.ground == RejectionGround.OTHER:
                 reason, explanation = explanation, ""  # "The reason: Other" says nothing: their words are the reason
@@ -754,24 +754,19 @@ def ground_for_another_right(ground: str, right: str) -> str:
     return GROUND_FOR_ANOTHER_RIGHT[ground] % {"right": RequestType(right).label}
 
 
-# The rights and freedoms of others limit two rights, each in its own article: the copy of Art. 15 (Art. 15(4)) and the
-# data ported (Art. 20(4)). The ground's label cites both, for staff choosing it; a letter refusing one of those rights
-# cites that right's article, not the other's (a portability refusal citing Art. 15(4) points the subject to the wrong
-# rule). Refusing both at once, it cites both, as the label does.
-GROUND_FOR_ONE_RIGHT_IN_LETTER = {
-    (RejectionGround.RIGHTS_OF_OTHERS, RequestType.ACCESS): gettext_lazy("The rights and freedoms of others (Art. 15(4))"),
-    (RejectionGround.RIGHTS_OF_OTHERS, RequestType.PORTABILITY): gettext_lazy("The rights and freedoms of others (Art. 20(4))"),
+# The rights and freedoms of others now refuse only the data ported (Art. 20(4); models.GROUNDS_FOR_SOME_RIGHTS): access
+# is never refused for them, the other people's data is masked in its copy instead (Art. 15(4)). The ground's label
+# still cites both articles, so that requests refused on it for access before read as they did; a letter cites the
+# one rule it applies now: a portability refusal citing Art. 15(4) would point the subject to the wrong rule.
+GROUND_IN_LETTER = {
+    RejectionGround.RIGHTS_OF_OTHERS: gettext_lazy("The rights and freedoms of others (Art. 20(4))"),
 }
 
 
-def ground_in_letter(ground: str, regime: str, *, rights: Sequence[str] = ()) -> str:
-    """A ground refusing `rights` as the letter names it, in the active language: citing the article of the right it
-    refuses where the ground has one per right (GROUND_FOR_ONE_RIGHT_IN_LETTER), and its GDPR article only under the
-    GDPR and the UK GDPR (wording.label_in_letter)."""
-    label = RejectionGround(ground).label
-    if len(set(rights)) == 1:
-        label = GROUND_FOR_ONE_RIGHT_IN_LETTER.get((ground, next(iter(rights))), label)
-    return label_in_letter(label, regime)
+def ground_in_letter(ground: str, regime: str) -> str:
+    """A ground as the letter refusing a right on it names it, in the active language (GROUND_IN_LETTER), citing its
+    GDPR article only under the GDPR and the UK GDPR (wording.label_in_letter)."""
+    return label_in_letter(GROUND_IN_LETTER.get(ground, RejectionGround(ground).label), regime)
 
 
 def request_reject(
@@ -817,7 +812,7 @@ def request_reject(
         PrivacyRequest.objects.filter(pk=locked.pk).update(rejection_ground=ground)
         locked.rejection_ground = ground
         with translation.override(locked.language):
-            reason = ground_in_letter(ground, locked.regime, rights=locked.requested_rights)
+            reason = ground_in_letter(ground, locked.regime)
         if ground == RejectionGround.OTHER:
             reason, explanation = explanation, ""  # "The reason: Other" says nothing: their words are the reason
         body = "\n\n".join(part for part in (explanation, rejection_rights_paragraph(locked)) if part)
