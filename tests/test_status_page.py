@@ -318,6 +318,23 @@ def test_the_log_line_of_a_refused_verification_link_hides_its_token(client):
     assert token not in written.getvalue()
 
 
+def test_a_download_link_in_a_log_line_has_neither_its_secret_nor_its_token():
+    """runserver logs every request line, and Django every 410 ("Gone: ..."): the token downloads the package."""
+    import logging
+
+    from privacy_portal.logging import RedactSecretLinks
+
+    token = "eyJlIjoiMSJ9:1xYKGD:DQJLsIgNaTuRe"
+    path = f"/status/DSR-2026-00014/the-secret/download/{token}/"
+    request_line = logging.LogRecord("django.server", logging.INFO, __file__, 1, '"%s" %s %s', (f"GET {path} HTTP/1.1", 200, 5), None)
+    gone = logging.LogRecord("django.request", logging.WARNING, __file__, 1, "Gone: %s", (path,), None)
+    for record in (request_line, gone):
+        RedactSecretLinks().filter(record)
+        assert token not in record.getMessage()
+        assert "the-secret" not in record.getMessage()
+        assert "/status/DSR-2026-00014/[secret]/download/[secret]/" in record.getMessage()
+
+
 def test_every_handler_of_djangos_request_lines_blanks_secrets(settings):
     """Django's default console handler (it writes when DEBUG is on) would print "Bad Request: /status/<ref>/<secret>/"."""
     import logging
