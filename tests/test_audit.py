@@ -331,3 +331,27 @@ def test_the_staff_home_page_shows_the_latest_check(client):
     check_chain()
     page = client.get(reverse("staff:home")).content.decode()
     assert '<ul class="messages" role="alert">' in page and "found broken" in page and "at event #1" in page
+
+
+@pytest.mark.django_db
+def test_the_staff_home_page_dates_the_check_as_it_dates_everything_else(client):
+    import datetime
+
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from tests.conftest import login_staff
+
+    login_staff(client, staff_in_role("Auditor", username="auditor"))
+    request_in_status(Status.NEW)
+    check_chain()
+    noon = timezone.make_aware(datetime.datetime(2026, 12, 1, 12, 43))
+    AuditChainCheck.objects.update(checked_at=noon)
+    page = client.get(reverse("staff:home")).content.decode()
+    assert "Audit trail checked on 01/12/2026 12:43" in page and "2026-12-01" not in page
+
+    AuditEvent.objects.filter(sequence=1).update(note="edited")
+    check_chain()
+    AuditChainCheck.objects.update(checked_at=noon)
+    page = client.get(reverse("staff:home")).content.decode()
+    assert "found broken on 01/12/2026 12:43" in page and "2026-12-01" not in page
