@@ -16,7 +16,7 @@ from csp.decorators import csp_update
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import prefetch_related_objects
+from django.db.models import Prefetch, prefetch_related_objects
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -36,8 +36,10 @@ from requests_app.models import (
     NoticeStatus,
     PrivacyRequest,
     RecipientNotice,
+    RectificationChange,
     RequestType,
     SourceAction,
+    SourceField,
     Status,
 )
 from requests_app.services import actions, lifting, notices
@@ -155,10 +157,25 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         "actions": source_actions,
         "notices": recipient_notices,
         "rectifying": rectifying,
-        "changes": privacy_request.rectification_changes.select_related("category__source") if rectifying else [],
+        "changes": _changes_with_labels(privacy_request) if rectifying else [],
         "rectification_form": bound.get("rectification") or RectificationForm(auto_id="rectification-%s"),
         "plan_form": plan_form,
     }
+
+
+def _changes_with_labels(privacy_request: PrivacyRequest) -> list[RectificationChange]:
+    """The corrected values, each with `field_label`: the inventory's label for its field in the reader's language,
+    as the rectification form offers it ("" for a field since removed from the inventory, left with its name)."""
+    changes = list(
+        privacy_request.rectification_changes.select_related("category__source").prefetch_related(
+            Prefetch("category__fields", queryset=SourceField.objects.prefetch_related("translations"))
+        )
+    )
+    language = translation.get_language()
+    for change in changes:
+        field = next((field for field in change.category.fields.all() if field.name == change.field), None)
+        change.field_label = field.texts_in(language)["label"] if field else ""
+    return changes
 
 
 def _panel_url(reference: str) -> str:

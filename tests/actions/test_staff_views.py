@@ -463,7 +463,7 @@ def test_the_rectification_form_checks_the_value_against_the_field_type(client_d
     assert response.status_code == 302 and _messages(response) == ["Corrected value saved."]
     assert request.rectification_changes.get().value == "1981"
     page = _page(client_dpo, request).content.decode()
-    assert "<td>birth_year</td><td>1981</td>" in page
+    assert "<td>year of birth (birth_year)</td><td>1981</td>" in page
 
 
 @sqlite_source
@@ -478,6 +478,32 @@ def test_the_rectification_form_offers_the_fields_staff_may_correct_by_their_nam
     assert "CRM · subscribers · town of residence (city)" in options
     rectifiable = category.fields.filter(rectifiable=True).count()
     assert 0 < rectifiable < category.fields.count() and len(options) == rectifiable  # the name is not offered
+
+
+@sqlite_source
+def test_the_corrected_values_name_their_fields_as_the_form_does_without_a_query_per_row(client_dpo, crm, dpo_actor):
+    """The table showed "billing_address" where the form offers "billing address (billing_address)"."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    request = verified_request(RequestType.RECTIFICATION)
+    category = crm.categories.get()
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=category, field="city", value="Antwerpen")
+    with CaptureQueriesContext(connection) as one_row:
+        page = _page(client_dpo, request).content.decode()
+    assert "<td>city (city)</td><td>Antwerpen</td>" in page
+
+    category.fields.filter(name="city").update(label="town of residence")
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=category, field="birth_year", value="1981")
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=category, field="name", value="Ana Diaz")
+    with CaptureQueriesContext(connection) as three_rows:
+        page = _page(client_dpo, request).content.decode()
+    assert "<td>town of residence (city)</td><td>Antwerpen</td>" in page
+    assert "<td>year of birth (birth_year)</td><td>1981</td>" in page
+    assert len(three_rows) == len(one_row)
+
+    category.fields.filter(name="name").delete()  # removed from the inventory since: its name is all that is left
+    assert "<td>name</td><td>Ana Diaz</td>" in _page(client_dpo, request).content.decode()
 
 
 @sqlite_source
