@@ -34,7 +34,7 @@ from django.utils.functional import cached_property
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
-from django.utils.translation import gettext_lazy
+from django.utils.translation import get_language, gettext_lazy
 from django.views.decorators.http import require_POST
 from django.views.i18n import set_language
 from django_otp import login as otp_login
@@ -1139,8 +1139,27 @@ def export_detail(request: HttpRequest, public_id) -> HttpResponse:
         "reads_files": reads_files,
         "previews": previews,
         "manual_tasks": export.manual_tasks.select_related("source", "assignee"),
+        **_manifest_sources_for_reader(export.manifest),
     }
     return render(request, "staff/export.html", context)
+
+
+def _manifest_sources_for_reader(manifest: dict) -> dict[str, list[dict]]:
+    """The manifest's sources not searched and categories left out, each source named in the reader's language:
+    the manifest names it in the request's, for the subject's report. A source since deleted keeps that name."""
+    not_searched = manifest.get("sources_not_searched", [])
+    left_out = manifest.get("categories_left_out", [])
+    slugs = {item["source"] for item in [*not_searched, *left_out]}
+    language = get_language()
+    names = {
+        source.slug: source.texts_in(language)["name"]
+        for source in SourceSystem.objects.filter(slug__in=slugs).prefetch_related("translations")
+    } if slugs else {}
+
+    def named(items: list[dict]) -> list[dict]:
+        return [{**item, "name": names.get(item["source"]) or item.get("name") or item["source"]} for item in items]
+
+    return {"sources_not_searched": named(not_searched), "categories_left_out": named(left_out)}
 
 
 @staff_view

@@ -507,6 +507,28 @@ def test_the_corrected_values_name_their_fields_as_the_form_does_without_a_query
 
 
 @sqlite_source
+def test_the_export_page_names_the_sources_in_the_staff_readers_language_not_the_requests(client_dpo, cdr):
+    """The manifest names them as the French subject's report does: an English reader saw "Relevés d'appels"."""
+    from requests_app.models import SourceSystemTranslation
+
+    SourceSystemTranslation.objects.create(source=cdr, language="fr", name="Relevés d'appels", purposes="x", retention="x", origin="x")
+    request = verified_request(RequestType.ACCESS, language="fr")
+    package = released_package(request)
+    package.manifest = {
+        "sources_not_searched": [{"source": cdr.slug, "name": "Relevés d'appels", "reason": "no_verified_identifier", "kind": "phone"}],
+        "categories_left_out": [
+            {"source": cdr.slug, "name": "Relevés d'appels", "category": "electronic_communications", "reason": "not_provided"},
+            {"source": "gone", "name": "Ancien système", "category": "other", "reason": "not_provided"},  # deleted since
+        ],
+    }
+    package.save()
+    page = html.unescape(client_dpo.get(reverse("staff:export", args=[package.public_id])).content.decode())
+    assert "Not searched: Call records (no verified phone number)" in page
+    assert "<li>Call records, " in page and "<li>Ancien système, " in page
+    assert "Relevés d'appels" not in page
+
+
+@sqlite_source
 def test_waiving_a_notice_requires_a_note(client_dpo, crm, erasure_request, dpo_actor):
     Recipient.objects.create(source=crm, name="Mailer", country="BE")
     actions.plan_actions(request=erasure_request, actor=dpo_actor)
