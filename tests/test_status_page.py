@@ -282,6 +282,18 @@ def test_dates_follow_the_pages_language(client):
 
 
 @pytest.mark.django_db
+def test_a_french_page_spaces_the_colon_after_a_messages_date_as_its_history_does(client):
+    """French puts a no-break space before a colon: "1 décembre 2026 à 10:25 : Nous avons…"."""
+    from requests_app.models import Message
+
+    request = request_in_status(Status.IN_PROGRESS, language="fr")
+    Message.objects.create(request=request, direction="to_subject", subject="Nous avons besoin d’un document", body="…")
+    page = client.get(status_url(request)).content.decode()
+    assert re.search(r'</time>\u00a0: <span lang="fr">Nous avons besoin', page), page
+    assert "</time>: " not in page
+
+
+@pytest.mark.django_db
 def test_the_log_line_of_a_refused_subject_link_hides_its_secret(client):
     import io
     import logging

@@ -1,4 +1,5 @@
 from django import template
+from django.utils.html import format_html
 
 from requests_app.exports.package import not_searched_reason
 from requests_app.services.handling import supervisory_authorities_in_words
@@ -27,3 +28,11 @@ def name_in(item, language: str) -> str:
 def supervisory_authority(request) -> str:
     """Where the subject of `request` may complain (handling.supervisory_authorities), named as in rejection letters."""
     return supervisory_authorities_in_words(request.regime)
+
+
+@register.filter
+def in_language(text, language: str) -> str:
+    """Text written in `language` (a staff message's subject), marked so for a page read in another: escaped and safe,
+    so a translated sentence places it ({% blocktranslate with text=...|in_language:... %}) without escaping its
+    markup again."""
+    return format_html('<span lang="{}">{}</span>', language, text)
