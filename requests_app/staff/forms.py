@@ -164,7 +164,8 @@ class IdentityVerifyForm(forms.Form):
     def __init__(self, *args, privacy_request=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["identities"].choices = [
-            (identity.id, f"{identity.get_kind_display()}: {identity.value}") for identity in privacy_request.identities.all()
+            (identity.id, gettext("%(key)s: %(value)s") % {"key": identity.get_kind_display(), "value": identity.value})
+            for identity in privacy_request.identities.all()
         ]
         if privacy_request.organisation_id is None:  # nobody to have asserted them (handling.identity_verify)
             self.fields["method"].choices = [

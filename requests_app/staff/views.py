@@ -42,6 +42,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from requests_app import lifecycle, roles, selectors, sms
 from requests_app.audit import Actor, form_changes, record_event
+from requests_app.exports.package import not_searched_reason
 from requests_app.lifecycle import VERIFIED_OPEN, NotAllowed, RequestError
 from requests_app.models import (
     AssignmentRule,
@@ -1144,9 +1145,10 @@ def export_detail(request: HttpRequest, public_id) -> HttpResponse:
     return render(request, "staff/export.html", context)
 
 
-def _manifest_sources_for_reader(manifest: dict) -> dict[str, list[dict]]:
-    """The manifest's sources not searched and categories left out, each source named in the reader's language:
-    the manifest names it in the request's, for the subject's report. A source since deleted keeps that name."""
+def _manifest_sources_for_reader(manifest: dict) -> dict:
+    """The manifest's sources not searched (in one line, with why) and categories left out, each source named in the
+    reader's language: the manifest names it in the request's, for the subject's report. A source since deleted
+    keeps that name."""
     not_searched = manifest.get("sources_not_searched", [])
     left_out = manifest.get("categories_left_out", [])
     slugs = {item["source"] for item in [*not_searched, *left_out]}
@@ -1159,7 +1161,10 @@ def _manifest_sources_for_reader(manifest: dict) -> dict[str, list[dict]]:
     def named(items: list[dict]) -> list[dict]:
         return [{**item, "name": names.get(item["source"]) or item.get("name") or item["source"]} for item in items]
 
-    return {"sources_not_searched": named(not_searched), "categories_left_out": named(left_out)}
+    return {
+        "sources_not_searched": ", ".join(f"{item['name']} ({not_searched_reason(item)})" for item in named(not_searched)),
+        "categories_left_out": named(left_out),
+    }
 
 
 @staff_view

@@ -32,6 +32,13 @@ register = template.Library()
 
 
 @register.filter
+def bdi(text) -> str:
+    """Text the subject wrote, isolated from the page's direction (<bdi>), escaped and safe: a translated sentence
+    places it ({% blocktranslate with value=...|bdi %}) without escaping the element."""
+    return format_html("<bdi>{}</bdi>", text)
+
+
+@register.filter
 def rights_list(request) -> str:
     """The rights asked, read from the request's bitmask (no query per row)."""
     return ", ".join(str(RequestType(right).label) for right in request.requested_rights)

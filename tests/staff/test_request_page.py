@@ -53,6 +53,19 @@ def test_a_right_to_left_override_typed_by_the_subject_stays_inside_what_they_ty
 
 
 @pytest.mark.django_db
+def test_a_french_staff_page_spaces_the_colon_after_a_label(client):
+    """"Adresse e-mail: ana@example.com": the colon was a literal after the translated label."""
+    request = request_in_status(Status.IN_PROGRESS, subject_email="ana@example.com")
+    request.rights.update(right="objection", objection_processing="Le profilage ‮marketing")
+    login_staff(client, staff_in_role("DPO", username="dpo-french"))
+    client.cookies["django_language"] = "fr"
+    page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+    assert "Adresse e-mail\u00a0: ana@example.com" in page  # the identities to verify
+    assert "\u00a0: <bdi>Le profilage \u202emarketing</bdi>" in page  # what they object to, still isolated
+    assert "e-mail: " not in page
+
+
+@pytest.mark.django_db
 def test_a_paused_request_says_so_once_and_does_not_offer_to_pause_it_again(client):
     from requests_app.services.deadlines import clock_pause
 
