@@ -349,7 +349,7 @@ def test_built_in_letters_are_in_the_subjects_language_with_the_authority_named(
     )
     letter = request.messages.get()
     assert letter.subject == f"Uw privacyverzoek {request.reference}"
-    assert letter.body.startswith(f"We kunnen niet ingaan op uw verzoek {request.reference} (")
+    assert letter.body.startswith(f"Wij kunnen niet ingaan op uw verzoek {request.reference} (")
     assert "de Gegevensbeschermingsautoriteit (GBA), Drukpersstraat 35, 1000 Brussel" in letter.body
     assert "We cannot" not in letter.body and "Brussels" not in letter.body
 
