@@ -1157,7 +1157,10 @@ def queue_due_notices(request: PrivacyRequest) -> None:
     """
     unfinished_sources = notices.unfinished_actions(request.id).values("source_id")
     due = request.recipient_notices.filter(status=NoticeStatus.PENDING).exclude(recipient__source_id__in=unfinished_sources)
-    for notice in due.select_related("request", "recipient"):
+    # Not a notice being delivered: deliver() holds its row while it sends, then appends to the audit trail, whose
+    # head the caller's transaction may hold already (a transition, a finished action). Waiting for it could
+    # deadlock, and would hold every audited write meanwhile; a notice being delivered settles itself.
+    for notice in due.select_related("request", "recipient").select_for_update(skip_locked=True, of=("self",)):
         if not notices.changes_to_tell(notice):
             if notices.changed_before_stopping(notice):
                 # Only on a closed request (an open one retries the run first): rows did change, so "not needed"

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.conf import settings
 from django.core import mail
+from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import formats, timezone
 
@@ -482,6 +483,46 @@ def test_a_notice_of_an_erasure_done_before_a_withdrawal_is_still_sent(
     assert notice.status == NoticeStatus.SENT
     [email] = [email for email in mail.outbox if email.to == ["privacy@mailer.example"]]
     assert "Erased" in email.body and "Rectified" not in email.body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_closing_a_request_does_not_wait_for_a_notice_being_delivered(crm, dpo_actor, step):
+    """deliver() holds a notice's row while it sends, then appends to the audit trail. A withdrawal at that moment
+    holds the trail's head, then settles the request's notices: waiting for that row was a deadlock, and held every
+    audited write meanwhile. It leaves the notice to its delivery. (Without the fix the withdrawal waits, and the lock
+    timeout set here turns the wait into an error.)"""
+    request = verified_request(RequestType.ERASURE, RequestType.RECTIFICATION)
+    Recipient.objects.create(source=crm, name="Mailer", country="BE", notification_email="privacy@mailer.example")
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Gent")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    erasure = request.source_actions.get(kind=ActionKind.ERASE)
+    for service in (actions.dry_run_start, actions.approve, actions.execute):
+        erasure = step(service, erasure, actor=dpo_actor)
+    notice = request.recipient_notices.get()
+    being_delivered, delivered = threading.Event(), threading.Event()
+
+    def deliverer():
+        with transaction.atomic():
+            RecipientNotice.objects.select_for_update().get(pk=notice.pk)
+            being_delivered.set()
+            delivered.wait(30)
+        connection.close()
+
+    thread = threading.Thread(target=deliverer)
+    thread.start()
+    try:
+        assert being_delivered.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")
+        intake.request_withdraw(request=request, actor=Actor.subject())
+    finally:
+        delivered.set()
+        thread.join()
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
+    request.refresh_from_db()
+    notice.refresh_from_db()
+    assert request.status == "withdrawn" and notice.status == NoticeStatus.PENDING  # its delivery settles it
 
 
 def test_a_notice_of_a_closed_request_can_no_longer_be_waived_or_sent_again(crm, erasure_request, dpo_actor):
