@@ -253,7 +253,10 @@ def _recipient_notices(privacy_request) -> list:
     acted_on = {action.source_id for action in all_actions if action.kind not in refused_kinds} | {action.source_id for action in done}
     only_refused = {action.source_id for action in all_actions} - acted_on
     unsearched = {action.source_id for action in done if certificate.searched_nothing(action)}
-    carried_out = {action.source_id for action in done}
+    # A run that stopped part-way may have changed rows (an HTTP source has no rollback): its source was acted on.
+    carried_out = {action.source_id for action in done} | {
+        action.source_id for action in all_actions if (action.result or {}).get("changed_before_failing")
+    }
     notices = [
         notice
         for notice in privacy_request.recipient_notices.select_related("recipient").prefetch_related("recipient__translations")

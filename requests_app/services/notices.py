@@ -117,6 +117,18 @@ def changed_before_stopping(notice: RecipientNotice) -> bool:
     )
 
 
+def settled_by_staff_only(notice: RecipientNotice) -> bool:
+    """A pending notice of a closed request whose source changed before an action there stopped part-way. Closing
+    leaves it pending (actions.queue_due_notices: "not needed" would be untrue, and a notice tells only what finished
+    actions changed), so nothing else settles it: staff tell the recipient themselves and record why it was not
+    sent from here, or why it is not told at all (waive)."""
+    return (
+        notice.status == NoticeStatus.PENDING
+        and notice.request.status in CLOSED_STATUSES
+        and changed_before_stopping(notice)
+    )
+
+
 def notice_content(notice: RecipientNotice) -> dict:
     """What the recipient is told: the changes made in its source for this request, as the actions'
     results record them. Data kept under a legal hold, and an action that found nothing to change, are
@@ -305,7 +317,8 @@ def resend(*, notice: RecipientNotice, actor: Actor) -> RecipientNotice:
 
 def waive(*, notice: RecipientNotice, actor: Actor, reason: str, note: str) -> RecipientNotice:
     """Record why this recipient is not told: impossible or disproportionate effort (Art. 19's exceptions),
-    or it never received this person's data. Only from pending or failed, on an open request."""
+    or it never received this person's data. Only from pending or failed, on an open request, or on a closed one
+    for a notice nothing else settles (settled_by_staff_only)."""
     roles.require_can_work(actor, notice.request)
     if reason not in WaiverReason.values:
         raise RequestError(
@@ -315,7 +328,8 @@ def waive(*, notice: RecipientNotice, actor: Actor, reason: str, note: str) -> R
         raise RequestError(_("Say why: the subject and the supervisory authority may ask."))
     with transaction.atomic():
         locked = RecipientNotice.objects.select_for_update(of=("self",)).select_related("recipient", "request").get(pk=notice.pk)
-        _require_open(locked.request)
+        if not settled_by_staff_only(locked):
+            _require_open(locked.request)
         if locked.status not in (NoticeStatus.PENDING, NoticeStatus.FAILED):
             raise RequestError(_("This recipient has already been notified or excused."))
         locked.status, locked.waiver_reason, locked.waiver_note = NoticeStatus.WAIVED, reason, note.strip()

@@ -132,8 +132,9 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
     for notice in recipient_notices:
         key = f"waive-{notice.public_id}"
         notice.waive_form = bound.get(key) or WaiveForm(auto_id=f"{key}-%s", language=privacy_request.language)
-        # A closed request's notices are settled (notices._require_open).
-        notice.shows_waive_form = can_work and privacy_request.is_open and notice.status in (NoticeStatus.PENDING, NoticeStatus.FAILED)
+        # A closed request's notices are settled (notices._require_open), but for one nothing else settles.
+        waivable = notice.status in (NoticeStatus.PENDING, NoticeStatus.FAILED)
+        notice.shows_waive_form = can_work and waivable and (privacy_request.is_open or notices.settled_by_staff_only(notice))
         if notice.shows_waive_form:
             forms_shown.add(key)
     rectifying = RequestType.RECTIFICATION in rights

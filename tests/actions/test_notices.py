@@ -525,6 +525,29 @@ def test_closing_a_request_does_not_wait_for_a_notice_being_delivered(crm, dpo_a
     assert request.status == "withdrawn" and notice.status == NoticeStatus.PENDING  # its delivery settles it
 
 
+def test_a_closed_requests_notice_of_a_source_changed_part_way_is_left_to_staff_who_may_waive_it(
+    client, dpo, crm, erasure_request, dpo_actor
+):
+    """The erasure stopped part-way after changing rows (an HTTP source has no rollback), then the subject withdrew.
+    "Not needed" would be untrue and the notice tells only what finished actions changed, so closing leaves it
+    pending: staff, and only they, can still settle it, on the page too."""
+    Recipient.objects.create(source=crm, name="Mailer", country="BE")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    erasure_request.source_actions.update(status=ActionStatus.FAILED, result={"changed_before_failing": True, "categories": []})
+    intake.request_withdraw(request=erasure_request, actor=Actor.subject())
+    notice = erasure_request.recipient_notices.get()
+    assert notice.status == NoticeStatus.PENDING
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[erasure_request.reference])).content.decode()
+    assert f'id="waive-{notice.public_id}-reason"' in page
+
+    notices.waive(notice=notice, actor=dpo_actor, reason=WaiverReason.DISPROPORTIONATE, note="Told them by phone instead.")
+
+    notice.refresh_from_db()
+    assert notice.status == NoticeStatus.WAIVED
+    assert erasure_request.events.filter(action="recipient_notice_waived").exists()
+
+
 def test_a_notice_of_a_closed_request_can_no_longer_be_waived_or_sent_again(crm, erasure_request, dpo_actor):
     Recipient.objects.create(source=crm, name="Mailer", country="BE")
     actions.plan_actions(request=erasure_request, actor=dpo_actor)

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from requests_app.audit import Actor
 from requests_app.models import (
+    ActionStatus,
     ErasureException,
     LegalHold,
     NoticeStatus,
@@ -112,6 +113,23 @@ def test_withdrawing_after_part_of_an_erasure_says_what_it_does_not_undo(client,
     assert "Interconnect partner (Netherlands): nothing to tell: the request closed before we changed anything" in " ".join(
         _recipient_lines(after)
     )
+
+
+def test_a_closed_requests_notice_still_pending_reads_as_nothing_changed_unless_rows_changed_part_way(client, cdr, dpo_actor):
+    """A request closed before closing settled its notices (the upgrade) keeps them pending: its recipients are not
+    "not told yet" for ever. One whose source's run stopped part-way after changing rows is: staff settle it."""
+    request = verified_request(RequestType.ERASURE)
+    Recipient.objects.create(source=cdr, name="Interconnect partner", country="Netherlands", notification_email="x@ic.example")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    intake.request_withdraw(request=request, actor=Actor.subject())
+    request.recipient_notices.update(status=NoticeStatus.PENDING)  # as closing left it before it settled notices
+
+    assert _recipient_lines(_status_page(client, request)) == [
+        "Interconnect partner (Netherlands): nothing to tell: the request closed before we changed anything in the "
+        "system it receives data from"
+    ]
+    request.source_actions.filter(source=cdr).update(status=ActionStatus.FAILED, result={"changed_before_failing": True})
+    assert _recipient_lines(_status_page(client, request)) == ["Interconnect partner (Netherlands): not told yet"]
 
 
 def test_the_withdrawal_email_says_what_was_done_already_in_the_requests_language(
