@@ -261,6 +261,14 @@ def leave_out_refusal(restriction: SourceAction) -> str | None:
     return None
 
 
+def reason_needed_to_leave_out(sources: Iterable[SourceSystem]) -> str:
+    """The refusal of leaving the restriction planned in `sources` out without a reason (_choose_restriction_sources);
+    the planning form gives it on its reason field."""
+    return _("Say why the restriction no longer covers %(sources)s, where it was planned: the reason is kept in the request's notes.") % {
+        "sources": ", ".join(sorted(source.name for source in sources))
+    }
+
+
 def _choose_restriction_sources(
     request: PrivacyRequest, actor: Actor, chosen: Iterable[SourceSystem] | None, reason: str
 ) -> tuple[set[int], list[SourceAction]]:
@@ -291,10 +299,7 @@ def _choose_restriction_sources(
             raise RequestError(refusal)
     reason = reason.strip()
     if left_out and not reason:
-        raise RequestError(
-            _("Say why the restriction no longer covers %(sources)s, where it was planned: the reason is kept in the request's notes.")
-            % {"sources": ", ".join(sorted(action.source.name for action in left_out))}
-        )
+        raise RequestError(reason_needed_to_leave_out([action.source for action in left_out]))
     right = request.rights.get(right=RequestType.RESTRICTION)
     recorded = chosen_ids | set(restrictions.filter(source__active=False).values_list("source_id", flat=True))
     if recorded == set(right.restriction_sources.values_list("pk", flat=True)) and not left_out:

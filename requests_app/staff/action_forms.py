@@ -1,11 +1,14 @@
 """Forms of the "Actions in source systems" panel. They check the shape of the input;
 the services (services/actions.py, services/notices.py) decide whether it may be done."""
 
+from collections.abc import Iterable
+
 from django import forms
 from django.utils.translation import get_language, gettext
 from django.utils.translation import gettext_lazy as _
 
 from requests_app.models import LANGUAGE_NAMES_IN_SENTENCE, TEXT_MAX_CHARS, SourceField, SourceSystem, WaiverReason
+from requests_app.services import actions
 
 
 class RectifiableFieldChoiceField(forms.ModelChoiceField):
@@ -63,16 +66,27 @@ class PlanForm(forms.Form):
         help_text=_("Needed only to leave out a system where the restriction is planned. Kept in the request's notes."),
     )
 
-    def __init__(self, *args, restricting: bool, restriction_planned: bool = False, **kwargs):
-        """`restriction_planned`: a restriction is planned in some system, which unticking it would leave out."""
+    def __init__(self, *args, restricting: bool, restricted_in: Iterable[SourceSystem] = (), **kwargs):
+        """`restricted_in`: the active systems where a restriction is planned, which unticking would leave out."""
         super().__init__(*args, **kwargs)
+        self.restricted_in = list(restricted_in)
         if restricting:
             # Read per form: the inventory changes while the server runs.
             self.fields["restriction_sources"].queryset = SourceSystem.objects.filter(active=True).order_by("name")
         else:
             del self.fields["restriction_sources"]
-        if not restriction_planned:
+        if not self.restricted_in:
             del self.fields["leave_out_reason"]
+
+    def clean(self):
+        # The service refuses it too (actions._choose_restriction_sources); said here, the choice stays ticked as sent.
+        cleaned = super().clean()
+        chosen = cleaned.get("restriction_sources")
+        if chosen is not None and self.restricted_in and not cleaned.get("leave_out_reason", "").strip():
+            left_out = [source for source in self.restricted_in if source not in chosen]
+            if left_out:
+                self.add_error("leave_out_reason", actions.reason_needed_to_leave_out(left_out))
+        return cleaned
 
 
 class WaiveForm(forms.Form):

@@ -40,6 +40,7 @@ from requests_app.models import (
     RequestType,
     SourceAction,
     SourceField,
+    SourceSystem,
     Status,
 )
 from requests_app.services import actions, lifting, notices
@@ -147,8 +148,8 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
     plan_form = bound.get("plan")
     if plan_form is None:
         initial = {"restriction_sources": actions.restriction_sources(privacy_request)} if restricting else {}
-        restriction_planned = any(action.kind == ActionKind.RESTRICT for action in source_actions)
-        plan_form = PlanForm(auto_id="plan-%s", restricting=restricting, restriction_planned=restriction_planned, initial=initial)
+        restricted_in = [action.source for action in source_actions if action.kind == ActionKind.RESTRICT and action.source.active]
+        plan_form = PlanForm(auto_id="plan-%s", restricting=restricting, restricted_in=restricted_in, initial=initial)
     return {
         "shown": True,
         "acting": acting,
@@ -202,8 +203,10 @@ def plan(request: HttpRequest, reference: str) -> HttpResponse:
     if not roles.can_work(request.user, privacy_request):
         raise PermissionDenied(_("You may not act on this request."))
     restricting = RequestType.RESTRICTION in privacy_request.requested_rights
-    restriction_planned = privacy_request.source_actions.filter(kind=ActionKind.RESTRICT).exists()
-    form = PlanForm(request.POST, auto_id="plan-%s", restricting=restricting, restriction_planned=restriction_planned)
+    restricted_in = SourceSystem.objects.filter(
+        active=True, pk__in=privacy_request.source_actions.filter(kind=ActionKind.RESTRICT).values("source_id")
+    )
+    form = PlanForm(request.POST, auto_id="plan-%s", restricting=restricting, restricted_in=restricted_in)
     if not form.is_valid():
         return _page_with_form(request, privacy_request, "plan", form, status=400)
     try:
