@@ -85,7 +85,7 @@ def test_a_french_speaking_subjects_report_gives_the_french_texts(demo_request):
     cdr.description = "Records of the calls our networks carry."
     cdr.save()
     SourceSystemTranslation.objects.create(source=cdr, language="fr", **FRENCH_CDR)
-    calls = cdr.categories.get(slug="calls")
+    calls = cdr.categories.get(slug="calls-made")
     calls.description = "Who you called, when, for how long, from which cell"
     calls.save()
     SourceCategoryTranslation.objects.create(category=calls, language="fr", description="Qui vous avez appelé, quand, combien de temps")
