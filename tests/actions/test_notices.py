@@ -461,18 +461,26 @@ def test_an_execution_that_was_not_carried_out_after_a_withdrawal_settles_its_no
     assert not [email for email in mail.outbox if email.to == ["privacy@mailer.example"]]
 
 
-def test_a_notice_of_an_erasure_done_before_a_withdrawal_is_still_sent(
-    crm, dpo_actor, step, django_capture_on_commit_callbacks
-):
-    """Its source's rectification never runs once the request is withdrawn: the recipient is told of the erasure
-    (Art. 19) instead of waiting for it for good."""
+def _erased_while_its_rectification_waits(crm, dpo_actor, step):
+    """A request for erasure and rectification in the CRM, whose recipient is emailed: the erasure carried out, the
+    rectification only planned, so the notice waits for it."""
     request = verified_request(RequestType.ERASURE, RequestType.RECTIFICATION)
     Recipient.objects.create(source=crm, name="Mailer", country="BE", notification_email="privacy@mailer.example")
     actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Gent")
     actions.plan_actions(request=request, actor=dpo_actor)
     erasure = request.source_actions.get(kind=ActionKind.ERASE)
     for service in (actions.dry_run_start, actions.approve, actions.execute):
-        erasure = step(service, erasure, actor=dpo_actor)
+        step(service, erasure, actor=dpo_actor)
+    return request
+
+
+def test_a_notice_of_an_erasure_done_before_a_withdrawal_is_still_sent(
+    crm, dpo_actor, step, django_capture_on_commit_callbacks
+):
+    """Its source's rectification never runs once the request is withdrawn: the recipient is told of the erasure
+    (Art. 19) instead of waiting for it for good."""
+    request = _erased_while_its_rectification_waits(crm, dpo_actor, step)
+    erasure = request.source_actions.get(kind=ActionKind.ERASE)
     assert erasure.status == ActionStatus.DONE and erasure.changed_anything()
     notice = request.recipient_notices.get()
     assert notice.status == NoticeStatus.PENDING  # waits for the rectification
@@ -491,13 +499,7 @@ def test_closing_a_request_does_not_wait_for_a_notice_being_delivered(crm, dpo_a
     holds the trail's head, then settles the request's notices: waiting for that row was a deadlock, and held every
     audited write meanwhile. It leaves the notice to its delivery. (Without the fix the withdrawal waits, and the lock
     timeout set here turns the wait into an error.)"""
-    request = verified_request(RequestType.ERASURE, RequestType.RECTIFICATION)
-    Recipient.objects.create(source=crm, name="Mailer", country="BE", notification_email="privacy@mailer.example")
-    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Gent")
-    actions.plan_actions(request=request, actor=dpo_actor)
-    erasure = request.source_actions.get(kind=ActionKind.ERASE)
-    for service in (actions.dry_run_start, actions.approve, actions.execute):
-        erasure = step(service, erasure, actor=dpo_actor)
+    request = _erased_while_its_rectification_waits(crm, dpo_actor, step)
     notice = request.recipient_notices.get()
     being_delivered, delivered = threading.Event(), threading.Event()
 
