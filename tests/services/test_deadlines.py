@@ -1,9 +1,11 @@
+import importlib
 from datetime import date, datetime, time, timedelta
 from html import unescape
 from smtplib import SMTPRecipientsRefused
 
 import pytest
 import time_machine
+from django.apps import apps
 from django.conf import settings
 from django.core import mail
 from django.core.mail.backends import locmem
@@ -78,6 +80,34 @@ def test_a_ccpa_request_to_limit_is_due_in_fifteen_business_days_and_cannot_be_e
     access.refresh_from_db()
     assert (limit.due_on, limit.extended_at) == (date(2026, 3, 23), None)
     assert access.due_on == date(2026, 5, 31)
+
+
+@pytest.mark.django_db
+def test_upgrading_moves_open_ccpa_requests_to_limit_to_fifteen_business_days():
+    """Before the rule, a request to limit was due on the GDPR's month (2 April), and the migration gives the open
+    ones their date; closed ones and other rights keep theirs."""
+    migration = importlib.import_module("requests_app.migrations.0067_ccpa_limit_requests_due_in_fifteen_business_days")
+    limit = in_progress_received(date(2026, 3, 2), regime="ccpa", rights=[RightDetails(RequestType.LIMIT_USE)])
+    closed = in_progress_received(date(2026, 3, 2), regime="ccpa", rights=[RightDetails(RequestType.LIMIT_USE)])
+    access = in_progress_received(date(2026, 3, 2), regime="ccpa")
+    PrivacyRequest.objects.filter(pk__in=[limit.pk, closed.pk]).update(
+        due_on=date(2026, 4, 2), original_due_on=date(2026, 4, 2), next_alert_on=date(2026, 3, 26)
+    )
+    PrivacyRequest.objects.filter(pk=closed.pk).update(status=Status.COMPLETED)
+    before = {request.pk: request for request in PrivacyRequest.objects.all()}
+
+    with time_machine.travel(at(date(2026, 3, 17)), tick=False):
+        migration.due_within_fifteen_business_days(apps, None)
+
+    limit.refresh_from_db()
+    assert (limit.due_on, limit.original_due_on) == (date(2026, 3, 23), date(2026, 3, 23))
+    assert (limit.next_alert_on, limit.next_alert_key) == (date(2026, 3, 17), "remind-7")  # 6 days left: the 7-day reminder
+    assert limit.updated_at > before[limit.pk].updated_at
+    for unchanged in (closed, access):
+        unchanged.refresh_from_db()
+        assert (unchanged.due_on, unchanged.next_alert_on, unchanged.updated_at) == (
+            before[unchanged.pk].due_on, before[unchanged.pk].next_alert_on, before[unchanged.pk].updated_at
+        )
 
 
 @pytest.mark.django_db
