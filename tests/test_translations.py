@@ -3,6 +3,7 @@
 import ast
 import gettext
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,15 @@ def test_every_message_is_translated(language):
     assert len(entries) > 800
     untranslated = [entry["msgid"] for entry in entries if not all(entry["msgstr"].values())]
     assert untranslated == []
+
+
+def test_french_punctuation_is_held_to_its_word_by_a_no_break_space():
+    """French puts a space before : ; ? ! » and after «; an ordinary one lets a line break strand the mark."""
+    entries = po_entries(LOCALE / "fr" / "LC_MESSAGES" / "django.po")
+    breakable = [
+        text for entry in entries for text in entry["msgstr"].values() if re.search(r" [:;?!»]|« ", text)
+    ]
+    assert breakable == []
 
 
 def test_every_message_in_the_code_is_in_the_catalogues(tmp_path):

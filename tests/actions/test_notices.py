@@ -167,6 +167,23 @@ def test_a_rectification_notice_carries_the_corrected_values(crm, dpo_actor, rec
     assert data["rectified_values"] == [{"category": "subscribers", "field": "city", "value": "Antwerpen"}]
 
 
+def test_an_email_notice_in_french_puts_its_colons_in_the_translation(crm, dpo_actor, carry_out, settings):
+    """The notice is in the site's language; French sets a no-break space before a colon."""
+    settings.LANGUAGE_CODE = "fr"
+    request = verified_request(RequestType.RECTIFICATION)
+    Recipient.objects.create(source=crm, name="Partenaire", country="Belgium", notification_email="dpo@partner.example")
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Antwerpen")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out(request, dpo_actor)
+
+    [message] = mail.outbox
+    html = message.alternatives[0][0]
+    for body in (message.body, html):
+        assert "Valeurs corrigées\u00a0:" in body and "Antwerpen" in body
+        assert re.search(r"Rectifiées \([^)]+\)\u00a0: ", body) and "Identifiants (adresse e-mail)\u00a0: " in body
+        assert " :" not in body.replace("\u00a0:", "") and "):" not in body
+
+
 def test_email_recipient_gets_the_identifiers(cdr, erasure_request, dpo_actor, carry_out):
     Recipient.objects.create(source=cdr, name="Roaming partner", country="France", notification_email="dpo@roaming.example")
     actions.plan_actions(request=erasure_request, actor=dpo_actor)

@@ -179,12 +179,12 @@ def test_a_letter_refusing_every_right_in_french_gives_each_reason_in_french(dpo
     assert message.subject == f"Votre demande relative à vos données personnelles {request.reference}"
     assert "Nous avons traité votre demande" not in message.body  # the completion's opening, for rights granted
     assert (
-        "Nous ne pouvons pas donner suite à cette partie de votre demande : « Effacer mes données ». Motif : Obligation "
+        "Nous ne pouvons pas donner suite à cette partie de votre demande\u00a0: «\u00a0Effacer mes données\u00a0». Motif\u00a0: Obligation "
         "légale de conserver les données (art. 17, paragraphe 3, point b))\n\nLa loi nous oblige à conserver vos données de trafic."
     ) in message.body
     assert (
-        "Nous ne pouvons pas donner suite à cette partie de votre demande : « M'opposer au traitement de mes données ». "
-        "Motif : Motifs légitimes et impérieux pour le traitement, ou droits en justice (art. 21, paragraphe 1)"
+        "Nous ne pouvons pas donner suite à cette partie de votre demande\u00a0: «\u00a0M'opposer au traitement de mes données\u00a0». "
+        "Motif\u00a0: Motifs légitimes et impérieux pour le traitement, ou droits en justice (art. 21, paragraphe 1)"
     ) in message.body
     assert message.body.count("Vous avez le droit d'introduire une réclamation auprès d'une autorité de contrôle") == 1
     assert "Legal obligation" not in message.body and "supervisory authority" not in message.body
