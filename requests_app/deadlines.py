@@ -94,48 +94,54 @@ def _check_regime(regime: str) -> None:
         raise ValueError(f"Unknown regime {regime!r}: expected one of {', '.join(REGIMES)}")
 
 
+# A clock pause: its first day (the controller's date) and the calendar days it lasted (paused_day_count).
+Pause = tuple[datetime.date, int]
+
+
 def due_date(
-    regime: str, received_at: datetime.datetime, *, rights: Iterable[str] = (), extended: bool = False, paused_days: int = 0
+    regime: str, received_at: datetime.datetime, *, rights: Iterable[str] = (), extended: bool = False,
+    pauses: Iterable[Pause] = (),
 ) -> datetime.date:
     """The last day to answer a request for `rights` received at `received_at` under `regime`: the earlier of the
     GDPR's date and the regime's own, each counted from its own receipt day (receipt_day). The controller is
     established in the Union, so the GDPR applies to every request, wherever the subject lives (Art. 3(1), Recital
     14); another regime adds its rules for those it protects."""
-    own = statutory_due_date(
-        regime, receipt_day(regime, received_at), rights=rights, extended=extended, paused_days=paused_days
-    )
+    pauses = list(pauses)
+    own = statutory_due_date(regime, receipt_day(regime, received_at), rights=rights, extended=extended, pauses=pauses)
     if regime == "gdpr":
         return own
-    gdpr = statutory_due_date("gdpr", receipt_day("gdpr", received_at), extended=extended, paused_days=paused_days)
+    gdpr = statutory_due_date("gdpr", receipt_day("gdpr", received_at), extended=extended, pauses=pauses)
     return min(own, gdpr)
 
 
 def statutory_due_date(
-    regime: str, received_on: datetime.date, *, rights: Iterable[str] = (), extended: bool = False, paused_days: int = 0
+    regime: str, received_on: datetime.date, *, rights: Iterable[str] = (), extended: bool = False,
+    pauses: Iterable[Pause] = (),
 ) -> datetime.date:
     """The last day to answer a request for `rights` (RequestType values) received on `received_on`, under
     `regime`'s own rules alone (due_date adds the GDPR's).
 
     gdpr / uk_gdpr: one month (three when extended) per Regulation 1182/71,
-    plus the days the clock was paused, rolled forward past weekends and the
-    regime's public holidays. ccpa: 45 calendar days (90 when extended); a
-    request that asks to limit the use of sensitive personal information, when
+    plus the days the clock was paused (_moved_on_by_pauses), rolled forward
+    past weekends and the regime's public holidays. ccpa: 45 calendar days
+    (90 when extended); a request that asks to limit the use of sensitive personal information, when
     that right's 15 business days end, never extended (a request has one due
     date: the earliest of its rights'). lgpd: 15 calendar days and no
-    extension. Raises ValueError for an unknown regime, negative paused days,
-    or an extension the regime does not allow.
+    extension. Raises ValueError for an unknown regime, a pause of negative
+    days, or an extension the regime does not allow.
     """
     _check_regime(regime)
-    if paused_days < 0:
-        raise ValueError(f"paused_days cannot be negative (got {paused_days})")
-    pause = datetime.timedelta(days=paused_days)
+    pauses = sorted(pauses)
+    if any(days < 0 for _first_day, days in pauses):
+        raise ValueError(f"A pause cannot last negative days (got {pauses})")
+    pause = datetime.timedelta(days=sum(days for _first_day, days in pauses))
 
     if regime in ROLL_TO_WORKING_DAY:
         first_month_ends = add_months(received_on, 1)
         # The two further months run from the end of the first: received on 31 January, the
         # period ends on 28 February, then on 28 April (not 30 April, three months on).
-        end = (add_months(first_month_ends, 2) if extended else first_month_ends) + pause
-        return next_working_day(end, holiday_calendar(regime))
+        end = add_months(first_month_ends, 2) if extended else first_month_ends
+        return next_working_day(_moved_on_by_pauses(end, pauses, holiday_calendar(regime)), holiday_calendar(regime))
     if regime == "ccpa":
         end = received_on + datetime.timedelta(days=CCPA_EXTENDED_DAYS if extended else CCPA_DAYS) + pause
         if CCPA_LIMIT_RIGHT in rights:
@@ -144,6 +150,17 @@ def statutory_due_date(
     if extended:
         raise ValueError("LGPD allows no extension of the 15-day period")
     return received_on + datetime.timedelta(days=LGPD_DAYS) + pause
+
+
+def _moved_on_by_pauses(end: datetime.date, pauses: list[Pause], calendar_: holidays.HolidayBase | None) -> datetime.date:
+    """A period's `end` moved on by the days of each pause (in order). A pause that began after the period's own
+    end, in the days Art. 3(4) of Regulation 1182/71 added up to the next working day, counts from that working
+    day: it was the due date in force, and a request paused on it must not be overdue once the clock restarts."""
+    for first_day, days in pauses:
+        if first_day > end:
+            end = next_working_day(end, calendar_)
+        end += datetime.timedelta(days=days)
+    return end
 
 
 def acknowledgement_due_date(regime: str, received_on: datetime.date) -> datetime.date | None:

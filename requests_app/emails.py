@@ -262,7 +262,10 @@ def mark_acknowledged(request: PrivacyRequest) -> None:
 
 def send_extension_email(request: PrivacyRequest) -> bool:
     """Tell the subject the new due date and why (GDPR Art. 12(3); CCPA Regs. s. 7021(b)), with the regime's rule."""
-    context = {"request": request, "status_url": status_url(request)}
+    from requests_app.services.deadlines import due_on_if_resumed_today  # imported here: that module imports this one
+
+    # While the clock is paused the saved date is behind: the date it moves to if the subject answers today.
+    context = {"request": request, "due_on": due_on_if_resumed_today(request), "status_url": status_url(request)}
     message = render_email("deadline-extended", context, to=[request.subject_email], language=request.language)
     return send_to_subject(request, "deadline_extended", "", message)
 

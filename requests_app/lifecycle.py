@@ -185,7 +185,8 @@ def _move_the_clock(request: PrivacyRequest, old: str, new: str, *, actor: Actor
     """Waiting on the subject stops the statutory clock, where the regime allows it and the
     request is not overdue already (deadline_service.pause_refusal); leaving that state restarts it.
 
-    Closing the request ends any pause and stops its reminders.
+    Closing the request ends any pause, its days added to the deadline as a restart adds them, and stops its
+    reminders.
     """
     # Imported here: the deadline service itself builds on this module.
     from requests_app.services import deadlines as deadline_service
@@ -197,8 +198,7 @@ def _move_the_clock(request: PrivacyRequest, old: str, new: str, *, actor: Actor
         deadline_service.end_pause(request, pause, actor=actor)
     elif new in CLOSED_STATUSES:
         if pause is not None:
-            pause.ended_at = timezone.now()
-            pause.save(update_fields=["ended_at"])
+            deadline_service.finish_pause(request, pause, actor=actor)
         PrivacyRequest.objects.filter(pk=request.pk).update(next_alert_on=None, next_alert_key="", clock_paused=False)
         request.clock_paused = False
         count_closed(request.pk)

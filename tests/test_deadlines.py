@@ -47,14 +47,19 @@ from requests_app.deadlines import (
         ("gdpr", date(2026, 2, 10), {"extended": True}, date(2026, 5, 11), "10 May is a Sunday"),
         ("gdpr", date(2026, 5, 31), {"extended": True}, date(2026, 8, 31), "30 Jun, then 30 Aug, a Sunday"),
         ("gdpr", date(2025, 11, 30), {"extended": True}, date(2026, 3, 2), "30 Dec, then 28 Feb, a Saturday"),
-        ("gdpr", date(2026, 1, 30), {"paused_days": 3}, date(2026, 3, 3), "pause added after the month"),
-        ("gdpr", date(2026, 1, 30), {"paused_days": 1}, date(2026, 3, 2), "pause lands on Sunday, rolls"),
-        ("gdpr", date(2026, 1, 30), {"extended": True, "paused_days": 10}, date(2026, 5, 8), "extended and paused"),
+        ("gdpr", date(2026, 1, 30), {"pauses": [(date(2026, 2, 2), 3)]}, date(2026, 3, 3), "pause added after the month"),
+        ("gdpr", date(2026, 1, 30), {"pauses": [(date(2026, 2, 2), 1)]}, date(2026, 3, 2), "pause lands on Sunday, rolls"),
+        ("gdpr", date(2026, 1, 30), {"pauses": [(date(2026, 2, 2), 1), (date(2026, 2, 9), 2)]}, date(2026, 3, 3), "two pauses"),
+        ("gdpr", date(2026, 1, 30), {"extended": True, "pauses": [(date(2026, 2, 2), 10)]}, date(2026, 5, 8), "extended and paused"),
+        # A pause from the due date Art. 3(4) moved on to (the month ended on a Saturday): counted from that day.
+        ("gdpr", date(2026, 1, 30), {"pauses": [(date(2026, 3, 2), 1)]}, date(2026, 3, 3), "paused on the Monday it was due"),
+        ("gdpr", date(2026, 3, 4), {"pauses": [(date(2026, 4, 7), 2)]}, date(2026, 4, 9), "4 Apr a Saturday, 6 Easter Monday"),
+        ("gdpr", date(2026, 3, 4), {"pauses": [(date(2026, 3, 20), 1)]}, date(2026, 4, 7), "paused before: 5 Apr, a Sunday"),
         ("ccpa", date(2026, 1, 1), {}, date(2026, 2, 15), "45 days, a Sunday, no roll"),
         ("ccpa", date(2026, 1, 1), {"extended": True}, date(2026, 4, 1), "90 days"),
-        ("ccpa", date(2026, 1, 1), {"paused_days": 2}, date(2026, 2, 17), "plus paused days"),
+        ("ccpa", date(2026, 1, 1), {"pauses": [(date(2026, 1, 5), 2)]}, date(2026, 2, 17), "plus paused days"),
         ("lgpd", date(2026, 1, 1), {}, date(2026, 1, 16), "15 days"),
-        ("lgpd", date(2026, 1, 1), {"paused_days": 5}, date(2026, 1, 21), "plus paused days"),
+        ("lgpd", date(2026, 1, 1), {"pauses": [(date(2026, 1, 5), 5)]}, date(2026, 1, 21), "plus paused days"),
     ],
 )
 def test_worked_examples(regime, received, options, due, why):
@@ -81,7 +86,7 @@ def test_a_period_starts_on_the_earlier_of_the_controllers_and_the_subjects_date
     ("args", "kwargs", "message"),
     [
         (("hipaa", date(2026, 1, 1)), {}, "Unknown regime 'hipaa'"),
-        (("gdpr", date(2026, 1, 1)), {"paused_days": -1}, "paused_days cannot be negative"),
+        (("gdpr", date(2026, 1, 1)), {"pauses": [(date(2026, 1, 5), -1)]}, "A pause cannot last negative days"),
         (("lgpd", date(2026, 1, 1)), {"extended": True}, "LGPD allows no extension"),
     ],
 )
@@ -196,7 +201,7 @@ def unrolled(regime, received, extended, paused_days):
 @given(regime=st.sampled_from(["gdpr", "uk_gdpr", "ccpa", "lgpd"]), received=received_dates, extended=st.booleans(), paused_days=paused)
 def test_due_date_is_never_before_the_unrolled_date(regime, received, extended, paused_days):
     extended = extended and regime != "lgpd"
-    due = statutory_due_date(regime, received, extended=extended, paused_days=paused_days)
+    due = statutory_due_date(regime, received, extended=extended, pauses=[(received, paused_days)])
     assert due >= unrolled(regime, received, extended, paused_days)
     if regime in ("ccpa", "lgpd"):
         assert due == unrolled(regime, received, extended, paused_days)
@@ -207,7 +212,7 @@ def test_due_date_is_never_before_the_unrolled_date(regime, received, extended, 
 @hypothesis_settings(max_examples=300, deadline=None)
 @given(regime=month_regimes, received=received_dates, extended=st.booleans(), paused_days=paused)
 def test_month_based_due_dates_are_working_days(regime, received, extended, paused_days):
-    due = statutory_due_date(regime, received, extended=extended, paused_days=paused_days)
+    due = statutory_due_date(regime, received, extended=extended, pauses=[(received, paused_days)])
     assert due.weekday() < 5
     assert due not in holiday_calendar(regime)
 
@@ -216,8 +221,8 @@ def test_month_based_due_dates_are_working_days(regime, received, extended, paus
 @given(regime=extendable, first=received_dates, gap=st.integers(min_value=0, max_value=90), extended=st.booleans(), paused_days=paused)
 def test_due_date_never_decreases_as_receipt_moves_later(regime, first, gap, extended, paused_days):
     later = first + datetime.timedelta(days=gap)
-    assert statutory_due_date(regime, first, extended=extended, paused_days=paused_days) <= statutory_due_date(
-        regime, later, extended=extended, paused_days=paused_days
+    assert statutory_due_date(regime, first, extended=extended, pauses=[(first, paused_days)]) <= statutory_due_date(
+        regime, later, extended=extended, pauses=[(later, paused_days)]
     )
 
 

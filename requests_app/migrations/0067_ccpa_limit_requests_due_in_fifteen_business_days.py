@@ -23,13 +23,11 @@ def due_within_fifteen_business_days(apps, schema_editor):
         if not request.rights_mask & CCPA_LIMIT_BIT:
             continue
         rights = [deadlines.CCPA_LIMIT_RIGHT]  # the only right whose rule changed
-        due_on = deadlines.due_date(
-            "ccpa", request.received_at, rights=rights, extended=request.extended_at is not None,
-            paused_days=request.paused_days,
-        )
+        # No pauses: the CCPA's clock runs while we wait for the subject (deadlines.CLOCK_STOPS_WHILE_WAITING).
+        due_on = deadlines.due_date("ccpa", request.received_at, rights=rights, extended=request.extended_at is not None)
         if due_on == request.due_on:
             continue
-        original_due_on = deadlines.due_date("ccpa", request.received_at, rights=rights, paused_days=request.paused_days)
+        original_due_on = deadlines.due_date("ccpa", request.received_at, rights=rights)
         next_alert_on, next_alert_key = (
             (None, "") if request.clock_paused
             else deadlines.alert_to_schedule(due_on, today, settings.DEADLINE_REMINDER_DAYS)

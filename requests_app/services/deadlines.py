@@ -41,10 +41,9 @@ def refresh_deadline(request: PrivacyRequest, *, today: datetime.date | None = N
     row = PrivacyRequest.objects.get(pk=request.pk)
     received_on = deadlines.receipt_day(row.regime, row.received_at)
     previous_due_on = row.due_on
-    request.original_due_on = deadlines.due_date(
-        row.regime, row.received_at, rights=row.requested_rights, paused_days=row.paused_days
-    )
-    request.due_on = _due_on(row, paused_days=row.paused_days)
+    pauses = finished_pauses(row)
+    request.original_due_on = deadlines.due_date(row.regime, row.received_at, rights=row.requested_rights, pauses=pauses)
+    request.due_on = _due_on(row, pauses=pauses)
     request.acknowledgement_due_on = deadlines.acknowledgement_due_date(row.regime, received_on)
     clock_running = row.status in OPEN_STATUSES and not row.clock_paused
     request.next_alert_on, request.next_alert_key = (
@@ -71,10 +70,23 @@ def open_pause(request: PrivacyRequest) -> ClockPause | None:
     return request.pauses.filter(ended_at__isnull=True).first()
 
 
-def _due_on(request: PrivacyRequest, *, paused_days: int) -> datetime.date:
+def finished_pauses(request: PrivacyRequest) -> list[deadlines.Pause]:
+    """The request's ended clock pauses, as the deadline arithmetic counts them."""
+    return [
+        _as_counted(started_at, ended_at)
+        for started_at, ended_at in request.pauses.filter(ended_at__isnull=False).values_list("started_at", "ended_at")
+    ]
+
+
+def _as_counted(started_at: datetime.datetime, ended_at: datetime.datetime) -> deadlines.Pause:
+    first_day = timezone.localdate(started_at)
+    return first_day, deadlines.paused_day_count(first_day, timezone.localdate(ended_at))
+
+
+def _due_on(request: PrivacyRequest, *, pauses: list[deadlines.Pause]) -> datetime.date:
     return deadlines.due_date(
         request.regime, request.received_at, rights=request.requested_rights, extended=request.is_extended,
-        paused_days=paused_days,
+        pauses=pauses,
     )
 
 
@@ -84,8 +96,7 @@ def due_on_if_resumed_today(request: PrivacyRequest) -> datetime.date | None:
     pause = open_pause(request) if request.clock_paused and request.due_on is not None else None
     if pause is None:
         return request.due_on
-    paused_so_far = deadlines.paused_day_count(timezone.localdate(pause.started_at), timezone.localdate())
-    return _due_on(request, paused_days=request.paused_days + paused_so_far)
+    return _due_on(request, pauses=[*finished_pauses(request), _as_counted(pause.started_at, timezone.now())])
 
 
 def pause_refusal(request: PrivacyRequest) -> str | None:
@@ -115,8 +126,9 @@ def start_pause(request: PrivacyRequest, *, actor: Actor, reason: str) -> ClockP
     return pause
 
 
-def end_pause(request: PrivacyRequest, pause: ClockPause, *, actor: Actor, note: str = "") -> int:
-    """Restart the clock, adding the paused days to the deadline. Returns the days added."""
+def finish_pause(request: PrivacyRequest, pause: ClockPause, *, actor: Actor) -> int:
+    """End the pause and add its days to the deadline: the clock restarts, or the request closes (its answer came
+    in time if it came by the date the pause moved on to). The caller holds the row lock. Returns the days added."""
     now = timezone.now()
     added = deadlines.paused_day_count(timezone.localdate(pause.started_at), timezone.localdate(now))
     ClockPause.objects.filter(pk=pause.pk).update(ended_at=now, ended_by=actor.user)
@@ -124,6 +136,12 @@ def end_pause(request: PrivacyRequest, pause: ClockPause, *, actor: Actor, note:
     request.clock_paused = False
     PrivacyRequest.objects.filter(pk=request.pk).update(paused_days=request.paused_days, clock_paused=False)
     refresh_deadline(request)
+    return added
+
+
+def end_pause(request: PrivacyRequest, pause: ClockPause, *, actor: Actor, note: str = "") -> int:
+    """Restart the clock, adding the paused days to the deadline. Returns the days added."""
+    added = finish_pause(request, pause, actor=actor)
     record_event(
         request,
         "clock_resumed",

@@ -170,7 +170,9 @@ def render_letter(
             subject_source, body_source = (template.subject, template.body) if template else map(str, DEFAULT_TEMPLATES[purpose])
             values = {
                 "reference": request.reference,
-                "due_on": request.due_on,
+                # While the clock is paused the saved date is behind: the date it moves to if the subject answers
+                # today, as their status page says.
+                "due_on": deadline_service.due_on_if_resumed_today(request),
                 "clock_paused": request.clock_paused if clock_paused is None else clock_paused,
                 "by_post": not request.subject_email,
                 # A completion that refused some rights completed the others: "We have completed your request

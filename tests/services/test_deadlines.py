@@ -9,19 +9,30 @@ from django.apps import apps
 from django.conf import settings
 from django.core import mail
 from django.core.mail.backends import locmem
+from django.urls import reverse
 from django.utils import timezone
 
 from privacy_portal.celery import app as celery_app
-from requests_app import lifecycle
+from requests_app import lifecycle, selectors
 from requests_app.audit import Actor
 from requests_app.lifecycle import NotAllowed, RequestError
-from requests_app.models import PrivacyRequest, RequestType, SentNotification, StaffProfile, Status
+from requests_app.models import (
+    PrivacyRequest,
+    RequestType,
+    ResponseTemplate,
+    SentNotification,
+    StaffProfile,
+    Status,
+    TemplatePurpose,
+)
 from requests_app.services.deadlines import (
     clock_pause,
     clock_resume,
     request_extend,
     sweep_deadlines,
 )
+from requests_app.services.certificate import answered_on_time
+from requests_app.services.handling import render_letter, request_reject
 from requests_app.services.intake import RightDetails
 from tests.conftest import login_staff
 from tests.factories import UserFactory, at_once, request_in_status, staff_in_role, submit_request
@@ -394,6 +405,66 @@ def test_a_pause_still_running_moves_the_last_day_to_extend_as_resuming_would(dp
     with time_machine.travel(at(date(2026, 4, 14)), tick=False):
         with pytest.raises(RequestError, match=r"first period to answer ended on 2 March 2026"):
             request_extend(request=never_paused, actor=Actor.staff(dpo), reason="Complex")
+
+
+@pytest.mark.django_db
+def test_a_request_paused_on_the_working_day_its_month_was_moved_to_is_not_overdue_once_it_restarts(dpo, client):
+    """Received 4 March 2026: the month ends on Saturday 4 April, Easter Monday is the 6th, so it is due on the 7th.
+    Paused that day and resumed on the 9th, it is due on the 9th: counted from the 4th, the two days were lost."""
+    request = in_progress_received(date(2026, 3, 4))
+    assert request.due_on == date(2026, 4, 7)
+    with time_machine.travel(at(date(2026, 4, 7)), tick=False):
+        clock_pause(request=request, actor=Actor.staff(dpo), reason="Proof of address asked by phone")
+    with time_machine.travel(at(date(2026, 4, 8)), tick=False):
+        assert "8 April 2026" in client.get(reverse("status", args=[request.reference, request.secret])).content.decode()  # not the 7th, gone by
+    with time_machine.travel(at(date(2026, 4, 9)), tick=False):
+        clock_resume(request=request, actor=Actor.staff(dpo))
+        request.refresh_from_db()
+        assert (request.due_on, request.paused_days) == (date(2026, 4, 9), 2)
+        assert not selectors.answer_is_late(request)
+
+
+@pytest.mark.django_db
+def test_closing_a_paused_request_adds_the_days_paused_to_the_date_it_is_judged_by(dpo):
+    """The subject never sent the proof asked for on 20 March: rejected on 10 April, 21 days paused, the answer was
+    due by 23 April, and the certificate says it came in time."""
+    request = in_progress_received(date(2026, 3, 2))
+    with time_machine.travel(at(date(2026, 3, 20)), tick=False):
+        clock_pause(request=request, actor=Actor.staff(dpo), reason="Proof of identity asked")
+    with time_machine.travel(at(date(2026, 4, 10)), tick=False):
+        request_reject(
+            request=request, actor=Actor.staff(dpo), ground="identity_not_verified",
+            explanation="We did not receive the proof we asked for.", expected_status=request.status,
+        )
+    request.refresh_from_db()
+    assert (request.status, request.paused_days, request.due_on, request.clock_paused) == (
+        Status.REJECTED, 21, date(2026, 4, 23), False
+    )
+    assert answered_on_time(request) is True
+
+
+@pytest.mark.django_db
+def test_an_extension_while_the_clock_is_paused_tells_the_date_the_status_page_shows(
+    dpo, client, mailoutbox, django_capture_on_commit_callbacks
+):
+    """Received 2 March, paused on the 10th, extended on the 20th: 2 June plus the 10 days paused so far."""
+    request = in_progress_received(date(2026, 3, 2), subject_email="ana@example.com")
+    with time_machine.travel(at(date(2026, 3, 10)), tick=False):
+        clock_pause(request=request, actor=Actor.staff(dpo), reason="Proof of identity asked")
+    with time_machine.travel(at(date(2026, 3, 20)), tick=False):
+        mailoutbox.clear()
+        with django_capture_on_commit_callbacks(execute=True):
+            request_extend(request=request, actor=Actor.staff(dpo), reason="Many systems")
+        [email] = mailoutbox
+        assert "We will answer by 12 June 2026." in email.body and " 2 June" not in email.body
+        assert "the date moves on by the days it stays paused" in email.body
+        assert "12 June 2026" in client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
+        # A letter the DPO wrote with the {{ due_on }} placeholder says the same date.
+        ResponseTemplate.objects.create(
+            purpose=TemplatePurpose.INFORMATION_REQUEST, language="en", subject="{{ reference }}", body="By {{ due_on }}."
+        )
+        request.refresh_from_db()
+        assert render_letter(request, TemplatePurpose.INFORMATION_REQUEST, body="")[1] == "By 12 June 2026."
 
 
 @pytest.mark.django_db(transaction=True)
@@ -774,7 +845,7 @@ def test_resuming_from_a_page_loaded_before_an_extension_keeps_the_extension(dpo
         clock_resume(request=loaded_earlier, actor=Actor.staff(dpo))
     request.refresh_from_db()
     assert request.extended_at is not None
-    assert request.due_on == statutory_due_date("gdpr", date(2026, 1, 30), extended=True, paused_days=2) == date(2026, 4, 30)
+    assert request.due_on == statutory_due_date("gdpr", date(2026, 1, 30), extended=True, pauses=[(date(2026, 2, 2), 2)]) == date(2026, 4, 30)
 
 
 @pytest.mark.django_db
