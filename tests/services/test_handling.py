@@ -361,7 +361,8 @@ def test_the_german_rejection_names_the_authority_in_the_dative(dpo):
         request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS
     )
     body = request.messages.get().body
-    assert "insbesondere bei der Datenschutzbehörde" in body
+    # Its German name and site: a German reader is not sent to the French, Dutch or English ones.
+    assert "insbesondere bei der Datenschutzbehörde (DSB), Rue de la Presse 35, 1000 Brüssel, www.datenschutzbehorde.be" in body
     assert "Der Grund: Identität konnte nicht verifiziert werden\n" in body
 
 
