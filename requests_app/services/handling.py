@@ -53,9 +53,12 @@ logger = logging.getLogger(__name__)
 # Named in the subject's language in every rejection (Art. 12(4)), after "in particular", alone or two together
 # (supervisory_authorities): translators decline them to fit (German: dative, "bei der Datenschutzbehörde").
 SUPERVISORY_AUTHORITIES = {
+    # Translators: the remark on the languages is for readers of other languages; leave it out in French, Dutch and
+    # German, the languages it names.
     "gdpr": gettext_lazy(
         "the Data Protection Authority (Autorité de protection des données / Gegevensbeschermingsautoriteit), "
-        "Rue de la Presse 35, 1000 Brussels, www.dataprotectionauthority.be"
+        "Rue de la Presse 35, 1000 Brussels, www.dataprotectionauthority.be, which takes complaints in French, Dutch or "
+        "German"
     ),
     "uk_gdpr": gettext_lazy(
         "the Information Commissioner's Office (ICO), Wycliffe House, Water Lane, Wilmslow SK9 5AF, ico.org.uk"

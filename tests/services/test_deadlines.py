@@ -283,21 +283,21 @@ GDPR_EXTENSION_RULE = (
     "The law allows this extension where a request is complex or we receive many requests. "
     "If you disagree, you may complain to a supervisory authority, in particular the Data Protection Authority "
     "(Autorité de protection des données / Gegevensbeschermingsautoriteit), Rue de la Presse 35, 1000 Brussels, "
-    "www.dataprotectionauthority.be."
+    "www.dataprotectionauthority.be, which takes complaints in French, Dutch or German."
 )
 UK_GDPR_EXTENSION_RULE = (
     "The law allows this extension where a request is complex or we receive many requests. "
     "If you disagree, you may complain to a supervisory authority, in particular the Information Commissioner's "
     "Office (ICO), Wycliffe House, Water Lane, Wilmslow SK9 5AF, ico.org.uk, or the Data Protection Authority "
     "(Autorité de protection des données / Gegevensbeschermingsautoriteit), Rue de la Presse 35, 1000 Brussels, "
-    "www.dataprotectionauthority.be."
+    "www.dataprotectionauthority.be, which takes complaints in French, Dutch or German."
 )
 CCPA_EXTENSION_RULE = (
     "The law (CCPA) allows us to take up to 45 more days, 90 days in all from receipt, where that is reasonably "
     "necessary, provided we tell you so and why within the first 45 days. If you disagree, you may complain to "
     "the California Privacy Protection Agency, cppa.ca.gov, or the California Attorney General, or the Data Protection "
     "Authority (Autorité de protection des données / Gegevensbeschermingsautoriteit), Rue de la Presse 35, 1000 Brussels, "
-    "www.dataprotectionauthority.be."
+    "www.dataprotectionauthority.be, which takes complaints in French, Dutch or German."
 )
 
 

@@ -890,7 +890,7 @@ def test_the_reject_form_offers_the_fraud_ground_for_a_ccpa_request_to_limit_ins
 
 BELGIAN_AUTHORITY = (
     "the Data Protection Authority (Autorité de protection des données / Gegevensbeschermingsautoriteit), "
-    "Rue de la Presse 35, 1000 Brussels, www.dataprotectionauthority.be"
+    "Rue de la Presse 35, 1000 Brussels, www.dataprotectionauthority.be, which takes complaints in French, Dutch or German"
 )
 
 
