@@ -52,6 +52,13 @@ ALL_PROBLEMS = {
                 description="A key named twice in one object, at any depth, is refused rather than one value "
                 "silently kept.",
             ),
+            problem_example(
+                "Lone surrogate", 400,
+                "JSON parse error - lone surrogate \\ud800: an escape between \\ud800 and \\udfff is half of a "
+                "character, valid only in a high-low pair",
+                description="A key or string holding half of a surrogate pair without the other (`\"\\ud800\"`) "
+                "names no character: write the character, or both halves (`\"\\ud83d\\ude00\"`).",
+            ),
         ]),
         (401, "Missing, wrong, expired or revoked API key (with `WWW-Authenticate: Api-Key`)", [
             problem_example("No key", 401, "Send an API key: Authorization: Api-Key <key>."),

@@ -346,6 +346,78 @@ def test_json_nested_too_deeply_is_400_not_a_crash(api):
     assert "nested too deeply" in nested.json()["detail"]
 
 
+# The escapes as they stand in the JSON text: json.dumps would write a lone surrogate so too.
+LONE_HIGH, LONE_LOW = "\\ud800", "\\udfff"
+
+
+def lone_surrogate_refused(response, escape):
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json", response.content
+    assert response.json()["detail"] == (
+        f"JSON parse error - lone surrogate {escape}: an escape between \\ud800 and \\udfff is half of a character, "
+        "valid only in a high-low pair"
+    )
+    return True
+
+
+@pytest.mark.parametrize(
+    ("changes", "escape"),
+    [
+        # A choice's error quotes the value sent: '"\ud800" is not a valid choice.' could not be written (a 500).
+        ({"rights": ["\ud800"]}, LONE_HIGH),
+        ({"rights": ["restriction"], "restriction_ground": "\udfff"}, LONE_LOW),
+        ({"relationship": "\udfff"}, LONE_LOW),
+        ({"language": "\udfff"}, LONE_LOW),
+        # A field that never quotes it, and a key that names no field: refused all the same.
+        ({"subject_name": "\ud800"}, LONE_HIGH),
+        ({"\udfff": "x"}, LONE_LOW),
+        # A low half before a high one is two lone halves, not a pair.
+        ({"description": "\udfff\ud800"}, LONE_LOW),
+    ],
+)
+@pytest.mark.django_db
+def test_a_lone_surrogate_in_a_json_body_is_400_naming_it(api, changes, escape):
+    response = api.post(URL, data=json.dumps({**VALID, **changes}), content_type="application/json")
+    assert lone_surrogate_refused(response, escape)
+    assert not PrivacyRequest.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_lone_surrogate_is_refused_on_every_endpoint_that_reads_json(api, operator):
+    from requests_app.models import SuppressionPurpose
+
+    created = create(api).json()
+    twice = '{"\\ud800": 1, "\\ud800": 2}'  # named twice: refused for the surrogate, which the duplicate's message would quote
+    assert lone_surrogate_refused(api.post(URL, data=twice, content_type="application/json"), LONE_HIGH)
+    messages = f"{URL}{created['id']}/messages/"
+    assert lone_surrogate_refused(api.post(messages, data=twice, content_type="application/json"), LONE_HIGH)
+    assert lone_surrogate_refused(api.post(messages, data='{"body": "Hi \\udfff"}', content_type="application/json"), LONE_LOW)
+    SuppressionPurpose.objects.create(slug="marketing-email", name="Promotional emails")
+    lookup = client_with(key_for(operator, scope="suppression")).post(
+        "/api/v1/suppression-lists/marketing-email/lookup/",
+        data='{"identifiers": [{"kind": "\\ud800", "value": "x"}]}',
+        content_type="application/json",
+    )
+    assert lone_surrogate_refused(lookup, LONE_HIGH)
+    assert not PrivacyRequest.objects.get(public_id=created["id"]).messages.exists()
+
+
+@pytest.mark.django_db
+def test_a_lone_surrogates_refusal_is_stored_and_replayed_for_its_idempotency_key(api):
+    """The refusal quoting the value was stored for the key: PostgreSQL's jsonb refused it (a DataError, a 500)."""
+    body = json.dumps({**VALID, "relationship": "\udfff"})
+    first = api.post(URL, data=body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="surrogate-1")
+    again = api.post(URL, data=body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="surrogate-1")
+    assert lone_surrogate_refused(first, LONE_LOW) and lone_surrogate_refused(again, LONE_LOW)
+    assert again["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.django_db
+def test_a_character_written_as_a_surrogate_pair_is_that_character(api):
+    body = json.dumps({**VALID, "description": "Merci \U0001f600"})
+    assert "\\ud83d\\ude00" in body  # the high half's escape, then the low one's
+    assert api.post(URL, data=body, content_type="application/json").status_code == 201
+    assert PrivacyRequest.objects.get().description == "Merci \U0001f600"
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("cursor", ["cD14", "not-a-cursor"])  # "p=x"
 def test_an_edited_cursor_is_a_404_like_any_invalid_cursor(api, cursor):

@@ -219,6 +219,11 @@ def duplicate_key(operator):
     return client_with(key_for(operator)).post(CREATE[0], body, content_type="application/json")
 
 
+def lone_surrogate(operator):
+    body = '{"rights": ["\\ud800"], "subject_name": "Ana Peeters"}'
+    return client_with(key_for(operator)).post(CREATE[0], body, content_type="application/json")
+
+
 def expired_key(operator):
     yesterday = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
     return client_with(key_for(operator, expiry_date=yesterday)).get("/api/v1/ping/")
@@ -277,6 +282,7 @@ PROVOKE = {
     (400, "InvalidFields"): invalid_fields,
     (400, "MalformedJSON"): malformed_json,
     (400, "DuplicateKey"): duplicate_key,
+    (400, "LoneSurrogate"): lone_surrogate,
     (401, "NoKey"): lambda operator: APIClient().get("/api/v1/ping/"),
     (401, "WrongOrRevokedKey"): lambda operator: client_with(key_for(operator, revoked=True)).get("/api/v1/ping/"),
     (401, "ExpiredKey"): expired_key,
