@@ -7,7 +7,8 @@
 - same key while the first call is still running: 409.
 The claim is a row committed before the work, unique per organisation and key;
 the answer is stored in the same transaction as the work. A 5xx answer is
-not stored, so the client may retry it.
+not stored, nor is a call that raised (a bug, or an answer that could not be
+stored): its claim is dropped, so the client may retry it at once.
 """
 
 import datetime
@@ -65,21 +66,23 @@ def idempotent(view_method):
             return _replay(IdempotencyRecord.objects.get(organisation=organisation, key=key), fingerprint)
 
         try:
-            # The answer is stored in the work's own transaction: if the process dies before
-            # the commit, neither exists and the retry (after ABANDONED_AFTER) does the work once.
-            with transaction.atomic():
-                response = view_method(self, request, *args, **kwargs)
+            try:
+                # The answer is stored in the work's own transaction: if the process dies before
+                # the commit, neither exists and the retry (after ABANDONED_AFTER) does the work once.
+                with transaction.atomic():
+                    response = view_method(self, request, *args, **kwargs)
+                    if response.status_code < 500:
+                        _store(record, response)
+            except Exception as error:
+                # The work rolled back. A refusal (409, 400...) is an answer too: store it like any other.
+                response = self.handle_exception(error)
                 if response.status_code < 500:
                     _store(record, response)
-        except Exception as error:
-            # The work rolled back. A refusal (409, 400...) is an answer too: store it like any other.
-            try:
-                response = self.handle_exception(error)
-            except Exception:
-                record.delete()
-                raise
-            if response.status_code < 500:
-                _store(record, response)
+        except Exception:
+            # No answer is stored (a bug, or storing the answer failed): a claim left behind would tell
+            # the client's retry "still being processed" until ABANDONED_AFTER.
+            record.delete()
+            raise
         if response.status_code >= 500:
             record.delete()
         return response

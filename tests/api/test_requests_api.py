@@ -600,6 +600,35 @@ def test_idempotency_a_call_that_outlived_its_claim_rolls_back(api, monkeypatch)
     assert not PrivacyRequest.objects.exists()
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # the failed statement runs outside any transaction, as in production
+@pytest.mark.parametrize(("body", "code"), [({**VALID, "rights": []}, 400), (VALID, 201)])
+def test_idempotency_a_call_whose_answer_cannot_be_stored_leaves_no_claim(api, body, code):
+    """A 500 answered "still being processed" to the retry for five minutes: storing a refusal failed after the
+    work rolled back, and the claim stayed. Any failure to store frees the key at once, as a 5xx answer does."""
+    from django.db import connection
+
+    from requests_app.models import IdempotencyRecord
+
+    table = connection.ops.quote_name(IdempotencyRecord._meta.db_table)
+    # A real failure of the database when the answer is written: a constraint it breaks.
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT refuse_the_answer CHECK (status_code <> {code})")
+    try:
+        api.raise_request_exception = False
+        failed = api.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="store-1")
+        assert failed.status_code == 500
+        assert not IdempotencyRecord.objects.exists() and not PrivacyRequest.objects.exists()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT refuse_the_answer")
+    # The same key and body are processed again, not refused as in flight.
+    retried = api.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="store-1")
+    assert retried.status_code == code and "Idempotent-Replayed" not in retried
+    assert api.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="store-1")["Idempotent-Replayed"] == "true"
+    assert PrivacyRequest.objects.count() == (1 if code == 201 else 0)
+
+
 @pytest.mark.django_db
 def test_idempotency_keys_belong_to_one_organisation(api, other_operator):
     api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="shared")
