@@ -219,6 +219,11 @@ class RequestWithTimelineSerializer(RequestSerializer):
         ).data
 
 
+class WithdrawSerializer(serializers.Serializer):
+    """A withdrawal takes no fields: no body, or a JSON object. Any other body is refused (400, 415), as on every
+    POST, rather than ignored: a portal sending one meant something the withdrawal would not do."""
+
+
 class MessageCreateSerializer(serializers.Serializer):
     body = MultilineStringField(
         max_length=TEXT_MAX_CHARS, help_text="The subject's message to the DPO team; a line break counts as one character."

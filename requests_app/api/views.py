@@ -354,6 +354,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def withdraw(self, request, public_id=None):
         """Withdraw the request at the subject's wish (409 once it is closed)."""
         privacy_request = self.get_object()
+        serializers.WithdrawSerializer(data=request.data).is_valid(raise_exception=True)
         intake.request_withdraw(request=privacy_request, actor=Actor.organisation(request.auth.organisation))
         privacy_request.refresh_from_db()
         # With its timeline, as GET answers: the withdrawal is the news the portal shows.

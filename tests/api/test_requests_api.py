@@ -160,6 +160,36 @@ def test_withdrawing_a_completed_request_says_it_is_closed_and_since_when(api):
     assert answer.json()["detail"] == f"This request is already closed (completed on {closed_at}): there is nothing left to withdraw."
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type", "code", "detail"),
+    [
+        ("{bad", "application/json", 400, "JSON parse error - Expecting property name enclosed in double quotes"),
+        ('["withdraw"]', "application/json", 400, "The request is not valid; see errors."),
+        ('{"reason": "\\ud800"}', "application/json", 400, "JSON parse error - lone surrogate \\ud800"),
+        ("withdraw", "text/plain", 415, 'Unsupported media type "text/plain" in request.'),
+    ],
+    ids=["malformed", "not-an-object", "lone-surrogate", "text"],
+)
+@pytest.mark.django_db
+def test_a_withdrawal_with_a_body_it_cannot_read_is_refused_and_withdraws_nothing(api, body, content_type, code, detail):
+    """The view never read its body: malformed JSON or text was answered 200, and the request withdrawn."""
+    created = create(api).json()
+    response = api.post(f"{URL}{created['id']}/withdraw/", data=body, content_type=content_type)
+    assert response.status_code == code and response["Content-Type"] == "application/problem+json"
+    assert response.json()["detail"].startswith(detail)
+    assert PrivacyRequest.objects.get(public_id=created["id"]).status == Status.NEW
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"), [("", "application/json"), ("", "text/plain"), ("{}", "application/json")], ids=["none", "none-as-text", "empty-object"]
+)
+@pytest.mark.django_db
+def test_a_withdrawal_takes_no_body_or_an_empty_object(api, body, content_type):
+    created = create(api).json()
+    response = api.post(f"{URL}{created['id']}/withdraw/", data=body, content_type=content_type)
+    assert response.status_code == 200 and response.json()["status"] == "withdrawn"
+
+
 @pytest.mark.django_db
 def test_a_filed_request_is_at_the_address_its_201_gives(api):
     response = create(api)
