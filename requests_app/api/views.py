@@ -300,13 +300,17 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return found_or_404(self.get_queryset(), _("No such privacy request for this API key."), public_id=self.kwargs["public_id"])
 
     def get_serializer_class(self):
-        # OPTIONS describes what a POST to the list takes (DRF asks with a POST copy of the call): the filing's
-        # fields, not those of the request the answer gives.
-        if self.action in ("create", "metadata") and self.request.method == "POST":
-            return serializers.RequestCreateSerializer
-        if self.action == "retrieve":
-            return serializers.RequestWithTimelineSerializer
-        return super().get_serializer_class()
+        action = self.action
+        if action == "metadata":
+            # OPTIONS ("metadata" on every route) describes what a POST to this route takes, asking with a POST
+            # copy of the call: the filing's fields on the list, not those of the request the answer gives.
+            action = self.action_map.get(self.request.method.lower())
+        return {
+            "create": serializers.RequestCreateSerializer,
+            "withdraw": serializers.WithdrawSerializer,
+            "messages": serializers.MessageCreateSerializer,
+            "retrieve": serializers.RequestWithTimelineSerializer,
+        }.get(action, serializers.RequestSerializer)
 
     @extend_schema(
         summary="File a request",

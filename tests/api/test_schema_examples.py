@@ -140,6 +140,16 @@ def test_options_on_the_list_describes_the_filing_not_the_answer(operator):
     assert "status" not in described and "received_at" not in described
 
 
+@pytest.mark.django_db
+def test_options_on_an_action_describes_what_that_action_takes(operator):
+    """OPTIONS on /withdraw/ and /messages/ described the filing's fields, as on the list."""
+    api = client_with(key_for(operator))
+    request = request_in_status(Status.AWAITING_SUBJECT, organisation=operator)
+    messages = api.options(f"/api/v1/requests/{request.public_id}/messages/").json()["actions"]["POST"]
+    assert set(messages) == {"body"}
+    assert api.options(f"/api/v1/requests/{request.public_id}/withdraw/").json()["actions"]["POST"] == {}  # no field
+
+
 def test_every_operation_has_a_short_summary_and_keeps_its_description():
     """Swagger UI and ReDoc list operations by their summary (without one, by their operationId)."""
     summaries, problems = [], []
