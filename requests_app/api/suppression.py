@@ -149,6 +149,11 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     lookup_field = "slug"
     pagination_class = None
 
+    def perform_content_negotiation(self, request, force=False):
+        # The CSV download answers its CSV (a StreamingHttpResponse, which no renderer touches) or a problem+json
+        # error: a client asking for text/csv, as the schema documents, is not refused 406.
+        return super().perform_content_negotiation(request, force=force or self.action == "entries_csv")
+
     def get_queryset(self):
         return SuppressionPurpose.objects.annotate(entry_count=Count("entries"))
 

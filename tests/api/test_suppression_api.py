@@ -59,6 +59,15 @@ def test_entries_as_csv(lists_api, marketing):
     assert downloaded.actor_kind == "organisation" and downloaded.data == {"purpose": "marketing-email"}
 
 
+@pytest.mark.parametrize("accept", ["text/csv", "text/csv, application/json;q=0.5", "text/html"])
+def test_entries_as_csv_whatever_accept_asks(lists_api, marketing, accept):
+    """Asked for as the schema documents it (text/csv), the CSV was refused 406: only JSON could be rendered."""
+    response = lists_api.get("/api/v1/suppression-lists/marketing-email/entries/csv/", HTTP_ACCEPT=accept)
+    assert response.status_code == 200 and response["Content-Type"] == "text/csv"
+    unknown = lists_api.get("/api/v1/suppression-lists/nope/entries/csv/", HTTP_ACCEPT=accept)
+    assert unknown.status_code == 404 and unknown["Content-Type"] == "application/problem+json"
+
+
 def test_lookup_finds_identifiers_however_they_are_written(lists_api, marketing):
     response = lists_api.post(
         "/api/v1/suppression-lists/marketing-email/lookup/",
