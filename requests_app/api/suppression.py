@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from requests_app.api.auth import OrganisationKeyAuthentication
 from requests_app.audit import Actor, record_event
 from requests_app.api.errors import found_or_404
-from requests_app.api.views import READ_PROBLEMS, DocumentedCursorPagination, problems, success
+from requests_app.api.views import PROBLEM_HEADERS, READ_PROBLEMS, DocumentedCursorPagination, problems, success
 from requests_app.api.serializers import SinceField
 from requests_app.models import APIKeyScope, IdentityKind, OrganisationAPIKey, SuppressionEntry, SuppressionPurpose
 from requests_app.services import suppression
@@ -125,6 +125,7 @@ ENTRIES_CSV = (
         summary="List the suppression lists",
         description="Every purpose that has a suppression list: its slug (the list's address), the kinds of "
         "identifier it holds and how many entries it has.",
+        parameters=PROBLEM_HEADERS,
         responses={
             200: success(
                 PurposeSerializer(many=True),
@@ -162,7 +163,7 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Page through a list's entries",
-        parameters=[EntryFilter, OpenApiParameter("cursor", str, description="From the previous page's `next` link.")],
+        parameters=[EntryFilter, OpenApiParameter("cursor", str, description="From the previous page's `next` link."), *PROBLEM_HEADERS],
         responses={
             200: success(
                 EntrySerializer(many=True),
@@ -182,7 +183,7 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Download a list's entries as CSV",
-        parameters=[EntryFilter],
+        parameters=[EntryFilter, *PROBLEM_HEADERS],
         responses={
             (200, "text/csv"): OpenApiResponse(
                 response=OpenApiTypes.STR,
@@ -190,7 +191,7 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 "(added_at in UTC, ISO 8601); sent as the attachment `suppression-<slug>.csv`",
                 examples=[OpenApiExample("Two entries", value=ENTRIES_CSV)],
             ),
-            **READ_PROBLEMS,
+            **problems(400, 401, 403, 404, 405, 429),  # never a 406: its CSV or a problem, whatever Accept says
         },
     )
     @action(detail=True, methods=["get"], url_path="entries/csv")
@@ -208,10 +209,11 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @extend_schema(
         summary="Look up identifiers",
         request=LookupSerializer,
+        parameters=PROBLEM_HEADERS,
         examples=[OpenApiExample("An email and a phone number", value=LOOKUP_EXAMPLE, request_only=True)],
         responses={
             200: success(LookupResponseSerializer, "Each identifier as sent, and whether it is suppressed", "One suppressed", LOOKUP_RESULTS),
-            **problems(400, 401, 403, 404, 413, 429),
+            **problems(400, 401, 403, 404, 405, 406, 413, 415, 429),
         },
     )
     @action(detail=True, methods=["post"])

@@ -78,6 +78,16 @@ ALL_PROBLEMS = {
             problem_example("Unknown suppression list", 404, "No such suppression list for this API key."),
             problem_example("Invalid cursor", 404, "Invalid cursor"),
         ]),
+        (405, "A method this endpoint does not have, whatever the key's scope (with `Allow`: the methods it has)", [
+            problem_example("Method not allowed", 405, 'Method "PUT" not allowed.'),
+        ]),
+        (406, "An `Accept` header that admits no JSON: answers are `application/json`, and problems "
+              "`application/problem+json`", [
+            problem_example(
+                "Not acceptable", 406, "Could not satisfy the request Accept header.",
+                description="The answer to `Accept: text/html`: send `Accept: application/json`, or no `Accept` header.",
+            ),
+        ]),
         (409, "Not allowed in the request's state, or the same Idempotency-Key is in flight", [
             problem_example(
                 "Already withdrawn", 409, "This request was already withdrawn on 4 March 2026, 16:40: nothing changed.",
@@ -116,12 +126,35 @@ def problems(*codes: int) -> dict:
     return {key: response for key, response in ALL_PROBLEMS.items() if key[0] in codes}
 
 
-READ_PROBLEMS = problems(400, 401, 403, 404, 429)
+READ_PROBLEMS = problems(400, 401, 403, 404, 405, 406, 429)
 # A POST also meets the request's state, the body limit and the Idempotency-Key.
-WRITE_PROBLEMS = problems(400, 401, 403, 404, 409, 413, 415, 422, 429)
+WRITE_PROBLEMS = problems(400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 429)
+# The headers that come with these problems, for each operation's parameters: drf-spectacular declares a header
+# on those of the operation's responses whose status it lists.
+PROBLEM_HEADERS = [
+    OpenApiParameter(
+        "WWW-Authenticate", str, OpenApiParameter.HEADER, response=[401], required=True,
+        description="`Api-Key`: send the key as `Authorization: Api-Key <key>`.",
+    ),
+    OpenApiParameter(
+        "Allow", str, OpenApiParameter.HEADER, response=[405], required=True,
+        description="The methods this endpoint has (`GET, POST, HEAD, OPTIONS` for `/api/v1/requests/`).",
+    ),
+    OpenApiParameter(
+        "Retry-After", int, OpenApiParameter.HEADER, response=[429], required=True,
+        description="How many seconds to wait before calling again: until the budget's window (the minute) ends.",
+    ),
+]
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
     description="Retry a POST safely: the same key and body returns the first answer.",
+)
+# The answers an Idempotency-Key stores, and so replays: the view's, not those given before it runs (401, 403 for a
+# key's scope, 413, 429), nor a 5xx.
+REPLAYED_HEADER = OpenApiParameter(
+    "Idempotent-Replayed", str, OpenApiParameter.HEADER, response=[200, 201, 400, 404, 409, 415], enum=["true"],
+    description="Only on an answer replayed for an `Idempotency-Key` (the same key and body as an earlier call): "
+    "that call's answer, the work not done again.",
 )
 LOCATION_HEADER = OpenApiParameter(
     "Location", str, OpenApiParameter.HEADER, response=[201], required=True,
@@ -252,7 +285,7 @@ def success(serializer, description: str, name: str, value) -> OpenApiResponse:
         summary="List your requests",
         description="Your organisation's requests, newest first; filter them by `status`, `type` or `updated_since`. "
         "Without the subject's timeline: get one request for it.",
-        parameters=[serializers.RequestListFilter],
+        parameters=[serializers.RequestListFilter, *PROBLEM_HEADERS],
         responses={
             200: success(
                 serializers.RequestSerializer(many=True),
@@ -265,6 +298,7 @@ def success(serializer, description: str, name: str, value) -> OpenApiResponse:
     retrieve=extend_schema(
         summary="Get a request",
         description="One of your organisation's requests: its status, due date and the subject's timeline.",
+        parameters=PROBLEM_HEADERS,
         responses={
             200: success(
                 serializers.RequestWithTimelineSerializer, "The request with the subject's timeline",
@@ -315,7 +349,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         summary="File a request",
         request=serializers.RequestCreateSerializer,
-        parameters=[IDEMPOTENCY_HEADER, LOCATION_HEADER],
+        parameters=[IDEMPOTENCY_HEADER, REPLAYED_HEADER, LOCATION_HEADER, *PROBLEM_HEADERS],
         examples=[ERASURE_BY_OPERATOR, ACCESS_BY_OPERATOR],
         responses={
             201: success(
@@ -347,7 +381,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         summary="Withdraw a request",
         request=None,
-        parameters=[IDEMPOTENCY_HEADER],
+        parameters=[IDEMPOTENCY_HEADER, REPLAYED_HEADER, *PROBLEM_HEADERS],
         responses={
             200: success(serializers.RequestWithTimelineSerializer, "The request, withdrawn", "Withdrawn", REQUEST_WITHDRAWN),
             **WRITE_PROBLEMS,
@@ -367,7 +401,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         summary="Pass on the subject's message",
         request=serializers.MessageCreateSerializer,
-        parameters=[IDEMPOTENCY_HEADER],
+        parameters=[IDEMPOTENCY_HEADER, REPLAYED_HEADER, *PROBLEM_HEADERS],
         examples=[OpenApiExample("The subject's answer", value={"body": SUBJECT_MESSAGE}, request_only=True)],
         responses={
             201: success(
@@ -398,9 +432,10 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
 @extend_schema(
     summary="Check an API key",
+    parameters=PROBLEM_HEADERS,
     responses={
         200: success(serializers.PingSerializer, "The key works", "The key's organisation", {"organisation": "Mobile Operator SA"}),
-        **problems(401, 403, 429),  # no input, no object: never a 400 or a 404
+        **problems(401, 403, 405, 406, 429),  # no input, no object: never a 400 or a 404
     }
 )
 @api_view(["GET"])
@@ -439,6 +474,7 @@ class ExportViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="List a request's packages",
+        parameters=PROBLEM_HEADERS,
         responses={
             200: success(
                 serializers.ExportSerializer(many=True),
@@ -462,6 +498,7 @@ class ExportViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Download a package",
+        parameters=PROBLEM_HEADERS,
         responses={
             (200, "application/zip"): OpenApiResponse(
                 response=OpenApiTypes.BINARY,
@@ -478,7 +515,7 @@ class ExportViewSet(viewsets.GenericViewSet):
                     )
                 ],
             ),
-            **READ_PROBLEMS,
+            **problems(400, 401, 403, 404, 405, 429),  # never a 406: its ZIP or a problem, whatever Accept says
         }
     )
     # GET only, not HEAD (which DRF would answer with the GET handler): link checkers and

@@ -80,6 +80,16 @@ def documented_problems() -> dict:
     return found
 
 
+def documented_headers(code: int) -> set[str]:
+    """The headers documented as always sent with a status, on any operation."""
+    return {
+        name
+        for _label, operation in operations()
+        for name, header in operation["responses"].get(str(code), {}).get("headers", {}).items()
+        if header.get("required")
+    }
+
+
 def strict(schema):
     """OpenAPI 3.0 to JSON Schema: `nullable` as a null type; objects refuse keys they do not document."""
     if isinstance(schema, list):
@@ -131,6 +141,53 @@ def test_a_requests_answer_is_described_as_always_present_and_read_only():
     for name in ("id", "reference", "status", "regime", "channel", "received_at", "due_on", "original_due_on", "extended_at"):
         assert name in component["required"] and component["properties"][name]["readOnly"] is True, name
     assert component["properties"]["rights"]["items"] == {"$ref": "#/components/schemas/RequestTypeEnum"}
+
+
+def test_every_operation_documents_the_statuses_and_headers_the_api_sends():
+    """No operation documented a 405 or a 406, nor the headers a 401, 405, 429 or replayed answer comes with."""
+    missing = []
+    for label, operation in operations():
+        responses = operation["responses"]
+        success_code = min(code for code in responses if code.startswith("2"))
+        # A download answers its file or a problem whatever Accept says: only the JSON answers can be a 406.
+        answers_json = any(is_json(media_type) for media_type in responses[success_code].get("content", {}))
+        if "405" not in responses:
+            missing.append(f"{label} 405")
+        if ("406" in responses) != answers_json:
+            missing.append(f"{label} 406 {'missing' if answers_json else 'never sent'}")
+        for code, header in [("401", "WWW-Authenticate"), ("405", "Allow"), ("429", "Retry-After")]:
+            if code in responses and not responses[code].get("headers", {}).get(header, {}).get("required"):
+                missing.append(f"{label} {code} {header}")
+        if any(parameter["name"] == "Idempotency-Key" for parameter in operation.get("parameters", [])):
+            if "Idempotent-Replayed" not in responses[success_code].get("headers", {}):
+                missing.append(f"{label} {success_code} Idempotent-Replayed")
+    assert missing == []
+
+
+@pytest.mark.django_db
+def test_each_answer_documented_as_replayed_is_replayed_with_its_header(operator):
+    """The statuses documented with Idempotent-Replayed are those an Idempotency-Key stores (the view's answers)."""
+    documented = {
+        int(code)
+        for _label, operation in operations()
+        for code, response in operation["responses"].items()
+        if "Idempotent-Replayed" in response.get("headers", {})
+    }
+    withdraw = f"/api/v1/requests/{own_request(operator).public_id}/withdraw/"
+    calls = {  # in this order: the withdrawal, then the conflict of withdrawing again
+        201: (CREATE[0], json.dumps(ERASURE), "application/json"),
+        400: (CREATE[0], json.dumps({**ERASURE, "rights": []}), "application/json"),
+        415: (CREATE[0], "rights=erasure", "text/plain"),
+        404: (f"/api/v1/requests/{uuid.uuid4()}/withdraw/", "", "application/json"),
+        200: (withdraw, "", "application/json"),
+        409: (withdraw, "{}", "application/json"),
+    }
+    assert documented == set(calls)
+    api = client_with(key_for(operator))
+    for code, (path, body, content_type) in calls.items():
+        first, again = (api.post(path, body, content_type=content_type, HTTP_IDEMPOTENCY_KEY=f"replay-{code}") for _ in range(2))
+        assert first.status_code == again.status_code == code, (code, first.status_code, again.status_code)
+        assert "Idempotent-Replayed" not in first and again["Idempotent-Replayed"] == "true"
 
 
 @pytest.mark.django_db
@@ -314,6 +371,8 @@ PROVOKE = {
     (409, "AlreadyWithdrawn"): already_withdrawn,
     (409, "Idempotency-KeyInFlight"): in_flight,
     (410, "ExpiredOrUsedUp"): used_up_package,
+    (405, "MethodNotAllowed"): lambda operator: client_with(key_for(operator)).put(CREATE[0], ERASURE, format="json"),
+    (406, "NotAcceptable"): lambda operator: client_with(key_for(operator)).get("/api/v1/ping/", HTTP_ACCEPT="text/html"),
     (413, "BodyTooLarge"): lambda operator: client_with(key_for(operator)).post(
         CREATE[0], json.dumps({"description": "x" * 70_000}), content_type="application/json"
     ),
@@ -338,6 +397,7 @@ def test_a_documented_problem_is_what_the_api_sends(operator, monkeypatch, code,
     response = PROVOKE[code, name](operator)
     assert response.status_code == code
     assert response["Content-Type"] == PROBLEM
+    assert {header for header in documented_headers(code) if not response.has_header(header)} == set()
     documented = documented_problems()[code, name]
     if code == 429:
         # The wait is the seconds left in the window: the same number as Retry-After.
