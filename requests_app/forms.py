@@ -252,22 +252,31 @@ class RequestForm(forms.Form):
         return details
 
     def request_filed_already(self) -> PrivacyRequest | None:
-        """The request this very form (its submission key) filed already, sent again from any browser (a double
+        """The open request this very form (its submission key) filed already, sent again from any browser (a double
         click, Back then Send, a retry on the way), if it holds the same details. A key found on a request with
         other details is a page the browser brought back and someone corrected: another request, so the key is
-        dropped and `submit_kwargs` files it without one."""
+        dropped and `submit_kwargs` files it without one.
+
+        A request the form filed that is closed since (withdrawn, expired) is not that request: the form sent again
+        asks anew. It is filed under a key made from the form's and the closed request's reference, not without
+        one, so that the same form sent twice at once then still files one request, and sent again shows it."""
         key = self.cleaned_data.get("submission_key")
         filed = PrivacyRequest.objects.filter(submission_key=key).first() if key else None
-        if filed is None:
-            return None
+        # Closed, its details may be purged already: not compared.
+        while filed is not None and not filed.is_open:
+            key = uuid.uuid5(key, filed.reference)
+            filed = PrivacyRequest.objects.filter(submission_key=key).first()
+        if filed is not None and self._holds_these_details(filed):
+            return filed
+        self.cleaned_data["submission_key"] = key if filed is None else None
+        return None
+
+    def _holds_these_details(self, filed: PrivacyRequest) -> bool:
         details = self.submit_kwargs()
-        if (filed.subject_name, filed.subject_email, filed.subject_phone, filed.description, filed.rights_mask) == (
+        return (filed.subject_name, filed.subject_email, filed.subject_phone, filed.description, filed.rights_mask) == (
             details["subject_name"], details["subject_email"], details["subject_phone"], details["description"],
             rights_mask(right.right for right in details["rights"]),
-        ):
-            return filed
-        self.cleaned_data["submission_key"] = None
-        return None
+        )
 
     def submit_kwargs(self) -> dict:
         """The cleaned data as keyword arguments for `request_submit`."""

@@ -18,13 +18,14 @@ from django_ratelimit.core import is_ratelimited
 from requests_app import selectors
 from requests_app.audit import Actor
 from requests_app.forms import RequestForm, ResendLinkForm, WithdrawForm, validate_attachment
-from requests_app.lifecycle import IllegalTransition, RequestError
+from requests_app.lifecycle import OPEN_STATUSES, IllegalTransition, RequestError
 from requests_app.models import (
     ACTION_FOR_RIGHT,
     NO_DATA_DELIVERED,
     TEXT_MAX_CHARS,
     ActionStatus,
     ExportKind,
+    PrivacyRequest,
     Status,
 )
 from requests_app.services import certificate, deadlines, exports, handling, intake
@@ -47,7 +48,7 @@ def over_the_limit(request: HttpRequest, group: str) -> bool:
 def submit_request(request: HttpRequest) -> HttpResponse:
     """The public form. The same form sent again from the same browser within SENT_AGAIN_WITHIN (Back, then
     Send: the browser fetches the page anew and fills every field back in) shows the request it filed,
-    rather than filing it twice."""
+    rather than filing it twice, while that request is open."""
     if request.method == "POST":
         form = RequestForm(request.POST)
         if form.is_valid():
@@ -87,13 +88,16 @@ def _form_fingerprint(form: RequestForm) -> str:
 
 
 def _filed_just_now(request: HttpRequest, fingerprint: str) -> str | None:
-    """The reference of the request this browser filed with the same form within SENT_AGAIN_WITHIN, if any."""
+    """The reference of the request this browser filed with the same form within SENT_AGAIN_WITHIN, if any, while
+    it is open: withdrawn at once (a mistake in it, say), the form sent again asks anew."""
     last = request.session.get("submitted_form")
     if not last:
         return None
     last_fingerprint, reference, filed_at = last
     recent = timezone.now() - datetime.datetime.fromisoformat(filed_at) < handling.SENT_AGAIN_WITHIN
-    return reference if recent and last_fingerprint == fingerprint else None
+    if not (recent and last_fingerprint == fingerprint):
+        return None
+    return reference if PrivacyRequest.objects.filter(reference=reference, status__in=OPEN_STATUSES).exists() else None
 
 
 def _privacy_notice() -> dict:

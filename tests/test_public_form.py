@@ -309,6 +309,30 @@ def test_the_same_form_sent_twice_at_once_files_one_request():
     assert verify_chain() == (1, None)
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_same_form_sent_twice_at_once_after_its_request_was_withdrawn_files_one_new_request():
+    """The key the form files under anew is the same for every sending of that page: one wins, the others are told
+    which request it filed."""
+    from requests_app.audit import Actor
+    from requests_app.services import intake
+    from tests.factories import at_once
+
+    first = Client()
+    key = re.search(r'name="submission_key" value="([0-9a-f-]{36})"', first.get(reverse("submit")).content.decode()).group(1)
+    post_form(first, submission_key=key)
+    intake.request_withdraw(request=PrivacyRequest.objects.get(), actor=Actor.subject())
+    browsers = [Client() for _ in range(4)]
+    waiting = list(browsers)
+
+    outcomes = at_once(lambda: post_form(waiting.pop(), submission_key=key).status_code, times=4)
+
+    assert outcomes == [302] * 4
+    refiled = PrivacyRequest.objects.get(status=Status.AWAITING_VERIFICATION)
+    assert PrivacyRequest.objects.count() == 2
+    assert {browser.session["submitted_reference"] for browser in browsers} == {refiled.reference}
+
+
 @pytest.mark.django_db
 def test_csrf_is_enforced():
     client = Client(enforce_csrf_checks=True)
@@ -507,3 +531,33 @@ def test_the_lost_link_page_lists_its_errors_first_like_the_form(client):
     page = client.post("/lost-link/", {"reference": "", "email": "not-an-address"}).content.decode()
     assert 'class="error-summary" role="alert" tabindex="-1" autofocus' in page
     assert 'href="#id_email"' in page and 'href="#id_reference"' in page
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("same_page", [False, True], ids=["filled-in-anew", "back-then-send"])
+def test_the_same_form_sent_again_once_its_request_was_withdrawn_is_filed_as_a_new_request(client, same_page):
+    """Withdrawn, then asked again at once: a new request, not the withdrawn one shown as if it were still going."""
+    import uuid
+
+    from requests_app.audit import Actor
+    from requests_app.services import intake
+
+    key = re.search(r'name="submission_key" value="([0-9a-f-]{36})"', client.get(reverse("submit")).content.decode()).group(1)
+    assert post_form(client, submission_key=key).status_code == 302
+    withdrawn = PrivacyRequest.objects.get()
+    intake.request_withdraw(request=withdrawn, actor=Actor.subject())
+
+    # Back then Send sends the same page's key; a form filled in anew has a key of its own.
+    again = post_form(client, submission_key=key if same_page else str(uuid.uuid4()))
+
+    assert again.status_code == 302 and PrivacyRequest.objects.count() == 2
+    refiled = PrivacyRequest.objects.exclude(pk=withdrawn.pk).get()
+    assert refiled.status == Status.AWAITING_VERIFICATION
+    shown = client.get(again.url).content.decode()
+    assert refiled.reference in shown and withdrawn.reference not in shown
+    assert "You had sent this form already" not in shown
+    # And that request is the one this form filed now: sent again, it is shown, not filed a third time.
+    assert post_form(client, submission_key=key if same_page else str(uuid.uuid4())).status_code == 302
+    assert PrivacyRequest.objects.count() == 2
+    shown = client.get(reverse("submitted")).content.decode()
+    assert refiled.reference in shown and "You had sent this form already" in shown
