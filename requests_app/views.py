@@ -112,12 +112,19 @@ def _privacy_notice() -> dict:
 
 
 def submitted(request: HttpRequest) -> HttpResponse:
+    """The request the form filed, or had filed (sent again), as it stands now: a form sent again may find it
+    confirmed already, and the page may be opened again once it is closed."""
     reference = request.session.get("submitted_reference")
     if not reference:
         return redirect("submit")
-    return render(
-        request, "requests_app/submitted.html", {"reference": reference, "sent_again": request.session.get("sent_again")}
-    )
+    status = PrivacyRequest.objects.filter(reference=reference).values_list("status", flat=True).first()
+    context = {
+        "reference": reference,
+        "sent_again": request.session.get("sent_again"),
+        "confirmed": status in OPEN_STATUSES and status != Status.AWAITING_VERIFICATION,
+        "closed": status is not None and status not in OPEN_STATUSES,
+    }
+    return render(request, "requests_app/submitted.html", context)
 
 
 def verify_email(request: HttpRequest, token: str) -> HttpResponse:

@@ -269,6 +269,24 @@ def test_the_same_form_sent_again_shows_the_request_it_filed_rather_than_filing_
 
 
 @pytest.mark.django_db
+def test_the_same_form_sent_again_after_confirming_says_the_address_is_confirmed_not_to_confirm_it(client):
+    from requests_app import lifecycle
+    from requests_app.audit import Actor
+
+    post_form(client)
+    filed = PrivacyRequest.objects.get()
+    assert "link to confirm your address" in client.get(reverse("submitted")).content.decode()
+    lifecycle.transition(filed, "verify_email", actor=Actor.subject())
+
+    shown = client.get(post_form(client).url).content.decode()
+
+    assert PrivacyRequest.objects.count() == 1
+    assert filed.reference in shown and "You had sent this form already" in shown
+    assert "confirm your address" not in shown and "we cannot start until you do" not in shown
+    assert "Your email address is confirmed already." in shown
+
+
+@pytest.mark.django_db
 def test_one_filled_in_form_files_one_request_whichever_browser_sends_it_again(client):
     """A retry on the way (a proxy, a flaky connection) sends the same page's form again, without the session."""
     import uuid
@@ -546,6 +564,9 @@ def test_the_same_form_sent_again_once_its_request_was_withdrawn_is_filed_as_a_n
     assert post_form(client, submission_key=key).status_code == 302
     withdrawn = PrivacyRequest.objects.get()
     intake.request_withdraw(request=withdrawn, actor=Actor.subject())
+    # The page it landed on, opened again, no longer asks to confirm the address.
+    page = client.get(reverse("submitted")).content.decode()
+    assert "This request is closed now." in page and "confirm your address" not in page
 
     # Back then Send sends the same page's key; a form filled in anew has a key of its own.
     again = post_form(client, submission_key=key if same_page else str(uuid.uuid4()))
