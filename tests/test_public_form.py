@@ -58,7 +58,8 @@ def test_the_form_says_how_the_details_given_are_used_before_they_are_given(clie
     notice = html[html.index('id="notice-title"'):html.index("Send my request")]
     for expected in (
         "only to handle your request", "Art. 6(1)(c)", "Our data protection team sees them",
-        "within 7 days", "for 3 years after your request is closed", "Data Protection Authority",
+        "within 7 days, or before the last link we sent you for it expires if that is later",
+        "for 3 years after your request is closed", "Data Protection Authority",
     ):
         assert expected in notice
     settings.CLOSED_REQUEST_RETENTION = datetime.timedelta(days=400)  # not whole years: in days

@@ -333,3 +333,33 @@ def test_no_link_goes_to_another_address_or_for_a_purged_request(client):
     request_resend_link(reference=request.reference, email="")
     assert mail.outbox == []
     assert not request.events.filter(action__in=["status_link_resent", "verification_resent"]).exists()
+
+
+def test_a_link_sent_again_near_the_end_of_the_unconfirmed_week_works_as_long_as_its_email_says(client, settings):
+    """Asked for on the request's seventh day, the link's 48 hours outlast the week an unconfirmed request is kept:
+    the request waits for it, and expires once it has expired unused."""
+    from requests_app.services.intake import expire_unverified_requests
+
+    settings.UNVERIFIED_REQUEST_EXPIRY = timedelta(days=7)
+    settings.VERIFICATION_LINK_MAX_AGE = timedelta(hours=48)
+    filed_at = timezone.now()
+    used, unused = submit_request(subject_email="ana@example.com"), submit_request(subject_email="bob@example.com")
+    with time_machine.travel(filed_at + timedelta(days=6, hours=12)):
+        paths = {}
+        for request in (used, unused):
+            request_resend_link(reference=request.reference, email=request.subject_email)
+            assert "expires in 48 hours" in mail.outbox[-1].body
+            paths[request] = link_path_from_last_email()
+
+    with time_machine.travel(filed_at + timedelta(days=7, hours=7)):  # past the week: still open
+        assert expire_unverified_requests() == 0
+    with time_machine.travel(filed_at + timedelta(days=8, hours=11, minutes=59)):  # the link's last minute
+        assert expire_unverified_requests() == 0
+        assert client.post(paths[used]).status_code == 302
+    with time_machine.travel(filed_at + timedelta(days=8, hours=12, minutes=1)):
+        assert expire_unverified_requests() == 1
+
+    used.refresh_from_db()
+    unused.refresh_from_db()
+    assert (used.status, unused.status) == (Status.NEW, Status.EXPIRED)
+    assert unused.subject_email == ""

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.http import Http404
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -30,6 +31,7 @@ from requests_app.models import (
     PrivacyRequest,
     ReferenceCounter,
     RequestedRight,
+    SentNotification,
     Status,
     SubjectIdentity,
     VerificationMethod,
@@ -390,6 +392,8 @@ def resend_link(*, request_id: int) -> bool:
             request.verification_nonce = new_nonce()
             request.save(update_fields=["verification_nonce", "updated_at"])
             record_event(request, "verification_resent", actor=Actor.subject())
+            # Owed from now: the request is not expired while the link is on its way (expire_unverified_requests).
+            emails.owe(request, "verify_email", request.verification_nonce)
             tasks.queue_after_commit(tasks.send_verification_email, request.id)
         else:
             # A new link replaces the old ones once it is opened (status_link_opened): a subject who
@@ -503,16 +507,28 @@ PERSONAL_FIELDS = {
 
 
 def expire_unverified_requests(*, now: datetime | None = None) -> int:
-    """Expire requests never verified within UNVERIFIED_REQUEST_EXPIRY and purge their personal data.
+    """Expire requests never verified within UNVERIFIED_REQUEST_EXPIRY, or by the time their verification link
+    expires if that is later, and purge their personal data.
 
-    Safe to run twice or concurrently: each request is re-checked under a row
-    lock by the transition. Returns how many requests were expired.
+    A link says it works for VERIFICATION_LINK_MAX_AGE from its email: one sent again from the lost-link page on the
+    seventh day (or a first one the broker lost for days) keeps its request open until then, and so does one asked
+    for and not sent yet. Safe to run twice or concurrently: each request is re-checked under a row lock by the
+    transition. Returns how many requests were expired.
     """
-    cutoff = (now or timezone.now()) - settings.UNVERIFIED_REQUEST_EXPIRY
+    now = now or timezone.now()
+    cutoff = now - settings.UNVERIFIED_REQUEST_EXPIRY
+    links_since = now - settings.VERIFICATION_LINK_MAX_AGE
+    # The link in force only: an earlier one was replaced by it, and works no more.
+    link_in_force = SentNotification.objects.filter(
+        Q(sent_at__gte=links_since) | Q(sent_at__isnull=True, created_at__gte=links_since),
+        request=OuterRef("pk"),
+        kind="verify_email",
+        key=OuterRef("verification_nonce"),
+    )
     stale_ids = list(
-        PrivacyRequest.objects.filter(status=Status.AWAITING_VERIFICATION, created_at__lt=cutoff).values_list(
-            "id", flat=True
-        )
+        PrivacyRequest.objects.filter(status=Status.AWAITING_VERIFICATION, created_at__lt=cutoff)
+        .exclude(Exists(link_in_force))
+        .values_list("id", flat=True)
     )
     expired = 0
     for request in PrivacyRequest.objects.filter(id__in=stale_ids):

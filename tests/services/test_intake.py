@@ -215,6 +215,25 @@ def test_unverified_requests_expire_and_lose_their_personal_data(settings):
 
 
 @pytest.mark.django_db
+def test_an_unconfirmed_request_waits_for_a_link_asked_for_on_its_last_day_and_not_sent_yet(settings):
+    """The mail server down when the subject asks for a new link at the end of the week: the link goes out once it is
+    back (and then works 48 hours from its email), so the request is not expired under it meanwhile; nor for ever."""
+    from requests_app.services.intake import resend_link
+
+    settings.UNVERIFIED_REQUEST_EXPIRY = timedelta(days=7)
+    settings.VERIFICATION_LINK_MAX_AGE = timedelta(hours=48)
+    request = submit_request()  # its emails' tasks wait for a commit this test never makes: none is sent
+    asked_at = timezone.now() + timedelta(days=6, hours=23)
+    with time_machine.travel(asked_at):
+        assert resend_link(request_id=request.id)
+
+    with time_machine.travel(asked_at + timedelta(hours=47)):
+        assert expire_unverified_requests() == 0
+    with time_machine.travel(asked_at + timedelta(hours=48, minutes=1)):
+        assert expire_unverified_requests() == 1
+
+
+@pytest.mark.django_db
 def test_a_lost_verification_email_is_queued_again(django_capture_on_commit_callbacks):
     from requests_app.services.intake import requeue_lost_acknowledgements
 
