@@ -116,6 +116,27 @@ def test_back_then_send_again_shows_the_request_filed_instead_of_filing_a_second
 
 
 @pytest.mark.django_db(transaction=True)
+def test_back_then_send_once_the_request_was_withdrawn_files_it_anew(page, live_server):
+    """Withdrawn at once, the same form sent again is a new request, not the withdrawn one shown again."""
+    from requests_app.audit import Actor
+    from requests_app.services import intake
+
+    page.goto(live_server.url + "/")
+    fill_in_and_send_the_form(page)
+    withdrawn = PrivacyRequest.objects.get()
+    intake.request_withdraw(request=withdrawn, actor=Actor.subject())
+
+    page.go_back()
+    expect(page.get_by_label("Email address")).to_have_value("ada@example.com")
+    page.get_by_role("button", name="Send my request").click()
+
+    expect(page.locator(".reference")).not_to_have_text(withdrawn.reference)
+    expect(page.get_by_text("We have sent you an email with a link to confirm your address")).to_be_visible()
+    expect(page.get_by_role("status")).to_have_count(0)
+    assert PrivacyRequest.objects.exclude(pk=withdrawn.pk).get().reference == page.locator(".reference").inner_text()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_switching_language_keeps_what_was_typed_in_the_form(page, live_server):
     page.goto(live_server.url + "/")
     page.get_by_label("Access a copy of my data").check()
