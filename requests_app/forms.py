@@ -162,7 +162,13 @@ class RequestForm(forms.Form):
         required=False,
         help_text=_("If your request concerns visits to our website, the IP address you used."),
     )
-    relationship = forms.ChoiceField(label=_("How are you related to us?"), choices=Relationship.choices)
+    # No answer chosen in advance: an end user's request may be forwarded to our customer as its controller, so a
+    # question skipped must not read as one of the answers.
+    relationship = forms.ChoiceField(
+        label=_("How are you related to us?"),
+        choices=[("", _("Choose…")), *Relationship.choices],
+        error_messages={"required": _("Choose how you are related to us.")},
+    )
     regime = forms.ChoiceField(label=_("Where do you live?"), choices=REGIME_CHOICES, initial=Regime.GDPR)
     language = forms.ChoiceField(label=_("Language for our replies"), choices=settings.LANGUAGES)
     description = MultilineField(

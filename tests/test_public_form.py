@@ -128,6 +128,7 @@ def test_the_help_texts_example_and_belgian_national_numbers_are_accepted(client
         ({"confirm": None}, "confirm", "Please confirm"),
         ({"ip_address": "999.1.1.1"}, "ip_address", "valid IPv4 or IPv6"),
         ({"website": "http://spam.example"}, "__all__", "could not be accepted"),
+        ({"relationship": ""}, "relationship", "Choose how you are related to us."),
     ],
 )
 @pytest.mark.django_db
@@ -141,6 +142,23 @@ def test_bad_input_gets_a_field_error_and_saves_nothing(client, changes, field, 
     assert f'id="id_{field}_error"' in response.content.decode() or field in ("rights", "__all__")
     assert PrivacyRequest.objects.count() == 0
     assert len(mail.outbox) == 0
+
+
+@pytest.mark.django_db
+def test_how_the_subject_is_related_to_us_is_not_answered_for_them(client):
+    """An end user's request may be forwarded to our customer as its controller: a question skipped must not read
+    as "end user", as it did when the list opened on that answer."""
+    import html
+
+    page = client.get(reverse("submit")).content.decode()
+    select = page[page.index('<select name="relationship"'):page.index("</select>", page.index('<select name="relationship"'))]
+    assert re.search(r'<option value="" selected>Choose…</option>\s*<option value="end_user">', select)
+
+    refused = html.unescape(post_form(client, relationship=None).content.decode())
+
+    summary = refused[refused.index('class="error-summary"'):refused.index("</ul>", refused.index('class="error-summary"'))]
+    assert '<a href="#id_relationship">How are you related to us: Choose how you are related to us.</a>' in summary
+    assert PrivacyRequest.objects.count() == 0
 
 
 @pytest.mark.django_db
