@@ -190,6 +190,20 @@ def test_an_intake_page_brought_back_and_corrected_or_sent_without_its_key_recor
 
 
 @pytest.mark.django_db
+def test_staff_choose_how_the_subject_is_related_to_us_as_the_subject_does(admin_client):
+    """The intake shares the public form's question, with no answer chosen in advance ("Other" when the letter does
+    not say)."""
+    page = admin_client.get(reverse("admin:requests_app_intake")).content.decode()
+    assert '<option value="" selected>Choose…</option>' in page
+
+    response = admin_client.post(reverse("admin:requests_app_intake"), intake_data(relationship=None))
+
+    assert response.status_code == 200
+    assert "Choose how you are related to us." in response.content.decode()
+    assert not PrivacyRequest.objects.exists()
+
+
+@pytest.mark.django_db
 def test_an_intake_form_with_a_forged_submission_key_is_refused(admin_client):
     response = admin_client.post(reverse("admin:requests_app_intake"), intake_data(submission_key="not-a-key"))
 
