@@ -590,7 +590,12 @@ IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=env_int("IDEMPOTENCY_KEY_HOURS", 24))
 # Webhooks: retried with exponential backoff for this long, then failed and
 # the endpoint disabled. Plain http:// is for development only.
 WEBHOOK_RETRY_WINDOW = timedelta(hours=env_int("WEBHOOK_RETRY_HOURS", 24))
+# The whole of one attempt to send an event or a recipient notice: resolving the name, connecting, sending, and the
+# status of the answer, however slowly the endpoint sends it (the README's "no answer in 10 s"). Well within
+# deliver_webhook's soft time limit (100 s), so that an attempt ends, and is recorded, before the task's limit.
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
+if not 1 <= WEBHOOK_TIMEOUT_SECONDS <= 60:
+    raise ImproperlyConfigured("WEBHOOK_TIMEOUT_SECONDS must be from 1 to 60")
 WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", not PRODUCTION)
 # Webhooks and recipient notices go only to public addresses: a URL that names or resolves to a loopback,
 # private, link-local or otherwise internal address would let whoever registers URLs probe the internal

@@ -128,3 +128,50 @@ def smtp_server(settings):
     settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
     yield server
     controller.stop()
+
+
+class AnsweringEndpoint:
+    """A real HTTP server on 127.0.0.1 that takes a POST, sends `head` at once, then `tail_size` bytes more: one every
+    `pause` seconds (an endpoint that trickles its answer), or with no pause as fast as the client takes them. It
+    stops when the client goes away, or after `for_seconds`. `sent` counts the bytes of the answer that left."""
+
+    def __init__(self, head: bytes, *, tail_size: int, pause: float = 0, for_seconds: float = 20):
+        import socketserver
+        import threading
+        import time
+
+        self.received = 0
+        self.sent = 0
+        endpoint = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                length = 0
+                while (line := self.rfile.readline()) not in (b"\r\n", b""):
+                    name, _colon, value = line.decode("latin-1").partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value)
+                self.rfile.read(length)
+                endpoint.received += 1
+                stop_at, left = time.monotonic() + for_seconds, tail_size
+                chunk = b"a" if pause else b"a" * (1 << 20)
+                try:
+                    self.wfile.write(head)
+                    endpoint.sent += len(head)
+                    while left > 0 and time.monotonic() < stop_at:
+                        piece = chunk[:left]
+                        self.wfile.write(piece)
+                        endpoint.sent += len(piece)
+                        left -= len(piece)
+                        time.sleep(pause)
+                except OSError:
+                    pass  # the client went away
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -244,6 +244,14 @@ def test_a_negative_notice_before_lifting_a_restriction_is_refused():
     assert "RESTRICTION_LIFT_NOTICE_DAYS must be 0 or more" in result.stderr
 
 
+@pytest.mark.parametrize(("value", "accepted"), [("1", True), ("60", True), ("0", False), ("600", False)])
+def test_a_webhook_attempt_must_end_well_before_its_tasks_time_limit(value, accepted):
+    result = run_manage("check", WEBHOOK_TIMEOUT_SECONDS=value)
+    assert (result.returncode == 0) is accepted, result.stderr
+    if not accepted:
+        assert "WEBHOOK_TIMEOUT_SECONDS must be from 1 to 60" in result.stderr
+
+
 @pytest.mark.parametrize(("value", "accepted"), [("10/h", True), ("1000000/s", True), ("120/min", True), ("10 per hour", False), ("10/fortnight", False)])
 def test_a_malformed_rate_limit_is_refused_at_start(value, accepted):
     result = run_manage("check", API_RATE_LIMIT=value)

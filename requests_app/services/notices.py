@@ -42,7 +42,7 @@ from requests_app.models import (
     WaiverReason,
     new_webhook_secret,
 )
-from requests_app.services.webhooks import InternalAddressRefused, api_datetime, post_signed
+from requests_app.services.webhooks import AttemptFailed, api_datetime, post_signed
 from requests_app.wording import in_sentence
 
 logger = logging.getLogger(__name__)
@@ -257,8 +257,8 @@ def _post(recipient, content: dict) -> None:
         status_code = post_signed(
             recipient.notification_webhook_url, secrets=[recipient.webhook_secret], webhook_id=content["notice"], body=body
         )
-    except InternalAddressRefused as refused:
-        raise NoticeFailed(refused.message) from refused
+    except AttemptFailed as failure:  # refused before sending, or too slow to answer
+        raise NoticeFailed(failure.message) from failure
     except (requests.RequestException, ValidationError) as failure:
         raise NoticeFailed(type(failure).__name__) from failure
     if not 200 <= status_code < 300:

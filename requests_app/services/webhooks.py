@@ -19,6 +19,7 @@ DateTimeField: ISO 8601 in TIME_ZONE, with its offset), so a portal reads one
 format; the signature's `t` stays Unix seconds.
 """
 
+import contextvars
 import datetime
 import hashlib
 import hmac
@@ -26,6 +27,7 @@ import ipaddress
 import json
 import logging
 import socket
+import threading
 import time
 import zoneinfo
 from collections.abc import Sequence
@@ -40,6 +42,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 from requests.adapters import HTTPAdapter
 from rest_framework import serializers
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from requests_app import roles, tasks
 from requests_app.audit import Actor, record_event
@@ -182,8 +186,8 @@ def deliver(*, delivery_id: int) -> bool:
     try:
         # The secrets valid at this attempt: a retry after a roll carries the new secret's signature.
         status_code = post_signed(endpoint.url, secrets=endpoint.signing_secrets(), webhook_id=str(delivery.event_id), body=body)
-    except InternalAddressRefused as refused:
-        error = refused.message
+    except AttemptFailed as failure:
+        error = failure.message
     except (requests.RequestException, ValidationError) as failure:
         error = type(failure).__name__
     ok = status_code is not None and 200 <= status_code < 300
@@ -206,12 +210,18 @@ def deliver(*, delivery_id: int) -> bool:
 def post_signed(url: str, *, secrets: Sequence[str], webhook_id: str, body: bytes) -> int:
     """POST `body` signed with each of `secrets`; returns the HTTP status. Raises ValidationError for a
     plain-http URL in production, InternalAddressRefused (nothing sent) for a host that resolves to an
-    internal address, and requests' errors for the network's failures.
+    internal address, TooSlow for an endpoint that did not answer within WEBHOOK_TIMEOUT_SECONDS, and
+    requests' errors for the network's other failures.
 
     The host name is resolved once, here, and the request connects to the address checked: a name
     whose DNS answer changes between a check and a connection (DNS rebinding) cannot slip through.
     TLS still sends the host name (SNI) and checks the certificate against it, and the Host header
     is the URL's. Proxy environment variables are not used: a proxy would resolve the name again.
+
+    The whole attempt (connecting, sending, and reading the status and headers of the answer) ends within
+    WEBHOOK_TIMEOUT_SECONDS of its start, however slowly the endpoint sends (_Deadline); resolving the name counts
+    too, though a resolver slow to answer is not cut short. The answer's body is never read, so neither its size
+    nor its pace matters: its status is all a delivery uses.
     """
     check_scheme(url)
     try:
@@ -219,16 +229,32 @@ def post_signed(url: str, *, secrets: Sequence[str], webhook_id: str, body: byte
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     except ValueError as failure:  # "[::1", a port past 65535: the URL field refuses them when saved
         raise requests.exceptions.InvalidURL(str(failure)) from failure
+    with _Deadline(settings.WEBHOOK_TIMEOUT_SECONDS) as deadline:
+        try:
+            return _post_pinned(parts, port, deadline, secrets=secrets, webhook_id=webhook_id, body=body)
+        except AttemptFailed:
+            raise
+        except Exception as failure:
+            if deadline.expired:  # the deadline shut the connection down under it
+                raise TooSlow() from failure
+            raise
+
+
+def _post_pinned(parts, port: int, deadline: "_Deadline", *, secrets: Sequence[str], webhook_id: str, body: bytes) -> int:
     userinfo, _at, host_and_port = parts.netloc.rpartition("@")
     addresses = _checked_addresses(parts.hostname or "", port)
     for address in addresses:
+        if deadline.expired:
+            raise TooSlow()
         pinned_netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
         pinned_url = urlunsplit(parts._replace(netloc=f"{userinfo}@{pinned_netloc}" if userinfo else pinned_netloc))
         with requests.Session() as session:
             session.trust_env = False
-            session.mount("https://", _HostNameTLSAdapter(parts.hostname))
+            adapter = _PinnedAdapter(parts.hostname)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
             try:
-                response = session.post(
+                with session.post(
                     pinned_url,
                     data=body,
                     headers={
@@ -238,31 +264,130 @@ def post_signed(url: str, *, secrets: Sequence[str], webhook_id: str, body: byte
                         "Webhook-Id": webhook_id,
                         "Webhook-Signature": sign(secrets, int(time.time()), body),
                     },
-                    timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+                    timeout=deadline.left(),
                     allow_redirects=False,
-                )
+                    stream=True,  # returns once the headers are in; closing the answer leaves its body unread
+                ) as response:
+                    if deadline.expired:
+                        # Ended by the deadline's shutdown, which reads as the end of the headers (or of the body).
+                        raise TooSlow()
+                    return response.status_code
             except requests.ConnectionError:
                 # Not connected (an IPv6 address this server cannot reach, say): the next address, as a client
                 # resolving the name itself would try, until the last one's failure is the delivery's.
-                if address == addresses[-1]:
+                if address == addresses[-1] or deadline.expired:
                     raise
                 continue
-        return response.status_code
 
 
-class InternalAddressRefused(Exception):
-    """The URL's host resolves to an internal address: nothing was sent. Its message is the error the
-    delivery log and the notice show (an msgid, translated where shown; the address itself is not
-    said, so that the log does not tell what an internal name resolves to)."""
+class AttemptFailed(Exception):
+    """An attempt that failed in a way the delivery log and the notice say in words: `message` is an msgid,
+    translated where shown."""
 
-    message = gettext_noop("Refused: the host resolves to an internal address (loopback, private, link-local or reserved).")
+    message = ""
 
     def __init__(self):
         super().__init__(self.message)
 
 
-class _HostNameTLSAdapter(HTTPAdapter):
-    """Connects to the address in the URL (the one checked) while TLS sends and verifies `host_name`."""
+class InternalAddressRefused(AttemptFailed):
+    """The URL's host resolves to an internal address: nothing was sent. (The address itself is not
+    said, so that the log does not tell what an internal name resolves to.)"""
+
+    message = gettext_noop("Refused: the host resolves to an internal address (loopback, private, link-local or reserved).")
+
+
+class TooSlow(AttemptFailed):
+    """The endpoint had not answered (a status and its headers) when the attempt's time was up."""
+
+    message = gettext_noop("Too slow: the endpoint did not answer in time.")
+
+
+# The deadline of the attempt under way in this thread, which watches each connection the attempt opens.
+_attempt_deadline: contextvars.ContextVar["_Deadline"] = contextvars.ContextVar("webhook_attempt_deadline")
+
+
+class _Deadline:
+    """The whole time an attempt may take, enforced. A socket's timeout counts each read apart: an endpoint sending
+    its answer a byte every few seconds never trips it, and held the worker until the task's time limit. When this
+    deadline is up, the attempt's connections are shut down instead, and the read or write blocked on one ends."""
+
+    def __init__(self, seconds: float):
+        self.ends_at = time.monotonic() + seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._watched: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def left(self) -> float:
+        """Seconds left, for the sockets' own timeouts (connecting, and the TLS handshake, which count as one)."""
+        return max(self.ends_at - time.monotonic(), 0.01)
+
+    def watch(self, sock: socket.socket) -> None:
+        # A duplicate of the socket's descriptor: shutting it down shuts the connection down, TLS or not, and being
+        # ours, it cannot be closed and its number given to another socket before the timer fires.
+        duplicate = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        with self._lock:
+            self._watched.append(duplicate)
+            if self.expired:
+                _shut_down(duplicate)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for duplicate in self._watched:
+                _shut_down(duplicate)
+
+    def __enter__(self) -> "_Deadline":
+        self._token = _attempt_deadline.set(self)
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._timer.cancel()
+        _attempt_deadline.reset(self._token)
+        with self._lock:
+            for duplicate in self._watched:
+                duplicate.close()
+            self._watched.clear()
+
+
+def _shut_down(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # closed already
+
+
+class _Watched:
+    """A connection the attempt's deadline watches from the moment it connects, its TLS handshake included."""
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        _attempt_deadline.get().watch(sock)
+        return sock
+
+
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _PinnedAdapter(HTTPAdapter):
+    """Connects to the address in the URL (the one checked), under the attempt's deadline; TLS sends and verifies
+    `host_name`."""
 
     def __init__(self, host_name: str):
         self.host_name = host_name  # before super().__init__(), which builds the pool manager
@@ -270,6 +395,7 @@ class _HostNameTLSAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, server_hostname=self.host_name, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
 def _checked_addresses(host: str, port: int) -> list[str]:
@@ -445,7 +571,9 @@ def forget_expired_secrets(*, now: datetime.datetime | None = None) -> int:
 
 
 __all__ = [
+    "AttemptFailed",
     "InternalAddressRefused",
+    "TooSlow",
     "WebhookEvent",
     "api_datetime",
     "check_url",

@@ -35,9 +35,9 @@ from requests_app.models import (
     SourceSystem,
     WaiverReason,
 )
-from requests_app.services import actions, handling, intake, notices
+from requests_app.services import actions, handling, intake, notices, webhooks
 from tests.actions.conftest import ANA_EMAIL, ANA_PHONE, verified_request
-from tests.conftest import login_staff
+from tests.conftest import AnsweringEndpoint, login_staff
 from tests.factories import staff_in_role
 
 
@@ -245,6 +245,35 @@ def test_a_failing_endpoint_keeps_the_notice_pending_then_failed_then_resent(
     assert len(receiver.received) == 3
     assert AuditEvent.objects.filter(request=erasure_request, action="recipient_notice_resent").count() == 1
     handling.request_complete(request=erasure_request, actor=dpo_actor, letter="Done", expected_status=erasure_request.status)
+
+
+def test_a_recipient_trickling_its_answer_fails_the_attempt_at_the_deadline(crm, erasure_request, dpo_actor, carry_out, settings):
+    """The notice is sent with its row locked: an endpoint sending its answer a byte at a time held both for as long as
+    it went on (a socket's timeout counts each read apart)."""
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1
+    slow = AnsweringEndpoint(b"HTTP/1.1 200 OK\r\nX-Padding: ", tail_size=10_000, pause=0.2, for_seconds=8)
+    try:
+        notice = _due_notice(crm, erasure_request, dpo_actor, carry_out, notification_webhook_url=slow.url)
+        started = time.monotonic()
+        with pytest.raises(notices.NoticeFailed):
+            notices.deliver(notice_id=notice.id)
+        assert time.monotonic() - started < 4
+    finally:
+        slow.close()
+    notice.refresh_from_db()
+    assert (notice.status, notice.error, notice.attempts) == (NoticeStatus.PENDING, webhooks.TooSlow.message, 1)
+
+
+def test_a_recipients_large_answer_is_not_read(crm, erasure_request, dpo_actor, carry_out):
+    size = 128 << 20
+    large = AnsweringEndpoint(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size, tail_size=size)
+    try:
+        notice = _due_notice(crm, erasure_request, dpo_actor, carry_out, notification_webhook_url=large.url)
+        assert notices.deliver(notice_id=notice.id) is True
+        time.sleep(0.5)  # what the endpoint could still push into the sockets' buffers
+        assert large.sent < 16 << 20
+    finally:
+        large.close()
 
 
 def test_an_email_address_refused_for_good_fails_the_notice_at_once(crm, erasure_request, dpo_actor, carry_out, smtp_server):

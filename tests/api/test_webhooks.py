@@ -22,7 +22,7 @@ from requests_app.audit import Actor
 from requests_app.models import AuditEvent, DeliveryStatus, PrivacyRequest, WebhookDelivery, WebhookEndpoint
 from requests_app.services import webhooks
 from tests.api.conftest import client_with, key_for
-from tests.conftest import login_staff
+from tests.conftest import AnsweringEndpoint, login_staff
 from tests.factories import staff_in_role
 
 URL = "/api/v1/requests/"
@@ -263,6 +263,67 @@ def test_an_endpoint_failing_for_a_day_is_disabled_and_the_dpo_told(operator):
         assert json.loads(receiver.received[-1][1])["type"] == "request.created"
     finally:
         receiver.server.shutdown()
+
+
+# An answer whose header never ends: one byte of it every 0.2 s.
+TRICKLED_HEAD = b"HTTP/1.1 200 OK\r\nX-Padding: "
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_endpoint_trickling_its_answer_fails_the_attempt_at_the_deadline_and_the_delivery_after_a_day(operator, settings):
+    """A socket's timeout counts each read apart: an endpoint sending a byte every 0.2 s held the worker until the task's
+    time limit, whose exception skipped the attempt's outcome. The delivery stayed pending with no error, for good."""
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1
+    slow = AnsweringEndpoint(TRICKLED_HEAD, tail_size=10_000, pause=0.2, for_seconds=8)
+    try:
+        endpoint = WebhookEndpoint.objects.create(organisation=operator, url=slow.url)
+        started = time.monotonic()
+        client_with(key_for(operator)).post(URL, BODY, format="json")
+        assert time.monotonic() - started < 4
+        delivery = WebhookDelivery.objects.get()
+        assert (delivery.status, delivery.attempts, delivery.last_status_code, delivery.last_error) == (
+            "pending", 1, None, webhooks.TooSlow.message,
+        )
+        mail.outbox.clear()
+        with time_machine.travel(timezone.now() + timedelta(hours=24, minutes=1)):
+            webhooks.dispatch_due()
+        delivery.refresh_from_db()
+        endpoint.refresh_from_db()
+        assert (delivery.status, delivery.attempts, delivery.last_error) == ("failed", 2, webhooks.TooSlow.message)
+        assert not endpoint.active and any("disabled" in message.subject for message in mail.outbox)
+    finally:
+        slow.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_body_of_an_answer_is_not_waited_for(operator, settings):
+    """Its status is all an attempt needs: a 200 whose body came a byte every 0.2 s held the worker as long."""
+    settings.WEBHOOK_TIMEOUT_SECONDS = 2
+    slow = AnsweringEndpoint(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n", tail_size=100_000, pause=0.2, for_seconds=8)
+    try:
+        WebhookEndpoint.objects.create(organisation=operator, url=slow.url)
+        started = time.monotonic()
+        client_with(key_for(operator)).post(URL, BODY, format="json")
+        assert time.monotonic() - started < 2
+        delivery = WebhookDelivery.objects.get()
+        assert (delivery.status, delivery.last_status_code, delivery.last_error) == ("delivered", 200, "")
+    finally:
+        slow.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_large_answer_is_not_read(operator):
+    """A 200 MB answer was read whole into the worker's memory."""
+    size = 128 << 20
+    large = AnsweringEndpoint(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size, tail_size=size)
+    try:
+        WebhookEndpoint.objects.create(organisation=operator, url=large.url)
+        client_with(key_for(operator)).post(URL, BODY, format="json")
+        assert WebhookDelivery.objects.get().status == "delivered"
+        time.sleep(0.5)  # what the endpoint could still push into the sockets' buffers
+        assert large.sent < 16 << 20
+    finally:
+        large.close()
 
 
 @pytest.mark.django_db(transaction=True)
