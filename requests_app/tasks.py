@@ -268,7 +268,8 @@ def delete_expired_exports() -> int:
 
 @shared_task(acks_late=True, time_limit=120, soft_time_limit=100)
 def deliver_webhook(delivery_id: int) -> bool:
-    """Try one webhook delivery; a failure stores the next attempt time for dispatch_due_webhooks."""
+    """Try one webhook delivery; a failure stores the next attempt time for dispatch_due_webhooks. The attempt
+    itself ends within WEBHOOK_TIMEOUT_SECONDS; one the soft time limit cuts short all the same is recorded as failed."""
     return webhooks.deliver(delivery_id=delivery_id)
 
 

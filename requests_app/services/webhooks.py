@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -188,7 +189,15 @@ def deliver(*, delivery_id: int) -> bool:
         status_code = post_signed(endpoint.url, secrets=endpoint.signing_secrets(), webhook_id=str(delivery.event_id), body=body)
     except AttemptFailed as failure:
         error = failure.message
+    except SoftTimeLimitExceeded:
+        # The task's time limit came first: still an attempt, recorded and retried as any other.
+        error = TooSlow.message
     except (requests.RequestException, ValidationError) as failure:
+        error = type(failure).__name__
+    except Exception as failure:
+        # Whatever else went wrong is a failed attempt too. Let through, it would skip the outcome below:
+        # the delivery would stay pending with no error, never failed, its endpoint never disabled.
+        logger.exception("webhook %s attempt %s failed", delivery.public_id, delivery.attempts)
         error = type(failure).__name__
     ok = status_code is not None and 200 <= status_code < 300
 

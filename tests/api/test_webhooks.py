@@ -5,6 +5,7 @@ import hmac
 import json
 import logging
 import re
+import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import time_machine
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
@@ -324,6 +326,33 @@ def test_a_large_answer_is_not_read(operator):
         assert large.sent < 16 << 20
     finally:
         large.close()
+
+
+@pytest.mark.django_db
+def test_an_attempt_cut_short_by_the_tasks_time_limit_is_recorded_and_retried(operator, settings):
+    """Celery ends a task past its soft time limit by raising SoftTimeLimitExceeded in it, from a signal (as here):
+    let through, it skipped the attempt's outcome, and the delivery never failed."""
+    settings.WEBHOOK_TIMEOUT_SECONDS = 30
+    slow = AnsweringEndpoint(TRICKLED_HEAD, tail_size=10_000, pause=0.2, for_seconds=8)
+    endpoint = WebhookEndpoint.objects.create(organisation=operator, url=slow.url)
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint, event="request.created", payload={"request": "x"}, next_attempt_at=timezone.now()
+    )
+
+    def soft_time_limit(signum, frame):
+        raise SoftTimeLimitExceeded()
+
+    previous = signal.signal(signal.SIGALRM, soft_time_limit)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        assert webhooks.deliver(delivery_id=delivery.id) is False
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        slow.close()
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.last_error) == ("pending", 1, webhooks.TooSlow.message)
+    assert timedelta(seconds=55) < delivery.next_attempt_at - timezone.now() <= timedelta(seconds=60)
 
 
 @pytest.mark.django_db(transaction=True)
