@@ -238,7 +238,7 @@ def request_follow_up(*, request_id: int) -> None:
     filed it, and confirms receipt to the subject. Safe to run twice, and
     again for a request whose task was lost (the unrouted-request sweeper
     does): routing is skipped once done, the webhook event is claimed once
-    (a SentNotification row), and the email is sent once.
+    per endpoint (a SentNotification row), and the email is sent once.
     """
     routing.route_request(request_id=request_id)
     request = PrivacyRequest.objects.filter(pk=request_id).first()

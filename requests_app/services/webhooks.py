@@ -2,7 +2,7 @@
 
 Events are recorded as WebhookDelivery rows in the transaction that causes
 them (for `request.created`, the intake's follow-up task, or the first other
-event, whichever comes first: emit_created) and sent after commit. A failed attempt stores its next attempt time
+event to an endpoint not yet sent it, whichever comes first: emit_created) and sent after commit. A failed attempt stores its next attempt time
 (exponential backoff); a periodic job sends what is due, through an index.
 After WEBHOOK_RETRY_WINDOW of failures the delivery fails, the endpoint is
 disabled and the DPO is told.
@@ -80,27 +80,32 @@ def request_payload(request: PrivacyRequest) -> dict:
 
 
 def emit_created(request: PrivacyRequest) -> None:
-    """Queue `request.created`, once per request (claimed by a SentNotification row), inside the caller's transaction.
+    """Queue `request.created` for each endpoint of the request's organisation not yet sent it, inside the caller's
+    transaction: once per endpoint, claimed by a SentNotification row keyed by the endpoint (unique: of two
+    transactions claiming at once, the second waits for the first, then finds it claimed).
 
-    The intake's follow-up task sends it; any other event about the request
-    sends it first if the task has not run yet (a backlog, a lost message),
-    so a portal never hears of a request's change before the request itself.
-    It describes the request as filed: new, with its first due date.
+    The intake's follow-up task sends it; any other event about the request sends it first to each endpoint not yet
+    sent it (the task has not run yet, a backlog or a lost message; or the endpoint was added since), so a portal
+    never hears of a request's change before the request itself. It describes the request as filed: new, with its
+    first due date.
     """
-    if not WebhookEndpoint.objects.filter(organisation_id=request.organisation_id).exists():
-        # Nobody to tell yet: the request's first event after an endpoint is registered sends this first.
-        return
+    endpoints = WebhookEndpoint.objects.filter(organisation_id=request.organisation_id)
+    untold = [endpoint for endpoint in endpoints if _claim_created(request, endpoint)]
+    if untold:
+        as_filed = {"status": Status.NEW, "due_on": request.original_due_on.isoformat() if request.original_due_on else None}
+        _queue(request, WebhookEvent.REQUEST_CREATED, as_filed, untold)
+
+
+def _claim_created(request: PrivacyRequest, endpoint: WebhookEndpoint) -> bool:
     _, first = SentNotification.objects.get_or_create(
         request=request,
         kind="webhook",
-        key=WebhookEvent.REQUEST_CREATED,
+        key=f"{WebhookEvent.REQUEST_CREATED}:{endpoint.public_id}",
         # Sent when queued: the delivery retries on its own, and an unsent claim
         # would wait in the deadline sweep's index of unsent alerts.
         defaults={"sent_at": timezone.now()},
     )
-    if first:
-        as_filed = {"status": Status.NEW, "due_on": request.original_due_on.isoformat() if request.original_due_on else None}
-        emit(request, WebhookEvent.REQUEST_CREATED, as_filed)
+    return first
 
 
 # The error of a delivery not attempted because its endpoint is switched off.
@@ -108,18 +113,23 @@ ENDPOINT_DISABLED = "endpoint disabled"
 
 
 def emit(request: PrivacyRequest, event: str, extra: dict | None = None) -> None:
-    """Queue `event` about `request` for each endpoint of its organisation (inside the caller's transaction).
-
-    A disabled endpoint's delivery is recorded failed, not attempted: the delivery log keeps what happened
-    during the outage, for the DPO to redeliver once the endpoint is switched on again.
-    """
+    """Queue `event` about `request` for each endpoint of its organisation (inside the caller's transaction), after
+    `request.created` for those not yet sent it (emit_created)."""
     if request.organisation_id is None:
         return
     endpoints = list(WebhookEndpoint.objects.filter(organisation_id=request.organisation_id))
     if not endpoints:
         return
-    if event != WebhookEvent.REQUEST_CREATED:
-        emit_created(request)
+    emit_created(request)
+    _queue(request, event, extra, endpoints)
+
+
+def _queue(request: PrivacyRequest, event: str, extra: dict | None, endpoints: Sequence[WebhookEndpoint]) -> None:
+    """One delivery of `event` per endpoint, sent once the caller's transaction commits.
+
+    A disabled endpoint's delivery is recorded failed, not attempted: the delivery log keeps what happened
+    during the outage, for the DPO to redeliver once the endpoint is switched on again.
+    """
     current = PrivacyRequest.objects.get(pk=request.pk)  # the caller's copy may lag behind
     data = {**request_payload(current), **(extra or {})}
     for endpoint in endpoints:

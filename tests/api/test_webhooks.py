@@ -394,6 +394,98 @@ def test_a_request_filed_before_the_endpoint_existed_is_announced_before_its_cha
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_endpoint_added_later_is_told_of_a_request_before_its_changes(operator, receiver):
+    """request.created was claimed once per request: an endpoint added after it went to the first heard of the
+    request's withdrawal only, a request it had never been told of."""
+    from requests_app.services import intake
+
+    second = Receiver()
+    try:
+        WebhookEndpoint.objects.create(organisation=operator, url=receiver.url)
+        created = client_with(key_for(operator)).post(URL, BODY, format="json").json()
+        WebhookEndpoint.objects.create(organisation=operator, url=second.url)
+        request = PrivacyRequest.objects.get(public_id=created["id"])
+        intake.request_withdraw(request=request, actor=Actor.system())
+        intake.request_follow_up(request_id=request.pk)  # its task again (a redelivery): nobody is told twice
+
+        assert receiver.events() == second.events() == ["request.created", "request.status_changed"]
+        announced = json.loads(second.received[0][1])["data"]
+        assert (announced["request"], announced["status"], announced["due_on"]) == (created["id"], "new", created["due_on"])
+    finally:
+        second.server.shutdown()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_transactions_announcing_a_request_at_once_announce_it_once_to_each_endpoint(operator, receiver):
+    """The second transaction's claim waits for the first's, then finds it taken."""
+    from django.db import connection, transaction
+
+    created = client_with(key_for(operator)).post(URL, BODY, format="json").json()  # no endpoint yet: no claim
+    request = PrivacyRequest.objects.get(public_id=created["id"])
+    for path in ("/first", "/second"):
+        WebhookEndpoint.objects.create(organisation=operator, url=receiver.url + path)
+    first_claimed, errors = threading.Event(), []
+
+    def announce(wait_for=None, hold=0.0):
+        try:
+            if wait_for:
+                wait_for.wait(5)
+            with transaction.atomic():
+                webhooks.emit_created(PrivacyRequest.objects.get(pk=request.pk))
+                first_claimed.set()
+                time.sleep(hold)  # the other transaction claims meanwhile, and waits for this one
+        except Exception as error:  # seen by the test, not lost in the thread
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=announce, kwargs={"hold": 0.5}), threading.Thread(target=announce, kwargs={"wait_for": first_claimed})]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert errors == []
+    assert sorted(WebhookDelivery.objects.filter(event="request.created").values_list("endpoint__url", flat=True)) == [
+        receiver.url + "/first", receiver.url + "/second",
+    ]
+    assert receiver.events() == ["request.created", "request.created"]
+
+
+@pytest.mark.django_db
+def test_upgrading_keeps_requests_announced_to_an_endpoint_from_being_announced_to_it_again(operator):
+    """Claims made once per request, before the upgrade, become one per endpoint the event went to."""
+    import importlib
+
+    from django.apps import apps
+
+    from requests_app.models import SentNotification
+    from requests_app.services import intake
+
+    migration = importlib.import_module("requests_app.migrations.0068_request_created_claimed_per_endpoint")
+    told = WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    created = client_with(key_for(operator)).post(URL, BODY, format="json").json()
+    request = PrivacyRequest.objects.get(public_id=created["id"])
+    intake.request_follow_up(request_id=request.pk)  # request.created to the endpoint
+    SentNotification.objects.filter(request=request, kind="webhook").update(key="request.created")  # as claimed then
+    added = WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks2")
+
+    migration.claim_per_endpoint(apps, None)
+    intake.request_withdraw(request=request, actor=Actor.system())
+
+    sent = list(WebhookDelivery.objects.order_by("id").values_list("endpoint", "event"))
+    assert sent == [
+        (told.pk, "request.created"),
+        (added.pk, "request.created"),
+        (told.pk, "request.status_changed"),
+        (added.pk, "request.status_changed"),
+    ]
+    assert not SentNotification.objects.filter(key="request.created").exists()
+    migration.claim_per_request(apps, None)  # and back, should the upgrade be undone
+    assert list(SentNotification.objects.filter(kind="webhook").values_list("request", "key")) == [(request.pk, "request.created")]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_delivering_twice_sends_once(operator, receiver):
     WebhookEndpoint.objects.create(organisation=operator, url=receiver.url)
     client_with(key_for(operator)).post(URL, BODY, format="json")
