@@ -41,6 +41,7 @@ from requests_app.models import (
     SourceSystem,
     Status,
     SuppressionPurpose,
+    WebhookDelivery,
     name_search_key,
     rights_mask,
 )
@@ -877,3 +878,15 @@ def export_previews(export) -> list[dict]:
 def downloadable_exports(request: PrivacyRequest) -> list:
     """Released packages the subject can still download."""
     return list(request.exports.downloadable())
+
+
+def webhook_deliveries(*, organisation=None, endpoint=None, status: str = ""):
+    """The webhook delivery log, newest first, of one organisation, one endpoint (public ids) or in one state."""
+    deliveries = WebhookDelivery.objects.select_related("endpoint__organisation").order_by("-created_at", "-pk")
+    if organisation:
+        deliveries = deliveries.filter(endpoint__organisation__public_id=organisation)
+    if endpoint:
+        deliveries = deliveries.filter(endpoint__public_id=endpoint)
+    if status:
+        deliveries = deliveries.filter(status=status)
+    return deliveries

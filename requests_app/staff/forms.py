@@ -23,6 +23,7 @@ from requests_app.models import (
     AssignmentRule,
     Channel,
     ConnectorKind,
+    DeliveryStatus,
     EraseMethod,
     EraseStrategy,
     FieldType,
@@ -98,6 +99,15 @@ class QueueFilterForm(forms.Form):
         if "organisation" in cleaned:
             cleaned["organisation"] = str(cleaned["organisation"])  # one spelling: lower case
         return QueueFilters(**cleaned)
+
+
+class WebhookLogFilterForm(forms.Form):
+    """Reads the webhook delivery log's query string: an organisation's or an endpoint's public id, a state. A value
+    that is not valid makes the form invalid, and the log then shows nothing rather than everything, as the queue."""
+
+    organisation = forms.UUIDField(required=False)
+    endpoint = forms.UUIDField(required=False)
+    status = forms.ChoiceField(choices=[("", ""), *DeliveryStatus.choices], required=False)
 
 
 class ExtensionForm(forms.Form):

@@ -48,6 +48,7 @@ from requests_app.models import (
     AssignmentRule,
     Attachment,
     AuditChainCheck,
+    DeliveryStatus,
     ExportKind,
     ExportPackage,
     ExportStatus,
@@ -1333,10 +1334,29 @@ def hold_new(request: HttpRequest, source_pk: int) -> HttpResponse:
 
 @staff_view(readers=roles.CONFIGURATION_READERS)
 def webhooks(request: HttpRequest) -> HttpResponse:
-    """The delivery log: every event sent to organisations, with its attempts and last answer."""
-    deliveries = WebhookDelivery.objects.select_related("endpoint__organisation")[:200]
-    endpoints = WebhookEndpoint.objects.select_related("organisation")
-    return render(request, "staff/webhooks.html", {"deliveries": deliveries, "endpoints": endpoints})
+    """The endpoints, and the delivery log: every event sent to organisations, with its attempts and last answer,
+    newest first, a page at a time, filtered by organisation, endpoint and state (a failed delivery the DPO is
+    emailed about may be far behind the latest)."""
+    endpoints = list(WebhookEndpoint.objects.select_related("organisation"))
+    form = forms.WebhookLogFilterForm(request.GET)
+    if form.is_valid():
+        deliveries = selectors.webhook_deliveries(**form.cleaned_data)
+    else:
+        messages.error(request, _("A filter value is not valid, so nothing matches. Clear the filters to start again."))
+        deliveries = WebhookDelivery.objects.none()
+    page = Paginator(deliveries, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "endpoints": endpoints,
+        "organisations": sorted({endpoint.organisation for endpoint in endpoints}, key=lambda organisation: organisation.name),
+        "statuses": DeliveryStatus.choices,
+        "chosen": {name: request.GET.get(name, "") for name in form.fields},
+        "page": page,
+        "query": query.urlencode(),  # the filters, for the pages' links
+        "here": request.GET.urlencode(),  # this page, for a redelivery to come back to
+    }
+    return render(request, "staff/webhooks.html", context)
 
 
 @staff_view(dpo_only=True)
@@ -1351,4 +1371,6 @@ def webhook_redeliver(request: HttpRequest, public_id) -> HttpResponse:
         messages.error(request, str(error))
     else:
         messages.success(request, _("Queued for delivery again."))
-    return redirect("staff:webhooks")
+    # Back to the page of the log it was sent from, its filters kept.
+    query = QueryDict(request.POST.get("query", "")).urlencode()
+    return redirect(f"{reverse('staff:webhooks')}?{query}" if query else reverse("staff:webhooks"))
