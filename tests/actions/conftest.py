@@ -59,8 +59,9 @@ def _pg_url(name: str) -> str:
     connection = psycopg2.connect(dbname="postgres", **params)
     connection.autocommit = True
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        cursor.execute("CREATE DATABASE " + name)
+        # Quoted: a database named with capitals (privacy_portal_fixA_action_sources) keeps its name.
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{name}"')
     connection.close()
     return f"postgresql://{params['user']}@{params['host']}:{params['port']}/{name}"
 
