@@ -237,6 +237,9 @@ def otp(request: HttpRequest) -> HttpResponse:
             )
         elif device.verify_token(form.cleaned_data["token"].strip()):
             otp_login(request, device)
+            # A new session key, as the password step got one: whoever planted a half-signed-in session
+            # cookie in this browser (they knew the password) must not find it signed in with our code.
+            request.session.cycle_key()
             with transaction.atomic():
                 record_event(None, "staff_signed_in", actor=Actor.staff(user), data={})
             remember_language(user, request.LANGUAGE_CODE)

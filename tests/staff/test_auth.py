@@ -328,6 +328,23 @@ def test_a_returning_user_must_give_the_code(client):
 
 
 @pytest.mark.django_db
+def test_the_code_step_gives_a_new_session_so_a_planted_half_signed_in_one_stays_half_signed_in():
+    """Whoever knows a password, not the code, could plant their half-signed-in session cookie in its owner's
+    browser: the owner's code must not turn the cookie the planter kept into a signed-in session."""
+    dpo = staff_in_role("DPO", username="dpo1")
+    device = TOTPDevice.objects.create(user=dpo, name="phone", confirmed=True)
+    planter = Client()
+    sign_in_with_password(planter, "dpo1")
+    planted = planter.cookies[settings.SESSION_COOKIE_NAME].value
+    owner = Client()
+    owner.cookies[settings.SESSION_COOKIE_NAME] = planted
+    assert owner.post(reverse("staff:otp"), {"token": current_code(device)}).url == reverse("staff:home")
+    assert owner.cookies[settings.SESSION_COOKIE_NAME].value != planted
+    assert owner.get(reverse("staff:home")).status_code == 200
+    assert planter.get(reverse("staff:home")).url.startswith(reverse("staff:login"))
+
+
+@pytest.mark.django_db
 def test_after_wrong_codes_the_right_one_is_refused_with_how_long_to_wait(client):
     """django-otp refuses every code for a while after wrong ones; "not right" would send staff hunting."""
     dpo = staff_in_role("DPO", username="dpo1")
