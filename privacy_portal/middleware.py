@@ -5,8 +5,10 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
-# The dashboard (manual extracts) and the API (API_MAX_BODY_BYTES) have limits of their own.
-NOT_PUBLIC = ("/staff/", "/admin/", "/api/")
+from requests_app import roles
+
+# Signed-in staff upload larger files here than anyone else may (body_limit).
+STAFF_PATHS = ("/staff/", "/admin/")
 
 
 def no_store(get_response):
@@ -38,23 +40,36 @@ def dashboard_referrer(get_response):
     return middleware
 
 
-def public_body_limit(get_response):
-    """Refuse (413) a public page's request body larger than a document plus the form, before anything
-    reads it: Django writes an upload to disk before any view can check its size, and anyone may post
-    to these pages."""
+def body_limit(get_response):
+    """Refuse (413) a request body larger than its limit, before anything reads it: Django writes an upload to
+    disk before any view can check its size, and the CSRF check reads the whole body of a form before it
+    refuses one. Anyone may post to the public pages and to the staff's sign-in pages (password, code,
+    account setup, language, the admin's): their limit is a document plus the form. Signed-in staff upload
+    larger files (a source's manual extract) and have a limit of their own. The API has its own
+    (API_MAX_BODY_BYTES, api_body_limit)."""
 
     def middleware(request):
-        if not request.path.startswith(NOT_PUBLIC):
+        if not request.path.startswith("/api/"):
             try:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 length = 0
+            # Only a body over the public limit costs a look at the session, once the user is known.
             if length > settings.PUBLIC_MAX_BODY_BYTES:
-                context = {"limit_mb": settings.ATTACHMENT_MAX_BYTES // (1024 * 1024)}
-                return render(request, "413.html", context, status=413)
+                limit, file_limit = settings.PUBLIC_MAX_BODY_BYTES, settings.ATTACHMENT_MAX_BYTES
+                if request.path.startswith(STAFF_PATHS) and _signed_in_staff(request):
+                    limit, file_limit = settings.STAFF_MAX_BODY_BYTES, settings.STAFF_UPLOAD_MAX_BYTES
+                if length > limit:
+                    return render(request, "413.html", {"limit_mb": file_limit // (1024 * 1024)}, status=413)
         return get_response(request)
 
     return middleware
+
+
+def _signed_in_staff(request) -> bool:
+    """Signed in with both factors, with a staff role (the user django-otp's middleware put on the request)."""
+    user = getattr(request, "user", None)
+    return user is not None and user.is_verified() and roles.role_of(user) is not None
 
 
 def csp_reporting_endpoint(get_response):

@@ -163,12 +163,13 @@ MIDDLEWARE = [
     "requests_app.api.middleware.api_debug_pages",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
-    # Before anything reads the body (the CSRF check does), after the language is chosen for its page.
-    "privacy_portal.middleware.public_body_limit",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    # Before anything reads the body (the CSRF check does, in process_view, after every middleware's request
+    # phase), after the language is chosen for its page and the user known (signed-in staff have a larger limit).
+    "privacy_portal.middleware.body_limit",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a lockout into the lockout page.
@@ -445,8 +446,15 @@ SUBMISSION_RATE_LIMIT = env_rate("SUBMISSION_RATE_LIMIT", "10/h")
 # The currency of an Art. 12(5) fee, as the fee letter writes it after the amount (ISO 4217).
 FEE_CURRENCY = env_str("FEE_CURRENCY", "EUR")
 ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
-# A public page's whole request body: one document and the form around it (public_body_limit).
+# A request body from anyone but signed-in staff (the public pages, and the staff's sign-in pages): one document
+# and the form around it (privacy_portal.middleware.body_limit).
 PUBLIC_MAX_BODY_BYTES = ATTACHMENT_MAX_BYTES + 1024 * 1024
+# A source's manual extract, which staff upload on the dashboard: one subject's data from one system, read whole
+# (and streamed) when uploaded.
+MANUAL_EXTRACT_MAX_BYTES = env_int("MANUAL_EXTRACT_MAX_BYTES", 100 * 1024 * 1024)
+# Signed-in staff's largest upload (an extract, or a scanned letter in the admin's intake) and whole body.
+STAFF_UPLOAD_MAX_BYTES = max(MANUAL_EXTRACT_MAX_BYTES, ATTACHMENT_MAX_BYTES)
+STAFF_MAX_BODY_BYTES = STAFF_UPLOAD_MAX_BYTES + 1024 * 1024
 # Behind a reverse proxy, the header that carries the client's address (its variable keeps django-ratelimit's
 # name). Every limit reads the address through one function (privacy_portal.client_address): the public forms'
 # (django-ratelimit), the API's throttles and the staff sign-in lockout (django-axes, which would read the

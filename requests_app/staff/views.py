@@ -1197,6 +1197,11 @@ def export_action(request: HttpRequest, public_id, action: str) -> HttpResponse:
             upload = request.FILES.get("extract")
             if upload is None:
                 raise RequestError(_("Choose the extract file to upload."))
+            if upload.size > settings.MANUAL_EXTRACT_MAX_BYTES:
+                raise RequestError(
+                    _("The file is too large: the limit is %(limit)s MB.")
+                    % {"limit": settings.MANUAL_EXTRACT_MAX_BYTES // (1024 * 1024)}
+                )
             export_service.manual_task_upload(task=task, actor=actor, upload=upload)
             messages.success(request, _("Extract uploaded."))
         else:
