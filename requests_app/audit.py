@@ -17,6 +17,7 @@ from django.db import models, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from requests_app import url_secrets
 from requests_app.models import (
     ActorKind,
     AuditChainCheck,
@@ -229,7 +230,11 @@ def form_changes(form) -> dict[str, list]:
     """What a settings form changed, for its audit event: {field: [before, after]}, values as text (a related
     object by its name, a date as ISO 8601, a long text cut). Only what the form edits, so never a secret."""
 
-    def shown(field, value):
+    def shown(name, field, value):
+        if isinstance(value, str) and (isinstance(field, forms.URLField) or name == "url" or name.endswith("_url")):
+            # A URL's password and query values may be secrets (a saved one is refused, url_secrets), and the
+            # trail is never purged: it keeps the URL's shape, each parameter's name without its value.
+            value = url_secrets.masked(value)
         # Looked up among all rows, not the field's choices: a rule's person switched off since is no choice.
         if isinstance(field, forms.ModelMultipleChoiceField):
             manager = field.queryset.model._default_manager
@@ -248,8 +253,8 @@ def form_changes(form) -> dict[str, list]:
     return {
         # get_initial_for_field: a form may give a field's first value on the field (a staff account's role, teams).
         name: [
-            shown(form.fields[name], form.get_initial_for_field(form.fields[name], name)),
-            shown(form.fields[name], form.cleaned_data.get(name)),
+            shown(name, form.fields[name], form.get_initial_for_field(form.fields[name], name)),
+            shown(name, form.fields[name], form.cleaned_data.get(name)),
         ]
         for name in form.changed_data
         if name in form.cleaned_data

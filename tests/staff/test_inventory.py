@@ -58,6 +58,12 @@ def test_the_dpo_records_a_source_its_category_and_recipient(dpo_client):
         ("staff:source_new", {**SOURCE, "connection_url": "postgresql://app:s3cret@db/billing"}, "connection_url", "environment variable"),
         ("staff:source_new", {**SOURCE, "connection_url": "postgresql://app@db/billing?password=s3cret"}, "connection_url", "environment variable"),
         ("staff:source_new", {**SOURCE, "connector": "http", "connection_url": "https://crm.example/api?token=abc"}, "connection_url", "environment variable"),
+        ("staff:source_new", {**SOURCE, "connection_url": "postgresql://app@db/billing?sslpassword=s3cret"}, "connection_url", "environment variable"),
+        (
+            "staff:source_new",
+            {**SOURCE, "connection_url": "mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC+Driver+18%7D%3BSERVER%3Ddb%3BUID%3Dapp%3BPWD%3Ds3cret"},
+            "connection_url", "environment variable",
+        ),
         ("staff:source_new", {**SOURCE, "connector": "http", "connection_url": "ftp://crm.example/api"}, "connection_url", "starts with https://"),
         ("staff:source_new", {**SOURCE, "connector": "http", "connection_url": "crm.example/api"}, "connection_url", "starts with https://"),
         ("staff:source_new", {**SOURCE, "connector": "manual", "connection_env": ""}, "owner", "uploads its extracts"),
@@ -88,7 +94,16 @@ def test_the_admin_refuses_a_password_in_a_sources_url_as_the_dashboard_does(dpo
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("url", ["https://partner:s3cret@partner.example/notices", "https://partner.example/notices?api_key=abc"])
+@pytest.mark.parametrize("url", [
+    "https://partner:s3cret@partner.example/notices",
+    "https://partner.example/notices?api_key=abc",
+    "https://partner.example/notices?auth_token=abc",
+    "https://partner.example/notices?client_secret=abc",
+    "https://partner.example/notices?sv=2024&sig=abc",  # a shared-access signature
+    "https://partner.example/notices?X-Amz-Signature=abc",
+    "https://partner.example/notices?authorization=Bearer%20abc",
+    "https://partner.example/notices#access_token=abc",
+])
 def test_a_password_or_token_in_a_recipients_webhook_address_is_refused(dpo_client, url):
     """The address would show to staff and stay in the audit trail; the notices are signed with a secret of their own."""
     source = SourceSystem.objects.create(slug="crm", name="CRM", connector=ConnectorKind.MANUAL, identity_kind="email")

@@ -106,3 +106,17 @@ def test_a_promotion_records_the_role_and_teams_it_replaced(dpo_client):
 
     changes = AuditEvent.objects.get(action="staff_user_saved").data["changes"]
     assert changes == {"role": ["Handler", "DPO"], "teams": [["Desk A"], ["Desk B"]]}
+
+
+@pytest.mark.django_db
+def test_the_trail_keeps_a_urls_parameters_without_their_values(dpo_client):
+    """A URL holding a secret is refused when saved, by the names it knows; what a name it does not know carries
+    must not reach the trail, which is never purged."""
+    from requests_app.models import ConnectorKind, SourceSystem
+
+    source = SourceSystem.objects.create(slug="crm", name="CRM", connector=ConnectorKind.MANUAL, identity_kind="email")
+    fields = {"source": source.pk, "name": "Partner", "country": "Belgium"}
+    dpo_client.post(reverse("staff:recipient_new"), {**fields, "notification_webhook_url": "https://partner.example/notices?region=eu&x=1"})
+
+    changes = AuditEvent.objects.get(action="recipient_saved").data["changes"]
+    assert changes["notification_webhook_url"] == [None, "https://partner.example/notices?region=…&x=…"]
