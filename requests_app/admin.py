@@ -527,8 +527,18 @@ class ExportPackageAdmin(ReadOnlyAdmin):
 
 @admin.register(ManualTask)
 class ManualTaskAdmin(ReadOnlyAdmin):
+    """The raw extract is named, never linked: the admin would link the file by its storage URL, with S3 a
+    presigned link that opens it for whoever holds it, with no permission check and no audit event. Staff read
+    a subject's data only through the dashboard's views, which check and record it."""
+
     list_display = ["export", "source", "assignee", "done_at"]
     list_select_related = ["export", "source", "assignee"]
+    fields = ["export", "source", "assignee", "extract", "done_at", "done_by"]
+    readonly_fields = ["extract"]
+
+    @admin.display(description="extract")
+    def extract(self, task):
+        return task.upload.name.rsplit("/", 1)[-1] if task.upload else "-"
 
 
 def _submission_key(request) -> uuid.UUID | None:

@@ -634,3 +634,25 @@ def test_an_auditor_reads_the_inventorys_pages_in_the_admin_that_take_the_dashbo
     for name, pk in [("sourcecategory", category.pk), ("suppressionpurpose", purpose.pk)]:
         response = client.get(reverse(f"admin:requests_app_{name}_change", args=[pk]))
         assert response.status_code == 200, name
+
+
+@pytest.mark.django_db
+def test_the_admin_names_a_manual_extract_without_linking_the_file(client, settings):
+    """With S3 storage the file's URL is a presigned link: whoever holds it opens the raw extract, with no
+    permission check and no audit event."""
+    from requests_app.models import ConnectorKind, ExportPackage, ManualTask, SourceSystem
+    from tests.factories import staff_in_role
+
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.s3.S3Storage"}}
+    settings.AWS_STORAGE_BUCKET_NAME, settings.AWS_S3_ENDPOINT_URL = "privacy-bucket", "https://s3.example.com"
+    settings.AWS_ACCESS_KEY_ID, settings.AWS_SECRET_ACCESS_KEY, settings.AWS_S3_REGION_NAME = "AKIAEXAMPLE", "example", "eu-west-1"
+    export = ExportPackage.objects.create(request=request_in_status(Status.IN_PROGRESS), kind="access", status="waiting_manual")
+    source = SourceSystem.objects.create(name="Archive", slug="archive", connector=ConnectorKind.MANUAL)
+    task = ManualTask.objects.create(export=export, source=source)
+    ManualTask.objects.filter(pk=task.pk).update(upload=f"manual-extracts/{export.public_id}-archive.csv")
+    login_staff(client, staff_in_role("Auditor", username="auditor-admin"))
+
+    page = client.get(reverse("admin:requests_app_manualtask_change", args=[task.pk])).content.decode()
+
+    assert f"{export.public_id}-archive.csv" in page
+    assert "manual-extracts/" not in page and "s3.example.com" not in page
