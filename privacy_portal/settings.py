@@ -496,6 +496,9 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "staff/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "privacy_portal.client_address.client_address"
+# No admin pages for django-axes: they showed what was typed as a username (a password in the wrong box, say) and
+# let lockout records be deleted with no audit event. The DPO unlocks an account on its staff account page, audited.
+AXES_ENABLE_ADMIN = False
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Privacy Portal")
 # Lifetime of a staff account's setup link (services.staff_setup); Django has no other use for it here.
 PASSWORD_RESET_TIMEOUT = env_int("STAFF_INVITATION_HOURS", 72) * 3600

@@ -13,10 +13,14 @@ invitation replaces the password; it expires after STAFF_INVITATION_HOURS
 (PASSWORD_RESET_TIMEOUT).
 """
 
+from axes.models import AccessAttempt
+from axes.utils import reset as axes_reset
+from django.conf import settings
 from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.sessions.models import Session
 from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.db import transaction
+from django.db.models import Sum
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
@@ -143,3 +147,20 @@ def end_sessions(user, *, keep: str | None) -> int:
     ended = [session.pk for session in live if session.get_decoded().get(SESSION_KEY) == str(user.pk)]
     Session.objects.filter(pk__in=ended).delete()
     return len(ended)
+
+
+def sign_in_locked_out(user) -> bool:
+    """Whether django-axes holds the account's username locked out from some address: LOGIN_FAILURE_LIMIT
+    wrong passwords from it within LOGIN_LOCKOUT_MINUTES (AXES_LOCKOUT_PARAMETERS: username and address)."""
+    recent = AccessAttempt.objects.filter(username=user.get_username(), attempt_time__gte=timezone.now() - settings.AXES_COOLOFF_TIME)
+    per_address = recent.values("ip_address").annotate(failures=Sum("failures_since_start"))
+    return per_address.filter(failures__gte=settings.AXES_FAILURE_LIMIT).exists()
+
+
+def unlock_sign_in(*, user, actor: Actor) -> None:
+    """End the account's lockouts, from every address, so that its owner may try their password again at once;
+    recorded in the audit trail. The DPO's way to unlock: django-axes' own admin pages, which showed what was
+    typed as usernames (a password in the wrong box too) and deleted records unaudited, are off."""
+    with transaction.atomic():
+        axes_reset(username=user.get_username())
+        record_event(None, "staff_sign_in_unlocked", actor=actor, data={"user": user.get_username()})

@@ -1038,6 +1038,10 @@ def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         staff_setup.invite(user=instance, actor=Actor.staff(request.user), language=language)
         messages.success(request, _("Invitation sent: their password and authenticator work no more until they set new ones through it."))
         return redirect("staff:users")
+    if request.method == "POST" and "unlock" in request.POST and instance is not None:
+        staff_setup.unlock_sign_in(user=instance, actor=Actor.staff(request.user))
+        messages.success(request, _("Unlocked: %(user)s may sign in again.") % {"user": instance.username})
+        return redirect("staff:user_edit", pk=instance.pk)
     # Validated in the transaction that saves: the form locks the DPOs' accounts until it commits.
     with transaction.atomic():
         saved = request.method == "POST" and form.is_valid()
@@ -1092,6 +1096,7 @@ def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             "list_url": "staff:users",
             "invite": instance is not None,
             "invitation_form": invitation_form,
+            "locked_out": instance is not None and staff_setup.sign_in_locked_out(instance),
         },
     )
 

@@ -411,6 +411,47 @@ def test_repeated_failures_lock_the_account_out(client, settings):
     assert "_auth_user_id" not in client.session
 
 
+UNLOCK = "Unlock sign-in"
+
+
+@pytest.mark.django_db
+def test_the_dpo_unlocks_a_locked_out_account_on_its_page_with_an_audit_event(client, settings):
+    """The lockout page tells staff to ask the DPO to unlock it; django-axes' admin pages, which did it unaudited, are off."""
+    target = staff_in_role("Handler", username="target")
+    guesser = Client()
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        sign_in_with_password(guesser, "target", password="wrong-password")
+    assert sign_in_with_password(guesser, "target").status_code == 429
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    page = reverse("staff:user_edit", args=[target.pk])
+    assert UNLOCK in client.get(page).content.decode()
+
+    unlocked = client.post(page, {"unlock": "1"}, follow=True).content.decode()
+
+    assert "Unlocked: target may sign in again." in unlocked and UNLOCK not in unlocked
+    event = AuditEvent.objects.get(action="staff_sign_in_unlocked")
+    assert (event.actor_label, event.data) == ("dpo1", {"user": "target"})
+    assert sign_in_with_password(guesser, "target").url.startswith(reverse("staff:otp"))
+
+
+@pytest.mark.django_db
+def test_an_account_not_locked_out_offers_no_unlocking(client, settings):
+    target = staff_in_role("Handler", username="target")
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        sign_in_with_password(Client(), "target", password="wrong-password")
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    assert UNLOCK not in client.get(reverse("staff:user_edit", args=[target.pk])).content.decode()
+
+
+@pytest.mark.django_db
+def test_django_axes_admin_pages_are_off(client):
+    """They showed what was typed as a username (a password in the wrong box) and deleted lockouts unaudited."""
+    login_staff(client, staff_in_role("DPO", username="dpo1", is_superuser=True))
+    assert "axes" not in client.get(reverse("admin:index")).content.decode().lower()
+    for model in ("accessattempt", "accesslog", "accessfailurelog"):
+        assert client.get(f"/admin/axes/{model}/").status_code == 404
+
+
 @pytest.mark.django_db
 def test_behind_a_proxy_the_lockout_holds_the_guessers_address_not_everyones(client, settings):
     """Five wrong passwords for "dpo" from one client must not lock the DPO out of signing in from another:
