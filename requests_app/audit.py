@@ -226,11 +226,16 @@ def verify_request_events(request: PrivacyRequest) -> tuple[int, ChainBreak | No
 CHANGE_TEXT_CHARS = 200
 
 
-def form_changes(form) -> dict[str, list]:
+def form_changes(form, *, values_hidden=()) -> dict[str, list]:
     """What a settings form changed, for its audit event: {field: [before, after]}, values as text (a related
-    object by its name, a date as ISO 8601, a long text cut). Only what the form edits, so never a secret."""
+    object by its name, a date as ISO 8601, a long text cut). Only what the form edits, so never a secret.
+
+    `values_hidden`: fields (personal data: the trail is never purged) recorded as changed without their values,
+    each value as url_secrets.MASK and a blank as it is, so that the trail still says set, changed or cleared."""
 
     def shown(name, field, value):
+        if name in values_hidden:
+            return url_secrets.MASK if value else value
         if isinstance(value, str) and (isinstance(field, forms.URLField) or name == "url" or name.endswith("_url")):
             # A URL's password and query values may be secrets (a saved one is refused, url_secrets), and the
             # trail is never purged: it keeps the URL's shape, each parameter's name without its value.

@@ -1000,6 +1000,11 @@ def team_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     )
 
 
+# A staff account's personal details: the trail, which is never purged, says that they changed, not what they
+# were or became. The username names the actor of every event already; the role and teams are no personal data.
+STAFF_PERSONAL_FIELDS = ("email", "first_name", "last_name")
+
+
 @staff_view(readers=roles.CONFIGURATION_READERS)
 def users(request: HttpRequest) -> HttpResponse:
     staff = get_user_model().objects.filter(is_staff=True).prefetch_related("groups", "privacy_teams").order_by("username")
@@ -1066,7 +1071,11 @@ def user_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
                 data={
                     "user": user.username, "role": form.cleaned_data["role"], "active": user.is_active, "invited": invited,
                     # The invitation's language is no fact of the account: "invited" says whether one went.
-                    "changes": {field: change for field, change in form_changes(form).items() if field != "invitation_language"},
+                    "changes": {
+                        field: change
+                        for field, change in form_changes(form, values_hidden=STAFF_PERSONAL_FIELDS).items()
+                        if field != "invitation_language"
+                    },
                 },
             )
     if saved:

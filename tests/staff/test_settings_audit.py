@@ -2,6 +2,7 @@
 rule elsewhere, or changed the address a staff invitation goes to must show."""
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from requests_app.models import AuditEvent, Organisation, ResponseTemplate, Status, Team
@@ -26,8 +27,29 @@ def test_a_staff_accounts_new_address_and_teams_are_in_the_trail(dpo_client):
     })
 
     data = AuditEvent.objects.get(action="staff_user_saved").data
-    assert data["changes"] == {"email": ["h1@example.com", "other@example.net"], "teams": [[], ["Erasure desk"]]}
-    assert event_data(data).startswith("active: True · changes: email h1@example.com → other@example.net; teams — → Erasure desk")
+    # That the address changed, not what it was or became: the trail is never purged.
+    assert data["changes"] == {"email": ["…", "…"], "teams": [[], ["Erasure desk"]]}
+    assert event_data(data).startswith("active: True · changes: email … → …; teams — → Erasure desk")
+
+
+@pytest.mark.django_db
+def test_a_staff_accounts_name_and_address_are_in_the_trail_as_changed_never_as_they_are(dpo_client):
+    dpo_client.post(reverse("staff:user_new"), {
+        "username": "marie", "email": "marie.dupont@private-mail.example", "first_name": "Marie", "last_name": "Dupont",
+        "role": "Handler", "is_active": "on", "invitation_language": "en",
+    })
+    marie = AuditEvent.objects.get(action="staff_user_saved").data
+    assert marie["user"] == "marie" and marie["role"] == "Handler"
+    assert marie["changes"] == {"username": [None, "marie"], "email": [None, "…"], "first_name": [None, "…"], "last_name": [None, "…"]}
+
+    account = get_user_model().objects.get(username="marie")
+    dpo_client.post(reverse("staff:user_edit", args=[account.pk]), {
+        "username": "marie", "email": "marie.dupont@private-mail.example", "first_name": "Marie", "last_name": "",
+        "role": "Handler", "is_active": "on",
+    })
+    cleared = AuditEvent.objects.filter(action="staff_user_saved").latest("sequence").data["changes"]
+    assert cleared == {"last_name": ["…", ""]}
+    assert "Dupont" not in str(list(AuditEvent.objects.values_list("data", flat=True)))
 
 
 @pytest.mark.django_db
