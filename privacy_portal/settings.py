@@ -715,9 +715,16 @@ PERMISSIONS_POLICY = {
 
 LOGIN_URL = "staff:login"
 LOGIN_REDIRECT_URL = "staff:home"
-# An idle staff session ends after this; every request renews it.
+# An idle staff session ends after this; every request renews it, except the dashboard's progress polls.
 SESSION_COOKIE_AGE = env_int("SESSION_IDLE_TIMEOUT_SECONDS", 30 * 60)
 SESSION_SAVE_EVERY_REQUEST = True
+# However active, a staff session ends this long after signing in (requests_app.staff.sessions): a session
+# stolen, or left open on a busy page, does not last for ever.
+SESSION_ABSOLUTE_TIMEOUT = timedelta(hours=env_int("SESSION_ABSOLUTE_TIMEOUT_HOURS", 12))
+if SESSION_ABSOLUTE_TIMEOUT <= timedelta(0):
+    raise ImproperlyConfigured("SESSION_ABSOLUTE_TIMEOUT_HOURS must be 1 or more")
+# Django's database sessions, with that absolute end, and polls that do not renew them.
+SESSION_ENGINE = "requests_app.staff.sessions"
 SESSION_COOKIE_HTTPONLY = True
 # Pages never tell the next address theirs: a status page's or a verification link's holds its secret, which
 # its own style sheet's request would otherwise carry into proxy logs. Only the dashboard's pages, which hold

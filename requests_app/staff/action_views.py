@@ -46,6 +46,7 @@ from requests_app.models import (
 from requests_app.services import actions, lifting, notices
 from requests_app.services import certificate as certificate_service
 from requests_app.staff.action_forms import CancelLiftForm, LiftForm, ManualDoneForm, PlanForm, RectificationForm, WaiveForm
+from requests_app.staff.sessions import not_activity
 from requests_app.staff.views import _form_page, _get_request, _request_context, staff_view
 from requests_app.wording import date_in_words, in_sentence
 
@@ -346,9 +347,10 @@ def _cancel_lift(request: HttpRequest, lift: SourceAction, actor: Actor) -> Http
     return redirect(_panel_url(lift.request.reference))
 
 
+@not_activity
 @staff_view
 def action_progress(request: HttpRequest, public_id) -> HttpResponse:
-    """Polled by the request page while a dry run or an execution is under way."""
+    """Polled by the request page while a dry run or an execution is under way: no activity (export_progress)."""
     action = get_object_or_404(SourceAction, public_id=public_id)
     return JsonResponse(
         {

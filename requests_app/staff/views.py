@@ -80,6 +80,7 @@ from requests_app.services import exports as export_service
 from requests_app.services import handling, routing, staff_setup
 from requests_app.services import webhooks as webhook_service
 from requests_app.staff import forms
+from requests_app.staff.sessions import not_activity
 from requests_app.wording import in_sentence
 
 PAGE_SIZE = 50
@@ -658,8 +659,9 @@ def _get_request(reference: str) -> PrivacyRequest:
 
 @staff_view
 def keep_alive(request: HttpRequest) -> HttpResponse:
-    """Nothing but a request, which renews the idle session (the page's "Stay signed in")."""
-    return HttpResponse(status=204)
+    """A request, which renews the idle session (the page's "Stay signed in"); says how long it now has left, which
+    is less than an idle timeout near its absolute end (sessions.SessionStore)."""
+    return JsonResponse({"seconds": request.session.get_expiry_age(), "final": request.session.ends_before_idle()})
 
 
 @staff_view
@@ -1185,9 +1187,10 @@ def _manifest_sources_for_reader(manifest: dict) -> dict:
     }
 
 
+@not_activity
 @staff_view
 def export_progress(request: HttpRequest, public_id) -> HttpResponse:
-    """Polled by the request page while an export compiles."""
+    """Polled by the request page while an export compiles: no activity, which would keep the session for ever."""
     export = _get_export(public_id)
     return JsonResponse({"status": export.status, "label": export.get_status_display(), "progress": export.progress})
 

@@ -513,6 +513,61 @@ def test_idle_sessions_time_out(client, settings):
         assert client.get(reverse("staff:home")).url.startswith(reverse("staff:login"))
 
 
+@pytest.mark.django_db
+def test_progress_polls_do_not_keep_an_idle_session_alive(client, settings):
+    """A request page left open while an export compiles or an action runs polls for ever: the session must still
+    end once nobody has done anything for SESSION_IDLE_TIMEOUT_SECONDS."""
+    from requests_app.models import ActionKind, ActionStatus, ExportPackage, SourceAction, SourceSystem
+
+    request = request_in_status(Status.IN_PROGRESS)
+    export = ExportPackage.objects.create(request=request, kind="access", status="queued")
+    source = SourceSystem.objects.create(slug="crm", name="CRM", connector="manual", identity_kind="email")
+    action = SourceAction.objects.create(request=request, source=source, kind=ActionKind.ERASE, status=ActionStatus.RUNNING)
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    urls = [reverse("staff:export_progress", args=[export.public_id]), reverse("staff:source_action_progress", args=[action.public_id])]
+    assert f'data-export-progress="{urls[0]}"' in client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock:
+        for minute in range(1, settings.SESSION_COOKIE_AGE // 60):
+            clock.move_to(start + timedelta(minutes=minute))
+            assert all(client.get(url).status_code == 200 for url in urls)
+        clock.move_to(start + timedelta(seconds=settings.SESSION_COOKIE_AGE + 1))
+        assert client.get(urls[0]).url.startswith(reverse("staff:login"))
+        assert client.get(reverse("staff:home")).url.startswith(reverse("staff:login"))
+
+
+@pytest.mark.django_db
+def test_what_staff_do_keeps_their_session_alive(client, settings):
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock:
+        for minute in range(0, 2 * settings.SESSION_COOKIE_AGE // 60, 10):
+            clock.move_to(start + timedelta(minutes=minute))
+            assert client.get(reverse("staff:home")).status_code == 200
+        assert client.get(reverse("staff:keep_alive")).json() == {"seconds": settings.SESSION_COOKIE_AGE, "final": False}
+
+
+@pytest.mark.django_db
+def test_a_session_ends_hours_after_signing_in_however_active(client, settings):
+    settings.SESSION_ABSOLUTE_TIMEOUT = timedelta(hours=2)
+    dpo = staff_in_role("DPO", username="dpo1")
+    device = TOTPDevice.objects.create(user=dpo, name="phone", confirmed=True)
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock:
+        sign_in_with_password(client, "dpo1")
+        client.post(reverse("staff:otp"), {"token": current_code(device)})
+        for minute in range(10, 110, 10):
+            clock.move_to(start + timedelta(minutes=minute))
+            assert client.get(reverse("staff:home")).status_code == 200
+        # Within an idle timeout of the end, the page says how long is left and offers no "Stay signed in".
+        clock.move_to(start + timedelta(minutes=115))
+        page = client.get(reverse("staff:home")).content.decode()
+        assert 'data-session-seconds="300" data-session-final' in page
+        assert client.get(reverse("staff:keep_alive")).json() == {"seconds": 300, "final": True}
+        clock.move_to(start + timedelta(hours=2, seconds=1))
+        assert client.get(reverse("staff:home")).url.startswith(reverse("staff:login"))
+
+
 LOST_ACTION = "Your session had expired, so your last action was not sent. Do it again."
 
 

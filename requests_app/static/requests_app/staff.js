@@ -9,7 +9,6 @@ function pollProgress(attribute, show, done) {
     if (!url) return;
     var timer = setInterval(function () {
       fetch(url, {credentials: "same-origin"}).then(function (r) { return r.json(); }).then(function (data) {
-        document.dispatchEvent(new Event("session-renewed"));  // the poll renewed the session too
         show(row, data);
         if (done(data)) { clearInterval(timer); }
       });
@@ -57,32 +56,43 @@ document.addEventListener("DOMContentLoaded", function () {
 });
 
 // An idle session ends after SESSION_IDLE_TIMEOUT_SECONDS, and a form sent after that is lost at the sign-in:
-// two minutes before (a quarter of a shorter session), the page says so and offers to keep the session (WCAG 2.2.1). Every request to the
-// server renews it (SESSION_SAVE_EVERY_REQUEST), the button's and the progress polls' too, which start the
-// count again ("session-renewed").
+// two minutes before (a quarter of a shorter session), the page says so and offers to keep the session (WCAG 2.2.1).
+// Every request to the server renews it (SESSION_SAVE_EVERY_REQUEST), the button's too, but not the progress polls,
+// which nobody at the keyboard asked for. However active, a session ends SESSION_ABSOLUTE_TIMEOUT_HOURS after
+// signing in: when that comes first (data-session-final, or the button's answer says so), the page says that
+// instead, with no offer to keep it.
 document.addEventListener("DOMContentLoaded", function () {
   var body = document.body;
   var seconds = parseInt(body.dataset.sessionSeconds || "", 10);
+  var final = "sessionFinal" in body.dataset;
   var warning = document.querySelector(".session-warning");
-  if (!seconds || !warning) return;
-  var warnBefore = Math.min(120, seconds / 4);
+  if (isNaN(seconds) || !warning) return;
+  var keep = warning.querySelector(".keep-session");
   var warnTimer, endTimer;
   function schedule() {
     clearTimeout(warnTimer);
     clearTimeout(endTimer);
     warning.hidden = true;
-    warnTimer = setTimeout(function () { warning.hidden = false; }, (seconds - warnBefore) * 1000);
+    warning.querySelector(".session-idle").hidden = final;
+    keep.hidden = final;
+    warning.querySelector(".session-final").hidden = !final;
+    var warnBefore = Math.min(120, seconds / 4);
+    warnTimer = setTimeout(function () { warning.hidden = false; }, Math.max(0, seconds - warnBefore) * 1000);
     endTimer = setTimeout(function () {
-      warning.querySelector(".keep-session").hidden = true;
+      keep.hidden = true;
       warning.querySelector(".session-ended").hidden = false;
     }, seconds * 1000);
   }
-  document.addEventListener("session-renewed", schedule);
-  warning.querySelector(".keep-session").addEventListener("click", function () {
+  keep.addEventListener("click", function () {
     fetch(body.dataset.keepAlive, {credentials: "same-origin"}).then(function (response) {
-      if (response.ok && !response.redirected) { schedule(); }
+      if (!response.ok || response.redirected) return null;
+      return response.json();
+    }).then(function (data) {
+      if (!data) return;
+      seconds = data.seconds;
+      final = data.final;
+      schedule();
     });
   });
   schedule();
 });
-
