@@ -150,6 +150,7 @@ def _owed_email_tasks() -> dict:
 
     return {
         "request_confirmed": (True, lambda n: (tasks.send_request_confirmed_email, n.request_id)),
+        "confirm_email": (True, lambda n: (tasks.send_email_confirmation, n.request_id)),
         "deadline_extended": (True, lambda n: (tasks.send_extension_email, n.request_id)),
         "export_ready": (True, export_ready),
         "assigned": (False, lambda n: (tasks.send_assignment_email, n.request_id, int(n.key))),
@@ -218,6 +219,23 @@ def send_verification_email(request: PrivacyRequest) -> bool:
     message = render_email("verify-email", context, to=[request.subject_email], language=request.language)
     # Keyed by the nonce: a re-sent link is a new email, a redelivered task is not.
     return send_acknowledgement(request, "verify_email", request.verification_nonce, message)
+
+
+def send_email_confirmation(request: PrivacyRequest) -> bool:
+    """The link that confirms the address of a request received directly (intake.email_confirmation_send): the web
+    form's verification link, opening the same page, in an email that says why we ask and whom to tell if the
+    reader made no such request (the address may be a typo's)."""
+    from requests_app.services.intake import verification_token
+
+    context = {
+        "request": request,
+        "verify_url": absolute_url(reverse("verify_email", args=[verification_token(request)])),
+        "link_hours": int(settings.VERIFICATION_LINK_MAX_AGE.total_seconds() // 3600),
+        "dpo_email": settings.DPO_CONTACT_EMAIL,
+    }
+    message = render_email("confirm-email", context, to=[request.subject_email], language=request.language)
+    # Keyed by the nonce: a link sent again is a new email, a redelivered task is not.
+    return send_to_subject(request, "confirm_email", request.verification_nonce, message)
 
 
 def send_request_confirmed_email(request: PrivacyRequest) -> bool:

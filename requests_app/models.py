@@ -302,6 +302,8 @@ class PrivacyRequest(models.Model):
 
     # Rotated whenever a new verification link is sent, so older links stop working.
     verification_nonce = models.CharField(max_length=32, default=new_nonce, editable=False)
+    # When the owner of subject_email confirmed it through our link: a web request's verification, or, for a
+    # request received directly, the link staff sent before releasing a package (email_unconfirmed).
     verified_at = models.DateTimeField(null=True, blank=True)
     personal_data_purged_at = models.DateTimeField(null=True, blank=True)
     # When it reached a closed status; its personal data is purged CLOSED_REQUEST_RETENTION_DAYS later.
@@ -455,6 +457,16 @@ class PrivacyRequest(models.Model):
         from requests_app.lifecycle import OPEN_STATUSES
 
         return self.status in OPEN_STATUSES
+
+    @property
+    def email_unconfirmed(self) -> bool:
+        """Whether the status page link went to an email address its owner never confirmed. A request received
+        directly (recorded by staff from a letter, call or email, or filed by an organisation over the API) has its
+        address typed by someone else and its link emailed at once: a typo's owner would read the subject's page.
+        Until the owner confirms it through the link staff send (intake.email_confirmation_send, which sets
+        verified_at), no unencrypted package is released to that page. A web request's address was confirmed
+        before it left awaiting verification; a request without an address has no link sent anywhere."""
+        return bool(self.subject_email) and self.channel != Channel.WEB and self.verified_at is None
 
     @property
     def is_extended(self) -> bool:

@@ -54,6 +54,9 @@ SUBJECT_EVENT_TEXT = {
     "verification_resent": _("We sent you a new verification link."),
     "status_link_resent": _("We sent you the link to this page again."),
     "verify_email": _("You confirmed your email address."),
+    # A request received directly (a letter, a call, a customer portal): the link staff sent, and its use.
+    "email_confirmation_sent": _("We sent you a link to confirm your email address."),
+    "email_confirmed": _("You confirmed your email address."),
     "start_identity_check": _("We started checking your identity."),
     "start_work": _("We started working on your request."),
     "await_subject": _("We are waiting for your reply."),

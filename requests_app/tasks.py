@@ -78,6 +78,19 @@ def send_request_confirmed_email(request_id: int) -> None:
     emails.send_request_confirmed_email(request)
 
 
+@shared_task(**EMAIL_RETRY)
+def send_email_confirmation(request_id: int) -> None:
+    """Email the link that confirms the address of a request received directly. Not once it is confirmed, the
+    request closed or its details purged: the link would help nobody."""
+    request = PrivacyRequest.objects.filter(pk=request_id).first()
+    if request is None or not request.email_unconfirmed or not request.is_open:
+        if request is not None:
+            emails.forgive(request_id, "confirm_email", request.verification_nonce)
+        logger.info("request %s needs no link to confirm its email address, none sent", request_id)
+        return
+    emails.send_email_confirmation(request)
+
+
 @shared_task(acks_late=True)
 def resend_link(request_id: int | None) -> bool:
     """The lost-link page's work for the request whose details matched; None when none did

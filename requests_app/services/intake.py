@@ -17,7 +17,7 @@ from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from requests_app import deadlines, emails, lifecycle, tasks
+from requests_app import deadlines, emails, lifecycle, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.services import exports, routing, webhooks
@@ -297,6 +297,10 @@ def request_for_verification_token(token: str) -> PrivacyRequest:
     request = PrivacyRequest.objects.filter(public_id=payload.get("r")).first()
     if request is None:
         raise VerificationLinkError(_("This link is not valid. Please copy the whole link from the email."))
+    if request.channel != Channel.WEB:
+        # A link staff sent to confirm the address of a request received directly (email_confirmation_send).
+        _check_email_confirmation_link(request, payload.get("n"))
+        return request
     if request.status == Status.EXPIRED:
         raise RequestClosedBeforeVerification(
             gettext_lazy("This request was closed because its email address was not confirmed in time. Please send a new request."),
@@ -313,14 +317,31 @@ def request_for_verification_token(token: str) -> PrivacyRequest:
     return request
 
 
+def _check_email_confirmation_link(request: PrivacyRequest, nonce: str | None) -> None:
+    """Raise VerificationLinkError unless the link confirming the address of a request received directly can still
+    be used: its request still holds the address (not purged), not confirmed yet, and the link is the latest sent."""
+    if not request.subject_email:
+        raise VerificationLinkError(_("This link is not valid. Please copy the whole link from the email."))
+    if request.verified_at is not None:
+        raise VerificationLinkError(gettext_lazy("This link has already been used. Your request is confirmed."), request=request)
+    if nonce != request.verification_nonce:
+        raise VerificationLinkError(
+            gettext_lazy("This link has been replaced by a newer one. Please use the latest email."), request=request
+        )
+
+
 def request_verify_email(*, token: str) -> PrivacyRequest:
     """Confirm the subject's email from the link we sent them.
 
     Allowed from awaiting verification only, so a link works once. Marks the
     email identity verified, moves the request to new, and queues the
     confirmation email (with the status page link) and routing on commit.
+    A request received directly has no such state: its link confirms the
+    address alone (_confirm_email_of_request_received_directly).
     """
     request = request_for_verification_token(token)
+    if request.channel != Channel.WEB:
+        return _confirm_email_of_request_received_directly(request)
     with transaction.atomic():
         try:
             lifecycle.transition(
@@ -345,6 +366,54 @@ def request_verify_email(*, token: str) -> PrivacyRequest:
         tasks.queue_after_commit(tasks.route_request, request.id)
     request.verified_at = now
     return request
+
+
+def _confirm_email_of_request_received_directly(request: PrivacyRequest) -> PrivacyRequest:
+    """The owner of a request's address, received directly, confirmed it through the link staff sent: its packages
+    may now be released unencrypted to the status page (PrivacyRequest.email_unconfirmed). The email identity is
+    verified by the link, as a web request's is. The status stays as it is. The row is locked and the link checked
+    again: of two clicks at once, or a click and a newer link, one wins and the other changes nothing."""
+    with transaction.atomic():
+        locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+        # `request` was read with the link's nonce (request_for_verification_token): a newer link since replaced it.
+        _check_email_confirmation_link(locked, request.verification_nonce)
+        now = timezone.now()
+        PrivacyRequest.objects.filter(pk=locked.pk).update(verified_at=now)
+        # Not one staff verified already, by a method of their choosing: that record stays.
+        locked.identities.filter(
+            kind=IdentityKind.EMAIL,
+            value=normalised_identifier(IdentityKind.EMAIL, locked.subject_email),
+            verified_at__isnull=True,
+        ).update(verified_at=now, verification_method=VerificationMethod.EMAIL_LINK)
+        record_event(locked, "email_confirmed", actor=Actor.subject())
+    locked.verified_at = now
+    return locked
+
+
+def email_confirmation_send(*, request: PrivacyRequest, actor: Actor) -> PrivacyRequest:
+    """Email the subject of a request received directly a link to confirm their address: the way to releasing an
+    unencrypted package, which exports.export_release refuses while PrivacyRequest.email_unconfirmed.
+
+    The web form's verification link and page: signed, valid for VERIFICATION_LINK_MAX_AGE, used once, and
+    replaced by the next one sent (the nonce). Open requests with an unconfirmed address only. The email is owed
+    in this transaction and queued on commit, so a lost task is queued again (emails.requeue_owed_emails).
+    """
+    with transaction.atomic():
+        locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+        roles.require_can_work(actor, locked)
+        if not locked.is_open:
+            raise RequestError(_("This request is closed: its email address no longer needs confirming."))
+        if not locked.email_unconfirmed:
+            raise RequestError(
+                _("The subject's email address needs no confirming: it was confirmed already, or the request has none.")
+            )
+        emails.forgive(locked.id, "confirm_email", locked.verification_nonce)  # the link replaced, if still unsent
+        locked.verification_nonce = new_nonce()
+        locked.save(update_fields=["verification_nonce", "updated_at"])
+        emails.owe(locked, "confirm_email", locked.verification_nonce)
+        record_event(locked, "email_confirmation_sent", actor=actor)
+        tasks.queue_after_commit(tasks.send_email_confirmation, locked.id)
+    return locked
 
 
 # How often a subject's link may be sent again: enough for a lost email, too little to flood a mailbox.

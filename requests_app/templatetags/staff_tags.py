@@ -77,6 +77,9 @@ def channel_label(code: str) -> str:
 EVENT_LABELS = {
     "submitted": _("Request received"),
     "verify_email": _("Email address confirmed"),
+    # A request received directly: its address confirmed through the link staff sent (intake.email_confirmation_send).
+    "email_confirmation_sent": _("Link to confirm the email address sent"),
+    "email_confirmed": _("Email address confirmed"),
     "expire": _("Expired unconfirmed"),
     "start_identity_check": _("Identity check started"),
     "return_to_new": _("Back to new"),
