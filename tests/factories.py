@@ -98,6 +98,14 @@ def released_package(request, kind="access"):
     )
 
 
+def confirm_email(request):
+    """The owner of the address of a request received directly (staff intake, API) confirms it through the link
+    staff send (intake.email_confirmation_send): what releasing an unencrypted package to its status page needs."""
+    from requests_app.services.intake import request_verify_email, verification_token
+
+    return request_verify_email(token=verification_token(request))
+
+
 def at_once(work, times: int) -> list:
     """Run `work()` in `times` threads released together, as requests arriving at the same moment would be
     served; each thread closes its database connection. What each returned, or the exception it raised."""

@@ -526,6 +526,17 @@ def _password_phone_missing() -> str:
     )
 
 
+def email_unconfirmed_refusal() -> str:
+    """Why an unencrypted package of a request whose address nobody confirmed is not released, and what to do: the
+    release refuses with it, and the package's page says it instead of offering the button."""
+    return _(
+        "This package cannot be released yet: the status page link was emailed to an address that was typed for the "
+        "subject and never confirmed by its owner, and whoever reads that mailbox could download the package. Send "
+        "the subject a link to confirm their email address, then release the package once they have; or compile an "
+        "encrypted package, whose password goes by text message to a phone number verified as the subject's line."
+    )
+
+
 def _require_data_may_be_delivered(export: ExportPackage) -> None:
     refusal = delivery_refusal(export)
     if refusal:
@@ -549,6 +560,8 @@ def export_retry(*, export: ExportPackage, actor: Actor) -> ExportPackage:
 def export_release(*, export: ExportPackage, actor: Actor, share_with_organisation: bool = False) -> ExportPackage:
     """After review, let the subject download the package; send the password if it is encrypted.
 
+    Refused, with nothing changed, for an unencrypted package while the address its status page link went to is
+    unconfirmed (PrivacyRequest.email_unconfirmed): staff send a link to confirm it (intake.email_confirmation_send).
     With `share_with_organisation`, the organisation that filed the request
     may also fetch it over the API, until the same expiry and as many times as the subject
     (counted apart from the subject's downloads).
@@ -567,6 +580,10 @@ def export_release(*, export: ExportPackage, actor: Actor, share_with_organisati
         if locked.pending_password and selectors.password_phone(locked.request) is None:
             # The phone was verified again, by a method that does not prove the line, since the export started.
             raise RequestError(_password_phone_missing())
+        if not locked.encrypted and locked.request.email_unconfirmed:
+            # Its status page link went at once to an address typed by staff or a portal: a typo's owner would download
+            # the subject's data. An encrypted package is safe there: its password goes only to the subject's line.
+            raise RequestError(email_unconfirmed_refusal())
         locked.status = ExportStatus.RELEASED
         locked.released_at, locked.released_by = timezone.now(), actor.user
         locked.expires_at = locked.released_at + settings.EXPORT_LINK_LIFETIME

@@ -77,7 +77,7 @@ from requests_app.services import actions, certificate
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import notices as notice_service
 from requests_app.services import exports as export_service
-from requests_app.services import handling, routing, staff_setup
+from requests_app.services import handling, intake, routing, staff_setup
 from requests_app.services import webhooks as webhook_service
 from requests_app.staff import forms
 from requests_app.staff.sessions import not_activity
@@ -1157,6 +1157,12 @@ def export_detail(request: HttpRequest, public_id) -> HttpResponse:
         "can_work": roles.can_work(request.user, export.request),
         # Why it may not be released or retried, said instead of offering the button the service would refuse.
         "delivery_refusal": export_service.delivery_refusal(export),
+        # Not released while the status link's address is unconfirmed (export_release): why, and the link to confirm it.
+        "email_unconfirmed_refusal": (
+            export_service.email_unconfirmed_refusal() if not export.encrypted and export.request.email_unconfirmed else ""
+        ),
+        "email_confirmation_sent_at": export.request.events.filter(action="email_confirmation_sent")
+        .order_by("-sequence").values_list("created_at", flat=True).first(),
         "reads_files": reads_files,
         "previews": previews,
         "manual_tasks": export.manual_tasks.select_related("source", "assignee"),
@@ -1209,6 +1215,12 @@ def export_action(request: HttpRequest, public_id, action: str) -> HttpResponse:
                 export=export, actor=actor, share_with_organisation=bool(request.POST.get("share_with_organisation"))
             )
             messages.success(request, _("Released: the subject can download the package from their status page."))
+        elif action == "confirm_email":
+            intake.email_confirmation_send(request=export.request, actor=actor)
+            messages.success(request, _(
+                "A link to confirm their email address is on its way to the subject. Release the package once they "
+                "have confirmed it: this page will then offer the button."
+            ))
         elif action == "upload":
             task = get_object_or_404(export.manual_tasks, pk=request.POST.get("task"))
             upload = request.FILES.get("extract")

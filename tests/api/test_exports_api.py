@@ -11,7 +11,7 @@ from requests_app.lifecycle import RequestError
 from requests_app.services.exports import delete_expired_exports, download_token, export_download, export_release
 from tests.api.conftest import client_with, key_for
 from tests.conftest import login_staff
-from tests.factories import staff_in_role
+from tests.factories import confirm_email, staff_in_role
 
 URL = "/api/v1/requests/"
 BODY = {"rights": ["access"], "subject_name": "Ana Peeters", "subject_email": "ana@example.com",
@@ -21,7 +21,7 @@ ZIP = b"PK\x05\x06" + b"\x00" * 18  # an empty ZIP
 
 def released_export(api, *, share: bool, max_downloads: int = 5):
     created = api.post(URL, BODY, format="json").json()
-    request = PrivacyRequest.objects.get(public_id=created["id"])
+    request = confirm_email(PrivacyRequest.objects.get(public_id=created["id"]))  # else its package is not released
     name = default_storage.save("exports/test/attempt-1.zip", ContentFile(ZIP))
     export = ExportPackage.objects.create(
         request=request, status="ready", storage_name=name, size=len(ZIP), sha256="0" * 64, max_downloads=max_downloads
@@ -102,7 +102,7 @@ def test_staff_see_the_subjects_and_the_organisations_downloads_apart(api, clien
 def test_the_release_form_says_the_organisations_downloads_count_apart(api, client):
     created = api.post(URL, BODY, format="json").json()
     export = ExportPackage.objects.create(
-        request=PrivacyRequest.objects.get(public_id=created["id"]), status="ready", max_downloads=5,
+        request=confirm_email(PrivacyRequest.objects.get(public_id=created["id"])), status="ready", max_downloads=5,
         storage_name=default_storage.save("exports/test/attempt-1.zip", ContentFile(ZIP)), size=len(ZIP),
     )
     login_staff(client, staff_in_role("DPO", username="dpo1"))
@@ -182,6 +182,8 @@ def test_updated_since_lists_a_request_once_a_package_is_shared_with_its_organis
     request = PrivacyRequest.objects.get(public_id=created["id"])
     name = default_storage.save("exports/test/attempt-1.zip", ContentFile(ZIP))
     export = ExportPackage.objects.create(request=request, status="ready", storage_name=name, size=len(ZIP), sha256="0" * 64)
+    with time_machine.travel(timezone.now() - timedelta(hours=1)):
+        confirm_email(request)  # before `since`: the confirmation is a change of its own
 
     export_release(export=export, actor=Actor.staff(staff_in_role("DPO", username="dpo1")), share_with_organisation=share)
 

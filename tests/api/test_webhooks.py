@@ -25,7 +25,7 @@ from requests_app.models import AuditEvent, DeliveryStatus, PrivacyRequest, Webh
 from requests_app.services import webhooks
 from tests.api.conftest import client_with, key_for
 from tests.conftest import AnsweringEndpoint, login_staff
-from tests.factories import staff_in_role
+from tests.factories import confirm_email, staff_in_role
 
 URL = "/api/v1/requests/"
 BODY = {"rights": ["access"], "subject_name": "Ana Peeters", "subject_email": "ana@example.com",
@@ -198,7 +198,7 @@ def test_due_date_changes_and_ready_exports_are_sent(operator, receiver):
 
     WebhookEndpoint.objects.create(organisation=operator, url=receiver.url)
     created = client_with(key_for(operator)).post(URL, BODY, format="json").json()
-    request = PrivacyRequest.objects.get(public_id=created["id"])
+    request = confirm_email(PrivacyRequest.objects.get(public_id=created["id"]))  # else its package is not released
     dpo = staff_in_role("DPO", username="dpo1")
     request_extend(request=request, actor=Actor.staff(dpo), reason="Many systems")
     unshared = ExportPackage.objects.create(request=request, status="ready", storage_name="exports/x.zip")
