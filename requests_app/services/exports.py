@@ -660,13 +660,42 @@ def count_download(export_filter: dict, *, request: PrivacyRequest, actor: Actor
         downloadable, counter = ExportPackage.objects.downloadable(), "download_count"
     with transaction.atomic():
         counted = downloadable.filter(**export_filter, request=request).update(**{counter: F(counter) + 1})
-        export = ExportPackage.objects.filter(**export_filter, request=request).first()
-        if not counted or export is None:
-            raise RequestError(_("This package can no longer be downloaded: it expired or the download limit was reached."))
+        export = ExportPackage.objects.select_related("request").filter(**export_filter, request=request).first()
+        if export is None:
+            raise RequestError(_("This download link is not valid."))
+        if not counted:
+            raise RequestError(download_refusal(export, counter=counter))
         record_event(
             request, "export_downloaded", actor=actor, data={"export": str(export.public_id), "count": getattr(export, counter)}
         )
     return export
+
+
+def download_refusal(export: ExportPackage, *, counter: str = "download_count") -> str:
+    """Why `export` cannot be downloaded (by the subject; by the organisation with its `counter`), in the words of
+    whoever asks. What ended it first: a package that had expired, or been used up, when its request was withdrawn
+    was not taken by the withdrawal. No download is counted once the request is closed without its data
+    (NO_DATA_DELIVERED), so a package used up was used up before."""
+    request = export.request
+    if export.released_at is None:
+        return _("This package is not available for download.")
+    closed = request.status in NO_DATA_DELIVERED and request.closed_at is not None
+    if export.expires_at <= (request.closed_at if closed else timezone.now()):
+        return _("This package can no longer be downloaded: it expired on %(moment)s.") % {
+            "moment": date_in_words(export.expires_at, "DATETIME_FORMAT")
+        }
+    if getattr(export, counter) >= export.max_downloads:
+        return _("This package can no longer be downloaded: its download limit was reached.")
+    if request.status == Status.WITHDRAWN:
+        return _("This package can no longer be downloaded: the request was withdrawn on %(moment)s, which ended access to its data.") % {
+            "moment": date_in_words(request.closed_at, "DATETIME_FORMAT")
+        }
+    if request.status == Status.FORWARDED:
+        return _("This package can no longer be downloaded: the request was forwarded to the controller of the data, which answers it.")
+    if request.status in NO_DATA_DELIVERED:
+        return _("This package can no longer be downloaded: the request was refused.")
+    # Ended otherwise (its request's personal data purged, say): nothing more to tell.
+    return _("This package is not available for download.")
 
 
 def export_download(*, request: PrivacyRequest, token: str) -> ExportPackage:
@@ -674,7 +703,15 @@ def export_download(*, request: PrivacyRequest, token: str) -> ExportPackage:
     try:
         payload = signing.loads(token, salt=DOWNLOAD_SALT, max_age=settings.EXPORT_LINK_LIFETIME)
     except signing.SignatureExpired:
-        raise RequestError(_("This download link has expired.")) from None
+        # A link lives as long as a package: its package has ended too, and says what ended it first (its
+        # expiry, or the withdrawal before it).
+        export = (
+            ExportPackage.objects.select_related("request")
+            .filter(public_id=signing.loads(token, salt=DOWNLOAD_SALT).get("e"), request=request)
+            .exclude(pk__in=ExportPackage.objects.downloadable().values("pk"))
+            .first()
+        )
+        raise RequestError(download_refusal(export) if export else _("This download link has expired.")) from None
     except signing.BadSignature:
         raise RequestError(_("This download link is not valid.")) from None
     return count_download({"public_id": payload.get("e")}, request=request, actor=Actor.subject())

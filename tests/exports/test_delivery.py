@@ -12,7 +12,7 @@ import time_machine
 from django.core import mail
 from django.core.files.storage import default_storage
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 
 from requests_app.audit import Actor
 from requests_app.models import AuditEvent, ExportPackage, ExportStatus, PrivacyRequest, Status
@@ -267,7 +267,7 @@ def test_each_download_counts_and_the_third_one_is_refused(released, demo_reques
     status, body, _ = fetch(client, link)
 
     assert status == 410
-    assert "the download limit was reached" in body.decode()
+    assert "its download limit was reached" in body.decode()
     assert "Write to us there if you need a new copy." in body.decode()  # the request is open: its page has the form
     released.refresh_from_db()
     assert released.download_count == 2
@@ -766,3 +766,57 @@ def test_the_page_of_a_package_released_before_the_withdrawal_does_not_say_it_wa
     login_staff(client, dpo)
     page = client.get(reverse("staff:export", args=[released.public_id])).content.decode()
     assert "no data is delivered" not in page and "Release to the subject" not in page
+
+
+def withdraw_from_the_status_page(client, request):
+    response = client.post(reverse("withdraw", args=[request.reference, request.secret]), {"confirm": "1"})
+    assert response.status_code == 302
+
+
+def test_a_link_of_a_withdrawn_request_says_it_was_withdrawn_not_that_it_expired_or_was_used_up(released, demo_request, client):
+    link = the_download_link(client, demo_request)
+    withdraw_from_the_status_page(client, demo_request)
+    demo_request.refresh_from_db()
+
+    status, body, _ = fetch(client, link)
+
+    text = html.unescape(body.decode())
+    assert status == 410
+    withdrawn_at = formats.date_format(timezone.localtime(demo_request.closed_at), "DATETIME_FORMAT")
+    assert f"This package can no longer be downloaded: the request was withdrawn on {withdrawn_at}" in text
+    assert "expired" not in text and "download limit" not in text
+    assert "If you need a new copy, make a new request." in text
+
+
+def test_a_link_that_expired_before_the_withdrawal_says_it_expired(released, demo_request, client, settings):
+    """What ended it first: the withdrawal took nothing the subject could still download."""
+    link = the_download_link(client, demo_request)
+    with time_machine.travel(released.expires_at + datetime.timedelta(minutes=1)):
+        withdraw_from_the_status_page(client, demo_request)
+        status, body, _ = fetch(client, link)
+        page = status_page(client, demo_request)
+    assert status == 410
+    assert "This package can no longer be downloaded: it expired on " in html.unescape(body.decode())
+    assert "the request was withdrawn" not in html.unescape(body.decode())
+    assert "deleted when the request was withdrawn" not in page
+
+
+def test_a_used_up_link_says_its_downloads_were_used_not_that_it_expired(released, demo_request, client):
+    link = the_download_link(client, demo_request)
+    ExportPackage.objects.filter(pk=released.pk).update(download_count=released.max_downloads)
+
+    status, body, _ = fetch(client, link)
+
+    assert status == 410
+    assert "This package can no longer be downloaded: its download limit was reached." in body.decode()
+    assert "expired" not in body.decode()
+
+
+def test_an_expired_link_says_when_it_expired_not_that_it_was_used_up(released, demo_request, client):
+    link = the_download_link(client, demo_request)
+    with time_machine.travel(released.expires_at + datetime.timedelta(minutes=1)):
+        status, body, _ = fetch(client, link)
+    expires = formats.date_format(timezone.localtime(released.expires_at), "DATETIME_FORMAT")
+    assert status == 410
+    assert f"This package can no longer be downloaded: it expired on {expires}." in html.unescape(body.decode())
+    assert "download limit" not in body.decode()
