@@ -189,6 +189,35 @@ NOTHING_PORTABLE_FOUND_READY = _(
 # Once the package can no longer be downloaded (used up, expired), the request is not back to
 # collecting data: it was delivered.
 DATA_DELIVERED = _("We made your data available to you. We will close the request once we have answered every part of it.")
+# The same, when every package delivered found nothing: our answer was delivered, not their data. By kind, as
+# NOTHING_FOUND_READY said it while it could be downloaded.
+NOTHING_FOUND_DELIVERED = {
+    ExportKind.ACCESS: _(
+        "We gave you our answer: we found no personal data about you in the systems we searched. We will close the "
+        "request once we have answered every part of it."
+    ),
+    ExportKind.PORTABILITY: _(
+        "We gave you our answer: we found no data that you gave us or that your use of our services produced in the "
+        "systems we searched. We will close the request once we have answered every part of it."
+    ),
+}
+NOTHING_PORTABLE_FOUND_DELIVERED = _(
+    "We gave you our answer: we found no data that the right to data portability covers in the systems we searched. "
+    "We will close the request once we have answered every part of it."
+)
+
+
+def nothing_found_text(exports, texts: dict, left_out_text) -> str | None:
+    """What the page says of `exports` (one request's, released) when every one found nothing, from `texts` by kind
+    (or `left_out_text`, a portability package that left out data it did not read); None when one holds data.
+    An access package that found nothing answers for the portable data too."""
+    if not exports or not all(export.found_nothing for export in exports):
+        return None
+    if any(export.kind == ExportKind.ACCESS for export in exports):
+        return texts[ExportKind.ACCESS]
+    if any(export.manifest.get("categories_left_out") for export in exports):
+        return left_out_text
+    return texts[ExportKind.PORTABILITY]
 
 
 def request_for_subject(*, reference: str, secret: str) -> PrivacyRequest:

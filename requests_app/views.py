@@ -24,7 +24,6 @@ from requests_app.models import (
     NO_DATA_DELIVERED,
     TEXT_MAX_CHARS,
     ActionStatus,
-    ExportKind,
     PrivacyRequest,
     Status,
 )
@@ -195,6 +194,7 @@ def _status_context(privacy_request) -> dict:
     due_on = deadlines.due_on_if_resumed_today(privacy_request)
     answer_late = selectors.answer_is_late(privacy_request)
     next_step = selectors.NEXT_STEP_TEXT[privacy_request.status]
+    released = list(privacy_request.exports.filter(released_at__isnull=False))
     if privacy_request.status == Status.AWAITING_SUBJECT and not privacy_request.clock_paused:
         next_step = selectors.AWAITING_SUBJECT_CLOCK_RUNS
     elif privacy_request.clock_paused and privacy_request.is_open:
@@ -202,19 +202,13 @@ def _status_context(privacy_request) -> dict:
     elif privacy_request.fee_proposed_at and not privacy_request.fee_paid_at and privacy_request.is_open:
         next_step = selectors.FEE_PROPOSED % {"fee": amount_in_words(privacy_request.fee_amount, settings.FEE_CURRENCY)}
     elif downloads and privacy_request.is_open:
-        if all(export.found_nothing for export, _token in downloads):
-            # An access package that found nothing answers for the portable data too.
-            access = any(export.kind == ExportKind.ACCESS for export, _token in downloads)
-            if access:
-                next_step = selectors.NOTHING_FOUND_READY[ExportKind.ACCESS]
-            elif any(export.manifest.get("categories_left_out") for export, _token in downloads):
-                next_step = selectors.NOTHING_PORTABLE_FOUND_READY
-            else:
-                next_step = selectors.NOTHING_FOUND_READY[ExportKind.PORTABILITY]
-        else:
-            next_step = selectors.DATA_READY
-    elif privacy_request.status == Status.IN_PROGRESS and privacy_request.exports.filter(released_at__isnull=False).exists():
-        next_step = selectors.DATA_DELIVERED
+        next_step = selectors.nothing_found_text(
+            [export for export, _token in downloads], selectors.NOTHING_FOUND_READY, selectors.NOTHING_PORTABLE_FOUND_READY
+        ) or selectors.DATA_READY
+    elif privacy_request.status == Status.IN_PROGRESS and released:
+        next_step = selectors.nothing_found_text(
+            released, selectors.NOTHING_FOUND_DELIVERED, selectors.NOTHING_PORTABLE_FOUND_DELIVERED
+        ) or selectors.DATA_DELIVERED
     elif privacy_request.is_extended and privacy_request.status in EXTENDED_WHILE and not answer_late:
         extended = selectors.EXTENDED % {"date": date_in_words(due_on)}
         # "Our team will pick it up shortly" would contradict the extension; the other states say what we are doing.
@@ -234,12 +228,12 @@ def _status_context(privacy_request) -> dict:
         "text_max_chars": TEXT_MAX_CHARS,
         "withdraw_form": WithdrawForm(),
         "downloads": downloads,
+        # What can still be downloaded (else what was) found nothing: the page speaks of "our answer", not "your data".
+        "answers_only": all(export.found_nothing for export in [export for export, _token in downloads] or released),
         # Released once, and no longer downloadable (expired, or its downloads used up): say so, not nothing.
         # Released, not merely expired: a package never released (its right refused, or left unreviewed) is
         # ended too, and the subject was never offered it.
-        "downloads_spent": not downloads
-        and privacy_request.status not in NO_DATA_DELIVERED
-        and privacy_request.exports.filter(released_at__isnull=False).exists(),
+        "downloads_spent": not downloads and privacy_request.status not in NO_DATA_DELIVERED and bool(released),
         # Art. 19: the subject may know who received their data and was told of the erasure,
         # rectification or restriction. Notices exist only for requests with those rights.
         "recipient_notices": _recipient_notices(privacy_request),

@@ -820,3 +820,23 @@ def test_an_expired_link_says_when_it_expired_not_that_it_was_used_up(released, 
     assert status == 410
     assert f"This package can no longer be downloaded: it expired on {expires}." in html.unescape(body.decode())
     assert "download limit" not in body.decode()
+
+
+@pytest.mark.parametrize("spent", ["used_up", "expired"])
+@pytest.mark.parametrize(("kind", "said"), [("access", NOTHING_FOUND_ABOUT_YOU), ("portability", NOTHING_YOU_GAVE_US_FOUND)])
+def test_once_an_answer_that_found_nothing_can_no_longer_be_downloaded_the_page_still_calls_it_our_answer(
+    released, demo_request, client, spent, kind, said
+):
+    """It held no data of theirs: "we made your data available" would say we hold some. What it found is said by
+    kind, as while it could be downloaded."""
+    ExportPackage.objects.filter(pk=released.pk).update(kind=kind, manifest={**released.manifest, "rows": 0})
+    if spent == "used_up":
+        ExportPackage.objects.filter(pk=released.pk).update(download_count=released.max_downloads)
+        page = status_page(client, demo_request)
+    else:
+        with time_machine.travel(released.expires_at + datetime.timedelta(minutes=1)):
+            page = status_page(client, demo_request)
+    assert f"We gave you our answer: {said}" in page
+    assert "Our answer, which we made available here, can no longer be downloaded" in page
+    assert "We made your data available" not in page and "The copy of your data" not in page
+    assert "We are collecting or changing your data" not in page
