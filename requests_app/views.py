@@ -234,6 +234,12 @@ def _status_context(privacy_request) -> dict:
         # Released, not merely expired: a package never released (its right refused, or left unreviewed) is
         # ended too, and the subject was never offered it.
         "downloads_spent": not downloads and privacy_request.status not in NO_DATA_DELIVERED and bool(released),
+        # Still downloadable when the request was withdrawn, which ended it: the withdraw form warned of it.
+        "downloads_withdrawn": privacy_request.status == Status.WITHDRAWN
+        and any(
+            export.expires_at > privacy_request.closed_at and export.download_count < export.max_downloads
+            for export in released
+        ),
         # Art. 19: the subject may know who received their data and was told of the erasure,
         # rectification or restriction. Notices exist only for requests with those rights.
         "recipient_notices": _recipient_notices(privacy_request),

@@ -840,3 +840,33 @@ def test_once_an_answer_that_found_nothing_can_no_longer_be_downloaded_the_page_
     assert "Our answer, which we made available here, can no longer be downloaded" in page
     assert "We made your data available" not in page and "The copy of your data" not in page
     assert "We are collecting or changing your data" not in page
+
+
+WITHDRAWING_ENDS_THE_COPY = "Withdrawing the request also ends your access to the copy of your data above"
+
+
+def test_the_withdraw_form_warns_that_withdrawing_ends_the_copy_still_downloadable(released, demo_request, client):
+    """Withdrawing ends every package of the request (NO_DATA_DELIVERED): a subject with downloads left must
+    know before ticking the box, not find the copy gone afterwards."""
+    page = status_page(client, demo_request)
+    assert WITHDRAWING_ENDS_THE_COPY in page
+    assert page.index(WITHDRAWING_ENDS_THE_COPY) > page.index('action="' + reverse("withdraw", args=[demo_request.reference, demo_request.secret]))
+
+
+def test_the_withdraw_form_speaks_of_our_answer_when_the_package_found_nothing(released, demo_request, client):
+    ExportPackage.objects.filter(pk=released.pk).update(manifest={**released.manifest, "rows": 0})
+    page = status_page(client, demo_request)
+    assert "Withdrawing the request also ends your access to our answer above" in page
+    assert WITHDRAWING_ENDS_THE_COPY not in page
+
+
+def test_the_withdraw_form_has_no_such_warning_once_nothing_can_be_downloaded(released, demo_request, client):
+    ExportPackage.objects.filter(pk=released.pk).update(download_count=released.max_downloads)
+    assert "Withdrawing the request also ends your access" not in status_page(client, demo_request)
+
+
+def test_the_page_of_a_withdrawn_request_says_the_copy_went_with_the_withdrawal(released, demo_request, client):
+    withdraw_from_the_status_page(client, demo_request)
+    page = status_page(client, demo_request)
+    assert "The copy of your data we made available was deleted when the request was withdrawn." in page
+    assert "its link expired or was used as many times as allowed" not in page
