@@ -118,6 +118,7 @@ NEXT_STEP_TEXT = {
         "Please confirm your email address with the link we sent you. Until then we cannot start."
     ),
     Status.NEW: _("Your request is confirmed. Our data protection team will pick it up shortly."),
+    # For a request for a copy of the data; IDENTITY_CHECK_BEFORE_ACTING for any other.
     Status.IDENTITY_CHECK: _(
         "We are making sure we give your data only to you. We may contact you for proof of identity."
     ),
@@ -141,6 +142,20 @@ NEXT_STEP_TEXT = {
         "authority and seek a judicial remedy."
     ),
 }
+
+# An erasure, an objection or another right that gives the subject no copy: what we check is that it is theirs.
+IDENTITY_CHECK_BEFORE_ACTING = _(
+    "We are making sure that the request is yours before we act on it. We may contact you for proof of identity."
+)
+
+
+def next_step_text(request: PrivacyRequest) -> str:
+    """What the status page says comes next in the request's state, before what _status_context adds (a pause,
+    a fee, a package, an extension)."""
+    if request.status == Status.IDENTITY_CHECK and not set(request.requested_rights) <= set(ExportKind.values):
+        return IDENTITY_CHECK_BEFORE_ACTING
+    return NEXT_STEP_TEXT[request.status]
+
 
 AWAITING_SUBJECT_CLOCK_RUNS = _("We need more information from you. Please reply below.")
 # An extended request's next step starts as the extension email did (the reason is shown with the due date).

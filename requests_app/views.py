@@ -193,7 +193,7 @@ def _status_context(privacy_request) -> dict:
     # While the clock is paused the saved due date is behind: the date it moves to if the subject answers today.
     due_on = deadlines.due_on_if_resumed_today(privacy_request)
     answer_late = selectors.answer_is_late(privacy_request)
-    next_step = selectors.NEXT_STEP_TEXT[privacy_request.status]
+    next_step = selectors.next_step_text(privacy_request)
     released = list(privacy_request.exports.filter(released_at__isnull=False))
     if privacy_request.status == Status.AWAITING_SUBJECT and not privacy_request.clock_paused:
         next_step = selectors.AWAITING_SUBJECT_CLOCK_RUNS

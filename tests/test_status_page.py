@@ -12,7 +12,8 @@ from django.utils import timezone, translation
 
 from requests_app import selectors
 from requests_app.wording import date_in_words
-from requests_app.models import PrivacyRequest, Status
+from requests_app.models import PrivacyRequest, RequestType, Status
+from requests_app.services.intake import RightDetails
 from tests.factories import request_in_status, staff_in_role, submit_request
 
 
@@ -734,3 +735,39 @@ def test_a_forwarded_request_says_who_answers_it_and_how_to_reach_them_not_that_
     assert "We sent you a letter saying whom we forwarded your request to, and how to contact them." in page
     assert "could not grant" not in page and "declined" not in page
     assert 'name="body"' not in page  # closed: no reply form
+
+
+GIVE_YOUR_DATA_ONLY_TO_YOU = "We are making sure we give your data only to you."
+REQUEST_IS_YOURS = "We are making sure that the request is yours before we act on it."
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("rights", "said", "not_said"),
+    [
+        ([RightDetails(RequestType.ACCESS)], GIVE_YOUR_DATA_ONLY_TO_YOU, REQUEST_IS_YOURS),
+        ([RightDetails(RequestType.ACCESS), RightDetails(RequestType.PORTABILITY)], GIVE_YOUR_DATA_ONLY_TO_YOU, REQUEST_IS_YOURS),
+        (
+            [RightDetails(RequestType.ERASURE), RightDetails(RequestType.OBJECTION, objection_processing="Promotional calls")],
+            REQUEST_IS_YOURS,
+            GIVE_YOUR_DATA_ONLY_TO_YOU,
+        ),
+        ([RightDetails(RequestType.ACCESS), RightDetails(RequestType.ERASURE)], REQUEST_IS_YOURS, GIVE_YOUR_DATA_ONLY_TO_YOU),
+    ],
+)
+def test_the_identity_check_says_what_it_protects_for_the_rights_asked(client, rights, said, not_said):
+    """An erasure gives the subject no data: what the check makes sure of is that the request is theirs."""
+    request = request_in_status(Status.IDENTITY_CHECK, rights=rights)
+    page = client.get(status_url(request)).content.decode()
+    assert f"{said} We may contact you for proof of identity." in page
+    assert not_said not in page
+
+
+@pytest.mark.django_db
+def test_an_extended_identity_check_of_an_erasure_says_the_extension_then_what_the_check_is_for(client):
+    request = request_in_status(Status.IDENTITY_CHECK, rights=[RightDetails(RequestType.ERASURE)])
+    PrivacyRequest.objects.filter(pk=request.pk).update(
+        extended_at=timezone.now(), extension_reason="Many systems", due_on=timezone.localdate() + datetime.timedelta(days=60)
+    )
+    page = client.get(status_url(request)).content.decode()
+    assert f"we will answer by {date_in_words(timezone.localdate() + datetime.timedelta(days=60))}. {REQUEST_IS_YOURS}" in page
