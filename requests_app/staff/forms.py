@@ -141,17 +141,17 @@ class PauseForm(forms.Form):
 
 
 class NoteForm(forms.Form):
-    body = forms.CharField(label=_("Internal note"), widget=forms.Textarea(attrs={"rows": 3}), max_length=TEXT_MAX_CHARS)
+    body = forms.CharField(label=_("Internal note"), widget=forms.Textarea(attrs={"dir": "auto", "rows": 3}), max_length=TEXT_MAX_CHARS)
 
 
 class MessageForm(forms.Form):
     subject = forms.CharField(label=_("Subject line (optional)"), max_length=200, required=False)
-    body = forms.CharField(label=_("Message to the subject"), widget=forms.Textarea(attrs={"rows": 5}), max_length=TEXT_MAX_CHARS)
+    body = forms.CharField(label=_("Message to the subject"), widget=forms.Textarea(attrs={"dir": "auto", "rows": 5}), max_length=TEXT_MAX_CHARS)
 
 
 class InformationRequestForm(forms.Form):
     body = forms.CharField(
-        label=_("What do you need from the subject?"), widget=forms.Textarea(attrs={"rows": 4}), max_length=TEXT_MAX_CHARS
+        label=_("What do you need from the subject?"), widget=forms.Textarea(attrs={"dir": "auto", "rows": 4}), max_length=TEXT_MAX_CHARS
     )
 
 

@@ -61,3 +61,24 @@ def test_switching_language_after_a_refused_reply_keeps_its_text(page, live_serv
     expect(page.get_by_label("Écrire à notre équipe chargée de la protection des données")).to_have_value(
         "My ID card, attached."
     )
+
+
+ARABIC = "أريد نسخة من بياناتي، رقم العميل 4711."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_right_to_left_message_reads_right_to_left(page, live_server):
+    """A message in Arabic or Hebrew laid out left to right puts its full stop and its numbers in the wrong places:
+    each message, and the reply being typed, take their direction from their own text."""
+    from requests_app.services import handling
+
+    request = request_in_status(Status.IN_PROGRESS)
+    handling.subject_reply(request=request, body=ARABIC)
+    handling.subject_reply(request=request, body="My customer number is 4711.")
+    page.goto(live_server.url + reverse("status", args=[request.reference, request.secret]))
+
+    directions = page.locator(".message-body").evaluate_all("bodies => bodies.map(body => getComputedStyle(body).direction)")
+    assert directions == ["rtl", "ltr"]
+    reply = page.get_by_label("Write to our data protection team")
+    reply.fill(ARABIC)
+    assert reply.evaluate("box => getComputedStyle(box).direction") == "rtl"

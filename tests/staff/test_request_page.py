@@ -1,6 +1,7 @@
 """The staff page of one request: what it points out to whoever checks it."""
 
 import html
+import re
 
 import pytest
 from django.urls import reverse
@@ -623,3 +624,24 @@ def test_a_ccpa_request_to_limit_is_rejected_from_the_page_as_fraudulent_never_f
     access = request_in_status(Status.IN_PROGRESS, regime="ccpa")
     grounds = _select(client.get(reverse("staff:request", args=[access.reference])).content.decode(), "ground")
     assert 'value="fraudulent"' not in grounds and 'value="identity_not_verified"' in grounds
+
+
+@pytest.mark.django_db
+def test_messages_and_notes_take_their_direction_from_their_own_text(client):
+    """An Arabic or Hebrew message laid out left to right puts its full stop and numbers in the wrong places: each
+    message and note shown, and each written to the subject or as a note, takes its direction from its first letters."""
+    from requests_app.services import handling
+
+    request = request_in_status(Status.IN_PROGRESS)
+    dpo = staff_in_role("DPO", username="dpo-direction")
+    handling.subject_reply(request=request, body="أريد نسخة من بياناتي.")
+    handling.note_add(request=request, actor=Actor.staff(dpo), body="طلب الوصول، انظر الملف 12.")
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert '<div class="prewrap" dir="auto">أريد نسخة من بياناتي.</div>' in page
+    assert '<div class="prewrap" dir="auto">طلب الوصول، انظر الملف 12.</div>' in page
+    textareas = re.findall(r"<textarea[^>]*>", page)
+    for label in ("Internal note", "Message to the subject", "What do you need from the subject?"):
+        field_id = re.search(rf'<label for="([^"]+)"[^>]*>{re.escape(html.escape(label, quote=False))}', page).group(1)
+        (textarea,) = [tag for tag in textareas if f'id="{field_id}"' in tag]
+        assert 'dir="auto"' in textarea, label
