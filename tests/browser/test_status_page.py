@@ -4,7 +4,7 @@ import pytest
 from playwright.sync_api import expect
 from django.urls import reverse
 
-from requests_app.models import MessageDirection, Status
+from requests_app.models import MessageDirection, PrivacyRequest, Status
 from tests.factories import request_in_status
 
 
@@ -61,6 +61,49 @@ def test_switching_language_after_a_refused_reply_keeps_its_text(page, live_serv
     expect(page.get_by_label("Écrire à notre équipe chargée de la protection des données")).to_have_value(
         "My ID card, attached."
     )
+
+
+# The number of lines the first occurrence of `text` in `selector`'s element takes on the screen.
+LINES_OF_TEXT = """([selector, text]) => {
+  const walker = document.createTreeWalker(document.querySelector(selector), NodeFilter.SHOW_TEXT);
+  const whole = [];
+  for (let node; (node = walker.nextNode());) whole.push(node);
+  const joined = whole.map(node => node.data).join("");
+  let start = joined.indexOf(text);
+  if (start < 0) return 0;
+  const range = document.createRange();
+  let offset = 0;
+  for (const node of whole) {
+    const end = offset + node.data.length;
+    if (start >= offset && start < end) range.setStart(node, start - offset);
+    if (start + text.length > offset && start + text.length <= end) { range.setEnd(node, start + text.length - offset); break; }
+    offset = end;
+  }
+  return new Set([...range.getClientRects()].filter(rect => rect.width > 0).map(rect => Math.round(rect.top))).size;
+}"""
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("language", ["en", "fr", "nl", "de"])
+def test_on_a_phone_a_reference_is_never_broken_across_two_lines(page, live_server, language):
+    """At 375 px "Request DSR-2026-00005" is wider than the heading's line: the browser broke it at a hyphen, and
+    "00005" on a line of its own reads as another number. The reference keeps to one line; the words wrap instead.
+    Also where the confirmation page names it, inside a sentence."""
+    from requests_app.services import intake
+
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.context.add_cookies([{"name": "django_language", "value": language, "url": live_server.url}])
+    request = request_in_status(Status.IN_PROGRESS)
+    PrivacyRequest.objects.filter(pk=request.pk).update(reference="DSR-2026-00005")
+    request.refresh_from_db()
+    page.goto(live_server.url + reverse("status", args=[request.reference, request.secret]))
+    assert page.evaluate(LINES_OF_TEXT, ["h1", request.reference]) == 1
+
+    unconfirmed = request_in_status(Status.AWAITING_VERIFICATION)
+    PrivacyRequest.objects.filter(pk=unconfirmed.pk).update(reference="DSR-2026-00006")
+    token = intake.verification_token(PrivacyRequest.objects.get(pk=unconfirmed.pk))
+    page.goto(live_server.url + reverse("verify_email", args=[token]))
+    assert page.evaluate(LINES_OF_TEXT, ["main p", "DSR-2026-00006"]) == 1
 
 
 ARABIC = "أريد نسخة من بياناتي، رقم العميل 4711."
