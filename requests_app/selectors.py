@@ -917,7 +917,8 @@ def export_previews(export) -> list[dict]:
                 if source_of_data_file(entry["path"]):
                     with archive.open(entry["path"]) as member:
                         for _, line in zip(range(PREVIEW_ROWS + 1), member):
-                            lines.append(line.decode("utf-8", "replace").rstrip("\n"))
+                            # utf-8-sig: without the CSV's byte-order mark (exports.package.CSV_BYTE_ORDER_MARK).
+                            lines.append(line.decode("utf-8-sig", "replace").rstrip("\n"))
                 previews.append({**entry, "first_lines": lines})
     return previews
 

@@ -12,6 +12,7 @@ psycopg2.connect keyword arguments. Result on stdout: {"sha256", "bytes"}.
 It imports only psycopg2 and the standard library, to start fast.
 """
 
+import codecs
 import hashlib
 import json
 import os
@@ -53,6 +54,7 @@ def run(job: dict, parent_pid: int) -> dict:
         ) as part, part.open("part", "w", force_zip64=True) as member:
             cursor.execute("SET TRANSACTION SNAPSHOT %s", [job["snapshot"]])
             writer = _PartWriter(member, parent_pid)
+            writer.write(codecs.BOM_UTF8)  # for spreadsheets, as package.CSV_BYTE_ORDER_MARK says
             cursor.copy_expert(f"COPY ({job['query']}) TO STDOUT WITH (FORMAT csv, HEADER)", writer)
             writer.flush()
         raw.rollback()

@@ -1,6 +1,6 @@
 """The export package: one ZIP streamed from the source systems.
 
-    data/<source>/<category>.jsonl and .csv   the rows, per source and category
+    data/<source>/<category>.jsonl and .csv   the rows, per source and category (the CSV for spreadsheets)
     report.html                               the Art. 15 information, in the subject's language
     manifest.json                             files, row counts, SHA-256 of each, identities searched, when reading began
 
@@ -10,6 +10,7 @@ temporary file while its JSON lines go straight into the ZIP (a ZIP can only
 write one entry at a time), then copied in.
 """
 
+import codecs
 import contextlib
 import csv
 import datetime
@@ -48,6 +49,11 @@ from requests_app.spreadsheets import spreadsheet_safe
 from requests_app.wording import in_sentence
 
 PROGRESS_EVERY_ROWS = 20_000
+# Each CSV file starts with UTF-8's byte-order mark: Excel, opening a CSV by a double-click, reads the bytes as the
+# computer's legacy code page unless the mark says UTF-8 ("LiÃ¨ge" for Liège). The CSV is the spreadsheet's copy (its
+# formulas are already defused, spreadsheet_safe); the JSON lines, every value as held and no mark, are the copy
+# for other programs. copy_part.py writes the same mark for the COPY path.
+CSV_BYTE_ORDER_MARK = codecs.BOM_UTF8
 
 
 class _HashingWriter(io.RawIOBase):
@@ -325,6 +331,7 @@ class PackageWriter:
             text_spool.flush()
             spool.seek(0)
             with self.entry(f"{base}.csv") as csv_out:
+                csv_out.write(CSV_BYTE_ORDER_MARK)
                 shutil.copyfileobj(spool, csv_out, 1024 * 1024)
             text_spool.detach()
         self._set_rows(2, counter[0])

@@ -42,7 +42,8 @@ def jsonl_records(package, path: str) -> list[dict]:
 
 
 def csv_rows(package, path: str) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(package.read(path).decode(), newline="")))
+    """A CSV file's rows, read as a program reading data does: past its byte-order mark."""
+    return list(csv.reader(io.StringIO(package.read(path).decode("utf-8-sig"), newline="")))
 
 
 def check_manifest(package) -> dict:
@@ -58,7 +59,7 @@ def check_manifest(package) -> dict:
         if entry["path"].endswith(".jsonl"):
             assert len(data.decode().splitlines()) == entry["rows"], entry["path"]
         elif entry["path"].endswith(".csv"):
-            records = list(csv.reader(io.StringIO(data.decode(), newline="")))
+            records = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
             assert len(records) - 1 == entry["rows"], entry["path"]  # the header row
         else:
             assert entry["rows"] is None

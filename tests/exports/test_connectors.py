@@ -247,7 +247,7 @@ def test_copy_export_writes_the_same_rows_as_stream_as_json_lines_and_csv(postgr
     json_rows = [json.loads(line) for line in written["jsonl"].decode().splitlines()]
     assert unordered(json_rows) == unordered([dict(zip(columns, row)) for row in streamed])
     assert all(list(record) == COLUMNS for record in json_rows)
-    csv_rows = list(csv.reader(io.StringIO(written["csv"].decode())))
+    csv_rows = list(csv.reader(io.StringIO(written["csv"].decode("utf-8-sig"))))
     assert csv_rows[0] == COLUMNS
     as_csv_text = [["" if value is None else str(value) for value in row] for row in streamed]
     assert unordered(csv_rows[1:]) == unordered(as_csv_text)
@@ -278,7 +278,7 @@ def test_copy_export_finds_the_rows_of_identifiers_holding_percent_quote_and_bac
     assert sorted(row[0] for row in streamed) == sorted(QUOTED_IDENTIFIERS)
     assert count == len(QUOTED_IDENTIFIERS)
     assert sorted(json.loads(line)["caller"] for line in written["jsonl"].decode().splitlines()) == sorted(QUOTED_IDENTIFIERS)
-    csv_rows = list(csv.reader(io.StringIO(written["csv"].decode())))
+    csv_rows = list(csv.reader(io.StringIO(written["csv"].decode("utf-8-sig"))))
     assert sorted(row[0] for row in csv_rows[1:]) == sorted(QUOTED_IDENTIFIERS)
 
 
@@ -332,7 +332,7 @@ def test_the_copy_paths_csv_never_hands_a_spreadsheet_a_formula(postgres_backend
 
     count, written = run_copy_export(connector_for(source), category, [ALICE], tmp_path)
 
-    rows = list(csv.reader(io.StringIO(written["csv"].decode())))
+    rows = list(csv.reader(io.StringIO(written["csv"].decode("utf-8-sig"))))
     assert [row[2] for row in rows[1:]] == ["'=1+1", "-5", "2026-01-08 08:00:00"]
     assert [row[3] for row in rows[1:]] == ["61", "5", "0"]  # numbers as COPY writes them
     assert '"started_at":"=1+1"' in written["jsonl"].decode()
@@ -349,7 +349,7 @@ def test_the_copy_paths_csv_header_never_hands_a_spreadsheet_a_formula(postgres_
 
     count, written = run_copy_export(connector_for(source), category, [CAROL], tmp_path)
 
-    rows = list(csv.reader(io.StringIO(written["csv"].decode())))
+    rows = list(csv.reader(io.StringIO(written["csv"].decode("utf-8-sig"))))
     assert rows[0] == ["'=HYPERLINK(\"http://evil.example\")", "'@cost", "-5"]
     assert rows[1] == [CAROL, "42", "2026-01-07 18:15:00"]
     assert list(json.loads(written["jsonl"].decode().splitlines()[0])) == ['=HYPERLINK("http://evil.example")', "@cost", "-5"]
@@ -371,7 +371,7 @@ def test_the_python_paths_csv_header_never_hands_a_spreadsheet_a_formula(db, htt
     writer.finish([source])
 
     with zipfile.ZipFile(tmp_path / "package.zip") as package:
-        rows = list(csv.reader(io.StringIO(package.read("data/partner-api/calls.csv").decode())))
+        rows = list(csv.reader(io.StringIO(package.read("data/partner-api/calls.csv").decode("utf-8-sig"))))
         record = json.loads(package.read("data/partner-api/calls.jsonl").decode().splitlines()[0])
     assert rows == [["caller", "'=HYPERLINK(\"http://evil.example\")", "'+cmd"], [ALICE, "x", "-5"]]
     assert list(record) == ["caller", '=HYPERLINK("http://evil.example")', "+cmd"]
@@ -391,7 +391,7 @@ def test_copy_export_of_an_unknown_identity_writes_only_the_csv_header(postgres_
     count, written = run_copy_export(connector_for(source), category, [HOSTILE], tmp_path)
     assert count == 0
     assert written["jsonl"] == b""
-    assert written["csv"].decode().splitlines() == [",".join(COLUMNS)]
+    assert written["csv"].decode("utf-8-sig").splitlines() == [",".join(COLUMNS)]
 
 
 @pytest.mark.postgres
@@ -417,7 +417,7 @@ def test_a_package_from_the_copy_path_holds_the_same_rows_as_stream(postgres_bac
     with zipfile.ZipFile(path) as package:
         assert package.testzip() is None
         jsonl = package.read("data/billing-pg/calls.jsonl").decode()
-        csv_text = package.read("data/billing-pg/calls.csv").decode()
+        csv_text = package.read("data/billing-pg/calls.csv").decode("utf-8-sig")
         for entry in manifest["files"]:
             assert hashlib.sha256(package.read(entry["path"])).hexdigest() == entry["sha256"]
     assert unordered([json.loads(line) for line in jsonl.splitlines()]) == unordered(

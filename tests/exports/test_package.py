@@ -448,3 +448,36 @@ def test_every_entry_of_a_compiled_package_is_dated_when_reading_its_sources_beg
     (date,) = dates
     dated = datetime.datetime(*date, tzinfo=ZoneInfo("Europe/Brussels"))  # a ZIP date is local time: ours
     assert datetime.datetime.fromisoformat(export.manifest["reading_started_at"]) == dated
+
+
+def test_the_csv_files_tell_a_spreadsheet_they_are_utf_8_and_the_json_lines_stay_as_held(demo_sources):
+    """Excel opening a CSV by a double-click reads it in the computer's legacy code page unless a byte-order mark says
+    UTF-8: "LiÃ¨ge" for Liège. The CSV is the spreadsheet's copy, so it starts with the mark (on the SQLite path and on
+    PostgreSQL's COPY path alike); the JSON lines, for other programs, carry none, and the report says which is which."""
+    from requests_app.selectors import export_previews
+
+    backend, url, request = demo_sources
+    engine = sqlalchemy.create_engine(normalise_url(url))
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sqlalchemy.text("UPDATE customers SET billing_address = 'Rue Léopold 3, 4000 Liège' WHERE email = :email"),
+                {"email": SUBJECT_EMAIL},
+            )
+    finally:
+        engine.dispose()
+    export = compiled(request)
+
+    with open_package(export) as package:
+        check_manifest(package)  # sizes and checksums count the mark
+        for base in CATEGORIES:
+            assert package.read(f"{base}.csv").startswith(b"\xef\xbb\xbf") and package.read(f"{base}.csv")[3:4].isalpha(), base
+            assert not package.read(f"{base}.jsonl").startswith(b"\xef\xbb\xbf"), base
+        (contact,) = csv_rows(package, "data/crm/contacts.csv")[1:]
+        assert "Rue Léopold 3, 4000 Liège" in contact
+        assert jsonl_records(package, "data/crm/contacts.jsonl")[0]["billing_address"] == "Rue Léopold 3, 4000 Liège"
+        report = html.unescape(package.read("report.html").decode())
+    assert "The CSV files start with a byte-order mark" in report
+    # Staff's review shows the column names, not the mark before the first.
+    (contacts_csv,) = [preview for preview in export_previews(export) if preview["path"] == "data/crm/contacts.csv"]
+    assert contacts_csv["first_lines"][0].startswith("customer_ref,")
