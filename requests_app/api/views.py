@@ -507,12 +507,12 @@ class ExportViewSet(viewsets.GenericViewSet):
             ),
             (410, PROBLEM): OpenApiResponse(
                 response=serializers.ProblemSerializer,
-                description="Expired or download limit reached",
+                description="No longer downloadable: `detail` says what ended it first (expiry, the download limit, or the "
+                "request withdrawn, forwarded or refused)",
                 examples=[
                     problem_example(
-                        "Expired or used up", 410,
-                        "This package can no longer be downloaded: it expired or the download limit was reached.",
-                    )
+                        "Used up", 410, "This package can no longer be downloaded: its download limit was reached.",
+                    ),
                 ],
             ),
             **problems(400, 401, 403, 404, 405, 429),  # never a 406: its ZIP or a problem, whatever Accept says

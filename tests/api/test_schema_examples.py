@@ -370,7 +370,7 @@ PROVOKE = {
     ),
     (409, "AlreadyWithdrawn"): already_withdrawn,
     (409, "Idempotency-KeyInFlight"): in_flight,
-    (410, "ExpiredOrUsedUp"): used_up_package,
+    (410, "UsedUp"): used_up_package,
     (405, "MethodNotAllowed"): lambda operator: client_with(key_for(operator)).put(CREATE[0], ERASURE, format="json"),
     (406, "NotAcceptable"): lambda operator: client_with(key_for(operator)).get("/api/v1/ping/", HTTP_ACCEPT="text/html"),
     (413, "BodyTooLarge"): lambda operator: client_with(key_for(operator)).post(
