@@ -12,7 +12,8 @@ would only flag documented refusals. Every other check runs (no 5xx, status code
 types, headers and bodies as documented, auth enforced, 405 for undeclared methods), and on
 top of them: every 4xx from an API route is problem details (errors.py); another
 organisation's request stays invisible; without a key every route is 401 (413 for a body
-over API_MAX_BODY_BYTES, refused before anything reads it).
+over API_MAX_BODY_BYTES, refused before anything reads it; 406 for an Accept that admits no
+JSON, refused before the key is read, except by the downloads, which answer whatever Accept says).
 
 Every call goes to this server's Host (`call`), whatever header names a negative case makes up.
 """
@@ -29,6 +30,7 @@ from django.core.wsgi import get_wsgi_application
 from django.urls import Resolver404, resolve
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from rest_framework.utils.mediatypes import media_type_matches
 
 from requests_app.api.auth import OrganisationKeyThrottle, UnauthenticatedThrottle
 from requests_app.audit import Actor
@@ -184,10 +186,22 @@ def assert_refused_without_a_key(case):
     assert_problem_details(response)
     if len(response.request.body or b"") > django_settings.API_MAX_BODY_BYTES:
         assert response.status_code == 413
-        return
+        return response
     if is_api_route(response):
+        if response.status_code == 406:
+            # DRF picks how to write its answer before it authenticates, so an Accept that admits no JSON is refused
+            # first (documented). Negative cases send one: "Accept" is among the header names they make up (see call).
+            accept = next((value for name, value in (case.headers or {}).items() if name.lower() == "accept"), None)
+            assert accept is not None and not admits_json(accept), case.headers
+            return response
         assert response.status_code == 401, (response.status_code, response.text[:300])
         assert response.headers.get("www-authenticate") == ["Api-Key"]
+    return response
+
+
+def admits_json(accept: str) -> bool:
+    """As DRF's content negotiation reads an Accept header."""
+    return any(media_type_matches("application/json", media_range.strip()) for media_range in accept.split(","))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -200,6 +214,15 @@ def test_a_host_header_a_negative_case_makes_up_is_not_sent(operator):
     assert_refused_without_a_key(filing)
     ping = schema["/api/v1/ping/"]["GET"].Case(headers={"Host": ""})
     assert call(ping, Authorization=f"Api-Key {key_for(operator)}").status_code == 200
+
+
+@pytest.mark.parametrize(("accept", "status"), [("", 406), ("0", 406), ("text/html", 406), ("text/html, */*", 401)])
+@pytest.mark.django_db(transaction=True)
+def test_an_accept_header_a_negative_case_makes_up_may_be_refused_before_the_key(accept, status):
+    """The same made-up header names include "Accept": one that admits no JSON is a 406 before the key is read, where
+    the fuzzing above expected a 401."""
+    response = assert_refused_without_a_key(schema["/api/v1/ping/"]["GET"].Case(headers={"Accept": accept}))
+    assert response.status_code == status
 
 
 @pytest.mark.parametrize("path", ["{id}/exports/", "{id}/exports/{id}/download/"])
