@@ -77,9 +77,11 @@ def test_an_erasure_of_a_demo_subject(db, demo_sources, dpo_actor, django_captur
 
     request = demo_erasure(dpo_actor, django_capture_on_commit_callbacks)
 
-    contact = demo_sources("SELECT name, email, billing_address, customer_ref FROM customers WHERE id = 1")[0]
-    assert contact["name"] == contact["billing_address"] == "(erased)" and contact["email"].startswith("anon:")
-    assert contact["customer_ref"] == "CUST-000000"  # the account stays for the invoices
+    contact = demo_sources("SELECT name, email, phone, billing_address, customer_ref, company FROM customers WHERE id = 1")[0]
+    # Every field about the contact is erased: none replaced by a code we could match to them again (see below).
+    assert contact["name"] == contact["email"] == contact["phone"] == contact["billing_address"] == "(erased)"
+    # The account stays for the invoices: a company's, no data about its contact once they are erased from it.
+    assert (contact["customer_ref"], contact["company"]) == ("CUST-000000", "Example Telecom SA")
     assert demo_sources("SELECT count(*) AS n FROM web_logs WHERE ip_address = '198.18.0.1'") == [{"n": 0}]
     # The rolling holds kept the last 12 months' calls, made and received, and erased the older ones.
     for column in ("caller", "callee"):
@@ -96,6 +98,28 @@ def test_an_erasure_of_a_demo_subject(db, demo_sources, dpo_actor, django_captur
         for category in ("calls-made", "calls-received")
     ]
     assert set(SuppressionPurpose.objects.values_list("slug", flat=True)) == {"marketing-email", "telemarketing", "event-sponsors"}
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+def test_the_letter_of_a_demo_erasure_claims_no_erasure_of_data_kept(db, demo_sources, dpo_actor, django_capture_on_commit_callbacks, language):
+    """QA, with a French-speaking subject: "Nous avons effacé vos données dans Contacts clients (CRM)", then that their email
+    address and phone number were replaced by codes which remain their personal data, with no ground for keeping them;
+    the row still held the customer reference, the company and the codes."""
+    request = demo_erasure(dpo_actor, django_capture_on_commit_callbacks)
+    request.language = language
+    request.save(update_fields=["language"])
+    crm = SourceAction.objects.get(request=request, source__slug="crm")
+    assert crm.dry_run["pseudonymised"] == {}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.request_complete(request=request, actor=dpo_actor, letter="Done.", expected_status=request.status)
+
+    letter = Message.objects.filter(request=request).latest("created_at").body
+    assert "codes" not in letter and "anon" not in letter
+    if language == "en":
+        assert "We erased your data in Customer contacts (CRM): contact information.\n\n" in letter
+    else:
+        assert "Nous avons effacé vos données dans Contacts clients (CRM)" in letter and "remplacé" not in letter
 
 
 def test_completing_a_demo_erasure_waits_for_no_notice_to_the_authorities(

@@ -239,14 +239,18 @@ class Command(BaseCommand):
             query="SELECT customer_ref, name, email, phone, billing_address, company, created_at FROM customers WHERE lower(email) IN :identities",
             table="customers", identity_field="email", erase_method=EraseMethod.ANONYMISE, restriction_flag="restricted",
         )
-        # The account row stays (accounting law keeps the invoices that point at it); the person in it goes. Letters
-        # name a field inside a sentence: in lower case, but for German nouns.
+        # The account row stays (accounting law keeps the invoices that point at it); the person in it goes: every field
+        # that is about the contact is erased for good. Not replaced by a keyed hash: a code we could match to them
+        # again is their data kept, which only a legal hold on the codes may justify, and nothing here needs one.
+        # What stays, the customer reference and the company (and when the account was opened), is the business
+        # customer's account, a company's, no longer about the contact once they are erased from it. Letters name a
+        # field inside a sentence: in lower case, but for German nouns.
         for field, labels in [
             (SourceField(name="name", label="name", erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
              {"fr": "nom", "nl": "naam", "de": "Name"}),
-            (SourceField(name="email", label="email address", type=FieldType.EMAIL, erase_strategy=EraseStrategy.HASH),
+            (SourceField(name="email", label="email address", type=FieldType.EMAIL, erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
              {"fr": "adresse e-mail", "nl": "e-mailadres", "de": "E-Mail-Adresse"}),
-            (SourceField(name="phone", label="phone number", type=FieldType.PHONE, erase_strategy=EraseStrategy.HASH),
+            (SourceField(name="phone", label="phone number", type=FieldType.PHONE, erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
              {"fr": "numéro de téléphone", "nl": "telefoonnummer", "de": "Telefonnummer"}),
             (SourceField(name="billing_address", label="billing address", erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
              {"fr": "adresse de facturation", "nl": "factuuradres", "de": "Rechnungsanschrift"}),
