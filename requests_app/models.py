@@ -1604,7 +1604,8 @@ class EraseStrategy(models.TextChoices):
     KEEP = "keep", _("Keep (not personal once the rest is anonymised)")
     NULL = "null", _("Empty it (NULL)")
     FIXED = "fixed", _("Replace with a fixed text")
-    HASH = "hash", _("Replace with a keyed hash (same input, same output)")
+    # Still personal data: erasure writes it only under a legal hold on the codes (LegalHold.pseudonyms_only).
+    HASH = "hash", _("Replace with a keyed hash (a pseudonym: kept only under a legal hold on the codes)")
 
 
 class SourceField(TranslatedTexts, models.Model):
@@ -1690,6 +1691,13 @@ class LegalHold(TranslatedTexts, models.Model):
         validators=[validate_field_name],
         help_text=_("With a number of months: the field holding each record's date, e.g. started_at."),
     )
+    # A keyed hash is a pseudonym, not erasure (Recital 26): whoever holds the key can match it to the subject
+    # again. An erasure writes one only under a hold of this kind, whose ground the letter states (actions.build_plan).
+    pseudonyms_only = models.BooleanField(
+        default=False,
+        help_text=_("Keep only the codes (keyed hashes) that erasure writes in place of the fields set to be replaced by a "
+                    "keyed hash; the rest of the data is erased."),
+    )
 
     class Meta:
         ordering = ["source", "category", "until"]
@@ -1710,6 +1718,11 @@ class LegalHold(TranslatedTexts, models.Model):
                 condition=models.Q(keep_months__isnull=True) | models.Q(category__isnull=False),
                 name="rolling_hold_has_category",
                 violation_error_message=_("A hold on the last months names one category: the date field is that category's."),
+            ),
+            models.CheckConstraint(
+                condition=models.Q(pseudonyms_only=False) | models.Q(keep_months__isnull=True),
+                name="pseudonym_hold_keeps_no_records",
+                violation_error_message=_("A hold on the codes keeps no records: leave the number of months empty."),
             ),
         ]
 

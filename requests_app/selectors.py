@@ -46,7 +46,7 @@ from requests_app.models import (
     rights_mask,
 )
 from requests_app.phones import to_e164
-from requests_app.services.certificate import kept, searched_nothing
+from requests_app.services.certificate import codes_kept, kept, searched_nothing
 
 # The events a subject sees on their status page, in their words.
 SUBJECT_EVENT_TEXT = {
@@ -767,7 +767,7 @@ def holds_ended(*, today: datetime.date) -> list[dict]:
     since = (today - datetime.timedelta(days=HOLDS_ENDED_DAYS)).isoformat()
     erasures = (
         SourceAction.objects.filter(kind=ActionKind.ERASE, status=ActionStatus.DONE)
-        .exclude(result__held=[])
+        .exclude(result__held=[], dry_run__pseudonym_holds=[])
         .select_related("request", "source")
         .order_by("finished_at")
     )
@@ -775,8 +775,16 @@ def holds_ended(*, today: datetime.date) -> list[dict]:
         {"reference": action.request.reference, "source": action.source.name, "category": hold["category"], "until": hold["until"]}
         for action in erasures
         if not searched_nothing(action)
-        for hold in kept(action)
+        for hold in [*kept(action), *_codes_as_held(action)]
         if since <= hold["until"] < today.isoformat()
+    ]
+
+
+def _codes_as_held(action: SourceAction) -> list[dict]:
+    """The codes an erasure kept under a hold on them (certificate.codes_kept), named by their fields: those are
+    what is due for erasure when the hold ends, not the category, whose other data was erased."""
+    return [
+        {**hold, "category": ", ".join(f"{hold['category']}.{name}" for name in hold["fields"])} for hold in codes_kept(action)
     ]
 
 

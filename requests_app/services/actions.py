@@ -379,7 +379,8 @@ def held_categories(source: SourceSystem, today=None) -> list[dict]:
     hold that keeps the most: a whole category's over one keeping its recent records ("kept_from",
     dated by "dated_by"), and "until", the last day any applicable hold keeps something."""
     today = today or timezone.localdate()
-    holds = list(LegalHold.objects.filter(source=source, until__gte=today).prefetch_related("translations"))
+    # A hold on the codes keeps no records: the rest of the category is erased (pseudonyms_kept).
+    holds = list(LegalHold.objects.filter(source=source, until__gte=today, pseudonyms_only=False).prefetch_related("translations"))
     held = []
     for category in source.categories.all():
         applicable = [hold for hold in holds if hold.category_id in (None, category.id)]
@@ -402,6 +403,42 @@ def held_categories(source: SourceSystem, today=None) -> list[dict]:
     return held
 
 
+def pseudonyms_kept(source: SourceSystem, work: list[CategoryWork], today=None) -> list[dict]:
+    """For each category the erasure plan `work` anonymises with fields replaced by a keyed hash, the legal hold on
+    the codes (pseudonyms_only) that keeps them on `today`: {"category", "fields", "ground", "basis",
+    "basis_translations", "until"}, the one that keeps them longest. A keyed hash is a pseudonym, not erasure
+    (Recital 26): we could match it to the subject again, so it is their data kept, which needs an Art. 17(3)
+    ground the letter can state. Raises SourceError, naming the fields, where no hold gives one."""
+    today = today or timezone.localdate()
+    holds = list(LegalHold.objects.filter(source=source, until__gte=today, pseudonyms_only=True).prefetch_related("translations"))
+    kept, unheld = [], []
+    for item in work:
+        hashed = sorted(name for name, rule in item.anonymise.items() if rule.erase_strategy == EraseStrategy.HASH)
+        if not hashed:
+            continue
+        applicable = [hold for hold in holds if hold.category_id in (None, item.category.id)]
+        if not applicable:
+            unheld += [f"{item.category.slug}.{name}" for name in hashed]
+            continue
+        hold = max(applicable, key=lambda hold: hold.until)
+        kept.append({
+            "category": item.category.slug,
+            "fields": hashed,
+            "ground": hold.ground,
+            "basis": hold.basis,
+            # For the letter in the subject's language; not part of what staff approve (plan_digest).
+            "basis_translations": {text.language: text.basis for text in hold.translations.all()},
+            "until": hold.until.isoformat(),
+        })
+    if unheld:
+        raise SourceError(
+            f"{source.slug}: erasure would replace {', '.join(unheld)} with a keyed hash, which can be matched to the subject "
+            "again: their data, kept. Add a legal hold on the codes giving its Art. 17(3) ground, or have erasure empty or "
+            "replace these fields with a fixed text."
+        )
+    return kept
+
+
 def holds_computed_on(action: SourceAction) -> datetime.date | None:
     """The day an action's legal holds are read for: its dry run's (None before one: today), so that an
     execution approved on a later day keeps exactly the records the dry run kept (a rolling hold's first
@@ -413,8 +450,9 @@ def build_plan(action: SourceAction) -> tuple[ActionPlan, list[dict]]:
     """The connector's plan for the action, and the categories erasure keeps under a legal hold
     (as they were on the day of its dry run, see holds_computed_on; today before one).
 
-    Raises SourceError when the inventory cannot carry the action out, so
-    the dry run says what to fix instead of reporting a change it would not make.
+    Raises SourceError when the inventory cannot carry the action out (or not lawfully: an erasure that would
+    write keyed hashes with no legal hold on the codes, pseudonyms_kept), so the dry run says what to fix instead
+    of reporting a change it would not make; so does the execution of one approved before the inventory changed.
     """
     source = action.source
     identities = sorted(
@@ -424,7 +462,8 @@ def build_plan(action: SourceAction) -> tuple[ActionPlan, list[dict]]:
             *(selectors.corrected_identifiers(request=action.request, source=source) if action.kind != ActionKind.RECTIFY else []),
         }
     )
-    held = held_categories(source, holds_computed_on(action)) if action.kind == ActionKind.ERASE else []
+    holds_day = holds_computed_on(action)
+    held = held_categories(source, holds_day) if action.kind == ActionKind.ERASE else []
     holds = {hold["category"]: hold for hold in held}
     changes = _typed_changes(action) if action.kind == ActionKind.RECTIFY else {}
     work = []
@@ -450,6 +489,8 @@ def build_plan(action: SourceAction) -> tuple[ActionPlan, list[dict]]:
         raise SourceError(f"{source.slug}: no restriction flag or restriction list is configured")
     restriction_list = source.restriction_list if action.kind in RESTRICTION_KINDS else ""
     plan = ActionPlan(kind=action.kind, identities=identities, categories=work, restriction_list=restriction_list)
+    if action.kind == ActionKind.ERASE:
+        plan.pseudonym_holds = pseudonyms_kept(source, work, holds_day)
     if action.kind == ActionKind.RECTIFY and action.result.get("changed_before_failing"):
         # The rows it already gave the corrected identifier are the subject's, not others' holding it (IdentifierHeld).
         correcting_identity = {item.category.slug for item in work if item.category.identity_field in item.changes}
@@ -582,7 +623,7 @@ def _dry_run(current: QuerySet, heartbeat: Heartbeat) -> None:
         dry_run={
             **preview, "held": held, "held_rows": rows_held, "identities": len(plan.identities), "plan": plan_digest(plan, held),
             # Kept for the letter: the execution runs this plan (same digest), whatever the inventory says later.
-            "pseudonymised": pseudonymised_fields(plan),
+            "pseudonymised": pseudonymised_fields(plan), "pseudonym_holds": plan.pseudonym_holds,
         },
         dry_run_at=timezone.now(),
     )

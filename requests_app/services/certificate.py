@@ -75,9 +75,19 @@ def kept(action) -> list[dict]:
     return [hold for hold in held or [] if counts is None or counts.get(hold["category"], 0) > 0]
 
 
+def codes_kept(action) -> list[dict]:
+    """The codes (keyed hashes) a finished erasure wrote in place of the subject's data in the categories it
+    changed, each category's with the legal hold on the codes that keeps them (actions.pseudonyms_kept), as its
+    dry run planned them: the execution ran that plan. None for an erasure made before such a hold was required:
+    its codes were kept on no recorded ground (_pseudonymised_fields names them still)."""
+    changed = set(action.changed_categories())
+    return [hold for hold in action.dry_run.get("pseudonym_holds", []) if hold["category"] in changed]
+
+
 def _held(action, labels: dict[str, str]) -> list[dict]:
-    """The categories an erasure kept, labelled for the letter and the certificate in the active language
-    (a hold's basis in its translation, where the DPO gave one when the erasure ran)."""
+    """The categories an erasure kept, then the codes it kept in place of fields, labelled for the letter and the
+    certificate in the active language (a hold's basis in its translation, where the DPO gave one when the erasure
+    ran)."""
     language = translation.get_language()
     return [
         {
@@ -86,8 +96,10 @@ def _held(action, labels: dict[str, str]) -> list[dict]:
             "basis": hold.get("basis_translations", {}).get(language) or hold["basis"],
             "until": hold["until"],
             "kept_from": hold.get("kept_from"),  # a rolling hold kept only the records from this day on
+            # A hold on the codes kept only them, named as the source names its fields (the controller's record).
+            "codes": _names(f"{hold['category']}.{name}" for name in hold["fields"]) if "fields" in hold else "",
         }
-        for hold in kept(action)
+        for hold in [*kept(action), *codes_kept(action)]
     ]
 
 
@@ -117,6 +129,9 @@ def certificate_context(request: PrivacyRequest) -> dict:
                     for counts in action.result.get("categories", [])
                 ],
                 "held": _held(action, labels),
+                # The codes an erasure left in the rows it anonymised, which can still be matched to the subject (held
+                # above where a hold on the codes kept them), by the source's own names of the fields.
+                "codes": "" if not_searched else _names(f"{slug}.{name}" for slug, name in _pseudonymised_fields(action)),
                 "manual": bool(action.result.get("manual")),
                 "identities_searched": action.dry_run.get("identities"),  # None before a dry run
                 "identity_kind": in_sentence(IdentityKind(action.source.identity_kind).label),
@@ -217,9 +232,10 @@ def _names(items) -> str:
 
 
 def data_kept(request: PrivacyRequest) -> bool:
-    """Whether a carried-out erasure kept data under a legal hold: a partial refusal (Art. 12(4))."""
+    """Whether a carried-out erasure kept data under a legal hold, or replaced some with codes that can be matched
+    to the subject again (their data, kept: Recital 26): a partial refusal (Art. 12(4))."""
     erasures = request.source_actions.filter(kind=ActionKind.ERASE, status=ActionStatus.DONE)
-    return any(kept(action) and not searched_nothing(action) for action in erasures)
+    return any((kept(action) or _pseudonymised_fields(action)) and not searched_nothing(action) for action in erasures)
 
 
 def answered_in_part(request: PrivacyRequest) -> bool:
@@ -425,6 +441,21 @@ def _kept_line(hold: dict, source: str, regime: str) -> str:
     ) % words
 
 
+def _codes_kept_line(hold: dict, action, source: str) -> str:
+    """Why an erasure kept the codes it wrote in place of fields of one category, and until when."""
+    words = {
+        "fields": _field_names(action, [(hold["category"], name) for name in hold["fields"]]),
+        "basis": (hold.get("basis_translations", {}).get(action.request.language) or hold["basis"]).rstrip(". "),
+        "ground": in_sentence(label_in_letter(str(ErasureException(hold["ground"]).label), action.request.regime)),
+        "source": source,
+        "until": date_in_words(date.fromisoformat(hold["until"])),
+    }
+    return _(
+        "We kept the codes that replaced %(fields)s in %(source)s, because: %(basis)s. The right to erasure does not "
+        "apply to this data: %(ground)s. We will keep them until %(until)s at the latest."
+    ) % words
+
+
 def _changed_label(slug: str, labels: dict[str, str], action) -> str:
     """A category the action changed, as the letter names it: with its limit where an erasure took only
     the records older than a rolling legal hold keeps (the next line says those were kept)."""
@@ -448,7 +479,8 @@ def _action_outcome(action, *, erased_before: bool) -> list[str]:
         if not action.changed_anything():
             return []
         return [_("We lifted the restriction of the processing of your data in %(source)s, as we told you beforehand.") % {"source": source}]
-    held = _held(action, labels) if action.kind == ActionKind.ERASE else []
+    # The codes an erasure kept are said with what it erased (_codes_kept_line), not as a category kept.
+    held = [hold for hold in _held(action, labels) if not hold["codes"]] if action.kind == ActionKind.ERASE else []
     # A letter names a category by its kind of data: two of a source's categories of one kind (the calls a subject
     # made and those they received) read alike, and are said once.
     kept_lines = list(dict.fromkeys(_kept_line(hold, source, action.request.regime) for hold in held))
@@ -456,18 +488,19 @@ def _action_outcome(action, *, erased_before: bool) -> list[str]:
         changed = _names(dict.fromkeys(_changed_label(slug, labels, action) for slug in action.changed_categories()))
         pseudonymised = []
         if action.kind == ActionKind.ERASE:
-            done = (
-                _("We erased your data in %(source)s: %(categories)s.") % {"source": source, "categories": changed}
-                if changed
-                else _("We erased your data in %(source)s.") % {"source": source}  # a manual source reports rows, not categories
-            )
             fields = _pseudonymised_fields(action)
             if fields:
-                # A keyed hash is a pseudonym, not erasure (GDPR Recital 26): we could still match it to them.
-                pseudonymised = [_(
-                    "In %(source)s, we replaced %(fields)s with codes instead of deleting them, so that our records stay "
-                    "consistent: we could still match those codes to the values you gave us, so they remain your personal data."
-                ) % {"source": source, "fields": _field_names(action, fields)}]
+                # A keyed hash is a pseudonym, not erasure (GDPR Recital 26): we could still match it to them. The
+                # sentence that says what was erased says what was not, and the next lines why it was kept.
+                done = _(
+                    "We erased your data in %(source)s: %(categories)s, except %(fields)s, which we replaced with codes "
+                    "that we can still match to you: they remain your personal data."
+                ) % {"source": source, "categories": changed, "fields": _field_names(action, fields)}
+            elif changed:
+                done = _("We erased your data in %(source)s: %(categories)s.") % {"source": source, "categories": changed}
+            else:
+                done = _("We erased your data in %(source)s.") % {"source": source}  # a manual source reports rows, not categories
+            pseudonymised = list(dict.fromkeys(_codes_kept_line(hold, action, source) for hold in codes_kept(action)))
         elif action.kind == ActionKind.RECTIFY:
             fields = _field_names(action, [(change["category"], change["field"]) for change in corrected_values(action)])
             done = _("We corrected the following in %(source)s: %(fields)s.") % {"source": source, "fields": fields}

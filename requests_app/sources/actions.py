@@ -74,6 +74,9 @@ class ActionPlan:
     # Rectification: {category slug: rows} that earlier runs of it corrected before failing part-way (an HTTP
     # source has no rollback). Where it corrects the identity field, those rows hold the new value: the subject's.
     corrected_before: dict = field(default_factory=dict)
+    # Erasure: per category whose fields it replaces with a keyed hash, the legal hold on the codes that says why
+    # they are kept (services.actions.pseudonyms_kept). Not the connector's concern: the approval's and the letter's.
+    pseudonym_holds: list = field(default_factory=list)
 
 
 def keyed_hash(value):
@@ -232,6 +235,10 @@ def plan_digest(plan: ActionPlan, held: list[dict]) -> str:
         "identities": plan.identities,
         "restriction_list": plan.restriction_list,
         "held": [{key: value for key, value in hold.items() if key != "basis_translations"} for hold in held],
+        # Only where there are some: a dry run approved before pseudonyms needed a hold keeps its digest.
+        **({"pseudonym_holds": [
+            {key: value for key, value in hold.items() if key != "basis_translations"} for hold in plan.pseudonym_holds
+        ]} if plan.pseudonym_holds else {}),
         "categories": [
             {
                 "category": work.category.slug,
@@ -257,6 +264,7 @@ def pseudonymised_fields(plan: ActionPlan) -> dict[str, list[str]]:
         for work in plan.categories
         if (hashed := sorted(name for name, rule in work.anonymise.items() if rule.erase_strategy == EraseStrategy.HASH))
     }
+
 
 
 # --- Rectification values, checked against the field's type ---------------

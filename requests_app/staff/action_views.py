@@ -72,18 +72,23 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         # After execution the result says what was kept; before, the dry run says what would be. A source
         # searched by none of the subject's identifiers keeps nothing of theirs that we know of: its holds
         # are not called kept, as in the completion letter (certificate._action_outcome).
-        held = [] if certificate_service.searched_nothing(action) else action.result.get("held", action.dry_run.get("held", []))
+        held, codes = [], []  # and the codes an erasure writes in place of fields, with the hold on them: as held
+        if not certificate_service.searched_nothing(action):
+            held = action.result.get("held", action.dry_run.get("held", []))
+            done = action.status == ActionStatus.DONE
+            codes = certificate_service.codes_kept(action) if done else action.dry_run.get("pseudonym_holds", [])
         kept_rows = action.dry_run.get("held_rows", {})  # absent for a manual source: its owner counts
         action.held = [
             {
                 **hold,
                 "ground_label": ErasureException(hold["ground"]).label,
-                "rows": kept_rows.get(hold["category"]),
+                "codes": ", ".join(f"{hold['category']}.{name}" for name in hold["fields"]) if "fields" in hold else "",
+                "rows": None if "fields" in hold else kept_rows.get(hold["category"]),
                 # Stored as ISO dates; the panel writes them in words, as every other date in a sentence.
                 "until": datetime.date.fromisoformat(hold["until"]),
                 "kept_from": datetime.date.fromisoformat(hold["kept_from"]) if hold.get("kept_from") else None,
             }
-            for hold in held
+            for hold in [*held, *codes]
         ]
         action.status_label = certificate_service.status_label(action)
         # Done without searching: the panel says why, in place of its counts (all zero, as if nothing were there).

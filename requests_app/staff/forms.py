@@ -375,6 +375,7 @@ FIELD_LABELS = {
     "position": _("Position"),
     "purpose": _("Purpose"),
     "purposes": _("Purposes"),
+    "pseudonyms_only": _("Only the codes that replace fields"),
     "query": _("Query"),
     "record_key": _("Record key"),
     "rectifiable": _("Can be corrected"),
@@ -852,7 +853,7 @@ class LegalHoldForm(forms.ModelForm):
     class Meta:
         model = LegalHold
         labels = FIELD_LABELS
-        fields = ["source", "category", "ground", "basis", "until", "keep_months", "dated_by"]
+        fields = ["source", "category", "ground", "basis", "until", "keep_months", "dated_by", "pseudonyms_only"]
         widgets = {"basis": forms.Textarea(attrs={"rows": 2}), "until": forms.DateInput(attrs={"type": "date"}, format=HTML_DATE)}
 
     def __init__(self, *args, **kwargs):

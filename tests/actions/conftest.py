@@ -106,7 +106,8 @@ def source_db(source_url):
 
 @pytest.fixture
 def crm(db, source_url):
-    """The CRM source: subscribers by email, anonymised on erasure; restriction by flag and list."""
+    """The CRM source: subscribers by email, anonymised on erasure (the city kept: not personal once the rest is
+    erased); restriction by flag and list."""
     source = SourceSystem.objects.create(
         slug="crm", name="CRM", connector=ConnectorKind.SQL, connection_url=source_url, identity_kind=IdentityKind.EMAIL,
         purposes="Customer care", legal_basis=LegalBasis.CONTRACT, retention="Contract + 1 year", origin="The subject",
@@ -118,7 +119,7 @@ def crm(db, source_url):
         table="subscribers", identity_field="email", erase_method=EraseMethod.ANONYMISE, restriction_flag="restricted",
     )
     SourceField.objects.bulk_create([
-        SourceField(category=category, name="email", label="email address", type=FieldType.EMAIL, erase_strategy=EraseStrategy.HASH),
+        SourceField(category=category, name="email", label="email address", type=FieldType.EMAIL, erase_strategy=EraseStrategy.NULL),
         SourceField(category=category, name="name", label="name", type=FieldType.TEXT, erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
         SourceField(category=category, name="birth_year", label="year of birth", type=FieldType.INTEGER, erase_strategy=EraseStrategy.NULL),
         SourceField(category=category, name="city", label="city", type=FieldType.TEXT, erase_strategy=EraseStrategy.KEEP),

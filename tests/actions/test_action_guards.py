@@ -25,6 +25,7 @@ from requests_app.models import (
     RequestType,
     SourceAction,
     SourceCategory,
+    SourceField,
     SourceSystem,
     SubjectIdentity,
 )
@@ -454,6 +455,30 @@ def test_the_dpo_is_reminded_of_kept_data_once_its_hold_has_ended(cdr, erasure_r
     login_staff(client, dpo)
     home = client.get("/staff/").content.decode()
     assert "Legal holds ended this week" in home and f"{erasure_request.reference}</a>: Call records / calls" in home
+
+
+def test_codes_kept_under_a_hold_are_shown_to_approvers_and_due_for_erasure_once_it_ends(crm, erasure_request, dpo, dpo_actor, step, client):
+    """A hold on the codes keeps only what erasure replaced with a keyed hash: the inventory, the panel and the
+    reminder say so, naming the fields (the rest of the category was erased)."""
+    from requests_app import selectors
+    from tests.conftest import login_staff
+
+    SourceField.objects.filter(category__source=crm, name="email").update(erase_strategy=EraseStrategy.HASH)
+    ends = timezone.localdate() + datetime.timedelta(days=2)
+    LegalHold.objects.create(
+        source=crm, ground=ErasureException.LEGAL_CLAIMS, basis="Pending dispute", until=ends, pseudonyms_only=True
+    )
+    action = _approved(erasure_request, crm, dpo_actor, step)
+    login_staff(client, dpo)
+    assert "(only the codes that replace fields)" in client.get("/staff/inventory/").content.decode()
+    page = client.get(f"/staff/requests/{erasure_request.reference}/").content.decode()
+    assert "<strong>Kept: subscribers (only the codes that replaced subscribers.email)</strong> · " in page
+    assert "Pending dispute · until" in page
+
+    step(actions.execute, action, actor=dpo_actor)
+    assert selectors.holds_ended(today=timezone.localdate()) == []  # still held
+    ended = selectors.holds_ended(today=timezone.localdate() + datetime.timedelta(days=3))
+    assert ended == [{"reference": erasure_request.reference, "source": "CRM", "category": "subscribers.email", "until": ends.isoformat()}]
 
 
 def test_the_dpo_is_not_reminded_of_a_hold_over_a_source_the_erasure_could_not_search(cdr, erasure_request, dpo_actor, step):

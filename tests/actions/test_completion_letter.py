@@ -56,8 +56,6 @@ def test_the_letter_names_the_erased_and_the_kept_data_with_its_basis(
     body = _complete(erasure_request, dpo_actor).body
     assert body.startswith("We have completed your request") and "Thank you for your patience." in body
     assert "We erased your data in CRM: contact information." in body
-    # The CRM's email is replaced by a keyed hash: a pseudonym, which is not erasure (Recital 26), and said so.
-    assert "In CRM, we replaced email address with codes instead of deleting them, so that our records stay consistent: we could" in body
     assert "Telecom law: call records kept 12 months. The right to erasure" in body  # one full stop, not two
     assert "The right to erasure does not apply to this data: compliance with a legal obligation (Art. 17(3)(b))." in body
     assert f"We will keep it until {until.day} {until:%B} {until.year} at the latest" in body
@@ -127,9 +125,63 @@ def test_a_letter_under_the_uk_gdpr_cites_the_articles_it_numbers_alike(cdr, dpo
     assert "compliance with a legal obligation (Art. 17(3)(b))." in _complete(request, dpo_actor).body
 
 
+def _codes_kept_under_a_hold(crm, until=None, basis="Pending dispute over unpaid invoices") -> LegalHold:
+    """The CRM's erasure replaces the email address with a keyed hash, under a hold on the codes."""
+    crm.categories.get().fields.filter(name="email").update(erase_strategy=EraseStrategy.HASH)
+    return LegalHold.objects.create(
+        source=crm, ground=ErasureException.LEGAL_CLAIMS, basis=basis, pseudonyms_only=True,
+        until=until or timezone.localdate() + datetime.timedelta(days=365),
+    )
+
+
+def test_an_erasure_that_kept_codes_is_not_called_an_erasure_of_them_and_says_why_they_were_kept(
+    crm, erasure_request, dpo_actor, django_capture_on_commit_callbacks
+):
+    """QA: the letter said "We erased your data in CRM", then that the email address was replaced by codes that remain
+    personal data, with no ground for keeping them: it must say what was done, and why the codes were kept (Art. 17(3))."""
+    until = timezone.localdate() + datetime.timedelta(days=365)
+    _codes_kept_under_a_hold(crm, until)
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    carry_out_actions(erasure_request, dpo_actor, django_capture_on_commit_callbacks)
+
+    body = _complete(erasure_request, dpo_actor).body
+    assert "We erased your data in CRM: contact information.\n" not in body
+    assert (
+        "We erased your data in CRM: contact information, except email address, which we replaced with codes that we "
+        "can still match to you: they remain your personal data.\n\n"
+        "We kept the codes that replaced email address in CRM, because: Pending dispute over unpaid invoices. The right to "
+        "erasure does not apply to this data: establishment, exercise or defence of legal claims (Art. 17(3)(e)). We will "
+        f"keep them until {until.day} {until:%B} {until.year} at the latest."
+    ) in body
+    # Data kept refuses the erasure in part: the letter says how to complain (Art. 12(4)).
+    assert body.endswith("and to seek a judicial remedy before the courts.")
+    html = certificate.render_certificate_html(erasure_request)
+    assert "only the codes that replaced subscribers.email" in html and "Pending dispute over unpaid invoices" in html
+    assert "pseudonyms, still personal data): subscribers.email." in html
+
+
+def test_codes_an_earlier_erasure_kept_on_no_recorded_ground_are_not_called_erased(
+    crm, erasure_request, dpo_actor, django_capture_on_commit_callbacks
+):
+    """Carried out before the codes needed a hold: the letter names them, and that data was kept, so the subject may complain."""
+    _codes_kept_under_a_hold(crm)
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    carry_out_actions(erasure_request, dpo_actor, django_capture_on_commit_callbacks)
+    action = erasure_request.source_actions.get()
+    action.dry_run.pop("pseudonym_holds")  # as such an erasure's dry run recorded it
+    SourceAction.objects.filter(pk=action.pk).update(dry_run=action.dry_run)
+
+    body = _complete(erasure_request, dpo_actor).body
+    assert "contact information, except email address, which we replaced with codes that we can still match to you" in body
+    assert "We kept the codes" not in body
+    assert certificate.data_kept(erasure_request)
+    assert body.endswith("and to seek a judicial remedy before the courts.")
+
+
 def test_the_letter_names_the_pseudonyms_the_erasure_made_not_those_the_inventory_lists_now(
     crm, erasure_request, dpo_actor, django_capture_on_commit_callbacks
 ):
+    _codes_kept_under_a_hold(crm)
     actions.plan_actions(request=erasure_request, actor=dpo_actor)
     carry_out_actions(erasure_request, dpo_actor, django_capture_on_commit_callbacks)
     # After the erasure, the inventory's email strategy changes from a keyed hash to emptying it, and the
@@ -139,7 +191,7 @@ def test_the_letter_names_the_pseudonyms_the_erasure_made_not_those_the_inventor
     contact.fields.filter(name="city").update(erase_strategy=EraseStrategy.HASH)
 
     body = _complete(erasure_request, dpo_actor).body
-    assert "In CRM, we replaced email address with codes instead of deleting them" in body
+    assert "except email address, which we replaced with codes" in body
     assert "city" not in body
 
 
@@ -383,13 +435,14 @@ def test_a_letter_names_the_fields_as_the_dpo_worded_them_in_the_subjects_langua
     request = verified_request(RequestType.RECTIFICATION, language="fr")
     correct_the_city(request, crm, dpo_actor, django_capture_on_commit_callbacks, "Antwerpen")
     english = verified_request(RequestType.ERASURE)
+    _codes_kept_under_a_hold(crm)
     actions.plan_actions(request=english, actor=dpo_actor)
     carry_out_actions(english, dpo_actor, django_capture_on_commit_callbacks)
 
     assert "ville de résidence" in _complete(request, dpo_actor).body
     # No French label for the email field: an English reader reads the main one, never the column's name.
     body = _complete(english, dpo_actor).body
-    assert "we replaced email address with codes" in body and "email with" not in body
+    assert "except email address, which we replaced with codes" in body and "except email," not in body
 
 
 def test_an_action_run_before_its_identifier_was_verified_is_run_again_before_completion(

@@ -206,6 +206,19 @@ def test_a_rolling_hold_needs_a_category_a_date_field_and_months(cdr, data, erro
     assert not LegalHold.objects.exists()
 
 
+def test_a_hold_on_the_codes_keeps_no_records_the_recent_ones_no_more_than_the_others(cdr, dated_calls):
+    form = _hold_form(cdr, pseudonyms_only="on")
+    assert not form.is_valid()
+    assert form.errors == {"__all__": ["A hold on the codes keeps no records: leave the number of months empty."]}
+
+
+def test_a_hold_on_the_codes_is_saved_for_a_source_or_a_category(cdr):
+    for category in ("", cdr.categories.get().pk):
+        form = _hold_form(cdr, category=category, keep_months="", dated_by="", pseudonyms_only="on")
+        assert form.is_valid(), form.errors
+        assert form.save().pseudonyms_only
+
+
 def test_a_hold_keeping_every_record_needs_neither_months_nor_date_field(cdr):
     form = _hold_form(cdr, category="", keep_months="", dated_by="")
     assert form.is_valid(), form.errors

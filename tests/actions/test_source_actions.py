@@ -50,11 +50,9 @@ def test_erasure_deletes_or_anonymises_per_category(crm, cdr, erasure_request, d
 
     assert source_db("SELECT id FROM calls ORDER BY id") == [{"id": 3}]  # the call Ana received is someone else's record
     rows = source_db("SELECT * FROM subscribers ORDER BY id")
-    pseudonym = keyed_hash(ANA_EMAIL)
-    assert pseudonym.startswith(HASH_PREFIX) and ANA_EMAIL not in pseudonym
     assert [(r["email"], r["name"], r["birth_year"], r["city"]) for r in rows] == [
-        (pseudonym, "(erased)", None, "Gent"),
-        (pseudonym, "(erased)", None, "Gent"),
+        (None, "(erased)", None, "Gent"),
+        (None, "(erased)", None, "Gent"),
         (BOB_EMAIL, "Bob Janssens", 1975, "Leuven"),
     ]
     assert actions.completion_blockers(erasure_request) == []
@@ -62,6 +60,82 @@ def test_erasure_deletes_or_anonymises_per_category(crm, cdr, erasure_request, d
     assert {event.data["source"] for event in done_events} == {"crm", "cdr"}
     assert all(ANA_EMAIL not in str(event.data) and ANA_PHONE not in str(event.data) for event in done_events)
     assert verify_chain()[1] is None
+
+
+def _hash_the_email(crm):
+    SourceField.objects.filter(category__source=crm, name="email").update(erase_strategy=EraseStrategy.HASH)
+
+
+def test_an_erasure_that_would_keep_codes_on_no_ground_is_refused_at_its_dry_run(crm, erasure_request, dpo_actor, source_db, run):
+    """QA: the CRM replaced the email address with a keyed hash, which we could match to the subject again (Recital
+    26): their data, kept, with no Art. 17(3) ground for it, and the letter said "We erased your data in CRM"."""
+    _hash_the_email(crm)
+    # A hold on the whole of another source, or one that has ended, gives no ground for these codes.
+    LegalHold.objects.create(
+        source=crm, ground=ErasureException.LEGAL_CLAIMS, basis="Dispute", pseudonyms_only=True,
+        until=timezone.localdate() - datetime.timedelta(days=1),
+    )
+    action = run(_planned(erasure_request, dpo_actor, crm).id, "dry_run", actor=dpo_actor)
+
+    assert action.status == ActionStatus.PLANNED and action.dry_run == {}
+    assert action.error.startswith("crm: erasure would replace subscribers.email with a keyed hash")
+    assert "legal hold on the codes" in action.error
+    assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"n": 2}]
+
+
+def test_an_erasure_keeps_codes_in_place_of_fields_only_under_a_hold_on_the_codes(
+    crm, erasure_request, dpo_actor, source_db, run
+):
+    _hash_the_email(crm)
+    until = timezone.localdate() + datetime.timedelta(days=365)
+    LegalHold.objects.create(
+        source=crm, category=crm.categories.get(), ground=ErasureException.LEGAL_CLAIMS, basis="Pending dispute over unpaid invoices",
+        until=until, pseudonyms_only=True,
+    )
+    action = run(_planned(erasure_request, dpo_actor, crm).id, "dry_run", "approve", "execute", actor=dpo_actor)
+
+    assert action.status == ActionStatus.DONE, action.error
+    # The hold keeps the codes, not the category: the rest of Ana's data is erased, and no category is "held".
+    assert action.result["held"] == [] and action.result["categories"] == [{"category": "subscribers", "rows": 2, "fields": 5}]
+    assert action.dry_run["pseudonym_holds"] == [{
+        "category": "subscribers", "fields": ["email"], "ground": "legal_claims", "basis": "Pending dispute over unpaid invoices",
+        "basis_translations": {}, "until": until.isoformat(),
+    }]
+    pseudonym = keyed_hash(ANA_EMAIL)
+    assert pseudonym.startswith(HASH_PREFIX) and ANA_EMAIL not in pseudonym
+    rows = source_db("SELECT * FROM subscribers ORDER BY id")
+    assert [(r["email"], r["name"], r["birth_year"], r["city"]) for r in rows] == [
+        (pseudonym, "(erased)", None, "Gent"),
+        (pseudonym, "(erased)", None, "Gent"),
+        (BOB_EMAIL, "Bob Janssens", 1975, "Leuven"),
+    ]
+
+
+def test_an_approved_erasure_is_not_carried_out_once_the_hold_on_its_codes_is_gone(crm, erasure_request, dpo_actor, source_db, run):
+    """What was approved kept the codes on a ground: with the hold deleted, or ended, there is none."""
+    _hash_the_email(crm)
+    hold = LegalHold.objects.create(
+        source=crm, ground=ErasureException.LEGAL_CLAIMS, basis="Dispute", until=timezone.localdate() + datetime.timedelta(days=30),
+        pseudonyms_only=True,
+    )
+    action = run(_planned(erasure_request, dpo_actor, crm).id, "dry_run", "approve", actor=dpo_actor)
+    hold.delete()
+
+    action = run(action.id, "execute", actor=dpo_actor)
+    assert action.status == ActionStatus.FAILED and "with a keyed hash" in action.error
+    assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"n": 2}]
+
+
+def test_a_hold_on_the_codes_keeps_no_category_whole(crm, cdr, erasure_request, dpo_actor, source_db, run):
+    """It keeps only what erasure replaces with a keyed hash: the call records, which have none, are erased."""
+    LegalHold.objects.create(
+        source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law", until=timezone.localdate() + datetime.timedelta(days=30),
+        pseudonyms_only=True,
+    )
+    action = run(_planned(erasure_request, dpo_actor, cdr).id, "dry_run", "approve", "execute", actor=dpo_actor)
+
+    assert action.status == ActionStatus.DONE and action.result["held"] == [] and action.dry_run["pseudonym_holds"] == []
+    assert source_db("SELECT id FROM calls") == [{"id": 3}]
 
 
 def test_an_address_the_source_keeps_in_capitals_is_found_and_erased(crm, erasure_request, dpo_actor, source_db, run):
@@ -233,7 +307,7 @@ def test_re_running_an_erasure_changes_nothing_more(crm, erasure_request, dpo_ac
     from requests_app.sources import connector_for
 
     connector = connector_for(crm)
-    # The pseudonymised rows no longer match Ana's address: there is nothing left to change.
+    # The anonymised rows no longer match Ana's address: there is nothing left to change.
     preview = connector.preview(plan)
     assert preview["categories"] == [{"category": "subscribers", "rows": 0, "fields": 0}]
     connector.apply(plan, preview["fingerprint"])
