@@ -27,6 +27,7 @@ from requests_app.models import (
     Channel,
     ClosedRequestCount,
     CoveredPurpose,
+    EraseMethod,
     EraseStrategy,
     ExportKind,
     IdentityKind,
@@ -886,11 +887,13 @@ def untranslated_inventory_texts(request: PrivacyRequest) -> list[UntranslatedIt
         for category in source.categories.all():
             if reports:
                 used.append((category, category.TRANSLATED_FIELDS))
-            # An erasure's letter names the fields it pseudonymised, a rectification's the fields it corrected.
+            # An erasure's letter names the fields it pseudonymised or left as they were in the rows it anonymised,
+            # a rectification's the fields it corrected.
+            named_by_erasure = (EraseStrategy.HASH, EraseStrategy.KEEP) if category.erase_method == EraseMethod.ANONYMISE else ()
             used += [
                 (field, field.TRANSLATED_FIELDS)
                 for field in category.fields.all()
-                if RequestType.ERASURE in rights and field.erase_strategy == EraseStrategy.HASH
+                if RequestType.ERASURE in rights and field.erase_strategy in named_by_erasure
                 or RequestType.RECTIFICATION in rights and field.rectifiable
             ]
         if RequestType.ERASURE in rights:

@@ -82,6 +82,7 @@ from requests_app.sources.actions import (
     CategoryWork,
     StaleDryRun,
     dated_before,
+    kept_fields,
     plan_digest,
     pseudonymised_fields,
     typed_value,
@@ -623,7 +624,7 @@ def _dry_run(current: QuerySet, heartbeat: Heartbeat) -> None:
         dry_run={
             **preview, "held": held, "held_rows": rows_held, "identities": len(plan.identities), "plan": plan_digest(plan, held),
             # Kept for the letter: the execution runs this plan (same digest), whatever the inventory says later.
-            "pseudonymised": pseudonymised_fields(plan), "pseudonym_holds": plan.pseudonym_holds,
+            "pseudonymised": pseudonymised_fields(plan), "pseudonym_holds": plan.pseudonym_holds, "kept_fields": kept_fields(plan),
         },
         dry_run_at=timezone.now(),
     )

@@ -129,9 +129,14 @@ def certificate_context(request: PrivacyRequest) -> dict:
                     for counts in action.result.get("categories", [])
                 ],
                 "held": _held(action, labels),
-                # The codes an erasure left in the rows it anonymised, which can still be matched to the subject (held
-                # above where a hold on the codes kept them), by the source's own names of the fields.
+                # What an erasure that anonymised rows left in them, by the source's own names of the fields: codes
+                # that can still be matched to the subject (held above where a hold on the codes kept them), and
+                # fields left as they were, the inventory judging them not personal once the rest is erased.
                 "codes": "" if not_searched else _names(f"{slug}.{name}" for slug, name in _pseudonymised_fields(action)),
+                "left_as_they_were": "" if not_searched else _names(
+                    f"{slug}.{name}" for slug, names in action.dry_run.get("kept_fields", {}).items()
+                    if slug in action.changed_categories() for name in names
+                ),
                 "manual": bool(action.result.get("manual")),
                 "identities_searched": action.dry_run.get("identities"),  # None before a dry run
                 "identity_kind": in_sentence(IdentityKind(action.source.identity_kind).label),
@@ -501,6 +506,7 @@ def _action_outcome(action, *, erased_before: bool) -> list[str]:
             else:
                 done = _("We erased your data in %(source)s.") % {"source": source}  # a manual source reports rows, not categories
             pseudonymised = list(dict.fromkeys(_codes_kept_line(hold, action, source) for hold in codes_kept(action)))
+            pseudonymised += _left_as_they_were(action, source, {slug for slug, _name in fields})
         elif action.kind == ActionKind.RECTIFY:
             fields = _field_names(action, [(change["category"], change["field"]) for change in corrected_values(action)])
             done = _("We corrected the following in %(source)s: %(fields)s.") % {"source": source, "fields": fields}
@@ -526,6 +532,23 @@ def changes_made(request: PrivacyRequest) -> list[str]:
     what a withdrawal does not undo."""
     done = request.source_actions.filter(status=ActionStatus.DONE).select_related("source", "request").order_by("id")
     return [_action_outcome(action, erased_before=False)[0] for action in done if action.changed_anything()]
+
+
+def _left_as_they_were(action, source: str, with_codes: set[str]) -> list[str]:
+    """The fields an erasure left as they were in the rows it anonymised (the inventory's "keep": not personal once
+    the rest is erased), so that the subject who finds the record still there knows why: not in a category where it
+    kept codes, which still identify them (the line before says so)."""
+    left = [
+        (slug, name)
+        for slug, names in action.dry_run.get("kept_fields", {}).items()
+        if slug in action.changed_categories() and slug not in with_codes
+        for name in names
+    ]
+    if not left:
+        return []
+    return [_("In %(source)s, we kept %(fields)s: without the details we erased, this data no longer identifies you.") % {
+        "source": source, "fields": _field_names(action, left)
+    }]
 
 
 def _pseudonymised_fields(action) -> list[tuple[str, str]]:

@@ -153,6 +153,8 @@ def test_an_erasure_that_kept_codes_is_not_called_an_erasure_of_them_and_says_wh
         "erasure does not apply to this data: establishment, exercise or defence of legal claims (Art. 17(3)(e)). We will "
         f"keep them until {until.day} {until:%B} {until.year} at the latest."
     ) in body
+    # The city beside the codes still relates to the subject: it is not said to identify them no more.
+    assert "we kept city" not in body
     # Data kept refuses the erasure in part: the letter says how to complain (Art. 12(4)).
     assert body.endswith("and to seek a judicial remedy before the courts.")
     html = certificate.render_certificate_html(erasure_request)
@@ -176,6 +178,34 @@ def test_codes_an_earlier_erasure_kept_on_no_recorded_ground_are_not_called_eras
     assert "We kept the codes" not in body
     assert certificate.data_kept(erasure_request)
     assert body.endswith("and to seek a judicial remedy before the courts.")
+
+
+def test_the_letter_says_which_fields_an_erasure_left_in_the_records_it_anonymised(
+    crm, erasure_request, dpo_actor, django_capture_on_commit_callbacks
+):
+    """QA found the record still in the CRM after a letter that said the data was erased: what an anonymising erasure
+    leaves, the inventory judging it no longer personal once the rest is erased, is named as kept, and why."""
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    carry_out_actions(erasure_request, dpo_actor, django_capture_on_commit_callbacks)
+
+    body = _complete(erasure_request, dpo_actor).body
+    assert (
+        "We erased your data in CRM: contact information.\n\n"
+        "In CRM, we kept city: without the details we erased, this data no longer identifies you."
+    ) in body
+    assert "lodge a complaint" not in body  # nothing of theirs was kept
+    assert "anonymised rows (not personal data once the rest is erased): subscribers.city." in certificate.render_certificate_html(erasure_request)
+
+
+def test_a_restriction_is_not_said_to_leave_fields_as_they_were(crm, dpo_actor, django_capture_on_commit_callbacks):
+    """Only an erasure that anonymised the records left some of their fields: a restriction leaves them all."""
+    request = verified_request(RequestType.RESTRICTION)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+    assert request.source_actions.get().dry_run["kept_fields"] == {}
+
+    assert "we kept" not in _complete(request, dpo_actor).body
+    assert "Left as they were" not in certificate.render_certificate_html(request)
 
 
 def test_the_letter_names_the_pseudonyms_the_erasure_made_not_those_the_inventory_lists_now(

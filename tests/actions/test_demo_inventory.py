@@ -109,7 +109,7 @@ def test_the_letter_of_a_demo_erasure_claims_no_erasure_of_data_kept(db, demo_so
     request.language = language
     request.save(update_fields=["language"])
     crm = SourceAction.objects.get(request=request, source__slug="crm")
-    assert crm.dry_run["pseudonymised"] == {}
+    assert crm.dry_run["pseudonymised"] == {} and crm.dry_run["kept_fields"] == {"contacts": ["company", "customer_ref"]}
 
     with django_capture_on_commit_callbacks(execute=True):
         handling.request_complete(request=request, actor=dpo_actor, letter="Done.", expected_status=request.status)
@@ -117,7 +117,11 @@ def test_the_letter_of_a_demo_erasure_claims_no_erasure_of_data_kept(db, demo_so
     letter = Message.objects.filter(request=request).latest("created_at").body
     assert "codes" not in letter and "anon" not in letter
     if language == "en":
-        assert "We erased your data in Customer contacts (CRM): contact information.\n\n" in letter
+        assert (
+            "We erased your data in Customer contacts (CRM): contact information.\n\n"
+            "In Customer contacts (CRM), we kept company, customer reference: without the details we erased, this data no "
+            "longer identifies you."
+        ) in letter
     else:
         assert "Nous avons effacé vos données dans Contacts clients (CRM)" in letter and "remplacé" not in letter
 

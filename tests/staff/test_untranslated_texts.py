@@ -11,6 +11,7 @@ from django.utils import timezone
 from requests_app import selectors
 from requests_app.models import (
     ConnectorKind,
+    EraseMethod,
     CoveredPurpose,
     EraseStrategy,
     ErasureException,
@@ -40,7 +41,9 @@ def billing(db):
         slug="billing", name="Billing", connector=ConnectorKind.MANUAL, identity_kind="email", legal_basis="contract",
         purposes="Billing calls", retention="7 years", origin="Our network",
     )
-    category = SourceCategory.objects.create(source=source, slug="contacts", category="contact", description="Your contact details")
+    category = SourceCategory.objects.create(
+        source=source, slug="contacts", category="contact", description="Your contact details", erase_method=EraseMethod.ANONYMISE
+    )
     Recipient.objects.create(source=source, name="Authorities, when the law requires it", country="Belgium")
     SourceField.objects.create(category=category, name="email", label="email address", erase_strategy=EraseStrategy.HASH, rectifiable=False)
     LegalHold.objects.create(
@@ -136,6 +139,19 @@ def test_an_erasure_lists_what_its_letter_names_not_the_reports_texts(billing):
     }
     SourceFieldTranslation.objects.create(field=field, language="de", label="E-Mail-Adresse")
     assert "SourceField" not in {type(item.item).__name__ for item in selectors.untranslated_inventory_texts(request)}
+
+
+@pytest.mark.django_db
+def test_an_erasure_lists_the_fields_its_letter_names_as_left_in_the_records_it_anonymises(billing):
+    """The letter names what an anonymising erasure left in the records (the inventory's "keep"), not what a deleting one
+    took with the rows."""
+    company = SourceField.objects.create(category=billing.categories.get(), name="company", label="company", rectifiable=False)
+    deleted = SourceCategory.objects.create(source=billing, slug="invoices", category="contact")
+    SourceField.objects.create(category=deleted, name="amount", label="amount", rectifiable=False)
+    request = request_in_status(Status.IN_PROGRESS, language="de", rights=[RightDetails(RequestType.ERASURE)])
+
+    fields = [item.item for item in selectors.untranslated_inventory_texts(request) if isinstance(item.item, SourceField)]
+    assert fields == [company, SourceField.objects.get(name="email")]
 
 
 @pytest.mark.django_db

@@ -243,8 +243,9 @@ class Command(BaseCommand):
         # that is about the contact is erased for good. Not replaced by a keyed hash: a code we could match to them
         # again is their data kept, which only a legal hold on the codes may justify, and nothing here needs one.
         # What stays, the customer reference and the company (and when the account was opened), is the business
-        # customer's account, a company's, no longer about the contact once they are erased from it. Letters name a
-        # field inside a sentence: in lower case, but for German nouns.
+        # customer's account, a company's, no longer about the contact once they are erased from it: the letter
+        # names these fields as kept, and why that is no data about the subject. Letters name a field inside a
+        # sentence: in lower case, but for German nouns.
         for field, labels in [
             (SourceField(name="name", label="name", erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
              {"fr": "nom", "nl": "naam", "de": "Name"}),
