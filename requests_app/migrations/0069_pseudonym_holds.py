@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('requests_app', '0067_ccpa_limit_requests_due_in_fifteen_business_days'),
+        ('requests_app', '0068_request_created_claimed_per_endpoint'),
     ]
 
     operations = [
