@@ -8,12 +8,13 @@ session kept busy, or its cookie, must not last for ever either.
 
 Both ends are the session's expiry date in the database (and its cookie's): a session past either is gone, as
 after an idle timeout (signed out, its data deleted by the hourly clear_expired_sessions). A session signed in
-before this engine has no sign-in time, hence only the idle end, until its owner signs in again."""
+before this engine has no sign-in time: its absolute end counts from the first time this engine loads it."""
 
 import datetime
 import functools
 
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.signals import user_logged_in
 from django.contrib.sessions.backends import db
 from django.dispatch import receiver
@@ -27,6 +28,15 @@ class SessionStore(db.SessionStore):
     # Set by not_activity: this answer saves nothing unless it changed the session, so its expiry in the database
     # stays. (SessionMiddleware still renews the cookie's; the database's is the one that counts.)
     not_activity = False
+
+    def load(self) -> dict:
+        data = super().load()
+        if SESSION_KEY in data and SIGNED_IN_AT not in data:
+            # Signed in before this engine stamped sign-ins: without a start it would have no absolute end, and a
+            # session kept busy would last for ever. (Set on the loaded data: setting an item here would load again.)
+            data[SIGNED_IN_AT] = timezone.now().isoformat()
+            self.modified = True
+        return data
 
     def absolute_end(self) -> datetime.datetime | None:
         """When the session ends however active it is; None before anyone signed in."""

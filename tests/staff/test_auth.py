@@ -568,6 +568,30 @@ def test_a_session_ends_hours_after_signing_in_however_active(client, settings):
         assert client.get(reverse("staff:home")).url.startswith(reverse("staff:login"))
 
 
+@pytest.mark.django_db
+def test_a_session_signed_in_before_sign_ins_were_stamped_ends_hours_after_its_first_use(client, settings):
+    from django.contrib.sessions.models import Session
+
+    from requests_app.staff.sessions import SIGNED_IN_AT, SessionStore
+
+    settings.SESSION_ABSOLUTE_TIMEOUT = timedelta(hours=2)
+    login_staff(client, staff_in_role("DPO", username="dpo1"))
+    key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    stored = SessionStore(session_key=key)
+    data = Session.objects.get(session_key=key).get_decoded()
+    del data[SIGNED_IN_AT]
+    Session.objects.filter(session_key=key).update(session_data=stored.encode(data))
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock:
+        assert client.get(reverse("staff:home")).status_code == 200
+        assert SIGNED_IN_AT in Session.objects.get(session_key=key).get_decoded()
+        for minute in range(10, 120, 10):
+            clock.move_to(start + timedelta(minutes=minute))
+            assert client.get(reverse("staff:home")).status_code == 200
+        clock.move_to(start + timedelta(hours=2, seconds=1))
+        assert client.get(reverse("staff:home")).url.startswith(reverse("staff:login"))
+
+
 LOST_ACTION = "Your session had expired, so your last action was not sent. Do it again."
 
 
