@@ -442,8 +442,9 @@ def resend_link(*, request_id: int) -> bool:
     a new status page link, which replaces the old ones once it is opened, so a
     subject who lost the confirmation email can follow the request, read our
     letters and download their data. At most one
-    every LINK_RESEND_INTERVAL and LINK_RESENDS_PER_DAY a day. Returns whether
-    an email was queued.
+    every LINK_RESEND_INTERVAL and LINK_RESENDS_PER_DAY a day, and no
+    verification link once the request is older than
+    UNVERIFIED_REQUEST_EXPIRY. Returns whether an email was queued.
     """
     with transaction.atomic():
         request = PrivacyRequest.objects.select_for_update().filter(pk=request_id).exclude(subject_email="").first()
@@ -456,6 +457,11 @@ def resend_link(*, request_id: int) -> bool:
         )
         if len(sent_today) >= LINK_RESENDS_PER_DAY or any(at > now - LINK_RESEND_INTERVAL for at in sent_today):
             logger.info("link of request %s not sent again: asked for too often", request.reference)
+            return False
+        if request.status == Status.AWAITING_VERIFICATION and request.created_at <= now - settings.UNVERIFIED_REQUEST_EXPIRY:
+            # Past its week, the request lives only as long as the link last sent (expire_unverified_requests):
+            # a new link each time would keep unconfirmed personal data for ever. The subject files again.
+            logger.info("verification link of request %s not sent again: the request is past its expiry", request.reference)
             return False
         if request.status == Status.AWAITING_VERIFICATION:
             request.verification_nonce = new_nonce()

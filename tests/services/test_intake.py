@@ -234,6 +234,23 @@ def test_an_unconfirmed_request_waits_for_a_link_asked_for_on_its_last_day_and_n
 
 
 @pytest.mark.django_db
+def test_asking_for_links_again_and_again_does_not_keep_an_unconfirmed_request_for_ever(settings):
+    from requests_app.services.intake import resend_link
+
+    settings.UNVERIFIED_REQUEST_EXPIRY = timedelta(days=7)
+    settings.VERIFICATION_LINK_MAX_AGE = timedelta(hours=48)
+    request = submit_request()
+    last_asked_at = timezone.now() + timedelta(days=6, hours=23)
+    with time_machine.travel(last_asked_at):
+        assert resend_link(request_id=request.id)
+    with time_machine.travel(last_asked_at + timedelta(hours=2)):  # past its week, under the link in force
+        assert expire_unverified_requests() == 0
+        assert not resend_link(request_id=request.id)
+    with time_machine.travel(last_asked_at + timedelta(hours=48, minutes=1)):
+        assert expire_unverified_requests() == 1
+
+
+@pytest.mark.django_db
 def test_a_lost_verification_email_is_queued_again(django_capture_on_commit_callbacks):
     from requests_app.services.intake import requeue_lost_acknowledgements
 
