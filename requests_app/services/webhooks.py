@@ -229,18 +229,18 @@ def deliver(*, delivery_id: int) -> bool:
 def post_signed(url: str, *, secrets: Sequence[str], webhook_id: str, body: bytes) -> int:
     """POST `body` signed with each of `secrets`; returns the HTTP status. Raises ValidationError for a
     plain-http URL in production, InternalAddressRefused (nothing sent) for a host that resolves to an
-    internal address, TooSlow for an endpoint that did not answer within WEBHOOK_TIMEOUT_SECONDS, and
-    requests' errors for the network's other failures.
+    internal address, TooSlow for an endpoint (ResolutionTooSlow for its host name) that did not answer within
+    WEBHOOK_TIMEOUT_SECONDS, and requests' errors for the network's other failures.
 
     The host name is resolved once, here, and the request connects to the address checked: a name
     whose DNS answer changes between a check and a connection (DNS rebinding) cannot slip through.
     TLS still sends the host name (SNI) and checks the certificate against it, and the Host header
     is the URL's. Proxy environment variables are not used: a proxy would resolve the name again.
 
-    The whole attempt (connecting, sending, and reading the status and headers of the answer) ends within
-    WEBHOOK_TIMEOUT_SECONDS of its start, however slowly the endpoint sends (_Deadline); resolving the name counts
-    too, though a resolver slow to answer is not cut short. The answer's body is never read, so neither its size
-    nor its pace matters: its status is all a delivery uses.
+    The whole attempt (resolving the name, connecting, sending, and reading the status and headers of the answer)
+    ends within WEBHOOK_TIMEOUT_SECONDS of its start, however slowly the resolver answers (_resolve: ResolutionTooSlow)
+    or the endpoint sends (_Deadline: TooSlow). The answer's body is never read, so neither its size nor its pace
+    matters: its status is all a delivery uses.
     """
     check_scheme(url)
     try:
@@ -261,7 +261,7 @@ def post_signed(url: str, *, secrets: Sequence[str], webhook_id: str, body: byte
 
 def _post_pinned(parts, port: int, deadline: "_Deadline", *, secrets: Sequence[str], webhook_id: str, body: bytes) -> int:
     userinfo, _at, host_and_port = parts.netloc.rpartition("@")
-    addresses = _checked_addresses(parts.hostname or "", port)
+    addresses = _checked_addresses(parts.hostname or "", port, deadline)
     for address in addresses:
         if deadline.expired:
             raise TooSlow()
@@ -320,6 +320,13 @@ class TooSlow(AttemptFailed):
     """The endpoint had not answered (a status and its headers) when the attempt's time was up."""
 
     message = gettext_noop("Too slow: the endpoint did not answer in time.")
+
+
+class ResolutionTooSlow(TooSlow):
+    """The resolver had not answered for the URL's host name when the attempt's time was up: nothing was sent.
+    (A DNS problem, not the endpoint's: the log says so. The name itself is not said.)"""
+
+    message = gettext_noop("Too slow: the host name did not resolve in time.")
 
 
 # The deadline of the attempt under way in this thread, which watches each connection the attempt opens.
@@ -417,17 +424,46 @@ class _PinnedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
-def _checked_addresses(host: str, port: int) -> list[str]:
+def _checked_addresses(host: str, port: int, deadline: "_Deadline") -> list[str]:
     """The addresses to connect to, in the resolver's order: those `host` resolves to, if none of them is
-    internal (unless WEBHOOK_ALLOW_PRIVATE_ADDRESSES)."""
+    internal (unless WEBHOOK_ALLOW_PRIVATE_ADDRESSES). The only lookup of the attempt: it connects to these."""
     try:
-        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        answers = _resolve(host, port, deadline)
     except (socket.gaierror, UnicodeError) as failure:
         raise requests.ConnectionError(f"cannot resolve the host: {failure}") from failure
     addresses = list(dict.fromkeys(sockaddr[0] for *_rest, sockaddr in answers))
     if not settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES and any(_is_internal(address) for address in addresses):
         raise InternalAddressRefused()
     return addresses
+
+
+def _resolve(host: str, port: int, deadline: "_Deadline") -> list[tuple]:
+    """socket.getaddrinfo(host, port), given up on (ResolutionTooSlow) when the attempt's deadline is up.
+
+    getaddrinfo has no timeout of its own: behind a slow or black-holed DNS server it waits as long as the
+    system's resolver settings allow, and with several nameservers and search domains that is far past the
+    deadline, holding the worker all the while (_Deadline watches sockets, and the resolver's are not ours).
+    So it runs in a thread of its own, waited for until the deadline only. A lookup still blocked then is left to
+    end by itself (the resolver gives up in the end): its thread is a daemon, so it holds up neither this
+    attempt nor the worker's exit, and its answer is dropped. A thread rather than another resolver (dnspython,
+    say): the name is resolved exactly as before, /etc/hosts and the system's DNS settings included.
+    """
+    outcome: dict[str, object] = {}
+
+    def look_up() -> None:
+        try:
+            outcome["answers"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except Exception as failure:  # handed to the attempt, which says what it was
+            outcome["failure"] = failure
+
+    lookup = threading.Thread(target=look_up, name="webhook-resolve", daemon=True)
+    lookup.start()
+    lookup.join(deadline.left())
+    if lookup.is_alive():
+        raise ResolutionTooSlow()
+    if "failure" in outcome:
+        raise outcome["failure"]
+    return outcome["answers"]
 
 
 def _is_internal(address: str) -> bool:

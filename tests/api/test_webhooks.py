@@ -699,6 +699,67 @@ def test_an_address_that_cannot_be_reached_is_passed_over_for_the_next(monkeypat
     assert len(receiver.received) == 1
 
 
+@pytest.mark.django_db
+def test_a_host_name_whose_resolver_never_answers_fails_the_attempt_at_the_deadline_and_is_retried(
+    monkeypatch, operator, receiver, settings
+):
+    """getaddrinfo has no timeout: behind a slow or black-holed DNS server a delivery held the worker for as long as
+    the resolver went on trying, past the attempt's deadline, up to the task's time limit.
+
+    Only the resolver is stood in for here: glibc takes its nameservers only from
+    /etc/resolv.conf, for the whole machine (no per-process setting could point it at a local socket that never
+    answers), and this machine's resolver answers at once. The stand-in blocks in getaddrinfo, as a lookup waiting
+    on a silent server does, until the test lets it answer (or, as glibc does after its retries, gives up after
+    10 s: without the deadline this test fails instead of hanging); the endpoint is a real server."""
+    import socket
+
+    real_getaddrinfo, dns_answers = socket.getaddrinfo, threading.Event()
+
+    def silent_until_answering(host, port, *args, **kwargs):
+        if host == "portal.test":
+            if not dns_answers.wait(timeout=10):
+                raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+            host = "127.0.0.1"
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", silent_until_answering)
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1
+    endpoint = WebhookEndpoint.objects.create(organisation=operator, url=f"http://portal.test:{receiver.server.server_port}/hooks")
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint, event="request.created", payload={"request": "x"}, next_attempt_at=timezone.now()
+    )
+    try:
+        started = time.monotonic()
+        assert webhooks.deliver(delivery_id=delivery.id) is False
+        assert 0.9 < time.monotonic() - started < 1.5  # the deadline, not the resolver, ended it
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.attempts, delivery.last_status_code, delivery.last_error) == (
+            "pending", 1, None, "Too slow: the host name did not resolve in time.",
+        )
+        assert timedelta(seconds=55) < delivery.next_attempt_at - timezone.now() <= timedelta(seconds=60)
+        assert receiver.received == []
+
+        dns_answers.set()  # the resolver is back: the retry goes through
+        with time_machine.travel(timezone.now() + timedelta(seconds=61)):
+            webhooks.dispatch_due()
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.attempts, delivery.last_status_code, delivery.last_error) == ("delivered", 2, 200, "")
+        assert len(receiver.received) == 1
+    finally:
+        dns_answers.set()  # lets the abandoned lookup's thread end
+
+
+def test_a_name_the_resolver_does_not_know_is_a_connection_error_not_too_slow(monkeypatch):
+    """The lookup runs in a thread of its own: its failure is still the attempt's, told apart from its silence."""
+    import socket
+
+    import requests
+
+    resolving(monkeypatch, "portal.test", socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+    with pytest.raises(requests.ConnectionError, match="cannot resolve the host"):
+        webhooks.post_signed("http://portal.test/hooks", secrets=["s"], webhook_id="1", body=b"{}")
+
+
 def test_over_https_the_certificate_is_checked_against_the_host_name(monkeypatch):
     """Connected to the address, TLS still sends the name (SNI) and verifies the certificate for it."""
     import pathlib
