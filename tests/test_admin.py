@@ -238,6 +238,40 @@ def test_changelist_searches_by_reference_only(admin_client):
     assert list(by_reference) == [ana]
 
 
+@pytest.mark.parametrize("role", ["Handler", "Auditor", "DPO"])
+@pytest.mark.django_db
+def test_the_lists_filter_only_as_their_page_offers_so_no_hidden_field_can_be_guessed_from_a_count(client, role):
+    """A filter on a field the page never shows (?secret__startswith=Ab) counted the requests whose status link's
+    secret starts so: a Handler could learn any subject's link a character at a time, and act as the subject."""
+    from requests_app.models import ExportPackage
+    from tests.factories import staff_in_role
+
+    request = request_in_status(Status.IN_PROGRESS, subject_email="ana@example.com")
+    ExportPackage.objects.create(request=request, kind="access", pending_password="S3cretPw", encrypted=True)
+    login_staff(client, staff_in_role(role, username=f"{role.lower()}-lists"))
+    requests = reverse("admin:requests_app_privacyrequest_changelist")
+    packages = reverse("admin:requests_app_exportpackage_changelist")
+    for guess in (
+        {"secret__startswith": request.secret[:2]},
+        {"pending_secret": ""},
+        {"verification_nonce__startswith": request.verification_nonce[:2]},
+        {"subject_email__icontains": "ana"},
+        {"reference": request.reference},
+        {"rights__request__secret__startswith": request.secret[:2]},
+    ):
+        assert client.get(requests, guess).status_code == 400, guess
+    if role != "Handler":  # the package list is the DPO's and the auditor's
+        assert client.get(packages, {"pending_password__startswith": "S3c"}).status_code == 400
+        assert client.get(packages, {"status__exact": "queued"}).status_code == 200
+    # What the page offers still filters.
+    offered = client.get(requests, {"status__exact": Status.IN_PROGRESS, "rights__right__exact": "access"})
+    assert offered.status_code == 200
+    assert list(offered.context["cl"].queryset) == [request]
+    assert client.get(requests, {"status__exact": Status.NEW}).context["cl"].result_count == 0
+    year = request.received_at.year
+    assert client.get(requests, {"received_at__year": year}).context["cl"].result_count == 1
+
+
 @pytest.mark.django_db
 def test_request_page_shows_the_audit_trail_and_edits_nothing(admin_client):
     request = request_in_status(Status.IN_PROGRESS)
