@@ -164,14 +164,26 @@ def _a_dpo_signed_in_on_a_screen_with_one_request(page, live_server, *, width: i
 
 @pytest.mark.django_db(transaction=True)
 def test_the_staff_pages_fit_a_phone_screen(page, live_server):
-    """At 375 px the home page, the queue and a request's page scroll down, not sideways: wide tables scroll in their own box."""
+    """At 375 px the home page, the queue, a request's page, an export's and the inventory scroll down, not sideways: wide
+    tables scroll in their own box."""
     from requests_app.services import handling
+
+    from requests_app.models import SourceSystem
 
     request = _a_dpo_signed_in_on_a_screen_with_one_request(page, live_server, width=375)
     handling.subject_reply(request=request, body="See https://example.com/" + "a-very-long-path/" * 20)
+    # A package's hash is one 64-character word; a source's purposes may be long too.
+    export = released_package(request)
+    export.size, export.sha256 = 123456, "ab" * 32
+    export.save()
+    SourceSystem.objects.create(
+        slug="crm", name="CRM", connector="manual", identity_kind="email",
+        purposes="Billing, customer care, fraud prevention and lawful interception requests from the authorities",
+    )
     expect(page.get_by_role("heading", name="Today")).to_be_visible()
 
-    for path in ("/staff/", "/staff/requests/", f"/staff/requests/{request.reference}/"):
+    pages = ("/staff/", "/staff/requests/", f"/staff/requests/{request.reference}/", f"/staff/exports/{export.public_id}/", "/staff/inventory/")
+    for path in pages:
         page.goto(live_server.url + path)
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         wide = page.evaluate(
