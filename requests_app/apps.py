@@ -1,8 +1,11 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class RequestsAppConfig(AppConfig):
     name = "requests_app"
+    # The admin's heading for the app's models (else "REQUESTS_APP").
+    verbose_name = _("Privacy requests")
 
     def ready(self):
         # Connects the receivers that put sign-ins refused, lockouts and sign-outs in the audit trail.

@@ -273,6 +273,13 @@ def test_the_lists_filter_only_as_their_page_offers_so_no_hidden_field_can_be_gu
 
 
 @pytest.mark.django_db
+def test_the_admin_names_the_apps_models_in_the_staff_members_language(admin_client):
+    index = admin_client.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "Demandes relatives aux données personnelles" in index
+    assert "Requests_App" not in index  # what Django makes of the app label by itself
+
+
+@pytest.mark.django_db
 def test_request_page_shows_the_audit_trail_and_edits_nothing(admin_client):
     request = request_in_status(Status.IN_PROGRESS)
     url = reverse("admin:requests_app_privacyrequest_change", args=[request.pk])
