@@ -31,6 +31,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
@@ -348,18 +349,22 @@ class PrivacyRequestAdmin(RoleAdmin):
             except RequestError as error:
                 form.add_error(None, str(error))
             else:
-                messages.success(request, f"Request {privacy_request.reference} recorded.")
+                messages.success(request, _("Request %(reference)s recorded.") % {"reference": privacy_request.reference})
                 return redirect("admin:requests_app_privacyrequest_change", privacy_request.pk)
         context = {
             **self.admin_site.each_context(request),
-            "title": "Record a request received by email, post or phone",
+            "title": _("Record a request received by email, post or phone"),
             "form": form,
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/requests_app/intake.html", context)
 
     def _intake_sent_again(self, request, filed):
-        messages.warning(request, f"You had sent this form already: we did not record request {filed.reference} a second time.")
+        messages.warning(
+            request,
+            _("You had sent this form already: we did not record request %(reference)s a second time.")
+            % {"reference": filed.reference},
+        )
         return redirect("admin:requests_app_privacyrequest_change", filed.pk)
 
 

@@ -398,6 +398,22 @@ class StaffIntakeForm(RequestForm):
         self.fields["signature"].required = False
         self.fields["signature"].label = _("Signature as written on the request (if any)")
         self.fields["confirm"].label = _("I have checked these details against the original request.")
+        # Staff record what the subject wrote: the questions speak of the subject, not to them.
+        self.fields["rights"].label = _("Rights the subject asks for")
+        self.fields["rectification_data"].label = _("Data the subject says is incorrect or incomplete")
+        self.fields["rectification_value"].label = _("What the subject says it should say")
+        self.fields["restriction_ground"].label = _("The subject's ground for restriction")
+        self.fields["objection_processing"].label = _("Processing or purpose the subject objects to")
+        self.fields["direct_marketing"].label = _("The objection is to direct marketing (including profiling for it).")
+        self.fields["direct_marketing"].help_text = _(
+            "We must then stop using the subject's data for direct marketing, without exception (GDPR Art. 21(3))."
+        )
+        self.fields["consent_withdrawn"].label = _("Consent the subject withdraws")
+        self.fields["ip_address"].help_text = _("If the request concerns visits to our website, the IP address the subject used.")
+        self.fields["relationship"].label = _("How is the subject related to us?")
+        self.fields["relationship"].error_messages["required"] = _("Choose how the subject is related to us.")
+        self.fields["regime"].label = _("Where does the subject live?")
+        self.fields["description"].label = _("Anything else the subject wrote (optional)")
         self.fields["received_at"].initial = timezone.localtime().replace(second=0, microsecond=0)
         del self.fields["website"]
         # Staff type in someone else's details: their browser must not offer its own.

@@ -195,11 +195,14 @@ def test_staff_choose_how_the_subject_is_related_to_us_as_the_subject_does(admin
     not say)."""
     page = admin_client.get(reverse("admin:requests_app_intake")).content.decode()
     assert '<option value="" selected>Choose…</option>' in page
+    # Staff record what the subject wrote: the questions speak of the subject, not to them.
+    assert "How is the subject related to us?" in page and "Where does the subject live?" in page
+    assert "How are you related to us?" not in page and "What would you like us to do?" not in page
 
     response = admin_client.post(reverse("admin:requests_app_intake"), intake_data(relationship=None))
 
     assert response.status_code == 200
-    assert "Choose how you are related to us." in response.content.decode()
+    assert "Choose how the subject is related to us." in response.content.decode()
     assert not PrivacyRequest.objects.exists()
 
 
@@ -210,6 +213,13 @@ def test_an_intake_form_with_a_forged_submission_key_is_refused(admin_client):
     assert response.status_code == 200
     assert "Submission key: Enter a valid UUID." in response.content.decode()
     assert not PrivacyRequest.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_intake_page_speaks_the_staff_members_language(admin_client):
+    page = admin_client.get(reverse("admin:requests_app_intake"), HTTP_ACCEPT_LANGUAGE="nl").content.decode()
+    assert "Een verzoek registreren dat per e-mail, post of telefoon binnenkwam" in page
+    assert 'value="Het verzoek registreren"' in page and "Waar woont de betrokkene?" in page
 
 
 @pytest.mark.django_db
