@@ -4,8 +4,9 @@ Seeds N requests (default 1,000,000: ~90% closed over five years, ~10% open
 and recent, 20 handlers, 50 organisations) in a benchmark database, signs a
 DPO in with both factors and GETs /staff/requests/ with the Django test
 client: the default view (open requests), every request, several filters, a
-search by reference, by email and by name (open requests, and all), and a
-later page. Each case is run once to warm up, then timed --repeat times
+search by reference (whole, and in part: its last digits, or without its
+prefix in lower case), by phone, by email and by name (open requests, and
+all), and a later page. Each case is run once to warm up, then timed --repeat times
 in-process (median reported) with its SQL queries counted. Two cases are also run at page sizes 10 and 100 (patching
 views.PAGE_SIZE) to show that the query count does not depend on the page
 size. Prints a table, then one JSON line.
@@ -261,15 +262,23 @@ def describe_data() -> str:
 
 
 def sample_targets() -> dict:
-    """A reference, an email and a name of an open request, for the search cases. The name is typed as staff
-    often type one, in lower case and without its accents; in the seeded data it is one of 500, so it matches
-    about 2,000 of 1,000,000 requests."""
+    """A reference, a phone number, an email and a name of open requests, for the search cases. The name is typed
+    as staff often type one, in lower case and without its accents; in the seeded data it is one of 500, so it
+    matches about 2,000 of 1,000,000 requests. Parts of the reference as staff have them from a phone call or a
+    letter: its last five digits, and the reference without its "DSR-" in lower case."""
     from requests_app.models import PrivacyRequest
 
-    request = (
-        PrivacyRequest.objects.filter(status="in_progress").order_by("id").only("reference", "subject_email", "name_for_search")[100]
-    )
-    return {"reference": request.reference, "email": request.subject_email, "name": request.name_for_search}
+    in_progress = PrivacyRequest.objects.filter(status="in_progress").order_by("id")
+    request = in_progress.only("reference", "subject_email", "name_for_search")[100]
+    phone = in_progress.exclude(subject_phone="").values_list("subject_phone", flat=True)[100]
+    return {
+        "reference": request.reference,
+        "reference_last_digits": request.reference[-5:],
+        "reference_without_prefix": request.reference.removeprefix("DSR-").lower(),
+        "phone": phone,
+        "email": request.subject_email,
+        "name": request.name_for_search,
+    }
 
 
 def signed_in_client(people: dict):
@@ -400,6 +409,11 @@ def main() -> None:
         ("in_progress+access", "status=in_progress&type=access"),
         ("uk_gdpr+email", "regime=uk_gdpr&channel=email"),
         ("q=reference", search_query(client_for_search, target["reference"])),
+        ("q=reference's last digits", search_query(client_for_search, target["reference_last_digits"])),
+        ("q=last digits, scope=all", search_query(client_for_search, target["reference_last_digits"], "scope=all")),
+        ("q=reference without DSR-", search_query(client_for_search, target["reference_without_prefix"])),
+        ("q=without DSR-, scope=all", search_query(client_for_search, target["reference_without_prefix"], "scope=all")),
+        ("q=phone", search_query(client_for_search, target["phone"])),
         ("q=email", search_query(client_for_search, target["email"])),
         ("q=name", search_query(client_for_search, target["name"])),
         ("q=name, scope=all", search_query(client_for_search, target["name"], "scope=all")),
