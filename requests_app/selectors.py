@@ -11,8 +11,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connection
 from django.db.models import BooleanField, Case, CharField, F, IntegerField, Prefetch, Q, Subquery, Sum, Value, When
-from django.db.models.functions import NullIf
-from django.db.models.lookups import Exact
+from django.db.models.functions import NullIf, Replace
+from django.db.models.lookups import Contains, Exact
 from django.http import Http404
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -304,16 +304,42 @@ SORTS = {
 FACETS = ("status", "type", "regime", "assignee", "due", "channel", "organisation")
 
 
+# A reference as staff have it from a phone call or a letter: whole or in part ("00123", "2026-00123"), in any case,
+# with spaces or nothing for its hyphens. What is typed is compared with the reference without its hyphens.
+REFERENCE_TYPED = re.compile(r"[DSRdsr0-9 -]+")
+WHOLE_REFERENCE = re.compile(r"DSR([0-9]{4})([0-9]{5,9})")  # converters.ReferenceConverter's, without the hyphens
+# A part of one: at least three digits, since pg_trgm's index (migration 0070) narrows nothing with fewer.
+REFERENCE_PART = re.compile(r"(?:DSR|SR|R)?[0-9]{3,}")
+PHONE_TYPED = re.compile(r"[+\d][\d\s().-]{5,}")
+
+
+def _reference_search(q: str) -> Q | None:
+    """The requests whose reference is `q` or contains it, or None when `q` cannot be (part of) a reference."""
+    if not REFERENCE_TYPED.fullmatch(q):
+        return None
+    typed = re.sub(r"[ -]", "", q).upper()
+    whole = WHOLE_REFERENCE.fullmatch(typed)
+    if whole:
+        # Exact: DSR-2026-10012 is also a part of DSR-2026-100123.
+        return Q(reference=f"DSR-{whole[1]}-{whole[2]}")
+    if REFERENCE_PART.fullmatch(typed):
+        return Q(Contains(Replace("reference", Value("-"), Value("")), typed))
+    return None
+
+
 def _search(queryset, q: str):
     q = q.strip()
     if not q:
         return queryset
-    if re.fullmatch(r"(?i)dsr-\d{4}-\d+", q):
-        return queryset.filter(reference=q.upper())
     if "@" in q:
         return queryset.filter(subject_email__iexact=q)
-    if re.fullmatch(r"[+\d][\d\s().-]{5,}", q):
-        return queryset.filter(subject_phone=to_e164(q) or q)
+    reference = _reference_search(q)
+    if PHONE_TYPED.fullmatch(q):
+        phone = Q(subject_phone=to_e164(q) or q)
+        # Digits may be a phone number or part of a reference ("2026 00123" could be either): both are looked for.
+        return queryset.filter(phone if reference is None else phone | reference)
+    if reference is not None:
+        return queryset.filter(reference)
     # A query of punctuation only is matched as typed.
     name = name_search_key(q)
     return queryset.filter(name_for_search__contains=name) if name else queryset.filter(subject_name__icontains=q)

@@ -430,6 +430,85 @@ def test_a_name_search_can_read_the_trigram_index_instead_of_every_request(peopl
     assert PrivacyRequest.objects.count()  # the plan is for a table with rows
 
 
+@pytest.fixture
+def numbered(db):
+    """Requests whose references share digits, as a reference misheard on the phone or half legible on a letter
+    might: {reference: request}."""
+    references = ["DSR-2026-00123", "DSR-2025-00123", "DSR-2026-01230", "DSR-2026-12300", "DSR-2026-100123"]
+    numbered = {}
+    for n, reference in enumerate(references):
+        privacy_request = make(subject_name=f"Person {n}", subject_email=f"person{n}@example.com")
+        PrivacyRequest.objects.filter(pk=privacy_request.pk).update(reference=reference)
+        numbered[reference] = privacy_request
+    return numbered
+
+
+PARTIAL_REFERENCES = [
+    # The number's last digits: 00123 is also how DSR-2026-100123 ends.
+    ("00123", {"DSR-2026-00123", "DSR-2025-00123", "DSR-2026-100123"}),
+    ("0123", {"DSR-2026-00123", "DSR-2025-00123", "DSR-2026-01230", "DSR-2026-100123"}),
+    ("12300", {"DSR-2026-12300"}),
+    # Without "DSR-", with a hyphen, a space or nothing for it.
+    ("2026-00123", {"DSR-2026-00123"}),
+    ("2025 00123", {"DSR-2025-00123"}),
+    ("202600123", {"DSR-2026-00123"}),
+    ("r-2026-01230", {"DSR-2026-01230"}),
+    # Whole, in lower case or with spaces: that reference only, not a longer one it is the start of.
+    ("dsr 2026 00123", {"DSR-2026-00123"}),
+    ("dsr-2026-10012", set()),
+    ("DSR2026 100123", {"DSR-2026-100123"}),
+    ("  Dsr-2026-12300 ", {"DSR-2026-12300"}),
+    # Digits no reference holds find nothing, nor does a part too short to narrow anything.
+    ("99123", set()),
+    ("23", set()),
+]
+
+
+@pytest.mark.parametrize(("q", "expected"), PARTIAL_REFERENCES, ids=[q for q, _ in PARTIAL_REFERENCES])
+@pytest.mark.django_db
+def test_a_reference_is_found_by_a_part_of_it_in_any_case_and_spacing(dpo_client, people, numbered, q, expected):
+    """Staff have a reference from a phone call or a letter: its last digits, or without its "DSR-", in lower
+    case or with spaces. The people's requests (DSR-<year>-00001 to 00003) share no such digits: never listed."""
+    response = search(dpo_client, q, query="scope=all")
+    assert set(listed(response)) == expected
+    assert shown_total(response) == len(expected)
+
+
+@pytest.mark.django_db
+def test_digits_are_looked_for_in_phone_numbers_and_references_at_once(dpo_client, people, numbered):
+    """Digits may be a phone number or part of a reference: "0475 12 34 56" is Ana's phone number, and its digits
+    are part of DSR-2004-75123456 too. Both are listed."""
+    PrivacyRequest.objects.filter(pk=numbered["DSR-2026-12300"].pk).update(reference="DSR-2004-75123456")
+    response = search(dpo_client, "0475 12 34 56", query="scope=all")
+    assert set(listed(response)) == {people["ana"].reference, "DSR-2004-75123456"}
+
+
+@pytest.mark.parametrize(
+    ("q", "indexes"),
+    [
+        ("00123", {"request_reference_trgm_idx"}),
+        # Also a phone number, as far as its look goes: both indexes, combined (a BitmapOr).
+        ("2026-00123", {"request_reference_trgm_idx", "request_phone_idx"}),
+    ],
+)
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_search_by_part_of_a_reference_can_read_its_indexes_instead_of_every_request(numbered, dpo, q, indexes):
+    """Migration 0070's indexes serve the search's own SQL (REPLACE(reference, '-', '')::text LIKE '%…%', and the
+    phone number's equality). With sequential and plain index scans priced out (these few rows would not need an
+    index), the planner takes them if, and only if, they fit those expressions."""
+    from requests_app.selectors import QueueFilters, queue_queryset
+
+    sql, params = queue_queryset(QueueFilters(scope="all", q=q), user=dpo).query.sql_with_params()
+    assert "REPLACE" in sql
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_indexscan = off")  # nor reading the list's order from the due-date index
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert {index for index in ("request_reference_trgm_idx", "request_phone_idx") if index in plan} == indexes, plan
+
+
 @pytest.mark.django_db
 def test_a_renamed_subject_is_found_by_the_new_name_only(dpo_client, people):
     """Staff correct a name in the admin (a save with update_fields, say): the search follows."""
