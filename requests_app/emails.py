@@ -393,13 +393,17 @@ def dpo_recipients(dpo_users) -> list[str]:
 def send_assignment_email(request: PrivacyRequest, event_sequence: int) -> bool:
     """Tell the assignee a request is theirs. Keyed by the assignment's audit event; not sent once the
     request went to someone else (a late redelivery must not tell the next assignee twice)."""
+    from requests_app.services.deadlines import due_on_if_resumed_today  # imported here: that module imports this one
+
     to = assignee_email(request)
     event = request.events.filter(sequence=event_sequence).first()
     named = event and (event.data.get("assignee") or event.data.get("to"))
     if not to or named != request.assignee.get_username():
         forgive(request.id, "assigned", str(event_sequence))
         return False
-    context = {"request": request, "request_url": staff_request_url(request)}
+    # While the clock is paused the saved due date is behind: the email says so, with the date it moves to if the
+    # subject answers today (as the subject's status page and letters give it), worked out when the email is sent.
+    context = {"request": request, "due_on": due_on_if_resumed_today(request), "request_url": staff_request_url(request)}
     message = render_email("assigned", context, to=[to], language=staff_language(request.assignee))
     return send_once(request, "assigned", str(event_sequence), message)
 

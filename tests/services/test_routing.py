@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 
 import pytest
 import time_machine
@@ -264,3 +264,54 @@ def test_assigning_a_request_says_why_it_cannot_be_assigned(dpo):
     with pytest.raises(RequestError, match=rf"^Request {closed.reference} is closed; it cannot be assigned\.$"):
         request_assign(request=closed, assignee=dpo, actor=Actor.staff(dpo))
     assert PrivacyRequest.objects.filter(assignee__isnull=False).count() == 0
+
+
+def on_day(day: date):
+    return time_machine.travel(datetime.combine(day, time(10), tzinfo=timezone.get_default_timezone()), tick=False)
+
+
+def assignment_email_on(day: date, request: PrivacyRequest, *, assignee, actor, capture) -> mail.EmailMessage:
+    """The email `assignee` gets when `actor` assigns them `request` on `day`."""
+    mail.outbox.clear()
+    with on_day(day), capture(execute=True):
+        request_assign(request=request, assignee=assignee, actor=Actor.staff(actor))
+    (email,) = [message for message in mail.outbox if message.to == [assignee.email]]
+    return email
+
+
+@pytest.mark.django_db
+def test_the_assignment_email_gives_the_date_the_request_must_be_answered_by(dpo, team, django_capture_on_commit_callbacks):
+    with on_day(date(2026, 10, 12)):
+        request = request_in_status(Status.IN_PROGRESS)  # due Thursday 12 November
+
+    email = assignment_email_on(date(2026, 11, 5), request, assignee=team.members.get(username="h0"), actor=dpo,
+                                capture=django_capture_on_commit_callbacks)
+
+    sentence = f"Request {request.reference} is now yours. It must be answered by Thursday 12 November 2026."
+    assert sentence in email.body and sentence in email.alternatives[0][0]
+    assert "paused" not in email.body
+
+
+@pytest.mark.django_db
+def test_the_assignment_email_of_a_paused_request_says_so_and_gives_the_date_a_reply_today_would(
+    dpo, team, django_capture_on_commit_callbacks
+):
+    """Its stored due date is behind while the clock is paused (12 November, past on the day it is assigned): the
+    email gives the one the request would have if the subject answered that day, as their status page does."""
+    from requests_app.services.deadlines import clock_pause
+
+    with on_day(date(2026, 10, 12)):
+        request = request_in_status(Status.IN_PROGRESS)  # due Thursday 12 November
+    with on_day(date(2026, 11, 5)):
+        clock_pause(request=request, actor=Actor.staff(dpo), reason="ID asked by phone")
+
+    email = assignment_email_on(date(2026, 11, 30), request, assignee=team.members.get(username="h0"), actor=dpo,
+                                capture=django_capture_on_commit_callbacks)
+
+    # 12 November and the 25 days paused so far: 7 December, a Monday.
+    sentence = (
+        f"Request {request.reference} is now yours. Its clock is paused (waiting on the subject): it would be due on "
+        "Monday 7 December 2026 if it resumed today."
+    )
+    assert sentence in email.body and sentence in email.alternatives[0][0]
+    assert "12 November" not in email.body and "must be answered by" not in email.body
