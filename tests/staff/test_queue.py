@@ -411,6 +411,7 @@ def test_a_name_is_found_whatever_its_accents_capitals_hyphens_and_spaces(dpo_cl
     assert listed(response) == [elodie.reference]
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_a_name_search_can_read_the_trigram_index_instead_of_every_request(people, dpo):
     """At 1,000,000 requests a search by name read them all (benchmarks/dashboard.py); migration 0057's index
