@@ -1028,7 +1028,8 @@ class WebhookDelivery(models.Model):
     # new delivery of the same event, and the receiver must see the same id (to skip a repeat).
     event_id = models.UUIDField(default=uuid.uuid4, editable=False, db_index=True)
     occurred_at = models.DateTimeField(default=timezone.now, editable=False)
-    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    # No index of its own: webhook_log_endpoint_idx begins with it.
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     event = models.CharField(max_length=40, choices=WebhookEvent)
     # Ids, references, states and dates only: never personal data.
     payload = models.JSONField()
@@ -1046,7 +1047,15 @@ class WebhookDelivery(models.Model):
         indexes = [
             models.Index(
                 fields=["next_attempt_at"], name="webhook_due_idx", condition=models.Q(status="pending")
-            )
+            ),
+            # The staff's delivery log reads its pages newest first (selectors.webhook_deliveries), from these
+            # rather than by sorting the whole log: all of it (and the nightly purge of its oldest lines),
+            models.Index(fields=["created_at", "id"], name="webhook_log_idx"),
+            # one endpoint's or organisation's (an endpoint's deletion takes its deliveries through it too),
+            models.Index(fields=["endpoint", "created_at", "id"], name="webhook_log_endpoint_idx"),
+            # and the failed ones, few and perhaps months old, that the DPO looks for to redeliver. The other states
+            # need none of their own: pending deliveries are in webhook_due_idx, and nearly all are delivered.
+            models.Index(fields=["created_at", "id"], name="webhook_log_failed_idx", condition=models.Q(status="failed")),
         ]
 
 
