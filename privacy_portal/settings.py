@@ -427,6 +427,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "requests_app.tasks.delete_orphan_files",
         "schedule": crontab(hour=3, minute=45),
     },
+    "purge-webhook-deliveries": {
+        "task": "requests_app.tasks.purge_webhook_deliveries",
+        "schedule": crontab(hour=3, minute=25),
+    },
 }
 # A periodic run no worker started within its period (at least 30 minutes; daily jobs: 6 hours) is
 # dropped, since a later one does the same work: after an outage each job runs a few times, not once
@@ -601,6 +605,17 @@ IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=env_int("IDEMPOTENCY_KEY_HOURS", 24))
 # Webhooks: retried with exponential backoff for this long, then failed and
 # the endpoint disabled. Plain http:// is for development only.
 WEBHOOK_RETRY_WINDOW = timedelta(hours=env_int("WEBHOOK_RETRY_HOURS", 24))
+# A delivered or failed delivery leaves the log (and can no longer be redelivered) this long after it was queued
+# (tasks.purge_webhook_deliveries); a pending one stays until it is done. Failing for good disables an endpoint that
+# took no event since the failed one was queued (services.webhooks.deliver), and an event it took may have been queued
+# a retry window (and its last backoff) before that: the log keeps two windows and a day at least.
+WEBHOOK_DELIVERY_RETENTION = timedelta(days=env_int("WEBHOOK_DELIVERY_LOG_DAYS", 90))
+if WEBHOOK_DELIVERY_RETENTION < 2 * WEBHOOK_RETRY_WINDOW + timedelta(days=1):
+    _minimum_days = -(-(2 * WEBHOOK_RETRY_WINDOW + timedelta(days=1)) // timedelta(days=1))
+    raise ImproperlyConfigured(
+        f"WEBHOOK_DELIVERY_LOG_DAYS must be at least {_minimum_days} (twice WEBHOOK_RETRY_HOURS and a day): disabling an "
+        "endpoint that fails for good reads the deliveries of that time"
+    )
 # The whole of one attempt to send an event or a recipient notice: resolving the name, connecting, sending, and the
 # status of the answer, however slowly the endpoint sends it (the README's "no answer in 10 s"). Well within
 # deliver_webhook's soft time limit (100 s), so that an attempt ends, and is recorded, before the task's limit.

@@ -294,6 +294,12 @@ def dispatch_due_webhooks() -> int:
     return webhooks.dispatch_due()
 
 
+@shared_task(acks_late=True)
+def purge_webhook_deliveries() -> int:
+    """Nightly: delete the delivered and failed webhook deliveries older than WEBHOOK_DELIVERY_RETENTION."""
+    return webhooks.purge_deliveries()
+
+
 @shared_task(**EMAIL_RETRY)
 def send_webhook_disabled_email(endpoint_id: int) -> None:
     """Tell the DPOs an organisation's webhook endpoint was disabled after failing for the whole retry window."""

@@ -284,6 +284,24 @@ def test_production_mails_through_the_backend_that_logs_partly_refused_emails():
     assert run_manage(*show, **PRODUCTION).stdout.strip() == "privacy_portal.mail.EmailBackend"
 
 
+@pytest.mark.parametrize(
+    ("env", "refusal"),
+    [
+        ({"WEBHOOK_DELIVERY_LOG_DAYS": "3"}, None),
+        ({"WEBHOOK_DELIVERY_LOG_DAYS": "2"}, "WEBHOOK_DELIVERY_LOG_DAYS must be at least 3 (twice WEBHOOK_RETRY_HOURS and a day)"),
+        ({"WEBHOOK_DELIVERY_LOG_DAYS": "6", "WEBHOOK_RETRY_HOURS": "72"}, "WEBHOOK_DELIVERY_LOG_DAYS must be at least 7"),
+    ],
+)
+def test_a_retention_never_deletes_what_a_running_safeguard_still_counts(env, refusal):
+    """Purged sooner, an endpoint failing for good would be switched off for want of the event it took in the meantime."""
+    result = run_manage("check", **env)
+    if refusal is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0
+        assert refusal in result.stderr
+
+
 def test_a_periodic_run_not_started_in_time_is_dropped():
     """After an outage the worker runs each periodic job a few times, not once per missed period; a
     backlog of under 30 minutes never drops every run."""

@@ -538,6 +538,30 @@ def dispatch_due(*, now: datetime.datetime | None = None, limit: int = 500) -> i
     return len(due)
 
 
+def purge_deliveries(*, batch_size: int = 1000) -> int:
+    """Delete the deliveries done (delivered or failed) and queued more than WEBHOOK_DELIVERY_RETENTION ago; returns
+    how many. A pending one stays, however old: it is still being sent, and its row is what sends it.
+
+    A batch at a time, oldest first, each deleted in its own short statement: the first run after years of log
+    neither holds a long transaction nor locks every old row at once. Safe to run twice or concurrently: a
+    delivery done stays done (a redelivery is a new one), so the second run finds fewer, or none.
+    """
+    cutoff = timezone.now() - settings.WEBHOOK_DELIVERY_RETENTION
+    old = WebhookDelivery.objects.filter(created_at__lt=cutoff, status__in=[DeliveryStatus.DELIVERED, DeliveryStatus.FAILED])
+    purged = 0
+    while True:
+        batch = list(old.order_by("created_at", "id").values_list("id", flat=True)[:batch_size])
+        if not batch:
+            break
+        deleted, _ = old.filter(id__in=batch).delete()
+        purged += deleted
+        if len(batch) < batch_size:
+            break
+    if purged:
+        logger.info("purged %d webhook deliveries queued before %s", purged, cutoff.date())
+    return purged
+
+
 def redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
     """Staff send a delivered or failed event again: a new delivery (with its own log line and
     retries) of the same event, under the same `Webhook-Id`. Refused while the event is still

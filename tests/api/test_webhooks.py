@@ -1133,3 +1133,71 @@ def test_times_in_the_body_are_written_as_the_api_writes_them(operator, receiver
     assert event["created_at"] == serializers.DateTimeField().to_representation(delivery.occurred_at)
     timestamp = int(dict(item.split("=", 1) for item in headers["Webhook-Signature"].split(","))["t"])
     assert abs(timestamp - sent_at) < 5
+
+
+# --- Retention of the delivery log --------------------------------------------------------
+
+
+def queued(endpoint, status, age, **fields) -> WebhookDelivery:
+    """A delivery to `endpoint` in `status`, queued `age` ago."""
+    delivery = WebhookDelivery.objects.create(endpoint=endpoint, event="request.status_changed", payload={}, status=status, **fields)
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - age)
+    return delivery
+
+
+@pytest.mark.django_db
+def test_the_nightly_purge_deletes_deliveries_done_before_the_retention_and_keeps_the_rest(operator, settings):
+    """The log kept every delivery for good."""
+    settings.WEBHOOK_DELIVERY_RETENTION = timedelta(days=90)
+    endpoint = WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    old, recent = timedelta(days=90, minutes=1), timedelta(days=89, hours=23)
+    queued(endpoint, "delivered", old)
+    queued(endpoint, "failed", old)
+    kept = {
+        queued(endpoint, "delivered", recent).pk,
+        queued(endpoint, "failed", recent).pk,
+        # Still being sent, however old: its row is what sends it, and the redelivery guard reads it.
+        queued(endpoint, "pending", old, next_attempt_at=timezone.now()).pk,
+    }
+
+    assert tasks.purge_webhook_deliveries() == 2
+    assert tasks.purge_webhook_deliveries() == 0  # twice = once
+    assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == kept
+    assert "purge-webhook-deliveries" in settings.CELERY_BEAT_SCHEDULE
+
+
+@pytest.mark.django_db
+def test_a_backlog_is_purged_a_batch_at_a_time_to_the_end(operator, settings):
+    settings.WEBHOOK_DELIVERY_RETENTION = timedelta(days=90)
+    endpoint = WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    for days in range(91, 96):
+        queued(endpoint, "delivered", timedelta(days=days))
+    recent = queued(endpoint, "delivered", timedelta(days=1))
+
+    assert webhooks.purge_deliveries(batch_size=2) == 5
+    assert list(WebhookDelivery.objects.all()) == [recent]
+
+
+@pytest.mark.django_db
+def test_the_purge_keeps_what_disabling_an_endpoint_reads(operator, settings):
+    """A delivery fails for good after the retry window, and switches its endpoint off only if the endpoint took
+    no event since it was queued. An event it took then may have been queued a window (and its last backoff)
+    earlier still: with the log kept as briefly as the settings allow (test_settings), it is kept."""
+    settings.WEBHOOK_DELIVERY_RETENTION = timedelta(days=3)  # the least WEBHOOK_DELIVERY_LOG_DAYS allows with a day's window
+    window, last_backoff = settings.WEBHOOK_RETRY_WINDOW, webhooks.MAX_BACKOFF
+    receiver = Receiver(statuses=[500])
+    try:
+        endpoint = WebhookEndpoint.objects.create(organisation=operator, url=receiver.url)
+        failing = queued(endpoint, "pending", window + last_backoff, next_attempt_at=timezone.now())
+        # Taken at its last try, just after the failing one was queued.
+        taken = queued(endpoint, "delivered", 2 * (window + last_backoff), delivered_at=timezone.now() - window - last_backoff)
+
+        tasks.purge_webhook_deliveries()
+        webhooks.deliver(delivery_id=failing.id)
+
+        failing.refresh_from_db()
+        endpoint.refresh_from_db()
+        assert failing.status == "failed" and endpoint.active
+        assert WebhookDelivery.objects.filter(pk=taken.pk).exists()
+    finally:
+        receiver.server.shutdown()
