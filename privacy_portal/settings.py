@@ -431,6 +431,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "requests_app.tasks.purge_webhook_deliveries",
         "schedule": crontab(hour=3, minute=25),
     },
+    "purge-sign-in-records": {
+        "task": "requests_app.tasks.purge_sign_in_records",
+        "schedule": crontab(hour=3, minute=35),
+    },
 }
 # A periodic run no worker started within its period (at least 30 minutes; daily jobs: 6 hours) is
 # dropped, since a later one does the same work: after an outage each job runs a few times, not once
@@ -491,6 +495,15 @@ DEADLINE_REMINDER_DAYS = env_int_list("DEADLINE_REMINDER_DAYS", "7,2,0")
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 30))
+# django-axes' records name the username typed and the address and browser it came from: its failed attempts (what a
+# lockout counts) and its log of sign-ins are deleted this long after (tasks.purge_sign_in_records). Never before a
+# lockout ends: it counts the failures of the last LOGIN_LOCKOUT_MINUTES.
+LOGIN_ATTEMPT_RETENTION = timedelta(days=env_int("LOGIN_ATTEMPT_LOG_DAYS", 30))
+if LOGIN_ATTEMPT_RETENTION < AXES_COOLOFF_TIME:
+    raise ImproperlyConfigured("LOGIN_ATTEMPT_LOG_DAYS must be at least LOGIN_LOCKOUT_MINUTES: deleting the failures a lockout counts would end it early")
+# Its log of every failure stays off (its default, stated because that purge does not cover it): the audit trail
+# records the refusals of existing accounts (staff.sign_in_trail).
+AXES_ENABLE_ACCESS_FAILURE_LOG = False
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 # An attempt made while locked out is refused unchecked and neither counted nor lengthens the lockout (which

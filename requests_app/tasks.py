@@ -23,7 +23,7 @@ from requests_app.models import (
     SentNotification,
     Status,
 )
-from requests_app.services import actions, exports, handling, intake, notices, orphans, routing, webhooks
+from requests_app.services import actions, exports, handling, intake, notices, orphans, routing, staff_setup, webhooks
 from requests_app.services import deadlines as deadline_service
 
 logger = logging.getLogger(__name__)
@@ -328,6 +328,12 @@ def purge_idempotency_records() -> int:
     cutoff = timezone.now() - settings.IDEMPOTENCY_KEY_LIFETIME
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+@shared_task(acks_late=True)
+def purge_sign_in_records() -> int:
+    """Nightly: delete django-axes' failed attempts and sign-in log older than LOGIN_ATTEMPT_RETENTION."""
+    return staff_setup.purge_sign_in_records()
 
 
 @shared_task(acks_late=True)

@@ -290,10 +290,14 @@ def test_production_mails_through_the_backend_that_logs_partly_refused_emails():
         ({"WEBHOOK_DELIVERY_LOG_DAYS": "3"}, None),
         ({"WEBHOOK_DELIVERY_LOG_DAYS": "2"}, "WEBHOOK_DELIVERY_LOG_DAYS must be at least 3 (twice WEBHOOK_RETRY_HOURS and a day)"),
         ({"WEBHOOK_DELIVERY_LOG_DAYS": "6", "WEBHOOK_RETRY_HOURS": "72"}, "WEBHOOK_DELIVERY_LOG_DAYS must be at least 7"),
+        ({"LOGIN_ATTEMPT_LOG_DAYS": "1"}, None),
+        ({"LOGIN_ATTEMPT_LOG_DAYS": "0"}, "LOGIN_ATTEMPT_LOG_DAYS must be at least LOGIN_LOCKOUT_MINUTES"),
+        ({"LOGIN_ATTEMPT_LOG_DAYS": "1", "LOGIN_LOCKOUT_MINUTES": "1441"}, "LOGIN_ATTEMPT_LOG_DAYS must be at least"),
     ],
 )
 def test_a_retention_never_deletes_what_a_running_safeguard_still_counts(env, refusal):
-    """Purged sooner, an endpoint failing for good would be switched off for want of the event it took in the meantime."""
+    """Purged sooner, the failures a lockout counts would end it early, and an endpoint failing for good would be
+    switched off for want of the event it took in the meantime."""
     result = run_manage("check", **env)
     if refusal is None:
         assert result.returncode == 0, result.stderr

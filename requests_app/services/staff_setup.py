@@ -13,6 +13,7 @@ invitation replaces the password; it expires after STAFF_INVITATION_HOURS
 (PASSWORD_RESET_TIMEOUT).
 """
 
+from axes.handlers.proxy import AxesProxyHandler
 from axes.models import AccessAttempt
 from axes.utils import reset as axes_reset
 from django.conf import settings
@@ -164,3 +165,26 @@ def unlock_sign_in(*, user, actor: Actor) -> None:
     with transaction.atomic():
         axes_reset(username=user.get_username())
         record_event(None, "staff_sign_in_unlocked", actor=actor, data={"user": user.get_username()})
+
+
+def purge_sign_in_records(*, batch_size: int = 1000) -> int:
+    """Delete django-axes' records (the username typed, the address and browser it came from) older than
+    LOGIN_ATTEMPT_RETENTION; returns how many.
+
+    Its failed attempts: a lockout counts only those of the last LOGIN_LOCKOUT_MINUTES, and the retention is never
+    shorter (checked at start), so none ends early. They go a batch at a time, as someone trying names from many
+    addresses leaves one for each. Its log of sign-ins (a row per staff sign-in) through django-axes' own
+    reset_logs. Safe to run twice: the second run finds nothing older.
+    """
+    cutoff = timezone.now() - settings.LOGIN_ATTEMPT_RETENTION
+    old_attempts = AccessAttempt.objects.filter(attempt_time__lt=cutoff)
+    purged = 0
+    while True:
+        batch = list(old_attempts.order_by("attempt_time", "id").values_list("id", flat=True)[:batch_size])
+        if not batch:
+            break
+        deleted, _ = old_attempts.filter(id__in=batch).delete()
+        purged += deleted
+        if len(batch) < batch_size:
+            break
+    return purged + AxesProxyHandler.reset_logs(age_days=settings.LOGIN_ATTEMPT_RETENTION.days)

@@ -411,6 +411,44 @@ def test_repeated_failures_lock_the_account_out(client, settings):
     assert "_auth_user_id" not in client.session
 
 
+@pytest.mark.django_db
+def test_sign_in_records_are_deleted_after_their_retention_and_a_lockout_runs_its_course(client, settings):
+    """django-axes kept each failed attempt (the username typed, the address and browser it came from) until that
+    username signed in from there, which a mistyped one never does, and each sign-in for good."""
+    from axes.models import AccessAttempt, AccessLog
+
+    from requests_app import tasks
+
+    settings.LOGIN_ATTEMPT_RETENTION = timedelta(days=30)
+    staff_in_role("Handler", username="target")
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        sign_in_with_password(client, "target", password="wrong-password")
+    for address in ("198.51.100.7", "203.0.113.9"):
+        sign_in_with_password(Client(REMOTE_ADDR=address), "dpo-1")  # a mistyped username
+    device = TOTPDevice.objects.create(user=staff_in_role("DPO", username="dpo1"), name="phone", confirmed=True)
+    for _ in range(2):
+        signing_in = Client()
+        sign_in_with_password(signing_in, "dpo1")
+        signing_in.post(reverse("staff:otp"), {"token": current_code(device)})
+    old, recent = timedelta(days=30, minutes=1), timedelta(days=29, hours=23)
+    kept = []
+    for records in (AccessAttempt.objects.filter(username="dpo-1"), AccessLog.objects.filter(username="dpo1")):
+        first, second = records.order_by("id")
+        records.filter(pk=first.pk).update(attempt_time=timezone.now() - old)
+        records.filter(pk=second.pk).update(attempt_time=timezone.now() - recent)
+        kept.append(second.pk)
+
+    assert tasks.purge_sign_in_records() == 2
+    assert tasks.purge_sign_in_records() == 0  # twice = once
+
+    target = AccessAttempt.objects.get(username="target").pk
+    assert set(AccessAttempt.objects.values_list("pk", flat=True)) == {target, kept[0]}
+    assert list(AccessLog.objects.values_list("pk", flat=True)) == [kept[1]]
+    locked = sign_in_with_password(client, "target")  # the lockout being served is not cut short
+    assert locked.status_code == 429
+    assert "purge-sign-in-records" in settings.CELERY_BEAT_SCHEDULE
+
+
 UNLOCK = "Unlock sign-in"
 
 
