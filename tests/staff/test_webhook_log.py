@@ -114,7 +114,7 @@ def test_the_auditor_reads_the_log_and_its_filters_without_redelivering_and_a_ha
     ],
 )
 def test_a_page_of_the_log_is_read_in_order_from_an_index_not_sorted_from_every_delivery(log, filters, index):
-    """At 200,000 deliveries a page took about 200 ms, every delivery sorted (migration 0070). With sequential scans
+    """At 200,000 deliveries a page took about 200 ms, every delivery sorted (migration 0071). With sequential scans
     and sorts priced out (these few rows would need neither), the planner reads each page in order from the index
     meant for it, if, and only if, that index fits the page's SQL: joined by the endpoint's public id rather than
     filtered by its id, a filtered page was read from the whole log's index instead."""

@@ -63,7 +63,7 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
 
     dependencies = [
-        ("requests_app", "0069_pseudonym_holds"),
+        ("requests_app", "0070_reference_and_phone_search_indexes"),
     ]
 
     operations = [
