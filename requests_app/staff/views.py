@@ -591,6 +591,8 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "can_work": can_work,
         "allowed": allowed,
         "paused": paused,
+        # The date saved moves only when the clock restarts: while it stands still, the page says where it would be.
+        "due_if_resumed_today": deadline_service.due_on_if_resumed_today(privacy_request) if paused else None,
         # Why the clock cannot stop (the CCPA, an overdue request): the page then offers no pause.
         "pause_refusal": deadline_service.pause_refusal(privacy_request),
         "rights": privacy_request.rights.all(),

@@ -2,8 +2,10 @@
 
 import html
 import re
+from datetime import timedelta
 
 import pytest
+import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
@@ -77,6 +79,24 @@ def test_a_paused_request_says_so_once_and_does_not_offer_to_pause_it_again(clie
     page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
     assert page.count("clock paused") == 1 and "clock paused</span> · since" in page
     assert "Request information (pauses the clock)" not in page and "Send and pause" not in page
+
+
+@pytest.mark.django_db
+def test_a_paused_request_says_when_it_would_be_due_if_it_resumed_today(client):
+    """The date saved moves only when the clock restarts: ten days into a pause, it is ten days early."""
+    from requests_app.services.deadlines import clock_pause, due_on_if_resumed_today
+    from requests_app.wording import date_in_words
+
+    dpo = staff_in_role("DPO", username="dpo-paused")
+    request = request_in_status(Status.IN_PROGRESS)
+    clock_pause(request=request, actor=Actor.staff(dpo), reason="ID asked by phone")
+    request.refresh_from_db()
+    with time_machine.travel(timezone.now() + timedelta(days=10)):
+        login_staff(client, dpo)
+        page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+        expected = due_on_if_resumed_today(request)  # its counting is tested in tests/test_deadlines.py
+    assert expected > request.due_on
+    assert f"due {date_in_words(expected)} if it resumed today" in page
 
 
 @pytest.mark.django_db
