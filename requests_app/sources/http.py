@@ -6,6 +6,12 @@ the source and goes in its auth header. A response is either a JSON list of
 records, or an object {"results": [...], "next": <url or null>}; `next`
 links are followed page by page, so only one page is held at a time.
 
+An identity (and below, a record key) goes into the path as one segment,
+every "/" in it encoded. One that is "." or ".." is refused: it would take
+the request up the path, to every customer's records say. Every URL built
+from a value is checked, as it will be sent, to stay under the part of the
+path before the value, or it is not sent.
+
 Erasure, rectification, restriction and its lifting (the contract in sources/actions.py)
 ask this of the partner's API, with the same token:
 
@@ -42,7 +48,7 @@ keeps it for the run that takes over (services/actions.py).
 import json
 import tempfile
 from collections.abc import Iterator
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
 from django.core.serializers.json import DjangoJSONEncoder
@@ -72,6 +78,14 @@ def _origin(url: str) -> str:
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
+def _as_sent(url: str) -> str:
+    """`url` as requests puts it on the wire. Not always as built: requests resolves "." and ".." segments,
+    then decodes %2E to "." (an unreserved character), leaving dots for the server to resolve."""
+    prepared = requests.PreparedRequest()
+    prepared.prepare_url(url, None)
+    return prepared.url
+
+
 class HTTPConnector:
     def __init__(self, source, session: requests.Session | None = None):
         self.source = source
@@ -86,7 +100,28 @@ class HTTPConnector:
         return urljoin(self.source.connection_url.rstrip("/") + "/", path.lstrip("/"))
 
     def _category_url(self, category, identity: str) -> str:
-        return self._url(category.query.format(identity=quote(identity, safe="")))
+        fixed_part = category.query.split("{identity}", 1)[0]
+        url = self._url(category.query.format(identity=self._segment(identity)))
+        return self._under(self._url(fixed_part), url)
+
+    def _segment(self, value: str) -> str:
+        """An identity or a record key as one path segment: every "/" in it encoded. A value of "." or ".." would
+        still be a dot segment, which takes the request up the path (to every customer's records, say), and no
+        encoding helps: requests turns %2E back into "." (_as_sent). So it is refused, naming no value."""
+        segment = quote(value, safe="")
+        if segment in (".", ".."):
+            raise SourceError(f"{self.source.slug}: an identifier or record key of only dots cannot go in a path")
+        return segment
+
+    def _under(self, prefix: str, url: str) -> str:
+        """`url`, once sure that, as sent, it reaches only paths under `prefix`: it starts with it, and has no "."
+        or ".." segment for the server to resolve (sent as dots or as %2E). The last check before a request
+        built from a value goes out, whatever built it."""
+        sent = _as_sent(url)
+        dot_segments = [segment for segment in urlsplit(sent).path.split("/") if unquote(segment) in (".", "..")]
+        if dot_segments or not sent.startswith(_as_sent(prefix)):
+            raise SourceError(f"{self.source.slug}: a request would leave the path it was built under; not sent")
+        return url
 
     def _call(self, method: str, url: str, *, missing_ok: bool = False, **kwargs) -> requests.Response:
         """One request. Failures name the source and their kind, never the response body (it may quote data)."""
@@ -171,7 +206,7 @@ class HTTPConnector:
         self._refuse_identifiers_held(plan, scans)
         return {
             "categories": [scan["counts"] for scan in scans],
-            "list_entries": len(self._list_identities(plan)),
+            "list_entries": len(self._list_writes(plan)),
             "fingerprint": combined_fingerprint([scan["fingerprint"] for scan in scans]),
         }
 
@@ -181,7 +216,7 @@ class HTTPConnector:
         scans = [self._scan(plan, work) for work in plan.categories]
         if combined_fingerprint([scan["fingerprint"] for scan in scans]) != fingerprint:
             raise StaleDryRun(f"{self.source.slug}: the records changed since the dry run")
-        list_identities = self._list_identities(plan)  # a misconfigured list fails before any change
+        list_writes = self._list_writes(plan)  # a misconfigured list, or an entry it cannot send, fails before any change
         self._refuse_identifiers_held(plan, scans)
         # What this run changed, per category, for a failure part-way to report (there is no rollback).
         changed = [{"category": scan["counts"]["category"], "rows": 0, "fields": 0, "deleted": scan["deletes"]} for scan in scans]
@@ -204,18 +239,16 @@ class HTTPConnector:
                     # dies leaves it for the next to count), and a run that lost its claim stops here.
                     on_progress({"categories_done": done - 1, "categories_total": len(scans), "changed": so_far()})
                 on_progress({"categories_done": done, "categories_total": len(scans), "changed": so_far()})
-            if list_identities:
-                list_url = self._url(plan.restriction_list)
-                for identity in list_identities:
-                    if plan.kind == ActionKind.LIFT_RESTRICTION:
-                        self._call("DELETE", f"{list_url.rstrip('/')}/{quote(identity, safe='')}", missing_ok=True)
-                    else:
-                        self._call("POST", list_url, json={"identity": identity})
-                    on_progress({"categories_done": len(scans), "categories_total": len(scans), "changed": so_far()})
+            for method, url, body in list_writes:
+                if method == "DELETE":
+                    self._call("DELETE", url, missing_ok=True)  # not on the list (any more) is what we want
+                else:
+                    self._call("POST", url, json=body)
+                on_progress({"categories_done": len(scans), "categories_total": len(scans), "changed": so_far()})
         except Exception as error:
             error.changed_before_failing = {"categories": so_far()}
             raise
-        return {"categories": [scan["counts"] for scan in scans], "list_entries": len(list_identities)}
+        return {"categories": [scan["counts"] for scan in scans], "list_entries": len(list_writes)}
 
     def _refuse_identifiers_held(self, plan: ActionPlan, scans: list[dict]) -> None:
         refuse_identifiers_held(self.source, plan, [scan["counts"]["rows"] for scan in scans], self._count_found_by)
@@ -250,7 +283,7 @@ class HTTPConnector:
                 rows += 1
                 record_fields = changed_fields(work, plan.kind, record)
                 fields += record_fields
-                url = f"{records_url}/{quote(str(key), safe='')}"
+                url = self._under(f"{records_url}/", f"{records_url}/{self._segment(str(key))}")
                 if deletes:
                     writes.append(("DELETE", url, None, record_fields))
                     continue
@@ -267,12 +300,16 @@ class HTTPConnector:
             "deletes": bool(deletes),
         }
 
-    def _list_identities(self, plan: ActionPlan) -> list[str]:
-        """The identities a restriction posts to the source's restriction list, or its lifting removes from
-        it (none without a list)."""
+    def _list_writes(self, plan: ActionPlan) -> list[tuple[str, str, dict | None]]:
+        """The requests (method, URL, JSON body) by which a restriction posts each identity to the source's
+        restriction list, or its lifting removes each from it: none without a list."""
         if plan.kind not in (ActionKind.RESTRICT, ActionKind.LIFT_RESTRICTION) or not plan.restriction_list:
             return []
         if not plan.restriction_list.startswith("/"):
             raise SourceError(f"{self.source.slug}: an HTTP restriction list must be a path starting with /")
-        return list(plan.identities)
+        list_url = self._url(plan.restriction_list)
+        if plan.kind == ActionKind.LIFT_RESTRICTION:
+            entries = f"{list_url.rstrip('/')}/"
+            return [("DELETE", self._under(entries, entries + self._segment(identity)), None) for identity in plan.identities]
+        return [("POST", list_url, {"identity": identity}) for identity in plan.identities]
 

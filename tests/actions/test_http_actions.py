@@ -26,6 +26,7 @@ from requests_app.sources.actions import (
     ActionPlan,
     CategoryWork,
     StaleDryRun,
+    combined_fingerprint,
     keyed_hash,
 )
 from requests_app.sources.base import SourceError
@@ -535,6 +536,103 @@ def test_a_redirect_is_refused_rather_than_followed(api, source):
     api.forced["GET"] = (302, 0)
     with pytest.raises(SourceError, match="roaming-partner: redirected \\(HTTP 302\\)"):
         HTTPConnector(source).preview(plan_for("delete", source))
+
+
+# --- Identities and record keys that look like paths ----------------------------------------------------------
+# Each goes into the URL as one segment. Before, ".." took /subscribers/{identity}/calls up to /calls (every
+# subscriber's records) and "." to /subscribers/calls; a key or a list entry of "." to the collection itself.
+
+DOTS_ONLY = "roaming-partner: an identifier or record key of only dots cannot go in a path"
+
+
+@pytest.mark.parametrize("identity", ["..", "."])
+def test_an_identity_of_dots_is_refused_before_any_request(api, source, identity):
+    seed(api)
+    plan = ActionPlan(ActionKind.ERASE, [identity], [CategoryWork(category=add_category(source))])
+    connector = HTTPConnector(source)
+
+    with pytest.raises(SourceError) as raised:
+        connector.preview(plan)
+    with pytest.raises(SourceError):
+        connector.apply(plan, "any fingerprint")
+
+    assert str(raised.value) == DOTS_ONLY
+    assert api.requests == []
+
+
+@pytest.mark.parametrize("identity", ["a/../b", "%2e%2e", "../calls", "..."])
+def test_an_identity_that_looks_like_a_path_reaches_only_its_own_records(api, source, identity):
+    seed(api)
+    api.data[("calls", identity)] = [{"id": f"call-{i}", "caller": identity} for i in range(3)]
+    plan = ActionPlan(ActionKind.ERASE, [identity], [CategoryWork(category=add_category(source))])
+    connector = HTTPConnector(source)
+
+    result = connector.apply(plan, connector.preview(plan)["fingerprint"])
+
+    own = f"/api/subscribers/{quote(identity, safe='')}/calls"
+    assert {path.split("?")[0] for _, path, *_ in api.requests} == {own, *(f"{own}/call-{i}" for i in range(3))}
+    assert result["categories"] == [{"category": "calls", "rows": 3, "fields": 3 * 2}]
+    assert api.data[("calls", identity)] == []
+    assert (len(api.data[("calls", ALICE)]), len(api.data[("calls", BOB)])) == (3, 1)
+
+
+@pytest.mark.parametrize("key", ["..", "."])
+def test_a_record_key_of_dots_is_refused_before_anything_changes(api, source, key):
+    seed(api)
+    api.data[("calls", BOB)][0]["id"] = key
+    plan = plan_for("delete", source)
+    before = copy.deepcopy(api.data)
+
+    with pytest.raises(SourceError, match=DOTS_ONLY):
+        HTTPConnector(source).preview(plan)
+
+    assert api.writes() == []
+    assert api.data == before
+
+
+def test_a_record_key_that_looks_like_a_path_is_acted_on_at_its_own_path(api, source):
+    seed(api, alice=3, bob=0)
+    keys = ["a/../b", "%2E%2E", "..."]
+    for record, key in zip(api.data[("calls", ALICE)], keys):
+        record["id"] = key
+    plan = plan_for("delete", source)
+    connector = HTTPConnector(source)
+
+    connector.apply(plan, connector.preview(plan)["fingerprint"])
+
+    assert api.writes() == [("DELETE", f"/api/subscribers/%2B32470000001/calls/{quote(key, safe='')}", None) for key in keys]
+    assert api.data[("calls", ALICE)] == []
+
+
+@pytest.mark.parametrize("identity", ["..", "."])
+def test_lifting_a_restriction_refuses_a_list_entry_of_dots_before_anything_changes(api, source, identity):
+    """"." would DELETE the list itself; ".." what is above it. Alice, first, keeps her entry too."""
+    api.restricted = [ALICE, identity]
+    plan = ActionPlan(ActionKind.LIFT_RESTRICTION, [ALICE, identity], [], restriction_list="/restricted")
+    connector = HTTPConnector(source)
+
+    with pytest.raises(SourceError, match=DOTS_ONLY):
+        connector.preview(plan)
+    with pytest.raises(SourceError, match=DOTS_ONLY):
+        connector.apply(plan, combined_fingerprint([]))  # no records: the dry run's fingerprint
+
+    assert api.requests == []
+    assert api.restricted == [ALICE, identity]
+
+
+def test_a_url_that_climbs_out_of_its_path_once_sent_is_not_sent(api, source):
+    """The last check, whatever built the URL: requests decodes %2E to ".", and the partner's server would then
+    take this path up to /api/calls."""
+    seed(api)
+    category = add_category(source)
+    category.query = "/subscribers/{identity}/%2E%2E/%2E%2E/calls"
+    category.save()
+    plan = ActionPlan(ActionKind.ERASE, [ALICE], [CategoryWork(category=category)])
+
+    with pytest.raises(SourceError, match="roaming-partner: a request would leave the path it was built under; not sent"):
+        HTTPConnector(source).preview(plan)
+
+    assert api.requests == []
 
 
 def test_an_http_source_deletes_only_the_records_dated_before_the_first_kept_day(api, source):

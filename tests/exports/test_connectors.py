@@ -12,6 +12,7 @@ import os
 import sqlite3
 import time
 import zipfile
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -189,6 +190,24 @@ def test_http_connector_keeps_a_field_only_later_records_have(http_backend, part
     columns, rows = stream_all(source, category, [ALICE])
     assert columns == ["caller", "callee", "note"]
     assert rows == [(ALICE, "*****77", None), (ALICE, None, None), (ALICE, "*****78", "refund promised")]
+
+
+@pytest.mark.parametrize("identity", ["..", "."])
+def test_http_connector_refuses_an_identity_of_dots_before_asking_the_partner(http_backend, partner_api, identity):
+    """".." took /subscribers/{identity}/calls up to /calls: every subscriber's records in one subject's package."""
+    source, category = http_backend
+    message = assert_source_error(source, category, [identity])
+    assert message == "partner-api: an identifier or record key of only dots cannot go in a path"
+    assert partner_api.seen == []
+
+
+@pytest.mark.parametrize("identity", ["a/../b", "%2e%2e", "../calls"])
+def test_http_connector_reads_an_identity_that_looks_like_a_path_as_one_subscriber(http_backend, partner_api, identity):
+    source, category = http_backend
+    partner_api.records[identity] = [{"caller": identity, "callee": None, "started_at": "2026-01-10 10:00:00", "duration_s": 1}]
+    columns, rows = stream_all(source, category, [identity])
+    assert rows == [(identity, None, "2026-01-10 10:00:00", 1)]
+    assert [path for path, _ in partner_api.seen] == [f"/api/subscribers/{quote(identity, safe='')}/calls"]
 
 
 def test_http_connector_sends_the_token_in_a_custom_header_without_bearer(partner_api):

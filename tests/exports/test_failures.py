@@ -164,6 +164,22 @@ def test_a_source_failing_on_a_later_page_keeps_no_partial_rows(demo_request, pa
     assert any("page=2" in path for path, _ in partner_api.seen)  # it did fail mid-way, after a first page
 
 
+def test_a_customer_reference_of_dots_fails_the_export_instead_of_reading_every_customers_records(
+    demo_request, partner_api, settings
+):
+    """A reference filed before intake refused it: searched by it, /customers/{identity}/calls was /calls."""
+    demo_request.identities.filter(kind=IdentityKind.CUSTOMER_REFERENCE).update(value="..")
+    add_source(
+        "partner", "Roaming partner", ConnectorKind.HTTP, url=partner_api.base_url, env="SOURCE_PARTNER_API_TOKEN",
+        identity_kind=IdentityKind.CUSTOMER_REFERENCE, query="/subscribers/{identity}/calls",
+    )
+    export = export_start(request=demo_request, actor=Actor.system())
+    assert compile_export(export_id=export.id) is None
+    assert_failed_without_a_file(export, settings, "partner")
+    assert export.error == "partner: an identifier or record key of only dots cannot go in a path"
+    assert partner_api.seen == []
+
+
 def test_an_unreachable_copy_path_source_fails_the_export_naming_it(demo_request, settings, monkeypatch):
     """A PostgreSQL source (the COPY path) with nothing listening: a source failure, not a crash."""
     monkeypatch.setenv("SOURCE_BILLING_DB_URL", f"postgres://reader:s3cret-pw@127.0.0.1:{closed_port()}/billing")
