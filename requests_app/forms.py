@@ -208,6 +208,18 @@ class RequestForm(forms.Form):
         value = self.cleaned_data["subject_phone"].strip()
         return validate_e164(value) if value else ""
 
+    def clean_customer_reference(self):
+        # References have letters or digits (CUST-000123, MOB-4471-2093), whatever else the many operators'
+        # formats hold, so only that is required. One of dots or dashes alone names no account, and ".." in an
+        # HTTP source's path would name the folder above the subject's (sources/http.py refuses it too).
+        value = self.cleaned_data["customer_reference"]
+        if value and not any(character.isalnum() for character in value):
+            raise forms.ValidationError(
+                _("An account reference has letters or digits: enter it as your contract or invoice shows it, for example CUST-000123."),
+                code="invalid",
+            )
+        return value
+
     def clean_description(self):
         # Characters, as the help text says (not bytes: that would halve the limit for Greek or
         # Cyrillic), with line breaks counted once (MultilineField).

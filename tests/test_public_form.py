@@ -129,6 +129,9 @@ def test_the_help_texts_example_and_belgian_national_numbers_are_accepted(client
         ({"ip_address": "999.1.1.1"}, "ip_address", "valid IPv4 or IPv6"),
         ({"website": "http://spam.example"}, "__all__", "could not be accepted"),
         ({"relationship": ""}, "relationship", "Choose how you are related to us."),
+        ({"customer_reference": ".."}, "customer_reference", "An account reference has letters or digits"),
+        ({"customer_reference": " . "}, "customer_reference", "An account reference has letters or digits"),
+        ({"customer_reference": "-/-"}, "customer_reference", "An account reference has letters or digits"),
     ],
 )
 @pytest.mark.django_db
@@ -142,6 +145,23 @@ def test_bad_input_gets_a_field_error_and_saves_nothing(client, changes, field, 
     assert f'id="id_{field}_error"' in response.content.decode() or field in ("rights", "__all__")
     assert PrivacyRequest.objects.count() == 0
     assert len(mail.outbox) == 0
+
+
+@pytest.mark.parametrize("reference", ["MOB-4471-2093", "123456", "ACME/2024.17 (main)", "Ü-77", "a/../b"])
+@pytest.mark.django_db
+def test_an_account_reference_with_letters_or_digits_is_kept_as_typed(client, reference):
+    assert post_form(client, customer_reference=reference).status_code == 302
+    request = PrivacyRequest.objects.get()
+    assert request.customer_reference == reference
+    assert request.identities.get(kind=IdentityKind.CUSTOMER_REFERENCE).value == reference
+
+
+@pytest.mark.django_db
+def test_an_account_reference_of_spaces_is_no_reference(client):
+    assert post_form(client, customer_reference="   ").status_code == 302
+    request = PrivacyRequest.objects.get()
+    assert request.customer_reference == ""
+    assert not request.identities.filter(kind=IdentityKind.CUSTOMER_REFERENCE).exists()
 
 
 @pytest.mark.django_db

@@ -57,6 +57,7 @@ def test_an_organisation_files_a_request_with_asserted_identities(api, operator)
         ({"description": "x" * 10_001}, "description"),
         ({"subject_name": 123}, "subject_name"),  # a number is not a name, even as "123"
         ({"customer_reference": 1e308}, "customer_reference"),
+        ({"customer_reference": ".."}, "customer_reference"),  # no account, and a path's folder above
     ],
 )
 @pytest.mark.django_db
@@ -67,6 +68,18 @@ def test_the_web_forms_rules_apply_with_problem_details(api, changes, field):
     body = response.json()
     assert body["status"] == 400 and field in body["errors"]
     assert PrivacyRequest.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_an_account_reference_of_dots_only_is_refused_saying_what_one_looks_like(api):
+    response = create(api, customer_reference=" .. ")
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert response.json()["errors"] == {
+        "customer_reference": [
+            "An account reference has letters or digits: enter it as your contract or invoice shows it, for example CUST-000123."
+        ]
+    }
+    assert create(api, customer_reference="MOB-4471-2093").status_code == 201
 
 
 @pytest.mark.django_db
