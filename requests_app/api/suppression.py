@@ -5,7 +5,7 @@ requests, and a customer portal's read or write key sees no lists.
 
     GET  /api/v1/suppression-lists/                        the purposes and their entry counts
     GET  /api/v1/suppression-lists/<slug>/entries/         entries, oldest first (cursor; added_since, kind)
-    GET  /api/v1/suppression-lists/<slug>/entries/csv/     the same as CSV, streamed
+    GET  /api/v1/suppression-lists/<slug>/entries/csv/     the same as CSV, streamed (values=exact: as stored)
     POST /api/v1/suppression-lists/<slug>/lookup/          which of these identifiers are suppressed
 
 Identifiers travel in bodies, never in URLs, so they stay out of access logs.
@@ -71,6 +71,19 @@ class EntrySerializer(serializers.ModelSerializer):
 class EntryFilter(serializers.Serializer):
     added_since = SinceField(required=False)
     kind = serializers.ChoiceField(choices=IdentityKind.choices, required=False)
+
+
+class CSVEntryFilter(EntryFilter):
+    # Guarded by default: whoever opens the download in a spreadsheet is protected without having read this,
+    # while a system that imports it is written by someone who has.
+    values = serializers.ChoiceField(
+        choices=[("spreadsheet", "spreadsheet"), ("exact", "exact")],
+        default="spreadsheet",
+        help_text="`spreadsheet`: a value a spreadsheet would run as a formula (one starting with =, +, -, @, a tab or "
+        "a carriage return, other than a signed whole number such as a phone number) gets a leading `'`, as in the "
+        "dashboard's download; a spreadsheet shows the value without it. `exact`: every value as stored, for a "
+        "system that imports the file and matches on it (the JSON entries are always exact).",
+    )
 
 
 class IdentifierSerializer(serializers.Serializer):
@@ -178,17 +191,19 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["get"], pagination_class=EntryCursorPagination)
     def entries(self, request, slug=None):
         """Entries oldest first; pass `added_since` to fetch only what is new since your last sync."""
-        page = self.paginate_queryset(self._filtered_entries(request))
+        entries, _filters = self._filtered_entries(request, EntryFilter)
+        page = self.paginate_queryset(entries)
         return self.get_paginated_response(EntrySerializer(page, many=True).data)
 
     @extend_schema(
         summary="Download a list's entries as CSV",
-        parameters=[EntryFilter, *PROBLEM_HEADERS],
+        parameters=[CSVEntryFilter, *PROBLEM_HEADERS],
         responses={
             (200, "text/csv"): OpenApiResponse(
                 response=OpenApiTypes.STR,
                 description="One row per entry, oldest first, under the header `kind,value,right,added_at` "
-                "(added_at in UTC, ISO 8601); sent as the attachment `suppression-<slug>.csv`",
+                "(added_at in UTC, ISO 8601); sent as the attachment `suppression-<slug>.csv`. A value a spreadsheet "
+                "would run as a formula gets a leading `'` unless `values=exact` is asked",
                 examples=[OpenApiExample("Two entries", value=ENTRIES_CSV)],
             ),
             **problems(400, 401, 403, 404, 405, 429),  # never a 406: its CSV or a problem, whatever Accept says
@@ -197,12 +212,13 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["get"], url_path="entries/csv")
     def entries_csv(self, request, slug=None):
         """All entries as CSV, streamed. Audited, as the dashboard's download is: the whole list leaves the product."""
-        entries = self._filtered_entries(request)
+        entries, filters = self._filtered_entries(request, CSVEntryFilter)
         with transaction.atomic():
             record_event(
                 None, "suppression_list_downloaded", actor=Actor.organisation(request.auth.organisation), data={"purpose": slug}
             )
-        response = StreamingHttpResponse(suppression.entries_csv(entries, suppression.Echo()), content_type="text/csv")
+        rows = suppression.entries_csv(entries, suppression.Echo(), for_spreadsheet=filters["values"] == "spreadsheet")
+        response = StreamingHttpResponse(rows, content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="suppression-{slug}.csv"'
         return response
 
@@ -228,13 +244,14 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         results = [{**identifier, "suppressed": on_list} for identifier, on_list in zip(identifiers, listed)]
         return Response({"results": results})
 
-    def _filtered_entries(self, request):
+    def _filtered_entries(self, request, filter_class: type[EntryFilter]):
+        """The list's entries the query's filters ask for, and the filters read (their defaults filled in)."""
         purpose = self.purpose()
-        filters = EntryFilter(data=request.query_params)
+        filters = filter_class(data=request.query_params)
         filters.is_valid(raise_exception=True)
         entries = purpose.entries.all()
         if "added_since" in filters.validated_data:
             entries = entries.filter(created_at__gte=filters.validated_data["added_since"])
         if "kind" in filters.validated_data:
             entries = entries.filter(kind=filters.validated_data["kind"])
-        return entries
+        return entries, filters.validated_data

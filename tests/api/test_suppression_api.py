@@ -59,6 +59,41 @@ def test_entries_as_csv(lists_api, marketing):
     assert downloaded.actor_kind == "organisation" and downloaded.data == {"purpose": "marketing-email"}
 
 
+FORMULA = "=HYPERLINK(\"http://evil.example\",\"x\")"
+
+
+def csv_values(response) -> list[str]:
+    assert response.status_code == 200, response.content
+    return [row[1] for row in csv.reader(io.StringIO(b"".join(response.streaming_content).decode()))][1:]
+
+
+def test_the_csv_never_hands_a_spreadsheet_a_formula_unless_exact_values_are_asked(lists_api, marketing):
+    """A verified value can be typed by anyone (a customer reference, an address's local part); a marketing
+    tool's user may open the download in a spreadsheet, as the DPO's (Suppression lists) is guarded for."""
+    SuppressionEntry.objects.create(purpose=marketing, kind=IdentityKind.CUSTOMER_REFERENCE, value=FORMULA, right=RequestType.OBJECTION)
+    SuppressionEntry.objects.create(purpose=marketing, kind=IdentityKind.EMAIL, value="-ana@example.com", right=RequestType.OBJECTION)
+    url = "/api/v1/suppression-lists/marketing-email/entries/csv/"
+
+    guarded = csv_values(lists_api.get(url))
+    assert guarded == ["ana@example.com", "+32470000001", f"'{FORMULA}", "'-ana@example.com"]  # a phone number stays a number
+    assert csv_values(lists_api.get(url, {"values": "spreadsheet"})) == guarded
+    # A system that imports the file matches on the values as stored.
+    assert csv_values(lists_api.get(url, {"values": "exact"})) == ["ana@example.com", "+32470000001", FORMULA, "-ana@example.com"]
+    assert [e["value"] for e in lists_api.get("/api/v1/suppression-lists/marketing-email/entries/").json()["results"]][2:] == [
+        FORMULA, "-ana@example.com"
+    ]
+    refused = lists_api.get(url, {"values": "raw"})
+    assert refused.status_code == 400 and "values" in refused.json()["errors"]
+
+
+def test_the_schema_documents_the_csvs_values(lists_api):
+    schema = lists_api.get("/api/schema/", {"format": "json"}).json()
+    operation = schema["paths"]["/api/v1/suppression-lists/{slug}/entries/csv/"]["get"]
+    values = next(parameter for parameter in operation["parameters"] if parameter["name"] == "values")
+    assert values["schema"]["enum"] == ["spreadsheet", "exact"] and values["schema"]["default"] == "spreadsheet"
+    assert "leading `'`" in values["description"] and "as stored" in values["description"]
+
+
 @pytest.mark.parametrize("accept", ["text/csv", "text/csv, application/json;q=0.5", "text/html"])
 def test_entries_as_csv_whatever_accept_asks(lists_api, marketing, accept):
     """Asked for as the schema documents it (text/csv), the CSV was refused 406: only JSON could be rendered."""

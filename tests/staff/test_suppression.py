@@ -257,7 +257,7 @@ def test_a_cell_of_the_dpos_csv_never_runs_as_a_spreadsheet_formula(client, mark
     login_staff(client, dpo)
     response = client.get(reverse("staff:suppression_download", args=[marketing.slug]))
     assert list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))[1][1] == in_csv
-    # Systems syncing the list get the value as it is.
+    # Not asked for a spreadsheet (the API's values=exact), the service writes the value as it is.
     out = io.StringIO()
     for _row in suppression.entries_csv(marketing.entries.all(), out):
         pass
