@@ -79,7 +79,7 @@ def _origin(url: str) -> str:
 
 
 def _as_sent(url: str) -> str:
-    """`url` as requests puts it on the wire. Not always as built: requests resolves "." and ".." segments,
+    """`url` as requests puts it on the wire. Not always as built: requests (urllib3) resolves "." and ".." segments,
     then decodes %2E to "." (an unreserved character), leaving dots for the server to resolve."""
     prepared = requests.PreparedRequest()
     prepared.prepare_url(url, None)
