@@ -654,6 +654,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"organisation_key": API_RATE_LIMIT, "unauthenticated": API_UNAUTHENTICATED_RATE_LIMIT},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["requests_app.api.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "requests_app.api.negotiation.JSONOrProblemNegotiation",
     "EXCEPTION_HANDLER": "requests_app.api.errors.problem_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,

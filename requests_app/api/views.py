@@ -81,11 +81,13 @@ ALL_PROBLEMS = {
         (405, "A method this endpoint does not have, whatever the key's scope (with `Allow`: the methods it has)", [
             problem_example("Method not allowed", 405, 'Method "PUT" not allowed.'),
         ]),
-        (406, "An `Accept` header that admits no JSON: answers are `application/json`, and problems "
-              "`application/problem+json`", [
+        (406, "An `Accept` header that admits neither `application/json` nor `application/problem+json`: answers "
+              "are `application/json`, and problems `application/problem+json` (a client that accepts only "
+              "`application/problem+json` gets its successes as `application/json`)", [
             problem_example(
                 "Not acceptable", 406, "Could not satisfy the request Accept header.",
-                description="The answer to `Accept: text/html`: send `Accept: application/json`, or no `Accept` header.",
+                description="The answer to `Accept: text/html`: send `Accept: application/json, application/problem+json`, "
+                "or no `Accept` header.",
             ),
         ]),
         (409, "Not allowed in the request's state, or the same Idempotency-Key is in flight", [

@@ -200,8 +200,12 @@ def assert_refused_without_a_key(case):
 
 
 def admits_json(accept: str) -> bool:
-    """As DRF's content negotiation reads an Accept header."""
-    return any(media_type_matches("application/json", media_range.strip()) for media_range in accept.split(","))
+    """As the API's content negotiation reads an Accept header: application/problem+json counts as JSON."""
+    return any(
+        media_type_matches(media_type, media_range.strip())
+        for media_range in accept.split(",")
+        for media_type in ("application/json", "application/problem+json")
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -216,7 +220,9 @@ def test_a_host_header_a_negative_case_makes_up_is_not_sent(operator):
     assert call(ping, Authorization=f"Api-Key {key_for(operator)}").status_code == 200
 
 
-@pytest.mark.parametrize(("accept", "status"), [("", 406), ("0", 406), ("text/html", 406), ("text/html, */*", 401)])
+@pytest.mark.parametrize(
+    ("accept", "status"), [("", 406), ("0", 406), ("text/html", 406), ("text/html, */*", 401), ("application/problem+json", 401)]
+)
 @pytest.mark.django_db(transaction=True)
 def test_an_accept_header_a_negative_case_makes_up_may_be_refused_before_the_key(accept, status):
     """The same made-up header names include "Accept": one that admits no JSON is a 406 before the key is read, where
