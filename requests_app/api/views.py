@@ -440,7 +440,9 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         **problems(401, 403, 405, 406, 429),  # no input, no object: never a 400 or a 404
     }
 )
-@api_view(["GET"])
+# HEAD too, as every GET route of the viewsets has it: @api_view allows only the methods it lists, and an uptime
+# monitor's HEAD was a 405 (RFC 9110 has every general-purpose server support HEAD wherever it supports GET).
+@api_view(["GET", "HEAD"])
 def ping(request):
     """Check an API key: answers with the organisation it belongs to."""
     return Response({"organisation": request.auth.organisation.name})

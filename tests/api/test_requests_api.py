@@ -730,6 +730,17 @@ def test_ping_names_the_keys_organisation(api, django_assert_num_queries):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/v1/ping/", URL, "{id}/", "{id}/exports/"])
+def test_every_get_route_answers_head_with_the_gets_headers_and_no_body(api, path):
+    """The ping answered HEAD 405 (an uptime monitor's check): @api_view allows only the methods it lists."""
+    path = path.format(id=f"{URL}{create(api).json()['id']}")
+    get, head = api.get(path), api.head(path)
+    assert head.status_code == get.status_code == 200
+    assert head.content == b"" and head["Content-Type"] == get["Content-Type"] == "application/json"
+    assert head["Content-Length"] == get["Content-Length"] and "HEAD" in head["Allow"]
+
+
+@pytest.mark.django_db
 def test_filing_a_request_answers_from_what_it_wrote(api, django_assert_num_queries):
     create(api)  # the year's reference counter and the audit chain head exist from here on
     # key, savepoint, reference, request, rights, identities, audit (lock, event, head), release
