@@ -462,6 +462,28 @@ def test_a_character_written_as_a_surrogate_pair_is_that_character(api):
     assert PrivacyRequest.objects.get().description == "Merci \U0001f600"
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", '"utf-8"', "iso-8859-1", "windows-1252", "utf-16", "bz2_codec", "nonsense"])
+def test_a_json_body_is_read_as_utf8_whatever_charset_its_content_type_names(api, charset):
+    """A UTF-8 body labelled charset=iso-8859-1 (some HTTP libraries' default label) was filed as "AnaÃ¯s LiÃ¨ge":
+    DRF decoded by the label, and JSON is UTF-8 whatever it says (RFC 8259)."""
+    body = json.dumps({**VALID, "subject_name": "Anaïs Liège"}, ensure_ascii=False).encode()
+    # generic(): post() would re-encode the body in the charset named.
+    response = api.generic("POST", URL, body, content_type=f"application/json; charset={charset}")
+    assert response.status_code == 201, response.json()
+    assert PrivacyRequest.objects.get().subject_name == "Anaïs Liège"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("encoding", ["iso-8859-1", "utf-16"])
+def test_a_json_body_in_another_encoding_than_utf8_is_refused_not_misread(api, encoding):
+    body = json.dumps({**VALID, "subject_name": "Anaïs Liège"}, ensure_ascii=False).encode(encoding)
+    response = api.generic("POST", URL, body, content_type=f"application/json; charset={encoding}")
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert response.json()["detail"].startswith("JSON parse error - 'utf-8' codec can't decode byte")
+    assert not PrivacyRequest.objects.exists()
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("cursor", ["cD14", "not-a-cursor"])  # "p=x"
 def test_an_edited_cursor_is_a_404_like_any_invalid_cursor(api, cursor):
     create(api)
