@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, pagination, status, viewsets
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
@@ -35,7 +35,8 @@ def problem_example(name: str, status_code: int, detail: str, *, title: str = ""
 ALL_PROBLEMS = {
     (code, PROBLEM): OpenApiResponse(response=serializers.ProblemSerializer, description=description, examples=examples)
     for code, description, examples in [
-        (400, "Malformed JSON or invalid fields (problem details with `errors`: field name to messages)", [
+        (400, "Malformed JSON, invalid fields or query parameters (problem details with `errors`: field or "
+              "parameter name to messages)", [
             problem_example(
                 "Invalid fields", 400, "The request is not valid; see errors.",
                 errors={
@@ -59,6 +60,10 @@ ALL_PROBLEMS = {
                 description="A key or string holding half of a surrogate pair without the other (`\"\\ud800\"`) "
                 "names no character: write the character, or both halves (`\"\\ud83d\\ude00\"`).",
             ),
+            problem_example(
+                "Invalid cursor", 400, "The request is not valid; see errors.", errors={"cursor": ["Invalid cursor"]},
+                description="A `cursor` that is not one of the `next` or `previous` links' own.",
+            ),
         ]),
         (401, "Missing, wrong, expired or revoked API key (with `WWW-Authenticate: Api-Key`)", [
             problem_example("No key", 401, "Send an API key: Authorization: Api-Key <key>."),
@@ -72,11 +77,10 @@ ALL_PROBLEMS = {
             problem_example("Business customer on suppression lists", 403, "Only the controller's own systems may read the suppression lists."),
             problem_example("Read key that downloads", 403, "Downloading a subject's data needs a key with the write scope."),
         ]),
-        (404, "No such request, package or suppression list for this key, or a cursor that is not one of ours", [
+        (404, "No such request, package or suppression list for this key", [
             problem_example("Unknown request", 404, "No such privacy request for this API key."),
             problem_example("Unknown package", 404, "No such export package for this API key."),
             problem_example("Unknown suppression list", 404, "No such suppression list for this API key."),
-            problem_example("Invalid cursor", 404, "Invalid cursor"),
         ]),
         (405, "A method this endpoint does not have, whatever the key's scope (with `Allow`: the methods it has)", [
             problem_example("Method not allowed", 405, 'Method "PUT" not allowed.'),
@@ -176,12 +180,13 @@ class DocumentedCursorPagination(pagination.CursorPagination):
     example_next = ""
 
     def paginate_queryset(self, queryset, request, view=None):
-        # DRF checks a cursor's encoding but not the position inside it: an edited one ("p=x")
-        # fails on the query. It is refused as any invalid cursor is.
+        # A cursor that cannot be read is a 400 naming the parameter, as a filter that cannot be is. DRF answers 404
+        # (NotFound), which says the list itself is not there, and tells a client nothing about what it sent.
+        # DRF checks a cursor's encoding but not the position inside it: an edited one ("p=x") fails on the query.
         try:
             return super().paginate_queryset(queryset, request, view)
-        except (DjangoValidationError, ValueError, OverflowError):
-            raise NotFound(self.invalid_cursor_message) from None
+        except (NotFound, DjangoValidationError, ValueError, OverflowError):
+            raise ValidationError({self.cursor_query_param: [self.invalid_cursor_message]}) from None
 
     def get_paginated_response_schema(self, schema):
         paginated = super().get_paginated_response_schema(schema)

@@ -484,11 +484,15 @@ def test_a_json_body_in_another_encoding_than_utf8_is_refused_not_misread(api, e
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("cursor", ["cD14", "not-a-cursor"])  # "p=x"
-def test_an_edited_cursor_is_a_404_like_any_invalid_cursor(api, cursor):
+@pytest.mark.parametrize("cursor", ["cD14", "not-a-cursor", "bz0tMQ==", "cj14", "cD05OTk5OS0wMS0wMQ=="])  # "p=x", "o=-1", "r=x", "p=99999-01-01"
+def test_a_cursor_that_cannot_be_read_is_a_400_naming_it_not_a_404(api, cursor):
+    """A 404 said the list was not there; the list is, and the fault is in the parameter, as with a filter."""
     create(api)
     response = api.get(URL, {"cursor": cursor})
-    assert response.status_code == 404 and response.json()["detail"] == "Invalid cursor"
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert response.json()["errors"] == {"cursor": ["Invalid cursor"]}
+    french = api.get(URL, {"cursor": cursor}, HTTP_ACCEPT_LANGUAGE="fr")
+    assert french.json()["errors"]["cursor"] != ["Invalid cursor"]  # DRF's own catalogue translates it
 
 
 @pytest.mark.django_db

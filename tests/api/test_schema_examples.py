@@ -350,6 +350,7 @@ PROVOKE = {
     (400, "MalformedJSON"): malformed_json,
     (400, "DuplicateKey"): duplicate_key,
     (400, "LoneSurrogate"): lone_surrogate,
+    (400, "InvalidCursor"): lambda operator: client_with(key_for(operator)).get("/api/v1/requests/", {"cursor": "cD14"}),
     (401, "NoKey"): lambda operator: APIClient().get("/api/v1/ping/"),
     (401, "WrongOrRevokedKey"): lambda operator: client_with(key_for(operator, revoked=True)).get("/api/v1/ping/"),
     (401, "ExpiredKey"): expired_key,
@@ -360,7 +361,7 @@ PROVOKE = {
     (403, "ReadKeyThatDownloads"): lambda operator: client_with(key_for(operator, scope="read")).get(
         f"/api/v1/requests/{own_request(operator).public_id}/exports/{uuid.uuid4()}/download/"
     ),
-    (404, "InvalidCursor"): lambda operator: client_with(key_for(operator)).get("/api/v1/requests/", {"cursor": "cD14"}),
+
     (404, "UnknownRequest"): lambda operator: client_with(key_for(operator)).get(f"/api/v1/requests/{uuid.uuid4()}/"),
     (404, "UnknownPackage"): lambda operator: client_with(key_for(operator)).get(
         f"/api/v1/requests/{own_request(operator).public_id}/exports/{uuid.uuid4()}/download/"

@@ -44,6 +44,8 @@ def test_entries_page_by_cursor_and_filter_by_time_and_kind(lists_api, marketing
     phones = lists_api.get("/api/v1/suppression-lists/marketing-email/entries/", {"kind": "email"}).json()
     assert [e["kind"] for e in phones["results"]] == ["email"]
     assert lists_api.get("/api/v1/suppression-lists/marketing-email/entries/", {"kind": "fax"}).status_code == 400
+    bad_cursor = lists_api.get("/api/v1/suppression-lists/marketing-email/entries/", {"cursor": "cD14"})
+    assert bad_cursor.status_code == 400 and bad_cursor.json()["errors"] == {"cursor": ["Invalid cursor"]}
 
 
 def test_entries_as_csv(lists_api, marketing):
