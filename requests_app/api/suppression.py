@@ -213,10 +213,12 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def entries_csv(self, request, slug=None):
         """All entries as CSV, streamed. Audited, as the dashboard's download is: the whole list leaves the product."""
         entries, filters = self._filtered_entries(request, CSVEntryFilter)
-        with transaction.atomic():
-            record_event(
-                None, "suppression_list_downloaded", actor=Actor.organisation(request.auth.organisation), data={"purpose": slug}
-            )
+        # A HEAD (a link checker, a proxy) gets the headers and no list: nothing left the product to audit.
+        if request.method == "GET":
+            with transaction.atomic():
+                record_event(
+                    None, "suppression_list_downloaded", actor=Actor.organisation(request.auth.organisation), data={"purpose": slug}
+                )
         rows = suppression.entries_csv(entries, suppression.Echo(), for_spreadsheet=filters["values"] == "spreadsheet")
         response = StreamingHttpResponse(rows, content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="suppression-{slug}.csv"'

@@ -96,6 +96,15 @@ def test_the_schema_documents_the_csvs_values(lists_api):
     assert "leading `'`" in values["description"] and "as stored" in values["description"]
 
 
+def test_a_head_of_the_csv_is_not_audited_as_a_download(lists_api, marketing):
+    """It was: the audit trail said the whole list had left the product when only its headers had."""
+    from requests_app.models import AuditEvent
+
+    response = lists_api.head("/api/v1/suppression-lists/marketing-email/entries/csv/")
+    assert response.status_code == 200 and response["Content-Type"] == "text/csv"
+    assert not AuditEvent.objects.filter(action="suppression_list_downloaded").exists()
+
+
 @pytest.mark.parametrize("accept", ["text/csv", "text/csv, application/json;q=0.5", "text/html"])
 def test_entries_as_csv_whatever_accept_asks(lists_api, marketing, accept):
     """Asked for as the schema documents it (text/csv), the CSV was refused 406: only JSON could be rendered."""
