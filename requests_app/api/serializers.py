@@ -1,6 +1,7 @@
 """What the API reads and writes. Creation runs the web form's own validation."""
 
 import datetime
+import re
 from collections.abc import Mapping
 
 from django.conf import settings
@@ -33,13 +34,26 @@ class MultilineStringField(StringField):
         return super().to_internal_value(data).replace("\r\n", "\n")
 
 
+# What "2026-03-01T10:00:00+01:00" becomes in a query string that was not percent-encoded: a "+" there reads as
+# a space, and DRF's message asked for the "+HH:MM" the client believes it sent.
+OFFSET_SIGN_READ_AS_SPACE = re.compile(r"\d \d{2}(:?\d{2})?$")
+
+
 class SinceField(serializers.DateTimeField):
     """A moment to filter from. One so near year 1 or 9999 that it has no UTC equivalent is a 400:
     a database that compares in UTC (SQLite) would otherwise fail on it with a 500."""
 
-    default_error_messages = {"out_of_range": gettext_lazy("Give a date and time between the years 1 and 9999, in UTC.")}
+    default_error_messages = {
+        "out_of_range": gettext_lazy("Give a date and time between the years 1 and 9999, in UTC."),
+        "offset_sign_as_space": gettext_lazy(
+            'The time zone offset lost its "+": in a query string a "+" reads as a space. Send it as "%2B" '
+            '(2026-03-01T10:00:00%2B01:00), or give the time in UTC with "Z".'
+        ),
+    }
 
     def to_internal_value(self, value):
+        if isinstance(value, str) and OFFSET_SIGN_READ_AS_SPACE.search(value):
+            self.fail("offset_sign_as_space")
         try:
             moment = super().to_internal_value(value)
             moment.astimezone(datetime.UTC)

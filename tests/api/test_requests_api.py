@@ -879,6 +879,21 @@ def test_updated_since_lists_a_request_whose_clock_was_paused_and_resumed(api, o
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("since", ["2026-03-01T10:00:00 01:00", "2026-03-01T10:00 0100", "2026-03-01T10:00:00.5 01"])
+def test_an_updated_since_whose_plus_was_read_as_a_space_says_so(api, since):
+    """An offset's "+" not percent-encoded in the query string arrives as a space: DRF's message asked for the
+    "+HH:MM" the client had sent."""
+    response = api.get(URL, {"updated_since": since})
+    assert response.status_code == 400
+    assert response.json()["errors"]["updated_since"] == [
+        'The time zone offset lost its "+": in a query string a "+" reads as a space. Send it as "%2B" '
+        '(2026-03-01T10:00:00%2B01:00), or give the time in UTC with "Z".'
+    ]
+    encoded = api.get(f"{URL}?updated_since=2026-03-01T10:00:00%2B01:00")
+    assert encoded.status_code == 200
+
+
+@pytest.mark.django_db
 # Brussels is ahead of UTC, so these are before year 1 in UTC; the last one is after 9999.
 @pytest.mark.parametrize("since", ["0001-01-01", "0001-01-01T00:00:00", "9999-12-31T23:59:59-02:00"])
 def test_an_updated_since_out_of_range_is_a_400_not_a_500(api, since):
