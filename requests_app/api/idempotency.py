@@ -27,6 +27,8 @@ from requests_app.api.errors import PROBLEM, problem
 from requests_app.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
+# The column's length; the schema declares it (views.IDEMPOTENCY_HEADER), a longer key is a 400.
+MAX_KEY_LENGTH = IdempotencyRecord._meta.get_field("key").max_length
 # Longer than any request may take (gunicorn's timeout is far shorter).
 ABANDONED_AFTER = datetime.timedelta(minutes=5)
 
@@ -51,7 +53,7 @@ def idempotent(view_method):
         key = request.headers.get(HEADER, "").strip()
         if not key:
             return view_method(self, request, *args, **kwargs)
-        if len(key) > 255:
+        if len(key) > MAX_KEY_LENGTH:
             return problem(status.HTTP_400_BAD_REQUEST, _("%(header)s is longer than 255 characters.") % {"header": HEADER})
         organisation = request.auth.organisation
         fingerprint = call_fingerprint(request.method, request.path, request.body)

@@ -18,7 +18,7 @@ from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
 from requests_app.api import serializers
-from requests_app.api.idempotency import idempotent
+from requests_app.api.idempotency import MAX_KEY_LENGTH, idempotent
 from requests_app.audit import Actor
 from requests_app.api.errors import PROBLEM, found_or_404, problem, problem_body
 from requests_app.lifecycle import RequestError
@@ -152,8 +152,9 @@ PROBLEM_HEADERS = [
     ),
 ]
 IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
-    description="Retry a POST safely: the same key and body returns the first answer.",
+    "Idempotency-Key", {"type": "string", "maxLength": MAX_KEY_LENGTH}, OpenApiParameter.HEADER, required=False,
+    description="Retry a POST safely: the same key and body returns the first answer. At most 255 characters "
+    "(a UUID is 36); a longer key is a 400.",
 )
 # The answers an Idempotency-Key stores, and so replays: the view's, not those given before it runs (401, 403 for a
 # key's scope, 413, 429), nor a 5xx.

@@ -607,6 +607,27 @@ def test_idempotency_compares_a_json_body_by_its_content_not_its_layout(api):
 
 
 @pytest.mark.django_db
+def test_idempotency_a_key_up_to_255_characters_is_kept_a_longer_one_refused_as_the_schema_says(api, client):
+    longest = "k" * 255
+    first = api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY=longest)
+    again = api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY=longest)
+    assert first.status_code == again.status_code == 201 and again["Idempotent-Replayed"] == "true"
+    too_long = api.post(URL, {**VALID, "subject_email": "bob@example.com"}, format="json", HTTP_IDEMPOTENCY_KEY=longest + "k")
+    assert too_long.status_code == 400 and too_long["Content-Type"] == "application/problem+json"
+    assert too_long.json()["detail"] == "Idempotency-Key is longer than 255 characters."
+    assert PrivacyRequest.objects.count() == 1
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    declared = [
+        parameter["schema"]
+        for path in schema["paths"].values()
+        for operation in path.values()
+        for parameter in operation.get("parameters", [])
+        if parameter["name"] == "Idempotency-Key"
+    ]
+    assert len(declared) == 3 and all(each == {"type": "string", "maxLength": 255} for each in declared)
+
+
+@pytest.mark.django_db
 def test_idempotency_same_key_other_body_is_422(api):
     api.post(URL, VALID, format="json", HTTP_IDEMPOTENCY_KEY="abc-2")
     other = api.post(URL, {**VALID, "subject_name": "Someone Else"}, format="json", HTTP_IDEMPOTENCY_KEY="abc-2")
