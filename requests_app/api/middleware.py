@@ -13,10 +13,18 @@ from requests_app.api.errors import HOST_NOT_SERVED, NO_ENDPOINT, NOT_UNDERSTOOD
 
 
 def api_body_limit(get_response):
-    """Refuse an oversized body (413) before anything reads it."""
+    """Refuse an oversized body (413) before anything reads it, and a POST's body sent without a length (411).
+
+    Django reads a body by its Content-Length. One sent in chunks (Transfer-Encoding: chunked, as some HTTP
+    libraries send a body they stream) has none, and was read as empty: a filing answered "This field is required"
+    for every field it had sent, and a withdrawal went through with a body it should have refused."""
 
     def middleware(request):
         if request.path.startswith("/api/"):
+            if request.method == "POST" and "HTTP_TRANSFER_ENCODING" in request.META and not request.META.get("CONTENT_LENGTH"):
+                with _in_the_callers_language(request):
+                    detail = _("Send the body with a Content-Length header: this API does not read a body sent in chunks.")
+                return problem_response(411, detail)
             try:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:

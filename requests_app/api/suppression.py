@@ -231,7 +231,7 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         examples=[OpenApiExample("An email and a phone number", value=LOOKUP_EXAMPLE, request_only=True)],
         responses={
             200: success(LookupResponseSerializer, "Each identifier as sent, and whether it is suppressed", "One suppressed", LOOKUP_RESULTS),
-            **problems(400, 401, 403, 404, 405, 406, 413, 415, 429),
+            **problems(400, 401, 403, 404, 405, 406, 411, 413, 415, 429),
         },
     )
     @action(detail=True, methods=["post"])

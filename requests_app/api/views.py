@@ -102,6 +102,12 @@ ALL_PROBLEMS = {
             ),
             problem_example("Idempotency-Key in flight", 409, "A request with this Idempotency-Key is still being processed."),
         ]),
+        (411, "A body sent in chunks (`Transfer-Encoding: chunked`), without `Content-Length`, refused before it is read", [
+            problem_example(
+                "Length required", 411,
+                "Send the body with a Content-Length header: this API does not read a body sent in chunks.",
+            ),
+        ]),
         (413, "Body larger than API_MAX_BODY_BYTES (64 KiB by default), refused before it is read", [
             problem_example("Body too large", 413, "The body is larger than 65536 bytes.", title="Content Too Large"),
         ]),
@@ -133,8 +139,8 @@ def problems(*codes: int) -> dict:
 
 
 READ_PROBLEMS = problems(400, 401, 403, 404, 405, 406, 429)
-# A POST also meets the request's state, the body limit and the Idempotency-Key.
-WRITE_PROBLEMS = problems(400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 429)
+# A POST also meets the request's state, the body's length and limit and the Idempotency-Key.
+WRITE_PROBLEMS = problems(400, 401, 403, 404, 405, 406, 409, 411, 413, 415, 422, 429)
 # The headers that come with these problems, for each operation's parameters: drf-spectacular declares a header
 # on those of the operation's responses whose status it lists.
 PROBLEM_HEADERS = [

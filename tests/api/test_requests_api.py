@@ -286,6 +286,25 @@ def test_malformed_json_is_400_and_oversized_bodies_413(api, settings):
     assert big.status_code == 413 and big.json()["status"] == 413
 
 
+# What gunicorn hands Django for a body sent in chunks: the header, and no length (WSGI: CONTENT_LENGTH empty or absent).
+CHUNKED = {"HTTP_TRANSFER_ENCODING": "chunked", "CONTENT_LENGTH": ""}
+
+
+@pytest.mark.django_db
+def test_a_body_sent_in_chunks_is_a_411_not_read_as_empty(api):
+    """Django reads a body by its length: a chunked filing was answered "This field is required" for every field it
+    had sent, and a chunked withdrawal went through whatever its body said."""
+    filed = api.post(URL, VALID, format="json", **CHUNKED)
+    assert filed.status_code == 411 and filed["Content-Type"] == "application/problem+json"
+    assert filed.json()["title"] == "Length Required" and "Content-Length" in filed.json()["detail"]
+    assert not PrivacyRequest.objects.exists()
+    request = PrivacyRequest.objects.get(public_id=create(api).json()["id"])
+    withdrawn = api.post(f"{URL}{request.public_id}/withdraw/", {"reason": "not a body it takes"}, format="json", **CHUNKED)
+    assert withdrawn.status_code == 411
+    request.refresh_from_db()
+    assert request.status == Status.NEW
+
+
 @pytest.mark.django_db
 def test_an_objection_to_direct_marketing_is_filed_as_such(api):
     body = {**VALID, "rights": ["objection"], "direct_marketing": True}

@@ -374,6 +374,9 @@ PROVOKE = {
     (410, "UsedUp"): used_up_package,
     (405, "MethodNotAllowed"): lambda operator: client_with(key_for(operator)).put(CREATE[0], ERASURE, format="json"),
     (406, "NotAcceptable"): lambda operator: client_with(key_for(operator)).get("/api/v1/ping/", HTTP_ACCEPT="text/html"),
+    (411, "LengthRequired"): lambda operator: client_with(key_for(operator)).post(
+        CREATE[0], ERASURE, format="json", HTTP_TRANSFER_ENCODING="chunked", CONTENT_LENGTH=""
+    ),
     (413, "BodyTooLarge"): lambda operator: client_with(key_for(operator)).post(
         CREATE[0], json.dumps({"description": "x" * 70_000}), content_type="application/json"
     ),
