@@ -208,6 +208,24 @@ def send_to_subject(request: PrivacyRequest, kind: str, key: str, message: Email
     return sent
 
 
+def when_to_expect_the_answer(request: PrivacyRequest) -> dict:
+    """What the emails confirming receipt say of the due date (includes/what-happens-next), as of the day they are
+    written, which may be weeks after receipt (a letter staff record late): `due_on`, the date the status page gives
+    (while the clock is paused, the date a reply today would bring); `answer_late`, that date has passed, and the
+    email then says what the status page says (sorry, and where to complain), promising no date, extension or pause
+    (services.deadlines.pause_refusal, extension_refusal); `may_extend`, an extension could still be told before the
+    date it moves, as the email says it would be: not once extended (only once), nor on the due date itself."""
+    from requests_app.services.deadlines import due_on_if_resumed_today  # imported here: that module imports this one
+
+    due_on = due_on_if_resumed_today(request)
+    today = timezone.localdate()
+    return {
+        "due_on": due_on,
+        "answer_late": due_on is not None and due_on < today,
+        "may_extend": not request.is_extended and due_on is not None and due_on > today,
+    }
+
+
 def send_verification_email(request: PrivacyRequest) -> bool:
     from requests_app.services.intake import verification_token
 
@@ -215,6 +233,7 @@ def send_verification_email(request: PrivacyRequest) -> bool:
         "request": request,
         "verify_url": absolute_url(reverse("verify_email", args=[verification_token(request)])),
         "link_hours": int(settings.VERIFICATION_LINK_MAX_AGE.total_seconds() // 3600),
+        **when_to_expect_the_answer(request),
     }
     message = render_email("verify-email", context, to=[request.subject_email], language=request.language)
     # Keyed by the nonce: a re-sent link is a new email, a redelivered task is not.
@@ -246,6 +265,7 @@ def send_request_confirmed_email(request: PrivacyRequest) -> bool:
         "status_url": status_url(request),
         "organisation": request.organisation,
         "dpo_email": settings.DPO_CONTACT_EMAIL,
+        **when_to_expect_the_answer(request),
     }
     message = render_email("request-confirmed", context, to=[request.subject_email], language=request.language)
     return send_acknowledgement(request, "request_confirmed", "", message)

@@ -10,6 +10,7 @@ from django.core import mail
 from requests_app import emails
 from requests_app.audit import Actor
 from requests_app.models import Channel, Message, MessageDirection, Organisation, RequestType
+from requests_app.services.deadlines import request_extend
 from requests_app.services.intake import RightDetails
 from tests.factories import submit_request
 
@@ -71,6 +72,83 @@ def test_a_confirmation_of_receipt_gives_the_due_date_and_the_regimes_extension_
     assert ("the law allows us to take up to two further months" in message.body) is extension
     assert ("the time we have to answer is paused until you reply" in message.body) is pause
     assert "CCPA" not in message.body
+
+
+# Six weeks after RECEIVED: every regime's due date has passed.
+SIX_WEEKS_LATER = RECEIVED + datetime.timedelta(weeks=6)
+
+
+@pytest.mark.parametrize(
+    ("regime", "due", "authority"),
+    [
+        ("gdpr", "2 April 2026", "the Data Protection Authority (Autorité de protection des données"),
+        ("uk_gdpr", "2 April 2026", "the Information Commissioner's Office (ICO)"),
+        ("ccpa", "2 April 2026", "the California Privacy Protection Agency"),
+        ("lgpd", "17 March 2026", "the Autoridade Nacional de Proteção de Dados (ANPD)"),
+    ],
+)
+def test_a_confirmation_written_after_the_due_date_says_the_answer_is_late_and_where_to_complain(regime, due, authority):
+    """A letter staff record weeks after it came: the date has passed, so it is no promise, and neither an
+    extension nor a pause can be offered any more (services.deadlines.extension_refusal, pause_refusal). The email
+    says what the status page says, in the page's words."""
+    with time_machine.travel(SIX_WEEKS_LATER, tick=False):
+        request = submit_request(regime=regime, channel=Channel.POST, received_at=RECEIVED)
+        emails.send_request_confirmed_email(request)
+    [message] = mail.outbox
+    for body in (message.body, unescape(_html(message))):
+        assert (
+            f"Our answer was due by {due}. Our answer is late, and we apologise. We are working on your request and will "
+            f"answer as soon as we can. You have the right to lodge a complaint with a supervisory authority, in "
+            f"particular {authority}"
+        ) in body
+        assert "We will answer by" not in body
+        for offer in ("further months", "90 days", "paused", "no more time", "allows no extension"):
+            assert offer not in body
+
+
+def test_a_late_confirmation_is_in_the_subjects_language():
+    with time_machine.travel(SIX_WEEKS_LATER, tick=False):
+        request = submit_request(channel=Channel.POST, received_at=RECEIVED, language="fr")
+        emails.send_request_confirmed_email(request)
+    [message] = mail.outbox
+    assert (
+        "Notre réponse était due au plus tard le 2 avril 2026. Notre réponse est en retard, et nous vous prions de nous "
+        "en excuser."
+    ) in message.body
+
+
+PAUSE_ONLY = (
+    "If we must ask you for information we need to handle your request, the time we have to answer is paused until you reply."
+)
+
+
+@pytest.mark.parametrize(("regime", "pause"), [("gdpr", True), ("uk_gdpr", True), ("ccpa", False)])
+def test_a_confirmation_written_on_the_due_date_offers_no_extension(regime, pause):
+    """An extension is told before the date it moves ("we would tell you so, and why, before that date"), which on
+    the date itself can no longer be. The answer is not late yet, so a question would still pause a GDPR clock."""
+    with time_machine.travel(datetime.datetime(2026, 4, 2, 10, 0, tzinfo=datetime.UTC), tick=False):
+        request = submit_request(regime=regime, channel=Channel.POST, received_at=RECEIVED)
+        emails.send_request_confirmed_email(request)
+    [message] = mail.outbox
+    assert request.due_on == datetime.date(2026, 4, 2)
+    for body in (message.body, unescape(_html(message))):
+        assert "We will answer by 2 April 2026." in body
+        assert "further months" not in body and "90 days" not in body and "is late" not in body
+        assert (PAUSE_ONLY in body) is pause
+
+
+def test_a_confirmation_written_after_an_extension_offers_no_other(staff_user):
+    """A request recorded from a letter, extended before its confirmation went (a mail server down for a while): it
+    can be extended only once."""
+    with time_machine.travel(RECEIVED, tick=False):
+        request = submit_request(channel=Channel.POST)
+        request_extend(request=request, actor=Actor.staff(staff_user), reason="Records in five systems")
+        request.refresh_from_db()
+        emails.send_request_confirmed_email(request)
+    [message] = mail.outbox
+    for body in (message.body, unescape(_html(message))):
+        assert f"We will answer by 2 June 2026. {PAUSE_ONLY}" in body
+        assert "further months" not in body
 
 
 def test_a_confirmation_of_receipt_is_in_the_subjects_language():
