@@ -74,6 +74,17 @@ def test_a_confirmation_of_receipt_gives_the_due_date_and_the_regimes_extension_
     assert "CCPA" not in message.body
 
 
+@pytest.mark.parametrize("send", [emails.send_verification_email, emails.send_request_confirmed_email])
+def test_an_lgpd_confirmation_of_receipt_says_the_date_cannot_be_extended(send):
+    """Whether and how far the date may be extended, under every regime (README): the LGPD allows no extension."""
+    with time_machine.travel(RECEIVED, tick=False):
+        request = submit_request(regime="lgpd")
+        send(request)
+    [message] = mail.outbox
+    for body in (message.body, _html(message)):
+        assert "We will answer by 17 March 2026. LGPD allows no extension of the 15-day period." in body
+
+
 # Six weeks after RECEIVED: every regime's due date has passed.
 SIX_WEEKS_LATER = RECEIVED + datetime.timedelta(weeks=6)
 
