@@ -782,7 +782,8 @@ class ResponseTemplate(models.Model):
 
     The body may use {{ reference }}, {{ due_on }} and {{ rights }}. It must use
     {{ body }}, what staff write for this request (a completion's reason, say),
-    and, in rejection letters, {{ reason }}, the legal ground (Art. 12(4)); in fee
+    and, in rejection letters, {{ reason }}, the legal ground (Art. 12(4)), with
+    the full stop that ends the sentence naming it; in fee
     letters, {{ fee }}, the amount with its currency (Art. 12(5)); in the notice
     before a restriction is lifted, {{ source }} and {{ lift_on }}, which system
     and from which day (Art. 18(3)); in the notice that it stays in force after

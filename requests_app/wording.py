@@ -52,6 +52,19 @@ def without_final_punctuation(label) -> str:
     return str(label).rstrip(" ?.:!\u00a0\u202f")
 
 
+# A sentence's own end: a full stop, "!", "?" or an ellipsis, perhaps before closing quotes or brackets (the French
+# "… »" with its space).
+SENTENCE_END = re.compile(r"[.!?…][\s\"'”’»)\]]*$")
+
+
+def with_full_stop(text) -> str:
+    """`text` as the end of a sentence ("The reason: Identity could not be verified."): a label with a full stop
+    added, staff's own words ("…, so we keep it.") as they are. English, French, Dutch and German all end a
+    sentence so."""
+    text = str(text).rstrip()
+    return text if not text or SENTENCE_END.search(text) else f"{text}."
+
+
 def amount_in_words(amount, currency: str) -> str:
     """An amount of money as the active language writes it, with its currency: "1.250,00 EUR" in Dutch."""
     return f"{formats.number_format(amount, 2, use_l10n=True, force_grouping=True)} {currency}"

@@ -7,7 +7,7 @@ import pytest
 from django.utils import translation
 
 from requests_app.models import IdentityKind, Status
-from requests_app.wording import date_in_words, in_sentence, without_final_punctuation
+from requests_app.wording import date_in_words, in_sentence, with_full_stop, without_final_punctuation
 
 
 @pytest.mark.parametrize(
@@ -114,3 +114,21 @@ def test_a_date_with_its_weekday_in_words(language, expected):
 def test_a_date_stored_as_an_iso_string_is_written_in_words():
     with translation.override("fr"):
         assert date_in_words("2027-03-01") == "1er mars 2027"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Identity could not be verified", "Identity could not be verified."),
+        ("Legal obligation to retain the data (Art. 17(3)(b))", "Legal obligation to retain the data (Art. 17(3)(b))."),
+        ("Obligation légale de conserver les données (art. 17, paragraphe 3, point b))", "Obligation légale de conserver les données (art. 17, paragraphe 3, point b))."),
+        ("The account is another company's. \n", "The account is another company's."),  # staff's own full stop, not two
+        ("Did you mean another account?", "Did you mean another account?"),
+        ("Vous l'avez écrit vous-même\u00a0!", "Vous l'avez écrit vous-même\u00a0!"),
+        ("We keep it (the law says so.)", "We keep it (the law says so.)"),
+        ("Le contrat dit «\u00a0conservées dix ans.\u00a0»", "Le contrat dit «\u00a0conservées dix ans.\u00a0»"),
+        ("", ""),
+    ],
+)
+def test_with_full_stop(text, expected):
+    assert with_full_stop(text) == expected

@@ -45,7 +45,7 @@ from requests_app.models import (
 )
 from requests_app.exports.package import NO_VERIFIED_IDENTIFIER, not_searched_reason, source_of_data_file
 from requests_app.services.notices import corrected_values, only_records_before
-from requests_app.wording import cites_gdpr_articles, date_in_words, in_sentence, label_in_letter
+from requests_app.wording import cites_gdpr_articles, date_in_words, in_sentence, label_in_letter, with_full_stop
 
 
 def _category_labels(source) -> dict[str, str]:
@@ -419,7 +419,7 @@ def _suppression_outcome(request: PrivacyRequest) -> list[str]:
             if cover.applied_at is None and cover.not_applied_reason:
                 paragraphs.append(
                     _("We could not stop using your data for %(purpose)s, as you asked. The reason: %(reason)s")
-                    % {"purpose": names[cover.pk], "reason": cover.not_applied_reason}
+                    % {"purpose": names[cover.pk], "reason": with_full_stop(cover.not_applied_reason)}
                 )
     return paragraphs
 

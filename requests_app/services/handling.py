@@ -45,7 +45,7 @@ from requests_app.services import deadlines as deadline_service
 from requests_app.services import intake
 from requests_app.services.actions import answered_already, completion_blockers, prefetch_for_completion
 from requests_app.services.certificate import answered_in_part, data_kept, nothing_corrected, outcome_summary
-from requests_app.wording import amount_in_words, cites_gdpr_articles, date_in_words, label_in_letter
+from requests_app.wording import amount_in_words, cites_gdpr_articles, date_in_words, label_in_letter, with_full_stop
 
 logger = logging.getLogger(__name__)
 
@@ -668,7 +668,7 @@ def refusals_in_letter(request: PrivacyRequest, refusals_by_right: dict[str, Rig
                 reason, explanation = explanation, ""  # "The reason: Other" says nothing: their words are the reason
             paragraphs.append(
                 _("We cannot grant this part of your request: “%(right)s”. The reason: %(reason)s")
-                % {"right": RequestType(right).label, "reason": reason}
+                % {"right": RequestType(right).label, "reason": with_full_stop(reason)}
             )
             if explanation:
                 paragraphs.append(explanation)
@@ -821,7 +821,9 @@ def request_reject(
         if ground == RejectionGround.OTHER:
             reason, explanation = explanation, ""  # "The reason: Other" says nothing: their words are the reason
         body = "\n\n".join(part for part in (explanation, rejection_rights_paragraph(locked)) if part)
-        subject, text = render_letter(locked, TemplatePurpose.REJECTION, body=body, reason=reason)
+        # The ground ends the sentence "The reason: …", and the staff's explanation follows: its full stop is added
+        # to the value, so that the translated wording and a DPO's template stay as they are.
+        subject, text = render_letter(locked, TemplatePurpose.REJECTION, body=body, reason=with_full_stop(reason))
         write_to_subject(locked, actor=actor, subject=subject, body=text, action="rejection_letter_sent")
     return locked
 

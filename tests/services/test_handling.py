@@ -363,7 +363,7 @@ def test_the_german_rejection_names_the_authority_in_the_dative(dpo):
     body = request.messages.get().body
     # Its German name and site: a German reader is not sent to the French, Dutch or English ones.
     assert "insbesondere bei der Datenschutzbehörde (DSB), Rue de la Presse 35, 1000 Brüssel, www.datenschutzbehorde.be" in body
-    assert "Der Grund: Identität konnte nicht verifiziert werden\n" in body
+    assert "Der Grund: Identität konnte nicht verifiziert werden.\n" in body
 
 
 @pytest.mark.django_db
@@ -646,6 +646,17 @@ def test_another_text_or_a_reply_with_a_document_is_not_taken_for_a_resend(dpo):
 
 
 @pytest.mark.django_db
+def test_a_rejection_letter_ends_its_reason_with_a_full_stop(dpo):
+    """QA: "The reason: Identity could not be verified" was left without one, before the right to complain. The
+    translated wording stays as it is: the full stop ends the ground (wording.with_full_stop)."""
+    request = request_in_status(Status.IN_PROGRESS)
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS
+    )
+    assert "The reason: Identity could not be verified.\n\nYou have the right to lodge a complaint" in request.messages.get().body
+
+
+@pytest.mark.django_db
 def test_a_rejection_on_another_ground_gives_the_explanation_as_the_reason(dpo):
     """"The reason: Other" told the subject nothing."""
     request = request_in_status(Status.IN_PROGRESS)
@@ -659,9 +670,9 @@ def test_a_rejection_on_another_ground_gives_the_explanation_as_the_reason(dpo):
 
 
 @pytest.mark.parametrize(("regime", "language", "ground_shown"), [
-    ("gdpr", "en", "The reason: Legal obligation to retain the data (Art. 17(3)(b))\n"),
-    ("ccpa", "en", "The reason: Legal obligation to retain the data\n"),
-    ("ccpa", "fr", "Motif\u00a0: Obligation légale de conserver les données\n"),
+    ("gdpr", "en", "The reason: Legal obligation to retain the data (Art. 17(3)(b)).\n"),
+    ("ccpa", "en", "The reason: Legal obligation to retain the data.\n"),
+    ("ccpa", "fr", "Motif\u00a0: Obligation légale de conserver les données.\n"),
 ])
 @pytest.mark.django_db
 def test_a_letter_under_another_law_than_the_gdpr_cites_no_gdpr_article(dpo, regime, language, ground_shown):
@@ -694,7 +705,7 @@ def test_a_request_asking_only_the_right_a_ground_answers_is_rejected_on_it_with
     request.refresh_from_db()
     assert (request.status, request.rejection_ground) == (Status.REJECTED, ground)
     body = request.messages.get().body
-    assert f"The reason: {reason}\n\n{explanation}\n\n" in body
+    assert f"The reason: {reason}.\n\n{explanation}\n\n" in body
     assert body.endswith("and to seek a judicial remedy before the courts.")
 
 
@@ -735,14 +746,14 @@ def test_a_rejection_on_a_ground_of_one_right_is_refused_for_a_request_asking_an
 @pytest.mark.parametrize(
     ("regime", "language", "rights", "ground", "ground_shown"),
     [
-        ("ccpa", "en", [FRAUD_CHECKS], "compelling_grounds", "The reason: Compelling legitimate grounds for the processing, or legal claims\n"),
-        ("lgpd", "en", [FRAUD_CHECKS], "compelling_grounds", "The reason: Compelling legitimate grounds for the processing, or legal claims\n"),
+        ("ccpa", "en", [FRAUD_CHECKS], "compelling_grounds", "The reason: Compelling legitimate grounds for the processing, or legal claims.\n"),
+        ("lgpd", "en", [FRAUD_CHECKS], "compelling_grounds", "The reason: Compelling legitimate grounds for the processing, or legal claims.\n"),
         ("ccpa", "en", [intake.RightDetails(RequestType.ERASURE)], "legal_claims",
-         "The reason: Needed for the establishment, exercise or defence of legal claims\n"),
+         "The reason: Needed for the establishment, exercise or defence of legal claims.\n"),
         ("lgpd", "en", [intake.RightDetails(RequestType.ERASURE)], "legal_claims",
-         "The reason: Needed for the establishment, exercise or defence of legal claims\n"),
+         "The reason: Needed for the establishment, exercise or defence of legal claims.\n"),
         ("uk_gdpr", "en", [intake.RightDetails(RequestType.ERASURE)], "legal_claims",
-         "The reason: Needed for the establishment, exercise or defence of legal claims (Art. 17(3)(e))\n"),
+         "The reason: Needed for the establishment, exercise or defence of legal claims (Art. 17(3)(e)).\n"),
     ],
 )
 @pytest.mark.django_db
@@ -850,7 +861,7 @@ def test_a_ccpa_request_to_limit_may_be_rejected_as_fraudulent_with_the_reasons(
     request.refresh_from_db()
     assert request.status == Status.REJECTED and request.rejection_ground == "fraudulent"
     body = request.messages.get().body
-    assert "The reason: A documented good-faith belief that the request is fraudulent (CCPA Regs. § 7027(f))" in body
+    assert "The reason: A documented good-faith belief that the request is fraudulent (CCPA Regs. § 7027(f)).\n\n" in body
     assert FRAUD in body
 
 

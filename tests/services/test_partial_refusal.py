@@ -68,7 +68,7 @@ def test_a_request_granted_in_part_completes_and_its_letter_says_why_each_right_
     assert "We sent you a copy of your data." in body
     assert (
         "We cannot grant this part of your request: “Erase my data”. The reason: Legal obligation to retain the data "
-        f"(Art. 17(3)(b))\n\n{TELECOM_LAW}"
+        f"(Art. 17(3)(b)).\n\n{TELECOM_LAW}"
     ) in body
     # "Other" says nothing: the DPO's words are the reason, said once.
     assert f"We cannot grant this part of your request: “Object to the processing of my data”. The reason: {COMPELLING_GROUNDS}" in body
@@ -154,11 +154,11 @@ def test_every_right_refused_each_on_its_own_ground_completes_with_a_letter_that
     assert "We have completed" not in message.body and "()" not in message.body
     assert (
         "We cannot grant this part of your request: “Erase my data”. The reason: Legal obligation to retain the data "
-        f"(Art. 17(3)(b))\n\n{TELECOM_LAW}"
+        f"(Art. 17(3)(b)).\n\n{TELECOM_LAW}"
     ) in message.body
     assert (
         "We cannot grant this part of your request: “Object to the processing of my data”. The reason: Compelling "
-        f"legitimate grounds for the processing, or legal claims (Art. 21(1))\n\n{OVERRIDING_INTEREST}"
+        f"legitimate grounds for the processing, or legal claims (Art. 21(1)).\n\n{OVERRIDING_INTEREST}"
     ) in message.body
     assert message.body.count("lodge a complaint with a supervisory authority") == 1
     assert message.body.endswith("and to seek a judicial remedy before the courts.")
@@ -180,11 +180,11 @@ def test_a_letter_refusing_every_right_in_french_gives_each_reason_in_french(dpo
     assert "Nous avons traité votre demande" not in message.body  # the completion's opening, for rights granted
     assert (
         "Nous ne pouvons pas donner suite à cette partie de votre demande\u00a0: «\u00a0Effacer mes données\u00a0». Motif\u00a0: Obligation "
-        "légale de conserver les données (art. 17, paragraphe 3, point b))\n\nLa loi nous oblige à conserver vos données de trafic."
+        "légale de conserver les données (art. 17, paragraphe 3, point b)).\n\nLa loi nous oblige à conserver vos données de trafic."
     ) in message.body
     assert (
         "Nous ne pouvons pas donner suite à cette partie de votre demande\u00a0: «\u00a0M'opposer au traitement de mes données\u00a0». "
-        "Motif\u00a0: Motifs légitimes et impérieux pour le traitement, ou droits en justice (art. 21, paragraphe 1)"
+        "Motif\u00a0: Motifs légitimes et impérieux pour le traitement, ou droits en justice (art. 21, paragraphe 1).\n\n"
     ) in message.body
     assert message.body.count("Vous avez le droit d'introduire une réclamation auprès d'une autorité de contrôle") == 1
     assert "Legal obligation" not in message.body and "supervisory authority" not in message.body
@@ -310,10 +310,10 @@ def test_a_suppression_applied_is_told_for_the_right_granted_only(dpo):
 
 
 @pytest.mark.parametrize(("regime", "language", "ground", "ground_shown"), [
-    ("ccpa", "en", "legal_obligation", "The reason: Legal obligation to retain the data\n"),
-    ("lgpd", "en", "legal_obligation", "The reason: Legal obligation to retain the data\n"),
-    ("ccpa", "en", "legal_claims", "The reason: Needed for the establishment, exercise or defence of legal claims\n"),
-    ("lgpd", "en", "legal_claims", "The reason: Needed for the establishment, exercise or defence of legal claims\n"),
+    ("ccpa", "en", "legal_obligation", "The reason: Legal obligation to retain the data.\n"),
+    ("lgpd", "en", "legal_obligation", "The reason: Legal obligation to retain the data.\n"),
+    ("ccpa", "en", "legal_claims", "The reason: Needed for the establishment, exercise or defence of legal claims.\n"),
+    ("lgpd", "en", "legal_claims", "The reason: Needed for the establishment, exercise or defence of legal claims.\n"),
 ])
 @pytest.mark.django_db
 def test_a_refusal_under_another_law_than_the_gdpr_cites_no_gdpr_article(dpo, regime, language, ground, ground_shown):
@@ -344,11 +344,11 @@ def test_an_objection_is_refused_on_compelling_grounds_and_an_erasure_on_legal_c
     article = {"erasure": " (Art. 17(3)(e))", "objection": " (Art. 21(1))"} if regime == "gdpr" else {"erasure": "", "objection": ""}
     assert (
         "We cannot grant this part of your request: “Erase my data”. The reason: Needed for the establishment, exercise or "
-        f"defence of legal claims{article['erasure']}\n\n{PENDING_DISPUTE}"
+        f"defence of legal claims{article['erasure']}.\n\n{PENDING_DISPUTE}"
     ) in body
     assert (
         "We cannot grant this part of your request: “Object to the processing of my data”. The reason: Compelling legitimate "
-        f"grounds for the processing, or legal claims{article['objection']}\n\n{OVERRIDING_INTEREST}"
+        f"grounds for the processing, or legal claims{article['objection']}.\n\n{OVERRIDING_INTEREST}"
     ) in body
     if regime != "gdpr":
         assert "Art." not in body and "GDPR" not in body
@@ -438,7 +438,7 @@ def test_the_rights_of_others_may_refuse_the_data_ported_too(dpo):
     body = request.messages.get().body
     assert (
         "We cannot grant this part of your request: “Receive my data in a machine-readable format”. The reason: The rights and "
-        "freedoms of others (Art. 20(4))\n\nThe records are your employer's calls."
+        "freedoms of others (Art. 20(4)).\n\nThe records are your employer's calls."
     ) in body
     assert "15(4)" not in body
     with pytest.raises(RequestError, match=r"\(Art. 20\(4\)\) can refuse only the data ported, not “Erase my data”"):
@@ -479,7 +479,7 @@ def test_beside_a_ccpa_request_to_limit_an_unverified_identity_refuses_the_other
     complete(request, dpo, RightRefusal(RequestType.ACCESS, "identity_not_verified"), letter="")
     request.refresh_from_db()
     assert request.status == Status.COMPLETED and request.refused_rights == ["access"] and request.granted_rights == ["limit_use"]
-    assert "We cannot grant this part of your request: “Access a copy of my data”. The reason: Identity could not be verified" in (
+    assert "We cannot grant this part of your request: “Access a copy of my data”. The reason: Identity could not be verified." in (
         request.messages.get().body
     )
 
@@ -553,11 +553,11 @@ def test_a_rejection_for_the_rights_of_others_cites_the_portabilitys_article_onl
         explanation="The records are your employer's calls.", expected_status=request.status,
     )
     body = request.messages.get().body
-    assert "The reason: The rights and freedoms of others (Art. 20(4))\n\n" in body and "15(4)" not in body
+    assert "The reason: The rights and freedoms of others (Art. 20(4)).\n\n" in body and "15(4)" not in body
 
 
 @pytest.mark.django_db
 def test_a_letter_under_another_law_cites_no_article_for_the_rights_of_others(dpo):
     request = asking(RequestType.PORTABILITY, RequestType.RECTIFICATION, regime="ccpa")
     complete(request, dpo, RightRefusal(RequestType.PORTABILITY, "rights_of_others", "The records are your employer's calls."), letter="Done.")
-    assert "The reason: The rights and freedoms of others\n\n" in request.messages.get().body
+    assert "The reason: The rights and freedoms of others.\n\n" in request.messages.get().body

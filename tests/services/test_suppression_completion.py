@@ -95,20 +95,22 @@ def test_a_phone_number_verified_later_lets_the_list_be_applied_and_the_request_
     assert "lodge a complaint" not in body
 
 
+# Staff's words end the sentence "The reason: …" with its full stop, given or not, and never two.
+@pytest.mark.parametrize("reason", [NO_PHONE, NO_PHONE.removesuffix(".")])
 @pytest.mark.django_db
-def test_a_list_that_cannot_be_applied_is_told_with_its_reason_and_the_right_to_complain(dpo, emails, calls):
+def test_a_list_that_cannot_be_applied_is_told_with_its_reason_and_the_right_to_complain(dpo, emails, calls, reason):
     request = marketing_objection()
     suppression.suppress(request=request, actor=dpo, right="objection", purposes=[emails])
     suppression.suppress(request=request, actor=dpo, right="withdraw_consent", purposes=[calls])
     with pytest.raises(RequestError, match="Say why"):
         suppression.record_not_applied(request=request, actor=dpo, covered=CoveredPurpose.objects.get(purpose=calls), reason=" ")
 
-    suppression.record_not_applied(request=request, actor=dpo, covered=CoveredPurpose.objects.get(purpose=calls), reason=NO_PHONE)
+    suppression.record_not_applied(request=request, actor=dpo, covered=CoveredPurpose.objects.get(purpose=calls), reason=reason)
     complete(request, dpo)
 
     body = request.messages.get().body
     assert "we no longer use your data for: Promotional emails and newsletters." in body
-    assert f"We could not stop using your data for Telemarketing calls, as you asked. The reason: {NO_PHONE}" in body
+    assert f"We could not stop using your data for Telemarketing calls, as you asked. The reason: {NO_PHONE}\n\n" in body
     assert "You have the right to lodge a complaint with a supervisory authority" in body
     assert request.events.filter(action="suppression_not_applied", data={"right": "withdraw_consent", "purpose": "telemarketing"}).exists()
 
