@@ -771,3 +771,4 @@ def test_an_extended_identity_check_of_an_erasure_says_the_extension_then_what_t
     )
     page = client.get(status_url(request)).content.decode()
     assert f"we will answer by {date_in_words(timezone.localdate() + datetime.timedelta(days=60))}. {REQUEST_IS_YOURS}" in page
+    assert "We extended this date because: Many systems.\n" in page  # a sentence, ended as one
