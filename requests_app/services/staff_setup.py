@@ -32,6 +32,7 @@ from django_otp.util import random_hex
 
 from requests_app import roles, tasks
 from requests_app.audit import Actor, record_event
+from requests_app.purging import delete_in_batches
 
 
 class SetupTokenGenerator(PasswordResetTokenGenerator):
@@ -178,13 +179,5 @@ def purge_sign_in_records(*, batch_size: int = 1000) -> int:
     """
     cutoff = timezone.now() - settings.LOGIN_ATTEMPT_RETENTION
     old_attempts = AccessAttempt.objects.filter(attempt_time__lt=cutoff)
-    purged = 0
-    while True:
-        batch = list(old_attempts.order_by("attempt_time", "id").values_list("id", flat=True)[:batch_size])
-        if not batch:
-            break
-        deleted, _ = old_attempts.filter(id__in=batch).delete()
-        purged += deleted
-        if len(batch) < batch_size:
-            break
+    purged = delete_in_batches(old_attempts, order_by=("attempt_time", "id"), batch_size=batch_size)
     return purged + AxesProxyHandler.reset_logs(age_days=settings.LOGIN_ATTEMPT_RETENTION.days)

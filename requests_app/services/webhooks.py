@@ -59,6 +59,7 @@ from requests_app.models import (
     WebhookEvent,
     new_webhook_secret,
 )
+from requests_app.purging import delete_in_batches
 from requests_app.url_secrets import carries_secret
 
 logger = logging.getLogger(__name__)
@@ -548,15 +549,7 @@ def purge_deliveries(*, batch_size: int = 1000) -> int:
     """
     cutoff = timezone.now() - settings.WEBHOOK_DELIVERY_RETENTION
     old = WebhookDelivery.objects.filter(created_at__lt=cutoff, status__in=[DeliveryStatus.DELIVERED, DeliveryStatus.FAILED])
-    purged = 0
-    while True:
-        batch = list(old.order_by("created_at", "id").values_list("id", flat=True)[:batch_size])
-        if not batch:
-            break
-        deleted, _ = old.filter(id__in=batch).delete()
-        purged += deleted
-        if len(batch) < batch_size:
-            break
+    purged = delete_in_batches(old, order_by=("created_at", "id"), batch_size=batch_size)
     if purged:
         logger.info("purged %d webhook deliveries queued before %s", purged, cutoff.date())
     return purged
