@@ -589,8 +589,9 @@ def attachment_upload_to(instance: "Attachment", filename: str) -> str:
 class Attachment(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="attachments")
-    file = models.FileField(upload_to=attachment_upload_to)
-    original_name = models.CharField(max_length=255)
+    # Empty once deleted, as is the original name (which may hold personal data): see deleted_at.
+    file = models.FileField(upload_to=attachment_upload_to, blank=True)
+    original_name = models.CharField(max_length=255, blank=True)
     content_type = models.CharField(max_length=100)
     size = models.PositiveBigIntegerField()
     uploaded_by = models.ForeignKey(
@@ -599,12 +600,29 @@ class Attachment(models.Model):
     # The subject's reply it came with (a copy of an ID asked for), if any.
     message = models.ForeignKey("Message", null=True, blank=True, on_delete=models.CASCADE, related_name="attachments")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Staff deleted the file before the request's data is purged (a copy of an ID, once checked:
+    # handling.attachment_delete). The row stays as a tombstone, so the thread still shows that a document came
+    # and when and by whom it was deleted; the file and its name are gone.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    deleted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(deleted_at__isnull=True) | models.Q(file="", original_name=""),
+                name="deleted_attachment_keeps_no_file",
+            )
+        ]
 
     def __str__(self) -> str:
-        return self.original_name
+        return self.original_name or "deleted attachment"
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
 
 
 class ReferenceCounter(models.Model):

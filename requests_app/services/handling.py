@@ -25,6 +25,7 @@ from requests_app.models import (
     GROUNDS_AGAINST_A_MARKETING_OBJECTION,
     REFUSABLE_GROUNDS,
     TEXT_MAX_CHARS,
+    Attachment,
     InternalNote,
     Message,
     MessageDirection,
@@ -430,9 +431,15 @@ def note_add(*, request: PrivacyRequest, actor: Actor, body: str) -> InternalNot
 
 
 def identity_verify(
-    *, request: PrivacyRequest, actor: Actor, identity_ids: list[int], method: str, expected_status: str
+    *, request: PrivacyRequest, actor: Actor, identity_ids: list[int], method: str, expected_status: str,
+    delete_documents: bool = False,
 ) -> PrivacyRequest:
     """Record that staff verified some of the subject's identifiers, and how.
+
+    With `delete_documents`, every document the subject sent with their replies and not deleted yet is deleted
+    in the same transaction (attachment_delete's tombstone and audit event for each): a copy of an identity
+    document is kept no longer than the check it was sent for (GDPR Art. 5(1)(c) and (e); EDPB Guidelines
+    01/2022 para. 78). The dashboard offers it with the method "document".
 
     A request in "new", "identity check" or "awaiting the subject" then moves to "in progress", and a clock
     paused while we waited for the subject restarts, the days paused added to the deadline. Nothing records
@@ -461,6 +468,8 @@ def identity_verify(
             actor=actor,
             data={"kinds": sorted(i.kind for i in identities), "method": method},
         )
+        if delete_documents:
+            _delete_attachments(locked, locked.attachments.filter(message__isnull=False), actor=actor)
         if locked.status in (Status.NEW, Status.IDENTITY_CHECK, Status.AWAITING_SUBJECT):
             # From "awaiting the subject" the transition also ends the pause (lifecycle._move_the_clock).
             lifecycle.transition(locked, "start_work", actor=actor, note=lifecycle.NOTE_IDENTITY_VERIFIED)
@@ -470,6 +479,36 @@ def identity_verify(
             deadline_service.end_pause(locked, pause, actor=actor, note=lifecycle.NOTE_IDENTITY_VERIFIED)
         _auto_start_export(locked)
     return locked
+
+
+def attachment_delete(*, attachment: Attachment, actor: Actor) -> None:
+    """Delete a document the subject sent (a copy of an ID once checked, a scanned letter), before the request's
+    data is purged: by anyone who may work the request, open or closed. The row stays as a tombstone (no file, no
+    name; when and by whom), with an audit event. Refused for a document deleted already."""
+    with transaction.atomic():
+        locked = _locked_for_work(attachment.request, actor, None)
+        if not _delete_attachments(locked, locked.attachments.filter(pk=attachment.pk), actor=actor):
+            raise RequestError(_("This document was deleted already."))
+
+
+def _delete_attachments(request: PrivacyRequest, attachments, *, actor: Actor) -> int:
+    """Turn those of `attachments` (of the locked `request`) not deleted yet into tombstones, with an audit event
+    each, in the caller's transaction; their files are removed from storage once it commits. Returns how many.
+
+    The event names the attachment by its public id, never by its file name, which may hold personal data. Files
+    are not transactional: removing one before the commit would lose it to a rollback. A removal that fails after
+    the commit is logged (robust) and leaves a file nothing refers to, which services.orphans.delete_orphan_files
+    removes the next night."""
+    deleted = list(attachments.filter(deleted_at__isnull=True))
+    if not deleted:
+        return 0
+    Attachment.objects.filter(pk__in=[a.pk for a in deleted]).update(
+        file="", original_name="", deleted_at=timezone.now(), deleted_by=actor.user
+    )
+    for attachment in deleted:
+        record_event(request, "attachment_deleted", actor=actor, data={"attachment": str(attachment.public_id)})
+        transaction.on_commit(lambda file=attachment.file: file.storage.delete(file.name), robust=True)
+    return len(deleted)
 
 
 def _auto_start_export(request: PrivacyRequest) -> None:

@@ -670,7 +670,7 @@ def purge_personal_data(request: PrivacyRequest) -> None:
     # Its data packages and the raw extracts gathered for them go too (long expired, as a rule).
     for export in request.exports.exclude(status__in=[ExportStatus.EXPIRED, ExportStatus.RUNNING]):
         exports.delete_export(export)
-    attachments = list(request.attachments.all())
+    attachments = list(request.attachments.filter(deleted_at__isnull=True))  # a tombstone's file is gone already
     request.attachments.all().delete()
     # Files are not transactional: remove them only once the purge has committed.
     for attachment in attachments:

@@ -93,6 +93,7 @@ EVENT_LABELS = {
     "assigned": _("Assigned"),
     "attachment_added": _("Attachment added"),
     "attachment_downloaded": _("Attachment downloaded"),
+    "attachment_deleted": _("Attachment deleted"),
     "clock_paused": _("Clock paused"),
     "clock_resumed": _("Clock resumed"),
     "deadline_extended": _("Deadline extended"),

@@ -1,9 +1,12 @@
 import datetime
+import os
 import threading
 
 import pytest
 import time_machine
 from django.core import mail
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.utils import timezone
 
@@ -25,6 +28,7 @@ from requests_app.models import (
     VerificationMethod,
 )
 from requests_app.services import handling, intake
+from requests_app.services.orphans import delete_orphan_files
 from requests_app.staff.forms import IdentityVerifyForm
 from tests.factories import released_package, request_in_status, staff_in_role
 
@@ -635,7 +639,6 @@ def test_the_same_text_sent_again_within_minutes_is_refused_and_stored_once(dpo,
 
 @pytest.mark.django_db
 def test_another_text_or_a_reply_with_a_document_is_not_taken_for_a_resend(dpo):
-    from django.core.files.uploadedfile import SimpleUploadedFile
 
     request = request_in_status(Status.IN_PROGRESS)
     handling.message_send(request=request, actor=Actor.staff(dpo), body="We found two accounts.")
@@ -938,3 +941,163 @@ def test_a_rejection_names_the_regimes_authority_and_the_belgian_one_in_the_subj
     for authority in authorities:
         assert authority in body
     assert body.count(" 35, 1000 Br") == 1  # the Belgian authority's address: named once, under the GDPR too
+
+
+# --- Deleting the documents the subject sent ----------------------------------------------------------------------
+
+ID_COPY = b"%PDF-1.4\n% a copy of an identity card\n"
+
+
+def _document_sent(request, name="id-card.pdf"):
+    """A document the subject sent with a reply on their status page, as stored."""
+    return handling.subject_reply(request=request, body="", document=SimpleUploadedFile(name, ID_COPY)).attachments.get()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ["DPO", "Handler"])
+def test_staff_who_work_the_request_delete_a_document_leaving_a_tombstone(role, django_capture_on_commit_callbacks):
+
+    user = staff_in_role(role, username=f"{role.lower()}-deletes")
+    request = request_in_status(Status.IN_PROGRESS)
+    PrivacyRequest.objects.filter(pk=request.pk).update(assignee=user)
+    document = _document_sent(request)
+    stored_name = document.file.name
+    assert default_storage.exists(stored_name)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.attachment_delete(attachment=document, actor=Actor.staff(user))
+
+    document.refresh_from_db()
+    assert (document.file.name, document.original_name, document.deleted_by) == ("", "", user)
+    assert document.is_deleted and document.message_id is not None  # the reply still shows a document came with it
+    assert not default_storage.exists(stored_name)
+    event = request.events.get(action="attachment_deleted")
+    # The public id only: the file's name may hold personal data, and the trail is never purged.
+    assert (event.actor_id, event.data) == (user.id, {"attachment": str(document.public_id)})
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ["Auditor", "Handler"])
+def test_staff_who_do_not_work_the_request_cannot_delete_a_document(role, django_capture_on_commit_callbacks):
+
+    request = request_in_status(Status.IN_PROGRESS)
+    document = _document_sent(request)
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(lifecycle.NotAllowed):
+        handling.attachment_delete(attachment=document, actor=Actor.staff(staff_in_role(role, username="not-on-it")))
+
+    document.refresh_from_db()
+    assert (document.original_name, document.deleted_at) == ("id-card.pdf", None)
+    assert default_storage.exists(document.file.name)
+    assert not request.events.filter(action="attachment_deleted").exists()
+
+
+@pytest.mark.django_db
+def test_a_document_of_a_closed_request_is_deleted_too_but_only_once(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    document = _document_sent(request)
+    lifecycle.transition(request, "complete", actor=Actor.staff(dpo))
+    handling.attachment_delete(attachment=document, actor=Actor.staff(dpo))
+    with pytest.raises(RequestError, match="This document was deleted already."):
+        handling.attachment_delete(attachment=document, actor=Actor.staff(dpo))
+    assert request.events.filter(action="attachment_deleted").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_file_whose_removal_never_ran_after_the_commit_is_an_orphan_the_nightly_job_deletes(dpo, django_capture_on_commit_callbacks):
+    """The deletion commits first and removes the file after: a worker killed in between leaves the file, which
+    no row refers to any more."""
+
+
+
+    request = request_in_status(Status.IN_PROGRESS)
+    document = _document_sent(request)
+    stored_name = document.file.name
+    with django_capture_on_commit_callbacks(execute=False) as removals:  # committed, the removal never run
+        handling.attachment_delete(attachment=document, actor=Actor.staff(dpo))
+    assert len(removals) == 1 and default_storage.exists(stored_name)
+
+    two_days_ago = (timezone.now() - datetime.timedelta(days=2)).timestamp()
+    os.utime(default_storage.path(stored_name), (two_days_ago, two_days_ago))
+    assert delete_orphan_files() == 1
+    assert not default_storage.exists(stored_name)
+
+
+@pytest.mark.django_db
+def test_verifying_identity_by_document_deletes_the_documents_the_subject_sent_and_keeps_the_scanned_letter(
+    dpo, django_capture_on_commit_callbacks
+):
+
+    request = request_in_status(Status.IDENTITY_CHECK)
+    letter = intake.attachment_add(request=request, file=SimpleUploadedFile("letter.pdf", ID_COPY), actor=Actor.staff(dpo))
+    sent_before_the_question = _document_sent(request, "passport.pdf")
+    handling.request_information(request=request, actor=Actor.staff(dpo), body="Please send a copy of your ID.", expected_status=Status.IDENTITY_CHECK)
+    answer = _document_sent(request, "id-card.pdf")
+    stored = [sent_before_the_question.file.name, answer.file.name]
+    email = request.identities.get(kind=IdentityKind.EMAIL)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.identity_verify(
+            request=request, actor=Actor.staff(dpo), identity_ids=[email.id], method=VerificationMethod.DOCUMENT,
+            expected_status=Status.IDENTITY_CHECK, delete_documents=True,
+        )
+
+    assert set(request.attachments.filter(deleted_at__isnull=False).values_list("public_id", flat=True)) == {
+        sent_before_the_question.public_id, answer.public_id
+    }
+    assert not any(default_storage.exists(name) for name in stored)
+    letter.refresh_from_db()
+    assert not letter.is_deleted and default_storage.exists(letter.file.name)
+    deleted_events = request.events.filter(action="attachment_deleted")
+    assert sorted(e.data["attachment"] for e in deleted_events) == sorted(str(a.public_id) for a in (sent_before_the_question, answer))
+    # After the verification, in its transaction: one commit records both, or neither.
+    assert deleted_events.first().sequence > request.events.get(action="identity_verified").sequence
+
+
+@pytest.mark.django_db
+def test_verifying_identity_keeps_the_documents_unless_asked(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    document = _document_sent(request)
+    email = request.identities.get(kind=IdentityKind.EMAIL)
+    handling.identity_verify(
+        request=request, actor=Actor.staff(dpo), identity_ids=[email.id], method=VerificationMethod.DOCUMENT,
+        expected_status=Status.IN_PROGRESS,
+    )
+    document.refresh_from_db()
+    assert not document.is_deleted
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("method", "deleted"), [(VerificationMethod.DOCUMENT, True), (VerificationMethod.CALLBACK, False)])
+def test_the_verify_form_deletes_the_documents_only_with_the_method_document(dpo, method, deleted):
+    """Ticked by default; another method did not rest on the documents, so they stay for staff to decide."""
+    request = request_in_status(Status.IN_PROGRESS)
+    _document_sent(request)
+    email = request.identities.get(kind=IdentityKind.EMAIL)
+    form = IdentityVerifyForm(privacy_request=request)
+    assert form.fields["delete_documents"].initial is True
+    form = IdentityVerifyForm({"identities": [email.id], "method": method, "delete_documents": "on"}, privacy_request=request)
+    assert form.is_valid()
+    assert form.cleaned_data["delete_documents"] is deleted
+
+
+@pytest.mark.django_db
+def test_the_verify_form_offers_no_deletion_when_there_is_no_document_left(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    assert "delete_documents" not in IdentityVerifyForm(privacy_request=request).fields
+    handling.attachment_delete(attachment=_document_sent(request), actor=Actor.staff(dpo))
+    assert "delete_documents" not in IdentityVerifyForm(privacy_request=request).fields
+    email = request.identities.get(kind=IdentityKind.EMAIL)
+    form = IdentityVerifyForm({"identities": [email.id], "method": VerificationMethod.DOCUMENT}, privacy_request=request)
+    assert form.is_valid() and form.cleaned_data["delete_documents"] is False
+
+
+@pytest.mark.django_db
+def test_the_retention_purge_removes_the_files_left_and_the_tombstones(dpo, django_capture_on_commit_callbacks):
+    request = request_in_status(Status.IN_PROGRESS)
+    deleted, kept = _document_sent(request, "passport.pdf"), _document_sent(request, "bill.pdf")
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.attachment_delete(attachment=deleted, actor=Actor.staff(dpo))
+    with django_capture_on_commit_callbacks(execute=True):  # a tombstone has no file left to remove
+        intake.purge_personal_data(request)
+    assert not request.attachments.exists()
+    assert not default_storage.exists(kept.file.name)
