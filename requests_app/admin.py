@@ -216,11 +216,15 @@ class AttachmentInline(ReadOnlyInline):
 
     @admin.display(description="file")
     def download(self, attachment):
+        if attachment.is_deleted:
+            return self.name(attachment)
         url = reverse("staff:attachment", args=[attachment.public_id])
         return format_html('<a href="{}">{}</a>', url, attachment.original_name)
 
     @admin.display(description="file")
     def name(self, attachment):
+        if attachment.is_deleted:  # handling.attachment_delete: the file and its name are gone
+            return f"deleted on {timezone.localdate(attachment.deleted_at)} by {attachment.deleted_by}"
         return attachment.original_name
 
 

@@ -364,6 +364,25 @@ def test_the_request_page_links_attachments_only_for_those_who_may_open_them(cli
     assert (client.get(url).status_code == 200) == linked
 
 
+@pytest.mark.django_db
+def test_the_admin_shows_a_deleted_attachment_as_deleted_without_a_link(admin_client, staff_user):
+    from django.db import transaction
+
+    from requests_app.audit import Actor
+    from requests_app.services import handling
+    from requests_app.services.intake import attachment_add
+
+    request = request_in_status(Status.NEW)
+    with transaction.atomic():
+        attachment = attachment_add(
+            request=request, file=SimpleUploadedFile("id-card.pdf", PDF, content_type="application/pdf"), actor=Actor.system()
+        )
+    handling.attachment_delete(attachment=attachment, actor=Actor.staff(staff_user))
+    page = admin_client.get(reverse("admin:requests_app_privacyrequest_change", args=[request.pk])).content.decode()
+    assert re.search(rf'class="field-download">\s*<p>deleted on {timezone.localdate()} by {staff_user.username}</p>', page)
+    assert "id-card.pdf" not in page and reverse("staff:attachment", args=[attachment.public_id]) not in page
+
+
 # What each role may do in the admin: (role, page, expected status). The roles are groups,
 # not Django model permissions, and none of these users is a superuser.
 ROLE_PAGES = [

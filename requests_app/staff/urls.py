@@ -33,6 +33,7 @@ urlpatterns = [
     path("exports/<uuid:public_id>/progress/", views.export_progress, name="export_progress"),
     path("exports/<uuid:public_id>/<str:action>/", views.export_action, name="export_action"),
     path("attachments/<uuid:public_id>/", views.attachment_download, name="attachment"),
+    path("attachments/<uuid:public_id>/delete/", views.attachment_delete, name="attachment_delete"),
     path("rules/", views.rules, name="rules"),
     path("rules/new/", views.rule_edit, name="rule_new"),
     path("rules/<int:pk>/", views.rule_edit, name="rule_edit"),

@@ -599,8 +599,8 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "identities": identities,
         "events": privacy_request.events.select_related("actor"),
         "notes": privacy_request.notes.select_related("author"),
-        "messages_thread": privacy_request.messages.select_related("author").prefetch_related("attachments"),
-        "attachments": privacy_request.attachments.all(),
+        "messages_thread": privacy_request.messages.select_related("author").prefetch_related("attachments__deleted_by"),
+        "attachments": privacy_request.attachments.select_related("deleted_by"),
         "reads_files": roles.reads_files(user, privacy_request),
         "pauses": privacy_request.pauses.all(),
         "exports": privacy_request.exports.all(),
@@ -720,7 +720,8 @@ ACTIONS = {
     ),
     "verify_identity": (
         lambda r, f, a, p: handling.identity_verify(
-            request=r, actor=a, identity_ids=f.cleaned_data["identities"], method=f.cleaned_data["method"], expected_status=p["expected_status"]
+            request=r, actor=a, identity_ids=f.cleaned_data["identities"], method=f.cleaned_data["method"], expected_status=p["expected_status"],
+            delete_documents=f.cleaned_data["delete_documents"],
         ),
         gettext_lazy("Identity verification recorded."),
     ),
@@ -860,6 +861,8 @@ def attachment_download(request: HttpRequest, public_id) -> HttpResponse:
     attachment = get_object_or_404(Attachment.objects.select_related("request"), public_id=public_id)
     if not roles.reads_files(request.user, attachment.request):
         raise PermissionDenied
+    if attachment.is_deleted:  # a link from a page loaded before the deletion
+        return HttpResponse(_("This document was deleted."), status=410, content_type="text/plain; charset=utf-8")
     with transaction.atomic():
         record_event(
             attachment.request, "attachment_downloaded", actor=Actor.staff(request.user), data={"attachment": str(attachment.public_id)}
@@ -867,6 +870,28 @@ def attachment_download(request: HttpRequest, public_id) -> HttpResponse:
     return FileResponse(
         attachment.file.open("rb"), as_attachment=True, filename=attachment.original_name, content_type=attachment.content_type
     )
+
+
+@staff_view
+def attachment_delete(request: HttpRequest, public_id) -> HttpResponse:
+    """Delete a document the subject sent (handling.attachment_delete): a page asks to confirm (GET), its form
+    deletes (POST). Only those who may work the request; the others get a 403 and nothing changes."""
+    attachment = get_object_or_404(Attachment.objects.select_related("request"), public_id=public_id)
+    privacy_request = attachment.request
+    if not roles.can_work(request.user, privacy_request):
+        raise PermissionDenied
+    if request.method == "POST":
+        try:
+            handling.attachment_delete(attachment=attachment, actor=Actor.staff(request.user))
+        except RequestError as error:
+            messages.error(request, str(error))
+        else:
+            messages.success(request, _("Document deleted."))
+        return redirect("staff:request", privacy_request.reference)
+    if attachment.is_deleted:
+        messages.error(request, _("This document was deleted already."))
+        return redirect("staff:request", privacy_request.reference)
+    return render(request, "staff/attachment_delete.html", {"a": attachment, "r": privacy_request})
 
 
 # --- DPO settings ----------------------------------------------------------------

@@ -6,10 +6,14 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
 from requests_app import lifecycle, selectors
+from requests_app.services import handling
+from requests_app.wording import date_in_words
 from requests_app.audit import Actor
 from requests_app.models import Channel, IdentityKind, Organisation, Status, VerificationMethod
 from tests.conftest import login_staff
@@ -665,3 +669,88 @@ def test_messages_and_notes_take_their_direction_from_their_own_text(client):
         field_id = re.search(rf'<label for="([^"]+)"[^>]*>{re.escape(html.escape(label, quote=False))}', page).group(1)
         (textarea,) = [tag for tag in textareas if f'id="{field_id}"' in tag]
         assert 'dir="auto"' in textarea, label
+
+
+# --- Deleting a document the subject sent -------------------------------------------------------------------------
+
+ID_COPY = b"%PDF-1.4\n% a copy of an identity card\n"
+
+
+def _document_sent(request, name="id-card.pdf"):
+    return handling.subject_reply(request=request, body="", document=SimpleUploadedFile(name, ID_COPY)).attachments.get()
+
+
+@pytest.mark.django_db
+def test_staff_who_work_the_request_delete_a_document_after_confirming(client, django_capture_on_commit_callbacks):
+    dpo = staff_in_role("DPO", username="dpo-deletes")
+    request = request_in_status(Status.IN_PROGRESS)
+    document = _document_sent(request)
+    stored_name = document.file.name
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    delete_url = reverse("staff:attachment_delete", args=[document.public_id])
+    assert f'href="{delete_url}"' in page
+
+    confirm = client.get(delete_url).content.decode()  # asks first, and changes nothing
+    assert "Delete this document?" in confirm and "<bdi>id-card.pdf</bdi>" in confirm and f'action="{delete_url}"' in confirm
+    document.refresh_from_db()
+    assert not document.is_deleted
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(delete_url, follow=True)
+    page = html.unescape(response.content.decode())
+    assert "Document deleted." in page
+    document.refresh_from_db()
+    assert document.is_deleted and not default_storage.exists(stored_name)
+    # Where the document was, in the list and in the thread: the tombstone, with no name, link or Delete.
+    tombstone = f"Document deleted on {date_in_words(timezone.localdate())} by dpo-deletes"
+    assert page.count(tombstone) == 2
+    assert "id-card.pdf" not in page and reverse("staff:attachment", args=[document.public_id]) not in page
+    assert delete_url not in page
+    assert request.events.get(action="attachment_deleted").actor_id == dpo.id
+
+    # A link from a page loaded before: gone, not a broken file.
+    gone = client.get(reverse("staff:attachment", args=[document.public_id]))
+    assert gone.status_code == 410 and not request.events.filter(action="attachment_downloaded").exists()
+    # Sent again (a second tab): refused, nothing more recorded.
+    again = html.unescape(client.post(delete_url, follow=True).content.decode())
+    assert "This document was deleted already." in again
+    assert request.events.filter(action="attachment_deleted").count() == 1
+
+
+@pytest.mark.parametrize("role", ["Auditor", "Handler"])
+@pytest.mark.django_db
+def test_staff_who_do_not_work_the_request_get_no_delete_and_are_refused(client, role):
+    request = request_in_status(Status.IN_PROGRESS)
+    document = _document_sent(request)
+    login_staff(client, staff_in_role(role, username=f"{role.lower()}-not-on-it"))
+    delete_url = reverse("staff:attachment_delete", args=[document.public_id])
+    assert delete_url not in client.get(reverse("staff:request", args=[request.reference])).content.decode()
+
+    assert client.get(delete_url).status_code == 403
+    assert client.post(delete_url).status_code == 403
+    document.refresh_from_db()
+    assert (document.original_name, document.is_deleted) == ("id-card.pdf", False)
+    assert default_storage.exists(document.file.name)
+    assert not request.events.filter(action="attachment_deleted").exists()
+
+
+@pytest.mark.django_db
+def test_verifying_identity_by_document_from_the_page_deletes_the_documents_by_default(client):
+    dpo = staff_in_role("DPO", username="dpo-verifies")
+    request = request_in_status(Status.IDENTITY_CHECK)
+    document = _document_sent(request)
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    verification = page[page.index("<summary>Verify identity</summary>"):]
+    verification = verification[:verification.index("</form>")]
+    assert "Delete the documents the subject sent for this check" in verification
+    assert re.search(r'<input type="checkbox" name="delete_documents"[^>]* checked>', verification)  # ticked
+
+    email = request.identities.get(kind=IdentityKind.EMAIL)
+    client.post(
+        reverse("staff:request_action", args=[request.reference, "verify_identity"]),
+        {"identities": [email.id], "method": VerificationMethod.DOCUMENT, "delete_documents": "on", "expected_status": Status.IDENTITY_CHECK},
+    )
+    document.refresh_from_db()
+    assert document.is_deleted and document.deleted_by == dpo
