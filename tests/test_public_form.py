@@ -60,6 +60,7 @@ def test_the_form_says_how_the_details_given_are_used_before_they_are_given(clie
         "only to handle your request", "Art. 6(1)(c)", "Our data protection team sees them",
         "within 7 days, or before the last link we sent you for it expires if that is later",
         "for 3 years after your request is closed", "Data Protection Authority",
+        "If we ask you for a copy of an identity document, we delete it once we have checked who you are.",
     ):
         assert expected in notice
     settings.CLOSED_REQUEST_RETENTION = datetime.timedelta(days=400)  # not whole years: in days

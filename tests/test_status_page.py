@@ -421,6 +421,24 @@ def test_the_subject_sends_the_document_staff_asked_for_with_their_reply(client)
 
 
 @pytest.mark.django_db
+def test_a_deleted_document_shows_as_deleted_on_the_status_page(client):
+    """An ID copy is deleted once checked, as the upload help says: the reply shows it went, not its name."""
+    from requests_app.audit import Actor
+    from requests_app.services import handling
+
+    request = request_in_status(Status.IN_PROGRESS)
+    page = html.unescape(client.get(status_url(request)).content.decode())
+    assert "We delete a copy of an identity document once we have checked it, and any other document with your request's data." in page
+    send_document(client, request)
+    document = request.attachments.get()
+    handling.attachment_delete(attachment=document, actor=Actor.staff(staff_in_role("DPO", username="dpo-deletes")))
+
+    page = html.unescape(client.get(status_url(request)).content.decode())
+    assert f"Document sent: we deleted it on {date_in_words(timezone.localdate())}." in page
+    assert "id-card.pdf" not in page and "dpo-deletes" not in page
+
+
+@pytest.mark.django_db
 def test_a_document_alone_is_a_reply(client):
     request = request_in_status(Status.IN_PROGRESS)
     assert send_document(client, request, body="").status_code == 302
