@@ -883,6 +883,8 @@ def attachment_delete(request: HttpRequest, public_id) -> HttpResponse:
     if request.method == "POST":
         try:
             handling.attachment_delete(attachment=attachment, actor=Actor.staff(request.user))
+        except NotAllowed:  # reassigned since the check above: staff_view answers 403
+            raise
         except RequestError as error:
             messages.error(request, str(error))
         else:
