@@ -75,7 +75,7 @@ from requests_app.models import (
 )
 from requests_app.services import notices
 from requests_app.services.certificate import done_without_searching, searched_nothing
-from requests_app.services.suppression import SUPPRESSION_RIGHTS, missing_identifier, must_be_applied
+from requests_app.services.suppression import SUPPRESSION_RIGHTS, missing_identifier, must_be_applied, usable_kinds, verified_only
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.actions import (
     ActionPlan,
@@ -1278,12 +1278,12 @@ def answered_already(request: PrivacyRequest, refused: set[str]) -> list[str]:
     return reasons
 
 
-def _suppression_blockers(asked: RequestedRight, kinds_verified: set[str]) -> list[str]:
+def _suppression_blockers(asked: RequestedRight, kinds_usable: set[str]) -> list[str]:
     """Why an objection, a consent withdrawal or a limit on use granted is not honoured yet: it covers no suppression
     list (staff have not read what the subject named), or the subject is not on a list it covers and staff recorded
     no reason why they cannot be. Honouring it means that processing stops for this person, and the lists are how
     the company's systems learn it: a right applied to one list of two is not granted (Art. 21(3): an objection to
-    direct marketing always stops it)."""
+    direct marketing always stops it). `kinds_usable`: suppression.usable_kinds."""
     label = asked.get_right_display()
     covers = list(asked.covered_purposes.all())
     if not covers:
@@ -1300,9 +1300,14 @@ def _suppression_blockers(asked: RequestedRight, kinds_verified: set[str]) -> li
             blocker = f"{blocker} {_('Or refuse this right with your reasons.')}"
         return [blocker]
     blockers = []
+    verification_needed = verified_only(asked)
     for purpose in (cover.purpose for cover in covers if cover.applied_at is None and not cover.not_applied_reason):
-        why = missing_identifier(purpose, kinds_verified, reason_allowed=not must_be_applied(asked)) or _(
-            "an identifier of its kind is verified now: add them to it."
+        why = missing_identifier(
+            purpose, kinds_usable, reason_allowed=not must_be_applied(asked), verification_needed=verification_needed
+        ) or (
+            _("an identifier of its kind is verified now: add them to it.")
+            if verification_needed
+            else _("the subject gave an identifier of its kind: add them to it.")
         )
         blockers.append(
             _("“%(right)s”: the subject is not on the %(purpose)s list yet: %(why)s") % {"right": label, "purpose": purpose.name, "why": why}
@@ -1334,7 +1339,7 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
     kinds_verified = verified_kinds(request)
     for asked in request.rights.all():
         if asked.right in SUPPRESSION_RIGHTS and asked.right in rights:
-            blockers.extend(_suppression_blockers(asked, kinds_verified))
+            blockers.extend(_suppression_blockers(asked, usable_kinds(request, asked)))
     rectified_sources = {a.source_id for a in actions if a.kind == ActionKind.RECTIFY}
     # The corrected values of a refused rectification are never made: nothing is left to plan for them.
     corrections = request.rectification_changes.all() if RequestType.RECTIFICATION in rights else []

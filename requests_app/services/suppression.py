@@ -3,7 +3,9 @@
 An objection (GDPR Art. 21), a consent withdrawal (Art. 7(3)) or a CCPA
 request to limit use and disclosure is honoured for the future by putting the
 subject's verified identifiers on the list of each purpose concerned (e.g.
-marketing emails). The systems that run the purpose read the list (CSV from
+marketing emails). A CCPA request to limit the use of sensitive personal
+information uses every identifier the consumer gave, verified or not: it is not
+a verifiable consumer request (CCPA Regulations § 7027(e)). The systems that run the purpose read the list (CSV from
 the dashboard, or the API: api/suppression.py) or look identifiers up.
 
 The subject names what they object to, or withdraw consent for, in their own
@@ -34,6 +36,7 @@ from requests_app.models import (
     RequestType,
     SuppressionEntry,
     SuppressionPurpose,
+    is_ccpa_limit_request,
     normalised_identifier,
 )
 from requests_app.spreadsheets import spreadsheet_safe
@@ -61,13 +64,44 @@ def must_be_applied(asked: RequestedRight) -> bool:
     return asked.right == RequestType.OBJECTION and asked.direct_marketing
 
 
-def missing_identifier(purpose: SuppressionPurpose, kinds_verified: set[str], *, reason_allowed: bool = True) -> str | None:
-    """Why the subject cannot be put on the purpose's list with the identifiers verified (`kinds_verified`), and
-    what to do about it; None when they can. On the list, they would still be reached otherwise: the purpose's
+def verified_only(asked: RequestedRight) -> bool:
+    """Whether only the subject's verified identifiers may put them on a list for `asked`: for every right but a CCPA
+    request to limit the use of sensitive personal information, for which "A business shall not require a verifiable
+    consumer request" (CCPA Regulations § 7027(e)): the identifiers the consumer gave are used as given."""
+    return not is_ccpa_limit_request(asked)
+
+
+def usable_kinds(request: PrivacyRequest, asked: RequestedRight) -> set[str]:
+    """The kinds of identifier that may put the subject on a list for `asked`, one of the request's rights
+    (verified_only). Reads request.identities.all(): prefetch it for many."""
+    check = verified_only(asked)
+    return {identity.kind for identity in request.identities.all() if identity.verified_at or not check}
+
+
+def missing_identifier(
+    purpose: SuppressionPurpose, kinds_usable: set[str], *, reason_allowed: bool = True, verification_needed: bool = True
+) -> str | None:
+    """Why the subject cannot be put on the purpose's list with the identifiers usable (`kinds_usable`: usable_kinds),
+    and what to do about it; None when they can. On the list, they would still be reached otherwise: the purpose's
     systems know them by something else. `reason_allowed` is False for a list that must be applied (must_be_applied):
-    staff are then not offered to record why it cannot be."""
-    if any(purpose.uses(kind) for kind in kinds_verified):
+    staff are then not offered to record why it cannot be. `verification_needed` is False for a right applied with
+    unverified identifiers (verified_only): staff are then not asked to verify one."""
+    if any(purpose.uses(kind) for kind in kinds_usable):
         return None
+    if not verification_needed:
+        # Only a CCPA request to limit, which no reason is refused for leaving a list out (must_be_applied).
+        if purpose.identity_kinds:
+            kinds = ", ".join(in_sentence(label) for label in purpose.identity_kind_labels)
+            why = _("%(purpose)s looks people up by %(kinds)s, and the subject gave no identifier of that kind.") % {
+                "purpose": purpose.name, "kinds": kinds
+            }
+        else:
+            why = _("The subject gave no identifier, and %(purpose)s needs one of any kind.") % {"purpose": purpose.name}
+        todo = _(
+            "Ask the subject for one and add them to the list again, or record why it cannot be applied. A request to "
+            "limit the use of sensitive personal information under the CCPA needs no verification (CCPA Regulations § 7027(e))."
+        )
+        return f"{why} {todo}"
     if purpose.identity_kinds:
         kinds = ", ".join(in_sentence(label) for label in purpose.identity_kind_labels)
         why = _("%(purpose)s looks people up by %(kinds)s, and no identifier of that kind is verified for this request.") % {
@@ -105,12 +139,14 @@ def _asked_right(request: PrivacyRequest, right: str) -> RequestedRight:
 def suppress(*, request: PrivacyRequest, actor: Actor, right: str, purposes: Iterable[SuppressionPurpose]) -> dict[str, int]:
     """Record that the request's `right` (an objection, a consent withdrawal or a limit on use it asks for) covers
     each of `purposes`, as staff read the subject's words, and put the request's verified identifiers on the list
-    of each purpose one of them can be used for.
+    of each purpose one of them can be used for; for a CCPA request to limit, every identifier the consumer gave,
+    verified or not (verified_only).
 
-    Allowed for an open, verified request. Unverified identifiers are left out, and so are those of a kind the
-    purpose's systems do not look people up by. A purpose left with none is covered but not applied: completion
-    waits for it (actions.completion_blockers) until an identifier of its kind is verified and this is done again,
-    or staff record why it cannot be applied (record_not_applied); the others are applied meanwhile. Idempotent: an
+    Allowed for an open, verified request. Unverified identifiers are left out (but for that CCPA request), and so
+    are those of a kind the purpose's systems do not look people up by. A purpose left with none is covered but not
+    applied: completion waits for it (actions.completion_blockers) until an identifier of its kind is verified (or,
+    for that CCPA request, given) and this is done again, or staff record why it cannot be applied
+    (record_not_applied); the others are applied meanwhile. Idempotent: an
     identifier already on a list (from this request or an earlier one) stays as it is. Returns the number of
     entries added per purpose applied; writes a "suppression_added" event (the right, slugs and counts, and the
     slugs not applied; never the identifiers).
@@ -122,15 +158,13 @@ def suppress(*, request: PrivacyRequest, actor: Actor, right: str, purposes: Ite
     with transaction.atomic():
         locked = _locked_open(request)
         asked = _asked_right(locked, right)
-        identities = {
-            (kind, normalised_identifier(kind, value))
-            for kind, value in locked.identities.filter(verified_at__isnull=False).values_list("kind", "value")
-        }
-        kinds_verified = {kind for kind, _value in identities}
+        usable = locked.identities.filter(verified_at__isnull=False) if verified_only(asked) else locked.identities.all()
+        identities = {(kind, normalised_identifier(kind, value)) for kind, value in usable.values_list("kind", "value")}
+        kinds_usable = {kind for kind, _value in identities}
         added, not_applied = {}, []
         for purpose in purposes:
             covered, _created = CoveredPurpose.objects.get_or_create(right=asked, purpose=purpose)
-            if missing_identifier(purpose, kinds_verified):
+            if missing_identifier(purpose, kinds_usable):
                 not_applied.append(purpose.slug)
                 continue
             added[purpose.slug] = 0

@@ -952,7 +952,8 @@ class PurposeChoiceField(forms.ModelMultipleChoiceField):
 
 class SuppressForm(forms.Form):
     """The lists one right asked for covers, as staff read the subject's words: they are recorded, and the subject
-    is added to each that one of their verified identifiers can be used for (suppression.suppress)."""
+    is added to each that one of their verified identifiers (any they gave, for a CCPA request to limit:
+    suppression.verified_only) can be used for (suppression.suppress)."""
 
     right = forms.CharField(widget=forms.HiddenInput)
     purposes = PurposeChoiceField(
@@ -960,6 +961,11 @@ class SuppressForm(forms.Form):
         queryset=SuppressionPurpose.objects.all(),
         widget=forms.CheckboxSelectMultiple,
     )
+
+    def __init__(self, *args, verified_only: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not verified_only:
+            self.fields["purposes"].label = _("Lists of what the subject named: add the identifiers they gave to them")
 
 
 class NotAppliedForm(forms.Form):

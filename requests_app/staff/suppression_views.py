@@ -24,7 +24,7 @@ from requests_app import roles
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import NotAllowed, RequestError
 from requests_app.models import CoveredPurpose, SuppressionPurpose, translation_languages
-from requests_app.services import actions, suppression
+from requests_app.services import suppression
 from requests_app.staff import forms
 from requests_app.staff.views import _crud, _get_request, _translation_view, staff_view
 
@@ -96,9 +96,11 @@ def request_suppress(request: HttpRequest, reference: str) -> HttpResponse:
         Prefetch("covered_purposes", queryset=CoveredPurpose.objects.select_related("purpose"))
     ):
         covers = list(asked.covered_purposes.all())
+        verified_only = suppression.verified_only(asked)
         # One form per right on the page: their fields' ids must differ.
         form = forms.SuppressForm(
-            initial={"right": asked.right, "purposes": [cover.purpose for cover in covers]}, auto_id=f"id_{asked.right}_%s"
+            initial={"right": asked.right, "purposes": [cover.purpose for cover in covers]}, auto_id=f"id_{asked.right}_%s",
+            verified_only=verified_only,
         )
         not_applied = [
             (cover, forms.NotAppliedForm(
@@ -111,6 +113,8 @@ def request_suppress(request: HttpRequest, reference: str) -> HttpResponse:
             "right": asked,
             # No reason may be recorded for leaving out a list such a right covers: the form is not offered.
             "must_be_applied": suppression.must_be_applied(asked),
+            # A CCPA request to limit: staff are not asked to verify an identifier.
+            "verified_only": verified_only,
             "applied": [cover for cover in covers if cover.applied_at is not None],
             "not_applied": not_applied,
             "form": posted if posted is not None and posted.data.get("right") == asked.right else form,
@@ -136,13 +140,20 @@ def _suppress(request: HttpRequest, privacy_request, form) -> HttpResponse:
             ngettext("Added %(count)s entry to the suppression lists.", "Added %(count)s entries to the suppression lists.", count)
             % {"count": count},
         )
-    elif added:
-        messages.success(request, _("The verified identifiers were already on the chosen lists."))
+    asked = privacy_request.rights.get(right=form.cleaned_data["right"])
+    verified_only = suppression.verified_only(asked)
+    if not count and added:
+        messages.success(
+            request,
+            _("The verified identifiers were already on the chosen lists.")
+            if verified_only
+            else _("The identifiers the subject gave were already on the chosen lists."),
+        )
     not_applied = [purpose for purpose in form.cleaned_data["purposes"] if purpose.slug not in added]
-    kinds_verified = actions.verified_kinds(privacy_request)
-    reason_allowed = not suppression.must_be_applied(privacy_request.rights.get(right=form.cleaned_data["right"]))
+    kinds_usable = suppression.usable_kinds(privacy_request, asked)
+    reason_allowed = not suppression.must_be_applied(asked)
     for purpose in not_applied:
-        why = suppression.missing_identifier(purpose, kinds_verified, reason_allowed=reason_allowed)
+        why = suppression.missing_identifier(purpose, kinds_usable, reason_allowed=reason_allowed, verification_needed=verified_only)
         messages.error(request, _("Not added to %(purpose)s: %(why)s") % {"purpose": purpose.name, "why": why})
     # Back to this page when a list was not applied: why it cannot be is recorded here.
     return redirect("staff:suppression_request" if not_applied else "staff:request", privacy_request.reference)

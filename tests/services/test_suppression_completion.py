@@ -3,8 +3,10 @@ staff recorded why it cannot be, which the letter then tells the subject (Art. 2
 is always honoured; Art. 12(4): what was not done is a refusal in part)."""
 
 import importlib
+from datetime import UTC, date, datetime
 
 import pytest
+import time_machine
 from django.apps import apps
 from django.db import transaction
 from django.utils import timezone
@@ -257,3 +259,71 @@ def test_a_list_a_colleague_removed_meanwhile_is_refused_with_a_reason_not_an_er
         suppression.record_not_applied(request=request, actor=dpo, covered=read_before, reason=NO_PHONE)
     assert request.events.filter(action="suppression_uncovered").count() == 1
     assert not request.events.filter(action="suppression_not_applied").exists()
+
+
+def ccpa_limit(**overrides):
+    """The legal review's case: a CCPA request to limit the use of sensitive personal information, received on
+    1 Dec 2026 with a phone number, which nobody verified (nor the email address)."""
+    with time_machine.travel(datetime(2026, 12, 1, 10, tzinfo=UTC), tick=False):
+        fields = {"regime": "ccpa", "rights": [RightDetails(RequestType.LIMIT_USE)], "subject_phone": "+14155550123"}
+        return request_in_status("in_progress", **{**fields, **overrides})
+
+
+@pytest.mark.django_db
+def test_a_ccpa_request_to_limit_puts_the_unverified_phone_number_on_the_list_and_completes(dpo, calls):
+    """CCPA Regulations § 7027(e): a request to limit is not a verifiable consumer request."""
+    request = ccpa_limit()
+    assert request.due_on == date(2026, 12, 22)  # 15 business days (§ 7027(g)(1))
+    assert not request.identities.filter(verified_at__isnull=False).exists()
+
+    assert suppression.suppress(request=request, actor=dpo, right="limit_use", purposes=[calls]) == {"telemarketing": 1}
+    assert suppression.suppressed(calls, [("phone", "+1 415 555 0123")]) == [True]
+    assert list(SuppressionEntry.objects.values_list("kind", "value", "right")) == [("phone", "+14155550123", "limit_use")]
+    assert completion_blockers(request) == []
+    complete(request, dpo)
+    assert "no longer use it for: Telemarketing calls." in request.messages.get().body
+
+
+@pytest.mark.django_db
+def test_a_ccpa_request_to_limit_without_an_identifier_of_the_lists_kind_asks_for_one_not_for_verification(dpo, calls):
+    request = ccpa_limit(subject_phone="")
+    suppression.suppress(request=request, actor=dpo, right="limit_use", purposes=[calls])
+
+    assert completion_blockers(request) == [
+        "“Limit the use and disclosure of my data”: the subject is not on the Telemarketing calls list yet: Telemarketing "
+        "calls looks people up by phone number, and the subject gave no identifier of that kind. Ask the subject for one "
+        "and add them to the list again, or record why it cannot be applied. A request to limit the use of sensitive "
+        "personal information under the CCPA needs no verification (CCPA Regulations § 7027(e))."
+    ]
+    # Given later, unverified: it is enough.
+    request.identities.create(kind="phone", value="+14155550123")
+    assert completion_blockers(request) == [
+        "“Limit the use and disclosure of my data”: the subject is not on the Telemarketing calls list yet: the subject "
+        "gave an identifier of its kind: add them to it."
+    ]
+    assert suppression.suppress(request=request, actor=dpo, right="limit_use", purposes=[calls]) == {"telemarketing": 1}
+    assert completion_blockers(request) == []
+
+
+@pytest.mark.django_db
+def test_a_list_of_any_kind_of_identifier_says_the_subject_gave_none_for_a_ccpa_request_to_limit(dpo):
+    sponsors = SuppressionPurpose.objects.create(slug="sponsors", name="Event sponsors")
+
+    assert suppression.missing_identifier(sponsors, {"phone"}, verification_needed=False) is None
+    assert suppression.missing_identifier(sponsors, set(), verification_needed=False).startswith(
+        "The subject gave no identifier, and Event sponsors needs one of any kind. Ask the subject for one"
+    )
+
+
+@pytest.mark.django_db
+def test_only_the_ccpa_request_to_limit_uses_unverified_identifiers(dpo, calls):
+    """Beside it, a CCPA objection (no CCPA right: the GDPR's, which this EU controller owes every subject) and a
+    limit on use under the GDPR still need a verified identifier."""
+    both = ccpa_limit(rights=[RightDetails(RequestType.OBJECTION, objection_processing="Telemarketing calls"), RightDetails(RequestType.LIMIT_USE)])
+    gdpr = ccpa_limit(regime="gdpr", subject_name="Bo Smith", subject_email="bo@example.com", subject_phone="+32470123456")
+
+    assert suppression.suppress(request=both, actor=dpo, right="objection", purposes=[calls]) == {}
+    assert suppression.suppress(request=gdpr, actor=dpo, right="limit_use", purposes=[calls]) == {}
+    assert "is verified for this request. Verify one" in completion_blockers(gdpr)[0]
+    assert suppression.suppress(request=both, actor=dpo, right="limit_use", purposes=[calls]) == {"telemarketing": 1}
+    assert [blocker.split(":")[0] for blocker in completion_blockers(both)] == ["“Object to the processing of my data”"]

@@ -440,3 +440,31 @@ def test_a_click_that_waited_for_a_colleague_removing_the_list_says_so_on_the_pa
     response = client.post(page_url, click, follow=True)
 
     assert response.redirect_chain == [(page_url, 302)] and LIST_REMOVED in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_pages_of_a_ccpa_request_to_limit_add_the_unverified_phone_and_never_ask_for_verification(client, dpo):
+    """CCPA Regulations § 7027(e): a request to limit is not a verifiable consumer request."""
+    calls = SuppressionPurpose.objects.create(slug="telemarketing", name="Telemarketing calls", identity_kinds=["phone"])
+    sponsors = SuppressionPurpose.objects.create(slug="sponsors", name="Event sponsors", identity_kinds=["customer_reference"])
+    request = request_in_status(
+        "in_progress", regime="ccpa", rights=[RightDetails(RequestType.LIMIT_USE)], subject_phone="+14155550123"
+    )  # nothing verified
+    login_staff(client, dpo)
+    page_url = reverse("staff:suppression_request", args=[request.reference])
+
+    page = client.get(page_url).content.decode()
+    assert "add the identifiers they gave to them" in page and "The identifiers they gave, verified or not" in page
+    assert "verified identifiers" not in page
+    request_page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert "but for a request to limit under the CCPA, which needs no verification" in request_page
+
+    applied = client.post(page_url, {"right": "limit_use", "purposes": [calls.pk, sponsors.pk]}, follow=True)
+    page = applied.content.decode()
+    assert "Added 1 entry" in page
+    assert "Not added to Event sponsors: Event sponsors looks people up by customer account reference, and the subject gave no" in page
+    assert "needs no verification (CCPA Regulations § 7027(e))" in page
+    assert "Verify" not in page
+    assert list(SuppressionEntry.objects.values_list("purpose__slug", "value")) == [("telemarketing", "+14155550123")]
+    again = client.post(page_url, {"right": "limit_use", "purposes": [calls.pk]}, follow=True)
+    assert "The identifiers the subject gave were already on the chosen lists." in again.content.decode()
