@@ -30,6 +30,7 @@ from requests_app.models import (
     Message,
     MessageDirection,
     PrivacyRequest,
+    Regime,
     RejectionGround,
     RequestedRight,
     RequestType,
@@ -599,12 +600,14 @@ def request_complete(
             # What was done in the source systems, and what a package found, is stated from the actions and the
             # manifests themselves, so the letter cannot omit a kept category and its Art. 17(3) reason, or
             # that no data was found, whatever the DPO wrote; nor a right refused, and why.
-            paragraphs = (outcome_summary(locked), refusals_in_letter(locked, refusals_by_right))
+            paragraphs = (
+                outcome_summary(locked), refusals_in_letter(locked, refusals_by_right), ccpa_deletion_record_paragraph(locked)
+            )
         else:
             # Every right refused, each on its own ground: nothing was done (none of them was answered already,
             # _refuse_rights), so there is no outcome to tell, only each refusal and its reasons.
             subject, text = every_right_refused_letter(locked, body=letter.strip())
-            paragraphs = (refusals_in_letter(locked, refusals_by_right),)
+            paragraphs = (refusals_in_letter(locked, refusals_by_right), ccpa_deletion_record_paragraph(locked))
         for paragraph in paragraphs:
             if paragraph:
                 text = f"{text}\n\n{paragraph}"
@@ -723,6 +726,19 @@ def rejection_rights_paragraph(request: PrivacyRequest) -> str:
             "You have the right to lodge a complaint with a supervisory authority, in particular %(authority)s, "
             "and to seek a judicial remedy before the courts."
         ) % {"authority": authority}
+
+
+def ccpa_deletion_record_paragraph(request: PrivacyRequest) -> str:
+    """The CCPA's statement in any answer to a request to delete, granted, refused in part or rejected: "In
+    responding to a request to delete, a business shall inform the consumer whether it has complied with the
+    consumer's request. The business shall also inform the consumer that it will maintain a record of the request as
+    required by section 7101, subdivision (a)" (CCPA Regulations, Cal. Code Regs. tit. 11, § 7022(e); § 7101(a) keeps
+    the records of consumer requests, and how they were answered, for at least 24 months). Empty for any other
+    request: another regime's subject is not told of a Californian rule."""
+    if request.regime != Regime.CCPA or RequestType.ERASURE not in request.requested_rights:
+        return ""
+    with translation.override(request.language):
+        return _("We will keep a record of your request, as the law requires (Cal. Code Regs. tit. 11, § 7101(a)).")
 
 
 # The label alone does not say why: which request is excessive and how (the controller must be
@@ -859,7 +875,9 @@ def request_reject(
             reason = ground_in_letter(ground, locked.regime)
         if ground == RejectionGround.OTHER:
             reason, explanation = explanation, ""  # "The reason: Other" says nothing: their words are the reason
-        body = "\n\n".join(part for part in (explanation, rejection_rights_paragraph(locked)) if part)
+        body = "\n\n".join(
+            part for part in (explanation, ccpa_deletion_record_paragraph(locked), rejection_rights_paragraph(locked)) if part
+        )
         # The ground ends the sentence "The reason: …", and the staff's explanation follows: its full stop is added
         # to the value, so that the translated wording and a DPO's template stay as they are.
         subject, text = render_letter(locked, TemplatePurpose.REJECTION, body=body, reason=with_full_stop(reason))

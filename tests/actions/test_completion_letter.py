@@ -115,6 +115,38 @@ def test_a_recipient_that_never_received_the_subjects_data_is_not_called_an_art_
     assert "Authorities (Belgium): nothing to tell: it never received your data" in " ".join(status_page.split())
 
 
+RECORD_KEPT = "We will keep a record of your request, as the law requires (Cal. Code Regs. tit. 11, § 7101(a))."
+
+
+@pytest.mark.parametrize(("regime", "right", "told"), [
+    ("ccpa", RequestType.ERASURE, True), ("gdpr", RequestType.ERASURE, False), ("ccpa", RequestType.RESTRICTION, False),
+])
+def test_only_a_ccpa_erasure_letter_says_a_record_of_the_request_is_kept(crm, dpo_actor, django_capture_on_commit_callbacks, regime, right, told):
+    """CCPA Regulations § 7022(e): answering a request to delete, the business tells the consumer it keeps a record
+    of the request, as § 7101(a) requires."""
+    request = verified_request(right, regime=regime)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+
+    body = _complete(request, dpo_actor).body
+    assert (RECORD_KEPT in body) is told
+    if told:
+        assert body.endswith(f"\n\n{RECORD_KEPT}")
+
+
+def test_a_ccpa_erasure_refused_on_completion_says_a_record_of_the_request_is_kept(crm, dpo_actor):
+    """Each right refused on its own ground: the letter that says so answers the request to delete too."""
+    request = verified_request(RequestType.ERASURE, RequestType.RESTRICTION, regime="ccpa")
+    refused = [
+        handling.RightRefusal(RequestType.ERASURE, "legal_obligation", "Tax law keeps invoices ten years."),
+        handling.RightRefusal(RequestType.RESTRICTION, "other", "The data is accurate."),
+    ]
+    handling.request_complete(request=request, actor=dpo_actor, letter="", expected_status=request.status, refused=refused)
+
+    body = Message.objects.filter(request=request).latest("created_at").body
+    assert f"{RECORD_KEPT}\n\nYou have the right to lodge a complaint" in body
+
+
 def test_a_letter_under_the_uk_gdpr_cites_the_articles_it_numbers_alike(cdr, dpo_actor, django_capture_on_commit_callbacks):
     request = verified_request(RequestType.ERASURE, regime="uk_gdpr")
     LegalHold.objects.create(

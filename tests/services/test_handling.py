@@ -1101,3 +1101,22 @@ def test_the_retention_purge_removes_the_files_left_and_the_tombstones(dpo, djan
         intake.purge_personal_data(request)
     assert not request.attachments.exists()
     assert not default_storage.exists(kept.file.name)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("regime", "right", "told"),
+    [("ccpa", RequestType.ERASURE, True), ("ccpa", RequestType.ACCESS, False), ("gdpr", RequestType.ERASURE, False)],
+)
+def test_only_a_ccpa_erasure_rejection_says_a_record_of_the_request_is_kept(dpo, regime, right, told):
+    """CCPA Regulations § 7022(e): whether or not the business complied with a request to delete, it tells the
+    consumer it keeps a record of the request, as § 7101(a) requires."""
+    request = request_in_status(Status.IN_PROGRESS, regime=regime, rights=[intake.RightDetails(right)])
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS
+    )
+    record_kept = "We will keep a record of your request, as the law requires (Cal. Code Regs. tit. 11, § 7101(a))."
+    body = request.messages.get().body
+    assert (record_kept in body) is told
+    if told:
+        assert f"{record_kept}\n\nYou have the right to lodge a complaint" in body
