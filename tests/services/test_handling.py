@@ -639,7 +639,6 @@ def test_the_same_text_sent_again_within_minutes_is_refused_and_stored_once(dpo,
 
 @pytest.mark.django_db
 def test_another_text_or_a_reply_with_a_document_is_not_taken_for_a_resend(dpo):
-
     request = request_in_status(Status.IN_PROGRESS)
     handling.message_send(request=request, actor=Actor.staff(dpo), body="We found two accounts.")
     handling.message_send(request=request, actor=Actor.staff(dpo), body="We found three accounts.")
@@ -956,7 +955,6 @@ def _document_sent(request, name="id-card.pdf"):
 @pytest.mark.django_db
 @pytest.mark.parametrize("role", ["DPO", "Handler"])
 def test_staff_who_work_the_request_delete_a_document_leaving_a_tombstone(role, django_capture_on_commit_callbacks):
-
     user = staff_in_role(role, username=f"{role.lower()}-deletes")
     request = request_in_status(Status.IN_PROGRESS)
     PrivacyRequest.objects.filter(pk=request.pk).update(assignee=user)
@@ -979,7 +977,6 @@ def test_staff_who_work_the_request_delete_a_document_leaving_a_tombstone(role, 
 @pytest.mark.django_db
 @pytest.mark.parametrize("role", ["Auditor", "Handler"])
 def test_staff_who_do_not_work_the_request_cannot_delete_a_document(role, django_capture_on_commit_callbacks):
-
     request = request_in_status(Status.IN_PROGRESS)
     document = _document_sent(request)
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(lifecycle.NotAllowed):
@@ -1006,8 +1003,6 @@ def test_a_document_of_a_closed_request_is_deleted_too_but_only_once(dpo):
 def test_a_file_whose_removal_never_ran_after_the_commit_is_an_orphan_the_nightly_job_deletes(dpo, django_capture_on_commit_callbacks):
     """The deletion commits first and removes the file after: a worker killed in between leaves the file, which
     no row refers to any more."""
-
-
 
     request = request_in_status(Status.IN_PROGRESS)
     document = _document_sent(request)
