@@ -150,6 +150,7 @@ def certificate_context(request: PrivacyRequest) -> dict:
         # Each with its refusal ground, where the completion refused it.
         "rights": request.rights.all(),
         "answered_on_time": answered_on_time(request),
+        "refused_late": refused_late(request),
         "pauses": request.pauses.all(),
         "identities": request.identities.select_related("verified_by"),
         "packages": _packages(request),
@@ -170,14 +171,30 @@ def certificate_context(request: PrivacyRequest) -> dict:
 
 
 def answered_on_time(request: PrivacyRequest) -> bool | None:
-    """Whether a completed, rejected or forwarded request was closed on or before its final due date (in Brussels
+    """Whether a completed, rejected or forwarded request was closed on or before its due date (in Brussels
     time, as the due date is counted); None while it is open, or when it was withdrawn or expired: the
     subject ended those, or never confirmed them, and there was no answer to give. Forwarding to the controller is
-    our answer: the letter saying so is owed within the same period (Art. 12(3), (4))."""
+    our answer: the letter saying so is owed within the same period (Art. 12(3), (4)).
+
+    A refusal, whole or of some rights, is judged by the original due date (refused_late): the extension does not
+    move it."""
     answered = (Status.COMPLETED, Status.REJECTED, Status.FORWARDED)
     if request.status not in answered or request.closed_at is None or request.due_on is None:
         return None
+    if refused_late(request):
+        return False
     return timezone.localdate(request.closed_at) <= request.due_on
+
+
+def refused_late(request: PrivacyRequest) -> bool:
+    """Whether a closed request refused the subject (rejected, or completed refusing some rights) after the first
+    period to answer ended: its original due date, which closing moved on by every day paused
+    (deadline_service.refusal_due_on). Art. 12(4) wants a refusal within one month of receipt; the extension of
+    Art. 12(3) extends the time to act, not to refuse (EDPB Guidelines 01/2022, para. 191)."""
+    refused = request.status == Status.REJECTED or (request.status == Status.COMPLETED and request.refused_rights)
+    if not refused or request.closed_at is None or request.original_due_on is None:
+        return False
+    return timezone.localdate(request.closed_at) > request.original_due_on
 
 
 def _packages(request: PrivacyRequest) -> list[dict]:

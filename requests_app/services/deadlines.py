@@ -99,6 +99,34 @@ def due_on_if_resumed_today(request: PrivacyRequest) -> datetime.date | None:
     return _due_on(request, pauses=[*finished_pauses(request), _as_counted(pause.started_at, timezone.now())])
 
 
+def refusal_due_on(request: PrivacyRequest) -> datetime.date | None:
+    """The last day to refuse the request, whole or in part, if it closed today: the end of the first period (the
+    original due date), moved on by the days paused, those of a pause still running counted as closing adds them.
+    The extension gives more time to act on a request, never to refuse it: a refusal must reach the subject within
+    one month of receipt (Art. 12(4); EDPB Guidelines 01/2022, para. 191). The GDPR applies to every request
+    (deadlines.due_date), so this date binds under every regime; the original due date is already the GDPR's where
+    the regime's own is later (a CCPA request's 45 days), and the LGPD allows no extension. None before a due date
+    is set."""
+    pause = open_pause(request) if request.clock_paused and request.original_due_on is not None else None
+    if pause is None:
+        return request.original_due_on
+    pauses = [*finished_pauses(request), _as_counted(pause.started_at, timezone.now())]
+    return deadlines.due_date(request.regime, request.received_at, rights=request.requested_rights, pauses=pauses)
+
+
+def late_refusal_warning(request: PrivacyRequest) -> str | None:
+    """What the request page says above Reject, and a completion that refuses a right, once a refusal sent today
+    would be late (refusal_due_on): staff may still send it, as a late answer beats none, but should know."""
+    last_day = refusal_due_on(request)
+    if last_day is None or timezone.localdate() <= last_day:
+        return None
+    return _(
+        "The first period to answer ended on %(date)s (the original due date, moved on by the days paused). An "
+        "extension gives more time to act on a request, not to refuse it: a rejection, or a completion that refuses a "
+        "right, sent now reaches the subject late (Art. 12(4)), and the certificate will say so."
+    ) % {"date": date_in_words(last_day)}
+
+
 def pause_refusal(request: PrivacyRequest) -> str | None:
     """Why the request's clock may not stop while waiting for the subject, or None when it may."""
     if request.regime not in deadlines.CLOCK_STOPS_WHILE_WAITING:

@@ -615,6 +615,8 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "completion_blockers": actions.completion_blockers(privacy_request) if "complete" in allowed else [],
         "nothing_corrected": "complete" in allowed and certificate.nothing_corrected(privacy_request),
         "extendable": deadline_service.extension_refusal(privacy_request) is None,
+        # A warning, not a refusal: a late refusal still has to be sent (Art. 12(4)).
+        "late_refusal_warning": deadline_service.late_refusal_warning(privacy_request) if privacy_request.is_open else None,
         "state_version": lifecycle.state_version(privacy_request),
         # Art. 12(3): the subject must be told of an extension within the first period; staff see whether they were.
         "extension_notice": privacy_request.notifications.filter(kind="deadline_extended").first() if privacy_request.is_extended else None,

@@ -31,11 +31,12 @@ from requests_app.services.deadlines import (
     request_extend,
     sweep_deadlines,
 )
-from requests_app.services.certificate import answered_on_time
+from requests_app.services.certificate import answered_on_time, render_certificate_html
+from requests_app.services import handling
 from requests_app.services.handling import render_letter, request_reject
 from requests_app.services.intake import RightDetails
 from tests.conftest import login_staff
-from tests.factories import UserFactory, at_once, request_in_status, staff_in_role, submit_request
+from tests.factories import UserFactory, at_once, released_package, request_in_status, staff_in_role, submit_request
 
 BRUSSELS = timezone.get_default_timezone()
 
@@ -430,7 +431,7 @@ def test_closing_a_paused_request_adds_the_days_paused_to_the_date_it_is_judged_
     due by 23 April, and the certificate says it came in time."""
     request = in_progress_received(date(2026, 3, 2))
     with time_machine.travel(at(date(2026, 3, 20)), tick=False):
-        clock_pause(request=request, actor=Actor.staff(dpo), reason="Proof of identity asked")
+        handling.clock_pause(request=request, actor=Actor.staff(dpo), question="Please send a copy of a bill in your name.")
     with time_machine.travel(at(date(2026, 4, 10)), tick=False):
         request_reject(
             request=request, actor=Actor.staff(dpo), ground="identity_not_verified",
@@ -917,3 +918,106 @@ def test_the_pause_form_says_the_clock_stops_only_for_the_subject(dpo, client):
     assert "Pause the clock while we wait for the subject" in page
     assert "Waiting for a colleague or a system does not stop the clock." in page
     assert "What do we need from the subject? (sent to them)" in page and "sent to the subject as a request for information" in page
+
+
+def extended_on_20_march(dpo, **overrides) -> PrivacyRequest:
+    """Received on 2 March 2026, 10:00 in Brussels (first month to 2 April), extended on 20 March (to 2 June; 31 May under the CCPA)."""
+    request = in_progress_received(date(2026, 3, 2), **overrides)
+    with time_machine.travel(at(date(2026, 3, 20)), tick=False):
+        request_extend(request=request, actor=Actor.staff(dpo), reason="Records in five systems")
+    request.refresh_from_db()
+    # Under the CCPA, 90 days from receipt (31 May) come before the GDPR's three months.
+    assert request.original_due_on == date(2026, 4, 2) and request.due_on in (date(2026, 5, 31), date(2026, 6, 2))
+    return request
+
+
+def reject_as_manifestly_unfounded(request, dpo) -> None:
+    request_reject(
+        request=request, actor=Actor.staff(dpo), ground="manifestly_unfounded",
+        explanation="The twelfth identical request this month.", expected_status=request.status,
+    )
+    request.refresh_from_db()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("regime", ["gdpr", "uk_gdpr", "ccpa"])
+def test_a_rejection_after_the_first_month_of_an_extended_request_was_late(dpo, regime):
+    """Art. 12(4): a refusal reaches the subject within one month of receipt; the extension of Art. 12(3) gives more
+    time to act, not to refuse (EDPB Guidelines 01/2022, para. 191). The GDPR applies to every request, a CCPA
+    request's too: its 45 days are later than the GDPR's month."""
+    request = extended_on_20_march(dpo, regime=regime, rights=[RightDetails(RequestType.ERASURE)])
+    with time_machine.travel(at(date(2026, 5, 20)), tick=False):
+        reject_as_manifestly_unfounded(request, dpo)
+    assert request.status == Status.REJECTED and request.due_on > date(2026, 5, 20)
+    assert answered_on_time(request) is False
+    html = render_certificate_html(request)
+    assert "No: refused after the first period to answer ended (the original due date), which an extension does not move" in html
+    assert "No: closed after the due date" not in html
+
+
+@pytest.mark.django_db
+def test_a_rejection_within_the_first_month_of_an_extended_request_was_on_time(dpo):
+    request = extended_on_20_march(dpo, rights=[RightDetails(RequestType.ERASURE)])
+    with time_machine.travel(at(date(2026, 4, 2), hour=17), tick=False):
+        reject_as_manifestly_unfounded(request, dpo)
+    assert answered_on_time(request) is True
+
+
+@pytest.mark.django_db
+def test_the_first_month_a_rejection_is_judged_by_moves_on_by_the_days_paused(dpo):
+    """Paused 10 to 20 March (10 days), then extended: the first month ends on 12 April (a Sunday), so 13 April."""
+    request = in_progress_received(date(2026, 3, 2))
+    with time_machine.travel(at(date(2026, 3, 10)), tick=False):
+        handling.clock_pause(request=request, actor=Actor.staff(dpo), question="Please send a copy of a bill in your name.")
+    with time_machine.travel(at(date(2026, 3, 20)), tick=False):
+        handling.subject_reply(request=request, body="Attached is not my bill, sorry.")
+        request_extend(request=request, actor=Actor.staff(dpo), reason="Records in five systems")
+    request.refresh_from_db()
+    assert (request.paused_days, request.original_due_on) == (10, date(2026, 4, 13))
+    with time_machine.travel(at(date(2026, 4, 13)), tick=False):
+        reject_as_manifestly_unfounded(request, dpo)
+    assert answered_on_time(request) is True
+
+
+@pytest.mark.django_db
+def test_a_completion_refusing_a_right_after_the_first_month_was_late_one_granting_all_was_not(dpo):
+    """A refusal in part is a refusal (Art. 12(4)); a completion that grants everything may use the extension."""
+    refusing = extended_on_20_march(dpo, rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.OBJECTION)])
+    granting = extended_on_20_march(dpo, rights=[RightDetails(RequestType.ACCESS)])
+    with time_machine.travel(at(date(2026, 5, 20)), tick=False):
+        for request in (refusing, granting):
+            released_package(request)
+        handling.request_complete(
+            request=refusing, actor=Actor.staff(dpo), letter="We sent you a copy of your data.", expected_status=refusing.status,
+            refused=[handling.RightRefusal(RequestType.OBJECTION, "other", "Our fraud checks outweigh your objection.")],
+        )
+        handling.request_complete(
+            request=granting, actor=Actor.staff(dpo), letter="We sent you a copy of your data.", expected_status=granting.status,
+        )
+    refusing.refresh_from_db()
+    granting.refresh_from_db()
+    assert refusing.refused_rights == ["objection"] and answered_on_time(refusing) is False
+    assert granting.status == Status.COMPLETED and answered_on_time(granting) is True
+
+
+@pytest.mark.django_db
+def test_the_request_page_warns_before_a_late_refusal_and_still_sends_it(client, dpo):
+    request = extended_on_20_march(dpo, rights=[RightDetails(RequestType.ERASURE)])
+    url = reverse("staff:request", args=[request.reference])
+    warning = "An extension gives more time to act on a request, not to refuse it"
+    with time_machine.travel(at(date(2026, 4, 2)), tick=False):
+        login_staff(client, dpo)
+        page = unescape(client.get(url).content.decode())
+        assert "Reject and send the letter" in page and warning not in page
+    with time_machine.travel(at(date(2026, 4, 3)), tick=False):
+        login_staff(client, dpo)  # the idle session expired in the meantime
+        page = unescape(client.get(url).content.decode())
+        assert f"The first period to answer ended on 2 April 2026 (the original due date, moved on by the days paused). {warning}" in page
+        response = client.post(
+            reverse("staff:request_action", args=[request.reference, "reject"]),
+            {"expected_status": request.status, "expected_version": lifecycle.state_version(request),
+             "ground": "manifestly_unfounded", "explanation": "The twelfth identical request this month."},
+        )
+    assert response.status_code == 302
+    request.refresh_from_db()
+    assert request.status == Status.REJECTED and answered_on_time(request) is False
