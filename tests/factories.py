@@ -83,6 +83,25 @@ def request_in_status(status: str, **overrides):
     return request
 
 
+def identity_proof_asked(request, staff) -> None:
+    """Staff ask the subject for proof of identity and the subject answers with something that does not prove it:
+    what must come before a rejection for an unverified identity (handling.identity_refusal). The request returns
+    to the status it had."""
+    from requests_app.services import handling
+
+    handling.request_information(
+        request=request, actor=Actor.staff(staff), body="Please send a copy of a bill in your name.",
+        expected_status=request.status,
+    )
+    handling.subject_reply(request=request, body="I would rather not.")
+    request.refresh_from_db()
+
+
+def last_letter(request):
+    """The last message sent to the subject on `request`: the letter that closed it."""
+    return request.messages.filter(direction="to_subject").order_by("id").last()
+
+
 def now():
     return timezone.now()
 

@@ -673,6 +673,8 @@ def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRe
                 _("An identity that could not be verified refuses the whole request, not “%(right)s” alone: reject "
                   "the request instead.") % {"right": label}
             )
+        if refusal.ground == RejectionGround.IDENTITY_NOT_VERIFIED and not refusal.explanation.strip():
+            raise RequestError(str(IDENTITY_TO_EXPLAIN))
         if refusal.ground in GROUNDS_TO_EXPLAIN and not refusal.explanation.strip():
             raise RequestError(
                 _("Explain to the subject why %(ground)s applies to “%(right)s”: the letter must give the reasons (Art. 12(4)).")
@@ -682,6 +684,9 @@ def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRe
             raise RequestError(MARKETING_OBJECTION_REFUSAL)
         if not ground_can_refuse(refusal.ground, rights[right]):
             raise RequestError(ground_for_another_right(refusal.ground, right))
+        never_asked = identity_refusal(request, refusal.ground)
+        if never_asked:
+            raise RequestError(never_asked)
     # First: what was done cannot be refused, by Reject either (request_reject), which the next rule points to.
     answered = answered_already(request, set(refusals_by_right))
     if answered:
@@ -714,7 +719,18 @@ def refusals_in_letter(request: PrivacyRequest, refusals_by_right: dict[str, Rig
             )
             if explanation:
                 paragraphs.append(explanation)
+            if refusal.ground == RejectionGround.IDENTITY_NOT_VERIFIED:
+                paragraphs.append(str(IDENTITY_NOT_VERIFIED_IN_LETTER))
     return "\n\n".join(paragraphs)
+
+
+def identity_paragraph(request: PrivacyRequest, ground: str) -> str:
+    """What a letter refusing on an unverified identity adds after the reasons, in the subject's language: they may
+    still identify themselves, or ask again (IDENTITY_NOT_VERIFIED_IN_LETTER). Empty for any other ground."""
+    if ground != RejectionGround.IDENTITY_NOT_VERIFIED:
+        return ""
+    with translation.override(request.language):
+        return str(IDENTITY_NOT_VERIFIED_IN_LETTER)
 
 
 def rejection_rights_paragraph(request: PrivacyRequest) -> str:
@@ -745,9 +761,11 @@ def ccpa_deletion_record_paragraph(request: PrivacyRequest) -> str:
 # able to show it, Art. 12(5)), which law keeps the data and how long, whose rights and how, which
 # interest overrides the subject's objection and why (the controller must demonstrate it, Art. 21(1)),
 # which claim needs the data, why the request is believed fraudulent (the business "shall provide to the requestor
-# an explanation why", CCPA Regulations § 7027(f)). "Identity could not be verified" says it all.
+# an explanation why", CCPA Regulations § 7027(f)), what was asked to identify the subject and why what came is not
+# enough (Art. 12(2), 12(6); EDPB Guidelines 01/2022, paras 65-68).
 GROUNDS_TO_EXPLAIN = frozenset(
     {
+        RejectionGround.IDENTITY_NOT_VERIFIED,
         RejectionGround.MANIFESTLY_UNFOUNDED,
         RejectionGround.LEGAL_OBLIGATION,
         RejectionGround.RIGHTS_OF_OTHERS,
@@ -757,6 +775,32 @@ GROUNDS_TO_EXPLAIN = frozenset(
         RejectionGround.OTHER,
     }
 )
+
+
+# An identity that could not be verified refuses a request only once the subject was asked for information that
+# identifies them and did not give enough (Art. 11(2), 12(2), 12(6); EDPB Guidelines 01/2022, paras 65-68).
+IDENTITY_NEVER_ASKED = gettext_lazy(
+    "The subject was never asked for information that identifies them on this request: ask for it first with Request "
+    "information, saying what you need and why. An identity can be found not verified only once "
+    "what they sent, or their silence, leaves it in reasonable doubt."
+)
+IDENTITY_TO_EXPLAIN = gettext_lazy(
+    "Explain to the subject why their identity could not be verified: what we asked them for, and why what they "
+    "sent (or did not send) is not enough. The letter must give the reasons (Art. 12(4))."
+)
+# The letter of a request refused for an unverified identity: the door stays open (Art. 11(2), 12(2)).
+IDENTITY_NOT_VERIFIED_IN_LETTER = gettext_lazy(
+    "You may still send us information that identifies you, or make a new request: once we can verify who you are, "
+    "we will answer it."
+)
+
+
+def identity_refusal(request: PrivacyRequest, ground: str) -> str | None:
+    """Why `ground` cannot refuse `request` (or a right of it) now, or None: an unverified identity needs a request
+    for information sent to the subject on this request first (information_requested in its audit trail)."""
+    if ground != RejectionGround.IDENTITY_NOT_VERIFIED or request.events.filter(action="information_requested").exists():
+        return None
+    return str(IDENTITY_NEVER_ASKED)
 
 
 # Refusing an objection to direct marketing, whole (request_reject) or in part (request_complete), on another ground.
@@ -838,10 +882,18 @@ def request_reject(
     objection to direct marketing only on the grounds any request may be refused on (Art. 21(3)), an access request
     never for other people's data (it is masked in the copy instead: Art. 15(4)), a CCPA request to limit never on
     an unverified identity (CCPA Regulations § 7027(e)); one that asks a right besides the one a ground answers is
-    refused in part on completion instead. Nor is a request that was answered in part (actions.answered_already)."""
+    refused in part on completion instead. Nor is a request that was answered in part (actions.answered_already), nor
+    one refused for an unverified identity before the subject was asked for information that identifies them
+    (identity_refusal); that letter says they may still identify themselves or ask again (identity_paragraph).
+
+    A rejection after the original due date (the first month, moved on by the days paused) is late whatever the
+    extension (Art. 12(4)): it is still sent, the request page having warned (deadline_service.late_refusal_warning),
+    and the certificate says so (certificate.refused_late)."""
     if ground not in dict(REFUSABLE_GROUNDS):
         raise RequestError(_("Choose the legal reason for the rejection."))
     explanation = explanation.strip()
+    if ground == RejectionGround.IDENTITY_NOT_VERIFIED and not explanation:
+        raise RequestError(str(IDENTITY_TO_EXPLAIN))
     if ground in GROUNDS_TO_EXPLAIN and not explanation:
         raise RequestError(
             _("Explain to the subject why %(ground)s applies: the letter must give the reasons (Art. 12(4)).")
@@ -868,6 +920,9 @@ def request_reject(
         answered = answered_already(locked, set(locked.requested_rights))
         if answered:
             raise RequestError(" ".join(answered))
+        never_asked = identity_refusal(locked, ground)
+        if never_asked:
+            raise RequestError(never_asked)
         lifecycle.transition(locked, "reject", actor=actor, data={"ground": ground})
         PrivacyRequest.objects.filter(pk=locked.pk).update(rejection_ground=ground)
         locked.rejection_ground = ground
@@ -876,7 +931,12 @@ def request_reject(
         if ground == RejectionGround.OTHER:
             reason, explanation = explanation, ""  # "The reason: Other" says nothing: their words are the reason
         body = "\n\n".join(
-            part for part in (explanation, ccpa_deletion_record_paragraph(locked), rejection_rights_paragraph(locked)) if part
+            part
+            for part in (
+                explanation, identity_paragraph(locked, ground), ccpa_deletion_record_paragraph(locked),
+                rejection_rights_paragraph(locked),
+            )
+            if part
         )
         # The ground ends the sentence "The reason: …", and the staff's explanation follows: its full stop is added
         # to the value, so that the translated wording and a DPO's template stay as they are.

@@ -270,7 +270,12 @@ class RejectForm(forms.Form):
         help_text=_("Holding no data about them is an answer, not a refusal: complete the request and say so in the letter."),
     )
     explanation = forms.CharField(
-        label=_("Explanation for the subject"), widget=forms.Textarea(attrs={"rows": 4}), max_length=TEXT_MAX_CHARS, required=False
+        label=_("Explanation for the subject"), widget=forms.Textarea(attrs={"rows": 4}), max_length=TEXT_MAX_CHARS, required=False,
+        help_text=_(
+            "The letter gives the subject these reasons. “Identity could not be verified” only once the subject was "
+            "asked for information that identifies them (Request information): say what was "
+            "asked and why what they sent is not enough."
+        ),
     )
 
     def __init__(self, *args, privacy_request, **kwargs):

@@ -28,7 +28,7 @@ from requests_app.models import (
 from requests_app.services import actions, certificate, deadlines, exports, handling, notices
 from tests.actions.conftest import ANA_PHONE, verified_request
 from tests.actions.test_notices import carry_out_actions, correct_the_city
-from tests.factories import released_package, request_in_status
+from tests.factories import identity_proof_asked, released_package, request_in_status
 
 
 @pytest.fixture
@@ -234,6 +234,7 @@ def test_a_portability_certificate_names_the_recipients_release_and_downloads(
 def test_a_rejected_certificate_says_when_and_why_and_claims_nothing_of_recipients(crm, dpo_actor):
     Recipient.objects.create(source=crm, name="Group companies", country="Belgium")
     request = verified_request(RequestType.ACCESS)
+    identity_proof_asked(request, dpo_actor.user)
     handling.request_reject(
         request=request, actor=dpo_actor, ground=RejectionGround.IDENTITY_NOT_VERIFIED,
         explanation="The document was illegible.", expected_status=request.status,

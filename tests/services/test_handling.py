@@ -30,7 +30,10 @@ from requests_app.models import (
 from requests_app.services import handling, intake
 from requests_app.services.orphans import delete_orphan_files
 from requests_app.staff.forms import IdentityVerifyForm
-from tests.factories import released_package, request_in_status, staff_in_role
+from tests.factories import identity_proof_asked, last_letter, released_package, request_in_status, staff_in_role
+
+# What staff tell a subject whose identity they could not verify: what was asked, and why what came is not enough.
+NOT_PROVED = "We asked you for a copy of a bill in your name, and received none."
 
 
 @pytest.fixture
@@ -51,8 +54,9 @@ def test_an_objection_to_direct_marketing_cannot_be_refused_on_the_merits(dpo):
     request.refresh_from_db()
     assert request.status == Status.IN_PROGRESS and not request.messages.exists()
     # Who asks can still be in doubt.
+    identity_proof_asked(request, dpo)
     handling.request_reject(
-        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS,
+        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation=NOT_PROVED, expected_status=Status.IN_PROGRESS,
     )
     request.refresh_from_db()
     assert request.status == Status.REJECTED
@@ -285,7 +289,7 @@ def test_rejection_letter_states_the_reason_and_the_right_to_complain(dpo):
     )
     request.refresh_from_db()
     assert (request.status, request.rejection_ground) == (Status.REJECTED, "legal_obligation")
-    letter = request.messages.get()
+    letter = last_letter(request)
     for expected in (
         "Legal obligation to retain the data (Art. 17(3)(b))",
         "Call records are kept for 12 months",
@@ -322,7 +326,7 @@ def test_letters_use_the_dpos_template_in_the_subjects_language(dpo):
     request = request_in_status(Status.IN_PROGRESS, language="fr")
     released_package(request)
     handling.request_complete(request=request, actor=Actor.staff(dpo), letter="Copie jointe.", expected_status=Status.IN_PROGRESS)
-    letter = request.messages.get()
+    letter = last_letter(request)
     assert letter.subject == f"Votre demande {request.reference} est traitée"
     assert letter.body.startswith("Bonjour,") and "Copie jointe." in letter.body
 
@@ -348,10 +352,11 @@ def test_access_and_portability_complete_only_once_their_packages_are_released(d
 @pytest.mark.django_db
 def test_built_in_letters_are_in_the_subjects_language_with_the_authority_named(dpo):
     request = request_in_status(Status.IN_PROGRESS, language="nl")
+    identity_proof_asked(request, dpo)
     handling.request_reject(
-        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS
+        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation=NOT_PROVED, expected_status=Status.IN_PROGRESS
     )
-    letter = request.messages.get()
+    letter = last_letter(request)
     assert letter.subject == f"Uw privacyverzoek {request.reference}"
     assert letter.body.startswith(f"Wij kunnen niet ingaan op uw verzoek {request.reference} (")
     assert "de Gegevensbeschermingsautoriteit (GBA), Drukpersstraat 35, 1000 Brussel" in letter.body
@@ -361,10 +366,11 @@ def test_built_in_letters_are_in_the_subjects_language_with_the_authority_named(
 @pytest.mark.django_db
 def test_the_german_rejection_names_the_authority_in_the_dative(dpo):
     request = request_in_status(Status.IN_PROGRESS, language="de")
+    identity_proof_asked(request, dpo)
     handling.request_reject(
-        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS
+        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation=NOT_PROVED, expected_status=Status.IN_PROGRESS
     )
-    body = request.messages.get().body
+    body = last_letter(request).body
     # Its German name and site: a German reader is not sent to the French, Dutch or English ones.
     assert "insbesondere bei der Datenschutzbehörde (DSB), Rue de la Presse 35, 1000 Brüssel, www.datenschutzbehorde.be" in body
     assert "Der Grund: Identität konnte nicht verifiziert werden.\n" in body
@@ -392,7 +398,7 @@ def test_a_type_specific_template_wins_over_the_generic_one(dpo):
     request = request_in_status(Status.IN_PROGRESS)
     released_package(request)
     handling.request_complete(request=request, actor=Actor.staff(dpo), letter="", expected_status=Status.IN_PROGRESS)
-    assert request.messages.get().subject == "Access done"
+    assert last_letter(request).subject == "Access done"
 
 
 @pytest.mark.parametrize(
@@ -652,10 +658,15 @@ def test_a_rejection_letter_ends_its_reason_with_a_full_stop(dpo):
     """QA: "The reason: Identity could not be verified" was left without one, before the right to complain. The
     translated wording stays as it is: the full stop ends the ground (wording.with_full_stop)."""
     request = request_in_status(Status.IN_PROGRESS)
+    identity_proof_asked(request, dpo)
     handling.request_reject(
-        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS
+        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation=NOT_PROVED, expected_status=Status.IN_PROGRESS
     )
-    assert "The reason: Identity could not be verified.\n\nYou have the right to lodge a complaint" in request.messages.get().body
+    assert (
+        f"The reason: Identity could not be verified.\n\n{NOT_PROVED}\n\nYou may still send us information that identifies "
+        "you, or make a new request: once we can verify who you are, we will answer it.\n\nYou have the right to lodge a "
+        "complaint"
+    ) in last_letter(request).body
 
 
 @pytest.mark.django_db
@@ -666,7 +677,7 @@ def test_a_rejection_on_another_ground_gives_the_explanation_as_the_reason(dpo):
         request=request, actor=Actor.staff(dpo), ground="other", explanation="You asked us about an account another company runs.",
         expected_status=Status.IN_PROGRESS,
     )
-    body = request.messages.get().body
+    body = last_letter(request).body
     assert "The reason: You asked us about an account another company runs.\n\n" in body
     assert "Other" not in body and body.count("another company runs") == 1
 
@@ -683,7 +694,7 @@ def test_a_letter_under_another_law_than_the_gdpr_cites_no_gdpr_article(dpo, reg
         request=request, actor=Actor.staff(dpo), ground="legal_obligation", explanation="Tax law: invoices kept 7 years.",
         expected_status=Status.IN_PROGRESS,
     )
-    assert ground_shown in request.messages.get().body
+    assert ground_shown in last_letter(request).body
 
 
 FRAUD_CHECKS = intake.RightDetails(RequestType.OBJECTION, objection_processing="Fraud checks on my calls")
@@ -706,7 +717,7 @@ def test_a_request_asking_only_the_right_a_ground_answers_is_rejected_on_it_with
     handling.request_reject(request=request, actor=Actor.staff(dpo), ground=ground, explanation=explanation, expected_status=Status.IN_PROGRESS)
     request.refresh_from_db()
     assert (request.status, request.rejection_ground) == (Status.REJECTED, ground)
-    body = request.messages.get().body
+    body = last_letter(request).body
     assert f"The reason: {reason}.\n\n{explanation}\n\n" in body
     assert body.endswith("and to seek a judicial remedy before the courts.")
 
@@ -764,7 +775,7 @@ def test_a_rejection_on_a_ground_of_one_right_cites_its_gdpr_article_only_under_
     handling.request_reject(
         request=request, actor=Actor.staff(dpo), ground=ground, explanation="Our reasons.", expected_status=Status.IN_PROGRESS
     )
-    body = request.messages.get().body
+    body = last_letter(request).body
     assert ground_shown in body
     if regime in ("ccpa", "lgpd"):
         assert "Art." not in body and "GDPR" not in body
@@ -841,14 +852,15 @@ def test_a_ccpa_request_to_limit_is_not_rejected_for_an_unverified_identity(dpo)
     request = request_in_status(Status.IN_PROGRESS, regime="ccpa", rights=[LIMIT_USE])
     with pytest.raises(RequestError, match=r"needs no verified identity \(CCPA Regulations § 7027\(e\)\)"):
         handling.request_reject(
-            request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS
+            request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation=NOT_PROVED, expected_status=Status.IN_PROGRESS
         )
     request.refresh_from_db()
     assert request.status == Status.IN_PROGRESS and not request.messages.exists()
     # Under the GDPR, who asks must still be known (Art. 12(6)).
     gdpr = request_in_status(Status.IN_PROGRESS, regime="gdpr", rights=[LIMIT_USE])
+    identity_proof_asked(gdpr, dpo)
     handling.request_reject(
-        request=gdpr, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS
+        request=gdpr, actor=Actor.staff(dpo), ground="identity_not_verified", explanation=NOT_PROVED, expected_status=Status.IN_PROGRESS
     )
     assert PrivacyRequest.objects.get(pk=gdpr.pk).status == Status.REJECTED
 
@@ -862,7 +874,7 @@ def test_a_ccpa_request_to_limit_may_be_rejected_as_fraudulent_with_the_reasons(
     handling.request_reject(request=request, actor=Actor.staff(dpo), ground="fraudulent", explanation=FRAUD, expected_status=Status.IN_PROGRESS)
     request.refresh_from_db()
     assert request.status == Status.REJECTED and request.rejection_ground == "fraudulent"
-    body = request.messages.get().body
+    body = last_letter(request).body
     assert "The reason: A documented good-faith belief that the request is fraudulent (CCPA Regs. § 7027(f)).\n\n" in body
     assert FRAUD in body
 
@@ -912,14 +924,15 @@ def test_a_ccpa_rejection_names_the_californian_and_the_belgian_authorities_and_
     """The controller is in Brussels: the GDPR applies to every request (Art. 3(1)), and with it the right to
     complain to a supervisory authority and to a judicial remedy (Art. 12(4), 77), besides the regime's own."""
     request = request_in_status(Status.IN_PROGRESS, regime="ccpa")
+    identity_proof_asked(request, dpo)
     handling.request_reject(
-        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS
+        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation=NOT_PROVED, expected_status=Status.IN_PROGRESS
     )
     assert (
         "You have the right to lodge a complaint with a supervisory authority, in particular the California Privacy "
         f"Protection Agency, cppa.ca.gov, or the California Attorney General, or {BELGIAN_AUTHORITY}, and to seek a "
         "judicial remedy before the courts."
-    ) in request.messages.get().body
+    ) in last_letter(request).body
 
 
 @pytest.mark.django_db
@@ -933,10 +946,11 @@ def test_a_ccpa_rejection_names_the_californian_and_the_belgian_authorities_and_
 )
 def test_a_rejection_names_the_regimes_authority_and_the_belgian_one_in_the_subjects_language(dpo, regime, language, authorities):
     request = request_in_status(Status.IN_PROGRESS, regime=regime, language=language)
+    identity_proof_asked(request, dpo)
     handling.request_reject(
-        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS
+        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation=NOT_PROVED, expected_status=Status.IN_PROGRESS
     )
-    body = request.messages.get().body
+    body = last_letter(request).body
     for authority in authorities:
         assert authority in body
     assert body.count(" 35, 1000 Br") == 1  # the Belgian authority's address: named once, under the GDPR too
@@ -1108,10 +1122,67 @@ def test_only_a_ccpa_erasure_rejection_says_a_record_of_the_request_is_kept(dpo,
     consumer it keeps a record of the request, as § 7101(a) requires."""
     request = request_in_status(Status.IN_PROGRESS, regime=regime, rights=[intake.RightDetails(right)])
     handling.request_reject(
-        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=Status.IN_PROGRESS
+        request=request, actor=Actor.staff(dpo), ground="manifestly_unfounded", explanation="The tenth request this week.",
+        expected_status=Status.IN_PROGRESS,
     )
     record_kept = "We will keep a record of your request, as the law requires (Cal. Code Regs. tit. 11, § 7101(a))."
-    body = request.messages.get().body
+    body = last_letter(request).body
     assert (record_kept in body) is told
     if told:
         assert f"{record_kept}\n\nYou have the right to lodge a complaint" in body
+
+
+@pytest.mark.django_db
+def test_an_unverified_identity_refuses_nothing_before_the_subject_was_asked_to_identify_themselves(dpo):
+    """Art. 11(2), 12(2), 12(6); EDPB Guidelines 01/2022, paras 65-68: a confirmed email address and work started,
+    nobody ever asked the subject for anything, so their identity was never in doubt they could answer."""
+    request = request_in_status(Status.IN_PROGRESS)
+    with pytest.raises(RequestError, match="never asked for information that identifies them"):
+        handling.request_reject(
+            request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation=NOT_PROVED,
+            expected_status=Status.IN_PROGRESS,
+        )
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and request.rejection_ground == "" and not request.messages.exists()
+    # A pause of the clock asks the subject too: what we wait for is sent to them.
+    handling.clock_pause(request=request, actor=Actor.staff(dpo), question="Please send a copy of a bill in your name.")
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation=NOT_PROVED,
+        expected_status=Status.IN_PROGRESS,
+    )
+    request.refresh_from_db()
+    assert request.status == Status.REJECTED and request.rejection_ground == "identity_not_verified"
+
+
+@pytest.mark.django_db
+def test_an_unverified_identity_needs_the_reasons_what_was_asked_and_why_it_is_not_enough(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    identity_proof_asked(request, dpo)
+    with pytest.raises(RequestError, match=r"what we asked them for, and why what they sent \(or did not send\) is not enough"):
+        handling.request_reject(
+            request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="  ",
+            expected_status=Status.IN_PROGRESS,
+        )
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and last_letter(request).subject != f"Your privacy request {request.reference}"
+
+
+@pytest.mark.django_db
+def test_a_rejection_for_an_unverified_identity_tells_the_subject_they_may_still_identify_themselves(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    identity_proof_asked(request, dpo)
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation=NOT_PROVED,
+        expected_status=Status.IN_PROGRESS,
+    )
+    assert (
+        f"{NOT_PROVED}\n\nYou may still send us information that identifies you, or make a new request: once we can "
+        "verify who you are, we will answer it.\n\nYou have the right to lodge a complaint"
+    ) in last_letter(request).body
+    # Only for that ground: a subject refused on another has nothing to identify.
+    other = request_in_status(Status.IN_PROGRESS)
+    handling.request_reject(
+        request=other, actor=Actor.staff(dpo), ground="manifestly_unfounded", explanation="The tenth request this week.",
+        expected_status=Status.IN_PROGRESS,
+    )
+    assert "information that identifies you" not in last_letter(other).body

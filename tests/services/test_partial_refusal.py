@@ -10,7 +10,7 @@ from requests_app.models import PrivacyRequest, RequestedRight, RequestType, Sta
 from requests_app.services import handling, suppression
 from requests_app.services.handling import RightRefusal
 from requests_app.services.intake import RightDetails
-from tests.factories import released_package, request_in_status, staff_in_role
+from tests.factories import identity_proof_asked, last_letter, released_package, request_in_status, staff_in_role
 
 COMPELLING_GROUNDS = "Our fraud checks on your calls protect other customers, which outweighs your objection (Art. 21(1))."
 TELECOM_LAW = "The electronic communications law makes us keep call records for 12 months."
@@ -456,6 +456,7 @@ def test_access_is_not_refused_for_other_peoples_data_at_completion(dpo):
 
 
 LIMIT_USE = RightDetails(RequestType.LIMIT_USE)
+NOT_PROVED = "We asked you for a copy of a bill in your name, and received none."
 
 
 @pytest.mark.django_db
@@ -464,11 +465,12 @@ def test_beside_a_ccpa_request_to_limit_an_unverified_identity_refuses_the_other
     rule that an unverified identity refuses the whole request would have left the access with no refusal at all."""
     request = request_in_status(Status.IN_PROGRESS, regime="ccpa", rights=[RightDetails(RequestType.ACCESS), LIMIT_USE])
     with pytest.raises(RequestError, match=r"needs no verified identity \(CCPA Regulations § 7027\(e\)\)"):
-        complete(request, dpo, RightRefusal(RequestType.LIMIT_USE, "identity_not_verified"))
+        complete(request, dpo, RightRefusal(RequestType.LIMIT_USE, "identity_not_verified", NOT_PROVED))
     assert nothing_changed(request)
     with pytest.raises(RequestError, match=r"To refuse “Access a copy of my data” on it, complete the request and refuse that right there."):
         handling.request_reject(
-            request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=request.status
+            request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation=NOT_PROVED,
+            expected_status=request.status,
         )
     assert nothing_changed(request)
 
@@ -476,12 +478,15 @@ def test_beside_a_ccpa_request_to_limit_an_unverified_identity_refuses_the_other
     request.identities.filter(kind="email").update(verified_at=timezone.now())
     profiling = SuppressionPurpose.objects.create(slug="profiling", name="Profiling")
     suppression.suppress(request=request, actor=Actor.staff(dpo), right="limit_use", purposes=[profiling])
-    complete(request, dpo, RightRefusal(RequestType.ACCESS, "identity_not_verified"), letter="")
+    identity_proof_asked(request, dpo)
+    complete(request, dpo, RightRefusal(RequestType.ACCESS, "identity_not_verified", NOT_PROVED), letter="")
     request.refresh_from_db()
     assert request.status == Status.COMPLETED and request.refused_rights == ["access"] and request.granted_rights == ["limit_use"]
-    assert "We cannot grant this part of your request: “Access a copy of my data”. The reason: Identity could not be verified." in (
-        request.messages.get().body
-    )
+    assert (
+        "We cannot grant this part of your request: “Access a copy of my data”. The reason: Identity could not be verified."
+        f"\n\n{NOT_PROVED}\n\nYou may still send us information that identifies you, or make a new request: once we can "
+        "verify who you are, we will answer it."
+    ) in last_letter(request).body
 
 
 @pytest.mark.django_db

@@ -405,8 +405,8 @@ ACTION_CASES = {
         ActionCase(
             "reject",
             Status.NEW,
-            lambda r, c: {"ground": "identity_not_verified", "explanation": "", "expected_status": Status.NEW},
-            lambda r, c: r.status == Status.REJECTED and r.rejection_ground == "identity_not_verified",
+            lambda r, c: {"ground": "manifestly_unfounded", "explanation": "The tenth request this week.", "expected_status": Status.NEW},
+            lambda r, c: r.status == Status.REJECTED and r.rejection_ground == "manifestly_unfounded",
         ),
         ActionCase(
             "forward",

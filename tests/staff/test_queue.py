@@ -1128,7 +1128,10 @@ def test_closed_request_totals_give_the_same_counts_as_counting_every_request(dp
                 released_package(request, kind=right)  # "a" asks for access, "g" for portability
             handling.request_complete(request=request, actor=Actor.staff(dpo), letter="", expected_status=None)
         else:
-            handling.request_reject(request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="", expected_status=None)
+            handling.request_reject(
+                request=request, actor=Actor.staff(dpo), ground="manifestly_unfounded", explanation="The tenth request this week.",
+                expected_status=None,
+            )
 
     filters = QueueFilterForm(query).filters()
     from_totals = selectors.queue_facets(filters, user=dpo)

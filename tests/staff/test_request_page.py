@@ -754,3 +754,24 @@ def test_verifying_identity_by_document_from_the_page_deletes_the_documents_by_d
     )
     document.refresh_from_db()
     assert document.is_deleted and document.deleted_by == dpo
+
+
+@pytest.mark.django_db
+def test_rejecting_for_an_unverified_identity_from_the_page_needs_information_asked_first(client):
+    """Art. 11(2), 12(2), 12(6): the form says what the ground needs, and the service refuses it until the subject was
+    asked to identify themselves."""
+    login_staff(client, staff_in_role("DPO", username="dpo-identity"))
+    request = request_in_status(Status.IN_PROGRESS)
+    page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+    assert (
+        "“Identity could not be verified” only once the subject was asked for information that identifies them "
+        "(Request information): say what was asked and why what they sent is not enough."
+    ) in page
+    response = client.post(
+        reverse("staff:request_action", args=[request.reference, "reject"]),
+        {"expected_status": Status.IN_PROGRESS, "ground": "identity_not_verified", "explanation": "We could not verify you."},
+    )
+    assert response.status_code == 409
+    assert "never asked for information that identifies them on this request" in html.unescape(response.content.decode())
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and not request.messages.exists()
