@@ -11,6 +11,25 @@ from requests_app import roles
 STAFF_PATHS = ("/staff/", "/admin/")
 
 
+def head_without_body(get_response):
+    """A HEAD is answered with the headers a GET would have, and no body. Django leaves that to the server, and
+    gunicorn sends whatever the view returned: a HEAD of a streamed download (a suppression list's CSV, which only a
+    GET audits) would then hand over the whole file, unaudited. A streamed body is closed unread."""
+
+    def middleware(request):
+        response = get_response(request)
+        if request.method == "HEAD":
+            if response.streaming:
+                unread = response.streaming_content
+                response.streaming_content = []
+                getattr(unread, "close", lambda: None)()
+            else:
+                response.content = b""
+        return response
+
+    return middleware
+
+
 def no_store(get_response):
     """Nothing this application answers may be kept by a browser or a proxy: its pages hold
     personal data (status pages, downloads, the dashboard) or a form's CSRF token. A shared

@@ -151,6 +151,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that no middleware's body reaches a HEAD either.
+    "privacy_portal.middleware.head_without_body",
     "django.middleware.security.SecurityMiddleware",
     "django_permissions_policy.PermissionsPolicyMiddleware",
     # Before CSPMiddleware, so that it sees the policy header CSPMiddleware adds to the response.
@@ -178,7 +180,7 @@ MIDDLEWARE = [
 
 if PRODUCTION:
     # gunicorn serves the collected static files itself; runserver does it in development.
-    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+    MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "privacy_portal.urls"
 WSGI_APPLICATION = "privacy_portal.wsgi.application"

@@ -105,6 +105,27 @@ def test_a_head_of_the_csv_is_not_audited_as_a_download(lists_api, marketing):
     assert not AuditEvent.objects.filter(action="suppression_list_downloaded").exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_head_of_the_csv_as_gunicorn_serves_it_sends_no_list(operator, marketing):
+    """The test client and runserver drop a HEAD's body by themselves; gunicorn sends what the application returns, and
+    a HEAD (not audited) handed over the whole list. So the application is called here as gunicorn calls it."""
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test import RequestFactory
+
+    from requests_app.models import AuditEvent
+
+    key = key_for(operator, scope="suppression")
+    environ = RequestFactory().head(
+        "/api/v1/suppression-lists/marketing-email/entries/csv/", HTTP_AUTHORIZATION=f"Api-Key {key}"
+    ).environ
+    started = []
+    body = b"".join(WSGIHandler()(environ, lambda status, headers: started.append((status, dict(headers)))))
+    (status, headers), = started
+    assert status == "200 OK" and headers["Content-Type"] == "text/csv"
+    assert body == b""
+    assert not AuditEvent.objects.filter(action="suppression_list_downloaded").exists()
+
+
 @pytest.mark.parametrize("accept", ["text/csv", "text/csv, application/json;q=0.5", "text/html"])
 def test_entries_as_csv_whatever_accept_asks(lists_api, marketing, accept):
     """Asked for as the schema documents it (text/csv), the CSV was refused 406: only JSON could be rendered."""
