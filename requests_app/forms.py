@@ -426,6 +426,11 @@ class StaffIntakeForm(RequestForm):
         self.fields["relationship"].error_messages["required"] = _("Choose how the subject is related to us.")
         self.fields["regime"].label = _("Where does the subject live?")
         self.fields["description"].label = _("Anything else the subject wrote (optional)")
+        # The subject's language, not the staff member's: chosen for each letter, never preset by the page's language.
+        self.fields["language"].choices = [("", _("Choose…")), *settings.LANGUAGES]
+        self.fields["language"].initial = ""
+        del self.fields["language"].widget.attrs["data-follows-page-language"]
+        self.fields["language"].help_text = _("The language the subject wrote in: our letters to them use it.")
         self.fields["received_at"].initial = timezone.localtime().replace(second=0, microsecond=0)
         del self.fields["website"]
         # Staff type in someone else's details: their browser must not offer its own.

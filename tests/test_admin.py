@@ -220,6 +220,11 @@ def test_the_intake_page_speaks_the_staff_members_language(admin_client):
     page = admin_client.get(reverse("admin:requests_app_intake"), HTTP_ACCEPT_LANGUAGE="nl").content.decode()
     assert "Een verzoek registreren dat per e-mail, post of telefoon binnenkwam" in page
     assert 'value="Het verzoek registreren"' in page and "Waar woont de betrokkene?" in page
+    # The subject's language is chosen for each letter, not preset to the one the staff member reads the page in.
+    language = re.search(r'<select name="language"[^>]*>.*?</select>', page, re.S).group(0)
+    assert '<option value="" selected>' in language and "data-follows-page-language" not in language
+    refused = admin_client.post(reverse("admin:requests_app_intake"), intake_data(language=None), HTTP_ACCEPT_LANGUAGE="nl")
+    assert refused.status_code == 200 and not PrivacyRequest.objects.exists()
 
 
 @pytest.mark.django_db

@@ -677,8 +677,8 @@ def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRe
             raise RequestError(str(IDENTITY_TO_EXPLAIN))
         if refusal.ground in GROUNDS_TO_EXPLAIN and not refusal.explanation.strip():
             raise RequestError(
-                _("Explain to the subject why %(ground)s applies to “%(right)s”: the letter must give the reasons (Art. 12(4)).")
-                % {"ground": f"“{RejectionGround(refusal.ground).label}”", "right": label}
+                _("Explain to the subject why “%(ground)s” applies to “%(right)s”: the letter must give the reasons (Art. 12(4)).")
+                % {"ground": RejectionGround(refusal.ground).label, "right": label}
             )
         if rights[right].direct_marketing and refusal.ground not in GROUNDS_AGAINST_A_MARKETING_OBJECTION:
             raise RequestError(MARKETING_OBJECTION_REFUSAL)
@@ -788,9 +788,10 @@ IDENTITY_TO_EXPLAIN = gettext_lazy(
     "Explain to the subject why their identity could not be verified: what we asked them for, and why what they "
     "sent (or did not send) is not enough. The letter must give the reasons (Art. 12(4))."
 )
-# The letter of a request refused for an unverified identity: the door stays open (Art. 11(2), 12(2)).
+# The letter of a request refused for an unverified identity: the door stays open (Art. 11(2), 12(2)). A new request,
+# since the refused one is closed and its status page takes no more replies.
 IDENTITY_NOT_VERIFIED_IN_LETTER = gettext_lazy(
-    "You may still send us information that identifies you, or make a new request: once we can verify who you are, "
+    "You may make a new request at any time, with information that identifies you: once we can verify who you are, "
     "we will answer it."
 )
 
@@ -896,8 +897,8 @@ def request_reject(
         raise RequestError(str(IDENTITY_TO_EXPLAIN))
     if ground in GROUNDS_TO_EXPLAIN and not explanation:
         raise RequestError(
-            _("Explain to the subject why %(ground)s applies: the letter must give the reasons (Art. 12(4)).")
-            % {"ground": f"“{RejectionGround(ground).label}”"}
+            _("Explain to the subject why “%(ground)s” applies: the letter must give the reasons (Art. 12(4)).")
+            % {"ground": RejectionGround(ground).label}
         )
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)

@@ -259,3 +259,23 @@ def test_long_unbroken_text_from_the_subject_wraps_on_a_wide_screen(page, live_s
     assert page.evaluate("document.documentElement.scrollWidth") <= 1440
     actions = page.locator(".request > :last-child").bounding_box()
     assert actions["x"] + actions["width"] <= 1440
+
+
+def test_a_packages_first_rows_stay_readable_on_a_phone(page):
+    """The preview column may wrap anywhere, so on a phone it shrank to a few letters and the export page grew
+    23,000 px tall: it keeps a readable width, and the table scrolls in its own box instead."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    css = (Path(settings.BASE_DIR) / "requests_app/static/requests_app/staff.css").read_text()
+    page.set_viewport_size({"width": 375, "height": 800})
+    row = '{"number": "+32470000001", "started_at": "2026-11-30T10:00:00+01:00", "seconds": 42}'
+    page.set_content(
+        f"<style>{css}</style><main><table class='list'><thead><tr><th>File</th><th>Rows</th><th>Size</th>"
+        f"<th>First rows</th></tr></thead><tbody><tr><td><code>crm/calls.jsonl</code></td><td>12</td><td>2 KB</td>"
+        f"<td><pre class='prewrap'>{row}\n{row}</pre></td></tr></tbody></table></main>"
+    )
+    assert page.locator("pre").evaluate("e => e.getBoundingClientRect().width") >= 250
+    assert page.locator("table").evaluate("t => t.scrollWidth > t.clientWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375

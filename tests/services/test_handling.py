@@ -663,9 +663,9 @@ def test_a_rejection_letter_ends_its_reason_with_a_full_stop(dpo):
         request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation=NOT_PROVED, expected_status=Status.IN_PROGRESS
     )
     assert (
-        f"The reason: Identity could not be verified.\n\n{NOT_PROVED}\n\nYou may still send us information that identifies "
-        "you, or make a new request: once we can verify who you are, we will answer it.\n\nYou have the right to lodge a "
-        "complaint"
+        f"The reason: Identity could not be verified.\n\n{NOT_PROVED}\n\nYou may make a new request at any time, with "
+        "information that identifies you: once we can verify who you are, we will answer it.\n\nYou have the right to "
+        "lodge a complaint"
     ) in last_letter(request).body
 
 
@@ -1176,7 +1176,7 @@ def test_a_rejection_for_an_unverified_identity_tells_the_subject_they_may_still
         expected_status=Status.IN_PROGRESS,
     )
     assert (
-        f"{NOT_PROVED}\n\nYou may still send us information that identifies you, or make a new request: once we can "
+        f"{NOT_PROVED}\n\nYou may make a new request at any time, with information that identifies you: once we can "
         "verify who you are, we will answer it.\n\nYou have the right to lodge a complaint"
     ) in last_letter(request).body
     # Only for that ground: a subject refused on another has nothing to identify.

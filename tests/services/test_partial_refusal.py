@@ -484,7 +484,7 @@ def test_beside_a_ccpa_request_to_limit_an_unverified_identity_refuses_the_other
     assert request.status == Status.COMPLETED and request.refused_rights == ["access"] and request.granted_rights == ["limit_use"]
     assert (
         "We cannot grant this part of your request: “Access a copy of my data”. The reason: Identity could not be verified."
-        f"\n\n{NOT_PROVED}\n\nYou may still send us information that identifies you, or make a new request: once we can "
+        f"\n\n{NOT_PROVED}\n\nYou may make a new request at any time, with information that identifies you: once we can "
         "verify who you are, we will answer it."
     ) in last_letter(request).body
 
