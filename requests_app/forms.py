@@ -109,6 +109,12 @@ class MultilineField(forms.CharField):
 class RequestForm(forms.Form):
     """The data subject's request. Also the base of staff intake."""
 
+    # What the form says to whoever fills it in: the subject here, staff in StaffIntakeForm.
+    account_reference_error = _(
+        "An account reference has letters or digits: enter it as your contract or invoice shows it, for example CUST-000123."
+    )
+    missing_detail_errors: dict = {}  # RIGHT_DETAIL_FIELDS' messages, unless replaced here
+
     rights = forms.MultipleChoiceField(
         label=_("What would you like us to do?"),
         choices=RequestType.choices,
@@ -214,10 +220,7 @@ class RequestForm(forms.Form):
         # HTTP source's path would name the folder above the subject's (sources/http.py refuses it too).
         value = self.cleaned_data["customer_reference"]
         if value and not any(character.isalnum() for character in value):
-            raise forms.ValidationError(
-                _("An account reference has letters or digits: enter it as your contract or invoice shows it, for example CUST-000123."),
-                code="invalid",
-            )
+            raise forms.ValidationError(self.account_reference_error, code="invalid")
         return value
 
     def clean_description(self):
@@ -242,7 +245,7 @@ class RequestForm(forms.Form):
                     continue  # the box says which processing: direct marketing
                 # A field refused already (too long, say) was filled in: one error is enough.
                 if field not in self.errors and not str(cleaned.get(field, "")).strip():
-                    self.add_error(field, message)
+                    self.add_error(field, self.missing_detail_errors.get(field, message))
         if "rights" in cleaned:
             self._refuse_details_of_rights_not_ticked(cleaned)
             if cleaned.get("direct_marketing") and RequestType.OBJECTION not in cleaned["rights"]:
@@ -386,6 +389,18 @@ class LocalMomentField(forms.DateTimeField):
 class StaffIntakeForm(RequestForm):
     """A request that reached the DPO by email, post or phone, recorded by staff."""
 
+    account_reference_error = _(
+        "An account reference has letters or digits: enter it as the subject's contract or invoice shows it, for example "
+        "CUST-000123."
+    )
+    missing_detail_errors = {
+        "rectification_data": _("Say which data the subject says is incorrect or incomplete."),
+        "rectification_value": _("Say what the subject says it should say."),
+        "restriction_ground": _("Choose the subject's ground for restricting the processing."),
+        "objection_processing": _("Say which processing or purpose the subject objects to."),
+        "consent_withdrawn": _("Say which consent the subject withdraws."),
+    }
+
     channel = forms.ChoiceField(
         label=_("Received by"), choices=[(c, label) for c, label in Channel.choices if c in ("email", "post", "phone")]
     )
@@ -410,6 +425,7 @@ class StaffIntakeForm(RequestForm):
         self.fields["signature"].required = False
         self.fields["signature"].label = _("Signature as written on the request (if any)")
         self.fields["confirm"].label = _("I have checked these details against the original request.")
+        self.fields["confirm"].error_messages["required"] = _("Tick the box once you have checked these details against the original request.")
         # Staff record what the subject wrote: the questions speak of the subject, not to them.
         self.fields["rights"].label = _("Rights the subject asks for")
         self.fields["rectification_data"].label = _("Data the subject says is incorrect or incomplete")

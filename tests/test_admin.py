@@ -1,3 +1,4 @@
+import html
 import re
 from datetime import timedelta
 
@@ -204,6 +205,31 @@ def test_staff_choose_how_the_subject_is_related_to_us_as_the_subject_does(admin
     assert response.status_code == 200
     assert "Choose how the subject is related to us." in response.content.decode()
     assert not PrivacyRequest.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_intakes_errors_speak_of_the_subject_too(admin_client, client):
+    sent = admin_client.post(
+        reverse("admin:requests_app_intake"),
+        intake_data(
+            rights=["rectification", "objection"], rectification_data=None, rectification_value=None, confirm=None,
+            customer_reference="--",
+        ),
+    )
+    page = html.unescape(sent.content.decode())
+    for said in (
+        "Say which data the subject says is incorrect or incomplete.",
+        "Say what the subject says it should say.",
+        "Say which processing or purpose the subject objects to.",
+        "Tick the box once you have checked these details against the original request.",
+        "enter it as the subject's contract or invoice shows it",
+    ):
+        assert said in page, said
+    assert "Tell us" not in page and "your contract" not in page and not PrivacyRequest.objects.exists()
+    # The public form still speaks to the subject.
+    public = html.unescape(client.post(reverse("submit"), {**VALID, "rights": ["objection"], "confirm": ""}).content.decode())
+    assert "Tell us which processing or purpose you object to." in public
+    assert "Please confirm before sending the request." in public
 
 
 @pytest.mark.django_db
