@@ -717,10 +717,7 @@ def refusals_in_letter(request: PrivacyRequest, refusals_by_right: dict[str, Rig
                 _("We cannot grant this part of your request: “%(right)s”. The reason: %(reason)s")
                 % {"right": RequestType(right).label, "reason": with_full_stop(reason)}
             )
-            if explanation:
-                paragraphs.append(explanation)
-            if refusal.ground == RejectionGround.IDENTITY_NOT_VERIFIED:
-                paragraphs.append(str(IDENTITY_NOT_VERIFIED_IN_LETTER))
+            paragraphs.extend(part for part in (explanation, identity_paragraph(request, refusal.ground)) if part)
     return "\n\n".join(paragraphs)
 
 

@@ -88,28 +88,23 @@ def missing_identifier(
     unverified identifiers (verified_only): staff are then not asked to verify one."""
     if any(purpose.uses(kind) for kind in kinds_usable):
         return None
+    # None ticked: its systems look people up by any kind, and the request has no identifier usable at all.
+    names = {"purpose": purpose.name, "kinds": ", ".join(in_sentence(label) for label in purpose.identity_kind_labels)}
     if not verification_needed:
         # Only a CCPA request to limit, which no reason is refused for leaving a list out (must_be_applied).
         if purpose.identity_kinds:
-            kinds = ", ".join(in_sentence(label) for label in purpose.identity_kind_labels)
-            why = _("%(purpose)s looks people up by %(kinds)s, and the subject gave no identifier of that kind.") % {
-                "purpose": purpose.name, "kinds": kinds
-            }
+            why = _("%(purpose)s looks people up by %(kinds)s, and the subject gave no identifier of that kind.") % names
         else:
-            why = _("The subject gave no identifier, and %(purpose)s needs one of any kind.") % {"purpose": purpose.name}
+            why = _("The subject gave no identifier, and %(purpose)s needs one of any kind.") % names
         todo = _(
             "Ask the subject for one and add them to the list again, or record why it cannot be applied. A request to "
             "limit the use of sensitive personal information under the CCPA needs no verification (CCPA Regulations § 7027(e))."
         )
         return f"{why} {todo}"
     if purpose.identity_kinds:
-        kinds = ", ".join(in_sentence(label) for label in purpose.identity_kind_labels)
-        why = _("%(purpose)s looks people up by %(kinds)s, and no identifier of that kind is verified for this request.") % {
-            "purpose": purpose.name, "kinds": kinds
-        }
+        why = _("%(purpose)s looks people up by %(kinds)s, and no identifier of that kind is verified for this request.") % names
     else:
-        # Its systems look people up by any kind (none ticked), and the request has no identifier verified at all.
-        why = _("No identifier of this request is verified, and %(purpose)s needs one of any kind.") % {"purpose": purpose.name}
+        why = _("No identifier of this request is verified, and %(purpose)s needs one of any kind.") % names
     if reason_allowed:
         todo = _("Verify one (ask the subject for it if they gave none) and add them to the list again, or record why it cannot be applied.")
     else:
