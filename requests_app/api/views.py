@@ -4,6 +4,9 @@ An organisation sees only its own requests: any other id is a 404.
 Refusals by the state machine are 409; errors are problem details.
 """
 
+from base64 import b64decode
+from urllib import parse
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.storage import default_storage
 from django.db.models import Exists, OuterRef
@@ -194,6 +197,20 @@ class DocumentedCursorPagination(pagination.CursorPagination):
             return super().paginate_queryset(queryset, request, view)
         except (NotFound, DjangoValidationError, ValueError, OverflowError):
             raise ValidationError({self.cursor_query_param: [self.invalid_cursor_message]}) from None
+
+    def decode_cursor(self, request):
+        # DRF reads a cursor leniently: it drops characters that are not base64 and ignores names it does not know,
+        # so a mangled cursor ("YWJj", "abc") listed the first page as if none had been sent. Only what this API
+        # writes is read: strict base64 of a query string of DRF's own names, "o", "r" and "p".
+        encoded = request.query_params.get(self.cursor_query_param)
+        if encoded:
+            try:
+                names = parse.parse_qs(b64decode(encoded.encode("ascii"), validate=True).decode("ascii"), keep_blank_values=True)
+            except ValueError:  # binascii.Error and UnicodeError are ValueErrors
+                raise NotFound(self.invalid_cursor_message) from None
+            if not names or not names.keys() <= {"o", "r", "p"}:
+                raise NotFound(self.invalid_cursor_message)
+        return super().decode_cursor(request)
 
     def get_paginated_response_schema(self, schema):
         paginated = super().get_paginated_response_schema(schema)
