@@ -11,6 +11,8 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from requests_app import selectors
+from requests_app.audit import Actor
+from requests_app.services import handling
 from requests_app.wording import date_in_words
 from requests_app.models import PrivacyRequest, RequestType, Status
 from requests_app.services.intake import RightDetails
@@ -484,6 +486,12 @@ def test_one_request_takes_ten_documents_at_most(client, settings):
     refused = send_document(client, request)
     assert refused.status_code == 400 and "the most it takes" in refused.content.decode()
     assert request.attachments.count() == SUBJECT_DOCUMENTS_MAX == 10
+
+    # The limit bounds the documents kept: once staff delete one (an ID checked), the subject may send another.
+    handling.attachment_delete(attachment=request.attachments.first(), actor=Actor.staff(staff_in_role("DPO")))
+    assert send_document(client, request).status_code == 302
+    assert request.attachments.filter(deleted_at__isnull=True).count() == SUBJECT_DOCUMENTS_MAX
+    assert send_document(client, request).status_code == 400
 
 
 @pytest.mark.django_db

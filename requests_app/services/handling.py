@@ -388,7 +388,9 @@ def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = N
         if not locked.is_open:
             raise RequestError(_("This request is closed. Please submit a new request."))
         actor = actor or Actor.subject()
-        if document is not None and locked.attachments.filter(message__isnull=False).count() >= SUBJECT_DOCUMENTS_MAX:
+        # The limit bounds what is kept: a document staff deleted (an ID once checked) leaves room for another.
+        kept = locked.attachments.filter(message__isnull=False, deleted_at__isnull=True)
+        if document is not None and kept.count() >= SUBJECT_DOCUMENTS_MAX:
             raise RequestError(
                 _("You have sent us %(count)s documents for this request, the most it takes: write to us instead.")
                 % {"count": SUBJECT_DOCUMENTS_MAX}
