@@ -186,9 +186,13 @@ class RejectionGround(models.TextChoices):
 
 # The grounds staff may reject a request on today.
 REFUSABLE_GROUNDS = [(value, label) for value, label in RejectionGround.choices if value != RejectionGround.NO_DATA]
-# An objection to direct marketing weighs against no interest, legal duty or other person (Art. 21(3)): the
-# request can be refused only as any request can, on who asks or how (Art. 11(2), 12(5)).
+# An objection to direct marketing weighs against no interest, legal duty or other person (Art. 21(3)), and consent
+# may be withdrawn at any time (Art. 7(3)): either is refused only as any request can be, on who asks or how
+# (Art. 11(2), 12(5)).
 GROUNDS_AGAINST_A_MARKETING_OBJECTION = frozenset({RejectionGround.IDENTITY_NOT_VERIFIED, RejectionGround.MANIFESTLY_UNFOUNDED})
+# A CCPA request to limit is denied only for a documented belief that it is fraudulent (CCPA Regulations § 7027(f)),
+# or as any consumer request may be, as manifestly unfounded or excessive (Civ. Code § 1798.145(h)(3)).
+GROUNDS_AGAINST_A_CCPA_LIMIT = frozenset({RejectionGround.FRAUDULENT, RejectionGround.MANIFESTLY_UNFOUNDED})
 # Who asks is verified for the whole request or not at all: a right granted to someone whose identity could not be
 # verified (Art. 12(6)) would contradict the one refused for it. Such a request is rejected, never refused in part,
 # unless it asks what needs no verified identity (refuses_only_the_whole_request).
@@ -218,16 +222,16 @@ def is_ccpa_limit_request(right: "RequestedRight") -> bool:
 
 
 def ground_can_refuse(ground: str, right: "RequestedRight") -> bool:
-    """Whether `ground`, one of REFUSABLE_GROUNDS, can refuse the right asked `right` (an objection to direct
-    marketing only on GROUNDS_AGAINST_A_MARKETING_OBJECTION, a ground of GROUNDS_FOR_SOME_RIGHTS only its rights, a
-    CCPA request to limit never on an unverified identity, and the fraud ground only that request:
-    is_ccpa_limit_request)."""
-    if right.direct_marketing:
+    """Whether `ground`, one of REFUSABLE_GROUNDS, can refuse the right asked `right`: an objection to direct
+    marketing or a withdrawal of consent only on GROUNDS_AGAINST_A_MARKETING_OBJECTION, a CCPA request to limit
+    (is_ccpa_limit_request) only on GROUNDS_AGAINST_A_CCPA_LIMIT, the fraud ground nothing else, and a ground of
+    GROUNDS_FOR_SOME_RIGHTS only its rights."""
+    if right.direct_marketing or right.right == RequestType.WITHDRAW_CONSENT:
         return ground in GROUNDS_AGAINST_A_MARKETING_OBJECTION
+    if is_ccpa_limit_request(right):
+        return ground in GROUNDS_AGAINST_A_CCPA_LIMIT
     if ground == RejectionGround.FRAUDULENT:
-        return is_ccpa_limit_request(right)
-    if ground == RejectionGround.IDENTITY_NOT_VERIFIED:
-        return not is_ccpa_limit_request(right)
+        return False
     return right.right in GROUNDS_FOR_SOME_RIGHTS.get(ground, {right.right})
 
 

@@ -685,7 +685,7 @@ def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRe
         if rights[right].direct_marketing and refusal.ground not in GROUNDS_AGAINST_A_MARKETING_OBJECTION:
             raise RequestError(MARKETING_OBJECTION_REFUSAL)
         if not ground_can_refuse(refusal.ground, rights[right]):
-            raise RequestError(ground_for_another_right(refusal.ground, right))
+            raise RequestError(ground_for_another_right(refusal.ground, rights[right]))
         never_asked = identity_refusal(request, refusal.ground)
         if never_asked:
             raise RequestError(never_asked)
@@ -838,6 +838,18 @@ GROUND_FOR_ANOTHER_RIGHT = {
         "request to limit the use of sensitive personal information under the CCPA, not “%(right)s”."
     ),
 }
+# Refusing a withdrawal of consent on a ground other than who asks or how (models.ground_can_refuse).
+CONSENT_WITHDRAWAL_REFUSAL = gettext_lazy(
+    "Consent can be withdrawn at any time (Art. 7(3)): only an identity that could not be verified or a manifestly "
+    "unfounded or excessive request is a ground to refuse “%(right)s”. Stop what was done on consent and complete the "
+    "request; if nothing was, say so in the letter."
+)
+# Refusing a CCPA request to limit on “Other” (models.GROUNDS_AGAINST_A_CCPA_LIMIT).
+CCPA_LIMIT_REFUSAL = gettext_lazy(
+    "A request to limit the use of sensitive personal information under the CCPA can be refused only for a "
+    "documented good-faith belief that it is fraudulent (CCPA Regulations § 7027(f)) or as manifestly unfounded or "
+    "excessive, not on “%(ground)s”."
+)
 # Art. 15(4) limits the copy of Art. 15(3) only, and "should not be a refusal to provide all information" (recital 63):
 # refusing access for other people's data would deny the subject the confirmation and the Art. 15(1) and 15(2)
 # information too. Their data is masked in the package (SourceCategory.masked_fields), which its report tells the
@@ -851,11 +863,17 @@ OTHERS_DATA_IN_AN_ACCESS_COPY = gettext_lazy(
 )
 
 
-def ground_for_another_right(ground: str, right: str) -> str:
-    """Why `ground` cannot refuse the right asked `right` (models.ground_can_refuse said so), and what to do instead."""
-    if ground == RejectionGround.RIGHTS_OF_OTHERS and right == RequestType.ACCESS:
+def ground_for_another_right(ground: str, right: RequestedRight) -> str:
+    """Why `ground` cannot refuse the right asked `right` (models.ground_can_refuse said so), and what to do instead.
+    An objection to direct marketing is answered before (MARKETING_OBJECTION_REFUSAL)."""
+    label = RequestType(right.right).label
+    if ground == RejectionGround.RIGHTS_OF_OTHERS and right.right == RequestType.ACCESS:
         return str(OTHERS_DATA_IN_AN_ACCESS_COPY)
-    return GROUND_FOR_ANOTHER_RIGHT[ground] % {"right": RequestType(right).label}
+    if right.right == RequestType.WITHDRAW_CONSENT:
+        return CONSENT_WITHDRAWAL_REFUSAL % {"right": label}
+    if ground not in GROUND_FOR_ANOTHER_RIGHT:  # "Other", against a CCPA request to limit
+        return CCPA_LIMIT_REFUSAL % {"ground": RejectionGround(ground).label}
+    return GROUND_FOR_ANOTHER_RIGHT[ground] % {"right": label}
 
 
 # The rights and freedoms of others now refuse only the data ported (Art. 20(4); models.GROUNDS_FOR_SOME_RIGHTS): access
@@ -906,7 +924,7 @@ def request_reject(
             raise RequestError(MARKETING_OBJECTION_REFUSAL)
         not_refusable = [right for right in rights if not ground_can_refuse(ground, right)]
         if not_refusable:
-            refusal = ground_for_another_right(ground, not_refusable[0].right)
+            refusal = ground_for_another_right(ground, not_refusable[0])
             if len(not_refusable) < len(rights):
                 # The request asks the ground's right too: that right alone is refused on it, the others answered.
                 refusable = next(right for right in rights if ground_can_refuse(ground, right))

@@ -905,7 +905,7 @@ def test_the_reject_form_offers_the_fraud_ground_for_a_ccpa_request_to_limit_ins
         request = request_in_status(Status.IN_PROGRESS, regime=regime, rights=list(rights))
         return set(dict(RejectForm(privacy_request=request).fields["ground"].choices))
 
-    assert {"fraudulent", "manifestly_unfounded", "other"} <= grounds("ccpa", LIMIT_USE)
+    assert grounds("ccpa", LIMIT_USE) == {"fraudulent", "manifestly_unfounded"}  # § 7027(f), Civ. Code § 1798.145(h)(3)
     assert "identity_not_verified" not in grounds("ccpa", LIMIT_USE)
     assert "identity_not_verified" in grounds("gdpr", LIMIT_USE) and "fraudulent" not in grounds("gdpr", LIMIT_USE)
     access = intake.RightDetails(RequestType.ACCESS)
@@ -1186,3 +1186,39 @@ def test_a_rejection_for_an_unverified_identity_tells_the_subject_they_may_still
         expected_status=Status.IN_PROGRESS,
     )
     assert "information that identifies you" not in last_letter(other).body
+
+
+@pytest.mark.django_db
+def test_a_ccpa_request_to_limit_is_not_rejected_on_other(dpo):
+    """CCPA Regulations § 7027(f): a request to limit is denied for fraud only, or as manifestly unfounded."""
+    request = request_in_status(Status.IN_PROGRESS, regime="ccpa", rights=[LIMIT_USE])
+    with pytest.raises(RequestError, match=r"can be refused only for a documented good-faith belief that it is fraudulent .* not on “Other”\."):
+        handling.request_reject(request=request, actor=Actor.staff(dpo), ground="other", explanation="We disagree.", expected_status=Status.IN_PROGRESS)
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and not request.messages.exists()
+
+
+WITHDRAW_CONSENT = intake.RightDetails(RequestType.WITHDRAW_CONSENT)
+
+
+@pytest.mark.parametrize("ground", ["other", "legal_obligation"])
+@pytest.mark.django_db
+def test_a_withdrawal_of_consent_is_refused_only_on_who_asks_or_how(dpo, ground):
+    """Art. 7(3): consent may be withdrawn at any time; no interest or duty of ours weighs against it."""
+    request = request_in_status(Status.IN_PROGRESS, rights=[WITHDRAW_CONSENT])
+    with pytest.raises(RequestError, match=r"Consent can be withdrawn at any time \(Art\. 7\(3\)\): only an identity"):
+        handling.request_reject(request=request, actor=Actor.staff(dpo), ground=ground, explanation="We disagree.", expected_status=Status.IN_PROGRESS)
+    request.refresh_from_db()
+    assert request.status == Status.IN_PROGRESS and not request.messages.exists()
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground="manifestly_unfounded", explanation="The 40th today.", expected_status=Status.IN_PROGRESS
+    )
+    assert PrivacyRequest.objects.get(pk=request.pk).status == Status.REJECTED
+
+
+@pytest.mark.django_db
+def test_the_reject_form_offers_only_who_asks_or_how_against_a_withdrawal_of_consent():
+    from requests_app.staff.forms import RejectForm
+
+    request = request_in_status(Status.IN_PROGRESS, rights=[WITHDRAW_CONSENT, intake.RightDetails(RequestType.ACCESS)])
+    assert set(dict(RejectForm(privacy_request=request).fields["ground"].choices)) == {"identity_not_verified", "manifestly_unfounded"}

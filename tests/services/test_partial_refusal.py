@@ -406,9 +406,10 @@ def test_the_complete_form_offers_a_ground_of_one_right_only_for_that_right():
     assert grounds("objection") & one_right_grounds == {"compelling_grounds"}
     assert not grounds("access") & one_right_grounds  # other people's data is masked in the copy (Art. 15(4))
     assert not grounds("withdraw_consent") & one_right_grounds
-    for right in ("access", "erasure", "objection", "withdraw_consent"):
+    for right in ("access", "erasure", "objection"):
         # An unverified identity refuses the whole request: never offered for one right.
         assert {"", "manifestly_unfounded", "other"} <= grounds(right) and "identity_not_verified" not in grounds(right)
+    assert grounds("withdraw_consent") == {"", "manifestly_unfounded"}  # Art. 7(3): not "other" either
 
 
 @pytest.mark.django_db
@@ -500,7 +501,19 @@ def test_the_complete_form_offers_an_unverified_identity_and_fraud_beside_a_ccpa
         return set(dict(form.fields[f"refusal_ground_{right}"].choices))
 
     assert "identity_not_verified" in grounds("access") and "fraudulent" not in grounds("access")
-    assert "fraudulent" in grounds("limit_use") and "identity_not_verified" not in grounds("limit_use")
+    assert grounds("limit_use") == {"", "fraudulent", "manifestly_unfounded"}  # "" is Granted
+
+
+@pytest.mark.django_db
+def test_withdrawing_consent_beside_access_is_refused_in_part_only_as_manifestly_unfounded(dpo):
+    """Art. 7(3); an unverified identity refuses the whole request, never one right of it."""
+    from requests_app.staff.forms import CompleteForm
+
+    request = asking(RequestType.ACCESS, RequestType.WITHDRAW_CONSENT)
+    assert set(dict(CompleteForm(privacy_request=request).fields["refusal_ground_withdraw_consent"].choices)) == {"", "manifestly_unfounded"}
+    with pytest.raises(RequestError, match=r"Consent can be withdrawn at any time"):
+        complete(request, dpo, RightRefusal(RequestType.WITHDRAW_CONSENT, "other", "We still need it."))
+    assert nothing_changed(request)
 
 
 @pytest.mark.django_db
