@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models.lookups import GreaterThan
 from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.text import format_lazy
@@ -1518,6 +1519,19 @@ class ExportKind(models.TextChoices):
     PORTABILITY = "portability", _("Portability (Art. 20)")
 
 
+# The package each right is answered with (Art. 15 access, Art. 20 portability).
+PACKAGE_FOR_RIGHT = {RequestType.ACCESS: ExportKind.ACCESS, RequestType.PORTABILITY: ExportKind.PORTABILITY}
+
+
+def answers_a_refused_right() -> models.Q:
+    """Packages whose kind answers a right the request's completion refused (PACKAGE_FOR_RIGHT), by the right's bit
+    in the request's refused_rights_mask (rights_mask): the letter told the subject so, and they are not delivered."""
+    refused = models.Q()
+    for right, kind in PACKAGE_FOR_RIGHT.items():
+        refused |= models.Q(GreaterThan(models.F("request__refused_rights_mask").bitand(rights_mask([right])), 0), kind=kind)
+    return refused
+
+
 # A request refused, withdrawn, forwarded to its controller or never verified gets no data: its packages are
 # neither released nor served, and are deleted (a completed request's still are served).
 NO_DATA_DELIVERED = (Status.REJECTED, Status.WITHDRAWN, Status.EXPIRED, Status.FORWARDED)
@@ -1525,9 +1539,13 @@ NO_DATA_DELIVERED = (Status.REJECTED, Status.WITHDRAWN, Status.EXPIRED, Status.F
 
 class ExportPackageQuerySet(models.QuerySet):
     def _deliverable(self):
-        """Released packages still inside their expiry, of requests not refused or withdrawn."""
-        return self.filter(status=ExportStatus.RELEASED, expires_at__gt=timezone.now()).exclude(
-            request__status__in=NO_DATA_DELIVERED
+        """Released packages still inside their expiry, of requests not refused or withdrawn, answering no right
+        refused. A completion that refuses a right ends its package at once, but not one another transaction holds
+        locked (exports.end_packages_of_refused_rights): that one is never served before the clean-up ends it."""
+        return (
+            self.filter(status=ExportStatus.RELEASED, expires_at__gt=timezone.now())
+            .exclude(request__status__in=NO_DATA_DELIVERED)
+            .exclude(answers_a_refused_right())
         )
 
     def downloadable(self):

@@ -60,6 +60,7 @@ from requests_app.models import (
     InternalNote,
     LegalHold,
     NoticeStatus,
+    PACKAGE_FOR_RIGHT,
     PrivacyRequest,
     Recipient,
     RecipientNotice,
@@ -1220,10 +1221,6 @@ def queue_due_notices(request: PrivacyRequest) -> None:
 
 
 # --- Completion -------------------------------------------------------------
-
-
-# The package each right is answered with (Art. 15 access, Art. 20 portability).
-PACKAGE_FOR_RIGHT = {RequestType.ACCESS: ExportKind.ACCESS, RequestType.PORTABILITY: ExportKind.PORTABILITY}
 
 
 def prefetch_for_completion(requests: list[PrivacyRequest]) -> None:

@@ -30,14 +30,12 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F, Q
-from django.db.models.lookups import GreaterThan
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from requests_app import emails, roles, selectors, sms, tasks
 from requests_app.services import webhooks
 from requests_app.services.orphans import stored_files
-from requests_app.services.actions import PACKAGE_FOR_RIGHT
 from requests_app.audit import Actor, record_event
 from requests_app.exports.package import NO_EXTRACT_ASKED, PackageWriter
 from requests_app.heartbeat import ATTEMPTS_BEFORE_GIVING_UP, Heartbeat, TakenOver, not_queued_since_death, stale_before
@@ -48,11 +46,12 @@ from requests_app.models import (
     ExportPackage,
     ExportStatus,
     NO_DATA_DELIVERED,
+    PACKAGE_FOR_RIGHT,
     ManualTask,
     PrivacyRequest,
     SourceSystem,
     Status,
-    rights_mask,
+    answers_a_refused_right,
 )
 from requests_app.sources import SourceError
 from requests_app.sources.manual import extract_problem
@@ -477,15 +476,6 @@ def _collection_refusal(export: ExportPackage) -> str:
     return ""
 
 
-def _answers_a_refused_right() -> Q:
-    """right_refused as SQL: the package's kind answers a right whose bit is set in its request's
-    refused_rights_mask (models.rights_mask)."""
-    refused = Q()
-    for right, kind in PACKAGE_FOR_RIGHT.items():
-        refused |= Q(GreaterThan(F("request__refused_rights_mask").bitand(rights_mask([right])), 0), kind=kind)
-    return refused
-
-
 def end_packages_of_refused_rights(request: PrivacyRequest) -> int:
     """End (delete_export) the packages answering a right that `request`'s completion refuses; returns how many.
 
@@ -738,7 +728,7 @@ def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:
         | Q(status__in=ENDED_WHEN_UNDELIVERABLE, request__status__in=NO_DATA_DELIVERED)
         # Left by the completion that refused their right (end_packages_of_refused_rights skips a locked one),
         # or failed by the run that finished after it (_compile).
-        | Q(_answers_a_refused_right(), status__in=ENDED_WHEN_UNDELIVERABLE)
+        | Q(answers_a_refused_right(), status__in=ENDED_WHEN_UNDELIVERABLE)
     ).select_related("request")
     count = 0
     for export in expired:

@@ -3,6 +3,7 @@ retried nor compiled, and the staff page offers no release nor asks for extracts
 completion ends the package, a run under way when it came fails when it finishes, and the hourly clean-up
 ends any left."""
 
+import datetime
 import io
 import re
 import threading
@@ -16,6 +17,7 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 
 from requests_app import lifecycle
 from requests_app.audit import Actor
@@ -178,6 +180,19 @@ def test_a_package_compiling_when_its_right_is_refused_fails_and_is_not_kept(
     with django_capture_on_commit_callbacks(execute=True):
         delete_expired_exports()
     assert ExportPackage.objects.get(pk=export.pk).status == ExportStatus.EXPIRED
+
+
+def test_a_released_package_of_a_refused_right_is_not_served(access_refused):
+    """Defence in depth: a release cannot follow the refusal (above), but a package released while the completion
+    ran, held locked so the completion could not end it, is not served to the subject or the organisation."""
+    ExportPackage.objects.filter(pk=access_refused.pk).update(
+        status=ExportStatus.RELEASED, released_at=timezone.now(), expires_at=timezone.now() + datetime.timedelta(days=7),
+        shared_with_organisation=True,
+    )
+    portability = access_refused.request.exports.get(kind="portability")
+    ExportPackage.objects.filter(pk=portability.pk).update(shared_with_organisation=True)
+    assert list(ExportPackage.objects.downloadable()) == [portability]
+    assert list(ExportPackage.objects.downloadable_by_organisation()) == [portability]
 
 
 def test_the_completion_ends_the_package_of_the_right_it_refuses(dpo, django_capture_on_commit_callbacks):
