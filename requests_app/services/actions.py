@@ -1073,8 +1073,11 @@ def _made_before_dying(action: SourceAction) -> dict | None:
             return None
         if not _approved_change_in_place(connector_for(action.source), plan, action):
             return None
-    except Exception:
-        logger.exception("could not check source action %s against its source", action.pk)
+    except Exception as error:
+        # A SourceError's message names the source and the failure, never a value; another error's message, or a
+        # traceback (the driver's error chained), may quote the subject's data.
+        reason = str(error) if isinstance(error, SourceError) else type(error).__name__
+        logger.warning("could not check source action %s against its source: %s", action.pk, reason)
         return None
     return {**_already_in_place(action), "held": held}
 

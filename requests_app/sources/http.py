@@ -131,10 +131,12 @@ class HTTPConnector:
         try:
             # Redirects are not followed either, for the same reason.
             response = self.session.request(method, url, timeout=TIMEOUT, allow_redirects=False, **kwargs)
+        # requests' own messages quote the URL, whose path may hold an identifier: the error names only their kind
+        # (ConnectTimeout, SSLError...) and does not chain them, so no logged traceback carries the URL either.
         except requests.Timeout as error:
-            raise SourceError(f"{self.source.slug}: timed out") from error
+            raise SourceError(f"{self.source.slug}: timed out ({type(error).__name__})") from None
         except requests.ConnectionError as error:
-            raise SourceError(f"{self.source.slug}: connection failed") from error
+            raise SourceError(f"{self.source.slug}: connection failed ({type(error).__name__})") from None
         if 300 <= response.status_code < 400:
             raise SourceError(f"{self.source.slug}: redirected (HTTP {response.status_code}); give the final address")
         if response.status_code in (401, 403):

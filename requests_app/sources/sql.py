@@ -48,8 +48,9 @@ def normalise_url(url: str) -> str:
 
 @lru_cache(maxsize=32)
 def _engine(url: str) -> sqlalchemy.Engine:
-    # One engine (and pool) per source database; connections are checked before use.
-    return sqlalchemy.create_engine(_existing_only(normalise_url(url)), pool_pre_ping=True)
+    # One engine (and pool) per source database; connections are checked before use. SQLAlchemy's errors quote a
+    # statement's parameters (the subject's identifiers) unless hidden: a logged traceback would carry them.
+    return sqlalchemy.create_engine(_existing_only(normalise_url(url)), pool_pre_ping=True, hide_parameters=True)
 
 
 def _existing_only(url: str) -> str | sqlalchemy.URL:

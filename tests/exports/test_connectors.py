@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import time
+import traceback
 import zipfile
 from urllib.parse import quote
 
@@ -525,6 +526,31 @@ def test_sql_missing_table_is_a_source_error(sqlite_backend):
     message = assert_source_error(source, category)
     # The kind of error, and what SQLite names of the schema: database messages can quote the subject's data.
     assert message.split(": ", 1)[1] in ("OperationalError: no such table: no_such_table", "UndefinedTable (SQLSTATE 42P01)")
+
+
+def traceback_of(source, category, identities) -> str:
+    """The whole traceback a log would print for the source's failure, its chained causes included."""
+    with pytest.raises(SourceError) as caught:
+        columns, rows = connector_for(source).stream(category, list(identities))
+        list(rows)
+    return "".join(traceback.format_exception(caught.value))
+
+
+def test_a_failed_query_logs_no_identifier_even_in_its_traceback(sqlite_backend):
+    """SQLAlchemy's error quotes the statement's parameters: logged with its traceback, the subject's number was."""
+    source, category = sqlite_backend
+    category.query = "SELECT * FROM no_such_table WHERE caller IN :identities"
+    logged = traceback_of(source, category, [ALICE])
+    assert "no_such_table" in logged and ALICE.lstrip("+") not in logged
+
+
+def test_a_failed_http_call_logs_no_identifier_even_in_its_traceback(monkeypatch):
+    """requests' error quotes the URL, whose path holds the identifier here."""
+    monkeypatch.setenv("SOURCE_PARTNER_API_TOKEN", "anything")
+    source, category = make_source("partner-down", ConnectorKind.HTTP, url=f"http://127.0.0.1:{closed_port()}/api/",
+                                   env="SOURCE_PARTNER_API_TOKEN", query="/subscribers/{identity}/calls")
+    logged = traceback_of(source, category, [ALICE])
+    assert "partner-down: connection failed (ConnectionError)" in logged and ALICE.lstrip("+") not in logged  # "%2B32…" in a URL
 
 
 def test_a_sqlite_source_moved_away_is_not_created_empty_and_is_found_again_once_back(sqlite_backend, tmp_path):
