@@ -599,7 +599,10 @@ if CELERY_BROKER_URL != "filesystem://":
         raise ImproperlyConfigured(
             f"CELERY_VISIBILITY_TIMEOUT ({_visibility_timeout} s) must exceed the longest task time limit ({_longest_task} s)"
         )
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _visibility_timeout}
+    # A Redis that stalls (a failover, a half-open connection through a firewall) would otherwise hold a publish,
+    # and the web request that filed something, for ever: tasks.queue_after_commit logs a publish that times out,
+    # and the sweepers do its work later. Above the worker's one-second BRPOP, which must not time out.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _visibility_timeout, "socket_timeout": 3, "socket_connect_timeout": 3}
 
 # The file backend keeps each text, a package password included, on disk: a development default only.
 # With none (production's default), packages cannot be encrypted.

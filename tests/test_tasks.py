@@ -1,4 +1,5 @@
 import socket
+import threading
 import time
 from datetime import timedelta
 
@@ -171,6 +172,42 @@ def test_a_broker_outage_still_shows_the_subject_their_reference(client, unreach
     assert response.status_code == 302
     request = PrivacyRequest.objects.get()
     assert request.reference in client.get(response.url).content.decode()  # they can ask for the link again
+
+
+@pytest.fixture
+def stalled_broker(monkeypatch):
+    """A Redis URL whose server takes connections and never answers, as a Redis failing over, or one behind a
+    firewall that dropped the connection, does. The kernel completes the handshake for a listening socket's
+    backlog, so nothing needs to accept. Celery's own publish retries are left on, as in production."""
+    with socket.socket() as stalled:
+        stalled.bind(("127.0.0.1", 0))
+        stalled.listen(16)
+        url = f"redis://127.0.0.1:{stalled.getsockname()[1]}/0"
+        monkeypatch.setenv("CELERY_BROKER_URL", url)
+        saved = {name: celery_app.conf[name] for name in ("broker_url", "broker_write_url", "task_always_eager")}
+        drop_pooled_connections()
+        celery_app.conf.update(broker_url=url, broker_write_url=url, task_always_eager=False)
+        yield
+        monkeypatch.undo()
+        celery_app.conf.update(saved)
+        drop_pooled_connections()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stalled_broker_delays_an_api_answer_but_does_not_hang_it(stalled_broker, caplog):
+    """A publish used to wait for ever on a Redis that never answered: the request was filed, the portal never
+    answered, and gunicorn killed the worker. The broker's socket timeouts end the wait (settings)."""
+    from tests.api.conftest import client_with, key_for
+    from tests.api.test_requests_api import URL, VALID
+
+    api = client_with(key_for(Organisation.objects.create(name="Mobile Operator SA")))
+    answers = []
+    call = threading.Thread(target=lambda: answers.append(api.post(URL, VALID, format="json")), daemon=True)
+    call.start()
+    call.join(timeout=60)
+    assert not call.is_alive(), "the API call still waits on the stalled broker"
+    assert answers[0].status_code == 201 and PrivacyRequest.objects.count() == 1
+    assert "could not queue requests_app.tasks.follow_up_request" in caplog.text
 
 
 @pytest.fixture
