@@ -696,9 +696,11 @@ TELLS_THE_SUBJECT = {
     "forward": _SEND_BY_POST,
     "fee": _SEND_BY_POST,
     "extend": gettext_lazy(
+        # Before the date the request was due until now: under the CCPA too, since the GDPR month, the earlier
+        # date, governs (deadlines: the extension is refused after it).
         "Deadline extended. This subject has no email address, so nothing was emailed: tell them of the new date "
-        "and the reason by post, before the first period ends (a month under the GDPR, Art. 12(3); 45 days under "
-        "the CCPA)."
+        "and the reason by post before the date the request was due until now, when the first period ends "
+        "(Art. 12(3))."
     ),
 }
 

@@ -778,7 +778,7 @@ def test_extending_a_request_without_email_tells_staff_to_write_instead_of_sayin
     shown = [str(message) for message in get_messages(response.wsgi_request)]
     assert shown == [
         "Deadline extended. This subject has no email address, so nothing was emailed: tell them of the new date "
-        "and the reason by post, before the first period ends (a month under the GDPR, Art. 12(3); 45 days under the CCPA)."
+        "and the reason by post before the date the request was due until now, when the first period ends (Art. 12(3))."
     ]
     request.refresh_from_db()
     assert request.extended_at is not None and not SentNotification.objects.filter(request=request).exists()
