@@ -755,6 +755,12 @@ def lift_refused_now(action: SourceAction) -> str | None:
     """
     if action.request.personal_data_purged_at is not None:
         return purged_before_lifting()
+    if lift_notice_on_its_way(action):
+        return _(
+            "The notice of this lifting has not been emailed to the subject yet: the restriction may not be lifted "
+            "before they are told (Art. 18(3)). It goes as soon as the mail server takes it; if their server refuses "
+            "the address, the request page says so, and they must be told by post."
+        )
     others = _restrictions_in_force_elsewhere(action)
     if others:
         return _(
@@ -762,6 +768,19 @@ def lift_refused_now(action: SourceAction) -> str | None:
             "plan its lifting as well; this one may run once that one's date has come too."
         ) % {"references": ", ".join(others)}
     return None
+
+
+def lift_notice_on_its_way(action: SourceAction) -> bool:
+    """Whether the notice of the lifting `action` is still to be emailed (the mail server or the worker is down):
+    the subject has an address their server has not refused, and the email has not gone. A subject with no
+    address, or one refused, is told by post: staff are asked to (subject_reached_by_post)."""
+    notice, request = action.lift_notice, action.request
+    return notice is not None and notice.emailed_at is None and not subject_reached_by_post(request)
+
+
+def subject_reached_by_post(request: PrivacyRequest) -> bool:
+    """Whether letters to the subject must go by post: they gave no email address, or their server refuses it."""
+    return not request.subject_email or request.subject_email_rejected_at is not None
 
 
 def _restrictions_in_force_elsewhere(action: SourceAction) -> list[str]:

@@ -329,10 +329,14 @@ def _plan_lift(request: HttpRequest, restriction: SourceAction, actor: Actor) ->
     except RequestError as error:
         form.add_error(None, str(error))
         return _page_with_form(request, restriction.request, key, form, status=409)
-    messages.success(
-        request,
-        _("The subject has been told. The restriction may be lifted from %(day)s.") % {"day": date_in_words(lift.lift_not_before)},
-    )
+    day = date_in_words(lift.lift_not_before)
+    if actions.subject_reached_by_post(lift.request):
+        messages.warning(request, _(
+            "Nothing was emailed: this subject has no email address, or their mail server refuses it. Send them the "
+            "notice shown under Messages by post now. The restriction may be lifted from %(day)s."
+        ) % {"day": day})
+    else:
+        messages.success(request, _("The subject has been told. The restriction may be lifted from %(day)s.") % {"day": day})
     return redirect(_panel_url(restriction.request.reference))
 
 
@@ -348,7 +352,13 @@ def _cancel_lift(request: HttpRequest, lift: SourceAction, actor: Actor) -> Http
     except RequestError as error:
         form.add_error(None, str(error))
         return _page_with_form(request, lift.request, key, form, status=409)
-    messages.success(request, _("The lifting is cancelled and the subject has been told that the restriction stays in force."))
+    if actions.subject_reached_by_post(lift.request):
+        messages.warning(request, _(
+            "The lifting is cancelled. Nothing was emailed: this subject has no email address, or their mail server "
+            "refuses it. Send them the letter shown under Messages by post: the restriction stays in force."
+        ))
+    else:
+        messages.success(request, _("The lifting is cancelled and the subject has been told that the restriction stays in force."))
     return redirect(_panel_url(lift.request.reference))
 
 

@@ -127,6 +127,40 @@ def test_execution_is_refused_before_the_notice_date_and_clears_flag_and_list_af
     assert again["categories"] == [{"category": "subscribers", "rows": 2, "fields": 0}] and again["list_entries"] == 0
 
 
+def test_a_lifting_waits_for_its_notice_to_be_emailed(restricted, dpo_actor, django_capture_on_commit_callbacks, step):
+    """Art. 18(3): the subject is told before the restriction is lifted. With the mail server or the worker down,
+    the notice was still unsent on the day, and the lifting ran all the same."""
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    Message.objects.filter(pk=lift.lift_notice_id).update(emailed_at=None)  # its email task failed, to be retried
+    with time_machine.travel(datetime.datetime(2026, 3, 9, 7, 0, tzinfo=datetime.UTC), tick=False):
+        lift = step(actions.dry_run_start, lift, actor=dpo_actor)
+        lift = step(actions.approve, lift, actor=dpo_actor)
+        with pytest.raises(RequestError, match=r"has not been emailed to the subject yet: the restriction may not be lifted"):
+            step(actions.execute, lift, actor=dpo_actor)
+        assert SourceAction.objects.get(pk=lift.pk).status == ActionStatus.APPROVED
+        Message.objects.filter(pk=lift.lift_notice_id).update(emailed_at=timezone.now())  # the retry sent it
+        assert step(actions.execute, lift, actor=dpo_actor).status == ActionStatus.DONE
+
+
+def test_a_subject_without_email_is_told_by_post_and_the_lifting_needs_no_email(
+    client, dpo, restricted, django_capture_on_commit_callbacks, step
+):
+    type(restricted.request).objects.filter(pk=restricted.request_id).update(subject_email="", channel="post")  # a letter
+    login_staff(client, dpo)
+    with time_machine.travel(PLANNED_ON, tick=False), django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("staff:source_action", args=[restricted.public_id, "lift"]), {"reason": "Accuracy verified."})
+    assert [str(message) for message in get_messages(response.wsgi_request)] == [
+        "Nothing was emailed: this subject has no email address, or their mail server refuses it. Send them the notice "
+        "shown under Messages by post now. The restriction may be lifted from 9 March 2026."
+    ]
+    lift = restricted.request.source_actions.get(kind=ActionKind.LIFT_RESTRICTION)
+    assert lift.lift_notice.emailed_at is None
+    with time_machine.travel(datetime.datetime(2026, 3, 9, 7, 0, tzinfo=datetime.UTC), tick=False):
+        for service in (actions.dry_run_start, actions.approve, actions.execute):
+            lift = step(service, lift, actor=Actor.staff(dpo))
+    assert lift.status == ActionStatus.DONE, lift.error
+
+
 def test_lifting_goes_on_after_the_request_was_withdrawn(
     restricted, dpo_actor, django_capture_on_commit_callbacks, source_db, run
 ):
