@@ -1177,7 +1177,10 @@ def manual_action_done(*, action: SourceAction, actor: Actor, rows: int) -> Sour
     if not roles.is_owner_or_dpo(actor.user, action.source.owner_id):
         raise roles.NotAllowed(_("Only the system owner or the DPO may confirm this action."))
     with transaction.atomic():
-        locked = _still_there(SourceAction.objects.select_for_update().select_related("request", "source"), action)
+        # The request first, then the action, as every other step takes them (_locked_action, lifting.cancel_lift,
+        # plan_actions): the action first, with its request joined, deadlocked against a cancellation or a new plan.
+        PrivacyRequest.objects.select_for_update().get(pk=action.request_id)
+        locked = _still_there(SourceAction.objects.select_for_update(of=("self",)).select_related("request", "source"), action)
         if locked.kind != ActionKind.LIFT_RESTRICTION:
             _require_open(locked.request)
         if locked.status == ActionStatus.CANCELLED:

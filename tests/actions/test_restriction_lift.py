@@ -5,10 +5,13 @@ after the request closed."""
 
 import datetime
 import html
+import threading
+import time
 
 import pytest
 import time_machine
 from django.contrib.messages import get_messages
+from django.db import connection, transaction
 from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -26,6 +29,7 @@ from requests_app.models import (
     Message,
     MessageDirection,
     NoticeStatus,
+    PrivacyRequest,
     Recipient,
     RequestType,
     SourceAction,
@@ -587,6 +591,35 @@ def test_of_a_cancellation_and_an_execution_at_once_only_one_happens(restricted,
         assert lift.status == ActionStatus.DONE, lift.error
         assert "being carried out" in refusals[0] or "already been lifted" in refusals[0]
         assert letters == 1 and lift.cancelled_at is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_confirming_a_manual_lifting_while_it_is_cancelled_is_refused_not_deadlocked(dpo_actor):
+    """The owner's confirmation locked the action before the request, a cancellation the request before the action:
+    at once, PostgreSQL killed one of them as a deadlock, a server error. Both take the request first now."""
+    restriction = _restricted_in_paper_files(dpo_actor)
+    with time_machine.travel(PLANNED_ON, tick=False):
+        lift = lifting.plan_lift(restriction=restriction, actor=dpo_actor, reason="Accuracy verified.")
+    request_locked, cancelled = threading.Event(), []
+
+    def cancel_holding_the_request_first():
+        try:
+            with transaction.atomic():
+                PrivacyRequest.objects.select_for_update().get(pk=lift.request_id)
+                request_locked.set()
+                time.sleep(1)  # the confirmation starts meanwhile, and waits
+                cancelled.append(lifting.cancel_lift(lift=SourceAction.objects.get(pk=lift.pk), actor=dpo_actor, reason="New grounds."))
+        finally:
+            connection.close()
+
+    with time_machine.travel(PLANNED_ON + datetime.timedelta(days=7)):
+        cancelling = threading.Thread(target=cancel_holding_the_request_first)
+        cancelling.start()
+        request_locked.wait(timeout=10)
+        with pytest.raises(RequestError, match="This lifting was cancelled"):
+            actions.manual_action_done(action=SourceAction.objects.get(pk=lift.pk), actor=dpo_actor, rows=3)
+        cancelling.join()
+    assert [action.status for action in cancelled] == [ActionStatus.CANCELLED]
 
 
 def test_after_a_cancellation_a_new_lifting_is_planned_with_a_fresh_notice(
