@@ -564,6 +564,9 @@ ANONYMISATION_KEY = env_secret_key("ANONYMISATION_KEY", "dev-only-anonymisation-
 # The hard time limit of an erasure, rectification or restriction task. Past
 # it no run can still be going, so staff may start a stuck one again (its
 # task lost with a broker outage, say).
+# The largest page of records an HTTP source may answer: a partner API that ignores paging (or a subject with
+# millions of call records on one page) would otherwise be read whole into the worker's memory, and kill it.
+HTTP_SOURCE_MAX_PAGE_BYTES = env_int("HTTP_SOURCE_MAX_PAGE_BYTES", 50 * 1024 * 1024)
 SOURCE_ACTION_TIME_LIMIT = env_int("SOURCE_ACTION_TIME_LIMIT_SECONDS", 2 * 3600)
 # Four eyes on erasure, rectification and restriction: the staff member who starts a dry run may
 # not approve it. Off by default, as a DPO working alone could then never act.

@@ -51,6 +51,7 @@ from collections.abc import Iterator
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
 from requests_app.models import ActionKind
@@ -146,12 +147,17 @@ class HTTPConnector:
         return response
 
     def _pages(self, url: str) -> Iterator[list[dict]]:
+        seen = set()
         for _ in range(MAX_PAGES):
-            response = self._call("GET", url, missing_ok=True)
+            if url in seen:
+                raise SourceError(f"{self.source.slug}: a next link leads back to a page already read")
+            seen.add(url)
+            response = self._call("GET", url, missing_ok=True, stream=True)
             if response.status_code == 404:
+                response.close()
                 return  # no record of this identity
             try:
-                body = response.json()
+                body = json.loads(self._page_content(response))
             except ValueError as error:
                 raise SourceError(f"{self.source.slug}: the response is not valid JSON") from error
             if isinstance(body, list):
@@ -164,6 +170,23 @@ class HTTPConnector:
                 return
             url = urljoin(url, body["next"])
         raise SourceError(f"{self.source.slug}: more than {MAX_PAGES} pages")
+
+    def _page_content(self, response: requests.Response) -> bytes:
+        """The page's body, read up to HTTP_SOURCE_MAX_PAGE_BYTES: past it, a SourceError, not a worker out of memory."""
+        limit = settings.HTTP_SOURCE_MAX_PAGE_BYTES
+        content = bytearray()
+        with response:
+            try:
+                for chunk in response.iter_content(chunk_size=1024 * 1024):
+                    content += chunk
+                    if len(content) > limit:
+                        raise SourceError(
+                            f"{self.source.slug}: a page is larger than {limit:,} bytes "
+                            "(HTTP_SOURCE_MAX_PAGE_BYTES): the API should page its answer ({results, next})"
+                        )
+            except requests.RequestException as error:  # cut, or silent, part-way: as _call, the URL is left out
+                raise SourceError(f"{self.source.slug}: the answer broke off ({type(error).__name__})") from None
+        return bytes(content)
 
     def _identity_records(self, url: str) -> Iterator[dict]:
         for page in self._pages(url):

@@ -93,7 +93,7 @@ class FakePartnerAPI:
     """GET /api/subscribers/<identity>/calls?page=N with bearer-token auth and pagination.
 
     `records` maps an identity to its records; unknown identities get a 404.
-    `behaviour` maps an identity to "malformed" (invalid JSON), "slow" (sleeps
+    `behaviour` maps an identity to "malformed" (invalid JSON), "loop" (a next link back to page 1), "slow" (sleeps
     `delay` seconds before answering) or ("fail_page", N, status) (page N
     answers with that HTTP status).
     """
@@ -153,6 +153,8 @@ class FakePartnerAPI:
                 chunk = records[start : start + api.page_size]
                 more = start + api.page_size < len(records)
                 body = {"results": chunk, "next": api.page_url(identity, page + 1) if more else None}
+                if behaviour == "loop":  # the last page links back to the first
+                    body["next"] = body["next"] or api.page_url(identity, 1)
                 return self._send(200, json.dumps(body).encode())
 
         return Handler

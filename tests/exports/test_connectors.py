@@ -605,6 +605,23 @@ def test_http_malformed_json_is_a_source_error(http_backend, partner_api):
     assert_source_error(source, category, match="not valid JSON")
 
 
+def test_http_page_over_its_size_limit_is_a_source_error_not_a_worker_out_of_memory(http_backend, partner_api, settings):
+    """A partner API that ignores paging answered 300 MB on one page, read whole: the worker used 1.8 GB."""
+    source, category = http_backend
+    settings.HTTP_SOURCE_MAX_PAGE_BYTES = 64  # a page of two records is larger
+    assert_source_error(source, category, match="a page is larger than 64 bytes (HTTP_SOURCE_MAX_PAGE_BYTES)")
+    settings.HTTP_SOURCE_MAX_PAGE_BYTES = 4096
+    assert len(stream_all(source, category, [ALICE])[1]) == 3
+
+
+def test_http_next_links_in_a_loop_are_a_source_error_not_100000_pages(http_backend, partner_api):
+    source, category = http_backend
+    partner_api.behaviour[ALICE] = "loop"
+    assert_source_error(source, category, match="a next link leads back to a page already read")
+    # The first page, the second, the first again by its own link (another URL), and no more.
+    assert len([path for path, _ in partner_api.seen if "%2B32470000001" in path]) == 3
+
+
 def test_http_error_on_a_later_page_is_a_source_error(http_backend, partner_api):
     source, category = http_backend
     partner_api.behaviour[ALICE] = ("fail_page", 2, 502)
