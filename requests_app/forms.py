@@ -453,6 +453,13 @@ class StaffIntakeForm(RequestForm):
         for name in ("subject_name", "subject_email", "subject_phone"):
             self.fields[name].widget.attrs["autocomplete"] = "off"
 
+    def full_clean(self):
+        super().full_clean()
+        # A browser never keeps a chosen file on a page sent back with errors: the field came back empty, and once the
+        # other mistakes were put right the request was recorded without its letter, unnoticed.
+        if self._errors and self.files.get(self.add_prefix("scanned_letter")) and "scanned_letter" not in self._errors:
+            self.add_error("scanned_letter", _("Choose the file again: a page sent back with errors cannot keep a file you chose."))
+
     def clean_received_at(self):
         value = self.cleaned_data["received_at"]
         if value > timezone.now():

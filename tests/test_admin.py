@@ -75,6 +75,18 @@ def test_bad_attachments_are_refused(admin_client, settings, upload, message):
 
 
 @pytest.mark.django_db
+def test_a_page_sent_back_with_errors_asks_for_the_scanned_letter_again(admin_client):
+    """The browser empties the file field: the request was recorded without its letter once the date was fixed."""
+    future = (timezone.localtime() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    letter = SimpleUploadedFile("letter.pdf", PDF, content_type="application/pdf")
+    response = admin_client.post(reverse("admin:requests_app_intake"), {**intake_data(received_at=future), "scanned_letter": letter})
+    assert response.status_code == 200 and PrivacyRequest.objects.count() == 0
+    assert response.context["form"].errors["scanned_letter"] == [
+        "Choose the file again: a page sent back with errors cannot keep a file you chose."
+    ]
+
+
+@pytest.mark.django_db
 def test_a_future_received_date_is_a_field_error(admin_client):
     future = (timezone.localtime() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
     response = admin_client.post(reverse("admin:requests_app_intake"), intake_data(received_at=future))
