@@ -10,7 +10,9 @@ saved: whatever can fail at that moment must be refused when it is saved instead
 import datetime
 import itertools
 
-from django.template import Context, Engine, Library, Template, defaultfilters, defaulttags
+from django.template import Context, Engine, Library, Template, TemplateSyntaxError, defaultfilters, defaulttags
+from django.template.base import Lexer, TokenType
+from django.utils.translation import gettext as _
 
 LETTER_TAGS = [
     "comment", "cycle", "filter", "firstof", "for", "if", "ifchanged", "now",
@@ -41,8 +43,24 @@ SAMPLE_VALUES = {
 
 
 def parse(source: str) -> Template:
-    """`source` as a letter's template. Raises TemplateSyntaxError, for a tag a letter may not use too."""
+    """`source` as a letter's template. Raises TemplateSyntaxError, for a tag a letter may not use too, and for a
+    placeholder, tag or comment left open ("{{ reference"), which Django takes for text: it reached the subject."""
+    _refuse_unclosed_markup(source)
     return _engine.from_string(source)
+
+
+def _refuse_unclosed_markup(source: str) -> None:
+    verbatim = False  # {% verbatim %} keeps its content as text: "{{" in it is meant
+    for token in Lexer(source).tokenize():
+        if token.token_type == TokenType.BLOCK:
+            verbatim = token.contents.startswith("verbatim") or (verbatim and not token.contents.startswith("endverbatim"))
+        elif token.token_type == TokenType.TEXT and not verbatim:
+            at = min((token.contents.find(mark) for mark in ("{{", "{%", "{#") if mark in token.contents), default=-1)
+            if at >= 0:
+                line = token.lineno + token.contents.count("\n", 0, at)
+                raise TemplateSyntaxError(
+                    _("“%(mark)s” on line %(line)s is not closed.") % {"mark": token.contents[at : at + 2], "line": line}
+                )
 
 
 def render(source: str, values: dict) -> str:

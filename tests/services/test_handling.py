@@ -427,6 +427,10 @@ def test_a_template_that_would_drop_what_staff_write_is_refused(purpose, body, m
         ("body", '{% extends "letter.html" %}{{ body }}', "Invalid block tag on line 1: 'extends'"),
         ("body", "{% debug %}{{ body }}", "Invalid block tag on line 1: 'debug'"),
         ("subject", "{% url 'staff:home' %} {{ reference }}", "Invalid block tag on line 1: 'url'"),
+        # Django reads markup left open as text: the subject read "{{ reference".
+        ("body", "{{ body }} {{ reference", "“{{” on line 1 is not closed."),
+        ("body", "{{ body }}\n{% if by_post", "“{%” on line 2 is not closed."),
+        ("subject", "{# a note {{ reference }}", "“{#” on line 1 is not closed."),
         # Fails only when rendered, and only in a letter that goes by post: every branch is tried.
         ("body", "{{ body }}{% if by_post %}{{ reference|divisibleby:0 }}{% endif %}", "A letter cannot be written with this template"),
         ("subject", "{{ due_on|date:'Y'|divisibleby:0 }}", "A letter cannot be written with this template"),
@@ -446,7 +450,8 @@ def test_a_template_may_use_conditions_loops_and_filters():
     ResponseTemplate(
         purpose=TemplatePurpose.REJECTION, language="en", subject="{% firstof reference 'Your request' %}",
         body="{% comment %}Art. 12(4){% endcomment %}{% if by_post %}By post.{% endif %}{% for right in rights.split %}"
-        "{{ right|lower }} {% endfor %}{% with days=30 %}{{ days }} days{% endwith %} {{ reason }} {{ body }} {{ due_on|date:'j F Y' }}",
+        "{{ right|lower }} {% endfor %}{% with days=30 %}{{ days }} days{% endwith %} {{ reason }} {{ body }} {{ due_on|date:'j F Y' }}"
+        "{% verbatim %}Type {{ to start a placeholder.{% endverbatim %}",  # markup left open on purpose, in verbatim
     ).clean()  # accepted
 
 
