@@ -88,7 +88,11 @@ class QueueFilterForm(forms.Form):
     channel = forms.ChoiceField(choices=[("", ""), *Channel.choices], required=False)
     organisation = forms.UUIDField(required=False)
     q = forms.CharField(max_length=200, required=False)
-    sort = forms.ChoiceField(choices=[(key, key) for key in SORTS], required=False)
+    sort = forms.CharField(required=False)
+
+    def clean_sort(self):
+        # An order, not a filter: one no longer known (an old bookmark) lists in the default order, not nothing.
+        return self.cleaned_data["sort"] if self.cleaned_data["sort"] in SORTS else ""
 
     def filters(self) -> QueueFilters:
         """The filters asked for. A value that is not valid matches nothing rather than
