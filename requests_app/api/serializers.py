@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
-from rest_framework.fields import SkipField
+from rest_framework.fields import SkipField, empty
 
 from requests_app import selectors
 from requests_app.forms import DETAIL_WITHOUT_ITS_RIGHT, RequestForm
@@ -62,11 +63,46 @@ class SinceField(serializers.DateTimeField):
         return moment
 
 
+UNKNOWN_FIELD = gettext_lazy("Unknown field: check its name against the API schema. Nothing was done.")
+
+
+class RefusesUnknownFields:
+    """A body's field this serializer does not have is a 400 naming it, with the body's other mistakes. DRF ignores
+    it: a misspelled "subject_phonee" filed the request without the phone, and a withdrawal with a "reason" went
+    through, each answered as if all had been read."""
+
+    def run_validation(self, data=empty):
+        unknown = (
+            {name: [str(UNKNOWN_FIELD)] for name in data if name not in self.fields}
+            if isinstance(data, Mapping) else {}
+        )
+        try:
+            value = super().run_validation(data)
+        except serializers.ValidationError as error:
+            if unknown and isinstance(error.detail, Mapping):
+                raise serializers.ValidationError({**error.detail, **unknown}) from None
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value
+
+
+class RefusesUnknownFieldsScheme(OpenApiSerializerExtension):
+    """The schema says so too: such a body's object takes no other properties (`additionalProperties: false`)."""
+
+    target_class = RefusesUnknownFields
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        return {**schema, "additionalProperties": False}
+
+
 # The form's limits, declared again on the serializer so that the schema shows them.
 FORM_FIELDS = RequestForm.base_fields
 
 
-class RequestCreateSerializer(serializers.Serializer):
+class RequestCreateSerializer(RefusesUnknownFields, serializers.Serializer):
     """A request filed for a subject. The same rules as the public form apply (RequestForm)."""
 
     rights = serializers.ListField(
@@ -233,12 +269,13 @@ class RequestWithTimelineSerializer(RequestSerializer):
         ).data
 
 
-class WithdrawSerializer(serializers.Serializer):
-    """A withdrawal takes no fields: no body, or a JSON object. Any other body is refused (400, 415), as on every
-    POST, rather than ignored: a portal sending one meant something the withdrawal would not do."""
+class WithdrawSerializer(RefusesUnknownFields, serializers.Serializer):
+    """A withdrawal takes no fields: no body, or an empty JSON object. Any other body is refused (400, 415), as on
+    every POST, rather than ignored: a portal sending one ({"reason": ...}) meant something the withdrawal would not
+    do."""
 
 
-class MessageCreateSerializer(serializers.Serializer):
+class MessageCreateSerializer(RefusesUnknownFields, serializers.Serializer):
     body = MultilineStringField(
         max_length=TEXT_MAX_CHARS, help_text="The subject's message to the DPO team; a line break counts as one character."
     )

@@ -48,6 +48,12 @@ ALL_PROBLEMS = {
                 },
             ),
             problem_example(
+                "Unknown field", 400, "The request is not valid; see errors.",
+                errors={"subject_phonee": ["Unknown field: check its name against the API schema. Nothing was done."]},
+                description="A body's field the endpoint does not take, named in `errors` with the body's other "
+                "mistakes: a misspelled field is refused, rather than the request filed without it.",
+            ),
+            problem_example(
                 "Malformed JSON", 400, "JSON parse error - Expecting ',' delimiter: line 1 column 24 (char 23)"
             ),
             problem_example(

@@ -203,6 +203,47 @@ def test_a_withdrawal_takes_no_body_or_an_empty_object(api, body, content_type):
     assert response.status_code == 200 and response.json()["status"] == "withdrawn"
 
 
+UNKNOWN = ["Unknown field: check its name against the API schema. Nothing was done."]
+
+
+@pytest.mark.django_db
+def test_a_withdrawal_with_a_field_it_does_not_take_is_refused_naming_it(api):
+    """{"reason": ...} was ignored and the request withdrawn, as if the body had been read."""
+    created = create(api).json()
+    response = api.post(f"{URL}{created['id']}/withdraw/", {"reason": "moved abroad"}, format="json")
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert response.json()["errors"] == {"reason": UNKNOWN}
+    assert PrivacyRequest.objects.get(public_id=created["id"]).status == Status.NEW
+
+
+@pytest.mark.django_db
+def test_a_misspelled_field_is_refused_with_every_other_mistake_and_nothing_is_filed(api):
+    """A "subject_phonee" filed the request without the phone."""
+    body = {key: value for key, value in VALID.items() if key != "subject_phone"}
+    response = api.post(URL, {**body, "subject_phonee": "+32475123456"}, format="json")
+    assert response.status_code == 400 and response.json()["errors"] == {"subject_phonee": UNKNOWN}
+    # With the serializer's own mistakes, and with the form's.
+    mixed = api.post(URL, {**body, "subject_name": 123, "subject_email": "nope", "subject_phonee": "1", "confirm": True}, format="json")
+    assert set(mixed.json()["errors"]) == {"subject_name", "subject_email", "subject_phonee", "confirm"}
+    assert mixed.json()["errors"]["confirm"] == UNKNOWN
+    assert not PrivacyRequest.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_message_with_a_field_it_does_not_take_is_refused_not_passed_on_without_it(api):
+    created = create(api).json()
+    response = api.post(f"{URL}{created['id']}/messages/", {"body": "My ID", "document": "aWQ="}, format="json")
+    assert response.status_code == 400 and response.json()["errors"] == {"document": UNKNOWN}
+    assert not PrivacyRequest.objects.get(public_id=created["id"]).messages.exists()
+
+
+@pytest.mark.django_db
+def test_the_schema_says_the_bodies_take_no_other_fields(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()["components"]["schemas"]
+    assert schema["RequestCreate"]["additionalProperties"] is False
+    assert schema["MessageCreate"]["additionalProperties"] is False
+
+
 @pytest.mark.django_db
 def test_a_filed_request_is_at_the_address_its_201_gives(api):
     response = create(api)

@@ -276,6 +276,12 @@ def invalid_fields(operator):
     return client_with(key_for(operator)).post(CREATE[0], body, format="json")
 
 
+def unknown_field(operator):
+    body = {**ERASURE, "subject_phonee": ERASURE["subject_phone"]}
+    del body["subject_phone"]
+    return client_with(key_for(operator)).post(CREATE[0], body, format="json")
+
+
 def malformed_json(operator):
     body = '{"rights": ["erasure"] "subject_name": "Ana Peeters"}'
     return client_with(key_for(operator)).post(CREATE[0], body, content_type="application/json")
@@ -347,6 +353,7 @@ def keyless_rate_limited(operator):
 
 PROVOKE = {
     (400, "InvalidFields"): invalid_fields,
+    (400, "UnknownField"): unknown_field,
     (400, "MalformedJSON"): malformed_json,
     (400, "DuplicateKey"): duplicate_key,
     (400, "LoneSurrogate"): lone_surrogate,
