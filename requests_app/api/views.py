@@ -226,7 +226,9 @@ class DocumentedCursorPagination(pagination.CursorPagination):
 
 
 class RequestCursorPagination(DocumentedCursorPagination):
-    ordering = "-created_at"
+    # The id breaks ties, as on the suppression entries: requests created in the same instant came back in another
+    # order on each page (PostgreSQL's top-N sort is not stable), one listed twice and another never.
+    ordering = ("-created_at", "-id")
     page_size = 50
     example_next = "https://privacy.example.com/api/v1/requests/?cursor=cD0yMDI2LTAzLTAyKzA4JTNBMTQlM0EwNy40OTgyMTElMkIwMCUzQTAw"
 

@@ -132,6 +132,24 @@ def test_list_filters_and_paginates_by_cursor(api):
 
 
 @pytest.mark.django_db
+def test_every_request_is_listed_once_across_pages_when_many_share_a_creation_time(api, operator):
+    """Ordered by created_at alone, ties came back in another order on each page (PostgreSQL's top-N sort is not
+    stable): 110 requests created in the same instant paged to 110 items, one of them twice and one never."""
+    from tests.factories import submit_request
+
+    for _ in range(110):
+        submit_request(organisation=operator)
+    PrivacyRequest.objects.update(created_at=timezone.now())
+    listed, page = [], api.get(URL).json()
+    while True:
+        listed += [item["id"] for item in page["results"]]
+        if not page["next"]:
+            break
+        page = api.get(page["next"]).json()
+    assert sorted(listed) == sorted(str(public_id) for public_id in PrivacyRequest.objects.values_list("public_id", flat=True))
+
+
+@pytest.mark.django_db
 def test_a_withdrawal_over_the_api_is_confirmed_to_the_subject_naming_the_organisation(
     api, operator, mailoutbox, django_capture_on_commit_callbacks
 ):
