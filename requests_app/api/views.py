@@ -9,6 +9,7 @@ from urllib import parse
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.storage import default_storage
+from django.db import DataError, transaction
 from django.db.models import Exists, OuterRef
 from django.http import FileResponse
 from django.urls import reverse
@@ -198,10 +199,13 @@ class DocumentedCursorPagination(pagination.CursorPagination):
     def paginate_queryset(self, queryset, request, view=None):
         # A cursor that cannot be read is a 400 naming the parameter, as a filter that cannot be is. DRF answers 404
         # (NotFound), which says the list itself is not there, and tells a client nothing about what it sent.
-        # DRF checks a cursor's encoding but not the position inside it: an edited one ("p=x") fails on the query.
+        # DRF checks a cursor's encoding but not the position inside it: an edited one ("p=x") fails on the query,
+        # some only in the database (PostgreSQL's DataError for "p=0001-01-01 00:00:00-23:59", out of its range).
+        # The page is read in a savepoint, so that such a failure leaves no transaction around the call broken.
         try:
-            return super().paginate_queryset(queryset, request, view)
-        except (NotFound, DjangoValidationError, ValueError, OverflowError):
+            with transaction.atomic():
+                return super().paginate_queryset(queryset, request, view)
+        except (NotFound, DjangoValidationError, ValueError, OverflowError, DataError):
             raise ValidationError({self.cursor_query_param: [self.invalid_cursor_message]}) from None
 
     def decode_cursor(self, request):
