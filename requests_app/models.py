@@ -964,8 +964,9 @@ class IdempotencyRecord(models.Model):
     key = models.CharField(max_length=255)
     fingerprint = models.CharField(max_length=64, help_text=_("SHA-256 of the method, path and body."))
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_body = models.JSONField(null=True, blank=True)
-    # The answer's headers a replay repeats (idempotency.REPLAYED_HEADERS): a 201's Location.
+    # JSON as text, not a JSONField: jsonb reorders an object's keys, and a replay must be the answer byte for byte.
+    response_body = models.TextField(null=True, blank=True)
+    # The answer's headers a replay repeats (idempotency.REPLAYED_HEADERS): a 201's Location, its Content-Language.
     response_headers = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -1,6 +1,7 @@
 """The Idempotency-Key header on POSTs: a retried call gets the first call's answer.
 
-- same key, same body: the stored response (its status, body and Location), with `Idempotent-Replayed: true`
+- same key, same body: the stored response (its status, body byte for byte, Location and Content-Language), with
+  `Idempotent-Replayed: true`
   (a JSON body is compared by its content: re-indented, or with its keys in another order, it is the same
   body; one that names a key twice, which the parser refuses, by its bytes);
 - same key, another body: 422;
@@ -17,10 +18,11 @@ import hashlib
 import json
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from rest_framework import status
 from rest_framework.response import Response
+from rest_framework.utils import encoders
 
 from requests_app.api import parsers
 from requests_app.api.errors import PROBLEM, problem
@@ -33,9 +35,10 @@ MAX_KEY_LENGTH = IdempotencyRecord._meta.get_field("key").max_length
 ABANDONED_AFTER = datetime.timedelta(minutes=5)
 
 
-# The headers of an answer that a replay repeats: the new resource's address (a 201's Location). The
-# others are the server's of the moment (Date, Content-Length...) or are not stored answers (401, 429).
-REPLAYED_HEADERS = ("Location",)
+# The headers of an answer that a replay repeats: the new resource's address (a 201's Location), and the language
+# its body is in (Content-Language: a replay asked in another language still answers the first call's words, and
+# says so). The others are the server's of the moment (Date, Content-Length...) or are not stored answers (401, 429).
+REPLAYED_HEADERS = ("Location", "Content-Language")
 
 
 def call_fingerprint(method: str, path: str, body: bytes) -> str:
@@ -94,8 +97,12 @@ def idempotent(view_method):
 
 def _store(record: IdempotencyRecord, response: Response) -> None:
     headers = {name: response[name] for name in REPLAYED_HEADERS if response.has_header(name)}
+    # LocaleMiddleware sets Content-Language on the way out, after this: the language the answer was written in.
+    headers.setdefault("Content-Language", translation.get_language())
+    # As text, its keys in the answer's order: the replay renders them the same, byte for byte (jsonb sorts them).
+    body = json.dumps(response.data, cls=encoders.JSONEncoder, ensure_ascii=False)
     stored = IdempotencyRecord.objects.filter(pk=record.pk).update(
-        status_code=response.status_code, response_body=response.data, response_headers=headers
+        status_code=response.status_code, response_body=body, response_headers=headers
     )
     if not stored:
         # The claim was taken for abandoned (this call outlived ABANDONED_AFTER) and a retry did the
@@ -112,7 +119,7 @@ def _replay(earlier: IdempotencyRecord, fingerprint: str) -> Response:
     if earlier.status_code is None:
         return problem(status.HTTP_409_CONFLICT, _("A request with this %(header)s is still being processed.") % {"header": HEADER})
     return Response(
-        earlier.response_body,
+        json.loads(earlier.response_body) if earlier.response_body is not None else None,
         status=earlier.status_code,
         content_type=PROBLEM if earlier.status_code >= 400 else None,
         headers={**earlier.response_headers, "Idempotent-Replayed": "true"},

@@ -177,7 +177,8 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 REPLAYED_HEADER = OpenApiParameter(
     "Idempotent-Replayed", str, OpenApiParameter.HEADER, response=[200, 201, 400, 404, 409, 415], enum=["true"],
     description="Only on an answer replayed for an `Idempotency-Key` (the same key and body as an earlier call): "
-    "that call's answer, the work not done again.",
+    "that call's answer, byte for byte, with its `Content-Language` (the first call's language, whatever this "
+    "call's `Accept-Language`); the work not done again.",
 )
 LOCATION_HEADER = OpenApiParameter(
     "Location", str, OpenApiParameter.HEADER, response=[201], required=True,

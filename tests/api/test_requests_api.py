@@ -671,6 +671,18 @@ def test_idempotency_same_key_same_body_replays(api):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("changes", [{}, {"rights": []}], ids=["filed", "refused"])
+def test_idempotency_a_replay_is_the_first_answer_byte_for_byte_in_its_language(api, changes):
+    """jsonb sorted the stored body's keys ("id" came after "fee"), and a replay asked in another language said
+    Content-Language: en over the first call's French."""
+    first = api.post(URL, {**VALID, **changes}, format="json", HTTP_IDEMPOTENCY_KEY="lang-1", HTTP_ACCEPT_LANGUAGE="fr")
+    again = api.post(URL, {**VALID, **changes}, format="json", HTTP_IDEMPOTENCY_KEY="lang-1", HTTP_ACCEPT_LANGUAGE="en")
+    assert again["Idempotent-Replayed"] == "true" and first.status_code == again.status_code
+    assert again.content == first.content
+    assert again["Content-Language"] == first["Content-Language"] == "fr"
+
+
+@pytest.mark.django_db
 def test_idempotency_a_replayed_refusal_or_message_has_no_location(api):
     created = create(api).json()
     for _ in range(2):
