@@ -102,36 +102,73 @@ class RefusesUnknownFieldsScheme(OpenApiSerializerExtension):
 FORM_FIELDS = RequestForm.base_fields
 
 
+def limit(name: str) -> int:
+    return FORM_FIELDS[name].max_length
+
+
 class RequestCreateSerializer(RefusesUnknownFields, serializers.Serializer):
     """A request filed for a subject. The same rules as the public form apply (RequestForm)."""
 
     rights = serializers.ListField(
-        child=serializers.ChoiceField(choices=RequestType.choices), allow_empty=False, min_length=1
+        child=serializers.ChoiceField(choices=RequestType.choices), allow_empty=False, min_length=1,
+        help_text="The rights the subject exercises, at least one. Some need a detail below, sent only with its right.",
     )
-    rectification_data = StringField(required=False, allow_blank=True, default="")
-    rectification_value = StringField(required=False, allow_blank=True, default="")
-    restriction_ground = serializers.ChoiceField(choices=RestrictionGround.choices, required=False, allow_blank=True, default="")
-    objection_processing = StringField(required=False, allow_blank=True, default="")
+    rectification_data = StringField(
+        required=False, allow_blank=True, default="", max_length=limit("rectification_data"),
+        help_text="With `rectification`: which data is incorrect or incomplete.",
+    )
+    # A textarea's text on the form: its line breaks count once against the limit, as there.
+    rectification_value = MultilineStringField(
+        required=False, allow_blank=True, default="", max_length=limit("rectification_value"),
+        help_text="With `rectification`: the corrected or completed value; a line break counts as one character.",
+    )
+    restriction_ground = serializers.ChoiceField(
+        choices=RestrictionGround.choices, required=False, allow_blank=True, default="",
+        help_text="With `restriction`: the ground for it (GDPR Art. 18(1)(a)-(d)).",
+    )
+    objection_processing = MultilineStringField(
+        required=False, allow_blank=True, default="", max_length=limit("objection_processing"),
+        help_text="With `objection`: the processing or purpose objected to (not needed with `direct_marketing`); "
+        "a line break counts as one character.",
+    )
     direct_marketing = serializers.BooleanField(
         required=False, default=False,
         help_text="With the objection right: the objection is to direct marketing (GDPR Art. 21(2)), which cannot be refused.",
     )
-    consent_withdrawn = StringField(required=False, allow_blank=True, default="")
-    subject_name = StringField(max_length=FORM_FIELDS["subject_name"].max_length)
-    subject_email = StringField(max_length=FORM_FIELDS["subject_email"].max_length)
-    subject_phone = StringField(required=False, allow_blank=True, default="", help_text="E.164, e.g. +32475123456")
-    customer_reference = StringField(
-        required=False, allow_blank=True, default="", max_length=FORM_FIELDS["customer_reference"].max_length
+    consent_withdrawn = StringField(
+        required=False, allow_blank=True, default="", max_length=limit("consent_withdrawn"),
+        help_text="With `withdraw_consent`: which consent the subject withdraws.",
     )
-    ip_address = StringField(required=False, allow_blank=True, default="")
-    relationship = serializers.ChoiceField(choices=Relationship.choices)
-    regime = serializers.ChoiceField(choices=Regime.choices, default=Regime.GDPR)
-    language = serializers.ChoiceField(choices=settings.LANGUAGES, default="en")
-    # Its limit is the form's (line breaks counted once), not a plain maxLength.
+    subject_name = StringField(max_length=limit("subject_name"), help_text="The subject's full name.")
+    subject_email = StringField(
+        max_length=limit("subject_email"),
+        help_text="The subject's email address: the confirmation and the answer go there.",
+    )
+    subject_phone = StringField(
+        required=False, allow_blank=True, default="", max_length=limit("subject_phone"), help_text="E.164, e.g. +32475123456"
+    )
+    customer_reference = StringField(
+        required=False, allow_blank=True, default="", max_length=limit("customer_reference"),
+        help_text="The subject's account or contract reference with your organisation, e.g. CUST-000123.",
+    )
+    ip_address = StringField(
+        required=False, allow_blank=True, default="", max_length=limit("ip_address"),
+        help_text="For a request about visits to our website: the IP address (IPv4 or IPv6) the subject used.",
+    )
+    relationship = serializers.ChoiceField(choices=Relationship.choices, help_text="How the subject knows us.")
+    regime = serializers.ChoiceField(
+        choices=Regime.choices, default=Regime.GDPR, help_text="The law the request is made under: it sets the deadlines."
+    )
+    language = serializers.ChoiceField(
+        choices=settings.LANGUAGES, default="en", help_text="The language we write to the subject in."
+    )
+    # Its limit is the form's (line breaks counted once, and its own message), not a plain maxLength.
     description = StringField(
         required=False, allow_blank=True, default="", help_text=f"At most {TEXT_MAX_CHARS:,} characters."
     )
-    signature = StringField(help_text="The subject's typed full name, as on the portal's form.")
+    signature = StringField(
+        max_length=limit("signature"), help_text="The subject's typed full name, as on the portal's form."
+    )
 
     def to_internal_value(self, data):
         """Every mistake in one answer: when some fields fail this serializer's own checks (missing, or of

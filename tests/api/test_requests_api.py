@@ -263,6 +263,31 @@ def test_the_schema_says_the_bodies_take_no_other_fields(client):
 
 
 @pytest.mark.django_db
+def test_the_schema_shows_every_limit_of_the_form_and_says_what_each_field_is(client):
+    """Only subject_name, subject_email and customer_reference had their maxLength: a portal learnt the others from
+    a 400."""
+    from requests_app.forms import RequestForm
+
+    fields = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()["components"]["schemas"]["RequestCreate"]["properties"]
+    limits = {name: fields[name].get("maxLength") for name in fields if getattr(RequestForm.base_fields[name], "max_length", None)}
+    assert limits == {name: RequestForm.base_fields[name].max_length for name in limits}
+    assert {name for name, limit in limits.items() if limit} >= {
+        "rectification_data", "rectification_value", "objection_processing", "consent_withdrawn", "signature",
+        "subject_phone", "ip_address",
+    }
+    assert [name for name, field in fields.items() if not field.get("description")] == []
+
+
+@pytest.mark.django_db
+def test_a_detail_over_its_limit_is_refused_its_line_breaks_counted_once(api):
+    lines = "a" * 1998 + "\r\n" + "b"  # 2,001 characters as sent, 2,000 as the form counts them
+    filed = create(api, rights=["rectification"], rectification_data="My address", rectification_value=lines)
+    assert filed.status_code == 201, filed.json()
+    too_long = create(api, rights=["rectification"], rectification_data="My address", rectification_value="a" * 2001)
+    assert too_long.status_code == 400 and set(too_long.json()["errors"]) == {"rectification_value"}
+
+
+@pytest.mark.django_db
 def test_a_filed_request_is_at_the_address_its_201_gives(api):
     response = create(api)
     assert response.status_code == 201
