@@ -5,6 +5,8 @@ import re
 from collections.abc import Mapping
 
 from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.extensions import OpenApiSerializerExtension
@@ -41,10 +43,16 @@ OFFSET_SIGN_READ_AS_SPACE = re.compile(r"\d \d{2}(:?\d{2})?$")
 
 
 class SinceField(serializers.DateTimeField):
-    """A moment to filter from. One so near year 1 or 9999 that it has no UTC equivalent is a 400:
-    a database that compares in UTC (SQLite) would otherwise fail on it with a 500."""
+    """A moment to filter from, with its offset. One without (2026-12-01T19:23:52, or a bare date) was read as
+    Brussels time: a portal in another zone, or sending UTC without its "Z", missed changes or saw them twice.
+    One so near year 1 or 9999 that it has no UTC equivalent is a 400: a database that compares in UTC (SQLite)
+    would otherwise fail on it with a 500."""
 
     default_error_messages = {
+        "no_offset": gettext_lazy(
+            "Give the time with its offset, e.g. 2026-12-01T19:23:52Z or +01:00: without one it could be read in the "
+            "wrong time zone."
+        ),
         "out_of_range": gettext_lazy("Give a date and time between the years 1 and 9999, in UTC."),
         "offset_sign_as_space": gettext_lazy(
             'The time zone offset lost its "+": in a query string a "+" reads as a space. Send it as "%2B" '
@@ -55,6 +63,13 @@ class SinceField(serializers.DateTimeField):
     def to_internal_value(self, value):
         if isinstance(value, str) and OFFSET_SIGN_READ_AS_SPACE.search(value):
             self.fail("offset_sign_as_space")
+        if isinstance(value, str):
+            try:
+                parsed = parse_datetime(value)
+            except ValueError:  # well formed but no date (a 13th month): DRF's own message says so
+                parsed = None
+            if parsed is not None and timezone.is_naive(parsed):
+                self.fail("no_offset")
         try:
             moment = super().to_internal_value(value)
             moment.astimezone(datetime.UTC)
@@ -328,7 +343,11 @@ class MessageSerializer(serializers.Serializer):
 class RequestListFilter(serializers.Serializer):
     status = serializers.ChoiceField(choices=Status.choices, required=False)
     type = serializers.ChoiceField(choices=RequestType.choices, required=False)
-    updated_since = SinceField(required=False)
+    updated_since = SinceField(
+        required=False,
+        help_text="Only requests that changed at or after this moment (ISO 8601 with its offset: `Z` or `%2B01:00`, "
+        "a `+` percent-encoded in the query string); a time without an offset, or a bare date, is a 400.",
+    )
 
     def to_internal_value(self, data):
         # A field reads only the last of a repeated parameter: "?status=new&status=withdrawn" listed the withdrawn

@@ -69,7 +69,11 @@ class EntrySerializer(serializers.ModelSerializer):
 
 
 class EntryFilter(serializers.Serializer):
-    added_since = SinceField(required=False)
+    added_since = SinceField(
+        required=False,
+        help_text="Only entries added at or after this moment (ISO 8601 with its offset: `Z` or `%2B01:00`, a `+` "
+        "percent-encoded in the query string); a time without an offset, or a bare date, is a 400.",
+    )
     kind = serializers.ChoiceField(choices=IdentityKind.choices, required=False)
 
 

@@ -1039,9 +1039,33 @@ def test_an_updated_since_whose_plus_was_read_as_a_space_says_so(api, since):
     assert encoded.status_code == 200
 
 
+NO_OFFSET = [
+    "Give the time with its offset, e.g. 2026-12-01T19:23:52Z or +01:00: without one it could be read in the wrong time zone."
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("since", ["2026-12-01T19:23:52", "2026-12-01", "2026-12-01T19:23", "2026-12-01T19:23:52.5"])
+def test_an_updated_since_without_its_offset_is_refused_not_read_as_brussels_time(api, since):
+    """A portal in UTC sending its time without "Z" missed an hour of changes (two in summer), read as Brussels time."""
+    response = api.get(URL, {"updated_since": since})
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert response.json()["errors"] == {"updated_since": NO_OFFSET}
+    for with_offset in (f"{since[:10]}T19:23:52Z", f"{since[:10]}T19:23:52+01:00", f"{since[:10]}T19:23:52-05:00"):
+        assert api.get(URL, {"updated_since": with_offset}).status_code == 200
+    assert api.get(URL, {"updated_since": "2026-13-01T00:00:00"}).json()["errors"]["updated_since"] != NO_OFFSET
+
+
+@pytest.mark.django_db
+def test_the_schema_says_updated_since_needs_its_offset(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    [parameter] = [p for p in schema["paths"]["/api/v1/requests/"]["get"]["parameters"] if p["name"] == "updated_since"]
+    assert "offset" in parameter["description"] and parameter["schema"]["format"] == "date-time"
+
+
 @pytest.mark.django_db
 # Brussels is ahead of UTC, so these are before year 1 in UTC; the last one is after 9999.
-@pytest.mark.parametrize("since", ["0001-01-01", "0001-01-01T00:00:00", "9999-12-31T23:59:59-02:00"])
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00+00:10", "9999-12-31T23:59:59-02:00"])
 def test_an_updated_since_out_of_range_is_a_400_not_a_500(api, since):
     response = api.get(URL, {"updated_since": since})
     assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
