@@ -12,11 +12,14 @@ point: dashboard, bulk action or API.
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from requests_app.lifecycle import NotAllowed
 
 DPO, HANDLER, AUDITOR = "DPO", "Handler", "Auditor"
 ROLES = (DPO, HANDLER, AUDITOR)
+# A role's code is its group's name, stored and never translated; people read its label, in their language.
+ROLE_LABELS = {DPO: gettext_lazy("DPO"), HANDLER: gettext_lazy("Handler"), AUDITOR: gettext_lazy("Auditor")}
 # Who reads the configuration (rules, templates, teams, staff, inventory, webhooks); only DPOs change it.
 CONFIGURATION_READERS = (DPO, AUDITOR)
 # Who records requests that arrived by email, post or phone (staff intake).

@@ -495,7 +495,7 @@ EMAIL_SHARED = _("Another staff account uses this email address: each account ne
 
 class StaffUserForm(forms.ModelForm):
     # A new account is a Handler unless the DPO chooses more (or less).
-    role = forms.ChoiceField(label=_("Role"), choices=[(role, role) for role in roles.ROLES], initial=roles.HANDLER)
+    role = forms.ChoiceField(label=_("Role"), choices=list(roles.ROLE_LABELS.items()), initial=roles.HANDLER)
     teams = forms.ModelMultipleChoiceField(
         label=_("Teams"), queryset=Team.objects.all(), required=False, widget=forms.CheckboxSelectMultiple
     )

@@ -8,7 +8,7 @@ from django.utils.html import conditional_escape, format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from requests_app import lifecycle
+from requests_app import lifecycle, roles
 from requests_app.audit import ORGANISATION_LABEL_PREFIX
 from requests_app.services.routing import DEFAULT_RULE
 from requests_app.wording import in_sentence
@@ -54,6 +54,12 @@ def edit_link(context, url_name: str, pk, label) -> str:
 
 # The queue's rows read their labels through these rather than get_status_display(): that one hashes every
 # choice's lazy label, translating each, for every row.
+@register.filter
+def role_label(role: str | None) -> str:
+    """A role (roles.ROLES) as staff read it, in their language; "" for none."""
+    return str(roles.ROLE_LABELS.get(role, role or ""))
+
+
 @register.filter
 def status_label(code: str) -> str:
     """A status code as staff read it ("awaiting_subject" -> "Awaiting the subject")."""

@@ -44,6 +44,19 @@ def test_switching_the_dashboards_language_switches_the_emails_too(client):
     page = client.get(reverse("staff:queue")).content.decode()
     assert '<html lang="fr">' in page
     assert 'value="fr" lang="fr" aria-current="true"' in page
+    assert '<span class="who">handler1 · Gestionnaire</span>' in page  # the role, translated too
+
+
+@pytest.mark.django_db
+def test_roles_read_in_the_dashboards_language_on_the_staff_accounts_pages(client):
+    dpo = staff_in_role("DPO", username="dpo1")
+    staff_in_role("Auditor", username="auditor1")
+    login_staff(client, dpo)
+    client.post(reverse("staff:language"), {"language": "de", "next": reverse("staff:users")})
+    accounts = client.get(reverse("staff:users")).content.decode()
+    assert "<td>DSB</td>" in accounts and "<td>Prüfer</td>" in accounts
+    new_account = client.get(reverse("staff:user_new")).content.decode()
+    assert '<option value="Handler" selected>Sachbearbeiter</option>' in new_account
 
 
 @pytest.mark.django_db
