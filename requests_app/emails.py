@@ -423,7 +423,11 @@ def send_assignment_email(request: PrivacyRequest, event_sequence: int) -> bool:
         return False
     # While the clock is paused the saved due date is behind: the email says so, with the date it moves to if the
     # subject answers today (as the subject's status page and letters give it), worked out when the email is sent.
-    context = {"request": request, "due_on": due_on_if_resumed_today(request), "request_url": staff_request_url(request)}
+    # A request recorded late (a letter found in the post) may be assigned already overdue: the email says so.
+    due_on = due_on_if_resumed_today(request)
+    context = {
+        "request": request, "due_on": due_on, "overdue": due_on < timezone.localdate(), "request_url": staff_request_url(request)
+    }
     message = render_email("assigned", context, to=[to], language=staff_language(request.assignee))
     return send_once(request, "assigned", str(event_sequence), message)
 

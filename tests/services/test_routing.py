@@ -293,6 +293,20 @@ def test_the_assignment_email_gives_the_date_the_request_must_be_answered_by(dpo
 
 
 @pytest.mark.django_db
+def test_the_assignment_email_of_an_overdue_request_says_it_is_overdue(dpo, team, django_capture_on_commit_callbacks):
+    """A request recorded late, or reassigned late, was given as "must be answered by" a day already past."""
+    with on_day(date(2026, 10, 12)):
+        request = request_in_status(Status.IN_PROGRESS)  # due Thursday 12 November
+
+    email = assignment_email_on(date(2026, 11, 13), request, assignee=team.members.get(username="h0"), actor=dpo,
+                                capture=django_capture_on_commit_callbacks)
+
+    sentence = f"Request {request.reference} is now yours. It was due on Thursday 12 November 2026: it is overdue, so answer it first."
+    assert sentence in email.body and sentence in email.alternatives[0][0]
+    assert "must be answered by" not in email.body
+
+
+@pytest.mark.django_db
 def test_the_assignment_email_of_a_paused_request_says_so_and_gives_the_date_a_reply_today_would(
     dpo, team, django_capture_on_commit_callbacks
 ):
