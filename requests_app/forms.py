@@ -386,6 +386,30 @@ class LocalMomentField(forms.DateTimeField):
         return first
 
 
+# The rights and restriction grounds as staff record them, of the subject: the public form offers them in the
+# subject's own words ("my data"), which read as quotes in staff's hands.
+RIGHTS_THE_SUBJECT_ASKS = {
+    RequestType.ACCESS: _("Access a copy of their data"),
+    RequestType.RECTIFICATION: _("Correct or complete their data"),
+    RequestType.ERASURE: _("Erase their data"),
+    RequestType.RESTRICTION: _("Restrict the processing of their data"),
+    RequestType.PORTABILITY: _("Receive their data in a machine-readable format"),
+    RequestType.OBJECTION: _("Object to the processing of their data"),
+    RequestType.WITHDRAW_CONSENT: _("Withdraw their consent"),
+    RequestType.LIMIT_USE: _("Limit the use and disclosure of their data"),
+}
+RESTRICTION_GROUNDS_THE_SUBJECT_GIVES = {
+    RestrictionGround.ACCURACY_CONTESTED: _("The subject contests the accuracy of their data (Art. 18(1)(a))"),
+    RestrictionGround.UNLAWFUL_PROCESSING: _(
+        "The processing is unlawful and the subject wants it restricted rather than erased (Art. 18(1)(b))"
+    ),
+    RestrictionGround.NEEDED_FOR_LEGAL_CLAIMS: _(
+        "We no longer need the data but the subject needs it for a legal claim (Art. 18(1)(c))"
+    ),
+    RestrictionGround.OBJECTION_PENDING: _("The subject has objected and the balancing of interests is pending (Art. 18(1)(d))"),
+}
+
+
 class StaffIntakeForm(RequestForm):
     """A request that reached the DPO by email, post or phone, recorded by staff."""
 
@@ -428,6 +452,8 @@ class StaffIntakeForm(RequestForm):
         self.fields["confirm"].error_messages["required"] = _("Tick the box once you have checked these details against the original request.")
         # Staff record what the subject wrote: the questions speak of the subject, not to them.
         self.fields["rights"].label = _("Rights the subject asks for")
+        self.fields["rights"].choices = list(RIGHTS_THE_SUBJECT_ASKS.items())
+        self.fields["restriction_ground"].choices = [("", "---------"), *RESTRICTION_GROUNDS_THE_SUBJECT_GIVES.items()]
         self.fields["rectification_data"].label = _("Data the subject says is incorrect or incomplete")
         self.fields["rectification_value"].label = _("What the subject says it should say")
         self.fields["restriction_ground"].label = _("The subject's ground for restriction")
