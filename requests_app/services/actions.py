@@ -704,8 +704,8 @@ def execution_refusal(action: SourceAction) -> str | None:
     lock, and the request page shows it where the Execute or Retry button would be, so that staff read why
     before they click rather than after.
 
-    Reads the request's exports (prefetch them for many erasures: `copies_owed`) and, for a lifting, costs
-    one query (`lift_refused_now`).
+    Reads the request's exports (prefetch them for many erasures: `copies_owed`) and, for a lifting, its notice
+    (select it with the action) and one query (`lift_refused_now`).
     """
     if action.status == ActionStatus.DONE:
         return _("This action has already been carried out.")
@@ -758,8 +758,9 @@ def lift_refused_now(action: SourceAction) -> str | None:
     if lift_notice_on_its_way(action):
         return _(
             "The notice of this lifting has not been emailed to the subject yet: the restriction may not be lifted "
-            "before they are told (Art. 18(3)). It goes as soon as the mail server takes it; if their server refuses "
-            "the address, the request page says so, and they must be told by post."
+            "before they are told (Art. 18(3)), and then only once the notice period has passed. It goes as soon as "
+            "the mail server takes it; if their server refuses the address, the request page says so, and they must "
+            "be told by post. If it cannot be sent at all, cancel this lifting and plan it again."
         )
     others = _restrictions_in_force_elsewhere(action)
     if others:
@@ -814,8 +815,8 @@ def lift_was_cancelled() -> str:
 
 
 def lift_too_early(action: SourceAction) -> str:
-    """Why a restriction may not be lifted yet: the day the subject was told it would be (Art. 18(3))."""
-    return _("The subject was told this restriction would be lifted from %(day)s: it may not be lifted before.") % {
+    """Why a restriction may not be lifted yet: the subject's notice period has not ended (Art. 18(3))."""
+    return _("The subject's notice period runs until %(day)s (Art. 18(3)): the restriction may not be lifted before.") % {
         "day": date_in_words(action.lift_not_before)
     }
 

@@ -35,6 +35,7 @@ from requests_app.models import (
     RequestedRight,
     RequestType,
     ResponseTemplate,
+    SourceAction,
     Status,
     SubjectIdentity,
     TemplatePurpose,
@@ -227,7 +228,12 @@ def email_to_subject(*, message_id: int) -> bool:
         return False
     Message.objects.filter(pk=message.pk).update(queued_at=timezone.now())
     sent = emails.send_subject_message(message)  # False: an earlier try sent it and stopped short of noting it
-    Message.objects.filter(pk=message.pk).update(emailed_at=timezone.now())
+    emailed_at = timezone.now()
+    Message.objects.filter(pk=message.pk).update(emailed_at=emailed_at)
+    # A notice before lifting a restriction that went late (the mail server down for days) still gives the subject
+    # the whole notice period (Art. 18(3)), counted from the day it went: the lifting waits that much longer.
+    first_day = timezone.localdate(emailed_at) + datetime.timedelta(days=settings.RESTRICTION_LIFT_NOTICE_DAYS)
+    SourceAction.objects.filter(lift_notice=message, lift_not_before__lt=first_day).update(lift_not_before=first_day)
     return sent
 
 
@@ -871,7 +877,7 @@ def ground_for_another_right(ground: str, right: RequestedRight) -> str:
         return str(OTHERS_DATA_IN_AN_ACCESS_COPY)
     if right.right == RequestType.WITHDRAW_CONSENT:
         return CONSENT_WITHDRAWAL_REFUSAL % {"right": label}
-    if ground not in GROUND_FOR_ANOTHER_RIGHT:  # "Other", against a CCPA request to limit
+    if ground not in GROUND_FOR_ANOTHER_RIGHT:  # a ground every other right takes ("Other"): a CCPA request to limit
         return CCPA_LIMIT_REFUSAL % {"ground": RejectionGround(ground).label}
     return GROUND_FOR_ANOTHER_RIGHT[ground] % {"right": label}
 

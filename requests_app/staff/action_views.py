@@ -64,7 +64,7 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
     can_work = roles.can_work(user, privacy_request)
     # The keys of the forms the panel shows: _page_with_form shows a failed one again only if it is among them.
     forms_shown = set()
-    source_actions = list(privacy_request.source_actions.select_related("source", "approved_by", "done_by", "cancelled_by"))
+    source_actions = list(privacy_request.source_actions.select_related("source", "approved_by", "done_by", "cancelled_by", "lift_notice"))
     # Each erasure's execution_refusal reads the request's packages (the copy-first rule): one query for the page.
     prefetch_related_objects([privacy_request], "exports")
     kinds_verified = actions.verified_kinds(privacy_request)

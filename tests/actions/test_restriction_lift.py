@@ -35,7 +35,7 @@ from requests_app.models import (
     SourceAction,
     SourceSystem,
 )
-from requests_app.services import actions, certificate, lifting
+from requests_app.services import actions, certificate, handling, lifting
 from requests_app.sources import connector_for
 from tests.actions.conftest import ANA_EMAIL, BOB_EMAIL, verified_request
 from tests.conftest import login_staff
@@ -144,6 +144,23 @@ def test_a_lifting_waits_for_its_notice_to_be_emailed(restricted, dpo_actor, dja
         assert SourceAction.objects.get(pk=lift.pk).status == ActionStatus.APPROVED
         Message.objects.filter(pk=lift.lift_notice_id).update(emailed_at=timezone.now())  # the retry sent it
         assert step(actions.execute, lift, actor=dpo_actor).status == ActionStatus.DONE
+
+
+def test_a_notice_emailed_late_gives_the_subject_the_whole_notice_period_from_then(
+    restricted, dpo_actor, django_capture_on_commit_callbacks, step
+):
+    """Sent on day 7 (the mail server down since the planning), it let the lifting run the same day."""
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)  # 2 March: from 9 March
+    Message.objects.filter(pk=lift.lift_notice_id).update(emailed_at=None)  # its email task failed, to be retried
+    with time_machine.travel(datetime.datetime(2026, 3, 9, 7, 0, tzinfo=datetime.UTC), tick=False):
+        handling.email_to_subject(message_id=lift.lift_notice_id)  # the retry, on the day the letter gave
+    lift.refresh_from_db()
+    assert lift.lift_not_before == datetime.date(2026, 3, 16)  # RESTRICTION_LIFT_NOTICE_DAYS from the day it went
+    with time_machine.travel(datetime.datetime(2026, 3, 9, 8, 0, tzinfo=datetime.UTC), tick=False):
+        lift = step(actions.dry_run_start, lift, actor=dpo_actor)
+        lift = step(actions.approve, lift, actor=dpo_actor)
+        with pytest.raises(RequestError, match=r"notice period runs until 16 March 2026 \(Art\. 18\(3\)\): the restriction may not be lifted before"):
+            step(actions.execute, lift, actor=dpo_actor)
 
 
 def test_a_subject_without_email_is_told_by_post_and_the_lifting_needs_no_email(
