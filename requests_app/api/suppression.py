@@ -27,7 +27,7 @@ from requests_app.api.auth import OrganisationKeyAuthentication
 from requests_app.audit import Actor, record_event
 from requests_app.api.errors import found_or_404
 from requests_app.api.views import PROBLEM_HEADERS, READ_PROBLEMS, DocumentedCursorPagination, problems, success
-from requests_app.api.serializers import SinceField
+from requests_app.api.serializers import RefusesUnknownFields, SinceField
 from requests_app.models import APIKeyScope, IdentityKind, OrganisationAPIKey, SuppressionEntry, SuppressionPurpose
 from requests_app.services import suppression
 
@@ -90,12 +90,12 @@ class CSVEntryFilter(EntryFilter):
     )
 
 
-class IdentifierSerializer(serializers.Serializer):
+class IdentifierSerializer(RefusesUnknownFields, serializers.Serializer):
     kind = serializers.ChoiceField(choices=IdentityKind.choices)
     value = serializers.CharField(max_length=254)
 
 
-class LookupSerializer(serializers.Serializer):
+class LookupSerializer(RefusesUnknownFields, serializers.Serializer):
     identifiers = IdentifierSerializer(many=True, allow_empty=False, max_length=MAX_LOOKUP)
 
 

@@ -160,6 +160,11 @@ def test_lookup_validates_its_body(lists_api, marketing):
     assert response.status_code == 400 and response["Content-Type"].startswith("application/problem+json")
     too_many = {"identifiers": [{"kind": "email", "value": f"p{i}@example.com"} for i in range(1001)]}
     assert lists_api.post("/api/v1/suppression-lists/marketing-email/lookup/", too_many, format="json").status_code == 400
+    # Fields it does not take are named, not ignored: an "exact" flag would have been silently dropped.
+    extra = {"identifiers": [{"kind": "email", "value": "a@example.com", "exact": True}], "purpose": "x"}
+    unknown = lists_api.post("/api/v1/suppression-lists/marketing-email/lookup/", extra, format="json")
+    assert unknown.status_code == 400 and set(unknown.json()["errors"]) == {"identifiers", "purpose"}
+    assert unknown.json()["errors"]["identifiers"] == {"0": {"exact": ["Unknown field: check its name against the API schema. Nothing was done."]}}
 
 
 def test_an_unknown_list_is_404(lists_api, marketing):
