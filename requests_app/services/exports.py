@@ -684,6 +684,8 @@ def download_refusal(export: ExportPackage, *, counter: str = "download_count") 
         return _("This package can no longer be downloaded: the request was forwarded to the controller of the data, which answers it.")
     if request.status in NO_DATA_DELIVERED:
         return _("This package can no longer be downloaded: the request was refused.")
+    if right_refused(export):
+        return _("This package can no longer be downloaded: the right it answers was refused when the request was completed.")
     # Ended otherwise (its request's personal data purged, say): nothing more to tell.
     return _("This package is not available for download.")
 

@@ -39,6 +39,7 @@ from requests_app.services.exports import (
     RIGHT_REFUSED,
     compile_export,
     delete_expired_exports,
+    download_refusal,
     export_release,
     export_retry,
     export_start,
@@ -193,6 +194,10 @@ def test_a_released_package_of_a_refused_right_is_not_served(access_refused):
     ExportPackage.objects.filter(pk=portability.pk).update(shared_with_organisation=True)
     assert list(ExportPackage.objects.downloadable()) == [portability]
     assert list(ExportPackage.objects.downloadable_by_organisation()) == [portability]
+    refused = ExportPackage.objects.get(pk=access_refused.pk)
+    assert download_refusal(refused) == (
+        "This package can no longer be downloaded: the right it answers was refused when the request was completed."
+    )
 
 
 def test_the_completion_ends_the_package_of_the_right_it_refuses(dpo, django_capture_on_commit_callbacks):
