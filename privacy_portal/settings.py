@@ -561,12 +561,14 @@ DEMO_SOURCES_URL = env_str("DEMO_SOURCES_URL", f"sqlite:///{VAR_DIR / 'demo_sour
 # 32 characters, not SECRET_KEY's 50: a 256-bit key written in base64 (`openssl rand -base64 32`) has 44, and a key
 # once in use cannot be changed without changing every pseudonym it made.
 ANONYMISATION_KEY = env_secret_key("ANONYMISATION_KEY", "dev-only-anonymisation-key", minimum_length=32)
-# The hard time limit of an erasure, rectification or restriction task. Past
-# it no run can still be going, so staff may start a stuck one again (its
-# task lost with a broker outage, say).
 # The largest page of records an HTTP source may answer: a partner API that ignores paging (or a subject with
 # millions of call records on one page) would otherwise be read whole into the worker's memory, and kill it.
 HTTP_SOURCE_MAX_PAGE_BYTES = env_int("HTTP_SOURCE_MAX_PAGE_BYTES", 50 * 1024 * 1024)
+if HTTP_SOURCE_MAX_PAGE_BYTES < 64 * 1024:
+    raise ImproperlyConfigured("HTTP_SOURCE_MAX_PAGE_BYTES must be at least 65536: every HTTP source would fail")
+# The hard time limit of an erasure, rectification or restriction task. Past
+# it no run can still be going, so staff may start a stuck one again (its
+# task lost with a broker outage, say).
 SOURCE_ACTION_TIME_LIMIT = env_int("SOURCE_ACTION_TIME_LIMIT_SECONDS", 2 * 3600)
 # Four eyes on erasure, rectification and restriction: the staff member who starts a dry run may
 # not approve it. Off by default, as a DPO working alone could then never act.

@@ -138,6 +138,11 @@ def test_a_proxy_count_that_is_not_a_positive_number_is_refused(count):
     assert refused.returncode != 0 and "TRUSTED_PROXY_COUNT must be" in refused.stderr
 
 
+def test_a_page_size_limit_that_would_fail_every_http_source_is_refused():
+    refused = run_manage("check", HTTP_SOURCE_MAX_PAGE_BYTES="0")
+    assert refused.returncode != 0 and "HTTP_SOURCE_MAX_PAGE_BYTES must be at least 65536" in refused.stderr
+
+
 def test_a_proxy_count_needs_the_header_it_counts_in():
     refused = run_manage("check", TRUSTED_PROXY_COUNT="2")
     assert refused.returncode != 0 and "set RATELIMIT_IP_META_KEY too" in refused.stderr

@@ -138,13 +138,22 @@ class HTTPConnector:
             raise SourceError(f"{self.source.slug}: timed out ({type(error).__name__})") from None
         except requests.ConnectionError as error:
             raise SourceError(f"{self.source.slug}: connection failed ({type(error).__name__})") from None
-        if 300 <= response.status_code < 400:
-            raise SourceError(f"{self.source.slug}: redirected (HTTP {response.status_code}); give the final address")
-        if response.status_code in (401, 403):
-            raise SourceError(f"{self.source.slug}: credentials refused (HTTP {response.status_code})")
-        if response.status_code >= 400 and not (missing_ok and response.status_code == 404):
-            raise SourceError(f"{self.source.slug}: HTTP {response.status_code}")
+        refusal = self._refusal(response, missing_ok)
+        if refusal:
+            response.close()  # a page read as a stream (_pages) holds its connection until closed
+            raise SourceError(f"{self.source.slug}: {refusal}")
         return response
+
+    @staticmethod
+    def _refusal(response: requests.Response, missing_ok: bool) -> str:
+        """What is wrong with the answer's status, or "" for none."""
+        if 300 <= response.status_code < 400:
+            return f"redirected (HTTP {response.status_code}); give the final address"
+        if response.status_code in (401, 403):
+            return f"credentials refused (HTTP {response.status_code})"
+        if response.status_code >= 400 and not (missing_ok and response.status_code == 404):
+            return f"HTTP {response.status_code}"
+        return ""
 
     def _pages(self, url: str) -> Iterator[list[dict]]:
         seen = set()

@@ -52,14 +52,14 @@ def edit_link(context, url_name: str, pk, label) -> str:
     return format_html('<a href="{}">{}</a>', reverse(url_name, args=[pk]), label)
 
 
-# The queue's rows read their labels through these rather than get_status_display(): that one hashes every
-# choice's lazy label, translating each, for every row.
 @register.filter
 def role_label(role: str | None) -> str:
     """A role (roles.ROLES) as staff read it, in their language; "" for none."""
     return str(roles.ROLE_LABELS.get(role, role or ""))
 
 
+# The queue's rows read their labels through these rather than get_status_display(): that one hashes every
+# choice's lazy label, translating each, for every row.
 @register.filter
 def status_label(code: str) -> str:
     """A status code as staff read it ("awaiting_subject" -> "Awaiting the subject")."""
