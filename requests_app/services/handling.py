@@ -917,7 +917,9 @@ def request_reject(
         raise RequestError(_("Choose the legal reason for the rejection."))
     explanation = explanation.strip()
     if ground == RejectionGround.IDENTITY_NOT_VERIFIED and not explanation:
-        raise RequestError(str(IDENTITY_TO_EXPLAIN))
+        # Both of what is missing in one answer: the question to the subject too, when none was asked. Staff fixed
+        # the reasons, then learned they could not refuse yet, one try each.
+        raise RequestError(" ".join(filter(None, [identity_refusal(request, ground), str(IDENTITY_TO_EXPLAIN)])))
     if ground in GROUNDS_TO_EXPLAIN and not explanation:
         raise RequestError(
             _("Explain to the subject why “%(ground)s” applies: the letter must give the reasons (Art. 12(4)).")

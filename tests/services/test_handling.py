@@ -1160,6 +1160,17 @@ def test_an_unverified_identity_refuses_nothing_before_the_subject_was_asked_to_
 
 
 @pytest.mark.django_db
+def test_an_unverified_identity_never_asked_and_without_reasons_is_told_both_at_once(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    with pytest.raises(RequestError) as refused:
+        handling.request_reject(
+            request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation="",
+            expected_status=Status.IN_PROGRESS,
+        )
+    assert str(refused.value) == f"{handling.IDENTITY_NEVER_ASKED} {handling.IDENTITY_TO_EXPLAIN}"
+
+
+@pytest.mark.django_db
 def test_an_unverified_identity_needs_the_reasons_what_was_asked_and_why_it_is_not_enough(dpo):
     request = request_in_status(Status.IN_PROGRESS)
     identity_proof_asked(request, dpo)
