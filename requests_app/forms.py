@@ -473,6 +473,8 @@ class StaffIntakeForm(RequestForm):
         self.fields["language"].initial = ""
         del self.fields["language"].widget.attrs["data-follows-page-language"]
         self.fields["language"].help_text = _("The language the subject wrote in: our letters to them use it.")
+        self.fields["language"].error_messages["required"] = _("Choose the language the subject wrote in.")
+        self.fields["customer_reference"].label = _("The subject's customer account reference (optional)")
         self.fields["received_at"].initial = timezone.localtime().replace(second=0, microsecond=0)
         del self.fields["website"]
         # Staff type in someone else's details: their browser must not offer its own.

@@ -214,6 +214,10 @@ def test_staff_choose_how_the_subject_is_related_to_us_as_the_subject_does(admin
     # The rights and grounds too: "Access a copy of my data" read as a quote.
     assert "Access a copy of their data" in page and "The subject contests the accuracy of their data (Art. 18(1)(a))" in page
     assert "of my data" not in page and "I contest" not in page
+    assert "The subject&#x27;s customer account reference (optional)" in page
+
+    no_language = admin_client.post(reverse("admin:requests_app_intake"), intake_data(language=""))
+    assert no_language.context["form"].errors["language"] == ["Choose the language the subject wrote in."]
 
     response = admin_client.post(reverse("admin:requests_app_intake"), intake_data(relationship=None))
 
