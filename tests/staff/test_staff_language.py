@@ -54,7 +54,7 @@ def test_roles_read_in_the_dashboards_language_on_the_staff_accounts_pages(clien
     login_staff(client, dpo)
     client.post(reverse("staff:language"), {"language": "de", "next": reverse("staff:users")})
     accounts = client.get(reverse("staff:users")).content.decode()
-    assert "<td>DSB</td>" in accounts and "<td>Prüfer</td>" in accounts
+    assert "<td>DPO</td>" in accounts and "<td>Prüfer</td>" in accounts  # "DPO", as the rest of the German texts say
     new_account = client.get(reverse("staff:user_new")).content.decode()
     assert '<option value="Handler" selected>Sachbearbeiter</option>' in new_account
 
