@@ -15,6 +15,8 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 from requests_app.models import (
+    RESTRICTION_GROUNDS_THE_SUBJECT_GIVES,
+    RIGHTS_THE_SUBJECT_ASKS,
     TEXT_MAX_CHARS,
     Channel,
     PrivacyRequest,
@@ -384,30 +386,6 @@ class LocalMomentField(forms.DateTimeField):
                 code="nonexistent_time",
             )
         return first
-
-
-# The rights and restriction grounds as staff record them, of the subject: the public form offers them in the
-# subject's own words ("my data"), which read as quotes in staff's hands.
-RIGHTS_THE_SUBJECT_ASKS = {
-    RequestType.ACCESS: _("Access a copy of their data"),
-    RequestType.RECTIFICATION: _("Correct or complete their data"),
-    RequestType.ERASURE: _("Erase their data"),
-    RequestType.RESTRICTION: _("Restrict the processing of their data"),
-    RequestType.PORTABILITY: _("Receive their data in a machine-readable format"),
-    RequestType.OBJECTION: _("Object to the processing of their data"),
-    RequestType.WITHDRAW_CONSENT: _("Withdraw their consent"),
-    RequestType.LIMIT_USE: _("Limit the use and disclosure of their data"),
-}
-RESTRICTION_GROUNDS_THE_SUBJECT_GIVES = {
-    RestrictionGround.ACCURACY_CONTESTED: _("The subject contests the accuracy of their data (Art. 18(1)(a))"),
-    RestrictionGround.UNLAWFUL_PROCESSING: _(
-        "The processing is unlawful and the subject wants it restricted rather than erased (Art. 18(1)(b))"
-    ),
-    RestrictionGround.NEEDED_FOR_LEGAL_CLAIMS: _(
-        "We no longer need the data but the subject needs it for a legal claim (Art. 18(1)(c))"
-    ),
-    RestrictionGround.OBJECTION_PENDING: _("The subject has objected and the balancing of interests is pending (Art. 18(1)(d))"),
-}
 
 
 class StaffIntakeForm(RequestForm):

@@ -93,6 +93,31 @@ class RestrictionGround(models.TextChoices):
     )
 
 
+# The rights and restriction grounds as staff read and record them, of the subject: the choices' own labels are
+# the subject's words ("my data"), as the public form and the subject's status page offer them, which read as
+# quotes in staff's hands.
+RIGHTS_THE_SUBJECT_ASKS = {
+    RequestType.ACCESS: _("Access a copy of their data"),
+    RequestType.RECTIFICATION: _("Correct or complete their data"),
+    RequestType.ERASURE: _("Erase their data"),
+    RequestType.RESTRICTION: _("Restrict the processing of their data"),
+    RequestType.PORTABILITY: _("Receive their data in a machine-readable format"),
+    RequestType.OBJECTION: _("Object to the processing of their data"),
+    RequestType.WITHDRAW_CONSENT: _("Withdraw their consent"),
+    RequestType.LIMIT_USE: _("Limit the use and disclosure of their data"),
+}
+RESTRICTION_GROUNDS_THE_SUBJECT_GIVES = {
+    RestrictionGround.ACCURACY_CONTESTED: _("The subject contests the accuracy of their data (Art. 18(1)(a))"),
+    RestrictionGround.UNLAWFUL_PROCESSING: _(
+        "The processing is unlawful and the subject wants it restricted rather than erased (Art. 18(1)(b))"
+    ),
+    RestrictionGround.NEEDED_FOR_LEGAL_CLAIMS: _(
+        "We no longer need the data but the subject needs it for a legal claim (Art. 18(1)(c))"
+    ),
+    RestrictionGround.OBJECTION_PENDING: _("The subject has objected and the balancing of interests is pending (Art. 18(1)(d))"),
+}
+
+
 class IdentityKind(models.TextChoices):
     EMAIL = "email", _("Email address")
     PHONE = "phone", _("Phone number")
@@ -543,6 +568,13 @@ class RequestedRight(models.Model):
 
     def __str__(self) -> str:
         return self.get_right_display()
+
+    def right_for_staff(self) -> str:
+        """The right as staff read it, of the subject (RIGHTS_THE_SUBJECT_ASKS)."""
+        return str(RIGHTS_THE_SUBJECT_ASKS[self.right])
+
+    def restriction_ground_for_staff(self) -> str:
+        return str(RESTRICTION_GROUNDS_THE_SUBJECT_GIVES.get(self.restriction_ground, ""))
 
 
 def normalised_identifier(kind: str, value: str) -> str:

@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from requests_app.lifecycle import CLOSED_STATUSES, OPEN_STATUSES, VERIFIED_OPEN
 from requests_app.models import (
     LINE_PROVING_METHODS,
+    RIGHTS_THE_SUBJECT_ASKS,
     ActionKind,
     ActionStatus,
     AuditEvent,
@@ -719,7 +720,7 @@ def _facet_options(filters: QueueFilters, column_counts: dict, *, user) -> dict:
 
     labels = {
         "status": dict(Status.choices),
-        "type": dict(RequestType.choices),
+        "type": RIGHTS_THE_SUBJECT_ASKS,
         "regime": dict(Regime.choices),
         "channel": dict(Channel.choices),
         "assignee": {"me": _("Mine"), "none": _("Unassigned"), **{name: name for name in sorted(usernames.values())}},

@@ -18,6 +18,7 @@ from requests_app.models import (
     LANGUAGE_NAMES_IN_SENTENCE,
     MAX_HOLD_MONTHS,
     PORTABLE_LEGAL_BASES,
+    RIGHTS_THE_SUBJECT_ASKS,
     REFUSABLE_GROUNDS,
     TEXT_MAX_CHARS,
     AssignmentRule,
@@ -34,7 +35,6 @@ from requests_app.models import (
     Recipient,
     RecipientTranslation,
     Regime,
-    RequestType,
     ResponseTemplate,
     SourceCategory,
     SourceCategoryTranslation,
@@ -78,7 +78,7 @@ class QueueFilterForm(forms.Form):
 
     scope = forms.ChoiceField(choices=[("open", _("Open")), ("closed", _("Closed")), ("all", _("All"))], required=False)
     status = forms.ChoiceField(choices=[("", ""), *Status.choices], required=False)
-    type = forms.ChoiceField(choices=[("", ""), *RequestType.choices], required=False)
+    type = forms.ChoiceField(choices=[("", ""), *RIGHTS_THE_SUBJECT_ASKS.items()], required=False)
     regime = forms.ChoiceField(choices=[("", ""), *Regime.choices], required=False)
     assignee = forms.CharField(max_length=150, required=False)
     due = forms.ChoiceField(
@@ -232,11 +232,11 @@ class CompleteForm(forms.Form):
                 if ground_can_refuse(value, right) and not refuses_only_the_whole_request(value, rights)
             ]
             self.fields[f"refusal_ground_{right.right}"] = forms.ChoiceField(
-                label=right.get_right_display(), choices=[("", _("Granted")), *grounds], required=False
+                label=right.right_for_staff(), choices=[("", _("Granted")), *grounds], required=False
             )
             self.fields[f"refusal_explanation_{right.right}"] = forms.CharField(
                 # Named with its right: a screen reader reads the label alone, and the form has one per right.
-                label=gettext("Why “%(right)s” is refused, for the subject") % {"right": right.get_right_display()},
+                label=gettext("Why “%(right)s” is refused, for the subject") % {"right": right.right_for_staff()},
                 widget=forms.Textarea(attrs={"rows": 2}), max_length=TEXT_MAX_CHARS, required=False,
             )
             self.refusable.append(right.right)
@@ -436,6 +436,7 @@ class AssignmentRuleForm(forms.ModelForm):
         self.fields["assign_user"].queryset = assignable_users()
         self.fields["organisation"].queryset = Organisation.objects.all()
         self.fields["assign_team"].queryset = Team.objects.all()
+        self.fields["request_type"].choices = [("", "---------"), *RIGHTS_THE_SUBJECT_ASKS.items()]
 
 
 class ResponseTemplateForm(forms.ModelForm):
@@ -444,6 +445,10 @@ class ResponseTemplateForm(forms.ModelForm):
         labels = FIELD_LABELS
         fields = ["purpose", "request_type", "language", "subject", "body"]
         widgets = {"body": forms.Textarea(attrs={"rows": 10})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["request_type"].choices = [("", "---------"), *RIGHTS_THE_SUBJECT_ASKS.items()]
 
 
 def refuse_same_but_for_case(form, field: str) -> None:

@@ -14,6 +14,7 @@ from requests_app.services.routing import DEFAULT_RULE
 from requests_app.wording import in_sentence
 from requests_app.models import (
     LEGAL_BASIS_NOT_PORTABLE,
+    RIGHTS_THE_SUBJECT_ASKS,
     ActionKind,
     ActorKind,
     Channel,
@@ -23,7 +24,6 @@ from requests_app.models import (
     IdentityKind,
     LegalBasis,
     RejectionGround,
-    RequestType,
     Status,
     VerificationMethod,
 )
@@ -40,8 +40,14 @@ def bdi(text) -> str:
 
 @register.filter
 def rights_list(request) -> str:
-    """The rights asked, read from the request's bitmask (no query per row)."""
-    return ", ".join(str(RequestType(right).label) for right in request.requested_rights)
+    """The rights asked, as staff read them, from the request's bitmask (no query per row)."""
+    return ", ".join(right_label(right) for right in request.requested_rights)
+
+
+@register.filter
+def right_label(right: str) -> str:
+    """A right's code as staff read it, of the subject (models.RIGHTS_THE_SUBJECT_ASKS); "" for none."""
+    return str(RIGHTS_THE_SUBJECT_ASKS.get(right, right or ""))
 
 
 @register.simple_tag(takes_context=True)
@@ -285,15 +291,15 @@ DATA_LABELS = {
     "until": _("until"),
     "user": _("user"),
 }
-# Keys whose values are codes of a choice: shown by the label of the first choices that have the code.
+# Keys whose values are codes of a choice: shown by the first of their labels that has the code.
 DATA_VALUES = {
-    "channel": (Channel,),
-    "rights": (RequestType,),
-    "right": (RequestType,),
-    "kinds": (IdentityKind,),
-    "method": (VerificationMethod,),
-    "ground": (RejectionGround, ErasureException),  # a rejection's, a legal hold's
-    "kind": (ActionKind, ExportKind),  # a source action's, an export package's
+    "channel": (dict(Channel.choices),),
+    "rights": (RIGHTS_THE_SUBJECT_ASKS,),
+    "right": (RIGHTS_THE_SUBJECT_ASKS,),
+    "kinds": (dict(IdentityKind.choices),),
+    "method": (dict(VerificationMethod.choices),),
+    "ground": (dict(RejectionGround.choices), dict(ErasureException.choices)),  # a rejection's, a legal hold's
+    "kind": (dict(ActionKind.choices), dict(ExportKind.choices)),  # a source action's, an export package's
 }
 # Keys kept for the machine, not for reading: a hold's basis in every language (the basis itself is shown), a
 # pause's row id (its reason stays on the pause: staff text may name people, and the chain is never purged), a
@@ -318,9 +324,9 @@ def event_data(data: dict) -> str:
             return ", ".join(f"{label(k)} {shown(k, item)}" for k, item in value.items() if k not in DATA_HIDDEN)
         if value is None:
             return "—"
-        for choices in DATA_VALUES.get(key, ()):
-            if value in choices.values:
-                return str(choices(value).label)
+        for labels in DATA_VALUES.get(key, ()):
+            if value in labels:
+                return str(labels[value])
         if key == "rule" and value == DEFAULT_RULE:
             return str(_("default: the DPO"))
         if key == "error" and value:

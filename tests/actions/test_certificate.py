@@ -56,7 +56,7 @@ def test_the_certificate_shows_actions_holds_notices_and_the_verified_trail(comp
     html = certificate.render_certificate_html(completed_erasure)
 
     assert completed_erasure.reference in html
-    assert "Erase my data" in html
+    assert "Erase their data" in html
     assert "Telecom law: call records kept 12 months" in html
     assert "Compliance with a legal obligation (Art. 17(3)(b))" in html
     assert "Approved by" in html and ">dpo," in html

@@ -79,7 +79,7 @@ def test_the_refused_rights_unfinished_action_neither_blocks_nor_runs_nor_holds_
     # The certificate says so, beside the right refused and its ground.
     html = certificate.render_certificate_html(request)
     assert "Planned: dry run needed (not carried out: the right was refused)" in html
-    assert "Correct or complete my data (granted), Erase my data (refused: Legal obligation to retain the data (Art. 17(3)(b)))" in html
+    assert "Correct or complete their data (granted), Erase their data (refused: Legal obligation to retain the data (Art. 17(3)(b)))" in html
 
 
 def test_under_another_law_the_letter_names_the_recipient_being_told_without_citing_the_gdpr(

@@ -720,7 +720,7 @@ def test_the_audit_trail_shows_status_labels_and_readable_data(client_dpo, db):
     request = verified_request(RequestType.ACCESS)
     page = _page(client_dpo, request).content.decode()
     assert "→ In progress" in page and "→ in_progress" not in page
-    assert "channel: Web form · rights: Access a copy of my data" in page and "{&#x27;channel&#x27;" not in page
+    assert "channel: Web form · rights: Access a copy of their data" in page and "{&#x27;channel&#x27;" not in page
 
 
 def test_no_action_is_offered_before_the_request_is_in_progress(client_dpo, db):

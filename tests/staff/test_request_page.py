@@ -15,7 +15,8 @@ from requests_app import lifecycle, selectors
 from requests_app.services import handling
 from requests_app.wording import date_in_words
 from requests_app.audit import Actor
-from requests_app.models import Channel, IdentityKind, Organisation, Status, VerificationMethod
+from requests_app.models import Channel, IdentityKind, Organisation, RequestType, RestrictionGround, Status, VerificationMethod
+from requests_app.services.intake import RightDetails
 from tests.conftest import login_staff
 from tests.factories import request_in_status, staff_in_role, submit_request
 
@@ -426,7 +427,7 @@ def test_a_right_refused_from_the_request_page_is_told_and_shown(client, django_
     page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
     assert "Refused because: Legal obligation to retain the data (Art. 17(3)(b))" in page
     # The trail names the right and the ground, not what the subject was told.
-    assert "refused: right Erase my data, ground Legal obligation to retain the data (Art. 17(3)(b))" in page
+    assert "refused: right Erase their data, ground Legal obligation to retain the data (Art. 17(3)(b))" in page
 
 
 @pytest.mark.django_db
@@ -775,3 +776,23 @@ def test_rejecting_for_an_unverified_identity_from_the_page_needs_information_as
     assert "never asked for information that identifies them on this request" in html.unescape(response.content.decode())
     request.refresh_from_db()
     assert request.status == Status.IN_PROGRESS and not request.messages.exists()
+
+
+@pytest.mark.django_db
+def test_staff_pages_name_the_rights_and_grounds_of_the_subject_not_in_the_subjects_words(client):
+    """The subject's own words ("my data") read as quotes on staff's pages: staff read "their data"."""
+    request = request_in_status(
+        Status.IN_PROGRESS,
+        rights=[RightDetails(RequestType.RESTRICTION, restriction_ground=RestrictionGround.ACCURACY_CONTESTED)],
+    )
+    login_staff(client, staff_in_role("DPO", username="dpo-their-data"))
+
+    page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+    assert "Restrict the processing of their data" in page
+    assert "The subject contests the accuracy of their data (Art. 18(1)(a))" in page
+    queue = html.unescape(client.get(reverse("staff:queue"), {"type": "restriction"}).content.decode())
+    assert f"{request.reference}" in queue and "Restrict the processing of their data (1)" in queue
+    rule_form = html.unescape(client.get(reverse("staff:rule_new")).content.decode())
+    assert "Erase their data" in rule_form
+    for text in (page, queue, rule_form):
+        assert "my data" not in text
