@@ -300,7 +300,8 @@ def _sent_again(queryset, body: str):
 
 
 def _sent_again_refusal(earlier) -> str:
-    time = formats.time_format(timezone.localtime(earlier.created_at), "H:i")
+    # With its zone: a subject or a customer's portal abroad reads the time too ("14:03 CET").
+    time = formats.time_format(timezone.localtime(earlier.created_at), "H:i T")
     if isinstance(earlier, InternalNote):  # a note is added to the file, never sent
         return _("The same note was added at %(time)s: it was not added again.") % {"time": time}
     return _("The same text was sent at %(time)s: it was not sent again.") % {"time": time}

@@ -1,4 +1,5 @@
 import json
+import re
 import uuid
 from datetime import timedelta
 
@@ -1235,3 +1236,13 @@ def test_a_request_forwarded_to_its_controller_reads_so_and_can_be_listed_by_tha
     ]
     listed = api.get(URL, {"status": "forwarded"}).json()["results"]
     assert [item["id"] for item in listed] == [created["id"]] and other["id"] not in [item["id"] for item in listed]
+
+
+@pytest.mark.django_db
+def test_the_same_message_sent_again_is_refused_with_the_time_and_its_zone(api):
+    """A portal abroad reads "sent at 14:03" as its own time: the refusal names the zone."""
+    created = create(api).json()
+    assert api.post(f"{URL}{created['id']}/messages/", {"body": "Any news?"}, format="json").status_code == 201
+    again = api.post(f"{URL}{created['id']}/messages/", {"body": "Any news?"}, format="json")
+    assert again.status_code == 409
+    assert re.fullmatch(r"The same text was sent at \d\d:\d\d CES?T: it was not sent again\.", again.json()["detail"])

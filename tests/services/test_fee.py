@@ -116,7 +116,7 @@ def test_a_fee_proposed_again_replaces_the_first_until_one_is_paid(dpo):
     assert request.fee_amount == Decimal("25.00")
 
 
-SENT_AGAIN = r"The same text was sent at \d\d:\d\d: it was not sent again."
+SENT_AGAIN = r"The same text was sent at \d\d:\d\d CES?T: it was not sent again."
 
 
 @pytest.mark.django_db
