@@ -60,16 +60,21 @@ def test_dates_in_words(language, value, expected):
 @pytest.mark.parametrize(
     ("language", "expected"),
     [
-        # Each language's word between the date and the hour, as a sentence reads it.
-        ("fr", "1er mars 2026 à 00:30"),
-        ("nl", "1 maart 2026 om 00:30"),
-        ("de", "1. März 2026, 00:30"),
-        ("en", "1 March 2026, 00:30"),
+        # Each language's word between the date and the hour, as a sentence reads it; the zone after it.
+        ("fr", "1er mars 2026 à 00:30 CET"),
+        ("nl", "1 maart 2026 om 00:30 CET"),
+        ("de", "1. März 2026, 00:30 CET"),
+        ("en", "1 March 2026, 00:30 CET"),
     ],
 )
 def test_a_moment_in_words_keeps_its_time(language, expected):
     with translation.override(language):
         assert date_in_words(datetime.datetime(2026, 2, 28, 23, 30, tzinfo=datetime.UTC), "DATETIME_FORMAT") == expected
+
+
+def test_a_moment_in_summer_says_summer_time():
+    with translation.override("en"):
+        assert date_in_words(datetime.datetime(2026, 7, 1, 10, 0, tzinfo=datetime.UTC), "DATETIME_FORMAT") == "1 July 2026, 12:00 CEST"
 
 
 @pytest.mark.parametrize(

@@ -294,9 +294,9 @@ def test_a_request_without_source_actions_gets_the_letter_and_where_its_copy_is(
 
 
 def _moment(value) -> str:
-    """A moment as an English letter writes it (DATETIME_FORMAT, Brussels time): "8 March 2026, 14:05"."""
+    """A moment as an English letter writes it (DATETIME_FORMAT, Brussels time): "8 March 2026, 14:05 CET"."""
     local = timezone.localtime(value)
-    return f"{local.day} {local:%B} {local.year}, {local:%H:%M}"
+    return f"{local.day} {local:%B} {local.year}, {local:%H:%M} {local:%Z}"
 
 
 def _released(request, dpo_actor, kind=ExportKind.ACCESS) -> ExportPackage:
