@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.text import format_lazy
 from rest_framework_api_key.models import AbstractAPIKey
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from django.utils.translation import pgettext_lazy
 
 from requests_app.deadlines import add_months
@@ -1653,6 +1654,13 @@ class ExportPackage(models.Model):
     def found_nothing(self) -> bool:
         """Whether the compiled package holds no records: our answer that nothing was found, not "your data"."""
         return self.manifest.get("rows") == 0
+
+    def progress_in_words(self) -> str:
+        """How far its compilation got, in the active language: "1 row, 2/3 sources"."""
+        rows = self.progress.get("rows") or 0
+        return ngettext("%(rows)s row, %(done)s/%(total)s sources", "%(rows)s rows, %(done)s/%(total)s sources", rows) % {
+            "rows": rows, "done": self.progress.get("sources_done") or 0, "total": self.progress.get("sources_total") or "?",
+        }
 
 
 class ManualTask(models.Model):

@@ -1231,7 +1231,7 @@ def _manifest_sources_for_reader(manifest: dict) -> dict:
 def export_progress(request: HttpRequest, public_id) -> HttpResponse:
     """Polled by the request page while an export compiles: no activity, which would keep the session for ever."""
     export = _get_export(public_id)
-    return JsonResponse({"status": export.status, "label": export.get_status_display(), "progress": export.progress})
+    return JsonResponse({"status": export.status, "label": export.get_status_display(), "progress_in_words": export.progress_in_words()})
 
 
 @staff_view

@@ -157,6 +157,11 @@ EVENT_LABELS = {
     "suppression_uncovered": _("A suppression list removed from what a right covers"),
     "personal_data_purged": _("Personal data deleted at the end of retention"),
 }
+# The same steps taken again once the subject answered a question (their reply moves the request back).
+EVENT_LABELS_RESUMED = {
+    "start_identity_check": _("Identity check resumed"),
+    "start_work": _("Work resumed"),
+}
 
 
 @register.filter
@@ -175,6 +180,8 @@ def event_title(event) -> str:
         return gettext("Source action done, but the source could not be searched: no verified %(identifier)s") % {
             "identifier": in_sentence(identity_kind_label(kind))
         }
+    if event.from_status == Status.AWAITING_SUBJECT and event.action in EVENT_LABELS_RESUMED:
+        return str(EVENT_LABELS_RESUMED[event.action])
     return event_label(event.action)
 
 

@@ -425,7 +425,8 @@ def test_a_refused_request_gets_no_package_released(ready_export, demo_request, 
 def test_the_live_progress_words_follow_the_staff_language(ready_export, demo_request, client, dpo):
     login_staff(client, dpo)
     page = client.get(reverse("staff:request", args=[demo_request.reference]), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
-    assert 'data-rows="lignes"' in page  # the script that updates the row reads its words from here
+    # The page and the script that updates the row (export_progress) write the staff's language.
+    assert re.search(r'class="export-rows">\d+ lignes?, \d+/\d+ sources</td>', page)
 
 
 def _manual_source(slug, owner):
@@ -655,7 +656,10 @@ def test_the_request_page_polls_the_exports_progress_as_json(ready_export, clien
         status=ExportStatus.RUNNING, progress={"rows": 1200, "sources_done": 1, "sources_total": 3}
     )
     answer = client.get(reverse("staff:export_progress", args=[ready_export.public_id]), HTTP_ACCEPT_LANGUAGE="fr").json()
-    assert answer == {"status": "running", "label": "Compilation en cours", "progress": {"rows": 1200, "sources_done": 1, "sources_total": 3}}
+    assert answer == {"status": "running", "label": "Compilation en cours", "progress_in_words": "1200 lignes, 1/3 sources"}
+    ExportPackage.objects.filter(pk=ready_export.pk).update(progress={"rows": 1, "sources_done": 0, "sources_total": 3})
+    answer = client.get(reverse("staff:export_progress", args=[ready_export.public_id]), HTTP_ACCEPT_LANGUAGE="en").json()
+    assert answer["progress_in_words"] == "1 row, 0/3 sources"  # not "1 rows"
 
 
 def test_once_the_package_is_used_up_the_page_says_it_was_delivered_not_being_collected(released, demo_request, client):

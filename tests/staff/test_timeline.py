@@ -146,3 +146,21 @@ def test_the_timeline_does_not_repeat_a_status_its_event_already_names(client, s
     assert ("Request received", "Awaiting email verification") in transitions  # the arrow stays where it tells something
     assert [(label, to) for label, to in transitions if label == to] == []
     assert f"<td>{Status(status).label}</td>" in timeline
+
+
+@pytest.mark.django_db
+def test_a_step_taken_again_after_the_subject_answered_reads_as_resumed(client):
+    """The subject's reply moves the request back to work: the trail says work resumed, as the subject's page does,
+    not that it started a second time."""
+    from requests_app.audit import Actor
+    from requests_app.services import handling
+
+    dpo = staff_in_role("DPO", username="dpo1")
+    request = request_in_status(Status.IN_PROGRESS)
+    handling.request_information(request=request, actor=Actor.staff(dpo), body="Which account?", expected_status=Status.IN_PROGRESS)
+    handling.subject_reply(request=request, body="CUST-000123")
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    timeline = page[page.index('class="list timeline"'):]
+
+    assert timeline.count("Work started") == 1 and "Work resumed → In progress" in timeline

@@ -26,9 +26,7 @@ document.addEventListener("DOMContentLoaded", function () {
   // An export being compiled: its status and counts.
   pollProgress("data-export-progress", function (row, data) {
     setText(row.querySelector(".export-status"), data.label);
-    var p = data.progress || {};
-    var words = row.querySelector(".export-rows").dataset;  // the page's language, not English
-    row.querySelector(".export-rows").textContent = (p.rows || 0) + " " + words.rows + ", " + (p.sources_done || 0) + "/" + (p.sources_total || "?") + " " + words.sources;
+    row.querySelector(".export-rows").textContent = data.progress_in_words;  // in the page's language, "1 row" or "2 rows"
   }, function (data) { return data.status !== "running" && data.status !== "queued"; });
 
   // An action on a source system under way: reload once it finishes, so that its counts
