@@ -18,6 +18,7 @@ from django.utils.translation import gettext
 
 from requests_app import deadlines
 from requests_app.context import controller_details
+from requests_app.lifecycle import OPEN_STATUSES
 from requests_app.models import (
     ActorKind,
     AuditChainCheck,
@@ -105,8 +106,17 @@ def forgive(request_id: int, kind: str, key: str = "") -> None:
     SentNotification.objects.filter(request_id=request_id, kind=kind, key=key, sent_at__isnull=True).delete()
 
 
+# Emails about work still to come on an open request: receipt confirmed, the link to confirm an address, more time
+# needed, a request to handle. Owed while it was open, their task may run after it closed (withdrawn, completed,
+# refused, expired, forwarded): retried while the mail server was down, or queued again by the lost-email sweep.
+# They would then confirm, promise or assign work that will not happen, so send_once drops them. Emails about the
+# closing itself (the withdrawal, the letters, a completed request's data ready) are not among them.
+NEEDS_OPEN_REQUEST = frozenset({"verify_email", "confirm_email", "request_confirmed", "deadline_extended", "assigned"})
+
+
 def send_once(request: PrivacyRequest, kind: str, key: str, message: EmailMultiAlternatives) -> bool:
-    """Send `message` unless this (request, kind, key) email went out already.
+    """Send `message` unless this (request, kind, key) email went out already, or is one of NEEDS_OPEN_REQUEST
+    and the request closed (the email is then no longer owed: forgiven, and the lost-email sweep stops).
 
     Its notification row (made when the email was owed, or here) stays locked
     while the email is sent: a second run waits, then finds it sent. If
@@ -120,6 +130,12 @@ def send_once(request: PrivacyRequest, kind: str, key: str, message: EmailMultiA
             claim, _created = SentNotification.objects.select_for_update().get_or_create(request=request, kind=kind, key=key)
             if claim.sent_at is not None:
                 logger.info("email %s for request %s already sent, skipping", kind, request.reference)
+                return False
+            # Read now, not from `request` (loaded when the task started): a closing committed since counts. One
+            # committing while the email goes out is not waited for: the email was still true when it was sent.
+            if kind in NEEDS_OPEN_REQUEST and not PrivacyRequest.objects.filter(pk=request.pk, status__in=OPEN_STATUSES).exists():
+                claim.delete()
+                logger.info("email %s for request %s dropped: the request closed", kind, request.reference)
                 return False
             deliver(message)
             claim.sent_at = timezone.now()
@@ -276,7 +292,9 @@ def send_acknowledgement(request: PrivacyRequest, kind: str, key: str, message: 
     lost-task sweep (intake.requeue_lost_acknowledgements) leaves it alone."""
     PrivacyRequest.objects.filter(pk=request.pk, acknowledged_at__isnull=True).update(acknowledgement_queued_at=timezone.now())
     sent = send_to_subject(request, kind, key, message)
-    mark_acknowledged(request)
+    # Sent now or by an earlier try; not when it was dropped (the request closed first): receipt was not confirmed.
+    if sent or SentNotification.objects.filter(request=request, kind=kind, key=key, sent_at__isnull=False).exists():
+        mark_acknowledged(request)
     return sent
 
 

@@ -9,11 +9,11 @@ from django.conf import settings
 from django.core import mail
 from django.utils import timezone
 
-from requests_app import emails, tasks
+from requests_app import emails, lifecycle, tasks
 from requests_app.audit import Actor
-from requests_app.models import ExportPackage, ExportStatus, PrivacyRequest, SentNotification, Status
+from requests_app.models import Channel, ExportPackage, ExportStatus, Organisation, PrivacyRequest, SentNotification, Status
 from requests_app.services import deadlines, exports, handling, intake, routing
-from tests.factories import request_in_status, staff_in_role, submit_request
+from tests.factories import released_package, request_in_status, staff_in_role, submit_request
 
 pytestmark = pytest.mark.django_db
 
@@ -172,3 +172,109 @@ def test_a_reply_is_told_to_the_assignee_or_to_the_dpo_once_the_assignee_left(as
 def test_work_is_taken_for_lost_only_after_twice_the_longest_wait_between_tries():
     """A task waiting an hour before its next try must not be queued a second time meanwhile."""
     assert emails.LOST_TASK_AFTER.total_seconds() >= 2 * tasks.EMAIL_RETRY["retry_backoff_max"]
+
+
+def withdrawn(request, dpo):
+    intake.request_withdraw(request=request, actor=Actor.subject())  # from the status page the verification link opened
+    return ["was withdrawn", "has been withdrawn"]  # to the assignee, and to the subject
+
+
+def rejected(request, dpo):
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground="other", explanation="We hold no account in this name.",
+        expected_status=Status.IN_PROGRESS,
+    )
+    return [f"Your privacy request {request.reference}"]  # the letter that refuses it
+
+
+def completed(request, dpo):
+    released_package(request)  # what completing an access request needs; its email is the test below
+    handling.request_complete(request=request, actor=Actor.staff(dpo), letter="Your copy is attached.", expected_status=Status.IN_PROGRESS)
+    return ["is complete"]
+
+
+OPEN_REQUEST_WORDS = ("is confirmed", "more time", "assigned to you")
+
+
+@pytest.mark.parametrize("close", [withdrawn, rejected, completed])
+def test_emails_owed_while_the_request_was_open_are_dropped_once_it_closed(close, django_capture_on_commit_callbacks):
+    """Their tasks lost, or retried while the mail server was down, until after the request closed: "we received
+    it", "we need more time" and "it is yours to handle" would tell of work that will not happen. The emails
+    about the closing still go, and the sweep stops queueing the others."""
+    dpo = staff_in_role("DPO", username="dpo1")
+    request = submit_request(subject_email=SUBJECT)
+    # Outside a capture, the tasks queued on commit never run: the confirmation, the extension and the assignment are owed.
+    intake.request_verify_email(token=intake.verification_token(request))
+    request.refresh_from_db()
+    lifecycle.transition(request, "start_work", actor=Actor.staff(dpo))
+    extension(request, dpo)
+    assignment(request, dpo)
+    mail.outbox.clear()
+    later = timezone.now() + timedelta(hours=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        closing_words = close(request, dpo)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert emails.requeue_owed_emails(now=later) == 3
+    subjects = [email.subject for email in mail.outbox]
+    assert not [s for s in subjects if any(words in s for words in OPEN_REQUEST_WORDS)], subjects
+    assert all(any(words in s for s in subjects) for words in closing_words), subjects
+    assert not SentNotification.objects.filter(request=request, sent_at__isnull=True).exists()
+    assert emails.requeue_owed_emails(now=later + timedelta(hours=3)) == 0
+    request.refresh_from_db()
+    assert request.acknowledged_at is None  # receipt was never confirmed: the email was dropped, not sent
+
+
+def test_an_export_ready_before_completion_is_still_sent_after_it(django_capture_on_commit_callbacks):
+    """The data ready is part of the answer: completing the request does not drop it, unlike the emails above."""
+    dpo = staff_in_role("DPO", username="dpo1")
+    request = request_in_status(Status.IN_PROGRESS, subject_email=SUBJECT)
+    export_ready(request, dpo)  # its task lost
+    handling.request_complete(request=request, actor=Actor.staff(dpo), letter="Your copy is ready.", expected_status=Status.IN_PROGRESS)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert emails.requeue_owed_emails(now=timezone.now() + timedelta(hours=3)) == 1
+    (email,) = mail.outbox
+    assert email.to == [SUBJECT] and "ready" in email.subject
+
+
+def late_confirmation(request, dpo):
+    return "request_confirmed", lambda: tasks.send_request_confirmed_email(request.id)
+
+
+def late_extension(request, dpo):
+    extension(request, dpo)
+    return "deadline_extended", lambda: tasks.send_extension_email(request.id)
+
+
+def late_assignment(request, dpo):
+    assignment(request, dpo)
+    sequence = request.events.filter(action="assigned").latest("sequence").sequence
+    return "assigned", lambda: tasks.send_assignment_email(request.id, sequence)
+
+
+@pytest.mark.parametrize("task", [late_confirmation, late_extension, late_assignment])
+def test_a_task_run_after_the_request_closed_sends_nothing_and_is_forgiven(task, django_capture_on_commit_callbacks):
+    """The retry of a first try that failed (the mail server was down), run after the subject withdrew."""
+    dpo = staff_in_role("DPO", username="dpo1")
+    request = submit_request(subject_email=SUBJECT)
+    intake.request_verify_email(token=intake.verification_token(request))
+    request.refresh_from_db()
+    kind, run_late = task(request, dpo)
+    intake.request_withdraw(request=request, actor=Actor.subject())
+    mail.outbox.clear()
+    run_late()
+    run_late()  # redelivered: still nothing
+    assert mail.outbox == []
+    assert not SentNotification.objects.filter(request=request, kind=kind).exists()  # the sweep has nothing to queue again
+
+
+def test_a_request_received_directly_and_withdrawn_before_its_follow_up_is_not_confirmed(django_capture_on_commit_callbacks):
+    """Filed over the API, then withdrawn by its organisation before the follow-up task ran (the broker down, say):
+    the follow-up, run late, confirms no receipt; the withdrawal is confirmed."""
+    organisation = Organisation.objects.create(name="Operator")
+    request = submit_request(channel=Channel.API, organisation=organisation, actor=Actor.organisation(organisation))
+    with django_capture_on_commit_callbacks(execute=True):
+        intake.request_withdraw(request=request, actor=Actor.organisation(organisation))
+    intake.request_follow_up(request_id=request.id)
+    assert [email.subject for email in mail.outbox] == [f"Your privacy request {request.reference} has been withdrawn"]
+    assert not SentNotification.objects.filter(request=request, kind="request_confirmed").exists()
