@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from requests_app import lifecycle, selectors
-from requests_app.services import handling
+from requests_app.services import handling, intake
 from requests_app.wording import date_in_words
 from requests_app.audit import Actor
 from requests_app.models import Channel, IdentityKind, Organisation, RequestType, RestrictionGround, Status, VerificationMethod
@@ -247,6 +247,9 @@ def test_the_page_says_whether_the_subject_was_emailed_of_the_extension(client, 
     assert "subject not emailed yet" in client.get(reverse("staff:request", args=[waiting.reference])).content.decode()
     page = client.get(reverse("staff:request", args=[sent.reference])).content.decode()
     assert "subject emailed on" in page and "not emailed yet" not in page
+    # Withdrawn before the email went, it never will (emails.NEEDS_OPEN_REQUEST): the page raises no alarm of it.
+    intake.request_withdraw(request=waiting, actor=Actor.subject())
+    assert "not emailed yet" not in client.get(reverse("staff:request", args=[waiting.reference])).content.decode()
 
 
 @pytest.mark.parametrize(
