@@ -505,9 +505,13 @@ class PrivacyRequest(models.Model):
 
     @property
     def acknowledgement_met(self) -> bool | None:
-        """Whether receipt was confirmed in time; None where no rule applies or not yet known."""
+        """Whether receipt was confirmed in time; None where no rule applies or not yet known. None too for a
+        request closed by its date without one: it was answered, withdrawn or expired first, and the confirmation
+        owed was dropped (emails.NEEDS_OPEN_REQUEST)."""
         if self.acknowledgement_due_on is None:
             return None
+        if self.acknowledged_at is None and self.closed_at is not None:
+            return False if timezone.localdate(self.closed_at) > self.acknowledgement_due_on else None
         if self.acknowledged_at is None:
             return False if timezone.localdate() > self.acknowledgement_due_on else None
         return timezone.localdate(self.acknowledged_at) <= self.acknowledgement_due_on

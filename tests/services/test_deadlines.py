@@ -151,6 +151,19 @@ def test_an_unacknowledged_ccpa_request_is_flagged_late_after_its_date():
 
 
 @pytest.mark.django_db
+def test_a_request_closed_by_its_acknowledgement_date_without_one_was_not_late():
+    """Withdrawn (or answered) before the confirmation went: the confirmation is dropped, and nothing was late."""
+    with time_machine.travel(at(date(2026, 3, 2)), tick=False):
+        request = submit_request(regime="ccpa")  # on-commit email never ran
+        PrivacyRequest.objects.filter(pk=request.pk).update(closed_at=timezone.now(), status=Status.WITHDRAWN)
+        request.refresh_from_db()
+    with time_machine.travel(at(date(2026, 3, 17)), tick=False):
+        assert request.acknowledgement_met is None
+        request.closed_at = at(date(2026, 3, 17))  # left open past its date without one: late, closed or not
+        assert request.acknowledgement_met is False
+
+
+@pytest.mark.django_db
 def test_waiting_on_the_subject_pauses_and_resumes_the_clock():
     request = in_progress_received(date(2026, 1, 30))
     with time_machine.travel(at(date(2026, 2, 10)), tick=False):

@@ -799,3 +799,14 @@ def test_staff_pages_name_the_rights_and_grounds_of_the_subject_not_in_the_subje
     assert "Erase their data" in rule_form
     for text in (page, queue, rule_form):
         assert "my data" not in text
+
+
+@pytest.mark.django_db
+def test_a_receipt_never_confirmed_of_a_request_closed_first_is_not_shown_as_owed(client):
+    request = submit_request(regime="ccpa")  # its on-commit confirmation never ran
+    login_staff(client, staff_in_role("DPO", username="dpo-receipt"))
+    url = reverse("staff:request", args=[request.reference])
+    assert "Receipt to confirm by" in client.get(url).content.decode()
+    type(request).objects.filter(pk=request.pk).update(status=Status.WITHDRAWN, closed_at=timezone.now())
+    page = client.get(url).content.decode()
+    assert "Receipt to confirm by" not in page and "not yet" not in page
