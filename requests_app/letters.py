@@ -41,6 +41,10 @@ SAMPLE_VALUES = {
     "body": "What staff write for this request.",
 }
 
+# Every name a letter from a DPO's template is rendered with (handling.render_letter): the values above, and the two
+# an if tag tests, which render_with_sample_values tries both ways. A template naming any other prints nothing there.
+PLACEHOLDERS = [*SAMPLE_VALUES, "by_post", "clock_paused"]
+
 
 def parse(source: str) -> Template:
     """`source` as a letter's template. Raises TemplateSyntaxError, for a tag a letter may not use too, and for a
@@ -65,12 +69,45 @@ def _refuse_unclosed_markup(source: str) -> None:
 
 def render(source: str, values: dict) -> str:
     """`source` rendered with `values`, as plain text. Raises what `parse` raises, and whatever a filter
-    raises (a division by zero, say)."""
+    raises (a division by zero, say). A name not in `values` prints nothing, as in any Django template."""
     return parse(source).render(Context(values, autoescape=False)).strip()
 
 
-def render_with_sample_values(source: str) -> None:
+class _RecordingContext(Context):
+    """A context that notes the names it was asked for and does not hold.
+
+    Django asks the context for the first part of every variable a render meets ({{ due_on|date:"j F" }},
+    {% if by_post %}, {% for x in rights %}, a filter's argument), after {% for %} and {% with %} have pushed
+    the names they bind, and {% now … as year %} set its own: what it lacks then is a name no letter has. A
+    parser of the template's names would have to know where every tag binds one, and refuse a good template
+    for any it missed; the render knows. Its limit: a name only in a branch no sample render takes (under
+    {% if not reason %}, say) is not seen."""
+
+    def __init__(self, values: dict):
+        super().__init__(values, autoescape=False)
+        self.unknown: set[str] = set()
+
+    def __getitem__(self, key):
+        try:
+            return super().__getitem__(key)
+        except KeyError:
+            self.unknown.add(key)
+            raise
+
+
+def render_with_sample_values(source: str) -> set[str]:
     """Render `source` as it would be in every kind of letter: by email and by post, with the clock
-    running and paused, so that a branch of an {% if %} is not left untried. Raises what `render` raises."""
+    running and paused, so that a branch of an {% if %} is not left untried. Returns the names it uses that
+    are none of PLACEHOLDERS, which would print nothing in a letter. Raises what `render` raises."""
+    template = parse(source)
+    unknown = set()
     for by_post, clock_paused in itertools.product([False, True], repeat=2):
-        render(source, {**SAMPLE_VALUES, "by_post": by_post, "clock_paused": clock_paused})
+        context = _RecordingContext({**SAMPLE_VALUES, "by_post": by_post, "clock_paused": clock_paused})
+        try:
+            template.render(context)
+        except Exception:
+            # An unknown name as a filter's argument ({{ body|default:fallback }}) fails the render: naming it says why.
+            if not context.unknown:
+                raise
+        unknown |= context.unknown
+    return unknown

@@ -20,8 +20,7 @@ from django.utils import timezone
 from django.utils.text import format_lazy
 from rest_framework_api_key.models import AbstractAPIKey
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
-from django.utils.translation import pgettext_lazy
+from django.utils.translation import ngettext, pgettext_lazy
 
 from requests_app.deadlines import add_months
 from requests_app.phones import to_e164
@@ -848,6 +847,8 @@ class ResponseTemplate(models.Model):
     before a restriction is lifted, {{ source }} and {{ lift_on }}, which system
     and from which day (Art. 18(3)); in the notice that it stays in force after
     all, {{ source }}, and may use {{ lift_on }}, the day the first notice gave.
+    An if tag may test {{ by_post }} and {{ clock_paused }}. No other name (letters.PLACEHOLDERS), unless a
+    for or with tag of the template binds it.
     """
 
     purpose = models.CharField(max_length=32, choices=TemplatePurpose)
@@ -883,7 +884,19 @@ class ResponseTemplate(models.Model):
         errors = {}
         for name in ("subject", "body"):
             try:
-                letters.render_with_sample_values(getattr(self, name))
+                unknown = letters.render_with_sample_values(getattr(self, name))
+                if unknown:
+                    # A misspelt placeholder ({{ due_date }}) is no error to Django: it would print nothing, and
+                    # the subject read "Hallo  Wir melden uns bald." (A template saved before this check still
+                    # renders so: render_letter does not refuse it.)
+                    errors[name] = ngettext(
+                        "%(names)s is not a placeholder: it would print nothing in the letter. Use one of %(placeholders)s.",
+                        "%(names)s are not placeholders: they would print nothing in the letter. Use one of %(placeholders)s.",
+                        len(unknown),
+                    ) % {
+                        "names": ", ".join(f"“{unknown_name}”" for unknown_name in sorted(unknown)),
+                        "placeholders": ", ".join(letters.PLACEHOLDERS),
+                    }
             except TemplateSyntaxError as error:
                 errors[name] = _("This template has an error: %(error)s") % {"error": error}
             except Exception as error:  # a filter may raise anything, and would in every letter

@@ -4,11 +4,12 @@ import threading
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.core import mail
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from requests_app import lifecycle
 from requests_app.audit import Actor
@@ -453,6 +454,79 @@ def test_a_template_may_use_conditions_loops_and_filters():
         "{{ right|lower }} {% endfor %}{% with days=30 %}{{ days }} days{% endwith %} {{ reason }} {{ body }} {{ due_on|date:'j F Y' }}"
         "{% verbatim %}Type {{ to start a placeholder.{% endverbatim %}",  # markup left open on purpose, in verbatim
     ).clean()  # accepted
+
+
+@pytest.mark.parametrize(
+    ("field", "source", "unknown"),
+    [
+        ("body", "Hallo {{ due_date }} {{ body }}", "“due_date”"),
+        ("subject", "{{ referense }}", "“referense”"),
+        # In a condition, in a filter's argument, only in the letter by post, or misspelt twice: each is named.
+        ("body", "{% if by_psot %}By post.{% endif %}{{ body }}", "“by_psot”"),
+        ("body", "{{ body|default:fallback }}", "“fallback”"),
+        ("body", "{{ body }}{% if by_post %} {{ adress }}{% endif %}", "“adress”"),
+        ("body", "{{ body }} {{ due_date }} {{ refrence|upper }}", "“due_date”, “refrence”"),
+        # A name that {% for %} or {% with %} binds, used outside it.
+        ("body", "{% for right in rights %}{% endfor %}{{ right }}{{ body }}", "“right”"),
+        ("body", "{% with days=30 %}{% endwith %}{{ days }} days {{ body }}", "“days”"),
+    ],
+)
+def test_a_template_naming_an_unknown_placeholder_is_refused_with_its_name(field, source, unknown):
+    """A misspelt placeholder is no error to Django: it would print nothing, and the letter read "Hallo  Wir
+    melden uns bald." The refusal names it and the placeholders there are."""
+    from django.core.exceptions import ValidationError
+
+    fields = {"subject": "About {{ reference }}", "body": "{{ body }}", field: source}
+    with pytest.raises(ValidationError) as refused:
+        ResponseTemplate(purpose=TemplatePurpose.MESSAGE, language="de", **fields).clean()
+    error = refused.value.message_dict[field][0]
+    assert error.startswith(unknown)
+    assert "would print nothing in the letter" in error
+    assert "reference, due_on, rights, reason, fee, source, lift_on, body, by_post, clock_paused" in error
+
+
+def test_known_placeholders_filters_and_names_bound_in_the_template_are_accepted():
+    ResponseTemplate(
+        purpose=TemplatePurpose.MESSAGE, language="en", subject="{{ reference|upper }} {% now 'Y' as year %}{{ year }}",
+        body="{{ due_on|date:'j F' }} {{ rights }} {{ reason }} {{ fee }} {{ source }} {{ lift_on|default:due_on }}"
+        "{% if by_post and not clock_paused %}x{% endif %}{% for right in rights %}{{ forloop.counter }}{{ right }}"
+        "{% for again in right %}{{ forloop.parentloop.counter }}{{ again }}{% endfor %}{% endfor %}"
+        "{% with days=30 name=reference %}{{ days }} {{ name }}{% endwith %}{% firstof reason 'none' as why %}{{ why }}"
+        "{% cycle 'a' 'b' as letter silent %}{{ letter }}{% filter upper %}{{ body }}{% endfilter %}",
+    ).clean()  # accepted
+
+
+@pytest.mark.django_db
+def test_the_placeholders_named_are_those_letters_are_written_with(monkeypatch):
+    """letters.PLACEHOLDERS, which the check accepts, is what render_letter passes: a name it adds is not refused
+    in the DPO's templates, nor one it drops still accepted."""
+    from requests_app import letters
+
+    passed = []
+    monkeypatch.setattr(letters, "render", lambda source, values: passed.append(set(values)) or "")
+    handling.render_letter(request_in_status(Status.IN_PROGRESS), TemplatePurpose.MESSAGE, body="")
+    assert passed == [set(letters.PLACEHOLDERS)] * 2
+
+
+@pytest.mark.parametrize("language", [code for code, _ in settings.LANGUAGES])
+@pytest.mark.parametrize("purpose", list(handling.DEFAULT_TEMPLATES))
+def test_the_built_in_wording_passes_the_check_a_dpo_template_must(purpose, language):
+    """In every language: a translator's misspelt placeholder would print nothing too."""
+    with translation.override(language):
+        subject, body = map(str, handling.DEFAULT_TEMPLATES[purpose])
+    ResponseTemplate(purpose=purpose, language=language, subject=subject or "{{ reference }}", body=body).clean()
+
+
+@pytest.mark.django_db
+def test_a_stored_template_with_an_unknown_placeholder_still_sends_as_before(dpo, mailoutbox, django_capture_on_commit_callbacks):
+    """Saved before the check: the name prints nothing, as it did; the message is not refused."""
+    ResponseTemplate.objects.create(  # create() skips clean()
+        purpose=TemplatePurpose.MESSAGE, language="en", subject="About {{ referense }}", body="Hallo {{ due_date }} {{ body }}"
+    )
+    request = request_in_status(Status.IN_PROGRESS)
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.message_send(request=request, actor=Actor.staff(dpo), body="We will be in touch soon.")
+    assert (last_letter(request).subject, last_letter(request).body) == ("About", "Hallo  We will be in touch soon.")
 
 
 @pytest.mark.django_db

@@ -291,6 +291,20 @@ def test_a_template_that_would_fail_in_every_letter_is_refused_on_its_field(dpo_
 
 
 @pytest.mark.django_db
+def test_a_template_with_a_misspelt_placeholder_is_refused_naming_it(dpo_client):
+    """{{ due_date }} for {{ due_on }}: saved, the subject read "Hallo  Wir melden uns bald."."""
+    response = dpo_client.post(reverse("staff:template_new"), {
+        "purpose": "message", "request_type": "", "language": "de", "subject": "Ihre Anfrage {{ reference }}",
+        "body": "Hallo {{ due_date }} {{ body }}",
+    })
+
+    assert response.status_code == 200 and not ResponseTemplate.objects.exists()
+    error = str(response.context["form"].errors["body"])
+    assert "“due_date” is not a placeholder: it would print nothing in the letter." in error
+    assert "Use one of reference, due_on, rights" in error
+
+
+@pytest.mark.django_db
 def test_the_admin_refuses_a_template_that_would_fail_in_every_letter(dpo_client):
     response = dpo_client.post(reverse("admin:requests_app_responsetemplate_add"), {
         "purpose": "completion", "request_type": "", "language": "en", "subject": "Done",
