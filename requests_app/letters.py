@@ -9,6 +9,8 @@ saved: whatever can fail at that moment must be refused when it is saved instead
 
 import datetime
 import itertools
+import re
+from dataclasses import dataclass
 
 from django.template import Context, Engine, Library, Template, TemplateSyntaxError, defaultfilters, defaulttags
 from django.template.base import Lexer, TokenType
@@ -43,7 +45,13 @@ SAMPLE_VALUES = {
 
 # Every name a letter from a DPO's template is rendered with (handling.render_letter): the values above, and the two
 # an if tag tests, which render_with_sample_values tries both ways. A template naming any other prints nothing there.
+# The text of a completion letter has {{ outcome }} too (place_outcome).
 PLACEHOLDERS = [*SAMPLE_VALUES, "by_post", "clock_paused"]
+
+# What {{ outcome }} prints in a completion letter, replaced after the render by the paragraphs the law requires there
+# (what was done and kept, the rights refused, the recipients told, the right to complain): passed through the
+# template, a filter or a tag could cut or change them. No letter, nor anything a filter makes of a letter, has it.
+OUTCOME_MARK = "\x00outcome\x00"
 
 
 def parse(source: str) -> Template:
@@ -74,7 +82,7 @@ def render(source: str, values: dict) -> str:
 
 
 class _RecordingContext(Context):
-    """A context that notes the names it was asked for and does not hold.
+    """A context that notes the names it was asked for, and those it does not hold.
 
     Django asks the context for the first part of every variable a render meets ({{ due_on|date:"j F" }},
     {% if by_post %}, {% for x in rights %}, a filter's argument), after {% for %} and {% with %} have pushed
@@ -86,8 +94,10 @@ class _RecordingContext(Context):
     def __init__(self, values: dict):
         super().__init__(values, autoescape=False)
         self.unknown: set[str] = set()
+        self.asked: set[str] = set()
 
     def __getitem__(self, key):
+        self.asked.add(key)
         try:
             return super().__getitem__(key)
         except KeyError:
@@ -95,19 +105,39 @@ class _RecordingContext(Context):
             raise
 
 
-def render_with_sample_values(source: str) -> set[str]:
+@dataclass
+class SampleRenders:
+    texts: list[str]  # the letter by email and by post, the clock running and paused
+    unknown: set[str]  # the names it uses that it is not rendered with: they would print nothing
+    asked: set[str]  # every name it uses
+
+
+def render_with_sample_values(source: str, *, outcome: bool = False) -> SampleRenders:
     """Render `source` as it would be in every kind of letter: by email and by post, with the clock
-    running and paused, so that a branch of an {% if %} is not left untried. Returns the names it uses that
-    are none of PLACEHOLDERS, which would print nothing in a letter. Raises what `render` raises."""
+    running and paused, so that a branch of an {% if %} is not left untried; with {{ outcome }} as
+    OUTCOME_MARK if `outcome` (the text of a completion letter). Raises what `render` raises."""
     template = parse(source)
-    unknown = set()
+    renders = SampleRenders(texts=[], unknown=set(), asked=set())
     for by_post, clock_paused in itertools.product([False, True], repeat=2):
-        context = _RecordingContext({**SAMPLE_VALUES, "by_post": by_post, "clock_paused": clock_paused})
+        values = {**SAMPLE_VALUES, "by_post": by_post, "clock_paused": clock_paused}
+        context = _RecordingContext({**values, "outcome": OUTCOME_MARK} if outcome else values)
         try:
-            template.render(context)
+            renders.texts.append(template.render(context))
         except Exception:
             # An unknown name as a filter's argument ({{ body|default:fallback }}) fails the render: naming it says why.
             if not context.unknown:
                 raise
-        unknown |= context.unknown
-    return unknown
+        renders.unknown |= context.unknown
+        renders.asked |= context.asked
+    return renders
+
+
+def place_outcome(text: str, outcome: str) -> str:
+    """`text`, a completion letter rendered with OUTCOME_MARK as {{ outcome }}, with `outcome` in its place; at its
+    end when the template has no {{ outcome }} (the built-in wording, a DPO's written before it existed)."""
+    if OUTCOME_MARK not in text:
+        return "\n\n".join(part for part in (text, outcome) if part)
+    if not outcome:
+        # Nothing to say (an access answered in full): its paragraph goes, not leaving two blank lines in the letter.
+        return re.sub(r"\n*" + re.escape(OUTCOME_MARK), "", text).strip()
+    return text.replace(OUTCOME_MARK, outcome)

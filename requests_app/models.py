@@ -847,8 +847,9 @@ class ResponseTemplate(models.Model):
     before a restriction is lifted, {{ source }} and {{ lift_on }}, which system
     and from which day (Art. 18(3)); in the notice that it stays in force after
     all, {{ source }}, and may use {{ lift_on }}, the day the first notice gave.
-    An if tag may test {{ by_post }} and {{ clock_paused }}. No other name (letters.PLACEHOLDERS), unless a
-    for or with tag of the template binds it.
+    An if tag may test {{ by_post }} and {{ clock_paused }}. A completion letter's text may place {{ outcome }},
+    the paragraphs the law requires it to say, which otherwise end it (letters.place_outcome). No other name
+    (letters.PLACEHOLDERS), unless a for or with tag of the template binds it.
     """
 
     purpose = models.CharField(max_length=32, choices=TemplatePurpose)
@@ -883,8 +884,11 @@ class ResponseTemplate(models.Model):
 
         errors = {}
         for name in ("subject", "body"):
+            # Only a completion letter's text has {{ outcome }}, where request_complete puts what the law requires.
+            outcome = name == "body" and self.purpose == TemplatePurpose.COMPLETION
             try:
-                unknown = letters.render_with_sample_values(getattr(self, name))
+                renders = letters.render_with_sample_values(getattr(self, name), outcome=outcome)
+                unknown = renders.unknown
                 if unknown:
                     # A misspelt placeholder ({{ due_date }}) is no error to Django: it would print nothing, and
                     # the subject read "Hallo  Wir melden uns bald." (A template saved before this check still
@@ -895,8 +899,16 @@ class ResponseTemplate(models.Model):
                         len(unknown),
                     ) % {
                         "names": ", ".join(f"“{unknown_name}”" for unknown_name in sorted(unknown)),
-                        "placeholders": ", ".join(letters.PLACEHOLDERS),
+                        "placeholders": ", ".join([*letters.PLACEHOLDERS, *(["outcome"] if outcome else [])]),
                     }
+                elif "outcome" in renders.asked and any(text.count(letters.OUTCOME_MARK) != 1 for text in renders.texts):
+                    # Left out of a letter, the paragraphs would come at its end; twice, they would be said twice; under
+                    # a filter ({{ outcome|upper }}), the letter would show what stands for them.
+                    errors[name] = _(
+                        "{{ outcome }} must be printed once, as it is (without a filter), in every letter, by email and by "
+                        "post: it stands for the paragraphs the law requires (what was done or kept, the rights refused, the "
+                        "recipients told and the right to complain)."
+                    )
             except TemplateSyntaxError as error:
                 errors[name] = _("This template has an error: %(error)s") % {"error": error}
             except Exception as error:  # a filter may raise anything, and would in every letter

@@ -153,13 +153,15 @@ DEFAULT_TEMPLATES = {
 
 def render_letter(
     request: PrivacyRequest, purpose: str, *, body: str, reason: str = "", fee: str = "", clock_paused: bool | None = None,
-    source: str = "", lift_on: datetime.date | None = None,
+    source: str = "", lift_on: datetime.date | None = None, outcome: str | None = None,
 ) -> tuple[str, str]:
     """The subject line and text of a message or letter, from the DPO's template if there is one.
 
     Looked up by purpose, the request's first type and language, falling back
     to "any type", then to the built-in wording. A DPO's template that cannot be
-    rendered is a RequestError, raised before anything is sent.
+    rendered is a RequestError, raised before anything is sent. A completion
+    letter's `outcome`, the paragraphs the law requires it to say, goes where
+    its template has {{ outcome }}, or at its end (letters.place_outcome).
     """
     rights = list(request.rights.all())
     refused = set(request.refused_rights)
@@ -190,7 +192,10 @@ def render_letter(
                 "source": source,
                 "lift_on": date_in_words(lift_on) if lift_on else "",
             }
-            return letters.render(subject_source, values), letters.render(body_source, values)
+            if outcome is None:
+                return letters.render(subject_source, values), letters.render(body_source, values)
+            text = letters.render(body_source, {**values, "outcome": letters.OUTCOME_MARK})
+            return letters.render(subject_source, values), letters.place_outcome(text, outcome)
     except Exception as error:
         if template is None:
             raise  # the built-in wording: a bug, not something a DPO can correct
@@ -605,25 +610,27 @@ def request_complete(
         # transition queues it): once committed, after the letter, which says its recipient is being told (outcome_summary).
         lifecycle.transition(locked, "complete", actor=actor, data={"refused": grounds} if grounds else None)
         if locked.granted_rights:
-            subject, text = render_letter(locked, TemplatePurpose.COMPLETION, body=letter.strip())
             # What was done in the source systems, and what a package found, is stated from the actions and the
             # manifests themselves, so the letter cannot omit a kept category and its Art. 17(3) reason, or
             # that no data was found, whatever the DPO wrote; nor a right refused, and why.
-            paragraphs = (
+            paragraphs = [
                 outcome_summary(locked), refusals_in_letter(locked, refusals_by_right), ccpa_deletion_record_paragraph(locked)
-            )
+            ]
         else:
             # Every right refused, each on its own ground: nothing was done (none of them was answered already,
             # _refuse_rights), so there is no outcome to tell, only each refusal and its reasons.
-            subject, text = every_right_refused_letter(locked, body=letter.strip())
-            paragraphs = (refusals_in_letter(locked, refusals_by_right), ccpa_deletion_record_paragraph(locked))
-        for paragraph in paragraphs:
-            if paragraph:
-                text = f"{text}\n\n{paragraph}"
+            paragraphs = [refusals_in_letter(locked, refusals_by_right), ccpa_deletion_record_paragraph(locked)]
         if corrected_none or data_kept(locked) or answered_in_part(locked) or grounds:
             # Refusing a right, keeping data asked to be erased, or correcting none, is a refusal in part; finding
             # no data, or not searching a source, an answer the subject may challenge: they may complain (Art. 12(4)).
-            text = f"{text}\n\n{rejection_rights_paragraph(locked)}"
+            paragraphs.append(rejection_rights_paragraph(locked))
+        outcome = "\n\n".join(paragraph for paragraph in paragraphs if paragraph)
+        if locked.granted_rights:
+            # Where the DPO's template places {{ outcome }}: before its "Kind regards", not after.
+            subject, text = render_letter(locked, TemplatePurpose.COMPLETION, body=letter.strip(), outcome=outcome)
+        else:
+            subject, text = every_right_refused_letter(locked, body=letter.strip())
+            text = "\n\n".join(part for part in (text, outcome) if part)
         write_to_subject(locked, actor=actor, subject=subject, body=text, action="completion_letter_sent")
         if grounds:
             # A package of a refused right is never delivered: its data goes now, not at the hourly clean-up.

@@ -23,9 +23,11 @@ from requests_app.models import (
     PrivacyRequest,
     Recipient,
     RequestType,
+    ResponseTemplate,
     SourceAction,
     SourceFieldTranslation,
     SourceSystem,
+    TemplatePurpose,
 )
 from requests_app.services import actions, certificate, exports, handling, notices
 from tests.actions.conftest import ANA_PHONE, verified_request
@@ -66,6 +68,43 @@ def test_the_letter_names_the_erased_and_the_kept_data_with_its_basis(
     # Keeping the call records refuses part of the erasure: the letter says how to complain (Art. 12(4)).
     assert body.endswith("and to seek a judicial remedy before the courts.")
     assert "lodge a complaint with a supervisory authority, in particular the Data Protection Authority" in body
+
+
+@pytest.mark.parametrize(
+    ("template", "signed_off_last"),
+    [
+        ("Dear subject,\n\n{{ body }}\n\n{{ outcome }}\n\nKind regards,\nThe DPO", True),
+        # Written before {{ outcome }} existed: the paragraphs still come, at the end, as they did.
+        ("Dear subject,\n\n{{ body }}\n\nKind regards,\nThe DPO", False),
+    ],
+)
+def test_the_paragraphs_the_law_requires_go_where_the_template_places_them(
+    crm, cdr, erasure_request, dpo_actor, django_capture_on_commit_callbacks, template, signed_off_last
+):
+    """Not after the DPO's "Kind regards": what was kept and why (Art. 17(3)), the recipients told (Art. 19), the
+    right to complain."""
+    ResponseTemplate.objects.create(purpose=TemplatePurpose.COMPLETION, language="en", subject="Done", body=template)
+    LegalHold.objects.create(
+        source=cdr, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law: call records kept 12 months.",
+        until=timezone.localdate() + datetime.timedelta(days=365),
+    )
+    Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_email="art19@partner.example")
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    carry_out_actions(erasure_request, dpo_actor, django_capture_on_commit_callbacks)
+
+    body = _complete(erasure_request, dpo_actor).body
+
+    assert body.startswith("Dear subject,\n\nThank you for your patience.\n\n")
+    sign_off = body.index("Kind regards,\nThe DPO")
+    for paragraph in (
+        "The right to erasure does not apply to this data: compliance with a legal obligation (Art. 17(3)(b)).",
+        "told the following recipients of your data about these changes (Article 19 GDPR): Billing partner.",
+        "We erased your data in CRM: contact information.",
+        "lodge a complaint with a supervisory authority",
+    ):
+        assert body.count(paragraph) == 1 and (body.index(paragraph) < sign_off) == signed_off_last
+    assert body.endswith("Kind regards,\nThe DPO") == signed_off_last
+    assert "\x00" not in body and "\n\n\n" not in body
 
 
 @pytest.mark.parametrize("regime", ["ccpa", "lgpd"])

@@ -504,8 +504,12 @@ def test_the_placeholders_named_are_those_letters_are_written_with(monkeypatch):
 
     passed = []
     monkeypatch.setattr(letters, "render", lambda source, values: passed.append(set(values)) or "")
-    handling.render_letter(request_in_status(Status.IN_PROGRESS), TemplatePurpose.MESSAGE, body="")
+    request = request_in_status(Status.IN_PROGRESS)
+    handling.render_letter(request, TemplatePurpose.MESSAGE, body="")
     assert passed == [set(letters.PLACEHOLDERS)] * 2
+    passed.clear()
+    handling.render_letter(request, TemplatePurpose.COMPLETION, body="", outcome="")  # and a completion's text, {{ outcome }}
+    assert sorted(passed, key=len) == [set(letters.PLACEHOLDERS), {*letters.PLACEHOLDERS, "outcome"}]
 
 
 @pytest.mark.parametrize("language", [code for code, _ in settings.LANGUAGES])
@@ -515,6 +519,57 @@ def test_the_built_in_wording_passes_the_check_a_dpo_template_must(purpose, lang
     with translation.override(language):
         subject, body = map(str, handling.DEFAULT_TEMPLATES[purpose])
     ResponseTemplate(purpose=purpose, language=language, subject=subject or "{{ reference }}", body=body).clean()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{{ body }}\n\n{{ outcome }}\n\nKind regards",
+        "{{ body }}{% if by_post %}\n\n{{ outcome }}\n\nYours faithfully{% else %}\n\n{{ outcome }}\n\nKind regards{% endif %}",
+        "{{ body }}\n\n{% if outcome %}{{ outcome }}{% endif %}",
+    ],
+)
+def test_a_completion_template_may_place_the_paragraphs_the_law_requires(body):
+    ResponseTemplate(purpose=TemplatePurpose.COMPLETION, language="en", subject="Done", body=body).clean()  # accepted
+
+
+@pytest.mark.parametrize(
+    ("purpose", "field", "source", "error"),
+    [
+        # Only a completion's text has them: elsewhere the placeholder would print nothing.
+        (TemplatePurpose.MESSAGE, "body", "{{ body }}\n\n{{ outcome }}", "“outcome” is not a placeholder"),
+        (TemplatePurpose.COMPLETION, "subject", "Done: {{ outcome }}", "“outcome” is not a placeholder"),
+        # Changed, left out of a letter, or said twice.
+        (TemplatePurpose.COMPLETION, "body", "{{ body }} {{ outcome|upper }}", "{{ outcome }} must be printed once"),
+        (TemplatePurpose.COMPLETION, "body", "{{ body }} {{ outcome|truncatechars:5 }}", "{{ outcome }} must be printed once"),
+        (TemplatePurpose.COMPLETION, "body", "{{ body }}{% if by_post %} {{ outcome }}{% endif %}", "{{ outcome }} must be printed once"),
+        (TemplatePurpose.COMPLETION, "body", "{{ outcome }} {{ body }} {{ outcome }}", "{{ outcome }} must be printed once"),
+        (TemplatePurpose.COMPLETION, "body", "{{ body }} {% with o=outcome %}{{ o|length }}{% endwith %}", "{{ outcome }} must be printed once"),
+    ],
+)
+def test_a_template_that_would_misplace_the_paragraphs_the_law_requires_is_refused(purpose, field, source, error):
+    from django.core.exceptions import ValidationError
+
+    fields = {"subject": "Done", "body": "{{ body }}", field: source}
+    with pytest.raises(ValidationError) as refused:
+        ResponseTemplate(purpose=purpose, language="en", **fields).clean()
+    assert error in refused.value.message_dict[field][0]
+
+
+@pytest.mark.parametrize(
+    ("text", "outcome", "letter"),
+    [
+        ("Hello\n\n\x00outcome\x00\n\nKind regards", "We erased it.\n\nYou may complain.", "Hello\n\nWe erased it.\n\nYou may complain.\n\nKind regards"),
+        # Nothing to say: no empty paragraph is left.
+        ("Hello\n\n\x00outcome\x00\n\nKind regards", "", "Hello\n\nKind regards"),
+        ("Hello\n\nKind regards", "We erased it.", "Hello\n\nKind regards\n\nWe erased it."),
+        ("Hello\n\nKind regards", "", "Hello\n\nKind regards"),
+    ],
+)
+def test_the_paragraphs_the_law_requires_take_the_place_of_outcome_or_end_the_letter(text, outcome, letter):
+    from requests_app import letters
+
+    assert letters.place_outcome(text, outcome) == letter
 
 
 @pytest.mark.django_db
