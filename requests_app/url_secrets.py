@@ -25,30 +25,41 @@ def _connection_string_secret(value: str) -> bool:
     return any(_secret_name(pair.split("=", 1)[0]) for pair in value.split(";") if "=" in pair)
 
 
+def _web_address(parts) -> bool:
+    return parts.scheme.lower() in ("http", "https")
+
+
 def carries_secret(url: str) -> bool:
-    """Whether a URL holds a password or token: user:password@..., or one in its query or fragment (an OAuth
-    #access_token=...), by name or inside a connection string given as a parameter."""
+    """Whether a URL holds a password or token: user:password@..., in a web address a user name alone too
+    (https://ghp_token@..., a token sent as the Basic user name), or one in its query or fragment (an OAuth
+    #access_token=...), by name or inside a connection string given as a parameter. A database URL's user name
+    alone is no secret (postgresql://app@db/crm, its password in the environment)."""
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:  # not a URL at all: its own validation says so
         return False
     pairs = parse_qsl(parts.query) + parse_qsl(parts.fragment)
-    return bool(password) or any(_secret_name(name) or _connection_string_secret(value) for name, value in pairs)
+    user_info = bool(password) or (_web_address(parts) and parts.username is not None)
+    return user_info or any(_secret_name(name) or _connection_string_secret(value) for name, value in pairs)
 
 
 def masked(url: str) -> str:
-    """`url` without what could be a secret, for the audit trail: its password and the values of its query and
-    fragment, each parameter's name kept (the trail still says that ?region= changed). A URL with a secret is
-    refused when saved (carries_secret); this keeps the trail clean of whatever that does not know of. The rest is
-    kept as written."""
+    """`url` without what could be a secret, for the audit trail: its password (in a web address its user name too,
+    as carries_secret) and the values of its query and fragment, each parameter's name kept (the trail still says
+    that ?region= changed). A URL with a secret is refused when saved (carries_secret); this keeps the trail clean
+    of whatever that does not know of. The rest is kept as written."""
     rest, hash_sign, fragment = url.partition("#")
     base, question_mark, query = rest.partition("?")
     try:
-        password = urlsplit(base).password
+        parts = urlsplit(base)
+        password, username = parts.password, parts.username
     except ValueError:  # not a URL: nothing in it is taken for a password
-        password = None
-    if password is not None:
+        parts, password, username = None, None, None
+    if parts is not None and _web_address(parts) and username is not None:
+        user_info = f"{MASK}:{MASK}" if password is not None else MASK
+        base = base.replace(parts.netloc, f"{user_info}@{parts.netloc.rpartition('@')[2]}", 1)
+    elif password is not None:
         base = base.replace(f":{password}@", f":{MASK}@", 1)
     return f"{base}{question_mark}{_masked_values(query)}{hash_sign}{_masked_values(fragment)}"
 

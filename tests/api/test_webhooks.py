@@ -604,7 +604,9 @@ def test_the_admin_refuses_an_internal_endpoint_with_a_field_error(client, opera
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("url", ["https://hooks:s3cret@portal.example.com/hooks", "https://portal.example.com/hooks?token=abc"])
+@pytest.mark.parametrize(
+    "url", ["https://hooks:s3cret@portal.example.com/hooks", "https://ghp_S3cr3t@portal.example.com/hooks", "https://portal.example.com/hooks?token=abc"]
+)
 def test_a_password_or_token_in_an_endpoints_address_is_refused_when_saved(operator, url):
     """The address shows on /staff/webhooks/, in the disabled-endpoint email and in audit events, kept for good;
     deliveries are signed with the endpoint's own secret. Refused where internal addresses are allowed too."""

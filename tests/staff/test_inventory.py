@@ -58,6 +58,7 @@ def test_the_dpo_records_a_source_its_category_and_recipient(dpo_client):
         ("staff:source_new", {**SOURCE, "connection_url": "postgresql://app:s3cret@db/billing"}, "connection_url", "environment variable"),
         ("staff:source_new", {**SOURCE, "connection_url": "postgresql://app@db/billing?password=s3cret"}, "connection_url", "environment variable"),
         ("staff:source_new", {**SOURCE, "connector": "http", "connection_url": "https://crm.example/api?token=abc"}, "connection_url", "environment variable"),
+        ("staff:source_new", {**SOURCE, "connector": "http", "connection_url": "https://ghp_S3cr3t@crm.example/api"}, "connection_url", "environment variable"),
         ("staff:source_new", {**SOURCE, "connection_url": "postgresql://app@db/billing?sslpassword=s3cret"}, "connection_url", "environment variable"),
         (
             "staff:source_new",
@@ -96,6 +97,7 @@ def test_the_admin_refuses_a_password_in_a_sources_url_as_the_dashboard_does(dpo
 @pytest.mark.django_db
 @pytest.mark.parametrize("url", [
     "https://partner:s3cret@partner.example/notices",
+    "https://ghp_S3cr3t@partner.example/notices",  # a token as the user name, no password
     "https://partner.example/notices?api_key=abc",
     "https://partner.example/notices?auth_token=abc",
     "https://partner.example/notices?client_secret=abc",
