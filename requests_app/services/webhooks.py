@@ -46,7 +46,7 @@ from rest_framework import serializers
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from requests_app import roles, tasks
+from requests_app import deadlines, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
@@ -93,7 +93,10 @@ def emit_created(request: PrivacyRequest) -> None:
     endpoints = WebhookEndpoint.objects.filter(organisation_id=request.organisation_id)
     untold = [endpoint for endpoint in endpoints if _claim_created(request, endpoint)]
     if untold:
-        as_filed = {"status": Status.NEW, "due_on": request.original_due_on.isoformat() if request.original_due_on else None}
+        # The first due date as intake.set_first_deadline set it, not original_due_on: that one has the finished
+        # pauses added, so a request.created sent after a pause would give a later date than the API did at filing.
+        filed_due_on = deadlines.due_date(request.regime, request.received_at, rights=request.requested_rights)
+        as_filed = {"status": Status.NEW, "due_on": filed_due_on.isoformat()}
         _queue(request, WebhookEvent.REQUEST_CREATED, as_filed, untold)
 
 

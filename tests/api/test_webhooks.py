@@ -165,6 +165,31 @@ def test_request_created_comes_first_even_when_the_follow_up_task_is_late(operat
 
 
 @pytest.mark.django_db
+def test_request_created_sent_after_a_pause_gives_the_due_date_the_request_was_filed_with(operator):
+    """request.created describes the request as filed: a pause finished before it went out (an endpoint added
+    since, a late follow-up task) must not move its due date past the one the API answered at filing."""
+    from requests_app import lifecycle
+    from requests_app.services import intake
+
+    # Filed on Friday 30 January: due 28 February, a Saturday, so Monday 2 March.
+    with time_machine.travel(datetime(2026, 1, 30, 12, tzinfo=UTC), tick=False):
+        created = client_with(key_for(operator)).post(URL, BODY, format="json").json()
+    request = PrivacyRequest.objects.get(public_id=created["id"])
+    with time_machine.travel(datetime(2026, 2, 10, 12, tzinfo=UTC), tick=False):
+        lifecycle.transition(request, "await_subject", actor=Actor.system())
+    with time_machine.travel(datetime(2026, 2, 15, 12, tzinfo=UTC), tick=False):
+        lifecycle.transition(request, "start_work", actor=Actor.system())
+    request.refresh_from_db()
+    assert request.original_due_on == datetime(2026, 3, 5).date()  # the five days paused added
+    WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+
+    intake.request_follow_up(request_id=request.pk)
+
+    announced = WebhookDelivery.objects.get(event="request.created").payload
+    assert created["due_on"] == announced["due_on"] == "2026-03-02"
+
+
+@pytest.mark.django_db
 def test_a_request_forwarded_to_its_controller_is_announced_as_such_without_the_contact(operator, django_capture_on_commit_callbacks):
     from requests_app.services import handling
 
