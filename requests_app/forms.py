@@ -322,7 +322,10 @@ class RequestForm(forms.Form):
 
 class ResendLinkForm(forms.Form):
     reference = forms.CharField(label=_("Request reference"), max_length=20, help_text=_("For example DSR-2026-00042."))
-    email = RoutableEmailField(label=_("Email address"), error_messages=EMAIL_ERRORS)
+    # The subject's own address, as on the request form: the browser may fill it in (WCAG 1.3.5).
+    email = RoutableEmailField(
+        label=_("Email address"), error_messages=EMAIL_ERRORS, widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )
 
 
 class WithdrawForm(forms.Form):

@@ -501,6 +501,8 @@ def test_the_browser_may_fill_in_the_subjects_own_details_but_not_on_staffs_inta
     page = client.get("/").content.decode()
     assert 'autocomplete="name"' in page and 'autocomplete="email"' in page
     assert re.search(r'<input type="tel" name="subject_phone"[^>]*autocomplete="tel"', page)
+    lost_link = client.get("/lost-link/").content.decode()
+    assert re.search(r'<input type="email" name="email"[^>]*autocomplete="email"', lost_link)
     staff_form = StaffIntakeForm()
     assert {staff_form.fields[name].widget.attrs["autocomplete"] for name in ("subject_name", "subject_email", "subject_phone")} == {"off"}
 
