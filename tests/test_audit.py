@@ -325,12 +325,12 @@ def test_the_staff_home_page_shows_the_latest_check(client):
     request_in_status(Status.NEW)
     check_chain()
     page = client.get(reverse("staff:home")).content.decode()
-    assert "2 events, no break" in page and '<ul class="messages" role="alert">' not in page
+    assert "2 events, no break" in page and '<div role="alert"><ul class="messages">' not in page
 
     AuditEvent.objects.filter(sequence=1).update(note="edited")
     check_chain()
     page = client.get(reverse("staff:home")).content.decode()
-    assert '<ul class="messages" role="alert">' in page and "found broken" in page and "at event #1" in page
+    assert '<div role="alert"><ul class="messages">' in page and "found broken" in page and "at event #1" in page
 
 
 @pytest.mark.django_db

@@ -246,6 +246,21 @@ def test_a_reply_to_a_request_closed_meanwhile_keeps_the_text_written(client):
 
 
 @pytest.mark.django_db
+def test_messages_and_a_replys_error_are_announced_as_lists_with_their_items(client):
+    """role="status" or "alert" on a <ul> replaces its list role: a screen reader no longer says "list, 1 item".
+    The role is on a wrapper, and the field still points at the element holding the error's text."""
+    request = request_in_status(Status.IN_PROGRESS)
+    reply_url = reverse("reply", args=[request.reference, request.secret])
+    sent = client.post(reply_url, {"body": "Thanks."}, follow=True).content.decode()
+    assert re.search(r'<div role="status"><ul class="messages">\s*<li class="success">Thank you', sent)
+
+    refused = client.post(reply_url, {"body": "x" * 10_001}).content.decode()
+    assert '<div role="alert"><ul class="errorlist" id="reply-error"><li>Your reply is too long' in refused
+    assert 'aria-describedby="reply-error"' in refused
+    assert not re.search(r"<ul[^>]*role=", sent + refused)
+
+
+@pytest.mark.django_db
 def test_a_reply_with_a_null_character_is_refused_with_the_text_kept(client):
     request = request_in_status(Status.IN_PROGRESS)
     response = client.post(reverse("reply", args=[request.reference, request.secret]), {"body": "hi\x00there"})

@@ -576,6 +576,22 @@ def test_recording_a_verification_on_a_running_clock_says_nothing_of_the_clock(c
 
 
 @pytest.mark.django_db
+def test_the_staff_pages_messages_keep_their_list_semantics(client):
+    """role="status" on the <ul> replaced its list role: it goes on a wrapper instead."""
+    dpo = staff_in_role("DPO", username="dpo-messages")
+    request = request_in_status(Status.IDENTITY_CHECK)
+    login_staff(client, dpo)
+    email = request.identities.get(kind=IdentityKind.EMAIL)
+    page = client.post(
+        reverse("staff:request_action", args=[request.reference, "verify_identity"]),
+        {"identities": [email.id], "method": VerificationMethod.DOCUMENT, "expected_status": Status.IDENTITY_CHECK},
+        follow=True,
+    ).content.decode()
+    assert '<div role="status"><ul class="messages"><li class="success">Identity verification recorded.' in page
+    assert not re.search(r"<ul[^>]*role=", page)
+
+
+@pytest.mark.django_db
 def test_the_rejection_offers_the_rights_of_others_against_a_portability_request_never_an_access_request(client):
     """Art. 15(4) limits the copy only (recital 63): other people's data is masked in the package, never a reason to
     refuse the subject access; Art. 20(4) may refuse the data ported."""
