@@ -592,6 +592,29 @@ def test_the_staff_pages_messages_keep_their_list_semantics(client):
 
 
 @pytest.mark.django_db
+def test_every_column_of_the_request_pages_tables_has_a_header_a_screen_reader_reads(client):
+    """A column of buttons or links had an empty <th>: a screen reader named its cells by nothing. Its header is
+    hidden text. The templates are checked too, for tables a page shows only with data (actions, notices, deliveries)."""
+    from django.conf import settings
+
+    from tests.factories import released_package
+
+    request = request_in_status(Status.IN_PROGRESS)
+    released_package(request)
+    login_staff(client, staff_in_role("DPO", username="dpo-headers"))
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    headers = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", page, re.S)
+    assert headers and all(re.sub(r"<[^>]+>", "", header).strip() for header in headers), headers
+    assert '<th scope="col"><span class="visually-hidden">Actions</span></th>' in page
+
+    empty = [
+        path.name for path in (settings.BASE_DIR / "templates").rglob("*.html")
+        if re.search(r"<th(?: [^>]*)?>\s*</th>", path.read_text())
+    ]
+    assert not empty
+
+
+@pytest.mark.django_db
 def test_the_rejection_offers_the_rights_of_others_against_a_portability_request_never_an_access_request(client):
     """Art. 15(4) limits the copy only (recital 63): other people's data is masked in the package, never a reason to
     refuse the subject access; Art. 20(4) may refuse the data ported."""
