@@ -279,3 +279,32 @@ def test_a_packages_first_rows_stay_readable_on_a_phone(page):
     assert page.locator("pre").evaluate("e => e.getBoundingClientRect().width") >= 250
     assert page.locator("table").evaluate("t => t.scrollWidth > t.clientWidth")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
+
+
+# WCAG's contrast ratio of an element's text against the first background behind it that is not transparent.
+CONTRAST = """element => {
+    const rgb = text => text.match(/[\\d.]+/g).map(Number);
+    const luminance = ([r, g, b]) => [r, g, b].map(c => c / 255)
+        .map(c => c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4)
+        .reduce((sum, c, i) => sum + c * [0.2126, 0.7152, 0.0722][i], 0);
+    let behind = element;
+    while (behind && rgb(getComputedStyle(behind).backgroundColor)[3] === 0) behind = behind.parentElement;
+    const [fore, back] = [getComputedStyle(element).color, getComputedStyle(behind || document.body).backgroundColor]
+        .map(colour => luminance(rgb(colour)));
+    return (Math.max(fore, back) + 0.05) / (Math.min(fore, back) + 0.05);
+}"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_button_that_reads_as_a_link_is_legible_on_the_page_and_in_the_header(page, live_server):
+    """The receipt's button was a button's white text with no background: white on the white page."""
+    dpo, device = staff_with_authenticator(roles.DPO, "dora")
+    request = request_in_status(Status.IN_PROGRESS, regime="ccpa")  # a receipt to confirm within 10 business days
+    PrivacyRequest.objects.filter(pk=request.pk).update(acknowledged_at=None)  # the email confirming it never went
+    sign_in(page, live_server, dpo.username, device)
+    expect(page.get_by_role("heading", name="Today")).to_be_visible()
+    page.goto(f"{live_server.url}/staff/requests/{request.reference}/")
+
+    record = page.get_by_role("button", name="Record that we confirmed it by letter or phone")
+    assert record.evaluate(CONTRAST) >= 4.5
+    assert page.get_by_role("button", name="Sign out").evaluate(CONTRAST) >= 4.5
