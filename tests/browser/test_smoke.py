@@ -86,6 +86,17 @@ def test_public_pages_fit_a_phone_screen(page, live_server):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_dutch_form_fits_the_narrowest_phone(page, live_server):
+    """At 320 px the Dutch privacy notice's regulator address (www.gegevensbeschermingsautoriteit.be, one word)
+    made the page scroll sideways."""
+    page.set_viewport_size({"width": 320, "height": 800})
+    page.context.add_cookies([{"name": "django_language", "value": "nl", "url": live_server.url}])
+    page.goto(live_server.url + "/")
+    expect(page.locator(".notice")).to_contain_text("gegevensbeschermingsautoriteit")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_first_tab_shows_a_skip_link_that_leads_past_the_header(page, live_server):
     page.goto(live_server.url + "/")
     skip = page.get_by_role("link", name="Skip to content")
