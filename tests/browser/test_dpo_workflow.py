@@ -199,6 +199,19 @@ def test_the_staff_pages_fit_a_phone_screen(page, live_server):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_queue_fits_the_narrowest_phone_in_french(page, live_server):
+    """At 320 px the header's language names on one line, and the bulk actions' list as wide as its longest French
+    choice, made the page scroll sideways."""
+    _a_dpo_signed_in_on_a_screen_with_one_request(page, live_server, width=320)
+    expect(page.get_by_role("heading", name="Today")).to_be_visible()
+    page.set_extra_http_headers({"Accept-Language": "fr"})
+    page.goto(live_server.url + "/staff/requests/")
+    expect(page.locator("html")).to_have_attribute("lang", "fr")
+    expect(page.locator(".bulk select").first).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_queue_fits_a_1024_pixel_screen_in_german(page, live_server):
     """The page must not scroll sideways: the table scrolls in its own box, and references stay on one line."""
     request = _a_dpo_signed_in_on_a_screen_with_one_request(page, live_server, width=1024)
