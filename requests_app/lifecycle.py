@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from requests_app.audit import Actor, record_event
-from requests_app.models import AuditEvent, ClosedRequestCount, PrivacyRequest, Status
+from requests_app.models import NO_DATA_DELIVERED, AuditEvent, ClosedRequestCount, PrivacyRequest, Status
 from requests_app.wording import in_sentence
 
 
@@ -174,6 +174,12 @@ def transition(
             from requests_app.services import actions
 
             actions.queue_due_notices(request)
+        if spec.target in NO_DATA_DELIVERED:
+            # Imported here for the same reason. Its packages may no longer go to the subject: ended now, their files
+            # deleted on commit, as the status page then tells the subject and the staff pages show.
+            from requests_app.services import exports
+
+            exports.end_packages_of_closed_request(request)
         # Imported here for the same reason as the deadline service.
         from requests_app.services import webhooks
 

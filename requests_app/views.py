@@ -24,6 +24,7 @@ from requests_app.models import (
     NO_DATA_DELIVERED,
     TEXT_MAX_CHARS,
     ActionStatus,
+    ExportStatus,
     PrivacyRequest,
     Status,
 )
@@ -234,10 +235,13 @@ def _status_context(privacy_request) -> dict:
         # Released, not merely expired: a package never released (its right refused, or left unreviewed) is
         # ended too, and the subject was never offered it.
         "downloads_spent": not downloads and privacy_request.status not in NO_DATA_DELIVERED and bool(released),
-        # Still downloadable when the request was withdrawn, which ended it: the withdraw form warned of it.
+        # Still downloadable when the request was withdrawn, which ended it (the withdraw form warned of it), and deleted:
+        # at once as a rule (exports.end_packages_of_closed_request), else by the hourly clean-up (one another
+        # transaction held locked). Never downloadable meanwhile: the page says nothing of it until it is deleted.
         "downloads_withdrawn": privacy_request.status == Status.WITHDRAWN
         and any(
             export.expires_at > privacy_request.closed_at and export.download_count < export.max_downloads
+            and export.status == ExportStatus.EXPIRED
             for export in released
         ),
         # Art. 19: the subject may know who received their data and was told of the erasure,

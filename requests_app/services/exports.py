@@ -338,9 +338,10 @@ def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
 
     with transaction.atomic():
         # The export and its request locked, in the order export_release locks them, and read afresh: a
-        # completion that refused this package's right, or a withdrawal or rejection, while this run
-        # collected, has committed by now, or waits for this transaction (it locks the request first, then
-        # ends the packages of the rights it refuses, end_packages_of_refused_rights) and then ends it.
+        # completion that refused this package's right, or a withdrawal, rejection or forwarding, while this run
+        # collected, has committed by now, or waits for this transaction (it locks the request first, then ends
+        # the packages it may, end_packages_of_refused_rights or end_packages_of_closed_request, all but this
+        # running one): either way this run finds it, and fails.
         current = (
             ExportPackage.objects.select_for_update().select_related("request")
             .filter(pk=export_id, attempt=attempt, status=ExportStatus.RUNNING).first()
@@ -480,16 +481,35 @@ def end_packages_of_refused_rights(request: PrivacyRequest) -> int:
     """End (delete_export) the packages answering a right that `request`'s completion refuses; returns how many.
 
     Called by request_complete, in its transaction and under its lock on the request, so that the data the
-    letter refuses is not kept until the hourly clean-up. A run under way fails itself when it finishes
-    (_compile). A package another transaction holds locked (a release or an upload, which will find the right
-    refused once the completion commits) is skipped, not waited for: those lock the export before the request,
-    and waiting would deadlock. The hourly clean-up ends it (delete_expired_exports)."""
+    letter refuses is not kept until the hourly clean-up. See _end_packages for a run under way and a package
+    another transaction holds locked."""
     kinds = [PACKAGE_FOR_RIGHT[right] for right in request.refused_rights if right in PACKAGE_FOR_RIGHT]
-    packages = ExportPackage.objects.select_for_update(skip_locked=True).filter(
-        request=request, kind__in=kinds, status__in=ENDED_WHEN_UNDELIVERABLE
-    )
+    return _end_packages(request, request.exports.filter(kind__in=kinds))
+
+
+def end_packages_of_closed_request(request: PrivacyRequest) -> int:
+    """End (delete_export) every package of `request`, just withdrawn, rejected or forwarded to its controller
+    (NO_DATA_DELIVERED); returns how many.
+
+    Called by lifecycle.transition, in its transaction and under its lock on the request: the subject's status page
+    says at once that the copy it offered was deleted, and the staff pages show it ended, so the files go when the
+    closing commits, not at the hourly clean-up. See _end_packages for a run under way and a package another
+    transaction holds locked."""
+    return _end_packages(request, request.exports.all())
+
+
+def _end_packages(request: PrivacyRequest, packages) -> int:
+    """End `packages` of `request`, whose data may no longer go to the subject, in the caller's transaction, which
+    holds the request locked; their files are deleted once it commits (delete_export). Returns how many.
+
+    A run under way is left to fail itself when it finishes (_compile reads the request again under its lock), and a
+    queued one is ended before a worker claims it (_claim takes only a queued one). A package another transaction
+    holds locked (a release or an upload, which will find the request closed or the right refused once this commits;
+    a download or a password being texted) is skipped, not waited for: a release and an upload lock the export before
+    the request, and waiting would deadlock. The hourly clean-up ends it (delete_expired_exports), and it is never
+    served meanwhile (ExportPackage.objects.downloadable)."""
     ended = 0
-    for export in packages:
+    for export in packages.select_for_update(skip_locked=True).filter(status__in=ENDED_WHEN_UNDELIVERABLE):
         export.request = request
         ended += delete_export(export)
     return ended

@@ -1190,6 +1190,13 @@ def export_detail(request: HttpRequest, public_id) -> HttpResponse:
         "can_work": roles.can_work(request.user, export.request),
         # Why it may not be released or retried, said instead of offering the button the service would refuse.
         "delivery_refusal": export_service.delivery_refusal(export),
+        # A package released and since ended (expired, used up, or its request withdrawn): what ended it, in the words
+        # its download link now answers the subject with.
+        "download_refusal": (
+            export_service.download_refusal(export)
+            if export.released_at and not ExportPackage.objects.downloadable().filter(pk=export.pk).exists()
+            else ""
+        ),
         # Not released while the status link's address is unconfirmed (export_release): why, and the link to confirm it.
         "email_unconfirmed_refusal": (
             export_service.email_unconfirmed_refusal() if not export.encrypted and export.request.email_unconfirmed else ""

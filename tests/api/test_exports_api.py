@@ -190,3 +190,24 @@ def test_updated_since_lists_a_request_once_a_package_is_shared_with_its_organis
     listed = [item["id"] for item in api.get(URL, {"updated_since": since}).json()["results"]]
     # A package released to the subject only is nothing the portal sees.
     assert listed == ([created["id"]] if share else [])
+
+
+@pytest.mark.django_db
+def test_a_withdrawal_over_the_api_deletes_the_package_and_its_download_says_why(api, django_capture_on_commit_callbacks):
+    """The withdrawal ends the package at once and its file goes when it commits; the list no longer shows it, and
+    the download answers 410 with what ended it, as the subject's link does."""
+    from django.utils import formats, timezone
+
+    request_id, export = released_export(api, share=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.post(f"{URL}{request_id}/withdraw/").status_code == 200
+    export.refresh_from_db()
+    assert export.status == "expired" and not default_storage.exists(export.storage_name)
+    assert api.get(f"{URL}{request_id}/exports/").json() == []
+    response = api.get(f"{URL}{request_id}/exports/{export.public_id}/download/")
+    withdrawn_at = formats.date_format(timezone.localtime(export.request.closed_at), "DATETIME_FORMAT")
+    assert response.status_code == 410
+    assert response.json()["detail"] == (
+        f"This package can no longer be downloaded: the request was withdrawn on {withdrawn_at}, which ended access to its data."
+    )
+    assert export.organisation_download_count == 0 and not export.request.events.filter(action="export_downloaded").exists()
