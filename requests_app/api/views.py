@@ -106,9 +106,9 @@ ALL_PROBLEMS = {
         ]),
         (409, "Not allowed in the request's state, or the same Idempotency-Key is in flight", [
             problem_example(
-                "Already withdrawn", 409, "This request was already withdrawn on 4 March 2026, 16:40: nothing changed.",
+                "Already withdrawn", 409, "This request was already withdrawn on 4 March 2026, 16:40 CET: nothing changed.",
                 description="A closed request cannot be withdrawn; one completed, rejected or expired says so: "
-                "\"This request is already closed (completed on 4 March 2026, 16:40): there is nothing left to withdraw.\"",
+                "\"This request is already closed (completed on 4 March 2026, 16:40 CET): there is nothing left to withdraw.\"",
             ),
             problem_example("Idempotency-Key in flight", 409, "A request with this Idempotency-Key is still being processed."),
         ]),
