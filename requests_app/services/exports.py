@@ -453,12 +453,20 @@ def _delete_package_files(export: ExportPackage, *, keep: str = "") -> None:
     of the subject's data no row names). The failure or the end of a package, and the finish of its
     compilation, call this.
 
-    Listed now: a run that stores a file after this can no longer record it, and deletes it itself (_compile)."""
-    names = set(stored_files(package_folder(export)))
+    Listed now: a run that stores a file after this can no longer record it, and deletes it itself (_compile).
+
+    A storage that fails, listing or deleting, fails no caller: a withdrawal, a rejection or a run's end commits and
+    answers all the same (a 500 after a withdrawal took effect would have the portal send it again, and the hooks
+    after these would not run), and the hourly clean-up deletes what is left (_delete_files_of_ended_packages)."""
+    try:
+        names = set(stored_files(package_folder(export)))
+    except OSError:
+        logger.warning("could not list the files of export %s: the hourly clean-up deletes them", export.pk)
+        names = set()
     if export.storage_name:
         names.add(export.storage_name)
     for name in names - {keep}:
-        transaction.on_commit(lambda name=name: default_storage.delete(name))
+        transaction.on_commit(lambda name=name: default_storage.delete(name), robust=True)
 
 
 def right_refused(export: ExportPackage) -> bool:

@@ -111,6 +111,34 @@ def test_withdrawing_from_the_status_page_ends_every_package_and_deletes_its_fil
     assert "Expired and deleted" in page and NOT_DELIVERED in page and "Release to the subject" not in page
 
 
+def test_a_storage_that_fails_does_not_fail_the_withdrawal(
+    two_packages, client, django_capture_on_commit_callbacks, mailoutbox, monkeypatch
+):
+    """The storage down (listing or deleting fails): the withdrawal takes effect and answers, its confirmation goes,
+    and the hourly clean-up deletes the files once the storage is back. Before, a failed listing refused the
+    withdrawal, and a failed deletion answered 500 for a withdrawal that had taken effect, its email never queued."""
+    request, portability, access = two_packages
+    storage_class = type(default_storage._wrapped)
+
+    def storage_down(*args, **kwargs):
+        raise OSError("storage unavailable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(storage_class, "listdir", storage_down)
+        patched.setattr(storage_class, "delete", storage_down)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(reverse("withdraw", args=[request.reference, request.secret]), {"confirm": "1"})
+    assert response.status_code == 302
+    request.refresh_from_db()
+    assert request.status == Status.WITHDRAWN
+    assert [m.subject for m in mailoutbox] == [f"Your privacy request {request.reference} has been withdrawn"]
+    assert files_of(portability) and files_of(access)  # still stored, both packages ended
+
+    with django_capture_on_commit_callbacks(execute=True):
+        delete_expired_exports()
+    assert files_of(portability) == [] and files_of(access) == []
+
+
 def test_a_package_the_withdrawal_could_not_end_is_not_called_deleted_until_it_is(
     two_packages, client, django_capture_on_commit_callbacks
 ):
