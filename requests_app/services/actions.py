@@ -48,6 +48,7 @@ from requests_app.lifecycle import CLOSED_STATUSES, VERIFIED_OPEN, RequestError
 from requests_app.models import (
     ACTION_FOR_RIGHT,
     ANSWERING_KINDS,
+    RIGHTS_THE_SUBJECT_ASKS,
     ActionKind,
     ActionStatus,
     ConnectorKind,
@@ -1275,7 +1276,7 @@ def answered_already(request: PrivacyRequest, refused: set[str]) -> list[str]:
     reasons = []
     released = {package.kind for package in request.exports.all() if package.released_at is not None}
     for right in (right for right in RequestType.values if right in refused):
-        label = RequestType(right).label
+        label = RIGHTS_THE_SUBJECT_ASKS[right]
         if right in PACKAGE_FOR_RIGHT and PACKAGE_FOR_RIGHT[right] in released:
             reasons.append(_("“%(right)s” cannot be refused: its data package was released to the subject.") % {"right": label})
         for action in request.source_actions.all():
@@ -1296,7 +1297,7 @@ def answered_already(request: PrivacyRequest, refused: set[str]) -> list[str]:
         if asked.right in refused and applied:
             reasons.append(
                 _("“%(right)s” cannot be refused: the subject was put on these suppression lists for it: %(purposes)s.")
-                % {"right": asked.get_right_display(), "purposes": ", ".join(applied)}
+                % {"right": asked.right_for_staff(), "purposes": ", ".join(applied)}
             )
     return reasons
 
@@ -1307,7 +1308,7 @@ def _suppression_blockers(asked: RequestedRight, kinds_usable: set[str]) -> list
     no reason why they cannot be. Honouring it means that processing stops for this person, and the lists are how
     the company's systems learn it: a right applied to one list of two is not granted (Art. 21(3): an objection to
     direct marketing always stops it). `kinds_usable`: suppression.usable_kinds."""
-    label = asked.get_right_display()
+    label = asked.right_for_staff()
     covers = list(asked.covered_purposes.all())
     if not covers:
         named = "; ".join(

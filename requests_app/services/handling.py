@@ -24,6 +24,7 @@ from requests_app.lifecycle import RequestError
 from requests_app.models import (
     GROUNDS_AGAINST_A_MARKETING_OBJECTION,
     REFUSABLE_GROUNDS,
+    RIGHTS_THE_SUBJECT_ASKS,
     TEXT_MAX_CHARS,
     Attachment,
     InternalNote,
@@ -681,7 +682,7 @@ def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRe
     for right, refusal in refusals_by_right.items():
         if right not in rights:
             raise RequestError(_("This request does not ask for %(right)s.") % {"right": right})
-        label = RequestType(right).label
+        label = RIGHTS_THE_SUBJECT_ASKS[right]
         if refusal.ground not in dict(REFUSABLE_GROUNDS):
             raise RequestError(_("Choose the legal reason for refusing “%(right)s”.") % {"right": label})
         if refuses_only_the_whole_request(refusal.ground, rights.values()):
@@ -880,7 +881,7 @@ OTHERS_DATA_IN_AN_ACCESS_COPY = gettext_lazy(
 def ground_for_another_right(ground: str, right: RequestedRight) -> str:
     """Why `ground` cannot refuse the right asked `right` (models.ground_can_refuse said so), and what to do instead.
     An objection to direct marketing is answered before (MARKETING_OBJECTION_REFUSAL)."""
-    label = RequestType(right.right).label
+    label = RIGHTS_THE_SUBJECT_ASKS[right.right]
     if ground == RejectionGround.RIGHTS_OF_OTHERS and right.right == RequestType.ACCESS:
         return str(OTHERS_DATA_IN_AN_ACCESS_COPY)
     if right.right == RequestType.WITHDRAW_CONSENT:
@@ -945,7 +946,7 @@ def request_reject(
                 # The request asks the ground's right too: that right alone is refused on it, the others answered.
                 refusable = next(right for right in rights if ground_can_refuse(ground, right))
                 way = _("To refuse “%(right)s” on it, complete the request and refuse that right there.") % {
-                    "right": RequestType(refusable.right).label
+                    "right": RIGHTS_THE_SUBJECT_ASKS[refusable.right]
                 }
                 refusal = f"{refusal} {way}"
             raise RequestError(refusal)

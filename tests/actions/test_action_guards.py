@@ -411,7 +411,7 @@ def test_an_erasure_done_without_searching_its_source_does_not_answer_the_right(
     assert actions.answered_already(request, {RequestType.ERASURE}) == []
 
     run(request.source_actions.get(source=crm).id, "dry_run", "approve", "execute", actor=dpo_actor)
-    assert actions.answered_already(request, {RequestType.ERASURE}) == ["“Erase my data” cannot be refused: Erasure in CRM: done."]
+    assert actions.answered_already(request, {RequestType.ERASURE}) == ["“Erase their data” cannot be refused: Erasure in CRM: done."]
 
 
 def test_an_objection_completes_only_once_a_suppression_was_applied(dpo_actor):

@@ -119,7 +119,7 @@ def test_a_notice_whose_task_was_lost_after_the_refusal_is_queued_again(correcti
 
 def test_an_erasure_carried_out_cannot_be_refused(crm, correction_and_erasure, dpo_actor, django_capture_on_commit_callbacks):
     carry_out_actions(correction_and_erasure, dpo_actor, django_capture_on_commit_callbacks)
-    with pytest.raises(RequestError, match="“Erase my data” cannot be refused: Erasure in CRM: done."):
+    with pytest.raises(RequestError, match="“Erase their data” cannot be refused: Erasure in CRM: done."):
         handling.request_complete(
             request=correction_and_erasure, actor=dpo_actor, letter="", expected_status=Status.IN_PROGRESS, refused=[ERASURE_REFUSED]
         )
@@ -135,7 +135,7 @@ def test_an_erasure_that_stopped_part_way_having_erased_rows_cannot_be_refused(c
     SourceAction.objects.filter(pk=erasure.pk).update(
         status=stopped, result={"categories": [{"category": "profile", "rows": 3, "deleted": True}]}
     )
-    with pytest.raises(RequestError, match="“Erase my data” cannot be refused: Erasure in CRM"):
+    with pytest.raises(RequestError, match="“Erase their data” cannot be refused: Erasure in CRM"):
         handling.request_complete(
             request=correction_and_erasure, actor=dpo_actor, letter="", expected_status=Status.IN_PROGRESS, refused=[ERASURE_REFUSED]
         )

@@ -862,19 +862,19 @@ def test_a_request_asking_only_the_right_a_ground_answers_is_rejected_on_it_with
         # Compelling grounds answer an objection (Art. 21(1)), and nothing else.
         ([intake.RightDetails(RequestType.ERASURE)], "compelling_grounds",
          "Compelling legitimate grounds (Art. 21(1)) can refuse only an objection to processing other than direct marketing, "
-         "not “Erase my data”."),
+         "not “Erase their data”."),
         # The request asks the objection too: its other rights must still be answered.
         ([intake.RightDetails(RequestType.ACCESS), FRAUD_CHECKS], "compelling_grounds",
-         "not “Access a copy of my data”. To refuse “Object to the processing of my data” on it, complete the request and "
+         "not “Access a copy of their data”. To refuse “Object to the processing of their data” on it, complete the request and "
          "refuse that right there."),
         # Nor an objection to direct marketing (Art. 21(3)).
         ([intake.RightDetails(RequestType.OBJECTION, objection_processing="Promotional calls", direct_marketing=True)],
          "compelling_grounds", "The subject objects to direct marketing, which cannot be refused (Art. 21(3))"),
         # Legal claims are an exception to erasure (Art. 17(3)(e)), not to access.
         ([intake.RightDetails(RequestType.ACCESS)], "legal_claims",
-         "Legal claims (Art. 17(3)(e)) can refuse only an erasure, not “Access a copy of my data”."),
+         "Legal claims (Art. 17(3)(e)) can refuse only an erasure, not “Access a copy of their data”."),
         ([intake.RightDetails(RequestType.ERASURE), FRAUD_CHECKS], "legal_claims",
-         "not “Object to the processing of my data”. To refuse “Erase my data” on it, complete the request"),
+         "not “Object to the processing of their data”. To refuse “Erase their data” on it, complete the request"),
     ],
 )
 @pytest.mark.django_db
@@ -960,7 +960,7 @@ def test_an_access_request_is_not_rejected_for_other_peoples_data_but_a_portabil
     both = request_in_status(
         Status.IN_PROGRESS, rights=[intake.RightDetails(RequestType.ACCESS), intake.RightDetails(RequestType.PORTABILITY)]
     )
-    with pytest.raises(RequestError, match=r"Mask the other people's data.* To refuse “Receive my data in a machine-readable format” on it, complete"):
+    with pytest.raises(RequestError, match=r"Mask the other people's data.* To refuse “Receive their data in a machine-readable format” on it, complete"):
         handling.request_reject(
             request=both, actor=Actor.staff(dpo), ground="rights_of_others", explanation=OTHER_PEOPLES_CALLS,
             expected_status=Status.IN_PROGRESS,

@@ -215,7 +215,7 @@ def test_a_refusal_ground_that_does_not_say_why_needs_an_explanation(dpo, ground
 @pytest.mark.parametrize(
     ("refusal", "message"),
     [
-        (RightRefusal(RequestType.ERASURE, "no_data"), "Choose the legal reason for refusing “Erase my data”."),
+        (RightRefusal(RequestType.ERASURE, "no_data"), "Choose the legal reason for refusing “Erase their data”."),
         (RightRefusal(RequestType.PORTABILITY, "identity_not_verified"), "This request does not ask for portability."),
     ],
 )
@@ -263,7 +263,7 @@ def test_a_refused_rectification_needs_no_letter_saying_why_nothing_was_correcte
 def test_a_right_answered_already_cannot_be_refused(dpo):
     """The subject has their copy: a letter refusing access would deny what they hold."""
     request = asking(RequestType.ACCESS, RequestType.ERASURE)
-    with pytest.raises(RequestError, match="“Access a copy of my data” cannot be refused: its data package was released to the subject."):
+    with pytest.raises(RequestError, match="“Access a copy of their data” cannot be refused: its data package was released to the subject."):
         complete(request, dpo, RightRefusal(RequestType.ACCESS, "manifestly_unfounded", "The fourth copy asked this month."))
     assert nothing_changed(request)
 
@@ -277,7 +277,7 @@ def test_a_request_answered_in_part_is_not_sent_to_reject_nor_rejected(dpo):
     with pytest.raises(RequestError, match="its data package was released to the subject.") as refusal:
         complete(request, dpo, *refused)
     assert "Use Reject" not in str(refusal.value)
-    with pytest.raises(RequestError, match="“Access a copy of my data” cannot be refused: its data package was released"):
+    with pytest.raises(RequestError, match="“Access a copy of their data” cannot be refused: its data package was released"):
         handling.request_reject(
             request=request, actor=Actor.staff(dpo), ground="manifestly_unfounded",
             explanation="You asked the same three times this month.", expected_status=request.status,
@@ -297,7 +297,7 @@ def test_a_suppression_applied_is_told_for_the_right_granted_only(dpo):
     newsletter = SuppressionPurpose.objects.create(slug="newsletter", name="Newsletter")
     suppression.suppress(request=request, actor=Actor.staff(dpo), right="withdraw_consent", purposes=[newsletter])
 
-    with pytest.raises(RequestError, match="“Withdraw my consent” cannot be refused: the subject was put on these suppression lists for it: Newsletter."):
+    with pytest.raises(RequestError, match="“Withdraw their consent” cannot be refused: the subject was put on these suppression lists for it: Newsletter."):
         complete(
             request, dpo,
             RightRefusal(RequestType.OBJECTION, "other", COMPELLING_GROUNDS),
@@ -359,12 +359,12 @@ def test_an_objection_is_refused_on_compelling_grounds_and_an_erasure_on_legal_c
     [
         (RightRefusal(RequestType.ERASURE, "compelling_grounds", OVERRIDING_INTEREST),
          "Compelling legitimate grounds (Art. 21(1)) can refuse only an objection to processing other than direct marketing, "
-         "not “Erase my data”."),
-        (RightRefusal(RequestType.ACCESS, "compelling_grounds", OVERRIDING_INTEREST), "not “Access a copy of my data”."),
+         "not “Erase their data”."),
+        (RightRefusal(RequestType.ACCESS, "compelling_grounds", OVERRIDING_INTEREST), "not “Access a copy of their data”."),
         (RightRefusal(RequestType.ACCESS, "legal_claims", PENDING_DISPUTE),
-         "Legal claims (Art. 17(3)(e)) can refuse only an erasure, not “Access a copy of my data”."),
+         "Legal claims (Art. 17(3)(e)) can refuse only an erasure, not “Access a copy of their data”."),
         (RightRefusal(RequestType.OBJECTION, "legal_claims", PENDING_DISPUTE),
-         "Legal claims (Art. 17(3)(e)) can refuse only an erasure, not “Object to the processing of my data”."),
+         "Legal claims (Art. 17(3)(e)) can refuse only an erasure, not “Object to the processing of their data”."),
     ],
 )
 @pytest.mark.django_db
@@ -442,7 +442,7 @@ def test_the_rights_of_others_may_refuse_the_data_ported_too(dpo):
         "freedoms of others (Art. 20(4)).\n\nThe records are your employer's calls."
     ) in body
     assert "15(4)" not in body
-    with pytest.raises(RequestError, match=r"\(Art. 20\(4\)\) can refuse only the data ported, not “Erase my data”"):
+    with pytest.raises(RequestError, match=r"\(Art. 20\(4\)\) can refuse only the data ported, not “Erase their data”"):
         complete(asking(RequestType.ACCESS, RequestType.ERASURE), dpo, RightRefusal(RequestType.ERASURE, "rights_of_others", "Because."))
 
 
@@ -468,7 +468,7 @@ def test_beside_a_ccpa_request_to_limit_an_unverified_identity_refuses_the_other
     with pytest.raises(RequestError, match=r"needs no verified identity \(CCPA Regulations § 7027\(e\)\)"):
         complete(request, dpo, RightRefusal(RequestType.LIMIT_USE, "identity_not_verified", NOT_PROVED))
     assert nothing_changed(request)
-    with pytest.raises(RequestError, match=r"To refuse “Access a copy of my data” on it, complete the request and refuse that right there."):
+    with pytest.raises(RequestError, match=r"To refuse “Access a copy of their data” on it, complete the request and refuse that right there."):
         handling.request_reject(
             request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation=NOT_PROVED,
             expected_status=request.status,

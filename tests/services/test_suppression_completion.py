@@ -65,7 +65,7 @@ def test_a_marketing_objection_applied_to_one_list_of_two_is_not_completed(dpo, 
     suppression.suppress(request=request, actor=dpo, right="withdraw_consent", purposes=[emails])
 
     assert completion_blockers(request) == [
-        "“Object to the processing of my data”: the subject is not on the Telemarketing calls list yet: Telemarketing "
+        "“Object to the processing of their data”: the subject is not on the Telemarketing calls list yet: Telemarketing "
         "calls looks people up by phone number, and no identifier of that kind is verified for this request. Verify one "
         "(ask the subject for it if they gave none) and add them to the list again, or remove the list if the subject "
         "did not ask for it: an objection to direct marketing cannot be left unapplied (Art. 21(3))."
@@ -86,7 +86,7 @@ def test_a_phone_number_verified_later_lets_the_list_be_applied_and_the_request_
 
     request.identities.filter(kind="phone").update(verified_at=timezone.now())
     assert completion_blockers(request) == [
-        "“Object to the processing of my data”: the subject is not on the Telemarketing calls list yet: an identifier "
+        "“Object to the processing of their data”: the subject is not on the Telemarketing calls list yet: an identifier "
         "of its kind is verified now: add them to it."
     ]
     assert suppression.suppress(request=request, actor=dpo, right="objection", purposes=[calls]) == {"telemarketing": 1}
@@ -159,9 +159,9 @@ def test_a_right_that_covers_no_list_names_what_the_subject_wrote(dpo, emails):
 
     assert completion_blockers(request) == [
         # No refusal offered: an objection to direct marketing cannot be refused (Art. 21(3)).
-        "“Object to the processing of my data” has not been applied: choose the suppression lists of what the subject "
+        "“Object to the processing of their data” has not been applied: choose the suppression lists of what the subject "
         "named (direct marketing; Telemarketing calls) and add the subject to them.",
-        "“Withdraw my consent” has not been applied: choose the suppression lists of what the subject named "
+        "“Withdraw their consent” has not been applied: choose the suppression lists of what the subject named "
         "(Newsletters) and add the subject to them. Or refuse this right with your reasons.",
     ]
     # A right refused needs none of its lists.
@@ -290,7 +290,7 @@ def test_a_ccpa_request_to_limit_without_an_identifier_of_the_lists_kind_asks_fo
     suppression.suppress(request=request, actor=dpo, right="limit_use", purposes=[calls])
 
     assert completion_blockers(request) == [
-        "“Limit the use and disclosure of my data”: the subject is not on the Telemarketing calls list yet: Telemarketing "
+        "“Limit the use and disclosure of their data”: the subject is not on the Telemarketing calls list yet: Telemarketing "
         "calls looks people up by phone number, and the subject gave no identifier of that kind. Ask the subject for one "
         "and add them to the list again, or record why it cannot be applied. A request to limit the use of sensitive "
         "personal information under the CCPA needs no verification (CCPA Regulations § 7027(e))."
@@ -298,7 +298,7 @@ def test_a_ccpa_request_to_limit_without_an_identifier_of_the_lists_kind_asks_fo
     # Given later, unverified: it is enough.
     request.identities.create(kind="phone", value="+14155550123")
     assert completion_blockers(request) == [
-        "“Limit the use and disclosure of my data”: the subject is not on the Telemarketing calls list yet: the subject "
+        "“Limit the use and disclosure of their data”: the subject is not on the Telemarketing calls list yet: the subject "
         "gave an identifier of its kind: add them to it."
     ]
     assert suppression.suppress(request=request, actor=dpo, right="limit_use", purposes=[calls]) == {"telemarketing": 1}
@@ -326,4 +326,4 @@ def test_only_the_ccpa_request_to_limit_uses_unverified_identifiers(dpo, calls):
     assert suppression.suppress(request=gdpr, actor=dpo, right="limit_use", purposes=[calls]) == {}
     assert "is verified for this request. Verify one" in completion_blockers(gdpr)[0]
     assert suppression.suppress(request=both, actor=dpo, right="limit_use", purposes=[calls]) == {"telemarketing": 1}
-    assert [blocker.split(":")[0] for blocker in completion_blockers(both)] == ["“Object to the processing of my data”"]
+    assert [blocker.split(":")[0] for blocker in completion_blockers(both)] == ["“Object to the processing of their data”"]
