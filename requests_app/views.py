@@ -7,7 +7,6 @@ import json
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone, translation
@@ -363,11 +362,11 @@ def download(request: HttpRequest, reference: str, secret: str, token: str) -> H
     privacy_request = _request_for_link(reference, secret)
     _in_the_requests_language(request, privacy_request)
     try:
-        export = exports.export_download(request=privacy_request, token=token)
+        export, package_file = exports.export_download(request=privacy_request, token=token)
     except RequestError as error:
         return render(request, "requests_app/download_failed.html", {"error": str(error), "privacy_request": privacy_request}, status=410)
     return FileResponse(
-        default_storage.open(export.storage_name, "rb"),
+        package_file,
         as_attachment=True,
         filename=f"{privacy_request.reference}-{export.kind}.zip",
         content_type="application/zip",

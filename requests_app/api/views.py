@@ -8,7 +8,6 @@ from base64 import b64decode
 from urllib import parse
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.files.storage import default_storage
 from django.db import DataError, transaction
 from django.db.models import Exists, OuterRef
 from django.http import FileResponse
@@ -574,7 +573,7 @@ class ExportViewSet(viewsets.GenericViewSet):
             raise PermissionDenied(_("Downloading a subject's data needs a key with the write scope."))
         export = self.get_object()
         try:
-            export = exports.count_download(
+            export, package_file = exports.count_download(
                 {"public_id": export.public_id},
                 request=export.request,
                 actor=Actor.organisation(request.auth.organisation),
@@ -583,7 +582,7 @@ class ExportViewSet(viewsets.GenericViewSet):
         except RequestError as error:
             return problem(status.HTTP_410_GONE, str(error))
         return FileResponse(
-            default_storage.open(export.storage_name, "rb"),
+            package_file,
             as_attachment=True,
             filename=f"{export.request.reference}-{export.kind}.zip",
             content_type="application/zip",

@@ -665,12 +665,19 @@ def download_token(export: ExportPackage) -> str:
     return signing.dumps({"e": str(export.public_id)}, salt=DOWNLOAD_SALT)
 
 
-def count_download(export_filter: dict, *, request: PrivacyRequest, actor: Actor, by_organisation: bool = False) -> ExportPackage:
-    """Count one download if the package is released, not expired and under its limit; audit it.
+def count_download(
+    export_filter: dict, *, request: PrivacyRequest, actor: Actor, by_organisation: bool = False
+) -> tuple[ExportPackage, File]:
+    """Count one download if the package is released, not expired and under its limit; audit it. Returns the
+    package and its file, to send.
 
     The subject's downloads and, `by_organisation`, those of the organisation it is shared with
     count against separate limits (see ExportPackage.max_downloads). The count is a conditional
     update, so the limit holds under concurrent downloads.
+
+    The file is opened before the count commits, while the count's row lock keeps the package from being ended: a
+    closing or the clean-up that ends it and deletes its file next cannot leave a download counted and nothing to
+    send (an open file stays readable). One that cannot be opened (the storage down) counts nothing.
     """
     if by_organisation:
         downloadable, counter = ExportPackage.objects.downloadable_by_organisation(), "organisation_download_count"
@@ -686,7 +693,12 @@ def count_download(export_filter: dict, *, request: PrivacyRequest, actor: Actor
         record_event(
             request, "export_downloaded", actor=actor, data={"export": str(export.public_id), "count": getattr(export, counter)}
         )
-    return export
+        try:
+            package_file = default_storage.open(export.storage_name, "rb")
+        except OSError:
+            logger.error("the file of export %s could not be opened for a download", export.pk)
+            raise RequestError(_("This package is not available for download.")) from None
+    return export, package_file
 
 
 def download_refusal(export: ExportPackage, *, counter: str = "download_count") -> str:
@@ -718,8 +730,8 @@ def download_refusal(export: ExportPackage, *, counter: str = "download_count") 
     return _("This package is not available for download.")
 
 
-def export_download(*, request: PrivacyRequest, token: str) -> ExportPackage:
-    """The subject's download through their signed link: valid, not expired, not used up."""
+def export_download(*, request: PrivacyRequest, token: str) -> tuple[ExportPackage, File]:
+    """The subject's download through their signed link: valid, not expired, not used up (count_download)."""
     try:
         payload = signing.loads(token, salt=DOWNLOAD_SALT, max_age=settings.EXPORT_LINK_LIFETIME)
     except signing.SignatureExpired:

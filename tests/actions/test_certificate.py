@@ -214,7 +214,7 @@ def test_a_portability_certificate_names_the_recipients_release_and_downloads(
     exports.compile_export(export_id=export.id)
     with django_capture_on_commit_callbacks(execute=True):
         exports.export_release(export=ExportPackage.objects.get(pk=export.pk), actor=dpo_actor)
-    exports.count_download({"pk": export.pk}, request=request, actor=Actor.subject())
+    exports.count_download({"pk": export.pk}, request=request, actor=Actor.subject())[1].close()
     handling.request_complete(request=request, actor=dpo_actor, letter="Here it is.", expected_status=request.status)
     export.refresh_from_db()
 

@@ -81,7 +81,8 @@ def test_the_organisations_downloads_leave_the_subjects_untouched(api):
     assert api.get(f"{URL}{request_id}/exports/{export.public_id}/download/").status_code == 200
 
     assert ExportPackage.objects.downloadable().filter(pk=export.pk).exists()  # the status page still offers it
-    subject_download = export_download(request=export.request, token=download_token(export))
+    subject_download, package_file = export_download(request=export.request, token=download_token(export))
+    package_file.close()
     assert (subject_download.download_count, subject_download.organisation_download_count) == (1, 1)
     with pytest.raises(RequestError, match="download limit"):
         export_download(request=export.request, token=download_token(export))
@@ -113,7 +114,7 @@ def test_the_release_form_says_the_organisations_downloads_count_apart(api, clie
 @pytest.mark.django_db
 def test_a_package_used_up_by_the_subject_stays_for_the_organisation_until_it_is_used_up_too(api):
     request_id, export = released_export(api, share=True, max_downloads=1)
-    export_download(request=export.request, token=download_token(export))
+    export_download(request=export.request, token=download_token(export))[1].close()
     assert delete_expired_exports() == 0
     url = f"{URL}{request_id}/exports/{export.public_id}/download/"
     assert api.get(url).status_code == 200
@@ -125,7 +126,7 @@ def test_a_package_used_up_by_the_subject_stays_for_the_organisation_until_it_is
 @pytest.mark.django_db
 def test_a_package_not_shared_is_deleted_once_the_subject_used_it_up(api):
     _, export = released_export(api, share=False, max_downloads=1)
-    export_download(request=export.request, token=download_token(export))
+    export_download(request=export.request, token=download_token(export))[1].close()
     assert delete_expired_exports() == 1
 
 

@@ -20,6 +20,7 @@ from requests_app.services.exports import (
     compile_export,
     delete_expired_exports,
     download_token,
+    export_download,
     export_release,
     export_start,
 )
@@ -253,6 +254,28 @@ def test_a_head_request_does_not_use_up_a_download(released, demo_request, clien
     released.refresh_from_db()
     assert released.download_count == 0
     assert downloaded_events(demo_request) == []
+
+
+def test_a_package_whose_file_cannot_be_opened_uses_no_download(released, demo_request, client):
+    """The storage lost it, or is down: the subject is told, and keeps their download for when it is back."""
+    link = the_download_link(client, demo_request)
+    default_storage.delete(released.storage_name)
+
+    status, body, _ = fetch(client, link)
+
+    assert status == 410 and "This package is not available for download." in body.decode()
+    released.refresh_from_db()
+    assert released.download_count == 0 and downloaded_events(demo_request) == []
+
+
+def test_a_download_counted_sends_the_package_even_if_its_file_is_deleted_next(released, demo_request):
+    """A withdrawal, or the clean-up, ending the package right after the count commits deletes its file: the
+    download already holds it open, and sends it whole."""
+    whole = default_storage.open(released.storage_name, "rb").read()
+    export, package_file = export_download(request=demo_request, token=download_token(released))
+    default_storage.delete(export.storage_name)
+    with package_file:
+        assert package_file.read() == whole
 
 
 def test_each_download_counts_and_the_third_one_is_refused(released, demo_request, client):
