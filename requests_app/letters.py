@@ -43,6 +43,11 @@ SAMPLE_VALUES = {
     "body": "What staff write for this request.",
 }
 
+# A real letter has only its purpose's values: a rejection has no fee, an acknowledgement no reason, and staff may
+# write nothing. The test render is made with those left blank too, taking the branches a template has for them
+# ({% if not reason %}…) as real letters do.
+SAMPLE_VALUES_LEFT_BLANK = {**SAMPLE_VALUES, "reason": "", "fee": "", "source": "", "lift_on": "", "body": ""}
+
 # Every name a letter from a DPO's template is rendered with (handling.render_letter): the values above, and the two
 # an if tag tests, which render_with_sample_values tries both ways. A template naming any other prints nothing there.
 # The text of a completion letter has {{ outcome }} too (place_outcome).
@@ -89,7 +94,7 @@ class _RecordingContext(Context):
     the names they bind, and {% now … as year %} set its own: what it lacks then is a name no letter has. A
     parser of the template's names would have to know where every tag binds one, and refuse a good template
     for any it missed; the render knows. Its limit: a name only in a branch no sample render takes (under
-    {% if not reason %}, say) is not seen."""
+    {% if reason == "x" %}, say) is not seen."""
 
     def __init__(self, values: dict):
         super().__init__(values, autoescape=False)
@@ -114,12 +119,13 @@ class SampleRenders:
 
 def render_with_sample_values(source: str, *, outcome: bool = False) -> SampleRenders:
     """Render `source` as it would be in every kind of letter: by email and by post, with the clock
-    running and paused, so that a branch of an {% if %} is not left untried; with {{ outcome }} as
-    OUTCOME_MARK if `outcome` (the text of a completion letter). Raises what `render` raises."""
+    running and paused, the optional values given and left blank, so that a branch of an {% if %} is not
+    left untried; with {{ outcome }} as OUTCOME_MARK if `outcome` (the text of a completion letter). Raises
+    what `render` raises."""
     template = parse(source)
     renders = SampleRenders(texts=[], unknown=set(), asked=set())
-    for by_post, clock_paused in itertools.product([False, True], repeat=2):
-        values = {**SAMPLE_VALUES, "by_post": by_post, "clock_paused": clock_paused}
+    for sample, by_post, clock_paused in itertools.product([SAMPLE_VALUES, SAMPLE_VALUES_LEFT_BLANK], [False, True], [False, True]):
+        values = {**sample, "by_post": by_post, "clock_paused": clock_paused}
         context = _RecordingContext({**values, "outcome": OUTCOME_MARK} if outcome else values)
         try:
             renders.texts.append(template.render(context))

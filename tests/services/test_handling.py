@@ -465,6 +465,9 @@ def test_a_template_may_use_conditions_loops_and_filters():
         ("body", "{% if by_psot %}By post.{% endif %}{{ body }}", "“by_psot”"),
         ("body", "{{ body|default:fallback }}", "“fallback”"),
         ("body", "{{ body }}{% if by_post %} {{ adress }}{% endif %}", "“adress”"),
+        # Under a branch only a letter without that value takes: a rejection has no fee, a message may have no text.
+        ("body", "{{ body }}{% if not fee %} {{ refrence }}{% endif %}", "“refrence”"),
+        ("body", "{% if body %}{{ body }}{% else %}{{ nothing_written }}{% endif %}", "“nothing_written”"),
         ("body", "{{ body }} {{ due_date }} {{ refrence|upper }}", "“due_date”, “refrence”"),
         # A name that {% for %} or {% with %} binds, used outside it.
         ("body", "{% for right in rights %}{% endfor %}{{ right }}{{ body }}", "“right”"),
@@ -543,6 +546,7 @@ def test_a_completion_template_may_place_the_paragraphs_the_law_requires(body):
         (TemplatePurpose.COMPLETION, "body", "{{ body }} {{ outcome|upper }}", "{{ outcome }} must be printed once"),
         (TemplatePurpose.COMPLETION, "body", "{{ body }} {{ outcome|truncatechars:5 }}", "{{ outcome }} must be printed once"),
         (TemplatePurpose.COMPLETION, "body", "{{ body }}{% if by_post %} {{ outcome }}{% endif %}", "{{ outcome }} must be printed once"),
+        (TemplatePurpose.COMPLETION, "body", "{% if body %}{{ body }} {{ outcome }}{% endif %}", "{{ outcome }} must be printed once"),
         (TemplatePurpose.COMPLETION, "body", "{{ outcome }} {{ body }} {{ outcome }}", "{{ outcome }} must be printed once"),
         (TemplatePurpose.COMPLETION, "body", "{{ body }} {% with o=outcome %}{{ o|length }}{% endwith %}", "{{ outcome }} must be printed once"),
     ],
