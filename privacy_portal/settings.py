@@ -811,6 +811,8 @@ LOGGING = {
         # Whatever LOG_LEVEL says: at DEBUG these write what personal data passes through them, every
         # SQL statement with its parameters and every URL a source system is asked for (an email in its path).
         "django.db.backends": {"level": "WARNING"},
-        "urllib3": {"level": "WARNING"},
+        # urllib3 logs nothing above WARNING, and its warnings name the URL too (a source's answer with a malformed
+        # header, a retried connection): the connectors and webhooks raise and log what failed themselves.
+        "urllib3": {"level": "ERROR"},
     },
 }

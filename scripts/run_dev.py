@@ -31,8 +31,7 @@ def main() -> int:
         subprocess.Popen([PYTHON, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"], cwd=ROOT),
         subprocess.Popen(
             # Beat keeps its schedule where the settings say (CELERY_BEAT_SCHEDULE_FILENAME, under VAR_DIR).
-            [PYTHON, "-m", "celery", "-A", "privacy_portal", "worker", "--beat", "--concurrency=1", "-Q", "celery,long",
-             "--loglevel=INFO"],
+            [PYTHON, "-m", "celery", "-A", "privacy_portal", "worker", "--beat", "--concurrency=1", "-Q", "celery,long"],
             cwd=ROOT,
         ),
     ]

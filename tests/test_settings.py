@@ -337,3 +337,24 @@ def test_at_debug_level_sql_parameters_and_source_urls_are_still_not_logged():
         LOG_LEVEL="DEBUG",
     )
     assert result.stdout.strip().splitlines()[-1] == "[False, False, True]", result.stderr
+
+
+def test_urllib3s_warnings_which_name_the_url_asked_are_not_logged():
+    """urllib3 warns with the URL it asked when a source answers with a malformed header ("Failed to parse headers
+    (url=…/customers/jane.doe%40example.com/records)"): the connectors log what failed themselves, without it."""
+    result = run_manage(
+        "shell", "-c", "import logging; print(logging.getLogger('urllib3.connection').isEnabledFor(logging.WARNING))"
+    )
+    assert result.stdout.strip().splitlines()[-1] == "False", result.stderr
+
+
+def test_a_worker_logs_through_the_filter_that_blanks_secret_links():
+    """Celery's own logging set-up, which a worker and beat make at start-up, would replace the root logger's handler
+    with one without the filter: the process that writes the subject's links into emails."""
+    result = run_manage(
+        "shell", "-c",
+        "import logging; from privacy_portal.celery import app; from privacy_portal.logging import RedactSecretLinks; "
+        "app.log.setup_logging_subsystem(); handlers = logging.getLogger().handlers; "
+        "print(len(handlers), all(any(isinstance(f, RedactSecretLinks) for f in h.filters) for h in handlers))",
+    )
+    assert result.stdout.strip().splitlines()[-1] == "1 True", result.stderr
