@@ -5,6 +5,7 @@ convenience only.
 """
 
 import datetime
+import unicodedata
 import uuid
 
 from django import forms
@@ -108,6 +109,30 @@ class MultilineField(forms.CharField):
         return super().to_python(value).replace("\r\n", "\n")
 
 
+# Characters that reorder how the text around them is shown (embeddings, overrides, isolates), never part of a name:
+# in one, staff would read its letters reversed ("\u202eAnna" shows "annA").
+DIRECTION_CONTROLS = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
+
+
+class PersonNameField(forms.CharField):
+    """A person's name, or their typed signature: some letters, in the order they are shown. Invisible characters
+    alone (zero-width spaces) would file a request no one can read, search or hold as signed."""
+
+    default_error_messages = {
+        "no_letters": _("Type the name in letters."),
+        "direction_controls": _("Remove the invisible characters that change the direction of the text."),
+    }
+
+    def validate(self, value):
+        super().validate(value)
+        if value in self.empty_values:
+            return
+        if DIRECTION_CONTROLS.intersection(value):
+            raise forms.ValidationError(self.error_messages["direction_controls"], code="direction_controls")
+        if not any(unicodedata.category(character).startswith("L") for character in value):
+            raise forms.ValidationError(self.error_messages["no_letters"], code="no_letters")
+
+
 class RequestForm(forms.Form):
     """The data subject's request. Also the base of staff intake."""
 
@@ -148,7 +173,7 @@ class RequestForm(forms.Form):
     )
 
     # The browser may fill in the person's own details (WCAG 1.3.5), and a phone shows its number pad.
-    subject_name = forms.CharField(
+    subject_name = PersonNameField(
         label=_("Full name"), max_length=200, widget=forms.TextInput(attrs={"autocomplete": "name"})
     )
     subject_email = RoutableEmailField(
@@ -186,10 +211,13 @@ class RequestForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4, "maxlength": TEXT_MAX_CHARS}),
         help_text=_("At most 10,000 characters."),
     )
-    signature = forms.CharField(
+    signature = PersonNameField(
         label=_("Signature (type your full name)"),
         max_length=200,
-        error_messages={"required": _("Type your full name to sign the request.")},
+        error_messages={
+            "required": _("Type your full name to sign the request."),
+            "no_letters": _("Type your full name to sign the request."),
+        },
     )
     confirm = forms.BooleanField(
         label=_("I confirm that the information above is correct and that I am the person concerned."),

@@ -24,6 +24,7 @@ from requests_app.models import (
     RIGHTS_THE_SUBJECT_ASKS,
     ActionKind,
     ActionStatus,
+    ActorKind,
     AuditEvent,
     Channel,
     ClosedRequestCount,
@@ -82,6 +83,13 @@ SUBJECT_EVENT_TEXT = {
     "fee_paid": _("We recorded your payment of the fee."),
     "restriction_lift_notice_sent": _("We wrote to you before lifting a restriction of your data."),
     "restriction_lift_cancellation_sent": _("We wrote to you that a restriction of your data stays in force."),
+    # Each download is listed: the link to this page is all it takes, and a subject who fears it leaked can see when.
+    "export_released": _("We made a copy of your data available to download."),
+    "export_downloaded": _("A copy of your data was downloaded with the link on this page."),
+}
+# An event the organisation that filed the request took, through its API key.
+SUBJECT_EVENT_TEXT_BY_ORGANISATION = {
+    "export_downloaded": _("The organisation that filed your request for you downloaded a copy of your data."),
 }
 # "complete", for a request completed with some of its rights refused.
 COMPLETED_IN_PART_EVENT_TEXT = _("We completed your request, and declined part of it.")
@@ -261,10 +269,12 @@ def completion_event_text(request: PrivacyRequest) -> str:
 
 def subject_timeline(request: PrivacyRequest) -> list[tuple]:
     """(time, text) for each event that concerns the subject, oldest first."""
-    events = AuditEvent.objects.filter(request=request, action__in=SUBJECT_EVENT_TEXT).only("action", "created_at")
+    events = AuditEvent.objects.filter(request=request, action__in=SUBJECT_EVENT_TEXT).only("action", "created_at", "actor_kind")
     timeline, seen = [], set()
     for event in events:
         texts = SUBJECT_EVENT_TEXT_AGAIN if event.action in seen and event.action in SUBJECT_EVENT_TEXT_AGAIN else SUBJECT_EVENT_TEXT
+        if event.actor_kind == ActorKind.ORGANISATION and event.action in SUBJECT_EVENT_TEXT_BY_ORGANISATION:
+            texts = SUBJECT_EVENT_TEXT_BY_ORGANISATION
         text = completion_event_text(request) if event.action == "complete" else texts[event.action]
         # Received when the controller received it: a letter or call staff record later, before its recording.
         moment = request.received_at if event.action == "submitted" else event.created_at

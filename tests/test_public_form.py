@@ -116,6 +116,13 @@ def test_the_help_texts_example_and_belgian_national_numbers_are_accepted(client
         ({"rights": ["teleport"]}, "rights", "Select a valid choice"),
         ({"rights": None}, "rights", "Choose at least one right"),
         ({"signature": ""}, "signature", "Type your full name to sign"),
+        # Invisible characters alone: a request no one can read, search or hold as signed.
+        ({"subject_name": "\u200b\u200b"}, "subject_name", "Type the name in letters."),
+        ({"subject_name": "\u200f-\u200e"}, "subject_name", "Type the name in letters."),
+        ({"signature": "\u200b\u200b"}, "signature", "Type your full name to sign"),
+        # A direction override shows staff the letters after it reversed.
+        ({"subject_name": "Ana \u202ePeeters"}, "subject_name", "change the direction of the text"),
+        ({"signature": "\u2067Ana Peeters\u2069"}, "signature", "change the direction of the text"),
         ({"subject_email": "not-an-email"}, "subject_email", "valid email"),
         ({"subject_email": "ana@localhost"}, "subject_email", "valid email"),  # no mail reaches a subject there
         ({"subject_phone": "+32 12"}, "subject_phone", "valid phone number"),
@@ -146,6 +153,14 @@ def test_bad_input_gets_a_field_error_and_saves_nothing(client, changes, field, 
     assert f'id="id_{field}_error"' in response.content.decode() or field in ("rights", "__all__")
     assert PrivacyRequest.objects.count() == 0
     assert len(mail.outbox) == 0
+
+
+@pytest.mark.parametrize("name", ["李小龍", "Zoë O'Brien-Núñez", "محمد\u200cرضا", "Ana Peeters 2"])
+@pytest.mark.django_db
+def test_a_name_in_any_script_is_accepted_with_the_joiners_it_is_written_with(client, name):
+    """A zero-width non-joiner is part of how Persian writes "Mohammadreza": only direction controls are refused."""
+    assert post_form(client, subject_name=name, signature=name).status_code == 302
+    assert PrivacyRequest.objects.get().subject_name == name
 
 
 @pytest.mark.parametrize("reference", ["MOB-4471-2093", "123456", "ACME/2024.17 (main)", "Ü-77", "a/../b"])

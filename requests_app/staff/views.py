@@ -5,6 +5,7 @@ Views are thin: they read through selectors, write through services, and
 turn a RequestError into a message (NotAllowed into a 403).
 """
 
+import datetime
 import functools
 import json
 import math
@@ -578,12 +579,21 @@ def _untranslated_texts(privacy_request: PrivacyRequest) -> dict | None:
     }
 
 
+# The owed emails the worker lost are queued again every few minutes (emails.requeue_owed_emails): one owed longer
+# than this is held up by something staff should look at (the worker or the mail server down).
+EXTENSION_EMAIL_LATE_AFTER = datetime.timedelta(minutes=15)
+
+
 def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> dict:
     user = request.user
     can_work = roles.can_work(user, privacy_request)
     allowed = {t.name for t in lifecycle.allowed_transitions(privacy_request.status)}
     paused = deadline_service.open_pause(privacy_request)
     identities = list(privacy_request.identities.select_related("verified_by"))
+    # Art. 12(3): the subject must be told of an extension within the first period; staff see whether they were.
+    extension_notice = (
+        privacy_request.notifications.filter(kind="deadline_extended").first() if privacy_request.is_extended else None
+    )
     if "complete" in allowed:
         actions.prefetch_for_completion([privacy_request])
     return {
@@ -618,8 +628,10 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         # A warning, not a refusal: a late refusal still has to be sent (Art. 12(4)).
         "late_refusal_warning": deadline_service.late_refusal_warning(privacy_request) if privacy_request.is_open else None,
         "state_version": lifecycle.state_version(privacy_request),
-        # Art. 12(3): the subject must be told of an extension within the first period; staff see whether they were.
-        "extension_notice": privacy_request.notifications.filter(kind="deadline_extended").first() if privacy_request.is_extended else None,
+        "extension_notice": extension_notice,
+        # Owed a few minutes, the email is on its way (the worker sends it); owed longer, something stops it.
+        "extension_email_late": extension_notice is not None and extension_notice.sent_at is None
+        and extension_notice.created_at < timezone.now() - EXTENSION_EMAIL_LATE_AFTER,
         "fee_currency": settings.FEE_CURRENCY,
         # Why no fee may be charged (the LGPD): the page then offers no fee form, and says why.
         "fee_refusal": handling.fee_refusal(privacy_request),

@@ -89,6 +89,21 @@ def test_the_organisations_downloads_leave_the_subjects_untouched(api):
 
 
 @pytest.mark.django_db
+def test_the_subjects_timeline_tells_the_organisations_downloads_from_those_with_their_link(api):
+    """The link to the status page is all a download takes: a subject who fears it leaked sees each one, and whose."""
+    request_id, export = released_export(api, share=True)
+    assert api.get(f"{URL}{request_id}/exports/{export.public_id}/download/").status_code == 200
+    export_download(request=export.request, token=download_token(export))[1].close()
+
+    timeline = [item["event"] for item in api.get(f"{URL}{request_id}/").json()["timeline"]]
+    assert timeline[-3:] == [
+        "We made a copy of your data available to download.",
+        "The organisation that filed your request for you downloaded a copy of your data.",
+        "A copy of your data was downloaded with the link on this page.",
+    ]
+
+
+@pytest.mark.django_db
 def test_staff_see_the_subjects_and_the_organisations_downloads_apart(api, client):
     request_id, export = released_export(api, share=True)
     api.get(f"{URL}{request_id}/exports/{export.public_id}/download/")
@@ -189,8 +204,9 @@ def test_updated_since_lists_a_request_once_a_package_is_shared_with_its_organis
     export_release(export=export, actor=Actor.staff(staff_in_role("DPO", username="dpo1")), share_with_organisation=share)
 
     listed = [item["id"] for item in api.get(URL, {"updated_since": since}).json()["results"]]
-    # A package released to the subject only is nothing the portal sees.
-    assert listed == ([created["id"]] if share else [])
+    # Released to the subject only, the package is not the portal's to list, but the timeline it reads says so.
+    assert listed == [created["id"]]
+    assert len(api.get(f"{URL}{created['id']}/exports/").json()) == (1 if share else 0)
 
 
 @pytest.mark.django_db

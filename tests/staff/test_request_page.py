@@ -244,7 +244,12 @@ def test_the_page_says_whether_the_subject_was_emailed_of_the_extension(client, 
     with django_capture_on_commit_callbacks(execute=True):
         request_extend(request=sent, actor=Actor.staff(dpo), reason="Many systems to search.")
 
-    assert "subject not emailed yet" in client.get(reverse("staff:request", args=[waiting.reference])).content.decode()
+    # Just extended, its email is on its way; owed a quarter of an hour later, something holds it up.
+    page = client.get(reverse("staff:request", args=[waiting.reference])).content.decode()
+    assert "email to the subject on its way" in page and "not emailed yet" not in page
+    with time_machine.travel(timezone.now() + timedelta(minutes=16)):
+        page = client.get(reverse("staff:request", args=[waiting.reference])).content.decode()
+    assert '<span class="error">subject not emailed yet</span>' in page and "on its way" not in page
     page = client.get(reverse("staff:request", args=[sent.reference])).content.decode()
     assert "subject emailed on" in page and "not emailed yet" not in page
     # Withdrawn before the email went, it never will (emails.NEEDS_OPEN_REQUEST): the page raises no alarm of it.
