@@ -7,7 +7,8 @@ Who may do what:
 - the DPO creates and edits purposes, and gives their names in the other languages;
 - the DPO and auditors download a list: it is a bulk list of personal data,
   which handlers do not need to work a request (least privilege);
-- whoever may work a request applies it to the lists (roles.require_can_work).
+- whoever may work a request applies it to the lists (roles.require_can_work); the others, who read every request
+  (auditors, handlers of other teams), read what it covers and whether the subject is on each.
 """
 
 from django.contrib import messages
@@ -81,9 +82,10 @@ def request_suppress(request: HttpRequest, reference: str) -> HttpResponse:
     """For each objection, consent withdrawal or limit on use the request asks: the subject's words, the lists it
     covers and whether the subject is on each. Choosing its lists adds the subject to them (POST); for a list that
     cannot be applied, staff record why ("not_applied"), or remove it if the right does not cover it after all
-    ("uncover")."""
+    ("uncover"). Staff who may not work the request read the page without its forms, as they read the request."""
     privacy_request = _get_request(reference)
-    if not roles.can_work(request.user, privacy_request):
+    can_work = roles.can_work(request.user, privacy_request)
+    if request.method not in ("GET", "HEAD") and not can_work:
         raise PermissionDenied(_("You may not act on this request."))
     if request.method == "POST" and request.POST.get("step") in ("not_applied", "uncover"):
         return _not_applied(request, privacy_request)
@@ -119,7 +121,7 @@ def request_suppress(request: HttpRequest, reference: str) -> HttpResponse:
             "not_applied": not_applied,
             "form": posted if posted is not None and posted.data.get("right") == asked.right else form,
         })
-    context = {"r": privacy_request, "panels": panels}
+    context = {"r": privacy_request, "panels": panels, "can_work": can_work}
     return render(request, "staff/suppression_request.html", context, status=400 if posted is not None else 200)
 
 

@@ -337,6 +337,41 @@ def test_a_handler_not_on_the_request_cannot_use_the_form(client, marketing):
 
 
 @pytest.mark.django_db
+def test_an_auditor_reads_the_lists_a_request_covers_but_changes_nothing(client, marketing, dpo):
+    """Auditors read every request (roles): the lists its objection covers too, which were a 403. Without the forms,
+    and a form sent all the same is refused."""
+    calls = SuppressionPurpose.objects.create(slug="telemarketing", name="Telemarketing calls", identity_kinds=["phone"])
+    request = objection_request()  # the phone number is not verified
+    suppression.suppress(request=request, actor=Actor.staff(dpo), right="objection", purposes=[marketing, calls])
+    suppression.record_not_applied(
+        request=request, actor=Actor.staff(dpo), covered=CoveredPurpose.objects.get(purpose=calls),
+        reason="We hold no phone number of yours.",
+    )
+    login_staff(client, staff_in_role("Auditor", username="a1"))
+    url = reverse("staff:suppression_request", args=[request.reference])
+
+    response = client.get(url)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "The subject is on these lists for it: Marketing emails" in page
+    assert "Not on the Telemarketing calls list yet." in page
+    assert "Reason: We hold no phone number of yours." in page
+    assert 'name="purposes"' not in page and 'name="step"' not in page and 'name="reason"' not in page
+    assert "Add to the lists" not in page and "Record why" not in page
+    request_page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert f'<a href="{url}">Suppression lists</a>' in request_page and "Choose the lists" not in request_page
+
+    entries = SuppressionEntry.objects.count()
+    assert client.post(url, {"right": "objection", "purposes": [marketing.pk, calls.pk]}).status_code == 403
+    assert client.post(url, {"step": "uncover", "right": "objection", "purpose": "telemarketing"}).status_code == 403
+    assert client.post(
+        url, {"step": "not_applied", "right": "objection", "purpose": "telemarketing", "reason": "Changed"}
+    ).status_code == 403
+    assert SuppressionEntry.objects.count() == entries
+    assert CoveredPurpose.objects.get(purpose=calls).not_applied_reason == "We hold no phone number of yours."
+
+
+@pytest.mark.django_db
 def test_through_the_pages_a_marketing_objection_completes_only_once_each_list_is_applied(client, marketing, dpo):
     """QA's case: the telemarketing list was refused for want of a phone number and the request was completed
     on the email list alone, its letter granting the objection in full. Nor may a reason leave it out (Art. 21(3))."""
