@@ -14,7 +14,7 @@ and the fields that were corrected but never their values.
 the completion letter, with what a released data package found.
 """
 
-from datetime import date
+from datetime import date, datetime
 
 from django.db.models import Prefetch, Q
 from django.template.loader import render_to_string
@@ -26,6 +26,7 @@ from requests_app.audit import verify_request_events
 from requests_app.context import controller_details
 from requests_app.models import (
     ACTION_FOR_RIGHT,
+    NO_DATA_DELIVERED,
     ActionKind,
     ActionStatus,
     AuditChainCheck,
@@ -199,13 +200,59 @@ def refused_late(request: PrivacyRequest) -> bool:
 
 def _packages(request: PrivacyRequest) -> list[dict]:
     """The data packages compiled for the request, with when each was downloaded, by the subject or the
-    organisation it was shared with (from the audit trail: the counts alone do not say when)."""
-    downloads = {}
-    for event in request.events.filter(action="export_downloaded").order_by("sequence"):
-        downloads.setdefault(event.data.get("export"), []).append(event.created_at)
+    organisation it was shared with, and when and why one ended (from the audit trail: the counts alone do not say
+    when, and an ended package's status says only that it is deleted)."""
+    downloads, deleted = {}, {}
+    for event in request.events.filter(action__in=("export_downloaded", "export_deleted")).order_by("sequence"):
+        if event.action == "export_deleted":
+            deleted[event.data.get("export")] = event.created_at
+        else:
+            downloads.setdefault(event.data.get("export"), []).append(event.created_at)
     compiled = (ExportStatus.READY, ExportStatus.RELEASED, ExportStatus.EXPIRED)
     packages = request.exports.filter(status__in=compiled).select_related("released_by").order_by("created_at")
-    return [{"export": export, "downloaded_at": downloads.get(str(export.public_id), [])} for export in packages]
+    items = []
+    for export in packages:
+        export.request = request
+        item = {"export": export, "downloaded_at": downloads.get(str(export.public_id), [])}
+        if export.status == ExportStatus.EXPIRED:
+            item["ended_at"], item["ended_because"] = _package_ending(export, deleted_at=deleted.get(str(export.public_id)))
+        items.append(item)
+    return items
+
+
+def _package_ending(export, *, deleted_at: datetime | None) -> tuple[datetime | None, str]:
+    """When and why an ended package (expired: deleted, its manifest kept) stopped being available, as the record
+    shows it, what ended it first, as its download link says (exports.download_refusal): a released one's download
+    period running out (at its expiry, before the hourly clean-up deleted it) or its downloads used up; then the
+    request closed without its data (withdrawn, rejected, forwarded, never verified) or the completion refusing the
+    right it answers, which ended it at once; the purge of the subject's personal data; or, never released, the
+    time a compiled package awaits review. `deleted_at` is its "export_deleted" event's time; the reason is "" when
+    none of these fits."""
+    # Imported here: the exports service reads the selectors, which read this module.
+    from requests_app.services.exports import right_refused
+
+    request = export.request
+    ended_at = deleted_at or timezone.now()
+    if export.released_at is not None and export.expires_at is not None and export.expires_at <= ended_at:
+        return export.expires_at, _("Its download period ran out.")
+    used_up = export.download_count >= export.max_downloads and (
+        not export.shared_with_organisation or export.organisation_download_count >= export.max_downloads
+    )
+    if export.released_at is not None and used_up:
+        return deleted_at, _("All its downloads were used.")
+    # A package ended before the request closed (left unreleased, say) was not ended by the closing.
+    closed = request.closed_at is not None and ended_at >= request.closed_at
+    if closed and request.status in NO_DATA_DELIVERED:
+        return deleted_at, _("The request was closed (%(status)s): no data is delivered for it.") % {
+            "status": request.get_status_display()
+        }
+    if closed and right_refused(export):
+        return deleted_at, _("The completion refused the right it answers.")
+    if request.personal_data_purged_at is not None and ended_at >= request.personal_data_purged_at:
+        return deleted_at, _("Deleted with the subject's personal data.")
+    if export.released_at is None and export.finished_at is not None:
+        return deleted_at, _("It was not released within the time a compiled package awaits review.")
+    return deleted_at, ""
 
 
 def _sources_with_data(request: PrivacyRequest, done: list) -> list[SourceSystem]:

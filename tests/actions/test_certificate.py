@@ -15,6 +15,7 @@ from requests_app.models import (
     ErasureException,
     ExportKind,
     ExportPackage,
+    ExportStatus,
     IdentityKind,
     LegalHold,
     NoticeStatus,
@@ -351,3 +352,72 @@ def test_the_certificate_gives_the_systems_pause_reason_in_its_readers_language_
     assert "<td>Informations demandées à la personne concernée</td>" in asked_html
     assert "Information requested from the subject" not in asked_html
     assert "<td>Merci d&#x27;envoyer votre facture de mars.</td>" in paused_html
+
+
+def _ended_row(html: str) -> str:
+    return html.split("<dt>Ended</dt><dd>")[1].split("</dd>")[0]
+
+
+@pytest.mark.django_db
+def test_a_package_the_withdrawal_ended_says_so_with_its_date_not_merely_not_released():
+    """A package compiled and never released, and one released and still downloadable, when the subject withdrew:
+    the certificate said "Not released", and the status said "Expired", of the first."""
+    from requests_app.services import intake
+
+    request = request_in_status(Status.IN_PROGRESS)
+    ready = ExportPackage.objects.create(request=request, status=ExportStatus.READY, finished_at=timezone.now())
+    intake.request_withdraw(request=request, actor=Actor.subject())
+    ready.refresh_from_db()
+    request.refresh_from_db()
+
+    html = certificate.render_certificate_html(request)
+    assert ready.status == ExportStatus.EXPIRED
+    assert "<dd>Not released</dd>" not in html
+    assert "<dt>Released</dt><dd>Not released before it ended</dd>" in html
+    ended = AuditEvent.objects.get(request=request, action="export_deleted").created_at
+    assert _ended_row(html) == (
+        f"{timezone.localtime(ended):%Y-%m-%d %H:%M %Z}: The request was closed (Withdrawn): no data is delivered for it."
+    )
+
+    released = request_in_status(Status.IN_PROGRESS)
+    released_package(released)
+    intake.request_withdraw(request=released, actor=Actor.subject())
+    html = certificate.render_certificate_html(released)
+    assert "<dt>Released</dt><dd>Not released" not in html
+    assert _ended_row(html).endswith(": The request was closed (Withdrawn): no data is delivered for it.")
+
+
+@pytest.mark.django_db
+def test_a_package_says_whether_its_download_period_ran_out_or_it_was_never_released_in_time():
+    """Ended by the hourly clean-up: a released package at its expiry (the moment it stopped being available, not the
+    clean-up's), and one left unreleased past the time a package awaits review."""
+    request = request_in_status(Status.IN_PROGRESS)
+    released = released_package(request)
+    expired_at = timezone.now() - datetime.timedelta(hours=3)
+    ExportPackage.objects.filter(pk=released.pk).update(expires_at=expired_at)
+    ExportPackage.objects.create(
+        request=request, kind=ExportKind.PORTABILITY, status=ExportStatus.READY, finished_at=timezone.now() - datetime.timedelta(days=31),
+    )
+    assert exports.delete_expired_exports() == 2
+
+    html = certificate.render_certificate_html(request)
+    access, portability = html.split("<dt>Ended</dt><dd>")[1:]
+    assert access.startswith(f"{timezone.localtime(expired_at):%Y-%m-%d %H:%M %Z}: Its download period ran out.</dd>")
+    assert portability.split("</dd>")[0].endswith(": It was not released within the time a compiled package awaits review.")
+    assert "<dt>Released</dt><dd>Not released before it ended</dd>" in html
+
+
+@pytest.mark.django_db
+def test_a_package_whose_right_the_completion_refused_says_so(dpo_actor):
+    from requests_app.services.handling import RightRefusal
+
+    request = verified_request(RequestType.ACCESS, RequestType.PORTABILITY)
+    ExportPackage.objects.create(request=request, status=ExportStatus.READY, finished_at=timezone.now())
+    released_package(request, kind=ExportKind.PORTABILITY)  # the right granted
+    handling.request_complete(
+        request=request, actor=dpo_actor, letter="Refused.", expected_status=request.status,
+        refused=[RightRefusal(RequestType.ACCESS, "manifestly_unfounded", "The fourth copy asked this month.")],
+    )
+    request.refresh_from_db()
+
+    assert _ended_row(certificate.render_certificate_html(request)).endswith(": The completion refused the right it answers.")
