@@ -204,6 +204,9 @@ class RejectionGround(models.TextChoices):
     COMPELLING_GROUNDS = "compelling_grounds", _("Compelling legitimate grounds for the processing, or legal claims (Art. 21(1))")
     LEGAL_CLAIMS = "legal_claims", _("Needed for the establishment, exercise or defence of legal claims (Art. 17(3)(e))")
     FRAUDULENT = "fraudulent", _("A documented good-faith belief that the request is fraudulent (CCPA Regs. § 7027(f))")
+    # Answers a rectification only (GROUNDS_FOR_SOME_RIGHTS): checked, the data the subject contests is right, so there
+    # is nothing to correct. Not acting on the request, which the letter must explain (Art. 12(4)).
+    DATA_ACCURATE = "data_accurate", _("The data is accurate and complete (Art. 16)")
     # No longer offered (REFUSABLE_GROUNDS): holding no data answers the request, it does not refuse
     # it. Kept so that requests rejected on it before still name their ground.
     NO_DATA = "no_data", _("We hold no data about this person")
@@ -229,12 +232,14 @@ GROUNDS_OF_THE_WHOLE_REQUEST = frozenset({RejectionGround.IDENTITY_NOT_VERIFIED}
 # information" (recital 63), so other people's data is masked or left out of the copy, and the subject still gets
 # the confirmation and the Art. 15(1) and 15(2) information; the controller's compelling legitimate grounds, or its
 # legal claims, answer an objection to processing on its legitimate interests (Art. 21(1)), never one to direct
-# marketing (above).
+# marketing (above); data found accurate and complete answers a rectification, the right to have inaccurate data
+# corrected (Art. 16).
 GROUNDS_FOR_SOME_RIGHTS = {
     RejectionGround.LEGAL_OBLIGATION: frozenset({RequestType.ERASURE}),
     RejectionGround.RIGHTS_OF_OTHERS: frozenset({RequestType.PORTABILITY}),
     RejectionGround.COMPELLING_GROUNDS: frozenset({RequestType.OBJECTION}),
     RejectionGround.LEGAL_CLAIMS: frozenset({RequestType.ERASURE}),
+    RejectionGround.DATA_ACCURATE: frozenset({RequestType.RECTIFICATION}),
 }
 
 

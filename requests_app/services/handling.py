@@ -776,7 +776,8 @@ def ccpa_deletion_record_paragraph(request: PrivacyRequest) -> str:
 # interest overrides the subject's objection and why (the controller must demonstrate it, Art. 21(1)),
 # which claim needs the data, why the request is believed fraudulent (the business "shall provide to the requestor
 # an explanation why", CCPA Regulations § 7027(f)), what was asked to identify the subject and why what came is not
-# enough (Art. 12(2), 12(6); EDPB Guidelines 01/2022, paras 65-68).
+# enough (Art. 12(2), 12(6); EDPB Guidelines 01/2022, paras 65-68), how the data contested was found accurate (against
+# what record or document) and why no correction is due.
 GROUNDS_TO_EXPLAIN = frozenset(
     {
         RejectionGround.IDENTITY_NOT_VERIFIED,
@@ -786,6 +787,7 @@ GROUNDS_TO_EXPLAIN = frozenset(
         RejectionGround.COMPELLING_GROUNDS,
         RejectionGround.LEGAL_CLAIMS,
         RejectionGround.FRAUDULENT,
+        RejectionGround.DATA_ACCURATE,
         RejectionGround.OTHER,
     }
 )
@@ -842,6 +844,9 @@ GROUND_FOR_ANOTHER_RIGHT = {
         "marketing, not “%(right)s”."
     ),
     RejectionGround.LEGAL_CLAIMS: gettext_lazy("Legal claims (Art. 17(3)(e)) can refuse only an erasure, not “%(right)s”."),
+    RejectionGround.DATA_ACCURATE: gettext_lazy(
+        "Data found accurate and complete (Art. 16) can refuse only a request to correct or complete data, not “%(right)s”."
+    ),
     RejectionGround.IDENTITY_NOT_VERIFIED: gettext_lazy(
         "A request to limit the use of sensitive personal information under the CCPA needs no verified identity (CCPA "
         "Regulations § 7027(e)): an identity that could not be verified cannot refuse “%(right)s”. Ask the subject only "
