@@ -66,6 +66,7 @@ from requests_app.models import (
     Recipient,
     RecipientNotice,
     RectificationChange,
+    RejectionGround,
     RequestedRight,
     RequestType,
     RestrictionGround,
@@ -76,7 +77,7 @@ from requests_app.models import (
     Status,
 )
 from requests_app.services import notices
-from requests_app.services.certificate import done_without_searching, searched_nothing
+from requests_app.services.certificate import done_without_searching, nothing_corrected, searched_nothing
 from requests_app.services.suppression import SUPPRESSION_RIGHTS, missing_identifier, must_be_applied, usable_kinds, verified_only
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.actions import (
@@ -1271,7 +1272,7 @@ def answered_already(request: PrivacyRequest, refused: set[str]) -> list[str]:
     refusing them would deny what was done. Their package was released to the subject, or their action was
     carried out, is under way, or stopped part-way having changed rows in a source (one only planned, or waiting
     for its approval, never runs once the request is closed: may_run_now; one done without searching its source
-    changed nothing there, and answers nothing), or the subject was put on a suppression list for that right (a
+    changed nothing there, and answers nothing, as does a rectification that matched nothing), or the subject was put on a suppression list for that right (a
     list it covers, applied). Empty when none was. Reads what prefetch_for_completion loads."""
     reasons = []
     released = {package.kind for package in request.exports.all() if package.released_at is not None}
@@ -1283,6 +1284,10 @@ def answered_already(request: PrivacyRequest, refused: set[str]) -> list[str]:
             # A run that stopped part-way (failed, or the source changed since its dry run) may have changed rows
             # already: an HTTP source has no rollback.
             carried_out = action.status == ActionStatus.DONE and not done_without_searching(action)
+            if action.kind == ActionKind.RECTIFY and not action.changed_anything():
+                # A correction that matched nothing corrected nothing: refusing it is how completion lets such a
+                # rectification be closed (nothing_corrected), so it must not stand in the way.
+                carried_out = False
             ran = carried_out or action.status == ActionStatus.RUNNING or action.changed_anything()
             if action.kind == ACTION_FOR_RIGHT.get(right) and ran:
                 reasons.append(
@@ -1339,6 +1344,28 @@ def _suppression_blockers(asked: RequestedRight, kinds_usable: set[str]) -> list
     return blockers
 
 
+def nothing_corrected_blocker(request: PrivacyRequest) -> str:
+    """What completion says of a rectification granted that corrected nothing (certificate.nothing_corrected): a
+    request answered as granted must have been acted on, and not acting is a refusal, whose reasons the subject is
+    owed (Art. 12(4)) and the DPO must be able to show. So either a correction is carried out and recorded in a
+    source system (a manual one's owner confirms it), or the right is refused with its ground and reasons: the
+    completion form refuses one right of several, Reject the only one asked."""
+    if len(request.requested_rights) > 1:
+        return _(
+            "“%(right)s”: no data has been corrected. Enter the corrected values under “Actions in source systems” and "
+            "carry out the correction (in a manual system, its owner confirms it), or refuse this right with your "
+            "reasons: “%(ground)s” if you checked the data and it is right, “%(other)s” if we do not hold it."
+        ) % {
+            "right": RIGHTS_THE_SUBJECT_ASKS[RequestType.RECTIFICATION], "ground": RejectionGround.DATA_ACCURATE.label,
+            "other": RejectionGround.OTHER.label,
+        }
+    return _(
+        "No data has been corrected. Enter the corrected values under “Actions in source systems” and carry out the "
+        "correction (in a manual system, its owner confirms it), or reject the request with your reasons: "
+        "“%(ground)s” if you checked the data and it is right, “%(other)s” if we do not hold it."
+    ) % {"ground": RejectionGround.DATA_ACCURATE.label, "other": RejectionGround.OTHER.label}
+
+
 def completion_blockers(request: PrivacyRequest) -> list[str]:
     """Why the request cannot be completed yet: a data package not released, work in the source
     systems, Art. 19 notices or a suppression still to do, for the rights it grants (a right refused
@@ -1370,6 +1397,8 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
     unplanned = {change.category.source.name for change in corrections if change.category.source_id not in rectified_sources}
     for source_name in sorted(unplanned):
         blockers.append(_("Corrected values for %(source)s have not been planned: plan the actions again.") % {"source": source_name})
+    if nothing_corrected(request) and not unplanned and all(a.status == ActionStatus.DONE for a in actions if a.kind == ActionKind.RECTIFY):
+        blockers.append(nothing_corrected_blocker(request))
     for action in actions:
         if action.status != ActionStatus.DONE:
             blockers.append(

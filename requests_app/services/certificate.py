@@ -326,17 +326,21 @@ def answered_in_part(request: PrivacyRequest) -> bool:
 
 def nothing_corrected(request: PrivacyRequest) -> bool:
     """Whether a rectification was asked, not refused, and no data was corrected: none entered (the data was
-    accurate, say), none matched, or the source could not be searched. Not acting is a refusal,
-    in part at least, which the letter must explain (Art. 12(4)). A request where some values
-    were corrected and others not is explained by the DPO's letter alone.
+    accurate, say), none matched, or the source could not be searched. Not acting is a refusal, whose reasons
+    the subject is owed (Art. 12(4)): completion waits until a correction is made or the right is refused
+    (actions.completion_blockers). A request where some values were corrected and others not is explained
+    by the DPO's letter alone. A correction that found nothing left where the request's erasure had erased the
+    data is answered: the data to correct is gone, as the subject asked, and the letter says so.
 
     Reads `source_actions.all()`, so that actions.prefetch_for_completion serves it."""
     if RequestType.RECTIFICATION not in request.granted_rights:
         return False  # not asked, or refused: the letter gives the ground
-    rectified = [
-        action for action in request.source_actions.all() if action.kind == ActionKind.RECTIFY and action.status == ActionStatus.DONE
-    ]
-    return not any(action.changed_anything() and not searched_nothing(action) for action in rectified)
+    done = [action for action in request.source_actions.all() if action.status == ActionStatus.DONE]
+    changed = [action for action in done if action.changed_anything() and not searched_nothing(action)]
+    erased_in = {action.source_id for action in changed if action.kind == ActionKind.ERASE}
+    return not any(
+        action.kind == ActionKind.RECTIFY and (action in changed or action.source_id in erased_in) for action in done
+    )
 
 
 def searched_nothing(action) -> bool:
@@ -364,7 +368,7 @@ def outcome_summary(request: PrivacyRequest) -> str:
     which uses an objection, a consent withdrawal or a limit on use stopped, and which recipients were told
     or are being told (Art. 19), in the request's language, citing the GDPR's articles only where its regime is the GDPR's
     (wording.cites_gdpr_articles). Empty when no source action was carried out and no package says more
-    than its data, unless a rectification was asked and nothing was corrected: the letter says so.
+    than its data.
 
     It claims only what the actions' results and the packages' manifests record: each line names the
     right it answers, a source where nothing matched, or that could not be searched, is said to be so,
@@ -380,8 +384,6 @@ def outcome_summary(request: PrivacyRequest) -> str:
             paragraphs.append(paragraph)
 
     with translation.override(request.language):
-        if nothing_corrected(request):
-            say(_("We did not correct any of your data."))
         # An erasure that ran first leaves nothing for a correction or a restriction to find.
         erased_in = {action.source_id for action in done if action.kind == ActionKind.ERASE and action.changed_anything()}
         gdpr = cites_gdpr_articles(request.regime)

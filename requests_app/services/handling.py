@@ -48,7 +48,7 @@ from requests_app.models import (
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import intake
 from requests_app.services.actions import answered_already, completion_blockers, prefetch_for_completion
-from requests_app.services.certificate import answered_in_part, data_kept, nothing_corrected, outcome_summary
+from requests_app.services.certificate import answered_in_part, data_kept, outcome_summary
 from requests_app.wording import amount_in_words, cites_gdpr_articles, date_in_words, label_in_letter, with_full_stop
 
 logger = logging.getLogger(__name__)
@@ -553,19 +553,6 @@ def request_transition(
         return lifecycle.transition(locked, name, actor=actor, note=note)
 
 
-def completion_refusals(request: PrivacyRequest, *, letter: str) -> list[str]:
-    """Why an in-progress request cannot be completed with `letter` now; empty when it can.
-
-    request_complete refuses on these, and the bulk completion's confirmation page lists them:
-    one set of rules, so that the page names exactly the requests the completion will close.
-    Checking many requests: actions.prefetch_for_completion.
-    """
-    refusals = completion_blockers(request)
-    if not letter.strip() and nothing_corrected(request):
-        refusals.append(_("No data was corrected: say why in the letter (for example, the data was accurate)."))
-    return refusals
-
-
 @dataclass(frozen=True)
 class RightRefusal:
     """One right asked that a completion refuses: its ground, one of REFUSABLE_GROUNDS, and the reasons the
@@ -583,7 +570,8 @@ def request_complete(
 
     Refused while an erasure, rectification or restriction is unfinished in
     a source system, or a recipient has not been told (Art. 19), and for a
-    rectification that corrected nothing, until the letter says why. The letter
+    rectification granted that corrected nothing: refuse it instead, with the
+    reasons (actions.completion_blockers says what is left to do). The letter
     ends with what was erased, kept, rectified and restricted, and who was told,
     and says when a data package found nothing and which sources it could not search.
 
@@ -602,10 +590,9 @@ def request_complete(
             # Recorded before the blockers are read, which then leave out the refused rights' work; any
             # refusal below rolls them back with the rest.
             _refuse_rights(locked, refusals_by_right)
-        refusals = completion_refusals(locked, letter=letter)
+        refusals = completion_blockers(locked)
         if refusals:
             raise RequestError(_("The request cannot be completed yet: %(reasons)s") % {"reasons": " ".join(refusals)})
-        corrected_none = nothing_corrected(locked)
         grounds = [{"right": right, "ground": refusals_by_right[right].ground} for right in locked.refused_rights]
         # A recipient's notice that waited only for a refused right's action, which will never run, goes now (the
         # transition queues it): once committed, after the letter, which says its recipient is being told (outcome_summary).
@@ -621,8 +608,9 @@ def request_complete(
             # Every right refused, each on its own ground: nothing was done (none of them was answered already,
             # _refuse_rights), so there is no outcome to tell, only each refusal and its reasons.
             paragraphs = [refusals_in_letter(locked, refusals_by_right), ccpa_deletion_record_paragraph(locked)]
-        if corrected_none or data_kept(locked) or answered_in_part(locked) or grounds:
-            # Refusing a right, keeping data asked to be erased, or correcting none, is a refusal in part; finding
+        if data_kept(locked) or answered_in_part(locked) or grounds:
+            # Refusing a right (a correction found not due among them), or keeping data asked to be erased, is a
+            # refusal in part; finding
             # no data, or not searching a source, an answer the subject may challenge: they may complain (Art. 12(4)).
             paragraphs.append(rejection_rights_paragraph(locked))
         outcome = "\n\n".join(paragraph for paragraph in paragraphs if paragraph)

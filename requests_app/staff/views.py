@@ -74,7 +74,7 @@ from requests_app.models import (
     text_digest,
     translation_languages,
 )
-from requests_app.services import actions, certificate
+from requests_app.services import actions
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import notices as notice_service
 from requests_app.services import exports as export_service
@@ -484,7 +484,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
     action = form.cleaned_data["action"]
     if action == "complete":
         # Closing requests and sending their letters cannot be undone: list those that will close (in
-        # progress, workable by this user, and nothing handling.completion_refusals objects to), those
+        # progress, workable by this user, and nothing actions.completion_blockers objects to), those
         # that will not and why, and ask again. The second click sends the closable list, not the
         # filter, so that a request matching it only by then is not closed unseen; if some of the list
         # changed meanwhile, it asks again.
@@ -497,7 +497,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
             to_check = list(candidates.order_by("reference"))
             actions.prefetch_for_completion(to_check)
             for candidate in to_check:
-                refusals = handling.completion_refusals(candidate, letter="")
+                refusals = actions.completion_blockers(candidate)
                 if refusals:
                     blocked.append((candidate.reference, refusals))
                 else:
@@ -623,7 +623,6 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "forms": {slot: _action_form(slot, privacy_request) for slot in FORM_SLOTS},
         # Shown with the Complete button, so staff see what is missing before they try.
         "completion_blockers": actions.completion_blockers(privacy_request) if "complete" in allowed else [],
-        "nothing_corrected": "complete" in allowed and certificate.nothing_corrected(privacy_request),
         "extendable": deadline_service.extension_refusal(privacy_request) is None,
         # A warning, not a refusal: a late refusal still has to be sent (Art. 12(4)).
         "late_refusal_warning": deadline_service.late_refusal_warning(privacy_request) if privacy_request.is_open else None,

@@ -22,16 +22,23 @@ from requests_app.models import (
     NoticeStatus,
     PrivacyRequest,
     Recipient,
+    RejectionGround,
     RequestType,
     ResponseTemplate,
     SourceAction,
+    SourceCategory,
+    SourceField,
     SourceFieldTranslation,
     SourceSystem,
+    Status,
     TemplatePurpose,
 )
+from requests_app import roles
+from requests_app.audit import Actor
+from requests_app.lifecycle import RequestError
 from requests_app.services import actions, certificate, exports, handling, notices
 from tests.actions.conftest import ANA_PHONE, verified_request
-from tests.factories import released_package
+from tests.factories import released_package, staff_in_role
 from tests.actions.test_notices import carry_out_actions, correct_the_city
 
 
@@ -317,7 +324,7 @@ def test_a_correction_to_the_value_already_held_is_not_called_a_correction(crm, 
     summary = certificate.outcome_summary(request)
     assert "Your data in CRM already held the values you asked for: nothing needed correcting." in summary
     assert "We corrected" not in summary
-    assert certificate.nothing_corrected(request)  # so the letter must say why (Art. 12(4))
+    assert certificate.nothing_corrected(request)  # so completion waits for the rectification to be refused, with why
     assert request.recipient_notices.get().status == NoticeStatus.NOT_NEEDED
 
 
@@ -579,33 +586,75 @@ def test_a_rectification_that_matched_nothing_does_not_claim_a_correction(crm, d
     request.identities.filter(kind=IdentityKind.EMAIL).update(value="nobody@example.com")
     correct_the_city(request, crm, dpo_actor, django_capture_on_commit_callbacks, "Gent")
 
-    body = _complete(request, dpo_actor).body
-    assert "We found no data of yours to correct in CRM." in body
-    assert "We corrected" not in body
-    assert "We did not correct any of your data." in body and "lodge a complaint" in body  # not acting: Art. 12(4)
+    summary = certificate.outcome_summary(request)
+    assert "We found no data of yours to correct in CRM." in summary and "We corrected" not in summary
+    # Nothing corrected: not a rectification granted. The correction that ran and matched nothing answered nothing,
+    # so it does not stop the refusal.
+    with pytest.raises(RequestError, match="No data has been corrected."):
+        _complete(request, dpo_actor)
+    handling.request_reject(
+        request=request, actor=dpo_actor, ground=RejectionGround.OTHER,
+        explanation="We hold no data under the address you gave us.", expected_status=request.status,
+    )
+    body = Message.objects.filter(request=request).latest("created_at").body
+    assert "We hold no data under the address you gave us." in body and "lodge a complaint" in body  # Art. 12(4)
 
 
-def test_a_rectification_that_corrected_nothing_needs_the_reason_and_says_how_to_complain(dpo_actor):
-    import pytest
-
-    from requests_app.lifecycle import RequestError
-
+def test_a_rectification_that_corrected_nothing_cannot_be_completed_as_granted(dpo_actor):
+    """Any letter used to let it through, saying nothing of the rectification perhaps, and nothing recorded why."""
     request = verified_request(RequestType.RECTIFICATION)  # no corrected value entered: the data was accurate
-    with pytest.raises(RequestError, match="No data was corrected: say why in the letter"):
-        handling.request_complete(request=request, actor=dpo_actor, letter="  ", expected_status=request.status)
-    request.refresh_from_db()
-    assert request.status == "in_progress"  # nothing half-done
-    # The bulk completion's confirmation page lists the same refusal: it sends no letter of its own.
-    assert handling.completion_refusals(request, letter="  ") == [
-        "No data was corrected: say why in the letter (for example, the data was accurate)."
+    for letter in ("  ", "Thank you for your patience."):
+        with pytest.raises(RequestError, match="No data has been corrected. Enter the corrected values"):
+            handling.request_complete(request=request, actor=dpo_actor, letter=letter, expected_status=request.status)
+        request.refresh_from_db()
+        assert request.status == "in_progress" and not request.messages.exists()  # nothing half-done
+    # The bulk completion's confirmation page and the request page list the same refusal: one set of rules.
+    assert actions.completion_blockers(request) == [
+        "No data has been corrected. Enter the corrected values under “Actions in source systems” and carry out the "
+        "correction (in a manual system, its owner confirms it), or reject the request with your reasons: “The data "
+        "is accurate and complete (Art. 16)” if you checked the data and it is right, “Other” if we do not hold it."
     ]
-    assert handling.completion_refusals(request, letter="Thank you for your patience.") == []
+
+
+def test_a_rectification_refused_for_accurate_data_gives_how_it_was_checked_and_how_to_complain(dpo_actor):
+    request = verified_request(RequestType.RECTIFICATION)
+    with pytest.raises(RequestError, match="Explain to the subject why “The data is accurate and complete"):
+        handling.request_reject(
+            request=request, actor=dpo_actor, ground=RejectionGround.DATA_ACCURATE, explanation=" ", expected_status=request.status
+        )
+
+    handling.request_reject(
+        request=request, actor=dpo_actor, ground=RejectionGround.DATA_ACCURATE,
+        explanation="Your contract gives Antwerp as your city.", expected_status=request.status,
+    )
+
+    request.refresh_from_db()
+    assert request.status == Status.REJECTED and request.rejection_ground == RejectionGround.DATA_ACCURATE
+    body = request.messages.get().body
+    assert "The data is accurate and complete (Art. 16)." in body and "Your contract gives Antwerp as your city." in body
+    assert "and to seek a judicial remedy before the courts." in body
+
+
+def test_a_rectification_carried_out_in_a_manual_system_completes_once_its_owner_confirms_a_correction(db, dpo_actor):
+    owner = staff_in_role(roles.HANDLER, username="archivist")
+    paper = SourceSystem.objects.create(
+        slug="paper", name="Paper archive", connector=ConnectorKind.MANUAL, identity_kind=IdentityKind.EMAIL, owner=owner,
+        purposes="Contracts", legal_basis=LegalBasis.CONTRACT, retention="10 years", origin="The subject",
+    )
+    contracts = SourceCategory.objects.create(source=paper, slug="contracts", category="contact")
+    SourceField.objects.create(category=contracts, name="city", label="city", rectifiable=True)
+    request = verified_request(RequestType.RECTIFICATION)
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=contracts, field="city", value="Gent")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    correction = request.source_actions.get()
+    assert correction.status == ActionStatus.MANUAL
+
+    actions.manual_action_done(action=correction, actor=Actor.staff(owner), rows=1)
 
     body = _complete(request, dpo_actor).body
-    assert "Thank you for your patience." in body
-    assert "We did not correct any of your data." in body
-    # Correcting nothing refuses the rectification: the letter says how to complain (Art. 12(4)).
-    assert body.endswith("and to seek a judicial remedy before the courts.")
+    request.refresh_from_db()
+    assert request.status == Status.COMPLETED and request.refused_rights == []
+    assert "We corrected the following in Paper archive" in body and "lodge a complaint" not in body  # nothing refused
 
 
 def test_a_rectification_carried_out_is_not_called_a_refusal(crm, dpo_actor, django_capture_on_commit_callbacks):
@@ -632,12 +681,12 @@ def test_the_letter_names_the_right_on_each_line_and_says_each_thing_once(crm, c
     request = verified_request(RequestType.ERASURE, RequestType.RECTIFICATION, RequestType.RESTRICTION)
     correct_the_city(request, crm, dpo_actor, django_capture_on_commit_callbacks, "Antwerpen")
 
+    # The correction found nothing left to correct in the CRM: the erasure asked too had answered it there.
     lines = _complete(request, dpo_actor).body.split("\n\n")
     assert "We erased your data in CRM: contact information." in lines
     assert "There was nothing left to correct in CRM: we had erased your data there." in lines
     assert "There was nothing left to restrict in CRM: we had erased your data there." in lines
     assert "We restricted the processing of your data in Call records." in lines
-    assert "We did not correct any of your data." in lines
     assert not any(line.startswith("We erased your data in Call records") for line in lines)  # kept, and said so
     assert [line for line in lines if line.startswith("We kept")] == [
         f"We kept electronic communications data (call detail records) in Call records, because: Telecom law. The right to erasure does not "

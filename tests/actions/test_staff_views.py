@@ -73,11 +73,11 @@ def test_the_complete_form_lists_what_is_still_to_do(client_dpo, db):
     assert "Complete and send the letter" in page and blocker not in page and "Still to do" not in page
 
 
-def test_the_complete_form_warns_that_a_rectification_corrected_nothing(client_dpo, db):
-    hint = "No data has been corrected: the letter must say why"
+def test_the_complete_form_lists_a_rectification_that_corrected_nothing_as_still_to_do(client_dpo, db):
+    blocker = "No data has been corrected. Enter the corrected values under “Actions in source systems”"
     rectification = verified_request(RequestType.RECTIFICATION)
-    assert hint in _page(client_dpo, rectification).content.decode()
-    assert hint not in _page(client_dpo, verified_request(RequestType.RESTRICTION)).content.decode()
+    assert blocker in html.unescape(_page(client_dpo, rectification).content.decode())
+    assert "no data has been corrected" not in _page(client_dpo, verified_request(RequestType.RESTRICTION)).content.decode().lower()
 
 
 def test_a_refused_completion_keeps_the_letter_that_was_typed(client_dpo, db):

@@ -927,16 +927,18 @@ def test_the_reject_form_offers_a_ground_of_one_right_only_when_every_right_aske
         request = request_in_status(Status.IN_PROGRESS, rights=list(rights))
         return set(dict(RejectForm(privacy_request=request).fields["ground"].choices))
 
-    one_right_grounds = {"compelling_grounds", "legal_claims", "legal_obligation", "rights_of_others"}
+    one_right_grounds = {"compelling_grounds", "data_accurate", "legal_claims", "legal_obligation", "rights_of_others"}
     assert grounds(FRAUD_CHECKS) & one_right_grounds == {"compelling_grounds"} and "other" in grounds(FRAUD_CHECKS)
     assert grounds(intake.RightDetails(RequestType.ERASURE)) & one_right_grounds == {"legal_claims", "legal_obligation"}
     # Other people's data is masked in the copy, never a reason to refuse access (Art. 15(4)); it may refuse the
     # data ported (Art. 20(4)).
     assert not grounds(intake.RightDetails(RequestType.ACCESS)) & one_right_grounds
     assert grounds(intake.RightDetails(RequestType.PORTABILITY)) & one_right_grounds == {"rights_of_others"}
+    # Data found accurate (Art. 16) refuses a correction only.
+    assert grounds(intake.RightDetails(RequestType.RECTIFICATION)) & one_right_grounds == {"data_accurate"}
     # Asked with another right, none: that right must be answered (refuse the one on completion instead).
     assert not one_right_grounds & grounds(FRAUD_CHECKS, intake.RightDetails(RequestType.ERASURE))
-    assert not one_right_grounds & grounds(intake.RightDetails(RequestType.RECTIFICATION))
+    assert not one_right_grounds & grounds(intake.RightDetails(RequestType.RECTIFICATION), intake.RightDetails(RequestType.ACCESS))
     marketing = intake.RightDetails(RequestType.OBJECTION, objection_processing="Promotional calls", direct_marketing=True)
     assert grounds(marketing) == {"identity_not_verified", "manifestly_unfounded"}
 

@@ -6,7 +6,20 @@ from django.utils import timezone
 
 from requests_app.audit import Actor
 from requests_app.lifecycle import RequestError
-from requests_app.models import PrivacyRequest, RequestedRight, RequestType, Status, SuppressionPurpose
+from requests_app.models import (
+    ActionKind,
+    ActionStatus,
+    ConnectorKind,
+    IdentityKind,
+    LegalBasis,
+    PrivacyRequest,
+    RequestedRight,
+    RequestType,
+    SourceAction,
+    SourceSystem,
+    Status,
+    SuppressionPurpose,
+)
 from requests_app.services import handling, suppression
 from requests_app.services.handling import RightRefusal
 from requests_app.services.intake import RightDetails
@@ -27,6 +40,20 @@ def asking(*rights, **overrides) -> PrivacyRequest:
     request = request_in_status(Status.IN_PROGRESS, rights=details, **overrides)
     if RequestType.ACCESS in request.requested_rights:
         released_package(request)
+    return request
+
+
+def corrected(request) -> PrivacyRequest:
+    """`request` with a correction carried out in a manual source, its owner having confirmed one row corrected: a
+    rectification is completed as granted only once something was corrected (actions.completion_blockers)."""
+    paper = SourceSystem.objects.create(
+        slug="paper", name="Paper archive", connector=ConnectorKind.MANUAL, identity_kind=IdentityKind.EMAIL,
+        purposes="Contracts", legal_basis=LegalBasis.CONTRACT, retention="10 years", origin="The subject",
+    )
+    SourceAction.objects.create(
+        request=request, source=paper, kind=ActionKind.RECTIFY, status=ActionStatus.DONE, finished_at=timezone.now(),
+        result={"categories": [], "rows": 1, "manual": True},
+    )
     return request
 
 
@@ -249,14 +276,48 @@ def test_a_refused_right_needs_none_of_its_work_done(dpo):
 
 
 @pytest.mark.django_db
-def test_a_refused_rectification_needs_no_letter_saying_why_nothing_was_corrected(dpo):
+def test_a_rectification_that_corrected_nothing_cannot_be_completed_as_granted_whatever_the_letter(dpo):
+    """Granted with nothing done, the rectification would stand as answered in the record, the certificate and the
+    API; a letter, which may speak of the access only, records no reason for not correcting."""
     request = asking(RequestType.ACCESS, RightDetails(RequestType.RECTIFICATION, rectification_data="My city", rectification_value="Gent"))
-    with pytest.raises(RequestError, match="No data was corrected: say why in the letter"):
-        complete(request, dpo, letter="")
+    for letter in ("", "We checked your city: it is right."):
+        with pytest.raises(RequestError, match="“Correct or complete their data”: no data has been corrected. Enter the corrected values"):
+            complete(request, dpo, letter=letter)
+        assert nothing_changed(request)
+
+
+@pytest.mark.django_db
+def test_a_refused_rectification_needs_no_correction_and_its_letter_says_why(dpo):
+    request = asking(RequestType.ACCESS, RightDetails(RequestType.RECTIFICATION, rectification_data="My city", rectification_value="Gent"))
     complete(request, dpo, RightRefusal(RequestType.RECTIFICATION, "other", "The address is your landlord's."), letter="")
     body = request.messages.get().body
-    assert "We did not correct any of your data." not in body  # the refusal says why
     assert "The reason: The address is your landlord's." in body
+    assert "lodge a complaint with a supervisory authority" in body  # Art. 12(4)
+
+
+@pytest.mark.django_db
+def test_a_rectification_is_refused_for_data_found_accurate_with_how_it_was_checked(dpo):
+    request = asking(RequestType.ACCESS, RightDetails(RequestType.RECTIFICATION, rectification_data="My city", rectification_value="Gent"))
+    with pytest.raises(RequestError, match="Explain to the subject why “The data is accurate and complete"):
+        complete(request, dpo, RightRefusal(RequestType.RECTIFICATION, "data_accurate", ""))
+    assert nothing_changed(request)
+
+    checked = "Your contract, signed on 3 March, gives Antwerp as your city, and you have not moved since."
+    complete(request, dpo, RightRefusal(RequestType.RECTIFICATION, "data_accurate", checked))
+
+    request.refresh_from_db()
+    assert request.status == Status.COMPLETED and request.refused_rights == ["rectification"]
+    body = request.messages.get().body
+    assert f"The reason: The data is accurate and complete (Art. 16).\n\n{checked}" in body
+    assert "lodge a complaint with a supervisory authority" in body
+
+
+@pytest.mark.django_db
+def test_data_found_accurate_refuses_a_rectification_only(dpo):
+    request = asking(RequestType.ACCESS, RequestType.ERASURE)
+    with pytest.raises(RequestError, match="can refuse only a request to correct or complete data, not “Erase their data”"):
+        complete(request, dpo, RightRefusal(RequestType.ERASURE, "data_accurate", "It is right."))
+    assert nothing_changed(request)
 
 
 @pytest.mark.django_db
@@ -433,7 +494,7 @@ def test_a_ground_of_another_rights_article_refuses_no_right_in_part(dpo, right,
 
 @pytest.mark.django_db
 def test_the_rights_of_others_may_refuse_the_data_ported_too(dpo):
-    request = asking(RequestType.PORTABILITY, RequestType.RECTIFICATION)
+    request = corrected(asking(RequestType.PORTABILITY, RequestType.RECTIFICATION))
     complete(request, dpo, RightRefusal(RequestType.PORTABILITY, "rights_of_others", "The records are your employer's calls."), letter="We corrected it.")
     # The letter cites the portability's article, not the copy's (Art. 15(4)) that the ground's label names too.
     body = request.messages.get().body
@@ -555,7 +616,7 @@ def test_a_refusal_in_part_under_the_ccpa_names_the_belgian_authority_too(dpo):
 @pytest.mark.django_db
 def test_a_french_letter_refusing_the_data_ported_for_the_rights_of_others_cites_article_20_not_15(dpo):
     """QA: "Motif : Droits et libertés d'autrui (art. 15, paragraphe 4, et art. 20, paragraphe 4)" for a portability refusal."""
-    request = asking(RequestType.PORTABILITY, RequestType.RECTIFICATION, language="fr")
+    request = corrected(asking(RequestType.PORTABILITY, RequestType.RECTIFICATION, language="fr"))
     complete(request, dpo, RightRefusal(RequestType.PORTABILITY, "rights_of_others", "Ce sont les appels de votre employeur."), letter="Corrigé.")
     reason = next(line for line in request.messages.get().body.split("\n\n") if "Motif" in line)
     assert "20" in reason and "15" not in reason
@@ -576,6 +637,6 @@ def test_a_rejection_for_the_rights_of_others_cites_the_portabilitys_article_onl
 
 @pytest.mark.django_db
 def test_a_letter_under_another_law_cites_no_article_for_the_rights_of_others(dpo):
-    request = asking(RequestType.PORTABILITY, RequestType.RECTIFICATION, regime="ccpa")
+    request = corrected(asking(RequestType.PORTABILITY, RequestType.RECTIFICATION, regime="ccpa"))
     complete(request, dpo, RightRefusal(RequestType.PORTABILITY, "rights_of_others", "The records are your employer's calls."), letter="Done.")
     assert "The reason: The rights and freedoms of others.\n\n" in request.messages.get().body

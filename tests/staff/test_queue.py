@@ -863,8 +863,8 @@ def test_bulk_completion_closes_exactly_the_requests_it_listed(dpo_client):
 @pytest.mark.django_db
 def test_bulk_completion_lists_apart_the_requests_it_will_not_close_and_closes_exactly_the_others(dpo_client):
     """A request completion would refuse (an access request answered without its data, a rectification
-    that corrected nothing, which the standard letter does not explain) is listed with its reason, not
-    counted on the button, and left open by the second click."""
+    that corrected nothing and is not refused) is listed with its reason, not counted on the button, and
+    left open by the second click."""
     closable, blocked = make(Status.IN_PROGRESS), make(Status.IN_PROGRESS)
     released_package(closable)
     corrected_nothing = make(
@@ -879,7 +879,7 @@ def test_bulk_completion_lists_apart_the_requests_it_will_not_close_and_closes_e
     assert "1 request will be closed" in will_close and closable.reference in will_close
     assert blocked.reference not in will_close and corrected_nothing.reference not in will_close
     assert f"{blocked.reference}</a>: Access (Art. 15): no data package has been released to the subject yet." in will_not_close
-    assert f"{corrected_nothing.reference}</a>: No data was corrected: say why in the letter" in will_not_close
+    assert f"{corrected_nothing.reference}</a>: No data has been corrected. Enter the corrected values" in will_not_close
     assert "Complete 1 request<" in page
     fields = confirmation_fields(asked)
     assert fields["confirmed"] == ["1"] and fields["references"] == [closable.reference]
