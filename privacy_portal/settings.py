@@ -160,6 +160,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "privacy_portal.middleware.no_store",
     "privacy_portal.middleware.dashboard_referrer",
+    # Around the API's own middleware, so that its answers carry the budget their call used (if any).
+    "requests_app.api.middleware.api_rate_limit_headers",
     "requests_app.api.middleware.api_body_limit",
     "requests_app.api.middleware.api_trailing_slash",
     "requests_app.api.middleware.api_debug_pages",

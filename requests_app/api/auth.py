@@ -6,6 +6,9 @@ A key belongs to an organisation (a business customer) and has a scope:
 hashed at rest, revocable and expiring (djangorestframework-api-key).
 """
 
+import math
+from dataclasses import dataclass
+
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_ratelimit import core as ratelimit_core
@@ -59,6 +62,29 @@ class HasOrganisationKey(permissions.BasePermission):
         return request.method in permissions.SAFE_METHODS or request.auth.scope == APIKeyScope.WRITE
 
 
+@dataclass(frozen=True)
+class Budget:
+    """What is left of a caller's budget after counting its call, as the throttle counted it."""
+
+    limit: int
+    remaining: int
+    reset: int  # whole seconds until the window ends and the budget is whole again
+    window: int  # the window's length, in seconds
+
+    def headers(self) -> dict[str, str]:
+        """The RateLimit fields of draft-ietf-httpapi-ratelimit-headers-06 (the README says why this draft)."""
+        return {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset),
+            "RateLimit-Policy": f"{self.limit};w={self.window}",
+        }
+
+
+# Where a throttle leaves the Budget on the Django request, for api.middleware.api_rate_limit_headers.
+BUDGET_ATTRIBUTE = "api_budget"
+
+
 class FixedWindowThrottle(throttling.SimpleRateThrottle):
     """A request budget counted in fixed windows (a minute, for "120/min") by an atomic increment in
     Redis (the cache production uses; the development file cache, privacy_portal.cache.CountingFileBasedCache,
@@ -69,6 +95,10 @@ class FixedWindowThrottle(throttling.SimpleRateThrottle):
     its budget in one minute. A fixed window lets a client spend its budget at the end of one window
     and again at the start of the next: never more than twice it in any minute. One round trip to
     Redis per call; while Redis is down, none is refused.
+
+    The count the increment answers is the caller's budget: it is left on the request (BUDGET_ATTRIBUTE) for the
+    answer's RateLimit headers, with no other trip to Redis. A call the cache could not count leaves none: no
+    budget is claimed while none is kept.
     """
 
     def allow_request(self, request, view):
@@ -85,10 +115,18 @@ class FixedWindowThrottle(throttling.SimpleRateThrottle):
         except ValueError:  # the window's first call
             # add() is atomic too: of two first calls, one creates the counter and the other counts on it.
             calls = 1 if self.cache.add(counter, 1, timeout=self.duration + 1) else self._incr_or_allow(counter)
-        if calls <= self.num_requests:
-            return True
         self.retry_after = (window + 1) * self.duration - now
-        return False
+        if calls:
+            budget = Budget(
+                limit=self.num_requests,
+                remaining=max(self.num_requests - calls, 0),
+                # Rounded up, as DRF rounds Retry-After: on a 429 the two say the same.
+                reset=math.ceil(self.retry_after),
+                window=self.duration,
+            )
+            # On Django's request (a DRF Request wraps it): the middleware sees that one.
+            setattr(getattr(request, "_request", request), BUDGET_ATTRIBUTE, budget)
+        return calls <= self.num_requests
 
     def _incr_or_allow(self, counter: str) -> int:
         """Count on a counter another call just created; 0 (allowed) when the cache cannot count."""

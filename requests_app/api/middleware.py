@@ -9,7 +9,28 @@ from django.urls import is_valid_path
 from django.utils import translation
 from django.utils.translation import gettext as _
 
+from requests_app.api.auth import BUDGET_ATTRIBUTE
 from requests_app.api.errors import HOST_NOT_SERVED, NO_ENDPOINT, NOT_UNDERSTOOD, PROBLEM, problem_body, problem_response
+
+
+def api_rate_limit_headers(get_response):
+    """The RateLimit headers on every answer to a call the API's throttles counted: the key's budget
+    (API_RATE_LIMIT) on a call with a valid key, the address's (API_UNAUTHENTICATED_RATE_LIMIT) on a 401 and its 429.
+
+    The throttle leaves the budget on the request as it counts the call (auth.FixedWindowThrottle): no other trip
+    to Redis. Added on the way out, so that an answer replayed for an Idempotency-Key tells the budget of now, and
+    the view's exceptions, the 429 among them, carry it too. Answers given before the throttles (a 406, a 403 for
+    the key's scope, this module's 411 and 413, an unknown endpoint) count against no budget and claim none."""
+
+    def middleware(request):
+        response = get_response(request)
+        budget = getattr(request, BUDGET_ATTRIBUTE, None)
+        if budget is not None:
+            for name, value in budget.headers().items():
+                response[name] = value
+        return response
+
+    return middleware
 
 
 def api_body_limit(get_response):

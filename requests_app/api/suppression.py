@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from requests_app.api.auth import OrganisationKeyAuthentication
 from requests_app.audit import Actor, record_event
 from requests_app.api.errors import found_or_404
-from requests_app.api.views import PROBLEM_HEADERS, READ_PROBLEMS, DocumentedCursorPagination, problems, success
+from requests_app.api.views import ANSWER_HEADERS, READ_PROBLEMS, DocumentedCursorPagination, problems, success
 from requests_app.api.serializers import RefusesUnknownFields, SinceField
 from requests_app.models import APIKeyScope, IdentityKind, OrganisationAPIKey, SuppressionEntry, SuppressionPurpose
 from requests_app.services import suppression
@@ -142,7 +142,7 @@ ENTRIES_CSV = (
         summary="List the suppression lists",
         description="Every purpose that has a suppression list: its slug (the list's address), the kinds of "
         "identifier it holds and how many entries it has.",
-        parameters=PROBLEM_HEADERS,
+        parameters=ANSWER_HEADERS,
         responses={
             200: success(
                 PurposeSerializer(many=True),
@@ -180,7 +180,7 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Page through a list's entries",
-        parameters=[EntryFilter, OpenApiParameter("cursor", str, description="From the previous page's `next` link."), *PROBLEM_HEADERS],
+        parameters=[EntryFilter, OpenApiParameter("cursor", str, description="From the previous page's `next` link."), *ANSWER_HEADERS],
         responses={
             200: success(
                 EntrySerializer(many=True),
@@ -201,7 +201,7 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Download a list's entries as CSV",
-        parameters=[CSVEntryFilter, *PROBLEM_HEADERS],
+        parameters=[CSVEntryFilter, *ANSWER_HEADERS],
         responses={
             (200, "text/csv"): OpenApiResponse(
                 response=OpenApiTypes.STR,
@@ -231,7 +231,7 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @extend_schema(
         summary="Look up identifiers",
         request=LookupSerializer,
-        parameters=PROBLEM_HEADERS,
+        parameters=ANSWER_HEADERS,
         examples=[OpenApiExample("An email and a phone number", value=LOOKUP_EXAMPLE, request_only=True)],
         responses={
             200: success(LookupResponseSerializer, "Each identifier as sent, and whether it is suppressed", "One suppressed", LOOKUP_RESULTS),

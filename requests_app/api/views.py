@@ -166,6 +166,39 @@ PROBLEM_HEADERS = [
         description="How many seconds to wait before calling again: until the budget's window (the minute) ends.",
     ),
 ]
+# The budget a call used (api.middleware.api_rate_limit_headers): on every answer to a call the throttles counted.
+RATE_LIMIT_WHEN = (
+    " On every answer to a call counted against a budget: with a valid key, the key's (API_RATE_LIMIT); with none "
+    "or a bad one, answered 401 (or 429 past it), the client address's (API_UNAUTHENTICATED_RATE_LIMIT). Not on the "
+    "answers given before a call is "
+    "counted, which use no budget (406, 411, 413, and a 403 for what the key's scope allows, such as a read key that "
+    "writes), nor while the server cannot count (its cache unreachable: then nothing is refused)."
+)
+WITH_THE_LIMIT = " Sent with `RateLimit-Limit`, on the same answers."
+RATE_LIMIT_HEADERS = [
+    OpenApiParameter(
+        "RateLimit-Limit", int, OpenApiParameter.HEADER, response=True,
+        description="The calls the budget allows in a window (draft-ietf-httpapi-ratelimit-headers-06): `120`."
+        + RATE_LIMIT_WHEN,
+    ),
+    OpenApiParameter(
+        "RateLimit-Remaining", int, OpenApiParameter.HEADER, response=True,
+        description="The calls left in this window after this one: `0` on the last allowed call and on a 429."
+        + WITH_THE_LIMIT,
+    ),
+    OpenApiParameter(
+        "RateLimit-Reset", int, OpenApiParameter.HEADER, response=True,
+        description="Seconds until the window ends and the whole budget is back (the same as `Retry-After` on a 429)."
+        + WITH_THE_LIMIT,
+    ),
+    OpenApiParameter(
+        "RateLimit-Policy", str, OpenApiParameter.HEADER, response=True,
+        description="The budget and its window in seconds: `120;w=60`, 120 calls a minute, counted in fixed windows "
+        "(the clock's minutes)." + WITH_THE_LIMIT,
+    ),
+]
+# The headers every operation documents: those of its problems, and the budget.
+ANSWER_HEADERS = [*PROBLEM_HEADERS, *RATE_LIMIT_HEADERS]
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", {"type": "string", "maxLength": MAX_KEY_LENGTH}, OpenApiParameter.HEADER, required=False,
     description="Retry a POST safely: the same key and body returns the first answer. At most 255 characters "
@@ -328,7 +361,7 @@ def success(serializer, description: str, name: str, value) -> OpenApiResponse:
         summary="List your requests",
         description="Your organisation's requests, newest first; filter them by `status`, `type` or `updated_since`. "
         "Without the subject's timeline: get one request for it.",
-        parameters=[serializers.RequestListFilter, *PROBLEM_HEADERS],
+        parameters=[serializers.RequestListFilter, *ANSWER_HEADERS],
         responses={
             200: success(
                 serializers.RequestSerializer(many=True),
@@ -341,7 +374,7 @@ def success(serializer, description: str, name: str, value) -> OpenApiResponse:
     retrieve=extend_schema(
         summary="Get a request",
         description="One of your organisation's requests: its status, due date and the subject's timeline.",
-        parameters=PROBLEM_HEADERS,
+        parameters=ANSWER_HEADERS,
         responses={
             200: success(
                 serializers.RequestWithTimelineSerializer, "The request with the subject's timeline",
@@ -392,7 +425,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         summary="File a request",
         request=serializers.RequestCreateSerializer,
-        parameters=[IDEMPOTENCY_HEADER, REPLAYED_HEADER, LOCATION_HEADER, *PROBLEM_HEADERS],
+        parameters=[IDEMPOTENCY_HEADER, REPLAYED_HEADER, LOCATION_HEADER, *ANSWER_HEADERS],
         examples=[ERASURE_BY_OPERATOR, ACCESS_BY_OPERATOR],
         responses={
             201: success(
@@ -424,7 +457,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         summary="Withdraw a request",
         request=None,
-        parameters=[IDEMPOTENCY_HEADER, REPLAYED_HEADER, *PROBLEM_HEADERS],
+        parameters=[IDEMPOTENCY_HEADER, REPLAYED_HEADER, *ANSWER_HEADERS],
         responses={
             200: success(serializers.RequestWithTimelineSerializer, "The request, withdrawn", "Withdrawn", REQUEST_WITHDRAWN),
             **WRITE_PROBLEMS,
@@ -444,7 +477,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         summary="Pass on the subject's message",
         request=serializers.MessageCreateSerializer,
-        parameters=[IDEMPOTENCY_HEADER, REPLAYED_HEADER, *PROBLEM_HEADERS],
+        parameters=[IDEMPOTENCY_HEADER, REPLAYED_HEADER, *ANSWER_HEADERS],
         examples=[OpenApiExample("The subject's answer", value={"body": SUBJECT_MESSAGE}, request_only=True)],
         responses={
             201: success(
@@ -475,7 +508,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
 @extend_schema(
     summary="Check an API key",
-    parameters=PROBLEM_HEADERS,
+    parameters=ANSWER_HEADERS,
     responses={
         200: success(serializers.PingSerializer, "The key works", "The key's organisation", {"organisation": "Mobile Operator SA"}),
         **problems(401, 403, 405, 406, 429),  # no input, no object: never a 400 or a 404
@@ -519,7 +552,7 @@ class ExportViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="List a request's packages",
-        parameters=PROBLEM_HEADERS,
+        parameters=ANSWER_HEADERS,
         responses={
             200: success(
                 serializers.ExportSerializer(many=True),
@@ -543,7 +576,7 @@ class ExportViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Download a package",
-        parameters=PROBLEM_HEADERS,
+        parameters=ANSWER_HEADERS,
         responses={
             (200, "application/zip"): OpenApiResponse(
                 response=OpenApiTypes.BINARY,

@@ -144,7 +144,8 @@ def test_a_requests_answer_is_described_as_always_present_and_read_only():
 
 
 def test_every_operation_documents_the_statuses_and_headers_the_api_sends():
-    """No operation documented a 405 or a 406, nor the headers a 401, 405, 429 or replayed answer comes with."""
+    """No operation documented a 405 or a 406, nor the headers a 401, 405, 429 or replayed answer comes with, nor
+    the RateLimit headers of the budget."""
     missing = []
     for label, operation in operations():
         responses = operation["responses"]
@@ -161,6 +162,12 @@ def test_every_operation_documents_the_statuses_and_headers_the_api_sends():
         if any(parameter["name"] == "Idempotency-Key" for parameter in operation.get("parameters", [])):
             if "Idempotent-Replayed" not in responses[success_code].get("headers", {}):
                 missing.append(f"{label} {success_code} Idempotent-Replayed")
+        # The budget the call used (api.middleware.api_rate_limit_headers): on any answer to a counted call, so not
+        # required (a 403 for the key's scope comes before the count), but documented on each.
+        for code, response in responses.items():
+            for header in ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy"):
+                if header not in response.get("headers", {}):
+                    missing.append(f"{label} {code} {header}")
     assert missing == []
 
 

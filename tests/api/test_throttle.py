@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from requests_app.api.auth import OrganisationKeyThrottle, UnauthenticatedThrottle
 from requests_app.models import OrganisationAPIKey
 from tests.api.conftest import client_with, key_for
+from tests.api.test_requests_api import VALID
 
 
 @pytest.fixture
@@ -205,3 +206,90 @@ def test_behind_two_proxies_the_address_is_the_one_the_outer_proxy_saw(rf, setti
 @pytest.mark.django_db
 def test_the_budget_is_counted_in_redis(redis_cache, budget_of_3):
     assert [APIClient(REMOTE_ADDR="192.0.2.9").get(PING).status_code for _ in range(5)] == [401, 401, 401, 429, 429]
+
+
+# The RateLimit headers (draft-ietf-httpapi-ratelimit-headers-06): the budget as the throttle counted the call.
+def budget(response) -> dict:
+    return {name: response[name] for name in ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy") if name in response}
+
+
+@pytest.fixture
+def key_budget_of_3(monkeypatch):
+    monkeypatch.setattr(OrganisationKeyThrottle, "THROTTLE_RATES", {"organisation_key": "3/min"})
+
+
+@pytest.mark.django_db
+def test_every_answer_to_a_keys_call_tells_its_budget_down_to_the_429(api, key_budget_of_3):
+    """The clock is held 30 s into a minute (conftest): the window ends in 30 s, on every answer of the test."""
+    answers = [api.get(PING), api.get(f"/api/v1/requests/{uuid.uuid4()}/"), api.post("/api/v1/requests/", {}, format="json")]
+    assert [answer.status_code for answer in answers] == [200, 404, 400]
+    assert [budget(answer) for answer in answers] == [
+        {"RateLimit-Limit": "3", "RateLimit-Remaining": str(left), "RateLimit-Reset": "30", "RateLimit-Policy": "3;w=60"}
+        for left in (2, 1, 0)
+    ]
+    refused = api.get(PING)
+    assert refused.status_code == 429
+    assert budget(refused) == {"RateLimit-Limit": "3", "RateLimit-Remaining": "0", "RateLimit-Reset": "30", "RateLimit-Policy": "3;w=60"}
+    assert refused["Retry-After"] == refused["RateLimit-Reset"]
+
+
+@pytest.mark.django_db
+def test_a_keys_budget_counts_on_every_route_and_on_a_download(api, operator, key_budget_of_3):
+    """The budget is the key's: a 405 and a download's 404 use it too, as the throttle counts them."""
+    assert api.put("/api/v1/requests/", {}, format="json")["RateLimit-Remaining"] == "2"
+    missing = api.get(f"/api/v1/requests/{uuid.uuid4()}/exports/{uuid.uuid4()}/download/")
+    assert missing.status_code == 404 and missing["RateLimit-Remaining"] == "1"
+
+
+@pytest.mark.django_db
+def test_calls_without_a_valid_key_are_told_their_addresss_budget(budget_of_3):
+    """Their budget is the address's (API_UNAUTHENTICATED_RATE_LIMIT), not a key's: that is what a 401 counted."""
+    answers = [APIClient().get(PING) for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [401, 401, 401, 429]
+    assert [answer["RateLimit-Remaining"] for answer in answers] == ["2", "1", "0", "0"]
+    assert {answer["RateLimit-Policy"] for answer in answers} == {"3;w=60"}
+    assert answers[-1]["Retry-After"] == answers[-1]["RateLimit-Reset"] == "30"
+
+
+@pytest.mark.django_db
+def test_answers_given_before_a_call_is_counted_claim_no_budget(operator, api, key_budget_of_3, settings):
+    """A 403 for the key's scope, a 406 and a 413 come before the throttle: they use none of it, and say none."""
+    settings.API_MAX_BODY_BYTES = 10
+    refused = [
+        client_with(key_for(operator, scope="read")).post("/api/v1/requests/", {}, format="json"),
+        api.get(PING, HTTP_ACCEPT="text/html"),
+        api.post("/api/v1/requests/", {"subject_name": "x" * 20}, format="json"),
+    ]
+    assert [answer.status_code for answer in refused] == [403, 406, 413]
+    assert [budget(answer) for answer in refused] == [{}, {}, {}]
+    assert api.get(PING)["RateLimit-Remaining"] == "2"  # the key's budget untouched by them
+    assert budget(APIClient().get("/api/schema/", HTTP_ACCEPT="application/json")) == {}
+
+
+@pytest.mark.django_db
+def test_a_replayed_answer_tells_the_budget_of_now_not_the_first_calls(api, key_budget_of_3):
+    """The replay is a call the throttle counted: its budget is today's, not stored with the answer."""
+    first = api.post("/api/v1/requests/", VALID, format="json", HTTP_IDEMPOTENCY_KEY="budget-1")
+    again = api.post("/api/v1/requests/", VALID, format="json", HTTP_IDEMPOTENCY_KEY="budget-1")
+    assert again["Idempotent-Replayed"] == "true"
+    assert (first["RateLimit-Remaining"], again["RateLimit-Remaining"]) == ("2", "1")
+
+
+def test_a_call_the_cache_could_not_count_leaves_no_budget(monkeypatch):
+    """The window's counter created by another call and gone before this one counted on it (_incr_or_allow's 0)."""
+    monkeypatch.setattr(OrganisationKeyThrottle, "THROTTLE_RATES", {"organisation_key": "3/min"})
+    throttle = OrganisationKeyThrottle()
+
+    def incr(key):
+        raise ValueError(key)  # no such counter
+
+    throttle.cache = SimpleNamespace(incr=incr, add=lambda key, value, timeout: False)
+    request = SimpleNamespace(auth=OrganisationAPIKey(prefix=uuid.uuid4().hex[:8]))
+    assert throttle.allow_request(request, None)
+    assert not hasattr(request, "api_budget")
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_the_budget_told_is_the_one_counted_in_redis(redis_cache, api, key_budget_of_3):
+    assert [api.get(PING)["RateLimit-Remaining"] for _ in range(4)] == ["2", "1", "0", "0"]
