@@ -25,7 +25,17 @@ from requests_app.api.idempotency import MAX_KEY_LENGTH, idempotent
 from requests_app.audit import Actor
 from requests_app.api.errors import PROBLEM, found_or_404, problem, problem_body
 from requests_app.lifecycle import RequestError
-from requests_app.models import APIKeyScope, Channel, ExportPackage, ExportStatus, PrivacyRequest, RequestedRight
+from requests_app.models import (
+    ActorKind,
+    APIKeyScope,
+    Channel,
+    ExportPackage,
+    ExportStatus,
+    Message,
+    MessageDirection,
+    PrivacyRequest,
+    RequestedRight,
+)
 from requests_app.services import exports, handling, intake
 
 
@@ -86,8 +96,9 @@ ALL_PROBLEMS = {
             problem_example("Business customer on suppression lists", 403, "Only the controller's own systems may read the suppression lists."),
             problem_example("Read key that downloads", 403, "Downloading a subject's data needs a key with the write scope."),
         ]),
-        (404, "No such request, package or suppression list for this key", [
+        (404, "No such request, message, package or suppression list for this key", [
             problem_example("Unknown request", 404, "No such privacy request for this API key."),
+            problem_example("Unknown message", 404, "No such message for this API key."),
             problem_example("Unknown package", 404, "No such export package for this API key."),
             problem_example("Unknown suppression list", 404, "No such suppression list for this API key."),
         ]),
@@ -215,6 +226,11 @@ REPLAYED_HEADER = OpenApiParameter(
 LOCATION_HEADER = OpenApiParameter(
     "Location", str, OpenApiParameter.HEADER, response=[201], required=True,
     description="The new request's address, as a path on this server: `/api/v1/requests/{id}/` "
+    "(also on a replay through `Idempotency-Key`).",
+)
+MESSAGE_LOCATION_HEADER = OpenApiParameter(
+    "Location", str, OpenApiParameter.HEADER, response=[201], required=True,
+    description="The message's address, as a path on this server: `/api/v1/requests/{id}/messages/{message_id}/` "
     "(also on a replay through `Idempotency-Key`).",
 )
 
@@ -349,6 +365,12 @@ REQUEST_WITHDRAWN = {
     ],
 }
 SUBJECT_MESSAGE = "My old number was +32475123456; I also used the address ana.p@example.com until 2024."
+PASSED_ON = {
+    "id": "0b7e4f1a-9c2d-4e8b-a5f3-6d1c9e2b7a40",
+    "direction": "from_subject",
+    "body": SUBJECT_MESSAGE,
+    "created_at": "2026-03-05T11:26:40.118305+01:00",
+}
 
 
 def success(serializer, description: str, name: str, value) -> OpenApiResponse:
@@ -419,6 +441,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             "create": serializers.RequestCreateSerializer,
             "withdraw": serializers.WithdrawSerializer,
             "messages": serializers.MessageCreateSerializer,
+            "message": serializers.MessageSerializer,
             "retrieve": serializers.RequestWithTimelineSerializer,
         }.get(action, serializers.RequestSerializer)
 
@@ -477,33 +500,56 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         summary="Pass on the subject's message",
         request=serializers.MessageCreateSerializer,
-        parameters=[IDEMPOTENCY_HEADER, REPLAYED_HEADER, *ANSWER_HEADERS],
+        parameters=[IDEMPOTENCY_HEADER, REPLAYED_HEADER, MESSAGE_LOCATION_HEADER, *ANSWER_HEADERS],
         examples=[OpenApiExample("The subject's answer", value={"body": SUBJECT_MESSAGE}, request_only=True)],
         responses={
-            201: success(
-                serializers.MessageSerializer, "The message, passed on to the DPO team", "Passed on",
-                {
-                    "id": "0b7e4f1a-9c2d-4e8b-a5f3-6d1c9e2b7a40",
-                    "direction": "from_subject",
-                    "body": SUBJECT_MESSAGE,
-                    "created_at": "2026-03-05T11:26:40.118305+01:00",
-                },
-            ),
+            201: success(serializers.MessageSerializer, "The message, passed on to the DPO team", "Passed on", PASSED_ON),
             **WRITE_PROBLEMS,
         },
     )
     @action(detail=True, methods=["post"])
     @idempotent
     def messages(self, request, public_id=None):
-        """Pass on the subject's message to the DPO team. A reply to a question restarts the clock.
-        The 201 has no `Location`: a message has no address of its own in this API (it is part of its request)."""
+        """Pass on the subject's message to the DPO team. A reply to a question restarts the clock."""
         privacy_request = self.get_object()
         incoming = serializers.MessageCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         message = handling.subject_reply(
             request=privacy_request, body=incoming.validated_data["body"], actor=Actor.organisation(request.auth.organisation)
         )
-        return Response(serializers.MessageSerializer(message).data, status=status.HTTP_201_CREATED)
+        # A path, as the filing's Location is; stored with the answer, so a replay gives it too.
+        location = reverse("api-requests-message", kwargs={"public_id": public_id, "message_public_id": message.public_id})
+        return Response(
+            serializers.MessageSerializer(message).data, status=status.HTTP_201_CREATED, headers={"Location": location}
+        )
+
+    @extend_schema(
+        summary="Get a message you passed on",
+        description="A message your organisation passed on for this request (the address a message's 201 gives in "
+        "`Location`). Only yours: the subject's own replies on their status page and the DPO team's messages are "
+        "not shown to your organisation, and their ids are a 404 here.",
+        parameters=ANSWER_HEADERS,
+        responses={
+            200: success(serializers.MessageSerializer, "The message, as it was passed on", "Passed on", PASSED_ON),
+            **READ_PROBLEMS,
+        },
+    )
+    @action(detail=True, methods=["get"], url_path=rf"messages/(?P<message_public_id>{UUID_PATTERN})", url_name="message")
+    def message(self, request, public_id=None, message_public_id=None):
+        """One message the organisation passed on: those it did not are unknown to it, as other organisations'
+        requests are."""
+        privacy_request = self.get_object()
+        not_found = _("No such message for this API key.")
+        replies = Message.objects.filter(request=privacy_request, direction=MessageDirection.FROM_SUBJECT)
+        message = found_or_404(replies, not_found, public_id=message_public_id)
+        # The reply's own audit event says who passed it on (services.handling.subject_reply): the request is this
+        # organisation's, so an organisation's event on it is this one's.
+        passed_on = privacy_request.events.filter(
+            action="subject_replied", actor_kind=ActorKind.ORGANISATION, data__message=str(message.public_id)
+        )
+        if not passed_on.exists():
+            raise NotFound(not_found)
+        return Response(serializers.MessageSerializer(message).data)
 
 
 @extend_schema(

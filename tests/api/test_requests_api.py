@@ -10,7 +10,8 @@ from rest_framework.test import APIClient
 
 from requests_app import lifecycle
 from requests_app.audit import Actor
-from requests_app.models import IdentityKind, PrivacyRequest, Status, VerificationMethod
+from requests_app.models import IdentityKind, Message, MessageDirection, PrivacyRequest, Status, VerificationMethod
+from requests_app.services import handling
 from requests_app.wording import date_in_words
 from tests.api.conftest import client_with, key_for
 
@@ -303,16 +304,45 @@ def test_a_message_reaches_the_thread(api):
     created = create(api).json()
     response = api.post(f"{URL}{created['id']}/messages/", {"body": "My account number is 42."}, format="json")
     assert response.status_code == 201
-    assert "Location" not in response  # a message has no address of its own in the API
     request = PrivacyRequest.objects.get(public_id=created["id"])
     assert request.messages.get().body == "My account number is 42."
     assert request.events.get(action="subject_replied").actor_kind == "organisation"
+
+
+@pytest.mark.django_db
+def test_a_passed_on_messages_201_gives_its_address_where_it_reads_back(api):
+    created = create(api).json()
+    response = api.post(f"{URL}{created['id']}/messages/", {"body": "My account number is 42."}, format="json")
+    assert response["Location"] == f"{URL}{created['id']}/messages/{response.json()['id']}/"  # a path, as a filing's
+    fetched = api.get(response["Location"])
+    assert fetched.status_code == 200 and fetched.json() == response.json()
+    assert api.head(response["Location"]).status_code == 200
+    assert api.post(response["Location"], {"body": "again"}, format="json").status_code == 405
+
+
+@pytest.mark.django_db
+def test_only_the_messages_an_organisation_passed_on_read_back_others_are_a_404(api, operator, other_operator):
+    """The subject's own replies on the status page, and the DPO team's messages, were never the portal's to read."""
+    created = create(api).json()
+    request = PrivacyRequest.objects.get(public_id=created["id"])
+    passed_on = api.post(f"{URL}{created['id']}/messages/", {"body": "Via the portal"}, format="json").json()
+    own_reply = handling.subject_reply(request=request, body="Via my status page")
+    to_subject = Message.objects.create(request=request, direction=MessageDirection.TO_SUBJECT, body="Please send your ID")
+    theirs = create(client_with(key_for(other_operator))).json()
+    for message_id in (own_reply.public_id, to_subject.public_id, uuid.uuid4(), "0" * 36):
+        refused = api.get(f"{URL}{created['id']}/messages/{message_id}/")
+        assert refused.status_code == 404 and refused.json()["detail"] == "No such message for this API key."
+    # Another organisation's request is unknown whatever message id comes with it; a read key reads its own.
+    assert api.get(f"{URL}{theirs['id']}/messages/{passed_on['id']}/").status_code == 404
+    assert client_with(key_for(other_operator)).get(f"{URL}{created['id']}/messages/{passed_on['id']}/").status_code == 404
+    assert client_with(key_for(operator, scope="read")).get(f"{URL}{created['id']}/messages/{passed_on['id']}/").status_code == 200
 
 
 ENDPOINTS = [
     ("get", "{url}{id}/"),
     ("post", "{url}{id}/withdraw/"),
     ("post", "{url}{id}/messages/"),
+    ("get", f"{{url}}{{id}}/messages/{uuid.uuid4()}/"),
 ]
 
 
@@ -709,14 +739,19 @@ def test_idempotency_a_replay_is_the_first_answer_byte_for_byte_in_its_language(
 
 
 @pytest.mark.django_db
-def test_idempotency_a_replayed_refusal_or_message_has_no_location(api):
+def test_idempotency_a_replayed_message_has_its_location_and_a_replayed_refusal_none(api):
     created = create(api).json()
+    messages, refusals = [], []
     for _ in range(2):
-        message = api.post(f"{URL}{created['id']}/messages/", {"body": "Hi"}, format="json", HTTP_IDEMPOTENCY_KEY="m-1")
-        assert message.status_code == 201 and "Location" not in message
-        refused = api.post(URL, {**VALID, "rights": []}, format="json", HTTP_IDEMPOTENCY_KEY="c-1")
-        assert refused.status_code == 400 and "Location" not in refused
-    assert message["Idempotent-Replayed"] == refused["Idempotent-Replayed"] == "true"
+        messages.append(api.post(f"{URL}{created['id']}/messages/", {"body": "Hi"}, format="json", HTTP_IDEMPOTENCY_KEY="m-1"))
+        refusals.append(api.post(URL, {**VALID, "rights": []}, format="json", HTTP_IDEMPOTENCY_KEY="c-1"))
+    first, again = messages
+    assert first.status_code == again.status_code == 201 and again["Idempotent-Replayed"] == "true"
+    assert again["Location"] == first["Location"] == f"{URL}{created['id']}/messages/{first.json()['id']}/"
+    assert again.content == first.content
+    assert PrivacyRequest.objects.get(public_id=created["id"]).messages.count() == 1
+    assert [refused.status_code for refused in refusals] == [400, 400] and refusals[1]["Idempotent-Replayed"] == "true"
+    assert not any(refused.has_header("Location") for refused in refusals)
 
 
 @pytest.mark.django_db

@@ -377,6 +377,9 @@ PROVOKE = {
     ),
 
     (404, "UnknownRequest"): lambda operator: client_with(key_for(operator)).get(f"/api/v1/requests/{uuid.uuid4()}/"),
+    (404, "UnknownMessage"): lambda operator: client_with(key_for(operator)).get(
+        f"/api/v1/requests/{own_request(operator).public_id}/messages/{uuid.uuid4()}/"
+    ),
     (404, "UnknownPackage"): lambda operator: client_with(key_for(operator)).get(
         f"/api/v1/requests/{own_request(operator).public_id}/exports/{uuid.uuid4()}/download/"
     ),
