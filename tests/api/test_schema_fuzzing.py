@@ -35,6 +35,7 @@ from rest_framework.utils.mediatypes import media_type_matches
 from requests_app.api.auth import OrganisationKeyThrottle, UnauthenticatedThrottle
 from requests_app.audit import Actor
 from requests_app.models import ExportPackage, Status
+from requests_app.services import handling
 from requests_app.services.exports import export_release
 from tests.api.conftest import client_with, key_for
 from tests.factories import request_in_status, staff_in_role
@@ -51,10 +52,11 @@ schema = schemathesis.openapi.from_wsgi(
     ),
 )
 
-# Seeded ids: the operator's own requests and export, and another organisation's request.
+# Seeded ids: the operator's own requests, export and passed-on message, and another organisation's request.
 OWN: list[str] = []
 OTHERS: list[str] = []
 EXPORTS: list[str] = []
+MESSAGES: list[str] = []
 
 # A body that files a request: fuzzed fields are laid over it so that creation also succeeds.
 VALID_CREATE = {
@@ -73,8 +75,8 @@ def flatmap_path_parameters(context, path_parameters):
         return st.just(path_parameters)
     if "request_public_id" in path_parameters:  # /requests/{request_public_id}/exports/{public_id}/...
         seeded = {"request_public_id": OWN + OTHERS, "public_id": EXPORTS}
-    else:  # /requests/{public_id}/...
-        seeded = {"public_id": OWN + OTHERS}
+    else:  # /requests/{public_id}/..., /requests/{public_id}/messages/{message_public_id}/
+        seeded = {"public_id": OWN + OTHERS, "message_public_id": MESSAGES}
     return st.fixed_dictionaries(
         {name: st.sampled_from([value, *seeded.get(name, [])]) for name, value in path_parameters.items()}
     )
@@ -154,8 +156,9 @@ def write_key(operator, other_operator):
     OWN[:] = [str(request.public_id) for request in own]
     OTHERS[:] = [str(theirs.public_id)]
     EXPORTS[:] = [shared_export(own[0])]
+    MESSAGES[:] = [str(handling.subject_reply(request=own[0], body="Via the portal", actor=Actor.organisation(operator)).public_id)]
     yield key_for(operator, scope="write")
-    for ids in (OWN, OTHERS, EXPORTS):
+    for ids in (OWN, OTHERS, EXPORTS, MESSAGES):
         ids.clear()
     theirs.refresh_from_db()
     assert theirs.status == Status.NEW and not theirs.messages.exists(), "another organisation's request was changed"
