@@ -518,7 +518,9 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             request=privacy_request, body=incoming.validated_data["body"], actor=Actor.organisation(request.auth.organisation)
         )
         # A path, as the filing's Location is; stored with the answer, so a replay gives it too.
-        location = reverse("api-requests-message", kwargs={"public_id": public_id, "message_public_id": message.public_id})
+        location = reverse(
+            "api-requests-message", kwargs={"public_id": privacy_request.public_id, "message_public_id": message.public_id}
+        )
         return Response(
             serializers.MessageSerializer(message).data, status=status.HTTP_201_CREATED, headers={"Location": location}
         )

@@ -1281,3 +1281,10 @@ def test_the_same_message_sent_again_is_refused_with_the_time_and_its_zone(api):
     again = api.post(f"{URL}{created['id']}/messages/", {"body": "Any news?"}, format="json")
     assert again.status_code == 409
     assert re.fullmatch(r"The same text was sent at \d\d:\d\d CES?T: it was not sent again\.", again.json()["detail"])
+
+
+@pytest.mark.django_db
+def test_a_messages_location_names_its_request_as_the_filing_did_whatever_case_the_call_wrote(api):
+    created = create(api).json()
+    response = api.post(f"{URL}{created['id'].upper()}/messages/", {"body": "Hi"}, format="json")
+    assert response["Location"] == f"{URL}{created['id']}/messages/{response.json()['id']}/"
