@@ -568,6 +568,14 @@ ANONYMISATION_KEY = env_secret_key("ANONYMISATION_KEY", "dev-only-anonymisation-
 HTTP_SOURCE_MAX_PAGE_BYTES = env_int("HTTP_SOURCE_MAX_PAGE_BYTES", 50 * 1024 * 1024)
 if HTTP_SOURCE_MAX_PAGE_BYTES < 64 * 1024:
     raise ImproperlyConfigured("HTTP_SOURCE_MAX_PAGE_BYTES must be at least 65536: every HTTP source would fail")
+# A call to an HTTP source that times out, cannot connect, or is answered 429, 502, 503 or 504 is made again after
+# each of these waits in turn (seconds): a partner restarting for a minute's deploy would otherwise fail a whole
+# export, or stop an erasure part-way. Empty: one attempt only. A Retry-After longer than the wait is waited instead,
+# up to HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS; asked to wait longer, the call fails at once, saying so.
+HTTP_SOURCE_RETRY_DELAYS = env_int_list("HTTP_SOURCE_RETRY_DELAYS", "1,2,4")
+HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS = env_int("HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS", 60)
+if any(delay < 0 for delay in HTTP_SOURCE_RETRY_DELAYS) or HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS < 0:
+    raise ImproperlyConfigured("HTTP_SOURCE_RETRY_DELAYS and HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS must not be negative")
 # The hard time limit of an erasure, rectification or restriction task. Past
 # it no run can still be going, so staff may start a stuck one again (its
 # task lost with a broker outage, say).

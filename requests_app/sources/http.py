@@ -43,11 +43,32 @@ result, and in the end the letter and the certificate, count it too. A run
 that dies (its worker killed) cannot say so: `on_progress` hears what is
 changed so far after every write ("changed", in the same form), so the action
 keeps it for the run that takes over (services/actions.py).
+
+A call that may succeed a moment later (it timed out, could not connect, its
+page broke off, or it was answered 429, 502, 503 or 504) is made again after
+each of HTTP_SOURCE_RETRY_DELAYS, or after the wait its Retry-After asks for
+when longer (up to HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS; asked for more, it
+fails at once, saying so). Every call above may be made twice, which is what
+makes this safe even when the first one reached the partner and only its
+answer was lost: a GET reads, a DELETE answered 404 is done, a PATCH sets
+values (not adds to them), and a POST to the list is a no-op for an identity
+already on it. Other answers are not retried: a 4xx says the request is wrong,
+and a 500 says nothing of passing (a partner's bug one record sets off
+answers it every time), so asking again would only delay the error and load
+a system already failing. The run's heartbeat is stamped by a timer
+(requests_app.heartbeat), so waiting between attempts never makes it look dead.
 """
 
+import datetime
+import email.utils
 import json
+import logging
+import math
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
+from time import sleep
+from typing import TypeVar
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
@@ -69,8 +90,38 @@ from requests_app.sources.actions import (
 )
 from requests_app.sources.base import SourceError, mask_value, secret_from_env
 
+logger = logging.getLogger(__name__)
+
 TIMEOUT = (5, 30)  # seconds to connect, seconds between bytes
 MAX_PAGES = 100_000
+# Answers that say the partner cannot answer for a moment, not that the request is wrong: asked again.
+PASSING_STATUSES = frozenset({429, 502, 503, 504})
+
+T = TypeVar("T")
+
+
+class _Passing(Exception):
+    """A failure another attempt may not meet (see the module docstring): what went wrong, naming no value,
+    and the wait in seconds the source asked for (its Retry-After), if it asked."""
+
+    def __init__(self, reason: str, asked_wait: float | None = None):
+        super().__init__(reason)
+        self.asked_wait = asked_wait
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """The seconds a Retry-After header asks to wait, given as seconds or as an HTTP date; None without one
+    that can be read (the connector's own delays apply then)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, said not to be local time
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
 
 
 def _origin(url: str) -> str:
@@ -125,7 +176,37 @@ class HTTPConnector:
         return url
 
     def _call(self, method: str, url: str, *, missing_ok: bool = False, **kwargs) -> requests.Response:
-        """One request. Failures name the source and their kind, never the response body (it may quote data)."""
+        """The request, made again while it fails in a way that may pass (see the module docstring)."""
+        return self._retrying(partial(self._attempt, method, url, missing_ok=missing_ok, **kwargs))
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """attempt()'s result, calling it again after each of HTTP_SOURCE_RETRY_DELAYS while it raises _Passing.
+        The error once it is given up says how many times it was tried (a partner's admin asked "was it only
+        a blip?" can tell), and, like every other, names only the source and the kind of failure."""
+        delays = settings.HTTP_SOURCE_RETRY_DELAYS
+        for tried, delay in enumerate(delays, start=1):
+            try:
+                return attempt()
+            except _Passing as failure:
+                asked, most = failure.asked_wait or 0, settings.HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS
+                if asked > most:
+                    raise SourceError(
+                        f"{self.source.slug}: {failure}, and the source asks to be called again in {math.ceil(asked)} s, "
+                        f"longer than the {most} s waited at most (HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS)"
+                    ) from None
+                wait = max(delay, asked)
+                logger.warning("%s: %s on attempt %s of %s, trying again in %s s", self.source.slug, failure, tried,
+                               len(delays) + 1, math.ceil(wait))
+                sleep(wait)
+        try:
+            return attempt()
+        except _Passing as failure:
+            times = f", tried {len(delays) + 1} times" if delays else ""
+            raise SourceError(f"{self.source.slug}: {failure}{times}") from None
+
+    def _attempt(self, method: str, url: str, *, missing_ok: bool = False, **kwargs) -> requests.Response:
+        """One request. Failures name the source and their kind, never the response body (it may quote data);
+        one that may pass is a _Passing."""
         if _origin(url) != _origin(self.source.connection_url):
             # The credential goes with every call: never to a host the DPO did not configure.
             raise SourceError(f"{self.source.slug}: a link leads outside the source ({_origin(url)})")
@@ -134,13 +215,18 @@ class HTTPConnector:
             response = self.session.request(method, url, timeout=TIMEOUT, allow_redirects=False, **kwargs)
         # requests' own messages quote the URL, whose path may hold an identifier: the error names only their kind
         # (ConnectTimeout, SSLError...) and does not chain them, so no logged traceback carries the URL either.
-        except requests.Timeout as error:
-            raise SourceError(f"{self.source.slug}: timed out ({type(error).__name__})") from None
-        except requests.ConnectionError as error:
+        except requests.exceptions.SSLError as error:
+            # A certificate refused is refused again: not asked twice.
             raise SourceError(f"{self.source.slug}: connection failed ({type(error).__name__})") from None
+        except requests.Timeout as error:
+            raise _Passing(f"timed out ({type(error).__name__})") from None
+        except requests.ConnectionError as error:
+            raise _Passing(f"connection failed ({type(error).__name__})") from None
         refusal = self._refusal(response, missing_ok)
         if refusal:
             response.close()  # a page read as a stream (_pages) holds its connection until closed
+            if response.status_code in PASSING_STATUSES:
+                raise _Passing(refusal, _retry_after(response))
             raise SourceError(f"{self.source.slug}: {refusal}")
         return response
 
@@ -161,12 +247,11 @@ class HTTPConnector:
             if url in seen:
                 raise SourceError(f"{self.source.slug}: a next link leads back to a page already read")
             seen.add(url)
-            response = self._call("GET", url, missing_ok=True, stream=True)
-            if response.status_code == 404:
-                response.close()
+            content = self._retrying(partial(self._page, url))
+            if content is None:
                 return  # no record of this identity
             try:
-                body = json.loads(self._page_content(response))
+                body = json.loads(content)
             except ValueError as error:
                 raise SourceError(f"{self.source.slug}: the response is not valid JSON") from error
             if isinstance(body, list):
@@ -179,6 +264,15 @@ class HTTPConnector:
                 return
             url = urljoin(url, body["next"])
         raise SourceError(f"{self.source.slug}: more than {MAX_PAGES} pages")
+
+    def _page(self, url: str) -> bytes | None:
+        """One attempt at the page at `url`: its body, or None for a 404 (no record of this identity). A page
+        that broke off is asked for again as a whole, as one that failed to start."""
+        response = self._attempt("GET", url, missing_ok=True, stream=True)
+        if response.status_code == 404:
+            response.close()
+            return None
+        return self._page_content(response)
 
     def _page_content(self, response: requests.Response) -> bytes:
         """The page's body, read up to HTTP_SOURCE_MAX_PAGE_BYTES: past it, a SourceError, not a worker out of memory."""
@@ -193,8 +287,8 @@ class HTTPConnector:
                             f"{self.source.slug}: a page is larger than {limit:,} bytes "
                             "(HTTP_SOURCE_MAX_PAGE_BYTES): the API should page its answer ({results, next})"
                         )
-            except requests.RequestException as error:  # cut, or silent, part-way: as _call, the URL is left out
-                raise SourceError(f"{self.source.slug}: the answer broke off ({type(error).__name__})") from None
+            except requests.RequestException as error:  # cut, or silent, part-way: as _attempt, the URL is left out
+                raise _Passing(f"the answer broke off ({type(error).__name__})") from None
         return bytes(content)
 
     def _identity_records(self, url: str) -> Iterator[dict]:
