@@ -96,6 +96,8 @@ class FakePartnerAPI:
     `behaviour` maps an identity to "malformed" (invalid JSON), "loop" (a next link back to page 1), "slow" (sleeps
     `delay` seconds before answering) or ("fail_page", N, status) (page N
     answers with that HTTP status).
+    `hiccups` maps an identity to answers its pages give first, one per request, before answering as above: an
+    HTTP status, (status, headers), or "cut" (the page breaks off part-way).
     """
 
     def __init__(self, token: str, page_size: int = 2):
@@ -103,6 +105,7 @@ class FakePartnerAPI:
         self.page_size = page_size
         self.records: dict[str, list[dict]] = {}
         self.behaviour: dict[str, object] = {}
+        self.hiccups: dict[str, list] = {}
         self.delay = 3.0
         self.seen: list[tuple[str, str | None]] = []  # (path with query, auth header)
         self.release = threading.Event()
@@ -122,9 +125,11 @@ class FakePartnerAPI:
             def log_message(self, *args):
                 pass
 
-            def _send(self, status: int, body: bytes, content_type="application/json"):
+            def _send(self, status: int, body: bytes, content_type="application/json", headers=None):
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -139,6 +144,17 @@ class FakePartnerAPI:
                     return self._send(404, b'{"detail": "not found"}')
                 identity = unquote(segments[2])
                 page = int(parse_qs(parts.query).get("page", ["1"])[0])
+                if api.hiccups.get(identity):
+                    hiccup = api.hiccups[identity].pop(0)
+                    if hiccup == "cut":
+                        self.send_response(200)
+                        self.send_header("Content-Length", "1000")
+                        self.end_headers()
+                        self.wfile.write(b'{"results": [')
+                        self.close_connection = True
+                        return None
+                    status, headers = hiccup if isinstance(hiccup, tuple) else (hiccup, {})
+                    return self._send(status, b'{"detail": "try later"}', headers=headers)
                 behaviour = api.behaviour.get(identity)
                 if behaviour == "slow":
                     api.release.wait(api.delay)

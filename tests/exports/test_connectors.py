@@ -660,3 +660,163 @@ def test_the_copy_paths_mask_in_sql_is_mask_value(pg_sources):
         cursor.execute(f"SELECT {expression} FROM (VALUES {rows}) AS t(callee)", values)
         masked = [row[0] for row in cursor.fetchall()]
     assert masked == [mask_value(value) for value in values]
+
+
+# --- Failures that may pass: an HTTP source is asked again -------------------------------------
+
+
+def alice_pages(partner_api) -> list[str]:
+    return [path for path, _ in partner_api.seen if "%2B32470000001" in path]
+
+
+@pytest.fixture
+def waits(monkeypatch) -> list[float]:
+    """The waits between attempts, recorded instead of slept."""
+    waited = []
+    monkeypatch.setattr(http_sources, "sleep", waited.append)
+    return waited
+
+
+@pytest.mark.parametrize("hiccup", [503, 502, 504, 429, "cut"])
+def test_an_http_page_that_failed_for_a_moment_is_asked_for_again(http_backend, partner_api, hiccup):
+    """One 503 while the partner restarted failed the whole export, rebuilt from the start when staff retried."""
+    source, category = http_backend
+    partner_api.hiccups[ALICE] = [hiccup, hiccup]
+
+    columns, rows = stream_all(source, category, [ALICE])
+
+    assert unordered(rows) == unordered(expected_rows([ALICE]))
+    assert len(alice_pages(partner_api)) == 2 + 2  # twice the first page failed, then both pages were read
+
+
+def test_an_http_source_is_asked_again_after_each_configured_delay(http_backend, partner_api, settings, waits):
+    source, category = http_backend
+    settings.HTTP_SOURCE_RETRY_DELAYS = (1, 2, 4)
+    partner_api.hiccups[ALICE] = [503, 503, 503]
+
+    assert len(stream_all(source, category, [ALICE])[1]) == 3
+    assert waits == [1, 2, 4]
+
+
+def test_an_http_source_that_keeps_failing_is_given_up_saying_how_often_it_was_tried(http_backend, partner_api, waits):
+    source, category = http_backend
+    partner_api.hiccups[ALICE] = [503] * 5
+
+    message = assert_source_error(source, category)
+
+    assert message == "partner-api: HTTP 503, tried 3 times"
+    assert len(alice_pages(partner_api)) == 3 and waits == [0, 0]
+
+
+def test_an_http_source_that_never_answers_is_given_up_after_its_attempts(monkeypatch):
+    monkeypatch.setenv("SOURCE_PARTNER_API_TOKEN", "anything")
+    source, category = make_source("partner-down", ConnectorKind.HTTP, url=f"http://127.0.0.1:{closed_port()}/api/",
+                                   env="SOURCE_PARTNER_API_TOKEN", query="/subscribers/{identity}/calls")
+    assert assert_source_error(source, category) == "partner-down: connection failed (ConnectionError), tried 3 times"
+
+
+def test_with_no_retry_delays_an_http_source_is_asked_once(http_backend, partner_api, settings):
+    source, category = http_backend
+    settings.HTTP_SOURCE_RETRY_DELAYS = ()
+    partner_api.hiccups[ALICE] = [503]
+
+    assert assert_source_error(source, category) == "partner-api: HTTP 503"
+    assert len(alice_pages(partner_api)) == 1
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 405, 409, 422, 500, 501])
+def test_an_http_answer_that_says_the_request_is_wrong_is_not_asked_again(http_backend, partner_api, status):
+    """A 4xx says the request is wrong, a 500 that the partner failed for a reason of its own (often the same
+    record each time): asking again only delays the error, and loads a system already failing."""
+    source, category = http_backend
+    partner_api.hiccups[ALICE] = [status]
+
+    message = assert_source_error(source, category, match=f"HTTP {status}")
+
+    assert "tried" not in message
+    assert len(alice_pages(partner_api)) == 1
+
+
+def test_an_http_404_is_no_record_and_not_asked_again(http_backend, partner_api):
+    source, category = http_backend
+    partner_api.hiccups[ALICE] = [404]
+
+    assert stream_all(source, category, [ALICE])[1] == []
+    assert len(alice_pages(partner_api)) == 1
+
+
+def test_an_http_source_is_asked_again_only_after_the_seconds_its_retry_after_asks(http_backend, partner_api):
+    source, category = http_backend
+    partner_api.hiccups[ALICE] = [(429, {"Retry-After": "1"})]
+    started = time.monotonic()
+
+    assert len(stream_all(source, category, [ALICE])[1]) == 3
+
+    assert time.monotonic() - started >= 1
+    assert len(alice_pages(partner_api)) == 1 + 2
+
+
+def test_an_http_retry_after_given_as_a_date_is_waited_for(http_backend, partner_api, waits):
+    from email.utils import format_datetime
+
+    source, category = http_backend
+    partner_api.hiccups[ALICE] = [(503, {"Retry-After": format_datetime(timezone.now() + timezone.timedelta(seconds=30), usegmt=True)})]
+
+    assert len(stream_all(source, category, [ALICE])[1]) == 3
+    assert len(waits) == 1 and 28 <= waits[0] <= 30
+
+
+def test_an_http_retry_after_longer_than_the_delay_of_that_attempt_is_waited_and_a_shorter_one_is_not(
+    http_backend, partner_api, settings, waits
+):
+    source, category = http_backend
+    settings.HTTP_SOURCE_RETRY_DELAYS = (5, 5)
+    partner_api.hiccups[ALICE] = [(503, {"Retry-After": "2"}), (503, {"Retry-After": "9"})]
+
+    assert len(stream_all(source, category, [ALICE])[1]) == 3
+    assert waits == [5, 9]
+
+
+@pytest.mark.parametrize("retry_after", ["soon", "", "-5"])
+def test_an_unreadable_http_retry_after_leaves_the_own_delays(http_backend, partner_api, settings, waits, retry_after):
+    source, category = http_backend
+    settings.HTTP_SOURCE_RETRY_DELAYS = (3,)
+    partner_api.hiccups[ALICE] = [(503, {"Retry-After": retry_after})]
+
+    assert len(stream_all(source, category, [ALICE])[1]) == 3
+    assert waits == [3]
+
+
+def test_an_http_source_asking_to_wait_longer_than_the_most_waited_fails_at_once_saying_so(
+    http_backend, partner_api, settings, waits
+):
+    """An hour's maintenance is not waited out by a worker: the export fails, saying when the partner expects to be back."""
+    source, category = http_backend
+    settings.HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS = 60
+    partner_api.hiccups[ALICE] = [(503, {"Retry-After": "3600"})]
+
+    message = assert_source_error(source, category)
+
+    assert message == (
+        "partner-api: HTTP 503, and the source asks to be called again in 3600 s, "
+        "longer than the 60 s waited at most (HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS)"
+    )
+    assert len(alice_pages(partner_api)) == 1 and waits == []
+
+
+def test_an_http_retry_logs_no_identifier(http_backend, partner_api, caplog):
+    source, category = http_backend
+    partner_api.hiccups[ALICE] = [503]
+
+    stream_all(source, category, [ALICE])
+
+    assert "partner-api: HTTP 503 on attempt 1 of 3, trying again in 0 s" in caplog.text
+    assert ALICE.lstrip("+") not in caplog.text
+
+
+def test_an_http_page_that_keeps_breaking_off_is_given_up_as_broken_off(http_backend, partner_api):
+    source, category = http_backend
+    partner_api.hiccups[ALICE] = ["cut"] * 3
+
+    assert assert_source_error(source, category).startswith("partner-api: the answer broke off (")
+    assert len(alice_pages(partner_api)) == 3
