@@ -46,8 +46,11 @@ class PartnerAPI:
     named by its "id"; unknown subscribers get a 404. Reads are paginated
     `page_size` at a time with relative `next` links. `forced` maps a method to
     (status, n): after n successful calls of that method, it answers with
-    that status and a body quoting the request. Every request is kept in
-    `requests` as (method, raw path, JSON body or None, auth header).
+    that status and a body quoting the request. `hiccups` maps a method to
+    what its next calls meet first, one each: an HTTP status answered instead,
+    or "lost" (the call is carried out, but the connection drops before the
+    answer). Every request is kept in `requests` as (method, raw path, JSON
+    body or None, auth header).
     """
 
     def __init__(self, token: str, page_size: int = 2):
@@ -56,6 +59,7 @@ class PartnerAPI:
         self.data: dict[tuple[str, str], list[dict]] = {}
         self.restricted: list[str] = []
         self.forced: dict[str, tuple[int, int]] = {}
+        self.hiccups: dict[str, list] = {}
         self.requests: list[tuple[str, str, object, str | None]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/api/"
@@ -119,6 +123,13 @@ class PartnerAPI:
                     if successes == 0:
                         return self.send(status, {"detail": "upstream error", "request": body, "path": self.path})
                     api.forced[self.command] = (status, successes - 1)
+                hiccup = api.hiccups[self.command].pop(0) if api.hiccups.get(self.command) else None
+                if hiccup == "lost":
+                    api.answer(self.command, self.path, body)
+                    self.close_connection = True
+                    return None
+                if hiccup is not None:
+                    return self.send(hiccup, {"detail": "try later"})
                 self.send(*api.answer(self.command, self.path, body))
 
             do_GET = do_PATCH = do_DELETE = do_POST = handle_request
@@ -454,6 +465,59 @@ def test_a_failed_patch_names_the_source_and_not_the_data(api, source):
     for data in ("32470000001", "32470000002", "+32499", "withheld", "anon:", "upstream"):
         assert data not in message
     assert len(api.writes()) == 1  # it stopped at the first failure
+
+
+@pytest.mark.parametrize("case, method", [("delete", "DELETE"), ("anonymise", "PATCH"), ("rectify", "PATCH"), ("restrict", "PATCH")])
+@pytest.mark.parametrize("hiccup", [503, "lost"])
+def test_a_write_that_failed_for_a_moment_is_made_again_and_changes_each_record_once(api, source, case, method, hiccup):
+    """A 503 on the second write stopped the erasure part-way, for a new dry run and approval. Made again, a write
+    whose answer was lost after the partner carried it out changes nothing twice: a DELETE then meets a 404, which
+    is done, and a PATCH sets the values it set."""
+    seed(api)
+    plan = plan_for(case, source)
+    connector = HTTPConnector(source)
+    preview = connector.preview(plan)
+    expected = copy.deepcopy(api.data)
+    connector.apply(plan, preview["fingerprint"])
+    changed, api.data = api.data, expected
+    api.requests.clear()
+    api.hiccups[method] = [hiccup] if hiccup == "lost" else [hiccup, hiccup]  # the first write
+
+    result = connector.apply(plan, preview["fingerprint"])
+
+    assert result["categories"] == preview["categories"]
+    assert api.data == changed
+    assert len(api.writes()) == preview["categories"][0]["rows"] + (1 if hiccup == "lost" else 2)
+
+
+def test_restricting_by_list_posts_again_an_identity_whose_answer_was_lost(api, source):
+    """The list must take an identity already on it as a no-op (the module's contract): it is what makes
+    posting it again safe."""
+    plan = ActionPlan(ActionKind.RESTRICT, [ALICE, BOB], [], restriction_list="/restricted")
+    connector = HTTPConnector(source)
+    preview = connector.preview(plan)
+    api.hiccups["POST"] = ["lost", 503]
+
+    result = connector.apply(plan, preview["fingerprint"])
+
+    assert result["list_entries"] == 2
+    assert api.restricted == [ALICE, BOB]
+    assert [method for method, *_ in api.writes()] == ["POST"] * 4
+
+
+def test_a_write_that_keeps_failing_is_given_up_counting_what_was_changed_before(api, source):
+    seed(api)
+    plan = plan_for("anonymise", source)
+    connector = HTTPConnector(source)
+    fingerprint = connector.preview(plan)["fingerprint"]
+    api.forced["PATCH"] = (503, 1)  # the first record is changed, the second never
+
+    with pytest.raises(SourceError) as raised:
+        connector.apply(plan, fingerprint)
+
+    assert str(raised.value) == "roaming-partner: HTTP 503, tried 3 times"
+    assert raised.value.changed_before_failing == {"categories": [{"category": "calls", "rows": 1, "fields": 3, "deleted": False}]}
+    assert len(api.writes()) == 1 + 3
 
 
 def test_a_failure_part_way_makes_the_retry_stale_until_a_new_dry_run(api, source):

@@ -164,6 +164,29 @@ def test_a_source_failing_on_a_later_page_keeps_no_partial_rows(demo_request, pa
     assert any("page=2" in path for path, _ in partner_api.seen)  # it did fail mid-way, after a first page
 
 
+def test_a_source_answering_503_for_a_moment_mid_export_is_asked_again_and_the_package_is_whole(demo_request, partner_api):
+    """One 503 while the partner restarted failed the whole export, compiled again from the start once staff retried."""
+    partner_api.records[SUBJECT_PHONE] = [
+        {"caller": SUBJECT_PHONE, "callee": f"+3249900000{i}", "minutes": i} for i in range(5)
+    ]
+    add_source(
+        "partner", "Roaming partner", ConnectorKind.HTTP, url=partner_api.base_url, env="SOURCE_PARTNER_API_TOKEN",
+        identity_kind=IdentityKind.PHONE, query="/subscribers/{identity}/calls", masked="callee",
+    )
+    export = export_start(request=demo_request, actor=Actor.system())
+    partner_api.hiccups[SUBJECT_PHONE] = [503]
+
+    compile_export(export_id=export.id)
+
+    export.refresh_from_db()
+    assert (export.status, export.attempt, export.error) == (ExportStatus.READY, 1, "")
+    with open_package(export) as package:
+        check_manifest(package)
+        calls = jsonl_records(package, "data/partner/invoices.jsonl")
+    assert [record["minutes"] for record in calls] == [0, 1, 2, 3, 4]
+    assert partner_api.hiccups[SUBJECT_PHONE] == []  # the 503 was met
+
+
 def test_a_customer_reference_of_dots_fails_the_export_instead_of_reading_every_customers_records(
     demo_request, partner_api, settings
 ):
