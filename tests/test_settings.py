@@ -143,6 +143,23 @@ def test_a_page_size_limit_that_would_fail_every_http_source_is_refused():
     assert refused.returncode != 0 and "HTTP_SOURCE_MAX_PAGE_BYTES must be at least 65536" in refused.stderr
 
 
+@pytest.mark.parametrize(
+    ("env", "refusal"),
+    [
+        ({"HTTP_SOURCE_RETRY_DELAYS": "1,-2"}, "HTTP_SOURCE_RETRY_DELAYS and HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS must not be negative"),
+        ({"HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS": "-1"}, "must not be negative"),
+        ({"HTTP_SOURCE_RETRY_DELAYS": "1,2s"}, "HTTP_SOURCE_RETRY_DELAYS must be comma-separated whole numbers"),
+        ({"HTTP_SOURCE_RETRY_DELAYS": ""}, None),  # one attempt only
+    ],
+)
+def test_the_waits_before_an_http_source_is_asked_again_are_checked_at_start(env, refusal):
+    result = run_manage("check", **env)
+    if refusal is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0 and refusal in result.stderr
+
+
 def test_a_proxy_count_needs_the_header_it_counts_in():
     refused = run_manage("check", TRUSTED_PROXY_COUNT="2")
     assert refused.returncode != 0 and "set RATELIMIT_IP_META_KEY too" in refused.stderr
