@@ -318,12 +318,17 @@ def mark_acknowledged(request: PrivacyRequest) -> None:
 
 def send_extension_email(request: PrivacyRequest) -> bool:
     """Tell the subject the new due date and why (GDPR Art. 12(3); CCPA Regs. s. 7021(b)), with the regime's rule."""
+    return send_to_subject(request, "deadline_extended", "", extension_email(request, link=status_url(request)))
+
+
+def extension_email(request: PrivacyRequest, *, link: str) -> EmailMultiAlternatives:
+    """The email telling the subject the new due date and why, with `link` to their status page (a masked one to
+    preview it: LetterPreview)."""
     from requests_app.services.deadlines import due_on_if_resumed_today  # imported here: that module imports this one
 
     # While the clock is paused the saved date is behind: the date it moves to if the subject answers today.
-    context = {"request": request, "due_on": due_on_if_resumed_today(request), "status_url": status_url(request)}
-    message = render_email("deadline-extended", context, to=[request.subject_email], language=request.language)
-    return send_to_subject(request, "deadline_extended", "", message)
+    context = {"request": request, "due_on": due_on_if_resumed_today(request), "status_url": link}
+    return render_email("deadline-extended", context, to=[request.subject_email], language=request.language)
 
 
 def assignee_email(request: PrivacyRequest) -> str:
@@ -519,9 +524,38 @@ def send_staff_invitation(user_id: int, *, language: str) -> bool:
 def send_subject_message(message) -> bool:
     """Email a staff message or letter to the subject, with the link to reply on the status page."""
     request = message.request
-    context = {"request": request, "message": message, "status_url": status_url(request)}
-    email = render_email("message-to-subject", context, to=[request.subject_email], language=request.language)
-    return send_to_subject(request, "message", str(message.public_id), email)
+    return send_to_subject(request, "message", str(message.public_id), subject_message_email(message, link=status_url(request)))
+
+
+def subject_message_email(message, *, link: str) -> EmailMultiAlternatives:
+    """The email of a staff message or letter to the subject, with `link` to their status page: the real one to
+    send it (send_subject_message), a masked one to preview it (LetterPreview)."""
+    request = message.request
+    context = {"request": request, "message": message, "status_url": link}
+    return render_email("message-to-subject", context, to=[request.subject_email], language=request.language)
+
+
+def masked_status_url(request: PrivacyRequest) -> str:
+    """The status page's address as a preview shows it to staff: its secret, which opens the subject's page and
+    replies as them, masked."""
+    return status_url(request).replace(request.pending_secret or request.secret, "…")
+
+
+class LetterPreview(Exception):
+    """Raised by a service asked for a preview (preview=True) where it would write its letter to the subject:
+    everything up to the letter was checked and done as for real, in the service's transaction, which this
+    exception rolls back. Carries what the subject would get: the email's subject line and text (its status link
+    masked), or, with no email address, the letter as the request's messages keep it, for staff to post."""
+
+    def __init__(self, *, subject: str, body: str, by_post: bool):
+        super().__init__("a letter previewed, not sent")
+        self.subject, self.body, self.by_post = subject, body, by_post
+
+    @classmethod
+    def of_email(cls, request: PrivacyRequest, email: EmailMultiAlternatives, *, subject: str, body: str) -> "LetterPreview":
+        if request.subject_email:
+            return cls(subject=email.subject, body=email.body, by_post=False)
+        return cls(subject=subject, body=body, by_post=True)
 
 
 def send_daily_digest(*, today: datetime.date, recipients: list[str]) -> None:

@@ -252,13 +252,16 @@ def extension_refusal(request: PrivacyRequest) -> str | None:
     return None
 
 
-def request_extend(*, request: PrivacyRequest, actor: Actor, reason: str) -> PrivacyRequest:
+def request_extend(*, request: PrivacyRequest, actor: Actor, reason: str, preview: bool = False) -> PrivacyRequest:
     """Extend the deadline once (GDPR Art. 12(3): by two further months), with a reason.
 
     Allowed on verified open requests, by staff who may work the request, until
     the first period ends (extension_refusal), and only where the regime allows an
     extension. Writes an audit event and emails the subject the new date and
     the reason on commit.
+
+    `preview`: emails.LetterPreview is raised with that email instead, and nothing changes; for a subject with no
+    email address, with its text, which staff send by post.
     """
     reason = reason.strip()
     if not reason:
@@ -278,6 +281,10 @@ def request_extend(*, request: PrivacyRequest, actor: Actor, reason: str) -> Pri
         record_event(
             locked, "deadline_extended", actor=actor, data={"from": str(previous_due_on), "to": str(locked.due_on)}
         )
+        if preview:
+            # After the change, in its transaction, which the exception rolls back: the new date is the one sent.
+            email = emails.extension_email(locked, link=emails.masked_status_url(locked))
+            raise emails.LetterPreview(subject=email.subject, body=email.body, by_post=not locked.subject_email)
         if locked.subject_email:
             emails.owe(locked, "deadline_extended")
             tasks.queue_after_commit(tasks.send_extension_email, locked.id)

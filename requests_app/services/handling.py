@@ -209,13 +209,22 @@ def render_letter(
         ) from error
 
 
-def write_to_subject(request: PrivacyRequest, *, actor: Actor, subject: str, body: str, action: str) -> Message:
+def write_to_subject(
+    request: PrivacyRequest, *, actor: Actor, subject: str, body: str, action: str, preview: bool = False
+) -> Message:
     """Add a message or letter to the request's thread, record it as `action` in the audit trail, and email it
-    on commit when the subject has an email address. Call inside the caller's transaction."""
-    message = Message.objects.create(
+    on commit when the subject has an email address. Call inside the caller's transaction.
+
+    With `preview`, raises emails.LetterPreview with what the subject would get instead, which rolls the caller's
+    transaction back: the letter previewed is the one its service renders, after the same checks and changes."""
+    message = Message(
         request=request, direction=MessageDirection.TO_SUBJECT, author=actor.user, subject=subject, body=body,
         queued_at=timezone.now() if request.subject_email else None,
     )
+    if preview:
+        email = emails.subject_message_email(message, link=emails.masked_status_url(request)) if request.subject_email else None
+        raise emails.LetterPreview.of_email(request, email, subject=subject, body=body)
+    message.save()
     record_event(request, action, actor=actor, data={"message": str(message.public_id)})
     if request.subject_email:
         tasks.queue_after_commit(tasks.send_subject_message, message.id)
@@ -564,7 +573,8 @@ class RightRefusal:
 
 
 def request_complete(
-    *, request: PrivacyRequest, actor: Actor, letter: str, expected_status: str, refused: Sequence[RightRefusal] = ()
+    *, request: PrivacyRequest, actor: Actor, letter: str, expected_status: str, refused: Sequence[RightRefusal] = (),
+    preview: bool = False,
 ) -> PrivacyRequest:
     """Close a request as done and send the completion letter.
 
@@ -578,7 +588,9 @@ def request_complete(
     Some of the rights asked, or all of them, may be `refused`, each on its ground (_refuse_rights says when they
     may not be): completion then waits for none of their work, and the letter gives, for each, the ground and the
     reasons, and the right to complain (Art. 12(4)); with every right refused, it opens by saying so
-    (every_right_refused_letter). The completion's audit event names them and their grounds."""
+    (every_right_refused_letter). The completion's audit event names them and their grounds.
+
+    `preview`: emails.LetterPreview is raised with the letter instead of sending it, and nothing changes."""
     refusals_by_right = {refusal.right: refusal for refusal in refused}
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
@@ -620,7 +632,7 @@ def request_complete(
         else:
             subject, text = every_right_refused_letter(locked, body=letter.strip())
             text = "\n\n".join(part for part in (text, outcome) if part)
-        write_to_subject(locked, actor=actor, subject=subject, body=text, action="completion_letter_sent")
+        write_to_subject(locked, actor=actor, subject=subject, body=text, action="completion_letter_sent", preview=preview)
         if grounds:
             # A package of a refused right is never delivered: its data goes now, not at the hourly clean-up.
             # Last, so the letter above was written from the packages as they were.
@@ -900,7 +912,7 @@ def ground_in_letter(ground: str, regime: str) -> str:
 
 
 def request_reject(
-    *, request: PrivacyRequest, actor: Actor, ground: str, explanation: str, expected_status: str
+    *, request: PrivacyRequest, actor: Actor, ground: str, explanation: str, expected_status: str, preview: bool = False
 ) -> PrivacyRequest:
     """Refuse a request with a legal ground, and send the letter that says why and how to complain.
 
@@ -914,7 +926,9 @@ def request_reject(
 
     A rejection after the original due date (the first month, moved on by the days paused) is late whatever the
     extension (Art. 12(4)): it is still sent, the request page having warned (deadline_service.late_refusal_warning),
-    and the certificate says so (certificate.refused_late)."""
+    and the certificate says so (certificate.refused_late).
+
+    `preview`: emails.LetterPreview is raised with the letter instead of sending it, and nothing changes."""
     if ground not in dict(REFUSABLE_GROUNDS):
         raise RequestError(_("Choose the legal reason for the rejection."))
     explanation = explanation.strip()
@@ -969,7 +983,7 @@ def request_reject(
         # The ground ends the sentence "The reason: …", and the staff's explanation follows: its full stop is added
         # to the value, so that the translated wording and a DPO's template stay as they are.
         subject, text = render_letter(locked, TemplatePurpose.REJECTION, body=body, reason=with_full_stop(reason))
-        write_to_subject(locked, actor=actor, subject=subject, body=text, action="rejection_letter_sent")
+        write_to_subject(locked, actor=actor, subject=subject, body=text, action="rejection_letter_sent", preview=preview)
     return locked
 
 
@@ -1009,7 +1023,7 @@ def forwarded_letter(request: PrivacyRequest) -> tuple[str, str]:
 
 def request_forward(
     *, request: PrivacyRequest, actor: Actor, controller: str, contact: str, forwarded_on: datetime.date | None = None,
-    expected_status: str,
+    expected_status: str, preview: bool = False,
 ) -> PrivacyRequest:
     """Close a request about data the carrier processes on a customer's behalf: its controller must answer it, and
     staff forwarded it there on `forwarded_on` (today by default). The subject gets a letter, not a refusal, naming the
@@ -1017,7 +1031,9 @@ def request_forward(
 
     Allowed where a rejection is (the verified open states), for whoever may work the request. Refused once we
     answered part of it ourselves (actions.answered_already): then we acted as the controller of that data. The
-    audit event holds the day only; the controller's name and contact, staff's free text, stay on the request."""
+    audit event holds the day only; the controller's name and contact, staff's free text, stay on the request.
+
+    `preview`: emails.LetterPreview is raised with the letter instead of sending it, and nothing changes."""
     controller, contact = controller.strip(), contact.strip()
     if not controller:
         raise RequestError(_("Name the controller the request was forwarded to."))
@@ -1049,7 +1065,7 @@ def request_forward(
         )
         subject, text = forwarded_letter(locked)
         text = f"{text}\n\n{rejection_rights_paragraph(locked)}"
-        write_to_subject(locked, actor=actor, subject=subject, body=text, action="forwarding_letter_sent")
+        write_to_subject(locked, actor=actor, subject=subject, body=text, action="forwarding_letter_sent", preview=preview)
     return locked
 
 
@@ -1070,13 +1086,15 @@ def fee_refusal(request: PrivacyRequest) -> str | None:
 
 
 def fee_propose(
-    *, request: PrivacyRequest, actor: Actor, amount: Decimal, explanation: str, expected_status: str
+    *, request: PrivacyRequest, actor: Actor, amount: Decimal, explanation: str, expected_status: str, preview: bool = False
 ) -> PrivacyRequest:
     """Tell the subject of the reasonable fee we intend to charge for a manifestly unfounded or excessive
     request (Art. 12(5)), and why, before charging it: they may withdraw instead. The clock runs on (nothing in
     the GDPR stops it for a fee); a fee proposed again replaces the first, until one is paid. Never under a
     regime that makes the answer free of charge (fee_refusal). The same letter from the same writer within
-    SENT_AGAIN_WITHIN is refused: a form sent twice must not read to the subject as two decisions."""
+    SENT_AGAIN_WITHIN is refused: a form sent twice must not read to the subject as two decisions.
+
+    `preview`: emails.LetterPreview is raised with the letter instead of sending it, and nothing changes."""
     explanation = explanation.strip()
     if not explanation:
         # The controller must be able to show why the request is excessive (Art. 12(5)), and the subject to judge the amount.
@@ -1105,7 +1123,7 @@ def fee_propose(
             raise RequestError(_sent_again_refusal(earlier))
         PrivacyRequest.objects.filter(pk=locked.pk).update(fee_amount=locked.fee_amount, fee_proposed_at=locked.fee_proposed_at)
         record_event(locked, "fee_proposed", actor=actor, data={"amount": str(amount), "currency": settings.FEE_CURRENCY})
-        write_to_subject(locked, actor=actor, subject=subject, body=text, action="fee_letter_sent")
+        write_to_subject(locked, actor=actor, subject=subject, body=text, action="fee_letter_sent", preview=preview)
     return locked
 
 

@@ -29,6 +29,7 @@ urlpatterns = [
     path("source-actions/<uuid:public_id>/<str:step>/", action_views.action_step, name="source_action"),
     path("notices/<uuid:public_id>/<str:step>/", action_views.notice_step, name="notice"),
     path("requests/<reference:reference>/<str:action>/", views.request_action, name="request_action"),
+    path("requests/<reference:reference>/<str:action>/preview/", views.request_action_preview, name="request_action_preview"),
     path("exports/<uuid:public_id>/", views.export_detail, name="export"),
     path("exports/<uuid:public_id>/progress/", views.export_progress, name="export_progress"),
     path("exports/<uuid:public_id>/<str:action>/", views.export_action, name="export_action"),

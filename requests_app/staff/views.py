@@ -41,7 +41,7 @@ from django.views.i18n import set_language
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from requests_app import lifecycle, roles, selectors, sms
+from requests_app import emails, lifecycle, roles, selectors, sms
 from requests_app.audit import Actor, form_changes, record_event
 from requests_app.exports.package import not_searched_reason
 from requests_app.lifecycle import VERIFIED_OPEN, NotAllowed, RequestError
@@ -741,7 +741,7 @@ ACTIONS = {
         gettext_lazy("Identity verification recorded."),
     ),
     "extend": (
-        lambda r, f, a, p: deadline_service.request_extend(request=r, actor=a, reason=f.cleaned_data["reason"]),
+        lambda r, f, a, p, preview=False: deadline_service.request_extend(request=r, actor=a, reason=f.cleaned_data["reason"], preview=preview),
         gettext_lazy("Deadline extended; the email telling the subject the new date and the reason is on its way."),
     ),
     "pause": (
@@ -762,28 +762,30 @@ ACTIONS = {
         gettext_lazy("Work started."),
     ),
     "complete": (
-        lambda r, f, a, p: handling.request_complete(
+        lambda r, f, a, p, preview=False: handling.request_complete(
             request=r, actor=a, letter=f.cleaned_data["letter"], expected_status=p["expected_status"],
-            refused=[handling.RightRefusal(*refusal) for refusal in f.refused()],
+            refused=[handling.RightRefusal(*refusal) for refusal in f.refused()], preview=preview,
         ),
         gettext_lazy("Request completed; the letter has been sent."),
     ),
     "reject": (
-        lambda r, f, a, p: handling.request_reject(
-            request=r, actor=a, ground=f.cleaned_data["ground"], explanation=f.cleaned_data["explanation"], expected_status=p["expected_status"]
+        lambda r, f, a, p, preview=False: handling.request_reject(
+            request=r, actor=a, ground=f.cleaned_data["ground"], explanation=f.cleaned_data["explanation"], expected_status=p["expected_status"],
+            preview=preview,
         ),
         gettext_lazy("Request rejected; the letter has been sent."),
     ),
     "forward": (
-        lambda r, f, a, p: handling.request_forward(
+        lambda r, f, a, p, preview=False: handling.request_forward(
             request=r, actor=a, controller=f.cleaned_data["controller"], contact=f.cleaned_data["contact"],
-            forwarded_on=f.cleaned_data["forwarded_on"], expected_status=p["expected_status"],
+            forwarded_on=f.cleaned_data["forwarded_on"], expected_status=p["expected_status"], preview=preview,
         ),
         gettext_lazy("Request closed as forwarded to the controller; the letter has been sent."),
     ),
     "fee": (
-        lambda r, f, a, p: handling.fee_propose(
-            request=r, actor=a, amount=f.cleaned_data["amount"], explanation=f.cleaned_data["explanation"], expected_status=p["expected_status"]
+        lambda r, f, a, p, preview=False: handling.fee_propose(
+            request=r, actor=a, amount=f.cleaned_data["amount"], explanation=f.cleaned_data["explanation"], expected_status=p["expected_status"],
+            preview=preview,
         ),
         gettext_lazy("Fee proposed; the letter has been sent."),
     ),
@@ -795,13 +797,34 @@ ACTIONS = {
 }
 
 
+# The actions whose letter staff may preview before sending it (request_action_preview): those that wrap what they
+# write in a longer letter. Their service takes preview=True.
+PREVIEWED = ("extend", "complete", "reject", "forward", "fee")
+
+
 @staff_view
 @require_POST
 def request_action(request: HttpRequest, reference: str, action: str) -> HttpResponse:
     """Run one action from the request page. A refusal changes nothing and says why."""
-    privacy_request = _get_request(reference)
     if action not in ACTIONS:
         return HttpResponse(status=404)
+    return _request_action(request, reference, action)
+
+
+@staff_view
+@require_POST
+def request_action_preview(request: HttpRequest, reference: str, action: str) -> HttpResponse:
+    """The letter an action would send, from the fields its form posted (its "Preview the letter" button), with a
+    button sending the same fields to request_action, and one back to the form ("edit"). Changes nothing: the
+    action's own service runs, with its checks, and stops where it would write the letter (emails.LetterPreview),
+    its transaction rolled back. Refused as the action is: to those who may not act, for what it would refuse."""
+    if action not in PREVIEWED:
+        return HttpResponse(status=404)
+    return _request_action(request, reference, action, preview=True)
+
+
+def _request_action(request: HttpRequest, reference: str, action: str, *, preview: bool = False) -> HttpResponse:
+    privacy_request = _get_request(reference)
     if not roles.can_work(request.user, privacy_request):
         typed = [text for name in TYPED_FIELDS if (text := request.POST.get(name, "").strip())]
         if not (typed and roles.role_of(request.user) == roles.HANDLER):  # a handler works the requests assigned to them
@@ -820,6 +843,12 @@ def request_action(request: HttpRequest, reference: str, action: str) -> HttpRes
         context["forms"][_form_slot(action)] = form
         context["open_form"] = action
         return render(request, "staff/request.html", context, status=400)
+    if preview and "edit" in request.POST:
+        # Back from the preview to the form, as it was filled in.
+        context = _request_context(request, privacy_request)
+        context["forms"][slot] = form
+        context["open_form"] = action
+        return render(request, "staff/request.html", context)
     post = {**request.POST.dict(), "expected_status": request.POST.get("expected_status") or None}
     try:
         with transaction.atomic():
@@ -827,7 +856,13 @@ def request_action(request: HttpRequest, reference: str, action: str) -> HttpRes
                 # Locked from the check to the action's end: no reply of the subject's can come in between.
                 PrivacyRequest.objects.select_for_update().filter(pk=privacy_request.pk).exists()
                 lifecycle.require_version(privacy_request, request.POST["expected_version"])
+            if preview:
+                call(privacy_request, form, Actor.staff(request.user), post, preview=True)
+                # Never reached: the service raises LetterPreview. Were it not to, nothing it did may stay.
+                raise RuntimeError(f"the {action} service returned from a preview instead of raising LetterPreview")
             call(privacy_request, form, Actor.staff(request.user), post)
+    except emails.LetterPreview as letter:
+        return _letter_preview(request, privacy_request, action, letter)
     except NotAllowed:
         raise
     except RequestError as error:
@@ -850,6 +885,15 @@ def request_action(request: HttpRequest, reference: str, action: str) -> HttpRes
         else:
             messages.success(request, success)
     return redirect("staff:request", reference)
+
+
+def _letter_preview(request: HttpRequest, privacy_request: PrivacyRequest, action: str, letter) -> HttpResponse:
+    # The form's fields, sent again as they were by "Send the letter" (to the action) or "Back to edit".
+    fields = [
+        (name, value) for name, values in request.POST.lists() if name not in ("csrfmiddlewaretoken", "edit") for value in values
+    ]
+    context = {"r": privacy_request, "action": action, "letter": letter, "fields": fields}
+    return render(request, "staff/letter_preview.html", context)
 
 
 def _shown_amount(posted: str | None) -> Decimal | None:

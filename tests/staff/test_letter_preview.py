@@ -1,0 +1,186 @@
+"""Previewing the letter an action on the request page would send (staff:request_action_preview): exactly the
+letter sent, and nothing changed to show it."""
+
+import html
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+
+from requests_app.lifecycle import state_version
+from requests_app.models import AuditChainHead, AuditEvent, Message, PrivacyRequest, RequestType, SentNotification, Status
+from requests_app.services.intake import RightDetails
+from tests.conftest import login_staff
+from tests.factories import released_package, request_in_status, staff_in_role
+
+
+@pytest.fixture
+def dpo(db):
+    return staff_in_role("DPO", username="dpo-preview")
+
+
+def form_data(request, action):
+    shown = {"expected_status": request.status, "expected_version": state_version(request)}
+    return {
+        "complete": {**shown, "letter": "We sent you the copy of your data."},
+        "reject": {**shown, "ground": "manifestly_unfounded", "explanation": "The tenth request this week."},
+        "forward": {
+            **shown, "controller": "Mobile Operator SA", "contact": "privacy@mobile-operator.example",
+            "forwarded_on": timezone.localdate().isoformat(),
+        },
+        "fee": {**shown, "amount": "25.00", "explanation": "A copy of the same data, asked for the fifth time."},
+        "extend": {"reason": "Many source systems to search."},
+    }[action]
+
+
+def preview(client, request, action, data):
+    return client.post(reverse("staff:request_action_preview", args=[request.reference, action]), data)
+
+
+def everything(request):
+    """What a preview must leave as it was: the request, its trail, its messages, what it owes or sent."""
+    request = PrivacyRequest.objects.get(pk=request.pk)
+    return (
+        request.status, request.due_on, request.extended_at, request.fee_amount, request.forwarded_to,
+        request.rejection_ground, request.refused_rights_mask, AuditEvent.objects.count(),
+        AuditChainHead.objects.values_list("sequence", "hash").first(), Message.objects.count(),
+        SentNotification.objects.count(), list(request.rights.values_list("refusal_ground", flat=True)),
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", ["complete", "reject", "forward", "fee", "extend"])
+def test_the_preview_is_the_email_sent_and_changes_nothing(client, dpo, action, django_capture_on_commit_callbacks):
+    request = request_in_status(Status.IN_PROGRESS)
+    if action == "complete":
+        released_package(request)  # what completing an access request needs
+    login_staff(client, dpo)
+    data = form_data(request, action)
+    before = everything(request)
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = preview(client, request, action, data)
+
+    assert response.status_code == 200
+    assert callbacks == [] and mail.outbox == []  # no email, no task, no webhook queued
+    assert everything(request) == before
+    letter = response.context["letter"]
+    assert not letter.by_post and letter.body.strip()
+    page = html.unescape(response.content.decode())
+    assert letter.body in page and letter.subject in page
+    assert f'action="{reverse("staff:request_action", args=[request.reference, action])}"' in page
+    for name, value in data.items():  # sent again as they were by "Send the letter"
+        assert f'name="{name}" value="{value}"' in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        sent = client.post(reverse("staff:request_action", args=[request.reference, action]), data)
+
+    assert sent.status_code == 302
+    (email,) = mail.outbox
+    request.refresh_from_db()
+    assert (letter.subject, letter.body) == (email.subject, email.body.replace(request.secret, "…"))
+    assert request.secret not in page  # the status page's link is shown without its secret
+
+
+@pytest.mark.django_db
+def test_a_completion_refusing_a_right_is_previewed_as_sent_in_the_subjects_language(client, dpo, django_capture_on_commit_callbacks):
+    request = request_in_status(
+        Status.IN_PROGRESS, language="de", rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.ERASURE)]
+    )
+    released_package(request)
+    login_staff(client, dpo)
+    data = {
+        **form_data(request, "complete"), "refusal_ground_erasure": "legal_obligation",
+        "refusal_explanation_erasure": "Das Handelsgesetzbuch verlangt zehn Jahre.",
+    }
+    before = everything(request)
+
+    letter = preview(client, request, "complete", data).context["letter"]
+
+    assert everything(request) == before  # the refusal recorded for the letter was rolled back with the rest
+    assert "Das Handelsgesetzbuch verlangt zehn Jahre." in letter.body
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(reverse("staff:request_action", args=[request.reference, "complete"]), data).status_code == 302
+    (email,) = mail.outbox
+    request.refresh_from_db()
+    assert request.status == Status.COMPLETED
+    assert (letter.subject, letter.body) == (email.subject, email.body.replace(request.secret, "…"))
+
+
+@pytest.mark.django_db
+def test_without_an_email_address_the_preview_is_the_letter_to_post(client, dpo):
+    request = request_in_status(Status.IN_PROGRESS, subject_email="")
+    login_staff(client, dpo)
+    data = form_data(request, "reject")
+
+    response = preview(client, request, "reject", data)
+
+    letter = response.context["letter"]
+    assert letter.by_post
+    assert "nothing will be emailed" in html.unescape(response.content.decode())
+    client.post(reverse("staff:request_action", args=[request.reference, "reject"]), data)
+    posted = Message.objects.get(request=request)
+    assert (letter.subject, letter.body) == (posted.subject, posted.body)
+
+
+@pytest.mark.django_db
+def test_a_preview_the_action_would_refuse_shows_the_form_with_why(client, dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    login_staff(client, dpo)
+    before = everything(request)
+
+    # The form's own check: no amount.
+    invalid = preview(client, request, "fee", {**form_data(request, "fee"), "amount": ""})
+    # The service's: "Other" needs the reasons, which the form does not check.
+    refused = preview(client, request, "reject", {**form_data(request, "reject"), "ground": "other", "explanation": ""})
+
+    assert invalid.status_code == 400 and invalid.context["open_form"] == "fee"
+    assert refused.status_code == 409 and refused.context["open_form"] == "reject"
+    assert "Explain to the subject why" in html.unescape(refused.content.decode())
+    assert everything(request) == before
+
+
+@pytest.mark.django_db
+def test_back_to_edit_shows_the_form_as_it_was_filled_in(client, dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    login_staff(client, dpo)
+
+    response = preview(client, request, "reject", {**form_data(request, "reject"), "edit": "1"})
+
+    assert response.status_code == 200
+    assert response.context["open_form"] == "reject"
+    assert "The tenth request this week.</textarea>" in html.unescape(response.content.decode())
+    assert PrivacyRequest.objects.get(pk=request.pk).status == Status.IN_PROGRESS
+
+
+@pytest.mark.django_db
+def test_the_request_page_offers_a_preview_on_each_letter_form(client, dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    for action in ("complete", "reject", "forward", "fee", "extend"):
+        assert f'formaction="{reverse("staff:request_action_preview", args=[request.reference, action])}"' in page
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ["Auditor", "Handler"])
+def test_the_preview_is_refused_to_those_who_may_not_act_on_the_request(client, dpo, role):
+    request = request_in_status(Status.IN_PROGRESS)
+    PrivacyRequest.objects.filter(pk=request.pk).update(assignee=dpo)
+    login_staff(client, staff_in_role(role, username=f"{role.lower()}-preview"))
+    before = everything(request)
+
+    response = preview(client, request, "reject", form_data(request, "reject"))
+
+    assert response.status_code == 403
+    assert everything(request) == before
+
+
+@pytest.mark.django_db
+def test_only_the_letter_actions_have_a_preview(client, dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    login_staff(client, dpo)
+    response = preview(client, request, "note", {"body": "A note."})
+    assert response.status_code == 404
+    assert not request.notes.exists()
