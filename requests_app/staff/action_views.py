@@ -272,6 +272,40 @@ STEPS = {
 }
 
 
+# The kinds whose Execute (and Retry) asks first (action_confirm): they change or delete the subject's data in the
+# source for good. A restriction is undone by lifting it, and a lifting was announced to the subject weeks before.
+CONFIRMED_KINDS = (ActionKind.ERASE, ActionKind.RECTIFY)
+
+
+@staff_view
+def action_confirm(request: HttpRequest, public_id, step: str) -> HttpResponse:
+    """The page asking to confirm an erasure's or a rectification's Execute (or Retry): which source, what kind, and
+    what its dry run found, with a button posting to action_step, which checks everything again (approved, dry run
+    fresh, a copy first...). A GET that changes nothing; refused (403) to those who may not act on the request.
+    Where the step is no longer offered, back to the panel, saying why."""
+    if step not in ("execute", "retry"):
+        return HttpResponse(status=404)
+    source_action = get_object_or_404(SourceAction.objects.select_related("request", "source"), public_id=public_id)
+    privacy_request = source_action.request
+    if not roles.can_work(request.user, privacy_request):
+        raise PermissionDenied
+    # As the panel shows it (its counts, holds and whether execution is offered): one set of rules for both.
+    action = next(a for a in panel_context(request, privacy_request)["actions"] if a.pk == source_action.pk)
+    offered = action.acting and not action.execution_refusal and (
+        (step == "execute" and action.status == ActionStatus.APPROVED and not action.too_early) or (step == "retry" and action.can_retry)
+    )
+    if not offered:
+        messages.error(request, action.execution_refusal or _("This action is not waiting to be executed: see its status below."))
+        return redirect(_panel_url(privacy_request.reference))
+    if action.kind not in CONFIRMED_KINDS:  # nothing to confirm: the panel posts to action_step directly
+        return redirect(_panel_url(privacy_request.reference))
+    changes = []
+    if action.kind == ActionKind.RECTIFY:  # the values it writes there
+        changes = [change for change in _changes_with_labels(privacy_request) if change.category.source_id == action.source_id]
+    context = {"r": privacy_request, "a": action, "step": step, "changes": changes}
+    return render(request, "staff/source_action_confirm.html", context)
+
+
 @staff_view
 @require_POST
 def action_step(request: HttpRequest, public_id, step: str) -> HttpResponse:

@@ -27,6 +27,7 @@ urlpatterns = [
     path("requests/<reference:reference>/certificate.pdf", action_views.certificate_pdf, name="certificate_pdf"),
     path("source-actions/<uuid:public_id>/progress/", action_views.action_progress, name="source_action_progress"),
     path("source-actions/<uuid:public_id>/<str:step>/", action_views.action_step, name="source_action"),
+    path("source-actions/<uuid:public_id>/<str:step>/confirm/", action_views.action_confirm, name="source_action_confirm"),
     path("notices/<uuid:public_id>/<str:step>/", action_views.notice_step, name="notice"),
     path("requests/<reference:reference>/<str:action>/", views.request_action, name="request_action"),
     path("requests/<reference:reference>/<str:action>/preview/", views.request_action_preview, name="request_action_preview"),

@@ -108,7 +108,7 @@ def test_planning_and_dry_run_list_each_action_with_its_counts(
     assert page.count("Dry run ready: awaiting approval") == 2
     assert "subscribers: 2 rows, 5 fields" in page
     assert "calls: 2 rows, 8 fields" in page
-    assert page.count(">Approve</button>") == 2 and ">Execute</button>" not in page
+    assert page.count(">Approve<span") == 2 and ">Execute<" not in page
 
 
 @sqlite_source
@@ -327,6 +327,7 @@ def test_an_erasure_waiting_for_the_subjects_copy_says_so_where_its_button_would
     page = html.unescape(_page(client_dpo, request).content.decode())
     assert COPY_FIRST in page
     assert reverse("staff:source_action", args=[action.public_id, step]) not in page
+    assert reverse("staff:source_action_confirm", args=[action.public_id, step]) not in page
     # The service still refuses it: the page only says so first.
     assert _messages(_step(client_dpo, action, step)) == [COPY_FIRST]
 
@@ -337,13 +338,13 @@ def test_once_the_copy_is_compiled_the_note_gives_way_to_the_execute_button(
 ):
     request = verified_request(RequestType.ERASURE, RequestType.ACCESS)
     action = _approved_through_the_page(client_dpo, request, dpo_actor, django_capture_on_commit_callbacks)
-    execute_url = reverse("staff:source_action", args=[action.public_id, "execute"])
+    execute_url = reverse("staff:source_action_confirm", args=[action.public_id, "execute"])  # asks first
     page = html.unescape(_page(client_dpo, request).content.decode())
     assert COPY_FIRST in page and execute_url not in page
 
     released_package(request)  # which searched every system
     page = html.unescape(_page(client_dpo, request).content.decode())
-    assert execute_url in page and ">Execute</button>" in page and COPY_FIRST not in page
+    assert execute_url in page and '>Execute<span class="visually-hidden">: CRM</span></button>' in page and COPY_FIRST not in page
 
 
 @sqlite_source
@@ -794,3 +795,55 @@ def test_confirming_a_manual_action_with_a_wrong_count_after_a_withdrawal_says_s
     response = client_dpo.post(reverse("staff:source_action", args=[action.public_id, "done"]), {"rows": "-1"}, follow=True)
     assert "Ensure this value is greater than or equal to 0." in response.content.decode()
     assert SourceAction.objects.get(pk=action.pk).status == ActionStatus.MANUAL
+
+
+@sqlite_source
+def test_executing_an_erasure_asks_first_with_what_the_dry_run_found_and_changes_nothing_until_confirmed(
+    client_dpo, crm, erasure_request, dpo_actor, source_db, django_capture_on_commit_callbacks
+):
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = erasure_request.source_actions.get()
+    for step in ("dry_run", "approve"):
+        with django_capture_on_commit_callbacks(execute=True):
+            _step(client_dpo, action, step)
+    confirm_url = reverse("staff:source_action_confirm", args=[action.public_id, "execute"])
+    panel = _page(client_dpo, erasure_request).content.decode()
+    assert f'<form method="get" action="{confirm_url}"><button class="danger">Execute<span class="visually-hidden">: CRM</span>' in panel
+    events = erasure_request.events.count()
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = client_dpo.get(confirm_url)
+
+    page = html.unescape(response.content.decode())
+    assert response.status_code == 200
+    assert "<h1>Carry out the erasure in CRM?</h1>" in page and "<dd>Erasure</dd>" in page
+    assert "subscribers: 2 rows, 5 fields" in page and "Searched by 1 verified identifier." in page
+    assert f'action="{reverse("staff:source_action", args=[action.public_id, "execute"])}"' in page
+    assert ">Carry out the erasure in CRM</button>" in page
+    assert callbacks == [] and erasure_request.events.count() == events
+    assert SourceAction.objects.get(pk=action.pk).status == ActionStatus.APPROVED
+    assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"n": 2}]  # nothing erased yet
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _step(client_dpo, action, "execute")  # the page's button: the step's own checks, unchanged
+    assert _messages(response) == ["Execution started."]
+    assert SourceAction.objects.get(pk=action.pk).status == ActionStatus.DONE
+    assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"n": 0}]
+
+
+@sqlite_source
+def test_the_execute_confirmation_is_refused_to_an_auditor_and_sends_back_an_action_not_approved(
+    client, client_dpo, crm, erasure_request, dpo_actor, django_capture_on_commit_callbacks
+):
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    action = erasure_request.source_actions.get()
+    confirm_url = reverse("staff:source_action_confirm", args=[action.public_id, "execute"])
+
+    response = client_dpo.get(confirm_url)  # no dry run, no approval
+    assert response.status_code == 302 and response.url.endswith("#source-actions")
+    assert _messages(response) == ["This action is not waiting to be executed: see its status below."]
+
+    auditor = Client()
+    login_staff(auditor, staff_in_role("Auditor", username="auditor-confirm"))
+    assert auditor.get(confirm_url).status_code == 403
+    assert SourceAction.objects.get(pk=action.pk).status == ActionStatus.PLANNED

@@ -63,12 +63,17 @@ def test_dpo_erases_in_a_source_waives_a_notice_and_completes(page, live_server,
     assert page.evaluate("document.documentElement.scrollWidth") <= 320
     page.set_viewport_size(viewport)
 
-    row.get_by_role("button", name="Dry run", exact=True).click()
+    # Each row's buttons are named with their source for a screen reader ("Dry run: CRM"), the source hidden on screen.
+    row.get_by_role("button", name="Dry run: CRM", exact=True).click()
     expect(row).to_contain_text("Dry run ready: awaiting approval")
     expect(row).to_contain_text("subscribers: 2 rows, 5 fields")
     row.get_by_role("button", name="Approve").click()
     expect(row).to_contain_text("dora, ")
-    row.get_by_role("button", name="Execute").click()
+    row.get_by_role("button", name="Execute: CRM").click()
+    # Asked first, with what the dry run found: the erasure cannot be undone.
+    expect(page.get_by_role("heading", level=1)).to_have_text("Carry out the erasure in CRM?")
+    expect(page.locator("main, body").first).to_contain_text("subscribers: 2 rows, 5 fields")
+    page.get_by_role("button", name="Carry out the erasure in CRM").click()
     expect(row.locator(".action-status")).to_have_text("Done")
 
     notice = panel.get_by_role("row").filter(has_text="Old mailing partner")
@@ -82,7 +87,12 @@ def test_dpo_erases_in_a_source_waives_a_notice_and_completes(page, live_server,
 
     page.get_by_text("Complete", exact=True).click()
     page.get_by_label("What we did (goes into the completion letter)").fill("We erased your data from our CRM.")
-    page.get_by_role("button", name="Complete and send the letter").click()
+    # The letter as it would go, then sent from the preview, without retyping anything.
+    page.get_by_role("button", name="Preview the letter").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Preview of the letter")
+    expect(page.locator(".letter-preview")).to_contain_text("We erased your data from our CRM.")
+    assert erasure.messages.count() == 0
+    page.get_by_role("button", name="Send the letter").click()
     expect(page.get_by_role("status")).to_contain_text("Request completed")
     expect(page.locator("h1 .status")).to_have_text("Completed")
     expect(panel.get_by_role("link", name="PDF")).to_have_attribute("href", f"/staff/requests/{erasure.reference}/certificate.pdf")
