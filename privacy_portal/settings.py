@@ -370,7 +370,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 LONG_TASK_QUEUE = "long"
 CELERY_TASK_ROUTES = {
     f"requests_app.tasks.{name}": {"queue": LONG_TASK_QUEUE}
-    for name in ("compile_export", "run_source_action_dry_run", "execute_source_action")
+    # The sweep of the export runs' work files too: it must run where they are written.
+    for name in ("compile_export", "run_source_action_dry_run", "execute_source_action", "remove_stale_export_work_files")
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep-deadlines": {
@@ -395,6 +396,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "delete-expired-exports": {
         "task": "requests_app.tasks.delete_expired_exports",
+        "schedule": timedelta(hours=1),
+    },
+    "remove-stale-export-work-files": {
+        "task": "requests_app.tasks.remove_stale_export_work_files",
         "schedule": timedelta(hours=1),
     },
     "verify-audit-chain": {

@@ -279,6 +279,13 @@ def delete_expired_exports() -> int:
     return exports.delete_expired_exports()
 
 
+@shared_task(acks_late=True)
+def remove_stale_export_work_files() -> int:
+    """Periodic (hourly), on the long queue, whose worker's machine is the one export runs write their work files
+    on: delete those no run can still be writing, a killed run's partial ZIPs. Run twice, the second finds none."""
+    return exports.remove_stale_work_files()
+
+
 @shared_task(acks_late=True, time_limit=120, soft_time_limit=100)
 def deliver_webhook(delivery_id: int) -> bool:
     """Try one webhook delivery; a failure stores the next attempt time for dispatch_due_webhooks. The attempt

@@ -246,7 +246,7 @@ def test_every_periodic_job_names_a_registered_task(settings):
     # The jobs a promise rests on: reminders, lost work found again, the nightly audit walk, retention.
     for name in (
         "sweep_deadlines", "requeue_lost_work", "requeue_dead_exports", "verify_audit_chain", "purge_closed_requests",
-        "clear_expired_sessions", "purge_webhook_deliveries", "purge_sign_in_records",
+        "clear_expired_sessions", "purge_webhook_deliveries", "purge_sign_in_records", "remove_stale_export_work_files",
     ):
         assert f"requests_app.tasks.{name}" in scheduled
     assert scheduled <= set(celery_app.tasks)

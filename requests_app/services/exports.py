@@ -248,7 +248,8 @@ def compile_export(*, export_id: int) -> str | None:
 
     Returns the storage name, or None when another run took the export over or
     it was not queued; raises ExportBusy while another run holds it. A failing
-    source marks the export failed, naming the source; nothing partial is kept.
+    source marks the export failed, naming the source, and so does a storage that
+    will not take the package, saying so; nothing partial is kept.
     """
     attempt = _claim(export_id)
     if attempt is None:
@@ -277,8 +278,10 @@ def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
     password = secrets.token_urlsafe(12) if export.encrypted else None
     os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)
     # A run killed mid-way leaves its work files behind: they hold personal
-    # data, so the next attempt removes them before it starts.
+    # data, so the next attempt removes them before it starts, and so does any
+    # run on this machine once no run can still be writing them.
     remove_work_files(export)
+    remove_stale_work_files()
     path = os.path.join(settings.EXPORT_WORK_DIR, f"{work_file_prefix(export)}{attempt}.zip")
     current_source = ""
 
@@ -329,12 +332,24 @@ def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
         raise
 
     name = storage_name(export, attempt)
-    with open(path, "rb") as stored:
-        digest = _sha256_file(stored)
-        stored.seek(0)
-        saved_name = default_storage.save(name, File(stored))
-    size = os.path.getsize(path)
-    os.unlink(path)
+    try:
+        with open(path, "rb") as stored:
+            digest = _sha256_file(stored)
+            stored.seek(0)
+            saved_name = default_storage.save(name, File(stored))
+        size = os.path.getsize(path)
+    except Exception as error:
+        # The package storage failed (its disk full, the object storage down or refusing). Left running, the export
+        # would be read as a dead run, collected from every source twice more and failed as a dying worker; failed now,
+        # it says why. Not retried here: the S3 client retries a passing error itself, and a full disk is not freed in
+        # seconds. _fail deletes what the storage kept of it; staff retry once it is mended.
+        logger.exception("export %s: the package could not be stored", export.public_id)
+        _fail(export_id, attempt, source="", message=storage_failure(error))
+        return None
+    finally:
+        # The whole package, in plain: it never stays on the worker's disk.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
     with transaction.atomic():
         # The export and its request locked, in the order export_release locks them, and read afresh: a
@@ -383,6 +398,15 @@ def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
     return saved_name
 
 
+def storage_failure(error: Exception) -> str:
+    """The error of an export whose package the storage would not take: the kind of failure (the operating system's
+    words for it: "No space left on device"), never a file name or the storage's own text."""
+    kind = type(error).__name__
+    if isinstance(error, OSError) and error.strerror:
+        kind = f"{kind}: {error.strerror}"
+    return f"The package could not be stored ({kind}): check the package storage (free space, or the object storage's state), then retry."
+
+
 def _delete_manual_extracts(export: ExportPackage) -> None:
     """Delete the extracts manual sources' owners uploaded, once the commit they depend on is made.
     They are raw, unmasked data (other people's fields too): kept only until compiled, or until
@@ -402,9 +426,16 @@ def remove_work_files(export: ExportPackage) -> None:
         path.unlink(missing_ok=True)
 
 
-def remove_stale_work_files(*, older_than: datetime.timedelta) -> int:
-    """Delete work files of runs that died on this machine long ago (no export claims them any more)."""
-    cutoff = time.time() - older_than.total_seconds()
+def remove_stale_work_files() -> int:
+    """Delete the work files in EXPORT_WORK_DIR last written longer ago than EXPORT_TASK_TIME_LIMIT; returns how many.
+
+    No run can be writing them: Celery kills a run at that limit. They are the partial ZIPs of a run killed on this
+    machine whose export then failed, or was compiled by a run on another machine: a copy of the subject's data
+    nothing else would remove. The folder is the long queue's worker's, on its own machine in production: every
+    compile on it starts with this, and the hourly remove_stale_export_work_files task, routed to that queue,
+    covers a worker left idle.
+    """
+    cutoff = time.time() - settings.EXPORT_TASK_TIME_LIMIT
     removed = 0
     for path in Path(settings.EXPORT_WORK_DIR).glob("*"):
         if path.is_file() and path.stat().st_mtime < cutoff:
@@ -754,9 +785,6 @@ def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:
     end the exports of requests that may no longer receive data, or of a right their completion refused,
     with their manual extracts. Then delete any file still stored for a package failed or ended."""
     now = now or timezone.now()
-    if os.path.isdir(settings.EXPORT_WORK_DIR):
-        # The longest export run is far shorter than a day.
-        remove_stale_work_files(older_than=datetime.timedelta(days=1))
     unreleased_cutoff = now - settings.EXPORT_UNRELEASED_LIFETIME
     expired = ExportPackage.objects.filter(
         Q(status=ExportStatus.RELEASED, expires_at__lte=now)

@@ -2,7 +2,11 @@
 kept, staff see why, and a retry starts from nothing."""
 
 import datetime
+import errno
 import os
+import time
+import uuid
+from types import SimpleNamespace
 
 import pytest
 from django.core.files.base import ContentFile
@@ -11,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from requests_app import lifecycle
+from requests_app import lifecycle, tasks
 from requests_app.audit import Actor
 from requests_app.models import (
     AuditEvent,
@@ -214,6 +218,70 @@ def test_an_unreachable_copy_path_source_fails_the_export_naming_it(demo_request
     assert "s3cret-pw" not in export.error
 
 
+@pytest.fixture
+def full_package_disk(monkeypatch):
+    """The package storage runs out of space part-way through the ZIP, as a full MEDIA_ROOT does, while `.full`."""
+    save = default_storage.save
+    disk = SimpleNamespace(full=True)
+
+    def save_while_full(name, content, max_length=None):
+        if not disk.full:
+            return save(name, content, max_length)
+        save(name, ContentFile(content.read(1000)))  # what the disk took before it was full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(default_storage, "save", save_while_full)
+    return disk
+
+
+def test_a_package_the_storage_cannot_take_fails_the_export_saying_why_and_keeps_no_copy(
+    demo_request, dpo, settings, full_package_disk, django_capture_on_commit_callbacks
+):
+    export = export_start(request=demo_request, actor=Actor.system())
+    with django_capture_on_commit_callbacks(execute=True):  # what the storage kept is deleted on commit
+        assert compile_export(export_id=export.id) is None
+
+    export.refresh_from_db()
+    assert export.status == ExportStatus.FAILED and export.attempt == 1
+    assert export.failed_source == ""
+    # What happened and what to do, not a worker that died; no file name, no data.
+    assert export.error == (
+        "The package could not be stored (OSError: No space left on device): check the package storage "
+        "(free space, or the object storage's state), then retry."
+    )
+    assert stored_files(f"exports/{export.public_id}") == []  # the part the disk took
+    assert work_dir_files(settings) == []  # the whole package, in plain, on the worker's disk
+    failed = AuditEvent.objects.filter(request=demo_request, action="export_failed")
+    assert [event.data for event in failed] == [{"export": str(export.public_id), "source": ""}]
+    # Failed, not left for the sweep for dead runs to collect from every source again.
+    later = timezone.now() + datetime.timedelta(hours=2)
+    assert requeue_dead_exports(now=later) == 0 and requeue_lost_exports(now=later) == 0
+
+    full_package_disk.full = False  # space freed
+    with django_capture_on_commit_callbacks(execute=True):  # the Celery task runs eagerly on commit
+        export_retry(export=export, actor=Actor.staff(dpo))
+    export.refresh_from_db()
+    assert export.status == ExportStatus.READY and export.attempt == 2 and export.error == ""
+    assert stored_files(f"exports/{export.public_id}") == ["attempt-2.zip"]
+
+
+def test_an_object_storage_outage_fails_the_export_naming_the_error(demo_request, settings, monkeypatch):
+    """S3's errors are not OSErrors: the client's own kind of error is named."""
+    from botocore.exceptions import EndpointConnectionError
+
+    def unreachable(name, content, max_length=None):
+        raise EndpointConnectionError(endpoint_url="https://s3.example.com/packages")
+
+    monkeypatch.setattr(default_storage, "save", unreachable)
+    export = export_start(request=demo_request, actor=Actor.system())
+    assert compile_export(export_id=export.id) is None
+    export.refresh_from_db()
+    assert export.status == ExportStatus.FAILED
+    assert export.error.startswith("The package could not be stored (EndpointConnectionError): ")
+    assert "s3.example.com" not in export.error
+    assert work_dir_files(settings) == []
+
+
 def test_files_left_by_a_dead_attempt_are_removed_when_the_next_one_finishes(
     demo_request, settings, django_capture_on_commit_callbacks
 ):
@@ -233,6 +301,51 @@ def test_files_left_by_a_dead_attempt_are_removed_when_the_next_one_finishes(
     assert stored_files(folder) == ["attempt-2.zip"]
     with open_package(export) as package:
         assert package.testzip() is None
+
+
+def write_work_file(settings, name: str, *, written_seconds_ago: float = 0) -> str:
+    os.makedirs(settings.EXPORT_WORK_DIR, exist_ok=True)
+    path = os.path.join(settings.EXPORT_WORK_DIR, name)
+    with open(path, "wb") as work_file:
+        work_file.write(b"PK\x03\x04 the subject's data, in plain")
+    written = time.time() - written_seconds_ago
+    os.utime(path, (written, written))
+    return name
+
+
+def test_work_files_of_runs_killed_on_the_long_queues_machine_are_removed_once_no_run_can_be_writing_them(
+    demo_request, settings
+):
+    """The export's next run removes a dead run's files only if it runs on the same machine, and only once the
+    export runs again: what one left whose export then failed, or was compiled elsewhere, stayed for ever."""
+    past_the_time_limit = settings.EXPORT_TASK_TIME_LIMIT + 60
+    dead = write_work_file(settings, f"{uuid.uuid4()}-attempt-3.zip", written_seconds_ago=past_the_time_limit)
+    write_work_file(settings, f"{dead}.partq8x1.zip", written_seconds_ago=past_the_time_limit)  # a source's, copied
+    # A live run's, on this machine (another process of the worker): last written within the time limit.
+    live = write_work_file(settings, f"{uuid.uuid4()}-attempt-1.zip", written_seconds_ago=settings.EXPORT_TASK_TIME_LIMIT - 60)
+
+    assert tasks.remove_stale_export_work_files() == 2
+    assert work_dir_files(settings) == [live]
+    assert tasks.remove_stale_export_work_files() == 0  # run twice = run once
+
+    # And at the start of each compile on the machine, whether or not the hourly job reached it.
+    write_work_file(settings, dead, written_seconds_ago=past_the_time_limit)
+    export = export_start(request=demo_request, actor=Actor.system())
+    compile_export(export_id=export.id)
+    export.refresh_from_db()
+    assert export.status == ExportStatus.READY
+    assert work_dir_files(settings) == [live]
+
+
+def test_the_work_files_are_swept_hourly_by_the_long_queue_whose_worker_writes_them(settings):
+    """In production each queue has its own worker, the long queue's often on a machine of its own."""
+    from privacy_portal.celery import app as celery_app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["remove-stale-export-work-files"]
+    assert entry["task"] == tasks.remove_stale_export_work_files.name
+    assert entry["schedule"] <= datetime.timedelta(hours=1)
+    assert celery_app.amqp.router.route({}, entry["task"])["queue"].name == "long"
+    assert celery_app.amqp.router.route({}, tasks.delete_expired_exports.name)["queue"].name == "celery"
 
 
 def test_a_live_run_is_not_taken_over(demo_request):
