@@ -344,7 +344,7 @@ def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
         # it says why. Not retried here: the S3 client retries a passing error itself, and a full disk is not freed in
         # seconds. _fail deletes what the storage kept of it; staff retry once it is mended.
         logger.exception("export %s: the package could not be stored", export.public_id)
-        _fail(export_id, attempt, source="", message=storage_failure(error))
+        _fail(export_id, attempt, source="", message=_storage_failure(error))
         return None
     finally:
         # The whole package, in plain: it never stays on the worker's disk.
@@ -398,7 +398,7 @@ def _compile(export_id: int, attempt: int, heartbeat: Heartbeat) -> str | None:
     return saved_name
 
 
-def storage_failure(error: Exception) -> str:
+def _storage_failure(error: Exception) -> str:
     """The error of an export whose package the storage would not take: the kind of failure (the operating system's
     words for it: "No space left on device"), never a file name or the storage's own text."""
     kind = type(error).__name__
@@ -438,9 +438,11 @@ def remove_stale_work_files() -> int:
     cutoff = time.time() - settings.EXPORT_TASK_TIME_LIMIT
     removed = 0
     for path in Path(settings.EXPORT_WORK_DIR).glob("*"):
-        if path.is_file() and path.stat().st_mtime < cutoff:
-            path.unlink(missing_ok=True)
-            removed += 1
+        # Gone meanwhile: another process of the worker swept it, or its run finished. Never a reason to fail a compile.
+        with contextlib.suppress(FileNotFoundError):
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
     return removed
 
 
