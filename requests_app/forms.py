@@ -45,12 +45,13 @@ RIGHT_DETAIL_FIELDS = {
 DETAIL_WITHOUT_ITS_RIGHT = "detail_without_its_right"
 
 
-def _detail_without_its_right(right: str) -> forms.ValidationError:
-    return forms.ValidationError(
-        _("You filled this in without ticking “%(right)s”: tick it above, or empty this field."),
-        code=DETAIL_WITHOUT_ITS_RIGHT,
-        params={"right": RequestType(right).label, "code": right},
+def _detail_without_its_right(right: str, *, box: bool = False) -> forms.ValidationError:
+    message = (
+        _("You ticked this box without ticking “%(right)s”: tick that too, or untick this box.")
+        if box
+        else _("You filled this in without ticking “%(right)s”: tick it above, or empty this field.")
     )
+    return forms.ValidationError(message, code=DETAIL_WITHOUT_ITS_RIGHT, params={"right": RequestType(right).label, "code": right})
 
 # The controller is in Brussels: the GDPR applies to everyone (Art. 3(1)), wherever they live; the
 # other regimes add their own rules for the people they protect.
@@ -154,7 +155,7 @@ class RequestForm(forms.Form):
     )
     restriction_ground = forms.ChoiceField(
         label=_("Why should the processing be restricted?"),
-        choices=[("", "---------"), *RestrictionGround.choices],
+        choices=[("", _("Choose…")), *RestrictionGround.choices],
         required=False,
     )
     objection_processing = MultilineField(
@@ -279,7 +280,7 @@ class RequestForm(forms.Form):
         if "rights" in cleaned:
             self._refuse_details_of_rights_not_ticked(cleaned)
             if cleaned.get("direct_marketing") and RequestType.OBJECTION not in cleaned["rights"]:
-                self.add_error("direct_marketing", _detail_without_its_right(RequestType.OBJECTION))
+                self.add_error("direct_marketing", _detail_without_its_right(RequestType.OBJECTION, box=True))
         return cleaned
 
     def _refuse_details_of_rights_not_ticked(self, cleaned) -> None:

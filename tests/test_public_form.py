@@ -237,7 +237,7 @@ def test_an_objection_to_direct_marketing_is_filed_as_such(client):
     refused = post_form(client, rights=["access"], direct_marketing="on", rectification_data="", rectification_value="")
     assert refused.status_code == 200
     assert refused.context["form"].errors["direct_marketing"] == [
-        "You filled this in without ticking “Object to the processing of my data”: tick it above, or empty this field."
+        "You ticked this box without ticking “Object to the processing of my data”: tick that too, or untick this box."
     ]
 
 

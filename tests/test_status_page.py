@@ -239,7 +239,7 @@ def test_a_reply_to_a_request_closed_meanwhile_keeps_the_text_written(client):
     response = client.post(reverse("reply", args=[request.reference, request.secret]), {"body": "My new address is ..."})
     page = response.content.decode()
     assert response.status_code == 400
-    assert "This request is closed. Please submit a new request." in page
+    assert f"This request is closed, so your message was not added to it. Write to our data protection officer at {settings.DPO_CONTACT_EMAIL}, or submit a new request." in page
     assert ">My new address is ...</textarea>" in page
     assert 'name="body"' not in page  # shown to copy, not to send again
     assert not request.messages.exists()
@@ -661,7 +661,7 @@ def test_a_paused_request_past_its_stored_date_is_not_called_late(client):
     page = status_page_on(client, request, datetime.date(2026, 11, 30))
 
     assert "We will answer by" in page
-    assert "the date moves on by the days it stays paused" in page
+    assert "the date moves on by the days it stays paused, and to the next working day" in page
     assert LATE not in page and "lodge a complaint" not in page
     # Not the stored 12 November, a date already past: the one a reply today would give (49 days paused).
     assert "<strong>31 December 2026</strong>" in page

@@ -397,7 +397,7 @@ def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = N
     # form's maxlength: count (and keep) them as the subject saw them.
     body = body.replace("\r\n", "\n").strip()
     if not body and document is None:
-        raise RequestError(_("Write your reply first."))
+        raise RequestError(_("Write your message first."))
     if len(body) > TEXT_MAX_CHARS:
         raise RequestError(
             _("Your reply is too long: keep it to %(limit)s characters at most.")
@@ -408,7 +408,11 @@ def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = N
     with transaction.atomic():
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
         if not locked.is_open:
-            raise RequestError(_("This request is closed. Please submit a new request."))
+            # Someone contesting our answer must not be sent off to ask again: the DPO is who they write to.
+            raise RequestError(
+                _("This request is closed, so your message was not added to it. Write to our data protection officer at "
+                  "%(address)s, or submit a new request.") % {"address": settings.DPO_CONTACT_EMAIL}
+            )
         actor = actor or Actor.subject()
         # The limit bounds what is kept: a document staff deleted (an ID once checked) leaves room for another.
         kept = locked.attachments.filter(message__isnull=False, deleted_at__isnull=True)

@@ -471,7 +471,7 @@ def test_an_extension_while_the_clock_is_paused_tells_the_date_the_status_page_s
             request_extend(request=request, actor=Actor.staff(dpo), reason="Many systems")
         [email] = mailoutbox
         assert "We will answer by 12 June 2026." in email.body and " 2 June" not in email.body
-        assert "the date moves on by the days it stays paused" in email.body
+        assert "the date moves on by the days it stays paused, and to the next working day" in email.body
         assert "12 June 2026" in client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
         # A letter the DPO wrote with the {{ due_on }} placeholder says the same date.
         ResponseTemplate.objects.create(
