@@ -174,6 +174,11 @@ def transition(
             from requests_app.services import actions
 
             actions.queue_due_notices(request)
+            # The identity check ends with the request, verified or not: a copy of an ID sent for it goes now,
+            # not with the rest of the request's data years later (the request form's notice promises it).
+            from requests_app.services import handling
+
+            handling.delete_identity_documents(request, actor=Actor.system())
         if spec.target in NO_DATA_DELIVERED:
             # Imported here for the same reason. Its packages may no longer go to the subject: ended now, their files
             # deleted on commit, as the status page then tells the subject and the staff pages show.

@@ -645,6 +645,10 @@ class Attachment(models.Model):
     )
     # The subject's reply it came with (a copy of an ID asked for), if any.
     message = models.ForeignKey("Message", null=True, blank=True, on_delete=models.CASCADE, related_name="attachments")
+    # Sent as proof of identity (the subject ticked so on their status page): deleted once an identifier is
+    # verified, by whatever method, or when the request closes unverified (handling.delete_identity_documents),
+    # as the request form's notice promises. Other documents (proof for a correction, say) stay for staff to judge.
+    identity_document = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     # Staff deleted the file before the request's data is purged (a copy of an ID, once checked:
     # handling.attachment_delete). The row stays as a tombstone, so the thread still shows that a document came

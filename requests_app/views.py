@@ -336,7 +336,10 @@ def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     if document is None and body.strip() and over_the_limit(request, "reply"):  # an empty post is refused below, uncounted
         return _reply_refused(request, privacy_request, body, _("Too many messages sent from here: try again later."), status=429)
     try:
-        handling.subject_reply(request=privacy_request, body=body, document=document)
+        handling.subject_reply(
+            request=privacy_request, body=body, document=document,
+            identity_document=document is not None and request.POST.get("identity_document") == "on",
+        )
     except RequestError as error:
         return _reply_refused(request, privacy_request, body, str(error))
     messages.success(request, _("Thank you: your message has been sent to our data protection team."))
@@ -349,7 +352,10 @@ def _reply_refused(
     """The page again with the text they wrote: a refused message must not be lost. (A browser
     cannot be given back a chosen file: the page asks for it again.) The reason is tied to the `field` it is
     about, the message or the document."""
-    context = {**_status_context(privacy_request), "reply_body": body, "reply_error": reason, "reply_error_field": field}
+    context = {
+        **_status_context(privacy_request), "reply_body": body, "reply_error": reason, "reply_error_field": field,
+        "reply_identity_document": request.POST.get("identity_document") == "on",
+    }
     return render(request, "requests_app/status.html", context, status=status)
 
 

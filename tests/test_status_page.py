@@ -401,13 +401,13 @@ def test_a_purged_request_says_its_personal_data_was_deleted(client):
 PDF = b"%PDF-1.4\n% a copy of an identity card\n"
 
 
-def send_document(client, request, name="id-card.pdf", content=PDF, body="Here is my ID, as you asked."):
+def send_document(client, request, name="id-card.pdf", content=PDF, body="Here is my ID, as you asked.", identity_document=False):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    return client.post(
-        reverse("reply", args=[request.reference, request.secret]),
-        {"body": body, "document": SimpleUploadedFile(name, content, content_type="application/octet-stream")},
-    )
+    data = {"body": body, "document": SimpleUploadedFile(name, content, content_type="application/octet-stream")}
+    if identity_document:
+        data["identity_document"] = "on"
+    return client.post(reverse("reply", args=[request.reference, request.secret]), data)
 
 
 @pytest.mark.django_db
@@ -445,7 +445,10 @@ def test_a_deleted_document_shows_as_deleted_on_the_status_page(client):
 
     request = request_in_status(Status.IN_PROGRESS)
     page = html.unescape(client.get(status_url(request)).content.decode())
-    assert "We delete a copy of an identity document once we have checked it, and any other document with your request's data." in page
+    assert (
+        "We delete a copy of an identity document once we have checked who you are, or when the request closes if that "
+        "comes first; any other document we delete with your request's data." in page
+    )
     send_document(client, request)
     document = request.attachments.get()
     handling.attachment_delete(attachment=document, actor=Actor.staff(staff_in_role("DPO", username="dpo-deletes")))
@@ -453,6 +456,44 @@ def test_a_deleted_document_shows_as_deleted_on_the_status_page(client):
     page = html.unescape(client.get(status_url(request)).content.decode())
     assert f"Document sent: we deleted it on {date_in_words(timezone.localdate())}." in page
     assert "id-card.pdf" not in page and "dpo-deletes" not in page
+
+
+@pytest.mark.django_db
+def test_a_copy_of_an_id_sent_as_such_and_verified_by_another_method_is_deleted_as_the_form_promised(client):
+    """The QA's case: id.pdf sent, the identity verified by the email link, the request withdrawn: the page said
+    "Document sent: id.pdf" until the retention ended."""
+    from requests_app.audit import Actor
+    from requests_app.models import IdentityKind, VerificationMethod
+    from requests_app.services import intake
+
+    request = request_in_status(Status.IDENTITY_CHECK)
+    page = html.unescape(client.get(status_url(request)).content.decode())
+    assert "This document is a copy of an identity document: delete it once you have checked who I am." in page
+    send_document(client, request, name="id.pdf", identity_document=True)
+    send_document(client, request, name="bill.pdf", body="And my bill, for the correction.")
+    id_copy, bill = request.attachments.order_by("id")
+    assert (id_copy.identity_document, bill.identity_document) == (True, False)
+
+    dpo = staff_in_role("DPO", username="dpo-verifies")
+    email = request.identities.get(kind=IdentityKind.EMAIL)
+    handling.identity_verify(
+        request=request, actor=Actor.staff(dpo), identity_ids=[email.id], method=VerificationMethod.EMAIL_LINK,
+        expected_status=Status.IDENTITY_CHECK,
+    )
+    intake.request_withdraw(request=request, actor=Actor.subject())
+
+    page = html.unescape(client.get(status_url(request)).content.decode())
+    assert "id.pdf" not in page
+    assert f"Document sent: we deleted it on {date_in_words(timezone.localdate())}." in page
+    assert "Document sent: bill.pdf" in page  # not sent as proof of identity: kept with the request's data
+
+
+@pytest.mark.django_db
+def test_a_refused_document_keeps_its_identity_box_ticked(client):
+    request = request_in_status(Status.IN_PROGRESS)
+    response = send_document(client, request, name="id.exe", content=b"MZ", identity_document=True)
+    assert response.status_code == 400
+    assert 'name="identity_document" checked' in response.content.decode()
 
 
 @pytest.mark.django_db

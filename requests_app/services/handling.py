@@ -385,13 +385,17 @@ RESUME_TRANSITION = {
 SUBJECT_DOCUMENTS_MAX = 10
 
 
-def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = None, document=None) -> Message:
+def subject_reply(
+    *, request: PrivacyRequest, body: str, actor: Actor | None = None, document=None, identity_document: bool = False
+) -> Message:
     """The subject answers on their status page (or their organisation's portal, over the API).
 
     Allowed on open requests. A reply to a request awaiting the subject
     moves it back to where it was, and any paused clock restarts. The
     assignee is told. `document`, a file already checked by forms.validate_attachment
     (the status page's upload), is stored with the reply; a reply may be the document alone.
+    With `identity_document` the subject sent it as proof of identity: it is deleted once the check ends
+    (delete_identity_documents).
     """
     # Browsers send line breaks as CRLF but count them as one character against the
     # form's maxlength: count (and keep) them as the subject saw them.
@@ -428,7 +432,7 @@ def subject_reply(*, request: PrivacyRequest, body: str, actor: Actor | None = N
         message = Message.objects.create(request=locked, direction=MessageDirection.FROM_SUBJECT, body=body)
         record_event(locked, "subject_replied", actor=actor, data={"message": str(message.public_id)})
         if document is not None:
-            intake.attachment_add(request=locked, file=document, actor=actor, message=message)
+            intake.attachment_add(request=locked, file=document, actor=actor, message=message, identity_document=identity_document)
         if locked.status == Status.AWAITING_SUBJECT:
             paused_from = (
                 locked.events.filter(action="await_subject").order_by("-sequence").values_list("from_status", flat=True).first()
@@ -465,10 +469,11 @@ def identity_verify(
 ) -> PrivacyRequest:
     """Record that staff verified some of the subject's identifiers, and how.
 
-    With `delete_documents`, every document the subject sent with their replies and not deleted yet is deleted
-    in the same transaction (attachment_delete's tombstone and audit event for each): a copy of an identity
-    document is kept no longer than the check it was sent for (GDPR Art. 5(1)(c) and (e); EDPB Guidelines
-    01/2022 para. 78). The dashboard offers it with the method "document".
+    Whatever the method, the documents the subject sent as proof of identity are deleted in the same transaction
+    (delete_identity_documents): a copy of an identity document is kept no longer than the check it was sent for
+    (GDPR Art. 5(1)(c) and (e); EDPB Guidelines 01/2022 para. 78), as the request form's notice promises. With
+    `delete_documents`, every other document the subject sent with their replies and not deleted yet goes too
+    (attachment_delete's tombstone and audit event for each). The dashboard offers it with the method "document".
 
     A request in "new", "identity check" or "awaiting the subject" then moves to "in progress", and a clock
     paused while we waited for the subject restarts, the days paused added to the deadline. Nothing records
@@ -499,6 +504,8 @@ def identity_verify(
         )
         if delete_documents:
             _delete_attachments(locked, locked.attachments.filter(message__isnull=False), actor=actor)
+        else:
+            delete_identity_documents(locked, actor=actor)
         if locked.status in (Status.NEW, Status.IDENTITY_CHECK, Status.AWAITING_SUBJECT):
             # From "awaiting the subject" the transition also ends the pause (lifecycle._move_the_clock).
             lifecycle.transition(locked, "start_work", actor=actor, note=lifecycle.NOTE_IDENTITY_VERIFIED)
@@ -518,6 +525,17 @@ def attachment_delete(*, attachment: Attachment, actor: Actor) -> None:
         locked = _locked_for_work(attachment.request, actor, None)
         if not _delete_attachments(locked, locked.attachments.filter(pk=attachment.pk), actor=actor):
             raise RequestError(_("This document was deleted already."))
+
+
+def delete_identity_documents(request: PrivacyRequest, *, actor: Actor) -> int:
+    """Delete the documents the subject sent as proof of identity (Attachment.identity_document) and not deleted
+    yet, as attachment_delete does (tombstone, audit event each, files removed on commit), in the caller's
+    transaction with the request locked. Called when the identity check ends: an identifier verified
+    (identity_verify, any method), or the request closed, verified or not (lifecycle.transition). Returns how many.
+
+    Only those marked so: another document (proof for a correction, a bill) may be what the answer rests on, and
+    the model cannot tell an unmarked copy of an ID from it; staff delete those by hand, or the purge does."""
+    return _delete_attachments(request, request.attachments.filter(identity_document=True), actor=actor)
 
 
 def _delete_attachments(request: PrivacyRequest, attachments, *, actor: Actor) -> int:

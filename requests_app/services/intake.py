@@ -252,9 +252,12 @@ def request_follow_up(*, request_id: int) -> None:
         emails.send_request_confirmed_email(request)
 
 
-def attachment_add(*, request: PrivacyRequest, file: UploadedFile, actor: Actor, message=None) -> Attachment:
+def attachment_add(
+    *, request: PrivacyRequest, file: UploadedFile, actor: Actor, message=None, identity_document: bool = False
+) -> Attachment:
     """Store an uploaded file (already validated for size and type) with the request, and the
-    subject's message it came with, if any."""
+    subject's message it came with, if any. An `identity_document` (sent as proof of identity) is deleted once
+    the identity check ends (handling.delete_identity_documents)."""
     content_type = getattr(file, "content_type", "") or mimetypes.guess_type(file.name)[0] or ""
     attachment = Attachment(
         request=request,
@@ -263,6 +266,7 @@ def attachment_add(*, request: PrivacyRequest, file: UploadedFile, actor: Actor,
         size=file.size,
         uploaded_by=actor.user,
         message=message,
+        identity_document=identity_document,
     )
     attachment.file.save(file.name, file, save=False)
     attachment.save()
@@ -270,7 +274,10 @@ def attachment_add(*, request: PrivacyRequest, file: UploadedFile, actor: Actor,
         request,
         "attachment_added",
         actor=actor,
-        data={"attachment": str(attachment.public_id), "size": file.size, "content_type": content_type},
+        data={
+            "attachment": str(attachment.public_id), "size": file.size, "content_type": content_type,
+            "identity_document": identity_document,
+        },
     )
     return attachment
 

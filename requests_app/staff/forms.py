@@ -185,17 +185,19 @@ class IdentityVerifyForm(forms.Form):
             self.fields["method"].choices = [
                 (value, label) for value, label in self.fields["method"].choices if value != VerificationMethod.ASSERTED_BY_ORGANISATION
             ]
-        # A copy of an ID is kept no longer than its check (GDPR Art. 5(1)(c) and (e)): offered, ticked, whenever the
-        # subject sent documents not deleted yet. All of them, not only those sent since the question: any copy of an
-        # ID among them has served its purpose once the identity is verified; a document still needed is unticked.
-        if privacy_request.attachments.filter(message__isnull=False, deleted_at__isnull=True).exists():
+        # A copy of an ID is kept no longer than its check (GDPR Art. 5(1)(c) and (e)). Those the subject marked as
+        # one go whatever the method (handling.delete_identity_documents); the box, offered ticked, is for the others
+        # not deleted yet. All of them, not only those sent since the question: any copy of an ID the subject did not
+        # mark has served its purpose once the identity is verified; a document still needed is unticked.
+        if privacy_request.attachments.filter(message__isnull=False, deleted_at__isnull=True, identity_document=False).exists():
             self.fields["delete_documents"] = forms.BooleanField(
                 label=_("Delete the documents the subject sent for this check"),
                 help_text=_(
-                    "With “Identity document checked by staff” only: every document the subject sent with their "
-                    "replies and not deleted yet is deleted once the verification is recorded, as the privacy "
-                    "notice promises. A scanned letter is kept. Untick it to keep a document you still need (proof "
-                    "for a correction, say), and delete it later under Attachments."
+                    "Those the subject sent as proof of identity are deleted whatever the method, as the privacy notice "
+                    "promises. With “Identity document checked by staff” only: every other document the subject sent "
+                    "with their replies and not deleted yet is deleted too once the verification is recorded. A scanned "
+                    "letter is kept. Untick it to keep a document you still need (proof for a correction, say), and "
+                    "delete it later under Attachments."
                 ),
                 required=False,
                 initial=True,

@@ -1101,9 +1101,11 @@ def test_a_rejection_names_the_regimes_authority_and_the_belgian_one_in_the_subj
 ID_COPY = b"%PDF-1.4\n% a copy of an identity card\n"
 
 
-def _document_sent(request, name="id-card.pdf"):
+def _document_sent(request, name="id-card.pdf", *, identity_document=False):
     """A document the subject sent with a reply on their status page, as stored."""
-    return handling.subject_reply(request=request, body="", document=SimpleUploadedFile(name, ID_COPY)).attachments.get()
+    return handling.subject_reply(
+        request=request, body="", document=SimpleUploadedFile(name, ID_COPY), identity_document=identity_document
+    ).attachments.get()
 
 
 @pytest.mark.django_db
@@ -1373,3 +1375,72 @@ def test_the_reject_form_offers_only_who_asks_or_how_against_a_withdrawal_of_con
 
     request = request_in_status(Status.IN_PROGRESS, rights=[WITHDRAW_CONSENT, intake.RightDetails(RequestType.ACCESS)])
     assert set(dict(RejectForm(privacy_request=request).fields["ground"].choices)) == {"identity_not_verified", "manifestly_unfounded"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method", [VerificationMethod.EMAIL_LINK, VerificationMethod.CALLBACK, VerificationMethod.DOCUMENT])
+def test_verifying_identity_by_any_method_deletes_the_documents_sent_as_proof_of_identity_and_keeps_the_others(
+    dpo, method, django_capture_on_commit_callbacks
+):
+    """The request form's notice promises a copy of an ID is deleted once we have checked who the subject is: not
+    only when staff checked it by the document itself."""
+    request = request_in_status(Status.IDENTITY_CHECK)
+    id_copy = _document_sent(request, "id.pdf", identity_document=True)
+    bill = _document_sent(request, "bill.pdf")
+    stored = id_copy.file.name
+    email = request.identities.get(kind=IdentityKind.EMAIL)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.identity_verify(
+            request=request, actor=Actor.staff(dpo), identity_ids=[email.id], method=method, expected_status=Status.IDENTITY_CHECK
+        )
+
+    id_copy.refresh_from_db()
+    bill.refresh_from_db()
+    assert (id_copy.is_deleted, id_copy.original_name, id_copy.deleted_by) == (True, "", dpo)
+    assert not default_storage.exists(stored)
+    assert not bill.is_deleted and default_storage.exists(bill.file.name)  # proof for a correction, perhaps: staff judge
+    event = request.events.get(action="attachment_deleted")
+    assert event.data == {"attachment": str(id_copy.public_id)}
+    assert event.sequence > request.events.get(action="identity_verified").sequence  # in the verification's transaction
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("status", "close"),
+    [
+        (Status.IDENTITY_CHECK, lambda request, dpo: intake.request_withdraw(request=request, actor=Actor.subject())),
+        (Status.IDENTITY_CHECK, lambda request, dpo: lifecycle.transition(request, "reject", actor=Actor.staff(dpo))),
+        (Status.IN_PROGRESS, lambda request, dpo: lifecycle.transition(request, "complete", actor=Actor.staff(dpo))),
+    ],
+)
+def test_a_request_closed_before_its_identity_check_ends_deletes_the_documents_sent_as_proof_of_identity(
+    dpo, status, close, django_capture_on_commit_callbacks
+):
+    """Withdrawn, rejected or completed with the copy of an ID never checked (or sent after the check): the check it
+    was sent for is over, so it goes now, not with the rest of the request's data when its retention ends."""
+    request = request_in_status(status)
+    id_copy = _document_sent(request, "id.pdf", identity_document=True)
+    bill = _document_sent(request, "bill.pdf")
+    stored = id_copy.file.name
+
+    with django_capture_on_commit_callbacks(execute=True):
+        close(request, dpo)
+
+    id_copy.refresh_from_db()
+    bill.refresh_from_db()
+    assert (id_copy.is_deleted, id_copy.original_name, id_copy.deleted_by) == (True, "", None)  # by the system
+    assert not default_storage.exists(stored)
+    assert not bill.is_deleted and default_storage.exists(bill.file.name)
+    event = request.events.get(action="attachment_deleted")
+    assert (event.actor_kind, event.data) == ("system", {"attachment": str(id_copy.public_id)})
+
+
+@pytest.mark.django_db
+def test_the_verify_form_offers_to_delete_only_the_documents_not_sent_as_proof_of_identity(dpo):
+    """Those go whatever the box says: offered for them alone, the box would promise a choice there is not."""
+    request = request_in_status(Status.IN_PROGRESS)
+    _document_sent(request, "id.pdf", identity_document=True)
+    assert "delete_documents" not in IdentityVerifyForm(privacy_request=request).fields
+    _document_sent(request, "bill.pdf")
+    assert "delete_documents" in IdentityVerifyForm(privacy_request=request).fields

@@ -854,3 +854,23 @@ def test_a_receipt_never_confirmed_of_a_request_closed_first_is_not_shown_as_owe
     type(request).objects.filter(pk=request.pk).update(status=Status.WITHDRAWN, closed_at=timezone.now())
     page = client.get(url).content.decode()
     assert "Receipt to confirm by" not in page and "not yet" not in page
+
+
+@pytest.mark.django_db
+def test_staff_see_which_document_was_sent_as_proof_of_identity_and_that_the_system_deleted_it(client):
+    """Sent as proof of identity, a document goes without staff acting when the request closes: its tombstone names
+    no one, and while it lasts staff are told it will go."""
+    dpo = staff_in_role("DPO", username="dpo-reads")
+    request = request_in_status(Status.IN_PROGRESS)
+    handling.subject_reply(
+        request=request, body="", document=SimpleUploadedFile("id.pdf", ID_COPY), identity_document=True
+    )
+    login_staff(client, dpo)
+    page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+    assert "sent as proof of identity: deleted once an identifier is verified or the request closes" in page
+
+    intake.request_withdraw(request=request, actor=Actor.subject())
+    page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+    tombstone = f"Document deleted on {date_in_words(timezone.localdate())}"
+    assert page.count(tombstone) == 2 and f"{tombstone} by" not in page  # the list and the thread; by nobody
+    assert "id.pdf" not in page
