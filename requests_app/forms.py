@@ -97,6 +97,23 @@ class RoutableEmailField(NullCharacterFirst, forms.EmailField):
     # In place of Django's validator, not beside it: a bad address gets one error, not two.
     default_validators = [validators.EmailValidator(allowlist=[])]
 
+    # RFC 5321 section 4.5.3.1.1: mail servers need not take a longer local part, and Django's validator does not
+    # look. Said before the format check (validate runs before the validators), so that this is the one error.
+    LOCAL_PART_MAX = 64
+
+    def validate(self, value):
+        super().validate(value)
+        local = value.rpartition("@")[0]
+        if len(local) > self.LOCAL_PART_MAX:
+            raise forms.ValidationError(
+                _(
+                    "The part of the email address before the @ is too long: it can have %(limit)s characters at most. "
+                    "Check the address."
+                ),
+                params={"limit": self.LOCAL_PART_MAX},
+                code="local_part_too_long",
+            )
+
 
 class IPAddressField(NullCharacterFirst, forms.GenericIPAddressField):
     pass

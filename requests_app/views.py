@@ -28,7 +28,7 @@ from requests_app.models import (
     Status,
 )
 from requests_app.services import certificate, deadlines, exports, handling, intake
-from requests_app.wording import amount_in_words, date_in_words
+from requests_app.wording import amount_in_words, date_in_words, masked_email
 
 
 def submission_rate(group, request):
@@ -116,12 +116,16 @@ def submitted(request: HttpRequest) -> HttpResponse:
     reference = request.session.get("submitted_reference")
     if not reference:
         return redirect("submit")
-    status = PrivacyRequest.objects.filter(reference=reference).values_list("status", flat=True).first()
+    status, email = PrivacyRequest.objects.filter(reference=reference).values_list("status", "subject_email").first() or (None, "")
     context = {
         "reference": reference,
         "sent_again": request.session.get("sent_again"),
         "confirmed": status in OPEN_STATUSES and status != Status.AWAITING_VERIFICATION,
         "closed": status is not None and status not in OPEN_STATUSES,
+        # Where the link went, so that a mistyped address is noticed here rather than by a link that never comes;
+        # masked (wording.masked_email), and read from the request the session names, never from the URL.
+        "sent_to": masked_email(email),
+        "unconfirmed_days": settings.UNVERIFIED_REQUEST_EXPIRY.days,
     }
     return render(request, "requests_app/submitted.html", context)
 

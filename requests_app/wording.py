@@ -86,3 +86,13 @@ def date_in_words(value, format_name: str = "DATE_FORMAT") -> str:
     if (get_language() or "").startswith("fr") and value.day == 1:
         date_format = re.sub(r"(?<!\\)j", r"j\\e\\r", date_format)  # the day, then a literal "er"
     return dateformat.format(value, date_format)
+
+
+def masked_email(address: str) -> str:
+    """An address shown back to the person who typed it, so they can spot a mistake: the domain whole (where
+    most typing mistakes are, "gmial.com", and the part that says least about them), of the local part its
+    first character only ("b•••@example.org"), which tells someone reading over their shoulder little."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local:
+        return ""
+    return f"{local[0]}•••@{domain}"

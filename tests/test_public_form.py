@@ -639,3 +639,36 @@ def test_the_same_form_sent_again_once_its_request_was_withdrawn_is_filed_as_a_n
     assert PrivacyRequest.objects.count() == 2
     shown = client.get(reverse("submitted")).content.decode()
     assert refiled.reference in shown and "You had sent this form already" in shown
+
+
+@pytest.mark.django_db
+def test_the_page_after_sending_shows_the_address_the_link_went_to_masked_and_what_to_do_if_it_is_wrong(client, settings):
+    import html
+
+    settings.UNVERIFIED_REQUEST_EXPIRY = datetime.timedelta(days=7)
+    response = post_form(client, subject_email="bert.janssens@example.org")
+    assert "example.org" not in response.url and "bert" not in response.url  # never in an address
+    page = html.unescape(client.get(response.url).content.decode())
+    assert "We sent the link to <strong><bdi>b•••@example.org</bdi></strong>." in page
+    assert "bert.janssens" not in page
+    assert "fill in the form again with the right address. This request then expires unconfirmed after 7 days" in page
+    assert f'href="{reverse("submit")}"' in page
+
+    PrivacyRequest.objects.update(status=Status.NEW)  # confirmed: the address reached them, nothing to check
+    assert "We sent the link to" not in client.get(response.url).content.decode()
+
+
+@pytest.mark.parametrize(("address", "masked"), [("b@example.org", "b•••@example.org"), ("ana@mail.example.be", "a•••@mail.example.be"), ("", "")])
+def test_an_address_is_masked_to_its_first_character_and_its_domain(address, masked):
+    from requests_app.wording import masked_email
+
+    assert masked_email(address) == masked
+
+
+@pytest.mark.django_db
+def test_a_local_part_longer_than_rfc_5321_allows_is_refused_with_one_clear_error(client):
+    page = post_form(client, subject_email=f"{'a' * 65}@example.org").content.decode()
+    assert "The part of the email address before the @ is too long: it can have 64 characters at most." in page
+    assert "Enter a valid email address." not in page
+    assert not PrivacyRequest.objects.exists()
+    assert post_form(client, subject_email=f"{'a' * 64}@example.org").status_code == 302
