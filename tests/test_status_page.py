@@ -16,6 +16,7 @@ from requests_app.services import handling
 from requests_app.wording import date_in_words
 from requests_app.models import PrivacyRequest, RequestType, Status
 from requests_app.services.intake import RightDetails
+from requests_app.forms import RequestForm
 from tests.factories import request_in_status, staff_in_role, submit_request
 
 
@@ -854,3 +855,54 @@ def test_an_extended_identity_check_of_an_erasure_says_the_extension_then_what_t
     page = client.get(status_url(request)).content.decode()
     assert f"we will answer by {date_in_words(timezone.localdate() + datetime.timedelta(days=60))}. {REQUEST_IS_YOURS}" in page
     assert "We extended this date because: Many systems.\n" in page  # a sentence, ended as one
+
+
+TOLD_US = [
+    RightDetails(RequestType.ACCESS),
+    RightDetails(RequestType.RECTIFICATION, rectification_data="Billing address", rectification_value="Rue Neuve 1\n1000 Brussels"),
+    RightDetails(RequestType.RESTRICTION, restriction_ground="accuracy_contested"),
+    RightDetails(RequestType.OBJECTION, objection_processing="Profiling for offers", direct_marketing=True),
+    RightDetails(RequestType.WITHDRAW_CONSENT, consent_withdrawn="The newsletter"),
+]
+
+
+@pytest.mark.django_db
+def test_the_status_page_gives_back_what_the_subject_told_us_with_the_forms_own_words(client):
+    request = request_in_status(Status.IN_PROGRESS, rights=TOLD_US, description="Also my old address.", signature="Ana P.")
+    page = html.unescape(client.get(status_url(request)).content.decode())
+    told = page[page.index("<h2>What you told us</h2>"):page.index("<h2>What happens next</h2>")]
+    for expected in (
+        "<h3>Correct or complete my data</h3>",
+        "<dt>Which data is incorrect or incomplete?</dt><dd dir=\"auto\">Billing address</dd>",
+        "<dt>What should it say?</dt><dd dir=\"auto\">Rue Neuve 1<br>1000 Brussels</dd>",
+        "<dt>Why should the processing be restricted?</dt><dd dir=\"auto\">I contest the accuracy of my data (Art. 18(1)(a))</dd>",
+        "<dt>Which processing or purpose do you object to?</dt><dd dir=\"auto\">Profiling for offers</dd>",
+        "<p>My objection is to direct marketing (including profiling for it).</p>",
+        "<dt>Which consent do you withdraw?</dt><dd dir=\"auto\">The newsletter</dd>",
+        "Also my old address.",
+        f"You signed the request “<bdi>Ana P.</bdi>” on {date_in_words(request.signed_at)}.",
+    ):
+        assert expected in told
+    assert "<h3>Access a copy of my data</h3>" not in told  # no details: listed under "You asked us to" already
+
+
+@pytest.mark.django_db
+def test_what_the_subject_told_us_is_in_the_requests_language(client):
+    request = request_in_status(Status.IN_PROGRESS, rights=TOLD_US[:2], language="fr")
+    page = html.unescape(client.get(status_url(request)).content.decode())
+    with translation.override("fr"):
+        french = str(RequestForm.base_fields["rectification_data"].label)
+    assert french != "Which data is incorrect or incomplete?" and f"<dt>{french}</dt>" in page
+
+
+@pytest.mark.django_db
+def test_nothing_of_what_the_subject_told_us_is_shown_once_their_data_is_purged(client):
+    from requests_app.services import intake
+
+    request = request_in_status(Status.COMPLETED, rights=TOLD_US, description="Also my old address.")
+    intake.purge_personal_data(request)
+    page = html.unescape(client.get(status_url(request)).content.decode())
+    assert "What you told us" not in page
+    # The ground and the box outlive the purge in the database: not on the page.
+    for gone in ("I contest the accuracy", "direct marketing (including profiling", "Which consent", "You signed"):
+        assert gone not in page
