@@ -10,7 +10,7 @@ is a setting per regime, so a controller in another member state can change it.
 
 import calendar
 import datetime
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -218,12 +218,20 @@ def alert_due_now(
 
 
 def alert_to_schedule(
-    due_on: datetime.date, today: datetime.date, reminder_days: tuple[int, ...]
+    due_on: datetime.date, today: datetime.date, reminder_days: tuple[int, ...], *, sent: Collection[str] = ()
 ) -> tuple[datetime.date | None, str]:
     """The (day, key) to store as a running clock's next alert: today when a threshold is already
-    crossed (a letter recorded late, a long pause), so the sweep sends it at once; else the next one."""
+    crossed (a letter recorded late), so the sweep sends it at once; else the next one.
+
+    `sent`: the alerts ("remind-7", ...) that already went out for the request, for any due date. A crossed
+    one among them is not sent again for the new date: a pause gives back the days it lasted, so once the
+    clock restarts as many days are left as when it stopped (a weekend or holiday aside), and the reminder
+    sent before said it already ("due in 7 days" the day before a one-day pause; "due in 6 days" after it
+    would only repeat it). Thresholds still ahead of the new date are sent when they come, those sent before
+    included: an extension's months give the request a whole run-up again, and its reminders with it.
+    """
     current_key, following = alert_due_now(due_on, today, reminder_days)
-    if current_key:
+    if current_key and current_key not in sent:
         return today, current_key
     return following or (None, "")
 

@@ -234,6 +234,15 @@ def test_the_alert_to_store_is_today_once_a_threshold_is_crossed_else_the_next_o
     assert alert_to_schedule(due, date(2026, 4, 30), (7, 2, 0)) == (date(2026, 4, 30), "overdue")
 
 
+def test_a_crossed_alert_sent_already_is_not_stored_again_but_one_ahead_is():
+    due = date(2026, 3, 20)
+    assert alert_to_schedule(due, date(2026, 3, 15), (7, 2, 0), sent={"remind-7"}) == (date(2026, 3, 18), "remind-2")
+    assert alert_to_schedule(due, date(2026, 3, 1), (7, 2, 0), sent={"remind-7"}) == (date(2026, 3, 13), "remind-7")
+    assert alert_to_schedule(due, date(2026, 3, 21), (7, 2, 0), sent={"remind-7", "remind-2", "remind-0", "overdue"}) == (
+        None, ""
+    )
+
+
 @hypothesis_settings(max_examples=300, deadline=None)
 @given(
     regime=st.sampled_from(["uk_gdpr", "ccpa", "lgpd"]), received=received_dates, hour=st.integers(0, 23),

@@ -47,7 +47,9 @@ def refresh_deadline(request: PrivacyRequest, *, today: datetime.date | None = N
     request.acknowledgement_due_on = deadlines.acknowledgement_due_date(row.regime, received_on)
     clock_running = row.status in OPEN_STATUSES and not row.clock_paused
     request.next_alert_on, request.next_alert_key = (
-        deadlines.alert_to_schedule(request.due_on, today, settings.DEADLINE_REMINDER_DAYS) if clock_running else (None, "")
+        deadlines.alert_to_schedule(request.due_on, today, settings.DEADLINE_REMINDER_DAYS, sent=_alerts_sent(row))
+        if clock_running
+        else (None, "")
     )
     changes = {field: getattr(request, field) for field in DEADLINE_FIELDS}
     if (row.due_on, row.original_due_on) != (request.due_on, request.original_due_on):
@@ -60,6 +62,12 @@ def refresh_deadline(request: PrivacyRequest, *, today: datetime.date | None = N
         webhooks.emit(
             request, webhooks.WebhookEvent.REQUEST_DUE_DATE_CHANGED, {"previous_due_on": previous_due_on.isoformat()}
         )
+
+
+def _alerts_sent(request: PrivacyRequest) -> set[str]:
+    """The reminders and escalation that went out for the request, for any due date ("remind-7", ...)."""
+    keys = SentNotification.objects.filter(request=request, kind=ALERT_KIND, sent_at__isnull=False).values_list("key", flat=True)
+    return {key.split(":")[1] for key in keys}
 
 
 def _locked(request: PrivacyRequest) -> PrivacyRequest:

@@ -570,6 +570,52 @@ def test_an_extension_restarts_the_reminders_for_the_new_date(dpo):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_short_pause_after_a_reminder_does_not_send_it_again(dpo):
+    """A one-day wait for the subject after the 7-day reminder used to send it again for the new date, "due in 6
+    days" two days after "due in 7 days": the pause gave back the day it took, so the reminder still held."""
+    request = in_progress_received(date(2026, 2, 2))  # due Mon 2 Mar
+    PrivacyRequest.objects.filter(pk=request.pk).update(assignee=dpo)
+    mail.outbox.clear()
+    with time_machine.travel(at(date(2026, 2, 23)), tick=False):
+        sweep_deadlines()
+    with time_machine.travel(at(date(2026, 2, 24)), tick=False):
+        lifecycle.transition(request, "await_subject", actor=Actor.system())
+    for day in range(25, 33):
+        today = date(2026, 2, 1) + timedelta(days=day - 1)
+        with time_machine.travel(at(today), tick=False):
+            if day == 25:
+                request.refresh_from_db()
+                lifecycle.transition(request, "start_work", actor=Actor.system())
+            sweep_deadlines()
+
+    request.refresh_from_db()
+    assert request.due_on == date(2026, 3, 3)
+    assert alerts_for(request) == ["2026-03-02:remind-7", "2026-03-03:remind-2", "2026-03-03:remind-0", "2026-03-03:overdue"]
+    assert [message.subject for message in mail.outbox] == [
+        f"{request.reference} is due in 7 days",
+        f"{request.reference} is due in 2 days",
+        f"{request.reference} is due today",
+        f"OVERDUE: {request.reference} has passed its statutory deadline",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pause_before_a_reminder_moves_it_to_the_new_date(dpo):
+    request = in_progress_received(date(2026, 2, 2))  # due Mon 2 Mar
+    with time_machine.travel(at(date(2026, 2, 20)), tick=False):
+        lifecycle.transition(request, "await_subject", actor=Actor.system())
+    with time_machine.travel(at(date(2026, 2, 25)), tick=False):
+        request.refresh_from_db()
+        lifecycle.transition(request, "start_work", actor=Actor.system())
+        sweep_deadlines()
+    with time_machine.travel(at(date(2026, 3, 2)), tick=False):
+        sweep_deadlines()
+    request.refresh_from_db()
+    assert request.due_on == date(2026, 3, 9)  # 7 March, a Saturday, moved on to the Monday
+    assert alerts_for(request) == ["2026-03-09:remind-7"]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_sweep_that_dies_mid_batch_claims_nothing_and_the_next_one_claims_all(monkeypatch):
     requests = [in_progress_received(date(2026, 2, 2)) for _ in range(3)]
     from requests_app.services import deadlines as service
