@@ -596,13 +596,23 @@ def send_export_ready_email(export) -> bool:
     return send_to_subject(request, "export_ready", str(export.public_id), message)
 
 
-def send_webhook_disabled_email(endpoint_id: int) -> None:
-    """Tell the DPOs an organisation's webhook endpoint failed for the whole retry window and was disabled."""
+def send_webhook_disabled_email(endpoint_id: int) -> bool:
+    """Tell the DPOs an organisation's webhook endpoint failed for the whole retry window and was disabled: once per
+    disabling (the endpoint stays locked while the email goes out), and not once it was switched on again."""
     from requests_app.services.routing import dpo_users
 
-    endpoint = WebhookEndpoint.objects.select_related("organisation").get(pk=endpoint_id)
-    context = {"endpoint": endpoint, "log_url": absolute_url(reverse("staff:webhooks"))}
-    deliver(render_email("webhook-disabled", context, to=dpo_recipients(dpo_users()), language=settings.LANGUAGE_CODE))
+    # This try, so the lost-work sweep leaves the alert to the task's own retries.
+    WebhookEndpoint.objects.filter(pk=endpoint_id, disabled_alert_sent_at__isnull=True).update(disabled_alert_queued_at=timezone.now())
+    with transaction.atomic():
+        endpoint = (
+            WebhookEndpoint.objects.select_for_update(of=("self",)).select_related("organisation").filter(pk=endpoint_id).first()
+        )
+        if endpoint is None or endpoint.active or endpoint.disabled_alert_sent_at is not None:
+            return False
+        context = {"endpoint": endpoint, "log_url": absolute_url(reverse("staff:webhooks"))}
+        deliver(render_email("webhook-disabled", context, to=dpo_recipients(dpo_users()), language=settings.LANGUAGE_CODE))
+        WebhookEndpoint.objects.filter(pk=endpoint_id).update(disabled_alert_sent_at=timezone.now())
+    return True
 
 
 def _category_changed(slug: str, only_before: dict | None) -> str:
@@ -639,9 +649,51 @@ def send_recipient_notice(recipient, content: dict) -> None:
     deliver(render_email("recipient-notice", context, to=[recipient.notification_email], language=settings.LANGUAGE_CODE))
 
 
-def send_audit_chain_broken_email(check_id: int) -> None:
-    """Tell the DPOs the nightly walk found the audit chain broken: someone may have edited the trail."""
+def send_audit_chain_broken_email(check_id: int) -> bool:
+    """Tell the DPOs the nightly walk found the audit chain broken: someone may have edited the trail. Once per
+    check: the check stays locked while the email goes out."""
     from requests_app.services.routing import dpo_users
 
-    check = AuditChainCheck.objects.get(pk=check_id)
-    deliver(render_email("audit-chain-broken", {"check": check}, to=dpo_recipients(dpo_users()), language=settings.LANGUAGE_CODE))
+    # This try, so the lost-work sweep leaves the alert to the task's own retries.
+    AuditChainCheck.objects.filter(pk=check_id, alert_sent_at__isnull=True).update(alert_queued_at=timezone.now())
+    with transaction.atomic():
+        check = AuditChainCheck.objects.select_for_update().filter(pk=check_id).first()
+        if check is None or check.intact or check.alert_sent_at is not None:
+            return False
+        deliver(render_email("audit-chain-broken", {"check": check}, to=dpo_recipients(dpo_users()), language=settings.LANGUAGE_CODE))
+        AuditChainCheck.objects.filter(pk=check_id).update(alert_sent_at=timezone.now())
+    return True
+
+
+def requeue_owed_alerts(*, now: datetime.datetime | None = None) -> int:
+    """Queue again the DPOs' alerts owed and not tried for LOST_TASK_AFTER, for a week (as requeue_owed_emails does
+    for emails about a request): a broken audit chain, a webhook endpoint disabled and not switched on again.
+    Returns how many. A second task is harmless: each alert goes once."""
+    from requests_app import tasks
+
+    now = now or timezone.now()
+    checks = AuditChainCheck.objects.filter(
+        broken_at_sequence__isnull=False,
+        alert_sent_at__isnull=True,
+        alert_queued_at__lt=now - LOST_TASK_AFTER,
+        checked_at__gte=now - GIVE_UP_AFTER,
+    )
+    endpoints = WebhookEndpoint.objects.filter(
+        active=False,
+        disabled_alert_sent_at__isnull=True,
+        disabled_alert_queued_at__lt=now - LOST_TASK_AFTER,
+        disabled_at__gte=now - GIVE_UP_AFTER,
+    )
+    with transaction.atomic():
+        check_ids = list(checks.values_list("id", flat=True))
+        endpoint_ids = list(endpoints.values_list("id", flat=True))
+        AuditChainCheck.objects.filter(pk__in=check_ids).update(alert_queued_at=now)
+        WebhookEndpoint.objects.filter(pk__in=endpoint_ids).update(disabled_alert_queued_at=now)
+        for check_id in check_ids:
+            tasks.queue_after_commit(tasks.send_audit_chain_broken_email, check_id)
+        for endpoint_id in endpoint_ids:
+            tasks.queue_after_commit(tasks.send_webhook_disabled_email, endpoint_id)
+    lost = len(check_ids) + len(endpoint_ids)
+    if lost:
+        logger.warning("queued %d owed DPO alert(s) again: their task was lost", lost)
+    return lost

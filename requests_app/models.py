@@ -752,6 +752,10 @@ class AuditChainCheck(models.Model):
     events_checked = models.PositiveBigIntegerField()
     broken_at_sequence = models.PositiveBigIntegerField(null=True, blank=True)
     reason = models.CharField(max_length=200, blank=True)
+    # A break found by the nightly task is owed to the DPOs as an alert: when its task was last queued or tried,
+    # and when it went out. The lost-work sweep queues again one whose task the broker lost (emails.requeue_owed_alerts).
+    alert_queued_at = models.DateTimeField(null=True, blank=True)
+    alert_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         get_latest_by = "checked_at"
@@ -1078,6 +1082,9 @@ class WebhookEndpoint(models.Model):
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     active = models.BooleanField(default=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
+    # The DPOs' alert of its latest disabling, owed as a broken audit chain's is (AuditChainCheck.alert_queued_at).
+    disabled_alert_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_alert_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     # The admin's add form's key for one filling-in: sent twice (a double click), it adds one endpoint.
     submission_key = models.UUIDField(null=True, blank=True, unique=True, editable=False)

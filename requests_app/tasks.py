@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from requests_app import audit, emails, sms
 from requests_app.models import (
+    AuditChainCheck,
     ExportPackage,
     IdempotencyRecord,
     PrivacyRequest,
@@ -238,8 +239,8 @@ def send_staff_invitation(user_id: int, language: str = "") -> bool:
 @shared_task(acks_late=True)
 def requeue_lost_work() -> int:
     """Periodic: queue again the export compilations, source actions' dry runs and executions, Art. 19
-    notices, letters to subjects, acknowledgements of receipt and other owed emails whose task the broker
-    lost (a Redis restart, say); returns how many."""
+    notices, letters to subjects, acknowledgements of receipt, other owed emails and the DPOs' alerts whose task
+    the broker lost (a Redis restart, say); returns how many."""
     return (
         exports.requeue_lost_exports()
         + actions.requeue_lost_actions()
@@ -247,6 +248,7 @@ def requeue_lost_work() -> int:
         + handling.requeue_unsent_messages()
         + intake.requeue_lost_acknowledgements()
         + emails.requeue_owed_emails()
+        + emails.requeue_owed_alerts()
     )
 
 
@@ -308,9 +310,10 @@ def purge_webhook_deliveries() -> int:
 
 
 @shared_task(**EMAIL_RETRY)
-def send_webhook_disabled_email(endpoint_id: int) -> None:
-    """Tell the DPOs an organisation's webhook endpoint was disabled after failing for the whole retry window."""
-    emails.send_webhook_disabled_email(endpoint_id)
+def send_webhook_disabled_email(endpoint_id: int) -> bool:
+    """Tell the DPOs an organisation's webhook endpoint was disabled after failing for the whole retry window;
+    once per disabling."""
+    return emails.send_webhook_disabled_email(endpoint_id)
 
 
 @shared_task(acks_late=True)
@@ -319,14 +322,16 @@ def verify_audit_chain() -> bool:
     check = audit.check_chain()
     if not check.intact:
         logger.error("audit chain broken at event #%s: %s", check.broken_at_sequence, check.reason)
-        send_audit_chain_broken_email.delay(check.id)
+        # Owed before it is queued: if the broker is down, the lost-work sweep sends it later.
+        AuditChainCheck.objects.filter(pk=check.pk).update(alert_queued_at=timezone.now())
+        queue_after_commit(send_audit_chain_broken_email, check.id)
     return check.intact
 
 
 @shared_task(**EMAIL_RETRY)
-def send_audit_chain_broken_email(check_id: int) -> None:
-    """Tell the DPOs the nightly walk found the audit chain broken (a possible security incident)."""
-    emails.send_audit_chain_broken_email(check_id)
+def send_audit_chain_broken_email(check_id: int) -> bool:
+    """Tell the DPOs the nightly walk found the audit chain broken (a possible security incident); once per check."""
+    return emails.send_audit_chain_broken_email(check_id)
 
 
 @shared_task(acks_late=True)

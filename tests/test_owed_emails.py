@@ -3,6 +3,7 @@ the requeue_lost_work job queues them again after 2 hours, and each still goes o
 
 from datetime import timedelta
 
+import kombu.exceptions
 import pytest
 import time_machine
 from django.conf import settings
@@ -11,8 +12,19 @@ from django.utils import timezone
 
 from requests_app import emails, lifecycle, tasks
 from requests_app.audit import Actor
-from requests_app.models import Channel, ExportPackage, ExportStatus, Organisation, PrivacyRequest, SentNotification, Status
-from requests_app.services import deadlines, exports, handling, intake, routing
+from requests_app.models import (
+    AuditChainCheck,
+    AuditEvent,
+    Channel,
+    ExportPackage,
+    ExportStatus,
+    Organisation,
+    PrivacyRequest,
+    SentNotification,
+    Status,
+    WebhookEndpoint,
+)
+from requests_app.services import deadlines, exports, handling, intake, routing, webhooks
 from tests.factories import released_package, request_in_status, staff_in_role, submit_request
 
 pytestmark = pytest.mark.django_db
@@ -278,3 +290,66 @@ def test_a_request_received_directly_and_withdrawn_before_its_follow_up_is_not_c
     intake.request_follow_up(request_id=request.id)
     assert [email.subject for email in mail.outbox] == [f"Your privacy request {request.reference} has been withdrawn"]
     assert not SentNotification.objects.filter(request=request, kind="request_confirmed").exists()
+
+
+def broker_down(*ids):
+    raise kombu.exceptions.OperationalError("Redis is restarting")
+
+
+def test_a_broken_chain_alert_the_broker_lost_is_sent_once_by_the_lost_work_sweep(monkeypatch, django_capture_on_commit_callbacks):
+    """The nightly walk published the DPOs' alert directly: a broker down at that moment lost it for good."""
+    request_in_status(Status.IN_PROGRESS)
+    AuditEvent.objects.filter(sequence=2).update(note="edited")
+    with monkeypatch.context() as patch, django_capture_on_commit_callbacks(execute=True):
+        patch.setattr(tasks.send_audit_chain_broken_email, "delay", broker_down)
+        assert tasks.verify_audit_chain() is False
+    assert mail.outbox == []
+    assert emails.requeue_owed_alerts() == 0  # queued just now: a worker may yet take it
+
+    later = timezone.now() + timedelta(hours=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert emails.requeue_owed_alerts(now=later) == 1
+    (email,) = mail.outbox
+    assert "broken at event #2" in email.body
+    assert emails.requeue_owed_alerts(now=later + timedelta(hours=3)) == 0  # sent: never again
+    assert tasks.send_audit_chain_broken_email(AuditChainCheck.objects.get().id) is False  # a redelivered task
+    assert len(mail.outbox) == 1
+
+
+def test_a_dpo_alert_is_left_alone_while_retried_and_after_a_week(settings):
+    request_in_status(Status.IN_PROGRESS)
+    AuditEvent.objects.filter(sequence=2).update(note="edited")
+    tasks.verify_audit_chain()  # its alert's task queued on commit, never run
+    tried_at = timezone.now() + timedelta(hours=3)
+    settings.EMAIL_BACKEND = "tests.services.test_intake.RefusingMailBackend"
+    with time_machine.travel(tried_at), pytest.raises(ConnectionRefusedError):
+        tasks.send_audit_chain_broken_email(AuditChainCheck.objects.get().id)  # one try; the mail server is down
+    assert emails.requeue_owed_alerts(now=tried_at + timedelta(hours=1)) == 0  # its own retries go on
+    assert emails.requeue_owed_alerts(now=tried_at + timedelta(hours=2, minutes=30)) == 1
+    assert emails.requeue_owed_alerts(now=timezone.now() + timedelta(days=8)) == 0  # too late to help
+
+
+def test_a_disabled_endpoint_alert_whose_task_was_lost_is_sent_once_per_disabling(django_capture_on_commit_callbacks):
+    """Queued after commit but not owed, a lost task left the DPOs unaware that an organisation gets no events."""
+    organisation = Organisation.objects.create(name="Mobile Operator SA")
+    endpoint = WebhookEndpoint.objects.create(organisation=organisation, url="https://hooks.example.com/privacy")
+    webhooks._disable(endpoint)  # its task queued on commit, never run: lost
+    later = timezone.now() + timedelta(hours=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert emails.requeue_owed_alerts(now=later) == 1
+    (email,) = mail.outbox
+    assert "disabled" in email.subject
+    assert emails.requeue_owed_alerts(now=later + timedelta(hours=3)) == 0
+    assert tasks.send_webhook_disabled_email(endpoint.id) is False  # a redelivered task
+
+    # Switched on again before its alert went: the alert is no longer true, and not sent.
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(active=True, disabled_at=None)
+    webhooks._disable(endpoint)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(active=True, disabled_at=None)
+    assert emails.requeue_owed_alerts(now=later) == 0
+    assert tasks.send_webhook_disabled_email(endpoint.id) is False
+    # Disabled again for good: a new alert.
+    webhooks._disable(endpoint)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert emails.requeue_owed_alerts(now=later) == 1
+    assert len(mail.outbox) == 2

@@ -524,8 +524,12 @@ def _is_internal_literal(host: str) -> bool:
 
 
 def _disable(endpoint: WebhookEndpoint) -> None:
-    """An endpoint that failed for the whole retry window stops receiving events; the DPO is told."""
-    if WebhookEndpoint.objects.filter(pk=endpoint.pk, active=True).update(active=False, disabled_at=timezone.now()):
+    """An endpoint that failed for the whole retry window stops receiving events; the DPO is told (the alert is owed
+    with the disabling: the lost-work sweep sends it if its task is lost)."""
+    now = timezone.now()
+    if WebhookEndpoint.objects.filter(pk=endpoint.pk, active=True).update(
+        active=False, disabled_at=now, disabled_alert_queued_at=now, disabled_alert_sent_at=None
+    ):
         tasks.queue_after_commit(tasks.send_webhook_disabled_email, endpoint.id)
         logger.warning("webhook endpoint %s disabled after failing for the retry window", endpoint.public_id)
 
