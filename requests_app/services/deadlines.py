@@ -9,6 +9,7 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -25,8 +26,10 @@ ALERT_KIND = "deadline_alert"
 # A claimed alert not sent yet that nothing queued or tried for this long is dispatched again: its task
 # was lost (a worker died, the broker was down) or gave up its retries...
 ALERT_REDISPATCH_AFTER = datetime.timedelta(minutes=10)
-# ...for a day after the claim: by then the next threshold's alert is near, and the dashboard lists the request.
-ALERT_GIVE_UP_AFTER = datetime.timedelta(days=1)
+# ...for a day after the claim; then every emails.LOST_TASK_AFTER, as an owed email is, so that a mail server down
+# for days does not pile up tasks. It goes on until the alert is sent, dropped (the request closed, paused or given
+# another date) or followed by the request's next alert: an escalation has none, and is never given up.
+ALERT_SLOWER_AFTER = datetime.timedelta(days=1)
 
 
 def refresh_deadline(request: PrivacyRequest, *, today: datetime.date | None = None) -> None:
@@ -364,21 +367,29 @@ def _claim_alerts(batch: list[tuple[int, datetime.date]], today: datetime.date) 
 
 
 def _redispatch_stale_alerts() -> None:
-    """Queue again the claimed alerts not sent and not queued or tried for ALERT_REDISPATCH_AFTER, for a day.
-    Each dispatch is noted, so an alert is queued again at most that often; a second task is harmless:
-    each recipient gets the alert once (emails.send_deadline_alert)."""
+    """Queue again the claimed alerts not sent, nor queued or tried for ALERT_REDISPATCH_AFTER (ALERT_SLOWER_AFTER
+    after the claim: for emails.LOST_TASK_AFTER), unless the request has claimed a later alert since. Each dispatch
+    is noted, so an alert is queued again at most that often; a second task is harmless: each recipient gets the
+    alert once (emails.send_deadline_alert)."""
     now = timezone.now()
+    later_claim = SentNotification.objects.filter(
+        request_id=OuterRef("request_id"), kind=ALERT_KIND, created_at__gt=OuterRef("created_at")
+    )
     with transaction.atomic():
         stale = list(
-            SentNotification.objects.filter(
-                kind=ALERT_KIND,
-                sent_at__isnull=True,
-                queued_at__lt=now - ALERT_REDISPATCH_AFTER,
-                created_at__gte=now - ALERT_GIVE_UP_AFTER,
-            ).values_list("id", flat=True)[:1000]
+            SentNotification.objects.filter(kind=ALERT_KIND, sent_at__isnull=True)
+            .filter(
+                Q(queued_at__lt=now - ALERT_REDISPATCH_AFTER, created_at__gte=now - ALERT_SLOWER_AFTER)
+                | Q(queued_at__lt=now - emails.LOST_TASK_AFTER)
+            )
+            .exclude(Exists(later_claim))
+            .values_list("id", "created_at")[:1000]
         )
         if stale:
-            SentNotification.objects.filter(pk__in=stale).update(queued_at=now)
-            tasks.queue_after_commit(tasks.send_deadline_alerts, stale)
+            SentNotification.objects.filter(pk__in=[pk for pk, _created_at in stale]).update(queued_at=now)
+            tasks.queue_after_commit(tasks.send_deadline_alerts, [pk for pk, _created_at in stale])
     if stale:
-        logger.warning("re-dispatching %s deadline alerts not sent yet", len(stale))
+        # The reference is not personal data, but a batch may be long: counts only. Staff see the requests on the
+        # dashboard (due soon, overdue); operators see here that the mail server has been failing for a day.
+        late = sum(created_at < now - ALERT_SLOWER_AFTER for _pk, created_at in stale)
+        logger.warning("re-dispatching %s deadline alerts not sent yet, %s of them claimed over a day ago", len(stale), late)

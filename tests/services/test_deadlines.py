@@ -734,21 +734,57 @@ def test_an_alert_the_dpo_mailbox_refuses_for_now_reaches_each_recipient_once(mo
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_alert_whose_task_is_lost_is_dispatched_again_every_ten_minutes_for_a_day(monkeypatch):
+def test_an_alert_whose_task_is_lost_is_dispatched_again_every_ten_minutes_for_a_day_then_every_two_hours(monkeypatch):
     in_progress_received(date(2026, 2, 2))
     sweep_with_the_broker_down(date(2026, 2, 23))  # claimed at 10:00; its task lost
     dispatched_at = []
     monkeypatch.setattr("requests_app.tasks.send_deadline_alerts.delay", lambda ids: dispatched_at.append(timezone.now()))
     ten_o_clock = at(date(2026, 2, 23))
     sweeps = [ten_o_clock + timedelta(minutes=minutes) for minutes in (5, 15, 20, 30)]
-    sweeps += [at(date(2026, 2, 24), hour=9), at(date(2026, 2, 24), hour=11)]
+    sweeps += [at(date(2026, 2, 24), hour=9), at(date(2026, 2, 24), hour=11), at(date(2026, 2, 24), hour=12)]
 
     for sweep_at in sweeps:
         with time_machine.travel(sweep_at, tick=False):
             sweep_deadlines()
 
-    # Each dispatch lost too. None at 10:05 nor 10:20 (dispatched less than 10 minutes before), nor a day after the claim.
-    assert dispatched_at == [ten_o_clock + timedelta(minutes=15), ten_o_clock + timedelta(minutes=30), at(date(2026, 2, 24), hour=9)]
+    # Each dispatch lost too. None at 10:05 nor 10:20 (dispatched less than 10 minutes before), nor, a day after the
+    # claim, at 11:00 (two hours after the last).
+    assert dispatched_at == [
+        ten_o_clock + timedelta(minutes=15), ten_o_clock + timedelta(minutes=30), at(date(2026, 2, 24), hour=9),
+        at(date(2026, 2, 24), hour=12),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_escalation_the_mail_server_refuses_for_days_is_sent_once_it_is_back(monkeypatch):
+    """A claimed alert used to be given up a day after its claim: a mail server down longer lost the escalation,
+    which has no later alert to make up for it."""
+    request = in_progress_received(date(2026, 2, 2))  # due Mon 2 Mar: the escalation on 3 Mar
+    monkeypatch.setattr(settings, "EMAIL_BACKEND", "tests.services.test_intake.RefusingMailBackend")
+    sweeps_every_five_minutes(date(2026, 3, 3))
+    for day in (4, 5, 6):
+        sweeps_every_five_minutes(date(2026, 3, day), hours=3)
+    assert SentNotification.objects.get(request=request, kind="deadline_alert").sent_at is None
+    mail.outbox.clear()
+
+    monkeypatch.setattr(settings, "EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
+    sweeps_every_five_minutes(date(2026, 3, 7), hours=3)
+
+    assert [message.subject for message in mail.outbox] == [f"OVERDUE: {request.reference} has passed its statutory deadline"]
+    assert SentNotification.objects.get(request=request, kind="deadline_alert").sent_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reminder_not_sent_is_dispatched_again_until_the_next_one_is_claimed(monkeypatch):
+    in_progress_received(date(2026, 2, 2))  # due Mon 2 Mar
+    sweep_with_the_broker_down(date(2026, 2, 23))  # the 7-day reminder claimed; its task lost
+    sweep_with_the_broker_down(date(2026, 2, 28))  # the 2-day one claimed; its task lost too
+    dispatched = []
+    monkeypatch.setattr("requests_app.tasks.send_deadline_alerts.delay", dispatched.append)
+    with time_machine.travel(at(date(2026, 2, 28), hour=13), tick=False):
+        sweep_deadlines()
+    (ids,) = dispatched
+    assert [key for key in SentNotification.objects.filter(pk__in=ids).values_list("key", flat=True)] == ["2026-03-02:remind-2"]
 
 
 @pytest.mark.postgres
