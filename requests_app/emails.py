@@ -173,6 +173,7 @@ def _owed_email_tasks() -> dict:
         "subject_replied": (False, lambda n: (tasks.send_reply_notification, n.request_id, int(n.key))),
         "withdrawn": (False, lambda n: (tasks.send_withdrawal_notification, n.request_id)),
         "withdrawal_confirmed": (True, lambda n: (tasks.send_withdrawal_confirmation, n.request_id)),
+        "status_link": (True, lambda n: (tasks.send_status_link_email, n.request_id, int(n.key))),
     }
 
 

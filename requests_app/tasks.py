@@ -101,10 +101,12 @@ def resend_link(request_id: int | None) -> bool:
 
 @shared_task(**EMAIL_RETRY)
 def send_status_link_email(request_id: int, event_sequence: int) -> None:
-    """Email the status page link again, at the subject's asking."""
+    """Email the status page link again, at the subject's asking; once per asking."""
     request = PrivacyRequest.objects.filter(pk=request_id).exclude(subject_email="").first()
-    if request is not None:
-        emails.send_status_link_email(request, event_sequence)
+    if request is None:  # purged meanwhile
+        emails.forgive(request_id, "status_link", str(event_sequence))
+        return
+    emails.send_status_link_email(request, event_sequence)
 
 
 @shared_task(acks_late=True)

@@ -66,7 +66,15 @@ def export_ready(request, dpo):
     return [SUBJECT], "ready"
 
 
-@pytest.mark.parametrize("action", [extension, assignment, reply, withdrawal, withdrawal_confirmation, export_ready])
+def status_link(request, dpo):
+    """Asked for on the lost-link page: the asking counts against the subject's limit, so its email must go."""
+    intake.resend_link(request_id=request.id)
+    return [SUBJECT], request.reference
+
+
+@pytest.mark.parametrize(
+    "action", [extension, assignment, reply, withdrawal, withdrawal_confirmation, export_ready, status_link]
+)
 def test_an_owed_email_whose_task_was_lost_is_sent_once(action, django_capture_on_commit_callbacks):
     dpo = staff_in_role("DPO", username="dpo1")
     request = request_in_status(Status.IN_PROGRESS, subject_email=SUBJECT)

@@ -484,6 +484,8 @@ def resend_link(*, request_id: int) -> bool:
             request.save(update_fields=["pending_secret", "updated_at"])
             # The event's number keys the email: each asking sends one, a redelivered task none.
             event = record_event(request, "status_link_resent", actor=Actor.subject())
+            # Owed, as the asking counts against the subject's limit: a task the broker loses is queued again.
+            emails.owe(request, "status_link", str(event.sequence))
             tasks.queue_after_commit(tasks.send_status_link_email, request.id, event.sequence)
     return True
 
