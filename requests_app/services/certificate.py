@@ -20,7 +20,7 @@ from django.db.models import Prefetch, Q
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 
 from requests_app.audit import verify_request_events
 from requests_app.context import controller_details
@@ -121,7 +121,7 @@ def certificate_context(request: PrivacyRequest) -> dict:
                 "action": action,
                 # Left as it was when the completion refused its right: it was never carried out, or done without
                 # searching its source (answered_already).
-                "right_refused": action.kind in refused_kinds,
+                "right_refused": action.kind in refused_kinds and not not_carried_out(action),
                 "status": status_label(action),
                 # A source that could not be searched has no counts to show: its zeros are not "nothing found".
                 "not_searched": not_searched,
@@ -357,10 +357,48 @@ def done_without_searching(action) -> bool:
 def status_label(action) -> str:
     """An action's status as staff and the certificate read it. One done without searching its source is
     finished, but changed nothing of the subject's there: its "0 rows" would read as a source searched that
-    held nothing, which the letter does not claim either."""
+    held nothing, which the letter does not claim either. One its request's closing left undone says it never
+    will be (not_carried_out), not "Approved"."""
     if done_without_searching(action):
         return _("Done: not searched")
-    return str(action.get_status_display())
+    return not_carried_out(action) or str(action.get_status_display())
+
+
+# Why an action the request's closing left undone is never carried out, by the status it closed in.
+_NOT_CARRIED_OUT = {
+    Status.REJECTED: gettext_lazy("Not carried out: the request was rejected on %(day)s."),
+    Status.WITHDRAWN: gettext_lazy("Not carried out: the request was withdrawn on %(day)s."),
+    Status.FORWARDED: gettext_lazy("Not carried out: the request was forwarded to the controller on %(day)s."),
+    Status.EXPIRED: gettext_lazy("Not carried out: the request expired on %(day)s."),
+}
+
+
+def not_carried_out(action) -> str:
+    """Why the action will never be carried out, its request being closed, or "" when it was (or may still be).
+
+    Once the request is closed, a dry run or an execution of an action that answers it never starts
+    (actions.may_run_now): one planned, dry-run, approved or waiting for the system owner stays so for ever, and
+    would read as work under way or about to be (an auditor reading "Approved" sees an erasure that never ran). A
+    completed request leaves undone only the actions of the rights its completion refused (completion_blockers).
+
+    Derived, not recorded at the closing as the Art. 19 notices are (queue_due_notices): a notice settles into
+    what the finished actions changed, which only the closing can tell, whereas this follows from the closing
+    alone, and holds too for a dry run that finishes after it, which no status written at the closing would cover.
+    Left to read as they are: a lifting of a restriction (it goes on whatever the request's status), an execution
+    still running (it ends done or failed: actions._finish) and one that stopped part-way, having changed rows
+    (its failure stands, with what it changed)."""
+    request = action.request
+    if action.kind == ActionKind.LIFT_RESTRICTION or request.is_open or request.closed_at is None:
+        return ""
+    if action.status in (ActionStatus.DONE, ActionStatus.RUNNING, ActionStatus.CANCELLED) or action.changed_anything():
+        return ""
+    day = date_in_words(request.closed_at)
+    if request.status == Status.COMPLETED:
+        refused = {kind for right, kind in ACTION_FOR_RIGHT.items() if right in request.refused_rights}
+        if action.kind not in refused:
+            return ""
+        return _("Not carried out: its right was refused when the request was completed on %(day)s.") % {"day": day}
+    return str(_NOT_CARRIED_OUT[request.status]) % {"day": day}
 
 
 def outcome_summary(request: PrivacyRequest) -> str:

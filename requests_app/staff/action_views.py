@@ -400,7 +400,8 @@ def _cancel_lift(request: HttpRequest, lift: SourceAction, actor: Actor) -> Http
 @staff_view
 def action_progress(request: HttpRequest, public_id) -> HttpResponse:
     """Polled by the request page while a dry run or an execution is under way: no activity (export_progress)."""
-    action = get_object_or_404(SourceAction, public_id=public_id)
+    # Its request read with it: a closed request's action says it will not be carried out (certificate.not_carried_out).
+    action = get_object_or_404(SourceAction.objects.select_related("request"), public_id=public_id)
     return JsonResponse(
         {
             "status": action.status,

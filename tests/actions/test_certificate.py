@@ -11,6 +11,8 @@ from django.utils import timezone, translation
 from requests_app import audit
 from requests_app.audit import Actor
 from requests_app.models import (
+    ActionKind,
+    ActionStatus,
     AuditEvent,
     ErasureException,
     ExportKind,
@@ -22,11 +24,13 @@ from requests_app.models import (
     Recipient,
     RejectionGround,
     RequestType,
+    SourceAction,
     Status,
     SubjectIdentity,
     VerificationMethod,
 )
-from requests_app.services import actions, certificate, deadlines, exports, handling, notices
+from requests_app.services import actions, certificate, deadlines, exports, handling, intake, notices
+from requests_app.wording import date_in_words
 from tests.actions.conftest import ANA_PHONE, verified_request
 from tests.actions.test_notices import carry_out_actions, correct_the_city
 from tests.factories import identity_proof_asked, released_package, request_in_status
@@ -421,3 +425,81 @@ def test_a_package_whose_right_the_completion_refused_says_so(dpo_actor):
     request.refresh_from_db()
 
     assert _ended_row(certificate.render_certificate_html(request)).endswith(": The completion refused the right it answers.")
+
+
+def _action_statuses(html: str) -> list[str]:
+    return [part.split("</dd>")[0] for part in html.split("<dt>Status</dt><dd>")[1:]]
+
+
+def test_actions_a_rejection_left_undone_say_they_were_not_carried_out(crm, cdr, dpo_actor, run):
+    """Planned, dry-run and approved, then the request was rejected: the certificate read "Approved", an erasure the
+    auditor would take for one about to run, when it never will (actions.may_run_now)."""
+    request = verified_request(RequestType.ERASURE)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    run(request.source_actions.get(source=crm).id, "dry_run", "approve", actor=dpo_actor)
+    run(request.source_actions.get(source=cdr).id, "dry_run", actor=dpo_actor)
+    assert set(request.source_actions.values_list("status", flat=True)) == {"approved", "awaiting_approval"}
+    identity_proof_asked(request, dpo_actor.user)
+    handling.request_reject(
+        request=request, actor=dpo_actor, ground=RejectionGround.IDENTITY_NOT_VERIFIED,
+        explanation="The document was illegible.", expected_status=request.status,
+    )
+    request.refresh_from_db()
+
+    html = certificate.render_certificate_html(request)
+    day = date_in_words(request.closed_at)
+    assert _action_statuses(html) == [f"Not carried out: the request was rejected on {day}."] * 2
+    assert "<dd>Approved</dd>" not in html and "awaiting approval" not in html
+    # What was done stands: the approval, by whom and when.
+    assert "<dt>Approved by</dt><dd>dpo, " in html
+
+    with translation.override("fr"):
+        assert str(ActionStatus.APPROVED.label) not in _action_statuses(certificate.render_certificate_html(request))
+
+
+def test_an_action_planned_when_the_subject_withdrew_is_not_carried_out_and_a_lifting_goes_on(crm, dpo_actor):
+    request = verified_request(RequestType.ERASURE)
+    [erasure] = actions.plan_actions(request=request, actor=dpo_actor)
+    intake.request_withdraw(request=request, actor=Actor.subject())
+    request.refresh_from_db()
+    erasure = request.source_actions.get()
+
+    assert certificate.status_label(erasure) == f"Not carried out: the request was withdrawn on {date_in_words(request.closed_at)}."
+    # A lifting of a restriction comes after the answer, whatever the request's status: it is not ended by it.
+    SourceAction.objects.filter(pk=erasure.pk).update(kind=ActionKind.LIFT_RESTRICTION)
+    assert certificate.status_label(request.source_actions.get()) == "Planned: dry run needed"
+
+
+def test_an_execution_running_when_the_request_closes_reads_as_running_then_as_not_carried_out(
+    crm, dpo_actor, run, django_capture_on_commit_callbacks
+):
+    """Its task, taken after the withdrawal, does not run it (actions.run_execution fails it, changing nothing): until
+    then it is under way, and may have changed rows by the time it stops; once stopped without a change, it was
+    not carried out."""
+    request = verified_request(RequestType.ERASURE)
+    [erasure] = actions.plan_actions(request=request, actor=dpo_actor)
+    run(erasure.id, "dry_run", "approve", actor=dpo_actor)
+    with django_capture_on_commit_callbacks() as queued:
+        actions.execute(action=SourceAction.objects.get(pk=erasure.pk), actor=dpo_actor)
+    intake.request_withdraw(request=request, actor=Actor.subject())
+    erasure = SourceAction.objects.select_related("request").get(pk=erasure.pk)
+    assert erasure.status == ActionStatus.RUNNING
+    assert certificate.status_label(erasure) == "Executing"
+
+    for callback in queued:
+        callback()
+    erasure = SourceAction.objects.select_related("request").get(pk=erasure.pk)
+    assert erasure.status == ActionStatus.FAILED and not erasure.changed_anything()
+    day = date_in_words(erasure.request.closed_at)
+    assert certificate.status_label(erasure) == f"Not carried out: the request was withdrawn on {day}."
+
+
+def test_an_erasure_stopped_part_way_by_the_closing_keeps_its_failure(crm, dpo_actor):
+    """Rows changed before it stopped: "not carried out" would deny them."""
+    request = verified_request(RequestType.ERASURE)
+    [erasure] = actions.plan_actions(request=request, actor=dpo_actor)
+    intake.request_withdraw(request=request, actor=Actor.subject())
+    SourceAction.objects.filter(pk=erasure.pk).update(
+        status=ActionStatus.FAILED, result={"categories": [{"category": "contact", "rows": 1, "fields": 2}]}
+    )
+    assert certificate.status_label(SourceAction.objects.select_related("request").get(pk=erasure.pk)) == "Failed"

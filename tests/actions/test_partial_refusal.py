@@ -12,6 +12,7 @@ from requests_app.lifecycle import RequestError
 from requests_app.models import ActionKind, ActionStatus, NoticeStatus, PrivacyRequest, Recipient, RequestType, SourceAction, Status
 from requests_app.services import actions, certificate, handling, notices
 from requests_app.services.handling import RightRefusal
+from requests_app.wording import date_in_words
 from tests.actions.conftest import verified_request
 from tests.actions.test_notices import carry_out_actions
 
@@ -78,7 +79,9 @@ def test_the_refused_rights_unfinished_action_neither_blocks_nor_runs_nor_holds_
         actions.dry_run_start(action=erasure, actor=dpo_actor)
     # The certificate says so, beside the right refused and its ground.
     html = certificate.render_certificate_html(request)
-    assert "Planned: dry run needed (not carried out: the right was refused)" in html
+    day = date_in_words(request.closed_at)
+    assert f"<dd>Not carried out: its right was refused when the request was completed on {day}.</dd>" in html
+    assert "Planned: dry run needed" not in html
     assert "Correct or complete their data (granted), Erase their data (refused: Legal obligation to retain the data (Art. 17(3)(b)))" in html
 
 
@@ -190,5 +193,5 @@ def test_every_right_refused_each_on_its_own_ground_runs_no_action_and_tells_no_
     assert "The reason: Antwerpen is your employer's address." in body
     html = certificate.render_certificate_html(request)
     assert "Every right asked was refused, each on its own ground: none was carried out." in html
-    assert html.count("(not carried out: the right was refused)") == 2
+    assert html.count("<dd>Not carried out: its right was refused when the request was completed on ") == 2
     assert "(granted)" not in html and "Recipients told (Art. 19 GDPR)" not in html

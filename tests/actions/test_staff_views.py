@@ -29,9 +29,10 @@ from requests_app.models import (
     Status,
 )
 from requests_app.services import actions, handling, intake, notices, routing
+from requests_app.wording import date_in_words
 from tests.actions.conftest import ANA_EMAIL, verified_request
 from tests.conftest import login_staff
-from tests.factories import released_package, staff_in_role
+from tests.factories import identity_proof_asked, released_package, staff_in_role
 
 # The views do not depend on the source's engine; the services' tests cover PostgreSQL.
 sqlite_source = pytest.mark.parametrize("source_url", ["sqlite"], indirect=True)
@@ -847,3 +848,29 @@ def test_the_execute_confirmation_is_refused_to_an_auditor_and_sends_back_an_act
     login_staff(auditor, staff_in_role("Auditor", username="auditor-confirm"))
     assert auditor.get(confirm_url).status_code == 403
     assert SourceAction.objects.get(pk=action.pk).status == ActionStatus.PLANNED
+
+
+@sqlite_source
+def test_an_action_a_rejection_left_undone_says_it_will_not_be_carried_out_and_offers_no_step(
+    client_dpo, crm, cdr, erasure_request, dpo, dpo_actor, run
+):
+    """Approved, then the request was rejected: the panel read "Approved", as if it were about to run."""
+    actions.plan_actions(request=erasure_request, actor=dpo_actor)
+    approved = run(erasure_request.source_actions.get(source=crm).id, "dry_run", "approve", actor=dpo_actor)
+    identity_proof_asked(erasure_request, dpo)
+    handling.request_reject(
+        request=erasure_request, actor=dpo_actor, ground="identity_not_verified",
+        explanation="The document was illegible.", expected_status=erasure_request.status,
+    )
+    erasure_request.refresh_from_db()
+
+    page = _page(client_dpo, erasure_request).content.decode()
+    said = f"Not carried out: the request was rejected on {date_in_words(erasure_request.closed_at)}."
+    for source in ("CRM", "Call records"):
+        cells = _action_cells(page, source)
+        assert f'<span class="action-status" aria-live="polite">{said}</span>' in cells[2]
+        assert "<form" not in cells[6] and "<button" not in cells[6]
+    assert "dpo, " in _action_cells(page, "CRM")[4]  # the approval stands, as a fact
+    assert "polite\">Approved<" not in page and "Planned: dry run needed" not in page
+    progress = client_dpo.get(reverse("staff:source_action_progress", args=[approved.public_id])).json()
+    assert progress["status"] == "approved" and progress["label"] == said
