@@ -199,9 +199,11 @@ def refused_late(request: PrivacyRequest) -> bool:
 
 
 def _packages(request: PrivacyRequest) -> list[dict]:
-    """The data packages compiled for the request, with when each was downloaded, by the subject or the
-    organisation it was shared with, and when and why one ended (from the audit trail: the counts alone do not say
-    when, and an ended package's status says only that it is deleted)."""
+    """The data packages compiled for the request, and those ended before they were compiled (the request closed
+    while one was queued, say), with when each was downloaded, by the subject or the organisation it was shared with,
+    and when and why one ended (from the audit trail: the counts alone do not say when, and an ended package's
+    status says only that it is deleted). Each with the status the certificate gives it: an ended one's says whether
+    it was compiled, and whether it expired or something else ended it (_package_ending)."""
     downloads, deleted = {}, {}
     for event in request.events.filter(action__in=("export_downloaded", "export_deleted")).order_by("sequence"):
         if event.action == "export_deleted":
@@ -213,11 +215,33 @@ def _packages(request: PrivacyRequest) -> list[dict]:
     items = []
     for export in packages:
         export.request = request
-        item = {"export": export, "downloaded_at": downloads.get(str(export.public_id), [])}
+        item = {
+            "export": export, "downloaded_at": downloads.get(str(export.public_id), []),
+            "status": export.get_status_display(), "compiled": True,
+        }
         if export.status == ExportStatus.EXPIRED:
-            item["ended_at"], item["ended_because"] = _package_ending(export, deleted_at=deleted.get(str(export.public_id)))
+            deleted_at = deleted.get(str(export.public_id))
+            item["ended_at"], item["ended_because"] = _package_ending(export, deleted_at=deleted_at)
+            # An ended package is one of the kind: it may never have been compiled (queued, collecting, waiting for
+            # manual extracts or failed when the request closed), and "expired" says its download period ran out.
+            item["compiled"] = _compiled(export)
+            if not item["compiled"]:
+                item["status"] = _("Not compiled: it ended before it was compiled")
+            elif not _download_period_ran_out(export, ended_at=deleted_at or timezone.now()):
+                item["status"] = _("Ended and deleted")
         items.append(item)
     return items
+
+
+def _compiled(export) -> bool:
+    """Whether an ended package had been compiled: released, or a ZIP made (its digest, and its manifest, stay when
+    it ends: exports.delete_export). One queued, collecting, waiting for manual extracts or failed has neither."""
+    return export.released_at is not None or bool(export.sha256) or bool(export.manifest)
+
+
+def _download_period_ran_out(export, *, ended_at: datetime) -> bool:
+    """Whether a package was released and its download period was over by the time it ended: it expired."""
+    return export.released_at is not None and export.expires_at is not None and export.expires_at <= ended_at
 
 
 def _package_ending(export, *, deleted_at: datetime | None) -> tuple[datetime | None, str]:
@@ -233,7 +257,7 @@ def _package_ending(export, *, deleted_at: datetime | None) -> tuple[datetime | 
 
     request = export.request
     ended_at = deleted_at or timezone.now()
-    if export.released_at is not None and export.expires_at is not None and export.expires_at <= ended_at:
+    if _download_period_ran_out(export, ended_at=ended_at):
         return export.expires_at, _("Its download period ran out.")
     used_up = export.download_count >= export.max_downloads and (
         not export.shared_with_organisation or export.organisation_download_count >= export.max_downloads
@@ -250,7 +274,7 @@ def _package_ending(export, *, deleted_at: datetime | None) -> tuple[datetime | 
         return deleted_at, _("The completion refused the right it answers.")
     if request.personal_data_purged_at is not None and ended_at >= request.personal_data_purged_at:
         return deleted_at, _("Deleted with the subject's personal data.")
-    if export.released_at is None and export.finished_at is not None:
+    if export.released_at is None and export.finished_at is not None and _compiled(export):
         return deleted_at, _("It was not released within the time a compiled package awaits review.")
     return deleted_at, ""
 

@@ -358,6 +358,10 @@ def test_the_certificate_gives_the_systems_pause_reason_in_its_readers_language_
     assert "<td>Merci d&#x27;envoyer votre facture de mars.</td>" in paused_html
 
 
+# A package compiled has its ZIP's digest (exports._compile), kept when the package ends.
+COMPILED = "0" * 64
+
+
 def _ended_row(html: str) -> str:
     return html.split("<dt>Ended</dt><dd>")[1].split("</dd>")[0]
 
@@ -369,7 +373,7 @@ def test_a_package_the_withdrawal_ended_says_so_with_its_date_not_merely_not_rel
     from requests_app.services import intake
 
     request = request_in_status(Status.IN_PROGRESS)
-    ready = ExportPackage.objects.create(request=request, status=ExportStatus.READY, finished_at=timezone.now())
+    ready = ExportPackage.objects.create(request=request, status=ExportStatus.READY, finished_at=timezone.now(), sha256=COMPILED)
     intake.request_withdraw(request=request, actor=Actor.subject())
     ready.refresh_from_db()
     request.refresh_from_db()
@@ -378,6 +382,7 @@ def test_a_package_the_withdrawal_ended_says_so_with_its_date_not_merely_not_rel
     assert ready.status == ExportStatus.EXPIRED
     assert "<dd>Not released</dd>" not in html
     assert "<dt>Released</dt><dd>Not released before it ended</dd>" in html
+    assert "<dd>Access (Art. 15): Ended and deleted</dd>" in html and "Expired and deleted" not in html
     ended = AuditEvent.objects.get(request=request, action="export_deleted").created_at
     assert _ended_row(html) == (
         f"{timezone.localtime(ended):%Y-%m-%d %H:%M %Z}: The request was closed (Withdrawn): no data is delivered for it."
@@ -401,6 +406,7 @@ def test_a_package_says_whether_its_download_period_ran_out_or_it_was_never_rele
     ExportPackage.objects.filter(pk=released.pk).update(expires_at=expired_at)
     ExportPackage.objects.create(
         request=request, kind=ExportKind.PORTABILITY, status=ExportStatus.READY, finished_at=timezone.now() - datetime.timedelta(days=31),
+        sha256=COMPILED,
     )
     assert exports.delete_expired_exports() == 2
 
@@ -409,6 +415,9 @@ def test_a_package_says_whether_its_download_period_ran_out_or_it_was_never_rele
     assert access.startswith(f"{timezone.localtime(expired_at):%Y-%m-%d %H:%M %Z}: Its download period ran out.</dd>")
     assert portability.split("</dd>")[0].endswith(": It was not released within the time a compiled package awaits review.")
     assert "<dt>Released</dt><dd>Not released before it ended</dd>" in html
+    # The first ran out of time to download it, the second was never released: it did not expire.
+    assert "<dd>Access (Art. 15): Expired and deleted</dd>" in html
+    assert "<dd>Portability (Art. 20): Ended and deleted</dd>" in html
 
 
 @pytest.mark.django_db
@@ -416,7 +425,7 @@ def test_a_package_whose_right_the_completion_refused_says_so(dpo_actor):
     from requests_app.services.handling import RightRefusal
 
     request = verified_request(RequestType.ACCESS, RequestType.PORTABILITY)
-    ExportPackage.objects.create(request=request, status=ExportStatus.READY, finished_at=timezone.now())
+    ExportPackage.objects.create(request=request, status=ExportStatus.READY, finished_at=timezone.now(), sha256=COMPILED)
     released_package(request, kind=ExportKind.PORTABILITY)  # the right granted
     handling.request_complete(
         request=request, actor=dpo_actor, letter="Refused.", expected_status=request.status,
@@ -503,3 +512,28 @@ def test_an_erasure_stopped_part_way_by_the_closing_keeps_its_failure(crm, dpo_a
         status=ActionStatus.FAILED, result={"categories": [{"category": "contact", "rows": 1, "fields": 2}]}
     )
     assert certificate.status_label(SourceAction.objects.select_related("request").get(pk=erasure.pk)) == "Failed"
+
+
+@pytest.mark.django_db
+def test_a_package_the_withdrawal_ended_before_it_was_compiled_says_it_never_was():
+    """Queued, and failed, when the subject withdrew: the certificate listed them as the compiled ones, each "Expired
+    and deleted", "Not released before it ended", "0 of 5" downloads."""
+    from requests_app.services import intake
+
+    request = request_in_status(Status.IN_PROGRESS)
+    ExportPackage.objects.create(request=request, status=ExportStatus.QUEUED)
+    ExportPackage.objects.create(
+        request=request, kind=ExportKind.PORTABILITY, status=ExportStatus.FAILED, finished_at=timezone.now(), error="CRM: timeout",
+    )
+    intake.request_withdraw(request=request, actor=Actor.subject())
+    request.refresh_from_db()
+    assert set(request.exports.values_list("status", flat=True)) == {ExportStatus.EXPIRED}
+
+    html = certificate.render_certificate_html(request)
+    assert "<dd>Access (Art. 15): Not compiled: it ended before it was compiled</dd>" in html
+    assert "<dd>Portability (Art. 20): Not compiled: it ended before it was compiled</dd>" in html
+    assert "Expired and deleted" not in html and "Ended and deleted" not in html
+    assert "<dt>Released</dt>" not in html and "<dt>Downloads by the subject</dt>" not in html
+    access, portability = html.split("<dt>Ended</dt><dd>")[1:]
+    assert access.split("</dd>")[0].endswith(": The request was closed (Withdrawn): no data is delivered for it.")
+    assert portability.split("</dd>")[0].endswith(": The request was closed (Withdrawn): no data is delivered for it.")
