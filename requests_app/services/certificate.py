@@ -1,6 +1,7 @@
 """How a request was handled, and the proof of it.
 
-The completion certificate is the controller's record (Art. 5(2) accountability),
+The certificate (of how a request was handled, whatever its outcome: completed,
+rejected, withdrawn, forwarded) is the controller's record (Art. 5(2) accountability),
 which the DPO gives a supervisory authority: the controller, the regime, the
 deadline (extension, pauses, whether the answer came in time), how the identity
 was verified, the packages released and their downloads, a rejection's ground,
@@ -150,6 +151,7 @@ def certificate_context(request: PrivacyRequest) -> dict:
         "controller": controller_details(translation.get_language()),  # the reader's
         # Each with its refusal ground, where the completion refused it.
         "rights": request.rights.all(),
+        "outcome": outcome(request),
         "answered_on_time": answered_on_time(request),
         "refused_late": refused_late(request),
         "pauses": request.pauses.all(),
@@ -169,6 +171,27 @@ def certificate_context(request: PrivacyRequest) -> dict:
         "chain_check": AuditChainCheck.objects.order_by("-checked_at").first(),
         "generated_at": timezone.now(),
     }
+
+
+def outcome(request: PrivacyRequest) -> str:
+    """How the request ended, in a line for the certificate's head, whatever its status ("" while it is open): the
+    status alone, beside its date, would leave a reader of a certificate to guess what "Completed" granted, or
+    whether a rejected or withdrawn request was answered at all. A rejection refuses every right asked, and is
+    refused once any was answered (handling.request_reject); a withdrawal may follow work already done, which the
+    actions below say."""
+    if request.status == Status.COMPLETED:
+        if not request.refused_rights:
+            return _("Completed: every right asked was granted.")
+        if request.granted_rights:
+            return _("Completed: some of the rights asked were granted, the others refused, each on its own ground (above).")
+        # Each right refused on its own ground (above), not rejected.
+        return _("Every right asked was refused, each on its own ground: none was carried out.")
+    return {
+        Status.REJECTED: _("Rejected: every right asked was refused, on the ground below."),
+        Status.WITHDRAWN: _("Withdrawn before it was answered."),
+        Status.FORWARDED: _("Forwarded to the controller of the data, which answers it."),
+        Status.EXPIRED: _("Expired: the email address was never confirmed, so the request was never handled."),
+    }.get(request.status, "")
 
 
 def answered_on_time(request: PrivacyRequest) -> bool | None:

@@ -2,7 +2,7 @@
 restriction per source (plan, dry run, approve, execute, retry, manual confirmation), the
 lifting of a restriction (planned with a letter to the subject, then the same steps, or
 cancelled with another letter until it runs),
-the Art. 19 notices to recipients, and the completion certificate.
+the Art. 19 notices to recipients, and the certificate of how the request was handled.
 
 Like the other staff views these are thin: every POST is one service call, a
 RequestError becomes a message (on the form with a 409 for the forms, after a

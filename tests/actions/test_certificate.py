@@ -166,7 +166,7 @@ def test_the_certificate_as_pdf(completed_erasure, tmp_path):
     path = tmp_path / "certificate.pdf"
     path.write_bytes(pdf)
     text = subprocess.run(["pdftotext", "-raw", str(path), "-"], capture_output=True, text=True, check=True).stdout
-    assert completed_erasure.reference in text
+    assert completed_erasure.reference in text and "Request handling certificate" in text
     assert "Regime GDPR (European Union and EEA)" in text and "Answered on time Yes" in text
     last_event = AuditEvent.objects.filter(request=completed_erasure).order_by("sequence").last()
     assert last_event.hash[:16] in text.replace("\n", "")
@@ -250,6 +250,8 @@ def test_a_rejected_certificate_says_when_and_why_and_claims_nothing_of_recipien
     closed = timezone.localtime(request.closed_at).strftime("%Y-%m-%d %H:%M")
     assert f"<dt>Rejected</dt><dd>{closed} " in html
     assert "Not completed yet" not in html
+    assert "<h1>Request handling certificate</h1>" in html and "Completion certificate" not in html
+    assert "<dt>Outcome</dt><dd>Rejected: every right asked was refused, on the ground below.</dd>" in html
     assert "<dt>Ground for the rejection</dt><dd>Identity could not be verified</dd>" in html
     assert "No action was carried out in the source systems and no data package was compiled for this request." in html
     assert "<p>No data package was compiled.</p>" in html
@@ -537,3 +539,23 @@ def test_a_package_the_withdrawal_ended_before_it_was_compiled_says_it_never_was
     access, portability = html.split("<dt>Ended</dt><dd>")[1:]
     assert access.split("</dd>")[0].endswith(": The request was closed (Withdrawn): no data is delivered for it.")
     assert portability.split("</dd>")[0].endswith(": The request was closed (Withdrawn): no data is delivered for it.")
+
+
+def test_the_certificate_states_each_outcome_under_one_title(completed_erasure):
+    """It was a "Completion certificate" for a request withdrawn, rejected or forwarded too."""
+    html = certificate.render_certificate_html(completed_erasure)
+    assert "<title>Request handling certificate " + completed_erasure.reference + "</title>" in html
+    assert "<dt>Outcome</dt><dd>Completed: every right asked was granted.</dd>" in html
+
+    withdrawn = request_in_status(Status.IN_PROGRESS)
+    intake.request_withdraw(request=withdrawn, actor=Actor.subject())
+    withdrawn.refresh_from_db()
+    html = certificate.render_certificate_html(withdrawn)
+    assert "<h1>Request handling certificate</h1>" in html and "Completion" not in html
+    assert "<dt>Outcome</dt><dd>Withdrawn before it was answered.</dd>" in html
+
+    forwarded = request_in_status(Status.FORWARDED)
+    assert "<dt>Outcome</dt><dd>Forwarded to the controller of the data, which answers it.</dd>" in (
+        certificate.render_certificate_html(forwarded)
+    )
+    assert "<dt>Outcome</dt>" not in certificate.render_certificate_html(request_in_status(Status.IN_PROGRESS))

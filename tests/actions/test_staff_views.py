@@ -713,9 +713,23 @@ def test_the_completion_certificate_as_html_and_pdf(
     type(erasure_request).objects.filter(pk=erasure_request.pk).update(language="fr")
     page = _page(client_dpo, erasure_request).content.decode()
     assert f'<a href="{pdf_url}?language=fr" hreflang="fr">PDF in the subject\'s language (French)</a>' in page
-    assert "Certificat" in client_dpo.get(html_url + "?language=fr").content.decode()
-    assert "Certificat" not in client_dpo.get(html_url).content.decode()
+    assert '<html lang="fr">' in client_dpo.get(html_url + "?language=fr").content.decode()
+    assert '<html lang="en">' in client_dpo.get(html_url).content.decode()
     assert client_dpo.get(html_url + "?language=xx").status_code == 200  # not one of ours: the reader's
+
+
+@sqlite_source
+def test_a_rejected_request_links_its_certificate_too(client_dpo, crm, erasure_request, dpo):
+    """Only a completed request's page linked it: the record of a rejection is owed to an authority as much."""
+    identity_proof_asked(erasure_request, dpo)
+    assert reverse("staff:certificate", args=[erasure_request.reference]) not in _page(client_dpo, erasure_request).content.decode()
+    handling.request_reject(
+        request=erasure_request, actor=Actor.staff(dpo), ground="identity_not_verified",
+        explanation="The document was illegible.", expected_status=erasure_request.status,
+    )
+    page = _page(client_dpo, erasure_request).content.decode()
+    assert "Request handling certificate: <a href=\"" + reverse("staff:certificate", args=[erasure_request.reference]) in page
+    assert "Completion certificate" not in page
 
 
 def test_the_audit_trail_shows_status_labels_and_readable_data(client_dpo, db):
