@@ -114,9 +114,11 @@ def record_event(
     head.save(update_fields=["sequence", "hash"])
     from requests_app.selectors import TIMELINE_CHANGES  # selectors imports lifecycle, which imports this module
 
-    # A status change (to_status) has moved updated_at already, in the transition's own update.
-    if request is not None and action in TIMELINE_CHANGES and not to_status:
+    # To the entry's own moment, even after a status change whose update moved it already (a moment earlier): a
+    # portal that asks for updated_since the time an entry shows must find the request.
+    if request is not None and action in TIMELINE_CHANGES:
         PrivacyRequest.objects.filter(pk=request.pk).update(updated_at=event.created_at)
+        request.updated_at = event.created_at
     return event
 
 

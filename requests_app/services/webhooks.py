@@ -139,11 +139,14 @@ def _queue(request: PrivacyRequest, event: str, extra: dict | None, endpoints: S
     for endpoint in endpoints:
         if not endpoint.active:
             WebhookDelivery.objects.create(
-                endpoint=endpoint, event=event, payload=data, status=DeliveryStatus.FAILED, last_error=ENDPOINT_DISABLED
+                endpoint=endpoint, event=event, payload=data, status=DeliveryStatus.FAILED, last_error=ENDPOINT_DISABLED,
+                occurred_at=current.updated_at,
             )
             continue
+        # The event's created_at is the request's updated_at: a portal that then asks for updated_since that moment
+        # finds the request, which it would miss if the event were dated later in the same transaction.
         delivery = WebhookDelivery.objects.create(
-            endpoint=endpoint, event=event, payload=data, next_attempt_at=timezone.now()
+            endpoint=endpoint, event=event, payload=data, next_attempt_at=timezone.now(), occurred_at=current.updated_at
         )
         tasks.queue_after_commit(tasks.deliver_webhook, delivery.id)
 

@@ -183,6 +183,21 @@ def test_withdrawing_twice_is_a_conflict(api):
 
 
 @pytest.mark.django_db
+def test_updated_since_the_moment_a_timeline_entry_or_an_event_shows_lists_the_request(api, operator):
+    """A portal catching up from the time its last timeline entry or webhook event showed finds the change: the
+    status used to move updated_at a moment before the entry and the event were dated, in the same transaction."""
+    from requests_app.models import WebhookDelivery, WebhookEndpoint
+    from requests_app.services.webhooks import WebhookEvent, api_datetime
+
+    WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    created = create(api).json()
+    withdrawn = api.post(f"{URL}{created['id']}/withdraw/").json()
+    event = WebhookDelivery.objects.get(event=WebhookEvent.REQUEST_STATUS_CHANGED)
+    for since in (withdrawn["timeline"][-1]["at"], api_datetime(event.occurred_at)):
+        assert [listed["id"] for listed in api.get(URL, {"updated_since": since}).json()["results"]] == [created["id"]]
+
+
+@pytest.mark.django_db
 def test_withdrawing_a_completed_request_says_it_is_closed_and_since_when(api):
     request = PrivacyRequest.objects.get(public_id=create(api).json()["id"])
     for name in ("start_work", "complete"):
