@@ -62,6 +62,16 @@ class HasOrganisationKey(permissions.BasePermission):
         return request.method in permissions.SAFE_METHODS or request.auth.scope == APIKeyScope.WRITE
 
 
+class DownloadsNeedAWriteKey(permissions.BasePermission):
+    """A package holds a subject's data: a read key lists packages but does not download them. A permission, not a
+    check in the view, so that it refuses before the throttle counts the call, as a read key's POST is."""
+
+    message = gettext_lazy("Downloading a subject's data needs a key with the write scope.")
+
+    def has_permission(self, request, view):
+        return request.auth.scope == APIKeyScope.WRITE
+
+
 @dataclass(frozen=True)
 class Budget:
     """What is left of a caller's budget after counting its call, as the throttle counted it."""

@@ -16,18 +16,18 @@ from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, pagination, status, viewsets
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
 from requests_app.api import serializers
+from requests_app.api.auth import DownloadsNeedAWriteKey, HasOrganisationKey
 from requests_app.api.idempotency import MAX_KEY_LENGTH, idempotent
 from requests_app.audit import Actor
 from requests_app.api.errors import PROBLEM, found_or_404, problem, problem_body
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
     ActorKind,
-    APIKeyScope,
     Channel,
     ExportPackage,
     ExportStatus,
@@ -646,12 +646,13 @@ class ExportViewSet(viewsets.GenericViewSet):
     )
     # GET only, not HEAD (which DRF would answer with the GET handler): link checkers and
     # proxies send HEAD, and each would use up one of the organisation's downloads.
-    @action(detail=True, methods=["get"], http_method_names=["get", "options"])
+    @action(
+        detail=True, methods=["get"], http_method_names=["get", "options"],
+        permission_classes=[HasOrganisationKey, DownloadsNeedAWriteKey],
+    )
     def download(self, request, request_public_id=None, public_id=None):
         """Stream the package (a key with the write scope); each download counts against the organisation's
         limit, apart from the subject's, and is audited."""
-        if request.auth.scope != APIKeyScope.WRITE:
-            raise PermissionDenied(_("Downloading a subject's data needs a key with the write scope."))
         export = self.get_object()
         try:
             export, package_file = exports.count_download(

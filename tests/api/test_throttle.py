@@ -253,15 +253,19 @@ def test_calls_without_a_valid_key_are_told_their_addresss_budget(budget_of_3):
 
 @pytest.mark.django_db
 def test_answers_given_before_a_call_is_counted_claim_no_budget(operator, api, key_budget_of_3, settings):
-    """A 403 for the key's scope, a 406 and a 413 come before the throttle: they use none of it, and say none."""
+    """A 403 for the key's scope (a read key that writes or downloads), a 406 and a 413 come before the throttle:
+    they use none of it, and say none."""
     settings.API_MAX_BODY_BYTES = 10
+    read = client_with(key_for(operator, scope="read"))
     refused = [
-        client_with(key_for(operator, scope="read")).post("/api/v1/requests/", {}, format="json"),
+        read.post("/api/v1/requests/", {}, format="json"),
+        read.get(f"/api/v1/requests/{uuid.uuid4()}/exports/{uuid.uuid4()}/download/"),
         api.get(PING, HTTP_ACCEPT="text/html"),
         api.post("/api/v1/requests/", {"subject_name": "x" * 20}, format="json"),
     ]
-    assert [answer.status_code for answer in refused] == [403, 406, 413]
-    assert [budget(answer) for answer in refused] == [{}, {}, {}]
+    assert [answer.status_code for answer in refused] == [403, 403, 406, 413]
+    assert [budget(answer) for answer in refused] == [{}, {}, {}, {}]
+    assert read.get(PING)["RateLimit-Remaining"] == "2"
     assert api.get(PING)["RateLimit-Remaining"] == "2"  # the key's budget untouched by them
     assert budget(APIClient().get("/api/schema/", HTTP_ACCEPT="application/json")) == {}
 
