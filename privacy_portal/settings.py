@@ -160,13 +160,15 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "privacy_portal.middleware.no_store",
     "privacy_portal.middleware.dashboard_referrer",
+    # Before the API's own middleware: the answers it makes before any view (a 308, 411, 413, an unknown endpoint)
+    # are written in the caller's language, and carry Content-Language and Vary as the views' answers do.
+    "django.middleware.locale.LocaleMiddleware",
     # Around the API's own middleware, so that its answers carry the budget their call used (if any).
     "requests_app.api.middleware.api_rate_limit_headers",
     "requests_app.api.middleware.api_body_limit",
     "requests_app.api.middleware.api_trailing_slash",
     "requests_app.api.middleware.api_debug_pages",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

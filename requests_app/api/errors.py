@@ -21,11 +21,16 @@ NO_ENDPOINT = gettext_lazy("No such endpoint.")
 HOST_NOT_SERVED = gettext_lazy("This server does not answer for the host named in the Host header.")
 NOT_UNDERSTOOD = gettext_lazy("The request could not be understood.")
 KEPT_HEADERS = ("WWW-Authenticate", "Retry-After", "Allow")
+# RFC 9110's names for the statuses whose phrase Python 3.11's HTTPStatus still takes from RFC 7231.
+RFC_9110_TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
+# As DRF's JSONRenderer writes every other answer: compact, in UTF-8 rather than \u escapes.
+JSON_AS_DRF_WRITES_IT = {"ensure_ascii": False, "separators": (",", ":")}
 
 
 def problem_body(status_code: int, detail: str, *, title: str = "", errors=None) -> dict:
     """The one problem details body of the API, its title the status's phrase unless given."""
-    body = {"type": "about:blank", "title": title or HTTPStatus(status_code).phrase, "status": status_code, "detail": detail}
+    title = title or RFC_9110_TITLES.get(status_code) or HTTPStatus(status_code).phrase
+    body = {"type": "about:blank", "title": title, "status": status_code, "detail": detail}
     if errors is not None:
         body["errors"] = _without_nul(errors)
     return body
@@ -48,9 +53,11 @@ def problem(status_code: int, detail: str, *, errors=None, headers=None) -> Resp
     return Response(problem_body(status_code, detail, errors=errors), status=status_code, headers=headers, content_type=PROBLEM)
 
 
-def problem_response(status_code: int, detail: str, *, title: str = "") -> JsonResponse:
+def problem_response(status_code: int, detail: str) -> JsonResponse:
     """The same, answered outside DRF (middleware, Django's error handlers)."""
-    return JsonResponse(problem_body(status_code, detail, title=title), status=status_code, content_type=PROBLEM)
+    return JsonResponse(
+        problem_body(status_code, detail), status=status_code, content_type=PROBLEM, json_dumps_params=JSON_AS_DRF_WRITES_IT
+    )
 
 
 def found_or_404(queryset, not_found: str, **lookup):

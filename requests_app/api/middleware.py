@@ -6,11 +6,12 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpResponsePermanentRedirect
 from django.urls import is_valid_path
-from django.utils import translation
 from django.utils.translation import gettext as _
 
 from requests_app.api.auth import BUDGET_ATTRIBUTE
-from requests_app.api.errors import HOST_NOT_SERVED, NO_ENDPOINT, NOT_UNDERSTOOD, PROBLEM, problem_body, problem_response
+from requests_app.api.errors import (
+    HOST_NOT_SERVED, JSON_AS_DRF_WRITES_IT, NO_ENDPOINT, NOT_UNDERSTOOD, PROBLEM, problem_body, problem_response,
+)
 
 
 def api_rate_limit_headers(get_response):
@@ -43,17 +44,15 @@ def api_body_limit(get_response):
     def middleware(request):
         if request.path.startswith("/api/"):
             if request.method == "POST" and "HTTP_TRANSFER_ENCODING" in request.META and not request.META.get("CONTENT_LENGTH"):
-                with _in_the_callers_language(request):
-                    detail = _("Send the body with a Content-Length header: this API does not read a body sent in chunks.")
+                detail = _("Send the body with a Content-Length header: this API does not read a body sent in chunks.")
                 return problem_response(411, detail)
             try:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 length = 0
             if length > settings.API_MAX_BODY_BYTES:
-                with _in_the_callers_language(request):
-                    detail = _("The body is larger than %(limit)s bytes.") % {"limit": settings.API_MAX_BODY_BYTES}
-                return problem_response(413, detail, title="Content Too Large")
+                detail = _("The body is larger than %(limit)s bytes.") % {"limit": settings.API_MAX_BODY_BYTES}
+                return problem_response(413, detail)
         return get_response(request)
 
     return middleware
@@ -96,17 +95,11 @@ def api_trailing_slash(get_response):
         path = request.path_info
         if path.startswith("/api/") and not path.endswith("/") and not is_valid_path(path) and is_valid_path(f"{path}/"):
             location = request.get_full_path(force_append_slash=True)
-            with _in_the_callers_language(request):
-                body = problem_body(308, _("This endpoint's address ends with a slash: %(location)s") % {"location": location})
+            body = problem_body(308, _("This endpoint's address ends with a slash: %(location)s") % {"location": location})
             return HttpResponsePermanentRedirect(
-                location, preserve_request=True, content=json.dumps(body), content_type=PROBLEM
+                location, preserve_request=True, content=json.dumps(body, **JSON_AS_DRF_WRITES_IT), content_type=PROBLEM
             )
         return get_response(request)
 
     return middleware
 
-
-def _in_the_callers_language(request):
-    """These answers come before LocaleMiddleware has read Accept-Language: their detail is written in the
-    language it would choose, as every other answer's is."""
-    return translation.override(translation.get_language_from_request(request))

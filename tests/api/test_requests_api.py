@@ -462,13 +462,20 @@ def test_details_sent_without_their_right_are_refused_in_the_apis_words(api):
 
 @pytest.mark.django_db
 def test_answers_made_before_any_view_are_in_the_language_asked_for(api, settings):
-    """The 413 and the 308 are written before LocaleMiddleware runs, and the duplicate key's reason outside
-    gettext: they came in English whatever Accept-Language asked."""
+    """The 413, the 411 and the 308 are written before any view, and the duplicate key's reason outside gettext:
+    they came in English whatever Accept-Language asked, then without the Content-Language and Vary that every
+    other answer has, and in another JSON layout (spaced, with \\u escapes)."""
     settings.API_MAX_BODY_BYTES = 1000
     big = api.post(URL, {**VALID, "description": "x" * 2000}, format="json", HTTP_ACCEPT_LANGUAGE="fr")
     assert big.json()["detail"] == "Le corps dépasse 1000 octets."
+    assert big.content.decode().startswith('{"type":"about:blank","title":"Content Too Large","status":413,"detail":"Le corps dépasse')
     moved = api.post(URL.rstrip("/"), VALID, format="json", HTTP_ACCEPT_LANGUAGE="de")
     assert json.loads(moved.content)["detail"].startswith("Die Adresse dieses Endpunkts endet mit einem Schrägstrich")
+    assert '"detail":"Die Adresse dieses Endpunkts' in moved.content.decode()
+    chunked = api.post(URL, VALID, format="json", HTTP_ACCEPT_LANGUAGE="nl", **CHUNKED)
+    for answer, language in ((big, "fr"), (moved, "de"), (chunked, "nl")):
+        assert answer["Content-Language"] == language
+        assert "Accept-Language" in answer["Vary"]
     twice = api.post(URL, data='{"rights": [], "rights": []}', content_type="application/json", HTTP_ACCEPT_LANGUAGE="nl")
     assert 'dubbele sleutel "rights"' in twice.json()["detail"]
 
@@ -779,6 +786,7 @@ def test_idempotency_compares_a_json_body_by_its_content_not_its_layout(api):
     assert PrivacyRequest.objects.count() == 1
     changed = api.post(URL, json.dumps({**VALID, "language": "fr"}), content_type="application/json", HTTP_IDEMPOTENCY_KEY="abc-2")
     assert changed.status_code == 422
+    assert changed.json()["title"] == "Unprocessable Content"  # RFC 9110's name, not RFC 7231's "Unprocessable Entity"
 
 
 @pytest.mark.django_db
