@@ -81,10 +81,11 @@ class SinceField(serializers.DateTimeField):
 UNKNOWN_FIELD = gettext_lazy("Unknown field: check its name against the API schema. Nothing was done.")
 
 
+# A body's field this serializer does not have is a 400 naming it, with the body's other mistakes. DRF ignores
+# it: a misspelled "subject_phonee" filed the request without the phone, and a withdrawal with a "reason" went
+# through, each answered as if all had been read. (A comment, not a docstring: the schema shows a serializer's
+# docstring, or the first one up its classes, to integrators as the description of its body.)
 class RefusesUnknownFields:
-    """A body's field this serializer does not have is a 400 naming it, with the body's other mistakes. DRF ignores
-    it: a misspelled "subject_phonee" filed the request without the phone, and a withdrawal with a "reason" went
-    through, each answered as if all had been read."""
 
     def run_validation(self, data=empty):
         unknown = (
@@ -122,7 +123,8 @@ def limit(name: str) -> int:
 
 
 class RequestCreateSerializer(RefusesUnknownFields, serializers.Serializer):
-    """A request filed for a subject. The same rules as the public form apply (RequestForm)."""
+    """A request filed on behalf of a data subject, checked by the same rules as the public request form. A field
+    this body does not have is refused."""
 
     rights = serializers.ListField(
         child=serializers.ChoiceField(choices=RequestType.choices), allow_empty=False, min_length=1,
@@ -303,10 +305,10 @@ class RequestSerializer(serializers.ModelSerializer):
 
 
 
+# Lists and the answer to filing leave the timeline out rather than show it empty, which would read as "nothing
+# happened": it costs a query per request, and the filing is benchmarked.
 class RequestWithTimelineSerializer(RequestSerializer):
-    """A request with the subject's timeline: one request's answers (GET, withdraw). Lists and the answer to filing
-    leave the field out rather than show it empty, which would read as "nothing happened": it costs a query per
-    request, and the filing is benchmarked."""
+    """A request with the subject's timeline, as retrieving or withdrawing it answers."""
 
     timeline = serializers.SerializerMethodField(help_text="What the subject sees of the request's history, oldest first.")
 
@@ -328,6 +330,8 @@ class WithdrawSerializer(RefusesUnknownFields, serializers.Serializer):
 
 
 class MessageCreateSerializer(RefusesUnknownFields, serializers.Serializer):
+    """A message from the subject to the DPO team about their request, passed on by your organisation."""
+
     body = MultilineStringField(
         max_length=TEXT_MAX_CHARS, help_text="The subject's message to the DPO team; a line break counts as one character."
     )

@@ -91,15 +91,21 @@ class CSVEntryFilter(EntryFilter):
 
 
 class IdentifierSerializer(RefusesUnknownFields, serializers.Serializer):
+    """An identifier of a person: its kind and its value."""
+
     kind = serializers.ChoiceField(choices=IdentityKind.choices)
     value = serializers.CharField(max_length=254)
 
 
 class LookupSerializer(RefusesUnknownFields, serializers.Serializer):
+    """The identifiers to look up on the list."""
+
     identifiers = IdentifierSerializer(many=True, allow_empty=False, max_length=MAX_LOOKUP)
 
 
 class LookupResultSerializer(IdentifierSerializer):
+    """An identifier looked up, and whether the list holds it."""
+
     suppressed = serializers.BooleanField()
 
 

@@ -214,6 +214,15 @@ def test_options_on_an_action_describes_what_that_action_takes(operator):
     assert api.options(f"/api/v1/requests/{request.public_id}/withdraw/").json()["actions"]["POST"] == {}  # no field
 
 
+def test_the_bodies_descriptions_are_written_for_integrators_not_the_code_behind_them():
+    """The schema shows a serializer's docstring, or one inherited: the message body was described by the mixin
+    that refuses unknown fields ("DRF ignores it: a misspelled subject_phonee…")."""
+    descriptions = {name: component.get("description", "") for name, component in SCHEMA["components"]["schemas"].items()}
+    internal = [name for name, text in descriptions.items() if re.search(r"DRF|serializer|RequestForm|benchmark", text)]
+    assert internal == []
+    assert descriptions["MessageCreate"].startswith("A message from the subject to the DPO team")
+
+
 def test_every_operation_has_a_short_summary_and_keeps_its_description():
     """Swagger UI and ReDoc list operations by their summary (without one, by their operationId)."""
     summaries, problems = [], []
