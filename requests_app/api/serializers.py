@@ -29,6 +29,16 @@ class StringField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class JSONBooleanField(serializers.BooleanField):
+    """A JSON true or false only. DRF's BooleanField also takes "yes", "on", 1 and "1": a portal that sends them has
+    a bug it should hear about, as one sending a number where text belongs (StringField)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
 class MultilineStringField(StringField):
     """A text whose line breaks count once against its max_length, as the web form's (forms.MultilineField) and
     the status page's do: a CRLF is kept as LF."""
@@ -128,7 +138,8 @@ class RequestCreateSerializer(RefusesUnknownFields, serializers.Serializer):
 
     rights = serializers.ListField(
         child=serializers.ChoiceField(choices=RequestType.choices), allow_empty=False, min_length=1,
-        help_text="The rights the subject exercises, at least one. Some need a detail below, sent only with its right.",
+        help_text="The rights the subject exercises, at least one, each once. Some need a detail below, sent only with "
+        "its right.",
     )
     rectification_data = StringField(
         required=False, allow_blank=True, default="", max_length=limit("rectification_data"),
@@ -148,7 +159,7 @@ class RequestCreateSerializer(RefusesUnknownFields, serializers.Serializer):
         help_text="With `objection`: the processing or purpose objected to (not needed with `direct_marketing`); "
         "a line break counts as one character.",
     )
-    direct_marketing = serializers.BooleanField(
+    direct_marketing = JSONBooleanField(
         required=False, default=False,
         help_text="With the objection right: the objection is to direct marketing (GDPR Art. 21(2)), which cannot be refused.",
     )
@@ -216,6 +227,16 @@ class RequestCreateSerializer(RefusesUnknownFields, serializers.Serializer):
             raise serializers.ValidationError(
                 {**{field: errors for field, errors in form_errors(form).items() if field not in error.detail}, **error.detail}
             ) from None
+
+    def validate_rights(self, rights):
+        """A right listed twice is a portal's bug (a list built twice, say), as a key sent twice is: refused rather
+        than merged into one without a word."""
+        repeated = next((right for index, right in enumerate(rights) if right in rights[:index]), None)
+        if repeated:
+            raise serializers.ValidationError(
+                _("“%(right)s” is listed more than once: list each right once.") % {"right": repeated}
+            )
+        return rights
 
     def validate(self, attrs):
         form = public_form(attrs)
