@@ -322,8 +322,10 @@ def _sent_again_refusal(earlier) -> str:
     return _("The same text was sent at %(time)s: it was not sent again.") % {"time": time}
 
 
-def message_send(*, request: PrivacyRequest, actor: Actor, body: str, subject: str = "") -> Message:
-    """Send the subject a message on an open request; it is emailed and shown on their status page."""
+def message_send(*, request: PrivacyRequest, actor: Actor, body: str, subject: str = "", preview: bool = False) -> Message:
+    """Send the subject a message on an open request; it is emailed and shown on their status page.
+
+    `preview`: emails.LetterPreview is raised with the message instead of sending it, and nothing changes."""
     body = body.strip()
     if not body:
         raise RequestError(_("Write a message first."))
@@ -338,31 +340,45 @@ def message_send(*, request: PrivacyRequest, actor: Actor, body: str, subject: s
         earlier = _sent_again(locked.messages.filter(direction=MessageDirection.TO_SUBJECT, author=actor.user), text)
         if earlier:
             raise RequestError(_sent_again_refusal(earlier))
-        return write_to_subject(locked, actor=actor, subject=subject or default_subject, body=text, action="message_sent")
+        return write_to_subject(
+            locked, actor=actor, subject=subject or default_subject, body=text, action="message_sent", preview=preview
+        )
 
 
-def request_information(*, request: PrivacyRequest, actor: Actor, body: str, expected_status: str) -> Message:
-    """Ask the subject for information (identity proof, clarification) and pause the clock."""
+def request_information(
+    *, request: PrivacyRequest, actor: Actor, body: str, expected_status: str, preview: bool = False
+) -> Message:
+    """Ask the subject for information (identity proof, clarification) and pause the clock.
+
+    `preview`: emails.LetterPreview is raised with the letter instead of sending it, and nothing changes (the clock
+    is not paused)."""
     body = body.strip()
     if not body:
         raise RequestError(_("Say what information you need."))
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
+        # The state first, as the transition below would refuse it: a preview stops at the letter, before it.
+        lifecycle.require_allowed(locked.status, "await_subject")
         # The letter goes before the transition that stops the clock: it says whether the clock will be
         # stopped (already, or by this question: lifecycle.transition's rule), not whether it is yet.
         will_be_paused = locked.clock_paused or deadline_service.pause_refusal(locked) is None
         subject, text = render_letter(locked, TemplatePurpose.INFORMATION_REQUEST, body=body, clock_paused=will_be_paused)
         # The question first, then the wait: the subject's timeline reads "We asked you for more information",
-        # then "We are waiting for your reply". A refused transition rolls the message back with it.
-        message = write_to_subject(locked, actor=actor, subject=subject, body=text, action="information_requested")
+        # then "We are waiting for your reply".
+        message = write_to_subject(
+            locked, actor=actor, subject=subject, body=text, action="information_requested", preview=preview
+        )
         lifecycle.transition(locked, "await_subject", actor=actor, note=lifecycle.NOTE_INFORMATION_REQUESTED)
         return message
 
 
-def clock_pause(*, request: PrivacyRequest, actor: Actor, question: str) -> Message:
+def clock_pause(*, request: PrivacyRequest, actor: Actor, question: str, preview: bool = False) -> Message:
     """Stop the clock while waiting for something from the subject, the request staying where it is (work on
     other parts may go on). The subject is sent what we wait for, as a request for information: a pause is
-    never silent, and the days it adds to the deadline rest on a question the subject was asked (Art. 12(3))."""
+    never silent, and the days it adds to the deadline rest on a question the subject was asked (Art. 12(3)).
+
+    `preview`: emails.LetterPreview is raised with the letter instead of sending it, and the pause it was written
+    after is rolled back with the rest: nothing changes."""
     question = question.strip()
     if not question:
         raise RequestError(_("Say what we need from the subject."))
@@ -370,7 +386,7 @@ def clock_pause(*, request: PrivacyRequest, actor: Actor, question: str) -> Mess
         # Checks the request may be paused and stops the clock, under the row lock this transaction keeps.
         deadline_service.clock_pause(request=request, actor=actor, reason=question)
         subject, text = render_letter(request, TemplatePurpose.INFORMATION_REQUEST, body=question, clock_paused=True)
-        return write_to_subject(request, actor=actor, subject=subject, body=text, action="information_requested")
+        return write_to_subject(request, actor=actor, subject=subject, body=text, action="information_requested", preview=preview)
 
 
 RESUME_TRANSITION = {

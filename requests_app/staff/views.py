@@ -726,11 +726,15 @@ IDENTITY_VERIFIED_CLOCK_RESTARTED = gettext_lazy(
 ACTIONS = {
     "assign": (_assign, gettext_lazy("Assignment saved.")),
     "message": (
-        lambda r, f, a, p: handling.message_send(request=r, actor=a, body=f.cleaned_data["body"], subject=f.cleaned_data["subject"]),
+        lambda r, f, a, p, preview=False: handling.message_send(
+            request=r, actor=a, body=f.cleaned_data["body"], subject=f.cleaned_data["subject"], preview=preview,
+        ),
         gettext_lazy("Message sent to the subject."),
     ),
     "request_information": (
-        lambda r, f, a, p: handling.request_information(request=r, actor=a, body=f.cleaned_data["body"], expected_status=p["expected_status"]),
+        lambda r, f, a, p, preview=False: handling.request_information(
+            request=r, actor=a, body=f.cleaned_data["body"], expected_status=p["expected_status"], preview=preview,
+        ),
         gettext_lazy("Information requested."),
     ),
     "verify_identity": (
@@ -745,7 +749,7 @@ ACTIONS = {
         gettext_lazy("Deadline extended; the email telling the subject the new date and the reason is on its way."),
     ),
     "pause": (
-        lambda r, f, a, p: handling.clock_pause(request=r, actor=a, question=f.cleaned_data["question"]),
+        lambda r, f, a, p, preview=False: handling.clock_pause(request=r, actor=a, question=f.cleaned_data["question"], preview=preview),
         gettext_lazy("Clock paused; what we need was sent to the subject."),
     ),
     "resume": (lambda r, f, a, p: deadline_service.clock_resume(request=r, actor=a), gettext_lazy("Clock resumed.")),
@@ -797,9 +801,9 @@ ACTIONS = {
 }
 
 
-# The actions whose letter staff may preview before sending it (request_action_preview): those that wrap what they
-# write in a longer letter. Their service takes preview=True.
-PREVIEWED = ("extend", "complete", "reject", "forward", "fee")
+# The actions whose letter staff may preview before sending it (request_action_preview): those that write to the
+# subject, in a letter their service words around what staff write. Their service takes preview=True.
+PREVIEWED = ("message", "request_information", "pause", "extend", "complete", "reject", "forward", "fee")
 
 
 @staff_view
@@ -892,7 +896,15 @@ def _letter_preview(request: HttpRequest, privacy_request: PrivacyRequest, actio
     fields = [
         (name, value) for name, values in request.POST.lists() if name not in ("csrfmiddlewaretoken", "edit") for value in values
     ]
-    context = {"r": privacy_request, "action": action, "letter": letter, "fields": fields}
+    context = {
+        "r": privacy_request, "action": action, "letter": letter, "fields": fields,
+        # Its button names all it does, as the form's did: a pause, or a question that stops a running clock
+        # (handling.request_information) also pauses.
+        "pauses_clock": action == "pause" or (
+            action == "request_information" and not privacy_request.clock_paused
+            and deadline_service.pause_refusal(privacy_request) is None
+        ),
+    }
     return render(request, "staff/letter_preview.html", context)
 
 

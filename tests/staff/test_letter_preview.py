@@ -8,8 +8,12 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
+from requests_app.audit import Actor
 from requests_app.lifecycle import state_version
-from requests_app.models import AuditChainHead, AuditEvent, Message, PrivacyRequest, RequestType, SentNotification, Status
+from requests_app.models import (
+    AuditChainHead, AuditEvent, ClockPause, Message, PrivacyRequest, RequestType, SentNotification, Status,
+)
+from requests_app.services import handling
 from requests_app.services.intake import RightDetails
 from tests.conftest import login_staff
 from tests.factories import released_package, request_in_status, staff_in_role
@@ -31,6 +35,9 @@ def form_data(request, action):
         },
         "fee": {**shown, "amount": "25.00", "explanation": "A copy of the same data, asked for the fifth time."},
         "extend": {"reason": "Many source systems to search."},
+        "message": {"subject": "Your copy", "body": "Which of your two numbers should we search?"},
+        "request_information": {**shown, "body": "Please send a copy of a bill in your name."},
+        "pause": {"question": "Please confirm the number the calls were made from."},
     }[action]
 
 
@@ -42,7 +49,8 @@ def everything(request):
     """What a preview must leave as it was: the request, its trail, its messages, what it owes or sent."""
     request = PrivacyRequest.objects.get(pk=request.pk)
     return (
-        request.status, request.due_on, request.extended_at, request.fee_amount, request.forwarded_to,
+        request.status, request.due_on, request.clock_paused, ClockPause.objects.count(), request.extended_at,
+        request.fee_amount, request.forwarded_to,
         request.rejection_ground, request.refused_rights_mask, AuditEvent.objects.count(),
         AuditChainHead.objects.values_list("sequence", "hash").first(), Message.objects.count(),
         SentNotification.objects.count(), list(request.rights.values_list("refusal_ground", flat=True)),
@@ -50,7 +58,7 @@ def everything(request):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("action", ["complete", "reject", "forward", "fee", "extend"])
+@pytest.mark.parametrize("action", ["complete", "reject", "forward", "fee", "extend", "message", "request_information", "pause"])
 def test_the_preview_is_the_email_sent_and_changes_nothing(client, dpo, action, django_capture_on_commit_callbacks):
     request = request_in_status(Status.IN_PROGRESS)
     if action == "complete":
@@ -142,6 +150,74 @@ def test_a_preview_the_action_would_refuse_shows_the_form_with_why(client, dpo):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("action", ["request_information", "pause"])
+def test_a_preview_of_a_question_leaves_the_clock_running_and_its_button_says_it_pauses(client, dpo, action):
+    request = request_in_status(Status.IN_PROGRESS)
+    login_staff(client, dpo)
+    data = form_data(request, action)
+
+    response = preview(client, request, action, data)
+
+    request.refresh_from_db()
+    assert (request.status, request.clock_paused, request.pauses.count()) == (Status.IN_PROGRESS, False, 0)
+    assert "The time we have to answer is paused until you reply." in response.context["letter"].body
+    assert ">Send and pause</button>" in response.content.decode()
+    client.post(reverse("staff:request_action", args=[request.reference, action]), data)
+    request.refresh_from_db()
+    assert request.clock_paused and request.pauses.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_preview_of_a_message_is_sent_from_its_page_as_a_message(client, dpo):
+    request = request_in_status(Status.IN_PROGRESS, subject_email="")
+    login_staff(client, dpo)
+    data = form_data(request, "message")
+
+    response = preview(client, request, "message", data)
+
+    letter = response.context["letter"]
+    assert letter.by_post and letter.subject == "Your copy"
+    page = html.unescape(response.content.decode())
+    assert ">Send message</button>" in page and "Send and pause" not in page
+    client.post(reverse("staff:request_action", args=[request.reference, "message"]), data)
+    posted = Message.objects.get(request=request)
+    assert (letter.subject, letter.body) == (posted.subject, posted.body)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "action, status, data, code, why",
+    [
+        # The forms' own checks.
+        ("message", Status.IN_PROGRESS, {"subject": "", "body": ""}, 400, "This field is required."),
+        ("pause", Status.IN_PROGRESS, {"question": ""}, 400, "This field is required."),
+        # The services': the transition that stops the clock (from a page loaded before the request moved on,
+        # on a request already waiting for the subject), a pause on a paused clock, the same message twice.
+        ("request_information", Status.AWAITING_SUBJECT, {"body": "Which number?"}, 409, "cannot be moved to"),
+        ("pause", Status.AWAITING_SUBJECT, {"question": "Which number?"}, 409, "The clock is already paused."),
+        ("message", Status.IN_PROGRESS, {"subject": "", "body": "Sent already."}, 409, "The same text was sent at"),
+    ],
+)
+def test_a_preview_of_a_question_or_message_the_action_would_refuse_shows_the_form_with_why(
+    client, dpo, action, status, data, code, why
+):
+    request = request_in_status(status)
+    if action == "message":
+        handling.message_send(request=request, actor=Actor.staff(dpo), body="Sent already.")
+    if action == "request_information":
+        data = {**data, "expected_status": request.status, "expected_version": state_version(request)}
+    login_staff(client, dpo)
+    before = everything(request)
+
+    response = preview(client, request, action, data)
+
+    assert response.status_code == code and response.context["open_form"] == action
+    assert "letter" not in response.context
+    assert why in html.unescape(response.content.decode())
+    assert everything(request) == before
+
+
+@pytest.mark.django_db
 def test_back_to_edit_shows_the_form_as_it_was_filled_in(client, dpo):
     request = request_in_status(Status.IN_PROGRESS)
     login_staff(client, dpo)
@@ -159,7 +235,7 @@ def test_the_request_page_offers_a_preview_on_each_letter_form(client, dpo):
     request = request_in_status(Status.IN_PROGRESS)
     login_staff(client, dpo)
     page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
-    for action in ("complete", "reject", "forward", "fee", "extend"):
+    for action in ("complete", "reject", "forward", "fee", "extend", "message", "request_information", "pause"):
         assert f'formaction="{reverse("staff:request_action_preview", args=[request.reference, action])}"' in page
 
 
