@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from django.template import Context, Engine, Library, Template, TemplateSyntaxError, defaultfilters, defaulttags
 from django.template.base import Lexer, TokenType
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 LETTER_TAGS = [
     "comment", "cycle", "filter", "firstof", "for", "if", "ifchanged", "now",
@@ -66,18 +66,41 @@ def parse(source: str) -> Template:
     return _engine.from_string(source)
 
 
+# Each opening of markup: the refusal when it is left open, what must close it, and the tag that prints it as text.
+# Left open, it is refused rather than taken as text as Django would: "{# check with legal", or a comment over two
+# lines, would be sent as written and show the subject a note meant for staff. Text meant to hold the opening
+# ("Ref {#123}") can have it all the same: the refusal says how.
+UNCLOSED_MARKUP = {
+    "{{": (
+        gettext_lazy("“%(mark)s” on line %(line)s is not closed: a placeholder must end with “%(end)s” on the same line. "
+                     "To write “%(mark)s” as text, type %(as_text)s in its place."),
+        "}}", "{% templatetag openvariable %}",
+    ),
+    "{%": (
+        gettext_lazy("“%(mark)s” on line %(line)s is not closed: a tag must end with “%(end)s” on the same line. "
+                     "To write “%(mark)s” as text, type %(as_text)s in its place."),
+        "%}", "{% templatetag openblock %}",
+    ),
+    "{#": (
+        gettext_lazy("“%(mark)s” on line %(line)s is not closed: a comment must end with “%(end)s” on the same line. "
+                     "To write “%(mark)s” as text, type %(as_text)s in its place."),
+        "#}", "{% templatetag opencomment %}",
+    ),
+}
+
+
 def _refuse_unclosed_markup(source: str) -> None:
     verbatim = False  # {% verbatim %} keeps its content as text: "{{" in it is meant
     for token in Lexer(source).tokenize():
         if token.token_type == TokenType.BLOCK:
             verbatim = token.contents.startswith("verbatim") or (verbatim and not token.contents.startswith("endverbatim"))
         elif token.token_type == TokenType.TEXT and not verbatim:
-            at = min((token.contents.find(mark) for mark in ("{{", "{%", "{#") if mark in token.contents), default=-1)
+            at = min((token.contents.find(mark) for mark in UNCLOSED_MARKUP if mark in token.contents), default=-1)
             if at >= 0:
+                mark = token.contents[at : at + 2]
+                refusal, end, as_text = UNCLOSED_MARKUP[mark]
                 line = token.lineno + token.contents.count("\n", 0, at)
-                raise TemplateSyntaxError(
-                    _("“%(mark)s” on line %(line)s is not closed.") % {"mark": token.contents[at : at + 2], "line": line}
-                )
+                raise TemplateSyntaxError(refusal % {"mark": mark, "line": line, "end": end, "as_text": as_text})
 
 
 def render(source: str, values: dict) -> str:

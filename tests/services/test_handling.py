@@ -429,9 +429,15 @@ def test_a_template_that_would_drop_what_staff_write_is_refused(purpose, body, m
         ("body", "{% debug %}{{ body }}", "Invalid block tag on line 1: 'debug'"),
         ("subject", "{% url 'staff:home' %} {{ reference }}", "Invalid block tag on line 1: 'url'"),
         # Django reads markup left open as text: the subject read "{{ reference".
-        ("body", "{{ body }} {{ reference", "“{{” on line 1 is not closed."),
-        ("body", "{{ body }}\n{% if by_post", "“{%” on line 2 is not closed."),
-        ("subject", "{# a note {{ reference }}", "“{#” on line 1 is not closed."),
+        # The refusal says how to write the opening as text.
+        ("body", "{{ body }} {{ reference", "“{{” on line 1 is not closed: a placeholder must end with “}}” on the same "
+         "line. To write “{{” as text, type {% templatetag openvariable %} in its place."),
+        ("body", "{{ body }}\n{% if by_post", "“{%” on line 2 is not closed: a tag must end with “%}” on the same line. "
+         "To write “{%” as text, type {% templatetag openblock %} in its place."),
+        ("subject", "{# a note {{ reference }}", "“{#” on line 1 is not closed: a comment must end with “#}” on the same "
+         "line. To write “{#” as text, type {% templatetag opencomment %} in its place."),
+        # Over two lines, Django reads a comment as text: the subject would read the note.
+        ("body", "{# a note\nfor staff #}{{ body }}", "“{#” on line 1 is not closed"),
         # Fails only when rendered, and only in a letter that goes by post: every branch is tried.
         ("body", "{{ body }}{% if by_post %}{{ reference|divisibleby:0 }}{% endif %}", "A letter cannot be written with this template"),
         ("subject", "{{ due_on|date:'Y'|divisibleby:0 }}", "A letter cannot be written with this template"),

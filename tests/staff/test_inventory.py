@@ -1,4 +1,5 @@
 import datetime
+import html
 
 import pytest
 from django.urls import reverse
@@ -14,7 +15,9 @@ from requests_app.models import (
     SourceCategory,
     SourceSystem,
     Team,
+    TemplatePurpose,
 )
+from requests_app.services import handling
 from requests_app.staff import forms
 from tests.conftest import login_staff
 from tests.factories import request_in_status, staff_in_role
@@ -290,6 +293,24 @@ def test_a_template_that_would_fail_in_every_letter_is_refused_on_its_field(dpo_
 
     assert response.status_code == 200 and not ResponseTemplate.objects.exists()
     assert "Invalid block tag on line 1: &#x27;load&#x27;" in str(response.context["form"].errors["body"])
+
+
+@pytest.mark.django_db
+def test_a_template_with_a_literal_comment_opening_is_refused_saying_how_to_write_it(dpo_client):
+    """Django reads "{#" as a comment's start: refused, since an unclosed comment's note would reach the subject,
+    but the refusal gives what to type instead, and the letter then reads as the DPO meant."""
+    template = {"purpose": "message", "request_type": "", "language": "en", "subject": "Ticket {#123}", "body": "{{ body }}"}
+
+    refused = dpo_client.post(reverse("staff:template_new"), template)
+
+    assert refused.status_code == 200 and not ResponseTemplate.objects.exists()
+    error = html.unescape(str(refused.context["form"].errors["subject"]))
+    assert "To write “{#” as text, type {% templatetag opencomment %} in its place." in error
+
+    written_as_told = {**template, "subject": "Ticket {% templatetag opencomment %}123}"}
+    assert dpo_client.post(reverse("staff:template_new"), written_as_told).status_code == 302
+    request = request_in_status("in_progress")
+    assert handling.render_letter(request, TemplatePurpose.MESSAGE, body="Hello.")[0] == "Ticket {#123}"
 
 
 @pytest.mark.django_db
