@@ -53,6 +53,45 @@ def _detail_without_its_right(right: str, *, box: bool = False) -> forms.Validat
     )
     return forms.ValidationError(message, code=DETAIL_WITHOUT_ITS_RIGHT, params={"right": RequestType(right).label, "code": right})
 
+# One line under each right's box, in plain words: what the subject gets, so that rights with close names can be told
+# apart (restriction from limiting use, access from portability, erasure from objection and consent withdrawal).
+RIGHT_HINTS = {
+    RequestType.ACCESS: _("A copy of your data, and what we use it for, who receives it, how long we keep it and where we got it."),
+    RequestType.RECTIFICATION: _("We correct data about you that is wrong and complete what is missing."),
+    RequestType.ERASURE: _("We delete your data, unless the law requires us to keep it (some call records, for example)."),
+    RequestType.RESTRICTION: _("We keep your data stored but stop using it, for example while its accuracy or your objection is checked."),
+    RequestType.PORTABILITY: _(
+        "The data you gave us or that your use of our services produced, in a machine-readable file to take elsewhere."
+    ),
+    RequestType.OBJECTION: _(
+        "We stop using your data for a purpose you object to: always for direct marketing, otherwise unless we have "
+        "compelling grounds to go on."
+    ),
+    RequestType.WITHDRAW_CONSENT: _("We stop using your data for what you agreed to, such as sending you a newsletter."),
+    RequestType.LIMIT_USE: _(
+        "We limit our use and sharing of your data to what our services need (in California: your sensitive personal "
+        "information)."
+    ),
+}
+
+
+class CheckboxSelectMultiple(forms.CheckboxSelectMultiple):
+    """Django's checkboxes, each with a line of help under its label (rendered by requests_app/_field.html), tied to
+    its box by aria-describedby so that a screen reader reads it with the box. Named as Django's: the templates tell
+    widgets apart by BoundField.widget_type, which is made from the class name."""
+
+    def __init__(self, *args, hints: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hints = hints
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        option["hint"] = self.hints.get(value, "")
+        if option["hint"]:
+            option["attrs"]["aria-describedby"] = f"{option['attrs']['id']}_hint"
+        return option
+
+
 # The controller is in Brussels: the GDPR applies to everyone (Art. 3(1)), wherever they live; the
 # other regimes add their own rules for the people they protect.
 REGIME_CHOICES = [
@@ -163,7 +202,7 @@ class RequestForm(forms.Form):
     rights = forms.MultipleChoiceField(
         label=_("What would you like us to do?"),
         choices=RequestType.choices,
-        widget=forms.CheckboxSelectMultiple,
+        widget=CheckboxSelectMultiple(hints=RIGHT_HINTS),
         error_messages={"required": _("Choose at least one right.")},
     )
     rectification_data = forms.CharField(label=_("Which data is incorrect or incomplete?"), max_length=500, required=False)
@@ -480,6 +519,9 @@ class StaffIntakeForm(RequestForm):
         # Staff record what the subject wrote: the questions speak of the subject, not to them.
         self.fields["rights"].label = _("Rights the subject asks for")
         self.fields["rights"].choices = list(RIGHTS_THE_SUBJECT_ASKS.items())
+        # The hints speak to the subject ("your data"), and the admin's intake page does not render them: no
+        # aria-describedby pointing at nothing.
+        self.fields["rights"].widget.hints = {}
         self.fields["restriction_ground"].choices = [("", "---------"), *RESTRICTION_GROUNDS_THE_SUBJECT_GIVES.items()]
         self.fields["rectification_data"].label = _("Data the subject says is incorrect or incomplete")
         self.fields["rectification_value"].label = _("What the subject says it should say")

@@ -48,6 +48,32 @@ def test_form_is_served_with_labels_and_csrf(client):
 
 
 @pytest.mark.django_db
+def test_each_right_has_a_one_line_hint_that_its_box_is_described_by(client):
+    """Rights with close names told apart (restriction from limiting use, access from portability, erasure from
+    objection and consent withdrawal): a screen reader reads each hint with its box."""
+    from requests_app.forms import RIGHT_HINTS
+
+    html = client.get(reverse("submit")).content.decode()
+    for right, _label in RequestType.choices:
+        box = re.search(rf'<input type="checkbox" name="rights" value="{right}" id="(id_rights_\d)" aria-describedby="([^"]+)">', html)
+        assert box, right
+        box_id, described_by = box.groups()
+        assert described_by == f"{box_id}_hint"
+        assert f'<p class="help option-hint" id="{box_id}_hint">{RIGHT_HINTS[right]}</p>' in html
+    assert len(set(map(str, RIGHT_HINTS.values()))) == len(RequestType.choices)
+    assert "stop using it" in str(RIGHT_HINTS[RequestType.RESTRICTION])
+    assert "sensitive personal information" in str(RIGHT_HINTS[RequestType.LIMIT_USE])
+    assert "machine-readable" in str(RIGHT_HINTS[RequestType.PORTABILITY])
+
+
+def test_the_staff_intake_form_describes_its_boxes_by_no_hint():
+    """Its hints would speak to the subject, and the admin's page does not show them: no aria-describedby to nothing."""
+    from requests_app.forms import StaffIntakeForm
+
+    assert "aria-describedby" not in str(StaffIntakeForm()["rights"])
+
+
+@pytest.mark.django_db
 def test_the_form_says_how_the_details_given_are_used_before_they_are_given(client, settings):
     """GDPR Art. 13: purpose and legal basis, recipients, retention, rights and the supervisory authority."""
     import datetime
@@ -547,8 +573,9 @@ def test_a_status_page_reply_address_opened_with_get_shows_the_status_page(clien
 def test_the_rights_error_is_linked_to_its_group_as_other_errors_are_to_their_field(client):
     page = post_form(client, rights=None, subject_email="not-an-email").content.decode()
     assert re.search(r'<input type="email"[^>]*aria-invalid="true" aria-describedby="id_subject_email_error"', page)
-    # The boxes are marked invalid one by one; their group, with its legend, carries the description.
-    assert '<input type="checkbox" name="rights" value="access" aria-invalid="true" id="id_rights_0">' in page
+    # The boxes are marked invalid one by one, each described by its hint; their group, with its legend, carries the
+    # error's description.
+    assert '<input type="checkbox" name="rights" value="access" id="id_rights_0" aria-invalid="true" aria-describedby="id_rights_0_hint">' in page
     assert '<fieldset aria-describedby="id_rights_error">' in page
     assert '<ul class="errorlist" id="id_rights_error"><li>Choose at least one right.</li></ul>' in page
 
