@@ -23,6 +23,7 @@ from requests_app.models import (
     ActorKind,
     AuditChainCheck,
     AuditChainHead,
+    Channel,
     ExportKind,
     ExportPackage,
     IdentityKind,
@@ -276,12 +277,22 @@ def send_email_confirmation(request: PrivacyRequest) -> bool:
 
 def send_request_confirmed_email(request: PrivacyRequest) -> bool:
     """Confirm receipt. A request an organisation filed over the API reaches a subject who may not know of it:
-    the email names the organisation, and whom to tell if they did not ask for it."""
+    the email names the organisation, and whom to tell if they did not ask for it.
+
+    A web request's email gives back what the subject asked, in their words, as the status page does ("What you
+    told us"): its address was just confirmed by its owner, and the subject typed every detail. Not a request
+    received directly: its details were written down by staff or an organisation, and its address, typed by them,
+    is not confirmed yet (a typo's owner would read them)."""
+    from requests_app import selectors
+
+    words_back = request.channel == Channel.WEB
     context = {
         "request": request,
         "status_url": status_url(request),
         "organisation": request.organisation,
         "dpo_email": settings.DPO_CONTACT_EMAIL,
+        "words_back": words_back,
+        "told_us": selectors.what_you_told_us(request) if words_back else [],
         **when_to_expect_the_answer(request),
     }
     message = render_email("request-confirmed", context, to=[request.subject_email], language=request.language)

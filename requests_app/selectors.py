@@ -116,6 +116,32 @@ SUBJECT_STATUS_LABELS = {
 }
 
 
+def what_you_told_us(privacy_request: PrivacyRequest) -> list[tuple[str, list[tuple[str, str]], list[str]]]:
+    """What the subject asked, as they said it: for each right that takes details, the public form's own questions
+    (its field labels, so the page reads as the form they filled in) with their answers, and the statements they
+    ticked. Rights without details are in "You asked us to" already (on the status page, and in the email confirming
+    a web request). Nothing once the personal data is purged: a restriction ground or the direct-marketing box
+    outlive the purge, but they are the subject's words as much as the texts it blanks."""
+    from requests_app.forms import RequestForm  # imported here: the form's module imports the services, which import this one
+
+    if privacy_request.personal_data_purged_at:
+        return []
+    fields = RequestForm.base_fields
+    told = []
+    for right in privacy_request.rights.all():
+        answers = [
+            (fields[name].label, getattr(right, name))
+            for name in ("rectification_data", "rectification_value", "objection_processing", "consent_withdrawn")
+            if getattr(right, name)
+        ]
+        if right.restriction_ground:
+            answers.append((fields["restriction_ground"].label, right.get_restriction_ground_display()))
+        statements = [fields["direct_marketing"].label] if right.direct_marketing else []
+        if answers or statements:
+            told.append((right.get_right_display(), answers, statements))
+    return told
+
+
 def subject_status_label(request: PrivacyRequest) -> str:
     if request.clock_paused and request.is_open:
         # Staff paused the clock while they wait on the subject (for a document asked for by phone, say),

@@ -231,7 +231,7 @@ def _status_context(privacy_request) -> dict:
         "document_limit_mb": settings.ATTACHMENT_MAX_BYTES // (1024 * 1024),
         "text_max_chars": TEXT_MAX_CHARS,
         "withdraw_form": WithdrawForm(),
-        "told_us": _what_you_told_us(privacy_request),
+        "told_us": selectors.what_you_told_us(privacy_request),
         "downloads": downloads,
         # What can still be downloaded (else what was) found nothing: the page speaks of "our answer", not "your data".
         "answers_only": all(export.found_nothing for export in [export for export, _token in downloads] or released),
@@ -258,30 +258,6 @@ def _status_context(privacy_request) -> dict:
             else []
         ),
     }
-
-
-def _what_you_told_us(privacy_request) -> list[tuple[str, list[tuple[str, str]], list[str]]]:
-    """What the subject asked, as they said it: for each right that takes details, the public form's own questions
-    (its field labels, so the page reads as the form they filled in) with their answers, and the statements they
-    ticked. Rights without details are in "You asked us to" already. Nothing once the
-    personal data is purged: a restriction ground or the direct-marketing box outlive the purge, but they are
-    the subject's words as much as the texts it blanks."""
-    if privacy_request.personal_data_purged_at:
-        return []
-    fields = RequestForm.base_fields
-    told = []
-    for right in privacy_request.rights.all():
-        answers = [
-            (fields[name].label, getattr(right, name))
-            for name in ("rectification_data", "rectification_value", "objection_processing", "consent_withdrawn")
-            if getattr(right, name)
-        ]
-        if right.restriction_ground:
-            answers.append((fields["restriction_ground"].label, right.get_restriction_ground_display()))
-        statements = [fields["direct_marketing"].label] if right.direct_marketing else []
-        if answers or statements:
-            told.append((right.get_right_display(), answers, statements))
-    return told
 
 
 def _recipient_notices(privacy_request) -> list:

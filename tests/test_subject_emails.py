@@ -244,3 +244,86 @@ def test_a_staff_email_carries_no_signature(controller):
     emails.send_reply_notification(request, 1)
     [message] = mail.outbox
     assert "Data controller" not in message.body
+
+
+TOLD_US = [
+    RightDetails(RequestType.ACCESS),
+    RightDetails(RequestType.RECTIFICATION, rectification_data="Billing address", rectification_value="Rue Neuve 1\n1000 Brussels"),
+    RightDetails(RequestType.OBJECTION, objection_processing="Profiling for offers", direct_marketing=True),
+]
+
+
+def test_the_confirmation_of_a_web_request_gives_back_what_the_subject_told_us_as_the_status_page_does():
+    """Their address was just confirmed by its owner: the email may hold what they wrote, as their record of it."""
+    from requests_app.models import Status
+    from tests.factories import request_in_status
+
+    with time_machine.travel(RECEIVED, tick=False):
+        request = request_in_status(Status.NEW, rights=TOLD_US, description="Also my <old> address.", signature="Ana P.")
+        emails.send_request_confirmed_email(request)
+    [message] = mail.outbox
+    html = unescape(_html(message))
+    for expected in (
+        "<h2>You asked us to</h2>\n<ul><li>Access a copy of my data</li><li>Correct or complete my data</li>",
+        "<h2>What you told us</h2>",
+        "<h3>Correct or complete my data</h3>",
+        '<dt>What should it say?</dt><dd dir="auto">Rue Neuve 1<br>1000 Brussels</dd>',
+        '<dt>Which processing or purpose do you object to?</dt><dd dir="auto">Profiling for offers</dd>',
+        "<p>My objection is to direct marketing (including profiling for it).</p>",
+        '<p dir="auto">Also my <old> address.</p>',
+        "You signed the request “<bdi>Ana P.</bdi>” on 2 March 2026.",
+    ):
+        assert expected in html
+    assert "Also my &lt;old&gt; address." in _html(message)  # what they typed is text, never markup
+    for expected in (
+        "You asked us to\n- Access a copy of my data\n- Correct or complete my data\n- Object to the processing of my data\n",
+        "What you told us\n",
+        "Correct or complete my data\nWhich data is incorrect or incomplete?\nBilling address\nWhat should it say?\nRue Neuve 1\n1000 Brussels\n",
+        "Object to the processing of my data\nWhich processing or purpose do you object to?\nProfiling for offers\n"
+        "My objection is to direct marketing (including profiling for it).\n",
+        "Anything else you told us\nAlso my <old> address.\n",
+        "You signed the request “Ana P.” on 2 March 2026.",
+    ):
+        assert expected in message.body
+
+
+def test_the_confirmation_of_a_request_without_details_says_the_rights_were_all():
+    from requests_app.models import Status
+    from tests.factories import request_in_status
+
+    request = request_in_status(Status.NEW, rights=[RightDetails(RequestType.ERASURE)], description="", signature="")
+    emails.send_request_confirmed_email(request)
+    [message] = mail.outbox
+    for body in (message.body, _html(message)):
+        assert "Erase my data" in body
+        assert "Only the rights listed above: you gave no other details." in body
+
+
+def test_the_confirmation_gives_back_what_the_subject_told_us_in_their_language():
+    from django.utils import translation
+    from django.utils.translation import gettext
+
+    from requests_app.forms import RequestForm
+    from requests_app.models import Status
+    from tests.factories import request_in_status
+
+    request = request_in_status(Status.NEW, rights=TOLD_US, language="fr")
+    emails.send_request_confirmed_email(request)
+    [message] = mail.outbox
+    with translation.override("fr"):
+        question, told = str(RequestForm.base_fields["rectification_data"].label), gettext("What you told us")
+    assert question != "Which data is incorrect or incomplete?"
+    for body in (message.body, unescape(_html(message))):
+        assert question in body and told in body
+
+
+@pytest.mark.parametrize("channel", [Channel.API, Channel.EMAIL])
+def test_the_confirmation_of_a_request_received_directly_gives_back_none_of_its_details(channel):
+    """Written down by staff or an organisation, and sent to an address nobody confirmed yet (a typo's owner would
+    read them): the status page, once the address is confirmed, has them."""
+    request = submit_request(rights=TOLD_US, channel=channel, description="Also my old address.", signature="Ana P.")
+    emails.send_request_confirmed_email(request)
+    [message] = mail.outbox
+    for body in (message.body, _html(message)):
+        for private in ("What you told us", "Billing address", "Profiling for offers", "Also my old address.", "Ana P.", "You asked us to"):
+            assert private not in body
