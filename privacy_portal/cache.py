@@ -1,4 +1,5 @@
-"""The cache holds rate-limit counters only: the public form's per-address limit, the API's per-key
+"""The cache holds rate-limit counters only: the public forms' limits per client address and per email address
+(counted under a keyed hash of it, never the address), the API's per-key
 throttle, its per-address budget of calls without a valid key, and the per-address limit of
 Content-Security-Policy violation reports. When Redis cannot be reached, those
 limits are not enforced for a while, rather than every request being refused: a privacy request must

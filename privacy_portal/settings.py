@@ -461,7 +461,12 @@ UNVERIFIED_REQUEST_EXPIRY = timedelta(days=env_int("UNVERIFIED_REQUEST_EXPIRY_DA
 # years by default: longer than the CCPA's 24 months of request records, and time for a complaint to the
 # supervisory authority. The reference, the audit trail and the certificate stay.
 CLOSED_REQUEST_RETENTION = timedelta(days=env_int("CLOSED_REQUEST_RETENTION_DAYS", 3 * 365))
-SUBMISSION_RATE_LIMIT = env_rate("SUBMISSION_RATE_LIMIT", "10/h")
+# The public pages' limits (requests_app.views.over_the_limit): submissions, link re-sends and replies per client
+# address, generous, since a mobile operator puts many subscribers behind one address (carrier-grade NAT); and
+# per email address, tight, so that one person sending again and again, or sending our emails to someone else's
+# address, is stopped early without using up the budget of everyone behind the same address.
+SUBMISSION_RATE_LIMIT = env_rate("SUBMISSION_RATE_LIMIT", "100/h")
+SUBMISSION_EMAIL_RATE_LIMIT = env_rate("SUBMISSION_EMAIL_RATE_LIMIT", "10/h")
 # The currency of an Art. 12(5) fee, as the fee letter writes it after the amount (ISO 4217).
 FEE_CURRENCY = env_str("FEE_CURRENCY", "EUR")
 ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)

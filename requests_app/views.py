@@ -3,6 +3,7 @@
 import datetime
 import hashlib
 import json
+import logging
 
 from django.conf import settings
 from django.contrib import messages
@@ -10,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone, translation
+from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 from django_ratelimit.core import is_ratelimited
@@ -24,24 +26,64 @@ from requests_app.models import (
     TEXT_MAX_CHARS,
     ActionStatus,
     ExportStatus,
+    IdentityKind,
     PrivacyRequest,
     Status,
+    normalised_identifier,
 )
 from requests_app.services import certificate, deadlines, exports, handling, intake
 from requests_app.wording import amount_in_words, date_in_words, masked_email
+
+logger = logging.getLogger(__name__)
 
 
 def submission_rate(group, request):
     return settings.SUBMISSION_RATE_LIMIT
 
 
-def over_the_limit(request: HttpRequest, group: str) -> bool:
-    """Count this submission against its client's address; True once there were too many.
+def email_submission_rate(group, request):
+    return settings.SUBMISSION_EMAIL_RATE_LIMIT
+
+
+# Which limit a refused submission reached: its client's network address, or the email address it is for.
+OVER_THE_NETWORK_LIMIT = "network"
+OVER_THE_EMAIL_LIMIT = "email"
+
+
+def email_counter_key(email: str) -> str:
+    """What the per-email limit counts under: a keyed hash of the address, never the address, so that the cache holds
+    no personal data (an unkeyed hash of an address is reversed by hashing guesses). One mailbox, one count: the
+    address lower-cased (normalised_identifier) and without a "+tag", which most mail services deliver to the same
+    mailbox."""
+    local, _at, domain = normalised_identifier(IdentityKind.EMAIL, email).rpartition("@")
+    mailbox = f"{local.partition('+')[0] or local}@{domain}"
+    return salted_hmac("requests_app.views.email_counter_key", mailbox, algorithm="sha256").hexdigest()
+
+
+def over_the_limit(request: HttpRequest, group: str, *, email: str = "") -> str | None:
+    """Count this submission against its client's network address and, given one, the email address it is for;
+    the limit it went over (OVER_THE_NETWORK_LIMIT, OVER_THE_EMAIL_LIMIT), else None.
 
     Called for valid submissions only: a typing mistake does not use up an attempt,
     and the page shown when the limit is reached keeps what was typed.
+
+    A submission refused by the email address's limit does not count against the network address's: one person
+    sending again and again from behind a mobile operator's shared address (carrier-grade NAT) must not use up the
+    budget of everyone behind it. Hence the network address's count is looked at first, and added to last.
     """
-    return is_ratelimited(request, group=group, key="ip", rate=submission_rate, increment=True)
+    if is_ratelimited(request, group=group, key="ip", rate=submission_rate, increment=False):
+        limit = OVER_THE_NETWORK_LIMIT
+    elif email and is_ratelimited(
+        request, group=f"{group}-email", key=lambda _group, _request: email_counter_key(email), rate=email_submission_rate,
+        increment=True,
+    ):
+        limit = OVER_THE_EMAIL_LIMIT
+    elif is_ratelimited(request, group=group, key="ip", rate=submission_rate, increment=True):
+        limit = OVER_THE_NETWORK_LIMIT
+    else:
+        return None
+    logger.warning("%s refused: over the per-%s address limit", group, limit)
+    return limit
 
 
 def submit_request(request: HttpRequest) -> HttpResponse:
@@ -57,8 +99,8 @@ def submit_request(request: HttpRequest) -> HttpResponse:
             if reference:
                 return _sent_again(request, reference)
             details = form.submit_kwargs()
-            if over_the_limit(request, "submit"):
-                context = {"form": form, "notice": _privacy_notice(), "rate_limited": True}
+            if limit := over_the_limit(request, "submit", email=details["subject_email"]):
+                context = {"form": form, "notice": _privacy_notice(), "rate_limited": limit}
                 return render(request, "requests_app/submit.html", context, status=429)
             try:
                 privacy_request = intake.request_submit(**details, actor=Actor.subject())
@@ -156,8 +198,8 @@ def resend_link(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = ResendLinkForm(request.POST)
         if form.is_valid():
-            if over_the_limit(request, "resend"):
-                return render(request, "requests_app/resend.html", {"form": form, "rate_limited": True}, status=429)
+            if limit := over_the_limit(request, "resend", email=form.cleaned_data["email"]):
+                return render(request, "requests_app/resend.html", {"form": form, "rate_limited": limit}, status=429)
             intake.request_resend_link(**form.cleaned_data)
             # The same answer whether or not the details matched.
             return render(request, "requests_app/resend_done.html")
@@ -332,14 +374,24 @@ def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
             validate_attachment(document)
         except ValidationError as error:  # refused before counting: a photo in the wrong format uses up no attempt
             return _reply_refused(request, privacy_request, body, " ".join(error.messages), field="document")
-    # Each reply is stored and emailed to the assignee, each document stored: bounds per client, as for
-    # submissions, the documents' apart (words alone can still explain a document refused).
-    if document is not None and over_the_limit(request, "reply-document"):
-        return _reply_refused(
-            request, privacy_request, body, _("Too many documents sent from here: try again later."), status=429, field="document"
+    # Each reply is stored and emailed to the assignee, each document stored: bounds per client and per the request's
+    # email address, as for submissions, the documents' apart (words alone can still explain a document refused).
+    email = privacy_request.subject_email
+    if document is not None and (limit := over_the_limit(request, "reply-document", email=email)):
+        reason = (
+            _("Too many documents sent from here: try again later.")
+            if limit == OVER_THE_NETWORK_LIMIT
+            else _("Too many documents sent for this request in a short time: try again later.")
         )
-    if document is None and body.strip() and over_the_limit(request, "reply"):  # an empty post is refused below, uncounted
-        return _reply_refused(request, privacy_request, body, _("Too many messages sent from here: try again later."), status=429)
+        return _reply_refused(request, privacy_request, body, reason, status=429, field="document")
+    # An empty post is refused below, uncounted.
+    if document is None and body.strip() and (limit := over_the_limit(request, "reply", email=email)):
+        reason = (
+            _("Too many messages sent from here: try again later.")
+            if limit == OVER_THE_NETWORK_LIMIT
+            else _("Too many messages sent for this request in a short time: try again later.")
+        )
+        return _reply_refused(request, privacy_request, body, reason, status=429)
     try:
         handling.subject_reply(
             request=privacy_request, body=body, document=document,

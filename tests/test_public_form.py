@@ -458,6 +458,69 @@ def test_submissions_are_rate_limited_per_ip(client, settings):
 
 
 @pytest.mark.django_db
+def test_many_people_behind_one_mobile_operators_address_can_each_file(client, settings):
+    """Carrier-grade NAT: subscribers share one public address; each files under their own email address."""
+    settings.SUBMISSION_RATE_LIMIT, settings.SUBMISSION_EMAIL_RATE_LIMIT = "4/h", "1/h"
+    for n in range(4):
+        assert Client().post(reverse("submit"), {**VALID, "subject_email": f"subscriber{n}@example.com"}, REMOTE_ADDR="198.51.100.40").status_code == 302
+    limited = Client().post(reverse("submit"), {**VALID, "subject_email": "subscriber9@example.com"}, REMOTE_ADDR="198.51.100.40")
+    assert limited.status_code == 429
+    assert "We have received many submissions from your network in a short time." in limited.content.decode()
+    assert PrivacyRequest.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_one_email_address_is_stopped_early_without_using_up_its_networks_budget(client, settings):
+    settings.SUBMISSION_RATE_LIMIT, settings.SUBMISSION_EMAIL_RATE_LIMIT = "4/h", "2/h"
+    # The same mailbox however it is written: case, and a "+tag" most mail services deliver to the same mailbox.
+    for email in ("ana@example.com", "Ana+again@Example.com"):
+        assert Client().post(reverse("submit"), {**VALID, "subject_email": email}, REMOTE_ADDR="198.51.100.41").status_code == 302
+    for _ in range(5):
+        limited = Client().post(reverse("submit"), {**VALID, "subject_email": "ANA@example.com"}, REMOTE_ADDR="198.51.100.41")
+        assert limited.status_code == 429
+    page = limited.content.decode()
+    assert "We have received many submissions for this email address in a short time." in page
+    assert "from your network" not in page
+    # Nothing typed is lost: the form comes back filled in.
+    assert 'value="Ana Peeters"' in page and 'value="ANA@example.com"' in page and "Please include call records.</textarea>" in page
+    # The five refused did not count against the address shared with others: two more people can still file.
+    for email in ("bob@example.com", "carol@example.com"):
+        assert Client().post(reverse("submit"), {**VALID, "subject_email": email}, REMOTE_ADDR="198.51.100.41").status_code == 302
+    assert PrivacyRequest.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_an_email_address_is_limited_from_any_network(client, settings):
+    settings.SUBMISSION_EMAIL_RATE_LIMIT = "1/h"
+    assert Client().post(reverse("submit"), VALID, REMOTE_ADDR="198.51.100.42").status_code == 302
+    assert Client().post(reverse("submit"), VALID, REMOTE_ADDR="203.0.113.42").status_code == 429
+
+
+def test_the_email_limit_counts_under_a_keyed_hash_of_the_mailbox_never_the_address(settings):
+    import hashlib
+
+    from requests_app.views import email_counter_key
+
+    key = email_counter_key("ana@example.com")
+    assert key == email_counter_key(" Ana+news@EXAMPLE.com") != email_counter_key("bob@example.com")
+    assert "ana" not in key and key != hashlib.sha256(b"ana@example.com").hexdigest()
+    settings.SECRET_KEY = "another-secret-key-for-this-test-only-0123456789abcdef"
+    assert email_counter_key("ana@example.com") != key  # not reversed by hashing guesses without the key
+
+
+@pytest.mark.django_db
+def test_the_rate_limits_log_and_store_no_email_address(client, settings, caplog):
+    from django.core.cache import cache
+
+    settings.SUBMISSION_EMAIL_RATE_LIMIT = "1/h"
+    for _ in range(2):
+        Client().post(reverse("submit"), {**VALID, "subject_email": "ana.peeters@example.com"}, REMOTE_ADDR="198.51.100.43")
+    assert "submit refused: over the per-email address limit" in caplog.text
+    assert "ana.peeters" not in caplog.text
+    assert not [key for key in cache._cache if "ana.peeters" in key]
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("url", "data"),
     [("/", VALID), ("/lost-link/", {"reference": "DSR-2026-00042", "email": "ana@example.com"})],

@@ -536,7 +536,8 @@ def test_a_document_over_the_size_limit_is_refused(client, settings):
 def test_one_request_takes_ten_documents_at_most(client, settings):
     from requests_app.services.handling import SUBJECT_DOCUMENTS_MAX
 
-    settings.SUBMISSION_RATE_LIMIT = "100/h"  # not the per-client limit, which would stop the eleventh first
+    # Not the per-client and per-address limits, which would stop the eleventh first.
+    settings.SUBMISSION_RATE_LIMIT = settings.SUBMISSION_EMAIL_RATE_LIMIT = "100/h"
     request = request_in_status(Status.IN_PROGRESS)
     for _ in range(SUBJECT_DOCUMENTS_MAX):
         assert send_document(client, request).status_code == 302
@@ -586,6 +587,23 @@ def test_messages_are_limited_per_client_as_submissions_are(client, settings):
     page = answers[-1].content.decode()
     assert "Too many messages sent from here: try again later." in page and ">Message number 2</textarea>" in page
     assert request.messages.count() == 2
+
+
+@pytest.mark.django_db
+def test_messages_and_documents_are_limited_per_the_requests_email_address_from_any_network(client, settings):
+    settings.SUBMISSION_EMAIL_RATE_LIMIT = "1/h"
+    request = request_in_status(Status.IN_PROGRESS)
+    url = reverse("reply", args=[request.reference, request.secret])
+    assert client.post(url, {"body": "First"}, REMOTE_ADDR="198.51.100.50").status_code == 302
+    refused = client.post(url, {"body": "Second"}, REMOTE_ADDR="203.0.113.50")
+    assert refused.status_code == 429
+    page = refused.content.decode()
+    assert "Too many messages sent for this request in a short time: try again later." in page and ">Second</textarea>" in page
+    assert send_document(client, request).status_code == 302
+    refused = send_document(client, request)
+    assert refused.status_code == 429
+    assert "Too many documents sent for this request in a short time: try again later." in refused.content.decode()
+    assert request.messages.count() == 2 and request.attachments.count() == 1
 
 
 @pytest.mark.django_db

@@ -179,6 +179,18 @@ def test_resending_is_rate_limited_and_keeps_what_was_typed(client, settings):
     assert len(mail.outbox) == 2  # the first link and one re-send
 
 
+def test_resending_is_limited_per_email_address_from_any_network(client, settings):
+    settings.SUBMISSION_EMAIL_RATE_LIMIT = "1/h"
+    request = submit_request()
+    details = {"reference": request.reference, "email": "ana@example.com"}
+    assert client.post(reverse("resend_link"), details, REMOTE_ADDR="198.51.100.21").status_code == 200
+    limited = client.post(reverse("resend_link"), {**details, "email": "Ana@Example.com"}, REMOTE_ADDR="203.0.113.21")
+    assert limited.status_code == 429
+    assert "We have received many submissions for this email address in a short time." in limited.content.decode()
+    assert f'value="{request.reference}"' in limited.content.decode()
+    assert len(mail.outbox) == 2  # the first link and one re-send
+
+
 def test_a_confirmed_request_gets_its_status_link_again(client):
     request = submit_request(subject_email="ana@example.com", language="fr")
     from requests_app.services.intake import request_verify_email
