@@ -330,6 +330,7 @@ class QueueFilters:
     sort: str = "due_on"
     invalid: bool = False  # a filter value could not be read: nothing matches
     search_lost: bool = False  # (with invalid) the search named is no longer kept in the session
+    search_too_short: bool = False  # (with invalid) the search would list most requests (search_too_broad)
 
 
 SCOPE_STATUSES = {"open": OPEN_STATUSES, "closed": CLOSED_STATUSES, "all": None}
@@ -346,13 +347,19 @@ FACETS = ("status", "type", "regime", "assignee", "due", "channel", "organisatio
 # with spaces or nothing for its hyphens. What is typed is compared with the reference without its hyphens.
 REFERENCE_TYPED = re.compile(r"[DSRdsr0-9 -]+")
 WHOLE_REFERENCE = re.compile(r"DSR([0-9]{4})([0-9]{5,9})")  # converters.ReferenceConverter's, without the hyphens
-# A part of one: at least three digits, since pg_trgm's index (migration 0070) narrows nothing with fewer.
-REFERENCE_PART = re.compile(r"(?:DSR|SR|R)?[0-9]{3,}")
+# A part of one: digits, after the end of "DSR" if it is given (the year then follows at once).
+REFERENCE_PART = re.compile(r"(DSR|SR|R)?([0-9]+)")
+# A part must give this many digits of the reference's number (after the year): the year, or "2026-0", is the
+# start of almost every reference, and a search would list them all, round the queue's filters.
+MIN_REFERENCE_NUMBER_DIGITS = 4
+# A name (name_search_key: letters and digits) must give this many: "a" or "an" is in most names.
+MIN_NAME_CHARACTERS = 3
 PHONE_TYPED = re.compile(r"[+\d][\d\s().-]{5,}")
 
 
 def _reference_search(q: str) -> Q | None:
-    """The requests whose reference is `q` or contains it, or None when `q` cannot be (part of) a reference."""
+    """The requests whose reference is `q` or contains it, or None when `q` cannot be (part of) a reference or
+    gives fewer than MIN_REFERENCE_NUMBER_DIGITS digits of its number."""
     if not REFERENCE_TYPED.fullmatch(q):
         return None
     typed = re.sub(r"[ -]", "", q).upper()
@@ -360,9 +367,35 @@ def _reference_search(q: str) -> Q | None:
     if whole:
         # Exact: DSR-2026-10012 is also a part of DSR-2026-100123.
         return Q(reference=f"DSR-{whole[1]}-{whole[2]}")
-    if REFERENCE_PART.fullmatch(typed):
-        return Q(Contains(Replace("reference", Value("-"), Value("")), typed))
-    return None
+    part = REFERENCE_PART.fullmatch(typed)
+    if part is None:
+        return None
+    prefix, digits = part.groups()
+    # After "DSR" (or its end) come the four digits of the year: they narrow nothing.
+    number_digits = len(digits) - 4 if prefix else len(digits)
+    if number_digits < MIN_REFERENCE_NUMBER_DIGITS:
+        return None
+    # Without a prefix the digits may straddle the year ("20260" is "2026-0"): the number itself, after the last
+    # hyphen, must hold the last four. The first condition is the one the trigram index (migration 0070) serves;
+    # the second is not anchored at the start, where every reference's "DSR-" would lead the planner to the
+    # reference's own index, which narrows nothing.
+    last_digits = digits[-MIN_REFERENCE_NUMBER_DIGITS:]
+    return Q(Contains(Replace("reference", Value("-"), Value("")), typed)) & Q(
+        reference__regex=rf"-[0-9]*{last_digits}[0-9]*$"
+    )
+
+
+def search_too_broad(q: str) -> bool:
+    """Whether the queue's search `q` is too short to narrow the requests to a few: part of a reference that gives
+    fewer than MIN_REFERENCE_NUMBER_DIGITS digits of its number ("2026", "DSR", "2026-0"), or a name of fewer than
+    MIN_NAME_CHARACTERS letters. Such a search matches nothing (_search), rather than most requests. An email
+    address (matched whole) or a phone number (matched as a whole number) is never too broad."""
+    q = q.strip()
+    if not q or "@" in q or PHONE_TYPED.fullmatch(q):
+        return False
+    if REFERENCE_TYPED.fullmatch(q):  # digits, and of letters only those of "DSR": no one's name
+        return _reference_search(q) is None
+    return len(name_search_key(q)) < MIN_NAME_CHARACTERS
 
 
 def _search(queryset, q: str):
@@ -378,9 +411,9 @@ def _search(queryset, q: str):
         return queryset.filter(phone if reference is None else phone | reference)
     if reference is not None:
         return queryset.filter(reference)
-    # A query of punctuation only is matched as typed.
-    name = name_search_key(q)
-    return queryset.filter(name_for_search__contains=name) if name else queryset.filter(subject_name__icontains=q)
+    if search_too_broad(q):
+        return queryset.none()
+    return queryset.filter(name_for_search__contains=name_search_key(q))
 
 
 def unassigned() -> Q:

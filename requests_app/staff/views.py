@@ -405,10 +405,20 @@ def queue_filters(request: HttpRequest, query) -> selectors.QueueFilters:
         # token would show, and let a bulk action change, the whole queue.
         return selectors.QueueFilters(invalid=True, search_lost=True)
     data["q"] = searches.get(token, "")
-    return forms.QueueFilterForm(data).filters()
+    filters = forms.QueueFilterForm(data).filters()
+    if selectors.search_too_broad(filters.q):
+        # It would list most requests, round the other filters; the search box keeps it, to be made longer.
+        return selectors.QueueFilters(invalid=True, search_too_short=True, q=filters.q)
+    return filters
 
 
 def _unreadable_filter_message(filters: selectors.QueueFilters) -> str:
+    if filters.search_too_short:
+        return _(
+            "That search is too short to narrow the list, so nothing matches. Give at least %(digits)s digits of "
+            "a reference's number (as in 2026-00123 or 00123), %(letters)s letters of a name, a whole email "
+            "address or a phone number."
+        ) % {"digits": selectors.MIN_REFERENCE_NUMBER_DIGITS, "letters": selectors.MIN_NAME_CHARACTERS}
     if filters.search_lost:
         return _(
             "This search is no longer kept (newer searches replaced it, or it was made in another session), "

@@ -477,6 +477,54 @@ def test_a_reference_is_found_by_a_part_of_it_in_any_case_and_spacing(dpo_client
     assert shown_total(response) == len(expected)
 
 
+SEARCH_TOO_SHORT = (
+    "That search is too short to narrow the list, so nothing matches. Give at least 4 digits of a reference's number "
+    "(as in 2026-00123 or 00123), 3 letters of a name, a whole email address or a phone number."
+)
+
+
+@pytest.mark.parametrize("q", ["2", "DSR", "dsr-2026", "DSR-2026-0", "R 2026 012", "an", ".", " - "])
+@pytest.mark.django_db
+def test_a_search_too_short_to_narrow_the_list_shows_nothing_and_says_so(dpo_client, people, numbered, q):
+    """"2026" or "DSR" is the start of almost every reference, "an" in most names: the search listed most requests,
+    round the queue's other filters. It lists none, the page says why, and the box keeps what was typed."""
+    # Posted as search() does, without its check that the text is not in the URL: "2" may be in the token.
+    response = dpo_client.post(reverse("staff:queue_search"), {"q": q, "query": "scope=all"}, follow=True)
+    assert listed(response) == [] and shown_total(response) == 0
+    assert errors(response) == [SEARCH_TOO_SHORT]
+    assert f'value="{html.escape(q.strip())}"' in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        # Four digits of the number are enough, with or without the year; the year's digits do not count.
+        ("0123", {"DSR-2026-00123", "DSR-2025-00123", "DSR-2026-01230", "DSR-2026-100123"}),
+        ("DSR-2026-0123", {"DSR-2026-01230"}),
+        # Four digits alone are looked for in the number only, not the year: no number here holds 2026.
+        ("2026", set()),
+        # Five digits, but across the year and the number: "2026-0" is the start of almost every reference.
+        ("20260", set()),
+    ],
+)
+@pytest.mark.django_db
+def test_a_part_of_a_reference_must_give_four_digits_of_its_number(dpo_client, numbered, q, expected):
+    response = search(dpo_client, q, query="scope=all")
+    assert set(listed(response)) == expected
+    assert errors(response) == []
+
+
+@pytest.mark.django_db
+def test_bulk_everything_with_a_search_too_short_changes_nothing(dpo_client, handler):
+    make(), make(Status.IN_PROGRESS)
+    token_query = search(dpo_client, "DSR-2026").redirect_chain[-1][0].split("?", 1)[1]
+
+    response = bulk(dpo_client, action="assign", assignee=handler.username, everything="on", query=token_query)
+
+    assert PrivacyRequest.objects.filter(assignee__isnull=False).count() == 0
+    assert errors(dpo_client.get(response.url))[-1] == SEARCH_TOO_SHORT
+
+
 @pytest.mark.django_db
 def test_digits_are_looked_for_in_phone_numbers_and_references_at_once(dpo_client, people, numbered):
     """Digits may be a phone number or part of a reference: "0475 12 34 56" is Ana's phone number, and its digits
