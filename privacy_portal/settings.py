@@ -511,6 +511,14 @@ DEADLINE_REMINDER_DAYS = env_int_list("DEADLINE_REMINDER_DAYS", "7,2,0")
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 30))
+# And failures from every address together lock the username out everywhere (staff.lockout): this many wrong
+# passwords within so many minutes, from addresses the account never signed in from, refuse it for as many minutes
+# more, except from an address it did sign in from (a guesser could otherwise keep anyone out for good).
+AXES_HANDLER = "requests_app.staff.lockout.StaffSignInHandler"
+LOGIN_USERNAME_FAILURE_LIMIT = env_int("LOGIN_USERNAME_FAILURE_LIMIT", 10)
+LOGIN_USERNAME_LOCKOUT = timedelta(minutes=env_int("LOGIN_USERNAME_LOCKOUT_MINUTES", 15))
+if LOGIN_USERNAME_FAILURE_LIMIT < 1 or LOGIN_USERNAME_LOCKOUT <= timedelta(0):
+    raise ImproperlyConfigured("LOGIN_USERNAME_FAILURE_LIMIT and LOGIN_USERNAME_LOCKOUT_MINUTES must be 1 or more")
 # django-axes' records name the username typed and the address and browser it came from: its failed attempts (what a
 # lockout counts) and its log of sign-ins are deleted this long after (tasks.purge_sign_in_records). Never before a
 # lockout ends: it counts the failures of the last LOGIN_LOCKOUT_MINUTES.

@@ -627,6 +627,37 @@ def send_webhook_disabled_email(endpoint_id: int) -> bool:
     return True
 
 
+def send_username_locked_out_email(lockout_id: int) -> bool:
+    """Tell a staff member, and the DPO, that sign-in to their account is locked out from every address it never
+    signed in from (staff.lockout): someone is guessing its password. Once per lockout: the row stays locked while
+    the email goes out, and records which lockout it told of. Names no address, and nothing typed but the username,
+    an account's."""
+    from django.contrib.auth import get_user_model
+
+    from requests_app.models import UsernameLockout
+
+    with transaction.atomic():
+        lockout = UsernameLockout.objects.select_for_update().filter(pk=lockout_id).first()
+        if lockout is None or lockout.locked_until is None or lockout.alert_sent_for == lockout.locked_until:
+            return False
+        user = get_user_model().objects.filter(username=lockout.username).first()
+        if user is None:
+            return False
+        context = {
+            "username": user.get_username(),
+            "failures": settings.LOGIN_USERNAME_FAILURE_LIMIT,
+            "minutes": int(settings.LOGIN_USERNAME_LOCKOUT.total_seconds() // 60),
+            "locked_until": lockout.locked_until,
+        }
+        recipients = [(user.email, staff_language(user))] if user.email else []
+        if settings.DPO_EMAIL and settings.DPO_EMAIL != user.email:
+            recipients.append((settings.DPO_EMAIL, settings.LANGUAGE_CODE))
+        for address, language in recipients:
+            deliver(render_email("username-locked-out", context, to=[address], language=language))
+        UsernameLockout.objects.filter(pk=lockout_id).update(alert_sent_for=lockout.locked_until)
+    return True
+
+
 def _category_changed(slug: str, only_before: dict | None) -> str:
     """A category an Art. 19 notice names, with the limit of an erasure that took only its older records."""
     if only_before is None:

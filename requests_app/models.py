@@ -1050,6 +1050,21 @@ class IdempotencyRecord(models.Model):
         indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
 
 
+class UsernameLockout(models.Model):
+    """Wrong passwords for one username from every address this account never signed in from, counted in windows
+    of LOGIN_USERNAME_LOCKOUT_MINUTES, and the lockout they began (staff.lockout): django-axes counts a username's
+    failures from each address apart, and a guesser spreading theirs over many addresses was never locked out.
+    One row per username typed, an account's or not, so that a lockout says nothing of whether one exists."""
+
+    # As typed, as django-axes keeps it; deleted with its records (staff_setup.purge_sign_in_records).
+    username = models.CharField(max_length=255, unique=True)
+    window_started_at = models.DateTimeField()
+    failures = models.PositiveIntegerField(default=0)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    # The locked_until of the lockout whose email went: a redelivered task must not send it twice.
+    alert_sent_for = models.DateTimeField(null=True, blank=True)
+
+
 class WebhookEvent(models.TextChoices):
     REQUEST_CREATED = "request.created", "request.created"
     REQUEST_STATUS_CHANGED = "request.status_changed", "request.status_changed"

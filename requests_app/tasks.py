@@ -318,6 +318,13 @@ def send_webhook_disabled_email(endpoint_id: int) -> bool:
     return emails.send_webhook_disabled_email(endpoint_id)
 
 
+@shared_task(**EMAIL_RETRY)
+def send_username_locked_out_email(lockout_id: int) -> bool:
+    """Tell a staff member and the DPO that sign-in to the account is locked out from every address it never signed
+    in from (staff.lockout); once per lockout."""
+    return emails.send_username_locked_out_email(lockout_id)
+
+
 @shared_task(acks_late=True)
 def verify_audit_chain() -> bool:
     """Nightly: walk the whole audit chain, record the result, and alert the DPOs if it is broken."""

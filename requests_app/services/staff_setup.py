@@ -21,7 +21,7 @@ from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.sessions.models import Session
 from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
@@ -32,7 +32,9 @@ from django_otp.util import random_hex
 
 from requests_app import roles, tasks
 from requests_app.audit import Actor, record_event
+from requests_app.models import UsernameLockout
 from requests_app.purging import delete_in_batches
+from requests_app.staff import lockout
 
 
 class SetupTokenGenerator(PasswordResetTokenGenerator):
@@ -152,8 +154,10 @@ def end_sessions(user, *, keep: str | None) -> int:
 
 
 def sign_in_locked_out(user) -> bool:
-    """Whether django-axes holds the account's username locked out from some address: LOGIN_FAILURE_LIMIT
-    wrong passwords from it within LOGIN_LOCKOUT_MINUTES (AXES_LOCKOUT_PARAMETERS: username and address)."""
+    """Whether the account's username is locked out: by django-axes from some address (LOGIN_FAILURE_LIMIT wrong
+    passwords from it within LOGIN_LOCKOUT_MINUTES), or from every address (staff.lockout)."""
+    if lockout.locked_everywhere(user.get_username()):
+        return True
     recent = AccessAttempt.objects.filter(username=user.get_username(), attempt_time__gte=timezone.now() - settings.AXES_COOLOFF_TIME)
     per_address = recent.values("ip_address").annotate(failures=Sum("failures_since_start"))
     return per_address.filter(failures__gte=settings.AXES_FAILURE_LIMIT).exists()
@@ -165,6 +169,7 @@ def unlock_sign_in(*, user, actor: Actor) -> None:
     typed as usernames (a password in the wrong box too) and deleted records unaudited, are off."""
     with transaction.atomic():
         axes_reset(username=user.get_username())
+        UsernameLockout.objects.filter(username=user.get_username()).delete()
         record_event(None, "staff_sign_in_unlocked", actor=actor, data={"user": user.get_username()})
 
 
@@ -180,4 +185,9 @@ def purge_sign_in_records(*, batch_size: int = 1000) -> int:
     cutoff = timezone.now() - settings.LOGIN_ATTEMPT_RETENTION
     old_attempts = AccessAttempt.objects.filter(attempt_time__lt=cutoff)
     purged = delete_in_batches(old_attempts, order_by=("attempt_time", "id"), batch_size=batch_size)
+    # The counts across addresses (staff.lockout) go with them, once their window and any lockout ended before.
+    old_counts = UsernameLockout.objects.filter(window_started_at__lt=cutoff).filter(
+        Q(locked_until__isnull=True) | Q(locked_until__lt=cutoff)
+    )
+    purged += delete_in_batches(old_counts, order_by=("window_started_at", "id"), batch_size=batch_size)
     return purged + AxesProxyHandler.reset_logs(age_days=settings.LOGIN_ATTEMPT_RETENTION.days)
