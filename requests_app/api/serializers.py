@@ -13,6 +13,7 @@ from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import SkipField, empty
+from rest_framework.settings import api_settings
 
 from requests_app import selectors
 from requests_app.forms import DETAIL_WITHOUT_ITS_RIGHT, RequestForm
@@ -365,7 +366,33 @@ class MessageSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class RequestListFilter(serializers.Serializer):
+UNKNOWN_PARAMETER = gettext_lazy("Unknown parameter: check its name against the API schema.")
+
+
+class ListFilters(serializers.Serializer):
+    """A list's filters, read from the query string."""
+
+    # What a list reads besides its filters: the cursor of a page, and DRF's format override.
+    OTHER_PARAMETERS = ("cursor", api_settings.URL_FORMAT_OVERRIDE)
+
+    def to_internal_value(self, data):
+        # A field reads only the last of a repeated parameter: "?status=new&status=withdrawn" listed the withdrawn
+        # requests alone, as if the first value had been read. Refused, rather than half-applied.
+        refused = {
+            name: [_("Give %(name)s once: the list filters by one value of it at a time.") % {"name": name}]
+            for name in self.fields
+            if len(data.getlist(name)) > 1
+        }
+        # A misspelt filter ("updated_after") was ignored: the whole list came back, as if it had been applied.
+        refused.update(
+            {name: [str(UNKNOWN_PARAMETER)] for name in data if name not in self.fields and name not in self.OTHER_PARAMETERS}
+        )
+        if refused:
+            raise serializers.ValidationError(refused)
+        return super().to_internal_value(data)
+
+
+class RequestListFilter(ListFilters):
     status = serializers.ChoiceField(choices=Status.choices, required=False)
     type = serializers.ChoiceField(choices=RequestType.choices, required=False)
     updated_since = SinceField(
@@ -373,18 +400,6 @@ class RequestListFilter(serializers.Serializer):
         help_text="Only requests that changed at or after this moment (ISO 8601 with its offset: `Z` or `%2B01:00`, "
         "a `+` percent-encoded in the query string); a time without an offset, or a bare date, is a 400.",
     )
-
-    def to_internal_value(self, data):
-        # A field reads only the last of a repeated parameter: "?status=new&status=withdrawn" listed the withdrawn
-        # requests alone, as if the first value had been read. Refused, rather than half-applied.
-        repeated = {
-            name: [_("Give %(name)s once: the list filters by one value of it at a time.") % {"name": name}]
-            for name in self.fields
-            if len(data.getlist(name)) > 1
-        }
-        if repeated:
-            raise serializers.ValidationError(repeated)
-        return super().to_internal_value(data)
 
 
 class ExportSerializer(serializers.Serializer):

@@ -27,7 +27,7 @@ from requests_app.api.auth import OrganisationKeyAuthentication
 from requests_app.audit import Actor, record_event
 from requests_app.api.errors import found_or_404
 from requests_app.api.views import ANSWER_HEADERS, READ_PROBLEMS, DocumentedCursorPagination, problems, success
-from requests_app.api.serializers import RefusesUnknownFields, SinceField
+from requests_app.api.serializers import ListFilters, RefusesUnknownFields, SinceField
 from requests_app.models import APIKeyScope, IdentityKind, OrganisationAPIKey, SuppressionEntry, SuppressionPurpose
 from requests_app.services import suppression
 
@@ -68,7 +68,7 @@ class EntrySerializer(serializers.ModelSerializer):
         fields = ["kind", "value", "right", "added_at"]
 
 
-class EntryFilter(serializers.Serializer):
+class EntryFilter(ListFilters):
     added_since = SinceField(
         required=False,
         help_text="Only entries added at or after this moment (ISO 8601 with its offset: `Z` or `%2B01:00`, a `+` "

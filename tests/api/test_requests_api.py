@@ -467,6 +467,16 @@ def test_a_filter_given_twice_is_refused_not_half_applied(api):
 
 
 @pytest.mark.django_db
+def test_a_misspelt_filter_is_refused_not_ignored(api):
+    """"updated_after" listed every request, as if the portal's filter had been applied: a full sync it did not ask for."""
+    create(api)
+    response = api.get(URL, {"updated_after": "2026-12-01T00:00:00Z", "status": "new"})
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"updated_after": ["Unknown parameter: check its name against the API schema."]}
+    assert len(api.get(URL, {"status": "new"}).json()["results"]) == 1
+
+
+@pytest.mark.django_db
 def test_details_sent_without_their_right_are_refused_in_the_apis_words(api):
     """The web form's "tick it above" meant nothing to a portal, which has no box to tick."""
     response = api.post(URL, {**VALID, "rectification_data": "My address is Rue Haute 1."}, format="json")

@@ -46,6 +46,9 @@ def test_entries_page_by_cursor_and_filter_by_time_and_kind(lists_api, marketing
     assert lists_api.get("/api/v1/suppression-lists/marketing-email/entries/", {"kind": "fax"}).status_code == 400
     naive = lists_api.get("/api/v1/suppression-lists/marketing-email/entries/", {"added_since": since[:19]})
     assert naive.status_code == 400 and naive.json()["errors"]["added_since"][0].startswith("Give the time with its offset")
+    misspelt = lists_api.get("/api/v1/suppression-lists/marketing-email/entries/", {"since": since})
+    assert misspelt.status_code == 400
+    assert misspelt.json()["errors"] == {"since": ["Unknown parameter: check its name against the API schema."]}
     # "p=x", and "p=0001-01-01 00:00:00-23:59", out of PostgreSQL's range (a DataError, answered 500).
     for cursor in ["cD14", "cD0wMDAxLTAxLTAxIDAwOjAwOjAwLTIzOjU5"]:
         bad_cursor = lists_api.get("/api/v1/suppression-lists/marketing-email/entries/", {"cursor": cursor})
