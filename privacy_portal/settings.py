@@ -675,6 +675,13 @@ if WEBHOOK_DELIVERY_RETENTION < 2 * WEBHOOK_RETRY_WINDOW + timedelta(days=1):
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
 if not 1 <= WEBHOOK_TIMEOUT_SECONDS <= 60:
     raise ImproperlyConfigured("WEBHOOK_TIMEOUT_SECONDS must be from 1 to 60")
+# An attempt resolves its host name in a thread it waits for until its deadline only; behind a DNS server that never
+# answers, that thread lives on until the resolver gives up. At most this many such lookups are in flight per worker
+# process: with all of them waiting, an attempt fails at once ("Too slow: the host name did not resolve in time.") and
+# is tried again later, rather than leaving one more thread behind.
+WEBHOOK_MAX_PENDING_LOOKUPS = env_int("WEBHOOK_MAX_PENDING_LOOKUPS", 8)
+if WEBHOOK_MAX_PENDING_LOOKUPS < 1:
+    raise ImproperlyConfigured("WEBHOOK_MAX_PENDING_LOOKUPS must be 1 or more: no webhook could be sent")
 WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", not PRODUCTION)
 # Webhooks and recipient notices go only to public addresses: a URL that names or resolves to a loopback,
 # private, link-local or otherwise internal address would let whoever registers URLs probe the internal

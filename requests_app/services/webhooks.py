@@ -444,6 +444,11 @@ def _checked_addresses(host: str, port: int, deadline: "_Deadline") -> list[str]
     return addresses
 
 
+# Lookups started by this process whose resolver has not answered yet, at most WEBHOOK_MAX_PENDING_LOOKUPS.
+_pending_lookups = 0
+_pending_lookups_lock = threading.Lock()
+
+
 def _resolve(host: str, port: int, deadline: "_Deadline") -> list[tuple]:
     """socket.getaddrinfo(host, port), given up on (ResolutionTooSlow) when the attempt's deadline is up.
 
@@ -454,17 +459,37 @@ def _resolve(host: str, port: int, deadline: "_Deadline") -> list[tuple]:
     end by itself (the resolver gives up in the end): its thread is a daemon, so it holds up neither this
     attempt nor the worker's exit, and its answer is dropped. A thread rather than another resolver (dnspython,
     say): the name is resolved exactly as before, /etc/hosts and the system's DNS settings included.
+
+    While DNS is black-holed every attempt would leave one more such thread behind, each waiting out the
+    resolver's retries: a worker sending a steady flow of deliveries and notices piled them up. So at most
+    WEBHOOK_MAX_PENDING_LOOKUPS lookups are in flight per process; with all of them still waiting, the attempt
+    fails at once (ResolutionTooSlow, nothing sent) and the delivery is tried again at its next attempt, as one
+    whose lookup ran out of time.
     """
+    global _pending_lookups
+    with _pending_lookups_lock:
+        if _pending_lookups >= settings.WEBHOOK_MAX_PENDING_LOOKUPS:
+            raise ResolutionTooSlow()
+        _pending_lookups += 1
     outcome: dict[str, object] = {}
 
     def look_up() -> None:
+        global _pending_lookups
         try:
             outcome["answers"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except Exception as failure:  # handed to the attempt, which says what it was
             outcome["failure"] = failure
+        finally:
+            with _pending_lookups_lock:
+                _pending_lookups -= 1
 
     lookup = threading.Thread(target=look_up, name="webhook-resolve", daemon=True)
-    lookup.start()
+    try:
+        lookup.start()
+    except RuntimeError:  # no thread to be had: the slot taken above is given back, or it would be lost for good
+        with _pending_lookups_lock:
+            _pending_lookups -= 1
+        raise
     lookup.join(deadline.left())
     if lookup.is_alive():
         raise ResolutionTooSlow()

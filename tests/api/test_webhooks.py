@@ -776,6 +776,93 @@ def test_a_host_name_whose_resolver_never_answers_fails_the_attempt_at_the_deadl
         dns_answers.set()  # lets the abandoned lookup's thread end
 
 
+def _lookup_threads() -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name == "webhook-resolve")
+
+
+@pytest.mark.django_db
+def test_a_black_holed_dns_leaves_at_most_the_allowed_lookups_in_flight_and_every_delivery_is_retried(
+    monkeypatch, operator, receiver, settings
+):
+    """Each attempt gave up on its lookup at the deadline but left its thread waiting on the resolver: while DNS was
+    black-holed, a worker sending a delivery every few seconds gathered one more thread for each. Now the lookups in
+    flight are bounded; past the bound, an attempt fails at once, and every delivery is sent once DNS is back.
+    (The resolver is stood in for, as in the test above: glibc cannot be pointed at a silent socket per process.)"""
+    import socket
+
+    real_getaddrinfo, dns_answers = socket.getaddrinfo, threading.Event()
+
+    def black_holed(host, port, *args, **kwargs):
+        if host == "portal.test":
+            if not dns_answers.wait(timeout=30):
+                raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+            host = "127.0.0.1"
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", black_holed)
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1
+    settings.WEBHOOK_MAX_PENDING_LOOKUPS = 2
+    endpoint = WebhookEndpoint.objects.create(organisation=operator, url=f"http://portal.test:{receiver.server.server_port}/hooks")
+    deliveries = [
+        WebhookDelivery.objects.create(endpoint=endpoint, event="request.created", payload={"request": str(n)}, next_attempt_at=timezone.now())
+        for n in range(5)
+    ]
+    threads_before = _lookup_threads()
+    try:
+        durations = []
+        for delivery in deliveries:
+            started = time.monotonic()
+            assert webhooks.deliver(delivery_id=delivery.id) is False
+            durations.append(time.monotonic() - started)
+            assert _lookup_threads() - threads_before <= 2
+        # The first two waited for their lookups until the deadline; the other three found both still in flight.
+        assert all(0.9 < duration < 1.5 for duration in durations[:2]), durations
+        assert all(duration < 0.2 for duration in durations[2:]), durations
+        for delivery in deliveries:
+            delivery.refresh_from_db()
+            assert (delivery.status, delivery.attempts, delivery.last_error) == (
+                "pending", 1, "Too slow: the host name did not resolve in time.",
+            )
+            assert delivery.next_attempt_at > timezone.now()
+        assert receiver.received == []
+
+        dns_answers.set()  # DNS is back: the lookups left waiting end, and give their places back
+        deadline = time.monotonic() + 5
+        while _lookup_threads() > threads_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with time_machine.travel(timezone.now() + timedelta(seconds=61)):
+            webhooks.dispatch_due()
+        assert {WebhookDelivery.objects.get(pk=d.pk).status for d in deliveries} == {"delivered"}
+        assert len(receiver.received) == 5
+    finally:
+        dns_answers.set()
+
+
+def test_a_lookup_whose_thread_cannot_start_gives_its_place_back(monkeypatch, settings):
+    """Kept, the place would be lost for good: after WEBHOOK_MAX_PENDING_LOOKUPS such failures, no webhook
+    would be sent again by this process."""
+    import socket
+
+    import requests
+
+    settings.WEBHOOK_MAX_PENDING_LOOKUPS = 1
+    real_start = threading.Thread.start
+
+    def no_thread_for_lookups(thread):
+        if thread.name == "webhook-resolve":  # the attempt's deadline timer is a thread too, and starts
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(threading.Thread, "start", no_thread_for_lookups)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            webhooks.post_signed("http://portal.test/hooks", secrets=["s"], webhook_id="1", body=b"{}")
+    # The one place is free: the next lookup runs, and its answer (an unknown name) is the attempt's failure.
+    resolving(monkeypatch, "portal.test", socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+    with pytest.raises(requests.ConnectionError, match="cannot resolve the host"):
+        webhooks.post_signed("http://portal.test/hooks", secrets=["s"], webhook_id="1", body=b"{}")
+
+
 def test_a_name_the_resolver_does_not_know_is_a_connection_error_not_too_slow(monkeypatch):
     """The lookup runs in a thread of its own: its failure is still the attempt's, told apart from its silence."""
     import socket
