@@ -1,6 +1,16 @@
-"""What all connectors share: the error type and how other people's data is masked."""
+"""What all connectors share: the error types, how other people's data is masked, and how a call that failed
+for a moment is made again."""
 
+import logging
+import math
 import os
+from collections.abc import Callable, Sequence
+from time import sleep
+from typing import TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class SourceError(Exception):
@@ -8,6 +18,36 @@ class SourceError(Exception):
 
     The message names the source and the kind of failure, never the data.
     """
+
+
+class PassingFailure(Exception):
+    """A failure another attempt may not meet (a connection cut, a server busy or restarting for a moment): what
+    went wrong, naming no value, and the wait in seconds the source asked for (an HTTP Retry-After), if it asked."""
+
+    def __init__(self, reason: str, asked_wait: float | None = None):
+        super().__init__(reason)
+        self.asked_wait = asked_wait
+
+
+def retrying(source, attempt: Callable[[], T], delays: Sequence[int]) -> T:
+    """attempt()'s result, calling it again after each of `delays` (seconds) while it raises PassingFailure, waiting
+    the longer of the delay and the wait the source asked for. Each attempt must be safe to make again after one
+    that failed so (the connector's docstring says why). The error once it is given up says how many times it was
+    tried (a source's admin asked "was it only a blip?" can tell), and, like every other, names only the source and
+    the kind of failure."""
+    for tried, delay in enumerate(delays, start=1):
+        try:
+            return attempt()
+        except PassingFailure as failure:
+            wait = max(delay, failure.asked_wait or 0)
+            logger.warning("%s: %s on attempt %s of %s, trying again in %s s", source.slug, failure, tried,
+                           len(delays) + 1, math.ceil(wait))
+            sleep(wait)
+    try:
+        return attempt()
+    except PassingFailure as failure:
+        times = f", tried {len(delays) + 1} times" if delays else ""
+        raise SourceError(f"{source.slug}: {failure}{times}") from None
 
 
 MASK = "*****"

@@ -62,12 +62,10 @@ a system already failing. The run's heartbeat is stamped by a timer
 import datetime
 import email.utils
 import json
-import logging
 import math
 import tempfile
 from collections.abc import Callable, Iterator
 from functools import partial
-from time import sleep
 from typing import TypeVar
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
@@ -88,9 +86,7 @@ from requests_app.sources.actions import (
     new_values,
     refuse_identifiers_held,
 )
-from requests_app.sources.base import SourceError, mask_value, secret_from_env
-
-logger = logging.getLogger(__name__)
+from requests_app.sources.base import PassingFailure, SourceError, mask_value, retrying, secret_from_env
 
 TIMEOUT = (5, 30)  # seconds to connect, seconds between bytes
 MAX_PAGES = 100_000
@@ -98,15 +94,6 @@ MAX_PAGES = 100_000
 PASSING_STATUSES = frozenset({429, 502, 503, 504})
 
 T = TypeVar("T")
-
-
-class _Passing(Exception):
-    """A failure another attempt may not meet (see the module docstring): what went wrong, naming no value,
-    and the wait in seconds the source asked for (its Retry-After), if it asked."""
-
-    def __init__(self, reason: str, asked_wait: float | None = None):
-        super().__init__(reason)
-        self.asked_wait = asked_wait
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -180,33 +167,11 @@ class HTTPConnector:
         return self._retrying(partial(self._attempt, method, url, missing_ok=missing_ok, **kwargs))
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
-        """attempt()'s result, calling it again after each of HTTP_SOURCE_RETRY_DELAYS while it raises _Passing.
-        The error once it is given up says how many times it was tried (a partner's admin asked "was it only
-        a blip?" can tell), and, like every other, names only the source and the kind of failure."""
-        delays = settings.HTTP_SOURCE_RETRY_DELAYS
-        for tried, delay in enumerate(delays, start=1):
-            try:
-                return attempt()
-            except _Passing as failure:
-                asked, most = failure.asked_wait or 0, settings.HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS
-                if asked > most:
-                    raise SourceError(
-                        f"{self.source.slug}: {failure}, and the source asks to be called again in {math.ceil(asked)} s, "
-                        f"longer than the {most} s waited at most (HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS)"
-                    ) from None
-                wait = max(delay, asked)
-                logger.warning("%s: %s on attempt %s of %s, trying again in %s s", self.source.slug, failure, tried,
-                               len(delays) + 1, math.ceil(wait))
-                sleep(wait)
-        try:
-            return attempt()
-        except _Passing as failure:
-            times = f", tried {len(delays) + 1} times" if delays else ""
-            raise SourceError(f"{self.source.slug}: {failure}{times}") from None
+        return retrying(self.source, attempt, settings.HTTP_SOURCE_RETRY_DELAYS)
 
     def _attempt(self, method: str, url: str, *, missing_ok: bool = False, **kwargs) -> requests.Response:
         """One request. Failures name the source and their kind, never the response body (it may quote data);
-        one that may pass is a _Passing."""
+        one that may pass is a PassingFailure."""
         if _origin(url) != _origin(self.source.connection_url):
             # The credential goes with every call: never to a host the DPO did not configure.
             raise SourceError(f"{self.source.slug}: a link leads outside the source ({_origin(url)})")
@@ -219,14 +184,20 @@ class HTTPConnector:
             # A certificate refused is refused again: not asked twice.
             raise SourceError(f"{self.source.slug}: connection failed ({type(error).__name__})") from None
         except requests.Timeout as error:
-            raise _Passing(f"timed out ({type(error).__name__})") from None
+            raise PassingFailure(f"timed out ({type(error).__name__})") from None
         except requests.ConnectionError as error:
-            raise _Passing(f"connection failed ({type(error).__name__})") from None
+            raise PassingFailure(f"connection failed ({type(error).__name__})") from None
         refusal = self._refusal(response, missing_ok)
         if refusal:
             response.close()  # a page read as a stream (_pages) holds its connection until closed
             if response.status_code in PASSING_STATUSES:
-                raise _Passing(refusal, _retry_after(response))
+                asked, most = _retry_after(response) or 0, settings.HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS
+                if asked > most:
+                    raise SourceError(
+                        f"{self.source.slug}: {refusal}, and the source asks to be called again in {math.ceil(asked)} s, "
+                        f"longer than the {most} s waited at most (HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS)"
+                    )
+                raise PassingFailure(refusal, asked)
             raise SourceError(f"{self.source.slug}: {refusal}")
         return response
 
@@ -288,7 +259,7 @@ class HTTPConnector:
                             "(HTTP_SOURCE_MAX_PAGE_BYTES): the API should page its answer ({results, next})"
                         )
             except requests.RequestException as error:  # cut, or silent, part-way: as _attempt, the URL is left out
-                raise _Passing(f"the answer broke off ({type(error).__name__})") from None
+                raise PassingFailure(f"the answer broke off ({type(error).__name__})") from None
         return bytes(content)
 
     def _identity_records(self, url: str) -> Iterator[dict]:

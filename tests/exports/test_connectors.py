@@ -22,6 +22,7 @@ from django.utils import timezone
 from requests_app.exports.package import PackageWriter
 from requests_app.models import ConnectorKind, IdentityKind, SourceCategory, SourceSystem, Status, SubjectIdentity
 from requests_app.sources import SourceError, connector_for, mask_value
+from requests_app.sources import base as sources_base
 from requests_app.sources import http as http_sources
 from tests.exports.conftest import closed_port, pg_connect
 from tests.factories import request_in_status
@@ -673,7 +674,7 @@ def alice_pages(partner_api) -> list[str]:
 def waits(monkeypatch) -> list[float]:
     """The waits between attempts, recorded instead of slept."""
     waited = []
-    monkeypatch.setattr(http_sources, "sleep", waited.append)
+    monkeypatch.setattr(sources_base, "sleep", waited.append)
     return waited
 
 
