@@ -596,6 +596,12 @@ HTTP_SOURCE_RETRY_DELAYS = env_int_list("HTTP_SOURCE_RETRY_DELAYS", "1,2,4")
 HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS = env_int("HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS", 60)
 if any(delay < 0 for delay in HTTP_SOURCE_RETRY_DELAYS) or HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS < 0:
     raise ImproperlyConfigured("HTTP_SOURCE_RETRY_DELAYS and HTTP_SOURCE_RETRY_AFTER_MAX_SECONDS must not be negative")
+# A SQL source's connection, read, dry run or execution that fails in a way that may pass (connection refused or cut,
+# a deadlock or serialization failure, a lock timeout, SQLite's "database is locked") is tried again after each of
+# these waits in turn (seconds); an error in the statement itself is not. Empty: one attempt only.
+SQL_SOURCE_RETRY_DELAYS = env_int_list("SQL_SOURCE_RETRY_DELAYS", "1,2,4")
+if any(delay < 0 for delay in SQL_SOURCE_RETRY_DELAYS):
+    raise ImproperlyConfigured("SQL_SOURCE_RETRY_DELAYS must not be negative")
 # The hard time limit of an erasure, rectification or restriction task. Past
 # it no run can still be going, so staff may start a stuck one again (its
 # task lost with a broker outage, say).

@@ -52,8 +52,9 @@ def _isolated_side_effects(settings, tmp_path):
     """Run tasks inline, keep uploads in a temporary folder, start each test with an empty cache, and
     end it back in the default language (a request in German leaves German active in this thread)."""
     settings.MEDIA_ROOT = tmp_path / "media"
-    # An HTTP source's passing failures are still tried again (three attempts), without the waits between.
+    # An HTTP or SQL source's passing failures are still tried again (three attempts), without the waits between.
     settings.HTTP_SOURCE_RETRY_DELAYS = (0, 0)
+    settings.SQL_SOURCE_RETRY_DELAYS = (0, 0)
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     cache.clear()
     celery_app.conf.task_always_eager = True

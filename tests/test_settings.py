@@ -160,6 +160,22 @@ def test_the_waits_before_an_http_source_is_asked_again_are_checked_at_start(env
         assert result.returncode != 0 and refusal in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("env", "refusal"),
+    [
+        ({"SQL_SOURCE_RETRY_DELAYS": "1,-2"}, "SQL_SOURCE_RETRY_DELAYS must not be negative"),
+        ({"SQL_SOURCE_RETRY_DELAYS": "1,2s"}, "SQL_SOURCE_RETRY_DELAYS must be comma-separated whole numbers"),
+        ({"SQL_SOURCE_RETRY_DELAYS": ""}, None),  # one attempt only
+    ],
+)
+def test_the_waits_before_a_sql_source_is_tried_again_are_checked_at_start(env, refusal):
+    result = run_manage("check", **env)
+    if refusal is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0 and refusal in result.stderr
+
+
 def test_a_proxy_count_needs_the_header_it_counts_in():
     refused = run_manage("check", TRUSTED_PROXY_COUNT="2")
     assert refused.returncode != 0 and "set RATELIMIT_IP_META_KEY too" in refused.stderr

@@ -3,6 +3,25 @@
 A category's query uses the placeholder :identities, expanded into an IN
 list. Rows stream through a server-side cursor in chunks of CHUNK_ROWS; on
 PostgreSQL, `copy_export` has the server format both files with COPY.
+
+A failure that may pass (the connection refused, reset or cut by the server,
+a serialization failure or deadlock that rolled the transaction back, a lock
+not had in time, SQLite's "database is locked") is tried again after each of
+SQL_SOURCE_RETRY_DELAYS; one that says the statement is wrong (bad SQL, a
+missing table or column, a permission refused, a constraint) fails at once.
+What is tried again is a whole unit that changed nothing: connecting and
+starting a read (not a read part-way, whose rows are already handed on), a dry
+run (always rolled back), or an execution's whole transaction, which the
+failure rolled back. Its commit is the one step whose failure may hide a
+change made: a connection cut as the COMMIT went leaves it unknown whether the
+server committed. Made again, the change would be made twice (a keyed hash
+taken of the hash), or refused as stale though made. So the execution asks:
+PostgreSQL tells from another connection whether the transaction committed
+(txid_status), and a failed COMMIT on SQLite left its transaction open, to be
+rolled back. Committed, the run is done; rolled back, it is tried again; not
+known (another database, or a server not reached again), it fails without
+another attempt, saying so, for staff to run a new dry run, which shows what is
+left to change.
 """
 
 import json
@@ -10,11 +29,14 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
+from time import sleep
 from urllib.parse import quote
 
+import psycopg2
 import sqlalchemy
+from django.conf import settings
 from psycopg2.extensions import encodings
 from sqlalchemy import bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,12 +52,26 @@ from requests_app.sources.actions import (
     new_values,
     refuse_identifiers_held,
 )
-from requests_app.sources.base import KEEP_TAIL_FROM_LENGTH, MASK, SourceError, mask_value, secret_from_env
+from requests_app.sources.base import (
+    KEEP_TAIL_FROM_LENGTH,
+    MASK,
+    PassingFailure,
+    SourceError,
+    mask_value,
+    retrying,
+    secret_from_env,
+)
 from requests_app.spreadsheets import FORMULA_SQL, spreadsheet_safe
 
 CHUNK_ROWS = 5000
 # Run by path: it needs only psycopg2 and SQLAlchemy, not Django or the project on sys.path.
 COPY_PART_SCRIPT = Path(__file__).resolve().parent.parent / "exports" / "copy_part.py"
+# SQLSTATEs that speak of the moment, not of the statement: the transaction was rolled back to let another go first
+# (serialization failure, deadlock), a lock was not had in time (lock_timeout), the server cut the session, is
+# shutting down or is starting up. Every code of class 08 (connection exception) too.
+PASSING_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
+# SQLite's "database is locked" and "database table is locked": another writer holds the file for a moment.
+PASSING_SQLITE_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
 def normalise_url(url: str) -> str:
@@ -62,6 +98,19 @@ def _existing_only(url: str) -> str | sqlalchemy.URL:
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file:"):
         return url
     return parsed.set(database=f"file:{quote(parsed.database)}").update_query_dict({"mode": "rw", "uri": "true"})
+
+
+def _passing(error: Exception) -> bool:
+    """Whether `error` says the source failed for a moment (see the module docstring): SQLAlchemy saw the connection
+    lost, or the database's code for it is one that passes."""
+    if getattr(error, "connection_invalidated", False):
+        return True
+    original = getattr(error, "orig", None) or error
+    code = getattr(original, "pgcode", None) or ""
+    if code in PASSING_SQLSTATES or code.startswith("08"):
+        return True
+    # The primary result code: an extended one (SQLITE_BUSY_SNAPSHOT) carries it in its low byte.
+    return (getattr(original, "sqlite_errorcode", 0) & 0xFF) in PASSING_SQLITE_CODES
 
 
 def _combined(scans: list[dict]) -> str:
@@ -127,6 +176,27 @@ class SQLConnector:
             _engine(self.url).dispose()
         return SourceError(f"{self.source.slug}: {_describe(error)}")
 
+    def _failure(self, error: Exception, *, connecting: bool = False) -> Exception:
+        """What an attempt raises for `error`: a PassingFailure, tried again (see the module docstring), or a
+        SourceError. Failing to connect to a server passes whatever the reason: the driver gives no SQLSTATE
+        then, so a server down for a moment cannot be told from a password refused (asked again in vain, for a
+        few seconds). A SQLite file is not reached over a network: one that cannot be opened stays so."""
+        failed = self._failed(error)
+        original = getattr(error, "orig", None) or error
+        refused = connecting and isinstance(original, psycopg2.OperationalError | sqlalchemy.exc.OperationalError)
+        if _passing(error) or (refused and _engine(self.url).dialect.name != "sqlite"):
+            return PassingFailure(_describe(error))
+        return failed
+
+    def _retrying(self, attempt):
+        return retrying(self.source, attempt, settings.SQL_SOURCE_RETRY_DELAYS)
+
+    def _connect(self) -> sqlalchemy.Connection:
+        try:
+            return self.engine.connect()
+        except SQLAlchemyError as error:
+            raise self._failure(error, connecting=True) from error
+
     def _statement(self, category):
         return text(category.query).bindparams(bindparam("identities", expanding=True, type_=sqlalchemy.String()))
 
@@ -140,27 +210,33 @@ class SQLConnector:
     def table_columns(self, table: str) -> list[str] | None:
         """The columns of `table` (an inventory name: table or schema.table), or None when the database has
         no such table."""
+        return self._retrying(partial(self._table_columns, table))
+
+    def _table_columns(self, table: str) -> list[str] | None:
         schema, _, name = table.rpartition(".")
-        try:
-            inspector = sqlalchemy.inspect(self.engine)
-            if not inspector.has_table(name, schema=schema or None):
-                return None
-            return [column["name"] for column in inspector.get_columns(name, schema=schema or None)]
-        except SQLAlchemyError as error:
-            raise self._failed(error) from error
+        with self._connect() as connection:
+            try:
+                inspector = sqlalchemy.inspect(connection)
+                if not inspector.has_table(name, schema=schema or None):
+                    return None
+                return [column["name"] for column in inspector.get_columns(name, schema=schema or None)]
+            except SQLAlchemyError as error:
+                raise self._failure(error) from error
 
     def stream(self, category, identities: list[str]) -> tuple[list[str], Iterator[tuple]]:
-        """The category's columns, and its rows for `identities` with other people's fields masked."""
-        try:
-            connection = self.engine.connect().execution_options(stream_results=True, yield_per=CHUNK_ROWS)
-        except SQLAlchemyError as error:
-            raise self._failed(error) from error
+        """The category's columns, and its rows for `identities` with other people's fields masked. Started again
+        while it fails in a way that may pass before the first row; a failure while the rows are read is final:
+        those read are handed on already."""
+        return self._retrying(partial(self._stream, category, identities))
+
+    def _stream(self, category, identities: list[str]) -> tuple[list[str], Iterator[tuple]]:
+        connection = self._connect().execution_options(stream_results=True, yield_per=CHUNK_ROWS)
         try:
             result = connection.execute(self._statement(category), {"identities": list(identities)})
             columns = list(result.keys())
         except SQLAlchemyError as error:
             connection.close()  # back to the pool: a failing source must not use it up
-            raise self._failed(error) from error
+            raise self._failure(error) from error
         masked = [index for index, column in enumerate(columns) if column in category.masked_field_list]
 
         def rows():
@@ -186,9 +262,12 @@ class SQLConnector:
     def preview(self, plan: ActionPlan) -> dict:
         """Count what would change. On PostgreSQL and SQLite, also make the change and roll it back:
         a constraint or trigger that refuses it (rows other tables still point at, say) shows up in
-        the dry run, not at execution."""
-        try:
-            with self.engine.connect() as connection:
+        the dry run, not at execution. Always rolled back, so tried again whole after a failure that may pass."""
+        return self._retrying(partial(self._preview, plan))
+
+    def _preview(self, plan: ActionPlan) -> dict:
+        with self._connect() as connection:
+            try:
                 if self.engine.dialect.name == "postgresql":
                     # Never wait long on the source's own traffic for a trial.
                     connection.execute(text("SET LOCAL lock_timeout = '5s'"))
@@ -199,8 +278,8 @@ class SQLConnector:
                 else:
                     list_entries = self._list_entries_to_change(connection, plan)
                 connection.rollback()
-        except SQLAlchemyError as error:
-            raise self._failed(error) from error
+            except SQLAlchemyError as error:
+                raise self._failure(error) from error
         return {
             "categories": [scan["counts"] for scan in scans],
             "list_entries": len(list_entries),
@@ -208,20 +287,70 @@ class SQLConnector:
         }
 
     def apply(self, plan: ActionPlan, fingerprint: str, on_progress=lambda progress: None) -> dict:
-        """All categories change in one transaction: a failure anywhere leaves the source as it was."""
-        try:
-            with self.engine.begin() as connection:
+        """All categories change in one transaction: a failure anywhere leaves the source as it was, and one that
+        may pass is tried again from the start; a commit whose answer is lost is made at most once (see the module
+        docstring)."""
+        return self._retrying(partial(self._apply, plan, fingerprint, on_progress))
+
+    def _apply(self, plan: ActionPlan, fingerprint: str, on_progress) -> dict:
+        with self._connect() as connection:
+            try:
                 # Locking the rows (where the database can) keeps them as the check saw them until commit.
                 scans = [self._scan(connection, plan, work, lock=True) for work in plan.categories]
                 if _combined(scans) != fingerprint:
                     raise StaleDryRun(f"{self.source.slug}: the rows changed since the dry run")
                 self._refuse_identifiers_held(connection, plan, scans)  # raised, it rolls back: nothing changed
                 list_entries = self._change_all(connection, plan, scans, on_progress)
-        except StaleDryRun:
-            raise
-        except SQLAlchemyError as error:
-            raise self._failed(error) from error
+                transaction_id = self._transaction_id(connection)
+            except SQLAlchemyError as error:
+                raise self._failure(error) from error
+            self._commit(connection, transaction_id)
         return {"categories": [scan["counts"] for scan in scans], "list_entries": len(list_entries)}
+
+    def _transaction_id(self, connection) -> int | None:
+        """The open transaction's id on PostgreSQL, for _outcome to ask about should its commit's answer be lost."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        return connection.execute(text("SELECT txid_current()")).scalar()
+
+    def _commit(self, connection, transaction_id: int | None) -> None:
+        """Commit, or raise a PassingFailure only when the transaction is known to be rolled back."""
+        try:
+            connection.commit()
+        except SQLAlchemyError as error:
+            failure = self._failure(error)
+            if not isinstance(failure, PassingFailure):
+                raise failure from error  # the server answered, refusing it (a deferred constraint, say): rolled back
+            outcome = self._outcome(transaction_id)
+            if outcome == "committed":
+                return
+            if outcome == "aborted":
+                raise failure from error
+            raise SourceError(
+                f"{self.source.slug}: the commit failed ({_describe(error)}) and whether the change was made cannot be "
+                "told; run a new dry run to see what is left to change"
+            ) from error
+
+    def _outcome(self, transaction_id: int | None) -> str | None:
+        """Whether a transaction whose COMMIT failed was committed ("committed") or rolled back ("aborted"); None
+        when that cannot be told. SQLite commits in this process: a COMMIT it refused left the transaction open, and
+        closing the connection rolls it back. PostgreSQL says from another connection, asked after each of the
+        retry delays while the server cannot be reached or the transaction is still in progress (its session not
+        yet ended)."""
+        if self.engine.dialect.name == "sqlite":
+            return "aborted"
+        if transaction_id is None:
+            return None
+        for delay in (0, *settings.SQL_SOURCE_RETRY_DELAYS):
+            sleep(delay)
+            try:
+                with self.engine.connect() as connection:
+                    outcome = connection.execute(text("SELECT txid_status(:id)"), {"id": transaction_id}).scalar()
+            except SQLAlchemyError:
+                continue  # not reached yet: asked again after the next delay
+            if outcome in ("committed", "aborted"):
+                return outcome
+        return None
 
     def _change_all(self, connection, plan: ActionPlan, scans: list[dict], on_progress=lambda progress: None) -> list[str]:
         """Every category's change, then the restriction-list entries; returns the identities added to the
@@ -381,10 +510,7 @@ class SQLConnector:
         files hold exactly the same rows and both cores compress. Returns the
         row count and the CSV's {"sha256", "bytes"}.
         """
-        try:
-            raw = self.engine.raw_connection()
-        except Exception as error:  # the driver's own errors come through here, not SQLAlchemy's
-            raise self._failed(error) from error
+        raw = self._retrying(self._raw_connection)
         child = None
         try:
             with raw.cursor() as cursor:
@@ -449,6 +575,14 @@ class SQLConnector:
                 child.kill()
                 child.wait()
             raw.close()
+
+    def _raw_connection(self):
+        """A connection from the pool, for the COPY path: connecting is tried again while it fails in a way that may
+        pass; COPY, writing the files as it reads, is not."""
+        try:
+            return self.engine.raw_connection()
+        except Exception as error:  # the driver's own errors come through here, not SQLAlchemy's
+            raise self._failure(error, connecting=True) from error
 
     def _literal_query(self, cursor, category, identities: list[str]) -> str:
         """The category's query with `identities` written into it by psycopg2's own quoting, for the statements

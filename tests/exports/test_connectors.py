@@ -821,3 +821,65 @@ def test_an_http_page_that_keeps_breaking_off_is_given_up_as_broken_off(http_bac
 
     assert assert_source_error(source, category).startswith("partner-api: the answer broke off (")
     assert len(alice_pages(partner_api)) == 3
+
+
+# --- A SQL source that fails for a moment is asked again; one whose statement is wrong is not ---------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def sql_backend(request):
+    return request.getfixturevalue(f"{request.param}_backend")
+
+
+def test_a_sql_source_refusing_connections_is_tried_again_then_given_up_saying_so(monkeypatch, waits):
+    monkeypatch.setenv("SOURCE_DOWN_DB_URL", f"postgres://reader@127.0.0.1:{closed_port()}/sources")
+    source, category = make_source("cdr-down", ConnectorKind.SQL, env="SOURCE_DOWN_DB_URL")
+
+    assert assert_source_error(source, category) == "cdr-down: OperationalError, tried 3 times"
+    assert waits == [0, 0]
+
+
+def test_a_sqlite_source_locked_by_another_writer_is_read_once_it_is_free(sqlite_backend, monkeypatch):
+    """SQLite's "database is locked" passes once the writer commits: here during the wait before the second attempt."""
+    source, category = sqlite_backend
+    writer = sqlite3.connect(source.connection_url.removeprefix("sqlite:///"))
+    source.connection_url += "?timeout=0.1"  # waits 0.1 s for the lock, not SQLite's 5
+    writer.execute("BEGIN EXCLUSIVE")
+    waited = []
+
+    def writer_commits(seconds):
+        waited.append(seconds)
+        writer.commit()
+
+    monkeypatch.setattr(sources_base, "sleep", writer_commits)
+    try:
+        assert stream_all(source, category, [ALICE])[1] == expected_rows([ALICE])
+    finally:
+        writer.close()
+    assert waited == [0]
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT * FROM no_such_table WHERE caller IN :identities",  # a table missing
+    "SELEC caller FROM contract_calls WHERE caller IN :identities",  # bad SQL
+])
+def test_a_sql_statement_in_error_fails_at_once_without_another_attempt(sql_backend, query, waits):
+    from sqlalchemy import event
+
+    source, category = sql_backend
+    category.query = query
+    connector = connector_for(source)
+    sent = []
+
+    def listener(conn, cursor, statement, *args):
+        sent.append(statement)
+
+    event.listen(connector.engine, "before_cursor_execute", listener)
+    try:
+        message = assert_source_error(source, category)
+    finally:
+        event.remove(connector.engine, "before_cursor_execute", listener)
+
+    assert "tried" not in message
+    assert len([statement for statement in sent if statement.startswith(query.split()[0])]) == 1
+    assert waits == []
