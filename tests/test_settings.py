@@ -176,6 +176,11 @@ def test_the_waits_before_a_sql_source_is_tried_again_are_checked_at_start(env, 
         assert result.returncode != 0 and refusal in result.stderr
 
 
+def test_a_bound_on_lookups_that_would_stop_every_webhook_is_refused():
+    refused = run_manage("check", WEBHOOK_MAX_PENDING_LOOKUPS="0")
+    assert refused.returncode != 0 and "WEBHOOK_MAX_PENDING_LOOKUPS must be 1 or more" in refused.stderr
+
+
 def test_a_proxy_count_needs_the_header_it_counts_in():
     refused = run_manage("check", TRUSTED_PROXY_COUNT="2")
     assert refused.returncode != 0 and "set RATELIMIT_IP_META_KEY too" in refused.stderr
