@@ -416,6 +416,22 @@ def test_malformed_json_is_400_and_oversized_bodies_413(api, settings):
     assert big.status_code == 413 and big.json()["status"] == 413
 
 
+@pytest.mark.django_db
+def test_the_longest_filing_the_schema_allows_fits_the_body_limit_even_escaped(api, settings):
+    """Python's json.dumps, like most JSON libraries, writes text outside ASCII as \\u escapes, an emoji in 12 bytes:
+    a Cyrillic description well within its 10,000 characters was a 413 under a 64 KiB limit."""
+    from requests_app.api.serializers import RequestCreateSerializer
+
+    # Every field's limit in characters, the description's 10,000 (which the form checks) included.
+    fields = RequestCreateSerializer().fields.values()
+    longest = 10_000 + sum(getattr(field, "max_length", None) or 0 for field in fields)
+    assert longest * 12 + 4096 <= settings.API_MAX_BODY_BYTES
+    body = json.dumps({**VALID, "rights": ["objection"], "description": "😀" * 10_000, "objection_processing": "Ж" * 2000})
+    assert len(body.encode()) > 64 * 1024
+    filed = api.post(URL, body, content_type="application/json")
+    assert filed.status_code == 201, filed.content[:300]
+
+
 # What gunicorn hands Django for a body sent in chunks: the header, and no length (WSGI: CONTENT_LENGTH empty or absent).
 CHUNKED = {"HTTP_TRANSFER_ENCODING": "chunked", "CONTENT_LENGTH": ""}
 
