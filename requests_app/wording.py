@@ -4,7 +4,7 @@ import datetime
 import re
 
 from django.utils import dateformat, formats, timezone
-from django.utils.translation import get_language
+from django.utils.translation import get_language, gettext_lazy
 
 
 def in_sentence(label) -> str:
@@ -34,6 +34,44 @@ GDPR_ARTICLE_AT_END = re.compile(r"\s*\((?i:art)\. .*$")
 def cites_gdpr_articles(regime: str) -> bool:
     """Whether a letter under `regime` cites the GDPR's articles (REGIMES_CITING_GDPR_ARTICLES says why)."""
     return regime in REGIMES_CITING_GDPR_ARTICLES
+
+
+# What a data package's report (exports/report.html) cites for the right it answers, under each regime: the law of the
+# subject's own rights alone, as the letters do (REGIMES_CITING_GDPR_ARTICLES), though the GDPR applies to every
+# request too. The CCPA and the LGPD have their own articles for a copy of one's data; the LGPD none for other
+# people's data in it ("rights_of_others" left out: the report then cites nothing there).
+# Translators: legal citations; write them as your language cites a law ("art. 15 du RGPD"), keeping the numbers.
+REPORT_CITATIONS = {
+    "gdpr": {
+        "access": gettext_lazy("GDPR Art. 15"),
+        "portability": gettext_lazy("GDPR Art. 20"),
+        "rights_of_others": gettext_lazy("GDPR Art. 15(4)"),
+    },
+    "uk_gdpr": {
+        "access": gettext_lazy("UK GDPR Art. 15"),
+        "portability": gettext_lazy("UK GDPR Art. 20"),
+        "rights_of_others": gettext_lazy("UK GDPR Art. 15(4)"),
+    },
+    "ccpa": {
+        # The right to know the specific pieces of personal information collected; 1798.130, how they are delivered:
+        # in a portable, readily usable format, to be transmitted to another entity.
+        "access": gettext_lazy("Cal. Civ. Code § 1798.110"),
+        "portability": gettext_lazy("Cal. Civ. Code § 1798.130"),
+        # The consumer's rights "shall not adversely affect the rights and freedoms of other natural persons".
+        "rights_of_others": gettext_lazy("Cal. Civ. Code § 1798.145"),
+    },
+    "lgpd": {
+        # Art. 18, I and II: confirmation and access; Art. 19: how the copy is given.
+        "access": gettext_lazy("LGPD (Lei 13.709/2018) Art. 18 and 19"),
+        # Art. 18, V: portability to another provider.
+        "portability": gettext_lazy("LGPD (Lei 13.709/2018) Art. 18, V"),
+    },
+}
+
+
+def report_citations(regime: str) -> dict:
+    """REPORT_CITATIONS for `regime`, in the active language."""
+    return {key: str(citation) for key, citation in REPORT_CITATIONS[regime].items()}
 
 
 def label_in_letter(label, regime: str) -> str:
