@@ -22,10 +22,8 @@ from requests_app.forms import RequestForm, ResendLinkForm, WithdrawForm, valida
 from requests_app.lifecycle import OPEN_STATUSES, IllegalTransition, RequestError
 from requests_app.models import (
     ACTION_FOR_RIGHT,
-    NO_DATA_DELIVERED,
     TEXT_MAX_CHARS,
     ActionStatus,
-    ExportStatus,
     IdentityKind,
     PrivacyRequest,
     Status,
@@ -275,21 +273,11 @@ def _status_context(privacy_request) -> dict:
         "withdraw_form": WithdrawForm(),
         "told_us": selectors.what_you_told_us(privacy_request),
         "downloads": downloads,
-        # What can still be downloaded (else what was) found nothing: the page speaks of "our answer", not "your data".
-        "answers_only": all(export.found_nothing for export in [export for export, _token in downloads] or released),
-        # Released once, and no longer downloadable (expired, or its downloads used up): say so, not nothing.
-        # Released, not merely expired: a package never released (its right refused, or left unreviewed) is
-        # ended too, and the subject was never offered it.
-        "downloads_spent": not downloads and privacy_request.status not in NO_DATA_DELIVERED and bool(released),
-        # Still downloadable when the request was withdrawn, which ended it (the withdraw form warned of it), and deleted:
-        # at once as a rule (exports.end_packages_of_closed_request), else by the hourly clean-up (one another
-        # transaction held locked). Never downloadable meanwhile: the page says nothing of it until it is deleted.
-        "downloads_withdrawn": privacy_request.status == Status.WITHDRAWN
-        and any(
-            export.expires_at > privacy_request.closed_at and export.download_count < export.max_downloads
-            and export.status == ExportStatus.EXPIRED
-            for export in released
-        ),
+        # What can still be downloaded found nothing: the withdraw form speaks of "our answer", not "your data".
+        "answers_only": all(export.found_nothing for export, _token in downloads),
+        # Released, and no longer downloadable: what ended each, as the certificate says it. Released, not merely
+        # ended: a package never released (its right refused, or left unreviewed) was never offered to the subject.
+        "downloads_ended": [] if downloads else certificate.ended_downloads_in_words(privacy_request, released),
         # Art. 19: the subject may know who received their data and was told of the erasure,
         # rectification or restriction. Notices exist only for requests with those rights.
         "recipient_notices": _recipient_notices(privacy_request),

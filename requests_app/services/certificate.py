@@ -156,7 +156,12 @@ def certificate_context(request: PrivacyRequest) -> dict:
         "refused_late": refused_late(request),
         "pauses": request.pauses.all(),
         "identities": request.identities.select_related("verified_by"),
-        "packages": _packages(request),
+        "packages": packages(
+            request,
+            request.exports.filter(status__in=(ExportStatus.READY, ExportStatus.RELEASED, ExportStatus.EXPIRED))
+            .select_related("released_by")
+            .order_by("created_at"),
+        ),
         "asks_for_package": bool({RequestType.ACCESS, RequestType.PORTABILITY} & set(request.granted_rights)),
         "source_actions": source_actions,
         "rectified_fields": request.rectification_changes.select_related("category__source"),
@@ -221,22 +226,21 @@ def refused_late(request: PrivacyRequest) -> bool:
     return timezone.localdate(request.closed_at) > request.original_due_on
 
 
-def _packages(request: PrivacyRequest) -> list[dict]:
-    """The data packages compiled for the request, and those ended before they were compiled (the request closed
-    while one was queued, say), with when each was downloaded, by the subject or the organisation it was shared with,
-    and when and why one ended (from the audit trail: the counts alone do not say when, and an ended package's
-    status says only that it is deleted). Each with the status the certificate gives it: an ended one's says whether
-    it was compiled, and whether it expired or something else ended it (_package_ending)."""
+def packages(request: PrivacyRequest, exports) -> list[dict]:
+    """`exports`, data packages of `request` (the certificate's: those compiled, and those ended before they were
+    compiled, the request closed while one was queued, say; the staff request page's: all), with when each was
+    downloaded, by the subject or the organisation it was shared with, and when and why one ended (from the audit
+    trail: the counts alone do not say when, and an ended package's status says only that it is deleted). Each with
+    the status the certificate and the staff pages give it: an ended one's says whether it was compiled, and whether
+    it expired or something else ended it (package_ending)."""
     downloads, deleted = {}, {}
     for event in request.events.filter(action__in=("export_downloaded", "export_deleted")).order_by("sequence"):
         if event.action == "export_deleted":
             deleted[event.data.get("export")] = event.created_at
         else:
             downloads.setdefault(event.data.get("export"), []).append(event.created_at)
-    compiled = (ExportStatus.READY, ExportStatus.RELEASED, ExportStatus.EXPIRED)
-    packages = request.exports.filter(status__in=compiled).select_related("released_by").order_by("created_at")
     items = []
-    for export in packages:
+    for export in exports:
         export.request = request
         item = {
             "export": export, "downloaded_at": downloads.get(str(export.public_id), []),
@@ -244,13 +248,14 @@ def _packages(request: PrivacyRequest) -> list[dict]:
         }
         if export.status == ExportStatus.EXPIRED:
             deleted_at = deleted.get(str(export.public_id))
-            item["ended_at"], item["ended_because"] = _package_ending(export, deleted_at=deleted_at)
+            item["ended_at"], cause = package_ending(export, deleted_at=deleted_at)
+            item["ended_because"] = _ending_in_words(export, cause)
             # An ended package is one of the kind: it may never have been compiled (queued, collecting, waiting for
             # manual extracts or failed when the request closed), and "expired" says its download period ran out.
             item["compiled"] = _compiled(export)
             if not item["compiled"]:
                 item["status"] = _("Not compiled: it ended before it was compiled")
-            elif not _download_period_ran_out(export, ended_at=deleted_at or timezone.now()):
+            elif cause != ENDED_DOWNLOAD_PERIOD:
                 item["status"] = _("Ended and deleted")
         items.append(item)
     return items
@@ -267,39 +272,108 @@ def _download_period_ran_out(export, *, ended_at: datetime) -> bool:
     return export.released_at is not None and export.expires_at is not None and export.expires_at <= ended_at
 
 
-def _package_ending(export, *, deleted_at: datetime | None) -> tuple[datetime | None, str]:
-    """When and why an ended package (expired: deleted, its manifest kept) stopped being available, as the record
-    shows it, what ended it first, as its download link says (exports.download_refusal): a released one's download
-    period running out (at its expiry, before the hourly clean-up deleted it) or its downloads used up; then the
-    request closed without its data (withdrawn, rejected, forwarded, never verified) or the completion refusing the
-    right it answers, which ended it at once; the purge of the subject's personal data; or, never released, the
-    time a compiled package awaits review. `deleted_at` is its "export_deleted" event's time; the reason is "" when
-    none of these fits."""
+# What ended a package first (package_ending): the certificate and the staff pages (_ending_in_words) and the
+# subject's status page (ended_downloads_in_words) each say it in their reader's words.
+ENDED_DOWNLOAD_PERIOD = "download_period"
+ENDED_DOWNLOADS_USED = "downloads_used"
+ENDED_REQUEST_CLOSED = "request_closed"
+ENDED_RIGHT_REFUSED = "right_refused"
+ENDED_DATA_PURGED = "personal_data_purged"
+ENDED_NOT_RELEASED = "not_released"
+
+
+def package_ending(export, *, deleted_at: datetime | None) -> tuple[datetime | None, str]:
+    """When and why a package stopped being available (ended: deleted, its manifest kept; or released and no longer
+    downloadable), as the record shows it, what ended it first, as its download link says (exports.download_refusal):
+    a released one's download period running out (at its expiry, before the hourly clean-up deleted it) or its
+    downloads used up; then the request closed without its data (withdrawn, rejected, forwarded, never verified) or
+    the completion refusing the right it answers, which ended it at once; the purge of the subject's personal data;
+    or, never released, the time a compiled package awaits review. `deleted_at` is its "export_deleted" event's time
+    (None while it is not deleted); the reason is one of the ENDED_ codes, "" when none of these fits."""
     # Imported here: the exports service reads the selectors, which read this module.
     from requests_app.services.exports import right_refused
 
     request = export.request
     ended_at = deleted_at or timezone.now()
     if _download_period_ran_out(export, ended_at=ended_at):
-        return export.expires_at, _("Its download period ran out.")
+        return export.expires_at, ENDED_DOWNLOAD_PERIOD
     used_up = export.download_count >= export.max_downloads and (
         not export.shared_with_organisation or export.organisation_download_count >= export.max_downloads
     )
     if export.released_at is not None and used_up:
-        return deleted_at, _("All its downloads were used.")
+        return deleted_at, ENDED_DOWNLOADS_USED
     # A package ended before the request closed (left unreleased, say) was not ended by the closing.
     closed = request.closed_at is not None and ended_at >= request.closed_at
     if closed and request.status in NO_DATA_DELIVERED:
-        return deleted_at, _("The request was closed (%(status)s): no data is delivered for it.") % {
-            "status": request.get_status_display()
-        }
+        return deleted_at, ENDED_REQUEST_CLOSED
     if closed and right_refused(export):
-        return deleted_at, _("The completion refused the right it answers.")
+        return deleted_at, ENDED_RIGHT_REFUSED
     if request.personal_data_purged_at is not None and ended_at >= request.personal_data_purged_at:
-        return deleted_at, _("Deleted with the subject's personal data.")
+        return deleted_at, ENDED_DATA_PURGED
     if export.released_at is None and export.finished_at is not None and _compiled(export):
-        return deleted_at, _("It was not released within the time a compiled package awaits review.")
+        return deleted_at, ENDED_NOT_RELEASED
     return deleted_at, ""
+
+
+_ENDING_TEXT = {
+    ENDED_DOWNLOAD_PERIOD: gettext_lazy("Its download period ran out."),
+    ENDED_DOWNLOADS_USED: gettext_lazy("All its downloads were used."),
+    ENDED_RIGHT_REFUSED: gettext_lazy("The completion refused the right it answers."),
+    ENDED_DATA_PURGED: gettext_lazy("Deleted with the subject's personal data."),
+    ENDED_NOT_RELEASED: gettext_lazy("It was not released within the time a compiled package awaits review."),
+}
+
+
+def _ending_in_words(export, cause: str) -> str:
+    """What ended `export` (package_ending's `cause`), as the certificate and the staff pages say it."""
+    if cause == ENDED_REQUEST_CLOSED:
+        return _("The request was closed (%(status)s): no data is delivered for it.") % {
+            "status": export.request.get_status_display()
+        }
+    return str(_ENDING_TEXT.get(cause, ""))
+
+
+# What the subject's status page says of a package released to them that can no longer be downloaded: "our answer"
+# where it found nothing (as its link said), "the copy of your data" otherwise.
+_ENDED_DOWNLOAD_TEXT = {
+    ENDED_DOWNLOAD_PERIOD: (
+        gettext_lazy("Our answer, which we made available here, can no longer be downloaded: its download period ended on %(moment)s."),
+        gettext_lazy("The copy of your data we made available can no longer be downloaded: its download period ended on %(moment)s."),
+    ),
+    ENDED_DOWNLOADS_USED: (
+        gettext_lazy("Our answer, which we made available here, can no longer be downloaded: it was downloaded as many times as allowed."),
+        gettext_lazy("The copy of your data we made available can no longer be downloaded: it was downloaded as many times as allowed."),
+    ),
+    ENDED_REQUEST_CLOSED: (
+        gettext_lazy("Our answer, which we made available here, was deleted when the request was withdrawn."),
+        gettext_lazy("The copy of your data we made available was deleted when the request was withdrawn."),
+    ),
+}
+
+
+def ended_downloads_in_words(request: PrivacyRequest, exports) -> list[str]:
+    """What became of `exports`, packages released to the subject of `request` that can no longer be downloaded, as
+    their status page says it in the active language: what ended each first (package_ending), as the certificate
+    and the staff pages say it, so a package the withdrawal deleted does not read as expired, nor one that expired
+    before the withdrawal as deleted by it. Said once for packages alike.
+
+    A package the withdrawal ended is said to be deleted once it is (ended at once as a rule, by the hourly clean-up
+    where another transaction held it locked): never downloadable meanwhile, it is not mentioned. No other ending
+    reaches a released package: a rejection, a forwarding or a refusal at completion follows no release
+    (actions.answered_already), and the purge of the subject's data comes years after its download period."""
+    deleted = dict(request.events.filter(action="export_deleted").values_list("data__export", "created_at"))
+    sentences = []
+    for export in exports:
+        export.request = request
+        ended_at, cause = package_ending(export, deleted_at=deleted.get(str(export.public_id)))
+        deleted_by_withdrawal = request.status == Status.WITHDRAWN and export.status == ExportStatus.EXPIRED
+        if cause not in _ENDED_DOWNLOAD_TEXT or cause == ENDED_REQUEST_CLOSED and not deleted_by_withdrawal:
+            continue
+        answer, copy = _ENDED_DOWNLOAD_TEXT[cause]
+        sentence = str(answer if export.found_nothing else copy) % {"moment": date_in_words(ended_at, "DATETIME_FORMAT")}
+        if sentence not in sentences:
+            sentences.append(sentence)
+    return sentences
 
 
 def _sources_with_data(request: PrivacyRequest, done: list) -> list[SourceSystem]:

@@ -75,6 +75,7 @@ from requests_app.models import (
     translation_languages,
 )
 from requests_app.services import actions
+from requests_app.services import certificate as certificate_service
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import notices as notice_service
 from requests_app.services import exports as export_service
@@ -623,7 +624,8 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "attachments": privacy_request.attachments.select_related("deleted_by"),
         "reads_files": roles.reads_files(user, privacy_request),
         "pauses": privacy_request.pauses.all(),
-        "exports": privacy_request.exports.all(),
+        # Each with the state the certificate gives it: an ended one says what ended it.
+        "exports": certificate_service.packages(privacy_request, privacy_request.exports.all()),
         # A package answers a request for a copy: the kinds this request asks for.
         "export_kinds": [(kind.value, kind.label) for kind in ExportKind if kind.value in privacy_request.requested_rights],
         "sms_available": sms.available(),
@@ -1263,6 +1265,8 @@ def export_detail(request: HttpRequest, public_id) -> HttpResponse:
             record_event(export.request, "export_previewed", actor=Actor.staff(request.user), data={"export": str(export.public_id)})
     context = {
         "export": export,
+        # Its state as the certificate and the request page give it: "Expired" only where its download period ran out.
+        "status": certificate_service.packages(export.request, [export])[0]["status"],
         "r": export.request,
         "can_work": roles.can_work(request.user, export.request),
         # Why it may not be released or retried, said instead of offering the button the service would refuse.

@@ -7,6 +7,7 @@ import html
 import threading
 
 import pytest
+import time_machine
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.usefixtures("export_settings")
 ZIP = b"PK\x05\x06" + b"\x00" * 18  # an empty ZIP
 DELETED_WITH_THE_WITHDRAWAL = "The copy of your data we made available was deleted when the request was withdrawn."
 NOT_DELIVERED = "This request was refused or withdrawn: no data is delivered for it."
+CLOSED_WITHDRAWN = "The request was closed (Withdrawn): no data is delivered for it."
 
 
 @pytest.fixture
@@ -102,13 +104,37 @@ def test_withdrawing_from_the_status_page_ends_every_package_and_deletes_its_fil
     # Staff: both ended, and why; neither released nor ready any more.
     login_staff(client, dpo)
     page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
-    assert page.count("Expired and deleted") == 2
+    # Ended by the withdrawal, as the certificate says it, not expired.
+    assert page.count(f"Ended and deleted · {CLOSED_WITHDRAWN}") == 2
+    assert "Expired and deleted" not in page
     assert "Released to the subject" not in page and "Ready for review" not in page
     page = html.unescape(client.get(reverse("staff:export", args=[portability.public_id])).content.decode())
-    assert "Expired and deleted" in page and withdrawn in page
+    assert "Ended and deleted" in page and withdrawn in page and "Expired" not in page
     assert "no data is delivered" not in page  # it was delivered, before the withdrawal
     page = html.unescape(client.get(reverse("staff:export", args=[access.public_id])).content.decode())
-    assert "Expired and deleted" in page and NOT_DELIVERED in page and "Release to the subject" not in page
+    assert "Ended and deleted" in page and NOT_DELIVERED in page and "Release to the subject" not in page
+
+
+def test_the_staff_pages_call_a_package_expired_only_where_its_download_period_ran_out(
+    dpo, client, django_capture_on_commit_callbacks
+):
+    """As the certificate says it (certificate.package_ending): what ended each package, not "expired" for all."""
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.PORTABILITY)])
+    access, portability = released(request, "access"), released(request, "portability")
+    ExportPackage.objects.filter(pk=portability.pk).update(download_count=portability.max_downloads)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delete_expired_exports() == 1  # the portability package, used up
+    with time_machine.travel(access.expires_at + datetime.timedelta(minutes=1)), django_capture_on_commit_callbacks(execute=True):
+        assert delete_expired_exports() == 1  # the access package, its download period over
+
+    login_staff(client, dpo)
+    page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+    assert page.count("Expired and deleted · Its download period ran out.") == 1
+    assert page.count("Ended and deleted · All its downloads were used.") == 1
+    page = html.unescape(client.get(reverse("staff:export", args=[access.public_id])).content.decode())
+    assert "Expired and deleted" in page
+    page = html.unescape(client.get(reverse("staff:export", args=[portability.public_id])).content.decode())
+    assert "Ended and deleted" in page and "Expired and deleted" not in page
 
 
 def test_a_storage_that_fails_does_not_fail_the_withdrawal(
@@ -170,7 +196,7 @@ def test_rejecting_ends_the_package_waiting_for_review(dpo, client, django_captu
     assert ready.status == ExportStatus.EXPIRED and files_of(ready) == []
     login_staff(client, dpo)
     page = html.unescape(client.get(reverse("staff:export", args=[ready.public_id])).content.decode())
-    assert "Expired and deleted" in page and NOT_DELIVERED in page and "Release to the subject" not in page
+    assert "Ended and deleted" in page and NOT_DELIVERED in page and "Release to the subject" not in page
 
 
 def test_forwarding_ends_the_package_waiting_for_review(dpo, client, django_capture_on_commit_callbacks):
@@ -186,7 +212,7 @@ def test_forwarding_ends_the_package_waiting_for_review(dpo, client, django_capt
     login_staff(client, dpo)
     page = html.unescape(client.get(reverse("staff:export", args=[ready.public_id])).content.decode())
     forwarded = "This request was forwarded to the controller of the data, which answers it: no data is delivered for it."
-    assert "Expired and deleted" in page and forwarded in page
+    assert "Ended and deleted" in page and forwarded in page
 
 
 def test_a_queued_package_ended_by_the_withdrawal_is_not_compiled_when_its_task_runs(db, django_capture_on_commit_callbacks):

@@ -296,7 +296,10 @@ def test_each_download_counts_and_the_third_one_is_refused(released, demo_reques
     assert released.download_count == 2
     assert [event.data["count"] for event in downloaded_events(demo_request)] == [1, 2]
     assert download_links(client, demo_request) == []  # the status page stops offering it, and says why
-    assert "can no longer be downloaded: its link expired or was used as many times as allowed" in status_page(client, demo_request)
+    assert (
+        "The copy of your data we made available can no longer be downloaded: it was downloaded as many times as allowed. "
+        "If you still need it, write to us below." in status_page(client, demo_request)
+    )
 
 
 def test_the_link_expires_after_the_link_lifetime(released, demo_request, client, settings):
@@ -824,6 +827,12 @@ def test_a_link_that_expired_before_the_withdrawal_says_it_expired(released, dem
     assert status == 410
     assert "This package can no longer be downloaded: it expired on " in html.unescape(body.decode())
     assert "the request was withdrawn" not in html.unescape(body.decode())
+    # The page says it too, as the certificate does, rather than nothing (a withdrawn request delivers no data).
+    expires = formats.date_format(timezone.localtime(released.expires_at), "DATETIME_FORMAT")
+    assert (
+        f"The copy of your data we made available can no longer be downloaded: its download period ended on {expires}. "
+        "If you need it again, make a new request." in html.unescape(page)
+    )
     assert "deleted when the request was withdrawn" not in page
 
 
@@ -842,10 +851,16 @@ def test_an_expired_link_says_when_it_expired_not_that_it_was_used_up(released, 
     link = the_download_link(client, demo_request)
     with time_machine.travel(released.expires_at + datetime.timedelta(minutes=1)):
         status, body, _ = fetch(client, link)
+        page = html.unescape(status_page(client, demo_request))
     expires = formats.date_format(timezone.localtime(released.expires_at), "DATETIME_FORMAT")
     assert status == 410
     assert f"This package can no longer be downloaded: it expired on {expires}." in html.unescape(body.decode())
     assert "download limit" not in body.decode()
+    assert (
+        f"The copy of your data we made available can no longer be downloaded: its download period ended on {expires}. "
+        "If you still need it, write to us below." in page
+    )
+    assert "as many times as allowed" not in page
 
 
 @pytest.mark.parametrize("spent", ["used_up", "expired"])
@@ -894,5 +909,8 @@ def test_the_withdraw_form_has_no_such_warning_once_nothing_can_be_downloaded(re
 def test_the_page_of_a_withdrawn_request_says_the_copy_went_with_the_withdrawal(released, demo_request, client):
     withdraw_from_the_status_page(client, demo_request)
     page = status_page(client, demo_request)
-    assert "The copy of your data we made available was deleted when the request was withdrawn." in page
-    assert "its link expired or was used as many times as allowed" not in page
+    assert (
+        "The copy of your data we made available was deleted when the request was withdrawn. "
+        "If you need it again, make a new request." in page
+    )
+    assert "can no longer be downloaded" not in page
