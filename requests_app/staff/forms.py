@@ -139,8 +139,16 @@ class ExtensionForm(forms.Form):
 
 class PauseForm(forms.Form):
     # Sent to the subject as a request for information: the status page's "until we hear from you" must name what.
+    # Its help says how it differs from InformationRequestForm's: both write to the subject, only that one puts the
+    # request on hold (handling.clock_pause, handling.request_information).
     question = forms.CharField(
-        label=_("What do we need from the subject? (sent to them)"), widget=forms.Textarea(attrs={"rows": 2}), max_length=2000
+        label=_("What do we need from the subject? (sent to them)"),
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=2000,
+        help_text=_(
+            "Use it when work on the request can go on while we wait. The clock restarts when the subject answers, or "
+            "when you resume it."
+        ),
     )
 
 
@@ -155,7 +163,14 @@ class MessageForm(forms.Form):
 
 class InformationRequestForm(forms.Form):
     body = forms.CharField(
-        label=_("What do you need from the subject?"), widget=forms.Textarea(attrs={"dir": "auto", "rows": 4}), max_length=TEXT_MAX_CHARS
+        label=_("What do you need from the subject?"),
+        widget=forms.Textarea(attrs={"dir": "auto", "rows": 4}),
+        max_length=TEXT_MAX_CHARS,
+        help_text=_(
+            "Sent to the subject. The request is then on hold, waiting for them, and the clock stops where the law allows; "
+            "their answer puts the request back where it was and restarts the clock. Use it when work cannot go on "
+            "without their answer."
+        ),
     )
 
 

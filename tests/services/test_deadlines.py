@@ -1010,7 +1010,7 @@ def test_the_pause_form_says_the_clock_stops_only_for_the_subject(dpo, client):
     login_staff(client, dpo)
     with time_machine.travel(at(date(2026, 3, 3)), tick=False):
         page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
-    assert "Pause the clock while we wait for the subject" in page
+    assert "Pause the clock and keep working" in page
     assert "Waiting for a colleague or a system does not stop the clock." in page
     assert "What do we need from the subject? (sent to them)" in page and "sent to the subject as a request for information" in page
 

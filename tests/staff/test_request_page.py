@@ -73,6 +73,36 @@ def test_a_french_staff_page_spaces_the_colon_after_a_label(client):
     assert "e-mail: " not in page
 
 
+def _details(page: str, action: str) -> str:
+    """The <details> holding the form that posts to the request action `action`."""
+    form = page.index(f"/{action}/\"")
+    return page[page.rindex("<details", 0, form):page.index("</details>", form)]
+
+
+@pytest.mark.django_db
+def test_request_information_and_pausing_the_clock_say_what_each_does(client):
+    """Both write to the subject and stop the clock: staff could not tell which to use. One puts the request on hold
+    until the subject answers (handling.request_information), the other lets work go on (handling.clock_pause)."""
+    request = request_in_status(Status.IN_PROGRESS)
+    login_staff(client, staff_in_role("DPO", username="dpo-two-pauses"))
+    page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+
+    information = _details(page, "request_information")
+    assert "<summary>Request information (pauses the clock)</summary>" in information
+    assert (
+        "Sent to the subject. The request is then on hold, waiting for them, and the clock stops where the law allows; "
+        "their answer puts the request back where it was and restarts the clock. Use it when work cannot go on "
+        "without their answer."
+    ) in information
+    pause = _details(page, "pause")
+    assert "<summary>Pause the clock and keep working</summary>" in pause
+    assert (
+        "Use it when work on the request can go on while we wait. The clock restarts when the subject answers, or "
+        "when you resume it."
+    ) in pause
+    assert "What you write is sent to the subject as a request for information" in pause
+
+
 @pytest.mark.django_db
 def test_a_paused_request_says_so_once_and_does_not_offer_to_pause_it_again(client):
     from requests_app.services.deadlines import clock_pause
