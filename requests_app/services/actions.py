@@ -159,7 +159,8 @@ def plan_actions(
     leave_out_reason: str = "",
 ) -> list[SourceAction]:
     """Create the actions the request's rights call for, one per source and kind, and the
-    Art. 19 notices to the recipients of those sources. Planning again adds what is missing.
+    Art. 19 notices to the recipients of those sources. Planning again adds what is missing, and
+    is refused, with nothing changed, when it would change nothing (see `anything_to_plan`).
 
     Rectification is planned only in the sources staff entered corrected values for. A
     restriction only in the sources it covers (Art. 18 restricts the data concerned, not all we
@@ -181,31 +182,30 @@ def plan_actions(
             # nothing, and the request would be certified done with nothing searched.
             raise RequestError(_("Verify at least one of the subject's identifiers first: the source systems are searched by verified identifiers only."))
         rectified_sources = set(locked.rectification_changes.values_list("category__source_id", flat=True))
-        restricted_sources, left_out = set(), []
+        restricted_sources, left_out, scope_recorded = set(), [], False
         if ActionKind.RESTRICT in kinds:
-            restricted_sources, left_out = _choose_restriction_sources(locked, actor, restriction_sources, leave_out_reason)
+            restricted_sources, left_out, scope_recorded = _choose_restriction_sources(
+                locked, actor, restriction_sources, leave_out_reason
+            )
         created = []
-        for source in SourceSystem.objects.filter(active=True):
-            for kind in kinds:
-                if kind == ActionKind.RECTIFY and source.id not in rectified_sources:
-                    continue
-                if kind == ActionKind.RESTRICT and source.id not in restricted_sources:
-                    continue
-                defaults = {"status": ActionStatus.PLANNED}
-                if source.connector == ConnectorKind.MANUAL:
-                    # The owner makes the change by hand: tell them what erasure must keep.
-                    held = held_categories(source) if kind == ActionKind.ERASE else []
-                    defaults = {"status": ActionStatus.MANUAL, "dry_run": {"held": held}}
-                action, is_new = SourceAction.objects.get_or_create(request=locked, source=source, kind=kind, defaults=defaults)
-                if is_new:
-                    created.append(action)
+        for source, kind in _called_for(kinds, rectified_sources, restricted_sources):
+            defaults = {"status": ActionStatus.PLANNED}
+            if source.connector == ConnectorKind.MANUAL:
+                # The owner makes the change by hand: tell them what erasure must keep.
+                held = held_categories(source) if kind == ActionKind.ERASE else []
+                defaults = {"status": ActionStatus.MANUAL, "dry_run": {"held": held}}
+            action, is_new = SourceAction.objects.get_or_create(request=locked, source=source, kind=kind, defaults=defaults)
+            if is_new:
+                created.append(action)
         if kinds == [ActionKind.RECTIFY] and not rectified_sources:
             raise RequestError(_("Enter the corrected values first: rectification is planned where they apply."))
-        acted_sources = locked.source_actions.values("source_id")
         added_notices = [
-            RecipientNotice.objects.get_or_create(request=locked, recipient=recipient)[1]
-            for recipient in Recipient.objects.filter(source_id__in=acted_sources)
+            RecipientNotice.objects.get_or_create(request=locked, recipient=recipient)[1] for recipient in _recipients_to_tell(locked)
         ]
+        if not (created or scope_recorded or any(added_notices)):
+            # A second click, or a page loaded before a colleague planned: nothing would change, and a success
+            # message would suggest something did.
+            raise RequestError(_("Every source has its actions planned: planning again would add nothing."))
         # A source told about an erasure must also hear of a rectification planned there later.
         locked.recipient_notices.filter(
             recipient__source_id__in={action.source_id for action in created},
@@ -223,6 +223,48 @@ def plan_actions(
                 data={"actions": [{"source": a.source.slug, "kind": a.kind} for a in created]},
             )
     return created
+
+
+def _called_for(kinds: list[str], rectified_sources: set[int], restricted_sources: set[int]) -> list[tuple[SourceSystem, str]]:
+    """(source, kind) of every action `kinds` call for in the active sources: a rectification only where corrected
+    values were entered, a restriction only where it covers the source."""
+    return [
+        (source, kind)
+        for source in SourceSystem.objects.filter(active=True)
+        for kind in kinds
+        if not (kind == ActionKind.RECTIFY and source.id not in rectified_sources)
+        and not (kind == ActionKind.RESTRICT and source.id not in restricted_sources)
+    ]
+
+
+def _recipients_to_tell(request: PrivacyRequest) -> QuerySet:
+    """The recipients of the sources the request has actions in that have no notice yet: added to the inventory
+    since the planning, say."""
+    return Recipient.objects.filter(source_id__in=request.source_actions.values("source_id")).exclude(
+        pk__in=request.recipient_notices.values("recipient_id")
+    )
+
+
+def anything_to_plan(request: PrivacyRequest) -> bool:
+    """Whether "Plan actions" could change anything for `request`: the request page offers it only then, and
+    plan_actions refuses a planning that changes nothing. It could where an action is missing (a source made
+    active, a corrected value entered for another source), where a recipient added to a source acted on has no
+    notice yet, or, for a restriction, where its scope may still change: an active source it does not cover, to
+    tick, or one of two or more it covers whose restriction has not run, to leave out (leave_out_refusal)."""
+    kinds = [ACTION_FOR_RIGHT[right] for right in request.requested_rights if right in ACTION_FOR_RIGHT]
+    rectified_sources = set(request.rectification_changes.values_list("category__source_id", flat=True))
+    covered = restriction_sources(request) if ActionKind.RESTRICT in kinds else []
+    planned = set(request.source_actions.values_list("source_id", "kind"))
+    if any((source.id, kind) not in planned for source, kind in _called_for(kinds, rectified_sources, {s.id for s in covered})):
+        return True
+    if _recipients_to_tell(request).exists():
+        return True
+    if not covered:
+        return False
+    if SourceSystem.objects.filter(active=True).exclude(pk__in=[source.pk for source in covered]).exists():
+        return True
+    restrictions = request.source_actions.filter(kind=ActionKind.RESTRICT, source__in=covered).select_related("source")
+    return len(covered) > 1 and any(leave_out_refusal(restriction) is None for restriction in restrictions)
 
 
 def restriction_sources(request: PrivacyRequest) -> list[SourceSystem]:
@@ -275,7 +317,7 @@ def reason_needed_to_leave_out(sources: Iterable[SourceSystem]) -> str:
 
 def _choose_restriction_sources(
     request: PrivacyRequest, actor: Actor, chosen: Iterable[SourceSystem] | None, reason: str
-) -> tuple[set[int], list[SourceAction]]:
+) -> tuple[set[int], list[SourceAction], bool]:
     """Record which active sources the restriction of the locked `request` covers (`chosen`, or the choice
     recorded, or the default) and leave out the restrictions planned in the other active sources; returns the
     ids of the active sources covered and the restrictions left out. A restriction in a source made inactive
@@ -283,6 +325,7 @@ def _choose_restriction_sources(
     Leaving one out needs `reason`: the subject asked for it, and the DPO must be able to show why that system
     holds none of the data concerned (Art. 5(2)). It is kept as a note of the request, which purging empties as
     it does the others: the trail holds no free text.
+    Returns too whether the choice was recorded anew (it differs from the one recorded, or leaves some out).
     Raises RequestError, having changed nothing, when none is chosen, a restriction to leave out has run, or
     one is left out without a reason."""
     chosen = restriction_sources(request) if chosen is None else chosen
@@ -307,7 +350,7 @@ def _choose_restriction_sources(
     right = request.rights.get(right=RequestType.RESTRICTION)
     recorded = chosen_ids | set(restrictions.filter(source__active=False).values_list("source_id", flat=True))
     if recorded == set(right.restriction_sources.values_list("pk", flat=True)) and not left_out:
-        return chosen_ids, []
+        return chosen_ids, [], False
     right.restriction_sources.set(recorded)
     _leave_out(request, left_out)
     data = {
@@ -317,7 +360,7 @@ def _choose_restriction_sources(
     if left_out:
         data["note"] = InternalNote.objects.create(request=request, author=actor.user, body=reason).id
     record_event(request, "restriction_sources_chosen", actor=actor, data=data)
-    return chosen_ids, left_out
+    return chosen_ids, left_out, True
 
 
 def _leave_out(request: PrivacyRequest, restrictions: list[SourceAction]) -> None:

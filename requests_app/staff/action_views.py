@@ -147,8 +147,9 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
     rectifying = RequestType.RECTIFICATION in rights
     # Planning, corrected values, dry runs and execution wait for the identity check (actions._require_in_progress).
     acting = privacy_request.status == Status.IN_PROGRESS
-    shows_plan_form = can_work and acting
-    shows_rectification_form = shows_plan_form and rectifying
+    # Offered only where planning would change something: a second planning is refused (actions.plan_actions).
+    shows_plan_form = can_work and acting and actions.anything_to_plan(privacy_request)
+    shows_rectification_form = can_work and acting and rectifying
     forms_shown |= {key for key, shown in (("plan", shows_plan_form), ("rectification", shows_rectification_form)) if shown}
     restricting = RequestType.RESTRICTION in rights
     plan_form = bound.get("plan")
@@ -161,6 +162,7 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         "acting": acting,
         "forms_shown": forms_shown,
         "shows_plan_form": shows_plan_form,
+        "all_planned": can_work and acting and not shows_plan_form and bool(source_actions),
         "shows_rectification_form": shows_rectification_form,
         "actions": source_actions,
         "notices": recipient_notices,
@@ -231,7 +233,8 @@ def plan(request: HttpRequest, reference: str) -> HttpResponse:
             count = len(created)
             messages.success(request, ngettext("Planned %(count)s action.", "Planned %(count)s actions.", count) % {"count": count})
         elif not restricting:
-            messages.info(request, _("Every action is already planned."))
+            # A planning that adds no action is accepted only for the notices it adds (actions.plan_actions).
+            messages.success(request, _("No action to add: the recipients added to the inventory since are now to be told (Art. 19)."))
         if restricting:
             # The choice may have left out a restriction planned before, which no other message would tell.
             names = ", ".join(source.name for source in actions.restriction_sources(privacy_request))

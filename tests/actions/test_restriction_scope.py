@@ -107,7 +107,8 @@ def test_staff_choose_the_sources_and_planning_again_keeps_their_choice(crm, cdr
     request = verified_request(RequestType.RESTRICTION)
 
     actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[cdr_restrictable])
-    actions.plan_actions(request=request, actor=dpo_actor)
+    with pytest.raises(RequestError, match="planning again would add nothing"):  # the choice kept: no CRM to add
+        actions.plan_actions(request=request, actor=dpo_actor)
 
     assert planned(request) == {("cdr", ActionKind.RESTRICT)}
     assert actions.restriction_sources(request) == [cdr_restrictable]
@@ -131,7 +132,8 @@ def test_a_source_left_out_loses_its_planned_restriction_and_its_recipients_noti
     assert request.recipient_notices.count() == 2
 
     actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm], leave_out_reason=LEFT_OUT_BECAUSE)
-    actions.plan_actions(request=request, actor=dpo_actor)  # planning again does not bring it back
+    with pytest.raises(RequestError, match="planning again would add nothing"):  # planning again does not bring it back
+        actions.plan_actions(request=request, actor=dpo_actor)
 
     assert planned(request) == {("crm", ActionKind.RESTRICT)}
     assert [notice.recipient for notice in request.recipient_notices.all()] == [partners["crm"]]
@@ -293,7 +295,8 @@ def test_a_restriction_in_a_source_made_inactive_is_not_left_out(crm, cdr_restri
     actions.plan_actions(request=request, actor=dpo_actor)
     SourceSystem.objects.filter(pk=cdr_restrictable.pk).update(active=False)
 
-    actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm])
+    with pytest.raises(RequestError, match="planning again would add nothing"):  # nothing left out, nothing to add
+        actions.plan_actions(request=request, actor=dpo_actor, restriction_sources=[crm])
 
     assert planned(request) == {("crm", ActionKind.RESTRICT), ("cdr", ActionKind.RESTRICT)}
     assert request.recipient_notices.filter(recipient=partners["cdr"]).exists()

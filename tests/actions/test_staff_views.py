@@ -113,6 +113,35 @@ def test_planning_and_dry_run_list_each_action_with_its_counts(
 
 
 @sqlite_source
+def test_plan_actions_is_offered_only_while_planning_would_add_something(client_dpo, crm, erasure_request, dpo_actor):
+    """It stayed on the page once every source had its action: clicking it again planned nothing."""
+    plan_button = ">Plan actions</button>"
+    all_planned = "Every source has its actions planned: planning again would add nothing."
+    page = _page(client_dpo, erasure_request).content.decode()
+    assert plan_button in page and all_planned not in page
+    response = client_dpo.post(reverse("staff:source_actions_plan", args=[erasure_request.reference]))
+    assert _messages(response) == ["Planned 1 action."]
+
+    page = _page(client_dpo, erasure_request).content.decode()
+    assert plan_button not in page and all_planned in page
+    # A page loaded before is refused, with nothing changed.
+    planned = list(erasure_request.source_actions.values_list("pk", flat=True))
+    response = client_dpo.post(reverse("staff:source_actions_plan", args=[erasure_request.reference]))
+    assert response.status_code == 302 and _messages(response) == [all_planned]
+    assert list(erasure_request.source_actions.values_list("pk", flat=True)) == planned
+
+    # A source made active since calls for an action: the button is back, and plans it.
+    SourceSystem.objects.create(
+        slug="paper", name="Paper files", connector=ConnectorKind.MANUAL, identity_kind=IdentityKind.EMAIL,
+        purposes="Archive", legal_basis=LegalBasis.CONTRACT, retention="5 years", origin="The subject",
+    )
+    page = _page(client_dpo, erasure_request).content.decode()
+    assert plan_button in page and f'<p class="help">{all_planned}' not in page  # the refusal's message shows once, above
+    response = client_dpo.post(reverse("staff:source_actions_plan", args=[erasure_request.reference]))
+    assert _messages(response) == ["Planned 1 action."]
+
+
+@sqlite_source
 def test_the_panel_writes_one_row_and_one_field_in_the_singular(client_dpo, crm, cdr, erasure_request, dpo, dpo_actor):
     """It said "1 rows" (French "1 lignes"): each count is its own plural form."""
     actions.plan_actions(request=erasure_request, actor=dpo_actor)
