@@ -377,6 +377,11 @@ def _leave_out(request: PrivacyRequest, restrictions: list[SourceAction]) -> Non
     ).exclude(recipient__source_id__in=still_acted_on).delete()
 
 
+# A rectification in these has written its corrected values into its source, or is writing them: they are settled.
+# One that failed may be corrected again before its retry: it goes back to a new dry run (_void_dry_run).
+CORRECTED_ALREADY = (ActionStatus.RUNNING, ActionStatus.DONE)
+
+
 def rectification_change_set(
     *, request: PrivacyRequest, actor: Actor, category: SourceCategory, field: str, value: str
 ) -> RectificationChange:
@@ -395,7 +400,7 @@ def rectification_change_set(
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
         _require_in_progress(locked)
         action = SourceAction.objects.filter(request=locked, source=category.source, kind=ActionKind.RECTIFY).first()
-        if action is not None and action.status in (ActionStatus.RUNNING, ActionStatus.DONE):
+        if action is not None and action.status in CORRECTED_ALREADY:
             raise RequestError(_("The rectification in %(source)s has already been carried out.") % {"source": category.source})
         change, _created = RectificationChange.objects.update_or_create(
             request=locked, category=category, field=field, defaults={"value": _stored(typed), "created_by": actor.user}

@@ -25,16 +25,21 @@ class RectificationForm(forms.Form):
     field = RectifiableFieldChoiceField(label=_("Field"), queryset=SourceField.objects.none())
     value = forms.CharField(label=_("Corrected value"), max_length=TEXT_MAX_CHARS)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, corrected_in: Iterable[int] = (), **kwargs):
+        """`corrected_in`: the ids of the sources whose rectification ran, whose fields are not offered. The form
+        sent is built without it: the service's refusal says why better than "Select a valid choice"."""
         super().__init__(*args, **kwargs)
         # Read per form: the inventory changes while the server runs. Only the fields that may be corrected are
         # offered, by name: typing a field's name, staff had to know the source's column names.
         self.fields["field"].queryset = (
             SourceField.objects.filter(rectifiable=True, category__source__active=True)
+            .exclude(category__source_id__in=corrected_in)
             .select_related("category__source")
             .prefetch_related("translations")
             .order_by("category__source__name", "category__slug", "name")
         )
+        if corrected_in:
+            self.fields["field"].help_text = _("The fields of a system where the rectification was carried out are not offered.")
 
     def change(self) -> dict:
         """The service's arguments (actions.rectification_change_set) for the valid form."""

@@ -512,6 +512,53 @@ def test_the_rectification_form_offers_the_fields_staff_may_correct_by_their_nam
 
 
 @sqlite_source
+def test_once_the_rectification_ran_its_values_are_shown_read_only_and_no_longer_taken(client_dpo, crm, dpo_actor, run):
+    """The form to enter corrected values stayed after the run, as if they could still change: the service refused them."""
+    request = verified_request(RequestType.RECTIFICATION)
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Antwerpen")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    assert 'id="rectification-field"' in _page(client_dpo, request).content.decode()
+
+    rectify = run(request.source_actions.get().id, "dry_run", "approve", "execute", actor=dpo_actor)
+    assert rectify.status == ActionStatus.DONE and rectify.changed_anything()
+
+    page = html.unescape(_page(client_dpo, request).content.decode())
+    assert 'id="rectification-field"' not in page and "Save the corrected value" not in page
+    assert f"<td>city (city)</td><td>Antwerpen</td>\n      <td>Corrected on {date_in_words(rectify.finished_at)}</td>" in page
+    assert "The rectification has been carried out: its corrected values can no longer be changed." in page
+    # A form loaded before the run is refused, with nothing changed.
+    url = reverse("staff:rectification_change", args=[request.reference])
+    response = client_dpo.post(url, {"field": crm.categories.get().fields.get(name="city").pk, "value": "Brugge"})
+    assert response.status_code == 302 and _messages(response) == ["The rectification in CRM has already been carried out."]
+    assert request.rectification_changes.get().value == "Antwerpen"
+
+
+@sqlite_source
+def test_a_rectification_that_failed_takes_corrected_values_before_its_retry(client_dpo, crm, cdr, dpo_actor):
+    """A failed run is retried after a new dry run, so a value may still be corrected there (one the source refused,
+    say); a source whose rectification ran elsewhere has its fields left out of the form."""
+    calls = cdr.categories.get()
+    calls.fields.create(name="callee", label="number called", rectifiable=True)
+    request = verified_request(RequestType.RECTIFICATION)
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Gent")
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=calls, field="callee", value="+3225550000")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    request.source_actions.filter(source=crm).update(status=ActionStatus.DONE, finished_at=timezone.now(), result={"categories": []})
+    request.source_actions.filter(source=cdr).update(status=ActionStatus.FAILED, error="cdr: the database refused it")
+
+    page = html.unescape(_page(client_dpo, request).content.decode())
+    options = re.findall(r'<option value="\d+">([^<]*)</option>', page[page.index('id="rectification-field"'):])
+    assert options == ["Call records · calls · number called (callee)"]
+    assert "The fields of a system where the rectification was carried out are not offered." in page
+    assert "Carried out on " in page and ", changing nothing: see the action's result" in page  # the CRM's matched no row
+    response = client_dpo.post(
+        reverse("staff:rectification_change", args=[request.reference]), {"field": calls.fields.get().pk, "value": "+3225550001"}
+    )
+    assert _messages(response) == ["Corrected value saved."]
+    assert request.source_actions.get(source=cdr).status == ActionStatus.PLANNED  # its retry starts with a new dry run
+
+
+@sqlite_source
 def test_the_corrected_values_name_their_fields_as_the_form_does_without_a_query_per_row(client_dpo, crm, dpo_actor):
     """The table showed "billing_address" where the form offers "billing address (billing_address)"."""
     from django.db import connection
