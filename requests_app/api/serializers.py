@@ -423,7 +423,11 @@ class ProblemSerializer(serializers.Serializer):
     title = serializers.CharField()
     status = serializers.IntegerField()
     detail = serializers.CharField()
-    errors = serializers.DictField(required=False, help_text="Field name to messages, for 400 validation errors.")
+    errors = serializers.DictField(
+        required=False,
+        help_text="For 400 validation errors: field name to messages. For an entry of a list, or a field of an object, "
+        'the same nested under its position (from 0) or name: `{"rights": {"1": ["…"]}}`.',
+    )
 
 
 class PingSerializer(serializers.Serializer):

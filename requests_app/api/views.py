@@ -49,7 +49,8 @@ ALL_PROBLEMS = {
     (code, PROBLEM): OpenApiResponse(response=serializers.ProblemSerializer, description=description, examples=examples)
     for code, description, examples in [
         (400, "Malformed JSON, invalid fields or query parameters (problem details with `errors`: field or "
-              "parameter name to messages)", [
+              "parameter name to messages; for an entry of a list or a field of an object, the same nested under its "
+              "position, from 0, or its name)", [
             problem_example(
                 "Invalid fields", 400, "The request is not valid; see errors.",
                 errors={
@@ -62,6 +63,12 @@ ALL_PROBLEMS = {
                 errors={"subject_phonee": ["Unknown field: check its name against the API schema. Nothing was done."]},
                 description="A body's field the endpoint does not take, named in `errors` with the body's other "
                 "mistakes: a misspelled field is refused, rather than the request filed without it.",
+            ),
+            problem_example(
+                "Invalid list entry", 400, "The request is not valid; see errors.",
+                errors={"rights": {"1": ['"bogus" is not a valid choice.']}},
+                description="An entry of a list is named by its position, from 0: here the second of `rights`. An "
+                "object's fields inside a list nest the same way (`identifiers` → `0` → `value`).",
             ),
             problem_example(
                 "Malformed JSON", 400, "JSON parse error - Expecting ',' delimiter: line 1 column 24 (char 23)"

@@ -370,6 +370,9 @@ def keyless_rate_limited(operator):
 PROVOKE = {
     (400, "InvalidFields"): invalid_fields,
     (400, "UnknownField"): unknown_field,
+    (400, "InvalidListEntry"): lambda operator: client_with(key_for(operator)).post(
+        CREATE[0], {**ERASURE, "rights": ["erasure", "bogus"]}, format="json"
+    ),
     (400, "MalformedJSON"): malformed_json,
     (400, "DuplicateKey"): duplicate_key,
     (400, "LoneSurrogate"): lone_surrogate,
