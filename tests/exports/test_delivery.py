@@ -914,3 +914,11 @@ def test_the_page_of_a_withdrawn_request_says_the_copy_went_with_the_withdrawal(
         "If you need it again, make a new request." in page
     )
     assert "can no longer be downloaded" not in page
+
+
+@pytest.mark.parametrize(("regime", "kind"), [("gdpr", "Access (Art. 15)"), ("ccpa", "Access"), ("lgpd", "Access")])
+def test_the_download_link_names_the_gdprs_article_only_under_the_gdpr(released, demo_request, client, regime, kind):
+    """A Californian or Brazilian subject relies on their own law: "Access (Art. 15)" cited the GDPR's article to them
+    (wording.label_in_letter, as their letters do)."""
+    PrivacyRequest.objects.filter(pk=demo_request.pk).update(regime=regime)
+    assert f"Download your data: {kind}</a>" in status_page(client, demo_request)
