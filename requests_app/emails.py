@@ -10,6 +10,7 @@ from smtplib import SMTPException, SMTPRecipientsRefused, SMTPResponseException
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -710,9 +711,10 @@ def send_audit_chain_broken_email(check_id: int) -> bool:
 
 def requeue_owed_alerts(*, now: datetime.datetime | None = None) -> int:
     """Queue again the DPOs' alerts owed and not tried for LOST_TASK_AFTER, for a week (as requeue_owed_emails does
-    for emails about a request): a broken audit chain, a webhook endpoint disabled and not switched on again.
-    Returns how many. A second task is harmless: each alert goes once."""
+    for emails about a request): a broken audit chain, a webhook endpoint disabled and not switched on again, a staff
+    username locked out across addresses. Returns how many. A second task is harmless: each alert goes once."""
     from requests_app import tasks
+    from requests_app.models import UsernameLockout
 
     now = now or timezone.now()
     checks = AuditChainCheck.objects.filter(
@@ -727,16 +729,24 @@ def requeue_owed_alerts(*, now: datetime.datetime | None = None) -> int:
         disabled_alert_queued_at__lt=now - LOST_TASK_AFTER,
         disabled_at__gte=now - GIVE_UP_AFTER,
     )
+    # A lockout's alert is owed while its lockout is the one last queued: alert_sent_for names the one whose email went.
+    lockouts = UsernameLockout.objects.filter(
+        alert_queued_at__lt=now - LOST_TASK_AFTER, alert_queued_at__gte=now - GIVE_UP_AFTER
+    ).exclude(alert_sent_for=F("locked_until"))
     with transaction.atomic():
         check_ids = list(checks.values_list("id", flat=True))
         endpoint_ids = list(endpoints.values_list("id", flat=True))
+        lockout_ids = list(lockouts.values_list("id", flat=True))
         AuditChainCheck.objects.filter(pk__in=check_ids).update(alert_queued_at=now)
         WebhookEndpoint.objects.filter(pk__in=endpoint_ids).update(disabled_alert_queued_at=now)
+        UsernameLockout.objects.filter(pk__in=lockout_ids).update(alert_queued_at=now)
         for check_id in check_ids:
             tasks.queue_after_commit(tasks.send_audit_chain_broken_email, check_id)
         for endpoint_id in endpoint_ids:
             tasks.queue_after_commit(tasks.send_webhook_disabled_email, endpoint_id)
-    lost = len(check_ids) + len(endpoint_ids)
+        for lockout_id in lockout_ids:
+            tasks.queue_after_commit(tasks.send_username_locked_out_email, lockout_id)
+    lost = len(check_ids) + len(endpoint_ids) + len(lockout_ids)
     if lost:
         logger.warning("queued %d owed DPO alert(s) again: their task was lost", lost)
     return lost

@@ -1063,6 +1063,9 @@ class UsernameLockout(models.Model):
     locked_until = models.DateTimeField(null=True, blank=True)
     # The locked_until of the lockout whose email went: a redelivered task must not send it twice.
     alert_sent_for = models.DateTimeField(null=True, blank=True)
+    # When the email of the lockout was last queued: owed until alert_sent_for says it went, and queued again by the
+    # lost-work sweep (emails.requeue_owed_alerts) if its task was lost. Null for a username of no account: no email.
+    alert_queued_at = models.DateTimeField(null=True, blank=True)
 
 
 class WebhookEvent(models.TextChoices):

@@ -54,8 +54,11 @@ def count_failure(username: str) -> UsernameLockout | None:
         if began:
             # The failures that began it are forgotten: after it, counting starts again from none.
             counter.locked_until, counter.window_started_at, counter.failures = now + window, now, 0
+        tell = began and get_user_model().objects.filter(username=username).exists()
+        if tell:
+            counter.alert_queued_at = now
         counter.save()
-        if began and get_user_model().objects.filter(username=username).exists():
+        if tell:
             from requests_app import tasks  # imported here: tasks imports the services, which import this module
 
             tasks.queue_after_commit(tasks.send_username_locked_out_email, counter.pk)

@@ -140,3 +140,22 @@ def test_sign_in_log_lines_name_neither_the_username_nor_the_address(target, cap
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "AXES" in logged  # django-axes did log the failures
     assert "target" not in logged and "198.51.100" not in logged
+
+
+@pytest.mark.django_db
+def test_a_lockout_alert_whose_task_was_lost_is_queued_again_and_sent_once(target, django_capture_on_commit_callbacks):
+    """Queued after commit but not owed, a task lost with the broker left the owner and the DPO unaware that someone
+    was guessing the password."""
+    from requests_app import emails
+
+    spread_guesses()  # its task queued on commit, never run: lost
+    assert mail.outbox == []
+    assert emails.requeue_owed_alerts() == 0  # queued just now: a worker may yet take it
+    later = timezone.now() + timedelta(hours=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert emails.requeue_owed_alerts(now=later) == 1
+    assert sorted(email.to[0] for email in mail.outbox) == ["dpo@example.com", "target@example.com"]
+    assert emails.requeue_owed_alerts(now=later + timedelta(hours=3)) == 0  # sent: never again
+
+    spread_guesses("nobody")  # no account: nothing owed
+    assert emails.requeue_owed_alerts(now=later + timedelta(hours=3)) == 0
