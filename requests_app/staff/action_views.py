@@ -166,7 +166,9 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         "acting": acting,
         "forms_shown": forms_shown,
         "shows_plan_form": shows_plan_form,
-        "all_planned": can_work and acting and not shows_plan_form and bool(source_actions),
+        # Not while a rectification waits for its corrected values: the table above says to enter them first.
+        "all_planned": can_work and acting and not shows_plan_form and bool(source_actions)
+        and not (rectifying and not privacy_request.rectification_changes.exists()),
         "shows_rectification_form": shows_rectification_form,
         "actions": source_actions,
         "notices": recipient_notices,

@@ -141,6 +141,16 @@ def test_plan_actions_is_offered_only_while_planning_would_add_something(client_
     assert _messages(response) == ["Planned 1 action."]
 
 
+def test_every_source_is_not_said_planned_while_a_rectification_waits_for_its_values(client_dpo, crm, dpo_actor):
+    """With the erasure planned, the page said every source had its actions planned, while the table of corrected
+    values above it said to enter them before planning the rectification."""
+    request = verified_request(RequestType.ERASURE, RequestType.RECTIFICATION)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    page = _page(client_dpo, request).content.decode()
+    assert "No corrected value yet: enter them before planning the rectification." in page
+    assert "Every source has its actions planned" not in page
+
+
 @sqlite_source
 def test_the_panel_writes_one_row_and_one_field_in_the_singular(client_dpo, crm, cdr, erasure_request, dpo, dpo_actor):
     """It said "1 rows" (French "1 lignes"): each count is its own plural form."""
