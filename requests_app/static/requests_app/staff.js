@@ -66,21 +66,40 @@ document.addEventListener("DOMContentLoaded", function () {
   var warning = document.querySelector(".session-warning");
   if (isNaN(seconds) || !warning) return;
   var keep = warning.querySelector(".keep-session");
+  var idle = warning.querySelector(".session-idle");
+  var finalNotice = warning.querySelector(".session-final");
+  var ended = warning.querySelector(".session-ended");
   var warnTimer, endTimer;
+  // The warning stays at the top of the window while the page scrolls, over what is under it: while it shows, the
+  // page keeps its height clear, so that a control the keyboard moves to is scrolled below it, not hidden (WCAG 2.4.11).
+  // Its height changes with its text and the width of the window; 8 px more clear the focus outline (3 px, 2 px off).
+  function clearBelowWarning() {
+    document.documentElement.style.scrollPaddingTop = warning.hidden ? "" : warning.getBoundingClientRect().height + 8 + "px";
+  }
   function schedule() {
     clearTimeout(warnTimer);
     clearTimeout(endTimer);
     warning.hidden = true;
-    warning.querySelector(".session-idle").hidden = final;
+    idle.hidden = final;
     keep.hidden = final;
-    warning.querySelector(".session-final").hidden = !final;
+    finalNotice.hidden = !final;
+    ended.hidden = true;
+    clearBelowWarning();
     var warnBefore = Math.min(120, seconds / 4);
-    warnTimer = setTimeout(function () { warning.hidden = false; }, Math.max(0, seconds - warnBefore) * 1000);
+    warnTimer = setTimeout(function () {
+      warning.hidden = false;
+      clearBelowWarning();
+    }, Math.max(0, seconds - warnBefore) * 1000);
+    // Ended, it says only that: "about to end" beside it contradicted it.
     endTimer = setTimeout(function () {
       keep.hidden = true;
-      warning.querySelector(".session-ended").hidden = false;
+      idle.hidden = true;
+      finalNotice.hidden = true;
+      ended.hidden = false;
+      clearBelowWarning();
     }, seconds * 1000);
   }
+  window.addEventListener("resize", clearBelowWarning);
   keep.addEventListener("click", function () {
     fetch(body.dataset.keepAlive, {credentials: "same-origin"}).then(function (response) {
       if (!response.ok || response.redirected) return null;
