@@ -280,6 +280,15 @@ def test_a_setup_link_expires_and_a_newer_invitation_replaces_it(client, setting
 
 
 @pytest.mark.django_db
+def test_a_setup_link_that_no_longer_works_is_titled_as_its_heading_says(client, invited):
+    """Titled "Set up your account", a tab or a screen reader's list of windows promised what the page refused."""
+    _handler, link = invited
+    refused = open_setup_page(client, link.rstrip("/") + "x/")  # a wrong token, as a used or expired one is
+    assert refused.status_code == 400
+    assert re.search(r"<title>\s*This link no longer works ·", refused.content.decode())
+
+
+@pytest.mark.django_db
 def test_a_setup_link_in_a_log_line_is_blanked():
     record = logging.LogRecord("django.request", logging.WARNING, __file__, 1, "Not Found: %s", ("/staff/setup/MQ/abc-123/x/",), None)
     RedactSecretLinks().filter(record)
