@@ -3,6 +3,7 @@
 import pytest
 from django.db import transaction
 from django.utils import translation
+from playwright.sync_api import expect
 
 from requests_app.audit import Actor, record_event
 from requests_app.models import Status
@@ -36,3 +37,16 @@ def test_the_certificate_fits_a_phone_and_prints_its_tables_whole(page, language
     page.emulate_media(media="print")
     assert trail.evaluate("t => getComputedStyle(t).display") == "table"
     assert page.locator("dl").first.evaluate("e => getComputedStyle(e).display") == "grid"
+
+
+@pytest.mark.django_db
+def test_the_certificate_is_the_pages_main_content(page):
+    """A screen reader's "main" landmark: the page had none. Everything it shows is inside, and prints the same."""
+    request = request_in_status(Status.COMPLETED)
+    page.set_content(certificate.render_certificate_html(request))
+
+    main = page.get_by_role("main")
+    expect(main.get_by_role("heading", name="Request handling certificate", level=1)).to_be_visible()
+    assert page.evaluate("[...document.body.children].map(child => child.tagName)") == ["MAIN"]
+    page.emulate_media(media="print")
+    assert main.evaluate("m => getComputedStyle(m).display") == "block"
