@@ -24,6 +24,7 @@ from playwright.sync_api import expect
 
 from requests_app import roles
 from requests_app.models import AuditEvent, Team
+from requests_app.services import staff_setup
 from tests.browser.support import sign_in
 from tests.factories import staff_in_role
 
@@ -155,3 +156,17 @@ def test_the_dpo_invites_a_handler_who_sets_up_and_signs_in(page, live_server, b
     page.reload()
     expect(hugo_row).to_contain_text("set up")
     expect(hugo_row).not_to_contain_text("not yet")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_setup_page_fits_a_phone(page, live_server):
+    """The authenticator key, 32 letters with no space, made the page scroll sideways at 320 px (WCAG 1.4.10). It
+    wraps, and is still the one word an app accepts."""
+    handler = staff_in_role(roles.HANDLER, username="hugo")
+    page.set_viewport_size({"width": 320, "height": 640})
+    page.goto(live_server.url + staff_setup.setup_path(handler))
+
+    key = page.locator("code#totp-secret")
+    assert re.fullmatch(r"[A-Z2-7]{32}", key.inner_text())
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+    assert key.evaluate("k => k.getBoundingClientRect().right") <= 320
