@@ -366,6 +366,9 @@ def ended_downloads_in_words(request: PrivacyRequest, exports) -> list[str]:
     for export in exports:
         export.request = request
         ended_at, cause = package_ending(export, deleted_at=deleted.get(str(export.public_id)))
+        if not cause and export.download_count >= export.max_downloads:
+            # Shared with the organisation, which has downloads left: the package lives on, but not for the subject.
+            cause = ENDED_DOWNLOADS_USED
         deleted_by_withdrawal = request.status == Status.WITHDRAWN and export.status == ExportStatus.EXPIRED
         if cause not in _ENDED_DOWNLOAD_TEXT or cause == ENDED_REQUEST_CLOSED and not deleted_by_withdrawal:
             continue

@@ -228,3 +228,17 @@ def test_a_withdrawal_over_the_api_deletes_the_package_and_its_download_says_why
         f"This package can no longer be downloaded: the request was withdrawn on {withdrawn_at}, which ended access to its data."
     )
     assert export.organisation_download_count == 0 and not export.request.events.filter(action="export_downloaded").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("share", [False, True])
+def test_the_status_page_says_the_subjects_downloads_are_used_up_even_where_the_organisation_has_some_left(
+    api, client, share
+):
+    """Shared with the organisation, the package is not used up while it has downloads left: the subject's status
+    page said nothing of it, the "Your data" section simply gone."""
+    request_id, export = released_export(api, share=share, max_downloads=1)
+    ExportPackage.objects.filter(pk=export.pk).update(download_count=1)  # the subject used their one download
+    request = PrivacyRequest.objects.get(public_id=request_id)
+    page = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
+    assert "can no longer be downloaded: it was downloaded as many times as allowed." in page
