@@ -287,13 +287,16 @@ def send_request_confirmed_email(request: PrivacyRequest) -> bool:
     from requests_app import selectors
 
     words_back = request.channel == Channel.WEB
+    # In the subject's language: the names of its rights and grounds are written out here, not when rendered.
+    with translation.override(request.language):
+        told_us = selectors.what_you_told_us(request) if words_back else []
     context = {
         "request": request,
         "status_url": status_url(request),
         "organisation": request.organisation,
         "dpo_email": settings.DPO_CONTACT_EMAIL,
         "words_back": words_back,
-        "told_us": selectors.what_you_told_us(request) if words_back else [],
+        "told_us": told_us,
         **when_to_expect_the_answer(request),
     }
     message = render_email("request-confirmed", context, to=[request.subject_email], language=request.language)

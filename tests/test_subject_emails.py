@@ -312,9 +312,11 @@ def test_the_confirmation_gives_back_what_the_subject_told_us_in_their_language(
     [message] = mail.outbox
     with translation.override("fr"):
         question, told = str(RequestForm.base_fields["rectification_data"].label), gettext("What you told us")
-    assert question != "Which data is incorrect or incomplete?"
+        right = str(RequestType.RECTIFICATION.label)  # written out by the email, not its template: it was in English
+    assert question != "Which data is incorrect or incomplete?" and right != "Correct or complete my data"
     for body in (message.body, unescape(_html(message))):
         assert question in body and told in body
+        assert right in body and "Correct or complete my data" not in body
 
 
 @pytest.mark.parametrize("channel", [Channel.API, Channel.EMAIL])
