@@ -355,6 +355,10 @@ MIN_REFERENCE_NUMBER_DIGITS = 4
 # A name (name_search_key: letters and digits) must give this many: "a" or "an" is in most names.
 MIN_NAME_CHARACTERS = 3
 PHONE_TYPED = re.compile(r"[+\d][\d\s().-]{5,}")
+# A phone number is matched whole: fewer digits than this are no one's number, but may be part of a reference.
+MIN_PHONE_DIGITS = 8
+# Four digits, then a hyphen or space, then more: the year of a reference, then the start of its number ("2026-001").
+YEAR_THEN_NUMBER = re.compile(r"[0-9]{4}[ -]+[0-9]+")
 
 
 def _reference_search(q: str) -> Q | None:
@@ -371,8 +375,9 @@ def _reference_search(q: str) -> Q | None:
     if part is None:
         return None
     prefix, digits = part.groups()
-    # After "DSR" (or its end) come the four digits of the year: they narrow nothing.
-    number_digits = len(digits) - 4 if prefix else len(digits)
+    # After "DSR" (or its end) come the four digits of the year: they narrow nothing. So do four digits typed before
+    # a separator ("2026-001"): the year, then the number's start.
+    number_digits = len(digits) - 4 if prefix or YEAR_THEN_NUMBER.fullmatch(q) else len(digits)
     if number_digits < MIN_REFERENCE_NUMBER_DIGITS:
         return None
     # Without a prefix the digits may straddle the year ("20260" is "2026-0"): the number itself, after the last
@@ -388,13 +393,17 @@ def _reference_search(q: str) -> Q | None:
 def search_too_broad(q: str) -> bool:
     """Whether the queue's search `q` is too short to narrow the requests to a few: part of a reference that gives
     fewer than MIN_REFERENCE_NUMBER_DIGITS digits of its number ("2026", "DSR", "2026-0"), or a name of fewer than
-    MIN_NAME_CHARACTERS letters. Such a search matches nothing (_search), rather than most requests. An email
-    address (matched whole) or a phone number (matched as a whole number) is never too broad."""
+    MIN_NAME_CHARACTERS letters, or a phone number of fewer than MIN_PHONE_DIGITS digits. Such a search matches
+    nothing (_search), rather than most requests. An email address (matched whole) is never too broad."""
     q = q.strip()
-    if not q or "@" in q or PHONE_TYPED.fullmatch(q):
+    if not q or "@" in q:
         return False
+    if REFERENCE_TYPED.fullmatch(q) and _reference_search(q) is not None:
+        return False
+    if PHONE_TYPED.fullmatch(q):
+        return len(re.sub(r"[^0-9]", "", q)) < MIN_PHONE_DIGITS
     if REFERENCE_TYPED.fullmatch(q):  # digits, and of letters only those of "DSR": no one's name
-        return _reference_search(q) is None
+        return True
     return len(name_search_key(q)) < MIN_NAME_CHARACTERS
 
 
@@ -404,6 +413,8 @@ def _search(queryset, q: str):
         return queryset
     if "@" in q:
         return queryset.filter(subject_email__iexact=q)
+    if search_too_broad(q):
+        return queryset.none()
     reference = _reference_search(q)
     if PHONE_TYPED.fullmatch(q):
         phone = Q(subject_phone=to_e164(q) or q)
@@ -411,8 +422,6 @@ def _search(queryset, q: str):
         return queryset.filter(phone if reference is None else phone | reference)
     if reference is not None:
         return queryset.filter(reference)
-    if search_too_broad(q):
-        return queryset.none()
     return queryset.filter(name_for_search__contains=name_search_key(q))
 
 
