@@ -660,9 +660,10 @@ API_RATE_LIMIT = env_rate("API_RATE_LIMIT", "120/min")
 # it must fix), not 429, with room for a few such portals behind one address.
 API_UNAUTHENTICATED_RATE_LIMIT = env_rate("API_UNAUTHENTICATED_RATE_LIMIT", "300/min")
 # Room for the longest filing the schema allows sent as most JSON libraries write it, every character outside
-# ASCII escaped (an emoji as "\ud83d\ude00", 12 bytes): about 208 KB. 64 KiB refused a Cyrillic description well
-# within its 10,000 characters, and a suppression lookup of 1,000 long email addresses.
-API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 256 * 1024)
+# ASCII escaped (an emoji as "\ud83d\ude00", 12 bytes): about 208 KB; and for a suppression lookup of 1,000
+# identifiers at their longest (254 characters): about 290 KB. 64 KiB refused a Cyrillic description well within
+# its 10,000 characters, and a lookup of 1,000 long email addresses.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 320 * 1024)
 IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=env_int("IDEMPOTENCY_KEY_HOURS", 24))
 # Webhooks: retried with exponential backoff for this long, then failed and
 # the endpoint disabled. Plain http:// is for development only.

@@ -69,7 +69,8 @@ class DownloadsNeedAWriteKey(permissions.BasePermission):
     message = gettext_lazy("Downloading a subject's data needs a key with the write scope.")
 
     def has_permission(self, request, view):
-        return request.auth.scope == APIKeyScope.WRITE
+        # Only the download itself: another method is a 405 whatever the key, and OPTIONS describes it to any key.
+        return request.method != "GET" or request.auth.scope == APIKeyScope.WRITE
 
 
 @dataclass(frozen=True)

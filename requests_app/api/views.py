@@ -135,8 +135,8 @@ ALL_PROBLEMS = {
                 "Send the body with a Content-Length header: this API does not read a body sent in chunks.",
             ),
         ]),
-        (413, "Body larger than API_MAX_BODY_BYTES (256 KiB by default), refused before it is read", [
-            problem_example("Body too large", 413, "The body is larger than 262144 bytes."),
+        (413, "Body larger than API_MAX_BODY_BYTES (320 KiB by default), refused before it is read", [
+            problem_example("Body too large", 413, "The body is larger than 327680 bytes."),
         ]),
         (415, "A body that is not JSON: send `Content-Type: application/json`", [
             problem_example("Not JSON", 415, 'Unsupported media type "text/plain" in request.', title="Unsupported Media Type"),

@@ -242,3 +242,14 @@ def test_the_status_page_says_the_subjects_downloads_are_used_up_even_where_the_
     request = PrivacyRequest.objects.get(public_id=request_id)
     page = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
     assert "can no longer be downloaded: it was downloaded as many times as allowed." in page
+
+
+@pytest.mark.django_db
+def test_a_read_key_is_refused_the_download_itself_only(api, operator):
+    """Another method is a 405 whatever the key, and OPTIONS describes the endpoint to any key: the read key's 403
+    came first."""
+    request_id, export = released_export(api, share=True)
+    url = f"{URL}{request_id}/exports/{export.public_id}/download/"
+    read = client_with(key_for(operator, scope="read"))
+    assert [read.head(url).status_code, read.post(url).status_code, read.options(url).status_code] == [405, 405, 200]
+    assert read.get(url).status_code == 403

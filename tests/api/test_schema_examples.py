@@ -407,7 +407,7 @@ PROVOKE = {
         CREATE[0], ERASURE, format="json", HTTP_TRANSFER_ENCODING="chunked", CONTENT_LENGTH=""
     ),
     (413, "BodyTooLarge"): lambda operator: client_with(key_for(operator)).post(
-        CREATE[0], json.dumps({"description": "x" * 270_000}), content_type="application/json"
+        CREATE[0], json.dumps({"description": "x" * 330_000}), content_type="application/json"
     ),
     (415, "NotJSON"): lambda operator: client_with(key_for(operator)).post(
         CREATE[0], "rights=erasure", content_type="text/plain"
