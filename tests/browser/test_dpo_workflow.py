@@ -86,10 +86,12 @@ def test_handler_messages_subject_and_completes_the_request(page, live_server, b
             form.requestSubmit();
             form.requestSubmit();
             setTimeout(() => {
-                const disabled = form.querySelector("button").disabled;
+                // Every button of the form (the preview's too): the first submission sent it.
+                const buttons = [...form.querySelectorAll("button")];
+                const disabled = buttons.every(button => button.disabled);
                 window.removeEventListener("submit", hold);
                 delete form.dataset.sent;
-                form.querySelector("button").disabled = false;
+                buttons.forEach(button => { button.disabled = false; });
                 resolve({seen, disabled});
             }, 0);
         })"""
