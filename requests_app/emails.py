@@ -4,6 +4,7 @@ emails to subjects). Emails about a request are sent at most once per (request, 
 not about one request and go out through deliver() directly."""
 
 import datetime
+import hashlib
 import logging
 from smtplib import SMTPException, SMTPRecipientsRefused, SMTPResponseException
 
@@ -566,6 +567,12 @@ class LetterPreview(Exception):
     def __init__(self, *, subject: str, body: str, by_post: bool):
         super().__init__("a letter previewed, not sent")
         self.subject, self.body, self.by_post = subject, body, by_post
+
+    def digest(self) -> str:
+        """What the preview page posts back to confirm the letter it showed: the action goes only if the letter its
+        service would send then is still this one (staff.views.CONFIRMED)."""
+        shown = "\0".join((self.subject, self.body, "post" if self.by_post else "email"))
+        return hashlib.sha256(shown.encode()).hexdigest()
 
     @classmethod
     def of_email(cls, request: PrivacyRequest, email: EmailMultiAlternatives, *, subject: str, body: str) -> "LetterPreview":

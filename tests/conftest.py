@@ -87,6 +87,16 @@ def login_staff(client, user):
     return client
 
 
+def post_confirmed(client, url: str, data: dict, **extra):
+    """Post a form that closes a request (staff.views.CONFIRMED) as staff do: the first post shows the letter, and
+    its page's button posts the same fields again with the letter confirmed. Any other answer to the first post (a
+    refusal, or an action that closes nothing) is returned."""
+    shown = client.post(url, data, **extra)
+    if shown.status_code != 200 or not shown.context or "letter" not in shown.context:
+        return shown
+    return client.post(url, {**data, "confirmed_letter": shown.context["letter"].digest()}, **extra)
+
+
 class SMTPServer:
     """What a real SMTP server on 127.0.0.1 accepted. It refuses recipients whose address starts
     with "gone" for good (550 5.1.1), "busy" for now (450), and "relay" as a relay it does not

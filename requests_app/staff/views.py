@@ -817,6 +817,12 @@ ACTIONS = {
 # subject, in a letter their service words around what staff write. Their service takes preview=True.
 PREVIEWED = ("message", "request_information", "pause", "extend", "complete", "reject", "forward", "fee")
 
+# The actions that close the request: a closed request cannot be reopened, and the subject is told at once. They go
+# only from their preview page, whose button posts back the digest of the letter it showed (LetterPreview.digest):
+# any other post (an old page, an Enter key, a crafted form) gets the preview instead, as does a letter that changed
+# since it was shown.
+CONFIRMED = ("complete", "reject", "forward")
+
 
 @staff_view
 @require_POST
@@ -876,6 +882,8 @@ def _request_action(request: HttpRequest, reference: str, action: str, *, previe
                 call(privacy_request, form, Actor.staff(request.user), post, preview=True)
                 # Never reached: the service raises LetterPreview. Were it not to, nothing it did may stay.
                 raise RuntimeError(f"the {action} service returned from a preview instead of raising LetterPreview")
+            if action in CONFIRMED:
+                _require_confirmed(request, privacy_request, action, form, post)
             call(privacy_request, form, Actor.staff(request.user), post)
     except emails.LetterPreview as letter:
         return _letter_preview(request, privacy_request, action, letter)
@@ -903,13 +911,32 @@ def _request_action(request: HttpRequest, reference: str, action: str, *, previe
     return redirect("staff:request", reference)
 
 
+def _require_confirmed(request: HttpRequest, privacy_request: PrivacyRequest, action: str, form, post: dict) -> None:
+    """Raise the letter the action would send (emails.LetterPreview), to be shown for confirmation, unless the
+    post confirms that very letter (CONFIRMED). Call in the action's transaction, the request's row locked: the
+    letter previewed here, in a savepoint rolled back, is the one the action then sends."""
+    try:
+        with transaction.atomic():
+            ACTIONS[action][0](privacy_request, form, Actor.staff(request.user), post, preview=True)
+    except emails.LetterPreview as letter:
+        confirmed = request.POST.get("confirmed_letter")
+        if confirmed == letter.digest():
+            return
+        if confirmed:
+            messages.warning(request, _("Nothing was sent: the letter changed since you previewed it. Read it again below before you send it."))
+        raise
+    raise RuntimeError(f"the {action} service returned from a preview instead of raising LetterPreview")
+
+
 def _letter_preview(request: HttpRequest, privacy_request: PrivacyRequest, action: str, letter) -> HttpResponse:
-    # The form's fields, sent again as they were by "Send the letter" (to the action) or "Back to edit".
+    # The form's fields, sent again as they were by "Send the letter" (to the action) or "Back to edit"; the
+    # confirmation of a letter shown before is the page's own, for the letter shown now.
     fields = [
-        (name, value) for name, values in request.POST.lists() if name not in ("csrfmiddlewaretoken", "edit") for value in values
+        (name, value) for name, values in request.POST.lists()
+        if name not in ("csrfmiddlewaretoken", "edit", "confirmed_letter") for value in values
     ]
     context = {
-        "r": privacy_request, "action": action, "letter": letter, "fields": fields,
+        "r": privacy_request, "action": action, "letter": letter, "fields": fields, "closes": action in CONFIRMED,
         # Its button names all it does, as the form's did: a pause, or a question that stops a running clock
         # (handling.request_information) also pauses.
         "pauses_clock": action == "pause" or (

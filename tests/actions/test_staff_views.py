@@ -71,7 +71,7 @@ def test_the_complete_form_lists_what_is_still_to_do(client_dpo, db):
     assert blocker in _page(client_dpo, access).content.decode()
     released_package(access)
     page = _page(client_dpo, access).content.decode()
-    assert "Complete and send the letter" in page and blocker not in page and "Still to do" not in page
+    assert "Preview the letter, then complete" in page and blocker not in page and "Still to do" not in page
 
 
 def test_the_complete_form_lists_a_rectification_that_corrected_nothing_as_still_to_do(client_dpo, db):

@@ -91,11 +91,11 @@ def test_dpo_erases_in_a_source_waives_a_notice_and_completes(page, live_server,
     page.get_by_text("Complete", exact=True).click()
     page.get_by_label("What we did (goes into the completion letter)").fill("We erased your data from our CRM.")
     # The letter as it would go, then sent from the preview, without retyping anything.
-    page.get_by_role("button", name="Preview the letter").click()
+    page.get_by_role("button", name="Preview the letter, then complete").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Preview of the letter")
     expect(page.locator(".letter-preview")).to_contain_text("We erased your data from our CRM.")
     assert erasure.messages.count() == 0
-    page.get_by_role("button", name="Send the letter").click()
+    page.get_by_role("button", name="Complete and send the letter").click()
     expect(page.get_by_role("status")).to_contain_text("Request completed")
     expect(page.locator("h1 .status")).to_have_text("Completed")
     expect(panel.get_by_role("link", name="PDF")).to_have_attribute("href", f"/staff/requests/{erasure.reference}/certificate.pdf")

@@ -129,6 +129,11 @@ def test_handler_messages_subject_and_completes_the_request(page, live_server, b
     page.get_by_label("What we did (goes into the completion letter)").fill(
         "We sent you a copy of the data linked to ana.work@example.com."
     )
+    # Closing goes through the letter as it will go, said to close the request for good; only its page sends.
+    page.get_by_role("button", name="Preview the letter, then complete").click()
+    expect(page.locator(".letter-preview")).to_contain_text("We sent you a copy of the data linked to ana.work@example.com.")
+    expect(page.get_by_text("A closed request cannot be reopened.")).to_be_visible()
+    assert PrivacyRequest.objects.get(pk=mine.pk).status == Status.IN_PROGRESS  # nothing sent yet
     page.get_by_role("button", name="Complete and send the letter").click()
 
     expect(page.get_by_role("status")).to_contain_text("Request completed")
@@ -250,7 +255,7 @@ def test_an_action_the_server_refused_puts_the_focus_on_why(page, live_server):
     page.goto(live_server.url + f"/staff/requests/{request.reference}/")
     page.get_by_text("Reject", exact=True).click()
     page.get_by_label("Legal reason").select_option("other")
-    page.get_by_role("button", name="Reject and send the letter").click()
+    page.get_by_role("button", name="Preview the letter, then reject").click()
 
     refusal = page.locator(".messages .error")
     expect(refusal).to_contain_text("Explain to the subject why")

@@ -35,7 +35,7 @@ from requests_app.services.certificate import answered_on_time, render_certifica
 from requests_app.services import handling
 from requests_app.services.handling import render_letter, request_reject
 from requests_app.services.intake import RightDetails
-from tests.conftest import login_staff
+from tests.conftest import login_staff, post_confirmed
 from tests.factories import UserFactory, at_once, released_package, request_in_status, staff_in_role, submit_request
 
 BRUSSELS = timezone.get_default_timezone()
@@ -1103,12 +1103,13 @@ def test_the_request_page_warns_before_a_late_refusal_and_still_sends_it(client,
     with time_machine.travel(at(date(2026, 4, 2)), tick=False):
         login_staff(client, dpo)
         page = unescape(client.get(url).content.decode())
-        assert "Reject and send the letter" in page and warning not in page
+        assert "Preview the letter, then reject" in page and warning not in page
     with time_machine.travel(at(date(2026, 4, 3)), tick=False):
         login_staff(client, dpo)  # the idle session expired in the meantime
         page = unescape(client.get(url).content.decode())
         assert f"The first period to answer ended on 2 April 2026 (the original due date, moved on by the days paused). {warning}" in page
-        response = client.post(
+        response = post_confirmed(
+            client,
             reverse("staff:request_action", args=[request.reference, "reject"]),
             {"expected_status": request.status, "expected_version": lifecycle.state_version(request),
              "ground": "manifestly_unfounded", "explanation": "The twelfth identical request this month."},

@@ -10,7 +10,7 @@ from requests_app.audit import Actor
 from requests_app.lifecycle import state_version
 from requests_app.models import PrivacyRequest, Status
 from requests_app.services import handling
-from tests.conftest import login_staff
+from tests.conftest import login_staff, post_confirmed
 from tests.factories import request_in_status, staff_in_role
 
 CONTROLLER = "Mobile Operator SA"
@@ -27,7 +27,7 @@ def forward_from_the_page(client, request, **changes):
         "controller": CONTROLLER, "contact": CONTACT, "forwarded_on": timezone.localdate().isoformat(),
         "expected_status": request.status, "expected_version": state_version(request), **changes,
     }
-    return client.post(reverse("staff:request_action", args=[request.reference, "forward"]), data)
+    return post_confirmed(client, reverse("staff:request_action", args=[request.reference, "forward"]), data)
 
 
 @pytest.mark.django_db
@@ -35,7 +35,7 @@ def test_the_request_page_offers_forwarding_today_and_closes_the_request_with_it
     request = request_in_status(Status.IN_PROGRESS)
     login_staff(client, dpo)
     page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
-    url = reverse("staff:request_action", args=[request.reference, "forward"])
+    url = reverse("staff:request_action_preview", args=[request.reference, "forward"])
     form = page[page.index(f'action="{url}"'):]
     form = form[: form.index("</form>")]
     assert 'name="controller"' in form and 'name="contact"' in form

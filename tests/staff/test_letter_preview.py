@@ -15,6 +15,7 @@ from requests_app.models import (
 )
 from requests_app.services import handling
 from requests_app.services.intake import RightDetails
+from requests_app.staff.views import CONFIRMED
 from tests.conftest import login_staff
 from tests.factories import released_package, request_in_status, staff_in_role
 
@@ -80,6 +81,11 @@ def test_the_preview_is_the_email_sent_and_changes_nothing(client, dpo, action, 
     assert f'action="{reverse("staff:request_action", args=[request.reference, action])}"' in page
     for name, value in data.items():  # sent again as they were by "Send the letter"
         assert f'name="{name}" value="{value}"' in page
+    if action in CONFIRMED:  # and, closing the request, the letter confirmed
+        assert f'name="confirmed_letter" value="{letter.digest()}"' in page
+        data = {**data, "confirmed_letter": letter.digest()}
+    else:
+        assert "confirmed_letter" not in page
 
     with django_capture_on_commit_callbacks(execute=True):
         sent = client.post(reverse("staff:request_action", args=[request.reference, action]), data)
@@ -109,7 +115,8 @@ def test_a_completion_refusing_a_right_is_previewed_as_sent_in_the_subjects_lang
     assert everything(request) == before  # the refusal recorded for the letter was rolled back with the rest
     assert "Das Handelsgesetzbuch verlangt zehn Jahre." in letter.body
     with django_capture_on_commit_callbacks(execute=True):
-        assert client.post(reverse("staff:request_action", args=[request.reference, "complete"]), data).status_code == 302
+        confirmed = {**data, "confirmed_letter": letter.digest()}
+        assert client.post(reverse("staff:request_action", args=[request.reference, "complete"]), confirmed).status_code == 302
     (email,) = mail.outbox
     request.refresh_from_db()
     assert request.status == Status.COMPLETED
@@ -126,8 +133,10 @@ def test_without_an_email_address_the_preview_is_the_letter_to_post(client, dpo)
 
     letter = response.context["letter"]
     assert letter.by_post
-    assert "nothing will be emailed" in html.unescape(response.content.decode())
-    client.post(reverse("staff:request_action", args=[request.reference, "reject"]), data)
+    page = html.unescape(response.content.decode())
+    assert "nothing will be emailed" in page
+    assert "Sending this letter closes the request. A closed request cannot be reopened." in page
+    client.post(reverse("staff:request_action", args=[request.reference, "reject"]), {**data, "confirmed_letter": letter.digest()})
     posted = Message.objects.get(request=request)
     assert (letter.subject, letter.body) == (posted.subject, posted.body)
 
@@ -235,8 +244,11 @@ def test_the_request_page_offers_a_preview_on_each_letter_form(client, dpo):
     request = request_in_status(Status.IN_PROGRESS)
     login_staff(client, dpo)
     page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
-    for action in ("complete", "reject", "forward", "fee", "extend", "message", "request_information", "pause"):
+    for action in ("fee", "extend", "message", "request_information", "pause"):
         assert f'formaction="{reverse("staff:request_action_preview", args=[request.reference, action])}"' in page
+    for action in CONFIRMED:  # the preview is the only way to close: the form's one button, and its Enter key
+        assert f'action="{reverse("staff:request_action_preview", args=[request.reference, action])}"' in page
+        assert f'action="{reverse("staff:request_action", args=[request.reference, action])}"' not in page
 
 
 @pytest.mark.django_db
@@ -260,3 +272,78 @@ def test_only_the_letter_actions_have_a_preview(client, dpo):
     response = preview(client, request, "note", {"body": "A note."})
     assert response.status_code == 404
     assert not request.notes.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", CONFIRMED)
+def test_a_close_posted_without_confirming_its_letter_changes_nothing_and_shows_the_letter(
+    client, dpo, action, django_capture_on_commit_callbacks
+):
+    """A form posted to the action from a page older than the preview step, or crafted: the letter, to confirm."""
+    request = request_in_status(Status.IN_PROGRESS)
+    if action == "complete":
+        released_package(request)
+    login_staff(client, dpo)
+    data = form_data(request, action)
+    url = reverse("staff:request_action", args=[request.reference, action])
+    before = everything(request)
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        shown = client.post(url, data)
+
+    assert shown.status_code == 200
+    assert callbacks == [] and mail.outbox == [] and everything(request) == before
+    letter = shown.context["letter"]
+    page = html.unescape(shown.content.decode())
+    assert letter.body in page
+    assert "Sending this letter closes the request and emails the subject at once. A closed request cannot be reopened." in page
+    assert f'name="confirmed_letter" value="{letter.digest()}"' in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        sent = client.post(url, {**data, "confirmed_letter": letter.digest()})
+        again = client.post(url, {**data, "confirmed_letter": letter.digest()})  # a second click, or the back button
+
+    assert sent.status_code == 302 and again.status_code == 409
+    assert PrivacyRequest.objects.get(pk=request.pk).status != Status.IN_PROGRESS
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.django_db
+def test_confirming_the_letter_of_a_request_that_moved_on_since_is_refused(client, dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    login_staff(client, dpo)
+    data = form_data(request, "reject")
+    letter = preview(client, request, "reject", data).context["letter"]
+    # Meanwhile, a colleague asks a question and the subject answers it.
+    handling.request_information(
+        request=request, actor=Actor.staff(dpo), body="Which number?", expected_status=Status.IN_PROGRESS,
+    )
+    handling.subject_reply(request=request, body="The one ending in 42, and please also erase my emails.")
+    before = everything(request)
+
+    response = client.post(
+        reverse("staff:request_action", args=[request.reference, "reject"]), {**data, "confirmed_letter": letter.digest()}
+    )
+
+    assert response.status_code == 409
+    assert "has changed since you loaded it: the subject wrote, or its status changed." in html.unescape(response.content.decode())
+    assert everything(request) == before
+
+
+@pytest.mark.django_db
+def test_confirming_a_letter_that_changed_since_its_preview_shows_the_new_letter_and_sends_nothing(client, dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    login_staff(client, dpo)
+    data = form_data(request, "reject")
+    letter = preview(client, request, "reject", data).context["letter"]
+    PrivacyRequest.objects.filter(pk=request.pk).update(language="fr")  # the letter now goes in French
+    before = everything(request)
+
+    response = client.post(
+        reverse("staff:request_action", args=[request.reference, "reject"]), {**data, "confirmed_letter": letter.digest()}
+    )
+
+    assert response.status_code == 200
+    assert "the letter changed since you previewed it" in html.unescape(response.content.decode())
+    assert response.context["letter"].digest() != letter.digest()
+    assert everything(request) == before and mail.outbox == []

@@ -45,7 +45,7 @@ from requests_app.services import deadlines as deadline_service
 from requests_app.services import handling
 from requests_app.services.intake import attachment_add
 from requests_app.staff.views import ACTIONS
-from tests.conftest import login_staff
+from tests.conftest import login_staff, post_confirmed
 from tests.factories import UserFactory, released_package, request_in_status, staff_in_role
 
 PDF = b"%PDF-1.4\n% scanned letter\n"
@@ -512,7 +512,7 @@ def test_request_actions_by_role(client, cast, action, scenario):
     page = reverse("staff:request", args=[privacy_request.reference])
     sign_in(client, cast, scenario)
 
-    response = client.post(url, case.data(privacy_request, cast), HTTP_REFERER=f"http://testserver{page}")
+    response = post_confirmed(client, url, case.data(privacy_request, cast), HTTP_REFERER=f"http://testserver{page}")
 
     outcome = POST_SCENARIOS[scenario][2]
     if outcome == "allowed":

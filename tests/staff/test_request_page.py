@@ -17,7 +17,7 @@ from requests_app.wording import date_in_words
 from requests_app.audit import Actor
 from requests_app.models import Channel, IdentityKind, Organisation, RequestType, RestrictionGround, Status, VerificationMethod
 from requests_app.services.intake import RightDetails
-from tests.conftest import login_staff
+from tests.conftest import login_staff, post_confirmed
 from tests.factories import request_in_status, staff_in_role, submit_request
 
 
@@ -202,7 +202,7 @@ def test_a_request_changed_in_another_tab_keeps_the_letter_typed_and_a_deliberat
     assert response.status_code == 409
     page = html.unescape(response.content.decode())
     assert "has changed since you loaded it (it is now Identity check)" in page
-    reject_form = page[page.index('action="' + url + '"'):]
+    reject_form = page[page.index('action="' + reverse("staff:request_action_preview", args=[request.reference, "reject"]) + '"'):]
     reject_form = reject_form[: reject_form.index("</form>")]
     assert letter in reject_form
     assert f'name="expected_status" value="{Status.IDENTITY_CHECK}"' in reject_form
@@ -210,7 +210,7 @@ def test_a_request_changed_in_another_tab_keeps_the_letter_typed_and_a_deliberat
     request.refresh_from_db()
     assert request.status == Status.IDENTITY_CHECK
 
-    again = client.post(url, {**data, "expected_status": Status.IDENTITY_CHECK})
+    again = post_confirmed(client, url, {**data, "expected_status": Status.IDENTITY_CHECK})
 
     assert again.status_code == 302
     request.refresh_from_db()
@@ -255,7 +255,7 @@ def test_a_letter_written_before_the_subjects_reply_is_not_sent_as_if_nothing_ha
 
     new_version = re.search(r'name="expected_version" value="(\d+)"', page).group(1)
     assert new_version != shown_version
-    again = client.post(url, {**data, "expected_version": new_version})
+    again = post_confirmed(client, url, {**data, "expected_version": new_version})
     assert again.status_code == 302
     request.refresh_from_db()
     assert request.status == Status.COMPLETED
@@ -452,7 +452,7 @@ def test_a_right_refused_from_the_request_page_is_told_and_shown(client, django_
     released_package(request)
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("staff:request_action", args=[request.reference, "complete"]), {
+        response = post_confirmed(client, reverse("staff:request_action", args=[request.reference, "complete"]), {
             "letter": "Your copy is on your status page.", "expected_status": Status.IN_PROGRESS,
             "refusal_ground_access": "", "refusal_explanation_access": "",
             "refusal_ground_erasure": "legal_obligation", "refusal_explanation_erasure": "Telecom law keeps call records 12 months.",
@@ -501,7 +501,7 @@ def test_refusing_every_right_each_on_its_own_ground_from_the_request_page_compl
     request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ERASURE), fraud_checks])
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("staff:request_action", args=[request.reference, "complete"]), {
+        response = post_confirmed(client, reverse("staff:request_action", args=[request.reference, "complete"]), {
             "letter": "", "expected_status": Status.IN_PROGRESS,
             "refusal_ground_erasure": "legal_obligation", "refusal_explanation_erasure": "Telecom law keeps call records 12 months.",
             "refusal_ground_objection": "compelling_grounds", "refusal_explanation_objection": "Fraud checks protect other customers.",
@@ -712,7 +712,7 @@ def test_a_ccpa_request_to_limit_is_rejected_from_the_page_as_fraudulent_never_f
     assert request.status == Status.IN_PROGRESS and not request.messages.exists()
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(url, {
+        response = post_confirmed(client, url, {
             "expected_status": Status.IN_PROGRESS, "ground": "fraudulent",
             "explanation": "The address that sent it filed 300 requests for other people's numbers today.",
         })

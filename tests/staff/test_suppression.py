@@ -16,7 +16,7 @@ from requests_app.models import (
 )
 from requests_app.services import suppression
 from requests_app.services.intake import RightDetails
-from tests.conftest import login_staff
+from tests.conftest import login_staff, post_confirmed
 from tests.factories import request_in_status, staff_in_role
 
 
@@ -407,7 +407,7 @@ def test_through_the_pages_a_marketing_objection_completes_only_once_each_list_i
 
     request.identities.filter(kind="phone").update(verified_at=timezone.now())
     client.post(page_url, {"right": "objection", "purposes": [marketing.pk, calls.pk]})
-    client.post(complete_url, {"letter": "", "expected_status": "in_progress"})
+    post_confirmed(client, complete_url, {"letter": "", "expected_status": "in_progress"})
 
     request.refresh_from_db()
     assert request.status == "completed"
