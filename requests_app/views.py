@@ -1,5 +1,6 @@
 """Public pages: the request form, email verification and the subject's status page."""
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -14,7 +15,7 @@ from django.utils import timezone, translation
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
-from django_ratelimit.core import is_ratelimited
+from django_ratelimit.core import get_usage
 
 from requests_app import selectors
 from requests_app.audit import Actor
@@ -30,7 +31,7 @@ from requests_app.models import (
     normalised_identifier,
 )
 from requests_app.services import certificate, deadlines, exports, handling, intake
-from requests_app.wording import amount_in_words, date_in_words, masked_email
+from requests_app.wording import amount_in_words, date_in_words, masked_email, wait_in_words
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,20 @@ OVER_THE_NETWORK_LIMIT = "network"
 OVER_THE_EMAIL_LIMIT = "email"
 
 
+@dataclasses.dataclass(frozen=True)
+class LimitReached:
+    """A refused submission: the limit it went over (OVER_THE_NETWORK_LIMIT, OVER_THE_EMAIL_LIMIT), and how long
+    until that limit's window frees, when the same submission is accepted again."""
+
+    limit: str
+    seconds_left: int
+
+    @property
+    def wait(self) -> str:
+        """The wait in words, for the page that refuses ("Please wait 15 minutes")."""
+        return wait_in_words(self.seconds_left)
+
+
 def email_counter_key(email: str) -> str:
     """What the per-email limit counts under: a keyed hash of the address, never the address, so that the cache holds
     no personal data (an unkeyed hash of an address is reversed by hashing guesses). One mailbox, one count: the
@@ -58,9 +73,9 @@ def email_counter_key(email: str) -> str:
     return salted_hmac("requests_app.views.email_counter_key", mailbox, algorithm="sha256").hexdigest()
 
 
-def over_the_limit(request: HttpRequest, group: str, *, email: str = "") -> str | None:
+def over_the_limit(request: HttpRequest, group: str, *, email: str = "") -> LimitReached | None:
     """Count this submission against its client's network address and, given one, the email address it is for;
-    the limit it went over (OVER_THE_NETWORK_LIMIT, OVER_THE_EMAIL_LIMIT), else None.
+    the limit it went over, and until when, else None.
 
     Called for valid submissions only: a typing mistake does not use up an attempt,
     and the page shown when the limit is reached keeps what was typed.
@@ -69,19 +84,26 @@ def over_the_limit(request: HttpRequest, group: str, *, email: str = "") -> str 
     sending again and again from behind a mobile operator's shared address (carrier-grade NAT) must not use up the
     budget of everyone behind it. Hence the network address's count is looked at first, and added to last.
     """
-    if is_ratelimited(request, group=group, key="ip", rate=submission_rate, increment=False):
-        limit = OVER_THE_NETWORK_LIMIT
-    elif email and is_ratelimited(
-        request, group=f"{group}-email", key=lambda _group, _request: email_counter_key(email), rate=email_submission_rate,
-        increment=True,
-    ):
-        limit = OVER_THE_EMAIL_LIMIT
-    elif is_ratelimited(request, group=group, key="ip", rate=submission_rate, increment=True):
-        limit = OVER_THE_NETWORK_LIMIT
+    if (seconds_left := _seconds_left(request, group, "ip", submission_rate, increment=False)) is not None:
+        reached = LimitReached(OVER_THE_NETWORK_LIMIT, seconds_left)
+    elif email and (seconds_left := _seconds_left(
+        request, f"{group}-email", lambda _group, _request: email_counter_key(email), email_submission_rate, increment=True,
+    )) is not None:
+        reached = LimitReached(OVER_THE_EMAIL_LIMIT, seconds_left)
+    elif (seconds_left := _seconds_left(request, group, "ip", submission_rate, increment=True)) is not None:
+        reached = LimitReached(OVER_THE_NETWORK_LIMIT, seconds_left)
     else:
         return None
-    logger.warning("%s refused: over the per-%s address limit", group, limit)
-    return limit
+    logger.warning("%s refused: over the per-%s address limit", group, reached.limit)
+    return reached
+
+
+def _seconds_left(request: HttpRequest, group: str, key, rate, *, increment: bool) -> int | None:
+    """If this request is over the limit, the seconds until its window ends (django-ratelimit counts in fixed
+    windows: the count starts again from zero then), else None, also while the cache is unreachable
+    (RATELIMIT_FAIL_OPEN)."""
+    usage = get_usage(request, group=group, key=key, rate=rate, increment=increment)
+    return usage["time_left"] if usage and usage["should_limit"] else None
 
 
 def submit_request(request: HttpRequest) -> HttpResponse:
@@ -97,8 +119,8 @@ def submit_request(request: HttpRequest) -> HttpResponse:
             if reference:
                 return _sent_again(request, reference)
             details = form.submit_kwargs()
-            if limit := over_the_limit(request, "submit", email=details["subject_email"]):
-                context = {"form": form, "notice": _privacy_notice(), "rate_limited": limit}
+            if reached := over_the_limit(request, "submit", email=details["subject_email"]):
+                context = {"form": form, "notice": _privacy_notice(), "rate_limited": reached}
                 return render(request, "requests_app/submit.html", context, status=429)
             try:
                 privacy_request = intake.request_submit(**details, actor=Actor.subject())
@@ -196,8 +218,8 @@ def resend_link(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = ResendLinkForm(request.POST)
         if form.is_valid():
-            if limit := over_the_limit(request, "resend", email=form.cleaned_data["email"]):
-                return render(request, "requests_app/resend.html", {"form": form, "rate_limited": limit}, status=429)
+            if reached := over_the_limit(request, "resend", email=form.cleaned_data["email"]):
+                return render(request, "requests_app/resend.html", {"form": form, "rate_limited": reached}, status=429)
             intake.request_resend_link(**form.cleaned_data)
             # The same answer whether or not the details matched.
             return render(request, "requests_app/resend_done.html")
@@ -365,20 +387,20 @@ def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
     # Each reply is stored and emailed to the assignee, each document stored: bounds per client and per the request's
     # email address, as for submissions, the documents' apart (words alone can still explain a document refused).
     email = privacy_request.subject_email
-    if document is not None and (limit := over_the_limit(request, "reply-document", email=email)):
+    if document is not None and (reached := over_the_limit(request, "reply-document", email=email)):
         reason = (
-            _("Too many documents sent from here: try again later.")
-            if limit == OVER_THE_NETWORK_LIMIT
-            else _("Too many documents sent for this request in a short time: try again later.")
-        )
+            _("Too many documents sent from here: please wait %(wait)s and try again.")
+            if reached.limit == OVER_THE_NETWORK_LIMIT
+            else _("Too many documents sent for this request in a short time: please wait %(wait)s and try again.")
+        ) % {"wait": reached.wait}
         return _reply_refused(request, privacy_request, body, reason, status=429, field="document")
     # An empty post is refused below, uncounted.
-    if document is None and body.strip() and (limit := over_the_limit(request, "reply", email=email)):
+    if document is None and body.strip() and (reached := over_the_limit(request, "reply", email=email)):
         reason = (
-            _("Too many messages sent from here: try again later.")
-            if limit == OVER_THE_NETWORK_LIMIT
-            else _("Too many messages sent for this request in a short time: try again later.")
-        )
+            _("Too many messages sent from here: please wait %(wait)s and try again.")
+            if reached.limit == OVER_THE_NETWORK_LIMIT
+            else _("Too many messages sent for this request in a short time: please wait %(wait)s and try again.")
+        ) % {"wait": reached.wait}
         return _reply_refused(request, privacy_request, body, reason, status=429)
     try:
         handling.subject_reply(

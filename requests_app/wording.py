@@ -1,9 +1,11 @@
 """Labels and dates inside sentences, in the active language."""
 
 import datetime
+import math
 import re
 
 from django.utils import dateformat, formats, timezone
+from django.utils.timesince import timeuntil
 from django.utils.translation import get_language, gettext_lazy
 
 
@@ -124,6 +126,13 @@ def date_in_words(value, format_name: str = "DATE_FORMAT") -> str:
     if (get_language() or "").startswith("fr") and value.day == 1:
         date_format = re.sub(r"(?<!\\)j", r"j\\e\\r", date_format)  # the day, then a literal "er"
     return dateformat.format(value, date_format)
+
+
+def wait_in_words(seconds: int) -> str:
+    """A wait as the active language says it ("15 minutes", "1 hour, 5 minutes", "2 hours"; Django's own words,
+    translated with Django), rounded up to the minute: whoever waits as long as it says is never too early."""
+    now = timezone.now()
+    return timeuntil(now + datetime.timedelta(minutes=max(1, math.ceil(seconds / 60))), now)
 
 
 def masked_email(address: str) -> str:

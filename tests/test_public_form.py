@@ -457,6 +457,35 @@ def test_submissions_are_rate_limited_per_ip(client, settings):
     assert other_ip.status_code == 302
 
 
+# The wait a refusal states (wording.wait_in_words: "15 minutes", "1 hour, 5 minutes").
+STATED_WAIT = re.compile(r"Please wait ((?:\d+\xa0(?:day|hour|minute)s?(?:, )?)+) and try again")
+
+
+def stated_wait(page: str) -> datetime.timedelta:
+    said = STATED_WAIT.search(page)
+    assert said, "the refusal says no wait"
+    minutes = {"day": 24 * 60, "hour": 60, "minute": 1}
+    return datetime.timedelta(minutes=sum(int(n) * minutes[unit] for n, unit in re.findall(r"(\d+)\xa0(day|hour|minute)", said[1])))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("limit", ["SUBMISSION_RATE_LIMIT", "SUBMISSION_EMAIL_RATE_LIMIT"])
+@pytest.mark.parametrize(("rate", "period"), [("1/min", datetime.timedelta(minutes=1)), ("1/h", datetime.timedelta(hours=1)), ("1/d", datetime.timedelta(days=1))])
+def test_a_refusal_says_how_long_until_the_limit_frees_whatever_its_period(settings, limit, rate, period):
+    """Not "an hour" whatever the deployment set: the wait it states is the true one, rounded up to the minute."""
+    setattr(settings, limit, rate)
+    with time_machine.travel(datetime.datetime(2026, 12, 2, 9, 0, 7, tzinfo=datetime.UTC), tick=False) as traveller:
+        assert Client().post(reverse("submit"), VALID, REMOTE_ADDR="198.51.100.60").status_code == 302
+        refused = Client().post(reverse("submit"), VALID, REMOTE_ADDR="198.51.100.60")
+        assert refused.status_code == 429
+        wait = stated_wait(refused.content.decode())
+        assert datetime.timedelta(0) < wait <= period
+        traveller.shift(wait - datetime.timedelta(minutes=1))
+        assert Client().post(reverse("submit"), VALID, REMOTE_ADDR="198.51.100.60").status_code == 429
+        traveller.shift(datetime.timedelta(minutes=1))
+        assert Client().post(reverse("submit"), VALID, REMOTE_ADDR="198.51.100.60").status_code == 302
+
+
 @pytest.mark.django_db
 def test_many_people_behind_one_mobile_operators_address_can_each_file(client, settings):
     """Carrier-grade NAT: subscribers share one public address; each files under their own email address."""

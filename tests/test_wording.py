@@ -7,7 +7,7 @@ import pytest
 from django.utils import translation
 
 from requests_app.models import IdentityKind, Status
-from requests_app.wording import date_in_words, in_sentence, with_full_stop, without_final_punctuation
+from requests_app.wording import date_in_words, in_sentence, wait_in_words, with_full_stop, without_final_punctuation
 
 
 @pytest.mark.parametrize(
@@ -137,3 +137,22 @@ def test_a_date_stored_as_an_iso_string_is_written_in_words():
 )
 def test_with_full_stop(text, expected):
     assert with_full_stop(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("language", "seconds", "expected"),
+    [
+        ("en", 0, "1\xa0minute"),  # the window ends this second: a minute is never too early
+        ("en", 59, "1\xa0minute"),
+        ("en", 14 * 60 + 1, "15\xa0minutes"),  # rounded up: waiting 14 minutes would be refused again
+        ("en", 3600, "1\xa0hour"),
+        ("en", 3600 + 4 * 60 + 30, "1\xa0hour, 5\xa0minutes"),
+        ("en", 2 * 3600, "2\xa0hours"),
+        ("fr", 2 * 3600, "2\xa0heures"),
+        ("nl", 15 * 60, "15\xa0minuten"),
+        ("de", 3600, "1\xa0Stunde"),
+    ],
+)
+def test_a_wait_in_words_is_rounded_up_to_the_minute_and_plural_aware(language, seconds, expected):
+    with translation.override(language):
+        assert wait_in_words(seconds) == expected
