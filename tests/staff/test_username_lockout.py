@@ -89,6 +89,24 @@ def test_the_owner_and_the_dpo_are_emailed_once_per_lockout_without_addresses(ta
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("failures", "minutes", "said"),
+    [
+        (1, 1, "After 1 wrong password for the staff account target within 1 minute, from an address it has not"),
+        (6, 15, "After 6 wrong passwords for the staff account target within 15 minutes, from addresses it has not"),
+    ],
+)
+def test_the_lockout_email_counts_its_passwords_and_minutes_in_the_singular_or_the_plural(
+    target, settings, django_capture_on_commit_callbacks, failures, minutes, said
+):
+    settings.LOGIN_USERNAME_FAILURE_LIMIT, settings.LOGIN_USERNAME_LOCKOUT = failures, timedelta(minutes=minutes)
+    with django_capture_on_commit_callbacks(execute=True):
+        spread_guesses(count=failures)
+    html = mail.outbox[0].alternatives[0][0]
+    assert said in mail.outbox[0].body and said in html
+
+
+@pytest.mark.django_db
 def test_no_email_for_a_username_of_no_account(target, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         spread_guesses("nobody")
