@@ -82,11 +82,15 @@ UNCLOSED_MARKUP = {
         "%}", "{% templatetag openblock %}",
     ),
     "{#": (
-        gettext_lazy("“%(mark)s” on line %(line)s is not closed: a comment must end with “%(end)s” on the same line. "
-                     "To write “%(mark)s” as text, type %(as_text)s in its place."),
+        # Closed ("{#123#}"), a comment is refused too, when the template is saved (refuse_comments): the same words.
+        gettext_lazy("“%(mark)s” on line %(line)s begins a comment, which a letter may not have. To write “%(mark)s” as "
+                     "text, type %(as_text)s in its place; a note for staff, left out of the letter, goes between "
+                     "%(comment_tags)s."),
         "#}", "{% templatetag opencomment %}",
     ),
 }
+# What a note for staff, left out of every letter, is written with: a comment tag, which nobody types meaning text.
+COMMENT_TAGS = "{% comment %} … {% endcomment %}"
 
 
 def _refuse_unclosed_markup(source: str) -> None:
@@ -98,9 +102,22 @@ def _refuse_unclosed_markup(source: str) -> None:
             at = min((token.contents.find(mark) for mark in UNCLOSED_MARKUP if mark in token.contents), default=-1)
             if at >= 0:
                 mark = token.contents[at : at + 2]
-                refusal, end, as_text = UNCLOSED_MARKUP[mark]
                 line = token.lineno + token.contents.count("\n", 0, at)
-                raise TemplateSyntaxError(refusal % {"mark": mark, "line": line, "end": end, "as_text": as_text})
+                raise TemplateSyntaxError(_refusal(mark, line))
+
+
+def refuse_comments(source: str) -> None:
+    """Raises TemplateSyntaxError for a comment in `source`, "{#123#}": Django leaves it out of the letter, and a DPO
+    who typed it meant the text ("Ticket {#123#}"). Checked when a template is saved, not when a letter is written:
+    one saved before still sends as it did."""
+    for token in Lexer(source).tokenize():
+        if token.token_type == TokenType.COMMENT:
+            raise TemplateSyntaxError(_refusal("{#", token.lineno))
+
+
+def _refusal(mark: str, line: int) -> str:
+    refusal, end, as_text = UNCLOSED_MARKUP[mark]
+    return refusal % {"mark": mark, "line": line, "end": end, "as_text": as_text, "comment_tags": COMMENT_TAGS}
 
 
 def render(source: str, values: dict) -> str:
@@ -144,8 +161,9 @@ def render_with_sample_values(source: str, *, outcome: bool = False) -> SampleRe
     """Render `source` as it would be in every kind of letter: by email and by post, with the clock
     running and paused, the optional values given and left blank, so that a branch of an {% if %} is not
     left untried; with {{ outcome }} as OUTCOME_MARK if `outcome` (the text of a completion letter). Raises
-    what `render` raises."""
+    what `render` raises, and refuses a comment (refuse_comments)."""
     template = parse(source)
+    refuse_comments(source)
     renders = SampleRenders(texts=[], unknown=set(), asked=set())
     for sample, by_post, clock_paused in itertools.product([SAMPLE_VALUES, SAMPLE_VALUES_LEFT_BLANK], [False, True], [False, True]):
         values = {**sample, "by_post": by_post, "clock_paused": clock_paused}

@@ -434,10 +434,15 @@ def test_a_template_that_would_drop_what_staff_write_is_refused(purpose, body, m
          "line. To write “{{” as text, type {% templatetag openvariable %} in its place."),
         ("body", "{{ body }}\n{% if by_post", "“{%” on line 2 is not closed: a tag must end with “%}” on the same line. "
          "To write “{%” as text, type {% templatetag openblock %} in its place."),
-        ("subject", "{# a note {{ reference }}", "“{#” on line 1 is not closed: a comment must end with “#}” on the same "
-         "line. To write “{#” as text, type {% templatetag opencomment %} in its place."),
+        ("subject", "{# a note {{ reference }}", "“{#” on line 1 begins a comment, which a letter may not have. To write "
+         "“{#” as text, type {% templatetag opencomment %} in its place; a note for staff, left out of the letter, goes "
+         "between {% comment %} … {% endcomment %}."),
+        # Closed, Django leaves a comment out of the letter: "Ticket {#123#}" was meant as text, and vanished.
+        ("subject", "Ticket {#123#}", "“{#” on line 1 begins a comment, which a letter may not have. To write “{#” as "
+         "text, type {% templatetag opencomment %} in its place"),
+        ("body", "{{ body }}\n\n{# check with legal #}Kind regards", "“{#” on line 3 begins a comment"),
         # Over two lines, Django reads a comment as text: the subject would read the note.
-        ("body", "{# a note\nfor staff #}{{ body }}", "“{#” on line 1 is not closed"),
+        ("body", "{# a note\nfor staff #}{{ body }}", "“{#” on line 1 begins a comment"),
         # Fails only when rendered, and only in a letter that goes by post: every branch is tried.
         ("body", "{{ body }}{% if by_post %}{{ reference|divisibleby:0 }}{% endif %}", "A letter cannot be written with this template"),
         ("subject", "{{ due_on|date:'Y'|divisibleby:0 }}", "A letter cannot be written with this template"),
@@ -459,6 +464,10 @@ def test_a_template_may_use_conditions_loops_and_filters():
         body="{% comment %}Art. 12(4){% endcomment %}{% if by_post %}By post.{% endif %}{% for right in rights.split %}"
         "{{ right|lower }} {% endfor %}{% with days=30 %}{{ days }} days{% endwith %} {{ reason }} {{ body }} {{ due_on|date:'j F Y' }}"
         "{% verbatim %}Type {{ to start a placeholder.{% endverbatim %}",  # markup left open on purpose, in verbatim
+    ).clean()  # accepted
+    ResponseTemplate(  # a comment's opening as text, and in verbatim, is text
+        purpose=TemplatePurpose.MESSAGE, language="en", subject="Ticket {% templatetag opencomment %}123#}",
+        body="{{ body }}{% verbatim %} Ticket {#123#}{% endverbatim %}",
     ).clean()  # accepted
 
 

@@ -305,12 +305,38 @@ def test_a_template_with_a_literal_comment_opening_is_refused_saying_how_to_writ
 
     assert refused.status_code == 200 and not ResponseTemplate.objects.exists()
     error = html.unescape(str(refused.context["form"].errors["subject"]))
-    assert "To write “{#” as text, type {% templatetag opencomment %} in its place." in error
+    assert "To write “{#” as text, type {% templatetag opencomment %} in its place;" in error
 
     written_as_told = {**template, "subject": "Ticket {% templatetag opencomment %}123}"}
     assert dpo_client.post(reverse("staff:template_new"), written_as_told).status_code == 302
     request = request_in_status("in_progress")
     assert handling.render_letter(request, TemplatePurpose.MESSAGE, body="Hello.")[0] == "Ticket {#123}"
+
+
+@pytest.mark.django_db
+def test_a_template_with_a_comment_is_refused_saying_how_to_write_it_as_text(dpo_client):
+    """Closed, "{#123#}" is a comment to Django: the letter read "Ticket " and nobody was told."""
+    template = {"purpose": "message", "request_type": "", "language": "en", "subject": "Ticket {#123#}", "body": "{{ body }}"}
+
+    refused = dpo_client.post(reverse("staff:template_new"), template)
+
+    assert refused.status_code == 200 and not ResponseTemplate.objects.exists()
+    error = html.unescape(str(refused.context["form"].errors["subject"]))
+    assert "To write “{#” as text, type {% templatetag opencomment %} in its place" in error
+
+    written_as_told = {**template, "subject": "Ticket {% templatetag opencomment %}123#}"}
+    assert dpo_client.post(reverse("staff:template_new"), written_as_told).status_code == 302
+    request = request_in_status("in_progress")
+    assert handling.render_letter(request, TemplatePurpose.MESSAGE, body="Hello.")[0] == "Ticket {#123#}"
+
+
+@pytest.mark.django_db
+def test_a_template_saved_with_a_comment_before_it_was_refused_still_sends_as_it_did():
+    """Refused when saved, not when a letter is written: a DPO's note to staff, saved before, must not stop every
+    letter of its purpose until someone edits it."""
+    ResponseTemplate.objects.create(purpose="message", language="en", subject="About {{ reference }}", body="{# note #}{{ body }}")
+    request = request_in_status("in_progress")
+    assert handling.render_letter(request, TemplatePurpose.MESSAGE, body="Hello.")[1] == "Hello."
 
 
 @pytest.mark.django_db
