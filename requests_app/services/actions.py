@@ -382,12 +382,21 @@ def _leave_out(request: PrivacyRequest, restrictions: list[SourceAction]) -> Non
 CORRECTED_ALREADY = (ActionStatus.RUNNING, ActionStatus.DONE)
 
 
+def corrected_already(action: SourceAction, kinds_verified: set[str]) -> bool:
+    """Whether a rectification's corrected values are settled (CORRECTED_ALREADY): it wrote them into its source, or
+    is writing them. Not one done without searching its source whose kind of identifier is verified now
+    (searched_too_early): it wrote nothing, and is to run again, with its values as they are then."""
+    return action.status in CORRECTED_ALREADY and not searched_too_early(action, kinds_verified)
+
+
 def rectification_change_set(
     *, request: PrivacyRequest, actor: Actor, category: SourceCategory, field: str, value: str
 ) -> RectificationChange:
     """Record a corrected value for one field, checked against the field's type.
 
-    A change after the source's dry run makes that dry run (and any approval) void.
+    A change after the source's dry run makes that dry run (and any approval) void. Refused once the source's
+    rectification ran (corrected_already), but for one that ran before any identifier its source finds data by was
+    verified, and searched nothing: once one is, its values may change until its dry run is run again.
     """
     roles.require_can_work(actor, request)
     if RequestType.RECTIFICATION not in request.requested_rights:
@@ -400,12 +409,20 @@ def rectification_change_set(
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
         _require_in_progress(locked)
         action = SourceAction.objects.filter(request=locked, source=category.source, kind=ActionKind.RECTIFY).first()
-        if action is not None and action.status in CORRECTED_ALREADY:
+        if action is not None and corrected_already(action, verified_kinds(locked)):
+            if done_without_searching(action):
+                raise RequestError(
+                    _("The rectification in %(source)s searched nothing there: no %(identifier)s was verified. Once one "
+                      "is, its corrected values may be changed, and its dry run run again.")
+                    % {"source": category.source, "identifier": in_sentence(IdentityKind(category.source.identity_kind).label)}
+                )
             raise RequestError(_("The rectification in %(source)s has already been carried out.") % {"source": category.source})
         change, _created = RectificationChange.objects.update_or_create(
             request=locked, category=category, field=field, defaults={"value": _stored(typed), "created_by": actor.user}
         )
-        if action is not None and action.status != ActionStatus.MANUAL:
+        # One done without searching stays so until its dry run is run again (dry_run_start): that run, seeing it
+        # searched too early, voids it and tells the source's recipients of the change once it is made.
+        if action is not None and action.status not in (ActionStatus.MANUAL, ActionStatus.DONE):
             _void_dry_run(action)
         # The value itself is personal data: the unpurgeable trail says only which field.
         record_event(locked, "rectification_value_set", actor=actor, data={"category": str(category), "field": field})

@@ -151,7 +151,11 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
     shows_plan_form = can_work and acting and actions.anything_to_plan(privacy_request)
     # A source whose rectification ran (or is running) takes no more corrected values (actions.rectification_change_set):
     # its fields are not offered, and the form goes once every source's has run, its values shown read-only above it.
-    corrected_in = {action.source_id for action in source_actions if action.kind == ActionKind.RECTIFY and action.status in actions.CORRECTED_ALREADY}
+    # One that searched nothing there, and can search now (an identifier verified since), takes them again.
+    corrected_in = {
+        action.source_id for action in source_actions
+        if action.kind == ActionKind.RECTIFY and actions.corrected_already(action, kinds_verified)
+    }
     rectification_form = bound.get("rectification") or RectificationForm(auto_id="rectification-%s", corrected_in=corrected_in)
     shows_rectification_form = can_work and acting and rectifying and rectification_form.fields["field"].queryset.exists()
     forms_shown |= {key for key, shown in (("plan", shows_plan_form), ("rectification", shows_rectification_form)) if shown}
@@ -173,17 +177,20 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         "actions": source_actions,
         "notices": recipient_notices,
         "rectifying": rectifying,
-        "changes": _changes_with_labels(privacy_request, source_actions) if rectifying else [],
+        "changes": _changes_with_labels(privacy_request, source_actions, kinds_verified) if rectifying else [],
         "rectification_form": rectification_form,
         "corrected_everywhere": can_work and acting and rectifying and bool(corrected_in) and not shows_rectification_form,
         "plan_form": plan_form,
     }
 
 
-def _changes_with_labels(privacy_request: PrivacyRequest, source_actions: list[SourceAction]) -> list[RectificationChange]:
+def _changes_with_labels(
+    privacy_request: PrivacyRequest, source_actions: list[SourceAction], kinds_verified: set[str]
+) -> list[RectificationChange]:
     """The corrected values, each with `field_label`: the inventory's label for its field in the reader's language,
     as the rectification form offers it ("" for a field since removed from the inventory, left with its name);
-    `carried_out`, its source's rectification once it ran or runs (else None); and `corrected`, whether that run
+    `carried_out`, its source's rectification once it ran or runs (else None, as for one that searched nothing there and
+    is to run again: actions.corrected_already); and `corrected`, whether that run
     changed the value's category (a manual source's owner confirms rows for the source as a whole)."""
     rectifications = {action.source_id: action for action in source_actions if action.kind == ActionKind.RECTIFY}
     changes = list(
@@ -196,7 +203,7 @@ def _changes_with_labels(privacy_request: PrivacyRequest, source_actions: list[S
         field = next((field for field in change.category.fields.all() if field.name == change.field), None)
         change.field_label = field.texts_in(language)["label"] if field else ""
         action = rectifications.get(change.category.source_id)
-        change.carried_out = action if action is not None and action.status in actions.CORRECTED_ALREADY else None
+        change.carried_out = action if action is not None and actions.corrected_already(action, kinds_verified) else None
         change.corrected = (
             action is not None and action.status == ActionStatus.DONE and action.changed_anything()
             and (action.result.get("manual") or change.category.slug in action.changed_categories())

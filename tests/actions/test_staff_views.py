@@ -28,9 +28,9 @@ from requests_app.models import (
     SourceSystem,
     Status,
 )
-from requests_app.services import actions, handling, intake, notices, routing
+from requests_app.services import actions, certificate, handling, intake, notices, routing
 from requests_app.wording import date_in_words
-from tests.actions.conftest import ANA_EMAIL, verified_request
+from tests.actions.conftest import ANA_EMAIL, ANA_PHONE, verified_request
 from tests.conftest import login_staff
 from tests.factories import identity_proof_asked, released_package, staff_in_role
 
@@ -566,6 +566,54 @@ def test_a_rectification_that_failed_takes_corrected_values_before_its_retry(cli
     )
     assert _messages(response) == ["Corrected value saved."]
     assert request.source_actions.get(source=cdr).status == ActionStatus.PLANNED  # its retry starts with a new dry run
+
+
+@sqlite_source
+def test_a_rectification_that_searched_nothing_takes_corrected_values_once_it_can_search(
+    client_dpo, cdr, dpo_actor, run, source_db
+):
+    """No phone number was verified: the correction of the call records ran, searched nobody and wrote nothing ("Done:
+    not searched"), yet its values were refused as carried out. Once one is verified, the panel offers the dry run again
+    and the values may change until it runs; the trail shows the value set between the run that searched nothing and
+    the one that wrote it, and the source's recipient hears of the change made."""
+    calls = cdr.categories.get()
+    field = calls.fields.create(name="callee", label="number called", rectifiable=True)
+    Recipient.objects.create(source=cdr, name="Roaming partner", country="Belgium", notification_email="p@example.net")
+    request = verified_request(RequestType.RECTIFICATION)
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=None)
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=calls, field="callee", value="+3225550000")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    rectify = run(request.source_actions.get().id, "dry_run", "approve", "execute", actor=dpo_actor)
+    assert certificate.done_without_searching(rectify)
+    assert request.recipient_notices.get().status == NoticeStatus.NOT_NEEDED
+    url = reverse("staff:rectification_change", args=[request.reference])
+
+    # Still none: it would search nobody again. Refused, saying why, not that it was carried out.
+    response = client_dpo.post(url, {"field": field.pk, "value": "+3225550001"})
+    assert _messages(response) == [
+        "The rectification in Call records searched nothing there: no phone number was verified. Once one is, its "
+        "corrected values may be changed, and its dry run run again."
+    ]
+    assert 'id="rectification-field"' not in _page(client_dpo, request).content.decode()
+
+    request.identities.filter(kind=IdentityKind.PHONE).update(verified_at=timezone.now())
+    page = html.unescape(_page(client_dpo, request).content.decode())
+    options = re.findall(r'<option value="\d+">([^<]*)</option>', page[page.index('id="rectification-field"'):])
+    assert options == ["Call records · calls · number called (callee)"]
+    assert "<td>+3225550000</td>\n      <td>—</td>" in page  # not "Carried out on …": nothing was written
+    response = client_dpo.post(url, {"field": field.pk, "value": "+3225550001"})
+    assert _messages(response) == ["Corrected value saved."]
+    # Left as it is until its dry run is run again, which sees it searched too early and sends the notice back to pending.
+    assert request.source_actions.get().status == ActionStatus.DONE
+
+    rectify = run(rectify.id, "dry_run", "approve", "execute", actor=dpo_actor)
+    assert rectify.status == ActionStatus.DONE and not certificate.done_without_searching(rectify)
+    assert source_db("SELECT callee FROM calls WHERE caller = :phone", phone=ANA_PHONE) == [{"callee": "+3225550001"}] * 2
+    assert request.recipient_notices.get().status == NoticeStatus.SENT
+    trail = [(action, "not_searched" in data) for action, data in request.events.order_by("pk").values_list("action", "data")]
+    done = [index for index, (action, _) in enumerate(trail) if action == "source_action_done"]
+    assert [trail[index] for index in done] == [("source_action_done", True), ("source_action_done", False)]
+    assert ("rectification_value_set", False) in trail[done[0] : done[1]]
 
 
 @sqlite_source
