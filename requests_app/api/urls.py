@@ -5,11 +5,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import SimpleRouter
 
 from requests_app.api.suppression import SuppressionListViewSet
-from requests_app.api.views import UUID_PATTERN, ExportViewSet, RequestViewSet, ping
+from requests_app.api.views import ID_PATTERN, ExportViewSet, RequestViewSet, ping
 
 router = SimpleRouter()
 router.register("requests", RequestViewSet, basename="api-requests")
-router.register(rf"requests/(?P<request_public_id>{UUID_PATTERN})/exports", ExportViewSet, basename="api-exports")
+router.register(rf"requests/(?P<request_public_id>{ID_PATTERN})/exports", ExportViewSet, basename="api-exports")
 router.register("suppression-lists", SuppressionListViewSet, basename="api-suppression-lists")
 
 # Swagger UI and ReDoc (served from this site by the sidecar) add <style>

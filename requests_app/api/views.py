@@ -103,7 +103,8 @@ ALL_PROBLEMS = {
             problem_example("Business customer on suppression lists", 403, "Only the controller's own systems may read the suppression lists."),
             problem_example("Read key that downloads", 403, "Downloading a subject's data needs a key with the write scope."),
         ]),
-        (404, "No such request, message, package or suppression list for this key", [
+        (404, "No such request, message, package or suppression list for this key (an id that is not a UUID is "
+              "no such one either, once the key is checked)", [
             problem_example("Unknown request", 404, "No such privacy request for this API key."),
             problem_example("Unknown message", 404, "No such message for this API key."),
             problem_example("Unknown package", 404, "No such export package for this API key."),
@@ -242,9 +243,21 @@ MESSAGE_LOCATION_HEADER = OpenApiParameter(
 )
 
 
-# Loose on purpose: any 36 hex digits and hyphens reach the view, which answers a malformed id with a
-# 404 naming what it did not find. Any other id matches no endpoint: a 404 too ("No such endpoint").
-UUID_PATTERN = "[0-9a-fA-F-]{36}"
+# Loose on purpose: any path segment reaches the view, which checks the key first (a 401 without a valid one)
+# and then answers an id that is not a UUID with the same 404 as an unknown one, naming what it did not find.
+# An id the URL pattern refused was the generic "No such endpoint" 404, before the key was even checked.
+ID_PATTERN = "[^/]+"
+# What the schema says of the ids in a path: the UUIDs the API gives (the URL patterns take any segment, above).
+REQUEST_ID = OpenApiParameter(
+    "public_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The request's `id`, as the filing answered it."
+)
+EXPORTS_REQUEST_ID = OpenApiParameter(
+    "request_public_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The request's `id`, as the filing answered it."
+)
+EXPORT_ID = OpenApiParameter("public_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The package's `id`, from the list.")
+MESSAGE_ID = OpenApiParameter(
+    "message_public_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The message's `id`, as its 201 answered it."
+)
 
 
 class DocumentedCursorPagination(pagination.CursorPagination):
@@ -403,7 +416,7 @@ def success(serializer, description: str, name: str, value) -> OpenApiResponse:
     retrieve=extend_schema(
         summary="Get a request",
         description="One of your organisation's requests: its status, due date and the subject's timeline.",
-        parameters=ANSWER_HEADERS,
+        parameters=[REQUEST_ID, *ANSWER_HEADERS],
         responses={
             200: success(
                 serializers.RequestWithTimelineSerializer, "The request with the subject's timeline",
@@ -417,7 +430,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     serializer_class = serializers.RequestSerializer
     pagination_class = RequestCursorPagination
     lookup_field = "public_id"
-    lookup_value_regex = UUID_PATTERN
+    lookup_value_regex = ID_PATTERN
 
     def get_queryset(self):
         requests = PrivacyRequest.objects.filter(organisation=self.request.auth.organisation)
@@ -487,7 +500,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         summary="Withdraw a request",
         request=None,
-        parameters=[IDEMPOTENCY_HEADER, REPLAYED_HEADER, *ANSWER_HEADERS],
+        parameters=[REQUEST_ID, IDEMPOTENCY_HEADER, REPLAYED_HEADER, *ANSWER_HEADERS],
         responses={
             200: success(serializers.RequestWithTimelineSerializer, "The request, withdrawn", "Withdrawn", REQUEST_WITHDRAWN),
             **WRITE_PROBLEMS,
@@ -507,7 +520,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         summary="Pass on the subject's message",
         request=serializers.MessageCreateSerializer,
-        parameters=[IDEMPOTENCY_HEADER, REPLAYED_HEADER, MESSAGE_LOCATION_HEADER, *ANSWER_HEADERS],
+        parameters=[REQUEST_ID, IDEMPOTENCY_HEADER, REPLAYED_HEADER, MESSAGE_LOCATION_HEADER, *ANSWER_HEADERS],
         examples=[OpenApiExample("The subject's answer", value={"body": SUBJECT_MESSAGE}, request_only=True)],
         responses={
             201: success(serializers.MessageSerializer, "The message, passed on to the DPO team", "Passed on", PASSED_ON),
@@ -537,13 +550,13 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         description="A message your organisation passed on for this request (the address a message's 201 gives in "
         "`Location`). Only yours: the subject's own replies on their status page and the DPO team's messages are "
         "not shown to your organisation, and their ids are a 404 here.",
-        parameters=ANSWER_HEADERS,
+        parameters=[REQUEST_ID, MESSAGE_ID, *ANSWER_HEADERS],
         responses={
             200: success(serializers.MessageSerializer, "The message, as it was passed on", "Passed on", PASSED_ON),
             **READ_PROBLEMS,
         },
     )
-    @action(detail=True, methods=["get"], url_path=rf"messages/(?P<message_public_id>{UUID_PATTERN})", url_name="message")
+    @action(detail=True, methods=["get"], url_path=rf"messages/(?P<message_public_id>{ID_PATTERN})", url_name="message")
     def message(self, request, public_id=None, message_public_id=None):
         """One message the organisation passed on: those it did not are unknown to it, as other organisations'
         requests are."""
@@ -582,7 +595,7 @@ class ExportViewSet(viewsets.GenericViewSet):
 
     serializer_class = serializers.ExportSerializer
     lookup_field = "public_id"
-    lookup_value_regex = UUID_PATTERN
+    lookup_value_regex = ID_PATTERN
 
     def perform_content_negotiation(self, request, force=False):
         # A download answers the ZIP itself (a FileResponse, which no renderer touches) or a problem+json error:
@@ -607,7 +620,7 @@ class ExportViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="List a request's packages",
-        parameters=ANSWER_HEADERS,
+        parameters=[EXPORTS_REQUEST_ID, *ANSWER_HEADERS],
         responses={
             200: success(
                 serializers.ExportSerializer(many=True),
@@ -631,7 +644,7 @@ class ExportViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Download a package",
-        parameters=ANSWER_HEADERS,
+        parameters=[EXPORTS_REQUEST_ID, EXPORT_ID, *ANSWER_HEADERS],
         responses={
             (200, "application/zip"): OpenApiResponse(
                 response=OpenApiTypes.BINARY,

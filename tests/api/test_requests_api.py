@@ -370,6 +370,38 @@ def test_another_organisations_request_is_a_404(api, other_operator, method, tem
     assert PrivacyRequest.objects.get(public_id=theirs["id"]).status == Status.NEW
 
 
+MALFORMED_IDS = ["not-a-uuid", "0" * 35, "12345", "a.b", "%E2%82%AC"]
+
+
+@pytest.mark.parametrize("bad_id", MALFORMED_IDS)
+@pytest.mark.parametrize(
+    ("method", "template"),
+    [*ENDPOINTS, ("get", "{url}{id}/exports/"), ("get", f"{{url}}{{id}}/exports/{uuid.uuid4()}/download/")],
+)
+@pytest.mark.django_db
+def test_a_malformed_request_id_is_checked_after_the_key_and_unknown_like_any_other(api, method, template, bad_id):
+    """An id that is not a UUID was the generic "No such endpoint" 404, answered before the key was read: a caller
+    without a key was told 404 rather than 401, and one with a key a misleading title."""
+    from rest_framework.test import APIClient
+
+    path = template.format(url=URL, id=bad_id)
+    without_key = getattr(APIClient(), method)(path, {"body": "hi"}, format="json")
+    assert without_key.status_code == 401 and without_key["WWW-Authenticate"] == "Api-Key"
+    refused = getattr(api, method)(path, {"body": "hi"}, format="json")
+    assert refused.status_code == 404 and refused["Content-Type"] == "application/problem+json"
+    assert refused.json()["detail"] == "No such privacy request for this API key."
+
+
+@pytest.mark.parametrize("bad_id", MALFORMED_IDS)
+@pytest.mark.django_db
+def test_a_malformed_message_or_package_id_is_no_such_message_or_package(api, bad_id):
+    created = create(api).json()
+    message = api.get(f"{URL}{created['id']}/messages/{bad_id}/")
+    assert message.status_code == 404 and message.json()["detail"] == "No such message for this API key."
+    package = api.get(f"{URL}{created['id']}/exports/{bad_id}/download/")
+    assert package.status_code == 404 and package.json()["detail"] == "No such export package for this API key."
+
+
 @pytest.mark.django_db
 def test_lists_only_show_the_organisations_own_requests(api, other_operator):
     mine = create(api).json()
@@ -1180,7 +1212,7 @@ def test_a_nul_character_quoted_in_an_error_does_not_break_its_idempotent_answer
 @pytest.mark.parametrize("debug", [False, True])
 def test_an_address_with_no_endpoint_is_a_404_in_problem_details_with_debug_on_or_off(api, settings, debug):
     settings.DEBUG = debug
-    for path in ("/api/v1/requests/not-an-id/", "/api/v1/nothing-here/", "/api/v2/requests/"):
+    for path in (f"/api/v1/requests/{uuid.uuid4()}/nothing-here/", "/api/v1/nothing-here/", "/api/v2/requests/"):
         response = api.get(path)
         assert response.status_code == 404 and response["Content-Type"] == "application/problem+json", path
         assert response.json()["detail"] == "No such endpoint."

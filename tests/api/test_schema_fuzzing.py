@@ -122,7 +122,7 @@ def assert_problem_details(response):
     if response.status_code < 400:
         return
     if not is_api_route(response) and response.status_code != 413:  # a body too large is refused on any API path
-        # A path the router does not match (e.g. a public_id that breaks its pattern) is Django's plain 404.
+        # A path the router does not match (e.g. a public_id holding an encoded "/") is Django's plain 404.
         assert response.status_code == 404, response.status_code
         return
     assert response.headers.get("content-type", [""])[0].startswith("application/problem+json"), response.headers
@@ -237,7 +237,7 @@ def test_an_accept_header_a_negative_case_makes_up_may_be_refused_before_the_key
 @pytest.mark.parametrize("path", ["{id}/exports/", "{id}/exports/{id}/download/"])
 @pytest.mark.django_db
 def test_a_request_id_that_is_not_a_uuid_is_a_404_not_a_500(operator, path):
-    """The route's pattern lets through 36 hex digits without dashes: found by the fuzzing above."""
+    """The route's pattern lets through any id, 36 hex digits without dashes among them: found by the fuzzing above."""
     api = client_with(key_for(operator))
     api.raise_request_exception = False
     response = api.get("/api/v1/requests/" + path.format(id="0" * 36))
