@@ -5,6 +5,7 @@ import re
 from collections.abc import Mapping
 
 from django.conf import settings
+from django.db import models
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
@@ -16,6 +17,7 @@ from rest_framework.fields import SkipField, empty
 from rest_framework.settings import api_settings
 
 from requests_app import selectors
+from requests_app.api.fields import MomentField
 from requests_app.forms import DETAIL_WITHOUT_ITS_RIGHT, RequestForm
 from requests_app.models import TEXT_MAX_CHARS, PrivacyRequest, Regime, Relationship, RequestType, RestrictionGround, Status
 
@@ -264,15 +266,15 @@ def _api_message(error) -> str:
 
 
 class TimelineItemSerializer(serializers.Serializer):
-    at = serializers.DateTimeField()
+    at = MomentField()
     event = serializers.CharField()
 
 
 class FeeSerializer(serializers.Serializer):
     amount = serializers.DecimalField(source="fee_amount", max_digits=8, decimal_places=2)
     currency = serializers.SerializerMethodField()
-    proposed_at = serializers.DateTimeField(source="fee_proposed_at")
-    paid_at = serializers.DateTimeField(source="fee_paid_at", allow_null=True)
+    proposed_at = MomentField(source="fee_proposed_at")
+    paid_at = MomentField(source="fee_paid_at", allow_null=True)
 
     def get_currency(self, request) -> str:
         return settings.FEE_CURRENCY
@@ -280,6 +282,8 @@ class FeeSerializer(serializers.Serializer):
 
 class RequestSerializer(serializers.ModelSerializer):
     """A request as its organisation follows it: no more personal data than it sent."""
+
+    serializer_field_mapping = {**serializers.ModelSerializer.serializer_field_mapping, models.DateTimeField: MomentField}
 
     id = serializers.UUIDField(source="public_id", read_only=True)
     status_label = serializers.CharField(source="get_status_display", read_only=True)
@@ -363,7 +367,7 @@ class MessageSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="public_id")
     direction = serializers.CharField()
     body = serializers.CharField()
-    created_at = serializers.DateTimeField()
+    created_at = MomentField()
 
 
 UNKNOWN_PARAMETER = gettext_lazy("Unknown parameter: check its name against the API schema.")
@@ -408,7 +412,7 @@ class ExportSerializer(serializers.Serializer):
     size = serializers.IntegerField()
     sha256 = serializers.CharField()
     encrypted = serializers.BooleanField()
-    expires_at = serializers.DateTimeField()
+    expires_at = MomentField()
     downloads_left = serializers.IntegerField(
         source="organisation_downloads_left",
         help_text="How many more times you may download the package. Your downloads count apart from the "

@@ -24,6 +24,7 @@ from rest_framework.exceptions import NotAuthenticated, PermissionDenied
 from rest_framework.response import Response
 
 from requests_app.api.auth import OrganisationKeyAuthentication
+from requests_app.api.fields import MomentField
 from requests_app.audit import Actor, record_event
 from requests_app.api.errors import found_or_404
 from requests_app.api.views import ANSWER_HEADERS, READ_PROBLEMS, DocumentedCursorPagination, problems, success
@@ -61,7 +62,7 @@ class PurposeSerializer(serializers.ModelSerializer):
 
 
 class EntrySerializer(serializers.ModelSerializer):
-    added_at = serializers.DateTimeField(source="created_at")
+    added_at = MomentField(source="created_at")
 
     class Meta:
         model = SuppressionEntry

@@ -32,6 +32,7 @@ from django.utils.translation import gettext as _
 
 from requests_app import selectors
 from requests_app.exports.zipmerge import copy_only_member
+from requests_app.services.webhooks import api_datetime
 from requests_app.models import (
     LEGAL_BASIS_NOT_PORTABLE,
     ConnectorKind,
@@ -375,8 +376,8 @@ class PackageWriter:
         manifest = {
             "reference": self.request.reference,
             "kind": self.kind,
-            # In the site's time zone with its offset, as the API and the webhooks write times (webhooks.api_datetime).
-            "reading_started_at": timezone.localtime(self.reading_started_at, timezone.get_default_timezone()).isoformat(),
+            # In the site's time zone with its offset, as the API and the webhooks write times.
+            "reading_started_at": api_datetime(self.reading_started_at),
             "files": self.files,
             "rows": self.rows_total,
             "identities_searched": self.searched,

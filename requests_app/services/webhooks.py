@@ -14,8 +14,8 @@ receiver that reads only the last one and still holds the old secret goes on
 working. Each attempt is signed with the secrets valid when it is made. The
 README shows how to check it.
 
-The body's `created_at` is written as the API writes its times (DRF's
-DateTimeField: ISO 8601 in TIME_ZONE, with its offset), so a portal reads one
+The body's `created_at` is written as the API writes its times (api.fields.MomentField:
+ISO 8601 in TIME_ZONE with its offset, six digits of microseconds), so a portal reads one
 format; the signature's `t` stays Unix seconds.
 """
 
@@ -42,11 +42,11 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 from requests.adapters import HTTPAdapter
-from rest_framework import serializers
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from requests_app import deadlines, roles, tasks
+from requests_app.api.fields import MomentField
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
@@ -159,9 +159,9 @@ def sign(secrets: Sequence[str], timestamp: int, body: bytes) -> str:
 
 
 def api_datetime(moment: datetime.datetime) -> str:
-    """`moment` as the API's serializers write it (DRF's DateTimeField), in TIME_ZONE whatever time
+    """`moment` as the API's serializers write it (MomentField), in TIME_ZONE whatever time
     zone the sending thread has active, so that every attempt of an event says the same."""
-    return serializers.DateTimeField(default_timezone=zoneinfo.ZoneInfo(settings.TIME_ZONE)).to_representation(moment)
+    return MomentField(default_timezone=zoneinfo.ZoneInfo(settings.TIME_ZONE)).to_representation(moment)
 
 
 def backoff(attempts: int) -> datetime.timedelta:

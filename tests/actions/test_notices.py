@@ -134,7 +134,7 @@ def test_webhook_recipient_gets_one_signed_notice_once_its_source_is_done(crm, c
     assert [action["kind"] for action in payload["data"]["actions"]] == ["erase"]
     # The time the API and its webhooks would write: Brussels time with its offset, not UTC.
     [erased] = erasure_request.source_actions.filter(source=crm)
-    assert payload["data"]["actions"][0]["done_at"] == timezone.localtime(erased.finished_at).isoformat()
+    assert payload["data"]["actions"][0]["done_at"] == timezone.localtime(erased.finished_at).isoformat(timespec="microseconds")
     assert payload["data"]["actions"][0]["done_at"].endswith(("+01:00", "+02:00"))
     assert payload["data"]["rectified_values"] == []
     event = AuditEvent.objects.get(request=erasure_request, action="recipient_notified")

@@ -1,4 +1,5 @@
 import html
+from datetime import UTC, datetime
 
 import pytest
 from django.core.files.base import ContentFile
@@ -253,3 +254,11 @@ def test_a_read_key_is_refused_the_download_itself_only(api, operator):
     read = client_with(key_for(operator, scope="read"))
     assert [read.head(url).status_code, read.post(url).status_code, read.options(url).status_code] == [405, 405, 200]
     assert read.get(url).status_code == 403
+
+
+@pytest.mark.django_db
+def test_an_expiry_on_a_whole_minute_keeps_its_six_digits_of_microseconds(api):
+    """An expiry is typed in whole minutes: DRF's own field wrote it without the fraction every other time has."""
+    request_id, export = released_export(api, share=True)
+    ExportPackage.objects.filter(pk=export.pk).update(expires_at=datetime(2030, 3, 26, 16, 5, tzinfo=UTC))
+    assert api.get(f"{URL}{request_id}/exports/").json()[0]["expires_at"] == "2030-03-26T17:05:00.000000+01:00"

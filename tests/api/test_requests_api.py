@@ -1,9 +1,10 @@
 import json
 import re
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -1377,3 +1378,50 @@ def test_a_messages_location_names_its_request_as_the_filing_did_whatever_case_t
     created = create(api).json()
     response = api.post(f"{URL}{created['id'].upper()}/messages/", {"body": "Hi"}, format="json")
     assert response["Location"] == f"{URL}{created['id']}/messages/{response.json()['id']}/"
+
+
+# Every moment the API writes: ISO 8601 in Brussels time with its offset, always six digits of microseconds.
+API_MOMENT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+0[12]:00$")
+
+
+def moments_in(answer) -> dict:
+    """Every field of a JSON answer, at any depth, whose name says it is a moment ("at", "…_at")."""
+    found = {}
+
+    def walk(value, path):
+        if isinstance(value, dict):
+            for name, item in value.items():
+                if (name == "at" or name.endswith("_at")) and item is not None:
+                    found[f"{path}.{name}"] = item
+                walk(item, f"{path}.{name}")
+        elif isinstance(value, list):
+            for position, item in enumerate(value):
+                walk(item, f"{path}.{position}")
+
+    walk(answer, "")
+    return found
+
+
+@pytest.mark.django_db
+def test_every_time_in_an_answer_keeps_six_digits_of_microseconds_even_when_they_are_zero(api):
+    """DRF wrote datetime.isoformat(), which leaves out a fraction of zero: "09:30:00+01:00" beside
+    "09:30:00.412345+01:00" in the same field, and a portal parsing one form with a fixed format failed on the other."""
+    with time_machine.travel(datetime(2026, 1, 15, 8, 30, tzinfo=UTC), tick=False):
+        created = create(api).json()
+        request = PrivacyRequest.objects.get(public_id=created["id"])
+        PrivacyRequest.objects.filter(pk=request.pk).update(
+            extended_at=timezone.now(), fee_amount=25, fee_proposed_at=timezone.now(), fee_paid_at=timezone.now()
+        )
+        message = api.post(f"{URL}{created['id']}/messages/", {"body": "Via the portal"}, format="json").json()
+        answers = [
+            created, message, api.get(f"{URL}{created['id']}/").json(), api.get(URL).json(),
+            api.get(f"{URL}{created['id']}/messages/{message['id']}/").json(),
+            api.post(f"{URL}{created['id']}/withdraw/").json(),
+        ]
+    moments = {}
+    for position, answer in enumerate(answers):
+        moments.update({f"{position}{path}": value for path, value in moments_in(answer).items()})
+    named = {path.rsplit(".", 1)[-1] for path in moments}
+    assert {"received_at", "created_at", "updated_at", "extended_at", "proposed_at", "paid_at", "at"} <= named
+    assert {path: value for path, value in moments.items() if not API_MOMENT.match(value)} == {}
+    assert created["created_at"] == "2026-01-15T09:30:00.000000+01:00"

@@ -252,3 +252,10 @@ def test_a_lookup_of_a_thousand_identifiers_at_their_longest_fits_the_body_limit
     body = json.dumps({"identifiers": [{"kind": "email", "value": longest}] * 1000})
     response = lists_api.post("/api/v1/suppression-lists/marketing-email/lookup/", body, content_type="application/json")
     assert response.status_code == 200, response.content[:200]
+
+
+def test_an_entry_added_on_a_whole_second_keeps_six_digits_of_microseconds(lists_api, marketing):
+    whole_second = datetime.datetime(2026, 7, 1, 10, 0, tzinfo=datetime.UTC)
+    SuppressionEntry.objects.filter(kind=IdentityKind.EMAIL).update(created_at=whole_second)
+    entries = lists_api.get("/api/v1/suppression-lists/marketing-email/entries/").json()["results"]
+    assert entries[0]["added_at"] == "2026-07-01T12:00:00.000000+02:00"

@@ -217,6 +217,6 @@ def test_the_report_and_the_manifest_give_the_moment_the_entries_are_dated_when_
         manifest = json.loads(package.read("manifest.json"))
     # A ZIP entry's date counts seconds in twos: the moment is taken to the even second, everywhere.
     assert dates == {(2026, 7, 1, 12, 0, 2)}
-    assert manifest["reading_started_at"] == "2026-07-01T12:00:02+02:00"  # Brussels time, as the API writes times
+    assert manifest["reading_started_at"] == "2026-07-01T12:00:02.000000+02:00"  # Brussels time, as the API writes times
     assert "We began reading the data from our systems on 1 July 2026, 12:00 CEST; each file in this package bears that date." in report
     assert "12:07" not in report
