@@ -1652,9 +1652,12 @@ class ExportPackageQuerySet(models.QuerySet):
     def downloadable_by_organisation(self):
         """The packages the organisation that filed the request may still download over the API: shared
         with it, deliverable, and under its own download limit."""
-        return self._deliverable().filter(
-            shared_with_organisation=True, organisation_download_count__lt=models.F("max_downloads")
-        )
+        return self.shared_and_deliverable().filter(organisation_download_count__lt=models.F("max_downloads"))
+
+    def shared_and_deliverable(self):
+        """The packages shared with the organisation that filed the request and not ended, whatever downloads it has
+        left: those it may resume a download of, or be told are unchanged (304), without counting a download."""
+        return self._deliverable().filter(shared_with_organisation=True)
 
 
 class ExportPackage(models.Model):

@@ -22,7 +22,7 @@ HOST_NOT_SERVED = gettext_lazy("This server does not answer for the host named i
 NOT_UNDERSTOOD = gettext_lazy("The request could not be understood.")
 KEPT_HEADERS = ("WWW-Authenticate", "Retry-After", "Allow")
 # RFC 9110's names for the statuses whose phrase Python 3.11's HTTPStatus still takes from RFC 7231.
-RFC_9110_TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
+RFC_9110_TITLES = {413: "Content Too Large", 416: "Range Not Satisfiable", 422: "Unprocessable Content"}
 # As DRF's JSONRenderer writes every other answer: compact, in UTF-8 rather than \u escapes.
 JSON_AS_DRF_WRITES_IT = {"ensure_ascii": False, "separators": (",", ":")}
 

@@ -4,14 +4,16 @@ An organisation sees only its own requests: any other id is a 404.
 Refusals by the state machine are 409; errors are problem details.
 """
 
+import re
 from base64 import b64decode
 from urllib import parse
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError, transaction
 from django.db.models import Exists, OuterRef
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponseNotModified
 from django.urls import reverse
+from django.utils.http import parse_etags, quote_etag
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -183,6 +185,35 @@ PROBLEM_HEADERS = [
     OpenApiParameter(
         "Retry-After", int, OpenApiParameter.HEADER, response=[429], required=True,
         description="How many seconds to wait before calling again: until the budget's window (the minute) ends.",
+    ),
+]
+# The conditional and range requests of a package's download, and the headers that answer them.
+ETAG_WHEN = "The package's entity tag, strong, from its SHA-256 (`\"<sha256>\"`): the same for every download of it."
+DOWNLOAD_HEADERS = [
+    OpenApiParameter(
+        "Range", str, OpenApiParameter.HEADER,
+        description="One range of bytes, to resume a download cut short: `bytes=4000-`, `bytes=4000-7999` or "
+        "`bytes=-1000` (the last 1000). Several ranges, or one that cannot be read, get the whole package (200).",
+    ),
+    OpenApiParameter(
+        "If-Range", str, OpenApiParameter.HEADER,
+        description="The `ETag` of the package you hold part of: if the package is another one now, the whole of it "
+        "is sent (200) rather than the range.",
+    ),
+    OpenApiParameter(
+        "If-None-Match", str, OpenApiParameter.HEADER,
+        description="The `ETag` of the package you hold: a 304, with no body and no download used, while it is "
+        "current and still downloadable.",
+    ),
+    OpenApiParameter("ETag", str, OpenApiParameter.HEADER, response=[200, 206, 304], required=True, description=ETAG_WHEN),
+    OpenApiParameter(
+        "Accept-Ranges", str, OpenApiParameter.HEADER, response=[200, 206], required=True, enum=["bytes"],
+        description="Ranges of bytes may be asked for (`Range`).",
+    ),
+    OpenApiParameter(
+        "Content-Range", str, OpenApiParameter.HEADER, response=[206, 416], required=True,
+        description="On a 206, the range sent and the package's size: `bytes 4000-9999/10000`; on a 416, the "
+        "package's size: `bytes */10000`.",
     ),
 ]
 # The budget a call used (api.middleware.api_rate_limit_headers): on every answer to a call the throttles counted.
@@ -644,12 +675,35 @@ class ExportViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Download a package",
-        parameters=[EXPORTS_REQUEST_ID, EXPORT_ID, *ANSWER_HEADERS],
+        description="The package, whole (200) or one range of its bytes (206), to resume a download cut short. A "
+        "download counts against `downloads_left` when it starts at byte 0: a 200, or a 206 whose range starts there. "
+        "A range that starts further on resumes a download already counted and uses none, even when none are left; "
+        "before the first download it counts as one. A 304 (`If-None-Match` with the package's `ETag`) uses none.",
+        parameters=[EXPORTS_REQUEST_ID, EXPORT_ID, *DOWNLOAD_HEADERS, *ANSWER_HEADERS],
         responses={
             (200, "application/zip"): OpenApiResponse(
                 response=OpenApiTypes.BINARY,
                 description="The ZIP package as an attachment named `<reference>-<kind>.zip` (DSR-2026-00042-access.zip); "
                 "its SHA-256 is the list's `sha256`",
+            ),
+            (206, "application/zip"): OpenApiResponse(
+                response=OpenApiTypes.BINARY,
+                description="The one range of the package's bytes that `Range` asked for, as `Content-Range` says. "
+                "Several ranges in one `Range` are answered with the whole package (200)",
+            ),
+            304: OpenApiResponse(
+                description="Not modified: `If-None-Match` named the package's `ETag`, the package you hold is "
+                "current and still downloadable. No body; no download used",
+            ),
+            (416, PROBLEM): OpenApiResponse(
+                response=serializers.ProblemSerializer,
+                description="The range starts past the package's end (`Content-Range: bytes */<size>` gives its size); "
+                "no download used",
+                examples=[
+                    problem_example(
+                        "Range outside the package", 416, "The range is outside the package, which has 482133 bytes.",
+                    ),
+                ],
             ),
             (410, PROBLEM): OpenApiResponse(
                 response=serializers.ProblemSerializer,
@@ -671,11 +725,32 @@ class ExportViewSet(viewsets.GenericViewSet):
         permission_classes=[HasOrganisationKey, DownloadsNeedAWriteKey],
     )
     def download(self, request, request_public_id=None, public_id=None):
-        """Stream the package (a key with the write scope); each download counts against the organisation's
-        limit, apart from the subject's, and is audited."""
+        """Stream the package (a key with the write scope), or one range of its bytes; each download counts against
+        the organisation's limit, apart from the subject's, and is audited. A range that does not start at byte 0
+        resumes a download already counted and counts nothing (exports.open_for_resumption); nor does a 304."""
         export = self.get_object()
+        # The package's digest names its contents: strong, and the same for every download of it.
+        etag = quote_etag(export.sha256)
+        not_ended = ExportPackage.objects.shared_and_deliverable().filter(pk=export.pk)
+        if etag_matches(request.headers.get("If-None-Match", ""), etag) and not_ended.exists():
+            return HttpResponseNotModified(headers={"ETag": etag})
+        wanted = None
+        # If-Range names the package the client holds part of: another one (or a date) gets the whole package.
+        if request.headers.get("If-Range", etag).strip() == etag:
+            try:
+                wanted = byte_range(request.headers.get("Range", ""), export.size)
+            except RangeNotSatisfiable:
+                if not_ended.exists():
+                    detail = _("The range is outside the package, which has %(size)s bytes.") % {"size": export.size}
+                    return problem(
+                        status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE, detail, headers={"Content-Range": f"bytes */{export.size}"}
+                    )
+                # Ended: the download's own refusal (410) says what ended it.
         try:
-            export, package_file = exports.count_download(
+            resumed = None
+            if wanted is not None and wanted[0] > 0:
+                resumed = exports.open_for_resumption({"public_id": export.public_id}, request=export.request)
+            export, package_file = resumed or exports.count_download(
                 {"public_id": export.public_id},
                 request=export.request,
                 actor=Actor.organisation(request.auth.organisation),
@@ -683,9 +758,70 @@ class ExportViewSet(viewsets.GenericViewSet):
             )
         except RequestError as error:
             return problem(status.HTTP_410_GONE, str(error))
-        return FileResponse(
-            package_file,
-            as_attachment=True,
-            filename=f"{export.request.reference}-{export.kind}.zip",
-            content_type="application/zip",
-        )
+        filename = f"{export.request.reference}-{export.kind}.zip"
+        if wanted is None:
+            response = FileResponse(package_file, as_attachment=True, filename=filename, content_type="application/zip")
+        else:
+            first, last = wanted
+            response = FileResponse(
+                FileSlice(package_file, first, last - first + 1),
+                status=status.HTTP_206_PARTIAL_CONTENT, as_attachment=True, filename=filename, content_type="application/zip",
+            )
+            response["Content-Range"] = f"bytes {first}-{last}/{export.size}"
+            response["Content-Length"] = last - first + 1
+        response["ETag"] = etag
+        response["Accept-Ranges"] = "bytes"
+        return response
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """Whether an If-None-Match field names `etag` (or is "*"), compared weakly as RFC 9110 has it for this field."""
+    tags = parse_etags(if_none_match)
+    return "*" in tags or etag in [tag.removeprefix("W/") for tag in tags]
+
+
+class RangeNotSatisfiable(Exception):
+    """A Range that starts past the end of the package: a 416."""
+
+
+# One range of bytes, "bytes=first-last", "bytes=first-" or "bytes=-suffix_length" (RFC 9110, 14.1.2).
+BYTE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """The first and last byte, inclusive, of the one range a Range field asks of `size` bytes; None to send them
+    all: no Range, several ranges (answered whole, rather than as multipart/byteranges: a resuming client asks for
+    one), or a range that cannot be read, which RFC 9110 lets a server ignore. RangeNotSatisfiable for a range
+    that starts past the end."""
+    matched = BYTE_RANGE.match(header.strip())
+    if matched is None or matched.groups() == ("", ""):
+        return None
+    first, last = matched.groups()
+    if not first:  # the last `last` bytes
+        if int(last) == 0 or size == 0:
+            raise RangeNotSatisfiable
+        return max(size - int(last), 0), size - 1
+    if last and int(last) < int(first):
+        return None
+    if int(first) >= size:
+        raise RangeNotSatisfiable
+    return int(first), min(int(last), size - 1) if last else size - 1
+
+
+class FileSlice:
+    """`length` bytes of a file from byte `start`, read a block at a time as FileResponse streams a file: a range of
+    a package is never read into memory whole. Without tell() or seek(), so that FileResponse does not count the
+    length to the file's end: the view sets it."""
+
+    def __init__(self, file, start: int, length: int):
+        file.seek(start)
+        self.file, self.left = file, length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.file.read(size) if size else b""
+        self.left -= len(data)
+        return data
+
+    def close(self):
+        self.file.close()

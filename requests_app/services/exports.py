@@ -734,6 +734,29 @@ def count_download(
     return export, package_file
 
 
+def open_for_resumption(export_filter: dict, *, request: PrivacyRequest) -> tuple[ExportPackage, File] | None:
+    """The package and its file, to send the rest of a download the organisation already counted (a byte range
+    that does not start at byte 0), without counting or auditing it again: the package's contents left with that
+    download, and the rest of it is no new copy. None unless the organisation has downloaded the package at least
+    once and it has not ended; its download limit does not matter here, as the download cut short may have been
+    the last one allowed. With None the caller counts a download as usual (count_download).
+
+    Opened under the package's row lock, as count_download opens it, so that the clean-up that ends a package and
+    deletes its file cannot leave nothing to send."""
+    resumable = ExportPackage.objects.shared_and_deliverable().filter(organisation_download_count__gt=0)
+    with transaction.atomic():
+        export = (
+            resumable.select_for_update(of=("self",)).select_related("request").filter(**export_filter, request=request).first()
+        )
+        if export is None:
+            return None
+        try:
+            return export, default_storage.open(export.storage_name, "rb")
+        except OSError:
+            logger.error("the file of export %s could not be opened for a download", export.pk)
+            raise RequestError(_("This package is not available for download.")) from None
+
+
 def download_refusal(export: ExportPackage, *, counter: str = "download_count") -> str:
     """Why `export` cannot be downloaded (by the subject; by the organisation with its `counter`), in the words of
     whoever asks. What ended it first: a package that had expired, or been used up, when its request was withdrawn

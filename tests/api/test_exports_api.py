@@ -1,3 +1,4 @@
+import hashlib
 import html
 from datetime import UTC, datetime
 
@@ -20,12 +21,13 @@ BODY = {"rights": ["access"], "subject_name": "Ana Peeters", "subject_email": "a
 ZIP = b"PK\x05\x06" + b"\x00" * 18  # an empty ZIP
 
 
-def released_export(api, *, share: bool, max_downloads: int = 5):
+def released_export(api, *, share: bool, max_downloads: int = 5, content: bytes = ZIP):
     created = api.post(URL, BODY, format="json").json()
     request = confirm_email(PrivacyRequest.objects.get(public_id=created["id"]))  # else its package is not released
-    name = default_storage.save("exports/test/attempt-1.zip", ContentFile(ZIP))
+    name = default_storage.save("exports/test/attempt-1.zip", ContentFile(content))
     export = ExportPackage.objects.create(
-        request=request, status="ready", storage_name=name, size=len(ZIP), sha256="0" * 64, max_downloads=max_downloads
+        request=request, status="ready", storage_name=name, size=len(content), sha256=hashlib.sha256(content).hexdigest(),
+        max_downloads=max_downloads,
     )
     export_release(export=export, actor=Actor.staff(staff_in_role("DPO", username="dpo1")), share_with_organisation=share)
     return created["id"], export
@@ -262,3 +264,108 @@ def test_an_expiry_on_a_whole_minute_keeps_its_six_digits_of_microseconds(api):
     request_id, export = released_export(api, share=True)
     ExportPackage.objects.filter(pk=export.pk).update(expires_at=datetime(2030, 3, 26, 16, 5, tzinfo=UTC))
     assert api.get(f"{URL}{request_id}/exports/").json()[0]["expires_at"] == "2030-03-26T17:05:00.000000+01:00"
+
+
+# A package large enough for ranges: 10,000 bytes that differ from one position to the next.
+LARGE = bytes(range(256)) * 39 + bytes(16)
+
+
+def downloads_of(export) -> tuple[int, int]:
+    """The organisation's downloads counted, and those audited."""
+    export.refresh_from_db()
+    return export.organisation_download_count, export.request.events.filter(action="export_downloaded").count()
+
+
+@pytest.mark.django_db
+def test_a_download_has_a_strong_etag_and_one_the_portal_holds_is_a_304_that_counts_nothing(api):
+    request_id, export = released_export(api, share=True, max_downloads=2)
+    url = f"{URL}{request_id}/exports/{export.public_id}/download/"
+    etag = f'"{hashlib.sha256(ZIP).hexdigest()}"'
+    first = api.get(url)
+    assert first.status_code == 200 and (first["ETag"], first["Accept-Ranges"]) == (etag, "bytes")
+    for if_none_match in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+        unchanged = api.get(url, HTTP_IF_NONE_MATCH=if_none_match)
+        assert unchanged.status_code == 304 and unchanged["ETag"] == etag and unchanged.content == b""
+    assert downloads_of(export) == (1, 1)
+    other = api.get(url, HTTP_IF_NONE_MATCH='"another-package"')
+    assert other.status_code == 200 and b"".join(other.streaming_content) == ZIP
+    assert downloads_of(export) == (2, 2)
+    # The limit reached, the package is still the same: a 304 still, not a 410.
+    assert api.get(url, HTTP_IF_NONE_MATCH=etag).status_code == 304
+
+
+@pytest.mark.django_db
+def test_a_download_cut_short_is_resumed_with_a_range_that_uses_no_download(api):
+    """The one download allowed, cut off at 4,000 bytes, is finished with ranges: only a range from byte 0 counts."""
+    request_id, export = released_export(api, share=True, max_downloads=1, content=LARGE)
+    url = f"{URL}{request_id}/exports/{export.public_id}/download/"
+    start = api.get(url, HTTP_RANGE="bytes=0-3999")
+    assert start.status_code == 206 and start.streaming
+    assert (start["Content-Range"], start["Content-Length"]) == ("bytes 0-3999/10000", "4000")
+    received = b"".join(start.streaming_content)
+    assert received == LARGE[:4000]
+    assert downloads_of(export) == (1, 1)
+
+    rest = api.get(url, HTTP_RANGE="bytes=4000-", HTTP_IF_RANGE=start["ETag"])
+    assert rest.status_code == 206 and rest["Content-Range"] == "bytes 4000-9999/10000"
+    assert received + b"".join(rest.streaming_content) == LARGE
+    last = api.get(url, HTTP_RANGE="bytes=-10")
+    assert last["Content-Range"] == "bytes 9990-9999/10000" and b"".join(last.streaming_content) == LARGE[-10:]
+    middle = api.get(url, HTTP_RANGE="bytes=5000-5009")
+    assert middle["Content-Length"] == "10" and b"".join(middle.streaming_content) == LARGE[5000:5010]
+    assert downloads_of(export) == (1, 1)
+
+    # A new download from the start counts, and this package had one.
+    for again in ({}, {"HTTP_RANGE": "bytes=0-"}, {"HTTP_RANGE": "bytes=0-0"}):
+        refused = api.get(url, **again)
+        assert refused.status_code == 410 and "download limit" in refused.json()["detail"]
+    assert downloads_of(export) == (1, 1)
+
+
+@pytest.mark.django_db
+def test_a_range_not_from_byte_0_counts_as_a_download_when_none_was_made_yet(api):
+    request_id, export = released_export(api, share=True, content=LARGE)
+    partial = api.get(f"{URL}{request_id}/exports/{export.public_id}/download/", HTTP_RANGE="bytes=100-199")
+    assert partial.status_code == 206 and b"".join(partial.streaming_content) == LARGE[100:200]
+    assert downloads_of(export) == (1, 1)
+
+
+@pytest.mark.django_db
+def test_a_range_past_the_end_is_a_416_and_other_ranges_get_the_whole_package(api):
+    request_id, export = released_export(api, share=True, max_downloads=10, content=LARGE)
+    url = f"{URL}{request_id}/exports/{export.public_id}/download/"
+    for unsatisfiable in ("bytes=10000-", "bytes=20000-20010", "bytes=-0"):
+        refused = api.get(url, HTTP_RANGE=unsatisfiable)
+        assert refused.status_code == 416 and refused["Content-Range"] == "bytes */10000", unsatisfiable
+        assert refused["Content-Type"] == "application/problem+json"
+        assert refused.json()["title"] == "Range Not Satisfiable"
+        assert refused.json()["detail"] == "The range is outside the package, which has 10000 bytes."
+    assert downloads_of(export) == (0, 0)
+    # Several ranges, a range that cannot be read, or a range of another package (If-Range): the whole package.
+    whole = [
+        {"HTTP_RANGE": "bytes=0-1,5000-5001"}, {"HTTP_RANGE": "bytes=9-5"}, {"HTTP_RANGE": "items=0-5"},
+        {"HTTP_RANGE": "bytes=4000-", "HTTP_IF_RANGE": '"another-package"'},
+    ]
+    for headers in whole:
+        answer = api.get(url, **headers)
+        assert answer.status_code == 200 and b"".join(answer.streaming_content) == LARGE, headers
+    assert downloads_of(export) == (4, 4)
+    # A range beyond the end is cut at it.
+    tail = api.get(url, HTTP_RANGE="bytes=9990-20000")
+    assert tail["Content-Range"] == "bytes 9990-9999/10000" and b"".join(tail.streaming_content) == LARGE[-10:]
+
+
+@pytest.mark.django_db
+def test_an_ended_package_is_gone_for_a_304_a_resumption_and_a_416_too(api):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    request_id, export = released_export(api, share=True, content=LARGE)
+    url = f"{URL}{request_id}/exports/{export.public_id}/download/"
+    etag = api.get(url, HTTP_RANGE="bytes=0-99")["ETag"]
+    ExportPackage.objects.filter(pk=export.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    for headers in ({"HTTP_IF_NONE_MATCH": etag}, {"HTTP_RANGE": "bytes=100-"}, {"HTTP_RANGE": "bytes=10000-"}):
+        gone = api.get(url, **headers)
+        assert gone.status_code == 410 and "expired" in gone.json()["detail"], headers
+    assert downloads_of(export) == (1, 1)

@@ -345,6 +345,17 @@ def used_up_package(operator):
     return client_with(key_for(operator)).get(f"/api/v1/requests/{request.public_id}/exports/{export.public_id}/download/")
 
 
+def range_outside_the_package(operator):
+    request = own_request(operator)
+    export = ExportPackage.objects.create(
+        request=request, status="ready", storage_name="exports/x.zip", size=482133, sha256="0" * 64
+    )
+    export_release(export=export, actor=Actor.staff(staff_in_role("DPO")), share_with_organisation=True)
+    return client_with(key_for(operator)).get(
+        f"/api/v1/requests/{request.public_id}/exports/{export.public_id}/download/", HTTP_RANGE="bytes=500000-"
+    )
+
+
 def key_reused(operator):
     api = client_with(key_for(operator))
     api.post(CREATE[0], ERASURE, format="json", HTTP_IDEMPOTENCY_KEY="portal-7f3a")
@@ -401,6 +412,7 @@ PROVOKE = {
     (409, "AlreadyWithdrawn"): already_withdrawn,
     (409, "Idempotency-KeyInFlight"): in_flight,
     (410, "UsedUp"): used_up_package,
+    (416, "RangeOutsideThePackage"): range_outside_the_package,
     (405, "MethodNotAllowed"): lambda operator: client_with(key_for(operator)).put(CREATE[0], ERASURE, format="json"),
     (406, "NotAcceptable"): lambda operator: client_with(key_for(operator)).get("/api/v1/ping/", HTTP_ACCEPT="text/html"),
     (411, "LengthRequired"): lambda operator: client_with(key_for(operator)).post(
