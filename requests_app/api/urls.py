@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
+from requests_app.api.docs import redoc_bundle
 from requests_app.api.suppression import SuppressionListViewSet
 from requests_app.api.views import ID_PATTERN, ExportViewSet, RequestViewSet, ping
 
@@ -24,4 +25,5 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", docs_csp(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),
     path("redoc/", docs_csp(SpectacularRedocView.as_view(url_name="api-schema")), name="api-redoc"),
+    path("redoc/redoc.standalone.js", redoc_bundle, name="api-redoc-bundle"),
 ]
