@@ -41,6 +41,7 @@ from requests_app.exports.package import NO_EXTRACT_ASKED, PackageWriter
 from requests_app.heartbeat import ATTEMPTS_BEFORE_GIVING_UP, Heartbeat, TakenOver, not_queued_since_death, stale_before
 from requests_app.lifecycle import VERIFIED_OPEN, RequestError
 from requests_app.models import (
+    ActorKind,
     ConnectorKind,
     ExportKind,
     ExportPackage,
@@ -734,12 +735,20 @@ def count_download(
     return export, package_file
 
 
-def open_for_resumption(export_filter: dict, *, request: PrivacyRequest) -> tuple[ExportPackage, File] | None:
-    """The package and its file, to send the rest of a download the organisation already counted (a byte range
-    that does not start at byte 0), without counting or auditing it again: the package's contents left with that
-    download, and the rest of it is no new copy. None unless the organisation has downloaded the package at least
-    once and it has not ended; its download limit does not matter here, as the download cut short may have been
-    the last one allowed. With None the caller counts a download as usual (count_download).
+# How long after a counted download a range that does not start at byte 0 may finish it uncounted: long enough for
+# a large package on a slow link, short enough that the download limit still bounds what an organisation takes.
+DOWNLOAD_RESUMPTION_WINDOW = datetime.timedelta(hours=24)
+
+
+def open_for_resumption(
+    export_filter: dict, *, request: PrivacyRequest, actor: Actor, first_byte: int
+) -> tuple[ExportPackage, File] | None:
+    """The package and its file, to send the rest of a download the organisation counted within the last
+    DOWNLOAD_RESUMPTION_WINDOW (a byte range that does not start at byte 0), without counting it again: the rest
+    of a package is no new copy. The resumption is audited, as every time personal data leaves. None unless the
+    organisation downloaded the package within the window and it has not ended; its download limit does not
+    matter here, as the download cut short may have been the last one allowed. With None the caller counts a
+    download as usual (count_download), so that ranges never make the limit endless.
 
     Opened under the package's row lock, as count_download opens it, so that the clean-up that ends a package and
     deletes its file cannot leave nothing to send."""
@@ -750,6 +759,19 @@ def open_for_resumption(export_filter: dict, *, request: PrivacyRequest) -> tupl
         )
         if export is None:
             return None
+        last_counted = (
+            request.events.filter(
+                action="export_downloaded", actor_kind=ActorKind.ORGANISATION, data__export=str(export.public_id)
+            )
+            .order_by("-sequence")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        if last_counted is None or last_counted < timezone.now() - DOWNLOAD_RESUMPTION_WINDOW:
+            return None
+        record_event(
+            request, "export_download_resumed", actor=actor, data={"export": str(export.public_id), "first_byte": first_byte}
+        )
         try:
             return export, default_storage.open(export.storage_name, "rb")
         except OSError:

@@ -1,16 +1,18 @@
 import hashlib
 import html
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
+from django.utils import timezone
 
 from requests_app.audit import Actor
 from requests_app.models import ExportPackage, PrivacyRequest
 from requests_app.lifecycle import RequestError
-from requests_app.services.exports import delete_expired_exports, download_token, export_download, export_release
+from requests_app.services.exports import DOWNLOAD_RESUMPTION_WINDOW, delete_expired_exports, download_token, export_download, export_release
 from tests.api.conftest import client_with, key_for
 from tests.conftest import login_staff
 from tests.factories import confirm_email, staff_in_role
@@ -151,9 +153,7 @@ def test_a_package_not_shared_is_deleted_once_the_subject_used_it_up(api):
 @pytest.mark.django_db
 def test_a_package_deleted_at_its_expiry_is_still_gone_not_unknown(api):
     """The hourly job deletes an expired package's file: the API keeps answering 410, as documented."""
-    from datetime import timedelta
 
-    from django.utils import timezone
 
     request_id, export = released_export(api, share=True)
     ExportPackage.objects.filter(pk=export.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
@@ -189,10 +189,7 @@ def test_a_head_request_does_not_use_up_a_download(api):
 @pytest.mark.django_db
 @pytest.mark.parametrize("share", [True, False])
 def test_updated_since_lists_a_request_once_a_package_is_shared_with_its_organisation(api, share):
-    from datetime import timedelta
 
-    import time_machine
-    from django.utils import timezone
 
     with time_machine.travel(timezone.now() - timedelta(hours=1)):
         created = api.post(URL, BODY, format="json").json()
@@ -314,12 +311,35 @@ def test_a_download_cut_short_is_resumed_with_a_range_that_uses_no_download(api)
     middle = api.get(url, HTTP_RANGE="bytes=5000-5009")
     assert middle["Content-Length"] == "10" and b"".join(middle.streaming_content) == LARGE[5000:5010]
     assert downloads_of(export) == (1, 1)
+    # Each resumption is audited, though it counts nothing.
+    resumed = export.request.events.filter(action="export_download_resumed").order_by("sequence")
+    assert [(event.actor_kind, event.data) for event in resumed] == [
+        ("organisation", {"export": str(export.public_id), "first_byte": first}) for first in (4000, 9990, 5000)
+    ]
 
     # A new download from the start counts, and this package had one.
     for again in ({}, {"HTTP_RANGE": "bytes=0-"}, {"HTTP_RANGE": "bytes=0-0"}):
         refused = api.get(url, **again)
         assert refused.status_code == 410 and "download limit" in refused.json()["detail"]
     assert downloads_of(export) == (1, 1)
+
+
+@pytest.mark.django_db
+def test_a_range_a_day_after_the_last_download_counts_so_ranges_never_make_the_limit_endless(api):
+    request_id, export = released_export(api, share=True, max_downloads=2, content=LARGE)
+    url = f"{URL}{request_id}/exports/{export.public_id}/download/"
+    assert api.get(url).status_code == 200
+    with time_machine.travel(timezone.now() + DOWNLOAD_RESUMPTION_WINDOW - timedelta(minutes=1)):
+        assert api.get(url, HTTP_RANGE="bytes=1-").status_code == 206
+        assert downloads_of(export) == (1, 1)
+    with time_machine.travel(timezone.now() + DOWNLOAD_RESUMPTION_WINDOW + timedelta(minutes=1)):
+        counted = api.get(url, HTTP_RANGE="bytes=1-")
+        assert counted.status_code == 206 and b"".join(counted.streaming_content) == LARGE[1:]
+        assert downloads_of(export) == (2, 2)
+    # That counted download opens a new day of resumptions; a day after it, the limit reached, a range is refused.
+    with time_machine.travel(timezone.now() + 2 * DOWNLOAD_RESUMPTION_WINDOW + timedelta(minutes=2)):
+        refused = api.get(url, HTTP_RANGE="bytes=1-")
+        assert refused.status_code == 410 and "download limit" in refused.json()["detail"]
 
 
 @pytest.mark.django_db
@@ -357,9 +377,7 @@ def test_a_range_past_the_end_is_a_416_and_other_ranges_get_the_whole_package(ap
 
 @pytest.mark.django_db
 def test_an_ended_package_is_gone_for_a_304_a_resumption_and_a_416_too(api):
-    from datetime import timedelta
 
-    from django.utils import timezone
 
     request_id, export = released_export(api, share=True, content=LARGE)
     url = f"{URL}{request_id}/exports/{export.public_id}/download/"
