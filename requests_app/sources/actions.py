@@ -6,8 +6,9 @@ A connector that can act on its rows has two methods:
         Counts what `plan` would change, changing nothing (the dry run).
     apply(plan, fingerprint, on_progress) -> {"categories": [...], "list_entries"}
         Makes the change, first checking that the rows still have the
-        dry run's fingerprint (StaleDryRun otherwise). Calls on_progress
-        between steps: an exception it raises (the run lost its claim) stops
+        dry run's fingerprint (StaleDryRun otherwise), taken of the part of
+        each row that decides what the action does (fingerprinted). Calls
+        on_progress between steps: an exception it raises (the run lost its claim) stops
         the change there. A connector whose changes take effect one by one
         (no transaction) reports them as they are made, in "changed".
 
@@ -135,6 +136,21 @@ def new_values(work: CategoryWork, kind: str, row: dict) -> dict:
     if kind == ActionKind.LIFT_RESTRICTION and work.category.restriction_flag:
         return {work.category.restriction_flag: False}
     return {}
+
+
+def fingerprinted(work: CategoryWork, kind: str, row: dict) -> dict:
+    """The part of `row` its dry run's fingerprint covers: what decides what the action does to it, so that the
+    execution is refused as stale (StaleDryRun) only when that changed. For an erasure, the whole row: it deletes
+    or anonymises the row as it is. For a rectification, the fields it corrects; for a restriction or its lifting,
+    the flag it sets or clears; each with the identity field and record key, which pick the row. The rest of the
+    row is not theirs: carried out on the same rows, a rectification of the city leaves a restriction's dry run
+    valid, and a restriction's flag a rectification's, while a rectification of the identity field does not (it
+    changes which rows the restriction finds, and its plan's identities, plan_digest)."""
+    if kind == ActionKind.ERASE:
+        return row
+    category = work.category
+    names = {category.identity_field, category.record_key, *new_values(work, kind, row)}
+    return {name: row.get(name) for name in sorted(names) if name}
 
 
 def changed_fields(work: CategoryWork, kind: str, row: dict) -> int:

@@ -83,6 +83,7 @@ from requests_app.sources.actions import (
     combined_fingerprint,
     dated_before,
     differs,
+    fingerprinted,
     new_values,
     refuse_identifiers_held,
 )
@@ -378,7 +379,7 @@ class HTTPConnector:
                     raise SourceError(
                         f"{self.source.slug}: a record of category {category.slug} has no {category.record_key!r} field"
                     )
-                fingerprint.add(record)
+                fingerprint.add(fingerprinted(work, plan.kind, record))
                 rows += 1
                 record_fields = changed_fields(work, plan.kind, record)
                 fields += record_fields

@@ -49,6 +49,7 @@ from requests_app.sources.actions import (
     StaleDryRun,
     changed_fields,
     combined_fingerprint,
+    fingerprinted,
     new_values,
     refuse_identifiers_held,
 )
@@ -411,7 +412,7 @@ class SQLConnector:
         hashed_values = set()
         for row in result.mappings():
             row = dict(row)
-            fingerprint.add(row)
+            fingerprint.add(fingerprinted(work, plan.kind, row))
             rows += 1
             fields += changed_fields(work, plan.kind, row)
             if hashed:

@@ -449,6 +449,44 @@ def test_records_changed_since_the_dry_run_are_refused_untouched(api, source, ch
     assert api.data == changed
 
 
+@pytest.mark.parametrize("case, field, value", [("rectify", "callee", "+32499000999"), ("restrict", "restricted", True)])
+def test_records_changed_where_a_rectification_or_a_restriction_acts_are_refused_untouched(api, source, case, field, value):
+    """Their dry run's fingerprint covers the fields they set (sources.actions.fingerprinted): changed there, the
+    records no longer match what staff approved."""
+    seed(api)
+    plan = plan_for(case, source)
+    connector = HTTPConnector(source)
+    fingerprint = connector.preview(plan)["fingerprint"]
+    api.data[("calls", BOB)][0][field] = value
+    changed = copy.deepcopy(api.data)
+
+    with pytest.raises(StaleDryRun, match="roaming-partner"):
+        connector.apply(plan, fingerprint)
+
+    assert api.writes() == []
+    assert api.data == changed
+
+
+@pytest.mark.parametrize("first", [0, 1], ids=["rectification first", "restriction first"])
+def test_a_rectification_and_a_restriction_of_the_same_records_keep_each_others_dry_run_valid(api, source, first):
+    """The number corrected does not change what the restriction does (set the flag), nor the flag what the
+    rectification does: carried out in either order after both dry runs, the second is not stale."""
+    seed(api)
+    category = add_category(source, restriction_flag="restricted")
+    plans = [
+        ActionPlan(ActionKind.RECTIFY, [ALICE, BOB], [CategoryWork(category=category, changes={"callee": "+32499123456"})]),
+        ActionPlan(ActionKind.RESTRICT, [ALICE, BOB], [CategoryWork(category=category)]),
+    ]
+    connector = HTTPConnector(source)
+    fingerprints = [connector.preview(plan)["fingerprint"] for plan in plans]
+
+    connector.apply(plans[first], fingerprints[first])
+    connector.apply(plans[1 - first], fingerprints[1 - first])
+
+    records = [record for records in api.data.values() for record in records]
+    assert [(record["callee"], record["restricted"]) for record in records] == [("+32499123456", True)] * 4
+
+
 def test_a_failed_patch_names_the_source_and_not_the_data(api, source):
     seed(api)
     plan = plan_for("anonymise", source)

@@ -17,6 +17,7 @@ from requests_app.models import (
     ErasureException,
     IdentityKind,
     LegalHold,
+    PrivacyRequest,
     RequestType,
     SourceAction,
     SourceField,
@@ -463,6 +464,44 @@ def test_an_email_address_typed_in_capitals_finds_the_subjects_rows(crm, dpo_act
 
     assert action.status == ActionStatus.DONE and action.result["categories"][0]["rows"] == 2
     assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :email", email=ANA_EMAIL) == [{"n": 0}]
+
+
+def _rectification_and_restriction_dry_run(crm, dpo_actor, run, *, field: str, value: str) -> PrivacyRequest:
+    """A request for rectification and restriction in the CRM, with `field` of Ana's rows corrected to `value`, whose
+    two actions both had their dry run, on the same rows, before either is carried out."""
+    request = verified_request(RequestType.RECTIFICATION, RequestType.RESTRICTION)
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field=field, value=value)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    for kind in (ActionKind.RECTIFY, ActionKind.RESTRICT):
+        assert run(request.source_actions.get(kind=kind).id, "dry_run", actor=dpo_actor).status == ActionStatus.AWAITING_APPROVAL
+    return request
+
+
+@pytest.mark.parametrize("first, then", [(ActionKind.RECTIFY, ActionKind.RESTRICT), (ActionKind.RESTRICT, ActionKind.RECTIFY)])
+def test_a_rectification_and_a_restriction_of_the_same_rows_keep_each_others_dry_run_valid(first, then, crm, dpo_actor, source_db, run):
+    """The city corrected does not change what the restriction does (set the flag), nor the flag what the
+    rectification does (correct the city): carried out in either order, the second runs as its dry run showed,
+    not refused as stale for a new dry run and approval."""
+    request = _rectification_and_restriction_dry_run(crm, dpo_actor, run, field="city", value="Antwerpen")
+
+    assert run(request.source_actions.get(kind=first).id, "approve", "execute", actor=dpo_actor).status == ActionStatus.DONE
+    second = run(request.source_actions.get(kind=then).id, "approve", "execute", actor=dpo_actor)
+
+    assert (second.status, second.error) == (ActionStatus.DONE, "")
+    rows = source_db("SELECT city, restricted FROM subscribers WHERE email = :e ORDER BY id", e=ANA_EMAIL)
+    assert [(row["city"], bool(row["restricted"])) for row in rows] == [("Antwerpen", True), ("Antwerpen", True)]
+
+
+def test_a_rectification_of_the_address_carried_out_after_the_restrictions_dry_run_makes_it_stale(crm, dpo_actor, source_db, run):
+    """The corrected address is what the restriction now finds the rows by: its dry run, on the old one, no longer
+    says what it would do."""
+    request = _rectification_and_restriction_dry_run(crm, dpo_actor, run, field="email", value="ana.new@example.com")
+    run(request.source_actions.get(kind=ActionKind.RECTIFY).id, "approve", "execute", actor=dpo_actor)
+
+    restrict = run(request.source_actions.get(kind=ActionKind.RESTRICT).id, "approve", "execute", actor=dpo_actor)
+
+    assert restrict.status == ActionStatus.STALE
+    assert [bool(row["restricted"]) for row in source_db("SELECT restricted FROM subscribers ORDER BY id")] == [False, False, False]
 
 
 def _address_corrected_in_the_crm(other_right, crm, dpo_actor, run):
