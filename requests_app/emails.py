@@ -575,10 +575,14 @@ class LetterPreview(Exception):
         return hashlib.sha256(shown.encode()).hexdigest()
 
     @classmethod
-    def of_email(cls, request: PrivacyRequest, email: EmailMultiAlternatives, *, subject: str, body: str) -> "LetterPreview":
+    def of_message(cls, message) -> "LetterPreview":
+        """What the subject gets of `message`, a message or letter to them, written or about to be: its email (the
+        status link masked), or, with no email address, the letter itself."""
+        request = message.request
         if request.subject_email:
+            email = subject_message_email(message, link=masked_status_url(request))
             return cls(subject=email.subject, body=email.body, by_post=False)
-        return cls(subject=subject, body=body, by_post=True)
+        return cls(subject=message.subject, body=message.body, by_post=True)
 
 
 def send_daily_digest(*, today: datetime.date, recipients: list[str]) -> None:

@@ -222,8 +222,7 @@ def write_to_subject(
         queued_at=timezone.now() if request.subject_email else None,
     )
     if preview:
-        email = emails.subject_message_email(message, link=emails.masked_status_url(request)) if request.subject_email else None
-        raise emails.LetterPreview.of_email(request, email, subject=subject, body=body)
+        raise emails.LetterPreview.of_message(message)
     message.save()
     record_event(request, action, actor=actor, data={"message": str(message.public_id)})
     if request.subject_email:

@@ -55,6 +55,8 @@ from requests_app.models import (
     ExportStatus,
     LegalHold,
     ManualTask,
+    Message,
+    MessageDirection,
     PrivacyRequest,
     Recipient,
     RecipientNotice,
@@ -86,8 +88,10 @@ from requests_app.staff.sessions import not_activity
 from requests_app.wording import in_sentence
 
 PAGE_SIZE = 50
-# Bulk completion confirms the list of requests it closes, each a form field (Django takes 1,000 at most).
-BULK_COMPLETE_MAX = 500
+# Bulk completion shows the letter of each request it closes, written by the completion itself (rolled back), and
+# writes it again to send it: about a tenth of a second each, twice over. This many keep each step well within a web
+# worker's timeout (a worker killed part-way leaves some closed and nobody told which), and the page one a DPO reads.
+BULK_COMPLETE_MAX = 50
 
 
 # Set when a form is sent without a signed-in session (it had expired): once signed in again, staff are
@@ -494,44 +498,10 @@ def bulk(request: HttpRequest) -> HttpResponse:
     actor = Actor.staff(request.user)
     action = form.cleaned_data["action"]
     if action == "complete":
-        # Closing requests and sending their letters cannot be undone: list those that will close (in
-        # progress, workable by this user, and nothing actions.completion_blockers objects to), those
-        # that will not and why, and ask again. The second click sends the closable list, not the
-        # filter, so that a request matching it only by then is not closed unseen; if some of the list
-        # changed meanwhile, it asks again.
-        candidates = roles.workable(request.user, targets.filter(status=Status.IN_PROGRESS))
-        if candidates.count() > BULK_COMPLETE_MAX:
-            messages.error(request, _("That is more than %(max)s requests to complete at once: narrow the filter.") % {"max": BULK_COMPLETE_MAX})
-            return redirect(back)
-        if candidates.exists():
-            closable, blocked = [], []
-            to_check = list(candidates.order_by("reference"))
-            actions.prefetch_for_completion(to_check)
-            for candidate in to_check:
-                refusals = actions.completion_blockers(candidate)
-                if refusals:
-                    blocked.append((candidate.reference, refusals))
-                else:
-                    closable.append(candidate.reference)
-            if not closable or request.POST.get("confirmed") != str(len(closable)):
-                checked = [candidate.reference for candidate in to_check]
-                context = {
-                    "count": len(closable),
-                    "blocked": blocked,
-                    "left_alone": _not_completable(targets.exclude(reference__in=checked)),
-                    "left_alone_count": targets.exclude(reference__in=checked).count(),
-                    "changed": "confirmed" in request.POST,
-                    "references": closable,
-                    "query": request.POST.get("query", ""),
-                    "back": back,
-                }
-                return render(request, "staff/bulk_confirm.html", context)
-            targets = targets.filter(reference__in=closable)
+        return _bulk_complete(request, targets, back)
     if action == "assign":
         assignee = form.cleaned_data["assignee"]
         apply = lambda r: routing.request_assign(request=r, assignee=assignee, actor=actor)  # noqa: E731
-    elif action == "complete":
-        apply = lambda r: handling.request_complete(request=r, actor=actor, letter="", expected_status=r.status)  # noqa: E731
     else:
         shown_status = form.cleaned_data["shown_status"]
 
@@ -543,6 +513,11 @@ def bulk(request: HttpRequest) -> HttpResponse:
             handling.request_transition(request=r, actor=actor, name=action, expected_status=shown_status.get(r.reference, r.status))
 
     result = handling.bulk_apply(targets.iterator(chunk_size=500), apply)
+    return _bulk_outcome(request, result, back)
+
+
+def _bulk_outcome(request: HttpRequest, result: handling.BulkResult, back: str) -> HttpResponse:
+    """Back to the queue, saying for how many requests the action was done, and naming each one skipped with why."""
     if result.done:
         count = len(result.done)
         messages.success(request, ngettext("Done for %(count)s request.", "Done for %(count)s requests.", count) % {"count": count})
@@ -551,6 +526,120 @@ def bulk(request: HttpRequest) -> HttpResponse:
     if len(result.skipped) > 20:
         messages.warning(request, _("%(count)s more were skipped.") % {"count": len(result.skipped) - 20})
     return redirect(back)
+
+
+def _bulk_complete(request: HttpRequest, targets, back: str) -> HttpResponse:
+    """Complete the selected requests with the standard letter, once their letters were shown and confirmed.
+
+    Closing requests and sending their letters cannot be undone, so it goes in two steps, as closing one request
+    does (CONFIRMED). The first shows which requests will close (in progress, workable by this user, and nothing
+    actions.completion_blockers or their letter objects to), those that will not and why, and each letter as it
+    will be sent (_completion_letters). Its button posts back the list it showed, not the filter, so that a request
+    matching it only by then is not closed unseen, with the digest of each letter (_confirmed_letters).
+
+    The second sends only if the requests that would close now, and their letters, are exactly those shown: else
+    nothing is sent, and the page shows them again, saying what changed. Then each request closes in its own
+    transaction (handling.bulk_apply: a long one would hold the audit trail's lock), its letter checked again as
+    written, under its row's lock: one a colleague changed in the moment between is left open and named with why,
+    the others close. The requests listed as not closing are left as they are."""
+    actor = Actor.staff(request.user)
+    candidates = roles.workable(request.user, targets.filter(status=Status.IN_PROGRESS))
+    if candidates.count() > BULK_COMPLETE_MAX:
+        messages.error(request, _("That is more than %(max)s requests to complete at once: narrow the filter.") % {"max": BULK_COMPLETE_MAX})
+        return redirect(back)
+    to_check = list(candidates.order_by("reference"))
+    letters, blocked = _completion_letters(to_check, actor)
+    now = {privacy_request.reference: letter.digest() for privacy_request, letter in letters}
+    shown = _confirmed_letters(request.POST.get("confirmed_letters"))
+    if not now or shown != now:
+        checked = [candidate.reference for candidate in to_check]
+        if shown is not None and set(shown) == set(now):
+            changed = sorted(reference for reference in now if shown[reference] != now[reference])
+            messages.warning(request, ngettext(
+                "Nothing was sent: the letter to %(references)s changed since you confirmed. Read it again below before you confirm.",
+                "Nothing was sent: the letters to %(references)s changed since you confirmed. Read them again below before you confirm.",
+                len(changed),
+            ) % {"references": ", ".join(changed)})
+        context = {
+            "count": len(now),
+            "blocked": blocked,
+            "left_alone": _not_completable(targets.exclude(reference__in=checked)),
+            "left_alone_count": targets.exclude(reference__in=checked).count(),
+            # The requests that would close are not those confirmed (one closed meanwhile, or came to be closable).
+            "changed": shown is not None and set(shown) != set(now),
+            "references": list(now),
+            "letter_groups": _letter_groups(letters),
+            "confirmed_letters": " ".join(f"{reference}:{digest}" for reference, digest in now.items()),
+            "query": request.POST.get("query", ""),
+            "back": back,
+        }
+        return render(request, "staff/bulk_confirm.html", context)
+
+    def complete(privacy_request: PrivacyRequest) -> None:
+        with transaction.atomic():
+            # The letter is emailed once this commits: one other than confirmed (its request changed in the moment
+            # since the check above) rolls back with the completion, and is not sent.
+            handling.request_complete(request=privacy_request, actor=actor, letter="", expected_status=Status.IN_PROGRESS)
+            # With its request as it is now, closed (the email says so), as the email task reads it.
+            written = Message.objects.select_related("request").filter(
+                request=privacy_request, direction=MessageDirection.TO_SUBJECT
+            ).latest("pk")
+            if emails.LetterPreview.of_message(written).digest() != shown[privacy_request.reference]:
+                raise RequestError(_("Its letter changed since you confirmed, so it was not sent and the request is still open: complete it again."))
+
+    closing = targets.filter(reference__in=list(now)).order_by("reference")
+    return _bulk_outcome(request, handling.bulk_apply(closing.iterator(chunk_size=500), complete), back)
+
+
+def _completion_letter(privacy_request: PrivacyRequest, actor: Actor) -> emails.LetterPreview:
+    """The standard completion letter that completing `privacy_request` would send now: its service's preview, with
+    every check of a completion, rolled back. Raises the RequestError the completion would refuse with."""
+    try:
+        handling.request_complete(request=privacy_request, actor=actor, letter="", expected_status=Status.IN_PROGRESS, preview=True)
+    except emails.LetterPreview as letter:
+        return letter
+    raise RuntimeError("request_complete returned from a preview instead of raising LetterPreview")
+
+
+def _completion_letters(candidates: list[PrivacyRequest], actor: Actor) -> tuple[list[tuple], list[tuple]]:
+    """([(request, its letter)], [(reference, [reasons])]): the `candidates` (in progress, workable) that a bulk
+    completion would close, each with the letter it would send now, and those it would not, with why. The rules of
+    actions.completion_blockers are read for all at once; only the requests they let through have their letter
+    written, a refusal there (a template that cannot be used) leaving the request out too."""
+    letters, blocked = [], []
+    actions.prefetch_for_completion(candidates)
+    for candidate in candidates:
+        refusals = actions.completion_blockers(candidate)
+        if not refusals:
+            try:
+                letters.append((candidate, _completion_letter(candidate, actor)))
+                continue
+            except RequestError as error:
+                refusals = [str(error)]
+        blocked.append((candidate.reference, refusals))
+    return letters, blocked
+
+
+def _confirmed_letters(posted: str | None) -> dict[str, str] | None:
+    """{reference: digest of its letter} that a bulk completion's confirmation page showed, from its
+    confirmed_letters field ("reference:digest" pairs, space-separated); None when there was none (the first step,
+    or an old page's post)."""
+    if posted is None:
+        return None
+    return dict(pair.partition(":")[::2] for pair in posted.split())
+
+
+def _letter_groups(letters: list[tuple]) -> list[dict]:
+    """The distinct letters among `letters` [(request, letter)], each with the references of the requests it goes to:
+    letters alike but for their own request's reference (which its text and status link name) are shown once, as
+    written for the first of them. What a DPO closing dozens of requests can read through, and miss none."""
+    groups = {}
+    for privacy_request, letter in letters:
+        reference = privacy_request.reference
+        alike = (letter.subject.replace(reference, "\0"), letter.body.replace(reference, "\0"), letter.by_post, privacy_request.language)
+        group = groups.setdefault(alike, {"letter": letter, "language": privacy_request.language, "references": []})
+        group["references"].append(reference)
+    return list(groups.values())
 
 
 # --- The request page ----------------------------------------------------------

@@ -875,7 +875,7 @@ def test_bulk_complete_completes_in_progress_requests_and_skips_the_others(dpo_c
     assert f'{new.reference}</a>: it is not in progress but new</li>' in page
     assert statuses(working, new) == [Status.IN_PROGRESS, Status.NEW] and not working.messages.exists()
     fields = confirmation_fields(asked)
-    assert fields["confirmed"] == ["1"] and fields["references"] == [working.reference]
+    assert fields["references"] == [working.reference] and fields["confirmed_letters"][0].startswith(f"{working.reference}:")
 
     response = dpo_client.post(reverse("staff:bulk"), fields)
 
@@ -931,7 +931,7 @@ def test_bulk_completion_lists_apart_the_requests_it_will_not_close_and_closes_e
     assert f"{corrected_nothing.reference}</a>: No data has been corrected. Enter the corrected values" in will_not_close
     assert "Complete 1 request<" in page
     fields = confirmation_fields(asked)
-    assert fields["confirmed"] == ["1"] and fields["references"] == [closable.reference]
+    assert fields["references"] == [closable.reference] and fields["confirmed_letters"][0].startswith(f"{closable.reference}:")
 
     response = dpo_client.post(reverse("staff:bulk"), fields)
 
@@ -948,7 +948,7 @@ def test_bulk_completion_offers_no_button_when_nothing_can_be_closed(dpo_client)
 
     page = asked.content.decode()
     assert asked.status_code == 200 and "Will not be closed" in page and blocked.reference in page
-    assert "will be closed and" not in page and 'name="confirmed"' not in page and "Complete 0" not in page
+    assert "will be closed and" not in page and 'name="confirmed_letters"' not in page and "Complete 0" not in page
     assert statuses(blocked) == [Status.IN_PROGRESS]
 
 
@@ -967,6 +967,121 @@ def test_bulk_completion_asks_again_when_the_listed_requests_changed(dpo_client)
     assert statuses(first, second) == [Status.IN_PROGRESS, Status.AWAITING_SUBJECT]
     dpo_client.post(reverse("staff:bulk"), confirmation_fields(again))
     assert statuses(first, second) == [Status.COMPLETED, Status.AWAITING_SUBJECT]
+
+
+def closable(**overrides) -> PrivacyRequest:
+    """An access request in progress whose data package was released: completion with the standard letter closes it."""
+    request = make(Status.IN_PROGRESS, **overrides)
+    released_package(request)
+    return request
+
+
+@pytest.mark.django_db
+def test_bulk_completion_shows_each_letter_once_with_the_requests_it_goes_to(dpo_client):
+    """The letters as each completion writes them, subject line and text: those alike but for their request's
+    reference once, naming the requests they go to; one in another language apart."""
+    with time_machine.travel(at(date(2026, 3, 2)), tick=False):  # the packages' download deadline, in the letters, alike
+        first, second, french = closable(), closable(), closable(language="fr")
+
+        asked = bulk(dpo_client, action="complete", references=[first.reference, second.reference, french.reference])
+
+    page = html.unescape(asked.content.decode())
+    english, in_french = page.split('<section class="bulk-letter">')[1:]
+    assert "Letter to 2 requests" in english and f">{first.reference}</a>, <a" in english and f">{second.reference}</a>" in english
+    assert f"Shown as it goes to {first.reference}: the others' differ only in their reference." in english
+    assert f"Your privacy request {first.reference} is complete" in english
+    assert f"We have completed your request {first.reference} (" in english
+    assert "By email. The link to the subject's status page is shown here without its secret." in english
+    assert "Letter to 1 request" in in_french and f">{french.reference}</a>" in in_french and 'lang="fr"' in in_french
+    assert "is complete" not in in_french and "Shown as it goes to" not in in_french
+    assert statuses(first, second, french) == [Status.IN_PROGRESS] * 3 and not first.messages.exists()
+
+
+@pytest.mark.django_db
+def test_bulk_completion_says_which_letters_go_by_post(dpo_client):
+    """A subject with no email address (a request recorded from a letter) is emailed nothing: staff post the letter."""
+    by_post = closable()
+    PrivacyRequest.objects.filter(pk=by_post.pk).update(subject_email="")
+
+    asked = bulk(dpo_client, action="complete", references=[by_post.reference])
+
+    page = html.unescape(asked.content.decode())
+    assert "Its subject has no email address, so nothing will be emailed: once sent, the letter is under Messages" in page
+    assert "By email." not in page and f"We have completed your request {by_post.reference} (" in page
+    dpo_client.post(reverse("staff:bulk"), confirmation_fields(asked))
+    assert statuses(by_post) == [Status.COMPLETED] and by_post.messages.get().emailed_at is None
+
+
+@pytest.mark.django_db
+def test_bulk_completion_sends_nothing_when_a_letter_changed_since_it_was_shown(dpo_client):
+    """A DPO's completion template saved after the page was shown: none of the letters shown would go as shown, so
+    none goes, and the page shows the new ones, naming those that changed. Confirmed again, they go."""
+    from requests_app.models import ResponseTemplate, TemplatePurpose
+
+    english, french = closable(), closable(language="fr")
+    asked = bulk(dpo_client, action="complete", references=[english.reference, french.reference])
+    ResponseTemplate.objects.create(
+        purpose=TemplatePurpose.COMPLETION, language="en", subject="Request {{ reference }} done", body="All done: {{ rights }}."
+    )
+
+    again = dpo_client.post(reverse("staff:bulk"), confirmation_fields(asked))
+
+    assert again.status_code == 200 and statuses(english, french) == [Status.IN_PROGRESS] * 2
+    assert not english.messages.exists() and not french.messages.exists()
+    warnings, _successes = warnings_and_successes(again)
+    assert warnings == [
+        f"Nothing was sent: the letter to {english.reference} changed since you confirmed. Read it again below before you confirm."
+    ]
+    assert f"Request {english.reference} done" in html.unescape(again.content.decode())
+    assert "The selection changed" not in again.content.decode()  # the same requests would close
+
+    done = dpo_client.post(reverse("staff:bulk"), confirmation_fields(again))
+
+    assert statuses(english, french) == [Status.COMPLETED] * 2 and warnings_and_successes(done) == ([], ["Done for 2 requests."])
+    assert english.messages.get().subject == f"Request {english.reference} done"
+
+
+@pytest.mark.django_db
+def test_bulk_completion_without_the_letters_confirmed_only_shows_them(dpo_client):
+    """A post from a page that showed no letters (an older page, a crafted form) closes nothing: it gets the page."""
+    request = closable()
+
+    response = bulk(dpo_client, action="complete", references=[request.reference], confirmed="1")
+
+    assert response.status_code == 200 and 'name="confirmed_letters"' in response.content.decode()
+    assert statuses(request) == [Status.IN_PROGRESS] and not request.messages.exists()
+
+
+@pytest.mark.django_db
+def test_bulk_completion_closes_the_others_and_names_one_whose_letter_changed_as_it_went(dpo_client):
+    """All or nothing holds up to the moment the letters are checked together; then each request closes on its own,
+    its letter checked again as written. A template saved in that moment (here, as the first letter is written)
+    changes the second letter only: it is not sent, its request stays open and is named with why, and the first
+    closes with the letter confirmed."""
+    from requests_app.models import ResponseTemplate, TemplatePurpose
+
+    first, second = closable(), closable()
+    asked = bulk(dpo_client, action="complete", references=[first.reference, second.reference])
+    saved = []
+
+    def template_saved_as_the_first_letter_is_written(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith('INSERT INTO "requests_app_message"') and not saved:
+            saved.append(ResponseTemplate.objects.create(
+                purpose=TemplatePurpose.COMPLETION, language="en", subject="Done", body="Done: {{ reference }}."
+            ))
+        return result
+
+    with connection.execute_wrapper(template_saved_as_the_first_letter_is_written):
+        response = dpo_client.post(reverse("staff:bulk"), confirmation_fields(asked))
+
+    assert statuses(first, second) == [Status.COMPLETED, Status.IN_PROGRESS]
+    assert first.messages.get().subject == f"Your privacy request {first.reference} is complete"
+    assert not second.messages.exists() and not second.events.filter(action="completion_letter_sent").exists()
+    assert warnings_and_successes(response) == (
+        [f"{second.reference}: Its letter changed since you confirmed, so it was not sent and the request is still open: complete it again."],
+        ["Done for 1 request."],
+    )
 
 
 def source_with_recipient(slug: str) -> tuple[SourceCategory, Recipient]:
@@ -1021,16 +1136,27 @@ def requests_for_every_completion_rule(count: int) -> list[PrivacyRequest]:
 
 
 def bulk_completion_preview(client, requests) -> tuple:
+    """The confirmation page, and the queries it took, but for those that wrote each letter: each completion that
+    writes one runs (and is rolled back) in a savepoint of the test's transaction."""
     with CaptureQueriesContext(connection) as captured:
         page = bulk(client, action="complete", references=[request.reference for request in requests])
     assert page.status_code == 200
-    return page, [query["sql"] for query in captured.captured_queries]
+    depth, outside_letters = 0, []
+    for sql in (query["sql"] for query in captured.captured_queries):
+        if sql.startswith("SAVEPOINT"):
+            depth += 1
+        elif sql.startswith("RELEASE SAVEPOINT"):
+            depth -= 1
+        elif depth == 0 and not sql.startswith("ROLLBACK TO SAVEPOINT"):
+            outside_letters.append(sql)
+    return page, outside_letters
 
 
 @pytest.mark.django_db
 def test_the_bulk_completion_preview_costs_the_same_queries_for_3_requests_as_for_12(dpo_client):
     """Up to BULK_COMPLETE_MAX requests are checked at once, each rule reading a relation of each request:
-    checked one request at a time, they cost 4 to 6 queries a request."""
+    checked one request at a time, they cost 4 to 6 queries a request. Only the letters of those that will close are
+    then written one by one, by the completion itself."""
     twelve = requests_for_every_completion_rule(12)
     three = twelve[:3]
 
