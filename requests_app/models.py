@@ -143,6 +143,31 @@ LINE_PROVING_METHODS = (
     VerificationMethod.ASSERTED_BY_ORGANISATION,
 )
 
+# The methods that prove an identifier of each kind is the subject's own, and so may be searched for in the source
+# systems (the package, the erasure, correction and restriction, the Art. 19 notices). Proving who the person is
+# is not enough: whoever files with another person's phone number, and their own ID, would otherwise be sent that
+# person's call records. So an identity document proves only the email address, the request's own: whatever we
+# answer goes to that mailbox, and a request received directly releases no unencrypted package until the
+# address's owner confirms it (PrivacyRequest.email_unconfirmed). A phone number takes what proves a line
+# (LINE_PROVING_METHODS); an IP address or a customer reference, the account records staff matched it to (or the
+# organisation's word, its subscriber's). A call-back proves a line, not a mailbox, an address or an account.
+IDENTITY_PROVING_METHODS = {
+    IdentityKind.EMAIL: (
+        VerificationMethod.EMAIL_LINK,
+        VerificationMethod.DOCUMENT,
+        VerificationMethod.ACCOUNT_RECORDS,
+        VerificationMethod.ASSERTED_BY_ORGANISATION,
+    ),
+    IdentityKind.PHONE: LINE_PROVING_METHODS,
+    IdentityKind.CUSTOMER_REFERENCE: (VerificationMethod.ACCOUNT_RECORDS, VerificationMethod.ASSERTED_BY_ORGANISATION),
+    IdentityKind.IP_ADDRESS: (VerificationMethod.ACCOUNT_RECORDS, VerificationMethod.ASSERTED_BY_ORGANISATION),
+}
+
+
+def method_proves(kind: str, method: str) -> bool:
+    """Whether verifying an identifier of `kind` by `method` proves it is the subject's (IDENTITY_PROVING_METHODS)."""
+    return method in IDENTITY_PROVING_METHODS[kind]
+
 
 class Organisation(models.Model):
     """A business customer (mobile operator, MVNO, ...) whose users' requests reach us, or the
@@ -598,9 +623,22 @@ def normalised_identifier(kind: str, value: str) -> str:
     return value
 
 
+class SubjectIdentityQuerySet(models.QuerySet):
+    def searchable(self):
+        """Those the source systems may be searched by: verified, by a method that proves their kind is the
+        subject's (IDENTITY_PROVING_METHODS). One verified before the rule, a phone number by an identity document
+        say, stays as recorded and is not searched until staff verify it again by a method that proves it. Every
+        verification records its method: only one recorded that does not prove the kind takes a row out."""
+        unproven = models.Q()
+        for kind, methods in IDENTITY_PROVING_METHODS.items():
+            others = [method for method in VerificationMethod.values if method not in methods]
+            unproven |= models.Q(kind=kind, verification_method__in=others)
+        return self.filter(verified_at__isnull=False).exclude(unproven)
+
+
 class SubjectIdentity(models.Model):
     """An identifier the subject gave, as normalised_identifier spells it. Source systems are searched only by
-    verified ones."""
+    verified ones, verified by a method that proves them (SubjectIdentityQuerySet.searchable)."""
 
     # No index of its own: unique_identity_per_request's begins with it, and each index slows every filing.
     request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="identities", db_index=False)
@@ -612,9 +650,16 @@ class SubjectIdentity(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
 
+    objects = SubjectIdentityQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["request", "kind", "value"], name="unique_identity_per_request")
+        ]
+        indexes = [
+            # The same identifier verified on other requests (selectors.identities_verified_for_someone_else, and
+            # restrictions in force elsewhere). Partial: a filing inserts its identifiers unverified, and writes nothing here.
+            models.Index(fields=["kind", "value"], condition=models.Q(verified_at__isnull=False), name="verified_identity_value"),
         ]
         ordering = ["id"]
         verbose_name_plural = "subject identities"
@@ -625,6 +670,16 @@ class SubjectIdentity(models.Model):
     @property
     def is_verified(self) -> bool:
         return self.verified_at is not None
+
+    @property
+    def not_searched_for_its_method(self) -> bool:
+        """Verified, but by a method that does not prove its kind: the source systems are not searched by it
+        (SubjectIdentityQuerySet.searchable)."""
+        return self.is_verified and bool(self.verification_method) and not method_proves(self.kind, self.verification_method)
+
+    @property
+    def is_searchable(self) -> bool:
+        return self.is_verified and not self.not_searched_for_its_method
 
 
 def attachment_upload_to(instance: "Attachment", filename: str) -> str:

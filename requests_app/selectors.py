@@ -43,9 +43,11 @@ from requests_app.models import (
     SourceAction,
     SourceSystem,
     Status,
+    SubjectIdentity,
     SuppressionPurpose,
     WebhookDelivery,
     WebhookEndpoint,
+    comparable_name,
     name_search_key,
     rights_mask,
 )
@@ -930,6 +932,33 @@ def password_phone(request: PrivacyRequest) -> str | None:
         .values_list("value", flat=True)
         .first()
     )
+
+
+def identities_verified_for_someone_else(request: PrivacyRequest) -> dict[int, list[str]]:
+    """For each of `request`'s identifiers (by id) verified on another request of someone else (another name, or
+    another email address where both have one), those requests' references. One person's phone number on two
+    people's requests is how one would get the other's data: the staff page warns, before and after the
+    verification, and staff check whose it is. A warning only: a shared line or a family's account is no attack."""
+    identities = list(request.identities.all())
+    if not identities:
+        return {}
+    same_value = Q()
+    for identity in identities:
+        same_value |= Q(kind=identity.kind, value=identity.value)
+    name, email = comparable_name(request.subject_name), request.subject_email.lower()
+    found: dict[int, list[str]] = {}
+    others = (
+        SubjectIdentity.objects.filter(same_value, verified_at__isnull=False)
+        .exclude(request=request)
+        .values_list("kind", "value", "request__reference", "request__subject_name", "request__subject_email")
+        .order_by("request__reference")
+    )
+    for kind, value, reference, other_name, other_email in others:
+        if comparable_name(other_name) == name and not (email and other_email and other_email.lower() != email):
+            continue
+        identity = next(identity for identity in identities if (identity.kind, identity.value) == (kind, value))
+        found.setdefault(identity.id, []).append(reference)
+    return found
 
 
 PREVIEW_ROWS = 5

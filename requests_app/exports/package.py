@@ -202,10 +202,11 @@ class PackageWriter:
             self.on_progress({"rows": self.rows_total, **extra})
 
     def add_source(self, source: SourceSystem, *, manual_upload=None) -> None:
-        """Write every category of `source` for the request's verified identities of its kind, and for the
-        identifiers its rectification corrected there (see `_corrected_in`)."""
+        """Write every category of `source` for the request's verified identities of its kind (verified by a method
+        that proves them: SubjectIdentityQuerySet.searchable), and for the identifiers its rectification corrected
+        there (see `_corrected_in`)."""
         verified = set(
-            self.request.identities.filter(kind=source.identity_kind, verified_at__isnull=False).values_list("value", flat=True)
+            self.request.identities.searchable().filter(kind=source.identity_kind).values_list("value", flat=True)
         )
         corrected = self._corrected_in(source) - verified
         identities = sorted(verified | corrected)

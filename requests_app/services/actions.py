@@ -107,8 +107,9 @@ DRY_RUN_FROM = (
 
 
 def verified_kinds(request: PrivacyRequest) -> set[str]:
-    """The kinds of identifier verified for `request` (reads identities.all(): prefetch it for many)."""
-    return {identity.kind for identity in request.identities.all() if identity.verified_at}
+    """The kinds of identifier verified for `request` by a method that proves them, those the sources are searched
+    by (SubjectIdentity.is_searchable; reads identities.all(): prefetch it for many)."""
+    return {identity.kind for identity in request.identities.all() if identity.is_searchable}
 
 
 def searched_too_early(action: SourceAction, kinds_verified: set[str]) -> bool:
@@ -177,7 +178,7 @@ def plan_actions(
         kinds = [ACTION_FOR_RIGHT[right] for right in locked.requested_rights if right in ACTION_FOR_RIGHT]
         if not kinds:
             raise RequestError(_("This request asks for no erasure, rectification or restriction."))
-        if not locked.identities.filter(verified_at__isnull=False).exists():
+        if not locked.identities.searchable().exists():
             # Sources are searched by verified identifiers only: without one, every action would find
             # nothing, and the request would be certified done with nothing searched.
             raise RequestError(_("Verify at least one of the subject's identifiers first: the source systems are searched by verified identifiers only."))
@@ -526,7 +527,7 @@ def build_plan(action: SourceAction) -> tuple[ActionPlan, list[dict]]:
     source = action.source
     identities = sorted(
         {
-            *action.request.identities.filter(kind=source.identity_kind, verified_at__isnull=False).values_list("value", flat=True),
+            *action.request.identities.searchable().filter(kind=source.identity_kind).values_list("value", flat=True),
             # The rectification, carried out first, may have corrected the identifier the rows are found by.
             *(selectors.corrected_identifiers(request=action.request, source=source) if action.kind != ActionKind.RECTIFY else []),
         }
@@ -854,7 +855,7 @@ def subject_reached_by_post(request: PrivacyRequest) -> bool:
 def _restrictions_in_force_elsewhere(action: SourceAction) -> list[str]:
     """The references of the subject's other requests (a verified identifier of the source's kind in common)
     whose restriction in the action's source is done, with no lifting of it due by today."""
-    identities = action.request.identities.filter(kind=action.source.identity_kind, verified_at__isnull=False).values("value")
+    identities = action.request.identities.searchable().filter(kind=action.source.identity_kind).values("value")
     sharing = SubjectIdentity.objects.filter(kind=action.source.identity_kind, value__in=identities, verified_at__isnull=False)
     lifted_by_today = SourceAction.objects.filter(
         request=OuterRef("request"), source=OuterRef("source"), kind=ActionKind.LIFT_RESTRICTION,

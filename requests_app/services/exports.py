@@ -97,7 +97,7 @@ def export_start(*, request: PrivacyRequest, actor: Actor, kind: str | None = No
                 _("This request does not ask for %(kind)s: compile that package only for a request that does.")
                 % {"kind": ExportKind(kind).label}
             )
-        if not locked.identities.filter(verified_at__isnull=False).exists():
+        if not locked.identities.searchable().exists():
             # The sources are searched only by verified identifiers: without one the package would
             # say "no data" about a person the controller may well hold data on.
             raise RequestError(

@@ -23,10 +23,12 @@ from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
     GROUNDS_AGAINST_A_MARKETING_OBJECTION,
+    IDENTITY_PROVING_METHODS,
     REFUSABLE_GROUNDS,
     RIGHTS_THE_SUBJECT_ASKS,
     TEXT_MAX_CHARS,
     Attachment,
+    IdentityKind,
     InternalNote,
     Message,
     MessageDirection,
@@ -41,6 +43,7 @@ from requests_app.models import (
     SubjectIdentity,
     TemplatePurpose,
     VerificationMethod,
+    method_proves,
     ground_can_refuse,
     refuses_only_the_whole_request,
     rights_mask,
@@ -49,7 +52,7 @@ from requests_app.services import deadlines as deadline_service
 from requests_app.services import intake
 from requests_app.services.actions import answered_already, completion_blockers, prefetch_for_completion
 from requests_app.services.certificate import answered_in_part, data_kept, outcome_summary
-from requests_app.wording import amount_in_words, cites_gdpr_articles, date_in_words, label_in_letter, with_full_stop
+from requests_app.wording import amount_in_words, cites_gdpr_articles, date_in_words, in_sentence, label_in_letter, with_full_stop
 
 logger = logging.getLogger(__name__)
 
@@ -478,11 +481,37 @@ def note_add(*, request: PrivacyRequest, actor: Actor, body: str) -> InternalNot
     return note
 
 
+def unproven_identity_refusal(*, kind: str, method: str, request: PrivacyRequest) -> str | None:
+    """Why `method` cannot verify the subject's identifier of `kind` (IDENTITY_PROVING_METHODS), naming the methods
+    staff may record for it on `request` instead; None when it can."""
+    if method_proves(kind, method):
+        return None
+    methods = [
+        VerificationMethod(proving).label
+        for proving in IDENTITY_PROVING_METHODS[kind]
+        # The link is the subject's own doing, never staff's; nobody asserted anything on a request no organisation filed.
+        if proving != VerificationMethod.EMAIL_LINK
+        and (proving != VerificationMethod.ASSERTED_BY_ORGANISATION or request.organisation_id is not None)
+    ]
+    return _(
+        "“%(method)s” does not prove that the %(kind)s is the subject's: it could be someone else's, whose data the "
+        "source systems would then give. Verify it by one of these: %(methods)s."
+    ) % {
+        "method": VerificationMethod(method).label,
+        "kind": in_sentence(IdentityKind(kind).label),
+        "methods": ", ".join(f"“{label}”" for label in methods),
+    }
+
+
 def identity_verify(
     *, request: PrivacyRequest, actor: Actor, identity_ids: list[int], method: str, expected_status: str,
     delete_documents: bool = False,
 ) -> PrivacyRequest:
     """Record that staff verified some of the subject's identifiers, and how.
+
+    Refused, with nothing recorded, when the method does not prove that one of them is the subject's
+    (IDENTITY_PROVING_METHODS: an identity document proves who the subject is, not that a phone number is theirs),
+    naming each such identifier's kind and the methods that would.
 
     Whatever the method, the documents the subject sent as proof of identity are deleted in the same transaction
     (delete_identity_documents): a copy of an identity document is kept no longer than the check it was sent for
@@ -495,7 +524,7 @@ def identity_verify(
     whether we waited for proof of identity or for something else: the proof is taken as the subject's answer,
     as their reply is (subject_reply). Restarting early shortens only the controller's time, never the
     subject's; staff who still need something from them ask again with request_information.
-    Only verified identifiers are used to search source systems.
+    Only verified identifiers are used to search source systems (SubjectIdentityQuerySet.searchable).
     """
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
@@ -508,6 +537,12 @@ def identity_verify(
             # No organisation vouched for anything here; and the method ties a phone number to the subject's line
             # (LINE_PROVING_METHODS), so a package's password would be texted to it.
             raise RequestError(_("No customer organisation filed this request: choose how you checked the identifiers yourself."))
+        refusals = {
+            kind: unproven_identity_refusal(kind=kind, method=method, request=locked)
+            for kind in sorted({identity.kind for identity in identities})
+        }
+        if any(refusals.values()):
+            raise RequestError(" ".join(refusal for refusal in refusals.values() if refusal))
         SubjectIdentity.objects.filter(id__in=[i.id for i in identities]).update(
             verified_at=timezone.now(), verification_method=method, verified_by=actor.user
         )

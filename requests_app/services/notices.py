@@ -141,7 +141,7 @@ def notice_content(notice: RecipientNotice) -> dict:
         "notice": str(notice.public_id),
         "source": source.name,
         "identifiers": sorted(
-            request.identities.filter(kind=source.identity_kind, verified_at__isnull=False).values_list("value", flat=True)
+            request.identities.searchable().filter(kind=source.identity_kind).values_list("value", flat=True)
         ),
         "identifier_kind": source.identity_kind,
         "actions": [

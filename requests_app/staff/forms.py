@@ -54,7 +54,7 @@ from requests_app.models import (
 )
 from requests_app.selectors import SORTS, QueueFilters
 from requests_app.services import staff_setup
-from requests_app.services.handling import GROUNDS_TO_EXPLAIN
+from requests_app.services.handling import GROUNDS_TO_EXPLAIN, unproven_identity_refusal
 from requests_app.services.webhooks import check_url
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.base import SOURCE_ENV_PREFIX
@@ -192,9 +192,12 @@ class IdentityVerifyForm(forms.Form):
 
     def __init__(self, *args, privacy_request=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.privacy_request = privacy_request
+        identities = list(privacy_request.identities.all())
+        self.kinds = {identity.id: identity.kind for identity in identities}
         self.fields["identities"].choices = [
             (identity.id, gettext("%(key)s: %(value)s") % {"key": identity.get_kind_display(), "value": identity.value})
-            for identity in privacy_request.identities.all()
+            for identity in identities
         ]
         if privacy_request.organisation_id is None:  # nobody to have asserted them (handling.identity_verify)
             self.fields["method"].choices = [
@@ -220,8 +223,15 @@ class IdentityVerifyForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
+        method = cleaned.get("method")
+        if method:
+            # As identity_verify refuses it: a method that does not prove an identifier is the subject's.
+            for kind in sorted({self.kinds[identity_id] for identity_id in cleaned.get("identities", [])}):
+                refusal = unproven_identity_refusal(kind=kind, method=method, request=self.privacy_request)
+                if refusal:
+                    self.add_error("method", refusal)
         # Other methods did not rest on the documents: they are left for staff to delete by hand.
-        cleaned["delete_documents"] = cleaned.get("delete_documents", False) and cleaned.get("method") == VerificationMethod.DOCUMENT
+        cleaned["delete_documents"] = cleaned.get("delete_documents", False) and method == VerificationMethod.DOCUMENT
         return cleaned
 
 

@@ -690,6 +690,16 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
     allowed = {t.name for t in lifecycle.allowed_transitions(privacy_request.status)}
     paused = deadline_service.open_pause(privacy_request)
     identities = list(privacy_request.identities.select_related("verified_by"))
+    verified_for_someone_else = selectors.identities_verified_for_someone_else(privacy_request)
+    for identity in identities:
+        # Shown by each identifier, and again in the verify form: one person's identifier on someone else's request.
+        identity.verified_for_someone_else = verified_for_someone_else.get(identity.id, [])
+        # Verified before the rule by a method that does not prove it (a phone number by an identity document).
+        identity.not_searched_because = (
+            handling.unproven_identity_refusal(kind=identity.kind, method=identity.verification_method, request=privacy_request)
+            if identity.not_searched_for_its_method
+            else None
+        )
     # Art. 12(3): the subject must be told of an extension within the first period; staff see whether they were.
     extension_notice = (
         privacy_request.notifications.filter(kind="deadline_extended").first() if privacy_request.is_extended else None
@@ -718,7 +728,8 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         # A package answers a request for a copy: the kinds this request asks for.
         "export_kinds": [(kind.value, kind.label) for kind in ExportKind if kind.value in privacy_request.requested_rights],
         "sms_available": sms.available(),
-        "has_verified_identity": any(identity.is_verified for identity in identities),
+        # One the sources are searched by: export_start refuses a package without one.
+        "has_verified_identity": any(identity.is_searchable for identity in identities),
         # An encrypted package's password is texted, only to the subject's line: export_start refuses it without one.
         "has_password_phone": selectors.password_phone(privacy_request) is not None,
         "forms": {slot: _action_form(slot, privacy_request) for slot in FORM_SLOTS},

@@ -28,6 +28,7 @@ from requests_app.models import (
     SourceField,
     SourceSystem,
     SubjectIdentity,
+    VerificationMethod,
 )
 from requests_app.services import actions, handling, notices
 from requests_app.services.certificate import outcome_summary
@@ -596,3 +597,18 @@ def test_verifying_the_identifier_afterwards_erases_the_data_once_the_copy_holds
     assert "sources_not_searched" not in package.manifest or not package.manifest["sources_not_searched"]
     assert step(actions.execute, calls, actor=dpo_actor).status == ActionStatus.DONE
     assert source_db("SELECT count(*) AS n FROM calls WHERE caller = :phone", phone=ANA_PHONE) == [{"n": 0}]
+
+
+def test_an_erasure_does_not_search_by_a_phone_number_verified_by_an_identity_document(cdr, dpo_actor, source_db, step):
+    """A reviewer's probe: an ID document proves who filed, not that the number given is theirs. Verified so
+    (before the rule refused it), the number is not searched, and the erasure changes no one's call records."""
+    request = verified_request(RequestType.ERASURE)
+    request.identities.filter(kind=IdentityKind.PHONE).update(verification_method=VerificationMethod.DOCUMENT)
+    assert actions.verified_kinds(request) == {IdentityKind.EMAIL}
+    calls = _approved(request, cdr, dpo_actor, step)
+    assert calls.dry_run["identities"] == 0
+    assert step(actions.execute, calls, actor=dpo_actor).status == ActionStatus.DONE
+    assert len(source_db("SELECT id FROM calls")) == 3
+
+    request.identities.filter(kind=IdentityKind.PHONE).update(verification_method=VerificationMethod.CALLBACK)
+    assert "Erasure in Call records ran before any phone number was verified: run its dry run again." in actions.completion_blockers(request)

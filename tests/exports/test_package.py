@@ -314,6 +314,22 @@ def test_the_password_is_kept_until_the_gateway_takes_it(demo_request, dpo, clie
     assert AuditEvent.objects.filter(request=demo_request, action="export_password_sent").count() == 1
     assert "Waiting to be texted to the subject" not in client.get(reverse("staff:export", args=[export.public_id])).content.decode()
 
+def test_a_phone_number_verified_by_an_identity_document_is_not_searched(demo_request):
+    """A reviewer's probe: someone filed as themselves with another person's number, their ID was checked, and the
+    package gave them that person's call records. An ID proves who the subject is, not that the line is theirs."""
+    SubjectIdentity.objects.filter(request=demo_request, kind=IdentityKind.PHONE).update(verification_method=VerificationMethod.DOCUMENT)
+    SubjectIdentity.objects.create(
+        request=demo_request, kind=IdentityKind.PHONE, value=OTHER_SUBJECT_PHONE, verified_at=timezone.now(),
+        verification_method=VerificationMethod.DOCUMENT,
+    )
+
+    manifest = compiled(demo_request).manifest
+
+    assert "phone" not in {item["kind"] for item in manifest["identities_searched"]}
+    assert [(item["source"], item["reason"]) for item in manifest["sources_not_searched"]] == [("cdr", "no_verified_identifier")]
+    assert not [entry for entry in manifest["files"] if entry["path"].startswith("data/cdr/")]
+
+
 def test_an_encrypted_package_needs_a_verified_phone_number(demo_request):
     SubjectIdentity.objects.filter(request=demo_request, kind=IdentityKind.PHONE).update(verified_at=None)
     with pytest.raises(RequestError, match="verified as the subject's line"):

@@ -277,6 +277,80 @@ def test_only_a_request_an_organisation_filed_has_identifiers_asserted_by_it(dpo
     assert VerificationMethod.ASSERTED_BY_ORGANISATION in dict(form.fields["method"].choices)
 
 
+@pytest.mark.django_db
+def test_an_identity_document_does_not_verify_a_phone_number_or_an_ip_address(dpo):
+    """A reviewer's probe: someone filed as themselves with another person's number, their ID was checked, and the
+    number was searched. An ID proves who the subject is, not that a line or an address is theirs: refused, naming
+    the kind and the methods that prove it, and nothing recorded, not even the email address checked with them."""
+    request = request_in_status(Status.IDENTITY_CHECK, subject_phone="+32475123456", ip_address="203.0.113.7")
+    ids = list(request.identities.values_list("id", flat=True))
+    with pytest.raises(RequestError) as refused:
+        handling.identity_verify(
+            request=request, actor=Actor.staff(dpo), identity_ids=ids, method=VerificationMethod.DOCUMENT,
+            expected_status=Status.IDENTITY_CHECK,
+        )
+    assert str(refused.value) == (
+        "“Identity document checked by staff” does not prove that the IP address is the subject's: it could be someone "
+        "else's, whose data the source systems would then give. Verify it by one of these: “Matched against account records”. "
+        "“Identity document checked by staff” does not prove that the phone number is the subject's: it could be someone "
+        "else's, whose data the source systems would then give. Verify it by one of these: “Call-back to the phone "
+        "number”, “Matched against account records”."
+    )
+    assert not request.identities.filter(verified_at__isnull=False).exists()
+    assert not request.events.filter(action="identity_verified").exists()
+    request.refresh_from_db()
+    assert request.status == Status.IDENTITY_CHECK
+
+    # A call-back proves a line, not a mailbox.
+    email = request.identities.get(kind=IdentityKind.EMAIL)
+    with pytest.raises(RequestError, match="does not prove that the email address is the subject's"):
+        handling.identity_verify(
+            request=request, actor=Actor.staff(dpo), identity_ids=[email.id], method=VerificationMethod.CALLBACK,
+            expected_status=Status.IDENTITY_CHECK,
+        )
+
+    handling.identity_verify(
+        request=request, actor=Actor.staff(dpo), identity_ids=ids, method=VerificationMethod.ACCOUNT_RECORDS,
+        expected_status=Status.IDENTITY_CHECK,
+    )
+    assert request.identities.filter(verification_method=VerificationMethod.ACCOUNT_RECORDS).count() == 3
+
+
+@pytest.mark.django_db
+def test_the_verify_form_says_an_identity_document_does_not_prove_a_phone_number(dpo):
+    request = request_in_status(Status.IDENTITY_CHECK, subject_phone="+32475123456")
+    phone = request.identities.get(kind=IdentityKind.PHONE)
+    email = request.identities.get(kind=IdentityKind.EMAIL)
+
+    form = IdentityVerifyForm({"identities": [email.id, phone.id], "method": VerificationMethod.DOCUMENT}, privacy_request=request)
+
+    assert not form.is_valid()
+    assert form.errors["method"] == [
+        "“Identity document checked by staff” does not prove that the phone number is the subject's: it could be "
+        "someone else's, whose data the source systems would then give. Verify it by one of these: “Call-back to the "
+        "phone number”, “Matched against account records”."
+    ]
+    assert IdentityVerifyForm({"identities": [email.id], "method": VerificationMethod.DOCUMENT}, privacy_request=request).is_valid()
+    assert IdentityVerifyForm({"identities": [phone.id], "method": VerificationMethod.CALLBACK}, privacy_request=request).is_valid()
+
+
+@pytest.mark.django_db
+def test_an_organisation_still_asserts_its_subscribers_phone_number_and_ip_address(dpo):
+    """The API records the identifiers as asserted; staff verifying them as such proves them, whatever their kind."""
+    request = request_in_status(
+        Status.IDENTITY_CHECK, subject_phone="+32475123456", ip_address="203.0.113.7",
+        organisation=Organisation.objects.create(name="Acme Mobile"), identities_asserted=True,
+    )
+    ids = list(request.identities.values_list("id", flat=True))
+    form = IdentityVerifyForm({"identities": ids, "method": VerificationMethod.ASSERTED_BY_ORGANISATION}, privacy_request=request)
+    assert form.is_valid(), form.errors
+    handling.identity_verify(
+        request=request, actor=Actor.staff(dpo), identity_ids=ids, method=VerificationMethod.ASSERTED_BY_ORGANISATION,
+        expected_status=Status.IDENTITY_CHECK,
+    )
+    assert request.identities.searchable().count() == 3
+
+
 @pytest.mark.django_db(transaction=True)
 def test_rejection_letter_states_the_reason_and_the_right_to_complain(dpo):
     request = request_in_status(Status.IN_PROGRESS, rights=[intake.RightDetails(RequestType.ERASURE)])
@@ -1233,7 +1307,7 @@ def test_verifying_identity_keeps_the_documents_unless_asked(dpo):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("method", "deleted"), [(VerificationMethod.DOCUMENT, True), (VerificationMethod.CALLBACK, False)])
+@pytest.mark.parametrize(("method", "deleted"), [(VerificationMethod.DOCUMENT, True), (VerificationMethod.ACCOUNT_RECORDS, False)])
 def test_the_verify_form_deletes_the_documents_only_with_the_method_document(dpo, method, deleted):
     """Ticked by default; another method did not rest on the documents, so they stay for staff to decide."""
     request = request_in_status(Status.IN_PROGRESS)
@@ -1393,7 +1467,7 @@ def test_the_reject_form_offers_only_who_asks_or_how_against_a_withdrawal_of_con
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("method", [VerificationMethod.EMAIL_LINK, VerificationMethod.CALLBACK, VerificationMethod.DOCUMENT])
+@pytest.mark.parametrize("method", [VerificationMethod.EMAIL_LINK, VerificationMethod.ACCOUNT_RECORDS, VerificationMethod.DOCUMENT])
 def test_verifying_identity_by_any_method_deletes_the_documents_sent_as_proof_of_identity_and_keeps_the_others(
     dpo, method, django_capture_on_commit_callbacks
 ):

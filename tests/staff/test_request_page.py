@@ -904,3 +904,45 @@ def test_staff_see_which_document_was_sent_as_proof_of_identity_and_that_the_sys
     tombstone = f"Document deleted on {date_in_words(timezone.localdate())}"
     assert page.count(tombstone) == 2 and f"{tombstone} by" not in page  # the list and the thread; by nobody
     assert "id.pdf" not in page
+
+
+@pytest.mark.django_db
+def test_the_page_says_a_phone_number_verified_by_an_identity_document_is_not_searched(client):
+    """Verified so before the rule refused it: the number stays as recorded, and staff learn why the sources are
+    not searched by it and how to verify it so that they are."""
+    request = request_in_status(Status.IN_PROGRESS, subject_phone="+32475123456")
+    request.identities.update(verified_at=timezone.now(), verification_method=VerificationMethod.DOCUMENT)
+    login_staff(client, staff_in_role("DPO", username="dpo-unproven"))
+
+    page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+
+    phone_row = next(row for row in page.split("<tr>") if "+32475123456" in row)
+    assert "Not searched in the source systems:" in phone_row
+    assert "Verify it by one of these: “Call-back to the phone number”, “Matched against account records”." in phone_row
+    email_row = next(row for row in page.split("<tr>") if "ana@example.com" in row)
+    assert "Not searched" not in email_row  # the request's own address: what we answer goes there
+
+
+@pytest.mark.django_db
+def test_the_page_warns_when_the_phone_number_is_verified_on_someone_elses_request(client):
+    """One person's number on two people's requests is how one would get the other's call records: a warning by
+    the number and in the verify form, not a refusal (a shared line is no attack)."""
+    victims = request_in_status(Status.IN_PROGRESS, subject_phone="+32475123456", subject_name="Bea Claes", subject_email="bea@example.com")
+    victims.identities.filter(kind=IdentityKind.PHONE).update(verified_at=timezone.now(), verification_method=VerificationMethod.CALLBACK)
+    request = request_in_status(Status.IDENTITY_CHECK, subject_phone="+32475123456")
+    same_person = request_in_status(Status.IN_PROGRESS, subject_phone="+32475123456", subject_name="ana  PEETERS")
+    same_person.identities.update(verified_at=timezone.now(), verification_method=VerificationMethod.ACCOUNT_RECORDS)
+    login_staff(client, staff_in_role("DPO", username="dpo-shared"))
+
+    page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+
+    warning = (
+        f"Also verified on {victims.reference}, the request of someone with another name or email address: make sure "
+        "it is this subject's, or the source systems would give them the other person's data."
+    )
+    phone_row = next(row for row in page.split("<tr>") if "+32475123456" in row)
+    assert warning in phone_row
+    assert same_person.reference not in page  # the same name (case and spacing aside) and address: the same person
+    verify_form = page.split("<summary>Verify identity</summary>")[1].split("</details>")[0]
+    assert warning in verify_form
+    assert "ana@example.com" not in verify_form.split("<form")[0]  # the email is nobody else's
