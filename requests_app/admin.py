@@ -255,6 +255,8 @@ class PrivacyRequestAdmin(RoleAdmin):
             "Subject",
             {"fields": ["subject_name", "subject_email", "subject_phone", "customer_reference", "relationship"]},
         ),
+        # Empty unless someone acting for the subject filed the request (services.agents).
+        ("Agent", {"fields": ["agent_capacity", "agent_name", "agent_email", "agent_authority_confirmed_at"]}),
         ("Request", {"fields": ["description", "signature", "signed_at", "verified_at", "personal_data_purged_at"]}),
         (
             "Deadline",

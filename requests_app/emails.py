@@ -255,7 +255,7 @@ def send_verification_email(request: PrivacyRequest) -> bool:
         "link_hours": int(settings.VERIFICATION_LINK_MAX_AGE.total_seconds() // 3600),
         **when_to_expect_the_answer(request),
     }
-    message = render_email("verify-email", context, to=[request.subject_email], language=request.language)
+    message = render_email("verify-email", context, to=[request.correspondence_email], language=request.language)
     # Keyed by the nonce: a re-sent link is a new email, a redelivered task is not.
     return send_acknowledgement(request, "verify_email", request.verification_nonce, message)
 
@@ -272,7 +272,7 @@ def send_email_confirmation(request: PrivacyRequest) -> bool:
         "link_hours": int(settings.VERIFICATION_LINK_MAX_AGE.total_seconds() // 3600),
         "dpo_email": settings.DPO_CONTACT_EMAIL,
     }
-    message = render_email("confirm-email", context, to=[request.subject_email], language=request.language)
+    message = render_email("confirm-email", context, to=[request.correspondence_email], language=request.language)
     # Keyed by the nonce: a link sent again is a new email, a redelivered task is not.
     return send_to_subject(request, "confirm_email", request.verification_nonce, message)
 
@@ -300,7 +300,7 @@ def send_request_confirmed_email(request: PrivacyRequest) -> bool:
         "told_us": told_us,
         **when_to_expect_the_answer(request),
     }
-    message = render_email("request-confirmed", context, to=[request.subject_email], language=request.language)
+    message = render_email("request-confirmed", context, to=[request.correspondence_email], language=request.language)
     return send_acknowledgement(request, "request_confirmed", "", message)
 
 
@@ -324,7 +324,7 @@ def send_status_link_email(request: PrivacyRequest, event_sequence: int) -> bool
         "status_url": status_url(request),
         "data_to_download": request.exports.downloadable().exists(),
     }
-    message = render_email("status-link", context, to=[request.subject_email], language=request.language)
+    message = render_email("status-link", context, to=[request.correspondence_email], language=request.language)
     return send_to_subject(request, "status_link", str(event_sequence), message)
 
 
@@ -345,7 +345,7 @@ def extension_email(request: PrivacyRequest, *, link: str) -> EmailMultiAlternat
 
     # While the clock is paused the saved date is behind: the date it moves to if the subject answers today.
     context = {"request": request, "due_on": due_on_if_resumed_today(request), "status_url": link}
-    return render_email("deadline-extended", context, to=[request.subject_email], language=request.language)
+    return render_email("deadline-extended", context, to=[request.correspondence_email], language=request.language)
 
 
 def assignee_email(request: PrivacyRequest) -> str:
@@ -511,7 +511,7 @@ def send_withdrawal_confirmation(request: PrivacyRequest) -> bool:
         "form_url": absolute_url(reverse("submit")),
         "status_url": status_url(request),
     }
-    message = render_email("withdrawal-confirmed", context, to=[request.subject_email], language=request.language)
+    message = render_email("withdrawal-confirmed", context, to=[request.correspondence_email], language=request.language)
     return send_to_subject(request, "withdrawal_confirmed", "", message)
 
 
@@ -549,7 +549,7 @@ def subject_message_email(message, *, link: str) -> EmailMultiAlternatives:
     send it (send_subject_message), a masked one to preview it (LetterPreview)."""
     request = message.request
     context = {"request": request, "message": message, "status_url": link}
-    return render_email("message-to-subject", context, to=[request.subject_email], language=request.language)
+    return render_email("message-to-subject", context, to=[request.correspondence_email], language=request.language)
 
 
 def masked_status_url(request: PrivacyRequest) -> str:
@@ -579,7 +579,7 @@ class LetterPreview(Exception):
         """What the subject gets of `message`, a message or letter to them, written or about to be: its email (the
         status link masked), or, with no email address, the letter itself."""
         request = message.request
-        if request.subject_email:
+        if request.correspondence_email:
             email = subject_message_email(message, link=masked_status_url(request))
             return cls(subject=email.subject, body=email.body, by_post=False)
         return cls(subject=message.subject, body=message.body, by_post=True)
@@ -605,7 +605,7 @@ def send_export_ready_email(export) -> bool:
     Not once it cannot be downloaded (expired, used up, or the request withdrawn or refused)."""
 
     request = export.request
-    if not request.subject_email or not ExportPackage.objects.downloadable().filter(pk=export.pk).exists():
+    if not request.correspondence_email or not ExportPackage.objects.downloadable().filter(pk=export.pk).exists():
         forgive(request.id, "export_ready", str(export.public_id))
         return False
     context = {
@@ -619,7 +619,7 @@ def send_export_ready_email(export) -> bool:
         # Nor that: a portability package that left out what the right does not cover did not read it.
         "left_out": bool(export.manifest.get("categories_left_out")),
     }
-    message = render_email("export-ready", context, to=[request.subject_email], language=request.language)
+    message = render_email("export-ready", context, to=[request.correspondence_email], language=request.language)
     return send_to_subject(request, "export_ready", str(export.public_id), message)
 
 

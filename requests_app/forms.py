@@ -19,6 +19,7 @@ from requests_app.models import (
     RESTRICTION_GROUNDS_THE_SUBJECT_GIVES,
     RIGHTS_THE_SUBJECT_ASKS,
     TEXT_MAX_CHARS,
+    AgentCapacity,
     Channel,
     PrivacyRequest,
     Regime,
@@ -190,8 +191,13 @@ class PersonNameField(forms.CharField):
             raise forms.ValidationError(self.error_messages["no_letters"], code="no_letters")
 
 
+# Who fills in the public form: the data subject, or someone acting for them (services.agents).
+SUBJECT_FILES = "subject"
+AGENT_FILES = "agent"
+
+
 class RequestForm(forms.Form):
-    """The data subject's request. Also the base of staff intake."""
+    """The data subject's request, or one made for them by an agent. Also the base of staff intake."""
 
     # What the form says to whoever fills it in: the subject here, staff in StaffIntakeForm.
     account_reference_error = _(
@@ -229,13 +235,50 @@ class RequestForm(forms.Form):
         label=_("Which consent do you withdraw?"), max_length=2000, required=False
     )
 
-    # The browser may fill in the person's own details (WCAG 1.3.5), and a phone shows its number pad.
+    # The subject's unless an agent says otherwise: most people ask for themselves, and a form sent without the choice
+    # (a page from before it was asked) was theirs.
+    filed_by = forms.ChoiceField(
+        label=_("Who is making this request?"),
+        choices=[(SUBJECT_FILES, _("I am the person the data is about")), (AGENT_FILES, _("I am acting for them"))],
+        initial=SUBJECT_FILES,
+        required=False,
+        widget=forms.RadioSelect,
+    )
+    # Someone acting for the subject (CCPA Regulations § 7063; a parent; a lawyer): required when they say so (clean).
+    # Their own details, which the browser may fill in (WCAG 1.3.5).
+    agent_name = PersonNameField(
+        label=_("Your full name"), max_length=200, required=False, widget=forms.TextInput(attrs={"autocomplete": "name"})
+    )
+    agent_email = RoutableEmailField(
+        label=_("Your email address"),
+        max_length=254,
+        required=False,
+        error_messages=EMAIL_ERRORS,
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+        help_text=_("We send the confirmation link, the link to the request's status page and our letters here."),
+    )
+    agent_capacity = forms.ChoiceField(
+        label=_("You are acting as"), choices=[("", _("Choose…")), *AgentCapacity.choices], required=False
+    )
+    agent_permission = forms.BooleanField(
+        label=_(
+            "I hold the signed permission of the person the data is about to make this request for them, or another "
+            "legal authority to act for them (a power of attorney, parental responsibility). I agree that you may ask "
+            "me for it and ask them to confirm it."
+        ),
+        required=False,
+    )
+
+    # The browser may fill in the person's own details (WCAG 1.3.5), and a phone shows its number pad. Not when an agent
+    # fills in the form: these are then someone else's details (the browser offers its own anyway, harmlessly).
     subject_name = PersonNameField(
         label=_("Full name"), max_length=200, widget=forms.TextInput(attrs={"autocomplete": "name"})
     )
+    # Required of the subject, optional for an agent (clean): we write to the agent.
     subject_email = RoutableEmailField(
         label=_("Email address"),
         max_length=254,
+        required=False,
         error_messages=EMAIL_ERRORS,
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
@@ -277,7 +320,10 @@ class RequestForm(forms.Form):
         },
     )
     confirm = forms.BooleanField(
-        label=_("I confirm that the information above is correct and that I am the person concerned."),
+        label=_(
+            "I confirm that the information above is correct and that I am the person concerned, or acting for them as "
+            "I said above."
+        ),
         error_messages={"required": _("Please confirm before sending the request.")},
     )
     # A field people never see; bots fill it in.
@@ -326,6 +372,7 @@ class RequestForm(forms.Form):
         cleaned = super().clean()
         if cleaned.get("website"):
             raise forms.ValidationError(_("This request could not be accepted."), code="honeypot")
+        self._check_who_files(cleaned)
         for right in cleaned.get("rights", []):
             for field, message in RIGHT_DETAIL_FIELDS.get(right, {}).items():
                 if field == "objection_processing" and cleaned.get("direct_marketing"):
@@ -338,6 +385,33 @@ class RequestForm(forms.Form):
             if cleaned.get("direct_marketing") and RequestType.OBJECTION not in cleaned["rights"]:
                 self.add_error("direct_marketing", _detail_without_its_right(RequestType.OBJECTION, box=True))
         return cleaned
+
+    # What an agent must give, and the message when it is missing.
+    AGENT_DETAILS_REQUIRED = {
+        "agent_name": _("Type your own full name: you are acting for the person the data is about."),
+        "agent_email": _("Enter your own email address: we write to you about this request."),
+        "agent_capacity": _("Choose in what capacity you are acting for them."),
+        "agent_permission": _(
+            "Confirm that you hold their signed permission or another legal authority to act for them: without it we "
+            "cannot act on the request."
+        ),
+    }
+
+    def _check_who_files(self, cleaned) -> None:
+        """The subject gives their own email address; an agent gives their own details and confirms their authority
+        instead, the subject's address then optional. An agent's details left filled in by someone who then chose "I
+        am the person the data is about" (a browser without JavaScript shows them) are dropped, not refused: they
+        said who they are."""
+        if cleaned.get("filed_by") != AGENT_FILES:
+            if "subject_email" not in self.errors and not cleaned.get("subject_email"):
+                self.add_error("subject_email", forms.ValidationError(self.fields["subject_email"].error_messages["required"], code="required"))
+            for name in self.AGENT_DETAILS_REQUIRED:
+                self.errors.pop(name, None)  # a mistyped address in a part they did not fill in for themselves
+                cleaned[name] = False if name == "agent_permission" else ""
+            return
+        for name, message in self.AGENT_DETAILS_REQUIRED.items():
+            if name not in self.errors and not cleaned.get(name):
+                self.add_error(name, forms.ValidationError(message, code="required"))
 
     def _refuse_details_of_rights_not_ticked(self, cleaned) -> None:
         """Details given for a right not asked for would be dropped unread: an objection to direct marketing, say,
@@ -381,9 +455,13 @@ class RequestForm(forms.Form):
 
     def _holds_these_details(self, filed: PrivacyRequest) -> bool:
         details = self.submit_kwargs()
-        return (filed.subject_name, filed.subject_email, filed.subject_phone, filed.description, filed.rights_mask) == (
+        return (
+            filed.subject_name, filed.subject_email, filed.subject_phone, filed.description, filed.rights_mask,
+            filed.agent_capacity, filed.agent_name, filed.agent_email,
+        ) == (
             details["subject_name"], details["subject_email"], details["subject_phone"], details["description"],
             rights_mask(right.right for right in details["rights"]),
+            details.get("agent_capacity", ""), details.get("agent_name", ""), details.get("agent_email", ""),
         )
 
     def submit_kwargs(self) -> dict:
@@ -402,6 +480,9 @@ class RequestForm(forms.Form):
             "description": data["description"],
             "signature": data["signature"].strip(),
             "submission_key": data.get("submission_key"),
+            "agent_capacity": data.get("agent_capacity", ""),
+            "agent_name": data.get("agent_name", "").strip(),
+            "agent_email": data.get("agent_email", ""),
         }
 
 
@@ -546,6 +627,9 @@ class StaffIntakeForm(RequestForm):
         self.fields["customer_reference"].label = _("The subject's customer account reference (optional)")
         self.fields["received_at"].initial = timezone.localtime().replace(second=0, microsecond=0)
         del self.fields["website"]
+        # An agent's request is filed on the public form only: staff record the subject's details here.
+        for name in ("filed_by", *self.AGENT_DETAILS_REQUIRED):
+            del self.fields[name]
         # Staff type in someone else's details: their browser must not offer its own.
         for name in ("subject_name", "subject_email", "subject_phone"):
             self.fields[name].widget.attrs["autocomplete"] = "off"
@@ -562,6 +646,9 @@ class StaffIntakeForm(RequestForm):
         if value > timezone.now():
             raise forms.ValidationError(_("The received date cannot be in the future."), code="future")
         return value
+
+    def _check_who_files(self, cleaned) -> None:
+        """Nothing to check: staff record the subject's details, their email address optional (a letter may have none)."""
 
     def submit_kwargs(self) -> dict:
         return {

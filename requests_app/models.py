@@ -217,9 +217,29 @@ class StaffProfile(models.Model):
         return f"{self.user} ({self.language})"
 
 
+class AgentCapacity(models.TextChoices):
+    """In what capacity someone filed a request for the data subject (the public form's "I am acting for them")."""
+
+    AUTHORISED_AGENT = "authorised_agent", _("Authorised agent")
+    PARENT_OR_GUARDIAN = "parent_or_guardian", _("Parent or guardian")
+    LEGAL_REPRESENTATIVE = "legal_representative", _("Lawyer or legal representative")
+    OTHER = "other", _("Other")
+
+
+class AgentAuthorityMethod(models.TextChoices):
+    """How staff confirmed that an agent may act for the subject: recorded in the audit trail (agent_authority_confirmed)."""
+
+    SIGNED_PERMISSION = "signed_permission", _("The subject's signed permission, received")
+    SUBJECT_CONFIRMED = "subject_confirmed", _("The subject confirmed it to us directly")
+    POWER_OF_ATTORNEY = "power_of_attorney", _("A power of attorney or court order, received")
+    PARENTAL_RESPONSIBILITY = "parental_responsibility", _("Proof of parental responsibility or guardianship, received")
+
+
 class RejectionGround(models.TextChoices):
     MANIFESTLY_UNFOUNDED = "manifestly_unfounded", _("Manifestly unfounded or excessive (Art. 12(5))")
     IDENTITY_NOT_VERIFIED = "identity_not_verified", _("Identity could not be verified")
+    # Filed by an agent who did not show that the subject allowed them to act for them (CCPA Regulations § 7063(a)).
+    AGENT_AUTHORITY_NOT_SHOWN = "agent_authority_not_shown", _("The agent did not show their authority to act for the subject")
     LEGAL_OBLIGATION = "legal_obligation", _("Legal obligation to retain the data (Art. 17(3)(b))")
     # Refuses the data ported only (GROUNDS_FOR_SOME_RIGHTS); the label still names Art. 15(4), as the requests whose
     # access was refused on it before read it.
@@ -243,10 +263,15 @@ REFUSABLE_GROUNDS = [(value, label) for value, label in RejectionGround.choices 
 # An objection to direct marketing weighs against no interest, legal duty or other person (Art. 21(3)), and consent
 # may be withdrawn at any time (Art. 7(3)): either is refused only as any request can be, on who asks or how
 # (Art. 11(2), 12(5)).
-GROUNDS_AGAINST_A_MARKETING_OBJECTION = frozenset({RejectionGround.IDENTITY_NOT_VERIFIED, RejectionGround.MANIFESTLY_UNFOUNDED})
+GROUNDS_AGAINST_A_MARKETING_OBJECTION = frozenset(
+    {RejectionGround.IDENTITY_NOT_VERIFIED, RejectionGround.AGENT_AUTHORITY_NOT_SHOWN, RejectionGround.MANIFESTLY_UNFOUNDED}
+)
 # A CCPA request to limit is denied only for a documented belief that it is fraudulent (CCPA Regulations § 7027(f)),
-# or as any consumer request may be, as manifestly unfounded or excessive (Civ. Code § 1798.145(h)(3)).
-GROUNDS_AGAINST_A_CCPA_LIMIT = frozenset({RejectionGround.FRAUDULENT, RejectionGround.MANIFESTLY_UNFOUNDED})
+# or as any consumer request may be, as manifestly unfounded or excessive (Civ. Code § 1798.145(h)(3)), or when an
+# agent filed it without the consumer's signed permission (§ 7027).
+GROUNDS_AGAINST_A_CCPA_LIMIT = frozenset(
+    {RejectionGround.FRAUDULENT, RejectionGround.MANIFESTLY_UNFOUNDED, RejectionGround.AGENT_AUTHORITY_NOT_SHOWN}
+)
 # Who asks is verified for the whole request or not at all: a right granted to someone whose identity could not be
 # verified (Art. 12(6)) would contradict the one refused for it. Such a request is rejected, never refused in part,
 # unless it asks what needs no verified identity (refuses_only_the_whole_request).
@@ -330,6 +355,13 @@ def name_search_key(name: str) -> str:
     return comparable_name(name).replace(" ", "")
 
 
+def no_email_to_write_to(prefix: str = "") -> models.Q:
+    """The requests we have no address to write to (PrivacyRequest.correspondence_email is empty): recorded from a
+    letter without one, or purged. `prefix` reaches the request from a related model ("request__")."""
+    capacity, subject, agent = (f"{prefix}{name}" for name in ("agent_capacity", "subject_email", "agent_email"))
+    return models.Q(**{capacity: "", subject: ""}) | (~models.Q(**{capacity: ""}) & models.Q(**{agent: ""}))
+
+
 class PrivacyRequest(models.Model):
     """One submission by (or for) a data subject. It may ask for several rights."""
 
@@ -359,6 +391,14 @@ class PrivacyRequest(models.Model):
     description = models.TextField(blank=True)
     signature = models.CharField(max_length=200, blank=True, help_text=_("The typed full name."))
     signed_at = models.DateTimeField(null=True, blank=True)
+    # Filed by someone acting for the subject (an authorised agent, a parent, a lawyer): the capacity they gave, empty
+    # when the subject filed. We then write to the agent (correspondence_email), and nothing is disclosed, erased,
+    # rectified or restricted until staff confirmed the agent's authority (agents.authority_refusal). The database
+    # defaults serve the benchmarks' bulk INSERTs.
+    agent_capacity = models.CharField(max_length=32, choices=AgentCapacity, blank=True, default="", db_default="")
+    agent_name = models.CharField(_("agent's name"), max_length=200, blank=True, default="", db_default="")
+    agent_email = models.EmailField(_("agent's email address"), blank=True, default="", db_default="")
+    agent_authority_confirmed_at = models.DateTimeField(null=True, blank=True)
 
     # Rotated whenever a new verification link is sent, so older links stop working.
     verification_nonce = models.CharField(max_length=32, default=new_nonce, editable=False)
@@ -470,6 +510,8 @@ class PrivacyRequest(models.Model):
             ),
             # Search by email is case-insensitive (iexact compares UPPER()).
             models.Index(Upper("subject_email"), name="request_email_upper_idx"),
+            # The same search finds the requests an agent filed by the agent's address: few rows, a partial index.
+            models.Index(Upper("agent_email"), name="request_agent_email_upper_idx", condition=~models.Q(agent_email="")),
         ]
 
     def __str__(self) -> str:
@@ -501,8 +543,25 @@ class PrivacyRequest(models.Model):
 
     @property
     def signature_differs_from_name(self) -> bool:
-        """A typed signature that is not the name given: the staff page points it out for the identity check."""
-        return bool(self.signature) and comparable_name(self.signature) != comparable_name(self.subject_name)
+        """A typed signature that is not the name given: the staff page points it out for the identity check. An agent
+        signs with their own name."""
+        signer = self.agent_name if self.filed_by_agent else self.subject_name
+        return bool(self.signature) and comparable_name(self.signature) != comparable_name(signer)
+
+    @property
+    def filed_by_agent(self) -> bool:
+        return bool(self.agent_capacity)
+
+    @property
+    def correspondence_email(self) -> str:
+        """Where we write about the request: whoever filed it, the agent when an agent did (the verification link,
+        the status page link, letters). Never an identity of the subject's: the agent's address is not searched for
+        in the source systems."""
+        return self.agent_email if self.filed_by_agent else self.subject_email
+
+    @property
+    def agent_authority_unconfirmed(self) -> bool:
+        return self.filed_by_agent and self.agent_authority_confirmed_at is None
 
     def save(self, *args, **kwargs):
         update_fields = kwargs.get("update_fields")
@@ -526,7 +585,7 @@ class PrivacyRequest(models.Model):
         Until the owner confirms it through the link staff send (intake.email_confirmation_send, which sets
         verified_at), no unencrypted package is released to that page. A web request's address was confirmed
         before it left awaiting verification; a request without an address has no link sent anywhere."""
-        return bool(self.subject_email) and self.channel != Channel.WEB and self.verified_at is None
+        return bool(self.correspondence_email) and self.channel != Channel.WEB and self.verified_at is None
 
     @property
     def is_extended(self) -> bool:

@@ -414,7 +414,9 @@ def _search(queryset, q: str):
     if not q:
         return queryset
     if "@" in q:
-        return queryset.filter(subject_email__iexact=q)
+        # The address of whoever filed: the subject's, or the agent's who acted for them (its partial index needs the
+        # condition spelt out).
+        return queryset.filter(Q(subject_email__iexact=q) | (Q(agent_email__iexact=q) & ~Q(agent_email="")))
     if search_too_broad(q):
         return queryset.none()
     reference = _reference_search(q)

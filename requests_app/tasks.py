@@ -23,6 +23,7 @@ from requests_app.models import (
     PrivacyRequest,
     SentNotification,
     Status,
+    no_email_to_write_to,
 )
 from requests_app.services import actions, exports, handling, intake, notices, orphans, routing, staff_setup, webhooks
 from requests_app.services import deadlines as deadline_service
@@ -72,7 +73,7 @@ def send_verification_email(request_id: int) -> None:
 @shared_task(**EMAIL_RETRY)
 def send_request_confirmed_email(request_id: int) -> None:
     """Email the confirmation with the status page link."""
-    request = PrivacyRequest.objects.filter(pk=request_id).exclude(subject_email="").first()
+    request = PrivacyRequest.objects.filter(pk=request_id).exclude(no_email_to_write_to()).first()
     if request is None:  # purged meanwhile
         emails.forgive(request_id, "request_confirmed")
         return
@@ -102,7 +103,7 @@ def resend_link(request_id: int | None) -> bool:
 @shared_task(**EMAIL_RETRY)
 def send_status_link_email(request_id: int, event_sequence: int) -> None:
     """Email the status page link again, at the subject's asking; once per asking."""
-    request = PrivacyRequest.objects.filter(pk=request_id).exclude(subject_email="").first()
+    request = PrivacyRequest.objects.filter(pk=request_id).exclude(no_email_to_write_to()).first()
     if request is None:  # purged meanwhile
         emails.forgive(request_id, "status_link", str(event_sequence))
         return
@@ -130,7 +131,7 @@ def delete_orphan_files() -> int:
 @shared_task(**EMAIL_RETRY)
 def send_extension_email(request_id: int) -> None:
     """Email the subject the extended due date and its reason."""
-    request = PrivacyRequest.objects.filter(pk=request_id, extended_at__isnull=False).exclude(subject_email="").first()
+    request = PrivacyRequest.objects.filter(pk=request_id, extended_at__isnull=False).exclude(no_email_to_write_to()).first()
     if request is None:  # purged meanwhile
         emails.forgive(request_id, "deadline_extended")
         return
@@ -200,7 +201,7 @@ def send_withdrawal_notification(request_id: int) -> bool:
 @shared_task(**EMAIL_RETRY)
 def send_withdrawal_confirmation(request_id: int) -> None:
     """Confirm to the subject that their request was withdrawn; sent once."""
-    request = PrivacyRequest.objects.filter(pk=request_id, status=Status.WITHDRAWN).exclude(subject_email="").first()
+    request = PrivacyRequest.objects.filter(pk=request_id, status=Status.WITHDRAWN).exclude(no_email_to_write_to()).first()
     if request is None:  # purged meanwhile
         emails.forgive(request_id, "withdrawal_confirmed")
         return

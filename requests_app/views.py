@@ -119,7 +119,8 @@ def submit_request(request: HttpRequest) -> HttpResponse:
             if reference:
                 return _sent_again(request, reference)
             details = form.submit_kwargs()
-            if reached := over_the_limit(request, "submit", email=details["subject_email"]):
+            # Counted against the address the link goes to: the agent's, when an agent files.
+            if reached := over_the_limit(request, "submit", email=details["agent_email"] or details["subject_email"]):
                 context = {"form": form, "notice": _privacy_notice(), "rate_limited": reached}
                 return render(request, "requests_app/submit.html", context, status=429)
             try:
@@ -178,7 +179,8 @@ def submitted(request: HttpRequest) -> HttpResponse:
     reference = request.session.get("submitted_reference")
     if not reference:
         return redirect("submit")
-    status, email = PrivacyRequest.objects.filter(reference=reference).values_list("status", "subject_email").first() or (None, "")
+    privacy_request = PrivacyRequest.objects.filter(reference=reference).only("status", "subject_email", "agent_capacity", "agent_email").first()
+    status, email = (privacy_request.status, privacy_request.correspondence_email) if privacy_request else (None, "")
     context = {
         "reference": reference,
         "sent_again": request.session.get("sent_again"),
@@ -386,7 +388,7 @@ def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
             return _reply_refused(request, privacy_request, body, " ".join(error.messages), field="document")
     # Each reply is stored and emailed to the assignee, each document stored: bounds per client and per the request's
     # email address, as for submissions, the documents' apart (words alone can still explain a document refused).
-    email = privacy_request.subject_email
+    email = privacy_request.correspondence_email
     if document is not None and (reached := over_the_limit(request, "reply-document", email=email)):
         reason = (
             _("Too many documents sent from here: please wait %(wait)s and try again.")

@@ -76,7 +76,7 @@ from requests_app.models import (
     SubjectIdentity,
     Status,
 )
-from requests_app.services import notices
+from requests_app.services import agents, notices
 from requests_app.services.certificate import done_without_searching, nothing_corrected, searched_nothing
 from requests_app.services.suppression import SUPPRESSION_RIGHTS, missing_identifier, must_be_applied, usable_kinds, verified_only
 from requests_app.sources import SourceError, connector_for
@@ -786,6 +786,8 @@ def execution_refusal(action: SourceAction) -> str | None:
     # Approved, failed (a retry), or running past the time limit (its task was lost).
     if action.status not in (ActionStatus.APPROVED, ActionStatus.FAILED, ActionStatus.RUNNING) or action.approved_at is None:
         return _("The action needs a dry run and an approval first.")
+    if action.kind in ANSWERING_KINDS and (refusal := agents.authority_refusal(action.request)):
+        return refusal  # nothing erased, rectified or restricted on the word of someone not shown to act for the subject
     if action.kind == ActionKind.LIFT_RESTRICTION:
         if timezone.localdate() < action.lift_not_before:
             return lift_too_early(action)
@@ -1262,7 +1264,7 @@ def manual_action_done(*, action: SourceAction, actor: Actor, rows: int) -> Sour
             refusal = lift_refused_now(locked)
             if refusal:
                 raise RequestError(refusal)
-        refusal = copy_first_refusal(locked)
+        refusal = copy_first_refusal(locked) or (locked.kind in ANSWERING_KINDS and agents.authority_refusal(locked.request))
         if refusal:
             raise RequestError(refusal)
         locked.status, locked.done_by, locked.finished_at = ActionStatus.DONE, actor.user, timezone.now()
@@ -1438,6 +1440,10 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
     needs none of its work). Checking many requests: prefetch_for_completion."""
     blockers = []
     rights = set(request.granted_rights)
+    # A right granted to an agent whose authority is unconfirmed would answer a stranger (services.agents); every right
+    # refused, the letter discloses nothing.
+    if rights and (refusal := agents.authority_refusal(request)):
+        blockers.append(refusal)
     # Answering access or portability means giving the data (even a package that says none was
     # found): a request completed without it would tell the subject it was answered when it was not.
     released = {package.kind for package in request.exports.all() if package.released_at is not None}

@@ -836,7 +836,7 @@ def _package_delivery(request: PrivacyRequest, export) -> list[str]:
     until its expiry, with the downloads they have left; or that it can no longer be downloaded, and why. A package
     that found nothing is our answer (with the systems searched), not "your data". Nothing for a subject with no
     email address (a request recorded from a letter): they have no status page, and staff deliver it otherwise."""
-    if not request.subject_email:
+    if not request.correspondence_email:
         return []
     words = {"expires": date_in_words(export.expires_at, "DATETIME_FORMAT"), "count": export.downloads_left}
     # Used up first: the hourly clean-up marks a package used up as expired too (exports.delete_expired_exports).

@@ -295,8 +295,8 @@ def request_extend(*, request: PrivacyRequest, actor: Actor, reason: str, previe
         if preview:
             # After the change, in its transaction, which the exception rolls back: the new date is the one sent.
             email = emails.extension_email(locked, link=emails.masked_status_url(locked))
-            raise emails.LetterPreview(subject=email.subject, body=email.body, by_post=not locked.subject_email)
-        if locked.subject_email:
+            raise emails.LetterPreview(subject=email.subject, body=email.body, by_post=not locked.correspondence_email)
+        if locked.correspondence_email:
             emails.owe(locked, "deadline_extended")
             tasks.queue_after_commit(tasks.send_extension_email, locked.id)
     return locked

@@ -34,7 +34,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from requests_app import emails, roles, selectors, sms, tasks
-from requests_app.services import webhooks
+from requests_app.services import agents, webhooks
 from requests_app.services.orphans import stored_files
 from requests_app.audit import Actor, record_event
 from requests_app.exports.package import NO_EXTRACT_ASKED, PackageWriter
@@ -629,6 +629,8 @@ def export_release(*, export: ExportPackage, actor: Actor, share_with_organisati
             )
         if locked.status != ExportStatus.READY:
             raise RequestError(_("Only a compiled package that is ready can be released."))
+        if refusal := agents.authority_refusal(locked.request):
+            raise RequestError(refusal)  # the data would go to someone not shown to act for the subject
         if locked.pending_password and selectors.password_phone(locked.request) is None:
             # The phone was verified again, by a method that does not prove the line, since the export started.
             raise RequestError(_password_phone_missing())
@@ -651,7 +653,7 @@ def export_release(*, export: ExportPackage, actor: Actor, share_with_organisati
             # Only once the release is committed: never a password for a release that did not happen.
             # The task retries while the gateway fails, and erases the password once it is sent.
             _queue_password(locked.id)
-        if locked.request.subject_email:
+        if locked.request.correspondence_email:
             emails.owe(locked.request, "export_ready", str(locked.public_id))
             tasks.queue_after_commit(tasks.send_export_ready_email, locked.id)
     return locked

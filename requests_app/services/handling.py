@@ -45,11 +45,12 @@ from requests_app.models import (
     VerificationMethod,
     method_proves,
     ground_can_refuse,
+    no_email_to_write_to,
     refuses_only_the_whole_request,
     rights_mask,
 )
 from requests_app.services import deadlines as deadline_service
-from requests_app.services import intake
+from requests_app.services import agents, intake
 from requests_app.services.actions import answered_already, completion_blockers, prefetch_for_completion
 from requests_app.services.certificate import answered_in_part, data_kept, outcome_summary
 from requests_app.wording import amount_in_words, cites_gdpr_articles, date_in_words, in_sentence, label_in_letter, with_full_stop
@@ -186,7 +187,7 @@ def render_letter(
                 # today, as their status page says.
                 "due_on": deadline_service.due_on_if_resumed_today(request),
                 "clock_paused": request.clock_paused if clock_paused is None else clock_paused,
-                "by_post": not request.subject_email,
+                "by_post": not request.correspondence_email,
                 # A completion that refused some rights completed the others: "We have completed your request
                 # (access)", then a paragraph for each right refused.
                 "rights": ", ".join(str(right.get_right_display()) for right in rights if right.right not in refused),
@@ -212,23 +213,35 @@ def render_letter(
         ) from error
 
 
+def for_whoever_filed(request: PrivacyRequest, body: str) -> str:
+    """A message or letter's text as it goes out: to an agent who filed the request (services.agents), opening with
+    whom it is about, in the request's language."""
+    if not (request.filed_by_agent and request.subject_name):
+        return body
+    with translation.override(request.language):
+        opening = _("This letter concerns the request you made on behalf of %(name)s.") % {"name": request.subject_name}
+    return f"{opening}\n\n{body}"
+
+
 def write_to_subject(
     request: PrivacyRequest, *, actor: Actor, subject: str, body: str, action: str, preview: bool = False
 ) -> Message:
     """Add a message or letter to the request's thread, record it as `action` in the audit trail, and email it
-    on commit when the subject has an email address. Call inside the caller's transaction.
+    on commit when the subject has an email address (to the agent, when an agent filed: for_whoever_filed). Call
+    inside the caller's transaction.
 
     With `preview`, raises emails.LetterPreview with what the subject would get instead, which rolls the caller's
     transaction back: the letter previewed is the one its service renders, after the same checks and changes."""
     message = Message(
-        request=request, direction=MessageDirection.TO_SUBJECT, author=actor.user, subject=subject, body=body,
-        queued_at=timezone.now() if request.subject_email else None,
+        request=request, direction=MessageDirection.TO_SUBJECT, author=actor.user, subject=subject,
+        body=for_whoever_filed(request, body),
+        queued_at=timezone.now() if request.correspondence_email else None,
     )
     if preview:
         raise emails.LetterPreview.of_message(message)
     message.save()
     record_event(request, action, actor=actor, data={"message": str(message.public_id)})
-    if request.subject_email:
+    if request.correspondence_email:
         tasks.queue_after_commit(tasks.send_subject_message, message.id)
     return message
 
@@ -239,7 +252,7 @@ def email_to_subject(*, message_id: int) -> bool:
     the task retries."""
     message = (
         Message.objects.select_related("request").filter(pk=message_id, emailed_at__isnull=True)
-        .exclude(request__subject_email="").first()
+        .exclude(no_email_to_write_to("request__")).first()
     )
     if message is None:
         return False
@@ -266,7 +279,7 @@ def requeue_unsent_messages(*, now: datetime.datetime | None = None) -> int:
             queued_at__lt=now - emails.LOST_TASK_AFTER,
             created_at__gte=now - emails.GIVE_UP_AFTER,
         )
-        .exclude(request__subject_email="")
+        .exclude(no_email_to_write_to("request__"))
         .values_list("id", flat=True)
     )
     Message.objects.filter(pk__in=lost).update(queued_at=now)
@@ -339,7 +352,9 @@ def message_send(*, request: PrivacyRequest, actor: Actor, body: str, subject: s
             # Nobody has confirmed the address yet: the message (and its status page link) could reach a stranger.
             raise RequestError(_("The subject has not confirmed their email address yet: nothing can be sent to it."))
         default_subject, text = render_letter(locked, TemplatePurpose.MESSAGE, body=body)
-        earlier = _sent_again(locked.messages.filter(direction=MessageDirection.TO_SUBJECT, author=actor.user), text)
+        earlier = _sent_again(
+            locked.messages.filter(direction=MessageDirection.TO_SUBJECT, author=actor.user), for_whoever_filed(locked, text)
+        )
         if earlier:
             raise RequestError(_sent_again_refusal(earlier))
         return write_to_subject(
@@ -757,6 +772,8 @@ def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRe
         label = RIGHTS_THE_SUBJECT_ASKS[right]
         if refusal.ground not in dict(REFUSABLE_GROUNDS):
             raise RequestError(_("Choose the legal reason for refusing “%(right)s”.") % {"right": label})
+        if refusal.ground == RejectionGround.AGENT_AUTHORITY_NOT_SHOWN:
+            raise RequestError(str(agents.AUTHORITY_REFUSES_THE_WHOLE_REQUEST))
         if refuses_only_the_whole_request(refusal.ground, rights.values()):
             raise RequestError(
                 _("An identity that could not be verified refuses the whole request, not “%(right)s” alone: reject "
@@ -812,7 +829,11 @@ def refusals_in_letter(request: PrivacyRequest, refusals_by_right: dict[str, Rig
 
 def identity_paragraph(request: PrivacyRequest, ground: str) -> str:
     """What a letter refusing on an unverified identity adds after the reasons, in the subject's language: they may
-    still identify themselves, or ask again (IDENTITY_NOT_VERIFIED_IN_LETTER). Empty for any other ground."""
+    still identify themselves, or ask again (IDENTITY_NOT_VERIFIED_IN_LETTER); on an agent's authority not shown, who
+    may ask again (agents.AUTHORITY_NOT_SHOWN_IN_LETTER). Empty for any other ground."""
+    if ground == RejectionGround.AGENT_AUTHORITY_NOT_SHOWN:
+        with translation.override(request.language):
+            return str(agents.AUTHORITY_NOT_SHOWN_IN_LETTER)
     if ground != RejectionGround.IDENTITY_NOT_VERIFIED:
         return ""
     with translation.override(request.language):
@@ -853,6 +874,7 @@ def ccpa_deletion_record_paragraph(request: PrivacyRequest) -> str:
 GROUNDS_TO_EXPLAIN = frozenset(
     {
         RejectionGround.IDENTITY_NOT_VERIFIED,
+        RejectionGround.AGENT_AUTHORITY_NOT_SHOWN,
         RejectionGround.MANIFESTLY_UNFOUNDED,
         RejectionGround.LEGAL_OBLIGATION,
         RejectionGround.RIGHTS_OF_OTHERS,
@@ -1034,7 +1056,7 @@ def request_reject(
         answered = answered_already(locked, set(locked.requested_rights))
         if answered:
             raise RequestError(" ".join(answered))
-        never_asked = identity_refusal(locked, ground)
+        never_asked = identity_refusal(locked, ground) or agents.rejection_refusal(locked, ground)
         if never_asked:
             raise RequestError(never_asked)
         lifecycle.transition(locked, "reject", actor=actor, data={"ground": ground})
@@ -1190,7 +1212,9 @@ def fee_propose(
         body = f"{explanation}\n\n{rejection_rights_paragraph(locked)}"
         subject, text = render_letter(locked, TemplatePurpose.FEE, body=body, fee=fee_in_words(locked))
         # The letter names the amount and the reason: a fee deliberately changed reads otherwise, and goes.
-        earlier = _sent_again(locked.messages.filter(direction=MessageDirection.TO_SUBJECT, author=actor.user), text)
+        earlier = _sent_again(
+            locked.messages.filter(direction=MessageDirection.TO_SUBJECT, author=actor.user), for_whoever_filed(locked, text)
+        )
         if earlier:
             raise RequestError(_sent_again_refusal(earlier))
         PrivacyRequest.objects.filter(pk=locked.pk).update(fee_amount=locked.fee_amount, fee_proposed_at=locked.fee_proposed_at)

@@ -26,7 +26,7 @@ from requests_app.models import (
     Channel,
     CoveredPurpose,
     ExportStatus,
-    IdentityKind,
+        IdentityKind,
     Organisation,
     PrivacyRequest,
     ReferenceCounter,
@@ -37,6 +37,7 @@ from requests_app.models import (
     VerificationMethod,
     new_nonce,
     new_secret,
+    no_email_to_write_to,
     normalised_identifier,
     rights_mask,
 )
@@ -143,6 +144,9 @@ def request_submit(
     organisation: Organisation | None = None,
     identities_asserted: bool = False,
     submission_key: uuid.UUID | None = None,
+    agent_capacity: str = "",
+    agent_name: str = "",
+    agent_email: str = "",
 ) -> PrivacyRequest:
     """Record a new request with its rights and identities.
 
@@ -153,6 +157,9 @@ def request_submit(
     controller received it directly. With `identities_asserted`, the
     identifiers are recorded as asserted by the organisation; staff still
     verify them. A `submission_key` already used raises AlreadySubmitted: the same form sent twice at once.
+
+    With `agent_capacity`, someone acting for the subject filed it (services.agents): our emails go to
+    `agent_email`, which is not an identity of the subject's, and the subject's own address may be empty.
     """
     now = timezone.now()
     received_at = received_at or now
@@ -177,10 +184,13 @@ def request_submit(
         signed_at=received_at if signature else None,
         organisation=organisation,
         submission_key=submission_key,
+        agent_capacity=agent_capacity,
+        agent_name=agent_name,
+        agent_email=agent_email,
         rights_mask=rights_mask(details.right for details in rights),
-        # The verification email or the confirmation is queued below.
-        acknowledgement_queued_at=now if subject_email else None,
     )
+    # The verification email or the confirmation is queued below, to whoever filed.
+    request.acknowledgement_queued_at = now if request.correspondence_email else None
     set_first_deadline(request, today=timezone.localdate(now))
     identities = [
         (IdentityKind.EMAIL, subject_email),
@@ -218,7 +228,11 @@ def request_submit(
                 "submitted",
                 actor=actor,
                 to_status=request.status,
-                data={"channel": channel, "rights": sorted(d.right for d in rights)},
+                data={
+                    "channel": channel, "rights": sorted(d.right for d in rights),
+                    # The capacity only: the agent's name and address are personal data, kept on the request.
+                    **({"agent": agent_capacity} if agent_capacity else {}),
+                },
             )
     except IntegrityError:
         # The other sending of the same form committed first (PostgreSQL made this one wait for it).
@@ -248,7 +262,7 @@ def request_follow_up(*, request_id: int) -> None:
         with transaction.atomic():
             webhooks.emit_created(request)
     # Last: a mail server failure retries the task, and the steps above are done already.
-    if request.subject_email:
+    if request.correspondence_email:
         emails.send_request_confirmed_email(request)
 
 
@@ -327,7 +341,7 @@ def request_for_verification_token(token: str) -> PrivacyRequest:
 def _check_email_confirmation_link(request: PrivacyRequest, nonce: str | None) -> None:
     """Raise VerificationLinkError unless the link confirming the address of a request received directly can still
     be used: its request still holds the address (not purged), not confirmed yet, and the link is the latest sent."""
-    if not request.subject_email:
+    if not request.correspondence_email:
         raise VerificationLinkError(_("This link is not valid. Please copy the whole link from the email."))
     if request.verified_at is not None:
         raise VerificationLinkError(gettext_lazy("This link has already been used. Your request is confirmed."), request=request)
@@ -364,9 +378,11 @@ def request_verify_email(*, token: str) -> PrivacyRequest:
             ) from None
         now = timezone.now()
         PrivacyRequest.objects.filter(pk=request.pk).update(verified_at=now)
-        request.identities.filter(
-            kind=IdentityKind.EMAIL, value=normalised_identifier(IdentityKind.EMAIL, request.subject_email)
-        ).update(verified_at=now, verification_method=VerificationMethod.EMAIL_LINK)
+        # The link went to the agent when an agent filed: it proves their mailbox, not the subject's address.
+        if not request.filed_by_agent:
+            request.identities.filter(
+                kind=IdentityKind.EMAIL, value=normalised_identifier(IdentityKind.EMAIL, request.subject_email)
+            ).update(verified_at=now, verification_method=VerificationMethod.EMAIL_LINK)
 
         emails.owe(request, "request_confirmed")
         tasks.queue_after_commit(tasks.send_request_confirmed_email, request.id)
@@ -430,14 +446,15 @@ LINK_RESENT_EVENTS = ("verification_resent", "status_link_resent")
 
 
 def request_resend_link(*, reference: str, email: str) -> None:
-    """The lost-link page: email the subject their link again, if reference and email match.
+    """The lost-link page: email the subject their link again, if reference and email match (the agent's
+    address when an agent filed: the links went to them).
 
     One query finds the request either way, and a task does the rest either
     way (resend_link, or nothing for no match), so neither the page's answer
     nor the time it takes tells the visitor whether the details matched.
     """
-    request = PrivacyRequest.objects.filter(reference=reference.strip().upper()).exclude(subject_email="").first()
-    matched = request is not None and constant_time_compare(request.subject_email.lower(), email.strip().lower())
+    request = PrivacyRequest.objects.filter(reference=reference.strip().upper()).exclude(no_email_to_write_to()).first()
+    matched = request is not None and constant_time_compare(request.correspondence_email.lower(), email.strip().lower())
     tasks.queue_after_commit(tasks.resend_link, request.id if matched else None)
 
 
@@ -454,7 +471,7 @@ def resend_link(*, request_id: int) -> bool:
     UNVERIFIED_REQUEST_EXPIRY. Returns whether an email was queued.
     """
     with transaction.atomic():
-        request = PrivacyRequest.objects.select_for_update().filter(pk=request_id).exclude(subject_email="").first()
+        request = PrivacyRequest.objects.select_for_update().filter(pk=request_id).exclude(no_email_to_write_to()).first()
         if request is None:
             return False
         now = timezone.now()
@@ -518,10 +535,13 @@ def request_withdraw(*, request: PrivacyRequest, actor: Actor, note: str = "") -
     """
     with transaction.atomic():
         # Locked until commit: the transition below starts from the status read here.
-        locked = PrivacyRequest.objects.select_for_update().only("status", "closed_at", "subject_email").get(pk=request.pk)
+        locked = (
+            PrivacyRequest.objects.select_for_update()
+            .only("status", "closed_at", "subject_email", "agent_capacity", "agent_email").get(pk=request.pk)
+        )
         if locked.status in lifecycle.CLOSED_STATUSES:
             raise lifecycle.IllegalTransition(_already_closed(locked))
-        confirmed = locked.status != Status.AWAITING_VERIFICATION and locked.subject_email != ""
+        confirmed = locked.status != Status.AWAITING_VERIFICATION and locked.correspondence_email != ""
         lifecycle.transition(request, "withdraw", actor=actor, note=note)
         if PrivacyRequest.objects.filter(pk=request.pk, routed_at__isnull=False).exists():  # in the team's queue
             emails.owe(request, "withdrawn")
@@ -561,7 +581,7 @@ def requeue_lost_acknowledgements(*, now: datetime | None = None) -> int:
             created_at__gte=now - emails.GIVE_UP_AFTER,
             status__in=lifecycle.OPEN_STATUSES,
         )
-        .exclude(subject_email="")
+        .exclude(no_email_to_write_to())
         .values_list("id", "status")
     )
     PrivacyRequest.objects.filter(pk__in=[request_id for request_id, _ in lost]).update(acknowledgement_queued_at=now)
@@ -580,6 +600,9 @@ PERSONAL_FIELDS = {
     "name_for_search": "",
     "subject_email": "",
     "subject_phone": "",
+    # Whoever acted for the subject: their name and address go with the subject's. The capacity stays (no one's data).
+    "agent_name": "",
+    "agent_email": "",
     "customer_reference": "",
     "description": "",
     "signature": "",

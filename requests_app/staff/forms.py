@@ -21,6 +21,7 @@ from requests_app.models import (
     RIGHTS_THE_SUBJECT_ASKS,
     REFUSABLE_GROUNDS,
     TEXT_MAX_CHARS,
+    AgentAuthorityMethod,
     AssignmentRule,
     Channel,
     ConnectorKind,
@@ -35,6 +36,7 @@ from requests_app.models import (
     Recipient,
     RecipientTranslation,
     Regime,
+    RejectionGround,
     ResponseTemplate,
     SourceCategory,
     SourceCategoryTranslation,
@@ -235,6 +237,14 @@ class IdentityVerifyForm(forms.Form):
         return cleaned
 
 
+class AgentAuthorityForm(forms.Form):
+    # No method is preselected, as for an identity: a default one would be recorded by whoever did not look.
+    method = forms.ChoiceField(
+        label=_("How"), choices=[("", _("Choose how you confirmed it")), *AgentAuthorityMethod.choices],
+        error_messages={"required": _("Choose how you confirmed the agent's authority.")},
+    )
+
+
 class CompleteForm(forms.Form):
     letter = forms.CharField(
         label=_("What we did (goes into the completion letter)"),
@@ -257,6 +267,7 @@ class CompleteForm(forms.Form):
             grounds = [
                 (value, label) for value, label in REFUSABLE_GROUNDS
                 if ground_can_refuse(value, right) and not refuses_only_the_whole_request(value, rights)
+                and value != RejectionGround.AGENT_AUTHORITY_NOT_SHOWN  # the whole request too (services.agents)
             ]
             self.fields[f"refusal_ground_{right.right}"] = forms.ChoiceField(
                 label=right.right_for_staff(), choices=[("", _("Granted")), *grounds], required=False
@@ -314,7 +325,10 @@ class RejectForm(forms.Form):
         # Offered only the grounds the service accepts against every right asked (handling.request_reject).
         rights = list(privacy_request.rights.all())
         self.fields["ground"].choices = [
-            (value, label) for value, label in REFUSABLE_GROUNDS if all(ground_can_refuse(value, right) for right in rights)
+            (value, label) for value, label in REFUSABLE_GROUNDS
+            if all(ground_can_refuse(value, right) for right in rights)
+            # Only a request an agent filed can lack an agent's authority (agents.rejection_refusal).
+            and (value != RejectionGround.AGENT_AUTHORITY_NOT_SHOWN or privacy_request.filed_by_agent)
         ]
 
 

@@ -81,7 +81,7 @@ from requests_app.services import certificate as certificate_service
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import notices as notice_service
 from requests_app.services import exports as export_service
-from requests_app.services import handling, intake, routing, staff_setup
+from requests_app.services import agents, handling, intake, routing, staff_setup
 from requests_app.services import webhooks as webhook_service
 from requests_app.staff import forms
 from requests_app.staff.sessions import not_activity
@@ -759,6 +759,7 @@ FORM_SLOTS = {
     "message": forms.MessageForm,
     "information": forms.InformationRequestForm,
     "identity": forms.IdentityVerifyForm,
+    "confirm_agent_authority": forms.AgentAuthorityForm,
     "extend": forms.ExtensionForm,
     "pause": forms.PauseForm,
     "complete": forms.CompleteForm,
@@ -855,6 +856,10 @@ ACTIONS = {
             delete_documents=f.cleaned_data["delete_documents"],
         ),
         gettext_lazy("Identity verification recorded."),
+    ),
+    "confirm_agent_authority": (
+        lambda r, f, a, p: agents.agent_authority_confirm(request=r, actor=a, method=f.cleaned_data["method"]),
+        gettext_lazy("Recorded: the agent's authority to act for the subject is confirmed."),
     ),
     "extend": (
         lambda r, f, a, p, preview=False: deadline_service.request_extend(request=r, actor=a, reason=f.cleaned_data["reason"], preview=preview),
@@ -1001,7 +1006,7 @@ def _request_action(request: HttpRequest, reference: str, action: str, *, previe
             context["open_form"] = action
             return render(request, "staff/request.html", context, status=409)
     else:
-        if action in TELLS_THE_SUBJECT and not privacy_request.subject_email:
+        if action in TELLS_THE_SUBJECT and not privacy_request.correspondence_email:
             messages.warning(request, TELLS_THE_SUBJECT[action])
         elif action == "verify_identity" and privacy_request.clock_paused:
             # Staff who paused it for something else (a clarification) must learn that it runs again.
@@ -1409,6 +1414,8 @@ def export_detail(request: HttpRequest, public_id) -> HttpResponse:
         "email_unconfirmed_refusal": (
             export_service.email_unconfirmed_refusal() if not export.encrypted and export.request.email_unconfirmed else ""
         ),
+        # Not released either while an agent's authority is unconfirmed (services.agents).
+        "agent_authority_refusal": agents.authority_refusal(export.request),
         "email_confirmation_sent_at": export.request.events.filter(action="email_confirmation_sent")
         .order_by("-sequence").values_list("created_at", flat=True).first(),
         "reads_files": reads_files,

@@ -17,6 +17,8 @@ from requests_app.models import (
     RIGHTS_THE_SUBJECT_ASKS,
     ActionKind,
     ActorKind,
+    AgentAuthorityMethod,
+    AgentCapacity,
     Channel,
     DataCategory,
     ErasureException,
@@ -110,6 +112,7 @@ EVENT_LABELS = {
     "clock_resumed": _("Clock resumed"),
     "deadline_extended": _("Deadline extended"),
     "identity_verified": _("Identifier verified"),
+    "agent_authority_confirmed": _("The agent's authority to act for the subject confirmed"),
     "receipt_confirmed": _("Receipt confirmed to the subject by staff"),
     "note_added": _("Note added"),
     "message_sent": _("Message sent to the subject"),
@@ -238,6 +241,7 @@ DATA_LABELS = {
     "action": _("action"),
     "actions": _("actions"),
     "active": _("active"),
+    "agent": _("filed by an agent, as"),
     "amount": _("amount"),
     "assignee": _("assignee"),
     "attachment": _("attachment"),
@@ -306,7 +310,8 @@ DATA_VALUES = {
     "rights": (RIGHTS_THE_SUBJECT_ASKS,),
     "right": (RIGHTS_THE_SUBJECT_ASKS,),
     "kinds": (dict(IdentityKind.choices),),
-    "method": (dict(VerificationMethod.choices),),
+    "method": (dict(VerificationMethod.choices), dict(AgentAuthorityMethod.choices)),  # an identity's, an agent's
+    "agent": (dict(AgentCapacity.choices),),
     "ground": (dict(RejectionGround.choices), dict(ErasureException.choices)),  # a rejection's, a legal hold's
     "kind": (dict(ActionKind.choices), dict(ExportKind.choices)),  # a source action's, an export package's
 }

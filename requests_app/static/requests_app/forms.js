@@ -71,3 +71,16 @@ document.addEventListener("DOMContentLoaded", function () {
   });
 });
 
+
+// The request form's details of someone acting for the subject: hidden while "I am the person the data is about" is
+// chosen. Without JavaScript they are always shown, and the server ignores them unless "I am acting for them" is chosen.
+function showAgentDetails() {
+  var details = document.querySelector("[data-shown-when-acting]");
+  var acting = document.querySelector('input[name="filed_by"][value="agent"]');
+  if (details && acting) details.hidden = !acting.checked;
+}
+document.addEventListener("change", function (event) {
+  if (event.target.name === "filed_by") showAgentDetails();
+});
+showAgentDetails();
+window.addEventListener("pageshow", showAgentDetails);
