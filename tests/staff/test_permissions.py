@@ -324,6 +324,12 @@ def _fee_proposed(privacy_request, cast):
         )
 
 
+def _filed_by_an_agent(privacy_request, cast):
+    PrivacyRequest.objects.filter(pk=privacy_request.pk).update(
+        agent_capacity="authorised_agent", agent_name="Marc Peeters", agent_email="marc@example.org"
+    )
+
+
 def _email_identity(privacy_request):
     return privacy_request.identities.get(kind=IdentityKind.EMAIL)
 
@@ -358,6 +364,13 @@ ACTION_CASES = {
             Status.NEW,
             lambda r, c: {"identities": [_email_identity(r).id], "method": "document", "expected_status": Status.NEW},
             lambda r, c: _email_identity(r).verification_method == "document" and r.status == Status.IN_PROGRESS,
+        ),
+        ActionCase(
+            "confirm_agent_authority",
+            Status.IN_PROGRESS,
+            lambda r, c: {"method": "signed_permission"},
+            lambda r, c: r.agent_authority_confirmed_at is not None and r.events.filter(action="agent_authority_confirmed").exists(),
+            prepare=_filed_by_an_agent,
         ),
         ActionCase(
             "extend",

@@ -1,0 +1,341 @@
+"""Requests made by someone acting for the data subject (services.agents): the public form, whom we write to, the
+gate until the agent's authority is confirmed, the rejection for lack of it, and the purge of the agent's details."""
+
+import datetime
+import re
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+
+from requests_app.audit import Actor
+from requests_app.lifecycle import RequestError
+from requests_app.models import (
+    AgentAuthorityMethod,
+    AgentCapacity,
+    AuditEvent,
+    ExportPackage,
+    ExportStatus,
+    IdentityKind,
+    PrivacyRequest,
+    RejectionGround,
+    RequestType,
+    Status,
+)
+from requests_app.services import agents, exports, handling, intake
+from requests_app.services.intake import RightDetails
+from tests.conftest import login_staff, post_confirmed
+from tests.factories import last_letter, released_package, request_in_status, staff_in_role
+from tests.test_public_form import VALID, post_form
+
+AS_AGENT = {
+    "filed_by": "agent",
+    "agent_name": "Marc Peeters",
+    "agent_email": "marc@example.org",
+    "agent_capacity": AgentCapacity.PARENT_OR_GUARDIAN,
+    "agent_permission": "on",
+    "subject_email": "",
+    "signature": "Marc Peeters",
+}
+AGENT = {
+    "agent_capacity": AgentCapacity.AUTHORISED_AGENT,
+    "agent_name": "Marc Peeters",
+    "agent_email": "marc@example.org",
+    "signature": "Marc Peeters",
+}
+
+
+def agents_request(status=Status.IN_PROGRESS, *rights, **overrides):
+    return request_in_status(
+        status, **{"rights": [RightDetails(right) for right in rights or [RequestType.ACCESS]], **AGENT, **overrides}
+    )
+
+
+@pytest.fixture
+def dpo(db):
+    return staff_in_role("DPO", username="dpo-agents")
+
+
+# The public form
+
+
+@pytest.mark.django_db
+def test_an_agent_files_for_the_subject_without_the_subjects_email_and_gets_the_link(client, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_form(client, **AS_AGENT)
+
+    assert response.status_code == 302
+    request = PrivacyRequest.objects.get()
+    assert (request.subject_name, request.subject_email) == ("Ana Peeters", "")
+    assert (request.agent_capacity, request.agent_name, request.agent_email) == (
+        AgentCapacity.PARENT_OR_GUARDIAN, "Marc Peeters", "marc@example.org"
+    )
+    assert request.agent_authority_confirmed_at is None
+    # The agent's address is where we write, never an identifier of the subject's searched in the source systems.
+    assert IdentityKind.EMAIL not in {identity.kind for identity in request.identities.all()}
+    [email] = mail.outbox
+    assert email.to == ["marc@example.org"]
+    assert "/verify/" in email.body
+    assert "This email concerns the request you made on behalf of Ana Peeters." in email.body
+    # The page after sending shows where the link went: the agent's address, masked.
+    assert "m•••@example.org" in client.get(response.url).content.decode()
+    # The trail says an agent filed, in what capacity, and nothing more (no names or addresses: it is never purged).
+    assert request.events.get(action="submitted").data["agent"] == AgentCapacity.PARENT_OR_GUARDIAN
+
+
+@pytest.mark.django_db
+def test_an_agent_must_give_their_details_capacity_and_permission(client):
+    response = post_form(client, filed_by="agent", subject_email="")
+
+    assert response.status_code == 200
+    assert not PrivacyRequest.objects.exists()
+    errors = response.context["form"].errors
+    assert errors["agent_name"] == ["Type your own full name: you are acting for the person the data is about."]
+    assert errors["agent_email"] == ["Enter your own email address: we write to you about this request."]
+    assert errors["agent_capacity"] == ["Choose in what capacity you are acting for them."]
+    assert errors["agent_permission"] == [
+        "Confirm that you hold their signed permission or another legal authority to act for them: without it we "
+        "cannot act on the request."
+    ]
+    assert "subject_email" not in errors  # optional for an agent
+    # Each error is read with its field.
+    html = response.content.decode()
+    assert re.search(r'<input type="checkbox" name="agent_permission"[^>]*aria-describedby="id_agent_permission_error"', html)
+
+
+@pytest.mark.django_db
+def test_an_agent_gives_a_valid_email_address_of_their_own(client):
+    response = post_form(client, **{**AS_AGENT, "agent_email": "marc@localhost"})
+    assert response.context["form"].errors["agent_email"] == ["Enter a valid email address."]
+
+
+@pytest.mark.django_db
+def test_the_subject_filing_for_themselves_still_gives_their_email_and_no_agent_is_recorded(client):
+    missing = post_form(client, subject_email="")
+    assert missing.context["form"].errors["subject_email"] == ["This field is required."]
+
+    # An agent's part left filled in (shown without JavaScript) by someone who then said they are the subject: they
+    # said who they are, so it is dropped rather than refused, a mistyped address in it too.
+    response = post_form(client, **{**AS_AGENT, "filed_by": "subject", "subject_email": "ana@example.com", "agent_email": "x"})
+    assert response.status_code == 302
+    request = PrivacyRequest.objects.get()
+    assert (request.agent_capacity, request.agent_name, request.agent_email) == ("", "", "")
+    assert request.correspondence_email == "ana@example.com"
+
+
+@pytest.mark.django_db
+def test_the_form_asks_who_files_in_a_fieldset_with_the_subject_as_the_default(client):
+    html = client.get(reverse("submit")).content.decode()
+    assert re.search(r"<fieldset[^>]*>\s*<legend>Who is making this request\?</legend>", html)
+    assert re.search(r'<input type="radio" name="filed_by" value="subject"[^>]*checked', html)
+    assert '<legend>If you are acting for someone</legend>' in html
+    assert '<label for="id_agent_email">Your email address:</label>' in html
+    assert re.search(r'<input type="email" name="agent_email"[^>]*aria-describedby="id_agent_email_helptext"', html)
+
+
+# Whom we write to
+
+
+@pytest.mark.django_db
+def test_the_verification_link_confirms_the_agents_mailbox_not_the_subjects_address(django_capture_on_commit_callbacks):
+    request = agents_request(Status.AWAITING_VERIFICATION, subject_email="ana@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        intake.request_verify_email(token=intake.verification_token(request))
+
+    assert request.identities.get(kind=IdentityKind.EMAIL).verified_at is None
+    confirmed = mail.outbox[-1]
+    assert confirmed.to == ["marc@example.org"]
+    assert "This email concerns the request you made on behalf of Ana Peeters." in confirmed.body
+
+
+@pytest.mark.django_db
+def test_letters_go_to_the_agent_and_say_whom_they_are_about(dpo, django_capture_on_commit_callbacks):
+    request = agents_request()
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.message_send(request=request, actor=Actor.staff(dpo), body="We are looking into it.")
+
+    letter = last_letter(request)
+    assert letter.body.startswith("This letter concerns the request you made on behalf of Ana Peeters.\n\n")
+    [email] = [email for email in mail.outbox if "We are looking into it." in email.body]
+    assert email.to == ["marc@example.org"]
+    # The same text sent again is caught as before, the opening included.
+    with pytest.raises(RequestError, match="The same text was sent"):
+        handling.message_send(request=request, actor=Actor.staff(dpo), body="We are looking into it.")
+
+
+@pytest.mark.django_db
+def test_the_lost_link_page_sends_the_link_to_the_agent_who_filed(django_capture_on_commit_callbacks):
+    request = agents_request(subject_email="ana@example.com")
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        intake.request_resend_link(reference=request.reference, email="ana@example.com")
+    assert mail.outbox == []  # the subject's address is not the one the links went to
+
+    with django_capture_on_commit_callbacks(execute=True):
+        intake.request_resend_link(reference=request.reference, email="Marc@Example.org")
+    [email] = mail.outbox
+    assert email.to == ["marc@example.org"]
+    assert "on behalf of Ana Peeters" in email.body
+
+
+@pytest.mark.django_db
+def test_the_staff_search_by_email_finds_the_agents_requests(client, dpo):
+    request = agents_request()
+    request_in_status(Status.IN_PROGRESS)  # Ana's own
+    login_staff(client, dpo)
+    response = client.post(reverse("staff:queue_search"), {"q": "MARC@example.org", "query": ""}, follow=True)
+    assert [r.reference for r in response.context["page"].object_list] == [request.reference]
+
+
+# The gate until the agent's authority is confirmed
+
+
+@pytest.mark.django_db
+def test_a_package_is_released_only_once_the_agents_authority_is_confirmed(dpo, django_capture_on_commit_callbacks):
+    request = agents_request()
+    export = ExportPackage.objects.create(request=request, kind="access", status=ExportStatus.READY)
+
+    with pytest.raises(RequestError, match="their authority to act for the subject is not confirmed yet"):
+        exports.export_release(export=export, actor=Actor.staff(dpo))
+    assert ExportPackage.objects.get(pk=export.pk).released_at is None
+
+    agents.agent_authority_confirm(request=request, actor=Actor.staff(dpo), method=AgentAuthorityMethod.SIGNED_PERMISSION)
+    with django_capture_on_commit_callbacks(execute=True):
+        exports.export_release(export=ExportPackage.objects.get(pk=export.pk), actor=Actor.staff(dpo))
+    assert ExportPackage.objects.get(pk=export.pk).status == ExportStatus.RELEASED
+    [ready] = [email for email in mail.outbox if "export" in email.subject.lower() or "data" in email.subject.lower()]
+    assert ready.to == ["marc@example.org"]
+
+
+@pytest.mark.django_db
+def test_a_request_is_completed_only_once_the_agents_authority_is_confirmed(dpo):
+    request = agents_request()
+    released_package(request)
+
+    with pytest.raises(RequestError, match="their authority to act for the subject is not confirmed yet"):
+        handling.request_complete(request=request, actor=Actor.staff(dpo), letter="Here it is.", expected_status=Status.IN_PROGRESS)
+    assert PrivacyRequest.objects.get(pk=request.pk).status == Status.IN_PROGRESS
+
+    agents.agent_authority_confirm(request=request, actor=Actor.staff(dpo), method=AgentAuthorityMethod.POWER_OF_ATTORNEY)
+    handling.request_complete(request=request, actor=Actor.staff(dpo), letter="Here it is.", expected_status=Status.IN_PROGRESS)
+    assert PrivacyRequest.objects.get(pk=request.pk).status == Status.COMPLETED
+
+
+@pytest.mark.django_db
+def test_a_subjects_own_request_needs_no_agents_authority(dpo):
+    request = request_in_status(Status.IN_PROGRESS)
+    released_package(request)
+    with pytest.raises(RequestError, match="No agent filed this request"):
+        agents.agent_authority_confirm(request=request, actor=Actor.staff(dpo), method=AgentAuthorityMethod.SIGNED_PERMISSION)
+    handling.request_complete(request=request, actor=Actor.staff(dpo), letter="Here it is.", expected_status=Status.IN_PROGRESS)
+    assert PrivacyRequest.objects.get(pk=request.pk).status == Status.COMPLETED
+
+
+@pytest.mark.django_db
+def test_confirming_the_authority_records_who_when_and_how_once(dpo):
+    request = agents_request(Status.NEW)
+    before = timezone.now()
+    agents.agent_authority_confirm(request=request, actor=Actor.staff(dpo), method=AgentAuthorityMethod.SUBJECT_CONFIRMED)
+
+    request.refresh_from_db()
+    assert request.agent_authority_confirmed_at >= before
+    event = AuditEvent.objects.get(request=request, action="agent_authority_confirmed")
+    assert (event.actor_id, event.actor_label, event.data) == (dpo.pk, dpo.username, {"method": "subject_confirmed"})
+    with pytest.raises(RequestError, match="confirmed already"):
+        agents.agent_authority_confirm(request=request, actor=Actor.staff(dpo), method=AgentAuthorityMethod.SUBJECT_CONFIRMED)
+    assert AuditEvent.objects.filter(request=request, action="agent_authority_confirmed").count() == 1
+
+
+@pytest.mark.django_db
+def test_the_request_page_shows_the_agent_and_confirms_their_authority(client, dpo):
+    request = agents_request()
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert "Marc Peeters" in page and "marc@example.org" in page and "Authorised agent" in page
+    assert "not confirmed: nothing is disclosed, erased, rectified or restricted until it is" in page
+    url = reverse("staff:request_action", args=[request.reference, "confirm_agent_authority"])
+
+    refused = client.post(url, {})
+    assert refused.status_code == 400
+    assert "Choose how you confirmed the agent&#x27;s authority." in refused.content.decode()
+
+    response = client.post(url, {"method": AgentAuthorityMethod.PARENTAL_RESPONSIBILITY}, follow=True)
+    assert "Recorded: the agent&#x27;s authority to act for the subject is confirmed." in response.content.decode()
+    assert PrivacyRequest.objects.get(pk=request.pk).agent_authority_confirmed_at is not None
+    timeline = response.content.decode()
+    assert "The agent&#x27;s authority to act for the subject confirmed" in timeline
+    assert "Proof of parental responsibility or guardianship, received" in timeline
+
+
+# Rejecting for lack of authority
+
+
+@pytest.mark.django_db
+def test_an_agents_request_is_rejected_for_lack_of_authority_only_once_it_was_asked_for(dpo):
+    request = agents_request(Status.NEW)
+    reject = dict(
+        request=request, actor=Actor.staff(dpo), ground=RejectionGround.AGENT_AUTHORITY_NOT_SHOWN,
+        explanation="You did not send the signed permission we asked for.", expected_status=Status.NEW,
+    )
+    with pytest.raises(RequestError, match="The agent was never asked on this request for proof"):
+        handling.request_reject(**reject)
+
+    handling.request_information(
+        request=request, actor=Actor.staff(dpo), body="Please send the subject's signed permission.", expected_status=Status.NEW,
+    )
+    handling.subject_reply(request=request, body="I do not have it.")
+    request.refresh_from_db()
+    handling.request_reject(**{**reject, "request": request, "expected_status": request.status})
+
+    request.refresh_from_db()
+    assert (request.status, request.rejection_ground) == (Status.REJECTED, RejectionGround.AGENT_AUTHORITY_NOT_SHOWN)
+    letter = last_letter(request).body
+    assert letter.startswith("This letter concerns the request you made on behalf of Ana Peeters.")
+    assert "The agent did not show their authority to act for the subject" in letter
+    assert "may make the request themselves at any time, or you may make it again for them with their signed permission" in letter
+
+
+@pytest.mark.django_db
+def test_the_lack_of_an_agents_authority_refuses_no_request_the_subject_filed(client, dpo):
+    request = request_in_status(Status.NEW)
+    with pytest.raises(RequestError, match="No agent filed this request: choose another ground."):
+        handling.request_reject(
+            request=request, actor=Actor.staff(dpo), ground=RejectionGround.AGENT_AUTHORITY_NOT_SHOWN,
+            explanation="No permission.", expected_status=Status.NEW,
+        )
+    login_staff(client, dpo)
+    reject_form = client.get(reverse("staff:request", args=[request.reference])).context["forms"]["reject"]
+    assert RejectionGround.AGENT_AUTHORITY_NOT_SHOWN not in dict(reject_form.fields["ground"].choices)
+    agents_form = client.get(reverse("staff:request", args=[agents_request(Status.NEW).reference])).context["forms"]["reject"]
+    assert RejectionGround.AGENT_AUTHORITY_NOT_SHOWN in dict(agents_form.fields["ground"].choices)
+
+
+# The purge
+
+
+@pytest.mark.django_db
+def test_the_agents_details_are_purged_with_the_subjects(dpo, settings):
+    request = agents_request(Status.NEW)
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground=RejectionGround.MANIFESTLY_UNFOUNDED,
+        explanation="The fifth identical request this week.", expected_status=Status.NEW,
+    )
+    intake.purge_closed_requests(now=timezone.now() + settings.CLOSED_REQUEST_RETENTION + datetime.timedelta(days=1))
+
+    request.refresh_from_db()
+    assert request.personal_data_purged_at is not None
+    assert (request.subject_name, request.agent_name, request.agent_email) == ("", "", "")
+    assert request.agent_capacity == AgentCapacity.AUTHORISED_AGENT  # no one's data: the certificate may say an agent filed
+    assert request.correspondence_email == ""
+
+
+@pytest.mark.django_db
+def test_a_web_post_of_the_staff_form_posted_with_an_agent_files_no_agent():
+    """Staff record the subject's details from a letter: the intake form takes no agent."""
+    from requests_app.forms import StaffIntakeForm
+
+    form = StaffIntakeForm({**VALID, **AS_AGENT, "channel": "post", "received_at": "2026-11-30T10:00", "language": "en"})
+    assert form.is_valid(), form.errors
+    details = form.submit_kwargs()
+    assert (details["agent_capacity"], details["agent_name"], details["agent_email"]) == ("", "", "")
