@@ -404,7 +404,8 @@ class RequestForm(forms.Form):
         said who they are."""
         if cleaned.get("filed_by") != AGENT_FILES:
             if "subject_email" not in self.errors and not cleaned.get("subject_email"):
-                self.add_error("subject_email", forms.ValidationError(self.fields["subject_email"].error_messages["required"], code="required"))
+                required = self.fields["subject_email"].error_messages["required"]
+                self.add_error("subject_email", forms.ValidationError(required, code="required"))
             for name in self.AGENT_DETAILS_REQUIRED:
                 self.errors.pop(name, None)  # a mistyped address in a part they did not fill in for themselves
                 cleaned[name] = False if name == "agent_permission" else ""

@@ -25,7 +25,7 @@ from requests_app.models import (
 )
 from requests_app.services import agents, exports, handling, intake
 from requests_app.services.intake import RightDetails
-from tests.conftest import login_staff, post_confirmed
+from tests.conftest import login_staff
 from tests.factories import last_letter, released_package, request_in_status, staff_in_role
 from tests.test_public_form import VALID, post_form
 
@@ -204,8 +204,9 @@ def test_a_package_is_released_only_once_the_agents_authority_is_confirmed(dpo, 
     with django_capture_on_commit_callbacks(execute=True):
         exports.export_release(export=ExportPackage.objects.get(pk=export.pk), actor=Actor.staff(dpo))
     assert ExportPackage.objects.get(pk=export.pk).status == ExportStatus.RELEASED
-    [ready] = [email for email in mail.outbox if "export" in email.subject.lower() or "data" in email.subject.lower()]
+    [ready] = [email for email in mail.outbox if "is ready" in email.subject]
     assert ready.to == ["marc@example.org"]
+    assert "This email concerns the request you made on behalf of Ana Peeters." in ready.body
 
 
 @pytest.mark.django_db
@@ -331,11 +332,12 @@ def test_the_agents_details_are_purged_with_the_subjects(dpo, settings):
 
 
 @pytest.mark.django_db
-def test_a_web_post_of_the_staff_form_posted_with_an_agent_files_no_agent():
-    """Staff record the subject's details from a letter: the intake form takes no agent."""
+def test_staff_intake_records_no_agent():
+    """Staff record the subject's details from a letter: the intake form takes no agent, nor requires the address."""
     from requests_app.forms import StaffIntakeForm
 
     form = StaffIntakeForm({**VALID, **AS_AGENT, "channel": "post", "received_at": "2026-11-30T10:00", "language": "en"})
+    assert "agent_email" not in form.fields
     assert form.is_valid(), form.errors
     details = form.submit_kwargs()
     assert (details["agent_capacity"], details["agent_name"], details["agent_email"]) == ("", "", "")

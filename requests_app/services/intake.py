@@ -26,7 +26,7 @@ from requests_app.models import (
     Channel,
     CoveredPurpose,
     ExportStatus,
-        IdentityKind,
+    IdentityKind,
     Organisation,
     PrivacyRequest,
     ReferenceCounter,
