@@ -129,7 +129,9 @@ def test_the_form_asks_who_files_in_a_fieldset_with_the_subject_as_the_default(c
     html = client.get(reverse("submit")).content.decode()
     assert re.search(r"<fieldset[^>]*>\s*<legend>Who is making this request\?</legend>", html)
     assert re.search(r'<input type="radio" name="filed_by" value="subject"[^>]*checked', html)
+    assert re.search(r'<fieldset id="agent-details"[^>]*aria-describedby="agent-details-help"', html)
     assert '<legend>If you are acting for someone</legend>' in html
+    assert '<p class="help" id="agent-details-help">Fill this in only if you are acting for the person the data is about' in html
     assert '<label for="id_agent_email">Your email address:</label>' in html
     assert re.search(r'<input type="email" name="agent_email"[^>]*aria-describedby="id_agent_email_helptext"', html)
 
