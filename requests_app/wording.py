@@ -38,21 +38,34 @@ def cites_gdpr_articles(regime: str) -> bool:
     return regime in REGIMES_CITING_GDPR_ARTICLES
 
 
-# What a data package's report (exports/report.html) cites for the right it answers, under each regime: the law of the
-# subject's own rights alone, as the letters do (REGIMES_CITING_GDPR_ARTICLES), though the GDPR applies to every
-# request too. The CCPA and the LGPD have their own articles for a copy of one's data; the LGPD none for other
-# people's data in it ("rights_of_others" left out: the report then cites nothing there).
+# What a text about one request cites for a provision, under each regime: the law of the subject's own rights alone,
+# as the letters do (REGIMES_CITING_GDPR_ARTICLES), though the GDPR applies to every request too. The UK GDPR numbers
+# its articles as the GDPR does, but is named as the law it is. A regime without an entry for a provision has no
+# equivalent of it: the text then cites nothing there, never another law (the LGPD has none for other people's data
+# in a copy, the CCPA none for telling a subject before a restriction is lifted). A data package's report
+# (exports/report.html) cites "access", "portability" and "rights_of_others" in the short form; the letters and the
+# certificate cite the others in words, as they always have.
 # Translators: legal citations; write them as your language cites a law ("art. 15 du RGPD"), keeping the numbers.
-REPORT_CITATIONS = {
+CITATIONS = {
     "gdpr": {
         "access": gettext_lazy("GDPR Art. 15"),
         "portability": gettext_lazy("GDPR Art. 20"),
         "rights_of_others": gettext_lazy("GDPR Art. 15(4)"),
+        "consent_withdrawal": gettext_lazy("Article 7(3) GDPR"),
+        "erasure_exceptions": gettext_lazy("Article 17(3) GDPR"),
+        "restriction_lift_notice": gettext_lazy("Article 18(3) GDPR"),
+        "recipients_told": gettext_lazy("Article 19 GDPR"),
+        "objection": gettext_lazy("Article 21 GDPR"),
     },
     "uk_gdpr": {
         "access": gettext_lazy("UK GDPR Art. 15"),
         "portability": gettext_lazy("UK GDPR Art. 20"),
         "rights_of_others": gettext_lazy("UK GDPR Art. 15(4)"),
+        "consent_withdrawal": gettext_lazy("Article 7(3) UK GDPR"),
+        "erasure_exceptions": gettext_lazy("Article 17(3) UK GDPR"),
+        "restriction_lift_notice": gettext_lazy("Article 18(3) UK GDPR"),
+        "recipients_told": gettext_lazy("Article 19 UK GDPR"),
+        "objection": gettext_lazy("Article 21 UK GDPR"),
     },
     "ccpa": {
         # The right to know the specific pieces of personal information collected; 1798.130, how they are delivered:
@@ -67,13 +80,21 @@ REPORT_CITATIONS = {
         "access": gettext_lazy("LGPD (Lei 13.709/2018) Art. 18 and 19"),
         # Art. 18, V: portability to another provider.
         "portability": gettext_lazy("LGPD (Lei 13.709/2018) Art. 18, V"),
+        # Art. 18, IX: revoking consent, as Art. 8 §5 allows at any time.
+        "consent_withdrawal": gettext_lazy("Article 18, IX LGPD"),
     },
 }
 
 
-def report_citations(regime: str) -> dict:
-    """REPORT_CITATIONS for `regime`, in the active language."""
-    return {key: str(citation) for key, citation in REPORT_CITATIONS[regime].items()}
+def citations(regime: str) -> dict:
+    """CITATIONS for `regime`, in the active language."""
+    return {key: str(citation) for key, citation in CITATIONS[regime].items()}
+
+
+def citation(regime: str, provision: str) -> str:
+    """What a text under `regime` cites for `provision` (a CITATIONS key), in the active language; "" where the
+    regime's law has no equivalent, and the text cites nothing."""
+    return str(CITATIONS[regime].get(provision, ""))
 
 
 def label_in_letter(label, regime: str) -> str:

@@ -47,7 +47,7 @@ from requests_app.models import (
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.manual import ManualConnector
 from requests_app.spreadsheets import spreadsheet_safe
-from requests_app.wording import in_sentence, report_citations
+from requests_app.wording import citations, in_sentence
 
 PROGRESS_EVERY_ROWS = 20_000
 # Each CSV file starts with UTF-8's byte-order mark: Excel, opening a CSV by a double-click, reads the bytes as the
@@ -352,7 +352,7 @@ class PackageWriter:
                 {
                     "request": self.request,
                     "kind": self.kind,
-                    "law": report_citations(self.request.regime),
+                    "law": citations(self.request.regime),
                     "holds_records": bool(found),
                     "sources_with_data": [source for source in sources if source.slug in found],
                     # Searched whole and empty: said plainly, rather than how data we do not hold is used.

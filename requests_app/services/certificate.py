@@ -47,7 +47,7 @@ from requests_app.models import (
 )
 from requests_app.exports.package import NO_VERIFIED_IDENTIFIER, not_searched_reason, source_of_data_file
 from requests_app.services.notices import corrected_values, only_records_before
-from requests_app.wording import cites_gdpr_articles, date_in_words, in_sentence, label_in_letter, with_full_stop
+from requests_app.wording import citation, date_in_words, in_sentence, label_in_letter, with_full_stop
 
 
 def _category_labels(source) -> dict[str, str]:
@@ -528,8 +528,8 @@ def not_carried_out(action) -> str:
 def outcome_summary(request: PrivacyRequest) -> str:
     """What was erased, kept (and why, Art. 17(3)), rectified and restricted, what a data package found,
     which uses an objection, a consent withdrawal or a limit on use stopped, and which recipients were told
-    or are being told (Art. 19), in the request's language, citing the GDPR's articles only where its regime is the GDPR's
-    (wording.cites_gdpr_articles). Empty when no source action was carried out and no package says more
+    or are being told (Art. 19), in the request's language, citing each provision as the law of the request's regime
+    has it, or not at all where it has none (wording.CITATIONS, wording.label_in_letter). Empty when no source action was carried out and no package says more
     than its data.
 
     It claims only what the actions' results and the packages' manifests record: each line names the
@@ -548,7 +548,9 @@ def outcome_summary(request: PrivacyRequest) -> str:
     with translation.override(request.language):
         # An erasure that ran first leaves nothing for a correction or a restriction to find.
         erased_in = {action.source_id for action in done if action.kind == ActionKind.ERASE and action.changed_anything()}
-        gdpr = cites_gdpr_articles(request.regime)
+        # Each provision cited as the subject's own law has it (wording.CITATIONS), or not at all where it has none.
+        lift_notice_law = citation(request.regime, "restriction_lift_notice")
+        recipients_law = citation(request.regime, "recipients_told")
         for action in done:
             for paragraph in _action_outcome(action, erased_before=action.source_id in erased_in):
                 say(paragraph)
@@ -556,8 +558,9 @@ def outcome_summary(request: PrivacyRequest) -> str:
             # Art. 18(3), under every regime (lifting.plan_lift writes first whatever the law): the subject is not left
             # to wonder whether the restriction may quietly end. Once, however many systems were restricted.
             say(
-                _("We will write to you before we lift a restriction of your data, telling you when and why (Article 18(3) GDPR).")
-                if gdpr
+                _("We will write to you before we lift a restriction of your data, telling you when and why (%(law)s).")
+                % {"law": lift_notice_law}
+                if lift_notice_law
                 else _("We will write to you before we lift a restriction of your data, telling you when and why.")
             )
         for paragraph in _package_outcome(request):
@@ -567,17 +570,17 @@ def outcome_summary(request: PrivacyRequest) -> str:
         notices = list(request.recipient_notices.select_related("recipient").prefetch_related("recipient__translations"))
         names = {notice.pk: notice.recipient.texts_in(request.language)["name"] for notice in notices}  # as the reader reads them
         recipients_by_status = (
-            (NoticeStatus.SENT, _("We told the following recipients of your data about these changes (Article 19 GDPR): %(names)s."),
+            (NoticeStatus.SENT, _("We told the following recipients of your data about these changes (%(law)s): %(names)s."),
              _("We told the following recipients of your data about these changes: %(names)s.")),
             # Still pending as the letter is written: a notice that waited only for a refused right's action, which
             # request_complete has just queued (completion waits for every other). It goes out after the letter.
-            (NoticeStatus.PENDING, _("We are telling the following recipients of your data about these changes (Article 19 GDPR): %(names)s."),
+            (NoticeStatus.PENDING, _("We are telling the following recipients of your data about these changes (%(law)s): %(names)s."),
              _("We are telling the following recipients of your data about these changes: %(names)s.")),
         )
-        for status, under_gdpr, elsewhere in recipients_by_status:
+        for status, citing, elsewhere in recipients_by_status:
             recipients = [names[notice.pk] for notice in notices if notice.status == status]
             if recipients:
-                say((under_gdpr if gdpr else elsewhere) % {"names": _names(recipients)})
+                say((citing if recipients_law else elsewhere) % {"names": _names(recipients), "law": recipients_law})
         for notice in notices:
             if notice.status == NoticeStatus.WAIVED and notice.waiver_reason == WaiverReason.NEVER_DISCLOSED:
                 # Not an Art. 19 exception: there was no disclosure to tell of, which the letter says as a fact.
@@ -588,11 +591,16 @@ def outcome_summary(request: PrivacyRequest) -> str:
             elif notice.status == NoticeStatus.WAIVED:
                 say(
                     (
-                        _("We did not tell %(name)s (Article 19 GDPR): %(reason)s. %(note)s")
-                        if gdpr
+                        _("We did not tell %(name)s (%(law)s): %(reason)s. %(note)s")
+                        if recipients_law
                         else _("We did not tell %(name)s, a recipient of your data, about these changes: %(reason)s. %(note)s")
                     )
-                    % {"name": names[notice.pk], "reason": in_sentence(notice.get_waiver_reason_display()), "note": notice.waiver_note}
+                    % {
+                        "name": names[notice.pk],
+                        "law": recipients_law,
+                        "reason": in_sentence(notice.get_waiver_reason_display()),
+                        "note": notice.waiver_note,
+                    }
                 )
     return "\n\n".join(paragraphs)
 
@@ -616,18 +624,25 @@ def _suppression_outcome(request: PrivacyRequest) -> list[str]:
     purposes whose suppression lists staff put the subject on for it (CoveredPurpose), with the consequence the law
     says the subject must be told of a consent withdrawn (Art. 7(3)); then each purpose it covers that could not be
     stopped, and why, so that the letter never reads as granting in full what was done in part."""
-    if cites_gdpr_articles(request.regime):
-        objection = _("Following your objection (Article 21 GDPR), we no longer use your data for: %(purposes)s.")
-        consent_withdrawn = _(
-            "Following the withdrawal of your consent (Article 7(3) GDPR), we no longer use your data for: %(purposes)s. "
+    objection_law = citation(request.regime, "objection")
+    consent_law = citation(request.regime, "consent_withdrawal")
+    objection = (
+        _("Following your objection (%(law)s), we no longer use your data for: %(purposes)s.")
+        if objection_law
+        else _("Following your objection, we no longer use your data for: %(purposes)s.")
+    )
+    consent_withdrawn = (
+        _(
+            "Following the withdrawal of your consent (%(law)s), we no longer use your data for: %(purposes)s. "
             "What we did with your consent before you withdrew it remains lawful."
         )
-    else:
-        objection = _("Following your objection, we no longer use your data for: %(purposes)s.")
-        consent_withdrawn = _(
+        if consent_law
+        else _(
             "Following the withdrawal of your consent, we no longer use your data for: %(purposes)s. "
             "What we did with your consent before you withdrew it remains lawful."
         )
+    )
+    law_for = {RequestType.OBJECTION: objection_law, RequestType.WITHDRAW_CONSENT: consent_law}
     lines = {
         RequestType.OBJECTION: objection,
         RequestType.WITHDRAW_CONSENT: consent_withdrawn,
@@ -642,7 +657,7 @@ def _suppression_outcome(request: PrivacyRequest) -> list[str]:
         names = {cover.pk: cover.purpose.texts_in(request.language)["name"] for cover in covers}  # as the reader reads them
         applied = [names[cover.pk] for cover in covers if cover.applied_at is not None]
         if applied and asked.right in lines:
-            paragraphs.append(lines[asked.right] % {"purposes": _names(applied)})
+            paragraphs.append(lines[asked.right] % {"purposes": _names(applied), "law": law_for.get(asked.right, "")})
         for cover in covers:
             if cover.applied_at is None and cover.not_applied_reason:
                 paragraphs.append(

@@ -788,7 +788,7 @@ def test_a_letter_in_french_names_the_recipients_as_the_dpo_translated_them(crm,
 TOLD_BEFORE_LIFTING = "We will write to you before we lift a restriction of your data, telling you when and why"
 
 
-@pytest.mark.parametrize(("regime", "citation"), [("gdpr", " (Article 18(3) GDPR)."), ("uk_gdpr", " (Article 18(3) GDPR)."), ("ccpa", ".")])
+@pytest.mark.parametrize(("regime", "citation"), [("gdpr", " (Article 18(3) GDPR)."), ("uk_gdpr", " (Article 18(3) UK GDPR)."), ("ccpa", ".")])
 def test_a_restriction_carried_out_tells_the_subject_they_will_hear_before_it_is_lifted(
     crm, cdr, dpo_actor, django_capture_on_commit_callbacks, regime, citation
 ):

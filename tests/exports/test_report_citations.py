@@ -1,6 +1,6 @@
 """A package's report cites the law of the request's regime for the right it answers, not the GDPR's articles for
 every request: the UK GDPR's, the California Civil Code's or the LGPD's, as the letters cite the subject's own law
-(wording.REPORT_CITATIONS)."""
+(wording.CITATIONS)."""
 
 import os
 

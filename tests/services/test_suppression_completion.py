@@ -93,7 +93,7 @@ def test_a_phone_number_verified_later_lets_the_list_be_applied_and_the_request_
     complete(request, dpo)
 
     body = request.messages.get().body
-    assert "Following your objection (Article 21 GDPR), we no longer use your data for: Telemarketing calls." in body
+    assert "Following your objection (Article 21 UK GDPR), we no longer use your data for: Telemarketing calls." in body
     assert "lodge a complaint" not in body
 
 
@@ -221,7 +221,7 @@ def test_upgrading_covers_the_lists_the_subject_was_put_on_before(dpo, emails, c
         complete(before, dpo, RightRefusal(RequestType.WITHDRAW_CONSENT, "manifestly_unfounded", "Asked five times this week."))
     complete(before, dpo)
     body = before.messages.get().body
-    assert "Following your objection (Article 21 GDPR), we no longer use your data for: Promotional emails and newsletters." in body
+    assert "Following your objection (Article 21 UK GDPR), we no longer use your data for: Promotional emails and newsletters." in body
     assert "lodge a complaint" not in body
 
 

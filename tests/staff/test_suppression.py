@@ -158,8 +158,8 @@ def test_the_completion_letter_says_which_uses_stopped_and_what_a_consent_withdr
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("regime", ["ccpa", "lgpd"])
-def test_the_completion_letter_under_another_law_than_the_gdpr_cites_no_gdpr_article_for_the_uses_stopped(marketing, dpo, regime):
+@pytest.mark.parametrize(("regime", "consent_law"), [("ccpa", ""), ("lgpd", " (Article 18, IX LGPD)")])
+def test_the_completion_letter_under_another_law_than_the_gdpr_cites_no_gdpr_article_for_the_uses_stopped(marketing, dpo, regime, consent_law):
     from requests_app.models import Message
     from requests_app.services import handling
 
@@ -176,7 +176,7 @@ def test_the_completion_letter_under_another_law_than_the_gdpr_cites_no_gdpr_art
 
     body = Message.objects.filter(request=request).latest("created_at").body
     assert "Following your objection, we no longer use your data for: Marketing emails." in body
-    assert "Following the withdrawal of your consent, we no longer use your data for: Marketing emails." in body
+    assert f"Following the withdrawal of your consent{consent_law}, we no longer use your data for: Marketing emails." in body
     assert "GDPR" not in body
 
 
