@@ -24,8 +24,9 @@ def in_sentence(label) -> str:
 # The controller is in the Union, so the GDPR applies to every request (forms.REGIME_CHOICES), but a letter tells
 # the subject the law of their own rights: under the GDPR, and the UK GDPR that numbers its articles alike, it
 # cites the articles; under another law (the CCPA, the LGPD) it leaves them out rather than cite, as the law the
-# subject relies on, one they did not invoke and whose exceptions are not their law's. The certificate, the
-# controller's record for a supervisory authority, keeps them.
+# subject relies on, one they did not invoke and whose exceptions are not their law's. The certificate (which may be
+# shown to the subject) and the staff pages about one request cite as the letters do, so that staff see the law
+# their answer will name.
 REGIMES_CITING_GDPR_ARTICLES = frozenset({"gdpr", "uk_gdpr"})
 
 # A label's closing citation of an article ("… (Art. 17(3)(b))"), to the end of the label: translations write it

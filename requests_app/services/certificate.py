@@ -47,7 +47,7 @@ from requests_app.models import (
 )
 from requests_app.exports.package import NO_VERIFIED_IDENTIFIER, not_searched_reason, source_of_data_file
 from requests_app.services.notices import corrected_values, only_records_before
-from requests_app.wording import citation, date_in_words, in_sentence, label_in_letter, with_full_stop
+from requests_app.wording import citation, citations, date_in_words, in_sentence, label_in_letter, with_full_stop
 
 
 def _category_labels(source) -> dict[str, str]:
@@ -149,6 +149,7 @@ def certificate_context(request: PrivacyRequest) -> dict:
     return {
         "request": request,
         "controller": controller_details(translation.get_language()),  # the reader's
+        "law": citations(request.regime),  # each provision as the law of the request's regime has it, if it has it
         # Each with its refusal ground, where the completion refused it.
         "rights": request.rights.all(),
         "outcome": outcome(request),

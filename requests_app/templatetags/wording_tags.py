@@ -3,13 +3,23 @@ from django.utils.html import format_html
 
 from requests_app.exports.package import not_searched_reason
 from requests_app.services.handling import supervisory_authorities_in_words
-from requests_app.wording import date_in_words, in_sentence, label_in_letter, with_full_stop, without_final_punctuation
+from requests_app.wording import (
+    cites_gdpr_articles,
+    date_in_words,
+    in_sentence,
+    label_in_letter,
+    with_full_stop,
+    without_final_punctuation,
+)
 
 register = template.Library()
 register.filter("date_in_words", date_in_words)
 register.filter("in_sentence", in_sentence)
 # A package's kind, "Access (Art. 15)", without the GDPR's article for a CCPA or LGPD subject.
 register.filter("label_in_letter", label_in_letter)
+# Whether a text about a request under this regime cites the GDPR's article numbers (the UK GDPR's are the same), or
+# says the sentence without them.
+register.filter("cites_gdpr_articles", cites_gdpr_articles)
 register.filter("not_searched_reason", not_searched_reason)
 register.filter("without_final_punctuation", without_final_punctuation)
 register.filter("with_full_stop", with_full_stop)

@@ -187,7 +187,7 @@ def test_an_erasure_certificate_names_the_recipients_of_the_data_found_and_the_n
     assert f"<dt>Completed</dt><dd>{closed} " in html
     assert "<tr><td>CRM</td><td>Billing partner (Belgium); Old reseller (France)</td></tr>" in html
     assert "<tr><td>Call records</td><td>None outside our company.</td></tr>" in html
-    assert "Recipients told (Art. 19 GDPR)" in html
+    assert "Recipients told (Article 19 GDPR)" in html
     assert "not disclosed to any recipient" not in html
 
 
@@ -201,7 +201,7 @@ def test_a_request_that_changed_nothing_makes_no_art_19_statement(crm, dpo_actor
 
     html = certificate.render_certificate_html(request)
     assert "The subject's data was found in none of the source systems searched." in html
-    assert "Art. 19" not in html and "Group companies" not in html
+    assert "Recipients told" not in html and "Group companies" not in html
     assert "not disclosed to any recipient" not in html
 
 
@@ -226,7 +226,7 @@ def test_a_portability_certificate_names_the_recipients_release_and_downloads(
     html = certificate.render_certificate_html(request)
     assert "<tr><td>CRM</td><td>Group companies (Belgium)</td></tr>" in html
     assert "Call records" not in html and "Interconnected network operators" not in html
-    assert "Art. 19" not in html
+    assert "Recipients told" not in html
     assert "not disclosed to any recipient" not in html
     released = timezone.localtime(export.released_at).strftime("%Y-%m-%d %H:%M")
     assert "<dd>Portability (Art. 20): Released to the subject</dd>" in html
@@ -255,7 +255,7 @@ def test_a_rejected_certificate_says_when_and_why_and_claims_nothing_of_recipien
     assert "<dt>Ground for the rejection</dt><dd>Identity could not be verified</dd>" in html
     assert "No action was carried out in the source systems and no data package was compiled for this request." in html
     assert "<p>No data package was compiled.</p>" in html
-    assert "Art. 19" not in html and "not disclosed to any recipient" not in html
+    assert "Recipients told" not in html and "not disclosed to any recipient" not in html
     assert "<dt>Answered on time</dt><dd><span class=\"ok\">Yes</span></dd>" in html
 
     with translation.override("fr"):

@@ -256,6 +256,31 @@ def test_the_completion_letter_and_the_certificate_mention_a_lift_carried_out(
 
 
 @pytest.mark.parametrize("source_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("regime", "told"),
+    [
+        ("gdpr", "Subject told beforehand (Article 18(3) GDPR)"),
+        ("uk_gdpr", "Subject told beforehand (Article 18(3) UK GDPR)"),
+        ("ccpa", "Subject told beforehand"),
+        ("lgpd", "Subject told beforehand"),
+    ],
+)
+def test_a_lifting_in_the_certificate_cites_the_notice_before_it_under_the_requests_law(
+    restricted, dpo_actor, django_capture_on_commit_callbacks, run, regime, told
+):
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    with time_machine.travel(PLANNED_ON + datetime.timedelta(days=7), tick=False):
+        run(lift.id, "dry_run", "approve", "execute", actor=dpo_actor)
+    PrivacyRequest.objects.filter(pk=restricted.request_id).update(regime=regime)
+
+    with translation.override("en"):
+        page = certificate.render_certificate_html(PrivacyRequest.objects.get(pk=restricted.request_id))
+
+    assert f"<dt>{told}</dt>" in page
+    assert ("Subject told before a restriction is lifted (Art. 18(3)) <code>" in page) == (regime in ("gdpr", "uk_gdpr"))
+
+
+@pytest.mark.parametrize("source_url", ["sqlite"], indirect=True)
 def test_the_request_page_offers_the_lift_on_a_completed_request_and_says_when_it_may_run(
     client, dpo, restricted, django_capture_on_commit_callbacks
 ):

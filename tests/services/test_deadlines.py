@@ -1048,6 +1048,9 @@ def test_a_rejection_after_the_first_month_of_an_extended_request_was_late(dpo, 
     html = render_certificate_html(request)
     assert "No: refused after the first period to answer ended (the original due date), which an extension does not move" in html
     assert "No: closed after the due date" not in html
+    # The rule is cited as the GDPR and the UK GDPR number it, not to a CCPA request (wording.cites_gdpr_articles).
+    assert ("which an extension does not move (Art. 12(4))" in html) == (regime != "ccpa")
+    assert ("Manifestly unfounded or excessive (Art. 12(5))" in html) == (regime != "ccpa")
 
 
 @pytest.mark.django_db
