@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from requests_app import lifecycle, roles
 from requests_app.audit import ORGANISATION_LABEL_PREFIX
 from requests_app.services.routing import DEFAULT_RULE
-from requests_app.wording import in_sentence
+from requests_app.wording import cites_gdpr_articles, in_sentence, label_in_letter
 from requests_app.models import (
     LEGAL_BASIS_NOT_PORTABLE,
     RIGHTS_THE_SUBJECT_ASKS,
@@ -210,14 +210,21 @@ def data_category_label(code: str) -> str:
 
 
 @register.filter
-def left_out_reason_for_staff(item: dict) -> str:
+def left_out_reason_for_staff(item: dict, regime: str) -> str:
     """Why a manifest's `categories_left_out` entry is not in the portability package, said in the inventory's
-    terms, as they stood when the package was compiled (the report tells the subject in its own words)."""
+    terms, as they stood when the package was compiled (the report tells the subject in its own words), citing the
+    GDPR's articles only where the request's regime numbers them so (wording.cites_gdpr_articles)."""
+    gdpr_numbers = cites_gdpr_articles(regime)
     if item["reason"] == LEGAL_BASIS_NOT_PORTABLE:
-        return gettext("its source's legal basis is %(basis)s, neither consent nor a contract (Art. 20(1)(a))") % {
-            "basis": in_sentence(LegalBasis(item["legal_basis"]).label)
-        }
-    return gettext("not marked portable in the inventory (neither provided by the subject nor observed from their use, Art. 20(1))")
+        reason = (
+            gettext("its source's legal basis is %(basis)s, neither consent nor a contract (Art. 20(1)(a))")
+            if gdpr_numbers
+            else gettext("its source's legal basis is %(basis)s, neither consent nor a contract")
+        )
+        return reason % {"basis": in_sentence(label_in_letter(LegalBasis(item["legal_basis"]).label, regime))}
+    if gdpr_numbers:
+        return gettext("not marked portable in the inventory (neither provided by the subject nor observed from their use, Art. 20(1))")
+    return gettext("not marked portable in the inventory (neither provided by the subject nor observed from their use)")
 
 
 @register.filter

@@ -448,6 +448,34 @@ def test_the_staff_page_of_a_portability_package_lists_what_it_left_out_and_why(
     assert page.index("Left out of this portability package") < page.index("Release to the subject")
 
 
+@pytest.mark.parametrize("regime", ["gdpr", "uk_gdpr", "ccpa", "lgpd"])
+def test_the_staff_page_of_a_portability_package_cites_the_gdprs_articles_only_where_the_requests_law_numbers_them_so(
+    demo_request, dpo, client, regime
+):
+    """The GDPR's Art. 20, whose limits left the data out, is the UK GDPR's Art. 20 too; the CCPA and the LGPD have no
+    such article, and staff are not shown one their answer will not name (wording.cites_gdpr_articles)."""
+    request = asking_for_portability(demo_request)
+    PrivacyRequest.objects.filter(pk=request.pk).update(regime=regime)
+    SourceCategory.objects.filter(source__slug="crm").update(portable=False)
+    export = compiled(request, kind="portability")
+
+    page = html.unescape(login_staff(client, dpo).get(reverse("staff:export", args=[export.public_id])).content.decode())
+
+    if regime in ("gdpr", "uk_gdpr"):
+        assert "<h1>Portability (Art. 20) · " in page
+        assert "The right to data portability (Art. 20) does not cover these categories" in page
+        assert "by asking for access (Art. 15)." in page
+        assert "legal basis is legal obligation (Art. 6(1)(c)), neither consent nor a contract (Art. 20(1)(a))</li>" in page
+        assert "nor observed from their use, Art. 20(1))</li>" in page
+    else:
+        assert "<h1>Portability · " in page
+        assert "The right to data portability does not cover these categories" in page
+        assert "by asking for access." in page
+        assert "legal basis is legal obligation, neither consent nor a contract</li>" in page
+        assert "(neither provided by the subject nor observed from their use)</li>" in page
+        assert "Art. " not in page and "GDPR" not in page
+
+
 def test_the_staff_page_of_an_access_package_lists_nothing_left_out(demo_request, dpo, client):
     export = compiled(demo_request, kind="access")
     page = login_staff(client, dpo).get(reverse("staff:export", args=[export.public_id])).content.decode()
