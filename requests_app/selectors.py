@@ -53,6 +53,7 @@ from requests_app.models import (
 )
 from requests_app.phones import to_e164
 from requests_app.services.certificate import codes_kept, kept, searched_nothing
+from requests_app.wording import label_in_letter
 
 # The events a subject sees on their status page, in their words.
 SUBJECT_EVENT_TEXT = {
@@ -137,7 +138,9 @@ def what_you_told_us(privacy_request: PrivacyRequest) -> list[tuple[str, list[tu
             if getattr(right, name)
         ]
         if right.restriction_ground:
-            answers.append((fields["restriction_ground"].label, right.get_restriction_ground_display()))
+            # The form's choice cites its GDPR article; under a law without it, the ground is said without it.
+            ground = label_in_letter(right.get_restriction_ground_display(), privacy_request.regime)
+            answers.append((fields["restriction_ground"].label, ground))
         statements = [fields["direct_marketing"].label] if right.direct_marketing else []
         if answers or statements:
             told.append((right.get_right_display(), answers, statements))

@@ -910,6 +910,25 @@ def test_the_status_page_gives_back_what_the_subject_told_us_with_the_forms_own_
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("regime", "ground"),
+    [
+        ("gdpr", "I contest the accuracy of my data (Art. 18(1)(a))"),
+        ("uk_gdpr", "I contest the accuracy of my data (Art. 18(1)(a))"),
+        ("ccpa", "I contest the accuracy of my data"),
+        ("lgpd", "I contest the accuracy of my data"),
+    ],
+)
+def test_the_restriction_ground_given_back_cites_the_gdprs_article_only_where_the_subjects_law_numbers_it_so(client, regime, ground):
+    rights = [RightDetails(RequestType.RESTRICTION, restriction_ground="accuracy_contested")]
+    request = request_in_status(Status.IN_PROGRESS, regime=regime, rights=rights)
+    page = html.unescape(client.get(status_url(request)).content.decode())
+    assert f"<dt>Why should the processing be restricted?</dt><dd dir=\"auto\">{ground}</dd>" in page
+    if regime in ("ccpa", "lgpd"):
+        assert "Art. " not in page and "GDPR" not in page
+
+
+@pytest.mark.django_db
 def test_what_the_subject_told_us_is_in_the_requests_language(client):
     request = request_in_status(Status.IN_PROGRESS, rights=TOLD_US[:2], language="fr")
     page = html.unescape(client.get(status_url(request)).content.decode())

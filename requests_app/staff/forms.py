@@ -61,7 +61,7 @@ from requests_app.services.webhooks import check_url
 from requests_app.sources import SourceError, connector_for
 from requests_app.sources.base import SOURCE_ENV_PREFIX
 from requests_app.url_secrets import carries_secret
-from requests_app.wording import in_sentence
+from requests_app.wording import cites_gdpr_articles, in_sentence, label_in_letter
 
 
 def assignable_users():
@@ -256,6 +256,7 @@ class CompleteForm(forms.Form):
     def __init__(self, *args, privacy_request, **kwargs):
         super().__init__(*args, **kwargs)
         self.refusable = []
+        self.regime = privacy_request.regime  # the reasons' error cites the GDPR's article where its law numbers it so
         rights = list(privacy_request.rights.all())
         if len(rights) < 2:
             return  # refusing the only right asked is rejecting the request: the Reject form
@@ -265,7 +266,7 @@ class CompleteForm(forms.Form):
             # Art. 21(3); a ground of one right's article, Art. 17(3), 20(4), 21(1); a CCPA request to limit, CCPA
             # Regulations § 7027(e) and (f)), and not one that refuses the whole request (an unverified identity).
             grounds = [
-                (value, label) for value, label in REFUSABLE_GROUNDS
+                (value, label_in_letter(label, privacy_request.regime)) for value, label in REFUSABLE_GROUNDS
                 if ground_can_refuse(value, right) and not refuses_only_the_whole_request(value, rights)
                 and value != RejectionGround.AGENT_AUTHORITY_NOT_SHOWN  # the whole request too (services.agents)
             ]
@@ -286,7 +287,9 @@ class CompleteForm(forms.Form):
             if ground in GROUNDS_TO_EXPLAIN and not explanation:
                 self.add_error(
                     f"refusal_explanation_{right}",
-                    _("Explain to the subject why this reason applies: the letter must give the reasons (Art. 12(4))."),
+                    _("Explain to the subject why this reason applies: the letter must give the reasons (Art. 12(4)).")
+                    if cites_gdpr_articles(self.regime)
+                    else _("Explain to the subject why this reason applies: the letter must give the reasons."),
                 )
             if explanation and not ground:
                 # Written for the letter, and left out of it without a word: the right may be meant refused.
@@ -325,7 +328,7 @@ class RejectForm(forms.Form):
         # Offered only the grounds the service accepts against every right asked (handling.request_reject).
         rights = list(privacy_request.rights.all())
         self.fields["ground"].choices = [
-            (value, label) for value, label in REFUSABLE_GROUNDS
+            (value, label_in_letter(label, privacy_request.regime)) for value, label in REFUSABLE_GROUNDS
             if all(ground_can_refuse(value, right) for right in rights)
             # Only a request an agent filed can lack an agent's authority (agents.rejection_refusal).
             and (value != RejectionGround.AGENT_AUTHORITY_NOT_SHOWN or privacy_request.filed_by_agent)
