@@ -90,7 +90,7 @@ from requests_app.sources.actions import (
     pseudonymised_fields,
     typed_value,
 )
-from requests_app.wording import date_in_words, in_sentence
+from requests_app.wording import cites_gdpr_articles, date_in_words, in_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -826,9 +826,16 @@ def lift_refused_now(action: SourceAction) -> str | None:
     if action.request.personal_data_purged_at is not None:
         return purged_before_lifting()
     if lift_notice_on_its_way(action):
+        if cites_gdpr_articles(action.request.regime):
+            return _(
+                "The notice of this lifting has not been emailed to the subject yet: the restriction may not be lifted "
+                "before they are told (Art. 18(3)), and then only once the notice period has passed. It goes as soon as "
+                "the mail server takes it; if their server refuses the address, the request page says so, and they must "
+                "be told by post. If it cannot be sent at all, cancel this lifting and plan it again."
+            )
         return _(
             "The notice of this lifting has not been emailed to the subject yet: the restriction may not be lifted "
-            "before they are told (Art. 18(3)), and then only once the notice period has passed. It goes as soon as "
+            "before they are told, and then only once the notice period has passed. It goes as soon as "
             "the mail server takes it; if their server refuses the address, the request page says so, and they must "
             "be told by post. If it cannot be sent at all, cancel this lifting and plan it again."
         )
@@ -886,9 +893,12 @@ def lift_was_cancelled() -> str:
 
 def lift_too_early(action: SourceAction) -> str:
     """Why a restriction may not be lifted yet: the subject's notice period has not ended (Art. 18(3))."""
-    return _("The subject's notice period runs until %(day)s (Art. 18(3)): the restriction may not be lifted before.") % {
-        "day": date_in_words(action.lift_not_before)
-    }
+    too_early = (
+        _("The subject's notice period runs until %(day)s (Art. 18(3)): the restriction may not be lifted before.")
+        if cites_gdpr_articles(action.request.regime)
+        else _("The subject's notice period runs until %(day)s: the restriction may not be lifted before.")
+    )
+    return too_early % {"day": date_in_words(action.lift_not_before)}
 
 
 def copies_owed(request: PrivacyRequest, source: SourceSystem) -> list[str]:
@@ -1400,7 +1410,8 @@ def _suppression_blockers(asked: RequestedRight, kinds_usable: set[str]) -> list
     verification_needed = verified_only(asked)
     for purpose in (cover.purpose for cover in covers if cover.applied_at is None and not cover.not_applied_reason):
         why = missing_identifier(
-            purpose, kinds_usable, reason_allowed=not must_be_applied(asked), verification_needed=verification_needed
+            purpose, kinds_usable, regime=asked.request.regime, reason_allowed=not must_be_applied(asked),
+            verification_needed=verification_needed,
         ) or (
             _("an identifier of its kind is verified now: add them to it.")
             if verification_needed
@@ -1491,16 +1502,24 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
     released_by_the_refusal = {
         action.source_id for action in answering if action.kind not in granted_kinds and action.status != ActionStatus.DONE
     } - unfinished
+    gdpr_numbers = cites_gdpr_articles(request.regime)
     for notice in request.recipient_notices.all():
         if notice.status == NoticeStatus.PENDING and notice.recipient.source_id in released_by_the_refusal:
             continue
         if notice.status in (NoticeStatus.PENDING, NoticeStatus.FAILED) and not notice.recipient.reachable:
-            blockers.append(
+            unreachable = (
                 _("Recipient %(recipient)s cannot be notified (Art. 19): it has no email address or webhook URL. Add one in "
-                  "the inventory, or waive the notice.") % {"recipient": notice.recipient.name}
+                  "the inventory, or waive the notice.")
+                if gdpr_numbers
+                else _("Recipient %(recipient)s cannot be notified: it has no email address or webhook URL. Add one in "
+                       "the inventory, or waive the notice.")
             )
+            blockers.append(unreachable % {"recipient": notice.recipient.name})
         elif notice.status in (NoticeStatus.PENDING, NoticeStatus.FAILED):
-            blockers.append(
-                _("Recipient %(recipient)s has not been notified (Art. 19).") % {"recipient": notice.recipient.name}
+            not_notified = (
+                _("Recipient %(recipient)s has not been notified (Art. 19).")
+                if gdpr_numbers
+                else _("Recipient %(recipient)s has not been notified.")
             )
+            blockers.append(not_notified % {"recipient": notice.recipient.name})
     return blockers

@@ -17,7 +17,7 @@ from requests_app import deadlines, emails, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import OPEN_STATUSES, VERIFIED_OPEN, RequestError
 from requests_app.models import ClockPause, PrivacyRequest, SentNotification, Status
-from requests_app.wording import date_in_words
+from requests_app.wording import cites_gdpr_articles, date_in_words
 
 logger = logging.getLogger(__name__)
 
@@ -131,11 +131,19 @@ def late_refusal_warning(request: PrivacyRequest) -> str | None:
     last_day = refusal_due_on(request)
     if last_day is None or timezone.localdate() <= last_day:
         return None
-    return _(
-        "The first period to answer ended on %(date)s (the original due date, moved on by the days paused). An "
-        "extension gives more time to act on a request, not to refuse it: a rejection, or a completion that refuses a "
-        "right, sent now reaches the subject late (Art. 12(4)), and the certificate will say so."
-    ) % {"date": date_in_words(last_day)}
+    if cites_gdpr_articles(request.regime):
+        warning = _(
+            "The first period to answer ended on %(date)s (the original due date, moved on by the days paused). An "
+            "extension gives more time to act on a request, not to refuse it: a rejection, or a completion that refuses a "
+            "right, sent now reaches the subject late (Art. 12(4)), and the certificate will say so."
+        )
+    else:
+        warning = _(
+            "The first period to answer ended on %(date)s (the original due date, moved on by the days paused). An "
+            "extension gives more time to act on a request, not to refuse it: a rejection, or a completion that refuses a "
+            "right, sent now reaches the subject late, and the certificate will say so."
+        )
+    return warning % {"date": date_in_words(last_day)}
 
 
 def pause_refusal(request: PrivacyRequest) -> str | None:

@@ -40,7 +40,7 @@ from requests_app.models import (
     normalised_identifier,
 )
 from requests_app.spreadsheets import spreadsheet_safe
-from requests_app.wording import in_sentence
+from requests_app.wording import cites_gdpr_articles, in_sentence
 
 # The rights honoured by a suppression, in the order that picks an entry's `right`.
 SUPPRESSION_RIGHTS = (RequestType.OBJECTION, RequestType.WITHDRAW_CONSENT, RequestType.LIMIT_USE)
@@ -79,13 +79,15 @@ def usable_kinds(request: PrivacyRequest, asked: RequestedRight) -> set[str]:
 
 
 def missing_identifier(
-    purpose: SuppressionPurpose, kinds_usable: set[str], *, reason_allowed: bool = True, verification_needed: bool = True
+    purpose: SuppressionPurpose, kinds_usable: set[str], *, regime: str, reason_allowed: bool = True,
+    verification_needed: bool = True,
 ) -> str | None:
     """Why the subject cannot be put on the purpose's list with the identifiers usable (`kinds_usable`: usable_kinds),
     and what to do about it; None when they can. On the list, they would still be reached otherwise: the purpose's
     systems know them by something else. `reason_allowed` is False for a list that must be applied (must_be_applied):
     staff are then not offered to record why it cannot be. `verification_needed` is False for a right applied with
-    unverified identifiers (verified_only): staff are then not asked to verify one."""
+    unverified identifiers (verified_only): staff are then not asked to verify one. The GDPR's article is cited only
+    where the request's `regime` numbers it so (wording.cites_gdpr_articles)."""
     if any(purpose.uses(kind) for kind in kinds_usable):
         return None
     # None ticked: its systems look people up by any kind, and the request has no identifier usable at all.
@@ -107,10 +109,15 @@ def missing_identifier(
         why = _("No identifier of this request is verified, and %(purpose)s needs one of any kind.") % names
     if reason_allowed:
         todo = _("Verify one (ask the subject for it if they gave none) and add them to the list again, or record why it cannot be applied.")
-    else:
+    elif cites_gdpr_articles(regime):
         todo = _(
             "Verify one (ask the subject for it if they gave none) and add them to the list again, or remove the list if "
             "the subject did not ask for it: an objection to direct marketing cannot be left unapplied (Art. 21(3))."
+        )
+    else:
+        todo = _(
+            "Verify one (ask the subject for it if they gave none) and add them to the list again, or remove the list if "
+            "the subject did not ask for it: an objection to direct marketing cannot be left unapplied."
         )
     return f"{why} {todo}"
 
@@ -159,7 +166,7 @@ def suppress(*, request: PrivacyRequest, actor: Actor, right: str, purposes: Ite
         added, not_applied = {}, []
         for purpose in purposes:
             covered, _created = CoveredPurpose.objects.get_or_create(right=asked, purpose=purpose)
-            if missing_identifier(purpose, kinds_usable):
+            if missing_identifier(purpose, kinds_usable, regime=locked.regime):
                 not_applied.append(purpose.slug)
                 continue
             added[purpose.slug] = 0
@@ -213,11 +220,16 @@ def record_not_applied(*, request: PrivacyRequest, actor: Actor, covered: Covere
     with transaction.atomic():
         locked, covered = _locked_unapplied(request, covered)
         if must_be_applied(covered.right):
-            raise RequestError(
+            unapplied = (
                 _("An objection to direct marketing cannot be left unapplied (Art. 21(3)): verify an identifier of the kind "
                   "the %(purpose)s list uses (ask the subject for it if they gave none) and add them to it, or remove the list "
-                  "if the subject did not ask for it.") % {"purpose": covered.purpose.name}
+                  "if the subject did not ask for it.")
+                if cites_gdpr_articles(locked.regime)
+                else _("An objection to direct marketing cannot be left unapplied: verify an identifier of the kind "
+                       "the %(purpose)s list uses (ask the subject for it if they gave none) and add them to it, or remove "
+                       "the list if the subject did not ask for it.")
             )
+            raise RequestError(unapplied % {"purpose": covered.purpose.name})
         if not reason.strip():
             raise RequestError(_("Say why the subject cannot be put on this list: the letter tells them."))
         covered.not_applied_reason = reason.strip()

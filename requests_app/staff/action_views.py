@@ -48,7 +48,7 @@ from requests_app.services import certificate as certificate_service
 from requests_app.staff.action_forms import CancelLiftForm, LiftForm, ManualDoneForm, PlanForm, RectificationForm, WaiveForm
 from requests_app.staff.sessions import not_activity
 from requests_app.staff.views import _form_page, _get_request, _request_context, staff_view
-from requests_app.wording import date_in_words, in_sentence
+from requests_app.wording import cites_gdpr_articles, date_in_words, in_sentence
 
 # While an action is in one of these, its row polls the progress endpoint.
 WORKING = actions.WORKING
@@ -257,7 +257,12 @@ def plan(request: HttpRequest, reference: str) -> HttpResponse:
             messages.success(request, ngettext("Planned %(count)s action.", "Planned %(count)s actions.", count) % {"count": count})
         elif not restricting:
             # A planning that adds no action is accepted only for the notices it adds (actions.plan_actions).
-            messages.success(request, _("No action to add: the recipients added to the inventory since are now to be told (Art. 19)."))
+            messages.success(
+                request,
+                _("No action to add: the recipients added to the inventory since are now to be told (Art. 19).")
+                if cites_gdpr_articles(privacy_request.regime)
+                else _("No action to add: the recipients added to the inventory since are now to be told."),
+            )
         if restricting:
             # The choice may have left out a restriction planned before, which no other message would tell.
             names = ", ".join(source.name for source in actions.restriction_sources(privacy_request))

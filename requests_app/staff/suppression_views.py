@@ -155,7 +155,9 @@ def _suppress(request: HttpRequest, privacy_request, form) -> HttpResponse:
     kinds_usable = suppression.usable_kinds(privacy_request, asked)
     reason_allowed = not suppression.must_be_applied(asked)
     for purpose in not_applied:
-        why = suppression.missing_identifier(purpose, kinds_usable, reason_allowed=reason_allowed, verification_needed=verified_only)
+        why = suppression.missing_identifier(
+            purpose, kinds_usable, regime=privacy_request.regime, reason_allowed=reason_allowed, verification_needed=verified_only
+        )
         messages.error(request, _("Not added to %(purpose)s: %(why)s") % {"purpose": purpose.name, "why": why})
     # Back to this page when a list was not applied: why it cannot be is recorded here.
     return redirect("staff:suppression_request" if not_applied else "staff:request", privacy_request.reference)

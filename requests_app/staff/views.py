@@ -85,7 +85,7 @@ from requests_app.services import agents, handling, intake, routing, staff_setup
 from requests_app.services import webhooks as webhook_service
 from requests_app.staff import forms
 from requests_app.staff.sessions import not_activity
-from requests_app.wording import in_sentence
+from requests_app.wording import cites_gdpr_articles, in_sentence
 
 PAGE_SIZE = 50
 # Bulk completion shows the letter of each request it closes, written by the completion itself (rolled back), and
@@ -827,6 +827,11 @@ TELLS_THE_SUBJECT = {
         "(Art. 12(3))."
     ),
 }
+# The same, for a request whose law does not number its articles as the GDPR does (wording.cites_gdpr_articles).
+EXTENDED_BY_POST_WITHOUT_ARTICLE = gettext_lazy(
+    "Deadline extended. This subject has no email address, so nothing was emailed: tell them of the new date "
+    "and the reason by post before the date the request was due until now, when the first period ends."
+)
 
 # Verifying an identifier while the clock was paused restarts it (handling.identity_verify).
 IDENTITY_VERIFIED_CLOCK_RESTARTED = gettext_lazy(
@@ -1006,7 +1011,9 @@ def _request_action(request: HttpRequest, reference: str, action: str, *, previe
             context["open_form"] = action
             return render(request, "staff/request.html", context, status=409)
     else:
-        if action in TELLS_THE_SUBJECT and not privacy_request.correspondence_email:
+        if action == "extend" and not privacy_request.correspondence_email and not cites_gdpr_articles(privacy_request.regime):
+            messages.warning(request, EXTENDED_BY_POST_WITHOUT_ARTICLE)
+        elif action in TELLS_THE_SUBJECT and not privacy_request.correspondence_email:
             messages.warning(request, TELLS_THE_SUBJECT[action])
         elif action == "verify_identity" and privacy_request.clock_paused:
             # Staff who paused it for something else (a clarification) must learn that it runs again.

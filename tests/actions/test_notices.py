@@ -612,3 +612,21 @@ def test_a_notice_of_a_closed_request_can_no_longer_be_waived_or_sent_again(crm,
         notices.resend(notice=notice, actor=dpo_actor)
     notice.refresh_from_db()
     assert notice.status == NoticeStatus.FAILED and erasure_request.events.count() == events
+
+
+@pytest.mark.parametrize(("regime", "law"), [("gdpr", " (Art. 19)"), ("uk_gdpr", " (Art. 19)"), ("ccpa", ""), ("lgpd", "")])
+def test_the_notices_blocking_completion_cite_the_gdprs_article_only_where_the_requests_law_numbers_it_so(
+    crm, dpo_actor, django_capture_on_commit_callbacks, regime, law
+):
+    Recipient.objects.create(source=crm, name="Partner", country="Belgium", notification_email="dpo@partner.example")
+    Recipient.objects.create(source=crm, name="Authorities", country="Belgium")  # nowhere to send it
+    request = verified_request(RequestType.ERASURE, regime=regime)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
+    RecipientNotice.objects.filter(request=request, recipient__name="Partner").update(status=NoticeStatus.FAILED)
+
+    assert sorted(actions.completion_blockers(request)) == [
+        f"Recipient Authorities cannot be notified{law}: it has no email address or webhook URL. Add one in the "
+        "inventory, or waive the notice.",
+        f"Recipient Partner has not been notified{law}.",
+    ]

@@ -256,6 +256,33 @@ def test_the_completion_letter_and_the_certificate_mention_a_lift_carried_out(
 
 
 @pytest.mark.parametrize("source_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("regime", "law"), [("gdpr", " (Art. 18(3))"), ("uk_gdpr", " (Art. 18(3))"), ("ccpa", ""), ("lgpd", "")])
+def test_why_a_lifting_must_wait_cites_the_gdprs_article_only_where_the_requests_law_numbers_it_so(
+    restricted, dpo_actor, django_capture_on_commit_callbacks, step, regime, law
+):
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)  # 2 March: from 9 March
+    PrivacyRequest.objects.filter(pk=restricted.request_id).update(regime=regime)
+    Message.objects.filter(pk=lift.lift_notice_id).update(emailed_at=None)  # its email task failed, to be retried
+    with time_machine.travel(datetime.datetime(2026, 3, 9, 7, 0, tzinfo=datetime.UTC), tick=False):
+        lift = step(actions.dry_run_start, lift, actor=dpo_actor)
+        lift = step(actions.approve, lift, actor=dpo_actor)
+        with pytest.raises(RequestError) as unsent:
+            step(actions.execute, lift, actor=dpo_actor)
+        handling.email_to_subject(message_id=lift.lift_notice_id)  # sent on the day: the period runs from it
+    with time_machine.travel(datetime.datetime(2026, 3, 9, 8, 0, tzinfo=datetime.UTC), tick=False):
+        with pytest.raises(RequestError) as too_early:
+            step(actions.execute, SourceAction.objects.get(pk=lift.pk), actor=dpo_actor)
+
+    assert str(unsent.value).startswith(
+        f"The notice of this lifting has not been emailed to the subject yet: the restriction may not be lifted before "
+        f"they are told{law}, and then only once the notice period has passed."
+    )
+    assert str(too_early.value) == (
+        f"The subject's notice period runs until 16 March 2026{law}: the restriction may not be lifted before."
+    )
+
+
+@pytest.mark.parametrize("source_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(
     ("regime", "told"),
     [

@@ -28,6 +28,7 @@ from requests_app.models import (
 from requests_app.services.deadlines import (
     clock_pause,
     clock_resume,
+    late_refusal_warning,
     request_extend,
     sweep_deadlines,
 )
@@ -1120,3 +1121,28 @@ def test_the_request_page_warns_before_a_late_refusal_and_still_sends_it(client,
     assert response.status_code == 302
     request.refresh_from_db()
     assert request.status == Status.REJECTED and answered_on_time(request) is False
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("regime", "law"), [("gdpr", " (Art. 12(4))"), ("uk_gdpr", " (Art. 12(4))"), ("ccpa", "")])
+def test_the_late_refusal_warning_cites_the_gdprs_article_only_where_the_requests_law_numbers_it_so(dpo, regime, law):
+    request = extended_on_20_march(dpo, regime=regime, rights=[RightDetails(RequestType.ERASURE)])
+    with time_machine.travel(at(date(2026, 4, 3)), tick=False):
+        warning = late_refusal_warning(request)
+    assert warning.endswith(f"sent now reaches the subject late{law}, and the certificate will say so.")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("regime", "law"), [("gdpr", " (Art. 12(3))"), ("uk_gdpr", " (Art. 12(3))"), ("ccpa", "")])
+def test_the_extension_without_email_cites_the_gdprs_article_only_where_the_requests_law_numbers_it_so(dpo, client, regime, law):
+    from django.contrib.messages import get_messages
+
+    request = in_progress_received(date(2026, 3, 2), regime=regime)
+    PrivacyRequest.objects.filter(pk=request.pk).update(subject_email="", channel="post")
+    login_staff(client, dpo)
+    with time_machine.travel(at(date(2026, 3, 20)), tick=False):
+        response = client.post(reverse("staff:request_action", args=[request.reference, "extend"]), {"reason": "Complex"})
+    assert [str(message) for message in get_messages(response.wsgi_request)] == [
+        "Deadline extended. This subject has no email address, so nothing was emailed: tell them of the new date "
+        f"and the reason by post before the date the request was due until now, when the first period ends{law}."
+    ]

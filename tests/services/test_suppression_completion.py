@@ -146,8 +146,8 @@ def test_a_list_of_any_kind_of_identifier_says_none_is_verified(dpo):
     """A list with no kind ticked takes every kind: only a request with no identifier verified at all misses it."""
     sponsors = SuppressionPurpose.objects.create(slug="sponsors", name="Event sponsors")
 
-    assert suppression.missing_identifier(sponsors, {"phone"}) is None
-    assert suppression.missing_identifier(sponsors, set()) == (
+    assert suppression.missing_identifier(sponsors, {"phone"}, regime="gdpr") is None
+    assert suppression.missing_identifier(sponsors, set(), regime="gdpr") == (
         "No identifier of this request is verified, and Event sponsors needs one of any kind. Verify one (ask the "
         "subject for it if they gave none) and add them to the list again, or record why it cannot be applied."
     )
@@ -309,8 +309,8 @@ def test_a_ccpa_request_to_limit_without_an_identifier_of_the_lists_kind_asks_fo
 def test_a_list_of_any_kind_of_identifier_says_the_subject_gave_none_for_a_ccpa_request_to_limit(dpo):
     sponsors = SuppressionPurpose.objects.create(slug="sponsors", name="Event sponsors")
 
-    assert suppression.missing_identifier(sponsors, {"phone"}, verification_needed=False) is None
-    assert suppression.missing_identifier(sponsors, set(), verification_needed=False).startswith(
+    assert suppression.missing_identifier(sponsors, {"phone"}, regime="ccpa", verification_needed=False) is None
+    assert suppression.missing_identifier(sponsors, set(), regime="ccpa", verification_needed=False).startswith(
         "The subject gave no identifier, and Event sponsors needs one of any kind. Ask the subject for one"
     )
 
@@ -327,3 +327,25 @@ def test_only_the_ccpa_request_to_limit_uses_unverified_identifiers(dpo, calls):
     assert "is verified for this request. Verify one" in completion_blockers(gdpr)[0]
     assert suppression.suppress(request=both, actor=dpo, right="limit_use", purposes=[calls]) == {"telemarketing": 1}
     assert [blocker.split(":")[0] for blocker in completion_blockers(both)] == ["“Object to the processing of their data”"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("regime", "law"), [("gdpr", " (Art. 21(3))"), ("uk_gdpr", " (Art. 21(3))"), ("ccpa", ""), ("lgpd", "")])
+def test_a_marketing_list_left_unapplied_cites_the_gdprs_article_only_where_the_requests_law_numbers_it_so(dpo, calls, regime, law):
+    request = request_in_status(
+        "in_progress",
+        regime=regime,
+        rights=[RightDetails(RequestType.OBJECTION, objection_processing="Telemarketing calls", direct_marketing=True)],
+    )
+    request.identities.filter(kind="email").update(verified_at=timezone.now())
+    suppression.suppress(request=request, actor=dpo, right="objection", purposes=[calls])
+
+    assert completion_blockers(request) == [
+        "“Object to the processing of their data”: the subject is not on the Telemarketing calls list yet: Telemarketing "
+        "calls looks people up by phone number, and no identifier of that kind is verified for this request. Verify one "
+        "(ask the subject for it if they gave none) and add them to the list again, or remove the list if the subject "
+        f"did not ask for it: an objection to direct marketing cannot be left unapplied{law}."
+    ]
+    with pytest.raises(RequestError) as refused:
+        suppression.record_not_applied(request=request, actor=dpo, covered=CoveredPurpose.objects.get(purpose=calls), reason=NO_PHONE)
+    assert str(refused.value).startswith(f"An objection to direct marketing cannot be left unapplied{law}: verify an identifier")
