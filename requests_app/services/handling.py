@@ -780,14 +780,18 @@ def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRe
                   "the request instead.") % {"right": label}
             )
         if refusal.ground == RejectionGround.IDENTITY_NOT_VERIFIED and not refusal.explanation.strip():
-            raise RequestError(str(IDENTITY_TO_EXPLAIN))
+            raise RequestError(identity_to_explain(request.regime))
         if refusal.ground in GROUNDS_TO_EXPLAIN and not refusal.explanation.strip():
-            raise RequestError(
+            to_explain = (
                 _("Explain to the subject why “%(ground)s” applies to “%(right)s”: the letter must give the reasons (Art. 12(4)).")
-                % {"ground": RejectionGround(refusal.ground).label, "right": label}
+                if cites_gdpr_articles(request.regime)
+                else _("Explain to the subject why “%(ground)s” applies to “%(right)s”: the letter must give the reasons.")
+            )
+            raise RequestError(
+                to_explain % {"ground": label_in_letter(RejectionGround(refusal.ground).label, request.regime), "right": label}
             )
         if rights[right].direct_marketing and refusal.ground not in GROUNDS_AGAINST_A_MARKETING_OBJECTION:
-            raise RequestError(MARKETING_OBJECTION_REFUSAL)
+            raise RequestError(marketing_objection_refusal(request.regime))
         if not ground_can_refuse(refusal.ground, rights[right]):
             raise RequestError(ground_for_another_right(refusal.ground, rights[right]))
         never_asked = identity_refusal(request, refusal.ground)
@@ -898,6 +902,17 @@ IDENTITY_TO_EXPLAIN = gettext_lazy(
     "Explain to the subject why their identity could not be verified: what we asked them for, and why what they "
     "sent (or did not send) is not enough. The letter must give the reasons (Art. 12(4))."
 )
+# The same for a request whose law does not number its articles as the GDPR does (wording.cites_gdpr_articles).
+IDENTITY_TO_EXPLAIN_WITHOUT_ARTICLE = gettext_lazy(
+    "Explain to the subject why their identity could not be verified: what we asked them for, and why what they "
+    "sent (or did not send) is not enough. The letter must give the reasons."
+)
+
+
+def identity_to_explain(regime: str) -> str:
+    """IDENTITY_TO_EXPLAIN as staff of a request under `regime` read it."""
+    return str(IDENTITY_TO_EXPLAIN if cites_gdpr_articles(regime) else IDENTITY_TO_EXPLAIN_WITHOUT_ARTICLE)
+
 # The letter of a request refused for an unverified identity: the door stays open (Art. 11(2), 12(2)). A new request,
 # since the refused one is closed and its status page takes no more replies.
 IDENTITY_NOT_VERIFIED_IN_LETTER = gettext_lazy(
@@ -920,6 +935,17 @@ MARKETING_OBJECTION_REFUSAL = gettext_lazy(
     "suppression list of each marketing purpose and complete the request. Only an identity that could "
     "not be verified or a manifestly unfounded or excessive request is a ground to reject it."
 )
+MARKETING_OBJECTION_REFUSAL_WITHOUT_ARTICLE = gettext_lazy(
+    "The subject objects to direct marketing, which cannot be refused: add them to the "
+    "suppression list of each marketing purpose and complete the request. Only an identity that could "
+    "not be verified or a manifestly unfounded or excessive request is a ground to reject it."
+)
+
+
+def marketing_objection_refusal(regime: str) -> str:
+    """MARKETING_OBJECTION_REFUSAL as staff of a request under `regime` read it (wording.cites_gdpr_articles)."""
+    return str(MARKETING_OBJECTION_REFUSAL if cites_gdpr_articles(regime) else MARKETING_OBJECTION_REFUSAL_WITHOUT_ARTICLE)
+
 
 
 # Refusing a right, whole (request_reject) or in part (request_complete), on a ground that cannot refuse it
@@ -952,9 +978,27 @@ GROUND_FOR_ANOTHER_RIGHT = {
         "request to limit the use of sensitive personal information under the CCPA, not “%(right)s”."
     ),
 }
+# The same for a request whose law does not number its articles as the GDPR does (wording.cites_gdpr_articles): the
+# grounds cited by a GDPR article. The CCPA's own keep their citations.
+GROUND_FOR_ANOTHER_RIGHT_WITHOUT_ARTICLES = {
+    RejectionGround.LEGAL_OBLIGATION: gettext_lazy("A legal obligation to retain the data can refuse only an erasure, not “%(right)s”."),
+    RejectionGround.RIGHTS_OF_OTHERS: gettext_lazy("The rights and freedoms of others can refuse only the data ported, not “%(right)s”."),
+    RejectionGround.COMPELLING_GROUNDS: gettext_lazy(
+        "Compelling legitimate grounds can refuse only an objection to processing other than direct marketing, not “%(right)s”."
+    ),
+    RejectionGround.LEGAL_CLAIMS: gettext_lazy("Legal claims can refuse only an erasure, not “%(right)s”."),
+    RejectionGround.DATA_ACCURATE: gettext_lazy(
+        "Data found accurate and complete can refuse only a request to correct or complete data, not “%(right)s”."
+    ),
+}
 # Refusing a withdrawal of consent on a ground other than who asks or how (models.ground_can_refuse).
 CONSENT_WITHDRAWAL_REFUSAL = gettext_lazy(
     "Consent can be withdrawn at any time (Art. 7(3)): only an identity that could not be verified or a manifestly "
+    "unfounded or excessive request is a ground to refuse “%(right)s”. Stop what was done on consent and complete the "
+    "request; if nothing was, say so in the letter."
+)
+CONSENT_WITHDRAWAL_REFUSAL_WITHOUT_ARTICLE = gettext_lazy(
+    "Consent can be withdrawn at any time: only an identity that could not be verified or a manifestly "
     "unfounded or excessive request is a ground to refuse “%(right)s”. Stop what was done on consent and complete the "
     "request; if nothing was, say so in the letter."
 )
@@ -975,19 +1019,30 @@ OTHERS_DATA_IN_AN_ACCESS_COPY = gettext_lazy(
     "data inventory before the package is compiled (its report tells the subject what was masked), and say in the "
     "letter what was left out and why."
 )
+OTHERS_DATA_IN_AN_ACCESS_COPY_WITHOUT_ARTICLES = gettext_lazy(
+    "The rights and freedoms of others limit only the copy of the data, never access itself: the subject "
+    "is still owed confirmation that we process their data and what the law says we must tell them of its use. Mask "
+    "the other people's data in the package instead: add the fields that identify them to “Masked fields” of the "
+    "category in the data inventory before the package is compiled (its report tells the subject what was masked), "
+    "and say in the letter what was left out and why."
+)
 
 
 def ground_for_another_right(ground: str, right: RequestedRight) -> str:
-    """Why `ground` cannot refuse the right asked `right` (models.ground_can_refuse said so), and what to do instead.
+    """Why `ground` cannot refuse the right asked `right` (models.ground_can_refuse said so), and what to do instead,
+    citing the GDPR's articles only where the request's law numbers them so (wording.cites_gdpr_articles).
     An objection to direct marketing is answered before (MARKETING_OBJECTION_REFUSAL)."""
     label = RIGHTS_THE_SUBJECT_ASKS[right.right]
+    gdpr_numbers = cites_gdpr_articles(right.request.regime)
     if ground == RejectionGround.RIGHTS_OF_OTHERS and right.right == RequestType.ACCESS:
-        return str(OTHERS_DATA_IN_AN_ACCESS_COPY)
+        return str(OTHERS_DATA_IN_AN_ACCESS_COPY if gdpr_numbers else OTHERS_DATA_IN_AN_ACCESS_COPY_WITHOUT_ARTICLES)
     if right.right == RequestType.WITHDRAW_CONSENT:
-        return CONSENT_WITHDRAWAL_REFUSAL % {"right": label}
+        refusal = CONSENT_WITHDRAWAL_REFUSAL if gdpr_numbers else CONSENT_WITHDRAWAL_REFUSAL_WITHOUT_ARTICLE
+        return refusal % {"right": label}
     if ground not in GROUND_FOR_ANOTHER_RIGHT:  # a ground every other right takes ("Other"): a CCPA request to limit
-        return CCPA_LIMIT_REFUSAL % {"ground": RejectionGround(ground).label}
-    return GROUND_FOR_ANOTHER_RIGHT[ground] % {"right": label}
+        return CCPA_LIMIT_REFUSAL % {"ground": label_in_letter(RejectionGround(ground).label, right.request.regime)}
+    messages = GROUND_FOR_ANOTHER_RIGHT if gdpr_numbers else {**GROUND_FOR_ANOTHER_RIGHT, **GROUND_FOR_ANOTHER_RIGHT_WITHOUT_ARTICLES}
+    return messages[ground] % {"right": label}
 
 
 # The rights and freedoms of others now refuse only the data ported (Art. 20(4); models.GROUNDS_FOR_SOME_RIGHTS): access
@@ -1029,17 +1084,19 @@ def request_reject(
     if ground == RejectionGround.IDENTITY_NOT_VERIFIED and not explanation:
         # Both of what is missing in one answer: the question to the subject too, when none was asked. Staff fixed
         # the reasons, then learned they could not refuse yet, one try each.
-        raise RequestError(" ".join(filter(None, [identity_refusal(request, ground), str(IDENTITY_TO_EXPLAIN)])))
+        raise RequestError(" ".join(filter(None, [identity_refusal(request, ground), identity_to_explain(request.regime)])))
     if ground in GROUNDS_TO_EXPLAIN and not explanation:
-        raise RequestError(
+        to_explain = (
             _("Explain to the subject why “%(ground)s” applies: the letter must give the reasons (Art. 12(4)).")
-            % {"ground": RejectionGround(ground).label}
+            if cites_gdpr_articles(request.regime)
+            else _("Explain to the subject why “%(ground)s” applies: the letter must give the reasons.")
         )
+        raise RequestError(to_explain % {"ground": label_in_letter(RejectionGround(ground).label, request.regime)})
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
         rights = list(locked.rights.all())
         if ground not in GROUNDS_AGAINST_A_MARKETING_OBJECTION and any(right.direct_marketing for right in rights):
-            raise RequestError(MARKETING_OBJECTION_REFUSAL)
+            raise RequestError(marketing_objection_refusal(locked.regime))
         not_refusable = [right for right in rights if not ground_can_refuse(ground, right)]
         if not_refusable:
             refusal = ground_for_another_right(ground, not_refusable[0])
