@@ -20,7 +20,8 @@ from django.contrib.sessions.backends import db
 from django.dispatch import receiver
 from django.utils import timezone
 
-# When the session's user signed in (their password; the code step keeps it), as an ISO 8601 string.
+# When the session's user signed in, as an ISO 8601 string: stamped by their password, so that a session half signed
+# in ends too, and again by the code step (staff.views.otp), which completes the sign-in.
 SIGNED_IN_AT = "signed_in_at"
 
 
@@ -71,7 +72,14 @@ class SessionStore(db.SessionStore):
 @receiver(user_logged_in)
 def stamp_sign_in(sender, request, user, **kwargs):
     if request is not None and hasattr(request, "session"):
-        request.session[SIGNED_IN_AT] = timezone.now().isoformat()
+        # A password typed again in a session signed in keeps its time until the code step stamps a new one:
+        # the password alone must not put off the session's end.
+        request.session.setdefault(SIGNED_IN_AT, timezone.now().isoformat())
+
+
+def stamp_code_step(request) -> None:
+    """The sign-in completed with the code: the session's absolute end counts from now."""
+    request.session[SIGNED_IN_AT] = timezone.now().isoformat()
 
 
 def not_activity(view):

@@ -38,6 +38,7 @@ from django.utils.translation import ngettext
 from django.utils.translation import get_language, gettext_lazy
 from django.views.decorators.http import require_POST
 from django.views.i18n import set_language
+from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -84,7 +85,7 @@ from requests_app.services import exports as export_service
 from requests_app.services import agents, handling, intake, routing, staff_setup
 from requests_app.services import webhooks as webhook_service
 from requests_app.staff import forms
-from requests_app.staff.sessions import not_activity
+from requests_app.staff.sessions import not_activity, stamp_code_step
 from requests_app.wording import cites_gdpr_articles, in_sentence
 
 PAGE_SIZE = 50
@@ -206,6 +207,13 @@ class LoginView(auth_views.LoginView):
     template_name = "staff/login.html"
     redirect_authenticated_user = False
 
+    def form_valid(self, form):
+        # Signing in again with the password starts a new sign-in, code step included: Django keeps a session's data
+        # when its own user signs in again, and with it django-otp's note that the code was given, which would take
+        # the password alone straight to the dashboard, unaudited.
+        self.request.session.pop(DEVICE_ID_SESSION_KEY, None)
+        return super().form_valid(form)
+
     def get_success_url(self):
         return f"{reverse('staff:otp')}?{urlencode({'next': _safe_next(self.request, reverse('staff:home'))})}"
 
@@ -247,6 +255,7 @@ def otp(request: HttpRequest) -> HttpResponse:
             # A new session key, as the password step got one: whoever planted a half-signed-in session
             # cookie in this browser (they knew the password) must not find it signed in with our code.
             request.session.cycle_key()
+            stamp_code_step(request)
             with transaction.atomic():
                 record_event(None, "staff_signed_in", actor=Actor.staff(user), data={})
             remember_language(user, request.LANGUAGE_CODE)

@@ -616,6 +616,45 @@ def test_a_session_ends_hours_after_signing_in_however_active(client, settings):
 
 
 @pytest.mark.django_db
+def test_a_password_typed_again_in_a_signed_in_session_starts_a_new_sign_in_code_and_all(client, settings):
+    """Django keeps a session's data when its own user signs in again, django-otp's note of the code with it: the
+    password alone went straight to the dashboard, unaudited, and put off the session's absolute end."""
+    settings.SESSION_ABSOLUTE_TIMEOUT = timedelta(hours=2)
+    dpo = staff_in_role("DPO", username="dpo1")
+    device = TOTPDevice.objects.create(user=dpo, name="phone", confirmed=True)
+    password_only = Client()
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock:
+        for browser in (client, password_only):
+            sign_in_with_password(browser, "dpo1")
+            assert browser.post(reverse("staff:otp"), {"token": current_code(device)}).url == reverse("staff:home")
+            clock.shift(device.step)  # a code is taken once
+
+        for minutes in (20, 40, 60, 80, 100):
+            clock.move_to(start + timedelta(minutes=minutes))
+            for browser in (client, password_only):
+                assert browser.get(reverse("staff:home")).status_code == 200
+        for browser in (client, password_only):
+            assert sign_in_with_password(browser, "dpo1").url.startswith(reverse("staff:otp"))
+            assert browser.get(reverse("staff:home")).url.startswith(reverse("staff:otp"))
+        assert "Enter your code" in client.get(reverse("staff:otp")).content.decode()
+
+        clock.move_to(start + timedelta(minutes=110))
+        assert client.post(reverse("staff:otp"), {"token": current_code(device)}).url == reverse("staff:home")
+        assert AuditEvent.objects.filter(action="staff_signed_in").count() == 3  # audited as any sign-in
+
+        # The code step restarted the session's clock; the password alone did not.
+        clock.move_to(start + timedelta(hours=2, minutes=1))
+        assert client.get(reverse("staff:home")).status_code == 200
+        assert password_only.get(reverse("staff:otp")).url == reverse("staff:login")
+        for minutes in (145, 170, 195, 220, 229):
+            clock.move_to(start + timedelta(minutes=minutes))
+            assert client.get(reverse("staff:home")).status_code == 200
+        clock.move_to(start + timedelta(minutes=230, seconds=1))
+        assert client.get(reverse("staff:home")).url.startswith(reverse("staff:login"))
+
+
+@pytest.mark.django_db
 def test_a_session_signed_in_before_sign_ins_were_stamped_ends_hours_after_its_first_use(client, settings):
     from django.contrib.sessions.models import Session
 
