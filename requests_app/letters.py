@@ -7,13 +7,17 @@ saved: whatever can fail at that moment must be refused when it is saved instead
 (it prints the whole context): only the tags below, and Django's built-in filters.
 """
 
+import contextvars
 import datetime
+import functools
 import itertools
 import re
 from dataclasses import dataclass
 
 from django.template import Context, Engine, Library, Template, TemplateSyntaxError, defaultfilters, defaulttags
-from django.template.base import Lexer, TokenType
+from django.template.base import FilterExpression, Lexer, Node, NodeList, TokenType
+from django.template.smartif import TokenBase
+from django.utils.formats import number_format
 from django.utils.translation import gettext_lazy
 
 LETTER_TAGS = [
@@ -21,9 +25,95 @@ LETTER_TAGS = [
     "resetcycle", "spaceless", "templatetag", "verbatim", "with",
 ]
 
+# A DPO's template is rendered for every letter of its purpose, in a web request or a task: it must not be able to
+# make a letter take minutes or gigabytes (six nested loops over {{ reference }} took a minute, {{ body|ljust:"50000000" }}
+# made 50 MB). Rules that make that impossible, rather than a time limit, which would refuse a letter on a busy day:
+# - when a template is parsed (saved, and each time a letter is written with it): its length (LETTER_TEMPLATE_MAX_CHARS),
+#   for tags at most MAX_LOOP_DEPTH deep (one inside another: forloop.parentloop), and a width given to a padding or
+#   formatting filter written as a number up to MAX_WIDTH;
+# - while a letter is rendered: what its filters read and make and its loops' turns count against RENDER_BUDGET
+#   characters, and the letter itself may be LETTER_MAX_CHARS long; past either, the render stops (LetterTooLarge).
+# A real letter is a few thousand characters: what staff write is at most TEXT_MAX_CHARS (10,000).
+LETTER_TEMPLATE_MAX_CHARS = 20_000
+LETTER_MAX_CHARS = 200_000
+RENDER_BUDGET = 1_000_000
+MAX_LOOP_DEPTH = 2
+MAX_WIDTH = 100
+
+# The filters whose numeric argument sets how wide what they print is: "%0999999d" or floatformat:"999999" too.
+WIDTH_FILTERS = ["center", "floatformat", "ljust", "rjust", "stringformat"]
+
+
+class LetterTooLarge(Exception):
+    """A letter that would be longer than LETTER_MAX_CHARS, or take more than RENDER_BUDGET to write."""
+
+    def __init__(self):
+        super().__init__(
+            gettext_lazy("the letter would be too long, or take too long to write: the template repeats or pads its text "
+                         "too much.")
+        )
+
+
+# The budget of the render under way in this thread (_LetterTemplate.render): characters left.
+_budget_left = contextvars.ContextVar("letter_budget_left")
+
+
+def _spend(characters: int) -> None:
+    left = _budget_left.get() - characters
+    _budget_left.set(left)
+    if left < 0:
+        raise LetterTooLarge()
+
+
+def _size(value) -> int:
+    """How many characters `value` counts for: a text's or a list's length; a date, a number or a flag, one."""
+    return len(value) if isinstance(value, (str, list, tuple)) else 1
+
+
+def _counted(filter_function):
+    """`filter_function`, counting what it reads and makes against the render's budget. Joining text with a separator
+    is counted before it is made: a separator as long as the text, {{ body|join:body }}, squares it."""
+
+    @functools.wraps(filter_function)  # keeps the flags Django reads (is_safe, needs_autoescape) and the signature
+    def counted(value, *args, **kwargs):
+        if filter_function is defaultfilters.join and args:
+            _spend(_size(value) * len(str(args[0])))
+        made = filter_function(value, *args, **kwargs)
+        _spend(_size(value) + _size(made))
+        return made
+
+    return counted
+
+
+class _LoopTurn(Node):
+    """The body of a for tag: each turn counts against the render's budget, ten characters for each of its nodes
+    besides what it prints, so that a loop printing nothing, or testing a long text at each turn, still ends soon."""
+
+    child_nodelists = ("nodelist",)
+
+    def __init__(self, nodelist: NodeList):
+        self.nodelist = nodelist
+        self.cost = 10 * (1 + len(nodelist.get_nodes_by_type(Node)))
+
+    def render(self, context):
+        text = self.nodelist.render(context)
+        _spend(self.cost + len(text))
+        return text
+
+
+def _counted_for(parser, token):
+    """Django's for tag, its turns counted (_LoopTurn)."""
+    node = defaulttags.do_for(parser, token)
+    turn = _LoopTurn(node.nodelist_loop)
+    turn.token, turn.origin = token, parser.origin
+    node.nodelist_loop = NodeList([turn])
+    return node
+
+
 _letter_library = Library()
-_letter_library.tags = {name: defaulttags.register.tags[name] for name in LETTER_TAGS}
-_letter_library.filters = dict(defaultfilters.register.filters)
+_letter_library.tags = {name: defaulttags.register.tags[name] for name in LETTER_TAGS} | {"for": _counted_for}
+_letter_library.filters = {name: _counted(function) for name, function in defaultfilters.register.filters.items()}
+_width_filters = {_letter_library.filters[name] for name in WIDTH_FILTERS}
 
 # No loaders and no libraries to load. An Engine always adds Django's own tags (with {% load %} and
 # {% include %}) to those it is given: they are replaced here by the letter's.
@@ -59,11 +149,73 @@ PLACEHOLDERS = [*SAMPLE_VALUES, "by_post", "clock_paused"]
 OUTCOME_MARK = "\x00outcome\x00"
 
 
+class _LetterTemplate(Template):
+    """A letter's template, whose every render has its budget (RENDER_BUDGET) and its longest letter (LETTER_MAX_CHARS)."""
+
+    def render(self, context):
+        budget = _budget_left.set(RENDER_BUDGET)
+        try:
+            text = super().render(context)
+        finally:
+            _budget_left.reset(budget)
+        if len(text) > LETTER_MAX_CHARS:
+            raise LetterTooLarge()
+        return text
+
+
 def parse(source: str) -> Template:
     """`source` as a letter's template. Raises TemplateSyntaxError, for a tag a letter may not use too, and for a
-    placeholder, tag or comment left open ("{{ reference"), which Django takes for text: it reached the subject."""
+    placeholder, tag or comment left open ("{{ reference"), which Django takes for text: it reached the subject; and
+    for what could make a letter without end (_refuse_blow_ups)."""
+    if len(source) > LETTER_TEMPLATE_MAX_CHARS:
+        raise TemplateSyntaxError(
+            gettext_lazy("A template may be at most %(max)s characters long.")
+            % {"max": number_format(LETTER_TEMPLATE_MAX_CHARS, force_grouping=True)}
+        )
     _refuse_unclosed_markup(source)
-    return _engine.from_string(source)
+    template = _LetterTemplate(source, engine=_engine)
+    _refuse_blow_ups(template)
+    return template
+
+
+def _refuse_blow_ups(template: Template) -> None:
+    """Refuse for tags deeper than MAX_LOOP_DEPTH, whose turns multiply, and a width given to a padding or formatting
+    filter other than as a number up to MAX_WIDTH (a placeholder's value may be any number)."""
+    for node in template.nodelist.get_nodes_by_type(Node):
+        if isinstance(node, defaulttags.ForNode) and 1 + _loop_depth(node.nodelist_loop) > MAX_LOOP_DEPTH:
+            raise TemplateSyntaxError(
+                gettext_lazy("The for tag on line %(line)s has for tags inside it more than one deep: a letter may have "
+                             "a for tag inside another, no deeper.") % {"line": node.token.lineno}
+            )
+        for expression in _filter_expressions(vars(node).values()):
+            for function, arguments in expression.filters:
+                if function in _width_filters and not all(
+                    not is_variable and all(int(number) <= MAX_WIDTH for number in re.findall(r"\d+", str(argument)))
+                    for is_variable, argument in arguments
+                ):
+                    raise TemplateSyntaxError(
+                        gettext_lazy("The filter “%(filter)s” on line %(line)s may be given a width of at most %(max)s, "
+                                     "written as a number.")
+                        % {"filter": function.__name__, "line": node.token.lineno, "max": MAX_WIDTH}
+                    )
+
+
+def _loop_depth(nodelist: NodeList) -> int:
+    """How deep the for tags in `nodelist` go: 0 without any, 1 without one inside another."""
+    return max((1 + _loop_depth(node.nodelist_loop) for node in nodelist.get_nodes_by_type(defaulttags.ForNode)), default=0)
+
+
+def _filter_expressions(values):
+    """The filter expressions among a node's attributes: a placeholder's, a tag's arguments, an if tag's conditions."""
+    for value in values:
+        if isinstance(value, FilterExpression):
+            yield value
+        elif isinstance(value, TokenBase):  # an if tag's condition, or a part of it
+            yield from _filter_expressions(vars(value).values())
+        elif isinstance(value, dict):
+            yield from _filter_expressions(value.values())
+        elif isinstance(value, (list, tuple)) and not isinstance(value, NodeList):  # nodes are looked at one by one
+            yield from _filter_expressions(value)
 
 
 # Each opening of markup: the refusal when it is left open, what must close it, and the tag that prints it as text.

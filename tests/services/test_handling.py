@@ -696,6 +696,77 @@ def test_a_stored_template_that_fails_refuses_the_letter_and_sends_nothing(dpo, 
     assert not request.events.filter(action__in=["completed", "status_changed"]).exists()
 
 
+# What a DPO's template could make of one letter without the limits of letters.py: a minute's work, or 50 MB.
+BLOW_UPS = {
+    "loops three deep": "{% for a in reference %}{% for b in reference %}{% for c in reference %}{% endfor %}{% endfor %}"
+                        "{% endfor %}{{ body }}",
+    "a width in millions": '{{ body|ljust:"50000000" }}',
+    "a width in a format": '{{ body }}{{ reference|stringformat:"099999999s" }}',
+    "a width in a condition": '{{ body }}{% if reference|center:"5000000" %}x{% endif %}',
+    "a width in a filter tag": '{% filter rjust:"5000000" %}{{ body }}{% endfilter %}',
+    "a width a placeholder gives": "{{ body|ljust:due_on }}",
+    "filters doubling the text": "{{ body }}{{ reference" + '|join:"-"' * 30 + " }}",
+    "loops repeating a padded text": '{% for a in body %}{% for b in body %}{{ body|ljust:"100" }}{{ rights|rjust:"100" }}'
+                                     "{% endfor %}{% endfor %}",
+    "a template of a book": "{{ body }}" + "Lorem ipsum. " * 2000,
+}
+
+
+@pytest.mark.parametrize("source", BLOW_UPS.values(), ids=BLOW_UPS.keys())
+def test_a_template_that_would_make_a_letter_without_end_is_refused_when_saved(source):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as refused:
+        ResponseTemplate(purpose=TemplatePurpose.MESSAGE, language="en", subject="About {{ reference }}", body=source).clean()
+    error = refused.value.message_dict["body"][0]
+    assert error.startswith(("This template has an error: ", "A letter cannot be written with this template: "))
+    assert any(
+        why in error for why in ("more than one deep", "a width of at most 100, written as a number", "too long to write",
+                                 "at most 20,000 characters long")
+    ), error
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body",
+    [
+        BLOW_UPS["a width in millions"],
+        # Saved, since it makes a short letter of the sample text; staff's ten thousand characters, repeated as often.
+        "{% for character in body %}{{ body }}{% endfor %}",
+        "{{ body|join:body }}",
+    ],
+)
+def test_a_letter_too_large_to_write_is_refused_when_sent_and_nothing_is_sent(dpo, mailoutbox, body, django_capture_on_commit_callbacks):
+    from requests_app.models import TEXT_MAX_CHARS
+
+    ResponseTemplate.objects.create(purpose=TemplatePurpose.MESSAGE, language="en", subject="About", body=body)  # no clean()
+    request = request_in_status(Status.IN_PROGRESS)
+    mailoutbox.clear()
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RequestError, match="a DPO must correct it"):
+        handling.message_send(request=request, actor=Actor.staff(dpo), body="x" * TEXT_MAX_CHARS)
+    assert not request.messages.exists() and not mailoutbox
+
+
+@pytest.mark.django_db
+def test_a_letter_with_loops_and_widths_within_the_limits_sends_the_longest_text_staff_write(dpo, django_capture_on_commit_callbacks):
+    from requests_app.models import TEXT_MAX_CHARS
+
+    template = ResponseTemplate(
+        purpose=TemplatePurpose.MESSAGE, language="en", subject='{{ reference|ljust:"20" }}|',
+        body='{{ body|wordwrap:72 }}{% for line in body.splitlines %}> {{ line|center:"6" }}\n{% endfor %}'
+             '{{ "1.5"|floatformat:"2" }} {{ reference|stringformat:"20s" }}',
+    )
+    template.clean()
+    template.save()
+    request = request_in_status(Status.IN_PROGRESS)
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.message_send(request=request, actor=Actor.staff(dpo), body="ab\n" * (TEXT_MAX_CHARS // 3))
+    letter = last_letter(request)
+    assert letter.subject == f"{request.reference:<20}|"
+    assert letter.body.count(">   ab  \n") == TEXT_MAX_CHARS // 3
+    assert letter.body.endswith(f"1.50 {request.reference:>20}")
+
+
 @pytest.mark.django_db
 def test_stale_actions_are_refused_and_change_nothing(dpo):
     request = request_in_status(Status.IN_PROGRESS)
