@@ -59,6 +59,26 @@ def dashboard_referrer(get_response):
     return middleware
 
 
+# Pages whose address carries a secret (a status page and its downloads, an email's verification link, a staff
+# account's setup link) or that are for staff only: kept out of search engines (not_indexed).
+NOT_INDEXED_PATHS = ("/status/", "/verify/", *STAFF_PATHS)
+
+
+def not_indexed(get_response):
+    """Ask search engines not to index, follow or keep a copy of what a secret address or the staff's site answers.
+    A secret address leaks (a browser extension, a shared link) and a crawler that follows it must not make its page
+    findable; a file answered there (a download) has no <meta> tag to say so, hence the header. The request form
+    stays indexed: it is how a subject finds where to ask."""
+
+    def middleware(request):
+        response = get_response(request)
+        if request.path.startswith(NOT_INDEXED_PATHS):
+            response["X-Robots-Tag"] = "noindex, nofollow, noarchive"
+        return response
+
+    return middleware
+
+
 def body_limit(get_response):
     """Refuse (413) a request body larger than its limit, before anything reads it: Django writes an upload to
     disk before any view can check its size, and the CSRF check reads the whole body of a form before it

@@ -160,6 +160,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "privacy_portal.middleware.no_store",
     "privacy_portal.middleware.dashboard_referrer",
+    "privacy_portal.middleware.not_indexed",
     # Before the API's own middleware: the answers it makes before any view (a 308, 411, 413, an unknown endpoint)
     # are written in the caller's language, and carry Content-Language and Vary as the views' answers do.
     "django.middleware.locale.LocaleMiddleware",

@@ -51,3 +51,28 @@ def test_only_the_dashboard_tells_the_next_page_its_address(client, staff_user):
     assert client.get("/api/v1/ping/")["Referrer-Policy"] == "strict-origin"
     response = login_staff(client, staff_user).get(reverse("staff:home"))
     assert response.status_code == 200 and response["Referrer-Policy"] == "same-origin"
+
+
+@pytest.mark.django_db
+def test_pages_at_a_secret_address_and_the_staff_site_ask_not_to_be_indexed(client, staff_user):
+    """A secret address that leaks (a shared link, a browser extension) must not make its page findable: the status
+    page, its downloads (a file has no <meta> tag), the verification link, and every page for staff."""
+    from tests.factories import request_in_status
+    from requests_app.models import Status
+
+    request = request_in_status(Status.IN_PROGRESS)
+    status_page = reverse("status", args=[request.reference, request.secret])
+    secret_addresses = [
+        status_page,
+        reverse("download", args=[request.reference, request.secret, "not-a-token"]),
+        reverse("verify_email", args=["not-a-token"]),
+        reverse("staff:login"),
+    ]
+    answers = [client.get(url) for url in secret_addresses]
+    login_staff(client, staff_user)
+    answers += [client.get(reverse("staff:home")), client.get(reverse("admin:index"))]
+    assert answers[0].status_code == answers[-2].status_code == answers[-1].status_code == 200
+    for answer in answers:
+        assert answer["X-Robots-Tag"] == "noindex, nofollow, noarchive"
+    # How a subject finds where to ask stays findable.
+    assert not client.get(reverse("submit")).has_header("X-Robots-Tag")
