@@ -62,6 +62,12 @@ class LimitReached:
         """The wait in words, for the page that refuses ("Please wait 15 minutes")."""
         return wait_in_words(self.seconds_left)
 
+    def with_retry_after(self, response: HttpResponse) -> HttpResponse:
+        """`response`, the page refusing the submission, with the seconds to wait in Retry-After, as the API's 429s
+        have them: a client that reads the header (a script, a browser extension) waits rather than trying again."""
+        response["Retry-After"] = str(self.seconds_left)  # whole seconds already (django-ratelimit)
+        return response
+
 
 def email_counter_key(email: str) -> str:
     """What the per-email limit counts under: a keyed hash of the address, never the address, so that the cache holds
@@ -103,7 +109,8 @@ def _seconds_left(request: HttpRequest, group: str, key, rate, *, increment: boo
     windows: the count starts again from zero then), else None, also while the cache is unreachable
     (RATELIMIT_FAIL_OPEN)."""
     usage = get_usage(request, group=group, key=key, rate=rate, increment=increment)
-    return usage["time_left"] if usage and usage["should_limit"] else None
+    # Its time_left counts to the window's last second, which still counts against it: the limit frees a second later.
+    return usage["time_left"] + 1 if usage and usage["should_limit"] else None
 
 
 def submit_request(request: HttpRequest) -> HttpResponse:
@@ -122,7 +129,7 @@ def submit_request(request: HttpRequest) -> HttpResponse:
             # Counted against the address the link goes to: the agent's, when an agent files.
             if reached := over_the_limit(request, "submit", email=details["agent_email"] or details["subject_email"]):
                 context = {"form": form, "notice": _privacy_notice(), "rate_limited": reached}
-                return render(request, "requests_app/submit.html", context, status=429)
+                return reached.with_retry_after(render(request, "requests_app/submit.html", context, status=429))
             try:
                 privacy_request = intake.request_submit(**details, actor=Actor.subject())
             except intake.AlreadySubmitted as sent_at_once:
@@ -221,7 +228,9 @@ def resend_link(request: HttpRequest) -> HttpResponse:
         form = ResendLinkForm(request.POST)
         if form.is_valid():
             if reached := over_the_limit(request, "resend", email=form.cleaned_data["email"]):
-                return render(request, "requests_app/resend.html", {"form": form, "rate_limited": reached}, status=429)
+                return reached.with_retry_after(
+                    render(request, "requests_app/resend.html", {"form": form, "rate_limited": reached}, status=429)
+                )
             intake.request_resend_link(**form.cleaned_data)
             # The same answer whether or not the details matched.
             return render(request, "requests_app/resend_done.html")
@@ -395,7 +404,7 @@ def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
             if reached.limit == OVER_THE_NETWORK_LIMIT
             else _("Too many documents sent for this request in a short time: please wait %(wait)s and try again.")
         ) % {"wait": reached.wait}
-        return _reply_refused(request, privacy_request, body, reason, status=429, field="document")
+        return reached.with_retry_after(_reply_refused(request, privacy_request, body, reason, status=429, field="document"))
     # An empty post is refused below, uncounted.
     if document is None and body.strip() and (reached := over_the_limit(request, "reply", email=email)):
         reason = (
@@ -403,7 +412,7 @@ def reply(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
             if reached.limit == OVER_THE_NETWORK_LIMIT
             else _("Too many messages sent for this request in a short time: please wait %(wait)s and try again.")
         ) % {"wait": reached.wait}
-        return _reply_refused(request, privacy_request, body, reason, status=429)
+        return reached.with_retry_after(_reply_refused(request, privacy_request, body, reason, status=429))
     try:
         handling.subject_reply(
             request=privacy_request, body=body, document=document,

@@ -487,6 +487,23 @@ def test_a_refusal_says_how_long_until_the_limit_frees_whatever_its_period(setti
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("limit", ["SUBMISSION_RATE_LIMIT", "SUBMISSION_EMAIL_RATE_LIMIT"])
+def test_a_refusal_says_in_retry_after_how_many_seconds_until_the_limit_frees(settings, limit):
+    """As the API's 429s do: a client that reads the header waits as long as it must, and no longer."""
+    setattr(settings, limit, "1/h")
+    with time_machine.travel(datetime.datetime(2026, 12, 2, 9, 0, 7, tzinfo=datetime.UTC), tick=False) as traveller:
+        assert Client().post(reverse("submit"), VALID, REMOTE_ADDR="198.51.100.61").status_code == 302
+        refused = Client().post(reverse("submit"), VALID, REMOTE_ADDR="198.51.100.61")
+        assert refused.status_code == 429
+        seconds = int(refused["Retry-After"])
+        assert 0 < seconds <= 3600
+        traveller.shift(datetime.timedelta(seconds=seconds - 1))
+        assert Client().post(reverse("submit"), VALID, REMOTE_ADDR="198.51.100.61").status_code == 429
+        traveller.shift(datetime.timedelta(seconds=1))
+        assert Client().post(reverse("submit"), VALID, REMOTE_ADDR="198.51.100.61").status_code == 302
+
+
+@pytest.mark.django_db
 def test_many_people_behind_one_mobile_operators_address_can_each_file(client, settings):
     """Carrier-grade NAT: subscribers share one public address; each files under their own email address."""
     settings.SUBMISSION_RATE_LIMIT, settings.SUBMISSION_EMAIL_RATE_LIMIT = "4/h", "1/h"

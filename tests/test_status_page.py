@@ -575,7 +575,9 @@ def test_documents_are_limited_per_client_as_submissions_are(client, settings):
     request = request_in_status(Status.IN_PROGRESS)
     # A file refused for its format uses up no attempt: a phone's HEIC photo tried twice, then the JPEG.
     assert [send_document(client, request, name="photo.pdf", content=b"<html>").status_code for _ in range(3)] == [400, 400, 400]
-    assert [send_document(client, request).status_code for _ in range(3)] == [302, 302, 429]
+    answers = [send_document(client, request) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [302, 302, 429]
+    assert 0 < int(answers[-1]["Retry-After"]) <= 3600  # seconds, as the API's 429s say it
     assert request.attachments.count() == 2
     assert client.post(reverse("reply", args=[request.reference, request.secret]), {"body": "Words only."}).status_code == 302
 
@@ -588,6 +590,7 @@ def test_messages_are_limited_per_client_as_submissions_are(client, settings):
     url = reverse("reply", args=[request.reference, request.secret])
     answers = [client.post(url, {"body": f"Message number {n}"}) for n in range(3)]
     assert [answer.status_code for answer in answers] == [302, 302, 429]
+    assert 0 < int(answers[-1]["Retry-After"]) <= 3600
     page = answers[-1].content.decode()
     assert re.search(rf"Too many messages sent from here: {STATED_WAIT}", page)  # not "try again later"
     assert ">Message number 2</textarea>" in page

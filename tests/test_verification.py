@@ -175,6 +175,7 @@ def test_resending_is_rate_limited_and_keeps_what_was_typed(client, settings):
     assert client.post(reverse("resend_link"), details, REMOTE_ADDR="198.51.100.20").status_code == 200
     limited = client.post(reverse("resend_link"), details, REMOTE_ADDR="198.51.100.20")
     assert limited.status_code == 429
+    assert 0 < int(limited["Retry-After"]) <= 3600
     assert "Too many requests" in limited.content.decode() and f'value="{request.reference}"' in limited.content.decode()
     assert len(mail.outbox) == 2  # the first link and one re-send
 
