@@ -73,9 +73,10 @@ def verified_only(asked: RequestedRight) -> bool:
 
 def usable_kinds(request: PrivacyRequest, asked: RequestedRight) -> set[str]:
     """The kinds of identifier that may put the subject on a list for `asked`, one of the request's rights
-    (verified_only). Reads request.identities.all(): prefetch it for many."""
+    (verified_only): verified by a method that proves them, as the source systems are searched (a phone number
+    verified by an identity document may be someone else's, whom a list would then stop contacting). Reads request.identities.all(): prefetch it for many."""
     check = verified_only(asked)
-    return {identity.kind for identity in request.identities.all() if identity.verified_at or not check}
+    return {identity.kind for identity in request.identities.all() if identity.is_searchable or not check}
 
 
 def missing_identifier(
@@ -160,7 +161,7 @@ def suppress(*, request: PrivacyRequest, actor: Actor, right: str, purposes: Ite
     with transaction.atomic():
         locked = _locked_open(request)
         asked = _asked_right(locked, right)
-        usable = locked.identities.filter(verified_at__isnull=False) if verified_only(asked) else locked.identities.all()
+        usable = locked.identities.searchable() if verified_only(asked) else locked.identities.all()
         identities = {(kind, normalised_identifier(kind, value)) for kind, value in usable.values_list("kind", "value")}
         kinds_usable = {kind for kind, _value in identities}
         added, not_applied = {}, []

@@ -97,6 +97,20 @@ def test_a_phone_number_verified_later_lets_the_list_be_applied_and_the_request_
     assert "lodge a complaint" not in body
 
 
+@pytest.mark.django_db
+def test_a_phone_number_verified_by_a_method_that_does_not_prove_it_puts_nobody_on_a_list(dpo, calls):
+    """An identity document proves who the subject is, not that the number is theirs: a list would stop calling
+    whoever it belongs to (IDENTITY_PROVING_METHODS), as the source systems are not searched by it either."""
+    request = marketing_objection(subject_phone="+32470123456")
+    request.identities.filter(kind="phone").update(verified_at=timezone.now(), verification_method="document")
+    assert suppression.suppress(request=request, actor=dpo, right="objection", purposes=[calls]) == {}
+    assert not SuppressionEntry.objects.exists()
+
+    request.identities.filter(kind="phone").update(verification_method="callback")
+    assert suppression.suppress(request=request, actor=dpo, right="objection", purposes=[calls]) == {"telemarketing": 1}
+    assert SuppressionEntry.objects.get().value == "+32470123456"
+
+
 # Staff's words end the sentence "The reason: …" with its full stop, given or not, and never two.
 @pytest.mark.parametrize("reason", [NO_PHONE, NO_PHONE.removesuffix(".")])
 @pytest.mark.django_db
