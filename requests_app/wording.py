@@ -83,6 +83,9 @@ CITATIONS = {
         "portability": gettext_lazy("LGPD (Lei 13.709/2018) Art. 18, V"),
         # Art. 18, IX: revoking consent, as Art. 8 §5 allows at any time.
         "consent_withdrawal": gettext_lazy("Article 18, IX LGPD"),
+        # Art. 18 §6: telling those the data was shared with of a correction, erasure, anonymisation or blocking,
+        # unless impossible or disproportionate, as the GDPR's Art. 19 does.
+        "recipients_told": gettext_lazy("Article 18, §6 LGPD"),
     },
 }
 
