@@ -148,8 +148,8 @@ LINE_PROVING_METHODS = (
 # is not enough: whoever files with another person's phone number, and their own ID, would otherwise be sent that
 # person's call records. So an identity document proves only the email address, the request's own: whatever we
 # answer goes to that mailbox, and a request received directly releases no unencrypted package until the
-# address's owner confirms it (PrivacyRequest.email_unconfirmed). A phone number takes what proves a line
-# (LINE_PROVING_METHODS); an IP address or a customer reference, the account records staff matched it to (or the
+# address's owner confirms it (PrivacyRequest.email_unconfirmed); not on an agent's request (proving_methods).
+# A phone number takes what proves a line (LINE_PROVING_METHODS); an IP address or a customer reference, the account records staff matched it to (or the
 # organisation's word, its subscriber's). A call-back proves a line, not a mailbox, an address or an account.
 IDENTITY_PROVING_METHODS = {
     IdentityKind.EMAIL: (
@@ -164,9 +164,20 @@ IDENTITY_PROVING_METHODS = {
 }
 
 
-def method_proves(kind: str, method: str) -> bool:
-    """Whether verifying an identifier of `kind` by `method` proves it is the subject's (IDENTITY_PROVING_METHODS)."""
-    return method in IDENTITY_PROVING_METHODS[kind]
+def proving_methods(kind: str, *, filed_by_agent: bool) -> tuple[str, ...]:
+    """The methods that prove an identifier of `kind` is the subject's (IDENTITY_PROVING_METHODS). On a request an
+    agent filed, an identity document no longer proves the email address: what we answer goes to the agent, so the
+    subject's address is one more identifier the agent typed, and someone with a look-alike ID would be sent the
+    data of whoever owns it."""
+    methods = IDENTITY_PROVING_METHODS[kind]
+    if filed_by_agent and kind == IdentityKind.EMAIL:
+        return tuple(method for method in methods if method != VerificationMethod.DOCUMENT)
+    return methods
+
+
+def method_proves(kind: str, method: str, *, filed_by_agent: bool) -> bool:
+    """Whether verifying an identifier of `kind` by `method` proves it is the subject's (proving_methods)."""
+    return method in proving_methods(kind, filed_by_agent=filed_by_agent)
 
 
 class Organisation(models.Model):
@@ -692,6 +703,10 @@ class SubjectIdentityQuerySet(models.QuerySet):
         for kind, methods in IDENTITY_PROVING_METHODS.items():
             others = [method for method in VerificationMethod.values if method not in methods]
             unproven |= models.Q(kind=kind, verification_method__in=others)
+        # An agent's request: an identity document does not prove the subject's email address (proving_methods).
+        unproven |= models.Q(
+            kind=IdentityKind.EMAIL, verification_method=VerificationMethod.DOCUMENT, request__agent_capacity__gt=""
+        )
         return self.filter(verified_at__isnull=False).exclude(unproven)
 
 
@@ -734,7 +749,11 @@ class SubjectIdentity(models.Model):
     def not_searched_for_its_method(self) -> bool:
         """Verified, but by a method that does not prove its kind: the source systems are not searched by it
         (SubjectIdentityQuerySet.searchable)."""
-        return self.is_verified and bool(self.verification_method) and not method_proves(self.kind, self.verification_method)
+        return (
+            self.is_verified
+            and bool(self.verification_method)
+            and not method_proves(self.kind, self.verification_method, filed_by_agent=self.request.filed_by_agent)
+        )
 
     @property
     def is_searchable(self) -> bool:

@@ -63,7 +63,7 @@ def dpo(db):
 @pytest.mark.django_db
 def test_an_agent_files_for_the_subject_without_the_subjects_email_and_gets_the_link(client, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        response = post_form(client, **AS_AGENT)
+        response = post_form(client, **{**AS_AGENT, "language": "en"})
 
     assert response.status_code == 302
     request = PrivacyRequest.objects.get()
@@ -223,6 +223,27 @@ def test_a_request_is_completed_only_once_the_agents_authority_is_confirmed(dpo)
     agents.agent_authority_confirm(request=request, actor=Actor.staff(dpo), method=AgentAuthorityMethod.POWER_OF_ATTORNEY)
     handling.request_complete(request=request, actor=Actor.staff(dpo), letter="Here it is.", expected_status=Status.IN_PROGRESS)
     assert PrivacyRequest.objects.get(pk=request.pk).status == Status.COMPLETED
+
+
+@pytest.mark.django_db
+def test_an_identity_document_does_not_prove_the_subjects_email_on_an_agents_request(dpo):
+    """What we answer goes to the agent: the subject's address is one more identifier the agent typed, and a
+    look-alike ID would otherwise have the source systems searched for whoever owns it."""
+    request = agents_request(Status.IDENTITY_CHECK, subject_email="ana@example.org")
+    email = request.identities.get(kind=IdentityKind.EMAIL)
+
+    with pytest.raises(RequestError, match="does not prove that the email address is the subject's"):
+        handling.identity_verify(
+            request=request, actor=Actor.staff(dpo), identity_ids=[email.id], method="document",
+            expected_status=Status.IDENTITY_CHECK,
+        )
+    assert not request.identities.filter(verified_at__isnull=False).exists()
+    # One verified so before the rule is not searched; the account records prove it.
+    request.identities.filter(pk=email.pk).update(verified_at=timezone.now(), verification_method="document")
+    assert not request.identities.searchable().exists()
+    assert request.identities.get(pk=email.pk).not_searched_for_its_method
+    request.identities.filter(pk=email.pk).update(verification_method="account_records")
+    assert list(request.identities.searchable()) == [email]
 
 
 @pytest.mark.django_db

@@ -23,7 +23,6 @@ from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
     GROUNDS_AGAINST_A_MARKETING_OBJECTION,
-    IDENTITY_PROVING_METHODS,
     REFUSABLE_GROUNDS,
     RIGHTS_THE_SUBJECT_ASKS,
     TEXT_MAX_CHARS,
@@ -44,6 +43,7 @@ from requests_app.models import (
     TemplatePurpose,
     VerificationMethod,
     method_proves,
+    proving_methods,
     ground_can_refuse,
     no_email_to_write_to,
     refuses_only_the_whole_request,
@@ -499,11 +499,11 @@ def note_add(*, request: PrivacyRequest, actor: Actor, body: str) -> InternalNot
 def unproven_identity_refusal(*, kind: str, method: str, request: PrivacyRequest) -> str | None:
     """Why `method` cannot verify the subject's identifier of `kind` (IDENTITY_PROVING_METHODS), naming the methods
     staff may record for it on `request` instead; None when it can."""
-    if method_proves(kind, method):
+    if method_proves(kind, method, filed_by_agent=request.filed_by_agent):
         return None
     methods = [
         VerificationMethod(proving).label
-        for proving in IDENTITY_PROVING_METHODS[kind]
+        for proving in proving_methods(kind, filed_by_agent=request.filed_by_agent)
         # The link is the subject's own doing, never staff's; nobody asserted anything on a request no organisation filed.
         if proving != VerificationMethod.EMAIL_LINK
         and (proving != VerificationMethod.ASSERTED_BY_ORGANISATION or request.organisation_id is not None)
