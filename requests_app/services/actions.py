@@ -857,8 +857,9 @@ def lift_notice_on_its_way(action: SourceAction) -> bool:
 
 
 def subject_reached_by_post(request: PrivacyRequest) -> bool:
-    """Whether letters to the subject must go by post: they gave no email address, or their server refuses it."""
-    return not request.subject_email or request.subject_email_rejected_at is not None
+    """Whether letters to the subject must go by post: whoever filed (the subject, or the agent acting for them) gave
+    no email address, or their server refuses it."""
+    return not request.correspondence_email or request.subject_email_rejected_at is not None
 
 
 def _restrictions_in_force_elsewhere(action: SourceAction) -> list[str]:

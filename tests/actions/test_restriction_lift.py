@@ -22,6 +22,7 @@ from requests_app.lifecycle import NotAllowed, RequestError
 from requests_app.models import (
     ActionKind,
     ActionStatus,
+    AgentCapacity,
     AuditEvent,
     ConnectorKind,
     IdentityKind,
@@ -131,9 +132,19 @@ def test_execution_is_refused_before_the_notice_date_and_clears_flag_and_list_af
     assert again["categories"] == [{"category": "subscribers", "rows": 2, "fields": 0}] and again["list_entries"] == 0
 
 
-def test_a_lifting_waits_for_its_notice_to_be_emailed(restricted, dpo_actor, django_capture_on_commit_callbacks, step):
+@pytest.mark.parametrize("filed_by_agent", [False, True])
+def test_a_lifting_waits_for_its_notice_to_be_emailed(
+    restricted, dpo_actor, django_capture_on_commit_callbacks, step, filed_by_agent
+):
     """Art. 18(3): the subject is told before the restriction is lifted. With the mail server or the worker down,
-    the notice was still unsent on the day, and the lifting ran all the same."""
+    the notice was still unsent on the day, and the lifting ran all the same. An agent who filed without the
+    subject's address is written to by email too: the lifting was taken for one told by post, and ran."""
+    if filed_by_agent:
+        type(restricted.request).objects.filter(pk=restricted.request_id).update(
+            subject_email="", agent_capacity=AgentCapacity.AUTHORISED_AGENT, agent_name="Marc Peeters",
+            agent_email="marc@example.org", agent_authority_confirmed_at=timezone.now(),
+        )
+        restricted.refresh_from_db()
     lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
     Message.objects.filter(pk=lift.lift_notice_id).update(emailed_at=None)  # its email task failed, to be retried
     with time_machine.travel(datetime.datetime(2026, 3, 9, 7, 0, tzinfo=datetime.UTC), tick=False):
