@@ -678,7 +678,8 @@ class ExportViewSet(viewsets.GenericViewSet):
         description="The package, whole (200) or one range of its bytes (206), to resume a download cut short. A "
         "download counts against `downloads_left` when it starts at byte 0: a 200, or a 206 whose range starts there. "
         "A range that starts further on, within 24 hours of your last counted download of the package, resumes it and "
-        "uses none, even when none are left; otherwise it counts as a download. A 304 (`If-None-Match` with the package's `ETag`) uses none.",
+        "uses none, even when none are left, as long as the ranges resumed since that download add up to no more than "
+        "the package's size; otherwise it counts as a download. A 304 (`If-None-Match` with the package's `ETag`) uses none.",
         parameters=[EXPORTS_REQUEST_ID, EXPORT_ID, *DOWNLOAD_HEADERS, *ANSWER_HEADERS],
         responses={
             (200, "application/zip"): OpenApiResponse(
@@ -727,7 +728,8 @@ class ExportViewSet(viewsets.GenericViewSet):
     def download(self, request, request_public_id=None, public_id=None):
         """Stream the package (a key with the write scope), or one range of its bytes; each download counts against
         the organisation's limit, apart from the subject's, and is audited. A range that does not start at byte 0
-        resumes a download counted within a day and counts nothing, though it is audited (exports.open_for_resumption);
+        resumes a download counted within a day and counts nothing, up to one package's bytes, though it is audited
+        (exports.open_for_resumption);
         nor does a 304."""
         export = self.get_object()
         # The package's digest names its contents: strong, and the same for every download of it.
@@ -752,7 +754,8 @@ class ExportViewSet(viewsets.GenericViewSet):
             resumed = None
             if wanted is not None and wanted[0] > 0:
                 resumed = exports.open_for_resumption(
-                    {"public_id": export.public_id}, request=export.request, actor=actor, first_byte=wanted[0]
+                    {"public_id": export.public_id}, request=export.request, actor=actor, first_byte=wanted[0],
+                    last_byte=wanted[1],
                 )
             export, package_file = resumed or exports.count_download(
                 {"public_id": export.public_id}, request=export.request, actor=actor, by_organisation=True

@@ -738,22 +738,23 @@ def count_download(
 
 
 # How long after a counted download a range that does not start at byte 0 may finish it uncounted: long enough for
-# a large package on a slow link, short enough that the download limit still bounds what an organisation takes.
+# a large package on a slow link, short enough that a cut download is not resumed days later.
 DOWNLOAD_RESUMPTION_WINDOW = datetime.timedelta(hours=24)
 
 
 def open_for_resumption(
-    export_filter: dict, *, request: PrivacyRequest, actor: Actor, first_byte: int
+    export_filter: dict, *, request: PrivacyRequest, actor: Actor, first_byte: int, last_byte: int
 ) -> tuple[ExportPackage, File] | None:
-    """The package and its file, to send the rest of a download the organisation counted within the last
-    DOWNLOAD_RESUMPTION_WINDOW (a byte range that does not start at byte 0), without counting it again: the rest
-    of a package is no new copy. The resumption is audited, as every time personal data leaves. None unless the
-    organisation downloaded the package within the window and it has not ended; its download limit does not
-    matter here, as the download cut short may have been the last one allowed. With None the caller counts a
-    download as usual (count_download), so that ranges never make the limit endless.
+    """The package and its file, to send the rest of a download the organisation counted (a byte range that does
+    not start at byte 0), without counting it again: the rest of a package is no new copy. Within
+    DOWNLOAD_RESUMPTION_WINDOW of that download, and for no more bytes in all than the package has, so that ranges
+    never give more than one more copy per download counted. Each resumption is audited with its bytes, as every
+    time personal data leaves. None otherwise, or once the package has ended; its download limit does not matter
+    here, as the download cut short may have been the last one allowed. With None the caller counts a download as
+    usual (count_download).
 
     Opened under the package's row lock, as count_download opens it, so that the clean-up that ends a package and
-    deletes its file cannot leave nothing to send."""
+    deletes its file cannot leave nothing to send (and two resumptions cannot both take the last bytes)."""
     resumable = ExportPackage.objects.shared_and_deliverable().filter(organisation_download_count__gt=0)
     with transaction.atomic():
         export = (
@@ -761,18 +762,17 @@ def open_for_resumption(
         )
         if export is None:
             return None
-        last_counted = (
-            request.events.filter(
-                action="export_downloaded", actor_kind=ActorKind.ORGANISATION, data__export=str(export.public_id)
-            )
-            .order_by("-sequence")
-            .values_list("created_at", flat=True)
-            .first()
-        )
-        if last_counted is None or last_counted < timezone.now() - DOWNLOAD_RESUMPTION_WINDOW:
+        this_package = request.events.filter(actor_kind=ActorKind.ORGANISATION, data__export=str(export.public_id))
+        last_counted = this_package.filter(action="export_downloaded").order_by("-sequence").first()
+        if last_counted is None or last_counted.created_at < timezone.now() - DOWNLOAD_RESUMPTION_WINDOW:
+            return None
+        resumed_since = this_package.filter(action="export_download_resumed", sequence__gt=last_counted.sequence)
+        wanted = last_byte - first_byte + 1
+        if sum(event.data["bytes"] for event in resumed_since.only("data")) + wanted > export.size:
             return None
         record_event(
-            request, "export_download_resumed", actor=actor, data={"export": str(export.public_id), "first_byte": first_byte}
+            request, "export_download_resumed", actor=actor,
+            data={"export": str(export.public_id), "first_byte": first_byte, "bytes": wanted},
         )
         try:
             return export, default_storage.open(export.storage_name, "rb")

@@ -255,6 +255,7 @@ DATA_LABELS = {
     "attempt": _("attempt"),
     "attempts": _("attempts"),
     "basis": _("basis"),
+    "bytes": _("bytes"),
     "categories": _("categories"),
     "category": _("category"),
     "changes": _("changes"),

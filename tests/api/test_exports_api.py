@@ -314,7 +314,8 @@ def test_a_download_cut_short_is_resumed_with_a_range_that_uses_no_download(api)
     # Each resumption is audited, though it counts nothing.
     resumed = export.request.events.filter(action="export_download_resumed").order_by("sequence")
     assert [(event.actor_kind, event.data) for event in resumed] == [
-        ("organisation", {"export": str(export.public_id), "first_byte": first}) for first in (4000, 9990, 5000)
+        ("organisation", {"export": str(export.public_id), "first_byte": first, "bytes": size})
+        for first, size in ((4000, 6000), (9990, 10), (5000, 10))
     ]
 
     # A new download from the start counts, and this package had one.
@@ -322,6 +323,21 @@ def test_a_download_cut_short_is_resumed_with_a_range_that_uses_no_download(api)
         refused = api.get(url, **again)
         assert refused.status_code == 410 and "download limit" in refused.json()["detail"]
     assert downloads_of(export) == (1, 1)
+
+
+@pytest.mark.django_db
+def test_ranges_resume_no_more_than_one_packages_bytes_per_download_counted(api):
+    """Byte 0 of a ZIP is always "P": without a bound, `bytes=1-` again and again was a copy after copy, uncounted."""
+    request_id, export = released_export(api, share=True, max_downloads=1, content=LARGE)
+    url = f"{URL}{request_id}/exports/{export.public_id}/download/"
+    assert api.get(url).status_code == 200
+    assert api.get(url, HTTP_RANGE="bytes=1-").status_code == 206  # 9,999 bytes of the 10,000
+    assert api.get(url, HTTP_RANGE="bytes=9999-").status_code == 206  # the last one
+    assert downloads_of(export) == (1, 1)
+
+    refused = api.get(url, HTTP_RANGE="bytes=1-")  # a new copy: counted, and the one download allowed is used
+    assert refused.status_code == 410 and "download limit" in refused.json()["detail"]
+    assert export.request.events.filter(action="export_download_resumed").count() == 2
 
 
 @pytest.mark.django_db
