@@ -292,6 +292,40 @@ def test_the_request_page_shows_the_agent_and_confirms_their_authority(client, d
     assert "Proof of parental responsibility or guardianship, received" in timeline
 
 
+@pytest.mark.django_db
+def test_no_letter_closes_an_agents_request_before_their_authority_is_confirmed_but_the_rejection_for_its_lack(dpo):
+    """A refusal says what we hold and why we keep it, a forwarding which customer of ours processes the data: either
+    would tell a stranger claiming to act for the subject something of their data."""
+    request = agents_request(Status.IN_PROGRESS, RequestType.ERASURE, RequestType.ACCESS)
+    unconfirmed = "any letter that closes it would tell them something of the subject's data"
+    refused_whole = [
+        handling.RightRefusal(RequestType.ERASURE, RejectionGround.LEGAL_OBLIGATION, "We must keep the call records."),
+        handling.RightRefusal(RequestType.ACCESS, RejectionGround.OTHER, "We hold nothing else of yours."),
+    ]
+    with pytest.raises(RequestError, match=unconfirmed):
+        handling.request_complete(
+            request=request, actor=Actor.staff(dpo), letter="", expected_status=Status.IN_PROGRESS, refused=refused_whole
+        )
+    with pytest.raises(RequestError, match=unconfirmed):
+        handling.request_forward(
+            request=request, actor=Actor.staff(dpo), controller="MobileCo", contact="dpo@mobileco.example",
+            expected_status=Status.IN_PROGRESS,
+        )
+    with pytest.raises(RequestError, match=unconfirmed):
+        handling.request_reject(
+            request=request, actor=Actor.staff(dpo), ground=RejectionGround.MANIFESTLY_UNFOUNDED,
+            explanation="The same request every day.", expected_status=Status.IN_PROGRESS,
+        )
+    assert PrivacyRequest.objects.get(pk=request.pk).status == Status.IN_PROGRESS and not request.messages.exists()
+
+    agents.agent_authority_confirm(request=request, actor=Actor.staff(dpo), method=AgentAuthorityMethod.SIGNED_PERMISSION)
+    handling.request_complete(
+        request=PrivacyRequest.objects.get(pk=request.pk), actor=Actor.staff(dpo), letter="", expected_status=Status.IN_PROGRESS,
+        refused=refused_whole,
+    )
+    assert PrivacyRequest.objects.get(pk=request.pk).status == Status.COMPLETED
+
+
 # Rejecting for lack of authority
 
 
@@ -341,6 +375,9 @@ def test_the_lack_of_an_agents_authority_refuses_no_request_the_subject_filed(cl
 @pytest.mark.django_db
 def test_the_agents_details_are_purged_with_the_subjects(dpo, settings):
     request = agents_request(Status.NEW)
+    # Confirmed: a rejection on another ground waits for it (agents.closing_refusal).
+    PrivacyRequest.objects.filter(pk=request.pk).update(agent_authority_confirmed_at=timezone.now())
+    request.refresh_from_db()
     handling.request_reject(
         request=request, actor=Actor.staff(dpo), ground=RejectionGround.MANIFESTLY_UNFOUNDED,
         explanation="The fifth identical request this week.", expected_status=Status.NEW,

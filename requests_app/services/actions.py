@@ -1452,9 +1452,9 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
     needs none of its work). Checking many requests: prefetch_for_completion."""
     blockers = []
     rights = set(request.granted_rights)
-    # A right granted to an agent whose authority is unconfirmed would answer a stranger (services.agents); every right
-    # refused, the letter discloses nothing.
-    if rights and (refusal := agents.authority_refusal(request)):
+    # The letter would answer an agent whose authority is unconfirmed, a stranger maybe (services.agents): with a right
+    # granted, the subject's data; with every right refused, what we hold and why.
+    if refusal := agents.closing_refusal(request):
         blockers.append(refusal)
     # Answering access or portability means giving the data (even a package that says none was
     # found): a request completed without it would tell the subject it was answered when it was not.

@@ -38,6 +38,15 @@ AUTHORITY_NOT_SHOWN_IN_LETTER = gettext_lazy(
     "The person the data is about may make the request themselves at any time, or you may make it again for them "
     "with their signed permission."
 )
+# Any letter that closes the request tells its reader something of the subject's data: a refusal its reasons (we
+# must keep their call records), a forwarding the operator they are a customer of. Until the agent's authority is
+# confirmed, the only letter that closes it is the rejection for its lack.
+AUTHORITY_UNCONFIRMED_FOR_CLOSING = gettext_lazy(
+    "An agent filed this request, and their authority to act for the subject is not confirmed yet: any letter that "
+    "closes it would tell them something of the subject's data (what we hold, why we keep it, which customer of ours "
+    "processes it). Confirm their authority first, or reject the request on “%(ground)s” once you have asked them "
+    "for proof of it."
+)
 NO_AGENT = gettext_lazy("No agent filed this request: choose another ground.")
 AUTHORITY_CONFIRMED_ALREADY = gettext_lazy("The agent's authority was confirmed already: nothing changed.")
 
@@ -47,6 +56,15 @@ def authority_refusal(request: PrivacyRequest) -> str | None:
     data, an erasure, rectification or restriction carried out), or None: an agent filed it and their authority is
     not confirmed."""
     return str(AUTHORITY_UNCONFIRMED) if request.agent_authority_unconfirmed else None
+
+
+def closing_refusal(request: PrivacyRequest, *, ground: str = "") -> str | None:
+    """Why the request may not be closed now with a letter (a completion, a forwarding, or a rejection on `ground`),
+    or None: an agent filed it, their authority is unconfirmed, and the letter is not the rejection for its lack
+    (AUTHORITY_UNCONFIRMED_FOR_CLOSING)."""
+    if request.agent_authority_unconfirmed and ground != RejectionGround.AGENT_AUTHORITY_NOT_SHOWN:
+        return str(AUTHORITY_UNCONFIRMED_FOR_CLOSING) % {"ground": RejectionGround.AGENT_AUTHORITY_NOT_SHOWN.label}
+    return None
 
 
 def rejection_refusal(request: PrivacyRequest, ground: str) -> str | None:

@@ -1113,7 +1113,10 @@ def request_reject(
         answered = answered_already(locked, set(locked.requested_rights))
         if answered:
             raise RequestError(" ".join(answered))
-        never_asked = identity_refusal(locked, ground) or agents.rejection_refusal(locked, ground)
+        never_asked = (
+            identity_refusal(locked, ground) or agents.rejection_refusal(locked, ground)
+            or agents.closing_refusal(locked, ground=ground)
+        )
         if never_asked:
             raise RequestError(never_asked)
         lifecycle.transition(locked, "reject", actor=actor, data={"ground": ground})
@@ -1198,6 +1201,8 @@ def request_forward(
         locked = _locked_for_work(request, actor, expected_status)
         # The state first: a closed request is refused as such, whatever else it lacks.
         lifecycle.require_allowed(locked.status, "forward")
+        if refusal := agents.closing_refusal(locked):
+            raise RequestError(refusal)
         if forwarded_on < timezone.localdate(locked.received_at):
             raise RequestError(
                 _("The request was received on %(date)s: it cannot have been forwarded before.")
