@@ -351,7 +351,7 @@ def test_an_agents_request_is_rejected_for_lack_of_authority_only_once_it_was_as
     letter = last_letter(request).body
     assert letter.startswith("This letter concerns the request you made on behalf of Ana Peeters.")
     assert "The agent did not show their authority to act for the subject" in letter
-    assert "may make the request themselves at any time, or you may make it again for them with their signed permission" in letter
+    assert "may make the request themselves at any time, or you may make it again for them with proof of your authority to act for them: their signed permission, a power of attorney" in letter
 
 
 @pytest.mark.django_db

@@ -36,7 +36,8 @@ AUTHORITY_REFUSES_THE_WHOLE_REQUEST = gettext_lazy(
 # What the rejection letter adds: the door stays open, to the subject and to an agent who gets their permission.
 AUTHORITY_NOT_SHOWN_IN_LETTER = gettext_lazy(
     "The person the data is about may make the request themselves at any time, or you may make it again for them "
-    "with their signed permission."
+    "with proof of your authority to act for them: their signed permission, a power of attorney, or proof of "
+    "parental responsibility or guardianship."
 )
 # Any letter that closes the request tells its reader something of the subject's data: a refusal its reasons (we
 # must keep their call records), a forwarding the operator they are a customer of. Until the agent's authority is
