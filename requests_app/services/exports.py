@@ -688,9 +688,17 @@ def send_package_password(*, export_id: int) -> bool:
             logger.warning("export %s: no phone number verified as the subject's line to text the password to", export.public_id)
             return False
         with translation.override(request.language):
-            text = _("Privacy Portal: the password for the data package of request %(reference)s is %(password)s") % {
-                "reference": request.reference, "password": export.pending_password,
-            }
+            if request.filed_by_agent:
+                # The subject gets the password, the agent the package: the text says whose request it is, so that
+                # the subject gives it only to someone they allowed to ask. The password stays last.
+                text = _(
+                    "Privacy Portal: %(agent)s made request %(reference)s for you and gets your data package. Give them "
+                    "its password only if you allowed them to ask: %(password)s"
+                ) % {"agent": request.agent_name, "reference": request.reference, "password": export.pending_password}
+            else:
+                text = _("Privacy Portal: the password for the data package of request %(reference)s is %(password)s") % {
+                    "reference": request.reference, "password": export.pending_password,
+                }
         sms.send(phone, text)
         ExportPackage.objects.filter(pk=export.pk).update(pending_password="")
         record_event(request, "export_password_sent", actor=Actor.system(), data={"export": str(export.public_id)})

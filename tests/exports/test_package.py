@@ -39,7 +39,7 @@ from requests_app.services.exports import (
     requeue_lost_exports,
     send_package_password,
 )
-from requests_app import sms
+from requests_app import emails, sms
 from requests_app.sms import LocmemBackend, SMSError
 from requests_app.sources.sql import normalise_url
 from tests.exports.support import check_manifest, csv_rows, jsonl_records, open_package, stored_bytes
@@ -525,3 +525,43 @@ def test_the_csv_files_tell_a_spreadsheet_they_are_utf_8_and_the_json_lines_stay
     # Staff's review shows the column names, not the mark before the first.
     (contacts_csv,) = [preview for preview in export_previews(export) if preview["path"] == "data/crm/contacts.csv"]
     assert contacts_csv["first_lines"][0].startswith("customer_ref,")
+
+
+def test_an_agent_is_told_the_password_goes_to_the_phone_of_the_person_they_act_for(
+    demo_request, dpo, client, django_capture_on_commit_callbacks
+):
+    """The password is texted only to the subject's verified line, never to the agent who filed: the agent's email and
+    status page must not send them looking for a text that goes to someone else, and the subject's text says who asked."""
+    PrivacyRequest.objects.filter(pk=demo_request.pk).update(
+        agent_capacity="legal_representative", agent_name="Mr Lawyer", agent_email="law@example.org",
+        agent_authority_confirmed_at=timezone.now(),
+    )
+    demo_request.refresh_from_db()
+    export = compiled(demo_request, encrypt=True)
+    with django_capture_on_commit_callbacks(execute=False):
+        export_release(export=export, actor=Actor.staff(dpo))
+    status_url = reverse("status", args=[demo_request.reference, demo_request.secret])
+    page = html.unescape(client.get(status_url).content.decode())
+    assert "The password is on its way by text message to the phone number of the person you act for" in page
+    assert "on its way to you by text message" not in page
+
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        send_package_password(export_id=export.id)
+    emails.send_export_ready_email(ExportPackage.objects.get(pk=export.pk))
+    (ready_email,) = mail.outbox
+    assert ready_email.to == ["law@example.org"]
+    assert "separate text message" not in ready_email.body
+    assert "its password goes in a text message to the phone number of the person you act for, not to you" in ready_email.body
+    html_body = html.unescape(ready_email.alternatives[0][0])
+    assert "the phone number of the person you act for" in html_body and "separate text message" not in html_body
+
+    ((phone, text),) = LocmemBackend.outbox
+    assert phone == SUBJECT_PHONE
+    assert "Mr Lawyer made request" in text and demo_request.reference in text
+    password = text.rsplit(" ", 1)[-1]
+    with open_package(ExportPackage.objects.get(pk=export.pk), password=password) as package:
+        assert package.testzip() is None
+    page = html.unescape(client.get(status_url).content.decode())
+    assert "The password was sent by text message to the phone number of the person you act for" in page
+    assert "The password was sent to you by text message" not in page

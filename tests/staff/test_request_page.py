@@ -182,6 +182,27 @@ def test_encryption_is_offered_only_with_a_phone_verified_as_the_subjects_line(c
     assert ("An identity document proves who the subject is, not that the number reaches them." in page) != offered
 
 
+@pytest.mark.parametrize("by_agent", [False, True])
+@pytest.mark.django_db
+def test_the_encryption_option_says_an_agent_gets_the_password_from_the_subject(client, settings, by_agent):
+    """The password goes to the subject's line only: staff must know the agent who filed will not receive it."""
+    settings.SMS_BACKEND = "requests_app.sms.LocmemBackend"
+    request = request_in_status(Status.IN_PROGRESS, subject_phone="+32475123456")
+    request.identities.filter(kind=IdentityKind.PHONE).update(
+        verified_at=timezone.now(), verification_method=VerificationMethod.CALLBACK
+    )
+    if by_agent:
+        request.__class__.objects.filter(pk=request.pk).update(
+            agent_capacity="authorised_agent", agent_name="Marc Peeters", agent_email="marc@example.org"
+        )
+    login_staff(client, staff_in_role("DPO", username="dpo-encrypt-agent"))
+
+    page = html.unescape(client.get(reverse("staff:request", args=[request.reference])).content.decode())
+
+    assert 'name="encrypt"' in page
+    assert ("The password goes to the subject's phone, not to the agent who filed the request" in page) == by_agent
+
+
 @pytest.mark.django_db
 def test_a_request_changed_in_another_tab_keeps_the_letter_typed_and_a_deliberate_resubmit_works(client):
     """Refused as "changed since you loaded it", the page comes back with the form open, the letter as
