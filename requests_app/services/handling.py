@@ -933,12 +933,14 @@ def identity_refusal(request: PrivacyRequest, ground: str) -> str | None:
 MARKETING_OBJECTION_REFUSAL = gettext_lazy(
     "The subject objects to direct marketing, which cannot be refused (Art. 21(3)): add them to the "
     "suppression list of each marketing purpose and complete the request. Only an identity that could "
-    "not be verified or a manifestly unfounded or excessive request is a ground to reject it."
+    "not be verified, an agent who made the request without showing their authority to act for the subject, or a "
+    "manifestly unfounded or excessive request is a ground to reject it."
 )
 MARKETING_OBJECTION_REFUSAL_WITHOUT_ARTICLE = gettext_lazy(
     "The subject objects to direct marketing, which cannot be refused: add them to the "
     "suppression list of each marketing purpose and complete the request. Only an identity that could "
-    "not be verified or a manifestly unfounded or excessive request is a ground to reject it."
+    "not be verified, an agent who made the request without showing their authority to act for the subject, or a "
+    "manifestly unfounded or excessive request is a ground to reject it."
 )
 
 
@@ -991,22 +993,26 @@ GROUND_FOR_ANOTHER_RIGHT_WITHOUT_ARTICLES = {
         "Data found accurate and complete can refuse only a request to correct or complete data, not “%(right)s”."
     ),
 }
-# Refusing a withdrawal of consent on a ground other than who asks or how (models.ground_can_refuse).
+# Refusing a withdrawal of consent on a ground other than who asks or how (models.ground_can_refuse): who asks is
+# the subject, whose identity is not verified, or an agent, whose authority is not shown (services.agents).
 CONSENT_WITHDRAWAL_REFUSAL = gettext_lazy(
-    "Consent can be withdrawn at any time (Art. 7(3)): only an identity that could not be verified or a manifestly "
-    "unfounded or excessive request is a ground to refuse “%(right)s”. Stop what was done on consent and complete the "
+    "Consent can be withdrawn at any time (Art. 7(3)): only an identity that could not be verified, an agent who made "
+    "the request without showing their authority to act for the subject, or a manifestly unfounded or excessive "
+    "request is a ground to refuse “%(right)s”. Stop what was done on consent and complete the "
     "request; if nothing was, say so in the letter."
 )
 CONSENT_WITHDRAWAL_REFUSAL_WITHOUT_ARTICLE = gettext_lazy(
-    "Consent can be withdrawn at any time: only an identity that could not be verified or a manifestly "
-    "unfounded or excessive request is a ground to refuse “%(right)s”. Stop what was done on consent and complete the "
+    "Consent can be withdrawn at any time: only an identity that could not be verified, an agent who made the "
+    "request without showing their authority to act for the subject, or a manifestly unfounded or excessive request "
+    "is a ground to refuse “%(right)s”. Stop what was done on consent and complete the "
     "request; if nothing was, say so in the letter."
 )
 # Refusing a CCPA request to limit on “Other” (models.GROUNDS_AGAINST_A_CCPA_LIMIT).
 CCPA_LIMIT_REFUSAL = gettext_lazy(
     "A request to limit the use of sensitive personal information under the CCPA can be refused only for a "
-    "documented good-faith belief that it is fraudulent (CCPA Regulations § 7027(f)) or as manifestly unfounded or "
-    "excessive, not on “%(ground)s”."
+    "documented good-faith belief that it is fraudulent (CCPA Regulations § 7027(f)), as manifestly unfounded or "
+    "excessive, or when an agent made it without showing their authority to act for the consumer, not on "
+    "“%(ground)s”."
 )
 # Art. 15(4) limits the copy of Art. 15(3) only, and "should not be a refusal to provide all information" (recital 63):
 # refusing access for other people's data would deny the subject the confirmation and the Art. 15(1) and 15(2)

@@ -1604,3 +1604,26 @@ def test_the_verify_form_offers_to_delete_only_the_documents_not_sent_as_proof_o
     assert "delete_documents" not in IdentityVerifyForm(privacy_request=request).fields
     _document_sent(request, "bill.pdf")
     assert "delete_documents" in IdentityVerifyForm(privacy_request=request).fields
+
+
+@pytest.mark.parametrize(
+    ("regime", "rights", "ground", "named"),
+    [
+        ("gdpr", [intake.RightDetails(RequestType.OBJECTION, objection_processing="Calls", direct_marketing=True)],
+         "compelling_grounds", "an agent who made the request without showing their authority to act for the subject"),
+        ("ccpa", [intake.RightDetails(RequestType.OBJECTION, objection_processing="Calls", direct_marketing=True)],
+         "other", "an agent who made the request without showing their authority to act for the subject"),
+        ("gdpr", [WITHDRAW_CONSENT], "legal_obligation",
+         "an agent who made the request without showing their authority to act for the subject"),
+        ("ccpa", [WITHDRAW_CONSENT], "other", "an agent who made the request without showing their authority to act for the subject"),
+        ("ccpa", [LIMIT_USE], "other", "or when an agent made it without showing their authority to act for the consumer"),
+    ],
+)
+@pytest.mark.django_db
+def test_the_refusal_of_a_right_only_who_asks_can_refuse_names_an_agents_authority_not_shown(dpo, regime, rights, ground, named):
+    """An agent's authority not shown refuses these rights too (models.GROUNDS_AGAINST_A_MARKETING_OBJECTION,
+    GROUNDS_AGAINST_A_CCPA_LIMIT): the message that lists what can refuse them must not leave it out."""
+    request = request_in_status(Status.IN_PROGRESS, regime=regime, rights=rights)
+    with pytest.raises(RequestError) as refusal:
+        handling.request_reject(request=request, actor=Actor.staff(dpo), ground=ground, explanation="We disagree.", expected_status=Status.IN_PROGRESS)
+    assert named in str(refusal.value)

@@ -40,7 +40,7 @@ def test_the_request_page_says_an_objection_to_direct_marketing_cannot_be_refuse
     request.rights.update(right="objection", direct_marketing=True)
     login_staff(client, staff_in_role("DPO", username="dpo-marketing"))
     page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
-    assert "Objects to direct marketing: this cannot be refused (Art. 21(3)), only the request as a whole, if the identity could not be verified or it is manifestly unfounded or excessive." in page
+    assert "Objects to direct marketing: this cannot be refused (Art. 21(3)), only the request as a whole, if the identity could not be verified, an agent made it without showing their authority to act for the subject, or it is manifestly unfounded or excessive." in page
     # The rejection offers only the grounds the service accepts against it.
     grounds = page[page.index('id="reject-ground"'):]
     grounds = grounds[:grounds.index("</select>")]
