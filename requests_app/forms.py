@@ -397,16 +397,21 @@ class RequestForm(forms.Form):
         ),
     }
 
+    # The agent's part of the form: dropped when the subject files.
+    AGENT_FIELDS = ("agent_name", "agent_email", "agent_capacity", "agent_permission")
+    # The subject must give their email address when they file themselves: we write to them there.
+    subject_email_required = True
+
     def _check_who_files(self, cleaned) -> None:
         """The subject gives their own email address; an agent gives their own details and confirms their authority
         instead, the subject's address then optional. An agent's details left filled in by someone who then chose "I
         am the person the data is about" (a browser without JavaScript shows them) are dropped, not refused: they
         said who they are."""
         if cleaned.get("filed_by") != AGENT_FILES:
-            if "subject_email" not in self.errors and not cleaned.get("subject_email"):
+            if self.subject_email_required and "subject_email" not in self.errors and not cleaned.get("subject_email"):
                 required = self.fields["subject_email"].error_messages["required"]
                 self.add_error("subject_email", forms.ValidationError(required, code="required"))
-            for name in self.AGENT_DETAILS_REQUIRED:
+            for name in self.AGENT_FIELDS:
                 self.errors.pop(name, None)  # a mistyped address in a part they did not fill in for themselves
                 cleaned[name] = False if name == "agent_permission" else ""
             return
@@ -572,6 +577,17 @@ class StaffIntakeForm(RequestForm):
         "objection_processing": _("Say which processing or purpose the subject objects to."),
         "consent_withdrawn": _("Say which consent the subject withdraws."),
     }
+    # A letter may carry no email address, the subject's or the agent's: we then write by post.
+    subject_email_required = False
+    AGENT_DETAILS_REQUIRED = {
+        "agent_name": _("Type the agent's full name: they made the request for the person the data is about."),
+        "agent_capacity": _("Choose in what capacity the agent acts for the subject."),
+        "agent_permission": _(
+            "Tick this only if the agent states that they hold the subject's signed permission or another legal "
+            "authority to act for them: without it we cannot act on the request. Record it as the subject's request "
+            "if they made it themselves."
+        ),
+    }
 
     channel = forms.ChoiceField(
         label=_("Received by"), choices=[(c, label) for c, label in Channel.choices if c in ("email", "post", "phone")]
@@ -628,11 +644,25 @@ class StaffIntakeForm(RequestForm):
         self.fields["customer_reference"].label = _("The subject's customer account reference (optional)")
         self.fields["received_at"].initial = timezone.localtime().replace(second=0, microsecond=0)
         del self.fields["website"]
-        # An agent's request is filed on the public form only: staff record the subject's details here.
-        for name in ("filed_by", *self.AGENT_DETAILS_REQUIRED):
-            del self.fields[name]
+        # A letter or call from a lawyer, a parent or another agent: recorded as filed by them, so that we write to them
+        # and the same gate holds until their authority is confirmed (services.agents).
+        self.fields["filed_by"].label = _("Who made this request?")
+        self.fields["filed_by"].choices = [
+            (SUBJECT_FILES, _("The person the data is about")),
+            (AGENT_FILES, _("Someone acting for them (an authorised agent, a parent or guardian, a lawyer)")),
+        ]
+        self.fields["agent_name"].label = _("The agent's full name")
+        self.fields["agent_email"].label = _("The agent's email address (if known)")
+        self.fields["agent_email"].help_text = _(
+            "We send the link to the request's status page and our letters here, not to the subject's address."
+        )
+        self.fields["agent_capacity"].label = _("The agent is acting as")
+        self.fields["agent_permission"].label = _(
+            "The agent states that they hold the signed permission of the person the data is about to make this request "
+            "for them, or another legal authority to act for them (a power of attorney, parental responsibility)."
+        )
         # Staff type in someone else's details: their browser must not offer its own.
-        for name in ("subject_name", "subject_email", "subject_phone"):
+        for name in ("subject_name", "subject_email", "subject_phone", "agent_name", "agent_email"):
             self.fields[name].widget.attrs["autocomplete"] = "off"
 
     def full_clean(self):
@@ -647,9 +677,6 @@ class StaffIntakeForm(RequestForm):
         if value > timezone.now():
             raise forms.ValidationError(_("The received date cannot be in the future."), code="future")
         return value
-
-    def _check_who_files(self, cleaned) -> None:
-        """Nothing to check: staff record the subject's details, their email address optional (a letter may have none)."""
 
     def submit_kwargs(self) -> dict:
         return {

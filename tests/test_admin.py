@@ -776,3 +776,64 @@ def test_the_admin_names_a_manual_extract_without_linking_the_file(client, setti
 
     assert f"{export.public_id}-archive.csv" in page
     assert "manual-extracts/" not in page and "s3.example.com" not in page
+
+
+AGENT_BY_POST = {
+    "filed_by": "agent", "agent_name": "Maître Dupont", "agent_email": "dupont@avocats.example",
+    "agent_capacity": "legal_representative", "agent_permission": "on",
+}
+
+
+@pytest.mark.django_db
+def test_staff_record_a_posted_request_a_lawyer_made_for_the_subject(
+    admin_client, mailoutbox, django_capture_on_commit_callbacks
+):
+    """A lawyer's letter: we write to the lawyer, and the agent's gate holds until their authority is confirmed."""
+    from requests_app.services import agents
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(reverse("admin:requests_app_intake"), intake_data(**AGENT_BY_POST, language="en"))
+
+    assert response.status_code == 302
+    request = PrivacyRequest.objects.get()
+    assert (request.agent_name, request.agent_email, request.agent_capacity) == (
+        "Maître Dupont", "dupont@avocats.example", "legal_representative"
+    )
+    assert request.correspondence_email == "dupont@avocats.example"
+    assert agents.authority_refusal(request)  # nothing disclosed or changed until staff confirm it
+    assert request.events.get(action="submitted").data["agent"] == "legal_representative"
+    confirmation = [message for message in mailoutbox if request.subject_email not in message.to and "dupont@avocats.example" in message.to]
+    assert len(confirmation) == 1 and "on behalf of" in confirmation[0].body
+    assert not [message for message in mailoutbox if request.subject_email in message.to]
+
+
+@pytest.mark.django_db
+def test_an_agents_letter_without_their_email_address_is_recorded_to_be_answered_by_post(admin_client):
+    """A letter may carry no email address, the agent's as the subject's: we write to neither then, by email."""
+    response = admin_client.post(
+        reverse("admin:requests_app_intake"), intake_data(**{**AGENT_BY_POST, "agent_email": ""}, subject_email="")
+    )
+    assert response.status_code == 302
+    request = PrivacyRequest.objects.get()
+    assert (request.agent_capacity, request.correspondence_email) == ("legal_representative", "")
+
+
+@pytest.mark.django_db
+def test_the_intake_form_asks_an_agents_details_as_the_public_form_does(admin_client):
+    response = admin_client.post(
+        reverse("admin:requests_app_intake"),
+        intake_data(filed_by="agent", agent_email="not an address", agent_name="12345"),
+    )
+    assert response.status_code == 200 and not PrivacyRequest.objects.exists()
+    errors = response.context["form"].errors
+    assert set(errors) == {"agent_name", "agent_email", "agent_capacity", "agent_permission"}
+    assert errors["agent_capacity"] == ["Choose in what capacity the agent acts for the subject."]
+
+
+@pytest.mark.django_db
+def test_an_agents_details_left_filled_in_for_a_subjects_own_request_are_dropped(admin_client):
+    response = admin_client.post(reverse("admin:requests_app_intake"), intake_data(**{**AGENT_BY_POST, "filed_by": "subject"}))
+    assert response.status_code == 302
+    request = PrivacyRequest.objects.get()
+    assert (request.agent_capacity, request.agent_name, request.agent_email) == ("", "", "")
+    assert not request.filed_by_agent

@@ -392,12 +392,15 @@ def test_the_agents_details_are_purged_with_the_subjects(dpo, settings):
 
 
 @pytest.mark.django_db
-def test_staff_intake_records_no_agent():
-    """Staff record the subject's details from a letter: the intake form takes no agent, nor requires the address."""
+def test_staff_intake_records_an_agent_from_the_same_details_as_the_public_form():
+    """A letter or call from someone acting for the subject: staff record the agent as the public form does, the
+    subject's address optional (tests/test_admin.py records one end to end)."""
     from requests_app.forms import StaffIntakeForm
 
-    form = StaffIntakeForm({**VALID, **AS_AGENT, "channel": "post", "received_at": "2026-11-30T10:00", "language": "en"})
-    assert "agent_email" not in form.fields
+    data = {**VALID, **AS_AGENT, "subject_email": "", "channel": "post", "received_at": "2026-11-30T10:00", "language": "en"}
+    form = StaffIntakeForm(data)
     assert form.is_valid(), form.errors
     details = form.submit_kwargs()
-    assert (details["agent_capacity"], details["agent_name"], details["agent_email"]) == ("", "", "")
+    assert (details["agent_capacity"], details["agent_name"], details["agent_email"]) == (
+        AS_AGENT["agent_capacity"], AS_AGENT["agent_name"], AS_AGENT["agent_email"]
+    )

@@ -578,9 +578,18 @@ def _password_phone_missing() -> str:
     )
 
 
-def email_unconfirmed_refusal() -> str:
+def email_unconfirmed_refusal(request: PrivacyRequest) -> str:
     """Why an unencrypted package of a request whose address nobody confirmed is not released, and what to do: the
-    release refuses with it, and the package's page says it instead of offering the button."""
+    release refuses with it, and the package's page says it instead of offering the button. The address is the
+    agent's when an agent filed (PrivacyRequest.correspondence_email)."""
+    if request.filed_by_agent:
+        return _(
+            "This package cannot be released yet: the status page link was emailed to the address typed for the agent "
+            "who made the request, which its owner never confirmed, and whoever reads that mailbox could download the "
+            "package. Send the agent a link to confirm their email address, then release the package once they have; "
+            "or compile an encrypted package, whose password goes by text message to a phone number verified as the "
+            "subject's line."
+        )
     return _(
         "This package cannot be released yet: the status page link was emailed to an address that was typed for the "
         "subject and never confirmed by its owner, and whoever reads that mailbox could download the package. Send "
@@ -637,7 +646,7 @@ def export_release(*, export: ExportPackage, actor: Actor, share_with_organisati
         if not locked.encrypted and locked.request.email_unconfirmed:
             # Its status page link went at once to an address typed by staff or a portal: a typo's owner would download
             # the subject's data. An encrypted package is safe there: its password goes only to the subject's line.
-            raise RequestError(email_unconfirmed_refusal())
+            raise RequestError(email_unconfirmed_refusal(locked.request))
         locked.status = ExportStatus.RELEASED
         locked.released_at, locked.released_by = timezone.now(), actor.user
         locked.expires_at = locked.released_at + settings.EXPORT_LINK_LIFETIME

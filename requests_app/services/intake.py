@@ -393,8 +393,8 @@ def request_verify_email(*, token: str) -> PrivacyRequest:
 
 def _confirm_email_of_request_received_directly(request: PrivacyRequest) -> PrivacyRequest:
     """The owner of a request's address, received directly, confirmed it through the link staff sent: its packages
-    may now be released unencrypted to the status page (PrivacyRequest.email_unconfirmed). The email identity is
-    verified by the link, as a web request's is. The status stays as it is. The row is locked and the link checked
+    may now be released unencrypted to the status page (PrivacyRequest.email_unconfirmed). The subject's email
+    identity is verified by the link, as a web request's is, unless an agent filed (the link went to them). The status stays as it is. The row is locked and the link checked
     again: of two clicks at once, or a click and a newer link, one wins and the other changes nothing."""
     with transaction.atomic():
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
@@ -402,12 +402,14 @@ def _confirm_email_of_request_received_directly(request: PrivacyRequest) -> Priv
         _check_email_confirmation_link(locked, request.verification_nonce)
         now = timezone.now()
         PrivacyRequest.objects.filter(pk=locked.pk).update(verified_at=now)
-        # Not one staff verified already, by a method of their choosing: that record stays.
-        locked.identities.filter(
-            kind=IdentityKind.EMAIL,
-            value=normalised_identifier(IdentityKind.EMAIL, locked.subject_email),
-            verified_at__isnull=True,
-        ).update(verified_at=now, verification_method=VerificationMethod.EMAIL_LINK)
+        # Not one staff verified already, by a method of their choosing: that record stays. The link went to the agent
+        # when an agent filed (staff intake): it proves their mailbox, not the subject's address.
+        if not locked.filed_by_agent:
+            locked.identities.filter(
+                kind=IdentityKind.EMAIL,
+                value=normalised_identifier(IdentityKind.EMAIL, locked.subject_email),
+                verified_at__isnull=True,
+            ).update(verified_at=now, verification_method=VerificationMethod.EMAIL_LINK)
         record_event(locked, "email_confirmed", actor=Actor.subject())
     locked.verified_at = now
     return locked

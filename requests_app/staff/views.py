@@ -1428,7 +1428,7 @@ def export_detail(request: HttpRequest, public_id) -> HttpResponse:
         ),
         # Not released while the status link's address is unconfirmed (export_release): why, and the link to confirm it.
         "email_unconfirmed_refusal": (
-            export_service.email_unconfirmed_refusal() if not export.encrypted and export.request.email_unconfirmed else ""
+            export_service.email_unconfirmed_refusal(export.request) if not export.encrypted and export.request.email_unconfirmed else ""
         ),
         # Not released either while an agent's authority is unconfirmed (services.agents).
         "agent_authority_refusal": agents.authority_refusal(export.request),
@@ -1488,10 +1488,16 @@ def export_action(request: HttpRequest, public_id, action: str) -> HttpResponse:
             messages.success(request, _("Released: the subject can download the package from their status page."))
         elif action == "confirm_email":
             intake.email_confirmation_send(request=export.request, actor=actor)
-            messages.success(request, _(
-                "A link to confirm their email address is on its way to the subject. Release the package once they "
-                "have confirmed it: this page will then offer the button."
-            ))
+            if export.request.filed_by_agent:
+                messages.success(request, _(
+                    "A link to confirm their email address is on its way to the agent who made the request. Release the "
+                    "package once they have confirmed it: this page will then offer the button."
+                ))
+            else:
+                messages.success(request, _(
+                    "A link to confirm their email address is on its way to the subject. Release the package once they "
+                    "have confirmed it: this page will then offer the button."
+                ))
         elif action == "upload":
             task = get_object_or_404(export.manual_tasks, pk=request.POST.get("task"))
             upload = request.FILES.get("extract")

@@ -9,6 +9,7 @@ from django.core import mail
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
+from django.utils import timezone
 
 from requests_app import emails
 from requests_app.audit import Actor
@@ -291,3 +292,44 @@ def test_only_staff_who_work_the_request_send_the_link(role, handler, client, dj
     assert response.status_code == 403
     assert mail.outbox == []
     assert not AuditEvent.objects.filter(request=request, action="email_confirmation_sent").exists()
+
+
+def test_an_agents_address_recorded_by_staff_is_confirmed_by_the_agent_and_proves_nothing_of_the_subjects(
+    handler, client, django_capture_on_commit_callbacks
+):
+    """A lawyer's letter recorded by staff: the links go to the lawyer's typed address, which the lawyer confirms; the
+    link never verifies the subject's own address, which nobody wrote to."""
+    agent_address = "dupont@avocats.example"
+    with django_capture_on_commit_callbacks(execute=True):
+        request = submit_request(
+            channel=Channel.POST, subject_email=TYPED_ADDRESS, subject_phone=PHONE, actor=Actor.staff(handler),
+            agent_capacity="legal_representative", agent_name="Maître Dupont", agent_email=agent_address,
+        )
+    # Their authority confirmed: the unconfirmed address alone holds the package back.
+    PrivacyRequest.objects.filter(pk=request.pk).update(assignee=handler, agent_authority_confirmed_at=timezone.now())
+    request.refresh_from_db()
+    assert request.email_unconfirmed
+    export = ready_package(request)
+    assert "Send the agent a link to confirm their email address" in handling_refusal(export, handler)
+    staff = login_staff(client, handler)
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff.post(reverse("staff:export_action", args=[export.public_id, "confirm_email"]), follow=True)
+    assert "on its way to the agent who made the request" in response.content.decode()
+    (sent,) = mail.outbox
+    assert sent.to == [agent_address]
+    assert sent.body.startswith("This email concerns the request you made on behalf of")
+    link = VERIFY_LINK.search(sent.body).group(1)
+    owner = type(client)()
+    assert owner.post(link).status_code == 302
+
+    request.refresh_from_db()
+    assert not request.email_unconfirmed
+    assert not request.identities.get(kind=IdentityKind.EMAIL).is_verified  # the subject's address proves nothing yet
+
+
+def handling_refusal(export, handler) -> str:
+    with pytest.raises(RequestError) as refused:
+        export_release(export=export, actor=Actor.staff(handler))
+    return str(refused.value)
