@@ -114,7 +114,9 @@ def forgive(request_id: int, kind: str, key: str = "") -> None:
 # refused, expired, forwarded): retried while the mail server was down, or queued again by the lost-email sweep.
 # They would then confirm, promise or assign work that will not happen, so send_once drops them. Emails about the
 # closing itself (the withdrawal, the letters, a completed request's data ready) are not among them.
-NEEDS_OPEN_REQUEST = frozenset({"verify_email", "confirm_email", "request_confirmed", "deadline_extended", "assigned"})
+NEEDS_OPEN_REQUEST = frozenset(
+    {"verify_email", "confirm_email", "request_confirmed", "deadline_extended", "assigned", "subject_confirmation"}
+)
 
 
 def send_once(request: PrivacyRequest, kind: str, key: str, message: EmailMultiAlternatives) -> bool:
@@ -177,6 +179,9 @@ def _owed_email_tasks() -> dict:
         "withdrawn": (False, lambda n: (tasks.send_withdrawal_notification, n.request_id)),
         "withdrawal_confirmed": (True, lambda n: (tasks.send_withdrawal_confirmation, n.request_id)),
         "status_link": (True, lambda n: (tasks.send_status_link_email, n.request_id, int(n.key))),
+        # To the subject's own address, not the one we write to (the agent's): its refusal is not that one's.
+        "subject_confirmation": (False, lambda n: (tasks.send_subject_confirmation, n.request_id)),
+        "agent_authority_denied": (False, lambda n: (tasks.send_agent_authority_denied_notification, n.request_id, int(n.key))),
     }
 
 
@@ -478,6 +483,31 @@ def send_reply_notification(request: PrivacyRequest, message_id: int) -> bool:
     context = {"request": request, "request_url": staff_request_url(request)}
     message = render_email("subject-replied", context, to=to, language=assignee_language(request))
     return send_once(request, "subject_replied", str(message_id), message)
+
+
+def send_subject_confirmation(request: PrivacyRequest) -> bool:
+    """Ask the subject, at the address they gave of their own, whether they allowed the agent to make the request
+    (agents.subject_confirmation_send): the agent's name and the reference, and the link to answer. In the request's
+    language. Keyed by the link's nonce: a link sent again is a new email, a redelivered task is not."""
+    from requests_app.services.agents import subject_confirmation_token
+
+    context = {
+        "request": request,
+        "answer_url": absolute_url(reverse("agent_confirmation", args=[subject_confirmation_token(request)])),
+        "link_hours": int(settings.VERIFICATION_LINK_MAX_AGE.total_seconds() // 3600),
+        "dpo_email": settings.DPO_CONTACT_EMAIL,
+    }
+    message = render_email("subject-confirmation", context, to=[request.subject_email], language=request.language)
+    return send_once(request, "subject_confirmation", request.subject_confirmation_nonce, message)
+
+
+def send_agent_authority_denied_notification(request: PrivacyRequest, event_id: int) -> bool:
+    """Tell the assignee (or the DPO) that the subject said they did not allow the agent; once per answer (its
+    audit event). The reference only: no personal data in staff emails."""
+    to = [assignee_email(request) or settings.DPO_EMAIL]
+    context = {"request": request, "request_url": staff_request_url(request)}
+    message = render_email("agent-authority-denied", context, to=to, language=assignee_language(request))
+    return send_once(request, "agent_authority_denied", str(event_id), message)
 
 
 def send_withdrawal_notification(request: PrivacyRequest) -> bool:

@@ -410,6 +410,9 @@ class PrivacyRequest(models.Model):
     agent_name = models.CharField(_("agent's name"), max_length=200, blank=True, default="", db_default="")
     agent_email = models.EmailField(_("agent's email address"), blank=True, default="", db_default="")
     agent_authority_confirmed_at = models.DateTimeField(null=True, blank=True)
+    # The latest link asking the subject to confirm the agent's authority (agents.subject_confirmation_send): empty
+    # once answered or while none was sent, so that a link works once and a newer one replaces it.
+    subject_confirmation_nonce = models.CharField(max_length=32, blank=True, default="", db_default="", editable=False)
 
     # Rotated whenever a new verification link is sent, so older links stop working.
     verification_nonce = models.CharField(max_length=32, default=new_nonce, editable=False)

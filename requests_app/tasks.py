@@ -192,6 +192,27 @@ def send_reply_notification(request_id: int, message_id: int) -> None:
 
 
 @shared_task(**EMAIL_RETRY)
+def send_subject_confirmation(request_id: int) -> None:
+    """Email the subject the link to confirm the agent (agents.subject_confirmation_send); sent once per link. Not
+    once answered, replaced, the request closed or the authority confirmed otherwise: the link would not work."""
+    request = PrivacyRequest.objects.filter(pk=request_id).first()
+    if request is None:
+        return
+    if not request.subject_confirmation_nonce or not request.subject_email or request.agent_authority_confirmed_at:
+        logger.info("request %s needs no link asking its subject to confirm the agent, none sent", request_id)
+        return
+    emails.send_subject_confirmation(request)
+
+
+@shared_task(**EMAIL_RETRY)
+def send_agent_authority_denied_notification(request_id: int, event_id: int) -> None:
+    """Tell the assignee (or the DPO) that the subject said they did not allow the agent; sent once per answer."""
+    request = PrivacyRequest.objects.select_related("assignee").filter(pk=request_id).first()
+    if request is not None:
+        emails.send_agent_authority_denied_notification(request, event_id)
+
+
+@shared_task(**EMAIL_RETRY)
 def send_withdrawal_notification(request_id: int) -> bool:
     """Tell the assignee of a withdrawn request to stop working on it."""
     request = PrivacyRequest.objects.select_related("assignee").filter(pk=request_id, status=Status.WITHDRAWN).first()

@@ -7,6 +7,8 @@ urlpatterns = [
     path("submitted/", views.submitted, name="submitted"),
     path("lost-link/", views.resend_link, name="resend_link"),
     path("verify/<str:token>/", views.verify_email, name="verify_email"),
+    # Under /verify/: a secret address, kept out of search engines (privacy_portal.middleware.not_indexed).
+    path("verify/agent/<str:token>/", views.agent_confirmation, name="agent_confirmation"),
     path("status/<reference:reference>/<str:secret>/", views.status, name="status"),
     path("status/<reference:reference>/<str:secret>/withdraw/", views.withdraw, name="withdraw"),
     path("status/<reference:reference>/<str:secret>/reply/", views.reply, name="reply"),

@@ -30,7 +30,7 @@ from requests_app.models import (
     Status,
     normalised_identifier,
 )
-from requests_app.services import certificate, deadlines, exports, handling, intake
+from requests_app.services import agents, certificate, deadlines, exports, handling, intake
 from requests_app.wording import amount_in_words, date_in_words, masked_email, wait_in_words
 
 logger = logging.getLogger(__name__)
@@ -220,6 +220,24 @@ def verify_email(request: HttpRequest, token: str) -> HttpResponse:
         start_again = isinstance(error, intake.RequestClosedBeforeVerification)
         return render(request, "requests_app/verify_failed.html", {"error": str(error), "start_again": start_again}, status=400)
     return render(request, "requests_app/verify_confirm.html", {"privacy_request": privacy_request})
+
+
+def agent_confirmation(request: HttpRequest, token: str) -> HttpResponse:
+    """The subject's answer to "did you allow the agent?" (agents.subject_confirmation_send). GET shows the agent's
+    name and the reference, nothing else of the request, and two buttons; only the POST records the answer (a mail
+    scanner opens links)."""
+    try:
+        privacy_request = agents.request_for_subject_confirmation(token)
+        _in_the_requests_language(request, privacy_request)
+        if request.method == "POST":
+            answer = request.POST.get("answer")
+            if answer not in ("allowed", "not_allowed"):
+                return render(request, "requests_app/agent_confirmation.html", {"privacy_request": privacy_request}, status=400)
+            agents.subject_confirmation_answer(token=token, allowed=answer == "allowed")
+            return render(request, "requests_app/agent_confirmation.html", {"answered": answer})
+    except agents.SubjectConfirmationLinkError as error:
+        return render(request, "requests_app/agent_confirmation.html", {"error": str(error)}, status=400)
+    return render(request, "requests_app/agent_confirmation.html", {"privacy_request": privacy_request})
 
 
 def resend_link(request: HttpRequest) -> HttpResponse:

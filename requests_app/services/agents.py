@@ -5,18 +5,23 @@ Whoever filed gets our emails (PrivacyRequest.correspondence_email). Until staff
 nothing is disclosed, erased, rectified or restricted for the request: a stranger claiming to act for someone must
 not receive their data or change it. The gates call `authority_refusal`; staff confirm with
 `agent_authority_confirm`, or ask the agent for the subject's signed permission with Request information, and may
-reject the request on RejectionGround.AGENT_AUTHORITY_NOT_SHOWN once they asked.
+reject the request on RejectionGround.AGENT_AUTHORITY_NOT_SHOWN once they asked. Staff may also ask the subject,
+at the email address they gave, to confirm it directly (CCPA Regulations § 7063(a)(2)): subject_confirmation_send,
+answered through subject_confirmation_answer.
 """
 
+from django.conf import settings
+from django.core import signing
 from django.db import transaction
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from requests_app import lifecycle, roles
-from requests_app.audit import Actor, record_event
+from requests_app import emails, lifecycle, roles, tasks
+from requests_app.audit import Actor, ActorKind, record_event
 from requests_app.lifecycle import RequestError
-from requests_app.models import AgentAuthorityMethod, PrivacyRequest, RejectionGround
+from requests_app.models import AgentAuthorityMethod, PrivacyRequest, RejectionGround, new_nonce
 
 AUTHORITY_UNCONFIRMED = gettext_lazy(
     "An agent filed this request, and their authority to act for the subject is not confirmed yet: confirm it "
@@ -87,13 +92,15 @@ def agent_authority_confirm(*, request: PrivacyRequest, actor: Actor, method: st
     AgentAuthorityMethod): the audit event `agent_authority_confirmed` says who, when and how.
 
     Open, email-verified requests filed by an agent only; refused once confirmed (a second click changes nothing).
-    Lifts the gate of `authority_refusal`; the identity check of the subject is a separate step.
+    Lifts the gate of `authority_refusal`; the identity check of the subject is a separate step. `actor` is staff who
+    may work the request, or the subject answering the link of subject_confirmation_send.
     """
     if method not in AgentAuthorityMethod.values:
         raise RequestError(_("Choose how you confirmed the agent's authority."))
     with transaction.atomic():
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
-        roles.require_can_work(actor, locked)
+        if actor.kind != ActorKind.SUBJECT:
+            roles.require_can_work(actor, locked)
         if locked.status not in lifecycle.VERIFIED_OPEN:
             raise RequestError(_("The agent's authority can be confirmed on open, email-verified requests only."))
         if not locked.filed_by_agent:
@@ -104,4 +111,97 @@ def agent_authority_confirm(*, request: PrivacyRequest, actor: Actor, method: st
         locked.save(update_fields=["agent_authority_confirmed_at", "updated_at"])
         record_event(locked, "agent_authority_confirmed", actor=actor, data={"method": method})
     request.agent_authority_confirmed_at = locked.agent_authority_confirmed_at
+    return locked
+
+
+SUBJECT_CONFIRMATION_SALT = "requests_app.agent-confirmation"
+
+
+class SubjectConfirmationLinkError(Exception):
+    """A link asking the subject to confirm the agent that can no longer be used: said on the page it opens."""
+
+
+def subject_confirmation_token(request: PrivacyRequest) -> str:
+    """The signed token of the latest link asking the subject to confirm the agent: the request's opaque id and the
+    link's nonce, nobody's name or address."""
+    return signing.dumps({"r": str(request.public_id), "n": request.subject_confirmation_nonce}, salt=SUBJECT_CONFIRMATION_SALT)
+
+
+def subject_confirmation_send(*, request: PrivacyRequest, actor: Actor) -> PrivacyRequest:
+    """Email the subject, at the address they gave of their own, a link to confirm that they allowed the agent to make
+    the request for them, or to say they did not (CCPA Regulations § 7063(a)(2)).
+
+    Open, email-verified requests filed by an agent whose authority is unconfirmed, with the subject's own address
+    only. The link is signed, valid for VERIFICATION_LINK_MAX_AGE, used once, and replaced by the next one sent (the
+    nonce). The email is owed in this transaction and queued on commit (emails.requeue_owed_emails).
+    """
+    with transaction.atomic():
+        locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+        roles.require_can_work(actor, locked)
+        if locked.status not in lifecycle.VERIFIED_OPEN:
+            raise RequestError(_("The subject can be asked to confirm the agent on open, email-verified requests only."))
+        if not locked.filed_by_agent:
+            raise RequestError(_("No agent filed this request: there is no authority to confirm."))
+        if locked.agent_authority_confirmed_at is not None:
+            raise RequestError(str(AUTHORITY_CONFIRMED_ALREADY))
+        if not locked.subject_email:
+            raise RequestError(
+                _("The agent gave no email address of the subject's: ask the subject another way (phone, post).")
+            )
+        if locked.subject_confirmation_nonce:  # the link replaced, if its email is still unsent
+            emails.forgive(locked.id, "subject_confirmation", locked.subject_confirmation_nonce)
+        locked.subject_confirmation_nonce = new_nonce()
+        locked.save(update_fields=["subject_confirmation_nonce", "updated_at"])
+        emails.owe(locked, "subject_confirmation", locked.subject_confirmation_nonce)
+        record_event(locked, "subject_confirmation_sent", actor=actor)
+        tasks.queue_after_commit(tasks.send_subject_confirmation, locked.id)
+    return locked
+
+
+def request_for_subject_confirmation(token: str) -> PrivacyRequest:
+    """The request the link is for, if it can still be used: signed, not expired, the latest sent and not answered,
+    the request open and the agent's authority unconfirmed. Raises SubjectConfirmationLinkError otherwise."""
+    invalid = _("This link is not valid. Please copy the whole link from the email.")
+    try:
+        payload = signing.loads(token, salt=SUBJECT_CONFIRMATION_SALT, max_age=settings.VERIFICATION_LINK_MAX_AGE)
+    except signing.SignatureExpired:
+        raise SubjectConfirmationLinkError(
+            _("This link has expired. If you still want to answer, write to our data protection officer.")
+        ) from None
+    except signing.BadSignature:
+        raise SubjectConfirmationLinkError(invalid) from None
+    request = PrivacyRequest.objects.filter(public_id=payload.get("r")).first()
+    if request is None or not request.filed_by_agent:
+        raise SubjectConfirmationLinkError(invalid)
+    _check_subject_confirmation_link(request, payload.get("n"))
+    return request
+
+
+def _check_subject_confirmation_link(request: PrivacyRequest, nonce) -> None:
+    if not request.subject_confirmation_nonce or not constant_time_compare(request.subject_confirmation_nonce, str(nonce)):
+        raise SubjectConfirmationLinkError(
+            _("This link was used already, or a newer one replaced it. Thank you: there is nothing more to do here.")
+        )
+    if not request.is_open or request.agent_authority_confirmed_at is not None:
+        raise SubjectConfirmationLinkError(_("This request needs no answer from you any more. Thank you."))
+
+
+def subject_confirmation_answer(*, token: str, allowed: bool) -> PrivacyRequest:
+    """The subject's answer through the link of subject_confirmation_send, which it uses up.
+
+    `allowed`: the agent's authority is confirmed (agent_authority_confirm, method SUBJECT_CONFIRMED, the subject
+    the actor). Otherwise the audit event `agent_authority_denied` records it, nothing is confirmed, and the assignee
+    (or the DPO) is told by email. Of two answers at once, the row lock lets one win; the other finds the link used.
+    """
+    request = request_for_subject_confirmation(token)
+    with transaction.atomic():
+        locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+        _check_subject_confirmation_link(locked, request.subject_confirmation_nonce)
+        locked.subject_confirmation_nonce = ""
+        locked.save(update_fields=["subject_confirmation_nonce", "updated_at"])
+        if allowed:
+            return agent_authority_confirm(request=locked, actor=Actor.subject(), method=AgentAuthorityMethod.SUBJECT_CONFIRMED)
+        event = record_event(locked, "agent_authority_denied", actor=Actor.subject())
+        emails.owe(locked, "agent_authority_denied", str(event.pk))
+        tasks.queue_after_commit(tasks.send_agent_authority_denied_notification, locked.id, event.pk)
     return locked

@@ -875,6 +875,10 @@ ACTIONS = {
         lambda r, f, a, p: agents.agent_authority_confirm(request=r, actor=a, method=f.cleaned_data["method"]),
         gettext_lazy("Recorded: the agent's authority to act for the subject is confirmed."),
     ),
+    "ask_subject_to_confirm": (
+        lambda r, f, a, p: agents.subject_confirmation_send(request=r, actor=a),
+        gettext_lazy("The email asking the subject to confirm that they allowed the agent is on its way to their own address."),
+    ),
     "extend": (
         lambda r, f, a, p, preview=False: deadline_service.request_extend(request=r, actor=a, reason=f.cleaned_data["reason"], preview=preview),
         gettext_lazy("Deadline extended; the email telling the subject the new date and the reason is on its way."),

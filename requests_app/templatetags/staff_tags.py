@@ -113,6 +113,8 @@ EVENT_LABELS = {
     "deadline_extended": _("Deadline extended"),
     "identity_verified": _("Identifier verified"),
     "agent_authority_confirmed": _("The agent's authority to act for the subject confirmed"),
+    "subject_confirmation_sent": _("Subject asked to confirm that they allowed the agent"),
+    "agent_authority_denied": _("The subject said they did not allow the agent"),
     "receipt_confirmed": _("Receipt confirmed to the subject by staff"),
     "note_added": _("Note added"),
     "message_sent": _("Message sent to the subject"),
