@@ -28,6 +28,7 @@ from requests_app.services.intake import RightDetails
 from tests.conftest import login_staff
 from tests.factories import last_letter, released_package, request_in_status, staff_in_role
 from tests.test_public_form import VALID, post_form
+from tests.test_status_page import status_url
 
 AS_AGENT = {
     "filed_by": "agent",
@@ -324,6 +325,18 @@ def test_no_letter_closes_an_agents_request_before_their_authority_is_confirmed_
         refused=refused_whole,
     )
     assert PrivacyRequest.objects.get(pk=request.pk).status == Status.COMPLETED
+
+
+@pytest.mark.django_db
+def test_the_agents_status_page_says_whether_their_authority_is_confirmed(client, dpo):
+    request = agents_request(Status.IN_PROGRESS)
+    page = client.get(status_url(request)).content.decode()
+    assert "You made this request on behalf of <bdi>Ana Peeters</bdi>." in page
+    assert "we confirm that you may act for them" in page and "Until then we send you none of their data." in page
+
+    agents.agent_authority_confirm(request=request, actor=Actor.staff(dpo), method=AgentAuthorityMethod.SIGNED_PERMISSION)
+    page = client.get(status_url(request)).content.decode()
+    assert "We have confirmed that you may act for them." in page and "Until then" not in page
 
 
 # Rejecting for lack of authority
