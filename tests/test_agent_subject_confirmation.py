@@ -81,6 +81,9 @@ def test_the_subject_confirms_the_agent_through_the_link_emailed_to_their_own_ad
     assert request.agent_authority_confirmed_at is not None and not agents.authority_refusal(request)
     confirmed = AuditEvent.objects.get(request=request, action="agent_authority_confirmed")
     assert (confirmed.actor_kind, confirmed.data) == ("subject", {"method": "subject_confirmed"})
+    # The link reached their own mailbox: the address is theirs, and the source systems may be searched by it.
+    email = request.identities.get(kind="email")
+    assert (email.verification_method, email.is_searchable) == ("email_link", True)
     # Used once.
     again = client.post(link, {"answer": "not_allowed"})
     assert again.status_code == 400
@@ -102,6 +105,7 @@ def test_the_subject_saying_no_confirms_nothing_and_alerts_the_assignee(
     assert response.status_code == 200
     request.refresh_from_db()
     assert request.agent_authority_confirmed_at is None and agents.authority_refusal(request)
+    assert request.identities.get(kind="email").verified_at is None  # and the address proves nothing
     denied = AuditEvent.objects.get(request=request, action="agent_authority_denied")
     assert (denied.actor_kind, denied.data) == ("subject", {})
     (alert,) = mail.outbox

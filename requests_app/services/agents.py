@@ -21,7 +21,15 @@ from django.utils.translation import gettext_lazy
 from requests_app import emails, lifecycle, roles, tasks
 from requests_app.audit import Actor, ActorKind, record_event
 from requests_app.lifecycle import RequestError
-from requests_app.models import AgentAuthorityMethod, PrivacyRequest, RejectionGround, new_nonce
+from requests_app.models import (
+    AgentAuthorityMethod,
+    IdentityKind,
+    PrivacyRequest,
+    RejectionGround,
+    VerificationMethod,
+    new_nonce,
+    normalised_identifier,
+)
 
 AUTHORITY_UNCONFIRMED = gettext_lazy(
     "An agent filed this request, and their authority to act for the subject is not confirmed yet: confirm it "
@@ -190,7 +198,7 @@ def subject_confirmation_answer(*, token: str, allowed: bool) -> PrivacyRequest:
     """The subject's answer through the link of subject_confirmation_send, which it uses up.
 
     `allowed`: the agent's authority is confirmed (agent_authority_confirm, method SUBJECT_CONFIRMED, the subject
-    the actor). Otherwise the audit event `agent_authority_denied` records it, nothing is confirmed, and the assignee
+    the actor), and the subject's email address verified by the link. Otherwise the audit event `agent_authority_denied` records it, nothing is confirmed, and the assignee
     (or the DPO) is told by email. Of two answers at once, the row lock lets one win; the other finds the link used.
     """
     request = request_for_subject_confirmation(token)
@@ -200,6 +208,14 @@ def subject_confirmation_answer(*, token: str, allowed: bool) -> PrivacyRequest:
         locked.subject_confirmation_nonce = ""
         locked.save(update_fields=["subject_confirmation_nonce", "updated_at"])
         if allowed:
+            # The link reached the subject's own mailbox, which proves the address theirs, as a web request's
+            # verification does (on an agent's request nothing else can: models.proving_methods). Not one staff
+            # verified already, by a method of their choosing: that record stays.
+            locked.identities.filter(
+                kind=IdentityKind.EMAIL,
+                value=normalised_identifier(IdentityKind.EMAIL, locked.subject_email),
+                verified_at__isnull=True,
+            ).update(verified_at=timezone.now(), verification_method=VerificationMethod.EMAIL_LINK)
             return agent_authority_confirm(request=locked, actor=Actor.subject(), method=AgentAuthorityMethod.SUBJECT_CONFIRMED)
         event = record_event(locked, "agent_authority_denied", actor=Actor.subject())
         emails.owe(locked, "agent_authority_denied", str(event.pk))
