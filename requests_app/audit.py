@@ -30,6 +30,10 @@ GENESIS_HASH = "0" * 64
 # The trail names an organisation "organisation <name>", in English as it keeps its codes; the
 # dashboard shows the word in the reader's language (staff_tags.actor_label).
 ORGANISATION_LABEL_PREFIX = "organisation "
+# Someone acting for the subject (services.agents) acts on the public pages as the subject would: same kind, so what
+# the subject's timeline shows still applies, but a label of its own, so that staff see who did it. A role, never a
+# name: the trail holds no personal data. Kept in English as a code; staff_tags.actor_label translates it.
+AGENT_LABEL = "agent acting for the subject"
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,16 @@ class Actor:
     def subject(cls) -> "Actor":
         # Deliberately not the subject's name: the trail holds no personal data.
         return cls(kind=ActorKind.SUBJECT, label="data subject")
+
+    @classmethod
+    def agent(cls) -> "Actor":
+        return cls(kind=ActorKind.SUBJECT, label=AGENT_LABEL)
+
+    @classmethod
+    def requester(cls, request: PrivacyRequest) -> "Actor":
+        """Whoever holds the request's public links and writes from its status page: the agent who filed it, or
+        the subject."""
+        return cls.agent() if request.filed_by_agent else cls.subject()
 
     @classmethod
     def organisation(cls, organisation) -> "Actor":

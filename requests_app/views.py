@@ -131,7 +131,8 @@ def submit_request(request: HttpRequest) -> HttpResponse:
                 context = {"form": form, "notice": _privacy_notice(), "rate_limited": reached}
                 return reached.with_retry_after(render(request, "requests_app/submit.html", context, status=429))
             try:
-                privacy_request = intake.request_submit(**details, actor=Actor.subject())
+                filer = Actor.agent() if details["agent_capacity"] else Actor.subject()
+                privacy_request = intake.request_submit(**details, actor=filer)
             except intake.AlreadySubmitted as sent_at_once:
                 return _sent_again(request, sent_at_once.request.reference)
             request.session["submitted_form"] = [fingerprint, privacy_request.reference, timezone.now().isoformat()]
@@ -385,7 +386,7 @@ def withdraw(request: HttpRequest, reference: str, secret: str) -> HttpResponse:
         context = {**_status_context(privacy_request), "withdraw_form": form}
         return render(request, "requests_app/status.html", context, status=400)
     try:
-        intake.request_withdraw(request=privacy_request, actor=Actor.subject())
+        intake.request_withdraw(request=privacy_request, actor=Actor.requester(privacy_request))
     except IllegalTransition:
         # Closed meanwhile (in another tab, or by the team): the state machine's wording is for staff.
         messages.error(request, _("This request is already closed: there is nothing left to withdraw."))

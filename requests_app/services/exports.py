@@ -843,7 +843,7 @@ def export_download(*, request: PrivacyRequest, token: str) -> tuple[ExportPacka
         raise RequestError(download_refusal(export) if export else _("This download link has expired.")) from None
     except signing.BadSignature:
         raise RequestError(_("This download link is not valid.")) from None
-    return count_download({"public_id": payload.get("e")}, request=request, actor=Actor.subject())
+    return count_download({"public_id": payload.get("e")}, request=request, actor=Actor.requester(request))
 
 
 def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:

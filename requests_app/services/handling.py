@@ -450,7 +450,7 @@ def subject_reply(
                 _("This request is closed, so your message was not added to it. Write to our data protection officer at "
                   "%(address)s, or submit a new request.") % {"address": settings.DPO_CONTACT_EMAIL}
             )
-        actor = actor or Actor.subject()
+        actor = actor or Actor.requester(locked)
         # The limit bounds what is kept: a document staff deleted (an ID once checked) leaves room for another.
         kept = locked.attachments.filter(message__isnull=False, deleted_at__isnull=True)
         if document is not None and kept.count() >= SUBJECT_DOCUMENTS_MAX:

@@ -368,7 +368,7 @@ def request_verify_email(*, token: str) -> PrivacyRequest:
             lifecycle.transition(
                 request,
                 "verify_email",
-                actor=Actor.subject(),
+                actor=Actor.requester(request),
                 expected_status=Status.AWAITING_VERIFICATION,
             )
         except lifecycle.StaleRequest:
@@ -410,7 +410,7 @@ def _confirm_email_of_request_received_directly(request: PrivacyRequest) -> Priv
                 value=normalised_identifier(IdentityKind.EMAIL, locked.subject_email),
                 verified_at__isnull=True,
             ).update(verified_at=now, verification_method=VerificationMethod.EMAIL_LINK)
-        record_event(locked, "email_confirmed", actor=Actor.subject())
+        record_event(locked, "email_confirmed", actor=Actor.requester(locked))
     locked.verified_at = now
     return locked
 
@@ -492,7 +492,7 @@ def resend_link(*, request_id: int) -> bool:
         if request.status == Status.AWAITING_VERIFICATION:
             request.verification_nonce = new_nonce()
             request.save(update_fields=["verification_nonce", "updated_at"])
-            record_event(request, "verification_resent", actor=Actor.subject())
+            record_event(request, "verification_resent", actor=Actor.requester(request))
             # Owed from now: the request is not expired while the link is on its way (expire_unverified_requests).
             emails.owe(request, "verify_email", request.verification_nonce)
             tasks.queue_after_commit(tasks.send_verification_email, request.id)
@@ -502,7 +502,7 @@ def resend_link(*, request_id: int) -> bool:
             request.pending_secret = new_secret()
             request.save(update_fields=["pending_secret", "updated_at"])
             # The event's number keys the email: each asking sends one, a redelivered task none.
-            event = record_event(request, "status_link_resent", actor=Actor.subject())
+            event = record_event(request, "status_link_resent", actor=Actor.requester(request))
             # Owed, as the asking counts against the subject's limit: a task the broker loses is queued again.
             emails.owe(request, "status_link", str(event.sequence))
             tasks.queue_after_commit(tasks.send_status_link_email, request.id, event.sequence)
@@ -520,7 +520,7 @@ def status_link_opened(request: PrivacyRequest, secret: str) -> None:
     with transaction.atomic():
         replaced = PrivacyRequest.objects.filter(pk=request.pk, pending_secret=secret).update(secret=secret, pending_secret="")
         if replaced:
-            record_event(request, "status_link_replaced", actor=Actor.subject())
+            record_event(request, "status_link_replaced", actor=Actor.requester(request))
     request.refresh_from_db(fields=["secret", "pending_secret"])
     if not constant_time_compare(request.secret, secret):
         raise Http404("No such request")

@@ -9,7 +9,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from requests_app import lifecycle, roles
-from requests_app.audit import ORGANISATION_LABEL_PREFIX
+from requests_app.audit import AGENT_LABEL, ORGANISATION_LABEL_PREFIX
 from requests_app.services.routing import DEFAULT_RULE
 from requests_app.wording import cites_gdpr_articles, in_sentence, label_in_letter
 from requests_app.models import (
@@ -237,7 +237,10 @@ def note_label(note: str) -> str:
 
 @register.filter
 def actor_label(event) -> str:
-    """Who acted: the system and the subject in the reader's language, staff and organisations by name."""
+    """Who acted: the system, the subject and an agent acting for them in the reader's language, staff and
+    organisations by name."""
+    if event.actor_kind == ActorKind.SUBJECT and event.actor_label == AGENT_LABEL:
+        return gettext("Agent acting for the subject")
     if event.actor_kind in (ActorKind.SYSTEM, ActorKind.SUBJECT):
         return str(ActorKind(event.actor_kind).label)
     if event.actor_kind == ActorKind.ORGANISATION:
