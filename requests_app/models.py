@@ -393,7 +393,9 @@ class PrivacyRequest(models.Model):
     received_at = models.DateTimeField(help_text=_("When the controller received the request."))
 
     subject_name = models.CharField(_("full name"), max_length=200, blank=True)
-    # The name as the staff search matches it (name_search_key), set by save(). Text: folding can lengthen a name.
+    # The names as the staff search matches them (name_search_key), set by save(): the subject's, and the agent's who
+    # filed for them, one a line, so that no search matches across the two (a key holds letters and digits only).
+    # Text: folding can lengthen a name.
     name_for_search = models.TextField(blank=True, editable=False)
     subject_email = models.EmailField(_("email address"), blank=True)
     subject_phone = models.CharField(_("phone number"), max_length=20, blank=True)
@@ -579,9 +581,10 @@ class PrivacyRequest(models.Model):
 
     def save(self, *args, **kwargs):
         update_fields = kwargs.get("update_fields")
-        if update_fields is None or "subject_name" in update_fields:
-            self.name_for_search = name_search_key(self.subject_name)
-        if update_fields is not None and "subject_name" in update_fields:
+        names = {"subject_name", "agent_name"}
+        if update_fields is None or names & set(update_fields):
+            self.name_for_search = "\n".join(name_search_key(name) for name in (self.subject_name, self.agent_name) if name)
+        if update_fields is not None and names & set(update_fields):
             kwargs["update_fields"] = {*update_fields, "name_for_search"}
         super().save(*args, **kwargs)
 

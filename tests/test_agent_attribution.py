@@ -79,3 +79,54 @@ def test_the_agents_status_page_timeline_still_reads_as_the_readers_own(client, 
     send_document(client, request, body="Here is the signed permission.")
     page = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
     assert "You sent us a message" in page
+
+
+# The queue's search
+
+
+def search(client, text) -> list[str]:
+    response = client.post(reverse("staff:queue_search"), {"q": text, "query": ""}, follow=True)
+    return [r.reference for r in response.context["page"].object_list]
+
+
+@pytest.mark.django_db
+def test_the_queue_search_finds_a_request_by_the_agents_name_as_by_the_subjects(client):
+    filed_by_marc = agents_request(subject_name="Ana Janssens", agent_name="Marc-Éric Dubois")
+    anas_own = request_in_status(Status.IN_PROGRESS, subject_name="Ana Janssens", subject_email="ana@example.com")
+    login_staff(client, staff_in_role("DPO", username="dpo-search"))
+
+    # Case, accents, punctuation and spaces set aside, as for the subject's name.
+    assert search(client, "marc eric") == [filed_by_marc.reference]
+    assert search(client, "DUBOIS") == [filed_by_marc.reference]
+    assert set(search(client, "janssens")) == {filed_by_marc.reference, anas_own.reference}
+    # No match across the two names, nor one too short to narrow the queue.
+    assert search(client, "janssens marc") == []
+    assert search(client, "ma") == []
+
+
+@pytest.mark.django_db
+def test_the_agents_name_is_searched_as_it_changes_and_not_once_purged():
+    request = agents_request(subject_name="Ana Janssens", agent_name="Marc Peeters")
+    request.agent_name = "Marcel Peeters"
+    request.save(update_fields=["agent_name"])
+    request.refresh_from_db()
+    assert request.name_for_search == "anajanssens\nmarcelpeeters"
+
+    intake.purge_personal_data(request)
+    assert PrivacyRequest.objects.get(pk=request.pk).name_for_search == ""
+
+
+@pytest.mark.django_db
+def test_migration_0081_adds_the_names_of_agents_who_filed_before_it():
+    from importlib import import_module
+
+    from django.apps import apps
+
+    request = agents_request(subject_name="Ana Janssens", agent_name="Marc Peeters")
+    anas_own = request_in_status(Status.IN_PROGRESS, subject_name="Bram De Smet")
+    PrivacyRequest.objects.filter(pk=request.pk).update(name_for_search="anajanssens")  # as 0080 left it
+
+    import_module("requests_app.migrations.0081_agent_name_for_search").add_agents_names_for_search(apps, None)
+
+    assert PrivacyRequest.objects.get(pk=request.pk).name_for_search == "anajanssens\nmarcpeeters"
+    assert PrivacyRequest.objects.get(pk=anas_own.pk).name_for_search == "bramdesmet"
