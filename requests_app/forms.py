@@ -274,11 +274,10 @@ class RequestForm(forms.Form):
     subject_name = PersonNameField(
         label=_("Full name"), max_length=200, widget=forms.TextInput(attrs={"autocomplete": "name"})
     )
-    # Required of the subject, optional for an agent (clean): we write to the agent.
+    # Required of the subject, optional for an agent (__init__): we write to the agent.
     subject_email = RoutableEmailField(
         label=_("Email address"),
         max_length=254,
-        required=False,
         error_messages=EMAIL_ERRORS,
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
@@ -338,6 +337,10 @@ class RequestForm(forms.Form):
         page_language = (get_language() or "")[:2]
         self.fields["language"].initial = page_language if page_language in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
         self.fields["language"].widget.attrs["data-follows-page-language"] = True
+        # The subject's address is required unless an agent files (we write to the agent): checked so, and marked so
+        # for assistive technology (the form is novalidate: the browser blocks nothing, so a page without JavaScript
+        # still lets an agent leave it empty). forms.js drops the mark when "I am acting for them" is chosen.
+        self.fields["subject_email"].required = self.data.get(self.add_prefix("filed_by")) != AGENT_FILES
 
     def clean_rights(self):
         # A crafted POST or an API body may name a right twice: it is asked once.
@@ -399,8 +402,6 @@ class RequestForm(forms.Form):
 
     # The agent's part of the form: dropped when the subject files.
     AGENT_FIELDS = ("agent_name", "agent_email", "agent_capacity", "agent_permission")
-    # The subject must give their email address when they file themselves: we write to them there.
-    subject_email_required = True
 
     def _check_who_files(self, cleaned) -> None:
         """The subject gives their own email address; an agent gives their own details and confirms their authority
@@ -408,9 +409,7 @@ class RequestForm(forms.Form):
         am the person the data is about" (a browser without JavaScript shows them) are dropped, not refused: they
         said who they are."""
         if cleaned.get("filed_by") != AGENT_FILES:
-            if self.subject_email_required and "subject_email" not in self.errors and not cleaned.get("subject_email"):
-                required = self.fields["subject_email"].error_messages["required"]
-                self.add_error("subject_email", forms.ValidationError(required, code="required"))
+            # The subject's address is required of them by its field (__init__; staff intake makes it optional).
             for name in self.AGENT_FIELDS:
                 self.errors.pop(name, None)  # a mistyped address in a part they did not fill in for themselves
                 cleaned[name] = False if name == "agent_permission" else ""
@@ -577,8 +576,7 @@ class StaffIntakeForm(RequestForm):
         "objection_processing": _("Say which processing or purpose the subject objects to."),
         "consent_withdrawn": _("Say which consent the subject withdraws."),
     }
-    # A letter may carry no email address, the subject's or the agent's: we then write by post.
-    subject_email_required = False
+    # A letter may carry no email address, the subject's (__init__) or the agent's: we then write by post.
     AGENT_DETAILS_REQUIRED = {
         "agent_name": _("Type the agent's full name: they made the request for the person the data is about."),
         "agent_capacity": _("Choose in what capacity the agent acts for the subject."),

@@ -13,9 +13,15 @@ def test_a_parent_files_for_their_child(page, live_server):
     page.goto(live_server.url + "/")
     agent_details = page.get_by_role("group", name="If you are acting for someone")
     expect(agent_details).to_be_hidden()  # not needed by the subject: hidden once the script runs
+    subject_email = page.get_by_label(re.compile(r"^Email address"))
+    expect(subject_email).to_have_js_property("required", True)  # required of the subject
 
     page.get_by_label("I am acting for them").check()
     expect(agent_details).to_be_visible()
+    expect(subject_email).to_have_js_property("required", False)  # optional for an agent
+    page.get_by_label("I am the person the data is about").check()
+    expect(subject_email).to_have_js_property("required", True)
+    page.get_by_label("I am acting for them").check()
     page.get_by_label("Access a copy of my data").check()
     page.get_by_label(re.compile(r"^Your full name")).fill("Marc Peeters")
     page.get_by_label(re.compile(r"^Your email address")).fill("marc@example.org")

@@ -74,10 +74,13 @@ document.addEventListener("DOMContentLoaded", function () {
 
 // The request form's details of someone acting for the subject: hidden while "I am the person the data is about" is
 // chosen. Without JavaScript they are always shown, and the server ignores them unless "I am acting for them" is chosen.
+// The subject's email address is required of the subject only: its field says so as the choice changes.
 function showAgentDetails() {
   var details = document.querySelector("[data-shown-when-acting]");
   var acting = document.querySelector('input[name="filed_by"][value="agent"]');
+  var subjectEmail = document.querySelector('input[name="subject_email"]');
   if (details && acting) details.hidden = !acting.checked;
+  if (subjectEmail && acting) subjectEmail.required = !acting.checked;
 }
 document.addEventListener("change", function (event) {
   if (event.target.name === "filed_by") showAgentDetails();
