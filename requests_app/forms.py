@@ -292,16 +292,21 @@ class RequestForm(forms.Form):
     ip_address = IPAddressField(
         label=_("IP address (optional)"),
         required=False,
-        help_text=_("If your request concerns visits to our website, the IP address you used."),
+        help_text=_("If the request concerns visits to our website, the IP address used for them."),
     )
     # No answer chosen in advance: an end user's request may be forwarded to our customer as its controller, so a
-    # question skipped must not read as one of the answers.
+    # question skipped must not read as one of the answers. These two ask about the subject, whoever fills the form
+    # in: an agent must not answer for themselves (the regime, the deadline and the law cited depend on it), and the
+    # page says so without JavaScript.
     relationship = forms.ChoiceField(
-        label=_("How are you related to us?"),
+        label=_("How are you, or the person you are acting for, related to us?"),
         choices=[("", _("Choose…")), *Relationship.choices],
-        error_messages={"required": _("Choose how you are related to us.")},
+        error_messages={"required": _("Choose how you, or the person you are acting for, are related to us.")},
     )
-    regime = forms.ChoiceField(label=_("Where do you live?"), choices=REGIME_CHOICES, initial=Regime.GDPR)
+    regime = forms.ChoiceField(
+        label=_("Where do you, or the person you are acting for, live?"), choices=REGIME_CHOICES, initial=Regime.GDPR
+    )
+    # The replies go to whoever files (PrivacyRequest.correspondence_email): the reader's own language.
     language = forms.ChoiceField(label=_("Language for our replies"), choices=settings.LANGUAGES)
     description = MultilineField(
         label=_("Anything else we should know (optional)"),

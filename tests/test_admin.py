@@ -210,7 +210,7 @@ def test_staff_choose_how_the_subject_is_related_to_us_as_the_subject_does(admin
     assert '<option value="" selected>Choose…</option>' in page
     # Staff record what the subject wrote: the questions speak of the subject, not to them.
     assert "How is the subject related to us?" in page and "Where does the subject live?" in page
-    assert "How are you related to us?" not in page and "What would you like us to do?" not in page
+    assert "How are you, or the person you are acting for, related to us?" not in page and "What would you like us to do?" not in page
     # The rights and grounds too: "Access a copy of my data" read as a quote.
     assert "Access a copy of their data" in page and "The subject contests the accuracy of their data (Art. 18(1)(a))" in page
     assert "of my data" not in page and "I contest" not in page

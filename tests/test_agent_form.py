@@ -34,3 +34,21 @@ def test_the_subject_must_still_give_their_email_and_an_agent_need_not(client):
     missing = post_form(client, subject_email="")
     assert missing.context["form"].errors["subject_email"] == ["This field is required."]
     assert post_form(client, **AS_AGENT).status_code == 302
+
+
+@pytest.mark.django_db
+def test_the_questions_about_the_subject_say_so_to_an_agent_without_javascript(client):
+    html = client.get(reverse("submit")).content.decode()
+    about = re.search(r'<fieldset aria-describedby="about-you-help">(.*?)</fieldset>', html, flags=re.S).group(1)
+    assert "<legend>About you, or the person you are acting for</legend>" in about
+    assert '<label for="id_relationship">How are you, or the person you are acting for, related to us?</label>' in about
+    # The answer picks the law, the deadline and the authority: an agent must not give where they live.
+    assert '<label for="id_regime">Where do you, or the person you are acting for, live?</label>' in about
+    assert "the IP address used for them" in about and "you used" not in about
+    # Our replies go to whoever files, in their language: not a detail of the subject's.
+    assert 'name="language"' not in about and '<label for="id_language">Language for our replies:</label>' in html
+
+    missing = post_form(client, **{**AS_AGENT, "relationship": ""})
+    assert missing.context["form"].errors["relationship"] == [
+        "Choose how you, or the person you are acting for, are related to us."
+    ]

@@ -162,7 +162,7 @@ def test_the_help_texts_example_and_belgian_national_numbers_are_accepted(client
         ({"confirm": None}, "confirm", "Please confirm"),
         ({"ip_address": "999.1.1.1"}, "ip_address", "valid IPv4 or IPv6"),
         ({"website": "http://spam.example"}, "__all__", "could not be accepted"),
-        ({"relationship": ""}, "relationship", "Choose how you are related to us."),
+        ({"relationship": ""}, "relationship", "Choose how you, or the person you are acting for, are related to us."),
         ({"customer_reference": ".."}, "customer_reference", "An account reference has letters or digits"),
         ({"customer_reference": " . "}, "customer_reference", "An account reference has letters or digits"),
         ({"customer_reference": "-/-"}, "customer_reference", "An account reference has letters or digits"),
@@ -219,7 +219,7 @@ def test_how_the_subject_is_related_to_us_is_not_answered_for_them(client):
     refused = html.unescape(post_form(client, relationship=None).content.decode())
 
     summary = refused[refused.index('class="error-summary"'):refused.index("</ul>", refused.index('class="error-summary"'))]
-    assert '<a href="#id_relationship">How are you related to us: Choose how you are related to us.</a>' in summary
+    assert '<a href="#id_relationship">How are you, or the person you are acting for, related to us: Choose how you, or the person you are acting for, are related to us.</a>' in summary
     assert PrivacyRequest.objects.count() == 0
 
 

@@ -27,7 +27,7 @@ def test_a_parent_files_for_their_child(page, live_server):
     page.get_by_label(re.compile(r"^Your email address")).fill("marc@example.org")
     page.get_by_label("You are acting as").select_option(label="Parent or guardian")
     page.get_by_label(re.compile(r"^Full name")).fill("Lisa Peeters")  # the child's; her address is optional
-    page.get_by_label("How are you related to us?").select_option(label="Website visitor")
+    page.get_by_label("How are you, or the person you are acting for, related to us?").select_option(label="Website visitor")
     page.get_by_label("Signature (type your full name)").fill("Marc Peeters")
     page.get_by_label("I confirm that the information above is correct").check()
     page.get_by_role("button", name="Send my request").click()

@@ -15,7 +15,7 @@ def fill_in_and_send_the_form(page) -> None:
     # contains "full name": anchor at the start.
     page.get_by_label(re.compile(r"^Full name")).fill("Ada Lovelace")
     page.get_by_label(re.compile(r"^Email address")).fill("ada@example.com")
-    page.get_by_label("How are you related to us?").select_option(label="Website visitor")
+    page.get_by_label("How are you, or the person you are acting for, related to us?").select_option(label="Website visitor")
     page.get_by_label("Signature (type your full name)").fill("Ada Lovelace")
     page.get_by_label("I confirm that the information above is correct").check()
     page.get_by_role("button", name="Send my request").click()
