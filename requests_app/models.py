@@ -683,6 +683,11 @@ class RequestedRight(models.Model):
         """The right as staff read it, of the subject (RIGHTS_THE_SUBJECT_ASKS)."""
         return str(RIGHTS_THE_SUBJECT_ASKS[self.right])
 
+    def right_for_correspondent(self) -> str:
+        """The right as whoever filed reads it on the status page and in our emails and letters: in the subject's own
+        words ("my data"), or, for an agent who filed for them, of the subject ("their data")."""
+        return self.right_for_staff() if self.request.filed_by_agent else self.get_right_display()
+
     def restriction_ground_for_staff(self) -> str:
         return str(RESTRICTION_GROUNDS_THE_SUBJECT_GIVES.get(self.restriction_ground, ""))
 

@@ -143,7 +143,7 @@ def what_you_told_us(privacy_request: PrivacyRequest) -> list[tuple[str, list[tu
             answers.append((fields["restriction_ground"].label, ground))
         statements = [fields["direct_marketing"].label] if right.direct_marketing else []
         if answers or statements:
-            told.append((right.get_right_display(), answers, statements))
+            told.append((right.right_for_correspondent(), answers, statements))
     return told
 
 

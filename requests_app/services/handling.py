@@ -190,7 +190,7 @@ def render_letter(
                 "by_post": not request.correspondence_email,
                 # A completion that refused some rights completed the others: "We have completed your request
                 # (access)", then a paragraph for each right refused.
-                "rights": ", ".join(str(right.get_right_display()) for right in rights if right.right not in refused),
+                "rights": ", ".join(right.right_for_correspondent() for right in rights if right.right not in refused),
                 "reason": reason,
                 "fee": fee,
                 "body": body,
