@@ -16,6 +16,7 @@ from tests.factories import staff_in_role
 from tests.staff.test_letter_preview import form_data, preview
 from tests.test_agent_requests import AS_AGENT, agents_request
 from tests.test_public_form import post_form
+from tests.test_status_page import send_document
 
 SUBJECTS_VERIFICATION = "Before we act on your request, we verify that it is yours"
 AGENTS_VERIFICATION = (
@@ -90,6 +91,33 @@ def test_the_package_email_to_an_agent_is_not_about_their_own_data(django_captur
     assert ready.subject == f"The data for request {request.reference} is ready"
     assert f"The copy of the data of the person you are acting for, for request {request.reference}, is ready." in text_and_html(ready)
     assert "your data" not in text_and_html(ready).replace("Your data protection", "")
+
+
+@pytest.mark.django_db
+def test_an_answer_that_found_nothing_tells_the_agent_it_found_nothing_about_the_person(django_capture_on_commit_callbacks):
+    dpo = staff_in_role("DPO", username="dpo-wording")
+    request = agents_request(language="en")
+    agents.agent_authority_confirm(request=request, actor=Actor.staff(dpo), method=AgentAuthorityMethod.SIGNED_PERMISSION)
+    export = ExportPackage.objects.create(request=request, kind="access", status=ExportStatus.READY, manifest={"rows": 0})
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        exports.export_release(export=export, actor=Actor.staff(dpo))
+
+    [ready] = mail.outbox
+    body = text_and_html(ready)
+    assert "we found no personal data about the person you are acting for in the systems we searched" in body
+    assert "about you" not in body
+
+
+@pytest.mark.django_db
+def test_staff_are_told_the_agent_replied(client, django_capture_on_commit_callbacks):
+    request = agents_request(Status.IN_PROGRESS, language="en")
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        send_document(client, request, body="Here is the signed permission.")
+    [told] = mail.outbox
+    assert told.subject == f"The agent replied on {request.reference}"
+    assert f"The agent who filed request {request.reference} for the subject sent a reply." in text_and_html(told)
 
 
 @pytest.mark.django_db
