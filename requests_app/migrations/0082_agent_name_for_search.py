@@ -26,7 +26,7 @@ def add_agents_names_for_search(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("requests_app", "0080_request_agent"),
+        ("requests_app", "0081_subject_confirmation_nonce"),
     ]
 
     operations = [
