@@ -422,6 +422,13 @@ class RequestForm(forms.Form):
         for name, message in self.AGENT_DETAILS_REQUIRED.items():
             if name not in self.errors and not cleaned.get(name):
                 self.add_error(name, forms.ValidationError(message, code="required"))
+        # The subject's address is theirs, never the agent's: we may write to it to ask the subject to confirm.
+        agent_email, subject_email = cleaned.get("agent_email") or "", cleaned.get("subject_email") or ""
+        if agent_email and agent_email.casefold() == subject_email.casefold():
+            self.add_error(
+                "subject_email",
+                _("This is the agent's own address: give the email address of the person the data is about, or leave it empty."),
+            )
 
     def _refuse_details_of_rights_not_ticked(self, cleaned) -> None:
         """Details given for a right not asked for would be dropped unread: an objection to direct marketing, say,

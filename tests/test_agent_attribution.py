@@ -117,7 +117,7 @@ def test_the_agents_name_is_searched_as_it_changes_and_not_once_purged():
 
 
 @pytest.mark.django_db
-def test_migration_0081_adds_the_names_of_agents_who_filed_before_it():
+def test_migration_0082_adds_the_names_of_agents_who_filed_before_it():
     from importlib import import_module
 
     from django.apps import apps
@@ -126,7 +126,7 @@ def test_migration_0081_adds_the_names_of_agents_who_filed_before_it():
     anas_own = request_in_status(Status.IN_PROGRESS, subject_name="Bram De Smet")
     PrivacyRequest.objects.filter(pk=request.pk).update(name_for_search="anajanssens")  # as 0080 left it
 
-    import_module("requests_app.migrations.0081_agent_name_for_search").add_agents_names_for_search(apps, None)
+    import_module("requests_app.migrations.0082_agent_name_for_search").add_agents_names_for_search(apps, None)
 
     assert PrivacyRequest.objects.get(pk=request.pk).name_for_search == "anajanssens\nmarcpeeters"
     assert PrivacyRequest.objects.get(pk=anas_own.pk).name_for_search == "bramdesmet"

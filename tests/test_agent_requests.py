@@ -106,6 +106,16 @@ def test_an_agent_must_give_their_details_capacity_and_permission(client):
 
 
 @pytest.mark.django_db
+def test_an_agent_cannot_give_their_own_address_as_the_subjects(client):
+    """We may write to the subject's address to ask them to confirm the agent: the agent's own would confirm itself."""
+    response = post_form(client, **{**AS_AGENT, "subject_email": "MARC@example.org"})
+    assert response.status_code == 200 and not PrivacyRequest.objects.exists()
+    assert response.context["form"].errors["subject_email"] == [
+        "This is the agent's own address: give the email address of the person the data is about, or leave it empty."
+    ]
+
+
+@pytest.mark.django_db
 def test_an_agent_gives_a_valid_email_address_of_their_own(client):
     response = post_form(client, **{**AS_AGENT, "agent_email": "marc@localhost"})
     assert response.context["form"].errors["agent_email"] == ["Enter a valid email address."]

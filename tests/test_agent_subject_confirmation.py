@@ -36,6 +36,8 @@ def agents_request(handler, **overrides) -> PrivacyRequest:
         Status.IN_PROGRESS, **{"rights": [RightDetails(RequestType.ACCESS)], "language": "fr", **AGENT, **overrides}
     )
     PrivacyRequest.objects.filter(pk=request.pk).update(assignee=handler)
+    # The subject's address proven theirs: the account records show it (subject_confirmation_send asks no other).
+    request.identities.filter(kind="email").update(verified_at=timezone.now(), verification_method="account_records")
     request.refresh_from_db()
     return request
 
@@ -81,9 +83,6 @@ def test_the_subject_confirms_the_agent_through_the_link_emailed_to_their_own_ad
     assert request.agent_authority_confirmed_at is not None and not agents.authority_refusal(request)
     confirmed = AuditEvent.objects.get(request=request, action="agent_authority_confirmed")
     assert (confirmed.actor_kind, confirmed.data) == ("subject", {"method": "subject_confirmed"})
-    # The link reached their own mailbox: the address is theirs, and the source systems may be searched by it.
-    email = request.identities.get(kind="email")
-    assert (email.verification_method, email.is_searchable) == ("email_link", True)
     # Used once.
     again = client.post(link, {"answer": "not_allowed"})
     assert again.status_code == 400
@@ -105,7 +104,6 @@ def test_the_subject_saying_no_confirms_nothing_and_alerts_the_assignee(
     assert response.status_code == 200
     request.refresh_from_db()
     assert request.agent_authority_confirmed_at is None and agents.authority_refusal(request)
-    assert request.identities.get(kind="email").verified_at is None  # and the address proves nothing
     denied = AuditEvent.objects.get(request=request, action="agent_authority_denied")
     assert (denied.actor_kind, denied.data) == ("subject", {})
     (alert,) = mail.outbox
@@ -141,6 +139,15 @@ def test_only_an_agents_unconfirmed_request_with_the_subjects_own_address_is_ask
     PrivacyRequest.objects.filter(pk=own.pk).update(assignee=handler)
     with pytest.raises(RequestError, match="No agent filed this request"):
         agents.subject_confirmation_send(request=own, actor=Actor.staff(handler))
+
+    # An address the agent typed, not proven the subject's, may be the agent's: its yes would prove nothing.
+    typed = agents_request(handler, subject_email="marc.second@example.org")
+    typed.identities.filter(kind="email").update(verification_method="document")
+    with pytest.raises(RequestError, match="may be their own: a confirmation from it would prove nothing"):
+        agents.subject_confirmation_send(request=typed, actor=Actor.staff(handler))
+    typed.identities.filter(kind="email").update(verified_at=None, verification_method="")
+    with pytest.raises(RequestError, match="may be their own"):
+        agents.subject_confirmation_send(request=typed, actor=Actor.staff(handler))
 
     confirmed = agents_request(handler, subject_email="ana2@example.com")
     PrivacyRequest.objects.filter(pk=confirmed.pk).update(agent_authority_confirmed_at=timezone.now())

@@ -7,6 +7,7 @@ import html
 import pytest
 from django.core import mail
 from django.urls import reverse
+from django.utils import timezone
 
 from requests_app.audit import Actor
 from requests_app.models import AgentAuthorityMethod, ExportPackage, ExportStatus, PrivacyRequest, Status
@@ -123,6 +124,8 @@ def test_staff_are_told_the_agent_replied(client, django_capture_on_commit_callb
 @pytest.mark.django_db
 def test_the_letter_preview_says_the_agent_is_emailed(client):
     request = agents_request(Status.IN_PROGRESS, language="en")
+    # Confirmed: no letter closes an agent's request before, but the rejection for its lack (agents.closing_refusal).
+    PrivacyRequest.objects.filter(pk=request.pk).update(agent_authority_confirmed_at=timezone.now())
     login_staff(client, staff_in_role("DPO", username="dpo-wording"))
     page = html.unescape(preview(client, request, "reject", form_data(request, "reject")).content.decode())
     assert "By email to <bdi>marc@example.org</bdi>, the agent acting for the subject." in page

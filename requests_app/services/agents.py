@@ -21,15 +21,7 @@ from django.utils.translation import gettext_lazy
 from requests_app import emails, lifecycle, roles, tasks
 from requests_app.audit import Actor, ActorKind, record_event
 from requests_app.lifecycle import RequestError
-from requests_app.models import (
-    AgentAuthorityMethod,
-    IdentityKind,
-    PrivacyRequest,
-    RejectionGround,
-    VerificationMethod,
-    new_nonce,
-    normalised_identifier,
-)
+from requests_app.models import AgentAuthorityMethod, IdentityKind, PrivacyRequest, RejectionGround, new_nonce
 
 AUTHORITY_UNCONFIRMED = gettext_lazy(
     "An agent filed this request, and their authority to act for the subject is not confirmed yet: confirm it "
@@ -140,7 +132,7 @@ def subject_confirmation_send(*, request: PrivacyRequest, actor: Actor) -> Priva
     the request for them, or to say they did not (CCPA Regulations § 7063(a)(2)).
 
     Open, email-verified requests filed by an agent whose authority is unconfirmed, with the subject's own address
-    only. The link is signed, valid for VERIFICATION_LINK_MAX_AGE, used once, and replaced by the next one sent (the
+    only, proven theirs (the account records): an address the agent typed may be the agent's. The link is signed, valid for VERIFICATION_LINK_MAX_AGE, used once, and replaced by the next one sent (the
     nonce). The email is owed in this transaction and queued on commit (emails.requeue_owed_emails).
     """
     with transaction.atomic():
@@ -155,6 +147,17 @@ def subject_confirmation_send(*, request: PrivacyRequest, actor: Actor) -> Priva
         if not locked.subject_email:
             raise RequestError(
                 _("The agent gave no email address of the subject's: ask the subject another way (phone, post).")
+            )
+        # The agent typed the subject's address: it may be their own, or another mailbox of theirs, and a yes from it
+        # would be the agent confirming themselves. Only an address proven the subject's (the account records, on an
+        # agent's request: models.proving_methods) reaches the subject.
+        if not locked.identities.searchable().filter(kind=IdentityKind.EMAIL).exists():
+            raise RequestError(
+                _(
+                    "The agent typed the subject's email address, which may be their own: a confirmation from it would "
+                    "prove nothing. Verify the address against the account records first (Verify identity), or ask "
+                    "the subject another way (phone, post)."
+                )
             )
         if locked.subject_confirmation_nonce:  # the link replaced, if its email is still unsent
             emails.forgive(locked.id, "subject_confirmation", locked.subject_confirmation_nonce)
@@ -198,7 +201,7 @@ def subject_confirmation_answer(*, token: str, allowed: bool) -> PrivacyRequest:
     """The subject's answer through the link of subject_confirmation_send, which it uses up.
 
     `allowed`: the agent's authority is confirmed (agent_authority_confirm, method SUBJECT_CONFIRMED, the subject
-    the actor), and the subject's email address verified by the link. Otherwise the audit event `agent_authority_denied` records it, nothing is confirmed, and the assignee
+    the actor). Otherwise the audit event `agent_authority_denied` records it, nothing is confirmed, and the assignee
     (or the DPO) is told by email. Of two answers at once, the row lock lets one win; the other finds the link used.
     """
     request = request_for_subject_confirmation(token)
@@ -208,14 +211,6 @@ def subject_confirmation_answer(*, token: str, allowed: bool) -> PrivacyRequest:
         locked.subject_confirmation_nonce = ""
         locked.save(update_fields=["subject_confirmation_nonce", "updated_at"])
         if allowed:
-            # The link reached the subject's own mailbox, which proves the address theirs, as a web request's
-            # verification does (on an agent's request nothing else can: models.proving_methods). Not one staff
-            # verified already, by a method of their choosing: that record stays.
-            locked.identities.filter(
-                kind=IdentityKind.EMAIL,
-                value=normalised_identifier(IdentityKind.EMAIL, locked.subject_email),
-                verified_at__isnull=True,
-            ).update(verified_at=timezone.now(), verification_method=VerificationMethod.EMAIL_LINK)
             return agent_authority_confirm(request=locked, actor=Actor.subject(), method=AgentAuthorityMethod.SUBJECT_CONFIRMED)
         event = record_event(locked, "agent_authority_denied", actor=Actor.subject())
         emails.owe(locked, "agent_authority_denied", str(event.pk))
