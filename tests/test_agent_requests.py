@@ -9,6 +9,7 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
+from requests_app import roles
 from requests_app.audit import Actor
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
@@ -255,6 +256,16 @@ def test_an_identity_document_does_not_prove_the_subjects_email_on_an_agents_req
     assert request.identities.get(pk=email.pk).not_searched_for_its_method
     request.identities.filter(pk=email.pk).update(verification_method="account_records")
     assert list(request.identities.searchable()) == [email]
+
+
+@pytest.mark.django_db
+def test_the_agent_cannot_confirm_their_own_authority(dpo):
+    """The agent acts on the public pages with the subject's kind of actor; only the subject's own answer, or staff
+    who may work the request, confirm."""
+    request = agents_request()
+    with pytest.raises(roles.NotAllowed):
+        agents.agent_authority_confirm(request=request, actor=Actor.agent(), method=AgentAuthorityMethod.SUBJECT_CONFIRMED)
+    assert PrivacyRequest.objects.get(pk=request.pk).agent_authority_confirmed_at is None
 
 
 @pytest.mark.django_db

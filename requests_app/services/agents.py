@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from requests_app import emails, lifecycle, roles, tasks
-from requests_app.audit import Actor, ActorKind, record_event
+from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import AgentAuthorityMethod, IdentityKind, PrivacyRequest, RejectionGround, new_nonce
 
@@ -99,7 +99,9 @@ def agent_authority_confirm(*, request: PrivacyRequest, actor: Actor, method: st
         raise RequestError(_("Choose how you confirmed the agent's authority."))
     with transaction.atomic():
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
-        if actor.kind != ActorKind.SUBJECT:
+        # The subject's own answer (never the agent's, who shares the subject's kind of actor: Actor.agent) needs no
+        # staff role; anyone else does.
+        if actor != Actor.subject():
             roles.require_can_work(actor, locked)
         if locked.status not in lifecycle.VERIFIED_OPEN:
             raise RequestError(_("The agent's authority can be confirmed on open, email-verified requests only."))
