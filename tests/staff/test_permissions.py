@@ -330,6 +330,14 @@ def _filed_by_an_agent(privacy_request, cast):
     )
 
 
+def _filed_by_an_agent_with_the_subjects_proven_address(privacy_request, cast):
+    _filed_by_an_agent(privacy_request, cast)
+    # Asked only at an address proven the subject's (agents.subject_confirmation_send).
+    privacy_request.identities.filter(kind=IdentityKind.EMAIL).update(
+        verified_at=timezone.now(), verification_method="account_records"
+    )
+
+
 def _email_identity(privacy_request):
     return privacy_request.identities.get(kind=IdentityKind.EMAIL)
 
@@ -371,6 +379,13 @@ ACTION_CASES = {
             lambda r, c: {"method": "signed_permission"},
             lambda r, c: r.agent_authority_confirmed_at is not None and r.events.filter(action="agent_authority_confirmed").exists(),
             prepare=_filed_by_an_agent,
+        ),
+        ActionCase(
+            "ask_subject_to_confirm",
+            Status.IN_PROGRESS,
+            lambda r, c: {},
+            lambda r, c: bool(r.subject_confirmation_nonce) and r.events.filter(action="subject_confirmation_sent").exists(),
+            prepare=_filed_by_an_agent_with_the_subjects_proven_address,
         ),
         ActionCase(
             "extend",
