@@ -7,7 +7,7 @@ import re
 # /status/<reference>/<secret>/download/<token>/: the token downloads the subject's package until it expires;
 # /verify/<token>/: confirming the email leads to that page (mail scanners fetch it before the subject does);
 # /staff/setup/<account>/<token>/: the token sets a staff account's password and authenticator.
-SECRET_LINK = re.compile(r"(/status/[^/\s]+/|/verify/|/staff/setup/[^/\s]+/)[^/\s]+(?:(/download/)[^/\s]+)?")
+SECRET_LINK = re.compile(r"(/status/[^/\s]+/|/verify/(?:agent/)?|/staff/setup/[^/\s]+/)[^/\s]+(?:(/download/)[^/\s]+)?")
 SECRET_PATHS = ("/status/", "/verify/", "/staff/setup/")
 
 

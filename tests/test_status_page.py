@@ -349,6 +349,23 @@ def test_the_log_line_of_a_refused_verification_link_hides_its_token(client):
     assert token not in written.getvalue()
 
 
+def test_the_log_line_of_a_subjects_agent_confirmation_link_hides_its_token():
+    """The link lets whoever holds it confirm an agent's authority for the subject: its first segment is the word
+    "agent", and the token after it must be blanked, not the word."""
+    import logging
+
+    from privacy_portal.logging import RedactSecretLinks
+
+    token = "eyJyIjo2fQ:1xYKGD:aGeNtSiGnAtUrE"
+    path = f"/verify/agent/{token}/"
+    request_line = logging.LogRecord("django.server", logging.INFO, __file__, 1, '"%s" %s %s', (f"GET {path} HTTP/1.1", 200, 5), None)
+    bad_request = logging.LogRecord("django.request", logging.WARNING, __file__, 1, "Bad Request: %s", (path,), None)
+    for record in (request_line, bad_request):
+        RedactSecretLinks().filter(record)
+        assert token not in record.getMessage()
+        assert "/verify/agent/[secret]/" in record.getMessage()
+
+
 def test_a_download_link_in_a_log_line_has_neither_its_secret_nor_its_token():
     """runserver logs every request line, and Django every 410 ("Gone: ..."): the token downloads the package."""
     import logging
