@@ -61,7 +61,7 @@ def dashboard_referrer(get_response):
 
 # Pages whose address carries a secret (a status page and its downloads, an email's verification link, a staff
 # account's setup link) or that are for staff only: kept out of search engines (not_indexed).
-NOT_INDEXED_PATHS = ("/status/", "/verify/", *STAFF_PATHS)
+NOT_INDEXED_PATHS = ("/status/", "/verify/", "/transfer/", *STAFF_PATHS)
 
 
 def not_indexed(get_response):

@@ -169,6 +169,10 @@ def _owed_email_tasks() -> dict:
         export_id = ExportPackage.objects.filter(public_id=notification.key).values_list("id", flat=True).first()
         return (tasks.send_export_ready_email, export_id) if export_id else None
 
+    def transmission_email(notification):
+        export_id = ExportPackage.objects.filter(public_id=notification.key).values_list("id", flat=True).first()
+        return (tasks.send_transmission_email, export_id) if export_id else None
+
     return {
         "request_confirmed": (True, lambda n: (tasks.send_request_confirmed_email, n.request_id)),
         "confirm_email": (True, lambda n: (tasks.send_email_confirmation, n.request_id)),
@@ -182,6 +186,8 @@ def _owed_email_tasks() -> dict:
         # To the subject's own address, not the one we write to (the agent's): its refusal is not that one's.
         "subject_confirmation": (False, lambda n: (tasks.send_subject_confirmation, n.request_id)),
         "agent_authority_denied": (False, lambda n: (tasks.send_agent_authority_denied_notification, n.request_id, int(n.key))),
+        # To the organisation the subject asked us to send their data to (services.transmission), not to them.
+        "portability_transmission": (False, transmission_email),
     }
 
 

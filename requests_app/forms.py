@@ -42,6 +42,10 @@ RIGHT_DETAIL_FIELDS = {
     RequestType.WITHDRAW_CONSENT: {"consent_withdrawn": _("Tell us which consent you withdraw.")},
 }
 
+# The details a right may take but need not: portability's other organisation, to send the data to directly
+# (Art. 20(2)), given both or neither (RequestForm._check_transmission).
+OPTIONAL_RIGHT_DETAIL_FIELDS = {RequestType.PORTABILITY: ("recipient_name", "recipient_email")}
+
 # The error code of a right's details given without the right (the API words it for a portal: no box to tick).
 DETAIL_WITHOUT_ITS_RIGHT = "detail_without_its_right"
 
@@ -234,6 +238,21 @@ class RequestForm(forms.Form):
     consent_withdrawn = forms.CharField(
         label=_("Which consent do you withdraw?"), max_length=2000, required=False
     )
+    # Art. 20(2): sent from us to another organisation, where technically feasible. Optional: the subject gets their own
+    # copy on the status page either way.
+    recipient_name = PersonNameField(
+        label=_("Send the data directly to this organisation (optional)"),
+        max_length=200,
+        required=False,
+        help_text=_("For data portability: the name of the organisation that should receive your data from us."),
+    )
+    recipient_email = RoutableEmailField(
+        label=_("That organisation's email address"),
+        max_length=254,
+        required=False,
+        error_messages=EMAIL_ERRORS,
+        help_text=_("We email it a link to download your data, and tell you when we did. You still get your own copy."),
+    )
 
     # The subject's unless an agent says otherwise: most people ask for themselves, and a form sent without the choice
     # (a page from before it was asked) was theirs.
@@ -390,6 +409,7 @@ class RequestForm(forms.Form):
                     self.add_error(field, self.missing_detail_errors.get(field, message))
         if "rights" in cleaned:
             self._refuse_details_of_rights_not_ticked(cleaned)
+            self._check_transmission(cleaned)
             if cleaned.get("direct_marketing") and RequestType.OBJECTION not in cleaned["rights"]:
                 self.add_error("direct_marketing", _detail_without_its_right(RequestType.OBJECTION, box=True))
         return cleaned
@@ -433,12 +453,36 @@ class RequestForm(forms.Form):
     def _refuse_details_of_rights_not_ticked(self, cleaned) -> None:
         """Details given for a right not asked for would be dropped unread: an objection to direct marketing, say,
         which must stop it (Art. 21(3)). The subject either ticks the right or clears the field."""
-        for right, fields in RIGHT_DETAIL_FIELDS.items():
+        for right, fields in [*RIGHT_DETAIL_FIELDS.items(), *OPTIONAL_RIGHT_DETAIL_FIELDS.items()]:
             if right in cleaned["rights"]:
                 continue
             for field in fields:
                 if field not in self.errors and str(cleaned.get(field, "")).strip():
                     self.add_error(field, _detail_without_its_right(right))
+
+    # What the form says when the other organisation's email address is one of the request's own.
+    own_address_error = _(
+        "This is your own email address: you get your own copy on the status page. Give the other organisation's "
+        "address, or leave both fields empty."
+    )
+
+    def _check_transmission(self, cleaned) -> None:
+        """The other organisation is named with its address, or not at all: we cannot send to a name, and an address
+        alone names nobody the subject would recognise in our message that it was sent. Not to the request's own
+        addresses: that is the subject's own copy, which the status page gives them behind its secret link."""
+        if RequestType.PORTABILITY not in cleaned["rights"]:
+            return
+        name, email = (cleaned.get("recipient_name") or "").strip(), cleaned.get("recipient_email") or ""
+        if name and not email and "recipient_email" not in self.errors:
+            self.add_error("recipient_email", forms.ValidationError(self.recipient_email_missing, code="required"))
+        if email and not name and "recipient_name" not in self.errors:
+            self.add_error("recipient_name", forms.ValidationError(self.recipient_name_missing, code="required"))
+        own = {(cleaned.get(field) or "").casefold() for field in ("subject_email", "agent_email")} - {""}
+        if email and email.casefold() in own:
+            self.add_error("recipient_email", forms.ValidationError(self.own_address_error, code="own_address"))
+
+    recipient_email_missing = _("Give the email address of the organisation you want your data sent to.")
+    recipient_name_missing = _("Give the name of the organisation you want your data sent to.")
 
     def right_details(self) -> list[RightDetails]:
         """The rights asked, each with only the details that belong to it."""
@@ -447,6 +491,8 @@ class RequestForm(forms.Form):
             fields = {name: self.cleaned_data[name].strip() for name in RIGHT_DETAIL_FIELDS.get(right, {})}
             if right == RequestType.OBJECTION:
                 fields["direct_marketing"] = self.cleaned_data["direct_marketing"]
+            for name in OPTIONAL_RIGHT_DETAIL_FIELDS.get(right, ()):
+                fields[name] = (self.cleaned_data.get(name) or "").strip()
             details.append(RightDetails(right=right, **fields))
         return details
 
@@ -581,6 +627,12 @@ class StaffIntakeForm(RequestForm):
         "An account reference has letters or digits: enter it as the subject's contract or invoice shows it, for example "
         "CUST-000123."
     )
+    own_address_error = _(
+        "This is the address we write to about the request, the subject's or the agent's: they get their copy on the "
+        "status page. Give the other organisation's address, or leave both fields empty."
+    )
+    recipient_email_missing = _("Give the email address of the organisation the subject wants the data sent to.")
+    recipient_name_missing = _("Give the name of the organisation the subject wants the data sent to.")
     missing_detail_errors = {
         "rectification_data": _("Say which data the subject says is incorrect or incomplete."),
         "rectification_value": _("Say what the subject says it should say."),
@@ -640,6 +692,12 @@ class StaffIntakeForm(RequestForm):
             "We must then stop using the subject's data for direct marketing, without exception (GDPR Art. 21(3))."
         )
         self.fields["consent_withdrawn"].label = _("Consent the subject withdraws")
+        self.fields["recipient_name"].label = _("Organisation the subject asks us to send the data to (optional)")
+        self.fields["recipient_name"].help_text = _("For data portability, as the subject named it.")
+        self.fields["recipient_email"].label = _("That organisation's email address, as the subject gave it")
+        self.fields["recipient_email"].help_text = _(
+            "Check it against the original request: the organisation is emailed a link to download the subject's data."
+        )
         self.fields["ip_address"].help_text = _("If the request concerns visits to our website, the IP address the subject used.")
         self.fields["relationship"].label = _("How is the subject related to us?")
         self.fields["relationship"].error_messages["required"] = _("Choose how the subject is related to us.")
@@ -672,7 +730,7 @@ class StaffIntakeForm(RequestForm):
             "for them, or another legal authority to act for them (a power of attorney, parental responsibility)."
         )
         # Staff type in someone else's details: their browser must not offer its own.
-        for name in ("subject_name", "subject_email", "subject_phone", "agent_name", "agent_email"):
+        for name in ("subject_name", "subject_email", "subject_phone", "agent_name", "agent_email", "recipient_name", "recipient_email"):
             self.fields[name].widget.attrs["autocomplete"] = "off"
 
     def full_clean(self):

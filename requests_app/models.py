@@ -668,6 +668,13 @@ class RequestedRight(models.Model):
     # An objection to direct marketing (Art. 21(2)) is absolute: no interest weighs against it (Art. 21(3)).
     direct_marketing = models.BooleanField(_("objects to direct marketing"), default=False)
     consent_withdrawn = models.TextField(_("consent withdrawn"), blank=True)
+    # Portability only (Art. 20(2)): the other organisation the subject asks us to send the data to directly, if any.
+    # The subject's words, purged with their details; staff send it the package's link (exports.export_transmit) or
+    # decline, with the reason the subject is told (exports.export_transmission_decline).
+    recipient_name = models.CharField(_("organisation to send the data to"), max_length=200, blank=True, default="", db_default="")
+    recipient_email = models.EmailField(_("that organisation's email address"), blank=True, default="", db_default="")
+    transmission_declined_at = models.DateTimeField(null=True, blank=True)
+    transmission_decline_reason = models.TextField(blank=True, default="", db_default="")
     # Set when the request was completed with this right refused (handling.request_complete): the ground, from
     # REFUSABLE_GROUNDS. The reasons given to the subject are in the completion letter, as a rejection's are.
     refusal_ground = models.CharField(max_length=32, choices=RejectionGround, blank=True)
@@ -1798,6 +1805,16 @@ class ExportPackageQuerySet(models.QuerySet):
         with it, deliverable, and under its own download limit."""
         return self.shared_and_deliverable().filter(organisation_download_count__lt=models.F("max_downloads"))
 
+    def sendable_to_recipient(self):
+        """The portability packages staff may still send to the organisation the subject named (Art. 20(2)):
+        deliverable, and not sent already."""
+        return self._deliverable().filter(kind=ExportKind.PORTABILITY, transmitted_at__isnull=True)
+
+    def downloadable_by_recipient(self):
+        """The packages the organisation the subject asked us to send their data to may still download through the
+        link we emailed it: sent there, deliverable, and under its own download limit."""
+        return self._deliverable().filter(transmitted_at__isnull=False, recipient_download_count__lt=models.F("max_downloads"))
+
     def shared_and_deliverable(self):
         """The packages shared with the organisation that filed the request and not ended, whatever downloads it has
         left: those it may resume a download of, or be told are unchanged (304), without counting a download."""
@@ -1843,6 +1860,11 @@ class ExportPackage(models.Model):
     organisation_download_count = models.PositiveIntegerField(default=0)
     # Staff may let the organisation that filed the request fetch the package over the API.
     shared_with_organisation = models.BooleanField(default=False)
+    # A portability package staff sent to the organisation the subject named (Art. 20(2)): its link, emailed there,
+    # downloads it max_downloads times too, counted apart from the subject's (recipient_download_count).
+    transmitted_at = models.DateTimeField(null=True, blank=True)
+    transmitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    recipient_download_count = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -1859,6 +1881,10 @@ class ExportPackage(models.Model):
     @property
     def organisation_downloads_left(self) -> int:
         return max(self.max_downloads - self.organisation_download_count, 0)
+
+    @property
+    def recipient_downloads_left(self) -> int:
+        return max(self.max_downloads - self.recipient_download_count, 0)
 
     @property
     def found_nothing(self) -> bool:

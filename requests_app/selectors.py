@@ -89,7 +89,15 @@ SUBJECT_EVENT_TEXT = {
     # Each download is listed: the link to this page is all it takes, and a subject who fears it leaked can see when.
     "export_released": _("We made a copy of your data available to download."),
     "export_downloaded": _("A copy of your data was downloaded with the link on this page."),
+    # Art. 20(2): the organisation the subject named, sent their data or not, and each download it made.
+    "export_transmitted": _("We sent %(organisation)s a link to download your data, as you asked."),
+    "transmission_declined": _("We could not send your data to %(organisation)s; our message explains why."),
+    "export_downloaded_by_recipient": _("%(organisation)s downloaded the copy of your data we sent it."),
 }
+# The events above that name the organisation the subject asked us to send their data to.
+NAMES_THE_RECIPIENT = frozenset({"export_transmitted", "transmission_declined", "export_downloaded_by_recipient"})
+# Its name once the subject's details are purged with the request (RequestedRight.recipient_name).
+RECIPIENT_NAME_PURGED = _("the organisation you named")
 # An event the organisation that filed the request took, through its API key.
 SUBJECT_EVENT_TEXT_BY_ORGANISATION = {
     "export_downloaded": _("The organisation that filed your request for you downloaded a copy of your data."),
@@ -134,7 +142,10 @@ def what_you_told_us(privacy_request: PrivacyRequest) -> list[tuple[str, list[tu
     for right in privacy_request.rights.all():
         answers = [
             (fields[name].label, getattr(right, name))
-            for name in ("rectification_data", "rectification_value", "objection_processing", "consent_withdrawn")
+            for name in (
+                "rectification_data", "rectification_value", "objection_processing", "consent_withdrawn",
+                "recipient_name", "recipient_email",
+            )
             if getattr(right, name)
         ]
         if right.restriction_ground:
@@ -298,6 +309,11 @@ def completion_event_text(request: PrivacyRequest) -> str:
     return COMPLETED_IN_PART_EVENT_TEXT if request.granted_rights else EVERY_RIGHT_REFUSED_EVENT_TEXT
 
 
+def _recipient_name(request: PrivacyRequest) -> str:
+    name = request.rights.filter(right=RequestType.PORTABILITY).values_list("recipient_name", flat=True).first()
+    return name or str(RECIPIENT_NAME_PURGED)
+
+
 def subject_timeline(request: PrivacyRequest) -> list[tuple]:
     """(time, text) for each event that concerns the subject, oldest first."""
     events = AuditEvent.objects.filter(request=request, action__in=SUBJECT_EVENT_TEXT).only("action", "created_at", "actor_kind")
@@ -307,6 +323,8 @@ def subject_timeline(request: PrivacyRequest) -> list[tuple]:
         if event.actor_kind == ActorKind.ORGANISATION and event.action in SUBJECT_EVENT_TEXT_BY_ORGANISATION:
             texts = SUBJECT_EVENT_TEXT_BY_ORGANISATION
         text = completion_event_text(request) if event.action == "complete" else texts[event.action]
+        if event.action in NAMES_THE_RECIPIENT:
+            text = text % {"organisation": _recipient_name(request)}
         # Received when the controller received it: a letter or call staff record later, before its recording.
         moment = request.received_at if event.action == "submitted" else event.created_at
         timeline.append((moment, text))

@@ -27,6 +27,7 @@ from requests_app.models import (
 )
 from requests_app.services import actions, exports, handling, intake, notices, orphans, routing, staff_setup, webhooks
 from requests_app.services import deadlines as deadline_service
+from requests_app.services import transmission
 
 logger = logging.getLogger(__name__)
 
@@ -288,6 +289,12 @@ def send_export_ready_email(export_id: int) -> None:
     export = ExportPackage.objects.select_related("request").filter(pk=export_id).first()
     if export is not None:
         emails.send_export_ready_email(export)
+
+
+@shared_task(**EMAIL_RETRY)
+def send_transmission_email(export_id: int) -> None:
+    """Email the organisation the subject asked us to send their data to the link to download it (Art. 20(2))."""
+    transmission.send_transmission_email(export_id=export_id)
 
 
 @shared_task(

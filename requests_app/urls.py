@@ -1,6 +1,6 @@
 from django.urls import path
 
-from requests_app import converters, views  # noqa: F401  (converters registers <reference:...>)
+from requests_app import converters, transmission_views, views  # noqa: F401  (converters registers <reference:...>)
 
 urlpatterns = [
     path("", views.submit_request, name="submit"),
@@ -13,4 +13,6 @@ urlpatterns = [
     path("status/<reference:reference>/<str:secret>/withdraw/", views.withdraw, name="withdraw"),
     path("status/<reference:reference>/<str:secret>/reply/", views.reply, name="reply"),
     path("status/<reference:reference>/<str:secret>/download/<str:token>/", views.download, name="download"),
+    # The link emailed to the organisation the subject asked us to send their data to (Art. 20(2)).
+    path("transfer/<str:token>/", transmission_views.transmission_page, name="transmission"),
 ]

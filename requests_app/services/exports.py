@@ -719,21 +719,26 @@ def download_token(export: ExportPackage) -> str:
 
 
 def count_download(
-    export_filter: dict, *, request: PrivacyRequest, actor: Actor, by_organisation: bool = False
+    export_filter: dict, *, request: PrivacyRequest, actor: Actor, by_organisation: bool = False, by_recipient: bool = False
 ) -> tuple[ExportPackage, File]:
     """Count one download if the package is released, not expired and under its limit; audit it. Returns the
     package and its file, to send.
 
-    The subject's downloads and, `by_organisation`, those of the organisation it is shared with
-    count against separate limits (see ExportPackage.max_downloads). The count is a conditional
+    The subject's downloads and, `by_organisation`, those of the organisation it is shared with, or, `by_recipient`,
+    those of the organisation the subject asked us to send it to (services.transmission), count against separate
+    limits (see ExportPackage.max_downloads); the last are audited under an action of their own. The count is a conditional
     update, so the limit holds under concurrent downloads.
 
     The file is opened before the count commits, while the count's row lock keeps the package from being ended: a
     closing or the clean-up that ends it and deletes its file next cannot leave a download counted and nothing to
     send (an open file stays readable). One that cannot be opened (the storage down) counts nothing.
     """
+    action = "export_downloaded"
     if by_organisation:
         downloadable, counter = ExportPackage.objects.downloadable_by_organisation(), "organisation_download_count"
+    elif by_recipient:
+        downloadable, counter = ExportPackage.objects.downloadable_by_recipient(), "recipient_download_count"
+        action = "export_downloaded_by_recipient"
     else:
         downloadable, counter = ExportPackage.objects.downloadable(), "download_count"
     with transaction.atomic():
@@ -743,9 +748,7 @@ def count_download(
             raise RequestError(_("This download link is not valid."))
         if not counted:
             raise RequestError(download_refusal(export, counter=counter))
-        record_event(
-            request, "export_downloaded", actor=actor, data={"export": str(export.public_id), "count": getattr(export, counter)}
-        )
+        record_event(request, action, actor=actor, data={"export": str(export.public_id), "count": getattr(export, counter)})
         try:
             package_file = default_storage.open(export.storage_name, "rb")
         except OSError:
@@ -854,9 +857,11 @@ def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:
     unreleased_cutoff = now - settings.EXPORT_UNRELEASED_LIFETIME
     expired = ExportPackage.objects.filter(
         Q(status=ExportStatus.RELEASED, expires_at__lte=now)
-        # Used up: by the subject, and by the organisation too if it may download it.
+        # Used up: by the subject, and by the organisation too if it may download it, and by the organisation the
+        # subject asked us to send it to if it was sent there.
         | Q(
             Q(shared_with_organisation=False) | Q(organisation_download_count__gte=F("max_downloads")),
+            Q(transmitted_at__isnull=True) | Q(recipient_download_count__gte=F("max_downloads")),
             status=ExportStatus.RELEASED,
             download_count__gte=F("max_downloads"),
         )

@@ -59,6 +59,9 @@ class RightDetails:
     objection_processing: str = ""
     direct_marketing: bool = False
     consent_withdrawn: str = ""
+    # Portability only: the organisation to send the data to directly (Art. 20(2)), if the subject named one.
+    recipient_name: str = ""
+    recipient_email: str = ""
 
 
 class VerificationLinkError(RequestError):
@@ -688,7 +691,8 @@ def purge_personal_data(request: PrivacyRequest) -> None:
     and the audit trail."""
     PrivacyRequest.objects.filter(pk=request.pk).update(**PERSONAL_FIELDS, personal_data_purged_at=timezone.now())
     request.rights.update(
-        rectification_data="", rectification_value="", objection_processing="", consent_withdrawn=""
+        rectification_data="", rectification_value="", objection_processing="", consent_withdrawn="",
+        recipient_name="", recipient_email="", transmission_decline_reason="",
     )
     # Staff's free text about the request may quote the subject too.
     request.messages.update(subject="", body="")

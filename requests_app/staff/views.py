@@ -84,6 +84,7 @@ from requests_app.services import notices as notice_service
 from requests_app.services import exports as export_service
 from requests_app.services import agents, handling, intake, routing, staff_setup
 from requests_app.services import webhooks as webhook_service
+from requests_app.services import transmission
 from requests_app.staff import forms
 from requests_app.staff.sessions import not_activity, stamp_code_step
 from requests_app.wording import cites_gdpr_articles, in_sentence
@@ -1442,6 +1443,9 @@ def export_detail(request: HttpRequest, public_id) -> HttpResponse:
         "previews": previews,
         "manual_tasks": export.manual_tasks.select_related("source", "assignee"),
         **_manifest_sources_for_reader(export.manifest),
+        # Art. 20(2): the organisation the subject asked us to send the data to, and why the button is not offered.
+        "transmission_right": transmission.portability_right(export.request) if export.kind == ExportKind.PORTABILITY else None,
+        "transmission_refusal": transmission.transmission_refusal(export),
     }
     return render(request, "staff/export.html", context)
 
@@ -1490,6 +1494,12 @@ def export_action(request: HttpRequest, public_id, action: str) -> HttpResponse:
                 export=export, actor=actor, share_with_organisation=bool(request.POST.get("share_with_organisation"))
             )
             messages.success(request, _("Released: the subject can download the package from their status page."))
+        elif action == "transmit":
+            transmission.export_transmit(export=export, actor=actor)
+            messages.success(request, _("Sent: the organisation is emailed its link, and the subject told."))
+        elif action == "decline_transmission":
+            transmission.transmission_decline(request=export.request, actor=actor, reason=request.POST.get("reason", ""))
+            messages.success(request, _("Declined: the subject is told why, and keeps their own copy."))
         elif action == "confirm_email":
             intake.email_confirmation_send(request=export.request, actor=actor)
             if export.request.filed_by_agent:

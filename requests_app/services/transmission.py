@@ -1,0 +1,209 @@
+"""Sending a portability package directly to another organisation (GDPR Art. 20(2)), or declining to.
+
+The subject names the organisation and its email address on the request form (RequestedRight.recipient_name and
+recipient_email). Once the package is released to the subject, staff either send it there, which emails the
+organisation a link of its own, or decline with the reason, where sending is not technically feasible or the address
+looks wrong. Either way the subject is told, in the thread (emailed) and on the status page's timeline, and keeps their
+own copy. The organisation's link is signed for that one purpose, names the package by its opaque id only, expires
+with the package and counts its downloads apart from the subject's (ExportPackage.recipient_download_count).
+"""
+
+from django.conf import settings
+from django.core import signing
+from django.core.files import File
+from django.db import transaction
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from requests_app import emails, roles, tasks
+from requests_app.audit import Actor, record_event
+from requests_app.lifecycle import RequestError
+from requests_app.models import ActorKind, ExportKind, ExportPackage, PrivacyRequest, RequestedRight, RequestType
+from requests_app.services import exports
+from requests_app.wording import date_in_words
+
+TRANSMISSION_SALT = "requests_app.export-transmission"
+# Who downloads through the emailed link, in the trail: a role, never a name (the trail holds no personal data).
+RECIPIENT_LABEL = "organisation the subject asked us to send the data to"
+REASON_MAX_CHARS = 2000
+
+
+def recipient_actor() -> Actor:
+    return Actor(kind=ActorKind.ORGANISATION, label=RECIPIENT_LABEL)
+
+
+def portability_right(request: PrivacyRequest) -> RequestedRight | None:
+    """The request's portability right if it names an organisation to send the data to."""
+    return request.rights.filter(right=RequestType.PORTABILITY).exclude(recipient_email="").first()
+
+
+def transmission_token(export: ExportPackage) -> str:
+    """The organisation's link's secret: the package's opaque id, signed for this purpose only (the subject's
+    download link has another salt, so neither opens the other's door)."""
+    return signing.dumps({"t": str(export.public_id)}, salt=TRANSMISSION_SALT)
+
+
+def _request_refusal(request: PrivacyRequest, right: RequestedRight | None) -> str:
+    """What forbids sending or declining, whatever the package: "" when nothing does."""
+    if right is None:
+        return _("The subject did not ask for their data to be sent to another organisation.")
+    if not request.is_open:
+        return _("This request is closed: nothing more is sent for it.")
+    if right.transmission_declined_at is not None:
+        return _("Sending the data to %(organisation)s was declined on %(moment)s: nothing changed.") % {
+            "organisation": right.recipient_name, "moment": date_in_words(right.transmission_declined_at, "DATETIME_FORMAT"),
+        }
+    sent = request.exports.filter(transmitted_at__isnull=False).first()
+    if sent is not None:
+        return _("The data was sent to %(organisation)s on %(moment)s: nothing changed.") % {
+            "organisation": right.recipient_name, "moment": date_in_words(sent.transmitted_at, "DATETIME_FORMAT"),
+        }
+    return ""
+
+
+def transmission_refusal(export: ExportPackage) -> str:
+    """Why staff may not send `export` to the organisation the subject named, or "" when they may. The package's page
+    says it instead of offering the button; export_transmit refuses with it."""
+    if export.kind != ExportKind.PORTABILITY:
+        return _("Only a data portability package can be sent to another organisation.")
+    request = export.request
+    if refusal := _request_refusal(request, portability_right(request)):
+        return refusal
+    if export.released_at is None:
+        return _("Release the package to the subject first: only a released package can be sent to another organisation.")
+    if not ExportPackage.objects.sendable_to_recipient().filter(pk=export.pk).exists():
+        return exports.download_refusal(export, counter="recipient_download_count")
+    if export.encrypted:
+        return _(
+            "This package is encrypted and its password goes only to the subject's phone: the organisation could not "
+            "open it. Decline, saying so, or send an unencrypted package."
+        )
+    return ""
+
+
+def export_transmit(*, export: ExportPackage, actor: Actor) -> ExportPackage:
+    """Send a released portability package to the organisation the subject named: its link emailed there (once, on
+    commit, re-queued if the broker loses the task), the subject told in a letter and on the timeline.
+
+    Allowed once per request, on an open request, for a released, unencrypted package still deliverable; refused with
+    nothing changed otherwise. The claim is a conditional update, so two staff sending at once send it once."""
+    from requests_app.services import handling  # handling imports the services that import this one
+
+    roles.require_can_work(actor, export.request)
+    with transaction.atomic():
+        request = PrivacyRequest.objects.select_for_update().get(pk=export.request_id)
+        locked = ExportPackage.objects.select_for_update(of=("self",)).select_related("request").get(pk=export.pk)
+        if refusal := transmission_refusal(locked):
+            raise RequestError(refusal)
+        right = portability_right(request)
+        now = timezone.now()
+        if not ExportPackage.objects.sendable_to_recipient().filter(pk=locked.pk).update(transmitted_at=now, transmitted_by=actor.user):
+            raise RequestError(exports.download_refusal(locked, counter="recipient_download_count"))
+        locked.transmitted_at, locked.transmitted_by = now, actor.user
+        record_event(request, "export_transmitted", actor=actor, data={"export": str(locked.public_id)})
+        emails.owe(request, "portability_transmission", str(locked.public_id))
+        tasks.queue_after_commit(tasks.send_transmission_email, locked.id)
+        with translation.override(request.language):
+            subject = _("We sent your data to %(organisation)s") % {"organisation": right.recipient_name}
+            body = _(
+                "As you asked in request %(reference)s, on %(moment)s we sent %(organisation)s (%(email)s) a link to "
+                "download the copy of your data that your right to data portability covers. The link works until "
+                "%(expires)s. Your own copy stays on your request's status page until then too."
+            ) % {
+                "reference": request.reference, "moment": date_in_words(now, "DATETIME_FORMAT"),
+                "organisation": right.recipient_name, "email": right.recipient_email,
+                "expires": date_in_words(locked.expires_at, "DATETIME_FORMAT"),
+            }
+        handling.write_to_subject(request, actor=actor, subject=subject, body=body, action="transmission_letter_sent")
+    return locked
+
+
+def transmission_decline(*, request: PrivacyRequest, actor: Actor, reason: str) -> RequestedRight:
+    """Decline to send the data to the organisation the subject named, with the reason they are told (sending it is
+    not technically feasible, or the address looks wrong). They keep their own copy. Open requests only, once, and
+    not once it was sent; refused with nothing changed otherwise."""
+    from requests_app.services import handling
+
+    reason = reason.strip()
+    if not reason:
+        raise RequestError(_("Say why the data cannot be sent to the organisation: the subject is told."))
+    if len(reason) > REASON_MAX_CHARS:
+        raise RequestError(_("Keep the reason to %(limit)s characters at most.") % {"limit": REASON_MAX_CHARS})
+    roles.require_can_work(actor, request)
+    with transaction.atomic():
+        locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+        right = portability_right(locked)
+        if refusal := _request_refusal(locked, right):
+            raise RequestError(refusal)
+        right.transmission_declined_at, right.transmission_decline_reason = timezone.now(), reason
+        right.save(update_fields=["transmission_declined_at", "transmission_decline_reason"])
+        # The reason is staff's words about the subject's choice: on the right (purged with it), not in the trail.
+        record_event(locked, "transmission_declined", actor=actor, data={})
+        with translation.override(locked.language):
+            subject = _("We could not send your data to %(organisation)s") % {"organisation": right.recipient_name}
+            body = _(
+                "You asked in request %(reference)s that we send your data directly to %(organisation)s (%(email)s). "
+                "We could not do so, for this reason:\n\n%(reason)s\n\nYou still get your own copy of your data on "
+                "your request's status page, and may give it to them yourself."
+            ) % {
+                "reference": locked.reference, "organisation": right.recipient_name, "email": right.recipient_email,
+                "reason": reason,
+            }
+        handling.write_to_subject(locked, actor=actor, subject=subject, body=body, action="transmission_decline_letter_sent")
+    return right
+
+
+def send_transmission_email(*, export_id: int) -> bool:
+    """The email task's work: email the organisation the link to the package, once (emails.send_once). Not once the
+    package can no longer be downloaded there (expired, used up, its request closed without its data): the email is
+    then forgiven. A mail server error propagates, for the task to retry."""
+    export = ExportPackage.objects.select_related("request").filter(pk=export_id, transmitted_at__isnull=False).first()
+    if export is None:
+        return False
+    request = export.request
+    right = portability_right(request)
+    if right is None or not ExportPackage.objects.downloadable_by_recipient().filter(pk=export.pk).exists():
+        emails.forgive(request.id, "portability_transmission", str(export.public_id))
+        return False
+    from django.urls import reverse
+
+    context = {
+        "request": request,
+        "export": export,
+        "right": right,
+        "link": emails.absolute_url(reverse("transmission", args=[transmission_token(export)])),
+    }
+    message = emails.render_email("portability-transmission", context, to=[right.recipient_email], language=request.language)
+    return emails.send_once(request, "portability_transmission", str(export.public_id), message)
+
+
+def _export_for_token(token: str) -> ExportPackage:
+    """The package a link names, if its signature holds and it is younger than a package lives; RequestError else."""
+    try:
+        payload = signing.loads(token, salt=TRANSMISSION_SALT, max_age=settings.EXPORT_LINK_LIFETIME)
+    except signing.SignatureExpired:
+        raise RequestError(_("This download link has expired.")) from None
+    except signing.BadSignature:
+        raise RequestError(_("This download link is not valid.")) from None
+    export = ExportPackage.objects.select_related("request").filter(public_id=payload.get("t"), transmitted_at__isnull=False).first()
+    if export is None:
+        raise RequestError(_("This download link is not valid."))
+    return export
+
+
+def transmitted_package(token: str) -> ExportPackage:
+    """The package the organisation's link opens, for its page: RequestError saying why when it cannot be
+    downloaded any more."""
+    export = _export_for_token(token)
+    if not ExportPackage.objects.downloadable_by_recipient().filter(pk=export.pk).exists():
+        raise RequestError(exports.download_refusal(export, counter="recipient_download_count"))
+    return export
+
+
+def transmission_download(token: str) -> tuple[ExportPackage, File]:
+    """The organisation's download through its link: valid, not expired, not used up; counted apart from the
+    subject's and audited as export_downloaded_by_recipient (exports.count_download)."""
+    export = _export_for_token(token)
+    return exports.count_download(
+        {"public_id": export.public_id}, request=export.request, actor=recipient_actor(), by_recipient=True
+    )

@@ -1,0 +1,259 @@
+"""Sending a portability package to the organisation the subject named (GDPR Art. 20(2)), or declining to: the
+emailed link downloads the package, counted and audited apart from the subject's, and expires with it; the subject is
+told either way; illegal states are refused with nothing changed."""
+
+import io
+import re
+import zipfile
+
+import pytest
+import time_machine
+from django.core import mail
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.urls import reverse
+from django.utils import timezone
+
+from requests_app import emails
+from requests_app.audit import Actor
+from requests_app.lifecycle import RequestError
+from requests_app.models import AuditEvent, ExportPackage, ExportStatus, Message, RequestType, SentNotification, Status
+from requests_app.selectors import subject_timeline
+from requests_app.services import handling
+from requests_app.services.exports import delete_expired_exports, export_release
+from requests_app.services.intake import RightDetails
+from requests_app.services.transmission import export_transmit, transmission_decline
+from tests.conftest import login_staff
+from tests.factories import request_in_status, staff_in_role
+
+pytestmark = pytest.mark.django_db
+
+LINK = re.compile(r"http://[^\s]+/transfer/[^\s/]+/")
+NOVA = RightDetails(RequestType.PORTABILITY, recipient_name="Nova Telecom", recipient_email="dpo@nova.example")
+
+
+@pytest.fixture
+def dpo(db):
+    return staff_in_role("DPO", username="dpo1")
+
+
+def ready_package(request, kind="portability", *, encrypted=False) -> ExportPackage:
+    """A compiled package waiting for review: a small ZIP in storage."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("data/crm/contacts.jsonl", '{"name": "Ana Peeters"}\n')
+    name = default_storage.save(f"exports/{kind}.zip", ContentFile(buffer.getvalue()))
+    return ExportPackage.objects.create(
+        request=request, kind=kind, status=ExportStatus.READY, storage_name=name, size=len(buffer.getvalue()),
+        encrypted=encrypted, max_downloads=2,
+    )
+
+
+@pytest.fixture
+def released(dpo):
+    request = request_in_status(Status.IN_PROGRESS, rights=[NOVA])
+    return export_release(export=ready_package(request), actor=Actor.staff(dpo))
+
+
+def sent(export, dpo, django_capture_on_commit_callbacks) -> str:
+    """Send it; returns the link the organisation was emailed."""
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        export_transmit(export=export, actor=Actor.staff(dpo))
+    to_nova = [message for message in mail.outbox if message.to == ["dpo@nova.example"]]
+    assert len(to_nova) == 1
+    return LINK.search(to_nova[0].body).group(0)
+
+
+def download(client, link: str):
+    response = client.post(link)
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    return response.status_code, body, response
+
+
+def test_the_organisation_downloads_the_package_from_the_emailed_link(released, dpo, client, django_capture_on_commit_callbacks):
+    link = sent(released, dpo, django_capture_on_commit_callbacks)
+
+    # Opening the link (a person, or a mail scanner) shows a button and counts nothing.
+    page = client.get(link)
+    assert page.status_code == 200 and "2 downloads left" in page.content.decode()
+    status, body, response = download(client, link)
+    assert status == 200 and response["Content-Type"] == "application/zip"
+    with default_storage.open(released.storage_name, "rb") as stored:
+        assert body == stored.read()
+    released.refresh_from_db()
+    assert (released.recipient_download_count, released.download_count) == (1, 0)  # the subject's are untouched
+    events = list(released.request.events.filter(action="export_downloaded_by_recipient"))
+    assert [event.data for event in events] == [{"export": str(released.public_id), "count": 1}]
+    assert events[0].actor_kind == "organisation" and "Nova" not in events[0].actor_label
+    assert not released.request.events.filter(action="export_downloaded").exists()
+
+
+def test_the_link_carries_no_personal_data_and_opens_only_this_door(released, dpo, client, django_capture_on_commit_callbacks):
+    link = sent(released, dpo, django_capture_on_commit_callbacks)
+    request = released.request
+    for personal in (request.reference, request.secret, "ana", "Peeters", "nova"):
+        assert personal.lower() not in link.lower()
+    # The subject's download link is signed for another purpose: neither opens the other's door.
+    token = link.rstrip("/").rsplit("/", 1)[1]
+    subject_link = reverse("download", args=[request.reference, request.secret, token])
+    assert client.get(subject_link).status_code == 410
+    assert client.post(link[:-2] + "x/").status_code == 410
+
+
+def test_the_organisations_downloads_are_limited_apart(released, dpo, client, django_capture_on_commit_callbacks):
+    link = sent(released, dpo, django_capture_on_commit_callbacks)
+    assert download(client, link)[0] == 200
+    assert download(client, link)[0] == 200
+    status, body, _response = download(client, link)
+
+    assert status == 410 and "its download limit was reached" in body.decode()
+    released.refresh_from_db()
+    assert released.recipient_download_count == 2
+    assert released.downloads_left == 2
+
+
+def test_the_link_expires_with_the_package(released, dpo, client, django_capture_on_commit_callbacks):
+    link = sent(released, dpo, django_capture_on_commit_callbacks)
+    with time_machine.travel(released.expires_at + timezone.timedelta(seconds=1)):
+        status, body, _response = download(client, link)
+        assert status == 410 and "expired" in body.decode()
+        assert client.get(link).status_code == 410
+    released.refresh_from_db()
+    assert released.recipient_download_count == 0
+
+
+def test_a_package_used_up_by_the_subject_is_kept_for_the_organisation(released, dpo, django_capture_on_commit_callbacks):
+    sent(released, dpo, django_capture_on_commit_callbacks)
+    ExportPackage.objects.filter(pk=released.pk).update(download_count=2)
+    delete_expired_exports()
+    assert ExportPackage.objects.get(pk=released.pk).status == ExportStatus.RELEASED
+    ExportPackage.objects.filter(pk=released.pk).update(recipient_download_count=2)
+    delete_expired_exports()
+    assert ExportPackage.objects.get(pk=released.pk).status == ExportStatus.EXPIRED
+
+
+def test_the_subject_is_told_to_whom_and_when(released, dpo, client, django_capture_on_commit_callbacks):
+    sent(released, dpo, django_capture_on_commit_callbacks)
+    request = released.request
+
+    letter = Message.objects.get(request=request, subject="We sent your data to Nova Telecom")
+    assert "Nova Telecom (dpo@nova.example)" in letter.body and request.reference in letter.body
+    to_subject = [message.subject for message in mail.outbox if message.to == ["ana@example.com"]]
+    assert len(to_subject) == 1 and to_subject[0].startswith("We sent your data to Nova Telecom")
+    transmitted = request.events.get(action="export_transmitted")
+    assert transmitted.data == {"export": str(released.public_id)} and transmitted.actor == dpo
+    assert (transmitted.created_at, "We sent Nova Telecom a link to download your data, as you asked.") in subject_timeline(request)
+    page = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
+    assert "We sent Nova Telecom a link to download your data, as you asked." in page
+
+
+def test_the_staff_page_sends_and_then_says_when(released, dpo, client, django_capture_on_commit_callbacks):
+    login_staff(client, dpo)
+    url = reverse("staff:export", args=[released.public_id])
+    assert "Send to the other organisation</button>" in client.get(url).content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("staff:export_action", args=[released.public_id, "transmit"]), follow=True)
+    page = response.content.decode()
+    assert "Sent: the organisation is emailed its link, and the subject told." in page
+    assert "0/2 downloads by the organisation." in page and "Send to the other organisation</button>" not in page
+
+
+def test_a_lost_email_to_the_organisation_is_sent_again_once(released, dpo, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):  # the broker loses the task
+        export_transmit(export=released, actor=Actor.staff(dpo))
+    owed = SentNotification.objects.get(kind="portability_transmission")
+    assert owed.sent_at is None
+    mail.outbox.clear()
+    later = timezone.now() + emails.LOST_TASK_AFTER + timezone.timedelta(minutes=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        emails.requeue_owed_emails(now=later)
+    assert [message.to for message in mail.outbox].count(["dpo@nova.example"]) == 1
+    assert SentNotification.objects.get(kind="portability_transmission").sent_at is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        emails.requeue_owed_emails(now=later + emails.LOST_TASK_AFTER * 2)
+    assert [message.to for message in mail.outbox].count(["dpo@nova.example"]) == 1
+
+
+def test_staff_decline_with_a_reason_and_the_subject_keeps_their_copy(released, dpo, client, django_capture_on_commit_callbacks):
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        transmission_decline(request=released.request, actor=Actor.staff(dpo), reason="Their address bounces.")
+    request = released.request
+    right = request.rights.get()
+    assert right.transmission_declined_at is not None and right.transmission_decline_reason == "Their address bounces."
+    assert request.events.get(action="transmission_declined").data == {}  # the reason stays on the right, purged with it
+    letter = Message.objects.get(request=request, subject="We could not send your data to Nova Telecom")
+    assert "Their address bounces." in letter.body and "your own copy" in letter.body
+    assert [message.to for message in mail.outbox] == [["ana@example.com"]]
+    page = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
+    assert "We could not send your data to Nova Telecom; our message explains why." in page
+    assert "Download your data" in page
+
+    with pytest.raises(RequestError, match="was declined on"):
+        export_transmit(export=released, actor=Actor.staff(dpo))
+    assert ExportPackage.objects.get(pk=released.pk).transmitted_at is None
+
+
+def test_a_decline_needs_a_reason(released, dpo):
+    with pytest.raises(RequestError, match="Say why the data cannot be sent"):
+        transmission_decline(request=released.request, actor=Actor.staff(dpo), reason="  ")
+    assert released.request.rights.get().transmission_declined_at is None
+
+
+def refused_with(export, dpo, message: str) -> None:
+    events, letters = AuditEvent.objects.count(), Message.objects.count()
+    with pytest.raises(RequestError, match=re.escape(message)):
+        export_transmit(export=export, actor=Actor.staff(dpo))
+    export.refresh_from_db()
+    assert export.transmitted_at is None
+    assert (AuditEvent.objects.count(), Message.objects.count()) == (events, letters)
+
+
+def test_an_unreleased_package_is_not_sent(dpo):
+    export = ready_package(request_in_status(Status.IN_PROGRESS, rights=[NOVA]))
+    refused_with(export, dpo, "Release the package to the subject first")
+
+
+def test_an_access_package_is_not_sent(dpo):
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ACCESS), NOVA])
+    export = export_release(export=ready_package(request, "access"), actor=Actor.staff(dpo))
+    refused_with(export, dpo, "Only a data portability package can be sent to another organisation.")
+
+
+def test_nothing_is_sent_where_no_organisation_was_named(dpo):
+    request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.PORTABILITY)])
+    export = export_release(export=ready_package(request), actor=Actor.staff(dpo))
+    refused_with(export, dpo, "The subject did not ask for their data to be sent to another organisation.")
+
+
+def test_a_closed_request_sends_nothing(released, dpo):
+    handling.request_complete(request=released.request, actor=Actor.staff(dpo), letter="Done.", expected_status=Status.IN_PROGRESS)
+    refused_with(released, dpo, "This request is closed: nothing more is sent for it.")
+    with pytest.raises(RequestError, match="This request is closed"):
+        transmission_decline(request=released.request, actor=Actor.staff(dpo), reason="Too late.")
+
+
+def test_an_encrypted_package_is_not_sent(dpo):
+    export = ready_package(request_in_status(Status.IN_PROGRESS, rights=[NOVA]), encrypted=True)
+    ExportPackage.objects.filter(pk=export.pk).update(
+        status=ExportStatus.RELEASED, released_at=timezone.now(), expires_at=timezone.now() + timezone.timedelta(days=7)
+    )
+    refused_with(ExportPackage.objects.get(pk=export.pk), dpo, "This package is encrypted")
+
+
+def test_a_package_is_sent_once(released, dpo, django_capture_on_commit_callbacks):
+    sent(released, dpo, django_capture_on_commit_callbacks)
+    with pytest.raises(RequestError, match="The data was sent to Nova Telecom on"):
+        export_transmit(export=released, actor=Actor.staff(dpo))
+    assert released.request.events.filter(action="export_transmitted").count() == 1
+    with pytest.raises(RequestError, match="The data was sent to Nova Telecom on"):
+        transmission_decline(request=released.request, actor=Actor.staff(dpo), reason="Changed my mind.")
+
+
+def test_staff_who_may_not_work_the_request_cannot_send(released):
+    from requests_app.lifecycle import NotAllowed
+
+    with pytest.raises(NotAllowed):
+        export_transmit(export=released, actor=Actor.staff(staff_in_role("Auditor", username="auditor1")))
+    assert ExportPackage.objects.get(pk=released.pk).transmitted_at is None
