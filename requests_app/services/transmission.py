@@ -174,7 +174,16 @@ def send_transmission_email(*, export_id: int) -> bool:
         "link": emails.absolute_url(reverse("transmission", args=[transmission_token(export)])),
     }
     message = emails.render_email("portability-transmission", context, to=[right.recipient_email], language=request.language)
-    return emails.send_once(request, "portability_transmission", str(export.public_id), message)
+    try:
+        return emails.send_once(request, "portability_transmission", str(export.public_id), message)
+    except emails.EmailRejected as rejected:
+        # No retry can help (send_once forgave it): staff see it on the package's page, to tell the subject.
+        with transaction.atomic():
+            record_event(
+                request, "transmission_email_rejected", actor=Actor.system(),
+                data={"export": str(export.public_id), "smtp_code": rejected.smtp_code},
+            )
+        return False
 
 
 def _export_for_token(token: str) -> ExportPackage:

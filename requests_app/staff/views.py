@@ -1446,6 +1446,9 @@ def export_detail(request: HttpRequest, public_id) -> HttpResponse:
         # Art. 20(2): the organisation the subject asked us to send the data to, and why the button is not offered.
         "transmission_right": transmission.portability_right(export.request) if export.kind == ExportKind.PORTABILITY else None,
         "transmission_refusal": transmission.transmission_refusal(export),
+        "transmission_email_rejected_at": export.request.events.filter(
+            action="transmission_email_rejected", data__export=str(export.public_id)
+        ).values_list("created_at", flat=True).first(),
     }
     return render(request, "staff/export.html", context)
 

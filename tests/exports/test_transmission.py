@@ -257,3 +257,42 @@ def test_staff_who_may_not_work_the_request_cannot_send(released):
     with pytest.raises(NotAllowed):
         export_transmit(export=released, actor=Actor.staff(staff_in_role("Auditor", username="auditor1")))
     assert ExportPackage.objects.get(pk=released.pk).transmitted_at is None
+
+
+class AddressRefusingMailBackend:
+    """A mail server that refuses the recipient's address for good (no such mailbox)."""
+
+    def __init__(self, **kwargs):
+        pass
+
+    def send_messages(self, messages):
+        from smtplib import SMTPRecipientsRefused
+
+        raise SMTPRecipientsRefused({messages[0].to[0]: (550, b"5.1.1 no such user")})
+
+
+def test_an_address_the_organisations_server_refuses_is_shown_to_staff(released, dpo, client, settings, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        export_transmit(export=released, actor=Actor.staff(dpo))
+    settings.EMAIL_BACKEND = "tests.exports.test_transmission.AddressRefusingMailBackend"
+    from requests_app.services.transmission import send_transmission_email
+
+    assert send_transmission_email(export_id=released.id) is False
+    event = released.request.events.get(action="transmission_email_rejected")
+    assert event.data == {"export": str(released.public_id), "smtp_code": 550}
+    assert not SentNotification.objects.filter(kind="portability_transmission", sent_at__isnull=True).exists()  # no retries
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:export", args=[released.public_id])).content.decode()
+    assert "mail server refused its address on" in page and "it never got the link" in page
+
+
+def test_the_staff_page_declines_with_the_reason_typed(released, dpo, client, django_capture_on_commit_callbacks):
+    login_staff(client, dpo)
+    action = reverse("staff:export_action", args=[released.public_id, "decline_transmission"])
+    response = client.post(action, {"reason": ""}, follow=True)
+    assert "Say why the data cannot be sent to the organisation: the subject is told." in response.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(action, {"reason": "They accept no ZIP files."}, follow=True)
+    page = response.content.decode()
+    assert "Declined: the subject is told why, and keeps their own copy." in page
+    assert "They accept no ZIP files." in page and "Send to the other organisation</button>" not in page
