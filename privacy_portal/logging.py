@@ -7,8 +7,8 @@ import re
 # /status/<reference>/<secret>/download/<token>/: the token downloads the subject's package until it expires;
 # /verify/<token>/: confirming the email leads to that page (mail scanners fetch it before the subject does);
 # /staff/setup/<account>/<token>/: the token sets a staff account's password and authenticator.
-SECRET_LINK = re.compile(r"(/status/[^/\s]+/|/verify/(?:agent/)?|/staff/setup/[^/\s]+/)[^/\s]+(?:(/download/)[^/\s]+)?")
-SECRET_PATHS = ("/status/", "/verify/", "/staff/setup/")
+SECRET_LINK = re.compile(r"(/status/[^/\s]+/|/verify/(?:agent/)?|/transfer/|/staff/setup/[^/\s]+/)[^/\s]+(?:(/download/)[^/\s]+)?")
+SECRET_PATHS = ("/status/", "/verify/", "/transfer/", "/staff/setup/")
 
 
 def _blanked(match: re.Match) -> str:
@@ -17,8 +17,8 @@ def _blanked(match: re.Match) -> str:
 
 
 class RedactSecretLinks(logging.Filter):
-    """Blank the secret of a subject's link and the token of its download, or the token of a staff setup link, in a
-    log line. Django logs the path of every request (runserver) and of every 4xx and 5xx answer ("Gone:
+    """Blank the secret of a subject's link and the token of its download, the token of a link sending a package to
+    another organisation, or the token of a staff setup link, in a log line. Django logs the path of every request (runserver) and of every 4xx and 5xx answer ("Gone:
     /status/DSR-2026-00001/<secret>/download/<token>/"), and a log reader must not get a link that never expires,
     a package's download, or one that sets up a staff account."""
 

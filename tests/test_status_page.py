@@ -349,21 +349,27 @@ def test_the_log_line_of_a_refused_verification_link_hides_its_token(client):
     assert token not in written.getvalue()
 
 
-def test_the_log_line_of_a_subjects_agent_confirmation_link_hides_its_token():
-    """The link lets whoever holds it confirm an agent's authority for the subject: its first segment is the word
-    "agent", and the token after it must be blanked, not the word."""
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "/verify/agent/",  # confirms an agent's authority for the subject; its first segment is a word, not the token
+        "/transfer/",  # downloads a portability package sent to another organisation (Art. 20(2))
+    ],
+)
+def test_the_log_line_of_a_token_link_hides_its_token(prefix):
+    """Whoever holds one of these links may act with it: a log reader must not get it."""
     import logging
 
     from privacy_portal.logging import RedactSecretLinks
 
-    token = "eyJyIjo2fQ:1xYKGD:aGeNtSiGnAtUrE"
-    path = f"/verify/agent/{token}/"
+    token = "eyJyIjo2fQ:1xYKGD:tOkEnSiGnAtUrE"
+    path = f"{prefix}{token}/"
     request_line = logging.LogRecord("django.server", logging.INFO, __file__, 1, '"%s" %s %s', (f"GET {path} HTTP/1.1", 200, 5), None)
     bad_request = logging.LogRecord("django.request", logging.WARNING, __file__, 1, "Bad Request: %s", (path,), None)
     for record in (request_line, bad_request):
         RedactSecretLinks().filter(record)
         assert token not in record.getMessage()
-        assert "/verify/agent/[secret]/" in record.getMessage()
+        assert f"{prefix}[secret]/" in record.getMessage()
 
 
 def test_a_download_link_in_a_log_line_has_neither_its_secret_nor_its_token():
