@@ -321,7 +321,8 @@ def action_confirm(request: HttpRequest, public_id, step: str) -> HttpResponse:
     if not roles.can_work(request.user, privacy_request):
         raise PermissionDenied
     # As the panel shows it (its counts, holds and whether execution is offered): one set of rules for both.
-    action = next(a for a in panel_context(request, privacy_request)["actions"] if a.pk == source_action.pk)
+    panel = panel_context(request, privacy_request)
+    action = next(a for a in panel["actions"] if a.pk == source_action.pk)
     offered = action.acting and not action.execution_refusal and (
         (step == "execute" and action.status == ActionStatus.APPROVED and not action.too_early) or (step == "retry" and action.can_retry)
     )
@@ -332,7 +333,7 @@ def action_confirm(request: HttpRequest, public_id, step: str) -> HttpResponse:
         return redirect(_panel_url(privacy_request.reference))
     changes = []
     if action.kind == ActionKind.RECTIFY:  # the values it writes there
-        changes = [change for change in _changes_with_labels(privacy_request) if change.category.source_id == action.source_id]
+        changes = [change for change in panel["changes"] if change.category.source_id == action.source_id]
     context = {"r": privacy_request, "a": action, "step": step, "changes": changes}
     return render(request, "staff/source_action_confirm.html", context)
 

@@ -981,6 +981,23 @@ def test_executing_an_erasure_asks_first_with_what_the_dry_run_found_and_changes
 
 
 @sqlite_source
+def test_executing_a_rectification_asks_first_with_the_corrected_values_it_writes(client_dpo, crm, dpo_actor, run):
+    """The confirmation page of a rectification answered 500: the only way to carry one out (and to retry it)."""
+    request = verified_request(RequestType.RECTIFICATION)
+    actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Antwerpen")
+    actions.plan_actions(request=request, actor=dpo_actor)
+    action = run(request.source_actions.get().id, "dry_run", "approve", actor=dpo_actor)
+
+    response = client_dpo.get(reverse("staff:source_action_confirm", args=[action.public_id, "execute"]))
+
+    page = html.unescape(response.content.decode())
+    assert response.status_code == 200
+    assert "<td>subscribers</td><td>city (city)</td><td>Antwerpen</td>" in page
+    assert ">Carry out the rectification in CRM</button>" in page
+    assert SourceAction.objects.get(pk=action.pk).status == ActionStatus.APPROVED
+
+
+@sqlite_source
 def test_the_execute_confirmation_is_refused_to_an_auditor_and_sends_back_an_action_not_approved(
     client, client_dpo, crm, erasure_request, dpo_actor, django_capture_on_commit_callbacks
 ):
