@@ -188,6 +188,9 @@ def _owed_email_tasks() -> dict:
         "agent_authority_denied": (False, lambda n: (tasks.send_agent_authority_denied_notification, n.request_id, int(n.key))),
         # To the organisation the subject asked us to send their data to (services.transmission), not to them.
         "portability_transmission": (False, transmission_email),
+        "agent_authority_withdrawn": (
+            False, lambda n: (tasks.send_agent_authority_withdrawn_notification, n.request_id, int(n.key))
+        ),
     }
 
 
@@ -514,6 +517,16 @@ def send_agent_authority_denied_notification(request: PrivacyRequest, event_id: 
     context = {"request": request, "request_url": staff_request_url(request)}
     message = render_email("agent-authority-denied", context, to=to, language=assignee_language(request))
     return send_once(request, "agent_authority_denied", str(event_id), message)
+
+
+def send_agent_authority_withdrawn_notification(request: PrivacyRequest, event_id: int) -> bool:
+    """Tell the assignee (or the DPO) that staff withdrew the agent's authority (agents.agent_authority_withdraw);
+    once per withdrawal (its audit event). The reference only: no personal data in staff emails, nor the reason,
+    which is on the request page."""
+    to = [assignee_email(request) or settings.DPO_EMAIL]
+    context = {"request": request, "request_url": staff_request_url(request)}
+    message = render_email("agent-authority-withdrawn", context, to=to, language=assignee_language(request))
+    return send_once(request, "agent_authority_withdrawn", str(event_id), message)
 
 
 def send_withdrawal_notification(request: PrivacyRequest) -> bool:

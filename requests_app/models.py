@@ -1120,6 +1120,10 @@ class Message(models.Model):
     # A message to the subject is emailed by a task: when it was last queued or tried, and when it went.
     queued_at = models.DateTimeField(null=True, blank=True)
     emailed_at = models.DateTimeField(null=True, blank=True)
+    # A request for information that asked the agent for proof of their authority to act for the subject (staff said
+    # so when sending it): only such a question lets staff reject the request on AGENT_AUTHORITY_NOT_SHOWN
+    # (agents.rejection_refusal), not one asking something else.
+    asks_agent_authority = models.BooleanField(default=False, db_default=False, editable=False)
 
     class Meta:
         ordering = ["created_at", "id"]

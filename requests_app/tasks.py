@@ -214,6 +214,14 @@ def send_agent_authority_denied_notification(request_id: int, event_id: int) -> 
 
 
 @shared_task(**EMAIL_RETRY)
+def send_agent_authority_withdrawn_notification(request_id: int, event_id: int) -> None:
+    """Tell the assignee (or the DPO) that staff withdrew the agent's authority; sent once per withdrawal."""
+    request = PrivacyRequest.objects.select_related("assignee").filter(pk=request_id).first()
+    if request is not None:
+        emails.send_agent_authority_withdrawn_notification(request, event_id)
+
+
+@shared_task(**EMAIL_RETRY)
 def send_withdrawal_notification(request_id: int) -> bool:
     """Tell the assignee of a withdrawn request to stop working on it."""
     request = PrivacyRequest.objects.select_related("assignee").filter(pk=request_id, status=Status.WITHDRAWN).first()

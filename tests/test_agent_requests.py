@@ -2,6 +2,7 @@
 gate until the agent's authority is confirmed, the rejection for lack of it, and the purge of the agent's details."""
 
 import datetime
+import importlib
 import re
 
 import pytest
@@ -19,6 +20,7 @@ from requests_app.models import (
     ExportPackage,
     ExportStatus,
     IdentityKind,
+    Message,
     PrivacyRequest,
     RejectionGround,
     RequestType,
@@ -375,6 +377,7 @@ def test_an_agents_request_is_rejected_for_lack_of_authority_only_once_it_was_as
 
     handling.request_information(
         request=request, actor=Actor.staff(dpo), body="Please send the subject's signed permission.", expected_status=Status.NEW,
+        asks_agent_authority=True,
     )
     handling.subject_reply(request=request, body="I do not have it.")
     request.refresh_from_db()
@@ -386,6 +389,96 @@ def test_an_agents_request_is_rejected_for_lack_of_authority_only_once_it_was_as
     assert letter.startswith("This letter concerns the request you made on behalf of Ana Peeters.")
     assert "The agent did not show their authority to act for the subject" in letter
     assert "may make the request themselves at any time, or you may make it again for them with proof of your authority to act for them: their signed permission, a power of attorney" in letter
+
+
+@pytest.mark.django_db
+def test_a_question_that_did_not_ask_for_the_agents_authority_does_not_let_staff_reject_for_its_lack(dpo):
+    """A clarification ("which account?") asked the agent nothing about their authority: their silence on it shows
+    nothing, as a question that asked something else does not let an identity be found unverified."""
+    request = agents_request(Status.NEW)
+    handling.request_information(
+        request=request, actor=Actor.staff(dpo), body="Which of the subject's accounts do you mean?", expected_status=Status.NEW,
+    )
+    handling.subject_reply(request=request, body="The mobile one.")
+    request.refresh_from_db()
+    with pytest.raises(RequestError, match="ticking “It asks the agent for proof of their authority”"):
+        handling.request_reject(
+            request=request, actor=Actor.staff(dpo), ground=RejectionGround.AGENT_AUTHORITY_NOT_SHOWN,
+            explanation="You did not send the signed permission.", expected_status=request.status,
+        )
+    assert PrivacyRequest.objects.get(pk=request.pk).status == Status.NEW  # back where it was: nothing rejected
+
+
+@pytest.mark.django_db
+def test_staff_say_on_the_request_page_that_a_question_asks_the_agent_for_proof_of_their_authority(client, dpo):
+    request = agents_request(Status.IN_PROGRESS)
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[request.reference]))
+    assert "asks_agent_authority" in page.context["forms"]["information"].fields
+    url = reverse("staff:request_action", args=[request.reference, "request_information"])
+
+    response = client.post(
+        url, {"body": "Please send the subject's signed permission.", "asks_agent_authority": "on", "expected_status": Status.IN_PROGRESS},
+        follow=True,
+    )
+
+    assert "Information requested." in response.content.decode()
+    message = request.messages.get()
+    assert message.asks_agent_authority
+    event = request.events.get(action="information_requested")
+    assert event.data == {"message": str(message.public_id), "asks": agents.ASKS_AGENT_AUTHORITY}
+    page = response.content.decode()
+    assert "asks the agent for proof of their authority" in page  # on the message
+    assert "asks for: proof of the agent&#x27;s authority" in page  # in the timeline
+    request.refresh_from_db()
+    assert agents.rejection_refusal(request, RejectionGround.AGENT_AUTHORITY_NOT_SHOWN) is None
+
+
+@pytest.mark.django_db
+def test_only_an_agents_unconfirmed_request_offers_or_takes_a_question_asking_for_their_authority(client, dpo):
+    login_staff(client, dpo)
+    subjects_own = request_in_status(Status.IN_PROGRESS)
+    confirmed = agents_request(Status.IN_PROGRESS)
+    agents.agent_authority_confirm(request=confirmed, actor=Actor.staff(dpo), method=AgentAuthorityMethod.SIGNED_PERMISSION)
+    for request in (subjects_own, confirmed):
+        form = client.get(reverse("staff:request", args=[request.reference])).context["forms"]["information"]
+        assert "asks_agent_authority" not in form.fields
+
+    with pytest.raises(RequestError, match="No agent filed this request: there is no authority to ask for."):
+        handling.request_information(
+            request=subjects_own, actor=Actor.staff(dpo), body="Your ID, please.", expected_status=Status.IN_PROGRESS,
+            asks_agent_authority=True,
+        )
+    with pytest.raises(RequestError, match="The agent's authority was confirmed already: there is no proof to ask for."):
+        handling.request_information(
+            request=confirmed, actor=Actor.staff(dpo), body="The permission, please.", expected_status=Status.IN_PROGRESS,
+            asks_agent_authority=True,
+        )
+    assert not subjects_own.messages.exists() and not confirmed.messages.exists()
+
+
+@pytest.mark.django_db
+def test_questions_sent_to_agents_before_staff_could_say_what_they_asked_still_count_on_open_requests(dpo):
+    """The migration that added Message.asks_agent_authority: before it, any question let staff reject an agent's
+    request for lack of authority, and the request page told them to ask for the proof that way."""
+    from django.apps import apps
+
+    migration = importlib.import_module("requests_app.migrations.0084_message_asks_agent_authority")
+    asked = {}
+    for name, request in {
+        "agent_open": agents_request(Status.NEW),
+        "agent_closed": agents_request(Status.NEW),
+        "subjects_own": request_in_status(Status.NEW),
+    }.items():
+        handling.request_information(request=request, actor=Actor.staff(dpo), body="Your proof, please.", expected_status=Status.NEW)
+        asked[name] = request
+    PrivacyRequest.objects.filter(pk=asked["agent_closed"].pk).update(status=Status.WITHDRAWN)
+    Message.objects.update(asks_agent_authority=False)  # as they were before the migration
+
+    migration.count_earlier_questions_to_agents(apps, None)
+
+    flagged = {name for name, request in asked.items() if request.messages.get().asks_agent_authority}
+    assert flagged == {"agent_open"}
 
 
 @pytest.mark.django_db
@@ -438,3 +531,90 @@ def test_staff_intake_records_an_agent_from_the_same_details_as_the_public_form(
     assert (details["agent_capacity"], details["agent_name"], details["agent_email"]) == (
         AS_AGENT["agent_capacity"], AS_AGENT["agent_name"], AS_AGENT["agent_email"]
     )
+
+
+# Withdrawing a confirmed authority
+
+
+def confirmed_agents_request(dpo, status=Status.IN_PROGRESS, **overrides):
+    request = agents_request(status, **overrides)
+    agents.agent_authority_confirm(request=request, actor=Actor.staff(dpo), method=AgentAuthorityMethod.SIGNED_PERMISSION)
+    request.refresh_from_db()
+    return request
+
+
+@pytest.mark.django_db
+def test_staff_withdraw_a_confirmed_authority_with_a_reason_and_the_gates_close_again(
+    client, dpo, django_capture_on_commit_callbacks
+):
+    handler = staff_in_role("Handler", username="handler-withdraw", email="handler@example.org")
+    request = confirmed_agents_request(dpo)
+    PrivacyRequest.objects.filter(pk=request.pk).update(assignee=handler, subject_confirmation_nonce="an-unanswered-link")
+    assert agents.authority_refusal(request) is None
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert "Withdraw the agent's authority" in page and "What was already sent or done cannot be called back" in page
+    url = reverse("staff:request_action", args=[request.reference, "withdraw_agent_authority"])
+
+    refused = client.post(url, {"reason": "  "})
+    assert refused.status_code == 400
+    assert "Say why you withdraw the agent&#x27;s authority." in refused.content.decode()
+    assert PrivacyRequest.objects.get(pk=request.pk).agent_authority_confirmed_at is not None
+
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, {"reason": "Ana Peeters phoned: she never allowed Marc Peeters."}, follow=True)
+
+    assert "Recorded: the agent&#x27;s authority is withdrawn, and unconfirmed again." in response.content.decode()
+    request.refresh_from_db()
+    assert request.agent_authority_confirmed_at is None and request.agent_authority_unconfirmed
+    assert agents.authority_refusal(request) and agents.closing_refusal(request)
+    assert request.subject_confirmation_nonce == ""  # the link sent earlier would confirm it again: it stops working
+    # Who and when in the trail; the reason, which names people, in a note (purged with the request), not in the chain.
+    event = AuditEvent.objects.get(request=request, action="agent_authority_withdrawn")
+    note = request.notes.get()
+    assert (event.actor_id, event.data) == (dpo.pk, {"note": note.id})
+    assert note.body == "Ana Peeters phoned: she never allowed Marc Peeters." and note.author == dpo
+    assert "The agent&#x27;s authority to act for the subject withdrawn" in response.content.decode()
+    (alert,) = mail.outbox
+    assert alert.to == ["handler@example.org"]
+    assert request.reference in alert.subject and "was withdrawn" in alert.body
+    assert "Marc" not in alert.body and "Ana" not in alert.body  # no personal data in staff mail
+    # Confirmed again later, on new proof.
+    agents.agent_authority_confirm(request=request, actor=Actor.staff(dpo), method=AgentAuthorityMethod.POWER_OF_ATTORNEY)
+    assert PrivacyRequest.objects.get(pk=request.pk).agent_authority_confirmed_at is not None
+
+
+@pytest.mark.django_db
+def test_the_assignee_who_withdraws_the_authority_is_not_emailed_about_it(dpo, django_capture_on_commit_callbacks):
+    dpo.email = "dpo-agents@example.org"
+    dpo.save()
+    request = confirmed_agents_request(dpo)
+    PrivacyRequest.objects.filter(pk=request.pk).update(assignee=dpo)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        agents.agent_authority_withdraw(request=request, actor=Actor.staff(dpo), reason="The permission was forged.")
+    assert mail.outbox == [] and PrivacyRequest.objects.get(pk=request.pk).agent_authority_confirmed_at is None
+
+
+@pytest.mark.django_db
+def test_an_authority_is_withdrawn_only_on_an_open_agents_request_where_it_is_confirmed(dpo):
+    withdraw = dict(actor=Actor.staff(dpo), reason="The subject never allowed them.")
+    with pytest.raises(RequestError, match="No agent filed this request: there is no authority to withdraw."):
+        agents.agent_authority_withdraw(request=request_in_status(Status.IN_PROGRESS), **withdraw)
+    with pytest.raises(RequestError, match="The agent's authority is not confirmed: there is nothing to withdraw."):
+        agents.agent_authority_withdraw(request=agents_request(), **withdraw)
+
+    closed = confirmed_agents_request(dpo)
+    handling.request_reject(
+        request=closed, actor=Actor.staff(dpo), ground=RejectionGround.MANIFESTLY_UNFOUNDED,
+        explanation="The fifth identical request this week.", expected_status=Status.IN_PROGRESS,
+    )
+    with pytest.raises(RequestError, match="This request is closed: the agent's authority can no longer be withdrawn."):
+        agents.agent_authority_withdraw(request=closed, **withdraw)
+    assert PrivacyRequest.objects.get(pk=closed.pk).agent_authority_confirmed_at is not None
+    assert not AuditEvent.objects.filter(action="agent_authority_withdrawn").exists()
+
+    handler = staff_in_role("Handler", username="not-assigned")
+    with pytest.raises(roles.NotAllowed):
+        agents.agent_authority_withdraw(request=confirmed_agents_request(dpo), actor=Actor.staff(handler), reason="No.")

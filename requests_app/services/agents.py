@@ -4,10 +4,11 @@ or guardian of a child, a lawyer or other legal representative.
 Whoever filed gets our emails (PrivacyRequest.correspondence_email). Until staff confirm the agent's authority,
 nothing is disclosed, erased, rectified or restricted for the request: a stranger claiming to act for someone must
 not receive their data or change it. The gates call `authority_refusal`; staff confirm with
-`agent_authority_confirm`, or ask the agent for the subject's signed permission with Request information, and may
-reject the request on RejectionGround.AGENT_AUTHORITY_NOT_SHOWN once they asked. Staff may also ask the subject,
-at the email address they gave, to confirm it directly (CCPA Regulations § 7063(a)(2)): subject_confirmation_send,
-answered through subject_confirmation_answer.
+`agent_authority_confirm`, or ask the agent for the subject's signed permission with Request information, saying that
+it asks for it (Message.asks_agent_authority), and may reject the request on RejectionGround.AGENT_AUTHORITY_NOT_SHOWN
+once they asked so. Staff may also ask the subject, at the email address they gave, to confirm it directly (CCPA
+Regulations § 7063(a)(2)): subject_confirmation_send, answered through subject_confirmation_answer. An authority
+confirmed may be withdrawn while the request is open (agent_authority_withdraw): the gates close again.
 """
 
 from django.conf import settings
@@ -21,7 +22,14 @@ from django.utils.translation import gettext_lazy
 from requests_app import emails, lifecycle, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
-from requests_app.models import AgentAuthorityMethod, IdentityKind, PrivacyRequest, RejectionGround, new_nonce
+from requests_app.models import (
+    AgentAuthorityMethod,
+    IdentityKind,
+    InternalNote,
+    PrivacyRequest,
+    RejectionGround,
+    new_nonce,
+)
 
 AUTHORITY_UNCONFIRMED = gettext_lazy(
     "An agent filed this request, and their authority to act for the subject is not confirmed yet: confirm it "
@@ -32,9 +40,12 @@ AUTHORITY_UNCONFIRMED = gettext_lazy(
 # asked for the proof on this request and did not give it (CCPA Regulations § 7063(a)).
 AUTHORITY_NEVER_ASKED = gettext_lazy(
     "The agent was never asked on this request for proof that the subject allowed them to act: ask for it first "
-    "with Request information (the subject's signed permission, a power of attorney, proof of parental "
-    "responsibility)."
+    "with Request information, ticking “It asks the agent for proof of their authority” (the subject's signed "
+    "permission, a power of attorney, proof of parental responsibility)."
 )
+# What the audit event of a request for information that asks the agent for that proof says it asks (its data's
+# "asks"): a code, as the trail keeps them.
+ASKS_AGENT_AUTHORITY = "agent_authority"
 AUTHORITY_REFUSES_THE_WHOLE_REQUEST = gettext_lazy(
     "An agent's authority not shown refuses the whole request, not one right of it: reject the request instead."
 )
@@ -57,6 +68,16 @@ NO_AGENT = gettext_lazy("No agent filed this request: choose another ground.")
 AUTHORITY_CONFIRMED_ALREADY = gettext_lazy("The agent's authority was confirmed already: nothing changed.")
 
 
+def asking_for_authority_refusal(request: PrivacyRequest) -> str | None:
+    """Why a request for information cannot ask for proof of the agent's authority on `request`, or None: an agent
+    filed it and their authority is unconfirmed."""
+    if not request.filed_by_agent:
+        return _("No agent filed this request: there is no authority to ask for.")
+    if request.agent_authority_confirmed_at is not None:
+        return _("The agent's authority was confirmed already: there is no proof to ask for.")
+    return None
+
+
 def authority_refusal(request: PrivacyRequest) -> str | None:
     """Why the request's data may not be disclosed or changed now (a package released, a completion letter with
     data, an erasure, rectification or restriction carried out), or None: an agent filed it and their authority is
@@ -75,14 +96,17 @@ def closing_refusal(request: PrivacyRequest, *, ground: str = "") -> str | None:
 
 def rejection_refusal(request: PrivacyRequest, ground: str) -> str | None:
     """Why `ground` cannot reject `request` now, or None: the lack of an agent's authority refuses only a request an
-    agent filed, whose authority is unconfirmed, once the agent was asked for proof (information_requested)."""
+    agent filed, whose authority is unconfirmed, once the agent was asked for proof of it with a request for
+    information that said so (Message.asks_agent_authority); any other question, a clarification say, does not count.
+    As for an unverified identity (handling.identity_refusal), whether the answer (or the silence) leaves the
+    authority unshown is staff's judgment, given in the letter's reasons."""
     if ground != RejectionGround.AGENT_AUTHORITY_NOT_SHOWN:
         return None
     if not request.filed_by_agent:
         return str(NO_AGENT)
     if request.agent_authority_confirmed_at is not None:
         return str(AUTHORITY_CONFIRMED_ALREADY)
-    if not request.events.filter(action="information_requested").exists():
+    if not request.messages.filter(asks_agent_authority=True).exists():
         return str(AUTHORITY_NEVER_ASKED)
     return None
 
@@ -113,6 +137,48 @@ def agent_authority_confirm(*, request: PrivacyRequest, actor: Actor, method: st
         locked.save(update_fields=["agent_authority_confirmed_at", "updated_at"])
         record_event(locked, "agent_authority_confirmed", actor=actor, data={"method": method})
     request.agent_authority_confirmed_at = locked.agent_authority_confirmed_at
+    return locked
+
+
+def agent_authority_withdraw(*, request: PrivacyRequest, actor: Actor, reason: str) -> PrivacyRequest:
+    """Withdraw the confirmation of the agent's authority (the subject told us they never gave it, the proof turned
+    out false): the request is back to the agent's authority unconfirmed, and the gates of `authority_refusal` and
+    `closing_refusal` close again. What went out meanwhile (a package released, an erasure carried out, a letter) is
+    not called back: the request page says so.
+
+    Open requests filed by an agent whose authority is confirmed, by staff who may work the request (as
+    agent_authority_confirm). `reason` is required; it is kept as an internal note (purged with the request's
+    personal data), the audit event `agent_authority_withdrawn` naming the note, not saying it. A link asking the
+    subject to confirm the agent, still unanswered, stops working: a new one may be sent. The assignee (or the DPO)
+    is told by email, as when the subject says no, unless they withdrew it themselves.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise RequestError(_("Say why you withdraw the agent's authority."))
+    with transaction.atomic():
+        locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+        roles.require_can_work(actor, locked)
+        if not locked.is_open:
+            raise RequestError(
+                _("This request is closed: the agent's authority can no longer be withdrawn. What was sent or done for "
+                  "it stands; record what you learned as a note.")
+            )
+        if not locked.filed_by_agent:
+            raise RequestError(_("No agent filed this request: there is no authority to withdraw."))
+        if locked.agent_authority_confirmed_at is None:
+            raise RequestError(_("The agent's authority is not confirmed: there is nothing to withdraw."))
+        if locked.subject_confirmation_nonce:  # its email, if still unsent, would ask about an authority withdrawn
+            emails.forgive(locked.id, "subject_confirmation", locked.subject_confirmation_nonce)
+        locked.agent_authority_confirmed_at = None
+        locked.subject_confirmation_nonce = ""
+        locked.save(update_fields=["agent_authority_confirmed_at", "subject_confirmation_nonce", "updated_at"])
+        # Staff text may name people, and the chain is never purged: the reason is a note, which is.
+        note = InternalNote.objects.create(request=locked, author=actor.user, body=reason)
+        event = record_event(locked, "agent_authority_withdrawn", actor=actor, data={"note": note.id})
+        if locked.assignee_id != actor.user.pk:
+            emails.owe(locked, "agent_authority_withdrawn", str(event.pk))
+            tasks.queue_after_commit(tasks.send_agent_authority_withdrawn_notification, locked.id, event.pk)
+    request.agent_authority_confirmed_at = None
     return locked
 
 

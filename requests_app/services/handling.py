@@ -224,23 +224,28 @@ def for_whoever_filed(request: PrivacyRequest, body: str) -> str:
 
 
 def write_to_subject(
-    request: PrivacyRequest, *, actor: Actor, subject: str, body: str, action: str, preview: bool = False
+    request: PrivacyRequest, *, actor: Actor, subject: str, body: str, action: str, preview: bool = False,
+    asks_agent_authority: bool = False,
 ) -> Message:
     """Add a message or letter to the request's thread, record it as `action` in the audit trail, and email it
     on commit when the subject has an email address (to the agent, when an agent filed: for_whoever_filed). Call
-    inside the caller's transaction.
+    inside the caller's transaction. `asks_agent_authority`: a request for information that asks the agent for proof
+    of their authority (Message.asks_agent_authority), which its audit event says too.
 
     With `preview`, raises emails.LetterPreview with what the subject would get instead, which rolls the caller's
     transaction back: the letter previewed is the one its service renders, after the same checks and changes."""
     message = Message(
         request=request, direction=MessageDirection.TO_SUBJECT, author=actor.user, subject=subject,
         body=for_whoever_filed(request, body),
-        queued_at=timezone.now() if request.correspondence_email else None,
+        queued_at=timezone.now() if request.correspondence_email else None, asks_agent_authority=asks_agent_authority,
     )
     if preview:
         raise emails.LetterPreview.of_message(message)
     message.save()
-    record_event(request, action, actor=actor, data={"message": str(message.public_id)})
+    data = {"message": str(message.public_id)}
+    if asks_agent_authority:
+        data["asks"] = agents.ASKS_AGENT_AUTHORITY
+    record_event(request, action, actor=actor, data=data)
     if request.correspondence_email:
         tasks.queue_after_commit(tasks.send_subject_message, message.id)
     return message
@@ -363,9 +368,14 @@ def message_send(*, request: PrivacyRequest, actor: Actor, body: str, subject: s
 
 
 def request_information(
-    *, request: PrivacyRequest, actor: Actor, body: str, expected_status: str, preview: bool = False
+    *, request: PrivacyRequest, actor: Actor, body: str, expected_status: str, preview: bool = False,
+    asks_agent_authority: bool = False,
 ) -> Message:
     """Ask the subject for information (identity proof, clarification) and pause the clock.
+
+    `asks_agent_authority`: the question asks the agent who filed for proof of their authority to act for the subject,
+    which lets staff reject the request on its lack afterwards (agents.rejection_refusal); only on a request an agent
+    filed whose authority is unconfirmed.
 
     `preview`: emails.LetterPreview is raised with the letter instead of sending it, and nothing changes (the clock
     is not paused)."""
@@ -374,6 +384,8 @@ def request_information(
         raise RequestError(_("Say what information you need."))
     with transaction.atomic():
         locked = _locked_for_work(request, actor, expected_status)
+        if asks_agent_authority and (refusal := agents.asking_for_authority_refusal(locked)):
+            raise RequestError(refusal)
         # The state first, as the transition below would refuse it: a preview stops at the letter, before it.
         lifecycle.require_allowed(locked.status, "await_subject")
         # The letter goes before the transition that stops the clock: it says whether the clock will be
@@ -383,7 +395,8 @@ def request_information(
         # The question first, then the wait: the subject's timeline reads "We asked you for more information",
         # then "We are waiting for your reply".
         message = write_to_subject(
-            locked, actor=actor, subject=subject, body=text, action="information_requested", preview=preview
+            locked, actor=actor, subject=subject, body=text, action="information_requested", preview=preview,
+            asks_agent_authority=asks_agent_authority,
         )
         lifecycle.transition(locked, "await_subject", actor=actor, note=lifecycle.NOTE_INFORMATION_REQUESTED)
         return message

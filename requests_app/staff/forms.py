@@ -175,6 +175,21 @@ class InformationRequestForm(forms.Form):
         ),
     )
 
+    def __init__(self, *args, privacy_request, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only a question that asked for it lets staff reject the request for the lack of the agent's authority
+        # (agents.rejection_refusal): staff say which questions do.
+        if privacy_request.agent_authority_unconfirmed:
+            self.fields["asks_agent_authority"] = forms.BooleanField(
+                label=_("It asks the agent for proof of their authority"),
+                help_text=_(
+                    "The subject's signed permission, a power of attorney, or proof of parental responsibility or "
+                    "guardianship. Only after such a question, if the answer does not show it or none comes, may you "
+                    "reject the request because the agent did not show their authority."
+                ),
+                required=False,
+            )
+
 
 class AssignForm(forms.Form):
     assignee = forms.ModelChoiceField(label=_("Assign to"), queryset=assignable_users(), required=False, to_field_name="username")
@@ -242,6 +257,16 @@ class AgentAuthorityForm(forms.Form):
     method = forms.ChoiceField(
         label=_("How"), choices=[("", _("Choose how you confirmed it")), *AgentAuthorityMethod.choices],
         error_messages={"required": _("Choose how you confirmed the agent's authority.")},
+    )
+
+
+class AgentAuthorityWithdrawForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Why"),
+        widget=forms.Textarea(attrs={"dir": "auto", "rows": 3}),
+        max_length=TEXT_MAX_CHARS,
+        error_messages={"required": _("Say why you withdraw the agent's authority.")},
+        help_text=_("Kept as an internal note on the request, never sent to the agent or the subject."),
     )
 
 

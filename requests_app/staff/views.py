@@ -770,6 +770,7 @@ FORM_SLOTS = {
     "information": forms.InformationRequestForm,
     "identity": forms.IdentityVerifyForm,
     "confirm_agent_authority": forms.AgentAuthorityForm,
+    "withdraw_agent_authority": forms.AgentAuthorityWithdrawForm,
     "extend": forms.ExtensionForm,
     "pause": forms.PauseForm,
     "complete": forms.CompleteForm,
@@ -782,7 +783,9 @@ FORM_SLOTS = {
 
 def _action_form(slot: str, privacy_request: PrivacyRequest, data=None):
     form_class = FORM_SLOTS[slot]
-    takes_request = (forms.IdentityVerifyForm, forms.CompleteForm, forms.RejectForm, forms.ExtensionForm)
+    takes_request = (
+        forms.IdentityVerifyForm, forms.CompleteForm, forms.RejectForm, forms.ExtensionForm, forms.InformationRequestForm,
+    )
     kwargs = {"privacy_request": privacy_request} if form_class in takes_request else {}
     if slot == "assign" and data is None:
         kwargs["initial"] = {"assignee": privacy_request.assignee}
@@ -862,6 +865,7 @@ ACTIONS = {
     "request_information": (
         lambda r, f, a, p, preview=False: handling.request_information(
             request=r, actor=a, body=f.cleaned_data["body"], expected_status=p["expected_status"], preview=preview,
+            asks_agent_authority=f.cleaned_data.get("asks_agent_authority", False),
         ),
         gettext_lazy("Information requested."),
     ),
@@ -875,6 +879,13 @@ ACTIONS = {
     "confirm_agent_authority": (
         lambda r, f, a, p: agents.agent_authority_confirm(request=r, actor=a, method=f.cleaned_data["method"]),
         gettext_lazy("Recorded: the agent's authority to act for the subject is confirmed."),
+    ),
+    "withdraw_agent_authority": (
+        lambda r, f, a, p: agents.agent_authority_withdraw(request=r, actor=a, reason=f.cleaned_data["reason"]),
+        gettext_lazy(
+            "Recorded: the agent's authority is withdrawn, and unconfirmed again. Nothing more is disclosed, erased, "
+            "rectified or restricted until it is confirmed."
+        ),
     ),
     "ask_subject_to_confirm": (
         lambda r, f, a, p: agents.subject_confirmation_send(request=r, actor=a),

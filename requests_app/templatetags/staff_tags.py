@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from requests_app import lifecycle, roles
 from requests_app.audit import AGENT_LABEL, ORGANISATION_LABEL_PREFIX
 from requests_app.services.routing import DEFAULT_RULE
+from requests_app.services.agents import ASKS_AGENT_AUTHORITY
 from requests_app.wording import cites_gdpr_articles, in_sentence, label_in_letter
 from requests_app.models import (
     LEGAL_BASIS_NOT_PORTABLE,
@@ -115,6 +116,7 @@ EVENT_LABELS = {
     "agent_authority_confirmed": _("The agent's authority to act for the subject confirmed"),
     "subject_confirmation_sent": _("Subject asked to confirm that they allowed the agent"),
     "agent_authority_denied": _("The subject said they did not allow the agent"),
+    "agent_authority_withdrawn": _("The agent's authority to act for the subject withdrawn"),
     "receipt_confirmed": _("Receipt confirmed to the subject by staff"),
     "note_added": _("Note added"),
     "message_sent": _("Message sent to the subject"),
@@ -261,6 +263,7 @@ DATA_LABELS = {
     "active": _("active"),
     "agent": _("filed by an agent, as"),
     "amount": _("amount"),
+    "asks": _("asks for"),
     "assignee": _("assignee"),
     "attachment": _("attachment"),
     "attempt": _("attempt"),
@@ -331,6 +334,7 @@ DATA_VALUES = {
     "kinds": (dict(IdentityKind.choices),),
     "method": (dict(VerificationMethod.choices), dict(AgentAuthorityMethod.choices)),  # an identity's, an agent's
     "agent": (dict(AgentCapacity.choices),),
+    "asks": ({ASKS_AGENT_AUTHORITY: _("proof of the agent's authority")},),  # a request for information's
     "ground": (dict(RejectionGround.choices), dict(ErasureException.choices)),  # a rejection's, a legal hold's
     "kind": (dict(ActionKind.choices), dict(ExportKind.choices)),  # a source action's, an export package's
 }

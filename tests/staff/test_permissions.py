@@ -330,6 +330,11 @@ def _filed_by_an_agent(privacy_request, cast):
     )
 
 
+def _filed_by_an_agent_whose_authority_is_confirmed(privacy_request, cast):
+    _filed_by_an_agent(privacy_request, cast)
+    PrivacyRequest.objects.filter(pk=privacy_request.pk).update(agent_authority_confirmed_at=timezone.now())
+
+
 def _filed_by_an_agent_with_the_subjects_proven_address(privacy_request, cast):
     _filed_by_an_agent(privacy_request, cast)
     # Asked only at an address proven the subject's (agents.subject_confirmation_send).
@@ -379,6 +384,13 @@ ACTION_CASES = {
             lambda r, c: {"method": "signed_permission"},
             lambda r, c: r.agent_authority_confirmed_at is not None and r.events.filter(action="agent_authority_confirmed").exists(),
             prepare=_filed_by_an_agent,
+        ),
+        ActionCase(
+            "withdraw_agent_authority",
+            Status.IN_PROGRESS,
+            lambda r, c: {"reason": "The subject never allowed them."},
+            lambda r, c: r.agent_authority_confirmed_at is None and r.events.filter(action="agent_authority_withdrawn").exists(),
+            prepare=_filed_by_an_agent_whose_authority_is_confirmed,
         ),
         ActionCase(
             "ask_subject_to_confirm",
@@ -495,6 +507,15 @@ ACTION_CASES_WITH_OPTIONS = {
         lambda r, c: r.status == Status.COMPLETED and r.refused_rights == ["erasure"]
         and Message.objects.filter(request=r, body__contains="Telecom law keeps call records").exists(),
         prepare=_asks_erasure_too,
+    ),
+    # A question asking the agent for proof of their authority: what lets a request be rejected for its lack.
+    "request_information_asking_for_the_agents_authority": ActionCase(
+        "request_information",
+        Status.IN_PROGRESS,
+        lambda r, c: {"body": "Please send the subject's signed permission.", "asks_agent_authority": "on", "expected_status": Status.IN_PROGRESS},
+        lambda r, c: r.status == Status.AWAITING_SUBJECT
+        and Message.objects.filter(request=r, asks_agent_authority=True).exists(),
+        prepare=_filed_by_an_agent,
     ),
 }
 
