@@ -1790,10 +1790,12 @@ NO_DATA_DELIVERED = (Status.REJECTED, Status.WITHDRAWN, Status.EXPIRED, Status.F
 
 
 class ExportPackageQuerySet(models.QuerySet):
-    def _deliverable(self):
+    def deliverable(self):
         """Released packages still inside their expiry, of requests not refused or withdrawn, answering no right
-        refused. A completion that refuses a right ends its package at once, but not one another transaction holds
-        locked (exports.end_packages_of_refused_rights): that one is never served before the clean-up ends it."""
+        refused, whatever downloads the subject has left: those the subject may resume a download of, or be told are
+        unchanged (304), without counting a download. A completion that refuses a right ends its package at once, but
+        not one another transaction holds locked (exports.end_packages_of_refused_rights): that one is never served
+        before the clean-up ends it."""
         return (
             self.filter(status=ExportStatus.RELEASED, expires_at__gt=timezone.now())
             .exclude(request__status__in=NO_DATA_DELIVERED)
@@ -1802,7 +1804,7 @@ class ExportPackageQuerySet(models.QuerySet):
 
     def downloadable(self):
         """The packages the subject may still download: deliverable, and under the subject's download limit."""
-        return self._deliverable().filter(download_count__lt=models.F("max_downloads"))
+        return self.deliverable().filter(download_count__lt=models.F("max_downloads"))
 
     def downloadable_by_organisation(self):
         """The packages the organisation that filed the request may still download over the API: shared
@@ -1822,7 +1824,7 @@ class ExportPackageQuerySet(models.QuerySet):
     def shared_and_deliverable(self):
         """The packages shared with the organisation that filed the request and not ended, whatever downloads it has
         left: those it may resume a download of, or be told are unchanged (304), without counting a download."""
-        return self._deliverable().filter(shared_with_organisation=True)
+        return self.deliverable().filter(shared_with_organisation=True)
 
 
 class ExportPackage(models.Model):

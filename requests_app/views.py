@@ -9,7 +9,7 @@ import logging
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone, translation
 from django.utils.crypto import salted_hmac
@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 from django_ratelimit.core import get_usage
 
-from requests_app import selectors
+from requests_app import downloads, selectors
 from requests_app.audit import Actor
 from requests_app.forms import RequestForm, ResendLinkForm, WithdrawForm, validate_attachment
 from requests_app.lifecycle import OPEN_STATUSES, IllegalTransition, RequestError
@@ -458,19 +458,25 @@ def _reply_refused(
 
 @require_GET
 def download(request: HttpRequest, reference: str, secret: str, token: str) -> HttpResponse:
-    """Stream a released package: the link is signed, expires, and counts against the download limit.
+    """Stream a released package, or one range of its bytes to finish a download cut short, as the API does
+    (downloads.package_download): the link is signed, expires, and counts against the download limit.
 
     GET only: link checkers and proxies send HEAD, which would use up the subject's downloads.
     """
     privacy_request = _request_for_link(reference, secret)
     _in_the_requests_language(request, privacy_request)
+
+    def refused(status: int, error: str, *, headers: dict | None = None) -> HttpResponse:
+        context = {"error": error, "privacy_request": privacy_request}
+        response = render(request, "requests_app/download_failed.html", context, status=status)
+        for name, value in (headers or {}).items():
+            response[name] = value
+        return response
+
     try:
-        export, package_file = exports.export_download(request=privacy_request, token=token)
+        export = exports.export_for_link(request=privacy_request, token=token)
     except RequestError as error:
-        return render(request, "requests_app/download_failed.html", {"error": str(error), "privacy_request": privacy_request}, status=410)
-    return FileResponse(
-        package_file,
-        as_attachment=True,
-        filename=f"{privacy_request.reference}-{export.kind}.zip",
-        content_type="application/zip",
+        return refused(410, str(error))
+    return downloads.package_download(
+        request, export, actor=Actor.requester(privacy_request), by_organisation=False, refused=refused
     )

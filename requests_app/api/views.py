@@ -4,16 +4,13 @@ An organisation sees only its own requests: any other id is a 404.
 Refusals by the state machine are 409; errors are problem details.
 """
 
-import re
 from base64 import b64decode
 from urllib import parse
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError, transaction
 from django.db.models import Exists, OuterRef
-from django.http import FileResponse, HttpResponseNotModified
 from django.urls import reverse
-from django.utils.http import parse_etags, quote_etag
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -27,7 +24,7 @@ from requests_app.api.auth import DownloadsNeedAWriteKey, HasOrganisationKey
 from requests_app.api.idempotency import MAX_KEY_LENGTH, idempotent
 from requests_app.audit import Actor
 from requests_app.api.errors import PROBLEM, found_or_404, problem, problem_body
-from requests_app.lifecycle import RequestError
+from requests_app.downloads import package_download
 from requests_app.models import (
     ActorKind,
     Channel,
@@ -38,7 +35,7 @@ from requests_app.models import (
     PrivacyRequest,
     RequestedRight,
 )
-from requests_app.services import exports, handling, intake
+from requests_app.services import handling, intake
 
 
 def problem_example(name: str, status_code: int, detail: str, *, title: str = "", errors=None, description: str = ""):
@@ -730,102 +727,8 @@ class ExportViewSet(viewsets.GenericViewSet):
         the organisation's limit, apart from the subject's, and is audited. A range that does not start at byte 0
         resumes a download counted within a day and counts nothing, up to one package's bytes, though it is audited
         (exports.open_for_resumption);
-        nor does a 304."""
-        export = self.get_object()
-        # The package's digest names its contents: strong, and the same for every download of it.
-        etag = quote_etag(export.sha256)
-        not_ended = ExportPackage.objects.shared_and_deliverable().filter(pk=export.pk)
-        if etag_matches(request.headers.get("If-None-Match", ""), etag) and not_ended.exists():
-            return HttpResponseNotModified(headers={"ETag": etag})
-        wanted = None
-        # If-Range names the package the client holds part of: another one (or a date) gets the whole package.
-        if request.headers.get("If-Range", etag).strip() == etag:
-            try:
-                wanted = byte_range(request.headers.get("Range", ""), export.size)
-            except RangeNotSatisfiable:
-                if not_ended.exists():
-                    detail = _("The range is outside the package, which has %(size)s bytes.") % {"size": export.size}
-                    return problem(
-                        status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE, detail, headers={"Content-Range": f"bytes */{export.size}"}
-                    )
-                # Ended: the download's own refusal (410) says what ended it.
-        try:
-            actor = Actor.organisation(request.auth.organisation)
-            resumed = None
-            if wanted is not None and wanted[0] > 0:
-                resumed = exports.open_for_resumption(
-                    {"public_id": export.public_id}, request=export.request, actor=actor, first_byte=wanted[0],
-                    last_byte=wanted[1],
-                )
-            export, package_file = resumed or exports.count_download(
-                {"public_id": export.public_id}, request=export.request, actor=actor, by_organisation=True
-            )
-        except RequestError as error:
-            return problem(status.HTTP_410_GONE, str(error))
-        filename = f"{export.request.reference}-{export.kind}.zip"
-        if wanted is None:
-            response = FileResponse(package_file, as_attachment=True, filename=filename, content_type="application/zip")
-        else:
-            first, last = wanted
-            response = FileResponse(
-                FileSlice(package_file, first, last - first + 1),
-                status=status.HTTP_206_PARTIAL_CONTENT, as_attachment=True, filename=filename, content_type="application/zip",
-            )
-            response["Content-Range"] = f"bytes {first}-{last}/{export.size}"
-            response["Content-Length"] = last - first + 1
-        response["ETag"] = etag
-        response["Accept-Ranges"] = "bytes"
-        return response
-
-
-def etag_matches(if_none_match: str, etag: str) -> bool:
-    """Whether an If-None-Match field names `etag` (or is "*"), compared weakly as RFC 9110 has it for this field."""
-    tags = parse_etags(if_none_match)
-    return "*" in tags or etag in [tag.removeprefix("W/") for tag in tags]
-
-
-class RangeNotSatisfiable(Exception):
-    """A Range that starts past the end of the package: a 416."""
-
-
-# One range of bytes, "bytes=first-last", "bytes=first-" or "bytes=-suffix_length" (RFC 9110, 14.1.2).
-BYTE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def byte_range(header: str, size: int) -> tuple[int, int] | None:
-    """The first and last byte, inclusive, of the one range a Range field asks of `size` bytes; None to send them
-    all: no Range, several ranges (answered whole, rather than as multipart/byteranges: a resuming client asks for
-    one), or a range that cannot be read, which RFC 9110 lets a server ignore. RangeNotSatisfiable for a range
-    that starts past the end."""
-    matched = BYTE_RANGE.match(header.strip())
-    if matched is None or matched.groups() == ("", ""):
-        return None
-    first, last = matched.groups()
-    if not first:  # the last `last` bytes
-        if int(last) == 0 or size == 0:
-            raise RangeNotSatisfiable
-        return max(size - int(last), 0), size - 1
-    if last and int(last) < int(first):
-        return None
-    if int(first) >= size:
-        raise RangeNotSatisfiable
-    return int(first), min(int(last), size - 1) if last else size - 1
-
-
-class FileSlice:
-    """`length` bytes of a file from byte `start`, read a block at a time as FileResponse streams a file: a range of
-    a package is never read into memory whole. Without tell() or seek(), so that FileResponse does not count the
-    length to the file's end: the view sets it."""
-
-    def __init__(self, file, start: int, length: int):
-        file.seek(start)
-        self.file, self.left = file, length
-
-    def read(self, size: int = -1) -> bytes:
-        size = self.left if size < 0 else min(size, self.left)
-        data = self.file.read(size) if size else b""
-        self.left -= len(data)
-        return data
-
-    def close(self):
-        self.file.close()
+        nor does a 304 (downloads.package_download, shared with the subject's status page)."""
+        return package_download(
+            request, self.get_object(), actor=Actor.organisation(request.auth.organisation), by_organisation=True,
+            refused=problem,
+        )

@@ -762,11 +762,19 @@ def count_download(
 DOWNLOAD_RESUMPTION_WINDOW = datetime.timedelta(hours=24)
 
 
+def not_ended(*, by_organisation: bool = False):
+    """The packages the subject, or `by_organisation` the organisation they are shared with, may be sent the rest of
+    or told are unchanged (a 304), whatever downloads they have left."""
+    return ExportPackage.objects.shared_and_deliverable() if by_organisation else ExportPackage.objects.deliverable()
+
+
 def open_for_resumption(
-    export_filter: dict, *, request: PrivacyRequest, actor: Actor, first_byte: int, last_byte: int
+    export_filter: dict, *, request: PrivacyRequest, actor: Actor, first_byte: int, last_byte: int,
+    by_organisation: bool = False,
 ) -> tuple[ExportPackage, File] | None:
-    """The package and its file, to send the rest of a download the organisation counted (a byte range that does
-    not start at byte 0), without counting it again: the rest of a package is no new copy. Within
+    """The package and its file, to send the rest of a download the subject (with the status page's link) or,
+    `by_organisation`, the organisation counted (a byte range that does not start at byte 0), without counting it
+    again: the rest of a package is no new copy. Within
     DOWNLOAD_RESUMPTION_WINDOW of that download, and for no more bytes in all than the package has, so that ranges
     never give more than one more copy per download counted. Each resumption is audited with its bytes, as every
     time personal data leaves. None otherwise, or once the package has ended; its download limit does not matter
@@ -775,14 +783,21 @@ def open_for_resumption(
 
     Opened under the package's row lock, as count_download opens it, so that the clean-up that ends a package and
     deletes its file cannot leave nothing to send (and two resumptions cannot both take the last bytes)."""
-    resumable = ExportPackage.objects.shared_and_deliverable().filter(organisation_download_count__gt=0)
+    counter = "organisation_download_count" if by_organisation else "download_count"
+    resumable = not_ended(by_organisation=by_organisation).filter(**{f"{counter}__gt": 0})
     with transaction.atomic():
         export = (
             resumable.select_for_update(of=("self",)).select_related("request").filter(**export_filter, request=request).first()
         )
         if export is None:
             return None
-        this_package = request.events.filter(actor_kind=ActorKind.ORGANISATION, data__export=str(export.public_id))
+        this_package = request.events.filter(data__export=str(export.public_id))
+        # Only the downloads of whoever resumes, as each counts against their own limit: the organisation's, or
+        # those made with the status page's link (the subject's, or the agent's who filed the request).
+        if by_organisation:
+            this_package = this_package.filter(actor_kind=ActorKind.ORGANISATION)
+        else:
+            this_package = this_package.exclude(actor_kind=ActorKind.ORGANISATION)
         last_counted = this_package.filter(action="export_downloaded").order_by("-sequence").first()
         if last_counted is None or last_counted.created_at < timezone.now() - DOWNLOAD_RESUMPTION_WINDOW:
             return None
@@ -830,8 +845,9 @@ def download_refusal(export: ExportPackage, *, counter: str = "download_count") 
     return _("This package is not available for download.")
 
 
-def export_download(*, request: PrivacyRequest, token: str) -> tuple[ExportPackage, File]:
-    """The subject's download through their signed link: valid, not expired, not used up (count_download)."""
+def export_for_link(*, request: PrivacyRequest, token: str) -> ExportPackage:
+    """The package of `request` that the subject's signed download link names, the link valid and not expired; a
+    RequestError otherwise. Whether it may still be downloaded is count_download's to say, as it counts."""
     try:
         payload = signing.loads(token, salt=DOWNLOAD_SALT, max_age=settings.EXPORT_LINK_LIFETIME)
     except signing.SignatureExpired:
@@ -846,7 +862,10 @@ def export_download(*, request: PrivacyRequest, token: str) -> tuple[ExportPacka
         raise RequestError(download_refusal(export) if export else _("This download link has expired.")) from None
     except signing.BadSignature:
         raise RequestError(_("This download link is not valid.")) from None
-    return count_download({"public_id": payload.get("e")}, request=request, actor=Actor.requester(request))
+    export = ExportPackage.objects.select_related("request").filter(public_id=payload.get("e"), request=request).first()
+    if export is None:
+        raise RequestError(_("This download link is not valid."))
+    return export
 
 
 def delete_expired_exports(*, now: datetime.datetime | None = None) -> int:

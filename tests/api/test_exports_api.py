@@ -12,8 +12,9 @@ from django.utils import timezone
 from requests_app.audit import Actor
 from requests_app.models import ExportPackage, PrivacyRequest
 from requests_app.lifecycle import RequestError
-from requests_app.services.exports import DOWNLOAD_RESUMPTION_WINDOW, delete_expired_exports, download_token, export_download, export_release
+from requests_app.services.exports import DOWNLOAD_RESUMPTION_WINDOW, delete_expired_exports, download_token, export_release
 from tests.api.conftest import client_with, key_for
+from tests.exports.support import subject_download
 from tests.conftest import login_staff
 from tests.factories import confirm_email, staff_in_role
 
@@ -86,11 +87,11 @@ def test_the_organisations_downloads_leave_the_subjects_untouched(api):
     assert api.get(f"{URL}{request_id}/exports/{export.public_id}/download/").status_code == 200
 
     assert ExportPackage.objects.downloadable().filter(pk=export.pk).exists()  # the status page still offers it
-    subject_download, package_file = export_download(request=export.request, token=download_token(export))
+    downloaded, package_file = subject_download(export)
     package_file.close()
-    assert (subject_download.download_count, subject_download.organisation_download_count) == (1, 1)
+    assert (downloaded.download_count, downloaded.organisation_download_count) == (1, 1)
     with pytest.raises(RequestError, match="download limit"):
-        export_download(request=export.request, token=download_token(export))
+        subject_download(export)
 
 
 @pytest.mark.django_db
@@ -98,7 +99,7 @@ def test_the_subjects_timeline_tells_the_organisations_downloads_from_those_with
     """The link to the status page is all a download takes: a subject who fears it leaked sees each one, and whose."""
     request_id, export = released_export(api, share=True)
     assert api.get(f"{URL}{request_id}/exports/{export.public_id}/download/").status_code == 200
-    export_download(request=export.request, token=download_token(export))[1].close()
+    subject_download(export)[1].close()
 
     timeline = [item["event"] for item in api.get(f"{URL}{request_id}/").json()["timeline"]]
     assert timeline[-3:] == [
@@ -134,7 +135,7 @@ def test_the_release_form_says_the_organisations_downloads_count_apart(api, clie
 @pytest.mark.django_db
 def test_a_package_used_up_by_the_subject_stays_for_the_organisation_until_it_is_used_up_too(api):
     request_id, export = released_export(api, share=True, max_downloads=1)
-    export_download(request=export.request, token=download_token(export))[1].close()
+    subject_download(export)[1].close()
     assert delete_expired_exports() == 0
     url = f"{URL}{request_id}/exports/{export.public_id}/download/"
     assert api.get(url).status_code == 200
@@ -146,7 +147,7 @@ def test_a_package_used_up_by_the_subject_stays_for_the_organisation_until_it_is
 @pytest.mark.django_db
 def test_a_package_not_shared_is_deleted_once_the_subject_used_it_up(api):
     _, export = released_export(api, share=False, max_downloads=1)
-    export_download(request=export.request, token=download_token(export))[1].close()
+    subject_download(export)[1].close()
     assert delete_expired_exports() == 1
 
 
@@ -403,3 +404,29 @@ def test_an_ended_package_is_gone_for_a_304_a_resumption_and_a_416_too(api):
         gone = api.get(url, **headers)
         assert gone.status_code == 410 and "expired" in gone.json()["detail"], headers
     assert downloads_of(export) == (1, 1)
+
+
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("ranging", ["subject", "organisation"])
+def test_a_range_resumes_only_a_download_of_the_same_side(api, client, ranging):
+    """The subject's and the organisation's downloads count apart, and so do their resumptions: the other side's
+    download of a moment ago is not one to finish uncounted, when this side's own is more than a day old."""
+    request_id, export = released_export(api, share=True, max_downloads=3, content=LARGE)
+    api_url = f"{URL}{request_id}/exports/{export.public_id}/download/"
+    subject_link = reverse("download", args=[export.request.reference, export.request.secret, download_token(export)])
+    ranging_client, ranging_url, other_client, other_url = (
+        (client, subject_link, api, api_url) if ranging == "subject" else (api, api_url, client, subject_link)
+    )
+    assert b"".join(ranging_client.get(ranging_url).streaming_content) == LARGE
+    with time_machine.travel(timezone.now() + DOWNLOAD_RESUMPTION_WINDOW + timedelta(minutes=1)):
+        assert b"".join(other_client.get(other_url).streaming_content) == LARGE
+
+        ranged = ranging_client.get(ranging_url, HTTP_RANGE="bytes=1-")
+
+    assert ranged.status_code == 206 and b"".join(ranged.streaming_content) == LARGE[1:]
+    export.refresh_from_db()
+    counted = {"subject": export.download_count, "organisation": export.organisation_download_count}
+    assert counted == {"subject": 2 if ranging == "subject" else 1, "organisation": 2 if ranging == "organisation" else 1}
+    assert not export.request.events.filter(action="export_download_resumed").exists()

@@ -9,7 +9,17 @@ import zipfile
 import pyzipper
 from django.core.files.storage import default_storage
 
+from requests_app.audit import Actor
 from requests_app.models import ExportPackage
+from requests_app.services.exports import count_download, download_token, export_for_link
+
+
+def subject_download(export: ExportPackage):
+    """The subject's download of `export` with their link, counted as the status page counts it: the package and
+    its open file (exports.count_download)."""
+    request = export.request
+    linked = export_for_link(request=request, token=download_token(export))
+    return count_download({"public_id": linked.public_id}, request=request, actor=Actor.requester(request))
 
 
 def stored_bytes(name: str) -> bytes:

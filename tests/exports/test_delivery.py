@@ -20,13 +20,12 @@ from requests_app.services.exports import (
     compile_export,
     delete_expired_exports,
     download_token,
-    export_download,
     export_release,
     export_start,
 )
 from requests_app.sms import LocmemBackend
 from tests.conftest import login_staff
-from tests.exports.support import open_package, stored_bytes
+from tests.exports.support import open_package, stored_bytes, subject_download
 from tests.factories import UserFactory, request_in_status, staff_in_role
 
 pytestmark = pytest.mark.usefixtures("export_settings")
@@ -272,7 +271,7 @@ def test_a_download_counted_sends_the_package_even_if_its_file_is_deleted_next(r
     """A withdrawal, or the clean-up, ending the package right after the count commits deletes its file: the
     download already holds it open, and sends it whole."""
     whole = default_storage.open(released.storage_name, "rb").read()
-    export, package_file = export_download(request=demo_request, token=download_token(released))
+    export, package_file = subject_download(released)
     default_storage.delete(export.storage_name)
     with package_file:
         assert package_file.read() == whole
