@@ -1,0 +1,92 @@
+"""What an agent who filed for the subject reads back of the request, in our emails and on the status page, is said of
+the person they act for: never the subject's own "my objection", "my data", "about you" (test_agent_wording.py has
+the rights' names, the link's warning and the package's email)."""
+
+import html
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+
+from requests_app.models import PrivacyRequest
+from requests_app.services import intake
+from tests.test_agent_requests import AS_AGENT
+from tests.test_public_form import post_form
+
+# Every right that takes details, with each of them given.
+DETAILS = {
+    "rights": ["rectification", "restriction", "objection", "withdraw_consent"],
+    "rectification_data": "Billing address",
+    "rectification_value": "Rue Neuve 1, 1000 Brussels",
+    "restriction_ground": "accuracy_contested",
+    "objection_processing": "Marketing calls",
+    "direct_marketing": "on",
+    "consent_withdrawn": "The newsletter",
+    "language": "en",
+}
+# The public form's own words, which the subject reads back as they wrote them.
+SUBJECTS_WORDS = (
+    "Which processing or purpose do you object to?",
+    "My objection is to direct marketing (including profiling for it).",
+    "I contest the accuracy of my data (Art. 18(1)(a))",
+    "Which consent do you withdraw?",
+)
+AGENTS_WORDS = (
+    "Which processing or purpose does the person you are acting for object to?",
+    "Their objection is to direct marketing (including profiling for it).",
+    "The person you are acting for contests the accuracy of their data (Art. 18(1)(a))",
+    "Which consent does the person you are acting for withdraw?",
+)
+
+
+def file_and_confirm(client, django_capture_on_commit_callbacks, **changes) -> PrivacyRequest:
+    with django_capture_on_commit_callbacks(execute=True):
+        post_form(client, **{**DETAILS, **changes})
+    request = PrivacyRequest.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        intake.request_verify_email(token=intake.verification_token(request))
+    request.refresh_from_db()
+    return request
+
+
+def what_they_read(client, request) -> list[str]:
+    """The email confirming the request, in text and HTML, and the status page."""
+    confirmation = mail.outbox[-1]
+    page = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
+    return [confirmation.body, html.unescape(confirmation.alternatives[0][0]), html.unescape(page)]
+
+
+@pytest.mark.django_db
+def test_an_agent_reads_back_the_details_they_gave_as_said_of_the_person_they_act_for(
+    client, django_capture_on_commit_callbacks
+):
+    request = file_and_confirm(client, django_capture_on_commit_callbacks, **AS_AGENT)
+
+    for text in what_they_read(client, request):
+        for words in AGENTS_WORDS:
+            assert words in text
+        for words in SUBJECTS_WORDS:
+            assert words not in text
+        # The questions that read right for both, and the answers as given.
+        assert "Which data is incorrect or incomplete?" in text and "Marketing calls" in text
+
+
+@pytest.mark.django_db
+def test_the_subject_reads_back_the_forms_own_questions(client, django_capture_on_commit_callbacks):
+    request = file_and_confirm(client, django_capture_on_commit_callbacks)
+
+    for text in what_they_read(client, request):
+        for words in SUBJECTS_WORDS:
+            assert words in text
+        for words in AGENTS_WORDS:
+            assert words not in text
+
+
+@pytest.mark.django_db
+def test_an_agents_ground_for_restriction_cites_no_gdpr_article_under_another_law(
+    client, django_capture_on_commit_callbacks
+):
+    request = file_and_confirm(client, django_capture_on_commit_callbacks, **AS_AGENT, regime="ccpa")
+
+    for text in what_they_read(client, request):
+        assert "The person you are acting for contests the accuracy of their data\n" in text.replace("</dd>", "\n")
