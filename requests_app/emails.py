@@ -16,7 +16,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.dateparse import parse_datetime
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_lazy
 
 from requests_app import deadlines
 from requests_app.context import controller_details
@@ -494,13 +494,34 @@ def send_reply_notification(request: PrivacyRequest, message_id: int) -> bool:
     return send_once(request, "subject_replied", str(message_id), message)
 
 
+# Translators: name your own language, as its button at the top of our pages does ("Pour lire ce message et y
+# répondre en français, ouvrez le lien et choisissez « Français » en haut de la page.").
+READ_IT_IN_YOUR_LANGUAGE = gettext_lazy(
+    "To read this message and answer it in English, open the link and choose “English” at the top of the page."
+)
+
+
+def in_our_other_languages(text, language: str) -> list[tuple[str, str]]:
+    """`text` in each of our languages but `language`, with its language code: for an email whose reader did not
+    choose its language."""
+    lines = []
+    for code, _name in settings.LANGUAGES:
+        if code != language:
+            with translation.override(code):
+                lines.append((code, str(text)))
+    return lines
+
+
 def send_subject_confirmation(request: PrivacyRequest) -> bool:
     """Ask the subject, at the address they gave of their own, whether they allowed the agent to make the request
     (agents.subject_confirmation_send): the agent's name and the reference, and the link to answer. In the request's
-    language. Keyed by the link's nonce: a link sent again is a new email, a redelivered task is not."""
+    language, which the agent chose, not the subject: a line in each of our other languages says the page the link
+    opens speaks it too (its language buttons). Keyed by the link's nonce: a link sent again is a new email, a
+    redelivered task is not."""
     from requests_app.services.agents import subject_confirmation_token
 
     context = {
+        "in_other_languages": in_our_other_languages(READ_IT_IN_YOUR_LANGUAGE, request.language),
         "request": request,
         "answer_url": absolute_url(reverse("agent_confirmation", args=[subject_confirmation_token(request)])),
         "link_hours": int(settings.VERIFICATION_LINK_MAX_AGE.total_seconds() // 3600),

@@ -10,6 +10,8 @@ from django.urls import reverse
 
 from requests_app.models import PrivacyRequest
 from requests_app.services import intake
+from tests import test_agent_subject_confirmation as subject_confirmation
+from tests.factories import staff_in_role
 from tests.test_agent_requests import AS_AGENT
 from tests.test_public_form import post_form
 
@@ -90,3 +92,47 @@ def test_an_agents_ground_for_restriction_cites_no_gdpr_article_under_another_la
 
     for text in what_they_read(client, request):
         assert "The person you are acting for contests the accuracy of their data\n" in text.replace("</dd>", "\n")
+
+
+# The email asking the subject to confirm the agent: in the request's language, which the agent chose.
+
+
+@pytest.fixture
+def handler(db):
+    return staff_in_role("Handler", username="handler-voice")
+
+
+@pytest.mark.django_db
+def test_the_subject_asked_to_confirm_the_agent_is_told_in_our_other_languages_that_the_page_speaks_them(
+    client, handler, django_capture_on_commit_callbacks
+):
+    request = subject_confirmation.agents_request(handler)  # in French
+    subject_confirmation.ask(client, handler, request, django_capture_on_commit_callbacks)
+
+    [sent] = mail.outbox
+    english = "To read this message and answer it in English, open the link and choose “English” at the top of the page."
+    assert sent.body.startswith(f"{english}\n")
+    assert "made privacy request" not in sent.body  # the message itself is in French
+    sent_html = html.unescape(sent.alternatives[0][0])
+    assert f'<span lang="en">{english}</span>' in sent_html
+    assert '<span lang="nl">' in sent_html and '<span lang="de">' in sent_html
+    assert '<span lang="fr">' not in sent_html  # the email's own language
+
+
+@pytest.mark.django_db
+def test_the_page_the_subject_confirms_on_offers_the_language_buttons_and_speaks_the_one_chosen(
+    client, handler, django_capture_on_commit_callbacks
+):
+    request = subject_confirmation.agents_request(handler)  # in French
+    link = subject_confirmation.ask(client, handler, request, django_capture_on_commit_callbacks)
+
+    page = client.get(link).content.decode()
+    assert '<html lang="fr"' in page and 'class="languages"' in page
+    assert f'name="next" type="hidden" value="{link}"' in page and 'name="language" value="nl"' in page
+
+    switched = client.post(reverse("set_language"), {"language": "nl", "next": link})
+    assert switched.status_code == 302 and switched.url == link
+    page = client.get(link).content.decode()
+    assert '<html lang="nl"' in page and "Hebt u die persoon toestemming gegeven om namens u te handelen?" in page
+    # Reading it in another language answered nothing.
+    assert PrivacyRequest.objects.get(pk=request.pk).agent_authority_confirmed_at is None
