@@ -3,16 +3,19 @@ the person they act for: never the subject's own "my objection", "my data", "abo
 the rights' names, the link's warning and the package's email)."""
 
 import html
+import re
 
 import pytest
 from django.core import mail
 from django.urls import reverse
 
-from requests_app.models import PrivacyRequest
-from requests_app.services import intake
+from requests_app import emails
+from requests_app.audit import Actor
+from requests_app.models import AgentAuthorityMethod, ExportPackage, ExportStatus, PrivacyRequest, RequestType, Status
+from requests_app.services import agents, exports, intake
 from tests import test_agent_subject_confirmation as subject_confirmation
 from tests.factories import staff_in_role
-from tests.test_agent_requests import AS_AGENT
+from tests.test_agent_requests import AS_AGENT, agents_request
 from tests.test_public_form import post_form
 
 # Every right that takes details, with each of them given.
@@ -136,3 +139,71 @@ def test_the_page_the_subject_confirms_on_offers_the_language_buttons_and_speaks
     assert '<html lang="nl"' in page and "Hebt u die persoon toestemming gegeven om namens u te handelen?" in page
     # Reading it in another language answered nothing.
     assert PrivacyRequest.objects.get(pk=request.pk).agent_authority_confirmed_at is None
+
+
+# Every email to whoever filed, rendered for an agent: none speaks to them of "your data".
+
+# The subject's voice where an agent reads it: their data, their identity, what they gave us. "Your request" and
+# "the details you gave us" are the agent's own (they made it), "your data portability request" too, and "Your data
+# protection officer" is no one's data.
+SUBJECTS_VOICE = re.compile(
+    r"\byour (?:personal |sensitive personal )?(?:data|information)\b(?! protection| portability)|\babout you\b"
+    r"|\bdata that you gave us\b|\byour use of\b|\bmy data\b|\bwho you are\b|\bonly to you\b",
+    re.IGNORECASE,
+)
+
+
+def every_email_to_whoever_filed(request, closed, export) -> dict[str, dict]:
+    """Each email of emails.py that goes to the request's correspondent, with each context that changes its words."""
+    common = {"request": request, "status_url": "https://example.org/status", "dpo_email": "dpo@example.org"}
+    export_ready = {**common, "export": export, "found_nothing": False, "portability": False, "left_out": False}
+    return {
+        "verify-email": {**common, "verify_url": "https://example.org/verify", "link_hours": 72, "due_on": request.due_on},
+        "confirm-email": {**common, "verify_url": "https://example.org/verify", "link_hours": 72},
+        "request-confirmed": {**common, "words_back": True, "told_us": [], "due_on": request.due_on, "may_extend": True},
+        "status-link (open)": {**common, "data_to_download": True},
+        "status-link (closed)": {**common, "request": closed, "data_to_download": True},
+        "deadline-extended": {**common, "due_on": request.due_on},
+        "withdrawal-confirmed": {**common, "withdrawn_at": request.received_at, "changes_made": [], "form_url": "x"},
+        "message-to-subject": {**common, "message": request.messages.create(body="Hello", direction="to_subject")},
+        "export-ready (data)": export_ready,
+        "export-ready (access, nothing)": {**export_ready, "found_nothing": True},
+        "export-ready (portability, nothing)": {**export_ready, "found_nothing": True, "portability": True},
+        "export-ready (portability, nothing, left out)": {
+            **export_ready, "found_nothing": True, "portability": True, "left_out": True
+        },
+    }
+
+
+@pytest.mark.django_db
+def test_no_email_to_an_agent_speaks_to_them_of_their_own_data():
+    request = agents_request(Status.IN_PROGRESS, language="en")
+    export = ExportPackage.objects.create(request=request, kind="access", status=ExportStatus.READY, encrypted=True)
+    found = {}
+    closed = agents_request(Status.COMPLETED, language="en", subject_email="ana.closed@example.com")
+    for name, context in every_email_to_whoever_filed(request, closed, export).items():
+        email = emails.render_email(name.split(" ")[0], context, to=["marc@example.org"], language="en")
+        for text in (email.subject, email.body, html.unescape(email.alternatives[0][0])):
+            if said := SUBJECTS_VOICE.findall(text):
+                found[name] = said
+    assert not found, "\n".join(f"{name}: {said}" for name, said in found.items())
+
+
+@pytest.mark.django_db
+def test_a_portability_answer_that_found_nothing_tells_the_agent_of_the_person_they_act_for(
+    django_capture_on_commit_callbacks,
+):
+    dpo = staff_in_role("DPO", username="dpo-voice")
+    request = agents_request(Status.IN_PROGRESS, RequestType.PORTABILITY, language="en")
+    agents.agent_authority_confirm(request=request, actor=Actor.staff(dpo), method=AgentAuthorityMethod.SIGNED_PERMISSION)
+    export = ExportPackage.objects.create(request=request, kind="portability", status=ExportStatus.READY, manifest={"rows": 0})
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        exports.export_release(export=export, actor=Actor.staff(dpo))
+
+    [ready] = mail.outbox
+    for text in (ready.body, html.unescape(ready.alternatives[0][0])):
+        assert (
+            "we found no data that the person you are acting for gave us or that their use of our services produced in "
+            "the systems we searched. Download it, with the list of the systems searched, from the request's status page"
+        ) in text
