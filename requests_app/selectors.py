@@ -103,6 +103,16 @@ RECIPIENT_NAME_PURGED = _("the organisation you named")
 SUBJECT_EVENT_TEXT_BY_ORGANISATION = {
     "export_downloaded": _("The organisation that filed your request for you downloaded a copy of your data."),
 }
+# The events that speak to the subject of their own data or identity, as an agent who filed for them reads them.
+SUBJECT_EVENT_TEXT_TO_AN_AGENT = {
+    "start_identity_check": _("We started checking the identity of the person you are acting for and your authority to act for them."),
+    "restriction_lift_notice_sent": _("We wrote to you before lifting a restriction of the data of the person you are acting for."),
+    "restriction_lift_cancellation_sent": _(
+        "We wrote to you that a restriction of the data of the person you are acting for stays in force."
+    ),
+    "export_released": _("We made a copy of the data of the person you are acting for available to download."),
+    "export_downloaded": _("A copy of the data of the person you are acting for was downloaded with the link on this page."),
+}
 # "complete", for a request completed with some of its rights refused.
 COMPLETED_IN_PART_EVENT_TEXT = _("We completed your request, and declined part of it.")
 # The same with every right refused, each on its own ground: answered, and nothing of it granted.
@@ -118,6 +128,9 @@ SUBJECT_EVENT_TEXT_AGAIN = {
     # A fee proposed again replaces the first (handling.fee_propose).
     "fee_letter_sent": _("We wrote to you of a new fee, which replaces the one we proposed before."),
 }
+SUBJECT_EVENT_TEXT_AGAIN_TO_AN_AGENT = {
+    "start_identity_check": _("We resumed checking the identity of the person you are acting for and your authority to act for them."),
+}
 
 # The status as the subject reads it, where staff's name for it would puzzle them ("Awaiting the
 # subject" is about them, not to them); the others read the same to both.
@@ -126,6 +139,8 @@ SUBJECT_STATUS_LABELS = {
     Status.IDENTITY_CHECK: _("Checking your identity"),
     Status.AWAITING_SUBJECT: _("Waiting for your reply"),
 }
+# Not the agent's own identity: the subject's, and the agent's authority to act for them.
+IDENTITY_CHECK_LABEL_TO_AN_AGENT = _("Checking identity and authority")
 
 
 # The public form asks in the subject's own voice ("Which consent do you withdraw?", "My objection is to direct
@@ -194,6 +209,8 @@ def subject_status_label(request: PrivacyRequest) -> str:
         # Staff paused the clock while they wait on the subject (for a document asked for by phone, say),
         # whatever the request's own state: to the subject, the request waits for them.
         return str(SUBJECT_STATUS_LABELS[Status.AWAITING_SUBJECT])
+    if request.status == Status.IDENTITY_CHECK and request.filed_by_agent:
+        return str(IDENTITY_CHECK_LABEL_TO_AN_AGENT)
     return str(SUBJECT_STATUS_LABELS.get(request.status, request.get_status_display()))
 
 
@@ -233,11 +250,24 @@ IDENTITY_CHECK_BEFORE_ACTING = _(
 )
 
 
+# NEXT_STEP_TEXT where it speaks to the subject of their own data, as an agent who filed for them reads it. Checking
+# that the request is the subject's, before acting on it (IDENTITY_CHECK_BEFORE_ACTING), reads right for both.
+NEXT_STEP_TEXT_TO_AN_AGENT = {
+    Status.IDENTITY_CHECK: _(
+        "We are making sure we give the data of the person you are acting for only to them or to someone they allowed. "
+        "We may contact you for proof."
+    ),
+    Status.IN_PROGRESS: _("We are collecting or changing the data of the person you are acting for in our systems."),
+}
+
+
 def next_step_text(request: PrivacyRequest) -> str:
     """What the status page says comes next in the request's state, before what _status_context adds (a pause,
     a fee, a package, an extension)."""
     if request.status == Status.IDENTITY_CHECK and not set(request.requested_rights) <= set(ExportKind.values):
         return IDENTITY_CHECK_BEFORE_ACTING
+    if request.filed_by_agent and request.status in NEXT_STEP_TEXT_TO_AN_AGENT:
+        return NEXT_STEP_TEXT_TO_AN_AGENT[request.status]
     return NEXT_STEP_TEXT[request.status]
 
 
@@ -306,6 +336,41 @@ NOTHING_PORTABLE_FOUND_DELIVERED = _(
 )
 
 
+# DATA_READY, DATA_DELIVERED and NOTHING_FOUND_READY, NOTHING_FOUND_DELIVERED as an agent who filed for the subject
+# reads them: of the data of the person they act for, not theirs. The texts for a portability package that left
+# data out read right for both.
+DATA_READY_TO_AN_AGENT = _(
+    "The data of the person you are acting for is ready: you can download it from this page. We will close the "
+    "request once we have answered every part of it."
+)
+DATA_DELIVERED_TO_AN_AGENT = _(
+    "We made the data of the person you are acting for available to you. We will close the request once we have "
+    "answered every part of it."
+)
+NOTHING_FOUND_READY_TO_AN_AGENT = {
+    ExportKind.ACCESS: _(
+        "Our answer is ready: we found no personal data about the person you are acting for in the systems we searched. "
+        "You can download it, with the list of the systems searched, from this page. We will close the request once we "
+        "have answered every part of it."
+    ),
+    ExportKind.PORTABILITY: _(
+        "Our answer is ready: we found no data that the person you are acting for gave us or that their use of our "
+        "services produced in the systems we searched. You can download it, with the list of the systems searched, from "
+        "this page. We will close the request once we have answered every part of it."
+    ),
+}
+NOTHING_FOUND_DELIVERED_TO_AN_AGENT = {
+    ExportKind.ACCESS: _(
+        "We gave you our answer: we found no personal data about the person you are acting for in the systems we "
+        "searched. We will close the request once we have answered every part of it."
+    ),
+    ExportKind.PORTABILITY: _(
+        "We gave you our answer: we found no data that the person you are acting for gave us or that their use of our "
+        "services produced in the systems we searched. We will close the request once we have answered every part of it."
+    ),
+}
+
+
 def nothing_found_text(exports, texts: dict, left_out_text) -> str | None:
     """What the page says of `exports` (one request's, released) when every one found nothing, from `texts` by kind
     (or `left_out_text`, a portability package that left out data it did not read); None when one holds data.
@@ -346,11 +411,16 @@ def _recipient_name(request: PrivacyRequest) -> str:
 
 
 def subject_timeline(request: PrivacyRequest) -> list[tuple]:
-    """(time, text) for each event that concerns the subject, oldest first."""
+    """(time, text) for each event that concerns the subject, oldest first; of the subject's data and identity, for an
+    agent who filed for them (SUBJECT_EVENT_TEXT_TO_AN_AGENT)."""
     events = AuditEvent.objects.filter(request=request, action__in=SUBJECT_EVENT_TEXT).only("action", "created_at", "actor_kind")
     timeline, seen = [], set()
+    first_texts, again_texts = SUBJECT_EVENT_TEXT, SUBJECT_EVENT_TEXT_AGAIN
+    if request.filed_by_agent:
+        first_texts = {**SUBJECT_EVENT_TEXT, **SUBJECT_EVENT_TEXT_TO_AN_AGENT}
+        again_texts = {**SUBJECT_EVENT_TEXT_AGAIN, **SUBJECT_EVENT_TEXT_AGAIN_TO_AN_AGENT}
     for event in events:
-        texts = SUBJECT_EVENT_TEXT_AGAIN if event.action in seen and event.action in SUBJECT_EVENT_TEXT_AGAIN else SUBJECT_EVENT_TEXT
+        texts = again_texts if event.action in seen and event.action in again_texts else first_texts
         if event.actor_kind == ActorKind.ORGANISATION and event.action in SUBJECT_EVENT_TEXT_BY_ORGANISATION:
             texts = SUBJECT_EVENT_TEXT_BY_ORGANISATION
         text = completion_event_text(request) if event.action == "complete" else texts[event.action]

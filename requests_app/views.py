@@ -291,6 +291,8 @@ def _status_context(privacy_request) -> dict:
     answer_late = selectors.answer_is_late(privacy_request)
     next_step = selectors.next_step_text(privacy_request)
     released = list(privacy_request.exports.filter(released_at__isnull=False))
+    # An agent who filed reads of the data of the person they act for, not of their own (selectors.*_TO_AN_AGENT).
+    to_agent = privacy_request.filed_by_agent
     if privacy_request.status == Status.AWAITING_SUBJECT and not privacy_request.clock_paused:
         next_step = selectors.AWAITING_SUBJECT_CLOCK_RUNS
     elif privacy_request.clock_paused and privacy_request.is_open:
@@ -299,12 +301,16 @@ def _status_context(privacy_request) -> dict:
         next_step = selectors.FEE_PROPOSED % {"fee": amount_in_words(privacy_request.fee_amount, settings.FEE_CURRENCY)}
     elif downloads and privacy_request.is_open:
         next_step = selectors.nothing_found_text(
-            [export for export, _token in downloads], selectors.NOTHING_FOUND_READY, selectors.NOTHING_PORTABLE_FOUND_READY
-        ) or selectors.DATA_READY
+            [export for export, _token in downloads],
+            selectors.NOTHING_FOUND_READY_TO_AN_AGENT if to_agent else selectors.NOTHING_FOUND_READY,
+            selectors.NOTHING_PORTABLE_FOUND_READY,
+        ) or (selectors.DATA_READY_TO_AN_AGENT if to_agent else selectors.DATA_READY)
     elif privacy_request.status == Status.IN_PROGRESS and released:
         next_step = selectors.nothing_found_text(
-            released, selectors.NOTHING_FOUND_DELIVERED, selectors.NOTHING_PORTABLE_FOUND_DELIVERED
-        ) or selectors.DATA_DELIVERED
+            released,
+            selectors.NOTHING_FOUND_DELIVERED_TO_AN_AGENT if to_agent else selectors.NOTHING_FOUND_DELIVERED,
+            selectors.NOTHING_PORTABLE_FOUND_DELIVERED,
+        ) or (selectors.DATA_DELIVERED_TO_AN_AGENT if to_agent else selectors.DATA_DELIVERED)
     elif privacy_request.is_extended and privacy_request.status in EXTENDED_WHILE and not answer_late:
         extended = selectors.EXTENDED % {"date": date_in_words(due_on)}
         # "Our team will pick it up shortly" would contradict the extension; the other states say what we are doing.

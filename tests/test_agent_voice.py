@@ -2,19 +2,34 @@
 the person they act for: never the subject's own "my objection", "my data", "about you" (test_agent_wording.py has
 the rights' names, the link's warning and the package's email)."""
 
+import datetime
 import html
 import re
 
 import pytest
 from django.core import mail
 from django.urls import reverse
+from django.utils import timezone
 
 from requests_app import emails
 from requests_app.audit import Actor
-from requests_app.models import AgentAuthorityMethod, ExportPackage, ExportStatus, PrivacyRequest, RequestType, Status
+from requests_app.models import (
+    AgentAuthorityMethod,
+    ExportPackage,
+    ExportStatus,
+    IdentityKind,
+    NoticeStatus,
+    PrivacyRequest,
+    Recipient,
+    RecipientNotice,
+    RequestType,
+    SourceSystem,
+    Status,
+    WaiverReason,
+)
 from requests_app.services import agents, exports, intake
 from tests import test_agent_subject_confirmation as subject_confirmation
-from tests.factories import staff_in_role
+from tests.factories import released_package, staff_in_role
 from tests.test_agent_requests import AS_AGENT, agents_request
 from tests.test_public_form import post_form
 
@@ -148,7 +163,7 @@ def test_the_page_the_subject_confirms_on_offers_the_language_buttons_and_speaks
 # protection officer" is no one's data.
 SUBJECTS_VOICE = re.compile(
     r"\byour (?:personal |sensitive personal )?(?:data|information)\b(?! protection| portability)|\babout you\b"
-    r"|\bdata that you gave us\b|\byour use of\b|\bmy data\b|\bwho you are\b|\bonly to you\b",
+    r"|\bdata that you gave us\b|\byour use of\b|\bmy data\b|\bwho (?:you are|I am)\b|\byour identity\b|\bonly to you\b",
     re.IGNORECASE,
 )
 
@@ -207,3 +222,76 @@ def test_a_portability_answer_that_found_nothing_tells_the_agent_of_the_person_t
             "we found no data that the person you are acting for gave us or that their use of our services produced in "
             "the systems we searched. Download it, with the list of the systems searched, from the request's status page"
         ) in text
+
+
+# The status page, as an agent who filed reads it in each state that changes its words.
+
+
+def subjects_voice_on_the_status_page(client, request) -> list[str]:
+    page = client.get(reverse("status", args=[request.reference, request.secret]))
+    assert page.status_code == 200
+    # The footer of every public page ("Questions about your data?") speaks to whoever reads the site.
+    main = re.sub(r"<footer>.*</footer>", "", page.content.decode(), flags=re.DOTALL)
+    return SUBJECTS_VOICE.findall(html.unescape(main))
+
+
+def released(request, kind="access", **changes) -> ExportPackage:
+    export = released_package(request, kind)
+    ExportPackage.objects.filter(pk=export.pk).update(**changes)
+    return export
+
+
+@pytest.mark.django_db
+def test_the_status_page_never_speaks_to_an_agent_of_their_own_data(client):
+    dpo = staff_in_role("DPO", username="dpo-voice")
+    found = {}
+
+    def look(name, request):
+        if said := subjects_voice_on_the_status_page(client, request):
+            found[name] = said
+
+    def confirmed(request):
+        agents.agent_authority_confirm(request=request, actor=Actor.staff(dpo), method=AgentAuthorityMethod.SIGNED_PERMISSION)
+        request.refresh_from_db()
+        return request
+
+    look("checking identity", agents_request(Status.IDENTITY_CHECK, language="en", subject_email="a1@example.com"))
+    look("in progress", confirmed(agents_request(Status.IN_PROGRESS, language="en", subject_email="a2@example.com")))
+
+    with_data = confirmed(agents_request(Status.IN_PROGRESS, language="en", subject_email="a3@example.com"))
+    released(with_data)
+    look("data ready", with_data)
+
+    nothing = confirmed(agents_request(Status.IN_PROGRESS, language="en", subject_email="a4@example.com"))
+    released(nothing, manifest={"rows": 0})
+    look("nothing found, ready", nothing)
+
+    nothing_portable = confirmed(
+        agents_request(Status.IN_PROGRESS, RequestType.PORTABILITY, language="en", subject_email="a5@example.com")
+    )
+    released(nothing_portable, "portability", manifest={"rows": 0})
+    look("nothing portable found, ready", nothing_portable)
+
+    delivered = confirmed(agents_request(Status.IN_PROGRESS, language="en", subject_email="a6@example.com"))
+    released(delivered, expires_at=timezone.now() - datetime.timedelta(days=1))
+    look("data delivered", delivered)
+
+    nothing_delivered = confirmed(agents_request(Status.IN_PROGRESS, language="en", subject_email="a7@example.com"))
+    released(nothing_delivered, manifest={"rows": 0}, expires_at=timezone.now() - datetime.timedelta(days=1))
+    look("nothing found, delivered", nothing_delivered)
+
+    erasure = confirmed(agents_request(Status.IN_PROGRESS, RequestType.ERASURE, language="en", subject_email="a8@example.com"))
+    source = SourceSystem.objects.create(slug="crm", name="CRM", identity_kind=IdentityKind.EMAIL)
+    for name, changes in (
+        ("Billing partner", {"status": NoticeStatus.NOT_NEEDED}),
+        ("Old reseller", {"status": NoticeStatus.WAIVED, "waiver_reason": WaiverReason.NEVER_DISCLOSED}),
+    ):
+        recipient = Recipient.objects.create(source=source, name=name, country="Belgium")
+        RecipientNotice.objects.create(request=erasure, recipient=recipient, **changes)
+    look("recipients", erasure)
+
+    purged = agents_request(Status.COMPLETED, language="en", subject_email="a9@example.com")
+    PrivacyRequest.objects.filter(pk=purged.pk).update(personal_data_purged_at=timezone.now())
+    look("purged", purged)
+
+    assert not found, "\n".join(f"{name}: {said}" for name, said in found.items())

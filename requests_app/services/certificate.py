@@ -335,19 +335,32 @@ def _ending_in_words(export, cause: str) -> str:
 
 
 # What the subject's status page says of a package released to them that can no longer be downloaded: "our answer"
-# where it found nothing (as its link said), "the copy of your data" otherwise.
+# where it found nothing (as its link said), "the copy of your data" otherwise, or, to an agent who filed for the
+# subject, "the copy of the data of the person you are acting for".
 _ENDED_DOWNLOAD_TEXT = {
     ENDED_DOWNLOAD_PERIOD: (
         gettext_lazy("Our answer, which we made available here, can no longer be downloaded: its download period ended on %(moment)s."),
         gettext_lazy("The copy of your data we made available can no longer be downloaded: its download period ended on %(moment)s."),
+        gettext_lazy(
+            "The copy of the data of the person you are acting for, which we made available, can no longer be downloaded: "
+            "its download period ended on %(moment)s."
+        ),
     ),
     ENDED_DOWNLOADS_USED: (
         gettext_lazy("Our answer, which we made available here, can no longer be downloaded: it was downloaded as many times as allowed."),
         gettext_lazy("The copy of your data we made available can no longer be downloaded: it was downloaded as many times as allowed."),
+        gettext_lazy(
+            "The copy of the data of the person you are acting for, which we made available, can no longer be downloaded: "
+            "it was downloaded as many times as allowed."
+        ),
     ),
     ENDED_REQUEST_CLOSED: (
         gettext_lazy("Our answer, which we made available here, was deleted when the request was withdrawn."),
         gettext_lazy("The copy of your data we made available was deleted when the request was withdrawn."),
+        gettext_lazy(
+            "The copy of the data of the person you are acting for, which we made available, was deleted when the "
+            "request was withdrawn."
+        ),
     ),
 }
 
@@ -373,8 +386,10 @@ def ended_downloads_in_words(request: PrivacyRequest, exports) -> list[str]:
         deleted_by_withdrawal = request.status == Status.WITHDRAWN and export.status == ExportStatus.EXPIRED
         if cause not in _ENDED_DOWNLOAD_TEXT or cause == ENDED_REQUEST_CLOSED and not deleted_by_withdrawal:
             continue
-        answer, copy = _ENDED_DOWNLOAD_TEXT[cause]
-        sentence = str(answer if export.found_nothing else copy) % {"moment": date_in_words(ended_at, "DATETIME_FORMAT")}
+        answer, copy, copy_to_agent = _ENDED_DOWNLOAD_TEXT[cause]
+        if not export.found_nothing:
+            answer = copy_to_agent if request.filed_by_agent else copy
+        sentence = str(answer) % {"moment": date_in_words(ended_at, "DATETIME_FORMAT")}
         if sentence not in sentences:
             sentences.append(sentence)
     return sentences
