@@ -1814,12 +1814,12 @@ class ExportPackageQuerySet(models.QuerySet):
     def sendable_to_recipient(self):
         """The portability packages staff may still send to the organisation the subject named (Art. 20(2)):
         deliverable, and not sent already."""
-        return self._deliverable().filter(kind=ExportKind.PORTABILITY, transmitted_at__isnull=True)
+        return self.deliverable().filter(kind=ExportKind.PORTABILITY, transmitted_at__isnull=True)
 
     def downloadable_by_recipient(self):
         """The packages the organisation the subject asked us to send their data to may still download through the
         link we emailed it: sent there, deliverable, and under its own download limit."""
-        return self._deliverable().filter(transmitted_at__isnull=False, recipient_download_count__lt=models.F("max_downloads"))
+        return self.deliverable().filter(transmitted_at__isnull=False, recipient_download_count__lt=models.F("max_downloads"))
 
     def shared_and_deliverable(self):
         """The packages shared with the organisation that filed the request and not ended, whatever downloads it has
