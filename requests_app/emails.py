@@ -34,7 +34,7 @@ from requests_app.models import (
     StaffProfile,
     WebhookEndpoint,
 )
-from requests_app.wording import date_in_words
+from requests_app.wording import date_in_words, recipients_told_citation
 
 logger = logging.getLogger(__name__)
 
@@ -754,8 +754,9 @@ def _category_changed(slug: str, only_before: dict | None) -> str:
     }
 
 
-def send_recipient_notice(recipient, content: dict) -> None:
-    """Art. 19: the changes made to a person's data, sent to a recipient that holds it.
+def send_recipient_notice(recipient, content: dict, *, regime: str) -> None:
+    """Art. 19: the changes made to a person's data, sent to a recipient that holds it, citing the law of the
+    request's `regime` that has the recipient told (wording.recipients_told_citation), or none where it has none.
     Not deduplicated here: the notice's status is what keeps it from going twice."""
 
     # `content` is also the webhook's JSON (ISO times, slugs): the email says them for people.
@@ -768,9 +769,14 @@ def send_recipient_notice(recipient, content: dict) -> None:
             }
             for action in content["actions"]
         ]
+        # Each told under its own provision: the changes under one (Art. 19 GDPR), a CCPA limit under another.
+        law = recipients_told_citation(regime, [action["kind"] for action in content["actions"]])
+        limit_law = recipients_told_citation(regime, ["limit_use"]) if content["limit_use"] else ""
     context = {
         "recipient": recipient,
         **content,
+        "law": law,
+        "limit_law": limit_law,
         "actions": actions,
         "identifier_kind": IdentityKind(content["identifier_kind"]).label,
     }

@@ -75,6 +75,15 @@ CITATIONS = {
         "portability": gettext_lazy("Cal. Civ. Code § 1798.130"),
         # The consumer's rights "shall not adversely affect the rights and freedoms of other natural persons".
         "rights_of_others": gettext_lazy("Cal. Civ. Code § 1798.145"),
+        # Telling those the data went to depends on what was done (recipients_told_citation): a deletion, to notify
+        # service providers and contractors, and third parties it was sold or shared to, unless impossible or
+        # disproportionate; a correction, to instruct the service providers and contractors that hold the data
+        # (CCPA Regulations, Cal. Code Regs. tit. 11); a limit on sensitive personal information, to notify the
+        # third parties it was disclosed to after the request and direct them to comply and pass the request on.
+        # The CCPA has no restriction of processing: a restriction is told citing nothing.
+        "recipients_told_erase": gettext_lazy("Cal. Civ. Code § 1798.105(c)(1)"),
+        "recipients_told_rectify": gettext_lazy("Cal. Code Regs. tit. 11, § 7023(c)"),
+        "recipients_told_limit_use": gettext_lazy("Cal. Code Regs. tit. 11, § 7027(g)"),
     },
     "lgpd": {
         # Art. 18, I and II: confirmation and access; Art. 19: how the copy is given.
@@ -99,6 +108,19 @@ def citation(regime: str, provision: str) -> str:
     """What a text under `regime` cites for `provision` (a CITATIONS key), in the active language; "" where the
     regime's law has no equivalent, and the text cites nothing."""
     return str(CITATIONS[regime].get(provision, ""))
+
+
+def recipients_told_citation(regime: str, kinds) -> str:
+    """What a text under `regime` cites for telling the recipients of the subject's data about `kinds` (ActionKind
+    values, and "limit_use" for a CCPA limit on sensitive personal information), in the active language: each
+    kind's own provision where the law has one ("recipients_told_erase"), else the one for them all
+    ("recipients_told"), each once, in the order of `kinds`; "" where the law has none for any of them."""
+    cited = []
+    for kind in kinds:
+        law = citation(regime, f"recipients_told_{kind}") or citation(regime, "recipients_told")
+        if law and law not in cited:
+            cited.append(law)
+    return "; ".join(cited)
 
 
 def label_in_letter(label, regime: str) -> str:

@@ -156,3 +156,16 @@ def test_with_full_stop(text, expected):
 def test_a_wait_in_words_is_rounded_up_to_the_minute_and_plural_aware(language, seconds, expected):
     with translation.override(language):
         assert wait_in_words(seconds) == expected
+
+
+def test_telling_the_recipients_is_cited_under_each_kinds_own_provision_once():
+    """Under the CCPA a deletion and a correction are told under provisions of their own, a restriction under none (it
+    has no such right); the GDPR tells them all under Art. 19 (wording.recipients_told_citation)."""
+    from requests_app.wording import recipients_told_citation
+
+    assert recipients_told_citation("ccpa", ["erase", "rectify", "erase"]) == (
+        "Cal. Civ. Code § 1798.105(c)(1); Cal. Code Regs. tit. 11, § 7023(c)"
+    )
+    assert recipients_told_citation("ccpa", ["restrict"]) == ""
+    assert recipients_told_citation("gdpr", ["erase", "rectify", "restrict"]) == "Article 19 GDPR"
+    assert recipients_told_citation("lgpd", ["erase", "limit_use"]) == "Article 18, §6 LGPD"

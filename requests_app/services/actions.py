@@ -1316,7 +1316,7 @@ def queue_due_notices(request: PrivacyRequest) -> None:
     # head the caller's transaction may hold already (a transition, a finished action). Waiting for it could
     # deadlock, and would hold every audited write meanwhile; a notice being delivered settles itself.
     for notice in due.select_related("request", "recipient").select_for_update(skip_locked=True, of=("self",)):
-        if not notices.changes_to_tell(notice):
+        if not notices.changes_to_tell(notice) and not notices.limit_to_tell(notice):
             if notices.changed_before_stopping(notice):
                 # Only on a closed request (an open one retries the run first): rows did change, so "not needed"
                 # would be untrue, and a notice tells only what finished actions changed (changes_to_tell).

@@ -27,6 +27,7 @@ from requests_app.audit import verify_request_events
 from requests_app.context import controller_details
 from requests_app.models import (
     ACTION_FOR_RIGHT,
+    ANSWERING_KINDS,
     NO_DATA_DELIVERED,
     ActionKind,
     ActionStatus,
@@ -46,8 +47,16 @@ from requests_app.models import (
     WaiverReason,
 )
 from requests_app.exports.package import NO_VERIFIED_IDENTIFIER, not_searched_reason, source_of_data_file
-from requests_app.services.notices import corrected_values, only_records_before
-from requests_app.wording import citation, citations, date_in_words, in_sentence, label_in_letter, with_full_stop
+from requests_app.services.notices import corrected_values, limit_applied, only_records_before
+from requests_app.wording import (
+    citation,
+    citations,
+    date_in_words,
+    in_sentence,
+    label_in_letter,
+    recipients_told_citation,
+    with_full_stop,
+)
 
 
 def _category_labels(source) -> dict[str, str]:
@@ -566,7 +575,18 @@ def outcome_summary(request: PrivacyRequest) -> str:
         erased_in = {action.source_id for action in done if action.kind == ActionKind.ERASE and action.changed_anything()}
         # Each provision cited as the subject's own law has it (wording.CITATIONS), or not at all where it has none.
         lift_notice_law = citation(request.regime, "restriction_lift_notice")
-        recipients_law = citation(request.regime, "recipients_told")
+        # Telling the recipients is cited as the law has it for what they were told (recipients_told_citation): under
+        # the CCPA, a deletion and a correction under provisions of their own, a limit on use under another.
+        changed_kinds = [
+            kind for kind in ANSWERING_KINDS
+            if any(action.kind == kind and action.changed_anything() and not searched_nothing(action) for action in done)
+        ]
+        limit_told = limit_applied(request).exists()
+        changes_law = (
+            recipients_told_citation(request.regime, changed_kinds) if changed_kinds else citation(request.regime, "recipients_told")
+        )
+        limit_law = recipients_told_citation(request.regime, ["limit_use"])
+        recipients_law = recipients_told_citation(request.regime, changed_kinds + ["limit_use"]) if limit_told else changes_law
         for action in done:
             for paragraph in _action_outcome(action, erased_before=action.source_id in erased_in):
                 say(paragraph)
@@ -587,16 +607,25 @@ def outcome_summary(request: PrivacyRequest) -> str:
         names = {notice.pk: notice.recipient.texts_in(request.language)["name"] for notice in notices}  # as the reader reads them
         recipients_by_status = (
             (NoticeStatus.SENT, _("We told the following recipients of your data about these changes (%(law)s): %(names)s."),
-             _("We told the following recipients of your data about these changes: %(names)s.")),
+             _("We told the following recipients of your data about these changes: %(names)s."),
+             _("We told the following recipients of your data of your request to limit the use and disclosure of your "
+               "sensitive personal information, and asked them to limit their own use of any of it we disclosed to them "
+               "since you made it, and to pass your request on (%(law)s): %(names)s.")),
             # Still pending as the letter is written: a notice that waited only for a refused right's action, which
             # request_complete has just queued (completion waits for every other). It goes out after the letter.
             (NoticeStatus.PENDING, _("We are telling the following recipients of your data about these changes (%(law)s): %(names)s."),
-             _("We are telling the following recipients of your data about these changes: %(names)s.")),
+             _("We are telling the following recipients of your data about these changes: %(names)s."),
+             _("We are telling the following recipients of your data of your request to limit the use and disclosure of "
+               "your sensitive personal information, and asking them to limit their own use of any of it we disclosed to "
+               "them since you made it, and to pass your request on (%(law)s): %(names)s.")),
         )
-        for status, citing, elsewhere in recipients_by_status:
+        for status, citing, elsewhere, limiting in recipients_by_status:
             recipients = [names[notice.pk] for notice in notices if notice.status == status]
-            if recipients:
-                say((citing if recipients_law else elsewhere) % {"names": _names(recipients), "law": recipients_law})
+            if recipients and (changed_kinds or not limit_told):
+                say((citing if changes_law else elsewhere) % {"names": _names(recipients), "law": changes_law})
+            if recipients and limit_told:
+                # CCPA Regulations § 7027(g): the third parties told of the limit (notices.plan_limit_notices).
+                say(limiting % {"names": _names(recipients), "law": limit_law})
         for notice in notices:
             if notice.status == NoticeStatus.WAIVED and notice.waiver_reason == WaiverReason.NEVER_DISCLOSED:
                 # Not an Art. 19 exception: there was no disclosure to tell of, which the letter says as a fact.

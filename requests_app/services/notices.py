@@ -1,4 +1,5 @@
-"""Art. 19: telling each recipient of a source's data about a rectification, erasure or restriction there.
+"""Art. 19: telling each recipient of a source's data about a rectification, erasure or restriction there; under the
+CCPA, about a request to limit the use of sensitive personal information too (CCPA Regulations § 7027(g)).
 
 A notice is planned with the request's source actions and sent once all the
 actions on its recipient's source are done: by email, or as a signed JSON
@@ -34,10 +35,12 @@ from requests_app.models import (
     ANSWERING_KINDS,
     ActionKind,
     ActionStatus,
+    CoveredPurpose,
     NoticeStatus,
     Recipient,
     RecipientNotice,
     RequestedRight,
+    RequestType,
     SourceAction,
     WaiverReason,
     new_webhook_secret,
@@ -106,6 +109,48 @@ def changes_to_tell(notice: RecipientNotice) -> list[SourceAction]:
     return [action for action in done.order_by("kind") if action.changed_anything()]
 
 
+def limit_to_tell(notice: RecipientNotice) -> bool:
+    """Whether the notice must tell its recipient of the consumer's request to limit the use of their sensitive personal
+    information, not told it yet: "A business shall comply with a request to limit by" notifying the third parties it
+    disclosed that information to after the request, directing them to comply and to pass it on (CCPA Regulations
+    § 7027(g)). From when the consumer is on a list for it (suppression.suppress), the limit then being complied
+    with, for a right not refused. A notice sent before that told only changes: it tells the limit once more."""
+    applied = limit_applied(notice.request)
+    if notice.sent_at is not None and applied.filter(applied_at__lte=notice.sent_at).exists():
+        return False
+    return applied.exists()
+
+
+def limit_applied(request):
+    """The lists a CCPA request to limit the use of sensitive personal information put the consumer on, for a right not
+    refused (CoveredPurpose, applied): none for any other request."""
+    if not request.limits_use_under_ccpa or RequestType.LIMIT_USE in request.refused_rights:
+        return CoveredPurpose.objects.none()
+    return CoveredPurpose.objects.filter(right__request=request, right__right=RequestType.LIMIT_USE, applied_at__isnull=False)
+
+
+def plan_limit_notices(request) -> None:
+    """CCPA Regulations § 7027(g): once a CCPA request to limit is applied, a notice to every recipient in the inventory
+    of an active source, which staff waive for one that received none of the consumer's sensitive personal information
+    since the request (WaiverReason.NEVER_DISCLOSED); a notice sent or settled before, telling changes only, goes
+    again. Sent at once where no action in the recipient's source is still to finish (a deletion's notice waits for
+    it, and tells both). Call inside the transaction that applied the limit, with `request` locked; does nothing for
+    any other request. Idempotent."""
+    if not request.limits_use_under_ccpa:
+        return
+    told = request.recipient_notices.values("recipient_id")
+    for recipient in Recipient.objects.filter(source__active=True).exclude(pk__in=told):
+        RecipientNotice.objects.create(request=request, recipient=recipient)
+    waiting = unfinished_actions(request.id).values("source_id")
+    due = request.recipient_notices.filter(status__in=(NoticeStatus.PENDING, NoticeStatus.SENT, NoticeStatus.NOT_NEEDED))
+    for notice in due.exclude(recipient__source_id__in=waiting).select_related("request", "recipient").select_for_update(
+        skip_locked=True, of=("self",)
+    ):
+        if limit_to_tell(notice):
+            RecipientNotice.objects.filter(pk=notice.pk).update(status=NoticeStatus.PENDING)
+            queue_delivery(notice.id)
+
+
 def changed_before_stopping(notice: RecipientNotice) -> bool:
     """Whether an action in the notice's source stopped part-way after changing rows there (an HTTP
     source has no rollback; _with_earlier_changes marks its result): its source did change."""
@@ -137,12 +182,13 @@ def notice_content(notice: RecipientNotice) -> dict:
     request, source = notice.request, notice.recipient.source
     actions = changes_to_tell(notice)
     rectification = next((action for action in actions if action.kind == ActionKind.RECTIFY), None)
+    # The actions searched the sources by verified identifiers only; a limit alone is applied with those the consumer
+    # gave, verified or not (suppression.verified_only), and so told with them.
+    identities = request.identities.searchable() if actions else request.identities.all()
     return {
         "notice": str(notice.public_id),
         "source": source.name,
-        "identifiers": sorted(
-            request.identities.searchable().filter(kind=source.identity_kind).values_list("value", flat=True)
-        ),
+        "identifiers": sorted(identities.filter(kind=source.identity_kind).values_list("value", flat=True)),
         "identifier_kind": source.identity_kind,
         "actions": [
             {
@@ -155,6 +201,8 @@ def notice_content(notice: RecipientNotice) -> dict:
             for action in actions
         ],
         "rectified_values": corrected_values(rectification) if rectification else [],
+        # The consumer asked to limit the use and disclosure of their sensitive personal information (limit_to_tell).
+        "limit_use": limit_to_tell(notice),
     }
 
 
@@ -221,7 +269,7 @@ def deliver(*, notice_id: int, final_attempt: bool = False) -> bool:
             if recipient.notification_webhook_url:
                 _post(recipient, content)
             else:
-                emails.send_recipient_notice(recipient, content)
+                emails.send_recipient_notice(recipient, content, regime=notice.request.regime)
         except emails.EmailRejected as error:
             failure, final_attempt = error, True  # the address is refused for good: no retry
             _failed(notice, str(error), final=True)

@@ -39,6 +39,7 @@ from requests_app.models import (
     is_ccpa_limit_request,
     normalised_identifier,
 )
+from requests_app.services import notices
 from requests_app.spreadsheets import spreadsheet_safe
 from requests_app.wording import cites_gdpr_articles, in_sentence
 
@@ -184,6 +185,9 @@ def suppress(*, request: PrivacyRequest, actor: Actor, right: str, purposes: Ite
             # this request's objection is honoured all the same.
             covered.applied_at, covered.not_applied_reason = timezone.now(), ""
             covered.save(update_fields=["applied_at", "not_applied_reason"])
+        if added and is_ccpa_limit_request(asked):
+            # Complying with a CCPA request to limit includes telling the third parties (CCPA Regulations § 7027(g)).
+            notices.plan_limit_notices(locked)
         record_event(
             locked,
             "suppression_added",

@@ -22,7 +22,13 @@ def _letter(request, actor) -> str:
 
 @pytest.mark.parametrize(
     ("regime", "law"),
-    [("gdpr", " (Article 19 GDPR)"), ("uk_gdpr", " (Article 19 UK GDPR)"), ("ccpa", ""), ("lgpd", " (Article 18, §6 LGPD)")],
+    [
+        ("gdpr", " (Article 19 GDPR)"),
+        ("uk_gdpr", " (Article 19 UK GDPR)"),
+        # A deletion's own duty to notify service providers, contractors and third parties it sold or shared to.
+        ("ccpa", " (Cal. Civ. Code § 1798.105(c)(1))"),
+        ("lgpd", " (Article 18, §6 LGPD)"),
+    ],
 )
 def test_the_recipients_told_and_not_told_are_cited_under_the_subjects_own_law(
     crm, dpo_actor, django_capture_on_commit_callbacks, regime, law
