@@ -58,7 +58,8 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
     """What the panel shows. `bound` holds forms that failed, by key, to show again with their errors."""
     bound = bound or {}
     rights = set(privacy_request.requested_rights)
-    if not rights & set(actions.ACTION_FOR_RIGHT):
+    # A CCPA request to limit acts on no source, yet has notices to its recipients (notices.plan_limit_notices).
+    if not rights & set(actions.ACTION_FOR_RIGHT) and not privacy_request.recipient_notices.exists():
         return {"shown": False, "forms_shown": set()}
     user = request.user
     can_work = roles.can_work(user, privacy_request)

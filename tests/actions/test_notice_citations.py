@@ -3,10 +3,13 @@ Art. 19 of the GDPR or of the UK GDPR, Art. 18 §6 of the LGPD, and under the CC
 deletion, a correction); a CCPA request to limit the use of sensitive personal information is told to the recipients
 too (CCPA Regulations § 7027(g)), and the letter says so."""
 
+import html
 import json
+import re
 
 import pytest
 from django.core import mail
+from django.urls import reverse
 from django.utils import timezone
 
 from requests_app.models import (
@@ -24,6 +27,7 @@ from requests_app.services.intake import RightDetails
 from tests.actions.conftest import ANA_EMAIL, ANA_PHONE, verified_request
 from tests.actions import test_notices
 from tests.actions.test_notices import correct_the_city
+from tests.conftest import login_staff
 from tests.factories import request_in_status
 
 # The Art. 19 notices' own fixtures: carrying out the actions, and a recipient's webhook endpoint.
@@ -201,3 +205,16 @@ def test_a_ccpa_deletion_and_limit_are_each_told_under_their_own_provision(cdr, 
     assert "We told the following recipients of your data about these changes (Cal. Civ. Code § 1798.105(c)(1)): Roaming partner." in body
     assert f"and to pass your request on ({LIMIT_LAW}): Roaming partner." in body
     assert RecipientNotice.objects.get(request=request).status == NoticeStatus.SENT
+
+
+def test_staff_see_a_ccpa_limits_notices_and_may_waive_one(client, dpo, cdr, calls, dpo_actor, django_capture_on_commit_callbacks):
+    """A request to limit acts on no source system, yet its notices block completion until sent or waived."""
+    Recipient.objects.create(source=cdr, name="Analytics vendor", country="USA")  # nowhere to send it
+    request = _limit_request()
+    with django_capture_on_commit_callbacks(execute=True):
+        suppression.suppress(request=request, actor=dpo_actor, right="limit_use", purposes=[calls])
+
+    page = html.unescape(login_staff(client, dpo).get(reverse("staff:request", args=[request.reference])).content.decode())
+
+    [vendor] = re.findall(r"<td>Analytics vendor</td>(.*?)</tr>", page, re.DOTALL)
+    assert "No email address or webhook URL is recorded for this recipient." in vendor and "Waive" in vendor
