@@ -33,6 +33,7 @@ from requests_app.models import (
     ActionStatus,
     AuditChainCheck,
     CoveredPurpose,
+    DataCategory,
     ErasureException,
     ExportKind,
     ExportStatus,
@@ -40,6 +41,7 @@ from requests_app.models import (
     NoticeStatus,
     PrivacyRequest,
     Recipient,
+    Regime,
     RequestType,
     SourceField,
     SourceSystem,
@@ -647,6 +649,48 @@ def outcome_summary(request: PrivacyRequest) -> str:
                         "note": notice.waiver_note,
                     }
                 )
+    return "\n\n".join(paragraphs)
+
+
+def categories_instead_of_pieces(request: PrivacyRequest) -> str:
+    """What the letter refusing a CCPA request to know on an identity that could not be verified gives instead, in the
+    subject's language: the request is then treated as one for the categories of personal information (CCPA Regulations
+    § 7024(a)), so the letter says so, and gives the categories the inventory records of each active source, where they
+    come from, why they are used and who receives them. As our general practice, never as what we hold of this person,
+    which would itself disclose their data to someone we could not verify (categories too need an identity verified to
+    a reasonable degree, § 7024(b), which nothing here records: the general practice is what (b) leaves them).
+    Empty for any other request."""
+    if request.regime != Regime.CCPA or RequestType.ACCESS not in request.requested_rights:
+        return ""
+    language = request.language
+    sources = SourceSystem.objects.filter(active=True).prefetch_related(
+        "categories", "translations", Prefetch("recipients", queryset=Recipient.objects.prefetch_related("translations"))
+    )
+    with translation.override(language):
+        paragraphs = [
+            _(
+                "As we could not verify your identity, we cannot give you specific pieces of personal information, so we "
+                "treated your request as one for the categories of personal information (Cal. Code Regs. tit. 11, "
+                "§ 7024(a)). Without verifying who you are, we cannot tell you which of them we hold about you: this is "
+                "what we collect about the people whose data we process, system by system."
+            )
+        ]
+        for source in sources:
+            texts = source.texts_in(language)
+            words = {
+                "source": texts["name"],
+                "categories": _names(dict.fromkeys(in_sentence(DataCategory(c.category).label) for c in source.categories.all())),
+                "origin": texts["origin"].strip().rstrip("."),
+                "purposes": texts["purposes"].strip().rstrip("."),
+                "recipients": _names(recipient.texts_in(language)["name"] for recipient in source.recipients.all()),
+            }
+            paragraphs.append(
+                _("%(source)s: %(categories)s. Where it comes from: %(origin)s. Why we use it: %(purposes)s. "
+                  "Who receives it: %(recipients)s.") % words
+                if words["recipients"]
+                else _("%(source)s: %(categories)s. Where it comes from: %(origin)s. Why we use it: %(purposes)s. "
+                       "We disclose it to no one.") % words
+            )
     return "\n\n".join(paragraphs)
 
 

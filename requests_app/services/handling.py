@@ -52,7 +52,7 @@ from requests_app.models import (
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import agents, intake
 from requests_app.services.actions import answered_already, completion_blockers, prefetch_for_completion
-from requests_app.services.certificate import answered_in_part, data_kept, outcome_summary
+from requests_app.services.certificate import answered_in_part, categories_instead_of_pieces, data_kept, outcome_summary
 from requests_app.wording import amount_in_words, cites_gdpr_articles, date_in_words, in_sentence, label_in_letter, with_full_stop
 
 logger = logging.getLogger(__name__)
@@ -854,7 +854,8 @@ def identity_paragraph(request: PrivacyRequest, ground: str) -> str:
     if ground != RejectionGround.IDENTITY_NOT_VERIFIED:
         return ""
     with translation.override(request.language):
-        return str(IDENTITY_NOT_VERIFIED_IN_LETTER)
+        # A CCPA request to know is then answered with the categories instead (CCPA Regulations § 7024(a)).
+        return "\n\n".join(part for part in (categories_instead_of_pieces(request), str(IDENTITY_NOT_VERIFIED_IN_LETTER)) if part)
 
 
 def rejection_rights_paragraph(request: PrivacyRequest) -> str:
