@@ -160,7 +160,9 @@ def certificate_context(request: PrivacyRequest) -> dict:
     return {
         "request": request,
         "controller": controller_details(translation.get_language()),  # the reader's
-        "law": citations(request.regime),  # each provision as the law of the request's regime has it, if it has it
+        # Each provision as the law of the request's regime has it, if it has it; telling the recipients, as it has it
+        # for what they were told (recipients_told_kinds).
+        "law": {**citations(request.regime), "recipients_told": _recipients_law(request, recipients_told_kinds(request, done))},
         # Each with its refusal ground, where the completion refused it.
         "rights": request.rights.all(),
         "outcome": outcome(request),
@@ -181,6 +183,8 @@ def certificate_context(request: PrivacyRequest) -> dict:
         "sources_with_data": _sources_with_data(request, done),
         # Art. 19 is owed for what the actions changed: a request that changed nothing owes no notice.
         "changed_anything": any(action.changed_anything() for action in done),
+        # So is the notice of a CCPA request to limit, which changes no source (CCPA Regulations § 7027(g)).
+        "limit_told": limit_applied(request).exists(),
         "notices": request.recipient_notices.select_related("recipient", "waived_by").prefetch_related("recipient__translations"),
         "events": request.events.order_by("sequence"),
         "events_checked": checked,
@@ -579,16 +583,12 @@ def outcome_summary(request: PrivacyRequest) -> str:
         lift_notice_law = citation(request.regime, "restriction_lift_notice")
         # Telling the recipients is cited as the law has it for what they were told (recipients_told_citation): under
         # the CCPA, a deletion and a correction under provisions of their own, a limit on use under another.
-        changed_kinds = [
-            kind for kind in ANSWERING_KINDS
-            if any(action.kind == kind and action.changed_anything() and not searched_nothing(action) for action in done)
-        ]
-        limit_told = limit_applied(request).exists()
-        changes_law = (
-            recipients_told_citation(request.regime, changed_kinds) if changed_kinds else citation(request.regime, "recipients_told")
-        )
+        told_kinds = recipients_told_kinds(request, done)
+        changed_kinds = [kind for kind in told_kinds if kind != "limit_use"]
+        limit_told = "limit_use" in told_kinds
+        changes_law = _recipients_law(request, changed_kinds)
         limit_law = recipients_told_citation(request.regime, ["limit_use"])
-        recipients_law = recipients_told_citation(request.regime, changed_kinds + ["limit_use"]) if limit_told else changes_law
+        recipients_law = _recipients_law(request, told_kinds)
         for action in done:
             for paragraph in _action_outcome(action, erased_before=action.source_id in erased_in):
                 say(paragraph)
@@ -692,6 +692,22 @@ def categories_instead_of_pieces(request: PrivacyRequest) -> str:
                        "We disclose it to no one.") % words
             )
     return "\n\n".join(paragraphs)
+
+
+def recipients_told_kinds(request: PrivacyRequest, done: list) -> list[str]:
+    """What the request's recipients are told of (wording.recipients_told_citation): the kinds of the finished actions
+    (`done`) that changed something in their source, and "limit_use" for a CCPA request to limit that was applied."""
+    kinds = [
+        kind for kind in ANSWERING_KINDS
+        if any(action.kind == kind and action.changed_anything() and not searched_nothing(action) for action in done)
+    ]
+    return kinds + (["limit_use"] if limit_applied(request).exists() else [])
+
+
+def _recipients_law(request: PrivacyRequest, kinds: list[str]) -> str:
+    """What is cited for telling the recipients of `kinds`; with none (every notice waived, say), the regime's general
+    provision for it."""
+    return recipients_told_citation(request.regime, kinds) if kinds else citation(request.regime, "recipients_told")
 
 
 def _restrictions_in_force(request: PrivacyRequest, done: list) -> bool:

@@ -18,7 +18,8 @@ from tests.actions.test_notices import carry_out_actions
     [
         ("gdpr", " (Article 17(3) GDPR)", " (Article 19 GDPR)"),
         ("uk_gdpr", " (Article 17(3) UK GDPR)", " (Article 19 UK GDPR)"),
-        ("ccpa", "", ""),
+        # A deletion's own duty to tell service providers, contractors and third parties (wording.CITATIONS).
+        ("ccpa", "", " (Cal. Civ. Code § 1798.105(c)(1))"),
         ("lgpd", "", " (Article 18, §6 LGPD)"),
     ],
 )

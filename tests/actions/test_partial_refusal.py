@@ -98,7 +98,8 @@ def test_under_another_law_the_letter_names_the_recipient_being_told_without_cit
         handling.request_complete(request=request, actor=dpo_actor, letter="", expected_status=Status.IN_PROGRESS, refused=[ERASURE_REFUSED])
 
     body = request.messages.get().body
-    assert "We are telling the following recipients of your data about these changes: Billing partner." in body
+    # The CCPA Regulations' duty to instruct those who hold the data corrected (wording.CITATIONS).
+    assert "We are telling the following recipients of your data about these changes (Cal. Code Regs. tit. 11, § 7023(c)): Billing partner." in body
     assert "Article 19" not in body
 
 
