@@ -544,10 +544,14 @@ def test_beside_a_ccpa_request_to_limit_an_unverified_identity_refuses_the_other
     complete(request, dpo, RightRefusal(RequestType.ACCESS, "identity_not_verified", NOT_PROVED), letter="")
     request.refresh_from_db()
     assert request.status == Status.COMPLETED and request.refused_rights == ["access"] and request.granted_rights == ["limit_use"]
+    # Treated as a request for the categories instead (CCPA Regulations § 7024(a)): this inventory has none to give.
     assert (
         "We cannot grant this part of your request: “Access a copy of my data”. The reason: Identity could not be verified."
-        f"\n\n{NOT_PROVED}\n\nYou may make a new request at any time, with information that identifies you: once we can "
-        "verify who you are, we will answer it."
+        f"\n\n{NOT_PROVED}\n\nAs we could not verify your identity, we cannot give you specific pieces of personal "
+        "information, so we treated your request as one for the categories of personal information (Cal. Code Regs. tit. "
+        "11, § 7024(a)). Without verifying who you are, we cannot tell you which of them we hold about you: this is what "
+        "we collect about the people whose data we process, system by system.\n\nYou may make a new request at any time, "
+        "with information that identifies you: once we can verify who you are, we will answer it."
     ) in last_letter(request).body
 
 
