@@ -140,15 +140,25 @@ def new_values(work: CategoryWork, kind: str, row: dict) -> dict:
 
 def fingerprinted(work: CategoryWork, kind: str, row: dict) -> dict:
     """The part of `row` its dry run's fingerprint covers: what decides what the action does to it, so that the
-    execution is refused as stale (StaleDryRun) only when that changed. For an erasure, the whole row: it deletes
-    or anonymises the row as it is. For a rectification, the fields it corrects; for a restriction or its lifting,
-    the flag it sets or clears; each with the identity field and record key, which pick the row. The rest of the
-    row is not theirs: carried out on the same rows, a rectification of the city leaves a restriction's dry run
-    valid, and a restriction's flag a rectification's, while a rectification of the identity field does not (it
-    changes which rows the restriction finds, and its plan's identities, plan_digest)."""
-    if kind == ActionKind.ERASE:
-        return row
+    execution is refused as stale (StaleDryRun) only when that changed. For a rectification, the fields it corrects;
+    for a restriction or its lifting, the flag it sets or clears; for an erasure by anonymisation, the fields it
+    anonymises (their values are what it erases, and what a keyed hash is taken of); each with the identity field and
+    record key, which pick the row. The rest of the row is not theirs: carried out on the same rows, a rectification
+    of the city leaves a restriction's dry run valid, and a restriction's flag a rectification's, while a
+    rectification of the identity field does not (it changes which rows the restriction finds, and its plan's
+    identities, plan_digest). Rows added or removed change the fingerprint whatever it covers (Fingerprint counts
+    them, and a row's record key or identity is in it).
+
+    An erasure by deletion erases every field of the row: any of them changed is a change to what it erases, and
+    makes it stale, but the restriction flag. That one our own restriction sets and its lifting clears on the same
+    rows (a restriction pending an erasure's decision, Art. 18(1)(d), is the usual case), it is not the subject's
+    data, and the deletion removes the row whatever it holds. A rectification of a deleted row's fields still makes
+    the deletion stale: nothing tells our correction from the source's own change, and both change what it erases.
+    An anonymisation leaves the fields it keeps as they are: a change to them (the city corrected) leaves its dry run
+    valid."""
     category = work.category
+    if kind == ActionKind.ERASE and work.deletes:
+        return {name: value for name, value in row.items() if name != category.restriction_flag}
     names = {category.identity_field, category.record_key, *new_values(work, kind, row)}
     return {name: row.get(name) for name in sorted(names) if name}
 

@@ -487,6 +487,30 @@ def test_a_rectification_and_a_restriction_of_the_same_records_keep_each_others_
     assert [(record["callee"], record["restricted"]) for record in records] == [("+32499123456", True)] * 4
 
 
+@pytest.mark.parametrize("case", ["delete", "anonymise"])
+@pytest.mark.parametrize("kind", [ActionKind.RESTRICT, ActionKind.LIFT_RESTRICTION])
+def test_a_restriction_or_its_lifting_of_the_same_records_keeps_an_erasures_dry_run_valid(api, source, case, kind):
+    """The flag set or cleared is not the subject's data, and does not change what the erasure erases: it ran as its
+    dry run showed, not refused as stale."""
+    seed(api)
+    erasure = plan_for(case, source)
+    category = erasure.categories[0].category
+    category.restriction_flag = "restricted"
+    category.save()
+    if kind == ActionKind.LIFT_RESTRICTION:
+        for record in api.data[("calls", ALICE)] + api.data[("calls", BOB)]:
+            record["restricted"] = True
+    connector = HTTPConnector(source)
+    fingerprint = connector.preview(erasure)["fingerprint"]
+
+    flagging = ActionPlan(kind, [ALICE, BOB], [CategoryWork(category=category)])
+    connector.apply(flagging, connector.preview(flagging)["fingerprint"])
+    assert {record["restricted"] for records in api.data.values() for record in records} == {kind == ActionKind.RESTRICT}
+    result = connector.apply(erasure, fingerprint)
+
+    assert result["categories"] == [{"category": "calls", "rows": 4, "fields": 4 * 5 if case == "delete" else 4 * 3}]
+
+
 def test_a_failed_patch_names_the_source_and_not_the_data(api, source):
     seed(api)
     plan = plan_for("anonymise", source)

@@ -13,6 +13,7 @@ from requests_app.models import (
     ActionKind,
     ActionStatus,
     AuditEvent,
+    EraseMethod,
     EraseStrategy,
     ErasureException,
     IdentityKind,
@@ -200,7 +201,7 @@ def test_execution_is_refused_without_approval_twice_and_when_stale(crm, erasure
         actions.execute(action=action, actor=dpo_actor)
 
     action = run(action.id, "approve", actor=dpo_actor)
-    source_db("UPDATE subscribers SET city = 'Brugge' WHERE id = 1")  # the source moves on after the dry run
+    source_db("UPDATE subscribers SET name = 'Ana Maria Peeters' WHERE id = 1")  # the source moves on after the dry run
     action = run(action.id, "execute", actor=dpo_actor)
     assert action.status == ActionStatus.STALE
     assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"n": 2}]
@@ -502,6 +503,56 @@ def test_a_rectification_of_the_address_carried_out_after_the_restrictions_dry_r
 
     assert restrict.status == ActionStatus.STALE
     assert [bool(row["restricted"]) for row in source_db("SELECT restricted FROM subscribers ORDER BY id")] == [False, False, False]
+
+
+def _erasure_and_restriction_dry_run(crm, dpo_actor, run, erase_method: str) -> PrivacyRequest:
+    """A request for erasure and restriction in the CRM, whose subscribers are erased by `erase_method`, with both
+    actions' dry runs done on the same rows before either is carried out."""
+    crm.categories.update(erase_method=erase_method)
+    request = verified_request(RequestType.ERASURE, RequestType.RESTRICTION)
+    actions.plan_actions(request=request, actor=dpo_actor)
+    for kind in (ActionKind.ERASE, ActionKind.RESTRICT):
+        assert run(request.source_actions.get(kind=kind).id, "dry_run", actor=dpo_actor).status == ActionStatus.AWAITING_APPROVAL
+    return request
+
+
+@pytest.mark.parametrize("erase_method", [EraseMethod.ANONYMISE, EraseMethod.DELETE])
+def test_a_restriction_of_the_rows_an_erasure_will_erase_keeps_the_erasures_dry_run_valid(erase_method, crm, dpo_actor, source_db, run):
+    """Restricted while the erasure is decided (Art. 18(1)(d)): the flag set does not change what the erasure erases,
+    and its dry run was refused as stale, for a new dry run and approval."""
+    request = _erasure_and_restriction_dry_run(crm, dpo_actor, run, erase_method)
+    restrict = run(request.source_actions.get(kind=ActionKind.RESTRICT).id, "approve", "execute", actor=dpo_actor)
+    assert restrict.status == ActionStatus.DONE
+    assert [bool(row["restricted"]) for row in source_db("SELECT restricted FROM subscribers WHERE email = :e", e=ANA_EMAIL)] == [True, True]
+
+    erase = run(request.source_actions.get(kind=ActionKind.ERASE).id, "approve", "execute", actor=dpo_actor)
+
+    assert (erase.status, erase.error) == (ActionStatus.DONE, "")
+    assert erase.result["categories"][0]["rows"] == 2
+    assert source_db("SELECT count(*) AS n FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"n": 0}]
+
+
+@pytest.mark.parametrize(
+    "erase_method, change, stale",
+    [
+        (EraseMethod.ANONYMISE, "UPDATE subscribers SET birth_year = 1981 WHERE id = 1", True),  # a field it anonymises
+        (EraseMethod.ANONYMISE, "UPDATE subscribers SET city = 'Brugge' WHERE id = 1", False),  # a field it keeps
+        (EraseMethod.ANONYMISE, "DELETE FROM subscribers WHERE id = 2", True),
+        (EraseMethod.DELETE, "UPDATE subscribers SET city = 'Brugge' WHERE id = 1", True),  # it erases every field
+        (EraseMethod.DELETE, f"INSERT INTO subscribers (id, email, name) VALUES (4, '{ANA_EMAIL}', 'Ana')", True),
+    ],
+    ids=["anonymised field", "kept field", "row removed", "deleted row's field", "row added"],
+)
+def test_an_erasures_dry_run_is_stale_once_what_it_erases_changed(erase_method, change, stale, crm, dpo_actor, source_db, run):
+    """Its fingerprint leaves out the restriction flag, not the subject's data: the rows it finds and what it erases of
+    them are still in it, changed by the source after the dry run."""
+    request = _erasure_and_restriction_dry_run(crm, dpo_actor, run, erase_method)
+    erase = run(request.source_actions.get(kind=ActionKind.ERASE).id, "approve", actor=dpo_actor)
+    source_db(change)
+
+    erase = run(erase.id, "execute", actor=dpo_actor)
+
+    assert erase.status == (ActionStatus.STALE if stale else ActionStatus.DONE), erase.error
 
 
 def _address_corrected_in_the_crm(other_right, crm, dpo_actor, run):
