@@ -139,8 +139,8 @@ LOOKUP_RESULTS = {
 }
 ENTRIES_CSV = (
     "kind,value,right,added_at\r\n"
-    "email,ana.peeters@example.com,objection,2026-03-02T08:14:07.498211+00:00\r\n"
-    "phone,+32475123456,objection,2026-03-02T08:14:07.501342+00:00\r\n"
+    "email,ana.peeters@example.com,objection,2026-03-02T09:14:07.498211+01:00\r\n"
+    "phone,+32475123456,objection,2026-03-02T09:14:07.000000+01:00\r\n"
 )
 
 
@@ -213,7 +213,7 @@ class SuppressionListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             (200, "text/csv"): OpenApiResponse(
                 response=OpenApiTypes.STR,
                 description="One row per entry, oldest first, under the header `kind,value,right,added_at` "
-                "(added_at in UTC, ISO 8601); sent as the attachment `suppression-<slug>.csv`. A value a spreadsheet "
+                "(added_at as in the JSON list: ISO 8601 with its offset and six digits of microseconds); sent as the attachment `suppression-<slug>.csv`. A value a spreadsheet "
                 "would run as a formula gets a leading `'` unless `values=exact` is asked",
                 examples=[OpenApiExample("Two entries", value=ENTRIES_CSV)],
             ),

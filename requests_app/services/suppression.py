@@ -40,6 +40,7 @@ from requests_app.models import (
     normalised_identifier,
 )
 from requests_app.services import notices
+from requests_app.services.webhooks import api_datetime
 from requests_app.spreadsheets import spreadsheet_safe
 from requests_app.wording import cites_gdpr_articles, in_sentence
 
@@ -265,7 +266,10 @@ class Echo:
 
 def entries_csv(entries, out, *, for_spreadsheet: bool = False) -> Iterator:
     """Write suppression entries (a queryset: one purpose's list, maybe filtered) to `out` as
-    CSV (kind,value,right,added_at), oldest first.
+    CSV (kind,value,right,added_at), oldest first. added_at is written as the API writes it in the JSON list
+    (api_datetime: TIME_ZONE with its offset, always six digits of microseconds): isoformat() left the fraction
+    out when it was zero, so a reader parsing one fixed format failed on those rows, and the same entry read
+    differently in the JSON and the CSV.
 
     A generator yielding what each write returns: with `Echo` as `out` it
     yields the rows for a StreamingHttpResponse; with a file, exhaust it. The
@@ -275,7 +279,7 @@ def entries_csv(entries, out, *, for_spreadsheet: bool = False) -> Iterator:
     yield writer.writerow(CSV_HEADER)
     rows = entries.order_by("created_at", "id").values_list("kind", "value", "right", "created_at")
     for kind, value, right, created_at in rows.iterator(chunk_size=2000):
-        yield writer.writerow([kind, spreadsheet_safe(value) if for_spreadsheet else value, right, created_at.isoformat()])
+        yield writer.writerow([kind, spreadsheet_safe(value) if for_spreadsheet else value, right, api_datetime(created_at)])
 
 
 def suppressed(purpose: SuppressionPurpose, identifiers: list[tuple[str, str]]) -> list[bool]:

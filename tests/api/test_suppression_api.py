@@ -6,10 +6,13 @@ import io
 import json
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from requests_app.models import IdentityKind, RequestType, SuppressionEntry, SuppressionPurpose
 from tests.api.conftest import client_with, key_for
+from tests.conftest import login_staff
+from tests.factories import staff_in_role
 
 
 @pytest.fixture
@@ -259,3 +262,23 @@ def test_an_entry_added_on_a_whole_second_keeps_six_digits_of_microseconds(lists
     SuppressionEntry.objects.filter(kind=IdentityKind.EMAIL).update(created_at=whole_second)
     entries = lists_api.get("/api/v1/suppression-lists/marketing-email/entries/").json()["results"]
     assert entries[0]["added_at"] == "2026-07-01T12:00:00.000000+02:00"
+
+
+def test_the_csv_writes_added_at_as_the_json_list_does(lists_api, marketing, client):
+    """The CSV wrote isoformat() in UTC, leaving the fraction out on a whole second: a reader parsing one fixed
+    format failed on those rows, and the same entry read differently in the JSON list. The dashboard's download
+    is the same CSV."""
+    whole_second = datetime.datetime(2026, 7, 1, 10, 0, tzinfo=datetime.UTC)
+    SuppressionEntry.objects.filter(kind=IdentityKind.EMAIL).update(created_at=whole_second)
+    entries = lists_api.get("/api/v1/suppression-lists/marketing-email/entries/").json()["results"]
+    in_json = {entry["value"]: entry["added_at"] for entry in entries}
+    downloads = [
+        lists_api.get("/api/v1/suppression-lists/marketing-email/entries/csv/"),
+        login_staff(client, staff_in_role("DPO", username="dpo1")).get(reverse("staff:suppression_download", args=[marketing.slug])),
+    ]
+
+    for response in downloads:
+        assert response.status_code == 200
+        rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))[1:]
+        assert {row[1]: row[3] for row in rows} == in_json
+        assert rows[0][3] == "2026-07-01T12:00:00.000000+02:00"
