@@ -2179,6 +2179,12 @@ class SourceAction(models.Model):
     lift_reason = models.TextField(blank=True)
     lift_not_before = models.DateField(null=True, blank=True)
     lift_notice = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The notice sent by post, where the subject could not be emailed (no address, or their server refuses it): when
+    # staff recorded it posted, and who. Until then the lifting waits (services.actions.lift_notice_to_post).
+    lift_notice_posted_at = models.DateTimeField(null=True, blank=True)
+    lift_notice_posted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     # A lifting cancelled before it ran: who and when, why (staff's words, quoted in the letter telling the
     # subject the restriction stays in force, purged with the request), and that letter.
     cancelled_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")

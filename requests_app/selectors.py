@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connection
-from django.db.models import BooleanField, Case, CharField, F, IntegerField, Prefetch, Q, Subquery, Sum, Value, When
+from django.db.models import BooleanField, Case, CharField, ExpressionWrapper, F, IntegerField, Prefetch, Q, Subquery, Sum, Value, When
 from django.db.models.functions import NullIf, Replace
 from django.db.models.lookups import Contains, Exact
 from django.http import Http404
@@ -50,6 +50,7 @@ from requests_app.models import (
     WebhookEndpoint,
     comparable_name,
     name_search_key,
+    no_email_to_write_to,
     rights_mask,
 )
 from requests_app.phones import to_e164
@@ -970,11 +971,19 @@ def workload_summary(*, today: datetime.date | None = None, user=None, list_size
         summary[name] = list(queryset[:list_size])
     summary["holds_ended"] = holds_ended(today=today)
     # Work on open requests that stopped and waits for a person, shown now rather than at the next reminder: an
-    # action a source refused (failed, or refused at its dry run) or found changed, a notice that could not go.
+    # action a source refused (failed, or refused at its dry run) or found changed, a lifting whose notice must be
+    # posted (the subject cannot be emailed, maybe only since it was planned: services.actions.lift_notice_to_post),
+    # a notice that could not go.
+    notice_to_post = (
+        Q(kind=ActionKind.LIFT_RESTRICTION, lift_notice__isnull=False, lift_notice_posted_at__isnull=True)
+        & ~Q(status__in=[ActionStatus.DONE, ActionStatus.CANCELLED])
+        & (Q(request__subject_email_rejected_at__isnull=False) | no_email_to_write_to("request__"))
+    )
     stopped_actions = (
         # A restriction's lifting goes on after its request closed: it may stop then too.
         SourceAction.objects.filter(Q(request__status__in=OPEN_STATUSES) | Q(kind=ActionKind.LIFT_RESTRICTION))
-        .filter(Q(status__in=[ActionStatus.FAILED, ActionStatus.STALE]) | Q(status=ActionStatus.PLANNED) & ~Q(error=""))
+        .filter(Q(status__in=[ActionStatus.FAILED, ActionStatus.STALE]) | Q(status=ActionStatus.PLANNED) & ~Q(error="") | notice_to_post)
+        .annotate(notice_to_post=ExpressionWrapper(notice_to_post, output_field=BooleanField()))
         .select_related("request", "source")
         .order_by("request__due_on", "id")
     )

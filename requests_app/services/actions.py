@@ -825,6 +825,20 @@ def lift_refused_now(action: SourceAction) -> str | None:
     """
     if action.request.personal_data_purged_at is not None:
         return purged_before_lifting()
+    if lift_notice_to_post(action):
+        if cites_gdpr_articles(action.request.regime):
+            return _(
+                "The notice of this lifting cannot be emailed: the subject gave no email address, or their mail server "
+                "refuses it. Send them the notice shown under Messages by post, then record it as posted here: the "
+                "restriction may not be lifted before they are told (Art. 18(3)), and then only once the notice period "
+                "has passed from the day it was posted."
+            )
+        return _(
+            "The notice of this lifting cannot be emailed: the subject gave no email address, or their mail server "
+            "refuses it. Send them the notice shown under Messages by post, then record it as posted here: the "
+            "restriction may not be lifted before they are told, and then only once the notice period has passed "
+            "from the day it was posted."
+        )
     if lift_notice_on_its_way(action):
         if cites_gdpr_articles(action.request.regime):
             return _(
@@ -851,9 +865,18 @@ def lift_refused_now(action: SourceAction) -> str | None:
 def lift_notice_on_its_way(action: SourceAction) -> bool:
     """Whether the notice of the lifting `action` is still to be emailed (the mail server or the worker is down):
     the subject has an address their server has not refused, and the email has not gone. A subject with no
-    address, or one refused, is told by post: staff are asked to (subject_reached_by_post)."""
+    address, or one refused, is told by post (lift_notice_to_post)."""
     notice, request = action.lift_notice, action.request
     return notice is not None and notice.emailed_at is None and not subject_reached_by_post(request)
+
+
+def lift_notice_to_post(action: SourceAction) -> bool:
+    """Whether the notice of the lifting `action` must still be posted: the subject cannot be emailed (no address, or
+    their server refuses it, maybe only after the lifting was planned) and staff have not recorded the letter posted
+    (lifting.record_notice_posted). Art. 18(3) asks that the subject be told before the restriction is lifted, not
+    that we tried: an email refused did not tell them, and one that went before the address was refused may be the
+    one refused, so the lifting waits for the letter rather than run on an untold subject."""
+    return action.lift_notice is not None and action.lift_notice_posted_at is None and subject_reached_by_post(action.request)
 
 
 def subject_reached_by_post(request: PrivacyRequest) -> bool:

@@ -8,6 +8,10 @@ creates the action that lifts it: an ordinary source action (services/actions.py
 "lift_restriction", with its dry run, approval and execution, which is refused before that day. It
 may be planned whatever the request's status: restrictions outlive the requests that asked for them.
 
+A subject who cannot be emailed (no address, or their mail server refuses it, at the planning or after it) is sent
+the notice by post: staff record it posted, and the lifting waits for that record, then for the notice period from
+the day it was posted (Art. 18(3): told first, not only written to).
+
 Until it has run, a lifting may be cancelled (the subject answered the notice with new grounds, say, or
 the verification of accuracy is not over after all): the subject is told the restriction stays in force,
 the cancelled action stays on record, and a new lifting may be planned later, with a notice of its own.
@@ -24,7 +28,7 @@ from requests_app import roles
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import ActionKind, ActionStatus, ConnectorKind, PrivacyRequest, SourceAction, TemplatePurpose
-from requests_app.services.actions import action_summary, purged_before_lifting
+from requests_app.services.actions import action_summary, purged_before_lifting, subject_reached_by_post
 from requests_app.services.handling import render_letter, write_to_subject
 
 
@@ -80,6 +84,47 @@ def plan_lift(*, restriction: SourceAction, actor: Actor, reason: str) -> Source
             data={**action_summary(lift), "not_before": not_before.isoformat(), "message": str(notice.public_id)},
         )
     return lift
+
+
+def notice_posted_refusal(lift: SourceAction) -> str | None:
+    """Why the notice of the lifting `lift` cannot be recorded as posted now, or None: only a lifting that has not run
+    nor been cancelled, whose subject cannot be emailed, once."""
+    if lift.kind != ActionKind.LIFT_RESTRICTION or lift.lift_notice_id is None:
+        return _("Only the notice of a lifting is recorded as posted.")
+    if lift.lift_notice_posted_at is not None:
+        return _("The notice of this lifting is already recorded as posted.")
+    if lift.status in (ActionStatus.DONE, ActionStatus.CANCELLED):
+        return _("This lifting has run or was cancelled: its notice is no longer recorded.")
+    if not subject_reached_by_post(lift.request):
+        return _("The notice of this lifting is emailed to the subject: there is no letter to post.")
+    return None
+
+
+def record_notice_posted(*, lift: SourceAction, actor: Actor) -> SourceAction:
+    """Record that staff posted the notice of the lifting `lift` to a subject who cannot be emailed.
+
+    Allowed to whoever may work the request, while notice_posted_refusal finds nothing against it (the request and
+    the action locked and checked again: a second click is refused). The subject gets the whole notice period from
+    today, as from the day a late email went (handling.email_to_subject): the lifting may run from
+    RESTRICTION_LIFT_NOTICE_DAYS from today, or the day planned if later. Records it in the audit trail.
+    """
+    roles.require_can_work(actor, lift.request)
+    with transaction.atomic():
+        request = PrivacyRequest.objects.select_for_update().get(pk=lift.request_id)
+        locked = SourceAction.objects.select_for_update(of=("self",)).select_related("request", "source", "lift_notice").get(pk=lift.pk)
+        refusal = notice_posted_refusal(locked)
+        if refusal:
+            raise RequestError(refusal)
+        now = timezone.now()
+        first_day = timezone.localdate(now) + datetime.timedelta(days=settings.RESTRICTION_LIFT_NOTICE_DAYS)
+        locked.lift_notice_posted_at, locked.lift_notice_posted_by = now, actor.user
+        locked.lift_not_before = max(locked.lift_not_before, first_day)
+        locked.save(update_fields=["lift_notice_posted_at", "lift_notice_posted_by", "lift_not_before"])
+        record_event(
+            request, "restriction_lift_notice_posted", actor=actor,
+            data={**action_summary(locked), "not_before": locked.lift_not_before.isoformat(), "message": str(locked.lift_notice.public_id)},
+        )
+    return locked
 
 
 def cancel_refusal(lift: SourceAction) -> str | None:

@@ -65,7 +65,7 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
     can_work = roles.can_work(user, privacy_request)
     # The keys of the forms the panel shows: _page_with_form shows a failed one again only if it is among them.
     forms_shown = set()
-    source_actions = list(privacy_request.source_actions.select_related("source", "approved_by", "done_by", "cancelled_by", "lift_notice"))
+    source_actions = list(privacy_request.source_actions.select_related("source", "approved_by", "done_by", "cancelled_by", "lift_notice", "lift_notice_posted_by"))
     # Each erasure's execution_refusal reads the request's packages (the copy-first rule): one query for the page.
     prefetch_related_objects([privacy_request], "exports")
     kinds_verified = actions.verified_kinds(privacy_request)
@@ -130,6 +130,8 @@ def panel_context(request: HttpRequest, privacy_request: PrivacyRequest, bound: 
         action.shows_lift_form = can_work and action.can_plan_lift
         if action.shows_lift_form:
             forms_shown.add(key)
+        # A subject who cannot be emailed is posted the notice: the lifting waits until staff record it posted.
+        action.notice_to_post = action.kind == ActionKind.LIFT_RESTRICTION and lifting.notice_posted_refusal(action) is None
         action.can_cancel_lift = action.kind == ActionKind.LIFT_RESTRICTION and lifting.cancel_refusal(action) is None
         key = f"cancel_lift-{action.public_id}"
         action.cancel_lift_form = bound.get(key) or CancelLiftForm(auto_id=f"{key}-%s")
@@ -342,7 +344,7 @@ def action_confirm(request: HttpRequest, public_id, step: str) -> HttpResponse:
 @staff_view
 @require_POST
 def action_step(request: HttpRequest, public_id, step: str) -> HttpResponse:
-    if step not in ("done", "lift", "cancel_lift") and step not in STEPS:
+    if step not in ("done", "lift", "cancel_lift", "notice_posted") and step not in STEPS:
         return HttpResponse(status=404)
     action = SourceAction.objects.select_related("request", "source").filter(public_id=public_id).first()
     if action is None:
@@ -362,6 +364,11 @@ def action_step(request: HttpRequest, public_id, step: str) -> HttpResponse:
                 return _page_with_form(request, action.request, f"done-{action.public_id}", form, status=400)
             actions.manual_action_done(action=action, actor=actor, rows=form.cleaned_data["rows"])
             success = _("Recorded as done.")
+        elif step == "notice_posted":
+            action = lifting.record_notice_posted(lift=action, actor=actor)
+            success = _("The notice is recorded as posted. The restriction may be lifted from %(day)s.") % {
+                "day": date_in_words(action.lift_not_before)
+            }
         else:
             service, success = STEPS[step]
             action = service(action=action, actor=actor)
@@ -400,7 +407,8 @@ def _plan_lift(request: HttpRequest, restriction: SourceAction, actor: Actor) ->
     if actions.subject_reached_by_post(lift.request):
         messages.warning(request, _(
             "Nothing was emailed: this subject has no email address, or their mail server refuses it. Send them the "
-            "notice shown under Messages by post now. The restriction may be lifted from %(day)s."
+            "notice shown under Messages by post now, then record it as posted on this page: the lifting waits for "
+            "that. Posted today, the restriction may be lifted from %(day)s."
         ) % {"day": day})
     else:
         messages.success(request, _("The subject has been told. The restriction may be lifted from %(day)s.") % {"day": day})

@@ -160,6 +160,7 @@ EVENT_LABELS = {
     "restriction_sources_chosen": _("Systems the restriction covers chosen"),
     "restriction_lift_planned": _("Lifting of a restriction planned"),
     "restriction_lift_notice_sent": _("Subject told before a restriction is lifted (Art. 18(3))"),
+    "restriction_lift_notice_posted": _("Notice before lifting a restriction recorded as posted"),
     "restriction_lift_cancelled": _("Lifting of a restriction cancelled: the restriction stays in force"),
     "restriction_lift_cancellation_sent": _("Subject told a restriction stays in force"),
     "recipient_notified": _("Recipient notified (Art. 19)"),

@@ -174,23 +174,80 @@ def test_a_notice_emailed_late_gives_the_subject_the_whole_notice_period_from_th
             step(actions.execute, lift, actor=dpo_actor)
 
 
-def test_a_subject_without_email_is_told_by_post_and_the_lifting_needs_no_email(
+def test_a_subject_without_email_is_told_by_post_and_the_lifting_waits_for_the_letter_recorded_posted(
     client, dpo, restricted, django_capture_on_commit_callbacks, step
 ):
+    """Art. 18(3): told before the lifting. Staff were asked to post the notice, and the lifting then ran on its day
+    whether or not anyone had: nothing showed the subject had been told."""
     type(restricted.request).objects.filter(pk=restricted.request_id).update(subject_email="", channel="post")  # a letter
     login_staff(client, dpo)
     with time_machine.travel(PLANNED_ON, tick=False), django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("staff:source_action", args=[restricted.public_id, "lift"]), {"reason": "Accuracy verified."})
     assert [str(message) for message in get_messages(response.wsgi_request)] == [
         "Nothing was emailed: this subject has no email address, or their mail server refuses it. Send them the notice "
-        "shown under Messages by post now. The restriction may be lifted from 9 March 2026."
+        "shown under Messages by post now, then record it as posted on this page: the lifting waits for that. Posted "
+        "today, the restriction may be lifted from 9 March 2026."
     ]
     lift = restricted.request.source_actions.get(kind=ActionKind.LIFT_RESTRICTION)
     assert lift.lift_notice.emailed_at is None
     with time_machine.travel(datetime.datetime(2026, 3, 9, 7, 0, tzinfo=datetime.UTC), tick=False):
-        for service in (actions.dry_run_start, actions.approve, actions.execute):
-            lift = step(service, lift, actor=Actor.staff(dpo))
-    assert lift.status == ActionStatus.DONE, lift.error
+        lift = step(actions.dry_run_start, lift, actor=Actor.staff(dpo))
+        lift = step(actions.approve, lift, actor=Actor.staff(dpo))
+        with pytest.raises(RequestError, match=r"cannot be emailed: .* record it as posted here: the restriction may not be lifted"):
+            step(actions.execute, lift, actor=Actor.staff(dpo))
+        posted = login_staff(client, dpo).post(reverse("staff:source_action", args=[lift.public_id, "notice_posted"]), follow=True)
+    assert "The notice is recorded as posted. The restriction may be lifted from 16 March 2026." in html.unescape(posted.content.decode())
+    lift.refresh_from_db()
+    assert (lift.lift_notice_posted_by, lift.lift_not_before) == (dpo, datetime.date(2026, 3, 16))  # the period from posting
+    event = AuditEvent.objects.get(request=restricted.request, action="restriction_lift_notice_posted")
+    assert event.data["not_before"] == "2026-03-16" and event.data["message"] == str(lift.lift_notice.public_id)
+    with time_machine.travel(datetime.datetime(2026, 3, 16, 7, 0, tzinfo=datetime.UTC), tick=False):
+        assert step(actions.execute, lift, actor=Actor.staff(dpo)).status == ActionStatus.DONE
+
+
+@pytest.mark.parametrize("emailed", [False, True], ids=["refused at once", "refused after it went"])
+def test_a_lifting_whose_subjects_address_is_refused_after_planning_waits_for_the_notice_posted(
+    client, restricted, dpo_actor, django_capture_on_commit_callbacks, step, emailed
+):
+    """Planned with an address that worked ("The subject has been told"), then refused by their mail server (a
+    bounce, a mailbox closed): the lifting no longer waited for the email, took the subject for one told by post,
+    and ran with no letter posted. Refused after the notice went, the refusal may be of the notice itself."""
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    Message.objects.filter(pk=lift.lift_notice_id).update(emailed_at=timezone.now() if emailed else None)
+    PrivacyRequest.objects.filter(pk=restricted.request_id).update(subject_email_rejected_at=timezone.now())
+    with time_machine.travel(datetime.datetime(2026, 3, 9, 7, 0, tzinfo=datetime.UTC), tick=False):
+        lift = step(actions.dry_run_start, lift, actor=dpo_actor)
+        lift = step(actions.approve, lift, actor=dpo_actor)
+        with pytest.raises(RequestError, match=r"The notice of this lifting cannot be emailed"):
+            step(actions.execute, lift, actor=dpo_actor)
+        assert SourceAction.objects.get(pk=lift.pk).status == ActionStatus.APPROVED
+        # Staff hear of it now, on the home page (and in the digest), and on the request page with the button.
+        home = login_staff(client, dpo_actor.user).get(reverse("staff:home")).content.decode()
+        assert f"{restricted.request.reference}</a>: CRM, Lifting of a restriction · notice to post" in home
+        page = client.get(reverse("staff:request", args=[restricted.request.reference])).content.decode()
+        assert reverse("staff:source_action", args=[lift.public_id, "notice_posted"]) in page
+
+        lifting.record_notice_posted(lift=lift, actor=dpo_actor)
+    with time_machine.travel(datetime.datetime(2026, 3, 16, 7, 0, tzinfo=datetime.UTC), tick=False):
+        assert step(actions.execute, lift, actor=dpo_actor).status == ActionStatus.DONE
+    home = client.get(reverse("staff:home")).content.decode()
+    assert "notice to post" not in home
+
+
+def test_a_notice_is_recorded_posted_once_and_only_for_a_subject_who_cannot_be_emailed(
+    restricted, dpo_actor, django_capture_on_commit_callbacks
+):
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    with pytest.raises(RequestError, match="emailed to the subject: there is no letter to post"):
+        lifting.record_notice_posted(lift=lift, actor=dpo_actor)
+    PrivacyRequest.objects.filter(pk=restricted.request_id).update(subject_email_rejected_at=timezone.now())
+    with pytest.raises(NotAllowed):  # a handler not assigned the request
+        lifting.record_notice_posted(lift=lift, actor=Actor.staff(staff_in_role(roles.HANDLER)))
+
+    lifting.record_notice_posted(lift=lift, actor=dpo_actor)
+    with pytest.raises(RequestError, match="already recorded as posted"):
+        lifting.record_notice_posted(lift=lift, actor=dpo_actor)
+    assert AuditEvent.objects.filter(request=restricted.request, action="restriction_lift_notice_posted").count() == 1
 
 
 def test_lifting_goes_on_after_the_request_was_withdrawn(
