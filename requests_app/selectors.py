@@ -976,6 +976,7 @@ def workload_summary(*, today: datetime.date | None = None, user=None, list_size
     # a notice that could not go.
     notice_to_post = (
         Q(kind=ActionKind.LIFT_RESTRICTION, lift_notice__isnull=False, lift_notice_posted_at__isnull=True)
+        & Q(request__personal_data_purged_at__isnull=True)  # no address left to post to (lifting.notice_posted_refusal)
         & ~Q(status__in=[ActionStatus.DONE, ActionStatus.CANCELLED])
         & (Q(request__subject_email_rejected_at__isnull=False) | no_email_to_write_to("request__"))
     )

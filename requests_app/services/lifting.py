@@ -88,13 +88,15 @@ def plan_lift(*, restriction: SourceAction, actor: Actor, reason: str) -> Source
 
 def notice_posted_refusal(lift: SourceAction) -> str | None:
     """Why the notice of the lifting `lift` cannot be recorded as posted now, or None: only a lifting that has not run
-    nor been cancelled, whose subject cannot be emailed, once."""
+    nor been cancelled, of a request not purged, whose subject cannot be emailed, once."""
     if lift.kind != ActionKind.LIFT_RESTRICTION or lift.lift_notice_id is None:
         return _("Only the notice of a lifting is recorded as posted.")
     if lift.lift_notice_posted_at is not None:
         return _("The notice of this lifting is already recorded as posted.")
     if lift.status in (ActionStatus.DONE, ActionStatus.CANCELLED):
         return _("This lifting has run or was cancelled: its notice is no longer recorded.")
+    if lift.request.personal_data_purged_at is not None:
+        return purged_before_lifting()  # nor can it run: no address to post to, no identifier to search by
     if not subject_reached_by_post(lift.request):
         return _("The notice of this lifting is emailed to the subject: there is no letter to post.")
     return None

@@ -36,6 +36,7 @@ from requests_app.models import (
     SourceAction,
     SourceSystem,
 )
+from requests_app.selectors import workload_summary
 from requests_app.services import actions, certificate, handling, lifting
 from requests_app.sources import connector_for
 from tests.actions.conftest import ANA_EMAIL, BOB_EMAIL, verified_request
@@ -546,6 +547,10 @@ def test_a_lifting_planned_before_the_purge_does_not_run_after_it(
             step(actions.dry_run_start, lift, actor=dpo_actor)
     assert SourceAction.objects.get(pk=lift.pk).status == ActionStatus.PLANNED
     assert source_db("SELECT restricted FROM subscribers WHERE email = :e", e=ANA_EMAIL) == [{"restricted": True}] * 2
+    # Its address purged too, the subject "cannot be emailed": there is no letter to post, nor to wait for.
+    with pytest.raises(RequestError, match="personal data has been deleted"):
+        lifting.record_notice_posted(lift=lift, actor=dpo_actor)
+    assert workload_summary()["stopped_actions"] == []
 
 
 # --- Cancelling a planned lifting -------------------------------------------
