@@ -94,7 +94,7 @@ def notice_posted_refusal(lift: SourceAction) -> str | None:
     if lift.lift_notice_posted_at is not None:
         return _("The notice of this lifting is already recorded as posted.")
     if lift.status in (ActionStatus.DONE, ActionStatus.CANCELLED):
-        return _("This lifting has run or was cancelled: its notice is no longer recorded.")
+        return _("This lifting has run or was cancelled: there is no notice to record as posted any more.")
     if lift.request.personal_data_purged_at is not None:
         return purged_before_lifting()  # nor can it run: no address to post to, no identifier to search by
     if not subject_reached_by_post(lift.request):
