@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('requests_app', '0082_agent_name_for_search'),
+        ('requests_app', '0084_message_asks_agent_authority'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
