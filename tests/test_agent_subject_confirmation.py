@@ -5,13 +5,22 @@ import re
 
 import pytest
 import time_machine
+from django.contrib.messages import get_messages
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
 from requests_app.audit import Actor
 from requests_app.lifecycle import RequestError
-from requests_app.models import AgentCapacity, AuditEvent, PrivacyRequest, RequestType, Status
+from requests_app.models import (
+    AgentAuthorityMethod,
+    AgentCapacity,
+    AuditEvent,
+    PrivacyRequest,
+    RejectionGround,
+    RequestType,
+    Status,
+)
 from requests_app.services import agents
 from requests_app.services.intake import RightDetails
 from tests.conftest import login_staff
@@ -170,3 +179,51 @@ def test_each_email_goes_once_when_its_task_runs_twice(client, handler, django_c
     denied = AuditEvent.objects.get(request=request, action="agent_authority_denied")
     tasks.send_agent_authority_denied_notification(request.id, denied.pk)  # redelivered
     assert [message.to for message in mail.outbox] == [["ana@example.com"], ["handler@example.org"]]
+
+
+def test_after_the_subject_said_no_staff_confirm_only_an_authority_that_does_not_rest_on_their_word(
+    client, handler, django_capture_on_commit_callbacks
+):
+    request = agents_request(handler)
+    # Before any answer, staff may not reject the request on the authority unshown without asking the agent.
+    assert agents.rejection_refusal(request, RejectionGround.AGENT_AUTHORITY_NOT_SHOWN) == str(agents.AUTHORITY_NEVER_ASKED)
+    link = ask(client, handler, request, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(link, {"answer": "not_allowed"})
+
+    page = login_staff(client, handler).get(reverse("staff:request", args=[request.reference])).content.decode()
+    assert "they did not allow the agent (see the timeline)" in page
+    assert 'href="#reject"' in page and "The agent did not show their authority to act for the subject" in page
+    # The subject's answer is enough to reject the request: the agent need not be asked first.
+    assert agents.rejection_refusal(request, RejectionGround.AGENT_AUTHORITY_NOT_SHOWN) is None
+
+    for method in (AgentAuthorityMethod.SUBJECT_CONFIRMED, AgentAuthorityMethod.SIGNED_PERMISSION):
+        response = client.post(
+            reverse("staff:request_action", args=[request.reference, "confirm_agent_authority"]), {"method": method}
+        )
+        assert "they did not allow the agent: their signed permission or their word to us cannot be recorded" in (
+            response.content.decode() + "".join(str(m) for m in get_messages(response.wsgi_request))
+        )
+    assert PrivacyRequest.objects.get(pk=request.pk).agent_authority_confirmed_at is None
+    assert not AuditEvent.objects.filter(request=request, action="agent_authority_confirmed").exists()
+
+    # A court order or a guardian's authority does not rest on the subject's say.
+    agents.agent_authority_confirm(request=request, actor=Actor.staff(handler), method=AgentAuthorityMethod.POWER_OF_ATTORNEY)
+    assert PrivacyRequest.objects.get(pk=request.pk).agent_authority_confirmed_at is not None
+
+
+def test_the_subjects_later_yes_replaces_their_no(client, handler, django_capture_on_commit_callbacks):
+    request = agents_request(handler)
+    first = ask(client, handler, request, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(first, {"answer": "not_allowed"})
+    assert agents.subject_denied_agent(request)
+    # The subject changes their mind: staff send a new link, which they answer yes.
+    second = ask(client, handler, request, django_capture_on_commit_callbacks)
+    assert client.post(second, {"answer": "allowed"}).status_code == 200
+    assert not agents.subject_denied_agent(request)
+    assert PrivacyRequest.objects.get(pk=request.pk).agent_authority_confirmed_at is not None
+    # Withdrawn later, the authority may be confirmed again on the subject's word: their last answer was yes.
+    agents.agent_authority_withdraw(request=request, actor=Actor.staff(handler), reason="The proof was doubtful.")
+    agents.agent_authority_confirm(request=request, actor=Actor.staff(handler), method=AgentAuthorityMethod.SIGNED_PERMISSION)
+    assert PrivacyRequest.objects.get(pk=request.pk).agent_authority_confirmed_at is not None

@@ -7,8 +7,11 @@ not receive their data or change it. The gates call `authority_refusal`; staff c
 `agent_authority_confirm`, or ask the agent for the subject's signed permission with Request information, saying that
 it asks for it (Message.asks_agent_authority), and may reject the request on RejectionGround.AGENT_AUTHORITY_NOT_SHOWN
 once they asked so. Staff may also ask the subject, at the email address they gave, to confirm it directly (CCPA
-Regulations § 7063(a)(2)): subject_confirmation_send, answered through subject_confirmation_answer. An authority
-confirmed may be withdrawn while the request is open (agent_authority_withdraw): the gates close again.
+Regulations § 7063(a)(2)): subject_confirmation_send, answered through subject_confirmation_answer. While the subject's
+latest answer is "I did not allow the agent" (subject_denied_agent), staff may confirm the authority only on proof that
+does not rest on the subject's word (a power of attorney, a court order, parental responsibility), and may reject the
+request on the authority not shown without asking the agent first. An authority confirmed may be withdrawn while the
+request is open (agent_authority_withdraw): the gates close again.
 """
 
 from django.conf import settings
@@ -23,6 +26,7 @@ from requests_app import emails, lifecycle, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import (
+    ActorKind,
     AgentAuthorityMethod,
     IdentityKind,
     InternalNote,
@@ -65,6 +69,16 @@ AUTHORITY_UNCONFIRMED_FOR_CLOSING = gettext_lazy(
     "for proof of it."
 )
 NO_AGENT = gettext_lazy("No agent filed this request: choose another ground.")
+# How staff may confirm an agent's authority against the subject's own "I did not allow the agent": on proof of an
+# authority that does not rest on the subject's say (a court order, a child's parent or guardian). Their signed
+# permission, or their word to us, is contradicted by that answer: to change their mind they answer a new link.
+METHODS_AGAINST_THE_SUBJECTS_DENIAL = (AgentAuthorityMethod.POWER_OF_ATTORNEY, AgentAuthorityMethod.PARENTAL_RESPONSIBILITY)
+SUBJECT_DENIED_THE_AGENT = gettext_lazy(
+    "The subject told us, through the link asking them to confirm the agent, that they did not allow the agent: their "
+    "signed permission or their word to us cannot be recorded against that answer. If they changed their mind, ask "
+    "them again (“Ask the subject to confirm”). Otherwise confirm only a power of attorney, a court order or parental "
+    "responsibility, which do not rest on the subject's say, or reject the request on “%(ground)s”."
+)
 AUTHORITY_CONFIRMED_ALREADY = gettext_lazy("The agent's authority was confirmed already: nothing changed.")
 
 
@@ -76,6 +90,18 @@ def asking_for_authority_refusal(request: PrivacyRequest) -> str | None:
     if request.agent_authority_confirmed_at is not None:
         return _("The agent's authority was confirmed already: there is no proof to ask for.")
     return None
+
+
+def subject_denied_agent(request: PrivacyRequest) -> bool:
+    """Did the subject's latest answer to a link asking them to confirm the agent (subject_confirmation_answer) say
+    they did not allow them? A later "yes" through a new link replaces it. Only answers given since whoever makes the
+    request was last corrected (requester_correct) count: an earlier one was about another agent, or none."""
+    answers = request.events.filter(actor_kind=ActorKind.SUBJECT, action__in=("agent_authority_denied", "agent_authority_confirmed"))
+    corrected = request.events.filter(action="requester_corrected").order_by("-sequence").values_list("sequence", flat=True).first()
+    if corrected is not None:
+        answers = answers.filter(sequence__gt=corrected)
+    latest = answers.order_by("-sequence").values_list("action", flat=True).first()
+    return latest == "agent_authority_denied"
 
 
 def authority_refusal(request: PrivacyRequest) -> str | None:
@@ -99,14 +125,18 @@ def rejection_refusal(request: PrivacyRequest, ground: str) -> str | None:
     agent filed, whose authority is unconfirmed, once the agent was asked for proof of it with a request for
     information that said so (Message.asks_agent_authority); any other question, a clarification say, does not count.
     As for an unverified identity (handling.identity_refusal), whether the answer (or the silence) leaves the
-    authority unshown is staff's judgment, given in the letter's reasons."""
+    authority unshown is staff's judgment, given in the letter's reasons.
+
+    The subject saying they did not allow the agent (subject_denied_agent) opens it too, unasked: that answer shows
+    the authority is lacking more surely than an agent's silence, and asking the agent first would only keep writing
+    to someone the subject disowned while the clock runs."""
     if ground != RejectionGround.AGENT_AUTHORITY_NOT_SHOWN:
         return None
     if not request.filed_by_agent:
         return str(NO_AGENT)
     if request.agent_authority_confirmed_at is not None:
         return str(AUTHORITY_CONFIRMED_ALREADY)
-    if not request.messages.filter(asks_agent_authority=True).exists():
+    if not request.messages.filter(asks_agent_authority=True).exists() and not subject_denied_agent(request):
         return str(AUTHORITY_NEVER_ASKED)
     return None
 
@@ -116,8 +146,10 @@ def agent_authority_confirm(*, request: PrivacyRequest, actor: Actor, method: st
     AgentAuthorityMethod): the audit event `agent_authority_confirmed` says who, when and how.
 
     Open, email-verified requests filed by an agent only; refused once confirmed (a second click changes nothing).
-    Lifts the gate of `authority_refusal`; the identity check of the subject is a separate step. `actor` is staff who
-    may work the request, or the subject answering the link of subject_confirmation_send.
+    While the subject's latest answer says they did not allow the agent (subject_denied_agent), staff may confirm only
+    with METHODS_AGAINST_THE_SUBJECTS_DENIAL. Lifts the gate of `authority_refusal`; the identity check of the subject
+    is a separate step. `actor` is staff who may work the request, or the subject answering the link of
+    subject_confirmation_send.
     """
     if method not in AgentAuthorityMethod.values:
         raise RequestError(_("Choose how you confirmed the agent's authority."))
@@ -133,6 +165,12 @@ def agent_authority_confirm(*, request: PrivacyRequest, actor: Actor, method: st
             raise RequestError(_("No agent filed this request: there is no authority to confirm."))
         if locked.agent_authority_confirmed_at is not None:
             raise RequestError(str(AUTHORITY_CONFIRMED_ALREADY))
+        if (
+            actor != Actor.subject()
+            and method not in METHODS_AGAINST_THE_SUBJECTS_DENIAL
+            and subject_denied_agent(locked)
+        ):
+            raise RequestError(str(SUBJECT_DENIED_THE_AGENT) % {"ground": RejectionGround.AGENT_AUTHORITY_NOT_SHOWN.label})
         locked.agent_authority_confirmed_at = timezone.now()
         locked.save(update_fields=["agent_authority_confirmed_at", "updated_at"])
         record_event(locked, "agent_authority_confirmed", actor=actor, data={"method": method})

@@ -61,6 +61,7 @@ from requests_app.models import (
     PrivacyRequest,
     Recipient,
     RecipientNotice,
+    RejectionGround,
     RequestType,
     ResponseTemplate,
     SourceAction,
@@ -745,6 +746,9 @@ def _request_context(request: HttpRequest, privacy_request: PrivacyRequest) -> d
         "forms": {slot: _action_form(slot, privacy_request) for slot in FORM_SLOTS},
         # Shown with the Complete button, so staff see what is missing before they try.
         "completion_blockers": actions.completion_blockers(privacy_request) if "complete" in allowed else [],
+        # The subject's "I did not allow the agent": shown by the confirmation it now limits (agents.agent_authority_confirm).
+        "subject_denied_agent": privacy_request.agent_authority_unconfirmed and agents.subject_denied_agent(privacy_request),
+        "reject_ground_agent_authority": RejectionGround.AGENT_AUTHORITY_NOT_SHOWN.label,
         "extendable": deadline_service.extension_refusal(privacy_request) is None,
         # A warning, not a refusal: a late refusal still has to be sent (Art. 12(4)).
         "late_refusal_warning": deadline_service.late_refusal_warning(privacy_request) if privacy_request.is_open else None,
