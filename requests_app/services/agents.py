@@ -11,7 +11,8 @@ Regulations § 7063(a)(2)): subject_confirmation_send, answered through subject_
 latest answer is "I did not allow the agent" (subject_denied_agent), staff may confirm the authority only on proof that
 does not rest on the subject's word (a power of attorney, a court order, parental responsibility), and may reject the
 request on the authority not shown without asking the agent first. An authority confirmed may be withdrawn while the
-request is open (agent_authority_withdraw): the gates close again.
+request is open (agent_authority_withdraw): the gates close again. Staff may correct who makes a web request, the
+subject or an agent, when the form's answer was wrong (requester_correct).
 """
 
 from django.conf import settings
@@ -28,11 +29,15 @@ from requests_app.lifecycle import RequestError
 from requests_app.models import (
     ActorKind,
     AgentAuthorityMethod,
+    AgentCapacity,
+    Channel,
     IdentityKind,
     InternalNote,
     PrivacyRequest,
     RejectionGround,
+    VerificationMethod,
     new_nonce,
+    normalised_identifier,
 )
 
 AUTHORITY_UNCONFIRMED = gettext_lazy(
@@ -217,6 +222,99 @@ def agent_authority_withdraw(*, request: PrivacyRequest, actor: Actor, reason: s
             emails.owe(locked, "agent_authority_withdrawn", str(event.pk))
             tasks.queue_after_commit(tasks.send_agent_authority_withdrawn_notification, locked.id, event.pk)
     request.agent_authority_confirmed_at = None
+    return locked
+
+
+def requester_correct(
+    *,
+    request: PrivacyRequest,
+    actor: Actor,
+    by_agent: bool,
+    agent_name: str = "",
+    agent_email: str = "",
+    agent_capacity: str = "",
+    reason: str,
+) -> PrivacyRequest:
+    """Correct who makes a web request, the answer to the form's "Who is making this request?": an agent
+    (`by_agent`, with their name, email address and capacity) or the subject. Whoever filed confirmed their own
+    mailbox through the verification link.
+
+    - To an agent: the link proved the filer's mailbox, the agent's, not the subject's. Every email address verified
+      by that link is unverified (the source systems would be searched by it, and subject_confirmation_send would ask
+      the agent to confirm themselves); the subject's address, if it is the agent's (as staff give it: the staff form
+      offers the one that confirmed the request), is cleared and its identity dropped. We write to the agent's
+      address from then on; their authority is unconfirmed: the gates of authority_refusal close.
+    - To the subject: the agent's address, which the link proved, becomes the subject's, verified by that link as on
+      any subject's web request; the agent's details, a confirmed authority and an unanswered link asking the subject
+      to confirm the agent are cleared.
+
+    Open, email-verified web requests only, by staff who may work them (as agent_authority_confirm); refused once
+    data was sent or changed for whoever made it (actions.answered_already: a package released, an action run in a
+    source, a suppression list applied). `reason` is kept as an internal note; the audit event `requester_corrected`
+    says {"to": "agent" | "subject", "note": its id}. All or nothing, in one transaction.
+    """
+    from requests_app.services import actions  # imported here: actions imports this module
+
+    reason = reason.strip()
+    if not reason:
+        raise RequestError(_("Say why you correct who makes this request."))
+    agent_name, agent_email = agent_name.strip(), agent_email.strip()
+    if by_agent and not (agent_name and agent_email and agent_capacity in AgentCapacity.values):
+        raise RequestError(_("Give the agent's name, email address and capacity."))
+    with transaction.atomic():
+        locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+        roles.require_can_work(actor, locked)
+        if locked.channel != Channel.WEB:
+            raise RequestError(_("Only a request made on our web form can have who makes it corrected here."))
+        if locked.status not in lifecycle.VERIFIED_OPEN:
+            raise RequestError(_("Who makes a request can be corrected on open, email-verified requests only."))
+        if by_agent == locked.filed_by_agent:
+            raise RequestError(
+                _("An agent makes this request already: nothing changed.") if by_agent
+                else _("The subject makes this request already: nothing changed.")
+            )
+        if actions.answered_already(locked, set(locked.requested_rights)):
+            raise RequestError(
+                _(
+                    "Who makes this request can no longer be corrected: data was already sent or changed for it (a "
+                    "package released, an action carried out in a source, a suppression list applied). Record what "
+                    "you learned as a note."
+                )
+            )
+        fields = ["agent_capacity", "agent_name", "agent_email", "agent_authority_confirmed_at", "subject_email", "updated_at"]
+        if by_agent:
+            # The verification link reached the filer, the agent: it proves no address of the subject's.
+            locked.identities.filter(kind=IdentityKind.EMAIL, verification_method=VerificationMethod.EMAIL_LINK).update(
+                verified_at=None, verification_method="", verified_by=None
+            )
+            if locked.subject_email.casefold() == agent_email.casefold():  # the agent gave their own address as the subject's
+                locked.identities.filter(
+                    kind=IdentityKind.EMAIL, value=normalised_identifier(IdentityKind.EMAIL, locked.subject_email)
+                ).delete()
+                locked.subject_email = ""
+            locked.agent_capacity, locked.agent_name, locked.agent_email = agent_capacity, agent_name, agent_email
+        else:
+            # The filer confirmed this mailbox through our link: as on any subject's web request, that proves it theirs.
+            locked.subject_email = locked.agent_email
+            identity, _created = locked.identities.get_or_create(
+                kind=IdentityKind.EMAIL, value=normalised_identifier(IdentityKind.EMAIL, locked.agent_email)
+            )
+            if identity.verified_at is None:  # one staff verified already, by a method of their choosing, stays
+                identity.verified_at = locked.verified_at or timezone.now()
+                identity.verification_method = VerificationMethod.EMAIL_LINK
+                identity.save(update_fields=["verified_at", "verification_method"])
+            if locked.subject_confirmation_nonce:  # its email, if still unsent, would ask about an agent no longer there
+                emails.forgive(locked.id, "subject_confirmation", locked.subject_confirmation_nonce)
+            locked.subject_confirmation_nonce = ""
+            fields.append("subject_confirmation_nonce")
+            locked.agent_capacity = locked.agent_name = locked.agent_email = ""
+        locked.agent_authority_confirmed_at = None
+        locked.save(update_fields=fields)
+        # Staff text may name people, and the chain is never purged: the reason is a note, which is.
+        note = InternalNote.objects.create(request=locked, author=actor.user, body=reason)
+        record_event(
+            locked, "requester_corrected", actor=actor, data={"to": "agent" if by_agent else "subject", "note": note.id}
+        )
     return locked
 
 

@@ -22,6 +22,7 @@ from requests_app.models import (
     REFUSABLE_GROUNDS,
     TEXT_MAX_CHARS,
     AgentAuthorityMethod,
+    AgentCapacity,
     AssignmentRule,
     Channel,
     ConnectorKind,
@@ -268,6 +269,52 @@ class AgentAuthorityWithdrawForm(forms.Form):
         error_messages={"required": _("Say why you withdraw the agent's authority.")},
         help_text=_("Kept as an internal note on the request, never sent to the agent or the subject."),
     )
+
+
+class RequesterCorrectForm(forms.Form):
+    """Who makes a web request, corrected (agents.requester_correct): the subject's made an agent's, with the agent's
+    details, or an agent's made the subject's own."""
+
+    # The page's direction, sent back: a page from before someone else's correction is refused as changing nothing.
+    to = forms.ChoiceField(choices=[("agent", "agent"), ("subject", "subject")], widget=forms.HiddenInput)
+    agent_capacity = forms.ChoiceField(
+        label=_("Acting as"), choices=[("", _("Choose…")), *AgentCapacity.choices], required=False
+    )
+    agent_name = forms.CharField(label=_("The agent's name"), max_length=200, required=False)
+    agent_email = forms.EmailField(
+        label=_("The agent's email address"),
+        max_length=254,
+        required=False,
+        help_text=_(
+            "The address that confirmed the request is the agent's own mailbox: keep it unless the agent gave you "
+            "another one. Our emails and letters go there."
+        ),
+    )
+    reason = forms.CharField(
+        label=_("Why"),
+        widget=forms.Textarea(attrs={"dir": "auto", "rows": 3}),
+        max_length=TEXT_MAX_CHARS,
+        error_messages={"required": _("Say why you correct who makes this request.")},
+        help_text=_("Kept as an internal note on the request, never sent to the agent or the subject."),
+    )
+
+    def __init__(self, *args, privacy_request, **kwargs):
+        super().__init__(*args, **kwargs)
+        if privacy_request.filed_by_agent:
+            self.fields["to"].initial = "subject"
+            for name in ("agent_capacity", "agent_name", "agent_email"):
+                del self.fields[name]
+        else:
+            self.fields["to"].initial = "agent"
+            self.fields["agent_email"].initial = privacy_request.subject_email
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("to") == "agent":
+            for name in ("agent_capacity", "agent_name", "agent_email"):
+                if name in self.fields and not cleaned.get(name) and name not in self.errors:
+                    self.add_error(name, _("Required when an agent makes the request."))
+        return cleaned
 
 
 class CompleteForm(forms.Form):

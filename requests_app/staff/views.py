@@ -775,6 +775,7 @@ FORM_SLOTS = {
     "identity": forms.IdentityVerifyForm,
     "confirm_agent_authority": forms.AgentAuthorityForm,
     "withdraw_agent_authority": forms.AgentAuthorityWithdrawForm,
+    "correct_requester": forms.RequesterCorrectForm,
     "extend": forms.ExtensionForm,
     "pause": forms.PauseForm,
     "complete": forms.CompleteForm,
@@ -789,6 +790,7 @@ def _action_form(slot: str, privacy_request: PrivacyRequest, data=None):
     form_class = FORM_SLOTS[slot]
     takes_request = (
         forms.IdentityVerifyForm, forms.CompleteForm, forms.RejectForm, forms.ExtensionForm, forms.InformationRequestForm,
+        forms.RequesterCorrectForm,
     )
     kwargs = {"privacy_request": privacy_request} if form_class in takes_request else {}
     if slot == "assign" and data is None:
@@ -890,6 +892,14 @@ ACTIONS = {
             "Recorded: the agent's authority is withdrawn, and unconfirmed again. Nothing more is disclosed, erased, "
             "rectified or restricted until it is confirmed."
         ),
+    ),
+    "correct_requester": (
+        lambda r, f, a, p: agents.requester_correct(
+            request=r, actor=a, by_agent=f.cleaned_data["to"] == "agent", agent_name=f.cleaned_data.get("agent_name", ""),
+            agent_email=f.cleaned_data.get("agent_email", ""), agent_capacity=f.cleaned_data.get("agent_capacity", ""),
+            reason=f.cleaned_data["reason"],
+        ),
+        gettext_lazy("Recorded: who makes this request is corrected. Check the identifiers and the agent's authority again."),
     ),
     "ask_subject_to_confirm": (
         lambda r, f, a, p: agents.subject_confirmation_send(request=r, actor=a),

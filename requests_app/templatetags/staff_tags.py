@@ -117,6 +117,7 @@ EVENT_LABELS = {
     "subject_confirmation_sent": _("Subject asked to confirm that they allowed the agent"),
     "agent_authority_denied": _("The subject said they did not allow the agent"),
     "agent_authority_withdrawn": _("The agent's authority to act for the subject withdrawn"),
+    "requester_corrected": _("Who makes the request corrected"),
     "receipt_confirmed": _("Receipt confirmed to the subject by staff"),
     "note_added": _("Note added"),
     "message_sent": _("Message sent to the subject"),
@@ -336,6 +337,8 @@ DATA_VALUES = {
     "method": (dict(VerificationMethod.choices), dict(AgentAuthorityMethod.choices)),  # an identity's, an agent's
     "agent": (dict(AgentCapacity.choices),),
     "asks": ({ASKS_AGENT_AUTHORITY: _("proof of the agent's authority")},),  # a request for information's
+    # Who makes the request, corrected (agents.requester_correct); an assignment's "to" is a username, shown as it is.
+    "to": ({"agent": _("an agent for the subject"), "subject": _("the subject themselves")},),
     "ground": (dict(RejectionGround.choices), dict(ErasureException.choices)),  # a rejection's, a legal hold's
     "kind": (dict(ActionKind.choices), dict(ExportKind.choices)),  # a source action's, an export package's
 }

@@ -393,6 +393,15 @@ ACTION_CASES = {
             prepare=_filed_by_an_agent_whose_authority_is_confirmed,
         ),
         ActionCase(
+            "correct_requester",
+            Status.IN_PROGRESS,
+            lambda r, c: {
+                "to": "agent", "agent_capacity": "legal_representative", "agent_name": "Marc Peeters",
+                "agent_email": "marc@example.org", "reason": "Her lawyer filed it.",
+            },
+            lambda r, c: r.agent_email == "marc@example.org" and r.events.filter(action="requester_corrected").exists(),
+        ),
+        ActionCase(
             "ask_subject_to_confirm",
             Status.IN_PROGRESS,
             lambda r, c: {},
@@ -507,6 +516,14 @@ ACTION_CASES_WITH_OPTIONS = {
         lambda r, c: r.status == Status.COMPLETED and r.refused_rights == ["erasure"]
         and Message.objects.filter(request=r, body__contains="Telecom law keeps call records").exists(),
         prepare=_asks_erasure_too,
+    ),
+    # An agent's request made the subject's own: the agent's details go.
+    "correct_requester_to_the_subject": ActionCase(
+        "correct_requester",
+        Status.IN_PROGRESS,
+        lambda r, c: {"to": "subject", "reason": "She filed it herself."},
+        lambda r, c: not r.filed_by_agent and r.events.filter(action="requester_corrected").exists(),
+        prepare=_filed_by_an_agent,
     ),
     # A question asking the agent for proof of their authority: what lets a request be rejected for its lack.
     "request_information_asking_for_the_agents_authority": ActionCase(
