@@ -164,6 +164,10 @@ def test_the_correction_is_refused_once_data_went_out_or_for_a_stale_page_and_ch
         agents.requester_correct(request=fresh, actor=Actor.staff(handler), by_agent=False, reason="Stale page.")
     with pytest.raises(RequestError, match="Give the agent's name"):
         agents.requester_correct(request=fresh, actor=Actor.staff(handler), by_agent=True, reason="No details.")
+    with pytest.raises(RequestError, match="valid email address"):
+        agents.requester_correct(
+            request=fresh, actor=Actor.staff(handler), by_agent=True, reason="A typo.", **{**AGENT, "agent_email": "marc@"}
+        )
     with pytest.raises(RequestError, match="Say why"):
         agents.requester_correct(request=fresh, actor=Actor.staff(handler), by_agent=True, reason=" ", **AGENT)
     other = staff_in_role("Handler", username="handler-other")

@@ -17,6 +17,8 @@ subject or an agent, when the form's answer was wrong (requester_correct).
 
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -261,6 +263,11 @@ def requester_correct(
     agent_name, agent_email = agent_name.strip(), agent_email.strip()
     if by_agent and not (agent_name and agent_email and agent_capacity in AgentCapacity.values):
         raise RequestError(_("Give the agent's name, email address and capacity."))
+    if by_agent:
+        try:
+            validate_email(agent_email)
+        except ValidationError:
+            raise RequestError(_("Enter a valid email address for the agent.")) from None
     with transaction.atomic():
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
         roles.require_can_work(actor, locked)
