@@ -227,7 +227,7 @@ def test_a_request_changed_in_another_tab_keeps_the_letter_typed_and_a_deliberat
     reject_form = reject_form[: reject_form.index("</form>")]
     assert letter in reject_form
     assert f'name="expected_status" value="{Status.IDENTITY_CHECK}"' in reject_form
-    assert '<details open><summary>Reject</summary>' in page
+    assert '<details id="reject" open><summary>Reject</summary>' in page
     request.refresh_from_db()
     assert request.status == Status.IDENTITY_CHECK
 
