@@ -48,6 +48,8 @@ OPTIONAL_RIGHT_DETAIL_FIELDS = {RequestType.PORTABILITY: ("recipient_name", "rec
 
 # The error code of a right's details given without the right (the API words it for a portal: no box to tick).
 DETAIL_WITHOUT_ITS_RIGHT = "detail_without_its_right"
+# The error code of the other organisation's address that is one of the request's own (the API words it too).
+OWN_ADDRESS = "own_address"
 
 
 def _detail_without_its_right(right: str, *, box: bool = False) -> forms.ValidationError:
@@ -479,7 +481,7 @@ class RequestForm(forms.Form):
             self.add_error("recipient_name", forms.ValidationError(self.recipient_name_missing, code="required"))
         own = {(cleaned.get(field) or "").casefold() for field in ("subject_email", "agent_email")} - {""}
         if email and email.casefold() in own:
-            self.add_error("recipient_email", forms.ValidationError(self.own_address_error, code="own_address"))
+            self.add_error("recipient_email", forms.ValidationError(self.own_address_error, code=OWN_ADDRESS))
 
     recipient_email_missing = _("Give the email address of the organisation you want your data sent to.")
     recipient_name_missing = _("Give the name of the organisation you want your data sent to.")

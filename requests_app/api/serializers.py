@@ -18,7 +18,7 @@ from rest_framework.settings import api_settings
 
 from requests_app import selectors
 from requests_app.api.fields import MomentField
-from requests_app.forms import DETAIL_WITHOUT_ITS_RIGHT, RequestForm
+from requests_app.forms import DETAIL_WITHOUT_ITS_RIGHT, OWN_ADDRESS, RequestForm
 from requests_app.models import TEXT_MAX_CHARS, PrivacyRequest, Regime, Relationship, RequestType, RestrictionGround, Status
 
 
@@ -170,6 +170,18 @@ class RequestCreateSerializer(RefusesUnknownFields, serializers.Serializer):
         required=False, allow_blank=True, default="", max_length=limit("consent_withdrawn"),
         help_text="With `withdraw_consent`: which consent the subject withdraws.",
     )
+    # Art. 20(2): both or neither, checked by the web form's rules (forms.RequestForm._check_transmission).
+    recipient_name = StringField(
+        required=False, allow_blank=True, default="", max_length=limit("recipient_name"),
+        help_text="With `portability`, optional: the organisation the subject asks us to send their data to directly "
+        "(GDPR Art. 20(2)). Send it with `recipient_email`, or neither.",
+    )
+    recipient_email = StringField(
+        required=False, allow_blank=True, default="", max_length=limit("recipient_email"),
+        help_text="With `portability` and `recipient_name`: that organisation's email address, not the subject's own "
+        "(`subject_email`). Once the DPO releases the data, the organisation is emailed a link to download it, or "
+        "the subject is told why it cannot be sent; the subject gets their own copy either way.",
+    )
     subject_name = StringField(max_length=limit("subject_name"), help_text="The subject's full name.")
     subject_email = StringField(
         max_length=limit("subject_email"),
@@ -262,6 +274,11 @@ def _api_message(error) -> str:
     """The form's message, or the API's words where the form's speak of the web page ("tick it above")."""
     if error.code == DETAIL_WITHOUT_ITS_RIGHT:
         return _("Sent without “%(right)s” in rights: add it to rights, or leave this field out.") % {"right": error.params["code"]}
+    if error.code == OWN_ADDRESS:
+        return _(
+            "This is the subject's own email address (subject_email): they get their own copy of their data anyway. "
+            "Give the other organisation's address, or leave out both recipient_name and recipient_email."
+        )
     return " ".join(error.messages)
 
 
@@ -333,14 +350,29 @@ class RequestSerializer(serializers.ModelSerializer):
 
 # Lists and the answer to filing leave the timeline out rather than show it empty, which would read as "nothing
 # happened": it costs a query per request, and the filing is benchmarked.
+class PortabilityRecipientSerializer(serializers.Serializer):
+    name = serializers.CharField(source="recipient_name", help_text="As filed in `recipient_name`.")
+    email = serializers.CharField(source="recipient_email", help_text="As filed in `recipient_email`.")
+
+
 class RequestWithTimelineSerializer(RequestSerializer):
     """A request with the subject's timeline, as retrieving or withdrawing it answers."""
 
+    portability_recipient = serializers.SerializerMethodField(
+        help_text="The organisation the subject asked us to send their data to directly (GDPR Art. 20(2)), as filed "
+        "with the `portability` right, or null: none was named, or the subject's personal data was deleted since. "
+        "The timeline says whether it was sent."
+    )
     timeline = serializers.SerializerMethodField(help_text="What the subject sees of the request's history, oldest first.")
 
     class Meta(RequestSerializer.Meta):
-        fields = [*RequestSerializer.Meta.fields, "timeline"]
+        fields = [*RequestSerializer.Meta.fields, "portability_recipient", "timeline"]
         read_only_fields = fields
+
+    @extend_schema_field(PortabilityRecipientSerializer(allow_null=True))
+    def get_portability_recipient(self, request) -> dict | None:
+        right = request.rights.filter(right=RequestType.PORTABILITY).exclude(recipient_email="").first()
+        return PortabilityRecipientSerializer(right).data if right else None
 
     @extend_schema_field(TimelineItemSerializer(many=True))
     def get_timeline(self, request) -> list[dict]:

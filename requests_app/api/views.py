@@ -355,7 +355,7 @@ ERASURE_BY_OPERATOR = OpenApiExample(
 )
 ACCESS_BY_OPERATOR = OpenApiExample(
     "Access and portability for a subscriber",
-    summary="A mobile operator files access and portability for a subscriber",
+    summary="A mobile operator files access and portability for a subscriber, to be sent to another operator too",
     request_only=True,
     value={
         "rights": ["access", "portability"],
@@ -366,6 +366,8 @@ ACCESS_BY_OPERATOR = OpenApiExample(
         "relationship": "end_user",
         "language": "fr",
         "description": "A copy of my call records and invoices for 2025.",
+        "recipient_name": "Nova Telecom",
+        "recipient_email": "portability@nova-telecom.example.com",
         "signature": "Luc Janssens",
     },
 )
@@ -397,6 +399,7 @@ REQUEST_IN_PROGRESS = {
 }
 REQUEST_WITH_TIMELINE = {
     **REQUEST_IN_PROGRESS,
+    "portability_recipient": None,
     "timeline": [
         {"at": "2026-03-02T09:14:07.412345+01:00", "event": "We received your request."},
         {"at": "2026-03-03T10:02:51.210044+01:00", "event": "We started working on your request."},
@@ -404,6 +407,7 @@ REQUEST_WITH_TIMELINE = {
 }
 REQUEST_WITHDRAWN = {
     **CREATED_REQUEST,
+    "portability_recipient": None,
     "status": "withdrawn",
     "status_label": "Withdrawn",
     "updated_at": "2026-03-04T16:40:12.730562+01:00",

@@ -116,7 +116,7 @@ def test_only_one_requests_answers_carry_its_timeline_and_none_shows_it_empty(ap
     assert "timeline" not in created and "timeline" not in listed
     assert created.keys() == listed.keys()
     fetched = api.get(f"{URL}{created['id']}/").json()
-    assert fetched.keys() - created.keys() == {"timeline"}
+    assert fetched.keys() - created.keys() == {"portability_recipient", "timeline"}  # one request's details
     assert [item["event"] for item in fetched["timeline"]] == ["We received your request."]
 
 
@@ -1425,3 +1425,64 @@ def test_every_time_in_an_answer_keeps_six_digits_of_microseconds_even_when_they
     assert {"received_at", "created_at", "updated_at", "extended_at", "proposed_at", "paid_at", "at"} <= named
     assert {path: value for path, value in moments.items() if not API_MOMENT.match(value)} == {}
     assert created["created_at"] == "2026-01-15T09:30:00.000000+01:00"
+
+
+NOVA = {"rights": ["portability"], "recipient_name": "Nova Telecom", "recipient_email": "dpo@nova.example"}
+
+
+@pytest.mark.django_db
+def test_a_portability_request_names_the_organisation_to_send_the_data_to_and_reads_it_back(api):
+    """GDPR Art. 20(2): a portal files what the web form asks, and finds it in the request's detail."""
+    created = create(api, **NOVA)
+    assert created.status_code == 201, created.json()
+    right = PrivacyRequest.objects.get(public_id=created.json()["id"]).rights.get()
+    assert (right.recipient_name, right.recipient_email) == ("Nova Telecom", "dpo@nova.example")
+    detail = api.get(f"{URL}{created.json()['id']}/").json()
+    assert detail["portability_recipient"] == {"name": "Nova Telecom", "email": "dpo@nova.example"}
+    assert "portability_recipient" not in created.json()  # the filing's answer has no more than a list's
+
+    without = create(api, rights=["portability"]).json()
+    assert api.get(f"{URL}{without['id']}/").json()["portability_recipient"] is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "errors"),
+    [
+        ({"recipient_email": ""}, {"recipient_email": ["Give the email address of the organisation you want your data sent to."]}),
+        ({"recipient_name": ""}, {"recipient_name": ["Give the name of the organisation you want your data sent to."]}),
+        ({"recipient_email": "dpo@nova"}, {"recipient_email": ["Enter a valid email address."]}),
+        (
+            {"recipient_email": "ANA@example.com"},
+            {
+                "recipient_email": [
+                    "This is the subject's own email address (subject_email): they get their own copy of their data "
+                    "anyway. Give the other organisation's address, or leave out both recipient_name and recipient_email."
+                ]
+            },
+        ),
+        (
+            {"rights": ["access"]},
+            {
+                "recipient_name": ["Sent without “portability” in rights: add it to rights, or leave this field out."],
+                "recipient_email": ["Sent without “portability” in rights: add it to rights, or leave this field out."],
+            },
+        ),
+    ],
+)
+@pytest.mark.django_db
+def test_the_organisation_to_send_the_data_to_is_refused_as_the_web_form_refuses_it(api, changes, errors):
+    response = create(api, **{**NOVA, **changes})
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert response.json()["errors"] == errors
+    assert not PrivacyRequest.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_schema_documents_the_organisation_to_send_the_data_to(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    create_fields = schema["components"]["schemas"]["RequestCreate"]["properties"]
+    assert create_fields["recipient_email"]["maxLength"] == 254 and "Art. 20(2)" in create_fields["recipient_name"]["description"]
+    detail = schema["components"]["schemas"]["RequestWithTimeline"]
+    assert "portability_recipient" in detail["required"]
+    examples = schema["paths"][URL]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    assert examples["AccessAndPortabilityForASubscriber"]["value"]["recipient_name"] == "Nova Telecom"
