@@ -1871,6 +1871,9 @@ class ExportPackage(models.Model):
     transmitted_at = models.DateTimeField(null=True, blank=True)
     transmitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     recipient_download_count = models.PositiveIntegerField(default=0, db_default=0)
+    # When that organisation's mail server refused the address the link was last sent to, for good: the link never
+    # arrived. Staff may then correct the address and send it again (transmission.transmission_resend), or decline.
+    transmission_rejected_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

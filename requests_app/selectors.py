@@ -95,9 +95,12 @@ SUBJECT_EVENT_TEXT = {
     "export_transmitted": _("We sent %(organisation)s a link to download your data, as you asked."),
     "transmission_declined": _("We could not send your data to %(organisation)s; our message explains why."),
     "export_downloaded_by_recipient": _("%(organisation)s downloaded the copy of your data we sent it."),
+    "transmission_resent": _("We sent %(organisation)s the link to download your data again, at a corrected address."),
 }
 # The events above that name the organisation the subject asked us to send their data to.
-NAMES_THE_RECIPIENT = frozenset({"export_transmitted", "transmission_declined", "export_downloaded_by_recipient"})
+NAMES_THE_RECIPIENT = frozenset(
+    {"export_transmitted", "transmission_declined", "export_downloaded_by_recipient", "transmission_resent"}
+)
 # Its name once the subject's details are purged with the request (RequestedRight.recipient_name).
 RECIPIENT_NAME_PURGED = _("the organisation you named")
 # An event the organisation that filed the request took, through its API key.

@@ -43,8 +43,9 @@ def transmission_token(export: ExportPackage) -> str:
     return signing.dumps({"t": str(export.public_id)}, salt=TRANSMISSION_SALT)
 
 
-def _request_refusal(request: PrivacyRequest, right: RequestedRight | None) -> str:
-    """What forbids sending or declining, whatever the package: "" when nothing does."""
+def _request_refusal(request: PrivacyRequest, right: RequestedRight | None, *, after_rejection: bool = False) -> str:
+    """What forbids sending or declining, whatever the package: "" when nothing does. Once the data was sent, only
+    what the organisation's mail server refusing its address allows (`after_rejection`: declining, sending again)."""
     if right is None:
         return _("The subject did not ask for their data to be sent to another organisation.")
     if not request.is_open:
@@ -54,10 +55,17 @@ def _request_refusal(request: PrivacyRequest, right: RequestedRight | None) -> s
             "organisation": right.recipient_name, "moment": date_in_words(right.transmission_declined_at, "DATETIME_FORMAT"),
         }
     sent = request.exports.filter(transmitted_at__isnull=False).first()
-    if sent is not None:
+    if sent is None:
+        return ""
+    if sent.transmission_rejected_at is None:
         return _("The data was sent to %(organisation)s on %(moment)s: nothing changed.") % {
             "organisation": right.recipient_name, "moment": date_in_words(sent.transmitted_at, "DATETIME_FORMAT"),
         }
+    if not after_rejection:
+        return _(
+            "The mail server of %(organisation)s refused the address the link was sent to: correct the address and "
+            "send the link again from that package's page, or decline."
+        ) % {"organisation": right.recipient_name}
     return ""
 
 
@@ -79,6 +87,11 @@ def transmission_refusal(export: ExportPackage) -> str:
             "open it. Decline, saying so, or send an unencrypted package."
         )
     return ""
+
+
+def decline_refusal(request: PrivacyRequest) -> str:
+    """Why staff may not decline to send the data to the organisation the subject named, or "" when they may."""
+    return _request_refusal(request, portability_right(request), after_rejection=True)
 
 
 def export_transmit(*, export: ExportPackage, actor: Actor) -> ExportPackage:
@@ -121,7 +134,8 @@ def export_transmit(*, export: ExportPackage, actor: Actor) -> ExportPackage:
 def transmission_decline(*, request: PrivacyRequest, actor: Actor, reason: str) -> RequestedRight:
     """Decline to send the data to the organisation the subject named, with the reason they are told (sending it is
     not technically feasible, or the address looks wrong). They keep their own copy. Open requests only, once, and
-    not once it was sent; refused with nothing changed otherwise."""
+    not once it was sent, unless the organisation's mail server refused the address; refused with nothing changed
+    otherwise."""
     from requests_app.services import handling
 
     reason = reason.strip()
@@ -133,7 +147,8 @@ def transmission_decline(*, request: PrivacyRequest, actor: Actor, reason: str) 
     with transaction.atomic():
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
         right = portability_right(locked)
-        if refusal := _request_refusal(locked, right):
+        # After the organisation's mail server refused its address too: the subject is then told it was not sent.
+        if refusal := decline_refusal(locked):
             raise RequestError(refusal)
         right.transmission_declined_at, right.transmission_decline_reason = timezone.now(), reason
         right.save(update_fields=["transmission_declined_at", "transmission_decline_reason"])
@@ -151,6 +166,91 @@ def transmission_decline(*, request: PrivacyRequest, actor: Actor, reason: str) 
             }
         handling.write_to_subject(locked, actor=actor, subject=subject, body=body, action="transmission_decline_letter_sent")
     return right
+
+
+def resend_refusal(export: ExportPackage) -> str:
+    """Why staff may not correct the organisation's address and send `export`'s link again, or "" when they may:
+    only after its mail server refused the address the link was last sent to, the package still downloadable there."""
+    request = export.request
+    if refusal := _request_refusal(request, portability_right(request), after_rejection=True):
+        return refusal
+    if export.transmission_rejected_at is None:
+        return _("The link is sent again only after the organisation's mail server refused its address: nothing changed.")
+    if not ExportPackage.objects.downloadable_by_recipient().filter(pk=export.pk).exists():
+        return exports.download_refusal(export, counter="recipient_download_count")
+    return ""
+
+
+def _corrected_address(request: PrivacyRequest, right: RequestedRight, address: str) -> str:
+    """`address`, checked as the form checks the organisation's (forms.RequestForm._check_transmission): a valid
+    address we can write to, not one of the request's own, and not the one refused. RequestError otherwise."""
+    from django.core.exceptions import ValidationError
+
+    from requests_app.forms import EMAIL_ERRORS, RoutableEmailField
+
+    try:
+        address = RoutableEmailField(max_length=254, required=False, error_messages=EMAIL_ERRORS).clean(address.strip())
+    except ValidationError as error:
+        raise RequestError(" ".join(error.messages)) from None
+    if not address:
+        raise RequestError(_("Give the organisation's corrected email address."))
+    if address.casefold() == right.recipient_email.casefold():
+        raise RequestError(_("This is the address its mail server refused: give the corrected one."))
+    if address.casefold() in {own.casefold() for own in (request.subject_email, request.agent_email) if own}:
+        raise RequestError(
+            _("This is the address we write to about the request: the subject gets their own copy. Give the other organisation's address.")
+        )
+    return address
+
+
+def transmission_resend(*, export: ExportPackage, actor: Actor, recipient_email: str) -> ExportPackage:
+    """Correct the address of the organisation the subject named, after its mail server refused the one the link was
+    sent to for good (send_transmission_email), and email the link there again, once; the subject is told the new
+    address in a letter, and on the timeline. The address goes on the right (purged with it), not in the trail.
+
+    Allowed once per refusal, on an open request not declined, for a package still downloadable there; refused with
+    nothing changed otherwise. The claim is a conditional update on the refusal, so two staff correcting at once
+    send it once."""
+    from requests_app.services import handling
+
+    roles.require_can_work(actor, export.request)
+    with transaction.atomic():
+        request = PrivacyRequest.objects.select_for_update().get(pk=export.request_id)
+        locked = ExportPackage.objects.select_for_update(of=("self",)).select_related("request").get(pk=export.pk)
+        if refusal := resend_refusal(locked):
+            raise RequestError(refusal)
+        right = portability_right(request)
+        address = _corrected_address(request, right, recipient_email)
+        now = timezone.now()
+        claimed = ExportPackage.objects.downloadable_by_recipient().filter(
+            pk=locked.pk, transmission_rejected_at__isnull=False
+        ).update(transmitted_at=now, transmitted_by=actor.user, transmission_rejected_at=None)
+        if not claimed:
+            raise RequestError(exports.download_refusal(locked, counter="recipient_download_count"))
+        refused_address = right.recipient_email
+        right.recipient_email = address
+        right.save(update_fields=["recipient_email"])
+        locked.transmitted_at, locked.transmitted_by, locked.transmission_rejected_at = now, actor.user, None
+        record_event(request, "transmission_resent", actor=actor, data={"export": str(locked.public_id)})
+        # The same email, owed again: the refusal forgave the first (emails.send_once), so it goes out once more.
+        emails.owe(request, "portability_transmission", str(locked.public_id))
+        tasks.queue_after_commit(tasks.send_transmission_email, locked.id)
+        with translation.override(request.language):
+            subject = _("We sent the link to your data to %(organisation)s again, at a corrected address") % {
+                "organisation": right.recipient_name
+            }
+            body = _(
+                "As you asked in request %(reference)s, we emailed %(organisation)s a link to download your data, but "
+                "its mail server refused the address %(refused)s, so the link never arrived. On %(moment)s we sent it "
+                "again to %(email)s. The link works until %(expires)s. If this address is wrong too, tell us in a reply. "
+                "Your own copy stays on your request's status page until then."
+            ) % {
+                "reference": request.reference, "organisation": right.recipient_name, "refused": refused_address,
+                "moment": date_in_words(now, "DATETIME_FORMAT"), "email": address,
+                "expires": date_in_words(locked.expires_at, "DATETIME_FORMAT"),
+            }
+        handling.write_to_subject(request, actor=actor, subject=subject, body=body, action="transmission_resend_letter_sent")
+    return locked
 
 
 def send_transmission_email(*, export_id: int) -> bool:
@@ -177,8 +277,10 @@ def send_transmission_email(*, export_id: int) -> bool:
     try:
         return emails.send_once(request, "portability_transmission", str(export.public_id), message)
     except emails.EmailRejected as rejected:
-        # No retry can help (send_once forgave it): staff see it on the package's page, to tell the subject.
+        # No retry can help (send_once forgave it): staff see it on the package's page, to correct the address and
+        # send the link again, or decline (transmission_resend, transmission_decline).
         with transaction.atomic():
+            ExportPackage.objects.filter(pk=export.pk).update(transmission_rejected_at=timezone.now())
             record_event(
                 request, "transmission_email_rejected", actor=Actor.system(),
                 data={"export": str(export.public_id), "smtp_code": rejected.smtp_code},

@@ -1471,9 +1471,8 @@ def export_detail(request: HttpRequest, public_id) -> HttpResponse:
         # Art. 20(2): the organisation the subject asked us to send the data to, and why the button is not offered.
         "transmission_right": transmission.portability_right(export.request) if export.kind == ExportKind.PORTABILITY else None,
         "transmission_refusal": transmission.transmission_refusal(export),
-        "transmission_email_rejected_at": export.request.events.filter(
-            action="transmission_email_rejected", data__export=str(export.public_id)
-        ).values_list("created_at", flat=True).first(),
+        "transmission_resend_refusal": transmission.resend_refusal(export) if export.transmission_rejected_at else "",
+        "transmission_decline_refusal": transmission.decline_refusal(export.request),
     }
     return render(request, "staff/export.html", context)
 
@@ -1525,6 +1524,9 @@ def export_action(request: HttpRequest, public_id, action: str) -> HttpResponse:
         elif action == "transmit":
             transmission.export_transmit(export=export, actor=actor)
             messages.success(request, _("Sent: the organisation is emailed its link, and the subject told."))
+        elif action == "resend_transmission":
+            transmission.transmission_resend(export=export, actor=actor, recipient_email=request.POST.get("recipient_email", ""))
+            messages.success(request, _("Sent again: the organisation is emailed its link at the corrected address, and the subject told."))
         elif action == "decline_transmission":
             transmission.transmission_decline(request=export.request, actor=actor, reason=request.POST.get("reason", ""))
             messages.success(request, _("Declined: the subject is told why, and keeps their own copy."))

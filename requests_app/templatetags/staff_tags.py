@@ -149,6 +149,8 @@ EVENT_LABELS = {
     "transmission_decline_letter_sent": _("Letter sent: data not sent to the organisation the subject named"),
     "export_downloaded_by_recipient": _("Export downloaded by the organisation the subject named"),
     "transmission_email_rejected": _("Email to the organisation the subject named refused by its mail server"),
+    "transmission_resent": _("Portability package sent again to the organisation the subject named, at a corrected address"),
+    "transmission_resend_letter_sent": _("Letter sent: data sent again to the organisation the subject named"),
     "export_deleted": _("Export deleted"),
     "source_actions_planned": _("Actions on source systems planned"),
     "source_action_dry_run_started": _("Dry run of a source action started"),

@@ -9,6 +9,7 @@ import zipfile
 import pytest
 import time_machine
 from django.core import mail
+from django.core.mail.backends import locmem
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
@@ -296,3 +297,151 @@ def test_the_staff_page_declines_with_the_reason_typed(released, dpo, client, dj
     page = response.content.decode()
     assert "Declined: the subject is told why, and keeps their own copy." in page
     assert "They accept no ZIP files." in page and "Send to the other organisation</button>" not in page
+
+
+class NovaRefusingMailBackend(locmem.EmailBackend):
+    """A mail server that refuses the first address the subject gave for the organisation, and delivers the rest."""
+
+    def send_messages(self, messages):
+        from smtplib import SMTPRecipientsRefused
+
+        if messages[0].to == ["dpo@nova.example"]:
+            raise SMTPRecipientsRefused({"dpo@nova.example": (550, b"5.1.1 no such user")})
+        return super().send_messages(messages)
+
+
+def test_a_link_never_sent_is_not_sent_again(released, dpo):
+    from requests_app.services.transmission import transmission_resend
+
+    with pytest.raises(RequestError, match="The link is sent again only after the organisation's mail server refused its address"):
+        transmission_resend(export=released, actor=Actor.staff(dpo), recipient_email="privacy@nova.example")
+    assert ExportPackage.objects.get(pk=released.pk).transmitted_at is None
+
+
+def refused_by_its_server(export, dpo, settings, django_capture_on_commit_callbacks) -> None:
+    """Sent, and the organisation's mail server refuses the address for good."""
+    from requests_app.services.transmission import send_transmission_email
+
+    with django_capture_on_commit_callbacks(execute=False):
+        export_transmit(export=export, actor=Actor.staff(dpo))
+    settings.EMAIL_BACKEND = "tests.exports.test_transmission.NovaRefusingMailBackend"
+    assert send_transmission_email(export_id=export.id) is False
+    export.refresh_from_db()
+    assert export.transmission_rejected_at is not None
+
+
+def test_staff_correct_a_refused_address_and_the_link_goes_there_once(released, dpo, client, settings, django_capture_on_commit_callbacks):
+    from requests_app.services.transmission import transmission_resend
+
+    refused_by_its_server(released, dpo, settings, django_capture_on_commit_callbacks)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        transmission_resend(export=released, actor=Actor.staff(dpo), recipient_email=" privacy@nova.example ")
+
+    to_nova = [message for message in mail.outbox if message.to == ["privacy@nova.example"]]
+    assert len(to_nova) == 1
+    request = released.request
+    assert request.rights.get().recipient_email == "privacy@nova.example"
+    released.refresh_from_db()
+    assert released.transmission_rejected_at is None
+    # The trail says what was done, never the address (RequestedRight holds it, purged with it).
+    resent = request.events.get(action="transmission_resent")
+    assert resent.data == {"export": str(released.public_id)} and resent.actor == dpo
+    assert "nova.example" not in str(list(request.events.values_list("data", flat=True)))
+    letter = Message.objects.get(request=request, subject="We sent the link to your data to Nova Telecom again, at a corrected address")
+    assert "refused the address dpo@nova.example" in letter.body and "again to privacy@nova.example" in letter.body
+    assert (resent.created_at, "We sent Nova Telecom the link to download your data again, at a corrected address.") in subject_timeline(request)
+    assert download(client, LINK.search(to_nova[0].body).group(0))[0] == 200
+
+    # Delivered this time: nothing is sent again, whatever staff ask.
+    with pytest.raises(RequestError, match="The data was sent to Nova Telecom on .*: nothing changed."):
+        transmission_resend(export=released, actor=Actor.staff(dpo), recipient_email="other@nova.example")
+    assert request.events.filter(action="transmission_resent").count() == 1
+    assert request.rights.get().recipient_email == "privacy@nova.example"
+
+
+def test_a_link_delivered_is_not_sent_again(released, dpo, django_capture_on_commit_callbacks):
+    from requests_app.services.transmission import transmission_resend
+
+    sent(released, dpo, django_capture_on_commit_callbacks)
+    events, letters = AuditEvent.objects.count(), Message.objects.count()
+    with pytest.raises(RequestError, match="The data was sent to Nova Telecom on .*: nothing changed."):
+        transmission_resend(export=released, actor=Actor.staff(dpo), recipient_email="privacy@nova.example")
+    assert (AuditEvent.objects.count(), Message.objects.count()) == (events, letters)
+    assert released.request.rights.get().recipient_email == "dpo@nova.example"
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("privacy@nova", "Enter a valid email address."),
+        ("  ", "Give the organisation's corrected email address."),
+        ("DPO@nova.example", "This is the address its mail server refused: give the corrected one."),
+        ("ana@example.com", "This is the address we write to about the request: the subject gets their own copy."),
+    ],
+)
+def test_a_corrected_address_is_checked_before_anything_is_sent(released, dpo, settings, django_capture_on_commit_callbacks, address, message):
+    from requests_app.services.transmission import transmission_resend
+
+    refused_by_its_server(released, dpo, settings, django_capture_on_commit_callbacks)
+    events, letters = AuditEvent.objects.count(), Message.objects.count()
+    with pytest.raises(RequestError, match=re.escape(message)):
+        transmission_resend(export=released, actor=Actor.staff(dpo), recipient_email=address)
+    assert (AuditEvent.objects.count(), Message.objects.count()) == (events, letters)
+    released.refresh_from_db()
+    assert released.transmission_rejected_at is not None
+    assert released.request.rights.get().recipient_email == "dpo@nova.example"
+
+
+def test_staff_may_decline_once_the_organisations_server_refused_its_address(released, dpo, settings, django_capture_on_commit_callbacks):
+    from requests_app.services.transmission import transmission_resend
+
+    refused_by_its_server(released, dpo, settings, django_capture_on_commit_callbacks)
+    transmission_decline(request=released.request, actor=Actor.staff(dpo), reason="The subject gave no other address.")
+    assert released.request.rights.get().transmission_declined_at is not None
+    with pytest.raises(RequestError, match="was declined on"):
+        transmission_resend(export=released, actor=Actor.staff(dpo), recipient_email="privacy@nova.example")
+
+
+def test_the_staff_page_sends_the_link_again_to_the_corrected_address(released, dpo, client, settings, django_capture_on_commit_callbacks):
+    refused_by_its_server(released, dpo, settings, django_capture_on_commit_callbacks)
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:export", args=[released.public_id])).content.decode()
+    assert "mail server refused its address on" in page and "Send the link again</button>" in page
+    assert "Decline to send it</button>" in page
+    action = reverse("staff:export_action", args=[released.public_id, "resend_transmission"])
+    response = client.post(action, {"recipient_email": "dpo@nova.example"}, follow=True)
+    assert "This is the address its mail server refused: give the corrected one." in response.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(action, {"recipient_email": "privacy@nova.example"}, follow=True)
+    page = response.content.decode()
+    assert "Sent again: the organisation is emailed its link at the corrected address, and the subject told." in page
+    assert "Send the link again</button>" not in page and "Decline to send it</button>" not in page
+    assert "mail server refused its address on" not in page
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_staff_correcting_the_address_at_once_send_the_link_once(settings):
+    from requests_app.services.transmission import send_transmission_email, transmission_resend
+    from tests.factories import at_once
+
+    dpo = staff_in_role("DPO", username="dpo1")
+    request = request_in_status(Status.IN_PROGRESS, rights=[NOVA])
+    export = export_release(export=ready_package(request), actor=Actor.staff(dpo))
+    settings.EMAIL_BACKEND = "tests.exports.test_transmission.NovaRefusingMailBackend"
+    export_transmit(export=export, actor=Actor.staff(dpo))  # its task, run eagerly on commit, is refused
+    export.refresh_from_db()
+    assert export.transmission_rejected_at is not None
+    mail.outbox.clear()
+
+    outcomes = at_once(
+        lambda: transmission_resend(export=export, actor=Actor.staff(dpo), recipient_email="privacy@nova.example"), times=2
+    )
+
+    assert sum(isinstance(outcome, ExportPackage) for outcome in outcomes) == 1
+    refusals = [str(outcome) for outcome in outcomes if isinstance(outcome, Exception)]
+    assert len(refusals) == 1 and refusals[0].startswith("The data was sent to Nova Telecom on")
+    assert request.events.filter(action="transmission_resent").count() == 1
+    send_transmission_email(export_id=export.id)  # a duplicate of the task: the email went once
+    assert [message.to for message in mail.outbox].count(["privacy@nova.example"]) == 1
