@@ -177,6 +177,7 @@ def certificate_context(request: PrivacyRequest) -> dict:
             .order_by("created_at"),
         ),
         "asks_for_package": bool({RequestType.ACCESS, RequestType.PORTABILITY} & set(request.granted_rights)),
+        "transmission_declined": transmission_declined(request),
         "source_actions": source_actions,
         "rectified_fields": request.rectification_changes.select_related("category__source"),
         "data_searched": bool(done) or request.exports.exclude(manifest={}).exists(),
@@ -192,6 +193,17 @@ def certificate_context(request: PrivacyRequest) -> dict:
         "chain_check": AuditChainCheck.objects.order_by("-checked_at").first(),
         "generated_at": timezone.now(),
     }
+
+
+def transmission_declined(request: PrivacyRequest) -> dict | None:
+    """When and by whom sending the data to the organisation the subject named was declined (Art. 20(2)), and the
+    reason the subject was told (blank once their personal data is purged, as the right's other details are); None
+    when it was not."""
+    event = request.events.filter(action="transmission_declined").select_related("actor").first()
+    if event is None:
+        return None
+    reason = request.rights.filter(right=RequestType.PORTABILITY).values_list("transmission_decline_reason", flat=True).first()
+    return {"at": event.created_at, "by": event.actor.get_username() if event.actor else "", "reason": reason or ""}
 
 
 def outcome(request: PrivacyRequest) -> str:
@@ -242,25 +254,46 @@ def refused_late(request: PrivacyRequest) -> bool:
     return timezone.localdate(request.closed_at) > request.original_due_on
 
 
+# The audit events of sending a package to the organisation the subject named, each naming the package.
+TRANSMISSION_EVENTS = ("export_transmitted", "transmission_resent", "transmission_email_rejected", "export_downloaded_by_recipient")
+
+
 def packages(request: PrivacyRequest, exports) -> list[dict]:
     """`exports`, data packages of `request` (the certificate's: those compiled, and those ended before they were
     compiled, the request closed while one was queued, say; the staff request page's: all), with when each was
-    downloaded, by the subject or the organisation it was shared with, and when and why one ended (from the audit
+    downloaded, by the subject or the organisation it was shared with, when it was sent to the organisation the
+    subject named and downloaded there, and when and why one ended (from the audit
     trail: the counts alone do not say when, and an ended package's status says only that it is deleted). Each with
     the status the certificate and the staff pages give it: an ended one's says whether it was compiled, and whether
     it expired or something else ended it (package_ending)."""
     downloads, deleted = {}, {}
-    for event in request.events.filter(action__in=("export_downloaded", "export_deleted")).order_by("sequence"):
+    # Art. 20(2), a package sent to the organisation the subject named (services.transmission): each sending (the
+    # first, and each after its mail server refused the address) with who sent it, each refusal, and its downloads.
+    sent, sending_refused, recipient_downloads = {}, {}, {}
+    events = request.events.filter(
+        action__in=("export_downloaded", "export_deleted", *TRANSMISSION_EVENTS)
+    ).select_related("actor").order_by("sequence")
+    for event in events:
+        key = event.data.get("export")
         if event.action == "export_deleted":
-            deleted[event.data.get("export")] = event.created_at
+            deleted[key] = event.created_at
+        elif event.action == "export_downloaded":
+            downloads.setdefault(key, []).append(event.created_at)
+        elif event.action == "export_downloaded_by_recipient":
+            recipient_downloads.setdefault(key, []).append(event.created_at)
+        elif event.action == "transmission_email_rejected":
+            sending_refused.setdefault(key, []).append(event.created_at)
         else:
-            downloads.setdefault(event.data.get("export"), []).append(event.created_at)
+            sent.setdefault(key, []).append((event.created_at, event.actor.get_username() if event.actor else ""))
     items = []
     for export in exports:
         export.request = request
+        key = str(export.public_id)
         item = {
-            "export": export, "downloaded_at": downloads.get(str(export.public_id), []),
+            "export": export, "downloaded_at": downloads.get(key, []),
             "status": export.get_status_display(), "compiled": True,
+            "sent": sent.get(key, []), "sending_refused_at": sending_refused.get(key, []),
+            "recipient_downloaded_at": recipient_downloads.get(key, []),
         }
         if export.status == ExportStatus.EXPIRED:
             deleted_at = deleted.get(str(export.public_id))
@@ -313,8 +346,10 @@ def package_ending(export, *, deleted_at: datetime | None) -> tuple[datetime | N
     ended_at = deleted_at or timezone.now()
     if _download_period_ran_out(export, ended_at=ended_at):
         return export.expires_at, ENDED_DOWNLOAD_PERIOD
-    used_up = export.download_count >= export.max_downloads and (
-        not export.shared_with_organisation or export.organisation_download_count >= export.max_downloads
+    used_up = (
+        export.download_count >= export.max_downloads
+        and (not export.shared_with_organisation or export.organisation_download_count >= export.max_downloads)
+        and (export.transmitted_at is None or export.recipient_download_count >= export.max_downloads)
     )
     if export.released_at is not None and used_up:
         return deleted_at, ENDED_DOWNLOADS_USED

@@ -445,3 +445,63 @@ def test_two_staff_correcting_the_address_at_once_send_the_link_once(settings):
     assert request.events.filter(action="transmission_resent").count() == 1
     send_transmission_email(export_id=export.id)  # a duplicate of the task: the email went once
     assert [message.to for message in mail.outbox].count(["privacy@nova.example"]) == 1
+
+
+def test_the_certificate_lists_each_sending_each_refusal_and_the_organisations_downloads(
+    released, dpo, client, settings, django_capture_on_commit_callbacks
+):
+    from requests_app.services.certificate import render_certificate_html
+    from requests_app.services.transmission import transmission_resend
+
+    refused_by_its_server(released, dpo, settings, django_capture_on_commit_callbacks)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        transmission_resend(export=released, actor=Actor.staff(dpo), recipient_email="privacy@nova.example")
+    link = LINK.search(next(m for m in mail.outbox if m.to == ["privacy@nova.example"]).body).group(0)
+    assert download(client, link)[0] == 200
+
+    request = released.request
+    html = render_certificate_html(request)
+
+    def moments(action):
+        return ", ".join(
+            f"{timezone.localtime(at):%Y-%m-%d %H:%M %Z}" for at in request.events.filter(action=action).order_by("sequence").values_list("created_at", flat=True)
+        )
+
+    first, again = (f"{timezone.localtime(at):%Y-%m-%d %H:%M %Z} (dpo1)" for at in request.events.filter(
+        action__in=("export_transmitted", "transmission_resent")).order_by("sequence").values_list("created_at", flat=True))
+    assert f"<dt>Sent to the organisation the subject named</dt><dd>{first}, {again}</dd>" in html
+    assert f"<dt>Refused by that organisation's mail server</dt><dd>{moments('transmission_email_rejected')}</dd>" in html
+    assert "<dt>Downloads by the organisation the subject named</dt><dd>1 of 2</dd>" in html
+    assert f"<dt>Downloaded by that organisation</dt><dd>{moments('export_downloaded_by_recipient')}</dd>" in html
+    assert "<dt>Downloaded</dt><dd>Never</dd>" in html  # the subject's own downloads are apart
+    assert "nova.example" not in html and "Nova" not in html  # the organisation is the subject's to name, not the record's
+
+
+def test_the_certificate_says_sending_was_declined_when_by_whom_and_why(released, dpo):
+    from requests_app.services.certificate import render_certificate_html
+
+    transmission_decline(request=released.request, actor=Actor.staff(dpo), reason="They accept no ZIP files.")
+    declined = timezone.localtime(released.request.events.get(action="transmission_declined").created_at)
+    html = render_certificate_html(released.request)
+    assert (
+        f"<dt>Sending to the organisation the subject named</dt><dd>Declined on {declined:%Y-%m-%d %H:%M %Z} (dpo1): "
+        "They accept no ZIP files.</dd>"
+    ) in html
+    assert "Sent to the organisation the subject named" not in html
+
+
+def test_a_package_the_subject_used_up_but_the_organisation_had_not_is_not_said_used_up(
+    released, dpo, django_capture_on_commit_callbacks
+):
+    """The organisation could still download it: what ended it was the withdrawal."""
+    from requests_app.services import intake
+    from requests_app.services.certificate import render_certificate_html
+
+    sent(released, dpo, django_capture_on_commit_callbacks)
+    ExportPackage.objects.filter(pk=released.pk).update(download_count=2)
+    intake.request_withdraw(request=released.request, actor=Actor.subject())
+    assert ExportPackage.objects.get(pk=released.pk).status == ExportStatus.EXPIRED
+    html = render_certificate_html(released.request)
+    assert "The request was closed (Withdrawn): no data is delivered for it." in html
+    assert "All its downloads were used." not in html
