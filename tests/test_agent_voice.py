@@ -14,7 +14,11 @@ from django.utils import timezone
 from requests_app import emails
 from requests_app.audit import Actor
 from requests_app.models import (
+    ActionKind,
+    ActionStatus,
     AgentAuthorityMethod,
+    CoveredPurpose,
+    ExportKind,
     ExportPackage,
     ExportStatus,
     IdentityKind,
@@ -23,14 +27,17 @@ from requests_app.models import (
     Recipient,
     RecipientNotice,
     RequestType,
+    SourceAction,
     SourceSystem,
     Status,
+    SuppressionPurpose,
     WaiverReason,
 )
-from requests_app.services import agents, exports, intake
+from requests_app.services import agents, certificate, exports, intake
+from requests_app.services.intake import RightDetails
 from tests import test_agent_subject_confirmation as subject_confirmation
-from tests.factories import released_package, staff_in_role
-from tests.test_agent_requests import AS_AGENT, agents_request
+from tests.factories import released_package, request_in_status, staff_in_role
+from tests.test_agent_requests import AGENT, AS_AGENT, agents_request
 from tests.test_public_form import post_form
 
 # Every right that takes details, with each of them given.
@@ -295,3 +302,91 @@ def test_the_status_page_never_speaks_to_an_agent_of_their_own_data(client):
     look("purged", purged)
 
     assert not found, "\n".join(f"{name}: {said}" for name, said in found.items())
+
+
+# What was done, as the completion letter and the withdrawn request's page and email tell it (certificate.outcome_summary,
+# certificate.changes_made): every line an agent may read, said of the person they act for.
+
+DONE_FOR_ALL_RIGHTS = (
+    RequestType.ERASURE, RequestType.RECTIFICATION, RequestType.RESTRICTION, RequestType.OBJECTION,
+    RequestType.WITHDRAW_CONSENT, RequestType.LIMIT_USE, RequestType.ACCESS, RequestType.PORTABILITY,
+)
+
+
+def every_outcome(request, *, packages_found_data: bool) -> None:
+    """Finished actions, packages, Art. 19 notices and suppressions on `request` that between them write every line of
+    the letter's outcome: each action in a source of its own, so no line is said once for two."""
+
+    def done(slug, kind, result, dry_run=None):
+        source, _ = SourceSystem.objects.get_or_create(slug=slug, defaults={"name": slug.upper(), "identity_kind": IdentityKind.EMAIL})
+        return SourceAction.objects.create(
+            request=request, source=source, kind=kind, status=ActionStatus.DONE, result=result,
+            dry_run={"identities": 1, **(dry_run or {})},
+        )
+
+    rows = {"categories": [{"category": "contact", "rows": 2, "fields": 1}]}
+    done("erased-with-codes", ActionKind.ERASE, rows, {"pseudonymised": {"contact": ["phone"]}})
+    done("erased", ActionKind.ERASE, rows, {"kept_fields": {"contact": ["country"]}})
+    done("erased", ActionKind.RECTIFY, {})  # nothing left to correct there
+    done("erased", ActionKind.RESTRICT, {})  # nor to restrict
+    done("manual", ActionKind.ERASE, {"manual": True, "rows": 3})
+    done("empty", ActionKind.ERASE, {"categories": [{"category": "contact", "rows": 0}]})
+    done("empty", ActionKind.RECTIFY, {})
+    done("unsearched", ActionKind.ERASE, {}, {"identities": 0})
+    done("restricted", ActionKind.RESTRICT, {"list_entries": 1})
+    done("empty-restricted", ActionKind.RESTRICT, {})
+    done("already-right", ActionKind.RECTIFY, {"categories": [{"category": "contact", "rows": 1, "fields": 0}]})
+    done("lifted", ActionKind.LIFT_RESTRICTION, {"list_entries": 1})
+
+    not_searched = [{"source": "billing", "name": "Billing", "kind": IdentityKind.PHONE, "reason": "no_verified_identifier"}]
+    for kind in (ExportKind.ACCESS, ExportKind.PORTABILITY):
+        if packages_found_data:
+            files = [{"path": "data/crm/contact.csv", "rows": 4}, {"path": "data/web/visits.csv", "rows": 0}]
+            manifest = {"rows": 4, "files": files, "sources_not_searched": not_searched}
+        else:
+            manifest = {"rows": 0, "files": [], "sources_not_searched": not_searched}
+        released(request, kind, manifest=manifest)
+
+    source = SourceSystem.objects.get(slug="erased")
+    for name, changes in (
+        ("Sent partner", {"status": NoticeStatus.SENT}),
+        ("Pending partner", {"status": NoticeStatus.PENDING}),
+        ("Never partner", {"status": NoticeStatus.WAIVED, "waiver_reason": WaiverReason.NEVER_DISCLOSED}),
+        ("Gone partner", {"status": NoticeStatus.WAIVED, "waiver_reason": WaiverReason.IMPOSSIBLE, "waiver_note": "Gone."}),
+    ):
+        recipient = Recipient.objects.create(source=source, name=name, country="Belgium")
+        RecipientNotice.objects.create(request=request, recipient=recipient, **changes)
+
+    for asked in request.rights.filter(right__in=(RequestType.OBJECTION, RequestType.WITHDRAW_CONSENT, RequestType.LIMIT_USE)):
+        stopped, _ = SuppressionPurpose.objects.get_or_create(slug="newsletter", defaults={"name": "Newsletter"})
+        kept_on, _ = SuppressionPurpose.objects.get_or_create(slug="fraud", defaults={"name": "Fraud checks"})
+        CoveredPurpose.objects.create(right=asked, purpose=stopped, applied_at=timezone.now())
+        CoveredPurpose.objects.create(right=asked, purpose=kept_on, not_applied_reason="The law requires it.")
+
+
+def outcome_lines(regime: str, *, packages_found_data: bool, by_agent: bool = True) -> list[str]:
+    """The completion letter's outcome and the lines of what a withdrawal does not undo, for a request for every
+    right that did all it could do (under `regime`, whose law the lines cite or not), filed by an agent or the subject."""
+    rights = [RightDetails(right) for right in DONE_FOR_ALL_RIGHTS]
+    request = request_in_status(Status.IN_PROGRESS, rights=rights, regime=regime, **(AGENT if by_agent else {}))
+    every_outcome(request, packages_found_data=packages_found_data)
+    return certificate.outcome_summary(request).split("\n\n") + certificate.changes_made(request)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("regime", "packages_found_data"), [("gdpr", True), ("gdpr", False), ("ccpa", True), ("ccpa", False)])
+def test_what_was_done_is_told_to_an_agent_of_the_person_they_act_for(regime, packages_found_data):
+    lines = outcome_lines(regime, packages_found_data=packages_found_data)
+
+    assert len(lines) > 25  # every kind of line, not an empty outcome
+    found = [line for line in lines if SUBJECTS_VOICE.search(line) or "your objection" in line or "your consent" in line]
+    assert not found, "\n".join(found)
+    assert "We erased the data of the person you are acting for in ERASED: contact." in lines
+
+
+@pytest.mark.django_db
+def test_what_was_done_is_told_to_the_subject_of_their_own_data():
+    lines = outcome_lines("gdpr", packages_found_data=True, by_agent=False)
+
+    assert "We erased your data in ERASED: contact." in lines
+    assert not [line for line in lines if "the person you are acting for" in line]

@@ -12,7 +12,8 @@ hash chain. It may be shown to the subject, so it names the identifiers' kinds
 and the fields that were corrected but never their values.
 
 `outcome_summary` is the same story in the subject's words and language, for
-the completion letter, with what a released data package found.
+the completion letter, with what a released data package found; to an agent who
+filed for the subject, said of the person they act for (_to_whoever_filed).
 """
 
 from datetime import date, datetime
@@ -490,6 +491,12 @@ def _names(items) -> str:
     return ", ".join(str(item) for item in items)
 
 
+def _to_whoever_filed(request: PrivacyRequest, subjects_words: str, agents_words: str) -> str:
+    """The line as the subject reads it, or, to an agent who filed for them, as said of the person they act for: an
+    agent reads in the letter and on the status page of "the data of the person you are acting for", not "your data"."""
+    return agents_words if request.filed_by_agent else subjects_words
+
+
 def data_kept(request: PrivacyRequest) -> bool:
     """Whether a carried-out erasure kept data under a legal hold, or replaced some with codes that can be matched
     to the subject again (their data, kept: Recital 26): a partial refusal (Art. 12(4))."""
@@ -630,12 +637,20 @@ def outcome_summary(request: PrivacyRequest) -> str:
         if _restrictions_in_force(request, done):
             # Art. 18(3), under every regime (lifting.plan_lift writes first whatever the law): the subject is not left
             # to wonder whether the restriction may quietly end. Once, however many systems were restricted.
-            say(
-                _("We will write to you before we lift a restriction of your data, telling you when and why (%(law)s).")
-                % {"law": lift_notice_law}
-                if lift_notice_law
-                else _("We will write to you before we lift a restriction of your data, telling you when and why.")
-            )
+            if lift_notice_law:
+                say(_to_whoever_filed(
+                    request,
+                    _("We will write to you before we lift a restriction of your data, telling you when and why (%(law)s)."),
+                    _("We will write to you before we lift a restriction of the data of the person you are acting for, "
+                      "telling you when and why (%(law)s)."),
+                ) % {"law": lift_notice_law})
+            else:
+                say(_to_whoever_filed(
+                    request,
+                    _("We will write to you before we lift a restriction of your data, telling you when and why."),
+                    _("We will write to you before we lift a restriction of the data of the person you are acting for, "
+                      "telling you when and why."),
+                ))
         for paragraph in _package_outcome(request):
             say(paragraph)
         for paragraph in _suppression_outcome(request):
@@ -643,18 +658,58 @@ def outcome_summary(request: PrivacyRequest) -> str:
         notices = list(request.recipient_notices.select_related("recipient").prefetch_related("recipient__translations"))
         names = {notice.pk: notice.recipient.texts_in(request.language)["name"] for notice in notices}  # as the reader reads them
         recipients_by_status = (
-            (NoticeStatus.SENT, _("We told the following recipients of your data about these changes (%(law)s): %(names)s."),
-             _("We told the following recipients of your data about these changes: %(names)s."),
-             _("We told the following recipients of your data of your request to limit the use and disclosure of your "
-               "sensitive personal information, and asked them to limit their own use of any of it we disclosed to them "
-               "since you made it, and to pass your request on (%(law)s): %(names)s.")),
+            (
+                NoticeStatus.SENT,
+                _to_whoever_filed(
+                    request,
+                    _("We told the following recipients of your data about these changes (%(law)s): %(names)s."),
+                    _("We told the following recipients of the data of the person you are acting for about these changes "
+                      "(%(law)s): %(names)s."),
+                ),
+                _to_whoever_filed(
+                    request,
+                    _("We told the following recipients of your data about these changes: %(names)s."),
+                    _("We told the following recipients of the data of the person you are acting for about these "
+                      "changes: %(names)s."),
+                ),
+                _to_whoever_filed(
+                    request,
+                    _("We told the following recipients of your data of your request to limit the use and disclosure of "
+                      "your sensitive personal information, and asked them to limit their own use of any of it we "
+                      "disclosed to them since you made it, and to pass your request on (%(law)s): %(names)s."),
+                    _("We told the following recipients of the data of the person you are acting for of the request to "
+                      "limit the use and disclosure of their sensitive personal information, and asked them to limit "
+                      "their own use of any of it we disclosed to them since the request, and to pass it on (%(law)s): "
+                      "%(names)s."),
+                ),
+            ),
             # Still pending as the letter is written: a notice that waited only for a refused right's action, which
             # request_complete has just queued (completion waits for every other). It goes out after the letter.
-            (NoticeStatus.PENDING, _("We are telling the following recipients of your data about these changes (%(law)s): %(names)s."),
-             _("We are telling the following recipients of your data about these changes: %(names)s."),
-             _("We are telling the following recipients of your data of your request to limit the use and disclosure of "
-               "your sensitive personal information, and asking them to limit their own use of any of it we disclosed to "
-               "them since you made it, and to pass your request on (%(law)s): %(names)s.")),
+            (
+                NoticeStatus.PENDING,
+                _to_whoever_filed(
+                    request,
+                    _("We are telling the following recipients of your data about these changes (%(law)s): %(names)s."),
+                    _("We are telling the following recipients of the data of the person you are acting for about these "
+                      "changes (%(law)s): %(names)s."),
+                ),
+                _to_whoever_filed(
+                    request,
+                    _("We are telling the following recipients of your data about these changes: %(names)s."),
+                    _("We are telling the following recipients of the data of the person you are acting for about these "
+                      "changes: %(names)s."),
+                ),
+                _to_whoever_filed(
+                    request,
+                    _("We are telling the following recipients of your data of your request to limit the use and "
+                      "disclosure of your sensitive personal information, and asking them to limit their own use of any "
+                      "of it we disclosed to them since you made it, and to pass your request on (%(law)s): %(names)s."),
+                    _("We are telling the following recipients of the data of the person you are acting for of the "
+                      "request to limit the use and disclosure of their sensitive personal information, and asking them "
+                      "to limit their own use of any of it we disclosed to them since the request, and to pass it on "
+                      "(%(law)s): %(names)s."),
+                ),
+            ),
         )
         for status, citing, elsewhere, limiting in recipients_by_status:
             recipients = [names[notice.pk] for notice in notices if notice.status == status]
@@ -667,7 +722,12 @@ def outcome_summary(request: PrivacyRequest) -> str:
             if notice.status == NoticeStatus.WAIVED and notice.waiver_reason == WaiverReason.NEVER_DISCLOSED:
                 # Not an Art. 19 exception: there was no disclosure to tell of, which the letter says as a fact.
                 say(
-                    _("We never disclosed your data to %(name)s, so there was nothing to tell it. %(note)s")
+                    _to_whoever_filed(
+                        request,
+                        _("We never disclosed your data to %(name)s, so there was nothing to tell it. %(note)s"),
+                        _("We never disclosed the data of the person you are acting for to %(name)s, so there was nothing "
+                          "to tell it. %(note)s"),
+                    )
                     % {"name": names[notice.pk], "note": notice.waiver_note}
                 )
             elif notice.status == NoticeStatus.WAIVED:
@@ -675,7 +735,12 @@ def outcome_summary(request: PrivacyRequest) -> str:
                     (
                         _("We did not tell %(name)s (%(law)s): %(reason)s. %(note)s")
                         if recipients_law
-                        else _("We did not tell %(name)s, a recipient of your data, about these changes: %(reason)s. %(note)s")
+                        else _to_whoever_filed(
+                            request,
+                            _("We did not tell %(name)s, a recipient of your data, about these changes: %(reason)s. %(note)s"),
+                            _("We did not tell %(name)s, a recipient of the data of the person you are acting for, about "
+                              "these changes: %(reason)s. %(note)s"),
+                        )
                     )
                     % {
                         "name": names[notice.pk],
@@ -766,27 +831,53 @@ def _suppression_outcome(request: PrivacyRequest) -> list[str]:
     stopped, and why, so that the letter never reads as granting in full what was done in part."""
     objection_law = citation(request.regime, "objection")
     consent_law = citation(request.regime, "consent_withdrawal")
-    objection = (
-        _("Following your objection (%(law)s), we no longer use your data for: %(purposes)s.")
-        if objection_law
-        else _("Following your objection, we no longer use your data for: %(purposes)s.")
-    )
-    consent_withdrawn = (
-        _(
-            "Following the withdrawal of your consent (%(law)s), we no longer use your data for: %(purposes)s. "
-            "What we did with your consent before you withdrew it remains lawful."
+    if objection_law:
+        objection = _to_whoever_filed(
+            request,
+            _("Following your objection (%(law)s), we no longer use your data for: %(purposes)s."),
+            _("Following the objection of the person you are acting for (%(law)s), we no longer use their data for: "
+              "%(purposes)s."),
         )
-        if consent_law
-        else _(
-            "Following the withdrawal of your consent, we no longer use your data for: %(purposes)s. "
-            "What we did with your consent before you withdrew it remains lawful."
+    else:
+        objection = _to_whoever_filed(
+            request,
+            _("Following your objection, we no longer use your data for: %(purposes)s."),
+            _("Following the objection of the person you are acting for, we no longer use their data for: %(purposes)s."),
         )
-    )
+    if consent_law:
+        consent_withdrawn = _to_whoever_filed(
+            request,
+            _(
+                "Following the withdrawal of your consent (%(law)s), we no longer use your data for: %(purposes)s. "
+                "What we did with your consent before you withdrew it remains lawful."
+            ),
+            _(
+                "Following the withdrawal of the consent of the person you are acting for (%(law)s), we no longer use "
+                "their data for: %(purposes)s. What we did with their consent before it was withdrawn remains lawful."
+            ),
+        )
+    else:
+        consent_withdrawn = _to_whoever_filed(
+            request,
+            _(
+                "Following the withdrawal of your consent, we no longer use your data for: %(purposes)s. "
+                "What we did with your consent before you withdrew it remains lawful."
+            ),
+            _(
+                "Following the withdrawal of the consent of the person you are acting for, we no longer use their data "
+                "for: %(purposes)s. What we did with their consent before it was withdrawn remains lawful."
+            ),
+        )
     law_for = {RequestType.OBJECTION: objection_law, RequestType.WITHDRAW_CONSENT: consent_law}
     lines = {
         RequestType.OBJECTION: objection,
         RequestType.WITHDRAW_CONSENT: consent_withdrawn,
-        RequestType.LIMIT_USE: _("As you asked, we limited the use and disclosure of your data, and no longer use it for: %(purposes)s."),
+        RequestType.LIMIT_USE: _to_whoever_filed(
+            request,
+            _("As you asked, we limited the use and disclosure of your data, and no longer use it for: %(purposes)s."),
+            _("As you asked, we limited the use and disclosure of the data of the person you are acting for, and no "
+              "longer use it for: %(purposes)s."),
+        ),
     }
     granted = set(request.granted_rights)
     paragraphs = []
@@ -801,7 +892,12 @@ def _suppression_outcome(request: PrivacyRequest) -> list[str]:
         for cover in covers:
             if cover.applied_at is None and cover.not_applied_reason:
                 paragraphs.append(
-                    _("We could not stop using your data for %(purpose)s, as you asked. The reason: %(reason)s")
+                    _to_whoever_filed(
+                        request,
+                        _("We could not stop using your data for %(purpose)s, as you asked. The reason: %(reason)s"),
+                        _("For %(purpose)s, we could not stop using the data of the person you are acting for, as you "
+                          "asked. The reason: %(reason)s"),
+                    )
                     % {"purpose": names[cover.pk], "reason": with_full_stop(cover.not_applied_reason)}
                 )
     return paragraphs
@@ -857,16 +953,22 @@ def _changed_label(slug: str, labels: dict[str, str], action) -> str:
 
 def _action_outcome(action, *, erased_before: bool) -> list[str]:
     """What one finished action did, in a line naming its right (and the data it kept, for an erasure)."""
-    source = action.source.texts_in(action.request.language)["name"]  # the letter's reader's name for it
+    request = action.request
+    source = action.source.texts_in(request.language)["name"]  # the letter's reader's name for it
     labels = _category_labels(action.source)
     if searched_nothing(action):
         # A source that could not be searched kept nothing of theirs that we know of.
-        return [_could_not_search(source, action.source.identity_kind)]
+        return [_could_not_search(request, source, action.source.identity_kind)]
     if action.kind == ActionKind.LIFT_RESTRICTION:
         # The subject was told before (Art. 18(3)); a lifting that found nothing set is not one.
         if not action.changed_anything():
             return []
-        return [_("We lifted the restriction of the processing of your data in %(source)s, as we told you beforehand.") % {"source": source}]
+        return [_to_whoever_filed(
+            request,
+            _("We lifted the restriction of the processing of your data in %(source)s, as we told you beforehand."),
+            _("We lifted the restriction of the processing of the data of the person you are acting for in %(source)s, as "
+              "we told you beforehand."),
+        ) % {"source": source}]
     # The codes an erasure kept are said with what it erased (_codes_kept_line), not as a category kept.
     held = [hold for hold in _held(action, labels) if not hold["codes"]] if action.kind == ActionKind.ERASE else []
     # A letter names a category by its kind of data: two of a source's categories of one kind (the calls a subject
@@ -880,34 +982,82 @@ def _action_outcome(action, *, erased_before: bool) -> list[str]:
             if fields:
                 # A keyed hash is a pseudonym, not erasure (GDPR Recital 26): we could still match it to them. The
                 # sentence that says what was erased says what was not, and the next lines why it was kept.
-                done = _(
-                    "We erased your data in %(source)s: %(categories)s, except %(fields)s, which we replaced with codes "
-                    "that we can still match to you: they remain your personal data."
+                done = _to_whoever_filed(
+                    request,
+                    _(
+                        "We erased your data in %(source)s: %(categories)s, except %(fields)s, which we replaced with "
+                        "codes that we can still match to you: they remain your personal data."
+                    ),
+                    _(
+                        "We erased the data of the person you are acting for in %(source)s: %(categories)s, except "
+                        "%(fields)s, which we replaced with codes that we can still match to them: they remain their "
+                        "personal data."
+                    ),
                 ) % {"source": source, "categories": changed, "fields": _field_names(action, fields)}
             elif changed:
-                done = _("We erased your data in %(source)s: %(categories)s.") % {"source": source, "categories": changed}
+                done = _to_whoever_filed(
+                    request,
+                    _("We erased your data in %(source)s: %(categories)s."),
+                    _("We erased the data of the person you are acting for in %(source)s: %(categories)s."),
+                ) % {"source": source, "categories": changed}
             else:
-                done = _("We erased your data in %(source)s.") % {"source": source}  # a manual source reports rows, not categories
+                # A manual source reports rows, not categories.
+                done = _to_whoever_filed(
+                    request,
+                    _("We erased your data in %(source)s."),
+                    _("We erased the data of the person you are acting for in %(source)s."),
+                ) % {"source": source}
             pseudonymised = list(dict.fromkeys(_codes_kept_line(hold, action, source) for hold in codes_kept(action)))
             pseudonymised += _left_as_they_were(action, source, {slug for slug, _name in fields})
         elif action.kind == ActionKind.RECTIFY:
             fields = _field_names(action, [(change["category"], change["field"]) for change in corrected_values(action)])
             done = _("We corrected the following in %(source)s: %(fields)s.") % {"source": source, "fields": fields}
         else:
-            done = _("We restricted the processing of your data in %(source)s.") % {"source": source}
+            done = _to_whoever_filed(
+                request,
+                _("We restricted the processing of your data in %(source)s."),
+                _("We restricted the processing of the data of the person you are acting for in %(source)s."),
+            ) % {"source": source}
         return [done, *pseudonymised, *kept_lines]
     if action.kind == ActionKind.ERASE:
         # What was kept is said with its reason; with nothing kept, nothing was found.
-        return kept_lines or [_("We found no data of yours to erase in %(source)s.") % {"source": source}]
+        return kept_lines or [_to_whoever_filed(
+            request,
+            _("We found no data of yours to erase in %(source)s."),
+            _("We found no data of the person you are acting for to erase in %(source)s."),
+        ) % {"source": source}]
     if action.kind == ActionKind.RECTIFY:
         if any(counts.get("rows") for counts in action.result.get("categories", [])):
-            return [_("Your data in %(source)s already held the values you asked for: nothing needed correcting.") % {"source": source}]
+            return [_to_whoever_filed(
+                request,
+                _("Your data in %(source)s already held the values you asked for: nothing needed correcting."),
+                _("The data of the person you are acting for in %(source)s already held the values you asked for: "
+                  "nothing needed correcting."),
+            ) % {"source": source}]
         if erased_before:
-            return [_("There was nothing left to correct in %(source)s: we had erased your data there.") % {"source": source}]
-        return [_("We found no data of yours to correct in %(source)s.") % {"source": source}]
+            return [_to_whoever_filed(
+                request,
+                _("There was nothing left to correct in %(source)s: we had erased your data there."),
+                _("There was nothing left to correct in %(source)s: we had erased the data of the person you are acting "
+                  "for there."),
+            ) % {"source": source}]
+        return [_to_whoever_filed(
+            request,
+            _("We found no data of yours to correct in %(source)s."),
+            _("We found no data of the person you are acting for to correct in %(source)s."),
+        ) % {"source": source}]
     if erased_before:
-        return [_("There was nothing left to restrict in %(source)s: we had erased your data there.") % {"source": source}]
-    return [_("We found no data of yours to restrict in %(source)s.") % {"source": source}]
+        return [_to_whoever_filed(
+            request,
+            _("There was nothing left to restrict in %(source)s: we had erased your data there."),
+            _("There was nothing left to restrict in %(source)s: we had erased the data of the person you are acting for "
+              "there."),
+        ) % {"source": source}]
+    return [_to_whoever_filed(
+        request,
+        _("We found no data of yours to restrict in %(source)s."),
+        _("We found no data of the person you are acting for to restrict in %(source)s."),
+    ) % {"source": source}]
 
 
 def changes_made(request: PrivacyRequest) -> list[str]:
@@ -929,9 +1079,12 @@ def _left_as_they_were(action, source: str, with_codes: set[str]) -> list[str]:
     ]
     if not left:
         return []
-    return [_("In %(source)s, we kept %(fields)s: without the details we erased, this data no longer identifies you.") % {
-        "source": source, "fields": _field_names(action, left)
-    }]
+    return [_to_whoever_filed(
+        action.request,
+        _("In %(source)s, we kept %(fields)s: without the details we erased, this data no longer identifies you."),
+        _("In %(source)s, we kept %(fields)s: without the details we erased, this data no longer identifies the person "
+          "you are acting for."),
+    ) % {"source": source, "fields": _field_names(action, left)}]
 
 
 def _pseudonymised_fields(action) -> list[tuple[str, str]]:
@@ -941,10 +1094,13 @@ def _pseudonymised_fields(action) -> list[tuple[str, str]]:
     return [(slug, name) for slug in action.changed_categories() for name in planned.get(slug, [])]
 
 
-def _could_not_search(source_name: str, identity_kind: str) -> str:
-    return _("We could not search %(source)s: it finds data by %(kind)s, and we hold no verified one of yours.") % {
-        "source": source_name, "kind": in_sentence(IdentityKind(identity_kind).label)
-    }
+def _could_not_search(request: PrivacyRequest, source_name: str, identity_kind: str) -> str:
+    return _to_whoever_filed(
+        request,
+        _("We could not search %(source)s: it finds data by %(kind)s, and we hold no verified one of yours."),
+        _("We could not search %(source)s: it finds data by %(kind)s, and we hold none verified for the person you are "
+          "acting for."),
+    ) % {"source": source_name, "kind": in_sentence(IdentityKind(identity_kind).label)}
 
 
 def _package_outcome(request: PrivacyRequest) -> list[str]:
@@ -969,16 +1125,25 @@ def _package_outcome(request: PrivacyRequest) -> list[str]:
             ))
         elif manifest.get("rows") == 0 and export.kind == ExportKind.PORTABILITY:
             # Portability covers only what they gave us or their use produced (Art. 20), not all data.
-            paragraphs.append(_("We found no data that you gave us or that your use of our services produced in the systems we searched."))
+            paragraphs.append(_to_whoever_filed(
+                request,
+                _("We found no data that you gave us or that your use of our services produced in the systems we searched."),
+                _("We found no data that the person you are acting for gave us or that their use of our services "
+                  "produced in the systems we searched."),
+            ))
         elif manifest.get("rows") == 0:
-            paragraphs.append(_("We found no personal data about you in the systems we searched."))
+            paragraphs.append(_to_whoever_filed(
+                request,
+                _("We found no personal data about you in the systems we searched."),
+                _("We found no personal data about the person you are acting for in the systems we searched."),
+            ))
         else:
             paragraphs.extend(_package_delivery(request, export))
             paragraphs.extend(_sources_found_empty(request, export))
         for item in manifest.get("sources_not_searched", []):
             name = item.get("name") or item["source"]
             if item.get("reason") == NO_VERIFIED_IDENTIFIER:
-                paragraphs.append(_could_not_search(name, item["kind"]))
+                paragraphs.append(_could_not_search(request, name, item["kind"]))
             else:
                 paragraphs.append(_("We could not search %(source)s: %(reason)s.") % {"source": name, "reason": not_searched_reason(item)})
         if manifest.get("rows") == 0:
@@ -1014,19 +1179,41 @@ def _package_delivery(request: PrivacyRequest, export) -> list[str]:
             words["count"],
         ) % words]
     if export.kind == ExportKind.PORTABILITY:
-        return [ngettext(
-            "The data you gave us or that your use of our services produced is ready on your request's status page, in "
-            "structured, machine-readable formats: you can download it until %(expires)s (%(count)s download left).",
-            "The data you gave us or that your use of our services produced is ready on your request's status page, in "
-            "structured, machine-readable formats: you can download it until %(expires)s (%(count)s downloads left).",
-            words["count"],
+        return [_to_whoever_filed(
+            request,
+            ngettext(
+                "The data you gave us or that your use of our services produced is ready on your request's status page, "
+                "in structured, machine-readable formats: you can download it until %(expires)s (%(count)s download left).",
+                "The data you gave us or that your use of our services produced is ready on your request's status page, "
+                "in structured, machine-readable formats: you can download it until %(expires)s (%(count)s downloads left).",
+                words["count"],
+            ),
+            ngettext(
+                "The data that the person you are acting for gave us or that their use of our services produced is ready "
+                "on your request's status page, in structured, machine-readable formats: you can download it until "
+                "%(expires)s (%(count)s download left).",
+                "The data that the person you are acting for gave us or that their use of our services produced is ready "
+                "on your request's status page, in structured, machine-readable formats: you can download it until "
+                "%(expires)s (%(count)s downloads left).",
+                words["count"],
+            ),
         ) % words]
-    return [ngettext(
-        "Your copy of your data is ready on your request's status page: you can download it until %(expires)s "
-        "(%(count)s download left).",
-        "Your copy of your data is ready on your request's status page: you can download it until %(expires)s "
-        "(%(count)s downloads left).",
-        words["count"],
+    return [_to_whoever_filed(
+        request,
+        ngettext(
+            "Your copy of your data is ready on your request's status page: you can download it until %(expires)s "
+            "(%(count)s download left).",
+            "Your copy of your data is ready on your request's status page: you can download it until %(expires)s "
+            "(%(count)s downloads left).",
+            words["count"],
+        ),
+        ngettext(
+            "The copy of the data of the person you are acting for is ready on your request's status page: you can "
+            "download it until %(expires)s (%(count)s download left).",
+            "The copy of the data of the person you are acting for is ready on your request's status page: you can "
+            "download it until %(expires)s (%(count)s downloads left).",
+            words["count"],
+        ),
     ) % words]
 
 
@@ -1048,6 +1235,14 @@ def _sources_found_empty(request: PrivacyRequest, export) -> list[str]:
     # As the subject reads them; a source since removed from the inventory by its slug, the only name left.
     names = _names(sources[slug].texts_in(request.language)["name"] if slug in sources else slug for slug in empty)
     if export.kind == ExportKind.PORTABILITY:
-        return [_("We found no data that you gave us or that your use of our services produced in these systems: %(sources)s.")
-                % {"sources": names}]
-    return [_("We found no personal data about you in these systems: %(sources)s.") % {"sources": names}]
+        return [_to_whoever_filed(
+            request,
+            _("We found no data that you gave us or that your use of our services produced in these systems: %(sources)s."),
+            _("We found no data that the person you are acting for gave us or that their use of our services produced in "
+              "these systems: %(sources)s."),
+        ) % {"sources": names}]
+    return [_to_whoever_filed(
+        request,
+        _("We found no personal data about you in these systems: %(sources)s."),
+        _("We found no personal data about the person you are acting for in these systems: %(sources)s."),
+    ) % {"sources": names}]
