@@ -138,10 +138,11 @@ SAMPLE_VALUES = {
 # ({% if not reason %}…) as real letters do.
 SAMPLE_VALUES_LEFT_BLANK = {**SAMPLE_VALUES, "reason": "", "fee": "", "source": "", "lift_on": "", "body": ""}
 
-# Every name a letter from a DPO's template is rendered with (handling.render_letter): the values above, and the two
-# an if tag tests, which render_with_sample_values tries both ways. A template naming any other prints nothing there.
-# The text of a completion letter has {{ outcome }} too (place_outcome).
-PLACEHOLDERS = [*SAMPLE_VALUES, "by_post", "clock_paused"]
+# Every name a letter from a DPO's template is rendered with (handling.render_letter): the values above, and the three
+# an if tag tests, which render_with_sample_values tries both ways (to_agent: an agent filed the request for the
+# subject, and the letter goes to them). A template naming any other prints nothing there. The text of a completion
+# letter has {{ outcome }} too (place_outcome).
+PLACEHOLDERS = [*SAMPLE_VALUES, "by_post", "clock_paused", "to_agent"]
 
 # What {{ outcome }} prints in a completion letter, replaced after the render by the paragraphs the law requires there
 # (what was done and kept, the rights refused, the recipients told, the right to complain): passed through the
@@ -304,21 +305,23 @@ class _RecordingContext(Context):
 
 @dataclass
 class SampleRenders:
-    texts: list[str]  # the letter by email and by post, the clock running and paused
+    texts: list[str]  # the letter by email and by post, the clock running and paused, to the subject and to an agent
     unknown: set[str]  # the names it uses that it is not rendered with: they would print nothing
     asked: set[str]  # every name it uses
 
 
 def render_with_sample_values(source: str, *, outcome: bool = False) -> SampleRenders:
     """Render `source` as it would be in every kind of letter: by email and by post, with the clock
-    running and paused, the optional values given and left blank, so that a branch of an {% if %} is not
+    running and paused, to the subject and to an agent, the optional values given and left blank, so that a branch of an {% if %} is not
     left untried; with {{ outcome }} as OUTCOME_MARK if `outcome` (the text of a completion letter). Raises
     what `render` raises, and refuses a comment (refuse_comments)."""
     template = parse(source)
     refuse_comments(source)
     renders = SampleRenders(texts=[], unknown=set(), asked=set())
-    for sample, by_post, clock_paused in itertools.product([SAMPLE_VALUES, SAMPLE_VALUES_LEFT_BLANK], [False, True], [False, True]):
-        values = {**sample, "by_post": by_post, "clock_paused": clock_paused}
+    for sample, by_post, clock_paused, to_agent in itertools.product(
+        [SAMPLE_VALUES, SAMPLE_VALUES_LEFT_BLANK], [False, True], [False, True], [False, True]
+    ):
+        values = {**sample, "by_post": by_post, "clock_paused": clock_paused, "to_agent": to_agent}
         context = _RecordingContext({**values, "outcome": OUTCOME_MARK} if outcome else values)
         try:
             renders.texts.append(template.render(context))

@@ -1011,7 +1011,8 @@ class ResponseTemplate(models.Model):
     before a restriction is lifted, {{ source }} and {{ lift_on }}, which system
     and from which day (Art. 18(3)); in the notice that it stays in force after
     all, {{ source }}, and may use {{ lift_on }}, the day the first notice gave.
-    An if tag may test {{ by_post }} and {{ clock_paused }}. A completion letter's text may place {{ outcome }},
+    An if tag may test {{ by_post }}, {{ clock_paused }} and {{ to_agent }} (an agent filed the request for the
+    subject: the letter goes to them, of the data of the person they act for). A completion letter's text may place {{ outcome }},
     the paragraphs the law requires it to say, which otherwise end it (letters.place_outcome). No other name
     (letters.PLACEHOLDERS), unless a for or with tag of the template binds it.
     """

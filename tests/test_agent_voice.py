@@ -26,14 +26,18 @@ from requests_app.models import (
     PrivacyRequest,
     Recipient,
     RecipientNotice,
+    RejectionGround,
     RequestType,
+    ResponseTemplate,
     SourceAction,
     SourceSystem,
     Status,
     SuppressionPurpose,
+    TemplatePurpose,
     WaiverReason,
+    rights_mask,
 )
-from requests_app.services import agents, certificate, exports, intake
+from requests_app.services import agents, certificate, exports, handling, intake
 from requests_app.services.intake import RightDetails
 from tests import test_agent_subject_confirmation as subject_confirmation
 from tests.factories import released_package, request_in_status, staff_in_role
@@ -390,3 +394,64 @@ def test_what_was_done_is_told_to_the_subject_of_their_own_data():
 
     assert "We erased your data in ERASED: contact." in lines
     assert not [line for line in lines if "the person you are acting for" in line]
+
+
+# Every letter, built in, as it goes to an agent: rendered for an agent's request, none speaks to them of their own data,
+# identity or rights.
+
+LETTERS_SUBJECTS_VOICE = re.compile(rf"{SUBJECTS_VOICE.pattern}|\bYou have the right\b", re.IGNORECASE)
+
+
+def every_letter(request) -> dict[str, tuple[str, str]]:
+    """The subject line and text of each letter to whoever filed `request`, in its built-in wording."""
+    request.forwarded_to, request.forwarded_to_contact = "Acme Mobile", "dpo@acme.example"
+    request.forwarded_on = timezone.localdate()
+    lift = {"source": "CRM", "lift_on": timezone.localdate()}
+    letters = {
+        purpose: handling.render_letter(request, purpose, body="What staff write.", reason="A reason.", fee="25.00 EUR", **lift)
+        for purpose in TemplatePurpose.values
+        if purpose != TemplatePurpose.COMPLETION
+    }
+    letters[TemplatePurpose.COMPLETION] = handling.render_letter(
+        request, TemplatePurpose.COMPLETION, body="What staff write.", outcome="The outcome."
+    )
+    letters["every right refused"] = handling.every_right_refused_letter(request, body="What staff write.")
+    letters["forwarded"] = handling.forwarded_letter(request)
+    request.refused_rights_mask = rights_mask([RequestType.RESTRICTION])
+    refusal = handling.RightRefusal(right=RequestType.RESTRICTION, ground=RejectionGround.IDENTITY_NOT_VERIFIED, explanation="Why.")
+    letters["right refused"] = ("", handling.refusals_in_letter(request, {RequestType.RESTRICTION: refusal}))
+    letters["identity not verified"] = ("", handling.identity_paragraph(request, RejectionGround.IDENTITY_NOT_VERIFIED))
+    letters["right to complain"] = ("", handling.rejection_rights_paragraph(request))
+    return letters
+
+
+@pytest.mark.django_db
+def test_no_letter_to_an_agent_speaks_to_them_of_their_own_data():
+    request = agents_request(Status.IN_PROGRESS, RequestType.RESTRICTION, language="en")
+    found = {}
+    for name, (subject, text) in every_letter(request).items():
+        if said := LETTERS_SUBJECTS_VOICE.findall(f"{subject}\n{text}"):
+            found[name] = said
+    assert not found, "\n".join(f"{name}: {said}" for name, said in found.items())
+
+
+@pytest.mark.django_db
+def test_the_subjects_letters_still_speak_to_them_of_their_data():
+    letters = every_letter(request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.RESTRICTION)]))
+
+    assert letters[TemplatePurpose.RESTRICTION_LIFT][0] == "The restriction of your data in CRM will be lifted"
+    assert "personal data about you for our own purposes" in letters["forwarded"][1]
+    assert letters["right to complain"][1].startswith("You have the right to lodge a complaint")
+
+
+@pytest.mark.django_db
+def test_a_dpos_template_may_speak_to_an_agent_as_the_built_in_wording_does():
+    body = "{% if to_agent %}The data of the person you are acting for{% else %}Your data{% endif %}: {{ body }}"
+    template = ResponseTemplate(purpose=TemplatePurpose.MESSAGE, language="en", subject="Hello", body=body)
+    template.full_clean()  # to_agent is a placeholder the check knows
+    template.save()
+
+    agents = agents_request(Status.IN_PROGRESS, language="en")
+    subjects = request_in_status(Status.IN_PROGRESS, subject_email="ana.own@example.com")
+    assert handling.render_letter(agents, TemplatePurpose.MESSAGE, body="x")[1] == "The data of the person you are acting for: x"
+    assert handling.render_letter(subjects, TemplatePurpose.MESSAGE, body="x")[1] == "Your data: x"

@@ -768,11 +768,21 @@ def categories_instead_of_pieces(request: PrivacyRequest) -> str:
     )
     with translation.override(language):
         paragraphs = [
-            _(
-                "As we could not verify your identity, we cannot give you specific pieces of personal information, so we "
-                "treated your request as one for the categories of personal information (Cal. Code Regs. tit. 11, "
-                "§ 7024(a)). Without verifying who you are, we cannot tell you which of them we hold about you: this is "
-                "what we collect about the people whose data we process, system by system."
+            _to_whoever_filed(
+                request,
+                _(
+                    "As we could not verify your identity, we cannot give you specific pieces of personal information, so "
+                    "we treated your request as one for the categories of personal information (Cal. Code Regs. tit. 11, "
+                    "§ 7024(a)). Without verifying who you are, we cannot tell you which of them we hold about you: this "
+                    "is what we collect about the people whose data we process, system by system."
+                ),
+                _(
+                    "As we could not verify the identity of the person you are acting for, we cannot give you specific "
+                    "pieces of their personal information, so we treated the request as one for the categories of "
+                    "personal information (Cal. Code Regs. tit. 11, § 7024(a)). Without verifying who they are, we cannot "
+                    "tell you which of them we hold about them: this is what we collect about the people whose data we "
+                    "process, system by system."
+                ),
             )
         ]
         for source in sources:

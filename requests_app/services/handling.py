@@ -154,6 +154,28 @@ DEFAULT_TEMPLATES = {
         ),
     ),
 }
+# DEFAULT_TEMPLATES that speak to the subject of their own data, as they go to an agent who filed for the subject
+# (services.agents): of the data of the person they act for. A DPO's template tests {% if to_agent %} for the same.
+DEFAULT_TEMPLATES_TO_AN_AGENT = {
+    TemplatePurpose.RESTRICTION_LIFT: (
+        gettext_lazy("The restriction of the data of the person you are acting for in {{ source }} will be lifted"),
+        gettext_lazy(
+            "Following your request {{ reference }}, we restricted the processing of the data of the person you are "
+            "acting for in {{ source }}. We will lift that restriction on {{ lift_on }} at the earliest, because: "
+            "{{ body }}\n\nFrom then on, we may process that data again as before the restriction. If you or they "
+            "disagree, contact our data protection officer before that day, quoting the reference {{ reference }}."
+        ),
+    ),
+    TemplatePurpose.RESTRICTION_LIFT_CANCELLED: (
+        gettext_lazy("The restriction of the data of the person you are acting for in {{ source }} stays in force"),
+        gettext_lazy(
+            "Following your request {{ reference }}, we restricted the processing of the data of the person you are "
+            "acting for in {{ source }}, and wrote to you that we would lift that restriction on {{ lift_on }} at the "
+            "earliest. We will not lift it: the restriction stays in force, because: {{ body }}\n\nIf we decide to "
+            "lift it later, we will write to you again before we do."
+        ),
+    ),
+}
 
 
 def render_letter(
@@ -163,7 +185,8 @@ def render_letter(
     """The subject line and text of a message or letter, from the DPO's template if there is one.
 
     Looked up by purpose, the request's first type and language, falling back
-    to "any type", then to the built-in wording. A DPO's template that cannot be
+    to "any type", then to the built-in wording (an agent's where it has its own,
+    DEFAULT_TEMPLATES_TO_AN_AGENT; a DPO's template tests {{ to_agent }}). A DPO's template that cannot be
     rendered is a RequestError, raised before anything is sent. A completion
     letter's `outcome`, the paragraphs the law requires it to say, goes where
     its template has {{ outcome }}, or at its end (letters.place_outcome).
@@ -180,7 +203,12 @@ def render_letter(
     )
     try:
         with translation.override(request.language):
-            subject_source, body_source = (template.subject, template.body) if template else map(str, DEFAULT_TEMPLATES[purpose])
+            if template:
+                subject_source, body_source = template.subject, template.body
+            elif request.filed_by_agent and purpose in DEFAULT_TEMPLATES_TO_AN_AGENT:
+                subject_source, body_source = map(str, DEFAULT_TEMPLATES_TO_AN_AGENT[purpose])
+            else:
+                subject_source, body_source = map(str, DEFAULT_TEMPLATES[purpose])
             values = {
                 "reference": request.reference,
                 # While the clock is paused the saved date is behind: the date it moves to if the subject answers
@@ -188,6 +216,8 @@ def render_letter(
                 "due_on": deadline_service.due_on_if_resumed_today(request),
                 "clock_paused": request.clock_paused if clock_paused is None else clock_paused,
                 "by_post": not request.correspondence_email,
+                # The letter goes to an agent who filed for the subject: of the data of the person they act for.
+                "to_agent": request.filed_by_agent,
                 # A completion that refused some rights completed the others: "We have completed your request
                 # (access)", then a paragraph for each right refused.
                 "rights": ", ".join(right.right_for_correspondent() for right in rights if right.right not in refused),
@@ -754,13 +784,20 @@ EVERY_RIGHT_REFUSED_LETTER = (
 )
 
 
+def _rights_for_correspondent(request: PrivacyRequest) -> str:
+    """The rights asked, in the order asked, as whoever filed reads them (RequestedRight.right_for_correspondent: an
+    agent reads "their data", not the subject's "my data"), in the active language."""
+    asked = {right.right: right for right in request.rights.all()}
+    return ", ".join(asked[right].right_for_correspondent() for right in request.requested_rights)
+
+
 def every_right_refused_letter(request: PrivacyRequest, *, body: str) -> tuple[str, str]:
     """The subject line and opening of the completion letter of a request whose every right is refused, in the
     subject's language, with what the DPO wrote (request_complete adds a paragraph per right refused)."""
     with translation.override(request.language):
         values = {
             "reference": request.reference,
-            "rights": ", ".join(str(RequestType(right).label) for right in request.requested_rights),
+            "rights": _rights_for_correspondent(request),
         }
         subject_source, opening_source = map(str, EVERY_RIGHT_REFUSED_LETTER)
         text = "\n\n".join(part for part in (letters.render(opening_source, values), body) if part)
@@ -829,6 +866,7 @@ def refusals_in_letter(request: PrivacyRequest, refusals_by_right: dict[str, Rig
     """What the completion letter says of each right it refuses, in the subject's language: the right, the
     ground (ground_in_letter: its GDPR article only under the GDPR) and the reasons, as a rejection gives them."""
     paragraphs = []
+    asked = {right.right: right for right in request.rights.all()}
     with translation.override(request.language):
         for right in request.refused_rights:
             refusal = refusals_by_right[right]
@@ -838,7 +876,7 @@ def refusals_in_letter(request: PrivacyRequest, refusals_by_right: dict[str, Rig
                 reason, explanation = explanation, ""  # "The reason: Other" says nothing: their words are the reason
             paragraphs.append(
                 _("We cannot grant this part of your request: “%(right)s”. The reason: %(reason)s")
-                % {"right": RequestType(right).label, "reason": with_full_stop(reason)}
+                % {"right": asked[right].right_for_correspondent(), "reason": with_full_stop(reason)}
             )
             paragraphs.extend(part for part in (explanation, identity_paragraph(request, refusal.ground)) if part)
     return "\n\n".join(paragraphs)
@@ -855,7 +893,8 @@ def identity_paragraph(request: PrivacyRequest, ground: str) -> str:
         return ""
     with translation.override(request.language):
         # A CCPA request to know is then answered with the categories instead (CCPA Regulations § 7024(a)).
-        return "\n\n".join(part for part in (categories_instead_of_pieces(request), str(IDENTITY_NOT_VERIFIED_IN_LETTER)) if part)
+        not_verified = IDENTITY_NOT_VERIFIED_IN_LETTER_TO_AN_AGENT if request.filed_by_agent else IDENTITY_NOT_VERIFIED_IN_LETTER
+        return "\n\n".join(part for part in (categories_instead_of_pieces(request), str(not_verified)) if part)
 
 
 def rejection_rights_paragraph(request: PrivacyRequest) -> str:
@@ -863,6 +902,12 @@ def rejection_rights_paragraph(request: PrivacyRequest) -> str:
     refusal in part and fee letter, and in the letter of a request forwarded to its controller: we did not answer it."""
     with translation.override(request.language):
         authority = supervisory_authorities_in_words(request.regime)
+        if request.filed_by_agent:
+            # The rights are the subject's, whoever exercised them for them.
+            return _(
+                "The person you are acting for has the right to lodge a complaint with a supervisory authority, in "
+                "particular %(authority)s, and to seek a judicial remedy before the courts."
+            ) % {"authority": authority}
         return _(
             "You have the right to lodge a complaint with a supervisory authority, in particular %(authority)s, "
             "and to seek a judicial remedy before the courts."
@@ -932,6 +977,11 @@ def identity_to_explain(regime: str) -> str:
 IDENTITY_NOT_VERIFIED_IN_LETTER = gettext_lazy(
     "You may make a new request at any time, with information that identifies you: once we can verify who you are, "
     "we will answer it."
+)
+# The same to an agent who filed for the subject: the identity not verified is the subject's.
+IDENTITY_NOT_VERIFIED_IN_LETTER_TO_AN_AGENT = gettext_lazy(
+    "You may make a new request at any time, with information that identifies the person you are acting for: once we "
+    "can verify who they are, we will answer it."
 )
 
 
@@ -1177,6 +1227,16 @@ FORWARDED_LETTER = (
         "request to us about that data."
     ),
 )
+# Its text as it goes to an agent who filed for the subject: the data we may also hold is the subject's.
+FORWARDED_LETTER_TO_AN_AGENT = gettext_lazy(
+    "Your request {{ reference }} ({{ rights }}) concerns personal data that we process on behalf of {{ controller }}, "
+    "which decides why and how that data is used. For that data we are a processor acting on its instructions"
+    "{% if cites_articles %} (Art. 28){% endif %}, not its controller, so we cannot answer your request ourselves."
+    "\n\nWe forwarded your request to {{ controller }} on {{ forwarded_on }}. {{ controller }} will answer you. You can "
+    "contact them at:\n{{ contact }}\n\nIf you think that we also hold, for our own purposes, personal data about the "
+    "person you are acting for, as its controller (for example because they are a customer of ours, or a contact at "
+    "one), you may submit a new request to us about that data."
+)
 
 
 def forwarded_letter(request: PrivacyRequest) -> tuple[str, str]:
@@ -1185,13 +1245,15 @@ def forwarded_letter(request: PrivacyRequest) -> tuple[str, str]:
     with translation.override(request.language):
         values = {
             "reference": request.reference,
-            "rights": ", ".join(str(RequestType(right).label) for right in request.requested_rights),
+            "rights": _rights_for_correspondent(request),
             "controller": request.forwarded_to,
             "contact": request.forwarded_to_contact,
             "forwarded_on": date_in_words(request.forwarded_on),
             "cites_articles": cites_gdpr_articles(request.regime),
         }
         subject_source, body_source = map(str, FORWARDED_LETTER)
+        if request.filed_by_agent:
+            body_source = str(FORWARDED_LETTER_TO_AN_AGENT)
         return letters.render(subject_source, values), letters.render(body_source, values)
 
 

@@ -605,11 +605,15 @@ def test_the_placeholders_named_are_those_letters_are_written_with(monkeypatch):
 
 
 @pytest.mark.parametrize("language", [code for code, _ in settings.LANGUAGES])
-@pytest.mark.parametrize("purpose", list(handling.DEFAULT_TEMPLATES))
-def test_the_built_in_wording_passes_the_check_a_dpo_template_must(purpose, language):
-    """In every language: a translator's misspelt placeholder would print nothing too."""
+@pytest.mark.parametrize(
+    ("defaults", "purpose"),
+    [("DEFAULT_TEMPLATES", purpose) for purpose in handling.DEFAULT_TEMPLATES]
+    + [("DEFAULT_TEMPLATES_TO_AN_AGENT", purpose) for purpose in handling.DEFAULT_TEMPLATES_TO_AN_AGENT],
+)
+def test_the_built_in_wording_passes_the_check_a_dpo_template_must(defaults, purpose, language):
+    """In every language, the subject's and the agent's: a translator's misspelt placeholder would print nothing too."""
     with translation.override(language):
-        subject, body = map(str, handling.DEFAULT_TEMPLATES[purpose])
+        subject, body = map(str, getattr(handling, defaults)[purpose])
     ResponseTemplate(purpose=purpose, language=language, subject=subject or "{{ reference }}", body=body).clean()
 
 
