@@ -68,3 +68,28 @@ def test_only_a_ccpa_request_to_know_is_answered_with_the_categories(inventory, 
 
     assert "Where it comes from" not in body and "§ 7024" not in body
     assert f"{NOT_PROVED}\n\nYou may make a new request at any time" in body
+
+
+@pytest.mark.django_db
+def test_an_agent_reads_the_categories_answer_said_of_the_person_they_act_for(inventory):
+    """The agent's identity is not the one that could not be verified: the subject's is."""
+    from django.utils import timezone
+
+    from tests.test_agent_requests import agents_request
+
+    dpo = staff_in_role("DPO", username="dpo1")
+    request = agents_request(Status.IN_PROGRESS, RequestType.ACCESS, regime="ccpa")
+    request.agent_authority_confirmed_at = timezone.now()
+    request.save(update_fields=["agent_authority_confirmed_at"])
+    identity_proof_asked(request, dpo)
+    handling.request_reject(
+        request=request, actor=Actor.staff(dpo), ground="identity_not_verified", explanation=NOT_PROVED,
+        expected_status=Status.IN_PROGRESS,
+    )
+
+    body = last_letter(request).body
+    assert (
+        "As we could not verify the identity of the person you are acting for, we cannot give you specific pieces of "
+        "their personal information, so we treated the request as one for the categories of personal information"
+    ) in body
+    assert "CRM: contact information." in body and "your identity" not in body
