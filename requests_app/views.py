@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone, translation
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods
 from django_ratelimit.core import get_usage
 
@@ -286,6 +287,10 @@ EXTENDED_WHILE = (Status.NEW, Status.IDENTITY_CHECK, Status.IN_PROGRESS)
 
 def _status_context(privacy_request) -> dict:
     downloads = [(export, exports.download_token(export)) for export in selectors.downloadable_exports(privacy_request)]
+    # Released to an agent whose authority staff withdrew since: held back, as download() refuses it, until confirmed.
+    downloads_held = bool(downloads) and agents.authority_refusal(privacy_request) is not None
+    if downloads_held:
+        downloads = []
     # While the clock is paused the saved due date is behind: the date it moves to if the subject answers today.
     due_on = deadlines.due_on_if_resumed_today(privacy_request)
     answer_late = selectors.answer_is_late(privacy_request)
@@ -335,7 +340,8 @@ def _status_context(privacy_request) -> dict:
         "answers_only": all(export.found_nothing for export, _token in downloads),
         # Released, and no longer downloadable: what ended each, as the certificate says it. Released, not merely
         # ended: a package never released (its right refused, or left unreviewed) was never offered to the subject.
-        "downloads_ended": [] if downloads else certificate.ended_downloads_in_words(privacy_request, released),
+        "downloads_ended": [] if downloads or downloads_held else certificate.ended_downloads_in_words(privacy_request, released),
+        "downloads_held": downloads_held,
         # Art. 19: the subject may know who received their data and was told of the erasure,
         # rectification or restriction. Notices exist only for requests with those rights.
         "recipient_notices": _recipient_notices(privacy_request),
@@ -462,6 +468,12 @@ def _reply_refused(
     return render(request, "requests_app/status.html", context, status=status)
 
 
+DOWNLOAD_HELD_FROM_AGENT = gettext_lazy(
+    "This package cannot be downloaded for now: we are checking again that you may act for the person this request "
+    "is about. Its link works again if we confirm it, until it expires."
+)
+
+
 @require_GET
 def download(request: HttpRequest, reference: str, secret: str, token: str) -> HttpResponse:
     """Stream a released package, or one range of its bytes to finish a download cut short, as the API does
@@ -483,6 +495,11 @@ def download(request: HttpRequest, reference: str, secret: str, token: str) -> H
         export = exports.export_for_link(request=privacy_request, token=token)
     except RequestError as error:
         return refused(410, str(error))
+    if agents.authority_refusal(privacy_request):
+        # Released while the agent's authority was confirmed, and withdrawn since (agents.agent_authority_withdraw):
+        # nothing more of the subject's data reaches them until it is confirmed again. Only an agent's request is
+        # ever refused so; a link that still works afterwards has lost nothing (a refusal counts no download).
+        return refused(403, DOWNLOAD_HELD_FROM_AGENT)
     return downloads.package_download(
         request, export, actor=Actor.requester(privacy_request), by_organisation=False, refused=refused
     )

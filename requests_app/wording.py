@@ -51,6 +51,8 @@ CITATIONS = {
     "gdpr": {
         "access": gettext_lazy("GDPR Art. 15"),
         "portability": gettext_lazy("GDPR Art. 20"),
+        # Art. 20(2): the data sent directly to another controller (services.transmission).
+        "portability_transmission": gettext_lazy("GDPR Art. 20(2)"),
         "rights_of_others": gettext_lazy("GDPR Art. 15(4)"),
         "consent_withdrawal": gettext_lazy("Article 7(3) GDPR"),
         "erasure_exceptions": gettext_lazy("Article 17(3) GDPR"),
@@ -61,6 +63,8 @@ CITATIONS = {
     "uk_gdpr": {
         "access": gettext_lazy("UK GDPR Art. 15"),
         "portability": gettext_lazy("UK GDPR Art. 20"),
+        # Art. 20(2): the data sent directly to another controller (services.transmission).
+        "portability_transmission": gettext_lazy("UK GDPR Art. 20(2)"),
         "rights_of_others": gettext_lazy("UK GDPR Art. 15(4)"),
         "consent_withdrawal": gettext_lazy("Article 7(3) UK GDPR"),
         "erasure_exceptions": gettext_lazy("Article 17(3) UK GDPR"),
@@ -84,12 +88,14 @@ CITATIONS = {
         "recipients_told_erase": gettext_lazy("Cal. Civ. Code § 1798.105(c)(1)"),
         "recipients_told_rectify": gettext_lazy("Cal. Code Regs. tit. 11, § 7023(c)"),
         "recipients_told_limit_use": gettext_lazy("Cal. Code Regs. tit. 11, § 7027(g)"),
+        # No right to have the data sent directly to another business: "portability_transmission" cites nothing.
     },
     "lgpd": {
         # Art. 18, I and II: confirmation and access; Art. 19: how the copy is given.
         "access": gettext_lazy("LGPD (Lei 13.709/2018) Art. 18 and 19"),
         # Art. 18, V: portability to another provider.
         "portability": gettext_lazy("LGPD (Lei 13.709/2018) Art. 18, V"),
+        "portability_transmission": gettext_lazy("LGPD (Lei 13.709/2018) Art. 18, V"),
         # Art. 18, IX: revoking consent, as Art. 8 §5 allows at any time.
         "consent_withdrawal": gettext_lazy("Article 18, IX LGPD"),
         # Art. 18 §6: telling those the data was shared with of a correction, erasure, anonymisation or blocking,

@@ -618,3 +618,49 @@ def test_an_authority_is_withdrawn_only_on_an_open_agents_request_where_it_is_co
     handler = staff_in_role("Handler", username="not-assigned")
     with pytest.raises(roles.NotAllowed):
         agents.agent_authority_withdraw(request=confirmed_agents_request(dpo), actor=Actor.staff(handler), reason="No.")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_release_waits_for_a_withdrawal_of_the_agents_authority_under_way_and_is_refused(dpo):
+    """export_release locks the request, as agent_authority_withdraw does, and checks the authority under that lock:
+    a withdrawal committing meanwhile is seen, and nothing is released."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    from tests.exports.test_transmission import ready_package
+
+    request = confirmed_agents_request(dpo)
+    export = ready_package(request, kind="access")
+    withdrawing, outcome = threading.Event(), {}
+
+    def withdraw():
+        try:
+            with transaction.atomic():
+                agents.agent_authority_withdraw(request=request, actor=Actor.staff(dpo), reason="The permission was forged.")
+                withdrawing.set()
+                time.sleep(0.5)  # the release starts meanwhile
+        finally:
+            connection.close()
+
+    def release():
+        try:
+            exports.export_release(export=export, actor=Actor.staff(dpo))
+            outcome["released"] = True
+        except RequestError as error:
+            outcome["refused"] = str(error)
+        finally:
+            connection.close()
+
+    withdrawer = threading.Thread(target=withdraw)
+    withdrawer.start()
+    assert withdrawing.wait(5)
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    withdrawer.join(10)
+    releaser.join(10)
+
+    assert outcome == {"refused": str(agents.AUTHORITY_UNCONFIRMED)}
+    export.refresh_from_db()
+    assert export.released_at is None

@@ -629,7 +629,11 @@ def export_release(*, export: ExportPackage, actor: Actor, share_with_organisati
     """
     roles.require_can_work(actor, export.request)
     with transaction.atomic():
-        locked = ExportPackage.objects.select_for_update().select_related("request").get(pk=export.pk)
+        # The request first, as export_transmit and agents.agent_authority_withdraw lock it: the checks on it below
+        # (the agent's authority, the request answered already) hold until the release commits.
+        request = PrivacyRequest.objects.select_for_update().get(pk=export.request_id)
+        locked = ExportPackage.objects.select_for_update(of=("self",)).get(pk=export.pk)
+        locked.request = request
         _require_data_may_be_delivered(locked)
         if locked.released_at is not None:  # released from another tab, or by a colleague
             raise RequestError(

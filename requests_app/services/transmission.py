@@ -19,8 +19,8 @@ from requests_app import emails, roles, tasks
 from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import ActorKind, ExportKind, ExportPackage, PrivacyRequest, RequestedRight, RequestType
-from requests_app.services import exports
-from requests_app.wording import date_in_words
+from requests_app.services import agents, exports
+from requests_app.wording import CITATIONS, date_in_words
 
 TRANSMISSION_SALT = "requests_app.export-transmission"
 # Who downloads through the emailed link, in the trail: a role, never a name (the trail holds no personal data).
@@ -77,6 +77,8 @@ def transmission_refusal(export: ExportPackage) -> str:
     request = export.request
     if refusal := _request_refusal(request, portability_right(request)):
         return refusal
+    if refusal := agents.authority_refusal(request):
+        return refusal  # the data would go where someone not shown to act for the subject asked (declining may)
     if export.released_at is None:
         return _("Release the package to the subject first: only a released package can be sent to another organisation.")
     if not ExportPackage.objects.sendable_to_recipient().filter(pk=export.pk).exists():
@@ -173,6 +175,8 @@ def resend_refusal(export: ExportPackage) -> str:
     only after its mail server refused the address the link was last sent to, the package still downloadable there."""
     request = export.request
     if refusal := _request_refusal(request, portability_right(request), after_rejection=True):
+        return refusal
+    if refusal := agents.authority_refusal(request):
         return refusal
     if export.transmission_rejected_at is None:
         return _("The link is sent again only after the organisation's mail server refused its address: nothing changed.")
@@ -272,6 +276,8 @@ def send_transmission_email(*, export_id: int) -> bool:
         "export": export,
         "right": right,
         "link": emails.absolute_url(reverse("transmission", args=[transmission_token(export)])),
+        # Lazy, to be cited in the request's language as the email renders; none where the law has no such right.
+        "law": CITATIONS[request.regime].get("portability_transmission", ""),
     }
     message = emails.render_email("portability-transmission", context, to=[right.recipient_email], language=request.language)
     try:
@@ -302,19 +308,37 @@ def _export_for_token(token: str) -> ExportPackage:
     return export
 
 
+def _require_authority(request: PrivacyRequest) -> None:
+    """RequestError while an agent filed `request` and their authority is unconfirmed (withdrawn after the link was
+    sent, say): the organisation was named by someone not shown to act for the subject. Said without why, as the
+    organisation is no party to the request; the link works again if staff confirm the authority again."""
+    if agents.authority_refusal(request):
+        raise RequestError(
+            _("This package cannot be downloaded for now: the request it answers is being checked again. The link "
+              "works again if the check allows it, until it expires.")
+        )
+
+
 def transmitted_package(token: str) -> ExportPackage:
     """The package the organisation's link opens, for its page: RequestError saying why when it cannot be
-    downloaded any more."""
+    downloaded any more, or not now."""
     export = _export_for_token(token)
     if not ExportPackage.objects.downloadable_by_recipient().filter(pk=export.pk).exists():
         raise RequestError(exports.download_refusal(export, counter="recipient_download_count"))
+    _require_authority(export.request)
     return export
 
 
 def transmission_download(token: str) -> tuple[ExportPackage, File]:
-    """The organisation's download through its link: valid, not expired, not used up; counted apart from the
-    subject's and audited as export_downloaded_by_recipient (exports.count_download)."""
+    """The organisation's download through its link: valid, not expired, not used up, the agent's authority not
+    withdrawn; counted apart from the subject's and audited as export_downloaded_by_recipient
+    (exports.count_download)."""
     export = _export_for_token(token)
-    return exports.count_download(
-        {"public_id": export.public_id}, request=export.request, actor=recipient_actor(), by_recipient=True
-    )
+    with transaction.atomic():
+        # The request's row lock, which agents.agent_authority_withdraw takes too: no download counts once the
+        # withdrawal commits.
+        request = PrivacyRequest.objects.select_for_update().get(pk=export.request_id)
+        _require_authority(request)
+        return exports.count_download(
+            {"public_id": export.public_id}, request=request, actor=recipient_actor(), by_recipient=True
+        )

@@ -505,3 +505,89 @@ def test_a_package_the_subject_used_up_but_the_organisation_had_not_is_not_said_
     html = render_certificate_html(released.request)
     assert "The request was closed (Withdrawn): no data is delivered for it." in html
     assert "All its downloads were used." not in html
+
+
+def agents_released(dpo):
+    """A portability package released to an agent whose authority staff confirmed, naming Nova Telecom."""
+    from tests.test_agent_requests import confirmed_agents_request
+
+    request = confirmed_agents_request(dpo, rights=[NOVA])
+    return export_release(export=ready_package(request), actor=Actor.staff(dpo))
+
+
+def withdraw_authority(export, dpo):
+    from requests_app.services import agents
+
+    agents.agent_authority_withdraw(request=export.request, actor=Actor.staff(dpo), reason="The subject never allowed them.")
+    export.request.refresh_from_db()
+
+
+def test_nothing_is_sent_once_the_agents_authority_is_withdrawn_but_staff_may_decline(dpo, django_capture_on_commit_callbacks):
+    from requests_app.services.agents import AUTHORITY_UNCONFIRMED
+    from requests_app.services.transmission import transmission_refusal
+
+    export = agents_released(dpo)
+    withdraw_authority(export, dpo)
+
+    assert transmission_refusal(export) == str(AUTHORITY_UNCONFIRMED)
+    refused_with(export, dpo, str(AUTHORITY_UNCONFIRMED))
+    transmission_decline(request=export.request, actor=Actor.staff(dpo), reason="The agent's authority was withdrawn.")
+    assert export.request.rights.get(right=RequestType.PORTABILITY).transmission_declined_at is not None
+
+
+def test_a_link_sent_before_the_agents_authority_was_withdrawn_stops_downloading(dpo, client, django_capture_on_commit_callbacks):
+    export = agents_released(dpo)
+    link = sent(export, dpo, django_capture_on_commit_callbacks)
+    withdraw_authority(export, dpo)
+
+    page = client.get(link)
+    assert page.status_code == 410 and "the request it answers is being checked again" in page.content.decode()
+    status, body, _response = download(client, link)
+    assert status == 410 and b"being checked again" in body
+    export.refresh_from_db()
+    assert export.recipient_download_count == 0
+    assert not AuditEvent.objects.filter(action="export_downloaded_by_recipient").exists()
+
+    # Confirmed again on new proof: the same link works.
+    from requests_app.models import AgentAuthorityMethod
+    from requests_app.services import agents
+
+    agents.agent_authority_confirm(request=export.request, actor=Actor.staff(dpo), method=AgentAuthorityMethod.POWER_OF_ATTORNEY)
+    assert download(client, link)[0] == 200
+
+
+def test_the_agents_status_page_holds_back_a_released_package_once_their_authority_is_withdrawn(dpo, client):
+    from requests_app.services.exports import download_token
+
+    export = agents_released(dpo)
+    request = export.request
+    url = reverse("download", args=[request.reference, request.secret, download_token(export)])
+    withdraw_authority(export, dpo)
+
+    page = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
+    assert url not in page and "We hold back the copy of their data while we check again" in page
+    refused = client.get(url)
+    assert refused.status_code == 403
+    assert "we are checking again that you may act for the person this request is about" in refused.content.decode()
+    export.refresh_from_db()
+    assert export.download_count == 0
+
+
+@pytest.mark.parametrize(
+    ("regime", "cited"),
+    [("gdpr", "(GDPR Art. 20(2))"), ("uk_gdpr", "(UK GDPR Art. 20(2))"), ("lgpd", "(LGPD (Lei 13.709/2018) Art. 18, V)"), ("ccpa", None)],
+)
+def test_the_organisations_email_cites_the_requests_law(dpo, regime, cited, django_capture_on_commit_callbacks):
+    request = request_in_status(Status.IN_PROGRESS, rights=[NOVA], regime=regime)
+    export = export_release(export=ready_package(request), actor=Actor.staff(dpo))
+    sent(export, dpo, django_capture_on_commit_callbacks)
+    (to_nova,) = [message for message in mail.outbox if message.to == ["dpo@nova.example"]]
+    html = to_nova.alternatives[0][0]
+    for text in (to_nova.body, html):
+        assert "that the right to data portability covers" in text
+        if cited:
+            assert cited in text
+        else:
+            assert "Art." not in text and "covers." in text
+    if regime != "gdpr":
+        assert "(GDPR Art. 20(2))" not in to_nova.body
