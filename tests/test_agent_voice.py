@@ -455,3 +455,28 @@ def test_a_dpos_template_may_speak_to_an_agent_as_the_built_in_wording_does():
     subjects = request_in_status(Status.IN_PROGRESS, subject_email="ana.own@example.com")
     assert handling.render_letter(agents, TemplatePurpose.MESSAGE, body="x")[1] == "The data of the person you are acting for: x"
     assert handling.render_letter(subjects, TemplatePurpose.MESSAGE, body="x")[1] == "Your data: x"
+
+
+@pytest.mark.django_db
+def test_the_letters_about_sending_the_data_to_another_organisation_speak_to_an_agent_of_the_person_they_act_for(
+    settings, django_capture_on_commit_callbacks
+):
+    from requests_app.models import Message, MessageDirection
+    from requests_app.services import transmission
+    from tests.exports.test_transmission import agents_released, refused_by_its_server
+
+    dpo = staff_in_role("DPO", username="dpo-voice-transmission")
+    sent = agents_released(dpo)
+    with django_capture_on_commit_callbacks(execute=True):
+        transmission.export_transmit(export=sent, actor=Actor.staff(dpo))
+    resent = agents_released(dpo)
+    refused_by_its_server(resent, dpo, settings, django_capture_on_commit_callbacks)
+    transmission.transmission_resend(export=resent, actor=Actor.staff(dpo), recipient_email="privacy@nova.example")
+    declined = agents_released(dpo)
+    transmission.transmission_decline(request=declined.request, actor=Actor.staff(dpo), reason="Not feasible.")
+
+    letters = Message.objects.filter(request__in=[sent.request, resent.request, declined.request], direction=MessageDirection.TO_SUBJECT)
+    texts = [f"{letter.subject}\n{letter.body}" for letter in letters]
+    assert len(texts) == 4 and all("the person you are acting for" in text for text in texts)  # sent, sent and resent, declined
+    found = [said for text in texts for said in LETTERS_SUBJECTS_VOICE.findall(text) + re.findall(r"Your own copy", text)]
+    assert not found, found

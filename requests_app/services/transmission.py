@@ -119,12 +119,24 @@ def export_transmit(*, export: ExportPackage, actor: Actor) -> ExportPackage:
         emails.owe(request, "portability_transmission", str(locked.public_id))
         tasks.queue_after_commit(tasks.send_transmission_email, locked.id)
         with translation.override(request.language):
-            subject = _("We sent your data to %(organisation)s") % {"organisation": right.recipient_name}
-            body = _(
-                "As you asked in request %(reference)s, on %(moment)s we sent %(organisation)s (%(email)s) a link to "
-                "download the copy of your data that your right to data portability covers. The link works until "
-                "%(expires)s. Your own copy stays on your request's status page until then too."
-            ) % {
+            # To an agent who filed: of the data of the person they act for, not of their own (certificate._to_whoever_filed).
+            if request.filed_by_agent:
+                subject = _("We sent the data of the person you are acting for to %(organisation)s")
+                body = _(
+                    "As you asked in request %(reference)s, on %(moment)s we sent %(organisation)s (%(email)s) a link to "
+                    "download the copy of the data of the person you are acting for that their right to data "
+                    "portability covers. The link works until %(expires)s. The copy on the request's status page stays "
+                    "there until then too."
+                )
+            else:
+                subject = _("We sent your data to %(organisation)s")
+                body = _(
+                    "As you asked in request %(reference)s, on %(moment)s we sent %(organisation)s (%(email)s) a link to "
+                    "download the copy of your data that your right to data portability covers. The link works until "
+                    "%(expires)s. Your own copy stays on your request's status page until then too."
+                )
+            subject %= {"organisation": right.recipient_name}
+            body %= {
                 "reference": request.reference, "moment": date_in_words(now, "DATETIME_FORMAT"),
                 "organisation": right.recipient_name, "email": right.recipient_email,
                 "expires": date_in_words(locked.expires_at, "DATETIME_FORMAT"),
@@ -157,12 +169,22 @@ def transmission_decline(*, request: PrivacyRequest, actor: Actor, reason: str) 
         # The reason is staff's words about the subject's choice: on the right (purged with it), not in the trail.
         record_event(locked, "transmission_declined", actor=actor, data={})
         with translation.override(locked.language):
-            subject = _("We could not send your data to %(organisation)s") % {"organisation": right.recipient_name}
-            body = _(
-                "You asked in request %(reference)s that we send your data directly to %(organisation)s (%(email)s). "
-                "We could not do so, for this reason:\n\n%(reason)s\n\nYou still get your own copy of your data on "
-                "your request's status page, and may give it to them yourself."
-            ) % {
+            if locked.filed_by_agent:
+                subject = _("We could not send the data of the person you are acting for to %(organisation)s")
+                body = _(
+                    "You asked in request %(reference)s that we send the data of the person you are acting for directly "
+                    "to %(organisation)s (%(email)s). We could not do so, for this reason:\n\n%(reason)s\n\nThe copy of "
+                    "their data is still on the request's status page."
+                )
+            else:
+                subject = _("We could not send your data to %(organisation)s")
+                body = _(
+                    "You asked in request %(reference)s that we send your data directly to %(organisation)s (%(email)s). "
+                    "We could not do so, for this reason:\n\n%(reason)s\n\nYou still get your own copy of your data on "
+                    "your request's status page, and may give it to them yourself."
+                )
+            subject %= {"organisation": right.recipient_name}
+            body %= {
                 "reference": locked.reference, "organisation": right.recipient_name, "email": right.recipient_email,
                 "reason": reason,
             }
@@ -240,15 +262,28 @@ def transmission_resend(*, export: ExportPackage, actor: Actor, recipient_email:
         emails.owe(request, "portability_transmission", str(locked.public_id))
         tasks.queue_after_commit(tasks.send_transmission_email, locked.id)
         with translation.override(request.language):
-            subject = _("We sent the link to your data to %(organisation)s again, at a corrected address") % {
-                "organisation": right.recipient_name
-            }
-            body = _(
-                "As you asked in request %(reference)s, we emailed %(organisation)s a link to download your data, but "
-                "its mail server refused the address %(refused)s, so the link never arrived. On %(moment)s we sent it "
-                "again to %(email)s. The link works until %(expires)s. If this address is wrong too, tell us in a reply. "
-                "Your own copy stays on your request's status page until then."
-            ) % {
+            if request.filed_by_agent:
+                subject = _(
+                    "We sent the link to the data of the person you are acting for to %(organisation)s again, at a "
+                    "corrected address"
+                )
+                body = _(
+                    "As you asked in request %(reference)s, we emailed %(organisation)s a link to download the data of "
+                    "the person you are acting for, but its mail server refused the address %(refused)s, so the link "
+                    "never arrived. On %(moment)s we sent it again to %(email)s. The link works until %(expires)s. If "
+                    "this address is wrong too, tell us in a reply. The copy on the request's status page stays there "
+                    "until then."
+                )
+            else:
+                subject = _("We sent the link to your data to %(organisation)s again, at a corrected address")
+                body = _(
+                    "As you asked in request %(reference)s, we emailed %(organisation)s a link to download your data, but "
+                    "its mail server refused the address %(refused)s, so the link never arrived. On %(moment)s we sent it "
+                    "again to %(email)s. The link works until %(expires)s. If this address is wrong too, tell us in a "
+                    "reply. Your own copy stays on your request's status page until then."
+                )
+            subject %= {"organisation": right.recipient_name}
+            body %= {
                 "reference": request.reference, "organisation": right.recipient_name, "refused": refused_address,
                 "moment": date_in_words(now, "DATETIME_FORMAT"), "email": address,
                 "expires": date_in_words(locked.expires_at, "DATETIME_FORMAT"),
