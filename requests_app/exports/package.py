@@ -355,6 +355,12 @@ class PackageWriter:
                     "law": citations(self.request.regime),
                     "holds_records": bool(found),
                     "sources_with_data": [source for source in sources if source.slug in found],
+                    # The safeguards of transfers outside the EU/EEA (Art. 15(2)) are said only where the report lists one.
+                    "transfers_listed": any(
+                        recipient.third_country
+                        for source in sources if source.slug in found
+                        for recipient in source.recipients.all()
+                    ),
                     # Searched whole and empty: said plainly, rather than how data we do not hold is used.
                     "sources_empty": [source for source in sources if source.slug not in found | skipped | left_out],
                     "files": self.files,

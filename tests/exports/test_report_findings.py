@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from requests_app import selectors
 from requests_app.exports.package import PackageWriter
-from requests_app.models import DataCategory, ExportKind, LegalBasis, SourceCategory, SourceSystem
+from requests_app.models import DataCategory, ExportKind, LegalBasis, Recipient, SourceCategory, SourceSystem
 from tests.exports.test_report_language import make_source, report_of
 from tests.factories import request_in_status
 
@@ -220,3 +220,41 @@ def test_the_report_and_the_manifest_give_the_moment_the_entries_are_dated_when_
     assert manifest["reading_started_at"] == "2026-07-01T12:00:02.000000+02:00"  # Brussels time, as the API writes times
     assert "We began reading the data from our systems on 1 July 2026, 12:00 CEST; each file in this package bears that date." in report
     assert "12:07" not in report
+
+
+TRANSFER_SAFEGUARDS = "When we transfer data outside the EU/EEA, we rely on the European Commission's standard contractual clauses"
+
+
+def test_the_report_speaks_of_transfer_safeguards_only_where_it_lists_a_transfer(writer):
+    """"…or another safeguard named above" read as if one were, above a list of recipients none outside the EU/EEA."""
+    billing = make_source("billing")
+    Recipient.objects.create(source=billing, name="Print shop", country="Belgium")
+    writer.add_source(billing, manual_upload=extract("An invoice"))
+
+    report = report_of(writer, list(selectors.export_sources()))
+
+    assert "Print shop (Belgium)" in report
+    assert TRANSFER_SAFEGUARDS not in report
+
+
+def test_the_report_speaks_of_transfer_safeguards_where_a_recipient_outside_the_eu_is_listed(writer):
+    billing = make_source("billing")
+    Recipient.objects.create(source=billing, name="Cloud host", country="India", third_country=True, safeguards="EU standard contractual clauses")
+    writer.add_source(billing, manual_upload=extract("An invoice"))
+
+    report = report_of(writer, list(selectors.export_sources()))
+
+    assert "Cloud host (India, outside the EU/EEA; safeguards: EU standard contractual clauses)" in report
+    assert TRANSFER_SAFEGUARDS in report
+
+
+def test_the_report_speaks_of_no_transfer_of_a_source_that_held_no_data(writer):
+    """Only the sources that held data are described: a transfer of another's is not listed, so not spoken of."""
+    billing, crm = make_source("billing"), make_source("crm")
+    Recipient.objects.create(source=crm, name="Cloud host", country="India", third_country=True)
+    writer.add_source(billing, manual_upload=extract("An invoice"))
+    writer.add_source(crm, manual_upload=extract())
+
+    report = report_of(writer, list(selectors.export_sources()))
+
+    assert "Cloud host" not in report and TRANSFER_SAFEGUARDS not in report
