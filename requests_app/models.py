@@ -1902,8 +1902,16 @@ class ExportPackage(models.Model):
         return self.manifest.get("rows") == 0
 
     def progress_in_words(self) -> str:
-        """How far its compilation got, in the active language: "1 row, 2/3 sources"."""
+        """How far its compilation got, in the active language: "1 row, 2/3 sources"; once compiled with sources left
+        unsearched (no verified identifier of their kind, no extract asked), how many were searched: "0 rows, 1 of 3
+        sources searched", not "3/3 sources", which would read as three sources searched and found empty."""
         rows = self.progress.get("rows") or 0
+        not_searched = len(self.manifest.get("sources_not_searched", []))
+        total = self.progress.get("sources_total")
+        if not_searched and total:
+            return ngettext(
+                "%(rows)s row, %(searched)s of %(total)s sources searched", "%(rows)s rows, %(searched)s of %(total)s sources searched", rows
+            ) % {"rows": rows, "searched": total - not_searched, "total": total}
         return ngettext("%(rows)s row, %(done)s/%(total)s sources", "%(rows)s rows, %(done)s/%(total)s sources", rows) % {
             "rows": rows, "done": self.progress.get("sources_done") or 0, "total": self.progress.get("sources_total") or "?",
         }

@@ -37,7 +37,7 @@ from requests_app import emails, roles, selectors, sms, tasks
 from requests_app.services import agents, webhooks
 from requests_app.services.orphans import stored_files
 from requests_app.audit import Actor, record_event
-from requests_app.exports.package import NO_EXTRACT_ASKED, PackageWriter
+from requests_app.exports.package import NO_EXTRACT_ASKED, NO_VERIFIED_IDENTIFIER, PackageWriter
 from requests_app.heartbeat import ATTEMPTS_BEFORE_GIVING_UP, Heartbeat, TakenOver, not_queued_since_death, stale_before
 from requests_app.lifecycle import VERIFIED_OPEN, RequestError
 from requests_app.models import (
@@ -46,6 +46,7 @@ from requests_app.models import (
     ExportKind,
     ExportPackage,
     ExportStatus,
+    IdentityKind,
     NO_DATA_DELIVERED,
     PACKAGE_FOR_RIGHT,
     ManualTask,
@@ -56,7 +57,7 @@ from requests_app.models import (
 )
 from requests_app.sources import SourceError
 from requests_app.sources.manual import extract_problem
-from requests_app.wording import date_in_words
+from requests_app.wording import date_in_words, in_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -569,6 +570,35 @@ def delivery_refusal(export: ExportPackage) -> str:
             "kind": ExportKind(export.kind).label
         }
     return ""
+
+
+def searchable_once_verified(export: ExportPackage) -> str:
+    """The package's sources left unsearched for want of a verified identifier of their kind although the subject
+    gave one of that kind, with what to do, in the active language; "" when there is none. Said on the package's
+    page before its release: verified, the identifier would have them searched, and released as it is, the package
+    tells the subject those systems were not searched."""
+    given = set(export.request.identities.values_list("kind", flat=True))
+    unsearched = [
+        item for item in export.manifest.get("sources_not_searched", [])
+        if item.get("reason") == NO_VERIFIED_IDENTIFIER and item.get("kind") in given
+    ]
+    if not unsearched:
+        return ""
+    # Named in the reader's language (the manifest names them in the subject's); one deleted since keeps that name.
+    language = translation.get_language()
+    names = {
+        source.slug: source.texts_in(language)["name"]
+        for source in SourceSystem.objects.filter(slug__in={item["source"] for item in unsearched}).prefetch_related("translations")
+    }
+    sources = [
+        f"{names.get(item['source']) or item.get('name') or item['source']} ({in_sentence(IdentityKind(item['kind']).label)})"
+        for item in unsearched
+    ]
+    return _(
+        "Not searched for want of a verified identifier, though the subject gave one of that kind: %(sources)s. Verify "
+        "it, if it is not yet, and compile the package again before you release it: released as it is, the package "
+        "tells the subject these systems were not searched."
+    ) % {"sources": ", ".join(sources)}
 
 
 def _password_phone_missing() -> str:

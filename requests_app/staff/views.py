@@ -1462,6 +1462,8 @@ def export_detail(request: HttpRequest, public_id) -> HttpResponse:
         ),
         # Not released either while an agent's authority is unconfirmed (services.agents).
         "agent_authority_refusal": agents.authority_refusal(export.request),
+        # Sources a verified identifier would have had searched: said before the release, while it can still be.
+        "searchable_once_verified": export_service.searchable_once_verified(export) if not export.released_at else "",
         "email_confirmation_sent_at": export.request.events.filter(action="email_confirmation_sent")
         .order_by("-sequence").values_list("created_at", flat=True).first(),
         "reads_files": reads_files,
