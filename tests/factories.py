@@ -117,6 +117,48 @@ def released_package(request, kind="access"):
     )
 
 
+def erasure_kept_whole(request):
+    """The erasure of `request` planned in a call-records system whose every record a legal hold keeps, and dry-run:
+    the holds keep all the subject's data it found (two rows), which refusing the erasure on a legal obligation or
+    legal claims needs (actions.beyond_the_holds). As a dry run leaves it; the system is inactive, so that no package
+    a test compiles reads its database, which is not there."""
+    import datetime
+
+    from requests_app.models import (
+        ActionKind, ActionStatus, ConnectorKind, DataCategory, EraseMethod, ErasureException, IdentityKind, LegalBasis,
+        LegalHold, SourceAction, SourceCategory, SourceSystem,
+    )
+
+    source, _created = SourceSystem.objects.get_or_create(
+        slug="kept-call-records",
+        defaults={
+            "name": "Kept call records", "connector": ConnectorKind.SQL, "connection_url": "sqlite:////nonexistent/calls.sqlite3",
+            "identity_kind": IdentityKind.PHONE, "purposes": "Billing", "legal_basis": LegalBasis.LEGAL_OBLIGATION,
+            "retention": "12 months", "origin": "The network", "active": False,
+        },
+    )
+    SourceCategory.objects.get_or_create(
+        source=source, slug="calls",
+        defaults={
+            "category": DataCategory.ELECTRONIC_COMMUNICATIONS, "query": "SELECT * FROM calls WHERE caller IN :identities",
+            "table": "calls", "identity_field": "caller", "erase_method": EraseMethod.DELETE,
+        },
+    )
+    until = datetime.date(2099, 12, 31)
+    LegalHold.objects.get_or_create(
+        source=source, category=None,
+        defaults={"ground": ErasureException.LEGAL_OBLIGATION, "basis": "Telecom law: call records kept", "until": until},
+    )
+    held = [{
+        "category": "calls", "ground": ErasureException.LEGAL_OBLIGATION, "basis": "Telecom law: call records kept",
+        "basis_translations": {}, "until": until.isoformat(),
+    }]
+    return SourceAction.objects.create(
+        request=request, source=source, kind=ActionKind.ERASE, status=ActionStatus.AWAITING_APPROVAL, dry_run_at=timezone.now(),
+        dry_run={"categories": [], "list_entries": 0, "held": held, "held_rows": {"calls": 2}, "identities": 1},
+    )
+
+
 def confirm_email(request):
     """The owner of the address of a request received directly (staff intake, API) confirms it through the link
     staff send (intake.email_confirmation_send): what releasing an unencrypted package to its status page needs."""

@@ -29,7 +29,7 @@ from requests_app.models import (
 from requests_app.services import agents, exports, handling, intake
 from requests_app.services.intake import RightDetails
 from tests.conftest import login_staff
-from tests.factories import last_letter, released_package, request_in_status, staff_in_role
+from tests.factories import erasure_kept_whole, last_letter, released_package, request_in_status, staff_in_role
 from tests.test_public_form import VALID, post_form
 from tests.test_status_page import status_url
 
@@ -321,6 +321,7 @@ def test_no_letter_closes_an_agents_request_before_their_authority_is_confirmed_
     """A refusal says what we hold and why we keep it, a forwarding which customer of ours processes the data: either
     would tell a stranger claiming to act for the subject something of their data."""
     request = agents_request(Status.IN_PROGRESS, RequestType.ERASURE, RequestType.ACCESS)
+    erasure_kept_whole(request)
     unconfirmed = "any letter that closes it would tell them something of the subject's data"
     refused_whole = [
         handling.RightRefusal(RequestType.ERASURE, RejectionGround.LEGAL_OBLIGATION, "We must keep the call records."),

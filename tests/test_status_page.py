@@ -17,7 +17,7 @@ from requests_app.wording import date_in_words
 from requests_app.models import PrivacyRequest, RequestType, Status
 from requests_app.services.intake import RightDetails
 from requests_app.forms import RequestForm
-from tests.factories import request_in_status, staff_in_role, submit_request
+from tests.factories import erasure_kept_whole, request_in_status, staff_in_role, submit_request
 
 
 def status_url(request, secret=None):
@@ -799,10 +799,11 @@ def test_a_request_granted_in_part_says_which_rights_were_refused_and_where_to_c
     from requests_app.models import RequestType
     from requests_app.services import handling
     from requests_app.services.intake import RightDetails
-    from tests.factories import released_package
+    from tests.factories import erasure_kept_whole, released_package
 
     request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.ERASURE)])
     released_package(request)
+    erasure_kept_whole(request)
     handling.request_complete(
         request=request, actor=Actor.staff(staff_in_role("DPO", username="dpo-part")), letter="", expected_status=Status.IN_PROGRESS,
         refused=[handling.RightRefusal(RequestType.ERASURE, "legal_obligation", "Telecom law keeps call records 12 months.")],
@@ -825,6 +826,7 @@ def test_a_request_with_every_right_refused_says_it_was_answered_and_nothing_gra
 
     fraud_checks = RightDetails(RequestType.OBJECTION, objection_processing="Fraud checks on my calls")
     request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ERASURE), fraud_checks])
+    erasure_kept_whole(request)
     handling.request_complete(
         request=request, actor=Actor.staff(staff_in_role("DPO", username="dpo-all")), letter="", expected_status=Status.IN_PROGRESS,
         refused=[

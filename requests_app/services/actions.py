@@ -40,6 +40,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from requests_app import roles, selectors, tasks
 from requests_app.audit import Actor, record_event
@@ -90,7 +91,7 @@ from requests_app.sources.actions import (
     pseudonymised_fields,
     typed_value,
 )
-from requests_app.wording import cites_gdpr_articles, date_in_words, in_sentence
+from requests_app.wording import cites_gdpr_articles, date_in_words, in_sentence, label_in_letter
 
 logger = logging.getLogger(__name__)
 
@@ -1407,6 +1408,85 @@ def answered_already(request: PrivacyRequest, refused: set[str]) -> list[str]:
                 % {"right": asked.right_for_staff(), "purposes": ", ".join(applied)}
             )
     return reasons
+
+
+# The grounds of Art. 17(3) that keep data only "to the extent that" a legal duty, or a legal claim, needs it: the data
+# inventory's legal holds say how far that is, and each source's dry run which of the subject's data they keep there.
+RETENTION_GROUNDS = frozenset({RejectionGround.LEGAL_OBLIGATION, RejectionGround.LEGAL_CLAIMS})
+# An erasure's dry run stands for what it would do now in these statuses only: planned, dry-running, failed or stale,
+# it has none that does.
+DRY_RUN_STANDS = (ActionStatus.AWAITING_APPROVAL, ActionStatus.APPROVED)
+
+
+def beyond_the_holds(request: PrivacyRequest) -> list[str]:
+    """Why the erasure's dry runs do not show that the legal holds keep all the subject's data it would touch: it is
+    not planned; a source's erasure has no dry run that stands (DRY_RUN_STANDS); a dry run found rows no hold keeps
+    (their erasure is owed: a hold keeping recent call records keeps none of the older ones); a manual source has a
+    category under no hold (only its owner can tell what the subject has there, and erases it); or no dry run found
+    any of the subject's data kept, so that no law or claim keeps anything. Empty when every erasure keeps all it
+    found. An erasure done without searching its source (no verified identifier of its kind) found nothing: it
+    stands in no way. One carried out is answered_already's. Reads request.source_actions.all()."""
+    erasures = [action for action in request.source_actions.all() if action.kind == ActionKind.ERASE]
+    if not erasures:
+        return [_("The erasure has not been planned in the source systems: plan it, and run its dry run in each.")]
+    reasons, kept = [], False
+    for action in erasures:
+        source = action.source.name
+        if action.status == ActionStatus.MANUAL:
+            categories = {category.slug for category in action.source.categories.all()}
+            held_whole = {hold["category"] for hold in action.dry_run.get("held", []) if "kept_from" not in hold}
+            if categories - held_whole:
+                reasons.append(
+                    _("%(source)s is a manual system with data no legal hold keeps: its owner erases the subject's there.")
+                    % {"source": source}
+                )
+            kept = kept or bool(categories & held_whole)
+        elif action.status in DRY_RUN_STANDS:
+            erasable = sum(counts["rows"] for counts in action.dry_run.get("categories", []))
+            if erasable:
+                reasons.append(
+                    ngettext(
+                        "The dry run in %(source)s found %(rows)s row that no legal hold keeps.",
+                        "The dry run in %(source)s found %(rows)s rows that no legal hold keeps.",
+                        erasable,
+                    ) % {"source": source, "rows": erasable}
+                )
+            kept = kept or any(action.dry_run.get("held_rows", {}).values())
+        elif action.status != ActionStatus.DONE:
+            reasons.append(
+                _("The erasure in %(source)s has no dry run that stands (%(status)s): run it.")
+                % {"source": source, "status": in_sentence(action.get_status_display())}
+            )
+    if not reasons and not kept:
+        reasons.append(_("No dry run found any of the subject's data kept under a legal hold: there is nothing to keep."))
+    return reasons
+
+
+def retention_refusal(request: PrivacyRequest, ground: str, *, whole_request: bool) -> str | None:
+    """Why the erasure the request asks cannot be refused on `ground`, one of RETENTION_GROUNDS, by rejecting the
+    request (`whole_request`) or refusing that right at completion: Art. 17(3) keeps data only as far as the law or
+    the claim needs it, and beyond_the_holds finds data it does not keep, or that nobody looked. What the holds keep
+    is kept by carrying the erasure out: the completion letter says what was kept and why (certificate.data_kept).
+    None for another ground, or when the holds keep everything the erasure found."""
+    if ground not in RETENTION_GROUNDS:
+        return None
+    reasons = beyond_the_holds(request)
+    if not reasons:
+        return None
+    label = label_in_letter(RejectionGround(ground).label, request.regime)
+    if whole_request:
+        refusal = _(
+            "“%(ground)s” refuses an erasure only as far as the law or a claim needs the data kept, so the dry runs must "
+            "show that the legal holds keep all of it: %(reasons)s Where they keep only part of it, complete the request "
+            "instead and carry out the erasure: its letter tells the subject what was kept and why."
+        )
+    else:
+        refusal = _(
+            "“%(ground)s” refuses “%(right)s” only as far as the law or a claim needs the data kept, so the dry runs must "
+            "show that the legal holds keep all of it: %(reasons)s Where they keep only part of it, grant this right and "
+            "carry out the erasure: the completion letter tells the subject what was kept and why."
+        )
+    return refusal % {"ground": label, "right": RIGHTS_THE_SUBJECT_ASKS[RequestType.ERASURE], "reasons": " ".join(reasons)}
 
 
 def _suppression_blockers(asked: RequestedRight, kinds_usable: set[str]) -> list[str]:

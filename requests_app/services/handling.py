@@ -51,7 +51,7 @@ from requests_app.models import (
 )
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import agents, intake
-from requests_app.services.actions import answered_already, completion_blockers, prefetch_for_completion
+from requests_app.services.actions import answered_already, completion_blockers, prefetch_for_completion, retention_refusal
 from requests_app.services.certificate import answered_in_part, categories_instead_of_pieces, data_kept, outcome_summary
 from requests_app.wording import amount_in_words, cites_gdpr_articles, date_in_words, in_sentence, label_in_letter, with_full_stop
 
@@ -814,7 +814,8 @@ def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRe
     refused, each on the ground that answers it (an erasure for a legal duty to keep the data, an objection for
     compelling grounds), but not all on one ground: that refuses the request whole, which Reject does (request_reject
     offers that ground then), and its letter says the request is refused. A right answered already cannot be refused
-    (actions.answered_already)."""
+    (actions.answered_already), nor an erasure on a legal hold that its dry runs do not show keeping all they found
+    (actions.retention_refusal)."""
     rights = {right.right: right for right in request.rights.all()}
     for right, refusal in refusals_by_right.items():
         if right not in rights:
@@ -856,6 +857,10 @@ def _refuse_rights(request: PrivacyRequest, refusals_by_right: dict[str, RightRe
             _("Every right asked would be refused on the same ground: that is a rejection. Use Reject instead, with "
               "that reason, so that the letter tells the subject their request is refused.")
         )
+    if RequestType.ERASURE in refusals_by_right:
+        beyond_the_holds = retention_refusal(request, refusals_by_right[RequestType.ERASURE].ground, whole_request=False)
+        if beyond_the_holds:
+            raise RequestError(beyond_the_holds)
     for right, refusal in refusals_by_right.items():
         RequestedRight.objects.filter(pk=rights[right].pk).update(refusal_ground=refusal.ground)
     request.refused_rights_mask = rights_mask(refusals_by_right)
@@ -1139,7 +1144,8 @@ def request_reject(
     objection to direct marketing only on the grounds any request may be refused on (Art. 21(3)), an access request
     never for other people's data (it is masked in the copy instead: Art. 15(4)), a CCPA request to limit never on
     an unverified identity (CCPA Regulations § 7027(e)); one that asks a right besides the one a ground answers is
-    refused in part on completion instead. Nor is a request that was answered in part (actions.answered_already), nor
+    refused in part on completion instead. Nor is an erasure on a legal hold that its dry runs do not show keeping all
+    they found (actions.retention_refusal), nor a request that was answered in part (actions.answered_already), nor
     one refused for an unverified identity before the subject was asked for information that identifies them
     (identity_refusal); that letter says they may still identify themselves or ask again (identity_paragraph).
 
@@ -1183,6 +1189,9 @@ def request_reject(
         answered = answered_already(locked, set(locked.requested_rights))
         if answered:
             raise RequestError(" ".join(answered))
+        beyond_the_holds = retention_refusal(locked, ground, whole_request=True)
+        if beyond_the_holds:
+            raise RequestError(beyond_the_holds)
         never_asked = (
             identity_refusal(locked, ground) or agents.rejection_refusal(locked, ground)
             or agents.closing_refusal(locked, ground=ground)

@@ -38,7 +38,7 @@ from requests_app.audit import Actor
 from requests_app.lifecycle import RequestError
 from requests_app.services import actions, certificate, exports, handling, notices
 from tests.actions.conftest import ANA_PHONE, verified_request
-from tests.factories import released_package, staff_in_role
+from tests.factories import erasure_kept_whole, released_package, staff_in_role
 from tests.actions.test_notices import carry_out_actions, correct_the_city
 
 
@@ -186,6 +186,7 @@ def test_only_a_ccpa_erasure_letter_says_a_record_of_the_request_is_kept(crm, dp
 def test_a_ccpa_erasure_refused_on_completion_says_a_record_of_the_request_is_kept(crm, dpo_actor):
     """Each right refused on its own ground: the letter that says so answers the request to delete too."""
     request = verified_request(RequestType.ERASURE, RequestType.RESTRICTION, regime="ccpa")
+    erasure_kept_whole(request)
     refused = [
         handling.RightRefusal(RequestType.ERASURE, "legal_obligation", "Tax law keeps invoices ten years."),
         handling.RightRefusal(RequestType.RESTRICTION, "other", "The data is accurate."),

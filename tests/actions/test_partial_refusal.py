@@ -9,7 +9,9 @@ from django.core import mail
 from django.utils import timezone
 
 from requests_app.lifecycle import RequestError
-from requests_app.models import ActionKind, ActionStatus, NoticeStatus, PrivacyRequest, Recipient, RequestType, SourceAction, Status
+from requests_app.models import (
+    ActionKind, ActionStatus, ErasureException, LegalHold, NoticeStatus, PrivacyRequest, Recipient, RequestType, SourceAction, Status,
+)
 from requests_app.services import actions, certificate, handling, notices
 from requests_app.services.handling import RightRefusal
 from requests_app.wording import date_in_words
@@ -21,12 +23,16 @@ ERASURE_REFUSED = RightRefusal(RequestType.ERASURE, "legal_obligation", TELECOM_
 
 
 @pytest.fixture
-def correction_and_erasure(crm, dpo_actor):
-    """A rectification of the CRM's city and an erasure, both planned there; the CRM has a recipient."""
+def correction_and_erasure(crm, dpo_actor, django_capture_on_commit_callbacks):
+    """A rectification of the CRM's city and an erasure, both planned there; the CRM has a recipient. A legal hold
+    keeps the CRM whole, as the erasure's dry run shows: refusing the erasure on it needs that (actions.beyond_the_holds)."""
     request = verified_request(RequestType.RECTIFICATION, RequestType.ERASURE)
     Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_email="art19@partner.example")
+    LegalHold.objects.create(source=crm, ground=ErasureException.LEGAL_OBLIGATION, basis=TELECOM_LAW, until=datetime.date(2099, 12, 31))
     actions.rectification_change_set(request=request, actor=dpo_actor, category=crm.categories.get(), field="city", value="Antwerpen")
     actions.plan_actions(request=request, actor=dpo_actor)
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.dry_run_start(action=request.source_actions.get(kind=ActionKind.ERASE), actor=dpo_actor)
     return request
 
 
@@ -52,7 +58,7 @@ def test_the_refused_rights_unfinished_action_neither_blocks_nor_runs_nor_holds_
     erasure = request.source_actions.get(kind=ActionKind.ERASE)
     notice = request.recipient_notices.get()
     assert notice.status == NoticeStatus.PENDING  # it waits for everything planned in the CRM, the erasure too
-    with pytest.raises(RequestError, match="Erasure in CRM: planned"):
+    with pytest.raises(RequestError, match="Erasure in CRM: dry run ready: awaiting approval"):
         handling.request_complete(request=request, actor=dpo_actor, letter="", expected_status=Status.IN_PROGRESS)
 
     mail.outbox.clear()
@@ -74,7 +80,7 @@ def test_the_refused_rights_unfinished_action_neither_blocks_nor_runs_nor_holds_
     [told] = [message for message in mail.outbox if "art19@partner.example" in message.to]
     assert "- Rectified (" in told.body and "Antwerpen" in told.body and "Erased" not in told.body
     # The erasure was never carried out, and cannot be now: the request is closed.
-    assert SourceAction.objects.get(pk=erasure.pk).status == ActionStatus.PLANNED
+    assert SourceAction.objects.get(pk=erasure.pk).status == ActionStatus.AWAITING_APPROVAL  # as its dry run left it
     with pytest.raises(RequestError, match="Only an open, verified request can be acted on."):
         actions.dry_run_start(action=erasure, actor=dpo_actor)
     # The certificate says so, beside the right refused and its ground.
@@ -104,7 +110,7 @@ def test_under_another_law_the_letter_names_the_recipient_being_told_without_cit
 
 
 def test_a_notice_whose_task_was_lost_after_the_refusal_is_queued_again(correction_and_erasure, dpo_actor, django_capture_on_commit_callbacks):
-    """The refused erasure, left planned, must not keep the sweep from sending what the correction changed."""
+    """The refused erasure, left unexecuted, must not keep the sweep from sending what the correction changed."""
     request = correction_and_erasure
     rectification = request.source_actions.get(kind=ActionKind.RECTIFY)
     for service in (actions.dry_run_start, actions.approve, actions.execute):
@@ -186,7 +192,8 @@ def test_every_right_refused_each_on_its_own_ground_runs_no_action_and_tells_no_
 
     request.refresh_from_db()
     assert request.status == Status.COMPLETED and request.granted_rights == []
-    assert set(request.source_actions.values_list("status", flat=True)) == {ActionStatus.PLANNED}
+    # The correction as planned, the erasure as its dry run left it.
+    assert set(request.source_actions.values_list("status", flat=True)) == {ActionStatus.PLANNED, ActionStatus.AWAITING_APPROVAL}
     assert request.recipient_notices.get().status == NoticeStatus.NOT_NEEDED
     assert not [message for message in mail.outbox if "art19@partner.example" in message.to]
     body = request.messages.get().body

@@ -170,7 +170,12 @@ def test_a_system_whose_only_action_answered_a_refused_right_is_not_said_to_have
     request = verified_request(RequestType.ACCESS, RequestType.ERASURE)
     released_package(request)
     Recipient.objects.create(source=crm, name="Billing partner", country="Belgium", notification_email="art19@partner.example")
+    for source in (crm, cdr):  # kept whole, as the dry runs show: what refusing the erasure on the hold needs
+        LegalHold.objects.create(source=source, ground=ErasureException.LEGAL_OBLIGATION, basis="Telecom law.", until=datetime.date(2099, 12, 31))
     actions.plan_actions(request=request, actor=dpo_actor)
+    for erasure in request.source_actions.all():
+        with django_capture_on_commit_callbacks(execute=True):
+            actions.dry_run_start(action=erasure, actor=dpo_actor)
     with django_capture_on_commit_callbacks(execute=True):
         handling.request_complete(
             request=request, actor=dpo_actor, letter="", expected_status=Status.IN_PROGRESS,

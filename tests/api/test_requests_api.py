@@ -1059,13 +1059,14 @@ def test_the_rights_refused_on_completion_are_listed_apart_from_those_asked(api,
     """`rights` stays the list of the rights asked: a portal reading it before this field existed reads it still."""
     from requests_app.audit import Actor
     from requests_app.services import handling
-    from tests.factories import released_package, staff_in_role
+    from tests.factories import erasure_kept_whole, released_package, staff_in_role
 
     created = create(api).json()
     assert created["refused_rights"] == []
     request = PrivacyRequest.objects.get(public_id=created["id"])
     lifecycle.transition(request, "start_work", actor=Actor.system())
     released_package(request)
+    erasure_kept_whole(request)
     handling.request_complete(
         request=request, actor=Actor.staff(staff_in_role("DPO", username="dpo-api")), letter="", expected_status=Status.IN_PROGRESS,
         refused=[handling.RightRefusal("erasure", "legal_obligation", "Telecom law keeps call records 12 months.")],
@@ -1087,11 +1088,12 @@ def test_a_request_with_every_right_refused_on_its_own_ground_is_completed_with_
     """Answered right by right and nothing granted: `completed`, not `rejected` (one ground for the whole request)."""
     from requests_app.audit import Actor
     from requests_app.services import handling
-    from tests.factories import staff_in_role
+    from tests.factories import erasure_kept_whole, staff_in_role
 
     created = create(api, rights=["erasure", "objection"], objection_processing="Fraud checks on my calls").json()
     request = PrivacyRequest.objects.get(public_id=created["id"])
     lifecycle.transition(request, "start_work", actor=Actor.system())
+    erasure_kept_whole(request)
     handling.request_complete(
         request=request, actor=Actor.staff(staff_in_role("DPO", username="dpo-api-all")), letter="", expected_status=Status.IN_PROGRESS,
         refused=[

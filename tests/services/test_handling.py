@@ -31,7 +31,9 @@ from requests_app.models import (
 from requests_app.services import handling, intake
 from requests_app.services.orphans import delete_orphan_files
 from requests_app.staff.forms import IdentityVerifyForm
-from tests.factories import identity_proof_asked, last_letter, released_package, request_in_status, staff_in_role
+from tests.factories import (
+    erasure_kept_whole, identity_proof_asked, last_letter, released_package, request_in_status, staff_in_role,
+)
 
 # What staff tell a subject whose identity they could not verify: what was asked, and why what came is not enough.
 NOT_PROVED = "We asked you for a copy of a bill in your name, and received none."
@@ -354,6 +356,7 @@ def test_an_organisation_still_asserts_its_subscribers_phone_number_and_ip_addre
 @pytest.mark.django_db(transaction=True)
 def test_rejection_letter_states_the_reason_and_the_right_to_complain(dpo):
     request = request_in_status(Status.IN_PROGRESS, rights=[intake.RightDetails(RequestType.ERASURE)])
+    erasure_kept_whole(request)
     mail.outbox.clear()
     handling.request_reject(
         request=request,
@@ -992,6 +995,7 @@ def test_a_rejection_on_another_ground_gives_the_explanation_as_the_reason(dpo):
 @pytest.mark.django_db
 def test_a_letter_under_another_law_than_the_gdpr_cites_no_gdpr_article(dpo, regime, language, ground_shown):
     request = request_in_status(Status.IN_PROGRESS, regime=regime, language=language, rights=[intake.RightDetails(RequestType.ERASURE)])
+    erasure_kept_whole(request)
     handling.request_reject(
         request=request, actor=Actor.staff(dpo), ground="legal_obligation", explanation="Tax law: invoices kept 7 years.",
         expected_status=Status.IN_PROGRESS,
@@ -1016,6 +1020,8 @@ PENDING_DISPUTE = "We need your billing records to defend the claim you brought 
 @pytest.mark.django_db
 def test_a_request_asking_only_the_right_a_ground_answers_is_rejected_on_it_with_the_reasons(dpo, rights, ground, explanation, reason):
     request = request_in_status(Status.IN_PROGRESS, rights=rights)
+    if RequestType.ERASURE in request.requested_rights:
+        erasure_kept_whole(request)
     handling.request_reject(request=request, actor=Actor.staff(dpo), ground=ground, explanation=explanation, expected_status=Status.IN_PROGRESS)
     request.refresh_from_db()
     assert (request.status, request.rejection_ground) == (Status.REJECTED, ground)
@@ -1074,6 +1080,8 @@ def test_a_rejection_on_a_ground_of_one_right_is_refused_for_a_request_asking_an
 @pytest.mark.django_db
 def test_a_rejection_on_a_ground_of_one_right_cites_its_gdpr_article_only_under_the_gdpr(dpo, regime, language, rights, ground, ground_shown):
     request = request_in_status(Status.IN_PROGRESS, regime=regime, language=language, rights=rights)
+    if RequestType.ERASURE in request.requested_rights:
+        erasure_kept_whole(request)
     handling.request_reject(
         request=request, actor=Actor.staff(dpo), ground=ground, explanation="Our reasons.", expected_status=Status.IN_PROGRESS
     )

@@ -23,7 +23,9 @@ from requests_app.models import (
 from requests_app.services import handling, suppression
 from requests_app.services.handling import RightRefusal
 from requests_app.services.intake import RightDetails
-from tests.factories import identity_proof_asked, last_letter, released_package, request_in_status, staff_in_role
+from tests.factories import (
+    erasure_kept_whole, identity_proof_asked, last_letter, released_package, request_in_status, staff_in_role,
+)
 
 COMPELLING_GROUNDS = "Our fraud checks on your calls protect other customers, which outweighs your objection (Art. 21(1))."
 TELECOM_LAW = "The electronic communications law makes us keep call records for 12 months."
@@ -35,11 +37,14 @@ def dpo(db):
 
 
 def asking(*rights, **overrides) -> PrivacyRequest:
-    """An in-progress request for `rights` (RightDetails or codes), its access package released where it asks one."""
+    """An in-progress request for `rights` (RightDetails or codes), its access package released where it asks one, and
+    where it asks erasure, its dry run showing a legal hold keeping all it found (a refusal on the hold needs that)."""
     details = [right if isinstance(right, RightDetails) else RightDetails(right) for right in rights]
     request = request_in_status(Status.IN_PROGRESS, rights=details, **overrides)
     if RequestType.ACCESS in request.requested_rights:
         released_package(request)
+    if RequestType.ERASURE in request.requested_rights:
+        erasure_kept_whole(request)
     return request
 
 

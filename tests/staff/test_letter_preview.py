@@ -17,7 +17,7 @@ from requests_app.services import handling
 from requests_app.services.intake import RightDetails
 from requests_app.staff.views import CONFIRMED
 from tests.conftest import login_staff
-from tests.factories import released_package, request_in_status, staff_in_role
+from tests.factories import erasure_kept_whole, released_package, request_in_status, staff_in_role
 
 
 @pytest.fixture
@@ -103,6 +103,7 @@ def test_a_completion_refusing_a_right_is_previewed_as_sent_in_the_subjects_lang
         Status.IN_PROGRESS, language="de", rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.ERASURE)]
     )
     released_package(request)
+    erasure_kept_whole(request)
     login_staff(client, dpo)
     data = {
         **form_data(request, "complete"), "refusal_ground_erasure": "legal_obligation",

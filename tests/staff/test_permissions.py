@@ -46,7 +46,7 @@ from requests_app.services import handling
 from requests_app.services.intake import attachment_add
 from requests_app.staff.views import ACTIONS
 from tests.conftest import login_staff, post_confirmed
-from tests.factories import UserFactory, released_package, request_in_status, staff_in_role
+from tests.factories import UserFactory, erasure_kept_whole, released_package, request_in_status, staff_in_role
 
 PDF = b"%PDF-1.4\n% scanned letter\n"
 
@@ -498,10 +498,12 @@ ACTION_CASES = {
 
 
 def _asks_erasure_too(privacy_request, cast):
-    """The access request also asks for erasure, and its copy was released: a completion may refuse the erasure."""
+    """The access request also asks for erasure, and its copy was released; a legal hold keeps all the erasure found:
+    a completion may refuse the erasure."""
     released_package(privacy_request)
     RequestedRight.objects.create(request=privacy_request, right=RequestType.ERASURE)
     PrivacyRequest.objects.filter(pk=privacy_request.pk).update(rights_mask=rights_mask([RequestType.ACCESS, RequestType.ERASURE]))
+    erasure_kept_whole(privacy_request)
 
 
 # A completion that refuses part of the request: allowed to whoever may complete it, and to no one else.

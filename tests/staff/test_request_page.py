@@ -18,7 +18,7 @@ from requests_app.audit import Actor
 from requests_app.models import Channel, IdentityKind, Organisation, RequestType, RestrictionGround, Status, VerificationMethod
 from requests_app.services.intake import RightDetails
 from tests.conftest import login_staff, post_confirmed
-from tests.factories import request_in_status, staff_in_role, submit_request
+from tests.factories import erasure_kept_whole, request_in_status, staff_in_role, submit_request
 
 
 @pytest.mark.parametrize(
@@ -471,6 +471,7 @@ def test_a_right_refused_from_the_request_page_is_told_and_shown(client, django_
     login_staff(client, staff_in_role("DPO", username="dpo-refuse"))
     request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ACCESS), RightDetails(RequestType.ERASURE)])
     released_package(request)
+    erasure_kept_whole(request)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = post_confirmed(client, reverse("staff:request_action", args=[request.reference, "complete"]), {
@@ -520,6 +521,7 @@ def test_refusing_every_right_each_on_its_own_ground_from_the_request_page_compl
     login_staff(client, staff_in_role("DPO", username="dpo-refuse-each"))
     fraud_checks = RightDetails(RequestType.OBJECTION, objection_processing="Fraud checks on my calls")
     request = request_in_status(Status.IN_PROGRESS, rights=[RightDetails(RequestType.ERASURE), fraud_checks])
+    erasure_kept_whole(request)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = post_confirmed(client, reverse("staff:request_action", args=[request.reference, "complete"]), {
