@@ -442,6 +442,28 @@ def _void_dry_run(action: SourceAction) -> None:
     action.save(update_fields=["status", "dry_run", "dry_run_at", "dry_run_by", "approved_by", "approved_at"])
 
 
+# A dry run whose result or approval is not acted on yet: what dry_runs_void voids.
+DRY_RUN_NOT_CARRIED_OUT = (
+    ActionStatus.DRY_RUNNING, ActionStatus.AWAITING_APPROVAL, ActionStatus.APPROVED, ActionStatus.FAILED, ActionStatus.STALE
+)
+
+
+def dry_runs_void(request: PrivacyRequest) -> list[dict]:
+    """Void the dry runs (and approvals) of `request`'s actions not carried out, when the identifiers the sources are
+    searched by changed (agents.requester_correct): each counted, and was approved, for the identifiers verified then.
+    Back to planned, for a dry run again; a dry run under way finds its action no longer running it, and records
+    nothing. Not a lifting of a restriction, which is never run again (searched_too_early). In the caller's
+    transaction, which holds the request locked. Returns the actions voided (action_summary), for its audit event."""
+    voided = []
+    for action in (
+        request.source_actions.select_for_update(of=("self",)).select_related("source")
+        .filter(status__in=DRY_RUN_NOT_CARRIED_OUT).exclude(kind=ActionKind.LIFT_RESTRICTION)
+    ):
+        _void_dry_run(action)
+        voided.append(action_summary(action))
+    return voided
+
+
 # --- What an action does: its plan ------------------------------------------
 
 

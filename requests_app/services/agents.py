@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
@@ -33,6 +33,7 @@ from requests_app.models import (
     AgentAuthorityMethod,
     AgentCapacity,
     Channel,
+    ExportStatus,
     IdentityKind,
     InternalNote,
     PrivacyRequest,
@@ -101,12 +102,11 @@ def asking_for_authority_refusal(request: PrivacyRequest) -> str | None:
 
 def subject_denied_agent(request: PrivacyRequest) -> bool:
     """Did the subject's latest answer to a link asking them to confirm the agent (subject_confirmation_answer) say
-    they did not allow them? A later "yes" through a new link replaces it. Only answers given since whoever makes the
-    request was last corrected (requester_correct) count: an earlier one was about another agent, or none."""
+    they did not allow them? A later "yes" through a new link replaces it; nothing else does. A correction of who
+    makes the request does not either: requester_correct refuses to make the request the subject's own while the
+    answer is no, so that correcting back and forth cannot make it vanish, and an answer about an earlier agent
+    holds for the next one (the subject says yes to them through a new link)."""
     answers = request.events.filter(actor_kind=ActorKind.SUBJECT, action__in=("agent_authority_denied", "agent_authority_confirmed"))
-    corrected = request.events.filter(action="requester_corrected").order_by("-sequence").values_list("sequence", flat=True).first()
-    if corrected is not None:
-        answers = answers.filter(sequence__gt=corrected)
     latest = answers.order_by("-sequence").values_list("action", flat=True).first()
     return latest == "agent_authority_denied"
 
@@ -227,6 +227,12 @@ def agent_authority_withdraw(*, request: PrivacyRequest, actor: Actor, reason: s
     return locked
 
 
+# The verification methods that rest on whoever filed: the link reached their mailbox, the call-back their phone, the
+# identity document was the one they sent. Once we learn that an agent filed, none of them proves an identifier the
+# subject's. The account records and the customer organisation's word do not rest on the filer: they stay.
+METHODS_RESTING_ON_THE_FILER = (VerificationMethod.EMAIL_LINK, VerificationMethod.CALLBACK, VerificationMethod.DOCUMENT)
+
+
 def requester_correct(
     *,
     request: PrivacyRequest,
@@ -241,21 +247,31 @@ def requester_correct(
     (`by_agent`, with their name, email address and capacity) or the subject. Whoever filed confirmed their own
     mailbox through the verification link.
 
-    - To an agent: the link proved the filer's mailbox, the agent's, not the subject's. Every email address verified
-      by that link is unverified (the source systems would be searched by it, and subject_confirmation_send would ask
-      the agent to confirm themselves); the subject's address, if it is the agent's (as staff give it: the staff form
-      offers the one that confirmed the request), is cleared and its identity dropped. We write to the agent's
-      address from then on; their authority is unconfirmed: the gates of authority_refusal close.
+    - To an agent: the link proved the filer's mailbox, the agent's, not the subject's. The agent's address must be
+      that one, the only address its owner confirmed: letters, the status page link and an unencrypted package go
+      there, and another one, typed by staff, would be read by whoever owns it. Every identifier verified by a method
+      that rests on the filer (METHODS_RESTING_ON_THE_FILER) is unverified (the source systems would be searched by
+      it, subject_confirmation_send would ask the agent to confirm themselves, a package's password would be texted
+      to the agent's phone); the subject's address, the agent's own, is cleared and its identity dropped. Their
+      authority is unconfirmed: the gates of authority_refusal close.
     - To the subject: the agent's address, which the link proved, becomes the subject's, verified by that link as on
       any subject's web request; the agent's details, a confirmed authority and an unanswered link asking the subject
-      to confirm the agent are cleared.
+      to confirm the agent are cleared. Refused while the subject's answer to such a link is that they did not allow
+      the agent (subject_denied_agent): the agent would get the data at their address on their word alone.
+
+    Either way the identifiers the sources are searched by change: the request's packages not released are ended
+    (exports.delete_export: their data was searched for by the identifiers of before) and the dry runs of its actions
+    not carried out are voided (actions.dry_runs_void). Refused while a package is being compiled, or
+    another transaction holds one (a release, an upload): staff try again once it finished.
 
     Open, email-verified web requests only, by staff who may work them (as agent_authority_confirm); refused once
     data was sent or changed for whoever made it (actions.answered_already: a package released, an action run in a
     source, a suppression list applied). `reason` is kept as an internal note; the audit event `requester_corrected`
-    says {"to": "agent" | "subject", "note": its id}. All or nothing, in one transaction.
+    says {"to": "agent" | "subject", "note": its id}, and the actions whose dry run was voided ("dry_runs_voided",
+    actions.action_summary, when any); each package ended has its `export_deleted` event. All or nothing, in one
+    transaction.
     """
-    from requests_app.services import actions  # imported here: actions imports this module
+    from requests_app.services import actions, exports  # imported here: both import this module
 
     reason = reason.strip()
     if not reason:
@@ -288,18 +304,59 @@ def requester_correct(
                     "you learned as a note."
                 )
             )
+        if by_agent and agent_email.casefold() != locked.subject_email.casefold():
+            raise RequestError(
+                _(
+                    "The agent's email address must be the one that confirmed this request: it is the mailbox of "
+                    "whoever filed, and the only address its owner confirmed. Our letters, the status page link and "
+                    "the data would otherwise go to an address nobody confirmed. If the agent wants our emails "
+                    "elsewhere, they may make the request again from that address."
+                )
+            )
+        if not by_agent and subject_denied_agent(locked):
+            raise RequestError(
+                _(
+                    "The subject answered the link asking them to confirm the agent that they did not allow the agent: "
+                    "this request cannot be made the subject's own, which would give the data to the address that "
+                    "confirmed it, the agent's, on the agent's word. If the subject filed after all, ask them to "
+                    "confirm again (“Ask the subject to confirm”); otherwise reject the request on “%(ground)s”."
+                )
+                % {"ground": RejectionGround.AGENT_AUTHORITY_NOT_SHOWN.label}
+            )
+        try:
+            # Not waited for: a release or an upload locks its package before the request, which this holds.
+            with transaction.atomic():
+                packages = list(
+                    locked.exports.select_for_update(nowait=True).exclude(
+                        status__in=(ExportStatus.RELEASED, ExportStatus.EXPIRED)
+                    )
+                )
+        except DatabaseError:
+            packages = None
+        if packages is None or any(package.status == ExportStatus.RUNNING for package in packages):
+            raise RequestError(
+                _(
+                    "A data package of this request is being compiled or worked on right now: correct who makes the "
+                    "request once that is finished. The correction then deletes the packages not released, whose "
+                    "data was searched for by the identifiers of before."
+                )
+            )
+        for package in packages:
+            package.request = locked
+            exports.delete_export(package)
+        voided = actions.dry_runs_void(locked)
         fields = ["agent_capacity", "agent_name", "agent_email", "agent_authority_confirmed_at", "subject_email", "updated_at"]
         if by_agent:
-            # The verification link reached the filer, the agent: it proves no address of the subject's.
-            locked.identities.filter(kind=IdentityKind.EMAIL, verification_method=VerificationMethod.EMAIL_LINK).update(
+            # The link reached the filer, the agent, as the call-back did; the document was theirs to send.
+            locked.identities.filter(verification_method__in=METHODS_RESTING_ON_THE_FILER).update(
                 verified_at=None, verification_method="", verified_by=None
             )
-            if locked.subject_email.casefold() == agent_email.casefold():  # the agent gave their own address as the subject's
-                locked.identities.filter(
-                    kind=IdentityKind.EMAIL, value=normalised_identifier(IdentityKind.EMAIL, locked.subject_email)
-                ).delete()
-                locked.subject_email = ""
-            locked.agent_capacity, locked.agent_name, locked.agent_email = agent_capacity, agent_name, agent_email
+            # The address that confirmed the request, as the subject's, is the agent's own: not the subject's.
+            locked.identities.filter(
+                kind=IdentityKind.EMAIL, value=normalised_identifier(IdentityKind.EMAIL, locked.subject_email)
+            ).delete()
+            locked.agent_capacity, locked.agent_name, locked.agent_email = agent_capacity, agent_name, locked.subject_email
+            locked.subject_email = ""
         else:
             # The filer confirmed this mailbox through our link: as on any subject's web request, that proves it theirs.
             locked.subject_email = locked.agent_email
@@ -319,9 +376,10 @@ def requester_correct(
         locked.save(update_fields=fields)
         # Staff text may name people, and the chain is never purged: the reason is a note, which is.
         note = InternalNote.objects.create(request=locked, author=actor.user, body=reason)
-        record_event(
-            locked, "requester_corrected", actor=actor, data={"to": "agent" if by_agent else "subject", "note": note.id}
-        )
+        data = {"to": "agent" if by_agent else "subject", "note": note.id}
+        if voided:
+            data["dry_runs_voided"] = voided
+        record_event(locked, "requester_corrected", actor=actor, data=data)
     return locked
 
 

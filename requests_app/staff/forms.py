@@ -286,8 +286,8 @@ class RequesterCorrectForm(forms.Form):
         max_length=254,
         required=False,
         help_text=_(
-            "The address that confirmed the request is the agent's own mailbox: keep it unless the agent gave you "
-            "another one. Our emails and letters go there."
+            "The address that confirmed the request, the agent's own mailbox: the only address its owner confirmed, "
+            "where our emails and letters go."
         ),
     )
     reason = forms.CharField(
@@ -306,7 +306,9 @@ class RequesterCorrectForm(forms.Form):
                 del self.fields[name]
         else:
             self.fields["to"].initial = "agent"
+            # Shown, not typed: another address would be one nobody confirmed (agents.requester_correct refuses it).
             self.fields["agent_email"].initial = privacy_request.subject_email
+            self.fields["agent_email"].disabled = True
 
     def clean(self):
         cleaned = super().clean()

@@ -397,9 +397,10 @@ ACTION_CASES = {
             Status.IN_PROGRESS,
             lambda r, c: {
                 "to": "agent", "agent_capacity": "legal_representative", "agent_name": "Marc Peeters",
-                "agent_email": "marc@example.org", "reason": "Her lawyer filed it.",
+                "reason": "Her lawyer filed it.",
             },
-            lambda r, c: r.agent_email == "marc@example.org" and r.events.filter(action="requester_corrected").exists(),
+            # The agent's address is the one that confirmed the request, the form's only choice.
+            lambda r, c: r.agent_name == "Marc Peeters" and r.subject_email == "" and r.events.filter(action="requester_corrected").exists(),
         ),
         ActionCase(
             "ask_subject_to_confirm",
