@@ -33,6 +33,7 @@ from requests_app.models import (
 )
 from requests_app.services import agents, intake
 from requests_app.services.intake import RightDetails
+from requests_app.templatetags.staff_tags import event_data
 from tests.conftest import login_staff
 from tests.factories import released_package, staff_in_role, submit_request
 
@@ -158,6 +159,7 @@ def test_the_packages_not_released_are_ended_and_dry_runs_voided_by_a_correction
     assert (approved.status, approved.dry_run, approved.dry_run_at, approved.approved_by) == (ActionStatus.PLANNED, {}, None, None)
     event = AuditEvent.objects.get(request=request, action="requester_corrected")
     assert event.data["dry_runs_voided"] == [{"action": str(approved.public_id), "source": "crm", "kind": ActionKind.ERASE}]
+    assert "dry runs to run again: kind Erasure" in event_data(event.data)  # the timeline names the key
 
 
 def test_the_correction_waits_for_a_package_being_compiled(handler, django_capture_on_commit_callbacks):

@@ -283,6 +283,7 @@ DATA_LABELS = {
     "currency": _("currency"),
     "dated_by": _("dated by"),
     "delivery": _("delivery"),
+    "dry_runs_voided": _("dry runs to run again"),  # who makes the request corrected (agents.requester_correct)
     "due_on": _("due"),
     "email": _("email"),
     "error": _("error"),
