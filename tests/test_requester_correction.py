@@ -31,7 +31,7 @@ from requests_app.models import (
     Status,
     VerificationMethod,
 )
-from requests_app.services import agents, intake
+from requests_app.services import agents, handling, intake
 from requests_app.services.intake import RightDetails
 from requests_app.templatetags.staff_tags import event_data
 from tests.conftest import login_staff
@@ -179,9 +179,11 @@ def test_an_agents_request_made_the_subjects_own_writes_to_the_address_the_link_
         handler, django_capture_on_commit_callbacks, subject_email="ana.typed@example.com",
         agent_capacity=AgentCapacity.AUTHORISED_AGENT, agent_name="Ana Peeters", agent_email="ana@example.com",
     )
-    # An unanswered link asking the subject to confirm the agent, and an authority confirmed: both cleared.
+    # A link asking the subject to confirm the agent, made dead by staff confirming the authority on other proof, and
+    # that authority: both cleared.
     request.identities.filter(value="ana.typed@example.com").update(verified_at=timezone.now(), verification_method="account_records")
     agents.subject_confirmation_send(request=request, actor=Actor.staff(handler))
+    agents.agent_authority_confirm(request=request, actor=Actor.staff(handler), method=AgentAuthorityMethod.SIGNED_PERMISSION)
     request.refresh_from_db()
     nonce = request.subject_confirmation_nonce
     assert nonce
@@ -200,11 +202,38 @@ def test_an_agents_request_made_the_subjects_own_writes_to_the_address_the_link_
     assert request.subject_email == request.correspondence_email == "ana@example.com"
     confirmed = email_identity(request, "ana@example.com")
     assert confirmed.verification_method == VerificationMethod.EMAIL_LINK and confirmed.verified_at == request.verified_at
-    assert email_identity(request, "ana.typed@example.com").verification_method == "account_records"  # stays
+    # Verified for the person the agent named: that the filer is her is only the filer's word.
+    typed = email_identity(request, "ana.typed@example.com")
+    assert (typed.verified_at, typed.verification_method, typed.verified_by) == (None, "", None)
+    assert list(request.identities.searchable().values_list("value", flat=True)) == ["ana@example.com"]
     assert request.subject_confirmation_nonce == "" and request.agent_authority_confirmed_at is None
     assert not request.notifications.filter(kind="subject_confirmation", key=nonce).exists()  # its email forgiven
     assert AuditEvent.objects.get(request=request, action="requester_corrected").data["to"] == "subject"
     assert agents.authority_refusal(request) is None
+
+
+def test_an_agents_request_made_the_subjects_own_is_searched_by_the_confirmed_mailbox_only(
+    handler, django_capture_on_commit_callbacks
+):
+    # Eve files for the victim; staff verify the victim's address, line and account against the account records. Eve
+    # then says she is the subject and ticked the wrong box: nothing staff verified for the victim is searched for her.
+    request = filed_and_confirmed(
+        handler, django_capture_on_commit_callbacks, subject_email="victim@example.com",
+        agent_capacity=AgentCapacity.AUTHORISED_AGENT, agent_name="Eve Martin", agent_email="eve@attacker.example",
+    )
+    request.identities.create(kind=IdentityKind.PHONE, value="+32470000001")
+    request.identities.create(kind=IdentityKind.CUSTOMER_REFERENCE, value="C-1")
+    handling.identity_verify(
+        request=request, actor=Actor.staff(handler), identity_ids=list(request.identities.values_list("id", flat=True)),
+        method=VerificationMethod.ACCOUNT_RECORDS, expected_status=request.status,
+    )
+    assert request.identities.searchable().count() == 3
+
+    agents.requester_correct(request=request, actor=Actor.staff(handler), by_agent=False, reason="She says she is the subject.")
+    request.refresh_from_db()
+    assert request.correspondence_email == "eve@attacker.example" and agents.authority_refusal(request) is None
+    assert list(request.identities.searchable().values_list("value", flat=True)) == ["eve@attacker.example"]
+    assert not request.identities.exclude(value="eve@attacker.example").filter(verified_at__isnull=False).exists()
 
 
 def test_the_subjects_no_refuses_making_the_request_theirs_until_they_say_yes(handler, django_capture_on_commit_callbacks):
@@ -224,10 +253,40 @@ def test_the_subjects_no_refuses_making_the_request_theirs_until_they_say_yes(ha
     with django_capture_on_commit_callbacks(execute=True):
         agents.subject_confirmation_send(request=request, actor=Actor.staff(handler))
     request.refresh_from_db()
+    # Her yes allows the filer to act for her: the request may then be made the filer's own, searched by their mailbox.
     agents.subject_confirmation_answer(token=agents.subject_confirmation_token(request), allowed=True)
     agents.requester_correct(request=request, actor=Actor.staff(handler), by_agent=False, reason="She filed herself.")
     request.refresh_from_db()
     assert not request.filed_by_agent and request.agent_authority_confirmed_at is None
+    assert list(request.identities.searchable().values_list("value", flat=True)) == ["marc@example.org"]
+
+
+def test_an_agent_who_says_they_are_the_subject_cannot_take_the_subjects_request_over(
+    handler, django_capture_on_commit_callbacks
+):
+    # Eve files as an authorised agent for the victim, the victim's address as the subject's, her own as hers.
+    request = filed_and_confirmed(
+        handler, django_capture_on_commit_callbacks, subject_email="victim@example.com",
+        agent_capacity=AgentCapacity.AUTHORISED_AGENT, agent_name="Eve Martin", agent_email="eve@attacker.example",
+    )
+    victim = email_identity(request, "victim@example.com")
+    handling.identity_verify(
+        request=request, actor=Actor.staff(handler), identity_ids=[victim.id], method=VerificationMethod.ACCOUNT_RECORDS,
+        expected_status=request.status,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        agents.subject_confirmation_send(request=request, actor=Actor.staff(handler))
+    request.refresh_from_db()
+    token = agents.subject_confirmation_token(request)
+
+    # Unanswered, Eve writes "sorry, I am the subject, I ticked the wrong box": the question stays the subject's.
+    with pytest.raises(RequestError, match="has not yet answered the link asking them to confirm the agent"):
+        agents.requester_correct(request=request, actor=Actor.staff(handler), by_agent=False, reason="She says she is the subject.")
+    request.refresh_from_db()
+    assert request.filed_by_agent and agents.authority_refusal(request)
+    assert request.correspondence_email == "eve@attacker.example" and request.subject_email == "victim@example.com"
+    assert agents.request_for_subject_confirmation(token) == request  # the victim's link still works
+    assert not AuditEvent.objects.filter(request=request, action="requester_corrected").exists()
 
 
 def test_a_denial_holds_across_corrections_until_the_subject_says_yes(handler, django_capture_on_commit_callbacks):

@@ -255,9 +255,13 @@ def requester_correct(
       to the agent's phone); the subject's address, the agent's own, is cleared and its identity dropped. Their
       authority is unconfirmed: the gates of authority_refusal close.
     - To the subject: the agent's address, which the link proved, becomes the subject's, verified by that link as on
-      any subject's web request; the agent's details, a confirmed authority and an unanswered link asking the subject
-      to confirm the agent are cleared. Refused while the subject's answer to such a link is that they did not allow
-      the agent (subject_denied_agent): the agent would get the data at their address on their word alone.
+      any subject's web request, and the only identifier left verified: staff verified the others as identifiers of
+      the person the agent named, and that the filer is that person is only the filer's word. The agent's details and
+      a confirmed authority are cleared. Refused while the subject's answer to a link asking them to confirm the agent
+      is that they did not allow the agent (subject_denied_agent), and while such a link is unanswered: the filer's
+      word would otherwise cancel the question put to the subject (a link the authority confirmed otherwise made dead
+      is cleared). Allowed after the subject's yes: they allowed the filer to act for them, and the request made the
+      filer's own is searched by the filer's mailbox only.
 
     Either way the identifiers the sources are searched by change: the request's packages not released are ended
     (exports.delete_export: their data was searched for by the identifiers of before) and the dry runs of its actions
@@ -323,6 +327,18 @@ def requester_correct(
                 )
                 % {"ground": RejectionGround.AGENT_AUTHORITY_NOT_SHOWN.label}
             )
+        # The question is the subject's, at an address proven theirs: the filer's word that they are the subject must
+        # not take it away. A link staff made dead by confirming the authority otherwise asks nothing any more.
+        if not by_agent and locked.subject_confirmation_nonce and locked.agent_authority_confirmed_at is None:
+            raise RequestError(
+                _(
+                    "The subject has not yet answered the link asking them to confirm the agent: this request cannot "
+                    "be made the subject's own before they do, or the word of whoever filed would cancel the question "
+                    "put to the subject. If whoever filed is the subject, they can answer that link themselves, and "
+                    "the request can be corrected once they did. If the link expired, send a new one (“Ask the "
+                    "subject to confirm”)."
+                )
+            )
         try:
             # Not waited for: a release or an upload locks its package before the request, which this holds.
             with transaction.atomic():
@@ -367,6 +383,10 @@ def requester_correct(
                 identity.verified_at = locked.verified_at or timezone.now()
                 identity.verification_method = VerificationMethod.EMAIL_LINK
                 identity.save(update_fields=["verified_at", "verification_method"])
+            # What staff verified while an agent made the request, they verified as the identifiers of the person the
+            # agent named: that the filer is that person is only the filer's word. Their mailbox is all they proved;
+            # staff verify the rest again for them, or the sources would be searched by someone else's identifiers.
+            locked.identities.exclude(pk=identity.pk).update(verified_at=None, verification_method="", verified_by=None)
             if locked.subject_confirmation_nonce:  # its email, if still unsent, would ask about an agent no longer there
                 emails.forgive(locked.id, "subject_confirmation", locked.subject_confirmation_nonce)
             locked.subject_confirmation_nonce = ""
