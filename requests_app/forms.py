@@ -82,6 +82,17 @@ RIGHT_HINTS = {
 }
 
 
+# The public form's questions that speak of the data subject, as someone acting for them reads them ("the person you
+# are acting for") where the subject reads the fields' own ("Which consent do you withdraw?"). Questions that read
+# right to both ("Which data is incorrect or incomplete?") have no entry. The status page reads an agent's answers
+# back under these same questions (selectors.what_you_told_us).
+LABELS_TO_AN_AGENT = {
+    "objection_processing": _("Which processing or purpose does the person you are acting for object to?"),
+    "consent_withdrawn": _("Which consent does the person you are acting for withdraw?"),
+    "direct_marketing": _("Their objection is to direct marketing (including profiling for it)."),
+}
+
+
 class CheckboxSelectMultiple(forms.CheckboxSelectMultiple):
     """Django's checkboxes, each with a line of help under its label (rendered by requests_app/_field.html), tied to
     its box by aria-describedby so that a screen reader reads it with the box. Named as Django's: the templates tell

@@ -116,6 +116,23 @@ RESTRICTION_GROUNDS_THE_SUBJECT_GIVES = {
     ),
     RestrictionGround.OBJECTION_PENDING: _("The subject has objected and the balancing of interests is pending (Art. 18(1)(d))"),
 }
+# The grounds as the public form offers them to someone acting for the subject, and as the status page reads the one
+# they chose back to them: of the person they act for (the rights are RIGHTS_THE_SUBJECT_ASKS).
+RESTRICTION_GROUNDS_TO_AN_AGENT = {
+    RestrictionGround.ACCURACY_CONTESTED: _(
+        "The person you are acting for contests the accuracy of their data (Art. 18(1)(a))"
+    ),
+    RestrictionGround.UNLAWFUL_PROCESSING: _(
+        "The processing is unlawful and the person you are acting for wants it restricted rather than erased "
+        "(Art. 18(1)(b))"
+    ),
+    RestrictionGround.NEEDED_FOR_LEGAL_CLAIMS: _(
+        "We no longer need the data but the person you are acting for needs it for a legal claim (Art. 18(1)(c))"
+    ),
+    RestrictionGround.OBJECTION_PENDING: _(
+        "The person you are acting for has objected and the balancing of interests is pending (Art. 18(1)(d))"
+    ),
+}
 
 
 class IdentityKind(models.TextChoices):

@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from requests_app.lifecycle import CLOSED_STATUSES, OPEN_STATUSES, VERIFIED_OPEN
 from requests_app.models import (
     LINE_PROVING_METHODS,
+    RESTRICTION_GROUNDS_TO_AN_AGENT,
     RIGHTS_THE_SUBJECT_ASKS,
     ActionKind,
     ActionStatus,
@@ -40,7 +41,6 @@ from requests_app.models import (
     RecipientNotice,
     Regime,
     RequestType,
-    RestrictionGround,
     SourceAction,
     SourceSystem,
     Status,
@@ -147,44 +147,19 @@ SUBJECT_STATUS_LABELS = {
 IDENTITY_CHECK_LABEL_TO_AN_AGENT = _("Checking identity and authority")
 
 
-# The public form asks in the subject's own voice ("Which consent do you withdraw?", "My objection is to direct
-# marketing", "I contest the accuracy of my data"): an agent who filed reads their answers back as said of the person
-# they act for. The form's other questions ("Which data is incorrect or incomplete?") read right for both.
-QUESTIONS_READ_BACK_TO_AN_AGENT = {
-    "objection_processing": _("Which processing or purpose does the person you are acting for object to?"),
-    "consent_withdrawn": _("Which consent does the person you are acting for withdraw?"),
-    "direct_marketing": _("Their objection is to direct marketing (including profiling for it)."),
-}
-RESTRICTION_GROUNDS_READ_BACK_TO_AN_AGENT = {
-    RestrictionGround.ACCURACY_CONTESTED: _(
-        "The person you are acting for contests the accuracy of their data (Art. 18(1)(a))"
-    ),
-    RestrictionGround.UNLAWFUL_PROCESSING: _(
-        "The processing is unlawful and the person you are acting for wants it restricted rather than erased "
-        "(Art. 18(1)(b))"
-    ),
-    RestrictionGround.NEEDED_FOR_LEGAL_CLAIMS: _(
-        "We no longer need the data but the person you are acting for needs it for a legal claim (Art. 18(1)(c))"
-    ),
-    RestrictionGround.OBJECTION_PENDING: _(
-        "The person you are acting for has objected and the balancing of interests is pending (Art. 18(1)(d))"
-    ),
-}
-
-
 def what_you_told_us(privacy_request: PrivacyRequest) -> list[tuple[str, list[tuple[str, str]], list[str]]]:
     """What the subject asked, as they said it: for each right that takes details, the public form's own questions
     (its field labels, so the page reads as the form they filled in; of the subject, for an agent who filed for
-    them: QUESTIONS_READ_BACK_TO_AN_AGENT) with their answers, and the statements they ticked. Rights without details are in "You asked us to" already (on the status page, and in the email confirming
+    them, as the form spoke to them: forms.LABELS_TO_AN_AGENT) with their answers, and the statements they ticked. Rights without details are in "You asked us to" already (on the status page, and in the email confirming
     a web request). Nothing once the personal data is purged: a restriction ground or the direct-marketing box
     outlive the purge, but they are the subject's words as much as the texts it blanks."""
-    from requests_app.forms import RequestForm  # imported here: the form's module imports the services, which import this one
+    from requests_app.forms import LABELS_TO_AN_AGENT, RequestForm  # imported here: the form's module imports the services, which import this one
 
     if privacy_request.personal_data_purged_at:
         return []
     labels = {name: field.label for name, field in RequestForm.base_fields.items()}
     if privacy_request.filed_by_agent:
-        labels.update(QUESTIONS_READ_BACK_TO_AN_AGENT)
+        labels.update(LABELS_TO_AN_AGENT)
     told = []
     for right in privacy_request.rights.all():
         answers = [
@@ -197,7 +172,7 @@ def what_you_told_us(privacy_request: PrivacyRequest) -> list[tuple[str, list[tu
         ]
         if right.restriction_ground:
             if privacy_request.filed_by_agent:
-                ground = RESTRICTION_GROUNDS_READ_BACK_TO_AN_AGENT[right.restriction_ground]
+                ground = RESTRICTION_GROUNDS_TO_AN_AGENT[right.restriction_ground]
             else:
                 ground = right.get_restriction_ground_display()
             # The form's choice cites its GDPR article; under a law without it, the ground is said without it.
