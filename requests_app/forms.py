@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 
 from requests_app.models import (
     RESTRICTION_GROUNDS_THE_SUBJECT_GIVES,
+    RESTRICTION_GROUNDS_TO_AN_AGENT,
     RIGHTS_THE_SUBJECT_ASKS,
     TEXT_MAX_CHARS,
     AgentCapacity,
@@ -52,13 +53,14 @@ DETAIL_WITHOUT_ITS_RIGHT = "detail_without_its_right"
 OWN_ADDRESS = "own_address"
 
 
-def _detail_without_its_right(right: str, *, box: bool = False) -> forms.ValidationError:
+def _detail_without_its_right(right: str, label: str, *, box: bool = False) -> forms.ValidationError:
+    """The error of a right's details given without the right, naming the right's box by `label`, as the page shows it."""
     message = (
         _("You ticked this box without ticking “%(right)s”: tick that too, or untick this box.")
         if box
         else _("You filled this in without ticking “%(right)s”: tick it above, or empty this field.")
     )
-    return forms.ValidationError(message, code=DETAIL_WITHOUT_ITS_RIGHT, params={"right": RequestType(right).label, "code": right})
+    return forms.ValidationError(message, code=DETAIL_WITHOUT_ITS_RIGHT, params={"right": label, "code": right})
 
 # One line under each right's box, in plain words: what the subject gets, so that rights with close names can be told
 # apart (restriction from limiting use, access from portability, erasure from objection and consent withdrawal).
@@ -82,14 +84,46 @@ RIGHT_HINTS = {
 }
 
 
-# The public form's questions that speak of the data subject, as someone acting for them reads them ("the person you
-# are acting for") where the subject reads the fields' own ("Which consent do you withdraw?"). Questions that read
-# right to both ("Which data is incorrect or incomplete?") have no entry. The status page reads an agent's answers
-# back under these same questions (selectors.what_you_told_us).
+# The same, to someone acting for the subject (RequestForm.speaks_to_an_agent).
+RIGHT_HINTS_TO_AN_AGENT = {
+    RequestType.ACCESS: _("A copy of their data, and what we use it for, who receives it, how long we keep it and where we got it."),
+    RequestType.RECTIFICATION: _("We correct data about them that is wrong and complete what is missing."),
+    RequestType.ERASURE: _("We delete their data, unless the law requires us to keep it (some call records, for example)."),
+    RequestType.RESTRICTION: _(
+        "We keep their data stored but stop using it, for example while its accuracy or their objection is checked."
+    ),
+    RequestType.PORTABILITY: _(
+        "The data they gave us or that their use of our services produced, in a machine-readable file to take elsewhere."
+    ),
+    RequestType.OBJECTION: _(
+        "We stop using their data for a purpose they object to: always for direct marketing, otherwise unless we have "
+        "compelling grounds to go on."
+    ),
+    RequestType.WITHDRAW_CONSENT: _("We stop using their data for what they agreed to, such as sending them a newsletter."),
+    RequestType.LIMIT_USE: _(
+        "We limit our use and sharing of their data to what our services need (in California: their sensitive personal "
+        "information)."
+    ),
+}
+
+# The public form's texts that speak of the data subject, as someone acting for them reads them ("their data", "the
+# person you are acting for") where the subject reads the fields' own ("my data", "you"); the rights are
+# models.RIGHTS_THE_SUBJECT_ASKS, the grounds for restriction models.RESTRICTION_GROUNDS_TO_AN_AGENT. Texts that read
+# right to both ("Which data is incorrect or incomplete?", "How are you, or the person you are acting for, related to
+# us?") have no entry. The status page reads an agent's answers back under these same questions
+# (selectors.what_you_told_us).
 LABELS_TO_AN_AGENT = {
     "objection_processing": _("Which processing or purpose does the person you are acting for object to?"),
     "consent_withdrawn": _("Which consent does the person you are acting for withdraw?"),
     "direct_marketing": _("Their objection is to direct marketing (including profiling for it)."),
+}
+HELP_TEXTS_TO_AN_AGENT = {
+    "direct_marketing": _("We must then stop using their data for direct marketing, without exception (GDPR Art. 21(3))."),
+    "recipient_name": _("For data portability: the name of the organisation that should receive their data from us."),
+    "recipient_email": _(
+        "We email it a link to download their data, and tell you when we did. You still get a copy of their data on "
+        "the status page."
+    ),
 }
 
 
@@ -101,12 +135,30 @@ class CheckboxSelectMultiple(forms.CheckboxSelectMultiple):
     def __init__(self, *args, hints: dict, **kwargs):
         super().__init__(*args, **kwargs)
         self.hints = hints
+        # Each box's label and hint in both voices, when the page can switch between them (RequestForm._speak).
+        self.voices = {}
 
     def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
         option = super().create_option(name, value, label, selected, index, subindex, attrs)
         option["hint"] = self.hints.get(value, "")
         if option["hint"]:
             option["attrs"]["aria-describedby"] = f"{option['attrs']['id']}_hint"
+        option["voices"] = self.voices.get(value)
+        return option
+
+
+class Select(forms.Select):
+    """Django's select, each option with its label in both voices when the page can switch between them
+    (RequestForm._speak), for forms.js. Named as Django's, as CheckboxSelectMultiple is."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.voices = {}
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        if value in self.voices:
+            option["attrs"] |= {"data-subject-voice": self.voices[value]["subject"], "data-agent-voice": self.voices[value]["agent"]}
         return option
 
 
@@ -216,7 +268,11 @@ AGENT_FILES = "agent"
 class RequestForm(forms.Form):
     """The data subject's request, or one made for them by an agent. Also the base of staff intake."""
 
-    # What the form says to whoever fills it in: the subject here, staff in StaffIntakeForm.
+    # Whether the form speaks to whoever fills it in, the subject ("Erase my data") or someone acting for them ("Erase
+    # their data"), as they choose at its top (_speak). Staff intake speaks of the subject in its own words.
+    speaks_to_whoever_files = True
+
+    # What the form says to whoever fills it in: the subject here (an agent: _speak), staff in StaffIntakeForm.
     account_reference_error = _(
         "An account reference has letters or digits: enter it as your contract or invoice shows it, for example CUST-000123."
     )
@@ -236,6 +292,7 @@ class RequestForm(forms.Form):
         label=_("Why should the processing be restricted?"),
         choices=[("", _("Choose…")), *RestrictionGround.choices],
         required=False,
+        widget=Select,
     )
     objection_processing = MultilineField(
         label=_("Which processing or purpose do you object to?"),
@@ -268,7 +325,7 @@ class RequestForm(forms.Form):
     )
 
     # The subject's unless an agent says otherwise: most people ask for themselves, and a form sent without the choice
-    # (a page from before it was asked) was theirs.
+    # (a page from before it was asked) was theirs. The page speaks to whoever it says (_speak).
     filed_by = forms.ChoiceField(
         label=_("Who is making this request?"),
         choices=[(SUBJECT_FILES, _("I am the person the data is about")), (AGENT_FILES, _("I am acting for them"))],
@@ -377,7 +434,68 @@ class RequestForm(forms.Form):
         # The subject's address is required unless an agent files (we write to the agent): checked so, and marked so
         # for assistive technology (the form is novalidate: the browser blocks nothing, so a page without JavaScript
         # still lets an agent leave it empty). forms.js drops the mark when "I am acting for them" is chosen.
-        self.fields["subject_email"].required = self.data.get(self.add_prefix("filed_by")) != AGENT_FILES
+        self.fields["subject_email"].required = not self._filed_by_an_agent()
+        self.speaks_to_an_agent = self.speaks_to_whoever_files and self._filed_by_an_agent()
+        if self.speaks_to_whoever_files:
+            self._speak()
+
+    def _filed_by_an_agent(self) -> bool:
+        """Whether the form says that an agent files: as it was sent, or, shown blank, as it is preset (?acting=1).
+        Not read through its BoundField, which would keep the label of the moment (StaffIntakeForm relabels)."""
+        if self.is_bound:
+            return self.data.get(self.add_prefix("filed_by")) == AGENT_FILES
+        return self.get_initial_for_field(self.fields["filed_by"], "filed_by") == AGENT_FILES
+
+    def _speak(self) -> None:
+        """The texts that speak of the subject in the voice of whoever fills the form in (speaks_to_an_agent), with
+        both voices for the page, whose script switches between them in place as the choice at its top changes: a
+        field's label and help (`voices`, on the field), each box's label and hint, each ground's label (on their
+        widgets). The server's checks are the same in both voices; their messages that speak of the subject follow."""
+        for name in LABELS_TO_AN_AGENT.keys() | HELP_TEXTS_TO_AN_AGENT.keys():
+            field = self.fields[name]
+            field.voices = {}
+            for part, to_an_agent in (("label", LABELS_TO_AN_AGENT), ("help_text", HELP_TEXTS_TO_AN_AGENT)):
+                if name in to_an_agent:
+                    field.voices[part] = {"subject": getattr(field, part), "agent": to_an_agent[name]}
+        rights, grounds = self.fields["rights"], self.fields["restriction_ground"]
+        rights.widget.voices = {
+            right: {
+                "label": {"subject": label, "agent": RIGHTS_THE_SUBJECT_ASKS[right]},
+                "hint": {"subject": RIGHT_HINTS[right], "agent": RIGHT_HINTS_TO_AN_AGENT[right]},
+            }
+            for right, label in RequestType.choices
+        }
+        grounds.widget.voices = {
+            ground: {"subject": label, "agent": RESTRICTION_GROUNDS_TO_AN_AGENT[ground]}
+            for ground, label in RestrictionGround.choices
+        }
+        if not self.speaks_to_an_agent:
+            return
+        for name in LABELS_TO_AN_AGENT.keys() | HELP_TEXTS_TO_AN_AGENT.keys():
+            for part, voices in self.fields[name].voices.items():
+                setattr(self.fields[name], part, voices["agent"])
+        rights.choices = list(RIGHTS_THE_SUBJECT_ASKS.items())
+        rights.widget.hints = RIGHT_HINTS_TO_AN_AGENT
+        grounds.choices = [("", _("Choose…")), *RESTRICTION_GROUNDS_TO_AN_AGENT.items()]
+        self.account_reference_error = _(
+            "An account reference has letters or digits: enter it as their contract or invoice shows it, for example "
+            "CUST-000123."
+        )
+        self.missing_detail_errors = {
+            "objection_processing": _("Tell us which processing or purpose the person you are acting for objects to."),
+            "consent_withdrawn": _("Tell us which consent the person you are acting for withdraws."),
+        }
+        self.recipient_email_missing = _("Give the email address of the organisation you want their data sent to.")
+        self.recipient_name_missing = _("Give the name of the organisation you want their data sent to.")
+        # The address may be the agent's or the subject's: either gets the copy through the status page's link.
+        self.own_address_error = _(
+            "This is your own email address or theirs: you get a copy of their data on the status page. Give the other "
+            "organisation's address, or leave both fields empty."
+        )
+
+    def _right_label(self, right: str) -> str:
+        """The right's box as the page names it, for a message pointing at it."""
+        return RIGHTS_THE_SUBJECT_ASKS[right] if self.speaks_to_an_agent else RequestType(right).label
 
     def clean_rights(self):
         # A crafted POST or an API body may name a right twice: it is asked once.
@@ -424,7 +542,10 @@ class RequestForm(forms.Form):
             self._refuse_details_of_rights_not_ticked(cleaned)
             self._check_transmission(cleaned)
             if cleaned.get("direct_marketing") and RequestType.OBJECTION not in cleaned["rights"]:
-                self.add_error("direct_marketing", _detail_without_its_right(RequestType.OBJECTION, box=True))
+                self.add_error(
+                    "direct_marketing",
+                    _detail_without_its_right(RequestType.OBJECTION, self._right_label(RequestType.OBJECTION), box=True),
+                )
         return cleaned
 
     # What an agent must give, and the message when it is missing.
@@ -440,6 +561,8 @@ class RequestForm(forms.Form):
 
     # The agent's part of the form: dropped when the subject files.
     AGENT_FIELDS = ("agent_name", "agent_email", "agent_capacity", "agent_permission")
+    # Who makes the request comes first, then an agent's own details: the rest of the page speaks in the voice chosen.
+    field_order = ("filed_by", *AGENT_FIELDS)
 
     def _check_who_files(self, cleaned) -> None:
         """The subject gives their own email address; an agent gives their own details and confirms their authority
@@ -471,7 +594,7 @@ class RequestForm(forms.Form):
                 continue
             for field in fields:
                 if field not in self.errors and str(cleaned.get(field, "")).strip():
-                    self.add_error(field, _detail_without_its_right(right))
+                    self.add_error(field, _detail_without_its_right(right, self._right_label(right)))
 
     # What the form says when the other organisation's email address is one of the request's own.
     own_address_error = _(
@@ -635,6 +758,11 @@ class LocalMomentField(forms.DateTimeField):
 
 class StaffIntakeForm(RequestForm):
     """A request that reached the DPO by email, post or phone, recorded by staff."""
+
+    # Staff's own words, of the subject, whoever made the request; its fields in the order they were declared, which
+    # follows a letter's.
+    speaks_to_whoever_files = False
+    field_order = None
 
     account_reference_error = _(
         "An account reference has letters or digits: enter it as the subject's contract or invoice shows it, for example "

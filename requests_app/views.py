@@ -20,7 +20,7 @@ from django_ratelimit.core import get_usage
 
 from requests_app import downloads, selectors
 from requests_app.audit import Actor
-from requests_app.forms import RequestForm, ResendLinkForm, WithdrawForm, validate_attachment
+from requests_app.forms import AGENT_FILES, RequestForm, ResendLinkForm, WithdrawForm, validate_attachment
 from requests_app.lifecycle import OPEN_STATUSES, IllegalTransition, RequestError
 from requests_app.models import (
     ACTION_FOR_RIGHT,
@@ -115,9 +115,10 @@ def _seconds_left(request: HttpRequest, group: str, key, rate, *, increment: boo
 
 
 def submit_request(request: HttpRequest) -> HttpResponse:
-    """The public form. The same form sent again from the same browser within SENT_AGAIN_WITHIN (Back, then
-    Send: the browser fetches the page anew and fills every field back in) shows the request it filed,
-    rather than filing it twice, while that request is open."""
+    """The public form, speaking to the subject, or to someone acting for them when they chose so (a form sent back
+    with errors) or followed the link for it (?acting=1). The same form sent again from the same browser within
+    SENT_AGAIN_WITHIN (Back, then Send: the browser fetches the page anew and fills every field back in) shows the
+    request it filed, rather than filing it twice, while that request is open."""
     if request.method == "POST":
         form = RequestForm(request.POST)
         if form.is_valid():
@@ -141,7 +142,8 @@ def submit_request(request: HttpRequest) -> HttpResponse:
             request.session["sent_again"] = False
             return redirect("submitted")
     else:
-        form = RequestForm()
+        # ?acting=1: the form for someone acting for the subject, as the page's link without JavaScript asks for it.
+        form = RequestForm(initial={"filed_by": AGENT_FILES} if request.GET.get("acting") == "1" else None)
     return render(request, "requests_app/submit.html", {"form": form, "notice": _privacy_notice()})
 
 

@@ -22,7 +22,7 @@ def test_a_parent_files_for_their_child(page, live_server):
     page.get_by_label("I am the person the data is about").check()
     expect(subject_email).to_have_js_property("required", True)
     page.get_by_label("I am acting for them").check()
-    page.get_by_label("Access a copy of my data").check()
+    page.get_by_label("Access a copy of their data").check()  # the form now speaks of the person they act for
     page.get_by_label(re.compile(r"^Your full name")).fill("Marc Peeters")
     page.get_by_label(re.compile(r"^Your email address")).fill("marc@example.org")
     page.get_by_label("You are acting as").select_option(label="Parent or guardian")
@@ -30,7 +30,7 @@ def test_a_parent_files_for_their_child(page, live_server):
     page.get_by_label("How are you, or the person you are acting for, related to us?").select_option(label="Website visitor")
     page.get_by_label("Signature (type your full name)").fill("Marc Peeters")
     page.get_by_label("I confirm that the information above is correct").check()
-    page.get_by_role("button", name="Send my request").click()
+    page.get_by_role("button", name="Send the request").click()
 
     # The permission statement is required: the page says so by the box, and keeps the choice and what was typed.
     expect(page.locator(".error-summary")).to_be_focused()
@@ -38,7 +38,7 @@ def test_a_parent_files_for_their_child(page, live_server):
     expect(agent_details).to_be_visible()
     page.get_by_label("I hold the signed permission of the person the data is about").check()
     page.get_by_label("I confirm that the information above is correct").check()
-    page.get_by_role("button", name="Send my request").click()
+    page.get_by_role("button", name="Send the request").click()
 
     expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
     expect(page.get_by_text("m•••@example.org")).to_be_visible()

@@ -87,3 +87,50 @@ document.addEventListener("change", function (event) {
 });
 showAgentDetails();
 window.addEventListener("pageshow", showAgentDetails);
+
+// The request form speaks to whoever fills it in: to the person the data is about ("Erase my data"), or to someone
+// acting for them ("Erase their data"), as chosen at its top. The server renders it in one voice (the form's
+// data-voice) and gives each text that differs in both: on the element that shows it (data-subject-voice,
+// data-agent-voice), or, for the labels and help Django renders, on the field's or the box's wrapper
+// (data-subject-voice-label, data-subject-voice-help and the agent's). Choosing switches them in place: what was typed
+// stays, and the server checks the same either way. The link that switches without JavaScript reloads the page: hidden.
+function lastText(element) {
+  // A box's label holds the box, then its text.
+  var texts = Array.prototype.filter.call(element ? element.childNodes : [], function (node) {
+    return node.nodeType === Node.TEXT_NODE && node.data.trim();
+  });
+  return texts[texts.length - 1];
+}
+function replaceText(element, from, to) {
+  var node = lastText(element);
+  if (node && from !== null && to !== null) node.data = node.data.replace(from, to);  // keeps the label's ":" and spaces
+}
+function speakTo(form, voice) {
+  var was = form.dataset.voice;
+  if (was === voice) return;
+  document.querySelectorAll("[data-agent-voice]").forEach(function (element) {
+    replaceText(element, element.getAttribute("data-" + was + "-voice"), element.getAttribute("data-" + voice + "-voice"));
+  });
+  [["label", ":scope > label, :scope > fieldset > legend"], ["help", ":scope > p.help"]].forEach(function (part) {
+    form.querySelectorAll("[data-agent-voice-" + part[0] + "]").forEach(function (wrapper) {
+      replaceText(
+        wrapper.querySelector(part[1]),
+        wrapper.getAttribute("data-" + was + "-voice-" + part[0]),
+        wrapper.getAttribute("data-" + voice + "-voice-" + part[0])
+      );
+    });
+  });
+  form.dataset.voice = voice;
+}
+function speakAsChosen() {
+  var form = document.querySelector("form[data-voice]");
+  var acting = document.querySelector('input[name="filed_by"][value="agent"]');
+  if (!form || !acting) return;
+  speakTo(form, acting.checked ? "agent" : "subject");
+  document.querySelectorAll("[data-voice-switch-without-script]").forEach(function (link) { link.hidden = true; });
+}
+document.addEventListener("change", function (event) {
+  if (event.target.name === "filed_by") speakAsChosen();
+});
+speakAsChosen();
+window.addEventListener("pageshow", speakAsChosen);
