@@ -253,7 +253,8 @@ class PrivacyRequestAdmin(RoleAdmin):
         (None, {"fields": ["reference", "status", "regime", "channel", "language", "received_at", "organisation", "assignee", "team"]}),
         (
             "Subject",
-            {"fields": ["subject_name", "subject_email", "subject_phone", "customer_reference", "relationship"]},
+            # The postal address is whoever filed's: the agent's when an agent did (models.PrivacyRequest).
+            {"fields": ["subject_name", "subject_email", "subject_phone", "postal_address", "customer_reference", "relationship"]},
         ),
         # Empty unless someone acting for the subject filed the request (services.agents).
         ("Agent", {"fields": ["agent_capacity", "agent_name", "agent_email", "agent_authority_confirmed_at"]}),

@@ -260,6 +260,48 @@ class PersonNameField(forms.CharField):
             raise forms.ValidationError(self.error_messages["no_letters"], code="no_letters")
 
 
+# A postal address: a few lines (a name or "c/o", the street, the town, the country), each far shorter than these.
+POSTAL_ADDRESS_MAX_CHARS = 500
+POSTAL_ADDRESS_MAX_LINES = 8
+
+
+class PostalAddressField(MultilineField):
+    """An address to post letters to, as it goes on the envelope: its lines kept, each without the spaces around it,
+    blank ones dropped. Nothing that prints as nothing or moves what follows: control characters (a tab, a form feed),
+    line and paragraph separators, or the characters that reverse the direction of the text."""
+
+    default_error_messages = {
+        "control_characters": _("Remove the tabs and other invisible characters: type the address as it goes on the envelope."),
+        "direction_controls": _("Remove the invisible characters that change the direction of the text."),
+        "too_many_lines": _("An address has at most %(limit)s lines: put what goes together on one line."),
+        "no_letters": _("Type the address in letters and digits."),
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", POSTAL_ADDRESS_MAX_CHARS)
+        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 4}))
+        super().__init__(**kwargs)
+
+    def to_python(self, value):
+        lines = (line.strip() for line in super().to_python(value).split("\n"))
+        return "\n".join(line for line in lines if line)
+
+    def validate(self, value):
+        super().validate(value)
+        if value in self.empty_values:
+            return
+        if any(unicodedata.category(character) in ("Cc", "Zl", "Zp") for character in value.replace("\n", "")):
+            raise forms.ValidationError(self.error_messages["control_characters"], code="control_characters")
+        if DIRECTION_CONTROLS.intersection(value):
+            raise forms.ValidationError(self.error_messages["direction_controls"], code="direction_controls")
+        if value.count("\n") >= POSTAL_ADDRESS_MAX_LINES:
+            raise forms.ValidationError(
+                self.error_messages["too_many_lines"], code="too_many_lines", params={"limit": POSTAL_ADDRESS_MAX_LINES}
+            )
+        if not any(character.isalnum() for character in value):
+            raise forms.ValidationError(self.error_messages["no_letters"], code="no_letters")
+
+
 # Who fills in the public form: the data subject, or someone acting for them (services.agents).
 SUBJECT_FILES = "subject"
 AGENT_FILES = "agent"
@@ -685,6 +727,27 @@ class RequestForm(forms.Form):
         }
 
 
+class WithPostalAddress(forms.Form):
+    """The address we post our letters to, for a request recorded by staff (a letter often gives no email address) or
+    filed by a portal (which may know its user's). Not on the public form: a request made there always has an email
+    address, the filer's, which is where we write; an address asked "in case" would be data we do not need."""
+
+    postal_address = PostalAddressField(
+        label=_("Postal address for our letters (optional)"),
+        required=False,
+        help_text=_(
+            "Where we post our letters when we cannot email them: the subject's, or the agent's if an agent made the "
+            "request. As it goes on the envelope, one line each for the name, the street, the town and the country."
+        ),
+    )
+
+    def _holds_these_details(self, filed: PrivacyRequest) -> bool:
+        return super()._holds_these_details(filed) and filed.postal_address == self.cleaned_data["postal_address"]
+
+    def submit_kwargs(self) -> dict:
+        return {**super().submit_kwargs(), "postal_address": self.cleaned_data["postal_address"]}
+
+
 class ResendLinkForm(forms.Form):
     reference = forms.CharField(label=_("Request reference"), max_length=20, help_text=_("For example DSR-2026-00042."))
     # The subject's own address, as on the request form: the browser may fill it in (WCAG 1.3.5).
@@ -756,7 +819,7 @@ class LocalMomentField(forms.DateTimeField):
         return first
 
 
-class StaffIntakeForm(RequestForm):
+class StaffIntakeForm(WithPostalAddress, RequestForm):
     """A request that reached the DPO by email, post or phone, recorded by staff."""
 
     # Staff's own words, of the subject, whoever made the request; its fields in the order they were declared, which
@@ -870,8 +933,15 @@ class StaffIntakeForm(RequestForm):
             "The agent states that they hold the signed permission of the person the data is about to make this request "
             "for them, or another legal authority to act for them (a power of attorney, parental responsibility)."
         )
+        # With the other ways to reach whoever filed, rather than after the confirmation box.
+        names = [name for name in self.fields if name != "postal_address"]
+        names.insert(names.index("subject_phone") + 1, "postal_address")
+        self.order_fields(names)
         # Staff type in someone else's details: their browser must not offer its own.
-        for name in ("subject_name", "subject_email", "subject_phone", "agent_name", "agent_email", "recipient_name", "recipient_email"):
+        for name in (
+            "subject_name", "subject_email", "subject_phone", "postal_address", "agent_name", "agent_email", "recipient_name",
+            "recipient_email",
+        ):
             self.fields[name].widget.attrs["autocomplete"] = "off"
 
     def full_clean(self):

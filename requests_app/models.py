@@ -417,6 +417,10 @@ class PrivacyRequest(models.Model):
     subject_email = models.EmailField(_("email address"), blank=True)
     subject_phone = models.CharField(_("phone number"), max_length=20, blank=True)
     customer_reference = models.CharField(_("customer account reference"), max_length=100, blank=True)
+    # Where we post letters about the request, for those who made it by post or cannot be emailed: whoever filed it,
+    # as correspondence_email (the agent's when an agent did). Staff record and correct it; purged with the rest.
+    # The database default serves the benchmarks' bulk INSERTs.
+    postal_address = models.TextField(_("postal address"), blank=True, default="", db_default="")
     relationship = models.CharField(max_length=32, choices=Relationship, default=Relationship.OTHER)
     description = models.TextField(blank=True)
     signature = models.CharField(max_length=200, blank=True, help_text=_("The typed full name."))

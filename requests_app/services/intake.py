@@ -150,6 +150,7 @@ def request_submit(
     agent_capacity: str = "",
     agent_name: str = "",
     agent_email: str = "",
+    postal_address: str = "",
 ) -> PrivacyRequest:
     """Record a new request with its rights and identities.
 
@@ -163,6 +164,7 @@ def request_submit(
 
     With `agent_capacity`, someone acting for the subject filed it (services.agents): our emails go to
     `agent_email`, which is not an identity of the subject's, and the subject's own address may be empty.
+    `postal_address` is whoever filed's, for letters we post; it is no identity, and no event records it.
     """
     now = timezone.now()
     received_at = received_at or now
@@ -180,6 +182,7 @@ def request_submit(
         subject_email=subject_email,
         subject_phone=subject_phone,
         customer_reference=customer_reference,
+        postal_address=postal_address,
         relationship=relationship,
         description=description,
         signature=signature,
@@ -609,6 +612,7 @@ PERSONAL_FIELDS = {
     "agent_name": "",
     "agent_email": "",
     "customer_reference": "",
+    "postal_address": "",
     "description": "",
     "signature": "",
     "extension_reason": "",
