@@ -539,6 +539,28 @@ def note_add(*, request: PrivacyRequest, actor: Actor, body: str) -> InternalNot
     return note
 
 
+def postal_address_correct(*, request: PrivacyRequest, actor: Actor, postal_address: str) -> PrivacyRequest:
+    """Record, correct or (empty) remove the address we post letters to: whoever filed's (PrivacyRequest.postal_address),
+    as staff learn it from a letter or a call. Cleaned by forms.PostalAddressField.
+
+    Any request whose personal data is not purged, open or closed: a closed request may still have letters to post (a
+    notice before a restriction is lifted). Only staff who may work the request. The same address again changes
+    nothing and is refused. The event says who changed it and when, never the address: the chain is never purged."""
+    with transaction.atomic():
+        locked = _locked_for_work(request, actor, None)
+        if locked.personal_data_purged_at is not None:
+            raise RequestError(_("The personal data of this request was deleted: there is no one left to write to."))
+        if locked.postal_address == postal_address:
+            raise RequestError(_("This is the postal address recorded already: nothing changed."))
+        locked.postal_address = postal_address
+        locked.save(update_fields=["postal_address", "updated_at"])
+        if postal_address:
+            record_event(locked, "postal_address_corrected", actor=actor)
+        else:
+            record_event(locked, "postal_address_removed", actor=actor)
+    return locked
+
+
 def unproven_identity_refusal(*, kind: str, method: str, request: PrivacyRequest) -> str | None:
     """Why `method` cannot verify the subject's identifier of `kind` (IDENTITY_PROVING_METHODS), naming the methods
     staff may record for it on `request` instead; None when it can."""

@@ -14,6 +14,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from requests_app import roles
+from requests_app.forms import PostalAddressField
 from requests_app.models import (
     LANGUAGE_NAMES_IN_SENTENCE,
     MAX_HOLD_MONTHS,
@@ -153,6 +154,24 @@ class PauseForm(forms.Form):
             "when you resume it."
         ),
     )
+
+
+class PostalAddressForm(forms.Form):
+    """The address we post letters to, recorded or corrected on the request page (handling.postal_address_correct);
+    emptied, it is removed."""
+
+    postal_address = PostalAddressField(
+        label=_("Postal address"),
+        required=False,
+        help_text=_(
+            "Whoever made the request: the subject's, or the agent's if an agent made it. As it goes on the envelope, "
+            "one line each for the name, the street, the town and the country. Leave it empty to remove it."
+        ),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["postal_address"].widget.attrs["autocomplete"] = "off"  # someone else's, not the staff member's
 
 
 class NoteForm(forms.Form):

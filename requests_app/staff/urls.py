@@ -34,6 +34,7 @@ urlpatterns = [
     path("exports/<uuid:public_id>/", views.export_detail, name="export"),
     path("exports/<uuid:public_id>/progress/", views.export_progress, name="export_progress"),
     path("exports/<uuid:public_id>/<str:action>/", views.export_action, name="export_action"),
+    path("letters/<uuid:public_id>/print/", views.letter_print, name="letter_print"),
     path("attachments/<uuid:public_id>/", views.attachment_download, name="attachment"),
     path("attachments/<uuid:public_id>/delete/", views.attachment_delete, name="attachment_delete"),
     path("rules/", views.rules, name="rules"),

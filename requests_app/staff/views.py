@@ -44,6 +44,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from requests_app import emails, lifecycle, roles, selectors, sms
 from requests_app.audit import Actor, form_changes, record_event
+from requests_app.context import controller_details
 from requests_app.exports.package import not_searched_reason
 from requests_app.lifecycle import VERIFIED_OPEN, NotAllowed, RequestError
 from requests_app.models import (
@@ -776,6 +777,7 @@ FORM_SLOTS = {
     "confirm_agent_authority": forms.AgentAuthorityForm,
     "withdraw_agent_authority": forms.AgentAuthorityWithdrawForm,
     "correct_requester": forms.RequesterCorrectForm,
+    "postal_address": forms.PostalAddressForm,
     "extend": forms.ExtensionForm,
     "pause": forms.PauseForm,
     "complete": forms.CompleteForm,
@@ -795,6 +797,8 @@ def _action_form(slot: str, privacy_request: PrivacyRequest, data=None):
     kwargs = {"privacy_request": privacy_request} if form_class in takes_request else {}
     if slot == "assign" and data is None:
         kwargs["initial"] = {"assignee": privacy_request.assignee}
+    if slot == "postal_address" and data is None:
+        kwargs["initial"] = {"postal_address": privacy_request.postal_address}
     return form_class(data, auto_id=f"{slot}-%s", **kwargs)
 
 
@@ -900,6 +904,10 @@ ACTIONS = {
             reason=f.cleaned_data["reason"],
         ),
         gettext_lazy("Recorded: who makes this request is corrected. Check the identifiers and the agent's authority again."),
+    ),
+    "postal_address": (
+        lambda r, f, a, p: handling.postal_address_correct(request=r, actor=a, postal_address=f.cleaned_data["postal_address"]),
+        gettext_lazy("Postal address saved."),
     ),
     "ask_subject_to_confirm": (
         lambda r, f, a, p: agents.subject_confirmation_send(request=r, actor=a),
@@ -1112,6 +1120,19 @@ TYPED_FIELDS = ("body", "letter", "explanation", "reason", "subject", "controlle
 
 def _form_slot(action: str) -> str:
     return {"request_information": "information", "verify_identity": "identity"}.get(action, action)
+
+
+@staff_view
+def letter_print(request: HttpRequest, public_id) -> HttpResponse:
+    """A letter to the subject (a message under Messages) laid out to post: our address, then the one we post it to
+    (PrivacyRequest.postal_address, as it is now) at the top, the date and the text, in the request's language. For
+    whoever may read the request, which shows the same; nothing is recorded: printing is not sending."""
+    message = get_object_or_404(
+        Message.objects.select_related("request"), public_id=public_id, direction=MessageDirection.TO_SUBJECT
+    )
+    privacy_request = message.request
+    context = {"r": privacy_request, "letter": message, "controller": controller_details(privacy_request.language)}
+    return render(request, "staff/letter_print.html", context)
 
 
 @staff_view

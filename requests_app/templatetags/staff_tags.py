@@ -118,6 +118,8 @@ EVENT_LABELS = {
     "agent_authority_denied": _("The subject said they did not allow the agent"),
     "agent_authority_withdrawn": _("The agent's authority to act for the subject withdrawn"),
     "requester_corrected": _("Who makes the request corrected"),
+    "postal_address_corrected": _("Postal address for letters recorded or corrected"),
+    "postal_address_removed": _("Postal address for letters removed"),
     "receipt_confirmed": _("Receipt confirmed to the subject by staff"),
     "note_added": _("Note added"),
     "message_sent": _("Message sent to the subject"),

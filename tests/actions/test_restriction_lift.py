@@ -206,6 +206,23 @@ def test_a_subject_without_email_is_told_by_post_and_the_lifting_waits_for_the_l
         assert step(actions.execute, lift, actor=Actor.staff(dpo)).status == ActionStatus.DONE
 
 
+def test_the_notice_to_post_says_where_to_post_it(client, dpo, restricted, django_capture_on_commit_callbacks):
+    """The postal address recorded for the request, or that there is none."""
+    type(restricted.request).objects.filter(pk=restricted.request_id).update(subject_email="", channel="post")
+    login_staff(client, dpo)
+    with time_machine.travel(PLANNED_ON, tick=False), django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("staff:source_action", args=[restricted.public_id, "lift"]), {"reason": "Accuracy verified."})
+    login_staff(client, dpo)  # the session began before the travel back in time
+    page = client.get(reverse("staff:request", args=[restricted.request.reference])).content.decode()
+    assert "post them the notice shown under Messages" in page
+    assert "No postal address recorded: record one on the request's page." in page
+
+    handling.postal_address_correct(request=restricted.request, actor=Actor.staff(dpo), postal_address="Kerkstraat 12\n2000 Antwerpen")
+    page = client.get(reverse("staff:request", args=[restricted.request.reference])).content.decode()
+    assert 'Post it to:<br><bdi class="prewrap">Kerkstraat 12\n2000 Antwerpen</bdi>' in page
+    assert "No postal address recorded: record one" not in page
+
+
 @pytest.mark.parametrize("emailed", [False, True], ids=["refused at once", "refused after it went"])
 def test_a_lifting_whose_subjects_address_is_refused_after_planning_waits_for_the_notice_posted(
     client, restricted, dpo_actor, django_capture_on_commit_callbacks, step, emailed

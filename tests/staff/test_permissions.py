@@ -142,6 +142,7 @@ def snapshot(privacy_request: PrivacyRequest) -> dict:
         "messages": r.messages.count(),
         "open_pauses": r.pauses.filter(ended_at__isnull=True).count(),
         "verified_identities": r.identities.filter(verified_at__isnull=False).count(),
+        "postal_address": r.postal_address,
     }
 
 
@@ -163,9 +164,11 @@ def things(cast):
             file=SimpleUploadedFile("id.pdf", PDF, content_type="application/pdf"),
             actor=Actor.system(),
         )
+    letter = Message.objects.create(request=privacy_request, direction=MessageDirection.TO_SUBJECT, body="Your request.")
     return {
         "request": privacy_request,
         "attachment": attachment,
+        "letter": letter,
         "rule": AssignmentRule.objects.create(name="Telecom requests", assign_team=cast.team),
         "template": ResponseTemplate.objects.create(purpose="message", subject="About {{ reference }}", body="{{ body }}"),
         "team": cast.team,
@@ -179,6 +182,8 @@ READ_PAGES = [
     ("staff:home", lambda t: []),
     ("staff:queue", lambda t: []),
     ("staff:request", lambda t: [t["request"].reference]),
+    # A letter laid out to post: what the request page shows already.
+    ("staff:letter_print", lambda t: [t["letter"].public_id]),
 ]
 # The request's files (an ID scan): only for who works it, the DPO and auditors; `handler` does not work it.
 FILE_PAGES = [
@@ -401,6 +406,13 @@ ACTION_CASES = {
             },
             # The agent's address is the one that confirmed the request, the form's only choice.
             lambda r, c: r.agent_name == "Marc Peeters" and r.subject_email == "" and r.events.filter(action="requester_corrected").exists(),
+        ),
+        ActionCase(
+            "postal_address",
+            Status.IN_PROGRESS,
+            lambda r, c: {"postal_address": "Kerkstraat 12\n2000 Antwerpen"},
+            lambda r, c: r.postal_address == "Kerkstraat 12\n2000 Antwerpen"
+            and r.events.filter(action="postal_address_corrected").exists(),
         ),
         ActionCase(
             "ask_subject_to_confirm",
