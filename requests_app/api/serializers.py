@@ -18,7 +18,13 @@ from rest_framework.settings import api_settings
 
 from requests_app import selectors
 from requests_app.api.fields import MomentField
-from requests_app.forms import DETAIL_WITHOUT_ITS_RIGHT, OWN_ADDRESS, RequestForm
+from requests_app.forms import (
+    DETAIL_WITHOUT_ITS_RIGHT,
+    OWN_ADDRESS,
+    POSTAL_ADDRESS_MAX_LINES,
+    RequestForm,
+    WithPostalAddress,
+)
 from requests_app.models import TEXT_MAX_CHARS, PrivacyRequest, Regime, Relationship, RequestType, RestrictionGround, Status
 
 
@@ -127,8 +133,12 @@ class RefusesUnknownFieldsScheme(OpenApiSerializerExtension):
         return {**schema, "additionalProperties": False}
 
 
+class PortalRequestForm(WithPostalAddress, RequestForm):
+    """The public form's rules, and the postal address a portal may know of its user (the web form asks none)."""
+
+
 # The form's limits, declared again on the serializer so that the schema shows them.
-FORM_FIELDS = RequestForm.base_fields
+FORM_FIELDS = PortalRequestForm.base_fields
 
 
 def limit(name: str) -> int:
@@ -198,6 +208,14 @@ class RequestCreateSerializer(RefusesUnknownFields, serializers.Serializer):
         required=False, allow_blank=True, default="", max_length=limit("ip_address"),
         help_text="For a request about visits to our website: the IP address (IPv4 or IPv6) the subject used.",
     )
+    # Lines as on the envelope: a line break counts once against the limit, as on staff intake.
+    postal_address = MultilineStringField(
+        required=False, allow_blank=True, default="", max_length=limit("postal_address"),
+        help_text="Optional: the subject's postal address, one line each for the street, the town and the country "
+        f"(at most {POSTAL_ADDRESS_MAX_LINES} lines; a line break counts as one character; no tabs or other control "
+        "characters). We write by email; we post our letters here if the subject's mail server refuses their address. "
+        "Never returned by the API.",
+    )
     relationship = serializers.ChoiceField(choices=Relationship.choices, help_text="How the subject knows us.")
     regime = serializers.ChoiceField(
         choices=Regime.choices, default=Regime.GDPR, help_text="The law the request is made under: it sets the deadlines."
@@ -261,9 +279,9 @@ class RequestCreateSerializer(RefusesUnknownFields, serializers.Serializer):
         return attrs
 
 
-def public_form(attrs: dict) -> RequestForm:
+def public_form(attrs: dict) -> PortalRequestForm:
     # The confirmation box is the portal's to show; the honeypot is the web form's.
-    return RequestForm(data={**attrs, "confirm": "on", "website": ""})
+    return PortalRequestForm(data={**attrs, "confirm": "on", "website": ""})
 
 
 def form_errors(form: RequestForm) -> dict[str, list[str]]:

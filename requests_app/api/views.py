@@ -362,6 +362,7 @@ ACCESS_BY_OPERATOR = OpenApiExample(
         "subject_name": "Luc Janssens",
         "subject_email": "luc.janssens@example.com",
         "subject_phone": "+32486654321",
+        "postal_address": "Rue des Exemples 12\n1000 Bruxelles\nBelgique",
         "customer_reference": "MOB-5520-8817",
         "relationship": "end_user",
         "language": "fr",

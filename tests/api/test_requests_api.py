@@ -284,14 +284,15 @@ def test_the_schema_says_the_bodies_take_no_other_fields(client):
 def test_the_schema_shows_every_limit_of_the_form_and_says_what_each_field_is(client):
     """Only subject_name, subject_email and customer_reference had their maxLength: a portal learnt the others from
     a 400."""
-    from requests_app.forms import RequestForm
+    from requests_app.api.serializers import PortalRequestForm  # the web form's fields, and the postal address
 
     fields = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()["components"]["schemas"]["RequestCreate"]["properties"]
-    limits = {name: fields[name].get("maxLength") for name in fields if getattr(RequestForm.base_fields[name], "max_length", None)}
-    assert limits == {name: RequestForm.base_fields[name].max_length for name in limits}
+    form_fields = PortalRequestForm.base_fields
+    limits = {name: fields[name].get("maxLength") for name in fields if getattr(form_fields[name], "max_length", None)}
+    assert limits == {name: form_fields[name].max_length for name in limits}
     assert {name for name, limit in limits.items() if limit} >= {
         "rectification_data", "rectification_value", "objection_processing", "consent_withdrawn", "signature",
-        "subject_phone", "ip_address",
+        "subject_phone", "ip_address", "postal_address",
     }
     assert [name for name, field in fields.items() if not field.get("description")] == []
 
