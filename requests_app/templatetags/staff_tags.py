@@ -12,7 +12,7 @@ from requests_app import lifecycle, roles
 from requests_app.audit import AGENT_LABEL, ORGANISATION_LABEL_PREFIX
 from requests_app.services.routing import DEFAULT_RULE
 from requests_app.services.agents import ASKS_AGENT_AUTHORITY
-from requests_app.wording import cites_gdpr_articles, in_sentence, label_in_letter
+from requests_app.wording import citation, cites_gdpr_articles, in_sentence, label_in_letter
 from requests_app.models import (
     LEGAL_BASIS_NOT_PORTABLE,
     RIGHTS_THE_SUBJECT_ASKS,
@@ -164,7 +164,8 @@ EVENT_LABELS = {
     "rectification_value_set": _("Corrected value set"),
     "restriction_sources_chosen": _("Systems the restriction covers chosen"),
     "restriction_lift_planned": _("Lifting of a restriction planned"),
-    "restriction_lift_notice_sent": _("Subject told before a restriction is lifted (Art. 18(3))"),
+    # Its provision is cited as the request's own law has it (EVENT_LABELS_CITING_THE_LAW).
+    "restriction_lift_notice_sent": _("Subject told before a restriction is lifted"),
     "restriction_lift_notice_posted": _("Notice before lifting a restriction recorded as posted"),
     "restriction_lift_cancelled": _("Lifting of a restriction cancelled: the restriction stays in force"),
     "restriction_lift_cancellation_sent": _("Subject told a restriction stays in force"),
@@ -181,6 +182,13 @@ EVENT_LABELS = {
 EVENT_LABELS_RESUMED = {
     "start_identity_check": _("Identity check resumed"),
     "start_work": _("Work resumed"),
+}
+
+
+# Events whose label cites a provision that each law numbers its own way, or has not at all: the label with the
+# citation of the request's law (wording.CITATIONS), the plain one above where the law has no such provision.
+EVENT_LABELS_CITING_THE_LAW = {
+    "restriction_lift_notice_sent": ("restriction_lift_notice", _("Subject told before a restriction is lifted (%(law)s)")),
 }
 
 
@@ -203,6 +211,18 @@ def event_title(event) -> str:
     if event.from_status == Status.AWAITING_SUBJECT and event.action in EVENT_LABELS_RESUMED:
         return str(EVENT_LABELS_RESUMED[event.action])
     return event_label(event.action)
+
+
+@register.filter
+def event_title_in_law(event, regime: str) -> str:
+    """event_title as a text about a request under `regime` says it: citing the request's own law where the label
+    cites a provision (EVENT_LABELS_CITING_THE_LAW: "… (Article 18(3) UK GDPR)", nothing under the CCPA), and a label
+    ending with a GDPR article without it under a law other than the GDPR's (wording.label_in_letter)."""
+    if event.action in EVENT_LABELS_CITING_THE_LAW:
+        provision, label = EVENT_LABELS_CITING_THE_LAW[event.action]
+        if law := citation(regime, provision):
+            return str(label) % {"law": law}
+    return label_in_letter(event_title(event), regime)
 
 
 SYSTEM_NOTES = {

@@ -370,16 +370,19 @@ def test_why_a_lifting_must_wait_cites_the_gdprs_article_only_where_the_requests
 
 @pytest.mark.parametrize("source_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(
-    ("regime", "told"),
+    ("regime", "told", "event"),
     [
-        ("gdpr", "Subject told beforehand (Article 18(3) GDPR)"),
-        ("uk_gdpr", "Subject told beforehand (Article 18(3) UK GDPR)"),
-        ("ccpa", "Subject told beforehand"),
-        ("lgpd", "Subject told beforehand"),
+        ("gdpr", "Subject told beforehand (Article 18(3) GDPR)", "Subject told before a restriction is lifted (Article 18(3) GDPR)"),
+        (
+            "uk_gdpr", "Subject told beforehand (Article 18(3) UK GDPR)",
+            "Subject told before a restriction is lifted (Article 18(3) UK GDPR)",
+        ),
+        ("ccpa", "Subject told beforehand", "Subject told before a restriction is lifted"),
+        ("lgpd", "Subject told beforehand", "Subject told before a restriction is lifted"),
     ],
 )
-def test_a_lifting_in_the_certificate_cites_the_notice_before_it_under_the_requests_law(
-    restricted, dpo_actor, django_capture_on_commit_callbacks, run, regime, told
+def test_a_lifting_in_the_certificate_and_the_timeline_cites_the_notice_before_it_under_the_requests_law(
+    client, dpo, restricted, dpo_actor, django_capture_on_commit_callbacks, run, regime, told, event
 ):
     lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
     with time_machine.travel(PLANNED_ON + datetime.timedelta(days=7), tick=False):
@@ -390,7 +393,12 @@ def test_a_lifting_in_the_certificate_cites_the_notice_before_it_under_the_reque
         page = certificate.render_certificate_html(PrivacyRequest.objects.get(pk=restricted.request_id))
 
     assert f"<dt>{told}</dt>" in page
-    assert ("Subject told before a restriction is lifted (Art. 18(3)) <code>" in page) == (regime in ("gdpr", "uk_gdpr"))
+    assert f"<td>{event} <code>restriction_lift_notice_sent</code>" in page
+    assert "(Art. 18(3))" not in page
+
+    login_staff(client, dpo)
+    page = client.get(reverse("staff:request", args=[restricted.request.reference])).content.decode()
+    assert f"<td>{event}</td>" in page and "(Art. 18(3))" not in page
 
 
 @pytest.mark.parametrize("source_url", ["sqlite"], indirect=True)
