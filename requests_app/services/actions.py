@@ -183,6 +183,9 @@ def plan_actions(
             # Sources are searched by verified identifiers only: without one, every action would find
             # nothing, and the request would be certified done with nothing searched.
             raise RequestError(_("Verify at least one of the subject's identifiers first: the source systems are searched by verified identifiers only."))
+        # Those voided when who makes the request was corrected (manual_actions_void) give way to the new ones; the
+        # trail keeps them (requester_corrected).
+        replaced, _counts = _voided_actions(locked).delete()
         rectified_sources = set(locked.rectification_changes.values_list("category__source_id", flat=True))
         restricted_sources, left_out, scope_recorded = set(), [], False
         if ActionKind.RESTRICT in kinds:
@@ -204,7 +207,7 @@ def plan_actions(
         added_notices = [
             RecipientNotice.objects.get_or_create(request=locked, recipient=recipient)[1] for recipient in _recipients_to_tell(locked)
         ]
-        if not (created or scope_recorded or any(added_notices)):
+        if not (created or replaced or scope_recorded or any(added_notices)):
             # A second click, or a page loaded before a colleague planned: nothing would change, and a success
             # message would suggest something did.
             raise RequestError(_("Every source has its actions planned: planning again would add nothing."))
@@ -213,9 +216,10 @@ def plan_actions(
             recipient__source_id__in={action.source_id for action in created},
             status__in=(NoticeStatus.SENT, NoticeStatus.NOT_NEEDED),
         ).update(status=NoticeStatus.PENDING, queued_at=None)  # not queued again until the new action is done
-        if any(added_notices) or left_out:
+        if any(added_notices) or left_out or replaced:
             # A recipient added to a source whose actions are already done is told now: no action will
-            # finish there again to send its notice. So is one whose source's last unfinished action was left out.
+            # finish there again to send its notice. So is one whose source's last unfinished action was left out,
+            # or was voided in a source made inactive since, where no new one replaces it.
             queue_due_notices(locked)
         if created:
             record_event(
@@ -225,6 +229,12 @@ def plan_actions(
                 data={"actions": [{"source": a.source.slug, "kind": a.kind} for a in created]},
             )
     return created
+
+
+def _voided_actions(request: PrivacyRequest) -> QuerySet:
+    """The request's actions cancelled when who makes it was corrected (manual_actions_void): every cancelled action
+    but a lifting's, which stays on record as the one the subject was told of."""
+    return request.source_actions.filter(status=ActionStatus.CANCELLED).exclude(kind=ActionKind.LIFT_RESTRICTION)
 
 
 def _called_for(kinds: list[str], rectified_sources: set[int], restricted_sources: set[int]) -> list[tuple[SourceSystem, str]]:
@@ -256,6 +266,8 @@ def anything_to_plan(request: PrivacyRequest) -> bool:
     kinds = [ACTION_FOR_RIGHT[right] for right in request.requested_rights if right in ACTION_FOR_RIGHT]
     rectified_sources = set(request.rectification_changes.values_list("category__source_id", flat=True))
     covered = restriction_sources(request) if ActionKind.RESTRICT in kinds else []
+    if _voided_actions(request).exists():
+        return True  # planning replaces them (manual_actions_void), in a source made inactive since too
     planned = set(request.source_actions.values_list("source_id", "kind"))
     if any((source.id, kind) not in planned for source, kind in _called_for(kinds, rectified_sources, {s.id for s in covered})):
         return True
@@ -464,6 +476,38 @@ def dry_runs_void(request: PrivacyRequest) -> list[dict]:
     return voided
 
 
+def manual_actions_void(request: PrivacyRequest, actor: Actor) -> list[dict]:
+    """Cancel `request`'s actions waiting for a manual source's owner, when the identifiers the sources are searched by
+    changed (agents.requester_correct): the owner would look the subject up by the identifiers of before, and confirm
+    a change made for whoever was taken to make the request then. Cancelled as a lifting called off is: the owner's
+    page says so instead of offering to confirm it, and manual_action_done refuses it (cancelled_refusal). Until staff
+    plan the actions again, which replaces it (plan_actions), completion waits for it, as the notices to its source's
+    recipients do. Not a lifting of a restriction (as dry_runs_void). In the caller's transaction, which holds the
+    request locked (the owner's confirmation takes the request's lock first too). Returns the actions cancelled
+    (action_summary), for its audit event."""
+    cancelled = []
+    now = timezone.now()
+    for action in (
+        request.source_actions.select_for_update(of=("self",)).select_related("source")
+        .filter(status=ActionStatus.MANUAL).exclude(kind=ActionKind.LIFT_RESTRICTION)
+    ):
+        action.status, action.cancelled_by, action.cancelled_at = ActionStatus.CANCELLED, actor.user, now
+        action.save(update_fields=["status", "cancelled_by", "cancelled_at"])
+        cancelled.append(action_summary(action))
+    return cancelled
+
+
+def cancelled_refusal(action: SourceAction) -> str:
+    """Why a cancelled action takes no step any more: a lifting called off (lift_was_cancelled), or an action voided
+    when who makes the request was corrected (manual_actions_void), which a new planning replaces."""
+    if action.kind == ActionKind.LIFT_RESTRICTION:
+        return lift_was_cancelled()
+    return _(
+        "This action was cancelled when who makes the request was corrected: nothing is confirmed. Plan the actions "
+        "again; the owner then carries out the new one, for the identifiers verified now."
+    )
+
+
 # --- What an action does: its plan ------------------------------------------
 
 
@@ -612,12 +656,21 @@ def _typed_changes(action: SourceAction) -> dict:
 
 
 def _still_there(locking: QuerySet, action: SourceAction) -> SourceAction:
-    """`action`, read again through `locking`. Leaving a restriction out of its scope deletes it (_leave_out): a
-    colleague's page, loaded before, still offers its buttons, and a click is refused as any other step."""
+    """`action`, read again through `locking`. Leaving a restriction out of its scope deletes it (_leave_out), as
+    planning again does an action voided when who makes the request was corrected (plan_actions): a colleague's page,
+    loaded before, still offers its buttons, and a click is refused as any other step."""
     locked = locking.filter(pk=action.pk).first()
     if locked is None:
-        raise RequestError(_("This action no longer exists: it was left out of the restriction."))
+        raise RequestError(action_gone())
     return locked
+
+
+def action_gone() -> str:
+    """Why a step on an action deleted since its page was loaded is refused (_still_there)."""
+    return _(
+        "This action no longer exists: it was left out of the restriction, or replaced when the actions were planned "
+        "again after who makes the request was corrected."
+    )
 
 
 def _locked_action(action: SourceAction, actor: Actor) -> SourceAction:
@@ -627,7 +680,7 @@ def _locked_action(action: SourceAction, actor: Actor) -> SourceAction:
     if actor.user is not None:
         roles.require_can_work(actor, locked.request)
     if locked.status == ActionStatus.CANCELLED:
-        raise RequestError(lift_was_cancelled())
+        raise RequestError(cancelled_refusal(locked))
     if locked.kind != ActionKind.LIFT_RESTRICTION:
         _require_in_progress(locked.request)
     return locked
@@ -1312,7 +1365,7 @@ def manual_action_done(*, action: SourceAction, actor: Actor, rows: int) -> Sour
         if locked.kind != ActionKind.LIFT_RESTRICTION:
             _require_open(locked.request)
         if locked.status == ActionStatus.CANCELLED:
-            raise RequestError(lift_was_cancelled())
+            raise RequestError(cancelled_refusal(locked))
         if locked.status != ActionStatus.MANUAL:
             raise RequestError(_("This action has already been confirmed."))
         if locked.kind == ActionKind.LIFT_RESTRICTION:
@@ -1609,7 +1662,12 @@ def completion_blockers(request: PrivacyRequest) -> list[str]:
     if nothing_corrected(request) and not unplanned and all(a.status == ActionStatus.DONE for a in actions if a.kind == ActionKind.RECTIFY):
         blockers.append(nothing_corrected_blocker(request))
     for action in actions:
-        if action.status != ActionStatus.DONE:
+        if action.status == ActionStatus.CANCELLED:
+            blockers.append(
+                _("%(kind)s in %(source)s was cancelled when who makes the request was corrected: plan the actions again.")
+                % {"kind": action.get_kind_display(), "source": action.source.name}
+            )
+        elif action.status != ActionStatus.DONE:
             blockers.append(
                 _("%(kind)s in %(source)s: %(status)s.")
                 % {"kind": action.get_kind_display(), "source": action.source.name, "status": in_sentence(action.get_status_display())}

@@ -264,15 +264,17 @@ def requester_correct(
       filer's own is searched by the filer's mailbox only.
 
     Either way the identifiers the sources are searched by change: the request's packages not released are ended
-    (exports.delete_export: their data was searched for by the identifiers of before) and the dry runs of its actions
-    not carried out are voided (actions.dry_runs_void). Refused while a package is being compiled, or
+    (exports.delete_export: their data was searched for by the identifiers of before), the dry runs of its actions
+    not carried out are voided (actions.dry_runs_void), and its actions waiting for a manual source's owner are
+    cancelled, for staff to plan again (actions.manual_actions_void). Refused while a package is being compiled, or
     another transaction holds one (a release, an upload): staff try again once it finished.
 
     Open, email-verified web requests only, by staff who may work them (as agent_authority_confirm); refused once
     data was sent or changed for whoever made it (actions.answered_already: a package released, an action run in a
     source, a suppression list applied). `reason` is kept as an internal note; the audit event `requester_corrected`
-    says {"to": "agent" | "subject", "note": its id}, and the actions whose dry run was voided ("dry_runs_voided",
-    actions.action_summary, when any); each package ended has its `export_deleted` event. All or nothing, in one
+    says {"to": "agent" | "subject", "note": its id}, the actions whose dry run was voided ("dry_runs_voided",
+    actions.action_summary, when any) and the manual ones cancelled ("manual_actions_voided", when any); each package
+    ended has its `export_deleted` event. All or nothing, in one
     transaction.
     """
     from requests_app.services import actions, exports  # imported here: both import this module
@@ -361,6 +363,7 @@ def requester_correct(
             package.request = locked
             exports.delete_export(package)
         voided = actions.dry_runs_void(locked)
+        manual_voided = actions.manual_actions_void(locked, actor)
         fields = ["agent_capacity", "agent_name", "agent_email", "agent_authority_confirmed_at", "subject_email", "updated_at"]
         if by_agent:
             # The link reached the filer, the agent, as the call-back did; the document was theirs to send.
@@ -399,6 +402,8 @@ def requester_correct(
         data = {"to": "agent" if by_agent else "subject", "note": note.id}
         if voided:
             data["dry_runs_voided"] = voided
+        if manual_voided:
+            data["manual_actions_voided"] = manual_voided
         record_event(locked, "requester_corrected", actor=actor, data=data)
     return locked
 

@@ -348,9 +348,10 @@ def action_step(request: HttpRequest, public_id, step: str) -> HttpResponse:
         return HttpResponse(status=404)
     action = SourceAction.objects.select_related("request", "source").filter(public_id=public_id).first()
     if action is None:
-        # Only leaving a restriction out of its scope deletes an action (actions._leave_out): a colleague did so
-        # since this page was loaded. Said on the page the button was on, as a click refused later is.
-        messages.error(request, _("This action no longer exists: it was left out of the restriction."))
+        # Only leaving a restriction out of its scope (actions._leave_out) and planning again an action voided when who
+        # makes the request was corrected (actions.plan_actions) delete an action: a colleague did so since this page
+        # was loaded. Said on the page the button was on, as a click refused later is.
+        messages.error(request, actions.action_gone())
         return redirect(_form_page(request))
     actor = Actor.staff(request.user)
     if step == "lift":

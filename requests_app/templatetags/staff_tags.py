@@ -325,6 +325,8 @@ DATA_LABELS = {
     "kinds": _("identifiers"),
     "left_out": _("left out"),
     "list_entries": _("list entries"),
+    # Who makes the request corrected (agents.requester_correct): manual sources' actions, to plan again.
+    "manual_actions_voided": _("manual actions cancelled, to plan again"),
     "message": _("message"),
     "method": _("method"),
     "name": _("name"),
