@@ -18,7 +18,7 @@ from django.utils import timezone, translation
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext, gettext_lazy
 
-from requests_app import deadlines
+from requests_app import deadlines, roles
 from requests_app.context import controller_details
 from requests_app.lifecycle import OPEN_STATUSES
 from requests_app.models import (
@@ -531,10 +531,31 @@ def send_subject_confirmation(request: PrivacyRequest) -> bool:
     return send_once(request, "subject_confirmation", request.subject_confirmation_nonce, message)
 
 
+def team_members_who_can_act(request: PrivacyRequest) -> list:
+    """The members of the team the request is routed to who may act on it (roles.can_work: a handler or a DPO, their
+    account active; not an auditor) and have an address to write to; nobody when it has no team."""
+    if request.team_id is None:
+        return []
+    members = request.team.members.filter(is_active=True).exclude(email="").order_by("id")
+    return [member for member in members if roles.can_work(member, request)]
+
+
+def assignee_and_team_emails(request: PrivacyRequest) -> list[str]:
+    """The assignee (or, with nobody to write to, the DPO) and the members of the request's team who may act on it
+    (team_members_who_can_act): an alert any of them may have to act on at once, not only the assignee, who may be
+    away. Each address once, whatever its case."""
+    addresses = {}
+    for address in (assignee_email(request) or settings.DPO_EMAIL, *(member.email for member in team_members_who_can_act(request))):
+        if address:
+            addresses.setdefault(address.casefold(), address)
+    return list(addresses.values())
+
+
 def send_agent_authority_denied_notification(request: PrivacyRequest, event_id: int) -> bool:
-    """Tell the assignee (or the DPO) that the subject said they did not allow the agent; once per answer (its
-    audit event). The reference only: no personal data in staff emails."""
-    to = [assignee_email(request) or settings.DPO_EMAIL]
+    """Tell the assignee (or the DPO), and the members of the request's team who may act on it, that the subject said
+    they did not allow the agent; once per answer (its audit event), one email in the assignee's language. The
+    reference only: no personal data in staff emails."""
+    to = assignee_and_team_emails(request)
     context = {"request": request, "request_url": staff_request_url(request)}
     message = render_email("agent-authority-denied", context, to=to, language=assignee_language(request))
     return send_once(request, "agent_authority_denied", str(event_id), message)

@@ -207,7 +207,8 @@ def send_subject_confirmation(request_id: int) -> None:
 
 @shared_task(**EMAIL_RETRY)
 def send_agent_authority_denied_notification(request_id: int, event_id: int) -> None:
-    """Tell the assignee (or the DPO) that the subject said they did not allow the agent; sent once per answer."""
+    """Tell the assignee (or the DPO) and the request's team that the subject said they did not allow the agent; sent
+    once per answer."""
     request = PrivacyRequest.objects.select_related("assignee").filter(pk=request_id).first()
     if request is not None:
         emails.send_agent_authority_denied_notification(request, event_id)

@@ -20,6 +20,7 @@ from requests_app.models import (
     RejectionGround,
     RequestType,
     Status,
+    Team,
 )
 from requests_app.services import agents
 from requests_app.services.intake import RightDetails
@@ -121,6 +122,35 @@ def test_the_subject_saying_no_confirms_nothing_and_alerts_the_assignee(
     assert "Marc Peeters" not in alert.body and "ana@example.com" not in alert.body  # no personal data to staff mail
     assert client.post(link, {"answer": "allowed"}).status_code == 400  # used once
     assert PrivacyRequest.objects.get(pk=request.pk).agent_authority_confirmed_at is None
+
+
+@pytest.mark.parametrize("assigned", [True, False])
+def test_the_subject_saying_no_alerts_the_members_of_the_requests_team_who_may_act_on_it(
+    client, handler, settings, django_capture_on_commit_callbacks, assigned
+):
+    settings.DPO_EMAIL = "dpo@example.org"
+    handler.email = "Handler@Example.org"
+    handler.save()
+    colleague = staff_in_role("Handler", username="colleague", email="colleague@example.org")
+    auditor = staff_in_role("Auditor", username="auditor", email="auditor@example.org")  # reads, may not act
+    gone = staff_in_role("Handler", username="gone", email="gone@example.org", is_active=False)
+    no_address = staff_in_role("Handler", username="no-address", email="")
+    team = Team.objects.create(name="Agents")
+    team.members.add(handler, colleague, auditor, gone, no_address)
+    request = agents_request(handler)
+    link = ask(client, handler, request, django_capture_on_commit_callbacks)
+    PrivacyRequest.objects.filter(pk=request.pk).update(team=team, assignee=handler if assigned else None)
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(link, {"answer": "not_allowed"})
+
+    (alert,) = mail.outbox  # one email, each address once: the assignee is a member of the team too
+    if assigned:
+        assert alert.to == ["Handler@Example.org", "colleague@example.org"]
+    else:
+        assert alert.to == ["dpo@example.org", "Handler@Example.org", "colleague@example.org"]
+    assert "did not allow the agent" in alert.body
 
 
 def test_a_new_link_replaces_the_earlier_one_and_a_link_expires(client, handler, settings, django_capture_on_commit_callbacks):
