@@ -734,6 +734,11 @@ SPECTACULAR_SETTINGS = {
         "RequestTypeEnum": "requests_app.models.RequestType",
         "IdentityKindEnum": "requests_app.models.IdentityKind",
     },
+    # drf-spectacular's own enum hook, then one that writes "an object or null" as OpenAPI 3.0 validators read it.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "requests_app.api.schema.nullable_references",
+    ],
 }
 
 # Content-Security-Policy (django-csp): pages load scripts, styles, images and

@@ -17,6 +17,7 @@ import uuid
 import jsonschema
 import pytest
 import time_machine
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from rest_framework.test import APIClient
@@ -30,6 +31,7 @@ from requests_app.models import (
     IdempotencyRecord,
     IdentityKind,
     OrganisationAPIKey,
+    PrivacyRequest,
     RequestType,
     Status,
     SuppressionEntry,
@@ -90,18 +92,32 @@ def documented_headers(code: int) -> set[str]:
     }
 
 
-def strict(schema):
-    """OpenAPI 3.0 to JSON Schema: `nullable` as a null type; objects refuse keys they do not document."""
+def json_schema(schema):
+    """OpenAPI 3.0.3 to JSON Schema, as a strict validator (openapi-core's) reads it: `nullable: true` adds null to a
+    `type` beside it and means nothing without one; objects refuse keys they do not document."""
     if isinstance(schema, list):
-        return [strict(item) for item in schema]
+        return [json_schema(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    converted = {key: strict(value) for key, value in schema.items() if key != "nullable"}
+    converted = {key: json_schema(value) for key, value in schema.items() if key != "nullable"}
     if "properties" in converted:
         converted.setdefault("additionalProperties", False)
-    if schema.get("nullable"):
-        return {"anyOf": [converted, {"type": "null"}]}
+    if schema.get("nullable") is True and isinstance(schema.get("type"), str):
+        converted["type"] = [schema["type"], "null"]
     return converted
+
+
+COMPONENTS = json_schema(SCHEMA["components"])
+
+
+def validator(schema) -> jsonschema.Draft7Validator:
+    return jsonschema.Draft7Validator({**json_schema(schema), "components": COMPONENTS}, format_checker=jsonschema.FormatChecker())
+
+
+def undocumented(path: str, method: str, response) -> list[str]:
+    """How a real JSON answer differs from the schema its operation documents for its status."""
+    documented = SCHEMA["paths"][path][method]["responses"][str(response.status_code)]["content"]["application/json"]
+    return [f"{method.upper()} {path} {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator(documented["schema"]).iter_errors(response.json())]
 
 
 def test_every_operation_has_an_example_for_each_body_and_each_json_answer():
@@ -120,18 +136,34 @@ def test_every_operation_has_an_example_for_each_body_and_each_json_answer():
 
 
 def test_every_example_is_valid_against_its_schema():
-    components = strict(SCHEMA["components"])
     invalid = []
     for label, operation in operations():
         contents = [("request", operation.get("requestBody", {}).get("content", {}))]
         contents += [(code, response.get("content", {})) for code, response in operation["responses"].items()]
         for where, content in contents:
             for media_type, media in content.items():
-                validator = jsonschema.Draft7Validator(
-                    {**strict(media["schema"]), "components": components}, format_checker=jsonschema.FormatChecker()
-                )
+                checker = validator(media["schema"])
                 for name, example in media.get("examples", {}).items():
-                    invalid += [f"{label} {where} {media_type} {name}: {e.message}" for e in validator.iter_errors(example["value"])]
+                    invalid += [f"{label} {where} {media_type} {name}: {e.message}" for e in checker.iter_errors(example["value"])]
+    assert invalid == []
+
+
+def test_a_requests_real_answers_are_valid_against_the_schema(operator):
+    """`fee` and `portability_recipient` were `{"allOf": [{"$ref": ...}], "nullable": true}`: in OpenAPI 3.0 a
+    `nullable` without a `type` allows no null, and a strict validator refused nearly every answer (`fee: null`)."""
+    api = client_with(key_for(operator))
+    filed = api.post(CREATE[0], request_examples(*CREATE)["AccessAndPortabilityForASubscriber"]["value"], format="json")
+    plain = api.post(CREATE[0], ERASURE, format="json")
+    detail = "/api/v1/requests/{public_id}/"
+    invalid = undocumented(*CREATE, filed) + undocumented(CREATE[0], "get", api.get(CREATE[0]))
+    with_recipient = api.get(f"{CREATE[0]}{filed.json()['id']}/")
+    assert with_recipient.json()["portability_recipient"]["name"] == "Nova Telecom"
+    invalid += undocumented(detail, "get", with_recipient) + undocumented(detail, "get", api.get(f"{CREATE[0]}{plain.json()['id']}/"))
+    PrivacyRequest.objects.filter(public_id=plain.json()["id"]).update(fee_amount=25, fee_proposed_at=timezone.now())
+    with_fee = api.get(f"{CREATE[0]}{plain.json()['id']}/")
+    assert with_fee.json()["fee"]["amount"] == "25.00" and with_fee.json()["portability_recipient"] is None
+    invalid += undocumented(detail, "get", with_fee) + undocumented(CREATE[0], "get", api.get(CREATE[0]))
+    invalid += undocumented("/api/v1/requests/{public_id}/withdraw/", "post", api.post(f"{CREATE[0]}{plain.json()['id']}/withdraw/"))
     assert invalid == []
 
 
