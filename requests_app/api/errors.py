@@ -23,14 +23,26 @@ NOT_UNDERSTOOD = gettext_lazy("The request could not be understood.")
 KEPT_HEADERS = ("WWW-Authenticate", "Retry-After", "Allow")
 # RFC 9110's names for the statuses whose phrase Python 3.11's HTTPStatus still takes from RFC 7231.
 RFC_9110_TITLES = {413: "Content Too Large", 416: "Range Not Satisfiable", 422: "Unprocessable Content"}
+# RFC 9457 problem types of their own, for the two 409s a client handles differently: a state conflict is final (the
+# request changed: read it again), a key in flight is not (retry after Retry-After, and get the first call's answer).
+# URNs rather than addresses on SITE_URL: the same string on every deployment (a portal tests one against staging and
+# production alike), and no page a client might be expected to fetch. Every other problem is about:blank, its status
+# saying all there is. Each type's title is its own, in English, the same for every occurrence (RFC 9457).
+ABOUT_BLANK = "about:blank"
+STATE_CONFLICT = "urn:privacy-portal:problem:state-conflict"
+IDEMPOTENCY_KEY_IN_FLIGHT = "urn:privacy-portal:problem:idempotency-key-in-flight"
+PROBLEM_TYPE_TITLES = {
+    STATE_CONFLICT: "Not allowed in the request's state",
+    IDEMPOTENCY_KEY_IN_FLIGHT: "Idempotency-Key in flight",
+}
 # As DRF's JSONRenderer writes every other answer: compact, in UTF-8 rather than \u escapes.
 JSON_AS_DRF_WRITES_IT = {"ensure_ascii": False, "separators": (",", ":")}
 
 
-def problem_body(status_code: int, detail: str, *, title: str = "", errors=None) -> dict:
-    """The one problem details body of the API, its title the status's phrase unless given."""
-    title = title or RFC_9110_TITLES.get(status_code) or HTTPStatus(status_code).phrase
-    body = {"type": "about:blank", "title": title, "status": status_code, "detail": detail}
+def problem_body(status_code: int, detail: str, *, problem_type: str = ABOUT_BLANK, title: str = "", errors=None) -> dict:
+    """The one problem details body of the API, its title its type's, or the status's phrase, unless given."""
+    title = title or PROBLEM_TYPE_TITLES.get(problem_type) or RFC_9110_TITLES.get(status_code) or HTTPStatus(status_code).phrase
+    body = {"type": problem_type, "title": title, "status": status_code, "detail": detail}
     if errors is not None:
         body["errors"] = _without_nul(errors)
     return body
@@ -49,8 +61,11 @@ def _without_nul(errors):
     return errors
 
 
-def problem(status_code: int, detail: str, *, errors=None, headers=None) -> Response:
-    return Response(problem_body(status_code, detail, errors=errors), status=status_code, headers=headers, content_type=PROBLEM)
+def problem(status_code: int, detail: str, *, problem_type: str = ABOUT_BLANK, errors=None, headers=None) -> Response:
+    return Response(
+        problem_body(status_code, detail, problem_type=problem_type, errors=errors),
+        status=status_code, headers=headers, content_type=PROBLEM,
+    )
 
 
 def problem_response(status_code: int, detail: str) -> JsonResponse:
@@ -84,7 +99,7 @@ def problem_exception_handler(exc, context):
     if isinstance(exc, NotAllowed):
         return problem(status.HTTP_403_FORBIDDEN, str(exc))
     if isinstance(exc, RequestError):
-        return problem(status.HTTP_409_CONFLICT, str(exc))
+        return problem(status.HTTP_409_CONFLICT, str(exc), problem_type=STATE_CONFLICT)
     response = exception_handler(exc, context)
     if response is None:
         return None  # a bug: Django's 500, logged

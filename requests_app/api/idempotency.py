@@ -5,7 +5,7 @@
   (a JSON body is compared by its content: re-indented, or with its keys in another order, it is the same
   body; one that names a key twice, which the parser refuses, by its bytes);
 - same key, another body: 422;
-- same key while the first call is still running: 409.
+- same key while the first call is still running: 409 (its own problem type, with Retry-After).
 The claim is a row committed before the work, unique per organisation and key;
 the answer is stored in the same transaction as the work. A 5xx answer is
 not stored, nor is a call that raised (a bug, or an answer that could not be
@@ -25,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.utils import encoders
 
 from requests_app.api import parsers
-from requests_app.api.errors import PROBLEM, problem
+from requests_app.api.errors import IDEMPOTENCY_KEY_IN_FLIGHT, PROBLEM, problem
 from requests_app.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
@@ -33,6 +33,9 @@ HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = IdempotencyRecord._meta.get_field("key").max_length
 # Longer than any request may take (gunicorn's timeout is far shorter).
 ABANDONED_AFTER = datetime.timedelta(minutes=5)
+# The wait a retry of a call still in flight is told: a call takes well under a second as a rule, so the retry after
+# it most likely gets the first call's answer.
+IN_FLIGHT_RETRY_AFTER_SECONDS = 1
 
 
 # The headers of an answer that a replay repeats: the new resource's address (a 201's Location), and the language
@@ -117,7 +120,12 @@ def _replay(earlier: IdempotencyRecord, fingerprint: str) -> Response:
             _("This %(header)s was used with another request (another body or endpoint).") % {"header": HEADER},
         )
     if earlier.status_code is None:
-        return problem(status.HTTP_409_CONFLICT, _("A request with this %(header)s is still being processed.") % {"header": HEADER})
+        return problem(
+            status.HTTP_409_CONFLICT,
+            _("A request with this %(header)s is still being processed.") % {"header": HEADER},
+            problem_type=IDEMPOTENCY_KEY_IN_FLIGHT,
+            headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_SECONDS)},
+        )
     return Response(
         json.loads(earlier.response_body) if earlier.response_body is not None else None,
         status=earlier.status_code,

@@ -473,7 +473,12 @@ class ExportSerializer(serializers.Serializer):
 class ProblemSerializer(serializers.Serializer):
     """RFC 9457 problem details (application/problem+json)."""
 
-    type = serializers.CharField(default="about:blank")
+    type = serializers.CharField(
+        default="about:blank",
+        help_text="What kind of problem this is, for a program to act on: `about:blank` (the status says it all), or "
+        "for a 409 one of its own: `urn:privacy-portal:problem:state-conflict` (not allowed in the request's state; "
+        "final) or `urn:privacy-portal:problem:idempotency-key-in-flight` (retry after `Retry-After`).",
+    )
     title = serializers.CharField()
     status = serializers.IntegerField()
     detail = serializers.CharField()

@@ -21,9 +21,17 @@ from rest_framework.response import Response
 
 from requests_app.api import serializers
 from requests_app.api.auth import DownloadsNeedAWriteKey, HasOrganisationKey
-from requests_app.api.idempotency import MAX_KEY_LENGTH, idempotent
+from requests_app.api.idempotency import IN_FLIGHT_RETRY_AFTER_SECONDS, MAX_KEY_LENGTH, idempotent
 from requests_app.audit import Actor
-from requests_app.api.errors import PROBLEM, found_or_404, problem, problem_body
+from requests_app.api.errors import (
+    ABOUT_BLANK,
+    IDEMPOTENCY_KEY_IN_FLIGHT,
+    PROBLEM,
+    STATE_CONFLICT,
+    found_or_404,
+    problem,
+    problem_body,
+)
 from requests_app.downloads import package_download
 from requests_app.models import (
     ActorKind,
@@ -38,9 +46,13 @@ from requests_app.models import (
 from requests_app.services import handling, intake
 
 
-def problem_example(name: str, status_code: int, detail: str, *, title: str = "", errors=None, description: str = ""):
+def problem_example(
+    name: str, status_code: int, detail: str, *, problem_type: str = ABOUT_BLANK, title: str = "", errors=None,
+    description: str = "",
+):
     """A problem details body exactly as errors.problem() writes it (tests/api/test_schema_examples.py checks it)."""
-    return OpenApiExample(name, value=problem_body(status_code, detail, title=title, errors=errors), description=description)
+    body = problem_body(status_code, detail, problem_type=problem_type, title=title, errors=errors)
+    return OpenApiExample(name, value=body, description=description)
 
 
 # The errors the API answers, each status with the bodies it really sends; each endpoint documents its own (problems()).
@@ -121,13 +133,21 @@ ALL_PROBLEMS = {
                 "or no `Accept` header.",
             ),
         ]),
-        (409, "Not allowed in the request's state, or the same Idempotency-Key is in flight", [
+        (409, f"Not allowed in the request's state (`type` `{STATE_CONFLICT}`: final, read the request again), or "
+              f"the same Idempotency-Key is in flight (`type` `{IDEMPOTENCY_KEY_IN_FLIGHT}`, with `Retry-After`: "
+              "send the same call again then, to get the first call's answer). Tell them apart by `type`, not "
+              "by `detail`, which is in the caller's language", [
             problem_example(
                 "Already withdrawn", 409, "This request was already withdrawn on 4 March 2026, 16:40 CET: nothing changed.",
+                problem_type=STATE_CONFLICT,
                 description="A closed request cannot be withdrawn; one completed, rejected or expired says so: "
                 "\"This request is already closed (completed on 4 March 2026, 16:40 CET): there is nothing left to withdraw.\"",
             ),
-            problem_example("Idempotency-Key in flight", 409, "A request with this Idempotency-Key is still being processed."),
+            problem_example(
+                "Idempotency-Key in flight", 409, "A request with this Idempotency-Key is still being processed.",
+                problem_type=IDEMPOTENCY_KEY_IN_FLIGHT,
+                description=f"Sent with `Retry-After: {IN_FLIGHT_RETRY_AFTER_SECONDS}`.",
+            ),
         ]),
         (411, "A body sent in chunks (`Transfer-Encoding: chunked`), without `Content-Length`, refused before it is read", [
             problem_example(
@@ -182,6 +202,11 @@ PROBLEM_HEADERS = [
     OpenApiParameter(
         "Retry-After", int, OpenApiParameter.HEADER, response=[429], required=True,
         description="How many seconds to wait before calling again: until the budget's window (the minute) ends.",
+    ),
+    OpenApiParameter(
+        "Retry-After", int, OpenApiParameter.HEADER, response=[409],
+        description=f"Only with the `{IDEMPOTENCY_KEY_IN_FLIGHT}` problem: how many seconds to wait before sending "
+        "the same call again (the first call is most likely answered by then).",
     ),
 ]
 # The conditional and range requests of a package's download, and the headers that answer them.

@@ -900,6 +900,30 @@ def test_idempotency_same_key_in_flight_is_409(api, operator):
 
 
 @pytest.mark.django_db
+def test_the_two_conflicts_are_told_apart_by_their_type_and_the_key_in_flight_says_when_to_retry(api, operator):
+    """Both were `about:blank` "Conflict": only the localised `detail` said whether to retry or to read the request
+    again."""
+    from requests_app.api.idempotency import call_fingerprint
+    from requests_app.models import IdempotencyRecord
+
+    created = create(api).json()
+    api.post(f"{URL}{created['id']}/withdraw/")
+    state = api.post(f"{URL}{created['id']}/withdraw/", HTTP_ACCEPT_LANGUAGE="fr")
+    body = b'{"rights": ["access"]}'
+    IdempotencyRecord.objects.create(organisation=operator, key="abc-9", fingerprint=call_fingerprint("POST", URL, body))
+    in_flight = api.post(URL, data=body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="abc-9", HTTP_ACCEPT_LANGUAGE="fr")
+
+    assert state.status_code == in_flight.status_code == 409
+    assert (state.json()["type"], state.json()["title"]) == (
+        "urn:privacy-portal:problem:state-conflict", "Not allowed in the request's state"
+    )
+    assert (in_flight.json()["type"], in_flight.json()["title"]) == (
+        "urn:privacy-portal:problem:idempotency-key-in-flight", "Idempotency-Key in flight"
+    )
+    assert in_flight["Retry-After"] == "1" and not state.has_header("Retry-After")
+
+
+@pytest.mark.django_db
 def test_idempotency_a_call_that_dies_before_its_answer_is_stored_files_nothing(api, monkeypatch):
     """The answer is stored with the work: a process dying in between leaves neither, and the retry files once."""
     from requests_app.api import idempotency
