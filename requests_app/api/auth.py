@@ -47,14 +47,22 @@ class OrganisationKeyAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
-class HasOrganisationKey(permissions.BasePermission):
-    """Any valid key reads; writing (POST) needs a key with the write scope."""
-
-    message = gettext_lazy("This API key may only read: writing needs a key with the write scope.")
+class AnyOrganisationKey(permissions.BasePermission):
+    """Any valid key, whatever its scope: checking a key (ping) is for every key, the suppression scope's too."""
 
     def has_permission(self, request, view):
         if not isinstance(request.auth, OrganisationAPIKey):
             raise exceptions.NotAuthenticated(_("Send an API key: Authorization: Api-Key <key>."))
+        return True
+
+
+class HasOrganisationKey(AnyOrganisationKey):
+    """A portal's key: any reads requests; writing (POST) needs a key with the write scope."""
+
+    message = gettext_lazy("This API key may only read: writing needs a key with the write scope.")
+
+    def has_permission(self, request, view):
+        super().has_permission(request, view)
         if request.auth.scope == APIKeyScope.SUPPRESSION:
             raise exceptions.PermissionDenied(_("This API key reads the suppression lists only."))
         if request.method not in view.allowed_methods:

@@ -16,11 +16,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, pagination, status, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.decorators import action, api_view
+from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.response import Response
 
 from requests_app.api import serializers
-from requests_app.api.auth import DownloadsNeedAWriteKey, HasOrganisationKey
+from requests_app.api.auth import AnyOrganisationKey, DownloadsNeedAWriteKey, HasOrganisationKey
 from requests_app.api.idempotency import IN_FLIGHT_RETRY_AFTER_SECONDS, MAX_KEY_LENGTH, idempotent
 from requests_app.audit import Actor
 from requests_app.api.errors import (
@@ -637,14 +637,17 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     parameters=ANSWER_HEADERS,
     responses={
         200: success(serializers.PingSerializer, "The key works", "The key's organisation", {"organisation": "Mobile Operator SA"}),
-        **problems(401, 403, 405, 406, 429),  # no input, no object: never a 400 or a 404
+        # No input, no object, and any valid key: never a 400, a 403 or a 404.
+        **problems(401, 405, 406, 429),
     }
 )
 # HEAD too, as every GET route of the viewsets has it: @api_view allows only the methods it lists, and an uptime
 # monitor's HEAD was a 405 (RFC 9110 has every general-purpose server support HEAD wherever it supports GET).
 @api_view(["GET", "HEAD"])
+# The controller's own systems check their suppression key here too: a key of any scope answers.
+@permission_classes([AnyOrganisationKey])
 def ping(request):
-    """Check an API key: answers with the organisation it belongs to."""
+    """Check an API key, of any scope: answers with the organisation it belongs to."""
     return Response({"organisation": request.auth.organisation.name})
 
 

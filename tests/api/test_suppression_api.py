@@ -189,7 +189,12 @@ def test_a_customer_portals_key_cannot_read_the_lists(operator, marketing, scope
 
 def test_a_suppression_key_sees_no_requests(lists_api):
     assert lists_api.get("/api/v1/requests/").status_code == 403
-    assert lists_api.get("/api/v1/ping/").status_code == 403
+
+
+def test_a_suppression_key_can_be_checked_with_ping(lists_api, operator):
+    """It was a 403, so the controller's own systems could not check the one key they hold."""
+    answer = lists_api.get("/api/v1/ping/")
+    assert answer.status_code == 200 and answer.json() == {"organisation": operator.name}
 
 
 def test_no_key_is_401(marketing):
