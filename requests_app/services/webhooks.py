@@ -38,6 +38,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
@@ -134,21 +135,48 @@ def _queue(request: PrivacyRequest, event: str, extra: dict | None, endpoints: S
     A disabled endpoint's delivery is recorded failed, not attempted: the delivery log keeps what happened
     during the outage, for the DPO to redeliver once the endpoint is switched on again.
     """
-    current = PrivacyRequest.objects.get(pk=request.pk)  # the caller's copy may lag behind
-    data = {**request_payload(current), **(extra or {})}
-    for endpoint in endpoints:
-        if not endpoint.active:
-            WebhookDelivery.objects.create(
-                endpoint=endpoint, event=event, payload=data, status=DeliveryStatus.FAILED, last_error=ENDPOINT_DISABLED,
-                occurred_at=current.updated_at,
+    with transaction.atomic():  # a savepoint in the caller's transaction; the lock needs one
+        # The caller's copy may lag behind. Locked: events about one request are dated one transaction after another
+        # (_event_moment reads the ones before); a caller that changed the request holds the lock already.
+        current = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+        data = {**request_payload(current), **(extra or {})}
+        for endpoint in endpoints:
+            occurred_at = _event_moment(current, event, endpoint)
+            if not endpoint.active:
+                WebhookDelivery.objects.create(
+                    endpoint=endpoint, event=event, payload=data, status=DeliveryStatus.FAILED,
+                    last_error=ENDPOINT_DISABLED, occurred_at=occurred_at,
+                )
+                continue
+            delivery = WebhookDelivery.objects.create(
+                endpoint=endpoint, event=event, payload=data, next_attempt_at=timezone.now(), occurred_at=occurred_at
             )
-            continue
-        # The event's created_at is the request's updated_at: a portal that then asks for updated_since that moment
-        # finds the request, which it would miss if the event were dated later in the same transaction.
-        delivery = WebhookDelivery.objects.create(
-            endpoint=endpoint, event=event, payload=data, next_attempt_at=timezone.now(), occurred_at=current.updated_at
-        )
-        tasks.queue_after_commit(tasks.deliver_webhook, delivery.id)
+            tasks.queue_after_commit(tasks.deliver_webhook, delivery.id)
+
+
+def _event_moment(current: PrivacyRequest, event: str, endpoint: WebhookEndpoint) -> datetime.datetime:
+    """The event's `created_at`: a moment after every event about the request queued to the endpoint before it, the
+    order receivers are told to sort them in.
+
+    `request.created` is dated when the request was created, even when it is queued late, just before the change
+    that made it due: dated with that change it tied with it, and a receiver could put a withdrawn request back to
+    new. Any other event is dated with the request's `updated_at`, so that a portal asking for `updated_since` that
+    moment finds the request; where that would tie with an earlier event (two in one transaction: a due date moved
+    by a status change), it is a microsecond after it, and the request's `updated_at` moves there too, for the same
+    reason.
+    """
+    moment = current.created_at if event == WebhookEvent.REQUEST_CREATED else current.updated_at
+    latest = (
+        WebhookDelivery.objects.filter(
+            endpoint=endpoint, created_at__gte=current.created_at, payload__request=str(current.public_id)
+        ).aggregate(latest=Max("occurred_at"))["latest"]
+    )
+    if latest is not None and moment <= latest:
+        moment = latest + datetime.timedelta(microseconds=1)
+        if moment > current.updated_at:
+            PrivacyRequest.objects.filter(pk=current.pk).update(updated_at=moment)
+            current.updated_at = moment
+    return moment
 
 
 def sign(secrets: Sequence[str], timestamp: int, body: bytes) -> str:

@@ -165,6 +165,41 @@ def test_request_created_comes_first_even_when_the_follow_up_task_is_late(operat
 
 
 @pytest.mark.django_db
+def test_a_late_request_created_is_dated_when_the_request_was_created(operator, django_capture_on_commit_callbacks):
+    """Queued only with the withdrawal (the follow-up task late), it was dated with the withdrawal's moment, the same
+    created_at as the status_changed after it: a receiver sorting by created_at could put the request back to new."""
+    WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    api = client_with(key_for(operator))
+    with django_capture_on_commit_callbacks(execute=False):  # the follow-up task waits in the queue
+        created = api.post(URL, BODY, format="json").json()
+        withdrawn = api.post(f"{URL}{created['id']}/withdraw/").json()
+    announced, changed = WebhookDelivery.objects.order_by("id")
+    assert (announced.event, changed.event) == ("request.created", "request.status_changed")
+    assert MomentField().to_representation(announced.occurred_at) == created["created_at"]
+    assert MomentField().to_representation(changed.occurred_at) == withdrawn["updated_at"]
+    assert announced.occurred_at < changed.occurred_at
+
+
+@pytest.mark.django_db
+def test_events_queued_for_one_request_at_one_moment_are_still_strictly_ordered(operator, django_capture_on_commit_callbacks):
+    """Filed and withdrawn within one clock tick (or two events in one transaction): each event a microsecond after
+    the one before, and the request's updated_at no earlier than the last, so that updated_since it lists it."""
+    WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    api = client_with(key_for(operator))
+    with time_machine.travel(datetime(2026, 3, 2, 8, 14, 7, 412345, tzinfo=UTC), tick=False):
+        with django_capture_on_commit_callbacks(execute=False):
+            created = api.post(URL, BODY, format="json").json()
+            api.post(f"{URL}{created['id']}/withdraw/")
+        request = PrivacyRequest.objects.get(public_id=created["id"])
+        webhooks.emit(request, webhooks.WebhookEvent.REQUEST_DUE_DATE_CHANGED)
+    moments = list(WebhookDelivery.objects.order_by("id").values_list("occurred_at", flat=True))
+    tick = timedelta(microseconds=1)
+    assert moments == [request.created_at, request.created_at + tick, request.created_at + 2 * tick]
+    since = MomentField().to_representation(moments[-1])
+    assert [listed["id"] for listed in api.get(URL, {"updated_since": since}).json()["results"]] == [created["id"]]
+
+
+@pytest.mark.django_db
 def test_request_created_sent_after_a_pause_gives_the_due_date_the_request_was_filed_with(operator):
     """request.created describes the request as filed: a pause finished before it went out (an endpoint added
     since, a late follow-up task) must not move its due date past the one the API answered at filing."""
