@@ -1201,3 +1201,33 @@ def webhook_deliveries(*, organisation=None, endpoint=None, status: str = ""):
     if status:
         deliveries = deliveries.filter(status=status)
     return deliveries
+
+
+# How far before its transaction's start, as the database records it, a change's updated_at may be: the application
+# hosts' clocks against the database server's (NTP keeps them within milliseconds), and a moment taken in Python just
+# before the transaction's first statement reaches the server.
+CHANGES_CLOCK_MARGIN = datetime.timedelta(seconds=5)
+
+
+def changes_committed_before() -> datetime.datetime | None:
+    """A moment before which every change to a request is committed: the start of the oldest transaction still open
+    on the database (now, if none is), less CHANGES_CLOCK_MARGIN. Read it before the query it is for: every change
+    dated earlier was then committed, and that query sees it.
+
+    A change's updated_at is taken inside its transaction, so after the transaction began, and the change is seen only
+    once it commits, which may be long after: a list filtered on updated_at may not show it yet, and a later one from
+    the moment of the first would never show it. Every process of the application connects as the same database role
+    (one environment, README), so pg_stat_activity shows each of their transactions' start. None on a database that
+    does not tell (SQLite, in development).
+    """
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT least(now(), min(xact_start)) FROM pg_stat_activity
+            WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+            """
+        )
+        oldest_open = cursor.fetchone()[0]
+    return oldest_open - CHANGES_CLOCK_MARGIN

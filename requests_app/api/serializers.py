@@ -452,7 +452,9 @@ class RequestListFilter(ListFilters):
     updated_since = SinceField(
         required=False,
         help_text="Only requests that changed at or after this moment (ISO 8601 with its offset: `Z` or `%2B01:00`, "
-        "a `+` percent-encoded in the query string); a time without an offset, or a bare date, is a 400.",
+        "a `+` percent-encoded in the query string); a time without an offset, or a bare date, is a 400. To poll for "
+        "changes, give the `Updated-Since-Next` header of your previous poll's first page, not the time you polled: "
+        "a change is dated before its commit shows it, and a poll from the time of the last one could miss it.",
     )
 
 

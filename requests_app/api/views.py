@@ -43,6 +43,8 @@ from requests_app.models import (
     PrivacyRequest,
     RequestedRight,
 )
+from requests_app.api.fields import MomentField
+from requests_app.selectors import CHANGES_CLOCK_MARGIN, changes_committed_before
 from requests_app.services import handling, intake
 
 
@@ -296,6 +298,19 @@ MESSAGE_LOCATION_HEADER = OpenApiParameter(
 )
 
 
+UPDATED_SINCE_NEXT = "Updated-Since-Next"
+UPDATED_SINCE_NEXT_HEADER = OpenApiParameter(
+    UPDATED_SINCE_NEXT, OpenApiTypes.DATETIME, OpenApiParameter.HEADER, response=[200],
+    description="The `updated_since` to poll with next: every change dated before this moment was committed before "
+    "this page was read, and so is in the list. A change is dated inside its transaction, before the commit that "
+    "lets the list show it, so polling from the time of your last poll can miss one for good. Take this header "
+    "from the first page of a poll, and list from it at the next poll; the two polls overlap, so skip a request "
+    "whose `id` and `updated_at` you have already seen. It is the start of the oldest database transaction still "
+    f"running, less {CHANGES_CLOCK_MARGIN.seconds} seconds for the clocks: usually a few seconds ago. Sent on every "
+    "list in production (PostgreSQL); not by a development server on SQLite.",
+)
+
+
 # Loose on purpose: any path segment reaches the view, which checks the key first (a 401 without a valid one)
 # and then answers an id that is not a UUID with the same 404 as an unknown one, naming what it did not find.
 # An id the URL pattern refused was the generic "No such endpoint" 404, before the key was even checked.
@@ -461,7 +476,7 @@ def success(serializer, description: str, name: str, value) -> OpenApiResponse:
         summary="List your requests",
         description="Your organisation's requests, newest first; filter them by `status`, `type` or `updated_since`. "
         "Without the subject's timeline: get one request for it.",
-        parameters=[serializers.RequestListFilter, *ANSWER_HEADERS],
+        parameters=[serializers.RequestListFilter, UPDATED_SINCE_NEXT_HEADER, *ANSWER_HEADERS],
         responses={
             200: success(
                 serializers.RequestSerializer(many=True),
@@ -505,6 +520,14 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         if "updated_since" in filters.validated_data:
             requests = requests.filter(updated_at__gte=filters.validated_data["updated_since"])
         return requests
+
+    def list(self, request, *args, **kwargs):
+        # Read before the page's query, so that every change dated before it is in the page (selectors).
+        committed_before = changes_committed_before()
+        response = super().list(request, *args, **kwargs)
+        if committed_before is not None:
+            response[UPDATED_SINCE_NEXT] = MomentField().to_representation(committed_before)
+        return response
 
     def get_object(self):
         return found_or_404(self.get_queryset(), _("No such privacy request for this API key."), public_id=self.kwargs["public_id"])

@@ -198,6 +198,51 @@ def test_updated_since_the_moment_a_timeline_entry_or_an_event_shows_lists_the_r
         assert [listed["id"] for listed in api.get(URL, {"updated_since": since}).json()["results"]] == [created["id"]]
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_polling_from_updated_since_next_finds_a_change_committed_after_the_poll_that_it_was_dated_before(api, monkeypatch):
+    """A change is dated inside its transaction and seen once it commits: a poll in between does not list it, and a
+    poll from the moment of that one never did. Updated-Since-Next, from the poll in between, finds it."""
+    from django.db import connection
+
+    from requests_app import selectors
+    from requests_app.api.fields import MomentField
+
+    # Without the margin for the clocks, which would hide whether the open transaction is waited for.
+    monkeypatch.setattr(selectors, "CHANGES_CLOCK_MARGIN", timedelta(0))
+
+    request = PrivacyRequest.objects.get(public_id=create(api).json()["id"])
+    other = connection.get_new_connection(connection.get_connection_params())  # another worker, its own transaction
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT 1")  # its transaction has begun
+            stamped = timezone.now()
+            cursor.execute(
+                f"UPDATE {PrivacyRequest._meta.db_table} SET status = %s, updated_at = %s WHERE id = %s",
+                [Status.WITHDRAWN, stamped, request.pk],
+            )
+        polled_at = MomentField().to_representation(timezone.now())
+        poll = api.get(URL, {"updated_since": MomentField().to_representation(request.created_at)})
+        assert [listed["status"] for listed in poll.json()["results"]] == ["new"]  # not committed yet
+        other.commit()
+    finally:
+        other.close()
+
+    next_since = poll["Updated-Since-Next"]
+    assert datetime.fromisoformat(next_since) <= stamped
+    assert api.get(URL, {"updated_since": polled_at}).json()["results"] == []  # the change the naive poller misses
+    assert [listed["status"] for listed in api.get(URL, {"updated_since": next_since}).json()["results"]] == ["withdrawn"]
+
+
+@pytest.mark.django_db
+def test_updated_since_next_is_a_few_seconds_ago_when_no_transaction_is_open(api):
+    from requests_app.selectors import CHANGES_CLOCK_MARGIN
+
+    before = timezone.now()
+    next_since = datetime.fromisoformat(api.get(URL)["Updated-Since-Next"])
+    assert before - CHANGES_CLOCK_MARGIN - timedelta(seconds=1) <= next_since <= timezone.now() - CHANGES_CLOCK_MARGIN
+
+
 @pytest.mark.django_db
 def test_withdrawing_a_completed_request_says_it_is_closed_and_since_when(api):
     request = PrivacyRequest.objects.get(public_id=create(api).json()["id"])
@@ -1074,7 +1119,8 @@ def test_filing_a_request_answers_from_what_it_wrote(api, django_assert_num_quer
 def test_rights_are_listed_in_a_fixed_order_and_without_a_query_per_request(api, django_assert_num_queries):
     assert create(api, rights=["erasure", "access"]).json()["rights"] == ["access", "erasure"]
     create(api, rights=["objection"], objection_processing="Marketing")
-    with django_assert_num_queries(4):  # the key, the page (read in a savepoint: SAVEPOINT and RELEASE around it)
+    # The key, Updated-Since-Next's moment, the page (read in a savepoint: SAVEPOINT and RELEASE around it).
+    with django_assert_num_queries(5):
         results = api.get(URL).json()["results"]
     assert [r["rights"] for r in results] == [["objection"], ["access", "erasure"]]
 
@@ -1102,8 +1148,9 @@ def test_the_rights_refused_on_completion_are_listed_apart_from_those_asked(api,
     assert [item["event"] for item in body["timeline"]][-2:] == [
         "We completed your request, and declined part of it.", "We sent you our final answer."
     ]
-    # The key, the page (in a savepoint: SAVEPOINT and RELEASE around it): what was refused is read from the request.
-    with django_assert_num_queries(4):
+    # The key, Updated-Since-Next's moment, the page (in a savepoint: SAVEPOINT and RELEASE around it): what was refused
+    # is read from the request.
+    with django_assert_num_queries(5):
         [listed] = api.get(URL).json()["results"]
     assert listed["refused_rights"] == ["erasure"]
 
