@@ -721,7 +721,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Privacy Portal API",
     "DESCRIPTION": "File and follow privacy-rights requests on behalf of your users. "
     "Authenticate with `Authorization: Api-Key <key>`. Errors are RFC 9457 problem details, their `detail` and "
-    "field messages in the language `Accept-Language` asks for (English, French, Dutch or German).",
+    "field messages in the language `Accept-Language` asks for (English, French, Dutch or German), as are a "
+    "request's `status_label` and timeline texts; a program reads a problem's `type` and a request's `status`.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

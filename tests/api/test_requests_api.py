@@ -244,6 +244,16 @@ def test_updated_since_next_is_a_few_seconds_ago_when_no_transaction_is_open(api
 
 
 @pytest.mark.django_db
+def test_the_status_label_and_the_timeline_are_in_the_language_asked_for(api):
+    """As the README says: not only a problem's `detail` follows Accept-Language."""
+    created = create(api).json()
+    answer = api.get(f"{URL}{created['id']}/", HTTP_ACCEPT_LANGUAGE="fr")
+    assert answer["Content-Language"] == "fr"
+    assert answer.json()["status_label"] == "Nouvelle"
+    assert [item["event"] for item in answer.json()["timeline"]] == ["Nous avons reçu votre demande."]
+
+
+@pytest.mark.django_db
 def test_withdrawing_a_completed_request_says_it_is_closed_and_since_when(api):
     request = PrivacyRequest.objects.get(public_id=create(api).json()["id"])
     for name in ("start_work", "complete"):
