@@ -1986,7 +1986,9 @@ class SourceField(TranslatedTexts, models.Model):
         max_length=100, help_text=_("How letters to the subject name this field, for example \"billing address\".")
     )
     type = models.CharField(max_length=16, choices=FieldType, default=FieldType.TEXT)
-    erase_strategy = models.CharField(max_length=8, choices=EraseStrategy, default=EraseStrategy.KEEP)
+    # Erased unless the DPO decides otherwise: a field added and left unconfigured must not be kept as "not personal"
+    # (and named so in the letter). Emptying works for a column of any type, a replacement text only for text.
+    erase_strategy = models.CharField(max_length=8, choices=EraseStrategy, default=EraseStrategy.NULL)
     fixed_text = models.CharField(max_length=200, blank=True, help_text=_("For the fixed-text strategy."))
     rectifiable = models.BooleanField(default=True, help_text=_("Staff may correct this field on a rectification."))
 
@@ -1996,6 +1998,18 @@ class SourceField(TranslatedTexts, models.Model):
 
     def __str__(self) -> str:
         return f"{self.category}.{self.name}"
+
+    def clean(self) -> None:
+        # The column the source is searched by holds an identifier of the subject (their email address, phone
+        # number, customer reference or IP address): we find them by it, so it identifies them whatever else is erased.
+        category = getattr(self, "category", None)  # none yet on a form that failed to give one
+        if self.erase_strategy == EraseStrategy.KEEP and category is not None and self.name == category.identity_field:
+            raise ValidationError({
+                "erase_strategy": _(
+                    "The source finds the subject by this field: it identifies them even once the rest is erased. "
+                    "Empty it or replace it."
+                )
+            })
 
 
 class SourceFieldTranslation(TextTranslation):

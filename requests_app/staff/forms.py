@@ -868,6 +868,17 @@ class SourceCategoryForm(forms.ModelForm):
         elif source and cleaned.get("table") and {"source", "table", "identity_field", "restriction_flag"} & set(self.changed_data):
             # Only what changed: the admin saves every inline category of a source at once, each a trip to its database.
             self._check_table(source, cleaned)
+        # The column the source is searched by identifies the subject: erasure may not keep it (SourceField.clean).
+        identity_field = cleaned.get("identity_field")
+        if (
+            identity_field and self.instance.pk and "identity_field" in self.changed_data
+            and self.instance.fields.filter(name=identity_field, erase_strategy=EraseStrategy.KEEP).exists()
+        ):
+            self.add_error(
+                "identity_field",
+                _("Erasure keeps the field %(field)s, which would then identify the subject: set it to be emptied or "
+                  "replaced first.") % {"field": identity_field},
+            )
         return cleaned
 
     def _check_table(self, source, cleaned) -> None:

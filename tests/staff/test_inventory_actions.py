@@ -6,6 +6,7 @@ from django.urls import reverse
 from requests_app.models import (
     AuditEvent,
     ConnectorKind,
+    EraseStrategy,
     LegalHold,
     SourceCategory,
     SourceField,
@@ -191,3 +192,55 @@ def test_only_the_dpo_edits_fields_and_holds(client, role):
         "source": category.source.pk, "ground": "legal_claims", "basis": "b", "until": "2027-01-01",
     }).status_code == 403
     assert not SourceField.objects.exists() and not LegalHold.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_new_field_is_emptied_on_erasure_unless_the_dpo_chooses_otherwise(dpo_client):
+    """A field left unconfigured was kept, and the letter said it no longer identified the subject."""
+    category = category_of(sql_source())
+    form = dpo_client.get(reverse("staff:field_new", args=[category.pk])).context["form"]
+    assert form["erase_strategy"].value() == EraseStrategy.NULL
+    assert SourceField.objects.create(category=category, name="note", label="note").erase_strategy == EraseStrategy.NULL
+
+
+def searched_by_caller(source):
+    return SourceCategory.objects.create(
+        source=source, slug="calls", category="electronic_communications",
+        query="SELECT * FROM cdrs WHERE caller IN :identities", table="cdrs", identity_field="caller",
+    )
+
+
+@pytest.mark.django_db
+def test_the_column_a_category_is_searched_by_cannot_be_kept_on_erasure(dpo_client):
+    """The subject is found by it: it identifies them however much else is erased (Recital 26)."""
+    category = searched_by_caller(sql_source())
+    new_field = reverse("staff:field_new", args=[category.pk])
+    data = {"category": category.pk, "name": "caller", "label": "number", "type": "phone", "erase_strategy": "keep"}
+
+    response = dpo_client.post(new_field, data)
+    assert "The source finds the subject by this field" in str(response.context["form"].errors["erase_strategy"])
+    assert not SourceField.objects.exists()
+    assert dpo_client.post(new_field, {**data, "name": "cell_id", "type": "text"}).status_code == 302
+    assert dpo_client.post(new_field, {**data, "erase_strategy": "null"}).status_code == 302
+    caller = SourceField.objects.get(name="caller")
+    response = dpo_client.post(reverse("staff:field_edit", args=[caller.pk]), {**data, "erase_strategy": "keep"})
+    assert "erase_strategy" in response.context["form"].errors
+    caller.refresh_from_db()
+    assert caller.erase_strategy == EraseStrategy.NULL
+
+
+@pytest.mark.django_db
+def test_a_category_is_not_searched_by_a_field_its_erasure_keeps(dpo_client):
+    category = searched_by_caller(sql_source())
+    category.fields.create(name="account", label="account", erase_strategy=EraseStrategy.KEEP)
+    data = {
+        "source": category.source.pk, "slug": "calls", "category": "contact", "query": category.query,
+        "erase_method": "anonymise", "table": "cdrs", "identity_field": "account",
+    }
+
+    response = dpo_client.post(reverse("staff:category_edit", args=[category.pk]), data)
+    assert "Erasure keeps the field account" in str(response.context["form"].errors["identity_field"])
+    category.fields.update(erase_strategy=EraseStrategy.NULL)
+    assert dpo_client.post(reverse("staff:category_edit", args=[category.pk]), data).status_code == 302
+    category.refresh_from_db()
+    assert category.identity_field == "account"

@@ -145,7 +145,10 @@ def test_an_erasure_lists_what_its_letter_names_not_the_reports_texts(billing):
 def test_an_erasure_lists_the_fields_its_letter_names_as_left_in_the_records_it_anonymises(billing):
     """The letter names what an anonymising erasure left in the records (the inventory's "keep"), not what a deleting one
     took with the rows."""
-    company = SourceField.objects.create(category=billing.categories.get(), name="company", label="company", rectifiable=False)
+    company = SourceField.objects.create(
+        category=billing.categories.get(), name="company", label="company", erase_strategy=EraseStrategy.KEEP,
+        rectifiable=False,
+    )
     deleted = SourceCategory.objects.create(source=billing, slug="invoices", category="contact")
     SourceField.objects.create(category=deleted, name="amount", label="amount", rectifiable=False)
     request = request_in_status(Status.IN_PROGRESS, language="de", rights=[RightDetails(RequestType.ERASURE)])
