@@ -18,6 +18,7 @@ filed for the subject, said of the person they act for (_to_whoever_filed).
 
 from datetime import date, datetime
 
+from django.conf import settings
 from django.db.models import Prefetch, Q
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
@@ -145,7 +146,7 @@ def certificate_context(request: PrivacyRequest) -> dict:
                 "held": _held(action, labels),
                 # What an erasure that anonymised rows left in them, by the source's own names of the fields: codes
                 # that can still be matched to the subject (held above where a hold on the codes kept them), and
-                # fields left as they were, the inventory judging them not personal once the rest is erased.
+                # fields left as they were, as the inventory's "keep" says for them.
                 "codes": "" if not_searched else _names(f"{slug}.{name}" for slug, name in _pseudonymised_fields(action)),
                 "left_as_they_were": "" if not_searched else _names(
                     f"{slug}.{name}" for slug, names in action.dry_run.get("kept_fields", {}).items()
@@ -1078,9 +1079,13 @@ def changes_made(request: PrivacyRequest) -> list[str]:
 
 
 def _left_as_they_were(action, source: str, with_codes: set[str]) -> list[str]:
-    """The fields an erasure left as they were in the rows it anonymised (the inventory's "keep": not personal once
-    the rest is erased), so that the subject who finds the record still there knows why: not in a category where it
-    kept codes, which still identify them (the line before says so)."""
+    """The fields an erasure left as they were in the rows it anonymised (the inventory's "keep"), so that the subject
+    who finds the record still there knows what is in it: not in a category where it kept codes, which still identify
+    them (the line before says so).
+
+    Not "this no longer identifies you": whether it does is the DPO's judgement of each field, which nothing checks
+    but that the column the source is searched by is never kept (SourceField.clean). The subject is told where to
+    say it still does: the request is closed by then, its status page takes no message."""
     left = [
         (slug, name)
         for slug, names in action.dry_run.get("kept_fields", {}).items()
@@ -1091,10 +1096,16 @@ def _left_as_they_were(action, source: str, with_codes: set[str]) -> list[str]:
         return []
     return [_to_whoever_filed(
         action.request,
-        _("In %(source)s, we kept %(fields)s: without the details we erased, this data no longer identifies you."),
-        _("In %(source)s, we kept %(fields)s: without the details we erased, this data no longer identifies the person "
-          "you are acting for."),
-    ) % {"source": source, "fields": _field_names(action, left)}]
+        _("In %(source)s, we kept %(fields)s, and erased the other details about you there. If you believe that what we "
+          "kept still identifies you, write to our data protection officer at %(address)s, quoting the reference "
+          "%(reference)s."),
+        _("In %(source)s, we kept %(fields)s, and erased the other details about the person you are acting for there. "
+          "If you or they believe that what we kept still identifies them, write to our data protection officer at "
+          "%(address)s, quoting the reference %(reference)s."),
+    ) % {
+        "source": source, "fields": _field_names(action, left), "address": settings.DPO_CONTACT_EMAIL,
+        "reference": action.request.reference,
+    }]
 
 
 def _pseudonymised_fields(action) -> list[tuple[str, str]]:

@@ -294,7 +294,7 @@ def pseudonymised_fields(plan: ActionPlan) -> dict[str, list[str]]:
 
 def kept_fields(plan: ActionPlan) -> dict[str, list[str]]:
     """{category slug: [field names]} of the fields the erasure plan leaves as they are in the rows it anonymises
-    (the inventory's "keep": not personal once the rest is erased), which the letter names as kept. None for another
+    (the inventory's "keep"), which the letter names as kept. None for another
     kind of action: a restriction or a correction leaves every field it does not set as it is, and erases nothing."""
     if plan.kind != ActionKind.ERASE:
         return {}

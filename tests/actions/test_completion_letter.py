@@ -4,6 +4,7 @@ rectified, and which recipients were told (Art. 19), in the subject's language."
 import datetime
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
@@ -266,17 +267,24 @@ def test_the_letter_says_which_fields_an_erasure_left_in_the_records_it_anonymis
     crm, erasure_request, dpo_actor, django_capture_on_commit_callbacks
 ):
     """QA found the record still in the CRM after a letter that said the data was erased: what an anonymising erasure
-    leaves, the inventory judging it no longer personal once the rest is erased, is named as kept, and why."""
+    leaves, as the inventory says to keep it, is named as kept. Not claimed to identify the subject no longer (a DPO
+    found a customer reference so named): whether it does is the DPO's judgement, which the subject may contest, and
+    the request is closed by then, its status page taking no message: the letter says where to write."""
     actions.plan_actions(request=erasure_request, actor=dpo_actor)
     carry_out_actions(erasure_request, dpo_actor, django_capture_on_commit_callbacks)
 
     body = _complete(erasure_request, dpo_actor).body
     assert (
         "We erased your data in CRM: contact information.\n\n"
-        "In CRM, we kept city: without the details we erased, this data no longer identifies you."
+        "In CRM, we kept city, and erased the other details about you there. If you believe that what we kept still "
+        f"identifies you, write to our data protection officer at {settings.DPO_CONTACT_EMAIL}, quoting the reference "
+        f"{erasure_request.reference}."
     ) in body
+    assert "no longer identifies" not in body
     assert "lodge a complaint" not in body  # nothing of theirs was kept
-    assert "anonymised rows (not personal data once the rest is erased): subscribers.city." in certificate.render_certificate_html(erasure_request)
+    page = certificate.render_certificate_html(erasure_request)
+    assert "anonymised rows (the inventory’s erasure setting “keep”): subscribers.city." in page
+    assert "not personal data" not in page
 
 
 def test_a_restriction_is_not_said_to_leave_fields_as_they_were(crm, dpo_actor, django_capture_on_commit_callbacks):

@@ -78,10 +78,12 @@ def test_an_erasure_of_a_demo_subject(db, demo_sources, dpo_actor, django_captur
     request = demo_erasure(dpo_actor, django_capture_on_commit_callbacks)
 
     contact = demo_sources("SELECT name, email, phone, billing_address, customer_ref, company FROM customers WHERE id = 1")[0]
-    # Every field about the contact is erased: none replaced by a code we could match to them again (see below).
+    # Every field about the contact is erased: none replaced by a code we could match to them again (see below). The
+    # customer reference too: a unique account identifier, by which we verify and may search for the subject.
     assert contact["name"] == contact["email"] == contact["phone"] == contact["billing_address"] == "(erased)"
-    # The account stays for the invoices: a company's, no data about its contact once they are erased from it.
-    assert (contact["customer_ref"], contact["company"]) == ("CUST-000000", "Example Telecom SA")
+    assert contact["customer_ref"] == "(erased)"
+    # The account stays for the invoices: a company's.
+    assert contact["company"] == "Example Telecom SA"
     assert demo_sources("SELECT count(*) AS n FROM web_logs WHERE ip_address = '198.18.0.1'") == [{"n": 0}]
     # The rolling holds kept the last 12 months' calls, made and received, and erased the older ones.
     for column in ("caller", "callee"):
@@ -104,12 +106,13 @@ def test_an_erasure_of_a_demo_subject(db, demo_sources, dpo_actor, django_captur
 def test_the_letter_of_a_demo_erasure_claims_no_erasure_of_data_kept(db, demo_sources, dpo_actor, django_capture_on_commit_callbacks, language):
     """QA, with a French-speaking subject: "Nous avons effacé vos données dans Contacts clients (CRM)", then that their email
     address and phone number were replaced by codes which remain their personal data, with no ground for keeping them;
-    the row still held the customer reference, the company and the codes."""
+    the row still held the customer reference, the company and the codes. Then (a DPO) that the customer reference
+    kept "no longer identifies you": it is erased, and the letter claims that of nothing it kept."""
     request = demo_erasure(dpo_actor, django_capture_on_commit_callbacks)
     request.language = language
     request.save(update_fields=["language"])
     crm = SourceAction.objects.get(request=request, source__slug="crm")
-    assert crm.dry_run["pseudonymised"] == {} and crm.dry_run["kept_fields"] == {"contacts": ["company", "customer_ref"]}
+    assert crm.dry_run["pseudonymised"] == {} and crm.dry_run["kept_fields"] == {"contacts": ["company"]}
 
     with django_capture_on_commit_callbacks(execute=True):
         handling.request_complete(request=request, actor=dpo_actor, letter="Done.", expected_status=request.status)
@@ -119,9 +122,10 @@ def test_the_letter_of_a_demo_erasure_claims_no_erasure_of_data_kept(db, demo_so
     if language == "en":
         assert (
             "We erased your data in Customer contacts (CRM): contact information.\n\n"
-            "In Customer contacts (CRM), we kept company, customer reference: without the details we erased, this data no "
-            "longer identifies you."
+            "In Customer contacts (CRM), we kept company, and erased the other details about you there. If you believe that "
+            "what we kept still identifies you, write to our data protection officer"
         ) in letter
+        assert "customer reference" not in letter and "no longer identifies" not in letter
     else:
         assert "Nous avons effacé vos données dans Contacts clients (CRM)" in letter and "remplacé" not in letter
 

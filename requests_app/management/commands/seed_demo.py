@@ -242,9 +242,9 @@ class Command(BaseCommand):
         # The account row stays (accounting law keeps the invoices that point at it); the person in it goes: every field
         # that is about the contact is erased for good. Not replaced by a keyed hash: a code we could match to them
         # again is their data kept, which only a legal hold on the codes may justify, and nothing here needs one.
-        # What stays, the customer reference and the company (and when the account was opened), is the business
-        # customer's account, a company's, no longer about the contact once they are erased from it: the letter
-        # names these fields as kept, and why that is no data about the subject. Letters name a field inside a
+        # The customer reference goes too: it is the account's unique identifier, by which we verify a subject
+        # (account records) and may search a source, so it would still single the contact out (Recital 26). What stays,
+        # the company (and when the account was opened), the letter names as kept. Letters name a field inside a
         # sentence: in lower case, but for German nouns.
         for field, labels in [
             (SourceField(name="name", label="name", erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
@@ -255,9 +255,11 @@ class Command(BaseCommand):
              {"fr": "numéro de téléphone", "nl": "telefoonnummer", "de": "Telefonnummer"}),
             (SourceField(name="billing_address", label="billing address", erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)"),
              {"fr": "adresse de facturation", "nl": "factuuradres", "de": "Rechnungsanschrift"}),
-            (SourceField(name="company", label="company", rectifiable=True),
+            (SourceField(name="company", label="company", erase_strategy=EraseStrategy.KEEP, rectifiable=True),
              {"fr": "entreprise", "nl": "bedrijf", "de": "Unternehmen"}),
-            (SourceField(name="customer_ref", label="customer reference", rectifiable=False),
+            # Replaced, not emptied: the column may not be NULL.
+            (SourceField(name="customer_ref", label="customer reference", erase_strategy=EraseStrategy.FIXED, fixed_text="(erased)",
+                         rectifiable=False),
              {"fr": "référence client", "nl": "klantreferentie", "de": "Kundennummer"}),
         ]:
             field.category = contacts
