@@ -615,6 +615,25 @@ class PrivacyRequest(models.Model):
 
         return self.status in OPEN_STATUSES
 
+    def lifting_announced(self) -> "SourceAction | None":
+        """The lifting of a restriction the subject was sent notice of and that has neither run nor been cancelled (the
+        earliest due, if several), or None. Until it runs they may object, the request closed as it may be: its status
+        page takes their messages meanwhile (takes_subject_messages)."""
+        if self.personal_data_purged_at is not None:
+            return None  # nor can it run
+        return (
+            self.source_actions.filter(kind=ActionKind.LIFT_RESTRICTION, lift_notice__isnull=False)
+            .exclude(status__in=[ActionStatus.DONE, ActionStatus.CANCELLED])
+            .order_by("lift_not_before")
+            .first()
+        )
+
+    @property
+    def takes_subject_messages(self) -> bool:
+        """Whether the subject may write to the DPO team on the request: while it is open, or while a lifting they were
+        told of is pending (Art. 18(3): told so that they can object in time)."""
+        return self.is_open or self.lifting_announced() is not None
+
     @property
     def email_unconfirmed(self) -> bool:
         """Whether the status page link went to an email address its owner never confirmed. A request received

@@ -324,7 +324,14 @@ def _status_context(privacy_request) -> dict:
         next_step = extended if privacy_request.status == Status.NEW else f"{extended} {next_step}"
     elif privacy_request.refused_rights:
         next_step = selectors.COMPLETED_IN_PART if privacy_request.granted_rights else selectors.EVERY_RIGHT_REFUSED
+    # Closed, the request takes a message still while a lifting the subject was told of is pending: their objection.
+    lifting_announced = None if privacy_request.is_open else privacy_request.lifting_announced()
     return {
+        "takes_messages": (
+            lifting_announced is not None
+            or (privacy_request.is_open and privacy_request.status != Status.AWAITING_VERIFICATION)
+        ),
+        "lifting_announced": lifting_announced,
         "privacy_request": privacy_request,
         "status_label": selectors.subject_status_label(privacy_request),
         "next_step": next_step,

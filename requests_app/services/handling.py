@@ -133,13 +133,13 @@ DEFAULT_TEMPLATES = {
         ),
     ),
     # Art. 18(3): told before the restriction is lifted, with the day and the reason, while there is time to object.
+    # How to object, and the right to complain, end every such notice, a DPO's wording too (lifting.objection_paragraph).
     TemplatePurpose.RESTRICTION_LIFT: (
         gettext_lazy("The restriction of your data in {{ source }} will be lifted"),
         gettext_lazy(
             "Following your request {{ reference }}, we restricted the processing of your data in {{ source }}. We will "
             "lift that restriction on {{ lift_on }} at the earliest, because: {{ body }}\n\nFrom then on, we may process "
-            "that data again as before the restriction. If you disagree, contact our data protection officer before "
-            "that day, quoting the reference {{ reference }}."
+            "that data again as before the restriction."
         ),
     ),
     # The lifting announced above is called off before it ran: the restriction stays, and the subject
@@ -162,8 +162,7 @@ DEFAULT_TEMPLATES_TO_AN_AGENT = {
         gettext_lazy(
             "Following your request {{ reference }}, we restricted the processing of the data of the person you are "
             "acting for in {{ source }}. We will lift that restriction on {{ lift_on }} at the earliest, because: "
-            "{{ body }}\n\nFrom then on, we may process that data again as before the restriction. If you or they "
-            "disagree, contact our data protection officer before that day, quoting the reference {{ reference }}."
+            "{{ body }}\n\nFrom then on, we may process that data again as before the restriction."
         ),
     ),
     TemplatePurpose.RESTRICTION_LIFT_CANCELLED: (
@@ -466,7 +465,9 @@ def subject_reply(
 ) -> Message:
     """The subject answers on their status page (or their organisation's portal, over the API).
 
-    Allowed on open requests. A reply to a request awaiting the subject
+    Allowed on open requests, and on a closed one while the lifting of a restriction the subject was told of is
+    pending (PrivacyRequest.takes_subject_messages), so that they may object before it runs: a message then, not a
+    document (an identity document is deleted when the request closes: one sent after would stay). A reply to a request awaiting the subject
     moves it back to where it was, and any paused clock restarts. The
     assignee is told. `document`, a file already checked by forms.validate_attachment
     (the status page's upload), is stored with the reply; a reply may be the document alone.
@@ -487,7 +488,9 @@ def subject_reply(
         raise RequestError(_("Your reply contains a null character, which cannot be stored: remove it and send again."))
     with transaction.atomic():
         locked = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
-        if not locked.is_open:
+        if not locked.is_open and locked.takes_subject_messages and document is not None:
+            raise RequestError(_("This request is closed: write to us in words, without a document."))
+        if not locked.takes_subject_messages:
             # Someone contesting our answer must not be sent off to ask again: the DPO is who they write to.
             raise RequestError(
                 _("This request is closed, so your message was not added to it. Write to our data protection officer at "

@@ -22,6 +22,7 @@ import datetime
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from requests_app import roles
@@ -29,7 +30,8 @@ from requests_app.audit import Actor, record_event
 from requests_app.lifecycle import RequestError
 from requests_app.models import ActionKind, ActionStatus, ConnectorKind, PrivacyRequest, SourceAction, TemplatePurpose
 from requests_app.services.actions import action_summary, purged_before_lifting, subject_reached_by_post
-from requests_app.services.handling import render_letter, write_to_subject
+from requests_app.services.handling import render_letter, supervisory_authorities_in_words, write_to_subject
+from requests_app.wording import date_in_words
 
 
 def lift_refusal(restriction: SourceAction) -> str | None:
@@ -45,6 +47,37 @@ def lift_refusal(restriction: SourceAction) -> str | None:
     ).exclude(status=ActionStatus.CANCELLED).exists():
         return _("The lifting of this restriction is already planned.")
     return None
+
+
+def objection_paragraph(request: PrivacyRequest, lift_on: datetime.date) -> str:
+    """How the subject objects to a lifting before `lift_on`, and their right to complain, in the request's language:
+    the paragraph that ends its notice. On the status page, which takes their message while the lifting is pending
+    (PrivacyRequest.takes_subject_messages), closed as the request may be; by letter when they have no email address."""
+    with translation.override(request.language):
+        values = {"day": date_in_words(lift_on), "reference": request.reference, "authority": supervisory_authorities_in_words(request.regime)}
+        if request.filed_by_agent:
+            # The rights are the subject's, whoever exercised them for them.
+            if not request.correspondence_email:
+                return _(
+                    "If you or the person you are acting for disagree, tell us by letter before %(day)s, quoting the "
+                    "reference %(reference)s. The person you are acting for also has the right to lodge a complaint with a "
+                    "supervisory authority, in particular %(authority)s."
+                ) % values
+            return _(
+                "If you or the person you are acting for disagree, write to us before %(day)s on the request's status "
+                "page, which takes your message until the restriction is lifted. The person you are acting for also has "
+                "the right to lodge a complaint with a supervisory authority, in particular %(authority)s."
+            ) % values
+        if not request.correspondence_email:
+            return _(
+                "If you disagree, tell us by letter before %(day)s, quoting the reference %(reference)s. You also have the "
+                "right to lodge a complaint with a supervisory authority, in particular %(authority)s."
+            ) % values
+        return _(
+            "If you disagree, write to us before %(day)s on your request's status page, which takes your message until "
+            "the restriction is lifted. You also have the right to lodge a complaint with a supervisory authority, in "
+            "particular %(authority)s."
+        ) % values
 
 
 def plan_lift(*, restriction: SourceAction, actor: Actor, reason: str) -> SourceAction:
@@ -72,6 +105,7 @@ def plan_lift(*, restriction: SourceAction, actor: Actor, reason: str) -> Source
             request, TemplatePurpose.RESTRICTION_LIFT, body=reason,
             source=source.texts_in(request.language)["name"], lift_on=not_before,
         )
+        text = f"{text}\n\n{objection_paragraph(request, not_before)}"
         notice = write_to_subject(request, actor=actor, subject=subject, body=text, action="restriction_lift_notice_sent")
         # The owner of a manual source lifts it by hand, as they restricted it.
         status = ActionStatus.MANUAL if source.connector == ConnectorKind.MANUAL else ActionStatus.PLANNED

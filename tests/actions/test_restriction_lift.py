@@ -981,3 +981,79 @@ def test_planning_a_lifting_someone_planned_first_is_refused_saying_why(client, 
     assert "This field is required." in empty.content.decode()
     assert restricted.request.source_actions.filter(kind=ActionKind.LIFT_RESTRICTION).count() == 1
     assert Message.objects.filter(request=restricted.request).count() == 1  # one letter
+
+
+@pytest.mark.parametrize(("regime", "authority"), [("gdpr", "the Data Protection Authority"), ("uk_gdpr", "the Information Commissioner's Office")])
+def test_the_notice_says_where_to_object_and_names_the_authority_to_complain_to(
+    restricted, dpo_actor, django_capture_on_commit_callbacks, regime, authority
+):
+    """It asked the subject to contact the DPO, when the request, closed, took no message: it points to the status page,
+    which takes one until the lifting runs, and names the right to complain under the request's law."""
+    PrivacyRequest.objects.filter(pk=restricted.request_id).update(language="en", regime=regime)
+    restricted.request.refresh_from_db()
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+
+    body = lift.lift_notice.body
+    assert (
+        "From then on, we may process that data again as before the restriction.\n\n"
+        "If you disagree, write to us before 9 March 2026 on your request's status page, which takes your message until "
+        "the restriction is lifted. You also have the right to lodge a complaint with a supervisory authority, in "
+        f"particular {authority}"
+    ) in body
+    assert "contact our data protection officer" not in body
+
+
+def test_a_notice_by_post_asks_for_an_objection_by_letter(restricted, dpo_actor, django_capture_on_commit_callbacks):
+    PrivacyRequest.objects.filter(pk=restricted.request_id).update(language="en", subject_email="")
+    restricted.request.refresh_from_db()
+    body = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks).lift_notice.body
+    assert f"If you disagree, tell us by letter before 9 March 2026, quoting the reference {restricted.request.reference}." in body
+    assert "status page" not in body
+
+
+def test_a_closed_request_takes_the_subjects_objection_while_a_lifting_they_were_told_of_is_pending(
+    client, restricted, dpo_actor, django_capture_on_commit_callbacks, mailoutbox
+):
+    request = restricted.request
+    PrivacyRequest.objects.filter(pk=request.pk).update(language="en")
+    request.refresh_from_db()
+    status_page = reverse("status", args=[request.reference, request.secret])
+    reply = reverse("reply", args=[request.reference, request.secret])
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.request_complete(request=request, actor=dpo_actor, letter="Done.", expected_status=request.status)
+    assert reply not in client.get(status_page).content.decode()  # closed, nothing pending: no form
+
+    lift = _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    with time_machine.travel(PLANNED_ON + datetime.timedelta(days=1), tick=False):
+        page = client.get(status_page).content.decode()
+        assert reply in page and 'name="document"' not in page  # words, no document: the request is closed
+        assert "We wrote to you that we will lift a restriction of your data on 9 March 2026 at the earliest." in page
+        mailoutbox.clear()
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(reply, {"body": "My address is still wrong: please keep the restriction."})
+    assert response.status_code == 302
+    objection = Message.objects.get(request=request, direction=MessageDirection.FROM_SUBJECT)
+    assert objection.body == "My address is still wrong: please keep the restriction."
+    assert AuditEvent.objects.filter(request=request, action="subject_replied").exists()
+    assert len(mailoutbox) == 1 and request.reference in mailoutbox[0].subject  # staff alerted, as for any reply
+    staff_page = login_staff(client, staff_in_role(roles.DPO, username="dpo-reader")).get(reverse("staff:request", args=[request.reference]))
+    assert "please keep the restriction" in staff_page.content.decode()
+
+    _cancel_lift(lift, dpo_actor, django_capture_on_commit_callbacks)
+    client.logout()
+    assert reply not in client.get(status_page).content.decode()
+    with pytest.raises(RequestError, match="This request is closed"):
+        handling.subject_reply(request=request, body="And another thing.")
+
+
+def test_a_closed_request_takes_no_document_with_an_objection(restricted, dpo_actor, django_capture_on_commit_callbacks):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    request = restricted.request
+    with django_capture_on_commit_callbacks(execute=True):
+        handling.request_complete(request=request, actor=dpo_actor, letter="Done.", expected_status=request.status)
+    _plan_lift(restricted, dpo_actor, django_capture_on_commit_callbacks)
+    document = SimpleUploadedFile("id.pdf", b"%PDF-1.4 x", content_type="application/pdf")
+    with pytest.raises(RequestError, match="without a document"):
+        handling.subject_reply(request=request, body="Here is my ID.", document=document)
+    assert not Message.objects.filter(request=request, direction=MessageDirection.FROM_SUBJECT).exists()
