@@ -253,7 +253,8 @@ def next_step_text(request: PrivacyRequest) -> str:
 AWAITING_SUBJECT_CLOCK_RUNS = _("We need more information from you. Please reply below.")
 # An extended request's next step starts as the extension email did (the reason is shown with the due date).
 EXTENDED = _("We need more time to answer your request, as we wrote to you: we will answer by %(date)s.")
-# Completed with some of the rights asked refused (Art. 12(4)), as a rejection says it.
+# Completed with some of the rights asked refused, or granted in part only (certificate.not_granted_in_full: data kept
+# under a legal hold, a source not searched), as a rejection says it (Art. 12(4)).
 COMPLETED_IN_PART = _(
     "Your request is complete, but we could not grant all of it; our letter explains why. You may complain to a "
     "supervisory authority and seek a judicial remedy."

@@ -324,6 +324,9 @@ def _status_context(privacy_request) -> dict:
         next_step = extended if privacy_request.status == Status.NEW else f"{extended} {next_step}"
     elif privacy_request.refused_rights:
         next_step = selectors.COMPLETED_IN_PART if privacy_request.granted_rights else selectors.EVERY_RIGHT_REFUSED
+    elif privacy_request.status == Status.COMPLETED and certificate.not_granted_in_full(privacy_request):
+        # Data kept under a legal hold, a source not searched: granted in part, as the letter and the certificate say.
+        next_step = selectors.COMPLETED_IN_PART
     # Closed, the request takes a message still while a lifting the subject was told of is pending: their objection.
     lifting_announced = None if privacy_request.is_open else privacy_request.lifting_announced()
     return {

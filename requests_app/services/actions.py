@@ -1541,7 +1541,7 @@ def retention_refusal(request: PrivacyRequest, ground: str, *, whole_request: bo
     """Why the erasure the request asks cannot be refused on `ground`, one of RETENTION_GROUNDS, by rejecting the
     request (`whole_request`) or refusing that right at completion: Art. 17(3) keeps data only as far as the law or
     the claim needs it, and beyond_the_holds finds data it does not keep, or that nobody looked. What the holds keep
-    is kept by carrying the erasure out: the completion letter says what was kept and why (certificate.data_kept).
+    is kept by carrying the erasure out: the completion letter says what was kept and why (certificate.not_granted_in_full).
     None for another ground, or when the holds keep everything the erasure found."""
     if ground not in RETENTION_GROUNDS:
         return None

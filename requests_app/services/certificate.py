@@ -107,6 +107,9 @@ def _held(action, labels: dict[str, str]) -> list[dict]:
     return [
         {
             "category": labels.get(hold["category"], hold["category"]),
+            # The source's own name of the category too, as the rows counted name it: two categories of one kind (the
+            # calls a subject made and those they received) have one description, and read as one row twice without it.
+            "slug": hold["category"],
             "ground": str(ErasureException(hold["ground"]).label),
             "basis": hold.get("basis_translations", {}).get(language) or hold["basis"],
             "until": hold["until"],
@@ -214,11 +217,20 @@ def outcome(request: PrivacyRequest) -> str:
     whether a rejected or withdrawn request was answered at all. A rejection refuses every right asked, and is
     refused once any was answered (handling.request_reject); a withdrawal may follow work already done, which the
     actions below say."""
-    if request.status == Status.COMPLETED:
+    if request.status == Status.COMPLETED and request.granted_rights:
+        # What was kept, or not searched, is said here too, as the letter says it: "every right granted" would deny it.
+        shortfalls = "; ".join(not_granted_in_full(request))
         if not request.refused_rights:
+            if shortfalls:
+                return _("Completed, granted in part: %(shortfalls)s.") % {"shortfalls": shortfalls}
             return _("Completed: every right asked was granted.")
-        if request.granted_rights:
-            return _("Completed: some of the rights asked were granted, the others refused, each on its own ground (above).")
+        if shortfalls:
+            return _(
+                "Completed: some of the rights asked were granted, the others refused, each on its own ground (above); "
+                "those granted only in part: %(shortfalls)s."
+            ) % {"shortfalls": shortfalls}
+        return _("Completed: some of the rights asked were granted, the others refused, each on its own ground (above).")
+    if request.status == Status.COMPLETED:
         # Each right refused on its own ground (above), not rejected.
         return _("Every right asked was refused, each on its own ground: none was carried out.")
     return {
@@ -498,28 +510,61 @@ def _to_whoever_filed(request: PrivacyRequest, subjects_words: str, agents_words
     return agents_words if request.filed_by_agent else subjects_words
 
 
-def data_kept(request: PrivacyRequest) -> bool:
-    """Whether a carried-out erasure kept data under a legal hold, or replaced some with codes that can be matched
-    to the subject again (their data, kept: Recital 26): a partial refusal (Art. 12(4))."""
-    erasures = request.source_actions.filter(kind=ActionKind.ERASE, status=ActionStatus.DONE)
-    return any((kept(action) or _pseudonymised_fields(action)) and not searched_nothing(action) for action in erasures)
+def not_granted_in_full(request: PrivacyRequest) -> list[str]:
+    """What the rights a request granted fell short of, a phrase each, for the certificate's outcome (in the active
+    language, each ground as the request's law cites it): the data an erasure kept under a legal hold, or replaced
+    with codes that can still be matched to the subject (their data, kept: Recital 26); a source an action or a
+    released package could not search; a use of their data they asked to stop that staff recorded could not be
+    stopped. Empty when every right granted was carried out in full.
+
+    The one rule for "granted in part": the letter then states the right to complain (answered_in_part, Art. 12(4)),
+    the status page says the request was not granted in full, and the certificate says what was not. Reads
+    `source_actions.all()`, `exports.all()`, so that actions.prefetch_for_completion serves it."""
+    shortfalls = []
+    for action in request.source_actions.all():
+        if action.status != ActionStatus.DONE:
+            continue
+        if searched_nothing(action):
+            item = {"reason": NO_VERIFIED_IDENTIFIER, "kind": action.source.identity_kind}
+            shortfalls.append(_("%(source)s not searched (%(reason)s)") % {"source": action.source.name, "reason": not_searched_reason(item)})
+            continue
+        if action.kind != ActionKind.ERASE:
+            continue
+        holds = kept(action)
+        if holds:
+            grounds = dict.fromkeys(in_sentence(label_in_letter(ErasureException(hold["ground"]).label, request.regime)) for hold in holds)
+            shortfalls.append(
+                _("data kept in %(source)s under a legal hold, to which the right to erasure does not apply: %(grounds)s")
+                % {"source": action.source.name, "grounds": _names(grounds)}
+            )
+        fields = _pseudonymised_fields(action)
+        if fields:
+            shortfalls.append(
+                _("codes that can still be matched to the subject kept in %(source)s in place of %(fields)s")
+                % {"source": action.source.name, "fields": _names(f"{slug}.{name}" for slug, name in fields)}
+            )
+    for export in request.exports.all():
+        if export.released_at is not None:
+            for item in export.manifest.get("sources_not_searched", []):
+                shortfalls.append(
+                    _("%(source)s not searched (%(reason)s)")
+                    % {"source": item.get("name") or item["source"], "reason": not_searched_reason(item)}
+                )
+    not_stopped = CoveredPurpose.objects.filter(
+        right__request=request, right__right__in=request.granted_rights, applied_at__isnull=True
+    ).exclude(not_applied_reason="").select_related("purpose")
+    for cover in not_stopped:
+        shortfalls.append(_("the use of their data for %(purpose)s not stopped") % {"purpose": cover.purpose.name})
+    return list(dict.fromkeys(shortfalls))  # a source not searched for two rights, or by a package too, once
 
 
 def answered_in_part(request: PrivacyRequest) -> bool:
-    """Whether the answer falls short of what was asked where the subject may want to challenge it: a
-    released package that found no data, or could not search a source, or an action that could not search
-    its source, or a use of their data they asked to stop (an objection, a consent withdrawal or a limit on use)
-    that staff recorded could not be stopped. The letter then states the right to complain, as for a refusal
-    (Art. 12(4))."""
-    not_stopped = CoveredPurpose.objects.filter(
-        right__request=request, right__right__in=request.granted_rights, applied_at__isnull=True
-    ).exclude(not_applied_reason="")
-    if not_stopped.exists():
+    """Whether the answer falls short of what was asked where the subject may want to challenge it: a right granted
+    in part (not_granted_in_full), or a released package that found no data. The letter then states the right to
+    complain, as for a refusal (Art. 12(4))."""
+    if not_granted_in_full(request):
         return True
-    for export in request.exports.all():
-        if export.released_at is not None and (export.manifest.get("rows") == 0 or export.manifest.get("sources_not_searched")):
-            return True
-    return any(done_without_searching(action) for action in request.source_actions.all())
+    return any(export.released_at is not None and export.manifest.get("rows") == 0 for export in request.exports.all())
 
 
 def nothing_corrected(request: PrivacyRequest) -> bool:

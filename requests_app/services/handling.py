@@ -52,7 +52,7 @@ from requests_app.models import (
 from requests_app.services import deadlines as deadline_service
 from requests_app.services import agents, intake
 from requests_app.services.actions import answered_already, completion_blockers, prefetch_for_completion, retention_refusal
-from requests_app.services.certificate import answered_in_part, categories_instead_of_pieces, data_kept, outcome_summary
+from requests_app.services.certificate import answered_in_part, categories_instead_of_pieces, outcome_summary
 from requests_app.wording import amount_in_words, cites_gdpr_articles, date_in_words, in_sentence, label_in_letter, with_full_stop
 
 logger = logging.getLogger(__name__)
@@ -775,7 +775,7 @@ def request_complete(
             # Every right refused, each on its own ground: nothing was done (none of them was answered already,
             # _refuse_rights), so there is no outcome to tell, only each refusal and its reasons.
             paragraphs = [refusals_in_letter(locked, refusals_by_right), ccpa_deletion_record_paragraph(locked)]
-        if data_kept(locked) or answered_in_part(locked) or grounds:
+        if answered_in_part(locked) or grounds:
             # Refusing a right (a correction found not due among them), or keeping data asked to be erased, is a
             # refusal in part; finding
             # no data, or not searching a source, an answer the subject may challenge: they may complain (Art. 12(4)).

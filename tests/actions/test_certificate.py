@@ -545,7 +545,11 @@ def test_the_certificate_states_each_outcome_under_one_title(completed_erasure):
     """It was a "Completion certificate" for a request withdrawn, rejected or forwarded too."""
     html = certificate.render_certificate_html(completed_erasure)
     assert "<title>Request handling certificate " + completed_erasure.reference + "</title>" in html
-    assert "<dt>Outcome</dt><dd>Completed: every right asked was granted.</dd>" in html
+    # Its call records were kept under a legal hold: granted in part, as its letter says.
+    assert (
+        "<dt>Outcome</dt><dd>Completed, granted in part: data kept in Call records under a legal hold, to which the right "
+        "to erasure does not apply: compliance with a legal obligation (Art. 17(3)(b)).</dd>"
+    ) in html
 
     withdrawn = request_in_status(Status.IN_PROGRESS)
     intake.request_withdraw(request=withdrawn, actor=Actor.subject())

@@ -259,7 +259,7 @@ def test_codes_an_earlier_erasure_kept_on_no_recorded_ground_are_not_called_eras
     body = _complete(erasure_request, dpo_actor).body
     assert "contact information, except email address, which we replaced with codes that we can still match to you" in body
     assert "We kept the codes" not in body
-    assert certificate.data_kept(erasure_request)
+    assert certificate.not_granted_in_full(erasure_request)
     assert body.endswith("and to seek a judicial remedy before the courts.")
 
 
@@ -508,7 +508,7 @@ def test_a_hold_on_data_the_subject_does_not_have_keeps_nothing_and_refuses_noth
     body = _complete(request, dpo_actor).body
     assert "We found no data of yours to erase in Call records." in body
     assert "We kept" not in body and "lodge a complaint" not in body  # nothing was refused
-    assert not certificate.data_kept(request)
+    assert not certificate.not_granted_in_full(request)
 
 
 def test_the_letter_and_certificate_say_where_nothing_was_found_or_searched(crm, cdr, dpo_actor, django_capture_on_commit_callbacks):
