@@ -264,7 +264,12 @@ class AgentAuthorityMethod(models.TextChoices):
 
 
 class RejectionGround(models.TextChoices):
-    MANIFESTLY_UNFOUNDED = "manifestly_unfounded", _("Manifestly unfounded or excessive (Art. 12(5))")
+    # Art. 12(5): the controller bears the burden of showing which of the two a request is, so a refusal names one.
+    MANIFESTLY_UNFOUNDED = "unfounded", _("Manifestly unfounded (Art. 12(5))")
+    EXCESSIVE = "excessive", _("Excessive, in particular because of its repetitive character (Art. 12(5))")
+    # No longer offered (REFUSABLE_GROUNDS), for the reason above: kept, with the value it was recorded under, so that
+    # the requests refused on it before still name their ground as their letter did.
+    UNFOUNDED_OR_EXCESSIVE = "manifestly_unfounded", _("Manifestly unfounded or excessive (Art. 12(5))")
     IDENTITY_NOT_VERIFIED = "identity_not_verified", _("Identity could not be verified")
     # Filed by an agent who did not show that the subject allowed them to act for them (CCPA Regulations § 7063(a)).
     AGENT_AUTHORITY_NOT_SHOWN = "agent_authority_not_shown", _("The agent did not show their authority to act for the subject")
@@ -287,18 +292,23 @@ class RejectionGround(models.TextChoices):
 
 
 # The grounds staff may reject a request on today.
-REFUSABLE_GROUNDS = [(value, label) for value, label in RejectionGround.choices if value != RejectionGround.NO_DATA]
+REFUSABLE_GROUNDS = [
+    (value, label) for value, label in RejectionGround.choices
+    if value not in (RejectionGround.NO_DATA, RejectionGround.UNFOUNDED_OR_EXCESSIVE)
+]
+# Art. 12(5), and CCPA Civ. Code § 1798.145(h)(3): any request may be refused as one or the other.
+UNFOUNDED_OR_EXCESSIVE = frozenset({RejectionGround.MANIFESTLY_UNFOUNDED, RejectionGround.EXCESSIVE})
 # An objection to direct marketing weighs against no interest, legal duty or other person (Art. 21(3)), and consent
 # may be withdrawn at any time (Art. 7(3)): either is refused only as any request can be, on who asks or how
 # (Art. 11(2), 12(5)).
 GROUNDS_AGAINST_A_MARKETING_OBJECTION = frozenset(
-    {RejectionGround.IDENTITY_NOT_VERIFIED, RejectionGround.AGENT_AUTHORITY_NOT_SHOWN, RejectionGround.MANIFESTLY_UNFOUNDED}
+    {RejectionGround.IDENTITY_NOT_VERIFIED, RejectionGround.AGENT_AUTHORITY_NOT_SHOWN, *UNFOUNDED_OR_EXCESSIVE}
 )
 # A CCPA request to limit is denied only for a documented belief that it is fraudulent (CCPA Regulations § 7027(f)),
 # or as any consumer request may be, as manifestly unfounded or excessive (Civ. Code § 1798.145(h)(3)), or when an
 # agent filed it without the consumer's signed permission (§ 7027).
 GROUNDS_AGAINST_A_CCPA_LIMIT = frozenset(
-    {RejectionGround.FRAUDULENT, RejectionGround.MANIFESTLY_UNFOUNDED, RejectionGround.AGENT_AUTHORITY_NOT_SHOWN}
+    {RejectionGround.FRAUDULENT, *UNFOUNDED_OR_EXCESSIVE, RejectionGround.AGENT_AUTHORITY_NOT_SHOWN}
 )
 # Who asks is verified for the whole request or not at all: a right granted to someone whose identity could not be
 # verified (Art. 12(6)) would contradict the one refused for it. Such a request is rejected, never refused in part,

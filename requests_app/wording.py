@@ -88,6 +88,10 @@ CITATIONS = {
         "recipients_told_erase": gettext_lazy("Cal. Civ. Code § 1798.105(c)(1)"),
         "recipients_told_rectify": gettext_lazy("Cal. Code Regs. tit. 11, § 7023(c)"),
         "recipients_told_limit_use": gettext_lazy("Cal. Code Regs. tit. 11, § 7027(g)"),
+        # A request refused as manifestly unfounded or excessive, "in particular because of their repetitive character",
+        # the business bearing "the burden of demonstrating" it (handling.ground_in_letter). The GDPR's is the ground's
+        # own Art. 12(5); the LGPD has no such ground, and cites nothing.
+        "unfounded_or_excessive": gettext_lazy("Cal. Civ. Code § 1798.145(h)(3)"),
         # No right to have the data sent directly to another business: "portability_transmission" cites nothing.
     },
     "lgpd": {
@@ -134,6 +138,29 @@ def label_in_letter(label, regime: str) -> str:
     `regime` names it: without the article under a law other than the GDPR's."""
     text = str(label)
     return text if cites_gdpr_articles(regime) else GDPR_ARTICLE_AT_END.sub("", text)
+
+
+# The law a label's closing citation of a GDPR article names (label_citing_its_law), under each regime that cites them.
+LAW_AFTER_AN_ARTICLE = {
+    # Translators: %(provision)s is an article as a label cites it in your language ("art. 12, paragraphe 5"); name the
+    # regulation after it as your citations do ("%(provision)s du RGPD", "%(provision)s DSGVO", "%(provision)s AVG").
+    "gdpr": gettext_lazy("%(provision)s GDPR"),
+    # Translators: as the one before, for the UK GDPR, named as your "Article 19 UK GDPR" names it.
+    "uk_gdpr": gettext_lazy("%(provision)s UK GDPR"),
+}
+
+
+def label_citing_its_law(label, regime: str) -> str:
+    """A label ending with a GDPR article, as a letter under `regime` names it (label_in_letter), the article naming
+    its law: "Manifestly unfounded (Art. 12(5) GDPR)", as the letter's other citations do ("Article 19 GDPR"), not a
+    bare "(Art. 12(5))" beside them. Done here, for every label, rather than in each label's own text and its
+    translations."""
+    text = label_in_letter(label, regime)
+    cited = GDPR_ARTICLE_AT_END.search(text)
+    if regime not in LAW_AFTER_AN_ARTICLE or cited is None:
+        return text
+    space, provision = re.fullmatch(r"(\s*)\((.*)\)", cited.group(0), re.DOTALL).groups()
+    return f"{text[:cited.start()]}{space}({LAW_AFTER_AN_ARTICLE[regime] % {'provision': provision}})"
 
 
 def without_final_punctuation(label) -> str:

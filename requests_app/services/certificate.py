@@ -57,7 +57,7 @@ from requests_app.wording import (
     citations,
     date_in_words,
     in_sentence,
-    label_in_letter,
+    label_citing_its_law,
     recipients_told_citation,
     with_full_stop,
 )
@@ -532,7 +532,7 @@ def not_granted_in_full(request: PrivacyRequest) -> list[str]:
             continue
         holds = kept(action)
         if holds:
-            grounds = dict.fromkeys(in_sentence(label_in_letter(ErasureException(hold["ground"]).label, request.regime)) for hold in holds)
+            grounds = dict.fromkeys(in_sentence(label_citing_its_law(ErasureException(hold["ground"]).label, request.regime)) for hold in holds)
             shortfalls.append(
                 _("data kept in %(source)s under a legal hold, to which the right to erasure does not apply: %(grounds)s")
                 % {"source": action.source.name, "grounds": _names(grounds)}
@@ -648,7 +648,7 @@ def outcome_summary(request: PrivacyRequest) -> str:
     """What was erased, kept (and why, Art. 17(3)), rectified and restricted, what a data package found,
     which uses an objection, a consent withdrawal or a limit on use stopped, and which recipients were told
     or are being told (Art. 19), in the request's language, citing each provision as the law of the request's regime
-    has it, or not at all where it has none (wording.CITATIONS, wording.label_in_letter). Empty when no source action was carried out and no package says more
+    has it, or not at all where it has none (wording.CITATIONS, wording.label_citing_its_law). Empty when no source action was carried out and no package says more
     than its data.
 
     It claims only what the actions' results and the packages' manifests record: each line names the
@@ -965,8 +965,8 @@ def _kept_line(hold: dict, source: str, regime: str) -> str:
         **hold,
         "category": in_sentence(hold["category"]),  # inside the sentence: "We kept electronic communications data"
         "basis": hold["basis"].rstrip(". "),  # the sentence adds its own full stop
-        # It cites its article itself, "… (Art. 17(3)(b))", under the GDPR only (label_in_letter).
-        "ground": in_sentence(label_in_letter(hold["ground"], regime)),
+        # It cites its article itself, "… (Art. 17(3)(b) GDPR)", under the GDPR only (label_citing_its_law).
+        "ground": in_sentence(label_citing_its_law(hold["ground"], regime)),
         "source": source,
         "until": date_in_words(date.fromisoformat(hold["until"])),
     }
@@ -986,7 +986,7 @@ def _codes_kept_line(hold: dict, action, source: str) -> str:
     words = {
         "fields": _field_names(action, [(hold["category"], name) for name in hold["fields"]]),
         "basis": (hold.get("basis_translations", {}).get(action.request.language) or hold["basis"]).rstrip(". "),
-        "ground": in_sentence(label_in_letter(str(ErasureException(hold["ground"]).label), action.request.regime)),
+        "ground": in_sentence(label_citing_its_law(str(ErasureException(hold["ground"]).label), action.request.regime)),
         "source": source,
         "until": date_in_words(date.fromisoformat(hold["until"])),
     }

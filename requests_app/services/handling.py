@@ -53,7 +53,16 @@ from requests_app.services import deadlines as deadline_service
 from requests_app.services import agents, intake
 from requests_app.services.actions import answered_already, completion_blockers, prefetch_for_completion, retention_refusal
 from requests_app.services.certificate import answered_in_part, categories_instead_of_pieces, outcome_summary
-from requests_app.wording import amount_in_words, cites_gdpr_articles, date_in_words, in_sentence, label_in_letter, with_full_stop
+from requests_app.wording import (
+    amount_in_words,
+    citation,
+    cites_gdpr_articles,
+    date_in_words,
+    in_sentence,
+    label_citing_its_law,
+    label_in_letter,
+    with_full_stop,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -969,6 +978,7 @@ GROUNDS_TO_EXPLAIN = frozenset(
         RejectionGround.IDENTITY_NOT_VERIFIED,
         RejectionGround.AGENT_AUTHORITY_NOT_SHOWN,
         RejectionGround.MANIFESTLY_UNFOUNDED,
+        RejectionGround.EXCESSIVE,
         RejectionGround.LEGAL_OBLIGATION,
         RejectionGround.RIGHTS_OF_OTHERS,
         RejectionGround.COMPELLING_GROUNDS,
@@ -1154,10 +1164,25 @@ GROUND_IN_LETTER = {
 }
 
 
+# The provision (wording.CITATIONS) a ground cites under a law that does not number its articles as the GDPR does,
+# whose labels leave the GDPR's article out: where that law has one for the ground, the letter cites it instead.
+GROUND_PROVISIONS = {
+    RejectionGround.MANIFESTLY_UNFOUNDED: "unfounded_or_excessive",
+    RejectionGround.EXCESSIVE: "unfounded_or_excessive",
+    RejectionGround.UNFOUNDED_OR_EXCESSIVE: "unfounded_or_excessive",
+}
+
+
 def ground_in_letter(ground: str, regime: str) -> str:
-    """A ground as the letter refusing a right on it names it, in the active language (GROUND_IN_LETTER), citing its
-    GDPR article only under the GDPR and the UK GDPR (wording.label_in_letter)."""
-    return label_in_letter(GROUND_IN_LETTER.get(ground, RejectionGround(ground).label), regime)
+    """A ground as the letter refusing a right on it names it, in the active language (GROUND_IN_LETTER): under the
+    GDPR and the UK GDPR with its article, naming the law (wording.label_citing_its_law); under another law without
+    it, citing that law's own provision for the ground where it has one (GROUND_PROVISIONS)."""
+    label = GROUND_IN_LETTER.get(ground, RejectionGround(ground).label)
+    if cites_gdpr_articles(regime):
+        return label_citing_its_law(label, regime)
+    law = citation(regime, GROUND_PROVISIONS.get(ground, ""))
+    text = label_in_letter(label, regime)
+    return f"{text} ({law})" if law else text
 
 
 def request_reject(

@@ -431,7 +431,7 @@ def test_a_package_whose_right_the_completion_refused_says_so(dpo_actor):
     released_package(request, kind=ExportKind.PORTABILITY)  # the right granted
     handling.request_complete(
         request=request, actor=dpo_actor, letter="Refused.", expected_status=request.status,
-        refused=[RightRefusal(RequestType.ACCESS, "manifestly_unfounded", "The fourth copy asked this month.")],
+        refused=[RightRefusal(RequestType.ACCESS, "excessive", "The fourth copy asked this month.")],
     )
     request.refresh_from_db()
 
@@ -548,7 +548,7 @@ def test_the_certificate_states_each_outcome_under_one_title(completed_erasure):
     # Its call records were kept under a legal hold: granted in part, as its letter says.
     assert (
         "<dt>Outcome</dt><dd>Completed, granted in part: data kept in Call records under a legal hold, to which the right "
-        "to erasure does not apply: compliance with a legal obligation (Art. 17(3)(b)).</dd>"
+        "to erasure does not apply: compliance with a legal obligation (Art. 17(3)(b) GDPR).</dd>"
     ) in html
 
     withdrawn = request_in_status(Status.IN_PROGRESS)

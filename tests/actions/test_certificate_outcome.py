@@ -32,7 +32,7 @@ def test_a_demo_erasure_that_kept_call_records_is_granted_in_part_everywhere(
     assert "every right asked was granted" not in html
     assert (
         "<dt>Outcome</dt><dd>Completed, granted in part: data kept in Call detail records under a legal hold, to which "
-        "the right to erasure does not apply: compliance with a legal obligation (Art. 17(3)(b))"
+        "the right to erasure does not apply: compliance with a legal obligation (Art. 17(3)(b) GDPR)"
     ) in html
     page = client.get(reverse("status", args=[request.reference, request.secret])).content.decode()
     assert PARTLY in page and "Your request is complete.<" not in page

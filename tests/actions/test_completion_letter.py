@@ -67,7 +67,7 @@ def test_the_letter_names_the_erased_and_the_kept_data_with_its_basis(
     assert body.startswith("We have completed your request") and "Thank you for your patience." in body
     assert "We erased your data in CRM: contact information." in body
     assert "Telecom law: call records kept 12 months. The right to erasure" in body  # one full stop, not two
-    assert "The right to erasure does not apply to this data: compliance with a legal obligation (Art. 17(3)(b))." in body
+    assert "The right to erasure does not apply to this data: compliance with a legal obligation (Art. 17(3)(b) GDPR)." in body
     assert f"We will keep it until {until.day} {until:%B} {until.year} at the latest" in body
     assert "told the following recipients of your data about these changes (Article 19 GDPR): Billing partner." in body
     assert "We did not tell Old roaming partner (Article 19 GDPR): impossible. The company no longer exists." in body
@@ -105,7 +105,7 @@ def test_the_paragraphs_the_law_requires_go_where_the_template_places_them(
     assert body.startswith("Dear subject,\n\nThank you for your patience.\n\n")
     sign_off = body.index("Kind regards,\nThe DPO")
     for paragraph in (
-        "The right to erasure does not apply to this data: compliance with a legal obligation (Art. 17(3)(b)).",
+        "The right to erasure does not apply to this data: compliance with a legal obligation (Art. 17(3)(b) GDPR).",
         "told the following recipients of your data about these changes (Article 19 GDPR): Billing partner.",
         "We erased your data in CRM: contact information.",
         "lodge a complaint with a supervisory authority",
@@ -205,7 +205,7 @@ def test_a_letter_under_the_uk_gdpr_cites_the_articles_it_numbers_alike(cdr, dpo
     )
     actions.plan_actions(request=request, actor=dpo_actor)
     carry_out_actions(request, dpo_actor, django_capture_on_commit_callbacks)
-    assert "compliance with a legal obligation (Art. 17(3)(b))." in _complete(request, dpo_actor).body
+    assert "compliance with a legal obligation (Art. 17(3)(b) UK GDPR)." in _complete(request, dpo_actor).body
 
 
 def _codes_kept_under_a_hold(crm, until=None, basis="Pending dispute over unpaid invoices") -> LegalHold:
@@ -233,7 +233,7 @@ def test_an_erasure_that_kept_codes_is_not_called_an_erasure_of_them_and_says_wh
         "We erased your data in CRM: contact information, except email address, which we replaced with codes that we "
         "can still match to you: they remain your personal data.\n\n"
         "We kept the codes that replaced email address in CRM, because: Pending dispute over unpaid invoices. The right to "
-        "erasure does not apply to this data: establishment, exercise or defence of legal claims (Art. 17(3)(e)). We will "
+        "erasure does not apply to this data: establishment, exercise or defence of legal claims (Art. 17(3)(e) GDPR). We will "
         f"keep them until {until.day} {until:%B} {until.year} at the latest."
     ) in body
     # The city beside the codes still relates to the subject: it is not said to identify them no more.
@@ -643,7 +643,7 @@ def test_a_rectification_refused_for_accurate_data_gives_how_it_was_checked_and_
     request.refresh_from_db()
     assert request.status == Status.REJECTED and request.rejection_ground == RejectionGround.DATA_ACCURATE
     body = request.messages.get().body
-    assert "The data is accurate and complete (Art. 16)." in body and "Your contract gives Antwerp as your city." in body
+    assert "The data is accurate and complete (Art. 16 GDPR)." in body and "Your contract gives Antwerp as your city." in body
     assert "and to seek a judicial remedy before the courts." in body
 
 
@@ -702,7 +702,7 @@ def test_the_letter_names_the_right_on_each_line_and_says_each_thing_once(crm, c
     assert not any(line.startswith("We erased your data in Call records") for line in lines)  # kept, and said so
     assert [line for line in lines if line.startswith("We kept")] == [
         f"We kept electronic communications data (call detail records) in Call records, because: Telecom law. The right to erasure does not "
-        f"apply to this data: compliance with a legal obligation (Art. 17(3)(b)). "
+        f"apply to this data: compliance with a legal obligation (Art. 17(3)(b) GDPR). "
         f"We will keep it until {until.day} {until:%B} {until.year} at the latest."
     ]
     unsearched = "We could not search Portal logins: it finds data by IP address, and we hold no verified one of yours."

@@ -70,7 +70,7 @@ def test_the_refused_rights_unfinished_action_neither_blocks_nor_runs_nor_holds_
     body = request.messages.get().body
     assert "We corrected the following in CRM: city." in body
     assert "We erased" not in body
-    assert f"We cannot grant this part of your request: “Erase my data”. The reason: Legal obligation to retain the data (Art. 17(3)(b)).\n\n{TELECOM_LAW}" in body
+    assert f"We cannot grant this part of your request: “Erase my data”. The reason: Legal obligation to retain the data (Art. 17(3)(b) GDPR).\n\n{TELECOM_LAW}" in body
     # The letter is written before the notice it queues goes out: it names the recipient as being told.
     assert "We are telling the following recipients of your data about these changes (Article 19 GDPR): Billing partner." in body
     assert "We told the following recipients" not in body

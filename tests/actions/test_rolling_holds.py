@@ -110,7 +110,7 @@ def test_the_letter_says_which_records_were_kept_and_that_the_older_were_erased(
     assert f"We erased your data in Call records: {category} dated before 10 March 2025." in body
     assert (
         f"We kept {category} dated 10 March 2025 or later in Call records, because: {BASIS}. The right to "
-        "erasure does not apply to this data: compliance with a legal obligation (Art. 17(3)(b)). We will keep it "
+        "erasure does not apply to this data: compliance with a legal obligation (Art. 17(3)(b) GDPR). We will keep it "
         "until 10 March 2027 at the latest.\n" in body
     )
 

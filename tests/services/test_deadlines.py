@@ -1027,9 +1027,9 @@ def extended_on_20_march(dpo, **overrides) -> PrivacyRequest:
     return request
 
 
-def reject_as_manifestly_unfounded(request, dpo) -> None:
+def reject_as_excessive(request, dpo) -> None:
     request_reject(
-        request=request, actor=Actor.staff(dpo), ground="manifestly_unfounded",
+        request=request, actor=Actor.staff(dpo), ground="excessive",
         explanation="The twelfth identical request this month.", expected_status=request.status,
     )
     request.refresh_from_db()
@@ -1043,7 +1043,7 @@ def test_a_rejection_after_the_first_month_of_an_extended_request_was_late(dpo, 
     request's too: its 45 days are later than the GDPR's month."""
     request = extended_on_20_march(dpo, regime=regime, rights=[RightDetails(RequestType.ERASURE)])
     with time_machine.travel(at(date(2026, 5, 20)), tick=False):
-        reject_as_manifestly_unfounded(request, dpo)
+        reject_as_excessive(request, dpo)
     assert request.status == Status.REJECTED and request.due_on > date(2026, 5, 20)
     assert answered_on_time(request) is False
     html = render_certificate_html(request)
@@ -1051,14 +1051,14 @@ def test_a_rejection_after_the_first_month_of_an_extended_request_was_late(dpo, 
     assert "No: closed after the due date" not in html
     # The rule is cited as the GDPR and the UK GDPR number it, not to a CCPA request (wording.cites_gdpr_articles).
     assert ("which an extension does not move (Art. 12(4))" in html) == (regime != "ccpa")
-    assert ("Manifestly unfounded or excessive (Art. 12(5))" in html) == (regime != "ccpa")
+    assert ("Excessive, in particular because of its repetitive character (Art. 12(5))" in html) == (regime != "ccpa")
 
 
 @pytest.mark.django_db
 def test_a_rejection_within_the_first_month_of_an_extended_request_was_on_time(dpo):
     request = extended_on_20_march(dpo, rights=[RightDetails(RequestType.ERASURE)])
     with time_machine.travel(at(date(2026, 4, 2), hour=17), tick=False):
-        reject_as_manifestly_unfounded(request, dpo)
+        reject_as_excessive(request, dpo)
     assert answered_on_time(request) is True
 
 
@@ -1074,7 +1074,7 @@ def test_the_first_month_a_rejection_is_judged_by_moves_on_by_the_days_paused(dp
     request.refresh_from_db()
     assert (request.paused_days, request.original_due_on) == (10, date(2026, 4, 13))
     with time_machine.travel(at(date(2026, 4, 13)), tick=False):
-        reject_as_manifestly_unfounded(request, dpo)
+        reject_as_excessive(request, dpo)
     assert answered_on_time(request) is True
 
 
@@ -1116,7 +1116,7 @@ def test_the_request_page_warns_before_a_late_refusal_and_still_sends_it(client,
             client,
             reverse("staff:request_action", args=[request.reference, "reject"]),
             {"expected_status": request.status, "expected_version": lifecycle.state_version(request),
-             "ground": "manifestly_unfounded", "explanation": "The twelfth identical request this month."},
+             "ground": "excessive", "explanation": "The twelfth identical request this month."},
         )
     assert response.status_code == 302
     request.refresh_from_db()

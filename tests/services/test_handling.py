@@ -369,7 +369,7 @@ def test_rejection_letter_states_the_reason_and_the_right_to_complain(dpo):
     assert (request.status, request.rejection_ground) == (Status.REJECTED, "legal_obligation")
     letter = last_letter(request)
     for expected in (
-        "Legal obligation to retain the data (Art. 17(3)(b))",
+        "Legal obligation to retain the data (Art. 17(3)(b) GDPR)",
         "Call records are kept for 12 months",
         "lodge a complaint with a supervisory authority",
         "Data Protection Authority",
@@ -384,7 +384,7 @@ def test_rejection_letter_states_the_reason_and_the_right_to_complain(dpo):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "ground", ["other", "manifestly_unfounded", "legal_obligation", "rights_of_others", "compelling_grounds", "legal_claims"]
+    "ground", ["other", "excessive", "legal_obligation", "rights_of_others", "compelling_grounds", "legal_claims"]
 )
 def test_a_rejection_ground_that_does_not_say_why_needs_an_explanation(dpo, ground):
     """Art. 12(4): the letter gives the reasons; for these grounds the label alone does not."""
@@ -988,7 +988,7 @@ def test_a_rejection_on_another_ground_gives_the_explanation_as_the_reason(dpo):
 
 
 @pytest.mark.parametrize(("regime", "language", "ground_shown"), [
-    ("gdpr", "en", "The reason: Legal obligation to retain the data (Art. 17(3)(b)).\n"),
+    ("gdpr", "en", "The reason: Legal obligation to retain the data (Art. 17(3)(b) GDPR).\n"),
     ("ccpa", "en", "The reason: Legal obligation to retain the data.\n"),
     ("ccpa", "fr", "Motif\u00a0: Obligation légale de conserver les données.\n"),
 ])
@@ -1012,9 +1012,9 @@ PENDING_DISPUTE = "We need your billing records to defend the claim you brought 
     ("rights", "ground", "explanation", "reason"),
     [
         ([FRAUD_CHECKS], "compelling_grounds", OVERRIDING_INTEREST,
-         "Compelling legitimate grounds for the processing, or legal claims (Art. 21(1))"),
+         "Compelling legitimate grounds for the processing, or legal claims (Art. 21(1) GDPR)"),
         ([intake.RightDetails(RequestType.ERASURE)], "legal_claims", PENDING_DISPUTE,
-         "Needed for the establishment, exercise or defence of legal claims (Art. 17(3)(e))"),
+         "Needed for the establishment, exercise or defence of legal claims (Art. 17(3)(e) GDPR)"),
     ],
 )
 @pytest.mark.django_db
@@ -1074,7 +1074,7 @@ def test_a_rejection_on_a_ground_of_one_right_is_refused_for_a_request_asking_an
         ("lgpd", "en", [intake.RightDetails(RequestType.ERASURE)], "legal_claims",
          "The reason: Needed for the establishment, exercise or defence of legal claims.\n"),
         ("uk_gdpr", "en", [intake.RightDetails(RequestType.ERASURE)], "legal_claims",
-         "The reason: Needed for the establishment, exercise or defence of legal claims (Art. 17(3)(e)).\n"),
+         "The reason: Needed for the establishment, exercise or defence of legal claims (Art. 17(3)(e) UK GDPR).\n"),
     ],
 )
 @pytest.mark.django_db
@@ -1112,7 +1112,7 @@ def test_the_reject_form_offers_a_ground_of_one_right_only_when_every_right_aske
     assert not one_right_grounds & grounds(FRAUD_CHECKS, intake.RightDetails(RequestType.ERASURE))
     assert not one_right_grounds & grounds(intake.RightDetails(RequestType.RECTIFICATION), intake.RightDetails(RequestType.ACCESS))
     marketing = intake.RightDetails(RequestType.OBJECTION, objection_processing="Promotional calls", direct_marketing=True)
-    assert grounds(marketing) == {"identity_not_verified", "manifestly_unfounded"}
+    assert grounds(marketing) == {"identity_not_verified", "unfounded", "excessive"}
 
 
 OTHER_PEOPLES_CALLS = "Your call records name the people you called."
@@ -1217,7 +1217,7 @@ def test_the_reject_form_offers_the_fraud_ground_for_a_ccpa_request_to_limit_ins
         request = request_in_status(Status.IN_PROGRESS, regime=regime, rights=list(rights))
         return set(dict(RejectForm(privacy_request=request).fields["ground"].choices))
 
-    assert grounds("ccpa", LIMIT_USE) == {"fraudulent", "manifestly_unfounded"}  # § 7027(f), Civ. Code § 1798.145(h)(3)
+    assert grounds("ccpa", LIMIT_USE) == {"fraudulent", "unfounded", "excessive"}  # § 7027(f), Civ. Code § 1798.145(h)(3)
     assert "identity_not_verified" not in grounds("ccpa", LIMIT_USE)
     assert "identity_not_verified" in grounds("gdpr", LIMIT_USE) and "fraudulent" not in grounds("gdpr", LIMIT_USE)
     access = intake.RightDetails(RequestType.ACCESS)
@@ -1436,7 +1436,7 @@ def test_only_a_ccpa_erasure_rejection_says_a_record_of_the_request_is_kept(dpo,
     consumer it keeps a record of the request, as § 7101(a) requires."""
     request = request_in_status(Status.IN_PROGRESS, regime=regime, rights=[intake.RightDetails(right)])
     handling.request_reject(
-        request=request, actor=Actor.staff(dpo), ground="manifestly_unfounded", explanation="The tenth request this week.",
+        request=request, actor=Actor.staff(dpo), ground="excessive", explanation="The tenth request this week.",
         expected_status=Status.IN_PROGRESS,
     )
     record_kept = "We will keep a record of your request, as the law requires (Cal. Code Regs. tit. 11, § 7101(a))."
@@ -1507,7 +1507,7 @@ def test_a_rejection_for_an_unverified_identity_tells_the_subject_they_may_still
     # Only for that ground: a subject refused on another has nothing to identify.
     other = request_in_status(Status.IN_PROGRESS)
     handling.request_reject(
-        request=other, actor=Actor.staff(dpo), ground="manifestly_unfounded", explanation="The tenth request this week.",
+        request=other, actor=Actor.staff(dpo), ground="excessive", explanation="The tenth request this week.",
         expected_status=Status.IN_PROGRESS,
     )
     assert "information that identifies you" not in last_letter(other).body
@@ -1536,7 +1536,7 @@ def test_a_withdrawal_of_consent_is_refused_only_on_who_asks_or_how(dpo, ground)
     request.refresh_from_db()
     assert request.status == Status.IN_PROGRESS and not request.messages.exists()
     handling.request_reject(
-        request=request, actor=Actor.staff(dpo), ground="manifestly_unfounded", explanation="The 40th today.", expected_status=Status.IN_PROGRESS
+        request=request, actor=Actor.staff(dpo), ground="excessive", explanation="The 40th today.", expected_status=Status.IN_PROGRESS
     )
     assert PrivacyRequest.objects.get(pk=request.pk).status == Status.REJECTED
 
@@ -1546,7 +1546,7 @@ def test_the_reject_form_offers_only_who_asks_or_how_against_a_withdrawal_of_con
     from requests_app.staff.forms import RejectForm
 
     request = request_in_status(Status.IN_PROGRESS, rights=[WITHDRAW_CONSENT, intake.RightDetails(RequestType.ACCESS)])
-    assert set(dict(RejectForm(privacy_request=request).fields["ground"].choices)) == {"identity_not_verified", "manifestly_unfounded"}
+    assert set(dict(RejectForm(privacy_request=request).fields["ground"].choices)) == {"identity_not_verified", "unfounded", "excessive"}
 
 
 @pytest.mark.django_db

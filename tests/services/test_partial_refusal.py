@@ -100,7 +100,7 @@ def test_a_request_granted_in_part_completes_and_its_letter_says_why_each_right_
     assert "We sent you a copy of your data." in body
     assert (
         "We cannot grant this part of your request: “Erase my data”. The reason: Legal obligation to retain the data "
-        f"(Art. 17(3)(b)).\n\n{TELECOM_LAW}"
+        f"(Art. 17(3)(b) GDPR).\n\n{TELECOM_LAW}"
     ) in body
     # "Other" says nothing: the DPO's words are the reason, said once.
     assert f"We cannot grant this part of your request: “Object to the processing of my data”. The reason: {COMPELLING_GROUNDS}" in body
@@ -136,7 +136,7 @@ def test_a_completion_that_refuses_nothing_records_and_says_no_refusal(dpo):
 
 @pytest.mark.parametrize(("rights", "ground"), [
     ([RequestType.ACCESS, RequestType.ERASURE], "other"),
-    ([RequestType.ACCESS, RequestType.ERASURE], "manifestly_unfounded"),
+    ([RequestType.ACCESS, RequestType.ERASURE], "excessive"),
     ([RequestType.ERASURE], "other"),
     ([RequestType.ERASURE], "legal_obligation"),
 ])
@@ -186,11 +186,11 @@ def test_every_right_refused_each_on_its_own_ground_completes_with_a_letter_that
     assert "We have completed" not in message.body and "()" not in message.body
     assert (
         "We cannot grant this part of your request: “Erase my data”. The reason: Legal obligation to retain the data "
-        f"(Art. 17(3)(b)).\n\n{TELECOM_LAW}"
+        f"(Art. 17(3)(b) GDPR).\n\n{TELECOM_LAW}"
     ) in message.body
     assert (
         "We cannot grant this part of your request: “Object to the processing of my data”. The reason: Compelling "
-        f"legitimate grounds for the processing, or legal claims (Art. 21(1)).\n\n{OVERRIDING_INTEREST}"
+        f"legitimate grounds for the processing, or legal claims (Art. 21(1) GDPR).\n\n{OVERRIDING_INTEREST}"
     ) in message.body
     assert message.body.count("lodge a complaint with a supervisory authority") == 1
     assert message.body.endswith("and to seek a judicial remedy before the courts.")
@@ -212,7 +212,7 @@ def test_a_letter_refusing_every_right_in_french_gives_each_reason_in_french(dpo
     assert "Nous avons traité votre demande" not in message.body  # the completion's opening, for rights granted
     assert (
         "Nous ne pouvons pas donner suite à cette partie de votre demande\u00a0: «\u00a0Effacer mes données\u00a0». Motif\u00a0: Obligation "
-        "légale de conserver les données (art. 17, paragraphe 3, point b)).\n\nLa loi nous oblige à conserver vos données de trafic."
+        "légale de conserver les données (art. 17, paragraphe 3, point b) du RGPD).\n\nLa loi nous oblige à conserver vos données de trafic."
     ) in message.body
     assert (
         "Nous ne pouvons pas donner suite à cette partie de votre demande\u00a0: «\u00a0M'opposer au traitement de mes données\u00a0». "
@@ -230,12 +230,12 @@ def test_an_objection_to_direct_marketing_cannot_be_refused_in_part_on_another_g
         complete(request, dpo, RightRefusal(RequestType.OBJECTION, "other", COMPELLING_GROUNDS))
     assert nothing_changed(request)
     # As a whole request may be refused: on who asks, or how.
-    complete(request, dpo, RightRefusal(RequestType.OBJECTION, "manifestly_unfounded", "The fifth objection this week."))
+    complete(request, dpo, RightRefusal(RequestType.OBJECTION, "excessive", "The fifth objection this week."))
     request.refresh_from_db()
     assert request.status == Status.COMPLETED and request.refused_rights == ["objection"]
 
 
-@pytest.mark.parametrize("ground", ["other", "manifestly_unfounded", "legal_obligation", "rights_of_others", "legal_claims"])
+@pytest.mark.parametrize("ground", ["other", "excessive", "legal_obligation", "rights_of_others", "legal_claims"])
 @pytest.mark.django_db
 def test_a_refusal_ground_that_does_not_say_why_needs_an_explanation(dpo, ground):
     request = asking(RequestType.ACCESS, RequestType.ERASURE)
@@ -274,7 +274,7 @@ def test_a_refused_right_needs_none_of_its_work_done(dpo):
     complete(
         request, dpo,
         RightRefusal(RequestType.ERASURE, "legal_obligation", TELECOM_LAW),
-        RightRefusal(RequestType.RESTRICTION, "manifestly_unfounded", "The third restriction of the same data this month."),
+        RightRefusal(RequestType.RESTRICTION, "excessive", "The third restriction of the same data this month."),
     )
     request.refresh_from_db()
     assert request.status == Status.COMPLETED and request.granted_rights == ["portability"]
@@ -313,7 +313,7 @@ def test_a_rectification_is_refused_for_data_found_accurate_with_how_it_was_chec
     request.refresh_from_db()
     assert request.status == Status.COMPLETED and request.refused_rights == ["rectification"]
     body = request.messages.get().body
-    assert f"The reason: The data is accurate and complete (Art. 16).\n\n{checked}" in body
+    assert f"The reason: The data is accurate and complete (Art. 16 GDPR).\n\n{checked}" in body
     assert "lodge a complaint with a supervisory authority" in body
 
 
@@ -330,7 +330,7 @@ def test_a_right_answered_already_cannot_be_refused(dpo):
     """The subject has their copy: a letter refusing access would deny what they hold."""
     request = asking(RequestType.ACCESS, RequestType.ERASURE)
     with pytest.raises(RequestError, match="“Access a copy of their data” cannot be refused: its data package was released to the subject."):
-        complete(request, dpo, RightRefusal(RequestType.ACCESS, "manifestly_unfounded", "The fourth copy asked this month."))
+        complete(request, dpo, RightRefusal(RequestType.ACCESS, "excessive", "The fourth copy asked this month."))
     assert nothing_changed(request)
 
 
@@ -339,13 +339,13 @@ def test_a_request_answered_in_part_is_not_sent_to_reject_nor_rejected(dpo):
     """Every right refused on one ground pointed the DPO to Reject before saying the copy was out already; and
     Reject then refused the request whole, the letter denying the copy, and the hourly clean-up ended it."""
     request = asking(RequestType.ACCESS, RequestType.ERASURE)
-    refused = [RightRefusal(right, "manifestly_unfounded", "You asked the same three times this month.") for right in request.requested_rights]
+    refused = [RightRefusal(right, "excessive", "You asked the same three times this month.") for right in request.requested_rights]
     with pytest.raises(RequestError, match="its data package was released to the subject.") as refusal:
         complete(request, dpo, *refused)
     assert "Use Reject" not in str(refusal.value)
     with pytest.raises(RequestError, match="“Access a copy of their data” cannot be refused: its data package was released"):
         handling.request_reject(
-            request=request, actor=Actor.staff(dpo), ground="manifestly_unfounded",
+            request=request, actor=Actor.staff(dpo), ground="excessive",
             explanation="You asked the same three times this month.", expected_status=request.status,
         )
     assert nothing_changed(request)
@@ -367,7 +367,7 @@ def test_a_suppression_applied_is_told_for_the_right_granted_only(dpo):
         complete(
             request, dpo,
             RightRefusal(RequestType.OBJECTION, "other", COMPELLING_GROUNDS),
-            RightRefusal(RequestType.WITHDRAW_CONSENT, "manifestly_unfounded", "Asked five times this week."),
+            RightRefusal(RequestType.WITHDRAW_CONSENT, "excessive", "Asked five times this week."),
         )
     complete(request, dpo, RightRefusal(RequestType.OBJECTION, "other", COMPELLING_GROUNDS))
     body = request.messages.get().body
@@ -407,7 +407,7 @@ def test_an_objection_is_refused_on_compelling_grounds_and_an_erasure_on_legal_c
     }
     body = request.messages.get().body
     # Its GDPR article only under the GDPR: a CCPA or LGPD subject relies on their own law (wording.label_in_letter).
-    article = {"erasure": " (Art. 17(3)(e))", "objection": " (Art. 21(1))"} if regime == "gdpr" else {"erasure": "", "objection": ""}
+    article = {"erasure": " (Art. 17(3)(e) GDPR)", "objection": " (Art. 21(1) GDPR)"} if regime == "gdpr" else {"erasure": "", "objection": ""}
     assert (
         "We cannot grant this part of your request: “Erase my data”. The reason: Needed for the establishment, exercise or "
         f"defence of legal claims{article['erasure']}.\n\n{PENDING_DISPUTE}"
@@ -474,8 +474,8 @@ def test_the_complete_form_offers_a_ground_of_one_right_only_for_that_right():
     assert not grounds("withdraw_consent") & one_right_grounds
     for right in ("access", "erasure", "objection"):
         # An unverified identity refuses the whole request: never offered for one right.
-        assert {"", "manifestly_unfounded", "other"} <= grounds(right) and "identity_not_verified" not in grounds(right)
-    assert grounds("withdraw_consent") == {"", "manifestly_unfounded"}  # Art. 7(3): not "other" either
+        assert {"", "unfounded", "excessive", "other"} <= grounds(right) and "identity_not_verified" not in grounds(right)
+    assert grounds("withdraw_consent") == {"", "unfounded", "excessive"}  # Art. 7(3): not "other" either
 
 
 @pytest.mark.django_db
@@ -505,7 +505,7 @@ def test_the_rights_of_others_may_refuse_the_data_ported_too(dpo):
     body = request.messages.get().body
     assert (
         "We cannot grant this part of your request: “Receive my data in a machine-readable format”. The reason: The rights and "
-        "freedoms of others (Art. 20(4)).\n\nThe records are your employer's calls."
+        "freedoms of others (Art. 20(4) GDPR).\n\nThe records are your employer's calls."
     ) in body
     assert "15(4)" not in body
     with pytest.raises(RequestError, match=r"\(Art. 20\(4\)\) can refuse only the data ported, not “Erase their data”"):
@@ -571,16 +571,16 @@ def test_the_complete_form_offers_an_unverified_identity_and_fraud_beside_a_ccpa
         return set(dict(form.fields[f"refusal_ground_{right}"].choices))
 
     assert "identity_not_verified" in grounds("access") and "fraudulent" not in grounds("access")
-    assert grounds("limit_use") == {"", "fraudulent", "manifestly_unfounded"}  # "" is Granted
+    assert grounds("limit_use") == {"", "fraudulent", "unfounded", "excessive"}  # "" is Granted
 
 
 @pytest.mark.django_db
-def test_withdrawing_consent_beside_access_is_refused_in_part_only_as_manifestly_unfounded(dpo):
+def test_withdrawing_consent_beside_access_is_refused_in_part_only_as_unfounded_or_excessive(dpo):
     """Art. 7(3); an unverified identity refuses the whole request, never one right of it."""
     from requests_app.staff.forms import CompleteForm
 
     request = asking(RequestType.ACCESS, RequestType.WITHDRAW_CONSENT)
-    assert set(dict(CompleteForm(privacy_request=request).fields["refusal_ground_withdraw_consent"].choices)) == {"", "manifestly_unfounded"}
+    assert set(dict(CompleteForm(privacy_request=request).fields["refusal_ground_withdraw_consent"].choices)) == {"", "unfounded", "excessive"}
     with pytest.raises(RequestError, match=r"Consent can be withdrawn at any time"):
         complete(request, dpo, RightRefusal(RequestType.WITHDRAW_CONSENT, "other", "We still need it."))
     assert nothing_changed(request)
@@ -641,7 +641,7 @@ def test_a_rejection_for_the_rights_of_others_cites_the_portabilitys_article_onl
         explanation="The records are your employer's calls.", expected_status=request.status,
     )
     body = request.messages.get().body
-    assert "The reason: The rights and freedoms of others (Art. 20(4)).\n\n" in body and "15(4)" not in body
+    assert "The reason: The rights and freedoms of others (Art. 20(4) GDPR).\n\n" in body and "15(4)" not in body
 
 
 @pytest.mark.django_db

@@ -39,9 +39,9 @@ def refusal_of(regime: str, rights: list[RightDetails], *, ground: str, explanat
 
 @pytest.mark.parametrize("regime", REGIMES)
 def test_a_rejection_without_its_reasons_cites_the_duty_to_give_them_under_the_requests_law(regime):
-    message = refusal_of(regime, [RightDetails(RequestType.ACCESS)], ground="manifestly_unfounded")
+    message = refusal_of(regime, [RightDetails(RequestType.ACCESS)], ground="excessive")
     assert message == (
-        f"Explain to the subject why “Manifestly unfounded or excessive{cited(regime, ' (Art. 12(5))')}” applies: the "
+        f"Explain to the subject why “Excessive, in particular because of its repetitive character{cited(regime, ' (Art. 12(5))')}” applies: the "
         f"letter must give the reasons{cited(regime, ' (Art. 12(4))')}."
     )
 

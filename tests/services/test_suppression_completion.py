@@ -180,7 +180,7 @@ def test_a_right_that_covers_no_list_names_what_the_subject_wrote(dpo, emails):
     ]
     # A right refused needs none of its lists.
     suppression.suppress(request=request, actor=dpo, right="objection", purposes=[emails])
-    complete(request, dpo, RightRefusal(RequestType.WITHDRAW_CONSENT, "manifestly_unfounded", "Asked five times this week."))
+    complete(request, dpo, RightRefusal(RequestType.WITHDRAW_CONSENT, "excessive", "Asked five times this week."))
     assert request.messages.get().body.count("we no longer use your data") == 1
 
 
@@ -232,7 +232,7 @@ def test_upgrading_covers_the_lists_the_subject_was_put_on_before(dpo, emails, c
     ]
     assert list(CoveredPurpose.objects.filter(right__request=after).values_list("right__right", flat=True)) == ["withdraw_consent"]
     with pytest.raises(RequestError, match="cannot be refused"):
-        complete(before, dpo, RightRefusal(RequestType.WITHDRAW_CONSENT, "manifestly_unfounded", "Asked five times this week."))
+        complete(before, dpo, RightRefusal(RequestType.WITHDRAW_CONSENT, "excessive", "Asked five times this week."))
     complete(before, dpo)
     body = before.messages.get().body
     assert "Following your objection (Article 21 UK GDPR), we no longer use your data for: Promotional emails and newsletters." in body

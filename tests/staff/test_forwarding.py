@@ -59,7 +59,7 @@ def test_forwarding_a_closed_request_from_the_page_is_refused_with_the_form_kept
     login_staff(client, dpo)
     expected_version = state_version(request)
     handling.request_reject(
-        request=request, actor=Actor.staff(dpo), ground="manifestly_unfounded", explanation="The tenth request this week.",
+        request=request, actor=Actor.staff(dpo), ground="excessive", explanation="The tenth request this week.",
         expected_status=Status.IN_PROGRESS,
     )
 

@@ -29,7 +29,7 @@ def form_data(request, action):
     shown = {"expected_status": request.status, "expected_version": state_version(request)}
     return {
         "complete": {**shown, "letter": "We sent you the copy of your data."},
-        "reject": {**shown, "ground": "manifestly_unfounded", "explanation": "The tenth request this week."},
+        "reject": {**shown, "ground": "excessive", "explanation": "The tenth request this week."},
         "forward": {
             **shown, "controller": "Mobile Operator SA", "contact": "privacy@mobile-operator.example",
             "forwarded_on": timezone.localdate().isoformat(),

@@ -467,8 +467,8 @@ ACTION_CASES = {
         ActionCase(
             "reject",
             Status.NEW,
-            lambda r, c: {"ground": "manifestly_unfounded", "explanation": "The tenth request this week.", "expected_status": Status.NEW},
-            lambda r, c: r.status == Status.REJECTED and r.rejection_ground == "manifestly_unfounded",
+            lambda r, c: {"ground": "excessive", "explanation": "The tenth request this week.", "expected_status": Status.NEW},
+            lambda r, c: r.status == Status.REJECTED and r.rejection_ground == "excessive",
         ),
         ActionCase(
             "forward",

@@ -1306,7 +1306,7 @@ def test_closed_request_totals_give_the_same_counts_as_counting_every_request(dp
             handling.request_complete(request=request, actor=Actor.staff(dpo), letter="", expected_status=None)
         else:
             handling.request_reject(
-                request=request, actor=Actor.staff(dpo), ground="manifestly_unfounded", explanation="The tenth request this week.",
+                request=request, actor=Actor.staff(dpo), ground="excessive", explanation="The tenth request this week.",
                 expected_status=None,
             )
 

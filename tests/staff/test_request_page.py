@@ -44,7 +44,7 @@ def test_the_request_page_says_an_objection_to_direct_marketing_cannot_be_refuse
     # The rejection offers only the grounds the service accepts against it.
     grounds = page[page.index('id="reject-ground"'):]
     grounds = grounds[:grounds.index("</select>")]
-    assert 'value="identity_not_verified"' in grounds and 'value="manifestly_unfounded"' in grounds
+    assert 'value="identity_not_verified"' in grounds and 'value="unfounded"' in grounds and 'value="excessive"' in grounds
     assert 'value="other"' not in grounds and 'value="legal_obligation"' not in grounds
 
 
@@ -421,7 +421,7 @@ def test_the_complete_form_offers_to_refuse_each_right_of_a_request_that_asks_se
     # The objection to direct marketing: only the grounds the service accepts against it (Art. 21(3)).
     objection = _select(page, "refusal_ground_objection")
     # (Not an unverified identity: it refuses the whole request, with Reject.)
-    assert 'value="manifestly_unfounded"' in objection and 'value="identity_not_verified"' not in objection
+    assert 'value="excessive"' in objection and 'value="identity_not_verified"' not in objection
     assert 'value="other"' not in objection and 'value="legal_obligation"' not in objection
 
     # Refusing the one right asked is rejecting the request: the Reject form does it.
@@ -500,8 +500,8 @@ def test_refusing_every_right_on_one_ground_from_the_request_page_sends_to_rejec
 
     response = client.post(reverse("staff:request_action", args=[request.reference, "complete"]), {
         "letter": "", "expected_status": Status.IN_PROGRESS,
-        "refusal_ground_access": "manifestly_unfounded", "refusal_explanation_access": "The tenth request this month.",
-        "refusal_ground_erasure": "manifestly_unfounded", "refusal_explanation_erasure": "The tenth request this month.",
+        "refusal_ground_access": "excessive", "refusal_explanation_access": "The tenth request this month.",
+        "refusal_ground_erasure": "excessive", "refusal_explanation_erasure": "The tenth request this month.",
     })
 
     assert response.status_code == 409

@@ -53,8 +53,8 @@ def test_the_request_page_cites_the_gdprs_articles_only_where_the_requests_law_n
     assert ("Recipient notified (Art. 19)" in page) == cited and "Recipient notified" in page
     assert "The subject contests the accuracy of their data" in page
     # The grounds staff may refuse on, in the forms to complete or reject the request.
-    assert ('<option value="manifestly_unfounded">Manifestly unfounded or excessive (Art. 12(5))</option>' in page) == cited
-    assert ('<option value="manifestly_unfounded">Manifestly unfounded or excessive</option>' in page) != cited
+    assert ('<option value="unfounded">Manifestly unfounded (Art. 12(5))</option>' in page) == cited
+    assert ('<option value="unfounded">Manifestly unfounded</option>' in page) != cited
     if not cited:
         # Only the fee's own citations remain: the CCPA's next to the GDPR's, which binds a fee under every regime
         # (handling.fee_refusal), and the LGPD's that forbids one.
