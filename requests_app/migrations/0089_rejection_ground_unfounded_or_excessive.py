@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('requests_app', '0086_transmission_rejected_at'),
+        ('requests_app', '0088_source_field_erased_by_default'),
     ]
 
     operations = [
