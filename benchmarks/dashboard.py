@@ -181,7 +181,7 @@ SELECT gen_random_uuid(),
        (%(team_ids)s::bigint[])[1 + (handler_index - 1) %% %(teams)s],
        CASE WHEN handler_index IS NOT NULL THEN received_at + interval '3 hours' END,
        CASE WHEN status = 'rejected'
-            THEN (ARRAY['identity_not_verified', 'no_data', 'manifestly_unfounded', 'legal_obligation'])
+            THEN (ARRAY['identity_not_verified', 'no_data', 'unfounded', 'legal_obligation'])
                  [1 + floor(r_misc * 4)::int]
             ELSE '' END,
        due, due, 0, '',
