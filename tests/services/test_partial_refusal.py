@@ -216,7 +216,7 @@ def test_a_letter_refusing_every_right_in_french_gives_each_reason_in_french(dpo
     ) in message.body
     assert (
         "Nous ne pouvons pas donner suite à cette partie de votre demande\u00a0: «\u00a0M'opposer au traitement de mes données\u00a0». "
-        "Motif\u00a0: Motifs légitimes et impérieux pour le traitement, ou droits en justice (art. 21, paragraphe 1).\n\n"
+        "Motif\u00a0: Motifs légitimes et impérieux pour le traitement, ou droits en justice (art. 21, paragraphe 1 du RGPD).\n\n"
     ) in message.body
     assert message.body.count("Vous avez le droit d'introduire une réclamation auprès d'une autorité de contrôle") == 1
     assert "Legal obligation" not in message.body and "supervisory authority" not in message.body
