@@ -91,14 +91,29 @@ def emit_created(request: PrivacyRequest) -> None:
     never hears of a request's change before the request itself. It describes the request as filed: new, with its
     first due date.
     """
-    endpoints = WebhookEndpoint.objects.filter(organisation_id=request.organisation_id)
-    untold = [endpoint for endpoint in endpoints if _claim_created(request, endpoint)]
-    if untold:
-        # The first due date as intake.set_first_deadline set it, not original_due_on: that one has the finished
-        # pauses added, so a request.created sent after a pause would give a later date than the API did at filing.
-        filed_due_on = deadlines.due_date(request.regime, request.received_at, rights=request.requested_rights)
-        as_filed = {"status": Status.NEW, "due_on": filed_due_on.isoformat()}
-        _queue(request, WebhookEvent.REQUEST_CREATED, as_filed, untold)
+    with transaction.atomic():  # a savepoint in the caller's transaction; the lock needs one
+        current = _lock_request(request)
+        endpoints = WebhookEndpoint.objects.filter(organisation_id=current.organisation_id)
+        untold = [endpoint for endpoint in endpoints if _claim_created(current, endpoint)]
+        if untold:
+            # The first due date as intake.set_first_deadline set it, not original_due_on: that one has the finished
+            # pauses added, so a request.created sent after a pause would give a later date than the API did at filing.
+            filed_due_on = deadlines.due_date(current.regime, current.received_at, rights=current.requested_rights)
+            as_filed = {"status": Status.NEW, "due_on": filed_due_on.isoformat()}
+            _queue(current, WebhookEvent.REQUEST_CREATED, as_filed, untold)
+
+
+def _lock_request(request: PrivacyRequest) -> PrivacyRequest:
+    """The request, locked and read again, before any event row is written: in the order every writer takes its
+    locks (the request first, then its packages, actions, claims and deliveries).
+
+    A claim row inserted first takes a share lock on the request (its foreign key) and holds it: a status change
+    holding the request's lock then waited for that claim, the claim's transaction for the request's lock, and
+    PostgreSQL broke the deadlock by failing one of them (the follow-up task, or the staff's change). Also, the
+    caller's copy may lag behind, and events about one request are dated one transaction after another
+    (_event_moment reads the ones before). A caller that changed the request holds the lock already.
+    """
+    return PrivacyRequest.objects.select_for_update().get(pk=request.pk)
 
 
 def _claim_created(request: PrivacyRequest, endpoint: WebhookEndpoint) -> bool:
@@ -122,36 +137,36 @@ def emit(request: PrivacyRequest, event: str, extra: dict | None = None) -> None
     `request.created` for those not yet sent it (emit_created)."""
     if request.organisation_id is None:
         return
-    endpoints = list(WebhookEndpoint.objects.filter(organisation_id=request.organisation_id))
-    if not endpoints:
-        return
-    emit_created(request)
-    _queue(request, event, extra, endpoints)
+    with transaction.atomic():  # a savepoint in the caller's transaction; the lock needs one
+        current = _lock_request(request)
+        endpoints = list(WebhookEndpoint.objects.filter(organisation_id=current.organisation_id))
+        if not endpoints:
+            return
+        emit_created(current)
+        # Read again: emit_created may have moved updated_at on (_event_moment).
+        _queue(_lock_request(current), event, extra, endpoints)
 
 
-def _queue(request: PrivacyRequest, event: str, extra: dict | None, endpoints: Sequence[WebhookEndpoint]) -> None:
-    """One delivery of `event` per endpoint, sent once the caller's transaction commits.
+def _queue(current: PrivacyRequest, event: str, extra: dict | None, endpoints: Sequence[WebhookEndpoint]) -> None:
+    """One delivery of `event` per endpoint, sent once the caller's transaction commits. `current` is the request as
+    locked by _lock_request.
 
     A disabled endpoint's delivery is recorded failed, not attempted: the delivery log keeps what happened
     during the outage, for the DPO to redeliver once the endpoint is switched on again.
     """
-    with transaction.atomic():  # a savepoint in the caller's transaction; the lock needs one
-        # The caller's copy may lag behind. Locked: events about one request are dated one transaction after another
-        # (_event_moment reads the ones before); a caller that changed the request holds the lock already.
-        current = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
-        data = {**request_payload(current), **(extra or {})}
-        for endpoint in endpoints:
-            occurred_at = _event_moment(current, event, endpoint)
-            if not endpoint.active:
-                WebhookDelivery.objects.create(
-                    endpoint=endpoint, event=event, payload=data, status=DeliveryStatus.FAILED,
-                    last_error=ENDPOINT_DISABLED, occurred_at=occurred_at,
-                )
-                continue
-            delivery = WebhookDelivery.objects.create(
-                endpoint=endpoint, event=event, payload=data, next_attempt_at=timezone.now(), occurred_at=occurred_at
+    data = {**request_payload(current), **(extra or {})}
+    for endpoint in endpoints:
+        occurred_at = _event_moment(current, event, endpoint)
+        if not endpoint.active:
+            WebhookDelivery.objects.create(
+                endpoint=endpoint, event=event, payload=data, status=DeliveryStatus.FAILED,
+                last_error=ENDPOINT_DISABLED, occurred_at=occurred_at,
             )
-            tasks.queue_after_commit(tasks.deliver_webhook, delivery.id)
+            continue
+        delivery = WebhookDelivery.objects.create(
+            endpoint=endpoint, event=event, payload=data, next_attempt_at=timezone.now(), occurred_at=occurred_at
+        )
+        tasks.queue_after_commit(tasks.deliver_webhook, delivery.id)
 
 
 def _event_moment(current: PrivacyRequest, event: str, endpoint: WebhookEndpoint) -> datetime.datetime:

@@ -21,7 +21,7 @@ from django.utils import timezone
 from requests_app import tasks
 from requests_app.api.fields import MomentField
 from requests_app.audit import Actor
-from requests_app.models import AuditEvent, DeliveryStatus, PrivacyRequest, WebhookDelivery, WebhookEndpoint
+from requests_app.models import AuditEvent, DeliveryStatus, PrivacyRequest, SentNotification, WebhookDelivery, WebhookEndpoint
 from requests_app.services import webhooks
 from tests.api.conftest import client_with, key_for
 from tests.conftest import AnsweringEndpoint, login_staff
@@ -510,6 +510,81 @@ def test_two_transactions_announcing_a_request_at_once_announce_it_once_to_each_
         receiver.url + "/first", receiver.url + "/second",
     ]
     assert receiver.events() == ["request.created", "request.created"]
+
+
+def _wait_until_waiting_for_a_lock(backend_pid: int, timeout: float = 10.0) -> bool:
+    """Whether the backend `backend_pid` came to wait for a lock within `timeout` seconds."""
+    from django.db import connection
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [backend_pid])
+            row = cursor.fetchone()
+        if row and row[0] == "Lock":
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_follow_up_announcing_a_request_while_it_is_being_changed_waits_for_the_change(operator):
+    """The follow-up task's request.created against a change of the same request (a withdrawal, a staff transition, a
+    due date moved): the change holds the request's lock and announces the request first. The task's claim row used
+    to be written before it took that lock, and each transaction waited for the other: a deadlock."""
+    from django.db import connection, transaction
+
+    WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    created = client_with(key_for(operator)).post(URL, BODY, format="json").json()
+    request = PrivacyRequest.objects.get(public_id=created["id"])
+    WebhookDelivery.objects.all().delete()
+    SentNotification.objects.filter(request=request, kind="webhook").delete()  # the follow-up task has not run yet
+    change_holds_the_lock, task_pid, outcome = threading.Event(), [], {}
+
+    def change():  # as lifecycle or the deadline service: the request locked, then the event
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL lock_timeout = '10s'")  # never hangs the suite
+                PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+                change_holds_the_lock.set()
+                # The task is now as far as it goes before it must wait for this transaction.
+                outcome["task waited"] = _wait_until_waiting_for_a_lock(task_pid[0]) if task_pid else False
+                webhooks.emit(request, webhooks.WebhookEvent.REQUEST_DUE_DATE_CHANGED, {"previous_due_on": "2026-01-01"})
+            outcome["change"] = "committed"
+        except Exception as error:  # seen by the test, not lost in the thread
+            outcome["change"] = repr(error)
+        finally:
+            connection.close()
+
+    def follow_up():  # intake.request_follow_up's webhook step
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '10s'")
+                cursor.execute("SELECT pg_backend_pid()")
+                task_pid.append(cursor.fetchone()[0])
+            change_holds_the_lock.wait(10)
+            with transaction.atomic():
+                webhooks.emit_created(PrivacyRequest.objects.get(pk=request.pk))
+            outcome["task"] = "committed"
+        except Exception as error:
+            outcome["task"] = repr(error)
+        finally:
+            connection.close()
+
+    task = threading.Thread(target=follow_up)
+    task.start()
+    while task.is_alive() and not task_pid:
+        time.sleep(0.01)
+    other = threading.Thread(target=change)
+    other.start()
+    for thread in (task, other):
+        thread.join(30)
+    assert outcome == {"task waited": True, "change": "committed", "task": "committed"}
+    assert list(WebhookDelivery.objects.order_by("id").values_list("event", flat=True)) == [
+        "request.created", "request.due_date_changed",
+    ]
 
 
 @pytest.mark.django_db
