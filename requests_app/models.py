@@ -1360,6 +1360,10 @@ class WebhookDelivery(models.Model):
     event = models.CharField(max_length=40, choices=WebhookEvent)
     # Ids, references, states and dates only: never personal data.
     payload = models.JSONField()
+    # The request the event is about (its `payload["request"]`), for the moment of its latest event to an endpoint
+    # (services.webhooks._event_moment), read through webhook_request_events_idx. Not a foreign key: the log keeps
+    # its own retention (purge_deliveries), and a request's deletion neither takes its deliveries nor waits on them.
+    request_public_id = models.UUIDField(null=True, blank=True, editable=False)
     status = models.CharField(max_length=16, choices=DeliveryStatus, default=DeliveryStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -1383,6 +1387,8 @@ class WebhookDelivery(models.Model):
             # and the failed ones, few and perhaps months old, that the DPO looks for to redeliver. The other states
             # need none of their own: pending deliveries are in webhook_due_idx, and nearly all are delivered.
             models.Index(fields=["created_at", "id"], name="webhook_log_failed_idx", condition=models.Q(status="failed")),
+            # The latest event about a request to an endpoint, read under the request's lock at each event.
+            models.Index(fields=["endpoint", "request_public_id", "occurred_at"], name="webhook_request_events_idx"),
         ]
 
 

@@ -159,12 +159,13 @@ def _queue(current: PrivacyRequest, event: str, extra: dict | None, endpoints: S
         occurred_at = _event_moment(current, event, endpoint)
         if not endpoint.active:
             WebhookDelivery.objects.create(
-                endpoint=endpoint, event=event, payload=data, status=DeliveryStatus.FAILED,
-                last_error=ENDPOINT_DISABLED, occurred_at=occurred_at,
+                endpoint=endpoint, event=event, payload=data, request_public_id=current.public_id,
+                status=DeliveryStatus.FAILED, last_error=ENDPOINT_DISABLED, occurred_at=occurred_at,
             )
             continue
         delivery = WebhookDelivery.objects.create(
-            endpoint=endpoint, event=event, payload=data, next_attempt_at=timezone.now(), occurred_at=occurred_at
+            endpoint=endpoint, event=event, payload=data, request_public_id=current.public_id,
+            next_attempt_at=timezone.now(), occurred_at=occurred_at,
         )
         tasks.queue_after_commit(tasks.deliver_webhook, delivery.id)
 
@@ -181,11 +182,9 @@ def _event_moment(current: PrivacyRequest, event: str, endpoint: WebhookEndpoint
     reason.
     """
     moment = current.created_at if event == WebhookEvent.REQUEST_CREATED else current.updated_at
-    latest = (
-        WebhookDelivery.objects.filter(
-            endpoint=endpoint, created_at__gte=current.created_at, payload__request=str(current.public_id)
-        ).aggregate(latest=Max("occurred_at"))["latest"]
-    )
+    latest = WebhookDelivery.objects.filter(endpoint=endpoint, request_public_id=current.public_id).aggregate(
+        latest=Max("occurred_at")
+    )["latest"]
     if latest is not None and moment <= latest:
         moment = latest + datetime.timedelta(microseconds=1)
         if moment > current.updated_at:
@@ -651,6 +650,7 @@ def redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
             endpoint=endpoint,
             event=delivery.event,
             payload=delivery.payload,
+            request_public_id=delivery.request_public_id,
             next_attempt_at=timezone.now(),
         )
         tasks.queue_after_commit(tasks.deliver_webhook, copy.id)

@@ -588,6 +588,45 @@ def test_the_follow_up_announcing_a_request_while_it_is_being_changed_waits_for_
 
 
 @pytest.mark.django_db
+def test_each_delivery_names_its_request_for_the_next_events_moment(operator):
+    """The moment of a request's latest event to an endpoint is read through an index on the request's id, not from
+    the payloads of the endpoint's whole log: every delivery (a disabled endpoint's, a redelivery) names it."""
+    from requests_app.services import intake
+
+    switched_off = WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/off", active=False)
+    WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    created = client_with(key_for(operator)).post(URL, BODY, format="json").json()
+    request = PrivacyRequest.objects.get(public_id=created["id"])
+    intake.request_withdraw(request=request, actor=Actor.system())
+    changed = WebhookDelivery.objects.exclude(endpoint=switched_off).get(event="request.status_changed")
+    WebhookDelivery.objects.filter(pk=changed.pk).update(status=DeliveryStatus.DELIVERED)  # as the portal had it
+    webhooks.redeliver(delivery=changed)
+
+    assert WebhookDelivery.objects.count() == 5
+    assert set(WebhookDelivery.objects.values_list("request_public_id", flat=True)) == {request.public_id}
+    moments = list(WebhookDelivery.objects.exclude(endpoint=switched_off).order_by("id").values_list("occurred_at", flat=True))
+    assert moments[0] < moments[1] == moments[2]  # created, changed, and the change redelivered
+
+
+@pytest.mark.django_db
+def test_upgrading_names_the_request_of_each_delivery_already_logged(operator):
+    import importlib
+
+    from django.apps import apps
+
+    from requests_app.services import intake
+
+    migration = importlib.import_module("requests_app.migrations.0089_webhook_delivery_request")
+    WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
+    created = client_with(key_for(operator)).post(URL, BODY, format="json").json()
+    intake.request_follow_up(request_id=PrivacyRequest.objects.get(public_id=created["id"]).pk)  # request.created
+    WebhookDelivery.objects.update(request_public_id=None)  # as logged before the upgrade
+
+    migration.name_the_request(apps, None)
+    assert [str(public_id) for public_id in WebhookDelivery.objects.values_list("request_public_id", flat=True)] == [created["id"]]
+
+
+@pytest.mark.django_db
 def test_upgrading_keeps_requests_announced_to_an_endpoint_from_being_announced_to_it_again(operator):
     """Claims made once per request, before the upgrade, become one per endpoint the event went to."""
     import importlib
