@@ -1,6 +1,7 @@
 """Reads: how requests and their events are looked up and presented."""
 
 import datetime
+import logging
 import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +57,8 @@ from requests_app.models import (
 from requests_app.phones import to_e164
 from requests_app.services.certificate import codes_kept, kept, searched_nothing
 from requests_app.wording import label_in_letter
+
+logger = logging.getLogger(__name__)
 
 # The events a subject sees on their status page, in their words.
 SUBJECT_EVENT_TEXT = {
@@ -1210,6 +1213,15 @@ def webhook_deliveries(*, organisation=None, endpoint=None, status: str = ""):
 CHANGES_CLOCK_MARGIN = datetime.timedelta(seconds=5)
 
 
+def changes_unseen_margin() -> datetime.timedelta:
+    """How far back changes_committed_before goes when the database hides some sessions' transactions from the
+    application's role: no transaction of the application outlives the longest task's hard time limit (the worker
+    is killed, its connection closed, its transaction rolled back; a web request is cut off far sooner), and the
+    clocks' margin on top."""
+    longest_task = max(settings.SOURCE_ACTION_TIME_LIMIT, settings.EXPORT_TASK_TIME_LIMIT, settings.CELERY_TASK_TIME_LIMIT)
+    return datetime.timedelta(seconds=longest_task) + CHANGES_CLOCK_MARGIN
+
+
 def changes_committed_before() -> datetime.datetime | None:
     """A moment before which every change to a request is committed: the start of the oldest transaction still open
     on the database (now, if none is), less CHANGES_CLOCK_MARGIN. Read it before the query it is for: every change
@@ -1217,18 +1229,30 @@ def changes_committed_before() -> datetime.datetime | None:
 
     A change's updated_at is taken inside its transaction, so after the transaction began, and the change is seen only
     once it commits, which may be long after: a list filtered on updated_at may not show it yet, and a later one from
-    the moment of the first would never show it. Every process of the application connects as the same database role
-    (one environment, README), so pg_stat_activity shows each of their transactions' start. None on a database that
-    does not tell (SQLite, in development).
+    the moment of the first would never show it. PostgreSQL shows a role the start of its own sessions' transactions
+    only (their `state` too), unless it is a superuser or has pg_read_all_stats: every process of the application
+    connects as the same role (one environment, README), or is granted it. A session whose state is hidden may run a
+    transaction of another process of the application, started any time: the moment then goes back as far as such a
+    transaction may have begun (changes_unseen_margin), and a warning is logged. None on a database that does not tell (SQLite, in development).
     """
     if connection.vendor != "postgresql":
         return None
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT least(now(), min(xact_start)) FROM pg_stat_activity
-            WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+            SELECT now(), least(now(), min(xact_start)), count(*) FILTER (WHERE backend_type IS NULL OR state IS NULL)
+            FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid()
+            -- A hidden session's backend_type is hidden too.
+            AND (backend_type = 'client backend' OR backend_type IS NULL)
             """
         )
-        oldest_open = cursor.fetchone()[0]
+        now, oldest_open, hidden = cursor.fetchone()
+    if hidden:
+        margin = changes_unseen_margin()
+        logger.warning(
+            "%d database sessions hide their transactions from this role: Updated-Since-Next goes back %s "
+            "(connect every process as one role, or grant it pg_read_all_stats)", hidden, margin,
+        )
+        return now - margin
     return oldest_open - CHANGES_CLOCK_MARGIN

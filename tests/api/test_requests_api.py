@@ -243,6 +243,40 @@ def test_updated_since_next_is_a_few_seconds_ago_when_no_transaction_is_open(api
     assert before - CHANGES_CLOCK_MARGIN - timedelta(seconds=1) <= next_since <= timezone.now() - CHANGES_CLOCK_MARGIN
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_updated_since_next_goes_back_an_hour_when_the_role_cannot_see_the_other_sessions(caplog):
+    """PostgreSQL hides other roles' sessions' transactions from a role without pg_read_all_stats: one of them could
+    be a change still uncommitted, dated as long ago as a transaction may run: the moment goes back that far."""
+    from django.db import connection
+
+    from requests_app.selectors import CHANGES_CLOCK_MARGIN, changes_committed_before, changes_unseen_margin
+
+    other_process = connection.copy()  # another process of the application, connected as the test's role
+    other_process.ensure_connection()
+    try:
+        before = timezone.now()
+        seen = changes_committed_before()
+        assert before - CHANGES_CLOCK_MARGIN - timedelta(seconds=1) <= seen <= timezone.now() - CHANGES_CLOCK_MARGIN
+
+        with connection.cursor() as cursor:
+            # Created in the test's transaction, and gone with it.
+            cursor.execute("CREATE ROLE portal_without_stats NOLOGIN")
+            cursor.execute("SET LOCAL ROLE portal_without_stats")
+        try:
+            blind = changes_committed_before()
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET ROLE")
+    finally:
+        other_process.close()
+    # From the start of the test's transaction, as PostgreSQL's now() is.
+    margin = changes_unseen_margin()
+    assert margin == timedelta(hours=2, seconds=5)  # the source actions' time limit, and the clocks'
+    assert timezone.now() - margin - timedelta(minutes=1) <= blind <= timezone.now() - margin
+    assert "grant it pg_read_all_stats" in caplog.text
+
+
 @pytest.mark.django_db
 def test_the_status_label_and_the_timeline_are_in_the_language_asked_for(api):
     """As the README says: not only a problem's `detail` follows Accept-Language."""
