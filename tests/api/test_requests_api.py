@@ -245,7 +245,7 @@ def test_updated_since_next_is_a_few_seconds_ago_when_no_transaction_is_open(api
 
 @pytest.mark.postgres
 @pytest.mark.django_db
-def test_updated_since_next_goes_back_an_hour_when_the_role_cannot_see_the_other_sessions(caplog):
+def test_updated_since_next_goes_back_the_longest_task_time_when_the_role_cannot_see_the_other_sessions(caplog):
     """PostgreSQL hides other roles' sessions' transactions from a role without pg_read_all_stats: one of them could
     be a change still uncommitted, dated as long ago as a transaction may run: the moment goes back that far."""
     from django.db import connection

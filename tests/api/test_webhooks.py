@@ -616,7 +616,7 @@ def test_upgrading_names_the_request_of_each_delivery_already_logged(operator):
 
     from requests_app.services import intake
 
-    migration = importlib.import_module("requests_app.migrations.0089_webhook_delivery_request")
+    migration = importlib.import_module("requests_app.migrations.0090_webhook_delivery_request")
     WebhookEndpoint.objects.create(organisation=operator, url="https://portal.example.com/hooks")
     created = client_with(key_for(operator)).post(URL, BODY, format="json").json()
     intake.request_follow_up(request_id=PrivacyRequest.objects.get(public_id=created["id"]).pk)  # request.created

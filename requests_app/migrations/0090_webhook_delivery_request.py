@@ -24,7 +24,7 @@ def name_the_request(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('requests_app', '0088_source_field_erased_by_default'),
+        ('requests_app', '0089_rejection_ground_unfounded_or_excessive'),
     ]
 
     operations = [
